@@ -1,0 +1,16 @@
+// The moeserve subcommands. Each lives in its own cmd_<name>.cpp and registers itself on the
+// root app; main.cpp calls every add_*_command below. A command's callback reports a user error
+// by printing it and throwing CLI::RuntimeError(exit_code).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace moeserve::cli {
+
+void add_logits_command(CLI::App& app);
+void add_generate_command(CLI::App& app);
+
+// Prints "moeserve: error: <message>" to stderr and exits the command with status 1.
+[[noreturn]] void fail(const std::string& message);
+
+}  // namespace moeserve::cli

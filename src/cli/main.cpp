@@ -1,0 +1,35 @@
+// moeserve's entry point: flag parsing and wiring only; the work lives in the libraries.
+#include <cstdio>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+
+namespace moeserve::cli {
+
+void fail(const std::string& message) {
+  std::fprintf(stderr, "moeserve: error: %s\n", message.c_str());
+  throw CLI::RuntimeError(1);
+}
+
+static std::string backends() {
+#ifdef MOESERVE_HAVE_CUDA
+  return "cpu, cuda sm_90a";
+#else
+  return "cpu";
+#endif
+}
+
+}  // namespace moeserve::cli
+
+int main(int argc, char** argv) {
+  using namespace moeserve::cli;
+  CLI::App app{"moeserve: inference and serving for Mixture-of-Experts LLMs"};
+  app.set_version_flag("--version", fmt::format("moeserve {} (backends: {})", MOESERVE_VERSION, backends()));
+  app.require_subcommand(1);
+
+
+  CLI11_PARSE(app, argc, argv);
+  return 0;
+}

@@ -1,0 +1,2 @@
+// placeholder until the CPU ops land
+namespace moeserve {}

@@ -1,0 +1,133 @@
+// ModelConfig: the typed, architecture-neutral description of a model, parsed once from a
+// Hugging Face config.json (after --hf-overrides are merged in). Everything downstream (layers,
+// the memory planner, the runner) reads this, never the JSON. Invariants after parsing:
+// sizes are positive, num_heads % num_kv_heads == 0, layer_is_moe has num_layers entries, `moe`
+// is set iff some layer is MoE, `mla` is set iff attention is MLA.
+#pragma once
+
+#include <array>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/dtype.h"
+#include "base/result.h"
+
+namespace moeserve {
+
+enum class Architecture {
+  kMixtral,
+  kQwen2Moe,
+  kQwen3Moe,
+  kDeepseekV2,
+  kDeepseekV3,
+  kLlama,
+  kMistral,
+  kQwen2,
+  kQwen3,
+};
+
+enum class RopeKind { kDefault, kLinear, kYarn, kLlama3 };
+// kHalf: rotate_half over [x[:d/2], x[d/2:]] (Llama, Mixtral, Qwen). kInterleaved: pairs
+// (x[2i], x[2i+1]) rotate together (DeepSeek's MLA rope part, GPT-J style).
+enum class RopeLayout { kHalf, kInterleaved };
+
+struct RopeConfig {
+  RopeKind kind = RopeKind::kDefault;
+  RopeLayout layout = RopeLayout::kHalf;
+  double theta = 10000.0;
+  int rotary_dim = 0;  // dims rotated per head (head_dim × partial_rotary_factor; MLA: qk_rope_head_dim)
+  double factor = 1.0;
+  // YaRN
+  int original_max_position = 0;
+  double beta_fast = 32.0;
+  double beta_slow = 1.0;
+  double mscale = 0.0;          // 0 = absent
+  double mscale_all_dim = 0.0;  // 0 = absent
+  std::optional<double> attention_factor;
+  bool truncate = true;
+  // Llama 3
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+};
+
+struct MlaConfig {
+  int q_lora_rank = 0;  // 0: plain q_proj
+  int kv_lora_rank = 0;
+  int qk_nope_head_dim = 0;
+  int qk_rope_head_dim = 0;
+  int v_head_dim = 0;
+  int qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
+};
+
+enum class RouterScoring { kSoftmax, kSigmoid };
+// kTopK: top-k over all experts. kGroupLimited: keep the topk_group best groups (group score =
+// max score for V2's group_limited_greedy, sum of the top-2 biased scores for V3's noaux_tc),
+// then top-k inside them.
+enum class RouterSelection { kTopK, kGroupLimitedMax, kGroupLimitedTop2Sum };
+
+struct MoeConfig {
+  int num_experts = 0;
+  int top_k = 0;
+  int expert_intermediate_size = 0;
+  RouterScoring scoring = RouterScoring::kSoftmax;
+  RouterSelection selection = RouterSelection::kTopK;
+  bool norm_topk_prob = false;
+  bool has_score_correction_bias = false;  // DeepSeek-V3: e_score_correction_bias, selection only
+  int num_groups = 1;
+  int topk_groups = 1;
+  float routed_scaling_factor = 1.0f;
+  // Shared experts: intermediate size of the always-on MLP (0 = none), and whether its output
+  // is scaled by sigmoid(x · shared_expert_gate) (Qwen2-MoE).
+  int shared_intermediate_size = 0;
+  bool shared_expert_gate = false;
+};
+
+struct ModelConfig {
+  Architecture architecture = Architecture::kLlama;
+  std::string architecture_name;  // as in config.json, e.g. "MixtralForCausalLM"
+  int vocab_size = 0;
+  int hidden_size = 0;
+  int intermediate_size = 0;  // dense MLP layers
+  int num_layers = 0;
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;  // GQA head size (MLA uses mla.* instead)
+  float rms_norm_eps = 1e-6f;
+  bool tie_word_embeddings = false;
+  bool qkv_bias = false;
+  bool o_bias = false;    // Llama's attention_bias also biases o_proj
+  int sliding_window = 0;  // 0: full causal attention
+  bool qk_norm = false;  // Qwen3: per-head RMSNorm on q and k before RoPE
+  int max_position_embeddings = 0;
+  DType dtype = DType::kBF16;  // torch_dtype of the checkpoint
+  std::vector<int> bos_token_ids;
+  std::vector<int> eos_token_ids;
+  RopeConfig rope;
+  std::optional<MlaConfig> mla;
+  std::optional<MoeConfig> moe;
+  std::vector<bool> layer_is_moe;
+  float attention_scale = 1.0f;  // softmax scale (MLA folds YaRN's mscale² in here)
+  int num_mtp_layers = 0;
+  // quantization_config.quant_method == "fp8": block size of the serialized scales ([0, 0] =
+  // per-tensor). Parsed for the planner; the CPU runner refuses fp8 weights for now.
+  std::optional<std::array<int, 2>> fp8_block_size;        // DeepSeek-V3 num_nextn_predict_layers (weights ignored for serving)
+
+  bool is_mla() const { return mla.has_value(); }
+};
+
+// Merges `overrides` (e.g. --hf-overrides '{"num_hidden_layers": 8}') into the raw config as a
+// JSON merge patch, then parses it. Unknown architectures and unsupported values are refused by
+// name with the list of what is supported.
+Result<ModelConfig> parse_model_config(const nlohmann::json& config_json,
+                                       const nlohmann::json& overrides = nlohmann::json::object());
+// Reads DIR/config.json (or a config.json path) and parses it.
+Result<ModelConfig> load_model_config(const std::string& dir_or_file,
+                                      const nlohmann::json& overrides = nlohmann::json::object());
+
+// The supported config.json `architectures` names, for error messages and --help.
+std::vector<std::string> supported_architectures();
+
+}  // namespace moeserve
