@@ -11,10 +11,11 @@
 
 #include "base/result.h"
 #include "loader/safetensors.h"
+#include "loader/weight_source.h"
 
 namespace moeserve {
 
-class Checkpoint {
+class Checkpoint : public WeightSource {
  public:
   static Result<Checkpoint> open(const std::string& dir);
 
@@ -25,9 +26,9 @@ class Checkpoint {
   std::string file_of(const std::string& name) const;
 
   // A tensor the architecture needs: present, of a float dtype, with exactly `expected` shape.
-  Result<TensorView> require(const std::string& name, const Shape& expected) const;
+  Result<TensorView> require(const std::string& name, const Shape& expected) const override;
   // Like require, but an absent tensor gives a null view instead of an error.
-  Result<TensorView> optional(const std::string& name, const Shape& expected) const;
+  Result<TensorView> optional(const std::string& name, const Shape& expected) const override;
 
  private:
   std::string dir_;

@@ -1,2 +1,0 @@
-// placeholder until the CPU ops land
-namespace moeserve {}

@@ -1,0 +1,19 @@
+// CPU reference: token embedding lookup (converting the table's dtype to float32).
+#include "kernels/ops.h"
+
+namespace moeserve::ops {
+
+void embedding(ExecContext& ctx, const TensorView& table, std::span<const int32_t> ids, const TensorView& out) {
+  const int64_t hidden = table.dim(1);
+  MS_CHECK(out.dim(0) == static_cast<int64_t>(ids.size()) && out.dim(1) == hidden);
+  const size_t row_bytes = static_cast<size_t>(hidden) * dtype_size(table.dtype);
+  ctx.pool->parallel_for(ids.size(), 16, [&](size_t begin, size_t end) {
+    for (size_t t = begin; t < end; ++t) {
+      MS_CHECK(ids[t] >= 0 && ids[t] < table.dim(0));
+      const char* row = static_cast<const char*>(table.data) + static_cast<size_t>(ids[t]) * row_bytes;
+      convert_to_f32(table.dtype, row, out.as<float>() + t * hidden, hidden);
+    }
+  });
+}
+
+}  // namespace moeserve::ops

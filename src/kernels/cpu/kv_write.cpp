@@ -1,0 +1,37 @@
+// CPU reference: scatter this batch's new K/V (or MLA latent + rope key) into the paged cache.
+#include <cstring>
+
+#include "kernels/ops.h"
+
+namespace moeserve::ops {
+
+void kv_write(ExecContext& ctx, const PagedKvLayer& kv, std::span<const SequenceView> sequences,
+              const TensorView& first, const TensorView& second) {
+  const int64_t first_size = first.row_size();
+  const int64_t second_size = second.row_size();
+  MS_CHECK(first_size + second_size == kv.entry_size);
+  for (const SequenceView& seq : sequences) {
+    const int first_position = seq.context_len - seq.num_query;
+    for (int i = 0; i < seq.num_query; ++i) {
+      const int64_t row = seq.query_begin + i;
+      float* entry = kv.entry(seq.block_table.data(), first_position + i);
+      std::memcpy(entry, first.as<float>() + row * first_size, first_size * sizeof(float));
+      std::memcpy(entry + first_size, second.as<float>() + row * second_size, second_size * sizeof(float));
+    }
+  }
+}
+
+}  // namespace moeserve::ops
+
+namespace moeserve::ops {
+
+void kv_gather(ExecContext& ctx, const PagedKvLayer& kv, std::span<const int32_t> block_table, int context_len,
+               const TensorView& out) {
+  MS_CHECK(out.dim(0) == context_len && out.dim(1) == kv.entry_size);
+  for (int position = 0; position < context_len; ++position) {
+    std::memcpy(out.as<float>() + static_cast<int64_t>(position) * kv.entry_size,
+                kv.entry(block_table.data(), position), kv.entry_size * sizeof(float));
+  }
+}
+
+}  // namespace moeserve::ops

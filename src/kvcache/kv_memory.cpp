@@ -1,0 +1,23 @@
+#include "kvcache/kv_memory.h"
+
+namespace moeserve {
+
+KvMemory::KvMemory(const KvShape& shape) : shape_(shape) {
+  MS_CHECK(shape.num_layers > 0 && shape.num_blocks > 0 && shape.block_size > 0 && shape.entry_size > 0);
+  layers_.reserve(shape.num_layers);
+  for (int layer = 0; layer < shape.num_layers; ++layer) {
+    layers_.emplace_back(DType::kF32, Shape{shape.num_blocks, shape.block_size, shape.entry_size});
+  }
+}
+
+PagedKvLayer KvMemory::layer(int layer_idx) const {
+  MS_CHECK(layer_idx >= 0 && layer_idx < shape_.num_layers);
+  return PagedKvLayer{layers_[layer_idx].f32(), shape_.num_blocks, shape_.block_size, shape_.entry_size};
+}
+
+size_t KvMemory::bytes() const {
+  return static_cast<size_t>(shape_.num_layers) * shape_.num_blocks * shape_.block_size * shape_.entry_size *
+         sizeof(float);
+}
+
+}  // namespace moeserve

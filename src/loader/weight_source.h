@@ -1,0 +1,22 @@
+// WeightSource: where a model's layers get their weight tensors by name and expected shape —
+// a real checkpoint (Checkpoint) or random weights of the right shapes (DummyWeights, for
+// `--load-format dummy`). Views stay valid while the source lives.
+#pragma once
+
+#include <string>
+
+#include "base/result.h"
+#include "tensor/tensor.h"
+
+namespace moeserve {
+
+class WeightSource {
+ public:
+  virtual ~WeightSource() = default;
+  // A tensor the architecture needs: present, float dtype, exactly `expected` shape.
+  virtual Result<TensorView> require(const std::string& name, const Shape& expected) const = 0;
+  // Like require, but an absent tensor gives a null view (data == nullptr).
+  virtual Result<TensorView> optional(const std::string& name, const Shape& expected) const = 0;
+};
+
+}  // namespace moeserve

@@ -1,0 +1,86 @@
+#include "model/decoder_model.h"
+
+#include <fmt/format.h>
+
+#include "model/registry.h"
+
+namespace moeserve {
+
+Result<std::unique_ptr<DecoderModel>> DecoderModel::load(const ModelConfig& config, const WeightSource& weights,
+                                                         const ModelOptions& options) {
+  if (config.fp8_block_size) {
+    return make_error("fp8-quantized checkpoints are not supported by the CPU backend yet");
+  }
+  auto model = std::make_unique<DecoderModel>();
+  model->config_ = config;
+  const ModelConfig& cfg = model->config_;  // layers keep a pointer to this copy
+  const int64_t hidden = cfg.hidden_size;
+  const WeightNames& names = architecture_definition(cfg.architecture).names;
+  MS_ASSIGN_OR_RETURN(model->embed_tokens_, weights.require("model.embed_tokens.weight", Shape{cfg.vocab_size, hidden}));
+  MS_ASSIGN_OR_RETURN(model->final_norm_, weights.require("model.norm.weight", Shape{hidden}));
+  if (cfg.tie_word_embeddings) {
+    model->lm_head_ = model->embed_tokens_;
+  } else {
+    MS_ASSIGN_OR_RETURN(model->lm_head_, weights.require("lm_head.weight", Shape{cfg.vocab_size, hidden}));
+  }
+  model->layers_.reserve(cfg.num_layers);
+  for (int layer_idx = 0; layer_idx < cfg.num_layers; ++layer_idx) {
+    const std::string prefix = fmt::format("model.layers.{}.", layer_idx);
+    MS_ASSIGN_OR_RETURN(TensorView input_norm, weights.require(prefix + "input_layernorm.weight", Shape{hidden}));
+    MS_ASSIGN_OR_RETURN(TensorView post_norm,
+                        weights.require(prefix + "post_attention_layernorm.weight", Shape{hidden}));
+    std::variant<GqaAttention, MlaAttention> attention;
+    if (cfg.is_mla()) {
+      MS_ASSIGN_OR_RETURN(attention, MlaAttention::load(cfg, weights, prefix + "self_attn.", options.mla_mode));
+    } else {
+      MS_ASSIGN_OR_RETURN(attention, GqaAttention::load(cfg, weights, prefix + "self_attn."));
+    }
+    std::variant<SwigluMlp, MoeBlock> ffn;
+    if (cfg.layer_is_moe[layer_idx]) {
+      MS_ASSIGN_OR_RETURN(ffn, MoeBlock::load(cfg, names, weights, prefix));
+    } else {
+      MS_ASSIGN_OR_RETURN(ffn, SwigluMlp::load(weights, prefix + "mlp.", hidden, cfg.intermediate_size));
+    }
+    model->layers_.push_back(Layer{input_norm, post_norm, std::move(attention), std::move(ffn)});
+  }
+  return model;
+}
+
+int DecoderModel::kv_entry_size() const {
+  return config_.is_mla() ? MlaAttention::kv_entry_size(config_) : GqaAttention::kv_entry_size(config_);
+}
+
+void DecoderModel::forward(ExecContext& exec, const ForwardBatch& batch, const KvMemory& kv,
+                           const TensorView& logits) const {
+  const int64_t tokens = static_cast<int64_t>(batch.token_ids.size());
+  const int64_t hidden = config_.hidden_size;
+  Tensor residual(DType::kF32, Shape{tokens, hidden});
+  Tensor normed(DType::kF32, Shape{tokens, hidden});
+  Tensor branch(DType::kF32, Shape{tokens, hidden});
+  ops::embedding(exec, embed_tokens_, batch.token_ids, residual.view());
+  for (size_t layer_idx = 0; layer_idx < layers_.size(); ++layer_idx) {
+    const Layer& layer = layers_[layer_idx];
+    LayerContext ctx{exec, batch, kv.layer(static_cast<int>(layer_idx))};
+    ops::rms_norm(exec, residual.view(), layer.input_norm, config_.rms_norm_eps, normed.view());
+    std::visit([&](const auto& attention) { attention.forward(ctx, normed.view(), branch.view()); }, layer.attention);
+    ops::add_inplace(exec, residual.view(), branch.view());
+    ops::rms_norm(exec, residual.view(), layer.post_attn_norm, config_.rms_norm_eps, normed.view());
+    std::visit(
+        [&](const auto& ffn) {
+          if constexpr (std::is_same_v<std::decay_t<decltype(ffn)>, MoeBlock>) {
+            ffn.forward(ctx, normed.view(), branch.view());
+          } else {
+            ffn.forward(exec, normed.view(), branch.view());
+          }
+        },
+        layer.ffn);
+    ops::add_inplace(exec, residual.view(), branch.view());
+  }
+  const int64_t rows = static_cast<int64_t>(batch.logit_rows.size());
+  Tensor selected(DType::kF32, Shape{rows, hidden});
+  ops::gather_rows(exec, residual.view(), batch.logit_rows, selected.view());
+  ops::rms_norm(exec, selected.view(), final_norm_, config_.rms_norm_eps, selected.view());
+  ops::linear(exec, selected.view(), lm_head_, TensorView{}, logits);
+}
+
+}  // namespace moeserve

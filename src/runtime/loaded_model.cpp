@@ -1,0 +1,41 @@
+#include "runtime/loaded_model.h"
+
+#include <filesystem>
+
+#include "loader/checkpoint.h"
+#include "loader/dummy_weights.h"
+#include "loader/json_file.h"
+
+namespace moeserve {
+
+Result<LoadedModel> load_model(const std::string& model_dir, const LoadOptions& options) {
+  MS_ASSIGN_OR_RETURN(ModelConfig config, load_model_config(model_dir, options.hf_overrides));
+  LoadedModel loaded;
+  if (options.load_format == LoadFormat::kDummy) {
+    loaded.weights = std::make_unique<DummyWeights>(options.seed);
+  } else {
+    MS_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::open(model_dir));
+    loaded.weights = std::make_unique<Checkpoint>(std::move(checkpoint));
+  }
+  MS_ASSIGN_OR_RETURN(loaded.model, DecoderModel::load(config, *loaded.weights, options.model));
+  return loaded;
+}
+
+std::vector<int32_t> load_eos_token_ids(const std::string& model_dir, const ModelConfig& config) {
+  std::vector<int32_t> ids(config.eos_token_ids.begin(), config.eos_token_ids.end());
+  const auto path = std::filesystem::path(model_dir) / "generation_config.json";
+  if (!std::filesystem::exists(path)) return ids;
+  auto json = read_json_file(path.string());
+  if (!json.ok() || !json->contains("eos_token_id")) return ids;
+  const nlohmann::json& eos = (*json)["eos_token_id"];
+  if (eos.is_number_integer()) return {eos.get<int32_t>()};
+  if (eos.is_array()) {
+    ids.clear();
+    for (const auto& id : eos) {
+      if (id.is_number_integer()) ids.push_back(id.get<int32_t>());
+    }
+  }
+  return ids;
+}
+
+}  // namespace moeserve

@@ -1,0 +1,35 @@
+// Loading a model for running: config.json (+ --hf-overrides) → ModelConfig, weights from the
+// checkpoint (or random ones for --load-format dummy) → DecoderModel. The weight source lives
+// as long as the model, since layers hold views into it.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "loader/weight_source.h"
+#include "model/decoder_model.h"
+
+namespace moeserve {
+
+enum class LoadFormat { kAuto, kDummy };
+
+struct LoadOptions {
+  nlohmann::json hf_overrides = nlohmann::json::object();
+  LoadFormat load_format = LoadFormat::kAuto;
+  uint64_t seed = 0;
+  ModelOptions model;
+};
+
+struct LoadedModel {
+  std::unique_ptr<WeightSource> weights;
+  std::unique_ptr<DecoderModel> model;
+};
+
+Result<LoadedModel> load_model(const std::string& model_dir, const LoadOptions& options);
+
+// EOS ids: generation_config.json's eos_token_id when present, else config.json's.
+std::vector<int32_t> load_eos_token_ids(const std::string& model_dir, const ModelConfig& config);
+
+}  // namespace moeserve
