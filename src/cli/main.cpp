@@ -28,8 +28,7 @@ int main(int argc, char** argv) {
   CLI::App app{"moeserve: inference and serving for Mixture-of-Experts LLMs"};
   app.set_version_flag("--version", fmt::format("moeserve {} (backends: {})", MOESERVE_VERSION, backends()));
   app.require_subcommand(1);
-
-
+  add_logits_command(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }
