@@ -101,10 +101,6 @@ Status parse_common(const ConfigReader& reader, ModelConfig& config) {
   MS_ASSIGN_OR_RETURN(config.num_layers, reader.get_int("num_hidden_layers"));
   MS_ASSIGN_OR_RETURN(config.num_heads, reader.get_int("num_attention_heads"));
   MS_ASSIGN_OR_RETURN(config.num_kv_heads, reader.get_int_or("num_key_value_heads", config.num_heads));
-  if (config.num_kv_heads <= 0 || config.num_heads % config.num_kv_heads != 0) {
-    return make_error("config.json: num_attention_heads {} is not a multiple of num_key_value_heads {}",
-                      config.num_heads, config.num_kv_heads);
-  }
   MS_ASSIGN_OR_RETURN(config.head_dim, reader.get_int_or("head_dim", config.hidden_size / config.num_heads));
   if (config.head_dim <= 0) return make_error("config.json: head_dim must be positive");
   MS_ASSIGN_OR_RETURN(double eps, reader.get_double_or("rms_norm_eps", 1e-6));
@@ -161,6 +157,11 @@ Result<ModelConfig> parse_model_config(const Json& config_json, const Json& over
   MS_RETURN_IF_ERROR(parse_common(reader, config));
   config.layer_is_moe.assign(config.num_layers, false);
   MS_RETURN_IF_ERROR(definition->parse_config(reader, config));
+  // After the family's fields: MLA replaces num_key_value_heads with one shared latent.
+  if (config.num_kv_heads <= 0 || config.num_heads % config.num_kv_heads != 0) {
+    return make_error("config.json: num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                      config.num_heads, config.num_kv_heads);
+  }
   return config;
 }
 
