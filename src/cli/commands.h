@@ -9,6 +9,7 @@ namespace moeserve::cli {
 
 void add_logits_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
 // Prints "moeserve: error: <message>" to stderr and exits the command with status 1.
 [[noreturn]] void fail(const std::string& message);

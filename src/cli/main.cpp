@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", fmt::format("moeserve {} (backends: {})", MOESERVE_VERSION, backends()));
   app.require_subcommand(1);
   add_logits_command(app);
+  add_bench_command(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

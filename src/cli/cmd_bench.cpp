@@ -1,0 +1,162 @@
+// `moeserve bench latency MODEL_DIR [--input-len N] [--output-len N] [--num-iters N]
+// [--output-json FILE]`: like vLLM's `bench latency` for one sequence — times a prefill of
+// input-len tokens and output-len greedy decode steps, and reports them next to this machine's
+// ceilings (measured memcpy bandwidth ÷ weight bytes read per decode token). Works with
+// --load-format dummy --hf-overrides to bench a real model's shape without its checkpoint.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/engine_flags.h"
+#include "runtime/sampler.h"
+#include "runtime/sequence_runner.h"
+
+namespace moeserve::cli {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct BenchArgs {
+  EngineFlags engine;
+  int input_len = 128;
+  int output_len = 64;
+  int num_iters = 3;
+  std::string output_json;
+};
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Copy bandwidth (bytes read + written per second) of a 256 MiB memcpy, best of 3.
+double measure_copy_bandwidth() {
+  const size_t bytes = size_t{256} << 20;
+  std::vector<char> src(bytes, 1), dst(bytes, 0);
+  double best = 0.0;
+  for (int trial = 0; trial < 3; ++trial) {
+    const auto start = Clock::now();
+    std::memcpy(dst.data(), src.data(), bytes);
+    best = std::max(best, 2.0 * bytes / seconds_since(start));
+  }
+  return best;
+}
+
+// Weight bytes one decode token reads: everything but the embedding table and the experts a
+// token does not route to (top_k of num_experts per MoE layer).
+double decode_weight_bytes(const ModelConfig& config) {
+  const double hidden = config.hidden_size;
+  const double elem = 2.0;  // bf16
+  double attention = 0.0;
+  if (config.is_mla()) {
+    const MlaConfig& mla = *config.mla;
+    const double q = mla.q_lora_rank > 0 ? mla.q_lora_rank * (hidden + config.num_heads * mla.qk_head_dim())
+                                         : hidden * config.num_heads * mla.qk_head_dim();
+    attention = q + hidden * (mla.kv_lora_rank + mla.qk_rope_head_dim) +
+                mla.kv_lora_rank * config.num_heads * (mla.qk_nope_head_dim + mla.v_head_dim) +
+                config.num_heads * mla.v_head_dim * hidden;
+  } else {
+    attention = hidden * config.head_dim * (2.0 * config.num_heads + 2.0 * config.num_kv_heads);
+  }
+  double total = hidden * config.vocab_size;  // lm_head (tied or not, it is read)
+  for (int layer = 0; layer < config.num_layers; ++layer) {
+    total += attention;
+    if (config.layer_is_moe[layer]) {
+      const MoeConfig& moe = *config.moe;
+      total += hidden * moe.num_experts + 3.0 * hidden * moe.expert_intermediate_size * moe.top_k +
+               3.0 * hidden * moe.shared_intermediate_size;
+    } else {
+      total += 3.0 * hidden * config.intermediate_size;
+    }
+  }
+  return total * elem;
+}
+
+void run_bench_latency(const BenchArgs& args) {
+  if (args.input_len <= 0 || args.output_len <= 0 || args.num_iters <= 0) {
+    fail("--input-len, --output-len and --num-iters must be positive");
+  }
+  auto options = args.engine.load_options();
+  if (!options.ok()) fail(options.error().message);
+  auto loaded = load_model(args.engine.model_dir, *options);
+  if (!loaded.ok()) fail(loaded.error().message);
+  const DecoderModel& model = *loaded->model;
+  const int vocab = model.config().vocab_size;
+  ThreadPool pool(args.engine.threads);
+  ExecContext exec{&pool};
+  std::vector<int32_t> prompt(args.input_len);
+  for (int i = 0; i < args.input_len; ++i) prompt[i] = (i * 7919 + 13) % vocab;
+
+  double best_prefill = 1e30, best_decode = 1e30;
+  for (int iter = 0; iter <= args.num_iters; ++iter) {  // iteration 0 warms up
+    SequenceRunner runner(model, exec, args.input_len + args.output_len);
+    auto start = Clock::now();
+    auto logits = runner.append(prompt, false);
+    if (!logits.ok()) fail(logits.error().message);
+    const double prefill = seconds_since(start);
+    start = Clock::now();
+    for (int step = 0; step < args.output_len; ++step) {
+      int32_t token = argmax_token(std::span<const float>(logits->f32(), vocab));
+      logits = runner.append(std::span<const int32_t>(&token, 1), false);
+      if (!logits.ok()) fail(logits.error().message);
+    }
+    const double decode = seconds_since(start);
+    if (iter > 0) {
+      best_prefill = std::min(best_prefill, prefill);
+      best_decode = std::min(best_decode, decode);
+    }
+  }
+  const double bandwidth = measure_copy_bandwidth();
+  const double bytes_per_token = decode_weight_bytes(model.config());
+  const double decode_tps = args.output_len / best_decode;
+  const double roofline_tps = bandwidth / bytes_per_token;
+  const nlohmann::json result = {
+      {"benchmark", "latency"},
+      {"model", args.engine.model_dir},
+      {"device", "cpu"},
+      {"threads", pool.num_threads()},
+      {"hardware_threads", std::thread::hardware_concurrency()},
+      {"input_len", args.input_len},
+      {"output_len", args.output_len},
+      {"batch_size", 1},
+      {"num_iters", args.num_iters},
+      {"prefill_seconds", best_prefill},
+      {"prefill_tokens_per_s", args.input_len / best_prefill},
+      {"decode_seconds", best_decode},
+      {"decode_tokens_per_s", decode_tps},
+      {"copy_bandwidth_bytes_per_s", bandwidth},
+      {"weight_bytes_per_decode_token", bytes_per_token},
+      {"decode_roofline_tokens_per_s", roofline_tps},
+      {"decode_fraction_of_roofline", decode_tps / roofline_tps},
+  };
+  std::printf("%s\n", result.dump(2).c_str());
+  if (!args.output_json.empty()) {
+    std::ofstream out(args.output_json);
+    out << result.dump(2) << "\n";
+    if (!out) fail("cannot write " + args.output_json);
+  }
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  CLI::App* bench = app.add_subcommand("bench", "Benchmarks (speed is measured here, never in tests)");
+  bench->require_subcommand(1);
+  auto args = std::make_shared<BenchArgs>();
+  CLI::App* latency = bench->add_subcommand("latency", "Prefill and decode speed of one sequence");
+  args->engine.add_to(*latency);
+  latency->add_option("--input-len", args->input_len, "Prompt tokens");
+  latency->add_option("--output-len", args->output_len, "Generated tokens");
+  latency->add_option("--num-iters", args->num_iters, "Timed iterations (best is reported)");
+  latency->add_option("--output-json", args->output_json, "Also write the result to this file");
+  latency->callback([args] { run_bench_latency(*args); });
+}
+
+}  // namespace moeserve::cli
