@@ -60,7 +60,7 @@ void DecoderModel::forward(ExecContext& exec, const ForwardBatch& batch, const K
   ops::embedding(exec, embed_tokens_, batch.token_ids, residual.view());
   for (size_t layer_idx = 0; layer_idx < layers_.size(); ++layer_idx) {
     const Layer& layer = layers_[layer_idx];
-    LayerContext ctx{exec, batch, kv.layer(static_cast<int>(layer_idx))};
+    LayerContext ctx{exec, batch, kv.layer(static_cast<int>(layer_idx)), static_cast<int>(layer_idx)};
     ops::rms_norm(exec, residual.view(), layer.input_norm, config_.rms_norm_eps, normed.view());
     std::visit([&](const auto& attention) { attention.forward(ctx, normed.view(), branch.view()); }, layer.attention);
     ops::add_inplace(exec, residual.view(), branch.view());

@@ -4,6 +4,7 @@
 // chunked prefill, decode and prefix-cache hits are the same code path.
 #pragma once
 
+#include <cstdint>
 #include <span>
 #include <vector>
 
@@ -11,11 +12,18 @@
 
 namespace moeserve {
 
+// Tokens routed to each expert: counts[layer × num_experts + expert] (MoE layers only).
+struct ExpertLoad {
+  std::vector<int64_t> counts;
+  int num_experts = 0;
+};
+
 struct ForwardBatch {
   std::span<const int32_t> token_ids;  // [T]
   std::span<const int32_t> positions;  // [T]
   std::vector<SequenceView> sequences;
   std::span<const int32_t> logit_rows;  // rows of the batch whose logits are wanted
+  ExpertLoad* expert_load = nullptr;    // when set, MoE layers add their routing counts
 };
 
 }  // namespace moeserve

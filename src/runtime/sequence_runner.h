@@ -1,13 +1,12 @@
-// SequenceRunner: runs a single sequence through a DecoderModel with its own small paged KV
-// cache (blocks handed out in order). It serves `moeserve logits`, `moeserve generate` and the
-// golden tests; the serving engine's ModelRunner batches many sequences over a shared pool.
+// SequenceRunner: one sequence through a ModelRunner with its own small paged KV cache. It
+// serves `moeserve logits`, `generate`, `bench latency` and the golden tests; the serving
+// engine drives ModelRunner directly with many sequences over a shared block pool.
 #pragma once
 
 #include <span>
 #include <vector>
 
-#include "kvcache/kv_memory.h"
-#include "model/decoder_model.h"
+#include "runtime/model_runner.h"
 
 namespace moeserve {
 
@@ -27,10 +26,9 @@ class SequenceRunner {
   Result<Tensor> append(std::span<const int32_t> ids, bool all_logits, int max_chunk = 0);
 
  private:
-  const DecoderModel& model_;
-  ExecContext& exec_;
-  KvMemory kv_;
-  std::vector<int32_t> block_table_;
+  ModelRunner runner_;
+  std::vector<BlockId> block_table_;
+  std::vector<int32_t> tokens_;
   int capacity_;
   int length_ = 0;
 };

@@ -11,6 +11,7 @@ struct LayerContext {
   ExecContext& exec;
   const ForwardBatch& batch;
   PagedKvLayer kv;
+  int layer_idx = 0;
 };
 
 // A projection's weight [out, in] and optional bias [out] (null view when absent).

@@ -66,6 +66,10 @@ void MoeBlock::forward(LayerContext& ctx, const TensorView& x, const TensorView&
       weights[expert].push_back(expert_weights.f32()[t * top_k + k]);
     }
   }
+  if (ctx.batch.expert_load != nullptr) {
+    int64_t* counts = ctx.batch.expert_load->counts.data() + static_cast<int64_t>(ctx.layer_idx) * num_experts;
+    for (int expert = 0; expert < num_experts; ++expert) counts[expert] += static_cast<int64_t>(rows[expert].size());
+  }
   std::fill(out.as<float>(), out.as<float>() + out.numel(), 0.0f);
   for (int expert = 0; expert < num_experts; ++expert) {
     if (rows[expert].empty()) continue;  // experts no token chose are skipped entirely
