@@ -221,8 +221,14 @@ Value Interpreter::make_macro(const Stmt& stmt, const std::shared_ptr<Scope>& sc
   auto callable = std::make_shared<Callable>();
   callable->name = stmt.name.empty() ? "caller" : stmt.name;
   const Stmt* macro = &stmt;
-  callable->function = [macro, scope, caller](Interpreter& interpreter, CallArgs& args) {
-    return interpreter.invoke_macro(*macro, scope, args, caller);
+  // The scope holds the macro and the macro needs the scope: a weak link breaks the cycle,
+  // and macro_scopes_ keeps the scope alive until the render ends.
+  macro_scopes_.push_back(scope);
+  std::weak_ptr<Scope> weak_scope = scope;
+  callable->function = [macro, weak_scope, caller](Interpreter& interpreter, CallArgs& args) -> Result<Value> {
+    std::shared_ptr<Scope> defining_scope = weak_scope.lock();
+    if (!defining_scope) return make_error("macro called after its template finished rendering");
+    return interpreter.invoke_macro(*macro, defining_scope, args, caller);
   };
   return Value(std::shared_ptr<const Callable>(std::move(callable)));
 }

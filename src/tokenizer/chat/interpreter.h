@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "base/result.h"
 #include "tokenizer/chat/ast.h"
@@ -83,6 +84,7 @@ class Interpreter {
   int64_t iterations_ = 0;
   int call_depth_ = 0;
   size_t produced_bytes_ = 0;  // all text appended anywhere, bounded at 4x the output limit
+  std::vector<std::shared_ptr<Scope>> macro_scopes_;  // scopes that defined macros, alive for the render
 };
 
 // Error position prefix "line N: ".
