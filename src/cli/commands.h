@@ -10,6 +10,8 @@ namespace moeserve::cli {
 void add_logits_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+// Registers both `tokenize` and `detokenize` (cmd_tokenize.cpp).
+void add_tokenize_command(CLI::App& app);
 
 // Prints "moeserve: error: <message>" to stderr and exits the command with status 1.
 [[noreturn]] void fail(const std::string& message);

@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   add_logits_command(app);
   add_bench_command(app);
+  add_tokenize_command(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }
