@@ -42,7 +42,11 @@ std::string IncrementalDetokenizer::decode_range(size_t begin, size_t end) const
 
 std::string IncrementalDetokenizer::push(int32_t id) {
   ids_.push_back(id);
+  // A byte-fallback token may still join the bytes after it; a token decode() drops (skipped
+  // special, unknown id) changes no text and must not end a byte run either, since the
+  // bytes on both sides of it meet in the decoder.
   if (tokenizer_->is_byte_fallback_token(id)) return "";
+  if ((skip_special_tokens_ && tokenizer_->is_special(id)) || !tokenizer_->id_to_token(id)) return "";
   const std::string prefix_text = decode_range(prefix_offset_, read_offset_);
   const std::string new_text = decode_range(prefix_offset_, ids_.size());
   if (new_text.size() <= prefix_text.size() || ends_with(new_text, unicode::kReplacementChar)) return "";
