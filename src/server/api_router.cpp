@@ -1,0 +1,254 @@
+// ApiRouter: routing, API key check, and the routes that answer at once (models, health,
+// version, metrics, tokenize, detokenize). Generation routes live in generation_handlers.cpp.
+#include "server/api_router.h"
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "server/openai_responses.h"
+
+namespace moeserve {
+namespace {
+
+Result<std::string> read_file(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return make_error("cannot open chat template file {}", path);
+  std::ostringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+// The template source: --chat-template FILE, else the model directory's (chat_template.jinja or
+// tokenizer_config.json, as transformers picks), else what the tokenizer loaded.
+Result<std::optional<std::string>> chat_template_source(const ServerOptions& options, const EngineClient& engine) {
+  if (!options.chat_template_path.empty()) {
+    MS_ASSIGN_OR_RETURN(std::string text, read_file(options.chat_template_path));
+    return std::optional<std::string>(std::move(text));
+  }
+  if (!engine.info().model_dir.empty()) {
+    Result<chat::ChatTemplateConfig> config = chat::load_chat_template_config(engine.info().model_dir);
+    if (config.ok()) return std::optional<std::string>(config->chat_template);
+  }
+  if (auto tokenizer = engine.tokenizer()) return tokenizer->chat_template();
+  return std::optional<std::string>();
+}
+
+bool bearer_matches(const std::string& header, const std::string& key) {
+  constexpr std::string_view kPrefix = "Bearer ";
+  return header.size() == kPrefix.size() + key.size() && header.compare(0, kPrefix.size(), kPrefix) == 0 &&
+         header.compare(kPrefix.size(), std::string::npos, key) == 0;
+}
+
+// nlohmann's parser recurses per nesting level; a hostile body of a million `[` would overflow
+// the io thread's stack, so nesting is bounded before parsing.
+bool nesting_within(const std::string& text, int max_depth) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t pos = 0; pos < text.size(); ++pos) {
+    const char c = text[pos];
+    if (in_string) {
+      if (c == '\\') {
+        ++pos;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return false;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+ApiResult<Json> parse_json_body(const std::string& body) {
+  constexpr int kMaxDepth = 256;
+  if (!nesting_within(body, kMaxDepth)) {
+    return bad_request(fmt::format("request body nests JSON deeper than {} levels", kMaxDepth));
+  }
+  try {
+    return Json::parse(body);
+  } catch (const nlohmann::json::exception& error) {
+    return bad_request(fmt::format("request body is not valid JSON: {}", error.what()));
+  }
+}
+
+ApiRouter::ApiRouter(const ServerOptions& options, EngineClient& engine, MetricsRegistry& metrics,
+                     std::shared_ptr<IoDispatcher> dispatcher)
+    : options_(options), engine_(engine), metrics_(metrics), dispatcher_(std::move(dispatcher)) {}
+
+Result<std::unique_ptr<ApiRouter>> ApiRouter::create(const ServerOptions& options, EngineClient& engine,
+                                                     MetricsRegistry& metrics, std::shared_ptr<IoDispatcher> dispatcher) {
+  std::unique_ptr<ApiRouter> router(new ApiRouter(options, engine, metrics, std::move(dispatcher)));
+  router->tokenizer_ = engine.tokenizer();
+  if (router->tokenizer_ == nullptr) return make_error("the engine has no tokenizer");
+  router->model_names_ = options.served_model_names;
+  if (router->model_names_.empty()) router->model_names_.push_back(engine.info().model_dir);
+  router->created_ =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  MS_ASSIGN_OR_RETURN(std::optional<std::string> source, chat_template_source(options, engine));
+  if (source) {
+    Result<chat::ChatTemplate> parsed = chat::ChatTemplate::parse(*source);
+    if (!parsed.ok()) return parsed.error().with_context("parsing the chat template");
+    router->chat_template_ = std::move(parsed).value();
+  } else {
+    router->no_template_reason_ =
+        "this model has no chat template (none in tokenizer_config.json or chat_template.jinja); start the server "
+        "with --chat-template FILE to use /v1/chat/completions";
+  }
+  return router;
+}
+
+RouteOutcome ApiRouter::route(const HttpRequest& request) {
+  if (!options_.api_key.empty() && request.path.starts_with("/v1") &&
+      !bearer_matches(request.authorization, options_.api_key)) {
+    return respond(error_response(unauthorized()));
+  }
+  RouteOutcome outcome = dispatch(request);
+  if (outcome.response.status == 503) {
+    outcome.response.headers.emplace_back("Retry-After", std::to_string(options_.retry_after_seconds));
+  }
+  return outcome;
+}
+
+RouteOutcome ApiRouter::dispatch(const HttpRequest& request) {
+  struct Route {
+    const char* path;
+    const char* method;
+  };
+  static const Route kRoutes[] = {{"/v1/completions", "POST"}, {"/v1/chat/completions", "POST"},
+                                  {"/v1/models", "GET"},       {"/health", "GET"},
+                                  {"/version", "GET"},         {"/metrics", "GET"},
+                                  {"/tokenize", "POST"},       {"/detokenize", "POST"}};
+  const Route* match = nullptr;
+  for (const Route& route : kRoutes) {
+    if (request.path == route.path) match = &route;
+  }
+  if (match == nullptr) return respond(error_response(not_found("Route " + request.path + " not found.")));
+  if (request.method != match->method) {
+    HttpResponse response = error_response(method_not_allowed(request.method, request.path));
+    response.headers.emplace_back("Allow", match->method);
+    return respond(std::move(response));
+  }
+  const std::string path = match->path;
+  if (path == "/health") return respond(text_response(200, "", ""));
+  if (path == "/v1/models") return respond(models());
+  if (path == "/version") return respond(version());
+  if (path == "/metrics") return respond(metrics());
+  ApiResult<Json> body = parse_json_body(request.body);
+  if (!body.ok()) return respond(error_response(body.error()));
+  if (!body.value().is_object()) return respond(error_response(bad_request("request body must be a JSON object")));
+  if (path == "/tokenize") return respond(tokenize(body.value()));
+  if (path == "/detokenize") return respond(detokenize(body.value()));
+  if (path == "/v1/completions") return completions(body.value());
+  return chat_completions(body.value());
+}
+
+HttpResponse ApiRouter::models() const {
+  Json data = Json::array();
+  for (const std::string& name : model_names_) {
+    Json card;
+    card["id"] = name;
+    card["object"] = "model";
+    card["created"] = created_;
+    card["owned_by"] = "moeserve";
+    card["root"] = engine_.info().model_dir;
+    card["parent"] = nullptr;
+    card["max_model_len"] = engine_.info().max_model_len;
+    data.push_back(std::move(card));
+  }
+  return json_response(200, dump_json(Json{{"object", "list"}, {"data", std::move(data)}}));
+}
+
+HttpResponse ApiRouter::version() const { return json_response(200, dump_json(Json{{"version", MOESERVE_VERSION}})); }
+
+HttpResponse ApiRouter::metrics() const {
+  return text_response(200, MetricsRegistry::kContentType, metrics_.render());
+}
+
+std::optional<ApiError> ApiRouter::check_model(const std::optional<std::string>& model) const {
+  if (!model || model->empty()) return std::nullopt;
+  for (const std::string& name : model_names_) {
+    if (name == *model) return std::nullopt;
+  }
+  ApiError error = not_found(fmt::format("The model `{}` does not exist.", *model));
+  error.param = "model";
+  return error;
+}
+
+ApiResult<std::vector<int32_t>> ApiRouter::encode(const std::string& text, bool add_special_tokens,
+                                                  const std::string& param) const {
+  Result<std::vector<int32_t>> ids = tokenizer_->encode(text, add_special_tokens);
+  if (!ids.ok()) return bad_request("cannot tokenize `" + param + "`: " + ids.error().message, param);
+  return std::move(ids).value();
+}
+
+HttpResponse ApiRouter::tokenize(const Json& body) const {
+  FieldReader reader(body);
+  std::optional<std::string> model = reader.string("model");
+  const bool return_token_strs = reader.boolean("return_token_strs").value_or(false);
+  std::string text;
+  bool add_special_tokens = true;
+  if (reader.field("messages") != nullptr) {
+    // The chat form: the same rendering a chat completion would use.
+    ServerOptions parse_options = options_;
+    ApiResult<ChatRequest> chat = parse_chat_request(body, parse_options);
+    if (!chat.ok()) return error_response(chat.error());
+    ApiResult<std::string> rendered = render_chat(chat.value().messages, chat.value().add_generation_prompt,
+                                                  chat.value().continue_final_message, chat.value().template_context);
+    if (!rendered.ok()) return error_response(rendered.error());
+    text = rendered.value();
+    add_special_tokens = chat.value().params.add_special_tokens.value_or(false);
+  } else {
+    std::optional<std::string> prompt = reader.string("prompt");
+    if (!prompt && reader.ok()) reader.fail("`prompt` or `messages` is required", "prompt");
+    add_special_tokens = reader.boolean("add_special_tokens").value_or(true);
+    if (!reader.ok()) return error_response(reader.error());
+    text = *prompt;
+  }
+  if (!reader.ok()) return error_response(reader.error());
+  if (auto error = check_model(model)) return error_response(*error);
+  ApiResult<std::vector<int32_t>> ids = encode(text, add_special_tokens, "prompt");
+  if (!ids.ok()) return error_response(ids.error());
+  Json out;
+  out["count"] = ids.value().size();
+  out["max_model_len"] = engine_.info().max_model_len;
+  out["tokens"] = ids.value();
+  if (return_token_strs) {
+    Json strs = Json::array();
+    for (int32_t id : ids.value()) strs.push_back(tokenizer_->id_to_token(id).value_or(""));
+    out["token_strs"] = std::move(strs);
+  } else {
+    out["token_strs"] = nullptr;
+  }
+  return json_response(200, dump_json(out));
+}
+
+HttpResponse ApiRouter::detokenize(const Json& body) const {
+  FieldReader reader(body);
+  std::optional<std::string> model = reader.string("model");
+  const Json* tokens = reader.field("tokens");
+  if (tokens == nullptr && reader.ok()) reader.fail("`tokens` is required", "tokens");
+  if (!reader.ok()) return error_response(reader.error());
+  if (auto error = check_model(model)) return error_response(*error);
+  std::vector<int32_t> ids;
+  if (!tokens->is_array()) return error_response(bad_request("`tokens` must be an array of integers", "tokens"));
+  for (const Json& item : *tokens) {
+    std::optional<int64_t> id = json_integer(item);
+    if (!id || *id < 0 || *id >= tokenizer_->vocab_size()) {
+      return error_response(bad_request(
+          fmt::format("`tokens` must hold token ids in [0, {}), got {}", tokenizer_->vocab_size(), item.dump()), "tokens"));
+    }
+    ids.push_back(static_cast<int32_t>(*id));
+  }
+  return json_response(200, dump_json(Json{{"prompt", tokenizer_->decode(ids, false)}}));
+}
+
+}  // namespace moeserve

@@ -1,0 +1,76 @@
+// ApiRouter: the server's routes behind the HTTP layer. It checks the API key (on /v1/* only,
+// as vLLM), maps method + path to a handler, and answers everything except generation directly;
+// a completions/chat request comes back as a GenerationJob for the session to start and feed to
+// its client. Runs on the io thread; holds only state that is read-only after create().
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "engine/engine_client.h"
+#include "metrics/metrics_registry.h"
+#include "server/generation_job.h"
+#include "server/http_message.h"
+#include "server/io_dispatcher.h"
+#include "server/server_options.h"
+#include "tokenizer/chat/chat_template.h"
+
+namespace moeserve {
+
+struct RouteOutcome {
+  HttpResponse response;               // sent when `job` is null
+  std::shared_ptr<GenerationJob> job;  // a generation for the session to start
+};
+
+inline RouteOutcome respond(HttpResponse response) { return RouteOutcome{std::move(response), nullptr}; }
+
+class ApiRouter {
+ public:
+  // Loads the chat template (--chat-template FILE, else the model's); a model without one still
+  // serves completions, and chat requests then get a 400 saying how to add one.
+  static Result<std::unique_ptr<ApiRouter>> create(const ServerOptions& options, EngineClient& engine,
+                                                   MetricsRegistry& metrics, std::shared_ptr<IoDispatcher> dispatcher);
+
+  RouteOutcome route(const HttpRequest& request);
+  EngineClient& engine() { return engine_; }
+
+ private:
+  ApiRouter(const ServerOptions& options, EngineClient& engine, MetricsRegistry& metrics,
+            std::shared_ptr<IoDispatcher> dispatcher);
+
+  RouteOutcome dispatch(const HttpRequest& request);
+  HttpResponse models() const;
+  HttpResponse version() const;
+  HttpResponse metrics() const;
+  HttpResponse tokenize(const Json& body) const;
+  HttpResponse detokenize(const Json& body) const;
+  RouteOutcome completions(const Json& body);
+  RouteOutcome chat_completions(const Json& body);
+
+  // Shared by the handlers (generation_handlers.cpp).
+  std::optional<ApiError> check_model(const std::optional<std::string>& model) const;
+  std::optional<ApiError> check_capacity() const;
+  ApiResult<std::string> render_chat(const Json& messages, bool add_generation_prompt, bool continue_final_message,
+                                     const Json& template_context) const;
+  ApiResult<std::vector<int32_t>> encode(const std::string& text, bool add_special_tokens, const std::string& param) const;
+  JobSpec job_spec(ApiKind kind, const GenerationParams& params) const;
+  void log_request(const std::string& id, const JobSpec& spec) const;
+
+  ServerOptions options_;
+  EngineClient& engine_;
+  MetricsRegistry& metrics_;
+  std::shared_ptr<IoDispatcher> dispatcher_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  std::optional<chat::ChatTemplate> chat_template_;
+  std::string no_template_reason_;
+  std::vector<std::string> model_names_;
+  int64_t created_ = 0;
+};
+
+// Parses a request body as JSON; 400 with the parser's message when malformed.
+ApiResult<Json> parse_json_body(const std::string& body);
+
+}  // namespace moeserve

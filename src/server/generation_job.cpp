@@ -1,0 +1,232 @@
+// GenerationJob: engine outputs → OpenAI chunks / responses.
+#include "server/generation_job.h"
+
+#include <fmt/format.h>
+
+namespace moeserve {
+
+GenerationJob::GenerationJob(JobSpec spec, std::shared_ptr<const Tokenizer> tokenizer,
+                             std::shared_ptr<IoDispatcher> dispatcher)
+    : spec_(std::move(spec)), tokenizer_(std::move(tokenizer)), dispatcher_(std::move(dispatcher)) {
+  choices_.resize(spec_.requests.size());
+  for (size_t idx = 0; idx < choices_.size(); ++idx) {
+    // Completions text offsets count from the start of the returned text (after the echo).
+    const int offset = idx < spec_.echo_text.size() ? static_cast<int>(spec_.echo_text[idx].size()) : 0;
+    choices_[idx].completion_logprobs = CompletionLogprobs(offset);
+  }
+}
+
+std::optional<ApiError> GenerationJob::start(EngineClient& engine, std::weak_ptr<JobSink> sink) {
+  sink_ = std::move(sink);
+  for (size_t idx = 0; idx < spec_.requests.size(); ++idx) {
+    // The callback keeps the job alive until the request's finished output.
+    auto self = shared_from_this();
+    Status status = engine.submit(spec_.requests[idx], [self, idx](RequestOutput output) {
+      self->enqueue(static_cast<int>(idx), std::move(output));
+    });
+    if (!status.ok()) {
+      cancelled_ = true;
+      for (size_t prior = 0; prior < idx; ++prior) engine.abort(spec_.requests[prior].request_id);
+      return bad_request(status.error().message);
+    }
+  }
+  // Chat streams open with a role delta per choice even before the first token.
+  if (spec_.stream) {
+    std::lock_guard lock(mutex_);
+    if (!drain_posted_) {
+      drain_posted_ = true;
+      dispatcher_->post([self = shared_from_this()] { self->drain(); });
+    }
+  }
+  return std::nullopt;
+}
+
+void GenerationJob::cancel(EngineClient& engine) {
+  if (cancelled_ || done_) return;
+  cancelled_ = true;
+  for (size_t idx = 0; idx < choices_.size(); ++idx) {
+    if (!choices_[idx].finished) engine.abort(spec_.requests[idx].request_id);
+  }
+}
+
+void GenerationJob::enqueue(int choice, RequestOutput output) {
+  std::lock_guard lock(mutex_);
+  pending_.emplace_back(choice, std::move(output));
+  if (drain_posted_) return;
+  drain_posted_ = true;
+  dispatcher_->post([self = shared_from_this()] { self->drain(); });
+}
+
+void GenerationJob::drain() {
+  std::vector<std::pair<int, RequestOutput>> batch;
+  {
+    std::lock_guard lock(mutex_);
+    batch.swap(pending_);
+    drain_posted_ = false;
+  }
+  if (cancelled_ || done_) return;
+  if (spec_.stream) {
+    for (size_t idx = 0; idx < choices_.size(); ++idx) stream_begin(static_cast<int>(idx));
+  }
+  for (auto& [choice, output] : batch) {
+    handle(choice, output);
+    if (done_) return;
+  }
+}
+
+void GenerationJob::handle(int choice_idx, RequestOutput& output) {
+  Choice& choice = choices_[choice_idx];
+  if (choice.finished) return;
+  choice.num_output_tokens = output.num_output_tokens;
+  if (spec_.stream) {
+    if (output.finished) {
+      choice.finished = true;
+      choice.finish_reason = output.finish_reason.value_or(FinishReason::kStop);
+      choice.error = output.error;
+    }
+    stream_output(choice_idx, output);
+  } else {
+    choice.text += output.new_text;
+    if (spec_.logprobs) {
+      if (spec_.kind == ApiKind::kCompletion) {
+        choice.completion_logprobs.append(*tokenizer_, output.new_logprobs);
+      } else {
+        for (Json& entry : chat_logprob_entries(*tokenizer_, output.new_logprobs)) choice.chat_logprobs.push_back(entry);
+      }
+    }
+    if (output.finished) {
+      choice.finished = true;
+      choice.finish_reason = output.finish_reason.value_or(FinishReason::kStop);
+      choice.stop_reason = stop_reason_json(output);
+      choice.error = output.error;
+    }
+  }
+  if (choice.finished && ++num_finished_ == static_cast<int>(choices_.size())) finish();
+}
+
+Json GenerationJob::chunk_header() const {
+  Json chunk;
+  chunk["id"] = spec_.response_id;
+  chunk["object"] = spec_.kind == ApiKind::kChat ? "chat.completion.chunk" : "text_completion";
+  chunk["created"] = spec_.created;
+  chunk["model"] = spec_.model_name;
+  return chunk;
+}
+
+Json GenerationJob::choice_usage(int choice_idx) const {
+  return usage_json(spec_.choice_prompt_tokens[choice_idx], choices_[choice_idx].num_output_tokens);
+}
+
+int GenerationJob::total_output_tokens() const {
+  int total = 0;
+  for (const Choice& choice : choices_) total += choice.num_output_tokens;
+  return total;
+}
+
+// Chat: the assistant role with empty content; completions with echo: the prompt text.
+void GenerationJob::stream_begin(int choice_idx) {
+  Choice& choice = choices_[choice_idx];
+  if (choice.started) return;
+  choice.started = true;
+  if (spec_.kind != ApiKind::kChat) return;
+  Json chunk = chunk_header();
+  Json entry;
+  entry["index"] = choice_idx;
+  entry["delta"] = Json{{"role", "assistant"}, {"content", ""}};
+  entry["logprobs"] = nullptr;
+  entry["finish_reason"] = nullptr;
+  chunk["choices"] = Json::array({entry});
+  if (spec_.continuous_usage_stats) chunk["usage"] = choice_usage(choice_idx);
+  if (auto sink = sink_.lock()) sink->job_stream_data(sse_event(chunk));
+}
+
+void GenerationJob::stream_output(int choice_idx, const RequestOutput& output) {
+  Choice& choice = choices_[choice_idx];
+  std::string text = output.new_text;
+  if (choice_idx < static_cast<int>(spec_.echo_text.size()) && !spec_.echo_text[choice_idx].empty()) {
+    text = spec_.echo_text[choice_idx] + text;
+    spec_.echo_text[choice_idx].clear();
+  }
+  if (output.finished && choice.finish_reason == FinishReason::kError) {
+    // Tell the client in OpenAI's error shape inside the stream, as vLLM does.
+    Json error = Json::parse(internal_error(output.error.empty() ? "generation failed" : output.error).to_json());
+    if (auto sink = sink_.lock()) sink->job_stream_data(sse_event(error));
+    return;
+  }
+  const bool has_logprobs = spec_.logprobs && !output.new_logprobs.empty();
+  if (text.empty() && !output.finished && !has_logprobs) return;
+  Json entry;
+  entry["index"] = choice_idx;
+  if (spec_.kind == ApiKind::kChat) {
+    entry["delta"] = text.empty() ? Json::object() : Json{{"content", text}};
+    entry["logprobs"] = has_logprobs ? Json{{"content", chat_logprob_entries(*tokenizer_, output.new_logprobs)}} : Json();
+  } else {
+    entry["text"] = text;
+    if (has_logprobs) {
+      choice.completion_logprobs.clear_keep_offset();
+      choice.completion_logprobs.append(*tokenizer_, output.new_logprobs);
+      entry["logprobs"] = choice.completion_logprobs.to_json();
+    } else {
+      entry["logprobs"] = nullptr;
+    }
+  }
+  entry["finish_reason"] = output.finished ? Json(openai_finish_reason(choice.finish_reason)) : Json();
+  entry["stop_reason"] = output.finished ? stop_reason_json(output) : Json();
+  Json chunk = chunk_header();
+  chunk["choices"] = Json::array({entry});
+  if (spec_.continuous_usage_stats) chunk["usage"] = choice_usage(choice_idx);
+  if (auto sink = sink_.lock()) sink->job_stream_data(sse_event(chunk));
+}
+
+HttpResponse GenerationJob::final_response() const {
+  for (const Choice& choice : choices_) {
+    if (choice.finish_reason == FinishReason::kError) {
+      return error_response(internal_error(choice.error.empty() ? "generation failed" : choice.error));
+    }
+  }
+  Json body;
+  body["id"] = spec_.response_id;
+  body["object"] = spec_.kind == ApiKind::kChat ? "chat.completion" : "text_completion";
+  body["created"] = spec_.created;
+  body["model"] = spec_.model_name;
+  Json choices = Json::array();
+  for (size_t idx = 0; idx < choices_.size(); ++idx) {
+    const Choice& choice = choices_[idx];
+    Json entry;
+    entry["index"] = idx;
+    if (spec_.kind == ApiKind::kChat) {
+      entry["message"] = Json{{"role", "assistant"}, {"content", choice.text}};
+      entry["logprobs"] = spec_.logprobs ? Json{{"content", choice.chat_logprobs}} : Json();
+    } else {
+      const std::string& echo = idx < spec_.echo_text.size() ? spec_.echo_text[idx] : std::string();
+      entry["text"] = echo + choice.text;
+      entry["logprobs"] = spec_.logprobs ? choice.completion_logprobs.to_json() : Json();
+    }
+    entry["finish_reason"] = openai_finish_reason(choice.finish_reason);
+    entry["stop_reason"] = choice.stop_reason;
+    choices.push_back(std::move(entry));
+  }
+  body["choices"] = std::move(choices);
+  body["usage"] = usage_json(spec_.num_prompt_tokens, total_output_tokens());
+  return json_response(200, dump_json(body));
+}
+
+void GenerationJob::finish() {
+  done_ = true;
+  auto sink = sink_.lock();
+  if (!sink) return;
+  if (!spec_.stream) {
+    sink->job_finished(final_response());
+    return;
+  }
+  if (spec_.include_usage) {
+    Json chunk = chunk_header();
+    chunk["choices"] = Json::array();
+    chunk["usage"] = usage_json(spec_.num_prompt_tokens, total_output_tokens());
+    sink->job_stream_data(sse_event(chunk));
+  }
+  sink->job_stream_data(kSseDone);
+  sink->job_finished(std::nullopt);
+}
+
+}  // namespace moeserve

@@ -1,0 +1,103 @@
+// HttpServer: listener, session registry and shutdown.
+#include "server/http_server.h"
+
+#include <future>
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include "server/api_router.h"
+#include "server/http_session.h"
+#include "server/io_dispatcher.h"
+
+namespace moeserve {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+HttpServer::HttpServer(ServerOptions options, EngineClient& engine, MetricsRegistry& metrics)
+    : options_(std::move(options)), engine_(engine), metrics_(metrics),
+      dispatcher_(std::make_shared<IoDispatcher>(io_)) {}
+
+HttpServer::~HttpServer() {
+  stop();
+  dispatcher_->close();
+}
+
+Status HttpServer::start() {
+  MS_ASSIGN_OR_RETURN(router_, ApiRouter::create(options_, engine_, metrics_, dispatcher_));
+  boost::system::error_code ec;
+  tcp::resolver resolver(io_);
+  auto endpoints = resolver.resolve(options_.host, std::to_string(options_.port), tcp::resolver::passive, ec);
+  if (ec || endpoints.empty()) return make_error("cannot resolve --host {}: {}", options_.host, ec.message());
+  const tcp::endpoint endpoint = endpoints.begin()->endpoint();
+  acceptor_.open(endpoint.protocol(), ec);
+  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_.bind(endpoint, ec);
+  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return make_error("cannot listen on {}:{}: {}", options_.host, options_.port, ec.message());
+  port_ = acceptor_.local_endpoint().port();
+  accept();
+  return ok_status();
+}
+
+void HttpServer::accept() {
+  acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
+    if (stopped_ || ec == asio::error::operation_aborted) return;
+    if (ec) {
+      // Out of file descriptors and the like: back off instead of spinning on the error.
+      spdlog::warn("accept failed: {}", ec.message());
+      accept_retry_.expires_after(std::chrono::milliseconds(100));
+      accept_retry_.async_wait([this](boost::system::error_code wait_ec) {
+        if (!wait_ec && !stopped_) accept();
+      });
+      return;
+    }
+    boost::system::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);  // SSE chunks must not wait for Nagle
+    auto session = std::make_shared<HttpSession>(std::move(socket), *router_, options_,
+                                                 [this](HttpSession* closed) { sessions_.erase(closed); });
+    sessions_.emplace(session.get(), session);
+    session->start();
+    accept();
+  });
+}
+
+void HttpServer::run() {
+  running_ = true;
+  io_.run();
+  running_ = false;
+}
+
+void HttpServer::shutdown_on_io_thread() {
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+  accept_retry_.cancel();
+  // close() erases from sessions_ through the close hook: iterate over a copy.
+  std::vector<std::shared_ptr<HttpSession>> live;
+  for (auto& [raw, weak] : sessions_) {
+    if (auto session = weak.lock()) live.push_back(std::move(session));
+  }
+  for (auto& session : live) session->close();
+  sessions_.clear();
+  dispatcher_->close();
+  io_.stop();
+}
+
+void HttpServer::stop() {
+  if (stopped_.exchange(true)) return;
+  if (running_ && !io_.get_executor().running_in_this_thread()) {
+    std::promise<void> done;
+    asio::post(io_, [this, &done] {
+      shutdown_on_io_thread();
+      done.set_value();
+    });
+    // run() returns only through shutdown_on_io_thread, so the wait ends; the bound is a guard.
+    done.get_future().wait_for(std::chrono::seconds(30));
+    return;
+  }
+  shutdown_on_io_thread();
+}
+
+}  // namespace moeserve

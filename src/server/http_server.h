@@ -1,0 +1,69 @@
+// HttpServer: moeserve's OpenAI-compatible HTTP/1.1 front end (Boost.Asio + Beast). One
+// io_context runs on the thread that calls run(): accepting, parsing, routing, tokenizing and
+// writing all happen there without blocking, so thousands of idle or streaming connections cost
+// a socket and a small session each, never a thread. Generation happens on the engine's own
+// thread behind EngineClient; its outputs are posted back to the io thread.
+//
+//   HttpServer server(options, engine, registry);
+//   MS_RETURN_IF_ERROR(server.start());  // binds; server.port() is the bound port
+//   std::thread io([&] { server.run(); });
+//   ...; server.stop(); io.join();
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <unordered_map>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "base/result.h"
+#include "engine/engine_client.h"
+#include "metrics/metrics_registry.h"
+#include "server/server_options.h"
+
+namespace moeserve {
+
+class ApiRouter;
+class HttpSession;
+class IoDispatcher;
+
+class HttpServer {
+ public:
+  HttpServer(ServerOptions options, EngineClient& engine, MetricsRegistry& metrics);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Loads the chat template, binds host:port and starts listening. Errors: an unparsable
+  // template, an address in use, an unresolvable host.
+  Status start();
+  // Serves until stop(); call once, after start(), on the thread that should run the io loop.
+  void run();
+  // Stops accepting, aborts every in-flight request (their engine requests are aborted) and
+  // closes every connection; run() then returns. Thread-safe and idempotent; when run() is
+  // active on another thread, returns once the shutdown has been carried out there.
+  void stop();
+  int port() const { return port_; }
+
+ private:
+  void accept();
+  void shutdown_on_io_thread();
+
+  ServerOptions options_;
+  EngineClient& engine_;
+  MetricsRegistry& metrics_;
+  boost::asio::io_context io_{1};
+  boost::asio::ip::tcp::acceptor acceptor_{io_};
+  boost::asio::steady_timer accept_retry_{io_};
+  std::shared_ptr<IoDispatcher> dispatcher_;
+  std::unique_ptr<ApiRouter> router_;
+  // Live connections, touched on the io thread only.
+  std::unordered_map<HttpSession*, std::weak_ptr<HttpSession>> sessions_;
+  std::atomic<bool> running_{false};
+  std::atomic<bool> stopped_{false};
+  int port_ = 0;
+};
+
+}  // namespace moeserve

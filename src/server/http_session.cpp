@@ -1,0 +1,218 @@
+// HttpSession: request reading, response/stream writing, and client-disconnect detection.
+#include "server/http_session.h"
+
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <spdlog/spdlog.h>
+
+namespace moeserve {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+
+namespace {
+constexpr uint32_t kHeaderLimit = 64 * 1024;
+}  // namespace
+
+HttpSession::HttpSession(asio::ip::tcp::socket socket, ApiRouter& router, const ServerOptions& options,
+                         CloseHook on_close)
+    : stream_(std::move(socket)), router_(router), options_(options), on_close_(std::move(on_close)) {}
+
+void HttpSession::start() { read_header(); }
+
+void HttpSession::close() {
+  if (closed_) return;
+  closed_ = true;
+  if (job_) {
+    job_->cancel(router_.engine());
+    job_.reset();
+  }
+  beast::error_code ignored;
+  stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  stream_.socket().close(ignored);
+  if (on_close_) on_close_(this);
+}
+
+void HttpSession::read_header() {
+  if (closed_) return;
+  parser_.emplace();
+  parser_->header_limit(kHeaderLimit);
+  parser_->body_limit(options_.max_body_bytes);
+  stream_.expires_after(std::chrono::seconds(options_.idle_timeout_seconds));
+  http::async_read_header(stream_, buffer_, *parser_,
+                          [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
+}
+
+void HttpSession::on_header(beast::error_code ec) {
+  if (closed_) return;
+  if (ec == http::error::header_limit) return respond_and_close(error_response(bad_request("request headers too large")));
+  if (ec) {
+    // A malformed request gets a 400; a closed, reset or idle connection just closes.
+    const bool protocol_error = ec.category() == http::make_error_code(http::error::bad_method).category() &&
+                                ec != http::error::end_of_stream && ec != http::error::partial_message;
+    if (protocol_error) return respond_and_close(error_response(bad_request("malformed HTTP request: " + ec.message())));
+    return close();
+  }
+  const auto& header = parser_->get();
+  if (auto length = parser_->content_length(); length && *length > options_.max_body_bytes) {
+    return respond_and_close(error_response(payload_too_large(options_.max_body_bytes)));
+  }
+  const auto expect = header[http::field::expect];
+  if (beast::iequals(expect, "100-continue") && !parser_->is_done()) {
+    send("HTTP/1.1 100 Continue\r\n\r\n");
+  }
+  read_body();
+}
+
+void HttpSession::read_body() {
+  if (parser_->is_done()) return on_body({});
+  http::async_read(stream_, buffer_, *parser_,
+                   [self = shared_from_this()](beast::error_code ec, size_t) { self->on_body(ec); });
+}
+
+void HttpSession::on_body(beast::error_code ec) {
+  if (closed_) return;
+  if (ec == http::error::body_limit) return respond_and_close(error_response(payload_too_large(options_.max_body_bytes)));
+  if (ec) {
+    const bool protocol_error = ec.category() == http::make_error_code(http::error::bad_method).category() &&
+                                ec != http::error::end_of_stream && ec != http::error::partial_message;
+    if (protocol_error) return respond_and_close(error_response(bad_request("malformed HTTP request: " + ec.message())));
+    return close();
+  }
+  stream_.expires_never();
+  handle_request();
+}
+
+void HttpSession::handle_request() {
+  auto& message = parser_->get();
+  HttpRequest request;
+  request.method = std::string(message.method_string());
+  const std::string_view target(message.target().data(), message.target().size());
+  request.path = std::string(target.substr(0, target.find('?')));
+  request.body = std::move(message.body());
+  request.authorization = std::string(message[http::field::authorization]);
+  keep_alive_ = message.keep_alive();
+  const bool http11 = message.version() >= 11;
+  RouteOutcome outcome = router_.route(request);
+  if (outcome.job) return start_job(std::move(outcome.job), http11);
+  send(serialize_response(outcome.response, keep_alive_));
+  response_complete_ = true;
+  finish_response_if_written();
+}
+
+void HttpSession::start_job(std::shared_ptr<GenerationJob> job, bool http11) {
+  job_ = std::move(job);
+  std::shared_ptr<JobSink> sink = shared_from_this();
+  if (auto error = job_->start(router_.engine(), sink)) {
+    job_.reset();
+    send(serialize_response(error_response(*error), keep_alive_));
+    response_complete_ = true;
+    return finish_response_if_written();
+  }
+  if (job_->stream()) {
+    // HTTP/1.0 has no chunked encoding: the stream ends when the connection closes.
+    chunked_ = http11;
+    if (!chunked_) keep_alive_ = false;
+    send(serialize_stream_head(chunked_));
+  }
+  watch_disconnect();
+}
+
+void HttpSession::job_stream_data(std::string data) {
+  if (closed_ || data.empty()) return;
+  send(chunked_ ? serialize_chunk(data) : std::move(data));
+}
+
+void HttpSession::job_finished(std::optional<HttpResponse> response) {
+  if (closed_) return;
+  job_.reset();
+  ++watch_generation_;  // the pending watch, if any, is now stale
+  if (response) {
+    send(serialize_response(*response, keep_alive_));
+  } else if (chunked_) {
+    send(kLastChunk);
+  }
+  chunked_ = false;
+  response_complete_ = true;
+  finish_response_if_written();
+}
+
+void HttpSession::respond_and_close(const HttpResponse& response) {
+  keep_alive_ = false;
+  send(serialize_response(response, false));
+  response_complete_ = true;
+  finish_response_if_written();
+}
+
+void HttpSession::send(std::string bytes) {
+  outbox_.push_back(std::move(bytes));
+  if (!writing_) write_next();
+}
+
+void HttpSession::write_next() {
+  // Everything queued goes out in one write: a burst of SSE chunks costs one syscall.
+  writing_buffer_.clear();
+  for (std::string& piece : outbox_) writing_buffer_ += piece;
+  outbox_.clear();
+  writing_ = true;
+  asio::async_write(stream_, asio::buffer(writing_buffer_),
+                    [self = shared_from_this()](beast::error_code ec, size_t) { self->on_write(ec); });
+}
+
+void HttpSession::on_write(beast::error_code ec) {
+  writing_ = false;
+  if (closed_) return;
+  if (ec) return close();  // the client went away: close() aborts any generation
+  if (!outbox_.empty()) return write_next();
+  finish_response_if_written();
+}
+
+void HttpSession::finish_response_if_written() {
+  if (!response_complete_ || writing_ || !outbox_.empty() || closed_) return;
+  response_complete_ = false;
+  if (!keep_alive_) return linger_close();
+  read_header();
+}
+
+// Closing with unread request bytes in the kernel buffer makes the kernel send a reset, which
+// can destroy the response (a 413) before the client reads it. So: half-close, then read and
+// discard for a moment until the client closes its side.
+void HttpSession::linger_close() {
+  if (closed_) return;
+  beast::error_code ignored;
+  stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+  stream_.expires_after(std::chrono::seconds(2));
+  drain_input();
+}
+
+void HttpSession::drain_input() {
+  linger_buffer_.resize(16 * 1024);
+  stream_.async_read_some(asio::buffer(linger_buffer_), [self = shared_from_this()](beast::error_code ec, size_t) {
+    if (ec) return self->close();
+    self->drain_input();
+  });
+}
+
+void HttpSession::watch_disconnect() {
+  const uint64_t generation = ++watch_generation_;
+  stream_.socket().async_wait(asio::ip::tcp::socket::wait_read,
+                              [self = shared_from_this(), generation](beast::error_code ec) {
+                                self->on_readable(ec, generation);
+                              });
+}
+
+void HttpSession::on_readable(beast::error_code ec, uint64_t generation) {
+  if (closed_ || generation != watch_generation_ || !job_ || ec == asio::error::operation_aborted) return;
+  beast::error_code available_ec;
+  const size_t available = stream_.socket().available(available_ec);
+  // Readable with nothing to read is the peer's FIN; an error is a reset. Bytes waiting are a
+  // pipelined request, read once this response is done.
+  if (ec || available_ec || available == 0) {
+    if (!options_.disable_log_requests) spdlog::info("request {}: client disconnected, aborting", job_->id());
+    close();
+  }
+}
+
+}  // namespace moeserve

@@ -1,0 +1,42 @@
+// ServerOptions: what the `serve` command hands the HTTP server (vLLM's flag names in the
+// comments). SamplingDefaults: the per-model defaults (generation_config.json) that apply when
+// a request leaves a sampling field unset; unset here means vLLM's neutral default.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace moeserve {
+
+struct SamplingDefaults {
+  std::optional<float> temperature;         // else 1.0
+  std::optional<float> top_p;               // else 1.0
+  std::optional<int> top_k;                 // else 0 (disabled)
+  std::optional<float> min_p;               // else 0.0
+  std::optional<float> repetition_penalty;  // else 1.0
+  // generation_config.json's max_new_tokens: caps the default max_tokens, as vLLM does.
+  std::optional<int> max_new_tokens;
+};
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";  // --host
+  int port = 8000;                 // --port (0: an ephemeral port, see HttpServer::port())
+  // --served-model-name (several allowed; the first is the one responses report). Empty: the
+  // engine's model directory.
+  std::vector<std::string> served_model_names;
+  std::string api_key;             // --api-key; empty = no check. Checked on /v1/* only.
+  std::string chat_template_path;  // --chat-template FILE; empty = the tokenizer's template
+  bool disable_log_requests = false;
+  size_t max_body_bytes = size_t{32} << 20;  // larger request bodies get 413
+  // When the engine's waiting queue holds more than this many requests, new generation
+  // requests get 503 with Retry-After. 0 = no bound.
+  int max_waiting_requests = 0;
+  int retry_after_seconds = 1;
+  int idle_timeout_seconds = 60;  // a keep-alive connection with no request for this long closes
+  int max_logprobs = 20;          // vLLM's --max-logprobs
+  SamplingDefaults sampling_defaults;
+};
+
+}  // namespace moeserve

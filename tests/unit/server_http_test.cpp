@@ -1,0 +1,326 @@
+// The HTTP server end to end over a fake engine on loopback: every route, completions and chat
+// (non-streaming and SSE streaming, whose concatenated text must equal the non-streamed text),
+// n > 1 fan-out with per-choice ids and seeds, prompts tokenized as vLLM does (chat: template
+// then no extra special tokens), logprobs shapes, keep-alive, and stop() with work in flight.
+#include <gtest/gtest.h>
+
+#include "tokenizer/chat/chat_template.h"
+#include "unit/server_test_support.h"
+
+namespace moeserve::testing {
+namespace {
+
+using nlohmann::json;
+
+// What the engine's incremental detokenizer yields: decode(prompt + output) - decode(prompt), so a
+// generated word's leading space survives.
+std::string expected_text(const Tokenizer& tokenizer, const std::vector<int32_t>& prompt, int count) {
+  std::vector<int32_t> all = prompt;
+  for (int32_t id : FakeEngineClient::expected_tokens(prompt, count)) all.push_back(id);
+  const std::string prefix = tokenizer.decode(prompt, true);
+  const std::string full = tokenizer.decode(all, true);
+  EXPECT_TRUE(full.starts_with(prefix));
+  return full.substr(prefix.size());
+}
+
+std::string streamed_text(const std::string& body, const char* field) {
+  std::string text;
+  for (const std::string& payload : sse_payloads(body)) {
+    if (payload == "[DONE]") break;
+    const json chunk = json::parse(payload);
+    for (const json& choice : chunk["choices"]) {
+      if (std::string(field) == "text") {
+        text += choice["text"].get<std::string>();
+      } else if (choice["delta"].contains("content")) {
+        text += choice["delta"]["content"].get<std::string>();
+      }
+    }
+  }
+  return text;
+}
+
+TEST(ServerHttp, HealthVersionModelsAndMetrics) {
+  ServerHarness harness;
+  HttpResult health = harness.get("/health");
+  EXPECT_EQ(health.status, 200);
+  EXPECT_EQ(health.body, "");
+  EXPECT_EQ(harness.get("/version").json(), json({{"version", MOESERVE_VERSION}}));
+  json models = harness.get("/v1/models").json();
+  EXPECT_EQ(models["object"], "list");
+  ASSERT_EQ(models["data"].size(), 2u);
+  EXPECT_EQ(models["data"][0]["id"], "tiny");
+  EXPECT_EQ(models["data"][1]["id"], "tiny-alias");
+  EXPECT_EQ(models["data"][0]["object"], "model");
+  EXPECT_EQ(models["data"][0]["max_model_len"], 128);
+  harness.registry.counter("vllm:prompt_tokens", "Prompt tokens.", {{"model_name", "tiny"}}).inc(3);
+  HttpResult metrics = harness.get("/metrics");
+  EXPECT_EQ(metrics.status, 200);
+  EXPECT_EQ(metrics.headers["Content-Type"], "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_NE(metrics.body.find("vllm:prompt_tokens_total{model_name=\"tiny\"} 3.0\n"), std::string::npos);
+}
+
+TEST(ServerHttp, CompletionNonStreaming) {
+  ServerHarness harness;
+  auto tokenizer = harness.engine.tokenizer();
+  HttpResult result = harness.post("/v1/completions", {{"model", "tiny"}, {"prompt", "In the beginning God"},
+                                                       {"max_tokens", 7}, {"temperature", 0}});
+  ASSERT_EQ(result.status, 200) << result.body;
+  json body = result.json();
+  const std::vector<int32_t> prompt = tokenizer->encode("In the beginning God", true).value();
+  EXPECT_EQ(prompt.front(), tokenizer->bos_token_id().value());
+  ASSERT_EQ(harness.engine.submitted().size(), 1u);
+  const GenerationRequest sent = harness.engine.submitted()[0];
+  EXPECT_EQ(sent.prompt_ids, prompt);
+  EXPECT_EQ(sent.stop.max_tokens, 7);
+  EXPECT_EQ(sent.sampling.temperature, 0.0f);
+  EXPECT_EQ(sent.request_id, body["id"].get<std::string>() + "-0");
+  EXPECT_TRUE(body["id"].get<std::string>().starts_with("cmpl-"));
+  EXPECT_EQ(body["object"], "text_completion");
+  EXPECT_EQ(body["model"], "tiny");
+  EXPECT_TRUE(body["created"].is_number_integer());
+  ASSERT_EQ(body["choices"].size(), 1u);
+  EXPECT_EQ(body["choices"][0]["index"], 0);
+  EXPECT_EQ(body["choices"][0]["text"], expected_text(*tokenizer, prompt, 7));
+  EXPECT_EQ(body["choices"][0]["finish_reason"], "length");
+  EXPECT_TRUE(body["choices"][0]["stop_reason"].is_null());
+  EXPECT_TRUE(body["choices"][0]["logprobs"].is_null());
+  EXPECT_EQ(body["usage"]["prompt_tokens"], prompt.size());
+  EXPECT_EQ(body["usage"]["completion_tokens"], 7);
+  EXPECT_EQ(body["usage"]["total_tokens"], prompt.size() + 7);
+}
+
+TEST(ServerHttp, CompletionDefaultsFollowVllm) {
+  ServerHarness harness;
+  ASSERT_EQ(harness.post("/v1/completions", {{"prompt", "And God said"}}).status, 200);
+  const GenerationRequest sent = harness.engine.submitted().at(0);
+  EXPECT_EQ(sent.stop.max_tokens, 16);  // the completions API's default
+  EXPECT_EQ(sent.sampling.temperature, 1.0f);
+  EXPECT_EQ(sent.sampling.top_p, 1.0f);
+  EXPECT_EQ(sent.sampling.top_k, 0);
+  EXPECT_EQ(sent.sampling.repetition_penalty, 1.0f);
+  EXPECT_FALSE(sent.sampling.seed.has_value());
+  EXPECT_TRUE(sent.stop.skip_special_tokens);
+  EXPECT_FALSE(sent.logprobs.has_value());
+}
+
+TEST(ServerHttp, CompletionStreamingEqualsNonStreaming) {
+  ServerHarness harness;
+  const json request = {{"prompt", "Let there be light"}, {"max_tokens", 12}};
+  HttpResult plain = harness.post("/v1/completions", request);
+  json streaming_request = request;
+  streaming_request["stream"] = true;
+  streaming_request["stream_options"] = {{"include_usage", true}};
+  HttpResult stream = harness.post("/v1/completions", streaming_request);
+  ASSERT_EQ(stream.status, 200);
+  EXPECT_EQ(stream.headers["Content-Type"], "text/event-stream; charset=utf-8");
+  EXPECT_EQ(stream.headers["Transfer-Encoding"], "chunked");
+  EXPECT_EQ(streamed_text(stream.body, "text"), plain.json()["choices"][0]["text"].get<std::string>());
+  std::vector<std::string> payloads = sse_payloads(stream.body);
+  ASSERT_GE(payloads.size(), 3u);
+  EXPECT_EQ(payloads.back(), "[DONE]");
+  EXPECT_TRUE(stream.body.ends_with("data: [DONE]\n\n"));
+  json usage_chunk = json::parse(payloads[payloads.size() - 2]);
+  EXPECT_TRUE(usage_chunk["choices"].empty());
+  EXPECT_EQ(usage_chunk["usage"], plain.json()["usage"]);
+  json last = json::parse(payloads[payloads.size() - 3]);
+  EXPECT_EQ(last["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(last["object"], "text_completion");
+  EXPECT_FALSE(json::parse(payloads[0]).contains("usage"));
+}
+
+TEST(ServerHttp, CompletionFanOutAndBatchedPrompts) {
+  ServerHarness harness;
+  HttpResult result = harness.post(
+      "/v1/completions", {{"prompt", json::array({"In the beginning", "And the earth"})}, {"n", 2}, {"seed", 41},
+                          {"max_tokens", 3}, {"echo", true}});
+  ASSERT_EQ(result.status, 200) << result.body;
+  json body = result.json();
+  ASSERT_EQ(body["choices"].size(), 4u);
+  auto submitted = harness.engine.submitted();
+  ASSERT_EQ(submitted.size(), 4u);
+  const std::string id = body["id"];
+  auto tokenizer = harness.engine.tokenizer();
+  for (int choice = 0; choice < 4; ++choice) {
+    EXPECT_EQ(submitted[choice].request_id, id + "-" + std::to_string(choice));
+    EXPECT_EQ(submitted[choice].sampling.seed.value(), 41u + choice % 2);
+    const std::string prompt_text = choice < 2 ? "In the beginning" : "And the earth";
+    EXPECT_EQ(body["choices"][choice]["index"], choice);
+    EXPECT_EQ(body["choices"][choice]["text"],
+              prompt_text + expected_text(*tokenizer, tokenizer->encode(prompt_text, true).value(), 3));
+  }
+  const int prompt_tokens = static_cast<int>(tokenizer->encode("In the beginning", true).value().size() +
+                                             tokenizer->encode("And the earth", true).value().size());
+  EXPECT_EQ(body["usage"]["prompt_tokens"], prompt_tokens);
+  EXPECT_EQ(body["usage"]["completion_tokens"], 12);
+}
+
+TEST(ServerHttp, CompletionWithTokenPromptAndVllmExtras) {
+  ServerHarness harness;
+  HttpResult result = harness.post(
+      "/v1/completions", {{"prompt", {1, 560, 278, 6423}}, {"max_tokens", 4}, {"top_k", 5}, {"min_p", 0.1},
+                          {"repetition_penalty", 1.2}, {"ignore_eos", true}, {"min_tokens", 2},
+                          {"stop", "Lord"}, {"stop_token_ids", {2}}, {"skip_special_tokens", false},
+                          {"include_stop_str_in_output", true}, {"presence_penalty", 0.5}, {"frequency_penalty", -0.5}});
+  ASSERT_EQ(result.status, 200) << result.body;
+  const GenerationRequest sent = harness.engine.submitted().at(0);
+  EXPECT_EQ(sent.prompt_ids, (std::vector<int32_t>{1, 560, 278, 6423}));
+  EXPECT_EQ(sent.sampling.top_k, 5);
+  EXPECT_FLOAT_EQ(sent.sampling.min_p, 0.1f);
+  EXPECT_FLOAT_EQ(sent.sampling.repetition_penalty, 1.2f);
+  EXPECT_FLOAT_EQ(sent.sampling.presence_penalty, 0.5f);
+  EXPECT_FLOAT_EQ(sent.sampling.frequency_penalty, -0.5f);
+  EXPECT_TRUE(sent.stop.ignore_eos);
+  EXPECT_EQ(sent.stop.min_tokens, 2);
+  EXPECT_EQ(sent.stop.stop, std::vector<std::string>{"Lord"});
+  EXPECT_EQ(sent.stop.stop_token_ids, std::vector<int32_t>{2});
+  EXPECT_FALSE(sent.stop.skip_special_tokens);
+  EXPECT_TRUE(sent.stop.include_stop_str_in_output);
+}
+
+TEST(ServerHttp, CompletionLogprobsShape) {
+  ServerHarness harness;
+  HttpResult result = harness.post("/v1/completions", {{"prompt", "God"}, {"max_tokens", 3}, {"logprobs", 2}});
+  ASSERT_EQ(result.status, 200) << result.body;
+  EXPECT_EQ(harness.engine.submitted().at(0).logprobs, 2);
+  json logprobs = result.json()["choices"][0]["logprobs"];
+  ASSERT_EQ(logprobs["tokens"].size(), 3u);
+  ASSERT_EQ(logprobs["token_logprobs"].size(), 3u);
+  ASSERT_EQ(logprobs["top_logprobs"].size(), 3u);
+  ASSERT_EQ(logprobs["text_offset"].size(), 3u);
+  EXPECT_DOUBLE_EQ(logprobs["token_logprobs"][1].get<double>(), -1.0);
+  EXPECT_EQ(logprobs["text_offset"][0], 0);
+  EXPECT_EQ(logprobs["text_offset"][1], logprobs["tokens"][0].get<std::string>().size());
+  // The chosen token is listed with the top alternatives.
+  EXPECT_TRUE(logprobs["top_logprobs"][0].contains(logprobs["tokens"][0].get<std::string>()));
+}
+
+TEST(ServerHttp, ChatRendersTemplateAndStreamsTheSameText) {
+  ServerHarness harness;
+  auto tokenizer = harness.engine.tokenizer();
+  const json messages = json::array({{{"role", "user"}, {"content", "Who made the light?"}}});
+  HttpResult plain = harness.post("/v1/chat/completions", {{"model", "tiny-alias"}, {"messages", messages}, {"max_tokens", 9}});
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  // The prompt is the template's rendering tokenized without added special tokens: one BOS.
+  auto config = chat::load_chat_template_config(kModelDir).value();
+  auto chat_template = chat::ChatTemplate::parse(config.chat_template).value();
+  chat::RenderOptions render;
+  render.add_generation_prompt = true;
+  render.bos_token = tokenizer->bos_token();
+  render.eos_token = tokenizer->eos_token();
+  const std::string rendered = chat_template.render(messages, render).value();
+  const std::vector<int32_t> prompt = tokenizer->encode(rendered, false).value();
+  EXPECT_EQ(harness.engine.submitted().at(0).prompt_ids, prompt);
+  EXPECT_EQ(prompt[0], tokenizer->bos_token_id().value());
+  EXPECT_NE(prompt[1], tokenizer->bos_token_id().value());
+  json body = plain.json();
+  EXPECT_TRUE(body["id"].get<std::string>().starts_with("chatcmpl-"));
+  EXPECT_EQ(body["object"], "chat.completion");
+  EXPECT_EQ(body["model"], "tiny");  // the first served name is the one reported
+  EXPECT_EQ(body["choices"][0]["message"]["role"], "assistant");
+  EXPECT_EQ(body["choices"][0]["message"]["content"], expected_text(*tokenizer, prompt, 9));
+  EXPECT_EQ(body["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(body["usage"]["prompt_tokens"], prompt.size());
+
+  HttpResult stream = harness.post("/v1/chat/completions", {{"messages", messages}, {"max_tokens", 9}, {"stream", true}});
+  ASSERT_EQ(stream.status, 200);
+  EXPECT_EQ(streamed_text(stream.body, "delta"), body["choices"][0]["message"]["content"].get<std::string>());
+  std::vector<std::string> payloads = sse_payloads(stream.body);
+  json first = json::parse(payloads.front());
+  EXPECT_EQ(first["object"], "chat.completion.chunk");
+  EXPECT_EQ(first["choices"][0]["delta"], json({{"role", "assistant"}, {"content", ""}}));
+  EXPECT_EQ(json::parse(payloads[payloads.size() - 2])["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(payloads.back(), "[DONE]");
+}
+
+TEST(ServerHttp, ChatDefaultMaxTokensIsWhatTheContextLeaves) {
+  ServerHarness harness;
+  const json messages = json::array({{{"role", "user"}, {"content", [] {
+                                        json parts = json::array();
+                                        parts.push_back({{"type", "text"}, {"text", "first"}});
+                                        parts.push_back({{"type", "text"}, {"text", "second"}});
+                                        return parts;
+                                      }()}}});
+  ASSERT_EQ(harness.post("/v1/chat/completions", {{"messages", messages}, {"max_completion_tokens", 2}}).status, 200);
+  ASSERT_EQ(harness.post("/v1/chat/completions", {{"messages", messages}, {"logprobs", true}, {"top_logprobs", 1}}).status,
+            200);
+  auto submitted = harness.engine.submitted();
+  EXPECT_EQ(submitted[0].stop.max_tokens, 2);
+  EXPECT_EQ(submitted[1].stop.max_tokens, 128 - static_cast<int>(submitted[1].prompt_ids.size()));
+  EXPECT_EQ(submitted[1].logprobs, 1);
+  // Text parts are joined with a newline before rendering.
+  auto tokenizer = harness.engine.tokenizer();
+  EXPECT_NE(tokenizer->decode(submitted[0].prompt_ids, false).find("first\nsecond"), std::string::npos);
+}
+
+TEST(ServerHttp, ChatLogprobsShapeAndContinueFinalMessage) {
+  ServerHarness harness;
+  json messages = json::array({{{"role", "user"}, {"content", "Say it"}}, {{"role", "assistant"}, {"content", "And God"}}});
+  HttpResult result = harness.post("/v1/chat/completions", {{"messages", messages}, {"max_tokens", 2},
+                                                            {"logprobs", true}, {"top_logprobs", 2},
+                                                            {"add_generation_prompt", false},
+                                                            {"continue_final_message", true}});
+  ASSERT_EQ(result.status, 200) << result.body;
+  auto tokenizer = harness.engine.tokenizer();
+  // The prompt stops right after the final message: no end-of-turn markup after it.
+  const std::string prompt = tokenizer->decode(harness.engine.submitted().at(0).prompt_ids, false);
+  EXPECT_TRUE(prompt.ends_with("And God")) << prompt;
+  json content = result.json()["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(content.size(), 2u);
+  EXPECT_TRUE(content[0]["token"].is_string());
+  EXPECT_DOUBLE_EQ(content[0]["logprob"].get<double>(), -0.5);
+  EXPECT_TRUE(content[0]["bytes"].is_array());
+  ASSERT_EQ(content[0]["top_logprobs"].size(), 2u);
+  EXPECT_TRUE(content[0]["top_logprobs"][1].contains("bytes"));
+}
+
+TEST(ServerHttp, TokenizeAndDetokenize) {
+  ServerHarness harness;
+  auto tokenizer = harness.engine.tokenizer();
+  json tokens = harness.post("/tokenize", {{"prompt", "In the beginning"}, {"return_token_strs", true}}).json();
+  const std::vector<int32_t> expected = tokenizer->encode("In the beginning", true).value();
+  EXPECT_EQ(tokens["tokens"].get<std::vector<int32_t>>(), expected);
+  EXPECT_EQ(tokens["count"], expected.size());
+  EXPECT_EQ(tokens["max_model_len"], 128);
+  EXPECT_EQ(tokens["token_strs"].size(), expected.size());
+  EXPECT_EQ(tokens["token_strs"][0], "<s>");
+  json no_special = harness.post("/tokenize", {{"prompt", "In the beginning"}, {"add_special_tokens", false}}).json();
+  EXPECT_EQ(no_special["count"], expected.size() - 1);
+  EXPECT_TRUE(no_special["token_strs"].is_null());
+  json chat = harness.post("/tokenize", {{"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}}).json();
+  EXPECT_EQ(chat["tokens"][0], tokenizer->bos_token_id().value());
+  json text = harness.post("/detokenize", {{"tokens", expected}}).json();
+  EXPECT_EQ(text["prompt"], tokenizer->decode(expected, false));
+}
+
+TEST(ServerHttp, KeepAliveServesSeveralRequestsOnOneConnection) {
+  ServerHarness harness;
+  HttpClient client(harness.port());
+  for (int round = 0; round < 3; ++round) {
+    HttpResult result = client.request("POST", "/v1/completions", json({{"prompt", "God"}, {"max_tokens", 2}}).dump());
+    EXPECT_EQ(result.status, 200);
+    EXPECT_EQ(result.headers["Connection"], "keep-alive");
+    HttpResult stream =
+        client.request("POST", "/v1/completions", json({{"prompt", "God"}, {"max_tokens", 2}, {"stream", true}}).dump());
+    EXPECT_TRUE(stream.body.ends_with("data: [DONE]\n\n"));
+    EXPECT_EQ(client.request("GET", "/health").status, 200);
+  }
+}
+
+TEST(ServerHttp, StopAbortsInFlightRequestsAndReturns) {
+  auto harness = std::make_unique<ServerHarness>();
+  harness->engine.hold_after_tokens = 1;
+  HttpClient client(harness->port());
+  const std::string body = json({{"prompt", "God"}, {"max_tokens", 50}, {"stream", true}}).dump();
+  const std::string request = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                              "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  boost::asio::write(client.socket(), boost::asio::buffer(request));
+  while (harness->engine.submitted().empty()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  const std::string id = harness->engine.submitted()[0].request_id;
+  harness->server->stop();
+  harness->thread.join();
+  EXPECT_TRUE(harness->engine.wait_aborted(id));
+  harness->thread = std::thread([] {});  // the destructor stops (a no-op now) and joins
+}
+
+}  // namespace
+}  // namespace moeserve::testing

@@ -1,0 +1,300 @@
+// Test support for the HTTP server tests: a FakeEngineClient that generates deterministic
+// tokens (the prompt's ids, cycled) on its own thread and detokenizes them with the real
+// tokenizer, records what it was asked and what was aborted; a ServerHarness running the real
+// HttpServer on 127.0.0.1 with an ephemeral port; and a small blocking HTTP client built on
+// Beast for requests, raw sockets for misbehaving clients.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "engine/engine_client.h"
+#include "metrics/metrics_registry.h"
+#include "server/http_server.h"
+
+namespace moeserve::testing {
+
+inline const std::string kModelDir = std::string(MOESERVE_MODELS_DIR) + "/kjv-mixtral-tiny";
+
+class FakeEngineClient : public EngineClient {
+ public:
+  explicit FakeEngineClient(int max_model_len = 128) {
+    auto tokenizer = Tokenizer::from_dir(kModelDir);
+    if (!tokenizer.ok()) throw std::runtime_error(tokenizer.error().message);
+    tokenizer_ = tokenizer.value();
+    info_.model_dir = kModelDir;
+    info_.max_model_len = max_model_len;
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~FakeEngineClient() override {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+
+  // The tokens the fake generates for `prompt`: its ids cycled, `count` of them.
+  static std::vector<int32_t> expected_tokens(const std::vector<int32_t>& prompt, int count) {
+    std::vector<int32_t> out;
+    for (int idx = 0; idx < count; ++idx) out.push_back(prompt[idx % prompt.size()]);
+    return out;
+  }
+
+  const EngineInfo& info() const override { return info_; }
+  std::shared_ptr<const Tokenizer> tokenizer() const override { return tokenizer_; }
+
+  Status submit(GenerationRequest request, OutputCallback on_output) override {
+    std::lock_guard lock(mutex_);
+    if (!fail_submit_message.empty()) return make_error("{}", fail_submit_message);
+    for (const auto& active : active_) {
+      if (active.request.request_id == request.request_id) return make_error("duplicate request id {}", request.request_id);
+    }
+    submitted_.push_back(request);
+    Active active{.request = request,
+                  .callback = std::move(on_output),
+                  .detokenizer = IncrementalDetokenizer(tokenizer_, request.prompt_ids, request.stop.skip_special_tokens)};
+    active_.push_back(std::move(active));
+    wake_.notify_all();
+    return ok_status();
+  }
+
+  void abort(const std::string& request_id) override {
+    std::lock_guard lock(mutex_);
+    aborted_.insert(request_id);
+    pending_aborts_.push_back(request_id);
+    wake_.notify_all();
+  }
+
+  EngineStats stats() const override {
+    std::lock_guard lock(mutex_);
+    return EngineStats{.num_running = static_cast<int>(active_.size()), .num_waiting = num_waiting,
+                       .kv_cache_usage = 0.0};
+  }
+
+  std::vector<GenerationRequest> submitted() const {
+    std::lock_guard lock(mutex_);
+    return submitted_;
+  }
+  std::set<std::string> aborted() const {
+    std::lock_guard lock(mutex_);
+    return aborted_;
+  }
+  int num_active() const {
+    std::lock_guard lock(mutex_);
+    return static_cast<int>(active_.size());
+  }
+  // Waits until `request_id` was aborted (or the timeout passes).
+  bool wait_aborted(const std::string& request_id, std::chrono::milliseconds timeout = std::chrono::seconds(5)) const {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (aborted().count(request_id) && num_active() == 0) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return false;
+  }
+
+  // Knobs (set before requests arrive).
+  std::atomic<int> num_waiting{0};
+  std::atomic<int> hold_after_tokens{-1};  // >= 0: stop producing after this many tokens until aborted
+  std::atomic<int> step_delay_ms{0};
+  std::string fail_submit_message;
+
+ private:
+  struct Active {
+    GenerationRequest request;
+    OutputCallback callback;
+    IncrementalDetokenizer detokenizer;
+    int generated = 0;
+  };
+
+  void loop() {
+    std::unique_lock lock(mutex_);
+    while (true) {
+      wake_.wait(lock, [this] { return stopping_ || !pending_aborts_.empty() || has_work(); });
+      if (stopping_) return;
+      std::vector<std::pair<OutputCallback, RequestOutput>> outputs;
+      for (const std::string& id : pending_aborts_) {
+        for (auto it = active_.begin(); it != active_.end(); ++it) {
+          if (it->request.request_id != id) continue;
+          RequestOutput output;
+          output.request_id = id;
+          output.finished = true;
+          output.finish_reason = FinishReason::kAbort;
+          output.num_output_tokens = it->generated;
+          outputs.emplace_back(it->callback, std::move(output));
+          active_.erase(it);
+          break;
+        }
+      }
+      pending_aborts_.clear();
+      for (auto it = active_.begin(); it != active_.end();) {
+        if (hold_after_tokens >= 0 && it->generated >= hold_after_tokens) {
+          ++it;
+          continue;
+        }
+        outputs.emplace_back(it->callback, step(*it));
+        it = outputs.back().second.finished ? active_.erase(it) : std::next(it);
+      }
+      lock.unlock();
+      for (auto& [callback, output] : outputs) callback(std::move(output));
+      if (step_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(step_delay_ms));
+      lock.lock();
+    }
+  }
+
+  bool has_work() const {
+    for (const auto& active : active_) {
+      if (hold_after_tokens < 0 || active.generated < hold_after_tokens) return true;
+    }
+    return false;
+  }
+
+  RequestOutput step(Active& active) {
+    const auto& prompt = active.request.prompt_ids;
+    const int32_t token = prompt[active.generated % prompt.size()];
+    ++active.generated;
+    RequestOutput output;
+    output.request_id = active.request.request_id;
+    output.new_token_ids = {token};
+    output.new_text = active.detokenizer.push(token);
+    if (active.request.logprobs) {
+      TokenLogprob logprob{.token_id = token, .logprob = -0.5f * active.generated, .top = {}};
+      for (int rank = 0; rank < *active.request.logprobs; ++rank) {
+        logprob.top.emplace_back((token + rank) % tokenizer_->vocab_size(), -0.25f * (rank + 1));
+      }
+      output.new_logprobs = {logprob};
+    }
+    output.num_prompt_tokens = static_cast<int>(prompt.size());
+    output.num_output_tokens = active.generated;
+    if (active.generated >= active.request.stop.max_tokens) {
+      output.new_text += active.detokenizer.finish();
+      output.finished = true;
+      output.finish_reason = FinishReason::kLength;
+    }
+    return output;
+  }
+
+  EngineInfo info_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<Active> active_;
+  std::vector<std::string> pending_aborts_;
+  std::vector<GenerationRequest> submitted_;
+  std::set<std::string> aborted_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+struct HttpResult {
+  int status = 0;
+  std::map<std::string, std::string> headers;
+  std::string body;
+  nlohmann::json json() const { return nlohmann::json::parse(body); }
+};
+
+// A blocking keep-alive HTTP/1.1 client connection.
+class HttpClient {
+ public:
+  explicit HttpClient(int port) : socket_(io_) {
+    socket_.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)});
+  }
+
+  HttpResult request(const std::string& method, const std::string& path, const std::string& body = "",
+                     const std::map<std::string, std::string>& headers = {}) {
+    namespace http = boost::beast::http;
+    http::request<http::string_body> request{http::string_to_verb(method), path, 11};
+    request.set(http::field::host, "127.0.0.1");
+    for (const auto& [name, value] : headers) request.set(name, value);
+    if (!body.empty() || method == "POST") {
+      request.set(http::field::content_type, "application/json");
+      request.body() = body;
+      request.prepare_payload();
+    }
+    http::write(socket_, request);
+    return read_response();
+  }
+
+  HttpResult read_response() {
+    namespace http = boost::beast::http;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(256u << 20);
+    http::read(socket_, buffer_, parser);
+    HttpResult result;
+    result.status = static_cast<int>(parser.get().result_int());
+    for (const auto& field : parser.get()) result.headers[std::string(field.name_string())] = std::string(field.value());
+    result.body = parser.get().body();
+    return result;
+  }
+
+  boost::asio::ip::tcp::socket& socket() { return socket_; }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::ip::tcp::socket socket_;
+  boost::beast::flat_buffer buffer_;
+};
+
+// The real server on 127.0.0.1:<ephemeral> over a FakeEngineClient, run on its own thread.
+class ServerHarness {
+ public:
+  explicit ServerHarness(ServerOptions options = {}, int max_model_len = 128) : engine(max_model_len) {
+    options.host = "127.0.0.1";
+    options.port = 0;
+    if (options.served_model_names.empty()) options.served_model_names = {"tiny", "tiny-alias"};
+    options.disable_log_requests = true;
+    server = std::make_unique<HttpServer>(options, engine, registry);
+    Status status = server->start();
+    if (!status.ok()) throw std::runtime_error(status.error().message);
+    thread = std::thread([this] { server->run(); });
+  }
+  ~ServerHarness() {
+    server->stop();
+    thread.join();
+  }
+
+  int port() const { return server->port(); }
+  HttpResult post(const std::string& path, const nlohmann::json& body, const std::map<std::string, std::string>& headers = {}) {
+    HttpClient client(port());
+    return client.request("POST", path, body.dump(), headers);
+  }
+  HttpResult get(const std::string& path, const std::map<std::string, std::string>& headers = {}) {
+    HttpClient client(port());
+    return client.request("GET", path, "", headers);
+  }
+
+  FakeEngineClient engine;
+  MetricsRegistry registry;
+  std::unique_ptr<HttpServer> server;
+  std::thread thread;
+};
+
+// The `data:` payloads of an SSE body, in order ("[DONE]" included).
+inline std::vector<std::string> sse_payloads(const std::string& body) {
+  std::vector<std::string> payloads;
+  size_t pos = 0;
+  while ((pos = body.find("data: ", pos)) != std::string::npos) {
+    const size_t end = body.find("\n\n", pos);
+    payloads.push_back(body.substr(pos + 6, end - pos - 6));
+    pos = end;
+  }
+  return payloads;
+}
+
+}  // namespace moeserve::testing
