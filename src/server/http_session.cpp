@@ -48,13 +48,9 @@ void HttpSession::read_header() {
 void HttpSession::on_header(beast::error_code ec) {
   if (closed_) return;
   if (ec == http::error::header_limit) return respond_and_close(error_response(bad_request("request headers too large")));
-  if (ec) {
-    // A malformed request gets a 400; a closed, reset or idle connection just closes.
-    const bool protocol_error = ec.category() == http::make_error_code(http::error::bad_method).category() &&
-                                ec != http::error::end_of_stream && ec != http::error::partial_message;
-    if (protocol_error) return respond_and_close(error_response(bad_request("malformed HTTP request: " + ec.message())));
-    return close();
-  }
+  // Beast checks a declared Content-Length against the body limit while reading the header.
+  if (ec == http::error::body_limit) return respond_and_close(error_response(payload_too_large(options_.max_body_bytes)));
+  if (ec) return on_read_error(ec);
   const auto& header = parser_->get();
   if (auto length = parser_->content_length(); length && *length > options_.max_body_bytes) {
     return respond_and_close(error_response(payload_too_large(options_.max_body_bytes)));
@@ -66,6 +62,14 @@ void HttpSession::on_header(beast::error_code ec) {
   read_body();
 }
 
+// A malformed request gets a 400; a closed, reset or idle connection just closes.
+void HttpSession::on_read_error(beast::error_code ec) {
+  const bool protocol_error = ec.category() == http::make_error_code(http::error::bad_method).category() &&
+                              ec != http::error::end_of_stream && ec != http::error::partial_message;
+  if (protocol_error) return respond_and_close(error_response(bad_request("malformed HTTP request: " + ec.message())));
+  close();
+}
+
 void HttpSession::read_body() {
   if (parser_->is_done()) return on_body({});
   http::async_read(stream_, buffer_, *parser_,
@@ -75,12 +79,7 @@ void HttpSession::read_body() {
 void HttpSession::on_body(beast::error_code ec) {
   if (closed_) return;
   if (ec == http::error::body_limit) return respond_and_close(error_response(payload_too_large(options_.max_body_bytes)));
-  if (ec) {
-    const bool protocol_error = ec.category() == http::make_error_code(http::error::bad_method).category() &&
-                                ec != http::error::end_of_stream && ec != http::error::partial_message;
-    if (protocol_error) return respond_and_close(error_response(bad_request("malformed HTTP request: " + ec.message())));
-    return close();
-  }
+  if (ec) return on_read_error(ec);
   stream_.expires_never();
   handle_request();
 }

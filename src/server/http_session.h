@@ -39,6 +39,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession>, public Job
  private:
   void read_header();
   void on_header(boost::beast::error_code ec);
+  void on_read_error(boost::beast::error_code ec);
   void read_body();
   void on_body(boost::beast::error_code ec);
   void handle_request();

@@ -109,6 +109,13 @@ class FakeEngineClient : public EngineClient {
     return false;
   }
 
+  // Lets held requests run to completion.
+  void release_holds() {
+    std::lock_guard lock(mutex_);
+    hold_after_tokens = -1;
+    wake_.notify_all();
+  }
+
   // Knobs (set before requests arrive).
   std::atomic<int> num_waiting{0};
   std::atomic<int> hold_after_tokens{-1};  // >= 0: stop producing after this many tokens until aborted

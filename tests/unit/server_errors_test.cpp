@@ -1,0 +1,244 @@
+// The HTTP server's error paths over a fake engine on loopback: each bad input gets its status
+// and an OpenAI-shaped body ({"error": {"message", "type", "param", "code"}}) — malformed JSON,
+// wrong types, out-of-range values, empty messages, unknown roles, template errors, token ids
+// outside the vocabulary, prompt + max_tokens over max_model_len, bad API key, unknown model
+// or route, wrong method, oversized body, a full waiting queue (503 + Retry-After), malformed
+// HTTP — and the server stays healthy afterwards.
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "unit/server_test_support.h"
+
+namespace moeserve::testing {
+namespace {
+
+using nlohmann::json;
+
+// Checks the status and the error body's shape; returns the message.
+std::string expect_error(const HttpResult& result, int status, const std::string& type,
+                         std::optional<std::string> param = std::nullopt) {
+  EXPECT_EQ(result.status, status) << result.body;
+  json body = json::parse(result.body, nullptr, false);
+  EXPECT_TRUE(body.is_object() && body.contains("error")) << result.body;
+  if (!body.is_object() || !body.contains("error")) return "";
+  const json& error = body["error"];
+  EXPECT_EQ(error.size(), 4u);
+  EXPECT_EQ(error["type"], type);
+  EXPECT_EQ(error["code"], status);
+  if (param) {
+    EXPECT_EQ(error["param"], *param) << result.body;
+  } else {
+    EXPECT_TRUE(error.contains("param"));
+  }
+  EXPECT_FALSE(error["message"].get<std::string>().empty());
+  return error["message"];
+}
+
+json user_turn(const std::string& text) { return {{"role", "user"}, {"content", text}}; }
+
+TEST(ServerErrors, MalformedJsonAndWrongTypes) {
+  ServerHarness harness;
+  HttpClient client(harness.port());
+  std::string message = expect_error(client.request("POST", "/v1/completions", "{\"prompt\": \"x\",,}"), 400, "BadRequestError");
+  EXPECT_NE(message.find("not valid JSON"), std::string::npos);
+  expect_error(client.request("POST", "/v1/completions", "[1, 2]"), 400, "BadRequestError");
+  expect_error(client.request("POST", "/v1/completions", std::string(1000, '[')), 400, "BadRequestError");
+  expect_error(harness.post("/v1/completions", {{"prompt", "x"}, {"temperature", "hot"}}), 400, "BadRequestError",
+               "temperature");
+  expect_error(harness.post("/v1/completions", {{"prompt", "x"}, {"max_tokens", 2.5}}), 400, "BadRequestError", "max_tokens");
+  expect_error(harness.post("/v1/completions", {{"prompt", "x"}, {"stream", "yes"}}), 400, "BadRequestError", "stream");
+  expect_error(harness.post("/v1/completions", {{"prompt", "x"}, {"stop", {1, 2}}}), 400, "BadRequestError", "stop");
+  expect_error(harness.post("/v1/completions", {{"prompt", {{"a"}, 3}}}), 400, "BadRequestError", "prompt");
+  expect_error(harness.post("/v1/completions", {{"max_tokens", 3}}), 400, "BadRequestError", "prompt");
+  expect_error(harness.post("/v1/chat/completions", {{"messages", "hello"}}), 400, "BadRequestError", "messages");
+  expect_error(harness.post("/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", 5}}}}}), 400,
+               "BadRequestError", "messages[0].content");
+  EXPECT_TRUE(harness.engine.submitted().empty());
+}
+
+TEST(ServerErrors, OutOfRangeValues) {
+  ServerHarness harness;
+  const std::vector<std::pair<std::string, json>> cases = {
+      {"top_p", 1.5},          {"top_p", 0},           {"temperature", -0.1}, {"n", 0},
+      {"max_tokens", 0},       {"logprobs", 21},       {"presence_penalty", 3}, {"frequency_penalty", -2.5},
+      {"repetition_penalty", 0}, {"min_p", 1.5},       {"top_k", -2},         {"min_tokens", -1}};
+  for (const auto& [field, value] : cases) {
+    json request = {{"prompt", "In the beginning"}};
+    request[field] = value;
+    std::string message = expect_error(harness.post("/v1/completions", request), 400, "BadRequestError", field);
+    EXPECT_NE(message.find(field), std::string::npos) << message;
+  }
+  expect_error(harness.post("/v1/completions", {{"prompt", "x"}, {"min_tokens", 5}, {"max_tokens", 2}}), 400,
+               "BadRequestError", "min_tokens");
+  expect_error(harness.post("/v1/chat/completions", {{"messages", {user_turn("hi")}}, {"top_logprobs", 2}}), 400,
+               "BadRequestError", "top_logprobs");
+  expect_error(harness.post("/v1/completions", {{"prompt", "x"}, {"stream_options", {{"include_usage", true}}}}), 400,
+               "BadRequestError", "stream_options");
+  expect_error(harness.post("/v1/completions", {{"prompt", "x"}, {"logit_bias", {{"5", 10}}}}), 400, "BadRequestError",
+               "logit_bias");
+  EXPECT_TRUE(harness.engine.submitted().empty());
+}
+
+TEST(ServerErrors, ChatMessagesRolesAndTemplateErrors) {
+  ServerHarness harness;
+  expect_error(harness.post("/v1/chat/completions", {{"messages", json::array()}}), 400, "BadRequestError", "messages");
+  std::string message = expect_error(
+      harness.post("/v1/chat/completions", {{"messages", {{{"role", "wizard"}, {"content", "hi"}}}}}), 400,
+      "BadRequestError", "messages[0].role");
+  EXPECT_NE(message.find("wizard"), std::string::npos);
+  // The bundled Mixtral template raises on two user turns in a row.
+  message = expect_error(harness.post("/v1/chat/completions", {{"messages", {user_turn("a"), user_turn("b")}}}), 400,
+                         "BadRequestError", "messages");
+  EXPECT_NE(message.find("Conversation roles must alternate"), std::string::npos) << message;
+  expect_error(harness.post("/v1/chat/completions",
+                            {{"messages", {user_turn("a")}}, {"continue_final_message", true}}),
+               400, "BadRequestError", "continue_final_message");
+  expect_error(harness.post("/v1/chat/completions",
+                            {{"messages", {{{"role", "user"}, {"content", {{{"type", "image_url"}, {"image_url", "x"}}}}}}}}),
+               400, "BadRequestError", "messages[0].content");
+  EXPECT_TRUE(harness.engine.submitted().empty());
+}
+
+TEST(ServerErrors, TokenIdsOutsideTheVocabulary) {
+  ServerHarness harness;
+  const int vocab = harness.engine.tokenizer()->vocab_size();
+  std::string message =
+      expect_error(harness.post("/v1/completions", {{"prompt", {1, vocab}}}), 400, "BadRequestError", "prompt");
+  EXPECT_NE(message.find(std::to_string(vocab)), std::string::npos);
+  expect_error(harness.post("/v1/completions", {{"prompt", {1, -3}}}), 400, "BadRequestError", "prompt");
+  expect_error(harness.post("/v1/completions", {{"prompt", "x"}, {"stop_token_ids", {vocab + 5}}}), 400,
+               "BadRequestError", "stop_token_ids");
+  expect_error(harness.post("/detokenize", {{"tokens", {1, vocab}}}), 400, "BadRequestError", "tokens");
+  expect_error(harness.post("/v1/completions", {{"prompt", json::array({json::array()})}}), 400, "BadRequestError",
+               "prompt");
+  EXPECT_TRUE(harness.engine.submitted().empty());
+}
+
+TEST(ServerErrors, PromptPlusMaxTokensBeyondMaxModelLen) {
+  ServerHarness harness({}, /*max_model_len=*/64);
+  const std::vector<int32_t> prompt(20, 560);
+  std::string message =
+      expect_error(harness.post("/v1/completions", {{"prompt", prompt}, {"max_tokens", 50}}), 400, "BadRequestError",
+                   "max_tokens");
+  EXPECT_NE(message.find("maximum context length is 64 tokens"), std::string::npos) << message;
+  EXPECT_NE(message.find("you requested 70 tokens (20 in the prompt, 50 in the completion)"), std::string::npos)
+      << message;
+  message = expect_error(harness.post("/v1/completions", {{"prompt", std::vector<int32_t>(64, 560)}}), 400,
+                         "BadRequestError", "prompt");
+  EXPECT_NE(message.find("64 input tokens"), std::string::npos) << message;
+  // Exactly filling the context is allowed.
+  EXPECT_EQ(harness.post("/v1/completions", {{"prompt", prompt}, {"max_tokens", 44}}).status, 200);
+}
+
+TEST(ServerErrors, ApiKeyGuardsOnlyTheV1Routes) {
+  ServerOptions options;
+  options.api_key = "sekret";
+  ServerHarness harness(options);
+  const json request = {{"prompt", "x"}, {"max_tokens", 1}};
+  expect_error(harness.post("/v1/completions", request), 401, "AuthenticationError");
+  expect_error(harness.post("/v1/completions", request, {{"Authorization", "Bearer wrong"}}), 401, "AuthenticationError");
+  expect_error(harness.post("/v1/completions", request, {{"Authorization", "sekret"}}), 401, "AuthenticationError");
+  expect_error(harness.get("/v1/models"), 401, "AuthenticationError");
+  EXPECT_EQ(harness.post("/v1/completions", request, {{"Authorization", "Bearer sekret"}}).status, 200);
+  EXPECT_EQ(harness.get("/v1/models", {{"Authorization", "Bearer sekret"}}).status, 200);
+  EXPECT_EQ(harness.get("/health").status, 200);
+  EXPECT_EQ(harness.get("/metrics").status, 200);
+}
+
+TEST(ServerErrors, UnknownModelRouteAndMethod) {
+  ServerHarness harness;
+  std::string message = expect_error(harness.post("/v1/completions", {{"model", "gpt-4"}, {"prompt", "x"}}), 404,
+                                     "NotFoundError", "model");
+  EXPECT_EQ(message, "The model `gpt-4` does not exist.");
+  expect_error(harness.post("/v1/chat/completions", {{"model", "gpt-4"}, {"messages", {user_turn("x")}}}), 404,
+               "NotFoundError", "model");
+  expect_error(harness.get("/v2/nothing"), 404, "NotFoundError");
+  HttpResult wrong_method = harness.get("/v1/completions");
+  expect_error(wrong_method, 405, "MethodNotAllowedError");
+  EXPECT_EQ(wrong_method.headers["Allow"], "POST");
+  expect_error(harness.post("/health", json::object()), 405, "MethodNotAllowedError");
+}
+
+TEST(ServerErrors, OversizedBodyGets413) {
+  ServerOptions options;
+  options.max_body_bytes = 1024;
+  ServerHarness harness(options);
+  const std::string big(4000, 'a');
+  std::string message = expect_error(harness.post("/v1/completions", {{"prompt", big}}), 413, "PayloadTooLargeError");
+  EXPECT_NE(message.find("1024"), std::string::npos);
+  // Chunked uploads have no Content-Length: the parser's limit catches them.
+  HttpClient client(harness.port());
+  const std::string request =
+      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n" + std::string(2048, 'a') +
+      "\r\n0\r\n\r\n";
+  boost::asio::write(client.socket(), boost::asio::buffer(request));
+  expect_error(client.read_response(), 413, "PayloadTooLargeError");
+  EXPECT_EQ(harness.post("/v1/completions", {{"prompt", "fine"}, {"max_tokens", 1}}).status, 200);
+}
+
+TEST(ServerErrors, FullWaitingQueueGets503WithRetryAfter) {
+  ServerOptions options;
+  options.max_waiting_requests = 4;
+  ServerHarness harness(options);
+  harness.engine.num_waiting = 4;
+  HttpResult result = harness.post("/v1/completions", {{"prompt", "x"}});
+  expect_error(result, 503, "ServiceUnavailableError");
+  EXPECT_EQ(result.headers["Retry-After"], "1");
+  expect_error(harness.post("/v1/chat/completions", {{"messages", {user_turn("x")}}}), 503, "ServiceUnavailableError");
+  EXPECT_EQ(harness.get("/health").status, 200);
+  harness.engine.num_waiting = 3;
+  EXPECT_EQ(harness.post("/v1/completions", {{"prompt", "x"}, {"max_tokens", 1}}).status, 200);
+}
+
+TEST(ServerErrors, EngineRefusalIsABadRequest) {
+  ServerHarness harness;
+  harness.engine.fail_submit_message = "queue is closed";
+  std::string message = expect_error(harness.post("/v1/completions", {{"prompt", "x"}}), 400, "BadRequestError");
+  EXPECT_EQ(message, "queue is closed");
+}
+
+TEST(ServerErrors, MalformedHttpGets400AndTheServerStaysUp) {
+  ServerHarness harness;
+  {
+    HttpClient client(harness.port());
+    boost::asio::write(client.socket(), boost::asio::buffer(std::string("GARBAGE GARBAGE\r\n\r\n")));
+    expect_error(client.read_response(), 400, "BadRequestError");
+  }
+  {
+    HttpClient client(harness.port());
+    boost::asio::write(client.socket(), boost::asio::buffer(std::string("POST /v1/completions HTTP/1.1\r\nContent-Length: 10\r\n\r\n{")));
+  }  // closed mid-body
+  EXPECT_EQ(harness.get("/health").status, 200);
+  EXPECT_EQ(harness.post("/v1/completions", {{"prompt", "x"}, {"max_tokens", 1}}).status, 200);
+}
+
+TEST(ServerErrors, ChatTemplateFromFile) {
+  const std::filesystem::path path = std::filesystem::temp_directory_path() / "moeserve_server_errors_template.jinja";
+  {
+    std::ofstream file(path);
+    file << "{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}{% endfor %}"
+            "{% if add_generation_prompt %}[assistant]{% endif %}";
+  }
+  ServerOptions options;
+  options.chat_template_path = path.string();
+  ServerHarness harness(options);
+  ASSERT_EQ(harness.post("/v1/chat/completions", {{"messages", {user_turn("a"), user_turn("b")}}, {"max_tokens", 1}}).status,
+            200);
+  auto tokenizer = harness.engine.tokenizer();
+  EXPECT_EQ(tokenizer->decode(harness.engine.submitted().at(0).prompt_ids, false), "[user]a[user]b[assistant]");
+  std::filesystem::remove(path);
+
+  ServerOptions missing;
+  missing.chat_template_path = "/nonexistent/template.jinja";
+  FakeEngineClient engine;
+  MetricsRegistry registry;
+  HttpServer server(missing, engine, registry);
+  Status status = server.start();
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.error().message.find("/nonexistent/template.jinja"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace moeserve::testing
