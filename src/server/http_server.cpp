@@ -1,6 +1,7 @@
 // HttpServer: listener, session registry and shutdown.
 #include "server/http_server.h"
 
+#include <csignal>
 #include <future>
 
 #include <boost/asio/ip/address.hpp>
@@ -64,6 +65,17 @@ void HttpServer::accept() {
   });
 }
 
+void HttpServer::stop_on_signals() {
+  boost::system::error_code ignored;
+  signals_.add(SIGINT, ignored);
+  signals_.add(SIGTERM, ignored);
+  signals_.async_wait([this](boost::system::error_code ec, int signal_number) {
+    if (ec) return;
+    spdlog::info("received signal {}: stopping the server", signal_number);
+    stop();
+  });
+}
+
 void HttpServer::run() {
   running_ = true;
   io_.run();
@@ -74,6 +86,7 @@ void HttpServer::shutdown_on_io_thread() {
   boost::system::error_code ignored;
   acceptor_.close(ignored);
   accept_retry_.cancel();
+  signals_.cancel(ignored);
   // close() erases from sessions_ through the close hook: iterate over a copy.
   std::vector<std::shared_ptr<HttpSession>> live;
   for (auto& [raw, weak] : sessions_) {

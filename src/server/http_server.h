@@ -16,6 +16,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include "base/result.h"
@@ -45,6 +46,9 @@ class HttpServer {
   // closes every connection; run() then returns. Thread-safe and idempotent; when run() is
   // active on another thread, returns once the shutdown has been carried out there.
   void stop();
+  // For the serve command: SIGINT/SIGTERM then trigger stop() on the io thread (so run()
+  // returns and the caller can stop the engine and exit 0). Call after start(), before run().
+  void stop_on_signals();
   int port() const { return port_; }
 
  private:
@@ -57,6 +61,7 @@ class HttpServer {
   boost::asio::io_context io_{1};
   boost::asio::ip::tcp::acceptor acceptor_{io_};
   boost::asio::steady_timer accept_retry_{io_};
+  boost::asio::signal_set signals_{io_};
   std::shared_ptr<IoDispatcher> dispatcher_;
   std::unique_ptr<ApiRouter> router_;
   // Live connections, touched on the io thread only.

@@ -2,6 +2,8 @@
 // (non-streaming and SSE streaming, whose concatenated text must equal the non-streamed text),
 // n > 1 fan-out with per-choice ids and seeds, prompts tokenized as vLLM does (chat: template
 // then no extra special tokens), logprobs shapes, keep-alive, and stop() with work in flight.
+#include <csignal>
+
 #include <gtest/gtest.h>
 
 #include "tokenizer/chat/chat_template.h"
@@ -320,6 +322,25 @@ TEST(ServerHttp, StopAbortsInFlightRequestsAndReturns) {
   harness->thread.join();
   EXPECT_TRUE(harness->engine.wait_aborted(id));
   harness->thread = std::thread([] {});  // the destructor stops (a no-op now) and joins
+}
+
+TEST(ServerHttp, SigtermStopsTheServer) {
+  FakeEngineClient engine;
+  MetricsRegistry registry;
+  ServerOptions options;
+  options.port = 0;
+  HttpServer server(options, engine, registry);
+  ASSERT_TRUE(server.start().ok());
+  server.stop_on_signals();
+  std::thread io([&] { server.run(); });
+  EXPECT_EQ(HttpClient(server.port()).request("GET", "/health").status, 200);
+  std::raise(SIGTERM);
+  io.join();  // run() returned
+  boost::asio::io_context client_io;
+  boost::asio::ip::tcp::socket socket(client_io);
+  boost::system::error_code ec;
+  socket.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(server.port())}, ec);
+  EXPECT_TRUE(ec) << "the listener is closed";
 }
 
 }  // namespace
