@@ -1,0 +1,223 @@
+// The memory arithmetic. Estimates that are not exact byte counts (activation peak, CUDA-graph
+// pool, NCCL buffers) are written as formulas of the shape with their constants named, and
+// docs/planning.md explains each one.
+#include "plan/memory_model.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace moeserve::plan {
+namespace {
+
+constexpr int64_t kMiB = int64_t{1} << 20;
+// vLLM's fused MoE processes at most this many tokens at once (VLLM_FUSED_MOE_CHUNK_SIZE).
+constexpr int64_t kFusedMoeChunkTokens = 32768;
+// vLLM captures decode CUDA graphs for batch sizes up to this many tokens by default.
+constexpr int64_t kMaxCudaGraphCaptureTokens = 512;
+// One NCCL communicator: channels × (SIMPLE + LL128 buffers of NCCL_BUFFSIZE = 4 MiB).
+constexpr int64_t kNcclChannels = 16;
+constexpr int64_t kNcclBufferBytes = 4 * kMiB;
+constexpr int64_t kNcclCommunicatorBytes = kNcclChannels * 2 * kNcclBufferBytes;
+// vLLM's custom all-reduce: an 8 MiB IPC buffer, double-buffered.
+constexpr int64_t kCustomAllReduceBytes = 2 * 8 * kMiB;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+Result<WeightDType> parse_weight_dtype(const std::string& text) {
+  if (text == "auto") return WeightDType::kAuto;
+  if (text == "bfloat16" || text == "bf16") return WeightDType::kBF16;
+  if (text == "float16" || text == "half" || text == "fp16") return WeightDType::kF16;
+  if (text == "float32" || text == "float") return WeightDType::kF32;
+  if (text == "fp8") return WeightDType::kFp8;
+  return make_error("--dtype '{}' is not supported (supported: auto, bfloat16, float16, float32, fp8)", text);
+}
+
+Result<KvCacheDType> parse_kv_cache_dtype(const std::string& text) {
+  if (text == "auto") return KvCacheDType::kAuto;
+  if (text == "fp8" || text == "fp8_e4m3") return KvCacheDType::kFp8;
+  if (text == "float32") return KvCacheDType::kF32;
+  return make_error("--kv-cache-dtype '{}' is not supported (supported: auto, fp8, fp8_e4m3, float32)", text);
+}
+
+const char* weight_dtype_name(WeightDType dtype) {
+  switch (dtype) {
+    case WeightDType::kAuto: return "auto";
+    case WeightDType::kBF16: return "bfloat16";
+    case WeightDType::kF16: return "float16";
+    case WeightDType::kF32: return "float32";
+    case WeightDType::kFp8: return "fp8";
+  }
+  return "?";
+}
+
+const char* kv_cache_dtype_name(KvCacheDType dtype) {
+  switch (dtype) {
+    case KvCacheDType::kAuto: return "auto";
+    case KvCacheDType::kFp8: return "fp8";
+    case KvCacheDType::kF32: return "float32";
+  }
+  return "?";
+}
+
+std::pair<int, int> stage_layers(int num_layers, int pipeline_parallel, int stage) {
+  std::vector<int> sizes(pipeline_parallel, num_layers / pipeline_parallel);
+  const int remaining = num_layers % pipeline_parallel;
+  for (int index = 2; index < remaining + 2; ++index) sizes[pipeline_parallel - index] += 1;
+  int begin = 0;
+  for (int s = 0; s < stage; ++s) begin += sizes[s];
+  return {begin, begin + sizes[stage]};
+}
+
+MemoryModel::MemoryModel(const ModelConfig& config)
+    : config_(config), inventory_(enumerate_weights(config)), params_(count_params(config, inventory_)) {}
+
+WeightDType MemoryModel::checkpoint_dtype() const {
+  if (config_.fp8_block_size.has_value()) return WeightDType::kFp8;
+  switch (config_.dtype) {
+    case DType::kF16: return WeightDType::kF16;
+    case DType::kF32: return WeightDType::kF32;
+    default: return WeightDType::kBF16;
+  }
+}
+
+WeightDType MemoryModel::resolve(WeightDType dtype) const {
+  return dtype == WeightDType::kAuto ? checkpoint_dtype() : dtype;
+}
+
+// Bytes of a [rows, cols] × count shard stored as `dtype`. FP8 keeps non-Linear tensors in
+// the 16-bit activation dtype; its Linear weights carry fp32 scales per 128×128 block (fp8
+// checkpoints) or one per tensor (online quantization of a 16-bit checkpoint).
+static int64_t shard_bytes(const WeightGroup& group, int64_t rows, int64_t cols, int64_t count, WeightDType dtype,
+                           const std::array<int, 2>& block) {
+  const int64_t elements = rows * cols * count;
+  if (group.keep_fp32 || dtype == WeightDType::kF32) return elements * 4;
+  if (dtype != WeightDType::kFp8 || !group.quantizable) return elements * 2;
+  if (block[0] > 0 && block[1] > 0) {
+    return elements + count * ceil_div(rows, block[0]) * ceil_div(cols, block[1]) * 4;
+  }
+  return elements + count * 4;
+}
+
+int64_t MemoryModel::weight_bytes(WeightDType dtype) const {
+  DeploymentShape single;
+  return stage_weight_bytes(single, resolve(dtype), 0);
+}
+
+int64_t MemoryModel::stage_weight_bytes(const DeploymentShape& shape, WeightDType dtype, int stage) const {
+  const int tp = shape.tensor_parallel;
+  const int moe_ranks = shape.tensor_parallel * shape.data_parallel;
+  const bool ep = shape.enable_expert_parallel && moe_ranks > 1;
+  const auto [first, last] = stage_layers(config_.num_layers, shape.pipeline_parallel, stage);
+  const bool first_stage = stage == 0;
+  const bool last_stage = stage == shape.pipeline_parallel - 1;
+  std::array<int, 2> block{0, 0};  // [0, 0]: per-tensor scales
+  if (dtype == WeightDType::kFp8 && config_.fp8_block_size.has_value()) block = *config_.fp8_block_size;
+  int64_t total = 0;
+  for (const WeightGroup& group : inventory_.groups) {
+    if (group.mtp) continue;
+    bool here = group.layer >= 0 ? (group.layer >= first && group.layer < last) : false;
+    if (group.component == Component::kEmbedding) {
+      // A tied lm_head reuses the embedding, which the last stage then holds as well.
+      here = first_stage || (last_stage && config_.tie_word_embeddings);
+    } else if (group.layer < 0) {
+      here = last_stage;  // final norm, lm_head
+    }
+    if (!here) continue;
+    int64_t rows = group.rows, cols = group.cols, count = group.count;
+    switch (group.sharding) {
+      case Sharding::kReplicated: break;
+      case Sharding::kColumn:
+      case Sharding::kVocab: rows = ceil_div(rows, tp); break;
+      case Sharding::kRow: cols = ceil_div(cols, tp); break;
+      case Sharding::kKvHeads:
+        rows = rows * std::max(1, config_.num_kv_heads / tp) / config_.num_kv_heads;
+        break;
+      case Sharding::kExpertColumn:
+        if (ep) count = ceil_div(count, moe_ranks); else rows = ceil_div(rows, moe_ranks);
+        break;
+      case Sharding::kExpertRow:
+        if (ep) count = ceil_div(count, moe_ranks); else cols = ceil_div(cols, moe_ranks);
+        break;
+    }
+    total += shard_bytes(group, rows, cols, count, dtype, block);
+  }
+  return total;
+}
+
+int64_t MemoryModel::kv_elements_per_token_per_layer() const {
+  if (config_.is_mla()) return int64_t{config_.mla->kv_lora_rank} + config_.mla->qk_rope_head_dim;
+  return 2 * int64_t{config_.num_kv_heads} * config_.head_dim;
+}
+
+int64_t MemoryModel::kv_element_bytes(KvCacheDType dtype, WeightDType weights) const {
+  switch (dtype) {
+    case KvCacheDType::kFp8: return 1;
+    case KvCacheDType::kF32: return 4;
+    case KvCacheDType::kAuto: return resolve(weights) == WeightDType::kF32 ? 4 : 2;
+  }
+  return 2;
+}
+
+int64_t MemoryModel::kv_bytes_per_token(KvCacheDType dtype, WeightDType weights) const {
+  return kv_elements_per_token_per_layer() * config_.num_layers * kv_element_bytes(dtype, weights);
+}
+
+int64_t MemoryModel::cpu_kv_blocks(int64_t kv_cache_bytes, int block_size) const {
+  const int64_t block_bytes = int64_t{block_size} * kv_bytes_per_token(KvCacheDType::kF32);
+  return std::min<int64_t>(kv_cache_bytes / block_bytes, int64_t{1} << 24);
+}
+
+// Peak of one forward step on one GPU: the residual stream and the normed hidden state, plus
+// the widest intermediate of a layer (attention projections or the MLP/MoE workspace), for
+// `tokens` tokens; plus fp32 logits and probabilities for the sequences that sample.
+int64_t MemoryModel::activation_bytes(const DeploymentShape& shape, int64_t tokens, int act_bytes) const {
+  const int64_t tp = shape.tensor_parallel;
+  const int64_t h = config_.hidden_size;
+  int64_t attention = 0;
+  if (config_.is_mla()) {
+    const MlaConfig& m = *config_.mla;
+    const int64_t heads = config_.num_heads / tp;
+    attention = heads * m.qk_head_dim() + heads * (m.qk_nope_head_dim + m.v_head_dim) + m.kv_lora_rank +
+                m.qk_rope_head_dim + heads * m.v_head_dim;
+  } else {
+    const int64_t kv_heads = std::max<int64_t>(1, config_.num_kv_heads / tp);
+    attention = 2 * (config_.num_heads / tp) * config_.head_dim + 2 * kv_heads * config_.head_dim;
+  }
+  int64_t mlp = config_.intermediate_size > 0 ? 3 * config_.intermediate_size / tp : 0;
+  int64_t per_token = 2 * h + std::max(attention, mlp);
+  int64_t total = tokens * per_token * act_bytes;
+  if (config_.moe.has_value()) {
+    const MoeConfig& moe = *config_.moe;
+    const int64_t moe_ranks = shape.tensor_parallel * shape.data_parallel;
+    const bool ep = shape.enable_expert_parallel && moe_ranks > 1;
+    const int64_t inter = ep ? moe.expert_intermediate_size : ceil_div(moe.expert_intermediate_size, moe_ranks);
+    // With DP the MoE layer sees every DP rank's tokens (all-gather before dispatch).
+    const int64_t moe_tokens = std::min<int64_t>(tokens * shape.data_parallel, kFusedMoeChunkTokens);
+    const int64_t workspace = moe_tokens * moe.top_k * (2 * inter + h) + moe_tokens * h;
+    const int64_t shared = tokens * 3 * moe.shared_intermediate_size / tp;
+    total = std::max(total, tokens * 2 * h * act_bytes + (workspace + shared) * act_bytes);
+  }
+  const int64_t sampling = std::min<int64_t>(tokens, shape.max_num_seqs);
+  return total + sampling * config_.vocab_size * 4 * 2;
+}
+
+int64_t MemoryModel::comm_buffer_bytes(const DeploymentShape& shape, int act_bytes) const {
+  int64_t total = 0;
+  const int64_t tokens = shape.max_num_batched_tokens;
+  if (shape.tensor_parallel > 1) total += kNcclCommunicatorBytes + kCustomAllReduceBytes;
+  if (shape.pipeline_parallel > 1) total += kNcclCommunicatorBytes + 2 * tokens * config_.hidden_size * act_bytes;
+  const int64_t moe_ranks = shape.tensor_parallel * shape.data_parallel;
+  if (config_.moe.has_value() && shape.data_parallel > 1) {
+    // The EP/DP group's communicator plus dispatch and combine buffers for all DP ranks' tokens.
+    const int64_t gathered = std::min<int64_t>(tokens * shape.data_parallel, kFusedMoeChunkTokens);
+    total += kNcclCommunicatorBytes + 2 * gathered * config_.hidden_size * act_bytes;
+  } else if (shape.enable_expert_parallel && moe_ranks > 1) {
+    total += 2 * tokens * config_.hidden_size * act_bytes;
+  }
+  return total;
+}
+
+}  // namespace moeserve::plan

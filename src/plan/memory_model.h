@@ -1,0 +1,118 @@
+// MemoryModel: the one arithmetic that sizes a deployment — weight bytes per dtype (bf16, fp8
+// with block or per-tensor scales), KV-cache bytes per token (GQA: 2 × kv_heads × head_dim; MLA:
+// kv_lora_rank + qk_rope_head_dim), the activation/workspace peak of one step of
+// max_num_batched_tokens, CUDA-graph and communication buffers, and from what is left the KV
+// blocks the engine allocates — per GPU, under a TP/PP/DP(/EP) layout with vLLM's semantics
+// (attention and dense weights split over TP and replicated over DP; with
+// --enable-expert-parallel the experts are placed whole over EP = TP × DP, without it they are
+// tensor-split over TP × DP; PP splits the layer stack). `moeserve plan` and engine start-up both
+// call it, so the plan and the allocation cannot disagree.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "base/result.h"
+#include "model/config.h"
+#include "plan/weights.h"
+
+namespace moeserve::plan {
+
+// How weights are stored on the device. kFp8 on an fp8 checkpoint keeps its block scales; on a
+// bf16 checkpoint it is vLLM's online `--quantization fp8` (one fp32 scale per tensor).
+enum class WeightDType { kAuto, kBF16, kF16, kF32, kFp8 };
+// kAuto = the weights' activation dtype (bf16/fp16); kFp8 = e4m3, one byte per element;
+// kF32 = the CPU reference backend's cache.
+enum class KvCacheDType { kAuto, kFp8, kF32 };
+
+Result<WeightDType> parse_weight_dtype(const std::string& text);    // auto|bfloat16|float16|float32|fp8
+Result<KvCacheDType> parse_kv_cache_dtype(const std::string& text);  // auto|fp8|fp8_e4m3|float32
+const char* weight_dtype_name(WeightDType dtype);
+const char* kv_cache_dtype_name(KvCacheDType dtype);
+
+// A deployment: one model replica spans tensor_parallel × pipeline_parallel GPUs, and
+// data_parallel replicas run side by side. Invariant after validate(): all sizes ≥ 1 and the
+// layout divides the model the way vLLM requires.
+struct DeploymentShape {
+  int tensor_parallel = 1;
+  int pipeline_parallel = 1;
+  int data_parallel = 1;
+  bool enable_expert_parallel = false;
+  WeightDType dtype = WeightDType::kAuto;
+  KvCacheDType kv_cache_dtype = KvCacheDType::kAuto;
+  int max_model_len = 0;           // 0 = the model's max_position_embeddings
+  int max_num_seqs = 256;
+  int max_num_batched_tokens = 8192;
+  int block_size = 16;             // tokens per KV block
+  double gpu_memory_utilization = 0.9;
+  bool enforce_eager = false;      // no CUDA graphs
+  int64_t device_memory_bytes = 0; // per GPU
+
+  int gpus() const { return tensor_parallel * pipeline_parallel * data_parallel; }
+  int expert_parallel() const { return enable_expert_parallel ? tensor_parallel * data_parallel : 1; }
+};
+
+// What one GPU holds (the most loaded pipeline stage). Invariant: kv_tokens == kv_blocks ×
+// block_size, and kv_blocks ≥ 0.
+struct MemoryBreakdown {
+  WeightDType weight_dtype = WeightDType::kBF16;  // resolved
+  KvCacheDType kv_cache_dtype = KvCacheDType::kAuto;
+  int max_model_len = 0;                          // resolved
+  int64_t budget_bytes = 0;           // device memory × gpu_memory_utilization
+  int64_t weights_bytes = 0;
+  int64_t activation_bytes = 0;       // peak live activations + workspace of one step
+  int64_t cuda_graph_bytes = 0;
+  int64_t comm_buffer_bytes = 0;
+  int64_t kv_cache_bytes = 0;         // budget left for the KV cache (0 when the rest overflows)
+  int64_t kv_bytes_per_token = 0;     // this GPU's share of one token's KV (its layers, its heads)
+  int64_t kv_blocks = 0;
+  int64_t kv_tokens = 0;              // per replica (every GPU of a replica holds the same tokens)
+  int64_t max_concurrent_seqs = 0;    // full-length sequences over all DP replicas
+  bool weights_fit = false;
+  bool fits = false;                  // weights fit and at least one max_model_len sequence fits
+  std::string verdict;                // one line: why it fits or not
+};
+
+class MemoryModel {
+ public:
+  explicit MemoryModel(const ModelConfig& config);
+
+  const ModelConfig& config() const { return config_; }
+  const WeightInventory& inventory() const { return inventory_; }
+  const ParamCounts& params() const { return params_; }
+
+  // The checkpoint's own storage: fp8 when config.json carries an fp8 quantization_config.
+  WeightDType checkpoint_dtype() const;
+  WeightDType resolve(WeightDType dtype) const;
+  // Bytes of all served weights (no MTP), unsharded.
+  int64_t weight_bytes(WeightDType dtype) const;
+  // KV elements one token adds per layer: GQA 2 × kv_heads × head_dim, MLA latent + rope key.
+  int64_t kv_elements_per_token_per_layer() const;
+  int64_t kv_element_bytes(KvCacheDType dtype, WeightDType weights) const;
+  // Whole model, all layers, unsharded.
+  int64_t kv_bytes_per_token(KvCacheDType dtype, WeightDType weights = WeightDType::kAuto) const;
+
+  // Refuses layouts vLLM refuses (heads not divisible by TP, more stages than layers, experts
+  // fewer than EP ranks, fp8 blocks split by TP, ...) with the reason.
+  Status validate(const DeploymentShape& shape) const;
+  Result<MemoryBreakdown> plan(const DeploymentShape& shape) const;
+
+  // The CPU engine's KV allocation (engine/engine.cpp): a byte budget of float32 entries split
+  // into blocks of block_size tokens over all layers. Returns the block count it allocates.
+  int64_t cpu_kv_blocks(int64_t kv_cache_bytes, int block_size) const;
+
+ private:
+  int64_t stage_weight_bytes(const DeploymentShape& shape, WeightDType dtype, int stage) const;
+  int64_t activation_bytes(const DeploymentShape& shape, int64_t tokens, int act_bytes) const;
+  int64_t comm_buffer_bytes(const DeploymentShape& shape, int act_bytes) const;
+
+  ModelConfig config_;
+  WeightInventory inventory_;
+  ParamCounts params_;
+};
+
+// First and one-past-last decoder layer of pipeline stage `stage` (vLLM's even split; the
+// remainder goes to the last stages).
+std::pair<int, int> stage_layers(int num_layers, int pipeline_parallel, int stage);
+
+}  // namespace moeserve::plan
