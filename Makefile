@@ -5,7 +5,7 @@ BUILD_DIR := build/$(PRESET)
 JOBS ?= $(shell nproc)
 DEMO_MODEL ?= models/kjv-mixtral-tiny
 
-.PHONY: all deps configure build test test-asan test-gpu run bench clean format
+.PHONY: all deps configure build test test-asan test-asan-loader test-gpu run bench clean format
 
 all: build
 	@echo "built $(BUILD_DIR)/moeserve"
@@ -24,6 +24,12 @@ test: build
 
 test-asan:
 	$(MAKE) test PRESET=asan
+
+# The loader's corrupt-input tests under AddressSanitizer + UBSan (part of CI).
+test-asan-loader: deps
+	@[ -f build/asan/build.ninja ] || cmake --preset asan
+	cmake --build build/asan -j $(JOBS) --target safetensors_test
+	ASAN_OPTIONS=detect_leaks=1 build/asan/tests/safetensors_test
 
 # GPU tests, run on the device machine (label `gpu`).
 test-gpu: build
