@@ -12,6 +12,8 @@ void add_generate_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 // Registers both `tokenize` and `detokenize` (cmd_tokenize.cpp).
 void add_tokenize_command(CLI::App& app);
+// `plan` (cmd_plan.cpp): deployment sizing from the memory model in src/plan/.
+void add_plan_command(CLI::App& app);
 
 // Prints "moeserve: error: <message>" to stderr and exits the command with status 1.
 [[noreturn]] void fail(const std::string& message);

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   add_logits_command(app);
   add_bench_command(app);
   add_tokenize_command(app);
+  add_plan_command(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

@@ -1,0 +1,143 @@
+// Parameter counts of the plan's weight inventory against two oracles: the element counts in
+// the fixture checkpoints' safetensors headers (exact), and the totals the model publishers state
+// for every catalog model (within the stated tolerance; each case says why).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "loader/safetensors.h"
+#include "plan/memory_model.h"
+#include "plan/model_catalog.h"
+#include "plan/planner.h"
+
+namespace moeserve::plan {
+namespace {
+
+namespace fs = std::filesystem;
+
+ParamCounts catalog_counts(const std::string& id) {
+  auto resolved = resolve_model(id);
+  EXPECT_TRUE(resolved.ok()) << (resolved.ok() ? "" : resolved.error().message);
+  return count_params(resolved->config, enumerate_weights(resolved->config));
+}
+
+double rel_diff(double value, double published) { return std::abs(value - published) / published; }
+
+// The sum of element counts of every tensor in the checkpoint's model*.safetensors files.
+int64_t checkpoint_elements(const std::string& dir) {
+  int64_t total = 0;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("model", 0) != 0 || entry.path().extension() != ".safetensors") continue;
+    auto file = SafetensorsFile::open(entry.path().string());
+    EXPECT_TRUE(file.ok()) << entry.path();
+    for (const auto& [tensor, info] : (*file)->entries()) {
+      total += info.shape.numel();
+    }
+  }
+  return total;
+}
+
+class FixtureParams : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(FixtureParams, TotalEqualsSafetensorsElementCount) {
+  const std::string dir = GetParam();
+  auto config = load_model_config(dir);
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  const ParamCounts counts = count_params(*config, enumerate_weights(*config));
+  EXPECT_EQ(counts.total + counts.mtp, checkpoint_elements(dir)) << dir;
+  EXPECT_LT(counts.active, counts.total);
+}
+
+INSTANTIATE_TEST_SUITE_P(Checkpoints, FixtureParams,
+                         ::testing::Values(MOESERVE_TEST_DATA_DIR "/models/tiny-deepseek_v2",
+                                           MOESERVE_TEST_DATA_DIR "/models/tiny-deepseek_v3",
+                                           MOESERVE_TEST_DATA_DIR "/models/tiny-mixtral",
+                                           MOESERVE_TEST_DATA_DIR "/models/tiny-qwen2_moe",
+                                           MOESERVE_TEST_DATA_DIR "/models/tiny-qwen3_moe",
+                                           MOESERVE_MODELS_DIR "/kjv-mixtral-tiny"));
+
+TEST(PlanParams, TiedEmbeddingsCountOnce) {
+  auto config = load_model_config(MOESERVE_MODELS_DIR "/kjv-mixtral-tiny");
+  ASSERT_TRUE(config.ok());
+  ASSERT_TRUE(config->tie_word_embeddings);
+  const ParamCounts counts = count_params(*config, enumerate_weights(*config));
+  EXPECT_EQ(counts.by_component[static_cast<int>(Component::kLmHead)], 0);
+  EXPECT_EQ(counts.embedding, int64_t{32000} * 192);
+}
+
+// DeepSeek-V3: 671,026,419,200 is the main model (61 layers, embedding, head); README_WEIGHTS.md
+// says 671B total and 36.6B activated "including 0.9B for the output head" — i.e. without the
+// 0.93B input embedding — and 11.5B unique MTP parameters (we count 11.61B: the MoE layer
+// 11.507B + eh_proj 0.103B + three norms; 0.96% above their rounded figure). The model card's
+// "37B activated" is the same 36.6B rounded up.
+TEST(PlanParams, DeepSeekV3MatchesPublishedFigures) {
+  const ParamCounts counts = catalog_counts("deepseek-ai/DeepSeek-V3");
+  EXPECT_EQ(counts.total, 671'026'419'200);
+  EXPECT_EQ(counts.embedding, int64_t{129280} * 7168);
+  EXPECT_LT(rel_diff(counts.total, 671e9), 0.001);
+  EXPECT_LT(rel_diff(counts.active_without_embedding(), 36.6e9), 0.005);
+  EXPECT_LT(rel_diff(counts.active, 37e9), 0.02);  // 37.55B incl. the embedding lookup
+  EXPECT_LT(rel_diff(counts.mtp, 11.5e9), 0.01);
+  EXPECT_EQ(catalog_counts("deepseek-ai/DeepSeek-V3.1").total, counts.total);
+}
+
+// Mistral's 46.7B / 12.9B are these exact counts rounded.
+TEST(PlanParams, MixtralExact) {
+  const ParamCounts small = catalog_counts("mistralai/Mixtral-8x7B-v0.1");
+  EXPECT_EQ(small.total, 46'702'792'704);
+  EXPECT_EQ(small.active, 12'879'925'248);
+  const ParamCounts large = catalog_counts("mistralai/Mixtral-8x22B-v0.1");
+  EXPECT_LT(rel_diff(large.total, 140.6e9), 0.001);  // issue figure; Mistral says 141B
+  EXPECT_LT(rel_diff(large.active, 39.1e9), 0.005);  // issue figure; Mistral says 39B
+}
+
+// Qwen model cards: 235B/22B (234B non-embedding), 30.5B/3.3B (29.9B non-embedding), 57B/14B.
+TEST(PlanParams, QwenMatchPublishedFigures) {
+  const ParamCounts q235 = catalog_counts("Qwen/Qwen3-235B-A22B");
+  EXPECT_LT(rel_diff(q235.total, 235e9), 0.01);
+  EXPECT_LT(rel_diff(q235.total - q235.embedding - q235.by_component[static_cast<int>(Component::kLmHead)], 234e9),
+            0.01);
+  EXPECT_LT(rel_diff(q235.active, 22e9), 0.01);
+  const ParamCounts q30 = catalog_counts("Qwen/Qwen3-30B-A3B");
+  EXPECT_LT(rel_diff(q30.total, 30.5e9), 0.01);
+  EXPECT_LT(rel_diff(q30.total - q30.embedding - q30.by_component[static_cast<int>(Component::kLmHead)], 29.9e9),
+            0.01);
+  EXPECT_LT(rel_diff(q30.active, 3.3e9), 0.02);  // 3.353B; the card rounds to 2 digits
+  const ParamCounts q57 = catalog_counts("Qwen/Qwen2-57B-A14B");
+  EXPECT_LT(rel_diff(q57.total, 57.4e9), 0.01);  // "57B" on the card; 57.41B counted
+  EXPECT_LT(rel_diff(q57.active, 14.2e9), 0.01);  // "A14B"; 14.25B counted
+}
+
+// Kimi K2's card gives "1T total, 32B activated", one or two significant digits. We count
+// 1.0264T and 32.86B (31.69B without the input embedding); the issue's 1.04T / 32.6B are not
+// reproduced by the published config (1.3% / 0.8% off), so the test holds the card's figures to
+// their rounding (±3%).
+TEST(PlanParams, KimiK2MatchesRoundedCardFigures) {
+  const ParamCounts counts = catalog_counts("moonshotai/Kimi-K2-Instruct");
+  EXPECT_EQ(counts.mtp, 0);
+  EXPECT_LT(rel_diff(counts.total, 1e12), 0.03);
+  EXPECT_LT(rel_diff(counts.active_without_embedding(), 32e9), 0.03);
+  EXPECT_LT(rel_diff(counts.active, 32.6e9), 0.01);
+}
+
+// DeepSeek-V2 paper: V2-Lite has 15.7B parameters, 2.4B activated (without the embedding, as
+// DeepSeek counts; 2.451B, two significant digits in the paper).
+TEST(PlanParams, DeepSeekV2Lite) {
+  const ParamCounts counts = catalog_counts("deepseek-ai/DeepSeek-V2-Lite");
+  EXPECT_LT(rel_diff(counts.total, 15.7e9), 0.01);
+  EXPECT_LT(rel_diff(counts.active_without_embedding(), 2.4e9), 0.025);
+}
+
+TEST(PlanParams, EveryCatalogModelParses) {
+  for (const CatalogModel& model : model_catalog()) {
+    auto resolved = resolve_model(model.id);
+    ASSERT_TRUE(resolved.ok()) << model.id << ": " << resolved.error().message;
+    EXPECT_FALSE(model.source.empty());
+    const ParamCounts counts = count_params(resolved->config, enumerate_weights(resolved->config));
+    EXPECT_LT(rel_diff(counts.total, model.published_total_params), 0.03) << model.id;
+  }
+}
+
+}  // namespace
+}  // namespace moeserve::plan
