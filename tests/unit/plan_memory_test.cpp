@@ -1,0 +1,183 @@
+// The memory model: KV bytes per token per attention design, the CPU engine's KV allocation,
+// the issue's fit/no-fit verdicts, refusal of layouts vLLM refuses, and the GPU catalog parser.
+#include <gtest/gtest.h>
+
+#include "kvcache/kv_memory.h"
+#include "model/layers/attention_gqa.h"
+#include "model/layers/attention_mla.h"
+#include "plan/memory_model.h"
+#include "plan/planner.h"
+
+namespace moeserve::plan {
+namespace {
+
+ModelConfig catalog_config(const std::string& id) {
+  auto resolved = resolve_model(id);
+  EXPECT_TRUE(resolved.ok()) << (resolved.ok() ? "" : resolved.error().message);
+  return resolved->config;
+}
+
+Plan plan_for(const std::string& id, const std::string& gpus, WeightDType dtype = WeightDType::kAuto) {
+  auto resolved = resolve_model(id);
+  EXPECT_TRUE(resolved.ok());
+  PlanRequest request;
+  request.gpus = *parse_gpu_set(gpus);
+  request.dtype = dtype;
+  auto plan = make_plan(*resolved, request);
+  EXPECT_TRUE(plan.ok()) << (plan.ok() ? "" : plan.error().message);
+  return *plan;
+}
+
+TEST(PlanMemory, KvBytesPerToken) {
+  const MemoryModel v3(catalog_config("deepseek-ai/DeepSeek-V3"));
+  EXPECT_EQ(v3.kv_bytes_per_token(KvCacheDType::kAuto), 576 * 61 * 2);  // latent 512 + rope key 64, bf16
+  EXPECT_EQ(v3.kv_bytes_per_token(KvCacheDType::kFp8), 576 * 61);
+  const MemoryModel mixtral(catalog_config("mistralai/Mixtral-8x7B-v0.1"));
+  EXPECT_EQ(mixtral.kv_bytes_per_token(KvCacheDType::kAuto), 2 * 8 * 128 * 32 * 2);  // K+V, 8 KV heads
+  const MemoryModel qwen(catalog_config("Qwen/Qwen3-235B-A22B"));
+  EXPECT_EQ(qwen.kv_bytes_per_token(KvCacheDType::kAuto), 2 * 4 * 128 * 94 * 2);
+}
+
+// Per GPU: MLA's latent is whole on every TP rank; GQA heads split over TP; PP splits layers.
+TEST(PlanMemory, KvPerGpuUnderLayouts) {
+  const MemoryModel v3(catalog_config("deepseek-ai/DeepSeek-V3"));
+  DeploymentShape shape;
+  shape.device_memory_bytes = (*find_gpu("H200"))->memory_bytes;
+  shape.tensor_parallel = 8;
+  EXPECT_EQ(v3.plan(shape)->kv_bytes_per_token, 576 * 61 * 2);
+  shape.tensor_parallel = 1;
+  shape.pipeline_parallel = 8;  // 61 layers over 8 stages: the largest stage holds 8
+  EXPECT_EQ(v3.plan(shape)->kv_bytes_per_token, 576 * 8 * 2);
+  const MemoryModel mixtral(catalog_config("mistralai/Mixtral-8x7B-v0.1"));
+  DeploymentShape gqa;
+  gqa.device_memory_bytes = shape.device_memory_bytes;
+  gqa.tensor_parallel = 4;
+  EXPECT_EQ(mixtral.plan(gqa)->kv_bytes_per_token, 2 * 2 * 128 * 32 * 2);
+}
+
+TEST(PlanMemory, StageLayersFollowVllmSplit) {
+  // vLLM get_pp_indices: 61 layers over 8 stages = 7 each, the 5 extra go to stages 2..6.
+  int total = 0;
+  for (int stage = 0; stage < 8; ++stage) {
+    const auto [first, last] = stage_layers(61, 8, stage);
+    EXPECT_EQ(first, total);
+    total = last;
+    EXPECT_EQ(last - first, (stage >= 2 && stage <= 6) ? 8 : 7) << stage;
+  }
+  EXPECT_EQ(total, 61);
+}
+
+// The CPU engine (engine/engine.cpp) allocates floor(budget / (layers × block × entry × 4))
+// blocks of float32 entries through KvMemory; the plan must give the same count, and the
+// memory KvMemory then holds must fit the budget with no room for one more block.
+TEST(PlanMemory, CpuKvAllocationMatchesEngine) {
+  const char* dirs[] = {MOESERVE_TEST_DATA_DIR "/models/tiny-deepseek_v2", MOESERVE_TEST_DATA_DIR "/models/tiny-deepseek_v3",
+                        MOESERVE_TEST_DATA_DIR "/models/tiny-mixtral", MOESERVE_TEST_DATA_DIR "/models/tiny-qwen2_moe",
+                        MOESERVE_TEST_DATA_DIR "/models/tiny-qwen3_moe", MOESERVE_MODELS_DIR "/kjv-mixtral-tiny"};
+  const int64_t budget = int64_t{7} << 20;
+  for (const char* dir : dirs) {
+    auto config = load_model_config(dir);
+    ASSERT_TRUE(config.ok());
+    const MemoryModel model(*config);
+    const int entry = config->is_mla() ? MlaAttention::kv_entry_size(*config) : GqaAttention::kv_entry_size(*config);
+    EXPECT_EQ(model.kv_bytes_per_token(KvCacheDType::kF32), int64_t{entry} * 4 * config->num_layers) << dir;
+    const int64_t blocks = model.cpu_kv_blocks(budget, 16);
+    const KvMemory memory(KvShape{config->num_layers, static_cast<int>(blocks), 16, entry});
+    EXPECT_LE(static_cast<int64_t>(memory.bytes()), budget) << dir;
+    EXPECT_GT(static_cast<int64_t>(memory.bytes()) + int64_t{16} * entry * 4 * config->num_layers, budget) << dir;
+  }
+}
+
+TEST(PlanMemory, Fp8WeightsCarryBlockScales) {
+  const MemoryModel v3(catalog_config("deepseek-ai/DeepSeek-V3"));
+  const int64_t fp8 = v3.weight_bytes(WeightDType::kFp8);
+  const int64_t bf16 = v3.weight_bytes(WeightDType::kBF16);
+  // Experts' [2048, 7168] weights: 16 × 56 blocks of fp32 scales each.
+  EXPECT_GT(fp8, v3.params().total);       // 1 byte per quantized element + scales + bf16 rest
+  EXPECT_LT(fp8, v3.params().total * 101 / 100);
+  EXPECT_EQ(bf16, v3.params().total * 2 + 58 * 256 * 2);  // e_score_correction_bias stays fp32
+}
+
+TEST(PlanMemory, IssueVerdicts) {
+  EXPECT_TRUE(plan_for("deepseek-ai/DeepSeek-V3", "8xH200", WeightDType::kFp8).fits);
+  EXPECT_FALSE(plan_for("deepseek-ai/DeepSeek-V3", "8xH100", WeightDType::kFp8).fits);
+  EXPECT_FALSE(plan_for("deepseek-ai/DeepSeek-V3", "8xH200", WeightDType::kBF16).fits);
+  EXPECT_FALSE(plan_for("moonshotai/Kimi-K2-Instruct", "8xH200", WeightDType::kFp8).fits);
+  EXPECT_TRUE(plan_for("moonshotai/Kimi-K2-Instruct", "16xH200", WeightDType::kFp8).fits);
+  const Plan mixtral_one = plan_for("mistralai/Mixtral-8x7B-v0.1", "1xH100", WeightDType::kBF16);
+  EXPECT_FALSE(mixtral_one.fits);
+  ASSERT_TRUE(mixtral_one.smallest_fit.has_value());
+  EXPECT_EQ(mixtral_one.smallest_gpus.count, 2);  // the smallest set that fits
+  EXPECT_TRUE(plan_for("mistralai/Mixtral-8x7B-v0.1", "2xH100", WeightDType::kBF16).fits);
+  EXPECT_TRUE(plan_for("Qwen/Qwen3-30B-A3B", "1xH100", WeightDType::kBF16).fits);
+}
+
+TEST(PlanMemory, RefusesInvalidShapes) {
+  const MemoryModel v3(catalog_config("deepseek-ai/DeepSeek-V3"));
+  DeploymentShape shape;
+  shape.device_memory_bytes = int64_t{80} << 30;
+  auto refused = [&](DeploymentShape s, const std::string& needle) {
+    auto result = v3.plan(s);
+    ASSERT_FALSE(result.ok());
+    EXPECT_NE(result.error().message.find(needle), std::string::npos) << result.error().message;
+  };
+  DeploymentShape s = shape;
+  s.tensor_parallel = 3;
+  refused(s, "does not divide the 128 attention heads");
+  s = shape;
+  s.pipeline_parallel = 62;
+  refused(s, "exceeds the 61 layers");
+  s = shape;
+  s.tensor_parallel = 8;
+  s.data_parallel = 4;  // experts split 32 ways: 2048 / 32 = 64, not a multiple of the 128 fp8 block
+  refused(s, "fp8 weight block");
+  s.enable_expert_parallel = true;  // the same ranks holding whole experts is fine
+  EXPECT_TRUE(v3.plan(s).ok());
+  s = shape;
+  s.gpu_memory_utilization = 1.5;
+  refused(s, "--gpu-memory-utilization");
+  s = shape;
+  s.max_model_len = 200000;
+  refused(s, "max_position_embeddings");
+  s = shape;
+  s.max_num_seqs = 512;
+  s.max_num_batched_tokens = 256;
+  refused(s, "--max-num-batched-tokens");
+  const MemoryModel mixtral(catalog_config("mistralai/Mixtral-8x7B-v0.1"));
+  DeploymentShape ep = shape;
+  ep.tensor_parallel = 8;
+  ep.data_parallel = 2;
+  ep.enable_expert_parallel = true;
+  auto result = mixtral.plan(ep);
+  ASSERT_FALSE(result.ok());
+  EXPECT_NE(result.error().message.find("exceeds the 8 experts"), std::string::npos);
+}
+
+TEST(PlanMemory, GpuCatalog) {
+  auto set = parse_gpu_set("8xH200");
+  ASSERT_TRUE(set.ok());
+  EXPECT_EQ(set->count, 8);
+  EXPECT_EQ(set->gpu->name, "H200");
+  EXPECT_EQ(parse_gpu_set("h100")->count, 1);
+  EXPECT_EQ(parse_gpu_set("2xMI300X")->gpu->name, "MI300X");
+  EXPECT_FALSE((*find_gpu("A100"))->fp8_tensor_cores);
+  auto unknown = parse_gpu_set("8xV100");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.error().message.find("unknown GPU 'V100' (known: H100"), std::string::npos);
+  EXPECT_FALSE(parse_gpu_set("0xH100").ok());
+  for (const GpuSpec& gpu : gpu_catalog()) {
+    EXPECT_GT(gpu.memory_bytes, 0);
+    EXPECT_FALSE(gpu.source.empty());
+  }
+}
+
+TEST(PlanMemory, UnknownModelIsAClearError) {
+  auto resolved = resolve_model("acme/NotAModel-1T");
+  ASSERT_FALSE(resolved.ok());
+  EXPECT_NE(resolved.error().message.find("not a local checkpoint directory, a config.json, or a catalog model"),
+            std::string::npos);
+  EXPECT_NE(resolved.error().message.find("deepseek-ai/DeepSeek-V3"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace moeserve::plan
