@@ -10,6 +10,7 @@ namespace moeserve::cli {
 void add_logits_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_chat_template_command(CLI::App& app);
 // Registers both `tokenize` and `detokenize` (cmd_tokenize.cpp).
 void add_tokenize_command(CLI::App& app);
 // `plan` (cmd_plan.cpp): deployment sizing from the memory model in src/plan/.

@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", fmt::format("moeserve {} (backends: {})", MOESERVE_VERSION, backends()));
   app.require_subcommand(1);
   add_logits_command(app);
+  add_generate_command(app);
+  add_chat_template_command(app);
   add_bench_command(app);
   add_tokenize_command(app);
   add_plan_command(app);

@@ -1,19 +1,18 @@
 // CPU reference: out = x · Wᵀ (+ b). Weights stay in their stored dtype (usually bf16 in the
 // checkpoint's mmap); each worker converts a panel of kPanelRows weight rows to float32 in a
 // local buffer and multiplies it with OpenBLAS, so no float32 copy of the model ever exists.
-#include <cblas.h>
-
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/blas.h"
 #include "kernels/ops.h"
 
 namespace moeserve::ops {
 
 namespace {
 constexpr int64_t kPanelRows = 64;
-}
+}  // namespace
 
 void linear(ExecContext& ctx, const TensorView& x, const TensorView& weight, const TensorView& bias,
             const TensorView& out) {
@@ -22,6 +21,7 @@ void linear(ExecContext& ctx, const TensorView& x, const TensorView& weight, con
   const int64_t out_features = weight.dim(0);
   MS_CHECK(weight.dim(1) == in_features && out.dim(0) == tokens && out.dim(1) == out_features);
   if (tokens == 0) return;
+  use_single_threaded_blas();
   const size_t elem = dtype_size(weight.dtype);
   const int64_t panels = (out_features + kPanelRows - 1) / kPanelRows;
   std::vector<float> bias_f32;

@@ -1,9 +1,8 @@
 // CPU reference: MLA weight absorption. kv_b_proj.weight viewed as [H, dn + dv, r]:
 // W_UK^h = rows [0, dn) of head h, W_UV^h = rows [dn, dn + dv). One strided GEMM per head.
-#include <cblas.h>
-
 #include <cstring>
 
+#include "kernels/cpu/blas.h"
 #include "kernels/ops.h"
 
 namespace moeserve::ops {
@@ -17,6 +16,7 @@ void mla_absorb_q(ExecContext& ctx, const TensorView& q, const TensorView& kv_b,
   const int64_t latent = kv_b.dim(1);
   MS_CHECK(kv_b.dtype == DType::kF32 && q_absorbed.dim(2) == latent + rope_dim);
   const int64_t out_stride = heads * (latent + rope_dim);
+  use_single_threaded_blas();
   ctx.pool->parallel_for(heads, 1, [&](size_t begin, size_t end) {
     for (size_t head = begin; head < end; ++head) {
       const float* w_uk = kv_b.as<float>() + head * (qk_nope_head_dim + v_head_dim) * latent;
@@ -37,6 +37,7 @@ void mla_project_v(ExecContext& ctx, const TensorView& latent, const TensorView&
   const int64_t heads = latent.dim(1);
   const int64_t rank = latent.dim(2);
   MS_CHECK(kv_b.dtype == DType::kF32 && kv_b.dim(1) == rank && out.dim(2) == v_head_dim);
+  use_single_threaded_blas();
   ctx.pool->parallel_for(heads, 1, [&](size_t begin, size_t end) {
     for (size_t head = begin; head < end; ++head) {
       const float* w_uv = kv_b.as<float>() + (head * (qk_nope_head_dim + v_head_dim) + qk_nope_head_dim) * rank;

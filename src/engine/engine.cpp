@@ -1,0 +1,158 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include <spdlog/spdlog.h>
+
+
+namespace moeserve {
+
+const char* finish_reason_name(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kAbort: return "abort";
+    case FinishReason::kError: return "error";
+  }
+  return "error";
+}
+
+Result<std::unique_ptr<Engine>> Engine::create(const std::string& model_dir, LoadedModel model,
+                                               std::shared_ptr<const Tokenizer> tokenizer, EngineConfig config,
+                                               EngineMetrics* metrics) {
+  std::unique_ptr<Engine> engine(new Engine());
+  const ModelConfig& model_config = model.model->config();
+  if (config.scheduler.max_model_len <= 0) config.scheduler.max_model_len = model_config.max_position_embeddings;
+  if (config.block_size <= 0) return make_error("--block-size must be positive");
+  const size_t bytes_per_block = static_cast<size_t>(model_config.num_layers) * config.block_size *
+                                 model.model->kv_entry_size() * sizeof(float);
+  const int num_blocks = static_cast<int>(std::min<size_t>(config.kv_cache_bytes / bytes_per_block, 1 << 24));
+  const int needed = (config.scheduler.max_model_len + config.block_size - 1) / config.block_size;
+  if (num_blocks < needed) {
+    return make_error("the KV cache ({} bytes = {} blocks of {} tokens) cannot hold one sequence of max_model_len {} "
+                      "({} blocks): raise --kv-cache-memory or lower --max-model-len",
+                      config.kv_cache_bytes, num_blocks, config.block_size, config.scheduler.max_model_len, needed);
+  }
+  engine->config_ = config;
+  engine->loaded_ = std::move(model);
+  engine->tokenizer_ = std::move(tokenizer);
+  engine->metrics_ = metrics;
+  engine->pool_ = std::make_unique<ThreadPool>(config.threads);
+  engine->exec_ = ExecContext{engine->pool_.get()};
+  engine->kv_manager_ = std::make_unique<KvCacheManager>(num_blocks, config.block_size, config.enable_prefix_caching);
+  engine->scheduler_ = std::make_unique<Scheduler>(config.scheduler, *engine->kv_manager_);
+  engine->runner_ = std::make_unique<ModelRunner>(*engine->loaded_.model, engine->exec_,
+                                                  KvShape{model_config.num_layers, num_blocks, config.block_size,
+                                                          engine->loaded_.model->kv_entry_size()});
+  engine->info_ = EngineInfo{model_dir, &engine->loaded_.model->config(), config.scheduler.max_model_len};
+  return engine;
+}
+
+Engine::~Engine() { stop(); }
+
+void Engine::start() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (thread_.joinable()) return;
+  stopping_ = false;
+  thread_ = std::thread([this] { loop(); });
+}
+
+void Engine::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+Status Engine::submit(GenerationRequest request, OutputCallback on_output) {
+  const int vocab = info_.model_config->vocab_size;
+  const int prompt_len = static_cast<int>(request.prompt_ids.size());
+  if (prompt_len == 0) return make_error("the prompt is empty");
+  for (int32_t id : request.prompt_ids) {
+    if (id < 0 || id >= vocab) return make_error("token id {} is outside the vocabulary [0, {})", id, vocab);
+  }
+  if (request.stop.max_tokens < 1) return make_error("max_tokens must be at least 1, got {}", request.stop.max_tokens);
+  if (prompt_len + request.stop.max_tokens > info_.max_model_len) {
+    return make_error("this model's maximum context length is {} tokens, but the request has {} prompt tokens and "
+                      "max_tokens {} ({} in total)",
+                      info_.max_model_len, prompt_len, request.stop.max_tokens, prompt_len + request.stop.max_tokens);
+  }
+  if (request.logprobs && (*request.logprobs < 0 || *request.logprobs > 20)) {
+    return make_error("logprobs must be between 0 and 20, got {}", *request.logprobs);
+  }
+  auto state = std::make_unique<RequestState>();
+  state->on_output = std::move(on_output);
+  state->request = std::move(request);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) return make_error("the engine is shutting down");
+    if (!in_flight_ids_.emplace(state->request.request_id, true).second) {
+      return make_error("request id '{}' is already in flight", state->request.request_id);
+    }
+    inbox_.push_back(std::move(state));
+    ++stats_.num_waiting;
+  }
+  wake_.notify_one();
+  return ok_status();
+}
+
+void Engine::abort(const std::string& request_id) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    aborts_.push_back(request_id);
+  }
+  wake_.notify_one();
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stats_;
+}
+
+void Engine::loop() {
+  while (true) {
+    std::vector<std::unique_ptr<RequestState>> arrivals;
+    std::vector<std::string> aborts;
+    bool stopping;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !inbox_.empty() || !aborts_.empty() || scheduler_->has_work(); });
+      arrivals.swap(inbox_);
+      aborts.swap(aborts_);
+      stopping = stopping_;
+    }
+    for (auto& state : arrivals) admit(std::move(state));
+    for (const std::string& id : aborts) {
+      const auto it = by_id_.find(id);
+      if (it == by_id_.end()) continue;
+      RequestOutput output;
+      finish(*by_seq_.at(it->second), output, FinishReason::kAbort);
+    }
+    if (stopping) {
+      fail_all("");
+      return;
+    }
+    if (scheduler_->has_work()) run_step();
+  }
+}
+
+void Engine::admit(std::unique_ptr<RequestState> state) {
+  state->seq = next_seq_++;
+  const uint64_t seed = state->request.sampling.seed.value_or(config_.seed * 0x9e3779b97f4a7c15ull + state->seq);
+  state->rng.seed(seed);
+  if (tokenizer_) {
+    state->detokenizer = std::make_unique<IncrementalDetokenizer>(tokenizer_, state->request.prompt_ids,
+                                                                  state->request.stop.skip_special_tokens);
+  }
+  state->stop_matcher =
+      std::make_unique<StopStringMatcher>(state->request.stop.stop, state->request.stop.include_stop_str_in_output);
+  scheduler_->add(state->seq, state->request.prompt_ids);
+  by_id_[state->request.request_id] = state->seq;
+  by_seq_[state->seq] = std::move(state);
+}
+
+}  // namespace moeserve

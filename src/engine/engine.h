@@ -1,0 +1,110 @@
+// Engine: the step loop behind EngineClient. One thread owns the scheduler, the KV cache
+// manager, the model runner and every request's sampling/detokenization state; clients hand
+// requests and aborts in through a locked inbox and get outputs through their callbacks. The
+// loop runs steps back to back while any work exists and sleeps otherwise. Every request ends
+// with exactly one finished output, including when it is aborted or the engine stops.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/engine_client.h"
+#include "engine/engine_metrics.h"
+#include "engine/stop_strings.h"
+#include "runtime/loaded_model.h"
+#include "runtime/model_runner.h"
+#include "scheduler/scheduler.h"
+
+namespace moeserve {
+
+struct EngineConfig {
+  SchedulerConfig scheduler;  // max_model_len 0 = the model's max_position_embeddings
+  int block_size = 16;
+  bool enable_prefix_caching = true;
+  size_t kv_cache_bytes = size_t{256} << 20;
+  int threads = 0;  // CPU worker threads, 0 = all cores
+  uint64_t seed = 0;
+  std::vector<int32_t> eos_token_ids;
+};
+
+class Engine : public EngineClient {
+ public:
+  static Result<std::unique_ptr<Engine>> create(const std::string& model_dir, LoadedModel model,
+                                                std::shared_ptr<const Tokenizer> tokenizer, EngineConfig config,
+                                                EngineMetrics* metrics = nullptr);
+  ~Engine() override;
+
+  void start();
+  // Aborts everything in flight (each gets its finished output) and joins the loop thread.
+  void stop();
+
+  const EngineInfo& info() const override { return info_; }
+  std::shared_ptr<const Tokenizer> tokenizer() const override { return tokenizer_; }
+  Status submit(GenerationRequest request, OutputCallback on_output) override;
+  void abort(const std::string& request_id) override;
+  EngineStats stats() const override;
+
+  int num_kv_blocks() const { return kv_manager_->num_blocks(); }
+  const EngineConfig& config() const { return config_; }
+
+ private:
+  // One request's engine-thread state: sampling RNG, outputs, streaming text, timing.
+  struct RequestState {
+    using Clock = std::chrono::steady_clock;
+    GenerationRequest request;
+    OutputCallback on_output;
+    SeqId seq = 0;
+    std::mt19937_64 rng;
+    std::vector<int32_t> output_ids;
+    std::unique_ptr<IncrementalDetokenizer> detokenizer;
+    std::unique_ptr<StopStringMatcher> stop_matcher;
+    Clock::time_point arrival = Clock::now();
+    Clock::time_point scheduled{};    // first scheduled (end of queueing)
+    Clock::time_point first_token{};  // first token sampled
+    Clock::time_point last_token{};
+  };
+  Engine() = default;
+
+  void loop();
+  void admit(std::unique_ptr<RequestState> state);
+  void run_step();
+  void process_sample(RequestState& state, float* logits_row);
+  void finish(RequestState& state, RequestOutput& output, FinishReason reason);
+  void fail_all(const std::string& message);
+
+  EngineConfig config_;
+  EngineInfo info_;
+  LoadedModel loaded_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  EngineMetrics* metrics_ = nullptr;
+  std::unique_ptr<ThreadPool> pool_;
+  ExecContext exec_;
+  std::unique_ptr<KvCacheManager> kv_manager_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<ModelRunner> runner_;
+
+  // Engine-thread state.
+  std::unordered_map<SeqId, std::unique_ptr<RequestState>> by_seq_;
+  std::unordered_map<std::string, SeqId> by_id_;
+  SeqId next_seq_ = 1;
+
+  // Shared with clients.
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<std::unique_ptr<RequestState>> inbox_;
+  std::vector<std::string> aborts_;
+  std::unordered_map<std::string, bool> in_flight_ids_;
+  EngineStats stats_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace moeserve
