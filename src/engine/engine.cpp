@@ -19,34 +19,28 @@ const char* finish_reason_name(FinishReason reason) {
   return "error";
 }
 
-Result<std::unique_ptr<Engine>> Engine::create(const std::string& model_dir, LoadedModel model,
+Result<std::unique_ptr<Engine>> Engine::create(const std::string& model_dir, std::unique_ptr<Runner> runner,
                                                std::shared_ptr<const Tokenizer> tokenizer, EngineConfig config,
                                                EngineMetrics* metrics) {
+  if (!runner) return make_error("Engine::create: no runner");
   std::unique_ptr<Engine> engine(new Engine());
-  const ModelConfig& model_config = model.model->config();
+  const ModelConfig& model_config = runner->config();
   if (config.scheduler.max_model_len <= 0) config.scheduler.max_model_len = model_config.max_position_embeddings;
-  if (config.block_size <= 0) return make_error("--block-size must be positive");
-  const size_t bytes_per_block = static_cast<size_t>(model_config.num_layers) * config.block_size *
-                                 model.model->kv_entry_size() * sizeof(float);
-  const int num_blocks = static_cast<int>(std::min<size_t>(config.kv_cache_bytes / bytes_per_block, 1 << 24));
-  const int needed = (config.scheduler.max_model_len + config.block_size - 1) / config.block_size;
+  const int num_blocks = runner->num_kv_blocks();
+  const int block_size = runner->block_size();
+  const int needed = (config.scheduler.max_model_len + block_size - 1) / block_size;
   if (num_blocks < needed) {
-    return make_error("the KV cache ({} bytes = {} blocks of {} tokens) cannot hold one sequence of max_model_len {} "
+    return make_error("the KV cache ({} blocks of {} tokens) cannot hold one sequence of max_model_len {} "
                       "({} blocks): raise --kv-cache-memory or lower --max-model-len",
-                      config.kv_cache_bytes, num_blocks, config.block_size, config.scheduler.max_model_len, needed);
+                      num_blocks, block_size, config.scheduler.max_model_len, needed);
   }
   engine->config_ = config;
-  engine->loaded_ = std::move(model);
   engine->tokenizer_ = std::move(tokenizer);
   engine->metrics_ = metrics;
-  engine->pool_ = std::make_unique<ThreadPool>(config.threads);
-  engine->exec_ = ExecContext{engine->pool_.get()};
-  engine->kv_manager_ = std::make_unique<KvCacheManager>(num_blocks, config.block_size, config.enable_prefix_caching);
+  engine->kv_manager_ = std::make_unique<KvCacheManager>(num_blocks, block_size, config.enable_prefix_caching);
   engine->scheduler_ = std::make_unique<Scheduler>(config.scheduler, *engine->kv_manager_);
-  engine->runner_ = std::make_unique<ModelRunner>(*engine->loaded_.model, engine->exec_,
-                                                  KvShape{model_config.num_layers, num_blocks, config.block_size,
-                                                          engine->loaded_.model->kv_entry_size()});
-  engine->info_ = EngineInfo{model_dir, &engine->loaded_.model->config(), config.scheduler.max_model_len};
+  engine->runner_ = std::move(runner);
+  engine->info_ = EngineInfo{model_dir, &engine->runner_->config(), config.scheduler.max_model_len};
   return engine;
 }
 

@@ -19,29 +19,29 @@
 #include "engine/engine_client.h"
 #include "engine/engine_metrics.h"
 #include "engine/stop_strings.h"
-#include "runtime/loaded_model.h"
-#include "runtime/model_runner.h"
+#include "runtime/runner.h"
 #include "scheduler/scheduler.h"
 
 namespace moeserve {
 
 struct EngineConfig {
   SchedulerConfig scheduler;  // max_model_len 0 = the model's max_position_embeddings
-  int block_size = 16;
   bool enable_prefix_caching = true;
-  size_t kv_cache_bytes = size_t{256} << 20;
-  int threads = 0;  // CPU worker threads, 0 = all cores
   uint64_t seed = 0;
   std::vector<int32_t> eos_token_ids;
 };
 
 class Engine : public EngineClient {
  public:
-  static Result<std::unique_ptr<Engine>> create(const std::string& model_dir, LoadedModel model,
+  // The engine's KV cache manager is sized from the runner's blocks; refused when they cannot
+  // hold one sequence of max_model_len tokens.
+  static Result<std::unique_ptr<Engine>> create(const std::string& model_dir, std::unique_ptr<Runner> runner,
                                                 std::shared_ptr<const Tokenizer> tokenizer, EngineConfig config,
                                                 EngineMetrics* metrics = nullptr);
   ~Engine() override;
 
+  // Where the loop reports step and request metrics; call before start().
+  void set_metrics(EngineMetrics* metrics) { metrics_ = metrics; }
   void start();
   // Aborts everything in flight (each gets its finished output) and joins the loop thread.
   void stop();
@@ -82,14 +82,11 @@ class Engine : public EngineClient {
 
   EngineConfig config_;
   EngineInfo info_;
-  LoadedModel loaded_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   EngineMetrics* metrics_ = nullptr;
-  std::unique_ptr<ThreadPool> pool_;
-  ExecContext exec_;
+  std::unique_ptr<Runner> runner_;
   std::unique_ptr<KvCacheManager> kv_manager_;
   std::unique_ptr<Scheduler> scheduler_;
-  std::unique_ptr<ModelRunner> runner_;
 
   // Engine-thread state.
   std::unordered_map<SeqId, std::unique_ptr<RequestState>> by_seq_;

@@ -1,0 +1,34 @@
+// Runner: the seam between the engine and a backend. A Runner executes scheduler steps for one
+// model replica over the paged KV memory it owns (the CPU reference today; CUDA and multi-rank
+// runners implement the same interface). The engine sizes its KvCacheManager from
+// num_kv_blocks()/block_size(), so block ids it hands out always exist in the runner's memory.
+#pragma once
+
+#include <span>
+
+#include "model/config.h"
+#include "model/forward_batch.h"
+#include "runtime/model_runner.h"
+#include "tensor/tensor.h"
+
+namespace moeserve {
+
+class Runner {
+ public:
+  virtual ~Runner() = default;
+
+  virtual const ModelConfig& config() const = 0;
+  // KV blocks this runner allocated, of block_size() tokens each.
+  virtual int num_kv_blocks() const = 0;
+  virtual int block_size() const = 0;
+  // Bytes of KV memory actually allocated (checked against the memory model's plan).
+  virtual size_t kv_memory_bytes() const = 0;
+  // logits [rows, vocab] float32 on the host: per sequence in order, num_new rows when
+  // all_logits, else one row when it samples, else none.
+  virtual Tensor execute(std::span<const RunnerSeq> seqs) = 0;
+  // Per-layer, per-expert routed token counts since the last reset (empty for dense models).
+  virtual const ExpertLoad& expert_load() const = 0;
+  virtual void reset_expert_load() = 0;
+};
+
+}  // namespace moeserve
