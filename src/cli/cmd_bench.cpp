@@ -157,6 +157,8 @@ void add_bench_command(CLI::App& app) {
   latency->add_option("--num-iters", args->num_iters, "Timed iterations (best is reported)");
   latency->add_option("--output-json", args->output_json, "Also write the result to this file");
   latency->callback([args] { run_bench_latency(*args); });
+  add_bench_serve_command(*bench);
+  add_bench_throughput_command(*bench);
 }
 
 }  // namespace moeserve::cli

@@ -15,6 +15,11 @@ void add_chat_template_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 // `plan` (cmd_plan.cpp): deployment sizing from the memory model in src/plan/.
 void add_plan_command(CLI::App& app);
+// `serve` (cmd_serve.cpp): the OpenAI-compatible server.
+void add_serve_command(CLI::App& app);
+// `bench serve` (cmd_bench_serve.cpp) and `bench throughput` (cmd_bench_throughput.cpp), under `bench`.
+void add_bench_serve_command(CLI::App& bench);
+void add_bench_throughput_command(CLI::App& bench);
 
 // Prints "moeserve: error: <message>" to stderr and exits the command with status 1.
 [[noreturn]] void fail(const std::string& message);

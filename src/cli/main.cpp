@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   add_bench_command(app);
   add_tokenize_command(app);
   add_plan_command(app);
+  add_serve_command(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

@@ -1,0 +1,58 @@
+// `moeserve serve MODEL_DIR [flags]`: the OpenAI-compatible server over the engine, with vLLM's
+// flag names. Before any weight is loaded the memory model decides whether the deployment fits
+// (cli/engine_setup.h); then the model, the engine loop and the HTTP server start, and
+// SIGINT/SIGTERM stop accepting, abort what is in flight and exit 0. A vLLM flag moeserve does not
+// implement yet is refused by name, never ignored.
+#include <memory>
+#include <string>
+
+#include <spdlog/spdlog.h>
+
+#include "cli/commands.h"
+#include "cli/engine_setup.h"
+#include "server/http_server.h"
+#include "server/prometheus_engine_metrics.h"
+
+namespace moeserve::cli {
+
+namespace {
+
+struct ServeArgs {
+  EngineFlags engine;
+  ServeFlags serve;
+};
+
+void run_serve(ServeArgs& args, const std::vector<std::string>& extras) {
+  if (auto refused = refuse_unsupported_flags(extras); !refused.ok()) fail(refused.error().message);
+  ServerOptions server_options = args.serve.server_options(args.engine.model_dir);
+  auto setup = create_engine(args.engine, args.serve.scheduling);
+  if (!setup.ok()) fail(setup.error().message);
+  Engine& engine = *setup->engine;
+  MetricsRegistry registry;
+  PrometheusEngineMetrics metrics(registry, server_options.served_model_names.front(), engine.info().max_model_len);
+  engine.set_metrics(&metrics);
+  server_options.sampling_defaults = setup->generation.sampling;
+  engine.start();
+
+  HttpServer server(server_options, engine, registry);
+  if (auto started = server.start(); !started.ok()) fail(started.error().message);
+  server.stop_on_signals();
+  spdlog::info("serving {} on http://{}:{} (OpenAI API under /v1)", server_options.served_model_names.front(),
+               server_options.host, server.port());
+  server.run();
+  engine.stop();
+  spdlog::info("stopped");
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app) {
+  auto args = std::make_shared<ServeArgs>();
+  CLI::App* command = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
+  args->engine.add_to(*command);
+  args->serve.add_to(*command);
+  command->allow_extras();
+  command->callback([args, command] { run_serve(*args, command->remaining()); });
+}
+
+}  // namespace moeserve::cli

@@ -1,0 +1,62 @@
+#include "cli/engine_setup.h"
+
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "plan/memory_model.h"
+#include "plan/startup_check.h"
+#include "runtime/cpu_runner.h"
+
+namespace moeserve::cli {
+
+namespace {
+
+// The startup summary a user reads first: what runs, how big, in what memory, in what layout.
+void log_startup(const std::string& model_dir, const plan::MemoryModel& memory, const Runner& runner,
+                 const EngineConfig& config, int threads) {
+  const ModelConfig& model = runner.config();
+  spdlog::info("model {} ({}): {:.4f}B parameters, {:.4f}B active per token, {} layers; weights {} read in place, "
+               "computed in float32 on cpu",
+               model_dir, model.architecture_name, memory.params().total / 1e9, memory.params().active / 1e9,
+               model.num_layers, dtype_name(model.dtype));
+  spdlog::info("KV cache: {} blocks x {} tokens = {} tokens ({} B per token), max_model_len {}, max_num_seqs {}, "
+               "max_num_batched_tokens {}, prefix caching {}",
+               runner.num_kv_blocks(), runner.block_size(), int64_t{runner.num_kv_blocks()} * runner.block_size(),
+               memory.kv_bytes_per_token(plan::KvCacheDType::kF32), config.scheduler.max_model_len,
+               config.scheduler.max_num_seqs, config.scheduler.max_num_batched_tokens,
+               config.enable_prefix_caching ? "on" : "off");
+  spdlog::info("parallel layout: TP 1 x PP 1 x DP 1 (one CPU replica, {} threads)",
+               threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
+}
+
+}  // namespace
+
+Result<EngineSetup> create_engine(const EngineFlags& flags, const SchedulingFlags& scheduling) {
+  MS_ASSIGN_OR_RETURN(LoadOptions options, flags.load_options());
+  const std::string& model_dir = flags.model_dir;
+  MS_ASSIGN_OR_RETURN(ModelConfig model_config, load_model_config(model_dir, options.hf_overrides));
+  EngineSetup setup;
+  MS_ASSIGN_OR_RETURN(setup.generation, load_generation_config(scheduling.generation_config, model_dir, model_config));
+  EngineConfig config = scheduling.engine_config(model_config);
+  config.eos_token_ids = setup.generation.eos_token_ids;
+  config.seed = flags.seed;
+
+  // Decide before loading anything: the same arithmetic `moeserve plan` prints.
+  const plan::MemoryModel memory(model_config);
+  MS_ASSIGN_OR_RETURN(const int64_t blocks, plan::check_cpu_startup(memory, scheduling.kv_cache_bytes,
+                                                                    scheduling.block_size,
+                                                                    config.scheduler.max_model_len));
+  MS_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(model_dir, options));
+  MS_ASSIGN_OR_RETURN(std::unique_ptr<Runner> runner,
+                      make_cpu_runner(std::move(loaded), CpuRunnerOptions{.num_kv_blocks = static_cast<int>(blocks),
+                                                                          .block_size = scheduling.block_size,
+                                                                          .threads = flags.threads}));
+  log_startup(model_dir, memory, *runner, config, flags.threads);
+  auto tokenizer = Tokenizer::from_dir(model_dir);
+  if (!tokenizer.ok()) return make_error("serving needs the model's tokenizer: {}", tokenizer.error().message);
+  MS_ASSIGN_OR_RETURN(setup.engine, Engine::create(model_dir, std::move(runner), *tokenizer, config));
+  return setup;
+}
+
+}  // namespace moeserve::cli

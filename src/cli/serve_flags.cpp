@@ -1,0 +1,135 @@
+#include "cli/serve_flags.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <charconv>
+
+#include <spdlog/spdlog.h>
+
+namespace moeserve::cli {
+
+namespace {
+
+// vLLM serve flags that moeserve recognises but does not implement yet.
+constexpr std::array kNotYetImplemented = {
+    "--tensor-parallel-size", "-tp", "--pipeline-parallel-size", "-pp", "--data-parallel-size", "-dp",
+    "--enable-expert-parallel", "--enable-eplb", "--eplb-config", "--all2all-backend",
+    "--expert-placement-strategy", "--quantization", "-q", "--kv-cache-dtype", "--speculative-config",
+    "--enable-lora", "--lora-modules", "--cpu-offload-gb", "--swap-space", "--distributed-executor-backend",
+    "--tokenizer", "--tokenizer-mode", "--revision", "--download-dir", "--enable-auto-tool-choice",
+    "--tool-call-parser", "--reasoning-parser", "--no-enable-chunked-prefill", "--max-num-partial-prefills", "--limit-mm-per-prompt", "--rope-scaling", "--override-generation-config",
+    "--ssl-keyfile", "--ssl-certfile", "--root-path", "--middleware", "--uvicorn-log-level"};
+
+constexpr const char* kSupported =
+    "--host, --port, --served-model-name, --api-key, --chat-template, --generation-config, "
+    "--disable-log-requests, --max-model-len, --max-num-seqs, --max-num-batched-tokens, --block-size, "
+    "--enable-prefix-caching/--no-enable-prefix-caching, --kv-cache-memory, --gpu-memory-utilization, "
+    "--max-logprobs, --enforce-eager, --enable-chunked-prefill, --trust-remote-code, --seed, --dtype, "
+    "--load-format, --hf-overrides, --device, --threads, --max-waiting-requests";
+
+}  // namespace
+
+void SchedulingFlags::add_to(CLI::App& command) {
+  command.add_option("--generation-config", generation_config,
+                     "auto: the model's generation_config.json; vllm: none; or a directory holding one");
+  command.add_option("--max-model-len", max_model_len, "Context length (default: max_position_embeddings)")
+      ->check(CLI::NonNegativeNumber);
+  command.add_option("--max-num-seqs", max_num_seqs, "Sequences in one step at most")->check(CLI::PositiveNumber);
+  command.add_option("--max-num-batched-tokens", max_num_batched_tokens, "Tokens in one step at most")
+      ->check(CLI::PositiveNumber);
+  command.add_option("--block-size", block_size, "Tokens per KV-cache block")->check(CLI::Range(1, 1024));
+  command.add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", enable_prefix_caching,
+                   "Reuse KV blocks of repeated prompt prefixes (default on)");
+  command.add_option_function<std::string>(
+      "--kv-cache-memory",
+      [this](const std::string& text) {
+        auto bytes = parse_byte_size(text);
+        if (!bytes.ok()) throw CLI::ValidationError("--kv-cache-memory", bytes.error().message);
+        kv_cache_bytes = *bytes;
+      },
+      "CPU KV-cache budget in bytes (suffixes K/M/G/KiB/MiB/GiB; default 1GiB)");
+  command.add_option("--gpu-memory-utilization", gpu_memory_utilization,
+                     "Fraction of GPU memory to use (GPU backends; the CPU uses --kv-cache-memory)")
+      ->check(CLI::Range(0.01, 1.0));
+  command.add_flag("--enforce-eager", enforce_eager, "No CUDA graphs (the CPU backend always runs eagerly)");
+  command.add_flag("--enable-chunked-prefill", enable_chunked_prefill, "Always on: long prompts are prefilled in chunks");
+}
+
+void ServeFlags::add_to(CLI::App& command) {
+  scheduling.add_to(command);
+  command.add_option("--host", host, "Address to listen on (vLLM's default: all interfaces)");
+  command.add_option("--port", port, "Port to listen on (0: any free port)")->check(CLI::Range(0, 65535));
+  command.add_option("--served-model-name", served_model_names,
+                     "Model name(s) clients may ask for; the first is reported (default: the model path)");
+  command.add_option("--api-key", api_key, "Require 'Authorization: Bearer KEY' on /v1/*");
+  command.add_option("--chat-template", chat_template, "Jinja chat template file (default: the tokenizer's)");
+  command.add_flag("--disable-log-requests", disable_log_requests, "Do not log each request");
+  command.add_option("--max-waiting-requests", max_waiting_requests,
+                     "Answer 503 with Retry-After when more requests wait (0: no bound)")
+      ->check(CLI::NonNegativeNumber);
+  command.add_option("--max-logprobs", max_logprobs, "Largest logprobs/top_logprobs a request may ask")
+      ->check(CLI::Range(0, 20));
+  command.add_flag("--trust-remote-code", trust_remote_code,
+                   "Accepted for vLLM compatibility; moeserve never runs code from a model repository");
+}
+
+EngineConfig SchedulingFlags::engine_config(const ModelConfig& model) const {
+  EngineConfig config;
+  config.scheduler.max_model_len = max_model_len > 0 ? max_model_len : model.max_position_embeddings;
+  config.scheduler.max_num_seqs = max_num_seqs;
+  config.scheduler.max_num_batched_tokens = max_num_batched_tokens;
+  config.enable_prefix_caching = enable_prefix_caching;
+  return config;
+}
+
+ServerOptions ServeFlags::server_options(const std::string& model_dir) const {
+  ServerOptions options;
+  options.host = host;
+  options.port = port;
+  options.served_model_names = served_model_names;
+  if (options.served_model_names.empty()) options.served_model_names.push_back(model_dir);
+  options.api_key = api_key;
+  options.chat_template_path = chat_template;
+  options.disable_log_requests = disable_log_requests;
+  options.max_waiting_requests = max_waiting_requests;
+  options.max_logprobs = max_logprobs;
+  return options;
+}
+
+Status refuse_unsupported_flags(const std::vector<std::string>& extras) {
+  if (extras.empty()) return ok_status();
+  for (const std::string& extra : extras) {
+    const std::string name = extra.substr(0, extra.find('='));
+    if (std::find(kNotYetImplemented.begin(), kNotYetImplemented.end(), name) != kNotYetImplemented.end()) {
+      return make_error("moeserve serve does not implement vLLM's {} yet; supported: {}", name, kSupported);
+    }
+  }
+  return make_error("unknown argument '{}' (supported: {})", extras.front(), kSupported);
+}
+
+Result<int64_t> parse_byte_size(const std::string& text) {
+  int64_t value = 0;
+  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || ptr == text.data() || value <= 0) {
+    return make_error("'{}' is not a positive byte size (e.g. 4GiB, 512M, 1073741824)", text);
+  }
+  std::string suffix(ptr, text.data() + text.size());
+  std::transform(suffix.begin(), suffix.end(), suffix.begin(), [](unsigned char c) { return std::tolower(c); });
+  int shift = 0;
+  if (suffix.empty() || suffix == "b") {
+    shift = 0;
+  } else if (suffix == "k" || suffix == "kb" || suffix == "kib") {
+    shift = 10;
+  } else if (suffix == "m" || suffix == "mb" || suffix == "mib") {
+    shift = 20;
+  } else if (suffix == "g" || suffix == "gb" || suffix == "gib") {
+    shift = 30;
+  } else {
+    return make_error("'{}': unknown size suffix '{}' (K, M, G, KiB, MiB, GiB)", text, suffix);
+  }
+  if (value > (INT64_MAX >> shift)) return make_error("'{}' is too large", text);
+  return value << shift;
+}
+
+}  // namespace moeserve::cli

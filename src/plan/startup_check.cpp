@@ -1,0 +1,68 @@
+#include "plan/startup_check.h"
+
+#include <fmt/format.h>
+
+namespace moeserve::plan {
+
+namespace {
+
+constexpr double kMiB = 1024.0 * 1024.0;
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// The fix for weights that do not fit: fp8 if that alone would do, else the GPU count that would.
+std::string weights_fix(const MemoryModel& model, const DeploymentShape& shape) {
+  if (model.resolve(shape.dtype) != WeightDType::kFp8) {
+    DeploymentShape fp8 = shape;
+    fp8.dtype = WeightDType::kFp8;
+    const auto planned = model.plan(fp8);
+    if (planned.ok() && planned->fits) return "use --dtype fp8 (fp8 weights fit this layout)";
+  }
+  for (int tp = shape.tensor_parallel * 2; tp <= 64; tp *= 2) {
+    DeploymentShape wider = shape;
+    wider.tensor_parallel = tp;
+    if (!model.validate(wider).ok()) continue;
+    const auto planned = model.plan(wider);
+    if (planned.ok() && planned->fits) {
+      return fmt::format("needs {} GPUs (e.g. --tensor-parallel-size {}); `moeserve plan` compares the layouts",
+                         wider.gpus(), tp);
+    }
+  }
+  return "no layout of up to 64 GPUs fits; see `moeserve plan`";
+}
+
+}  // namespace
+
+Result<int64_t> check_cpu_startup(const MemoryModel& model, int64_t kv_cache_bytes, int block_size,
+                                  int max_model_len) {
+  if (block_size <= 0) return make_error("--block-size must be positive, got {}", block_size);
+  const int64_t blocks = model.cpu_kv_blocks(kv_cache_bytes, block_size);
+  const int64_t needed = ceil_div(max_model_len, block_size);
+  if (blocks >= needed) return blocks;
+  const int64_t per_token = model.kv_bytes_per_token(KvCacheDType::kF32);
+  const int64_t needed_bytes = needed * block_size * per_token;
+  return make_error(
+      "the KV cache budget of {:.1f} MiB holds {} tokens ({} B per token over {} layers, {} blocks of {}), less than "
+      "one {}-token sequence (max_model_len): use --kv-cache-memory {} (at least {:.1f} MiB) or lower --max-model-len "
+      "to {}",
+      kv_cache_bytes / kMiB, blocks * block_size, per_token, model.config().num_layers, blocks, block_size,
+      max_model_len, needed_bytes, needed_bytes / kMiB, blocks * block_size);
+}
+
+Result<MemoryBreakdown> check_gpu_startup(const MemoryModel& model, const DeploymentShape& shape) {
+  MS_RETURN_IF_ERROR(model.validate(shape));
+  MS_ASSIGN_OR_RETURN(MemoryBreakdown memory, model.plan(shape));
+  if (memory.fits) return memory;
+  if (!memory.weights_fit) return make_error("{}: {}", memory.verdict, weights_fix(model, shape));
+  std::string fix;
+  if (memory.kv_tokens >= shape.block_size) {
+    fix = fmt::format("lower --max-model-len to {} or raise --gpu-memory-utilization (now {:.2f})", memory.kv_tokens,
+                      shape.gpu_memory_utilization);
+  } else {
+    fix = weights_fix(model, shape);
+  }
+  return make_error("{} ({:.1f} GiB usable per GPU): {}", memory.verdict, memory.budget_bytes / kGiB, fix);
+}
+
+}  // namespace moeserve::plan
