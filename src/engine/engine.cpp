@@ -126,6 +126,12 @@ void Engine::loop() {
       RequestOutput output;
       finish(*by_seq_.at(it->second), output, FinishReason::kAbort);
     }
+    // Aborts change the gauges even when no step follows (the last request just went away).
+    if (!aborts.empty() && metrics_ != nullptr) {
+      metrics_->on_step(StepMetrics{.num_running = scheduler_->num_running(),
+                                    .num_waiting = scheduler_->num_waiting(),
+                                    .kv_cache_usage = kv_manager_->usage()});
+    }
     if (stopping) {
       fail_all("");
       return;
