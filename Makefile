@@ -5,7 +5,7 @@ BUILD_DIR := build/$(PRESET)
 JOBS ?= $(shell nproc)
 DEMO_MODEL ?= models/kjv-mixtral-tiny
 
-.PHONY: all deps configure build test test-asan test-asan-loader test-gpu run bench clean format
+.PHONY: all deps e2e-clients configure build test test-asan test-asan-loader test-gpu run bench clean format
 
 all: build
 	@echo "built $(BUILD_DIR)/moeserve"
@@ -19,7 +19,12 @@ configure: deps
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-test: build
+# Test-only clients for the end-to-end tests (the official OpenAI Node SDK), pinned by
+# tests/e2e/node/package-lock.json.
+e2e-clients: deps
+	@[ -f tests/e2e/node/node_modules/openai/package.json ] || npm ci --prefix tests/e2e/node --no-audit --no-fund
+
+test: build e2e-clients
 	ctest --test-dir $(BUILD_DIR) -LE gpu --output-on-failure -j $(JOBS)
 
 test-asan:
@@ -35,8 +40,9 @@ test-asan-loader: deps
 test-gpu: build
 	ctest --test-dir $(BUILD_DIR) -L gpu --output-on-failure
 
+# Serves the bundled demo model on port 8000 (OpenAI API); Ctrl-C stops it.
 run: build
-	$(BUILD_DIR)/moeserve generate $(DEMO_MODEL) --prompt "The LORD is my shepherd;" --max-tokens 48 --temperature 0
+	$(BUILD_DIR)/moeserve serve $(DEMO_MODEL) --served-model-name kjv-mixtral-tiny --port 8000
 
 bench: build
 	scripts/bench-cpu.sh

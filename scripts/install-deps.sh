@@ -9,6 +9,8 @@ packages=(
   libpcre2-dev libutf8proc-dev libopenblas-dev libboost-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
+# Node.js + npm run the test-only OpenAI SDK client; any Node >= 18 will do (Debian 12 has 18).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then packages+=(nodejs npm); fi
 
 missing=()
 for package in "${packages[@]}"; do

@@ -5,6 +5,9 @@
 #include <cmath>
 
 #include <spdlog/spdlog.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 
 namespace moeserve {
@@ -136,8 +139,20 @@ void Engine::loop() {
       fail_all("");
       return;
     }
-    if (scheduler_->has_work()) run_step();
+    if (scheduler_->has_work()) {
+      run_step();
+      if (!scheduler_->has_work()) release_idle_memory();
+    }
   }
+}
+
+// A burst of requests leaves freed memory in the allocator's per-thread arenas (request state,
+// detokenizers, the server's JSON); when the last request is done, hand it back to the system
+// so a server's resident memory returns to its idle level between bursts.
+void Engine::release_idle_memory() {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
 }
 
 void Engine::admit(std::unique_ptr<RequestState> state) {

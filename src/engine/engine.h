@@ -79,6 +79,7 @@ class Engine : public EngineClient {
   void process_sample(RequestState& state, float* logits_row);
   void finish(RequestState& state, RequestOutput& output, FinishReason reason);
   void fail_all(const std::string& message);
+  void release_idle_memory();
 
   EngineConfig config_;
   EngineInfo info_;

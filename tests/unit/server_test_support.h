@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/engine_client.h"
+#include "http_client.h"
 #include "metrics/metrics_registry.h"
 #include "server/http_server.h"
 
@@ -209,55 +210,6 @@ class FakeEngineClient : public EngineClient {
   std::thread thread_;
 };
 
-struct HttpResult {
-  int status = 0;
-  std::map<std::string, std::string> headers;
-  std::string body;
-  nlohmann::json json() const { return nlohmann::json::parse(body); }
-};
-
-// A blocking keep-alive HTTP/1.1 client connection.
-class HttpClient {
- public:
-  explicit HttpClient(int port) : socket_(io_) {
-    socket_.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)});
-  }
-
-  HttpResult request(const std::string& method, const std::string& path, const std::string& body = "",
-                     const std::map<std::string, std::string>& headers = {}) {
-    namespace http = boost::beast::http;
-    http::request<http::string_body> request{http::string_to_verb(method), path, 11};
-    request.set(http::field::host, "127.0.0.1");
-    for (const auto& [name, value] : headers) request.set(name, value);
-    if (!body.empty() || method == "POST") {
-      request.set(http::field::content_type, "application/json");
-      request.body() = body;
-      request.prepare_payload();
-    }
-    http::write(socket_, request);
-    return read_response();
-  }
-
-  HttpResult read_response() {
-    namespace http = boost::beast::http;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(256u << 20);
-    http::read(socket_, buffer_, parser);
-    HttpResult result;
-    result.status = static_cast<int>(parser.get().result_int());
-    for (const auto& field : parser.get()) result.headers[std::string(field.name_string())] = std::string(field.value());
-    result.body = parser.get().body();
-    return result;
-  }
-
-  boost::asio::ip::tcp::socket& socket() { return socket_; }
-
- private:
-  boost::asio::io_context io_;
-  boost::asio::ip::tcp::socket socket_;
-  boost::beast::flat_buffer buffer_;
-};
-
 // The real server on 127.0.0.1:<ephemeral> over a FakeEngineClient, run on its own thread.
 class ServerHarness {
  public:
@@ -291,17 +243,5 @@ class ServerHarness {
   std::unique_ptr<HttpServer> server;
   std::thread thread;
 };
-
-// The `data:` payloads of an SSE body, in order ("[DONE]" included).
-inline std::vector<std::string> sse_payloads(const std::string& body) {
-  std::vector<std::string> payloads;
-  size_t pos = 0;
-  while ((pos = body.find("data: ", pos)) != std::string::npos) {
-    const size_t end = body.find("\n\n", pos);
-    payloads.push_back(body.substr(pos + 6, end - pos - 6));
-    pos = end;
-  }
-  return payloads;
-}
 
 }  // namespace moeserve::testing

@@ -1,0 +1,35 @@
+// The official OpenAI Node SDK (npm `openai`, installed by `make test` into tests/e2e/node)
+// against `moeserve serve` with the bundled model: see tests/e2e/node/openai_sdk_check.mjs.
+#include <cstdio>
+
+#include <gtest/gtest.h>
+
+#include "e2e/serve_process.h"
+
+namespace moeserve::testing {
+namespace {
+
+TEST(OpenAiSdk, NodeClientGetsExactOutputsAndTypedErrors) {
+  const std::string node_dir = std::string(MOESERVE_E2E_DIR) + "/node";
+  const std::string model = std::string(MOESERVE_MODELS_DIR) + "/kjv-mixtral-tiny";
+  FILE* probe = std::fopen((node_dir + "/node_modules/openai/package.json").c_str(), "r");
+  ASSERT_NE(probe, nullptr) << "the openai SDK is not installed in " << node_dir << ": `make test` installs it";
+  std::fclose(probe);
+  ServeProcess server({model, "--host", "127.0.0.1", "--port", "0", "--served-model-name", "kjv", "--threads", "2",
+                       "--disable-log-requests"});
+  const std::string command =
+      "node " + node_dir + "/openai_sdk_check.mjs " + std::to_string(server.port()) + " " + model + " 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string output;
+  char buffer[4096];
+  size_t got;
+  while ((got = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, got);
+  const int status = ::pclose(pipe);
+  EXPECT_EQ(status, 0) << output;
+  EXPECT_NE(output.find("openai sdk checks passed"), std::string::npos) << output;
+  EXPECT_EQ(server.terminate(), 0);
+}
+
+}  // namespace
+}  // namespace moeserve::testing

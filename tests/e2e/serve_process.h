@@ -1,0 +1,145 @@
+// ServeProcess: `moeserve serve` as a child process for end-to-end tests — started on
+// 127.0.0.1 with --port 0, its merged stdout/stderr collected by a reader thread, the bound port
+// read from its "serving ... on http://HOST:PORT" log line; stopped with SIGTERM (the exit status
+// is returned) or killed when the test ends early.
+#pragma once
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <regex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace moeserve::testing {
+
+class ServeProcess {
+ public:
+  // args: everything after `moeserve serve`. Throws when the server does not come up in time
+  // (with its output in the message).
+  explicit ServeProcess(const std::vector<std::string>& args,
+                        std::chrono::seconds startup_timeout = std::chrono::seconds(120)) {
+    start({"serve"}, args);
+    std::smatch match;
+    if (!wait_for(std::regex(R"(serving .* on http://[0-9.]+:([0-9]+))"), startup_timeout, &match)) {
+      throw std::runtime_error("moeserve serve did not start:\n" + output());
+    }
+    port_ = std::stoi(match[1]);
+  }
+  ~ServeProcess() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (reader_.joinable()) reader_.join();
+  }
+
+  // Runs `moeserve <args...>` to completion: {exit status, merged output}.
+  static std::pair<int, std::string> run(const std::vector<std::string>& args) {
+    ServeProcess process;
+    process.start({}, args);
+    const int status = process.wait();
+    return {status, process.output()};
+  }
+
+  int port() const { return port_; }
+  std::string output() const {
+    std::lock_guard lock(mutex_);
+    return output_;
+  }
+  // Waits until the output matches `pattern` (searched over everything so far).
+  bool wait_for(const std::regex& pattern, std::chrono::milliseconds timeout, std::smatch* match = nullptr) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout, [&] {
+      std::smatch local;
+      const bool found = std::regex_search(output_, match ? *match : local, pattern);
+      return found || eof_;
+    }) && std::regex_search(output_, pattern);
+  }
+  // SIGTERM, then the exit status (-1 when it did not exit within the timeout and was killed).
+  int terminate(std::chrono::seconds timeout = std::chrono::seconds(30)) {
+    ::kill(pid_, SIGTERM);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        if (reader_.joinable()) reader_.join();
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return -1;
+  }
+  // Resident set size of the server in bytes (from /proc).
+  long rss_bytes() const {
+    FILE* file = std::fopen(("/proc/" + std::to_string(pid_) + "/statm").c_str(), "r");
+    if (!file) return -1;
+    long pages = 0, resident = 0;
+    const int read = std::fscanf(file, "%ld %ld", &pages, &resident);
+    std::fclose(file);
+    return read == 2 ? resident * ::sysconf(_SC_PAGESIZE) : -1;
+  }
+
+ private:
+  ServeProcess() = default;
+
+  void start(std::vector<std::string> prefix, const std::vector<std::string>& args) {
+    std::vector<std::string> argv_strings{MOESERVE_BINARY};
+    argv_strings.insert(argv_strings.end(), prefix.begin(), prefix.end());
+    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+    int pipe_fds[2];
+    if (::pipe(pipe_fds) != 0) throw std::runtime_error("pipe failed");
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(pipe_fds[1], STDOUT_FILENO);
+      ::dup2(pipe_fds[1], STDERR_FILENO);
+      ::close(pipe_fds[0]);
+      ::close(pipe_fds[1]);
+      std::vector<char*> argv;
+      for (std::string& arg : argv_strings) argv.push_back(arg.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    ::close(pipe_fds[1]);
+    reader_ = std::thread([this, fd = pipe_fds[0]] {
+      char buffer[4096];
+      ssize_t got;
+      while ((got = ::read(fd, buffer, sizeof buffer)) > 0) {
+        std::lock_guard lock(mutex_);
+        output_.append(buffer, static_cast<size_t>(got));
+        changed_.notify_all();
+      }
+      ::close(fd);
+      std::lock_guard lock(mutex_);
+      eof_ = true;
+      changed_.notify_all();
+    });
+  }
+
+  int wait() {
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    if (reader_.joinable()) reader_.join();
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+  pid_t pid_ = -1;
+  int port_ = 0;
+  std::thread reader_;
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::string output_;
+  bool eof_ = false;
+};
+
+}  // namespace moeserve::testing

@@ -1,0 +1,285 @@
+// End-to-end: `moeserve serve` with the bundled kjv-mixtral-tiny on loopback, driven over HTTP.
+// Greedy outputs must equal transformers' (samples.json) while 32 requests run at once, streamed
+// text must equal non-streamed, repeated prompts must hit the prefix cache, a KV budget of a few
+// blocks must force preemption without changing any output, bad input must get its status and
+// error body with the server staying healthy, a client leaving mid-stream must leave nothing
+// running, and SIGTERM must exit 0.
+#include <future>
+#include <regex>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "e2e/serve_process.h"
+#include "http_client.h"
+#include "loader/json_file.h"
+#include "tokenizer/tokenizer.h"
+
+namespace moeserve::testing {
+namespace {
+
+using Json = nlohmann::json;
+
+const std::string kModel = std::string(MOESERVE_MODELS_DIR) + "/kjv-mixtral-tiny";
+
+struct Sample {
+  std::string prompt;
+  std::vector<int32_t> prompt_ids;
+  std::vector<int32_t> greedy_ids;
+  std::string greedy_text;  // transformers' decode of greedy_ids alone (no leading space)
+  std::string expected;     // the continuation decoded in the prompt's context, as vLLM returns it
+};
+
+std::vector<Sample> load_samples() {
+  auto json = read_json_file(kModel + "/samples.json");
+  if (!json.ok()) throw std::runtime_error(json.error().message);
+  auto tokenizer = Tokenizer::from_dir(kModel);
+  if (!tokenizer.ok()) throw std::runtime_error(tokenizer.error().message);
+  std::vector<Sample> samples;
+  for (const Json& item : (*json)["samples"]) {
+    Sample sample{item["prompt"], item["prompt_ids"], item["greedy_ids"], item["greedy_text"], ""};
+    std::vector<int32_t> all = sample.prompt_ids;
+    all.insert(all.end(), sample.greedy_ids.begin(), sample.greedy_ids.end());
+    const std::string prompt_text = (*tokenizer)->decode(sample.prompt_ids, true);
+    sample.expected = (*tokenizer)->decode(all, true).substr(prompt_text.size());
+    // The reference text is the same continuation without the leading space of its first word.
+    if (sample.expected.substr(sample.expected.find_first_not_of(' ')) != sample.greedy_text) {
+      throw std::runtime_error("samples.json text and ids disagree for " + sample.prompt);
+    }
+    samples.push_back(std::move(sample));
+  }
+  return samples;
+}
+
+HttpResult post(int port, const std::string& path, const Json& body, const std::map<std::string, std::string>& headers = {}) {
+  HttpClient client(port);
+  return client.request("POST", path, body.dump(), headers);
+}
+HttpResult get(int port, const std::string& path) {
+  HttpClient client(port);
+  return client.request("GET", path);
+}
+
+// Greedy completion of token ids, `max_tokens` long, ignoring EOS (the reference has no stop).
+Json greedy_request(const std::vector<int32_t>& prompt_ids, int max_tokens, bool stream) {
+  Json body = {{"model", "kjv"}, {"prompt", prompt_ids}, {"max_tokens", max_tokens}, {"temperature", 0},
+               {"ignore_eos", true}, {"stream", stream}};
+  if (stream) body["stream_options"] = {{"include_usage", true}};
+  return body;
+}
+
+std::string streamed_text(const HttpResult& result, Json* usage = nullptr) {
+  std::string text;
+  for (const std::string& payload : sse_payloads(result.body)) {
+    if (payload == "[DONE]") continue;
+    const Json chunk = Json::parse(payload);
+    if (chunk.contains("usage") && !chunk["usage"].is_null() && usage) *usage = chunk["usage"];
+    for (const Json& choice : chunk["choices"]) text += choice.value("text", "");
+  }
+  return text;
+}
+
+class ServeTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    samples_ = new std::vector<Sample>(load_samples());
+    server_ = new ServeProcess({kModel, "--host", "127.0.0.1", "--port", "0", "--served-model-name", "kjv",
+                                "--served-model-name", "kjv-alias", "--threads", "2", "--disable-log-requests"});
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete samples_;
+  }
+  static int port() { return server_->port(); }
+
+  static ServeProcess* server_;
+  static std::vector<Sample>* samples_;
+};
+ServeProcess* ServeTest::server_ = nullptr;
+std::vector<Sample>* ServeTest::samples_ = nullptr;
+
+TEST_F(ServeTest, GreedyMatchesTransformersWith32Concurrent) {
+  std::vector<std::future<HttpResult>> results;
+  for (int index = 0; index < 32; ++index) {
+    const Sample& sample = (*samples_)[index % samples_->size()];
+    results.push_back(std::async(std::launch::async, [&, index] {
+      return post(port(), "/v1/completions", greedy_request(sample.prompt_ids, sample.greedy_ids.size(), index % 2));
+    }));
+  }
+  for (int index = 0; index < 32; ++index) {
+    const Sample& sample = (*samples_)[index % samples_->size()];
+    const HttpResult result = results[index].get();
+    ASSERT_EQ(result.status, 200) << result.body;
+    if (index % 2) {
+      Json usage;
+      EXPECT_EQ(streamed_text(result, &usage), sample.expected) << sample.prompt;
+      EXPECT_EQ(usage["completion_tokens"], sample.greedy_ids.size());
+      EXPECT_EQ(usage["prompt_tokens"], sample.prompt_ids.size());
+    } else {
+      const Json body = result.json();
+      EXPECT_EQ(body["choices"][0]["text"], sample.expected) << sample.prompt;
+      EXPECT_EQ(body["choices"][0]["finish_reason"], "length");
+      EXPECT_EQ(body["usage"]["completion_tokens"], sample.greedy_ids.size());
+    }
+  }
+}
+
+TEST_F(ServeTest, TextPromptIsTokenizedWithBos) {
+  const Sample& sample = samples_->front();
+  Json body = greedy_request({}, sample.greedy_ids.size(), false);
+  body["prompt"] = sample.prompt;
+  const HttpResult result = post(port(), "/v1/completions", body);
+  ASSERT_EQ(result.status, 200) << result.body;
+  EXPECT_EQ(result.json()["choices"][0]["text"], sample.expected);
+  EXPECT_EQ(result.json()["usage"]["prompt_tokens"], sample.prompt_ids.size());
+}
+
+TEST_F(ServeTest, ChatCompletionStreamsWhatItReturns) {
+  const Json messages = Json::array({{{"role", "user"}, {"content", "Who made the heaven and the earth?"}}});
+  Json body = {{"model", "kjv-alias"}, {"messages", messages}, {"max_tokens", 24}, {"temperature", 0},
+               {"ignore_eos", true}};
+  const HttpResult plain = post(port(), "/v1/chat/completions", body);
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  const std::string text = plain.json()["choices"][0]["message"]["content"];
+  EXPECT_FALSE(text.empty());
+  body["stream"] = true;
+  const HttpResult streamed = post(port(), "/v1/chat/completions", body);
+  ASSERT_EQ(streamed.status, 200);
+  std::string joined;
+  for (const std::string& payload : sse_payloads(streamed.body)) {
+    if (payload == "[DONE]") continue;
+    const Json chunk = Json::parse(payload);
+    for (const Json& choice : chunk["choices"]) {
+      if (choice["delta"].contains("content")) joined += choice["delta"]["content"].get<std::string>();
+    }
+  }
+  EXPECT_EQ(joined, text);
+  EXPECT_EQ(sse_payloads(streamed.body).back(), "[DONE]");
+}
+
+TEST_F(ServeTest, RepeatedPromptHitsThePrefixCache) {
+  const double before = metric_value(get(port(), "/metrics").body, "vllm:prefix_cache_hits_total");
+  std::vector<int32_t> prompt(70);
+  for (size_t index = 0; index < prompt.size(); ++index) prompt[index] = 100 + static_cast<int32_t>(index);
+  const HttpResult first = post(port(), "/v1/completions", greedy_request(prompt, 4, false));
+  const HttpResult second = post(port(), "/v1/completions", greedy_request(prompt, 4, false));
+  ASSERT_EQ(first.status, 200);
+  ASSERT_EQ(second.status, 200);
+  EXPECT_EQ(first.json()["choices"][0]["text"], second.json()["choices"][0]["text"]);
+  const double after = metric_value(get(port(), "/metrics").body, "vllm:prefix_cache_hits_total");
+  // 70 tokens = 4 full blocks of 16 cached by the first request.
+  EXPECT_GE(after - std::max(0.0, before), 64.0);
+}
+
+TEST_F(ServeTest, BadInputGetsItsStatusAndTheServerStaysHealthy) {
+  struct Case {
+    Json body;
+    int status;
+    std::string message_part;
+  };
+  const std::vector<Case> cases = {
+      {{{"model", "kjv"}, {"prompt", std::vector<int32_t>(4000, 5)}, {"max_tokens", 200}}, 400, "4096"},
+      {{{"model", "kjv"}, {"prompt", {1, 2, 999999}}, {"max_tokens", 2}}, 400, "999999"},
+      {{{"model", "nope"}, {"prompt", "x"}}, 404, "nope"},
+      {{{"model", "kjv"}, {"prompt", "x"}, {"temperature", -1}}, 400, "temperature"},
+      {{{"model", "kjv"}, {"prompt", "x"}, {"max_tokens", "ten"}}, 400, "max_tokens"},
+  };
+  for (const Case& test : cases) {
+    const HttpResult result = post(port(), "/v1/completions", test.body);
+    EXPECT_EQ(result.status, test.status) << test.body.dump() << " → " << result.body;
+    const Json error = Json::parse(result.body, nullptr, false);
+    ASSERT_TRUE(error.is_object() && error.contains("error")) << result.body;
+    EXPECT_NE(error["error"]["message"].get<std::string>().find(test.message_part), std::string::npos) << result.body;
+  }
+  HttpClient raw(port());
+  const HttpResult malformed = raw.request("POST", "/v1/completions", "{\"model\": ");
+  EXPECT_EQ(malformed.status, 400);
+  EXPECT_EQ(get(port(), "/health").status, 200);
+  EXPECT_EQ(post(port(), "/v1/completions", greedy_request({1, 560}, 2, false)).status, 200);
+}
+
+TEST_F(ServeTest, ClientLeavingMidStreamLeavesNothingRunning) {
+  const auto wait_running = [&](double wanted) {
+    double running = -1;
+    for (int attempt = 0; attempt < 400 && running != wanted; ++attempt) {
+      running = metric_value(get(port(), "/metrics").body, "vllm:num_requests_running");
+      if (running != wanted) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return running;
+  };
+  {
+    HttpClient client(port());
+    namespace http = boost::beast::http;
+    http::request<http::string_body> request{http::verb::post, "/v1/completions", 11};
+    request.set(http::field::host, "127.0.0.1");
+    request.set(http::field::content_type, "application/json");
+    request.body() = greedy_request({1, 560, 272}, 4000, true).dump();
+    request.prepare_payload();
+    http::write(client.socket(), request);
+    char buffer[256];
+    client.socket().read_some(boost::asio::buffer(buffer));  // the stream has started
+    ASSERT_EQ(wait_running(1), 1);                           // and the request is generating
+  }  // the client goes away here, 4000 tokens early
+  EXPECT_EQ(wait_running(0), 0);
+  EXPECT_EQ(metric_value(get(port(), "/metrics").body, "vllm:kv_cache_usage_perc"), 0);
+}
+
+TEST_F(ServeTest, ExpertLoadIsExported) {
+  const std::string text = get(port(), "/metrics").body;
+  EXPECT_NE(text.find("moeserve:expert_tokens_total{"), std::string::npos);
+}
+
+// A KV cache of 12 blocks (192 tokens) with 8 requests of ~60 tokens each: the scheduler must
+// preempt, and every request must still finish with its greedy reference.
+TEST(ServePreemption, TinyKvBudgetPreemptsAndOutputsStayExact) {
+  const std::vector<Sample> samples = load_samples();
+  // float32 KV: 2 × 8 kv heads? — the budget is computed from the model's own KV bytes per block.
+  auto config = read_json_file(kModel + "/config.json");
+  ASSERT_TRUE(config.ok());
+  const int64_t layers = (*config)["num_hidden_layers"], kv_heads = (*config)["num_key_value_heads"];
+  const int64_t head_dim = int64_t{(*config)["hidden_size"]} / int64_t{(*config)["num_attention_heads"]};
+  const int64_t block_bytes = 16 * layers * 2 * kv_heads * head_dim * 4;
+  ServeProcess server({kModel, "--host", "127.0.0.1", "--port", "0", "--served-model-name", "kjv", "--threads", "2",
+                       "--max-model-len", "96", "--kv-cache-memory", std::to_string(12 * block_bytes),
+                       "--disable-log-requests"});
+  std::vector<std::future<HttpResult>> results;
+  for (int index = 0; index < 8; ++index) {
+    const Sample& sample = samples[index % samples.size()];
+    results.push_back(std::async(std::launch::async, [&, &sample = sample] {
+      return post(server.port(), "/v1/completions", greedy_request(sample.prompt_ids, sample.greedy_ids.size(), false));
+    }));
+  }
+  for (int index = 0; index < 8; ++index) {
+    const HttpResult result = results[index].get();
+    ASSERT_EQ(result.status, 200) << result.body;
+    EXPECT_EQ(result.json()["choices"][0]["text"], samples[index % samples.size()].expected);
+  }
+  EXPECT_GT(metric_value(get(server.port(), "/metrics").body, "vllm:num_preemptions_total"), 0);
+  EXPECT_EQ(server.terminate(), 0);
+}
+
+TEST(ServeLifecycle, ApiKeyIsCheckedAndSigtermExitsZero) {
+  ServeProcess server({kModel, "--host", "127.0.0.1", "--port", "0", "--served-model-name", "kjv", "--api-key", "sekrit",
+                       "--max-model-len", "256"});
+  EXPECT_EQ(post(server.port(), "/v1/completions", greedy_request({1, 560}, 2, false)).status, 401);
+  EXPECT_EQ(post(server.port(), "/v1/completions", greedy_request({1, 560}, 2, false),
+                 {{"Authorization", "Bearer sekrit"}}).status, 200);
+  EXPECT_EQ(get(server.port(), "/health").status, 200);
+  EXPECT_EQ(server.terminate(), 0);
+}
+
+TEST(ServeLifecycle, StartupRefusesWhatCannotRun) {
+  const auto [too_small, small_output] = ServeProcess::run({"serve", kModel, "--kv-cache-memory", "64K"});
+  EXPECT_EQ(too_small, 1);
+  EXPECT_NE(small_output.find("--kv-cache-memory"), std::string::npos) << small_output;
+  EXPECT_NE(small_output.find("4096-token sequence"), std::string::npos) << small_output;
+  const auto [tp, tp_output] = ServeProcess::run({"serve", kModel, "--tensor-parallel-size", "2"});
+  EXPECT_NE(tp, 0);
+  EXPECT_NE(tp_output.find("--tensor-parallel-size"), std::string::npos) << tp_output;
+  const auto [bad, bad_output] = ServeProcess::run({"serve", std::string(MOESERVE_TEST_DATA_DIR) + "/nowhere"});
+  EXPECT_NE(bad, 0);
+  EXPECT_NE(bad_output.find("nowhere"), std::string::npos) << bad_output;
+}
+
+}  // namespace
+}  // namespace moeserve::testing
