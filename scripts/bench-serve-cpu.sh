@@ -41,7 +41,9 @@ cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.start
 result = {
     "benchmark": "moeserve bench serve against moeserve serve (CPU backend, bundled kjv-mixtral-tiny)",
     "command": "scripts/bench-serve-cpu.sh",
-    "machine": {"cpu": cpu, "cores": os.cpu_count(), "os": platform.platform()},
+    "machine": {"cpu": cpu, "cores": os.cpu_count(), "os": platform.platform(),
+                # other work on the machine skews the figures: the 1/5/15-minute load at the end
+                "load_average": os.getloadavg()},
     "workload": "random token-id prompts of 128 tokens, 64 generated tokens each (ignore_eos), all queued at once",
     "git_commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
     "serve": [json.load(open(path)) for path in runs],
