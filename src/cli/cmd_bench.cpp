@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/bench_latency_cuda.h"
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
 #include "runtime/sampler.h"
@@ -30,6 +31,10 @@ struct BenchArgs {
   int output_len = 64;
   int num_iters = 3;
   std::string output_json;
+  std::string batch_sizes = "1";  // --device cuda: comma-separated decode batch sizes
+  int prefill_batch = 8;           // --device cuda: prefill of prefill_batch × prefill_len tokens
+  int prefill_len = 1024;
+  float gpu_memory_utilization = 0.9f;
 };
 
 double seconds_since(Clock::time_point start) {
@@ -82,6 +87,23 @@ double decode_weight_bytes(const ModelConfig& config) {
 void run_bench_latency(const BenchArgs& args) {
   if (args.input_len <= 0 || args.output_len <= 0 || args.num_iters <= 0) {
     fail("--input-len, --output-len and --num-iters must be positive");
+  }
+  if (args.engine.device == "cuda") {
+    auto batches = parse_id_list(args.batch_sizes);
+    if (!batches.ok() || batches->empty()) fail("--batch-size must be a comma-separated list of sizes");
+    for (int batch : *batches) {
+      if (batch <= 0) fail("--batch-size entries must be positive");
+    }
+    run_bench_latency_cuda(CudaLatencyArgs{.engine = &args.engine,
+                                           .input_len = args.input_len,
+                                           .output_len = args.output_len,
+                                           .num_iters = args.num_iters,
+                                           .batch_sizes = std::vector<int>(batches->begin(), batches->end()),
+                                           .prefill_batch = args.prefill_batch,
+                                           .prefill_len = args.prefill_len,
+                                           .gpu_memory_utilization = args.gpu_memory_utilization,
+                                           .output_json = args.output_json});
+    return;
   }
   auto options = args.engine.load_options();
   if (!options.ok()) fail(options.error().message);
@@ -156,6 +178,11 @@ void add_bench_command(CLI::App& app) {
   latency->add_option("--output-len", args->output_len, "Generated tokens");
   latency->add_option("--num-iters", args->num_iters, "Timed iterations (best is reported)");
   latency->add_option("--output-json", args->output_json, "Also write the result to this file");
+  latency->add_option("--batch-size", args->batch_sizes, "--device cuda: decode batch sizes, e.g. 1,8,32,64");
+  latency->add_option("--prefill-batch", args->prefill_batch, "--device cuda: sequences in the prefill measurement");
+  latency->add_option("--prefill-len", args->prefill_len, "--device cuda: tokens per prefill sequence (0: skip)");
+  latency->add_option("--gpu-memory-utilization", args->gpu_memory_utilization,
+                      "--device cuda: fraction of GPU memory for weights, workspace and KV cache");
   latency->callback([args] { run_bench_latency(*args); });
   add_bench_serve_command(*bench);
   add_bench_throughput_command(*bench);

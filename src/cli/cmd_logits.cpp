@@ -6,6 +6,9 @@
 #include "cli/engine_flags.h"
 #include "loader/safetensors.h"
 #include "runtime/sequence_runner.h"
+#ifdef MOESERVE_HAVE_CUDA
+#include "runtime/cuda/cuda_runner.h"
+#endif
 
 namespace moeserve::cli {
 
@@ -22,6 +25,28 @@ void run_logits(const LogitsArgs& args) {
   if (!ids.ok()) fail(ids.error().message);
   auto options = args.engine.load_options();
   if (!options.ok()) fail(options.error().message);
+  if (args.engine.device == "cuda") {
+#ifdef MOESERVE_HAVE_CUDA
+    auto runner = make_cuda_runner(args.engine.model_dir, *options, CudaRunnerOptions{});
+    if (!runner.ok()) fail(runner.error().message);
+    const int vocab = (*runner)->config().vocab_size;
+    for (int32_t id : *ids) {
+      if (id < 0 || id >= vocab) fail(fmt::format("token id {} is outside the vocabulary [0, {})", id, vocab));
+    }
+    const int blocks = (static_cast<int>(ids->size()) + (*runner)->block_size() - 1) / (*runner)->block_size();
+    if (blocks > (*runner)->num_kv_blocks()) fail("the sequence does not fit the GPU's KV cache");
+    std::vector<int32_t> table(blocks);
+    for (int b = 0; b < blocks; ++b) table[b] = b;
+    const RunnerSeq seq{.tokens = *ids, .num_computed = 0, .num_new = static_cast<int>(ids->size()),
+                        .samples = true, .all_logits = true, .block_table = table};
+    const Tensor logits = (*runner)->execute(std::span<const RunnerSeq>(&seq, 1));
+    auto status = write_safetensors(args.out, {{"logits", logits.view()}});
+    if (!status.ok()) fail(status.error().message);
+    return;
+#else
+    fail("this moeserve was built without CUDA (no nvcc found)");
+#endif
+  }
   auto loaded = load_model(args.engine.model_dir, *options);
   if (!loaded.ok()) fail(loaded.error().message);
   ThreadPool pool(args.engine.threads);

@@ -13,7 +13,8 @@ void EngineFlags::add_to(CLI::App& command) {
       ->check(CLI::IsMember({"auto", "safetensors", "dummy"}));
   command.add_option("--hf-overrides", hf_overrides, "JSON merged into config.json, e.g. '{\"num_hidden_layers\": 8}'");
   command.add_option("--seed", seed, "Random seed (sampling, dummy weights)");
-  command.add_option("--device", device, "Device to run on")->check(CLI::IsMember({"cpu"}));
+  command.add_option("--device", device, "Device to run on (cuda: the first GPU; needs a CUDA build)")
+      ->check(CLI::IsMember({"cpu", "cuda"}));
   command.add_option("--threads", threads, "CPU worker threads (0 = all cores)");
 }
 

@@ -1,0 +1,318 @@
+// The CUDA side of `bench latency` (see bench_latency_cuda.h). Decode is counted as
+// llama-batched-bench does: generated tokens ÷ decode time, with B sequences of input_len
+// prompt tokens decoding output_len tokens each; every step includes copying the logits back
+// and the host's greedy argmax, as a real generation step does.
+#include "cli/bench_latency_cuda.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+#include "cli/commands.h"
+
+#ifdef MOESERVE_HAVE_CUDA
+#include "device/cuda/cuda_device.h"
+#include "runtime/cuda/cuda_runner.h"
+#include "runtime/sampler.h"
+#endif
+
+namespace moeserve::cli {
+
+#ifndef MOESERVE_HAVE_CUDA
+
+void run_bench_latency_cuda(const CudaLatencyArgs&) { fail("this moeserve was built without CUDA (no nvcc found)"); }
+
+#else
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// Weight bytes one decode token reads (bf16): all but the embedding table and the unrouted experts.
+double decode_weight_bytes(const ModelConfig& c) {
+  const double hidden = c.hidden_size;
+  double attention = hidden * c.head_dim * (2.0 * c.num_heads + 2.0 * c.num_kv_heads);
+  if (c.is_mla()) {
+    const MlaConfig& m = *c.mla;
+    const double q = m.q_lora_rank > 0 ? m.q_lora_rank * (hidden + c.num_heads * m.qk_head_dim())
+                                       : hidden * c.num_heads * m.qk_head_dim();
+    attention = q + hidden * (m.kv_lora_rank + m.qk_rope_head_dim) +
+                m.kv_lora_rank * c.num_heads * (m.qk_nope_head_dim + m.v_head_dim) +
+                c.num_heads * m.v_head_dim * hidden;
+  }
+  double total = hidden * c.vocab_size;
+  for (int layer = 0; layer < c.num_layers; ++layer) {
+    total += attention;
+    if (c.layer_is_moe[layer]) {
+      const MoeConfig& m = *c.moe;
+      total += hidden * m.num_experts + 3.0 * hidden * m.expert_intermediate_size * m.top_k +
+               3.0 * hidden * m.shared_intermediate_size;
+    } else {
+      total += 3.0 * hidden * c.intermediate_size;
+    }
+  }
+  return total * 2.0;
+}
+
+// Multiply-adds × 2 of a prefill of `batch` sequences of `len` tokens: every projection for
+// every token (active experts only), causal attention, and the lm_head for one row each.
+double prefill_flops(const ModelConfig& c, int batch, int len) {
+  const double tokens = double(batch) * len;
+  const double linear = decode_weight_bytes(c) / 2.0 - double(c.hidden_size) * c.vocab_size;
+  const double attention = c.num_layers * 2.0 * c.num_heads * c.head_dim * double(len) * (len + 1) * batch;
+  return 2.0 * linear * tokens + attention + 2.0 * double(c.hidden_size) * c.vocab_size * batch;
+}
+
+struct Batch {
+  std::vector<std::vector<int32_t> > tokens, tables;
+};
+
+// B sequences with their own blocks; every sequence's prompt is input_len pseudo-random ids.
+Batch make_batch(int batch, int input_len, int max_tokens, int block_size, int vocab) {
+  Batch b;
+  const int blocks = (max_tokens + block_size - 1) / block_size;
+  for (int s = 0; s < batch; ++s) {
+    std::vector<int32_t> prompt(input_len);
+    for (int i = 0; i < input_len; ++i) prompt[i] = int32_t((uint64_t(i) * 7919 + s * 104729 + 13) % vocab);
+    b.tokens.push_back(prompt);
+    std::vector<int32_t> table(blocks);
+    std::iota(table.begin(), table.end(), s * blocks);
+    b.tables.push_back(table);
+  }
+  return b;
+}
+
+struct DecodeResult {
+  double prefill_seconds = 0.0;
+  double decode_seconds = 0.0;
+};
+
+DecodeResult run_decode(CudaRunner& runner, int batch, int input_len, int output_len) {
+  const int vocab = runner.config().vocab_size;
+  Batch b = make_batch(batch, input_len, input_len + output_len, runner.block_size(), vocab);
+  for (auto& t : b.tokens) t.reserve(input_len + output_len);
+  std::vector<RunnerSeq> step(batch);
+  for (int s = 0; s < batch; ++s) {
+    step[s] = RunnerSeq{
+        .tokens = b.tokens[s], .num_computed = 0, .num_new = input_len, .samples = true, .block_table = b.tables[s]};
+  }
+  DecodeResult result;
+  auto start = Clock::now();
+  Tensor logits = runner.execute(step);
+  result.prefill_seconds = seconds_since(start);
+  start = Clock::now();
+  for (int token = 0; token < output_len; ++token) {
+    for (int s = 0; s < batch; ++s) {
+      b.tokens[s].push_back(argmax_token(std::span<const float>(logits.f32() + int64_t(s) * vocab, vocab)));
+      step[s] = RunnerSeq{.tokens = b.tokens[s],
+                          .num_computed = input_len + token,
+                          .num_new = 1,
+                          .samples = true,
+                          .block_table = b.tables[s]};
+    }
+    logits = runner.execute(step);
+  }
+  result.decode_seconds = seconds_since(start);
+  return result;
+}
+
+// Copy bandwidth (bytes read + written) of a 2 GiB device-to-device copy, best of 5.
+double copy_bandwidth(const cuda::CudaStream& stream) {
+  const size_t bytes = size_t{2} << 30;
+  auto a = cuda::DeviceBuffer::allocate(bytes);
+  auto b = cuda::DeviceBuffer::allocate(bytes);
+  if (!a.ok() || !b.ok()) fail("cannot allocate the copy-bandwidth buffers");
+  cuda::EventTimer timer;
+  double best = 0.0;
+  for (int trial = 0; trial < 6; ++trial) {
+    timer.start(stream.stream());
+    cuda::copy_device(b->data(), a->data(), bytes, stream.stream());
+    timer.stop(stream.stream());
+    if (trial > 0) best = std::max(best, 2.0 * bytes / timer.seconds());
+  }
+  return best;
+}
+
+// cuBLAS bf16 GEMM rate (8192³, random data), best of 5.
+double gemm_tflops(const cuda::CudaStream& stream) {
+  const int n = 8192;
+  const cuda::GpuExec exec{stream.stream(), stream.blas()};
+  auto a = cuda::DeviceBuffer::allocate(size_t(n) * n * 2);
+  auto b = cuda::DeviceBuffer::allocate(size_t(n) * n * 2);
+  auto c = cuda::DeviceBuffer::allocate(size_t(n) * n * 4);
+  if (!a.ok() || !b.ok() || !c.ok()) fail("cannot allocate the GEMM buffers");
+  cuda::fill_random_bf16(exec, a->as<uint16_t>(), int64_t(n) * n, 1, 1.0f, 0.0f);
+  cuda::fill_random_bf16(exec, b->as<uint16_t>(), int64_t(n) * n, 2, 1.0f, 0.0f);
+  cuda::EventTimer timer;
+  double best = 0.0;
+  for (int trial = 0; trial < 6; ++trial) {
+    timer.start(stream.stream());
+    cuda::gemm_bf16(exec, a->as<uint16_t>(), b->as<uint16_t>(), nullptr, n, n, n, c->as<float>());
+    timer.stop(stream.stream());
+    if (trial > 0) best = std::max(best, 2.0 * n * n * double(n) / timer.seconds() / 1e12);
+  }
+  return best;
+}
+
+// Achieved bandwidth of the decode step's dominant kernels on this model's shapes: the dense
+// qkv projection and the grouped expert GEMMs (top_k experts chosen by `rows` tokens).
+nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConfig& c) {
+  const cuda::GpuExec exec{stream.stream(), stream.blas()};
+  nlohmann::json out = nlohmann::json::array();
+  const int hidden = c.hidden_size;
+  auto time_it = [&](auto&& launch) {
+    cuda::EventTimer timer;
+    for (int i = 0; i < 3; ++i) launch();
+    timer.start(stream.stream());
+    for (int i = 0; i < 20; ++i) launch();
+    timer.stop(stream.stream());
+    return timer.seconds() / 20;
+  };
+  const int qkv_out = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim;
+  auto w = cuda::DeviceBuffer::allocate(size_t(qkv_out) * hidden * 2);
+  auto x = cuda::DeviceBuffer::allocate(size_t(64) * std::max(hidden, c.moe ? c.moe->expert_intermediate_size : 0) * 8);
+  auto y = cuda::DeviceBuffer::allocate(size_t(64) * 4 *
+                                        std::max(qkv_out, 2 * (c.moe ? c.moe->expert_intermediate_size : 0)) * 4);
+  if (!w.ok() || !x.ok() || !y.ok()) fail("cannot allocate kernel benchmark buffers");
+  cuda::fill_random_bf16(exec, w->as<uint16_t>(), int64_t(qkv_out) * hidden, 3, 0.02f, 0.0f);
+  cuda::fill_zero(x->data(), x->bytes(), stream.stream());
+  for (int rows : {1, 8}) {
+    const double s = time_it([&] {
+      cuda::small_gemm(exec, cuda::SmallGemmArgs{.x = x->as<float>(),
+                                                 .rows = rows,
+                                                 .k = hidden,
+                                                 .n = qkv_out,
+                                                 .weight = w->as<uint16_t>(),
+                                                 .out = y->as<float>()});
+    });
+    out.push_back({{"kernel", "small_gemm qkv"},
+                   {"rows", rows},
+                   {"seconds", s},
+                   {"gb_per_s", double(qkv_out) * hidden * 2 / s / 1e9}});
+  }
+  if (c.moe) {
+    const MoeConfig& m = *c.moe;
+    auto experts = cuda::DeviceBuffer::allocate(size_t(m.num_experts) * 2 * m.expert_intermediate_size * hidden * 2);
+    auto offsets_buf = cuda::DeviceBuffer::allocate(size_t(m.num_experts + 1) * 4);
+    if (!experts.ok() || !offsets_buf.ok()) fail("cannot allocate expert benchmark buffers");
+    cuda::fill_random_bf16(exec, experts->as<uint16_t>(),
+                           int64_t(m.num_experts) * 2 * m.expert_intermediate_size * hidden, 4, 0.02f, 0.0f);
+    for (int tokens : {1, 8}) {
+      // tokens × top_k rows spread over the first min(E, tokens × top_k) experts.
+      const int entries = tokens * m.top_k;
+      const int touched = std::min(m.num_experts, entries);
+      std::vector<int32_t> offsets(m.num_experts + 1, entries);
+      for (int e = 0; e <= touched; ++e) offsets[e] = e * entries / touched;
+      cuda::copy_to_device(offsets_buf->data(), offsets.data(), offsets.size() * 4, stream.stream());
+      const double s = time_it([&] {
+        cuda::small_gemm(exec, cuda::SmallGemmArgs{.x = x->as<float>(),
+                                                   .rows = tokens,
+                                                   .k = hidden,
+                                                   .n = m.expert_intermediate_size,
+                                                   .weight = experts->as<uint16_t>(),
+                                                   .group_stride = 2LL * m.expert_intermediate_size * hidden,
+                                                   .offsets = offsets_buf->as<int32_t>(),
+                                                   .groups = m.num_experts,
+                                                   .swiglu = true,
+                                                   .out = y->as<float>()});
+      });
+      const double bytes = double(touched) * 2 * m.expert_intermediate_size * hidden * 2;
+      out.push_back({{"kernel", "small_gemm experts gate_up+silu"},
+                     {"tokens", tokens},
+                     {"experts_touched", touched},
+                     {"seconds", s},
+                     {"gb_per_s", bytes / s / 1e9}});
+    }
+  }
+  stream.synchronize();
+  return out;
+}
+
+}  // namespace
+
+void run_bench_latency_cuda(const CudaLatencyArgs& args) {
+  auto options = args.engine->load_options();
+  if (!options.ok()) fail(options.error().message);
+  const int max_batch = *std::max_element(args.batch_sizes.begin(), args.batch_sizes.end());
+  CudaRunnerOptions runner_options{
+      .gpu_memory_utilization = args.gpu_memory_utilization,
+      .max_num_batched_tokens = std::max({8192, args.input_len * max_batch, args.prefill_batch * args.prefill_len})};
+  auto start = Clock::now();
+  auto runner = make_cuda_runner(args.engine->model_dir, *options, runner_options);
+  if (!runner.ok()) fail(runner.error().message);
+  (*runner)->synchronize();
+  const double load_seconds = seconds_since(start);
+  const ModelConfig& config = (*runner)->config();
+  nlohmann::json result = {{"benchmark", "latency"},
+                           {"model", args.engine->model_dir},
+                           {"device", "cuda"},
+                           {"input_len", args.input_len},
+                           {"output_len", args.output_len},
+                           {"num_iters", args.num_iters},
+                           {"load_seconds", load_seconds},
+                           {"weight_bytes", (*runner)->weight_bytes()},
+                           {"kv_cache_bytes", (*runner)->kv_bytes()},
+                           {"num_kv_blocks", (*runner)->num_kv_blocks()}};
+  auto devices = cuda::list_devices();
+  if (devices.ok() && !devices->empty()) result["gpu"] = devices->front().name;
+  nlohmann::json decode = nlohmann::json::object();
+  for (int batch : args.batch_sizes) {
+    DecodeResult best{1e30, 1e30};
+    for (int iter = 0; iter <= args.num_iters; ++iter) {  // iteration 0 warms up
+      const DecodeResult r = run_decode(**runner, batch, args.input_len, args.output_len);
+      if (iter == 0) continue;
+      best.prefill_seconds = std::min(best.prefill_seconds, r.prefill_seconds);
+      best.decode_seconds = std::min(best.decode_seconds, r.decode_seconds);
+    }
+    const double tps = double(batch) * args.output_len / best.decode_seconds;
+    decode[std::to_string(batch)] = {{"decode_seconds", best.decode_seconds},
+                                     {"decode_tok_s", tps},
+                                     {"prompt_prefill_seconds", best.prefill_seconds}};
+    result["decode_bs" + std::to_string(batch) + "_tok_s"] = tps;
+    std::fprintf(stderr, "batch %d: %.1f tok/s decode\n", batch, tps);
+  }
+  result["decode"] = decode;
+  if (args.prefill_len > 0) {
+    double best = 1e30;
+    for (int iter = 0; iter <= args.num_iters; ++iter) {
+      best = std::min(best, run_decode(**runner, args.prefill_batch, args.prefill_len, 0).prefill_seconds);
+    }
+    const double tokens = double(args.prefill_batch) * args.prefill_len;
+    result["prefill_batch"] = args.prefill_batch;
+    result["prefill_len"] = args.prefill_len;
+    result["prefill_seconds"] = best;
+    result["prefill_tok_s"] = tokens / best;
+    result["prefill_tflops"] = prefill_flops(config, args.prefill_batch, args.prefill_len) / best / 1e12;
+  }
+  auto stream = cuda::CudaStream::create(0);
+  if (!stream.ok()) fail(stream.error().message);
+  const double bandwidth = copy_bandwidth(*stream);
+  const double bytes_per_token = decode_weight_bytes(config);
+  result["copy_bandwidth_bytes_per_s"] = bandwidth;
+  result["gemm_bf16_tflops"] = gemm_tflops(*stream);
+  result["weight_bytes_per_decode_token"] = bytes_per_token;
+  result["decode_bs1_roofline_tok_s"] = bandwidth / bytes_per_token;
+  if (result.contains("decode_bs1_tok_s")) {
+    result["decode_bs1_roofline_fraction"] = result["decode_bs1_tok_s"].get<double>() / (bandwidth / bytes_per_token);
+  }
+  if (result.contains("prefill_tflops")) {
+    result["prefill_fraction_of_gemm_rate"] =
+        result["prefill_tflops"].get<double>() / result["gemm_bf16_tflops"].get<double>();
+  }
+  result["kernels"] = kernel_bandwidths(*stream, config);
+  std::printf("%s\n", result.dump(2).c_str());
+  if (!args.output_json.empty()) {
+    std::ofstream out(args.output_json);
+    out << result.dump(2) << "\n";
+    if (!out) fail("cannot write " + args.output_json);
+  }
+}
+
+#endif
+
+}  // namespace moeserve::cli

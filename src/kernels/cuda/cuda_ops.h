@@ -1,0 +1,197 @@
+// The CUDA op contract: the GPU versions of kernels/ops.h, on device pointers, queued on the
+// stream in GpuExec (nothing here synchronises). Plain C++ so runtime/cuda and the tests can
+// call them without CUDA headers. Conventions shared by every op:
+//   - activations are float32, row-major; weights bf16 (uint16_t bits) uploaded once;
+//   - "stride" arguments count elements between consecutive rows (tokens), so an op can work
+//     on a column slice of a wider row (q/k/v inside one fused qkv row, say);
+//   - the CPU op of the same name in kernels/cpu/ is the specification; tests/gpu compares each.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/ops.h"
+
+namespace moeserve::cuda {
+
+// The stream and cuBLAS handle every op is queued on (cudaStream_t / cublasHandle_t).
+struct GpuExec {
+  void* stream = nullptr;
+  void* blas = nullptr;
+};
+
+// out[t, :] = table[ids[t], :].  table [vocab, hidden] bf16, out [tokens, hidden].
+void embedding(const GpuExec& exec, const uint16_t* table, int hidden, const int32_t* ids, int tokens, float* out);
+
+// Fused residual add + RMSNorm over rows of `dim` elements:
+//   if add: x[r] += add[r];  then out[r] = x[r] / sqrt(mean(x[r]²) + eps) * weight.
+// Row r lives at x + (r / rows_per_token) * token_stride + (r % rows_per_token) * dim (per-head
+// norms pass rows_per_token = heads). add/out_f32 share x's addressing; out_bf16 is dense
+// [rows, dim]. out_f32 may equal x (in-place norm); either output may be null.
+struct RmsNormArgs {
+  float* x = nullptr;
+  const float* add = nullptr;
+  int rows = 0;
+  int dim = 0;
+  int rows_per_token = 1;
+  int64_t token_stride = 0;          // 0: dim (dense)
+  const uint16_t* weight = nullptr;  // [dim] bf16
+  float eps = 1e-6f;
+  float* out_f32 = nullptr;
+  uint16_t* out_bf16 = nullptr;
+};
+void rms_norm(const GpuExec& exec, const RmsNormArgs& args);
+
+// ops::rope on x + t * token_stride + head * head_stride + rotary_offset, in place.
+// inv_freq [rotary_dim / 2] float32 on the device, positions [tokens].
+struct RopeArgs {
+  float* x = nullptr;
+  int tokens = 0;
+  int heads = 0;
+  int head_stride = 0;
+  int64_t token_stride = 0;
+  int rotary_offset = 0;
+  const float* inv_freq = nullptr;
+  int half = 0;  // rotary_dim / 2
+  float attention_factor = 1.0f;
+  bool interleaved = false;
+  const int32_t* positions = nullptr;
+};
+void rope(const GpuExec& exec, const RopeArgs& args);
+
+// cache entry slots[t] (= block * block_size + offset) ← src[t * src_stride, + entry_size).
+// cache [num_blocks * block_size, entry_size] float32.
+void kv_write(const GpuExec& exec, float* cache, int entry_size, const int32_t* slots, int tokens, const float* src,
+              int64_t src_stride);
+
+// Causal paged attention for every query row of a batch (prefill, chunked prefill and decode
+// alike): row t is at position positions[t] of the sequence whose block table starts at
+// block_tables + table_offsets[t], and sees keys [max(0, p - window + 1), p].
+// Query head h reads kv head h / group: key = entry[key_offset + kvh * kv_head_stride, + key_dim),
+// value = entry[value_offset + kvh * kv_head_stride, + value_dim). GQA: key_offset 0,
+// value_offset num_kv_heads * head_dim, kv_head_stride head_dim. MLA absorbed: one kv head,
+// key = the whole [c | k_pe] entry, value = c.
+// q [tokens, num_heads, key_dim] at q + t * q_stride; out [tokens, num_heads, value_dim] dense.
+struct AttentionArgs {
+  const float* q = nullptr;
+  int64_t q_stride = 0;
+  int tokens = 0;
+  int num_heads = 0;
+  int group = 1;
+  const float* cache = nullptr;
+  int block_size = 0;
+  int entry_size = 0;
+  int key_offset = 0;
+  int value_offset = 0;
+  int kv_head_stride = 0;
+  int key_dim = 0;
+  int value_dim = 0;  // <= kMaxValueDim
+  float scale = 1.0f;
+  int sliding_window = 0;
+  const int32_t* block_tables = nullptr;
+  const int32_t* table_offsets = nullptr;
+  const int32_t* positions = nullptr;
+  float* out = nullptr;
+};
+constexpr int kMaxValueDim = 512;
+constexpr int kMaxKeyDim = 1024;
+void paged_attention(const GpuExec& exec, const AttentionArgs& args);
+
+// ops::mla_absorb_q / ops::mla_project_v. kv_b [H × (dn + dv), r] float32 on the device.
+// q [T, H, dn + dr] → q_absorbed [T, H, r + dr];  latent [T, H, r] → out [T, H, dv].
+struct MlaDims {
+  int tokens = 0;
+  int heads = 0;
+  int nope = 0;   // dn
+  int rope = 0;   // dr
+  int value = 0;  // dv
+  int rank = 0;   // r
+};
+void mla_absorb_q(const GpuExec& exec, const MlaDims& dims, const float* q, const float* kv_b, float* q_absorbed);
+void mla_project_v(const GpuExec& exec, const MlaDims& dims, const float* latent, const float* kv_b, float* out);
+
+// ops::route on the device. logits [T, E], selection_bias [E] float32 or null;
+// expert_ids [T, top_k] int32, expert_weights [T, top_k] float32. E <= kMaxExperts.
+constexpr int kMaxExperts = 512;
+void route(const GpuExec& exec, const float* logits, const float* selection_bias, int tokens, int experts,
+           const ops::RouterParams& params, int32_t* expert_ids, float* expert_weights);
+
+// MoE dispatch plan from expert_ids [entries = T × top_k]: offsets [E + 1] (expert e's rows are
+// [offsets[e], offsets[e+1]) of the permuted order), positions [entries] (where entry i went),
+// source_rows [entries] (the token each permuted row came from). load_counts [E] int64 (or
+// null) accumulates rows per expert (the runner's expert load).
+struct MoePermuteArgs {
+  const int32_t* expert_ids = nullptr;
+  int entries = 0;
+  int top_k = 1;
+  int experts = 0;
+  int32_t* offsets = nullptr;
+  int32_t* positions = nullptr;
+  int32_t* source_rows = nullptr;
+  int64_t* load_counts = nullptr;
+};
+void moe_permute(const GpuExec& exec, const MoePermuteArgs& args);
+
+// out[i, :] = x[rows[i], :] (ops::gather_rows), to float32 or bf16. x [*, width].
+void gather_rows(const GpuExec& exec, const float* x, int width, const int32_t* rows, int count, float* out_f32,
+                 uint16_t* out_bf16);
+
+// Weighted combine (ops::scatter_add_rows over all experts, then the shared expert):
+//   out[t] = Σ_k weights[t, k] · expert_out[positions[t, k]] + s_t · shared_out[t]
+// with s_t = sigmoid(shared_gate_logit[t]) when given, else 1; shared_out may be null.
+struct MoeCombineArgs {
+  const float* expert_out = nullptr;   // [T × top_k, hidden] in permuted order
+  const int32_t* positions = nullptr;  // [T, top_k]
+  const float* weights = nullptr;      // [T, top_k]
+  int tokens = 0;
+  int top_k = 0;
+  int hidden = 0;
+  const float* shared_out = nullptr;         // [T, hidden]
+  const float* shared_gate_logit = nullptr;  // [T]
+  float* out = nullptr;                      // [T, hidden]
+};
+void moe_combine(const GpuExec& exec, const MoeCombineArgs& args);
+
+// Small-M (decode-sized) GEMM on float32 activations and bf16 weights, streaming each weight
+// row once per tile of kSmallTile rows; optionally grouped (one weight matrix per expert):
+//   group g's input rows [offsets[g], offsets[g+1]) of x (all M rows when offsets is null)
+//   out[r, n] = Σ_k x[r, k] · W_g[n, k] (+ bias[n])                      (swiglu = false)
+//   out[r, n] = silu(Σ x·W_g[n]) · (Σ x·W_g[n + N])   W_g [2N, K]          (swiglu = true)
+// Groups whose rows are empty cost nothing (the experts no token chose).
+// x [rows, K] dense; W_g = weight + g * group_stride ([N or 2N, K] bf16); out [rows, N] dense.
+constexpr int kSmallTile = 16;
+struct SmallGemmArgs {
+  const float* x = nullptr;
+  int rows = 0;  // total rows (upper bound of any group's row count)
+  int k = 0;
+  int n = 0;
+  const uint16_t* weight = nullptr;
+  int64_t group_stride = 0;
+  const int32_t* offsets = nullptr;  // [groups + 1] on the device, or null (one group)
+  int groups = 1;
+  const uint16_t* bias = nullptr;  // [n] bf16 or null (not with swiglu)
+  bool swiglu = false;
+  float* out = nullptr;
+};
+void small_gemm(const GpuExec& exec, const SmallGemmArgs& args);
+
+// cuBLAS: out [M, N] f32 = x [M, K] bf16 · W [N, K]ᵀ bf16 (+ bias [N] bf16), fp32 accumulate;
+// accumulate: out += instead of out = (for the low half of a split activation).
+void gemm_bf16(const GpuExec& exec, const uint16_t* x, const uint16_t* weight, const uint16_t* bias, int m, int n,
+               int k, float* out, bool accumulate = false);
+
+// out[r, i] = silu(gate_up[r, i]) · gate_up[r, I + i] for gate_up [rows, 2I]; out [rows, I] f32 or bf16.
+void silu_mul(const GpuExec& exec, const float* gate_up, int rows, int intermediate, float* out_f32,
+              uint16_t* out_bf16);
+
+// Casts: float32 → bf16 (round to nearest even), bf16 → float32.
+void to_bf16(const GpuExec& exec, const float* x, int64_t count, uint16_t* out);
+void to_f32(const GpuExec& exec, const uint16_t* x, int64_t count, float* out);
+// x ≈ hi + lo with hi = bf16(x), lo = bf16(x − hi): two bf16 GEMMs then carry ~16 bits of each
+// activation's mantissa (the precise prefill mode).
+void to_bf16_split(const GpuExec& exec, const float* x, int64_t count, uint16_t* hi, uint16_t* lo);
+
+// Random bf16 weights on the device (--load-format dummy without a host copy): each element
+// normal(0, stddev) from a counter-based hash of (seed, index); stddev 0 fills `constant`.
+void fill_random_bf16(const GpuExec& exec, uint16_t* out, int64_t count, uint64_t seed, float stddev, float constant);
+
+}  // namespace moeserve::cuda

@@ -1,0 +1,172 @@
+// CUDA op: decode-sized GEMM, float32 activations × bf16 weights with float32 accumulation
+// (ops::linear for few rows, and the grouped expert GEMMs of the MoE block with SwiGLU fused).
+// It is memory-bound by design: each warp streams 4 weight rows with 16-byte loads while a tile
+// of up to kSmallTile activation rows waits in shared memory, so every weight byte is read once
+// per tile. Grouped mode reads the group's row range from device offsets (no host round trip)
+// and skips groups with no rows.
+#include <algorithm>
+
+#include "kernels/cuda/common.cuh"
+
+namespace moeserve::cuda {
+
+namespace {
+
+constexpr int kWarps = 8;
+constexpr int kRowsPerWarp = 4;  // weight rows per warp
+constexpr int kChunk = 512;      // K elements staged per pass (32 lanes × 8 × 2)
+
+// 8 bf16 weights as raw bits (kept packed until used, so the loads stay in flight while the
+// activations are staged); zero past the end of the row.
+__device__ __forceinline__ uint4 load_weights(const uint16_t* row, int k, int k_total, bool vector_ok) {
+  if (vector_ok && k + 8 <= k_total) return *reinterpret_cast<const uint4*>(row + k);
+  uint32_t words[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t lo = k + 2 * i < k_total ? row[k + 2 * i] : 0u;
+    const uint32_t hi = k + 2 * i + 1 < k_total ? row[k + 2 * i + 1] : 0u;
+    words[i] = lo | (hi << 16);
+  }
+  return make_uint4(words[0], words[1], words[2], words[3]);
+}
+
+struct Floats8 {
+  float v[8];
+};
+
+__device__ __forceinline__ Floats8 unpack(uint4 raw) {
+  const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+  Floats8 out;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    out.v[2 * i] = __uint_as_float(words[i] << 16);
+    out.v[2 * i + 1] = __uint_as_float(words[i] & 0xffff0000u);
+  }
+  return out;
+}
+
+template <int kTile>
+__global__ void __launch_bounds__(kWarps * 32) small_gemm_kernel(SmallGemmArgs args) {
+  __shared__ float xs[kTile][kChunk];
+  const int group = blockIdx.y;
+  const int row_begin = args.offsets != nullptr ? args.offsets[group] : 0;
+  const int row_end = args.offsets != nullptr ? args.offsets[group + 1] : args.rows;
+  if (row_begin >= row_end) return;  // uniform over the block: an expert no token chose
+  const int warp = threadIdx.x >> 5;
+  const int lane = threadIdx.x & 31;
+  const uint16_t* weight = args.weight + group * args.group_stride;
+  const int cols_per_warp = args.swiglu ? kRowsPerWarp / 2 : kRowsPerWarp;
+  const int col0 = (blockIdx.x * kWarps + warp) * cols_per_warp;
+  const bool vector_ok = (args.k % 8) == 0;
+  int weight_rows[kRowsPerWarp];
+  bool row_valid[kRowsPerWarp];
+#pragma unroll
+  for (int j = 0; j < kRowsPerWarp; ++j) {
+    const int col = col0 + (args.swiglu ? j / 2 : j);
+    row_valid[j] = col < args.n;
+    weight_rows[j] = args.swiglu ? col + (j % 2) * args.n : col;
+  }
+  for (int tile = row_begin; tile < row_end; tile += kTile) {
+    const int rows_here = min(kTile, row_end - tile);
+    float acc[kRowsPerWarp][kTile];
+#pragma unroll
+    for (int j = 0; j < kRowsPerWarp; ++j)
+#pragma unroll
+      for (int m = 0; m < kTile; ++m) acc[j][m] = 0.0f;
+    for (int k0 = 0; k0 < args.k; k0 += kChunk) {
+      uint4 w[kRowsPerWarp][2];
+#pragma unroll
+      for (int j = 0; j < kRowsPerWarp; ++j) {
+        const uint16_t* row = weight + static_cast<int64_t>(weight_rows[j]) * args.k;
+#pragma unroll
+        for (int s = 0; s < 2; ++s) {
+          const int k = k0 + s * 256 + lane * 8;
+          if (row_valid[j] && k < args.k) {
+            w[j][s] = load_weights(row, k, args.k, vector_ok);
+          } else {
+            w[j][s] = make_uint4(0u, 0u, 0u, 0u);
+          }
+        }
+      }
+      // The activations are staged after the weight loads are issued, so the two latencies overlap.
+      __syncthreads();
+      for (int i = threadIdx.x; i < kTile * kChunk; i += blockDim.x) {
+        const int m = i / kChunk;
+        const int kk = i % kChunk;
+        xs[m][kk] =
+            (m < rows_here && k0 + kk < args.k) ? args.x[static_cast<int64_t>(tile + m) * args.k + k0 + kk] : 0.0f;
+      }
+      __syncthreads();
+#pragma unroll
+      for (int s = 0; s < 2; ++s) {
+        const int kk = s * 256 + lane * 8;
+        Floats8 wf[kRowsPerWarp];
+#pragma unroll
+        for (int j = 0; j < kRowsPerWarp; ++j) wf[j] = unpack(w[j][s]);
+#pragma unroll
+        for (int m = 0; m < kTile; ++m) {
+          const float4 xa = *reinterpret_cast<const float4*>(&xs[m][kk]);
+          const float4 xb = *reinterpret_cast<const float4*>(&xs[m][kk + 4]);
+#pragma unroll
+          for (int j = 0; j < kRowsPerWarp; ++j) {
+            const float* wv = wf[j].v;
+            acc[j][m] += wv[0] * xa.x + wv[1] * xa.y + wv[2] * xa.z + wv[3] * xa.w + wv[4] * xb.x + wv[5] * xb.y +
+                         wv[6] * xb.z + wv[7] * xb.w;
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kRowsPerWarp; ++j)
+#pragma unroll
+      for (int m = 0; m < kTile; ++m) acc[j][m] = warp_sum(acc[j][m]);
+#pragma unroll
+    for (int m = 0; m < kTile; ++m) {
+      if (lane != m || m >= rows_here) continue;
+      float* out_row = args.out + static_cast<int64_t>(tile + m) * args.n;
+      if (args.swiglu) {
+#pragma unroll
+        for (int jj = 0; jj < kRowsPerWarp / 2; ++jj) {
+          if (!row_valid[2 * jj]) continue;
+          const float g = acc[2 * jj][m];
+          out_row[col0 + jj] = g / (1.0f + expf(-g)) * acc[2 * jj + 1][m];
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < kRowsPerWarp; ++j) {
+          if (!row_valid[j]) continue;
+          const float bias = args.bias != nullptr ? bf16_bits_to_float(args.bias[col0 + j]) : 0.0f;
+          out_row[col0 + j] = acc[j][m] + bias;
+        }
+      }
+    }
+  }
+}
+
+template <int kTile>
+void launch(const GpuExec& exec, const SmallGemmArgs& args) {
+  const int cols_per_block = kWarps * (args.swiglu ? kRowsPerWarp / 2 : kRowsPerWarp);
+  const dim3 grid(ceil_div(args.n, cols_per_block), args.groups);
+  small_gemm_kernel<kTile><<<grid, kWarps * 32, 0, stream_of(exec)>>>(args);
+  check_launch("small_gemm");
+}
+
+}  // namespace
+
+void small_gemm(const GpuExec& exec, const SmallGemmArgs& args) {
+  if (args.rows == 0 || args.n == 0) return;
+  // The tile only needs to cover the largest group, which has at most `rows` rows.
+  if (args.rows <= 1) {
+    launch<1>(exec, args);
+  } else if (args.rows <= 2) {
+    launch<2>(exec, args);
+  } else if (args.rows <= 4) {
+    launch<4>(exec, args);
+  } else if (args.rows <= 8) {
+    launch<8>(exec, args);
+  } else {
+    launch<16>(exec, args);
+  }
+}
+
+}  // namespace moeserve::cuda

@@ -1,0 +1,315 @@
+// CudaModel's step: the decoder loop over kernels/cuda (see cuda_model.h for the shape and the
+// precision rules). Every buffer comes from the step's arena; each layer rewinds the arena to
+// where it started, which is safe because all work is ordered on one stream.
+#include "runtime/cuda/cuda_model.h"
+
+#include <algorithm>
+
+namespace moeserve::cuda {
+
+int CudaModel::kv_entry_size() const {
+  return config_.is_mla() ? config_.mla->kv_lora_rank + config_.mla->qk_rope_head_dim
+                          : 2 * config_.num_kv_heads * config_.head_dim;
+}
+
+size_t CudaModel::workspace_bytes(int max_tokens) const {
+  const ModelConfig& c = config_;
+  const int64_t t = max_tokens;
+  const int64_t hidden = c.hidden_size;
+  int64_t attn = 0;  // floats per token inside attention
+  if (c.is_mla()) {
+    const MlaConfig& m = *c.mla;
+    attn = m.q_lora_rank +
+           c.num_heads * (m.qk_head_dim() + (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank + m.v_head_dim) +
+           m.kv_lora_rank + m.qk_rope_head_dim;
+  } else {
+    attn = static_cast<int64_t>(c.num_heads + 2 * c.num_kv_heads) * c.head_dim + c.num_heads * c.head_dim;
+  }
+  int64_t ffn = 3 * static_cast<int64_t>(c.intermediate_size);
+  if (c.moe) {
+    const MoeConfig& m = *c.moe;
+    ffn = std::max<int64_t>(ffn, 4 * m.num_experts + 8 * m.top_k +
+                                     m.top_k * (2 * hidden + 3 * m.expert_intermediate_size) +
+                                     3 * m.shared_intermediate_size + hidden + 1);
+  }
+  const int64_t widest = std::max<int64_t>({hidden, attn, ffn});
+  const int64_t floats = t * (4 * hidden + attn + ffn + widest /* bf16 copies, generously */) + t * c.vocab_size;
+  return static_cast<size_t>(floats) * sizeof(float) + (size_t{64} << 20);
+}
+
+void CudaModel::linear(Step& step, Act x, int rows, const DeviceLinear& w, float* out) const {
+  if (rows <= kSmallTile) {
+    small_gemm(
+        step.exec,
+        SmallGemmArgs{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.weight, .bias = w.bias, .out = out});
+    return;
+  }
+  gemm(step, x, rows, w.weight, w.bias, w.out, w.in, out);
+}
+
+void CudaModel::gemm(Step& step, Act x, int rows, const uint16_t* w, const uint16_t* bias, int n, int k,
+                     float* out) const {
+  const int64_t count = static_cast<int64_t>(rows) * k;
+  if (precision_ == PrefillPrecision::kSplitBf16) {
+    MS_CHECK(x.f32 != nullptr);
+    const size_t mark = step.arena.used();
+    uint16_t* hi = step.arena.alloc<uint16_t>(count);
+    uint16_t* lo = step.arena.alloc<uint16_t>(count);
+    to_bf16_split(step.exec, x.f32, count, hi, lo);
+    gemm_bf16(step.exec, hi, w, bias, rows, n, k, out);
+    gemm_bf16(step.exec, lo, w, nullptr, rows, n, k, out, /*accumulate=*/true);
+    step.arena.rewind(mark);
+    return;
+  }
+  const uint16_t* x_bf16 = x.bf16;
+  const size_t mark = step.arena.used();
+  if (x_bf16 == nullptr) {
+    uint16_t* converted = step.arena.alloc<uint16_t>(count);
+    to_bf16(step.exec, x.f32, count, converted);
+    x_bf16 = converted;
+  }
+  gemm_bf16(step.exec, x_bf16, w, bias, rows, n, k, out);
+  step.arena.rewind(mark);
+}
+
+// out [rows, hidden] = down(silu(gate(x)) · up(x)).
+void CudaModel::mlp(Step& step, Act x, int rows, const DeviceMlp& w, float* out) const {
+  const int inter = w.intermediate;
+  if (rows <= kSmallTile) {
+    float* act = step.arena.alloc<float>(static_cast<size_t>(rows) * inter);
+    small_gemm(step.exec, SmallGemmArgs{.x = x.f32,
+                                        .rows = rows,
+                                        .k = w.gate_up.in,
+                                        .n = inter,
+                                        .weight = w.gate_up.weight,
+                                        .swiglu = true,
+                                        .out = act});
+    linear(step, Act{act, nullptr}, rows, w.down, out);
+    return;
+  }
+  float* gate_up = step.arena.alloc<float>(static_cast<size_t>(rows) * 2 * inter);
+  linear(step, x, rows, w.gate_up, gate_up);
+  const bool split = precision_ == PrefillPrecision::kSplitBf16;
+  float* act = split ? step.arena.alloc<float>(static_cast<size_t>(rows) * inter) : nullptr;
+  uint16_t* act_bf16 = split ? nullptr : step.arena.alloc<uint16_t>(static_cast<size_t>(rows) * inter);
+  silu_mul(step.exec, gate_up, rows, inter, act, act_bf16);
+  gemm(step, Act{act, act_bf16}, rows, w.down.weight, w.down.bias, w.down.out, w.down.in, out);
+}
+
+void CudaModel::gqa(Step& step, int layer_idx, Act x, float* out) const {
+  const ModelConfig& c = config_;
+  const DeviceGqa& w = layers_[layer_idx].gqa;
+  const int tokens = step.in.tokens;
+  const int head_dim = c.head_dim;
+  const int q_width = c.num_heads * head_dim;
+  const int row = w.qkv.out;  // q | k | v
+  float* qkv = step.arena.alloc<float>(static_cast<size_t>(tokens) * row);
+  linear(step, x, tokens, w.qkv, qkv);
+  float* k = qkv + q_width;
+  if (w.q_norm != nullptr) {
+    rms_norm(step.exec, RmsNormArgs{.x = qkv,
+                                    .rows = tokens * c.num_heads,
+                                    .dim = head_dim,
+                                    .rows_per_token = c.num_heads,
+                                    .token_stride = row,
+                                    .weight = w.q_norm,
+                                    .eps = c.rms_norm_eps,
+                                    .out_f32 = qkv});
+    rms_norm(step.exec, RmsNormArgs{.x = k,
+                                    .rows = tokens * c.num_kv_heads,
+                                    .dim = head_dim,
+                                    .rows_per_token = c.num_kv_heads,
+                                    .token_stride = row,
+                                    .weight = w.k_norm,
+                                    .eps = c.rms_norm_eps,
+                                    .out_f32 = k});
+  }
+  RopeArgs rope_args{.x = qkv,
+                     .tokens = tokens,
+                     .heads = c.num_heads,
+                     .head_stride = head_dim,
+                     .token_stride = row,
+                     .inv_freq = inv_freq_,
+                     .half = rope_half_,
+                     .attention_factor = rope_attention_factor_,
+                     .interleaved = rope_interleaved_,
+                     .positions = step.in.positions};
+  rope(step.exec, rope_args);
+  rope_args.x = k;
+  rope_args.heads = c.num_kv_heads;
+  rope(step.exec, rope_args);
+  kv_write(step.exec, step.kv.layers[layer_idx], step.kv.entry_size, step.in.slots, tokens, k, row);
+  float* attended = step.arena.alloc<float>(static_cast<size_t>(tokens) * q_width);
+  paged_attention(step.exec, AttentionArgs{.q = qkv,
+                                           .q_stride = row,
+                                           .tokens = tokens,
+                                           .num_heads = c.num_heads,
+                                           .group = c.num_heads / c.num_kv_heads,
+                                           .cache = step.kv.layers[layer_idx],
+                                           .block_size = step.kv.block_size,
+                                           .entry_size = step.kv.entry_size,
+                                           .key_offset = 0,
+                                           .value_offset = c.num_kv_heads * head_dim,
+                                           .kv_head_stride = head_dim,
+                                           .key_dim = head_dim,
+                                           .value_dim = head_dim,
+                                           .scale = c.attention_scale,
+                                           .sliding_window = c.sliding_window,
+                                           .block_tables = step.in.block_tables,
+                                           .table_offsets = step.in.table_offsets,
+                                           .positions = step.in.positions,
+                                           .out = attended});
+  linear(step, Act{attended, nullptr}, tokens, w.o, out);
+}
+
+void CudaModel::mla(Step& step, int layer_idx, Act x, float* out) const {
+  const ModelConfig& c = config_;
+  const MlaConfig& m = *c.mla;
+  const DeviceMla& w = layers_[layer_idx].mla;
+  const int tokens = step.in.tokens;
+  const int heads = c.num_heads;
+  const int q_width = heads * m.qk_head_dim();
+  float* q = step.arena.alloc<float>(static_cast<size_t>(tokens) * q_width);
+  if (w.q_a.weight != nullptr) {
+    float* q_latent = step.arena.alloc<float>(static_cast<size_t>(tokens) * m.q_lora_rank);
+    linear(step, x, tokens, w.q_a, q_latent);
+    rms_norm(step.exec, RmsNormArgs{.x = q_latent,
+                                    .rows = tokens,
+                                    .dim = m.q_lora_rank,
+                                    .weight = w.q_a_norm,
+                                    .eps = c.rms_norm_eps,
+                                    .out_f32 = q_latent});
+    linear(step, Act{q_latent, nullptr}, tokens, w.q_b, q);
+  } else {
+    linear(step, x, tokens, w.q, q);
+  }
+  RopeArgs rope_args{.x = q,
+                     .tokens = tokens,
+                     .heads = heads,
+                     .head_stride = m.qk_head_dim(),
+                     .token_stride = q_width,
+                     .rotary_offset = m.qk_nope_head_dim,
+                     .inv_freq = inv_freq_,
+                     .half = rope_half_,
+                     .attention_factor = rope_attention_factor_,
+                     .interleaved = rope_interleaved_,
+                     .positions = step.in.positions};
+  rope(step.exec, rope_args);
+  // The cached entry [c | k_pe]: latent normalised, rope key rotated, written before attention.
+  const int entry = m.kv_lora_rank + m.qk_rope_head_dim;
+  float* compressed = step.arena.alloc<float>(static_cast<size_t>(tokens) * entry);
+  linear(step, x, tokens, w.kv_a, compressed);
+  rms_norm(step.exec, RmsNormArgs{.x = compressed,
+                                  .rows = tokens,
+                                  .dim = m.kv_lora_rank,
+                                  .token_stride = entry,
+                                  .weight = w.kv_a_norm,
+                                  .eps = c.rms_norm_eps,
+                                  .out_f32 = compressed});
+  rope_args = RopeArgs{.x = compressed,
+                       .tokens = tokens,
+                       .heads = 1,
+                       .head_stride = entry,
+                       .token_stride = entry,
+                       .rotary_offset = m.kv_lora_rank,
+                       .inv_freq = inv_freq_,
+                       .half = rope_half_,
+                       .attention_factor = rope_attention_factor_,
+                       .interleaved = rope_interleaved_,
+                       .positions = step.in.positions};
+  rope(step.exec, rope_args);
+  kv_write(step.exec, step.kv.layers[layer_idx], entry, step.in.slots, tokens, compressed, entry);
+
+  const MlaDims dims{.tokens = tokens,
+                     .heads = heads,
+                     .nope = m.qk_nope_head_dim,
+                     .rope = m.qk_rope_head_dim,
+                     .value = m.v_head_dim,
+                     .rank = m.kv_lora_rank};
+  float* q_absorbed = step.arena.alloc<float>(static_cast<size_t>(tokens) * heads * entry);
+  mla_absorb_q(step.exec, dims, q, w.kv_b, q_absorbed);
+  float* latent_out = step.arena.alloc<float>(static_cast<size_t>(tokens) * heads * m.kv_lora_rank);
+  paged_attention(step.exec, AttentionArgs{.q = q_absorbed,
+                                           .q_stride = static_cast<int64_t>(heads) * entry,
+                                           .tokens = tokens,
+                                           .num_heads = heads,
+                                           .group = heads,
+                                           .cache = step.kv.layers[layer_idx],
+                                           .block_size = step.kv.block_size,
+                                           .entry_size = entry,
+                                           .key_offset = 0,
+                                           .value_offset = 0,
+                                           .kv_head_stride = 0,
+                                           .key_dim = entry,
+                                           .value_dim = m.kv_lora_rank,
+                                           .scale = c.attention_scale,
+                                           .sliding_window = 0,
+                                           .block_tables = step.in.block_tables,
+                                           .table_offsets = step.in.table_offsets,
+                                           .positions = step.in.positions,
+                                           .out = latent_out});
+  float* attended = step.arena.alloc<float>(static_cast<size_t>(tokens) * heads * m.v_head_dim);
+  mla_project_v(step.exec, dims, latent_out, w.kv_b, attended);
+  linear(step, Act{attended, nullptr}, tokens, w.o, out);
+}
+
+void CudaModel::forward(const GpuExec& exec, DeviceArena& arena, const StepInputs& inputs, const DeviceKv& kv,
+                        float* logits, int64_t* expert_load) const {
+  Step step{exec, arena, inputs, kv, expert_load};
+  const ModelConfig& c = config_;
+  const int tokens = inputs.tokens;
+  const int hidden = c.hidden_size;
+  const size_t activations = static_cast<size_t>(tokens) * hidden;
+  float* residual = arena.alloc<float>(activations);
+  float* branch = arena.alloc<float>(activations);
+  float* normed = arena.alloc<float>(activations);
+  uint16_t* normed_bf16 = tokens > kSmallTile ? arena.alloc<uint16_t>(activations) : nullptr;
+  embedding(exec, embed_, hidden, inputs.token_ids, tokens, residual);
+  for (int layer_idx = 0; layer_idx < c.num_layers; ++layer_idx) {
+    const DeviceLayer& layer = layers_[layer_idx];
+    const size_t mark = arena.used();
+    rms_norm(exec, RmsNormArgs{.x = residual,
+                               .add = layer_idx == 0 ? nullptr : branch,
+                               .rows = tokens,
+                               .dim = hidden,
+                               .weight = layer.input_norm,
+                               .eps = c.rms_norm_eps,
+                               .out_f32 = normed,
+                               .out_bf16 = normed_bf16});
+    const Act x{normed, normed_bf16};
+    if (c.is_mla()) {
+      mla(step, layer_idx, x, branch);
+    } else {
+      gqa(step, layer_idx, x, branch);
+    }
+    rms_norm(exec, RmsNormArgs{.x = residual,
+                               .add = branch,
+                               .rows = tokens,
+                               .dim = hidden,
+                               .weight = layer.post_norm,
+                               .eps = c.rms_norm_eps,
+                               .out_f32 = normed,
+                               .out_bf16 = normed_bf16});
+    if (layer.is_moe) {
+      moe(step, layer_idx, x, branch);
+    } else {
+      mlp(step, x, tokens, layer.mlp, branch);
+    }
+    arena.rewind(mark);
+  }
+  rms_norm(exec, RmsNormArgs{.x = residual,
+                             .add = c.num_layers > 0 ? branch : nullptr,
+                             .rows = tokens,
+                             .dim = hidden,
+                             .weight = final_norm_,
+                             .eps = c.rms_norm_eps,
+                             .out_f32 = normed});
+  const int rows = inputs.logit_rows;
+  if (rows == 0) return;
+  float* selected = arena.alloc<float>(static_cast<size_t>(rows) * hidden);
+  uint16_t* selected_bf16 = rows > kSmallTile ? arena.alloc<uint16_t>(static_cast<size_t>(rows) * hidden) : nullptr;
+  gather_rows(exec, normed, hidden, inputs.logit_row_ids, rows, selected, selected_bf16);
+  linear(step, Act{selected, selected_bf16}, rows, lm_head_, logits);
+}
+
+}  // namespace moeserve::cuda

@@ -1,0 +1,167 @@
+// CudaModel: the decoder on one GPU. It reads the same ModelConfig and checkpoint names as the
+// CPU DecoderModel (model/registry.h) and runs the same math — embed; per layer
+// h += attn(norm(h)); h += ffn(norm(h)); logits = head(norm(h)) — but owns its weights in
+// device memory (bf16, uploaded once; q/k/v and gate/up concatenated so each is one GEMM) and
+// runs every op from kernels/cuda on one stream out of a per-step workspace arena.
+//
+// Why its own loop rather than the CPU layers behind ops.h: the CPU layers allocate host
+// tensors, slice them with memcpy and build MoE row lists on the host; a GPU step wants fused
+// kernels, one workspace, and an MoE split (router → permute → grouped experts → combine) that
+// never waits for the host at decode sizes. Both loops share configs, weight names and the rope
+// tables, and tests/gpu holds the GPU loop to the CPU reference op by op and model by model.
+//
+// Precision: activations and the KV cache are float32; GEMMs of up to kSmallTile rows (decode)
+// and the MoE router (always: top-k decisions are where rounding shows) multiply float32
+// activations by bf16 weights; larger GEMMs (prefill) go through cuBLAS with activations
+// rounded to bf16 (PrefillPrecision::kBf16) or split into two bf16 halves (kSplitBf16: twice
+// the tensor-core work, float32-like results). MLA always runs in the weight-absorbed form.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "base/result.h"
+#include "device/cuda/device_memory.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "loader/weight_source.h"
+#include "model/config.h"
+
+namespace moeserve::cuda {
+
+// A projection [out, in] bf16 (+ bias [out] bf16 or null) in device memory.
+struct DeviceLinear {
+  const uint16_t* weight = nullptr;
+  const uint16_t* bias = nullptr;
+  int out = 0;
+  int in = 0;
+};
+
+// SwiGLU MLP: gate_up [2I, hidden] = [gate rows | up rows], down [hidden, I].
+struct DeviceMlp {
+  DeviceLinear gate_up;
+  DeviceLinear down;
+  int intermediate = 0;
+};
+
+struct DeviceGqa {
+  DeviceLinear qkv;                  // [(Hq + 2 Hkv) D, hidden] = [q | k | v]
+  DeviceLinear o;                    // [hidden, Hq D]
+  const uint16_t* q_norm = nullptr;  // [D] (Qwen3) or null
+  const uint16_t* k_norm = nullptr;
+};
+
+struct DeviceMla {
+  DeviceLinear q;    // [H (dn + dr), hidden] when q_lora_rank == 0
+  DeviceLinear q_a;  // [rq, hidden]
+  const uint16_t* q_a_norm = nullptr;
+  DeviceLinear q_b;                     // [H (dn + dr), rq]
+  DeviceLinear kv_a;                    // [r + dr, hidden]
+  const uint16_t* kv_a_norm = nullptr;  // [r]
+  const float* kv_b = nullptr;          // [H (dn + dv), r] float32 (absorption)
+  DeviceLinear o;                       // [hidden, H dv]
+};
+
+struct DeviceMoe {
+  ops::RouterParams router_params;
+  DeviceLinear router;                        // [E, hidden]
+  const float* selection_bias = nullptr;      // [E] or null
+  const uint16_t* experts_gate_up = nullptr;  // [E, 2 Ie, hidden]
+  const uint16_t* experts_down = nullptr;     // [E, hidden, Ie]
+  int num_experts = 0;
+  int intermediate = 0;
+  bool has_shared = false;
+  DeviceMlp shared;
+  DeviceLinear shared_gate;  // [1, hidden] or null weight
+};
+
+struct DeviceLayer {
+  const uint16_t* input_norm = nullptr;  // [hidden]
+  const uint16_t* post_norm = nullptr;   // [hidden]
+  DeviceGqa gqa;
+  DeviceMla mla;
+  bool is_moe = false;
+  DeviceMlp mlp;
+  DeviceMoe moe;
+};
+
+// One step's inputs, already on the device (see CudaRunner::execute for how they are built).
+struct StepInputs {
+  int tokens = 0;
+  const int32_t* token_ids = nullptr;      // [T]
+  const int32_t* positions = nullptr;      // [T]
+  const int32_t* table_offsets = nullptr;  // [T] start of the row's block table in block_tables
+  const int32_t* block_tables = nullptr;   // packed block tables of the step's sequences
+  const int32_t* slots = nullptr;          // [T] cache slot of the row's own entry
+  int logit_rows = 0;
+  const int32_t* logit_row_ids = nullptr;  // [logit_rows]
+};
+
+// Per-layer KV memory: cache[layer] is [num_blocks × block_size, entry_size] float32.
+struct DeviceKv {
+  std::vector<float*> layers;
+  int block_size = 0;
+  int entry_size = 0;
+};
+
+enum class PrefillPrecision { kBf16, kSplitBf16 };
+
+class CudaModel {
+ public:
+  // weights null: random bf16 weights generated on the device from `seed` (--load-format dummy).
+  static Result<std::unique_ptr<CudaModel>> load(const ModelConfig& config, const WeightSource* weights, uint64_t seed,
+                                                 const GpuExec& exec,
+                                                 PrefillPrecision precision = PrefillPrecision::kBf16);
+
+  const ModelConfig& config() const { return config_; }
+  int kv_entry_size() const;
+  size_t weight_bytes() const { return weight_bytes_; }
+  // Workspace a step of up to max_tokens rows (and as many logit rows) needs.
+  size_t workspace_bytes(int max_tokens) const;
+
+  // Queues one step; logits [inputs.logit_rows, vocab] float32 land in `logits` (device).
+  // expert_load [num_layers × E] int64 on the device accumulates routed rows (may be null).
+  void forward(const GpuExec& exec, DeviceArena& arena, const StepInputs& inputs, const DeviceKv& kv, float* logits,
+               int64_t* expert_load) const;
+
+ private:
+  friend class WeightUploader;
+  struct Act {
+    const float* f32 = nullptr;
+    const uint16_t* bf16 = nullptr;  // the same values rounded, when the caller has them
+  };
+  struct Step {
+    const GpuExec& exec;
+    DeviceArena& arena;
+    const StepInputs& in;
+    const DeviceKv& kv;
+    int64_t* expert_load;
+  };
+  void linear(Step& step, Act x, int rows, const DeviceLinear& w, float* out) const;
+  // cuBLAS GEMM in the configured prefill precision: out [rows, n] = x [rows, k] · w [n, k]ᵀ (+ bias).
+  void gemm(Step& step, Act x, int rows, const uint16_t* w, const uint16_t* bias, int n, int k, float* out) const;
+  void mlp(Step& step, Act x, int rows, const DeviceMlp& w, float* out) const;
+  void gqa(Step& step, int layer_idx, Act x, float* out) const;
+  void mla(Step& step, int layer_idx, Act x, float* out) const;
+  void moe(Step& step, int layer_idx, Act x, float* out) const;
+  void moe_experts_small(Step& step, const DeviceMoe& w, const float* x_perm, const int32_t* offsets, int tokens,
+                         float* y) const;
+  void moe_experts_large(Step& step, const DeviceMoe& w, const float* x, const int32_t* source_rows,
+                         const int32_t* offsets, int entries, float* y) const;
+
+  ModelConfig config_;
+  PrefillPrecision precision_ = PrefillPrecision::kBf16;
+  std::vector<DeviceBuffer> buffers_;  // every weight allocation
+  size_t weight_bytes_ = 0;
+  const uint16_t* embed_ = nullptr;       // [vocab, hidden]
+  const uint16_t* final_norm_ = nullptr;  // [hidden]
+  DeviceLinear lm_head_;                  // [vocab, hidden]
+  const float* inv_freq_ = nullptr;       // [rotary_dim / 2]
+  int rope_half_ = 0;
+  float rope_attention_factor_ = 1.0f;
+  bool rope_interleaved_ = false;
+  std::vector<DeviceLayer> layers_;
+};
+
+}  // namespace moeserve::cuda

@@ -1,0 +1,138 @@
+// CudaModel's MoE block: router GEMM → route (top-k) → permute (rows grouped by expert, on the
+// device) → experts → weighted combine with the shared expert. Decode-sized batches run the
+// experts as two grouped small GEMMs (gate/up with SwiGLU fused, then down) that read the
+// expert offsets on the device, so the step never waits for the host and experts no token
+// chose cost nothing. Prefill-sized batches copy the offsets back once per layer and run each
+// chosen expert through cuBLAS.
+#include <vector>
+
+#include "runtime/cuda/cuda_model.h"
+
+namespace moeserve::cuda {
+
+namespace {
+// Above this many tokens, per-expert cuBLAS GEMMs: the small kernel runs on CUDA cores and
+// becomes compute-bound once experts see more than a few rows.
+constexpr int kMaxSmallBatchTokens = 8;
+}  // namespace
+
+void CudaModel::moe(Step& step, int layer_idx, Act x, float* out) const {
+  const DeviceMoe& w = layers_[layer_idx].moe;
+  const int tokens = step.in.tokens;
+  const int experts = w.num_experts;
+  const int top_k = w.router_params.top_k;
+  const int entries = tokens * top_k;
+  const int hidden = config_.hidden_size;
+  DeviceArena& arena = step.arena;
+  float* logits = arena.alloc<float>(static_cast<size_t>(tokens) * experts);
+  // The router always multiplies float32 activations (DeepSeek's reference computes it in
+  // float32 too): rounding here flips top-k choices.
+  small_gemm(
+      step.exec,
+      SmallGemmArgs{
+          .x = x.f32, .rows = tokens, .k = w.router.in, .n = w.router.out, .weight = w.router.weight, .out = logits});
+  int32_t* expert_ids = arena.alloc<int32_t>(entries);
+  float* expert_weights = arena.alloc<float>(entries);
+  route(step.exec, logits, w.selection_bias, tokens, experts, w.router_params, expert_ids, expert_weights);
+  int32_t* offsets = arena.alloc<int32_t>(experts + 1);
+  int32_t* positions = arena.alloc<int32_t>(entries);
+  int32_t* source_rows = arena.alloc<int32_t>(entries);
+  moe_permute(step.exec,
+              MoePermuteArgs{.expert_ids = expert_ids,
+                             .entries = entries,
+                             .top_k = top_k,
+                             .experts = experts,
+                             .offsets = offsets,
+                             .positions = positions,
+                             .source_rows = source_rows,
+                             .load_counts = step.expert_load != nullptr
+                                                ? step.expert_load + static_cast<int64_t>(layer_idx) * experts
+                                                : nullptr});
+  float* expert_out = arena.alloc<float>(static_cast<size_t>(entries) * hidden);  // [entries, hidden] permuted
+  if (tokens <= kMaxSmallBatchTokens) {
+    float* x_perm = arena.alloc<float>(static_cast<size_t>(entries) * hidden);
+    gather_rows(step.exec, x.f32, hidden, source_rows, entries, x_perm, nullptr);
+    moe_experts_small(step, w, x_perm, offsets, tokens, expert_out);
+  } else {
+    moe_experts_large(step, w, x.f32, source_rows, offsets, entries, expert_out);
+  }
+  float* shared_out = nullptr;
+  float* shared_gate = nullptr;
+  if (w.has_shared) {
+    shared_out = arena.alloc<float>(static_cast<size_t>(tokens) * hidden);
+    mlp(step, x, tokens, w.shared, shared_out);
+    if (w.shared_gate.weight != nullptr) {
+      shared_gate = arena.alloc<float>(tokens);
+      linear(step, x, tokens, w.shared_gate, shared_gate);
+    }
+  }
+  moe_combine(step.exec, MoeCombineArgs{.expert_out = expert_out,
+                                        .positions = positions,
+                                        .weights = expert_weights,
+                                        .tokens = tokens,
+                                        .top_k = top_k,
+                                        .hidden = hidden,
+                                        .shared_out = shared_out,
+                                        .shared_gate_logit = shared_gate,
+                                        .out = out});
+}
+
+// Grouped SwiGLU experts on x_perm [entries, hidden]; an expert has at most `tokens` rows.
+void CudaModel::moe_experts_small(Step& step, const DeviceMoe& w, const float* x_perm, const int32_t* offsets,
+                                  int tokens, float* y) const {
+  const int hidden = config_.hidden_size;
+  const int inter = w.intermediate;
+  const int entries = tokens * w.router_params.top_k;
+  float* act = step.arena.alloc<float>(static_cast<size_t>(entries) * inter);
+  small_gemm(step.exec, SmallGemmArgs{.x = x_perm,
+                                      .rows = tokens,
+                                      .k = hidden,
+                                      .n = inter,
+                                      .weight = w.experts_gate_up,
+                                      .group_stride = 2LL * inter * hidden,
+                                      .offsets = offsets,
+                                      .groups = w.num_experts,
+                                      .swiglu = true,
+                                      .out = act});
+  small_gemm(step.exec, SmallGemmArgs{.x = act,
+                                      .rows = tokens,
+                                      .k = inter,
+                                      .n = hidden,
+                                      .weight = w.experts_down,
+                                      .group_stride = static_cast<int64_t>(hidden) * inter,
+                                      .offsets = offsets,
+                                      .groups = w.num_experts,
+                                      .out = y});
+}
+
+void CudaModel::moe_experts_large(Step& step, const DeviceMoe& w, const float* x, const int32_t* source_rows,
+                                  const int32_t* offsets, int entries, float* y) const {
+  const int hidden = config_.hidden_size;
+  const int inter = w.intermediate;
+  std::vector<int32_t> host_offsets(w.num_experts + 1);
+  copy_to_host(host_offsets.data(), offsets, host_offsets.size() * sizeof(int32_t), step.exec.stream);
+  synchronize_stream(step.exec.stream);
+  const bool split = precision_ == PrefillPrecision::kSplitBf16;
+  const size_t perm = static_cast<size_t>(entries) * hidden;
+  float* x_perm = split ? step.arena.alloc<float>(perm) : nullptr;
+  uint16_t* x_perm_bf16 = split ? nullptr : step.arena.alloc<uint16_t>(perm);
+  gather_rows(step.exec, x, hidden, source_rows, entries, x_perm, x_perm_bf16);
+  int most = 0;
+  for (int e = 0; e < w.num_experts; ++e) most = std::max(most, host_offsets[e + 1] - host_offsets[e]);
+  float* gate_up = step.arena.alloc<float>(static_cast<size_t>(most) * 2 * inter);
+  float* act = split ? step.arena.alloc<float>(static_cast<size_t>(most) * inter) : nullptr;
+  uint16_t* act_bf16 = split ? nullptr : step.arena.alloc<uint16_t>(static_cast<size_t>(most) * inter);
+  for (int e = 0; e < w.num_experts; ++e) {
+    const int64_t begin = host_offsets[e];
+    const int count = host_offsets[e + 1] - host_offsets[e];
+    if (count == 0) continue;  // experts no token chose are skipped
+    const Act rows{split ? x_perm + begin * hidden : nullptr, split ? nullptr : x_perm_bf16 + begin * hidden};
+    gemm(step, rows, count, w.experts_gate_up + static_cast<int64_t>(e) * 2 * inter * hidden, nullptr, 2 * inter,
+         hidden, gate_up);
+    silu_mul(step.exec, gate_up, count, inter, act, act_bf16);
+    gemm(step, Act{act, act_bf16}, count, w.experts_down + static_cast<int64_t>(e) * hidden * inter, nullptr, hidden,
+         inter, y + begin * hidden);
+  }
+}
+
+}  // namespace moeserve::cuda

@@ -1,0 +1,174 @@
+#include "runtime/cuda/cuda_runner.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "loader/checkpoint.h"
+
+namespace moeserve {
+
+using cuda::GpuExec;
+
+Result<std::unique_ptr<CudaRunner>> CudaRunner::create(const ModelConfig& config, const WeightSource* weights,
+                                                       uint64_t seed, const CudaRunnerOptions& options) {
+  if (options.block_size <= 0) return make_error("--block-size must be positive, got {}", options.block_size);
+  if (options.max_num_batched_tokens <= 0) return make_error("--max-num-batched-tokens must be positive");
+  MS_ASSIGN_OR_RETURN(cuda::CudaStream stream, cuda::CudaStream::create(options.device_index));
+  std::unique_ptr<CudaRunner> runner(new CudaRunner(std::move(stream), options));
+  const GpuExec exec{runner->stream_.stream(), runner->stream_.blas()};
+  MS_ASSIGN_OR_RETURN(runner->model_, cuda::CudaModel::load(config, weights, seed, exec, options.prefill_precision));
+  MS_RETURN_IF_ERROR(runner->allocate(seed));
+  return runner;
+}
+
+CudaRunner::~CudaRunner() {
+  if (stream_.stream() != nullptr) stream_.synchronize();
+}
+
+Status CudaRunner::allocate(uint64_t seed) {
+  const ModelConfig& config = model_->config();
+  MS_ASSIGN_OR_RETURN(arena_, cuda::DeviceArena::create(model_->workspace_bytes(options_.max_num_batched_tokens)));
+  const int experts = config.moe ? config.moe->num_experts : 0;
+  MS_ASSIGN_OR_RETURN(expert_counts_,
+                      cuda::DeviceBuffer::allocate(std::max<size_t>(1, size_t(config.num_layers) * experts) * 8));
+  reset_expert_load();
+  const size_t bytes_per_block =
+      size_t(config.num_layers) * options_.block_size * model_->kv_entry_size() * sizeof(float);
+  num_kv_blocks_ = options_.num_kv_blocks;
+  if (num_kv_blocks_ <= 0) {
+    const cuda::MemoryInfo memory = cuda::memory_info();
+    const double allowed = memory.total_bytes * static_cast<double>(options_.gpu_memory_utilization);
+    const double in_use = static_cast<double>(memory.total_bytes - memory.free_bytes);
+    num_kv_blocks_ = static_cast<int>(std::max(0.0, (allowed - in_use) / static_cast<double>(bytes_per_block)));
+    if (num_kv_blocks_ <= 0) {
+      return make_error(
+          "no GPU memory is left for the KV cache at --gpu-memory-utilization {} (weights {:.1f} GiB): "
+          "raise it or lower --max-num-batched-tokens",
+          options_.gpu_memory_utilization, model_->weight_bytes() / double(1 << 30));
+    }
+  }
+  MS_ASSIGN_OR_RETURN(kv_buffer_, cuda::DeviceBuffer::allocate(bytes_per_block * num_kv_blocks_));
+  kv_.block_size = options_.block_size;
+  kv_.entry_size = model_->kv_entry_size();
+  const size_t layer_floats = size_t(num_kv_blocks_) * options_.block_size * kv_.entry_size;
+  for (int layer = 0; layer < config.num_layers; ++layer)
+    kv_.layers.push_back(kv_buffer_.as<float>() + layer * layer_floats);
+  return ok_status();
+}
+
+const ExpertLoad& CudaRunner::expert_load() const {
+  const ModelConfig& config = model_->config();
+  const int experts = config.moe ? config.moe->num_experts : 0;
+  expert_load_.num_experts = experts;
+  expert_load_.counts.assign(size_t(config.num_layers) * experts, 0);
+  cuda::copy_to_host(expert_load_.counts.data(), expert_counts_.data(), expert_load_.counts.size() * 8,
+                     stream_.stream());
+  stream_.synchronize();
+  return expert_load_;
+}
+
+void CudaRunner::reset_expert_load() {
+  cuda::fill_zero(expert_counts_.data(), expert_counts_.bytes(), stream_.stream());
+}
+
+Tensor CudaRunner::execute(std::span<const RunnerSeq> seqs) {
+  int rows = 0;
+  for (const RunnerSeq& seq : seqs) rows += seq.all_logits ? seq.num_new : (seq.samples ? 1 : 0);
+  Tensor logits(DType::kF32, Shape{rows, model_->config().vocab_size});
+  // Cut the step into forward passes of at most max_num_batched_tokens rows, in order.
+  std::vector<Piece> pieces;
+  int budget = options_.max_num_batched_tokens;
+  float* dst = logits.f32();
+  auto flush = [&] {
+    if (pieces.empty()) return;
+    run_pieces(pieces, dst);
+    for (const Piece& piece : pieces)
+      dst += int64_t(piece.logits_all ? piece.count : (piece.logits_last ? 1 : 0)) * model_->config().vocab_size;
+    pieces.clear();
+    budget = options_.max_num_batched_tokens;
+  };
+  for (const RunnerSeq& seq : seqs) {
+    for (int done = 0; done < seq.num_new;) {
+      if (budget == 0) flush();
+      const int count = std::min(budget, seq.num_new - done);
+      const bool last = done + count == seq.num_new;
+      pieces.push_back(
+          Piece{&seq, seq.num_computed + done, count, seq.all_logits, !seq.all_logits && seq.samples && last});
+      budget -= count;
+      done += count;
+    }
+  }
+  flush();
+  return logits;
+}
+
+void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
+  const int bs = options_.block_size;
+  int tokens = 0, logit_rows = 0, table_entries = 0;
+  for (const Piece& p : pieces) {
+    tokens += p.count;
+    logit_rows += p.logits_all ? p.count : (p.logits_last ? 1 : 0);
+    table_entries += (p.begin + p.count + bs - 1) / bs;
+  }
+  // Packed layout: ids | positions | table_offsets | slots | logit rows | block tables.
+  const size_t words = size_t(4) * tokens + logit_rows + table_entries;
+  if (meta_host_.bytes() < words * 4) {
+    stream_.synchronize();  // the old buffers may still be in use by the last step
+    meta_host_ = std::move(cuda::PinnedBuffer::allocate(words * 8).value());
+    meta_ = std::move(cuda::DeviceBuffer::allocate(words * 8).value());
+  }
+  stream_.synchronize();  // the previous step has consumed meta_host_
+  auto* host = static_cast<int32_t*>(meta_host_.data());
+  int32_t* ids = host;
+  int32_t* positions = ids + tokens;
+  int32_t* table_offsets = positions + tokens;
+  int32_t* slots = table_offsets + tokens;
+  int32_t* logit_ids = slots + tokens;
+  int32_t* tables = logit_ids + logit_rows;
+  int row = 0, logit = 0, table = 0;
+  for (const Piece& p : pieces) {
+    const int blocks = (p.begin + p.count + bs - 1) / bs;
+    MS_CHECK(static_cast<int>(p.seq->block_table.size()) >= blocks);
+    std::copy_n(p.seq->block_table.data(), blocks, tables + table);
+    for (int i = 0; i < p.count; ++i, ++row) {
+      const int position = p.begin + i;
+      ids[row] = p.seq->tokens[position];
+      MS_CHECK(ids[row] >= 0 && ids[row] < model_->config().vocab_size);
+      positions[row] = position;
+      table_offsets[row] = table;
+      const int32_t block = p.seq->block_table[position / bs];
+      MS_CHECK(block >= 0 && block < num_kv_blocks_);
+      slots[row] = block * bs + position % bs;
+      if (p.logits_all || (p.logits_last && i + 1 == p.count)) logit_ids[logit++] = row;
+    }
+    table += blocks;
+  }
+  cuda::copy_to_device(meta_.data(), host, words * 4, stream_.stream());
+  const int32_t* dev = meta_.as<int32_t>();
+  const cuda::StepInputs inputs{.tokens = tokens,
+                                .token_ids = dev,
+                                .positions = dev + tokens,
+                                .table_offsets = dev + 2 * tokens,
+                                .block_tables = dev + 4 * tokens + logit_rows,
+                                .slots = dev + 3 * tokens,
+                                .logit_rows = logit_rows,
+                                .logit_row_ids = dev + 4 * tokens};
+  arena_.reset();
+  const int vocab = model_->config().vocab_size;
+  float* device_logits = arena_.alloc<float>(std::max<size_t>(1, size_t(logit_rows) * vocab));
+  const GpuExec exec{stream_.stream(), stream_.blas()};
+  model_->forward(exec, arena_, inputs, kv_, device_logits, expert_counts_.as<int64_t>());
+  cuda::copy_to_host(host_logits, device_logits, size_t(logit_rows) * vocab * sizeof(float), stream_.stream());
+  stream_.synchronize();
+}
+
+Result<std::unique_ptr<CudaRunner>> make_cuda_runner(const std::string& model_dir, const LoadOptions& load,
+                                                     const CudaRunnerOptions& options) {
+  MS_ASSIGN_OR_RETURN(ModelConfig config, load_model_config(model_dir, load.hf_overrides));
+  if (load.load_format == LoadFormat::kDummy) return CudaRunner::create(config, nullptr, load.seed, options);
+  MS_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::open(model_dir));
+  return CudaRunner::create(config, &checkpoint, load.seed, options);
+}
+
+}  // namespace moeserve

