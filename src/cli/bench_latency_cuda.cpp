@@ -241,7 +241,9 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
   const int max_batch = *std::max_element(args.batch_sizes.begin(), args.batch_sizes.end());
   CudaRunnerOptions runner_options{
       .gpu_memory_utilization = args.gpu_memory_utilization,
-      .max_num_batched_tokens = std::max({8192, args.input_len * max_batch, args.prefill_batch * args.prefill_len})};
+      .max_num_batched_tokens = std::max({8192, args.input_len * max_batch, args.prefill_batch * args.prefill_len}),
+      .prefill_precision =
+          args.plain_bf16_prefill ? cuda::PrefillPrecision::kBf16 : cuda::PrefillPrecision::kSplitBf16};
   auto start = Clock::now();
   auto runner = make_cuda_runner(args.engine->model_dir, *options, runner_options);
   if (!runner.ok()) fail(runner.error().message);
@@ -257,7 +259,8 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
                            {"load_seconds", load_seconds},
                            {"weight_bytes", (*runner)->weight_bytes()},
                            {"kv_cache_bytes", (*runner)->kv_bytes()},
-                           {"num_kv_blocks", (*runner)->num_kv_blocks()}};
+                           {"num_kv_blocks", (*runner)->num_kv_blocks()},
+                           {"prefill_precision", args.plain_bf16_prefill ? "bf16" : "split-bf16"}};
   auto devices = cuda::list_devices();
   if (devices.ok() && !devices->empty()) result["gpu"] = devices->front().name;
   nlohmann::json decode = nlohmann::json::object();

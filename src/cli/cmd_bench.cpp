@@ -35,6 +35,7 @@ struct BenchArgs {
   int prefill_batch = 8;           // --device cuda: prefill of prefill_batch × prefill_len tokens
   int prefill_len = 1024;
   float gpu_memory_utilization = 0.9f;
+  std::string prefill_precision = "split-bf16";
 };
 
 double seconds_since(Clock::time_point start) {
@@ -102,6 +103,7 @@ void run_bench_latency(const BenchArgs& args) {
                                            .prefill_batch = args.prefill_batch,
                                            .prefill_len = args.prefill_len,
                                            .gpu_memory_utilization = args.gpu_memory_utilization,
+                                           .plain_bf16_prefill = args.prefill_precision == "bf16",
                                            .output_json = args.output_json});
     return;
   }
@@ -183,6 +185,9 @@ void add_bench_command(CLI::App& app) {
   latency->add_option("--prefill-len", args->prefill_len, "--device cuda: tokens per prefill sequence (0: skip)");
   latency->add_option("--gpu-memory-utilization", args->gpu_memory_utilization,
                       "--device cuda: fraction of GPU memory for weights, workspace and KV cache");
+  latency->add_option("--prefill-precision", args->prefill_precision,
+                      "--device cuda: activations of prefill GEMMs: split-bf16 (hi + lo, float32-like) or bf16")
+      ->check(CLI::IsMember({"split-bf16", "bf16"}));
   latency->callback([args] { run_bench_latency(*args); });
   add_bench_serve_command(*bench);
   add_bench_throughput_command(*bench);

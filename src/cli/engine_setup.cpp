@@ -7,6 +7,9 @@
 #include "plan/memory_model.h"
 #include "plan/startup_check.h"
 #include "runtime/cpu_runner.h"
+#ifdef MOESERVE_HAVE_CUDA
+#include "runtime/cuda/cuda_runner.h"
+#endif
 
 namespace moeserve::cli {
 
@@ -42,8 +45,28 @@ Result<EngineSetup> create_engine(const EngineFlags& flags, const SchedulingFlag
   config.eos_token_ids = setup.generation.eos_token_ids;
   config.seed = flags.seed;
 
-  // Decide before loading anything: the same arithmetic `moeserve plan` prints.
   const plan::MemoryModel memory(model_config);
+  if (flags.device == "cuda") {
+#ifdef MOESERVE_HAVE_CUDA
+    // The GPU runner sizes its KV cache from --gpu-memory-utilization after loading the weights
+    // and its step workspace (vLLM's profile-then-allocate order).
+    MS_ASSIGN_OR_RETURN(
+        std::unique_ptr<CudaRunner> cuda_runner,
+        make_cuda_runner(model_dir, options,
+                         CudaRunnerOptions{.gpu_memory_utilization = static_cast<float>(scheduling.gpu_memory_utilization),
+                                           .block_size = scheduling.block_size,
+                                           .max_num_batched_tokens = config.scheduler.max_num_batched_tokens}));
+    spdlog::info("model {} on cuda: {:.2f} GiB of bf16 weights, KV cache {} blocks x {} tokens (float32)", model_dir,
+                 cuda_runner->weight_bytes() / double(1 << 30), cuda_runner->num_kv_blocks(), cuda_runner->block_size());
+    auto tokenizer = Tokenizer::from_dir(model_dir);
+    if (!tokenizer.ok()) return make_error("serving needs the model's tokenizer: {}", tokenizer.error().message);
+    MS_ASSIGN_OR_RETURN(setup.engine, Engine::create(model_dir, std::move(cuda_runner), *tokenizer, config));
+    return setup;
+#else
+    return make_error("--device cuda: this moeserve was built without CUDA (no nvcc found)");
+#endif
+  }
+  // Decide before loading anything: the same arithmetic `moeserve plan` prints.
   MS_ASSIGN_OR_RETURN(const int64_t blocks, plan::check_cpu_startup(memory, scheduling.kv_cache_bytes,
                                                                     scheduling.block_size,
                                                                     config.scheduler.max_model_len));

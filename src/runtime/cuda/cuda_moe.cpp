@@ -13,7 +13,7 @@ namespace moeserve::cuda {
 namespace {
 // Above this many tokens, per-expert cuBLAS GEMMs: the small kernel runs on CUDA cores and
 // becomes compute-bound once experts see more than a few rows.
-constexpr int kMaxSmallBatchTokens = 8;
+constexpr int kMaxSmallBatchTokens = 16;
 }  // namespace
 
 void CudaModel::moe(Step& step, int layer_idx, Act x, float* out) const {

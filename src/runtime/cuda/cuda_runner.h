@@ -18,6 +18,7 @@
 #include "runtime/cuda/cuda_model.h"
 #include "runtime/loaded_model.h"
 #include "runtime/model_runner.h"
+#include "runtime/runner.h"
 
 namespace moeserve {
 
@@ -32,20 +33,21 @@ struct CudaRunnerOptions {
   cuda::PrefillPrecision prefill_precision = cuda::PrefillPrecision::kSplitBf16;
 };
 
-class CudaRunner {
+class CudaRunner final : public Runner {
  public:
   // weights null: random weights generated on the device (--load-format dummy).
   static Result<std::unique_ptr<CudaRunner>> create(const ModelConfig& config, const WeightSource* weights,
                                                     uint64_t seed, const CudaRunnerOptions& options);
-  ~CudaRunner();
+  ~CudaRunner() override;
 
-  const ModelConfig& config() const { return model_->config(); }
-  int num_kv_blocks() const { return num_kv_blocks_; }
-  int block_size() const { return options_.block_size; }
+  const ModelConfig& config() const override { return model_->config(); }
+  int num_kv_blocks() const override { return num_kv_blocks_; }
+  int block_size() const override { return options_.block_size; }
+  size_t kv_memory_bytes() const override { return kv_buffer_.bytes(); }
   // logits [rows, vocab] float32 on the host, rows as ModelRunner::execute defines them.
-  Tensor execute(std::span<const RunnerSeq> seqs);
-  const ExpertLoad& expert_load() const;
-  void reset_expert_load();
+  Tensor execute(std::span<const RunnerSeq> seqs) override;
+  const ExpertLoad& expert_load() const override;
+  void reset_expert_load() override;
 
   size_t weight_bytes() const { return model_->weight_bytes(); }
   size_t kv_bytes() const { return kv_buffer_.bytes(); }
