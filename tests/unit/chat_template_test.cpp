@@ -3,7 +3,8 @@
 // chat/chat_template_reference.json, rendered by jinja2 configured as transformers configures
 // it (scripts/gen_chat_template_reference.py): the Qwen3, DeepSeek-V3, Mixtral, Llama-3 and
 // Llama-3.1 templates on tool/thinking conversations plus interpreter snippets. Every text
-// must match exactly and every refused case must be refused. Then interpreter properties
+// must match exactly, every rendering's token ids too (tokenizer_reference.json), and every
+// refused case must be refused. Then interpreter properties
 // the references cannot show: error positions, runaway protection, no crash on junk input.
 #include <filesystem>
 #include <fstream>
@@ -15,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tokenizer/chat/chat_template.h"
+#include "tokenizer/tokenizer.h"
 
 namespace moeserve::chat {
 namespace {
@@ -65,6 +67,8 @@ TEST(ChatTemplateFixtures, TransformersRenderingsOfEachTokenizersTemplate) {
     ASSERT_TRUE(config.ok()) << name << ": " << config.error().message;
     auto chat_template = ChatTemplate::parse(config->chat_template);
     ASSERT_TRUE(chat_template.ok()) << name << ": " << chat_template.error().message;
+    auto tokenizer = Tokenizer::from_dir(model_dir.string());
+    ASSERT_TRUE(tokenizer.ok()) << name << ": " << tokenizer.error().message;
     for (const auto& chat_case : entry["chat"]) {
       const auto& conversation = chat_case["conversation"];
       RenderOptions options;
@@ -86,6 +90,11 @@ TEST(ChatTemplateFixtures, TransformersRenderingsOfEachTokenizersTemplate) {
       }
       ASSERT_TRUE(rendered.ok()) << name << ": " << rendered.error().message;
       EXPECT_EQ(*rendered, chat_case["rendered"].get<std::string>()) << name << " " << conversation.dump();
+      // apply_chat_template(tokenize=True): the rendered prompt encoded without added special
+      // tokens (the template writes BOS itself where the model wants one).
+      auto ids = (*tokenizer)->encode(*rendered, /*add_special_tokens=*/false);
+      ASSERT_TRUE(ids.ok()) << name << ": " << ids.error().message;
+      EXPECT_EQ(*ids, chat_case["ids"].get<std::vector<int32_t>>()) << name << " " << conversation.dump();
       ++checked;
     }
   }
