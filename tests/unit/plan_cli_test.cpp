@@ -1,54 +1,24 @@
-// `moeserve plan` end to end: the built binary's --json fields and numbers, the human report,
-// and clear failures for unknown models and GPUs.
+// `moeserve plan` end to end: the built binary's --json fields and numbers, the
+// human report, and clear failures for unknown models and GPUs.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
+#include "cli_runner.h"
 #include <nlohmann/json.hpp>
 
 namespace moeserve {
 namespace {
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr together
-};
-
-CommandResult run_moeserve(const std::vector<std::string>& args) {
-  int pipe_fds[2];
-  if (pipe(pipe_fds) != 0) return {};
-  const pid_t pid = fork();
-  if (pid == 0) {
-    dup2(pipe_fds[1], STDOUT_FILENO);
-    dup2(pipe_fds[1], STDERR_FILENO);
-    close(pipe_fds[0]);
-    close(pipe_fds[1]);
-    std::string binary = MOESERVE_BINARY;
-    std::vector<std::string> copies = args;
-    std::vector<char*> argv{binary.data()};
-    for (auto& arg : copies) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    execv(binary.c_str(), argv.data());
-    _exit(127);
-  }
-  close(pipe_fds[1]);
-  CommandResult result;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = read(pipe_fds[0], buffer, sizeof(buffer))) > 0) result.output.append(buffer, n);
-  close(pipe_fds[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
+using moeserve::testing::CommandResult;
+using moeserve::testing::run_moeserve;
 
 TEST(PlanCli, DeepSeekV3JsonOn8xH200) {
-  const CommandResult run = run_moeserve({"plan", "deepseek-ai/DeepSeek-V3", "--gpus", "8xH200", "--json"});
+  const CommandResult run = run_moeserve(
+      {"plan", "deepseek-ai/DeepSeek-V3", "--gpus", "8xH200", "--json"});
   ASSERT_EQ(run.exit_code, 0) << run.output;
   const nlohmann::json plan = nlohmann::json::parse(run.output);
-  for (const char* key : {"model", "total_params", "active_params", "fits", "weights_bytes_per_gpu",
-                          "kv_bytes_per_token", "max_concurrent_seqs", "recommendation", "command"}) {
+  for (const char *key : {"model", "total_params", "active_params", "fits",
+                          "weights_bytes_per_gpu", "kv_bytes_per_token",
+                          "max_concurrent_seqs", "recommendation", "command"}) {
     EXPECT_TRUE(plan.contains(key)) << key;
   }
   EXPECT_EQ(plan["model"], "deepseek-ai/DeepSeek-V3");
@@ -56,26 +26,38 @@ TEST(PlanCli, DeepSeekV3JsonOn8xH200) {
   EXPECT_EQ(plan["kv_bytes_per_token"], 576 * 61 * 2);
   EXPECT_TRUE(plan["fits"].get<bool>());
   EXPECT_GT(plan["max_concurrent_seqs"].get<int64_t>(), 0);
-  const nlohmann::json& rec = plan["recommendation"];
-  EXPECT_EQ(rec["tensor_parallel_size"].get<int>() * rec["pipeline_parallel_size"].get<int>() *
+  const nlohmann::json &rec = plan["recommendation"];
+  EXPECT_EQ(rec["tensor_parallel_size"].get<int>() *
+                rec["pipeline_parallel_size"].get<int>() *
                 rec["data_parallel_size"].get<int>(),
             8);
   EXPECT_EQ(rec["memory"]["weights_bytes"], plan["weights_bytes_per_gpu"]);
   const std::string command = plan["command"];
-  EXPECT_EQ(command.rfind("moeserve serve deepseek-ai/DeepSeek-V3 --tensor-parallel-size", 0), 0u) << command;
+  EXPECT_EQ(
+      command.rfind(
+          "moeserve serve deepseek-ai/DeepSeek-V3 --tensor-parallel-size", 0),
+      0u)
+      << command;
   EXPECT_NE(command.find("--max-model-len 163840"), std::string::npos);
 }
 
 TEST(PlanCli, NothingFitsNamesTheSmallestSet) {
   const CommandResult run =
-      run_moeserve({"plan", "mistralai/Mixtral-8x7B-v0.1", "--gpus", "1xH100", "--dtype", "bfloat16"});
+      run_moeserve({"plan", "mistralai/Mixtral-8x7B-v0.1", "--gpus", "1xH100",
+                    "--dtype", "bfloat16"});
   ASSERT_EQ(run.exit_code, 0) << run.output;
   EXPECT_NE(run.output.find("DOES NOT FIT"), std::string::npos) << run.output;
-  EXPECT_NE(run.output.find("smallest set that fits: 2xH100 with TP=2"), std::string::npos) << run.output;
-  EXPECT_NE(run.output.find("with --dtype fp8 it fits on 1xH100"), std::string::npos) << run.output;
-  EXPECT_NE(run.output.find("moeserve serve mistralai/Mixtral-8x7B-v0.1 --tensor-parallel-size 2"),
+  EXPECT_NE(run.output.find("smallest set that fits: 2xH100 with TP=2"),
+            std::string::npos)
+      << run.output;
+  EXPECT_NE(run.output.find("with --dtype fp8 it fits on 1xH100"),
+            std::string::npos)
+      << run.output;
+  EXPECT_NE(run.output.find("moeserve serve mistralai/Mixtral-8x7B-v0.1 "
+                            "--tensor-parallel-size 2"),
             std::string::npos);
-  const CommandResult json = run_moeserve({"plan", "mistralai/Mixtral-8x7B-v0.1", "--gpus", "1xH100", "--json"});
+  const CommandResult json = run_moeserve(
+      {"plan", "mistralai/Mixtral-8x7B-v0.1", "--gpus", "1xH100", "--json"});
   const nlohmann::json plan = nlohmann::json::parse(json.output);
   EXPECT_FALSE(plan["fits"].get<bool>());
   EXPECT_EQ(plan["recommendation"]["gpus"], "2xH100");
@@ -83,32 +65,44 @@ TEST(PlanCli, NothingFitsNamesTheSmallestSet) {
 
 TEST(PlanCli, LocalCheckpointAndFp8Note) {
   const CommandResult local =
-      run_moeserve({"plan", MOESERVE_MODELS_DIR "/kjv-mixtral-tiny", "--gpus", "1xL40S", "--json"});
+      run_moeserve({"plan", MOESERVE_MODELS_DIR "/kjv-mixtral-tiny", "--gpus",
+                    "1xL40S", "--json"});
   ASSERT_EQ(local.exit_code, 0) << local.output;
   EXPECT_EQ(nlohmann::json::parse(local.output)["total_params"], 13'622'976);
-  const CommandResult a100 =
-      run_moeserve({"plan", "Qwen/Qwen3-30B-A3B", "--gpus", "1xA100", "--dtype", "fp8"});
+  const CommandResult a100 = run_moeserve(
+      {"plan", "Qwen/Qwen3-30B-A3B", "--gpus", "1xA100", "--dtype", "fp8"});
   ASSERT_EQ(a100.exit_code, 0) << a100.output;
-  EXPECT_NE(a100.output.find("A100 has no FP8 tensor cores"), std::string::npos) << a100.output;
-  EXPECT_NE(a100.output.find("--quantization fp8"), std::string::npos) << a100.output;
+  EXPECT_NE(a100.output.find("A100 has no FP8 tensor cores"), std::string::npos)
+      << a100.output;
+  EXPECT_NE(a100.output.find("--quantization fp8"), std::string::npos)
+      << a100.output;
 }
 
 TEST(PlanCli, ClearErrors) {
-  CommandResult run = run_moeserve({"plan", "acme/Unknown-1T", "--gpus", "8xH200"});
+  CommandResult run =
+      run_moeserve({"plan", "acme/Unknown-1T", "--gpus", "8xH200"});
   EXPECT_EQ(run.exit_code, 1);
-  EXPECT_NE(run.output.find("not a local checkpoint directory, a config.json, or a catalog model"),
+  EXPECT_NE(run.output.find("not a local checkpoint directory, a config.json, "
+                            "or a catalog model"),
             std::string::npos)
       << run.output;
   run = run_moeserve({"plan", "deepseek-ai/DeepSeek-V3", "--gpus", "8xTPUv5"});
   EXPECT_EQ(run.exit_code, 1);
-  EXPECT_NE(run.output.find("unknown GPU 'TPUv5'"), std::string::npos) << run.output;
-  run = run_moeserve({"plan", "deepseek-ai/DeepSeek-V3", "--gpus", "8xH200", "--dtype", "int3"});
+  EXPECT_NE(run.output.find("unknown GPU 'TPUv5'"), std::string::npos)
+      << run.output;
+  run = run_moeserve({"plan", "deepseek-ai/DeepSeek-V3", "--gpus", "8xH200",
+                      "--dtype", "int3"});
   EXPECT_EQ(run.exit_code, 1);
-  EXPECT_NE(run.output.find("--dtype 'int3' is not supported"), std::string::npos) << run.output;
-  run = run_moeserve({"plan", "deepseek-ai/DeepSeek-V3", "--gpus", "8xH200", "--max-model-len", "999999"});
+  EXPECT_NE(run.output.find("--dtype 'int3' is not supported"),
+            std::string::npos)
+      << run.output;
+  run = run_moeserve({"plan", "deepseek-ai/DeepSeek-V3", "--gpus", "8xH200",
+                      "--max-model-len", "999999"});
   EXPECT_EQ(run.exit_code, 1);
-  EXPECT_NE(run.output.find("exceeds the model's max_position_embeddings"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("exceeds the model's max_position_embeddings"),
+            std::string::npos)
+      << run.output;
 }
 
-}  // namespace
-}  // namespace moeserve
+} // namespace
+} // namespace moeserve
