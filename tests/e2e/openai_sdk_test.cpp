@@ -1,9 +1,11 @@
 // The official OpenAI Node SDK (npm `openai`, installed by `make test` into tests/e2e/node)
 // against `moeserve serve` with the bundled model: see tests/e2e/node/openai_sdk_check.mjs.
 #include <cstdio>
+#include <string>
 
 #include <gtest/gtest.h>
 
+#include "cli_runner.h"
 #include "e2e/serve_process.h"
 
 namespace moeserve::testing {
@@ -17,17 +19,10 @@ TEST(OpenAiSdk, NodeClientGetsExactOutputsAndTypedErrors) {
   std::fclose(probe);
   ServeProcess server({model, "--host", "127.0.0.1", "--port", "0", "--served-model-name", "kjv", "--threads", "2",
                        "--disable-log-requests"});
-  const std::string command =
-      "node " + node_dir + "/openai_sdk_check.mjs " + std::to_string(server.port()) + " " + model + " 2>&1";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string output;
-  char buffer[4096];
-  size_t got;
-  while ((got = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) output.append(buffer, got);
-  const int status = ::pclose(pipe);
-  EXPECT_EQ(status, 0) << output;
-  EXPECT_NE(output.find("openai sdk checks passed"), std::string::npos) << output;
+  const CommandResult node = run_command(
+      {"node", node_dir + "/openai_sdk_check.mjs", std::to_string(server.port()), model}, {.timeout_s = 300});
+  EXPECT_EQ(node.exit_code, 0) << node.output;
+  EXPECT_NE(node.out.find("openai sdk checks passed"), std::string::npos) << node.output;
   EXPECT_EQ(server.terminate(), 0);
 }
 

@@ -10,18 +10,25 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "cli_runner.h"
 #include "e2e/serve_process.h"
 #include "http_client.h"
 
 namespace moeserve::testing {
 namespace {
 
+// `moeserve ARGS...` to completion: {exit status, stdout + stderr}.
+std::pair<int, std::string> run_pair(const std::vector<std::string>& args) {
+  const CommandResult result = run_moeserve(args, {.timeout_s = 600});
+  return {result.exit_code, result.output};
+}
+
 TEST(ServeLoad, FiveHundredTwelvePromptsAtConcurrency256AllSucceed) {
   const std::string model = std::string(MOESERVE_MODELS_DIR) + "/kjv-mixtral-tiny";
   ServeProcess server({model, "--host", "127.0.0.1", "--port", "0", "--threads", "2", "--kv-cache-memory", "256MiB",
                        "--disable-log-requests"});
   const auto run_load = [&](int prompts, const std::string& result_file) {
-    return ServeProcess::run({"bench", "serve", "--model", model, "--base-url",
+    return run_pair({"bench", "serve", "--model", model, "--base-url",
                               "http://127.0.0.1:" + std::to_string(server.port()), "--num-prompts",
                               std::to_string(prompts), "--max-concurrency", "256", "--random-input-len", "24",
                               "--random-output-len", "12", "--random-range-ratio", "0.5", "--ignore-eos",

@@ -26,7 +26,7 @@ class ServeProcess {
   // (with its output in the message).
   explicit ServeProcess(const std::vector<std::string>& args,
                         std::chrono::seconds startup_timeout = std::chrono::seconds(120)) {
-    start({"serve"}, args);
+    start(args);
     std::smatch match;
     if (!wait_for(std::regex(R"(serving .* on http://[0-9.]+:([0-9]+))"), startup_timeout, &match)) {
       throw std::runtime_error("moeserve serve did not start:\n" + output());
@@ -39,14 +39,6 @@ class ServeProcess {
       ::waitpid(pid_, nullptr, 0);
     }
     if (reader_.joinable()) reader_.join();
-  }
-
-  // Runs `moeserve <args...>` to completion: {exit status, merged output}.
-  static std::pair<int, std::string> run(const std::vector<std::string>& args) {
-    ServeProcess process;
-    process.start({}, args);
-    const int status = process.wait();
-    return {status, process.output()};
   }
 
   int port() const { return port_; }
@@ -89,11 +81,8 @@ class ServeProcess {
   }
 
  private:
-  ServeProcess() = default;
-
-  void start(std::vector<std::string> prefix, const std::vector<std::string>& args) {
-    std::vector<std::string> argv_strings{MOESERVE_BINARY};
-    argv_strings.insert(argv_strings.end(), prefix.begin(), prefix.end());
+  void start(const std::vector<std::string>& args) {
+    std::vector<std::string> argv_strings{MOESERVE_BINARY, "serve"};
     argv_strings.insert(argv_strings.end(), args.begin(), args.end());
     int pipe_fds[2];
     if (::pipe(pipe_fds) != 0) throw std::runtime_error("pipe failed");
@@ -123,14 +112,6 @@ class ServeProcess {
       eof_ = true;
       changed_.notify_all();
     });
-  }
-
-  int wait() {
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    if (reader_.joinable()) reader_.join();
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
 
   pid_t pid_ = -1;

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "cli_runner.h"
 #include "e2e/serve_process.h"
 #include "http_client.h"
 #include "loader/json_file.h"
@@ -17,6 +18,12 @@
 
 namespace moeserve::testing {
 namespace {
+
+// `moeserve ARGS...` to completion: {exit status, stdout + stderr}.
+std::pair<int, std::string> run_pair(const std::vector<std::string>& args) {
+  const CommandResult result = run_moeserve(args, {.timeout_s = 600});
+  return {result.exit_code, result.output};
+}
 
 using Json = nlohmann::json;
 
@@ -269,14 +276,14 @@ TEST(ServeLifecycle, ApiKeyIsCheckedAndSigtermExitsZero) {
 }
 
 TEST(ServeLifecycle, StartupRefusesWhatCannotRun) {
-  const auto [too_small, small_output] = ServeProcess::run({"serve", kModel, "--kv-cache-memory", "64K"});
+  const auto [too_small, small_output] = run_pair({"serve", kModel, "--kv-cache-memory", "64K"});
   EXPECT_EQ(too_small, 1);
   EXPECT_NE(small_output.find("--kv-cache-memory"), std::string::npos) << small_output;
   EXPECT_NE(small_output.find("4096-token sequence"), std::string::npos) << small_output;
-  const auto [tp, tp_output] = ServeProcess::run({"serve", kModel, "--tensor-parallel-size", "2"});
+  const auto [tp, tp_output] = run_pair({"serve", kModel, "--tensor-parallel-size", "2"});
   EXPECT_NE(tp, 0);
   EXPECT_NE(tp_output.find("--tensor-parallel-size"), std::string::npos) << tp_output;
-  const auto [bad, bad_output] = ServeProcess::run({"serve", std::string(MOESERVE_TEST_DATA_DIR) + "/nowhere"});
+  const auto [bad, bad_output] = run_pair({"serve", std::string(MOESERVE_TEST_DATA_DIR) + "/nowhere"});
   EXPECT_NE(bad, 0);
   EXPECT_NE(bad_output.find("nowhere"), std::string::npos) << bad_output;
 }
