@@ -5,7 +5,7 @@ BUILD_DIR := build/$(PRESET)
 JOBS ?= $(shell nproc)
 DEMO_MODEL ?= models/kjv-mixtral-tiny
 
-.PHONY: all deps e2e-clients fixtures configure build test test-asan test-asan-loader test-gpu run bench clean format
+.PHONY: all deps e2e-clients fixtures configure build test test-asan test-asan-ci test-asan-loader test-gpu run bench clean format
 
 all: build
 	@echo "built $(BUILD_DIR)/moeserve"
@@ -34,7 +34,17 @@ test: build e2e-clients fixtures
 test-asan:
 	$(MAKE) test PRESET=asan
 
-# The loader's corrupt-input tests under AddressSanitizer + UBSan (part of CI).
+# Under AddressSanitizer + UBSan (part of CI): the loader's corrupt-input tests and the
+# tokenizer / chat-template tests (references, fuzz loops, the chat-template CLI). Builds only
+# those targets (and the binary the CLI test runs).
+ASAN_CI_TESTS := safetensors_test tokenizer_test tokenizer_fuzz_test chat_template_test chat_template_cli_test
+test-asan-ci: deps fixtures
+	@[ -f build/asan/build.ninja ] || cmake --preset asan
+	cmake --build build/asan -j $(JOBS) --target moeserve $(ASAN_CI_TESTS)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  ctest --test-dir build/asan -R '^($(subst $(eval) ,|,$(ASAN_CI_TESTS)))$$' --output-on-failure
+
+# The loader's tests alone under the sanitizers.
 test-asan-loader: deps
 	@[ -f build/asan/build.ninja ] || cmake --preset asan
 	cmake --build build/asan -j $(JOBS) --target safetensors_test

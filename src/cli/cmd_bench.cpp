@@ -191,6 +191,7 @@ void add_bench_command(CLI::App& app) {
   latency->callback([args] { run_bench_latency(*args); });
   add_bench_serve_command(*bench);
   add_bench_throughput_command(*bench);
+  add_bench_tokenize_command(*bench);
 }
 
 }  // namespace moeserve::cli

@@ -20,6 +20,8 @@ void add_serve_command(CLI::App& app);
 // `bench serve` (cmd_bench_serve.cpp) and `bench throughput` (cmd_bench_throughput.cpp), under `bench`.
 void add_bench_serve_command(CLI::App& bench);
 void add_bench_throughput_command(CLI::App& bench);
+// `bench tokenize` (cmd_bench_tokenize.cpp): tokenizer encode throughput.
+void add_bench_tokenize_command(CLI::App& bench);
 
 // Prints "moeserve: error: <message>" to stderr and exits the command with status 1.
 [[noreturn]] void fail(const std::string& message);
