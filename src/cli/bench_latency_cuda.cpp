@@ -233,6 +233,64 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
   return out;
 }
 
+// Weight bytes an op kind streams in one decode step of `tokens` rows (0 when not weight-bound).
+double op_weight_bytes(const ModelConfig& c, const std::string& op, int tokens) {
+  const double layers = c.num_layers, hidden = c.hidden_size;
+  if (op == "attn.qkv_proj") return layers * (c.num_heads + 2.0 * c.num_kv_heads) * c.head_dim * hidden * 2;
+  if (op == "attn.o_proj") return layers * hidden * c.num_heads * c.head_dim * 2;
+  if (op == "final_norm_lm_head") return double(c.vocab_size) * hidden * 2;
+  if (!c.moe) return op == "mlp" ? layers * 3.0 * c.intermediate_size * hidden * 2 : 0.0;
+  if (op == "moe.router") return layers * c.moe->num_experts * hidden * 2;
+  if (op == "moe.experts") {
+    const double touched = std::min(c.moe->num_experts, tokens * c.moe->top_k);  // upper bound of distinct experts
+    return layers * touched * 3.0 * c.moe->expert_intermediate_size * hidden * 2;
+  }
+  return 0.0;
+}
+
+// One profiled step: a decode step of `batch` sequences after an input_len prefill, or (decode
+// false) the prefill itself. Per op kind: device seconds, share of the step, achieved GB/s.
+nlohmann::json profile_step(CudaRunner& runner, int batch, int input_len, bool decode) {
+  const ModelConfig& config = runner.config();
+  Batch b = make_batch(batch, input_len, input_len + 1, runner.block_size(), config.vocab_size);
+  std::vector<RunnerSeq> step(batch);
+  for (int s = 0; s < batch; ++s) {
+    step[s] = RunnerSeq{.tokens = b.tokens[s], .num_new = input_len, .samples = true, .block_table = b.tables[s]};
+  }
+  cuda::OpProfile profile;
+  if (!decode) runner.set_profile(&profile);
+  auto start = Clock::now();
+  runner.execute(step);
+  double seconds = seconds_since(start);
+  if (decode) {
+    for (int s = 0; s < batch; ++s) {
+      b.tokens[s].push_back(1);
+      step[s] = RunnerSeq{
+          .tokens = b.tokens[s], .num_computed = input_len, .num_new = 1, .samples = true, .block_table = b.tables[s]};
+    }
+    runner.set_profile(&profile);
+    start = Clock::now();
+    runner.execute(step);
+    seconds = seconds_since(start);
+  }
+  runner.set_profile(nullptr);
+  nlohmann::json ops = nlohmann::json::object();
+  double device_total = 0.0;
+  for (const auto& [name, s] : profile.totals()) device_total += s;
+  for (const auto& [name, s] : profile.totals()) {
+    nlohmann::json entry = {{"seconds", s}, {"share_of_device_time", s / device_total}};
+    const double bytes = decode ? op_weight_bytes(config, name, batch) : 0.0;
+    if (bytes > 0.0) entry["weight_gb_per_s"] = bytes / s / 1e9;
+    ops[name] = entry;
+  }
+  return {{"phase", decode ? "decode" : "prefill"},
+          {"batch", batch},
+          {"input_len", input_len},
+          {"step_wall_seconds", seconds},
+          {"profiled_device_seconds", device_total},
+          {"ops", ops}};
+}
+
 }  // namespace
 
 void run_bench_latency_cuda(const CudaLatencyArgs& args) {
@@ -308,6 +366,10 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
         result["prefill_tflops"].get<double>() / result["gemm_bf16_tflops"].get<double>();
   }
   result["kernels"] = kernel_bandwidths(*stream, config);
+  nlohmann::json profiles = nlohmann::json::array();
+  for (int batch : args.batch_sizes) profiles.push_back(profile_step(**runner, batch, args.input_len, true));
+  if (args.prefill_len > 0) profiles.push_back(profile_step(**runner, args.prefill_batch, args.prefill_len, false));
+  result["op_profiles"] = profiles;
   std::printf("%s\n", result.dump(2).c_str());
   if (!args.output_json.empty()) {
     std::ofstream out(args.output_json);

@@ -201,6 +201,36 @@ TEST_F(CudaOpsTest, PagedAttentionGqa) {
                                                      .positions = upload(batch.positions),
                                                      .out = out});
     EXPECT_LT(relative_error(download(out, q.size()), expected), 1e-5) << heads << "/" << kv_heads << "/" << head_dim;
+    // The tiled prefill kernel on the same batch: tiles of consecutive rows of one sequence.
+    std::vector<int32_t> tiles;
+    for (const SequenceView& seq : batch.sequences) {
+      for (int first = 0; first < seq.num_query; first += cuda::kPrefillTileRows) {
+        tiles.push_back(seq.query_begin + first);
+        tiles.push_back(std::min(cuda::kPrefillTileRows, seq.num_query - first));
+      }
+    }
+    const cuda::AttentionArgs args{.q = upload(q),
+                                   .q_stride = heads * head_dim,
+                                   .tokens = batch.tokens,
+                                   .num_heads = heads,
+                                   .group = heads / kv_heads,
+                                   .cache = dcache,
+                                   .block_size = block_size,
+                                   .entry_size = entry,
+                                   .key_offset = 0,
+                                   .value_offset = kv_heads * head_dim,
+                                   .kv_head_stride = head_dim,
+                                   .key_dim = head_dim,
+                                   .value_dim = head_dim,
+                                   .scale = scale,
+                                   .sliding_window = window,
+                                   .block_tables = upload(batch.packed_tables),
+                                   .table_offsets = upload(batch.table_offsets),
+                                   .positions = upload(batch.positions),
+                                   .out = poisoned<float>(q.size())};
+    ASSERT_TRUE(cuda::prefill_attention_supported(args));
+    cuda::paged_attention_prefill(exec_, args, upload(tiles), static_cast<int>(tiles.size() / 2));
+    EXPECT_LT(relative_error(download(args.out, q.size()), expected), 1e-5) << "prefill " << heads << "/" << kv_heads;
   }
 }
 
@@ -400,7 +430,7 @@ TEST_F(CudaOpsTest, MoePermuteGatherCombine) {
 }
 
 TEST_F(CudaOpsTest, SmallGemmMatchesLinear) {
-  for (int rows : {1, 2, 3, 8, 13, 16}) {
+  for (int rows : {1, 2, 3, 8, 13, 16, 17, 100, 1000}) {
     for (auto [k, n] : {std::pair{64, 1}, {67, 5}, {600, 130}, {1029, 37}, {4096, 96}}) {
       auto x = random_floats(size_t(rows) * k);
       auto weight = random_bf16(size_t(n) * k, 0.1f);

@@ -96,6 +96,13 @@ constexpr int kMaxValueDim = 512;
 constexpr int kMaxKeyDim = 1024;
 void paged_attention(const GpuExec& exec, const AttentionArgs& args);
 
+// The same attention for prefill-sized batches of GQA rows (key_dim == value_dim <= 128,
+// group × kPrefillTileRows <= 64): query_tiles [num_tiles × 2] = (first row, rows) pairs, each
+// at most kPrefillTileRows consecutive rows of one sequence, covering every row once.
+constexpr int kPrefillTileRows = 8;
+bool prefill_attention_supported(const AttentionArgs& args);
+void paged_attention_prefill(const GpuExec& exec, const AttentionArgs& args, const int32_t* query_tiles, int num_tiles);
+
 // ops::mla_absorb_q / ops::mla_project_v. kv_b [H × (dn + dv), r] float32 on the device.
 // q [T, H, dn + dr] → q_absorbed [T, H, r + dr];  latent [T, H, r] → out [T, H, dv].
 struct MlaDims {

@@ -48,9 +48,12 @@ __device__ __forceinline__ Floats8 unpack(uint4 raw) {
 template <int kTile>
 __global__ void __launch_bounds__(kWarps * 32) small_gemm_kernel(SmallGemmArgs args) {
   __shared__ float xs[kTile][kChunk];
-  const int group = blockIdx.y;
-  const int row_begin = args.offsets != nullptr ? args.offsets[group] : 0;
-  const int row_end = args.offsets != nullptr ? args.offsets[group + 1] : args.rows;
+  // Grouped: blockIdx.y is the group, whose rows the block walks tile by tile. Ungrouped:
+  // blockIdx.y is the row tile, so many rows (the router over a prefill) spread over blocks.
+  const bool grouped = args.offsets != nullptr;
+  const int group = grouped ? blockIdx.y : 0;
+  const int row_begin = grouped ? args.offsets[group] : blockIdx.y * kTile;
+  const int row_end = grouped ? args.offsets[group + 1] : min(args.rows, row_begin + kTile);
   if (row_begin >= row_end) return;  // uniform over the block: an expert no token chose
   const int warp = threadIdx.x >> 5;
   const int lane = threadIdx.x & 31;
@@ -90,11 +93,10 @@ __global__ void __launch_bounds__(kWarps * 32) small_gemm_kernel(SmallGemmArgs a
       }
       // The activations are staged after the weight loads are issued, so the two latencies overlap.
       __syncthreads();
-      for (int i = threadIdx.x; i < kTile * kChunk; i += blockDim.x) {
+      for (int i = threadIdx.x; i < rows_here * kChunk; i += blockDim.x) {
         const int m = i / kChunk;
         const int kk = i % kChunk;
-        xs[m][kk] =
-            (m < rows_here && k0 + kk < args.k) ? args.x[static_cast<int64_t>(tile + m) * args.k + k0 + kk] : 0.0f;
+        xs[m][kk] = (k0 + kk < args.k) ? args.x[static_cast<int64_t>(tile + m) * args.k + k0 + kk] : 0.0f;
       }
       __syncthreads();
 #pragma unroll
@@ -105,6 +107,7 @@ __global__ void __launch_bounds__(kWarps * 32) small_gemm_kernel(SmallGemmArgs a
         for (int j = 0; j < kRowsPerWarp; ++j) wf[j] = unpack(w[j][s]);
 #pragma unroll
         for (int m = 0; m < kTile; ++m) {
+          if (m >= rows_here) break;  // uniform over the block: a group with fewer rows than the tile
           const float4 xa = *reinterpret_cast<const float4*>(&xs[m][kk]);
           const float4 xb = *reinterpret_cast<const float4*>(&xs[m][kk + 4]);
 #pragma unroll
@@ -119,7 +122,10 @@ __global__ void __launch_bounds__(kWarps * 32) small_gemm_kernel(SmallGemmArgs a
 #pragma unroll
     for (int j = 0; j < kRowsPerWarp; ++j)
 #pragma unroll
-      for (int m = 0; m < kTile; ++m) acc[j][m] = warp_sum(acc[j][m]);
+      for (int m = 0; m < kTile; ++m) {
+        if (m >= rows_here) break;
+        acc[j][m] = warp_sum(acc[j][m]);
+      }
 #pragma unroll
     for (int m = 0; m < kTile; ++m) {
       if (lane != m || m >= rows_here) continue;
@@ -146,7 +152,7 @@ __global__ void __launch_bounds__(kWarps * 32) small_gemm_kernel(SmallGemmArgs a
 template <int kTile>
 void launch(const GpuExec& exec, const SmallGemmArgs& args) {
   const int cols_per_block = kWarps * (args.swiglu ? kRowsPerWarp / 2 : kRowsPerWarp);
-  const dim3 grid(ceil_div(args.n, cols_per_block), args.groups);
+  const dim3 grid(ceil_div(args.n, cols_per_block), args.offsets != nullptr ? args.groups : ceil_div(args.rows, kTile));
   small_gemm_kernel<kTile><<<grid, kWarps * 32, 0, stream_of(exec)>>>(args);
   check_launch("small_gemm");
 }

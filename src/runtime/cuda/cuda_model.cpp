@@ -4,8 +4,27 @@
 #include "runtime/cuda/cuda_model.h"
 
 #include <algorithm>
+#include <memory>
+#include <optional>
 
 namespace moeserve::cuda {
+
+void OpProfile::begin(const char* name, void* stream) {
+  spans_.push_back(Span{name, std::make_unique<EventTimer>()});
+  spans_.back().timer->start(stream);
+}
+
+void OpProfile::end(void* stream) { spans_.back().timer->stop(stream); }
+
+std::vector<std::pair<std::string, double>> OpProfile::totals() const {
+  std::vector<std::pair<std::string, double>> out;
+  for (const Span& span : spans_) {
+    auto it = std::find_if(out.begin(), out.end(), [&](const auto& entry) { return entry.first == span.name; });
+    if (it == out.end()) it = out.insert(out.end(), {span.name, 0.0});
+    it->second += span.timer->seconds();
+  }
+  return out;
+}
 
 int CudaModel::kv_entry_size() const {
   return config_.is_mla() ? config_.mla->kv_lora_rank + config_.mla->qk_rope_head_dim
@@ -104,7 +123,9 @@ void CudaModel::gqa(Step& step, int layer_idx, Act x, float* out) const {
   const int q_width = c.num_heads * head_dim;
   const int row = w.qkv.out;  // q | k | v
   float* qkv = step.arena.alloc<float>(static_cast<size_t>(tokens) * row);
+  std::optional<ProfileScope> scope(std::in_place, step.profile, step.exec.stream, "attn.qkv_proj");
   linear(step, x, tokens, w.qkv, qkv);
+  scope.emplace(step.profile, step.exec.stream, "attn.qk_norm_rope_kv_write");
   float* k = qkv + q_width;
   if (w.q_norm != nullptr) {
     rms_norm(step.exec, RmsNormArgs{.x = qkv,
@@ -140,29 +161,39 @@ void CudaModel::gqa(Step& step, int layer_idx, Act x, float* out) const {
   rope(step.exec, rope_args);
   kv_write(step.exec, step.kv.layers[layer_idx], step.kv.entry_size, step.in.slots, tokens, k, row);
   float* attended = step.arena.alloc<float>(static_cast<size_t>(tokens) * q_width);
-  paged_attention(step.exec, AttentionArgs{.q = qkv,
-                                           .q_stride = row,
-                                           .tokens = tokens,
-                                           .num_heads = c.num_heads,
-                                           .group = c.num_heads / c.num_kv_heads,
-                                           .cache = step.kv.layers[layer_idx],
-                                           .block_size = step.kv.block_size,
-                                           .entry_size = step.kv.entry_size,
-                                           .key_offset = 0,
-                                           .value_offset = c.num_kv_heads * head_dim,
-                                           .kv_head_stride = head_dim,
-                                           .key_dim = head_dim,
-                                           .value_dim = head_dim,
-                                           .scale = c.attention_scale,
-                                           .sliding_window = c.sliding_window,
-                                           .block_tables = step.in.block_tables,
-                                           .table_offsets = step.in.table_offsets,
-                                           .positions = step.in.positions,
-                                           .out = attended});
+  scope.emplace(step.profile, step.exec.stream, "attn.attention");
+  const AttentionArgs attention{.q = qkv,
+                                .q_stride = row,
+                                .tokens = tokens,
+                                .num_heads = c.num_heads,
+                                .group = c.num_heads / c.num_kv_heads,
+                                .cache = step.kv.layers[layer_idx],
+                                .block_size = step.kv.block_size,
+                                .entry_size = step.kv.entry_size,
+                                .key_offset = 0,
+                                .value_offset = c.num_kv_heads * head_dim,
+                                .kv_head_stride = head_dim,
+                                .key_dim = head_dim,
+                                .value_dim = head_dim,
+                                .scale = c.attention_scale,
+                                .sliding_window = c.sliding_window,
+                                .block_tables = step.in.block_tables,
+                                .table_offsets = step.in.table_offsets,
+                                .positions = step.in.positions,
+                                .out = attended};
+  // The tiled kernel pays off when its query tiles hold several rows (prefill); decode rows
+  // (one per sequence) are better spread one block per (row, head).
+  if (tokens > kSmallTile && step.in.num_query_tiles * 4 <= tokens && prefill_attention_supported(attention)) {
+    paged_attention_prefill(step.exec, attention, step.in.query_tiles, step.in.num_query_tiles);
+  } else {
+    paged_attention(step.exec, attention);
+  }
+  scope.emplace(step.profile, step.exec.stream, "attn.o_proj");
   linear(step, Act{attended, nullptr}, tokens, w.o, out);
 }
 
 void CudaModel::mla(Step& step, int layer_idx, Act x, float* out) const {
+  const ProfileScope scope(step.profile, step.exec.stream, "attn.mla");
   const ModelConfig& c = config_;
   const MlaConfig& m = *c.mla;
   const DeviceMla& w = layers_[layer_idx].mla;
@@ -254,8 +285,8 @@ void CudaModel::mla(Step& step, int layer_idx, Act x, float* out) const {
 }
 
 void CudaModel::forward(const GpuExec& exec, DeviceArena& arena, const StepInputs& inputs, const DeviceKv& kv,
-                        float* logits, int64_t* expert_load) const {
-  Step step{exec, arena, inputs, kv, expert_load};
+                        float* logits, int64_t* expert_load, OpProfile* profile) const {
+  Step step{exec, arena, inputs, kv, expert_load, profile};
   const ModelConfig& c = config_;
   const int tokens = inputs.tokens;
   const int hidden = c.hidden_size;
@@ -264,10 +295,14 @@ void CudaModel::forward(const GpuExec& exec, DeviceArena& arena, const StepInput
   float* branch = arena.alloc<float>(activations);
   float* normed = arena.alloc<float>(activations);
   uint16_t* normed_bf16 = tokens > kSmallTile ? arena.alloc<uint16_t>(activations) : nullptr;
-  embedding(exec, embed_, hidden, inputs.token_ids, tokens, residual);
+  {
+    const ProfileScope scope(profile, exec.stream, "embedding");
+    embedding(exec, embed_, hidden, inputs.token_ids, tokens, residual);
+  }
   for (int layer_idx = 0; layer_idx < c.num_layers; ++layer_idx) {
     const DeviceLayer& layer = layers_[layer_idx];
     const size_t mark = arena.used();
+    std::optional<ProfileScope> scope(std::in_place, profile, exec.stream, "norm");
     rms_norm(exec, RmsNormArgs{.x = residual,
                                .add = layer_idx == 0 ? nullptr : branch,
                                .rows = tokens,
@@ -277,11 +312,13 @@ void CudaModel::forward(const GpuExec& exec, DeviceArena& arena, const StepInput
                                .out_f32 = normed,
                                .out_bf16 = normed_bf16});
     const Act x{normed, normed_bf16};
+    scope.reset();
     if (c.is_mla()) {
       mla(step, layer_idx, x, branch);
     } else {
       gqa(step, layer_idx, x, branch);
     }
+    scope.emplace(profile, exec.stream, "norm");
     rms_norm(exec, RmsNormArgs{.x = residual,
                                .add = branch,
                                .rows = tokens,
@@ -290,13 +327,17 @@ void CudaModel::forward(const GpuExec& exec, DeviceArena& arena, const StepInput
                                .eps = c.rms_norm_eps,
                                .out_f32 = normed,
                                .out_bf16 = normed_bf16});
+    scope.reset();
     if (layer.is_moe) {
       moe(step, layer_idx, x, branch);
     } else {
+      scope.emplace(profile, exec.stream, "mlp");
       mlp(step, x, tokens, layer.mlp, branch);
     }
+    scope.reset();
     arena.rewind(mark);
   }
+  const ProfileScope scope(profile, exec.stream, "final_norm_lm_head");
   rms_norm(exec, RmsNormArgs{.x = residual,
                              .add = c.num_layers > 0 ? branch : nullptr,
                              .rows = tokens,

@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "base/result.h"
@@ -96,6 +98,8 @@ struct StepInputs {
   const int32_t* slots = nullptr;          // [T] cache slot of the row's own entry
   int logit_rows = 0;
   const int32_t* logit_row_ids = nullptr;  // [logit_rows]
+  int num_query_tiles = 0;
+  const int32_t* query_tiles = nullptr;  // [num_query_tiles × 2] (first row, rows), see paged_attention_prefill
 };
 
 // Per-layer KV memory: cache[layer] is [num_blocks × block_size, entry_size] float32.
@@ -106,6 +110,40 @@ struct DeviceKv {
 };
 
 enum class PrefillPrecision { kBf16, kSplitBf16 };
+
+// Device time per op kind (one cudaEvent pair per op launch group) over the steps run while it
+// is attached to a runner: what `bench latency` reports per kernel. Not for production steps.
+class OpProfile {
+ public:
+  void begin(const char* name, void* stream);
+  void end(void* stream);
+  // (name, seconds summed over its spans) in first-seen order; waits for the events.
+  std::vector<std::pair<std::string, double>> totals() const;
+
+ private:
+  struct Span {
+    std::string name;
+    std::unique_ptr<EventTimer> timer;
+  };
+  std::vector<Span> spans_;
+};
+
+// Times the ops queued during its lifetime under `name` when a profile is attached.
+class ProfileScope {
+ public:
+  ProfileScope(OpProfile* profile, void* stream, const char* name) : profile_(profile), stream_(stream) {
+    if (profile_ != nullptr) profile_->begin(name, stream_);
+  }
+  ~ProfileScope() {
+    if (profile_ != nullptr) profile_->end(stream_);
+  }
+  ProfileScope(const ProfileScope&) = delete;
+  ProfileScope& operator=(const ProfileScope&) = delete;
+
+ private:
+  OpProfile* profile_;
+  void* stream_;
+};
 
 class CudaModel {
  public:
@@ -123,7 +161,7 @@ class CudaModel {
   // Queues one step; logits [inputs.logit_rows, vocab] float32 land in `logits` (device).
   // expert_load [num_layers × E] int64 on the device accumulates routed rows (may be null).
   void forward(const GpuExec& exec, DeviceArena& arena, const StepInputs& inputs, const DeviceKv& kv, float* logits,
-               int64_t* expert_load) const;
+               int64_t* expert_load, OpProfile* profile = nullptr) const;
 
  private:
   friend class WeightUploader;
@@ -137,6 +175,7 @@ class CudaModel {
     const StepInputs& in;
     const DeviceKv& kv;
     int64_t* expert_load;
+    OpProfile* profile;
   };
   void linear(Step& step, Act x, int rows, const DeviceLinear& w, float* out) const;
   // cuBLAS GEMM in the configured prefill precision: out [rows, n] = x [rows, k] · w [n, k]ᵀ (+ bias).

@@ -4,6 +4,7 @@
 // expert offsets on the device, so the step never waits for the host and experts no token
 // chose cost nothing. Prefill-sized batches copy the offsets back once per layer and run each
 // chosen expert through cuBLAS.
+#include <optional>
 #include <vector>
 
 #include "runtime/cuda/cuda_model.h"
@@ -25,12 +26,14 @@ void CudaModel::moe(Step& step, int layer_idx, Act x, float* out) const {
   const int hidden = config_.hidden_size;
   DeviceArena& arena = step.arena;
   float* logits = arena.alloc<float>(static_cast<size_t>(tokens) * experts);
+  std::optional<ProfileScope> scope(std::in_place, step.profile, step.exec.stream, "moe.router");
   // The router always multiplies float32 activations (DeepSeek's reference computes it in
   // float32 too): rounding here flips top-k choices.
   small_gemm(
       step.exec,
       SmallGemmArgs{
           .x = x.f32, .rows = tokens, .k = w.router.in, .n = w.router.out, .weight = w.router.weight, .out = logits});
+  scope.emplace(step.profile, step.exec.stream, "moe.route_permute");
   int32_t* expert_ids = arena.alloc<int32_t>(entries);
   float* expert_weights = arena.alloc<float>(entries);
   route(step.exec, logits, w.selection_bias, tokens, experts, w.router_params, expert_ids, expert_weights);
@@ -49,6 +52,7 @@ void CudaModel::moe(Step& step, int layer_idx, Act x, float* out) const {
                                                 ? step.expert_load + static_cast<int64_t>(layer_idx) * experts
                                                 : nullptr});
   float* expert_out = arena.alloc<float>(static_cast<size_t>(entries) * hidden);  // [entries, hidden] permuted
+  scope.emplace(step.profile, step.exec.stream, "moe.experts");
   if (tokens <= kMaxSmallBatchTokens) {
     float* x_perm = arena.alloc<float>(static_cast<size_t>(entries) * hidden);
     gather_rows(step.exec, x.f32, hidden, source_rows, entries, x_perm, nullptr);
@@ -58,6 +62,7 @@ void CudaModel::moe(Step& step, int layer_idx, Act x, float* out) const {
   }
   float* shared_out = nullptr;
   float* shared_gate = nullptr;
+  scope.emplace(step.profile, step.exec.stream, "moe.shared_experts");
   if (w.has_shared) {
     shared_out = arena.alloc<float>(static_cast<size_t>(tokens) * hidden);
     mlp(step, x, tokens, w.shared, shared_out);
@@ -66,6 +71,7 @@ void CudaModel::moe(Step& step, int layer_idx, Act x, float* out) const {
       linear(step, x, tokens, w.shared_gate, shared_gate);
     }
   }
+  scope.emplace(step.profile, step.exec.stream, "moe.combine");
   moe_combine(step.exec, MoeCombineArgs{.expert_out = expert_out,
                                         .positions = positions,
                                         .weights = expert_weights,

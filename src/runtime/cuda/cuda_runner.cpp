@@ -105,14 +105,15 @@ Tensor CudaRunner::execute(std::span<const RunnerSeq> seqs) {
 
 void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
   const int bs = options_.block_size;
-  int tokens = 0, logit_rows = 0, table_entries = 0;
+  int tokens = 0, logit_rows = 0, table_entries = 0, tiles = 0;
   for (const Piece& p : pieces) {
     tokens += p.count;
+    tiles += (p.count + cuda::kPrefillTileRows - 1) / cuda::kPrefillTileRows;
     logit_rows += p.logits_all ? p.count : (p.logits_last ? 1 : 0);
     table_entries += (p.begin + p.count + bs - 1) / bs;
   }
-  // Packed layout: ids | positions | table_offsets | slots | logit rows | block tables.
-  const size_t words = size_t(4) * tokens + logit_rows + table_entries;
+  // Packed layout: ids | positions | table_offsets | slots | logit rows | block tables | query tiles.
+  const size_t words = size_t(4) * tokens + logit_rows + table_entries + 2 * size_t(tiles);
   if (meta_host_.bytes() < words * 4) {
     stream_.synchronize();  // the old buffers may still be in use by the last step
     meta_host_ = std::move(cuda::PinnedBuffer::allocate(words * 8).value());
@@ -126,8 +127,13 @@ void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
   int32_t* slots = table_offsets + tokens;
   int32_t* logit_ids = slots + tokens;
   int32_t* tables = logit_ids + logit_rows;
-  int row = 0, logit = 0, table = 0;
+  int32_t* query_tiles = tables + table_entries;
+  int row = 0, logit = 0, table = 0, tile = 0;
   for (const Piece& p : pieces) {
+    for (int first = 0; first < p.count; first += cuda::kPrefillTileRows, ++tile) {
+      query_tiles[2 * tile] = row + first;
+      query_tiles[2 * tile + 1] = std::min(cuda::kPrefillTileRows, p.count - first);
+    }
     const int blocks = (p.begin + p.count + bs - 1) / bs;
     MS_CHECK(static_cast<int>(p.seq->block_table.size()) >= blocks);
     std::copy_n(p.seq->block_table.data(), blocks, tables + table);
@@ -153,12 +159,14 @@ void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
                                 .block_tables = dev + 4 * tokens + logit_rows,
                                 .slots = dev + 3 * tokens,
                                 .logit_rows = logit_rows,
-                                .logit_row_ids = dev + 4 * tokens};
+                                .logit_row_ids = dev + 4 * tokens,
+                                .num_query_tiles = tiles,
+                                .query_tiles = dev + 4 * tokens + logit_rows + table_entries};
   arena_.reset();
   const int vocab = model_->config().vocab_size;
   float* device_logits = arena_.alloc<float>(std::max<size_t>(1, size_t(logit_rows) * vocab));
   const GpuExec exec{stream_.stream(), stream_.blas()};
-  model_->forward(exec, arena_, inputs, kv_, device_logits, expert_counts_.as<int64_t>());
+  model_->forward(exec, arena_, inputs, kv_, device_logits, expert_counts_.as<int64_t>(), profile_);
   cuda::copy_to_host(host_logits, device_logits, size_t(logit_rows) * vocab * sizeof(float), stream_.stream());
   stream_.synchronize();
 }

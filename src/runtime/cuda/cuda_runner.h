@@ -54,6 +54,8 @@ class CudaRunner final : public Runner {
   size_t workspace_bytes() const { return arena_.capacity(); }
   // Waits for all queued work (benchmarks time whole steps with it).
   void synchronize() const { stream_.synchronize(); }
+  // Attaches a per-op device-time profile to the following steps (null detaches).
+  void set_profile(cuda::OpProfile* profile) { profile_ = profile; }
 
  private:
   struct Piece {  // one sequence's tokens inside one forward pass
@@ -79,6 +81,7 @@ class CudaRunner final : public Runner {
   cuda::PinnedBuffer meta_host_;
   cuda::DeviceBuffer expert_counts_;  // [layers × E] int64
   mutable ExpertLoad expert_load_;
+  cuda::OpProfile* profile_ = nullptr;
 };
 
 // The CLI's entry: config.json (+ overrides) and the checkpoint (or dummy weights) of model_dir.

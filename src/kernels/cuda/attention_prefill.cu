@@ -1,0 +1,196 @@
+// CUDA op: causal paged attention for prefill-sized batches (GQA, head_dim <= 128): the rows of
+// one sequence are cut into query tiles of kTileRows consecutive rows, and one block takes a
+// tile × one kv head, i.e. kTileRows × group query vectors that share every K/V tile it loads
+// into shared memory (32 keys at a time) — so K/V is read once per query tile instead of once
+// per query row as in paged_attention. Online softmax per query row, float32 throughout.
+#include "kernels/cuda/common.cuh"
+
+namespace moeserve::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kKeys = 32;
+constexpr int kMaxHeadDim = 128;
+constexpr int kMaxQueries = 64;                   // kTileRows × group
+constexpr int kQueriesPerWarp = kMaxQueries / 8;  // score rows per warp
+
+struct Shared {
+  float* q;       // [queries][head_dim]
+  float* k;       // [kKeys][head_dim + 1]
+  float* v;       // [kKeys][head_dim]
+  float* p;       // [queries][kKeys + 1]
+  float* corr;    // [queries]
+  float* denom;   // [queries]
+  float* maxima;  // [queries]
+};
+
+__global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionArgs args, const int32_t* tiles) {
+  extern __shared__ float smem[];
+  const int dim = args.key_dim;
+  const int group = args.group;
+  const int tile_rows = tiles[2 * blockIdx.x + 1];
+  const int queries = tile_rows * group;
+  Shared s{smem, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+  s.k = s.q + kMaxQueries * dim;
+  s.v = s.k + kKeys * (dim + 1);
+  s.p = s.v + kKeys * dim;
+  s.corr = s.p + kMaxQueries * (kKeys + 1);
+  s.denom = s.corr + kMaxQueries;
+  s.maxima = s.denom + kMaxQueries;
+  const int first_row = tiles[2 * blockIdx.x];
+  const int kv_head = blockIdx.y;
+  const int warp = threadIdx.x >> 5;
+  const int lane = threadIdx.x & 31;
+  // Query q = row_in_tile * group + g is head kv_head * group + g of row first_row + row_in_tile.
+  for (int i = threadIdx.x; i < queries * dim; i += kThreads) {
+    const int query = i / dim, d = i % dim;
+    const int row = first_row + query / group;
+    const int head = kv_head * group + query % group;
+    s.q[query * dim + d] = args.q[int64_t(row) * args.q_stride + int64_t(head) * dim + d] * args.scale;
+  }
+  for (int query = threadIdx.x; query < queries; query += kThreads) {
+    s.maxima[query] = -INFINITY;
+    s.denom[query] = 0.0f;
+  }
+  const int first_pos = args.positions[first_row];
+  const int last_pos = args.positions[first_row + tile_rows - 1];
+  const int32_t* table = args.block_tables + args.table_offsets[first_row];
+  const int key_begin = args.sliding_window > 0 ? max(0, first_pos - args.sliding_window + 1) : 0;
+  const int key_offset = args.key_offset + kv_head * args.kv_head_stride;
+  const int value_offset = args.value_offset + kv_head * args.kv_head_stride;
+  // P·V ownership: lane l accumulates dims [4l, 4l + 4) of the warp's queries warp + 8r, so
+  // per key a thread reads 8 broadcast probabilities and one float4 of V for 32 FMAs.
+  const int out_d = lane * 4;
+  float acc[kQueriesPerWarp][4];
+#pragma unroll
+  for (int r = 0; r < kQueriesPerWarp; ++r)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[r][e] = 0.0f;
+
+  for (int tile = key_begin; tile <= last_pos; tile += kKeys) {
+    __syncthreads();  // the previous tile's K/V/P are consumed
+    for (int i = threadIdx.x; i < kKeys * dim; i += kThreads) {
+      const int j = i / dim, d = i % dim;
+      const int key = tile + j;
+      float kv_k = 0.0f, kv_v = 0.0f;
+      if (key <= last_pos) {
+        const int64_t block = table[key / args.block_size];
+        const float* entry = args.cache + (block * args.block_size + key % args.block_size) * args.entry_size;
+        kv_k = entry[key_offset + d];
+        kv_v = entry[value_offset + d];
+      }
+      s.k[j * (dim + 1) + d] = kv_k;
+      s.v[j * dim + d] = kv_v;
+    }
+    __syncthreads();
+    // Scores: lane = key, warp w takes queries w, w + 8, ...
+    float score[kQueriesPerWarp];
+#pragma unroll
+    for (int qi = 0; qi < kQueriesPerWarp; ++qi) score[qi] = 0.0f;
+    const float* k_row = s.k + lane * (dim + 1);
+    for (int d = 0; d < dim; ++d) {
+      const float kd = k_row[d];
+#pragma unroll
+      for (int qi = 0; qi < kQueriesPerWarp; ++qi) {
+        const int query = warp + 8 * qi;
+        if (query < queries) score[qi] += s.q[query * dim + d] * kd;
+      }
+    }
+    // Online softmax per query row (the warp owns its rows).
+#pragma unroll
+    for (int qi = 0; qi < kQueriesPerWarp; ++qi) {
+      const int query = warp + 8 * qi;
+      if (query >= queries) break;  // uniform over the warp
+      const int pos = args.positions[first_row + query / group];
+      const int key = tile + lane;
+      const int lowest = args.sliding_window > 0 ? pos - args.sliding_window + 1 : 0;
+      const bool valid = key <= pos && key >= lowest;
+      const float sc = valid ? score[qi] : -INFINITY;
+      const float old_max = s.maxima[query];
+      const float new_max = fmaxf(old_max, warp_max(sc));
+      float p = 0.0f, correction = 1.0f;
+      if (new_max != -INFINITY) {
+        p = valid ? expf(sc - new_max) : 0.0f;
+        correction = expf(old_max - new_max);
+      }
+      const float sum = warp_sum(p);
+      s.p[query * (kKeys + 1) + lane] = p;
+      if (lane == 0) {
+        s.corr[query] = correction;
+        s.denom[query] = s.denom[query] * correction + sum;
+        s.maxima[query] = new_max;
+      }
+    }
+    __syncthreads();
+    // O = O · correction + P · V.
+    if (out_d < dim) {
+#pragma unroll
+      for (int r = 0; r < kQueriesPerWarp; ++r) {
+        const int query = warp + 8 * r;
+        if (query >= queries) break;
+        const float correction = s.corr[query];
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[r][e] *= correction;
+      }
+#pragma unroll 4
+      for (int j = 0; j < kKeys; ++j) {
+        const float4 v = *reinterpret_cast<const float4*>(s.v + j * dim + out_d);
+#pragma unroll
+        for (int r = 0; r < kQueriesPerWarp; ++r) {
+          const int query = warp + 8 * r;
+          if (query >= queries) break;
+          const float p = s.p[query * (kKeys + 1) + j];
+          acc[r][0] += p * v.x;
+          acc[r][1] += p * v.y;
+          acc[r][2] += p * v.z;
+          acc[r][3] += p * v.w;
+        }
+      }
+    }
+  }
+  __syncthreads();
+  if (out_d < dim) {
+#pragma unroll
+    for (int r = 0; r < kQueriesPerWarp; ++r) {
+      const int query = warp + 8 * r;
+      if (query >= queries) break;
+      const int row = first_row + query / group;
+      const int head = kv_head * group + query % group;
+      const float inv = 1.0f / s.denom[query];
+      float* dst = args.out + (int64_t(row) * args.num_heads + head) * dim + out_d;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) dst[e] = acc[r][e] * inv;
+    }
+  }
+}
+
+size_t shared_bytes(int dim) {
+  return sizeof(float) *
+         (size_t(kMaxQueries) * dim + kKeys * (dim + 1) + kKeys * dim + kMaxQueries * (kKeys + 1) + 3 * kMaxQueries);
+}
+
+}  // namespace
+
+bool prefill_attention_supported(const AttentionArgs& args) {
+  return args.key_dim == args.value_dim && args.key_dim <= kMaxHeadDim && args.key_dim % 4 == 0 &&
+         args.group * kPrefillTileRows <= kMaxQueries && args.group >= 1;
+}
+
+void paged_attention_prefill(const GpuExec& exec, const AttentionArgs& args, const int32_t* query_tiles,
+                             int num_tiles) {
+  if (num_tiles == 0) return;
+  if (!prefill_attention_supported(args)) {
+    std::fprintf(stderr, "moeserve: paged_attention_prefill: unsupported shape (head_dim %d, group %d)\n", args.key_dim,
+                 args.group);
+    std::abort();
+  }
+  const size_t bytes = shared_bytes(args.key_dim);
+  static_assert(kMaxQueries % 8 == 0);
+  cudaFuncSetAttribute(prefill_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+  const dim3 grid(num_tiles, args.num_heads / args.group);
+  prefill_attention_kernel<<<grid, kThreads, bytes, stream_of(exec)>>>(args, query_tiles);
+  check_launch("paged_attention_prefill");
+}
+
+}  // namespace moeserve::cuda
