@@ -6,14 +6,18 @@
 
 namespace moeserve {
 
-Result<std::unique_ptr<DecoderModel>> DecoderModel::load(const ModelConfig& config, const WeightSource& weights,
+Result<std::unique_ptr<DecoderModel>> DecoderModel::load(const ModelConfig& config, const WeightSource& source,
                                                          const ModelOptions& options) {
   if (config.fp8_block_size) {
     return make_error("fp8-quantized checkpoints are not supported by the CPU backend yet");
   }
+  MS_RETURN_IF_ERROR(validate_shard_spec(config, options.shard));
   auto model = std::make_unique<DecoderModel>();
   model->config_ = config;
+  model->shard_ = options.shard;
   const ModelConfig& cfg = model->config_;  // layers keep a pointer to this copy
+  const ShardSpec& shard = model->shard_;
+  const ShardedWeights weights(source, model->owned_weights_);
   const int64_t hidden = cfg.hidden_size;
   const WeightNames& names = architecture_definition(cfg.architecture).names;
   MS_ASSIGN_OR_RETURN(model->embed_tokens_, weights.require("model.embed_tokens.weight", Shape{cfg.vocab_size, hidden}));
@@ -31,15 +35,16 @@ Result<std::unique_ptr<DecoderModel>> DecoderModel::load(const ModelConfig& conf
                         weights.require(prefix + "post_attention_layernorm.weight", Shape{hidden}));
     std::variant<GqaAttention, MlaAttention> attention;
     if (cfg.is_mla()) {
-      MS_ASSIGN_OR_RETURN(attention, MlaAttention::load(cfg, weights, prefix + "self_attn.", options.mla_mode));
+      MS_ASSIGN_OR_RETURN(attention,
+                          MlaAttention::load(cfg, weights, prefix + "self_attn.", options.mla_mode, shard.tp));
     } else {
-      MS_ASSIGN_OR_RETURN(attention, GqaAttention::load(cfg, weights, prefix + "self_attn."));
+      MS_ASSIGN_OR_RETURN(attention, GqaAttention::load(cfg, weights, prefix + "self_attn.", shard.tp));
     }
     std::variant<SwigluMlp, MoeBlock> ffn;
     if (cfg.layer_is_moe[layer_idx]) {
-      MS_ASSIGN_OR_RETURN(ffn, MoeBlock::load(cfg, names, weights, prefix));
+      MS_ASSIGN_OR_RETURN(ffn, MoeBlock::load(cfg, names, weights, prefix, shard));
     } else {
-      MS_ASSIGN_OR_RETURN(ffn, SwigluMlp::load(weights, prefix + "mlp.", hidden, cfg.intermediate_size));
+      MS_ASSIGN_OR_RETURN(ffn, SwigluMlp::load(weights, prefix + "mlp.", hidden, cfg.intermediate_size, shard.tp));
     }
     model->layers_.push_back(Layer{input_norm, post_norm, std::move(attention), std::move(ffn)});
   }
@@ -47,11 +52,16 @@ Result<std::unique_ptr<DecoderModel>> DecoderModel::load(const ModelConfig& conf
 }
 
 int DecoderModel::kv_entry_size() const {
-  return config_.is_mla() ? MlaAttention::kv_entry_size(config_) : GqaAttention::kv_entry_size(config_);
+  return config_.is_mla() ? MlaAttention::kv_entry_size(config_) : GqaAttention::kv_entry_size(config_, shard_.tp);
+}
+
+MoeBlock* DecoderModel::moe_block(int layer_idx) { return std::get_if<MoeBlock>(&layers_[layer_idx].ffn); }
+const MoeBlock* DecoderModel::moe_block(int layer_idx) const {
+  return std::get_if<MoeBlock>(&layers_[layer_idx].ffn);
 }
 
 void DecoderModel::forward(ExecContext& exec, const ForwardBatch& batch, const KvMemory& kv,
-                           const TensorView& logits) const {
+                           const TensorView& logits, const ParallelComm& comm) const {
   const int64_t tokens = static_cast<int64_t>(batch.token_ids.size());
   const int64_t hidden = config_.hidden_size;
   Tensor residual(DType::kF32, Shape{tokens, hidden});
@@ -60,7 +70,7 @@ void DecoderModel::forward(ExecContext& exec, const ForwardBatch& batch, const K
   ops::embedding(exec, embed_tokens_, batch.token_ids, residual.view());
   for (size_t layer_idx = 0; layer_idx < layers_.size(); ++layer_idx) {
     const Layer& layer = layers_[layer_idx];
-    LayerContext ctx{exec, batch, kv.layer(static_cast<int>(layer_idx)), static_cast<int>(layer_idx)};
+    LayerContext ctx{exec, batch, kv.layer(static_cast<int>(layer_idx)), static_cast<int>(layer_idx), comm};
     ops::rms_norm(exec, residual.view(), layer.input_norm, config_.rms_norm_eps, normed.view());
     std::visit([&](const auto& attention) { attention.forward(ctx, normed.view(), branch.view()); }, layer.attention);
     ops::add_inplace(exec, residual.view(), branch.view());
@@ -71,6 +81,7 @@ void DecoderModel::forward(ExecContext& exec, const ForwardBatch& batch, const K
             ffn.forward(ctx, normed.view(), branch.view());
           } else {
             ffn.forward(exec, normed.view(), branch.view());
+            if (comm.tp != nullptr) comm.tp->all_reduce_sum(branch.view());  // row-parallel down
           }
         },
         layer.ffn);

@@ -52,7 +52,11 @@ struct TensorView {
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
   int64_t dim(int axis) const { return shape[axis]; }
   // Elements per index of axis 0 (a "row" of a 2-D or higher tensor).
-  int64_t row_size() const { return shape.rank() == 0 ? 1 : numel() / shape[0]; }
+  int64_t row_size() const {  // the product of the dims after the first (also with zero rows)
+    int64_t size = 1;
+    for (int axis = 1; axis < shape.rank(); ++axis) size *= shape[axis];
+    return size;
+  }
 
   template <typename T>
   T* as() const {

@@ -2,26 +2,42 @@
 
 namespace moeserve {
 
-Result<GqaAttention> GqaAttention::load(const ModelConfig& config, const WeightSource& weights,
-                                        const std::string& prefix) {
+Result<GqaAttention> GqaAttention::load(const ModelConfig& config, const ShardedWeights& weights,
+                                        const std::string& prefix, const Partition& tp) {
   GqaAttention layer;
   layer.config_ = &config;
+  layer.num_heads_ = config.num_heads / tp.size;
+  layer.num_kv_heads_ = local_kv_heads(config, tp);
   layer.rope_ = build_rope_table(config.rope);
   const int64_t hidden = config.hidden_size;
-  const int64_t q_out = static_cast<int64_t>(config.num_heads) * config.head_dim;
-  const int64_t kv_out = static_cast<int64_t>(config.num_kv_heads) * config.head_dim;
-  auto load_linear = [&](const std::string& name, int64_t out, int64_t in, bool bias) -> Result<LinearWeights> {
+  const int64_t head_dim = config.head_dim;
+  const int64_t q_out = static_cast<int64_t>(config.num_heads) * head_dim;
+  const int64_t kv_out = static_cast<int64_t>(config.num_kv_heads) * head_dim;
+  // Column-parallel: rows [first_head·D, (first_head + heads)·D) of the weight (and bias).
+  auto load_heads = [&](const std::string& name, int64_t out, int64_t first_head, int64_t heads,
+                        bool bias) -> Result<LinearWeights> {
     LinearWeights linear;
-    MS_ASSIGN_OR_RETURN(linear.weight, weights.require(prefix + name + ".weight", Shape{out, in}));
+    MS_ASSIGN_OR_RETURN(linear.weight, weights.rows(prefix + name + ".weight", Shape{out, hidden},
+                                                    first_head * head_dim, heads * head_dim));
     if (bias) {
-      MS_ASSIGN_OR_RETURN(linear.bias, weights.require(prefix + name + ".bias", Shape{out}));
+      MS_ASSIGN_OR_RETURN(linear.bias,
+                          weights.rows(prefix + name + ".bias", Shape{out}, first_head * head_dim, heads * head_dim));
     }
     return linear;
   };
-  MS_ASSIGN_OR_RETURN(layer.q_proj_, load_linear("q_proj", q_out, hidden, config.qkv_bias));
-  MS_ASSIGN_OR_RETURN(layer.k_proj_, load_linear("k_proj", kv_out, hidden, config.qkv_bias));
-  MS_ASSIGN_OR_RETURN(layer.v_proj_, load_linear("v_proj", kv_out, hidden, config.qkv_bias));
-  MS_ASSIGN_OR_RETURN(layer.o_proj_, load_linear("o_proj", hidden, q_out, config.o_bias));
+  // A replicated KV head when there are fewer KV heads than ranks (vLLM's rule: rank r uses
+  // head r / (tp / num_kv_heads)), else this rank's block.
+  const int64_t first_kv = config.num_kv_heads >= tp.size ? static_cast<int64_t>(tp.rank) * layer.num_kv_heads_
+                                                          : tp.rank / (tp.size / config.num_kv_heads);
+  MS_ASSIGN_OR_RETURN(layer.q_proj_, load_heads("q_proj", q_out, static_cast<int64_t>(tp.rank) * layer.num_heads_,
+                                                layer.num_heads_, config.qkv_bias));
+  MS_ASSIGN_OR_RETURN(layer.k_proj_, load_heads("k_proj", kv_out, first_kv, layer.num_kv_heads_, config.qkv_bias));
+  MS_ASSIGN_OR_RETURN(layer.v_proj_, load_heads("v_proj", kv_out, first_kv, layer.num_kv_heads_, config.qkv_bias));
+  // Row-parallel: this rank's input columns; the bias is added once, by rank 0.
+  MS_ASSIGN_OR_RETURN(layer.o_proj_.weight, weights.col_block(prefix + "o_proj.weight", Shape{hidden, q_out}, tp));
+  if (config.o_bias && tp.rank == 0) {
+    MS_ASSIGN_OR_RETURN(layer.o_proj_.bias, weights.require(prefix + "o_proj.bias", Shape{hidden}));
+  }
   if (config.qk_norm) {
     MS_ASSIGN_OR_RETURN(layer.q_norm_, weights.require(prefix + "q_norm.weight", Shape{config.head_dim}));
     MS_ASSIGN_OR_RETURN(layer.k_norm_, weights.require(prefix + "k_norm.weight", Shape{config.head_dim}));
@@ -33,10 +49,10 @@ void GqaAttention::forward(LayerContext& ctx, const TensorView& x, const TensorV
   const ModelConfig& config = *config_;
   const int64_t tokens = x.dim(0);
   const int64_t head_dim = config.head_dim;
-  Tensor q(DType::kF32, Shape{tokens, config.num_heads, head_dim});
-  Tensor k(DType::kF32, Shape{tokens, config.num_kv_heads, head_dim});
-  Tensor v(DType::kF32, Shape{tokens, config.num_kv_heads, head_dim});
-  auto flat = [&](const Tensor& t) { return t.view().reshaped(Shape{tokens, t.numel() / tokens}); };
+  Tensor q(DType::kF32, Shape{tokens, num_heads_, head_dim});
+  Tensor k(DType::kF32, Shape{tokens, num_kv_heads_, head_dim});
+  Tensor v(DType::kF32, Shape{tokens, num_kv_heads_, head_dim});
+  auto flat = [&](const Tensor& t) { return t.view().reshaped(Shape{tokens, t.shape()[1] * t.shape()[2]}); };
   ops::linear(ctx.exec, x, q_proj_.weight, q_proj_.bias, flat(q));
   ops::linear(ctx.exec, x, k_proj_.weight, k_proj_.bias, flat(k));
   ops::linear(ctx.exec, x, v_proj_.weight, v_proj_.bias, flat(v));
@@ -47,14 +63,15 @@ void GqaAttention::forward(LayerContext& ctx, const TensorView& x, const TensorV
   ops::rope(ctx.exec, q.view(), ctx.batch.positions, rope_.params());
   ops::rope(ctx.exec, k.view(), ctx.batch.positions, rope_.params());
   ops::kv_write(ctx.exec, ctx.kv, ctx.batch.sequences, flat(k), flat(v));
-  Tensor attended(DType::kF32, Shape{tokens, config.num_heads, head_dim});
-  const ops::AttentionParams params{.num_heads = config.num_heads,
-                                    .num_kv_heads = config.num_kv_heads,
+  Tensor attended(DType::kF32, Shape{tokens, num_heads_, head_dim});
+  const ops::AttentionParams params{.num_heads = num_heads_,
+                                    .num_kv_heads = num_kv_heads_,
                                     .head_dim = config.head_dim,
                                     .scale = config.attention_scale,
                                     .sliding_window = config.sliding_window};
   ops::attention(ctx.exec, q.view(), ctx.kv, ctx.batch.sequences, params, attended.view());
   ops::linear(ctx.exec, flat(attended), o_proj_.weight, o_proj_.bias, out);
+  if (ctx.comm.tp != nullptr) ctx.comm.tp->all_reduce_sum(out);
 }
 
 }  // namespace moeserve

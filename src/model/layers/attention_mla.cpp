@@ -4,31 +4,35 @@
 
 namespace moeserve {
 
-Result<MlaAttention> MlaAttention::load(const ModelConfig& config, const WeightSource& weights,
-                                        const std::string& prefix, MlaMode mode) {
+Result<MlaAttention> MlaAttention::load(const ModelConfig& config, const ShardedWeights& weights,
+                                        const std::string& prefix, MlaMode mode, const Partition& tp) {
   const MlaConfig& mla = *config.mla;
   const int64_t hidden = config.hidden_size;
   const int64_t heads = config.num_heads;
   MlaAttention layer;
   layer.config_ = &config;
   layer.mode_ = mode;
+  layer.num_heads_ = config.num_heads / tp.size;
   layer.rope_ = build_rope_table(config.rope);
   auto require = [&](const std::string& name, Shape shape) { return weights.require(prefix + name, shape); };
   if (mla.q_lora_rank > 0) {
     MS_ASSIGN_OR_RETURN(layer.q_a_proj_.weight, require("q_a_proj.weight", Shape{mla.q_lora_rank, hidden}));
     MS_ASSIGN_OR_RETURN(layer.q_a_norm_, require("q_a_layernorm.weight", Shape{mla.q_lora_rank}));
-    MS_ASSIGN_OR_RETURN(layer.q_b_proj_.weight,
-                        require("q_b_proj.weight", Shape{heads * mla.qk_head_dim(), mla.q_lora_rank}));
+    MS_ASSIGN_OR_RETURN(
+        layer.q_b_proj_.weight,
+        weights.row_block(prefix + "q_b_proj.weight", Shape{heads * mla.qk_head_dim(), mla.q_lora_rank}, tp));
   } else {
-    MS_ASSIGN_OR_RETURN(layer.q_proj_.weight, require("q_proj.weight", Shape{heads * mla.qk_head_dim(), hidden}));
+    MS_ASSIGN_OR_RETURN(layer.q_proj_.weight,
+                        weights.row_block(prefix + "q_proj.weight", Shape{heads * mla.qk_head_dim(), hidden}, tp));
   }
   MS_ASSIGN_OR_RETURN(layer.kv_a_proj_.weight,
                       require("kv_a_proj_with_mqa.weight", Shape{mla.kv_lora_rank + mla.qk_rope_head_dim, hidden}));
   MS_ASSIGN_OR_RETURN(layer.kv_a_norm_, require("kv_a_layernorm.weight", Shape{mla.kv_lora_rank}));
   MS_ASSIGN_OR_RETURN(layer.kv_b_proj_.weight,
-                      require("kv_b_proj.weight",
-                              Shape{heads * (mla.qk_nope_head_dim + mla.v_head_dim), mla.kv_lora_rank}));
-  MS_ASSIGN_OR_RETURN(layer.o_proj_.weight, require("o_proj.weight", Shape{hidden, heads * mla.v_head_dim}));
+                      weights.row_block(prefix + "kv_b_proj.weight",
+                                        Shape{heads * (mla.qk_nope_head_dim + mla.v_head_dim), mla.kv_lora_rank}, tp));
+  MS_ASSIGN_OR_RETURN(layer.o_proj_.weight,
+                      weights.col_block(prefix + "o_proj.weight", Shape{hidden, heads * mla.v_head_dim}, tp));
   if (mode != MlaMode::kNaive) {
     const TensorView& kv_b = layer.kv_b_proj_.weight;
     layer.kv_b_f32_ = Tensor(DType::kF32, kv_b.shape);
@@ -39,7 +43,7 @@ Result<MlaAttention> MlaAttention::load(const ModelConfig& config, const WeightS
 
 void MlaAttention::compute_query(LayerContext& ctx, const TensorView& x, const TensorView& q) const {
   const int64_t tokens = x.dim(0);
-  const TensorView q_flat = q.reshaped(Shape{tokens, q.numel() / tokens});
+  const TensorView q_flat = q.reshaped(Shape{tokens, q.dim(1) * q.dim(2)});
   if (q_a_proj_.weight.data != nullptr) {
     Tensor q_latent(DType::kF32, Shape{tokens, q_a_proj_.out_features()});
     ops::linear(ctx.exec, x, q_a_proj_.weight, q_a_proj_.bias, q_latent.view());
@@ -54,7 +58,7 @@ void MlaAttention::compute_query(LayerContext& ctx, const TensorView& x, const T
 void MlaAttention::forward(LayerContext& ctx, const TensorView& x, const TensorView& out) const {
   const MlaConfig& mla = *config_->mla;
   const int64_t tokens = x.dim(0);
-  const int64_t heads = config_->num_heads;
+  const int64_t heads = num_heads_;
   Tensor q(DType::kF32, Shape{tokens, heads, mla.qk_head_dim()});
   compute_query(ctx, x, q.view());
 
@@ -85,11 +89,12 @@ void MlaAttention::forward(LayerContext& ctx, const TensorView& x, const TensorV
   }
   ops::linear(ctx.exec, attended.view().reshaped(Shape{tokens, heads * mla.v_head_dim}), o_proj_.weight,
               o_proj_.bias, out);
+  if (ctx.comm.tp != nullptr) ctx.comm.tp->all_reduce_sum(out);
 }
 
 void MlaAttention::attend_naive(LayerContext& ctx, const TensorView& q, const TensorView& attended) const {
   const MlaConfig& mla = *config_->mla;
-  const int64_t heads = config_->num_heads;
+  const int64_t heads = num_heads_;
   const int64_t nope = mla.qk_nope_head_dim;
   const int64_t rope_dim = mla.qk_rope_head_dim;
   const int64_t v_dim = mla.v_head_dim;
@@ -124,7 +129,7 @@ void MlaAttention::attend_naive(LayerContext& ctx, const TensorView& q, const Te
 void MlaAttention::attend_absorbed(LayerContext& ctx, const TensorView& q, const TensorView& attended) const {
   const MlaConfig& mla = *config_->mla;
   const int64_t tokens = q.dim(0);
-  const int64_t heads = config_->num_heads;
+  const int64_t heads = num_heads_;
   Tensor q_absorbed(DType::kF32, Shape{tokens, heads, mla.kv_lora_rank + mla.qk_rope_head_dim});
   ops::mla_absorb_q(ctx.exec, q, kv_b_f32_.view(), mla.qk_nope_head_dim, mla.v_head_dim, q_absorbed.view());
   Tensor latent_out(DType::kF32, Shape{tokens, heads, mla.kv_lora_rank});

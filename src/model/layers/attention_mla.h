@@ -2,12 +2,15 @@
 // → q_b_proj (q-LoRA). Key/value: kv_a_proj_with_mqa gives the latent c (RMSNorm'd) and one
 // shared rope key k_pe; only [c | k_pe] is cached (kv_lora_rank + qk_rope_head_dim floats per
 // token). Two equal forms: naive (up-project c through kv_b_proj to per-head K/V) and absorbed
-// (fold W_UK into the query and W_UV into the output: MQA over the latent).
+// (fold W_UK into the query and W_UV into the output: MQA over the latent). Tensor parallel:
+// each rank holds num_heads / tp heads of the up-projections (q_proj/q_b_proj, kv_b_proj as row
+// blocks) and o_proj's matching column block (partial sums all-reduced); the latent cache and
+// the down-projections are replicated, as in vLLM.
 #pragma once
 
 #include <string>
 
-#include "loader/weight_source.h"
+#include "model/sharded_weights.h"
 #include "model/config.h"
 #include "model/layers/layer_context.h"
 #include "model/layers/rope.h"
@@ -19,8 +22,8 @@ enum class MlaMode { kAuto, kNaive, kAbsorbed };
 
 class MlaAttention {
  public:
-  static Result<MlaAttention> load(const ModelConfig& config, const WeightSource& weights, const std::string& prefix,
-                                   MlaMode mode);
+  static Result<MlaAttention> load(const ModelConfig& config, const ShardedWeights& weights, const std::string& prefix,
+                                   MlaMode mode, const Partition& tp = {});
   static int kv_entry_size(const ModelConfig& config) {
     return config.mla->kv_lora_rank + config.mla->qk_rope_head_dim;
   }
@@ -35,6 +38,7 @@ class MlaAttention {
 
   const ModelConfig* config_ = nullptr;
   MlaMode mode_ = MlaMode::kAuto;
+  int num_heads_ = 0;  // this rank's heads (H below)
   RopeTable rope_;
   LinearWeights q_proj_;            // [H·(dn+dr), hidden] when q_lora_rank == 0
   LinearWeights q_a_proj_;          // [rq, hidden]

@@ -1,9 +1,10 @@
-// What a layer's forward needs besides its input: the exec context, the batch being run and
-// this layer's slice of the paged KV cache.
+// What a layer's forward needs besides its input: the exec context, the batch being run,
+// this layer's slice of the paged KV cache and the rank's communicators (null on one rank).
 #pragma once
 
 #include "kernels/ops.h"
 #include "model/forward_batch.h"
+#include "model/parallel.h"
 
 namespace moeserve {
 
@@ -12,6 +13,7 @@ struct LayerContext {
   const ForwardBatch& batch;
   PagedKvLayer kv;
   int layer_idx = 0;
+  ParallelComm comm;
 };
 
 // A projection's weight [out, in] and optional bias [out] (null view when absent).

@@ -2,13 +2,13 @@
 
 namespace moeserve {
 
-Result<SwigluMlp> SwigluMlp::load(const WeightSource& weights, const std::string& prefix, int64_t hidden,
-                                  int64_t intermediate, const std::string& gate_name, const std::string& up_name,
-                                  const std::string& down_name) {
+Result<SwigluMlp> SwigluMlp::load(const ShardedWeights& weights, const std::string& prefix, int64_t hidden,
+                                  int64_t intermediate, const Partition& part, const MlpNames& names) {
   SwigluMlp mlp;
-  MS_ASSIGN_OR_RETURN(mlp.gate_, weights.require(prefix + gate_name + ".weight", Shape{intermediate, hidden}));
-  MS_ASSIGN_OR_RETURN(mlp.up_, weights.require(prefix + up_name + ".weight", Shape{intermediate, hidden}));
-  MS_ASSIGN_OR_RETURN(mlp.down_, weights.require(prefix + down_name + ".weight", Shape{hidden, intermediate}));
+  MS_ASSIGN_OR_RETURN(mlp.gate_, weights.row_block(prefix + names.gate + ".weight", Shape{intermediate, hidden}, part));
+  MS_ASSIGN_OR_RETURN(mlp.up_, weights.row_block(prefix + names.up + ".weight", Shape{intermediate, hidden}, part));
+  MS_ASSIGN_OR_RETURN(mlp.down_,
+                      weights.col_block(prefix + names.down + ".weight", Shape{hidden, intermediate}, part));
   return mlp;
 }
 

@@ -1,20 +1,40 @@
 // SwiGLU MLP: down(silu(gate(x)) * up(x)). Used for dense layers, every routed expert and the
-// shared experts.
+// shared experts. Tensor parallel (`part` of the intermediate dim): gate/up are row blocks
+// (views), down the matching column block (a copy); forward then yields this rank's partial
+// sum, which the caller all-reduces (once per block, not per MLP).
 #pragma once
 
 #include <string>
 
-#include "loader/weight_source.h"
+#include "model/sharded_weights.h"
 #include "model/layers/layer_context.h"
 
 namespace moeserve {
 
+// The checkpoint names of an MLP's three projections.
+struct MlpNames {
+  std::string gate = "gate_proj";
+  std::string up = "up_proj";
+  std::string down = "down_proj";
+};
+
 class SwigluMlp {
  public:
-  // Loads prefix + {gate,up,down} names + ".weight"; gate/up [I, hidden], down [hidden, I].
-  static Result<SwigluMlp> load(const WeightSource& weights, const std::string& prefix, int64_t hidden,
-                                int64_t intermediate, const std::string& gate_name = "gate_proj",
-                                const std::string& up_name = "up_proj", const std::string& down_name = "down_proj");
+  // Loads prefix + {gate,up,down} names + ".weight"; gate/up [I, hidden], down [hidden, I]
+  // (this rank holds I / part.size of the intermediate dim).
+  static Result<SwigluMlp> load(const ShardedWeights& weights, const std::string& prefix, int64_t hidden,
+                                int64_t intermediate, const Partition& part = {}, const MlpNames& names = {});
+  // From weights already in memory (expert-parallel placement and EPLB moves).
+  static SwigluMlp from_views(TensorView gate, TensorView up, TensorView down) {
+    SwigluMlp mlp;
+    mlp.gate_ = gate;
+    mlp.up_ = up;
+    mlp.down_ = down;
+    return mlp;
+  }
+  const TensorView& gate() const { return gate_; }
+  const TensorView& up() const { return up_; }
+  const TensorView& down() const { return down_; }
 
   // x [T, hidden] → out [T, hidden].
   void forward(ExecContext& exec, const TensorView& x, const TensorView& out) const;

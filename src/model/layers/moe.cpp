@@ -4,10 +4,12 @@
 
 #include <fmt/format.h>
 
+#include "model/layers/moe_dispatch.h"
+
 namespace moeserve {
 
-Result<MoeBlock> MoeBlock::load(const ModelConfig& config, const WeightNames& names, const WeightSource& weights,
-                                const std::string& prefix) {
+Result<MoeBlock> MoeBlock::load(const ModelConfig& config, const WeightNames& names, const ShardedWeights& weights,
+                                const std::string& prefix, const ShardSpec& shard) {
   const MoeConfig& moe = *config.moe;
   const int64_t hidden = config.hidden_size;
   MoeBlock block;
@@ -19,81 +21,139 @@ Result<MoeBlock> MoeBlock::load(const ModelConfig& config, const WeightNames& na
                                                moe.selection == RouterSelection::kGroupLimitedTop2Sum,
                                            .renormalize = moe.norm_topk_prob,
                                            .scaling_factor = moe.routed_scaling_factor};
+  block.num_experts_ = moe.num_experts;
+  block.expert_parallel_ = shard.expert_parallel;
+  block.tp_ = shard.tp;
+  block.ep_ = shard.ep;
+  block.all2all_ = shard.all2all;
   const std::string block_prefix = prefix + names.moe_block + ".";
   MS_ASSIGN_OR_RETURN(block.router_, weights.require(block_prefix + "gate.weight", Shape{moe.num_experts, hidden}));
   if (moe.has_score_correction_bias) {
     MS_ASSIGN_OR_RETURN(block.selection_bias_,
                         weights.require(block_prefix + "gate.e_score_correction_bias", Shape{moe.num_experts}));
   }
-  block.experts_.reserve(moe.num_experts);
-  for (int expert = 0; expert < moe.num_experts; ++expert) {
-    MS_ASSIGN_OR_RETURN(SwigluMlp mlp, SwigluMlp::load(weights, fmt::format("{}experts.{}.", block_prefix, expert),
-                                                       hidden, moe.expert_intermediate_size, names.expert_gate,
-                                                       names.expert_up, names.expert_down));
+  // Expert parallel: whole experts for this rank's slots; else every expert's TP slice.
+  const Partition expert_part = shard.expert_parallel ? Partition{} : shard.tp;
+  std::vector<int> to_load;
+  if (shard.expert_parallel) {
+    block.map_ = std::make_shared<const ExpertMap>(
+        ExpertMap::initial(moe.num_experts, shard.num_redundant_experts, shard.ep.size, shard.placement));
+    const int per_rank = block.map_->slots_per_rank();
+    for (int slot = shard.ep.rank * per_rank; slot < (shard.ep.rank + 1) * per_rank; ++slot) {
+      to_load.push_back(block.map_->phys2log[slot]);
+    }
+  } else {
+    for (int expert = 0; expert < moe.num_experts; ++expert) to_load.push_back(expert);
+  }
+  block.experts_.reserve(to_load.size());
+  const MlpNames expert_names{names.expert_gate, names.expert_up, names.expert_down};
+  for (int expert : to_load) {
+    MS_ASSIGN_OR_RETURN(SwigluMlp mlp,
+                        SwigluMlp::load(weights, fmt::format("{}experts.{}.", block_prefix, expert), hidden,
+                                        moe.expert_intermediate_size, expert_part, expert_names));
     block.experts_.push_back(mlp);
   }
   if (moe.shared_intermediate_size > 0) {
     block.has_shared_ = true;
     MS_ASSIGN_OR_RETURN(block.shared_, SwigluMlp::load(weights, block_prefix + names.shared_expert + ".", hidden,
-                                                       moe.shared_intermediate_size));
+                                                       moe.shared_intermediate_size, expert_part));
     if (moe.shared_expert_gate) {
-      MS_ASSIGN_OR_RETURN(block.shared_gate_, weights.require(block_prefix + "shared_expert_gate.weight",
-                                                              Shape{1, hidden}));
+      MS_ASSIGN_OR_RETURN(block.shared_gate_,
+                          weights.require(block_prefix + "shared_expert_gate.weight", Shape{1, hidden}));
     }
   }
   return block;
 }
 
+void MoeBlock::set_placement(std::shared_ptr<const ExpertMap> map, std::vector<SwigluMlp> local_experts) {
+  MS_CHECK(expert_parallel_ && static_cast<int>(local_experts.size()) == map->slots_per_rank());
+  map_ = std::move(map);
+  experts_ = std::move(local_experts);
+}
+
 void MoeBlock::forward(LayerContext& ctx, const TensorView& x, const TensorView& out) const {
   const int64_t tokens = x.dim(0);
-  const int64_t hidden = x.dim(1);
-  const int num_experts = static_cast<int>(experts_.size());
   const int top_k = router_params_.top_k;
 
-  Tensor logits(DType::kF32, Shape{tokens, num_experts});
+  // Routing runs on every token on every TP rank (the router is replicated and cheap), so the
+  // routed-token counts on any rank describe the whole batch.
+  Tensor logits(DType::kF32, Shape{tokens, num_experts_});
   ops::linear(ctx.exec, x, router_, TensorView{}, logits.view());
   Tensor expert_ids(DType::kI32, Shape{tokens, top_k});
   Tensor expert_weights(DType::kF32, Shape{tokens, top_k});
   ops::route(ctx.exec, logits.view(), selection_bias_, router_params_, expert_ids.view(), expert_weights.view());
-
-  // Dispatch: the rows (and their weights) each expert received.
-  std::vector<std::vector<int32_t>> rows(num_experts);
-  std::vector<std::vector<float>> weights(num_experts);
-  for (int64_t t = 0; t < tokens; ++t) {
-    for (int k = 0; k < top_k; ++k) {
-      const int32_t expert = expert_ids.view().as<int32_t>()[t * top_k + k];
-      rows[expert].push_back(static_cast<int32_t>(t));
-      weights[expert].push_back(expert_weights.f32()[t * top_k + k]);
-    }
-  }
+  const std::span<const int32_t> ids(expert_ids.view().as<int32_t>(), static_cast<size_t>(tokens * top_k));
   if (ctx.batch.expert_load != nullptr) {
-    int64_t* counts = ctx.batch.expert_load->counts.data() + static_cast<int64_t>(ctx.layer_idx) * num_experts;
-    for (int expert = 0; expert < num_experts; ++expert) counts[expert] += static_cast<int64_t>(rows[expert].size());
+    int64_t* counts = ctx.batch.expert_load->counts.data() + static_cast<int64_t>(ctx.layer_idx) * num_experts_;
+    for (int32_t expert : ids) ++counts[expert];
+  }
+  if (expert_parallel_) {
+    forward_expert_parallel(ctx, x, expert_ids, expert_weights, out);
+    return;
   }
   std::fill(out.as<float>(), out.as<float>() + out.numel(), 0.0f);
-  for (int expert = 0; expert < num_experts; ++expert) {
-    if (rows[expert].empty()) continue;  // experts no token chose are skipped entirely
-    const int64_t count = static_cast<int64_t>(rows[expert].size());
-    Tensor gathered(DType::kF32, Shape{count, hidden});
-    Tensor expert_out(DType::kF32, Shape{count, hidden});
-    ops::gather_rows(ctx.exec, x, rows[expert], gathered.view());
-    experts_[expert].forward(ctx.exec, gathered.view(), expert_out.view());
-    ops::scatter_add_rows(ctx.exec, expert_out.view(), rows[expert], weights[expert], out);
-  }
+  const RoutedTokens routed{.x = x,
+                            .slots = ids,
+                            .weights = {expert_weights.f32(), static_cast<size_t>(tokens * top_k)},
+                            .top_k = top_k};
+  accumulate_local_experts(ctx.exec, routed, LocalExperts{0, experts_}, out);
+  add_shared(ctx.exec, x, out);
+  if (ctx.comm.tp != nullptr) ctx.comm.tp->all_reduce_sum(out);
+}
 
-  if (has_shared_) {
-    Tensor shared_out(DType::kF32, Shape{tokens, hidden});
-    shared_.forward(ctx.exec, x, shared_out.view());
-    std::vector<float> scale(tokens, 1.0f);
-    if (shared_gate_.data != nullptr) {
-      Tensor gate_logit(DType::kF32, Shape{tokens, 1});
-      ops::linear(ctx.exec, x, shared_gate_, TensorView{}, gate_logit.view());
-      for (int64_t t = 0; t < tokens; ++t) scale[t] = 1.0f / (1.0f + std::exp(-gate_logit.f32()[t]));
-    }
-    std::vector<int32_t> all_rows(tokens);
-    for (int64_t t = 0; t < tokens; ++t) all_rows[t] = static_cast<int32_t>(t);
-    ops::scatter_add_rows(ctx.exec, shared_out.view(), all_rows, scale, out);
+void MoeBlock::forward_expert_parallel(LayerContext& ctx, const TensorView& x, const Tensor& expert_ids,
+                                       const Tensor& expert_weights, const TensorView& out) const {
+  MS_CHECK(ctx.comm.ep != nullptr);
+  const ExpertMap& map = *map_;
+  const int64_t tokens = x.dim(0);
+  const int64_t hidden = x.dim(1);
+  const int top_k = router_params_.top_k;
+  // Physical slot of each (token, k): replica = flattened position mod the replica count.
+  std::vector<int32_t> slots(static_cast<size_t>(tokens * top_k));
+  for (int64_t i = 0; i < tokens * top_k; ++i) slots[i] = map.slot_for(expert_ids.view().as<int32_t>()[i], i);
+  // This TP rank's chunk of the tokens (sequence-parallel MoE).
+  auto chunk_begin = [&](int rank) { return tokens * rank / tp_.size; };
+  const int64_t begin = chunk_begin(tp_.rank);
+  const int64_t count = chunk_begin(tp_.rank + 1) - begin;
+  Tensor chunk_out;
+  if (tp_.size > 1) chunk_out = Tensor(DType::kF32, Shape{count, hidden});
+  const TensorView chunk_view = tp_.size > 1 ? chunk_out.view() : out;
+  const RoutedTokens routed{.x = x.rows(begin, count),
+                            .slots = std::span<const int32_t>(slots).subspan(begin * top_k, count * top_k),
+                            .weights = {expert_weights.f32() + begin * top_k, static_cast<size_t>(count * top_k)},
+                            .top_k = top_k};
+  const LocalExperts local{ctx.comm.ep->rank() * map.slots_per_rank(), experts_};
+  switch (all2all_) {
+    case All2AllBackend::kAllgatherReducescatter:
+      ep_allgather_reducescatter(ctx.exec, *ctx.comm.ep, routed, local, chunk_view);
+      break;
+    case All2AllBackend::kAlltoall:
+      ep_alltoall(ctx.exec, *ctx.comm.ep, routed, local, map.slots_per_rank(), chunk_view);
+      break;
   }
+  add_shared(ctx.exec, routed.x, chunk_view);
+  if (tp_.size > 1) {
+    std::vector<int64_t> rows(tp_.size);
+    for (int rank = 0; rank < tp_.size; ++rank) rows[rank] = chunk_begin(rank + 1) - chunk_begin(rank);
+    ctx.comm.tp->all_gather_rows(chunk_view, rows, out);
+  }
+}
+
+void MoeBlock::add_shared(ExecContext& exec, const TensorView& x, const TensorView& out) const {
+  if (!has_shared_) return;
+  const int64_t tokens = x.dim(0);
+  const int64_t hidden = x.dim(1);
+  Tensor shared_out(DType::kF32, Shape{tokens, hidden});
+  shared_.forward(exec, x, shared_out.view());
+  std::vector<float> scale(tokens, 1.0f);
+  if (shared_gate_.data != nullptr) {
+    Tensor gate_logit(DType::kF32, Shape{tokens, 1});
+    ops::linear(exec, x, shared_gate_, TensorView{}, gate_logit.view());
+    for (int64_t t = 0; t < tokens; ++t) scale[t] = 1.0f / (1.0f + std::exp(-gate_logit.f32()[t]));
+  }
+  std::vector<int32_t> all_rows(tokens);
+  for (int64_t t = 0; t < tokens; ++t) all_rows[t] = static_cast<int32_t>(t);
+  ops::scatter_add_rows(exec, shared_out.view(), all_rows, scale, out);
 }
 
 }  // namespace moeserve

@@ -1,0 +1,51 @@
+// Expert-parallel dispatch → experts → combine over the EP communicator, and
+// the expert loop every MoE path shares. Tokens arrive with their physical slot
+// ids and routing weights; each rank runs only the experts in its slots. Two
+// backends, the same result up to float summation order (partials are always
+// added in EP-rank order, so the result never depends on timing):
+//   allgather_reducescatter: every rank gathers every rank's tokens, computes
+//   its experts'
+//     weighted outputs for all of them, and a reduce-scatter returns each rank
+//     its tokens' sums;
+//   alltoall: each token row travels only to the ranks owning one of its slots
+//   (once per
+//     rank), the weighted expert sums travel back, and the sender adds them in
+//     rank order.
+#pragma once
+
+#include <span>
+
+#include "comm/communicator.h"
+#include "model/layers/mlp.h"
+
+namespace moeserve {
+
+// The experts of slots [first_slot, first_slot + experts.size()) (all experts
+// on one rank).
+struct LocalExperts {
+  int first_slot = 0;
+  std::span<const SwigluMlp> experts;
+};
+
+// Tokens to send to the experts: x [n, hidden], slots/weights [n × top_k].
+struct RoutedTokens {
+  TensorView x;
+  std::span<const int32_t> slots;
+  std::span<const float> weights;
+  int top_k = 0;
+};
+
+// out[t] += Σ_k weights[t,k] · expert_{slots[t,k]}(x[t]) over the (t, k) whose
+// slot is local; experts in slot order, each on exactly the rows that chose it.
+// out [n, hidden].
+void accumulate_local_experts(ExecContext &exec, const RoutedTokens &tokens, const LocalExperts &local,
+                              const TensorView &out);
+
+// out [n, hidden] (overwritten) = the full routed expert sum of every local
+// token. slots_per_rank maps a slot to its owner (slot / slots_per_rank).
+void ep_allgather_reducescatter(ExecContext &exec, Communicator &ep, const RoutedTokens &tokens,
+                                const LocalExperts &local, const TensorView &out);
+void ep_alltoall(ExecContext &exec, Communicator &ep, const RoutedTokens &tokens, const LocalExperts &local,
+                 int slots_per_rank, const TensorView &out);
+
+}  // namespace moeserve

@@ -1,0 +1,104 @@
+// RankGroup: one model spread over TP × DP ranks of this process, one worker
+// thread per rank (each with its own small thread pool, sharded DecoderModel
+// and KV memory), joined by in-process communicators (a TP group per DP
+// replica, and the EP group over all ranks). Every step is global and in
+// lockstep: each DP replica contributes a batch, and a replica with nothing to
+// run takes part with an empty batch, so the MoE collectives never wait
+// forever. Two ways in: step() runs one step for all replicas at once (tests,
+// single-sequence CLI), and execute(dp_rank, seqs) lets one scheduler per DP
+// replica submit from its own thread; the submissions that are waiting when a
+// step starts run together in it.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "comm/local/local_communicator.h"
+#include "kvcache/kv_memory.h"
+#include "model/decoder_model.h"
+#include "runtime/model_runner.h"
+#include "runtime/parallel_config.h"
+
+namespace moeserve {
+
+class RankGroup {
+ public:
+  // Loads every rank's shard from `weights` (which must outlive the group).
+  // num_blocks / block_size: each DP replica's KV cache (each of its TP ranks
+  // holds its heads' part).
+  static Result<std::unique_ptr<RankGroup>> create(const ModelConfig &config, const WeightSource &weights,
+                                                   const ParallelConfig &parallel, const ModelOptions &options,
+                                                   int num_blocks, int block_size);
+  ~RankGroup();
+  RankGroup(const RankGroup &) = delete;
+  RankGroup &operator=(const RankGroup &) = delete;
+
+  const ModelConfig &config() const { return models_[0]->config(); }
+  const ParallelConfig &parallel() const { return parallel_; }
+  int num_kv_blocks() const { return num_blocks_; }
+  int block_size() const { return block_size_; }
+  // "EP 4 = TP 2 × DP 2 (allgather_reducescatter), experts 0-1 on rank 0, …"
+  // (or "TP 2 × DP 1").
+  std::string describe_layout() const;
+
+  // One lockstep step: batches[d] are DP replica d's sequences (empty: it
+  // idles). Logits per replica as ModelRunner::execute returns them.
+  std::vector<Tensor> step(std::span<const std::vector<RunnerSeq>> batches);
+  // Thread-safe: submits replica dp_rank's sequences and waits for the step
+  // that ran them.
+  Tensor execute(int dp_rank, std::span<const RunnerSeq> seqs);
+
+  // Routed-token counts of replica dp_rank's tokens since its last reset.
+  const ExpertLoad &expert_load(int dp_rank) const { return expert_loads_[dp_rank]; }
+  void reset_expert_load(int dp_rank);
+
+  // Runs fn(global_rank) on every rank's worker thread at once and waits
+  // (between steps; EPLB uses it to move expert weights collectively).
+  void run_on_all_ranks(const std::function<void(int rank)> &fn);
+  DecoderModel &model(int global_rank) { return *models_[global_rank]; }
+  Communicator *ep_comm(int global_rank) { return ep_comms_.empty() ? nullptr : ep_comms_[global_rank].get(); }
+
+ private:
+  RankGroup() = default;
+  void worker_loop(int rank);
+  std::vector<Tensor> run_step(std::span<const std::vector<RunnerSeq>> batches);
+
+  ParallelConfig parallel_;
+  int num_blocks_ = 0;
+  int block_size_ = 0;
+  std::vector<std::unique_ptr<DecoderModel>> models_;  // per global rank
+  std::vector<std::unique_ptr<KvMemory>> kv_;
+  std::vector<ExpertLoad> expert_loads_;  // per DP replica
+  std::vector<std::unique_ptr<LocalGroup>> tp_groups_;
+  std::unique_ptr<LocalGroup> ep_group_;
+  std::vector<std::unique_ptr<Communicator>> tp_comms_,
+      ep_comms_;                                    // per global rank (empty when unused)
+  std::vector<std::unique_ptr<ThreadPool>> pools_;  // per global rank
+  std::vector<ExecContext> execs_;
+
+  // Workers: a generation counter announces each job; `remaining_` counts ranks
+  // still on it.
+  std::vector<std::thread> workers_;
+  std::mutex work_mutex_;
+  std::condition_variable work_ready_, work_done_;
+  const std::function<void(int)> *job_ = nullptr;
+  uint64_t generation_ = 0;
+  int remaining_ = 0;
+  bool stopping_ = false;
+
+  // execute(): submissions waiting for a step, and the step in flight.
+  std::mutex submit_mutex_;
+  std::condition_variable submit_cv_;
+  std::vector<const std::span<const RunnerSeq> *> pending_;  // per DP replica, null = none
+  std::vector<Tensor *> pending_out_;
+  std::vector<bool> in_step_;
+  std::vector<bool> done_;
+  bool step_running_ = false;
+};
+
+}  // namespace moeserve
