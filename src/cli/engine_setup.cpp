@@ -8,6 +8,7 @@
 #include "plan/startup_check.h"
 #include "runtime/cpu_runner.h"
 #ifdef MOESERVE_HAVE_CUDA
+#include "device/cuda/cuda_device.h"
 #include "runtime/cuda/cuda_runner.h"
 #endif
 
@@ -45,11 +46,33 @@ Result<EngineSetup> create_engine(const EngineFlags& flags, const SchedulingFlag
   config.eos_token_ids = setup.generation.eos_token_ids;
   config.seed = flags.seed;
 
+  // The tokenizer before any weight: a server without one cannot answer.
+  const std::string tokenizer_dir = scheduling.tokenizer.empty() ? model_dir : scheduling.tokenizer;
+  auto tokenizer = Tokenizer::from_dir(tokenizer_dir);
+  if (!tokenizer.ok()) {
+    return make_error("serving needs the model's tokenizer (or --tokenizer DIR): {}", tokenizer.error().message);
+  }
   const plan::MemoryModel memory(model_config);
   if (flags.device == "cuda") {
 #ifdef MOESERVE_HAVE_CUDA
-    // The GPU runner sizes its KV cache from --gpu-memory-utilization after loading the weights
-    // and its step workspace (vLLM's profile-then-allocate order).
+    // Decide before loading anything, from the memory model: bf16 weights, the runner's float32
+    // KV cache, no CUDA graphs yet. Then the runner sizes its KV cache from
+    // --gpu-memory-utilization after loading the weights and its step workspace (vLLM's
+    // profile-then-allocate order).
+    MS_ASSIGN_OR_RETURN(const std::vector<cuda::DeviceInfo> devices, cuda::list_devices());
+    if (devices.empty()) return make_error("--device cuda: no CUDA device is visible");
+    plan::DeploymentShape shape{.dtype = plan::WeightDType::kBF16,
+                                .kv_cache_dtype = plan::KvCacheDType::kF32,
+                                .max_model_len = config.scheduler.max_model_len,
+                                .max_num_seqs = config.scheduler.max_num_seqs,
+                                .max_num_batched_tokens = config.scheduler.max_num_batched_tokens,
+                                .block_size = scheduling.block_size,
+                                .gpu_memory_utilization = scheduling.gpu_memory_utilization,
+                                .enforce_eager = true,
+                                .device_memory_bytes = static_cast<int64_t>(devices.front().total_memory_bytes)};
+    MS_ASSIGN_OR_RETURN(const plan::MemoryBreakdown planned, plan::check_gpu_startup(memory, shape));
+    spdlog::info("plan for {} ({:.1f} GiB): {}", devices.front().name,
+                 devices.front().total_memory_bytes / double(1 << 30), planned.verdict);
     MS_ASSIGN_OR_RETURN(
         std::unique_ptr<CudaRunner> cuda_runner,
         make_cuda_runner(model_dir, options,
@@ -58,8 +81,6 @@ Result<EngineSetup> create_engine(const EngineFlags& flags, const SchedulingFlag
                                            .max_num_batched_tokens = config.scheduler.max_num_batched_tokens}));
     spdlog::info("model {} on cuda: {:.2f} GiB of bf16 weights, KV cache {} blocks x {} tokens (float32)", model_dir,
                  cuda_runner->weight_bytes() / double(1 << 30), cuda_runner->num_kv_blocks(), cuda_runner->block_size());
-    auto tokenizer = Tokenizer::from_dir(model_dir);
-    if (!tokenizer.ok()) return make_error("serving needs the model's tokenizer: {}", tokenizer.error().message);
     MS_ASSIGN_OR_RETURN(setup.engine, Engine::create(model_dir, std::move(cuda_runner), *tokenizer, config));
     return setup;
 #else
@@ -76,8 +97,6 @@ Result<EngineSetup> create_engine(const EngineFlags& flags, const SchedulingFlag
                                                                           .block_size = scheduling.block_size,
                                                                           .threads = flags.threads}));
   log_startup(model_dir, memory, *runner, config, flags.threads);
-  auto tokenizer = Tokenizer::from_dir(model_dir);
-  if (!tokenizer.ok()) return make_error("serving needs the model's tokenizer: {}", tokenizer.error().message);
   MS_ASSIGN_OR_RETURN(setup.engine, Engine::create(model_dir, std::move(runner), *tokenizer, config));
   return setup;
 }

@@ -17,7 +17,7 @@ constexpr std::array kNotYetImplemented = {
     "--enable-expert-parallel", "--enable-eplb", "--eplb-config", "--all2all-backend",
     "--expert-placement-strategy", "--quantization", "-q", "--kv-cache-dtype", "--speculative-config",
     "--enable-lora", "--lora-modules", "--cpu-offload-gb", "--swap-space", "--distributed-executor-backend",
-    "--tokenizer", "--tokenizer-mode", "--revision", "--download-dir", "--enable-auto-tool-choice",
+    "--tokenizer-mode", "--revision", "--download-dir", "--enable-auto-tool-choice",
     "--tool-call-parser", "--reasoning-parser", "--no-enable-chunked-prefill", "--max-num-partial-prefills", "--limit-mm-per-prompt", "--rope-scaling", "--override-generation-config",
     "--ssl-keyfile", "--ssl-certfile", "--root-path", "--middleware", "--uvicorn-log-level"};
 
@@ -25,12 +25,13 @@ constexpr const char* kSupported =
     "--host, --port, --served-model-name, --api-key, --chat-template, --generation-config, "
     "--disable-log-requests, --max-model-len, --max-num-seqs, --max-num-batched-tokens, --block-size, "
     "--enable-prefix-caching/--no-enable-prefix-caching, --kv-cache-memory, --gpu-memory-utilization, "
-    "--max-logprobs, --enforce-eager, --enable-chunked-prefill, --trust-remote-code, --seed, --dtype, "
+    "--max-logprobs, --tokenizer, --enforce-eager, --enable-chunked-prefill, --trust-remote-code, --seed, --dtype, "
     "--load-format, --hf-overrides, --device, --threads, --max-waiting-requests";
 
 }  // namespace
 
 void SchedulingFlags::add_to(CLI::App& command) {
+  command.add_option("--tokenizer", tokenizer, "Directory of the tokenizer files (default: the model directory)");
   command.add_option("--generation-config", generation_config,
                      "auto: the model's generation_config.json; vllm: none; or a directory holding one");
   command.add_option("--max-model-len", max_model_len, "Context length (default: max_position_embeddings)")

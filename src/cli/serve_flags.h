@@ -15,6 +15,7 @@ namespace moeserve::cli {
 
 // How the engine schedules and sizes its KV cache (serve and bench throughput).
 struct SchedulingFlags {
+  std::string tokenizer;  // --tokenizer DIR; empty = the model directory
   std::string generation_config = "auto";
   int max_model_len = 0;  // 0 = the model's max_position_embeddings
   int max_num_seqs = 256;
