@@ -10,7 +10,7 @@
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
 #include "runtime/sampler.h"
-#include "runtime/sequence_runner.h"
+#include "cli/sequence_backend.h"
 #include "tokenizer/tokenizer.h"
 
 namespace moeserve::cli {
@@ -40,10 +40,6 @@ std::shared_ptr<const Tokenizer> load_tokenizer_or_fail(const std::string& dir, 
 void run_generate(GenerateArgs& args) {
   if (args.ids.empty() == args.prompt.empty()) fail("give exactly one of --ids and --prompt");
   if (args.max_tokens <= 0) fail("--max-tokens must be positive");
-  auto options = args.engine.load_options();
-  if (!options.ok()) fail(options.error().message);
-  auto loaded = load_model(args.engine.model_dir, *options);
-  if (!loaded.ok()) fail(loaded.error().message);
   const auto tokenizer = load_tokenizer_or_fail(args.engine.model_dir, !args.prompt.empty());
 
   std::vector<int32_t> prompt_ids;
@@ -56,11 +52,11 @@ void run_generate(GenerateArgs& args) {
     if (!parsed.ok()) fail(parsed.error().message);
     prompt_ids = *parsed;
   }
-  const DecoderModel& model = *loaded->model;
-  const std::vector<int32_t> eos_ids = load_eos_token_ids(args.engine.model_dir, model.config());
-  ThreadPool pool(args.engine.threads);
-  ExecContext exec{&pool};
-  SequenceRunner runner(model, exec, static_cast<int>(prompt_ids.size()) + args.max_tokens);
+  auto backend = SequenceBackend::create(args.engine, static_cast<int>(prompt_ids.size()) + args.max_tokens);
+  if (!backend.ok()) fail(backend.error().message);
+  const ModelConfig& config = (*backend)->config();
+  const std::vector<int32_t> eos_ids = load_eos_token_ids(args.engine.model_dir, config);
+  SequenceRunner& runner = (*backend)->runner();
   if (!args.sampling.seed) args.sampling.seed = args.engine.seed;
   std::mt19937_64 rng(*args.sampling.seed);
 
@@ -68,7 +64,7 @@ void run_generate(GenerateArgs& args) {
   auto logits = runner.append(prompt_ids, /*all_logits=*/false);
   while (true) {
     if (!logits.ok()) fail(logits.error().message);
-    std::span<float> row(logits->f32(), model.config().vocab_size);
+    std::span<float> row(logits->f32(), config.vocab_size);
     apply_penalties(row, args.sampling, prompt_ids, output_ids);
     const int32_t token = sample_token(row, args.sampling, rng);
     output_ids.push_back(token);
@@ -100,7 +96,7 @@ void run_generate(GenerateArgs& args) {
 void add_generate_command(CLI::App& app) {
   auto args = std::make_shared<GenerateArgs>();
   CLI::App* command = app.add_subcommand("generate", "Generate a continuation of one prompt");
-  args->engine.add_to(*command);
+  args->engine.add_to(*command, /*with_parallel=*/true);
   command->add_option("--ids", args->ids, "Prompt as comma-separated token ids (used as given)");
   command->add_option("--prompt", args->prompt, "Prompt text (tokenized with the model's tokenizer, BOS added)");
   command->add_option("--max-tokens", args->max_tokens, "Tokens to generate");

@@ -4,8 +4,8 @@
 
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
+#include "cli/sequence_backend.h"
 #include "loader/safetensors.h"
-#include "runtime/sequence_runner.h"
 #ifdef MOESERVE_HAVE_CUDA
 #include "runtime/cuda/cuda_runner.h"
 #endif
@@ -26,6 +26,7 @@ void run_logits(const LogitsArgs& args) {
   auto options = args.engine.load_options();
   if (!options.ok()) fail(options.error().message);
   if (args.engine.device == "cuda") {
+    if (auto parallel = args.engine.parallel_config(); !parallel.ok()) fail(parallel.error().message);
 #ifdef MOESERVE_HAVE_CUDA
     auto runner = make_cuda_runner(args.engine.model_dir, *options, CudaRunnerOptions{});
     if (!runner.ok()) fail(runner.error().message);
@@ -47,12 +48,9 @@ void run_logits(const LogitsArgs& args) {
     fail("this moeserve was built without CUDA (no nvcc found)");
 #endif
   }
-  auto loaded = load_model(args.engine.model_dir, *options);
-  if (!loaded.ok()) fail(loaded.error().message);
-  ThreadPool pool(args.engine.threads);
-  ExecContext exec{&pool};
-  SequenceRunner runner(*loaded->model, exec, static_cast<int>(ids->size()));
-  auto logits = runner.append(*ids, /*all_logits=*/true);
+  auto backend = SequenceBackend::create(args.engine, static_cast<int>(ids->size()));
+  if (!backend.ok()) fail(backend.error().message);
+  auto logits = (*backend)->runner().append(*ids, /*all_logits=*/true);
   if (!logits.ok()) fail(logits.error().message);
   auto status = write_safetensors(args.out, {{"logits", logits->view()}});
   if (!status.ok()) fail(status.error().message);
@@ -63,7 +61,7 @@ void run_logits(const LogitsArgs& args) {
 void add_logits_command(CLI::App& app) {
   auto args = std::make_shared<LogitsArgs>();
   CLI::App* command = app.add_subcommand("logits", "Write the logits of a token sequence to a safetensors file");
-  args->engine.add_to(*command);
+  args->engine.add_to(*command, /*with_parallel=*/true);
   command->add_option("--ids", args->ids, "Comma-separated token ids (no BOS is added)")->required();
   command->add_option("--out", args->out, "Output .safetensors file (tensor 'logits', float32 [T, vocab])")->required();
   command->callback([args] { run_logits(*args); });

@@ -27,12 +27,12 @@ void run_serve(ServeArgs& args, const std::vector<std::string>& extras) {
   ServerOptions server_options = args.serve.server_options(args.engine.model_dir);
   auto setup = create_engine(args.engine, args.serve.scheduling);
   if (!setup.ok()) fail(setup.error().message);
-  Engine& engine = *setup->engine;
+  EngineClient& engine = setup->client();
   MetricsRegistry registry;
   PrometheusEngineMetrics metrics(registry, server_options.served_model_names.front(), engine.info().max_model_len);
-  engine.set_metrics(&metrics);
+  setup->set_metrics(&metrics);
   server_options.sampling_defaults = setup->generation.sampling;
-  engine.start();
+  setup->start();
 
   HttpServer server(server_options, engine, registry);
   if (auto started = server.start(); !started.ok()) fail(started.error().message);
@@ -40,7 +40,7 @@ void run_serve(ServeArgs& args, const std::vector<std::string>& extras) {
   spdlog::info("serving {} on http://{}:{} (OpenAI API under /v1)", server_options.served_model_names.front(),
                server_options.host, server.port());
   server.run();
-  engine.stop();
+  setup->stop();
   spdlog::info("stopped");
 }
 
@@ -49,7 +49,7 @@ void run_serve(ServeArgs& args, const std::vector<std::string>& extras) {
 void add_serve_command(CLI::App& app) {
   auto args = std::make_shared<ServeArgs>();
   CLI::App* command = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
-  args->engine.add_to(*command);
+  args->engine.add_to(*command, /*with_parallel=*/true);
   args->serve.add_to(*command);
   command->allow_extras();
   command->callback([args, command] { run_serve(*args, command->remaining()); });

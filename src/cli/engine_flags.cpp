@@ -1,10 +1,14 @@
 #include "cli/engine_flags.h"
 
+#include <algorithm>
 #include <charconv>
+#include <string_view>
+#include <utility>
+#include <thread>
 
 namespace moeserve::cli {
 
-void EngineFlags::add_to(CLI::App& command) {
+void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
   command.add_option("model", model_dir, "Model directory (Hugging Face layout: config.json + safetensors)")
       ->required();
   command.add_option("--dtype", dtype, "Weight/activation dtype (CPU computes in float32 from the stored weights)")
@@ -16,6 +20,40 @@ void EngineFlags::add_to(CLI::App& command) {
   command.add_option("--device", device, "Device to run on (cuda: the first GPU; needs a CUDA build)")
       ->check(CLI::IsMember({"cpu", "cuda"}));
   command.add_option("--threads", threads, "CPU worker threads (0 = all cores)");
+  if (!with_parallel) return;
+  command.add_option("--tensor-parallel-size", tensor_parallel_size, "Tensor-parallel ranks per replica")
+      ->check(CLI::PositiveNumber);
+  command.add_option("--data-parallel-size", data_parallel_size, "Data-parallel replicas")
+      ->check(CLI::PositiveNumber);
+  command.add_flag("--enable-expert-parallel", enable_expert_parallel,
+                   "Expert parallelism (EP = TP x DP) instead of tensor parallelism for MoE layers");
+  command.add_option("--all2all-backend", all2all_backend,
+                     "EP dispatch/combine: allgather_reducescatter or nccl_alltoall (point to point)");
+  command.add_option("--expert-placement-strategy", expert_placement_strategy, "linear or round_robin");
+  command.add_flag("--enable-eplb", enable_eplb, "Expert-parallel load balancing (needs --enable-expert-parallel)");
+  command.add_option("--eplb-config", eplb_config,
+                     "JSON, e.g. '{\"window_size\":1000,\"step_interval\":3000,\"num_redundant_experts\":2,"
+                     "\"log_balancedness\":true}'");
+}
+
+Result<ParallelConfig> EngineFlags::parallel_config() const {
+  ParallelConfig parallel;
+  parallel.tensor_parallel_size = tensor_parallel_size;
+  parallel.data_parallel_size = data_parallel_size;
+  parallel.enable_expert_parallel = enable_expert_parallel;
+  MS_ASSIGN_OR_RETURN(parallel.all2all, parse_all2all_backend(all2all_backend));
+  MS_ASSIGN_OR_RETURN(parallel.placement, parse_expert_placement(expert_placement_strategy));
+  MS_ASSIGN_OR_RETURN(parallel.eplb, parse_eplb_config(eplb_config, enable_eplb));
+  parallel.num_redundant_experts = parallel.eplb.num_redundant_experts;
+  const int cores = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
+  parallel.threads_per_rank = std::max(1, cores / parallel.world_size());
+  MS_RETURN_IF_ERROR(parallel.validate());
+  if (!parallel.is_single() && device != "cpu") {
+    return make_error("--device {} runs one rank for now: tensor/data/expert parallelism is implemented on the CPU "
+                      "backend (threads + an in-process communicator); the NCCL communicator is not written yet",
+                      device);
+  }
+  return parallel;
 }
 
 Result<LoadOptions> EngineFlags::load_options() const {
@@ -27,6 +65,22 @@ Result<LoadOptions> EngineFlags::load_options() const {
   options.load_format = load_format == "dummy" ? LoadFormat::kDummy : LoadFormat::kAuto;
   options.seed = seed;
   return options;
+}
+
+std::vector<std::string> expand_vllm_short_flags(int argc, char** argv) {
+  static constexpr std::pair<std::string_view, std::string_view> kShort[] = {{"-tp", "--tensor-parallel-size"},
+                                                                             {"-dp", "--data-parallel-size"}};
+  std::vector<std::string> args;
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    for (const auto& [short_name, long_name] : kShort) {
+      if (arg == short_name || arg.rfind(std::string(short_name) + "=", 0) == 0) {
+        arg = std::string(long_name) + arg.substr(short_name.size());
+      }
+    }
+    args.push_back(std::move(arg));
+  }
+  return args;
 }
 
 Result<std::vector<int32_t>> parse_id_list(const std::string& text) {

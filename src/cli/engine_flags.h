@@ -9,6 +9,7 @@
 
 #include "base/result.h"
 #include "runtime/loaded_model.h"
+#include "runtime/parallel_config.h"
 
 namespace moeserve::cli {
 
@@ -20,11 +21,26 @@ struct EngineFlags {
   uint64_t seed = 0;
   std::string device = "cpu";
   int threads = 0;
+  // Parallelism (vLLM's names): one process, one worker thread per rank on the CPU backend.
+  int tensor_parallel_size = 1;
+  int data_parallel_size = 1;
+  bool enable_expert_parallel = false;
+  std::string all2all_backend = "allgather_reducescatter";
+  std::string expert_placement_strategy = "linear";
+  bool enable_eplb = false;
+  std::string eplb_config = "{}";
 
-  // Registers the positional MODEL_DIR and the flags above on `command`.
-  void add_to(CLI::App& command);
+  // Registers the positional MODEL_DIR and the flags above on `command` (the parallel ones only
+  // for the commands that implement them; elsewhere they stay unknown arguments).
+  void add_to(CLI::App& command, bool with_parallel = false);
   Result<LoadOptions> load_options() const;
+  // The parallel layout; each rank's pool gets --threads / ranks threads (at least one).
+  Result<ParallelConfig> parallel_config() const;
 };
+
+// vLLM's multi-letter short flags (-tp, -dp), which CLI11 cannot declare, rewritten to their
+// long names ("-tp 2" and "-tp=2"); every other argument unchanged.
+std::vector<std::string> expand_vllm_short_flags(int argc, char** argv);
 
 // Parses "1,2,3" into token ids.
 Result<std::vector<int32_t>> parse_id_list(const std::string& text);

@@ -7,6 +7,7 @@
 #include "plan/memory_model.h"
 #include "plan/startup_check.h"
 #include "runtime/cpu_runner.h"
+#include "runtime/parallel_runner.h"
 #ifdef MOESERVE_HAVE_CUDA
 #include "device/cuda/cuda_device.h"
 #include "runtime/cuda/cuda_runner.h"
@@ -34,6 +35,37 @@ void log_startup(const std::string& model_dir, const plan::MemoryModel& memory, 
                threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()));
 }
 
+// TP × DP ranks on threads of this process: one engine per DP replica over one RankGroup
+// (each replica's KV cache holds `blocks` blocks, so --kv-cache-memory is per replica).
+Result<EngineSetup> create_parallel_engines(const EngineFlags& flags, const ParallelConfig& parallel,
+                                            const EngineConfig& config, int blocks, int block_size,
+                                            EngineSetup setup) {
+  MS_ASSIGN_OR_RETURN(LoadOptions options, flags.load_options());
+  MS_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(flags.model_dir, options));
+  const ModelConfig model_config = loaded.model->config();
+  loaded.model.reset();  // each rank loads its own shard from the weights
+  MS_ASSIGN_OR_RETURN(ParallelRunners runners,
+                      make_parallel_runners(std::move(loaded.weights), model_config,
+                                            ParallelRunnerOptions{.parallel = parallel,
+                                                                  .num_kv_blocks = blocks,
+                                                                  .block_size = block_size}));
+  spdlog::info("parallel layout: {} on cpu, {} threads per rank", runners.group->describe_layout(),
+               parallel.threads_per_rank);
+  auto tokenizer = Tokenizer::from_dir(flags.model_dir);
+  if (!tokenizer.ok()) return make_error("serving needs the model's tokenizer: {}", tokenizer.error().message);
+  std::vector<std::unique_ptr<Engine>> engines;
+  for (auto& runner : runners.replicas) {
+    MS_ASSIGN_OR_RETURN(auto engine, Engine::create(flags.model_dir, std::move(runner), *tokenizer, config));
+    engines.push_back(std::move(engine));
+  }
+  if (engines.size() == 1) {
+    setup.engine = std::move(engines.front());
+  } else {
+    setup.data_parallel = std::make_unique<DpCoordinator>(std::move(engines));
+  }
+  return setup;
+}
+
 }  // namespace
 
 Result<EngineSetup> create_engine(const EngineFlags& flags, const SchedulingFlags& scheduling) {
@@ -53,6 +85,7 @@ Result<EngineSetup> create_engine(const EngineFlags& flags, const SchedulingFlag
     return make_error("serving needs the model's tokenizer (or --tokenizer DIR): {}", tokenizer.error().message);
   }
   const plan::MemoryModel memory(model_config);
+  MS_ASSIGN_OR_RETURN(const ParallelConfig parallel, flags.parallel_config());
   if (flags.device == "cuda") {
 #ifdef MOESERVE_HAVE_CUDA
     // Decide before loading anything, from the memory model: bf16 weights, the runner's float32
@@ -91,6 +124,10 @@ Result<EngineSetup> create_engine(const EngineFlags& flags, const SchedulingFlag
   MS_ASSIGN_OR_RETURN(const int64_t blocks, plan::check_cpu_startup(memory, scheduling.kv_cache_bytes,
                                                                     scheduling.block_size,
                                                                     config.scheduler.max_model_len));
+  if (!parallel.is_single()) {
+    return create_parallel_engines(flags, parallel, config, static_cast<int>(blocks), scheduling.block_size,
+                                   std::move(setup));
+  }
   MS_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(model_dir, options));
   MS_ASSIGN_OR_RETURN(std::unique_ptr<Runner> runner,
                       make_cpu_runner(std::move(loaded), CpuRunnerOptions{.num_kv_blocks = static_cast<int>(blocks),

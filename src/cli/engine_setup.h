@@ -7,14 +7,28 @@
 
 #include "cli/engine_flags.h"
 #include "cli/serve_flags.h"
+#include "engine/dp_coordinator.h"
 #include "engine/engine.h"
 #include "server/generation_config.h"
 
 namespace moeserve::cli {
 
 struct EngineSetup {
-  std::unique_ptr<Engine> engine;
+  std::unique_ptr<Engine> engine;                 // one replica (also with TP or EP over its ranks)
+  std::unique_ptr<DpCoordinator> data_parallel;  // instead, with --data-parallel-size > 1
   GenerationConfig generation;
+
+  EngineClient& client() { return data_parallel ? static_cast<EngineClient&>(*data_parallel) : *engine; }
+  void set_metrics(EngineMetrics* metrics) {
+    if (engine) engine->set_metrics(metrics);
+    if (data_parallel) {
+      for (int dp_rank = 0; dp_rank < data_parallel->num_replicas(); ++dp_rank) {
+        data_parallel->replica(dp_rank).set_metrics(metrics);
+      }
+    }
+  }
+  void start() { data_parallel ? data_parallel->start() : engine->start(); }
+  void stop() { data_parallel ? data_parallel->stop() : engine->stop(); }
 };
 
 // Errors are the user's: a bad config, a deployment that does not fit (with the fix), a corrupt

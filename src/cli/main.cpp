@@ -1,10 +1,12 @@
 // moeserve's entry point: flag parsing and wiring only; the work lives in the libraries.
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "cli/engine_flags.h"
 
 namespace moeserve::cli {
 
@@ -35,6 +37,9 @@ int main(int argc, char** argv) {
   add_tokenize_command(app);
   add_plan_command(app);
   add_serve_command(app);
-  CLI11_PARSE(app, argc, argv);
+  std::vector<std::string> args = expand_vllm_short_flags(argc, argv);  // -tp, -dp
+  std::vector<char*> arg_ptrs;
+  for (std::string& arg : args) arg_ptrs.push_back(arg.data());
+  CLI11_PARSE(app, static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
   return 0;
 }

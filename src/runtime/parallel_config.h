@@ -7,9 +7,25 @@
 // which is also the EP rank.
 #pragma once
 
+#include <string>
+
 #include "model/parallel.h"
 
 namespace moeserve {
+
+// vLLM's EPLBConfig (--eplb-config JSON), with its defaults.
+struct EplbConfig {
+  bool enabled = false;  // --enable-eplb
+  int window_size = 1000;
+  int step_interval = 3000;
+  int num_redundant_experts = 0;
+  bool log_balancedness = false;
+  int log_balancedness_interval = 1;
+};
+
+// Parses --eplb-config: a JSON object of EPLBConfig fields; unknown fields and bad values are
+// refused by name. (use_async/policy/communicator are accepted with their only CPU meaning.)
+Result<EplbConfig> parse_eplb_config(const std::string& json_text, bool enabled);
 
 struct ParallelConfig {
   int tensor_parallel_size = 1;
@@ -19,12 +35,17 @@ struct ParallelConfig {
   ExpertPlacement placement = ExpertPlacement::kLinear;
   int num_redundant_experts = 0;
   int threads_per_rank = 1;  // CPU threads of each rank's pool
+  EplbConfig eplb;
 
   int world_size() const { return tensor_parallel_size * data_parallel_size; }
   bool is_single() const { return world_size() == 1; }
   // vLLM: expert parallelism only when asked for and there is more than one
   // rank.
   bool uses_expert_parallel() const { return enable_expert_parallel && world_size() > 1; }
+
+  // The vLLM rules between the flags (EPLB needs expert parallelism over more than one rank,
+  // redundant experts need EPLB, …), checked before any weight is loaded.
+  Status validate() const;
 
   ShardSpec shard_for(int global_rank) const {
     ShardSpec spec;

@@ -200,6 +200,13 @@ Tensor RankGroup::execute(int dp_rank, std::span<const RunnerSeq> seqs) {
   return result;
 }
 
+size_t RankGroup::kv_memory_bytes(int dp_rank) const {
+  size_t bytes = 0;
+  const int tp = parallel_.tensor_parallel_size;
+  for (int rank = dp_rank * tp; rank < (dp_rank + 1) * tp; ++rank) bytes += kv_[rank]->bytes();
+  return bytes;
+}
+
 void RankGroup::reset_expert_load(int dp_rank) { expert_loads_[dp_rank] = empty_load(config()); }
 
 std::string RankGroup::describe_layout() const {

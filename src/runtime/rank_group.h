@@ -42,6 +42,8 @@ class RankGroup {
   const ParallelConfig &parallel() const { return parallel_; }
   int num_kv_blocks() const { return num_blocks_; }
   int block_size() const { return block_size_; }
+  // KV bytes a DP replica's ranks hold together.
+  size_t kv_memory_bytes(int dp_rank) const;
   // "EP 4 = TP 2 × DP 2 (allgather_reducescatter), experts 0-1 on rank 0, …"
   // (or "TP 2 × DP 1").
   std::string describe_layout() const;

@@ -6,17 +6,26 @@
 
 namespace moeserve {
 
-static int blocks_for(int tokens) { return (tokens + SequenceRunner::kBlockSize - 1) / SequenceRunner::kBlockSize; }
-
 SequenceRunner::SequenceRunner(const DecoderModel& model, ExecContext& exec, int max_tokens)
-    : runner_(model, exec,
-              KvShape{.num_layers = model.config().num_layers,
-                      .num_blocks = std::max(1, blocks_for(max_tokens)),
-                      .block_size = kBlockSize,
-                      .entry_size = model.kv_entry_size()}),
+    : own_runner_(std::in_place, model, exec,
+                  KvShape{.num_layers = model.config().num_layers,
+                          .num_blocks = std::max(1, blocks_for(max_tokens)),
+                          .block_size = kBlockSize,
+                          .entry_size = model.kv_entry_size()}),
+      execute_([this](std::span<const RunnerSeq> seqs) { return own_runner_->execute(seqs); }),
+      vocab_(model.config().vocab_size),
       block_table_(std::max(1, blocks_for(max_tokens))),
       capacity_(max_tokens) {
   // Blocks in reverse order, so a kernel that ignored the block table would read wrong KV.
+  std::iota(block_table_.rbegin(), block_table_.rend(), 0);
+}
+
+SequenceRunner::SequenceRunner(Runner& runner, int max_tokens)
+    : execute_([&runner](std::span<const RunnerSeq> seqs) { return runner.execute(seqs); }),
+      vocab_(runner.config().vocab_size),
+      block_table_(std::max(1, blocks_for(max_tokens))),
+      capacity_(max_tokens) {
+  MS_CHECK(runner.block_size() == kBlockSize && runner.num_kv_blocks() >= static_cast<int>(block_table_.size()));
   std::iota(block_table_.rbegin(), block_table_.rend(), 0);
 }
 
@@ -26,7 +35,7 @@ Result<Tensor> SequenceRunner::append(std::span<const int32_t> ids, bool all_log
   if (length_ + count > capacity_) {
     return make_error("sequence of {} tokens exceeds the capacity of {}", length_ + count, capacity_);
   }
-  const int vocab = runner_.model().config().vocab_size;
+  const int vocab = vocab_;
   for (int32_t id : ids) {
     if (id < 0 || id >= vocab) return make_error("token id {} is outside the vocabulary [0, {})", id, vocab);
   }
@@ -43,7 +52,7 @@ Result<Tensor> SequenceRunner::append(std::span<const int32_t> ids, bool all_log
                         .samples = last,
                         .all_logits = all_logits,
                         .block_table = block_table_};
-    const Tensor step = runner_.execute(std::span<const RunnerSeq>(&seq, 1));
+    const Tensor step = execute_(std::span<const RunnerSeq>(&seq, 1));
     std::memcpy(dst, step.f32(), step.numel() * sizeof(float));
     dst += step.numel();
     length_ += num;

@@ -1,12 +1,17 @@
-// SequenceRunner: one sequence through a ModelRunner with its own small paged KV cache. It
-// serves `moeserve logits`, `generate`, `bench latency` and the golden tests; the serving
-// engine drives ModelRunner directly with many sequences over a shared block pool.
+// SequenceRunner: one sequence through a ModelRunner with its own small paged KV cache (or
+// through any Runner with enough KV blocks, e.g. a multi-rank one). It serves `moeserve
+// logits`, `generate`, `bench latency` and the golden tests; the serving engine drives a
+// Runner directly with many sequences over a shared block pool.
 #pragma once
 
 #include <span>
 #include <vector>
 
+#include <functional>
+#include <optional>
+
 #include "runtime/model_runner.h"
+#include "runtime/runner.h"
 
 namespace moeserve {
 
@@ -16,6 +21,11 @@ class SequenceRunner {
 
   // max_tokens: capacity of the sequence (prompt + generated).
   SequenceRunner(const DecoderModel& model, ExecContext& exec, int max_tokens);
+  // Over an existing runner, which must have blocks_for(max_tokens) KV blocks of kBlockSize.
+  SequenceRunner(Runner& runner, int max_tokens);
+  static int blocks_for(int tokens) { return (tokens + kBlockSize - 1) / kBlockSize; }
+  SequenceRunner(const SequenceRunner&) = delete;  // execute_ may point back at own_runner_
+  SequenceRunner& operator=(const SequenceRunner&) = delete;
 
   int length() const { return length_; }
   int capacity() const { return capacity_; }
@@ -26,7 +36,9 @@ class SequenceRunner {
   Result<Tensor> append(std::span<const int32_t> ids, bool all_logits, int max_chunk = 0);
 
  private:
-  ModelRunner runner_;
+  std::optional<ModelRunner> own_runner_;
+  std::function<Tensor(std::span<const RunnerSeq>)> execute_;
+  int vocab_ = 0;
   std::vector<BlockId> block_table_;
   std::vector<int32_t> tokens_;
   int capacity_;

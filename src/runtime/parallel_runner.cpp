@@ -1,0 +1,52 @@
+#include "runtime/parallel_runner.h"
+
+namespace moeserve {
+
+namespace {
+
+// Keeps the weights alive as long as the group that views them.
+struct SharedGroup {
+  std::unique_ptr<WeightSource> weights;
+  std::unique_ptr<RankGroup> group;
+};
+
+class ReplicaRunner final : public Runner {
+ public:
+  ReplicaRunner(std::shared_ptr<SharedGroup> shared, int dp_rank) : shared_(std::move(shared)), dp_rank_(dp_rank) {}
+
+  const ModelConfig& config() const override { return group().config(); }
+  int num_kv_blocks() const override { return group().num_kv_blocks(); }
+  int block_size() const override { return group().block_size(); }
+  size_t kv_memory_bytes() const override { return group().kv_memory_bytes(dp_rank_); }
+  Tensor execute(std::span<const RunnerSeq> seqs) override { return shared_->group->execute(dp_rank_, seqs); }
+  const ExpertLoad& expert_load() const override { return group().expert_load(dp_rank_); }
+  void reset_expert_load() override { shared_->group->reset_expert_load(dp_rank_); }
+
+ private:
+  const RankGroup& group() const { return *shared_->group; }
+  std::shared_ptr<SharedGroup> shared_;
+  int dp_rank_;
+};
+
+}  // namespace
+
+Result<ParallelRunners> make_parallel_runners(std::unique_ptr<WeightSource> weights, const ModelConfig& config,
+                                              const ParallelRunnerOptions& options) {
+  if (options.block_size <= 0) return make_error("--block-size must be positive, got {}", options.block_size);
+  if (options.num_kv_blocks <= 0) {
+    return make_error("the KV cache budget holds no block of {} tokens: raise --kv-cache-memory", options.block_size);
+  }
+  auto shared = std::make_shared<SharedGroup>();
+  shared->weights = std::move(weights);
+  MS_ASSIGN_OR_RETURN(shared->group, RankGroup::create(config, *shared->weights, options.parallel, options.model,
+                                                       options.num_kv_blocks, options.block_size));
+  ParallelRunners runners;
+  for (int dp_rank = 0; dp_rank < options.parallel.data_parallel_size; ++dp_rank) {
+    runners.replicas.push_back(std::make_unique<ReplicaRunner>(shared, dp_rank));
+  }
+  // Aliasing constructor: the group pointer keeps the whole shared state alive.
+  runners.group = std::shared_ptr<RankGroup>(shared, shared->group.get());
+  return runners;
+}
+
+}  // namespace moeserve
