@@ -12,6 +12,7 @@
 #include "cli/engine_setup.h"
 #include "server/http_server.h"
 #include "server/prometheus_engine_metrics.h"
+#include "server/prometheus_ep_metrics.h"
 
 namespace moeserve::cli {
 
@@ -31,6 +32,9 @@ void run_serve(ServeArgs& args, const std::vector<std::string>& extras) {
   MetricsRegistry registry;
   PrometheusEngineMetrics metrics(registry, server_options.served_model_names.front(), engine.info().max_model_len);
   setup->set_metrics(&metrics);
+  if (setup->rank_group && setup->rank_group->parallel().uses_expert_parallel()) {
+    register_ep_metrics(registry, setup->rank_group, server_options.served_model_names.front());
+  }
   server_options.sampling_defaults = setup->generation.sampling;
   setup->start();
 

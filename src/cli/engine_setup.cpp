@@ -58,6 +58,7 @@ Result<EngineSetup> create_parallel_engines(const EngineFlags& flags, const Para
     MS_ASSIGN_OR_RETURN(auto engine, Engine::create(flags.model_dir, std::move(runner), *tokenizer, config));
     engines.push_back(std::move(engine));
   }
+  setup.rank_group = runners.group;
   if (engines.size() == 1) {
     setup.engine = std::move(engines.front());
   } else {

@@ -9,6 +9,7 @@
 #include "cli/serve_flags.h"
 #include "engine/dp_coordinator.h"
 #include "engine/engine.h"
+#include "runtime/rank_group.h"
 #include "server/generation_config.h"
 
 namespace moeserve::cli {
@@ -16,6 +17,7 @@ namespace moeserve::cli {
 struct EngineSetup {
   std::unique_ptr<Engine> engine;                 // one replica (also with TP or EP over its ranks)
   std::unique_ptr<DpCoordinator> data_parallel;  // instead, with --data-parallel-size > 1
+  std::shared_ptr<RankGroup> rank_group;          // the ranks behind them, with parallel flags
   GenerationConfig generation;
 
   EngineClient& client() { return data_parallel ? static_cast<EngineClient&>(*data_parallel) : *engine; }

@@ -28,19 +28,19 @@ class Communicator {
 
   // buf = Σ_r buf_r elementwise, in place. buf float32, the same shape on every
   // rank.
-  virtual void all_reduce_sum(const TensorView &buf) = 0;
+  virtual void all_reduce_sum(const TensorView& buf) = 0;
 
   // out = concat_r in_r along axis 0, in rank order. in [rows_r, ...] (any
   // dtype, the same row width on every rank), rows_per_rank[r] = rows_r (from
   // all_gather_value), out [Σ rows_r, ...].
-  virtual void all_gather_rows(const TensorView &in, std::span<const int64_t> rows_per_rank, const TensorView &out) = 0;
+  virtual void all_gather_rows(const TensorView& in, std::span<const int64_t> rows_per_rank, const TensorView& out) = 0;
 
   // The inverse of all_gather_rows with a sum: in [Σ rows_r, W] float32 on
   // every rank (rows grouped by owner rank, rows_per_rank[r] of them for rank
   // r); out [rows_{this}, W] = Σ_s in_s[this rank's rows], summed in rank order
   // s = 0, 1, ….
-  virtual void reduce_scatter_sum(const TensorView &in, std::span<const int64_t> rows_per_rank,
-                                  const TensorView &out) = 0;
+  virtual void reduce_scatter_sum(const TensorView& in, std::span<const int64_t> rows_per_rank,
+                                  const TensorView& out) = 0;
 
   // recv_rows[s] = the send_rows[this] that rank s passes (how many rows s
   // sends here).
@@ -48,7 +48,7 @@ class Communicator {
   // send [Σ send_rows, ...] grouped by destination (send_rows[d] rows for rank
   // d, in order); recv [Σ recv_rows, ...] grouped by source rank. Any dtype,
   // equal row width everywhere.
-  virtual void all_to_all_rows(const TensorView &send, std::span<const int64_t> send_rows, const TensorView &recv,
+  virtual void all_to_all_rows(const TensorView& send, std::span<const int64_t> send_rows, const TensorView& recv,
                                std::span<const int64_t> recv_rows) = 0;
 
   // Every rank's value, indexed by rank.

@@ -34,7 +34,7 @@ ExpertMap ExpertMap::from_phys2log(std::vector<int32_t> phys2log, int num_logica
     MS_CHECK(map.phys2log[slot] >= 0 && map.phys2log[slot] < num_logical);
     map.log2phys[map.phys2log[slot]].push_back(slot);
   }
-  for (const auto &replicas : map.log2phys) MS_CHECK(!replicas.empty());
+  for (const auto& replicas : map.log2phys) MS_CHECK(!replicas.empty());
   return map;
 }
 

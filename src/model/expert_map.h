@@ -25,7 +25,7 @@ struct ExpertMap {
   int slots_per_rank() const { return num_physical() / ep_size; }
   int owner(int32_t slot) const { return slot / slots_per_rank(); }
   int32_t slot_for(int32_t logical, int64_t position) const {
-    const std::vector<int32_t> &replicas = log2phys[logical];
+    const std::vector<int32_t>& replicas = log2phys[logical];
     return replicas[position % static_cast<int64_t>(replicas.size())];
   }
 

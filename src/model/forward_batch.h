@@ -16,6 +16,10 @@ namespace moeserve {
 struct ExpertLoad {
   std::vector<int64_t> counts;
   int num_experts = 0;
+  // Expert parallelism only, when sized by the caller: tokens per physical slot,
+  // slot_counts[layer × num_slots + slot] (what each EP rank computed).
+  std::vector<int64_t> slot_counts;
+  int num_slots = 0;
 };
 
 struct ForwardBatch {

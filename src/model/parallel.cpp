@@ -23,7 +23,7 @@ Result<All2AllBackend> parse_all2all_backend(std::string_view name) {
       name);
 }
 
-const char *expert_placement_name(ExpertPlacement placement) {
+const char* expert_placement_name(ExpertPlacement placement) {
   switch (placement) {
     case ExpertPlacement::kLinear:
       return "linear";
@@ -33,7 +33,7 @@ const char *expert_placement_name(ExpertPlacement placement) {
   return "linear";
 }
 
-const char *all2all_backend_name(All2AllBackend backend) {
+const char* all2all_backend_name(All2AllBackend backend) {
   switch (backend) {
     case All2AllBackend::kAllgatherReducescatter:
       return "allgather_reducescatter";
@@ -43,13 +43,13 @@ const char *all2all_backend_name(All2AllBackend backend) {
   return "allgather_reducescatter";
 }
 
-int local_kv_heads(const ModelConfig &config, const Partition &tp) {
+int local_kv_heads(const ModelConfig& config, const Partition& tp) {
   return config.num_kv_heads >= tp.size ? config.num_kv_heads / tp.size : 1;
 }
 
 namespace {
 
-Status check_split(int64_t value, int parts, const char *what, const char *group) {
+Status check_split(int64_t value, int parts, const char* what, const char* group) {
   if (value % parts != 0) {
     return make_error("{} ({}) is not divisible by the {} size {}", what, value, group, parts);
   }
@@ -58,7 +58,7 @@ Status check_split(int64_t value, int parts, const char *what, const char *group
 
 }  // namespace
 
-Status validate_shard_spec(const ModelConfig &config, const ShardSpec &spec) {
+Status validate_shard_spec(const ModelConfig& config, const ShardSpec& spec) {
   const int tp = spec.tp.size;
   if (tp < 1 || spec.ep.size < 1) return make_error("parallel sizes must be at least 1");
   MS_RETURN_IF_ERROR(check_split(config.num_heads, tp, "the number of attention heads", "tensor-parallel"));
@@ -81,7 +81,7 @@ Status validate_shard_spec(const ModelConfig &config, const ShardSpec &spec) {
     if (spec.expert_parallel) return make_error("--enable-expert-parallel needs an MoE model");
     return ok_status();
   }
-  const MoeConfig &moe = *config.moe;
+  const MoeConfig& moe = *config.moe;
   if (spec.num_redundant_experts < 0) return make_error("num_redundant_experts must be non-negative");
   if (!spec.expert_parallel) {
     if (spec.num_redundant_experts > 0) return make_error("redundant experts need --enable-expert-parallel");

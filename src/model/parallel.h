@@ -36,8 +36,8 @@ enum class All2AllBackend { kAllgatherReducescatter, kAlltoall };
 
 Result<ExpertPlacement> parse_expert_placement(std::string_view name);
 Result<All2AllBackend> parse_all2all_backend(std::string_view name);
-const char *expert_placement_name(ExpertPlacement placement);
-const char *all2all_backend_name(All2AllBackend backend);
+const char* expert_placement_name(ExpertPlacement placement);
+const char* all2all_backend_name(All2AllBackend backend);
 
 struct ShardSpec {
   Partition tp;  // attention heads; dense MLPs; experts without EP
@@ -52,16 +52,16 @@ struct ShardSpec {
 
 // Refuses layouts the model cannot be split into, naming the reason (heads not
 // divisible by TP, experts + redundant slots not divisible by the EP size, …).
-Status validate_shard_spec(const ModelConfig &config, const ShardSpec &spec);
+Status validate_shard_spec(const ModelConfig& config, const ShardSpec& spec);
 
 // KV heads this rank stores: num_kv_heads / tp when divisible, else 1
 // (replicated).
-int local_kv_heads(const ModelConfig &config, const Partition &tp);
+int local_kv_heads(const ModelConfig& config, const Partition& tp);
 
 // The communicators a rank's forward needs; null when the group has one rank.
 struct ParallelComm {
-  Communicator *tp = nullptr;  // the TP group (ranks of one DP replica)
-  Communicator *ep = nullptr;  // the EP group (all TP × DP ranks) when expert_parallel
+  Communicator* tp = nullptr;  // the TP group (ranks of one DP replica)
+  Communicator* ep = nullptr;  // the EP group (all TP × DP ranks) when expert_parallel
 };
 
 }  // namespace moeserve

@@ -14,7 +14,7 @@ struct BatchStorage {
   ForwardBatch batch;
 
   explicit BatchStorage(std::span<const RunnerSeq> seqs) {
-    for (const RunnerSeq &seq : seqs) {
+    for (const RunnerSeq& seq : seqs) {
       const int begin = static_cast<int>(token_ids.size());
       for (int i = 0; i < seq.num_new; ++i) {
         token_ids.push_back(seq.tokens[seq.num_computed + i]);
@@ -33,15 +33,15 @@ struct BatchStorage {
   }
 };
 
-ExpertLoad empty_load(const ModelConfig &config) {
+ExpertLoad empty_load(const ModelConfig& config) {
   const int experts = config.moe ? config.moe->num_experts : 0;
   return ExpertLoad{std::vector<int64_t>(static_cast<size_t>(config.num_layers) * experts, 0), experts};
 }
 
 }  // namespace
 
-Result<std::unique_ptr<RankGroup>> RankGroup::create(const ModelConfig &config, const WeightSource &weights,
-                                                     const ParallelConfig &parallel, const ModelOptions &options,
+Result<std::unique_ptr<RankGroup>> RankGroup::create(const ModelConfig& config, const WeightSource& weights,
+                                                     const ParallelConfig& parallel, const ModelOptions& options,
                                                      int num_blocks, int block_size) {
   if (parallel.tensor_parallel_size < 1 || parallel.data_parallel_size < 1) {
     return make_error("--tensor-parallel-size and --data-parallel-size must be at least 1");
@@ -78,6 +78,20 @@ Result<std::unique_ptr<RankGroup>> RankGroup::create(const ModelConfig &config, 
   }
   const int dp = parallel.data_parallel_size;
   group->expert_loads_.assign(dp, empty_load(config));
+  for (int layer = 0; layer < config.num_layers; ++layer) {
+    if (config.layer_is_moe[layer]) group->moe_layers_.push_back(layer);
+  }
+  if (parallel.uses_expert_parallel() && !group->moe_layers_.empty()) {
+    group->num_physical_ = config.moe->num_experts + parallel.num_redundant_experts;
+    group->ep_stats_.rank_tokens_total.assign(world, 0);
+    if (parallel.eplb.enabled) {
+      const eplb::RebalanceParams params{.num_physical = group->num_physical_,
+                                         .num_groups = config.moe->num_groups,
+                                         .num_nodes = 1,  // one process: every rank shares one memory
+                                         .num_ranks = world};
+      group->eplb_ = std::make_unique<EplbState>(parallel.eplb, config.num_layers, config.moe->num_experts, params);
+    }
+  }
   group->pending_.assign(dp, nullptr);
   group->pending_out_.assign(dp, nullptr);
   group->in_step_.assign(dp, false);
@@ -94,13 +108,13 @@ RankGroup::~RankGroup() {
     stopping_ = true;
   }
   work_ready_.notify_all();
-  for (auto &worker : workers_) worker.join();
+  for (auto& worker : workers_) worker.join();
 }
 
 void RankGroup::worker_loop(int rank) {
   uint64_t seen = 0;
   while (true) {
-    const std::function<void(int)> *job;
+    const std::function<void(int)>* job;
     {
       std::unique_lock<std::mutex> lock(work_mutex_);
       work_ready_.wait(lock, [&] { return stopping_ || generation_ != seen; });
@@ -114,7 +128,7 @@ void RankGroup::worker_loop(int rank) {
   }
 }
 
-void RankGroup::run_on_all_ranks(const std::function<void(int rank)> &fn) {
+void RankGroup::run_on_all_ranks(const std::function<void(int rank)>& fn) {
   std::unique_lock<std::mutex> lock(work_mutex_);
   job_ = &fn;
   remaining_ = static_cast<int>(workers_.size());
@@ -144,10 +158,11 @@ std::vector<Tensor> RankGroup::run_step(std::span<const std::vector<RunnerSeq>> 
   // the other TP ranks compute the same logits into scratch (the LM head is
   // replicated).
   std::vector<Tensor> scratch(parallel_.world_size());
+  std::vector<ExpertLoad> step_loads(dp, empty_step_load());
   auto job = [&](int rank) {
     const int dp_rank = rank / tp, tp_rank = rank % tp;
     ForwardBatch batch = storage[dp_rank]->batch;
-    batch.expert_load = tp_rank == 0 ? &expert_loads_[dp_rank] : nullptr;
+    batch.expert_load = tp_rank == 0 ? &step_loads[dp_rank] : nullptr;
     TensorView out = logits[dp_rank].view();
     if (tp_rank != 0) {
       scratch[rank] = Tensor(DType::kF32, logits[dp_rank].shape());
@@ -158,7 +173,26 @@ std::vector<Tensor> RankGroup::run_step(std::span<const std::vector<RunnerSeq>> 
     models_[rank]->forward(execs_[rank], batch, *kv_[rank], out, comm);
   };
   run_on_all_ranks(job);
+  for (int dp_rank = 0; dp_rank < dp; ++dp_rank) {
+    std::vector<int64_t>& total = expert_loads_[dp_rank].counts;
+    for (size_t i = 0; i < total.size(); ++i) total[i] += step_loads[dp_rank].counts[i];
+  }
+  if (num_physical_ > 0) after_step(step_loads);
   return logits;
+}
+
+ExpertLoad RankGroup::empty_step_load() const {
+  ExpertLoad load = empty_load(config());
+  if (num_physical_ > 0) {
+    load.num_slots = num_physical_;
+    load.slot_counts.assign(static_cast<size_t>(config().num_layers) * num_physical_, 0);
+  }
+  return load;
+}
+
+EpStats RankGroup::ep_stats() const {
+  std::lock_guard<std::mutex> lock(stats_mutex_);
+  return ep_stats_;
 }
 
 Tensor RankGroup::execute(int dp_rank, std::span<const RunnerSeq> seqs) {
@@ -217,9 +251,9 @@ std::string RankGroup::describe_layout() const {
   std::string text = fmt::format("EP {} = TP {} × DP {} ({}, {} placement)", parallel_.world_size(), tp, dp,
                                  all2all_backend_name(parallel_.all2all), expert_placement_name(parallel_.placement));
   for (int layer = 0; layer < config().num_layers; ++layer) {
-    const MoeBlock *block = models_[0]->moe_block(layer);
+    const MoeBlock* block = models_[0]->moe_block(layer);
     if (block == nullptr) continue;
-    const ExpertMap &map = block->expert_map();
+    const ExpertMap& map = block->expert_map();
     for (int rank = 0; rank < parallel_.world_size(); ++rank) {
       text += fmt::format(", experts {} on rank {}", map.describe_rank(rank), rank);
     }

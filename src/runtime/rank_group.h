@@ -8,6 +8,10 @@
 // single-sequence CLI), and execute(dp_rank, seqs) lets one scheduler per DP
 // replica submit from its own thread; the submissions that are waiting when a
 // step starts run together in it.
+// With expert parallelism it counts tokens per EP rank, and with EPLB it
+// rearranges the experts between steps (rank_group_eplb.cpp): every rank swaps
+// to the new placement in the same job, after the weights it lacks have arrived
+// from their owners over the EP communicator.
 #pragma once
 
 #include <condition_variable>
@@ -22,24 +26,32 @@
 #include "kvcache/kv_memory.h"
 #include "model/decoder_model.h"
 #include "runtime/model_runner.h"
+#include "runtime/eplb_state.h"
 #include "runtime/parallel_config.h"
 
 namespace moeserve {
+
+// Expert-parallel counters (cumulative over the group's life).
+struct EpStats {
+  std::vector<int64_t> rank_tokens_total;  // (token, expert) assignments computed per EP rank
+  double balancedness = 1.0;               // mean / max tokens per EP rank, last step with tokens
+  int rearrangements = 0;                  // EPLB placements applied
+};
 
 class RankGroup {
  public:
   // Loads every rank's shard from `weights` (which must outlive the group).
   // num_blocks / block_size: each DP replica's KV cache (each of its TP ranks
   // holds its heads' part).
-  static Result<std::unique_ptr<RankGroup>> create(const ModelConfig &config, const WeightSource &weights,
-                                                   const ParallelConfig &parallel, const ModelOptions &options,
+  static Result<std::unique_ptr<RankGroup>> create(const ModelConfig& config, const WeightSource& weights,
+                                                   const ParallelConfig& parallel, const ModelOptions& options,
                                                    int num_blocks, int block_size);
   ~RankGroup();
-  RankGroup(const RankGroup &) = delete;
-  RankGroup &operator=(const RankGroup &) = delete;
+  RankGroup(const RankGroup&) = delete;
+  RankGroup& operator=(const RankGroup&) = delete;
 
-  const ModelConfig &config() const { return models_[0]->config(); }
-  const ParallelConfig &parallel() const { return parallel_; }
+  const ModelConfig& config() const { return models_[0]->config(); }
+  const ParallelConfig& parallel() const { return parallel_; }
   int num_kv_blocks() const { return num_blocks_; }
   int block_size() const { return block_size_; }
   // KV bytes a DP replica's ranks hold together.
@@ -55,20 +67,27 @@ class RankGroup {
   // that ran them.
   Tensor execute(int dp_rank, std::span<const RunnerSeq> seqs);
 
+  EpStats ep_stats() const;
+
   // Routed-token counts of replica dp_rank's tokens since its last reset.
-  const ExpertLoad &expert_load(int dp_rank) const { return expert_loads_[dp_rank]; }
+  const ExpertLoad& expert_load(int dp_rank) const { return expert_loads_[dp_rank]; }
   void reset_expert_load(int dp_rank);
 
   // Runs fn(global_rank) on every rank's worker thread at once and waits
   // (between steps; EPLB uses it to move expert weights collectively).
-  void run_on_all_ranks(const std::function<void(int rank)> &fn);
-  DecoderModel &model(int global_rank) { return *models_[global_rank]; }
-  Communicator *ep_comm(int global_rank) { return ep_comms_.empty() ? nullptr : ep_comms_[global_rank].get(); }
+  void run_on_all_ranks(const std::function<void(int rank)>& fn);
+  DecoderModel& model(int global_rank) { return *models_[global_rank]; }
+  Communicator* ep_comm(int global_rank) { return ep_comms_.empty() ? nullptr : ep_comms_[global_rank].get(); }
 
  private:
   RankGroup() = default;
   void worker_loop(int rank);
   std::vector<Tensor> run_step(std::span<const std::vector<RunnerSeq>> batches);
+  ExpertLoad empty_step_load() const;
+  // rank_group_eplb.cpp: per-step EP accounting, EPLB's trigger and the weight moves.
+  void after_step(const std::vector<ExpertLoad>& step_loads);
+  void rearrange_experts();
+  void move_expert_weights(int rank, const std::vector<std::shared_ptr<const ExpertMap>>& new_maps);
 
   ParallelConfig parallel_;
   int num_blocks_ = 0;
@@ -82,13 +101,19 @@ class RankGroup {
       ep_comms_;                                    // per global rank (empty when unused)
   std::vector<std::unique_ptr<ThreadPool>> pools_;  // per global rank
   std::vector<ExecContext> execs_;
+  std::vector<int> moe_layers_;
+  int num_physical_ = 0;  // expert slots per MoE layer (EP only)
+  std::unique_ptr<EplbState> eplb_;
+  int64_t steps_ = 0;
+  mutable std::mutex stats_mutex_;
+  EpStats ep_stats_;
 
   // Workers: a generation counter announces each job; `remaining_` counts ranks
   // still on it.
   std::vector<std::thread> workers_;
   std::mutex work_mutex_;
   std::condition_variable work_ready_, work_done_;
-  const std::function<void(int)> *job_ = nullptr;
+  const std::function<void(int)>* job_ = nullptr;
   uint64_t generation_ = 0;
   int remaining_ = 0;
   bool stopping_ = false;
@@ -96,8 +121,8 @@ class RankGroup {
   // execute(): submissions waiting for a step, and the step in flight.
   std::mutex submit_mutex_;
   std::condition_variable submit_cv_;
-  std::vector<const std::span<const RunnerSeq> *> pending_;  // per DP replica, null = none
-  std::vector<Tensor *> pending_out_;
+  std::vector<const std::span<const RunnerSeq>*> pending_;  // per DP replica, null = none
+  std::vector<Tensor*> pending_out_;
   std::vector<bool> in_step_;
   std::vector<bool> done_;
   bool step_running_ = false;

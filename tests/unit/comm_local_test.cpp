@@ -13,13 +13,13 @@ namespace moeserve {
 namespace {
 
 // Runs body(comm) on `size` threads, one per rank, and joins them.
-void run_ranks(int size, const std::function<void(Communicator &)> &body) {
+void run_ranks(int size, const std::function<void(Communicator&)>& body) {
   LocalGroup group(size);
   std::vector<std::unique_ptr<Communicator>> comms;
   for (int rank = 0; rank < size; ++rank) comms.push_back(group.communicator(rank));
   std::vector<std::thread> threads;
   for (int rank = 0; rank < size; ++rank) threads.emplace_back([&, rank] { body(*comms[rank]); });
-  for (auto &thread : threads) thread.join();
+  for (auto& thread : threads) thread.join();
 }
 
 // A value that differs per rank, row, column and repetition, exactly
@@ -33,7 +33,7 @@ class LocalCommTest : public ::testing::TestWithParam<int> {};
 TEST_P(LocalCommTest, AllReduceSumsInRankOrderOnEveryRank) {
   const int size = GetParam();
   std::vector<std::vector<float>> results(size);
-  run_ranks(size, [&](Communicator &comm) {
+  run_ranks(size, [&](Communicator& comm) {
     for (int rep = 0; rep < 50; ++rep) {
       Tensor buf(DType::kF32, Shape{3, 5});
       for (int64_t i = 0; i < 15; ++i) buf.f32()[i] = value_of(comm.rank(), i / 5, i % 5, rep) * 1e-3f + 1.0f;
@@ -52,7 +52,7 @@ TEST_P(LocalCommTest, AllReduceSumsInRankOrderOnEveryRank) {
 
 TEST_P(LocalCommTest, AllGatherRowsWithUnevenAndEmptyRanks) {
   const int size = GetParam();
-  run_ranks(size, [&](Communicator &comm) {
+  run_ranks(size, [&](Communicator& comm) {
     for (int rep = 0; rep < 30; ++rep) {
       const int64_t my_rows = (comm.rank() + rep) % 3;  // 0, 1 or 2 rows
       Tensor in(DType::kI32, Shape{my_rows, 4});
@@ -78,7 +78,7 @@ TEST_P(LocalCommTest, AllGatherRowsWithUnevenAndEmptyRanks) {
 
 TEST_P(LocalCommTest, ReduceScatterSumsEachOwnersRows) {
   const int size = GetParam();
-  run_ranks(size, [&](Communicator &comm) {
+  run_ranks(size, [&](Communicator& comm) {
     std::vector<int64_t> rows(size);
     int64_t total = 0;
     for (int r = 0; r < size; ++r) total += rows[r] = (r * 2 + 1) % 4;  // 1, 3, 1, 3 (never all empty)
@@ -100,7 +100,7 @@ TEST_P(LocalCommTest, ReduceScatterSumsEachOwnersRows) {
 
 TEST_P(LocalCommTest, AllToAllDeliversRowsGroupedBySource) {
   const int size = GetParam();
-  run_ranks(size, [&](Communicator &comm) {
+  run_ranks(size, [&](Communicator& comm) {
     for (int rep = 0; rep < 30; ++rep) {
       // rank s sends (s + d + rep) % 3 rows to rank d; row values encode (s, d,
       // row).

@@ -7,12 +7,12 @@ namespace moeserve {
 
 class LocalCommunicator final : public Communicator {
  public:
-  LocalCommunicator(LocalGroup &group, int rank) : group_(group), rank_(rank) {}
+  LocalCommunicator(LocalGroup& group, int rank) : group_(group), rank_(rank) {}
 
   int rank() const override { return rank_; }
   int size() const override { return group_.size_; }
 
-  void all_reduce_sum(const TensorView &buf) override {
+  void all_reduce_sum(const TensorView& buf) override {
     MS_CHECK(buf.dtype == DType::kF32);
     if (size() == 1) return;
     const int64_t count = buf.numel();
@@ -22,7 +22,7 @@ class LocalCommunicator final : public Communicator {
     scratch_.resize(static_cast<size_t>(count));
     for (int src = 0; src < size(); ++src) {
       MS_CHECK(slot(src).value == count);
-      const float *in = static_cast<const float *>(slot(src).send);
+      const float* in = static_cast<const float*>(slot(src).send);
       if (src == 0) {
         std::memcpy(scratch_.data(), in, count * sizeof(float));
       } else {
@@ -33,7 +33,7 @@ class LocalCommunicator final : public Communicator {
     std::memcpy(buf.data, scratch_.data(), count * sizeof(float));
   }
 
-  void all_gather_rows(const TensorView &in, std::span<const int64_t> rows_per_rank, const TensorView &out) override {
+  void all_gather_rows(const TensorView& in, std::span<const int64_t> rows_per_rank, const TensorView& out) override {
     const size_t row_bytes = row_bytes_of(in, out);
     MS_CHECK(static_cast<int>(rows_per_rank.size()) == size() && rows_per_rank[rank_] == rows_of(in));
     publish({.send = in.data, .recv = nullptr, .counts = {}, .value = rows_of(in)});
@@ -47,8 +47,8 @@ class LocalCommunicator final : public Communicator {
     group_.barrier_.arrive_and_wait();
   }
 
-  void reduce_scatter_sum(const TensorView &in, std::span<const int64_t> rows_per_rank,
-                          const TensorView &out) override {
+  void reduce_scatter_sum(const TensorView& in, std::span<const int64_t> rows_per_rank,
+                          const TensorView& out) override {
     MS_CHECK(in.dtype == DType::kF32 && out.dtype == DType::kF32);
     MS_CHECK(static_cast<int>(rows_per_rank.size()) == size() && rows_per_rank[rank_] == rows_of(out));
     const int64_t width = width_of(out);
@@ -58,10 +58,10 @@ class LocalCommunicator final : public Communicator {
     int64_t first_row = 0;
     for (int r = 0; r < rank_; ++r) first_row += rows_per_rank[r];
     const int64_t count = rows_of(out) * width;
-    float *dst = out.as<float>();
+    float* dst = out.as<float>();
     for (int src = 0; src < size(); ++src) {
       MS_CHECK(slot(src).value == in.numel());
-      const float *part = static_cast<const float *>(slot(src).send) + first_row * width;
+      const float* part = static_cast<const float*>(slot(src).send) + first_row * width;
       if (src == 0) {
         if (count > 0) std::memcpy(dst, part, count * sizeof(float));
       } else {
@@ -80,7 +80,7 @@ class LocalCommunicator final : public Communicator {
     return recv_rows;
   }
 
-  void all_to_all_rows(const TensorView &send, std::span<const int64_t> send_rows, const TensorView &recv,
+  void all_to_all_rows(const TensorView& send, std::span<const int64_t> send_rows, const TensorView& recv,
                        std::span<const int64_t> recv_rows) override {
     const size_t row_bytes = row_bytes_of(send, recv);
     MS_CHECK(static_cast<int>(send_rows.size()) == size() && static_cast<int>(recv_rows.size()) == size());
@@ -91,7 +91,7 @@ class LocalCommunicator final : public Communicator {
       MS_CHECK(src_counts[rank_] == recv_rows[src]);
       int64_t src_offset = 0;  // rows src sends to ranks before this one
       for (int dst = 0; dst < rank_; ++dst) src_offset += src_counts[dst];
-      copy_rows(recv, offset, static_cast<const char *>(slot(src).send) + src_offset * row_bytes, recv_rows[src],
+      copy_rows(recv, offset, static_cast<const char*>(slot(src).send) + src_offset * row_bytes, recv_rows[src],
                 row_bytes);
       offset += recv_rows[src];
     }
@@ -111,29 +111,29 @@ class LocalCommunicator final : public Communicator {
 
  private:
   // Writes this rank's slot and waits until every rank has written its own.
-  void publish(const LocalGroup::Slot &mine) {
+  void publish(const LocalGroup::Slot& mine) {
     group_.slots_[rank_] = mine;
     group_.barrier_.arrive_and_wait();
   }
-  const LocalGroup::Slot &slot(int rank) const { return group_.slots_[rank]; }
-  static int64_t rows_of(const TensorView &view) { return view.shape.rank() == 0 ? 1 : view.dim(0); }
+  const LocalGroup::Slot& slot(int rank) const { return group_.slots_[rank]; }
+  static int64_t rows_of(const TensorView& view) { return view.shape.rank() == 0 ? 1 : view.dim(0); }
   // Elements per row (the product of the dims after the first; safe for zero
   // rows).
-  static int64_t width_of(const TensorView &view) {
+  static int64_t width_of(const TensorView& view) {
     int64_t width = 1;
     for (int axis = 1; axis < view.shape.rank(); ++axis) width *= view.dim(axis);
     return width;
   }
-  static size_t row_bytes_of(const TensorView &a, const TensorView &b) {
+  static size_t row_bytes_of(const TensorView& a, const TensorView& b) {
     MS_CHECK(a.dtype == b.dtype && width_of(a) == width_of(b));
     return static_cast<size_t>(width_of(a)) * dtype_size(a.dtype);
   }
-  static void copy_rows(const TensorView &dst, int64_t dst_row, const void *src, int64_t rows, size_t row_bytes) {
+  static void copy_rows(const TensorView& dst, int64_t dst_row, const void* src, int64_t rows, size_t row_bytes) {
     if (rows == 0) return;
-    std::memcpy(static_cast<char *>(dst.data) + dst_row * row_bytes, src, rows * row_bytes);
+    std::memcpy(static_cast<char*>(dst.data) + dst_row * row_bytes, src, rows * row_bytes);
   }
 
-  LocalGroup &group_;
+  LocalGroup& group_;
   int rank_;
   std::vector<float> scratch_;
 };

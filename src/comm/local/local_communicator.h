@@ -27,8 +27,8 @@ class LocalGroup {
   friend class LocalCommunicator;
   // What one rank publishes for the collective in flight.
   struct Slot {
-    const void *send = nullptr;
-    void *recv = nullptr;
+    const void* send = nullptr;
+    void* recv = nullptr;
     std::span<const int64_t> counts;  // rows per rank (gather/scatter) or per
                                       // destination (all-to-all)
     int64_t value = 0;

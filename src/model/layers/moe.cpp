@@ -53,6 +53,7 @@ Result<MoeBlock> MoeBlock::load(const ModelConfig& config, const WeightNames& na
                                         moe.expert_intermediate_size, expert_part, expert_names));
     block.experts_.push_back(mlp);
   }
+  if (shard.expert_parallel) block.expert_storage_.assign(block.experts_.size(), nullptr);
   if (moe.shared_intermediate_size > 0) {
     block.has_shared_ = true;
     MS_ASSIGN_OR_RETURN(block.shared_, SwigluMlp::load(weights, block_prefix + names.shared_expert + ".", hidden,
@@ -65,10 +66,13 @@ Result<MoeBlock> MoeBlock::load(const ModelConfig& config, const WeightNames& na
   return block;
 }
 
-void MoeBlock::set_placement(std::shared_ptr<const ExpertMap> map, std::vector<SwigluMlp> local_experts) {
-  MS_CHECK(expert_parallel_ && static_cast<int>(local_experts.size()) == map->slots_per_rank());
+void MoeBlock::set_placement(std::shared_ptr<const ExpertMap> map, std::vector<SwigluMlp> local_experts,
+                             std::vector<std::shared_ptr<const Tensor>> storage) {
+  MS_CHECK(expert_parallel_ && static_cast<int>(local_experts.size()) == map->slots_per_rank() &&
+           storage.size() == local_experts.size());
   map_ = std::move(map);
   experts_ = std::move(local_experts);
+  expert_storage_ = std::move(storage);
 }
 
 void MoeBlock::forward(LayerContext& ctx, const TensorView& x, const TensorView& out) const {
@@ -111,6 +115,12 @@ void MoeBlock::forward_expert_parallel(LayerContext& ctx, const TensorView& x, c
   // Physical slot of each (token, k): replica = flattened position mod the replica count.
   std::vector<int32_t> slots(static_cast<size_t>(tokens * top_k));
   for (int64_t i = 0; i < tokens * top_k; ++i) slots[i] = map.slot_for(expert_ids.view().as<int32_t>()[i], i);
+  ExpertLoad* load = ctx.batch.expert_load;
+  if (load != nullptr && !load->slot_counts.empty()) {
+    MS_CHECK(load->num_slots == map.num_physical());
+    int64_t* counts = load->slot_counts.data() + static_cast<int64_t>(ctx.layer_idx) * load->num_slots;
+    for (int32_t slot : slots) ++counts[slot];
+  }
   // This TP rank's chunk of the tokens (sequence-parallel MoE).
   auto chunk_begin = [&](int rank) { return tokens * rank / tp_.size; };
   const int64_t begin = chunk_begin(tp_.rank);

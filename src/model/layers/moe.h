@@ -34,8 +34,13 @@ class MoeBlock {
   bool expert_parallel() const { return expert_parallel_; }
   const ExpertMap& expert_map() const { return *map_; }
   std::span<const SwigluMlp> local_experts() const { return experts_; }
-  // Replaces the map and this rank's slot experts at once (EPLB, between steps).
-  void set_placement(std::shared_ptr<const ExpertMap> map, std::vector<SwigluMlp> local_experts);
+  std::shared_ptr<const ExpertMap> expert_map_ptr() const { return map_; }
+  // Memory behind each local expert's views (null: the checkpoint's mmap).
+  std::span<const std::shared_ptr<const Tensor>> local_expert_storage() const { return expert_storage_; }
+  // Replaces the map and this rank's slot experts at once (EPLB, between steps); storage keeps
+  // the experts' weights alive (null entries: views into the checkpoint).
+  void set_placement(std::shared_ptr<const ExpertMap> map, std::vector<SwigluMlp> local_experts,
+                     std::vector<std::shared_ptr<const Tensor>> storage);
 
  private:
   void forward_expert_parallel(LayerContext& ctx, const TensorView& x, const Tensor& expert_ids,
@@ -55,6 +60,7 @@ class MoeBlock {
   Partition ep_;
   All2AllBackend all2all_ = All2AllBackend::kAllgatherReducescatter;
   std::shared_ptr<const ExpertMap> map_;  // EP only
+  std::vector<std::shared_ptr<const Tensor>> expert_storage_;  // EP only, per local slot
   bool has_shared_ = false;
   SwigluMlp shared_;
   TensorView shared_gate_;  // [1, hidden] or null

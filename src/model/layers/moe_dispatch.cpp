@@ -7,8 +7,8 @@
 
 namespace moeserve {
 
-void accumulate_local_experts(ExecContext &exec, const RoutedTokens &tokens, const LocalExperts &local,
-                              const TensorView &out) {
+void accumulate_local_experts(ExecContext& exec, const RoutedTokens& tokens, const LocalExperts& local,
+                              const TensorView& out) {
   const int64_t count = tokens.x.dim(0);
   const int64_t hidden = tokens.x.dim(1);
   const int num_local = static_cast<int>(local.experts.size());
@@ -33,8 +33,8 @@ void accumulate_local_experts(ExecContext &exec, const RoutedTokens &tokens, con
   }
 }
 
-void ep_allgather_reducescatter(ExecContext &exec, Communicator &ep, const RoutedTokens &tokens,
-                                const LocalExperts &local, const TensorView &out) {
+void ep_allgather_reducescatter(ExecContext& exec, Communicator& ep, const RoutedTokens& tokens,
+                                const LocalExperts& local, const TensorView& out) {
   const int64_t hidden = tokens.x.dim(1);
   const int top_k = tokens.top_k;
   const std::vector<int64_t> rows = ep.all_gather_value(tokens.x.dim(0));
@@ -44,9 +44,9 @@ void ep_allgather_reducescatter(ExecContext &exec, Communicator &ep, const Route
   Tensor all_weights(DType::kF32, Shape{total, top_k});
   const int64_t mine = tokens.x.dim(0);
   ep.all_gather_rows(tokens.x, rows, all_x.view());
-  ep.all_gather_rows(TensorView{const_cast<int32_t *>(tokens.slots.data()), DType::kI32, Shape{mine, top_k}}, rows,
+  ep.all_gather_rows(TensorView{const_cast<int32_t*>(tokens.slots.data()), DType::kI32, Shape{mine, top_k}}, rows,
                      all_slots.view());
-  ep.all_gather_rows(TensorView{const_cast<float *>(tokens.weights.data()), DType::kF32, Shape{mine, top_k}}, rows,
+  ep.all_gather_rows(TensorView{const_cast<float*>(tokens.weights.data()), DType::kF32, Shape{mine, top_k}}, rows,
                      all_weights.view());
   Tensor partial(DType::kF32, Shape{total, hidden});
   const RoutedTokens gathered{.x = all_x.view(),
@@ -66,7 +66,7 @@ struct SendPlan {
   std::vector<int32_t> token_of_row;
 };
 
-SendPlan plan_sends(const RoutedTokens &tokens, int ep_size, int slots_per_rank) {
+SendPlan plan_sends(const RoutedTokens& tokens, int ep_size, int slots_per_rank) {
   SendPlan plan;
   plan.rows_per_rank.assign(ep_size, 0);
   const int64_t count = tokens.x.dim(0);
@@ -85,8 +85,8 @@ SendPlan plan_sends(const RoutedTokens &tokens, int ep_size, int slots_per_rank)
 
 }  // namespace
 
-void ep_alltoall(ExecContext &exec, Communicator &ep, const RoutedTokens &tokens, const LocalExperts &local,
-                 int slots_per_rank, const TensorView &out) {
+void ep_alltoall(ExecContext& exec, Communicator& ep, const RoutedTokens& tokens, const LocalExperts& local,
+                 int slots_per_rank, const TensorView& out) {
   const int64_t hidden = tokens.x.dim(1);
   const int top_k = tokens.top_k;
   const SendPlan plan = plan_sends(tokens, ep.size(), slots_per_rank);
@@ -125,8 +125,8 @@ void ep_alltoall(ExecContext &exec, Communicator &ep, const RoutedTokens &tokens
   ep.all_to_all_rows(recv_out.view(), recv_rows, returned.view(), plan.rows_per_rank);
   std::fill(out.as<float>(), out.as<float>() + out.numel(), 0.0f);
   for (int64_t row = 0; row < sent; ++row) {
-    float *dst = out.as<float>() + static_cast<int64_t>(plan.token_of_row[row]) * hidden;
-    const float *src = returned.f32() + row * hidden;
+    float* dst = out.as<float>() + static_cast<int64_t>(plan.token_of_row[row]) * hidden;
+    const float* src = returned.f32() + row * hidden;
     for (int64_t d = 0; d < hidden; ++d) dst[d] += src[d];
   }
 }

@@ -38,14 +38,14 @@ struct RoutedTokens {
 // out[t] += Σ_k weights[t,k] · expert_{slots[t,k]}(x[t]) over the (t, k) whose
 // slot is local; experts in slot order, each on exactly the rows that chose it.
 // out [n, hidden].
-void accumulate_local_experts(ExecContext &exec, const RoutedTokens &tokens, const LocalExperts &local,
-                              const TensorView &out);
+void accumulate_local_experts(ExecContext& exec, const RoutedTokens& tokens, const LocalExperts& local,
+                              const TensorView& out);
 
 // out [n, hidden] (overwritten) = the full routed expert sum of every local
 // token. slots_per_rank maps a slot to its owner (slot / slots_per_rank).
-void ep_allgather_reducescatter(ExecContext &exec, Communicator &ep, const RoutedTokens &tokens,
-                                const LocalExperts &local, const TensorView &out);
-void ep_alltoall(ExecContext &exec, Communicator &ep, const RoutedTokens &tokens, const LocalExperts &local,
-                 int slots_per_rank, const TensorView &out);
+void ep_allgather_reducescatter(ExecContext& exec, Communicator& ep, const RoutedTokens& tokens,
+                                const LocalExperts& local, const TensorView& out);
+void ep_alltoall(ExecContext& exec, Communicator& ep, const RoutedTokens& tokens, const LocalExperts& local,
+                 int slots_per_rank, const TensorView& out);
 
 }  // namespace moeserve
