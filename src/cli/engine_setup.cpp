@@ -39,7 +39,7 @@ void log_startup(const std::string& model_dir, const plan::MemoryModel& memory, 
 // (each replica's KV cache holds `blocks` blocks, so --kv-cache-memory is per replica).
 Result<EngineSetup> create_parallel_engines(const EngineFlags& flags, const ParallelConfig& parallel,
                                             const EngineConfig& config, int blocks, int block_size,
-                                            EngineSetup setup) {
+                                            std::shared_ptr<const Tokenizer> tokenizer, EngineSetup setup) {
   MS_ASSIGN_OR_RETURN(LoadOptions options, flags.load_options());
   MS_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(flags.model_dir, options));
   const ModelConfig model_config = loaded.model->config();
@@ -51,11 +51,9 @@ Result<EngineSetup> create_parallel_engines(const EngineFlags& flags, const Para
                                                                   .block_size = block_size}));
   spdlog::info("parallel layout: {} on cpu, {} threads per rank", runners.group->describe_layout(),
                parallel.threads_per_rank);
-  auto tokenizer = Tokenizer::from_dir(flags.model_dir);
-  if (!tokenizer.ok()) return make_error("serving needs the model's tokenizer: {}", tokenizer.error().message);
   std::vector<std::unique_ptr<Engine>> engines;
   for (auto& runner : runners.replicas) {
-    MS_ASSIGN_OR_RETURN(auto engine, Engine::create(flags.model_dir, std::move(runner), *tokenizer, config));
+    MS_ASSIGN_OR_RETURN(auto engine, Engine::create(flags.model_dir, std::move(runner), tokenizer, config));
     engines.push_back(std::move(engine));
   }
   setup.rank_group = runners.group;
@@ -126,7 +124,7 @@ Result<EngineSetup> create_engine(const EngineFlags& flags, const SchedulingFlag
                                                                     scheduling.block_size,
                                                                     config.scheduler.max_model_len));
   if (!parallel.is_single()) {
-    return create_parallel_engines(flags, parallel, config, static_cast<int>(blocks), scheduling.block_size,
+    return create_parallel_engines(flags, parallel, config, static_cast<int>(blocks), scheduling.block_size, *tokenizer,
                                    std::move(setup));
   }
   MS_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(model_dir, options));
