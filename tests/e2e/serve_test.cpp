@@ -280,9 +280,10 @@ TEST(ServeLifecycle, StartupRefusesWhatCannotRun) {
   EXPECT_EQ(too_small, 1);
   EXPECT_NE(small_output.find("--kv-cache-memory"), std::string::npos) << small_output;
   EXPECT_NE(small_output.find("4096-token sequence"), std::string::npos) << small_output;
-  const auto [tp, tp_output] = run_pair({"serve", kModel, "--tensor-parallel-size", "2"});
-  EXPECT_NE(tp, 0);
-  EXPECT_NE(tp_output.find("--tensor-parallel-size"), std::string::npos) << tp_output;
+  const auto [spec, spec_output] =
+      run_pair({"serve", kModel, "--port", "0", "--speculative-config", "{\"num_speculative_tokens\": 2}"});
+  EXPECT_NE(spec, 0);
+  EXPECT_NE(spec_output.find("does not implement vLLM's --speculative-config"), std::string::npos) << spec_output;
   const auto [bad, bad_output] = run_pair({"serve", std::string(MOESERVE_TEST_DATA_DIR) + "/nowhere"});
   EXPECT_NE(bad, 0);
   EXPECT_NE(bad_output.find("nowhere"), std::string::npos) << bad_output;
