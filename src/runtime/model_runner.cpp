@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "runtime/step_batch.h"
+
 namespace moeserve {
 
 ModelRunner::ModelRunner(const DecoderModel& model, ExecContext& exec, const KvShape& kv_shape)
@@ -17,27 +19,11 @@ void ModelRunner::reset_expert_load() {
 }
 
 Tensor ModelRunner::execute(std::span<const RunnerSeq> seqs) {
-  std::vector<int32_t> token_ids, positions, logit_rows;
-  ForwardBatch batch;
-  for (const RunnerSeq& seq : seqs) {
-    const int begin = static_cast<int>(token_ids.size());
-    for (int i = 0; i < seq.num_new; ++i) {
-      token_ids.push_back(seq.tokens[seq.num_computed + i]);
-      positions.push_back(seq.num_computed + i);
-    }
-    batch.sequences.push_back(SequenceView{begin, seq.num_new, seq.num_computed + seq.num_new, seq.block_table});
-    if (seq.all_logits) {
-      for (int i = 0; i < seq.num_new; ++i) logit_rows.push_back(begin + i);
-    } else if (seq.samples) {
-      logit_rows.push_back(begin + seq.num_new - 1);
-    }
-  }
-  batch.token_ids = token_ids;
-  batch.positions = positions;
-  batch.logit_rows = logit_rows;
+  StepBatch step(seqs);
+  ForwardBatch& batch = step.batch;
   batch.expert_load = &expert_load_;
-  Tensor logits(DType::kF32, Shape{static_cast<int64_t>(logit_rows.size()), model_.config().vocab_size});
-  if (!token_ids.empty()) model_.forward(exec_, batch, kv_, logits.view());
+  Tensor logits(DType::kF32, Shape{static_cast<int64_t>(step.logit_rows.size()), model_.config().vocab_size});
+  if (!step.token_ids.empty()) model_.forward(exec_, batch, kv_, logits.view());
   return logits;
 }
 

@@ -1,37 +1,12 @@
 #include "runtime/rank_group.h"
 
+#include "runtime/step_batch.h"
+
 #include <fmt/format.h>
 
 namespace moeserve {
 
 namespace {
-
-// The inputs of one replica's step, built the way ModelRunner::execute builds
-// them: tokens of one sequence contiguous, logits rows for the sequences that
-// sample (or all rows).
-struct BatchStorage {
-  std::vector<int32_t> token_ids, positions, logit_rows;
-  ForwardBatch batch;
-
-  explicit BatchStorage(std::span<const RunnerSeq> seqs) {
-    for (const RunnerSeq& seq : seqs) {
-      const int begin = static_cast<int>(token_ids.size());
-      for (int i = 0; i < seq.num_new; ++i) {
-        token_ids.push_back(seq.tokens[seq.num_computed + i]);
-        positions.push_back(seq.num_computed + i);
-      }
-      batch.sequences.push_back(SequenceView{begin, seq.num_new, seq.num_computed + seq.num_new, seq.block_table});
-      if (seq.all_logits) {
-        for (int i = 0; i < seq.num_new; ++i) logit_rows.push_back(begin + i);
-      } else if (seq.samples) {
-        logit_rows.push_back(begin + seq.num_new - 1);
-      }
-    }
-    batch.token_ids = token_ids;
-    batch.positions = positions;
-    batch.logit_rows = logit_rows;
-  }
-};
 
 ExpertLoad empty_load(const ModelConfig& config) {
   const int experts = config.moe ? config.moe->num_experts : 0;
@@ -148,10 +123,10 @@ std::vector<Tensor> RankGroup::run_step(std::span<const std::vector<RunnerSeq>> 
   const int dp = parallel_.data_parallel_size;
   const int tp = parallel_.tensor_parallel_size;
   const int vocab = config().vocab_size;
-  std::vector<std::unique_ptr<BatchStorage>> storage;
+  std::vector<std::unique_ptr<StepBatch>> storage;
   std::vector<Tensor> logits;
   for (int dp_rank = 0; dp_rank < dp; ++dp_rank) {
-    storage.push_back(std::make_unique<BatchStorage>(batches[dp_rank]));
+    storage.push_back(std::make_unique<StepBatch>(batches[dp_rank]));
     logits.emplace_back(DType::kF32, Shape{static_cast<int64_t>(storage.back()->logit_rows.size()), vocab});
   }
   // TP rank 0 of each replica counts the routed tokens and returns the logits;
