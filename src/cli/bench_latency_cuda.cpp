@@ -371,11 +371,7 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
   if (args.prefill_len > 0) profiles.push_back(profile_step(**runner, args.prefill_batch, args.prefill_len, false));
   result["op_profiles"] = profiles;
   std::printf("%s\n", result.dump(2).c_str());
-  if (!args.output_json.empty()) {
-    std::ofstream out(args.output_json);
-    out << result.dump(2) << "\n";
-    if (!out) fail("cannot write " + args.output_json);
-  }
+  write_result_json(args.output_json, result);
 }
 
 #endif

@@ -161,11 +161,7 @@ void run_bench_latency(const BenchArgs& args) {
       {"decode_fraction_of_roofline", decode_tps / roofline_tps},
   };
   std::printf("%s\n", result.dump(2).c_str());
-  if (!args.output_json.empty()) {
-    std::ofstream out(args.output_json);
-    out << result.dump(2) << "\n";
-    if (!out) fail("cannot write " + args.output_json);
-  }
+  write_result_json(args.output_json, result);
 }
 
 }  // namespace

@@ -216,11 +216,7 @@ void run_bench_serve_command(BenchServeArgs& args) {
   result["model"] = args.served_model_name;
   result["base_url"] = fmt::format("http://{}:{}", args.host, args.port);
   print_summary(result);
-  if (!args.result_file.empty()) {
-    std::ofstream out(args.result_file);
-    out << result.dump(2) << "\n";
-    if (!out) fail("cannot write " + args.result_file);
-  }
+  write_result_json(args.result_file, result);
   if (result["completed"].get<int>() == 0) fail("every request failed");
 }
 

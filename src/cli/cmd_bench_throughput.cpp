@@ -86,11 +86,7 @@ void run_bench_throughput(ThroughputArgs& args) {
   std::printf("Throughput: %.2f requests/s, %.2f total tokens/s, %.2f output tokens/s\n",
               result["requests_per_second"].get<double>(), result["tokens_per_second"].get<double>(),
               result["output_tokens_per_second"].get<double>());
-  if (!args.output_json.empty()) {
-    std::ofstream out(args.output_json);
-    out << result.dump(2) << "\n";
-    if (!out) fail("cannot write " + args.output_json);
-  }
+  write_result_json(args.output_json, result);
 }
 
 }  // namespace

@@ -257,12 +257,7 @@ void run_bench_tokenize(const BenchTokenizeArgs &args) {
       {"command", args.command_line},
   };
   std::printf("%s\n", result.dump(2).c_str());
-  if (!args.result_file.empty()) {
-    std::ofstream out(args.result_file);
-    out << result.dump(2) << "\n";
-    if (!out)
-      fail("cannot write " + args.result_file);
-  }
+  write_result_json(args.result_file, result);
 }
 
 } // namespace

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 namespace moeserve::cli {
 
@@ -25,5 +26,9 @@ void add_bench_tokenize_command(CLI::App& bench);
 
 // Prints "moeserve: error: <message>" to stderr and exits the command with status 1.
 [[noreturn]] void fail(const std::string& message);
+
+// Writes `result` (pretty-printed JSON) to `path` when it is not empty; fails the command when
+// the file cannot be written. The benchmarks' --output-json / --result-file.
+void write_result_json(const std::string& path, const nlohmann::json& result);
 
 }  // namespace moeserve::cli

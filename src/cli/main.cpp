@@ -1,5 +1,6 @@
 // moeserve's entry point: flag parsing and wiring only; the work lives in the libraries.
 #include <cstdio>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,13 @@ namespace moeserve::cli {
 void fail(const std::string& message) {
   std::fprintf(stderr, "moeserve: error: %s\n", message.c_str());
   throw CLI::RuntimeError(1);
+}
+
+void write_result_json(const std::string& path, const nlohmann::json& result) {
+  if (path.empty()) return;
+  std::ofstream out(path);
+  out << result.dump(2) << "\n";
+  if (!out) fail("cannot write " + path);
 }
 
 static std::string backends() {
