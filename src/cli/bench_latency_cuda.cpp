@@ -1,7 +1,7 @@
 // The CUDA side of `bench latency` (see bench_latency_cuda.h). Decode is counted as
 // llama-batched-bench does: generated tokens ÷ decode time, with B sequences of input_len
-// prompt tokens decoding output_len tokens each; every step includes copying the logits back
-// and the host's greedy argmax, as a real generation step does.
+// prompt tokens decoding output_len tokens each; every step is a greedy generation step as the
+// engine runs one for greedy requests: the argmax on the device, one id per sequence copied back.
 #include "cli/bench_latency_cuda.h"
 
 #include <algorithm>
@@ -16,7 +16,6 @@
 #ifdef MOESERVE_HAVE_CUDA
 #include "device/cuda/cuda_device.h"
 #include "runtime/cuda/cuda_runner.h"
-#include "runtime/sampler.h"
 #endif
 
 namespace moeserve::cli {
@@ -103,19 +102,21 @@ DecodeResult run_decode(CudaRunner& runner, int batch, int input_len, int output
   }
   DecodeResult result;
   auto start = Clock::now();
-  Tensor logits = runner.execute(step);
+  runner.execute(step);
   result.prefill_seconds = seconds_since(start);
   start = Clock::now();
   for (int token = 0; token < output_len; ++token) {
+    const std::span<const int32_t> greedy = runner.argmax_tokens();
     for (int s = 0; s < batch; ++s) {
-      b.tokens[s].push_back(argmax_token(std::span<const float>(logits.f32() + int64_t(s) * vocab, vocab)));
+      b.tokens[s].push_back(greedy[s]);
       step[s] = RunnerSeq{.tokens = b.tokens[s],
                           .num_computed = input_len + token,
                           .num_new = 1,
                           .samples = true,
+                          .argmax_only = true,
                           .block_table = b.tables[s]};
     }
-    logits = runner.execute(step);
+    runner.execute(step);
   }
   result.decode_seconds = seconds_since(start);
   return result;
@@ -181,19 +182,29 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
   if (!w.ok() || !x.ok() || !y.ok()) fail("cannot allocate kernel benchmark buffers");
   cuda::fill_random_bf16(exec, w->as<uint16_t>(), int64_t(qkv_out) * hidden, 3, 0.02f, 0.0f);
   cuda::fill_zero(x->data(), x->bytes(), stream.stream());
-  for (int rows : {1, 8}) {
-    const double s = time_it([&] {
-      cuda::small_gemm(exec, cuda::SmallGemmArgs{.x = x->as<float>(),
-                                                 .rows = rows,
-                                                 .k = hidden,
-                                                 .n = qkv_out,
-                                                 .weight = w->as<uint16_t>(),
-                                                 .out = y->as<float>()});
-    });
-    out.push_back({{"kernel", "small_gemm qkv"},
-                   {"rows", rows},
-                   {"seconds", s},
-                   {"gb_per_s", double(qkv_out) * hidden * 2 / s / 1e9}});
+  auto x_hi = cuda::DeviceBuffer::allocate(size_t(64) * hidden * 2);
+  auto x_lo = cuda::DeviceBuffer::allocate(size_t(64) * hidden * 2);
+  if (!x_hi.ok() || !x_lo.ok()) fail("cannot allocate kernel benchmark buffers");
+  for (int rows : {1, 2, 4, 8, 16, 32, 64}) {
+    const cuda::SmallGemmArgs args{
+        .x = x->as<float>(), .rows = rows, .k = hidden, .n = qkv_out, .weight = w->as<uint16_t>(), .out = y->as<float>()};
+    auto report = [&](const char* kernel, double s) {
+      out.push_back({{"kernel", kernel}, {"rows", rows}, {"seconds", s}, {"gb_per_s", double(qkv_out) * hidden * 2 / s / 1e9}});
+    };
+    if (rows <= cuda::kSmallTile) report("small_gemm qkv", time_it([&] { cuda::small_gemm(exec, args); }));
+    if (cuda::mma_gemm_supported(hidden)) {
+      report("mma_gemm split qkv", time_it([&] { cuda::mma_gemm(exec, args, true); }));
+      report("mma_gemm bf16 qkv", time_it([&] { cuda::mma_gemm(exec, args, false); }));
+    }
+    report("cublas split qkv (2 GEMMs + cast)", time_it([&] {
+             cuda::to_bf16_split(exec, x->as<float>(), int64_t(rows) * hidden, x_hi->as<uint16_t>(), x_lo->as<uint16_t>());
+             cuda::gemm_bf16(exec, x_hi->as<uint16_t>(), w->as<uint16_t>(), nullptr, rows, qkv_out, hidden, y->as<float>());
+             cuda::gemm_bf16(exec, x_lo->as<uint16_t>(), w->as<uint16_t>(), nullptr, rows, qkv_out, hidden, y->as<float>(),
+                             true);
+           }));
+    report("cublas bf16 qkv", time_it([&] {
+             cuda::gemm_bf16(exec, x_hi->as<uint16_t>(), w->as<uint16_t>(), nullptr, rows, qkv_out, hidden, y->as<float>());
+           }));
   }
   if (c.moe) {
     const MoeConfig& m = *c.moe;
@@ -202,31 +213,36 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
     if (!experts.ok() || !offsets_buf.ok()) fail("cannot allocate expert benchmark buffers");
     cuda::fill_random_bf16(exec, experts->as<uint16_t>(),
                            int64_t(m.num_experts) * 2 * m.expert_intermediate_size * hidden, 4, 0.02f, 0.0f);
-    for (int tokens : {1, 8}) {
+    for (int tokens : {1, 2, 4, 8, 32, 64}) {
       // tokens × top_k rows spread over the first min(E, tokens × top_k) experts.
       const int entries = tokens * m.top_k;
       const int touched = std::min(m.num_experts, entries);
       std::vector<int32_t> offsets(m.num_experts + 1, entries);
       for (int e = 0; e <= touched; ++e) offsets[e] = e * entries / touched;
       cuda::copy_to_device(offsets_buf->data(), offsets.data(), offsets.size() * 4, stream.stream());
-      const double s = time_it([&] {
-        cuda::small_gemm(exec, cuda::SmallGemmArgs{.x = x->as<float>(),
-                                                   .rows = tokens,
-                                                   .k = hidden,
-                                                   .n = m.expert_intermediate_size,
-                                                   .weight = experts->as<uint16_t>(),
-                                                   .group_stride = 2LL * m.expert_intermediate_size * hidden,
-                                                   .offsets = offsets_buf->as<int32_t>(),
-                                                   .groups = m.num_experts,
-                                                   .swiglu = true,
-                                                   .out = y->as<float>()});
-      });
+      const cuda::SmallGemmArgs args{.x = x->as<float>(),
+                                     .rows = tokens,
+                                     .k = hidden,
+                                     .n = m.expert_intermediate_size,
+                                     .weight = experts->as<uint16_t>(),
+                                     .group_stride = 2LL * m.expert_intermediate_size * hidden,
+                                     .offsets = offsets_buf->as<int32_t>(),
+                                     .groups = m.num_experts,
+                                     .swiglu = true,
+                                     .out = y->as<float>()};
       const double bytes = double(touched) * 2 * m.expert_intermediate_size * hidden * 2;
-      out.push_back({{"kernel", "small_gemm experts gate_up+silu"},
-                     {"tokens", tokens},
-                     {"experts_touched", touched},
-                     {"seconds", s},
-                     {"gb_per_s", bytes / s / 1e9}});
+      auto report = [&](const char* kernel, double s) {
+        out.push_back({{"kernel", kernel},
+                       {"tokens", tokens},
+                       {"experts_touched", touched},
+                       {"seconds", s},
+                       {"gb_per_s", bytes / s / 1e9}});
+      };
+      if (tokens <= cuda::kSmallTile) report("small_gemm experts gate_up+silu", time_it([&] { cuda::small_gemm(exec, args); }));
+      if (cuda::mma_gemm_supported(hidden)) {
+        report("mma_gemm split experts gate_up+silu", time_it([&] { cuda::mma_gemm(exec, args, true); }));
+        report("mma_gemm bf16 experts gate_up+silu", time_it([&] { cuda::mma_gemm(exec, args, false); }));
+      }
     }
   }
   stream.synchronize();
@@ -301,7 +317,8 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
       .gpu_memory_utilization = args.gpu_memory_utilization,
       .max_num_batched_tokens = std::max({8192, args.input_len * max_batch, args.prefill_batch * args.prefill_len}),
       .prefill_precision =
-          args.plain_bf16_prefill ? cuda::PrefillPrecision::kBf16 : cuda::PrefillPrecision::kSplitBf16};
+          args.plain_bf16_prefill ? cuda::PrefillPrecision::kBf16 : cuda::PrefillPrecision::kSplitBf16,
+      .enforce_eager = args.enforce_eager};
   auto start = Clock::now();
   auto runner = make_cuda_runner(args.engine->model_dir, *options, runner_options);
   if (!runner.ok()) fail(runner.error().message);
@@ -318,7 +335,8 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
                            {"weight_bytes", (*runner)->weight_bytes()},
                            {"kv_cache_bytes", (*runner)->kv_bytes()},
                            {"num_kv_blocks", (*runner)->num_kv_blocks()},
-                           {"prefill_precision", args.plain_bf16_prefill ? "bf16" : "split-bf16"}};
+                           {"prefill_precision", args.plain_bf16_prefill ? "bf16" : "split-bf16"},
+                           {"cuda_graphs", !args.enforce_eager}};
   auto devices = cuda::list_devices();
   if (devices.ok() && !devices->empty()) result["gpu"] = devices->front().name;
   nlohmann::json decode = nlohmann::json::object();

@@ -36,6 +36,7 @@ struct BenchArgs {
   int prefill_len = 1024;
   float gpu_memory_utilization = 0.9f;
   std::string prefill_precision = "split-bf16";
+  bool enforce_eager = false;
 };
 
 double seconds_since(Clock::time_point start) {
@@ -104,6 +105,7 @@ void run_bench_latency(const BenchArgs& args) {
                                            .prefill_len = args.prefill_len,
                                            .gpu_memory_utilization = args.gpu_memory_utilization,
                                            .plain_bf16_prefill = args.prefill_precision == "bf16",
+                                           .enforce_eager = args.enforce_eager,
                                            .output_json = args.output_json});
     return;
   }
@@ -184,6 +186,7 @@ void add_bench_command(CLI::App& app) {
   latency->add_option("--prefill-precision", args->prefill_precision,
                       "--device cuda: activations of prefill GEMMs: split-bf16 (hi + lo, float32-like) or bf16")
       ->check(CLI::IsMember({"split-bf16", "bf16"}));
+  latency->add_flag("--enforce-eager", args->enforce_eager, "--device cuda: decode steps without CUDA graphs");
   latency->callback([args] { run_bench_latency(*args); });
   add_bench_serve_command(*bench);
   add_bench_throughput_command(*bench);

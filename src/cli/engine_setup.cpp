@@ -88,7 +88,7 @@ Result<EngineSetup> create_engine(const EngineFlags& flags, const SchedulingFlag
   if (flags.device == "cuda") {
 #ifdef MOESERVE_HAVE_CUDA
     // Decide before loading anything, from the memory model: bf16 weights, the runner's float32
-    // KV cache, no CUDA graphs yet. Then the runner sizes its KV cache from
+    // KV cache, CUDA graphs unless --enforce-eager. Then the runner sizes its KV cache from
     // --gpu-memory-utilization after loading the weights and its step workspace (vLLM's
     // profile-then-allocate order).
     MS_ASSIGN_OR_RETURN(const std::vector<cuda::DeviceInfo> devices, cuda::list_devices());
@@ -100,7 +100,7 @@ Result<EngineSetup> create_engine(const EngineFlags& flags, const SchedulingFlag
                                 .max_num_batched_tokens = config.scheduler.max_num_batched_tokens,
                                 .block_size = scheduling.block_size,
                                 .gpu_memory_utilization = scheduling.gpu_memory_utilization,
-                                .enforce_eager = true,
+                                .enforce_eager = scheduling.enforce_eager,
                                 .device_memory_bytes = static_cast<int64_t>(devices.front().total_memory_bytes)};
     MS_ASSIGN_OR_RETURN(const plan::MemoryBreakdown planned, plan::check_gpu_startup(memory, shape));
     spdlog::info("plan for {} ({:.1f} GiB): {}", devices.front().name,
@@ -110,7 +110,8 @@ Result<EngineSetup> create_engine(const EngineFlags& flags, const SchedulingFlag
         make_cuda_runner(model_dir, options,
                          CudaRunnerOptions{.gpu_memory_utilization = static_cast<float>(scheduling.gpu_memory_utilization),
                                            .block_size = scheduling.block_size,
-                                           .max_num_batched_tokens = config.scheduler.max_num_batched_tokens}));
+                                           .max_num_batched_tokens = config.scheduler.max_num_batched_tokens,
+                                           .enforce_eager = scheduling.enforce_eager}));
     spdlog::info("model {} on cuda: {:.2f} GiB of bf16 weights, KV cache {} blocks x {} tokens (float32)", model_dir,
                  cuda_runner->weight_bytes() / double(1 << 30), cuda_runner->num_kv_blocks(), cuda_runner->block_size());
     MS_ASSIGN_OR_RETURN(setup.engine, Engine::create(model_dir, std::move(cuda_runner), *tokenizer, config));

@@ -76,7 +76,10 @@ class Engine : public EngineClient {
   void loop();
   void admit(std::unique_ptr<RequestState> state);
   void run_step();
+  // Samples the next token from the row (penalties, masks, logprobs), then emit_token.
   void process_sample(RequestState& state, float* logits_row);
+  // Appends the chosen token: detokenize, check stops and limits, send the output.
+  void emit_token(RequestState& state, int32_t token, RequestOutput output);
   void finish(RequestState& state, RequestOutput& output, FinishReason reason);
   void fail_all(const std::string& message);
   void release_idle_memory();

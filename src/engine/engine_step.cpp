@@ -14,6 +14,13 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 bool contains(const std::vector<int32_t>& ids, int32_t id) { return std::find(ids.begin(), ids.end(), id) != ids.end(); }
+
+// The next token is the plain argmax of the logits: greedy, nothing read from or added to them.
+bool argmax_suffices(const GenerationRequest& request, int num_output_tokens) {
+  const SamplingParams& s = request.sampling;
+  return s.temperature <= 0.0f && !request.logprobs && s.repetition_penalty == 1.0f && s.presence_penalty == 0.0f &&
+         s.frequency_penalty == 0.0f && num_output_tokens >= request.stop.min_tokens;
+}
 }  // namespace
 
 void Engine::run_step() {
@@ -30,16 +37,19 @@ void Engine::run_step() {
   std::vector<RunnerSeq> seqs;
   seqs.reserve(plan.seqs.size());
   int64_t prompt_tokens = 0;
+  const bool runner_argmax = runner_->computes_argmax();
   for (const ScheduledSeq& scheduled : plan.seqs) {
     const Sequence& seq = *scheduler_->find(scheduled.id);
-    seqs.push_back(RunnerSeq{.tokens = seq.tokens,
-                             .num_computed = scheduled.num_computed,
-                             .num_new = scheduled.num_new,
-                             .samples = scheduled.samples,
-                             .block_table = kv_manager_->block_table(scheduled.id)});
+    RequestState& state = *by_seq_.at(scheduled.id);
+    seqs.push_back(RunnerSeq{
+        .tokens = seq.tokens,
+        .num_computed = scheduled.num_computed,
+        .num_new = scheduled.num_new,
+        .samples = scheduled.samples,
+        .argmax_only = runner_argmax && argmax_suffices(state.request, static_cast<int>(state.output_ids.size())),
+        .block_table = kv_manager_->block_table(scheduled.id)});
     prompt_tokens += std::max(0, std::min(seq.num_prompt_tokens, scheduled.num_computed + scheduled.num_new) -
                                      scheduled.num_computed);
-    RequestState& state = *by_seq_.at(scheduled.id);
     if (state.scheduled == Clock::time_point{}) state.scheduled = Clock::now();
   }
   runner_->reset_expert_load();
@@ -47,11 +57,18 @@ void Engine::run_step() {
   scheduler_->complete_step(plan);
 
   const int vocab = info_.model_config->vocab_size;
+  const std::span<const int32_t> argmax = runner_->argmax_tokens();
   int row = 0;
   int64_t generated = 0;
-  for (const ScheduledSeq& scheduled : plan.seqs) {
-    if (!scheduled.samples) continue;
-    process_sample(*by_seq_.at(scheduled.id), logits.f32() + static_cast<int64_t>(row++) * vocab);
+  for (size_t i = 0; i < plan.seqs.size(); ++i) {
+    if (!plan.seqs[i].samples) continue;
+    RequestState& state = *by_seq_.at(plan.seqs[i].id);
+    if (seqs[i].argmax_only) {
+      emit_token(state, argmax[row], RequestOutput{});
+    } else {
+      process_sample(state, logits.f32() + static_cast<int64_t>(row) * vocab);
+    }
+    ++row;
     ++generated;
   }
   {
@@ -100,7 +117,12 @@ void Engine::process_sample(RequestState& state, float* logits_row) {
     output.new_logprobs.back().token_id = token;
     output.new_logprobs.back().logprob = chosen;
   }
+  emit_token(state, token, std::move(output));
+}
 
+void Engine::emit_token(RequestState& state, int32_t token, RequestOutput output) {
+  const GenerationRequest& request = state.request;
+  const bool below_min = static_cast<int>(state.output_ids.size()) < request.stop.min_tokens;
   const Clock::time_point now = Clock::now();
   if (state.first_token == Clock::time_point{}) {
     state.first_token = now;

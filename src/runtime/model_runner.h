@@ -19,6 +19,9 @@ struct RunnerSeq {
   int num_new = 0;                  // tokens to run now: tokens[num_computed, num_computed + num_new)
   bool samples = false;             // wants the logits of its last new token
   bool all_logits = false;          // wants the logits of every new token (prompt logprobs)
+  // Needs only the argmax of its sampled row (greedy, no logprobs, penalties or masks): a
+  // runner that computes_argmax() may then leave that logits row unwritten.
+  bool argmax_only = false;
   std::span<const BlockId> block_table;
 };
 

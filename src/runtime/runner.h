@@ -26,6 +26,11 @@ class Runner {
   // logits [rows, vocab] float32 on the host: per sequence in order, num_new rows when
   // all_logits, else one row when it samples, else none.
   virtual Tensor execute(std::span<const RunnerSeq> seqs) = 0;
+  // A runner that computes the argmax of every logits row itself (the CUDA runner, on the
+  // device) returns true and, after each execute(), the argmax of each of its logits rows in
+  // row order; a row whose sequence set argmax_only is then not copied back (left unwritten).
+  virtual bool computes_argmax() const { return false; }
+  virtual std::span<const int32_t> argmax_tokens() const { return {}; }
   // Per-layer, per-expert routed token counts since the last reset (empty for dense models).
   virtual const ExpertLoad& expert_load() const = 0;
   virtual void reset_expert_load() = 0;

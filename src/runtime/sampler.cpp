@@ -29,7 +29,23 @@ void apply_penalties(std::span<float> logits, const SamplingParams& params, std:
 }
 
 int32_t argmax_token(std::span<const float> logits) {
-  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  // The first index of the largest logit (as std::max_element), in two streaming passes: the
+  // maximum over 8 independent lanes (vectorisable, no loop-carried index), then its first
+  // position. A greedy step over 64 rows of a 32k vocabulary spent ~2 ms in max_element.
+  const size_t n = logits.size();
+  if (n == 0) return 0;
+  constexpr size_t kLanes = 8;
+  float lanes[kLanes];
+  std::fill(std::begin(lanes), std::end(lanes), logits[0]);
+  size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (size_t l = 0; l < kLanes; ++l) lanes[l] = logits[i + l] > lanes[l] ? logits[i + l] : lanes[l];
+  float best = lanes[0];
+  for (size_t l = 1; l < kLanes; ++l) best = lanes[l] > best ? lanes[l] : best;
+  for (; i < n; ++i) best = logits[i] > best ? logits[i] : best;
+  for (size_t j = 0; j < n; ++j)
+    if (logits[j] == best) return static_cast<int32_t>(j);
+  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());  // NaNs only
 }
 
 int32_t sample_token(std::span<float> logits, const SamplingParams& params, std::mt19937_64& rng) {

@@ -61,13 +61,22 @@ Tensor::Tensor(DType dtype, Shape shape) {
   resize(shape);
 }
 
-void Tensor::resize(Shape shape) {
+Tensor Tensor::uninitialized(DType dtype, Shape shape) {
+  Tensor tensor;
+  tensor.view_.dtype = dtype;
+  tensor.allocate(shape, /*zero=*/false);
+  return tensor;
+}
+
+void Tensor::resize(Shape shape) { allocate(shape, /*zero=*/true); }
+
+void Tensor::allocate(Shape shape, bool zero) {
   const size_t bytes = static_cast<size_t>(shape.numel()) * dtype_size(view_.dtype);
   if (bytes > capacity_bytes_ || !storage_) {
     const size_t rounded = (bytes + 63) / 64 * 64 + 64;
     void* memory = std::aligned_alloc(64, rounded);
     MS_CHECK_MSG(memory != nullptr, "out of host memory");
-    std::memset(memory, 0, rounded);
+    if (zero) std::memset(memory, 0, rounded);
     storage_.reset(memory);
     capacity_bytes_ = rounded;
   }

@@ -73,6 +73,9 @@ class Tensor {
   Tensor() = default;
   Tensor(DType dtype, Shape shape);  // zero-filled host memory
   static Tensor zeros_f32(Shape shape) { return Tensor(DType::kF32, shape); }
+  // Host memory left unwritten, for a caller about to overwrite every element (a step's logits
+  // copied back from the GPU: zeroing 8 MiB first cost a measurable share of a decode step).
+  static Tensor uninitialized(DType dtype, Shape shape);
 
   const TensorView& view() const { return view_; }
   const Shape& shape() const { return view_.shape; }
@@ -85,6 +88,8 @@ class Tensor {
   void resize(Shape shape);
 
  private:
+  void allocate(Shape shape, bool zero);
+
   struct FreeDeleter {
     void operator()(void* ptr) const;
   };

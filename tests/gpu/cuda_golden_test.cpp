@@ -2,7 +2,9 @@
 // transformers' float32 reference (bf16 GEMM inputs for prefill-sized steps), greedy tokens
 // equal wherever the reference's margin exceeds the error measured on that model, chunked
 // prefill and decode agree with one-shot prefill, several sequences batched into one step give
-// each its own logits, and the KJV demo model's greedy continuations equal transformers' exactly.
+// each its own logits, and the KJV demo model's greedy continuations equal transformers' exactly
+// (one sequence at a time from the copied logits, and all at once from the device's argmax with
+// the batch shrinking as sequences finish, through CUDA graphs and eagerly).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -22,7 +24,8 @@ using testing::Reference;
 constexpr double kTolerance = 2e-2;
 
 std::unique_ptr<CudaRunner> open_runner(const std::string& dir, int max_batched_tokens = 8192,
-                                        cuda::PrefillPrecision precision = cuda::PrefillPrecision::kSplitBf16) {
+                                        cuda::PrefillPrecision precision = cuda::PrefillPrecision::kSplitBf16,
+                                        bool enforce_eager = false) {
   auto config = load_model_config(dir);
   if (!config.ok()) throw std::runtime_error(config.error().message);
   auto checkpoint = Checkpoint::open(dir);
@@ -30,7 +33,10 @@ std::unique_ptr<CudaRunner> open_runner(const std::string& dir, int max_batched_
   auto runner = CudaRunner::create(
       *config, &checkpoint.value(), 0,
       CudaRunnerOptions{
-          .num_kv_blocks = 96, .max_num_batched_tokens = max_batched_tokens, .prefill_precision = precision});
+          .num_kv_blocks = 96,
+          .max_num_batched_tokens = max_batched_tokens,
+          .prefill_precision = precision,
+          .enforce_eager = enforce_eager});
   if (!runner.ok()) throw std::runtime_error(runner.error().message);
   return std::move(runner.value());
 }
@@ -220,6 +226,65 @@ TEST(CudaKjvTest, LogitsAndGreedyContinuationsMatchTransformers) {
       logits = seq.append(std::span<const int32_t>(&generated.back(), 1), false);
     }
     EXPECT_EQ(generated, expected) << sample["prompt"];
+  }
+}
+
+// Every sample decoded in one batch, greedy on the device (argmax_only: what the engine asks for
+// greedy requests), sequences leaving the batch as they reach their reference length, so decode
+// steps of several batch sizes run (each captured once, then replayed).
+std::vector<std::vector<int32_t>> batched_device_greedy(bool enforce_eager) {
+  auto runner = open_runner(testing::demo_model(), 8192, cuda::PrefillPrecision::kSplitBf16, enforce_eager);
+  const auto samples = nlohmann::json::parse(std::ifstream(testing::demo_model() + "/samples.json"))["samples"];
+  std::vector<std::vector<int32_t>> tokens, tables, generated(samples.size());
+  std::vector<size_t> wanted;
+  for (size_t s = 0; s < samples.size(); ++s) {
+    tokens.push_back(samples[s]["prompt_ids"].get<std::vector<int32_t>>());
+    wanted.push_back(samples[s]["greedy_ids"].size() - 6 * s);  // 48, 42, ...: the batch shrinks
+    const int blocks = int(tokens.back().size() + wanted.back() + 15) / 16;
+    tables.emplace_back(blocks);
+    std::iota(tables.back().rbegin(), tables.back().rend(), int(s) * 12);
+    tokens.back().reserve(tokens.back().size() + wanted.back());
+  }
+  std::vector<size_t> live(samples.size());
+  std::iota(live.begin(), live.end(), 0);
+  std::vector<int> computed(samples.size(), 0);
+  while (!live.empty()) {
+    std::vector<RunnerSeq> step;
+    for (size_t s : live) {
+      step.push_back(RunnerSeq{.tokens = tokens[s],
+                               .num_computed = computed[s],
+                               .num_new = int(tokens[s].size()) - computed[s],
+                               .samples = true,
+                               .argmax_only = true,
+                               .block_table = tables[s]});
+    }
+    runner->execute(step);
+    const std::span<const int32_t> argmax = runner->argmax_tokens();
+    EXPECT_EQ(argmax.size(), live.size());
+    std::vector<size_t> still;
+    for (size_t i = 0; i < live.size(); ++i) {
+      const size_t s = live[i];
+      computed[s] = int(tokens[s].size());
+      generated[s].push_back(argmax[i]);
+      tokens[s].push_back(argmax[i]);
+      if (generated[s].size() < wanted[s]) still.push_back(s);
+    }
+    live = still;
+  }
+  // One graph per decode batch size (6 down to 1); none when eager.
+  EXPECT_EQ(runner->num_graphs(), enforce_eager ? 0u : samples.size());
+  return generated;
+}
+
+TEST(CudaKjvTest, BatchedDeviceGreedyMatchesTransformersWithAndWithoutGraphs) {
+  const auto samples = nlohmann::json::parse(std::ifstream(testing::demo_model() + "/samples.json"))["samples"];
+  const auto graphs = batched_device_greedy(false);
+  const auto eager = batched_device_greedy(true);
+  for (size_t s = 0; s < samples.size(); ++s) {
+    auto expected = samples[s]["greedy_ids"].get<std::vector<int32_t>>();
+    expected.resize(graphs[s].size());
+    EXPECT_EQ(graphs[s], expected) << samples[s]["prompt"];
+    EXPECT_EQ(eager[s], expected) << samples[s]["prompt"];
   }
 }
 

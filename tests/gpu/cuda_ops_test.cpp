@@ -2,7 +2,9 @@
 // one and many tokens, empty experts — with fresh random inputs per case and NaN-poisoned
 // outputs, so an unwritten element or a wrong index fails.
 #include <algorithm>
+#include <cmath>
 #include <numeric>
+#include <string>
 
 #include "base/thread_pool.h"
 #include "gpu_test_support.h"
@@ -429,64 +431,121 @@ TEST_F(CudaOpsTest, MoePermuteGatherCombine) {
   }
 }
 
-TEST_F(CudaOpsTest, SmallGemmMatchesLinear) {
-  for (int rows : {1, 2, 3, 8, 13, 16, 17, 100, 1000}) {
-    for (auto [k, n] : {std::pair{64, 1}, {67, 5}, {600, 130}, {1029, 37}, {4096, 96}}) {
-      auto x = random_floats(size_t(rows) * k);
-      auto weight = random_bf16(size_t(n) * k, 0.1f);
-      auto bias = random_bf16(n, 0.5f);
-      std::vector<float> expected(size_t(rows) * n);
-      ops::linear(cpu_, f32_view(x, Shape{rows, k}), view(weight.data(), DType::kBF16, Shape{n, k}),
-                  view(bias.data(), DType::kBF16, Shape{n}), f32_view(expected, Shape{rows, n}));
-      float* out = poisoned<float>(expected.size());
-      cuda::small_gemm(exec_, cuda::SmallGemmArgs{.x = upload(x),
-                                                  .rows = rows,
-                                                  .k = k,
-                                                  .n = n,
-                                                  .weight = upload(weight),
-                                                  .bias = upload(bias),
-                                                  .out = out});
-      EXPECT_LT(relative_error(download(out, expected.size()), expected), 2e-6) << rows << "x" << k << "x" << n;
+// The decode-sized GEMM kernels share one contract (SmallGemmArgs): small_gemm on CUDA cores,
+// mma_gemm on tensor cores with split activations (float32-like) or plain bf16 activations
+// (given bf16-exact inputs, so the float32 reference holds for it too).
+struct GemmKernel {
+  const char* name;
+  bool bf16_inputs;  // round x to bf16 before the reference sees it
+  bool needs_k8;     // K % 8 == 0 only
+  double tolerance;
+  void (*run)(const cuda::GpuExec&, const cuda::SmallGemmArgs&);
+};
+const GemmKernel kGemmKernels[] = {
+    {"small_gemm", false, false, 2e-6, cuda::small_gemm},
+    {"mma_gemm split", false, true, 2e-5,
+     [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args) { cuda::mma_gemm(exec, args, true); }},
+    {"mma_gemm bf16", true, true, 1e-5,
+     [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args) { cuda::mma_gemm(exec, args, false); }},
+};
+
+void round_to_bf16(std::vector<float>& x) {
+  for (float& v : x) v = bf16_to_f32(f32_to_bf16(v));
+}
+
+// out against expected = x · wᵀ + bias: the relative error of the whole output below `tolerance`
+// once it has enough elements for that norm to mean something, and every element within
+// tolerance × Σ_k |x w| + |bias| (a dot product's forward-error bound, which stays meaningful
+// when one output is the small difference of large terms: a single-output relative error was
+// measured at 3.1e-5 for mma_gemm split once in five runs, on a case with few outputs).
+void expect_close_to_linear(const std::vector<float>& out, const std::vector<float>& expected,
+                            const std::vector<float>& x, const std::vector<uint16_t>& weight,
+                            const std::vector<uint16_t>& bias, int rows, int k, int n, double tolerance,
+                            const std::string& label) {
+  if (out.size() >= 32) {
+    EXPECT_LT(relative_error(out, expected), tolerance) << label;
+  }
+  for (int r = 0; r < rows; ++r) {
+    for (int j = 0; j < n; ++j) {
+      double magnitude = std::fabs(bf16_to_f32(bias[j]));
+      for (int i = 0; i < k; ++i)
+        magnitude += std::fabs(double(x[size_t(r) * k + i]) * bf16_to_f32(weight[size_t(j) * k + i]));
+      const size_t at = size_t(r) * n + j;
+      ASSERT_LE(std::fabs(double(out[at]) - expected[at]), tolerance * magnitude) << label << " at " << r << "," << j;
+    }
+  }
+}
+
+TEST_F(CudaOpsTest, DecodeGemmsMatchLinear) {
+  for (const GemmKernel& kernel : kGemmKernels) {
+    for (int rows : {1, 2, 3, 8, 13, 16, 17, 100, 1000}) {
+      for (auto [k, n] : {std::pair{64, 1}, {67, 5}, {72, 5}, {600, 130}, {1029, 37}, {1032, 37}, {4096, 96}}) {
+        if (kernel.needs_k8 && !cuda::mma_gemm_supported(k)) continue;
+        auto x = random_floats(size_t(rows) * k);
+        if (kernel.bf16_inputs) round_to_bf16(x);
+        auto weight = random_bf16(size_t(n) * k, 0.1f);
+        auto bias = random_bf16(n, 0.5f);
+        std::vector<float> expected(size_t(rows) * n);
+        ops::linear(cpu_, f32_view(x, Shape{rows, k}), view(weight.data(), DType::kBF16, Shape{n, k}),
+                    view(bias.data(), DType::kBF16, Shape{n}), f32_view(expected, Shape{rows, n}));
+        float* out = poisoned<float>(expected.size());
+        kernel.run(exec_, cuda::SmallGemmArgs{.x = upload(x),
+                                              .rows = rows,
+                                              .k = k,
+                                              .n = n,
+                                              .weight = upload(weight),
+                                              .bias = upload(bias),
+                                              .out = out});
+        expect_close_to_linear(download(out, expected.size()), expected, x, weight, bias, rows, k, n,
+                               kernel.tolerance,
+                               std::string(kernel.name) + " " + std::to_string(rows) + "x" + std::to_string(k) +
+                                   "x" + std::to_string(n));
+      }
     }
   }
 }
 
 // Grouped SwiGLU experts: group g's rows through gate/up of expert g, empty groups included,
-// groups larger than one tile.
-TEST_F(CudaOpsTest, SmallGemmGroupedSwiglu) {
-  for (auto [hidden, inter] : {std::pair{64, 32}, {67, 45}, {512, 300}}) {
-    const std::vector<int> counts = {3, 0, 1, 40, 0, 17, 2, 0};
-    const int groups = static_cast<int>(counts.size());
-    std::vector<int32_t> offsets = {0};
-    for (int c : counts) offsets.push_back(offsets.back() + c);
-    const int total = offsets.back();
-    auto x = random_floats(size_t(total) * hidden);
-    auto weight = random_bf16(size_t(groups) * 2 * inter * hidden, 0.1f);
-    std::vector<float> expected(size_t(total) * inter);
-    for (int g = 0; g < groups; ++g) {
-      if (counts[g] == 0) continue;
-      std::vector<float> gate(size_t(counts[g]) * inter), up(gate.size());
-      const TensorView xg = view(x.data() + size_t(offsets[g]) * hidden, DType::kF32, Shape{counts[g], hidden});
-      uint16_t* wg = weight.data() + size_t(g) * 2 * inter * hidden;
-      ops::linear(cpu_, xg, view(wg, DType::kBF16, Shape{inter, hidden}), TensorView{},
-                  f32_view(gate, Shape{counts[g], inter}));
-      ops::linear(cpu_, xg, view(wg + size_t(inter) * hidden, DType::kBF16, Shape{inter, hidden}), TensorView{},
-                  f32_view(up, Shape{counts[g], inter}));
-      ops::silu_mul(cpu_, f32_view(gate, Shape{counts[g], inter}), f32_view(up, Shape{counts[g], inter}),
-                    view(expected.data() + size_t(offsets[g]) * inter, DType::kF32, Shape{counts[g], inter}));
+// groups larger than one tile (mma_gemm: 16 rows, so 150 takes ten).
+TEST_F(CudaOpsTest, DecodeGemmsGroupedSwiglu) {
+  for (const GemmKernel& kernel : kGemmKernels) {
+    for (auto [hidden, inter] : {std::pair{64, 32}, {67, 45}, {512, 300}, {4096, 200}}) {
+      if (kernel.needs_k8 && !cuda::mma_gemm_supported(hidden)) continue;
+      const std::vector<int> counts = {3, 0, 1, 40, 0, 17, 2, 0, 150};
+      const int groups = static_cast<int>(counts.size());
+      std::vector<int32_t> offsets = {0};
+      for (int c : counts) offsets.push_back(offsets.back() + c);
+      const int total = offsets.back();
+      auto x = random_floats(size_t(total) * hidden);
+      if (kernel.bf16_inputs) round_to_bf16(x);
+      auto weight = random_bf16(size_t(groups) * 2 * inter * hidden, 0.1f);
+      std::vector<float> expected(size_t(total) * inter);
+      for (int g = 0; g < groups; ++g) {
+        if (counts[g] == 0) continue;
+        std::vector<float> gate(size_t(counts[g]) * inter), up(gate.size());
+        const TensorView xg = view(x.data() + size_t(offsets[g]) * hidden, DType::kF32, Shape{counts[g], hidden});
+        uint16_t* wg = weight.data() + size_t(g) * 2 * inter * hidden;
+        ops::linear(cpu_, xg, view(wg, DType::kBF16, Shape{inter, hidden}), TensorView{},
+                    f32_view(gate, Shape{counts[g], inter}));
+        ops::linear(cpu_, xg, view(wg + size_t(inter) * hidden, DType::kBF16, Shape{inter, hidden}), TensorView{},
+                    f32_view(up, Shape{counts[g], inter}));
+        ops::silu_mul(cpu_, f32_view(gate, Shape{counts[g], inter}), f32_view(up, Shape{counts[g], inter}),
+                      view(expected.data() + size_t(offsets[g]) * inter, DType::kF32, Shape{counts[g], inter}));
+      }
+      float* out = poisoned<float>(expected.size());
+      kernel.run(exec_, cuda::SmallGemmArgs{.x = upload(x),
+                                            .rows = 150,
+                                            .k = hidden,
+                                            .n = inter,
+                                            .weight = upload(weight),
+                                            .group_stride = 2LL * inter * hidden,
+                                            .offsets = upload(offsets),
+                                            .groups = groups,
+                                            .swiglu = true,
+                                            .out = out});
+      EXPECT_LT(relative_error(download(out, expected.size()), expected), kernel.tolerance)
+          << kernel.name << " " << hidden << "x" << inter;
     }
-    float* out = poisoned<float>(expected.size());
-    cuda::small_gemm(exec_, cuda::SmallGemmArgs{.x = upload(x),
-                                                .rows = 40,
-                                                .k = hidden,
-                                                .n = inter,
-                                                .weight = upload(weight),
-                                                .group_stride = 2LL * inter * hidden,
-                                                .offsets = upload(offsets),
-                                                .groups = groups,
-                                                .swiglu = true,
-                                                .out = out});
-    EXPECT_LT(relative_error(download(out, expected.size()), expected), 2e-6) << hidden << "x" << inter;
   }
 }
 

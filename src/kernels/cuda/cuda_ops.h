@@ -181,6 +181,12 @@ struct SmallGemmArgs {
 };
 void small_gemm(const GpuExec& exec, const SmallGemmArgs& args);
 
+// The same contract on tensor cores (mma.sync; see mma_gemm.cu), for groups of more rows than
+// small_gemm's CUDA-core tiles suit: each weight byte comes from HBM once (from L2 for every further 16 rows of a group).
+// split: activations as bf16 hi + lo halves (float32-like); otherwise rounded to bf16. Needs K % 8 == 0.
+bool mma_gemm_supported(int k);
+void mma_gemm(const GpuExec& exec, const SmallGemmArgs& args, bool split);
+
 // cuBLAS: out [M, N] f32 = x [M, K] bf16 · W [N, K]ᵀ bf16 (+ bias [N] bf16), fp32 accumulate;
 // accumulate: out += instead of out = (for the low half of a split activation).
 void gemm_bf16(const GpuExec& exec, const uint16_t* x, const uint16_t* weight, const uint16_t* bias, int m, int n,
@@ -189,6 +195,9 @@ void gemm_bf16(const GpuExec& exec, const uint16_t* x, const uint16_t* weight, c
 // out[r, i] = silu(gate_up[r, i]) · gate_up[r, I + i] for gate_up [rows, 2I]; out [rows, I] f32 or bf16.
 void silu_mul(const GpuExec& exec, const float* gate_up, int rows, int intermediate, float* out_f32,
               uint16_t* out_bf16);
+
+// out[r] = the first index of the largest value of x[r, :] (x [rows, width]; greedy sampling).
+void argmax_rows(const GpuExec& exec, const float* x, int rows, int64_t width, int32_t* out);
 
 // Casts: float32 → bf16 (round to nearest even), bf16 → float32.
 void to_bf16(const GpuExec& exec, const float* x, int64_t count, uint16_t* out);

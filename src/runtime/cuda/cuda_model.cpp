@@ -56,8 +56,23 @@ size_t CudaModel::workspace_bytes(int max_tokens) const {
   return static_cast<size_t>(floats) * sizeof(float) + (size_t{64} << 20);
 }
 
+bool CudaModel::experts_stream(int tokens) const {
+  if (!config_.moe) return true;
+  if (tokens <= 1) return true;  // small_gemm takes any K
+  return tokens <= kMaxMmaRows && mma_gemm_supported(config_.hidden_size) &&
+         mma_gemm_supported(config_.moe->expert_intermediate_size);
+}
+
+void CudaModel::grouped_gemm(Step& step, const SmallGemmArgs& args) const {
+  if (args.rows <= 1) {
+    small_gemm(step.exec, args);
+  } else {
+    mma_gemm(step.exec, args, precision_ == PrefillPrecision::kSplitBf16);
+  }
+}
+
 void CudaModel::linear(Step& step, Act x, int rows, const DeviceLinear& w, float* out) const {
-  if (rows <= kSmallTile) {
+  if (rows <= kMaxSmallDenseRows) {
     small_gemm(
         step.exec,
         SmallGemmArgs{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.weight, .bias = w.bias, .out = out});
@@ -94,7 +109,7 @@ void CudaModel::gemm(Step& step, Act x, int rows, const uint16_t* w, const uint1
 // out [rows, hidden] = down(silu(gate(x)) · up(x)).
 void CudaModel::mlp(Step& step, Act x, int rows, const DeviceMlp& w, float* out) const {
   const int inter = w.intermediate;
-  if (rows <= kSmallTile) {
+  if (rows <= kMaxSmallDenseRows) {
     float* act = step.arena.alloc<float>(static_cast<size_t>(rows) * inter);
     small_gemm(step.exec, SmallGemmArgs{.x = x.f32,
                                         .rows = rows,
@@ -294,7 +309,9 @@ void CudaModel::forward(const GpuExec& exec, DeviceArena& arena, const StepInput
   float* residual = arena.alloc<float>(activations);
   float* branch = arena.alloc<float>(activations);
   float* normed = arena.alloc<float>(activations);
-  uint16_t* normed_bf16 = tokens > kSmallTile ? arena.alloc<uint16_t>(activations) : nullptr;
+  // bf16 copies of the normed activations feed cuBLAS directly in the plain bf16 mode.
+  const bool plain = precision_ == PrefillPrecision::kBf16;
+  uint16_t* normed_bf16 = plain && tokens > kMaxSmallDenseRows ? arena.alloc<uint16_t>(activations) : nullptr;
   {
     const ProfileScope scope(profile, exec.stream, "embedding");
     embedding(exec, embed_, hidden, inputs.token_ids, tokens, residual);
@@ -348,7 +365,8 @@ void CudaModel::forward(const GpuExec& exec, DeviceArena& arena, const StepInput
   const int rows = inputs.logit_rows;
   if (rows == 0) return;
   float* selected = arena.alloc<float>(static_cast<size_t>(rows) * hidden);
-  uint16_t* selected_bf16 = rows > kSmallTile ? arena.alloc<uint16_t>(static_cast<size_t>(rows) * hidden) : nullptr;
+  uint16_t* selected_bf16 =
+      plain && rows > kMaxSmallDenseRows ? arena.alloc<uint16_t>(static_cast<size_t>(rows) * hidden) : nullptr;
   gather_rows(exec, normed, hidden, inputs.logit_row_ids, rows, selected, selected_bf16);
   linear(step, Act{selected, selected_bf16}, rows, lm_head_, logits);
 }

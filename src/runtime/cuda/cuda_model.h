@@ -10,11 +10,12 @@
 // never waits for the host at decode sizes. Both loops share configs, weight names and the rope
 // tables, and tests/gpu holds the GPU loop to the CPU reference op by op and model by model.
 //
-// Precision: activations and the KV cache are float32; GEMMs of up to kSmallTile rows (decode)
-// and the MoE router (always: top-k decisions are where rounding shows) multiply float32
-// activations by bf16 weights; larger GEMMs (prefill) go through cuBLAS with activations
-// rounded to bf16 (PrefillPrecision::kBf16) or split into two bf16 halves (kSplitBf16: twice
-// the tensor-core work, float32-like results). MLA always runs in the weight-absorbed form.
+// Precision: activations and the KV cache are float32; decode-sized GEMMs (see
+// kMaxSmallDenseRows) and the MoE router (always: top-k decisions are where rounding shows)
+// multiply float32 activations by bf16 weights on CUDA cores; larger GEMMs run on tensor cores
+// (mma_gemm for the grouped experts, cuBLAS) with activations rounded to bf16
+// (PrefillPrecision::kBf16) or split into two bf16 halves (kSplitBf16: twice the tensor-core
+// work, float32-like results). MLA always runs in the weight-absorbed form.
 #pragma once
 
 #include <cstdint>
@@ -111,6 +112,15 @@ struct DeviceKv {
 
 enum class PrefillPrecision { kBf16, kSplitBf16 };
 
+// Which kernel a GEMM runs on, measured on an H200 (bench latency --device cuda, "kernels" in
+// bench/results/2026-12-02-h200-mixtral-8x7b-8l.json). Dense projections: small_gemm up to
+// kMaxSmallDenseRows rows (2.3 TB/s at 1 row, 1.1 at 4), cuBLAS beyond (1.4 TB/s in split
+// mode: mma_gemm reaches only 0.9 TB/s on one dense matrix, too few blocks to keep HBM busy).
+// Grouped experts: small_gemm at 1 row (4.0 TB/s), mma_gemm up to kMaxMmaRows (3.7-3.9 TB/s
+// from 2 to 64 tokens), then per-expert cuBLAS, which needs the row counts on the host.
+constexpr int kMaxSmallDenseRows = 4;
+constexpr int kMaxMmaRows = 256;
+
 // Device time per op kind (one cudaEvent pair per op launch group) over the steps run while it
 // is attached to a runner: what `bench latency` reports per kernel. Not for production steps.
 class OpProfile {
@@ -158,6 +168,12 @@ class CudaModel {
   // Workspace a step of up to max_tokens rows (and as many logit rows) needs.
   size_t workspace_bytes(int max_tokens) const;
 
+  // Whether the MoE experts of a step of `tokens` rows stream their weights on the device
+  // (kMaxMmaRows) instead of running per expert through cuBLAS after copying the row counts to
+  // the host; such a step queues device work only, so a CUDA graph can capture it.
+  bool experts_stream(int tokens) const;
+  bool capturable(int tokens) const { return experts_stream(tokens); }
+
   // Queues one step; logits [inputs.logit_rows, vocab] float32 land in `logits` (device).
   // expert_load [num_layers × E] int64 on the device accumulates routed rows (may be null).
   void forward(const GpuExec& exec, DeviceArena& arena, const StepInputs& inputs, const DeviceKv& kv, float* logits,
@@ -177,6 +193,8 @@ class CudaModel {
     int64_t* expert_load;
     OpProfile* profile;
   };
+  // Grouped experts (offsets on the device): small_gemm for one row, mma_gemm beyond.
+  void grouped_gemm(Step& step, const SmallGemmArgs& args) const;
   void linear(Step& step, Act x, int rows, const DeviceLinear& w, float* out) const;
   // cuBLAS GEMM in the configured prefill precision: out [rows, n] = x [rows, k] · w [n, k]ᵀ (+ bias).
   void gemm(Step& step, Act x, int rows, const uint16_t* w, const uint16_t* bias, int n, int k, float* out) const;
@@ -184,8 +202,8 @@ class CudaModel {
   void gqa(Step& step, int layer_idx, Act x, float* out) const;
   void mla(Step& step, int layer_idx, Act x, float* out) const;
   void moe(Step& step, int layer_idx, Act x, float* out) const;
-  void moe_experts_small(Step& step, const DeviceMoe& w, const float* x_perm, const int32_t* offsets, int tokens,
-                         float* y) const;
+  void moe_experts_streaming(Step& step, const DeviceMoe& w, const float* x_perm, const int32_t* offsets, int tokens,
+                             float* y) const;
   void moe_experts_large(Step& step, const DeviceMoe& w, const float* x, const int32_t* source_rows,
                          const int32_t* offsets, int entries, float* y) const;
 

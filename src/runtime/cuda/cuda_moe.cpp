@@ -1,21 +1,15 @@
 // CudaModel's MoE block: router GEMM → route (top-k) → permute (rows grouped by expert, on the
-// device) → experts → weighted combine with the shared expert. Decode-sized batches run the
-// experts as two grouped small GEMMs (gate/up with SwiGLU fused, then down) that read the
-// expert offsets on the device, so the step never waits for the host and experts no token
-// chose cost nothing. Prefill-sized batches copy the offsets back once per layer and run each
-// chosen expert through cuBLAS.
+// device) → experts → weighted combine with the shared expert. Batches of up to kMaxMmaRows
+// tokens run the experts as two grouped streaming GEMMs (gate/up with SwiGLU fused, then down;
+// small_gemm for one token, mma_gemm beyond) that read the expert offsets on the device, so the step never waits
+// for the host (CUDA-graph safe) and experts no token chose cost nothing. Prefill-sized batches
+// copy the offsets back once per layer and run each chosen expert through cuBLAS.
 #include <optional>
 #include <vector>
 
 #include "runtime/cuda/cuda_model.h"
 
 namespace moeserve::cuda {
-
-namespace {
-// Above this many tokens, per-expert cuBLAS GEMMs: the small kernel runs on CUDA cores and
-// becomes compute-bound once experts see more than a few rows.
-constexpr int kMaxSmallBatchTokens = 16;
-}  // namespace
 
 void CudaModel::moe(Step& step, int layer_idx, Act x, float* out) const {
   const DeviceMoe& w = layers_[layer_idx].moe;
@@ -53,10 +47,10 @@ void CudaModel::moe(Step& step, int layer_idx, Act x, float* out) const {
                                                 : nullptr});
   float* expert_out = arena.alloc<float>(static_cast<size_t>(entries) * hidden);  // [entries, hidden] permuted
   scope.emplace(step.profile, step.exec.stream, "moe.experts");
-  if (tokens <= kMaxSmallBatchTokens) {
+  if (experts_stream(tokens)) {
     float* x_perm = arena.alloc<float>(static_cast<size_t>(entries) * hidden);
     gather_rows(step.exec, x.f32, hidden, source_rows, entries, x_perm, nullptr);
-    moe_experts_small(step, w, x_perm, offsets, tokens, expert_out);
+    moe_experts_streaming(step, w, x_perm, offsets, tokens, expert_out);
   } else {
     moe_experts_large(step, w, x.f32, source_rows, offsets, entries, expert_out);
   }
@@ -84,31 +78,30 @@ void CudaModel::moe(Step& step, int layer_idx, Act x, float* out) const {
 }
 
 // Grouped SwiGLU experts on x_perm [entries, hidden]; an expert has at most `tokens` rows.
-void CudaModel::moe_experts_small(Step& step, const DeviceMoe& w, const float* x_perm, const int32_t* offsets,
-                                  int tokens, float* y) const {
+void CudaModel::moe_experts_streaming(Step& step, const DeviceMoe& w, const float* x_perm, const int32_t* offsets,
+                                      int tokens, float* y) const {
   const int hidden = config_.hidden_size;
   const int inter = w.intermediate;
   const int entries = tokens * w.router_params.top_k;
   float* act = step.arena.alloc<float>(static_cast<size_t>(entries) * inter);
-  small_gemm(step.exec, SmallGemmArgs{.x = x_perm,
-                                      .rows = tokens,
-                                      .k = hidden,
-                                      .n = inter,
-                                      .weight = w.experts_gate_up,
-                                      .group_stride = 2LL * inter * hidden,
-                                      .offsets = offsets,
-                                      .groups = w.num_experts,
-                                      .swiglu = true,
-                                      .out = act});
-  small_gemm(step.exec, SmallGemmArgs{.x = act,
-                                      .rows = tokens,
-                                      .k = inter,
-                                      .n = hidden,
-                                      .weight = w.experts_down,
-                                      .group_stride = static_cast<int64_t>(hidden) * inter,
-                                      .offsets = offsets,
-                                      .groups = w.num_experts,
-                                      .out = y});
+  const SmallGemmArgs grouped{.rows = tokens, .offsets = offsets, .groups = w.num_experts};
+  SmallGemmArgs gate_up = grouped;
+  gate_up.x = x_perm;
+  gate_up.k = hidden;
+  gate_up.n = inter;
+  gate_up.weight = w.experts_gate_up;
+  gate_up.group_stride = 2LL * inter * hidden;
+  gate_up.swiglu = true;
+  gate_up.out = act;
+  grouped_gemm(step, gate_up);
+  SmallGemmArgs down = grouped;
+  down.x = act;
+  down.k = inter;
+  down.n = hidden;
+  down.weight = w.experts_down;
+  down.group_stride = static_cast<int64_t>(hidden) * inter;
+  down.out = y;
+  grouped_gemm(step, down);
 }
 
 void CudaModel::moe_experts_large(Step& step, const DeviceMoe& w, const float* x, const int32_t* source_rows,

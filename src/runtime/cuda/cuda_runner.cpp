@@ -4,6 +4,8 @@
 #include <cstring>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
 #include "loader/checkpoint.h"
 
 namespace moeserve {
@@ -75,7 +77,9 @@ void CudaRunner::reset_expert_load() {
 Tensor CudaRunner::execute(std::span<const RunnerSeq> seqs) {
   int rows = 0;
   for (const RunnerSeq& seq : seqs) rows += seq.all_logits ? seq.num_new : (seq.samples ? 1 : 0);
-  Tensor logits(DType::kF32, Shape{rows, model_->config().vocab_size});
+  // Every row is overwritten by the copy back from the device.
+  Tensor logits = Tensor::uninitialized(DType::kF32, Shape{rows, model_->config().vocab_size});
+  argmax_.clear();
   // Cut the step into forward passes of at most max_num_batched_tokens rows, in order.
   std::vector<Piece> pieces;
   int budget = options_.max_num_batched_tokens;
@@ -94,7 +98,8 @@ Tensor CudaRunner::execute(std::span<const RunnerSeq> seqs) {
       const int count = std::min(budget, seq.num_new - done);
       const bool last = done + count == seq.num_new;
       pieces.push_back(
-          Piece{&seq, seq.num_computed + done, count, seq.all_logits, !seq.all_logits && seq.samples && last});
+          Piece{&seq, seq.num_computed + done, count, seq.all_logits, !seq.all_logits && seq.samples && last,
+                seq.argmax_only && !seq.all_logits});
       budget -= count;
       done += count;
     }
@@ -112,12 +117,15 @@ void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
     logit_rows += p.logits_all ? p.count : (p.logits_last ? 1 : 0);
     table_entries += (p.begin + p.count + bs - 1) / bs;
   }
-  // Packed layout: ids | positions | table_offsets | slots | logit rows | block tables | query tiles.
-  const size_t words = size_t(4) * tokens + logit_rows + table_entries + 2 * size_t(tiles);
+  // Packed layout: ids | positions | table_offsets | slots | logit rows | query tiles | block
+  // tables. Every offset but the tables' length depends only on (tokens, logit rows, tiles),
+  // which a decode step's batch size fixes: what lets a captured graph read the next step's.
+  const size_t words = size_t(4) * tokens + logit_rows + 2 * size_t(tiles) + table_entries;
   if (meta_host_.bytes() < words * 4) {
     stream_.synchronize();  // the old buffers may still be in use by the last step
     meta_host_ = std::move(cuda::PinnedBuffer::allocate(words * 8).value());
     meta_ = std::move(cuda::DeviceBuffer::allocate(words * 8).value());
+    graphs_.clear();  // they read the old buffer
   }
   stream_.synchronize();  // the previous step has consumed meta_host_
   auto* host = static_cast<int32_t*>(meta_host_.data());
@@ -126,8 +134,8 @@ void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
   int32_t* table_offsets = positions + tokens;
   int32_t* slots = table_offsets + tokens;
   int32_t* logit_ids = slots + tokens;
-  int32_t* tables = logit_ids + logit_rows;
-  int32_t* query_tiles = tables + table_entries;
+  int32_t* query_tiles = logit_ids + logit_rows;
+  int32_t* tables = query_tiles + 2 * tiles;
   int row = 0, logit = 0, table = 0, tile = 0;
   for (const Piece& p : pieces) {
     for (int first = 0; first < p.count; first += cuda::kPrefillTileRows, ++tile) {
@@ -156,19 +164,77 @@ void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
                                 .token_ids = dev,
                                 .positions = dev + tokens,
                                 .table_offsets = dev + 2 * tokens,
-                                .block_tables = dev + 4 * tokens + logit_rows,
+                                .block_tables = dev + 4 * tokens + logit_rows + 2 * tiles,
                                 .slots = dev + 3 * tokens,
                                 .logit_rows = logit_rows,
                                 .logit_row_ids = dev + 4 * tokens,
                                 .num_query_tiles = tiles,
-                                .query_tiles = dev + 4 * tokens + logit_rows + table_entries};
+                                .query_tiles = dev + 4 * tokens + logit_rows};
   arena_.reset();
   const int vocab = model_->config().vocab_size;
   float* device_logits = arena_.alloc<float>(std::max<size_t>(1, size_t(logit_rows) * vocab));
   const GpuExec exec{stream_.stream(), stream_.blas()};
-  model_->forward(exec, arena_, inputs, kv_, device_logits, expert_counts_.as<int64_t>(), profile_);
-  cuda::copy_to_host(host_logits, device_logits, size_t(logit_rows) * vocab * sizeof(float), stream_.stream());
+  // A decode step: one sampled row per sequence.
+  const bool decode = logit_rows == tokens && static_cast<int>(pieces.size()) == tokens;
+  const cuda::CudaGraph* graph = nullptr;
+  if (decode && !options_.enforce_eager && profile_ == nullptr && tokens <= kMaxGraphTokens) {
+    auto it = graphs_.find(tokens);
+    if (it == graphs_.end()) it = graphs_.emplace(tokens, capture(inputs, device_logits)).first;
+    if (it->second.has_value()) graph = &*it->second;
+  }
+  if (graph != nullptr) {
+    graph->launch(stream_.stream());
+  } else {
+    model_->forward(exec, arena_, inputs, kv_, device_logits, expert_counts_.as<int64_t>(), profile_);
+  }
+  // The argmax of every row (greedy sequences need nothing else), then the rows someone reads.
+  if (argmax_device_.bytes() < size_t(logit_rows) * 4) {
+    argmax_device_ = std::move(cuda::DeviceBuffer::allocate(size_t(logit_rows) * 8).value());
+    argmax_host_ = std::move(cuda::PinnedBuffer::allocate(size_t(logit_rows) * 8).value());
+  }
+  cuda::argmax_rows(exec, device_logits, logit_rows, vocab, argmax_device_.as<int32_t>());
+  cuda::copy_to_host(argmax_host_.data(), argmax_device_.data(), size_t(logit_rows) * 4, stream_.stream());
+  int logits_row = 0, run_begin = 0, run_rows = 0;  // a run of consecutive rows to copy
+  auto copy_run = [&] {
+    if (run_rows == 0) return;
+    const size_t offset = size_t(run_begin) * vocab;
+    cuda::copy_to_host(host_logits + offset, device_logits + offset, size_t(run_rows) * vocab * sizeof(float),
+                       stream_.stream());
+    run_rows = 0;
+  };
+  for (const Piece& p : pieces) {
+    const int rows = p.logits_all ? p.count : (p.logits_last ? 1 : 0);
+    if (p.argmax_only) {
+      copy_run();
+    } else if (rows > 0) {
+      if (run_rows == 0) run_begin = logits_row;
+      run_rows += rows;
+    }
+    logits_row += rows;
+  }
+  copy_run();
   stream_.synchronize();
+  const auto* greedy = static_cast<const int32_t*>(argmax_host_.data());
+  argmax_.insert(argmax_.end(), greedy, greedy + logit_rows);
+}
+
+std::optional<cuda::CudaGraph> CudaRunner::capture(const cuda::StepInputs& inputs, float* device_logits) {
+  if (!model_->capturable(inputs.tokens)) return std::nullopt;
+  // The arena hands the captured kernels the workspace an eager step of this size would get.
+  const size_t mark = arena_.used();
+  const GpuExec exec{stream_.stream(), stream_.blas()};
+  if (Status begun = cuda::CudaGraph::begin_capture(stream_.stream()); !begun.ok()) {
+    spdlog::warn("decode steps of {} sequences run without a CUDA graph: {}", inputs.tokens, begun.error().message);
+    return std::nullopt;
+  }
+  model_->forward(exec, arena_, inputs, kv_, device_logits, expert_counts_.as<int64_t>(), nullptr);
+  auto graph = cuda::CudaGraph::end_capture(stream_.stream());
+  arena_.rewind(mark);
+  if (!graph.ok()) {
+    spdlog::warn("decode steps of {} sequences run without a CUDA graph: {}", inputs.tokens, graph.error().message);
+    return std::nullopt;
+  }
+  return std::move(graph.value());
 }
 
 Result<std::unique_ptr<CudaRunner>> make_cuda_runner(const std::string& model_dir, const LoadOptions& load,

@@ -5,14 +5,22 @@
 // positions, cache slots and block tables into one pinned buffer, uploads it with one copy,
 // runs the model, and copies the logits rows back. Steps larger than max_num_batched_tokens
 // are split into consecutive sub-steps (each sub-step's K/V is in the cache before the next
-// one attends to it, so the logits are the same).
+// one attends to it, so the logits are the same). Decode steps replay a CUDA graph per batch
+// size (captured lazily on the first step of that size) unless enforce_eager is set: the step's
+// inputs then live at fixed device addresses (the metadata layout below depends only on the
+// batch size, the arena hands out the same workspace), so only the upload and the logits copy
+// surround one graph launch.
 #pragma once
 
+#include <algorithm>
+#include <map>
+#include <optional>
 #include <memory>
 #include <span>
 #include <string>
 
 #include "base/result.h"
+#include "device/cuda/cuda_graph.h"
 #include "device/cuda/device_memory.h"
 #include "model/forward_batch.h"
 #include "runtime/cuda/cuda_model.h"
@@ -21,6 +29,9 @@
 #include "runtime/runner.h"
 
 namespace moeserve {
+
+// Decode steps of up to this many sequences replay CUDA graphs (larger ones run eagerly).
+constexpr int kMaxGraphTokens = 256;
 
 struct CudaRunnerOptions {
   int device_index = 0;
@@ -31,6 +42,9 @@ struct CudaRunnerOptions {
   // kSplitBf16 by default: plain bf16 activations measured 0.38 relative error on tiny-deepseek_v3
   // and 0.022 on tiny-qwen2_moe (over the 2e-2 bound); split bf16 lands at ~1e-5 on every fixture.
   cuda::PrefillPrecision prefill_precision = cuda::PrefillPrecision::kSplitBf16;
+  // false: decode steps (one sampled row per sequence, up to kMaxGraphTokens of them) replay a
+  // CUDA graph captured the first time each batch size runs (vLLM's --enforce-eager turns it off).
+  bool enforce_eager = false;
 };
 
 class CudaRunner final : public Runner {
@@ -46,12 +60,19 @@ class CudaRunner final : public Runner {
   size_t kv_memory_bytes() const override { return kv_buffer_.bytes(); }
   // logits [rows, vocab] float32 on the host, rows as ModelRunner::execute defines them.
   Tensor execute(std::span<const RunnerSeq> seqs) override;
+  // The argmax of every logits row is computed on the device; argmax_only rows are not copied.
+  bool computes_argmax() const override { return true; }
+  std::span<const int32_t> argmax_tokens() const override { return argmax_; }
   const ExpertLoad& expert_load() const override;
   void reset_expert_load() override;
 
   size_t weight_bytes() const { return model_->weight_bytes(); }
   size_t kv_bytes() const { return kv_buffer_.bytes(); }
   size_t workspace_bytes() const { return arena_.capacity(); }
+  // Batch sizes with a captured decode graph so far.
+  size_t num_graphs() const {
+    return std::count_if(graphs_.begin(), graphs_.end(), [](const auto& entry) { return entry.second.has_value(); });
+  }
   // Waits for all queued work (benchmarks time whole steps with it).
   void synchronize() const { stream_.synchronize(); }
   // Attaches a per-op device-time profile to the following steps (null detaches).
@@ -64,11 +85,15 @@ class CudaRunner final : public Runner {
     int count;
     bool logits_all;
     bool logits_last;
+    bool argmax_only;  // its logits row stays on the device
   };
   CudaRunner(cuda::CudaStream stream, const CudaRunnerOptions& options)
       : stream_(std::move(stream)), options_(options) {}
   Status allocate(uint64_t seed);
   void run_pieces(std::span<const Piece> pieces, float* host_logits);
+  // Records one decode step's forward pass (the inputs already at their fixed addresses);
+  // nullopt when the model cannot run it without the host (it then runs eagerly).
+  std::optional<cuda::CudaGraph> capture(const cuda::StepInputs& inputs, float* device_logits);
 
   cuda::CudaStream stream_;
   CudaRunnerOptions options_;
@@ -79,7 +104,12 @@ class CudaRunner final : public Runner {
   int num_kv_blocks_ = 0;
   cuda::DeviceBuffer meta_;  // the step's packed int32 inputs
   cuda::PinnedBuffer meta_host_;
+  // Captured decode steps by batch size (rows); an empty graph marks a size that cannot be captured.
+  std::map<int, std::optional<cuda::CudaGraph>> graphs_;
   cuda::DeviceBuffer expert_counts_;  // [layers × E] int64
+  cuda::DeviceBuffer argmax_device_;  // [logit rows] int32 of the last forward pass
+  cuda::PinnedBuffer argmax_host_;
+  std::vector<int32_t> argmax_;  // of the last execute(), one per logits row
   mutable ExpertLoad expert_load_;
   cuda::OpProfile* profile_ = nullptr;
 };

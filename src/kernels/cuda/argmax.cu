@@ -1,0 +1,64 @@
+// CUDA op: greedy choice per row (argmax_token on the device): out[r] = the first index of the
+// largest value of x[r, :]. One block per row; NaN never wins (as on the host, unless it is the
+// row's first element, which the host keeps and this kernel skips). Lets a greedy decode step
+// copy back one id per sequence instead of its whole logits row.
+#include "kernels/cuda/common.cuh"
+
+namespace moeserve::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ __forceinline__ bool better(float value, int index, float best, int best_index) {
+  return value > best || (value == best && index < best_index);
+}
+
+__global__ void __launch_bounds__(kThreads) argmax_kernel(const float* x, int64_t width, int32_t* out) {
+  __shared__ float values[kThreads / 32];
+  __shared__ int indices[kThreads / 32];
+  const float* row = x + blockIdx.x * width;
+  float best = -INFINITY;
+  int best_index = static_cast<int>(width);  // past the end: loses every tie
+  for (int i = threadIdx.x; i < width; i += kThreads) {
+    const float value = row[i];
+    if (better(value, i, best, best_index)) {
+      best = value;
+      best_index = i;
+    }
+  }
+#pragma unroll
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    const float other = __shfl_xor_sync(0xffffffffu, best, offset);
+    const int other_index = __shfl_xor_sync(0xffffffffu, best_index, offset);
+    if (better(other, other_index, best, best_index)) {
+      best = other;
+      best_index = other_index;
+    }
+  }
+  const int warp = threadIdx.x >> 5;
+  if ((threadIdx.x & 31) == 0) {
+    values[warp] = best;
+    indices[warp] = best_index;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < kThreads / 32; ++w) {
+      if (better(values[w], indices[w], best, best_index)) {
+        best = values[w];
+        best_index = indices[w];
+      }
+    }
+    out[blockIdx.x] = best_index < width ? best_index : 0;  // a row of NaN / -inf only: 0
+  }
+}
+
+}  // namespace
+
+void argmax_rows(const GpuExec& exec, const float* x, int rows, int64_t width, int32_t* out) {
+  if (rows == 0) return;
+  argmax_kernel<<<rows, kThreads, 0, stream_of(exec)>>>(x, width, out);
+  check_launch("argmax_rows");
+}
+
+}  // namespace moeserve::cuda
