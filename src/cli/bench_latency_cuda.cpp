@@ -193,8 +193,11 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
     };
     if (rows <= cuda::kSmallTile) report("small_gemm qkv", time_it([&] { cuda::small_gemm(exec, args); }));
     if (cuda::mma_gemm_supported(hidden)) {
+      auto workspace = cuda::DeviceBuffer::allocate(std::max<size_t>(4, cuda::mma_gemm_workspace_floats(args) * 4));
+      if (!workspace.ok()) fail("cannot allocate kernel benchmark buffers");
       report("mma_gemm split qkv", time_it([&] { cuda::mma_gemm(exec, args, true); }));
-      report("mma_gemm bf16 qkv", time_it([&] { cuda::mma_gemm(exec, args, false); }));
+      report("mma_gemm split split-K qkv", time_it([&] { cuda::mma_gemm(exec, args, true, workspace->as<float>()); }));
+      report("mma_gemm bf16 split-K qkv", time_it([&] { cuda::mma_gemm(exec, args, false, workspace->as<float>()); }));
     }
     report("cublas split qkv (2 GEMMs + cast)", time_it([&] {
              cuda::to_bf16_split(exec, x->as<float>(), int64_t(rows) * hidden, x_hi->as<uint16_t>(), x_lo->as<uint16_t>());
@@ -231,17 +234,31 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
                                      .swiglu = true,
                                      .out = y->as<float>()};
       const double bytes = double(touched) * 2 * m.expert_intermediate_size * hidden * 2;
-      auto report = [&](const char* kernel, double s) {
+      auto report = [&](const char* kernel, double s, double weight_bytes) {
         out.push_back({{"kernel", kernel},
                        {"tokens", tokens},
                        {"experts_touched", touched},
                        {"seconds", s},
-                       {"gb_per_s", bytes / s / 1e9}});
+                       {"gb_per_s", weight_bytes / s / 1e9}});
       };
-      if (tokens <= cuda::kSmallTile) report("small_gemm experts gate_up+silu", time_it([&] { cuda::small_gemm(exec, args); }));
+      if (tokens <= cuda::kSmallTile)
+        report("small_gemm experts gate_up+silu", time_it([&] { cuda::small_gemm(exec, args); }), bytes);
       if (cuda::mma_gemm_supported(hidden)) {
-        report("mma_gemm split experts gate_up+silu", time_it([&] { cuda::mma_gemm(exec, args, true); }));
-        report("mma_gemm bf16 experts gate_up+silu", time_it([&] { cuda::mma_gemm(exec, args, false); }));
+        report("mma_gemm split experts gate_up+silu", time_it([&] { cuda::mma_gemm(exec, args, true); }), bytes);
+        report("mma_gemm bf16 experts gate_up+silu", time_it([&] { cuda::mma_gemm(exec, args, false); }), bytes);
+      }
+      if (cuda::mma_gemm_supported(m.expert_intermediate_size)) {
+        cuda::SmallGemmArgs down = args;
+        down.k = m.expert_intermediate_size;
+        down.n = hidden;
+        down.group_stride = int64_t(hidden) * m.expert_intermediate_size;
+        down.swiglu = false;
+        down.total_rows = entries;
+        auto workspace = cuda::DeviceBuffer::allocate(std::max<size_t>(4, cuda::mma_gemm_workspace_floats(down) * 4));
+        if (!workspace.ok()) fail("cannot allocate kernel benchmark buffers");
+        report("mma_gemm split experts down (split K)",
+               time_it([&] { cuda::mma_gemm(exec, down, true, workspace->as<float>()); }), bytes / 2);
+        report("mma_gemm split experts down (unsplit)", time_it([&] { cuda::mma_gemm(exec, down, true); }), bytes / 2);
       }
     }
   }

@@ -155,7 +155,9 @@ PagedBatch make_batch(const std::vector<std::pair<int, int>>& context_and_querie
 
 TEST_F(CudaOpsTest, PagedAttentionGqa) {
   const int block_size = 16, num_blocks = 24;
-  for (auto [heads, kv_heads, head_dim, window] : {std::tuple{8, 2, 64, 0}, {6, 6, 20, 0}, {4, 1, 128, 13}}) {
+  // The last two have enough (row, kv head) pairs for the group kernel (44 rows × 8 / × 4).
+  for (auto [heads, kv_heads, head_dim, window] :
+       {std::tuple{8, 2, 64, 0}, {6, 6, 20, 0}, {4, 1, 128, 13}, {32, 8, 128, 0}, {16, 4, 100, 9}}) {
     const int entry = 2 * kv_heads * head_dim;
     PagedBatch batch = make_batch({{1, 1}, {37, 37}, {70, 5}, {50, 1}}, block_size, num_blocks, rng_);
     // Earlier positions of every sequence are already cached; this batch adds its own rows.
@@ -439,14 +441,22 @@ struct GemmKernel {
   bool bf16_inputs;  // round x to bf16 before the reference sees it
   bool needs_k8;     // K % 8 == 0 only
   double tolerance;
-  void (*run)(const cuda::GpuExec&, const cuda::SmallGemmArgs&);
+  bool split_k;      // given a (NaN-poisoned) workspace, so ungrouped GEMMs with few blocks split K
+  void (*run)(const cuda::GpuExec&, const cuda::SmallGemmArgs&, float* workspace);
 };
 const GemmKernel kGemmKernels[] = {
-    {"small_gemm", false, false, 2e-6, cuda::small_gemm},
-    {"mma_gemm split", false, true, 2e-5,
-     [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args) { cuda::mma_gemm(exec, args, true); }},
-    {"mma_gemm bf16", true, true, 1e-5,
-     [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args) { cuda::mma_gemm(exec, args, false); }},
+    {"small_gemm", false, false, 2e-6, false,
+     [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args, float*) { cuda::small_gemm(exec, args); }},
+    {"mma_gemm split", false, true, 2e-5, false,
+     [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args, float*) { cuda::mma_gemm(exec, args, true); }},
+    {"mma_gemm split split-K", false, true, 2e-5, true,
+     [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args, float* workspace) {
+       cuda::mma_gemm(exec, args, true, workspace);
+     }},
+    {"mma_gemm bf16 split-K", true, true, 1e-5, true,
+     [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args, float* workspace) {
+       cuda::mma_gemm(exec, args, false, workspace);
+     }},
 };
 
 void round_to_bf16(std::vector<float>& x) {
@@ -489,13 +499,9 @@ TEST_F(CudaOpsTest, DecodeGemmsMatchLinear) {
         ops::linear(cpu_, f32_view(x, Shape{rows, k}), view(weight.data(), DType::kBF16, Shape{n, k}),
                     view(bias.data(), DType::kBF16, Shape{n}), f32_view(expected, Shape{rows, n}));
         float* out = poisoned<float>(expected.size());
-        kernel.run(exec_, cuda::SmallGemmArgs{.x = upload(x),
-                                              .rows = rows,
-                                              .k = k,
-                                              .n = n,
-                                              .weight = upload(weight),
-                                              .bias = upload(bias),
-                                              .out = out});
+        const cuda::SmallGemmArgs args{
+            .x = upload(x), .rows = rows, .k = k, .n = n, .weight = upload(weight), .bias = upload(bias), .out = out};
+        kernel.run(exec_, args, kernel.split_k ? poisoned<float>(cuda::mma_gemm_workspace_floats(args)) : nullptr);
         expect_close_to_linear(download(out, expected.size()), expected, x, weight, bias, rows, k, n,
                                kernel.tolerance,
                                std::string(kernel.name) + " " + std::to_string(rows) + "x" + std::to_string(k) +
@@ -505,46 +511,57 @@ TEST_F(CudaOpsTest, DecodeGemmsMatchLinear) {
   }
 }
 
-// Grouped SwiGLU experts: group g's rows through gate/up of expert g, empty groups included,
-// groups larger than one tile (mma_gemm: 16 rows, so 150 takes ten).
-TEST_F(CudaOpsTest, DecodeGemmsGroupedSwiglu) {
+// Grouped experts: group g's rows through expert g — gate/up with SwiGLU, or one projection
+// (the down GEMM, widths not a multiple of the 32 features a warp takes) — empty groups
+// included, groups larger than one tile (mma_gemm: 16 rows, so 150 takes ten).
+TEST_F(CudaOpsTest, DecodeGemmsGrouped) {
   for (const GemmKernel& kernel : kGemmKernels) {
-    for (auto [hidden, inter] : {std::pair{64, 32}, {67, 45}, {512, 300}, {4096, 200}}) {
-      if (kernel.needs_k8 && !cuda::mma_gemm_supported(hidden)) continue;
-      const std::vector<int> counts = {3, 0, 1, 40, 0, 17, 2, 0, 150};
-      const int groups = static_cast<int>(counts.size());
-      std::vector<int32_t> offsets = {0};
-      for (int c : counts) offsets.push_back(offsets.back() + c);
-      const int total = offsets.back();
-      auto x = random_floats(size_t(total) * hidden);
-      if (kernel.bf16_inputs) round_to_bf16(x);
-      auto weight = random_bf16(size_t(groups) * 2 * inter * hidden, 0.1f);
-      std::vector<float> expected(size_t(total) * inter);
-      for (int g = 0; g < groups; ++g) {
-        if (counts[g] == 0) continue;
-        std::vector<float> gate(size_t(counts[g]) * inter), up(gate.size());
-        const TensorView xg = view(x.data() + size_t(offsets[g]) * hidden, DType::kF32, Shape{counts[g], hidden});
-        uint16_t* wg = weight.data() + size_t(g) * 2 * inter * hidden;
-        ops::linear(cpu_, xg, view(wg, DType::kBF16, Shape{inter, hidden}), TensorView{},
-                    f32_view(gate, Shape{counts[g], inter}));
-        ops::linear(cpu_, xg, view(wg + size_t(inter) * hidden, DType::kBF16, Shape{inter, hidden}), TensorView{},
-                    f32_view(up, Shape{counts[g], inter}));
-        ops::silu_mul(cpu_, f32_view(gate, Shape{counts[g], inter}), f32_view(up, Shape{counts[g], inter}),
-                      view(expected.data() + size_t(offsets[g]) * inter, DType::kF32, Shape{counts[g], inter}));
+    for (bool swiglu : {true, false}) {
+      for (auto [hidden, inter] : {std::pair{64, 32}, {67, 45}, {512, 300}, {4096, 200}}) {
+        if (kernel.needs_k8 && !cuda::mma_gemm_supported(hidden)) continue;
+        const std::vector<int> counts = {3, 0, 1, 40, 0, 17, 2, 0, 150};
+        const int groups = static_cast<int>(counts.size());
+        std::vector<int32_t> offsets = {0};
+        for (int c : counts) offsets.push_back(offsets.back() + c);
+        const int total = offsets.back();
+        auto x = random_floats(size_t(total) * hidden);
+        if (kernel.bf16_inputs) round_to_bf16(x);
+        const int64_t per_group = (swiglu ? 2LL : 1LL) * inter * hidden;
+        auto weight = random_bf16(size_t(groups) * per_group, 0.1f);
+        std::vector<float> expected(size_t(total) * inter);
+        for (int g = 0; g < groups; ++g) {
+          if (counts[g] == 0) continue;
+          const TensorView xg = view(x.data() + size_t(offsets[g]) * hidden, DType::kF32, Shape{counts[g], hidden});
+          uint16_t* wg = weight.data() + size_t(g) * per_group;
+          const TensorView out_g =
+              view(expected.data() + size_t(offsets[g]) * inter, DType::kF32, Shape{counts[g], inter});
+          if (!swiglu) {
+            ops::linear(cpu_, xg, view(wg, DType::kBF16, Shape{inter, hidden}), TensorView{}, out_g);
+            continue;
+          }
+          std::vector<float> gate(size_t(counts[g]) * inter), up(gate.size());
+          ops::linear(cpu_, xg, view(wg, DType::kBF16, Shape{inter, hidden}), TensorView{},
+                      f32_view(gate, Shape{counts[g], inter}));
+          ops::linear(cpu_, xg, view(wg + size_t(inter) * hidden, DType::kBF16, Shape{inter, hidden}), TensorView{},
+                      f32_view(up, Shape{counts[g], inter}));
+          ops::silu_mul(cpu_, f32_view(gate, Shape{counts[g], inter}), f32_view(up, Shape{counts[g], inter}), out_g);
+        }
+        float* out = poisoned<float>(expected.size());
+        const cuda::SmallGemmArgs args{.x = upload(x),
+                                       .rows = 150,
+                                       .k = hidden,
+                                       .n = inter,
+                                       .weight = upload(weight),
+                                       .group_stride = per_group,
+                                       .offsets = upload(offsets),
+                                       .groups = groups,
+                                       .total_rows = total,
+                                       .swiglu = swiglu,
+                                       .out = out};
+        kernel.run(exec_, args, kernel.split_k ? poisoned<float>(cuda::mma_gemm_workspace_floats(args)) : nullptr);
+        EXPECT_LT(relative_error(download(out, expected.size()), expected), kernel.tolerance)
+            << kernel.name << (swiglu ? " swiglu " : " ") << hidden << "x" << inter;
       }
-      float* out = poisoned<float>(expected.size());
-      kernel.run(exec_, cuda::SmallGemmArgs{.x = upload(x),
-                                            .rows = 150,
-                                            .k = hidden,
-                                            .n = inter,
-                                            .weight = upload(weight),
-                                            .group_stride = 2LL * inter * hidden,
-                                            .offsets = upload(offsets),
-                                            .groups = groups,
-                                            .swiglu = true,
-                                            .out = out});
-      EXPECT_LT(relative_error(download(out, expected.size()), expected), kernel.tolerance)
-          << kernel.name << " " << hidden << "x" << inter;
     }
   }
 }

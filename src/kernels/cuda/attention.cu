@@ -4,8 +4,9 @@
 // the scores, float4 loads when the layout allows), keeping its own online softmax (running max,
 // denominator) and value accumulator (value_dim / 32 floats per lane); the warps' partial
 // results are merged through shared memory at the end. Splitting the keys over warps keeps a
-// decode step (one row per sequence) from running a few long serial warps. Exact, SIMT only: not
-// yet the tensor-core flash kernel prefill wants.
+// decode step (one row per sequence) from running a few long serial warps. Decode batches of a
+// GQA model with enough rows run the group kernel below instead (one block per (row, kv head)).
+// Exact, SIMT only: not yet the tensor-core flash kernel prefill wants.
 #include "kernels/cuda/common.cuh"
 
 namespace moeserve::cuda {
@@ -116,6 +117,139 @@ __global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(AttentionA
   }
 }
 
+// GQA with many rows (decode batches): one block per (row, kv head) computes all kGroup query
+// heads that share the kv head, so each key and value row is read once for the group instead of
+// once per query head. Same tiling and online softmax as above, kGroup running states per lane.
+constexpr int kGqaMaxDim = 128;
+constexpr int kGqaValuesPerLane = kGqaMaxDim / 32;
+// Below this many (row, kv head) blocks the per-head kernel keeps more SMs busy.
+constexpr int kGqaMinBlocks = 128;
+
+template <int kGroup>
+__global__ void __launch_bounds__(kWarps * 32) paged_attention_gqa_kernel(AttentionArgs args) {
+  __shared__ __align__(16) float q[kGroup][kGqaMaxDim];
+  __shared__ float part_max[kWarps][kGroup];
+  __shared__ float part_den[kWarps][kGroup];
+  __shared__ float part_acc[kWarps][kGroup][kGqaMaxDim];
+  const int warp = threadIdx.x >> 5;
+  const int lane = threadIdx.x & 31;
+  const int token = blockIdx.x;
+  const int kv_head = blockIdx.y;
+  const int head0 = kv_head * kGroup;  // heads head0 .. head0 + kGroup - 1 read this kv head
+  const float* q_rows = args.q + static_cast<int64_t>(token) * args.q_stride + static_cast<int64_t>(head0) * args.key_dim;
+  for (int i = threadIdx.x; i < kGroup * args.key_dim; i += blockDim.x)
+    q[i / args.key_dim][i % args.key_dim] = q_rows[i] * args.scale;
+  __syncthreads();
+
+  const int position = args.positions[token];
+  const int32_t* table = args.block_tables + args.table_offsets[token];
+  const int first = args.sliding_window > 0 ? max(0, position - args.sliding_window + 1) : 0;
+  const int key_offset = args.key_offset + kv_head * args.kv_head_stride;
+  const int value_offset = args.value_offset + kv_head * args.kv_head_stride;
+
+  float running_max[kGroup], denominator[kGroup], acc[kGroup][kGqaValuesPerLane];
+#pragma unroll
+  for (int g = 0; g < kGroup; ++g) {
+    running_max[g] = -INFINITY;
+    denominator[g] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kGqaValuesPerLane; ++i) acc[g][i] = 0.0f;
+  }
+  for (int tile = first + warp * 32; tile <= position; tile += 32 * kWarps) {
+    const int key = tile + lane;
+    const bool valid = key <= position;
+    float score[kGroup];
+#pragma unroll
+    for (int g = 0; g < kGroup; ++g) score[g] = 0.0f;
+    if (valid) {
+      const float4* k4 = reinterpret_cast<const float4*>(cache_entry(args, table, key) + key_offset);
+#pragma unroll 4
+      for (int i = 0; i < args.key_dim / 4; ++i) {
+        const float4 k = k4[i];
+#pragma unroll
+        for (int g = 0; g < kGroup; ++g) {
+          const float4 qg = reinterpret_cast<const float4*>(q[g])[i];
+          score[g] += qg.x * k.x + qg.y * k.y + qg.z * k.z + qg.w * k.w;
+        }
+      }
+    }
+    float p[kGroup];
+#pragma unroll
+    for (int g = 0; g < kGroup; ++g) {
+      const float s = valid ? score[g] : -INFINITY;
+      const float new_max = fmaxf(running_max[g], warp_max(s));
+      const float correction = expf(running_max[g] - new_max);  // 0 on the warp's first tile
+      p[g] = valid ? expf(s - new_max) : 0.0f;
+      denominator[g] = denominator[g] * correction + warp_sum(p[g]);
+      running_max[g] = new_max;
+#pragma unroll
+      for (int i = 0; i < kGqaValuesPerLane; ++i) acc[g][i] *= correction;
+    }
+    const int tile_keys = min(32, position - tile + 1);
+#pragma unroll 4
+    for (int j = 0; j < tile_keys; ++j) {
+      const float* v = cache_entry(args, table, tile + j) + value_offset;
+      float values[kGqaValuesPerLane];
+#pragma unroll
+      for (int i = 0; i < kGqaValuesPerLane; ++i) {
+        const int d = lane + 32 * i;
+        values[i] = d < args.value_dim ? v[d] : 0.0f;
+      }
+#pragma unroll
+      for (int g = 0; g < kGroup; ++g) {
+        const float pj = __shfl_sync(0xffffffffu, p[g], j);
+#pragma unroll
+        for (int i = 0; i < kGqaValuesPerLane; ++i) acc[g][i] += pj * values[i];
+      }
+    }
+  }
+#pragma unroll
+  for (int g = 0; g < kGroup; ++g) {
+    if (lane == 0) {
+      part_max[warp][g] = running_max[g];
+      part_den[warp][g] = denominator[g];
+    }
+#pragma unroll
+    for (int i = 0; i < kGqaValuesPerLane; ++i) {
+      const int d = lane + 32 * i;
+      if (d < args.value_dim) part_acc[warp][g][d] = acc[g][i];
+    }
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < kGroup * args.value_dim; i += blockDim.x) {
+    const int g = i / args.value_dim;
+    const int d = i % args.value_dim;
+    float global_max = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) global_max = fmaxf(global_max, part_max[w][g]);
+    float total = 0.0f, sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      if (part_max[w][g] == -INFINITY) continue;  // a warp with no keys
+      const float weight = expf(part_max[w][g] - global_max);
+      total += weight * part_den[w][g];
+      sum += weight * part_acc[w][g][d];
+    }
+    args.out[(static_cast<int64_t>(token) * args.num_heads + head0 + g) * args.value_dim + d] = sum / total;
+  }
+}
+
+template <int kGroup>
+void launch_gqa(const GpuExec& exec, const AttentionArgs& args) {
+  const dim3 grid(args.tokens, args.num_heads / kGroup);
+  paged_attention_gqa_kernel<kGroup><<<grid, kWarps * 32, 0, stream_of(exec)>>>(args);
+  check_launch("paged_attention (gqa)");
+}
+
+// The group kernel's layout needs: float4 key rows of at most kGqaMaxDim, heads / group kv heads.
+bool gqa_kernel_fits(const AttentionArgs& args) {
+  const bool group_ok = args.group == 2 || args.group == 4 || args.group == 8;
+  return group_ok && args.num_heads % args.group == 0 && args.key_dim <= kGqaMaxDim &&
+         args.value_dim <= kGqaMaxDim && args.key_dim % 4 == 0 && (args.key_offset % 4) == 0 &&
+         (args.kv_head_stride % 4) == 0 && (args.entry_size % 4) == 0 &&
+         int64_t(args.tokens) * (args.num_heads / args.group) >= kGqaMinBlocks;
+}
+
 }  // namespace
 
 void paged_attention(const GpuExec& exec, const AttentionArgs& args) {
@@ -124,6 +258,11 @@ void paged_attention(const GpuExec& exec, const AttentionArgs& args) {
     std::fprintf(stderr, "moeserve: paged_attention: key_dim %d / value_dim %d exceed %d / %d\n", args.key_dim,
                  args.value_dim, kMaxKeyDim, kMaxValueDim);
     std::abort();
+  }
+  if (gqa_kernel_fits(args)) {
+    if (args.group == 2) return launch_gqa<2>(exec, args);
+    if (args.group == 4) return launch_gqa<4>(exec, args);
+    return launch_gqa<8>(exec, args);
   }
   const dim3 grid(args.tokens, args.num_heads);
   paged_attention_kernel<<<grid, kWarps * 32, 0, stream_of(exec)>>>(args);

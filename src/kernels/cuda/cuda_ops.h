@@ -175,6 +175,7 @@ struct SmallGemmArgs {
   int64_t group_stride = 0;
   const int32_t* offsets = nullptr;  // [groups + 1] on the device, or null (one group)
   int groups = 1;
+  int total_rows = 0;  // grouped: rows of x over all groups (offsets[groups]); sizes mma_gemm's split K
   const uint16_t* bias = nullptr;  // [n] bf16 or null (not with swiglu)
   bool swiglu = false;
   float* out = nullptr;
@@ -184,8 +185,12 @@ void small_gemm(const GpuExec& exec, const SmallGemmArgs& args);
 // The same contract on tensor cores (mma.sync; see mma_gemm.cu), for groups of more rows than
 // small_gemm's CUDA-core tiles suit: each weight byte comes from HBM once (from L2 for every further 16 rows of a group).
 // split: activations as bf16 hi + lo halves (float32-like); otherwise rounded to bf16. Needs K % 8 == 0.
+// workspace (no SwiGLU; grouped: total_rows set): room for mma_gemm_workspace_floats(args)
+// floats lets a GEMM with too few blocks for the GPU split K over more blocks (the partial sums
+// are added in a fixed order, so results are deterministic); null runs it unsplit.
 bool mma_gemm_supported(int k);
-void mma_gemm(const GpuExec& exec, const SmallGemmArgs& args, bool split);
+size_t mma_gemm_workspace_floats(const SmallGemmArgs& args);
+void mma_gemm(const GpuExec& exec, const SmallGemmArgs& args, bool split, float* workspace = nullptr);
 
 // cuBLAS: out [M, N] f32 = x [M, K] bf16 · W [N, K]ᵀ bf16 (+ bias [N] bf16), fp32 accumulate;
 // accumulate: out += instead of out = (for the low half of a split activation).

@@ -16,6 +16,8 @@
 // results while each weight byte is still read once) or as bf16 alone in the plain mode.
 // Groups with no rows exit at once, so experts no token chose cost nothing and no host round
 // trip is needed (CUDA-graph safe).
+#include <algorithm>
+
 #include "kernels/cuda/common.cuh"
 
 namespace moeserve::cuda {
@@ -59,17 +61,24 @@ struct WeightFrags {
   uint4 row[kTiles][2][2];  // [tile][row g / g+8][K 0..7 / 8..15 of the thread's span]
 };
 
-// kTiles m-tiles per warp: 1, or 2 with SwiGLU (tile 0 = gate rows, tile 1 = the matching up rows).
-// kNTiles: activation rows per block = 8 · kNTiles. kSplit: hi + lo activation halves.
-template <int kNTiles, bool kSwiglu, bool kSplit>
-__global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(SmallGemmArgs args) {
-  constexpr int kTiles = kSwiglu ? 2 : 1;
+// kTiles m-tiles of 16 weight rows per warp: with SwiGLU 2 (tile 0 = gate rows, tile 1 = the
+// matching up rows), else 1 or 2 consecutive tiles (2: twice the weight bytes in flight per
+// thread). kNTiles: activation rows per block = 8 · kNTiles. kSplit: hi + lo activation halves.
+// partial != null (no SwiGLU): the K chunks are cut into `splits` ranges of chunks_per_split;
+// blockIdx.z = group · splits + split, and the block's sums go to
+// partial[split][row][feature] (partial_rows rows) for sum_partials_kernel to add up.
+template <int kNTiles, int kTiles, bool kSwiglu, bool kSplit>
+__global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(SmallGemmArgs args, float* partial, int splits,
+                                                               int chunks_per_split, int partial_rows) {
+  static_assert(!kSwiglu || kTiles == 2);
+  constexpr int kWarpFeatures = kSwiglu ? 16 : 16 * kTiles;
   constexpr int kRows = 8 * kNTiles;
   constexpr int kHalves = kSplit ? 2 : 1;
   __shared__ __align__(16) uint16_t xs[2][kHalves][kRows][kXStride];
 
   const bool grouped = args.offsets != nullptr;
-  const int group = grouped ? blockIdx.z : 0;
+  const int group = grouped ? blockIdx.z / splits : 0;
+  const int split = blockIdx.z % splits;
   const int group_begin = grouped ? args.offsets[group] : 0;
   const int group_end = grouped ? args.offsets[group + 1] : args.rows;
   const int tile_begin = group_begin + blockIdx.x * kRows;
@@ -82,17 +91,18 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(SmallGemmArgs arg
   const int g = lane >> 2;  // fragment row (A) / column (B)
   const int t = lane & 3;   // which 16-wide K span of the chunk the thread owns
   const uint16_t* weight = args.weight + group * args.group_stride;
-  // Feature (output column) base of this warp's 16 rows.
-  const int feature0 = (blockIdx.y * kWarps + warp) * 16;
+  // Feature (output column) of fragment row g (+8 for r = 1) of m-tile i, and its weight row.
+  const int feature0 = (blockIdx.y * kWarps + warp) * kWarpFeatures;
+  auto feature_of = [&](int i, int r) { return feature0 + (kSwiglu ? 0 : 16 * i) + g + 8 * r; };
   int weight_row[kTiles][2];
-  bool row_ok[2];
+  bool row_ok[kTiles][2];
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int feature = feature0 + g + 8 * r;
-    row_ok[r] = feature < args.n;
+  for (int i = 0; i < kTiles; ++i)
 #pragma unroll
-    for (int i = 0; i < kTiles; ++i) weight_row[i][r] = feature + i * args.n;  // tile 1: the up rows
-  }
+    for (int r = 0; r < 2; ++r) {
+      row_ok[i][r] = feature_of(i, r) < args.n;
+      weight_row[i][r] = feature_of(i, r) + (kSwiglu ? i * args.n : 0);  // SwiGLU tile 1: the up rows
+    }
 
   auto load_weights = [&](WeightFrags<kTiles>& w, int k0) {
 #pragma unroll
@@ -102,7 +112,7 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(SmallGemmArgs arg
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           const int k = k0 + 16 * t + 8 * h;
-          w.row[i][r][h] = row_ok[r] && k < args.k
+          w.row[i][r][h] = row_ok[i][r] && k < args.k
                                ? __ldg(reinterpret_cast<const uint4*>(weight + int64_t(weight_row[i][r]) * args.k + k))
                                : make_uint4(0u, 0u, 0u, 0u);
         }
@@ -148,20 +158,22 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(SmallGemmArgs arg
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
 
-  const int chunks = (args.k + kChunk - 1) / kChunk;
+  const int all_chunks = (args.k + kChunk - 1) / kChunk;
+  const int chunk_begin = partial != nullptr ? split * chunks_per_split : 0;
+  const int chunk_end = partial != nullptr ? min(all_chunks, chunk_begin + chunks_per_split) : all_chunks;
   WeightFrags<kTiles> w_now, w_next;
   float4 x_next[kXLoads];
-  load_weights(w_now, 0);
-  load_x(x_next, 0);
+  load_weights(w_now, chunk_begin * kChunk);
+  load_x(x_next, chunk_begin * kChunk);
   store_x(x_next, 0);
   __syncthreads();
-  for (int c = 0; c < chunks; ++c) {
-    const bool more = c + 1 < chunks;
+  for (int c = chunk_begin; c < chunk_end; ++c) {
+    const bool more = c + 1 < chunk_end;
     if (more) {
       load_weights(w_next, (c + 1) * kChunk);
       load_x(x_next, (c + 1) * kChunk);
     }
-    const int buffer = c & 1;
+    const int buffer = (c - chunk_begin) & 1;
 #pragma unroll
     for (int j = 0; j < kNTiles; ++j) {
       if (j >= active_ntiles) break;  // uniform: columns past the group's rows
@@ -188,46 +200,102 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(SmallGemmArgs arg
     if (more) w_now = w_next;
   }
 
-  // acc[i][j]: (feature feature0 + g (+8 for e ≥ 2), row j·8 + 2t (+1 for odd e)).
+  // acc[i][j][e]: (feature_of(i, e / 2), row j·8 + 2t + e % 2); SwiGLU pairs tile 0 with tile 1.
+  constexpr int kOutTiles = kSwiglu ? 1 : kTiles;
 #pragma unroll
-  for (int j = 0; j < kNTiles; ++j) {
-    if (j >= active_ntiles) break;
+  for (int i = 0; i < kOutTiles; ++i)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      const int m = j * 8 + 2 * t + (e & 1);
-      const int r = e >> 1;
-      if (m >= rows_here || !row_ok[r]) continue;
-      const int feature = feature0 + g + 8 * r;
-      float value = acc[0][j][e];
-      if constexpr (kSwiglu) {
-        value = value / (1.0f + expf(-value)) * acc[kTiles - 1][j][e];
-      } else if (args.bias != nullptr) {
-        value += bf16_bits_to_float(args.bias[feature]);
+    for (int j = 0; j < kNTiles; ++j) {
+      if (j >= active_ntiles) break;
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int m = j * 8 + 2 * t + (e & 1);
+        const int r = e >> 1;
+        if (m >= rows_here || !row_ok[i][r]) continue;
+        const int feature = feature_of(i, r);
+        float value = acc[i][j][e];
+        if (partial != nullptr) {
+          partial[(int64_t(split) * partial_rows + tile_begin + m) * args.n + feature] = value;
+          continue;
+        }
+        if constexpr (kSwiglu) {
+          value = value / (1.0f + expf(-value)) * acc[1][j][e];
+        } else if (args.bias != nullptr) {
+          value += bf16_bits_to_float(args.bias[feature]);
+        }
+        args.out[int64_t(tile_begin + m) * args.n + feature] = value;
       }
-      args.out[int64_t(tile_begin + m) * args.n + feature] = value;
     }
+}
+
+__global__ void sum_partials_kernel(const float* partial, int splits, int64_t count, int n, const uint16_t* bias,
+                                    float* out) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
+    float sum = bias != nullptr ? bf16_bits_to_float(bias[i % n]) : 0.0f;
+    for (int s = 0; s < splits; ++s) sum += partial[s * count + i];  // fixed order: deterministic
+    out[i] = sum;
   }
 }
 
-template <int kNTiles, bool kSwiglu, bool kSplit>
-void launch(const GpuExec& exec, const SmallGemmArgs& args) {
+int row_tile(int rows) { return rows <= 8 ? 8 : 16; }
+constexpr int kGroupedTiles = 2;  // m-tiles per warp of grouped GEMMs (see dispatch_rows)
+
+// Rows the partial sums hold: all of x's (grouped: total_rows), 0 when K is not split.
+int partial_rows(const SmallGemmArgs& args) { return args.offsets != nullptr ? args.total_rows : args.rows; }
+
+// K splits for a GEMM whose grid would leave SMs idle: enough blocks for ~4 per SM of a 132-SM
+// GPU, each split at least 4 chunks of K. Grouped GEMMs count one row tile per touched group
+// (most tiles of a group past its rows exit at once).
+int k_splits(const SmallGemmArgs& args) {
+  if (args.swiglu || partial_rows(args) <= 0) return 1;
+  const bool grouped = args.offsets != nullptr;
+  const int64_t feature_blocks = ceil_div(args.n, kWarps * 16 * (grouped ? kGroupedTiles : 1));
+  const int64_t blocks = feature_blocks * (grouped ? std::min(args.groups, args.total_rows)
+                                                   : ceil_div(args.rows, row_tile(args.rows)));
+  const int chunks = ceil_div(args.k, kChunk);
+  const int wanted = static_cast<int>(std::min<int64_t>(8, (528 + blocks - 1) / blocks));
+  const int most = std::max(1, chunks / 4);
+  const int splits = std::min(wanted, most);
+  if (splits <= 1) return 1;
+  return ceil_div(chunks, ceil_div(chunks, splits));  // every split gets at least one chunk
+}
+
+template <int kNTiles, int kTiles, bool kSwiglu, bool kSplit>
+void launch(const GpuExec& exec, const SmallGemmArgs& args, float* workspace) {
+  const int splits = workspace != nullptr ? k_splits(args) : 1;
+  const int chunks = ceil_div(args.k, kChunk);
   // Row tiles vary fastest, so the tiles sharing a block of weight rows run together and all
   // but the first read those weights from L2.
-  const dim3 grid(ceil_div(args.rows, 8 * kNTiles), ceil_div(args.n, kWarps * 16),
-                  args.offsets != nullptr ? args.groups : 1);
-  mma_gemm_kernel<kNTiles, kSwiglu, kSplit><<<grid, kWarps * 32, 0, stream_of(exec)>>>(args);
+  const int warp_features = kSwiglu ? 16 : 16 * kTiles;
+  const dim3 grid(ceil_div(args.rows, 8 * kNTiles), ceil_div(args.n, kWarps * warp_features),
+                  (args.offsets != nullptr ? args.groups : 1) * splits);
+  float* partial = splits > 1 ? workspace : nullptr;
+  mma_gemm_kernel<kNTiles, kTiles, kSwiglu, kSplit><<<grid, kWarps * 32, 0, stream_of(exec)>>>(
+      args, partial, splits, ceil_div(chunks, splits), partial_rows(args));
   check_launch("mma_gemm");
+  if (partial != nullptr) {
+    const int64_t count = int64_t(partial_rows(args)) * args.n;
+    sum_partials_kernel<<<std::min<int64_t>(1024, (count + 255) / 256), 256, 0, stream_of(exec)>>>(
+        partial, splits, count, args.n, args.bias, args.out);
+    check_launch("mma_gemm (sum of K splits)");
+  }
 }
 
 template <bool kSwiglu, bool kSplit>
-void dispatch_rows(const GpuExec& exec, const SmallGemmArgs& args) {
+void dispatch_rows(const GpuExec& exec, const SmallGemmArgs& args, float* workspace) {
   // Row tiles of 8 or 16 rows: larger tiles need more registers, fewer blocks fit an SM and
   // fewer weight bytes are in flight (measured: 64-row tiles streamed at 1.6 TB/s, 8-row tiles
   // at 3.9 TB/s on an H200). A group with more rows takes several tiles (grid x).
-  if (args.rows <= 8) {
-    launch<1, kSwiglu, kSplit>(exec, args);
-  } else {
-    launch<2, kSwiglu, kSplit>(exec, args);
+  // m-tiles: SwiGLU pairs gate and up; grouped experts take two tiles per warp (the down
+  // projection then keeps as many weight bytes in flight as gate/up); ungrouped GEMMs one.
+  // Either splits K when that leaves SMs idle (a workspace given, no SwiGLU).
+  if (args.offsets != nullptr || kSwiglu) {
+    if (args.rows <= 8) return launch<1, kGroupedTiles, kSwiglu, kSplit>(exec, args, workspace);
+    return launch<2, kGroupedTiles, kSwiglu, kSplit>(exec, args, workspace);
+  }
+  if constexpr (!kSwiglu) {
+    if (args.rows <= 8) return launch<1, 1, false, kSplit>(exec, args, workspace);
+    return launch<2, 1, false, kSplit>(exec, args, workspace);
   }
 }
 
@@ -235,16 +303,21 @@ void dispatch_rows(const GpuExec& exec, const SmallGemmArgs& args) {
 
 bool mma_gemm_supported(int k) { return k % 8 == 0; }
 
-void mma_gemm(const GpuExec& exec, const SmallGemmArgs& args, bool split) {
+size_t mma_gemm_workspace_floats(const SmallGemmArgs& args) {
+  const int splits = k_splits(args);
+  return splits > 1 ? size_t(splits) * partial_rows(args) * args.n : 0;
+}
+
+void mma_gemm(const GpuExec& exec, const SmallGemmArgs& args, bool split, float* workspace) {
   if (args.rows == 0 || args.n == 0) return;
   if (!mma_gemm_supported(args.k)) {
     std::fprintf(stderr, "moeserve: mma_gemm needs K %% 8 == 0, got %d\n", args.k);
     std::abort();
   }
   if (args.swiglu) {
-    split ? dispatch_rows<true, true>(exec, args) : dispatch_rows<true, false>(exec, args);
+    split ? dispatch_rows<true, true>(exec, args, nullptr) : dispatch_rows<true, false>(exec, args, nullptr);
   } else {
-    split ? dispatch_rows<false, true>(exec, args) : dispatch_rows<false, false>(exec, args);
+    split ? dispatch_rows<false, true>(exec, args, workspace) : dispatch_rows<false, false>(exec, args, workspace);
   }
 }
 

@@ -47,8 +47,9 @@ size_t CudaModel::workspace_bytes(int max_tokens) const {
   int64_t ffn = 3 * static_cast<int64_t>(c.intermediate_size);
   if (c.moe) {
     const MoeConfig& m = *c.moe;
+    // (+ 8 top_k hidden: mma_gemm's split-K partial sums of the down projection, 8 splits at most)
     ffn = std::max<int64_t>(ffn, 4 * m.num_experts + 8 * m.top_k +
-                                     m.top_k * (2 * hidden + 3 * m.expert_intermediate_size) +
+                                     m.top_k * (10 * hidden + 3 * m.expert_intermediate_size) +
                                      3 * m.shared_intermediate_size + hidden + 1);
   }
   const int64_t widest = std::max<int64_t>({hidden, attn, ffn});
@@ -66,19 +67,27 @@ bool CudaModel::experts_stream(int tokens) const {
 void CudaModel::grouped_gemm(Step& step, const SmallGemmArgs& args) const {
   if (args.rows <= 1) {
     small_gemm(step.exec, args);
-  } else {
-    mma_gemm(step.exec, args, precision_ == PrefillPrecision::kSplitBf16);
+    return;
   }
+  const size_t mark = step.arena.used();
+  float* workspace = step.arena.alloc<float>(std::max<size_t>(1, mma_gemm_workspace_floats(args)));
+  mma_gemm(step.exec, args, precision_ == PrefillPrecision::kSplitBf16, workspace);
+  step.arena.rewind(mark);
 }
 
 void CudaModel::linear(Step& step, Act x, int rows, const DeviceLinear& w, float* out) const {
-  if (rows <= kMaxSmallDenseRows) {
-    small_gemm(
-        step.exec,
-        SmallGemmArgs{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.weight, .bias = w.bias, .out = out});
-    return;
+  const SmallGemmArgs args{
+      .x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.weight, .bias = w.bias, .out = out};
+  if (rows <= kMaxMmaDenseRows && mma_gemm_supported(w.in)) {
+    const size_t mark = step.arena.used();
+    float* workspace = step.arena.alloc<float>(std::max<size_t>(1, mma_gemm_workspace_floats(args)));
+    mma_gemm(step.exec, args, precision_ == PrefillPrecision::kSplitBf16, workspace);
+    step.arena.rewind(mark);
+  } else if (rows <= kSmallTile) {
+    small_gemm(step.exec, args);  // K % 8 != 0
+  } else {
+    gemm(step, x, rows, w.weight, w.bias, w.out, w.in, out);
   }
-  gemm(step, x, rows, w.weight, w.bias, w.out, w.in, out);
 }
 
 void CudaModel::gemm(Step& step, Act x, int rows, const uint16_t* w, const uint16_t* bias, int n, int k,

@@ -113,12 +113,15 @@ struct DeviceKv {
 enum class PrefillPrecision { kBf16, kSplitBf16 };
 
 // Which kernel a GEMM runs on, measured on an H200 (bench latency --device cuda, "kernels" in
-// bench/results/2026-12-02-h200-mixtral-8x7b-8l.json). Dense projections: small_gemm up to
-// kMaxSmallDenseRows rows (2.3 TB/s at 1 row, 1.1 at 4), cuBLAS beyond (1.4 TB/s in split
-// mode: mma_gemm reaches only 0.9 TB/s on one dense matrix, too few blocks to keep HBM busy).
-// Grouped experts: small_gemm at 1 row (4.0 TB/s), mma_gemm up to kMaxMmaRows (3.7-3.9 TB/s
-// from 2 to 64 tokens), then per-expert cuBLAS, which needs the row counts on the host.
-constexpr int kMaxSmallDenseRows = 4;
+// bench/results/2026-12-02-h200-mixtral-8x7b-8l.json, Mixtral's 6144×4096 qkv). Dense
+// projections: mma_gemm with K split over more blocks up to kMaxMmaDenseRows rows (2.4 TB/s at
+// 1-8 rows, 2.0 at 16; small_gemm: 2.2 at 1 row, 0.7 at 8), cuBLAS beyond (split bf16: 1.3 TB/s
+// at 32 rows, where mma_gemm's 16-row tiles re-read the weights from L2). MLPs of dense layers:
+// small_gemm for one row (kMaxSmallDenseRows), cuBLAS beyond. Grouped experts: small_gemm at 1
+// row (4.0 TB/s), mma_gemm up to kMaxMmaRows (3.7-3.9 TB/s from 2 to 64 tokens), then per-expert
+// cuBLAS, which needs the row counts on the host.
+constexpr int kMaxSmallDenseRows = 1;
+constexpr int kMaxMmaDenseRows = 16;
 constexpr int kMaxMmaRows = 256;
 
 // Device time per op kind (one cudaEvent pair per op launch group) over the steps run while it

@@ -100,6 +100,7 @@ void CudaModel::moe_experts_streaming(Step& step, const DeviceMoe& w, const floa
   down.n = hidden;
   down.weight = w.experts_down;
   down.group_stride = static_cast<int64_t>(hidden) * inter;
+  down.total_rows = entries;  // lets the long-K down projection split K over more blocks
   down.out = y;
   grouped_gemm(step, down);
 }
