@@ -259,6 +259,8 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
         report("mma_gemm split experts down (split K)",
                time_it([&] { cuda::mma_gemm(exec, down, true, workspace->as<float>()); }), bytes / 2);
         report("mma_gemm split experts down (unsplit)", time_it([&] { cuda::mma_gemm(exec, down, true); }), bytes / 2);
+        if (tokens <= cuda::kSmallTile)
+          report("small_gemm experts down", time_it([&] { cuda::small_gemm(exec, down); }), bytes / 2);
       }
     }
   }

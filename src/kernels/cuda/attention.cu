@@ -13,7 +13,7 @@ namespace moeserve::cuda {
 
 namespace {
 
-constexpr int kWarps = 4;
+constexpr int kWarps = 8;  // one 32-key tile each for contexts up to 256 keys
 constexpr int kValuesPerLane = kMaxValueDim / 32;
 
 __device__ __forceinline__ const float* cache_entry(const AttentionArgs& args, const int32_t* table, int position) {
@@ -121,16 +121,18 @@ __global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(AttentionA
 // heads that share the kv head, so each key and value row is read once for the group instead of
 // once per query head. Same tiling and online softmax as above, kGroup running states per lane.
 constexpr int kGqaMaxDim = 128;
+// 4 warps: with 8 (as the per-head kernel) a 64-sequence step measured 0.62 instead of 0.39 ms.
+constexpr int kGqaWarps = 4;
 constexpr int kGqaValuesPerLane = kGqaMaxDim / 32;
 // Below this many (row, kv head) blocks the per-head kernel keeps more SMs busy.
 constexpr int kGqaMinBlocks = 128;
 
 template <int kGroup>
-__global__ void __launch_bounds__(kWarps * 32) paged_attention_gqa_kernel(AttentionArgs args) {
+__global__ void __launch_bounds__(kGqaWarps * 32) paged_attention_gqa_kernel(AttentionArgs args) {
   __shared__ __align__(16) float q[kGroup][kGqaMaxDim];
-  __shared__ float part_max[kWarps][kGroup];
-  __shared__ float part_den[kWarps][kGroup];
-  __shared__ float part_acc[kWarps][kGroup][kGqaMaxDim];
+  __shared__ float part_max[kGqaWarps][kGroup];
+  __shared__ float part_den[kGqaWarps][kGroup];
+  __shared__ float part_acc[kGqaWarps][kGroup][kGqaMaxDim];
   const int warp = threadIdx.x >> 5;
   const int lane = threadIdx.x & 31;
   const int token = blockIdx.x;
@@ -155,7 +157,7 @@ __global__ void __launch_bounds__(kWarps * 32) paged_attention_gqa_kernel(Attent
 #pragma unroll
     for (int i = 0; i < kGqaValuesPerLane; ++i) acc[g][i] = 0.0f;
   }
-  for (int tile = first + warp * 32; tile <= position; tile += 32 * kWarps) {
+  for (int tile = first + warp * 32; tile <= position; tile += 32 * kGqaWarps) {
     const int key = tile + lane;
     const bool valid = key <= position;
     float score[kGroup];
@@ -221,10 +223,10 @@ __global__ void __launch_bounds__(kWarps * 32) paged_attention_gqa_kernel(Attent
     const int d = i % args.value_dim;
     float global_max = -INFINITY;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) global_max = fmaxf(global_max, part_max[w][g]);
+    for (int w = 0; w < kGqaWarps; ++w) global_max = fmaxf(global_max, part_max[w][g]);
     float total = 0.0f, sum = 0.0f;
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
+    for (int w = 0; w < kGqaWarps; ++w) {
       if (part_max[w][g] == -INFINITY) continue;  // a warp with no keys
       const float weight = expf(part_max[w][g] - global_max);
       total += weight * part_den[w][g];
@@ -237,7 +239,7 @@ __global__ void __launch_bounds__(kWarps * 32) paged_attention_gqa_kernel(Attent
 template <int kGroup>
 void launch_gqa(const GpuExec& exec, const AttentionArgs& args) {
   const dim3 grid(args.tokens, args.num_heads / kGroup);
-  paged_attention_gqa_kernel<kGroup><<<grid, kWarps * 32, 0, stream_of(exec)>>>(args);
+  paged_attention_gqa_kernel<kGroup><<<grid, kGqaWarps * 32, 0, stream_of(exec)>>>(args);
   check_launch("paged_attention (gqa)");
 }
 

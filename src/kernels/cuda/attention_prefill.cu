@@ -14,28 +14,31 @@ constexpr int kKeys = 32;
 constexpr int kMaxHeadDim = 128;
 constexpr int kMaxQueries = 64;                   // kTileRows × group
 constexpr int kQueriesPerWarp = kMaxQueries / 8;  // score rows per warp
+// Row padding (floats) of the staged K and P tiles: keeps rows 16-byte aligned for float4 reads
+// and spreads a warp's rows over distinct banks.
+constexpr int kPad = 4;
 
 struct Shared {
   float* q;       // [queries][head_dim]
-  float* k;       // [kKeys][head_dim + 1]
+  float* k;       // [kKeys][head_dim + kPad]
   float* v;       // [kKeys][head_dim]
-  float* p;       // [queries][kKeys + 1]
+  float* p;       // [queries][kKeys + kPad]
   float* corr;    // [queries]
   float* denom;   // [queries]
   float* maxima;  // [queries]
 };
 
 __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionArgs args, const int32_t* tiles) {
-  extern __shared__ float smem[];
+  extern __shared__ __align__(16) float smem[];
   const int dim = args.key_dim;
   const int group = args.group;
   const int tile_rows = tiles[2 * blockIdx.x + 1];
   const int queries = tile_rows * group;
   Shared s{smem, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
   s.k = s.q + kMaxQueries * dim;
-  s.v = s.k + kKeys * (dim + 1);
+  s.v = s.k + kKeys * (dim + kPad);
   s.p = s.v + kKeys * dim;
-  s.corr = s.p + kMaxQueries * (kKeys + 1);
+  s.corr = s.p + kMaxQueries * (kKeys + kPad);
   s.denom = s.corr + kMaxQueries;
   s.maxima = s.denom + kMaxQueries;
   const int first_row = tiles[2 * blockIdx.x];
@@ -80,7 +83,7 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionAr
         kv_k = entry[key_offset + d];
         kv_v = entry[value_offset + d];
       }
-      s.k[j * (dim + 1) + d] = kv_k;
+      s.k[j * (dim + kPad) + d] = kv_k;
       s.v[j * dim + d] = kv_v;
     }
     __syncthreads();
@@ -88,13 +91,17 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionAr
     float score[kQueriesPerWarp];
 #pragma unroll
     for (int qi = 0; qi < kQueriesPerWarp; ++qi) score[qi] = 0.0f;
-    const float* k_row = s.k + lane * (dim + 1);
-    for (int d = 0; d < dim; ++d) {
-      const float kd = k_row[d];
+    // Four dims per step: one float4 of the lane's key, one broadcast float4 per query.
+    const float* k_row = s.k + lane * (dim + kPad);
+    for (int d = 0; d < dim; d += 4) {
+      const float4 kd = *reinterpret_cast<const float4*>(k_row + d);
 #pragma unroll
       for (int qi = 0; qi < kQueriesPerWarp; ++qi) {
         const int query = warp + 8 * qi;
-        if (query < queries) score[qi] += s.q[query * dim + d] * kd;
+        if (query < queries) {
+          const float4 qd = *reinterpret_cast<const float4*>(s.q + query * dim + d);
+          score[qi] += qd.x * kd.x + qd.y * kd.y + qd.z * kd.z + qd.w * kd.w;
+        }
       }
     }
     // Online softmax per query row (the warp owns its rows).
@@ -115,7 +122,7 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionAr
         correction = expf(old_max - new_max);
       }
       const float sum = warp_sum(p);
-      s.p[query * (kKeys + 1) + lane] = p;
+      s.p[query * (kKeys + kPad) + lane] = p;
       if (lane == 0) {
         s.corr[query] = correction;
         s.denom[query] = s.denom[query] * correction + sum;
@@ -133,18 +140,24 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionAr
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[r][e] *= correction;
       }
-#pragma unroll 4
-      for (int j = 0; j < kKeys; ++j) {
-        const float4 v = *reinterpret_cast<const float4*>(s.v + j * dim + out_d);
+      // Four keys per step: their V float4s, one broadcast float4 of probabilities per query.
+      for (int j = 0; j < kKeys; j += 4) {
+        float4 v[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) v[u] = *reinterpret_cast<const float4*>(s.v + (j + u) * dim + out_d);
 #pragma unroll
         for (int r = 0; r < kQueriesPerWarp; ++r) {
           const int query = warp + 8 * r;
           if (query >= queries) break;
-          const float p = s.p[query * (kKeys + 1) + j];
-          acc[r][0] += p * v.x;
-          acc[r][1] += p * v.y;
-          acc[r][2] += p * v.z;
-          acc[r][3] += p * v.w;
+          const float4 p = *reinterpret_cast<const float4*>(s.p + query * (kKeys + kPad) + j);
+          const float pu[4] = {p.x, p.y, p.z, p.w};
+#pragma unroll
+          for (int u = 0; u < 4; ++u) {
+            acc[r][0] += pu[u] * v[u].x;
+            acc[r][1] += pu[u] * v[u].y;
+            acc[r][2] += pu[u] * v[u].z;
+            acc[r][3] += pu[u] * v[u].w;
+          }
         }
       }
     }
@@ -167,7 +180,8 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionAr
 
 size_t shared_bytes(int dim) {
   return sizeof(float) *
-         (size_t(kMaxQueries) * dim + kKeys * (dim + 1) + kKeys * dim + kMaxQueries * (kKeys + 1) + 3 * kMaxQueries);
+         (size_t(kMaxQueries) * dim + kKeys * (dim + kPad) + kKeys * dim + kMaxQueries * (kKeys + kPad) +
+          3 * kMaxQueries);
 }
 
 }  // namespace

@@ -59,13 +59,13 @@ size_t CudaModel::workspace_bytes(int max_tokens) const {
 
 bool CudaModel::experts_stream(int tokens) const {
   if (!config_.moe) return true;
-  if (tokens <= 1) return true;  // small_gemm takes any K
+  if (tokens <= kMaxSmallGroupedRows) return true;  // small_gemm takes any K
   return tokens <= kMaxMmaRows && mma_gemm_supported(config_.hidden_size) &&
          mma_gemm_supported(config_.moe->expert_intermediate_size);
 }
 
 void CudaModel::grouped_gemm(Step& step, const SmallGemmArgs& args) const {
-  if (args.rows <= 1) {
+  if (args.rows <= kMaxSmallGroupedRows) {
     small_gemm(step.exec, args);
     return;
   }

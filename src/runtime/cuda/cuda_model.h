@@ -117,10 +117,12 @@ enum class PrefillPrecision { kBf16, kSplitBf16 };
 // projections: mma_gemm with K split over more blocks up to kMaxMmaDenseRows rows (2.4 TB/s at
 // 1-8 rows, 2.0 at 16; small_gemm: 2.2 at 1 row, 0.7 at 8), cuBLAS beyond (split bf16: 1.3 TB/s
 // at 32 rows, where mma_gemm's 16-row tiles re-read the weights from L2). MLPs of dense layers:
-// small_gemm for one row (kMaxSmallDenseRows), cuBLAS beyond. Grouped experts: small_gemm at 1
-// row (4.0 TB/s), mma_gemm up to kMaxMmaRows (3.7-3.9 TB/s from 2 to 64 tokens), then per-expert
-// cuBLAS, which needs the row counts on the host.
+// small_gemm for one row (kMaxSmallDenseRows), cuBLAS beyond. Grouped experts: small_gemm up to
+// kMaxSmallGroupedRows tokens (gate/up 4.0-4.2 TB/s, down 3.4-3.7), mma_gemm up to kMaxMmaRows
+// (gate/up 3.8-4.0, down with split K 3.1-3.3 TB/s from 8 to 64 tokens; small_gemm falls to 3.5
+// and 2.4 at 8), then per-expert cuBLAS, which needs the row counts on the host.
 constexpr int kMaxSmallDenseRows = 1;
+constexpr int kMaxSmallGroupedRows = 4;
 constexpr int kMaxMmaDenseRows = 16;
 constexpr int kMaxMmaRows = 256;
 
@@ -196,7 +198,7 @@ class CudaModel {
     int64_t* expert_load;
     OpProfile* profile;
   };
-  // Grouped experts (offsets on the device): small_gemm for one row, mma_gemm beyond.
+  // Grouped experts (offsets on the device): small_gemm up to kMaxSmallGroupedRows, mma_gemm beyond.
   void grouped_gemm(Step& step, const SmallGemmArgs& args) const;
   void linear(Step& step, Act x, int rows, const DeviceLinear& w, float* out) const;
   // cuBLAS GEMM in the configured prefill precision: out [rows, n] = x [rows, k] · w [n, k]ᵀ (+ bias).
