@@ -21,6 +21,23 @@ __device__ __forceinline__ const float* cache_entry(const AttentionArgs& args, c
   return args.cache + (block * args.block_size + position % args.block_size) * args.entry_size;
 }
 
+// The keys one query row attends to: cache positions [first, position] through its block table,
+// and where its kv head's key and value sit inside a cache entry.
+struct RowKeys {
+  int position;
+  int first;
+  const int32_t* table;
+  int key_offset;
+  int value_offset;
+};
+
+__device__ __forceinline__ RowKeys row_keys(const AttentionArgs& args, int token, int kv_head) {
+  const int position = args.positions[token];
+  return RowKeys{position, args.sliding_window > 0 ? max(0, position - args.sliding_window + 1) : 0,
+                 args.block_tables + args.table_offsets[token], args.key_offset + kv_head * args.kv_head_stride,
+                 args.value_offset + kv_head * args.kv_head_stride};
+}
+
 __device__ __forceinline__ float dot(const float* q, const float* k, int dim, bool vector_ok) {
   float sum = 0.0f;
   if (vector_ok) {
@@ -52,11 +69,9 @@ __global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(AttentionA
   for (int d = threadIdx.x; d < args.key_dim; d += blockDim.x) q[d] = q_row[d] * args.scale;
   __syncthreads();
 
-  const int position = args.positions[token];
-  const int32_t* table = args.block_tables + args.table_offsets[token];
-  const int first = args.sliding_window > 0 ? max(0, position - args.sliding_window + 1) : 0;
-  const int key_offset = args.key_offset + kv_head * args.kv_head_stride;
-  const int value_offset = args.value_offset + kv_head * args.kv_head_stride;
+  const RowKeys row = row_keys(args, token, kv_head);
+  const int position = row.position, first = row.first, key_offset = row.key_offset, value_offset = row.value_offset;
+  const int32_t* table = row.table;
   const bool vector_ok = (args.key_dim % 4) == 0 && (key_offset % 4) == 0 && (args.entry_size % 4) == 0;
 
   float running_max = -INFINITY;
@@ -143,11 +158,9 @@ __global__ void __launch_bounds__(kGqaWarps * 32) paged_attention_gqa_kernel(Att
     q[i / args.key_dim][i % args.key_dim] = q_rows[i] * args.scale;
   __syncthreads();
 
-  const int position = args.positions[token];
-  const int32_t* table = args.block_tables + args.table_offsets[token];
-  const int first = args.sliding_window > 0 ? max(0, position - args.sliding_window + 1) : 0;
-  const int key_offset = args.key_offset + kv_head * args.kv_head_stride;
-  const int value_offset = args.value_offset + kv_head * args.kv_head_stride;
+  const RowKeys row = row_keys(args, token, kv_head);
+  const int position = row.position, first = row.first, key_offset = row.key_offset, value_offset = row.value_offset;
+  const int32_t* table = row.table;
 
   float running_max[kGroup], denominator[kGroup], acc[kGroup][kGqaValuesPerLane];
 #pragma unroll
