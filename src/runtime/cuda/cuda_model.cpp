@@ -69,6 +69,10 @@ void CudaModel::grouped_gemm(Step& step, const SmallGemmArgs& args) const {
     small_gemm(step.exec, args);
     return;
   }
+  tensor_core_gemm(step, args);
+}
+
+void CudaModel::tensor_core_gemm(Step& step, const SmallGemmArgs& args) const {
   const size_t mark = step.arena.used();
   float* workspace = step.arena.alloc<float>(std::max<size_t>(1, mma_gemm_workspace_floats(args)));
   mma_gemm(step.exec, args, precision_ == PrefillPrecision::kSplitBf16, workspace);
@@ -79,10 +83,7 @@ void CudaModel::linear(Step& step, Act x, int rows, const DeviceLinear& w, float
   const SmallGemmArgs args{
       .x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.weight, .bias = w.bias, .out = out};
   if (rows <= kMaxMmaDenseRows && mma_gemm_supported(w.in)) {
-    const size_t mark = step.arena.used();
-    float* workspace = step.arena.alloc<float>(std::max<size_t>(1, mma_gemm_workspace_floats(args)));
-    mma_gemm(step.exec, args, precision_ == PrefillPrecision::kSplitBf16, workspace);
-    step.arena.rewind(mark);
+    tensor_core_gemm(step, args);
   } else if (rows <= kSmallTile) {
     small_gemm(step.exec, args);  // K % 8 != 0
   } else {

@@ -10,12 +10,12 @@
 // never waits for the host at decode sizes. Both loops share configs, weight names and the rope
 // tables, and tests/gpu holds the GPU loop to the CPU reference op by op and model by model.
 //
-// Precision: activations and the KV cache are float32; decode-sized GEMMs (see
-// kMaxSmallDenseRows) and the MoE router (always: top-k decisions are where rounding shows)
-// multiply float32 activations by bf16 weights on CUDA cores; larger GEMMs run on tensor cores
-// (mma_gemm for the grouped experts, cuBLAS) with activations rounded to bf16
-// (PrefillPrecision::kBf16) or split into two bf16 halves (kSplitBf16: twice the tensor-core
-// work, float32-like results). MLA always runs in the weight-absorbed form.
+// Precision: activations and the KV cache are float32. The MoE router (always: top-k decisions
+// are where rounding shows) and the GEMMs small_gemm runs (see kMaxSmallDenseRows) multiply
+// float32 activations by bf16 weights on CUDA cores; the others run on tensor cores (mma_gemm,
+// cuBLAS) with activations rounded to bf16 (PrefillPrecision::kBf16) or split into two bf16
+// halves (kSplitBf16: twice the tensor-core work, float32-like results). MLA always runs in the
+// weight-absorbed form.
 #pragma once
 
 #include <cstdint>
@@ -200,6 +200,8 @@ class CudaModel {
   };
   // Grouped experts (offsets on the device): small_gemm up to kMaxSmallGroupedRows, mma_gemm beyond.
   void grouped_gemm(Step& step, const SmallGemmArgs& args) const;
+  // mma_gemm in the configured precision, K split over a workspace from the arena when it pays.
+  void tensor_core_gemm(Step& step, const SmallGemmArgs& args) const;
   void linear(Step& step, Act x, int rows, const DeviceLinear& w, float* out) const;
   // cuBLAS GEMM in the configured prefill precision: out [rows, n] = x [rows, k] · w [n, k]ᵀ (+ bias).
   void gemm(Step& step, Act x, int rows, const uint16_t* w, const uint16_t* bias, int n, int k, float* out) const;
