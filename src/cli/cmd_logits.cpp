@@ -6,9 +6,6 @@
 #include "cli/engine_flags.h"
 #include "cli/sequence_backend.h"
 #include "loader/safetensors.h"
-#ifdef MOESERVE_HAVE_CUDA
-#include "runtime/cuda/cuda_runner.h"
-#endif
 
 namespace moeserve::cli {
 
@@ -23,31 +20,6 @@ struct LogitsArgs {
 void run_logits(const LogitsArgs& args) {
   auto ids = parse_id_list(args.ids);
   if (!ids.ok()) fail(ids.error().message);
-  auto options = args.engine.load_options();
-  if (!options.ok()) fail(options.error().message);
-  if (args.engine.device == "cuda") {
-    if (auto parallel = args.engine.parallel_config(); !parallel.ok()) fail(parallel.error().message);
-#ifdef MOESERVE_HAVE_CUDA
-    auto runner = make_cuda_runner(args.engine.model_dir, *options, CudaRunnerOptions{});
-    if (!runner.ok()) fail(runner.error().message);
-    const int vocab = (*runner)->config().vocab_size;
-    for (int32_t id : *ids) {
-      if (id < 0 || id >= vocab) fail(fmt::format("token id {} is outside the vocabulary [0, {})", id, vocab));
-    }
-    const int blocks = (static_cast<int>(ids->size()) + (*runner)->block_size() - 1) / (*runner)->block_size();
-    if (blocks > (*runner)->num_kv_blocks()) fail("the sequence does not fit the GPU's KV cache");
-    std::vector<int32_t> table(blocks);
-    for (int b = 0; b < blocks; ++b) table[b] = b;
-    const RunnerSeq seq{.tokens = *ids, .num_computed = 0, .num_new = static_cast<int>(ids->size()),
-                        .samples = true, .all_logits = true, .block_table = table};
-    const Tensor logits = (*runner)->execute(std::span<const RunnerSeq>(&seq, 1));
-    auto status = write_safetensors(args.out, {{"logits", logits.view()}});
-    if (!status.ok()) fail(status.error().message);
-    return;
-#else
-    fail("this moeserve was built without CUDA (no nvcc found)");
-#endif
-  }
   auto backend = SequenceBackend::create(args.engine, static_cast<int>(ids->size()));
   if (!backend.ok()) fail(backend.error().message);
   auto logits = (*backend)->runner().append(*ids, /*all_logits=*/true);

@@ -1,6 +1,7 @@
-// The runner behind `logits` and `generate` (one sequence): the model on one thread pool, or,
-// when the parallel flags ask for more than one rank, DP replica 0 of a RankGroup (the other
-// replicas take part in every step with empty batches). Logs the layout it built.
+// The runner behind `logits` and `generate` (one sequence): the model on one thread pool, the
+// CUDA runner with --device cuda, or, when the parallel flags ask for more than one rank, DP
+// replica 0 of a RankGroup (the other replicas take part in every step with empty batches).
+// Logs the layout it built.
 #pragma once
 
 #include <memory>
@@ -22,6 +23,7 @@ class SequenceBackend {
  private:
   ModelConfig config_;
   LoadedModel loaded_;
+  std::unique_ptr<Runner> device_runner_;  // --device cuda
   std::unique_ptr<ThreadPool> pool_;
   ExecContext exec_;
   ParallelRunners parallel_;
