@@ -34,9 +34,10 @@ test: build e2e-clients fixtures
 test-asan:
 	$(MAKE) test PRESET=asan
 
-# Under AddressSanitizer + UBSan (part of CI): the loader's corrupt-input tests and the
+# Under AddressSanitizer + UBSan (CI runs this): the loader's corrupt-input tests and the
 # tokenizer / chat-template tests (references, fuzz loops, the chat-template CLI). Builds only
-# those targets (and the binary the CLI test runs).
+# those targets (and the binary the CLI test runs): 32 min from scratch on a busy 2-core
+# machine, a few minutes more than the loader's tests alone, which need most of the libraries.
 ASAN_CI_TESTS := safetensors_test tokenizer_test tokenizer_fuzz_test chat_template_test chat_template_cli_test
 test-asan-ci: deps fixtures
 	@[ -f build/asan/build.ninja ] || cmake --preset asan
