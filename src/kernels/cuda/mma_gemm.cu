@@ -237,6 +237,7 @@ __global__ void sum_partials_kernel(const float* partial, int splits, int64_t co
   }
 }
 
+// Activation rows per block (8 · kNTiles): dispatch_rows and k_splits both follow it.
 int row_tile(int rows) { return rows <= 8 ? 8 : 16; }
 constexpr int kGroupedTiles = 2;  // m-tiles per warp of grouped GEMMs (see dispatch_rows)
 
@@ -289,12 +290,13 @@ void dispatch_rows(const GpuExec& exec, const SmallGemmArgs& args, float* worksp
   // m-tiles: SwiGLU pairs gate and up; grouped experts take two tiles per warp (the down
   // projection then keeps as many weight bytes in flight as gate/up); ungrouped GEMMs one.
   // Either splits K when that leaves SMs idle (a workspace given, no SwiGLU).
+  const bool short_tile = row_tile(args.rows) == 8;
   if (args.offsets != nullptr || kSwiglu) {
-    if (args.rows <= 8) return launch<1, kGroupedTiles, kSwiglu, kSplit>(exec, args, workspace);
+    if (short_tile) return launch<1, kGroupedTiles, kSwiglu, kSplit>(exec, args, workspace);
     return launch<2, kGroupedTiles, kSwiglu, kSplit>(exec, args, workspace);
   }
   if constexpr (!kSwiglu) {
-    if (args.rows <= 8) return launch<1, 1, false, kSplit>(exec, args, workspace);
+    if (short_tile) return launch<1, 1, false, kSplit>(exec, args, workspace);
     return launch<2, 1, false, kSplit>(exec, args, workspace);
   }
 }
@@ -314,7 +316,7 @@ void mma_gemm(const GpuExec& exec, const SmallGemmArgs& args, bool split, float*
     std::fprintf(stderr, "moeserve: mma_gemm needs K %% 8 == 0, got %d\n", args.k);
     std::abort();
   }
-  if (args.swiglu) {
+  if (args.swiglu) {  // never splits K (k_splits), so no workspace
     split ? dispatch_rows<true, true>(exec, args, nullptr) : dispatch_rows<true, false>(exec, args, nullptr);
   } else {
     split ? dispatch_rows<false, true>(exec, args, workspace) : dispatch_rows<false, false>(exec, args, workspace);

@@ -88,7 +88,7 @@ Tensor CudaRunner::execute(std::span<const RunnerSeq> seqs) {
     if (pieces.empty()) return;
     run_pieces(pieces, dst);
     for (const Piece& piece : pieces)
-      dst += int64_t(piece.logits_all ? piece.count : (piece.logits_last ? 1 : 0)) * model_->config().vocab_size;
+      dst += int64_t(piece.logit_rows()) * model_->config().vocab_size;
     pieces.clear();
     budget = options_.max_num_batched_tokens;
   };
@@ -114,7 +114,7 @@ void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
   for (const Piece& p : pieces) {
     tokens += p.count;
     tiles += (p.count + cuda::kPrefillTileRows - 1) / cuda::kPrefillTileRows;
-    logit_rows += p.logits_all ? p.count : (p.logits_last ? 1 : 0);
+    logit_rows += p.logit_rows();
     table_entries += (p.begin + p.count + bs - 1) / bs;
   }
   // Packed layout: ids | positions | table_offsets | slots | logit rows | query tiles | block
@@ -179,7 +179,19 @@ void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
   const cuda::CudaGraph* graph = nullptr;
   if (decode && !options_.enforce_eager && profile_ == nullptr && tokens <= kMaxGraphTokens) {
     auto it = graphs_.find(tokens);
-    if (it == graphs_.end()) it = graphs_.emplace(tokens, capture(inputs, device_logits)).first;
+    if (it == graphs_.end()) {
+      // An empty entry marks a size that runs eagerly: the model needs the host inside the step.
+      std::optional<cuda::CudaGraph> captured;
+      if (model_->capturable(tokens)) {
+        Result<cuda::CudaGraph> graph_or = capture(inputs, device_logits);
+        if (graph_or.ok()) {
+          captured = std::move(graph_or.value());
+        } else {
+          spdlog::warn("decode steps of {} sequences run without a CUDA graph: {}", tokens, graph_or.error().message);
+        }
+      }
+      it = graphs_.emplace(tokens, std::move(captured)).first;
+    }
     if (it->second.has_value()) graph = &*it->second;
   }
   if (graph != nullptr) {
@@ -203,7 +215,7 @@ void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
     run_rows = 0;
   };
   for (const Piece& p : pieces) {
-    const int rows = p.logits_all ? p.count : (p.logits_last ? 1 : 0);
+    const int rows = p.logit_rows();
     if (p.argmax_only) {
       copy_run();
     } else if (rows > 0) {
@@ -218,23 +230,15 @@ void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
   argmax_.insert(argmax_.end(), greedy, greedy + logit_rows);
 }
 
-std::optional<cuda::CudaGraph> CudaRunner::capture(const cuda::StepInputs& inputs, float* device_logits) {
-  if (!model_->capturable(inputs.tokens)) return std::nullopt;
+Result<cuda::CudaGraph> CudaRunner::capture(const cuda::StepInputs& inputs, float* device_logits) {
   // The arena hands the captured kernels the workspace an eager step of this size would get.
   const size_t mark = arena_.used();
   const GpuExec exec{stream_.stream(), stream_.blas()};
-  if (Status begun = cuda::CudaGraph::begin_capture(stream_.stream()); !begun.ok()) {
-    spdlog::warn("decode steps of {} sequences run without a CUDA graph: {}", inputs.tokens, begun.error().message);
-    return std::nullopt;
-  }
+  MS_RETURN_IF_ERROR(cuda::CudaGraph::begin_capture(stream_.stream()));
   model_->forward(exec, arena_, inputs, kv_, device_logits, expert_counts_.as<int64_t>(), nullptr);
-  auto graph = cuda::CudaGraph::end_capture(stream_.stream());
+  Result<cuda::CudaGraph> graph = cuda::CudaGraph::end_capture(stream_.stream());
   arena_.rewind(mark);
-  if (!graph.ok()) {
-    spdlog::warn("decode steps of {} sequences run without a CUDA graph: {}", inputs.tokens, graph.error().message);
-    return std::nullopt;
-  }
-  return std::move(graph.value());
+  return graph;
 }
 
 Result<std::unique_ptr<CudaRunner>> make_cuda_runner(const std::string& model_dir, const LoadOptions& load,

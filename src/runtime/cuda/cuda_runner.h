@@ -86,14 +86,14 @@ class CudaRunner final : public Runner {
     bool logits_all;
     bool logits_last;
     bool argmax_only;  // its logits row stays on the device
+    int logit_rows() const { return logits_all ? count : (logits_last ? 1 : 0); }
   };
   CudaRunner(cuda::CudaStream stream, const CudaRunnerOptions& options)
       : stream_(std::move(stream)), options_(options) {}
   Status allocate(uint64_t seed);
   void run_pieces(std::span<const Piece> pieces, float* host_logits);
-  // Records one decode step's forward pass (the inputs already at their fixed addresses);
-  // nullopt when the model cannot run it without the host (it then runs eagerly).
-  std::optional<cuda::CudaGraph> capture(const cuda::StepInputs& inputs, float* device_logits);
+  // Records one decode step's forward pass (the inputs already at their fixed addresses).
+  Result<cuda::CudaGraph> capture(const cuda::StepInputs& inputs, float* device_logits);
 
   cuda::CudaStream stream_;
   CudaRunnerOptions options_;
