@@ -90,7 +90,7 @@ void run_bench_latency(const BenchArgs& args) {
   if (args.input_len <= 0 || args.output_len <= 0 || args.num_iters <= 0) {
     fail("--input-len, --output-len and --num-iters must be positive");
   }
-  if (args.engine.device == "cuda") {
+  if (args.engine.use_cuda()) {
     auto batches = parse_id_list(args.batch_sizes);
     if (!batches.ok() || batches->empty()) fail("--batch-size must be a comma-separated list of sizes");
     for (int batch : *batches) {

@@ -6,6 +6,10 @@
 #include <utility>
 #include <thread>
 
+#ifdef MOESERVE_HAVE_CUDA
+#include "device/cuda/cuda_device.h"
+#endif
+
 namespace moeserve::cli {
 
 void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
@@ -17,8 +21,10 @@ void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
       ->check(CLI::IsMember({"auto", "safetensors", "dummy"}));
   command.add_option("--hf-overrides", hf_overrides, "JSON merged into config.json, e.g. '{\"num_hidden_layers\": 8}'");
   command.add_option("--seed", seed, "Random seed (sampling, dummy weights)");
-  command.add_option("--device", device, "Device to run on (cuda: the first GPU; needs a CUDA build)")
-      ->check(CLI::IsMember({"cpu", "cuda"}));
+  command.add_option("--device", device,
+                     "Device to run on: cuda (the first GPU; needs a CUDA build), cpu, or auto (cuda when a GPU is "
+                     "visible and one rank runs, else cpu)")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   command.add_option("--threads", threads, "CPU worker threads (0 = all cores)");
   if (!with_parallel) return;
   command.add_option("--tensor-parallel-size", tensor_parallel_size, "Tensor-parallel ranks per replica")
@@ -48,12 +54,23 @@ Result<ParallelConfig> EngineFlags::parallel_config() const {
   const int cores = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
   parallel.threads_per_rank = std::max(1, cores / parallel.world_size());
   MS_RETURN_IF_ERROR(parallel.validate());
-  if (!parallel.is_single() && device != "cpu") {
+  if (!parallel.is_single() && device == "cuda") {
     return make_error("--device {} runs one rank for now: tensor/data/expert parallelism is implemented on the CPU "
                       "backend (threads + an in-process communicator); the NCCL communicator is not written yet",
                       device);
   }
   return parallel;
+}
+
+bool EngineFlags::use_cuda() const {
+  if (device != "auto") return device == "cuda";
+  if (tensor_parallel_size * data_parallel_size != 1) return false;
+#ifdef MOESERVE_HAVE_CUDA
+  const auto devices = cuda::list_devices();
+  return devices.ok() && !devices->empty();
+#else
+  return false;
+#endif
 }
 
 Result<LoadOptions> EngineFlags::load_options() const {

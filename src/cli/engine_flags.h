@@ -19,7 +19,7 @@ struct EngineFlags {
   std::string load_format = "auto";
   std::string hf_overrides = "{}";
   uint64_t seed = 0;
-  std::string device = "cpu";
+  std::string device = "auto";  // auto: cuda when this build has CUDA, a GPU is visible and one rank runs
   int threads = 0;
   // Parallelism (vLLM's names): one process, one worker thread per rank on the CPU backend.
   int tensor_parallel_size = 1;
@@ -36,6 +36,9 @@ struct EngineFlags {
   Result<LoadOptions> load_options() const;
   // The parallel layout; each rank's pool gets --threads / ranks threads (at least one).
   Result<ParallelConfig> parallel_config() const;
+  // Whether the model runs on the GPU: --device cuda, or --device auto (the default, as vLLM
+  // picks its platform) in a CUDA build that sees a GPU, without TP/DP (one rank on one GPU).
+  bool use_cuda() const;
 };
 
 // vLLM's multi-letter short flags (-tp, -dp), which CLI11 cannot declare, rewritten to their

@@ -85,7 +85,7 @@ Result<EngineSetup> create_engine(const EngineFlags& flags, const SchedulingFlag
   }
   const plan::MemoryModel memory(model_config);
   MS_ASSIGN_OR_RETURN(const ParallelConfig parallel, flags.parallel_config());
-  if (flags.device == "cuda") {
+  if (flags.use_cuda()) {
 #ifdef MOESERVE_HAVE_CUDA
     // Decide before loading anything, from the memory model: bf16 weights, the runner's float32
     // KV cache, CUDA graphs unless --enforce-eager. Then the runner sizes its KV cache from

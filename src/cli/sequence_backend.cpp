@@ -12,7 +12,7 @@ Result<std::unique_ptr<SequenceBackend>> SequenceBackend::create(const EngineFla
   MS_ASSIGN_OR_RETURN(LoadOptions options, flags.load_options());
   MS_ASSIGN_OR_RETURN(ParallelConfig parallel, flags.parallel_config());
   auto backend = std::make_unique<SequenceBackend>();
-  if (flags.device == "cuda") {
+  if (flags.use_cuda()) {
 #ifdef MOESERVE_HAVE_CUDA
     MS_ASSIGN_OR_RETURN(backend->device_runner_,
                         make_cuda_runner(flags.model_dir, options,

@@ -155,9 +155,14 @@ PagedBatch make_batch(const std::vector<std::pair<int, int>>& context_and_querie
 
 TEST_F(CudaOpsTest, PagedAttentionGqa) {
   const int block_size = 16, num_blocks = 24;
-  // The last two have enough (row, kv head) pairs for the group kernel (44 rows × 8 / × 4).
-  for (auto [heads, kv_heads, head_dim, window] :
-       {std::tuple{8, 2, 64, 0}, {6, 6, 20, 0}, {4, 1, 128, 13}, {32, 8, 128, 0}, {16, 4, 100, 9}}) {
+  // The last three have enough (row, kv head) pairs for the group kernel (44 rows × 8 / × 4 / × 2);
+  // the last is group 8, which only the tensor-core prefill kernel tiles.
+  for (auto [heads, kv_heads, head_dim, window] : {std::tuple{8, 2, 64, 0},
+                                                   {6, 6, 20, 0},
+                                                   {4, 1, 128, 13},
+                                                   {32, 8, 128, 0},
+                                                   {16, 4, 100, 9},
+                                                   {16, 2, 64, 21}}) {
     const int entry = 2 * kv_heads * head_dim;
     PagedBatch batch = make_batch({{1, 1}, {37, 37}, {70, 5}, {50, 1}}, block_size, num_blocks, rng_);
     // Earlier positions of every sequence are already cached; this batch adds its own rows.
@@ -232,9 +237,25 @@ TEST_F(CudaOpsTest, PagedAttentionGqa) {
                                    .table_offsets = upload(batch.table_offsets),
                                    .positions = upload(batch.positions),
                                    .out = poisoned<float>(q.size())};
-    ASSERT_TRUE(cuda::prefill_attention_supported(args));
-    cuda::paged_attention_prefill(exec_, args, upload(tiles), static_cast<int>(tiles.size() / 2));
-    EXPECT_LT(relative_error(download(args.out, q.size()), expected), 1e-5) << "prefill " << heads << "/" << kv_heads;
+    const int32_t* dtiles = upload(tiles);
+    const int num_tiles = static_cast<int>(tiles.size() / 2);
+    const bool group_fits = heads / kv_heads <= 4;
+    ASSERT_EQ(cuda::prefill_attention_supported(args), group_fits);
+    if (group_fits) {
+      cuda::paged_attention_prefill(exec_, args, dtiles, num_tiles);
+      EXPECT_LT(relative_error(download(args.out, q.size()), expected), 1e-5) << "prefill " << heads << "/" << kv_heads;
+    }
+    // Tensor cores: split bf16 keeps ~16 mantissa bits of Q, K, P and V (mma_gemm split's 2e-5);
+    // plain bf16 rounds each to 8 bits (2⁻⁹ ≈ 2e-3 per operand).
+    ASSERT_EQ(cuda::prefill_attention_mma_supported(args), head_dim % 16 == 0);
+    if (head_dim % 16 != 0) continue;
+    for (auto [split, tolerance] : {std::pair{true, 2e-5}, {false, 1e-2}}) {
+      cuda::AttentionArgs mma_args = args;
+      mma_args.out = poisoned<float>(q.size());
+      cuda::paged_attention_prefill_mma(exec_, mma_args, dtiles, num_tiles, split);
+      EXPECT_LT(relative_error(download(mma_args.out, q.size()), expected), tolerance)
+          << "prefill mma split=" << split << " " << heads << "/" << kv_heads << "/" << head_dim;
+    }
   }
 }
 

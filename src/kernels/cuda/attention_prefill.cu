@@ -1,8 +1,9 @@
-// CUDA op: causal paged attention for prefill-sized batches (GQA, head_dim <= 128): the rows of
-// one sequence are cut into query tiles of kTileRows consecutive rows, and one block takes a
-// tile × one kv head, i.e. kTileRows × group query vectors that share every K/V tile it loads
-// into shared memory (32 keys at a time) — so K/V is read once per query tile instead of once
-// per query row as in paged_attention. Online softmax per query row, float32 throughout.
+// CUDA op: causal paged attention for prefill-sized batches on CUDA cores, float32 throughout
+// (GQA, head_dim <= 128; attention_prefill_mma.cu is the tensor-core version for head dims that
+// are multiples of 16): the rows of one sequence are cut into query tiles of kPrefillTileRows
+// consecutive rows, and one block takes a tile × one kv head, i.e. kPrefillTileRows × group
+// query vectors that share every K/V tile it loads into shared memory (32 keys at a time) — so
+// K/V is read once per query tile instead of once per query row as in paged_attention. Online softmax per query row.
 #include "kernels/cuda/common.cuh"
 
 namespace moeserve::cuda {

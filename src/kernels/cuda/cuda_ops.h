@@ -96,10 +96,17 @@ constexpr int kMaxValueDim = 512;
 constexpr int kMaxKeyDim = 1024;
 void paged_attention(const GpuExec& exec, const AttentionArgs& args);
 
-// The same attention for prefill-sized batches of GQA rows (key_dim == value_dim <= 128,
-// group × kPrefillTileRows <= 64): query_tiles [num_tiles × 2] = (first row, rows) pairs, each
-// at most kPrefillTileRows consecutive rows of one sequence, covering every row once.
-constexpr int kPrefillTileRows = 8;
+// The same attention for prefill-sized batches of GQA rows: query_tiles [num_tiles × 2] =
+// (first row, rows) pairs, each at most kPrefillTileRows consecutive rows of one sequence,
+// covering every row once; a block takes a tile × one kv head.
+constexpr int kPrefillTileRows = 16;
+// On tensor cores (key_dim == value_dim, a multiple of 16 and <= 128, group × kPrefillTileRows
+// <= 128, 16-byte aligned cache rows): Q, K, P and V as bf16 hi + lo halves when split_bf16
+// (float32-like), or rounded to bf16.
+bool prefill_attention_mma_supported(const AttentionArgs& args);
+void paged_attention_prefill_mma(const GpuExec& exec, const AttentionArgs& args, const int32_t* query_tiles,
+                                 int num_tiles, bool split_bf16);
+// On CUDA cores in float32 (key_dim == value_dim <= 128, a multiple of 4, group × kPrefillTileRows <= 64).
 bool prefill_attention_supported(const AttentionArgs& args);
 void paged_attention_prefill(const GpuExec& exec, const AttentionArgs& args, const int32_t* query_tiles, int num_tiles);
 

@@ -19,6 +19,7 @@
 #include <algorithm>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/mma.cuh"
 
 namespace moeserve::cuda {
 
@@ -27,15 +28,6 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kChunk = 64;            // K per pass
 constexpr int kXStride = kChunk + 8;  // bf16 per staged row: the 16-byte skew makes the 16-byte reads conflict-free
-
-__device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                         uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
 
 __device__ __forceinline__ uint32_t word_of(const uint4 (&v)[2], int w) {
   const uint4 q = v[w >> 2];
@@ -49,10 +41,6 @@ __device__ __forceinline__ uint32_t word_of(const uint4 (&v)[2], int w) {
     default:
       return q.w;
   }
-}
-
-__device__ __forceinline__ uint32_t pack_bf16(uint16_t lo, uint16_t hi) {
-  return static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
 }
 
 // One thread's weights for one chunk: rows g and g + 8 of each of its kTiles m-tiles, 16 K each.
@@ -140,8 +128,9 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(SmallGemmArgs arg
       uint16_t hi[4], lo[4];
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        hi[e] = float_to_bf16_bits(v[e]);
-        lo[e] = float_to_bf16_bits(v[e] - bf16_bits_to_float(hi[e]));
+        const Bf16Split split = split_bf16(v[e]);
+        hi[e] = split.hi;
+        lo[e] = split.lo;
       }
       *reinterpret_cast<uint2*>(&xs[buffer][0][m][k]) = make_uint2(pack_bf16(hi[0], hi[1]), pack_bf16(hi[2], hi[3]));
       if constexpr (kSplit)

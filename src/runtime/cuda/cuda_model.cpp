@@ -208,7 +208,11 @@ void CudaModel::gqa(Step& step, int layer_idx, Act x, float* out) const {
                                 .out = attended};
   // The tiled kernel pays off when its query tiles hold several rows (prefill); decode rows
   // (one per sequence) are better spread one block per (row, head).
-  if (tokens > kSmallTile && step.in.num_query_tiles * 4 <= tokens && prefill_attention_supported(attention)) {
+  const bool tiled = tokens > kSmallTile && step.in.num_query_tiles * 4 <= tokens;
+  if (tiled && prefill_attention_mma_supported(attention)) {
+    paged_attention_prefill_mma(step.exec, attention, step.in.query_tiles, step.in.num_query_tiles,
+                                precision_ == PrefillPrecision::kSplitBf16);
+  } else if (tiled && prefill_attention_supported(attention)) {
     paged_attention_prefill(step.exec, attention, step.in.query_tiles, step.in.num_query_tiles);
   } else {
     paged_attention(step.exec, attention);

@@ -14,8 +14,8 @@
 // are where rounding shows) and the GEMMs small_gemm runs (see kMaxSmallDenseRows) multiply
 // float32 activations by bf16 weights on CUDA cores; the others run on tensor cores (mma_gemm,
 // cuBLAS) with activations rounded to bf16 (PrefillPrecision::kBf16) or split into two bf16
-// halves (kSplitBf16: twice the tensor-core work, float32-like results). MLA always runs in the
-// weight-absorbed form.
+// halves (kSplitBf16: twice the tensor-core work, float32-like results); prefill attention on
+// tensor cores follows the same choice. MLA always runs in the weight-absorbed form.
 #pragma once
 
 #include <cstdint>

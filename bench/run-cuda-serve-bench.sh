@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# GPU serving benchmark (issue 7): `moeserve serve --device cuda` of the Mixtral-8x7B shape cut to
+# LAYERS (8) layers with dummy bf16 weights (the bundled demo model's tokenizer), timed from launch
+# to the HTTP port opening and from there to the first answer, then driven by `moeserve bench
+# serve` at concurrency 1, 8 and 64 (random 128-token prompts, 64 generated tokens, ignore_eos).
+# usage: bench/run-cuda-serve-bench.sh MOESERVE_BINARY OUT.json [LAYERS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=$1
+OUT=$2
+LAYERS=${3:-8}
+CONFIG=${CONFIG:-bench/configs/mixtral-8x7b-v0.1}  # CONFIG/DEVICE overrides: a dry run elsewhere
+DEVICE=${DEVICE:-cuda}
+TOKENIZER=models/kjv-mixtral-tiny
+WORK=$(mktemp -d)
+trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+now_ms() { date +%s%3N; }
+start=$(now_ms)
+"$BIN" serve "$CONFIG" --tokenizer "$TOKENIZER" --load-format dummy --hf-overrides "{\"num_hidden_layers\": $LAYERS}" \
+  --device "$DEVICE" --host 127.0.0.1 --port 0 --served-model-name m --max-model-len 4096 --disable-log-requests \
+  >"$WORK/server.log" 2>&1 &
+SERVER=$!
+PORT=
+for _ in $(seq 1200); do
+  PORT=$(grep -oE 'serving .* on http://127.0.0.1:[0-9]+' "$WORK/server.log" | grep -oE '[0-9]+$' || true)
+  [ -n "$PORT" ] && break
+  kill -0 $SERVER 2>/dev/null || break
+  sleep 0.05
+done
+[ -n "$PORT" ] || { cat "$WORK/server.log"; exit 1; }
+port_ms=$(($(now_ms) - start))
+first_ms=$(python3 - "$PORT" <<'PY'
+import json, sys, time, urllib.request
+body = json.dumps({"model": "m", "prompt": "In the beginning", "max_tokens": 16, "temperature": 0}).encode()
+request = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/v1/completions", body,
+                                 {"Content-Type": "application/json"})
+start = time.perf_counter()
+answer = json.load(urllib.request.urlopen(request, timeout=60))
+assert answer["choices"][0]["text"], answer
+print(round((time.perf_counter() - start) * 1000, 1))
+PY
+)
+runs=()
+for concurrency in 1 8 64; do
+  prompts=$((concurrency * 4))
+  [ "$prompts" -lt 16 ] && prompts=16
+  "$BIN" bench serve --model "$TOKENIZER" --base-url "http://127.0.0.1:$PORT" --served-model-name m \
+    --num-prompts "$prompts" --max-concurrency "$concurrency" --random-input-len 128 --random-output-len 64 \
+    --ignore-eos --disable-tqdm --result-file "$WORK/c$concurrency.json"
+  runs+=("$WORK/c$concurrency.json")
+done
+kill -TERM $SERVER; wait $SERVER || true
+python3 - "$OUT" "$port_ms" "$first_ms" "$WORK/server.log" "${runs[@]}" <<'PY'
+import json, subprocess, sys
+out, port_ms, first_ms, log, runs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5:]
+try:
+    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+                         capture_output=True, text=True).stdout.strip()
+except FileNotFoundError:
+    gpu = None
+result = {
+    "benchmark": "moeserve serve --device cuda driven by moeserve bench serve on the same machine",
+    "command": "bench/run-cuda-serve-bench.sh",
+    "gpu": gpu,
+    "model": "mistralai/Mixtral-8x7B-v0.1 config, num_hidden_layers=8, dummy bf16 weights (generated on the GPU)",
+    "workload": "random 128-token prompts, 64 generated tokens each (ignore_eos), all queued at once",
+    "startup_to_port_open_ms": port_ms,
+    "first_answer_after_port_ms": first_ms,
+    "server_log_tail": open(log).read().splitlines()[-8:],
+    "serve": [json.load(open(path)) for path in runs],
+}
+json.dump(result, open(out, "w"), indent=2)
+print(f"port open after {port_ms} ms, first answer {first_ms} ms later")
+for run in result["serve"]:
+    print(f"concurrency {run['max_concurrency']:>3}: {run['output_throughput']:8.1f} output tok/s, "
+          f"TTFT median {run['median_ttft_ms']:7.1f} ms, TPOT median {run['median_tpot_ms']:6.1f} ms, failed {run['failed']}")
+PY

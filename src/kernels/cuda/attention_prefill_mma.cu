@@ -1,0 +1,275 @@
+// CUDA op: causal paged attention for prefill-sized batches on tensor cores (flash-attention
+// style, mma.sync m16n8k16 bf16). Same contract and query tiles as paged_attention_prefill; one
+// block takes a query tile × one kv head: its tile_rows × group query vectors, 16 per warp.
+// Per tile of kKeys keys the block stages K and V from the paged float32 cache into shared
+// memory as bf16 (hi + lo halves in the split mode), then each warp computes
+//   S [16 queries, kKeys] = Q · Kᵀ            (A = Q from registers, B = K rows)
+//   online softmax per query row over S       (registers; a row lives in one quad of lanes)
+//   O [16, dim] = O · correction + P · V      (A = P straight from S's accumulators, B = V via
+//                                              ldmatrix.trans)
+// Split mode: x ≈ hi + lo for Q, K, P and V, and each product takes the three MMAs hi·hi,
+// hi·lo, lo·hi (the lo·lo term is ~2⁻¹⁶ of the result), so results stay float32-like (mma_gemm's
+// precise mode); plain mode multiplies the bf16 roundings alone.
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/mma.cuh"
+
+namespace moeserve::cuda {
+
+namespace {
+
+constexpr int kKeys = 64;            // keys per staged tile: 8 MMA n-tiles of S
+constexpr int kMaxDim = 128;         // head_dim: up to 8 k-steps of Q·Kᵀ, 16 n-tiles of O
+constexpr int kMaxWarps = 8;         // 16 queries each: group × kPrefillTileRows <= 128
+constexpr int kSkew = 8;             // bf16 per staged row beyond dim: conflict-free fragment reads
+constexpr int kBatch = 8;            // staged float4 pairs a thread has in flight at once
+
+template <bool kSplit>
+__global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(AttentionArgs args,
+                                                                                const int32_t* tiles) {
+  constexpr int kHalves = kSplit ? 2 : 1;
+  extern __shared__ __align__(16) uint16_t staged[];  // k [halves][kKeys][stride], then v alike
+  const int dim = args.key_dim;
+  const int stride = dim + kSkew;
+  uint16_t* k_tile = staged;
+  uint16_t* v_tile = staged + kHalves * kKeys * stride;
+  const int group = args.group;
+  const int first_row = tiles[2 * blockIdx.x];
+  const int tile_rows = tiles[2 * blockIdx.x + 1];
+  const int queries = tile_rows * group;
+  const int kv_head = blockIdx.y;
+  const int warp = threadIdx.x >> 5;
+  const int lane = threadIdx.x & 31;
+  const int g = lane >> 2;
+  const int t = lane & 3;
+  const int k_steps = dim / 16;
+  const int d_tiles = dim / 8;
+  const bool warp_live = warp * 16 < queries;  // uniform over the warp
+
+  // The thread's two query rows of the warp's 16: r = 0 → query warp·16 + g, r = 1 → + 8.
+  // Query q is head kv_head · group + q % group of row first_row + q / group.
+  int pos[2], lowest[2];
+  int64_t q_at[2], out_at[2];
+  bool live[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int query = warp * 16 + g + 8 * r;
+    live[r] = query < queries;
+    const int row = first_row + (live[r] ? query / group : 0);
+    const int head = kv_head * group + query % group;
+    pos[r] = live[r] ? args.positions[row] : -1;  // -1: sees no key
+    lowest[r] = args.sliding_window > 0 ? pos[r] - args.sliding_window + 1 : 0;
+    q_at[r] = int64_t(row) * args.q_stride + int64_t(head) * dim;
+    out_at[r] = (int64_t(row) * args.num_heads + head) * dim;
+  }
+  // Q fragments (scaled), A layout: register i holds row r = i & 1, columns + 8 · (i >> 1).
+  uint32_t q_hi[kMaxDim / 16][4], q_lo[kMaxDim / 16][4];
+#pragma unroll
+  for (int s = 0; s < kMaxDim / 16; ++s)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int r = i & 1;
+      const int d = 16 * s + 2 * t + 8 * (i >> 1);
+      float x0 = 0.0f, x1 = 0.0f;
+      if (s < k_steps && live[r]) {
+        const float2 pair = *reinterpret_cast<const float2*>(args.q + q_at[r] + d);
+        x0 = pair.x * args.scale;
+        x1 = pair.y * args.scale;
+      }
+      const Bf16Split a = split_bf16(x0), b = split_bf16(x1);
+      q_hi[s][i] = pack_bf16(a.hi, b.hi);
+      q_lo[s][i] = pack_bf16(a.lo, b.lo);
+    }
+
+  float o[kMaxDim / 8][4];
+#pragma unroll
+  for (int j = 0; j < kMaxDim / 8; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[j][e] = 0.0f;
+  float row_max[2] = {-INFINITY, -INFINITY};
+  float row_sum[2] = {0.0f, 0.0f};  // this thread's share; the quad's four are added at the end
+
+  const int first_pos = args.positions[first_row];
+  const int last_pos = args.positions[first_row + tile_rows - 1];
+  const int32_t* table = args.block_tables + args.table_offsets[first_row];
+  const int key_begin = args.sliding_window > 0 ? max(0, first_pos - args.sliding_window + 1) : 0;
+  const int key_offset = args.key_offset + kv_head * args.kv_head_stride;
+  const int value_offset = args.value_offset + kv_head * args.kv_head_stride;
+  const int chunks = dim / 4;
+
+  for (int tile = key_begin; tile <= last_pos; tile += kKeys) {
+    __syncthreads();  // the previous tile is consumed
+    // kBatch rows in flight per thread: all their loads are issued before any is converted.
+    for (int base = threadIdx.x; base < kKeys * chunks; base += kBatch * blockDim.x) {
+      float4 kk[kBatch], vv[kBatch];
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const int i = base + b * blockDim.x;
+        const int key = tile + i / chunks;
+        kk[b] = vv[b] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);  // keys past the tile's last: zero
+        if (i < kKeys * chunks && key <= last_pos) {
+          const int d = 4 * (i % chunks);
+          const int64_t block = table[key / args.block_size];
+          const float* entry = args.cache + (block * args.block_size + key % args.block_size) * args.entry_size;
+          kk[b] = *reinterpret_cast<const float4*>(entry + key_offset + d);
+          vv[b] = *reinterpret_cast<const float4*>(entry + value_offset + d);
+        }
+      }
+#pragma unroll
+      for (int b = 0; b < kBatch; ++b) {
+        const int i = base + b * blockDim.x;
+        if (i >= kKeys * chunks) break;
+        const int j = i / chunks;
+        const int d = 4 * (i % chunks);
+        const float kv[2][4] = {{kk[b].x, kk[b].y, kk[b].z, kk[b].w}, {vv[b].x, vv[b].y, vv[b].z, vv[b].w}};
+#pragma unroll
+        for (int which = 0; which < 2; ++which) {
+          Bf16Split e[4];
+#pragma unroll
+          for (int u = 0; u < 4; ++u) e[u] = split_bf16(kv[which][u]);
+          uint16_t* dst = (which == 0 ? k_tile : v_tile) + j * stride + d;
+          *reinterpret_cast<uint2*>(dst) = make_uint2(pack_bf16(e[0].hi, e[1].hi), pack_bf16(e[2].hi, e[3].hi));
+          if constexpr (kSplit)
+            *reinterpret_cast<uint2*>(dst + kKeys * stride) =
+                make_uint2(pack_bf16(e[0].lo, e[1].lo), pack_bf16(e[2].lo, e[3].lo));
+        }
+      }
+    }
+    __syncthreads();
+    if (!warp_live) continue;
+
+    // S = Q · Kᵀ: n-tile n is keys 8n..8n+7; B = K rows (b0: dims 2t, 2t+1 of key g).
+    float s[kKeys / 8][4];
+#pragma unroll
+    for (int n = 0; n < kKeys / 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[n][e] = 0.0f;
+      const uint16_t* key_row = k_tile + (8 * n + g) * stride + 2 * t;
+#pragma unroll
+      for (int step = 0; step < kMaxDim / 16; ++step) {
+        if (step >= k_steps) break;
+        const uint16_t* at = key_row + 16 * step;
+        const uint32_t b0 = *reinterpret_cast<const uint32_t*>(at);
+        const uint32_t b1 = *reinterpret_cast<const uint32_t*>(at + 8);
+        mma_bf16(s[n], q_hi[step], b0, b1);
+        if constexpr (kSplit) {
+          mma_bf16(s[n], q_lo[step], b0, b1);
+          const uint16_t* lo = at + kKeys * stride;
+          mma_bf16(s[n], q_hi[step], *reinterpret_cast<const uint32_t*>(lo),
+                   *reinterpret_cast<const uint32_t*>(lo + 8));
+        }
+      }
+    }
+    // Online softmax: element (n, 2r + e) is row r's key tile + 8n + 2t + e.
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float tile_max = -INFINITY;
+#pragma unroll
+      for (int n = 0; n < kKeys / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int key = tile + 8 * n + 2 * t + e;
+          if (key > pos[r] || key < lowest[r]) s[n][2 * r + e] = -INFINITY;
+          tile_max = fmaxf(tile_max, s[n][2 * r + e]);
+        }
+      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
+      const float new_max = fmaxf(row_max[r], tile_max);
+      const float correction = new_max == -INFINITY ? 1.0f : expf(row_max[r] - new_max);
+      float sum = 0.0f;
+#pragma unroll
+      for (int n = 0; n < kKeys / 8; ++n)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float p = new_max == -INFINITY ? 0.0f : expf(s[n][2 * r + e] - new_max);
+          s[n][2 * r + e] = p;
+          sum += p;
+        }
+      row_sum[r] = row_sum[r] * correction + sum;
+      row_max[r] = new_max;
+#pragma unroll
+      for (int j = 0; j < kMaxDim / 8; ++j) {
+        o[j][2 * r] *= correction;
+        o[j][2 * r + 1] *= correction;
+      }
+    }
+    // O += P · V over k-steps of 16 keys: S's n-tiles 2s and 2s + 1 are exactly P's A fragment.
+#pragma unroll
+    for (int step = 0; step < kKeys / 16; ++step) {
+      uint32_t p_hi[4], p_lo[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float* pair = &s[2 * step + (i >> 1)][2 * (i & 1)];
+        const Bf16Split a = split_bf16(pair[0]), b = split_bf16(pair[1]);
+        p_hi[i] = pack_bf16(a.hi, b.hi);
+        p_lo[i] = pack_bf16(a.lo, b.lo);
+      }
+      // ldmatrix: lane l addresses row (key) 16·step + 8·(matrix & 1) + l % 8, dims + 8·(matrix >> 1).
+      const int matrix = lane >> 3;
+      const uint16_t* v_rows = v_tile + (16 * step + 8 * (matrix & 1) + (lane & 7)) * stride + 8 * (matrix >> 1);
+#pragma unroll
+      for (int pair = 0; pair < kMaxDim / 16; ++pair) {
+        if (pair >= k_steps) break;
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, v_rows + 16 * pair);
+        mma_bf16(o[2 * pair], p_hi, b[0], b[1]);
+        mma_bf16(o[2 * pair + 1], p_hi, b[2], b[3]);
+        if constexpr (kSplit) {
+          mma_bf16(o[2 * pair], p_lo, b[0], b[1]);
+          mma_bf16(o[2 * pair + 1], p_lo, b[2], b[3]);
+          ldmatrix_x4_trans(b, v_rows + 16 * pair + kKeys * stride);
+          mma_bf16(o[2 * pair], p_hi, b[0], b[1]);
+          mma_bf16(o[2 * pair + 1], p_hi, b[2], b[3]);
+        }
+      }
+    }
+  }
+  if (!warp_live) return;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float total = row_sum[r];
+    total += __shfl_xor_sync(0xffffffffu, total, 1);
+    total += __shfl_xor_sync(0xffffffffu, total, 2);
+    if (!live[r]) continue;
+    const float inv = 1.0f / total;
+#pragma unroll
+    for (int j = 0; j < kMaxDim / 8; ++j) {
+      if (j >= d_tiles) break;
+      *reinterpret_cast<float2*>(args.out + out_at[r] + 8 * j + 2 * t) =
+          make_float2(o[j][2 * r] * inv, o[j][2 * r + 1] * inv);
+    }
+  }
+}
+
+}  // namespace
+
+bool prefill_attention_mma_supported(const AttentionArgs& args) {
+  const bool aligned = reinterpret_cast<uintptr_t>(args.cache) % 16 == 0 && args.entry_size % 4 == 0 &&
+                       args.key_offset % 4 == 0 && args.value_offset % 4 == 0 && args.kv_head_stride % 4 == 0 &&
+                       args.q_stride % 2 == 0 && reinterpret_cast<uintptr_t>(args.q) % 8 == 0;
+  return aligned && args.key_dim == args.value_dim && args.key_dim % 16 == 0 && args.key_dim <= kMaxDim &&
+         args.group >= 1 && args.group * kPrefillTileRows <= kMaxWarps * 16;
+}
+
+void paged_attention_prefill_mma(const GpuExec& exec, const AttentionArgs& args, const int32_t* query_tiles,
+                                 int num_tiles, bool split_bf16) {
+  if (num_tiles == 0) return;
+  if (!prefill_attention_mma_supported(args)) {
+    std::fprintf(stderr, "moeserve: paged_attention_prefill_mma: unsupported shape (head_dim %d, group %d)\n",
+                 args.key_dim, args.group);
+    std::abort();
+  }
+  const int warps = ceil_div(args.group * kPrefillTileRows, 16);
+  const dim3 grid(num_tiles, args.num_heads / args.group);
+  const int halves = split_bf16 ? 2 : 1;
+  const int bytes = 2 * halves * kKeys * (args.key_dim + kSkew) * int(sizeof(uint16_t));
+  if (split_bf16) {
+    cudaFuncSetAttribute(prefill_attention_mma_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    prefill_attention_mma_kernel<true><<<grid, warps * 32, bytes, stream_of(exec)>>>(args, query_tiles);
+  } else {
+    cudaFuncSetAttribute(prefill_attention_mma_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    prefill_attention_mma_kernel<false><<<grid, warps * 32, bytes, stream_of(exec)>>>(args, query_tiles);
+  }
+  check_launch("paged_attention_prefill_mma");
+}
+
+}  // namespace moeserve::cuda
