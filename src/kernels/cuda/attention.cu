@@ -73,6 +73,8 @@ __global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(AttentionA
   const int position = row.position, first = row.first, key_offset = row.key_offset, value_offset = row.value_offset;
   const int32_t* table = row.table;
   const bool vector_ok = (args.key_dim % 4) == 0 && (key_offset % 4) == 0 && (args.entry_size % 4) == 0;
+  const bool values_vec4 = args.value_dim <= 128 && args.value_dim % 4 == 0 && value_offset % 4 == 0 &&
+                           args.entry_size % 4 == 0;
 
   float running_max = -INFINITY;
   float denominator = 0.0f;
@@ -92,14 +94,34 @@ __global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(AttentionA
 #pragma unroll
     for (int i = 0; i < kValuesPerLane; ++i) acc[i] *= correction;
     const int tile_keys = min(32, position - tile + 1);
+    // Each lane found its own key's entry for the score; the value loop borrows it by shuffle
+    // instead of walking the block table again per key.
+    const float* own_values = (valid ? cache_entry(args, table, key) : args.cache) + value_offset;
+    if (values_vec4) {  // lane owns dims [4 lane, 4 lane + 4): one float4 per key, 8 keys in flight
+#pragma unroll 8
+      for (int j = 0; j < tile_keys; ++j) {
+        const float pj = __shfl_sync(0xffffffffu, p, j);
+        const float* v = reinterpret_cast<const float*>(
+            __shfl_sync(0xffffffffu, reinterpret_cast<uintptr_t>(own_values), j));
+        if (4 * lane < args.value_dim) {
+          const float4 v4 = *reinterpret_cast<const float4*>(v + 4 * lane);
+          acc[0] += pj * v4.x;
+          acc[1] += pj * v4.y;
+          acc[2] += pj * v4.z;
+          acc[3] += pj * v4.w;
+        }
+      }
+    } else {
 #pragma unroll 4
-    for (int j = 0; j < tile_keys; ++j) {
-      const float pj = __shfl_sync(0xffffffffu, p, j);
-      const float* v = cache_entry(args, table, tile + j) + value_offset;
+      for (int j = 0; j < tile_keys; ++j) {
+        const float pj = __shfl_sync(0xffffffffu, p, j);
+        const float* v = reinterpret_cast<const float*>(
+            __shfl_sync(0xffffffffu, reinterpret_cast<uintptr_t>(own_values), j));
 #pragma unroll
-      for (int i = 0; i < kValuesPerLane; ++i) {
-        const int d = lane + 32 * i;
-        if (d < args.value_dim) acc[i] += pj * v[d];
+        for (int i = 0; i < kValuesPerLane; ++i) {
+          const int d = lane + 32 * i;
+          if (d < args.value_dim) acc[i] += pj * v[d];
+        }
       }
     }
   }
@@ -109,8 +131,8 @@ __global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(AttentionA
   }
 #pragma unroll
   for (int i = 0; i < kValuesPerLane; ++i) {
-    const int d = lane + 32 * i;
-    if (d < args.value_dim) part_acc[warp][d] = acc[i];
+    const int d = values_vec4 ? 4 * lane + i : lane + 32 * i;  // vec4: acc[0..3] only
+    if ((!values_vec4 || i < 4) && d < args.value_dim) part_acc[warp][d] = acc[i];
   }
   __syncthreads();
   float global_max = -INFINITY;
@@ -201,9 +223,11 @@ __global__ void __launch_bounds__(kGqaWarps * 32) paged_attention_gqa_kernel(Att
       for (int i = 0; i < kGqaValuesPerLane; ++i) acc[g][i] *= correction;
     }
     const int tile_keys = min(32, position - tile + 1);
+    const float* own_values = (valid ? cache_entry(args, table, key) : args.cache) + value_offset;
 #pragma unroll 4
     for (int j = 0; j < tile_keys; ++j) {
-      const float* v = cache_entry(args, table, tile + j) + value_offset;
+      const float* v =
+          reinterpret_cast<const float*>(__shfl_sync(0xffffffffu, reinterpret_cast<uintptr_t>(own_values), j));
       float values[kGqaValuesPerLane];
 #pragma unroll
       for (int i = 0; i < kGqaValuesPerLane; ++i) {
