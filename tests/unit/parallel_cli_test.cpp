@@ -1,7 +1,7 @@
 // The parallel flags end to end through the built binary: `generate` on the KJV demo model with
 // -tp 2, -dp 2 --enable-expert-parallel and -tp 2 -dp 2 (both all-to-all backends) prints the
 // same greedy continuation as one rank and logs the layout; bad layouts and flag combinations
-// are refused with the reason.
+// are refused with the reason (also --device cuda with more than one rank).
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -67,6 +67,8 @@ TEST(ParallelCli, GenerateMatchesOneRankInEveryLayout) {
   ASSERT_EQ(expected.size(), 24u);
   const std::vector<std::pair<std::vector<std::string>, std::string>> layouts = {
       {{"-tp", "2"}, "TP 2 × DP 1"},
+      // --device auto (the default) runs parallel layouts on the CPU backend even where a GPU is visible.
+      {{"-tp", "2", "--device", "auto"}, "TP 2 × DP 1"},
       {{"-dp", "2", "--enable-expert-parallel"}, "EP 2 = TP 1 × DP 2 (allgather_reducescatter"},
       {{"--tensor-parallel-size=2", "-dp=2", "--enable-expert-parallel", "--all2all-backend", "nccl_alltoall"},
        "EP 4 = TP 2 × DP 2 (nccl_alltoall"},
@@ -96,6 +98,7 @@ TEST(ParallelCli, InvalidLayoutsAreRefusedWithTheReason) {
        "--eplb-config has no field 'window'"},
       {{"-dp", "2", "--enable-expert-parallel", "--eplb-config", "{\"num_redundant_experts\":2}"},
        "only allowed with --enable-eplb"},
+      {{"-tp", "2", "--device", "cuda"}, "--device cuda runs one rank for now"},
   };
   for (const auto& [flags, reason] : cases) {
     const CommandResult run = run_moeserve(generate_args(flags));
