@@ -170,19 +170,17 @@ void CudaModel::gqa(Step& step, int layer_idx, Act x, float* out) const {
                                     .eps = c.rms_norm_eps,
                                     .out_f32 = k});
   }
-  RopeArgs rope_args{.x = qkv,
-                     .tokens = tokens,
-                     .heads = c.num_heads,
-                     .head_stride = head_dim,
-                     .token_stride = row,
-                     .inv_freq = inv_freq_,
-                     .half = rope_half_,
-                     .attention_factor = rope_attention_factor_,
-                     .interleaved = rope_interleaved_,
-                     .positions = step.in.positions};
-  rope(step.exec, rope_args);
-  rope_args.x = k;
-  rope_args.heads = c.num_kv_heads;
+  // The k heads follow the q heads in the fused row with the same stride: one launch rotates both.
+  const RopeArgs rope_args{.x = qkv,
+                           .tokens = tokens,
+                           .heads = c.num_heads + c.num_kv_heads,
+                           .head_stride = head_dim,
+                           .token_stride = row,
+                           .inv_freq = inv_freq_,
+                           .half = rope_half_,
+                           .attention_factor = rope_attention_factor_,
+                           .interleaved = rope_interleaved_,
+                           .positions = step.in.positions};
   rope(step.exec, rope_args);
   kv_write(step.exec, step.kv.layers[layer_idx], step.kv.entry_size, step.in.slots, tokens, k, row);
   float* attended = step.arena.alloc<float>(static_cast<size_t>(tokens) * q_width);
