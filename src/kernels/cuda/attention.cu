@@ -6,7 +6,7 @@
 // results are merged through shared memory at the end. Splitting the keys over warps keeps a
 // decode step (one row per sequence) from running a few long serial warps. Decode batches of a
 // GQA model with enough rows run the group kernel below instead (one block per (row, kv head)).
-// Exact, SIMT only: not yet the tensor-core flash kernel prefill wants.
+// Exact, SIMT (prefill-sized batches take attention_prefill_mma.cu's tensor-core tiles instead).
 #include "kernels/cuda/common.cuh"
 
 namespace moeserve::cuda {
