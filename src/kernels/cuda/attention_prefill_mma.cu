@@ -137,26 +137,38 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
     __syncthreads();
     if (!warp_live) continue;
 
-    // S = Q · Kᵀ: n-tile n is keys 8n..8n+7; B = K rows (b0: dims 2t, 2t+1 of key g).
+    // S = Q · Kᵀ: n-tile n is keys 8n..8n+7; B = K rows (b0: dims 2t, 2t+1 of key g). The n-tiles
+    // are the inner loop so consecutive MMAs feed different accumulators (the MMAs issue in
+    // program order, and back-to-back ones on one accumulator wait out its latency).
     float s[kKeys / 8][4];
 #pragma unroll
-    for (int n = 0; n < kKeys / 8; ++n) {
+    for (int n = 0; n < kKeys / 8; ++n)
 #pragma unroll
       for (int e = 0; e < 4; ++e) s[n][e] = 0.0f;
-      const uint16_t* key_row = k_tile + (8 * n + g) * stride + 2 * t;
+    const uint16_t* key_rows = k_tile + g * stride + 2 * t;
 #pragma unroll
-      for (int step = 0; step < kMaxDim / 16; ++step) {
-        if (step >= k_steps) break;
-        const uint16_t* at = key_row + 16 * step;
-        const uint32_t b0 = *reinterpret_cast<const uint32_t*>(at);
-        const uint32_t b1 = *reinterpret_cast<const uint32_t*>(at + 8);
-        mma_bf16(s[n], q_hi[step], b0, b1);
-        if constexpr (kSplit) {
-          mma_bf16(s[n], q_lo[step], b0, b1);
-          const uint16_t* lo = at + kKeys * stride;
-          mma_bf16(s[n], q_hi[step], *reinterpret_cast<const uint32_t*>(lo),
-                   *reinterpret_cast<const uint32_t*>(lo + 8));
+    for (int step = 0; step < kMaxDim / 16; ++step) {
+      if (step >= k_steps) break;
+      uint32_t b[kKeys / 8][2];
+#pragma unroll
+      for (int n = 0; n < kKeys / 8; ++n) {
+        const uint16_t* at = key_rows + 8 * n * stride + 16 * step;
+        b[n][0] = *reinterpret_cast<const uint32_t*>(at);
+        b[n][1] = *reinterpret_cast<const uint32_t*>(at + 8);
+      }
+#pragma unroll
+      for (int n = 0; n < kKeys / 8; ++n) mma_bf16(s[n], q_hi[step], b[n][0], b[n][1]);
+      if constexpr (kSplit) {
+#pragma unroll
+        for (int n = 0; n < kKeys / 8; ++n) mma_bf16(s[n], q_lo[step], b[n][0], b[n][1]);
+#pragma unroll
+        for (int n = 0; n < kKeys / 8; ++n) {
+          const uint16_t* lo = key_rows + 8 * n * stride + 16 * step + kKeys * stride;
+          b[n][0] = *reinterpret_cast<const uint32_t*>(lo);
+          b[n][1] = *reinterpret_cast<const uint32_t*>(lo + 8);
         }
+#pragma unroll
+        for (int n = 0; n < kKeys / 8; ++n) mma_bf16(s[n], q_hi[step], b[n][0], b[n][1]);
       }
     }
     // Online softmax: element (n, 2r + e) is row r's key tile + 8n + 2t + e.
@@ -204,21 +216,39 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
         p_lo[i] = pack_bf16(a.lo, b.lo);
       }
       // ldmatrix: lane l addresses row (key) 16·step + 8·(matrix & 1) + l % 8, dims + 8·(matrix >> 1).
+      // kPairs dim pairs per round: 2 · kPairs independent accumulators between dependent MMAs.
       const int matrix = lane >> 3;
       const uint16_t* v_rows = v_tile + (16 * step + 8 * (matrix & 1) + (lane & 7)) * stride + 8 * (matrix >> 1);
+      constexpr int kPairs = 4;
 #pragma unroll
-      for (int pair = 0; pair < kMaxDim / 16; ++pair) {
-        if (pair >= k_steps) break;
-        uint32_t b[4];
-        ldmatrix_x4_trans(b, v_rows + 16 * pair);
-        mma_bf16(o[2 * pair], p_hi, b[0], b[1]);
-        mma_bf16(o[2 * pair + 1], p_hi, b[2], b[3]);
+      for (int first = 0; first < kMaxDim / 16; first += kPairs) {
+        if (first >= k_steps) break;
+        uint32_t b[kPairs][4];
+#pragma unroll
+        for (int i = 0; i < kPairs; ++i)
+          if (first + i < k_steps) ldmatrix_x4_trans(b[i], v_rows + 16 * (first + i));
+#pragma unroll
+        for (int i = 0; i < kPairs; ++i) {
+          if (first + i >= k_steps) break;
+          mma_bf16(o[2 * (first + i)], p_hi, b[i][0], b[i][1]);
+          mma_bf16(o[2 * (first + i) + 1], p_hi, b[i][2], b[i][3]);
+        }
         if constexpr (kSplit) {
-          mma_bf16(o[2 * pair], p_lo, b[0], b[1]);
-          mma_bf16(o[2 * pair + 1], p_lo, b[2], b[3]);
-          ldmatrix_x4_trans(b, v_rows + 16 * pair + kKeys * stride);
-          mma_bf16(o[2 * pair], p_hi, b[0], b[1]);
-          mma_bf16(o[2 * pair + 1], p_hi, b[2], b[3]);
+#pragma unroll
+          for (int i = 0; i < kPairs; ++i) {
+            if (first + i >= k_steps) break;
+            mma_bf16(o[2 * (first + i)], p_lo, b[i][0], b[i][1]);
+            mma_bf16(o[2 * (first + i) + 1], p_lo, b[i][2], b[i][3]);
+          }
+#pragma unroll
+          for (int i = 0; i < kPairs; ++i)
+            if (first + i < k_steps) ldmatrix_x4_trans(b[i], v_rows + 16 * (first + i) + kKeys * stride);
+#pragma unroll
+          for (int i = 0; i < kPairs; ++i) {
+            if (first + i >= k_steps) break;
+            mma_bf16(o[2 * (first + i)], p_hi, b[i][0], b[i][1]);
+            mma_bf16(o[2 * (first + i) + 1], p_hi, b[i][2], b[i][3]);
+          }
         }
       }
     }
