@@ -2,7 +2,8 @@
 # GPU serving benchmark (issue 7): `moeserve serve --device cuda` of the Mixtral-8x7B shape cut to
 # LAYERS (8) layers with dummy bf16 weights (the bundled demo model's tokenizer), timed from launch
 # to the HTTP port opening and from there to the first answer, then driven by `moeserve bench
-# serve` at concurrency 1, 8 and 64 (random 128-token prompts, 64 generated tokens, ignore_eos).
+# serve` at concurrency 1, 8 and 64 (random 128-token prompts, 64 generated tokens, ignore_eos),
+# greedy, then at 8 and 64 sampling with temperature 1 and top_p 0.95.
 # usage: bench/run-cuda-serve-bench.sh MOESERVE_BINARY OUT.json [LAYERS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,6 +51,13 @@ for concurrency in 1 8 64; do
     --ignore-eos --disable-tqdm --result-file "$WORK/c$concurrency.json"
   runs+=("$WORK/c$concurrency.json")
 done
+# The same at concurrency 8 and 64 with sampling (temperature 1, top_p 0.95: tokens picked on the GPU).
+for concurrency in 8 64; do
+  "$BIN" bench serve --model "$TOKENIZER" --base-url "http://127.0.0.1:$PORT" --served-model-name m \
+    --num-prompts $((concurrency * 4)) --max-concurrency "$concurrency" --random-input-len 128 --random-output-len 64 \
+    --ignore-eos --disable-tqdm --temperature 1.0 --top-p 0.95 --result-file "$WORK/s$concurrency.json"
+  runs+=("$WORK/s$concurrency.json")
+done
 kill -TERM $SERVER; wait $SERVER || true
 python3 - "$OUT" "$port_ms" "$first_ms" "$WORK/server.log" "${runs[@]}" <<'PY'
 import json, subprocess, sys
@@ -64,7 +72,8 @@ result = {
     "command": "bench/run-cuda-serve-bench.sh",
     "gpu": gpu,
     "model": "mistralai/Mixtral-8x7B-v0.1 config, num_hidden_layers=8, dummy bf16 weights (generated on the GPU)",
-    "workload": "random 128-token prompts, 64 generated tokens each (ignore_eos), all queued at once",
+    "workload": "random 128-token prompts, 64 generated tokens each (ignore_eos), all queued at once; "
+                "greedy at concurrency 1/8/64, then temperature 1.0 + top_p 0.95 at 8/64",
     "startup_to_port_open_ms": port_ms,
     "first_answer_after_port_ms": first_ms,
     "server_log_tail": open(log).read().splitlines()[-8:],
@@ -73,6 +82,7 @@ result = {
 json.dump(result, open(out, "w"), indent=2)
 print(f"port open after {port_ms} ms, first answer {first_ms} ms later")
 for run in result["serve"]:
-    print(f"concurrency {run['max_concurrency']:>3}: {run['output_throughput']:8.1f} output tok/s, "
+    print(f"concurrency {run['max_concurrency']:>3}, temperature {run['temperature']}: "
+          f"{run['output_throughput']:8.1f} output tok/s, "
           f"TTFT median {run['median_ttft_ms']:7.1f} ms, TPOT median {run['median_tpot_ms']:6.1f} ms, failed {run['failed']}")
 PY

@@ -105,15 +105,17 @@ DecodeResult run_decode(CudaRunner& runner, int batch, int input_len, int output
   runner.execute(step);
   result.prefill_seconds = seconds_since(start);
   start = Clock::now();
+  TokenChoice greedy_choice;
+  greedy_choice.params.temperature = 0.0f;
   for (int token = 0; token < output_len; ++token) {
-    const std::span<const int32_t> greedy = runner.argmax_tokens();
+    const std::span<const int32_t> greedy = runner.picked_tokens();
     for (int s = 0; s < batch; ++s) {
       b.tokens[s].push_back(greedy[s]);
       step[s] = RunnerSeq{.tokens = b.tokens[s],
                           .num_computed = input_len + token,
                           .num_new = 1,
                           .samples = true,
-                          .argmax_only = true,
+                          .choice = &greedy_choice,
                           .block_table = b.tables[s]};
     }
     runner.execute(step);

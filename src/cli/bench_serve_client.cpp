@@ -73,8 +73,11 @@ asio::awaitable<RequestRecord> one_request(const BenchServeConfig& config, const
   RequestRecord record;
   record.prompt_tokens = static_cast<int>(prompt.prompt_ids.size());
   Json body = {{"model", config.model},         {"prompt", prompt.prompt_ids}, {"max_tokens", prompt.max_tokens},
-               {"temperature", 0.0},            {"stream", true},
+               {"temperature", config.temperature}, {"stream", true},
                {"stream_options", {{"include_usage", true}}}, {"ignore_eos", config.ignore_eos}};
+  if (config.top_p) body["top_p"] = *config.top_p;
+  if (config.top_k) body["top_k"] = *config.top_k;
+  if (config.min_p) body["min_p"] = *config.min_p;
   const std::string request = http_request("POST", config.host, config.endpoint, body.dump());
   auto executor = co_await asio::this_coro::executor;
   tcp::socket socket(executor);

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <optional>
 #include <vector>
 
 #include "base/result.h"
@@ -23,6 +24,12 @@ struct BenchServeConfig {
   bool ignore_eos = false;
   uint64_t seed = 0;
   double timeout_seconds = 600.0;    // per request
+  // Sampling of every request (vLLM bench serve's --temperature/--top-p/--top-k/--min-p):
+  // greedy unless set; the filters are sent only when given.
+  double temperature = 0.0;
+  std::optional<double> top_p;
+  std::optional<int> top_k;
+  std::optional<double> min_p;
 };
 
 struct BenchPrompt {

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <numeric>
 #include <random>
 
@@ -36,6 +37,10 @@ struct BenchServeArgs {
   int random_output_len = 128;
   double random_range_ratio = 0.0;
   bool ignore_eos = false;
+  double temperature = 0.0;
+  std::optional<double> top_p;
+  std::optional<int> top_k;
+  std::optional<double> min_p;
   uint64_t seed = 0;
   std::string result_file;
   bool disable_progress = false;
@@ -202,7 +207,11 @@ void run_bench_serve_command(BenchServeArgs& args) {
                           .request_rate = args.request_rate,
                           .max_concurrency = args.max_concurrency,
                           .ignore_eos = args.ignore_eos,
-                          .seed = args.seed};
+                          .seed = args.seed,
+                          .temperature = args.temperature,
+                          .top_p = args.top_p,
+                          .top_k = args.top_k,
+                          .min_p = args.min_p};
   auto progress = [&](int done, int total) {
     if (args.disable_progress) return;
     const int width = 40, filled = done * width / total;
@@ -215,6 +224,10 @@ void run_bench_serve_command(BenchServeArgs& args) {
   nlohmann::json result = summarize(args, *run);
   result["model"] = args.served_model_name;
   result["base_url"] = fmt::format("http://{}:{}", args.host, args.port);
+  result["temperature"] = args.temperature;
+  if (args.top_p) result["top_p"] = *args.top_p;
+  if (args.top_k) result["top_k"] = *args.top_k;
+  if (args.min_p) result["min_p"] = *args.min_p;
   print_summary(result);
   write_result_json(args.result_file, result);
   if (result["completed"].get<int>() == 0) fail("every request failed");
@@ -240,6 +253,10 @@ void add_bench_serve_command(CLI::App& bench) {
   command->add_option("--random-range-ratio", args->random_range_ratio, "Lengths drawn from len × [1 - r, 1 + r]")
       ->check(CLI::Range(0.0, 1.0));
   command->add_flag("--ignore-eos", args->ignore_eos, "Ask for exactly max_tokens (ignore_eos)");
+  command->add_option("--temperature", args->temperature, "Sampling temperature of every request (default 0: greedy)");
+  command->add_option("--top-p", args->top_p, "top_p of every request (not sent unless given)");
+  command->add_option("--top-k", args->top_k, "top_k of every request (not sent unless given)");
+  command->add_option("--min-p", args->min_p, "min_p of every request (not sent unless given)");
   command->add_option("--seed", args->seed, "Seed of prompts and arrivals");
   command->add_option("--result-file", args->result_file, "Also write the summary as JSON here");
   command->add_flag("--disable-tqdm", args->disable_progress, "No progress bar");

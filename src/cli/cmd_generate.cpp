@@ -65,7 +65,7 @@ void run_generate(GenerateArgs& args) {
   while (true) {
     if (!logits.ok()) fail(logits.error().message);
     std::span<float> row(logits->f32(), config.vocab_size);
-    apply_penalties(row, args.sampling, prompt_ids, output_ids);
+    apply_edits(row, args.sampling, logit_edits(args.sampling, config.vocab_size, prompt_ids, output_ids));
     const int32_t token = sample_token(row, args.sampling, rng);
     output_ids.push_back(token);
     const bool is_eos = std::find(eos_ids.begin(), eos_ids.end(), token) != eos_ids.end();

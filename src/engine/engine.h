@@ -76,8 +76,11 @@ class Engine : public EngineClient {
   void loop();
   void admit(std::unique_ptr<RequestState> state);
   void run_step();
-  // Samples the next token from the row (penalties, masks, logprobs), then emit_token.
-  void process_sample(RequestState& state, float* logits_row);
+  // How the next token is picked: params, masks and penalties, and the step's draw from the
+  // request's generator (taken here, once per sampled step).
+  TokenChoice next_choice(RequestState& state) const;
+  // Picks the next token from the row as `choice` says (and its logprobs), then emit_token.
+  void process_sample(RequestState& state, float* logits_row, const TokenChoice& choice);
   // Appends the chosen token: detokenize, check stops and limits, send the output.
   void emit_token(RequestState& state, int32_t token, RequestOutput output);
   void finish(RequestState& state, RequestOutput& output, FinishReason reason);

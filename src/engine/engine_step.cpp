@@ -2,8 +2,6 @@
 // and emit each sampling request's output.
 #include <algorithm>
 #include <chrono>
-#include <cmath>
-#include <limits>
 
 #include "engine/engine.h"
 #include "engine/logprobs.h"
@@ -15,12 +13,6 @@ using Clock = std::chrono::steady_clock;
 double seconds_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
 bool contains(const std::vector<int32_t>& ids, int32_t id) { return std::find(ids.begin(), ids.end(), id) != ids.end(); }
 
-// The next token is the plain argmax of the logits: greedy, nothing read from or added to them.
-bool argmax_suffices(const GenerationRequest& request, int num_output_tokens) {
-  const SamplingParams& s = request.sampling;
-  return s.temperature <= 0.0f && !request.logprobs && s.repetition_penalty == 1.0f && s.presence_penalty == 0.0f &&
-         s.frequency_penalty == 0.0f && num_output_tokens >= request.stop.min_tokens;
-}
 }  // namespace
 
 void Engine::run_step() {
@@ -36,18 +28,23 @@ void Engine::run_step() {
   }
   std::vector<RunnerSeq> seqs;
   seqs.reserve(plan.seqs.size());
+  // Each sampling sequence's choice (its draw taken now, in step order). A runner that picks
+  // tokens gets it unless the engine needs the logits row itself (logprobs).
+  std::vector<TokenChoice> choices(plan.seqs.size());
   int64_t prompt_tokens = 0;
-  const bool runner_argmax = runner_->computes_argmax();
-  for (const ScheduledSeq& scheduled : plan.seqs) {
+  const bool runner_picks = runner_->picks_tokens();
+  for (size_t i = 0; i < plan.seqs.size(); ++i) {
+    const ScheduledSeq& scheduled = plan.seqs[i];
     const Sequence& seq = *scheduler_->find(scheduled.id);
     RequestState& state = *by_seq_.at(scheduled.id);
-    seqs.push_back(RunnerSeq{
-        .tokens = seq.tokens,
-        .num_computed = scheduled.num_computed,
-        .num_new = scheduled.num_new,
-        .samples = scheduled.samples,
-        .argmax_only = runner_argmax && argmax_suffices(state.request, static_cast<int>(state.output_ids.size())),
-        .block_table = kv_manager_->block_table(scheduled.id)});
+    if (scheduled.samples) choices[i] = next_choice(state);
+    const bool runner_chooses = scheduled.samples && runner_picks && !state.request.logprobs;
+    seqs.push_back(RunnerSeq{.tokens = seq.tokens,
+                             .num_computed = scheduled.num_computed,
+                             .num_new = scheduled.num_new,
+                             .samples = scheduled.samples,
+                             .choice = runner_chooses ? &choices[i] : nullptr,
+                             .block_table = kv_manager_->block_table(scheduled.id)});
     prompt_tokens += std::max(0, std::min(seq.num_prompt_tokens, scheduled.num_computed + scheduled.num_new) -
                                      scheduled.num_computed);
     if (state.scheduled == Clock::time_point{}) state.scheduled = Clock::now();
@@ -57,16 +54,16 @@ void Engine::run_step() {
   scheduler_->complete_step(plan);
 
   const int vocab = info_.model_config->vocab_size;
-  const std::span<const int32_t> argmax = runner_->argmax_tokens();
+  const std::span<const int32_t> picked = runner_->picked_tokens();
   int row = 0;
   int64_t generated = 0;
   for (size_t i = 0; i < plan.seqs.size(); ++i) {
     if (!plan.seqs[i].samples) continue;
     RequestState& state = *by_seq_.at(plan.seqs[i].id);
-    if (seqs[i].argmax_only) {
-      emit_token(state, argmax[row], RequestOutput{});
+    if (seqs[i].choice != nullptr) {
+      emit_token(state, picked[row], RequestOutput{});
     } else {
-      process_sample(state, logits.f32() + static_cast<int64_t>(row) * vocab);
+      process_sample(state, logits.f32() + static_cast<int64_t>(row) * vocab, choices[i]);
     }
     ++row;
     ++generated;
@@ -92,31 +89,30 @@ void Engine::run_step() {
   }
 }
 
-void Engine::process_sample(RequestState& state, float* logits_row) {
+TokenChoice Engine::next_choice(RequestState& state) const {
   const GenerationRequest& request = state.request;
-  const int vocab = info_.model_config->vocab_size;
-  std::span<float> logits(logits_row, vocab);
+  TokenChoice choice;
+  choice.params = request.sampling;
+  std::vector<int32_t> masked;  // below min_tokens: no EOS, no stop token
+  if (static_cast<int>(state.output_ids.size()) < request.stop.min_tokens) {
+    masked = config_.eos_token_ids;
+    masked.insert(masked.end(), request.stop.stop_token_ids.begin(), request.stop.stop_token_ids.end());
+  }
+  choice.edits =
+      logit_edits(request.sampling, info_.model_config->vocab_size, request.prompt_ids, state.output_ids, masked);
+  if (!choice.greedy()) choice.uniform = draw_uniform(state.rng);
+  return choice;
+}
+
+void Engine::process_sample(RequestState& state, float* logits_row, const TokenChoice& choice) {
+  const GenerationRequest& request = state.request;
+  std::span<float> logits(logits_row, info_.model_config->vocab_size);
   RequestOutput output;
-  if (request.logprobs) {
-    // Raw logprobs are taken before penalties; the token is filled in after sampling.
-    output.new_logprobs.push_back(compute_logprobs(logits, 0, *request.logprobs));
-  }
-  const bool below_min = static_cast<int>(state.output_ids.size()) < request.stop.min_tokens;
-  if (below_min) {
-    for (int32_t id : config_.eos_token_ids) logits[id] = -std::numeric_limits<float>::infinity();
-    for (int32_t id : request.stop.stop_token_ids) {
-      if (id >= 0 && id < vocab) logits[id] = -std::numeric_limits<float>::infinity();
-    }
-  }
-  std::vector<float> raw;
+  std::vector<float> raw;  // logprobs are of the raw logits, before masks and penalties
   if (request.logprobs) raw.assign(logits.begin(), logits.end());
-  apply_penalties(logits, request.sampling, request.prompt_ids, state.output_ids);
-  const int32_t token = sample_token(logits, request.sampling, state.rng);
-  if (request.logprobs) {
-    const float chosen = compute_logprobs(raw, token, 0).logprob;
-    output.new_logprobs.back().token_id = token;
-    output.new_logprobs.back().logprob = chosen;
-  }
+  apply_edits(logits, choice.params, choice.edits);
+  const int32_t token = sample_with_uniform(logits, choice.params, choice.uniform);
+  if (request.logprobs) output.new_logprobs.push_back(compute_logprobs(raw, token, *request.logprobs));
   emit_token(state, token, std::move(output));
 }
 

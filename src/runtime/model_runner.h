@@ -10,6 +10,7 @@
 #include "kvcache/kv_cache_manager.h"
 #include "kvcache/kv_memory.h"
 #include "model/decoder_model.h"
+#include "runtime/sampler.h"
 
 namespace moeserve {
 
@@ -19,9 +20,9 @@ struct RunnerSeq {
   int num_new = 0;                  // tokens to run now: tokens[num_computed, num_computed + num_new)
   bool samples = false;             // wants the logits of its last new token
   bool all_logits = false;          // wants the logits of every new token (prompt logprobs)
-  // Needs only the argmax of its sampled row (greedy, no logprobs, penalties or masks): a
-  // runner that computes_argmax() may then leave that logits row unwritten.
-  bool argmax_only = false;
+  // How to pick the token of its sampled row, when the engine needs nothing else from that row
+  // (no logprobs): a runner that picks_tokens() then picks it and leaves the row unwritten.
+  const TokenChoice* choice = nullptr;
   std::span<const BlockId> block_table;
 };
 

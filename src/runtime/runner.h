@@ -26,11 +26,12 @@ class Runner {
   // logits [rows, vocab] float32 on the host: per sequence in order, num_new rows when
   // all_logits, else one row when it samples, else none.
   virtual Tensor execute(std::span<const RunnerSeq> seqs) = 0;
-  // A runner that computes the argmax of every logits row itself (the CUDA runner, on the
-  // device) returns true and, after each execute(), the argmax of each of its logits rows in
-  // row order; a row whose sequence set argmax_only is then not copied back (left unwritten).
-  virtual bool computes_argmax() const { return false; }
-  virtual std::span<const int32_t> argmax_tokens() const { return {}; }
+  // A runner that picks tokens itself (the CUDA runner, on the device) returns true and,
+  // after each execute(), the token of every logits row in row order: for a sequence with a
+  // TokenChoice, the token it picks (apply_edits + sample_with_uniform; that row is then not
+  // copied back, left unwritten), for the others the row's argmax.
+  virtual bool picks_tokens() const { return false; }
+  virtual std::span<const int32_t> picked_tokens() const { return {}; }
   // Per-layer, per-expert routed token counts since the last reset (empty for dense models).
   virtual const ExpertLoad& expert_load() const = 0;
   virtual void reset_expert_load() = 0;

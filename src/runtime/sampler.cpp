@@ -2,30 +2,54 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
-#include <unordered_map>
 
 namespace moeserve {
 
-void apply_penalties(std::span<float> logits, const SamplingParams& params, std::span<const int32_t> prompt_ids,
-                     std::span<const int32_t> output_ids) {
-  const int64_t vocab = static_cast<int64_t>(logits.size());
-  if (params.repetition_penalty != 1.0f) {
-    std::vector<bool> seen(vocab, false);
-    for (int32_t id : prompt_ids) seen[id] = true;
-    for (int32_t id : output_ids) seen[id] = true;
-    for (int64_t id = 0; id < vocab; ++id) {
-      if (!seen[id]) continue;
-      logits[id] = logits[id] > 0 ? logits[id] / params.repetition_penalty : logits[id] * params.repetition_penalty;
-    }
+std::vector<LogitEdit> logit_edits(const SamplingParams& params, int vocab, std::span<const int32_t> prompt_ids,
+                                   std::span<const int32_t> output_ids, std::span<const int32_t> masked) {
+  const bool repetition = params.repetition_penalty != 1.0f;
+  const bool counted = params.presence_penalty != 0.0f || params.frequency_penalty != 0.0f;
+  // (token, kind) pairs, sorted and folded into one edit per token.
+  std::vector<std::pair<int32_t, int>> marks;
+  enum : int { kMasked, kOutput, kPrompt };
+  for (int32_t id : masked) marks.emplace_back(id, kMasked);
+  if (repetition || counted) {
+    for (int32_t id : output_ids) marks.emplace_back(id, kOutput);
   }
-  if (params.presence_penalty != 0.0f || params.frequency_penalty != 0.0f) {
-    std::unordered_map<int32_t, int> counts;
-    for (int32_t id : output_ids) ++counts[id];
-    for (const auto& [id, count] : counts) {
-      logits[id] -= params.frequency_penalty * static_cast<float>(count) + params.presence_penalty;
-    }
+  if (repetition) {
+    for (int32_t id : prompt_ids) marks.emplace_back(id, kPrompt);
   }
+  std::sort(marks.begin(), marks.end());
+  std::vector<LogitEdit> edits;
+  for (const auto& [id, kind] : marks) {
+    if (id < 0 || id >= vocab) continue;
+    if (edits.empty() || edits.back().token != id) edits.push_back(LogitEdit{.token = id});
+    LogitEdit& edit = edits.back();
+    if (kind == kMasked) edit.masked = 1;
+    if (kind == kOutput && counted) ++edit.output_count;
+    if (kind != kMasked && repetition) edit.seen = 1;
+  }
+  return edits;
+}
+
+void apply_edits(std::span<float> logits, const SamplingParams& params, std::span<const LogitEdit> edits) {
+  const float r = params.repetition_penalty;
+  for (const LogitEdit& edit : edits) {
+    float& logit = logits[edit.token];
+    if (edit.masked) {
+      logit = -std::numeric_limits<float>::infinity();
+      continue;
+    }
+    if (edit.seen && r != 1.0f) logit = logit > 0 ? logit / r : logit * r;
+    if (edit.output_count > 0)
+      logit -= params.frequency_penalty * static_cast<float>(edit.output_count) + params.presence_penalty;
+  }
+}
+
+double draw_uniform(std::mt19937_64& rng) {
+  return std::generate_canonical<double, std::numeric_limits<double>::digits>(rng);
 }
 
 int32_t argmax_token(std::span<const float> logits) {
@@ -48,7 +72,11 @@ int32_t argmax_token(std::span<const float> logits) {
   return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());  // NaNs only
 }
 
-int32_t sample_token(std::span<float> logits, const SamplingParams& params, std::mt19937_64& rng) {
+int32_t sample_token(std::span<const float> logits, const SamplingParams& params, std::mt19937_64& rng) {
+  return params.temperature <= 0.0f ? argmax_token(logits) : sample_with_uniform(logits, params, draw_uniform(rng));
+}
+
+int32_t sample_with_uniform(std::span<const float> logits, const SamplingParams& params, double uniform) {
   if (params.temperature <= 0.0f) return argmax_token(logits);
   const int64_t vocab = static_cast<int64_t>(logits.size());
   std::vector<int32_t> order(vocab);
@@ -60,7 +88,8 @@ int32_t sample_token(std::span<float> logits, const SamplingParams& params, std:
   const float max_logit = logits[order[0]] / params.temperature;
   std::vector<double> probs(keep);
   double total = 0.0;
-  for (int64_t i = 0; i < keep; ++i) total += probs[i] = std::exp(logits[order[i]] / params.temperature - max_logit);
+  for (int64_t i = 0; i < keep; ++i)
+    total += probs[i] = std::exp(static_cast<double>(logits[order[i]] / params.temperature - max_logit));
   for (double& p : probs) p /= total;
   if (params.top_p < 1.0f) {
     double cumulative = 0.0;
@@ -82,8 +111,7 @@ int32_t sample_token(std::span<float> logits, const SamplingParams& params, std:
   }
   double kept_total = 0.0;
   for (int64_t i = 0; i < keep; ++i) kept_total += probs[i];
-  std::uniform_real_distribution<double> uniform(0.0, kept_total);
-  double draw = uniform(rng);
+  double draw = uniform * kept_total;
   for (int64_t i = 0; i < keep; ++i) {
     draw -= probs[i];
     if (draw <= 0.0) return order[i];

@@ -2,6 +2,11 @@
 // top-k → top-p → min-p → draw. temperature == 0 is greedy (argmax, lowest id on ties). A
 // request's draws come from its own generator seeded by `seed`, so its output does not depend
 // on what else is in the batch.
+//
+// The pipeline is split so a device can run it on logits that never leave it (the CUDA
+// runner's sample_rows): the host turns a request's state into a TokenChoice — its parameters,
+// the per-token edits (masks and penalties) and the one uniform draw the step consumes — and
+// apply_edits + sample_with_uniform is then the whole choice, on the host or the device alike.
 #pragma once
 
 #include <cstdint>
@@ -23,14 +28,45 @@ struct SamplingParams {
   std::optional<uint64_t> seed;
 };
 
-// Adjusts `logits` in place by the penalties, given the prompt and the generated tokens so far
-// (repetition applies to both, presence/frequency to generated tokens only, as in vLLM).
-void apply_penalties(std::span<float> logits, const SamplingParams& params, std::span<const int32_t> prompt_ids,
-                     std::span<const int32_t> output_ids);
+// One token's edit before sampling (16 bytes, uploaded as is). masked: the logit becomes −inf
+// (min_tokens hides EOS and stop tokens). Otherwise, when repetition_penalty != 1 and the token
+// is `seen` (in the prompt or the output): logit > 0 ? logit / r : logit · r; then, when it is
+// in the output output_count > 0 times: logit −= frequency · count + presence (as vLLM).
+struct LogitEdit {
+  int32_t token = 0;
+  int32_t output_count = 0;
+  int32_t seen = 0;
+  int32_t masked = 0;
+};
+
+// Everything that picks one sequence's next token from its logits row.
+struct TokenChoice {
+  SamplingParams params;
+  double uniform = 0.0;          // the request's draw in [0, 1) (unused when greedy)
+  std::vector<LogitEdit> edits;  // distinct tokens, ascending
+  bool greedy() const { return params.temperature <= 0.0f; }
+  // The plain argmax of the row: nothing read from or added to it.
+  bool argmax_only() const { return greedy() && edits.empty(); }
+};
+
+// The edits for a row of `vocab` logits: penalties over the prompt and the output so far, and
+// `masked` tokens (ids outside the vocabulary are ignored). Empty when nothing applies.
+std::vector<LogitEdit> logit_edits(const SamplingParams& params, int vocab, std::span<const int32_t> prompt_ids,
+                                   std::span<const int32_t> output_ids, std::span<const int32_t> masked = {});
+void apply_edits(std::span<float> logits, const SamplingParams& params, std::span<const LogitEdit> edits);
+
+// The draw a sampled (temperature > 0) step consumes from the request's generator.
+double draw_uniform(std::mt19937_64& rng);
 
 int32_t argmax_token(std::span<const float> logits);
 
-// Picks the next token. `logits` is modified (scaled, masked).
-int32_t sample_token(std::span<float> logits, const SamplingParams& params, std::mt19937_64& rng);
+// Picks the next token of an edited row with the draw `uniform` ∈ [0, 1): candidates in
+// descending logit order (lowest id first on ties), probabilities exp(logit / T − max) in
+// double, cut by top-k, top-p and min-p, then the first whose cumulative probability reaches
+// uniform × the kept total. `logits` is not modified.
+int32_t sample_with_uniform(std::span<const float> logits, const SamplingParams& params, double uniform);
+
+// Greedy, or sample_with_uniform with a fresh draw from `rng`.
+int32_t sample_token(std::span<const float> logits, const SamplingParams& params, std::mt19937_64& rng);
 
 }  // namespace moeserve

@@ -229,8 +229,8 @@ TEST(CudaKjvTest, LogitsAndGreedyContinuationsMatchTransformers) {
   }
 }
 
-// Every sample decoded in one batch, greedy on the device (argmax_only: what the engine asks for
-// greedy requests), sequences leaving the batch as they reach their reference length, so decode
+// Every sample decoded in one batch, greedy on the device (a greedy TokenChoice: what the engine
+// asks for greedy requests), sequences leaving the batch as they reach their reference length, so decode
 // steps of several batch sizes run (each captured once, then replayed).
 std::vector<std::vector<int32_t>> batched_device_greedy(bool enforce_eager) {
   auto runner = open_runner(testing::demo_model(), 8192, cuda::PrefillPrecision::kSplitBf16, enforce_eager);
@@ -248,6 +248,8 @@ std::vector<std::vector<int32_t>> batched_device_greedy(bool enforce_eager) {
   std::vector<size_t> live(samples.size());
   std::iota(live.begin(), live.end(), 0);
   std::vector<int> computed(samples.size(), 0);
+  TokenChoice greedy;
+  greedy.params.temperature = 0.0f;
   while (!live.empty()) {
     std::vector<RunnerSeq> step;
     for (size_t s : live) {
@@ -255,11 +257,11 @@ std::vector<std::vector<int32_t>> batched_device_greedy(bool enforce_eager) {
                                .num_computed = computed[s],
                                .num_new = int(tokens[s].size()) - computed[s],
                                .samples = true,
-                               .argmax_only = true,
+                               .choice = &greedy,
                                .block_table = tables[s]});
     }
     runner->execute(step);
-    const std::span<const int32_t> argmax = runner->argmax_tokens();
+    const std::span<const int32_t> argmax = runner->picked_tokens();
     EXPECT_EQ(argmax.size(), live.size());
     std::vector<size_t> still;
     for (size_t i = 0; i < live.size(); ++i) {

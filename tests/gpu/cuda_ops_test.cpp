@@ -9,6 +9,7 @@
 #include "base/thread_pool.h"
 #include "gpu_test_support.h"
 #include "kernels/ops.h"
+#include "runtime/sampler.h"
 
 namespace moeserve {
 namespace {
@@ -540,48 +541,52 @@ TEST_F(CudaOpsTest, DecodeGemmsGrouped) {
     for (bool swiglu : {true, false}) {
       for (auto [hidden, inter] : {std::pair{64, 32}, {67, 45}, {512, 300}, {4096, 200}}) {
         if (kernel.needs_k8 && !cuda::mma_gemm_supported(hidden)) continue;
-        const std::vector<int> counts = {3, 0, 1, 40, 0, 17, 2, 0, 150};
-        const int groups = static_cast<int>(counts.size());
-        std::vector<int32_t> offsets = {0};
-        for (int c : counts) offsets.push_back(offsets.back() + c);
-        const int total = offsets.back();
-        auto x = random_floats(size_t(total) * hidden);
-        if (kernel.bf16_inputs) round_to_bf16(x);
-        const int64_t per_group = (swiglu ? 2LL : 1LL) * inter * hidden;
-        auto weight = random_bf16(size_t(groups) * per_group, 0.1f);
-        std::vector<float> expected(size_t(total) * inter);
-        for (int g = 0; g < groups; ++g) {
-          if (counts[g] == 0) continue;
-          const TensorView xg = view(x.data() + size_t(offsets[g]) * hidden, DType::kF32, Shape{counts[g], hidden});
-          uint16_t* wg = weight.data() + size_t(g) * per_group;
-          const TensorView out_g =
-              view(expected.data() + size_t(offsets[g]) * inter, DType::kF32, Shape{counts[g], inter});
-          if (!swiglu) {
-            ops::linear(cpu_, xg, view(wg, DType::kBF16, Shape{inter, hidden}), TensorView{}, out_g);
-            continue;
+        // The second set is a decode step's: fewer rows (2) than groups, so small_gemm launches
+        // blocks for 2 groups and each finds its group among those with rows.
+        for (const std::vector<int>& counts :
+             {std::vector<int>{3, 0, 1, 40, 0, 17, 2, 0, 150}, std::vector<int>{0, 0, 1, 0, 0, 0, 0, 1, 0}}) {
+          const int groups = static_cast<int>(counts.size());
+          std::vector<int32_t> offsets = {0};
+          for (int c : counts) offsets.push_back(offsets.back() + c);
+          const int total = offsets.back();
+          auto x = random_floats(size_t(total) * hidden);
+          if (kernel.bf16_inputs) round_to_bf16(x);
+          const int64_t per_group = (swiglu ? 2LL : 1LL) * inter * hidden;
+          auto weight = random_bf16(size_t(groups) * per_group, 0.1f);
+          std::vector<float> expected(size_t(total) * inter);
+          for (int g = 0; g < groups; ++g) {
+            if (counts[g] == 0) continue;
+            const TensorView xg = view(x.data() + size_t(offsets[g]) * hidden, DType::kF32, Shape{counts[g], hidden});
+            uint16_t* wg = weight.data() + size_t(g) * per_group;
+            const TensorView out_g =
+                view(expected.data() + size_t(offsets[g]) * inter, DType::kF32, Shape{counts[g], inter});
+            if (!swiglu) {
+              ops::linear(cpu_, xg, view(wg, DType::kBF16, Shape{inter, hidden}), TensorView{}, out_g);
+              continue;
+            }
+            std::vector<float> gate(size_t(counts[g]) * inter), up(gate.size());
+            ops::linear(cpu_, xg, view(wg, DType::kBF16, Shape{inter, hidden}), TensorView{},
+                        f32_view(gate, Shape{counts[g], inter}));
+            ops::linear(cpu_, xg, view(wg + size_t(inter) * hidden, DType::kBF16, Shape{inter, hidden}), TensorView{},
+                        f32_view(up, Shape{counts[g], inter}));
+            ops::silu_mul(cpu_, f32_view(gate, Shape{counts[g], inter}), f32_view(up, Shape{counts[g], inter}), out_g);
           }
-          std::vector<float> gate(size_t(counts[g]) * inter), up(gate.size());
-          ops::linear(cpu_, xg, view(wg, DType::kBF16, Shape{inter, hidden}), TensorView{},
-                      f32_view(gate, Shape{counts[g], inter}));
-          ops::linear(cpu_, xg, view(wg + size_t(inter) * hidden, DType::kBF16, Shape{inter, hidden}), TensorView{},
-                      f32_view(up, Shape{counts[g], inter}));
-          ops::silu_mul(cpu_, f32_view(gate, Shape{counts[g], inter}), f32_view(up, Shape{counts[g], inter}), out_g);
+          float* out = poisoned<float>(expected.size());
+          const cuda::SmallGemmArgs args{.x = upload(x),
+                                         .rows = *std::max_element(counts.begin(), counts.end()),
+                                         .k = hidden,
+                                         .n = inter,
+                                         .weight = upload(weight),
+                                         .group_stride = per_group,
+                                         .offsets = upload(offsets),
+                                         .groups = groups,
+                                         .total_rows = total,
+                                         .swiglu = swiglu,
+                                         .out = out};
+          kernel.run(exec_, args, kernel.split_k ? poisoned<float>(cuda::mma_gemm_workspace_floats(args)) : nullptr);
+          EXPECT_LT(relative_error(download(out, expected.size()), expected), kernel.tolerance)
+              << kernel.name << (swiglu ? " swiglu " : " ") << hidden << "x" << inter << " rows " << total;
         }
-        float* out = poisoned<float>(expected.size());
-        const cuda::SmallGemmArgs args{.x = upload(x),
-                                       .rows = 150,
-                                       .k = hidden,
-                                       .n = inter,
-                                       .weight = upload(weight),
-                                       .group_stride = per_group,
-                                       .offsets = upload(offsets),
-                                       .groups = groups,
-                                       .total_rows = total,
-                                       .swiglu = swiglu,
-                                       .out = out};
-        kernel.run(exec_, args, kernel.split_k ? poisoned<float>(cuda::mma_gemm_workspace_floats(args)) : nullptr);
-        EXPECT_LT(relative_error(download(out, expected.size()), expected), kernel.tolerance)
-            << kernel.name << (swiglu ? " swiglu " : " ") << hidden << "x" << inter;
       }
     }
   }
@@ -646,6 +651,75 @@ TEST_F(CudaOpsTest, SiluMulAndCasts) {
     cuda::to_f32(exec_, cast, int64_t(expected.size()), back);
     const auto round_trip = download(back, expected.size());
     for (size_t i = 0; i < expected.size(); ++i) ASSERT_EQ(round_trip[i], bf16_to_f32(f32_to_bf16(expected[i])));
+  }
+}
+
+// sample_rows against the host sampler (apply_edits + sample_with_uniform): rows with ties
+// (a quarter of the logits on a 0.5 grid), masked and penalised tokens, every filter alone and
+// combined, greedy after penalties, draws at 0 and just under 1, chosen rows scattered among
+// rows it must leave alone.
+TEST_F(CudaOpsTest, SampleRowsMatchTheHostSampler) {
+  const std::vector<SamplingParams> settings = {
+      {.temperature = 1.0f},
+      {.temperature = 0.7f, .top_k = 50},
+      {.temperature = 1.3f, .top_p = 0.8f},
+      {.temperature = 0.9f, .min_p = 0.1f},
+      {.temperature = 1.0f, .top_p = 0.95f, .top_k = 200, .min_p = 0.02f},
+      {.temperature = 0.0f, .repetition_penalty = 1.5f},
+      {.temperature = 0.8f, .top_k = 1},
+      {.temperature = 5.0f, .top_p = 0.5f, .presence_penalty = 0.7f, .frequency_penalty = 0.4f},
+      {.temperature = 0.6f, .presence_penalty = -0.5f, .repetition_penalty = 0.8f},
+      {.temperature = 2.0f, .top_p = 0.3f, .min_p = 0.5f, .frequency_penalty = 1.0f, .repetition_penalty = 1.2f},
+  };
+  for (int vocab : {1003, 32000, 151936}) {
+    const int total_rows = 40;
+    std::vector<float> logits = random_floats(size_t(total_rows) * vocab, 3.0f);
+    for (size_t i = 0; i < logits.size(); i += 4) logits[i] = std::round(logits[i] * 2.0f) / 2.0f;
+    std::vector<cuda::SampleChoice> choices;
+    std::vector<cuda::SampleEdit> edits;
+    std::vector<int32_t> expected(total_rows, -1);
+    std::uniform_real_distribution<double> uniform(0.0, 1.0);
+    for (int row = 0; row < total_rows; ++row) {
+      if (row % 4 == 1) continue;  // left alone
+      const SamplingParams& params = settings[choices.size() % settings.size()];
+      const double u = row == 0 ? 0.0 : row == 2 ? std::nextafter(1.0, 0.0) : uniform(rng_);
+      std::vector<int32_t> prompt(random_int(0, 300)), output(random_int(0, 40)), masked(random_int(0, 3));
+      for (auto* ids : {&prompt, &output, &masked})
+        for (int32_t& id : *ids) id = random_int(0, vocab - 1);
+      // Output tokens among the row's top 8, so penalties change the choice.
+      const float* row_logits = &logits[size_t(row) * vocab];
+      std::vector<int32_t> top(vocab);
+      std::iota(top.begin(), top.end(), 0);
+      std::partial_sort(top.begin(), top.begin() + 8, top.end(),
+                        [&](int32_t a, int32_t b) { return row_logits[a] > row_logits[b]; });
+      for (int32_t& id : output) id = top[random_int(0, 7)];
+      const std::vector<LogitEdit> row_edits = logit_edits(params, vocab, prompt, output, masked);
+      std::vector<float> host(logits.begin() + size_t(row) * vocab, logits.begin() + size_t(row + 1) * vocab);
+      apply_edits(host, params, row_edits);
+      expected[row] = sample_with_uniform(host, params, u);
+      choices.push_back(cuda::SampleChoice{.row = row,
+                                           .top_k = params.top_k,
+                                           .temperature = params.temperature,
+                                           .top_p = params.top_p,
+                                           .min_p = params.min_p,
+                                           .repetition_penalty = params.repetition_penalty,
+                                           .presence_penalty = params.presence_penalty,
+                                           .frequency_penalty = params.frequency_penalty,
+                                           .uniform = u,
+                                           .edit_begin = int32_t(edits.size()),
+                                           .edit_end = int32_t(edits.size() + row_edits.size())});
+      for (const LogitEdit& e : row_edits)
+        edits.push_back({.token = e.token, .output_count = e.output_count, .seen = e.seen, .masked = e.masked});
+    }
+    const int rows = int(choices.size());
+    const size_t workspace_bytes = cuda::sample_rows_workspace_bytes(rows, vocab);
+    void* workspace = poisoned<unsigned char>(workspace_bytes);
+    int32_t* out = poisoned<int32_t>(total_rows);
+    cuda::sample_rows(exec_, upload(logits), vocab, upload(choices), rows, upload(edits), workspace, workspace_bytes,
+                      out);
+    const std::vector<int32_t> got = download(out, total_rows);
+    for (int row = 0; row < total_rows; ++row)
+      EXPECT_EQ(got[row], expected[row]) << "vocab " << vocab << " row " << row;
   }
 }
 

@@ -15,6 +15,7 @@ __device__ __forceinline__ bool better(float value, int index, float best, int b
 }
 
 __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* x, int64_t width, int32_t* out) {
+  start_after_prior_grids();
   __shared__ float values[kThreads / 32];
   __shared__ int indices[kThreads / 32];
   const float* row = x + blockIdx.x * width;
@@ -57,8 +58,7 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* x, int64_
 
 void argmax_rows(const GpuExec& exec, const float* x, int rows, int64_t width, int32_t* out) {
   if (rows == 0) return;
-  argmax_kernel<<<rows, kThreads, 0, stream_of(exec)>>>(x, width, out);
-  check_launch("argmax_rows");
+  launch_dependent("argmax_rows", argmax_kernel, rows, kThreads, 0, exec, x, width, out);
 }
 
 }  // namespace moeserve::cuda

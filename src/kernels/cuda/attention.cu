@@ -56,6 +56,7 @@ __device__ __forceinline__ float dot(const float* q, const float* k, int dim, bo
 }
 
 __global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(AttentionArgs args) {
+  start_after_prior_grids();
   __shared__ __align__(16) float q[kMaxKeyDim];
   __shared__ float part_max[kWarps];
   __shared__ float part_den[kWarps];
@@ -166,6 +167,7 @@ constexpr int kGqaMinBlocks = 128;
 
 template <int kGroup>
 __global__ void __launch_bounds__(kGqaWarps * 32) paged_attention_gqa_kernel(AttentionArgs args) {
+  start_after_prior_grids();
   __shared__ __align__(16) float q[kGroup][kGqaMaxDim];
   __shared__ float part_max[kGqaWarps][kGroup];
   __shared__ float part_den[kGqaWarps][kGroup];
@@ -276,8 +278,8 @@ __global__ void __launch_bounds__(kGqaWarps * 32) paged_attention_gqa_kernel(Att
 template <int kGroup>
 void launch_gqa(const GpuExec& exec, const AttentionArgs& args) {
   const dim3 grid(args.tokens, args.num_heads / kGroup);
-  paged_attention_gqa_kernel<kGroup><<<grid, kGqaWarps * 32, 0, stream_of(exec)>>>(args);
-  check_launch("paged_attention (gqa)");
+  launch_dependent("paged_attention (gqa)", paged_attention_gqa_kernel<kGroup>, grid, kGqaWarps * 32, 0, exec,
+                   args);
 }
 
 // The group kernel's layout needs: float4 key rows of at most kGqaMaxDim, heads / group kv heads.
@@ -304,8 +306,7 @@ void paged_attention(const GpuExec& exec, const AttentionArgs& args) {
     return launch_gqa<8>(exec, args);
   }
   const dim3 grid(args.tokens, args.num_heads);
-  paged_attention_kernel<<<grid, kWarps * 32, 0, stream_of(exec)>>>(args);
-  check_launch("paged_attention");
+  launch_dependent("paged_attention", paged_attention_kernel, grid, kWarps * 32, 0, exec, args);
 }
 
 }  // namespace moeserve::cuda

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
 
 #include "kernels/cuda/cuda_ops.h"
 
@@ -18,6 +19,39 @@ inline void check_launch(const char* kernel) {
   const cudaError_t status = cudaGetLastError();
   if (status != cudaSuccess) {
     std::fprintf(stderr, "moeserve: CUDA kernel %s failed to launch: %s\n", kernel, cudaGetErrorString(status));
+    std::abort();
+  }
+}
+
+// Programmatic dependent launch (sm_90): a kernel launched by launch_dependent() may be
+// scheduled while the kernel before it on the stream is still finishing, which hides the gap
+// between the many small kernels of a decode step. Such a kernel must call
+// start_after_prior_grids() first thing, before touching any memory: it waits until the prior
+// kernel has finished and its writes are visible (so every read-after-write and
+// write-after-read hazard is covered), then lets the next kernel be scheduled early in turn.
+__device__ __forceinline__ void start_after_prior_grids() {
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+}
+
+template <typename... Params, typename... Args>
+void launch_dependent(const char* kernel_name, void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes,
+                      const GpuExec& exec, Args&&... args) {
+  // MOESERVE_DISABLE_PDL=1 launches in plain stream order (for A/B measurements and as a fallback).
+  static const bool allowed = std::getenv("MOESERVE_DISABLE_PDL") == nullptr;
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = allowed ? 1 : 0;
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = shared_bytes;
+  config.stream = stream_of(exec);
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  const cudaError_t status = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+  if (status != cudaSuccess) {
+    std::fprintf(stderr, "moeserve: CUDA kernel %s failed to launch: %s\n", kernel_name, cudaGetErrorString(status));
     std::abort();
   }
 }
@@ -57,6 +91,28 @@ __device__ __forceinline__ float block_sum(float value, float* scratch /* [32] s
   const int warps = blockDim.x >> 5;
   float total = lane < warps ? scratch[lane] : 0.0f;
   return warp_sum(total);
+}
+
+// Grouped kernels launched with fewer grid rows than groups (as many as can have rows): grid
+// row y takes the y-th group with rows (offsets [groups + 1]), or −1 when fewer have rows.
+// Every thread of the block gets it; `scratch` is one int of shared memory.
+__device__ __forceinline__ int nth_nonempty_group(const int32_t* offsets, int groups, int y, int* scratch) {
+  if (threadIdx.x < 32) {
+    const int lane = threadIdx.x;
+    int found = -1;
+    for (int base = 0, seen = 0; base < groups && found < 0; base += 32) {
+      const int g = base + lane;
+      const bool nonempty = g < groups && offsets[g + 1] > offsets[g];
+      const unsigned ballot = __ballot_sync(0xffffffffu, nonempty);
+      const bool hit = nonempty && seen + __popc(ballot & ((1u << lane) - 1u)) == y;
+      const unsigned hits = __ballot_sync(0xffffffffu, hit);
+      if (hits != 0) found = base + __ffs(hits) - 1;
+      seen += __popc(ballot);
+    }
+    if (lane == 0) *scratch = found;
+  }
+  __syncthreads();
+  return *scratch;
 }
 
 inline int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }

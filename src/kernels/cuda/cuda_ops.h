@@ -7,6 +7,7 @@
 //   - the CPU op of the same name in kernels/cpu/ is the specification; tests/gpu compares each.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/ops.h"
@@ -182,7 +183,9 @@ struct SmallGemmArgs {
   int64_t group_stride = 0;
   const int32_t* offsets = nullptr;  // [groups + 1] on the device, or null (one group)
   int groups = 1;
-  int total_rows = 0;  // grouped: rows of x over all groups (offsets[groups]); sizes mma_gemm's split K
+  // Grouped: rows of x over all groups (offsets[groups]), or 0 when unknown. small_gemm then
+  // launches blocks only for as many groups as can have rows; mma_gemm sizes its split K by it.
+  int total_rows = 0;
   const uint16_t* bias = nullptr;  // [n] bf16 or null (not with swiglu)
   bool swiglu = false;
   float* out = nullptr;
@@ -210,6 +213,34 @@ void silu_mul(const GpuExec& exec, const float* gate_up, int rows, int intermedi
 
 // out[r] = the first index of the largest value of x[r, :] (x [rows, width]; greedy sampling).
 void argmax_rows(const GpuExec& exec, const float* x, int rows, int64_t width, int32_t* out);
+
+// Sampling on the device: runtime/sampler.h's apply_edits + sample_with_uniform for each chosen
+// row. choices [rows] and edits on the device; row choices[i].row of logits [*, vocab] is read
+// (not modified) and out[choices[i].row] = its token. The edits of choice i are
+// edits[edit_begin, edit_end), distinct tokens. workspace: sample_rows_workspace_bytes(rows,
+// vocab) bytes (or more) for a call of up to `rows` choices.
+struct SampleChoice {  // one row's TokenChoice
+  int32_t row = 0;
+  int32_t top_k = 0;
+  float temperature = 0.0f;
+  float top_p = 1.0f;
+  float min_p = 0.0f;
+  float repetition_penalty = 1.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  double uniform = 0.0;
+  int32_t edit_begin = 0;
+  int32_t edit_end = 0;
+};
+struct SampleEdit {  // runtime/sampler.h's LogitEdit
+  int32_t token = 0;
+  int32_t output_count = 0;
+  int32_t seen = 0;
+  int32_t masked = 0;
+};
+size_t sample_rows_workspace_bytes(int rows, int64_t vocab);
+void sample_rows(const GpuExec& exec, const float* logits, int64_t vocab, const SampleChoice* choices, int rows,
+                 const SampleEdit* edits, void* workspace, size_t workspace_bytes, int32_t* out);
 
 // Casts: float32 → bf16 (round to nearest even), bf16 → float32.
 void to_bf16(const GpuExec& exec, const float* x, int64_t count, uint16_t* out);

@@ -6,6 +6,7 @@ namespace moeserve::cuda {
 namespace {
 
 __global__ void embedding_kernel(const uint16_t* table, int hidden, const int32_t* ids, float* out) {
+  start_after_prior_grids();
   const int token = blockIdx.x;
   const uint16_t* row = table + static_cast<int64_t>(ids[token]) * hidden;
   float* dst = out + static_cast<int64_t>(token) * hidden;
@@ -16,8 +17,7 @@ __global__ void embedding_kernel(const uint16_t* table, int hidden, const int32_
 
 void embedding(const GpuExec& exec, const uint16_t* table, int hidden, const int32_t* ids, int tokens, float* out) {
   if (tokens == 0) return;
-  embedding_kernel<<<tokens, 256, 0, stream_of(exec)>>>(table, hidden, ids, out);
-  check_launch("embedding");
+  launch_dependent("embedding", embedding_kernel, tokens, 256, 0, exec, table, hidden, ids, out);
 }
 
 }  // namespace moeserve::cuda

@@ -8,6 +8,7 @@ namespace {
 
 __global__ void kv_write_kernel(float* cache, int entry_size, const int32_t* slots, const float* src,
                                 int64_t src_stride) {
+  start_after_prior_grids();
   const int token = blockIdx.x;
   float* dst = cache + static_cast<int64_t>(slots[token]) * entry_size;
   const float* row = src + static_cast<int64_t>(token) * src_stride;
@@ -19,8 +20,7 @@ __global__ void kv_write_kernel(float* cache, int entry_size, const int32_t* slo
 void kv_write(const GpuExec& exec, float* cache, int entry_size, const int32_t* slots, int tokens, const float* src,
               int64_t src_stride) {
   if (tokens == 0) return;
-  kv_write_kernel<<<tokens, 128, 0, stream_of(exec)>>>(cache, entry_size, slots, src, src_stride);
-  check_launch("kv_write");
+  launch_dependent("kv_write", kv_write_kernel, tokens, 128, 0, exec, cache, entry_size, slots, src, src_stride);
 }
 
 }  // namespace moeserve::cuda

@@ -58,6 +58,7 @@ struct WeightFrags {
 template <int kNTiles, int kTiles, bool kSwiglu, bool kSplit>
 __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(SmallGemmArgs args, float* partial, int splits,
                                                                int chunks_per_split, int partial_rows) {
+  start_after_prior_grids();
   static_assert(!kSwiglu || kTiles == 2);
   constexpr int kWarpFeatures = kSwiglu ? 16 : 16 * kTiles;
   constexpr int kRows = 8 * kNTiles;
@@ -219,6 +220,7 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(SmallGemmArgs arg
 
 __global__ void sum_partials_kernel(const float* partial, int splits, int64_t count, int n, const uint16_t* bias,
                                     float* out) {
+  start_after_prior_grids();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
     float sum = bias != nullptr ? bf16_bits_to_float(bias[i % n]) : 0.0f;
     for (int s = 0; s < splits; ++s) sum += partial[s * count + i];  // fixed order: deterministic
@@ -260,14 +262,13 @@ void launch(const GpuExec& exec, const SmallGemmArgs& args, float* workspace) {
   const dim3 grid(ceil_div(args.rows, 8 * kNTiles), ceil_div(args.n, kWarps * warp_features),
                   (args.offsets != nullptr ? args.groups : 1) * splits);
   float* partial = splits > 1 ? workspace : nullptr;
-  mma_gemm_kernel<kNTiles, kTiles, kSwiglu, kSplit><<<grid, kWarps * 32, 0, stream_of(exec)>>>(
-      args, partial, splits, ceil_div(chunks, splits), partial_rows(args));
-  check_launch("mma_gemm");
+  launch_dependent("mma_gemm", mma_gemm_kernel<kNTiles, kTiles, kSwiglu, kSplit>, grid, kWarps * 32, 0, exec, args,
+                   partial, splits, ceil_div(chunks, splits), partial_rows(args));
   if (partial != nullptr) {
     const int64_t count = int64_t(partial_rows(args)) * args.n;
-    sum_partials_kernel<<<std::min<int64_t>(1024, (count + 255) / 256), 256, 0, stream_of(exec)>>>(
-        partial, splits, count, args.n, args.bias, args.out);
-    check_launch("mma_gemm (sum of K splits)");
+    const int blocks = static_cast<int>(std::min<int64_t>(1024, (count + 255) / 256));
+    launch_dependent("mma_gemm (sum of K splits)", sum_partials_kernel, blocks, 256, 0, exec, partial, splits, count,
+                     args.n, args.bias, args.out);
   }
 }
 

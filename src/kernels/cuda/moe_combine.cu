@@ -8,6 +8,7 @@ namespace moeserve::cuda {
 namespace {
 
 __global__ void moe_combine_kernel(MoeCombineArgs args) {
+  start_after_prior_grids();
   const int token = blockIdx.x;
   float shared_scale = 1.0f;
   if (args.shared_gate_logit != nullptr) shared_scale = 1.0f / (1.0f + expf(-args.shared_gate_logit[token]));
@@ -27,8 +28,7 @@ __global__ void moe_combine_kernel(MoeCombineArgs args) {
 
 void moe_combine(const GpuExec& exec, const MoeCombineArgs& args) {
   if (args.tokens == 0) return;
-  moe_combine_kernel<<<args.tokens, 256, 0, stream_of(exec)>>>(args);
-  check_launch("moe_combine");
+  launch_dependent("moe_combine", moe_combine_kernel, args.tokens, 256, 0, exec, args);
 }
 
 }  // namespace moeserve::cuda

@@ -13,6 +13,7 @@ constexpr int kThreads = 1024;
 // Phase 1 counts, phase 2 an exclusive scan, phase 3 stable positions: thread i owns a
 // contiguous chunk of entries and, per expert, its rank is the count in earlier chunks.
 __global__ void moe_permute_kernel(MoePermuteArgs args) {
+  start_after_prior_grids();
   __shared__ int counts[kMaxExperts];
   __shared__ int offsets[kMaxExperts + 1];
   for (int e = threadIdx.x; e < args.experts; e += blockDim.x) counts[e] = 0;
@@ -52,6 +53,7 @@ __global__ void moe_permute_kernel(MoePermuteArgs args) {
 }
 
 __global__ void gather_rows_kernel(const float* x, int width, const int32_t* rows, float* out_f32, uint16_t* out_bf16) {
+  start_after_prior_grids();
   const int row = blockIdx.x;
   const float* src = x + static_cast<int64_t>(rows[row]) * width;
   for (int i = threadIdx.x; i < width; i += blockDim.x) {
@@ -69,15 +71,13 @@ void moe_permute(const GpuExec& exec, const MoePermuteArgs& args) {
     std::fprintf(stderr, "moeserve: moe_permute: %d experts exceed %d\n", args.experts, kMaxExperts);
     std::abort();
   }
-  moe_permute_kernel<<<1, kThreads, 0, stream_of(exec)>>>(args);
-  check_launch("moe_permute");
+  launch_dependent("moe_permute", moe_permute_kernel, 1, kThreads, 0, exec, args);
 }
 
 void gather_rows(const GpuExec& exec, const float* x, int width, const int32_t* rows, int count, float* out_f32,
                  uint16_t* out_bf16) {
   if (count == 0) return;
-  gather_rows_kernel<<<count, 256, 0, stream_of(exec)>>>(x, width, rows, out_f32, out_bf16);
-  check_launch("gather_rows");
+  launch_dependent("gather_rows", gather_rows_kernel, count, 256, 0, exec, x, width, rows, out_f32, out_bf16);
 }
 
 }  // namespace moeserve::cuda

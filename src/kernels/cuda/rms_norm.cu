@@ -7,6 +7,7 @@ namespace moeserve::cuda {
 namespace {
 
 __global__ void rms_norm_kernel(RmsNormArgs args) {
+  start_after_prior_grids();
   __shared__ float scratch[32];
   const int row = blockIdx.x;
   const int64_t token_stride = args.token_stride != 0 ? args.token_stride : args.dim;
@@ -36,8 +37,7 @@ __global__ void rms_norm_kernel(RmsNormArgs args) {
 void rms_norm(const GpuExec& exec, const RmsNormArgs& args) {
   if (args.rows == 0) return;
   const int threads = args.dim >= 1024 ? 512 : (args.dim >= 256 ? 256 : (args.dim > 64 ? 128 : 64));
-  rms_norm_kernel<<<args.rows, threads, 0, stream_of(exec)>>>(args);
-  check_launch("rms_norm");
+  launch_dependent("rms_norm", rms_norm_kernel, args.rows, threads, 0, exec, args);
 }
 
 }  // namespace moeserve::cuda

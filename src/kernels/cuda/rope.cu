@@ -7,6 +7,7 @@ namespace moeserve::cuda {
 namespace {
 
 __global__ void rope_kernel(RopeArgs args) {
+  start_after_prior_grids();
   const int token = blockIdx.x;
   const float position = static_cast<float>(args.positions[token]);
   const int pairs = args.heads * args.half;
@@ -31,8 +32,7 @@ __global__ void rope_kernel(RopeArgs args) {
 
 void rope(const GpuExec& exec, const RopeArgs& args) {
   if (args.tokens == 0 || args.half == 0) return;
-  rope_kernel<<<args.tokens, 128, 0, stream_of(exec)>>>(args);
-  check_launch("rope");
+  launch_dependent("rope", rope_kernel, args.tokens, 128, 0, exec, args);
 }
 
 }  // namespace moeserve::cuda

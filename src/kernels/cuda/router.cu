@@ -69,6 +69,7 @@ __device__ void mask_groups(float* selection, bool* taken, int experts, const op
 
 __global__ void route_kernel(const float* logits, const float* bias, int experts, ops::RouterParams params,
                              int32_t* expert_ids, float* expert_weights) {
+  start_after_prior_grids();
   __shared__ float scores[kMaxExperts];
   __shared__ float selection[kMaxExperts];
   __shared__ bool taken[kMaxExperts];
@@ -122,8 +123,8 @@ void route(const GpuExec& exec, const float* logits, const float* selection_bias
                  params.num_groups, params.top_k);
     std::abort();
   }
-  route_kernel<<<tokens, 32, 0, stream_of(exec)>>>(logits, selection_bias, experts, params, expert_ids, expert_weights);
-  check_launch("route");
+  launch_dependent("route", route_kernel, tokens, 32, 0, exec, logits, selection_bias, experts, params, expert_ids,
+                   expert_weights);
 }
 
 }  // namespace moeserve::cuda

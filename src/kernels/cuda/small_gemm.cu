@@ -48,11 +48,18 @@ __device__ __forceinline__ Floats8 unpack(uint4 raw) {
 
 template <int kTile>
 __global__ void __launch_bounds__(kWarps * 32) small_gemm_kernel(SmallGemmArgs args) {
+  start_after_prior_grids();
   __shared__ float xs[kTile][kChunk];
-  // Grouped: blockIdx.y is the group, whose rows the block walks tile by tile. Ungrouped:
-  // blockIdx.y is the row tile, so many rows (the router over a prefill) spread over blocks.
+  __shared__ int nonempty_group;
+  // Grouped: blockIdx.y picks the group (the y-th with rows when the grid has fewer rows than
+  // groups), whose rows the block walks tile by tile. Ungrouped: blockIdx.y is the row tile, so
+  // many rows (the router over a prefill) spread over blocks.
   const bool grouped = args.offsets != nullptr;
-  const int group = grouped ? blockIdx.y : 0;
+  int group = grouped ? blockIdx.y : 0;
+  if (grouped && gridDim.y < args.groups) {
+    group = nth_nonempty_group(args.offsets, args.groups, blockIdx.y, &nonempty_group);
+    if (group < 0) return;  // uniform over the block: fewer groups have rows than the grid has
+  }
   const int row_begin = grouped ? args.offsets[group] : blockIdx.y * kTile;
   const int row_end = grouped ? args.offsets[group + 1] : min(args.rows, row_begin + kTile);
   if (row_begin >= row_end) return;  // uniform over the block: an expert no token chose
@@ -154,6 +161,7 @@ __global__ void __launch_bounds__(kWarps * 32) small_gemm_kernel(SmallGemmArgs a
 // activations per lane per step. The tiled kernel would run a single block per 16 rows here
 // (measured: 0.84 ms of router per 64-token step over 8 layers).
 __global__ void __launch_bounds__(kWarps * 32) narrow_gemm_kernel(SmallGemmArgs args) {
+  start_after_prior_grids();
   const int warp = (blockIdx.x * kWarps + (threadIdx.x >> 5));
   const int lane = threadIdx.x & 31;
   if (warp >= args.rows * args.n) return;
@@ -184,9 +192,10 @@ __global__ void __launch_bounds__(kWarps * 32) narrow_gemm_kernel(SmallGemmArgs 
 template <int kTile>
 void launch(const GpuExec& exec, const SmallGemmArgs& args) {
   const int cols_per_block = kWarps * (args.swiglu ? kRowsPerWarp / 2 : kRowsPerWarp);
-  const dim3 grid(ceil_div(args.n, cols_per_block), args.offsets != nullptr ? args.groups : ceil_div(args.rows, kTile));
-  small_gemm_kernel<kTile><<<grid, kWarps * 32, 0, stream_of(exec)>>>(args);
-  check_launch("small_gemm");
+  // Grouped: one grid row per group that can have rows (each has at least one of total_rows).
+  const int group_rows = args.total_rows > 0 ? std::min(args.groups, args.total_rows) : args.groups;
+  const dim3 grid(ceil_div(args.n, cols_per_block), args.offsets != nullptr ? group_rows : ceil_div(args.rows, kTile));
+  launch_dependent("small_gemm", small_gemm_kernel<kTile>, grid, kWarps * 32, 0, exec, args);
 }
 
 }  // namespace
@@ -194,8 +203,8 @@ void launch(const GpuExec& exec, const SmallGemmArgs& args) {
 void small_gemm(const GpuExec& exec, const SmallGemmArgs& args) {
   if (args.rows == 0 || args.n == 0) return;
   if (args.offsets == nullptr && !args.swiglu && args.n <= kNarrowOutputs) {
-    narrow_gemm_kernel<<<ceil_div(int64_t(args.rows) * args.n, kWarps), kWarps * 32, 0, stream_of(exec)>>>(args);
-    check_launch("small_gemm (narrow)");
+    launch_dependent("small_gemm (narrow)", narrow_gemm_kernel, ceil_div(int64_t(args.rows) * args.n, kWarps),
+                     kWarps * 32, 0, exec, args);
     return;
   }
   // The tile only needs to cover the largest group, which has at most `rows` rows.

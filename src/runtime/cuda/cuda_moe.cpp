@@ -85,7 +85,7 @@ void CudaModel::moe_experts_streaming(Step& step, const DeviceMoe& w, const floa
   const int inter = w.intermediate;
   const int entries = tokens * w.router_params.top_k;
   float* act = step.arena.alloc<float>(static_cast<size_t>(entries) * inter);
-  const SmallGemmArgs grouped{.rows = tokens, .offsets = offsets, .groups = w.num_experts};
+  const SmallGemmArgs grouped{.rows = tokens, .offsets = offsets, .groups = w.num_experts, .total_rows = entries};
   SmallGemmArgs gate_up = grouped;
   gate_up.x = x_perm;
   gate_up.k = hidden;
@@ -101,7 +101,6 @@ void CudaModel::moe_experts_streaming(Step& step, const DeviceMoe& w, const floa
   down.n = hidden;
   down.weight = w.experts_down;
   down.group_stride = static_cast<int64_t>(hidden) * inter;
-  down.total_rows = entries;  // lets the long-K down projection split K over more blocks
   down.out = y;
   grouped_gemm(step, down);
 }

@@ -32,6 +32,8 @@ Status CudaRunner::allocate(uint64_t seed) {
   const ModelConfig& config = model_->config();
   MS_ASSIGN_OR_RETURN(arena_, cuda::DeviceArena::create(model_->workspace_bytes(options_.max_num_batched_tokens)));
   const int experts = config.moe ? config.moe->num_experts : 0;
+  MS_ASSIGN_OR_RETURN(sample_workspace_, cuda::DeviceBuffer::allocate(
+                                             cuda::sample_rows_workspace_bytes(kMaxSampleRows, config.vocab_size)));
   MS_ASSIGN_OR_RETURN(expert_counts_,
                       cuda::DeviceBuffer::allocate(std::max<size_t>(1, size_t(config.num_layers) * experts) * 8));
   reset_expert_load();
@@ -79,7 +81,7 @@ Tensor CudaRunner::execute(std::span<const RunnerSeq> seqs) {
   for (const RunnerSeq& seq : seqs) rows += seq.all_logits ? seq.num_new : (seq.samples ? 1 : 0);
   // Every row is overwritten by the copy back from the device.
   Tensor logits = Tensor::uninitialized(DType::kF32, Shape{rows, model_->config().vocab_size});
-  argmax_.clear();
+  picked_.clear();
   // Cut the step into forward passes of at most max_num_batched_tokens rows, in order.
   std::vector<Piece> pieces;
   int budget = options_.max_num_batched_tokens;
@@ -97,9 +99,9 @@ Tensor CudaRunner::execute(std::span<const RunnerSeq> seqs) {
       if (budget == 0) flush();
       const int count = std::min(budget, seq.num_new - done);
       const bool last = done + count == seq.num_new;
+      const bool logits_last = !seq.all_logits && seq.samples && last;
       pieces.push_back(
-          Piece{&seq, seq.num_computed + done, count, seq.all_logits, !seq.all_logits && seq.samples && last,
-                seq.argmax_only && !seq.all_logits});
+          Piece{&seq, seq.num_computed + done, count, seq.all_logits, logits_last, logits_last ? seq.choice : nullptr});
       budget -= count;
       done += count;
     }
@@ -199,13 +201,15 @@ void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
   } else {
     model_->forward(exec, arena_, inputs, kv_, device_logits, expert_counts_.as<int64_t>(), profile_);
   }
-  // The argmax of every row (greedy sequences need nothing else), then the rows someone reads.
-  if (argmax_device_.bytes() < size_t(logit_rows) * 4) {
-    argmax_device_ = std::move(cuda::DeviceBuffer::allocate(size_t(logit_rows) * 8).value());
-    argmax_host_ = std::move(cuda::PinnedBuffer::allocate(size_t(logit_rows) * 8).value());
+  // The argmax of every row (greedy sequences need nothing else), the sampled rows' tokens over
+  // it, then the rows someone reads.
+  if (picked_device_.bytes() < size_t(logit_rows) * 4) {
+    picked_device_ = std::move(cuda::DeviceBuffer::allocate(size_t(logit_rows) * 8).value());
+    picked_host_ = std::move(cuda::PinnedBuffer::allocate(size_t(logit_rows) * 8).value());
   }
-  cuda::argmax_rows(exec, device_logits, logit_rows, vocab, argmax_device_.as<int32_t>());
-  cuda::copy_to_host(argmax_host_.data(), argmax_device_.data(), size_t(logit_rows) * 4, stream_.stream());
+  cuda::argmax_rows(exec, device_logits, logit_rows, vocab, picked_device_.as<int32_t>());
+  sample_on_device(pieces, device_logits);
+  cuda::copy_to_host(picked_host_.data(), picked_device_.data(), size_t(logit_rows) * 4, stream_.stream());
   int logits_row = 0, run_begin = 0, run_rows = 0;  // a run of consecutive rows to copy
   auto copy_run = [&] {
     if (run_rows == 0) return;
@@ -216,7 +220,7 @@ void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
   };
   for (const Piece& p : pieces) {
     const int rows = p.logit_rows();
-    if (p.argmax_only) {
+    if (p.choice != nullptr) {
       copy_run();
     } else if (rows > 0) {
       if (run_rows == 0) run_begin = logits_row;
@@ -226,8 +230,54 @@ void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
   }
   copy_run();
   stream_.synchronize();
-  const auto* greedy = static_cast<const int32_t*>(argmax_host_.data());
-  argmax_.insert(argmax_.end(), greedy, greedy + logit_rows);
+  const auto* picked = static_cast<const int32_t*>(picked_host_.data());
+  picked_.insert(picked_.end(), picked, picked + logit_rows);
+}
+
+void CudaRunner::sample_on_device(std::span<const Piece> pieces, const float* device_logits) {
+  static_assert(sizeof(cuda::SampleEdit) == sizeof(LogitEdit));
+  std::vector<cuda::SampleChoice> choices;
+  std::vector<LogitEdit> edits;
+  int row = 0;
+  for (const Piece& p : pieces) {
+    if (p.choice != nullptr && !p.choice->argmax_only()) {
+      const SamplingParams& params = p.choice->params;
+      choices.push_back(cuda::SampleChoice{.row = row,
+                                           .top_k = params.top_k,
+                                           .temperature = params.temperature,
+                                           .top_p = params.top_p,
+                                           .min_p = params.min_p,
+                                           .repetition_penalty = params.repetition_penalty,
+                                           .presence_penalty = params.presence_penalty,
+                                           .frequency_penalty = params.frequency_penalty,
+                                           .uniform = p.choice->uniform,
+                                           .edit_begin = static_cast<int32_t>(edits.size()),
+                                           .edit_end = static_cast<int32_t>(edits.size() + p.choice->edits.size())});
+      edits.insert(edits.end(), p.choice->edits.begin(), p.choice->edits.end());
+    }
+    row += p.logit_rows();
+  }
+  if (choices.empty()) return;
+  // One upload: choices, then edits (both 16-byte multiples).
+  const size_t choice_bytes = choices.size() * sizeof(cuda::SampleChoice);
+  const size_t bytes = choice_bytes + edits.size() * sizeof(LogitEdit);
+  if (choices_host_.bytes() < bytes) {  // grows to the largest step's (penalties over long prompts)
+    choices_host_ = std::move(cuda::PinnedBuffer::allocate(2 * bytes).value());
+    choices_device_ = std::move(cuda::DeviceBuffer::allocate(2 * bytes).value());
+  }
+  auto* host = static_cast<char*>(choices_host_.data());
+  std::memcpy(host, choices.data(), choice_bytes);
+  std::memcpy(host + choice_bytes, edits.data(), bytes - choice_bytes);
+  cuda::copy_to_device(choices_device_.data(), host, bytes, stream_.stream());
+  const auto* device_choices = choices_device_.as<cuda::SampleChoice>();
+  const auto* device_edits =
+      reinterpret_cast<const cuda::SampleEdit*>(static_cast<const char*>(choices_device_.data()) + choice_bytes);
+  const GpuExec exec{stream_.stream(), stream_.blas()};
+  for (size_t first = 0; first < choices.size(); first += kMaxSampleRows) {
+    const int rows = static_cast<int>(std::min<size_t>(kMaxSampleRows, choices.size() - first));
+    cuda::sample_rows(exec, device_logits, model_->config().vocab_size, device_choices + first, rows, device_edits,
+                      sample_workspace_.data(), sample_workspace_.bytes(), picked_device_.as<int32_t>());
+  }
 }
 
 Result<cuda::CudaGraph> CudaRunner::capture(const cuda::StepInputs& inputs, float* device_logits) {

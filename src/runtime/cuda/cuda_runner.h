@@ -9,7 +9,8 @@
 // size (captured lazily on the first step of that size) unless enforce_eager is set: the step's
 // inputs then live at fixed device addresses (the metadata layout below depends only on the
 // batch size, the arena hands out the same workspace), so only the upload and the logits copy
-// surround one graph launch.
+// surround one graph launch. Tokens are picked on the device: the argmax of every row, and
+// sample_rows (runtime/sampler.h's pipeline) for rows whose sequence brought a TokenChoice.
 #pragma once
 
 #include <algorithm>
@@ -32,6 +33,8 @@ namespace moeserve {
 
 // Decode steps of up to this many sequences replay CUDA graphs (larger ones run eagerly).
 constexpr int kMaxGraphTokens = 256;
+// Rows sampled on the device per sample_rows call (its workspace is 16 bytes × rows × vocab).
+constexpr int kMaxSampleRows = 64;
 
 struct CudaRunnerOptions {
   int device_index = 0;
@@ -60,9 +63,10 @@ class CudaRunner final : public Runner {
   size_t kv_memory_bytes() const override { return kv_buffer_.bytes(); }
   // logits [rows, vocab] float32 on the host, rows as ModelRunner::execute defines them.
   Tensor execute(std::span<const RunnerSeq> seqs) override;
-  // The argmax of every logits row is computed on the device; argmax_only rows are not copied.
-  bool computes_argmax() const override { return true; }
-  std::span<const int32_t> argmax_tokens() const override { return argmax_; }
+  // Every logits row's token is picked on the device (the argmax, or sample_rows for a row with a
+  // TokenChoice); rows with a TokenChoice are not copied back.
+  bool picks_tokens() const override { return true; }
+  std::span<const int32_t> picked_tokens() const override { return picked_; }
   const ExpertLoad& expert_load() const override;
   void reset_expert_load() override;
 
@@ -85,13 +89,16 @@ class CudaRunner final : public Runner {
     int count;
     bool logits_all;
     bool logits_last;
-    bool argmax_only;  // its logits row stays on the device
+    const TokenChoice* choice;  // its logits row stays on the device, its token is picked there
     int logit_rows() const { return logits_all ? count : (logits_last ? 1 : 0); }
   };
   CudaRunner(cuda::CudaStream stream, const CudaRunnerOptions& options)
       : stream_(std::move(stream)), options_(options) {}
   Status allocate(uint64_t seed);
   void run_pieces(std::span<const Piece> pieces, float* host_logits);
+  // Queues sample_rows for the pieces whose choice is not a plain argmax; their tokens replace
+  // the argmax in picked_device_.
+  void sample_on_device(std::span<const Piece> pieces, const float* device_logits);
   // Records one decode step's forward pass (the inputs already at their fixed addresses).
   Result<cuda::CudaGraph> capture(const cuda::StepInputs& inputs, float* device_logits);
 
@@ -107,9 +114,13 @@ class CudaRunner final : public Runner {
   // Captured decode steps by batch size (rows); an empty graph marks a size that cannot be captured.
   std::map<int, std::optional<cuda::CudaGraph>> graphs_;
   cuda::DeviceBuffer expert_counts_;  // [layers × E] int64
-  cuda::DeviceBuffer argmax_device_;  // [logit rows] int32 of the last forward pass
-  cuda::PinnedBuffer argmax_host_;
-  std::vector<int32_t> argmax_;  // of the last execute(), one per logits row
+  cuda::DeviceBuffer picked_device_;  // [logit rows] int32 of the last forward pass
+  cuda::PinnedBuffer picked_host_;
+  std::vector<int32_t> picked_;  // of the last execute(), one per logits row
+  // sample_rows: its workspace for kMaxSampleRows rows, and the choices + edits uploaded per step.
+  cuda::DeviceBuffer sample_workspace_;
+  cuda::DeviceBuffer choices_device_;
+  cuda::PinnedBuffer choices_host_;
   mutable ExpertLoad expert_load_;
   cuda::OpProfile* profile_ = nullptr;
 };

@@ -1,8 +1,10 @@
-// The engine's greedy fast path (Runner::computes_argmax, as the CUDA runner implements it):
-// requests whose next token is the plain argmax take it from the runner and never read their
-// logits row; every other request (sampling, logprobs, penalties, min_tokens) still samples
-// from the logits. Checked with a runner that computes the argmax on the host and then poisons
-// the rows it was told nobody reads: the outputs must equal an engine on the plain CPU runner.
+// The engine's token-choice protocol (Runner::picks_tokens, as the CUDA runner implements it):
+// every sampling request whose logits row the engine does not need (no logprobs) hands the
+// runner a TokenChoice — params, masks and penalties as edits, and the step's draw from the
+// request's generator — and takes the token the runner picked; logprobs requests still sample
+// from the row on the host. Checked with a runner that picks on the host from the plain CPU
+// runner's rows and then poisons the rows it was told nobody reads: every output (greedy,
+// seeded sampling, penalties, min_tokens, logprobs) must equal an engine on the plain CPU runner.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -19,42 +21,46 @@ namespace {
 
 const char* kModel = MOESERVE_MODELS_DIR "/kjv-mixtral-tiny";
 
-class ArgmaxRunner final : public Runner {
+class PickingRunner final : public Runner {
  public:
-  explicit ArgmaxRunner(std::unique_ptr<Runner> inner) : inner_(std::move(inner)) {}
+  explicit PickingRunner(std::unique_ptr<Runner> inner) : inner_(std::move(inner)) {}
   const ModelConfig& config() const override { return inner_->config(); }
   int num_kv_blocks() const override { return inner_->num_kv_blocks(); }
   int block_size() const override { return inner_->block_size(); }
   size_t kv_memory_bytes() const override { return inner_->kv_memory_bytes(); }
   const ExpertLoad& expert_load() const override { return inner_->expert_load(); }
   void reset_expert_load() override { inner_->reset_expert_load(); }
-  bool computes_argmax() const override { return true; }
-  std::span<const int32_t> argmax_tokens() const override { return argmax_; }
+  bool picks_tokens() const override { return true; }
+  std::span<const int32_t> picked_tokens() const override { return picked_; }
 
   Tensor execute(std::span<const RunnerSeq> seqs) override {
     Tensor logits = inner_->execute(seqs);
     const int vocab = config().vocab_size;
-    argmax_.clear();
+    picked_.clear();
     int row = 0;
     for (const RunnerSeq& seq : seqs) {
       const int rows = seq.all_logits ? seq.num_new : (seq.samples ? 1 : 0);
       for (int r = 0; r < rows; ++r, ++row) {
-        float* values = logits.f32() + int64_t(row) * vocab;
-        argmax_.push_back(argmax_token(std::span<const float>(values, vocab)));
-        if (seq.argmax_only) {
-          ++argmax_only_rows;
-          std::fill(values, values + vocab, std::numeric_limits<float>::quiet_NaN());
+        const std::span<float> values(logits.f32() + int64_t(row) * vocab, vocab);
+        if (seq.choice == nullptr) {
+          picked_.push_back(argmax_token(values));
+          continue;
         }
+        ++(seq.choice->argmax_only() ? argmax_rows : sampled_rows);
+        apply_edits(values, seq.choice->params, seq.choice->edits);
+        picked_.push_back(sample_with_uniform(values, seq.choice->params, seq.choice->uniform));
+        std::fill(values.begin(), values.end(), std::numeric_limits<float>::quiet_NaN());
       }
     }
     return logits;
   }
 
-  int argmax_only_rows = 0;
+  int argmax_rows = 0;   // rows picked by the plain argmax
+  int sampled_rows = 0;  // rows picked after edits or by a draw
 
  private:
   std::unique_ptr<Runner> inner_;
-  std::vector<int32_t> argmax_;
+  std::vector<int32_t> picked_;
 };
 
 std::unique_ptr<Runner> cpu_runner() {
@@ -83,6 +89,15 @@ std::vector<GenerationRequest> requests() {
     r.sampling.temperature = 0.8f;
     r.sampling.seed = 11;
   });
+  add("filtered", {1, 415, 6509, 28705, 560}, [](GenerationRequest& r) {
+    r.sampling = {.temperature = 1.1f,
+                  .top_p = 0.9f,
+                  .top_k = 20,
+                  .min_p = 0.05f,
+                  .presence_penalty = 0.5f,
+                  .frequency_penalty = 0.3f,
+                  .seed = 5};
+  });
   return out;
 }
 
@@ -90,6 +105,7 @@ std::vector<GenerationRequest> requests() {
 std::map<std::string, std::pair<std::vector<int32_t>, std::vector<float>>> run(std::unique_ptr<Runner> runner) {
   EngineConfig config;
   config.scheduler.max_model_len = 128;
+  config.eos_token_ids = {2};  // the model's, so min_tokens masks it
   auto engine = Engine::create(kModel, std::move(runner), nullptr, config);
   MS_CHECK(engine.ok());
   std::mutex mutex;
@@ -113,24 +129,27 @@ std::map<std::string, std::pair<std::vector<int32_t>, std::vector<float>>> run(s
   return got;
 }
 
-TEST(EngineArgmax, GreedyRequestsTakeTheRunnersArgmaxAndOthersStillSample) {
+TEST(EngineTokenChoice, TheRunnerPicksEveryTokenButLogprobsAndOutputsStayTheSame) {
   const auto reference = run(cpu_runner());
-  auto argmax_runner = std::make_unique<ArgmaxRunner>(cpu_runner());
-  ArgmaxRunner* observed = argmax_runner.get();
-  const auto fast = run(std::move(argmax_runner));
-  ASSERT_EQ(fast.size(), reference.size());
+  auto picking_runner = std::make_unique<PickingRunner>(cpu_runner());
+  PickingRunner* observed = picking_runner.get();
+  const auto picked = run(std::move(picking_runner));
+  ASSERT_EQ(picked.size(), reference.size());
   for (const auto& [id, expected] : reference) {
-    EXPECT_EQ(fast.at(id).first, expected.first) << id;
-    ASSERT_EQ(fast.at(id).second.size(), expected.second.size()) << id;
-    for (size_t i = 0; i < expected.second.size(); ++i) EXPECT_FLOAT_EQ(fast.at(id).second[i], expected.second[i]) << id;
-    for (float lp : fast.at(id).second) EXPECT_TRUE(std::isfinite(lp)) << id;
+    EXPECT_EQ(picked.at(id).first, expected.first) << id;
+    ASSERT_EQ(picked.at(id).second.size(), expected.second.size()) << id;
+    for (size_t i = 0; i < expected.second.size(); ++i)
+      EXPECT_FLOAT_EQ(picked.at(id).second[i], expected.second[i]) << id;
+    for (float lp : picked.at(id).second) EXPECT_TRUE(std::isfinite(lp)) << id;
   }
-  // Every row of the two greedy requests and min-tokens' rows from its 6th token on went the
-  // fast way; the logprobs, penalty and sampled requests' rows never did (they would read NaN).
-  const int expected_fast = int(reference.at("greedy-a").first.size() + reference.at("greedy-b").first.size()) +
-                            std::max(0, int(reference.at("min-tokens").first.size()) - 5);
-  EXPECT_GT(expected_fast, 0);
-  EXPECT_EQ(observed->argmax_only_rows, expected_fast);
+  // The two greedy requests and min-tokens' rows from its 6th token on are plain argmax rows;
+  // min-tokens' first 5, the penalty, sampled and filtered requests' rows are picked after edits or a
+  // draw; the logprobs request's rows never reach the runner's choice (they would read NaN).
+  auto tokens = [&](const std::string& id) { return int(reference.at(id).first.size()); };
+  const int min_tokens_masked = std::min(5, tokens("min-tokens"));
+  EXPECT_GT(tokens("sampled"), 0);
+  EXPECT_EQ(observed->argmax_rows, tokens("greedy-a") + tokens("greedy-b") + tokens("min-tokens") - min_tokens_masked);
+  EXPECT_EQ(observed->sampled_rows, min_tokens_masked + tokens("penalty") + tokens("sampled") + tokens("filtered"));
 }
 
 }  // namespace
