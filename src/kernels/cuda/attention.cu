@@ -7,7 +7,7 @@
 // decode step (one row per sequence) from running a few long serial warps. Decode batches of a
 // GQA model with enough rows run the group kernel below instead (one block per (row, kv head)).
 // Exact, SIMT (prefill-sized batches take attention_prefill_mma.cu's tensor-core tiles instead).
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/paged_cache.cuh"
 
 namespace moeserve::cuda {
 
@@ -15,28 +15,6 @@ namespace {
 
 constexpr int kWarps = 8;  // one 32-key tile each for contexts up to 256 keys
 constexpr int kValuesPerLane = kMaxValueDim / 32;
-
-__device__ __forceinline__ const float* cache_entry(const AttentionArgs& args, const int32_t* table, int position) {
-  const int64_t block = table[position / args.block_size];
-  return args.cache + (block * args.block_size + position % args.block_size) * args.entry_size;
-}
-
-// The keys one query row attends to: cache positions [first, position] through its block table,
-// and where its kv head's key and value sit inside a cache entry.
-struct RowKeys {
-  int position;
-  int first;
-  const int32_t* table;
-  int key_offset;
-  int value_offset;
-};
-
-__device__ __forceinline__ RowKeys row_keys(const AttentionArgs& args, int token, int kv_head) {
-  const int position = args.positions[token];
-  return RowKeys{position, args.sliding_window > 0 ? max(0, position - args.sliding_window + 1) : 0,
-                 args.block_tables + args.table_offsets[token], args.key_offset + kv_head * args.kv_head_stride,
-                 args.value_offset + kv_head * args.kv_head_stride};
-}
 
 __device__ __forceinline__ float dot(const float* q, const float* k, int dim, bool vector_ok) {
   float sum = 0.0f;
@@ -70,8 +48,8 @@ __global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(AttentionA
   for (int d = threadIdx.x; d < args.key_dim; d += blockDim.x) q[d] = q_row[d] * args.scale;
   __syncthreads();
 
-  const RowKeys row = row_keys(args, token, kv_head);
-  const int position = row.position, first = row.first, key_offset = row.key_offset, value_offset = row.value_offset;
+  const KeyRange row = key_range(args, token, 1, kv_head);
+  const int position = row.last, first = row.first, key_offset = row.key_offset, value_offset = row.value_offset;
   const int32_t* table = row.table;
   const bool vector_ok = (args.key_dim % 4) == 0 && (key_offset % 4) == 0 && (args.entry_size % 4) == 0;
   const bool values_vec4 = args.value_dim <= 128 && args.value_dim % 4 == 0 && value_offset % 4 == 0 &&
@@ -98,12 +76,15 @@ __global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(AttentionA
     // Each lane found its own key's entry for the score; the value loop borrows it by shuffle
     // instead of walking the block table again per key.
     const float* own_values = (valid ? cache_entry(args, table, key) : args.cache) + value_offset;
+    auto key_values = [&](int j, float& pj) {  // key j's probability and value row, from lane j
+      pj = __shfl_sync(0xffffffffu, p, j);
+      return reinterpret_cast<const float*>(__shfl_sync(0xffffffffu, reinterpret_cast<uintptr_t>(own_values), j));
+    };
     if (values_vec4) {  // lane owns dims [4 lane, 4 lane + 4): one float4 per key, 8 keys in flight
 #pragma unroll 8
       for (int j = 0; j < tile_keys; ++j) {
-        const float pj = __shfl_sync(0xffffffffu, p, j);
-        const float* v = reinterpret_cast<const float*>(
-            __shfl_sync(0xffffffffu, reinterpret_cast<uintptr_t>(own_values), j));
+        float pj;
+        const float* v = key_values(j, pj);
         if (4 * lane < args.value_dim) {
           const float4 v4 = *reinterpret_cast<const float4*>(v + 4 * lane);
           acc[0] += pj * v4.x;
@@ -115,9 +96,8 @@ __global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(AttentionA
     } else {
 #pragma unroll 4
       for (int j = 0; j < tile_keys; ++j) {
-        const float pj = __shfl_sync(0xffffffffu, p, j);
-        const float* v = reinterpret_cast<const float*>(
-            __shfl_sync(0xffffffffu, reinterpret_cast<uintptr_t>(own_values), j));
+        float pj;
+        const float* v = key_values(j, pj);
 #pragma unroll
         for (int i = 0; i < kValuesPerLane; ++i) {
           const int d = lane + 32 * i;
@@ -182,8 +162,8 @@ __global__ void __launch_bounds__(kGqaWarps * 32) paged_attention_gqa_kernel(Att
     q[i / args.key_dim][i % args.key_dim] = q_rows[i] * args.scale;
   __syncthreads();
 
-  const RowKeys row = row_keys(args, token, kv_head);
-  const int position = row.position, first = row.first, key_offset = row.key_offset, value_offset = row.value_offset;
+  const KeyRange row = key_range(args, token, 1, kv_head);
+  const int position = row.last, first = row.first, key_offset = row.key_offset, value_offset = row.value_offset;
   const int32_t* table = row.table;
 
   float running_max[kGroup], denominator[kGroup], acc[kGroup][kGqaValuesPerLane];

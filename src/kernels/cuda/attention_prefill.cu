@@ -4,7 +4,7 @@
 // consecutive rows, and one block takes a tile × one kv head, i.e. kPrefillTileRows × group
 // query vectors that share every K/V tile it loads into shared memory (32 keys at a time) — so
 // K/V is read once per query tile instead of once per query row as in paged_attention. Online softmax per query row.
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/paged_cache.cuh"
 
 namespace moeserve::cuda {
 
@@ -57,12 +57,9 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionAr
     s.maxima[query] = -INFINITY;
     s.denom[query] = 0.0f;
   }
-  const int first_pos = args.positions[first_row];
-  const int last_pos = args.positions[first_row + tile_rows - 1];
-  const int32_t* table = args.block_tables + args.table_offsets[first_row];
-  const int key_begin = args.sliding_window > 0 ? max(0, first_pos - args.sliding_window + 1) : 0;
-  const int key_offset = args.key_offset + kv_head * args.kv_head_stride;
-  const int value_offset = args.value_offset + kv_head * args.kv_head_stride;
+  const KeyRange keys = key_range(args, first_row, tile_rows, kv_head);
+  const int key_begin = keys.first, last_pos = keys.last, key_offset = keys.key_offset;
+  const int value_offset = keys.value_offset;
   // P·V ownership: lane l accumulates dims [4l, 4l + 4) of the warp's queries warp + 8r, so
   // per key a thread reads 8 broadcast probabilities and one float4 of V for 32 FMAs.
   const int out_d = lane * 4;
@@ -79,8 +76,7 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionAr
       const int key = tile + j;
       float kv_k = 0.0f, kv_v = 0.0f;
       if (key <= last_pos) {
-        const int64_t block = table[key / args.block_size];
-        const float* entry = args.cache + (block * args.block_size + key % args.block_size) * args.entry_size;
+        const float* entry = cache_entry(args, keys.table, key);
         kv_k = entry[key_offset + d];
         kv_v = entry[value_offset + d];
       }

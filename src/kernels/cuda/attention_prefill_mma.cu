@@ -10,7 +10,7 @@
 // Split mode: x ≈ hi + lo for Q, K, P and V, and each product takes the three MMAs hi·hi,
 // hi·lo, lo·hi (the lo·lo term is ~2⁻¹⁶ of the result), so results stay float32-like (mma_gemm's
 // precise mode); plain mode multiplies the bf16 roundings alone.
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/paged_cache.cuh"
 #include "kernels/cuda/mma.cuh"
 
 namespace moeserve::cuda {
@@ -88,12 +88,9 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
   float row_max[2] = {-INFINITY, -INFINITY};
   float row_sum[2] = {0.0f, 0.0f};  // this thread's share; the quad's four are added at the end
 
-  const int first_pos = args.positions[first_row];
-  const int last_pos = args.positions[first_row + tile_rows - 1];
-  const int32_t* table = args.block_tables + args.table_offsets[first_row];
-  const int key_begin = args.sliding_window > 0 ? max(0, first_pos - args.sliding_window + 1) : 0;
-  const int key_offset = args.key_offset + kv_head * args.kv_head_stride;
-  const int value_offset = args.value_offset + kv_head * args.kv_head_stride;
+  const KeyRange keys = key_range(args, first_row, tile_rows, kv_head);
+  const int key_begin = keys.first, last_pos = keys.last, key_offset = keys.key_offset;
+  const int value_offset = keys.value_offset;
   const int chunks = dim / 4;
 
   for (int tile = key_begin; tile <= last_pos; tile += kKeys) {
@@ -108,8 +105,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
         kk[b] = vv[b] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);  // keys past the tile's last: zero
         if (i < kKeys * chunks && key <= last_pos) {
           const int d = 4 * (i % chunks);
-          const int64_t block = table[key / args.block_size];
-          const float* entry = args.cache + (block * args.block_size + key % args.block_size) * args.entry_size;
+          const float* entry = cache_entry(args, keys.table, key);
           kk[b] = *reinterpret_cast<const float4*>(entry + key_offset + d);
           vv[b] = *reinterpret_cast<const float4*>(entry + value_offset + d);
         }

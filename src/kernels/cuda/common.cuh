@@ -68,6 +68,16 @@ __device__ __forceinline__ uint16_t float_to_bf16_bits(float value) {
   return static_cast<uint16_t>((word + rounding) >> 16);
 }
 
+// x ≈ hi + lo, both bf16: hi is x rounded, lo the rounded remainder (about 16 mantissa bits in all).
+struct Bf16Split {
+  uint16_t hi;
+  uint16_t lo;
+};
+__device__ __forceinline__ Bf16Split split_bf16(float x) {
+  const uint16_t hi = float_to_bf16_bits(x);
+  return {hi, float_to_bf16_bits(x - bf16_bits_to_float(hi))};
+}
+
 __device__ __forceinline__ float warp_sum(float value) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset >>= 1) value += __shfl_xor_sync(0xffffffffu, value, offset);

@@ -26,9 +26,9 @@ __global__ void to_f32_kernel(const uint16_t* x, int64_t count, float* out) {
 __global__ void to_bf16_split_kernel(const float* x, int64_t count, uint16_t* hi, uint16_t* lo) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const uint16_t high = float_to_bf16_bits(x[i]);
-    hi[i] = high;
-    lo[i] = float_to_bf16_bits(x[i] - bf16_bits_to_float(high));
+    const Bf16Split split = split_bf16(x[i]);
+    hi[i] = split.hi;
+    lo[i] = split.lo;
   }
 }
 

@@ -1,5 +1,5 @@
 // Tensor-core helpers shared by the kernels that use mma.sync (mma_gemm, the prefill attention):
-// the m16n8k16 bf16 MMA, bf16 packing, the hi + lo split of a float, and ldmatrix.
+// the m16n8k16 bf16 MMA, bf16 packing and ldmatrix (the hi + lo split is in common.cuh).
 //
 // Fragment layout of mma.m16n8k16 (g = lane / 4, t = lane % 4), as the PTX ISA defines it:
 //   A [16 × 16] row-major, 4 registers of 2 bf16: a0 (row g, cols 2t, 2t+1), a1 (row g+8, same
@@ -31,16 +31,6 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], 
 
 __device__ __forceinline__ uint32_t pack_bf16(uint16_t lo, uint16_t hi) {
   return static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
-}
-
-// x ≈ hi + lo, both bf16: hi is x rounded, lo the rounded remainder (about 16 mantissa bits in all).
-struct Bf16Split {
-  uint16_t hi;
-  uint16_t lo;
-};
-__device__ __forceinline__ Bf16Split split_bf16(float x) {
-  const uint16_t hi = float_to_bf16_bits(x);
-  return {hi, float_to_bf16_bits(x - bf16_bits_to_float(hi))};
 }
 
 // Four 8 × 8 bf16 matrices from shared memory, transposed: lanes 8i..8i+7 give the row

@@ -1,6 +1,7 @@
 #include "runtime/cuda/cuda_runner.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <vector>
 
@@ -21,6 +22,9 @@ Result<std::unique_ptr<CudaRunner>> CudaRunner::create(const ModelConfig& config
   const GpuExec exec{runner->stream_.stream(), runner->stream_.blas()};
   MS_ASSIGN_OR_RETURN(runner->model_, cuda::CudaModel::load(config, weights, seed, exec, options.prefill_precision));
   MS_RETURN_IF_ERROR(runner->allocate(seed));
+  if (!options.enforce_eager && options.capture_batch_sizes > 0) {
+    MS_RETURN_IF_ERROR(runner->capture_decode_graphs(std::min(options.capture_batch_sizes, kMaxGraphTokens)));
+  }
   return runner;
 }
 
@@ -161,41 +165,14 @@ void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
     table += blocks;
   }
   cuda::copy_to_device(meta_.data(), host, words * 4, stream_.stream());
-  const int32_t* dev = meta_.as<int32_t>();
-  const cuda::StepInputs inputs{.tokens = tokens,
-                                .token_ids = dev,
-                                .positions = dev + tokens,
-                                .table_offsets = dev + 2 * tokens,
-                                .block_tables = dev + 4 * tokens + logit_rows + 2 * tiles,
-                                .slots = dev + 3 * tokens,
-                                .logit_rows = logit_rows,
-                                .logit_row_ids = dev + 4 * tokens,
-                                .num_query_tiles = tiles,
-                                .query_tiles = dev + 4 * tokens + logit_rows};
+  const cuda::StepInputs inputs = inputs_at(tokens, logit_rows, tiles);
   arena_.reset();
   const int vocab = model_->config().vocab_size;
   float* device_logits = arena_.alloc<float>(std::max<size_t>(1, size_t(logit_rows) * vocab));
   const GpuExec exec{stream_.stream(), stream_.blas()};
   // A decode step: one sampled row per sequence.
   const bool decode = logit_rows == tokens && static_cast<int>(pieces.size()) == tokens;
-  const cuda::CudaGraph* graph = nullptr;
-  if (decode && !options_.enforce_eager && profile_ == nullptr && tokens <= kMaxGraphTokens) {
-    auto it = graphs_.find(tokens);
-    if (it == graphs_.end()) {
-      // An empty entry marks a size that runs eagerly: the model needs the host inside the step.
-      std::optional<cuda::CudaGraph> captured;
-      if (model_->capturable(tokens)) {
-        Result<cuda::CudaGraph> graph_or = capture(inputs, device_logits);
-        if (graph_or.ok()) {
-          captured = std::move(graph_or.value());
-        } else {
-          spdlog::warn("decode steps of {} sequences run without a CUDA graph: {}", tokens, graph_or.error().message);
-        }
-      }
-      it = graphs_.emplace(tokens, std::move(captured)).first;
-    }
-    if (it->second.has_value()) graph = &*it->second;
-  }
+  const cuda::CudaGraph* graph = decode && profile_ == nullptr ? decode_graph(tokens, device_logits) : nullptr;
   if (graph != nullptr) {
     graph->launch(stream_.stream());
   } else {
@@ -278,6 +255,61 @@ void CudaRunner::sample_on_device(std::span<const Piece> pieces, const float* de
     cuda::sample_rows(exec, device_logits, model_->config().vocab_size, device_choices + first, rows, device_edits,
                       sample_workspace_.data(), sample_workspace_.bytes(), picked_device_.as<int32_t>());
   }
+}
+
+cuda::StepInputs CudaRunner::inputs_at(int tokens, int logit_rows, int tiles) const {
+  const int32_t* dev = meta_.as<int32_t>();
+  return cuda::StepInputs{.tokens = tokens,
+                          .token_ids = dev,
+                          .positions = dev + tokens,
+                          .table_offsets = dev + 2 * tokens,
+                          .block_tables = dev + 4 * tokens + logit_rows + 2 * tiles,
+                          .slots = dev + 3 * tokens,
+                          .logit_rows = logit_rows,
+                          .logit_row_ids = dev + 4 * tokens,
+                          .num_query_tiles = tiles,
+                          .query_tiles = dev + 4 * tokens + logit_rows};
+}
+
+const cuda::CudaGraph* CudaRunner::decode_graph(int tokens, float* device_logits) {
+  if (options_.enforce_eager || tokens > kMaxGraphTokens) return nullptr;
+  auto it = graphs_.find(tokens);
+  if (it == graphs_.end()) {
+    // An empty entry marks a size that runs eagerly: the model needs the host inside the step.
+    std::optional<cuda::CudaGraph> captured;
+    if (model_->capturable(tokens)) {
+      Result<cuda::CudaGraph> graph_or = capture(inputs_at(tokens, tokens, tokens), device_logits);
+      if (graph_or.ok()) {
+        captured = std::move(graph_or.value());
+      } else {
+        spdlog::warn("decode steps of {} sequences run without a CUDA graph: {}", tokens, graph_or.error().message);
+      }
+    }
+    it = graphs_.emplace(tokens, std::move(captured)).first;
+  }
+  return it->second.has_value() ? &*it->second : nullptr;
+}
+
+Status CudaRunner::capture_decode_graphs(int max_batch) {
+  const auto start = std::chrono::steady_clock::now();
+  // The metadata buffer the graphs read, sized so that steps rarely outgrow it (which would
+  // drop the graphs): every row of the largest forward pass, plus block tables of 4× the pool.
+  const size_t rows = std::max(options_.max_num_batched_tokens, max_batch);
+  const size_t words = 7 * rows + 4 * size_t(num_kv_blocks_);
+  if (meta_host_.bytes() < words * 4) {
+    MS_ASSIGN_OR_RETURN(meta_host_, cuda::PinnedBuffer::allocate(words * 4));
+    MS_ASSIGN_OR_RETURN(meta_, cuda::DeviceBuffer::allocate(words * 4));
+    graphs_.clear();
+  }
+  const int vocab = model_->config().vocab_size;
+  for (int tokens = 1; tokens <= max_batch; ++tokens) {
+    arena_.reset();  // as run_pieces: the logits are the step's first allocation
+    decode_graph(tokens, arena_.alloc<float>(size_t(tokens) * vocab));
+  }
+  stream_.synchronize();
+  spdlog::info("captured {} decode CUDA graphs (batch 1-{}) in {:.2f} s", num_graphs(), max_batch,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return ok_status();
 }
 
 Result<cuda::CudaGraph> CudaRunner::capture(const cuda::StepInputs& inputs, float* device_logits) {

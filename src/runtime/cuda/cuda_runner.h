@@ -6,7 +6,8 @@
 // runs the model, and copies the logits rows back. Steps larger than max_num_batched_tokens
 // are split into consecutive sub-steps (each sub-step's K/V is in the cache before the next
 // one attends to it, so the logits are the same). Decode steps replay a CUDA graph per batch
-// size (captured lazily on the first step of that size) unless enforce_eager is set: the step's
+// size (captured at start-up up to capture_batch_sizes, else on the first step of that size)
+// unless enforce_eager is set: the step's
 // inputs then live at fixed device addresses (the metadata layout below depends only on the
 // batch size, the arena hands out the same workspace), so only the upload and the logits copy
 // surround one graph launch. Tokens are picked on the device: the argmax of every row, and
@@ -46,8 +47,12 @@ struct CudaRunnerOptions {
   // and 0.022 on tiny-qwen2_moe (over the 2e-2 bound); split bf16 lands at ~1e-5 on every fixture.
   cuda::PrefillPrecision prefill_precision = cuda::PrefillPrecision::kSplitBf16;
   // false: decode steps (one sampled row per sequence, up to kMaxGraphTokens of them) replay a
-  // CUDA graph captured the first time each batch size runs (vLLM's --enforce-eager turns it off).
+  // CUDA graph per batch size (vLLM's --enforce-eager turns it off).
   bool enforce_eager = false;
+  // With graphs: capture those of batch sizes 1..capture_batch_sizes (at most kMaxGraphTokens)
+  // at start-up, as vLLM does (a server passes --max-num-seqs), so no step pays for a capture;
+  // other sizes are captured the first time they run.
+  int capture_batch_sizes = 0;
 };
 
 class CudaRunner final : public Runner {
@@ -99,6 +104,13 @@ class CudaRunner final : public Runner {
   // Queues sample_rows for the pieces whose choice is not a plain argmax; their tokens replace
   // the argmax in picked_device_.
   void sample_on_device(std::span<const Piece> pieces, const float* device_logits);
+  // The step's inputs inside meta_ for a layout of (tokens, logit rows, query tiles): the
+  // offsets depend only on these counts (the block tables come last).
+  cuda::StepInputs inputs_at(int tokens, int logit_rows, int tiles) const;
+  // The graph of a decode step of `tokens` sequences, captured now if it is the first step of
+  // that size; null where that size runs eagerly. device_logits: the arena's first allocation.
+  const cuda::CudaGraph* decode_graph(int tokens, float* device_logits);
+  Status capture_decode_graphs(int max_batch);
   // Records one decode step's forward pass (the inputs already at their fixed addresses).
   Result<cuda::CudaGraph> capture(const cuda::StepInputs& inputs, float* device_logits);
 
