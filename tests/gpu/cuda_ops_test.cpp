@@ -89,7 +89,8 @@ TEST_F(CudaOpsTest, AddRmsNormFusedAndPerHead) {
   EXPECT_LT(relative_error(download(dx, x.size()), expected), 1e-6);
 }
 
-TEST_F(CudaOpsTest, RopeHalfAndInterleaved) {
+// RoPE against ops::rope, and its fused cache write (ops::kv_write of the rotated rows).
+TEST_F(CudaOpsTest, RopeHalfAndInterleavedWithCacheWrite) {
   for (bool interleaved : {false, true}) {
     for (int tokens : {1, 9}) {
       const int heads = 3, head_stride = 20, offset = 4, half = 8;
@@ -101,7 +102,13 @@ TEST_F(CudaOpsTest, RopeHalfAndInterleaved) {
       std::vector<float> expected = x;
       ops::rope(cpu_, f32_view(expected, Shape{tokens, heads, head_stride}), positions,
                 ops::RopeParams{inv_freq, offset, 1.3f, interleaved});
+      // The fused cache write: each token's last two heads (after rotation) into slot 3t + 1 of a
+      // poisoned cache whose other slots must stay poisoned.
+      const int entry_size = 2 * head_stride, entry_offset = head_stride, num_slots = 3 * tokens;
+      std::vector<int32_t> slots(tokens);
+      for (int t = 0; t < tokens; ++t) slots[t] = 3 * t + 1;
       float* dx = upload(x);
+      float* cache = poisoned<float>(size_t(num_slots) * entry_size);
       cuda::rope(exec_, cuda::RopeArgs{.x = dx,
                                        .tokens = tokens,
                                        .heads = heads,
@@ -112,8 +119,25 @@ TEST_F(CudaOpsTest, RopeHalfAndInterleaved) {
                                        .half = half,
                                        .attention_factor = 1.3f,
                                        .interleaved = interleaved,
-                                       .positions = upload(positions)});
-      EXPECT_LT(relative_error(download(dx, x.size()), expected), 1e-5) << interleaved << " " << tokens;
+                                       .positions = upload(positions),
+                                       .cache = cache,
+                                       .entry_size = entry_size,
+                                       .entry_offset = entry_offset,
+                                       .slots = upload(slots)});
+      const std::vector<float> rotated = download(dx, x.size());
+      EXPECT_LT(relative_error(rotated, expected), 1e-5) << interleaved << " " << tokens;
+      const std::vector<float> cached = download(cache, size_t(num_slots) * entry_size);
+      for (int slot = 0; slot < num_slots; ++slot) {
+        for (int i = 0; i < entry_size; ++i) {
+          const float got = cached[size_t(slot) * entry_size + i];
+          if (slot % 3 != 1) {
+            ASSERT_TRUE(std::isnan(got)) << "slot " << slot << " was written";
+          } else {
+            const int t = slot / 3;
+            ASSERT_EQ(got, rotated[size_t(t) * heads * head_stride + entry_offset + i]) << slot;
+          }
+        }
+      }
     }
   }
 }
@@ -452,6 +476,36 @@ TEST_F(CudaOpsTest, MoePermuteGatherCombine) {
                                                   .shared_gate_logit = upload(gate),
                                                   .out = out});
     EXPECT_LT(relative_error(download(out, expected.size()), expected), 1e-6) << tokens << " tokens";
+
+    // Fused with the residual add + RMSNorm that follows: residual += combined, then its norm.
+    auto residual = random_floats(expected.size(), 2.0f);
+    std::vector<float> norm_w;
+    auto norm_weight = random_bf16(hidden, 1.0f, &norm_w);
+    std::vector<float> summed = residual, normed_expected(expected.size());
+    ops::add_inplace(cpu_, f32_view(summed, Shape{tokens, hidden}), f32_view(expected, Shape{tokens, hidden}));
+    ops::rms_norm(cpu_, f32_view(summed, Shape{tokens, hidden}), view(norm_weight.data(), DType::kBF16, Shape{hidden}),
+                  1e-5f, f32_view(normed_expected, Shape{tokens, hidden}));
+    float* d_residual = upload(residual);
+    float* normed = poisoned<float>(expected.size());
+    uint16_t* normed_bf16 = poisoned<uint16_t>(expected.size());
+    cuda::moe_combine(exec_, cuda::MoeCombineArgs{.expert_out = upload(g),
+                                                  .positions = positions,
+                                                  .weights = upload(weights),
+                                                  .tokens = tokens,
+                                                  .top_k = top_k,
+                                                  .hidden = hidden,
+                                                  .shared_out = upload(shared),
+                                                  .shared_gate_logit = upload(gate),
+                                                  .residual = d_residual,
+                                                  .norm_weight = upload(norm_weight),
+                                                  .eps = 1e-5f,
+                                                  .normed_f32 = normed,
+                                                  .normed_bf16 = normed_bf16});
+    EXPECT_LT(relative_error(download(d_residual, summed.size()), summed), 1e-6) << tokens << " tokens";
+    const std::vector<float> got_normed = download(normed, expected.size());
+    EXPECT_LT(relative_error(got_normed, normed_expected), 1e-5) << tokens << " tokens";
+    const std::vector<uint16_t> got_bf16 = download(normed_bf16, expected.size());
+    for (size_t i = 0; i < got_bf16.size(); ++i) ASSERT_EQ(got_bf16[i], f32_to_bf16(got_normed[i])) << i;
   }
 }
 
@@ -544,7 +598,7 @@ TEST_F(CudaOpsTest, DecodeGemmsGrouped) {
         // The second set is a decode step's: fewer rows (2) than groups, so small_gemm launches
         // blocks for 2 groups and each finds its group among those with rows.
         for (const std::vector<int>& counts :
-             {std::vector<int>{3, 0, 1, 40, 0, 17, 2, 0, 150}, std::vector<int>{0, 0, 1, 0, 0, 0, 0, 1, 0}}) {
+             {std::vector<int>{3, 0, 1, 40, 0, 17, 2, 0, 150}, std::vector<int>{0, 0, 3, 0, 0, 0, 0, 5, 0}}) {
           const int groups = static_cast<int>(counts.size());
           std::vector<int32_t> offsets = {0};
           for (int c : counts) offsets.push_back(offsets.back() + c);

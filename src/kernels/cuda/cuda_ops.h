@@ -42,7 +42,8 @@ struct RmsNormArgs {
 };
 void rms_norm(const GpuExec& exec, const RmsNormArgs& args);
 
-// ops::rope on x + t * token_stride + head * head_stride + rotary_offset, in place.
+// ops::rope on x + t * token_stride + head * head_stride + rotary_offset, in place (then
+// optionally ops::kv_write of each token's entry).
 // inv_freq [rotary_dim / 2] float32 on the device, positions [tokens].
 struct RopeArgs {
   float* x = nullptr;
@@ -56,6 +57,13 @@ struct RopeArgs {
   float attention_factor = 1.0f;
   bool interleaved = false;
   const int32_t* positions = nullptr;
+  // Optional (cache non-null): then token t's cache entry, entry_size floats at
+  // x + t * token_stride + entry_offset (after rotation), goes to cache slot slots[t] — kv_write
+  // fused (GQA: the rotated K heads and V; MLA: [c | k_pe]).
+  float* cache = nullptr;
+  int entry_size = 0;
+  int entry_offset = 0;
+  const int32_t* slots = nullptr;
 };
 void rope(const GpuExec& exec, const RopeArgs& args);
 
@@ -150,9 +158,10 @@ void moe_permute(const GpuExec& exec, const MoePermuteArgs& args);
 void gather_rows(const GpuExec& exec, const float* x, int width, const int32_t* rows, int count, float* out_f32,
                  uint16_t* out_bf16);
 
-// Weighted combine (ops::scatter_add_rows over all experts, then the shared expert):
+// Weighted combine (ops::scatter_add_rows over all experts, then the shared expert), top_k <= kMaxCombineTopK:
 //   out[t] = Σ_k weights[t, k] · expert_out[positions[t, k]] + s_t · shared_out[t]
 // with s_t = sigmoid(shared_gate_logit[t]) when given, else 1; shared_out may be null.
+constexpr int kMaxCombineTopK = 64;
 struct MoeCombineArgs {
   const float* expert_out = nullptr;   // [T × top_k, hidden] in permuted order
   const int32_t* positions = nullptr;  // [T, top_k]
@@ -163,6 +172,13 @@ struct MoeCombineArgs {
   const float* shared_out = nullptr;         // [T, hidden]
   const float* shared_gate_logit = nullptr;  // [T]
   float* out = nullptr;                      // [T, hidden]
+  // Optional (residual non-null, out unused): the residual add + RMSNorm that follows, fused —
+  // residual[t] += the combined row, then normed[t] = residual[t] / rms · norm_weight (as rms_norm).
+  float* residual = nullptr;                 // [T, hidden]
+  const uint16_t* norm_weight = nullptr;     // [hidden] bf16
+  float eps = 1e-6f;
+  float* normed_f32 = nullptr;               // [T, hidden] or null
+  uint16_t* normed_bf16 = nullptr;           // [T, hidden] or null
 };
 void moe_combine(const GpuExec& exec, const MoeCombineArgs& args);
 

@@ -170,7 +170,8 @@ void CudaModel::gqa(Step& step, int layer_idx, Act x, float* out) const {
                                     .eps = c.rms_norm_eps,
                                     .out_f32 = k});
   }
-  // The k heads follow the q heads in the fused row with the same stride: one launch rotates both.
+  // The k heads follow the q heads in the fused row with the same stride: one launch rotates
+  // both, then writes the entry [K | V] (the row past the q heads) into the cache.
   const RopeArgs rope_args{.x = qkv,
                            .tokens = tokens,
                            .heads = c.num_heads + c.num_kv_heads,
@@ -180,9 +181,12 @@ void CudaModel::gqa(Step& step, int layer_idx, Act x, float* out) const {
                            .half = rope_half_,
                            .attention_factor = rope_attention_factor_,
                            .interleaved = rope_interleaved_,
-                           .positions = step.in.positions};
+                           .positions = step.in.positions,
+                           .cache = step.kv.layers[layer_idx],
+                           .entry_size = step.kv.entry_size,
+                           .entry_offset = q_width,
+                           .slots = step.in.slots};
   rope(step.exec, rope_args);
-  kv_write(step.exec, step.kv.layers[layer_idx], step.kv.entry_size, step.in.slots, tokens, k, row);
   float* attended = step.arena.alloc<float>(static_cast<size_t>(tokens) * q_width);
   scope.emplace(step.profile, step.exec.stream, "attn.attention");
   const AttentionArgs attention{.q = qkv,
@@ -274,9 +278,12 @@ void CudaModel::mla(Step& step, int layer_idx, Act x, float* out) const {
                        .half = rope_half_,
                        .attention_factor = rope_attention_factor_,
                        .interleaved = rope_interleaved_,
-                       .positions = step.in.positions};
+                       .positions = step.in.positions,
+                       .cache = step.kv.layers[layer_idx],
+                       .entry_size = entry,
+                       .entry_offset = 0,
+                       .slots = step.in.slots};
   rope(step.exec, rope_args);
-  kv_write(step.exec, step.kv.layers[layer_idx], entry, step.in.slots, tokens, compressed, entry);
 
   const MlaDims dims{.tokens = tokens,
                      .heads = heads,
@@ -328,20 +335,27 @@ void CudaModel::forward(const GpuExec& exec, DeviceArena& arena, const StepInput
     const ProfileScope scope(profile, exec.stream, "embedding");
     embedding(exec, embed_, hidden, inputs.token_ids, tokens, residual);
   }
+  // The residual stream: branch holds a block's output until the next norm adds it, except
+  // after an MoE block, whose combine adds it and computes the next norm itself (normed_ready).
+  bool branch_pending = false;
+  bool normed_ready = false;
   for (int layer_idx = 0; layer_idx < c.num_layers; ++layer_idx) {
     const DeviceLayer& layer = layers_[layer_idx];
     const size_t mark = arena.used();
-    std::optional<ProfileScope> scope(std::in_place, profile, exec.stream, "norm");
-    rms_norm(exec, RmsNormArgs{.x = residual,
-                               .add = layer_idx == 0 ? nullptr : branch,
-                               .rows = tokens,
-                               .dim = hidden,
-                               .weight = layer.input_norm,
-                               .eps = c.rms_norm_eps,
-                               .out_f32 = normed,
-                               .out_bf16 = normed_bf16});
+    std::optional<ProfileScope> scope;
+    if (!normed_ready) {
+      scope.emplace(profile, exec.stream, "norm");
+      rms_norm(exec, RmsNormArgs{.x = residual,
+                                 .add = branch_pending ? branch : nullptr,
+                                 .rows = tokens,
+                                 .dim = hidden,
+                                 .weight = layer.input_norm,
+                                 .eps = c.rms_norm_eps,
+                                 .out_f32 = normed,
+                                 .out_bf16 = normed_bf16});
+      scope.reset();
+    }
     const Act x{normed, normed_bf16};
-    scope.reset();
     if (c.is_mla()) {
       mla(step, layer_idx, x, branch);
     } else {
@@ -358,22 +372,36 @@ void CudaModel::forward(const GpuExec& exec, DeviceArena& arena, const StepInput
                                .out_bf16 = normed_bf16});
     scope.reset();
     if (layer.is_moe) {
-      moe(step, layer_idx, x, branch);
+      const bool last = layer_idx + 1 == c.num_layers;
+      const RmsNormArgs next_norm{.x = residual,
+                                  .rows = tokens,
+                                  .dim = hidden,
+                                  .weight = last ? final_norm_ : layers_[layer_idx + 1].input_norm,
+                                  .eps = c.rms_norm_eps,
+                                  .out_f32 = normed,
+                                  .out_bf16 = last ? nullptr : normed_bf16};
+      moe(step, layer_idx, x, branch, &next_norm);
+      branch_pending = false;
+      normed_ready = true;
     } else {
       scope.emplace(profile, exec.stream, "mlp");
       mlp(step, x, tokens, layer.mlp, branch);
+      branch_pending = true;
+      normed_ready = false;
     }
     scope.reset();
     arena.rewind(mark);
   }
   const ProfileScope scope(profile, exec.stream, "final_norm_lm_head");
-  rms_norm(exec, RmsNormArgs{.x = residual,
-                             .add = c.num_layers > 0 ? branch : nullptr,
-                             .rows = tokens,
-                             .dim = hidden,
-                             .weight = final_norm_,
-                             .eps = c.rms_norm_eps,
-                             .out_f32 = normed});
+  if (!normed_ready) {
+    rms_norm(exec, RmsNormArgs{.x = residual,
+                               .add = branch_pending ? branch : nullptr,
+                               .rows = tokens,
+                               .dim = hidden,
+                               .weight = final_norm_,
+                               .eps = c.rms_norm_eps,
+                               .out_f32 = normed});
+  }
   const int rows = inputs.logit_rows;
   if (rows == 0) return;
   float* selected = arena.alloc<float>(static_cast<size_t>(rows) * hidden);

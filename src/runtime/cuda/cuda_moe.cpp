@@ -1,5 +1,6 @@
 // CudaModel's MoE block: router GEMM → route (top-k) → permute (rows grouped by expert, on the
-// device) → experts → weighted combine with the shared expert. Batches of up to kMaxMmaRows
+// device) → experts → weighted combine with the shared expert (and the residual add + norm
+// that follows the block). Batches of up to kMaxMmaRows
 // tokens run the experts as two grouped streaming GEMMs (gate/up with SwiGLU fused, then down;
 // small_gemm up to kMaxSmallGroupedRows tokens, mma_gemm beyond) that read the expert offsets
 // on the device, so the step never waits for the host (CUDA-graph safe) and experts no token
@@ -12,7 +13,7 @@
 
 namespace moeserve::cuda {
 
-void CudaModel::moe(Step& step, int layer_idx, Act x, float* out) const {
+void CudaModel::moe(Step& step, int layer_idx, Act x, float* out, const RmsNormArgs* then) const {
   const DeviceMoe& w = layers_[layer_idx].moe;
   const int tokens = step.in.tokens;
   const int experts = w.num_experts;
@@ -67,15 +68,23 @@ void CudaModel::moe(Step& step, int layer_idx, Act x, float* out) const {
     }
   }
   scope.emplace(step.profile, step.exec.stream, "moe.combine");
-  moe_combine(step.exec, MoeCombineArgs{.expert_out = expert_out,
-                                        .positions = positions,
-                                        .weights = expert_weights,
-                                        .tokens = tokens,
-                                        .top_k = top_k,
-                                        .hidden = hidden,
-                                        .shared_out = shared_out,
-                                        .shared_gate_logit = shared_gate,
-                                        .out = out});
+  MoeCombineArgs combine{.expert_out = expert_out,
+                         .positions = positions,
+                         .weights = expert_weights,
+                         .tokens = tokens,
+                         .top_k = top_k,
+                         .hidden = hidden,
+                         .shared_out = shared_out,
+                         .shared_gate_logit = shared_gate,
+                         .out = out};
+  if (then != nullptr) {
+    combine.residual = then->x;
+    combine.norm_weight = then->weight;
+    combine.eps = then->eps;
+    combine.normed_f32 = then->out_f32;
+    combine.normed_bf16 = then->out_bf16;
+  }
+  moe_combine(step.exec, combine);
 }
 
 // Grouped SwiGLU experts on x_perm [entries, hidden]; an expert has at most `tokens` rows.
