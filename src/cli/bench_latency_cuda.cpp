@@ -233,6 +233,7 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
                                      .group_stride = 2LL * m.expert_intermediate_size * hidden,
                                      .offsets = offsets_buf->as<int32_t>(),
                                      .groups = m.num_experts,
+                                     .total_rows = entries,
                                      .swiglu = true,
                                      .out = y->as<float>()};
       const double bytes = double(touched) * 2 * m.expert_intermediate_size * hidden * 2;
@@ -255,14 +256,18 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
         down.n = hidden;
         down.group_stride = int64_t(hidden) * m.expert_intermediate_size;
         down.swiglu = false;
-        down.total_rows = entries;
-        auto workspace = cuda::DeviceBuffer::allocate(std::max<size_t>(4, cuda::mma_gemm_workspace_floats(down) * 4));
+        const size_t workspace_floats =
+            std::max(cuda::mma_gemm_workspace_floats(down), cuda::small_gemm_workspace_floats(down));
+        auto workspace = cuda::DeviceBuffer::allocate(std::max<size_t>(4, workspace_floats * 4));
         if (!workspace.ok()) fail("cannot allocate kernel benchmark buffers");
         report("mma_gemm split experts down (split K)",
                time_it([&] { cuda::mma_gemm(exec, down, true, workspace->as<float>()); }), bytes / 2);
         report("mma_gemm split experts down (unsplit)", time_it([&] { cuda::mma_gemm(exec, down, true); }), bytes / 2);
-        if (tokens <= cuda::kSmallTile)
-          report("small_gemm experts down", time_it([&] { cuda::small_gemm(exec, down); }), bytes / 2);
+        if (tokens <= cuda::kSmallTile) {
+          report("small_gemm experts down (split K)",
+                 time_it([&] { cuda::small_gemm(exec, down, workspace->as<float>()); }), bytes / 2);
+          report("small_gemm experts down (unsplit)", time_it([&] { cuda::small_gemm(exec, down); }), bytes / 2);
+        }
       }
     }
   }

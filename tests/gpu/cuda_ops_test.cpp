@@ -517,19 +517,25 @@ struct GemmKernel {
   bool bf16_inputs;  // round x to bf16 before the reference sees it
   bool needs_k8;     // K % 8 == 0 only
   double tolerance;
-  bool split_k;      // given a (NaN-poisoned) workspace, so ungrouped GEMMs with few blocks split K
+  // Non-null: the kernel gets a (NaN-poisoned) workspace of this many floats, so GEMMs with few
+  // blocks split K.
+  size_t (*workspace_floats)(const cuda::SmallGemmArgs&);
   void (*run)(const cuda::GpuExec&, const cuda::SmallGemmArgs&, float* workspace);
 };
 const GemmKernel kGemmKernels[] = {
-    {"small_gemm", false, false, 2e-6, false,
+    {"small_gemm", false, false, 2e-6, nullptr,
      [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args, float*) { cuda::small_gemm(exec, args); }},
-    {"mma_gemm split", false, true, 2e-5, false,
+    {"small_gemm split-K", false, false, 2e-6, cuda::small_gemm_workspace_floats,
+     [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args, float* workspace) {
+       cuda::small_gemm(exec, args, workspace);
+     }},
+    {"mma_gemm split", false, true, 2e-5, nullptr,
      [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args, float*) { cuda::mma_gemm(exec, args, true); }},
-    {"mma_gemm split split-K", false, true, 2e-5, true,
+    {"mma_gemm split split-K", false, true, 2e-5, cuda::mma_gemm_workspace_floats,
      [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args, float* workspace) {
        cuda::mma_gemm(exec, args, true, workspace);
      }},
-    {"mma_gemm bf16 split-K", true, true, 1e-5, true,
+    {"mma_gemm bf16 split-K", true, true, 1e-5, cuda::mma_gemm_workspace_floats,
      [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args, float* workspace) {
        cuda::mma_gemm(exec, args, false, workspace);
      }},
@@ -577,7 +583,7 @@ TEST_F(CudaOpsTest, DecodeGemmsMatchLinear) {
         float* out = poisoned<float>(expected.size());
         const cuda::SmallGemmArgs args{
             .x = upload(x), .rows = rows, .k = k, .n = n, .weight = upload(weight), .bias = upload(bias), .out = out};
-        kernel.run(exec_, args, kernel.split_k ? poisoned<float>(cuda::mma_gemm_workspace_floats(args)) : nullptr);
+        kernel.run(exec_, args, kernel.workspace_floats ? poisoned<float>(kernel.workspace_floats(args)) : nullptr);
         expect_close_to_linear(download(out, expected.size()), expected, x, weight, bias, rows, k, n,
                                kernel.tolerance,
                                std::string(kernel.name) + " " + std::to_string(rows) + "x" + std::to_string(k) +
@@ -637,7 +643,7 @@ TEST_F(CudaOpsTest, DecodeGemmsGrouped) {
                                          .total_rows = total,
                                          .swiglu = swiglu,
                                          .out = out};
-          kernel.run(exec_, args, kernel.split_k ? poisoned<float>(cuda::mma_gemm_workspace_floats(args)) : nullptr);
+          kernel.run(exec_, args, kernel.workspace_floats ? poisoned<float>(kernel.workspace_floats(args)) : nullptr);
           EXPECT_LT(relative_error(download(out, expected.size()), expected), kernel.tolerance)
               << kernel.name << (swiglu ? " swiglu " : " ") << hidden << "x" << inter << " rows " << total;
         }

@@ -206,7 +206,10 @@ struct SmallGemmArgs {
   bool swiglu = false;
   float* out = nullptr;
 };
-void small_gemm(const GpuExec& exec, const SmallGemmArgs& args);
+// workspace (no SwiGLU; grouped: total_rows set): room for small_gemm_workspace_floats(args)
+// floats lets a grid with too few blocks for the GPU split K, as mma_gemm does; null runs it unsplit.
+size_t small_gemm_workspace_floats(const SmallGemmArgs& args);
+void small_gemm(const GpuExec& exec, const SmallGemmArgs& args, float* workspace = nullptr);
 
 // The same contract on tensor cores (mma.sync; see mma_gemm.cu), for groups of more rows than
 // small_gemm's CUDA-core tiles suit: each weight byte comes from HBM once (from L2 for every further 16 rows of a group).

@@ -20,6 +20,7 @@
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/mma.cuh"
+#include "kernels/cuda/split_k.cuh"
 
 namespace moeserve::cuda {
 
@@ -218,38 +219,19 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(SmallGemmArgs arg
     }
 }
 
-__global__ void sum_partials_kernel(const float* partial, int splits, int64_t count, int n, const uint16_t* bias,
-                                    float* out) {
-  start_after_prior_grids();
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
-    float sum = bias != nullptr ? bf16_bits_to_float(bias[i % n]) : 0.0f;
-    for (int s = 0; s < splits; ++s) sum += partial[s * count + i];  // fixed order: deterministic
-    out[i] = sum;
-  }
-}
-
 // Activation rows per block (8 · kNTiles): dispatch_rows and k_splits both follow it.
 int row_tile(int rows) { return rows <= 8 ? 8 : 16; }
 constexpr int kGroupedTiles = 2;  // m-tiles per warp of grouped GEMMs (see dispatch_rows)
 
-// Rows the partial sums hold: all of x's (grouped: total_rows), 0 when K is not split.
-int partial_rows(const SmallGemmArgs& args) { return args.offsets != nullptr ? args.total_rows : args.rows; }
-
-// K splits for a GEMM whose grid would leave SMs idle: enough blocks for ~4 per SM of a 132-SM
-// GPU, each split at least 4 chunks of K. Grouped GEMMs count one row tile per touched group
-// (most tiles of a group past its rows exit at once).
+// K splits (split_k.cuh) counting one row tile per touched group of a grouped GEMM (most
+// tiles of a group past its rows exit at once).
 int k_splits(const SmallGemmArgs& args) {
   if (args.swiglu || partial_rows(args) <= 0) return 1;
   const bool grouped = args.offsets != nullptr;
   const int64_t feature_blocks = ceil_div(args.n, kWarps * 16 * (grouped ? kGroupedTiles : 1));
   const int64_t blocks = feature_blocks * (grouped ? std::min(args.groups, args.total_rows)
                                                    : ceil_div(args.rows, row_tile(args.rows)));
-  const int chunks = ceil_div(args.k, kChunk);
-  const int wanted = static_cast<int>(std::min<int64_t>(8, (528 + blocks - 1) / blocks));
-  const int most = std::max(1, chunks / 4);
-  const int splits = std::min(wanted, most);
-  if (splits <= 1) return 1;
-  return ceil_div(chunks, ceil_div(chunks, splits));  // every split gets at least one chunk
+  return k_split_count(blocks, ceil_div(args.k, kChunk));
 }
 
 template <int kNTiles, int kTiles, bool kSwiglu, bool kSplit>
@@ -265,10 +247,7 @@ void launch(const GpuExec& exec, const SmallGemmArgs& args, float* workspace) {
   launch_dependent("mma_gemm", mma_gemm_kernel<kNTiles, kTiles, kSwiglu, kSplit>, grid, kWarps * 32, 0, exec, args,
                    partial, splits, ceil_div(chunks, splits), partial_rows(args));
   if (partial != nullptr) {
-    const int64_t count = int64_t(partial_rows(args)) * args.n;
-    const int blocks = static_cast<int>(std::min<int64_t>(1024, (count + 255) / 256));
-    launch_dependent("mma_gemm (sum of K splits)", sum_partials_kernel, blocks, 256, 0, exec, partial, splits, count,
-                     args.n, args.bias, args.out);
+    sum_partials(exec, partial, splits, int64_t(partial_rows(args)) * args.n, args.n, args.bias, args.out);
   }
 }
 

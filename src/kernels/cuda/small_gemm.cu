@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/split_k.cuh"
 
 namespace moeserve::cuda {
 
@@ -46,8 +47,11 @@ __device__ __forceinline__ Floats8 unpack(uint4 raw) {
   return out;
 }
 
+// partial != null (no SwiGLU): blockIdx.z takes K chunks [z · chunks_per_split, + chunks_per_split)
+// and writes its sums to partial[z][row][col] (partial_rows rows) for sum_partials.
 template <int kTile>
-__global__ void __launch_bounds__(kWarps * 32) small_gemm_kernel(SmallGemmArgs args) {
+__global__ void __launch_bounds__(kWarps * 32)
+    small_gemm_kernel(SmallGemmArgs args, float* partial, int chunks_per_split, int partial_rows) {
   start_after_prior_grids();
   __shared__ float xs[kTile][kChunk];
   __shared__ int nonempty_group;
@@ -84,7 +88,9 @@ __global__ void __launch_bounds__(kWarps * 32) small_gemm_kernel(SmallGemmArgs a
     for (int j = 0; j < kRowsPerWarp; ++j)
 #pragma unroll
       for (int m = 0; m < kTile; ++m) acc[j][m] = 0.0f;
-    for (int k0 = 0; k0 < args.k; k0 += kChunk) {
+    const int k_begin = partial != nullptr ? blockIdx.z * chunks_per_split * kChunk : 0;
+    const int k_end = partial != nullptr ? min(args.k, k_begin + chunks_per_split * kChunk) : args.k;
+    for (int k0 = k_begin; k0 < k_end; k0 += kChunk) {
       uint4 w[kRowsPerWarp][2];
 #pragma unroll
       for (int j = 0; j < kRowsPerWarp; ++j) {
@@ -145,6 +151,11 @@ __global__ void __launch_bounds__(kWarps * 32) small_gemm_kernel(SmallGemmArgs a
           const float g = acc[2 * jj][m];
           out_row[col0 + jj] = g / (1.0f + expf(-g)) * acc[2 * jj + 1][m];
         }
+      } else if (partial != nullptr) {
+        float* partial_row = partial + (static_cast<int64_t>(blockIdx.z) * partial_rows + tile + m) * args.n;
+#pragma unroll
+        for (int j = 0; j < kRowsPerWarp; ++j)
+          if (row_valid[j]) partial_row[col0 + j] = acc[j][m];
       } else {
 #pragma unroll
         for (int j = 0; j < kRowsPerWarp; ++j) {
@@ -189,35 +200,59 @@ __global__ void __launch_bounds__(kWarps * 32) narrow_gemm_kernel(SmallGemmArgs 
   }
 }
 
-template <int kTile>
-void launch(const GpuExec& exec, const SmallGemmArgs& args) {
+// The grid: (column blocks, groups that can have rows or row tiles).
+dim3 grid_of(const SmallGemmArgs& args, int tile) {
   const int cols_per_block = kWarps * (args.swiglu ? kRowsPerWarp / 2 : kRowsPerWarp);
   // Grouped: one grid row per group that can have rows (each has at least one of total_rows).
   const int group_rows = args.total_rows > 0 ? std::min(args.groups, args.total_rows) : args.groups;
-  const dim3 grid(ceil_div(args.n, cols_per_block), args.offsets != nullptr ? group_rows : ceil_div(args.rows, kTile));
-  launch_dependent("small_gemm", small_gemm_kernel<kTile>, grid, kWarps * 32, 0, exec, args);
+  return dim3(ceil_div(args.n, cols_per_block), args.offsets != nullptr ? group_rows : ceil_div(args.rows, tile));
+}
+
+int tile_of(int rows) { return rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : rows <= 8 ? 8 : 16; }
+
+bool narrow(const SmallGemmArgs& args) { return args.offsets == nullptr && !args.swiglu && args.n <= kNarrowOutputs; }
+
+int k_splits(const SmallGemmArgs& args) {
+  if (args.swiglu || narrow(args) || partial_rows(args) <= 0) return 1;
+  const dim3 grid = grid_of(args, tile_of(args.rows));
+  return k_split_count(int64_t(grid.x) * grid.y, ceil_div(args.k, kChunk));
+}
+
+template <int kTile>
+void launch(const GpuExec& exec, const SmallGemmArgs& args, float* workspace) {
+  const int splits = workspace != nullptr ? k_splits(args) : 1;
+  dim3 grid = grid_of(args, kTile);
+  grid.z = splits;
+  float* partial = splits > 1 ? workspace : nullptr;
+  const int chunks = ceil_div(args.k, kChunk);
+  launch_dependent("small_gemm", small_gemm_kernel<kTile>, grid, kWarps * 32, 0, exec, args, partial,
+                   ceil_div(chunks, splits), partial_rows(args));
+  if (partial != nullptr) {
+    sum_partials(exec, partial, splits, int64_t(partial_rows(args)) * args.n, args.n, args.bias, args.out);
+  }
 }
 
 }  // namespace
 
-void small_gemm(const GpuExec& exec, const SmallGemmArgs& args) {
+size_t small_gemm_workspace_floats(const SmallGemmArgs& args) {
+  const int splits = k_splits(args);
+  return splits > 1 ? size_t(splits) * partial_rows(args) * args.n : 0;
+}
+
+void small_gemm(const GpuExec& exec, const SmallGemmArgs& args, float* workspace) {
   if (args.rows == 0 || args.n == 0) return;
-  if (args.offsets == nullptr && !args.swiglu && args.n <= kNarrowOutputs) {
+  if (narrow(args)) {
     launch_dependent("small_gemm (narrow)", narrow_gemm_kernel, ceil_div(int64_t(args.rows) * args.n, kWarps),
                      kWarps * 32, 0, exec, args);
     return;
   }
   // The tile only needs to cover the largest group, which has at most `rows` rows.
-  if (args.rows <= 1) {
-    launch<1>(exec, args);
-  } else if (args.rows <= 2) {
-    launch<2>(exec, args);
-  } else if (args.rows <= 4) {
-    launch<4>(exec, args);
-  } else if (args.rows <= 8) {
-    launch<8>(exec, args);
-  } else {
-    launch<16>(exec, args);
+  switch (tile_of(args.rows)) {
+    case 1: return launch<1>(exec, args, workspace);
+    case 2: return launch<2>(exec, args, workspace);
+    case 4: return launch<4>(exec, args, workspace);
+    case 8: return launch<8>(exec, args, workspace);
+    default: return launch<16>(exec, args, workspace);
   }
 }
 

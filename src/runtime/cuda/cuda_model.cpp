@@ -47,7 +47,8 @@ size_t CudaModel::workspace_bytes(int max_tokens) const {
   int64_t ffn = 3 * static_cast<int64_t>(c.intermediate_size);
   if (c.moe) {
     const MoeConfig& m = *c.moe;
-    // (+ 8 top_k hidden: mma_gemm's split-K partial sums of the down projection, 8 splits at most)
+    // (+ 8 top_k hidden: small_gemm's / mma_gemm's split-K partial sums of the down projection,
+    // 8 splits at most)
     ffn = std::max<int64_t>(ffn, 4 * m.num_experts + 8 * m.top_k +
                                      m.top_k * (10 * hidden + 3 * m.expert_intermediate_size) +
                                      3 * m.shared_intermediate_size + hidden + 1);
@@ -66,7 +67,10 @@ bool CudaModel::experts_stream(int tokens) const {
 
 void CudaModel::grouped_gemm(Step& step, const SmallGemmArgs& args) const {
   if (args.rows <= kMaxSmallGroupedRows) {
-    small_gemm(step.exec, args);
+    const size_t mark = step.arena.used();
+    float* workspace = step.arena.alloc<float>(std::max<size_t>(1, small_gemm_workspace_floats(args)));
+    small_gemm(step.exec, args, workspace);  // splits K of the down projection (few blocks at 1-4 tokens)
+    step.arena.rewind(mark);
     return;
   }
   tensor_core_gemm(step, args);
