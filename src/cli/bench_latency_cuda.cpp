@@ -193,10 +193,15 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
     auto report = [&](const char* kernel, double s) {
       out.push_back({{"kernel", kernel}, {"rows", rows}, {"seconds", s}, {"gb_per_s", double(qkv_out) * hidden * 2 / s / 1e9}});
     };
-    if (rows <= cuda::kSmallTile) report("small_gemm qkv", time_it([&] { cuda::small_gemm(exec, args); }));
+    const size_t workspace_floats =
+        std::max(cuda::mma_gemm_workspace_floats(args), cuda::small_gemm_workspace_floats(args));
+    auto workspace = cuda::DeviceBuffer::allocate(std::max<size_t>(4, workspace_floats * 4));
+    if (!workspace.ok()) fail("cannot allocate kernel benchmark buffers");
+    if (rows <= cuda::kSmallTile) {
+      report("small_gemm qkv", time_it([&] { cuda::small_gemm(exec, args); }));
+      report("small_gemm split-K qkv", time_it([&] { cuda::small_gemm(exec, args, workspace->as<float>()); }));
+    }
     if (cuda::mma_gemm_supported(hidden)) {
-      auto workspace = cuda::DeviceBuffer::allocate(std::max<size_t>(4, cuda::mma_gemm_workspace_floats(args) * 4));
-      if (!workspace.ok()) fail("cannot allocate kernel benchmark buffers");
       report("mma_gemm split qkv", time_it([&] { cuda::mma_gemm(exec, args, true); }));
       report("mma_gemm split split-K qkv", time_it([&] { cuda::mma_gemm(exec, args, true, workspace->as<float>()); }));
       report("mma_gemm bf16 split-K qkv", time_it([&] { cuda::mma_gemm(exec, args, false, workspace->as<float>()); }));

@@ -86,10 +86,13 @@ void CudaModel::tensor_core_gemm(Step& step, const SmallGemmArgs& args) const {
 void CudaModel::linear(Step& step, Act x, int rows, const DeviceLinear& w, float* out) const {
   const SmallGemmArgs args{
       .x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.weight, .bias = w.bias, .out = out};
-  if (rows <= kMaxMmaDenseRows && mma_gemm_supported(w.in)) {
+  if (rows <= kMaxSmallDenseRows || (rows <= kSmallTile && !mma_gemm_supported(w.in))) {
+    const size_t mark = step.arena.used();
+    float* workspace = step.arena.alloc<float>(std::max<size_t>(1, small_gemm_workspace_floats(args)));
+    small_gemm(step.exec, args, workspace);  // float32 activations, K split when the grid is small
+    step.arena.rewind(mark);
+  } else if (rows <= kMaxMmaDenseRows) {
     tensor_core_gemm(step, args);
-  } else if (rows <= kSmallTile) {
-    small_gemm(step.exec, args);  // K % 8 != 0
   } else {
     gemm(step, x, rows, w.weight, w.bias, w.out, w.in, out);
   }
