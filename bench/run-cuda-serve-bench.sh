@@ -3,7 +3,8 @@
 # LAYERS (8) layers with dummy bf16 weights (the bundled demo model's tokenizer), timed from launch
 # to the HTTP port opening and from there to the first answer, then driven by `moeserve bench
 # serve` at concurrency 1, 8 and 64 (random 128-token prompts, 64 generated tokens, ignore_eos),
-# greedy, then at 8 and 64 sampling with temperature 1 and top_p 0.95.
+# greedy, then at 8 and 64 sampling with temperature 1 and top_p 0.95. Every run draws its own
+# prompts (--seed), so none hits the prefix cache another run filled.
 # usage: bench/run-cuda-serve-bench.sh MOESERVE_BINARY OUT.json [LAYERS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,14 +49,15 @@ for concurrency in 1 8 64; do
   [ "$prompts" -lt 16 ] && prompts=16
   "$BIN" bench serve --model "$TOKENIZER" --base-url "http://127.0.0.1:$PORT" --served-model-name m \
     --num-prompts "$prompts" --max-concurrency "$concurrency" --random-input-len 128 --random-output-len 64 \
-    --ignore-eos --disable-tqdm --result-file "$WORK/c$concurrency.json"
+    --ignore-eos --disable-tqdm --seed "$concurrency" --result-file "$WORK/c$concurrency.json"
   runs+=("$WORK/c$concurrency.json")
 done
 # The same at concurrency 8 and 64 with sampling (temperature 1, top_p 0.95: tokens picked on the GPU).
 for concurrency in 8 64; do
   "$BIN" bench serve --model "$TOKENIZER" --base-url "http://127.0.0.1:$PORT" --served-model-name m \
     --num-prompts $((concurrency * 4)) --max-concurrency "$concurrency" --random-input-len 128 --random-output-len 64 \
-    --ignore-eos --disable-tqdm --temperature 1.0 --top-p 0.95 --result-file "$WORK/s$concurrency.json"
+    --ignore-eos --disable-tqdm --seed $((1000 + concurrency)) --temperature 1.0 --top-p 0.95 \
+    --result-file "$WORK/s$concurrency.json"
   runs+=("$WORK/s$concurrency.json")
 done
 kill -TERM $SERVER; wait $SERVER || true
