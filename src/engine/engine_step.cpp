@@ -4,7 +4,7 @@
 #include <chrono>
 
 #include "engine/engine.h"
-#include "engine/logprobs.h"
+#include "runtime/logprobs.h"
 
 namespace moeserve {
 
@@ -29,7 +29,8 @@ void Engine::run_step() {
   std::vector<RunnerSeq> seqs;
   seqs.reserve(plan.seqs.size());
   // Each sampling sequence's choice (its draw taken now, in step order). A runner that picks
-  // tokens gets it unless the engine needs the logits row itself (logprobs).
+  // tokens gets it unless the engine needs the logits row itself (logprobs the runner does not
+  // compute: over edited rows, or more than it offers).
   std::vector<TokenChoice> choices(plan.seqs.size());
   int64_t prompt_tokens = 0;
   const bool runner_picks = runner_->picks_tokens();
@@ -38,7 +39,10 @@ void Engine::run_step() {
     const Sequence& seq = *scheduler_->find(scheduled.id);
     RequestState& state = *by_seq_.at(scheduled.id);
     if (scheduled.samples) choices[i] = next_choice(state);
-    const bool runner_chooses = scheduled.samples && runner_picks && !state.request.logprobs;
+    const std::optional<int>& logprobs = state.request.logprobs;
+    const bool runner_chooses =
+        scheduled.samples && runner_picks &&
+        (!logprobs || (choices[i].edits.empty() && *logprobs <= runner_->max_picked_logprobs()));
     seqs.push_back(RunnerSeq{.tokens = seq.tokens,
                              .num_computed = scheduled.num_computed,
                              .num_new = scheduled.num_new,
@@ -55,13 +59,16 @@ void Engine::run_step() {
 
   const int vocab = info_.model_config->vocab_size;
   const std::span<const int32_t> picked = runner_->picked_tokens();
+  const std::span<const TokenLogprob> picked_logprobs = runner_->picked_logprobs();
   int row = 0;
   int64_t generated = 0;
   for (size_t i = 0; i < plan.seqs.size(); ++i) {
     if (!plan.seqs[i].samples) continue;
     RequestState& state = *by_seq_.at(plan.seqs[i].id);
     if (seqs[i].choice != nullptr) {
-      emit_token(state, picked[row], RequestOutput{});
+      RequestOutput output;
+      if (seqs[i].choice->logprobs >= 0) output.new_logprobs.push_back(picked_logprobs[row]);
+      emit_token(state, picked[row], std::move(output));
     } else {
       process_sample(state, logits.f32() + static_cast<int64_t>(row) * vocab, choices[i]);
     }
@@ -101,6 +108,7 @@ TokenChoice Engine::next_choice(RequestState& state) const {
   choice.edits =
       logit_edits(request.sampling, info_.model_config->vocab_size, request.prompt_ids, state.output_ids, masked);
   if (!choice.greedy()) choice.uniform = draw_uniform(state.rng);
+  choice.logprobs = request.logprobs.value_or(-1);
   return choice;
 }
 

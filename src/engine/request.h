@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/logprobs.h"
 #include "runtime/sampler.h"
 
 namespace moeserve {
@@ -34,13 +35,6 @@ struct GenerationRequest {
 
 enum class FinishReason { kStop, kLength, kAbort, kError };
 const char* finish_reason_name(FinishReason reason);  // "stop", "length", "abort", "error"
-
-struct TokenLogprob {
-  int32_t token_id = 0;
-  float logprob = 0.0f;
-  // The top-k alternatives at this position (token id, logprob), best first; empty when 0.
-  std::vector<std::pair<int32_t, float>> top;
-};
 
 // One streaming event. Text is incremental (new_text since the previous event) and already
 // cut at a stop string when one matched. The last event of a request has `finished` set.

@@ -8,6 +8,7 @@
 
 #include "model/config.h"
 #include "model/forward_batch.h"
+#include "runtime/logprobs.h"
 #include "runtime/model_runner.h"
 #include "tensor/tensor.h"
 
@@ -32,6 +33,10 @@ class Runner {
   // copied back, left unwritten), for the others the row's argmax.
   virtual bool picks_tokens() const { return false; }
   virtual std::span<const int32_t> picked_tokens() const { return {}; }
+  // The most top logprobs such a runner computes with a token (choices without edits); −1: none.
+  // picked_logprobs() then holds, per logits row, those of rows whose choice asked for them.
+  virtual int max_picked_logprobs() const { return -1; }
+  virtual std::span<const TokenLogprob> picked_logprobs() const { return {}; }
   // Per-layer, per-expert routed token counts since the last reset (empty for dense models).
   virtual const ExpertLoad& expert_load() const = 0;
   virtual void reset_expert_load() = 0;

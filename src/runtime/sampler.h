@@ -44,9 +44,12 @@ struct TokenChoice {
   SamplingParams params;
   double uniform = 0.0;          // the request's draw in [0, 1) (unused when greedy)
   std::vector<LogitEdit> edits;  // distinct tokens, ascending
+  // >= 0: also the raw log-probabilities (compute_logprobs) of the picked token and of the top
+  // `logprobs` tokens; only for rows without edits, whose sorted row is the raw row.
+  int logprobs = -1;
   bool greedy() const { return params.temperature <= 0.0f; }
   // The plain argmax of the row: nothing read from or added to it.
-  bool argmax_only() const { return greedy() && edits.empty(); }
+  bool argmax_only() const { return greedy() && edits.empty() && logprobs < 0; }
 };
 
 // The edits for a row of `vocab` logits: penalties over the prompt and the output so far, and

@@ -2,6 +2,7 @@
 // one and many tokens, empty experts — with fresh random inputs per case and NaN-poisoned
 // outputs, so an unwritten element or a wrong index fails.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <numeric>
 #include <string>
@@ -9,6 +10,7 @@
 #include "base/thread_pool.h"
 #include "gpu_test_support.h"
 #include "kernels/ops.h"
+#include "runtime/logprobs.h"
 #include "runtime/sampler.h"
 
 namespace moeserve {
@@ -717,7 +719,7 @@ TEST_F(CudaOpsTest, SiluMulAndCasts) {
 // sample_rows against the host sampler (apply_edits + sample_with_uniform): rows with ties
 // (a quarter of the logits on a 0.5 grid), masked and penalised tokens, every filter alone and
 // combined, greedy after penalties, draws at 0 and just under 1, chosen rows scattered among
-// rows it must leave alone.
+// rows it must leave alone; and the logprobs of unedited rows against compute_logprobs.
 TEST_F(CudaOpsTest, SampleRowsMatchTheHostSampler) {
   const std::vector<SamplingParams> settings = {
       {.temperature = 1.0f},
@@ -738,12 +740,17 @@ TEST_F(CudaOpsTest, SampleRowsMatchTheHostSampler) {
     std::vector<cuda::SampleChoice> choices;
     std::vector<cuda::SampleEdit> edits;
     std::vector<int32_t> expected(total_rows, -1);
+    std::vector<std::pair<size_t, TokenLogprob>> expected_logprobs;  // (choice, host logprobs)
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
     for (int row = 0; row < total_rows; ++row) {
       if (row % 4 == 1) continue;  // left alone
       const SamplingParams& params = settings[choices.size() % settings.size()];
       const double u = row == 0 ? 0.0 : row == 2 ? std::nextafter(1.0, 0.0) : uniform(rng_);
-      std::vector<int32_t> prompt(random_int(0, 300)), output(random_int(0, 40)), masked(random_int(0, 3));
+      // Every third row has no edits and asks for logprobs (0, 3 or 20 alternatives).
+      const bool with_logprobs = row % 3 == 0;
+      const int logprobs = with_logprobs ? std::array{0, 3, 20}[(row / 3) % 3] : -1;
+      std::vector<int32_t> prompt(with_logprobs ? 0 : random_int(0, 300));
+      std::vector<int32_t> output(with_logprobs ? 0 : random_int(0, 40)), masked(with_logprobs ? 0 : random_int(0, 3));
       for (auto* ids : {&prompt, &output, &masked})
         for (int32_t& id : *ids) id = random_int(0, vocab - 1);
       // Output tokens among the row's top 8, so penalties change the choice.
@@ -755,8 +762,13 @@ TEST_F(CudaOpsTest, SampleRowsMatchTheHostSampler) {
       for (int32_t& id : output) id = top[random_int(0, 7)];
       const std::vector<LogitEdit> row_edits = logit_edits(params, vocab, prompt, output, masked);
       std::vector<float> host(logits.begin() + size_t(row) * vocab, logits.begin() + size_t(row + 1) * vocab);
+      const std::vector<float> raw = host;
       apply_edits(host, params, row_edits);
       expected[row] = sample_with_uniform(host, params, u);
+      if (with_logprobs) {
+        ASSERT_TRUE(row_edits.empty());
+        expected_logprobs.emplace_back(choices.size(), compute_logprobs(raw, expected[row], logprobs));
+      }
       choices.push_back(cuda::SampleChoice{.row = row,
                                            .top_k = params.top_k,
                                            .temperature = params.temperature,
@@ -767,7 +779,8 @@ TEST_F(CudaOpsTest, SampleRowsMatchTheHostSampler) {
                                            .frequency_penalty = params.frequency_penalty,
                                            .uniform = u,
                                            .edit_begin = int32_t(edits.size()),
-                                           .edit_end = int32_t(edits.size() + row_edits.size())});
+                                           .edit_end = int32_t(edits.size() + row_edits.size()),
+                                           .logprobs = logprobs});
       for (const LogitEdit& e : row_edits)
         edits.push_back({.token = e.token, .output_count = e.output_count, .seen = e.seen, .masked = e.masked});
     }
@@ -775,11 +788,24 @@ TEST_F(CudaOpsTest, SampleRowsMatchTheHostSampler) {
     const size_t workspace_bytes = cuda::sample_rows_workspace_bytes(rows, vocab);
     void* workspace = poisoned<unsigned char>(workspace_bytes);
     int32_t* out = poisoned<int32_t>(total_rows);
+    auto* logprobs_out =
+        reinterpret_cast<cuda::SampleLogprobs*>(poisoned<float>(rows * sizeof(cuda::SampleLogprobs) / 4));
     cuda::sample_rows(exec_, upload(logits), vocab, upload(choices), rows, upload(edits), workspace, workspace_bytes,
-                      out);
+                      out, logprobs_out);
     const std::vector<int32_t> got = download(out, total_rows);
     for (int row = 0; row < total_rows; ++row)
       EXPECT_EQ(got[row], expected[row]) << "vocab " << vocab << " row " << row;
+    const std::vector<cuda::SampleLogprobs> got_logprobs = download(logprobs_out, rows);
+    ASSERT_FALSE(expected_logprobs.empty());
+    for (const auto& [choice, want] : expected_logprobs) {
+      const cuda::SampleLogprobs& lp = got_logprobs[choice];
+      EXPECT_NEAR(lp.logprob, want.logprob, 1e-5) << "vocab " << vocab << " choice " << choice;
+      ASSERT_EQ(lp.top_count, int(want.top.size())) << choice;
+      for (int j = 0; j < lp.top_count; ++j) {
+        EXPECT_EQ(lp.top_ids[j], want.top[j].first) << choice << " top " << j;
+        EXPECT_NEAR(lp.top_logprobs[j], want.top[j].second, 1e-5) << choice << " top " << j;
+      }
+    }
   }
 }
 

@@ -1,10 +1,11 @@
 // The engine's token-choice protocol (Runner::picks_tokens, as the CUDA runner implements it):
-// every sampling request whose logits row the engine does not need (no logprobs) hands the
-// runner a TokenChoice — params, masks and penalties as edits, and the step's draw from the
-// request's generator — and takes the token the runner picked; logprobs requests still sample
-// from the row on the host. Checked with a runner that picks on the host from the plain CPU
-// runner's rows and then poisons the rows it was told nobody reads: every output (greedy,
-// seeded sampling, penalties, min_tokens, logprobs) must equal an engine on the plain CPU runner.
+// every sampling request whose logits row the engine does not need hands the runner a
+// TokenChoice — params, masks and penalties as edits, the step's draw from the request's
+// generator, how many logprobs — and takes the token (and logprobs) the runner picked; requests
+// with logprobs over an edited row (penalties, min_tokens) still sample from the row on the host.
+// Checked with a runner that picks on the host from the plain CPU runner's rows and then poisons
+// the rows it was told nobody reads: every output (greedy, seeded sampling, penalties,
+// min_tokens, logprobs with their top alternatives) must equal an engine on the plain CPU runner.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -32,35 +33,48 @@ class PickingRunner final : public Runner {
   void reset_expert_load() override { inner_->reset_expert_load(); }
   bool picks_tokens() const override { return true; }
   std::span<const int32_t> picked_tokens() const override { return picked_; }
+  int max_picked_logprobs() const override { return 20; }
+  std::span<const TokenLogprob> picked_logprobs() const override { return picked_logprobs_; }
 
   Tensor execute(std::span<const RunnerSeq> seqs) override {
     Tensor logits = inner_->execute(seqs);
     const int vocab = config().vocab_size;
     picked_.clear();
+    picked_logprobs_.clear();
     int row = 0;
     for (const RunnerSeq& seq : seqs) {
       const int rows = seq.all_logits ? seq.num_new : (seq.samples ? 1 : 0);
       for (int r = 0; r < rows; ++r, ++row) {
         const std::span<float> values(logits.f32() + int64_t(row) * vocab, vocab);
+        picked_logprobs_.emplace_back();
         if (seq.choice == nullptr) {
           picked_.push_back(argmax_token(values));
           continue;
         }
         ++(seq.choice->argmax_only() ? argmax_rows : sampled_rows);
+        if (seq.choice->logprobs >= 0) {
+          EXPECT_TRUE(seq.choice->edits.empty());  // logprobs of edited rows stay with the engine
+          ++logprobs_rows;
+        }
+        std::vector<float> raw(values.begin(), values.end());
         apply_edits(values, seq.choice->params, seq.choice->edits);
         picked_.push_back(sample_with_uniform(values, seq.choice->params, seq.choice->uniform));
+        if (seq.choice->logprobs >= 0)
+          picked_logprobs_.back() = compute_logprobs(raw, picked_.back(), seq.choice->logprobs);
         std::fill(values.begin(), values.end(), std::numeric_limits<float>::quiet_NaN());
       }
     }
     return logits;
   }
 
-  int argmax_rows = 0;   // rows picked by the plain argmax
-  int sampled_rows = 0;  // rows picked after edits or by a draw
+  int argmax_rows = 0;    // rows picked by the plain argmax
+  int sampled_rows = 0;   // rows picked after edits, by a draw or with logprobs
+  int logprobs_rows = 0;  // of those, rows with logprobs
 
  private:
   std::unique_ptr<Runner> inner_;
   std::vector<int32_t> picked_;
+  std::vector<TokenLogprob> picked_logprobs_;
 };
 
 std::unique_ptr<Runner> cpu_runner() {
@@ -84,6 +98,16 @@ std::vector<GenerationRequest> requests() {
   add("greedy-b", {1, 560, 272, 5398, 403}, [](GenerationRequest&) {});
   add("min-tokens", {1, 415, 6509}, [](GenerationRequest& r) { r.stop.min_tokens = 5; });
   add("logprobs", {1, 560, 272}, [](GenerationRequest& r) { r.logprobs = 2; });
+  add("logprobs-sampled", {1, 415, 272}, [](GenerationRequest& r) {
+    r.logprobs = 5;
+    r.sampling.temperature = 0.9f;
+    r.sampling.top_p = 0.9f;
+    r.sampling.seed = 3;
+  });
+  add("logprobs-penalty", {1, 560, 6509}, [](GenerationRequest& r) {
+    r.logprobs = 1;
+    r.sampling.presence_penalty = 0.4f;
+  });
   add("penalty", {1, 415, 6509, 28705}, [](GenerationRequest& r) { r.sampling.repetition_penalty = 1.3f; });
   add("sampled", {1, 560, 272, 5398}, [](GenerationRequest& r) {
     r.sampling.temperature = 0.8f;
@@ -119,7 +143,13 @@ std::map<std::string, std::pair<std::vector<int32_t>, std::vector<float>>> run(s
                        std::lock_guard<std::mutex> lock(mutex);
                        auto& [ids, logprobs] = got[id];
                        ids.insert(ids.end(), output.new_token_ids.begin(), output.new_token_ids.end());
-                       for (const TokenLogprob& lp : output.new_logprobs) logprobs.push_back(lp.logprob);
+                       for (const TokenLogprob& lp : output.new_logprobs) {
+                         logprobs.push_back(lp.logprob);
+                         for (const auto& [top_id, top_logprob] : lp.top) {
+                           logprobs.push_back(static_cast<float>(top_id));
+                           logprobs.push_back(top_logprob);
+                         }
+                       }
                        if (output.finished) finished->set_value();
                      }).ok());
   }
@@ -143,13 +173,17 @@ TEST(EngineTokenChoice, TheRunnerPicksEveryTokenButLogprobsAndOutputsStayTheSame
     for (float lp : picked.at(id).second) EXPECT_TRUE(std::isfinite(lp)) << id;
   }
   // The two greedy requests and min-tokens' rows from its 6th token on are plain argmax rows;
-  // min-tokens' first 5, the penalty, sampled and filtered requests' rows are picked after edits or a
-  // draw; the logprobs request's rows never reach the runner's choice (they would read NaN).
+  // min-tokens' first 5, the penalty, sampled, filtered and both unedited logprobs requests'
+  // rows are picked after edits, by a draw or with logprobs; of logprobs-penalty's rows only the
+  // first does (presence counts output tokens: no edits yet), the others would read NaN.
   auto tokens = [&](const std::string& id) { return int(reference.at(id).first.size()); };
   const int min_tokens_masked = std::min(5, tokens("min-tokens"));
   EXPECT_GT(tokens("sampled"), 0);
   EXPECT_EQ(observed->argmax_rows, tokens("greedy-a") + tokens("greedy-b") + tokens("min-tokens") - min_tokens_masked);
-  EXPECT_EQ(observed->sampled_rows, min_tokens_masked + tokens("penalty") + tokens("sampled") + tokens("filtered"));
+  EXPECT_GT(tokens("logprobs-penalty"), 1);
+  EXPECT_EQ(observed->sampled_rows, min_tokens_masked + tokens("penalty") + tokens("sampled") + tokens("filtered") +
+                                        tokens("logprobs") + tokens("logprobs-sampled") + 1);
+  EXPECT_EQ(observed->logprobs_rows, tokens("logprobs") + tokens("logprobs-sampled") + 1);
 }
 
 }  // namespace

@@ -237,7 +237,9 @@ void argmax_rows(const GpuExec& exec, const float* x, int rows, int64_t width, i
 // row. choices [rows] and edits on the device; row choices[i].row of logits [*, vocab] is read
 // (not modified) and out[choices[i].row] = its token. The edits of choice i are
 // edits[edit_begin, edit_end), distinct tokens. workspace: sample_rows_workspace_bytes(rows,
-// vocab) bytes (or more) for a call of up to `rows` choices.
+// vocab) bytes (or more) for a call of up to `rows` choices. A choice with logprobs >= 0 (and no
+// edits) also gets logprobs_out[i]: runtime/logprobs.h's compute_logprobs of its row for the
+// picked token and the top min(logprobs, kMaxSampleLogprobs).
 struct SampleChoice {  // one row's TokenChoice
   int32_t row = 0;
   int32_t top_k = 0;
@@ -250,6 +252,14 @@ struct SampleChoice {  // one row's TokenChoice
   double uniform = 0.0;
   int32_t edit_begin = 0;
   int32_t edit_end = 0;
+  int32_t logprobs = -1;
+};
+constexpr int kMaxSampleLogprobs = 20;  // vLLM's default --max-logprobs
+struct SampleLogprobs {
+  float logprob = 0.0f;  // of the picked token
+  int32_t top_count = 0;
+  int32_t top_ids[kMaxSampleLogprobs] = {};
+  float top_logprobs[kMaxSampleLogprobs] = {};
 };
 struct SampleEdit {  // runtime/sampler.h's LogitEdit
   int32_t token = 0;
@@ -259,7 +269,8 @@ struct SampleEdit {  // runtime/sampler.h's LogitEdit
 };
 size_t sample_rows_workspace_bytes(int rows, int64_t vocab);
 void sample_rows(const GpuExec& exec, const float* logits, int64_t vocab, const SampleChoice* choices, int rows,
-                 const SampleEdit* edits, void* workspace, size_t workspace_bytes, int32_t* out);
+                 const SampleEdit* edits, void* workspace, size_t workspace_bytes, int32_t* out,
+                 SampleLogprobs* logprobs_out = nullptr);
 
 // Casts: float32 → bf16 (round to nearest even), bf16 → float32.
 void to_bf16(const GpuExec& exec, const float* x, int64_t count, uint16_t* out);

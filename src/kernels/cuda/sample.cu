@@ -9,7 +9,8 @@
 //   3. pick: one block per row walks the sorted candidates in chunks of kChunk — the total of
 //      exp(logit / T − max) (in double, as the host) over top-k, the top-p cut (the first
 //      cumulative probability ≥ top_p), the min-p cut (the first probability below min_p · p₀),
-//      then the first cumulative probability ≥ uniform × kept total.
+//      then the first cumulative probability ≥ uniform × kept total; and, when asked (rows
+//      without edits, so the sorted row is the raw one), compute_logprobs' log-softmax values.
 // The host sums sequentially and the device by block scans, so the two agree except where a
 // draw or a cut lands within rounding (~1e-16 relative) of a boundary.
 #include <cub/block/block_reduce.cuh>
@@ -182,16 +183,8 @@ __device__ int first_cumulative_at_least(const SortedRow& row, int n, double tar
   return -1;
 }
 
-__global__ void __launch_bounds__(kThreads)
-    pick_kernel(const float* keys, const int32_t* ids, int64_t vocab, const SampleChoice* choices, int32_t* out) {
-  __shared__ PickShared shared;
-  const SampleChoice c = choices[blockIdx.x];
-  const float* key = keys + blockIdx.x * vocab;
-  const int32_t* id = ids + blockIdx.x * vocab;
-  if (c.temperature <= 0.0f) {  // greedy after the edits: the first of the sorted row
-    if (threadIdx.x == 0) out[c.row] = id[0];
-    return;
-  }
+// The sampled candidate (index into the sorted row) with temperature > 0.
+__device__ int sample_sorted(const SampleChoice& c, const float* key, int64_t vocab, PickShared& shared) {
   int keep = c.top_k > 0 && c.top_k < vocab ? c.top_k : static_cast<int>(vocab);
   SortedRow row{key, c.temperature, __fdiv_rn(key[0], c.temperature), 1.0};
   double mine = 0.0;
@@ -217,7 +210,35 @@ __global__ void __launch_bounds__(kThreads)
   for (int j = threadIdx.x; j < keep; j += kThreads) mine += row.prob(j);
   const double kept_total = block_total(mine, shared);
   const int picked = first_cumulative_at_least(row, keep, c.uniform * kept_total, shared);
-  if (threadIdx.x == 0) out[c.row] = id[picked >= 0 ? picked : keep - 1];
+  return picked >= 0 ? picked : keep - 1;
+}
+
+__global__ void __launch_bounds__(kThreads) pick_kernel(const float* keys, const int32_t* ids, int64_t vocab,
+                                                        const SampleChoice* choices, int32_t* out,
+                                                        SampleLogprobs* logprobs_out) {
+  __shared__ PickShared shared;
+  const SampleChoice c = choices[blockIdx.x];
+  const float* key = keys + blockIdx.x * vocab;
+  const int32_t* id = ids + blockIdx.x * vocab;
+  // Greedy after the edits: the first of the sorted row.
+  const int picked = c.temperature <= 0.0f ? 0 : sample_sorted(c, key, vocab, shared);
+  if (threadIdx.x == 0) out[c.row] = id[picked];
+  if (c.logprobs < 0 || logprobs_out == nullptr) return;  // uniform over the block
+  // compute_logprobs on the (unedited, so raw) sorted row: log_softmax with the host's operations.
+  const float max_logit = key[0];
+  double mine = 0.0;
+  for (int j = threadIdx.x; j < vocab; j += kThreads)
+    mine += exp(static_cast<double>(__fsub_rn(key[j], max_logit)));
+  const double sum = block_total(mine, shared);
+  if (threadIdx.x != 0) return;
+  const float normalizer = __fadd_rn(max_logit, static_cast<float>(log(sum)));
+  SampleLogprobs& lp = logprobs_out[blockIdx.x];
+  lp.logprob = __fsub_rn(key[picked], normalizer);
+  lp.top_count = min(static_cast<int64_t>(min(c.logprobs, kMaxSampleLogprobs)), vocab);
+  for (int j = 0; j < lp.top_count; ++j) {
+    lp.top_ids[j] = id[j];
+    lp.top_logprobs[j] = __fsub_rn(key[j], normalizer);
+  }
 }
 
 }  // namespace
@@ -227,7 +248,8 @@ size_t sample_rows_workspace_bytes(int rows, int64_t vocab) {
 }
 
 void sample_rows(const GpuExec& exec, const float* logits, int64_t vocab, const SampleChoice* choices, int rows,
-                 const SampleEdit* edits, void* workspace, size_t workspace_bytes, int32_t* out) {
+                 const SampleEdit* edits, void* workspace, size_t workspace_bytes, int32_t* out,
+                 SampleLogprobs* logprobs_out) {
   if (rows == 0) return;
   const size_t temp_bytes = sort_temp_bytes(rows, vocab);
   Workspace w;
@@ -246,7 +268,7 @@ void sample_rows(const GpuExec& exec, const float* logits, int64_t vocab, const 
     std::fprintf(stderr, "moeserve: sample_rows' sort failed: %s\n", cudaGetErrorString(sorted));
     std::abort();
   }
-  pick_kernel<<<rows, kThreads, 0, stream>>>(w.keys_out, w.ids_out, vocab, choices, out);
+  pick_kernel<<<rows, kThreads, 0, stream>>>(w.keys_out, w.ids_out, vocab, choices, out, logprobs_out);
   check_launch("sample_rows.pick");
 }
 

@@ -86,6 +86,7 @@ Tensor CudaRunner::execute(std::span<const RunnerSeq> seqs) {
   // Every row is overwritten by the copy back from the device.
   Tensor logits = Tensor::uninitialized(DType::kF32, Shape{rows, model_->config().vocab_size});
   picked_.clear();
+  picked_logprobs_.clear();
   // Cut the step into forward passes of at most max_num_batched_tokens rows, in order.
   std::vector<Piece> pieces;
   int budget = options_.max_num_batched_tokens;
@@ -185,7 +186,7 @@ void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
     picked_host_ = std::move(cuda::PinnedBuffer::allocate(size_t(logit_rows) * 8).value());
   }
   cuda::argmax_rows(exec, device_logits, logit_rows, vocab, picked_device_.as<int32_t>());
-  sample_on_device(pieces, device_logits);
+  const std::vector<std::pair<int, int>> logprob_rows = sample_on_device(pieces, device_logits);
   cuda::copy_to_host(picked_host_.data(), picked_device_.data(), size_t(logit_rows) * 4, stream_.stream());
   int logits_row = 0, run_begin = 0, run_rows = 0;  // a run of consecutive rows to copy
   auto copy_run = [&] {
@@ -209,16 +210,32 @@ void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
   stream_.synchronize();
   const auto* picked = static_cast<const int32_t*>(picked_host_.data());
   picked_.insert(picked_.end(), picked, picked + logit_rows);
+  const size_t first_row = picked_logprobs_.size();
+  picked_logprobs_.resize(first_row + logit_rows);
+  const auto* logprobs = static_cast<const cuda::SampleLogprobs*>(logprobs_host_.data());
+  for (const auto& [index, row] : logprob_rows) {
+    const cuda::SampleLogprobs& lp = logprobs[index];
+    TokenLogprob& out = picked_logprobs_[first_row + row];
+    out.token_id = picked[row];
+    out.logprob = lp.logprob;
+    for (int j = 0; j < lp.top_count; ++j) out.top.emplace_back(lp.top_ids[j], lp.top_logprobs[j]);
+  }
 }
 
-void CudaRunner::sample_on_device(std::span<const Piece> pieces, const float* device_logits) {
+std::vector<std::pair<int, int>> CudaRunner::sample_on_device(std::span<const Piece> pieces,
+                                                              const float* device_logits) {
   static_assert(sizeof(cuda::SampleEdit) == sizeof(LogitEdit));
   std::vector<cuda::SampleChoice> choices;
   std::vector<LogitEdit> edits;
+  std::vector<std::pair<int, int>> logprob_rows;
   int row = 0;
   for (const Piece& p : pieces) {
     if (p.choice != nullptr && !p.choice->argmax_only()) {
       const SamplingParams& params = p.choice->params;
+      // Logprobs are of the raw row, which the sorted row only is without edits.
+      MS_CHECK(p.choice->logprobs <= cuda::kMaxSampleLogprobs);
+      MS_CHECK(p.choice->logprobs < 0 || p.choice->edits.empty());
+      if (p.choice->logprobs >= 0) logprob_rows.emplace_back(static_cast<int>(choices.size()), row);
       choices.push_back(cuda::SampleChoice{.row = row,
                                            .top_k = params.top_k,
                                            .temperature = params.temperature,
@@ -229,12 +246,13 @@ void CudaRunner::sample_on_device(std::span<const Piece> pieces, const float* de
                                            .frequency_penalty = params.frequency_penalty,
                                            .uniform = p.choice->uniform,
                                            .edit_begin = static_cast<int32_t>(edits.size()),
-                                           .edit_end = static_cast<int32_t>(edits.size() + p.choice->edits.size())});
+                                           .edit_end = static_cast<int32_t>(edits.size() + p.choice->edits.size()),
+                                           .logprobs = p.choice->logprobs});
       edits.insert(edits.end(), p.choice->edits.begin(), p.choice->edits.end());
     }
     row += p.logit_rows();
   }
-  if (choices.empty()) return;
+  if (choices.empty()) return logprob_rows;
   // One upload: choices, then edits (both 16-byte multiples).
   const size_t choice_bytes = choices.size() * sizeof(cuda::SampleChoice);
   const size_t bytes = choice_bytes + edits.size() * sizeof(LogitEdit);
@@ -249,12 +267,23 @@ void CudaRunner::sample_on_device(std::span<const Piece> pieces, const float* de
   const auto* device_choices = choices_device_.as<cuda::SampleChoice>();
   const auto* device_edits =
       reinterpret_cast<const cuda::SampleEdit*>(static_cast<const char*>(choices_device_.data()) + choice_bytes);
+  // Logprobs come out per choice; a choice without them writes nothing there.
+  const size_t logprob_bytes = choices.size() * sizeof(cuda::SampleLogprobs);
+  if (!logprob_rows.empty() && logprobs_host_.bytes() < logprob_bytes) {
+    logprobs_host_ = std::move(cuda::PinnedBuffer::allocate(2 * logprob_bytes).value());
+    logprobs_device_ = std::move(cuda::DeviceBuffer::allocate(2 * logprob_bytes).value());
+  }
+  auto* device_logprobs = logprob_rows.empty() ? nullptr : logprobs_device_.as<cuda::SampleLogprobs>();
   const GpuExec exec{stream_.stream(), stream_.blas()};
   for (size_t first = 0; first < choices.size(); first += kMaxSampleRows) {
     const int rows = static_cast<int>(std::min<size_t>(kMaxSampleRows, choices.size() - first));
     cuda::sample_rows(exec, device_logits, model_->config().vocab_size, device_choices + first, rows, device_edits,
-                      sample_workspace_.data(), sample_workspace_.bytes(), picked_device_.as<int32_t>());
+                      sample_workspace_.data(), sample_workspace_.bytes(), picked_device_.as<int32_t>(),
+                      device_logprobs == nullptr ? nullptr : device_logprobs + first);
   }
+  if (logprob_rows.empty()) return logprob_rows;
+  cuda::copy_to_host(logprobs_host_.data(), logprobs_device_.data(), logprob_bytes, stream_.stream());
+  return logprob_rows;
 }
 
 cuda::StepInputs CudaRunner::inputs_at(int tokens, int logit_rows, int tiles) const {

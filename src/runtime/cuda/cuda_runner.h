@@ -72,6 +72,8 @@ class CudaRunner final : public Runner {
   // TokenChoice); rows with a TokenChoice are not copied back.
   bool picks_tokens() const override { return true; }
   std::span<const int32_t> picked_tokens() const override { return picked_; }
+  int max_picked_logprobs() const override { return cuda::kMaxSampleLogprobs; }
+  std::span<const TokenLogprob> picked_logprobs() const override { return picked_logprobs_; }
   const ExpertLoad& expert_load() const override;
   void reset_expert_load() override;
 
@@ -102,8 +104,9 @@ class CudaRunner final : public Runner {
   Status allocate(uint64_t seed);
   void run_pieces(std::span<const Piece> pieces, float* host_logits);
   // Queues sample_rows for the pieces whose choice is not a plain argmax; their tokens replace
-  // the argmax in picked_device_.
-  void sample_on_device(std::span<const Piece> pieces, const float* device_logits);
+  // the argmax in picked_device_, and the logprobs asked for are queued into logprobs_host_.
+  // Returns (index in logprobs_host_, logits row) of each choice with logprobs.
+  std::vector<std::pair<int, int>> sample_on_device(std::span<const Piece> pieces, const float* device_logits);
   // The step's inputs inside meta_ for a layout of (tokens, logit rows, query tiles): the
   // offsets depend only on these counts (the block tables come last).
   cuda::StepInputs inputs_at(int tokens, int logit_rows, int tiles) const;
@@ -129,10 +132,13 @@ class CudaRunner final : public Runner {
   cuda::DeviceBuffer picked_device_;  // [logit rows] int32 of the last forward pass
   cuda::PinnedBuffer picked_host_;
   std::vector<int32_t> picked_;  // of the last execute(), one per logits row
+  std::vector<TokenLogprob> picked_logprobs_;  // likewise (set for choices that asked)
   // sample_rows: its workspace for kMaxSampleRows rows, and the choices + edits uploaded per step.
   cuda::DeviceBuffer sample_workspace_;
   cuda::DeviceBuffer choices_device_;
   cuda::PinnedBuffer choices_host_;
+  cuda::DeviceBuffer logprobs_device_;  // [choices with logprobs] SampleLogprobs
+  cuda::PinnedBuffer logprobs_host_;
   mutable ExpertLoad expert_load_;
   cuda::OpProfile* profile_ = nullptr;
 };

@@ -1,4 +1,4 @@
-#include "engine/logprobs.h"
+#include "runtime/logprobs.h"
 
 #include <algorithm>
 #include <cmath>

@@ -3,11 +3,19 @@
 // top-k alternatives.
 #pragma once
 
+#include <cstdint>
 #include <span>
-
-#include "engine/request.h"
+#include <utility>
+#include <vector>
 
 namespace moeserve {
+
+struct TokenLogprob {
+  int32_t token_id = 0;
+  float logprob = 0.0f;
+  // The top-k alternatives at this position (token id, logprob), best first; empty when 0.
+  std::vector<std::pair<int32_t, float>> top;
+};
 
 TokenLogprob compute_logprobs(std::span<const float> logits, int32_t token, int top_k);
 
