@@ -10,6 +10,7 @@
 #include "base/thread_pool.h"
 #include "gpu_test_support.h"
 #include "kernels/ops.h"
+#include "runtime/cuda/cuda_runner.h"
 #include "runtime/logprobs.h"
 #include "runtime/sampler.h"
 
@@ -468,15 +469,16 @@ TEST_F(CudaOpsTest, MoePermuteGatherCombine) {
     ops::scatter_add_rows(cpu_, f32_view(shared, Shape{tokens, hidden}), all_rows, scale,
                           f32_view(expected, Shape{tokens, hidden}));
     float* out = poisoned<float>(expected.size());
-    cuda::moe_combine(exec_, cuda::MoeCombineArgs{.expert_out = upload(g),
-                                                  .positions = positions,
-                                                  .weights = upload(weights),
-                                                  .tokens = tokens,
-                                                  .top_k = top_k,
-                                                  .hidden = hidden,
-                                                  .shared_out = upload(shared),
-                                                  .shared_gate_logit = upload(gate),
-                                                  .out = out});
+    const cuda::MoeCombineArgs combine{.expert_out = upload(g),
+                                       .positions = positions,
+                                       .weights = upload(weights),
+                                       .tokens = tokens,
+                                       .top_k = top_k,
+                                       .hidden = hidden,
+                                       .shared_out = upload(shared),
+                                       .shared_gate_logit = upload(gate),
+                                       .out = out};
+    cuda::moe_combine(exec_, combine);
     EXPECT_LT(relative_error(download(out, expected.size()), expected), 1e-6) << tokens << " tokens";
 
     // Fused with the residual add + RMSNorm that follows: residual += combined, then its norm.
@@ -490,19 +492,14 @@ TEST_F(CudaOpsTest, MoePermuteGatherCombine) {
     float* d_residual = upload(residual);
     float* normed = poisoned<float>(expected.size());
     uint16_t* normed_bf16 = poisoned<uint16_t>(expected.size());
-    cuda::moe_combine(exec_, cuda::MoeCombineArgs{.expert_out = upload(g),
-                                                  .positions = positions,
-                                                  .weights = upload(weights),
-                                                  .tokens = tokens,
-                                                  .top_k = top_k,
-                                                  .hidden = hidden,
-                                                  .shared_out = upload(shared),
-                                                  .shared_gate_logit = upload(gate),
-                                                  .residual = d_residual,
-                                                  .norm_weight = upload(norm_weight),
-                                                  .eps = 1e-5f,
-                                                  .normed_f32 = normed,
-                                                  .normed_bf16 = normed_bf16});
+    cuda::MoeCombineArgs fused = combine;
+    fused.out = nullptr;
+    fused.residual = d_residual;
+    fused.norm_weight = upload(norm_weight);
+    fused.eps = 1e-5f;
+    fused.normed_f32 = normed;
+    fused.normed_bf16 = normed_bf16;
+    cuda::moe_combine(exec_, fused);
     EXPECT_LT(relative_error(download(d_residual, summed.size()), summed), 1e-6) << tokens << " tokens";
     const std::vector<float> got_normed = download(normed, expected.size());
     EXPECT_LT(relative_error(got_normed, normed_expected), 1e-5) << tokens << " tokens";
@@ -769,18 +766,12 @@ TEST_F(CudaOpsTest, SampleRowsMatchTheHostSampler) {
         ASSERT_TRUE(row_edits.empty());
         expected_logprobs.emplace_back(choices.size(), compute_logprobs(raw, expected[row], logprobs));
       }
-      choices.push_back(cuda::SampleChoice{.row = row,
-                                           .top_k = params.top_k,
-                                           .temperature = params.temperature,
-                                           .top_p = params.top_p,
-                                           .min_p = params.min_p,
-                                           .repetition_penalty = params.repetition_penalty,
-                                           .presence_penalty = params.presence_penalty,
-                                           .frequency_penalty = params.frequency_penalty,
-                                           .uniform = u,
-                                           .edit_begin = int32_t(edits.size()),
-                                           .edit_end = int32_t(edits.size() + row_edits.size()),
-                                           .logprobs = logprobs});
+      TokenChoice choice;
+      choice.params = params;
+      choice.uniform = u;
+      choice.edits = row_edits;
+      choice.logprobs = logprobs;
+      choices.push_back(device_choice(choice, row, int(edits.size())));
       for (const LogitEdit& e : row_edits)
         edits.push_back({.token = e.token, .output_count = e.output_count, .seen = e.seen, .masked = e.masked});
     }

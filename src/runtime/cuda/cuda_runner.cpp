@@ -231,23 +231,11 @@ std::vector<std::pair<int, int>> CudaRunner::sample_on_device(std::span<const Pi
   int row = 0;
   for (const Piece& p : pieces) {
     if (p.choice != nullptr && !p.choice->argmax_only()) {
-      const SamplingParams& params = p.choice->params;
       // Logprobs are of the raw row, which the sorted row only is without edits.
       MS_CHECK(p.choice->logprobs <= cuda::kMaxSampleLogprobs);
       MS_CHECK(p.choice->logprobs < 0 || p.choice->edits.empty());
       if (p.choice->logprobs >= 0) logprob_rows.emplace_back(static_cast<int>(choices.size()), row);
-      choices.push_back(cuda::SampleChoice{.row = row,
-                                           .top_k = params.top_k,
-                                           .temperature = params.temperature,
-                                           .top_p = params.top_p,
-                                           .min_p = params.min_p,
-                                           .repetition_penalty = params.repetition_penalty,
-                                           .presence_penalty = params.presence_penalty,
-                                           .frequency_penalty = params.frequency_penalty,
-                                           .uniform = p.choice->uniform,
-                                           .edit_begin = static_cast<int32_t>(edits.size()),
-                                           .edit_end = static_cast<int32_t>(edits.size() + p.choice->edits.size()),
-                                           .logprobs = p.choice->logprobs});
+      choices.push_back(device_choice(*p.choice, row, static_cast<int>(edits.size())));
       edits.insert(edits.end(), p.choice->edits.begin(), p.choice->edits.end());
     }
     row += p.logit_rows();
@@ -339,6 +327,22 @@ Status CudaRunner::capture_decode_graphs(int max_batch) {
   spdlog::info("captured {} decode CUDA graphs (batch 1-{}) in {:.2f} s", num_graphs(), max_batch,
                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return ok_status();
+}
+
+cuda::SampleChoice device_choice(const TokenChoice& choice, int row, int edit_begin) {
+  const SamplingParams& params = choice.params;
+  return cuda::SampleChoice{.row = row,
+                            .top_k = params.top_k,
+                            .temperature = params.temperature,
+                            .top_p = params.top_p,
+                            .min_p = params.min_p,
+                            .repetition_penalty = params.repetition_penalty,
+                            .presence_penalty = params.presence_penalty,
+                            .frequency_penalty = params.frequency_penalty,
+                            .uniform = choice.uniform,
+                            .edit_begin = edit_begin,
+                            .edit_end = edit_begin + static_cast<int32_t>(choice.edits.size()),
+                            .logprobs = choice.logprobs};
 }
 
 Result<cuda::CudaGraph> CudaRunner::capture(const cuda::StepInputs& inputs, float* device_logits) {

@@ -143,6 +143,9 @@ class CudaRunner final : public Runner {
   cuda::OpProfile* profile_ = nullptr;
 };
 
+// A TokenChoice as sample_rows takes it: logits row `row`, its edits at edits[edit_begin, + size).
+cuda::SampleChoice device_choice(const TokenChoice& choice, int row, int edit_begin);
+
 // The CLI's entry: config.json (+ overrides) and the checkpoint (or dummy weights) of model_dir.
 Result<std::unique_ptr<CudaRunner>> make_cuda_runner(const std::string& model_dir, const LoadOptions& load,
                                                      const CudaRunnerOptions& options);
