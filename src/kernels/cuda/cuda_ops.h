@@ -205,6 +205,8 @@ struct SmallGemmArgs {
   const uint16_t* bias = nullptr;  // [n] bf16 or null (not with swiglu)
   bool swiglu = false;
   float* out = nullptr;
+  // small_gemm only: row r reads x[x_rows[r]] instead of x[r] (the MoE gather fused); null: x[r].
+  const int32_t* x_rows = nullptr;
 };
 // workspace (no SwiGLU; grouped: total_rows set): room for small_gemm_workspace_floats(args)
 // floats lets a grid with too few blocks for the GPU split K, as mma_gemm does; null runs it unsplit.

@@ -281,6 +281,10 @@ size_t mma_gemm_workspace_floats(const SmallGemmArgs& args) {
 
 void mma_gemm(const GpuExec& exec, const SmallGemmArgs& args, bool split, float* workspace) {
   if (args.rows == 0 || args.n == 0) return;
+  if (args.x_rows != nullptr) {
+    std::fprintf(stderr, "moeserve: mma_gemm reads x densely (x_rows is small_gemm's)\n");
+    std::abort();
+  }
   if (!mma_gemm_supported(args.k)) {
     std::fprintf(stderr, "moeserve: mma_gemm needs K %% 8 == 0, got %d\n", args.k);
     std::abort();

@@ -110,7 +110,8 @@ __global__ void __launch_bounds__(kWarps * 32)
       for (int i = threadIdx.x; i < rows_here * kChunk; i += blockDim.x) {
         const int m = i / kChunk;
         const int kk = i % kChunk;
-        xs[m][kk] = (k0 + kk < args.k) ? args.x[static_cast<int64_t>(tile + m) * args.k + k0 + kk] : 0.0f;
+        const int64_t x_row = args.x_rows != nullptr ? args.x_rows[tile + m] : tile + m;
+        xs[m][kk] = (k0 + kk < args.k) ? args.x[x_row * args.k + k0 + kk] : 0.0f;
       }
       __syncthreads();
 #pragma unroll
@@ -178,7 +179,7 @@ __global__ void __launch_bounds__(kWarps * 32) narrow_gemm_kernel(SmallGemmArgs 
   if (warp >= args.rows * args.n) return;
   const int row = warp / args.n;
   const int col = warp % args.n;
-  const float* x = args.x + static_cast<int64_t>(row) * args.k;
+  const float* x = args.x + static_cast<int64_t>(args.x_rows != nullptr ? args.x_rows[row] : row) * args.k;
   const uint16_t* w = args.weight + static_cast<int64_t>(col) * args.k;
   const bool vector_ok = (args.k % 8) == 0;
   float sum = 0.0f;

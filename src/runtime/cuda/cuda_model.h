@@ -213,8 +213,8 @@ class CudaModel {
   // then (or null): the residual add + RMSNorm that follows the block, fused into its combine
   // (then->x is the residual; out is unused).
   void moe(Step& step, int layer_idx, Act x, float* out, const RmsNormArgs* then) const;
-  void moe_experts_streaming(Step& step, const DeviceMoe& w, const float* x_perm, const int32_t* offsets, int tokens,
-                             float* y) const;
+  void moe_experts_streaming(Step& step, const DeviceMoe& w, const float* x, const int32_t* x_rows,
+                             const int32_t* offsets, int tokens, float* y) const;
   void moe_experts_large(Step& step, const DeviceMoe& w, const float* x, const int32_t* source_rows,
                          const int32_t* offsets, int entries, float* y) const;
 

@@ -49,10 +49,12 @@ void CudaModel::moe(Step& step, int layer_idx, Act x, float* out, const RmsNormA
                                                 : nullptr});
   float* expert_out = arena.alloc<float>(static_cast<size_t>(entries) * hidden);  // [entries, hidden] permuted
   scope.emplace(step.profile, step.exec.stream, "moe.experts");
-  if (experts_stream(tokens)) {
+  if (tokens <= kMaxSmallGroupedRows) {  // small_gemm gathers the rows itself
+    moe_experts_streaming(step, w, x.f32, source_rows, offsets, tokens, expert_out);
+  } else if (experts_stream(tokens)) {
     float* x_perm = arena.alloc<float>(static_cast<size_t>(entries) * hidden);
     gather_rows(step.exec, x.f32, hidden, source_rows, entries, x_perm, nullptr);
-    moe_experts_streaming(step, w, x_perm, offsets, tokens, expert_out);
+    moe_experts_streaming(step, w, x_perm, nullptr, offsets, tokens, expert_out);
   } else {
     moe_experts_large(step, w, x.f32, source_rows, offsets, entries, expert_out);
   }
@@ -87,16 +89,18 @@ void CudaModel::moe(Step& step, int layer_idx, Act x, float* out, const RmsNormA
   moe_combine(step.exec, combine);
 }
 
-// Grouped SwiGLU experts on x_perm [entries, hidden]; an expert has at most `tokens` rows.
-void CudaModel::moe_experts_streaming(Step& step, const DeviceMoe& w, const float* x_perm, const int32_t* offsets,
-                                      int tokens, float* y) const {
+// Grouped SwiGLU experts on x [entries, hidden] in permuted order, or on the rows x[x_rows[i]]
+// (small_gemm's fused gather); an expert has at most `tokens` rows.
+void CudaModel::moe_experts_streaming(Step& step, const DeviceMoe& w, const float* x, const int32_t* x_rows,
+                                      const int32_t* offsets, int tokens, float* y) const {
   const int hidden = config_.hidden_size;
   const int inter = w.intermediate;
   const int entries = tokens * w.router_params.top_k;
   float* act = step.arena.alloc<float>(static_cast<size_t>(entries) * inter);
   const SmallGemmArgs grouped{.rows = tokens, .offsets = offsets, .groups = w.num_experts, .total_rows = entries};
   SmallGemmArgs gate_up = grouped;
-  gate_up.x = x_perm;
+  gate_up.x = x;
+  gate_up.x_rows = x_rows;
   gate_up.k = hidden;
   gate_up.n = inter;
   gate_up.weight = w.experts_gate_up;
