@@ -654,55 +654,45 @@ TEST_F(CudaOpsTest, DecodeGemmsGrouped) {
 // small_gemm's fused gather (x_rows): the same output as on the gathered rows, grouped (the MoE
 // experts at decode sizes: rows repeat, each token goes to top_k experts) and ungrouped (narrow).
 TEST_F(CudaOpsTest, SmallGemmGathersItsRows) {
-  for (bool swiglu : {true, false}) {
-    const int tokens = 3, hidden = 200, inter = 70, groups = 5;
-    const std::vector<int32_t> offsets = {0, 2, 2, 5, 5, 6};  // 6 entries = 3 tokens × top-2
-    const std::vector<int32_t> x_rows = {2, 0, 1, 0, 2, 1};
-    auto x = random_floats(size_t(tokens) * hidden);
+  // args (x, out unset) on x_source's rows x_rows: reading them through x_rows must give exactly
+  // what the same GEMM gives on the rows gathered beforehand.
+  auto expect_gather_matches = [&](cuda::SmallGemmArgs args, const std::vector<int32_t>& x_rows, int source_rows,
+                                   const char* label) {
+    const std::vector<float> x_source = random_floats(size_t(source_rows) * args.k);
     std::vector<float> gathered;
     for (int32_t r : x_rows)
-      gathered.insert(gathered.end(), x.begin() + size_t(r) * hidden, x.begin() + size_t(r + 1) * hidden);
-    const int64_t per_group = (swiglu ? 2LL : 1LL) * inter * hidden;
-    const uint16_t* weight = upload(random_bf16(size_t(groups) * per_group, 0.1f));
-    cuda::SmallGemmArgs args{.x = upload(gathered),
-                             .rows = tokens,
-                             .k = hidden,
-                             .n = inter,
-                             .weight = weight,
-                             .group_stride = per_group,
-                             .offsets = upload(offsets),
-                             .groups = groups,
-                             .total_rows = 6,
-                             .swiglu = swiglu,
-                             .out = poisoned<float>(6 * inter)};
+      gathered.insert(gathered.end(), x_source.begin() + size_t(r) * args.k, x_source.begin() + size_t(r + 1) * args.k);
+    const size_t outputs = x_rows.size() * args.n;
+    args.x = upload(gathered);
+    args.out = poisoned<float>(outputs);
     cuda::small_gemm(exec_, args);
-    const std::vector<float> expected = download(args.out, 6 * inter);
-    args.x = upload(x);
+    const std::vector<float> expected = download(args.out, outputs);
+    args.x = upload(x_source);
     args.x_rows = upload(x_rows);
-    args.out = poisoned<float>(6 * inter);
+    args.out = poisoned<float>(outputs);
     cuda::small_gemm(exec_, args);
-    EXPECT_EQ(download(args.out, 6 * inter), expected) << (swiglu ? "swiglu" : "plain");
+    EXPECT_EQ(download(args.out, outputs), expected) << label;
+  };
+  for (bool swiglu : {true, false}) {
+    const int tokens = 3, hidden = 200, inter = 70, groups = 5;
+    const int64_t per_group = (swiglu ? 2LL : 1LL) * inter * hidden;
+    // 6 entries = 3 tokens × top-2.
+    expect_gather_matches(cuda::SmallGemmArgs{.rows = tokens,
+                                              .k = hidden,
+                                              .n = inter,
+                                              .weight = upload(random_bf16(size_t(groups) * per_group, 0.1f)),
+                                              .group_stride = per_group,
+                                              .offsets = upload(std::vector<int32_t>{0, 2, 2, 5, 5, 6}),
+                                              .groups = groups,
+                                              .total_rows = 6,
+                                              .swiglu = swiglu},
+                          {2, 0, 1, 0, 2, 1}, tokens, swiglu ? "grouped swiglu" : "grouped");
   }
   // Ungrouped with few outputs: the narrow kernel (the router's shape).
   const int hidden = 128, n = 8;
-  auto x = random_floats(size_t(4) * hidden);
-  const std::vector<int32_t> x_rows = {3, 3, 0};
-  std::vector<float> gathered;
-  for (int32_t r : x_rows)
-    gathered.insert(gathered.end(), x.begin() + size_t(r) * hidden, x.begin() + size_t(r + 1) * hidden);
-  cuda::SmallGemmArgs args{.x = upload(gathered),
-                           .rows = 3,
-                           .k = hidden,
-                           .n = n,
-                           .weight = upload(random_bf16(size_t(n) * hidden, 0.1f)),
-                           .out = poisoned<float>(3 * n)};
-  cuda::small_gemm(exec_, args);
-  const std::vector<float> expected = download(args.out, 3 * n);
-  args.x = upload(x);
-  args.x_rows = upload(x_rows);
-  args.out = poisoned<float>(3 * n);
-  cuda::small_gemm(exec_, args);
-  EXPECT_EQ(download(args.out, 3 * n), expected);
+  expect_gather_matches(
+      cuda::SmallGemmArgs{.rows = 3, .k = hidden, .n = n, .weight = upload(random_bf16(size_t(n) * hidden, 0.1f))},
+      {3, 3, 0}, 4, "narrow");
 }
 
 TEST_F(CudaOpsTest, CublasGemmMatchesLinearOnBf16Inputs) {

@@ -67,13 +67,17 @@ bool CudaModel::experts_stream(int tokens) const {
 
 void CudaModel::grouped_gemm(Step& step, const SmallGemmArgs& args) const {
   if (args.rows <= kMaxSmallGroupedRows) {
-    const size_t mark = step.arena.used();
-    float* workspace = step.arena.alloc<float>(std::max<size_t>(1, small_gemm_workspace_floats(args)));
-    small_gemm(step.exec, args, workspace);  // splits K of the down projection (few blocks at 1-4 tokens)
-    step.arena.rewind(mark);
+    cuda_core_gemm(step, args);  // splits K of the down projection (few blocks at 1-4 tokens)
     return;
   }
   tensor_core_gemm(step, args);
+}
+
+void CudaModel::cuda_core_gemm(Step& step, const SmallGemmArgs& args) const {
+  const size_t mark = step.arena.used();
+  float* workspace = step.arena.alloc<float>(std::max<size_t>(1, small_gemm_workspace_floats(args)));
+  small_gemm(step.exec, args, workspace);
+  step.arena.rewind(mark);
 }
 
 void CudaModel::tensor_core_gemm(Step& step, const SmallGemmArgs& args) const {
@@ -87,10 +91,7 @@ void CudaModel::linear(Step& step, Act x, int rows, const DeviceLinear& w, float
   const SmallGemmArgs args{
       .x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.weight, .bias = w.bias, .out = out};
   if (rows <= kMaxSmallDenseRows || (rows <= kSmallTile && !mma_gemm_supported(w.in))) {
-    const size_t mark = step.arena.used();
-    float* workspace = step.arena.alloc<float>(std::max<size_t>(1, small_gemm_workspace_floats(args)));
-    small_gemm(step.exec, args, workspace);  // float32 activations, K split when the grid is small
-    step.arena.rewind(mark);
+    cuda_core_gemm(step, args);
   } else if (rows <= kMaxMmaDenseRows) {
     tensor_core_gemm(step, args);
   } else {

@@ -204,6 +204,8 @@ class CudaModel {
   void grouped_gemm(Step& step, const SmallGemmArgs& args) const;
   // mma_gemm in the configured precision, K split over a workspace from the arena when it pays.
   void tensor_core_gemm(Step& step, const SmallGemmArgs& args) const;
+  // small_gemm (float32 activations), K split over a workspace from the arena when it pays.
+  void cuda_core_gemm(Step& step, const SmallGemmArgs& args) const;
   void linear(Step& step, Act x, int rows, const DeviceLinear& w, float* out) const;
   // cuBLAS GEMM in the configured prefill precision: out [rows, n] = x [rows, k] · w [n, k]ᵀ (+ bias).
   void gemm(Step& step, Act x, int rows, const uint16_t* w, const uint16_t* bias, int n, int k, float* out) const;

@@ -1,11 +1,11 @@
 // CudaModel's MoE block: router GEMM → route (top-k) → permute (rows grouped by expert, on the
 // device) → experts → weighted combine with the shared expert (and the residual add + norm
-// that follows the block). Batches of up to kMaxMmaRows
-// tokens run the experts as two grouped streaming GEMMs (gate/up with SwiGLU fused, then down;
-// small_gemm up to kMaxSmallGroupedRows tokens, mma_gemm beyond) that read the expert offsets
-// on the device, so the step never waits for the host (CUDA-graph safe) and experts no token
-// chose cost nothing. Prefill-sized batches copy the offsets back once per layer and run each
-// chosen expert through cuBLAS.
+// that follows the block). Batches of up to kMaxMmaRows tokens run the experts as two grouped
+// streaming GEMMs (gate/up with SwiGLU fused, then down; small_gemm up to kMaxSmallGroupedRows
+// tokens, reading each token's row through the permutation, mma_gemm beyond) that read the
+// expert offsets on the device, so the step never waits for the host (CUDA-graph safe) and
+// experts no token chose cost nothing. Prefill-sized batches copy the offsets back once per
+// layer and run each chosen expert through cuBLAS.
 #include <optional>
 #include <vector>
 

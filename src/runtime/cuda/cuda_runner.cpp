@@ -128,12 +128,8 @@ void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
   // tables. Every offset but the tables' length depends only on (tokens, logit rows, tiles),
   // which a decode step's batch size fixes: what lets a captured graph read the next step's.
   const size_t words = size_t(4) * tokens + logit_rows + 2 * size_t(tiles) + table_entries;
-  if (meta_host_.bytes() < words * 4) {
-    stream_.synchronize();  // the old buffers may still be in use by the last step
-    meta_host_ = std::move(cuda::PinnedBuffer::allocate(words * 8).value());
-    meta_ = std::move(cuda::DeviceBuffer::allocate(words * 8).value());
-    graphs_.clear();  // they read the old buffer
-  }
+  const Status reserved = reserve_meta(words, 2 * words);
+  MS_CHECK_MSG(reserved.ok(), reserved.error().message.c_str());
   stream_.synchronize();  // the previous step has consumed meta_host_
   auto* host = static_cast<int32_t*>(meta_host_.data());
   int32_t* ids = host;
@@ -269,8 +265,9 @@ std::vector<std::pair<int, int>> CudaRunner::sample_on_device(std::span<const Pi
                       sample_workspace_.data(), sample_workspace_.bytes(), picked_device_.as<int32_t>(),
                       device_logprobs == nullptr ? nullptr : device_logprobs + first);
   }
-  if (logprob_rows.empty()) return logprob_rows;
-  cuda::copy_to_host(logprobs_host_.data(), logprobs_device_.data(), logprob_bytes, stream_.stream());
+  if (!logprob_rows.empty()) {
+    cuda::copy_to_host(logprobs_host_.data(), logprobs_device_.data(), logprob_bytes, stream_.stream());
+  }
   return logprob_rows;
 }
 
@@ -307,17 +304,22 @@ const cuda::CudaGraph* CudaRunner::decode_graph(int tokens, float* device_logits
   return it->second.has_value() ? &*it->second : nullptr;
 }
 
+Status CudaRunner::reserve_meta(size_t words, size_t capacity) {
+  if (meta_host_.bytes() >= words * 4) return ok_status();
+  stream_.synchronize();  // the old buffers may still be in use by the last step
+  MS_ASSIGN_OR_RETURN(meta_host_, cuda::PinnedBuffer::allocate(capacity * 4));
+  MS_ASSIGN_OR_RETURN(meta_, cuda::DeviceBuffer::allocate(capacity * 4));
+  graphs_.clear();
+  return ok_status();
+}
+
 Status CudaRunner::capture_decode_graphs(int max_batch) {
   const auto start = std::chrono::steady_clock::now();
   // The metadata buffer the graphs read, sized so that steps rarely outgrow it (which would
   // drop the graphs): every row of the largest forward pass, plus block tables of 4× the pool.
   const size_t rows = std::max(options_.max_num_batched_tokens, max_batch);
   const size_t words = 7 * rows + 4 * size_t(num_kv_blocks_);
-  if (meta_host_.bytes() < words * 4) {
-    MS_ASSIGN_OR_RETURN(meta_host_, cuda::PinnedBuffer::allocate(words * 4));
-    MS_ASSIGN_OR_RETURN(meta_, cuda::DeviceBuffer::allocate(words * 4));
-    graphs_.clear();
-  }
+  MS_RETURN_IF_ERROR(reserve_meta(words, words));
   const int vocab = model_->config().vocab_size;
   for (int tokens = 1; tokens <= max_batch; ++tokens) {
     arena_.reset();  // as run_pieces: the logits are the step's first allocation

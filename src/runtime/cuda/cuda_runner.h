@@ -102,6 +102,9 @@ class CudaRunner final : public Runner {
   CudaRunner(cuda::CudaStream stream, const CudaRunnerOptions& options)
       : stream_(std::move(stream)), options_(options) {}
   Status allocate(uint64_t seed);
+  // meta_ and meta_host_ hold at least `words` int32, else grow to `capacity` words; growing
+  // drops the captured graphs, which read the old buffer.
+  Status reserve_meta(size_t words, size_t capacity);
   void run_pieces(std::span<const Piece> pieces, float* host_logits);
   // Queues sample_rows for the pieces whose choice is not a plain argmax; their tokens replace
   // the argmax in picked_device_, and the logprobs asked for are queued into logprobs_host_.
