@@ -601,9 +601,11 @@ TEST_F(CudaOpsTest, DecodeGemmsGrouped) {
       for (auto [hidden, inter] : {std::pair{64, 32}, {67, 45}, {512, 300}, {4096, 200}}) {
         if (kernel.needs_k8 && !cuda::mma_gemm_supported(hidden)) continue;
         // The second set is a decode step's: fewer rows (2) than groups, so small_gemm launches
-        // blocks for 2 groups and each finds its group among those with rows.
+        // blocks for 2 groups and each finds its group among those with rows. The third is a
+        // batch-32 step's (a group of 32 rows: two full 16-row tiles of mma_gemm).
         for (const std::vector<int>& counts :
-             {std::vector<int>{3, 0, 1, 40, 0, 17, 2, 0, 150}, std::vector<int>{0, 0, 3, 0, 0, 0, 0, 5, 0}}) {
+             {std::vector<int>{3, 0, 1, 40, 0, 17, 2, 0, 150}, std::vector<int>{0, 0, 3, 0, 0, 0, 0, 5, 0},
+              std::vector<int>{20, 0, 32, 7, 0, 12, 1}}) {
           const int groups = static_cast<int>(counts.size());
           std::vector<int32_t> offsets = {0};
           for (int c : counts) offsets.push_back(offsets.back() + c);

@@ -10,8 +10,10 @@
 // Split mode: x ≈ hi + lo for Q, K, P and V, and each product takes the three MMAs hi·hi,
 // hi·lo, lo·hi (the lo·lo term is ~2⁻¹⁶ of the result), so results stay float32-like (mma_gemm's
 // precise mode); plain mode multiplies the bf16 roundings alone.
-#include "kernels/cuda/paged_cache.cuh"
+#include <climits>
+
 #include "kernels/cuda/mma.cuh"
+#include "kernels/cuda/paged_cache.cuh"
 
 namespace moeserve::cuda {
 
@@ -61,7 +63,9 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
     q_at[r] = int64_t(row) * args.q_stride + int64_t(head) * dim;
     out_at[r] = (int64_t(row) * args.num_heads + head) * dim;
   }
-  // Q fragments (scaled), A layout: register i holds row r = i & 1, columns + 8 · (i >> 1).
+  // Q fragments scaled by scale · log2(e), so scores are base-2 exponents (exp2f, one MUFU op);
+  // A layout: register i holds row r = i & 1, columns + 8 · (i >> 1).
+  const float scale_log2 = args.scale * 1.4426950408889634f;
   uint32_t q_hi[kMaxDim / 16][4], q_lo[kMaxDim / 16][4];
 #pragma unroll
   for (int s = 0; s < kMaxDim / 16; ++s)
@@ -72,12 +76,12 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
       float x0 = 0.0f, x1 = 0.0f;
       if (s < k_steps && live[r]) {
         const float2 pair = *reinterpret_cast<const float2*>(args.q + q_at[r] + d);
-        x0 = pair.x * args.scale;
-        x1 = pair.y * args.scale;
+        x0 = pair.x * scale_log2;
+        x1 = pair.y * scale_log2;
       }
-      const Bf16Split a = split_bf16(x0), b = split_bf16(x1);
-      q_hi[s][i] = pack_bf16(a.hi, b.hi);
-      q_lo[s][i] = pack_bf16(a.lo, b.lo);
+      const Bf16x2Split pair = split_bf16x2(x0, x1);
+      q_hi[s][i] = pair.hi;
+      q_lo[s][i] = pair.lo;
     }
 
   float o[kMaxDim / 8][4];
@@ -92,44 +96,58 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
   const int key_begin = keys.first, last_pos = keys.last, key_offset = keys.key_offset;
   const int value_offset = keys.value_offset;
   const int chunks = dim / 4;
+  // Staged item i (one float4 of a key and of its value) is key i / chunks of the tile, dims
+  // 4 · (i % chunks): i / chunks as (i · magic) >> 20, exact for i < 2²⁰ / chunks (> kKeys · 32).
+  const uint32_t chunk_magic = ((1u << 20) + chunks - 1) / chunks;
+  auto key_of_item = [&](int i) { return static_cast<int>((static_cast<uint32_t>(i) * chunk_magic) >> 20); };
+  // The cache entries of a tile's keys, looked up once per tile (entry_at[parity][key - tile],
+  // floats from args.cache) while the tile before it is staged: the block table walk costs two
+  // integer divisions, too many to repeat for every float4.
+  __shared__ int64_t entry_at[2][kKeys];
+  auto look_up_entries = [&](int tile, int parity) {
+    for (int j = threadIdx.x; j < kKeys; j += blockDim.x)
+      if (tile + j <= last_pos) entry_at[parity][j] = cache_entry(args, keys.table, tile + j) - args.cache;
+  };
+  // Queries of this warp (uniform): a tile inside [latest lowest, earliest position] needs no mask.
+  const int warp_first_pos =
+      __reduce_min_sync(0xffffffffu, min(live[0] ? pos[0] : INT_MAX, live[1] ? pos[1] : INT_MAX));
+  const int warp_last_lowest = __reduce_max_sync(0xffffffffu, max(lowest[0], lowest[1]));
+  look_up_entries(key_begin, 0);
 
-  for (int tile = key_begin; tile <= last_pos; tile += kKeys) {
-    __syncthreads();  // the previous tile is consumed
+  for (int tile = key_begin, parity = 0; tile <= last_pos; tile += kKeys, parity ^= 1) {
+    __syncthreads();  // the previous tile is consumed; this tile's entries are visible
     // kBatch rows in flight per thread: all their loads are issued before any is converted.
     for (int base = threadIdx.x; base < kKeys * chunks; base += kBatch * blockDim.x) {
       float4 kk[kBatch], vv[kBatch];
 #pragma unroll
       for (int b = 0; b < kBatch; ++b) {
         const int i = base + b * blockDim.x;
-        const int key = tile + i / chunks;
+        const int j = key_of_item(i);
         kk[b] = vv[b] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);  // keys past the tile's last: zero
-        if (i < kKeys * chunks && key <= last_pos) {
-          const int d = 4 * (i % chunks);
-          const float* entry = cache_entry(args, keys.table, key);
-          kk[b] = *reinterpret_cast<const float4*>(entry + key_offset + d);
-          vv[b] = *reinterpret_cast<const float4*>(entry + value_offset + d);
+        if (i < kKeys * chunks && tile + j <= last_pos) {
+          const float* entry = args.cache + entry_at[parity][j] + 4 * (i - j * chunks);
+          kk[b] = *reinterpret_cast<const float4*>(entry + key_offset);
+          vv[b] = *reinterpret_cast<const float4*>(entry + value_offset);
         }
       }
 #pragma unroll
       for (int b = 0; b < kBatch; ++b) {
         const int i = base + b * blockDim.x;
         if (i >= kKeys * chunks) break;
-        const int j = i / chunks;
-        const int d = 4 * (i % chunks);
+        const int j = key_of_item(i);
+        const int d = 4 * (i - j * chunks);
         const float kv[2][4] = {{kk[b].x, kk[b].y, kk[b].z, kk[b].w}, {vv[b].x, vv[b].y, vv[b].z, vv[b].w}};
 #pragma unroll
         for (int which = 0; which < 2; ++which) {
-          Bf16Split e[4];
-#pragma unroll
-          for (int u = 0; u < 4; ++u) e[u] = split_bf16(kv[which][u]);
+          const Bf16x2Split e01 = split_bf16x2(kv[which][0], kv[which][1]);
+          const Bf16x2Split e23 = split_bf16x2(kv[which][2], kv[which][3]);
           uint16_t* dst = (which == 0 ? k_tile : v_tile) + j * stride + d;
-          *reinterpret_cast<uint2*>(dst) = make_uint2(pack_bf16(e[0].hi, e[1].hi), pack_bf16(e[2].hi, e[3].hi));
-          if constexpr (kSplit)
-            *reinterpret_cast<uint2*>(dst + kKeys * stride) =
-                make_uint2(pack_bf16(e[0].lo, e[1].lo), pack_bf16(e[2].lo, e[3].lo));
+          *reinterpret_cast<uint2*>(dst) = make_uint2(e01.hi, e23.hi);
+          if constexpr (kSplit) *reinterpret_cast<uint2*>(dst + kKeys * stride) = make_uint2(e01.lo, e23.lo);
         }
       }
     }
+    look_up_entries(tile + kKeys, parity ^ 1);  // read after the next top-of-loop barrier
     __syncthreads();
     if (!warp_live) continue;
 
@@ -168,6 +186,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
       }
     }
     // Online softmax: element (n, 2r + e) is row r's key tile + 8n + 2t + e.
+    const bool masked = tile + kKeys - 1 > warp_first_pos || tile < warp_last_lowest;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       float tile_max = -INFINITY;
@@ -176,19 +195,19 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int key = tile + 8 * n + 2 * t + e;
-          if (key > pos[r] || key < lowest[r]) s[n][2 * r + e] = -INFINITY;
+          if (masked && (key > pos[r] || key < lowest[r])) s[n][2 * r + e] = -INFINITY;
           tile_max = fmaxf(tile_max, s[n][2 * r + e]);
         }
       tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
       tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
       const float new_max = fmaxf(row_max[r], tile_max);
-      const float correction = new_max == -INFINITY ? 1.0f : expf(row_max[r] - new_max);
+      const float correction = new_max == -INFINITY ? 1.0f : exp2f(row_max[r] - new_max);
       float sum = 0.0f;
 #pragma unroll
       for (int n = 0; n < kKeys / 8; ++n)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          const float p = new_max == -INFINITY ? 0.0f : expf(s[n][2 * r + e] - new_max);
+          const float p = new_max == -INFINITY ? 0.0f : exp2f(s[n][2 * r + e] - new_max);
           s[n][2 * r + e] = p;
           sum += p;
         }
@@ -207,9 +226,9 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const float* pair = &s[2 * step + (i >> 1)][2 * (i & 1)];
-        const Bf16Split a = split_bf16(pair[0]), b = split_bf16(pair[1]);
-        p_hi[i] = pack_bf16(a.hi, b.hi);
-        p_lo[i] = pack_bf16(a.lo, b.lo);
+        const Bf16x2Split split = split_bf16x2(pair[0], pair[1]);
+        p_hi[i] = split.hi;
+        p_lo[i] = split.lo;
       }
       // ldmatrix: lane l addresses row (key) 16·step + 8·(matrix & 1) + l % 8, dims + 8·(matrix >> 1).
       // kPairs dim pairs per round: 2 · kPairs independent accumulators between dependent MMAs.

@@ -69,6 +69,8 @@ __device__ __forceinline__ uint16_t float_to_bf16_bits(float value) {
 }
 
 // x ≈ hi + lo, both bf16: hi is x rounded, lo the rounded remainder (about 16 mantissa bits in all).
+// split_bf16 rounds exactly as float_to_bf16_bits (stored results); the pair helpers below are
+// for tensor-core operands, where a NaN's payload does not matter.
 struct Bf16Split {
   uint16_t hi;
   uint16_t lo;
@@ -76,6 +78,26 @@ struct Bf16Split {
 __device__ __forceinline__ Bf16Split split_bf16(float x) {
   const uint16_t hi = float_to_bf16_bits(x);
   return {hi, float_to_bf16_bits(x - bf16_bits_to_float(hi))};
+}
+
+// Two floats rounded to nearest even by one cvt.rn.bf16x2 (x0 in the low 16 bits, as pack_bf16):
+// the same bits as float_to_bf16_bits for every non-NaN value, NaN made canonical.
+__device__ __forceinline__ uint32_t bf16x2_bits(float x0, float x1) {
+  uint32_t bits;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(bits) : "f"(x1), "f"(x0));
+  return bits;
+}
+
+// The hi + lo split of two floats (split_bf16 of each), packed as bf16x2_bits: three conversions
+// and two subtractions where split_bf16 takes a dozen integer operations per value.
+struct Bf16x2Split {
+  uint32_t hi;
+  uint32_t lo;
+};
+__device__ __forceinline__ Bf16x2Split split_bf16x2(float x0, float x1) {
+  const uint32_t hi = bf16x2_bits(x0, x1);
+  const float back0 = __uint_as_float(hi << 16), back1 = __uint_as_float(hi & 0xffff0000u);
+  return {hi, bf16x2_bits(x0 - back0, x1 - back1)};
 }
 
 __device__ __forceinline__ float warp_sum(float value) {

@@ -126,18 +126,9 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(SmallGemmArgs arg
       const int index = threadIdx.x + j * kWarps * 32;
       const int m = index / (kChunk / 4);
       const int k = 4 * (index % (kChunk / 4));
-      const float v[4] = {x[j].x, x[j].y, x[j].z, x[j].w};
-      uint16_t hi[4], lo[4];
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const Bf16Split split = split_bf16(v[e]);
-        hi[e] = split.hi;
-        lo[e] = split.lo;
-      }
-      *reinterpret_cast<uint2*>(&xs[buffer][0][m][k]) = make_uint2(pack_bf16(hi[0], hi[1]), pack_bf16(hi[2], hi[3]));
-      if constexpr (kSplit)
-        *reinterpret_cast<uint2*>(&xs[buffer][1][m][k]) =
-            make_uint2(pack_bf16(lo[0], lo[1]), pack_bf16(lo[2], lo[3]));
+      const Bf16x2Split e01 = split_bf16x2(x[j].x, x[j].y), e23 = split_bf16x2(x[j].z, x[j].w);
+      *reinterpret_cast<uint2*>(&xs[buffer][0][m][k]) = make_uint2(e01.hi, e23.hi);
+      if constexpr (kSplit) *reinterpret_cast<uint2*>(&xs[buffer][1][m][k]) = make_uint2(e01.lo, e23.lo);
     }
   };
 

@@ -116,16 +116,16 @@ enum class PrefillPrecision { kBf16, kSplitBf16 };
 // bench/results/2026-12-02-h200-mixtral-8x7b-8l*.json, Mixtral's 6144×4096 qkv). Dense
 // projections: small_gemm with split K for one row (kMaxSmallDenseRows: 2.9 TB/s, float32
 // activations; mma_gemm split K 2.5, cuBLAS bf16 3.0 but bf16 activations), mma_gemm with split K
-// up to kMaxMmaDenseRows rows (2.5 TB/s at 2-8 rows, 2.0 at 16; small_gemm: 1.7 at 2, 0.7 at 8),
-// cuBLAS beyond (split bf16: 1.3 TB/s at 32 rows, where mma_gemm's 16-row tiles re-read the
-// weights from L2). MLPs of dense layers: small_gemm for one row, cuBLAS beyond. Grouped
+// up to kMaxMmaDenseRows rows (2.5 TB/s at 2-16 rows, 1.6 at 32; small_gemm: 1.7 at 2, 0.7 at 8),
+// cuBLAS beyond (split bf16, two GEMMs: 1.3 TB/s at 32 and 64 rows, where mma_gemm's 16-row
+// tiles re-read the weights from L2 and fall to 1.1). MLPs of dense layers: small_gemm for one row, cuBLAS beyond. Grouped
 // experts: small_gemm up to kMaxSmallGroupedRows tokens (gate/up 3.9-4.1 TB/s, down with split K
 // 3.4-3.8), mma_gemm up to kMaxMmaRows (gate/up 3.8-4.0, down with split K 3.1-3.3 TB/s from 8 to
 // 64 tokens; small_gemm falls to 3.4 and 2.3 at 8), then per-expert cuBLAS, which needs the row
 // counts on the host.
 constexpr int kMaxSmallDenseRows = 1;
 constexpr int kMaxSmallGroupedRows = 4;
-constexpr int kMaxMmaDenseRows = 16;
+constexpr int kMaxMmaDenseRows = 32;
 constexpr int kMaxMmaRows = 256;
 
 // Device time per op kind (one cudaEvent pair per op launch group) over the steps run while it
