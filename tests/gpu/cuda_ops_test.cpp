@@ -94,50 +94,53 @@ TEST_F(CudaOpsTest, AddRmsNormFusedAndPerHead) {
 
 // RoPE against ops::rope, and its fused cache write (ops::kv_write of the rotated rows).
 TEST_F(CudaOpsTest, RopeHalfAndInterleavedWithCacheWrite) {
-  for (bool interleaved : {false, true}) {
-    for (int tokens : {1, 9}) {
-      const int heads = 3, head_stride = 20, offset = 4, half = 8;
-      auto x = random_floats(size_t(tokens) * heads * head_stride);
-      std::vector<float> inv_freq(half);
-      for (int i = 0; i < half; ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / (2 * half)) * 0.7f;
-      std::vector<int32_t> positions(tokens);
-      for (auto& p : positions) p = random_int(0, 5000);
-      std::vector<float> expected = x;
-      ops::rope(cpu_, f32_view(expected, Shape{tokens, heads, head_stride}), positions,
-                ops::RopeParams{inv_freq, offset, 1.3f, interleaved});
-      // The fused cache write: each token's last two heads (after rotation) into slot 3t + 1 of a
-      // poisoned cache whose other slots must stay poisoned.
-      const int entry_size = 2 * head_stride, entry_offset = head_stride, num_slots = 3 * tokens;
-      std::vector<int32_t> slots(tokens);
-      for (int t = 0; t < tokens; ++t) slots[t] = 3 * t + 1;
-      float* dx = upload(x);
-      float* cache = poisoned<float>(size_t(num_slots) * entry_size);
-      cuda::rope(exec_, cuda::RopeArgs{.x = dx,
-                                       .tokens = tokens,
-                                       .heads = heads,
-                                       .head_stride = head_stride,
-                                       .token_stride = heads * head_stride,
-                                       .rotary_offset = offset,
-                                       .inv_freq = upload(inv_freq),
-                                       .half = half,
-                                       .attention_factor = 1.3f,
-                                       .interleaved = interleaved,
-                                       .positions = upload(positions),
-                                       .cache = cache,
-                                       .entry_size = entry_size,
-                                       .entry_offset = entry_offset,
-                                       .slots = upload(slots)});
-      const std::vector<float> rotated = download(dx, x.size());
-      EXPECT_LT(relative_error(rotated, expected), 1e-5) << interleaved << " " << tokens;
-      const std::vector<float> cached = download(cache, size_t(num_slots) * entry_size);
-      for (int slot = 0; slot < num_slots; ++slot) {
-        for (int i = 0; i < entry_size; ++i) {
-          const float got = cached[size_t(slot) * entry_size + i];
-          if (slot % 3 != 1) {
-            ASSERT_TRUE(std::isnan(got)) << "slot " << slot << " was written";
-          } else {
-            const int t = slot / 3;
-            ASSERT_EQ(got, rotated[size_t(t) * heads * head_stride + entry_offset + i]) << slot;
+  // (heads, head_stride, rotary offset, half): float4-aligned cache entries, an odd stride (entries
+  // copied by element), and a Mixtral-sized row (2,560 pairs: several rounds per thread).
+  for (auto [heads, head_stride, offset, half] : {std::tuple{3, 20, 4, 8}, {3, 21, 5, 8}, {40, 128, 0, 64}}) {
+    for (bool interleaved : {false, true}) {
+      for (int tokens : {1, 9}) {
+        auto x = random_floats(size_t(tokens) * heads * head_stride);
+        std::vector<float> inv_freq(half);
+        for (int i = 0; i < half; ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / (2 * half)) * 0.7f;
+        std::vector<int32_t> positions(tokens);
+        for (auto& p : positions) p = random_int(0, 5000);
+        std::vector<float> expected = x;
+        ops::rope(cpu_, f32_view(expected, Shape{tokens, heads, head_stride}), positions,
+                  ops::RopeParams{inv_freq, offset, 1.3f, interleaved});
+        // The fused cache write: each token's last two heads (after rotation) into slot 3t + 1 of a
+        // poisoned cache whose other slots must stay poisoned.
+        const int entry_size = 2 * head_stride, entry_offset = (heads - 2) * head_stride, num_slots = 3 * tokens;
+        std::vector<int32_t> slots(tokens);
+        for (int t = 0; t < tokens; ++t) slots[t] = 3 * t + 1;
+        float* dx = upload(x);
+        float* cache = poisoned<float>(size_t(num_slots) * entry_size);
+        cuda::rope(exec_, cuda::RopeArgs{.x = dx,
+                                         .tokens = tokens,
+                                         .heads = heads,
+                                         .head_stride = head_stride,
+                                         .token_stride = heads * head_stride,
+                                         .rotary_offset = offset,
+                                         .inv_freq = upload(inv_freq),
+                                         .half = half,
+                                         .attention_factor = 1.3f,
+                                         .interleaved = interleaved,
+                                         .positions = upload(positions),
+                                         .cache = cache,
+                                         .entry_size = entry_size,
+                                         .entry_offset = entry_offset,
+                                         .slots = upload(slots)});
+        const std::vector<float> rotated = download(dx, x.size());
+        EXPECT_LT(relative_error(rotated, expected), 1e-5) << interleaved << " " << tokens << " heads " << heads;
+        const std::vector<float> cached = download(cache, size_t(num_slots) * entry_size);
+        for (int slot = 0; slot < num_slots; ++slot) {
+          for (int i = 0; i < entry_size; ++i) {
+            const float got = cached[size_t(slot) * entry_size + i];
+            if (slot % 3 != 1) {
+              ASSERT_TRUE(std::isnan(got)) << "slot " << slot << " was written";
+            } else {
+              const int t = slot / 3;
+              ASSERT_EQ(got, rotated[size_t(t) * heads * head_stride + entry_offset + i]) << slot;
+            }
           }
         }
       }
@@ -393,7 +396,7 @@ TEST_F(CudaOpsTest, RouterEveryVariant) {
 // permute → gather → (identity experts) → combine equals scatter_add_rows over every expert.
 TEST_F(CudaOpsTest, MoePermuteGatherCombine) {
   for (auto [tokens, experts, top_k, hidden] :
-       {std::tuple{1, 8, 2, 64}, {5, 16, 2, 33}, {300, 8, 2, 128}, {64, 60, 4, 96}}) {
+       {std::tuple{1, 8, 2, 64}, {5, 16, 2, 33}, {300, 8, 2, 128}, {64, 60, 4, 96}, {2, 8, 2, 4100}}) {
     std::vector<int32_t> ids;
     for (int t = 0; t < tokens; ++t) {
       std::vector<int32_t> all(experts);

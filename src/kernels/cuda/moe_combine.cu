@@ -1,7 +1,10 @@
 // CUDA op: the MoE combine — each token's top-k expert outputs (in permuted order) weighted and
 // summed, plus the shared expert (scaled by sigmoid of its gate when the model has one). A
 // gather, not a scatter: no atomics, the same result every run. Optionally fused with the
-// residual add + RMSNorm that follows the MoE block (one launch fewer per layer).
+// residual add + RMSNorm that follows the MoE block (one launch fewer per layer). Rows of
+// float4-aligned widths up to kMaxVectors float4s per thread are kept in registers between the
+// sum and the norm and loaded all at once (a decode step's combine is one block per token, so
+// its time is its chain of dependent loads); other widths go element by element.
 #include "kernels/cuda/common.cuh"
 
 namespace moeserve::cuda {
@@ -9,7 +12,14 @@ namespace moeserve::cuda {
 namespace {
 
 constexpr int kThreads = 512;
+constexpr int kMaxVectors = 4;
 
+// Two values rounded as float_to_bf16_bits, a in the low 16 bits.
+__device__ __forceinline__ uint32_t bf16_pair(float a, float b) {
+  return uint32_t(float_to_bf16_bits(a)) | uint32_t(float_to_bf16_bits(b)) << 16;
+}
+
+template <bool kVector>
 __global__ void __launch_bounds__(kThreads) moe_combine_kernel(MoeCombineArgs args) {
   start_after_prior_grids();
   __shared__ float scratch[32];
@@ -25,6 +35,66 @@ __global__ void __launch_bounds__(kThreads) moe_combine_kernel(MoeCombineArgs ar
   float shared_scale = 1.0f;
   if (args.shared_gate_logit != nullptr) shared_scale = 1.0f / (1.0f + expf(-args.shared_gate_logit[token]));
   float sum_squares = 0.0f;
+  if constexpr (kVector) {
+    const int vectors = args.hidden / 4;
+    float4 v[kMaxVectors];
+#pragma unroll
+    for (int j = 0; j < kMaxVectors; ++j) v[j] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll 2
+    for (int k = 0; k < args.top_k; ++k) {  // the thread's vectors of one expert row are loaded together
+      const float4* e4 = reinterpret_cast<const float4*>(expert_rows[k]);
+      const float w = weights[k];
+#pragma unroll
+      for (int j = 0; j < kMaxVectors; ++j) {
+        const int i = threadIdx.x + j * kThreads;
+        if (i >= vectors) break;
+        const float4 e = e4[i];
+        v[j] = {v[j].x + w * e.x, v[j].y + w * e.y, v[j].z + w * e.z, v[j].w + w * e.w};
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kMaxVectors; ++j) {
+      const int i = threadIdx.x + j * kThreads;
+      if (i >= vectors) break;
+      float4 sum = v[j];
+      if (args.shared_out != nullptr) {
+        const float4 e = reinterpret_cast<const float4*>(args.shared_out + row)[i];
+        sum = {sum.x + shared_scale * e.x, sum.y + shared_scale * e.y, sum.z + shared_scale * e.z,
+               sum.w + shared_scale * e.w};
+      }
+      if (args.residual != nullptr) {
+        const float4 r = reinterpret_cast<const float4*>(args.residual + row)[i];
+        sum = {r.x + sum.x, r.y + sum.y, r.z + sum.z, r.w + sum.w};
+      }
+      v[j] = sum;
+    }
+    float* dst = args.residual != nullptr ? args.residual : args.out;
+#pragma unroll
+    for (int j = 0; j < kMaxVectors; ++j) {
+      const int i = threadIdx.x + j * kThreads;
+      if (i >= vectors) break;
+      reinterpret_cast<float4*>(dst + row)[i] = v[j];
+      sum_squares += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
+    }
+    if (args.residual == nullptr) return;  // uniform over the block
+    sum_squares = block_sum(sum_squares, scratch);
+    const float inv_rms = 1.0f / sqrtf(sum_squares / static_cast<float>(args.hidden) + args.eps);
+#pragma unroll
+    for (int j = 0; j < kMaxVectors; ++j) {
+      const int i = threadIdx.x + j * kThreads;
+      if (i >= vectors) break;
+      const uint2 w = reinterpret_cast<const uint2*>(args.norm_weight)[i];
+      const float4 value = {v[j].x * inv_rms * __uint_as_float(w.x << 16),
+                            v[j].y * inv_rms * __uint_as_float(w.x & 0xffff0000u),
+                            v[j].z * inv_rms * __uint_as_float(w.y << 16),
+                            v[j].w * inv_rms * __uint_as_float(w.y & 0xffff0000u)};
+      if (args.normed_f32 != nullptr) reinterpret_cast<float4*>(args.normed_f32 + row)[i] = value;
+      if (args.normed_bf16 != nullptr)
+        reinterpret_cast<uint2*>(args.normed_bf16 + row)[i] =
+            make_uint2(bf16_pair(value.x, value.y), bf16_pair(value.z, value.w));
+    }
+    return;
+  }
   for (int d = threadIdx.x; d < args.hidden; d += kThreads) {
     float sum = 0.0f;
     for (int k = 0; k < args.top_k; ++k) sum += weights[k] * expert_rows[k][d];
@@ -47,6 +117,8 @@ __global__ void __launch_bounds__(kThreads) moe_combine_kernel(MoeCombineArgs ar
   }
 }
 
+bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
 }  // namespace
 
 void moe_combine(const GpuExec& exec, const MoeCombineArgs& args) {
@@ -55,7 +127,15 @@ void moe_combine(const GpuExec& exec, const MoeCombineArgs& args) {
     std::fprintf(stderr, "moeserve: moe_combine: top_k %d exceeds %d\n", args.top_k, kMaxCombineTopK);
     std::abort();
   }
-  launch_dependent("moe_combine", moe_combine_kernel, args.tokens, kThreads, 0, exec, args);
+  const bool vector = args.hidden % 4 == 0 && args.hidden / 4 <= kThreads * kMaxVectors &&
+                      aligned(args.expert_out, 16) && aligned(args.shared_out, 16) && aligned(args.out, 16) &&
+                      aligned(args.residual, 16) && aligned(args.normed_f32, 16) && aligned(args.normed_bf16, 8) &&
+                      aligned(args.norm_weight, 8);
+  if (vector) {
+    launch_dependent("moe_combine", moe_combine_kernel<true>, args.tokens, kThreads, 0, exec, args);
+  } else {
+    launch_dependent("moe_combine", moe_combine_kernel<false>, args.tokens, kThreads, 0, exec, args);
+  }
 }
 
 }  // namespace moeserve::cuda

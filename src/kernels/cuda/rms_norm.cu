@@ -1,11 +1,23 @@
 // CUDA op: fused residual add + RMSNorm (ops::add_inplace followed by ops::rms_norm), one block
 // per row, float32 statistics; also the plain in-place norm of per-head q/k and MLA latents.
+// Rows of float4-aligned widths up to kMaxVectors float4s per thread are kept in registers
+// between the two passes and loaded all at once (a decode step's norm is one block, so its time
+// is its chain of dependent loads); other rows go element by element.
 #include "kernels/cuda/common.cuh"
 
 namespace moeserve::cuda {
 
 namespace {
 
+constexpr int kMaxVectors = 4;
+
+__device__ __forceinline__ float4 operator+(float4 a, float4 b) { return {a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w}; }
+// Two values rounded as float_to_bf16_bits, a in the low 16 bits.
+__device__ __forceinline__ uint32_t bf16_pair(float a, float b) {
+  return uint32_t(float_to_bf16_bits(a)) | uint32_t(float_to_bf16_bits(b)) << 16;
+}
+
+template <bool kVector>
 __global__ void rms_norm_kernel(RmsNormArgs args) {
   start_after_prior_grids();
   __shared__ float scratch[32];
@@ -14,7 +26,45 @@ __global__ void rms_norm_kernel(RmsNormArgs args) {
   const int64_t base = static_cast<int64_t>(row / args.rows_per_token) * token_stride +
                        static_cast<int64_t>(row % args.rows_per_token) * args.dim;
   float* x = args.x + base;
+  const int64_t out_base = static_cast<int64_t>(row) * args.dim;  // out_bf16 is dense
   float sum_squares = 0.0f;
+  if constexpr (kVector) {
+    float4* x4 = reinterpret_cast<float4*>(x);
+    const float4* add4 = args.add != nullptr ? reinterpret_cast<const float4*>(args.add + base) : nullptr;
+    const int vectors = args.dim / 4;
+    float4 v[kMaxVectors];
+#pragma unroll
+    for (int j = 0; j < kMaxVectors; ++j) {
+      const int i = threadIdx.x + j * blockDim.x;
+      if (i >= vectors) break;
+      v[j] = x4[i];
+      if (add4 != nullptr) v[j] = v[j] + add4[i];
+    }
+#pragma unroll
+    for (int j = 0; j < kMaxVectors; ++j) {
+      const int i = threadIdx.x + j * blockDim.x;
+      if (i >= vectors) break;
+      if (add4 != nullptr) x4[i] = v[j];
+      sum_squares += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
+    }
+    sum_squares = block_sum(sum_squares, scratch);
+    const float inv_rms = 1.0f / sqrtf(sum_squares / static_cast<float>(args.dim) + args.eps);
+#pragma unroll
+    for (int j = 0; j < kMaxVectors; ++j) {
+      const int i = threadIdx.x + j * blockDim.x;
+      if (i >= vectors) break;
+      const uint2 w = reinterpret_cast<const uint2*>(args.weight)[i];
+      const float4 value = {v[j].x * inv_rms * __uint_as_float(w.x << 16),
+                            v[j].y * inv_rms * __uint_as_float(w.x & 0xffff0000u),
+                            v[j].z * inv_rms * __uint_as_float(w.y << 16),
+                            v[j].w * inv_rms * __uint_as_float(w.y & 0xffff0000u)};
+      if (args.out_f32 != nullptr) reinterpret_cast<float4*>(args.out_f32 + base)[i] = value;
+      if (args.out_bf16 != nullptr)
+        reinterpret_cast<uint2*>(args.out_bf16 + out_base)[i] =
+            make_uint2(bf16_pair(value.x, value.y), bf16_pair(value.z, value.w));
+    }
+    return;
+  }
   for (int i = threadIdx.x; i < args.dim; i += blockDim.x) {
     float value = x[i];
     if (args.add != nullptr) {
@@ -28,16 +78,25 @@ __global__ void rms_norm_kernel(RmsNormArgs args) {
   for (int i = threadIdx.x; i < args.dim; i += blockDim.x) {
     const float value = x[i] * inv_rms * bf16_bits_to_float(args.weight[i]);
     if (args.out_f32 != nullptr) args.out_f32[base + i] = value;
-    if (args.out_bf16 != nullptr) args.out_bf16[static_cast<int64_t>(row) * args.dim + i] = float_to_bf16_bits(value);
+    if (args.out_bf16 != nullptr) args.out_bf16[out_base + i] = float_to_bf16_bits(value);
   }
 }
+
+bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 }  // namespace
 
 void rms_norm(const GpuExec& exec, const RmsNormArgs& args) {
   if (args.rows == 0) return;
   const int threads = args.dim >= 1024 ? 512 : (args.dim >= 256 ? 256 : (args.dim > 64 ? 128 : 64));
-  launch_dependent("rms_norm", rms_norm_kernel, args.rows, threads, 0, exec, args);
+  const bool vector = args.dim % 4 == 0 && args.token_stride % 4 == 0 && args.dim / 4 <= threads * kMaxVectors &&
+                      aligned(args.x, 16) && aligned(args.add, 16) && aligned(args.out_f32, 16) &&
+                      aligned(args.out_bf16, 8) && aligned(args.weight, 8);
+  if (vector) {
+    launch_dependent("rms_norm", rms_norm_kernel<true>, args.rows, threads, 0, exec, args);
+  } else {
+    launch_dependent("rms_norm", rms_norm_kernel<false>, args.rows, threads, 0, exec, args);
+  }
 }
 
 }  // namespace moeserve::cuda

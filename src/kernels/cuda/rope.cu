@@ -8,9 +8,10 @@ namespace moeserve::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = 512;
+constexpr int kBatch = 4;  // pairs (and entry float4s) a thread loads before it stores any
 
-__global__ void __launch_bounds__(kThreads) rope_kernel(RopeArgs args) {
+__global__ void __launch_bounds__(kThreads) rope_kernel(RopeArgs args, bool entry_vector) {
   start_after_prior_grids();
   extern __shared__ float trig[];  // [half] cos · factor, then [half] sin · factor
   const int token = blockIdx.x;
@@ -23,23 +24,52 @@ __global__ void __launch_bounds__(kThreads) rope_kernel(RopeArgs args) {
   __syncthreads();
   float* row = args.x + static_cast<int64_t>(token) * args.token_stride;
   const int pairs = args.heads * args.half;
-  for (int item = threadIdx.x; item < pairs; item += kThreads) {
-    const int head = item / args.half;
-    const int i = item % args.half;
-    const float c = trig[i];
-    const float s = trig[args.half + i];
-    float* v = row + static_cast<int64_t>(head) * args.head_stride + args.rotary_offset;
-    const int a = args.interleaved ? 2 * i : i;
-    const int b = args.interleaved ? 2 * i + 1 : i + args.half;
-    const float x0 = v[a];
-    const float x1 = v[b];
-    v[a] = x0 * c - x1 * s;
-    v[b] = x1 * c + x0 * s;
+  // A decode step's rope is one block per token: its time is its rounds of dependent loads, so
+  // each thread loads kBatch pairs before rotating and storing them.
+  for (int base = threadIdx.x; base < pairs; base += kBatch * kThreads) {
+    float* at[kBatch];
+    int a[kBatch], b[kBatch], freq[kBatch];
+    float x0[kBatch], x1[kBatch];
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int item = base + u * kThreads;
+      if (item >= pairs) break;
+      const int head = item / args.half;
+      freq[u] = item % args.half;
+      at[u] = row + static_cast<int64_t>(head) * args.head_stride + args.rotary_offset;
+      a[u] = args.interleaved ? 2 * freq[u] : freq[u];
+      b[u] = args.interleaved ? 2 * freq[u] + 1 : freq[u] + args.half;
+      x0[u] = at[u][a[u]];
+      x1[u] = at[u][b[u]];
+    }
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      if (base + u * kThreads >= pairs) break;
+      const float c = trig[freq[u]];
+      const float s = trig[args.half + freq[u]];
+      at[u][a[u]] = x0[u] * c - x1[u] * s;
+      at[u][b[u]] = x1[u] * c + x0[u] * s;
+    }
   }
   if (args.cache == nullptr) return;
   __syncthreads();  // the whole row is rotated
   float* dst = args.cache + static_cast<int64_t>(args.slots[token]) * args.entry_size;
   const float* entry = row + args.entry_offset;
+  if (entry_vector) {  // float4s, kBatch in flight per thread
+    const float4* src4 = reinterpret_cast<const float4*>(entry);
+    float4* dst4 = reinterpret_cast<float4*>(dst);
+    const int vectors = args.entry_size / 4;
+    for (int base = threadIdx.x; base < vectors; base += kBatch * kThreads) {
+      float4 v[kBatch];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u)
+        if (base + u * kThreads < vectors) v[u] = src4[base + u * kThreads];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u)
+        if (base + u * kThreads < vectors) dst4[base + u * kThreads] = v[u];
+    }
+    return;
+  }
   for (int i = threadIdx.x; i < args.entry_size; i += kThreads) dst[i] = entry[i];
 }
 
@@ -47,7 +77,11 @@ __global__ void __launch_bounds__(kThreads) rope_kernel(RopeArgs args) {
 
 void rope(const GpuExec& exec, const RopeArgs& args) {
   if (args.tokens == 0 || (args.half == 0 && args.cache == nullptr)) return;
-  launch_dependent("rope", rope_kernel, args.tokens, kThreads, 2 * args.half * sizeof(float), exec, args);
+  const bool entry_vector = args.entry_size % 4 == 0 && args.entry_offset % 4 == 0 && args.token_stride % 4 == 0 &&
+                            reinterpret_cast<uintptr_t>(args.x) % 16 == 0 &&
+                            reinterpret_cast<uintptr_t>(args.cache) % 16 == 0;
+  launch_dependent("rope", rope_kernel, args.tokens, kThreads, 2 * args.half * sizeof(float), exec, args,
+                   entry_vector);
 }
 
 }  // namespace moeserve::cuda
