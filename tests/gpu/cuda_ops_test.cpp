@@ -29,7 +29,7 @@ class CudaOpsTest : public testing::GpuTest {
 };
 
 TEST_F(CudaOpsTest, Embedding) {
-  for (auto [vocab, hidden, tokens] : {std::tuple{37, 67, 1}, {512, 64, 13}, {100, 4096, 5}}) {
+  for (auto [vocab, hidden, tokens] : {std::tuple{37, 67, 1}, {512, 64, 13}, {100, 4096, 5}, {10, 4100, 2}}) {
     std::vector<float> table_f32;
     auto table = random_bf16(size_t(vocab) * hidden, 1.0f, &table_f32);
     std::vector<int32_t> ids(tokens);
@@ -759,6 +759,33 @@ TEST_F(CudaOpsTest, SiluMulAndCasts) {
     cuda::to_f32(exec_, cast, int64_t(expected.size()), back);
     const auto round_trip = download(back, expected.size());
     for (size_t i = 0; i < expected.size(); ++i) ASSERT_EQ(round_trip[i], bf16_to_f32(f32_to_bf16(expected[i])));
+  }
+}
+
+// argmax_rows against the host's argmax_token, per vocabulary (1,003: element by element;
+// 32,000 and 151,936: float4 batches): random rows, a tied maximum (the first index wins), NaN
+// entries (never chosen), a maximum in the last element, and a row of -inf only (token 0).
+TEST_F(CudaOpsTest, ArgmaxRowsMatchTheHost) {
+  for (int vocab : {1003, 32000, 151936}) {
+    const int rows = 6;
+    std::vector<float> logits = random_floats(size_t(rows) * vocab, 3.0f);
+    auto row = [&](int r) { return logits.begin() + size_t(r) * vocab; };
+    std::fill(row(1), row(1) + vocab, 0.5f);  // all tied: index 0
+    row(2)[vocab / 3] = 50.0f;
+    row(2)[vocab / 2] = 50.0f;  // tied maximum: the first
+    for (int i = 1; i < vocab; i += 7) row(3)[i] = std::nanf("");  // not the first: the host would keep that one
+    row(4)[vocab - 1] = 60.0f;
+    std::fill(row(5), row(5) + vocab, -INFINITY);
+    int32_t* out = poisoned<int32_t>(rows);
+    cuda::argmax_rows(exec_, upload(logits), rows, vocab, out);
+    const std::vector<int32_t> got = download(out, rows);
+    for (int r = 0; r < rows; ++r) {
+      const std::span<const float> values(&*row(r), size_t(vocab));
+      EXPECT_EQ(got[r], argmax_token(values)) << "vocab " << vocab << " row " << r;
+    }
+    EXPECT_EQ(got[2], vocab / 3);
+    EXPECT_EQ(got[4], vocab - 1);
+    EXPECT_EQ(got[5], 0);
   }
 }
 

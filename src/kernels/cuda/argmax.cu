@@ -8,25 +8,46 @@ namespace moeserve::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = 1024;
+constexpr int kBatch = 8;  // float4s a thread loads before comparing any (a decode step's argmax is one block)
 
 __device__ __forceinline__ bool better(float value, int index, float best, int best_index) {
   return value > best || (value == best && index < best_index);
 }
 
-__global__ void __launch_bounds__(kThreads) argmax_kernel(const float* x, int64_t width, int32_t* out) {
+__global__ void __launch_bounds__(kThreads) argmax_kernel(const float* x, int64_t width, bool vector, int32_t* out) {
   start_after_prior_grids();
   __shared__ float values[kThreads / 32];
   __shared__ int indices[kThreads / 32];
   const float* row = x + blockIdx.x * width;
   float best = -INFINITY;
   int best_index = static_cast<int>(width);  // past the end: loses every tie
-  for (int i = threadIdx.x; i < width; i += kThreads) {
-    const float value = row[i];
-    if (better(value, i, best, best_index)) {
+  auto consider = [&](float value, int index) {
+    if (better(value, index, best, best_index)) {
       best = value;
-      best_index = i;
+      best_index = index;
     }
+  };
+  if (vector) {
+    const float4* row4 = reinterpret_cast<const float4*>(row);
+    const int vectors = static_cast<int>(width / 4);
+    for (int base = threadIdx.x; base < vectors; base += kBatch * kThreads) {
+      float4 v[kBatch];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u)
+        if (base + u * kThreads < vectors) v[u] = row4[base + u * kThreads];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        const int i = 4 * (base + u * kThreads);
+        if (i >= width) break;
+        consider(v[u].x, i);
+        consider(v[u].y, i + 1);
+        consider(v[u].z, i + 2);
+        consider(v[u].w, i + 3);
+      }
+    }
+  } else {
+    for (int i = threadIdx.x; i < width; i += kThreads) consider(row[i], i);
   }
 #pragma unroll
   for (int offset = 16; offset > 0; offset >>= 1) {
@@ -58,7 +79,8 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* x, int64_
 
 void argmax_rows(const GpuExec& exec, const float* x, int rows, int64_t width, int32_t* out) {
   if (rows == 0) return;
-  launch_dependent("argmax_rows", argmax_kernel, rows, kThreads, 0, exec, x, width, out);
+  const bool vector = width % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  launch_dependent("argmax_rows", argmax_kernel, rows, kThreads, 0, exec, x, width, vector, out);
 }
 
 }  // namespace moeserve::cuda

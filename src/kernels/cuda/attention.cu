@@ -21,7 +21,7 @@ __device__ __forceinline__ float dot(const float* q, const float* k, int dim, bo
   if (vector_ok) {
     const float4* q4 = reinterpret_cast<const float4*>(q);
     const float4* k4 = reinterpret_cast<const float4*>(k);
-#pragma unroll 8
+#pragma unroll 16
     for (int i = 0; i < dim / 4; ++i) {
       const float4 a = q4[i];
       const float4 b = k4[i];
@@ -33,7 +33,7 @@ __device__ __forceinline__ float dot(const float* q, const float* k, int dim, bo
   return sum;
 }
 
-__global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(AttentionArgs args) {
+__global__ void __launch_bounds__(kWarps * 32, 2) paged_attention_kernel(AttentionArgs args) {
   start_after_prior_grids();
   __shared__ __align__(16) float q[kMaxKeyDim];
   __shared__ float part_max[kWarps];
@@ -80,8 +80,8 @@ __global__ void __launch_bounds__(kWarps * 32) paged_attention_kernel(AttentionA
       pj = __shfl_sync(0xffffffffu, p, j);
       return reinterpret_cast<const float*>(__shfl_sync(0xffffffffu, reinterpret_cast<uintptr_t>(own_values), j));
     };
-    if (values_vec4) {  // lane owns dims [4 lane, 4 lane + 4): one float4 per key, 8 keys in flight
-#pragma unroll 8
+    if (values_vec4) {  // lane owns dims [4 lane, 4 lane + 4): one float4 per key, 16 keys in flight
+#pragma unroll 16
       for (int j = 0; j < tile_keys; ++j) {
         float pj;
         const float* v = key_values(j, pj);

@@ -52,14 +52,39 @@ __global__ void moe_permute_kernel(MoePermuteArgs args) {
   }
 }
 
-__global__ void gather_rows_kernel(const float* x, int width, const int32_t* rows, float* out_f32, uint16_t* out_bf16) {
+// vector: width % 4 == 0 and 16-byte aligned rows, copied as float4s, kGatherBatch loaded per
+// thread before any is stored (the final norm's one-row gather of a decode step is one block).
+constexpr int kGatherBatch = 4;
+__global__ void gather_rows_kernel(const float* x, int width, const int32_t* rows, float* out_f32, uint16_t* out_bf16,
+                                   bool vector) {
   start_after_prior_grids();
   const int row = blockIdx.x;
   const float* src = x + static_cast<int64_t>(rows[row]) * width;
+  const int64_t dst = static_cast<int64_t>(row) * width;
+  if (vector) {
+    const int vectors = width / 4;
+    for (int base = threadIdx.x; base < vectors; base += kGatherBatch * blockDim.x) {
+      float4 v[kGatherBatch];
+#pragma unroll
+      for (int u = 0; u < kGatherBatch; ++u)
+        if (base + u * blockDim.x < vectors) v[u] = reinterpret_cast<const float4*>(src)[base + u * blockDim.x];
+#pragma unroll
+      for (int u = 0; u < kGatherBatch; ++u) {
+        const int i = base + u * blockDim.x;
+        if (i >= vectors) break;
+        if (out_f32 != nullptr) reinterpret_cast<float4*>(out_f32 + dst)[i] = v[u];
+        if (out_bf16 != nullptr)
+          reinterpret_cast<uint2*>(out_bf16 + dst)[i] =
+              make_uint2(uint32_t(float_to_bf16_bits(v[u].x)) | uint32_t(float_to_bf16_bits(v[u].y)) << 16,
+                         uint32_t(float_to_bf16_bits(v[u].z)) | uint32_t(float_to_bf16_bits(v[u].w)) << 16);
+      }
+    }
+    return;
+  }
   for (int i = threadIdx.x; i < width; i += blockDim.x) {
     const float value = src[i];
-    if (out_f32 != nullptr) out_f32[static_cast<int64_t>(row) * width + i] = value;
-    if (out_bf16 != nullptr) out_bf16[static_cast<int64_t>(row) * width + i] = float_to_bf16_bits(value);
+    if (out_f32 != nullptr) out_f32[dst + i] = value;
+    if (out_bf16 != nullptr) out_bf16[dst + i] = float_to_bf16_bits(value);
   }
 }
 
@@ -77,7 +102,10 @@ void moe_permute(const GpuExec& exec, const MoePermuteArgs& args) {
 void gather_rows(const GpuExec& exec, const float* x, int width, const int32_t* rows, int count, float* out_f32,
                  uint16_t* out_bf16) {
   if (count == 0) return;
-  launch_dependent("gather_rows", gather_rows_kernel, count, 256, 0, exec, x, width, rows, out_f32, out_bf16);
+  const bool vector = width % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+                      reinterpret_cast<uintptr_t>(out_f32) % 16 == 0 && reinterpret_cast<uintptr_t>(out_bf16) % 8 == 0;
+  launch_dependent("gather_rows", gather_rows_kernel, count, 256, 0, exec, x, width, rows, out_f32, out_bf16,
+                   vector);
 }
 
 }  // namespace moeserve::cuda
