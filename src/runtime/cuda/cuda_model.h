@@ -116,9 +116,10 @@ enum class PrefillPrecision { kBf16, kSplitBf16 };
 // bench/results/2026-12-02-h200-mixtral-8x7b-8l*.json, Mixtral's 6144×4096 qkv). Dense
 // projections: small_gemm with split K for one row (kMaxSmallDenseRows: 2.9 TB/s, float32
 // activations; mma_gemm split K 2.5, cuBLAS bf16 3.0 but bf16 activations), mma_gemm with split K
-// up to kMaxMmaDenseRows rows (2.5 TB/s at 2-16 rows, 1.6 at 32; small_gemm: 1.7 at 2, 0.7 at 8),
-// cuBLAS beyond (split bf16, two GEMMs: 1.3 TB/s at 32 and 64 rows, where mma_gemm's 16-row
-// tiles re-read the weights from L2 and fall to 1.1). MLPs of dense layers: small_gemm for one row, cuBLAS beyond. Grouped
+// up to kMaxMmaDenseRows rows (2.7 TB/s at 2-8 rows, 2.2 at 16; small_gemm: 1.7 at 2, 0.7 at 8;
+// at 32, qkv + o of a batch-32 step took 0.51 ms against cuBLAS's 0.62), cuBLAS beyond (split
+// bf16, two GEMMs: 1.3 TB/s at 64 rows, where mma_gemm's 16-row tiles re-read the weights from L2
+// and fall to 1.1). MLPs of dense layers: small_gemm for one row, cuBLAS beyond. Grouped
 // experts: small_gemm up to kMaxSmallGroupedRows tokens (gate/up 3.9-4.1 TB/s, down with split K
 // 3.4-3.8), mma_gemm up to kMaxMmaRows (gate/up 3.8-4.0, down with split K 3.1-3.3 TB/s from 8 to
 // 64 tokens; small_gemm falls to 3.4 and 2.3 at 8), then per-expert cuBLAS, which needs the row
