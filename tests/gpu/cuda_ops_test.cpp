@@ -656,6 +656,92 @@ TEST_F(CudaOpsTest, DecodeGemmsGrouped) {
   }
 }
 
+// small_gemm_unsummed's partial sums added up by their consumers — the residual norm after
+// attention (a one-row o projection) and the MoE combine (the experts' down projection at two
+// tokens) — give exactly what the summed GEMM followed by the plain consumer gives (the same
+// additions in the same order), on shapes that split K 2 and 4 ways; one that splits 5 ways
+// (more than kMaxFusedSplits) comes back summed.
+TEST_F(CudaOpsTest, UnsummedSplitKMatchesTheSummedGemm) {
+  for (auto [k, n, splits] : {std::tuple{4096, 4096, 2}, {8192, 1000, 4}, {14336, 4096, 1}}) {
+    auto x = random_floats(size_t(k));
+    const cuda::SmallGemmArgs args{
+        .x = upload(x), .rows = 1, .k = k, .n = n, .weight = upload(random_bf16(size_t(n) * k, 0.1f))};
+    cuda::SmallGemmArgs summed = args;
+    summed.out = poisoned<float>(n);
+    cuda::small_gemm(exec_, summed, poisoned<float>(cuda::small_gemm_workspace_floats(args)));
+    cuda::SmallGemmArgs unsummed = args;
+    unsummed.out = poisoned<float>(n);
+    const cuda::SplitSums sums =
+        cuda::small_gemm_unsummed(exec_, unsummed, poisoned<float>(cuda::small_gemm_workspace_floats(args)));
+    ASSERT_EQ(sums.splits, splits) << k << "x" << n;
+    if (splits == 1) {
+      EXPECT_EQ(sums.data, unsummed.out);
+    }
+    const auto residual = random_floats(size_t(n), 2.0f);
+    const auto weight = upload(random_bf16(size_t(n), 1.0f));
+    std::vector<std::vector<float>> normed;
+    for (const cuda::SplitSums& add : {cuda::SplitSums{summed.out, 1, 0}, sums}) {
+      float* out = poisoned<float>(n);
+      cuda::rms_norm(exec_, cuda::RmsNormArgs{.x = upload(residual),
+                                              .add = add.data,
+                                              .add_splits = add.splits,
+                                              .add_split_stride = add.split_stride,
+                                              .rows = 1,
+                                              .dim = n,
+                                              .weight = weight,
+                                              .out_f32 = out});
+      normed.push_back(download(out, n));
+    }
+    EXPECT_EQ(normed[1], normed[0]) << k << "x" << n;
+  }
+  // Grouped: 2 tokens × top-2 over 4 experts (token 0 → experts 1, 3; token 1 → 3, 0), hidden 4096.
+  const int hidden = 4096, inter = 8192, experts = 4, top_k = 2, tokens = 2;
+  const std::vector<int32_t> offsets = {0, 1, 2, 2, 4};  // permuted rows per expert
+  const std::vector<int32_t> positions = {1, 2, 3, 0};   // (token, k) → permuted row
+  const auto act = random_floats(size_t(tokens * top_k) * inter);  // [entries, inter] permuted
+  const cuda::SmallGemmArgs down{.x = upload(act),
+                                 .rows = tokens,
+                                 .k = inter,
+                                 .n = hidden,
+                                 .weight = upload(random_bf16(size_t(experts) * hidden * inter, 0.1f)),
+                                 .group_stride = int64_t(hidden) * inter,
+                                 .offsets = upload(offsets),
+                                 .groups = experts,
+                                 .total_rows = tokens * top_k};
+  cuda::SmallGemmArgs summed = down;
+  summed.out = poisoned<float>(size_t(tokens * top_k) * hidden);
+  cuda::small_gemm(exec_, summed, poisoned<float>(cuda::small_gemm_workspace_floats(down)));
+  cuda::SmallGemmArgs unsummed = down;
+  unsummed.out = poisoned<float>(size_t(tokens * top_k) * hidden);
+  const cuda::SplitSums sums =
+      cuda::small_gemm_unsummed(exec_, unsummed, poisoned<float>(cuda::small_gemm_workspace_floats(down)));
+  EXPECT_EQ(sums.splits, 2);
+  const auto weights = upload(random_floats(size_t(tokens * top_k)));
+  const auto residual = random_floats(size_t(tokens) * hidden, 2.0f);
+  const auto norm_weight = upload(random_bf16(size_t(hidden), 1.0f));
+  std::vector<std::vector<float>> results;
+  for (const cuda::SplitSums& experts_out : {cuda::SplitSums{summed.out, 1, 0}, sums}) {
+    float* res = upload(residual);
+    float* normed = poisoned<float>(size_t(tokens) * hidden);
+    cuda::moe_combine(exec_, cuda::MoeCombineArgs{.expert_out = experts_out.data,
+                                                  .expert_splits = experts_out.splits,
+                                                  .expert_split_stride = experts_out.split_stride,
+                                                  .positions = upload(positions),
+                                                  .weights = weights,
+                                                  .tokens = tokens,
+                                                  .top_k = top_k,
+                                                  .hidden = hidden,
+                                                  .residual = res,
+                                                  .norm_weight = norm_weight,
+                                                  .normed_f32 = normed});
+    std::vector<float> both = download(res, size_t(tokens) * hidden);
+    const std::vector<float> n = download(normed, size_t(tokens) * hidden);
+    both.insert(both.end(), n.begin(), n.end());
+    results.push_back(both);
+  }
+  EXPECT_EQ(results[1], results[0]);
+}
+
 // small_gemm's fused gather (x_rows): the same output as on the gathered rows, grouped (the MoE
 // experts at decode sizes: rows repeat, each token goes to top_k experts) and ungrouped (narrow).
 TEST_F(CudaOpsTest, SmallGemmGathersItsRows) {

@@ -27,10 +27,14 @@ void embedding(const GpuExec& exec, const uint16_t* table, int hidden, const int
 //   if add: x[r] += add[r];  then out[r] = x[r] / sqrt(mean(x[r]²) + eps) * weight.
 // Row r lives at x + (r / rows_per_token) * token_stride + (r % rows_per_token) * dim (per-head
 // norms pass rows_per_token = heads). add/out_f32 share x's addressing; out_bf16 is dense
-// [rows, dim]. out_f32 may equal x (in-place norm); either output may be null.
+// [rows, dim]. out_f32 may equal x (in-place norm); either output may be null. add may be a
+// split-K GEMM's unsummed partial sums (SplitSums, below): add_splits (<= kMaxFusedSplits) slices
+// add_split_stride apart.
 struct RmsNormArgs {
   float* x = nullptr;
   const float* add = nullptr;
+  int add_splits = 1;
+  int64_t add_split_stride = 0;
   int rows = 0;
   int dim = 0;
   int rows_per_token = 1;
@@ -164,6 +168,8 @@ void gather_rows(const GpuExec& exec, const float* x, int width, const int32_t* 
 constexpr int kMaxCombineTopK = 64;
 struct MoeCombineArgs {
   const float* expert_out = nullptr;   // [T × top_k, hidden] in permuted order
+  int expert_splits = 1;               // expert_out as SplitSums slices (<= kMaxFusedSplits)
+  int64_t expert_split_stride = 0;
   const int32_t* positions = nullptr;  // [T, top_k]
   const float* weights = nullptr;      // [T, top_k]
   int tokens = 0;
@@ -212,6 +218,20 @@ struct SmallGemmArgs {
 // floats lets a grid with too few blocks for the GPU split K, as mma_gemm does; null runs it unsplit.
 size_t small_gemm_workspace_floats(const SmallGemmArgs& args);
 void small_gemm(const GpuExec& exec, const SmallGemmArgs& args, float* workspace = nullptr);
+
+// A GEMM result [rows, n] float32 as `splits` slices to add up: value[i] = Σ_s data[s · split_stride
+// + i] in split order (split_stride = partial_rows × n); splits == 1: data is the result itself.
+struct SplitSums {
+  const float* data = nullptr;
+  int splits = 1;
+  int64_t split_stride = 0;
+};
+// Consumers add up at most this many slices (their loads all in flight at once).
+constexpr int kMaxFusedSplits = 4;
+// small_gemm whose split-K partial sums (no bias: args.bias must be null) are left in workspace
+// for the consumer to add (rms_norm's add, moe_combine's expert rows: one launch fewer); when it
+// does not split, or splits more than kMaxFusedSplits ways, args.out holds the result.
+SplitSums small_gemm_unsummed(const GpuExec& exec, const SmallGemmArgs& args, float* workspace);
 
 // The same contract on tensor cores (mma.sync; see mma_gemm.cu), for groups of more rows than
 // small_gemm's CUDA-core tiles suit: each weight byte comes from HBM once (from L2 for every further 16 rows of a group).

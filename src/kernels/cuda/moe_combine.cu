@@ -1,7 +1,8 @@
 // CUDA op: the MoE combine — each token's top-k expert outputs (in permuted order) weighted and
 // summed, plus the shared expert (scaled by sigmoid of its gate when the model has one). A
 // gather, not a scatter: no atomics, the same result every run. Optionally fused with the
-// residual add + RMSNorm that follows the MoE block (one launch fewer per layer). Rows of
+// residual add + RMSNorm that follows the MoE block (one launch fewer per layer), and with the
+// experts' split-K partial sums added up here (expert_splits; one launch fewer again). Rows of
 // float4-aligned widths up to kMaxVectors float4s per thread are kept in registers between the
 // sum and the norm and loaded all at once (a decode step's combine is one block per token, so
 // its time is its chain of dependent loads); other widths go element by element.
@@ -19,7 +20,9 @@ __device__ __forceinline__ uint32_t bf16_pair(float a, float b) {
   return uint32_t(float_to_bf16_bits(a)) | uint32_t(float_to_bf16_bits(b)) << 16;
 }
 
-template <bool kVector>
+// kSplits: how many slices of expert_out the vector path may have to add up (1 or
+// kMaxFusedSplits; the register arrays for them are sized by it).
+template <bool kVector, int kSplits>
 __global__ void __launch_bounds__(kThreads) moe_combine_kernel(MoeCombineArgs args) {
   start_after_prior_grids();
   __shared__ float scratch[32];
@@ -40,16 +43,29 @@ __global__ void __launch_bounds__(kThreads) moe_combine_kernel(MoeCombineArgs ar
     float4 v[kMaxVectors];
 #pragma unroll
     for (int j = 0; j < kMaxVectors; ++j) v[j] = {0.0f, 0.0f, 0.0f, 0.0f};
+    const int64_t split_stride4 = args.expert_split_stride / 4;
 #pragma unroll 2
-    for (int k = 0; k < args.top_k; ++k) {  // the thread's vectors of one expert row are loaded together
+    for (int k = 0; k < args.top_k; ++k) {  // the thread's vectors (and splits) of one expert row load together
       const float4* e4 = reinterpret_cast<const float4*>(expert_rows[k]);
       const float w = weights[k];
+      float4 e[kMaxVectors][kSplits];
+#pragma unroll
+      for (int s = 0; s < kSplits; ++s)
+#pragma unroll
+        for (int j = 0; j < kMaxVectors; ++j) {
+          const int i = threadIdx.x + j * kThreads;
+          if (s < args.expert_splits && i < vectors) e[j][s] = e4[s * split_stride4 + i];
+        }
 #pragma unroll
       for (int j = 0; j < kMaxVectors; ++j) {
         const int i = threadIdx.x + j * kThreads;
         if (i >= vectors) break;
-        const float4 e = e4[i];
-        v[j] = {v[j].x + w * e.x, v[j].y + w * e.y, v[j].z + w * e.z, v[j].w + w * e.w};
+        float4 sum = e[j][0];
+#pragma unroll
+        for (int s = 1; s < kSplits; ++s)
+          if (s < args.expert_splits)
+            sum = {sum.x + e[j][s].x, sum.y + e[j][s].y, sum.z + e[j][s].z, sum.w + e[j][s].w};
+        v[j] = {v[j].x + w * sum.x, v[j].y + w * sum.y, v[j].z + w * sum.z, v[j].w + w * sum.w};
       }
     }
 #pragma unroll
@@ -97,7 +113,11 @@ __global__ void __launch_bounds__(kThreads) moe_combine_kernel(MoeCombineArgs ar
   }
   for (int d = threadIdx.x; d < args.hidden; d += kThreads) {
     float sum = 0.0f;
-    for (int k = 0; k < args.top_k; ++k) sum += weights[k] * expert_rows[k][d];
+    for (int k = 0; k < args.top_k; ++k) {
+      float e = expert_rows[k][d];
+      for (int s = 1; s < args.expert_splits; ++s) e += expert_rows[k][s * args.expert_split_stride + d];
+      sum += weights[k] * e;
+    }
     if (args.shared_out != nullptr) sum += shared_scale * args.shared_out[row + d];
     if (args.residual == nullptr) {
       args.out[row + d] = sum;
@@ -123,18 +143,22 @@ bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t
 
 void moe_combine(const GpuExec& exec, const MoeCombineArgs& args) {
   if (args.tokens == 0) return;
-  if (args.top_k > kMaxCombineTopK) {
-    std::fprintf(stderr, "moeserve: moe_combine: top_k %d exceeds %d\n", args.top_k, kMaxCombineTopK);
+  if (args.top_k > kMaxCombineTopK || args.expert_splits < 1 || args.expert_splits > kMaxFusedSplits) {
+    std::fprintf(stderr, "moeserve: moe_combine: top_k %d (at most %d), %d expert splits (at most %d)\n", args.top_k,
+                 kMaxCombineTopK, args.expert_splits, kMaxFusedSplits);
     std::abort();
   }
-  const bool vector = args.hidden % 4 == 0 && args.hidden / 4 <= kThreads * kMaxVectors &&
+  const bool vector = args.hidden % 4 == 0 && args.expert_split_stride % 4 == 0 &&
+                      args.hidden / 4 <= kThreads * kMaxVectors &&
                       aligned(args.expert_out, 16) && aligned(args.shared_out, 16) && aligned(args.out, 16) &&
                       aligned(args.residual, 16) && aligned(args.normed_f32, 16) && aligned(args.normed_bf16, 8) &&
                       aligned(args.norm_weight, 8);
-  if (vector) {
-    launch_dependent("moe_combine", moe_combine_kernel<true>, args.tokens, kThreads, 0, exec, args);
+  if (vector && args.expert_splits > 1) {
+    launch_dependent("moe_combine", moe_combine_kernel<true, kMaxFusedSplits>, args.tokens, kThreads, 0, exec, args);
+  } else if (vector) {
+    launch_dependent("moe_combine", moe_combine_kernel<true, 1>, args.tokens, kThreads, 0, exec, args);
   } else {
-    launch_dependent("moe_combine", moe_combine_kernel<false>, args.tokens, kThreads, 0, exec, args);
+    launch_dependent("moe_combine", moe_combine_kernel<false, 1>, args.tokens, kThreads, 0, exec, args);
   }
 }
 

@@ -1,5 +1,6 @@
 // CUDA op: fused residual add + RMSNorm (ops::add_inplace followed by ops::rms_norm), one block
-// per row, float32 statistics; also the plain in-place norm of per-head q/k and MLA latents.
+// per row, float32 statistics; also the plain in-place norm of per-head q/k and MLA latents. The
+// added branch may come as a split-K GEMM's partial sums, added up here in split order.
 // Rows of float4-aligned widths up to kMaxVectors float4s per thread are kept in registers
 // between the two passes and loaded all at once (a decode step's norm is one block, so its time
 // is its chain of dependent loads); other rows go element by element.
@@ -17,7 +18,9 @@ __device__ __forceinline__ uint32_t bf16_pair(float a, float b) {
   return uint32_t(float_to_bf16_bits(a)) | uint32_t(float_to_bf16_bits(b)) << 16;
 }
 
-template <bool kVector>
+// kSplits: how many slices of `add` the vector path may have to add up (1 or kMaxFusedSplits; the
+// register arrays for them are sized by it).
+template <bool kVector, int kSplits>
 __global__ void rms_norm_kernel(RmsNormArgs args) {
   start_after_prior_grids();
   __shared__ float scratch[32];
@@ -33,12 +36,25 @@ __global__ void rms_norm_kernel(RmsNormArgs args) {
     const float4* add4 = args.add != nullptr ? reinterpret_cast<const float4*>(args.add + base) : nullptr;
     const int vectors = args.dim / 4;
     float4 v[kMaxVectors];
+    float4 add[kMaxVectors][kSplits];
 #pragma unroll
     for (int j = 0; j < kMaxVectors; ++j) {
       const int i = threadIdx.x + j * blockDim.x;
       if (i >= vectors) break;
       v[j] = x4[i];
-      if (add4 != nullptr) v[j] = v[j] + add4[i];
+#pragma unroll
+      for (int s = 0; s < kSplits; ++s)
+        if (add4 != nullptr && s < args.add_splits) add[j][s] = add4[s * (args.add_split_stride / 4) + i];
+    }
+#pragma unroll
+    for (int j = 0; j < kMaxVectors; ++j) {
+      const int i = threadIdx.x + j * blockDim.x;
+      if (i >= vectors || add4 == nullptr) break;
+      float4 sum = add[j][0];
+#pragma unroll
+      for (int s = 1; s < kSplits; ++s)
+        if (s < args.add_splits) sum = sum + add[j][s];
+      v[j] = v[j] + sum;
     }
 #pragma unroll
     for (int j = 0; j < kMaxVectors; ++j) {
@@ -68,7 +84,9 @@ __global__ void rms_norm_kernel(RmsNormArgs args) {
   for (int i = threadIdx.x; i < args.dim; i += blockDim.x) {
     float value = x[i];
     if (args.add != nullptr) {
-      value += args.add[base + i];
+      float add = args.add[base + i];
+      for (int s = 1; s < args.add_splits; ++s) add += args.add[s * args.add_split_stride + base + i];
+      value += add;
       x[i] = value;
     }
     sum_squares += value * value;
@@ -88,14 +106,21 @@ bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t
 
 void rms_norm(const GpuExec& exec, const RmsNormArgs& args) {
   if (args.rows == 0) return;
+  if (args.add_splits < 1 || args.add_splits > kMaxFusedSplits) {
+    std::fprintf(stderr, "moeserve: rms_norm: %d add splits (at most %d)\n", args.add_splits, kMaxFusedSplits);
+    std::abort();
+  }
   const int threads = args.dim >= 1024 ? 512 : (args.dim >= 256 ? 256 : (args.dim > 64 ? 128 : 64));
-  const bool vector = args.dim % 4 == 0 && args.token_stride % 4 == 0 && args.dim / 4 <= threads * kMaxVectors &&
+  const bool vector = args.dim % 4 == 0 && args.token_stride % 4 == 0 && args.add_split_stride % 4 == 0 &&
+                      args.dim / 4 <= threads * kMaxVectors &&
                       aligned(args.x, 16) && aligned(args.add, 16) && aligned(args.out_f32, 16) &&
                       aligned(args.out_bf16, 8) && aligned(args.weight, 8);
-  if (vector) {
-    launch_dependent("rms_norm", rms_norm_kernel<true>, args.rows, threads, 0, exec, args);
+  if (vector && args.add_splits > 1) {
+    launch_dependent("rms_norm", rms_norm_kernel<true, kMaxFusedSplits>, args.rows, threads, 0, exec, args);
+  } else if (vector) {
+    launch_dependent("rms_norm", rms_norm_kernel<true, 1>, args.rows, threads, 0, exec, args);
   } else {
-    launch_dependent("rms_norm", rms_norm_kernel<false>, args.rows, threads, 0, exec, args);
+    launch_dependent("rms_norm", rms_norm_kernel<false, 1>, args.rows, threads, 0, exec, args);
   }
 }
 

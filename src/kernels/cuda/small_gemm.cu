@@ -240,17 +240,39 @@ int k_splits(const SmallGemmArgs& args) {
   return k_split_count(int64_t(grid.x) * grid.y, ceil_div(args.k, kChunk));
 }
 
+// Returns the splits; sum: add them up into args.out (else the caller's consumer does, up to
+// kMaxFusedSplits of them).
 template <int kTile>
-void launch(const GpuExec& exec, const SmallGemmArgs& args, float* workspace) {
+int launch(const GpuExec& exec, const SmallGemmArgs& args, float* workspace, bool sum) {
   const int splits = workspace != nullptr ? k_splits(args) : 1;
+  sum = sum || splits > kMaxFusedSplits;
   dim3 grid = grid_of(args, kTile);
   grid.z = splits;
   float* partial = splits > 1 ? workspace : nullptr;
   const int chunks = ceil_div(args.k, kChunk);
   launch_dependent("small_gemm", small_gemm_kernel<kTile>, grid, kWarps * 32, 0, exec, args, partial,
                    ceil_div(chunks, splits), partial_rows(args));
-  if (partial != nullptr) {
+  if (partial != nullptr && sum) {
     sum_partials(exec, partial, splits, int64_t(partial_rows(args)) * args.n, args.n, args.bias, args.out);
+    return 1;
+  }
+  return splits;
+}
+
+int dispatch(const GpuExec& exec, const SmallGemmArgs& args, float* workspace, bool sum) {
+  if (narrow(args)) {
+    const int split = narrow_split(args);
+    launch_dependent("small_gemm (narrow)", narrow_gemm_kernel, ceil_div(int64_t(args.rows) * args.n * split, kWarps),
+                     kWarps * 32, 0, exec, args, split);
+    return 1;
+  }
+  // The tile only needs to cover the largest group, which has at most `rows` rows.
+  switch (tile_of(args.rows)) {
+    case 1: return launch<1>(exec, args, workspace, sum);
+    case 2: return launch<2>(exec, args, workspace, sum);
+    case 4: return launch<4>(exec, args, workspace, sum);
+    case 8: return launch<8>(exec, args, workspace, sum);
+    default: return launch<16>(exec, args, workspace, sum);
   }
 }
 
@@ -263,20 +285,18 @@ size_t small_gemm_workspace_floats(const SmallGemmArgs& args) {
 
 void small_gemm(const GpuExec& exec, const SmallGemmArgs& args, float* workspace) {
   if (args.rows == 0 || args.n == 0) return;
-  if (narrow(args)) {
-    const int split = narrow_split(args);
-    launch_dependent("small_gemm (narrow)", narrow_gemm_kernel, ceil_div(int64_t(args.rows) * args.n * split, kWarps),
-                     kWarps * 32, 0, exec, args, split);
-    return;
+  dispatch(exec, args, workspace, /*sum=*/true);
+}
+
+SplitSums small_gemm_unsummed(const GpuExec& exec, const SmallGemmArgs& args, float* workspace) {
+  if (args.bias != nullptr) {
+    std::fprintf(stderr, "moeserve: small_gemm_unsummed leaves no room for a bias\n");
+    std::abort();
   }
-  // The tile only needs to cover the largest group, which has at most `rows` rows.
-  switch (tile_of(args.rows)) {
-    case 1: return launch<1>(exec, args, workspace);
-    case 2: return launch<2>(exec, args, workspace);
-    case 4: return launch<4>(exec, args, workspace);
-    case 8: return launch<8>(exec, args, workspace);
-    default: return launch<16>(exec, args, workspace);
-  }
+  if (args.rows == 0 || args.n == 0) return SplitSums{args.out, 1, 0};
+  const int splits = dispatch(exec, args, workspace, /*sum=*/false);
+  if (splits == 1) return SplitSums{args.out, 1, 0};
+  return SplitSums{workspace, splits, int64_t(partial_rows(args)) * args.n};
 }
 
 }  // namespace moeserve::cuda

@@ -80,6 +80,11 @@ void CudaModel::cuda_core_gemm(Step& step, const SmallGemmArgs& args) const {
   step.arena.rewind(mark);
 }
 
+SplitSums CudaModel::cuda_core_gemm_unsummed(Step& step, const SmallGemmArgs& args) const {
+  float* workspace = step.arena.alloc<float>(std::max<size_t>(1, small_gemm_workspace_floats(args)));
+  return small_gemm_unsummed(step.exec, args, workspace);
+}
+
 void CudaModel::tensor_core_gemm(Step& step, const SmallGemmArgs& args) const {
   const size_t mark = step.arena.used();
   float* workspace = step.arena.alloc<float>(std::max<size_t>(1, mma_gemm_workspace_floats(args)));
@@ -97,6 +102,15 @@ void CudaModel::linear(Step& step, Act x, int rows, const DeviceLinear& w, float
   } else {
     gemm(step, x, rows, w.weight, w.bias, w.out, w.in, out);
   }
+}
+
+SplitSums CudaModel::linear_unsummed(Step& step, Act x, int rows, const DeviceLinear& w, float* out) const {
+  if (rows > kMaxSmallDenseRows || w.bias != nullptr) {
+    linear(step, x, rows, w, out);
+    return SplitSums{out, 1, 0};
+  }
+  return cuda_core_gemm_unsummed(
+      step, SmallGemmArgs{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.weight, .out = out});
 }
 
 void CudaModel::gemm(Step& step, Act x, int rows, const uint16_t* w, const uint16_t* bias, int n, int k,
@@ -148,7 +162,7 @@ void CudaModel::mlp(Step& step, Act x, int rows, const DeviceMlp& w, float* out)
   gemm(step, Act{act, act_bf16}, rows, w.down.weight, w.down.bias, w.down.out, w.down.in, out);
 }
 
-void CudaModel::gqa(Step& step, int layer_idx, Act x, float* out) const {
+SplitSums CudaModel::gqa(Step& step, int layer_idx, Act x, float* out) const {
   const ModelConfig& c = config_;
   const DeviceGqa& w = layers_[layer_idx].gqa;
   const int tokens = step.in.tokens;
@@ -228,10 +242,10 @@ void CudaModel::gqa(Step& step, int layer_idx, Act x, float* out) const {
     paged_attention(step.exec, attention);
   }
   scope.emplace(step.profile, step.exec.stream, "attn.o_proj");
-  linear(step, Act{attended, nullptr}, tokens, w.o, out);
+  return linear_unsummed(step, Act{attended, nullptr}, tokens, w.o, out);
 }
 
-void CudaModel::mla(Step& step, int layer_idx, Act x, float* out) const {
+SplitSums CudaModel::mla(Step& step, int layer_idx, Act x, float* out) const {
   const ProfileScope scope(step.profile, step.exec.stream, "attn.mla");
   const ModelConfig& c = config_;
   const MlaConfig& m = *c.mla;
@@ -323,7 +337,7 @@ void CudaModel::mla(Step& step, int layer_idx, Act x, float* out) const {
                                            .out = latent_out});
   float* attended = step.arena.alloc<float>(static_cast<size_t>(tokens) * heads * m.v_head_dim);
   mla_project_v(step.exec, dims, latent_out, w.kv_b, attended);
-  linear(step, Act{attended, nullptr}, tokens, w.o, out);
+  return linear_unsummed(step, Act{attended, nullptr}, tokens, w.o, out);
 }
 
 void CudaModel::forward(const GpuExec& exec, DeviceArena& arena, const StepInputs& inputs, const DeviceKv& kv,
@@ -364,14 +378,12 @@ void CudaModel::forward(const GpuExec& exec, DeviceArena& arena, const StepInput
       scope.reset();
     }
     const Act x{normed, normed_bf16};
-    if (c.is_mla()) {
-      mla(step, layer_idx, x, branch);
-    } else {
-      gqa(step, layer_idx, x, branch);
-    }
+    const SplitSums attended = c.is_mla() ? mla(step, layer_idx, x, branch) : gqa(step, layer_idx, x, branch);
     scope.emplace(profile, exec.stream, "norm");
     rms_norm(exec, RmsNormArgs{.x = residual,
-                               .add = branch,
+                               .add = attended.data,
+                               .add_splits = attended.splits,
+                               .add_split_stride = attended.split_stride,
                                .rows = tokens,
                                .dim = hidden,
                                .weight = layer.post_norm,

@@ -207,17 +207,25 @@ class CudaModel {
   void tensor_core_gemm(Step& step, const SmallGemmArgs& args) const;
   // small_gemm (float32 activations), K split over a workspace from the arena when it pays.
   void cuda_core_gemm(Step& step, const SmallGemmArgs& args) const;
+  // The same, its split-K partial sums left for the consumer (small_gemm_unsummed); the
+  // workspace stays allocated until the caller rewinds the arena.
+  SplitSums cuda_core_gemm_unsummed(Step& step, const SmallGemmArgs& args) const;
   void linear(Step& step, Act x, int rows, const DeviceLinear& w, float* out) const;
+  // linear, with one-row bias-free projections left as split-K partial sums (the residual norm after
+  // attention adds them up).
+  SplitSums linear_unsummed(Step& step, Act x, int rows, const DeviceLinear& w, float* out) const;
   // cuBLAS GEMM in the configured prefill precision: out [rows, n] = x [rows, k] · w [n, k]ᵀ (+ bias).
   void gemm(Step& step, Act x, int rows, const uint16_t* w, const uint16_t* bias, int n, int k, float* out) const;
   void mlp(Step& step, Act x, int rows, const DeviceMlp& w, float* out) const;
-  void gqa(Step& step, int layer_idx, Act x, float* out) const;
-  void mla(Step& step, int layer_idx, Act x, float* out) const;
+  // Attention blocks: their output projection into out, or left as partial sums (linear_unsummed).
+  SplitSums gqa(Step& step, int layer_idx, Act x, float* out) const;
+  SplitSums mla(Step& step, int layer_idx, Act x, float* out) const;
   // then (or null): the residual add + RMSNorm that follows the block, fused into its combine
   // (then->x is the residual; out is unused).
   void moe(Step& step, int layer_idx, Act x, float* out, const RmsNormArgs* then) const;
-  void moe_experts_streaming(Step& step, const DeviceMoe& w, const float* x, const int32_t* x_rows,
-                             const int32_t* offsets, int tokens, float* y) const;
+  // y, or (small_gemm's split K at up to kMaxSmallGroupedRows tokens) its partial sums for the combine.
+  SplitSums moe_experts_streaming(Step& step, const DeviceMoe& w, const float* x, const int32_t* x_rows,
+                                  const int32_t* offsets, int tokens, float* y) const;
   void moe_experts_large(Step& step, const DeviceMoe& w, const float* x, const int32_t* source_rows,
                          const int32_t* offsets, int entries, float* y) const;
 

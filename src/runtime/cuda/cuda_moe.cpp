@@ -48,13 +48,14 @@ void CudaModel::moe(Step& step, int layer_idx, Act x, float* out, const RmsNormA
                                                 ? step.expert_load + static_cast<int64_t>(layer_idx) * experts
                                                 : nullptr});
   float* expert_out = arena.alloc<float>(static_cast<size_t>(entries) * hidden);  // [entries, hidden] permuted
+  SplitSums experts_out{expert_out, 1, 0};  // or the down projection's partial sums
   scope.emplace(step.profile, step.exec.stream, "moe.experts");
   if (tokens <= kMaxSmallGroupedRows) {  // small_gemm gathers the rows itself
-    moe_experts_streaming(step, w, x.f32, source_rows, offsets, tokens, expert_out);
+    experts_out = moe_experts_streaming(step, w, x.f32, source_rows, offsets, tokens, expert_out);
   } else if (experts_stream(tokens)) {
     float* x_perm = arena.alloc<float>(static_cast<size_t>(entries) * hidden);
     gather_rows(step.exec, x.f32, hidden, source_rows, entries, x_perm, nullptr);
-    moe_experts_streaming(step, w, x_perm, nullptr, offsets, tokens, expert_out);
+    experts_out = moe_experts_streaming(step, w, x_perm, nullptr, offsets, tokens, expert_out);
   } else {
     moe_experts_large(step, w, x.f32, source_rows, offsets, entries, expert_out);
   }
@@ -70,7 +71,9 @@ void CudaModel::moe(Step& step, int layer_idx, Act x, float* out, const RmsNormA
     }
   }
   scope.emplace(step.profile, step.exec.stream, "moe.combine");
-  MoeCombineArgs combine{.expert_out = expert_out,
+  MoeCombineArgs combine{.expert_out = experts_out.data,
+                         .expert_splits = experts_out.splits,
+                         .expert_split_stride = experts_out.split_stride,
                          .positions = positions,
                          .weights = expert_weights,
                          .tokens = tokens,
@@ -91,8 +94,8 @@ void CudaModel::moe(Step& step, int layer_idx, Act x, float* out, const RmsNormA
 
 // Grouped SwiGLU experts on x [entries, hidden] in permuted order, or on the rows x[x_rows[i]]
 // (small_gemm's fused gather); an expert has at most `tokens` rows.
-void CudaModel::moe_experts_streaming(Step& step, const DeviceMoe& w, const float* x, const int32_t* x_rows,
-                                      const int32_t* offsets, int tokens, float* y) const {
+SplitSums CudaModel::moe_experts_streaming(Step& step, const DeviceMoe& w, const float* x, const int32_t* x_rows,
+                                           const int32_t* offsets, int tokens, float* y) const {
   const int hidden = config_.hidden_size;
   const int inter = w.intermediate;
   const int entries = tokens * w.router_params.top_k;
@@ -115,7 +118,9 @@ void CudaModel::moe_experts_streaming(Step& step, const DeviceMoe& w, const floa
   down.weight = w.experts_down;
   down.group_stride = static_cast<int64_t>(hidden) * inter;
   down.out = y;
+  if (down.rows <= kMaxSmallGroupedRows) return cuda_core_gemm_unsummed(step, down);  // as grouped_gemm
   grouped_gemm(step, down);
+  return SplitSums{y, 1, 0};
 }
 
 void CudaModel::moe_experts_large(Step& step, const DeviceMoe& w, const float* x, const int32_t* source_rows,
