@@ -159,6 +159,10 @@ void Engine::admit(std::unique_ptr<RequestState> state) {
   state->seq = next_seq_++;
   const uint64_t seed = state->request.sampling.seed.value_or(config_.seed * 0x9e3779b97f4a7c15ull + state->seq);
   state->rng.seed(seed);
+  const SamplingParams& sampling = state->request.sampling;
+  if (sampling.repetition_penalty != 1.0f || sampling.presence_penalty != 0.0f || sampling.frequency_penalty != 0.0f) {
+    state->penalties.emplace(sampling, info_.model_config->vocab_size, state->request.prompt_ids);
+  }
   if (tokenizer_) {
     state->detokenizer = std::make_unique<IncrementalDetokenizer>(tokenizer_, state->request.prompt_ids,
                                                                   state->request.stop.skip_special_tokens);

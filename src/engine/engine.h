@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -20,6 +21,7 @@
 #include "engine/engine_metrics.h"
 #include "engine/stop_strings.h"
 #include "runtime/runner.h"
+#include "runtime/sampler.h"
 #include "scheduler/scheduler.h"
 
 namespace moeserve {
@@ -64,6 +66,7 @@ class Engine : public EngineClient {
     SeqId seq = 0;
     std::mt19937_64 rng;
     std::vector<int32_t> output_ids;
+    std::optional<LogitEditTracker> penalties;  // requests with penalties: their edits, kept up to date
     std::unique_ptr<IncrementalDetokenizer> detokenizer;
     std::unique_ptr<StopStringMatcher> stop_matcher;
     Clock::time_point arrival = Clock::now();

@@ -105,8 +105,8 @@ TokenChoice Engine::next_choice(RequestState& state) const {
     masked = config_.eos_token_ids;
     masked.insert(masked.end(), request.stop.stop_token_ids.begin(), request.stop.stop_token_ids.end());
   }
-  choice.edits =
-      logit_edits(request.sampling, info_.model_config->vocab_size, request.prompt_ids, state.output_ids, masked);
+  choice.edits = state.penalties ? state.penalties->edits(masked)
+                                 : logit_edits(request.sampling, info_.model_config->vocab_size, {}, {}, masked);
   if (!choice.greedy()) choice.uniform = draw_uniform(state.rng);
   choice.logprobs = request.logprobs.value_or(-1);
   return choice;
@@ -136,6 +136,7 @@ void Engine::emit_token(RequestState& state, int32_t token, RequestOutput output
   state.last_token = now;
 
   state.output_ids.push_back(token);
+  if (state.penalties) state.penalties->add_output(token);
   scheduler_->append_token(state.seq, token);
   output.new_token_ids.push_back(token);
 

@@ -34,6 +34,37 @@ std::vector<LogitEdit> logit_edits(const SamplingParams& params, int vocab, std:
   return edits;
 }
 
+LogitEditTracker::LogitEditTracker(const SamplingParams& params, int vocab, std::span<const int32_t> prompt_ids)
+    : repetition_(params.repetition_penalty != 1.0f),
+      counted_(params.presence_penalty != 0.0f || params.frequency_penalty != 0.0f),
+      vocab_(vocab) {
+  if (repetition_) marks_ = logit_edits(params, vocab, prompt_ids, {});
+}
+
+LogitEdit* LogitEditTracker::edit_of(std::vector<LogitEdit>& edits, int32_t token) const {
+  if (token < 0 || token >= vocab_) return nullptr;
+  auto it = std::lower_bound(edits.begin(), edits.end(), token,
+                             [](const LogitEdit& edit, int32_t id) { return edit.token < id; });
+  if (it == edits.end() || it->token != token) it = edits.insert(it, LogitEdit{.token = token});
+  return &*it;
+}
+
+void LogitEditTracker::add_output(int32_t token) {
+  if (!repetition_ && !counted_) return;
+  LogitEdit* edit = edit_of(marks_, token);
+  if (edit == nullptr) return;
+  if (counted_) ++edit->output_count;
+  if (repetition_) edit->seen = 1;
+}
+
+std::vector<LogitEdit> LogitEditTracker::edits(std::span<const int32_t> masked) const {
+  std::vector<LogitEdit> edits = marks_;
+  for (int32_t id : masked) {
+    if (LogitEdit* edit = edit_of(edits, id)) edit->masked = 1;
+  }
+  return edits;
+}
+
 void apply_edits(std::span<float> logits, const SamplingParams& params, std::span<const LogitEdit> edits) {
   const float r = params.repetition_penalty;
   for (const LogitEdit& edit : edits) {

@@ -58,6 +58,26 @@ std::vector<LogitEdit> logit_edits(const SamplingParams& params, int vocab, std:
                                    std::span<const int32_t> output_ids, std::span<const int32_t> masked = {});
 void apply_edits(std::span<float> logits, const SamplingParams& params, std::span<const LogitEdit> edits);
 
+// logit_edits kept up to date one output token at a time, for a request with penalties: the
+// prompt's ids are sorted once and each sampled token is merged in, so a step costs O(edits)
+// instead of sorting the prompt and the output again (a repetition penalty over a long prompt).
+// edits(masked) == logit_edits(params, vocab, prompt_ids, the outputs added so far, masked).
+class LogitEditTracker {
+ public:
+  LogitEditTracker(const SamplingParams& params, int vocab, std::span<const int32_t> prompt_ids);
+  void add_output(int32_t token);
+  std::vector<LogitEdit> edits(std::span<const int32_t> masked = {}) const;
+
+ private:
+  // The edit of `token` in `edits` (inserted in order when new), or null outside the vocabulary.
+  LogitEdit* edit_of(std::vector<LogitEdit>& edits, int32_t token) const;
+
+  bool repetition_ = false;
+  bool counted_ = false;
+  int vocab_ = 0;
+  std::vector<LogitEdit> marks_;  // ascending tokens: the penalties' edits (masks are per step)
+};
+
 // The draw a sampled (temperature > 0) step consumes from the request's generator.
 double draw_uniform(std::mt19937_64& rng);
 

@@ -1,7 +1,8 @@
 // The host sampler, the reference of the CUDA runner's sample_rows:
 //   - argmax_token returns the first index of the largest logit, as std::max_element does, for
 //     any length (tails shorter than its 8 lanes) and with ties;
-//   - logit_edits + apply_edits apply masks and vLLM's penalties as written out by hand here;
+//   - logit_edits + apply_edits apply masks and vLLM's penalties as written out by hand here, and
+//     LogitEditTracker (the engine's incremental version) gives logit_edits' edits at every step;
 //   - sample_token is sample_with_uniform with one draw from the generator, and the tokens it
 //     draws follow the probabilities left after temperature, top-k, top-p and min-p.
 #include <gtest/gtest.h>
@@ -69,6 +70,42 @@ TEST(LogitEdits, MasksAndPenaltiesAsVllmDefinesThem) {
   EXPECT_FLOAT_EQ(logits[5], 0.5f);
   // Nothing to do: no edits at all.
   EXPECT_TRUE(logit_edits(SamplingParams{}, 6, prompt, output).empty());
+}
+
+bool same_edits(const std::vector<LogitEdit>& a, const std::vector<LogitEdit>& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const LogitEdit& x, const LogitEdit& y) {
+    return x.token == y.token && x.output_count == y.output_count && x.seen == y.seen && x.masked == y.masked;
+  });
+}
+
+// The engine's per-request tracker gives logit_edits' edits after every output token, for every
+// mix of penalties, with repeated ids, ids outside the vocabulary and masks that come and go.
+TEST(LogitEditTracker, EqualsLogitEditsAfterEveryToken) {
+  std::mt19937 rng(7);
+  const int vocab = 50;
+  std::uniform_int_distribution<int32_t> id(-3, vocab + 3);  // some outside the vocabulary
+  const SamplingParams cases[] = {
+      {.repetition_penalty = 1.3f},
+      {.presence_penalty = 0.5f},
+      {.frequency_penalty = 0.25f},
+      {.presence_penalty = 0.5f, .frequency_penalty = 0.25f, .repetition_penalty = 2.0f},
+      {},
+  };
+  for (const SamplingParams& params : cases) {
+    std::vector<int32_t> prompt(40);
+    for (int32_t& p : prompt) p = id(rng);
+    LogitEditTracker tracker(params, vocab, prompt);
+    std::vector<int32_t> output;
+    for (int step = 0; step < 60; ++step) {
+      std::vector<int32_t> masked;
+      if (step % 3 == 0) masked = {id(rng), id(rng), prompt[0]};
+      ASSERT_TRUE(same_edits(tracker.edits(masked), logit_edits(params, vocab, prompt, output, masked)))
+          << "step " << step << " repetition " << params.repetition_penalty;
+      const int32_t token = step % 4 == 0 ? prompt[step % prompt.size()] : id(rng);
+      output.push_back(token);
+      tracker.add_output(token);
+    }
+  }
 }
 
 TEST(SampleToken, IsSampleWithUniformOfOneDrawAndFollowsTheKeptProbabilities) {
