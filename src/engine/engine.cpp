@@ -160,7 +160,7 @@ void Engine::admit(std::unique_ptr<RequestState> state) {
   const uint64_t seed = state->request.sampling.seed.value_or(config_.seed * 0x9e3779b97f4a7c15ull + state->seq);
   state->rng.seed(seed);
   const SamplingParams& sampling = state->request.sampling;
-  if (sampling.repetition_penalty != 1.0f || sampling.presence_penalty != 0.0f || sampling.frequency_penalty != 0.0f) {
+  if (repetition_penalized(sampling) || count_penalized(sampling)) {
     state->penalties.emplace(sampling, info_.model_config->vocab_size, state->request.prompt_ids);
   }
   if (tokenizer_) {

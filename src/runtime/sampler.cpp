@@ -9,8 +9,8 @@ namespace moeserve {
 
 std::vector<LogitEdit> logit_edits(const SamplingParams& params, int vocab, std::span<const int32_t> prompt_ids,
                                    std::span<const int32_t> output_ids, std::span<const int32_t> masked) {
-  const bool repetition = params.repetition_penalty != 1.0f;
-  const bool counted = params.presence_penalty != 0.0f || params.frequency_penalty != 0.0f;
+  const bool repetition = repetition_penalized(params);
+  const bool counted = count_penalized(params);
   // (token, kind) pairs, sorted and folded into one edit per token.
   std::vector<std::pair<int32_t, int>> marks;
   enum : int { kMasked, kOutput, kPrompt };
@@ -35,8 +35,8 @@ std::vector<LogitEdit> logit_edits(const SamplingParams& params, int vocab, std:
 }
 
 LogitEditTracker::LogitEditTracker(const SamplingParams& params, int vocab, std::span<const int32_t> prompt_ids)
-    : repetition_(params.repetition_penalty != 1.0f),
-      counted_(params.presence_penalty != 0.0f || params.frequency_penalty != 0.0f),
+    : repetition_(repetition_penalized(params)),
+      counted_(count_penalized(params)),
       vocab_(vocab) {
   if (repetition_) marks_ = logit_edits(params, vocab, prompt_ids, {});
 }

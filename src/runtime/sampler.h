@@ -28,6 +28,13 @@ struct SamplingParams {
   std::optional<uint64_t> seed;
 };
 
+// The penalties a request asks for: over prompt and output tokens (repetition), over output
+// tokens counted (presence / frequency).
+inline bool repetition_penalized(const SamplingParams& p) { return p.repetition_penalty != 1.0f; }
+inline bool count_penalized(const SamplingParams& p) {
+  return p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+}
+
 // One token's edit before sampling (16 bytes, uploaded as is). masked: the logit becomes −inf
 // (min_tokens hides EOS and stop tokens). Otherwise, when repetition_penalty != 1 and the token
 // is `seen` (in the prompt or the output): logit > 0 ? logit / r : logit · r; then, when it is
