@@ -2,7 +2,7 @@
 // largest value of x[r, :]. One block per row; NaN never wins (as on the host, unless it is the
 // row's first element, which the host keeps and this kernel skips). Lets a greedy decode step
 // copy back one id per sequence instead of its whole logits row.
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/vector.cuh"
 
 namespace moeserve::cuda {
 
@@ -79,7 +79,7 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* x, int64_
 
 void argmax_rows(const GpuExec& exec, const float* x, int rows, int64_t width, int32_t* out) {
   if (rows == 0) return;
-  const bool vector = width % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
+  const bool vector = width % 4 == 0 && aligned(x, 16);
   launch_dependent("argmax_rows", argmax_kernel, rows, kThreads, 0, exec, x, width, vector, out);
 }
 

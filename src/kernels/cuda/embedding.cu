@@ -1,5 +1,5 @@
 // CUDA op: token embedding lookup from a bf16 table into float32 rows (ops::embedding).
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/vector.cuh"
 
 namespace moeserve::cuda {
 
@@ -24,8 +24,7 @@ __global__ void embedding_kernel(const uint16_t* table, int hidden, const int32_
       for (int u = 0; u < kBatch; ++u) {
         const int i = base + u * blockDim.x;
         if (i >= vectors) break;
-        reinterpret_cast<float4*>(dst)[i] = {__uint_as_float(w[u].x << 16), __uint_as_float(w[u].x & 0xffff0000u),
-                                             __uint_as_float(w[u].y << 16), __uint_as_float(w[u].y & 0xffff0000u)};
+        reinterpret_cast<float4*>(dst)[i] = from_bf16x4(w[u]);
       }
     }
     return;
@@ -37,8 +36,7 @@ __global__ void embedding_kernel(const uint16_t* table, int hidden, const int32_
 
 void embedding(const GpuExec& exec, const uint16_t* table, int hidden, const int32_t* ids, int tokens, float* out) {
   if (tokens == 0) return;
-  const bool vector = hidden % 4 == 0 && reinterpret_cast<uintptr_t>(table) % 8 == 0 &&
-                      reinterpret_cast<uintptr_t>(out) % 16 == 0;
+  const bool vector = hidden % 4 == 0 && aligned(table, 8) && aligned(out, 16);
   launch_dependent("embedding", embedding_kernel, tokens, 256, 0, exec, table, hidden, ids, out, vector);
 }
 

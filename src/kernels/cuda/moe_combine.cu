@@ -6,7 +6,7 @@
 // float4-aligned widths up to kMaxVectors float4s per thread are kept in registers between the
 // sum and the norm and loaded all at once (a decode step's combine is one block per token, so
 // its time is its chain of dependent loads); other widths go element by element.
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/vector.cuh"
 
 namespace moeserve::cuda {
 
@@ -14,11 +14,6 @@ namespace {
 
 constexpr int kThreads = 512;
 constexpr int kMaxVectors = 4;
-
-// Two values rounded as float_to_bf16_bits, a in the low 16 bits.
-__device__ __forceinline__ uint32_t bf16_pair(float a, float b) {
-  return uint32_t(float_to_bf16_bits(a)) | uint32_t(float_to_bf16_bits(b)) << 16;
-}
 
 // kSplits: how many slices of expert_out the vector path may have to add up (1 or
 // kMaxFusedSplits; the register arrays for them are sized by it).
@@ -64,8 +59,8 @@ __global__ void __launch_bounds__(kThreads) moe_combine_kernel(MoeCombineArgs ar
 #pragma unroll
         for (int s = 1; s < kSplits; ++s)
           if (s < args.expert_splits)
-            sum = {sum.x + e[j][s].x, sum.y + e[j][s].y, sum.z + e[j][s].z, sum.w + e[j][s].w};
-        v[j] = {v[j].x + w * sum.x, v[j].y + w * sum.y, v[j].z + w * sum.z, v[j].w + w * sum.w};
+            sum = sum + e[j][s];
+        v[j] = v[j] + w * sum;
       }
     }
 #pragma unroll
@@ -75,12 +70,11 @@ __global__ void __launch_bounds__(kThreads) moe_combine_kernel(MoeCombineArgs ar
       float4 sum = v[j];
       if (args.shared_out != nullptr) {
         const float4 e = reinterpret_cast<const float4*>(args.shared_out + row)[i];
-        sum = {sum.x + shared_scale * e.x, sum.y + shared_scale * e.y, sum.z + shared_scale * e.z,
-               sum.w + shared_scale * e.w};
+        sum = sum + shared_scale * e;
       }
       if (args.residual != nullptr) {
         const float4 r = reinterpret_cast<const float4*>(args.residual + row)[i];
-        sum = {r.x + sum.x, r.y + sum.y, r.z + sum.z, r.w + sum.w};
+        sum = r + sum;
       }
       v[j] = sum;
     }
@@ -90,7 +84,7 @@ __global__ void __launch_bounds__(kThreads) moe_combine_kernel(MoeCombineArgs ar
       const int i = threadIdx.x + j * kThreads;
       if (i >= vectors) break;
       reinterpret_cast<float4*>(dst + row)[i] = v[j];
-      sum_squares += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
+      sum_squares += sum_of_squares(v[j]);
     }
     if (args.residual == nullptr) return;  // uniform over the block
     sum_squares = block_sum(sum_squares, scratch);
@@ -99,15 +93,8 @@ __global__ void __launch_bounds__(kThreads) moe_combine_kernel(MoeCombineArgs ar
     for (int j = 0; j < kMaxVectors; ++j) {
       const int i = threadIdx.x + j * kThreads;
       if (i >= vectors) break;
-      const uint2 w = reinterpret_cast<const uint2*>(args.norm_weight)[i];
-      const float4 value = {v[j].x * inv_rms * __uint_as_float(w.x << 16),
-                            v[j].y * inv_rms * __uint_as_float(w.x & 0xffff0000u),
-                            v[j].z * inv_rms * __uint_as_float(w.y << 16),
-                            v[j].w * inv_rms * __uint_as_float(w.y & 0xffff0000u)};
-      if (args.normed_f32 != nullptr) reinterpret_cast<float4*>(args.normed_f32 + row)[i] = value;
-      if (args.normed_bf16 != nullptr)
-        reinterpret_cast<uint2*>(args.normed_bf16 + row)[i] =
-            make_uint2(bf16_pair(value.x, value.y), bf16_pair(value.z, value.w));
+      store_normed(v[j], inv_rms, args.norm_weight, i, args.normed_f32 != nullptr ? args.normed_f32 + row : nullptr,
+                   args.normed_bf16 != nullptr ? args.normed_bf16 + row : nullptr);
     }
     return;
   }
@@ -136,8 +123,6 @@ __global__ void __launch_bounds__(kThreads) moe_combine_kernel(MoeCombineArgs ar
     if (args.normed_bf16 != nullptr) args.normed_bf16[row + d] = float_to_bf16_bits(value);
   }
 }
-
-bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 }  // namespace
 

@@ -2,7 +2,7 @@
 // contiguously (offsets), and record where every (token, k) entry went, all on the device so a
 // decode step needs no host round trip. One block; entries of one expert keep their order
 // (token-major), so the plan is deterministic. Also the row gather that applies the plan.
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/vector.cuh"
 
 namespace moeserve::cuda {
 
@@ -73,10 +73,7 @@ __global__ void gather_rows_kernel(const float* x, int width, const int32_t* row
         const int i = base + u * blockDim.x;
         if (i >= vectors) break;
         if (out_f32 != nullptr) reinterpret_cast<float4*>(out_f32 + dst)[i] = v[u];
-        if (out_bf16 != nullptr)
-          reinterpret_cast<uint2*>(out_bf16 + dst)[i] =
-              make_uint2(uint32_t(float_to_bf16_bits(v[u].x)) | uint32_t(float_to_bf16_bits(v[u].y)) << 16,
-                         uint32_t(float_to_bf16_bits(v[u].z)) | uint32_t(float_to_bf16_bits(v[u].w)) << 16);
+        if (out_bf16 != nullptr) reinterpret_cast<uint2*>(out_bf16 + dst)[i] = to_bf16x4(v[u]);
       }
     }
     return;
@@ -102,8 +99,7 @@ void moe_permute(const GpuExec& exec, const MoePermuteArgs& args) {
 void gather_rows(const GpuExec& exec, const float* x, int width, const int32_t* rows, int count, float* out_f32,
                  uint16_t* out_bf16) {
   if (count == 0) return;
-  const bool vector = width % 4 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
-                      reinterpret_cast<uintptr_t>(out_f32) % 16 == 0 && reinterpret_cast<uintptr_t>(out_bf16) % 8 == 0;
+  const bool vector = width % 4 == 0 && aligned(x, 16) && aligned(out_f32, 16) && aligned(out_bf16, 8);
   launch_dependent("gather_rows", gather_rows_kernel, count, 256, 0, exec, x, width, rows, out_f32, out_bf16,
                    vector);
 }

@@ -4,7 +4,7 @@
 // Rows of float4-aligned widths up to kMaxVectors float4s per thread are kept in registers
 // between the two passes and loaded all at once (a decode step's norm is one block, so its time
 // is its chain of dependent loads); other rows go element by element.
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/vector.cuh"
 
 namespace moeserve::cuda {
 
@@ -12,11 +12,6 @@ namespace {
 
 constexpr int kMaxVectors = 4;
 
-__device__ __forceinline__ float4 operator+(float4 a, float4 b) { return {a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w}; }
-// Two values rounded as float_to_bf16_bits, a in the low 16 bits.
-__device__ __forceinline__ uint32_t bf16_pair(float a, float b) {
-  return uint32_t(float_to_bf16_bits(a)) | uint32_t(float_to_bf16_bits(b)) << 16;
-}
 
 // kSplits: how many slices of `add` the vector path may have to add up (1 or kMaxFusedSplits; the
 // register arrays for them are sized by it).
@@ -61,7 +56,7 @@ __global__ void rms_norm_kernel(RmsNormArgs args) {
       const int i = threadIdx.x + j * blockDim.x;
       if (i >= vectors) break;
       if (add4 != nullptr) x4[i] = v[j];
-      sum_squares += v[j].x * v[j].x + v[j].y * v[j].y + v[j].z * v[j].z + v[j].w * v[j].w;
+      sum_squares += sum_of_squares(v[j]);
     }
     sum_squares = block_sum(sum_squares, scratch);
     const float inv_rms = 1.0f / sqrtf(sum_squares / static_cast<float>(args.dim) + args.eps);
@@ -69,15 +64,8 @@ __global__ void rms_norm_kernel(RmsNormArgs args) {
     for (int j = 0; j < kMaxVectors; ++j) {
       const int i = threadIdx.x + j * blockDim.x;
       if (i >= vectors) break;
-      const uint2 w = reinterpret_cast<const uint2*>(args.weight)[i];
-      const float4 value = {v[j].x * inv_rms * __uint_as_float(w.x << 16),
-                            v[j].y * inv_rms * __uint_as_float(w.x & 0xffff0000u),
-                            v[j].z * inv_rms * __uint_as_float(w.y << 16),
-                            v[j].w * inv_rms * __uint_as_float(w.y & 0xffff0000u)};
-      if (args.out_f32 != nullptr) reinterpret_cast<float4*>(args.out_f32 + base)[i] = value;
-      if (args.out_bf16 != nullptr)
-        reinterpret_cast<uint2*>(args.out_bf16 + out_base)[i] =
-            make_uint2(bf16_pair(value.x, value.y), bf16_pair(value.z, value.w));
+      store_normed(v[j], inv_rms, args.weight, i, args.out_f32 != nullptr ? args.out_f32 + base : nullptr,
+                   args.out_bf16 != nullptr ? args.out_bf16 + out_base : nullptr);
     }
     return;
   }
@@ -99,8 +87,6 @@ __global__ void rms_norm_kernel(RmsNormArgs args) {
     if (args.out_bf16 != nullptr) args.out_bf16[out_base + i] = float_to_bf16_bits(value);
   }
 }
-
-bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 }  // namespace
 

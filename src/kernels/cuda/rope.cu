@@ -2,7 +2,7 @@
 // cos/sin from float32 position × inv_freq as the CPU reference computes them — once per
 // (token, frequency) into shared memory, since every head of a token shares them. Optionally
 // also writes each token's cache entry afterwards (ops::kv_write fused, one launch fewer per layer).
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/vector.cuh"
 
 namespace moeserve::cuda {
 
@@ -78,8 +78,7 @@ __global__ void __launch_bounds__(kThreads) rope_kernel(RopeArgs args, bool entr
 void rope(const GpuExec& exec, const RopeArgs& args) {
   if (args.tokens == 0 || (args.half == 0 && args.cache == nullptr)) return;
   const bool entry_vector = args.entry_size % 4 == 0 && args.entry_offset % 4 == 0 && args.token_stride % 4 == 0 &&
-                            reinterpret_cast<uintptr_t>(args.x) % 16 == 0 &&
-                            reinterpret_cast<uintptr_t>(args.cache) % 16 == 0;
+                            aligned(args.x, 16) && aligned(args.cache, 16);
   launch_dependent("rope", rope_kernel, args.tokens, kThreads, 2 * args.half * sizeof(float), exec, args,
                    entry_vector);
 }
