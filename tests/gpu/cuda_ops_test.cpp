@@ -187,7 +187,7 @@ PagedBatch make_batch(const std::vector<std::pair<int, int>>& context_and_querie
 TEST_F(CudaOpsTest, PagedAttentionGqa) {
   const int block_size = 16, num_blocks = 24;
   // The last three have enough (row, kv head) pairs for the group kernel (44 rows × 8 / × 4 / × 2);
-  // the last is group 8, which only the tensor-core prefill kernel tiles.
+  // the last is group 8, which the CUDA-core prefill kernel tiles 8 rows at a time.
   for (auto [heads, kv_heads, head_dim, window] : {std::tuple{8, 2, 64, 0},
                                                    {6, 6, 20, 0},
                                                    {4, 1, 128, 13},
@@ -241,14 +241,17 @@ TEST_F(CudaOpsTest, PagedAttentionGqa) {
                                                      .positions = upload(batch.positions),
                                                      .out = out});
     EXPECT_LT(relative_error(download(out, q.size()), expected), 1e-5) << heads << "/" << kv_heads << "/" << head_dim;
-    // The tiled prefill kernel on the same batch: tiles of consecutive rows of one sequence.
-    std::vector<int32_t> tiles;
-    for (const SequenceView& seq : batch.sequences) {
-      for (int first = 0; first < seq.num_query; first += cuda::kPrefillTileRows) {
-        tiles.push_back(seq.query_begin + first);
-        tiles.push_back(std::min(cuda::kPrefillTileRows, seq.num_query - first));
+    // The tiled prefill kernels on the same batch: tiles of at most `rows` consecutive rows of one sequence.
+    auto tiles_of = [&](int rows) {
+      std::vector<int32_t> tiles;
+      for (const SequenceView& seq : batch.sequences) {
+        for (int first = 0; first < seq.num_query; first += rows) {
+          tiles.push_back(seq.query_begin + first);
+          tiles.push_back(std::min(rows, seq.num_query - first));
+        }
       }
-    }
+      return tiles;
+    };
     const cuda::AttentionArgs args{.q = upload(q),
                                    .q_stride = heads * head_dim,
                                    .tokens = batch.tokens,
@@ -268,24 +271,38 @@ TEST_F(CudaOpsTest, PagedAttentionGqa) {
                                    .table_offsets = upload(batch.table_offsets),
                                    .positions = upload(batch.positions),
                                    .out = poisoned<float>(q.size())};
-    const int32_t* dtiles = upload(tiles);
-    const int num_tiles = static_cast<int>(tiles.size() / 2);
-    const bool group_fits = heads / kv_heads <= 4;
-    ASSERT_EQ(cuda::prefill_attention_supported(args), group_fits);
-    if (group_fits) {
-      cuda::paged_attention_prefill(exec_, args, dtiles, num_tiles);
-      EXPECT_LT(relative_error(download(args.out, q.size()), expected), 1e-5) << "prefill " << heads << "/" << kv_heads;
+    const int group = heads / kv_heads;
+    // CUDA cores: blocks of up to 64 queries (rows × group).
+    for (int rows : {16, 64 / group}) {
+      ASSERT_EQ(cuda::prefill_attention_supported(args, rows), rows * group <= 64) << rows;
+      if (rows * group > 64) continue;
+      const std::vector<int32_t> tiles = tiles_of(rows);
+      cuda::AttentionArgs tiled = args;
+      tiled.out = poisoned<float>(q.size());
+      cuda::paged_attention_prefill(exec_, tiled, upload(tiles), static_cast<int>(tiles.size() / 2), rows);
+      EXPECT_LT(relative_error(download(tiled.out, q.size()), expected), 1e-5)
+          << "prefill " << heads << "/" << kv_heads << " rows " << rows;
     }
-    // Tensor cores: split bf16 keeps ~16 mantissa bits of Q, K, P and V (mma_gemm split's 2e-5);
-    // plain bf16 rounds each to 8 bits (2⁻⁹ ≈ 2e-3 per operand).
-    ASSERT_EQ(cuda::prefill_attention_mma_supported(args), head_dim % 16 == 0);
-    if (head_dim % 16 != 0) continue;
-    for (auto [split, tolerance] : {std::pair{true, 2e-5}, {false, 1e-2}}) {
-      cuda::AttentionArgs mma_args = args;
-      mma_args.out = poisoned<float>(q.size());
-      cuda::paged_attention_prefill_mma(exec_, mma_args, dtiles, num_tiles, split);
-      EXPECT_LT(relative_error(download(mma_args.out, q.size()), expected), tolerance)
-          << "prefill mma split=" << split << " " << heads << "/" << kv_heads << "/" << head_dim;
+    // Tensor cores: blocks of up to 128 queries, the tile rows a model with these heads gets.
+    // Split bf16 keeps ~16 mantissa bits of Q, K, P and V (mma_gemm split's 2e-5); plain bf16
+    // rounds each to 8 bits (2⁻⁹ ≈ 2e-3 per operand).
+    const int tile_rows = cuda::prefill_tile_rows(head_dim, group);
+    ASSERT_EQ(cuda::prefill_attention_mma_supported(args, tile_rows), head_dim % 16 == 0);
+    if (head_dim % 16 != 0) {
+      EXPECT_EQ(tile_rows, 64 / group);
+      continue;
+    }
+    EXPECT_EQ(tile_rows, 128 / group);
+    for (int rows : {16, tile_rows}) {
+      const std::vector<int32_t> tiles = tiles_of(rows);
+      for (auto [split, tolerance] : {std::pair{true, 2e-5}, {false, 1e-2}}) {
+        cuda::AttentionArgs mma_args = args;
+        mma_args.out = poisoned<float>(q.size());
+        cuda::paged_attention_prefill_mma(exec_, mma_args, upload(tiles), static_cast<int>(tiles.size() / 2), rows,
+                                          split);
+        EXPECT_LT(relative_error(download(mma_args.out, q.size()), expected), tolerance)
+            << "prefill mma split=" << split << " " << heads << "/" << kv_heads << "/" << head_dim << " rows " << rows;
+      }
     }
   }
 }

@@ -1,7 +1,7 @@
 // CUDA op: causal paged attention for prefill-sized batches on CUDA cores, float32 throughout
 // (GQA, head_dim <= 128; attention_prefill_mma.cu is the tensor-core version for head dims that
-// are multiples of 16): the rows of one sequence are cut into query tiles of kPrefillTileRows
-// consecutive rows, and one block takes a tile × one kv head, i.e. kPrefillTileRows × group
+// are multiples of 16): the rows of one sequence are cut into query tiles of consecutive rows,
+// and one block takes a tile × one kv head, i.e. tile rows × group
 // query vectors that share every K/V tile it loads into shared memory (32 keys at a time) — so
 // K/V is read once per query tile instead of once per query row as in paged_attention. Online softmax per query row.
 #include "kernels/cuda/paged_cache.cuh"
@@ -13,7 +13,7 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kKeys = 32;
 constexpr int kMaxHeadDim = 128;
-constexpr int kMaxQueries = 64;                   // kTileRows × group
+constexpr int kMaxQueries = 64;                   // tile rows × group
 constexpr int kQueriesPerWarp = kMaxQueries / 8;  // score rows per warp
 // Row padding (floats) of the staged K and P tiles: keeps rows 16-byte aligned for float4 reads
 // and spreads a warp's rows over distinct banks.
@@ -183,15 +183,15 @@ size_t shared_bytes(int dim) {
 
 }  // namespace
 
-bool prefill_attention_supported(const AttentionArgs& args) {
+bool prefill_attention_supported(const AttentionArgs& args, int tile_rows) {
   return args.key_dim == args.value_dim && args.key_dim <= kMaxHeadDim && args.key_dim % 4 == 0 &&
-         args.group * kPrefillTileRows <= kMaxQueries && args.group >= 1;
+         args.group >= 1 && tile_rows >= 1 && args.group * tile_rows <= kMaxQueries;
 }
 
 void paged_attention_prefill(const GpuExec& exec, const AttentionArgs& args, const int32_t* query_tiles,
-                             int num_tiles) {
+                             int num_tiles, int tile_rows) {
   if (num_tiles == 0) return;
-  if (!prefill_attention_supported(args)) {
+  if (!prefill_attention_supported(args, tile_rows)) {
     std::fprintf(stderr, "moeserve: paged_attention_prefill: unsupported shape (head_dim %d, group %d)\n", args.key_dim,
                  args.group);
     std::abort();

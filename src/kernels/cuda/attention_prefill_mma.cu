@@ -1,8 +1,9 @@
 // CUDA op: causal paged attention for prefill-sized batches on tensor cores (flash-attention
 // style, mma.sync m16n8k16 bf16). Same contract and query tiles as paged_attention_prefill; one
 // block takes a query tile × one kv head: its tile_rows × group query vectors, 16 per warp.
-// Per tile of kKeys keys the block stages K and V from the paged float32 cache into shared
-// memory as bf16 (hi + lo halves in the split mode), then each warp computes
+// Per tile of kKeys keys the block copies K and V from the paged float32 cache into a shared
+// stage (cp.async, issued one tile ahead so the copy overlaps the tile before it), converts them
+// to bf16 tiles (hi + lo halves in the split mode), then each warp computes
 //   S [16 queries, kKeys] = Q · Kᵀ            (A = Q from registers, B = K rows)
 //   online softmax per query row over S       (registers; a row lives in one quad of lanes)
 //   O [16, dim] = O · correction + P · V      (A = P straight from S's accumulators, B = V via
@@ -10,8 +11,11 @@
 // Split mode: x ≈ hi + lo for Q, K, P and V, and each product takes the three MMAs hi·hi,
 // hi·lo, lo·hi (the lo·lo term is ~2⁻¹⁶ of the result), so results stay float32-like (mma_gemm's
 // precise mode); plain mode multiplies the bf16 roundings alone.
+#include <algorithm>
 #include <climits>
 
+#include "kernels/cuda/async_copy.cuh"
+#include "kernels/cuda/vector.cuh"
 #include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/paged_cache.cuh"
 
@@ -21,19 +25,21 @@ namespace {
 
 constexpr int kKeys = 64;            // keys per staged tile: 8 MMA n-tiles of S
 constexpr int kMaxDim = 128;         // head_dim: up to 8 k-steps of Q·Kᵀ, 16 n-tiles of O
-constexpr int kMaxWarps = 8;         // 16 queries each: group × kPrefillTileRows <= 128
+constexpr int kMaxWarps = 8;         // 16 queries each: group × tile rows <= 128
 constexpr int kSkew = 8;             // bf16 per staged row beyond dim: conflict-free fragment reads
-constexpr int kBatch = 8;            // staged float4 pairs a thread has in flight at once
 
 template <bool kSplit>
 __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(AttentionArgs args,
                                                                                 const int32_t* tiles) {
   constexpr int kHalves = kSplit ? 2 : 1;
-  extern __shared__ __align__(16) uint16_t staged[];  // k [halves][kKeys][stride], then v alike
+  // bf16 k [halves][kKeys][stride], v alike, then the float32 stage: k [kKeys][dim], v alike.
+  extern __shared__ __align__(16) uint16_t staged[];
   const int dim = args.key_dim;
   const int stride = dim + kSkew;
   uint16_t* k_tile = staged;
   uint16_t* v_tile = staged + kHalves * kKeys * stride;
+  float* k_stage = reinterpret_cast<float*>(v_tile + kHalves * kKeys * stride);
+  float* v_stage = k_stage + kKeys * dim;
   const int group = args.group;
   const int first_row = tiles[2 * blockIdx.x];
   const int tile_rows = tiles[2 * blockIdx.x + 1];
@@ -96,59 +102,63 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
   const int key_begin = keys.first, last_pos = keys.last, key_offset = keys.key_offset;
   const int value_offset = keys.value_offset;
   const int chunks = dim / 4;
+  const int items = kKeys * chunks;
   // Staged item i (one float4 of a key and of its value) is key i / chunks of the tile, dims
   // 4 · (i % chunks): i / chunks as (i · magic) >> 20, exact for i < 2²⁰ / chunks (> kKeys · 32).
   const uint32_t chunk_magic = ((1u << 20) + chunks - 1) / chunks;
   auto key_of_item = [&](int i) { return static_cast<int>((static_cast<uint32_t>(i) * chunk_magic) >> 20); };
-  // The cache entries of a tile's keys, looked up once per tile (entry_at[parity][key - tile],
-  // floats from args.cache) while the tile before it is staged: the block table walk costs two
-  // integer divisions, too many to repeat for every float4.
-  __shared__ int64_t entry_at[2][kKeys];
-  auto look_up_entries = [&](int tile, int parity) {
+  // The cache entries of a tile's keys (floats from args.cache), looked up once per tile: the
+  // block table walk costs two integer divisions, too many to repeat for every float4.
+  __shared__ int64_t entry_at[kKeys];
+  auto look_up_entries = [&](int tile) {
     for (int j = threadIdx.x; j < kKeys; j += blockDim.x)
-      if (tile + j <= last_pos) entry_at[parity][j] = cache_entry(args, keys.table, tile + j) - args.cache;
+      if (tile + j <= last_pos) entry_at[j] = cache_entry(args, keys.table, tile + j) - args.cache;
+  };
+  // Copies the float32 K and V of a tile's keys into the stage, asynchronously (item i at 4 · i).
+  auto stage_tile = [&](int tile) {
+    for (int i = threadIdx.x; i < items; i += blockDim.x) {
+      const int j = key_of_item(i);
+      if (tile + j > last_pos) continue;
+      const float* entry = args.cache + entry_at[j] + 4 * (i - j * chunks);
+      cp_async_16(k_stage + 4 * i, entry + key_offset);
+      cp_async_16(v_stage + 4 * i, entry + value_offset);
+    }
   };
   // Queries of this warp (uniform): a tile inside [latest lowest, earliest position] needs no mask.
   const int warp_first_pos =
       __reduce_min_sync(0xffffffffu, min(live[0] ? pos[0] : INT_MAX, live[1] ? pos[1] : INT_MAX));
   const int warp_last_lowest = __reduce_max_sync(0xffffffffu, max(lowest[0], lowest[1]));
-  look_up_entries(key_begin, 0);
+  look_up_entries(key_begin);
+  __syncthreads();
+  stage_tile(key_begin);
 
-  for (int tile = key_begin, parity = 0; tile <= last_pos; tile += kKeys, parity ^= 1) {
-    __syncthreads();  // the previous tile is consumed; this tile's entries are visible
-    // kBatch rows in flight per thread: all their loads are issued before any is converted.
-    for (int base = threadIdx.x; base < kKeys * chunks; base += kBatch * blockDim.x) {
-      float4 kk[kBatch], vv[kBatch];
-#pragma unroll
-      for (int b = 0; b < kBatch; ++b) {
-        const int i = base + b * blockDim.x;
-        const int j = key_of_item(i);
-        kk[b] = vv[b] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);  // keys past the tile's last: zero
-        if (i < kKeys * chunks && tile + j <= last_pos) {
-          const float* entry = args.cache + entry_at[parity][j] + 4 * (i - j * chunks);
-          kk[b] = *reinterpret_cast<const float4*>(entry + key_offset);
-          vv[b] = *reinterpret_cast<const float4*>(entry + value_offset);
-        }
+  // Per tile: the stage's float32 K/V become the bf16 tiles, the next tile's copies are issued
+  // into the stage, and the warps compute on the bf16 tiles while those copies are in flight.
+  for (int tile = key_begin; tile <= last_pos; tile += kKeys) {
+    cp_async_wait_all();
+    __syncthreads();  // the stage holds this tile; every warp is done with the previous bf16 tiles
+    for (int i = threadIdx.x; i < items; i += blockDim.x) {
+      const int j = key_of_item(i);
+      const int d = 4 * (i - j * chunks);
+      float4 kk = make_float4(0.0f, 0.0f, 0.0f, 0.0f), vv = kk;  // keys past the tile's last: zero
+      if (tile + j <= last_pos) {
+        kk = *reinterpret_cast<const float4*>(k_stage + 4 * i);
+        vv = *reinterpret_cast<const float4*>(v_stage + 4 * i);
       }
+      const float kv[2][4] = {{kk.x, kk.y, kk.z, kk.w}, {vv.x, vv.y, vv.z, vv.w}};
 #pragma unroll
-      for (int b = 0; b < kBatch; ++b) {
-        const int i = base + b * blockDim.x;
-        if (i >= kKeys * chunks) break;
-        const int j = key_of_item(i);
-        const int d = 4 * (i - j * chunks);
-        const float kv[2][4] = {{kk[b].x, kk[b].y, kk[b].z, kk[b].w}, {vv[b].x, vv[b].y, vv[b].z, vv[b].w}};
-#pragma unroll
-        for (int which = 0; which < 2; ++which) {
-          const Bf16x2Split e01 = split_bf16x2(kv[which][0], kv[which][1]);
-          const Bf16x2Split e23 = split_bf16x2(kv[which][2], kv[which][3]);
-          uint16_t* dst = (which == 0 ? k_tile : v_tile) + j * stride + d;
-          *reinterpret_cast<uint2*>(dst) = make_uint2(e01.hi, e23.hi);
-          if constexpr (kSplit) *reinterpret_cast<uint2*>(dst + kKeys * stride) = make_uint2(e01.lo, e23.lo);
-        }
+      for (int which = 0; which < 2; ++which) {
+        const Bf16x2Split e01 = split_bf16x2(kv[which][0], kv[which][1]);
+        const Bf16x2Split e23 = split_bf16x2(kv[which][2], kv[which][3]);
+        uint16_t* dst = (which == 0 ? k_tile : v_tile) + j * stride + d;
+        *reinterpret_cast<uint2*>(dst) = make_uint2(e01.hi, e23.hi);
+        if constexpr (kSplit) *reinterpret_cast<uint2*>(dst + kKeys * stride) = make_uint2(e01.lo, e23.lo);
       }
     }
-    look_up_entries(tile + kKeys, parity ^ 1);  // read after the next top-of-loop barrier
-    __syncthreads();
+    const bool more = tile + kKeys <= last_pos;
+    if (more) look_up_entries(tile + kKeys);
+    __syncthreads();  // the bf16 tiles are complete, the stage is free, the next entries visible
+    if (more) stage_tile(tile + kKeys);
     if (!warp_live) continue;
 
     // S = Q · Kᵀ: n-tile n is keys 8n..8n+7; B = K rows (b0: dims 2t, 2t+1 of key g). The n-tiles
@@ -287,26 +297,33 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
 
 }  // namespace
 
-bool prefill_attention_mma_supported(const AttentionArgs& args) {
-  const bool aligned = reinterpret_cast<uintptr_t>(args.cache) % 16 == 0 && args.entry_size % 4 == 0 &&
+int prefill_tile_rows(int head_dim, int group) {
+  constexpr int kCudaCoreQueries = 64;  // attention_prefill.cu's block
+  const bool tensor_cores = head_dim % 16 == 0 && head_dim <= kMaxDim;
+  return std::max(1, (tensor_cores ? kMaxWarps * 16 : kCudaCoreQueries) / std::max(1, group));
+}
+
+bool prefill_attention_mma_supported(const AttentionArgs& args, int tile_rows) {
+  const bool aligned_rows = aligned(args.cache, 16) && args.entry_size % 4 == 0 &&
                        args.key_offset % 4 == 0 && args.value_offset % 4 == 0 && args.kv_head_stride % 4 == 0 &&
-                       args.q_stride % 2 == 0 && reinterpret_cast<uintptr_t>(args.q) % 8 == 0;
-  return aligned && args.key_dim == args.value_dim && args.key_dim % 16 == 0 && args.key_dim <= kMaxDim &&
-         args.group >= 1 && args.group * kPrefillTileRows <= kMaxWarps * 16;
+                       args.q_stride % 2 == 0 && aligned(args.q, 8);
+  return aligned_rows && args.key_dim == args.value_dim && args.key_dim % 16 == 0 && args.key_dim <= kMaxDim &&
+         args.group >= 1 && tile_rows >= 1 && args.group * tile_rows <= kMaxWarps * 16;
 }
 
 void paged_attention_prefill_mma(const GpuExec& exec, const AttentionArgs& args, const int32_t* query_tiles,
-                                 int num_tiles, bool split_bf16) {
+                                 int num_tiles, int tile_rows, bool split_bf16) {
   if (num_tiles == 0) return;
-  if (!prefill_attention_mma_supported(args)) {
+  if (!prefill_attention_mma_supported(args, tile_rows)) {
     std::fprintf(stderr, "moeserve: paged_attention_prefill_mma: unsupported shape (head_dim %d, group %d)\n",
                  args.key_dim, args.group);
     std::abort();
   }
-  const int warps = ceil_div(args.group * kPrefillTileRows, 16);
+  const int warps = ceil_div(args.group * tile_rows, 16);
   const dim3 grid(num_tiles, args.num_heads / args.group);
   const int halves = split_bf16 ? 2 : 1;
-  const int bytes = 2 * halves * kKeys * (args.key_dim + kSkew) * int(sizeof(uint16_t));
+  const int bytes = 2 * halves * kKeys * (args.key_dim + kSkew) * int(sizeof(uint16_t)) +
+                    2 * kKeys * args.key_dim * int(sizeof(float));
   if (split_bf16) {
     cudaFuncSetAttribute(prefill_attention_mma_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
     prefill_attention_mma_kernel<true><<<grid, warps * 32, bytes, stream_of(exec)>>>(args, query_tiles);

@@ -110,18 +110,22 @@ constexpr int kMaxKeyDim = 1024;
 void paged_attention(const GpuExec& exec, const AttentionArgs& args);
 
 // The same attention for prefill-sized batches of GQA rows: query_tiles [num_tiles × 2] =
-// (first row, rows) pairs, each at most kPrefillTileRows consecutive rows of one sequence,
-// covering every row once; a block takes a tile × one kv head.
-constexpr int kPrefillTileRows = 16;
-// On tensor cores (key_dim == value_dim, a multiple of 16 and <= 128, group × kPrefillTileRows
-// <= 128, 16-byte aligned cache rows): Q, K, P and V as bf16 hi + lo halves when split_bf16
+// (first row, rows) pairs, each at most tile_rows consecutive rows of one sequence, covering
+// every row once; a block takes a tile × one kv head (tile rows × group queries that share each
+// K/V tile it stages).
+// Rows per tile that fill a block of the kernel a head shape takes (128 queries on tensor cores,
+// 64 on CUDA cores), at least 1.
+int prefill_tile_rows(int head_dim, int group);
+// On tensor cores (key_dim == value_dim, a multiple of 16 and <= 128, group × tile_rows <= 128,
+// 16-byte aligned cache rows): Q, K, P and V as bf16 hi + lo halves when split_bf16
 // (float32-like), or rounded to bf16.
-bool prefill_attention_mma_supported(const AttentionArgs& args);
+bool prefill_attention_mma_supported(const AttentionArgs& args, int tile_rows);
 void paged_attention_prefill_mma(const GpuExec& exec, const AttentionArgs& args, const int32_t* query_tiles,
-                                 int num_tiles, bool split_bf16);
-// On CUDA cores in float32 (key_dim == value_dim <= 128, a multiple of 4, group × kPrefillTileRows <= 64).
-bool prefill_attention_supported(const AttentionArgs& args);
-void paged_attention_prefill(const GpuExec& exec, const AttentionArgs& args, const int32_t* query_tiles, int num_tiles);
+                                 int num_tiles, int tile_rows, bool split_bf16);
+// On CUDA cores in float32 (key_dim == value_dim <= 128, a multiple of 4, group × tile_rows <= 64).
+bool prefill_attention_supported(const AttentionArgs& args, int tile_rows);
+void paged_attention_prefill(const GpuExec& exec, const AttentionArgs& args, const int32_t* query_tiles, int num_tiles,
+                             int tile_rows);
 
 // ops::mla_absorb_q / ops::mla_project_v. kv_b [H × (dn + dv), r] float32 on the device.
 // q [T, H, dn + dr] → q_absorbed [T, H, r + dr];  latent [T, H, r] → out [T, H, dv].

@@ -233,11 +233,12 @@ SplitSums CudaModel::gqa(Step& step, int layer_idx, Act x, float* out) const {
   // The tiled kernel pays off when its query tiles hold several rows (prefill); decode rows
   // (one per sequence) are better spread one block per (row, head).
   const bool tiled = tokens > kSmallTile && step.in.num_query_tiles * 4 <= tokens;
-  if (tiled && prefill_attention_mma_supported(attention)) {
-    paged_attention_prefill_mma(step.exec, attention, step.in.query_tiles, step.in.num_query_tiles,
+  const int tile_rows = step.in.query_tile_rows;
+  if (tiled && prefill_attention_mma_supported(attention, tile_rows)) {
+    paged_attention_prefill_mma(step.exec, attention, step.in.query_tiles, step.in.num_query_tiles, tile_rows,
                                 precision_ == PrefillPrecision::kSplitBf16);
-  } else if (tiled && prefill_attention_supported(attention)) {
-    paged_attention_prefill(step.exec, attention, step.in.query_tiles, step.in.num_query_tiles);
+  } else if (tiled && prefill_attention_supported(attention, tile_rows)) {
+    paged_attention_prefill(step.exec, attention, step.in.query_tiles, step.in.num_query_tiles, tile_rows);
   } else {
     paged_attention(step.exec, attention);
   }

@@ -100,6 +100,7 @@ struct StepInputs {
   int logit_rows = 0;
   const int32_t* logit_row_ids = nullptr;  // [logit_rows]
   int num_query_tiles = 0;
+  int query_tile_rows = 0;               // the most rows a query tile holds
   const int32_t* query_tiles = nullptr;  // [num_query_tiles × 2] (first row, rows), see paged_attention_prefill
 };
 

@@ -115,12 +115,22 @@ Tensor CudaRunner::execute(std::span<const RunnerSeq> seqs) {
   return logits;
 }
 
+namespace {
+
+// Query tile rows for the prefill attention kernels (see paged_attention_prefill).
+int query_tile_rows(const ModelConfig& c) {
+  return cuda::prefill_tile_rows(c.head_dim, c.num_heads / std::max(1, c.num_kv_heads));
+}
+
+}  // namespace
+
 void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
   const int bs = options_.block_size;
+  const int tile_rows = query_tile_rows(model_->config());
   int tokens = 0, logit_rows = 0, table_entries = 0, tiles = 0;
   for (const Piece& p : pieces) {
     tokens += p.count;
-    tiles += (p.count + cuda::kPrefillTileRows - 1) / cuda::kPrefillTileRows;
+    tiles += (p.count + tile_rows - 1) / tile_rows;
     logit_rows += p.logit_rows();
     table_entries += (p.begin + p.count + bs - 1) / bs;
   }
@@ -141,9 +151,9 @@ void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
   int32_t* tables = query_tiles + 2 * tiles;
   int row = 0, logit = 0, table = 0, tile = 0;
   for (const Piece& p : pieces) {
-    for (int first = 0; first < p.count; first += cuda::kPrefillTileRows, ++tile) {
+    for (int first = 0; first < p.count; first += tile_rows, ++tile) {
       query_tiles[2 * tile] = row + first;
-      query_tiles[2 * tile + 1] = std::min(cuda::kPrefillTileRows, p.count - first);
+      query_tiles[2 * tile + 1] = std::min(tile_rows, p.count - first);
     }
     const int blocks = (p.begin + p.count + bs - 1) / bs;
     MS_CHECK(static_cast<int>(p.seq->block_table.size()) >= blocks);
@@ -282,6 +292,7 @@ cuda::StepInputs CudaRunner::inputs_at(int tokens, int logit_rows, int tiles) co
                           .logit_rows = logit_rows,
                           .logit_row_ids = dev + 4 * tokens,
                           .num_query_tiles = tiles,
+                          .query_tile_rows = query_tile_rows(model_->config()),
                           .query_tiles = dev + 4 * tokens + logit_rows};
 }
 
