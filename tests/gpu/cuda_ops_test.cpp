@@ -816,6 +816,16 @@ TEST_F(CudaOpsTest, CublasGemmMatchesLinearOnBf16Inputs) {
       float* out = poisoned<float>(expected.size());
       cuda::gemm_bf16(exec_, upload(x), upload(weight), upload(bias), rows, n, k, out);
       EXPECT_LT(relative_error(download(out, expected.size()), expected), 1e-5) << rows << "x" << k << "x" << n;
+      // bf16 output (no bias): the float32 product rounded, within bf16's half ulp (2⁻⁹) per element.
+      std::vector<float> unbiased(expected.size());
+      ops::linear(cpu_, f32_view(x_f32, Shape{rows, k}), view(weight.data(), DType::kBF16, Shape{n, k}), TensorView{},
+                  f32_view(unbiased, Shape{rows, n}));
+      uint16_t* out_bf16 = poisoned<uint16_t>(expected.size());
+      cuda::gemm_bf16(exec_, upload(x), upload(weight), rows, n, k, out_bf16);
+      const auto got_bf16 = download(out_bf16, expected.size());
+      std::vector<float> widened(got_bf16.size());
+      for (size_t i = 0; i < got_bf16.size(); ++i) widened[i] = bf16_to_f32(got_bf16[i]);
+      EXPECT_LT(relative_error(widened, unbiased), 3e-3) << "bf16 out " << rows << "x" << k << "x" << n;
     }
   }
 }
@@ -840,7 +850,7 @@ TEST_F(CudaOpsTest, CublasSplitGemmMatchesFloat32Linear) {
 }
 
 TEST_F(CudaOpsTest, SiluMulAndCasts) {
-  for (auto [rows, inter] : {std::pair{1, 7}, {33, 300}}) {
+  for (auto [rows, inter] : {std::pair{1, 7}, {33, 300}, {70000, 3}}) {
     auto gate_up = random_floats(size_t(rows) * 2 * inter, 3.0f);
     std::vector<float> gate(size_t(rows) * inter), up(gate.size()), expected(gate.size());
     for (int r = 0; r < rows; ++r) {
@@ -856,6 +866,18 @@ TEST_F(CudaOpsTest, SiluMulAndCasts) {
     EXPECT_LT(relative_error(got, expected), 1e-6);
     const auto got_bf16 = download(out_bf16, expected.size());
     for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got_bf16[i], f32_to_bf16(got[i]));
+    // From a bf16 gate_up: exactly what the float32 input of the same (rounded) values gives.
+    std::vector<uint16_t> gate_up_bf16(gate_up.size());
+    std::vector<float> rounded(gate_up.size());
+    for (size_t i = 0; i < gate_up.size(); ++i) {
+      gate_up_bf16[i] = f32_to_bf16(gate_up[i]);
+      rounded[i] = bf16_to_f32(gate_up_bf16[i]);
+    }
+    uint16_t* from_rounded = poisoned<uint16_t>(expected.size());
+    cuda::silu_mul(exec_, upload(rounded), rows, inter, nullptr, from_rounded);
+    uint16_t* from_bf16 = poisoned<uint16_t>(expected.size());
+    cuda::silu_mul(exec_, upload(gate_up_bf16), rows, inter, from_bf16);
+    EXPECT_EQ(download(from_bf16, expected.size()), download(from_rounded, expected.size()));
     uint16_t* cast = poisoned<uint16_t>(expected.size());
     cuda::to_bf16(exec_, upload(expected), int64_t(expected.size()), cast);
     float* back = poisoned<float>(expected.size());

@@ -1,34 +1,48 @@
-// CUDA op: SwiGLU's elementwise part (ops::silu_mul) on a fused [gate | up] row, to float32 or
-// bf16 (the next GEMM's input).
+// CUDA op: SwiGLU's elementwise part (ops::silu_mul) on a fused [gate | up] row of float32 or
+// bf16 (a bf16 GEMM's output), to float32 or bf16 (the next GEMM's input).
 #include "kernels/cuda/common.cuh"
 
 namespace moeserve::cuda {
 
 namespace {
 
-__global__ void silu_mul_kernel(const float* gate_up, int64_t count, int intermediate, float* out_f32,
-                                uint16_t* out_bf16) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t row = i / intermediate;
-    const int64_t col = i % intermediate;
-    const float g = gate_up[row * 2 * intermediate + col];
-    const float u = gate_up[row * 2 * intermediate + intermediate + col];
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(uint16_t bf16) { return bf16_bits_to_float(bf16); }
+
+// Grid (column blocks, row stride): thread x of a block takes column blockIdx.x · blockDim.x + x
+// of rows blockIdx.y, + gridDim.y, ...
+template <typename In>
+__global__ void silu_mul_kernel(const In* gate_up, int rows, int intermediate, float* out_f32, uint16_t* out_bf16) {
+  const int col = blockIdx.x * blockDim.x + threadIdx.x;
+  if (col >= intermediate) return;
+  for (int row = blockIdx.y; row < rows; row += gridDim.y) {
+    const In* in = gate_up + static_cast<int64_t>(row) * 2 * intermediate;
+    const float g = to_float(in[col]);
+    const float u = to_float(in[intermediate + col]);
     const float value = g / (1.0f + expf(-g)) * u;
-    if (out_f32 != nullptr) out_f32[i] = value;
-    if (out_bf16 != nullptr) out_bf16[i] = float_to_bf16_bits(value);
+    const int64_t at = static_cast<int64_t>(row) * intermediate + col;
+    if (out_f32 != nullptr) out_f32[at] = value;
+    if (out_bf16 != nullptr) out_bf16[at] = float_to_bf16_bits(value);
   }
+}
+
+template <typename In>
+void launch(const GpuExec& exec, const In* gate_up, int rows, int intermediate, float* out_f32, uint16_t* out_bf16) {
+  if (rows == 0 || intermediate == 0) return;
+  const dim3 grid(ceil_div(intermediate, 256), std::min(rows, 65535));
+  silu_mul_kernel<<<grid, 256, 0, stream_of(exec)>>>(gate_up, rows, intermediate, out_f32, out_bf16);
+  check_launch("silu_mul");
 }
 
 }  // namespace
 
 void silu_mul(const GpuExec& exec, const float* gate_up, int rows, int intermediate, float* out_f32,
               uint16_t* out_bf16) {
-  const int64_t count = static_cast<int64_t>(rows) * intermediate;
-  if (count == 0) return;
-  const int blocks = static_cast<int>(std::min<int64_t>((count + 255) / 256, 65536));
-  silu_mul_kernel<<<blocks, 256, 0, stream_of(exec)>>>(gate_up, count, intermediate, out_f32, out_bf16);
-  check_launch("silu_mul");
+  launch(exec, gate_up, rows, intermediate, out_f32, out_bf16);
+}
+
+void silu_mul(const GpuExec& exec, const uint16_t* gate_up_bf16, int rows, int intermediate, uint16_t* out_bf16) {
+  launch(exec, gate_up_bf16, rows, intermediate, nullptr, out_bf16);
 }
 
 }  // namespace moeserve::cuda

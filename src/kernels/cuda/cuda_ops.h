@@ -251,10 +251,14 @@ void mma_gemm(const GpuExec& exec, const SmallGemmArgs& args, bool split, float*
 // accumulate: out += instead of out = (for the low half of a split activation).
 void gemm_bf16(const GpuExec& exec, const uint16_t* x, const uint16_t* weight, const uint16_t* bias, int m, int n,
                int k, float* out, bool accumulate = false);
+// The same product rounded to bf16: out [M, N] bf16.
+void gemm_bf16(const GpuExec& exec, const uint16_t* x, const uint16_t* weight, int m, int n, int k, uint16_t* out);
 
 // out[r, i] = silu(gate_up[r, i]) · gate_up[r, I + i] for gate_up [rows, 2I]; out [rows, I] f32 or bf16.
 void silu_mul(const GpuExec& exec, const float* gate_up, int rows, int intermediate, float* out_f32,
               uint16_t* out_bf16);
+// The same from a bf16 gate_up [rows, 2I] to bf16.
+void silu_mul(const GpuExec& exec, const uint16_t* gate_up_bf16, int rows, int intermediate, uint16_t* out_bf16);
 
 // out[r] = the first index of the largest value of x[r, :] (x [rows, width]; greedy sampling).
 void argmax_rows(const GpuExec& exec, const float* x, int rows, int64_t width, int32_t* out);

@@ -137,17 +137,24 @@ void CudaModel::moe_experts_large(Step& step, const DeviceMoe& w, const float* x
   gather_rows(step.exec, x, hidden, source_rows, entries, x_perm, x_perm_bf16);
   int most = 0;
   for (int e = 0; e < w.num_experts; ++e) most = std::max(most, host_offsets[e + 1] - host_offsets[e]);
-  float* gate_up = step.arena.alloc<float>(static_cast<size_t>(most) * 2 * inter);
+  // gate_up [most, 2 · inter]: float32 in the split mode, bf16 (half the bytes) in the bf16 mode.
+  const size_t gate_up_size = static_cast<size_t>(most) * 2 * inter;
+  float* gate_up = split ? step.arena.alloc<float>(gate_up_size) : nullptr;
+  uint16_t* gate_up_bf16 = split ? nullptr : step.arena.alloc<uint16_t>(gate_up_size);
   float* act = split ? step.arena.alloc<float>(static_cast<size_t>(most) * inter) : nullptr;
   uint16_t* act_bf16 = split ? nullptr : step.arena.alloc<uint16_t>(static_cast<size_t>(most) * inter);
   for (int e = 0; e < w.num_experts; ++e) {
     const int64_t begin = host_offsets[e];
     const int count = host_offsets[e + 1] - host_offsets[e];
     if (count == 0) continue;  // experts no token chose are skipped
-    const Act rows{split ? x_perm + begin * hidden : nullptr, split ? nullptr : x_perm_bf16 + begin * hidden};
-    gemm(step, rows, count, w.experts_gate_up + static_cast<int64_t>(e) * 2 * inter * hidden, nullptr, 2 * inter,
-         hidden, gate_up);
-    silu_mul(step.exec, gate_up, count, inter, act, act_bf16);
+    const uint16_t* gate_up_w = w.experts_gate_up + static_cast<int64_t>(e) * 2 * inter * hidden;
+    if (split) {
+      gemm(step, Act{x_perm + begin * hidden, nullptr}, count, gate_up_w, nullptr, 2 * inter, hidden, gate_up);
+      silu_mul(step.exec, gate_up, count, inter, act, nullptr);
+    } else {
+      gemm_bf16(step.exec, x_perm_bf16 + begin * hidden, gate_up_w, count, 2 * inter, hidden, gate_up_bf16);
+      silu_mul(step.exec, gate_up_bf16, count, inter, act_bf16);
+    }
     gemm(step, Act{act, act_bf16}, count, w.experts_down + static_cast<int64_t>(e) * hidden * inter, nullptr, hidden,
          inter, y + begin * hidden);
   }
