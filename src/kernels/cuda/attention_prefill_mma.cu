@@ -28,13 +28,22 @@ constexpr int kMaxDim = 128;         // head_dim: up to 8 k-steps of Q·Kᵀ, 16
 constexpr int kMaxWarps = 8;         // 16 queries each: group × tile rows <= 128
 constexpr int kSkew = 8;             // bf16 per staged row beyond dim: conflict-free fragment reads
 
-template <bool kSplit>
+// 2^x by one MUFU op (results below 2^-126 flush to 0, as exp2f's would lose them in the sums).
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// kDim: the head dim as a constant (64, 128: every stride and loop bound folds into immediate
+// offsets, which is most of the kernel's integer work), or 0 for args.key_dim.
+template <bool kSplit, int kDim>
 __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(AttentionArgs args,
                                                                                 const int32_t* tiles) {
   constexpr int kHalves = kSplit ? 2 : 1;
   // bf16 k [halves][kKeys][stride], v alike, then the float32 stage: k [kKeys][dim], v alike.
   extern __shared__ __align__(16) uint16_t staged[];
-  const int dim = args.key_dim;
+  const int dim = kDim > 0 ? kDim : args.key_dim;
   const int stride = dim + kSkew;
   uint16_t* k_tile = staged;
   uint16_t* v_tile = staged + kHalves * kKeys * stride;
@@ -69,7 +78,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
     q_at[r] = int64_t(row) * args.q_stride + int64_t(head) * dim;
     out_at[r] = (int64_t(row) * args.num_heads + head) * dim;
   }
-  // Q fragments scaled by scale · log2(e), so scores are base-2 exponents (exp2f, one MUFU op);
+  // Q fragments scaled by scale · log2(e), so scores are base-2 exponents (one MUFU op each);
   // A layout: register i holds row r = i & 1, columns + 8 · (i >> 1).
   const float scale_log2 = args.scale * 1.4426950408889634f;
   uint32_t q_hi[kMaxDim / 16][4], q_lo[kMaxDim / 16][4];
@@ -104,9 +113,12 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
   const int chunks = dim / 4;
   const int items = kKeys * chunks;
   // Staged item i (one float4 of a key and of its value) is key i / chunks of the tile, dims
-  // 4 · (i % chunks): i / chunks as (i · magic) >> 20, exact for i < 2²⁰ / chunks (> kKeys · 32).
+  // 4 · (i % chunks): for a runtime dim, i / chunks as (i · magic) >> 20, exact for
+  // i < 2²⁰ / chunks (> kKeys · 32).
   const uint32_t chunk_magic = ((1u << 20) + chunks - 1) / chunks;
-  auto key_of_item = [&](int i) { return static_cast<int>((static_cast<uint32_t>(i) * chunk_magic) >> 20); };
+  auto key_of_item = [&](int i) {
+    return kDim > 0 ? i / chunks : static_cast<int>((static_cast<uint32_t>(i) * chunk_magic) >> 20);
+  };
   // The cache entries of a tile's keys (floats from args.cache), looked up once per tile: the
   // block table walk costs two integer divisions, too many to repeat for every float4.
   __shared__ int64_t entry_at[kKeys];
@@ -197,6 +209,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
     }
     // Online softmax: element (n, 2r + e) is row r's key tile + 8n + 2t + e.
     const bool masked = tile + kKeys - 1 > warp_first_pos || tile < warp_last_lowest;
+    float correction[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       float tile_max = -INFINITY;
@@ -211,23 +224,28 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
       tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
       tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
       const float new_max = fmaxf(row_max[r], tile_max);
-      const float correction = new_max == -INFINITY ? 1.0f : exp2f(row_max[r] - new_max);
+      // A row that has seen no key yet (new_max -inf) subtracts 0: its p and correction are 0,
+      // and its o and sum are still 0.
+      const float base = new_max == -INFINITY ? 0.0f : new_max;
+      correction[r] = exp2_approx(row_max[r] - base);
       float sum = 0.0f;
 #pragma unroll
       for (int n = 0; n < kKeys / 8; ++n)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
-          const float p = new_max == -INFINITY ? 0.0f : exp2f(s[n][2 * r + e] - new_max);
+          const float p = exp2_approx(s[n][2 * r + e] - base);
           s[n][2 * r + e] = p;
           sum += p;
         }
-      row_sum[r] = row_sum[r] * correction + sum;
+      row_sum[r] = row_sum[r] * correction[r] + sum;
       row_max[r] = new_max;
+    }
+    // Rescale O only when some row's maximum moved (uniform over the warp).
+    if (__any_sync(0xffffffffu, correction[0] != 1.0f || correction[1] != 1.0f)) {
 #pragma unroll
-      for (int j = 0; j < kMaxDim / 8; ++j) {
-        o[j][2 * r] *= correction;
-        o[j][2 * r + 1] *= correction;
-      }
+      for (int j = 0; j < kMaxDim / 8; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) o[j][e] *= correction[e >> 1];
     }
     // O += P · V over k-steps of 16 keys: S's n-tiles 2s and 2s + 1 are exactly P's A fragment.
 #pragma unroll
@@ -324,12 +342,17 @@ void paged_attention_prefill_mma(const GpuExec& exec, const AttentionArgs& args,
   const int halves = split_bf16 ? 2 : 1;
   const int bytes = 2 * halves * kKeys * (args.key_dim + kSkew) * int(sizeof(uint16_t)) +
                     2 * kKeys * args.key_dim * int(sizeof(float));
+  auto launch = [&](auto kernel) {
+    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    kernel<<<grid, warps * 32, bytes, stream_of(exec)>>>(args, query_tiles);
+  };
+  const int dim = args.key_dim;
   if (split_bf16) {
-    cudaFuncSetAttribute(prefill_attention_mma_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-    prefill_attention_mma_kernel<true><<<grid, warps * 32, bytes, stream_of(exec)>>>(args, query_tiles);
+    launch(dim == 128 ? prefill_attention_mma_kernel<true, 128>
+                      : (dim == 64 ? prefill_attention_mma_kernel<true, 64> : prefill_attention_mma_kernel<true, 0>));
   } else {
-    cudaFuncSetAttribute(prefill_attention_mma_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-    prefill_attention_mma_kernel<false><<<grid, warps * 32, bytes, stream_of(exec)>>>(args, query_tiles);
+    launch(dim == 128 ? prefill_attention_mma_kernel<false, 128>
+                      : (dim == 64 ? prefill_attention_mma_kernel<false, 64> : prefill_attention_mma_kernel<false, 0>));
   }
   check_launch("paged_attention_prefill_mma");
 }
