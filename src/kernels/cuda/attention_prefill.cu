@@ -20,13 +20,10 @@ constexpr int kQueriesPerWarp = kMaxQueries / 8;  // score rows per warp
 constexpr int kPad = 4;
 
 struct Shared {
-  float* q;       // [queries][head_dim]
-  float* k;       // [kKeys][head_dim + kPad]
-  float* v;       // [kKeys][head_dim]
-  float* p;       // [queries][kKeys + kPad]
-  float* corr;    // [queries]
-  float* denom;   // [queries]
-  float* maxima;  // [queries]
+  float* q;  // [queries][head_dim]
+  float* k;  // [kKeys][head_dim + kPad]
+  float* v;  // [kKeys][head_dim]
+  float* p;  // [queries][kKeys + kPad]
 };
 
 __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionArgs args, const int32_t* tiles) {
@@ -35,13 +32,10 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionAr
   const int group = args.group;
   const int tile_rows = tiles[2 * blockIdx.x + 1];
   const int queries = tile_rows * group;
-  Shared s{smem, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+  Shared s{smem, nullptr, nullptr, nullptr};
   s.k = s.q + kMaxQueries * dim;
   s.v = s.k + kKeys * (dim + kPad);
   s.p = s.v + kKeys * dim;
-  s.corr = s.p + kMaxQueries * (kKeys + kPad);
-  s.denom = s.corr + kMaxQueries;
-  s.maxima = s.denom + kMaxQueries;
   const int first_row = tiles[2 * blockIdx.x];
   const int kv_head = blockIdx.y;
   const int warp = threadIdx.x >> 5;
@@ -53,21 +47,23 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionAr
     const int head = kv_head * group + query % group;
     s.q[query * dim + d] = args.q[int64_t(row) * args.q_stride + int64_t(head) * dim + d] * args.scale;
   }
-  for (int query = threadIdx.x; query < queries; query += kThreads) {
-    s.maxima[query] = -INFINITY;
-    s.denom[query] = 0.0f;
-  }
   const KeyRange keys = key_range(args, first_row, tile_rows, kv_head);
   const int key_begin = keys.first, last_pos = keys.last, key_offset = keys.key_offset;
   const int value_offset = keys.value_offset;
   // P·V ownership: lane l accumulates dims [4l, 4l + 4) of the warp's queries warp + 8r, so
   // per key a thread reads 8 broadcast probabilities and one float4 of V for 32 FMAs.
+  // The running maximum, denominator and this tile's correction of query warp + 8r are kept by
+  // every lane of the warp alike (the warp reductions give each lane the same values).
   const int out_d = lane * 4;
   float acc[kQueriesPerWarp][4];
+  float maxima[kQueriesPerWarp], denom[kQueriesPerWarp], corr[kQueriesPerWarp];
 #pragma unroll
-  for (int r = 0; r < kQueriesPerWarp; ++r)
+  for (int r = 0; r < kQueriesPerWarp; ++r) {
+    maxima[r] = -INFINITY;
+    denom[r] = 0.0f;
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc[r][e] = 0.0f;
+  }
 
   for (int tile = key_begin; tile <= last_pos; tile += kKeys) {
     __syncthreads();  // the previous tile's K/V/P are consumed
@@ -111,7 +107,7 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionAr
       const int lowest = args.sliding_window > 0 ? pos - args.sliding_window + 1 : 0;
       const bool valid = key <= pos && key >= lowest;
       const float sc = valid ? score[qi] : -INFINITY;
-      const float old_max = s.maxima[query];
+      const float old_max = maxima[qi];
       const float new_max = fmaxf(old_max, warp_max(sc));
       float p = 0.0f, correction = 1.0f;
       if (new_max != -INFINITY) {
@@ -120,11 +116,9 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionAr
       }
       const float sum = warp_sum(p);
       s.p[query * (kKeys + kPad) + lane] = p;
-      if (lane == 0) {
-        s.corr[query] = correction;
-        s.denom[query] = s.denom[query] * correction + sum;
-        s.maxima[query] = new_max;
-      }
+      corr[qi] = correction;
+      denom[qi] = denom[qi] * correction + sum;
+      maxima[qi] = new_max;
     }
     __syncthreads();
     // O = O · correction + P · V.
@@ -133,9 +127,8 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionAr
       for (int r = 0; r < kQueriesPerWarp; ++r) {
         const int query = warp + 8 * r;
         if (query >= queries) break;
-        const float correction = s.corr[query];
 #pragma unroll
-        for (int e = 0; e < 4; ++e) acc[r][e] *= correction;
+        for (int e = 0; e < 4; ++e) acc[r][e] *= corr[r];
       }
       // Four keys per step: their V float4s, one broadcast float4 of probabilities per query.
       for (int j = 0; j < kKeys; j += 4) {
@@ -167,7 +160,7 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionAr
       if (query >= queries) break;
       const int row = first_row + query / group;
       const int head = kv_head * group + query % group;
-      const float inv = 1.0f / s.denom[query];
+      const float inv = 1.0f / denom[r];
       float* dst = args.out + (int64_t(row) * args.num_heads + head) * dim + out_d;
 #pragma unroll
       for (int e = 0; e < 4; ++e) dst[e] = acc[r][e] * inv;
@@ -177,8 +170,7 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionAr
 
 size_t shared_bytes(int dim) {
   return sizeof(float) *
-         (size_t(kMaxQueries) * dim + kKeys * (dim + kPad) + kKeys * dim + kMaxQueries * (kKeys + kPad) +
-          3 * kMaxQueries);
+         (size_t(kMaxQueries) * dim + kKeys * (dim + kPad) + kKeys * dim + kMaxQueries * (kKeys + kPad));
 }
 
 }  // namespace
