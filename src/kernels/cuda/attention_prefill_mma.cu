@@ -15,9 +15,9 @@
 #include <climits>
 
 #include "kernels/cuda/async_copy.cuh"
-#include "kernels/cuda/vector.cuh"
 #include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/paged_cache.cuh"
+#include "kernels/cuda/vector.cuh"
 
 namespace moeserve::cuda {
 
@@ -322,9 +322,9 @@ int prefill_tile_rows(int head_dim, int group) {
 }
 
 bool prefill_attention_mma_supported(const AttentionArgs& args, int tile_rows) {
-  const bool aligned_rows = aligned(args.cache, 16) && args.entry_size % 4 == 0 &&
-                       args.key_offset % 4 == 0 && args.value_offset % 4 == 0 && args.kv_head_stride % 4 == 0 &&
-                       args.q_stride % 2 == 0 && aligned(args.q, 8);
+  const bool aligned_rows = aligned(args.cache, 16) && args.entry_size % 4 == 0 && args.key_offset % 4 == 0 &&
+                            args.value_offset % 4 == 0 && args.kv_head_stride % 4 == 0 && args.q_stride % 2 == 0 &&
+                            aligned(args.q, 8);
   return aligned_rows && args.key_dim == args.value_dim && args.key_dim % 16 == 0 && args.key_dim <= kMaxDim &&
          args.group >= 1 && tile_rows >= 1 && args.group * tile_rows <= kMaxWarps * 16;
 }
