@@ -13,7 +13,7 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kKeys = 32;
 constexpr int kMaxHeadDim = 128;
-constexpr int kMaxQueries = 64;                   // tile rows × group
+constexpr int kMaxQueries = kPrefillQueries;      // tile rows × group
 constexpr int kQueriesPerWarp = kMaxQueries / 8;  // score rows per warp
 // Row padding (floats) of the staged K and P tiles: keeps rows 16-byte aligned for float4 reads
 // and spreads a warp's rows over distinct banks.

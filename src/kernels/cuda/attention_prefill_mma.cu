@@ -25,7 +25,7 @@ namespace {
 
 constexpr int kKeys = 64;            // keys per staged tile: 8 MMA n-tiles of S
 constexpr int kMaxDim = 128;         // head_dim: up to 8 k-steps of Q·Kᵀ, 16 n-tiles of O
-constexpr int kMaxWarps = 8;         // 16 queries each: group × tile rows <= 128
+constexpr int kMaxWarps = kPrefillMmaQueries / 16;  // 16 queries each
 constexpr int kSkew = 8;             // bf16 per staged row beyond dim: conflict-free fragment reads
 
 // 2^x by one MUFU op (results below 2^-126 flush to 0, as exp2f's would lose them in the sums).
@@ -313,20 +313,28 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
   }
 }
 
+// Head dims the tensor-core kernel takes: whole k-steps of 16, at most kMaxDim.
+bool mma_head_dim(int dim) { return dim % 16 == 0 && dim <= kMaxDim; }
+
+// The kernel for a head dim: 64 and 128 compiled with it as a constant.
+template <bool kSplit>
+auto kernel_for(int dim) {
+  return dim == 128 ? prefill_attention_mma_kernel<kSplit, 128>
+                    : (dim == 64 ? prefill_attention_mma_kernel<kSplit, 64> : prefill_attention_mma_kernel<kSplit, 0>);
+}
+
 }  // namespace
 
 int prefill_tile_rows(int head_dim, int group) {
-  constexpr int kCudaCoreQueries = 64;  // attention_prefill.cu's block
-  const bool tensor_cores = head_dim % 16 == 0 && head_dim <= kMaxDim;
-  return std::max(1, (tensor_cores ? kMaxWarps * 16 : kCudaCoreQueries) / std::max(1, group));
+  return std::max(1, (mma_head_dim(head_dim) ? kPrefillMmaQueries : kPrefillQueries) / std::max(1, group));
 }
 
 bool prefill_attention_mma_supported(const AttentionArgs& args, int tile_rows) {
   const bool aligned_rows = aligned(args.cache, 16) && args.entry_size % 4 == 0 && args.key_offset % 4 == 0 &&
                             args.value_offset % 4 == 0 && args.kv_head_stride % 4 == 0 && args.q_stride % 2 == 0 &&
                             aligned(args.q, 8);
-  return aligned_rows && args.key_dim == args.value_dim && args.key_dim % 16 == 0 && args.key_dim <= kMaxDim &&
-         args.group >= 1 && tile_rows >= 1 && args.group * tile_rows <= kMaxWarps * 16;
+  return aligned_rows && args.key_dim == args.value_dim && mma_head_dim(args.key_dim) && args.group >= 1 &&
+         tile_rows >= 1 && args.group * tile_rows <= kPrefillMmaQueries;
 }
 
 void paged_attention_prefill_mma(const GpuExec& exec, const AttentionArgs& args, const int32_t* query_tiles,
@@ -342,18 +350,9 @@ void paged_attention_prefill_mma(const GpuExec& exec, const AttentionArgs& args,
   const int halves = split_bf16 ? 2 : 1;
   const int bytes = 2 * halves * kKeys * (args.key_dim + kSkew) * int(sizeof(uint16_t)) +
                     2 * kKeys * args.key_dim * int(sizeof(float));
-  auto launch = [&](auto kernel) {
-    cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
-    kernel<<<grid, warps * 32, bytes, stream_of(exec)>>>(args, query_tiles);
-  };
-  const int dim = args.key_dim;
-  if (split_bf16) {
-    launch(dim == 128 ? prefill_attention_mma_kernel<true, 128>
-                      : (dim == 64 ? prefill_attention_mma_kernel<true, 64> : prefill_attention_mma_kernel<true, 0>));
-  } else {
-    launch(dim == 128 ? prefill_attention_mma_kernel<false, 128>
-                      : (dim == 64 ? prefill_attention_mma_kernel<false, 64> : prefill_attention_mma_kernel<false, 0>));
-  }
+  const auto kernel = split_bf16 ? kernel_for<true>(args.key_dim) : kernel_for<false>(args.key_dim);
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+  kernel<<<grid, warps * 32, bytes, stream_of(exec)>>>(args, query_tiles);
   check_launch("paged_attention_prefill_mma");
 }
 

@@ -113,8 +113,10 @@ void paged_attention(const GpuExec& exec, const AttentionArgs& args);
 // (first row, rows) pairs, each at most tile_rows consecutive rows of one sequence, covering
 // every row once; a block takes a tile × one kv head (tile rows × group queries that share each
 // K/V tile it stages).
-// Rows per tile that fill a block of the kernel a head shape takes (128 queries on tensor cores,
-// 64 on CUDA cores), at least 1.
+// A block's queries (tile rows × group) at most: on tensor cores, on CUDA cores.
+constexpr int kPrefillMmaQueries = 128;
+constexpr int kPrefillQueries = 64;
+// Rows per tile that fill a block of the kernel a head shape takes, at least 1.
 int prefill_tile_rows(int head_dim, int group);
 // On tensor cores (key_dim == value_dim, a multiple of 16 and <= 128, group × tile_rows <= 128,
 // 16-byte aligned cache rows): Q, K, P and V as bf16 hi + lo halves when split_bf16
