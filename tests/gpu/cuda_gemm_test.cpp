@@ -1,0 +1,379 @@
+// The CUDA GEMMs against ops::linear: the decode-sized kernels (small_gemm, mma_gemm, split K,
+// grouped experts, unsummed partial sums, gathered rows) and cuBLAS (bf16 inputs, split
+// activations, bf16 output), then SwiGLU's elementwise part and the bf16 casts. Fresh random
+// inputs per case and NaN-poisoned outputs, as in cuda_ops_test.
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "cuda_ops_support.h"
+
+namespace moeserve {
+namespace {
+
+using testing::CudaOpsTest;
+using testing::f32_view;
+using testing::relative_error;
+using testing::view;
+
+// The decode-sized GEMM kernels share one contract (SmallGemmArgs): small_gemm on CUDA cores,
+// mma_gemm on tensor cores with split activations (float32-like) or plain bf16 activations
+// (given bf16-exact inputs, so the float32 reference holds for it too).
+struct GemmKernel {
+  const char* name;
+  bool bf16_inputs;  // round x to bf16 before the reference sees it
+  bool needs_k8;     // K % 8 == 0 only
+  double tolerance;
+  // Non-null: the kernel gets a (NaN-poisoned) workspace of this many floats, so GEMMs with few
+  // blocks split K.
+  size_t (*workspace_floats)(const cuda::SmallGemmArgs&);
+  void (*run)(const cuda::GpuExec&, const cuda::SmallGemmArgs&, float* workspace);
+};
+const GemmKernel kGemmKernels[] = {
+    {"small_gemm", false, false, 2e-6, nullptr,
+     [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args, float*) { cuda::small_gemm(exec, args); }},
+    {"small_gemm split-K", false, false, 2e-6, cuda::small_gemm_workspace_floats,
+     [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args, float* workspace) {
+       cuda::small_gemm(exec, args, workspace);
+     }},
+    {"mma_gemm split", false, true, 2e-5, nullptr,
+     [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args, float*) { cuda::mma_gemm(exec, args, true); }},
+    {"mma_gemm split split-K", false, true, 2e-5, cuda::mma_gemm_workspace_floats,
+     [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args, float* workspace) {
+       cuda::mma_gemm(exec, args, true, workspace);
+     }},
+    {"mma_gemm bf16 split-K", true, true, 1e-5, cuda::mma_gemm_workspace_floats,
+     [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args, float* workspace) {
+       cuda::mma_gemm(exec, args, false, workspace);
+     }},
+};
+
+void round_to_bf16(std::vector<float>& x) {
+  for (float& v : x) v = bf16_to_f32(f32_to_bf16(v));
+}
+
+// out against expected = x · wᵀ + bias: the relative error of the whole output below `tolerance`
+// once it has enough elements for that norm to mean something, and every element within
+// tolerance × Σ_k |x w| + |bias| (a dot product's forward-error bound, which stays meaningful
+// when one output is the small difference of large terms: a single-output relative error was
+// measured at 3.1e-5 for mma_gemm split once in five runs, on a case with few outputs).
+void expect_close_to_linear(const std::vector<float>& out, const std::vector<float>& expected,
+                            const std::vector<float>& x, const std::vector<uint16_t>& weight,
+                            const std::vector<uint16_t>& bias, int rows, int k, int n, double tolerance,
+                            const std::string& label) {
+  if (out.size() >= 32) {
+    EXPECT_LT(relative_error(out, expected), tolerance) << label;
+  }
+  for (int r = 0; r < rows; ++r) {
+    for (int j = 0; j < n; ++j) {
+      double magnitude = std::fabs(bf16_to_f32(bias[j]));
+      for (int i = 0; i < k; ++i)
+        magnitude += std::fabs(double(x[size_t(r) * k + i]) * bf16_to_f32(weight[size_t(j) * k + i]));
+      const size_t at = size_t(r) * n + j;
+      ASSERT_LE(std::fabs(double(out[at]) - expected[at]), tolerance * magnitude) << label << " at " << r << "," << j;
+    }
+  }
+}
+
+TEST_F(CudaOpsTest, DecodeGemmsMatchLinear) {
+  for (const GemmKernel& kernel : kGemmKernels) {
+    for (int rows : {1, 2, 3, 8, 13, 16, 17, 100, 1000}) {
+      for (auto [k, n] : {std::pair{64, 1}, {67, 5}, {72, 5}, {600, 130}, {1029, 37}, {1032, 37}, {4096, 96}}) {
+        if (kernel.needs_k8 && !cuda::mma_gemm_supported(k)) continue;
+        auto x = random_floats(size_t(rows) * k);
+        if (kernel.bf16_inputs) round_to_bf16(x);
+        auto weight = random_bf16(size_t(n) * k, 0.1f);
+        auto bias = random_bf16(n, 0.5f);
+        std::vector<float> expected(size_t(rows) * n);
+        ops::linear(cpu_, f32_view(x, Shape{rows, k}), view(weight.data(), DType::kBF16, Shape{n, k}),
+                    view(bias.data(), DType::kBF16, Shape{n}), f32_view(expected, Shape{rows, n}));
+        float* out = poisoned<float>(expected.size());
+        const cuda::SmallGemmArgs args{
+            .x = upload(x), .rows = rows, .k = k, .n = n, .weight = upload(weight), .bias = upload(bias), .out = out};
+        kernel.run(exec_, args, kernel.workspace_floats ? poisoned<float>(kernel.workspace_floats(args)) : nullptr);
+        expect_close_to_linear(download(out, expected.size()), expected, x, weight, bias, rows, k, n,
+                               kernel.tolerance,
+                               std::string(kernel.name) + " " + std::to_string(rows) + "x" + std::to_string(k) +
+                                   "x" + std::to_string(n));
+      }
+    }
+  }
+}
+
+// Grouped experts: group g's rows through expert g — gate/up with SwiGLU, or one projection
+// (the down GEMM, widths not a multiple of the 32 features a warp takes) — empty groups
+// included, groups larger than one tile (mma_gemm: 16 rows, so 150 takes ten).
+TEST_F(CudaOpsTest, DecodeGemmsGrouped) {
+  for (const GemmKernel& kernel : kGemmKernels) {
+    for (bool swiglu : {true, false}) {
+      for (auto [hidden, inter] : {std::pair{64, 32}, {67, 45}, {512, 300}, {4096, 200}}) {
+        if (kernel.needs_k8 && !cuda::mma_gemm_supported(hidden)) continue;
+        // The second set is a decode step's: fewer rows (2) than groups, so small_gemm launches
+        // blocks for 2 groups and each finds its group among those with rows. The third is a
+        // batch-32 step's (a group of 32 rows: two full 16-row tiles of mma_gemm).
+        for (const std::vector<int>& counts :
+             {std::vector<int>{3, 0, 1, 40, 0, 17, 2, 0, 150}, std::vector<int>{0, 0, 3, 0, 0, 0, 0, 5, 0},
+              std::vector<int>{20, 0, 32, 7, 0, 12, 1}}) {
+          const int groups = static_cast<int>(counts.size());
+          std::vector<int32_t> offsets = {0};
+          for (int c : counts) offsets.push_back(offsets.back() + c);
+          const int total = offsets.back();
+          auto x = random_floats(size_t(total) * hidden);
+          if (kernel.bf16_inputs) round_to_bf16(x);
+          const int64_t per_group = (swiglu ? 2LL : 1LL) * inter * hidden;
+          auto weight = random_bf16(size_t(groups) * per_group, 0.1f);
+          std::vector<float> expected(size_t(total) * inter);
+          for (int g = 0; g < groups; ++g) {
+            if (counts[g] == 0) continue;
+            const TensorView xg = view(x.data() + size_t(offsets[g]) * hidden, DType::kF32, Shape{counts[g], hidden});
+            uint16_t* wg = weight.data() + size_t(g) * per_group;
+            const TensorView out_g =
+                view(expected.data() + size_t(offsets[g]) * inter, DType::kF32, Shape{counts[g], inter});
+            if (!swiglu) {
+              ops::linear(cpu_, xg, view(wg, DType::kBF16, Shape{inter, hidden}), TensorView{}, out_g);
+              continue;
+            }
+            std::vector<float> gate(size_t(counts[g]) * inter), up(gate.size());
+            ops::linear(cpu_, xg, view(wg, DType::kBF16, Shape{inter, hidden}), TensorView{},
+                        f32_view(gate, Shape{counts[g], inter}));
+            ops::linear(cpu_, xg, view(wg + size_t(inter) * hidden, DType::kBF16, Shape{inter, hidden}), TensorView{},
+                        f32_view(up, Shape{counts[g], inter}));
+            ops::silu_mul(cpu_, f32_view(gate, Shape{counts[g], inter}), f32_view(up, Shape{counts[g], inter}), out_g);
+          }
+          float* out = poisoned<float>(expected.size());
+          const cuda::SmallGemmArgs args{.x = upload(x),
+                                         .rows = *std::max_element(counts.begin(), counts.end()),
+                                         .k = hidden,
+                                         .n = inter,
+                                         .weight = upload(weight),
+                                         .group_stride = per_group,
+                                         .offsets = upload(offsets),
+                                         .groups = groups,
+                                         .total_rows = total,
+                                         .swiglu = swiglu,
+                                         .out = out};
+          kernel.run(exec_, args, kernel.workspace_floats ? poisoned<float>(kernel.workspace_floats(args)) : nullptr);
+          EXPECT_LT(relative_error(download(out, expected.size()), expected), kernel.tolerance)
+              << kernel.name << (swiglu ? " swiglu " : " ") << hidden << "x" << inter << " rows " << total;
+        }
+      }
+    }
+  }
+}
+
+// small_gemm_unsummed's partial sums added up by their consumers — the residual norm after
+// attention (a one-row o projection) and the MoE combine (the experts' down projection at two
+// tokens) — give exactly what the summed GEMM followed by the plain consumer gives (the same
+// additions in the same order), on shapes that split K 2 and 4 ways; one that splits 5 ways
+// (more than kMaxFusedSplits) comes back summed.
+TEST_F(CudaOpsTest, UnsummedSplitKMatchesTheSummedGemm) {
+  for (auto [k, n, splits] : {std::tuple{4096, 4096, 2}, {8192, 1000, 4}, {14336, 4096, 1}}) {
+    auto x = random_floats(size_t(k));
+    const cuda::SmallGemmArgs args{
+        .x = upload(x), .rows = 1, .k = k, .n = n, .weight = upload(random_bf16(size_t(n) * k, 0.1f))};
+    cuda::SmallGemmArgs summed = args;
+    summed.out = poisoned<float>(n);
+    cuda::small_gemm(exec_, summed, poisoned<float>(cuda::small_gemm_workspace_floats(args)));
+    cuda::SmallGemmArgs unsummed = args;
+    unsummed.out = poisoned<float>(n);
+    const cuda::SplitSums sums =
+        cuda::small_gemm_unsummed(exec_, unsummed, poisoned<float>(cuda::small_gemm_workspace_floats(args)));
+    ASSERT_EQ(sums.splits, splits) << k << "x" << n;
+    if (splits == 1) {
+      EXPECT_EQ(sums.data, unsummed.out);
+    }
+    const auto residual = random_floats(size_t(n), 2.0f);
+    const auto weight = upload(random_bf16(size_t(n), 1.0f));
+    std::vector<std::vector<float>> normed;
+    for (const cuda::SplitSums& add : {cuda::SplitSums{summed.out, 1, 0}, sums}) {
+      float* out = poisoned<float>(n);
+      cuda::rms_norm(exec_, cuda::RmsNormArgs{.x = upload(residual),
+                                              .add = add.data,
+                                              .add_splits = add.splits,
+                                              .add_split_stride = add.split_stride,
+                                              .rows = 1,
+                                              .dim = n,
+                                              .weight = weight,
+                                              .out_f32 = out});
+      normed.push_back(download(out, n));
+    }
+    EXPECT_EQ(normed[1], normed[0]) << k << "x" << n;
+  }
+  // Grouped: 2 tokens × top-2 over 4 experts (token 0 → experts 1, 3; token 1 → 3, 0), hidden 4096.
+  const int hidden = 4096, inter = 8192, experts = 4, top_k = 2, tokens = 2;
+  const std::vector<int32_t> offsets = {0, 1, 2, 2, 4};  // permuted rows per expert
+  const std::vector<int32_t> positions = {1, 2, 3, 0};   // (token, k) → permuted row
+  const auto act = random_floats(size_t(tokens * top_k) * inter);  // [entries, inter] permuted
+  const cuda::SmallGemmArgs down{.x = upload(act),
+                                 .rows = tokens,
+                                 .k = inter,
+                                 .n = hidden,
+                                 .weight = upload(random_bf16(size_t(experts) * hidden * inter, 0.1f)),
+                                 .group_stride = int64_t(hidden) * inter,
+                                 .offsets = upload(offsets),
+                                 .groups = experts,
+                                 .total_rows = tokens * top_k};
+  cuda::SmallGemmArgs summed = down;
+  summed.out = poisoned<float>(size_t(tokens * top_k) * hidden);
+  cuda::small_gemm(exec_, summed, poisoned<float>(cuda::small_gemm_workspace_floats(down)));
+  cuda::SmallGemmArgs unsummed = down;
+  unsummed.out = poisoned<float>(size_t(tokens * top_k) * hidden);
+  const cuda::SplitSums sums =
+      cuda::small_gemm_unsummed(exec_, unsummed, poisoned<float>(cuda::small_gemm_workspace_floats(down)));
+  EXPECT_EQ(sums.splits, 2);
+  const auto weights = upload(random_floats(size_t(tokens * top_k)));
+  const auto residual = random_floats(size_t(tokens) * hidden, 2.0f);
+  const auto norm_weight = upload(random_bf16(size_t(hidden), 1.0f));
+  std::vector<std::vector<float>> results;
+  for (const cuda::SplitSums& experts_out : {cuda::SplitSums{summed.out, 1, 0}, sums}) {
+    float* res = upload(residual);
+    float* normed = poisoned<float>(size_t(tokens) * hidden);
+    cuda::moe_combine(exec_, cuda::MoeCombineArgs{.expert_out = experts_out.data,
+                                                  .expert_splits = experts_out.splits,
+                                                  .expert_split_stride = experts_out.split_stride,
+                                                  .positions = upload(positions),
+                                                  .weights = weights,
+                                                  .tokens = tokens,
+                                                  .top_k = top_k,
+                                                  .hidden = hidden,
+                                                  .residual = res,
+                                                  .norm_weight = norm_weight,
+                                                  .normed_f32 = normed});
+    std::vector<float> both = download(res, size_t(tokens) * hidden);
+    const std::vector<float> n = download(normed, size_t(tokens) * hidden);
+    both.insert(both.end(), n.begin(), n.end());
+    results.push_back(both);
+  }
+  EXPECT_EQ(results[1], results[0]);
+}
+
+// small_gemm's fused gather (x_rows): the same output as on the gathered rows, grouped (the MoE
+// experts at decode sizes: rows repeat, each token goes to top_k experts) and ungrouped (narrow).
+TEST_F(CudaOpsTest, SmallGemmGathersItsRows) {
+  // args (x, out unset) on x_source's rows x_rows: reading them through x_rows must give exactly
+  // what the same GEMM gives on the rows gathered beforehand.
+  auto expect_gather_matches = [&](cuda::SmallGemmArgs args, const std::vector<int32_t>& x_rows, int source_rows,
+                                   const char* label) {
+    const std::vector<float> x_source = random_floats(size_t(source_rows) * args.k);
+    std::vector<float> gathered;
+    for (int32_t r : x_rows)
+      gathered.insert(gathered.end(), x_source.begin() + size_t(r) * args.k, x_source.begin() + size_t(r + 1) * args.k);
+    const size_t outputs = x_rows.size() * args.n;
+    args.x = upload(gathered);
+    args.out = poisoned<float>(outputs);
+    cuda::small_gemm(exec_, args);
+    const std::vector<float> expected = download(args.out, outputs);
+    args.x = upload(x_source);
+    args.x_rows = upload(x_rows);
+    args.out = poisoned<float>(outputs);
+    cuda::small_gemm(exec_, args);
+    EXPECT_EQ(download(args.out, outputs), expected) << label;
+  };
+  for (bool swiglu : {true, false}) {
+    const int tokens = 3, hidden = 200, inter = 70, groups = 5;
+    const int64_t per_group = (swiglu ? 2LL : 1LL) * inter * hidden;
+    // 6 entries = 3 tokens × top-2.
+    expect_gather_matches(cuda::SmallGemmArgs{.rows = tokens,
+                                              .k = hidden,
+                                              .n = inter,
+                                              .weight = upload(random_bf16(size_t(groups) * per_group, 0.1f)),
+                                              .group_stride = per_group,
+                                              .offsets = upload(std::vector<int32_t>{0, 2, 2, 5, 5, 6}),
+                                              .groups = groups,
+                                              .total_rows = 6,
+                                              .swiglu = swiglu},
+                          {2, 0, 1, 0, 2, 1}, tokens, swiglu ? "grouped swiglu" : "grouped");
+  }
+  // Ungrouped with few outputs: the narrow kernel (the router's shape).
+  const int hidden = 128, n = 8;
+  expect_gather_matches(
+      cuda::SmallGemmArgs{.rows = 3, .k = hidden, .n = n, .weight = upload(random_bf16(size_t(n) * hidden, 0.1f))},
+      {3, 3, 0}, 4, "narrow");
+}
+
+TEST_F(CudaOpsTest, CublasGemmMatchesLinearOnBf16Inputs) {
+  for (int rows : {17, 100, 1000}) {
+    for (auto [k, n] : {std::pair{64, 33}, {200, 256}, {1029, 70}}) {
+      std::vector<float> x_f32;
+      auto x = random_bf16(size_t(rows) * k, 1.0f, &x_f32);
+      auto weight = random_bf16(size_t(n) * k, 0.1f);
+      auto bias = random_bf16(n, 0.5f);
+      std::vector<float> expected(size_t(rows) * n);
+      ops::linear(cpu_, f32_view(x_f32, Shape{rows, k}), view(weight.data(), DType::kBF16, Shape{n, k}),
+                  view(bias.data(), DType::kBF16, Shape{n}), f32_view(expected, Shape{rows, n}));
+      float* out = poisoned<float>(expected.size());
+      cuda::gemm_bf16(exec_, upload(x), upload(weight), upload(bias), rows, n, k, out);
+      EXPECT_LT(relative_error(download(out, expected.size()), expected), 1e-5) << rows << "x" << k << "x" << n;
+      // bf16 output (no bias): the float32 product rounded, within bf16's half ulp (2⁻⁹) per element.
+      std::vector<float> unbiased(expected.size());
+      ops::linear(cpu_, f32_view(x_f32, Shape{rows, k}), view(weight.data(), DType::kBF16, Shape{n, k}), TensorView{},
+                  f32_view(unbiased, Shape{rows, n}));
+      uint16_t* out_bf16 = poisoned<uint16_t>(expected.size());
+      cuda::gemm_bf16(exec_, upload(x), upload(weight), rows, n, k, out_bf16);
+      const auto got_bf16 = download(out_bf16, expected.size());
+      std::vector<float> widened(got_bf16.size());
+      for (size_t i = 0; i < got_bf16.size(); ++i) widened[i] = bf16_to_f32(got_bf16[i]);
+      EXPECT_LT(relative_error(widened, unbiased), 3e-3) << "bf16 out " << rows << "x" << k << "x" << n;
+    }
+  }
+}
+
+// Split activations (hi + lo, two GEMMs, the second accumulating) match float32 activations.
+TEST_F(CudaOpsTest, CublasSplitGemmMatchesFloat32Linear) {
+  for (auto [rows, k, n] : {std::tuple{17, 64, 33}, {300, 1029, 70}}) {
+    auto x = random_floats(size_t(rows) * k);
+    auto weight = random_bf16(size_t(n) * k, 0.1f);
+    std::vector<float> expected(size_t(rows) * n);
+    ops::linear(cpu_, f32_view(x, Shape{rows, k}), view(weight.data(), DType::kBF16, Shape{n, k}), TensorView{},
+                f32_view(expected, Shape{rows, n}));
+    uint16_t* hi = poisoned<uint16_t>(x.size());
+    uint16_t* lo = poisoned<uint16_t>(x.size());
+    cuda::to_bf16_split(exec_, upload(x), int64_t(x.size()), hi, lo);
+    float* out = poisoned<float>(expected.size());
+    const uint16_t* w = upload(weight);
+    cuda::gemm_bf16(exec_, hi, w, nullptr, rows, n, k, out);
+    cuda::gemm_bf16(exec_, lo, w, nullptr, rows, n, k, out, /*accumulate=*/true);
+    EXPECT_LT(relative_error(download(out, expected.size()), expected), 2e-5) << rows << "x" << k << "x" << n;
+  }
+}
+
+TEST_F(CudaOpsTest, SiluMulAndCasts) {
+  for (auto [rows, inter] : {std::pair{1, 7}, {33, 300}, {70000, 3}}) {
+    auto gate_up = random_floats(size_t(rows) * 2 * inter, 3.0f);
+    std::vector<float> gate(size_t(rows) * inter), up(gate.size()), expected(gate.size());
+    for (int r = 0; r < rows; ++r) {
+      std::copy_n(gate_up.data() + size_t(r) * 2 * inter, inter, gate.data() + size_t(r) * inter);
+      std::copy_n(gate_up.data() + size_t(r) * 2 * inter + inter, inter, up.data() + size_t(r) * inter);
+    }
+    ops::silu_mul(cpu_, f32_view(gate, Shape{rows, inter}), f32_view(up, Shape{rows, inter}),
+                  f32_view(expected, Shape{rows, inter}));
+    float* out = poisoned<float>(expected.size());
+    uint16_t* out_bf16 = poisoned<uint16_t>(expected.size());
+    cuda::silu_mul(exec_, upload(gate_up), rows, inter, out, out_bf16);
+    const auto got = download(out, expected.size());
+    EXPECT_LT(relative_error(got, expected), 1e-6);
+    const auto got_bf16 = download(out_bf16, expected.size());
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got_bf16[i], f32_to_bf16(got[i]));
+    // From a bf16 gate_up: exactly what the float32 input of the same (rounded) values gives.
+    std::vector<uint16_t> gate_up_bf16(gate_up.size());
+    std::vector<float> rounded(gate_up.size());
+    for (size_t i = 0; i < gate_up.size(); ++i) {
+      gate_up_bf16[i] = f32_to_bf16(gate_up[i]);
+      rounded[i] = bf16_to_f32(gate_up_bf16[i]);
+    }
+    uint16_t* from_rounded = poisoned<uint16_t>(expected.size());
+    cuda::silu_mul(exec_, upload(rounded), rows, inter, nullptr, from_rounded);
+    uint16_t* from_bf16 = poisoned<uint16_t>(expected.size());
+    cuda::silu_mul(exec_, upload(gate_up_bf16), rows, inter, from_bf16);
+    EXPECT_EQ(download(from_bf16, expected.size()), download(from_rounded, expected.size()));
+    uint16_t* cast = poisoned<uint16_t>(expected.size());
+    cuda::to_bf16(exec_, upload(expected), int64_t(expected.size()), cast);
+    float* back = poisoned<float>(expected.size());
+    cuda::to_f32(exec_, cast, int64_t(expected.size()), back);
+    const auto round_trip = download(back, expected.size());
+    for (size_t i = 0; i < expected.size(); ++i) ASSERT_EQ(round_trip[i], bf16_to_f32(f32_to_bf16(expected[i])));
+  }
+}
+
+}  // namespace
+}  // namespace moeserve
