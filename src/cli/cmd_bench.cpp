@@ -184,7 +184,7 @@ void add_bench_command(CLI::App& app) {
   latency->add_option("--gpu-memory-utilization", args->gpu_memory_utilization,
                       "--device cuda: fraction of GPU memory for weights, workspace and KV cache");
   latency->add_option("--prefill-precision", args->prefill_precision,
-                      "--device cuda: activations of prefill GEMMs: split-bf16 (hi + lo, float32-like) or bf16")
+                      "--device cuda: activations of prefill GEMMs: split-bf16 (hi + lo, float32-like) or bf16 (as --dtype bfloat16)")
       ->check(CLI::IsMember({"split-bf16", "bf16"}));
   latency->add_flag("--enforce-eager", args->enforce_eager, "--device cuda: decode steps without CUDA graphs");
   latency->callback([args] { run_bench_latency(*args); });

@@ -15,9 +15,15 @@ namespace moeserve {
 
 enum class LoadFormat { kAuto, kDummy };
 
+// --dtype: the precision activations are computed in (weights stay as stored, bf16). The CPU
+// backend computes float32 whatever is asked; the CUDA runner multiplies float32-like (bf16 hi +
+// lo halves) for auto / float32 and bf16-rounded inputs (vLLM's numerics) for bfloat16.
+enum class ActivationDType { kAuto, kFloat32, kBFloat16, kFloat16 };
+
 struct LoadOptions {
   nlohmann::json hf_overrides = nlohmann::json::object();
   LoadFormat load_format = LoadFormat::kAuto;
+  ActivationDType dtype = ActivationDType::kAuto;
   uint64_t seed = 0;
   ModelOptions model;
 };

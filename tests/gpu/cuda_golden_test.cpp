@@ -99,10 +99,15 @@ TEST_P(CudaGoldenTest, LogitsAndGreedyTokensMatchTransformers) {
   check_logits_and_greedy(GetParam(), cuda::PrefillPrecision::kSplitBf16);
 }
 
-// Known failure, kept visible: with plain bf16 activations in the prefill GEMMs, tiny-deepseek_v3
-// measured 0.377 and tiny-mixtral 0.0485 relative error (H200, 2026-12-03, the same at commit
-// dfc8475; 2026-12-01: 0.377 and tiny-qwen2_moe 0.0221), over the 2e-2 bound; the other three
-// fixtures pass (0.006-0.017). Run with --gtest_also_run_disabled_tests.
+// Known failure, kept visible: with plain bf16 activations in the prefill GEMMs (--dtype bfloat16)
+// tiny-deepseek_v3 measured 0.377 and tiny-mixtral 0.0485 relative error (H200, 2026-12-03), over
+// the 2e-2 bound; the other three fixtures pass (0.006-0.017). The large rows are routing (and for
+// tiny-mixtral one attention) decisions that float32 itself nearly ties: tiny-deepseek_v3's 160-token
+// prompt has tokens whose 4th and 5th expert scores differ by 3.6e-7 and 1.2e-4 on the float32 CPU
+// engine, ~10 tokens under 4e-3, so any bf16 rounding flips some; 18 of its 247 rows exceed 2e-2,
+// the first at row 0 of the 17-token prompt. tiny-mixtral's one row (67 of 160) goes away when only
+// the attention is split (0.0056). The trained KJV model passes in bf16 (CudaKjvTest/Bf16). Run
+// with --gtest_also_run_disabled_tests.
 TEST_P(CudaGoldenTest, DISABLED_LogitsAndGreedyTokensMatchTransformersPlainBf16) {
   check_logits_and_greedy(GetParam(), cuda::PrefillPrecision::kBf16);
 }
@@ -203,18 +208,25 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, CudaGoldenTest,
                          ::testing::Values("tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2",
                                            "tiny-deepseek_v3"));
 
-TEST(CudaKjvTest, LogitsAndGreedyContinuationsMatchTransformers) {
-  auto runner = open_runner(testing::demo_model());
+// In both prefill precisions: the trained model's logits stay within 2e-2 with bf16 GEMM inputs
+// too (--dtype bfloat16), and its greedy continuations stay exact.
+class CudaKjvTest : public ::testing::TestWithParam<cuda::PrefillPrecision> {};
+
+TEST_P(CudaKjvTest, LogitsAndGreedyContinuationsMatchTransformers) {
+  auto runner = open_runner(testing::demo_model(), 8192, GetParam());
   const int vocab = runner->config().vocab_size;
   const Reference reference(testing::demo_model() + "/reference.safetensors");
+  double worst = 0.0;
   for (int j = 0; reference.has("prompt_" + std::to_string(j)); ++j) {
     const auto prompt = reference.ids("prompt_" + std::to_string(j));
     Sequence seq(*runner, 0, static_cast<int>(prompt.size()));
     const Tensor logits = seq.append(prompt, true);
     const TensorView expected = reference.tensor("logits_" + std::to_string(j));
-    EXPECT_LT(testing::max_row_relative_error(logits.f32(), expected.as<float>(), expected.dim(0), vocab), kTolerance)
-        << "prompt " << j;
+    const double error = testing::max_row_relative_error(logits.f32(), expected.as<float>(), expected.dim(0), vocab);
+    worst = std::max(worst, error);
+    EXPECT_LT(error, kTolerance) << "prompt " << j;
   }
+  std::printf("kjv-mixtral-tiny: worst row relative error %.3g\n", worst);
   const auto samples = nlohmann::json::parse(std::ifstream(testing::demo_model() + "/samples.json"))["samples"];
   for (const auto& sample : samples) {
     const auto prompt = sample["prompt_ids"].get<std::vector<int32_t>>();
@@ -229,6 +241,12 @@ TEST(CudaKjvTest, LogitsAndGreedyContinuationsMatchTransformers) {
     EXPECT_EQ(generated, expected) << sample["prompt"];
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Precisions, CudaKjvTest,
+                         ::testing::Values(cuda::PrefillPrecision::kSplitBf16, cuda::PrefillPrecision::kBf16),
+                         [](const auto& info) {
+                           return info.param == cuda::PrefillPrecision::kBf16 ? "Bf16" : "SplitBf16";
+                         });
 
 // Every sample decoded in one batch, greedy on the device (a greedy TokenChoice: what the engine
 // asks for greedy requests), sequences leaving the batch as they reach their reference length, so decode
@@ -279,7 +297,7 @@ std::vector<std::vector<int32_t>> batched_device_greedy(bool enforce_eager) {
   return generated;
 }
 
-TEST(CudaKjvTest, BatchedDeviceGreedyMatchesTransformersWithAndWithoutGraphs) {
+TEST(CudaKjvGraphsTest, BatchedDeviceGreedyMatchesTransformersWithAndWithoutGraphs) {
   const auto samples = nlohmann::json::parse(std::ifstream(testing::demo_model() + "/samples.json"))["samples"];
   const auto graphs = batched_device_greedy(false);
   const auto eager = batched_device_greedy(true);

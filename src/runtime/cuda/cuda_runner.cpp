@@ -370,7 +370,9 @@ Result<cuda::CudaGraph> CudaRunner::capture(const cuda::StepInputs& inputs, floa
 }
 
 Result<std::unique_ptr<CudaRunner>> make_cuda_runner(const std::string& model_dir, const LoadOptions& load,
-                                                     const CudaRunnerOptions& options) {
+                                                     const CudaRunnerOptions& runner_options) {
+  CudaRunnerOptions options = runner_options;
+  if (load.dtype == ActivationDType::kBFloat16) options.prefill_precision = cuda::PrefillPrecision::kBf16;
   MS_ASSIGN_OR_RETURN(ModelConfig config, load_model_config(model_dir, load.hf_overrides));
   if (load.load_format == LoadFormat::kDummy) return CudaRunner::create(config, nullptr, load.seed, options);
   MS_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::open(model_dir));
