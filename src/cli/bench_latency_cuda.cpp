@@ -366,7 +366,7 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
                            {"weight_bytes", (*runner)->weight_bytes()},
                            {"kv_cache_bytes", (*runner)->kv_bytes()},
                            {"num_kv_blocks", (*runner)->num_kv_blocks()},
-                           {"prefill_precision", (*runner)->prefill_precision() == cuda::PrefillPrecision::kBf16 ? "bf16" : "split-bf16"},
+                           {"prefill_precision", cuda::prefill_precision_name((*runner)->prefill_precision())},
                            {"cuda_graphs", !args.enforce_eager}};
   auto devices = cuda::list_devices();
   if (devices.ok() && !devices->empty()) result["gpu"] = devices->front().name;

@@ -115,7 +115,7 @@ Result<EngineSetup> create_engine(const EngineFlags& flags, const SchedulingFlag
                                            .capture_batch_sizes = config.scheduler.max_num_seqs}));
     spdlog::info("model {} on cuda: {:.2f} GiB of bf16 weights, {} activations, KV cache {} blocks x {} tokens (float32)",
                  model_dir, cuda_runner->weight_bytes() / double(1 << 30),
-                 cuda_runner->prefill_precision() == cuda::PrefillPrecision::kBf16 ? "bf16" : "float32-like",
+                 cuda::prefill_precision_name(cuda_runner->prefill_precision()),
                  cuda_runner->num_kv_blocks(), cuda_runner->block_size());
     MS_ASSIGN_OR_RETURN(setup.engine, Engine::create(model_dir, std::move(cuda_runner), *tokenizer, config));
     return setup;

@@ -112,6 +112,10 @@ struct DeviceKv {
 };
 
 enum class PrefillPrecision { kBf16, kSplitBf16 };
+// As `bench latency --prefill-precision` spells it (and the result files record it).
+inline const char* prefill_precision_name(PrefillPrecision p) {
+  return p == PrefillPrecision::kBf16 ? "bf16" : "split-bf16";
+}
 
 // Which kernel a GEMM runs on, measured on an H200 (bench latency --device cuda, "kernels" in
 // bench/results/2026-12-02-h200-mixtral-8x7b-8l*.json, Mixtral's 6144×4096 qkv). Dense
