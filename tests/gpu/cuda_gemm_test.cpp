@@ -102,7 +102,8 @@ TEST_F(CudaOpsTest, DecodeGemmsMatchLinear) {
 
 // Grouped experts: group g's rows through expert g — gate/up with SwiGLU, or one projection
 // (the down GEMM, widths not a multiple of the 32 features a warp takes) — empty groups
-// included, groups larger than one tile (mma_gemm: 16 rows, so 150 takes ten).
+// included, groups larger than one tile (mma_gemm: 16 rows, or 32 when the groups average 16
+// rows or more, as in the first and fourth sets: 150 takes five).
 TEST_F(CudaOpsTest, DecodeGemmsGrouped) {
   for (const GemmKernel& kernel : kGemmKernels) {
     for (bool swiglu : {true, false}) {
@@ -110,10 +111,11 @@ TEST_F(CudaOpsTest, DecodeGemmsGrouped) {
         if (kernel.needs_k8 && !cuda::mma_gemm_supported(hidden)) continue;
         // The second set is a decode step's: fewer rows (2) than groups, so small_gemm launches
         // blocks for 2 groups and each finds its group among those with rows. The third is a
-        // batch-32 step's (a group of 32 rows: two full 16-row tiles of mma_gemm).
+        // batch-32 step's (a group of 32 rows: two full 16-row tiles of mma_gemm). The fourth is a
+        // batch-64 step's (32-row tiles, one full, one a row past it).
         for (const std::vector<int>& counts :
              {std::vector<int>{3, 0, 1, 40, 0, 17, 2, 0, 150}, std::vector<int>{0, 0, 3, 0, 0, 0, 0, 5, 0},
-              std::vector<int>{20, 0, 32, 7, 0, 12, 1}}) {
+              std::vector<int>{20, 0, 32, 7, 0, 12, 1}, std::vector<int>{33, 0, 32, 16, 1, 31}}) {
           const int groups = static_cast<int>(counts.size());
           std::vector<int32_t> offsets = {0};
           for (int c : counts) offsets.push_back(offsets.back() + c);

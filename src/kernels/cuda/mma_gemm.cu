@@ -7,7 +7,7 @@
 //
 // Weight rows are the MMA's M side (16 per tile), activation rows its N side (8 per tile), so
 // a group of 3 rows wastes nothing on the weight stream, which is what bounds the kernel. A
-// block takes 64 weight rows (4 warps × 16) and up to 16 activation rows of one group. Each
+// block takes 64 weight rows (4 warps × 16) and up to 16 activation rows of one group (32 when groups average 16 rows or more). Each
 // warp loads its weight fragments straight from global memory into registers (16-byte loads,
 // each thread owning 16 consecutive K of a row: the K order inside a 64-wide chunk is permuted
 // identically for A and B, which leaves the dot products unchanged) and the next chunk's are in
@@ -214,6 +214,16 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(SmallGemmArgs arg
 int row_tile(int rows) { return rows <= 8 ? 8 : 16; }
 constexpr int kGroupedTiles = 2;  // m-tiles per warp of grouped GEMMs (see dispatch_rows)
 
+// Grouped GEMMs whose groups average 16 rows or more take 32-row tiles: a group of 17-32 rows
+// then streams its weights once instead of twice (the second 16-row tile from L2, which bounds
+// these steps). Measured on an H200 (Mixtral shape, 8 layers, split activations, same-run A/B,
+// two reps): batch 64 (16 rows an expert on average) 7,531-7,554 → 7,894-7,899 tok/s, batch
+// 128 10,225-10,249 → 11,209-11,215; at batch 32 (8 on average) they lost 4% (4,343-4,378 →
+// 4,174-4,186: 163 registers a thread, 3 blocks an SM instead of 4), as 24-row tiles did.
+bool long_grouped_tile(const SmallGemmArgs& args) {
+  return args.offsets != nullptr && args.total_rows >= 16 * args.groups;
+}
+
 // K splits (split_k.cuh) counting one row tile per touched group of a grouped GEMM (most
 // tiles of a group past its rows exit at once).
 int k_splits(const SmallGemmArgs& args) {
@@ -244,15 +254,17 @@ void launch(const GpuExec& exec, const SmallGemmArgs& args, float* workspace) {
 
 template <bool kSwiglu, bool kSplit>
 void dispatch_rows(const GpuExec& exec, const SmallGemmArgs& args, float* workspace) {
-  // Row tiles of 8 or 16 rows: larger tiles need more registers, fewer blocks fit an SM and
-  // fewer weight bytes are in flight (measured: 64-row tiles streamed at 1.6 TB/s, 8-row tiles
-  // at 3.9 TB/s on an H200). A group with more rows takes several tiles (grid x).
+  // Row tiles of 8 or 16 rows (32 for grouped GEMMs of long groups, long_grouped_tile): larger
+  // tiles need more registers, fewer blocks fit an SM and fewer weight bytes are in flight
+  // (measured: 64-row tiles streamed at 1.6 TB/s, 8-row tiles at 3.9 TB/s on an H200). A group
+  // with more rows takes several tiles (grid x).
   // m-tiles: SwiGLU pairs gate and up; grouped experts take two tiles per warp (the down
   // projection then keeps as many weight bytes in flight as gate/up); ungrouped GEMMs one.
   // Either splits K when that leaves SMs idle (a workspace given, no SwiGLU).
   const bool short_tile = row_tile(args.rows) == 8;
   if (args.offsets != nullptr || kSwiglu) {
     if (short_tile) return launch<1, kGroupedTiles, kSwiglu, kSplit>(exec, args, workspace);
+    if (long_grouped_tile(args)) return launch<4, kGroupedTiles, kSwiglu, kSplit>(exec, args, workspace);
     return launch<2, kGroupedTiles, kSwiglu, kSplit>(exec, args, workspace);
   }
   if constexpr (!kSwiglu) {
