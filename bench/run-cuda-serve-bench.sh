@@ -3,8 +3,9 @@
 # LAYERS (8) layers with dummy bf16 weights (the bundled demo model's tokenizer), timed from launch
 # to the HTTP port opening and from there to the first answer, then driven by `moeserve bench
 # serve` at concurrency 1, 8 and 64 (random 128-token prompts, 64 generated tokens, ignore_eos),
-# greedy, then at 8 and 64 sampling with temperature 1 and top_p 0.95. Every run draws its own
-# prompts (--seed), so none hits the prefix cache another run filled.
+# greedy, then at 8 and 64 sampling with temperature 1 and top_p 0.95; last, the serving loop's
+# overhead over a bare decode step (serving_overhead). Every run draws its own prompts (--seed),
+# so none hits the prefix cache another run filled.
 # usage: bench/run-cuda-serve-bench.sh MOESERVE_BINARY OUT.json [LAYERS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,10 +61,24 @@ for concurrency in 8 64; do
     --result-file "$WORK/s$concurrency.json"
   runs+=("$WORK/s$concurrency.json")
 done
+# The serving loop's own cost: decode-dominated runs (16-token prompts, 256 tokens out, one wave)
+# whose median TPOT is set against the engine's bare decode step (bench latency, same shape).
+probes=()
+for concurrency in 1 64; do
+  "$BIN" bench serve --model "$TOKENIZER" --base-url "http://127.0.0.1:$PORT" --served-model-name m \
+    --num-prompts "$concurrency" --max-concurrency "$concurrency" --random-input-len 16 --random-output-len 256 \
+    --ignore-eos --disable-tqdm --seed $((2000 + concurrency)) --result-file "$WORK/p$concurrency.json"
+  probes+=("$WORK/p$concurrency.json")
+done
 kill -TERM $SERVER; wait $SERVER || true
-python3 - "$OUT" "$port_ms" "$first_ms" "$WORK/server.log" "${runs[@]}" <<'PY'
+"$BIN" bench latency "$CONFIG" --device "$DEVICE" --load-format dummy --hf-overrides "{\"num_hidden_layers\": $LAYERS}" \
+  --input-len 16 --output-len 256 --num-iters 2 --batch-size 1,64 --prefill-len 0 --output-json "$WORK/steps.json" \
+  >/dev/null
+python3 - "$OUT" "$port_ms" "$first_ms" "$WORK/server.log" "$WORK/steps.json" "${probes[@]}" "${runs[@]}" <<'PY'
 import json, subprocess, sys
-out, port_ms, first_ms, log, runs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5:]
+out, port_ms, first_ms, log, steps = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
+probes, runs = sys.argv[6:8], sys.argv[8:]
+bare = json.load(open(steps)).get("decode", {})  # per batch size on --device cuda only
 try:
     gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
                          capture_output=True, text=True).stdout.strip()
@@ -80,11 +95,27 @@ result = {
     "first_answer_after_port_ms": first_ms,
     "server_log_tail": open(log).read().splitlines()[-8:],
     "serve": [json.load(open(path)) for path in runs],
+    "serving_overhead": [],
 }
+for path in probes:
+    run = json.load(open(path))
+    if str(run["max_concurrency"]) not in bare:
+        continue
+    step_ms = bare[str(run["max_concurrency"])]["decode_seconds"] / 256 * 1000
+    result["serving_overhead"].append({
+        "workload": "random 16-token prompts, 256 generated tokens each, one request per slot",
+        "concurrency": run["max_concurrency"],
+        "served_median_tpot_ms": run["median_tpot_ms"],
+        "bench_latency_step_ms": step_ms,
+        "overhead_fraction": run["median_tpot_ms"] / step_ms - 1,
+    })
 json.dump(result, open(out, "w"), indent=2)
 print(f"port open after {port_ms} ms, first answer {first_ms} ms later")
 for run in result["serve"]:
     print(f"concurrency {run['max_concurrency']:>3}, temperature {run['temperature']}: "
           f"{run['output_throughput']:8.1f} output tok/s, "
           f"TTFT median {run['median_ttft_ms']:7.1f} ms, TPOT median {run['median_tpot_ms']:6.1f} ms, failed {run['failed']}")
+for probe in result["serving_overhead"]:
+    print(f"concurrency {probe['concurrency']:>3}, 16 in / 256 out: served TPOT {probe['served_median_tpot_ms']:.2f} ms, "
+          f"bare step {probe['bench_latency_step_ms']:.2f} ms ({100 * probe['overhead_fraction']:+.1f}%)")
 PY
