@@ -366,6 +366,10 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
                            {"weight_bytes", (*runner)->weight_bytes()},
                            {"kv_cache_bytes", (*runner)->kv_bytes()},
                            {"num_kv_blocks", (*runner)->num_kv_blocks()},
+                           {"workspace_bytes", (*runner)->workspace_bytes()},
+                           // the start-up profile run's (before any step below)
+                           {"profiled_workspace_peak_bytes", (*runner)->profiled_workspace_peak()},
+                           {"profiled_outside_workspace_bytes", (*runner)->profiled_outside_arena()},
                            {"prefill_precision", cuda::prefill_precision_name((*runner)->prefill_precision())},
                            {"cuda_graphs", !args.enforce_eager}};
   auto devices = cuda::list_devices();

@@ -242,6 +242,21 @@ TEST_P(CudaKjvTest, LogitsAndGreedyContinuationsMatchTransformers) {
   }
 }
 
+// The start-up profile run (as vLLM's): the largest step — max_num_batched_tokens rows, not a
+// multiple of the block size, every row's logits — ran inside the reserved workspace before the
+// KV cache was sized, and left no expert counts behind. (Every other test here runs its runner
+// after that pass, so a pass that disturbed the cache or the metadata would fail them.)
+TEST(CudaRunnerStartupTest, ProfileRunsTheLargestStepInsideTheWorkspace) {
+  constexpr int kTokens = 1000;
+  auto runner = open_runner(testing::demo_model(), kTokens);
+  const size_t logits_bytes = size_t(kTokens) * runner->config().vocab_size * sizeof(float);
+  EXPECT_GT(runner->profiled_workspace_peak(), logits_bytes);
+  EXPECT_LE(runner->profiled_workspace_peak(), runner->workspace_bytes());
+  const ExpertLoad& load = runner->expert_load();
+  ASSERT_FALSE(load.counts.empty());
+  EXPECT_TRUE(std::all_of(load.counts.begin(), load.counts.end(), [](int64_t c) { return c == 0; }));
+}
+
 INSTANTIATE_TEST_SUITE_P(Precisions, CudaKjvTest,
                          ::testing::Values(cuda::PrefillPrecision::kSplitBf16, cuda::PrefillPrecision::kBf16),
                          [](const auto& info) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <numeric>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -40,9 +41,10 @@ Status CudaRunner::allocate(uint64_t seed) {
                                              cuda::sample_rows_workspace_bytes(kMaxSampleRows, config.vocab_size)));
   MS_ASSIGN_OR_RETURN(expert_counts_,
                       cuda::DeviceBuffer::allocate(std::max<size_t>(1, size_t(config.num_layers) * experts) * 8));
-  reset_expert_load();
   const size_t bytes_per_block =
       size_t(config.num_layers) * options_.block_size * model_->kv_entry_size() * sizeof(float);
+  MS_RETURN_IF_ERROR(profile_run(bytes_per_block));
+  reset_expert_load();
   num_kv_blocks_ = options_.num_kv_blocks;
   if (num_kv_blocks_ <= 0) {
     const cuda::MemoryInfo memory = cuda::memory_info();
@@ -57,11 +59,51 @@ Status CudaRunner::allocate(uint64_t seed) {
     }
   }
   MS_ASSIGN_OR_RETURN(kv_buffer_, cuda::DeviceBuffer::allocate(bytes_per_block * num_kv_blocks_));
+  set_kv(kv_buffer_, num_kv_blocks_);
+  return ok_status();
+}
+
+void CudaRunner::set_kv(const cuda::DeviceBuffer& buffer, int blocks) {
+  num_kv_blocks_ = blocks;
   kv_.block_size = options_.block_size;
   kv_.entry_size = model_->kv_entry_size();
-  const size_t layer_floats = size_t(num_kv_blocks_) * options_.block_size * kv_.entry_size;
-  for (int layer = 0; layer < config.num_layers; ++layer)
-    kv_.layers.push_back(kv_buffer_.as<float>() + layer * layer_floats);
+  kv_.layers.clear();
+  const size_t layer_floats = size_t(blocks) * options_.block_size * kv_.entry_size;
+  for (int layer = 0; layer < model_->config().num_layers; ++layer)
+    kv_.layers.push_back(buffer.as<float>() + layer * layer_floats);
+}
+
+Status CudaRunner::profile_run(size_t bytes_per_block) {
+  const int tokens = options_.max_num_batched_tokens;
+  const int blocks = (tokens + options_.block_size - 1) / options_.block_size;
+  Result<cuda::DeviceBuffer> scratch_or = cuda::DeviceBuffer::allocate(bytes_per_block * blocks);
+  if (!scratch_or.ok()) {
+    return make_error("no GPU memory for the start-up profile run of a {}-token step ({}): lower "
+                      "--max-num-batched-tokens or free GPU memory",
+                      tokens, scratch_or.error().message);
+  }
+  const cuda::DeviceBuffer scratch = std::move(scratch_or.value());
+  set_kv(scratch, blocks);
+  // One token repeated: every row routes to the same experts, the most rows one expert can get.
+  const std::vector<int32_t> ids(tokens, 0);
+  std::vector<BlockId> table(blocks);
+  std::iota(table.begin(), table.end(), 0);
+  const RunnerSeq seq{.tokens = ids, .num_new = tokens, .all_logits = true, .block_table = table};
+  const Piece piece{&seq, 0, tokens, true, false, nullptr};
+  const cuda::StepInputs inputs = upload_inputs(std::span(&piece, 1));
+  stream_.synchronize();
+  const size_t free_before = cuda::memory_info().free_bytes;
+  arena_.reset();
+  float* logits = arena_.alloc<float>(size_t(tokens) * model_->config().vocab_size);
+  const GpuExec exec{stream_.stream(), stream_.blas()};
+  model_->forward(exec, arena_, inputs, kv_, logits, expert_counts_.as<int64_t>(), nullptr);
+  stream_.synchronize();
+  profiled_outside_arena_ = free_before - std::min(free_before, cuda::memory_info().free_bytes);
+  set_kv(kv_buffer_, 0);
+  spdlog::info("profiled the largest step ({} tokens, every row's logits): workspace peak {:.2f} of {:.2f} GiB, "
+               "{:.2f} GiB allocated outside it",
+               tokens, arena_.peak() / double(1 << 30), arena_.capacity() / double(1 << 30),
+               profiled_outside_arena_ / double(1 << 30));
   return ok_status();
 }
 
@@ -124,7 +166,7 @@ int query_tile_rows(const ModelConfig& c) {
 
 }  // namespace
 
-void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
+cuda::StepInputs CudaRunner::upload_inputs(std::span<const Piece> pieces) {
   const int bs = options_.block_size;
   const int tile_rows = query_tile_rows(model_->config());
   int tokens = 0, logit_rows = 0, table_entries = 0, tiles = 0;
@@ -172,7 +214,13 @@ void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
     table += blocks;
   }
   cuda::copy_to_device(meta_.data(), host, words * 4, stream_.stream());
-  const cuda::StepInputs inputs = inputs_at(tokens, logit_rows, tiles);
+  return inputs_at(tokens, logit_rows, tiles);
+}
+
+void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
+  const cuda::StepInputs inputs = upload_inputs(pieces);
+  const int tokens = inputs.tokens;
+  const int logit_rows = inputs.logit_rows;
   arena_.reset();
   const int vocab = model_->config().vocab_size;
   float* device_logits = arena_.alloc<float>(std::max<size_t>(1, size_t(logit_rows) * vocab));

@@ -1,9 +1,9 @@
 // CudaRunner: the CUDA backend behind the runner seam — one GPU, one model replica. It owns the
 // CudaModel (weights in device memory), the paged KV cache (float32, sized from
-// --gpu-memory-utilization after the weights and the step workspace are allocated, as vLLM
-// profiles), the step workspace arena and one stream. execute() packs a step's token ids,
-// positions, cache slots and block tables into one pinned buffer, uploads it with one copy,
-// runs the model, and copies the logits rows back. Steps larger than max_num_batched_tokens
+// --gpu-memory-utilization after the weights and the step workspace are allocated and one
+// largest step has run, as vLLM profiles), the step workspace arena and one stream. execute()
+// packs a step's token ids, positions, cache slots and block tables into one pinned buffer,
+// uploads it with one copy, runs the model, and copies the logits rows back. Steps larger than max_num_batched_tokens
 // are split into consecutive sub-steps (each sub-step's K/V is in the cache before the next
 // one attends to it, so the logits are the same). Decode steps replay a CUDA graph per batch
 // size (captured at start-up up to capture_batch_sizes, else on the first step of that size)
@@ -82,6 +82,10 @@ class CudaRunner final : public Runner {
   size_t weight_bytes() const { return model_->weight_bytes(); }
   size_t kv_bytes() const { return kv_buffer_.bytes(); }
   size_t workspace_bytes() const { return arena_.capacity(); }
+  // What the start-up profile run (profile_run) used: the arena's peak, and device memory that
+  // appeared outside it (lazily loaded kernels, library workspaces).
+  size_t profiled_workspace_peak() const { return arena_.peak(); }
+  size_t profiled_outside_arena() const { return profiled_outside_arena_; }
   // Batch sizes with a captured decode graph so far.
   size_t num_graphs() const {
     return std::count_if(graphs_.begin(), graphs_.end(), [](const auto& entry) { return entry.second.has_value(); });
@@ -104,6 +108,17 @@ class CudaRunner final : public Runner {
   CudaRunner(cuda::CudaStream stream, const CudaRunnerOptions& options)
       : stream_(std::move(stream)), options_(options) {}
   Status allocate(uint64_t seed);
+  // vLLM's profile run, before the KV cache is sized: one forward pass of the largest step
+  // (max_num_batched_tokens rows of one sequence, every row's logits, all rows routed to the
+  // same experts) over a scratch cache of just its blocks. A workspace sizing bug then fails at
+  // start-up rather than under load, and what the pass allocates outside the arena is already
+  // in use when the free memory is read.
+  Status profile_run(size_t bytes_per_block);
+  // kv_ over `blocks` blocks of `buffer` (0: none).
+  void set_kv(const cuda::DeviceBuffer& buffer, int blocks);
+  // Packs the pieces' ids, positions, slots, logit rows, query tiles and block tables into
+  // meta_ (one upload, after the previous step consumed meta_host_); the step's inputs there.
+  cuda::StepInputs upload_inputs(std::span<const Piece> pieces);
   // meta_ and meta_host_ hold at least `words` int32, else grow to `capacity` words; growing
   // drops the captured graphs, which read the old buffer.
   Status reserve_meta(size_t words, size_t capacity);
@@ -129,6 +144,7 @@ class CudaRunner final : public Runner {
   cuda::DeviceBuffer kv_buffer_;
   cuda::DeviceKv kv_;
   int num_kv_blocks_ = 0;
+  size_t profiled_outside_arena_ = 0;
   cuda::DeviceBuffer meta_;  // the step's packed int32 inputs
   cuda::PinnedBuffer meta_host_;
   // Captured decode steps by batch size (rows); an empty graph marks a size that cannot be captured.
