@@ -5,16 +5,16 @@
 //
 //   outᵀ [features, rows] = W [features, K] · xᵀ [K, rows]
 //
-// Weight rows are the MMA's M side (16 per tile), activation rows its N side (8 per tile), so
-// a group of 3 rows wastes nothing on the weight stream, which is what bounds the kernel. A
-// block takes 64 weight rows (4 warps × 16) and up to 16 activation rows of one group (32 when groups average 16 rows or more). Each
-// warp loads its weight fragments straight from global memory into registers (16-byte loads,
-// each thread owning 16 consecutive K of a row: the K order inside a 64-wide chunk is permuted
-// identically for A and B, which leaves the dot products unchanged) and the next chunk's are in
-// flight while the current one is multiplied. Activations are staged per chunk in shared
-// memory as bf16 hi + lo halves (x ≈ hi + lo: two MMAs per weight fragment give float32-like
-// results while each weight byte is still read once) or as bf16 alone in the plain mode.
-// Groups with no rows exit at once, so experts no token chose cost nothing and no host round
+// Weight rows are the MMA's M side (16 per tile), activation rows its N side (8 per tile), so a
+// group of 3 rows wastes nothing on the weight stream, which is what bounds the kernel. A block
+// takes 64 weight rows (4 warps × 16) and up to 16 activation rows of one group (32 when groups
+// average 16 rows or more). Each warp loads its weight fragments straight from global memory into
+// registers (16-byte loads, each thread owning 16 consecutive K of a row: the K order inside a
+// 64-wide chunk is permuted identically for A and B, which leaves the dot products unchanged) and
+// the next chunk's are in flight while the current one is multiplied. Activations are staged per
+// chunk in shared memory as bf16 hi + lo halves (x ≈ hi + lo: two MMAs per weight fragment give
+// float32-like results while each weight byte is still read once) or as bf16 alone in the plain
+// mode. Groups with no rows exit at once, so experts no token chose cost nothing and no host round
 // trip is needed (CUDA-graph safe).
 #include <algorithm>
 

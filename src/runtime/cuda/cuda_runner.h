@@ -1,17 +1,17 @@
 // CudaRunner: the CUDA backend behind the runner seam — one GPU, one model replica. It owns the
 // CudaModel (weights in device memory), the paged KV cache (float32, sized from
-// --gpu-memory-utilization after the weights and the step workspace are allocated and one
-// largest step has run, as vLLM profiles), the step workspace arena and one stream. execute()
-// packs a step's token ids, positions, cache slots and block tables into one pinned buffer,
-// uploads it with one copy, runs the model, and copies the logits rows back. Steps larger than max_num_batched_tokens
-// are split into consecutive sub-steps (each sub-step's K/V is in the cache before the next
-// one attends to it, so the logits are the same). Decode steps replay a CUDA graph per batch
-// size (captured at start-up up to capture_batch_sizes, else on the first step of that size)
-// unless enforce_eager is set: the step's
-// inputs then live at fixed device addresses (the metadata layout below depends only on the
-// batch size, the arena hands out the same workspace), so only the upload and the logits copy
-// surround one graph launch. Tokens are picked on the device: the argmax of every row, and
-// sample_rows (runtime/sampler.h's pipeline) for rows whose sequence brought a TokenChoice.
+// --gpu-memory-utilization after the weights and the step workspace are allocated and one largest
+// step has run, as vLLM profiles), the step workspace arena and one stream. execute() packs a
+// step's token ids, positions, cache slots and block tables into one pinned buffer, uploads it with
+// one copy, runs the model, and copies the logits rows back. Steps larger than
+// max_num_batched_tokens are split into consecutive sub-steps (each sub-step's K/V is in the cache
+// before the next one attends to it, so the logits are the same). Decode steps replay a CUDA graph
+// per batch size (captured at start-up up to capture_batch_sizes, else on the first step of that
+// size) unless enforce_eager is set: the step's inputs then live at fixed device addresses (the
+// metadata layout below depends only on the batch size, the arena hands out the same workspace), so
+// only the upload and the logits copy surround one graph launch. Tokens are picked on the device:
+// the argmax of every row, and sample_rows (runtime/sampler.h's pipeline) for rows whose sequence
+// brought a TokenChoice.
 #pragma once
 
 #include <algorithm>
@@ -82,8 +82,9 @@ class CudaRunner final : public Runner {
   size_t weight_bytes() const { return model_->weight_bytes(); }
   size_t kv_bytes() const { return kv_buffer_.bytes(); }
   size_t workspace_bytes() const { return arena_.capacity(); }
-  // What the start-up profile run (profile_run) used: the arena's peak, and device memory that
-  // appeared outside it (lazily loaded kernels, library workspaces).
+  // The arena's peak so far (the start-up profile run's, unless a later step went higher) and
+  // the device memory that appeared outside the arena during that run (lazily loaded kernels,
+  // library workspaces).
   size_t profiled_workspace_peak() const { return arena_.peak(); }
   size_t profiled_outside_arena() const { return profiled_outside_arena_; }
   // Batch sizes with a captured decode graph so far.
