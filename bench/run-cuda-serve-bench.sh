@@ -74,10 +74,12 @@ kill -TERM $SERVER; wait $SERVER || true
 "$BIN" bench latency "$CONFIG" --device "$DEVICE" --load-format dummy --hf-overrides "{\"num_hidden_layers\": $LAYERS}" \
   --input-len 16 --output-len 256 --num-iters 2 --batch-size 1,64 --prefill-len 0 --output-json "$WORK/steps.json" \
   >/dev/null
-python3 - "$OUT" "$port_ms" "$first_ms" "$WORK/server.log" "$WORK/steps.json" "${probes[@]}" "${runs[@]}" <<'PY'
+python3 - "$OUT" "$port_ms" "$first_ms" "$WORK/server.log" "$WORK/steps.json" "${#probes[@]}" "${probes[@]}" \
+  "${runs[@]}" <<'PY'
 import json, subprocess, sys
 out, port_ms, first_ms, log, steps = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
-probes, runs = sys.argv[6:8], sys.argv[8:]
+num_probes = int(sys.argv[6])
+probes, runs = sys.argv[7:7 + num_probes], sys.argv[7 + num_probes:]
 bare = json.load(open(steps)).get("decode", {})  # per batch size on --device cuda only
 try:
     gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
