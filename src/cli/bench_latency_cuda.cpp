@@ -32,8 +32,9 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
-// Weight bytes one decode token reads (bf16): all but the embedding table and the unrouted experts.
-double decode_weight_bytes(const ModelConfig& c) {
+// Weight bytes one decode step reads (bf16): all but the embedding table and the experts no token
+// chose. routed_per_layer: the distinct routed experts a MoE layer runs (one token: top_k).
+double decode_weight_bytes(const ModelConfig& c, double routed_per_layer = -1.0) {
   const double hidden = c.hidden_size;
   double attention = hidden * c.head_dim * (2.0 * c.num_heads + 2.0 * c.num_kv_heads);
   if (c.is_mla()) {
@@ -49,7 +50,8 @@ double decode_weight_bytes(const ModelConfig& c) {
     total += attention;
     if (c.layer_is_moe[layer]) {
       const MoeConfig& m = *c.moe;
-      total += hidden * m.num_experts + 3.0 * hidden * m.expert_intermediate_size * m.top_k +
+      const double routed = routed_per_layer >= 0.0 ? routed_per_layer : m.top_k;
+      total += hidden * m.num_experts + 3.0 * hidden * m.expert_intermediate_size * routed +
                3.0 * hidden * m.shared_intermediate_size;
     } else {
       total += 3.0 * hidden * c.intermediate_size;
@@ -59,11 +61,14 @@ double decode_weight_bytes(const ModelConfig& c) {
 }
 
 // Multiply-adds × 2 of a prefill of `batch` sequences of `len` tokens: every projection for
-// every token (active experts only), causal attention, and the lm_head for one row each.
+// every token (active experts only), causal attention (q·k over the key width, p·v over the value
+// width; MLA counted in its plain form, keys of qk_head_dim and values of v_head_dim per head, as
+// vLLM's prefill runs it), and the lm_head for one row each.
 double prefill_flops(const ModelConfig& c, int batch, int len) {
   const double tokens = double(batch) * len;
   const double linear = decode_weight_bytes(c) / 2.0 - double(c.hidden_size) * c.vocab_size;
-  const double attention = c.num_layers * 2.0 * c.num_heads * c.head_dim * double(len) * (len + 1) * batch;
+  const double key_plus_value = c.is_mla() ? c.mla->qk_head_dim() + c.mla->v_head_dim : 2.0 * c.head_dim;
+  const double attention = c.num_layers * c.num_heads * key_plus_value * double(len) * (len + 1) * batch;
   return 2.0 * linear * tokens + attention + 2.0 * double(c.hidden_size) * c.vocab_size * batch;
 }
 
@@ -178,9 +183,13 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
   };
   const int qkv_out = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim;
   auto w = cuda::DeviceBuffer::allocate(size_t(qkv_out) * hidden * 2);
-  auto x = cuda::DeviceBuffer::allocate(size_t(64) * std::max(hidden, c.moe ? c.moe->expert_intermediate_size : 0) * 8);
-  auto y = cuda::DeviceBuffer::allocate(size_t(64) * 4 *
-                                        std::max(qkv_out, 2 * (c.moe ? c.moe->expert_intermediate_size : 0)) * 4);
+  // x [64 · top_k, max(hidden, inter)] float32: the dense GEMMs read 64 rows of it, the grouped
+  // experts of 64 tokens 64 · top_k permuted rows. y: the widest output of either.
+  const int inter = c.moe ? c.moe->expert_intermediate_size : 0;
+  const size_t expert_rows = size_t(64) * (c.moe ? c.moe->top_k : 1);
+  auto x = cuda::DeviceBuffer::allocate(expert_rows * std::max(hidden, inter) * 4);
+  auto y = cuda::DeviceBuffer::allocate(
+      std::max(size_t(64) * qkv_out, expert_rows * std::max(2 * inter, hidden)) * 4);
   if (!w.ok() || !x.ok() || !y.ok()) fail("cannot allocate kernel benchmark buffers");
   cuda::fill_random_bf16(exec, w->as<uint16_t>(), int64_t(qkv_out) * hidden, 3, 0.02f, 0.0f);
   cuda::fill_zero(x->data(), x->bytes(), stream.stream());
@@ -316,11 +325,26 @@ nlohmann::json profile_step(CudaRunner& runner, int batch, int input_len, bool d
           .tokens = b.tokens[s], .num_computed = input_len, .num_new = 1, .samples = true, .block_table = b.tables[s]};
     }
     runner.set_profile(&profile);
+    runner.reset_expert_load();
     start = Clock::now();
     runner.execute(step);
     seconds = seconds_since(start);
   }
   runner.set_profile(nullptr);
+  // Distinct routed experts the step ran, averaged over the MoE layers (decode: what the step's
+  // weight bytes depend on; dummy weights route unevenly, so this is counted, not assumed).
+  double routed_per_layer = 0.0;
+  if (decode && config.moe) {
+    const ExpertLoad& load = runner.expert_load();
+    int64_t touched = 0, moe_layers = 0;
+    for (int layer = 0; layer < config.num_layers; ++layer) {
+      if (!config.layer_is_moe[layer]) continue;
+      ++moe_layers;
+      for (int e = 0; e < load.num_experts; ++e) touched += load.counts[size_t(layer) * load.num_experts + e] > 0;
+    }
+    routed_per_layer = moe_layers > 0 ? double(touched) / moe_layers : 0.0;
+    runner.reset_expert_load();
+  }
   nlohmann::json ops = nlohmann::json::object();
   double device_total = 0.0;
   for (const auto& [name, s] : profile.totals()) device_total += s;
@@ -335,6 +359,7 @@ nlohmann::json profile_step(CudaRunner& runner, int batch, int input_len, bool d
           {"input_len", input_len},
           {"step_wall_seconds", seconds},
           {"profiled_device_seconds", device_total},
+          {"routed_experts_per_moe_layer", routed_per_layer},
           {"ops", ops}};
 }
 
@@ -343,13 +368,22 @@ nlohmann::json profile_step(CudaRunner& runner, int batch, int input_len, bool d
 void run_bench_latency_cuda(const CudaLatencyArgs& args) {
   auto options = args.engine->load_options();
   if (!options.ok()) fail(options.error().message);
-  const int max_batch = *std::max_element(args.batch_sizes.begin(), args.batch_sizes.end());
   CudaRunnerOptions runner_options{
       .gpu_memory_utilization = args.gpu_memory_utilization,
-      .max_num_batched_tokens = std::max({8192, args.input_len * max_batch, args.prefill_batch * args.prefill_len}),
+      .max_num_batched_tokens = args.max_num_batched_tokens,
       .prefill_precision =
           args.plain_bf16_prefill ? cuda::PrefillPrecision::kBf16 : cuda::PrefillPrecision::kSplitBf16,
       .enforce_eager = args.enforce_eager};
+  // The machine's ceilings and the kernels in isolation first, on buffers freed before the runner
+  // sizes its KV cache from the free memory (a model with many large experts, DeepSeek-V3's 256,
+  // needs ~15 GB for the expert GEMMs' benchmark weights alone).
+  auto ceilings_config = load_model_config(args.engine->model_dir, options->hf_overrides);
+  if (!ceilings_config.ok()) fail(ceilings_config.error().message);
+  auto stream = cuda::CudaStream::create(0);
+  if (!stream.ok()) fail(stream.error().message);
+  const double bandwidth = copy_bandwidth(*stream);
+  const double gemm_rate = gemm_tflops(*stream);
+  const nlohmann::json kernels = kernel_bandwidths(*stream, *ceilings_config);
   auto start = Clock::now();
   auto runner = make_cuda_runner(args.engine->model_dir, *options, runner_options);
   if (!runner.ok()) fail(runner.error().message);
@@ -403,12 +437,9 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
     result["prefill_tok_s"] = tokens / best;
     result["prefill_tflops"] = prefill_flops(config, args.prefill_batch, args.prefill_len) / best / 1e12;
   }
-  auto stream = cuda::CudaStream::create(0);
-  if (!stream.ok()) fail(stream.error().message);
-  const double bandwidth = copy_bandwidth(*stream);
   const double bytes_per_token = decode_weight_bytes(config);
   result["copy_bandwidth_bytes_per_s"] = bandwidth;
-  result["gemm_bf16_tflops"] = gemm_tflops(*stream);
+  result["gemm_bf16_tflops"] = gemm_rate;
   result["weight_bytes_per_decode_token"] = bytes_per_token;
   result["decode_bs1_roofline_tok_s"] = bandwidth / bytes_per_token;
   if (result.contains("decode_bs1_tok_s")) {
@@ -418,11 +449,31 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
     result["prefill_fraction_of_gemm_rate"] =
         result["prefill_tflops"].get<double>() / result["gemm_bf16_tflops"].get<double>();
   }
-  result["kernels"] = kernel_bandwidths(*stream, config);
+  result["kernels"] = kernels;
   nlohmann::json profiles = nlohmann::json::array();
   for (int batch : args.batch_sizes) profiles.push_back(profile_step(**runner, batch, args.input_len, true));
   if (args.prefill_len > 0) profiles.push_back(profile_step(**runner, args.prefill_batch, args.prefill_len, false));
   result["op_profiles"] = profiles;
+  // Each decode batch against the roofline of the bytes its steps touch: the weights of the
+  // experts they ran (counted in the profiled step) and every other weight once, plus the KV
+  // cache read at the run's mean context (input_len + output_len / 2).
+  const double kv_bytes_per_token_layer = double((*runner)->kv_bytes()) /
+                                          (double((*runner)->num_kv_blocks()) * (*runner)->block_size() *
+                                           config.num_layers);
+  for (size_t i = 0; i < args.batch_sizes.size(); ++i) {
+    const int batch = args.batch_sizes[i];
+    const double routed = profiles[i]["routed_experts_per_moe_layer"].get<double>();
+    const double context = args.input_len + args.output_len / 2.0;
+    const double step_bytes = decode_weight_bytes(config, config.moe ? routed : -1.0) +
+                              double(batch) * context * kv_bytes_per_token_layer * config.num_layers;
+    const double roofline = batch * bandwidth / step_bytes;
+    nlohmann::json& entry = result["decode"][std::to_string(batch)];
+    entry["step_bytes"] = step_bytes;
+    entry["routed_experts_per_moe_layer"] = routed;
+    entry["roofline_tok_s"] = roofline;
+    entry["roofline_fraction"] = entry["decode_tok_s"].get<double>() / roofline;
+    result["decode_bs" + std::to_string(batch) + "_roofline_fraction"] = entry["roofline_fraction"];
+  }
   std::printf("%s\n", result.dump(2).c_str());
   write_result_json(args.output_json, result);
 }

@@ -35,6 +35,7 @@ struct BenchArgs {
   int prefill_batch = 8;           // --device cuda: prefill of prefill_batch × prefill_len tokens
   int prefill_len = 1024;
   float gpu_memory_utilization = 0.9f;
+  int max_num_batched_tokens = 8192;  // --device cuda: rows per forward pass (larger steps are split)
   std::string prefill_precision = "split-bf16";
   bool enforce_eager = false;
 };
@@ -104,6 +105,7 @@ void run_bench_latency(const BenchArgs& args) {
                                            .prefill_batch = args.prefill_batch,
                                            .prefill_len = args.prefill_len,
                                            .gpu_memory_utilization = args.gpu_memory_utilization,
+                                           .max_num_batched_tokens = args.max_num_batched_tokens,
                                            .plain_bf16_prefill = args.prefill_precision == "bf16",
                                            .enforce_eager = args.enforce_eager,
                                            .output_json = args.output_json});
@@ -183,6 +185,9 @@ void add_bench_command(CLI::App& app) {
   latency->add_option("--prefill-len", args->prefill_len, "--device cuda: tokens per prefill sequence (0: skip)");
   latency->add_option("--gpu-memory-utilization", args->gpu_memory_utilization,
                       "--device cuda: fraction of GPU memory for weights, workspace and KV cache");
+  latency->add_option("--max-num-batched-tokens", args->max_num_batched_tokens,
+                      "--device cuda: tokens per forward pass; larger prefills are split into passes of this size")
+      ->check(CLI::Range(1, 1 << 20));
   latency->add_option("--prefill-precision", args->prefill_precision,
                       "--device cuda: activations of prefill GEMMs: split-bf16 (hi + lo, float32-like) or bf16 (as --dtype bfloat16)")
       ->check(CLI::IsMember({"split-bf16", "bf16"}));

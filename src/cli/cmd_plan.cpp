@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "cli/commands.h"
+#include "plan/model_catalog.h"
 #include "plan/planner.h"
 
 namespace moeserve::cli {
@@ -25,6 +26,7 @@ struct PlanArgs {
   int block_size = 16;
   bool enforce_eager = false;
   bool json = false;
+  bool print_config = false;
 };
 
 template <typename T>
@@ -34,6 +36,12 @@ T value_or_fail(Result<T> result) {
 }
 
 void run_plan(const PlanArgs& args) {
+  if (args.print_config) {  // a catalog model's config.json, e.g. to run its shape with --load-format dummy
+    const plan::CatalogModel* model = value_or_fail(plan::find_catalog_model(args.model));
+    std::printf("%s\n", model->config.dump(2).c_str());
+    return;
+  }
+  if (args.gpus.empty()) fail("plan: --gpus is required, e.g. --gpus 8xH200");
   plan::PlanRequest request;
   request.gpus = value_or_fail(plan::parse_gpu_set(args.gpus));
   request.dtype = value_or_fail(plan::parse_weight_dtype(args.dtype));
@@ -61,7 +69,7 @@ void add_plan_command(CLI::App& app) {
       "plan", "Size a deployment: parameters, weights and KV cache per GPU, the best TP/PP/DP/EP layout and the "
               "serve command (MODEL: checkpoint dir, config.json, or a catalog id such as deepseek-ai/DeepSeek-V3)");
   command->add_option("model", args->model, "checkpoint directory, config.json, or catalog model id")->required();
-  command->add_option("--gpus", args->gpus, "GPU set, e.g. 8xH200, 2xH100, 1xA100-40GB")->required();
+  command->add_option("--gpus", args->gpus, "GPU set, e.g. 8xH200, 2xH100, 1xA100-40GB (required)");
   command->add_option("--dtype", args->dtype, "weight dtype: auto (the checkpoint's), bfloat16, float16, fp8");
   command->add_option("--kv-cache-dtype", args->kv_cache_dtype, "KV cache dtype: auto (= activations), fp8");
   command->add_option("--max-model-len", args->max_model_len, "context length (default: max_position_embeddings)");
@@ -72,6 +80,8 @@ void add_plan_command(CLI::App& app) {
   command->add_option("--block-size", args->block_size, "tokens per KV block");
   command->add_flag("--enforce-eager", args->enforce_eager, "no CUDA graphs");
   command->add_flag("--json", args->json, "print the plan as JSON");
+  command->add_flag("--print-config", args->print_config,
+                    "print a catalog model's config.json instead of a plan (for --load-format dummy runs of its shape)");
   command->callback([args] { run_plan(*args); });
 }
 

@@ -174,4 +174,12 @@ Result<ModelConfig> load_model_config(const std::string& dir_or_file, const Json
   return config;
 }
 
+Error fp8_unsupported_error(const char* backend) {
+  return make_error(
+      "this checkpoint is fp8-quantized (quantization_config.quant_method fp8), which the {} backend does not serve "
+      "yet; to run its shape with random bf16 weights, pass --load-format dummy --hf-overrides "
+      "'{{\"quantization_config\": null}}'",
+      backend);
+}
+
 }  // namespace moeserve

@@ -127,6 +127,10 @@ Result<ModelConfig> parse_model_config(const nlohmann::json& config_json,
 Result<ModelConfig> load_model_config(const std::string& dir_or_file,
                                       const nlohmann::json& overrides = nlohmann::json::object());
 
+// The refusal of an fp8 quantization_config by a backend until FP8 weights are implemented; it
+// names the way to run the shape anyway (dummy bf16 weights, quantization_config dropped).
+Error fp8_unsupported_error(const char* backend);
+
 // The supported config.json `architectures` names, for error messages and --help.
 std::vector<std::string> supported_architectures();
 

@@ -8,9 +8,7 @@ namespace moeserve {
 
 Result<std::unique_ptr<DecoderModel>> DecoderModel::load(const ModelConfig& config, const WeightSource& source,
                                                          const ModelOptions& options) {
-  if (config.fp8_block_size) {
-    return make_error("fp8-quantized checkpoints are not supported by the CPU backend yet");
-  }
+  if (config.fp8_block_size) return fp8_unsupported_error("CPU");
   MS_RETURN_IF_ERROR(validate_shard_spec(config, options.shard));
   auto model = std::make_unique<DecoderModel>();
   model->config_ = config;

@@ -103,6 +103,28 @@ TEST_P(ModelShapesTest, MlaFormsAgree) {
   EXPECT_LT(testing::max_row_relative_error(lb->f32(), la->f32(), 21, vocab), 1e-5);
 }
 
+// An fp8 quantization_config is refused with the way to run the shape named; the same config
+// without it loads.
+TEST(ModelShapesFp8Test, Fp8ConfigIsRefusedUntilQuantizationConfigIsDropped) {
+  const Json config = Json::parse(std::ifstream(testing::fixture_model("tiny-deepseek_v3") + "/config.json"));
+  const Json fp8 = {{"quantization_config",
+                     {{"quant_method", "fp8"}, {"fmt", "e4m3"}, {"weight_block_size", {128, 128}}}}};
+  auto parsed = parse_model_config(config, fp8);
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  DummyWeights weights(1);
+  auto refused = DecoderModel::load(*parsed, weights, ModelOptions{});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("fp8"), std::string::npos) << refused.error().message;
+  EXPECT_NE(refused.error().message.find("\"quantization_config\": null"), std::string::npos)
+      << refused.error().message;
+  Json with_fp8 = config;
+  with_fp8.merge_patch(fp8);
+  auto dropped = parse_model_config(with_fp8, {{"quantization_config", nullptr}});
+  ASSERT_TRUE(dropped.ok()) << dropped.error().message;
+  auto loaded = DecoderModel::load(*dropped, weights, ModelOptions{});
+  EXPECT_TRUE(loaded.ok()) << loaded.error().message;
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, ModelShapesTest, ::testing::ValuesIn(cases()),
                          [](const auto& info) { return info.param.name; });
 

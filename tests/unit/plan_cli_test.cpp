@@ -104,5 +104,21 @@ TEST(PlanCli, ClearErrors) {
       << run.output;
 }
 
+// --print-config writes the catalog's config.json (what the GPU sweep runs with --load-format
+// dummy); without it --gpus is still required.
+TEST(PlanCli, PrintConfigOfACatalogModel) {
+  CommandResult run =
+      run_moeserve({"plan", "Qwen/Qwen3-30B-A3B", "--print-config"});
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const nlohmann::json config = nlohmann::json::parse(run.out);
+  EXPECT_EQ(config["architectures"][0], "Qwen3MoeForCausalLM");
+  EXPECT_EQ(config["num_experts"], 128);
+  EXPECT_EQ(config["moe_intermediate_size"], 768);
+  run = run_moeserve({"plan", "Qwen/Qwen3-30B-A3B"});
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_NE(run.output.find("--gpus is required"), std::string::npos)
+      << run.output;
+}
+
 } // namespace
 } // namespace moeserve

@@ -151,6 +151,19 @@ TEST_F(CheckpointTest, MissingTensorAndWrongShapeNameFileAndTensor) {
               AllOf(HasSubstr("model.safetensors"), HasSubstr("'model.norm.weight'"), HasSubstr("[4]"), HasSubstr("[8]")));
 }
 
+// An fp8 tensor read as a weight would lose its block scales: refused until FP8 is implemented,
+// also when the user dropped quantization_config from config.json.
+TEST_F(CheckpointTest, Fp8WeightIsRefusedByName) {
+  const std::string header = R"({"model.norm.weight":{"dtype":"F8_E4M3","shape":[4],"data_offsets":[0,4]}})";
+  write_raw("model.safetensors", header, 4);
+  auto checkpoint = Checkpoint::open(dir_.string());
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.error().message;
+  auto weight = checkpoint->require("model.norm.weight", Shape{4});
+  ASSERT_FALSE(weight.ok());
+  EXPECT_THAT(weight.error().message,
+              AllOf(HasSubstr("'model.norm.weight'"), HasSubstr("F8_E4M3"), HasSubstr("not supported")));
+}
+
 TEST_F(CheckpointTest, MissingShard) {
   const nlohmann::json index = {{"weight_map", {{"a", "model-00001-of-00002.safetensors"}}}};
   std::ofstream(dir_ / "model.safetensors.index.json") << index.dump();

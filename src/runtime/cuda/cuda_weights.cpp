@@ -211,7 +211,7 @@ Status load_moe(WeightUploader& up, const ModelConfig& cfg, const WeightNames& n
 
 Result<std::unique_ptr<CudaModel>> CudaModel::load(const ModelConfig& config, const WeightSource* weights,
                                                    uint64_t seed, const GpuExec& exec, PrefillPrecision precision) {
-  if (config.fp8_block_size) return make_error("fp8-quantized checkpoints are not supported by the CUDA backend yet");
+  if (config.fp8_block_size) return fp8_unsupported_error("CUDA");
   auto model = std::make_unique<CudaModel>();
   model->config_ = config;
   model->precision_ = precision;
