@@ -404,9 +404,12 @@ TEST_F(CudaOpsTest, RouterEveryVariant) {
 }
 
 // permute → gather → (identity experts) → combine equals scatter_add_rows over every expert.
+// The last three plans exceed kMoePermuteOneBlockEntries and run the multi-block kernels (with
+// a last chunk that ends mid-warp: 2,049 × 3 entries) and up to kMaxExperts experts.
 TEST_F(CudaOpsTest, MoePermuteGatherCombine) {
   for (auto [tokens, experts, top_k, hidden] :
-       {std::tuple{1, 8, 2, 64}, {5, 16, 2, 33}, {300, 8, 2, 128}, {64, 60, 4, 96}, {2, 8, 2, 4100}}) {
+       {std::tuple{1, 8, 2, 64}, {5, 16, 2, 33}, {300, 8, 2, 128}, {64, 60, 4, 96}, {2, 8, 2, 4100},
+        {8192, 128, 8, 4}, {2049, 512, 3, 8}, {1500, 256, 8, 4}}) {
     std::vector<int32_t> ids;
     for (int t = 0; t < tokens; ++t) {
       std::vector<int32_t> all(experts);
@@ -425,8 +428,11 @@ TEST_F(CudaOpsTest, MoePermuteGatherCombine) {
     int32_t* positions = poisoned<int32_t>(entries);
     int32_t* source_rows = poisoned<int32_t>(entries);
     int64_t* load = upload(std::vector<int64_t>(experts, 5));
-    cuda::moe_permute(
-        exec_, cuda::MoePermuteArgs{upload(ids), entries, top_k, experts, offsets, positions, source_rows, load});
+    const size_t workspace_ints = cuda::moe_permute_workspace_ints(entries, experts);
+    ASSERT_EQ(workspace_ints > 0, entries > cuda::kMoePermuteOneBlockEntries);
+    int32_t* workspace = workspace_ints > 0 ? poisoned<int32_t>(workspace_ints) : nullptr;
+    cuda::moe_permute(exec_, cuda::MoePermuteArgs{upload(ids), entries, top_k, experts, offsets, positions,
+                                                  source_rows, load, workspace});
     const auto h_offsets = download(offsets, experts + 1);
     const auto h_positions = download(positions, entries);
     const auto h_sources = download(source_rows, entries);
@@ -438,11 +444,14 @@ TEST_F(CudaOpsTest, MoePermuteGatherCombine) {
       ASSERT_EQ(h_offsets[e + 1] - h_offsets[e], count) << e;
       ASSERT_EQ(h_load[e], 5 + count);
     }
+    std::vector<int> last_position(experts, -1);
     for (int i = 0; i < entries; ++i) {
       const int pos = h_positions[i];
       ASSERT_GE(pos, h_offsets[ids[i]]);
       ASSERT_LT(pos, h_offsets[ids[i] + 1]);
       ASSERT_EQ(h_sources[pos], i / top_k);
+      ASSERT_GT(pos, last_position[ids[i]]) << "expert " << ids[i] << " lost its entries' order at " << i;
+      last_position[ids[i]] = pos;
     }
     // "Expert outputs" in permuted order: row pos = scale[expert] * x[source].
     float* gathered = poisoned<float>(size_t(entries) * hidden);

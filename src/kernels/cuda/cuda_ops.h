@@ -142,6 +142,29 @@ struct MlaDims {
 void mla_absorb_q(const GpuExec& exec, const MlaDims& dims, const float* q, const float* kv_b, float* q_absorbed);
 void mla_project_v(const GpuExec& exec, const MlaDims& dims, const float* latent, const float* kv_b, float* out);
 
+// MLA attention of one prefill piece in the plain form (mla_prefill.cu): the piece's `count`
+// query rows (positions begin .. begin + count - 1, rows first_row .. of q and out) attend to the
+// ctx = begin + count latents of its sequence in the paged cache.
+struct MlaPrefillArgs {
+  MlaDims dims;                          // heads, nope, rope, value, rank
+  const float* q = nullptr;              // [T, H, nope + rope], rope applied
+  int first_row = 0;
+  int count = 0;
+  int begin = 0;
+  const float* cache = nullptr;          // the layer's [blocks × block_size, rank + rope]
+  int block_size = 0;
+  const int32_t* block_table = nullptr;  // device: the sequence's ceil(ctx / block_size) blocks
+  const float* kv_b = nullptr;           // [H (nope + value), rank] float32
+  float scale = 1.0f;
+  int query_tile = 1;                    // queries per score tile (mla_prefill_query_tile)
+  float* workspace = nullptr;            // mla_prefill_workspace_floats(dims, ctx, query_tile)
+  float* out = nullptr;                  // [T, H, value]
+};
+void mla_prefill_attention(const GpuExec& exec, const MlaPrefillArgs& args);
+size_t mla_prefill_workspace_floats(const MlaDims& dims, int ctx, int query_tile);
+// Queries per score tile so that the scores (H × tile × ctx floats) stay within score_floats.
+int mla_prefill_query_tile(const MlaDims& dims, int count, int ctx, size_t score_floats);
+
 // ops::route on the device. logits [T, E], selection_bias [E] float32 or null;
 // expert_ids [T, top_k] int32, expert_weights [T, top_k] float32. E <= kMaxExperts.
 constexpr int kMaxExperts = 512;
@@ -161,8 +184,16 @@ struct MoePermuteArgs {
   int32_t* positions = nullptr;
   int32_t* source_rows = nullptr;
   int64_t* load_counts = nullptr;
+  // moe_permute_workspace_ints(entries, experts) ints: prefill-sized plans (more than
+  // kMoePermuteOneBlockEntries entries) then run over many blocks; null keeps one block.
+  int32_t* workspace = nullptr;
 };
 void moe_permute(const GpuExec& exec, const MoePermuteArgs& args);
+// Plans of up to this many entries run in one block (every decode step: CUDA-graph friendly, no
+// workspace); larger ones count, scan and place over chunks of kMoePermuteChunk entries.
+constexpr int kMoePermuteOneBlockEntries = 4096;
+constexpr int kMoePermuteChunk = 256;
+size_t moe_permute_workspace_ints(int entries, int experts);
 
 // out[i, :] = x[rows[i], :] (ops::gather_rows), to float32 or bf16. x [*, width].
 void gather_rows(const GpuExec& exec, const float* x, int width, const int32_t* rows, int count, float* out_f32,

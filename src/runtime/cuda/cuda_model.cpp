@@ -48,14 +48,17 @@ size_t CudaModel::workspace_bytes(int max_tokens) const {
   if (c.moe) {
     const MoeConfig& m = *c.moe;
     // (+ 8 top_k hidden: small_gemm's / mma_gemm's split-K partial sums of the down projection,
-    // 8 splits at most)
-    ffn = std::max<int64_t>(ffn, 4 * m.num_experts + 8 * m.top_k +
+    // 8 splits at most; + moe_permute's per-chunk counts of prefill-sized plans)
+    ffn = std::max<int64_t>(ffn, 4 * m.num_experts + 8 * m.top_k + m.top_k * m.num_experts / kMoePermuteChunk + 1 +
                                      m.top_k * (10 * hidden + 3 * m.expert_intermediate_size) +
                                      3 * m.shared_intermediate_size + hidden + 1);
   }
   const int64_t widest = std::max<int64_t>({hidden, attn, ffn});
   const int64_t floats = t * (4 * hidden + attn + ffn + widest /* bf16 copies, generously */) + t * c.vocab_size;
-  return static_cast<size_t>(floats) * sizeof(float) + (size_t{64} << 20);
+  // + the plain MLA prefill's score tile (its expanded keys and values fit in what the absorbed
+  // form reserves per token above, for contexts up to max_tokens).
+  const size_t mla_scores = c.is_mla() ? kMlaScoreFloats * sizeof(float) : 0;
+  return static_cast<size_t>(floats) * sizeof(float) + mla_scores + (size_t{64} << 20);
 }
 
 bool CudaModel::experts_stream(int tokens) const {
@@ -314,31 +317,89 @@ SplitSums CudaModel::mla(Step& step, int layer_idx, Act x, float* out) const {
                      .rope = m.qk_rope_head_dim,
                      .value = m.v_head_dim,
                      .rank = m.kv_lora_rank};
-  float* q_absorbed = step.arena.alloc<float>(static_cast<size_t>(tokens) * heads * entry);
-  mla_absorb_q(step.exec, dims, q, w.kv_b, q_absorbed);
-  float* latent_out = step.arena.alloc<float>(static_cast<size_t>(tokens) * heads * m.kv_lora_rank);
-  paged_attention(step.exec, AttentionArgs{.q = q_absorbed,
-                                           .q_stride = static_cast<int64_t>(heads) * entry,
-                                           .tokens = tokens,
-                                           .num_heads = heads,
-                                           .group = heads,
-                                           .cache = step.kv.layers[layer_idx],
-                                           .block_size = step.kv.block_size,
-                                           .entry_size = entry,
-                                           .key_offset = 0,
-                                           .value_offset = 0,
-                                           .kv_head_stride = 0,
-                                           .key_dim = entry,
-                                           .value_dim = m.kv_lora_rank,
-                                           .scale = c.attention_scale,
-                                           .sliding_window = 0,
-                                           .block_tables = step.in.block_tables,
-                                           .table_offsets = step.in.table_offsets,
-                                           .positions = step.in.positions,
-                                           .out = latent_out});
   float* attended = step.arena.alloc<float>(static_cast<size_t>(tokens) * heads * m.v_head_dim);
-  mla_project_v(step.exec, dims, latent_out, w.kv_b, attended);
+  // Rows [first, first + rows) in the absorbed form: q·W_UK, attention over the latent cache,
+  // latent·W_UV.
+  auto absorbed = [&](int first, int rows) {
+    if (rows == 0) return;
+    const size_t mark = step.arena.used();
+    MlaDims part = dims;
+    part.tokens = rows;
+    float* q_absorbed = step.arena.alloc<float>(static_cast<size_t>(rows) * heads * entry);
+    mla_absorb_q(step.exec, part, q + static_cast<int64_t>(first) * q_width, w.kv_b, q_absorbed);
+    float* latent_out = step.arena.alloc<float>(static_cast<size_t>(rows) * heads * m.kv_lora_rank);
+    paged_attention(step.exec, AttentionArgs{.q = q_absorbed,
+                                             .q_stride = static_cast<int64_t>(heads) * entry,
+                                             .tokens = rows,
+                                             .num_heads = heads,
+                                             .group = heads,
+                                             .cache = step.kv.layers[layer_idx],
+                                             .block_size = step.kv.block_size,
+                                             .entry_size = entry,
+                                             .key_offset = 0,
+                                             .value_offset = 0,
+                                             .kv_head_stride = 0,
+                                             .key_dim = entry,
+                                             .value_dim = m.kv_lora_rank,
+                                             .scale = c.attention_scale,
+                                             .sliding_window = 0,
+                                             .block_tables = step.in.block_tables,
+                                             .table_offsets = step.in.table_offsets + first,
+                                             .positions = step.in.positions + first,
+                                             .out = latent_out});
+    mla_project_v(step.exec, part, latent_out, w.kv_b,
+                  attended + static_cast<int64_t>(first) * heads * m.v_head_dim);
+    step.arena.rewind(mark);
+  };
+  if (!mla_plain_prefill(step, dims)) {
+    absorbed(0, tokens);
+    return linear_unsummed(step, Act{attended, nullptr}, tokens, w.o, out);
+  }
+  // Pieces of kMinMlaPrefillRows rows or more in the plain form; runs of smaller ones (decode
+  // rows, short chunks) absorbed together.
+  int run_first = 0, run_rows = 0;
+  for (const StepPiece& piece : step.in.pieces) {
+    if (piece.count < kMinMlaPrefillRows) {
+      if (run_rows == 0) run_first = piece.first_row;
+      run_rows += piece.count;
+      continue;
+    }
+    absorbed(run_first, run_rows);
+    run_rows = 0;
+    const size_t mark = step.arena.used();
+    const int ctx = piece.begin + piece.count;
+    const int query_tile = mla_prefill_query_tile(dims, piece.count, ctx, kMlaScoreFloats);
+    mla_prefill_attention(step.exec, MlaPrefillArgs{.dims = dims,
+                                                    .q = q,
+                                                    .first_row = piece.first_row,
+                                                    .count = piece.count,
+                                                    .begin = piece.begin,
+                                                    .cache = step.kv.layers[layer_idx],
+                                                    .block_size = step.kv.block_size,
+                                                    .block_table = step.in.block_tables + piece.table_offset,
+                                                    .kv_b = w.kv_b,
+                                                    .scale = c.attention_scale,
+                                                    .query_tile = query_tile,
+                                                    .workspace = step.arena.alloc<float>(
+                                                        mla_prefill_workspace_floats(dims, ctx, query_tile)),
+                                                    .out = attended});
+    step.arena.rewind(mark);
+  }
+  absorbed(run_first, run_rows);
   return linear_unsummed(step, Act{attended, nullptr}, tokens, w.o, out);
+}
+
+bool CudaModel::mla_plain_prefill(const Step& step, const MlaDims& dims) const {
+  // The largest plain piece's workspace must fit what the arena has left (the attended rows are
+  // allocated already); otherwise the absorbed form, which needs no context-sized buffers, runs.
+  size_t most = 0;
+  for (const StepPiece& piece : step.in.pieces) {
+    if (piece.count < kMinMlaPrefillRows) continue;
+    const int ctx = piece.begin + piece.count;
+    most = std::max(most, mla_prefill_workspace_floats(
+                              dims, ctx, mla_prefill_query_tile(dims, piece.count, ctx, kMlaScoreFloats)));
+  }
+  return most > 0 && step.arena.used() + most * sizeof(float) + 1024 <= step.arena.capacity();
 }
 
 void CudaModel::forward(const GpuExec& exec, DeviceArena& arena, const StepInputs& inputs, const DeviceKv& kv,

@@ -90,6 +90,15 @@ struct DeviceLayer {
 };
 
 // One step's inputs, already on the device (see CudaRunner::execute for how they are built).
+// One sequence's rows of a step, as the host packed them (rows first_row .. first_row + count - 1
+// at positions begin .. begin + count - 1, its block table at block_tables + table_offset).
+struct StepPiece {
+  int first_row = 0;
+  int count = 0;
+  int begin = 0;
+  int table_offset = 0;
+};
+
 struct StepInputs {
   int tokens = 0;
   const int32_t* token_ids = nullptr;      // [T]
@@ -102,7 +111,16 @@ struct StepInputs {
   int num_query_tiles = 0;
   int query_tile_rows = 0;               // the most rows a query tile holds
   const int32_t* query_tiles = nullptr;  // [num_query_tiles × 2] (first row, rows), see paged_attention_prefill
+  // Host copy of the pieces (empty in a captured decode graph): MLA prefill runs per piece.
+  std::span<const StepPiece> pieces;
 };
+
+// MLA pieces (one sequence's rows of a step) of at least this many rows run attention in the
+// plain form (mla_prefill_attention: GEMMs over keys and values expanded from the latent cache)
+// when the step's pieces are known; shorter ones (decode rows) and captured graphs absorbed.
+constexpr int kMinMlaPrefillRows = 16;
+// Score tile of the plain MLA prefill: heads × queries × keys floats (256 MiB).
+constexpr size_t kMlaScoreFloats = size_t{64} << 20;
 
 // Per-layer KV memory: cache[layer] is [num_blocks × block_size, entry_size] float32.
 struct DeviceKv {
@@ -225,6 +243,8 @@ class CudaModel {
   // Attention blocks: their output projection into out, or left as partial sums (linear_unsummed).
   SplitSums gqa(Step& step, int layer_idx, Act x, float* out) const;
   SplitSums mla(Step& step, int layer_idx, Act x, float* out) const;
+  // Whether this step's MLA attention runs in the plain form (mla_prefill_attention).
+  bool mla_plain_prefill(const Step& step, const MlaDims& dims) const;
   // then (or null): the residual add + RMSNorm that follows the block, fused into its combine
   // (then->x is the residual; out is unused).
   void moe(Step& step, int layer_idx, Act x, float* out, const RmsNormArgs* then) const;

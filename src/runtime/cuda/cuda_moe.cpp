@@ -36,6 +36,8 @@ void CudaModel::moe(Step& step, int layer_idx, Act x, float* out, const RmsNormA
   int32_t* offsets = arena.alloc<int32_t>(experts + 1);
   int32_t* positions = arena.alloc<int32_t>(entries);
   int32_t* source_rows = arena.alloc<int32_t>(entries);
+  const size_t permute_ints = moe_permute_workspace_ints(entries, experts);
+  int32_t* permute_workspace = permute_ints > 0 ? arena.alloc<int32_t>(permute_ints) : nullptr;
   moe_permute(step.exec,
               MoePermuteArgs{.expert_ids = expert_ids,
                              .entries = entries,
@@ -46,7 +48,8 @@ void CudaModel::moe(Step& step, int layer_idx, Act x, float* out, const RmsNormA
                              .source_rows = source_rows,
                              .load_counts = step.expert_load != nullptr
                                                 ? step.expert_load + static_cast<int64_t>(layer_idx) * experts
-                                                : nullptr});
+                                                : nullptr,
+                             .workspace = permute_workspace});
   float* expert_out = arena.alloc<float>(static_cast<size_t>(entries) * hidden);  // [entries, hidden] permuted
   SplitSums experts_out{expert_out, 1, 0};  // or the down projection's partial sums
   scope.emplace(step.profile, step.exec.stream, "moe.experts");

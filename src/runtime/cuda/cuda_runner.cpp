@@ -192,7 +192,9 @@ cuda::StepInputs CudaRunner::upload_inputs(std::span<const Piece> pieces) {
   int32_t* query_tiles = logit_ids + logit_rows;
   int32_t* tables = query_tiles + 2 * tiles;
   int row = 0, logit = 0, table = 0, tile = 0;
+  step_pieces_.clear();
   for (const Piece& p : pieces) {
+    step_pieces_.push_back(cuda::StepPiece{.first_row = row, .count = p.count, .begin = p.begin, .table_offset = table});
     for (int first = 0; first < p.count; first += tile_rows, ++tile) {
       query_tiles[2 * tile] = row + first;
       query_tiles[2 * tile + 1] = std::min(tile_rows, p.count - first);
@@ -214,7 +216,9 @@ cuda::StepInputs CudaRunner::upload_inputs(std::span<const Piece> pieces) {
     table += blocks;
   }
   cuda::copy_to_device(meta_.data(), host, words * 4, stream_.stream());
-  return inputs_at(tokens, logit_rows, tiles);
+  cuda::StepInputs inputs = inputs_at(tokens, logit_rows, tiles);
+  inputs.pieces = step_pieces_;
+  return inputs;
 }
 
 void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {

@@ -148,6 +148,7 @@ class CudaRunner final : public Runner {
   size_t profiled_outside_arena_ = 0;
   cuda::DeviceBuffer meta_;  // the step's packed int32 inputs
   cuda::PinnedBuffer meta_host_;
+  std::vector<cuda::StepPiece> step_pieces_;  // the last upload's pieces (StepInputs::pieces)
   // Captured decode steps by batch size (rows); an empty graph marks a size that cannot be captured.
   std::map<int, std::optional<cuda::CudaGraph>> graphs_;
   cuda::DeviceBuffer expert_counts_;  // [layers × E] int64

@@ -1,0 +1,132 @@
+// CUDA op: MLA attention of a prefill piece in its plain (non-absorbed) form, as vLLM and SGLang
+// run MLA prefill: the piece's context latents are gathered from the paged cache, expanded into
+// per-head keys and values by one float32 GEMM with kv_b, and attended by float32 cuBLAS GEMMs
+// batched over heads with a causal softmax between them. The absorbed form (paged_attention
+// over 576-wide latent keys, one block per query row and head on CUDA cores) costs
+// heads × ctx × (r + dr + r) multiply-adds per query; this one heads × ctx × (dn + dr + dv) on
+// the GEMM units, and the K/V expansion once per context row instead of the absorption once
+// per query row and head.
+//
+//   latent [ctx, r + dr]     = cache rows of the sequence (block table)
+//   kv     [ctx, H, dn + dv] = latent[:, :r] · kv_bᵀ            (k_nope | v per head)
+//   S_h    [qt, ctx]         = scale · (q_nope_h · k_nope_hᵀ + q_pe_h · k_peᵀ)   per query tile
+//   P_h                      = causal softmax of S_h's rows
+//   out_h  [qt, dv]          = P_h · v_h
+#include <cublas_v2.h>
+
+#include <algorithm>
+
+#include "kernels/cuda/common.cuh"
+
+namespace moeserve::cuda {
+
+namespace {
+
+// latent[r] = cache entry of context row r (block_table[r / block_size], slot r % block_size).
+__global__ void gather_latents_kernel(const float* cache, int block_size, const int32_t* block_table, int entry,
+                                      int ctx, float* latent) {
+  const int row = blockIdx.x;
+  if (row >= ctx) return;
+  const int64_t slot = int64_t(block_table[row / block_size]) * block_size + row % block_size;
+  const float* src = cache + slot * entry;
+  for (int i = threadIdx.x; i < entry; i += blockDim.x) latent[int64_t(row) * entry + i] = src[i];
+}
+
+// Maximum over a block of blockDim.x threads (as block_sum); every thread gets it.
+__device__ __forceinline__ float block_max(float value, float* scratch /* [32] shared */) {
+  value = warp_max(value);
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = value;
+  __syncthreads();
+  return warp_max((threadIdx.x & 31) < (blockDim.x >> 5) ? scratch[threadIdx.x & 31] : -INFINITY);
+}
+
+// scores: H × [qt columns of ctx] (column i: query q0 + i, contiguous over keys). Query i sees
+// keys 0 .. first_key_limit + i; its column becomes the softmax probabilities (0 past the limit).
+constexpr int kSoftmaxThreads = 256;
+__global__ void __launch_bounds__(kSoftmaxThreads) causal_softmax_kernel(float* scores, int ctx, int qt,
+                                                                         int first_key_limit) {
+  __shared__ float scratch[32];
+  const int query = blockIdx.x;
+  float* row = scores + (int64_t(blockIdx.y) * qt + query) * ctx;
+  const int keys = min(ctx, first_key_limit + query + 1);
+  float max_score = -INFINITY;
+  for (int k = threadIdx.x; k < keys; k += blockDim.x) max_score = fmaxf(max_score, row[k]);
+  max_score = block_max(max_score, scratch);
+  float sum = 0.0f;
+  for (int k = threadIdx.x; k < keys; k += blockDim.x) {
+    const float p = expf(row[k] - max_score);
+    row[k] = p;
+    sum += p;
+  }
+  sum = block_sum(sum, scratch);
+  const float inv = 1.0f / sum;
+  for (int k = threadIdx.x; k < ctx; k += blockDim.x) row[k] = k < keys ? row[k] * inv : 0.0f;
+}
+
+void check_blas_status(cublasStatus_t status, const char* what) {
+  if (status != CUBLAS_STATUS_SUCCESS) {
+    std::fprintf(stderr, "moeserve: mla_prefill_attention: %s failed: %d\n", what, static_cast<int>(status));
+    std::abort();
+  }
+}
+
+}  // namespace
+
+size_t mla_prefill_workspace_floats(const MlaDims& dims, int ctx, int query_tile) {
+  const size_t entry = dims.rank + dims.rope;
+  return size_t(ctx) * entry + size_t(ctx) * dims.heads * (dims.nope + dims.value) +
+         size_t(dims.heads) * query_tile * ctx;
+}
+
+int mla_prefill_query_tile(const MlaDims& dims, int count, int ctx, size_t score_floats) {
+  const size_t per_query = size_t(dims.heads) * std::max(1, ctx);
+  return static_cast<int>(std::clamp<size_t>(score_floats / per_query, 1, size_t(std::max(1, count))));
+}
+
+void mla_prefill_attention(const GpuExec& exec, const MlaPrefillArgs& args) {
+  const MlaDims& d = args.dims;
+  const int ctx = args.begin + args.count;
+  if (args.count == 0) return;
+  const int entry = d.rank + d.rope;
+  const int qk = d.nope + d.rope;
+  const int kv_width = d.heads * (d.nope + d.value);
+  float* latent = args.workspace;
+  float* kv = latent + size_t(ctx) * entry;
+  float* scores = kv + size_t(ctx) * kv_width;
+  const cudaStream_t stream = stream_of(exec);
+  auto* blas = static_cast<cublasHandle_t>(exec.blas);
+  gather_latents_kernel<<<ctx, 128, 0, stream>>>(args.cache, args.block_size, args.block_table, entry, ctx, latent);
+  check_launch("mla_prefill_attention (gather)");
+  const float one = 1.0f, zero = 0.0f;
+  // Column-major: kvᵀ [kv_width, ctx] = kv_b (col-major [r, kv_width])ᵀ · latentᵀ[:r] ([r, ctx], ld entry).
+  check_blas_status(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, kv_width, ctx, d.rank, &one, args.kv_b, d.rank, latent,
+                                entry, &zero, kv, kv_width),
+                    "expansion GEMM");
+  const int64_t q_row = int64_t(d.heads) * qk;     // floats per query row of q
+  const int64_t out_row = int64_t(d.heads) * d.value;
+  for (int q0 = 0; q0 < args.count; q0 += args.query_tile) {
+    const int qt = std::min(args.query_tile, args.count - q0);
+    const float* q = args.q + (args.first_row + q0) * q_row;
+    // S_hᵀ [ctx, qt] (ld ctx) = k_nope_h ([dn, ctx], ld kv_width)ᵀ · q_nope_hᵀ ([dn, qt], ld q_row).
+    check_blas_status(cublasSgemmStridedBatched(blas, CUBLAS_OP_T, CUBLAS_OP_N, ctx, qt, d.nope, &args.scale, kv,
+                                                kv_width, d.nope + d.value, q, q_row, qk, &zero, scores, ctx,
+                                                int64_t(ctx) * qt, d.heads),
+                      "score GEMM (nope)");
+    // += k_pe ([dr, ctx], ld entry, shared by the heads)ᵀ · q_pe_hᵀ.
+    check_blas_status(cublasSgemmStridedBatched(blas, CUBLAS_OP_T, CUBLAS_OP_N, ctx, qt, d.rope, &args.scale,
+                                                latent + d.rank, entry, 0, q + d.nope, q_row, qk, &one, scores, ctx,
+                                                int64_t(ctx) * qt, d.heads),
+                      "score GEMM (rope)");
+    causal_softmax_kernel<<<dim3(qt, d.heads), kSoftmaxThreads, 0, stream>>>(scores, ctx, qt, args.begin + q0);
+    check_launch("mla_prefill_attention (softmax)");
+    // out_hᵀ [dv, qt] (ld out_row) = v_h ([dv, ctx], ld kv_width) · P_hᵀ ([ctx, qt], ld ctx).
+    check_blas_status(cublasSgemmStridedBatched(blas, CUBLAS_OP_N, CUBLAS_OP_N, d.value, qt, ctx, &one, kv + d.nope,
+                                                kv_width, d.nope + d.value, scores, ctx, int64_t(ctx) * qt, &zero,
+                                                args.out + (args.first_row + q0) * out_row, out_row, d.value,
+                                                d.heads),
+                      "value GEMM");
+  }
+}
+
+}  // namespace moeserve::cuda
