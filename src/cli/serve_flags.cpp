@@ -85,7 +85,15 @@ void ServeFlags::add_to(CLI::App& command) {
                    "Accepted for vLLM compatibility; moeserve never runs code from a model repository");
 }
 
-EngineConfig SchedulingFlags::engine_config(const ModelConfig& model) const {
+Result<EngineConfig> SchedulingFlags::engine_config(const ModelConfig& model) const {
+  // As vLLM: positions past the model's max_position_embeddings were never trained, so a longer
+  // context is refused, not silently served. A deliberate override goes through the config.
+  if (max_model_len > model.max_position_embeddings) {
+    return make_error("--max-model-len {} is greater than the model's max_position_embeddings {} (config.json): "
+                      "use --max-model-len {} or less (to override the model's limit on purpose: --hf-overrides "
+                      "'{{\"max_position_embeddings\": {}}}')",
+                      max_model_len, model.max_position_embeddings, model.max_position_embeddings, max_model_len);
+  }
   EngineConfig config;
   config.scheduler.max_model_len = max_model_len > 0 ? max_model_len : model.max_position_embeddings;
   config.scheduler.max_num_seqs = max_num_seqs;
