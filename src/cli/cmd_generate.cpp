@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
+#include "cli/flag_checks.h"
 #include "runtime/sampler.h"
 #include "cli/sequence_backend.h"
 #include "tokenizer/tokenizer.h"
@@ -100,7 +101,7 @@ void add_generate_command(CLI::App& app) {
   command->add_option("--ids", args->ids, "Prompt as comma-separated token ids (used as given)");
   command->add_option("--prompt", args->prompt, "Prompt text (tokenized with the model's tokenizer, BOS added)");
   command->add_option("--max-tokens", args->max_tokens, "Tokens to generate");
-  command->add_option("--temperature", args->sampling.temperature, "0 = greedy")->check(CLI::NonNegativeNumber);
+  command->add_option("--temperature", args->sampling.temperature, "0 = greedy")->check(non_negative_number());
   command->add_option("--top-p", args->sampling.top_p)->check(CLI::Range(0.0f, 1.0f));
   command->add_option("--top-k", args->sampling.top_k);
   command->add_option("--min-p", args->sampling.min_p)->check(CLI::Range(0.0f, 1.0f));

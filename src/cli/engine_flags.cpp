@@ -6,11 +6,17 @@
 #include <utility>
 #include <thread>
 
+#include <fmt/format.h>
+
+#include "cli/flag_checks.h"
 #ifdef MOESERVE_HAVE_CUDA
 #include "device/cuda/cuda_device.h"
 #endif
 
 namespace moeserve::cli {
+
+// More CPU workers than any host has cores only oversubscribes it.
+constexpr int kMaxThreads = 1024;
 
 void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
   command.add_option("model", model_dir, "Model directory (Hugging Face layout: config.json + safetensors)")
@@ -27,12 +33,14 @@ void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
                      "Device to run on: cuda (the first GPU; needs a CUDA build), cpu, or auto (cuda when a GPU is "
                      "visible and one rank runs, else cpu)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  command.add_option("--threads", threads, "CPU worker threads (0 = all cores)");
+  // Bounded: -1 would ask the thread pool for SIZE_MAX workers.
+  command.add_option("--threads", threads, "CPU worker threads (0 = all cores)")
+      ->check(int_in_range(0, kMaxThreads, fmt::format("between 0 (all cores) and {}", kMaxThreads),
+                           fmt::format("0-{}", kMaxThreads)));
   if (!with_parallel) return;
   command.add_option("--tensor-parallel-size", tensor_parallel_size, "Tensor-parallel ranks per replica")
-      ->check(CLI::PositiveNumber);
-  command.add_option("--data-parallel-size", data_parallel_size, "Data-parallel replicas")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_int());
+  command.add_option("--data-parallel-size", data_parallel_size, "Data-parallel replicas")->check(positive_int());
   command.add_flag("--enable-expert-parallel", enable_expert_parallel,
                    "Expert parallelism (EP = TP x DP) instead of tensor parallelism for MoE layers");
   command.add_option("--all2all-backend", all2all_backend,

@@ -73,7 +73,7 @@ Result<EngineSetup> create_engine(const EngineFlags& flags, const SchedulingFlag
   MS_ASSIGN_OR_RETURN(ModelConfig model_config, load_model_config(model_dir, options.hf_overrides));
   EngineSetup setup;
   MS_ASSIGN_OR_RETURN(setup.generation, load_generation_config(scheduling.generation_config, model_dir, model_config));
-  EngineConfig config = scheduling.engine_config(model_config);
+  MS_ASSIGN_OR_RETURN(EngineConfig config, scheduling.engine_config(model_config));
   config.eos_token_ids = setup.generation.eos_token_ids;
   config.seed = flags.seed;
 
@@ -127,6 +127,9 @@ Result<EngineSetup> create_engine(const EngineFlags& flags, const SchedulingFlag
   MS_ASSIGN_OR_RETURN(const int64_t blocks, plan::check_cpu_startup(memory, scheduling.kv_cache_bytes,
                                                                     scheduling.block_size,
                                                                     config.scheduler.max_model_len));
+  const int64_t kv_bytes = blocks * scheduling.block_size * memory.kv_bytes_per_token(plan::KvCacheDType::kF32) *
+                           parallel.data_parallel_size;
+  MS_RETURN_IF_ERROR(plan::check_cpu_kv_fits_host(kv_bytes, parallel.data_parallel_size, plan::read_host_memory()));
   if (!parallel.is_single()) {
     return create_parallel_engines(flags, parallel, config, static_cast<int>(blocks), scheduling.block_size, *tokenizer,
                                    std::move(setup));

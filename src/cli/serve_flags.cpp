@@ -7,6 +7,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cli/flag_checks.h"
+
 namespace moeserve::cli {
 
 namespace {
@@ -35,10 +37,10 @@ void SchedulingFlags::add_to(CLI::App& command) {
   command.add_option("--generation-config", generation_config,
                      "auto: the model's generation_config.json; vllm: none; or a directory holding one");
   command.add_option("--max-model-len", max_model_len, "Context length (default: max_position_embeddings)")
-      ->check(CLI::NonNegativeNumber);
-  command.add_option("--max-num-seqs", max_num_seqs, "Sequences in one step at most")->check(CLI::PositiveNumber);
+      ->check(non_negative_int());
+  command.add_option("--max-num-seqs", max_num_seqs, "Sequences in one step at most")->check(positive_int());
   command.add_option("--max-num-batched-tokens", max_num_batched_tokens, "Tokens in one step at most")
-      ->check(CLI::PositiveNumber);
+      ->check(positive_int());
   command.add_option("--block-size", block_size, "Tokens per KV-cache block")->check(CLI::Range(1, 1024));
   command.add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", enable_prefix_caching,
                    "Reuse KV blocks of repeated prompt prefixes (default on)");
@@ -63,19 +65,35 @@ void ServeFlags::add_to(CLI::App& command) {
   command.add_option("--port", port, "Port to listen on (0: any free port)")->check(CLI::Range(0, 65535));
   command.add_option("--served-model-name", served_model_names,
                      "Model name(s) clients may ask for; the first is reported (default: the model path)");
-  command.add_option("--api-key", api_key, "Require 'Authorization: Bearer KEY' on /v1/*");
+  // An empty key would switch authentication off while the operator believes it on.
+  command.add_option("--api-key", api_key, "Require 'Authorization: Bearer KEY' on /v1/*")
+      ->check(CLI::Validator(
+          [](std::string& key) -> std::string {
+            if (key.find_first_not_of(" \t") != std::string::npos) return {};
+            return "must not be empty (an empty key would turn authentication off; leave out --api-key to serve "
+                   "without one)";
+          },
+          "KEY"));
   command.add_option("--chat-template", chat_template, "Jinja chat template file (default: the tokenizer's)");
   command.add_flag("--disable-log-requests", disable_log_requests, "Do not log each request");
   command.add_option("--max-waiting-requests", max_waiting_requests,
                      "Answer 503 with Retry-After when more requests wait (0: no bound)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative_int());
   command.add_option("--max-logprobs", max_logprobs, "Largest logprobs/top_logprobs a request may ask")
       ->check(CLI::Range(0, 20));
   command.add_flag("--trust-remote-code", trust_remote_code,
                    "Accepted for vLLM compatibility; moeserve never runs code from a model repository");
 }
 
-EngineConfig SchedulingFlags::engine_config(const ModelConfig& model) const {
+Result<EngineConfig> SchedulingFlags::engine_config(const ModelConfig& model) const {
+  // As vLLM: positions past the model's max_position_embeddings were never trained, so a longer
+  // context is refused, not silently served. A deliberate override goes through the config.
+  if (max_model_len > model.max_position_embeddings) {
+    return make_error("--max-model-len {} is greater than the model's max_position_embeddings {} (config.json): "
+                      "use --max-model-len {} or less (to override the model's limit on purpose: --hf-overrides "
+                      "'{{\"max_position_embeddings\": {}}}')",
+                      max_model_len, model.max_position_embeddings, model.max_position_embeddings, max_model_len);
+  }
   EngineConfig config;
   config.scheduler.max_model_len = max_model_len > 0 ? max_model_len : model.max_position_embeddings;
   config.scheduler.max_num_seqs = max_num_seqs;

@@ -28,7 +28,8 @@ struct SchedulingFlags {
   bool enable_chunked_prefill = true;  // accepted; chunked prefill is how the scheduler works
 
   void add_to(CLI::App& command);
-  EngineConfig engine_config(const ModelConfig& model) const;
+  // Refuses a --max-model-len above the model's max_position_embeddings (as vLLM does).
+  Result<EngineConfig> engine_config(const ModelConfig& model) const;
 };
 
 struct ServeFlags {

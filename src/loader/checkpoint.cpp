@@ -8,6 +8,13 @@
 namespace moeserve {
 namespace fs = std::filesystem;
 
+// fs::exists without the error_code throws (and so aborts start-up) on, e.g., a directory we may
+// not search; such a path counts as absent here and the caller's message names it.
+static bool path_exists(const fs::path& path) {
+  std::error_code error;
+  return fs::exists(path, error);
+}
+
 Result<Checkpoint> Checkpoint::open(const std::string& dir) {
   Checkpoint checkpoint;
   checkpoint.dir_ = dir;
@@ -15,7 +22,7 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir) {
   const fs::path index_path = root / "model.safetensors.index.json";
   const fs::path single_path = root / "model.safetensors";
 
-  if (fs::exists(index_path)) {
+  if (path_exists(index_path)) {
     MS_ASSIGN_OR_RETURN(nlohmann::json index, read_json_file(index_path.string()));
     const auto weight_map = index.find("weight_map");
     if (weight_map == index.end() || !weight_map->is_object()) {
@@ -31,7 +38,7 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir) {
       auto it = shard_by_name.find(shard_name);
       if (it == shard_by_name.end()) {
         const fs::path shard_path = root / shard_name;
-        if (!fs::exists(shard_path)) {
+        if (!path_exists(shard_path)) {
           return make_error("{}: shard '{}' (holding '{}') is missing", index_path.string(), shard_name, tensor_name);
         }
         MS_ASSIGN_OR_RETURN(auto file, SafetensorsFile::open(shard_path.string()));
@@ -44,7 +51,7 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir) {
       }
       checkpoint.location_[tensor_name] = it->second;
     }
-  } else if (fs::exists(single_path)) {
+  } else if (path_exists(single_path)) {
     MS_ASSIGN_OR_RETURN(auto file, SafetensorsFile::open(single_path.string()));
     for (const auto& [tensor_name, entry] : file->entries()) checkpoint.location_[tensor_name] = file.get();
     checkpoint.files_.push_back(std::move(file));

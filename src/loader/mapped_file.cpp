@@ -12,12 +12,15 @@
 namespace moeserve {
 
 Result<MappedFile> MappedFile::open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO (or another special file) in place of a shard would otherwise
+  // block start-up until something writes to it; the S_ISREG check below refuses it by name.
+  // mmap ignores the flag.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return make_error("{}: cannot open: {}", path, std::strerror(errno));
   struct stat info {};
   if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
     ::close(fd);
-    return make_error("{}: not a regular file", path);
+    return make_error("{}: not a regular file (a safetensors shard must be a file, not a pipe or device)", path);
   }
   MappedFile file;
   file.path_ = path;

@@ -3,7 +3,9 @@
 #include "model/config.h"
 
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
+#include <string_view>
 
 #include <fmt/ranges.h>
 
@@ -19,15 +21,23 @@ Result<std::vector<int>> read_token_ids(const Json& json, const std::string& key
   std::vector<int> ids;
   const auto it = json.find(key);
   if (it == json.end() || it->is_null()) return ids;
-  if (it->is_number_integer()) {
-    ids.push_back(it->get<int>());
+  // A token id is an index into the vocabulary: a non-negative int (get<int>() would silently
+  // wrap a larger one).
+  const auto is_token_id = [](const Json& id) {
+    return id.is_number_unsigned() ? id.get<uint64_t>() <= uint64_t{INT32_MAX}
+                                   : id.is_number_integer() && id.get<int64_t>() >= 0 &&
+                                         id.get<int64_t>() <= INT32_MAX;
+  };
+  if (it->is_number()) {
+    if (!is_token_id(*it)) return make_error("config.json: '{}' must be a token id, got {}", key, json_excerpt(*it));
+    ids.push_back(static_cast<int>(it->get<int64_t>()));
   } else if (it->is_array()) {
     for (const Json& id : *it) {
-      if (!id.is_number_integer()) return make_error("config.json: '{}' must hold integers, got {}", key, it->dump());
-      ids.push_back(id.get<int>());
+      if (!is_token_id(id)) return make_error("config.json: '{}' must hold token ids, got {}", key, json_excerpt(*it));
+      ids.push_back(static_cast<int>(id.get<int64_t>()));
     }
   } else {
-    return make_error("config.json: '{}' must be an integer or a list, got {}", key, it->dump());
+    return make_error("config.json: '{}' must be an integer or a list, got {}", key, json_excerpt(*it));
   }
   return ids;
 }
@@ -46,20 +56,23 @@ Result<DType> read_dtype(const ConfigReader& reader) {
 // The rope dict: rope_parameters (transformers ≥ 5) or rope_scaling, plus rope_theta.
 Status parse_rope(const Json& json, RopeConfig& rope) {
   Json params = Json::object();
-  if (json.contains("rope_parameters") && json["rope_parameters"].is_object()) {
-    params = json["rope_parameters"];
-  } else if (json.contains("rope_scaling") && json["rope_scaling"].is_object()) {
-    params = json["rope_scaling"];
-  } else if (json.contains("rope_scaling") && !json["rope_scaling"].is_null()) {
-    return make_error("config.json: 'rope_scaling' must be an object or null, got {}", json["rope_scaling"].dump());
+  std::string params_name = "rope_scaling";
+  for (const char* key : {"rope_scaling", "rope_parameters"}) {  // rope_parameters wins when both are set
+    const auto it = json.find(key);
+    if (it == json.end() || it->is_null()) continue;
+    if (!it->is_object()) {
+      return make_error("config.json: '{}' must be an object or null, got {}", key, json_excerpt(*it));
+    }
+    params = *it;
+    params_name = key;
   }
   const ConfigReader outer(json);
-  const ConfigReader reader(params);
-  MS_ASSIGN_OR_RETURN(rope.theta, outer.get_double_or("rope_theta", 10000.0));
-  MS_ASSIGN_OR_RETURN(rope.theta, reader.get_double_or("rope_theta", rope.theta));
+  const ConfigReader reader(params, params_name + ".");
+  MS_ASSIGN_OR_RETURN(rope.theta, outer.get_positive_double_or("rope_theta", 10000.0));
+  MS_ASSIGN_OR_RETURN(rope.theta, reader.get_positive_double_or("rope_theta", rope.theta));
   MS_ASSIGN_OR_RETURN(std::string type, reader.get_string_or("type", "default"));
   MS_ASSIGN_OR_RETURN(type, reader.get_string_or("rope_type", type));
-  MS_ASSIGN_OR_RETURN(rope.factor, reader.get_double_or("factor", 1.0));
+  MS_ASSIGN_OR_RETURN(rope.factor, reader.get_positive_double_or("factor", 1.0));
   if (type == "default") {
     rope.kind = RopeKind::kDefault;
   } else if (type == "linear") {
@@ -70,43 +83,86 @@ Status parse_rope(const Json& json, RopeConfig& rope) {
     if (rope.original_max_position <= 0) {
       return make_error("config.json: yarn rope needs a positive original_max_position_embeddings");
     }
-    MS_ASSIGN_OR_RETURN(rope.beta_fast, reader.get_double_or("beta_fast", 32.0));
-    MS_ASSIGN_OR_RETURN(rope.beta_slow, reader.get_double_or("beta_slow", 1.0));
+    MS_ASSIGN_OR_RETURN(rope.beta_fast, reader.get_positive_double_or("beta_fast", 32.0));
+    MS_ASSIGN_OR_RETURN(rope.beta_slow, reader.get_positive_double_or("beta_slow", 1.0));
     MS_ASSIGN_OR_RETURN(rope.mscale, reader.get_double_or("mscale", 0.0));
     MS_ASSIGN_OR_RETURN(rope.mscale_all_dim, reader.get_double_or("mscale_all_dim", 0.0));
     MS_ASSIGN_OR_RETURN(rope.truncate, reader.get_bool_or("truncate", true));
     if (reader.has("attention_factor")) {
-      MS_ASSIGN_OR_RETURN(double factor, reader.get_double_or("attention_factor", 1.0));
+      MS_ASSIGN_OR_RETURN(double factor, reader.get_positive_double_or("attention_factor", 1.0));
       rope.attention_factor = factor;
     }
   } else if (type == "llama3") {
     rope.kind = RopeKind::kLlama3;
     MS_ASSIGN_OR_RETURN(rope.original_max_position, reader.get_int_or("original_max_position_embeddings", 0));
-    MS_ASSIGN_OR_RETURN(rope.low_freq_factor, reader.get_double_or("low_freq_factor", 1.0));
-    MS_ASSIGN_OR_RETURN(rope.high_freq_factor, reader.get_double_or("high_freq_factor", 4.0));
+    MS_ASSIGN_OR_RETURN(rope.low_freq_factor, reader.get_positive_double_or("low_freq_factor", 1.0));
+    MS_ASSIGN_OR_RETURN(rope.high_freq_factor, reader.get_positive_double_or("high_freq_factor", 4.0));
     if (rope.original_max_position <= 0) {
       return make_error("config.json: llama3 rope needs a positive original_max_position_embeddings");
+    }
+    // The smoothing between the two wavelengths divides by their difference.
+    if (!(rope.high_freq_factor > rope.low_freq_factor)) {
+      return make_error("config.json: llama3 rope needs high_freq_factor ({}) above low_freq_factor ({})",
+                        rope.high_freq_factor, rope.low_freq_factor);
     }
   } else {
     return make_error("config.json: rope type '{}' is not supported (supported: default, linear, yarn, llama3)", type);
   }
-  if (!(rope.theta > 0) || !(rope.factor > 0)) return make_error("config.json: rope_theta and rope factor must be positive");
+  return ok_status();
+}
+
+// quantization_config: {"quant_method": "fp8", "weight_block_size": [rows, cols]} (block scales)
+// or without weight_block_size (per-tensor scales). Everything else is refused by name; it comes
+// from config.json or --hf-overrides, so no access here may throw.
+Status parse_quantization(const ConfigReader& reader, ModelConfig& config) {
+  if (!reader.has("quantization_config")) return ok_status();
+  const Json& quant = reader.raw().at("quantization_config");
+  if (!quant.is_object()) {
+    return make_error("config.json: 'quantization_config' must be an object with a quant_method, got {}",
+                      json_excerpt(quant));
+  }
+  const ConfigReader fields(quant, "quantization_config.");
+  if (!fields.has("quant_method")) {
+    return make_error("config.json: 'quantization_config' has no quant_method (supported: fp8)");
+  }
+  MS_ASSIGN_OR_RETURN(const std::string method, fields.get_string_or("quant_method", ""));
+  if (method != "fp8") {
+    return make_error("config.json: quantization method '{}' is not supported (supported: fp8)", method);
+  }
+  std::array<int, 2> block{0, 0};
+  if (fields.has("weight_block_size")) {
+    const Json& size = quant.at("weight_block_size");
+    const auto is_block_side = [](const Json& side) {
+      return side.is_number_integer() && side.get<int64_t>() > 0 && side.get<int64_t>() <= (1 << 20);
+    };
+    if (!size.is_array() || size.size() != 2 || !is_block_side(size[0]) || !is_block_side(size[1])) {
+      return make_error("config.json: 'quantization_config.weight_block_size' must be two positive integers "
+                        "[rows, cols], got {}",
+                        json_excerpt(size));
+    }
+    block = {static_cast<int>(size[0].get<int64_t>()), static_cast<int>(size[1].get<int64_t>())};
+  }
+  config.fp8_block_size = block;
   return ok_status();
 }
 
 Status parse_common(const ConfigReader& reader, ModelConfig& config) {
   MS_ASSIGN_OR_RETURN(config.vocab_size, reader.get_int("vocab_size"));
   MS_ASSIGN_OR_RETURN(config.hidden_size, reader.get_int("hidden_size"));
-  MS_ASSIGN_OR_RETURN(config.intermediate_size, reader.get_int_or("intermediate_size", 0));
+  MS_ASSIGN_OR_RETURN(config.intermediate_size, reader.get_non_negative_int_or("intermediate_size", 0));
   MS_ASSIGN_OR_RETURN(config.num_layers, reader.get_int("num_hidden_layers"));
   MS_ASSIGN_OR_RETURN(config.num_heads, reader.get_int("num_attention_heads"));
-  MS_ASSIGN_OR_RETURN(config.num_kv_heads, reader.get_int_or("num_key_value_heads", config.num_heads));
-  MS_ASSIGN_OR_RETURN(config.head_dim, reader.get_int_or("head_dim", config.hidden_size / config.num_heads));
-  if (config.head_dim <= 0) return make_error("config.json: head_dim must be positive");
-  MS_ASSIGN_OR_RETURN(double eps, reader.get_double_or("rms_norm_eps", 1e-6));
+  MS_ASSIGN_OR_RETURN(config.num_kv_heads, reader.get_positive_int_or("num_key_value_heads", config.num_heads));
+  MS_ASSIGN_OR_RETURN(config.head_dim, reader.get_positive_int_or("head_dim", config.hidden_size / config.num_heads));
+  if (config.head_dim <= 0) {
+    return make_error("config.json: hidden_size {} is smaller than num_attention_heads {} (head_dim would be 0)",
+                      config.hidden_size, config.num_heads);
+  }
+  MS_ASSIGN_OR_RETURN(double eps, reader.get_positive_double_or("rms_norm_eps", 1e-6));
   config.rms_norm_eps = static_cast<float>(eps);
   MS_ASSIGN_OR_RETURN(config.tie_word_embeddings, reader.get_bool_or("tie_word_embeddings", false));
-  MS_ASSIGN_OR_RETURN(config.max_position_embeddings, reader.get_int_or("max_position_embeddings", 4096));
+  // A context of 0 (or less) would start a server that refuses every request: refuse it here.
+  MS_ASSIGN_OR_RETURN(config.max_position_embeddings, reader.get_positive_int_or("max_position_embeddings", 4096));
   MS_ASSIGN_OR_RETURN(config.dtype, read_dtype(reader));
   MS_ASSIGN_OR_RETURN(config.bos_token_ids, read_token_ids(reader.raw(), "bos_token_id"));
   MS_ASSIGN_OR_RETURN(config.eos_token_ids, read_token_ids(reader.raw(), "eos_token_id"));
@@ -115,27 +171,16 @@ Status parse_common(const ConfigReader& reader, ModelConfig& config) {
   MS_RETURN_IF_ERROR(parse_rope(reader.raw(), config.rope));
   config.rope.rotary_dim = config.head_dim;
   config.attention_scale = 1.0f / std::sqrt(static_cast<float>(config.head_dim));
-  if (reader.has("quantization_config")) {
-    const Json& quant = reader.raw().at("quantization_config");
-    const std::string method = quant.value("quant_method", "");
-    if (method != "fp8") {
-      return make_error("config.json: quantization method '{}' is not supported (supported: fp8)", method);
-    }
-    std::array<int, 2> block{0, 0};
-    if (quant.contains("weight_block_size") && quant["weight_block_size"].is_array() &&
-        quant["weight_block_size"].size() == 2) {
-      block = {quant["weight_block_size"][0].get<int>(), quant["weight_block_size"][1].get<int>()};
-    }
-    config.fp8_block_size = block;
-  }
-  return ok_status();
+  return parse_quantization(reader, config);
 }
 
 }  // namespace
 
 Result<ModelConfig> parse_model_config(const Json& config_json, const Json& overrides) {
   if (!config_json.is_object()) return make_error("config.json: not a JSON object");
-  if (!overrides.is_object()) return make_error("--hf-overrides must be a JSON object, got {}", overrides.dump());
+  if (!overrides.is_object()) {
+    return make_error("--hf-overrides must be a JSON object, got {}", json_excerpt(overrides));
+  }
   Json merged = config_json;
   merged.merge_patch(overrides);
 
@@ -167,10 +212,18 @@ Result<ModelConfig> parse_model_config(const Json& config_json, const Json& over
 
 Result<ModelConfig> load_model_config(const std::string& dir_or_file, const Json& overrides) {
   namespace fs = std::filesystem;
-  const fs::path path = fs::is_directory(dir_or_file) ? fs::path(dir_or_file) / "config.json" : fs::path(dir_or_file);
+  std::error_code error;  // the throwing overload would abort on, e.g., a directory we may not search
+  const bool is_dir = fs::is_directory(dir_or_file, error);
+  const fs::path path = is_dir ? fs::path(dir_or_file) / "config.json" : fs::path(dir_or_file);
   MS_ASSIGN_OR_RETURN(Json json, read_json_file(path.string()));
   auto config = parse_model_config(json, overrides);
-  if (!config.ok()) return config.error().with_context(path.string());
+  if (!config.ok()) {
+    // The path replaces the parser's "config.json: " rather than repeating it.
+    std::string message = config.error().message;
+    constexpr std::string_view kPrefix = "config.json: ";
+    if (message.starts_with(kPrefix)) message.erase(0, kPrefix.size());
+    return make_error("{}: {}", path.string(), message);
+  }
   return config;
 }
 

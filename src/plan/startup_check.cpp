@@ -1,5 +1,9 @@
 #include "plan/startup_check.h"
 
+#include <algorithm>
+#include <fstream>
+#include <string>
+
 #include <fmt/format.h>
 
 namespace moeserve::plan {
@@ -48,6 +52,39 @@ Result<int64_t> check_cpu_startup(const MemoryModel& model, int64_t kv_cache_byt
       "to {}",
       kv_cache_bytes / kMiB, blocks * block_size, per_token, model.config().num_layers, blocks, block_size,
       max_model_len, needed_bytes, needed_bytes / kMiB, blocks * block_size);
+}
+
+HostMemory read_host_memory() {
+  HostMemory host;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  int64_t kib = 0;
+  std::string unit;
+  while (meminfo >> key >> kib) {
+    std::getline(meminfo, unit);
+    if (key == "MemTotal:") host.total_bytes = kib * 1024;
+    if (key == "MemAvailable:") host.available_bytes = kib * 1024;
+  }
+  // cgroup v2: "max" or a byte count; what the group has left is that limit less its usage.
+  std::ifstream max_file("/sys/fs/cgroup/memory.max");
+  std::ifstream current_file("/sys/fs/cgroup/memory.current");
+  int64_t limit = 0;
+  int64_t current = 0;
+  if (max_file >> limit && current_file >> current && limit > 0) {
+    host.total_bytes = host.total_bytes > 0 ? std::min(host.total_bytes, limit) : limit;
+    const int64_t headroom = std::max<int64_t>(0, limit - current);
+    host.available_bytes = host.available_bytes > 0 ? std::min(host.available_bytes, headroom) : headroom;
+  }
+  return host;
+}
+
+Status check_cpu_kv_fits_host(int64_t kv_bytes, int replicas, const HostMemory& host) {
+  if (host.available_bytes <= 0 || kv_bytes <= host.available_bytes) return ok_status();
+  return make_error("--kv-cache-memory: the KV cache needs {:.1f} GiB{} but this machine has {:.1f} GiB of memory "
+                    "available ({:.1f} GiB total): lower --kv-cache-memory below {:.1f} GiB{}",
+                    kv_bytes / kGiB, replicas > 1 ? fmt::format(" ({} data-parallel replicas)", replicas) : "",
+                    host.available_bytes / kGiB, host.total_bytes / kGiB, host.available_bytes / kGiB / replicas,
+                    replicas > 1 ? " (it is per replica)" : "");
 }
 
 Result<MemoryBreakdown> check_gpu_startup(const MemoryModel& model, const DeploymentShape& shape) {

@@ -16,6 +16,20 @@ namespace moeserve::plan {
 Result<int64_t> check_cpu_startup(const MemoryModel& model, int64_t kv_cache_bytes, int block_size,
                                   int max_model_len);
 
+// The host memory a CPU KV cache can take: MemAvailable and MemTotal from /proc/meminfo, lowered
+// to the cgroup's memory.max headroom where one is set (a container's limit, which meminfo does
+// not show). 0 where unknown.
+struct HostMemory {
+  int64_t total_bytes = 0;
+  int64_t available_bytes = 0;
+};
+HostMemory read_host_memory();
+
+// The CPU backend zero-fills its whole KV cache at start-up: `kv_bytes` (every replica's blocks
+// together) more than the host has available would end in an allocation failure or the OOM
+// killer, so it is refused first, saying how much memory there is and what to lower.
+Status check_cpu_kv_fits_host(int64_t kv_bytes, int replicas, const HostMemory& host);
+
 // A GPU deployment: the plan of `shape` (device_memory_bytes set). Refused when the weights do not
 // fit or the KV cache cannot hold one max_model_len sequence, with the fix: fp8 weights, more
 // GPUs, a shorter --max-model-len or a higher --gpu-memory-utilization.

@@ -1,9 +1,15 @@
 // config.json parsing: every supported family, both rope forms, layer patterns, overrides, and
-// refusals that name the field, the value and what is supported.
+// refusals that name the field, the value and what is supported. A config.json (and
+// --hf-overrides) is user input: a table of malformed variants of every field the parser reads
+// must each be refused by name, and no JSON at all may make parse_model_config throw (a throw
+// reaches abort(): exit 134).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <limits>
+#include <map>
+#include <vector>
 
 #include "model/config.h"
 #include "reference_data.h"
@@ -16,7 +22,13 @@ using ::testing::HasSubstr;
 using Json = nlohmann::json;
 
 Json fixture_config(const std::string& name) {
-  return Json::parse(std::ifstream(testing::fixture_model(name) + "/config.json"));
+  // Read once per fixture: the malformed-value tables below parse thousands of variants.
+  static std::map<std::string, Json> cache;
+  auto it = cache.find(name);
+  if (it == cache.end()) {
+    it = cache.emplace(name, Json::parse(std::ifstream(testing::fixture_model(name) + "/config.json"))).first;
+  }
+  return it->second;
 }
 
 std::string error_of(const Json& config, const Json& overrides = Json::object()) {
@@ -146,6 +158,293 @@ TEST(ModelConfig, RefusesUnsupportedValuesByName) {
   config = fixture_config("tiny-mixtral");
   config["num_experts_per_tok"] = 9;
   EXPECT_THAT(error_of(config), HasSubstr("num_experts_per_tok"));
+}
+
+
+TEST(ModelConfig, MalformedQuantizationConfigIsRefusedNotThrown) {
+  // Each used to throw nlohmann::type_error out of the parser (SIGABRT) or be silently ignored.
+  const std::vector<Json> malformed = {
+      "fp8",
+      8,
+      Json::array({"fp8"}),
+      true,
+      Json::object(),                                               // no quant_method
+      {{"weight_block_size", {128, 128}}},                          // no quant_method
+      {{"quant_method", 8}},                                        // not a string
+      {{"quant_method", {{"name", "fp8"}}}},
+      {{"quant_method", "fp8"}, {"weight_block_size", "128x128"}},
+      {{"quant_method", "fp8"}, {"weight_block_size", 128}},
+      {{"quant_method", "fp8"}, {"weight_block_size", {128}}},
+      {{"quant_method", "fp8"}, {"weight_block_size", {128, 128, 128}}},
+      {{"quant_method", "fp8"}, {"weight_block_size", {"128", "128"}}},
+      {{"quant_method", "fp8"}, {"weight_block_size", {128.5, 128}}},
+      {{"quant_method", "fp8"}, {"weight_block_size", {128, -128}}},
+      {{"quant_method", "fp8"}, {"weight_block_size", {0, 128}}},
+      {{"quant_method", "fp8"}, {"weight_block_size", {int64_t{1} << 40, 128}}},
+      {{"quant_method", "fp8"}, {"weight_block_size", {Json(), 128}}},
+      {{"quant_method", "fp8"}, {"weight_block_size", {{{"rows", 128}}, 128}}},
+  };
+  for (const Json& quant : malformed) {
+    Json config = fixture_config("tiny-deepseek_v3");
+    config["quantization_config"] = quant;
+    std::string message;
+    EXPECT_NO_THROW(message = error_of(config)) << quant.dump();
+    EXPECT_THAT(message, HasSubstr("quant")) << quant.dump();
+    // The same through --hf-overrides (a merge patch: a nested object merges into null here).
+    EXPECT_NO_THROW(message = error_of(fixture_config("tiny-mixtral"), Json{{"quantization_config", quant}}))
+        << quant.dump();
+    EXPECT_THAT(message, HasSubstr("quant")) << quant.dump();
+  }
+  EXPECT_THAT(error_of(fixture_config("tiny-mixtral"), Json{{"quantization_config", "fp8"}}),
+              HasSubstr("'quantization_config' must be an object with a quant_method, got \"fp8\""));
+  EXPECT_THAT(error_of(fixture_config("tiny-mixtral"), Json{{"quantization_config", Json::object({{"a", 1}})}}),
+              HasSubstr("no quant_method (supported: fp8)"));
+  EXPECT_THAT(error_of(fixture_config("tiny-mixtral"),
+                       Json{{"quantization_config", {{"quant_method", "fp8"}, {"weight_block_size", {"a", 1}}}}}),
+              HasSubstr("'quantization_config.weight_block_size' must be two positive integers [rows, cols], got "
+                        "[\"a\",1]"));
+
+  Json config = fixture_config("tiny-deepseek_v3");
+  config["quantization_config"] = {{"quant_method", "fp8"}, {"weight_block_size", {128, 64}}};
+  auto parsed = parse_model_config(config);
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  EXPECT_EQ(parsed->fp8_block_size, (std::array<int, 2>{128, 64}));
+  config["quantization_config"] = {{"quant_method", "fp8"}, {"weight_block_size", nullptr}};  // per-tensor scales
+  parsed = parse_model_config(config);
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  EXPECT_EQ(parsed->fp8_block_size, (std::array<int, 2>{0, 0}));
+}
+
+TEST(ModelConfig, NonPositiveMaxPositionEmbeddingsIsRefused) {
+  // Used to start a server whose every request was longer than its 0-token context.
+  for (const int bad : {0, -1}) {
+    Json config = fixture_config("tiny-mixtral");
+    config["max_position_embeddings"] = bad;
+    EXPECT_THAT(error_of(config), HasSubstr("'max_position_embeddings' must be positive, got " + std::to_string(bad)));
+  }
+  Json config = fixture_config("tiny-mixtral");
+  config.erase("max_position_embeddings");
+  auto parsed = parse_model_config(config);
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  EXPECT_EQ(parsed->max_position_embeddings, 4096);  // absent: the default
+}
+
+// What a field must hold, to pick the values that must be refused.
+enum class FieldKind {
+  kRequiredPositiveInt,  // a missing or null value is refused too
+  kPositiveInt,
+  kNonNegativeInt,
+  kPositiveNumber,
+  kNumber,
+  kTokenIds,
+  kLayerList,
+  kString,
+  kBool,
+};
+
+struct FieldCase {
+  const char* fixture;
+  std::vector<std::string> path;  // top-level key, or {"rope_scaling", key}
+  FieldKind kind;
+};
+
+// Every field parse_model_config reads, in a fixture whose family reads it.
+std::vector<FieldCase> every_field() {
+  std::vector<FieldCase> fields;
+  const auto add = [&](const char* fixture, std::vector<std::string> path, FieldKind kind) {
+    fields.push_back({fixture, std::move(path), kind});
+  };
+  using K = FieldKind;
+  for (const char* fixture : {"tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2",
+                              "tiny-deepseek_v3"}) {
+    for (const char* key : {"vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads"}) {
+      add(fixture, {key}, K::kRequiredPositiveInt);
+    }
+    for (const char* key : {"num_key_value_heads", "head_dim", "max_position_embeddings"}) {
+      add(fixture, {key}, K::kPositiveInt);
+    }
+    for (const char* key : {"rms_norm_eps", "rope_theta"}) add(fixture, {key}, K::kPositiveNumber);
+    for (const char* key : {"bos_token_id", "eos_token_id"}) add(fixture, {key}, K::kTokenIds);
+    for (const char* key : {"torch_dtype", "dtype", "hidden_act"}) add(fixture, {key}, K::kString);
+    add(fixture, {"tie_word_embeddings"}, K::kBool);
+  }
+  add("tiny-qwen3_moe", {"intermediate_size"}, K::kNonNegativeInt);
+  add("tiny-mixtral", {"intermediate_size"}, K::kRequiredPositiveInt);
+  add("tiny-mixtral", {"num_local_experts"}, K::kRequiredPositiveInt);
+  add("tiny-mixtral", {"num_experts_per_tok"}, K::kRequiredPositiveInt);
+  add("tiny-mixtral", {"sliding_window"}, K::kNonNegativeInt);
+  for (const char* fixture : {"tiny-qwen2_moe", "tiny-qwen3_moe"}) {
+    add(fixture, {"num_experts"}, K::kRequiredPositiveInt);
+    add(fixture, {"num_experts_per_tok"}, K::kRequiredPositiveInt);
+    add(fixture, {"moe_intermediate_size"}, K::kRequiredPositiveInt);
+    add(fixture, {"decoder_sparse_step"}, K::kPositiveInt);
+    add(fixture, {"mlp_only_layers"}, K::kLayerList);
+    add(fixture, {"norm_topk_prob"}, K::kBool);
+    add(fixture, {"use_sliding_window"}, K::kBool);
+  }
+  add("tiny-qwen2_moe", {"shared_expert_intermediate_size"}, K::kNonNegativeInt);
+  add("tiny-qwen2_moe", {"qkv_bias"}, K::kBool);
+  for (const char* fixture : {"tiny-deepseek_v2", "tiny-deepseek_v3"}) {
+    for (const char* key : {"kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
+                            "num_experts_per_tok", "moe_intermediate_size"}) {
+      add(fixture, {key}, K::kRequiredPositiveInt);
+    }
+    for (const char* key : {"n_routed_experts", "n_group", "topk_group", "moe_layer_freq"}) {
+      add(fixture, {key}, K::kPositiveInt);
+    }
+    for (const char* key : {"intermediate_size", "q_lora_rank", "n_shared_experts", "first_k_dense_replace",
+                            "num_nextn_predict_layers"}) {
+      add(fixture, {key}, K::kNonNegativeInt);
+    }
+    add(fixture, {"routed_scaling_factor"}, K::kPositiveNumber);
+    for (const char* key : {"scoring_func", "topk_method"}) add(fixture, {key}, K::kString);
+    for (const char* key : {"norm_topk_prob", "attention_bias"}) add(fixture, {key}, K::kBool);
+    add(fixture, {"rope_scaling", "original_max_position_embeddings"}, K::kRequiredPositiveInt);
+    for (const char* key : {"factor", "beta_fast", "beta_slow", "rope_theta"}) {
+      add(fixture, {"rope_scaling", key}, K::kPositiveNumber);
+    }
+    add(fixture, {"rope_scaling", "attention_factor"}, K::kPositiveNumber);
+    for (const char* key : {"mscale", "mscale_all_dim"}) add(fixture, {"rope_scaling", key}, K::kNumber);  // 0: unset
+    add(fixture, {"rope_scaling", "type"}, K::kString);
+    add(fixture, {"rope_scaling", "truncate"}, K::kBool);
+  }
+  return fields;
+}
+
+// Values of the wrong type, or out of range, for a field of `kind`: each must be refused.
+std::vector<Json> malformed_values(FieldKind kind) {
+  const Json too_big = int64_t{1} << 32;
+  const Json too_small = -(int64_t{1} << 32);
+  const Json uint64_max = std::numeric_limits<uint64_t>::max();
+  const Json int64_min = std::numeric_limits<int64_t>::min();
+  const std::vector<Json> not_numbers = {"64", "", true, false, Json::array({64}), Json::object({{"value", 64}})};
+  std::vector<Json> values;
+  switch (kind) {
+    case FieldKind::kRequiredPositiveInt:
+      values = {Json(), 0};
+      [[fallthrough]];
+    case FieldKind::kPositiveInt:
+      if (kind == FieldKind::kPositiveInt) values = {0};
+      [[fallthrough]];
+    case FieldKind::kNonNegativeInt:
+      values.insert(values.end(), not_numbers.begin(), not_numbers.end());
+      values.insert(values.end(), {-1, 64.5, 1e300, too_big, too_small, uint64_max, int64_min});
+      break;
+    case FieldKind::kPositiveNumber:
+      values = not_numbers;
+      values.insert(values.end(), {0, -1, -1e-6, -1e300});
+      break;
+    case FieldKind::kNumber:
+      values = not_numbers;
+      break;
+    case FieldKind::kTokenIds:
+      values = {"1", true, Json::object(), -1, 1.5, too_big, uint64_max, Json::array({"1"}), Json::array({-1}),
+                Json::array({1, too_big}), Json::array({Json::array({1})})};
+      break;
+    case FieldKind::kLayerList:
+      values = {"0", 0, true, Json::object(), Json::array({-1}), Json::array({2}), Json::array({0.5}),
+                Json::array({"0"}), Json::array({too_big}), Json::array({uint64_max}), Json::array({Json()})};
+      break;
+    case FieldKind::kString:
+      values = {5, true, Json::array({"silu"}), Json::object({{"name", "silu"}})};
+      break;
+    case FieldKind::kBool:
+      values = {"true", 1, 0, Json::array({true}), Json::object()};
+      break;
+  }
+  return values;
+}
+
+TEST(ModelConfig, EveryFieldRefusesMalformedValuesByName) {
+  int checked = 0;
+  for (const FieldCase& field : every_field()) {
+    for (const Json& value : malformed_values(field.kind)) {
+      Json config = fixture_config(field.fixture);
+      Json* slot = &config;
+      for (const std::string& key : field.path) slot = &(*slot)[key];
+      *slot = value;
+      const std::string where = std::string(field.fixture) + " " + field.path.back() + " = " + value.dump();
+      std::string message;
+      EXPECT_NO_THROW(message = error_of(config)) << where;
+      EXPECT_THAT(message, HasSubstr(field.path.back())) << where;
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 600);
+}
+
+// Values of every JSON type, including ones no field accepts and a string that is not UTF-8
+// (nlohmann's dump() throws on those; an error message must not).
+std::vector<Json> odd_values() {
+  return {Json(),
+          "",
+          "x",
+          std::string("\xff\xfe", 2),
+          true,
+          false,
+          0,
+          -1,
+          1,
+          2,
+          1.5,
+          -0.0,
+          1e308,
+          -1e308,
+          int64_t{1} << 32,
+          std::numeric_limits<int64_t>::min(),
+          std::numeric_limits<uint64_t>::max(),
+          Json::array(),
+          Json::array({1, 2}),
+          Json::array({Json::array({"x"})}),
+          Json::object(),
+          Json::object({{"quant_method", "fp8"}, {"weight_block_size", "x"}}),
+          Json::object({{"type", "yarn"}, {"factor", "x"}}),
+          Json::object({{"a", Json::object({{"b", Json()}})}})};
+}
+
+TEST(ModelConfig, NoJsonInputThrows) {
+  // Every key the parser reads (present in a fixture or not), every fixture's own keys, and the
+  // nested dicts, set to each odd value in turn: parse_model_config returns, ok or an error.
+  const std::vector<std::string> read_keys = {
+      "architectures", "quantization_config", "rope_scaling", "rope_parameters", "num_nextn_predict_layers",
+      "attention_factor", "head_dim", "dtype", "mlp_only_layers", "n_routed_experts", "sliding_window",
+      "use_sliding_window", "attention_bias", "mlp_bias", "qkv_bias", "decoder_sparse_step"};
+  int parsed = 0;
+  for (const char* fixture : {"tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2",
+                              "tiny-deepseek_v3"}) {
+    const Json original = fixture_config(fixture);
+    std::vector<std::vector<std::string>> paths;
+    for (const auto& [key, value] : original.items()) paths.push_back({key});
+    for (const std::string& key : read_keys) paths.push_back({key});
+    if (original.contains("rope_scaling") && original["rope_scaling"].is_object()) {
+      for (const auto& [key, value] : original["rope_scaling"].items()) paths.push_back({"rope_scaling", key});
+      paths.push_back({"rope_scaling", "rope_type"});
+    }
+    for (const auto& path : paths) {
+      for (const Json& value : odd_values()) {
+        Json config = original;
+        Json* slot = &config;
+        for (const std::string& key : path) slot = &(*slot)[key];
+        *slot = value;
+        EXPECT_NO_THROW(parse_model_config(config)) << fixture << " " << path.back() << " = " << value.dump();
+        // The same value as an override (a merge patch: null there deletes the key).
+        const Json patch = path.size() == 1 ? value : Json{{path.back(), value}};
+        EXPECT_NO_THROW(parse_model_config(original, Json{{path.front(), patch}})) << fixture << " override "
+                                                                                 << path.back();
+        parsed += 2;
+      }
+    }
+  }
+  // Whole documents and overrides of the wrong shape.
+  for (const Json& value : odd_values()) {
+    EXPECT_NO_THROW(parse_model_config(value)) << value.dump();
+    EXPECT_NO_THROW(parse_model_config(fixture_config("tiny-mixtral"), value)) << value.dump();
+    if (!value.is_object()) {
+      EXPECT_FALSE(parse_model_config(value).ok()) << value.dump();
+      EXPECT_FALSE(parse_model_config(fixture_config("tiny-mixtral"), value).ok()) << value.dump();
+    }
+  }
+  EXPECT_GT(parsed, 5000);
 }
 
 }  // namespace

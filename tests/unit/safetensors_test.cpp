@@ -1,18 +1,29 @@
 // Loader robustness: every way a checkpoint can be corrupt gives one clear error naming the
 // file, the tensor and what was wrong — never a crash or a read past the end (this binary also
 // runs under AddressSanitizer via the asan preset). Plus: sharded checkpoints resolve every
-// tensor to its shard, and written files read back identically.
+// tensor to its shard, and written files read back identically. A FIFO (or any non-regular
+// file) where a shard or config.json belongs is refused by name at once: opening one used to
+// wait for a writer forever, hanging start-up.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <future>
 
 #include <nlohmann/json.hpp>
 
 #include "loader/checkpoint.h"
+#include "loader/json_file.h"
 #include "loader/safetensors.h"
+#include "model/config.h"
 #include "reference_data.h"
 
 namespace moeserve {
@@ -194,6 +205,60 @@ TEST_F(CheckpointTest, NoWeightsAtAll) {
   auto checkpoint = Checkpoint::open(dir_.string());
   ASSERT_FALSE(checkpoint.ok());
   EXPECT_THAT(checkpoint.error().message, HasSubstr("no model.safetensors"));
+}
+
+template <typename T>
+Status status_of(const Result<T>& result) {
+  if (result.ok()) return ok_status();
+  return result.error();
+}
+
+// Runs `open` (which must return promptly) on another thread. A loader that blocks in open() on
+// the FIFO `fifo` is released by opening its write end, and the test fails instead of hanging.
+std::string error_without_hanging(const fs::path& fifo, const std::function<Status()>& open) {
+  auto result = std::async(std::launch::async, open);
+  if (result.wait_for(std::chrono::seconds(10)) == std::future_status::timeout) {
+    ADD_FAILURE() << "opening " << fifo << " blocked (waiting for a writer)";
+    const int writer = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+    result.wait();
+    if (writer >= 0) ::close(writer);
+    return "";
+  }
+  const Status status = result.get();
+  EXPECT_FALSE(status.ok());
+  return status.ok() ? "" : status.error().message;
+}
+
+TEST_F(CheckpointTest, FifoInPlaceOfTheWeightsIsRefusedByName) {
+  const fs::path fifo = dir_ / "model.safetensors";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const auto open_file = [&] { return status_of(SafetensorsFile::open(fifo.string())); };
+  EXPECT_THAT(error_without_hanging(fifo, open_file),
+              AllOf(HasSubstr(fifo.string()), HasSubstr("not a regular file")));
+  const auto open_dir = [&] { return status_of(Checkpoint::open(dir_.string())); };
+  EXPECT_THAT(error_without_hanging(fifo, open_dir), AllOf(HasSubstr(fifo.string()), HasSubstr("not a regular file")));
+}
+
+TEST_F(CheckpointTest, FifoInPlaceOfAShardIsRefusedByName) {
+  write_raw("model-00001-of-00002.safetensors", R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", 4);
+  const fs::path fifo = dir_ / "model-00002-of-00002.safetensors";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const nlohmann::json index = {
+      {"weight_map", {{"a", "model-00001-of-00002.safetensors"}, {"b", "model-00002-of-00002.safetensors"}}}};
+  std::ofstream(dir_ / "model.safetensors.index.json") << index.dump();
+  const auto open_dir = [&] { return status_of(Checkpoint::open(dir_.string())); };
+  EXPECT_THAT(error_without_hanging(fifo, open_dir), AllOf(HasSubstr(fifo.string()), HasSubstr("not a regular file")));
+}
+
+TEST_F(CheckpointTest, FifoInPlaceOfConfigJsonIsRefusedByName) {
+  const fs::path fifo = dir_ / "config.json";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const auto read = [&] { return status_of(read_json_file(fifo.string())); };
+  EXPECT_THAT(error_without_hanging(fifo, read), AllOf(HasSubstr(fifo.string()), HasSubstr("not a regular file")));
+  const auto load = [&] { return status_of(load_model_config(dir_.string())); };
+  EXPECT_THAT(error_without_hanging(fifo, load), AllOf(HasSubstr(fifo.string()), HasSubstr("not a regular file")));
+  // A directory is not a JSON file either (std::ifstream opened it and read nothing).
+  EXPECT_THAT(read_json_file(dir_.string()).error().message, HasSubstr("not a regular file"));
 }
 
 TEST(ShardedCheckpoint, DemoModelResolvesEveryTensorToItsShard) {

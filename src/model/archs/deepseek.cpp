@@ -4,6 +4,7 @@
 // shared experts. V2 routes by softmax (greedy or group-limited by group max); V3 by sigmoid
 // with e_score_correction_bias for selection only, groups scored by their top-2 sum.
 #include <cmath>
+#include <cstdint>
 
 #include "model/archs/arch_common.h"
 #include "model/registry.h"
@@ -15,12 +16,11 @@ double yarn_mscale(double scale, double mscale) { return scale <= 1.0 ? 1.0 : 0.
 
 Status parse_mla(const ConfigReader& reader, ModelConfig& config) {
   MlaConfig mla;
-  MS_ASSIGN_OR_RETURN(mla.q_lora_rank, reader.get_int_or("q_lora_rank", 0));
+  MS_ASSIGN_OR_RETURN(mla.q_lora_rank, reader.get_non_negative_int_or("q_lora_rank", 0));
   MS_ASSIGN_OR_RETURN(mla.kv_lora_rank, reader.get_int("kv_lora_rank"));
   MS_ASSIGN_OR_RETURN(mla.qk_nope_head_dim, reader.get_int("qk_nope_head_dim"));
   MS_ASSIGN_OR_RETURN(mla.qk_rope_head_dim, reader.get_int("qk_rope_head_dim"));
   MS_ASSIGN_OR_RETURN(mla.v_head_dim, reader.get_int("v_head_dim"));
-  if (mla.q_lora_rank < 0) return make_error("config.json: q_lora_rank must be null or positive");
   if (mla.qk_rope_head_dim % 2 != 0) return make_error("config.json: qk_rope_head_dim must be even");
   config.mla = mla;
   config.head_dim = mla.qk_head_dim();
@@ -44,11 +44,16 @@ Status parse_deepseek_moe(const ConfigReader& reader, ModelConfig& config, bool 
   MS_ASSIGN_OR_RETURN(moe.num_experts, reader.get_int("n_routed_experts"));
   MS_ASSIGN_OR_RETURN(moe.top_k, reader.get_int("num_experts_per_tok"));
   MS_ASSIGN_OR_RETURN(moe.expert_intermediate_size, reader.get_int("moe_intermediate_size"));
-  MS_ASSIGN_OR_RETURN(int shared_count, reader.get_int_or("n_shared_experts", 0));
-  moe.shared_intermediate_size = shared_count * moe.expert_intermediate_size;
-  MS_ASSIGN_OR_RETURN(moe.num_groups, reader.get_int_or("n_group", 1));
-  MS_ASSIGN_OR_RETURN(moe.topk_groups, reader.get_int_or("topk_group", 1));
-  MS_ASSIGN_OR_RETURN(double scaling, reader.get_double_or("routed_scaling_factor", 1.0));
+  MS_ASSIGN_OR_RETURN(int shared_count, reader.get_non_negative_int_or("n_shared_experts", 0));
+  const int64_t shared_size = int64_t{shared_count} * moe.expert_intermediate_size;
+  if (shared_size > INT32_MAX) {
+    return make_error("config.json: n_shared_experts {} x moe_intermediate_size {} is too large", shared_count,
+                      moe.expert_intermediate_size);
+  }
+  moe.shared_intermediate_size = static_cast<int>(shared_size);
+  MS_ASSIGN_OR_RETURN(moe.num_groups, reader.get_positive_int_or("n_group", 1));
+  MS_ASSIGN_OR_RETURN(moe.topk_groups, reader.get_positive_int_or("topk_group", 1));
+  MS_ASSIGN_OR_RETURN(double scaling, reader.get_positive_double_or("routed_scaling_factor", 1.0));
   moe.routed_scaling_factor = static_cast<float>(scaling);
   MS_ASSIGN_OR_RETURN(moe.norm_topk_prob, reader.get_bool_or("norm_topk_prob", is_v3));
   MS_ASSIGN_OR_RETURN(std::string scoring, reader.get_string_or("scoring_func", is_v3 ? "sigmoid" : "softmax"));
@@ -81,9 +86,8 @@ Status parse_deepseek_moe(const ConfigReader& reader, ModelConfig& config, bool 
                       moe.topk_groups);
   }
   config.moe = moe;
-  MS_ASSIGN_OR_RETURN(int first_dense, reader.get_int_or("first_k_dense_replace", 0));
-  MS_ASSIGN_OR_RETURN(int layer_freq, reader.get_int_or("moe_layer_freq", 1));
-  if (layer_freq <= 0 || first_dense < 0) return make_error("config.json: moe_layer_freq must be positive");
+  MS_ASSIGN_OR_RETURN(int first_dense, reader.get_non_negative_int_or("first_k_dense_replace", 0));
+  MS_ASSIGN_OR_RETURN(int layer_freq, reader.get_positive_int_or("moe_layer_freq", 1));
   for (int layer = 0; layer < config.num_layers; ++layer) {
     config.layer_is_moe[layer] = layer >= first_dense && layer % layer_freq == 0;
   }
@@ -93,7 +97,7 @@ Status parse_deepseek_moe(const ConfigReader& reader, ModelConfig& config, bool 
 Status parse_deepseek(const ConfigReader& reader, ModelConfig& config, bool is_v3) {
   MS_RETURN_IF_ERROR(parse_mla(reader, config));
   MS_RETURN_IF_ERROR(parse_deepseek_moe(reader, config, is_v3));
-  MS_ASSIGN_OR_RETURN(config.num_mtp_layers, reader.get_int_or("num_nextn_predict_layers", 0));
+  MS_ASSIGN_OR_RETURN(config.num_mtp_layers, reader.get_non_negative_int_or("num_nextn_predict_layers", 0));
   return ok_status();
 }
 

@@ -10,7 +10,8 @@ static Status parse_qwen2_moe(const ConfigReader& reader, ModelConfig& config) {
   MS_ASSIGN_OR_RETURN(config.qkv_bias, reader.get_bool_or("qkv_bias", true));
   MS_RETURN_IF_ERROR(parse_sliding_window(reader, config, /*gated_by_use_flag=*/true));
   MS_RETURN_IF_ERROR(parse_softmax_topk_moe(reader, config, "num_experts", "moe_intermediate_size", false));
-  MS_ASSIGN_OR_RETURN(config.moe->shared_intermediate_size, reader.get_int_or("shared_expert_intermediate_size", 0));
+  MS_ASSIGN_OR_RETURN(config.moe->shared_intermediate_size,
+                      reader.get_non_negative_int_or("shared_expert_intermediate_size", 0));
   config.moe->shared_expert_gate = config.moe->shared_intermediate_size > 0;
   return mark_qwen_moe_layers(reader, config);
 }

@@ -1,0 +1,189 @@
+// Bad configuration through the built binary (issue 24, item 3): each must end with one clear
+// error line and a non-zero exit, never an abort (exit 134), a hang, or a server that starts and
+// then fails every request. Each run has a timeout, so a regression that starts the server or
+// blocks fails the test instead of hanging it. Cases: a malformed quantization_config (in
+// config.json and through --hf-overrides), a --kv-cache-memory beyond the host's memory, a
+// negative --threads, a max_position_embeddings of 0 or -1, a --max-model-len above the model's
+// limit, --max-num-seqs 0 (CLI11's own check printed a 309-digit bound), an empty --api-key
+// (which silently turned authentication off), and a FIFO in place of a safetensors shard.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_runner.h"
+#include "plan/startup_check.h"
+#include "reference_data.h"
+
+namespace moeserve {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using testing::CommandOptions;
+using testing::CommandResult;
+
+// Long enough for the tiny model to load on a slow machine; a refusal comes in well under a second.
+constexpr double kTimeoutS = 60;
+
+CommandResult run(const std::vector<std::string>& args) {
+  return testing::run_moeserve(args, CommandOptions{.timeout_s = kTimeoutS});
+}
+
+// `moeserve serve MODEL --port 0 EXTRA...`: the server must refuse to start.
+CommandResult serve(const std::string& model, const std::vector<std::string>& extra) {
+  std::vector<std::string> args = {"serve", model, "--port", "0", "--host", "127.0.0.1", "--threads", "1"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return run(args);
+}
+
+// A refusal: it ended by itself, with a non-zero exit status that is not a signal's (SIGABRT
+// reads 134), without an internal check, and printed `message`.
+void expect_refused(const CommandResult& result, const std::string& message) {
+  EXPECT_FALSE(result.timed_out) << "still running after " << kTimeoutS << " s:\n" << result.output;
+  EXPECT_NE(result.exit_code, 0) << result.output;
+  EXPECT_GT(result.exit_code, 0) << result.output;
+  EXPECT_LT(result.exit_code, 128) << "killed by a signal:\n" << result.output;
+  EXPECT_THAT(result.err, HasSubstr(message));
+  EXPECT_THAT(result.output, Not(HasSubstr("internal check failed")));
+  EXPECT_THAT(result.output, Not(HasSubstr("terminate called")));
+}
+
+class BadConfigCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("moeserve_badcfg_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // A model directory whose config.json is the demo model's with `patch` merged in.
+  std::string model_with_config(const nlohmann::json& patch) {
+    nlohmann::json config = nlohmann::json::parse(std::ifstream(testing::demo_model() + "/config.json"));
+    config.merge_patch(patch);
+    std::ofstream(dir_ / "config.json") << config.dump(2);
+    return dir_.string();
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(BadConfigCli, MalformedQuantizationConfigIsAnErrorNotSigabrt) {
+  const std::vector<nlohmann::json> malformed = {
+      "fp8", 5, nlohmann::json::array({"fp8"}), {{"weight_block_size", {128, 128}}},
+      {{"quant_method", "fp8"}, {"weight_block_size", {"128", 128}}}, {{"quant_method", 8}}};
+  for (const nlohmann::json& quant : malformed) {
+    SCOPED_TRACE(quant.dump());
+    const nlohmann::json patch = {{"quantization_config", quant}};
+    expect_refused(serve(testing::demo_model(), {"--hf-overrides", patch.dump()}), "quantization_config");
+    expect_refused(serve(model_with_config(patch), {}), "quantization_config");
+  }
+  const nlohmann::json string_quant = {{"quantization_config", "fp8"}};
+  expect_refused(serve(testing::demo_model(), {"--hf-overrides", string_quant.dump()}),
+                 "moeserve: error: " + testing::demo_model() +
+                     "/config.json: 'quantization_config' must be an object with a quant_method, got \"fp8\"");
+}
+
+TEST_F(BadConfigCli, NonPositiveMaxPositionEmbeddingsIsRefusedAtStartUp) {
+  for (const int bad : {0, -1}) {
+    const nlohmann::json patch = {{"max_position_embeddings", bad}};
+    const std::string message = "'max_position_embeddings' must be positive, got " + std::to_string(bad);
+    expect_refused(serve(model_with_config(patch), {}), message);
+    expect_refused(serve(testing::demo_model(), {"--hf-overrides", patch.dump()}), message);
+  }
+}
+
+TEST_F(BadConfigCli, MaxModelLenAboveTheModelsLimitIsRefused) {
+  // vLLM refuses a max_model_len above the derived one; the demo model's limit is 4096.
+  expect_refused(serve(testing::demo_model(), {"--max-model-len", "8192"}),
+                 "moeserve: error: --max-model-len 8192 is greater than the model's max_position_embeddings 4096");
+}
+
+TEST_F(BadConfigCli, KvCacheBeyondHostMemoryIsAnErrorNotAnInternalCheck) {
+  // 1 MiB-token blocks at the block-count cap come to 32 TiB: more than any test host has.
+  const CommandResult result =
+      serve(testing::demo_model(), {"--kv-cache-memory", "100000GiB", "--block-size", "1024"});
+  expect_refused(result, "moeserve: error: --kv-cache-memory: the KV cache needs");
+  EXPECT_THAT(result.err, AllOf(HasSubstr("GiB of memory available"), HasSubstr("lower --kv-cache-memory below")));
+}
+
+TEST(HostMemoryCheck, SaysHowMuchThereIsAndWhatToLower) {
+  constexpr int64_t kGiB = int64_t{1} << 30;
+  const plan::HostMemory host{.total_bytes = 64 * kGiB, .available_bytes = 48 * kGiB};
+  EXPECT_TRUE(plan::check_cpu_kv_fits_host(48 * kGiB, 1, host).ok());
+  const Status refused = plan::check_cpu_kv_fits_host(100 * kGiB, 1, host);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().message,
+            "--kv-cache-memory: the KV cache needs 100.0 GiB but this machine has 48.0 GiB of memory available "
+            "(64.0 GiB total): lower --kv-cache-memory below 48.0 GiB");
+  // With data parallelism every replica has its own cache of --kv-cache-memory.
+  const Status replicas = plan::check_cpu_kv_fits_host(60 * kGiB, 2, host);
+  ASSERT_FALSE(replicas.ok());
+  EXPECT_THAT(replicas.error().message, AllOf(HasSubstr("60.0 GiB (2 data-parallel replicas)"),
+                                              HasSubstr("below 24.0 GiB (it is per replica)")));
+  // Unknown host memory (no /proc/meminfo): nothing to check against.
+  EXPECT_TRUE(plan::check_cpu_kv_fits_host(100 * kGiB, 1, plan::HostMemory{}).ok());
+  const plan::HostMemory here = plan::read_host_memory();
+  EXPECT_GT(here.total_bytes, 0);
+  EXPECT_GT(here.available_bytes, 0);
+  EXPECT_LE(here.available_bytes, here.total_bytes);
+}
+
+TEST_F(BadConfigCli, NegativeThreadsAreRefusedByName) {
+  expect_refused(serve(testing::demo_model(), {"--threads", "-1"}),
+                 "--threads: must be between 0 (all cores) and 1024, got -1");
+  expect_refused(run({"generate", testing::demo_model(), "--prompt", "In the beginning", "--threads", "-1"}),
+                 "--threads: must be between 0 (all cores) and 1024, got -1");
+  expect_refused(serve(testing::demo_model(), {"--threads", "100000"}), "--threads: must be between");
+}
+
+TEST_F(BadConfigCli, ZeroSizesGetAPlainMessage) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--max-num-seqs", "0"}, "--max-num-seqs: must be a positive integer, got 0"},
+      {{"--max-num-batched-tokens", "-5"}, "--max-num-batched-tokens: must be a positive integer, got -5"},
+      {{"--max-model-len", "-1"}, "--max-model-len: must be a non-negative integer, got -1"},
+      {{"--max-waiting-requests", "-1"}, "--max-waiting-requests: must be a non-negative integer, got -1"},
+      {{"-tp", "0"}, "--tensor-parallel-size: must be a positive integer, got 0"},
+      {{"-dp", "0"}, "--data-parallel-size: must be a positive integer, got 0"},
+  };
+  for (const auto& [flags, message] : cases) {
+    const CommandResult result = serve(testing::demo_model(), flags);
+    expect_refused(result, message);
+    EXPECT_THAT(result.output, Not(HasSubstr("179769313486231570"))) << "CLI11's bound printed in full";
+  }
+  expect_refused(run({"generate", testing::demo_model(), "--prompt", "x", "--temperature", "-1"}),
+                 "--temperature: must be a number >= 0, got -1");
+}
+
+TEST_F(BadConfigCli, EmptyApiKeyIsRefusedNotAuthenticationOff) {
+  for (const std::string key : {"", "  "}) {
+    expect_refused(serve(testing::demo_model(), {"--api-key", key}),
+                   "--api-key: must not be empty (an empty key would turn authentication off; leave out --api-key "
+                   "to serve without one)");
+  }
+}
+
+TEST_F(BadConfigCli, FifoInPlaceOfAShardIsRefusedNotAHang) {
+  // The demo model's files, linked, except its second shard: a named pipe nothing writes to.
+  const std::string fifo_name = "model-00002-of-00003.safetensors";
+  for (const auto& entry : fs::directory_iterator(testing::demo_model())) {
+    if (entry.path().filename() == fifo_name) continue;
+    fs::create_symlink(fs::absolute(entry.path()), dir_ / entry.path().filename());
+  }
+  ASSERT_EQ(::mkfifo((dir_ / fifo_name).c_str(), 0600), 0);
+  expect_refused(serve(dir_.string(), {}),
+                 "moeserve: error: " + (dir_ / fifo_name).string() + ": not a regular file");
+}
+
+}  // namespace
+}  // namespace moeserve
