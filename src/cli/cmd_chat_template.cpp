@@ -8,13 +8,12 @@
 // apply_chat_template(tokenize=True) does: the template writes BOS itself). A
 // template that refuses the conversation (raise_exception) exits non-zero with
 // its message.
-#include <fstream>
 #include <iostream>
 #include <memory>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "base/text_file.h"
 #include "cli/commands.h"
 #include "tokenizer/chat/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -35,12 +34,10 @@ struct ChatTemplateArgs {
 };
 
 std::string read_file_or_fail(const std::string &path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file)
-    fail("cannot read " + path);
-  std::ostringstream text;
-  text << file.rdbuf();
-  return text.str();
+  auto text = read_text_file(path);
+  if (!text.ok())
+    fail(text.error().message);
+  return std::move(text.value());
 }
 
 // JSON text, or @FILE holding it.

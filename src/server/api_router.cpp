@@ -3,29 +3,20 @@
 #include "server/api_router.h"
 
 #include <chrono>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 
+#include "base/text_file.h"
 #include "server/openai_responses.h"
 
 namespace moeserve {
 namespace {
 
-Result<std::string> read_file(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) return make_error("cannot open chat template file {}", path);
-  std::ostringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
-
 // The template source: --chat-template FILE, else the model directory's (chat_template.jinja or
 // tokenizer_config.json, as transformers picks), else what the tokenizer loaded.
 Result<std::optional<std::string>> chat_template_source(const ServerOptions& options, const EngineClient& engine) {
   if (!options.chat_template_path.empty()) {
-    MS_ASSIGN_OR_RETURN(std::string text, read_file(options.chat_template_path));
+    MS_ASSIGN_OR_RETURN(std::string text, read_text_file(options.chat_template_path));
     return std::optional<std::string>(std::move(text));
   }
   if (!engine.info().model_dir.empty()) {

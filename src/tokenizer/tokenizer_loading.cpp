@@ -2,11 +2,10 @@
 // transformers settings of tokenizer_config.json (special tokens, add_bos_token/add_eos_token,
 // chat template).
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
+#include "base/text_file.h"
 #include "tokenizer/added_tokens.h"
 #include "tokenizer/bpe_model.h"
 #include "tokenizer/decoders.h"
@@ -19,15 +18,6 @@
 namespace moeserve {
 
 namespace {
-
-Result<std::string> read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error("cannot open {}", path.string());
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) return make_error("cannot read {}", path.string());
-  return buffer.str();
-}
 
 Result<nlohmann::json> parse_json(std::string_view text, const char* what) {
   nlohmann::json parsed = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
@@ -76,17 +66,17 @@ Result<std::shared_ptr<const Tokenizer>> Tokenizer::from_dir(const std::string& 
   const auto tokenizer_path = root / "tokenizer.json";
   if (!std::filesystem::exists(tokenizer_path))
     return make_error("{} has no tokenizer.json (only Hugging Face fast-tokenizer files are supported)", dir);
-  MS_ASSIGN_OR_RETURN(std::string tokenizer_json, read_file(tokenizer_path));
+  MS_ASSIGN_OR_RETURN(std::string tokenizer_json, read_text_file(tokenizer_path.string()));
   std::string config_json;
   const auto config_path = root / "tokenizer_config.json";
   if (std::filesystem::exists(config_path)) {
-    MS_ASSIGN_OR_RETURN(config_json, read_file(config_path));
+    MS_ASSIGN_OR_RETURN(config_json, read_text_file(config_path.string()));
   }
   auto loaded = from_json(tokenizer_json, config_json);
   if (!loaded.ok()) return loaded.error().with_context("loading tokenizer from " + dir);
   const auto template_path = root / "chat_template.jinja";
   if (!(*loaded)->chat_template_ && std::filesystem::exists(template_path)) {
-    MS_ASSIGN_OR_RETURN(std::string source, read_file(template_path));
+    MS_ASSIGN_OR_RETURN(std::string source, read_text_file(template_path.string()));
     std::const_pointer_cast<Tokenizer>(*loaded)->chat_template_ = std::move(source);
   }
   return loaded;

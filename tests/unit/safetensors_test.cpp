@@ -20,11 +20,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/text_file.h"
 #include "loader/checkpoint.h"
 #include "loader/json_file.h"
 #include "loader/safetensors.h"
 #include "model/config.h"
 #include "reference_data.h"
+#include "tokenizer/tokenizer.h"
 
 namespace moeserve {
 namespace {
@@ -259,6 +261,23 @@ TEST_F(CheckpointTest, FifoInPlaceOfConfigJsonIsRefusedByName) {
   EXPECT_THAT(error_without_hanging(fifo, load), AllOf(HasSubstr(fifo.string()), HasSubstr("not a regular file")));
   // A directory is not a JSON file either (std::ifstream opened it and read nothing).
   EXPECT_THAT(read_json_file(dir_.string()).error().message, HasSubstr("not a regular file"));
+}
+
+// tokenizer.json and the chat template are read the same way (base/text_file.h).
+TEST_F(CheckpointTest, FifoInPlaceOfTokenizerJsonIsRefusedByName) {
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
+    for (const auto& file : {"config.json", "tokenizer.json", "tokenizer_config.json"}) {
+      fs::remove(dir_ / file);
+      fs::copy_file(fs::path(testing::demo_model()) / file, dir_ / file);
+    }
+    const fs::path fifo = dir_ / name;
+    fs::remove(fifo);
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    const auto load = [&] { return status_of(Tokenizer::from_dir(dir_.string())); };
+    EXPECT_THAT(error_without_hanging(fifo, load), AllOf(HasSubstr(name), HasSubstr("not a regular file")));
+    const auto read = [&] { return status_of(read_text_file(fifo.string())); };
+    EXPECT_THAT(error_without_hanging(fifo, read), AllOf(HasSubstr(fifo.string()), HasSubstr("not a regular file")));
+  }
 }
 
 TEST(ShardedCheckpoint, DemoModelResolvesEveryTensorToItsShard) {

@@ -3,9 +3,8 @@
 // model directory's template and special tokens.
 #include "tokenizer/chat/chat_template.h"
 
-#include <fstream>
-#include <sstream>
 
+#include "base/text_file.h"
 #include "tokenizer/chat/builtins.h"
 #include "tokenizer/chat/parser.h"
 
@@ -35,14 +34,6 @@ Result<std::string> ChatTemplate::render(const nlohmann::ordered_json& messages,
 }
 
 namespace {
-
-Result<std::string> read_text_file(const std::filesystem::path& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) return make_error("cannot read {}", path.string());
-  std::ostringstream text;
-  text << file.rdbuf();
-  return text.str();
-}
 
 // A special token in tokenizer_config.json: a string, {"content": ...}, or null.
 std::string token_text(const nlohmann::json& config, const char* key) {
@@ -84,7 +75,7 @@ Result<ChatTemplateConfig> load_chat_template_config(const std::filesystem::path
   std::filesystem::path config_path = model_dir / "tokenizer_config.json";
   nlohmann::json json = nlohmann::json::object();
   if (std::filesystem::exists(config_path)) {
-    MS_ASSIGN_OR_RETURN(std::string text, read_text_file(config_path));
+    MS_ASSIGN_OR_RETURN(std::string text, read_text_file(config_path.string()));
     json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (json.is_discarded() || !json.is_object()) return make_error("{} is not a JSON object", config_path.string());
     config.bos_token = token_text(json, "bos_token");
@@ -92,7 +83,7 @@ Result<ChatTemplateConfig> load_chat_template_config(const std::filesystem::path
   }
   std::filesystem::path jinja_path = model_dir / "chat_template.jinja";
   if (std::filesystem::exists(jinja_path) && (template_name.empty() || template_name == "default")) {
-    MS_ASSIGN_OR_RETURN(config.chat_template, read_text_file(jinja_path));
+    MS_ASSIGN_OR_RETURN(config.chat_template, read_text_file(jinja_path.string()));
     return config;
   }
   auto field = json.find("chat_template");
