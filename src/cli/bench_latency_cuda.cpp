@@ -371,8 +371,6 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
   CudaRunnerOptions runner_options{
       .gpu_memory_utilization = args.gpu_memory_utilization,
       .max_num_batched_tokens = args.max_num_batched_tokens,
-      .prefill_precision =
-          args.plain_bf16_prefill ? cuda::PrefillPrecision::kBf16 : cuda::PrefillPrecision::kSplitBf16,
       .enforce_eager = args.enforce_eager};
   // The machine's ceilings and the kernels in isolation first, on buffers freed before the runner
   // sizes its KV cache from the free memory (a model with many large experts, DeepSeek-V3's 256,

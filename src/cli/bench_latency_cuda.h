@@ -21,7 +21,6 @@ struct CudaLatencyArgs {
   int prefill_len = 1024;  // prefill_len tokens in one step (0: skip)
   float gpu_memory_utilization = 0.9f;
   int max_num_batched_tokens = 8192;  // rows per forward pass (the workspace is sized for it)
-  bool plain_bf16_prefill = false;  // bf16 GEMM inputs instead of split bf16 (faster, less exact)
   bool enforce_eager = false;       // no CUDA graphs for the decode steps
   std::string output_json;
 };

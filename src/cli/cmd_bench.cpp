@@ -36,7 +36,7 @@ struct BenchArgs {
   int prefill_len = 1024;
   float gpu_memory_utilization = 0.9f;
   int max_num_batched_tokens = 8192;  // --device cuda: rows per forward pass (larger steps are split)
-  std::string prefill_precision = "split-bf16";
+  std::string prefill_precision;  // empty: as --dtype says
   bool enforce_eager = false;
 };
 
@@ -87,7 +87,7 @@ double decode_weight_bytes(const ModelConfig& config) {
   return total * elem;
 }
 
-void run_bench_latency(const BenchArgs& args) {
+void run_bench_latency(BenchArgs args) {
   if (args.input_len <= 0 || args.output_len <= 0 || args.num_iters <= 0) {
     fail("--input-len, --output-len and --num-iters must be positive");
   }
@@ -97,6 +97,8 @@ void run_bench_latency(const BenchArgs& args) {
     for (int batch : *batches) {
       if (batch <= 0) fail("--batch-size entries must be positive");
     }
+    // --prefill-precision is --dtype spelt by the activation split: split-bf16 float32, bf16 bfloat16.
+    if (!args.prefill_precision.empty()) args.engine.dtype = args.prefill_precision == "bf16" ? "bfloat16" : "float32";
     run_bench_latency_cuda(CudaLatencyArgs{.engine = &args.engine,
                                            .input_len = args.input_len,
                                            .output_len = args.output_len,
@@ -106,7 +108,6 @@ void run_bench_latency(const BenchArgs& args) {
                                            .prefill_len = args.prefill_len,
                                            .gpu_memory_utilization = args.gpu_memory_utilization,
                                            .max_num_batched_tokens = args.max_num_batched_tokens,
-                                           .plain_bf16_prefill = args.prefill_precision == "bf16",
                                            .enforce_eager = args.enforce_eager,
                                            .output_json = args.output_json});
     return;
@@ -189,7 +190,8 @@ void add_bench_command(CLI::App& app) {
                       "--device cuda: tokens per forward pass; larger prefills are split into passes of this size")
       ->check(CLI::Range(1, 1 << 20));
   latency->add_option("--prefill-precision", args->prefill_precision,
-                      "--device cuda: activations of prefill GEMMs: split-bf16 (hi + lo, float32-like) or bf16 (as --dtype bfloat16)")
+                      "--device cuda: GEMM activations: split-bf16 (hi + lo, float32-like; as --dtype float32) or bf16 (as --dtype "
+                      "bfloat16); default: as --dtype")
       ->check(CLI::IsMember({"split-bf16", "bf16"}));
   latency->add_flag("--enforce-eager", args->enforce_eager, "--device cuda: decode steps without CUDA graphs");
   latency->callback([args] { run_bench_latency(*args); });

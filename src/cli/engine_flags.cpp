@@ -22,8 +22,9 @@ void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
   command.add_option("model", model_dir, "Model directory (Hugging Face layout: config.json + safetensors)")
       ->required();
   command.add_option("--dtype", dtype,
-                     "Activation precision: auto/float32 float32-like (CUDA: split bf16 GEMMs), bfloat16 GEMM inputs "
-                     "rounded to bf16 on CUDA (vLLM's numerics, ~2x prefill speed); the CPU computes float32")
+                     "Activation precision on CUDA: auto = the checkpoint's dtype (bf16 checkpoints: GEMM inputs rounded "
+                     "to bf16, vLLM's numerics), bfloat16 likewise, float32 float32-like (split bf16 GEMMs, ~1e-5 of "
+                     "transformers' float32, half the prefill speed); the CPU computes float32")
       ->check(CLI::IsMember({"auto", "bfloat16", "float16", "float32", "half", "float"}));
   command.add_option("--load-format", load_format, "auto: read the checkpoint; dummy: random weights of its shape")
       ->check(CLI::IsMember({"auto", "safetensors", "dummy"}));

@@ -93,7 +93,8 @@ double max_abs_difference(const float* a, const float* b, int64_t count) {
 class CudaGoldenTest : public ::testing::TestWithParam<std::string> {};
 
 // Both prefill precisions: split bf16 (the default, float32-like) and plain bf16 GEMM inputs.
-void check_logits_and_greedy(const std::string& name, cuda::PrefillPrecision precision);
+// bound_logits: every row within kTolerance (else the error is only measured and printed).
+void check_logits_and_greedy(const std::string& name, cuda::PrefillPrecision precision, bool bound_logits = true);
 
 TEST_P(CudaGoldenTest, LogitsAndGreedyTokensMatchTransformers) {
   check_logits_and_greedy(GetParam(), cuda::PrefillPrecision::kSplitBf16);
@@ -112,7 +113,15 @@ TEST_P(CudaGoldenTest, DISABLED_LogitsAndGreedyTokensMatchTransformersPlainBf16)
   check_logits_and_greedy(GetParam(), cuda::PrefillPrecision::kBf16);
 }
 
-void check_logits_and_greedy(const std::string& name, cuda::PrefillPrecision precision) {
+// bf16 activations, what --dtype auto runs on a bf16 checkpoint (vLLM's numerics): the greedy
+// continuations equal the reference's except where the reference's top-2 margin at the first
+// difference is under twice the logit error measured on that model (the near-ties above); the
+// test prints how many continuations diverged that way.
+TEST_P(CudaGoldenTest, Bf16GreedyTokensMatchTransformersWhereTheMarginAllows) {
+  check_logits_and_greedy(GetParam(), cuda::PrefillPrecision::kBf16, /*bound_logits=*/false);
+}
+
+void check_logits_and_greedy(const std::string& name, cuda::PrefillPrecision precision, bool bound_logits) {
   auto GetParam = [&] { return name; };
   const std::string dir = testing::fixture_model(name);
   const Reference reference(dir + "/reference.safetensors");
@@ -127,10 +136,13 @@ void check_logits_and_greedy(const std::string& name, cuda::PrefillPrecision pre
     const double error = testing::max_row_relative_error(logits.f32(), expected.as<float>(), expected.dim(0), vocab);
     worst_relative = std::max(worst_relative, error);
     worst_abs = std::max(worst_abs, max_abs_difference(logits.f32(), expected.as<float>(), expected.numel()));
-    EXPECT_LT(error, kTolerance) << GetParam() << " prompt " << j;
+    if (bound_logits) {
+      EXPECT_LT(error, kTolerance) << GetParam() << " prompt " << j;
+    }
   }
   std::printf("%s (%s): worst row relative error %.3g, worst abs logit error %.3g\n", GetParam().c_str(),
               precision == cuda::PrefillPrecision::kBf16 ? "bf16" : "split bf16", worst_relative, worst_abs);
+  int diverged = 0;
   for (int j = 0; j < 5; ++j) {
     const auto prompt = reference.ids("prompt_" + std::to_string(j));
     const auto expected = reference.ids("greedy_" + std::to_string(j));
@@ -143,11 +155,14 @@ void check_logits_and_greedy(const std::string& name, cuda::PrefillPrecision pre
         // Allowed only where the reference itself nearly tied: margin under twice the error.
         EXPECT_LT(margins.as<float>()[step], 2.0 * worst_abs)
             << GetParam() << " prompt " << j << " step " << step << ": " << token << " vs " << expected[step];
+        ++diverged;
         break;  // the continuations diverge from here
       }
       if (step + 1 < expected.size()) logits = seq.append(std::span<const int32_t>(&token, 1), false);
     }
   }
+  std::printf("%s (%s): %d of 5 greedy continuations diverged where the reference's margin was under the error\n",
+              GetParam().c_str(), precision == cuda::PrefillPrecision::kBf16 ? "bf16" : "split bf16", diverged);
 }
 
 TEST_P(CudaGoldenTest, ChunkedPrefillAndDecodeMatchReference) {

@@ -424,8 +424,12 @@ Result<cuda::CudaGraph> CudaRunner::capture(const cuda::StepInputs& inputs, floa
 Result<std::unique_ptr<CudaRunner>> make_cuda_runner(const std::string& model_dir, const LoadOptions& load,
                                                      const CudaRunnerOptions& runner_options) {
   CudaRunnerOptions options = runner_options;
-  if (load.dtype == ActivationDType::kBFloat16) options.prefill_precision = cuda::PrefillPrecision::kBf16;
   MS_ASSIGN_OR_RETURN(ModelConfig config, load_model_config(model_dir, load.hf_overrides));
+  // --dtype, as vLLM reads it: auto is the checkpoint's dtype, so a bf16 checkpoint multiplies
+  // bf16 GEMM inputs; float32 keeps the float32-like split-bf16 activations.
+  const bool bf16 = load.dtype == ActivationDType::kBFloat16 ||
+                    (load.dtype == ActivationDType::kAuto && config.dtype == DType::kBF16);
+  options.prefill_precision = bf16 ? cuda::PrefillPrecision::kBf16 : cuda::PrefillPrecision::kSplitBf16;
   if (load.load_format == LoadFormat::kDummy) return CudaRunner::create(config, nullptr, load.seed, options);
   MS_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::open(model_dir));
   return CudaRunner::create(config, &checkpoint, load.seed, options);

@@ -170,7 +170,9 @@ class CudaRunner final : public Runner {
 cuda::SampleChoice device_choice(const TokenChoice& choice, int row, int edit_begin);
 
 // The CLI's entry: config.json (+ overrides) and the checkpoint (or dummy weights) of model_dir;
-// --dtype bfloat16 (load.dtype) selects PrefillPrecision::kBf16.
+// the activation precision follows --dtype (load.dtype): bfloat16, or auto on a bf16 checkpoint,
+// selects PrefillPrecision::kBf16 (vLLM's numerics); float32, or auto on a float32 checkpoint, the
+// float32-like kSplitBf16.
 Result<std::unique_ptr<CudaRunner>> make_cuda_runner(const std::string& model_dir, const LoadOptions& load,
                                                      const CudaRunnerOptions& options);
 
