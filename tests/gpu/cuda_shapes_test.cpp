@@ -22,9 +22,10 @@ namespace moeserve {
 namespace {
 
 constexpr double kWeightBudgetBytes = 50e9;  // bf16 weights of one cut model
-constexpr int kPromptMax = 11;               // prompts of 5..11 tokens
+constexpr int kPromptMax = 11;               // prompts of 5..11 tokens,
+constexpr int kLongPrompt = 37;              // but the first sequence's: a prefill piece (MLA: plain form)
 constexpr int kDecodeSteps = 3;
-constexpr int kBlocksPerSeq = 2;  // 16-token blocks: prompt + decode fit in one, the table has two
+constexpr int kBlocksPerSeq = 3;  // 16-token blocks: 37 + 3 tokens fit in three
 
 bool reduced() {
   const char* value = std::getenv("MOESERVE_SHAPES_REDUCED");
@@ -52,16 +53,17 @@ ModelConfig cut_config(const plan::CatalogModel& model, int max_layers) {
 }
 
 // Tokens picked by a prefill step and kDecodeSteps decode steps of `batch` sequences (prompts of
-// 5..11 pseudo-random ids, each sequence on its own two blocks in reverse order), every row's
-// logits checked finite.
+// 5..11 pseudo-random ids, the first one's of 37, each sequence on its own blocks in reverse
+// order), every row's logits checked finite.
 std::vector<int32_t> run_batch(CudaRunner& runner, int batch, const std::string& label) {
   const int vocab = runner.config().vocab_size;
   std::vector<std::vector<int32_t>> tokens(batch), tables(batch);
   for (int s = 0; s < batch; ++s) {
-    const int len = 5 + s % (kPromptMax - 4);
+    const int len = s == 0 ? kLongPrompt : 5 + s % (kPromptMax - 4);
     for (int i = 0; i < len; ++i) tokens[s].push_back(int32_t((uint64_t(s) * 104729 + i * 7919 + 17) % vocab));
     tokens[s].reserve(len + kDecodeSteps + 1);
-    tables[s] = {kBlocksPerSeq * s + 1, kBlocksPerSeq * s};
+    static_assert(kLongPrompt + kDecodeSteps <= kBlocksPerSeq * 16);
+    tables[s] = {kBlocksPerSeq * s + 2, kBlocksPerSeq * s + 1, kBlocksPerSeq * s};
   }
   std::vector<int32_t> picked_all;
   std::vector<int> computed(batch, 0);
@@ -98,7 +100,7 @@ std::vector<std::vector<int32_t>> run_all_batches(const ModelConfig& config, boo
   const int max_batch = batch_sizes().back();
   auto runner = CudaRunner::create(config, nullptr, /*seed=*/7,
                                    CudaRunnerOptions{.num_kv_blocks = kBlocksPerSeq * max_batch,
-                                                     .max_num_batched_tokens = max_batch * kPromptMax,
+                                                     .max_num_batched_tokens = max_batch * kPromptMax + kLongPrompt,
                                                      .enforce_eager = enforce_eager});
   if (!runner.ok()) {
     ADD_FAILURE() << label << ": " << runner.error().message;

@@ -286,6 +286,8 @@ void gemm_bf16(const GpuExec& exec, const uint16_t* x, const uint16_t* weight, c
                int k, float* out, bool accumulate = false);
 // The same product rounded to bf16: out [M, N] bf16.
 void gemm_bf16(const GpuExec& exec, const uint16_t* x, const uint16_t* weight, int m, int n, int k, uint16_t* out);
+// cuBLAS in float32 (no TF32): out [M, N] = x [M, K] · W [N, K]ᵀ, all float32.
+void gemm_f32(const GpuExec& exec, const float* x, const float* weight, int m, int n, int k, float* out);
 
 // out[r, i] = silu(gate_up[r, i]) · gate_up[r, I + i] for gate_up [rows, 2I]; out [rows, I] f32 or bf16.
 void silu_mul(const GpuExec& exec, const float* gate_up, int rows, int intermediate, float* out_f32,

@@ -16,7 +16,8 @@ namespace {
 constexpr int kWarps = 8;
 constexpr int kRowsPerWarp = 4;  // weight rows per warp
 constexpr int kChunk = 512;      // K elements staged per pass (32 lanes × 8 × 2)
-constexpr int kNarrowOutputs = 64;  // up to this many outputs: one warp per output
+constexpr int kNarrowOutputs = 64;  // up to this many outputs: one warp per output,
+constexpr int kNarrowRowOutputs = 4096;  // and up to kMaxExperts while rows × outputs stay this few
 
 // 8 bf16 weights as raw bits (kept packed until used, so the loads stay in flight while the
 // activations are staged); zero past the end of the row.
@@ -232,7 +233,12 @@ dim3 grid_of(const SmallGemmArgs& args, int tile) {
 
 int tile_of(int rows) { return rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : rows <= 8 ? 8 : 16; }
 
-bool narrow(const SmallGemmArgs& args) { return args.offsets == nullptr && !args.swiglu && args.n <= kNarrowOutputs; }
+// The routers of many experts at decode sizes too (Qwen3's 128 at one token: the tiled kernel
+// gave the 128 × 2048 router 4 blocks, 9 µs a layer).
+bool narrow(const SmallGemmArgs& args) {
+  return args.offsets == nullptr && !args.swiglu &&
+         (args.n <= kNarrowOutputs || (args.n <= kMaxExperts && int64_t(args.rows) * args.n <= kNarrowRowOutputs));
+}
 
 int k_splits(const SmallGemmArgs& args) {
   if (args.swiglu || narrow(args) || partial_rows(args) <= 0) return 1;

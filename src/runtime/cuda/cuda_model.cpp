@@ -58,7 +58,9 @@ size_t CudaModel::workspace_bytes(int max_tokens) const {
   // + the plain MLA prefill's score tile (its expanded keys and values fit in what the absorbed
   // form reserves per token above, for contexts up to max_tokens).
   const size_t mla_scores = c.is_mla() ? kMlaScoreFloats * sizeof(float) : 0;
-  return static_cast<size_t>(floats) * sizeof(float) + mla_scores + (size_t{64} << 20);
+  // + the float32 router weights of a prefill-sized step (moe()).
+  const size_t router_f32 = c.moe ? size_t(c.moe->num_experts) * c.hidden_size * sizeof(float) : 0;
+  return static_cast<size_t>(floats) * sizeof(float) + mla_scores + router_f32 + (size_t{64} << 20);
 }
 
 bool CudaModel::experts_stream(int tokens) const {
