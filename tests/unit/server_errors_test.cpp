@@ -88,10 +88,11 @@ TEST(ServerErrors, ChatMessagesRolesAndTemplateErrors) {
       harness.post("/v1/chat/completions", {{"messages", {{{"role", "wizard"}, {"content", "hi"}}}}}), 400,
       "BadRequestError", "messages[0].role");
   EXPECT_NE(message.find("wizard"), std::string::npos);
-  // The bundled Mixtral template raises on two user turns in a row.
+  // The bundled Mixtral template raises on two user turns in a row; its own message reaches the
+  // client, prefixed once.
   message = expect_error(harness.post("/v1/chat/completions", {{"messages", {user_turn("a"), user_turn("b")}}}), 400,
                          "BadRequestError", "messages");
-  EXPECT_NE(message.find("Conversation roles must alternate"), std::string::npos) << message;
+  EXPECT_EQ(message, "chat template error: Conversation roles must alternate user/assistant/user/assistant/...");
   expect_error(harness.post("/v1/chat/completions",
                             {{"messages", {user_turn("a")}}, {"continue_final_message", true}}),
                400, "BadRequestError", "continue_final_message");
@@ -99,6 +100,46 @@ TEST(ServerErrors, ChatMessagesRolesAndTemplateErrors) {
                             {{"messages", {{{"role", "user"}, {"content", {{{"type", "image_url"}, {"image_url", "x"}}}}}}}}),
                400, "BadRequestError", "messages[0].content");
   EXPECT_TRUE(harness.engine.submitted().empty());
+}
+
+// A system message is the template's business: moeserve adds no role-order check of its own, so
+// the client reads what the template raised, exactly as jinja2 renders it (the Mixtral template
+// checks alternation before roles, so a leading system message fails the alternation test and a
+// later one the role test), with "chat template error: " said once.
+TEST(ServerErrors, SystemMessageGetsTheTemplatesOwnMessage) {
+  ServerHarness harness;
+  const json system = {{"role", "system"}, {"content", "Be brief."}};
+  std::string message = expect_error(
+      harness.post("/v1/chat/completions", {{"messages", {system, user_turn("a")}}}), 400, "BadRequestError", "messages");
+  EXPECT_EQ(message, "chat template error: Conversation roles must alternate user/assistant/user/assistant/...");
+  message = expect_error(harness.post("/v1/chat/completions", {{"messages", {user_turn("a"), system}}}), 400,
+                         "BadRequestError", "messages");
+  EXPECT_EQ(message, "chat template error: Only user and assistant roles are supported!");
+  // /tokenize renders the same way and refuses with the same message.
+  message = expect_error(harness.post("/tokenize", {{"messages", {user_turn("a"), system}}}), 400, "BadRequestError",
+                         "messages");
+  EXPECT_EQ(message, "chat template error: Only user and assistant roles are supported!");
+  EXPECT_TRUE(harness.engine.submitted().empty());
+
+  // A template that refuses system messages first (as Gemma's does) gets its words through.
+  const std::filesystem::path path = std::filesystem::temp_directory_path() / "moeserve_server_errors_system.jinja";
+  {
+    std::ofstream file(path);
+    file << "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+            "{% for m in messages %}{{ m['content'] }}{% endfor %}{{ messages[5].missing.attribute }}";
+  }
+  ServerOptions options;
+  options.chat_template_path = path.string();
+  ServerHarness custom(options);
+  std::filesystem::remove(path);
+  message = expect_error(custom.post("/v1/chat/completions", {{"messages", {system, user_turn("a")}}}), 400,
+                         "BadRequestError", "messages");
+  EXPECT_EQ(message, "chat template error: System role not supported");
+  // A runtime error of the template itself: the prefix once, then the line.
+  message = expect_error(custom.post("/v1/chat/completions", {{"messages", {user_turn("a")}}}), 400, "BadRequestError",
+                         "messages");
+  EXPECT_EQ(message.rfind("chat template error: line 1: ", 0), 0u) << message;
+  EXPECT_EQ(message.find("chat template error:", 1), std::string::npos) << message;
 }
 
 TEST(ServerErrors, TokenIdsOutsideTheVocabulary) {
