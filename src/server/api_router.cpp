@@ -60,6 +60,14 @@ bool nesting_within(const std::string& text, int max_depth) {
 }  // namespace
 
 ApiResult<Json> parse_json_body(const std::string& body) {
+  // nlohmann's lexer takes a NUL byte for the end of input, so `{...}\0junk` would parse as the
+  // object alone. No JSON text holds a raw NUL (not even inside a string), so any is an error:
+  // the body must be exactly one JSON value, with only whitespace around it.
+  if (const size_t nul = body.find('\0'); nul != std::string::npos) {
+    return bad_request(fmt::format("request body is not valid JSON: NUL byte at offset {}; the body must be exactly "
+                                   "one JSON value",
+                                   nul));
+  }
   constexpr int kMaxDepth = 256;
   if (!nesting_within(body, kMaxDepth)) {
     return bad_request(fmt::format("request body nests JSON deeper than {} levels", kMaxDepth));

@@ -142,6 +142,27 @@ TEST(ServerErrors, SystemMessageGetsTheTemplatesOwnMessage) {
   EXPECT_EQ(message.find("chat template error:", 1), std::string::npos) << message;
 }
 
+// The body must be exactly one JSON value: a NUL byte and junk after it are refused (nlohmann's
+// lexer alone would stop at the NUL and accept the object before it), as is junk without one;
+// whitespace around the value is fine.
+TEST(ServerErrors, BodyMustBeExactlyOneJsonValue) {
+  ServerHarness harness;
+  HttpClient client(harness.port());
+  const std::string valid = R"({"prompt": "x", "max_tokens": 1})";
+  std::string message = expect_error(client.request("POST", "/v1/completions", valid + std::string(1, '\0') + "junk"),
+                                     400, "BadRequestError");
+  EXPECT_EQ(message, "request body is not valid JSON: NUL byte at offset 32; the body must be exactly one JSON value");
+  expect_error(client.request("POST", "/v1/completions", valid + std::string(1, '\0')), 400, "BadRequestError");
+  expect_error(client.request("POST", "/tokenize", R"({"prompt": "a)" + std::string(1, '\0') + R"(b"})"), 400,
+               "BadRequestError");
+  message = expect_error(client.request("POST", "/v1/completions", valid + " junk"), 400, "BadRequestError");
+  EXPECT_NE(message.find("not valid JSON"), std::string::npos) << message;
+  expect_error(client.request("POST", "/v1/completions", valid + valid), 400, "BadRequestError");
+  EXPECT_TRUE(harness.engine.submitted().empty());
+  EXPECT_EQ(client.request("POST", "/v1/completions", " \r\n" + valid + " \t\r\n\n").status, 200);
+  EXPECT_EQ(harness.engine.submitted().size(), 1u);
+}
+
 TEST(ServerErrors, TokenIdsOutsideTheVocabulary) {
   ServerHarness harness;
   const int vocab = harness.engine.tokenizer()->vocab_size();
