@@ -131,9 +131,12 @@ RouteOutcome ApiRouter::dispatch(const HttpRequest& request) {
     if (request.path == route.path) match = &route;
   }
   if (match == nullptr) return respond(error_response(not_found("Route " + request.path + " not found.")));
-  if (request.method != match->method) {
+  // HEAD is GET without the body (RFC 9110 9.3.2): the route answers as for GET and the session
+  // drops the body, keeping the headers (Content-Length included).
+  const bool is_get_route = std::string_view(match->method) == "GET";
+  if (request.method != match->method && !(is_get_route && request.method == "HEAD")) {
     HttpResponse response = error_response(method_not_allowed(request.method, request.path));
-    response.headers.emplace_back("Allow", match->method);
+    response.headers.emplace_back("Allow", is_get_route ? "GET, HEAD" : match->method);
     return respond(std::move(response));
   }
   const std::string path = match->path;

@@ -276,6 +276,57 @@ TEST(ServerErrors, MalformedHttpGets400AndTheServerStaysUp) {
   EXPECT_EQ(harness.post("/v1/completions", {{"prompt", "x"}, {"max_tokens", 1}}).status, 200);
 }
 
+// Every refused request leaves one line: client, method, path, version, status and the error
+// message (4xx at info, 5xx at warning), even with --disable-log-requests (the harness sets it);
+// control bytes a client put in the path are escaped. A request that succeeds leaves none.
+TEST(ServerErrors, EachRefusalIsLoggedOnce) {
+  LogCapture log;
+  ServerOptions options;
+  options.api_key = "sekret";
+  options.max_body_bytes = 1024;
+  options.max_waiting_requests = 1;
+  ServerHarness harness(options);
+  const std::map<std::string, std::string> auth = {{"Authorization", "Bearer sekret"}};
+  HttpClient client(harness.port());
+  expect_error(client.request("POST", "/v1/completions", "{\"prompt\": ", auth), 400, "BadRequestError");
+  expect_error(client.request("POST", "/v1/completions", "{}"), 401, "AuthenticationError");
+  expect_error(client.request("GET", "/v2/nothing%0d%0a"), 404, "NotFoundError");
+  expect_error(client.request("DELETE", "/health"), 405, "MethodNotAllowedError");
+  expect_error(client.request("POST", "/v1/completions", std::string(2000, ' '), auth), 413, "PayloadTooLargeError");
+  HttpClient raw(harness.port());
+  boost::asio::write(raw.socket(), boost::asio::buffer(std::string("GET /bad\x01path HTTP/1.1\r\n\r\n")));
+  expect_error(raw.read_response(), 400, "BadRequestError");
+  EXPECT_EQ(harness.post("/v1/completions", {{"prompt", "x"}, {"max_tokens", 1}}, auth).status, 200);
+  EXPECT_EQ(harness.get("/health").status, 200);
+  harness.engine.num_waiting = 1;
+  expect_error(harness.post("/v1/completions", {{"prompt", "x"}}, auth), 503, "ServiceUnavailableError");
+
+  const std::vector<std::string> lines = log.matching("127.0.0.1:");
+  ASSERT_EQ(lines.size(), 7u) << ::testing::PrintToString(log.lines());
+  EXPECT_TRUE(lines[0].starts_with("info 127.0.0.1:")) << lines[0];
+  EXPECT_TRUE(lines[0].find(" \"POST /v1/completions HTTP/1.1\" 400 Bad Request: request body is not valid JSON: ") !=
+              std::string::npos)
+      << lines[0];
+  EXPECT_TRUE(lines[1].ends_with("\"POST /v1/completions HTTP/1.1\" 401 Unauthorized: Invalid or missing API key: send "
+                                 "`Authorization: Bearer <key>`."))
+      << lines[1];
+  EXPECT_TRUE(lines[2].ends_with("\"GET /v2/nothing%0d%0a HTTP/1.1\" 404 Not Found: Route /v2/nothing%0d%0a not found."))
+      << lines[2];
+  EXPECT_TRUE(lines[3].ends_with("\"DELETE /health HTTP/1.1\" 405 Method Not Allowed: Method DELETE is not allowed on "
+                                 "/health."))
+      << lines[3];
+  EXPECT_TRUE(lines[4].ends_with("\"POST /v1/completions HTTP/1.1\" 413 Payload Too Large: Request body is larger than "
+                                 "the server's limit of 1024 bytes."))
+      << lines[4];
+  EXPECT_TRUE(lines[5].starts_with("info ")) << lines[5];
+  EXPECT_NE(lines[5].find("\" 400 Bad Request: malformed HTTP request: "), std::string::npos) << lines[5];
+  EXPECT_EQ(lines[5].find('\x01'), std::string::npos) << lines[5];
+  EXPECT_TRUE(lines[6].starts_with("warning 127.0.0.1:")) << lines[6];
+  EXPECT_NE(lines[6].find("\"POST /v1/completions HTTP/1.1\" 503 Service Unavailable: The server is overloaded"),
+            std::string::npos)
+      << lines[6];
+}
+
 TEST(ServerErrors, ChatTemplateFromFile) {
   const std::filesystem::path path = std::filesystem::temp_directory_path() / "moeserve_server_errors_template.jinja";
   {
