@@ -153,6 +153,7 @@ void HttpSession::start_job(std::shared_ptr<GenerationJob> job, bool http11) {
     // HTTP/1.0 has no chunked encoding: the stream ends when the connection closes.
     chunked_ = http11;
     if (!chunked_) keep_alive_ = false;
+    log_response(200, "");
     send(serialize_stream_head(chunked_));
   }
   watch_disconnect();
@@ -185,25 +186,23 @@ void HttpSession::respond_and_close(const HttpResponse& response) {
 }
 
 void HttpSession::send_response(const HttpResponse& response) {
-  log_refusal(response);
+  log_response(response.status, response.error_message);
   send(serialize_response(response, keep_alive_, head_));
 }
 
-// One line per refused request, whatever --disable-log-requests says (that flag is about the
-// per-request generation lines, as in vLLM; this is the access-log line of a refusal):
+// The access-log line of a response, as uvicorn's with the error message after it:
 //   127.0.0.1:50312 "POST /v1/completions HTTP/1.1" 400 Bad Request: `temperature` must be ...
-void HttpSession::log_refusal(const HttpResponse& response) const {
-  if (response.status < 400) return;
-  const auto reason = http::obsolete_reason(static_cast<http::status>(response.status));
-  const std::string line =
-      fmt::format("{} \"{} {} HTTP/{}.{}\" {} {}: {}", peer_, loggable(method_, 32), loggable(path_, 256),
-                  http_version_ / 10, http_version_ % 10, response.status, std::string_view(reason.data(), reason.size()),
-                  loggable(response.error_message, 1024));
-  if (response.status >= 500) {
-    spdlog::warn("{}", line);
-  } else {
-    spdlog::info("{}", line);
-  }
+// A refusal is logged whatever --disable-log-requests says (that flag is about the per-request
+// generation lines, as in vLLM): 4xx at info, 5xx at warning. Answered requests at debug.
+void HttpSession::log_response(int status, const std::string& error_message) const {
+  const auto level = status >= 500 ? spdlog::level::warn : status >= 400 ? spdlog::level::info : spdlog::level::debug;
+  if (!spdlog::should_log(level)) return;
+  const auto reason = http::obsolete_reason(static_cast<http::status>(status));
+  std::string line = fmt::format("{} \"{} {} HTTP/{}.{}\" {} {}", peer_, loggable(method_, 32), loggable(path_, 256),
+                                 http_version_ / 10, http_version_ % 10, status,
+                                 std::string_view(reason.data(), reason.size()));
+  if (status >= 400) line += ": " + loggable(error_message, 1024);
+  spdlog::log(level, "{}", line);
 }
 
 void HttpSession::send(std::string bytes) {

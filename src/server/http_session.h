@@ -45,10 +45,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession>, public Job
   void handle_request();
   void start_job(std::shared_ptr<GenerationJob> job, bool http11);
   void respond_and_close(const HttpResponse& response);
-  // Queues a complete response to the current request: without its body for HEAD, and with a
-  // log line when it refuses the request (4xx at info, 5xx at warning).
+  // Queues a complete response to the current request: without its body for HEAD, and with its
+  // log line (a refusal: 4xx at info, 5xx at warning; otherwise at debug).
   void send_response(const HttpResponse& response);
-  void log_refusal(const HttpResponse& response) const;
+  void log_response(int status, const std::string& error_message) const;
 
   void send(std::string bytes);
   void write_next();

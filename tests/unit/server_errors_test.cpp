@@ -278,7 +278,7 @@ TEST(ServerErrors, MalformedHttpGets400AndTheServerStaysUp) {
 
 // Every refused request leaves one line: client, method, path, version, status and the error
 // message (4xx at info, 5xx at warning), even with --disable-log-requests (the harness sets it);
-// control bytes a client put in the path are escaped. A request that succeeds leaves none.
+// control bytes a client put in the path are escaped. A request that succeeds is logged at debug.
 TEST(ServerErrors, EachRefusalIsLoggedOnce) {
   LogCapture log;
   ServerOptions options;
@@ -301,8 +301,16 @@ TEST(ServerErrors, EachRefusalIsLoggedOnce) {
   harness.engine.num_waiting = 1;
   expect_error(harness.post("/v1/completions", {{"prompt", "x"}}, auth), 503, "ServiceUnavailableError");
 
-  const std::vector<std::string> lines = log.matching("127.0.0.1:");
+  std::vector<std::string> lines;
+  for (const std::string& line : log.matching("127.0.0.1:")) {
+    if (!line.starts_with("debug ")) lines.push_back(line);
+  }
   ASSERT_EQ(lines.size(), 7u) << ::testing::PrintToString(log.lines());
+  const auto answered = log.matching("\" 200 OK");
+  ASSERT_EQ(answered.size(), 2u) << ::testing::PrintToString(log.lines());
+  EXPECT_TRUE(answered[0].starts_with("debug 127.0.0.1:")) << answered[0];
+  EXPECT_TRUE(answered[0].ends_with("\"POST /v1/completions HTTP/1.1\" 200 OK")) << answered[0];
+  EXPECT_TRUE(answered[1].ends_with("\"GET /health HTTP/1.1\" 200 OK")) << answered[1];
   EXPECT_TRUE(lines[0].starts_with("info 127.0.0.1:")) << lines[0];
   EXPECT_TRUE(lines[0].find(" \"POST /v1/completions HTTP/1.1\" 400 Bad Request: request body is not valid JSON: ") !=
               std::string::npos)
