@@ -39,12 +39,14 @@ class HttpClient {
       request.prepare_payload();
     }
     http::write(socket_, request);
-    return read_response();
+    return read_response(method == "HEAD");
   }
 
-  HttpResult read_response() {
+  // `head`: the response to a HEAD request, whose Content-Length announces a body never sent.
+  HttpResult read_response(bool head = false) {
     namespace http = boost::beast::http;
     http::response_parser<http::string_body> parser;
+    parser.skip(head);
     parser.body_limit(256u << 20);
     http::read(socket_, buffer_, parser);
     HttpResult result;

@@ -3,6 +3,8 @@
 // Poisson arrivals at --request-rate (inf: all at once) under --max-concurrency, a progress bar,
 // and the summary vLLM prints (request and token throughput; TTFT, TPOT, ITL and E2E latency as
 // mean, median, p99), also as --result-file JSON with vLLM's field names.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -212,8 +214,10 @@ void run_bench_serve_command(BenchServeArgs& args) {
                           .top_p = args.top_p,
                           .top_k = args.top_k,
                           .min_p = args.min_p};
+  // The bar redraws one line with \r: on a terminal only, never into a log file or pipe.
+  const bool draw_progress = !args.disable_progress && isatty(STDERR_FILENO) == 1;
   auto progress = [&](int done, int total) {
-    if (args.disable_progress) return;
+    if (!draw_progress) return;
     const int width = 40, filled = done * width / total;
     std::fprintf(stderr, "\r[%s%s] %d/%d", std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
                  done, total);

@@ -2,13 +2,17 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdlib>
 #include <string_view>
 #include <utility>
 #include <thread>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
+#include "cli/commands.h"
 #include "cli/flag_checks.h"
+#include "cli/log_level.h"
 #ifdef MOESERVE_HAVE_CUDA
 #include "device/cuda/cuda_device.h"
 #endif
@@ -38,6 +42,16 @@ void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
   command.add_option("--threads", threads, "CPU worker threads (0 = all cores)")
       ->check(int_in_range(0, kMaxThreads, fmt::format("between 0 (all cores) and {}", kMaxThreads),
                            fmt::format("0-{}", kMaxThreads)));
+  command.add_option("--log-level", log_level,
+                     "Log level: debug, info, warning, error or critical (default: $VLLM_LOGGING_LEVEL, else info)")
+      ->check(log_level_name());
+  // Runs when this command's arguments are parsed (only for the command given), before its
+  // callback loads anything.
+  command.parse_complete_callback([this] {
+    Result<spdlog::level::level_enum> level = resolve_log_level(log_level, std::getenv(kLogLevelEnv));
+    if (!level.ok()) fail(level.error().message);
+    spdlog::set_level(*level);
+  });
   if (!with_parallel) return;
   command.add_option("--tensor-parallel-size", tensor_parallel_size, "Tensor-parallel ranks per replica")
       ->check(positive_int());

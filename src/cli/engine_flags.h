@@ -21,6 +21,7 @@ struct EngineFlags {
   uint64_t seed = 0;
   std::string device = "auto";  // auto: cuda when this build has CUDA, a GPU is visible and one rank runs
   int threads = 0;
+  std::string log_level;  // --log-level; empty: VLLM_LOGGING_LEVEL, else info (cli/log_level.h)
   // Parallelism (vLLM's names): one process, one worker thread per rank on the CPU backend.
   int tensor_parallel_size = 1;
   int data_parallel_size = 1;
@@ -31,7 +32,8 @@ struct EngineFlags {
   std::string eplb_config = "{}";
 
   // Registers the positional MODEL_DIR and the flags above on `command` (the parallel ones only
-  // for the commands that implement them; elsewhere they stay unknown arguments).
+  // for the commands that implement them; elsewhere they stay unknown arguments). The log level
+  // is set as soon as `command`'s arguments are parsed, before its callback runs.
   void add_to(CLI::App& command, bool with_parallel = false);
   Result<LoadOptions> load_options() const;
   // The parallel layout; each rank's pool gets --threads / ranks threads (at least one).

@@ -28,7 +28,7 @@ constexpr const char* kSupported =
     "--max-logprobs, --tokenizer, --enforce-eager, --enable-chunked-prefill, --trust-remote-code, --seed, --dtype, "
     "--load-format, --hf-overrides, --device, --threads, --max-waiting-requests, --tensor-parallel-size/-tp, "
     "--data-parallel-size/-dp, --enable-expert-parallel, --all2all-backend, --expert-placement-strategy, "
-    "--enable-eplb, --eplb-config";
+    "--enable-eplb, --eplb-config, --log-level";
 
 }  // namespace
 

@@ -60,6 +60,14 @@ bool nesting_within(const std::string& text, int max_depth) {
 }  // namespace
 
 ApiResult<Json> parse_json_body(const std::string& body) {
+  // nlohmann's lexer takes a NUL byte for the end of input, so `{...}\0junk` would parse as the
+  // object alone. No JSON text holds a raw NUL (not even inside a string), so any is an error:
+  // the body must be exactly one JSON value, with only whitespace around it.
+  if (const size_t nul = body.find('\0'); nul != std::string::npos) {
+    return bad_request(fmt::format("request body is not valid JSON: NUL byte at offset {}; the body must be exactly "
+                                   "one JSON value",
+                                   nul));
+  }
   constexpr int kMaxDepth = 256;
   if (!nesting_within(body, kMaxDepth)) {
     return bad_request(fmt::format("request body nests JSON deeper than {} levels", kMaxDepth));
@@ -123,9 +131,12 @@ RouteOutcome ApiRouter::dispatch(const HttpRequest& request) {
     if (request.path == route.path) match = &route;
   }
   if (match == nullptr) return respond(error_response(not_found("Route " + request.path + " not found.")));
-  if (request.method != match->method) {
+  // HEAD is GET without the body (RFC 9110 9.3.2): the route answers as for GET and the session
+  // drops the body, keeping the headers (Content-Length included).
+  const bool is_get_route = std::string_view(match->method) == "GET";
+  if (request.method != match->method && !(is_get_route && request.method == "HEAD")) {
     HttpResponse response = error_response(method_not_allowed(request.method, request.path));
-    response.headers.emplace_back("Allow", match->method);
+    response.headers.emplace_back("Allow", is_get_route ? "GET, HEAD" : match->method);
     return respond(std::move(response));
   }
   const std::string path = match->path;

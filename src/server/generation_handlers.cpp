@@ -73,7 +73,13 @@ ApiResult<std::string> ApiRouter::render_chat(const Json& messages, bool add_gen
   render_options.bos_token = tokenizer_->bos_token();
   render_options.eos_token = tokenizer_->eos_token();
   Result<std::string> rendered = chat_template_->render(messages, render_options);
-  if (!rendered.ok()) return bad_request("chat template error: " + rendered.error().message, "messages");
+  if (!rendered.ok()) {
+    // The template's own raise_exception message already carries the prefix; other runtime
+    // errors (an undefined variable at line N, ...) get it here. Either way it is said once.
+    const std::string& message = rendered.error().message;
+    if (message.starts_with(chat::kTemplateRaisedPrefix)) return bad_request(message, "messages");
+    return bad_request(chat::kTemplateRaisedPrefix + message, "messages");
+  }
   if (continue_final_message) return cut_after_final_message(std::move(rendered).value(), messages);
   return std::move(rendered).value();
 }

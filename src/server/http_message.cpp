@@ -26,16 +26,20 @@ HttpResponse json_response(int status, std::string body) {
   return text_response(status, "application/json", std::move(body));
 }
 
-HttpResponse error_response(const ApiError& error) { return json_response(error.status, error.to_json()); }
+HttpResponse error_response(const ApiError& error) {
+  HttpResponse response = json_response(error.status, error.to_json());
+  response.error_message = error.message;
+  return response;
+}
 
-std::string serialize_response(const HttpResponse& response, bool keep_alive) {
+std::string serialize_response(const HttpResponse& response, bool keep_alive, bool head) {
   std::string out = status_line(response.status);
   out += "Server: moeserve\r\n";
   if (!response.content_type.empty()) out += "Content-Type: " + response.content_type + "\r\n";
   for (const auto& [name, value] : response.headers) out += name + ": " + value + "\r\n";
   out += fmt::format("Content-Length: {}\r\n", response.body.size());
   out += keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
-  out += response.body;
+  if (!head) out += response.body;
   return out;
 }
 

@@ -23,6 +23,7 @@ struct HttpResponse {
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers (Retry-After, Allow)
+  std::string error_message;  // an error response's message, for the server's log line
 };
 
 HttpResponse json_response(int status, std::string body);
@@ -30,7 +31,8 @@ HttpResponse text_response(int status, std::string content_type, std::string bod
 HttpResponse error_response(const ApiError& error);
 
 // "HTTP/1.1 <status> <reason>\r\n" + headers + Content-Length / Connection + "\r\n" + body.
-std::string serialize_response(const HttpResponse& response, bool keep_alive);
+// For a HEAD request (`head`), the same head (Content-Length is the body's size) without the body.
+std::string serialize_response(const HttpResponse& response, bool keep_alive, bool head = false);
 // The head of a streamed (SSE) response: chunked for HTTP/1.1, close-delimited for HTTP/1.0.
 std::string serialize_stream_head(bool chunked);
 // One chunk of a chunked body ("<hex size>\r\n<data>\r\n"); data must not be empty.

@@ -17,6 +17,10 @@ namespace moeserve {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
+namespace {
+constexpr std::chrono::milliseconds kAcceptRetry(100);
+}  // namespace
+
 HttpServer::HttpServer(ServerOptions options, EngineClient& engine, MetricsRegistry& metrics)
     : options_(std::move(options)), engine_(engine), metrics_(metrics),
       dispatcher_(std::make_shared<IoDispatcher>(io_)) {}
@@ -48,12 +52,16 @@ void HttpServer::accept() {
     if (stopped_ || ec == asio::error::operation_aborted) return;
     if (ec) {
       // Out of file descriptors and the like: back off instead of spinning on the error.
-      spdlog::warn("accept failed: {}", ec.message());
-      accept_retry_.expires_after(std::chrono::milliseconds(100));
+      on_accept_error(ec);
+      accept_retry_.expires_after(kAcceptRetry);
       accept_retry_.async_wait([this](boost::system::error_code wait_ec) {
         if (!wait_ec && !stopped_) accept();
       });
       return;
+    }
+    if (accept_failures_ > 0) {
+      spdlog::info("accepting connections again after {} failed attempts", accept_failures_);
+      accept_failures_ = accept_failures_unlogged_ = 0;
     }
     boost::system::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);  // SSE chunks must not wait for Nagle
@@ -63,6 +71,25 @@ void HttpServer::accept() {
     session->start();
     accept();
   });
+}
+
+// The first failure of a run is logged at once; while they go on (every 100 ms when file
+// descriptors ran out), one line per interval says how many there were since the last one.
+void HttpServer::on_accept_error(const boost::system::error_code& ec) {
+  const auto now = std::chrono::steady_clock::now();
+  const auto interval = std::chrono::duration<double>(options_.accept_error_log_interval_s);
+  if (accept_failures_++ == 0) {
+    spdlog::warn("accept failed: {} (retrying every {} ms; repeats are reported at most every {:g} s)", ec.message(),
+                 kAcceptRetry.count(), options_.accept_error_log_interval_s);
+  } else if (now - accept_failure_logged_at_ >= interval) {
+    spdlog::warn("accept failed: {} ({} more failures since the last report)", ec.message(),
+                 accept_failures_unlogged_ + 1);
+  } else {
+    ++accept_failures_unlogged_;
+    return;
+  }
+  accept_failure_logged_at_ = now;
+  accept_failures_unlogged_ = 0;
 }
 
 void HttpServer::stop_on_signals() {

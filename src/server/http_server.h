@@ -11,6 +11,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <unordered_map>
 
@@ -53,6 +55,7 @@ class HttpServer {
 
  private:
   void accept();
+  void on_accept_error(const boost::system::error_code& ec);
   void shutdown_on_io_thread();
 
   ServerOptions options_;
@@ -66,6 +69,10 @@ class HttpServer {
   std::unique_ptr<ApiRouter> router_;
   // Live connections, touched on the io thread only.
   std::unordered_map<HttpSession*, std::weak_ptr<HttpSession>> sessions_;
+  // accept() failures in the current run of them (io thread only): all, and those not logged.
+  int64_t accept_failures_ = 0;
+  int64_t accept_failures_unlogged_ = 0;
+  std::chrono::steady_clock::time_point accept_failure_logged_at_;
   std::atomic<bool> running_{false};
   std::atomic<bool> stopped_{false};
   int port_ = 0;

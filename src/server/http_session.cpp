@@ -4,6 +4,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 namespace moeserve {
@@ -14,11 +15,38 @@ namespace http = boost::beast::http;
 
 namespace {
 constexpr uint32_t kHeaderLimit = 64 * 1024;
+
+// Client-controlled text for a log line: control bytes escaped (no forged lines), and cut short.
+std::string loggable(std::string_view text, size_t max_bytes) {
+  std::string out;
+  for (const char c : text.substr(0, max_bytes)) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7f) {
+      out += fmt::format("\\x{:02x}", byte);
+    } else {
+      out += c;
+    }
+  }
+  if (text.size() > max_bytes) out += fmt::format("... ({} bytes)", text.size());
+  return out;
+}
+
+std::string peer_name(const asio::ip::tcp::socket& socket) {
+  beast::error_code ec;
+  const auto endpoint = socket.remote_endpoint(ec);
+  if (ec) return "-";
+  const auto address = endpoint.address();
+  return address.is_v6() ? fmt::format("[{}]:{}", address.to_string(), endpoint.port())
+                         : fmt::format("{}:{}", address.to_string(), endpoint.port());
+}
+
 }  // namespace
 
 HttpSession::HttpSession(asio::ip::tcp::socket socket, ApiRouter& router, const ServerOptions& options,
                          CloseHook on_close)
-    : stream_(std::move(socket)), router_(router), options_(options), on_close_(std::move(on_close)) {}
+    : stream_(std::move(socket)), router_(router), options_(options), on_close_(std::move(on_close)) {
+  peer_ = peer_name(stream_.socket());
+}
 
 void HttpSession::start() { read_header(); }
 
@@ -38,6 +66,9 @@ void HttpSession::close() {
 void HttpSession::read_header() {
   if (closed_) return;
   parser_.emplace();
+  method_ = path_ = "-";
+  http_version_ = 11;
+  head_ = false;
   parser_->header_limit(kHeaderLimit);
   parser_->body_limit(options_.max_body_bytes);
   stream_.expires_after(std::chrono::seconds(options_.idle_timeout_seconds));
@@ -47,6 +78,15 @@ void HttpSession::read_header() {
 
 void HttpSession::on_header(beast::error_code ec) {
   if (closed_) return;
+  // The start line is in the message as soon as it parsed, even when a later check (the body
+  // limit) failed the header.
+  if (const auto& message = parser_->get(); !message.method_string().empty()) {
+    method_ = std::string(message.method_string());
+    const std::string_view target(message.target().data(), message.target().size());
+    path_ = std::string(target.substr(0, target.find('?')));
+    http_version_ = message.version();
+    head_ = message.method() == http::verb::head;
+  }
   if (ec == http::error::header_limit) return respond_and_close(error_response(bad_request("request headers too large")));
   // Beast checks a declared Content-Length against the body limit while reading the header.
   if (ec == http::error::body_limit) return respond_and_close(error_response(payload_too_large(options_.max_body_bytes)));
@@ -87,16 +127,15 @@ void HttpSession::on_body(beast::error_code ec) {
 void HttpSession::handle_request() {
   auto& message = parser_->get();
   HttpRequest request;
-  request.method = std::string(message.method_string());
-  const std::string_view target(message.target().data(), message.target().size());
-  request.path = std::string(target.substr(0, target.find('?')));
+  request.method = method_;
+  request.path = path_;
   request.body = std::move(message.body());
   request.authorization = std::string(message[http::field::authorization]);
   keep_alive_ = message.keep_alive();
   const bool http11 = message.version() >= 11;
   RouteOutcome outcome = router_.route(request);
   if (outcome.job) return start_job(std::move(outcome.job), http11);
-  send(serialize_response(outcome.response, keep_alive_));
+  send_response(outcome.response);
   response_complete_ = true;
   finish_response_if_written();
 }
@@ -106,7 +145,7 @@ void HttpSession::start_job(std::shared_ptr<GenerationJob> job, bool http11) {
   std::shared_ptr<JobSink> sink = shared_from_this();
   if (auto error = job_->start(router_.engine(), sink)) {
     job_.reset();
-    send(serialize_response(error_response(*error), keep_alive_));
+    send_response(error_response(*error));
     response_complete_ = true;
     return finish_response_if_written();
   }
@@ -114,6 +153,7 @@ void HttpSession::start_job(std::shared_ptr<GenerationJob> job, bool http11) {
     // HTTP/1.0 has no chunked encoding: the stream ends when the connection closes.
     chunked_ = http11;
     if (!chunked_) keep_alive_ = false;
+    log_response(200, "");
     send(serialize_stream_head(chunked_));
   }
   watch_disconnect();
@@ -129,7 +169,7 @@ void HttpSession::job_finished(std::optional<HttpResponse> response) {
   job_.reset();
   ++watch_generation_;  // the pending watch, if any, is now stale
   if (response) {
-    send(serialize_response(*response, keep_alive_));
+    send_response(*response);
   } else if (chunked_) {
     send(kLastChunk);
   }
@@ -140,9 +180,29 @@ void HttpSession::job_finished(std::optional<HttpResponse> response) {
 
 void HttpSession::respond_and_close(const HttpResponse& response) {
   keep_alive_ = false;
-  send(serialize_response(response, false));
+  send_response(response);
   response_complete_ = true;
   finish_response_if_written();
+}
+
+void HttpSession::send_response(const HttpResponse& response) {
+  log_response(response.status, response.error_message);
+  send(serialize_response(response, keep_alive_, head_));
+}
+
+// The access-log line of a response, as uvicorn's with the error message after it:
+//   127.0.0.1:50312 "POST /v1/completions HTTP/1.1" 400 Bad Request: `temperature` must be ...
+// A refusal is logged whatever --disable-log-requests says (that flag is about the per-request
+// generation lines, as in vLLM): 4xx at info, 5xx at warning. Answered requests at debug.
+void HttpSession::log_response(int status, const std::string& error_message) const {
+  const auto level = status >= 500 ? spdlog::level::warn : status >= 400 ? spdlog::level::info : spdlog::level::debug;
+  if (!spdlog::should_log(level)) return;
+  const auto reason = http::obsolete_reason(static_cast<http::status>(status));
+  std::string line = fmt::format("{} \"{} {} HTTP/{}.{}\" {} {}", peer_, loggable(method_, 32), loggable(path_, 256),
+                                 http_version_ / 10, http_version_ % 10, status,
+                                 std::string_view(reason.data(), reason.size()));
+  if (status >= 400) line += ": " + loggable(error_message, 1024);
+  spdlog::log(level, "{}", line);
 }
 
 void HttpSession::send(std::string bytes) {

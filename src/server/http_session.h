@@ -45,6 +45,10 @@ class HttpSession : public std::enable_shared_from_this<HttpSession>, public Job
   void handle_request();
   void start_job(std::shared_ptr<GenerationJob> job, bool http11);
   void respond_and_close(const HttpResponse& response);
+  // Queues a complete response to the current request: without its body for HEAD, and with its
+  // log line (a refusal: 4xx at info, 5xx at warning; otherwise at debug).
+  void send_response(const HttpResponse& response);
+  void log_response(int status, const std::string& error_message) const;
 
   void send(std::string bytes);
   void write_next();
@@ -72,6 +76,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession>, public Job
   bool chunked_ = false;
   bool response_complete_ = false;  // the whole response is queued; next: drain, then read or close
   bool closed_ = false;
+  // The request being answered, for HEAD and the log line ("-" until its header is read).
+  std::string method_ = "-";
+  std::string path_ = "-";
+  unsigned http_version_ = 11;
+  bool head_ = false;
+  std::string peer_;  // "ADDRESS:PORT" of the client
   uint64_t watch_generation_ = 0;  // a watch completion with an older generation is stale
 };
 

@@ -36,6 +36,9 @@ struct ServerOptions {
   int retry_after_seconds = 1;
   int idle_timeout_seconds = 60;  // a keep-alive connection with no request for this long closes
   int max_logprobs = 20;          // vLLM's --max-logprobs
+  // While accept() keeps failing (out of file descriptors), it is retried every 100 ms but
+  // logged at most once per this many seconds, with the count of the failures in between.
+  double accept_error_log_interval_s = 10;
   SamplingDefaults sampling_defaults;
 };
 

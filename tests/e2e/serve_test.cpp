@@ -275,6 +275,46 @@ TEST(ServeLifecycle, ApiKeyIsCheckedAndSigtermExitsZero) {
   EXPECT_EQ(server.terminate(), 0);
 }
 
+// --log-level debug logs every answered request (the access line); a refusal is logged at info
+// with its message even with --disable-log-requests; VLLM_LOGGING_LEVEL sets the level when the
+// flag is absent, and the flag wins over it.
+TEST(ServeLifecycle, LogLevelFromTheFlagOrVllmLoggingLevel) {
+  const std::regex answered(R"(\[debug\] 127\.0\.0\.1:[0-9]+ "GET /health HTTP/1\.1" 200 OK)");
+  const std::regex refused(
+      R"(\[info\] 127\.0\.0\.1:[0-9]+ "POST /v1/completions HTTP/1\.1" 404 Not Found: The model `nope` does not exist\.)");
+  const std::vector<std::string> args = {kModel, "--host", "127.0.0.1", "--port", "0", "--served-model-name", "kjv",
+                                         "--threads", "1", "--disable-log-requests"};
+  {
+    ::setenv("VLLM_LOGGING_LEVEL", "ERROR", 1);
+    std::vector<std::string> with_flag = args;
+    with_flag.insert(with_flag.end(), {"--log-level", "debug"});
+    ServeProcess server(with_flag);
+    ::unsetenv("VLLM_LOGGING_LEVEL");
+    EXPECT_EQ(get(server.port(), "/health").status, 200);
+    EXPECT_EQ(post(server.port(), "/v1/completions", {{"model", "nope"}, {"prompt", "x"}}).status, 404);
+    EXPECT_TRUE(server.wait_for(answered, std::chrono::seconds(10))) << server.output();
+    EXPECT_TRUE(server.wait_for(refused, std::chrono::seconds(10))) << server.output();
+    EXPECT_EQ(server.terminate(), 0);
+  }
+  {
+    ::setenv("VLLM_LOGGING_LEVEL", "debug", 1);
+    ServeProcess server(args);
+    ::unsetenv("VLLM_LOGGING_LEVEL");
+    EXPECT_EQ(get(server.port(), "/health").status, 200);
+    EXPECT_TRUE(server.wait_for(answered, std::chrono::seconds(10))) << server.output();
+    EXPECT_EQ(server.terminate(), 0);
+  }
+  {
+    // At the default level (info) an answered request leaves no line; a refusal does.
+    ServeProcess server(args);
+    EXPECT_EQ(get(server.port(), "/health").status, 200);
+    EXPECT_EQ(post(server.port(), "/v1/completions", {{"model", "nope"}, {"prompt", "x"}}).status, 404);
+    EXPECT_TRUE(server.wait_for(refused, std::chrono::seconds(10))) << server.output();
+    EXPECT_EQ(server.terminate(), 0);
+    EXPECT_EQ(server.output().find("GET /health"), std::string::npos) << server.output();
+  }
+}
+
 TEST(ServeLifecycle, StartupRefusesWhatCannotRun) {
   const auto [too_small, small_output] = run_pair({"serve", kModel, "--kv-cache-memory", "64K"});
   EXPECT_EQ(too_small, 1);

@@ -1,7 +1,17 @@
 // The HTTP server's connection handling over a fake engine on loopback (bounded; nothing
 // leaves 127.0.0.1): a client that disconnects mid-stream or mid-request has its engine
 // request aborted; 512 idle keep-alive connections are all held and served; 512 concurrent
-// streaming requests are all held open at once and all complete.
+// streaming requests are all held open at once and all complete; with file descriptors run out,
+// accept is retried every 100 ms but its failure is logged at most once per interval.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <regex>
+
 #include <gtest/gtest.h>
 
 #include "unit/server_test_support.h"
@@ -128,6 +138,90 @@ TEST(ServerConnections, Holds512ConcurrentStreams) {
   json plain = harness.post("/v1/completions", {{"prompt", "In the beginning"}, {"max_tokens", 4}}).json();
   EXPECT_EQ(texts, std::set<std::string>{plain["choices"][0]["text"].get<std::string>()});
   EXPECT_TRUE(harness.engine.aborted().empty());
+}
+
+// Runs the server out of file descriptors for `duration` with one connection waiting in its
+// listen backlog (this process is both client and server, so every free descriptor is taken
+// after the client socket connects), then frees them; returns the client's response to GET
+// /health, which the retried accept must still serve.
+std::string starve_accept(int port, std::chrono::milliseconds duration) {
+  rlimit saved{};
+  EXPECT_EQ(getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit lowered = saved;
+  lowered.rlim_cur = std::min<rlim_t>(saved.rlim_cur, 1024);
+  EXPECT_EQ(setrlimit(RLIMIT_NOFILE, &lowered), 0);
+  std::vector<int> fillers;
+  for (int fd; (fd = ::open("/dev/null", O_RDONLY)) >= 0;) fillers.push_back(fd);
+  EXPECT_EQ(errno, EMFILE);
+  ::close(fillers.back());  // one descriptor for the client socket, none for the server
+  fillers.pop_back();
+  const int client = ::socket(AF_INET, SOCK_STREAM, 0);
+  EXPECT_GE(client, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::connect(client, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  std::this_thread::sleep_for(duration);
+  for (int fd : fillers) ::close(fd);
+  EXPECT_EQ(setrlimit(RLIMIT_NOFILE, &saved), 0);
+  const std::string request = "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  EXPECT_EQ(::write(client, request.data(), request.size()), static_cast<ssize_t>(request.size()));
+  std::string response;
+  char buffer[1024];
+  for (ssize_t got; (got = ::read(client, buffer, sizeof buffer)) > 0;) response.append(buffer, got);
+  ::close(client);
+  return response;
+}
+
+// The failed-attempt count the recovery line reports (-1 when it is missing).
+int64_t recovered_after(const LogCapture& log) {
+  const auto lines = log.matching("accepting connections again after");
+  std::smatch match;
+  if (lines.size() != 1 || !std::regex_search(lines[0], match, std::regex("after ([0-9]+) failed attempts"))) return -1;
+  return std::stoll(match[1]);
+}
+
+TEST(ServerConnections, OutOfDescriptorsLogsAcceptFailureOncePerInterval) {
+  LogCapture log;
+  ServerHarness harness;
+  const std::string response = starve_accept(harness.port(), std::chrono::milliseconds(1500));
+  EXPECT_TRUE(response.starts_with("HTTP/1.1 200 OK\r\n")) << response;
+  // ~15 failures in 1.5 s (the 100 ms back-off is unchanged: no spinning), one line for them.
+  const auto failed = log.matching("accept failed");
+  ASSERT_EQ(failed.size(), 1u) << ::testing::PrintToString(log.lines());
+  EXPECT_EQ(failed[0], "warning accept failed: Too many open files (retrying every 100 ms; repeats are reported at most "
+                       "every 10 s)");
+  const int64_t attempts = recovered_after(log);
+  EXPECT_GE(attempts, 8) << ::testing::PrintToString(log.lines());
+  EXPECT_LE(attempts, 20) << ::testing::PrintToString(log.lines());
+}
+
+TEST(ServerConnections, LongAcceptFailureIsReportedEachIntervalWithACount) {
+  LogCapture log;
+  ServerOptions options;
+  options.accept_error_log_interval_s = 0.5;
+  ServerHarness harness(options);
+  const std::string response = starve_accept(harness.port(), std::chrono::milliseconds(1600));
+  EXPECT_TRUE(response.starts_with("HTTP/1.1 200 OK\r\n")) << response;
+  const auto failed = log.matching("accept failed");
+  ASSERT_GE(failed.size(), 3u) << ::testing::PrintToString(log.lines());
+  ASSERT_LE(failed.size(), 4u) << ::testing::PrintToString(log.lines());
+  int64_t reported = 1;
+  for (size_t index = 1; index < failed.size(); ++index) {
+    std::smatch match;
+    ASSERT_TRUE(std::regex_match(failed[index], match,
+                                 std::regex("warning accept failed: Too many open files \\(([0-9]+) more failures since "
+                                            "the last report\\)")))
+        << failed[index];
+    EXPECT_GE(std::stoll(match[1]), 3);  // 0.5 s of 100 ms retries: 5, fewer when timers run late
+    EXPECT_LE(std::stoll(match[1]), 7);
+    reported += std::stoll(match[1]);
+  }
+  // Every failure is counted once: those reported plus those after the last report.
+  const int64_t attempts = recovered_after(log);
+  EXPECT_GE(attempts, reported);
+  EXPECT_LE(attempts, reported + 6);
 }
 
 }  // namespace

@@ -88,10 +88,11 @@ TEST(ServerErrors, ChatMessagesRolesAndTemplateErrors) {
       harness.post("/v1/chat/completions", {{"messages", {{{"role", "wizard"}, {"content", "hi"}}}}}), 400,
       "BadRequestError", "messages[0].role");
   EXPECT_NE(message.find("wizard"), std::string::npos);
-  // The bundled Mixtral template raises on two user turns in a row.
+  // The bundled Mixtral template raises on two user turns in a row; its own message reaches the
+  // client, prefixed once.
   message = expect_error(harness.post("/v1/chat/completions", {{"messages", {user_turn("a"), user_turn("b")}}}), 400,
                          "BadRequestError", "messages");
-  EXPECT_NE(message.find("Conversation roles must alternate"), std::string::npos) << message;
+  EXPECT_EQ(message, "chat template error: Conversation roles must alternate user/assistant/user/assistant/...");
   expect_error(harness.post("/v1/chat/completions",
                             {{"messages", {user_turn("a")}}, {"continue_final_message", true}}),
                400, "BadRequestError", "continue_final_message");
@@ -99,6 +100,67 @@ TEST(ServerErrors, ChatMessagesRolesAndTemplateErrors) {
                             {{"messages", {{{"role", "user"}, {"content", {{{"type", "image_url"}, {"image_url", "x"}}}}}}}}),
                400, "BadRequestError", "messages[0].content");
   EXPECT_TRUE(harness.engine.submitted().empty());
+}
+
+// A system message is the template's business: moeserve adds no role-order check of its own, so
+// the client reads what the template raised, exactly as jinja2 renders it (the Mixtral template
+// checks alternation before roles, so a leading system message fails the alternation test and a
+// later one the role test), with "chat template error: " said once.
+TEST(ServerErrors, SystemMessageGetsTheTemplatesOwnMessage) {
+  ServerHarness harness;
+  const json system = {{"role", "system"}, {"content", "Be brief."}};
+  std::string message = expect_error(
+      harness.post("/v1/chat/completions", {{"messages", {system, user_turn("a")}}}), 400, "BadRequestError", "messages");
+  EXPECT_EQ(message, "chat template error: Conversation roles must alternate user/assistant/user/assistant/...");
+  message = expect_error(harness.post("/v1/chat/completions", {{"messages", {user_turn("a"), system}}}), 400,
+                         "BadRequestError", "messages");
+  EXPECT_EQ(message, "chat template error: Only user and assistant roles are supported!");
+  // /tokenize renders the same way and refuses with the same message.
+  message = expect_error(harness.post("/tokenize", {{"messages", {user_turn("a"), system}}}), 400, "BadRequestError",
+                         "messages");
+  EXPECT_EQ(message, "chat template error: Only user and assistant roles are supported!");
+  EXPECT_TRUE(harness.engine.submitted().empty());
+
+  // A template that refuses system messages first (as Gemma's does) gets its words through.
+  const std::filesystem::path path = std::filesystem::temp_directory_path() / "moeserve_server_errors_system.jinja";
+  {
+    std::ofstream file(path);
+    file << "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+            "{% for m in messages %}{{ m['content'] }}{% endfor %}{{ messages[5].missing.attribute }}";
+  }
+  ServerOptions options;
+  options.chat_template_path = path.string();
+  ServerHarness custom(options);
+  std::filesystem::remove(path);
+  message = expect_error(custom.post("/v1/chat/completions", {{"messages", {system, user_turn("a")}}}), 400,
+                         "BadRequestError", "messages");
+  EXPECT_EQ(message, "chat template error: System role not supported");
+  // A runtime error of the template itself: the prefix once, then the line.
+  message = expect_error(custom.post("/v1/chat/completions", {{"messages", {user_turn("a")}}}), 400, "BadRequestError",
+                         "messages");
+  EXPECT_EQ(message.rfind("chat template error: line 1: ", 0), 0u) << message;
+  EXPECT_EQ(message.find("chat template error:", 1), std::string::npos) << message;
+}
+
+// The body must be exactly one JSON value: a NUL byte and junk after it are refused (nlohmann's
+// lexer alone would stop at the NUL and accept the object before it), as is junk without one;
+// whitespace around the value is fine.
+TEST(ServerErrors, BodyMustBeExactlyOneJsonValue) {
+  ServerHarness harness;
+  HttpClient client(harness.port());
+  const std::string valid = R"({"prompt": "x", "max_tokens": 1})";
+  std::string message = expect_error(client.request("POST", "/v1/completions", valid + std::string(1, '\0') + "junk"),
+                                     400, "BadRequestError");
+  EXPECT_EQ(message, "request body is not valid JSON: NUL byte at offset 32; the body must be exactly one JSON value");
+  expect_error(client.request("POST", "/v1/completions", valid + std::string(1, '\0')), 400, "BadRequestError");
+  expect_error(client.request("POST", "/tokenize", R"({"prompt": "a)" + std::string(1, '\0') + R"(b"})"), 400,
+               "BadRequestError");
+  message = expect_error(client.request("POST", "/v1/completions", valid + " junk"), 400, "BadRequestError");
+  EXPECT_NE(message.find("not valid JSON"), std::string::npos) << message;
+  expect_error(client.request("POST", "/v1/completions", valid + valid), 400, "BadRequestError");
+  EXPECT_TRUE(harness.engine.submitted().empty());
+  EXPECT_EQ(client.request("POST", "/v1/completions", " \r\n" + valid + " \t\r\n\n").status, 200);
+  EXPECT_EQ(harness.engine.submitted().size(), 1u);
 }
 
 TEST(ServerErrors, TokenIdsOutsideTheVocabulary) {
@@ -212,6 +274,65 @@ TEST(ServerErrors, MalformedHttpGets400AndTheServerStaysUp) {
   }  // closed mid-body
   EXPECT_EQ(harness.get("/health").status, 200);
   EXPECT_EQ(harness.post("/v1/completions", {{"prompt", "x"}, {"max_tokens", 1}}).status, 200);
+}
+
+// Every refused request leaves one line: client, method, path, version, status and the error
+// message (4xx at info, 5xx at warning), even with --disable-log-requests (the harness sets it);
+// control bytes a client put in the path are escaped. A request that succeeds is logged at debug.
+TEST(ServerErrors, EachRefusalIsLoggedOnce) {
+  LogCapture log;
+  ServerOptions options;
+  options.api_key = "sekret";
+  options.max_body_bytes = 1024;
+  options.max_waiting_requests = 1;
+  ServerHarness harness(options);
+  const std::map<std::string, std::string> auth = {{"Authorization", "Bearer sekret"}};
+  HttpClient client(harness.port());
+  expect_error(client.request("POST", "/v1/completions", "{\"prompt\": ", auth), 400, "BadRequestError");
+  expect_error(client.request("POST", "/v1/completions", "{}"), 401, "AuthenticationError");
+  expect_error(client.request("GET", "/v2/nothing%0d%0a"), 404, "NotFoundError");
+  expect_error(client.request("DELETE", "/health"), 405, "MethodNotAllowedError");
+  expect_error(client.request("POST", "/v1/completions", std::string(2000, ' '), auth), 413, "PayloadTooLargeError");
+  HttpClient raw(harness.port());
+  boost::asio::write(raw.socket(), boost::asio::buffer(std::string("GET /bad\x01path HTTP/1.1\r\n\r\n")));
+  expect_error(raw.read_response(), 400, "BadRequestError");
+  EXPECT_EQ(harness.post("/v1/completions", {{"prompt", "x"}, {"max_tokens", 1}}, auth).status, 200);
+  EXPECT_EQ(harness.get("/health").status, 200);
+  harness.engine.num_waiting = 1;
+  expect_error(harness.post("/v1/completions", {{"prompt", "x"}}, auth), 503, "ServiceUnavailableError");
+
+  std::vector<std::string> lines;
+  for (const std::string& line : log.matching("127.0.0.1:")) {
+    if (!line.starts_with("debug ")) lines.push_back(line);
+  }
+  ASSERT_EQ(lines.size(), 7u) << ::testing::PrintToString(log.lines());
+  const auto answered = log.matching("\" 200 OK");
+  ASSERT_EQ(answered.size(), 2u) << ::testing::PrintToString(log.lines());
+  EXPECT_TRUE(answered[0].starts_with("debug 127.0.0.1:")) << answered[0];
+  EXPECT_TRUE(answered[0].ends_with("\"POST /v1/completions HTTP/1.1\" 200 OK")) << answered[0];
+  EXPECT_TRUE(answered[1].ends_with("\"GET /health HTTP/1.1\" 200 OK")) << answered[1];
+  EXPECT_TRUE(lines[0].starts_with("info 127.0.0.1:")) << lines[0];
+  EXPECT_TRUE(lines[0].find(" \"POST /v1/completions HTTP/1.1\" 400 Bad Request: request body is not valid JSON: ") !=
+              std::string::npos)
+      << lines[0];
+  EXPECT_TRUE(lines[1].ends_with("\"POST /v1/completions HTTP/1.1\" 401 Unauthorized: Invalid or missing API key: send "
+                                 "`Authorization: Bearer <key>`."))
+      << lines[1];
+  EXPECT_TRUE(lines[2].ends_with("\"GET /v2/nothing%0d%0a HTTP/1.1\" 404 Not Found: Route /v2/nothing%0d%0a not found."))
+      << lines[2];
+  EXPECT_TRUE(lines[3].ends_with("\"DELETE /health HTTP/1.1\" 405 Method Not Allowed: Method DELETE is not allowed on "
+                                 "/health."))
+      << lines[3];
+  EXPECT_TRUE(lines[4].ends_with("\"POST /v1/completions HTTP/1.1\" 413 Payload Too Large: Request body is larger than "
+                                 "the server's limit of 1024 bytes."))
+      << lines[4];
+  EXPECT_TRUE(lines[5].starts_with("info ")) << lines[5];
+  EXPECT_NE(lines[5].find("\" 400 Bad Request: malformed HTTP request: "), std::string::npos) << lines[5];
+  EXPECT_EQ(lines[5].find('\x01'), std::string::npos) << lines[5];
+  EXPECT_TRUE(lines[6].starts_with("warning 127.0.0.1:")) << lines[6];
+  EXPECT_NE(lines[6].find("\"POST /v1/completions HTTP/1.1\" 503 Service Unavailable: The server is overloaded"),
+            std::string::npos)
+      << lines[6];
 }
 
 TEST(ServerErrors, ChatTemplateFromFile) {

@@ -294,6 +294,53 @@ TEST(ServerHttp, TokenizeAndDetokenize) {
   EXPECT_EQ(text["prompt"], tokenizer->decode(expected, false));
 }
 
+// HEAD is GET without the body: /health answers 200, every GET route sends GET's headers
+// (Content-Length included) and no body bytes, so the next response on the connection follows
+// the head at once. A POST route or an unknown path refuses HEAD with the error's headers alone.
+TEST(ServerHttp, HeadAnswersLikeGetWithoutABody) {
+  ServerHarness harness;
+  HttpClient client(harness.port());
+  HttpResult health = client.request("HEAD", "/health");
+  EXPECT_EQ(health.status, 200);
+  EXPECT_EQ(health.headers["Content-Length"], "0");
+  for (const std::string path : {"/version", "/v1/models"}) {
+    HttpResult get = client.request("GET", path);
+    HttpResult head = client.request("HEAD", path);
+    EXPECT_EQ(head.status, 200) << path;
+    EXPECT_EQ(head.headers, get.headers) << path;
+    EXPECT_EQ(head.headers["Content-Length"], std::to_string(get.body.size())) << path;
+    EXPECT_EQ(head.body, "") << path;
+  }
+  HttpResult post_route = client.request("HEAD", "/v1/completions");
+  EXPECT_EQ(post_route.status, 405);
+  EXPECT_EQ(post_route.headers["Allow"], "POST");
+  EXPECT_EQ(client.request("HEAD", "/nowhere").status, 404);
+  HttpResult post_health = client.request("POST", "/health", "{}");
+  EXPECT_EQ(post_health.status, 405);
+  EXPECT_EQ(post_health.headers["Allow"], "GET, HEAD");
+
+  // On the wire: HEAD's head, then directly the next response (no body bytes in between).
+  HttpClient raw(harness.port());
+  const std::string requests =
+      "HEAD /version HTTP/1.1\r\nHost: x\r\n\r\n"
+      "HEAD /v1/completions HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  boost::asio::write(raw.socket(), boost::asio::buffer(requests));
+  std::string received;
+  boost::system::error_code ec;
+  char buffer[4096];
+  while (!ec) received.append(buffer, raw.socket().read_some(boost::asio::buffer(buffer), ec));
+  const size_t first_end = received.find("\r\n\r\n");
+  ASSERT_NE(first_end, std::string::npos) << received;
+  EXPECT_TRUE(received.starts_with("HTTP/1.1 200 OK\r\n")) << received;
+  const size_t second = first_end + 4;
+  EXPECT_EQ(received.compare(second, 31, "HTTP/1.1 405 Method Not Allowed"), 0) << received;
+  const size_t second_end = received.find("\r\n\r\n", second);
+  ASSERT_NE(second_end, std::string::npos) << received;
+  EXPECT_EQ(received.compare(second_end + 4, 17, "HTTP/1.1 200 OK\r\n"), 0) << received;
+  EXPECT_TRUE(received.ends_with("Content-Length: 0\r\nConnection: close\r\n\r\n")) << received;
+}
+
 TEST(ServerHttp, KeepAliveServesSeveralRequestsOnOneConnection) {
   ServerHarness harness;
   HttpClient client(harness.port());

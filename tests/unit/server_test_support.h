@@ -21,6 +21,8 @@
 #include <boost/beast/http.hpp>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "engine/engine_client.h"
 #include "http_client.h"
@@ -208,6 +210,53 @@ class FakeEngineClient : public EngineClient {
   std::set<std::string> aborted_;
   bool stopping_ = false;
   std::thread thread_;
+};
+
+// While alive, spdlog's default logger writes "<level> <message>" lines into memory (every
+// level), for tests that assert what the server logs; the previous logger comes back after.
+class LogCapture {
+ public:
+  LogCapture() : sink_(std::make_shared<Sink>()), previous_(spdlog::default_logger()) {
+    auto logger = std::make_shared<spdlog::logger>("capture", sink_);
+    logger->set_level(spdlog::level::trace);
+    spdlog::set_default_logger(logger);
+  }
+  ~LogCapture() { spdlog::set_default_logger(previous_); }
+  LogCapture(const LogCapture&) = delete;
+  LogCapture& operator=(const LogCapture&) = delete;
+
+  std::vector<std::string> lines() const { return sink_->lines(); }
+  // The lines holding `text`.
+  std::vector<std::string> matching(const std::string& text) const {
+    std::vector<std::string> out;
+    for (const std::string& line : lines()) {
+      if (line.find(text) != std::string::npos) out.push_back(line);
+    }
+    return out;
+  }
+
+ private:
+  class Sink : public spdlog::sinks::base_sink<std::mutex> {
+   public:
+    std::vector<std::string> lines() {
+      std::lock_guard lock(mutex_);
+      return lines_;
+    }
+
+   protected:
+    void sink_it_(const spdlog::details::log_msg& msg) override {
+      const auto level = spdlog::level::to_string_view(msg.level);
+      lines_.push_back(std::string(level.data(), level.size()) + " " +
+                       std::string(msg.payload.data(), msg.payload.size()));
+    }
+    void flush_() override {}
+
+   private:
+    std::vector<std::string> lines_;
+  };
+
+  std::shared_ptr<Sink> sink_;
+  std::shared_ptr<spdlog::logger> previous_;
 };
 
 // The real server on 127.0.0.1:<ephemeral> over a FakeEngineClient, run on its own thread.

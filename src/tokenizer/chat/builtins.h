@@ -7,6 +7,7 @@
 #include <string>
 
 #include "base/result.h"
+#include "tokenizer/chat/chat_template.h"
 #include "tokenizer/chat/interpreter.h"
 #include "tokenizer/chat/value.h"
 
@@ -24,8 +25,5 @@ Result<int64_t> value_length(const Value& value);
 
 // Adds range, dict, namespace, raise_exception and strftime_now to `scope`.
 void add_global_functions(Scope& scope);
-
-// Errors raised by the template itself (raise_exception) carry this prefix and no line number.
-inline constexpr const char* kTemplateRaisedPrefix = "chat template error: ";
 
 }  // namespace moeserve::chat

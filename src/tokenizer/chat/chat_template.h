@@ -18,6 +18,10 @@
 
 namespace moeserve::chat {
 
+// Errors raised by the template itself (raise_exception) carry this prefix and no line number:
+// "chat template error: <the template's message>".
+inline constexpr const char* kTemplateRaisedPrefix = "chat template error: ";
+
 struct RenderOptions {
   bool add_generation_prompt = false;
   // Extra template variables: tools, documents, enable_thinking, ... (JSON object).
