@@ -1,7 +1,7 @@
 // Every model of the `plan` catalog at its real shape on one GPU (issue 20): each config, cut to
 // a few layers that fit beside the others' (DeepSeek-family MoE layers start at layer 1 so the
 // cut keeps some), with dummy bf16 weights, prefills and decodes batches of 1 to 256 sequences
-// eagerly and through CUDA graphs. Every step's logits must be finite, and the graph replays
+// eagerly and through CUDA graphs, in both activation precisions. Every step's logits must be finite, and the graph replays
 // must pick exactly the tokens the eager steps pick (the same kernels on the same inputs, so
 // any difference is a graph reading stale or misplaced memory).
 //
@@ -96,11 +96,12 @@ std::vector<int32_t> run_batch(CudaRunner& runner, int batch, const std::string&
 }
 
 std::vector<std::vector<int32_t>> run_all_batches(const ModelConfig& config, bool enforce_eager,
-                                                  const std::string& label) {
+                                                  cuda::PrefillPrecision precision, const std::string& label) {
   const int max_batch = batch_sizes().back();
   auto runner = CudaRunner::create(config, nullptr, /*seed=*/7,
                                    CudaRunnerOptions{.num_kv_blocks = kBlocksPerSeq * max_batch,
                                                      .max_num_batched_tokens = max_batch * kPromptMax + kLongPrompt,
+                                                     .prefill_precision = precision,
                                                      .enforce_eager = enforce_eager});
   if (!runner.ok()) {
     ADD_FAILURE() << label << ": " << runner.error().message;
@@ -121,12 +122,17 @@ TEST_P(CudaShapesTest, EveryBatchEagerAndThroughGraphs) {
   ASSERT_TRUE(model.ok()) << model.error().message;
   const ModelConfig config = cut_config(**model, reduced() ? 2 : 4);
   const std::string label = GetParam() + " (" + std::to_string(config.num_layers) + " layers)";
-  const auto eager = run_all_batches(config, /*enforce_eager=*/true, label + " eager");
-  const auto graphs = run_all_batches(config, /*enforce_eager=*/false, label + " graphs");
-  ASSERT_EQ(eager.size(), graphs.size());
-  for (size_t b = 0; b < eager.size(); ++b) {
-    EXPECT_EQ(eager[b], graphs[b]) << label << ": batch " << batch_sizes()[b]
-                                   << " picked other tokens through graphs than eagerly";
+  // Both activation precisions: bf16 (what --dtype auto runs on these bf16 configs) and the
+  // float32-like split mode (--dtype float32); their kernels differ from prefill to decode.
+  for (const auto precision : {cuda::PrefillPrecision::kBf16, cuda::PrefillPrecision::kSplitBf16}) {
+    const std::string run = label + " " + cuda::prefill_precision_name(precision);
+    const auto eager = run_all_batches(config, /*enforce_eager=*/true, precision, run + " eager");
+    const auto graphs = run_all_batches(config, /*enforce_eager=*/false, precision, run + " graphs");
+    ASSERT_EQ(eager.size(), graphs.size());
+    for (size_t b = 0; b < eager.size(); ++b) {
+      EXPECT_EQ(eager[b], graphs[b]) << run << ": batch " << batch_sizes()[b]
+                                     << " picked other tokens through graphs than eagerly";
+    }
   }
 }
 
