@@ -26,12 +26,18 @@ class ServeProcess {
   // (with its output in the message).
   explicit ServeProcess(const std::vector<std::string>& args,
                         std::chrono::seconds startup_timeout = std::chrono::seconds(120)) {
-    start(args);
-    std::smatch match;
-    if (!wait_for(std::regex(R"(serving .* on http://[0-9.]+:([0-9]+))"), startup_timeout, &match)) {
-      throw std::runtime_error("moeserve serve did not start:\n" + output());
-    }
-    port_ = std::stoi(match[1]);
+    std::vector<std::string> argv{MOESERVE_BINARY, "serve"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    start_and_wait(argv, std::regex(R"(serving .* on http://[0-9.]+:([0-9]+))"), startup_timeout);
+  }
+  // Any other server: argv in full, ready once its output matches `ready`, whose first group is
+  // the port it listens on.
+  struct Command {
+    std::vector<std::string> argv;
+    std::regex ready;
+  };
+  explicit ServeProcess(const Command& command, std::chrono::seconds startup_timeout = std::chrono::seconds(60)) {
+    start_and_wait(command.argv, command.ready, startup_timeout);
   }
   ~ServeProcess() {
     if (pid_ > 0) {
@@ -81,9 +87,14 @@ class ServeProcess {
   }
 
  private:
-  void start(const std::vector<std::string>& args) {
-    std::vector<std::string> argv_strings{MOESERVE_BINARY, "serve"};
-    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  void start_and_wait(const std::vector<std::string>& argv, const std::regex& ready, std::chrono::seconds timeout) {
+    start(argv);
+    std::smatch match;
+    if (!wait_for(ready, timeout, &match)) throw std::runtime_error(argv[0] + " did not start:\n" + output());
+    port_ = std::stoi(match[1]);
+  }
+
+  void start(std::vector<std::string> argv_strings) {
     int pipe_fds[2];
     if (::pipe(pipe_fds) != 0) throw std::runtime_error("pipe failed");
     pid_ = ::fork();
@@ -95,7 +106,7 @@ class ServeProcess {
       std::vector<char*> argv;
       for (std::string& arg : argv_strings) argv.push_back(arg.data());
       argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
+      ::execvp(argv[0], argv.data());
       ::_exit(127);
     }
     ::close(pipe_fds[1]);
