@@ -25,7 +25,7 @@ struct ServeArgs {
 
 void run_serve(ServeArgs& args, const std::vector<std::string>& extras) {
   if (auto refused = refuse_unsupported_flags(extras); !refused.ok()) fail(refused.error().message);
-  ServerOptions server_options = args.serve.server_options(args.engine.model_dir);
+  ServerOptions server_options = args.serve.server_options(args.engine.model_id);
   auto setup = create_engine(args.engine, args.serve.scheduling);
   if (!setup.ok()) fail(setup.error().message);
   EngineClient& engine = setup->client();

@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
+#include "loader/hub_cache.h"
 #include "cli/flag_checks.h"
 #include "cli/log_level.h"
 #ifdef MOESERVE_HAVE_CUDA
@@ -23,7 +24,9 @@ namespace moeserve::cli {
 constexpr int kMaxThreads = 1024;
 
 void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
-  command.add_option("model", model_dir, "Model directory (Hugging Face layout: config.json + safetensors)")
+  command.add_option("model", model_dir,
+                     "Model directory (Hugging Face layout: config.json + safetensors) or hub id (ORG/NAME, from the "
+                     "local Hugging Face cache)")
       ->required();
   command.add_option("--dtype", dtype,
                      "Activation precision on CUDA: auto = the checkpoint's dtype (bf16 checkpoints: GEMM inputs rounded "
@@ -47,10 +50,19 @@ void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
       ->check(log_level_name());
   // Runs when this command's arguments are parsed (only for the command given), before its
   // callback loads anything.
+  command.add_option("--revision", revision, "Branch, tag or commit of a hub id (default main)");
+  command.add_option("--download-dir", download_dir,
+                     "Hugging Face cache directory for hub ids (default: $HF_HUB_CACHE, $HF_HOME/hub, "
+                     "~/.cache/huggingface/hub)");
   command.parse_complete_callback([this] {
     Result<spdlog::level::level_enum> level = resolve_log_level(log_level, std::getenv(kLogLevelEnv));
     if (!level.ok()) fail(level.error().message);
     spdlog::set_level(*level);
+    model_id = model_dir;
+    Result<std::string> resolved =
+        resolve_model_path(model_dir, HubLookup{.revision = revision, .download_dir = download_dir});
+    if (!resolved.ok()) fail(resolved.error().message);
+    model_dir = *resolved;
   });
   if (!with_parallel) return;
   command.add_option("--tensor-parallel-size", tensor_parallel_size, "Tensor-parallel ranks per replica")

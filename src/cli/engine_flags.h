@@ -14,7 +14,10 @@
 namespace moeserve::cli {
 
 struct EngineFlags {
-  std::string model_dir;
+  std::string model_dir;  // after parsing: a directory (a hub id resolved through the HF cache)
+  std::string model_id;   // MODEL as given (the default served model name)
+  std::string revision = "main";  // of a hub id
+  std::string download_dir;       // the HF cache to look in instead of the default
   std::string dtype = "auto";
   std::string load_format = "auto";
   std::string hf_overrides = "{}";
