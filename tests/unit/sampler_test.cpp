@@ -11,6 +11,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <numeric>
 #include <random>
 #include <vector>
 
@@ -147,6 +148,148 @@ TEST(SampleToken, IsSampleWithUniformOfOneDrawAndFollowsTheKeptProbabilities) {
   ASSERT_GE(keep, 3u);
   EXPECT_EQ(sample_with_uniform(logits, params, (probs[0] + probs[1] + probs[2] / 2) / kept), 2);
   EXPECT_EQ(sample_with_uniform(logits, {.temperature = 0.0f}, 0.5), 7);  // greedy ignores the draw
+}
+
+
+// The sampler as first written, spelled out over the whole vocabulary: stable-sorted by logit
+// (lowest id first on ties), probabilities exp(logit / T − max) in double over top-k, the first
+// cumulative probability >= top_p, min-p against the first probability, then the first candidate
+// whose running draw reaches 0 (the last kept one if none does). Built once per row and settings
+// (the row's stable sort is shared among settings, as it depends on none); pick() is its choice
+// for one draw.
+struct FullSortSampler {
+  std::vector<int32_t> order;
+  std::vector<double> probs;
+  int64_t keep = 0;
+  double kept_total = 0.0;
+
+  static std::vector<int32_t> stable_order(const std::vector<float>& logits) {
+    std::vector<int32_t> order(logits.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+    return order;
+  }
+
+  FullSortSampler(const std::vector<float>& logits, const SamplingParams& params)
+      : FullSortSampler(logits, stable_order(logits), params) {}
+
+  FullSortSampler(const std::vector<float>& logits, std::vector<int32_t> sorted, const SamplingParams& params)
+      : order(std::move(sorted)) {
+    const int64_t vocab = static_cast<int64_t>(logits.size());
+    keep = params.top_k > 0 ? std::min<int64_t>(vocab, params.top_k) : vocab;
+    const float max_logit = logits[order[0]] / params.temperature;
+    probs.resize(keep);
+    double total = 0.0;
+    for (int64_t i = 0; i < keep; ++i) {
+      probs[i] = std::exp(static_cast<double>(logits[order[i]] / params.temperature - max_logit));
+      total += probs[i];
+    }
+    for (double& p : probs) p /= total;
+    if (params.top_p < 1.0f) {
+      double cumulative = 0.0;
+      for (int64_t i = 0; i < keep; ++i) {
+        cumulative += probs[i];
+        if (cumulative >= params.top_p) {
+          keep = i + 1;
+          break;
+        }
+      }
+    }
+    if (params.min_p > 0.0f) {
+      int64_t cut = 1;
+      while (cut < keep && probs[cut] >= params.min_p * probs[0]) ++cut;
+      keep = cut;
+    }
+    for (int64_t i = 0; i < keep; ++i) kept_total += probs[i];
+  }
+
+  int32_t pick(double uniform) const {
+    double draw = uniform * kept_total;
+    for (int64_t i = 0; i < keep; ++i) {
+      draw -= probs[i];
+      if (draw <= 0.0) return order[i];
+    }
+    return order[keep - 1];
+  }
+};
+
+// sample_with_uniform selects only the candidates it needs instead of sorting the vocabulary;
+// its token must be the full sort's for every row, setting and draw: random rows of 1003, 32000
+// and 151936 logits (narrow, so every logit counts, and wide, so most are negligible), with ties
+// (a quarter on a coarse grid, ±0 among them) and −inf entries, under every combination of
+// top-k, top-p and min-p at several temperatures, with random draws, 0, just under 1, and draws
+// landing exactly on the full sort's cumulative boundaries.
+TEST(SampleWithUniform, EqualsTheFullSortOnRandomRowsSettingsAndDraws) {
+  std::mt19937_64 rng(24);
+  const std::vector<float> temperatures = {1.0f, 0.7f, 0.05f, 3.0f};
+  const std::vector<int> top_ks = {0, 1, 2, 50, 1000, 5000};
+  const std::vector<float> top_ps = {1.0f, 0.95f, 0.5f, 0.9999999f};
+  const std::vector<float> min_ps = {0.0f, 0.05f, 1e-20f};
+  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  int compared = 0;
+  for (int vocab : {1003, 32000, 151936}) {
+    const int rows = vocab == 151936 ? 2 : 4;
+    for (int row = 0; row < rows; ++row) {
+      const float spread = row % 2 == 0 ? 3.0f : 25.0f;
+      std::normal_distribution<float> normal(0.0f, spread);
+      std::vector<float> logits(vocab);
+      for (float& v : logits) v = normal(rng);
+      for (int i = 0; i < vocab; i += 4) logits[i] = std::round(logits[i] * 2.0f) / 2.0f;  // ties
+      for (int i = 1; i < vocab; i += 97) logits[i] = -std::numeric_limits<float>::infinity();
+      for (int i = 2; i < vocab; i += 1009) logits[i] = i % 2 == 0 ? 0.0f : -0.0f;
+      // A tie at the top, between a low and a high id.
+      const float top = *std::max_element(logits.begin(), logits.end());
+      logits[vocab - 3] = top;
+      logits[5] = top;
+      const std::vector<int32_t> order = FullSortSampler::stable_order(logits);
+      for (float temperature : temperatures) {
+        for (int top_k : top_ks) {
+          for (float top_p : top_ps) {
+            for (float min_p : min_ps) {
+              const SamplingParams params{.temperature = temperature, .top_p = top_p, .top_k = top_k, .min_p = min_p};
+              const FullSortSampler want(logits, order, params);
+              std::vector<double> draws = {0.0, std::nextafter(1.0, 0.0), 0.5};
+              for (int d = vocab > 100000 ? 2 : 6; d > 0; --d) draws.push_back(uniform(rng));
+              // Draws on the boundaries: the cumulative probability of the first few kept, / kept total.
+              double cumulative = 0.0;
+              for (int64_t i = 0; i < std::min<int64_t>(want.keep, 4); ++i) {
+                cumulative += want.probs[i];
+                draws.push_back(cumulative / want.kept_total);
+              }
+              for (double u : draws) {
+                ASSERT_EQ(sample_with_uniform(logits, params, u), want.pick(u))
+                    << "vocab " << vocab << " row " << row << " T " << temperature << " top_k " << top_k << " top_p "
+                    << top_p << " min_p " << min_p << " u " << u;
+                ++compared;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(compared, 30000);
+}
+
+// Rows the selection cannot settle alone fall back to the full sort, with the same result: NaN,
+// +inf, all −inf, a temperature so small that logit / T overflows, and a vocabulary of one.
+TEST(SampleWithUniform, EqualsTheFullSortOnDegenerateRows) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<std::vector<float>> rows = {
+      {1.0f, std::nanf(""), 3.0f, 2.0f}, {1.0f, inf, 3.0f, inf}, {-inf, -inf, -inf}, {3e38f, 1.0f, 3e38f, -2.0f},
+      {0.5f},
+  };
+  for (const auto& logits : rows) {
+    for (float temperature : {1.0f, 1e-30f}) {
+      for (const SamplingParams& params :
+           {SamplingParams{.temperature = temperature}, SamplingParams{.temperature = temperature, .top_p = 0.9f},
+            SamplingParams{.temperature = temperature, .top_k = 2, .min_p = 0.1f}}) {
+        const FullSortSampler want(logits, params);
+        for (double u : {0.0, 0.3, 0.7, std::nextafter(1.0, 0.0)})
+          EXPECT_EQ(sample_with_uniform(logits, params, u), want.pick(u)) << logits.size() << " T " << temperature;
+      }
+    }
+  }
 }
 
 }  // namespace
