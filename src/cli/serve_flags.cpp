@@ -77,7 +77,7 @@ void ServeFlags::add_to(CLI::App& command) {
   command.add_option("--chat-template", chat_template, "Jinja chat template file (default: the tokenizer's)");
   command.add_flag("--disable-log-requests", disable_log_requests, "Do not log each request");
   command.add_option("--max-waiting-requests", max_waiting_requests,
-                     "Answer 503 with Retry-After when more requests wait (0: no bound)")
+                     "Waiting sequences at most (prompts x n per request); beyond, 503 with Retry-After (0: no bound)")
       ->check(non_negative_int());
   command.add_option("--max-logprobs", max_logprobs, "Largest logprobs/top_logprobs a request may ask")
       ->check(CLI::Range(0, 20));

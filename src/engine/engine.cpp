@@ -123,11 +123,18 @@ void Engine::loop() {
       stopping = stopping_;
     }
     for (auto& state : arrivals) admit(std::move(state));
+    // A client that leaves aborts every sequence of its request at once (1,000 prompts x n=128:
+    // 128,000): their sequences leave the scheduler's queues in one pass, not one scan each.
+    std::vector<SeqId> aborted;
     for (const std::string& id : aborts) {
       const auto it = by_id_.find(id);
       if (it == by_id_.end()) continue;
       RequestOutput output;
-      finish(*by_seq_.at(it->second), output, FinishReason::kAbort);
+      finish(*by_seq_.at(it->second), output, FinishReason::kAbort, &aborted);
+    }
+    if (!aborted.empty()) {
+      scheduler_->remove(aborted);
+      publish_stats();
     }
     // Aborts change the gauges even when no step follows (the last request just went away).
     if (!aborts.empty() && metrics_ != nullptr) {

@@ -86,7 +86,10 @@ class Engine : public EngineClient {
   void process_sample(RequestState& state, float* logits_row, const TokenChoice& choice);
   // Appends the chosen token: detokenize, check stops and limits, send the output.
   void emit_token(RequestState& state, int32_t token, RequestOutput output);
-  void finish(RequestState& state, RequestOutput& output, FinishReason reason);
+  // Ends a request: its finished output, its state and its sequence. With `deferred`, the
+  // sequence is only listed there, for one Scheduler::remove of them all (a burst of aborts).
+  void finish(RequestState& state, RequestOutput& output, FinishReason reason, std::vector<SeqId>* deferred = nullptr);
+  void publish_stats();
   void fail_all(const std::string& message);
   void release_idle_memory();
 

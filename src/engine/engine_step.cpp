@@ -177,7 +177,7 @@ void Engine::emit_token(RequestState& state, int32_t token, RequestOutput output
   state.on_output(std::move(output));
 }
 
-void Engine::finish(RequestState& state, RequestOutput& output, FinishReason reason) {
+void Engine::finish(RequestState& state, RequestOutput& output, FinishReason reason, std::vector<SeqId>* deferred) {
   output.request_id = state.request.request_id;
   output.finished = true;
   output.finish_reason = reason;
@@ -200,17 +200,26 @@ void Engine::finish(RequestState& state, RequestOutput& output, FinishReason rea
   const SeqId seq = state.seq;
   const std::string id = state.request.request_id;
   OutputCallback callback = std::move(state.on_output);
-  scheduler_->remove(seq);
+  if (deferred != nullptr) {
+    deferred->push_back(seq);
+  } else {
+    scheduler_->remove(seq);
+  }
   by_id_.erase(id);
   by_seq_.erase(seq);  // destroys `state`
   {
     std::lock_guard<std::mutex> lock(mutex_);
     in_flight_ids_.erase(id);
-    stats_.num_running = scheduler_->num_running();
-    stats_.num_waiting = scheduler_->num_waiting() + static_cast<int>(inbox_.size());
-    stats_.kv_cache_usage = kv_manager_->usage();
   }
+  if (deferred == nullptr) publish_stats();
   callback(std::move(output));
+}
+
+void Engine::publish_stats() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  stats_.num_running = scheduler_->num_running();
+  stats_.num_waiting = scheduler_->num_waiting() + static_cast<int>(inbox_.size());
+  stats_.kv_cache_usage = kv_manager_->usage();
 }
 
 void Engine::fail_all(const std::string& message) {

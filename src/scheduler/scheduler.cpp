@@ -1,6 +1,7 @@
 #include "scheduler/scheduler.h"
 
 #include <algorithm>
+#include <unordered_set>
 
 #include "base/check.h"
 
@@ -106,6 +107,24 @@ void Scheduler::remove(SeqId id) {
   waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), seq), waiting_.end());
   kv_.free(id);
   seqs_.erase(it);
+}
+
+void Scheduler::remove(std::span<const SeqId> ids) {
+  std::unordered_set<const Sequence*> gone;
+  for (SeqId id : ids) {
+    auto it = seqs_.find(id);
+    if (it != seqs_.end()) gone.insert(it->second.get());
+  }
+  if (gone.empty()) return;
+  const auto is_gone = [&](const Sequence* seq) { return gone.count(seq) != 0; };
+  running_.erase(std::remove_if(running_.begin(), running_.end(), is_gone), running_.end());
+  waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(), is_gone), waiting_.end());
+  for (SeqId id : ids) {
+    auto it = seqs_.find(id);
+    if (it == seqs_.end()) continue;
+    kv_.free(id);
+    seqs_.erase(it);
+  }
 }
 
 const Sequence* Scheduler::find(SeqId id) const {

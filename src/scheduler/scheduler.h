@@ -68,6 +68,8 @@ class Scheduler {
   void append_token(SeqId id, int32_t token);
   // Removes a sequence (finished or aborted) wherever it is, freeing its blocks.
   void remove(SeqId id);
+  // Removes many at once: one pass over the queues (remove(id) scans them for each).
+  void remove(std::span<const SeqId> ids);
 
   const Sequence* find(SeqId id) const;
   int num_waiting() const { return static_cast<int>(waiting_.size()); }

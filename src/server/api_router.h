@@ -52,7 +52,9 @@ class ApiRouter {
 
   // Shared by the handlers (generation_handlers.cpp).
   std::optional<ApiError> check_model(const std::optional<std::string>& model) const;
-  std::optional<ApiError> check_capacity() const;
+  // 503 when the request's sequences (prompts x n, each one engine request) would take the
+  // engine's waiting sequences past --max-waiting-requests, or alone exceed it.
+  std::optional<ApiError> check_capacity(size_t num_prompts, int n) const;
   ApiResult<std::string> render_chat(const Json& messages, bool add_generation_prompt, bool continue_final_message,
                                      const Json& template_context) const;
   ApiResult<std::vector<int32_t>> encode(const std::string& text, bool add_special_tokens, const std::string& param) const;

@@ -1,6 +1,7 @@
 // The generation routes: /v1/completions and /v1/chat/completions. Each parses and validates the
 // request, renders the chat template (chat), tokenizes, checks lengths and vocabulary, and
 // returns a GenerationJob with one engine request per choice for the session to start.
+#include <algorithm>
 #include <chrono>
 
 #include <fmt/format.h>
@@ -56,12 +57,23 @@ JobSpec ApiRouter::job_spec(ApiKind kind, const GenerationParams& params) const 
   return spec;
 }
 
-std::optional<ApiError> ApiRouter::check_capacity() const {
+std::optional<ApiError> ApiRouter::check_capacity(size_t num_prompts, int n) const {
+  // Every choice of every prompt is one sequence in the engine's queue, as vLLM counts them: a
+  // request of 1,000 prompts x n=128 is 128,000 waiting sequences, not one request.
   if (options_.max_waiting_requests <= 0) return std::nullopt;
+  const int64_t limit = options_.max_waiting_requests;
+  const int64_t sequences = static_cast<int64_t>(num_prompts) * std::max(n, 1);
+  if (sequences > limit) {
+    return service_unavailable(fmt::format(
+        "The request asks for {} sequences ({} prompt(s) x n={}), more than --max-waiting-requests {}; send fewer "
+        "prompts or a smaller n.",
+        sequences, num_prompts, n, limit));
+  }
   const EngineStats stats = engine_.stats();
-  if (stats.num_waiting < options_.max_waiting_requests) return std::nullopt;
-  return service_unavailable(fmt::format("The server is overloaded ({} requests waiting, limit {}); retry later.",
-                                         stats.num_waiting, options_.max_waiting_requests));
+  if (stats.num_waiting + sequences <= limit) return std::nullopt;
+  return service_unavailable(
+      fmt::format("The server is overloaded ({} sequences waiting, this request adds {}, limit {}); retry later.",
+                  stats.num_waiting, sequences, limit));
 }
 
 ApiResult<std::string> ApiRouter::render_chat(const Json& messages, bool add_generation_prompt,
@@ -103,6 +115,8 @@ RouteOutcome ApiRouter::completions(const Json& body) {
   if (auto error = check_token_ids(request.params.stop.stop_token_ids, vocab, "stop_token_ids")) {
     return respond(error_response(*error));
   }
+  // Before tokenizing: a request over the bound is refused without doing its work.
+  if (auto error = check_capacity(request.prompts.size(), request.params.n)) return respond(error_response(*error));
   JobSpec spec = job_spec(ApiKind::kCompletion, request.params);
   for (size_t prompt_idx = 0; prompt_idx < request.prompts.size(); ++prompt_idx) {
     const PromptInput& prompt = request.prompts[prompt_idx];
@@ -129,7 +143,7 @@ RouteOutcome ApiRouter::completions(const Json& body) {
     }
     spec.num_prompt_tokens += static_cast<int>(ids.size());
   }
-  if (auto error = check_capacity()) return respond(error_response(*error));
+  if (auto error = check_capacity(request.prompts.size(), request.params.n)) return respond(error_response(*error));
   log_request(spec.response_id, spec);
   return RouteOutcome{HttpResponse(), std::make_shared<GenerationJob>(std::move(spec), tokenizer_, dispatcher_)};
 }
@@ -158,7 +172,7 @@ RouteOutcome ApiRouter::chat_completions(const Json& body) {
   spec.requests = make_generation_requests(request.params, ids.value(), max_tokens.value(), spec.response_id, 0);
   spec.choice_prompt_tokens.assign(spec.requests.size(), prompt_len);
   spec.num_prompt_tokens = prompt_len;
-  if (auto error = check_capacity()) return respond(error_response(*error));
+  if (auto error = check_capacity(1, request.params.n)) return respond(error_response(*error));
   log_request(spec.response_id, spec);
   return RouteOutcome{HttpResponse(), std::make_shared<GenerationJob>(std::move(spec), tokenizer_, dispatcher_)};
 }

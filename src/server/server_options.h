@@ -30,8 +30,8 @@ struct ServerOptions {
   std::string chat_template_path;  // --chat-template FILE; empty = the tokenizer's template
   bool disable_log_requests = false;
   size_t max_body_bytes = size_t{32} << 20;  // larger request bodies get 413
-  // When the engine's waiting queue holds more than this many requests, new generation
-  // requests get 503 with Retry-After. 0 = no bound.
+  // Bound on the engine's waiting sequences (each choice of each prompt is one): a generation
+  // request whose prompts x n would take them past it gets 503 with Retry-After. 0 = no bound.
   int max_waiting_requests = 0;
   int retry_after_seconds = 1;
   int idle_timeout_seconds = 60;  // a keep-alive connection with no request for this long closes

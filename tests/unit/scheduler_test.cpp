@@ -3,6 +3,7 @@
 // sequence's recovery), and removal at any moment freeing every block.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <numeric>
 
 #include "scheduler/scheduler.h"
@@ -123,6 +124,49 @@ TEST(Scheduler, RemoveFreesBlocksAnywhere) {
   scheduler.remove(3);  // unknown: no-op
   EXPECT_DOUBLE_EQ(kv.usage(), 0.0);
   EXPECT_FALSE(scheduler.has_work());
+}
+
+// The engine's abort of a whole request (1,000 prompts x n=128) removes its sequences in one
+// call: from the waiting queue and the running set alike, blocks freed, the others untouched in
+// their order, ids unknown or repeated ignored; 128,000 waiting sequences leave at once.
+TEST(Scheduler, RemovingManyAtOnceLeavesTheRestInOrder) {
+  KvCacheManager kv(64, 4, false);
+  Scheduler scheduler({.max_num_seqs = 2, .max_num_batched_tokens = 64, .max_model_len = 256}, kv);
+  for (SeqId id = 1; id <= 6; ++id) scheduler.add(id, prompt(5, int(id) * 10));
+  StepPlan plan = scheduler.schedule();  // 1 and 2 run, 3..6 wait
+  ASSERT_EQ(plan.seqs.size(), 2u);
+  finish_step(scheduler, plan);
+  EXPECT_EQ(scheduler.num_running(), 2);
+  EXPECT_EQ(scheduler.num_waiting(), 4);
+  const std::vector<SeqId> gone = {2, 4, 4, 99};
+  scheduler.remove(gone);
+  EXPECT_EQ(scheduler.find(2), nullptr);
+  EXPECT_EQ(scheduler.find(4), nullptr);
+  EXPECT_EQ(scheduler.num_running(), 1);
+  EXPECT_EQ(scheduler.num_waiting(), 3);
+  plan = scheduler.schedule();  // 1 decodes, 3 is next in line (then 5, 6)
+  ASSERT_EQ(plan.seqs.size(), 2u);
+  EXPECT_EQ(plan.seqs[0].id, 1u);
+  EXPECT_EQ(plan.seqs[1].id, 3u);
+  finish_step(scheduler, plan);
+  const std::vector<SeqId> rest = {1, 3, 5, 6};
+  scheduler.remove(rest);
+  EXPECT_FALSE(scheduler.has_work());
+  EXPECT_EQ(kv.usage(), 0.0);
+
+  KvCacheManager big_kv(64, 4, false);
+  Scheduler big({.max_num_seqs = 256, .max_num_batched_tokens = 2048, .max_model_len = 256}, big_kv);
+  std::vector<SeqId> all;
+  for (SeqId id = 1; id <= 128000; ++id) {
+    big.add(id, prompt(4));
+    all.push_back(id);
+  }
+  EXPECT_EQ(big.num_waiting(), 128000);
+  const auto start = std::chrono::steady_clock::now();
+  big.remove(all);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_FALSE(big.has_work());
+  EXPECT_LT(seconds, 2.0);  // one scan each removal took ~17 s (quadratic)
 }
 
 }  // namespace

@@ -78,6 +78,35 @@ TEST(ServerConnections, DisconnectDuringNonStreamingRequestAbortsIt) {
   EXPECT_TRUE(harness.engine.wait_aborted(submitted[1].request_id));
 }
 
+// Issue 24: a client that leaves after sending 100 prompts x n=128 (no --max-waiting-requests)
+// has all 12,800 of its engine requests aborted at once, promptly (the fake engine's duplicate-id
+// check is quadratic, so the issue's 1,000 prompts would only time the fake).
+TEST(ServerConnections, DisconnectAbortsEverySequenceOfALargeRequest) {
+  ServerHarness harness;
+  harness.engine.hold_after_tokens = 0;
+  json prompts = json::array();
+  for (int i = 0; i < 100; ++i) prompts.push_back(json::array({1, 560, 272}));
+  {
+    HttpClient client(harness.port());
+    json body = {{"prompt", prompts}, {"n", 128}, {"temperature", 1.0}, {"max_tokens", 4}};
+    asio::write(client.socket(), asio::buffer(raw_post("/v1/completions", body)));
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (harness.engine.submitted().size() < 12800u && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_EQ(harness.engine.submitted().size(), 12800u);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + std::chrono::seconds(10);
+  while ((harness.engine.aborted().size() < 12800u || harness.engine.num_active() > 0) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(harness.engine.aborted().size(), 12800u);
+  EXPECT_EQ(harness.engine.num_active(), 0);
+  EXPECT_EQ(harness.get("/health").status, 200);
+}
+
 TEST(ServerConnections, HoldsAndServes512IdleConnections) {
   ServerHarness harness;
   constexpr int kConnections = 512;

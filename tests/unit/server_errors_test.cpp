@@ -254,6 +254,43 @@ TEST(ServerErrors, FullWaitingQueueGets503WithRetryAfter) {
   EXPECT_EQ(harness.post("/v1/completions", {{"prompt", "x"}, {"max_tokens", 1}}).status, 200);
 }
 
+// Issue 24: prompts x n counts against --max-waiting-requests as sequences (each choice of each
+// prompt is one engine request): a request that alone exceeds the bound, or would take the waiting
+// sequences past it, gets 503 + Retry-After in OpenAI's error shape naming the numbers, and
+// nothing of it reaches the engine; 1,000 prompts x n=128 is refused at once.
+TEST(ServerErrors, PromptsTimesNCountAgainstMaxWaitingRequests) {
+  ServerOptions options;
+  options.max_waiting_requests = 8;
+  ServerHarness harness(options);
+  const json three = json::array({"a", "b", "c"});
+  HttpResult result = harness.post("/v1/completions", {{"prompt", three}, {"n", 3}, {"temperature", 1.0}});
+  std::string message = expect_error(result, 503, "ServiceUnavailableError");
+  EXPECT_EQ(result.headers["Retry-After"], "1");
+  EXPECT_NE(message.find("9 sequences (3 prompt(s) x n=3)"), std::string::npos) << message;
+  EXPECT_NE(message.find("--max-waiting-requests 8"), std::string::npos) << message;
+  message = expect_error(harness.post("/v1/chat/completions", {{"messages", {user_turn("x")}}, {"n", 9}, {"temperature", 1.0}}),
+                         503, "ServiceUnavailableError");
+  EXPECT_NE(message.find("9 sequences (1 prompt(s) x n=9)"), std::string::npos) << message;
+  json many = json::array();
+  for (int i = 0; i < 1000; ++i) many.push_back("In the beginning");
+  message = expect_error(harness.post("/v1/completions", {{"prompt", many}, {"n", 128}, {"temperature", 1.0}}), 503,
+                         "ServiceUnavailableError");
+  EXPECT_NE(message.find("128000 sequences (1000 prompt(s) x n=128)"), std::string::npos) << message;
+  EXPECT_TRUE(harness.engine.submitted().empty());
+
+  // 5 waiting + 2 prompts x n=2 = 9 > 8: overloaded; 4 waiting + 4 = 8 fits.
+  harness.engine.num_waiting = 5;
+  const json two = json::array({"a", "b"});
+  message = expect_error(harness.post("/v1/completions", {{"prompt", two}, {"n", 2}, {"temperature", 1.0}, {"max_tokens", 1}}),
+                         503, "ServiceUnavailableError");
+  EXPECT_NE(message.find("5 sequences waiting, this request adds 4, limit 8"), std::string::npos) << message;
+  EXPECT_TRUE(harness.engine.submitted().empty());
+  harness.engine.num_waiting = 4;
+  EXPECT_EQ(harness.post("/v1/completions", {{"prompt", two}, {"n", 2}, {"temperature", 1.0}, {"max_tokens", 1}}).status,
+            200);
+  EXPECT_EQ(harness.engine.submitted().size(), 4u);
+}
+
 TEST(ServerErrors, EngineRefusalIsABadRequest) {
   ServerHarness harness;
   harness.engine.fail_submit_message = "queue is closed";
