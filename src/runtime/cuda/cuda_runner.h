@@ -43,9 +43,10 @@ struct CudaRunnerOptions {
   float gpu_memory_utilization = 0.9f;  // fraction of the GPU's memory this runner may hold
   int block_size = 16;
   int max_num_batched_tokens = 8192;  // rows per forward pass
-  // kSplitBf16 by default: split bf16 lands at ~1e-5 of transformers' float32 on every fixture;
-  // plain bf16 (--dtype bfloat16) flips tiny-deepseek_v3's near-tied routing decisions (0.38
-  // relative error on some rows; see cuda_golden_test) at twice the prefill speed.
+  // The CLI sets it from --dtype (make_cuda_runner: bf16 for bf16 checkpoints by default, as vLLM).
+  // kSplitBf16 lands at ~1e-5 of transformers' float32 on every fixture; plain bf16 flips
+  // tiny-deepseek_v3's near-tied routing decisions (0.38 relative error on some rows; see
+  // cuda_golden_test) at twice the prefill speed.
   cuda::PrefillPrecision prefill_precision = cuda::PrefillPrecision::kSplitBf16;
   // false: decode steps (one sampled row per sequence, up to kMaxGraphTokens of them) replay a
   // CUDA graph per batch size (vLLM's --enforce-eager turns it off).
