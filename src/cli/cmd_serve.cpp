@@ -1,7 +1,8 @@
 // `moeserve serve MODEL_DIR [flags]`: the OpenAI-compatible server over the engine, with vLLM's
 // flag names. Before any weight is loaded the memory model decides whether the deployment fits
 // (cli/engine_setup.h); then the model, the engine loop and the HTTP server start, and
-// SIGINT/SIGTERM stop accepting, abort what is in flight and exit 0. A vLLM flag moeserve does not
+// SIGINT/SIGTERM shut the server down gracefully (HttpServer::stop_on_signals, --shutdown-timeout)
+// and exit 0. A vLLM flag moeserve does not
 // implement yet is refused by name, never ignored.
 #include <memory>
 #include <string>

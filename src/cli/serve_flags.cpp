@@ -17,7 +17,7 @@ namespace {
 constexpr std::array kNotYetImplemented = {
     "--pipeline-parallel-size", "-pp", "--quantization", "-q", "--kv-cache-dtype", "--speculative-config",
     "--enable-lora", "--lora-modules", "--cpu-offload-gb", "--swap-space", "--distributed-executor-backend",
-    "--tokenizer-mode", "--revision", "--download-dir", "--enable-auto-tool-choice",
+    "--tokenizer-mode", "--enable-auto-tool-choice",
     "--tool-call-parser", "--reasoning-parser", "--no-enable-chunked-prefill", "--max-num-partial-prefills", "--limit-mm-per-prompt", "--rope-scaling", "--override-generation-config",
     "--ssl-keyfile", "--ssl-certfile", "--root-path", "--middleware", "--uvicorn-log-level"};
 
@@ -28,7 +28,7 @@ constexpr const char* kSupported =
     "--max-logprobs, --tokenizer, --enforce-eager, --enable-chunked-prefill, --trust-remote-code, --seed, --dtype, "
     "--load-format, --hf-overrides, --device, --threads, --max-waiting-requests, --tensor-parallel-size/-tp, "
     "--data-parallel-size/-dp, --enable-expert-parallel, --all2all-backend, --expert-placement-strategy, "
-    "--enable-eplb, --eplb-config, --log-level";
+    "--enable-eplb, --eplb-config, --log-level, --revision, --download-dir, --shutdown-timeout";
 
 }  // namespace
 
@@ -81,6 +81,10 @@ void ServeFlags::add_to(CLI::App& command) {
       ->check(non_negative_int());
   command.add_option("--max-logprobs", max_logprobs, "Largest logprobs/top_logprobs a request may ask")
       ->check(CLI::Range(0, 20));
+  command.add_option("--shutdown-timeout", shutdown_timeout,
+                     "On SIGTERM/SIGINT, seconds the requests in flight get to finish before they end with a "
+                     "503 error (0: at once; a second signal also ends them at once)")
+      ->check(non_negative_number());
   command.add_flag("--trust-remote-code", trust_remote_code,
                    "Accepted for vLLM compatibility; moeserve never runs code from a model repository");
 }
@@ -113,6 +117,7 @@ ServerOptions ServeFlags::server_options(const std::string& model_dir) const {
   options.disable_log_requests = disable_log_requests;
   options.max_waiting_requests = max_waiting_requests;
   options.max_logprobs = max_logprobs;
+  options.shutdown_timeout_s = shutdown_timeout;
   return options;
 }
 

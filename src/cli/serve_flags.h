@@ -42,6 +42,7 @@ struct ServeFlags {
   bool disable_log_requests = false;
   int max_waiting_requests = 0;
   int max_logprobs = 20;
+  double shutdown_timeout = 0;  // --shutdown-timeout seconds
   bool trust_remote_code = false;
 
   void add_to(CLI::App& command);

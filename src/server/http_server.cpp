@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "server/api_router.h"
+#include "server/errors.h"
 #include "server/http_session.h"
 #include "server/io_dispatcher.h"
 
@@ -99,7 +100,60 @@ void HttpServer::stop_on_signals() {
   signals_.async_wait([this](boost::system::error_code ec, int signal_number) {
     if (ec) return;
     spdlog::info("received signal {}: stopping the server", signal_number);
-    stop();
+    begin_graceful_shutdown();
+  });
+}
+
+std::vector<std::shared_ptr<HttpSession>> HttpServer::live_sessions() const {
+  std::vector<std::shared_ptr<HttpSession>> live;
+  for (const auto& [raw, weak] : sessions_) {
+    if (auto session = weak.lock()) live.push_back(std::move(session));
+  }
+  return live;
+}
+
+void HttpServer::begin_graceful_shutdown() {
+  if (draining_) return end_requests();  // a second signal: no more waiting
+  draining_ = true;
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+  accept_retry_.cancel();
+  // A second signal ends what is in flight at once.
+  signals_.async_wait([this](boost::system::error_code ec, int) {
+    if (!ec) begin_graceful_shutdown();
+  });
+  for (auto& session : live_sessions()) session->stop_keep_alive();  // idle ones close now
+  const auto timeout = std::chrono::duration<double>(options_.shutdown_timeout_s);
+  if (options_.shutdown_timeout_s > 0) {
+    spdlog::info("waiting up to {:g} s for the requests in flight", options_.shutdown_timeout_s);
+  }
+  wait_for_requests(std::chrono::steady_clock::now() +
+                    std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
+}
+
+void HttpServer::wait_for_requests(std::chrono::steady_clock::time_point deadline) {
+  bool busy = false;
+  for (auto& session : live_sessions()) busy = busy || session->busy();
+  if (!busy || std::chrono::steady_clock::now() >= deadline) return end_requests();
+  drain_timer_.expires_after(std::chrono::milliseconds(20));
+  drain_timer_.async_wait([this, deadline](boost::system::error_code ec) {
+    if (!ec) wait_for_requests(deadline);
+  });
+}
+
+void HttpServer::end_requests() {
+  drain_timer_.cancel();
+  const ApiError error = service_unavailable("the server is shutting down");
+  for (auto& session : live_sessions()) session->end_for_shutdown(error);
+  // Their last bytes (and the clients' closes) get a moment before everything is torn down.
+  wait_for_connections(std::chrono::steady_clock::now() + std::chrono::seconds(3));
+}
+
+void HttpServer::wait_for_connections(std::chrono::steady_clock::time_point deadline) {
+  if (live_sessions().empty() || std::chrono::steady_clock::now() >= deadline) return stop();
+  drain_timer_.expires_after(std::chrono::milliseconds(20));
+  drain_timer_.async_wait([this, deadline](boost::system::error_code ec) {
+    if (!ec) wait_for_connections(deadline);
   });
 }
 
@@ -113,6 +167,7 @@ void HttpServer::shutdown_on_io_thread() {
   boost::system::error_code ignored;
   acceptor_.close(ignored);
   accept_retry_.cancel();
+  drain_timer_.cancel();
   signals_.cancel(ignored);
   // close() erases from sessions_ through the close hook: iterate over a copy.
   std::vector<std::shared_ptr<HttpSession>> live;

@@ -48,8 +48,11 @@ class HttpServer {
   // closes every connection; run() then returns. Thread-safe and idempotent; when run() is
   // active on another thread, returns once the shutdown has been carried out there.
   void stop();
-  // For the serve command: SIGINT/SIGTERM then trigger stop() on the io thread (so run()
-  // returns and the caller can stop the engine and exit 0). Call after start(), before run().
+  // For the serve command: SIGINT/SIGTERM then shut down gracefully on the io thread (stop
+  // accepting, close idle connections, give requests in flight options.shutdown_timeout_s to
+  // finish, end the rest with a 503 error — a stream with an error event and [DONE] — then
+  // stop(), so run() returns and the caller can stop the engine and exit 0). A second signal
+  // ends the requests in flight at once. Call after start(), before run().
   void stop_on_signals();
   int port() const { return port_; }
 
@@ -57,6 +60,12 @@ class HttpServer {
   void accept();
   void on_accept_error(const boost::system::error_code& ec);
   void shutdown_on_io_thread();
+  // Graceful shutdown (io thread): wait for busy sessions, end the rest, wait for their bytes.
+  void begin_graceful_shutdown();
+  void wait_for_requests(std::chrono::steady_clock::time_point deadline);
+  void end_requests();
+  void wait_for_connections(std::chrono::steady_clock::time_point deadline);
+  std::vector<std::shared_ptr<HttpSession>> live_sessions() const;
 
   ServerOptions options_;
   EngineClient& engine_;
@@ -64,6 +73,8 @@ class HttpServer {
   boost::asio::io_context io_{1};
   boost::asio::ip::tcp::acceptor acceptor_{io_};
   boost::asio::steady_timer accept_retry_{io_};
+  boost::asio::steady_timer drain_timer_{io_};
+  bool draining_ = false;  // io thread only
   boost::asio::signal_set signals_{io_};
   std::shared_ptr<IoDispatcher> dispatcher_;
   std::unique_ptr<ApiRouter> router_;

@@ -7,6 +7,9 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "server/errors.h"
+#include "server/openai_responses.h"
+
 namespace moeserve {
 
 namespace asio = boost::asio;
@@ -157,6 +160,34 @@ void HttpSession::start_job(std::shared_ptr<GenerationJob> job, bool http11) {
     send(serialize_stream_head(chunked_));
   }
   watch_disconnect();
+}
+
+void HttpSession::stop_keep_alive() {
+  keep_alive_ = false;
+  if (!busy() && !writing_ && outbox_.empty() && !response_complete_) close();  // waiting for a request
+}
+
+void HttpSession::end_for_shutdown(const ApiError& error) {
+  if (closed_) return;
+  keep_alive_ = false;
+  if (!job_) {
+    if (writing_ || !outbox_.empty()) return;  // a response still going out: closes after it
+    return close();
+  }
+  job_->cancel(router_.engine());
+  const bool stream = job_->stream();
+  job_.reset();
+  ++watch_generation_;  // the pending disconnect watch is now stale
+  if (stream) {
+    log_response(error.status, error.message);
+    const std::string tail = sse_event(nlohmann::json::parse(error.to_json())) + kSseDone;
+    send(chunked_ ? serialize_chunk(tail) + kLastChunk : tail);
+    chunked_ = false;
+  } else {
+    send_response(error_response(error));
+  }
+  response_complete_ = true;
+  finish_response_if_written();
 }
 
 void HttpSession::job_stream_data(std::string data) {

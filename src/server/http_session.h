@@ -33,6 +33,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession>, public Job
   // Aborts any generation in flight and closes the connection (server stop). Idempotent.
   void close();
 
+  // Shutdown: whether a request is in progress; no further request on this connection (an idle
+  // one closes now); end the request in flight with `error` (a stream: an error event, then
+  // [DONE]; otherwise the error response) and close.
+  bool busy() const { return job_ != nullptr; }
+  void stop_keep_alive();
+  void end_for_shutdown(const ApiError& error);
   void job_stream_data(std::string data) override;
   void job_finished(std::optional<HttpResponse> response) override;
 

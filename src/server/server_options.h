@@ -39,6 +39,9 @@ struct ServerOptions {
   // While accept() keeps failing (out of file descriptors), it is retried every 100 ms but
   // logged at most once per this many seconds, with the count of the failures in between.
   double accept_error_log_interval_s = 10;
+  // --shutdown-timeout: on SIGTERM/SIGINT, requests in flight get this long to finish before
+  // each is ended with a 503 error (a stream: an error event, then [DONE]). 0: at once.
+  double shutdown_timeout_s = 0;
   SamplingDefaults sampling_defaults;
 };
 

@@ -6,6 +6,7 @@
 // running, and SIGTERM must exit 0.
 #include <future>
 #include <regex>
+#include <thread>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -273,6 +274,69 @@ TEST(ServeLifecycle, ApiKeyIsCheckedAndSigtermExitsZero) {
                  {{"Authorization", "Bearer sekrit"}}).status, 200);
   EXPECT_EQ(get(server.port(), "/health").status, 200);
   EXPECT_EQ(server.terminate(), 0);
+}
+
+// A streaming request on a raw connection: writes it and returns once its first bytes came.
+void start_stream(HttpClient& client, const Json& body, std::string& received) {
+  namespace http = boost::beast::http;
+  http::request<http::string_body> request{http::verb::post, "/v1/completions", 11};
+  request.set(http::field::host, "127.0.0.1");
+  request.set(http::field::content_type, "application/json");
+  request.body() = body.dump();
+  request.prepare_payload();
+  http::write(client.socket(), request);
+  char buffer[4096];
+  while (received.find("data: ") == std::string::npos) {
+    received.append(buffer, client.socket().read_some(boost::asio::buffer(buffer)));
+  }
+}
+
+// Everything else the server sends on the connection, until it closes it.
+void read_to_close(HttpClient& client, std::string& received) {
+  char buffer[4096];
+  boost::system::error_code ec;
+  while (!ec) {
+    const size_t got = client.socket().read_some(boost::asio::buffer(buffer), ec);
+    received.append(buffer, got);
+  }
+}
+
+// SIGTERM with requests in flight (issue 24): a stream ends with an OpenAI error event, then
+// [DONE] and the chunked body's end; a non-streaming request gets 503 in OpenAI's shape; exit 0.
+TEST(ServeLifecycle, SigtermEndsRequestsInFlightWithAnErrorAndDone) {
+  ServeProcess server({kModel, "--host", "127.0.0.1", "--port", "0", "--served-model-name", "kjv", "--threads", "2",
+                       "--disable-log-requests"});
+  HttpClient streaming(server.port());
+  std::string stream;
+  start_stream(streaming, greedy_request({1, 560, 272}, 4000, true), stream);
+  auto plain = std::async(std::launch::async,
+                          [&] { return post(server.port(), "/v1/completions", greedy_request({1, 560}, 4000, false)); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // both are generating
+  EXPECT_EQ(server.terminate(), 0) << server.output();
+  read_to_close(streaming, stream);
+  EXPECT_NE(stream.find("\"error\""), std::string::npos) << stream.substr(stream.size() > 600 ? stream.size() - 600 : 0);
+  EXPECT_NE(stream.find("the server is shutting down"), std::string::npos);
+  EXPECT_NE(stream.find("data: [DONE]"), std::string::npos);
+  EXPECT_TRUE(stream.size() >= 5 && stream.compare(stream.size() - 5, 5, "0\r\n\r\n") == 0)
+      << "the chunked body was not ended";
+  const HttpResult answer = plain.get();
+  EXPECT_EQ(answer.status, 503) << answer.body;
+  EXPECT_EQ(answer.json()["error"]["message"], "the server is shutting down");
+}
+
+// With --shutdown-timeout a request in flight that ends within it completes normally.
+TEST(ServeLifecycle, ShutdownTimeoutLetsRequestsFinish) {
+  ServeProcess server({kModel, "--host", "127.0.0.1", "--port", "0", "--served-model-name", "kjv", "--threads", "2",
+                       "--disable-log-requests", "--shutdown-timeout", "60"});
+  HttpClient streaming(server.port());
+  std::string stream;
+  start_stream(streaming, greedy_request({1, 560, 272}, 1500, true), stream);
+  EXPECT_EQ(server.terminate(), 0) << server.output();
+  read_to_close(streaming, stream);
+  EXPECT_EQ(stream.find("\"error\""), std::string::npos) << stream.substr(stream.size() > 600 ? stream.size() - 600 : 0);
+  EXPECT_NE(stream.find("\"finish_reason\":\"length\""), std::string::npos);
+  EXPECT_NE(stream.find("\"completion_tokens\":1500"), std::string::npos);
+  EXPECT_NE(stream.find("data: [DONE]"), std::string::npos);
 }
 
 // --log-level debug logs every answered request (the access line); a refusal is logged at info
