@@ -69,15 +69,10 @@ class ResponseReader {
           raw_.erase(0, end + 4);
           break;
         }
-        case State::kLength: {
-          const size_t take = std::min<size_t>(raw_.size(), size_t(remaining_));
-          body.append(raw_, 0, take);
-          raw_.erase(0, take);
-          remaining_ -= int64_t(take);
-          if (remaining_ > 0) return ok_status();
+        case State::kLength:
+          if (!take_body(body)) return ok_status();
           state_ = State::kDone;
           break;
-        }
         case State::kUntilClose:
           body += raw_;
           raw_.clear();
@@ -96,15 +91,10 @@ class ResponseReader {
           state_ = size == 0 ? State::kTrailer : State::kChunkData;
           break;
         }
-        case State::kChunkData: {
-          const size_t take = std::min<size_t>(raw_.size(), size_t(remaining_));
-          body.append(raw_, 0, take);
-          raw_.erase(0, take);
-          remaining_ -= int64_t(take);
-          if (remaining_ > 0) return ok_status();
+        case State::kChunkData:
+          if (!take_body(body)) return ok_status();
           state_ = State::kChunkEnd;
           break;
-        }
         case State::kChunkEnd:
           if (raw_.size() < 2) return ok_status();
           if (raw_.compare(0, 2, "\r\n") != 0) return make_error("a chunk does not end in CRLF");
@@ -126,6 +116,15 @@ class ResponseReader {
 
  private:
   enum class State { kHead, kLength, kUntilClose, kChunkSize, kChunkData, kChunkEnd, kTrailer, kDone };
+
+  // Moves up to remaining_ received bytes to `body`; true once remaining_ reached 0.
+  bool take_body(std::string& body) {
+    const size_t take = std::min<size_t>(raw_.size(), size_t(remaining_));
+    body.append(raw_, 0, take);
+    raw_.erase(0, take);
+    remaining_ -= int64_t(take);
+    return remaining_ == 0;
+  }
 
   Status parse_head(const std::string& head) {
     const size_t line_end = std::min(head.find("\r\n"), head.size());
