@@ -48,6 +48,7 @@ class ServeProcess {
   }
 
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }
   std::string output() const {
     std::lock_guard lock(mutex_);
     return output_;
@@ -64,6 +65,11 @@ class ServeProcess {
   // SIGTERM, then the exit status (-1 when it did not exit within the timeout and was killed).
   int terminate(std::chrono::seconds timeout = std::chrono::seconds(30)) {
     ::kill(pid_, SIGTERM);
+    return wait_exit(timeout);
+  }
+  // The exit status once the process ends on its own (-1 when it did not within the timeout and
+  // was killed).
+  int wait_exit(std::chrono::seconds timeout = std::chrono::seconds(30)) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
       int status = 0;
