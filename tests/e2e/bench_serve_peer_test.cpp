@@ -19,21 +19,25 @@ namespace {
 
 const std::string kModel = std::string(MOESERVE_MODELS_DIR) + "/kjv-mixtral-tiny";
 
-std::vector<std::string> bench_args(int port, const std::string& result_file) {
-  return {"bench", "serve", "--model", kModel, "--base-url", "http://127.0.0.1:" + std::to_string(port),
-          "--num-prompts", "16", "--max-concurrency", "4", "--random-input-len", "6", "--random-output-len", "7",
-          "--random-range-ratio", "0", "--ignore-eos", "--disable-tqdm", "--result-file", result_file};
+// `bench serve` of 16 requests of 7 tokens at concurrency 4 against the server on `port`: every
+// request succeeds and every token is counted.
+void expect_every_request_served(int port, const std::string& result_name) {
+  const std::string result_file = ::testing::TempDir() + "/" + result_name;
+  const CommandResult run = run_moeserve(
+      {"bench", "serve", "--model", kModel, "--base-url", "http://127.0.0.1:" + std::to_string(port), "--num-prompts",
+       "16", "--max-concurrency", "4", "--random-input-len", "6", "--random-output-len", "7", "--random-range-ratio", "0",
+       "--ignore-eos", "--disable-tqdm", "--result-file", result_file},
+      {.timeout_s = 300});
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const nlohmann::json result = nlohmann::json::parse(std::ifstream(result_file));
+  EXPECT_EQ(result["completed"], 16) << result.dump();
+  EXPECT_EQ(result["total_output_tokens"], 16 * 7) << result.dump();
 }
 
 TEST(BenchServePeer, NodeServerWithKeepAliveAndChunkedSse) {
   ServeProcess node(ServeProcess::Command{{"node", std::string(MOESERVE_E2E_DIR) + "/node/sse_server.mjs"},
                                           std::regex(R"(listening ([0-9]+))")});
-  const std::string result_file = ::testing::TempDir() + "/bench_serve_peer.json";
-  const CommandResult run = run_moeserve(bench_args(node.port(), result_file), {.timeout_s = 120});
-  ASSERT_EQ(run.exit_code, 0) << run.output;
-  const nlohmann::json result = nlohmann::json::parse(std::ifstream(result_file));
-  EXPECT_EQ(result["completed"], 16) << result.dump();
-  EXPECT_EQ(result["total_output_tokens"], 16 * 7) << result.dump();
+  expect_every_request_served(node.port(), "bench_serve_peer.json");
   const nlohmann::json stats = HttpClient(node.port()).request("GET", "/stats").json();
   EXPECT_EQ(stats["completions"], 16);
   // /v1/models, then at most one connection per request in flight, and this GET.
@@ -43,12 +47,7 @@ TEST(BenchServePeer, NodeServerWithKeepAliveAndChunkedSse) {
 
 TEST(BenchServePeer, MoeserveServerOverTheSameClient) {
   ServeProcess server({kModel, "--host", "127.0.0.1", "--port", "0", "--threads", "2", "--disable-log-requests"});
-  const std::string result_file = ::testing::TempDir() + "/bench_serve_moeserve.json";
-  const CommandResult run = run_moeserve(bench_args(server.port(), result_file), {.timeout_s = 300});
-  ASSERT_EQ(run.exit_code, 0) << run.output;
-  const nlohmann::json result = nlohmann::json::parse(std::ifstream(result_file));
-  EXPECT_EQ(result["completed"], 16) << result.dump();
-  EXPECT_EQ(result["total_output_tokens"], 16 * 7) << result.dump();
+  expect_every_request_served(server.port(), "bench_serve_moeserve.json");
   EXPECT_EQ(server.terminate(), 0);
 }
 

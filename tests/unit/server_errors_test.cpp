@@ -38,6 +38,13 @@ std::string expect_error(const HttpResult& result, int status, const std::string
 
 json user_turn(const std::string& text) { return {{"role", "user"}, {"content", text}}; }
 
+// A chat template file in the temporary directory (the caller removes it).
+std::filesystem::path write_template(const std::string& name, const std::string& text) {
+  const std::filesystem::path path = std::filesystem::temp_directory_path() / name;
+  std::ofstream(path) << text;
+  return path;
+}
+
 TEST(ServerErrors, MalformedJsonAndWrongTypes) {
   ServerHarness harness;
   HttpClient client(harness.port());
@@ -122,12 +129,10 @@ TEST(ServerErrors, SystemMessageGetsTheTemplatesOwnMessage) {
   EXPECT_TRUE(harness.engine.submitted().empty());
 
   // A template that refuses system messages first (as Gemma's does) gets its words through.
-  const std::filesystem::path path = std::filesystem::temp_directory_path() / "moeserve_server_errors_system.jinja";
-  {
-    std::ofstream file(path);
-    file << "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
-            "{% for m in messages %}{{ m['content'] }}{% endfor %}{{ messages[5].missing.attribute }}";
-  }
+  const std::filesystem::path path = write_template(
+      "moeserve_server_errors_system.jinja",
+      "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+      "{% for m in messages %}{{ m['content'] }}{% endfor %}{{ messages[5].missing.attribute }}");
   ServerOptions options;
   options.chat_template_path = path.string();
   ServerHarness custom(options);
@@ -373,12 +378,9 @@ TEST(ServerErrors, EachRefusalIsLoggedOnce) {
 }
 
 TEST(ServerErrors, ChatTemplateFromFile) {
-  const std::filesystem::path path = std::filesystem::temp_directory_path() / "moeserve_server_errors_template.jinja";
-  {
-    std::ofstream file(path);
-    file << "{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}{% endfor %}"
-            "{% if add_generation_prompt %}[assistant]{% endif %}";
-  }
+  const std::filesystem::path path = write_template(
+      "moeserve_server_errors_template.jinja",
+      "{% for m in messages %}[{{ m['role'] }}]{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}");
   ServerOptions options;
   options.chat_template_path = path.string();
   ServerHarness harness(options);
