@@ -207,6 +207,11 @@ Result<ModelConfig> parse_model_config(const Json& config_json, const Json& over
     return make_error("config.json: num_attention_heads {} is not a multiple of num_key_value_heads {}",
                       config.num_heads, config.num_kv_heads);
   }
+  for (int layer = 0; layer < config.num_layers; ++layer) {
+    if (!config.layer_is_moe[layer] && config.intermediate_size <= 0) {
+      return make_error("config.json: layer {} is a dense MLP but intermediate_size is missing or 0", layer);
+    }
+  }
   return config;
 }
 

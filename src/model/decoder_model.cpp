@@ -1,9 +1,5 @@
 #include "model/decoder_model.h"
 
-#include <fmt/format.h>
-
-#include "model/registry.h"
-
 namespace moeserve {
 
 Result<std::unique_ptr<DecoderModel>> DecoderModel::load(const ModelConfig& config, const WeightSource& source,
@@ -15,34 +11,30 @@ Result<std::unique_ptr<DecoderModel>> DecoderModel::load(const ModelConfig& conf
   model->shard_ = options.shard;
   const ModelConfig& cfg = model->config_;  // layers keep a pointer to this copy
   const ShardSpec& shard = model->shard_;
-  const ShardedWeights weights(source, model->owned_weights_);
-  const int64_t hidden = cfg.hidden_size;
-  const WeightNames& names = architecture_definition(cfg.architecture).names;
-  MS_ASSIGN_OR_RETURN(model->embed_tokens_, weights.require("model.embed_tokens.weight", Shape{cfg.vocab_size, hidden}));
-  MS_ASSIGN_OR_RETURN(model->final_norm_, weights.require("model.norm.weight", Shape{hidden}));
+  const WeightPlan plan = WeightPlan::build(cfg);
+  const ShardedWeights weights(source, plan, model->owned_weights_);
+  MS_ASSIGN_OR_RETURN(model->embed_tokens_, weights.whole(WeightRole::kEmbedding, -1));
+  MS_ASSIGN_OR_RETURN(model->final_norm_, weights.whole(WeightRole::kFinalNorm, -1));
   if (cfg.tie_word_embeddings) {
     model->lm_head_ = model->embed_tokens_;
   } else {
-    MS_ASSIGN_OR_RETURN(model->lm_head_, weights.require("lm_head.weight", Shape{cfg.vocab_size, hidden}));
+    MS_ASSIGN_OR_RETURN(model->lm_head_, weights.whole(WeightRole::kLmHead, -1));
   }
   model->layers_.reserve(cfg.num_layers);
   for (int layer_idx = 0; layer_idx < cfg.num_layers; ++layer_idx) {
-    const std::string prefix = fmt::format("model.layers.{}.", layer_idx);
-    MS_ASSIGN_OR_RETURN(TensorView input_norm, weights.require(prefix + "input_layernorm.weight", Shape{hidden}));
-    MS_ASSIGN_OR_RETURN(TensorView post_norm,
-                        weights.require(prefix + "post_attention_layernorm.weight", Shape{hidden}));
+    MS_ASSIGN_OR_RETURN(TensorView input_norm, weights.whole(WeightRole::kInputNorm, layer_idx));
+    MS_ASSIGN_OR_RETURN(TensorView post_norm, weights.whole(WeightRole::kPostAttentionNorm, layer_idx));
     std::variant<GqaAttention, MlaAttention> attention;
     if (cfg.is_mla()) {
-      MS_ASSIGN_OR_RETURN(attention,
-                          MlaAttention::load(cfg, weights, prefix + "self_attn.", options.mla_mode, shard.tp));
+      MS_ASSIGN_OR_RETURN(attention, MlaAttention::load(cfg, weights, layer_idx, options.mla_mode, shard.tp));
     } else {
-      MS_ASSIGN_OR_RETURN(attention, GqaAttention::load(cfg, weights, prefix + "self_attn.", shard.tp));
+      MS_ASSIGN_OR_RETURN(attention, GqaAttention::load(cfg, weights, layer_idx, shard.tp));
     }
     std::variant<SwigluMlp, MoeBlock> ffn;
     if (cfg.layer_is_moe[layer_idx]) {
-      MS_ASSIGN_OR_RETURN(ffn, MoeBlock::load(cfg, names, weights, prefix, shard));
+      MS_ASSIGN_OR_RETURN(ffn, MoeBlock::load(cfg, weights, layer_idx, shard));
     } else {
-      MS_ASSIGN_OR_RETURN(ffn, SwigluMlp::load(weights, prefix + "mlp.", hidden, cfg.intermediate_size, shard.tp));
+      MS_ASSIGN_OR_RETURN(ffn, SwigluMlp::load(weights, kDenseMlpRoles, layer_idx, shard.tp));
     }
     model->layers_.push_back(Layer{input_norm, post_norm, std::move(attention), std::move(ffn)});
   }
@@ -50,7 +42,7 @@ Result<std::unique_ptr<DecoderModel>> DecoderModel::load(const ModelConfig& conf
 }
 
 int DecoderModel::kv_entry_size() const {
-  return config_.is_mla() ? MlaAttention::kv_entry_size(config_) : GqaAttention::kv_entry_size(config_, shard_.tp);
+  return moeserve::kv_entry_size(config_, shard_.tp);
 }
 
 MoeBlock* DecoderModel::moe_block(int layer_idx) { return std::get_if<MoeBlock>(&layers_[layer_idx].ffn); }

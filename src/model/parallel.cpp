@@ -47,6 +47,11 @@ int local_kv_heads(const ModelConfig& config, const Partition& tp) {
   return config.num_kv_heads >= tp.size ? config.num_kv_heads / tp.size : 1;
 }
 
+int kv_entry_size(const ModelConfig& config, const Partition& tp) {
+  if (config.is_mla()) return config.mla->kv_lora_rank + config.mla->qk_rope_head_dim;
+  return 2 * local_kv_heads(config, tp) * config.head_dim;
+}
+
 namespace {
 
 Status check_split(int64_t value, int parts, const char* what, const char* group) {

@@ -58,6 +58,10 @@ Status validate_shard_spec(const ModelConfig& config, const ShardSpec& spec);
 // (replicated).
 int local_kv_heads(const ModelConfig& config, const Partition& tp);
 
+// Cache elements per token per layer on this rank: MLA's latent and shared rope key
+// (kv_lora_rank + qk_rope_head_dim, replicated over TP), or K and V of the rank's KV heads.
+int kv_entry_size(const ModelConfig& config, const Partition& tp = {});
+
 // The communicators a rank's forward needs; null when the group has one rank.
 struct ParallelComm {
   Communicator* tp = nullptr;  // the TP group (ranks of one DP replica)

@@ -1,8 +1,8 @@
-// ShardedWeights: a rank's view of the checkpoint. Column-parallel shards (a
-// block of a weight's rows: q/k/v heads, gate/up intermediate rows) are
-// contiguous in a row-major weight, so they stay views into the source;
-// row-parallel shards (a block of columns: o_proj, down) are not, so they are
-// copied at load time into memory the model owns (`arena`).
+// ShardedWeights: a rank's view of the checkpoint, read through the weight plan
+// (model/weight_plan.h). Column-parallel shards (a block of a weight's rows: q/k/v heads,
+// gate/up intermediate rows) are contiguous in a row-major weight, so they stay views into the
+// source; row-parallel shards (a block of columns: o_proj, down) are not, so they are copied at
+// load time into memory the model owns (`arena`).
 #pragma once
 
 #include <string>
@@ -10,29 +10,35 @@
 
 #include "loader/weight_source.h"
 #include "model/parallel.h"
+#include "model/weight_plan.h"
 
 namespace moeserve {
 
 class ShardedWeights {
  public:
-  // arena: where copies live; it must outlive every view handed out (the model
-  // owns it). A Tensor's memory is on the heap, so views stay valid when the
-  // vector grows.
-  ShardedWeights(const WeightSource& source, std::vector<Tensor>& arena) : source_(source), arena_(arena) {}
+  // arena: where copies live; it must outlive every view handed out (the model owns it). A
+  // Tensor's memory is on the heap, so views stay valid when the vector grows.
+  ShardedWeights(const WeightSource& source, const WeightPlan& plan, std::vector<Tensor>& arena)
+      : source_(source), plan_(plan), arena_(arena) {}
 
-  const WeightSource& source() const { return source_; }
-  Result<TensorView> require(const std::string& name, const Shape& shape) const { return source_.require(name, shape); }
-  // Rows [begin, begin + count) of a weight of shape `full` (a view; 1-D
-  // weights too).
-  Result<TensorView> rows(const std::string& name, const Shape& full, int64_t begin, int64_t count) const;
-  // Part `part` of dim 0 split into equal blocks (a view).
-  Result<TensorView> row_block(const std::string& name, const Shape& full, const Partition& part) const;
-  // Part `part` of dim 1 of a 2-D weight split into equal blocks (an owned
-  // copy).
-  Result<TensorView> col_block(const std::string& name, const Shape& full, const Partition& part) const;
+  const WeightPlan& plan() const { return plan_; }
+  // The whole tensor of `role` in `layer` (tensor `expert` of routed experts).
+  Result<TensorView> whole(WeightRole role, int layer, int expert = 0) const;
+  // As `whole`, or a null view when this config has no such tensor.
+  Result<TensorView> whole_if_present(WeightRole role, int layer) const;
+  // This rank's part of the tensor by the entry's sharding over `part`: kColumn and
+  // kExpertColumn a block of rows (a view), kRow and kExpertRow a block of columns (a copy),
+  // kReplicated and kVocab the whole tensor (the embedding and LM head are replicated today).
+  // kKvHeads tensors are taken with `rows` (the replication rule needs the head count).
+  Result<TensorView> shard(WeightRole role, int layer, const Partition& part, int expert = 0) const;
+  // Rows [begin, begin + count) of the tensor (a view; 1-D tensors too).
+  Result<TensorView> rows(WeightRole role, int layer, int64_t begin, int64_t count) const;
 
  private:
+  Result<TensorView> col_block(const WeightEntry& entry, const Partition& part, int expert) const;
+
   const WeightSource& source_;
+  const WeightPlan& plan_;
   std::vector<Tensor>& arena_;
 };
 

@@ -7,6 +7,8 @@
 
 #include <fmt/format.h>
 
+#include "model/parallel.h"
+
 namespace moeserve::plan {
 namespace {
 
@@ -72,7 +74,7 @@ std::pair<int, int> stage_layers(int num_layers, int pipeline_parallel, int stag
 }
 
 MemoryModel::MemoryModel(const ModelConfig& config)
-    : config_(config), inventory_(enumerate_weights(config)), params_(count_params(config, inventory_)) {}
+    : config_(config), weights_(WeightPlan::build(config)), params_(count_params(config, weights_)) {}
 
 WeightDType MemoryModel::checkpoint_dtype() const {
   if (config_.fp8_block_size.has_value()) return WeightDType::kFp8;
@@ -90,7 +92,7 @@ WeightDType MemoryModel::resolve(WeightDType dtype) const {
 // Bytes of a [rows, cols] × count shard stored as `dtype`. FP8 keeps non-Linear tensors in
 // the 16-bit activation dtype; its Linear weights carry fp32 scales per 128×128 block (fp8
 // checkpoints) or one per tensor (online quantization of a 16-bit checkpoint).
-static int64_t shard_bytes(const WeightGroup& group, int64_t rows, int64_t cols, int64_t count, WeightDType dtype,
+static int64_t shard_bytes(const WeightEntry& group, int64_t rows, int64_t cols, int64_t count, WeightDType dtype,
                            const std::array<int, 2>& block) {
   const int64_t elements = rows * cols * count;
   if (group.keep_fp32 || dtype == WeightDType::kF32) return elements * 4;
@@ -116,7 +118,7 @@ int64_t MemoryModel::stage_weight_bytes(const DeploymentShape& shape, WeightDTyp
   std::array<int, 2> block{0, 0};  // [0, 0]: per-tensor scales
   if (dtype == WeightDType::kFp8 && config_.fp8_block_size.has_value()) block = *config_.fp8_block_size;
   int64_t total = 0;
-  for (const WeightGroup& group : inventory_.groups) {
+  for (const WeightEntry& group : weights_.entries()) {
     if (group.mtp) continue;
     bool here = group.layer >= 0 ? (group.layer >= first && group.layer < last) : false;
     if (group.component == Component::kEmbedding) {
@@ -126,7 +128,7 @@ int64_t MemoryModel::stage_weight_bytes(const DeploymentShape& shape, WeightDTyp
       here = last_stage;  // final norm, lm_head
     }
     if (!here) continue;
-    int64_t rows = group.rows, cols = group.cols, count = group.count;
+    int64_t rows = group.rows(), cols = group.cols(), count = group.count;
     switch (group.sharding) {
       case Sharding::kReplicated: break;
       case Sharding::kColumn:
@@ -148,8 +150,7 @@ int64_t MemoryModel::stage_weight_bytes(const DeploymentShape& shape, WeightDTyp
 }
 
 int64_t MemoryModel::kv_elements_per_token_per_layer() const {
-  if (config_.is_mla()) return int64_t{config_.mla->kv_lora_rank} + config_.mla->qk_rope_head_dim;
-  return 2 * int64_t{config_.num_kv_heads} * config_.head_dim;
+  return kv_entry_size(config_);
 }
 
 int64_t MemoryModel::kv_element_bytes(KvCacheDType dtype, WeightDType weights) const {

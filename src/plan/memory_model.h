@@ -78,7 +78,7 @@ class MemoryModel {
   explicit MemoryModel(const ModelConfig& config);
 
   const ModelConfig& config() const { return config_; }
-  const WeightInventory& inventory() const { return inventory_; }
+  const WeightPlan& weights() const { return weights_; }
   const ParamCounts& params() const { return params_; }
 
   // The checkpoint's own storage: fp8 when config.json carries an fp8 quantization_config.
@@ -107,7 +107,7 @@ class MemoryModel {
   int64_t comm_buffer_bytes(const DeploymentShape& shape, int act_bytes) const;
 
   ModelConfig config_;
-  WeightInventory inventory_;
+  WeightPlan weights_;
   ParamCounts params_;
 };
 

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "model/parallel.h"
 #include "plan/memory_model.h"
 
 namespace moeserve::plan {
@@ -92,10 +93,7 @@ Result<MemoryBreakdown> MemoryModel::plan(const DeploymentShape& shape) const {
       shape.enforce_eager ? 0 : activation_bytes(shape, std::min<int64_t>(shape.max_num_seqs, 512), act_bytes);
   out.comm_buffer_bytes = comm_buffer_bytes(shape, act_bytes);
   const int64_t element_bytes = kv_element_bytes(shape.kv_cache_dtype, shape.dtype);
-  const int64_t per_layer = config_.is_mla()
-                                ? kv_elements_per_token_per_layer()
-                                : 2 * int64_t{std::max(1, config_.num_kv_heads / shape.tensor_parallel)} *
-                                      config_.head_dim;
+  const int64_t per_layer = kv_entry_size(config_, Partition{0, shape.tensor_parallel});
   out.kv_blocks = INT64_MAX;
   out.weights_fit = true;
   for (int stage = 0; stage < shape.pipeline_parallel; ++stage) {

@@ -46,7 +46,7 @@ ModelConfig cut_config(const plan::CatalogModel& model, int max_layers) {
     overrides["num_hidden_layers"] = layers;
     auto config = parse_model_config(model.config, overrides);
     if (!config.ok()) throw std::runtime_error(model.id + ": " + config.error().message);
-    const double bytes = 2.0 * plan::count_params(*config, plan::enumerate_weights(*config)).total;
+    const double bytes = 2.0 * plan::count_params(*config, WeightPlan::build(*config)).total;
     if (bytes <= kWeightBudgetBytes || layers == 2) return *config;
   }
   throw std::logic_error("unreachable");

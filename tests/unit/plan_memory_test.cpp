@@ -3,8 +3,8 @@
 #include <gtest/gtest.h>
 
 #include "kvcache/kv_memory.h"
-#include "model/layers/attention_gqa.h"
-#include "model/layers/attention_mla.h"
+#include "loader/checkpoint.h"
+#include "model/decoder_model.h"
 #include "plan/memory_model.h"
 #include "plan/planner.h"
 
@@ -79,7 +79,12 @@ TEST(PlanMemory, CpuKvAllocationMatchesEngine) {
     auto config = load_model_config(dir);
     ASSERT_TRUE(config.ok());
     const MemoryModel model(*config);
-    const int entry = config->is_mla() ? MlaAttention::kv_entry_size(*config) : GqaAttention::kv_entry_size(*config);
+    // The entry size of the model the engine runs, loaded from the checkpoint.
+    auto checkpoint = Checkpoint::open(dir);
+    ASSERT_TRUE(checkpoint.ok()) << checkpoint.error().message;
+    auto loaded = DecoderModel::load(*config, *checkpoint);
+    ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+    const int entry = (*loaded)->kv_entry_size();
     EXPECT_EQ(model.kv_bytes_per_token(KvCacheDType::kF32), int64_t{entry} * 4 * config->num_layers) << dir;
     const int64_t blocks = model.cpu_kv_blocks(budget, 16);
     const KvMemory memory(KvShape{config->num_layers, static_cast<int>(blocks), 16, entry});

@@ -18,7 +18,7 @@ namespace fs = std::filesystem;
 ParamCounts catalog_counts(const std::string& id) {
   auto resolved = resolve_model(id);
   EXPECT_TRUE(resolved.ok()) << (resolved.ok() ? "" : resolved.error().message);
-  return count_params(resolved->config, enumerate_weights(resolved->config));
+  return count_params(resolved->config, WeightPlan::build(resolved->config));
 }
 
 double rel_diff(double value, double published) { return std::abs(value - published) / published; }
@@ -44,7 +44,7 @@ TEST_P(FixtureParams, TotalEqualsSafetensorsElementCount) {
   const std::string dir = GetParam();
   auto config = load_model_config(dir);
   ASSERT_TRUE(config.ok()) << config.error().message;
-  const ParamCounts counts = count_params(*config, enumerate_weights(*config));
+  const ParamCounts counts = count_params(*config, WeightPlan::build(*config));
   EXPECT_EQ(counts.total + counts.mtp, checkpoint_elements(dir)) << dir;
   EXPECT_LT(counts.active, counts.total);
 }
@@ -61,7 +61,7 @@ TEST(PlanParams, TiedEmbeddingsCountOnce) {
   auto config = load_model_config(MOESERVE_MODELS_DIR "/kjv-mixtral-tiny");
   ASSERT_TRUE(config.ok());
   ASSERT_TRUE(config->tie_word_embeddings);
-  const ParamCounts counts = count_params(*config, enumerate_weights(*config));
+  const ParamCounts counts = count_params(*config, WeightPlan::build(*config));
   EXPECT_EQ(counts.by_component[static_cast<int>(Component::kLmHead)], 0);
   EXPECT_EQ(counts.embedding, int64_t{32000} * 192);
 }
@@ -134,7 +134,7 @@ TEST(PlanParams, EveryCatalogModelParses) {
     auto resolved = resolve_model(model.id);
     ASSERT_TRUE(resolved.ok()) << model.id << ": " << resolved.error().message;
     EXPECT_FALSE(model.source.empty());
-    const ParamCounts counts = count_params(resolved->config, enumerate_weights(resolved->config));
+    const ParamCounts counts = count_params(resolved->config, WeightPlan::build(resolved->config));
     EXPECT_LT(rel_diff(counts.total, model.published_total_params), 0.03) << model.id;
   }
 }

@@ -104,17 +104,15 @@ Status parse_deepseek(const ConfigReader& reader, ModelConfig& config, bool is_v
 Status parse_v2(const ConfigReader& reader, ModelConfig& config) { return parse_deepseek(reader, config, false); }
 Status parse_v3(const ConfigReader& reader, ModelConfig& config) { return parse_deepseek(reader, config, true); }
 
-const WeightNames kDeepseekNames{"mlp", "gate_proj", "up_proj", "down_proj", "shared_experts"};
-
 }  // namespace
 
 const ArchDefinition& deepseek_v2_definition() {
-  static const ArchDefinition definition{"DeepseekV2ForCausalLM", Architecture::kDeepseekV2, parse_v2, kDeepseekNames};
+  static const ArchDefinition definition{"DeepseekV2ForCausalLM", Architecture::kDeepseekV2, parse_v2};
   return definition;
 }
 
 const ArchDefinition& deepseek_v3_definition() {
-  static const ArchDefinition definition{"DeepseekV3ForCausalLM", Architecture::kDeepseekV3, parse_v3, kDeepseekNames};
+  static const ArchDefinition definition{"DeepseekV3ForCausalLM", Architecture::kDeepseekV3, parse_v3};
   return definition;
 }
 

@@ -37,19 +37,19 @@ static Status parse_qwen3(const ConfigReader& reader, ModelConfig& config) {
 }
 
 const ArchDefinition& llama_definition() {
-  static const ArchDefinition definition{"LlamaForCausalLM", Architecture::kLlama, parse_llama, {}};
+  static const ArchDefinition definition{"LlamaForCausalLM", Architecture::kLlama, parse_llama};
   return definition;
 }
 const ArchDefinition& mistral_definition() {
-  static const ArchDefinition definition{"MistralForCausalLM", Architecture::kMistral, parse_mistral, {}};
+  static const ArchDefinition definition{"MistralForCausalLM", Architecture::kMistral, parse_mistral};
   return definition;
 }
 const ArchDefinition& qwen2_definition() {
-  static const ArchDefinition definition{"Qwen2ForCausalLM", Architecture::kQwen2, parse_qwen2, {}};
+  static const ArchDefinition definition{"Qwen2ForCausalLM", Architecture::kQwen2, parse_qwen2};
   return definition;
 }
 const ArchDefinition& qwen3_definition() {
-  static const ArchDefinition definition{"Qwen3ForCausalLM", Architecture::kQwen3, parse_qwen3, {}};
+  static const ArchDefinition definition{"Qwen3ForCausalLM", Architecture::kQwen3, parse_qwen3};
   return definition;
 }
 

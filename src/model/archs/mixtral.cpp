@@ -14,8 +14,7 @@ static Status parse_mixtral(const ConfigReader& reader, ModelConfig& config) {
 }
 
 const ArchDefinition& mixtral_definition() {
-  static const ArchDefinition definition{"MixtralForCausalLM", Architecture::kMixtral, parse_mixtral,
-                                         {"block_sparse_moe", "w1", "w3", "w2", ""}};
+  static const ArchDefinition definition{"MixtralForCausalLM", Architecture::kMixtral, parse_mixtral};
   return definition;
 }
 

@@ -26,14 +26,12 @@ static Status parse_qwen3_moe(const ConfigReader& reader, ModelConfig& config) {
 }
 
 const ArchDefinition& qwen2_moe_definition() {
-  static const ArchDefinition definition{"Qwen2MoeForCausalLM", Architecture::kQwen2Moe, parse_qwen2_moe,
-                                         {"mlp", "gate_proj", "up_proj", "down_proj", "shared_expert"}};
+  static const ArchDefinition definition{"Qwen2MoeForCausalLM", Architecture::kQwen2Moe, parse_qwen2_moe};
   return definition;
 }
 
 const ArchDefinition& qwen3_moe_definition() {
-  static const ArchDefinition definition{"Qwen3MoeForCausalLM", Architecture::kQwen3Moe, parse_qwen3_moe,
-                                         {"mlp", "gate_proj", "up_proj", "down_proj", ""}};
+  static const ArchDefinition definition{"Qwen3MoeForCausalLM", Architecture::kQwen3Moe, parse_qwen3_moe};
   return definition;
 }
 

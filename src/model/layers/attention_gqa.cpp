@@ -2,26 +2,20 @@
 
 namespace moeserve {
 
-Result<GqaAttention> GqaAttention::load(const ModelConfig& config, const ShardedWeights& weights,
-                                        const std::string& prefix, const Partition& tp) {
+Result<GqaAttention> GqaAttention::load(const ModelConfig& config, const ShardedWeights& weights, int layer_idx,
+                                        const Partition& tp) {
   GqaAttention layer;
   layer.config_ = &config;
   layer.num_heads_ = config.num_heads / tp.size;
   layer.num_kv_heads_ = local_kv_heads(config, tp);
   layer.rope_ = build_rope_table(config.rope);
-  const int64_t hidden = config.hidden_size;
   const int64_t head_dim = config.head_dim;
-  const int64_t q_out = static_cast<int64_t>(config.num_heads) * head_dim;
-  const int64_t kv_out = static_cast<int64_t>(config.num_kv_heads) * head_dim;
   // Column-parallel: rows [first_head·D, (first_head + heads)·D) of the weight (and bias).
-  auto load_heads = [&](const std::string& name, int64_t out, int64_t first_head, int64_t heads,
-                        bool bias) -> Result<LinearWeights> {
+  auto load_heads = [&](WeightRole weight, WeightRole bias, int64_t first_head, int64_t heads) -> Result<LinearWeights> {
     LinearWeights linear;
-    MS_ASSIGN_OR_RETURN(linear.weight, weights.rows(prefix + name + ".weight", Shape{out, hidden},
-                                                    first_head * head_dim, heads * head_dim));
-    if (bias) {
-      MS_ASSIGN_OR_RETURN(linear.bias,
-                          weights.rows(prefix + name + ".bias", Shape{out}, first_head * head_dim, heads * head_dim));
+    MS_ASSIGN_OR_RETURN(linear.weight, weights.rows(weight, layer_idx, first_head * head_dim, heads * head_dim));
+    if (config.qkv_bias) {
+      MS_ASSIGN_OR_RETURN(linear.bias, weights.rows(bias, layer_idx, first_head * head_dim, heads * head_dim));
     }
     return linear;
   };
@@ -29,19 +23,17 @@ Result<GqaAttention> GqaAttention::load(const ModelConfig& config, const Sharded
   // head r / (tp / num_kv_heads)), else this rank's block.
   const int64_t first_kv = config.num_kv_heads >= tp.size ? static_cast<int64_t>(tp.rank) * layer.num_kv_heads_
                                                           : tp.rank / (tp.size / config.num_kv_heads);
-  MS_ASSIGN_OR_RETURN(layer.q_proj_, load_heads("q_proj", q_out, static_cast<int64_t>(tp.rank) * layer.num_heads_,
-                                                layer.num_heads_, config.qkv_bias));
-  MS_ASSIGN_OR_RETURN(layer.k_proj_, load_heads("k_proj", kv_out, first_kv, layer.num_kv_heads_, config.qkv_bias));
-  MS_ASSIGN_OR_RETURN(layer.v_proj_, load_heads("v_proj", kv_out, first_kv, layer.num_kv_heads_, config.qkv_bias));
+  MS_ASSIGN_OR_RETURN(layer.q_proj_, load_heads(WeightRole::kQ, WeightRole::kQBias,
+                                                static_cast<int64_t>(tp.rank) * layer.num_heads_, layer.num_heads_));
+  MS_ASSIGN_OR_RETURN(layer.k_proj_, load_heads(WeightRole::kK, WeightRole::kKBias, first_kv, layer.num_kv_heads_));
+  MS_ASSIGN_OR_RETURN(layer.v_proj_, load_heads(WeightRole::kV, WeightRole::kVBias, first_kv, layer.num_kv_heads_));
   // Row-parallel: this rank's input columns; the bias is added once, by rank 0.
-  MS_ASSIGN_OR_RETURN(layer.o_proj_.weight, weights.col_block(prefix + "o_proj.weight", Shape{hidden, q_out}, tp));
-  if (config.o_bias && tp.rank == 0) {
-    MS_ASSIGN_OR_RETURN(layer.o_proj_.bias, weights.require(prefix + "o_proj.bias", Shape{hidden}));
+  MS_ASSIGN_OR_RETURN(layer.o_proj_.weight, weights.shard(WeightRole::kO, layer_idx, tp));
+  if (tp.rank == 0) {
+    MS_ASSIGN_OR_RETURN(layer.o_proj_.bias, weights.whole_if_present(WeightRole::kOBias, layer_idx));
   }
-  if (config.qk_norm) {
-    MS_ASSIGN_OR_RETURN(layer.q_norm_, weights.require(prefix + "q_norm.weight", Shape{config.head_dim}));
-    MS_ASSIGN_OR_RETURN(layer.k_norm_, weights.require(prefix + "k_norm.weight", Shape{config.head_dim}));
-  }
+  MS_ASSIGN_OR_RETURN(layer.q_norm_, weights.whole_if_present(WeightRole::kQNorm, layer_idx));
+  MS_ASSIGN_OR_RETURN(layer.k_norm_, weights.whole_if_present(WeightRole::kKNorm, layer_idx));
   return layer;
 }
 

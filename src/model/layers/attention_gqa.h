@@ -6,8 +6,6 @@
 // (views), o_proj row-parallel (a copied column block) whose partial sums are all-reduced.
 #pragma once
 
-#include <string>
-
 #include "model/sharded_weights.h"
 #include "model/config.h"
 #include "model/layers/layer_context.h"
@@ -17,12 +15,8 @@ namespace moeserve {
 
 class GqaAttention {
  public:
-  static Result<GqaAttention> load(const ModelConfig& config, const ShardedWeights& weights, const std::string& prefix,
+  static Result<GqaAttention> load(const ModelConfig& config, const ShardedWeights& weights, int layer_idx,
                                    const Partition& tp = {});
-  // Floats per token in this rank's cache (the whole model's when tp is one rank).
-  static int kv_entry_size(const ModelConfig& config, const Partition& tp = {}) {
-    return 2 * local_kv_heads(config, tp) * config.head_dim;
-  }
 
   // x [T, hidden] (normalised input) → out [T, hidden].
   void forward(LayerContext& ctx, const TensorView& x, const TensorView& out) const;

@@ -4,35 +4,24 @@
 
 namespace moeserve {
 
-Result<MlaAttention> MlaAttention::load(const ModelConfig& config, const ShardedWeights& weights,
-                                        const std::string& prefix, MlaMode mode, const Partition& tp) {
-  const MlaConfig& mla = *config.mla;
-  const int64_t hidden = config.hidden_size;
-  const int64_t heads = config.num_heads;
+Result<MlaAttention> MlaAttention::load(const ModelConfig& config, const ShardedWeights& weights, int layer_idx,
+                                        MlaMode mode, const Partition& tp) {
   MlaAttention layer;
   layer.config_ = &config;
   layer.mode_ = mode;
   layer.num_heads_ = config.num_heads / tp.size;
   layer.rope_ = build_rope_table(config.rope);
-  auto require = [&](const std::string& name, Shape shape) { return weights.require(prefix + name, shape); };
-  if (mla.q_lora_rank > 0) {
-    MS_ASSIGN_OR_RETURN(layer.q_a_proj_.weight, require("q_a_proj.weight", Shape{mla.q_lora_rank, hidden}));
-    MS_ASSIGN_OR_RETURN(layer.q_a_norm_, require("q_a_layernorm.weight", Shape{mla.q_lora_rank}));
-    MS_ASSIGN_OR_RETURN(
-        layer.q_b_proj_.weight,
-        weights.row_block(prefix + "q_b_proj.weight", Shape{heads * mla.qk_head_dim(), mla.q_lora_rank}, tp));
+  if (config.mla->q_lora_rank > 0) {
+    MS_ASSIGN_OR_RETURN(layer.q_a_proj_.weight, weights.whole(WeightRole::kQA, layer_idx));
+    MS_ASSIGN_OR_RETURN(layer.q_a_norm_, weights.whole(WeightRole::kQANorm, layer_idx));
+    MS_ASSIGN_OR_RETURN(layer.q_b_proj_.weight, weights.shard(WeightRole::kQB, layer_idx, tp));
   } else {
-    MS_ASSIGN_OR_RETURN(layer.q_proj_.weight,
-                        weights.row_block(prefix + "q_proj.weight", Shape{heads * mla.qk_head_dim(), hidden}, tp));
+    MS_ASSIGN_OR_RETURN(layer.q_proj_.weight, weights.shard(WeightRole::kQ, layer_idx, tp));
   }
-  MS_ASSIGN_OR_RETURN(layer.kv_a_proj_.weight,
-                      require("kv_a_proj_with_mqa.weight", Shape{mla.kv_lora_rank + mla.qk_rope_head_dim, hidden}));
-  MS_ASSIGN_OR_RETURN(layer.kv_a_norm_, require("kv_a_layernorm.weight", Shape{mla.kv_lora_rank}));
-  MS_ASSIGN_OR_RETURN(layer.kv_b_proj_.weight,
-                      weights.row_block(prefix + "kv_b_proj.weight",
-                                        Shape{heads * (mla.qk_nope_head_dim + mla.v_head_dim), mla.kv_lora_rank}, tp));
-  MS_ASSIGN_OR_RETURN(layer.o_proj_.weight,
-                      weights.col_block(prefix + "o_proj.weight", Shape{hidden, heads * mla.v_head_dim}, tp));
+  MS_ASSIGN_OR_RETURN(layer.kv_a_proj_.weight, weights.whole(WeightRole::kKvA, layer_idx));
+  MS_ASSIGN_OR_RETURN(layer.kv_a_norm_, weights.whole(WeightRole::kKvANorm, layer_idx));
+  MS_ASSIGN_OR_RETURN(layer.kv_b_proj_.weight, weights.shard(WeightRole::kKvB, layer_idx, tp));
+  MS_ASSIGN_OR_RETURN(layer.o_proj_.weight, weights.shard(WeightRole::kO, layer_idx, tp));
   if (mode != MlaMode::kNaive) {
     const TensorView& kv_b = layer.kv_b_proj_.weight;
     layer.kv_b_f32_ = Tensor(DType::kF32, kv_b.shape);

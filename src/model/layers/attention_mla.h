@@ -22,11 +22,8 @@ enum class MlaMode { kAuto, kNaive, kAbsorbed };
 
 class MlaAttention {
  public:
-  static Result<MlaAttention> load(const ModelConfig& config, const ShardedWeights& weights, const std::string& prefix,
+  static Result<MlaAttention> load(const ModelConfig& config, const ShardedWeights& weights, int layer_idx,
                                    MlaMode mode, const Partition& tp = {});
-  static int kv_entry_size(const ModelConfig& config) {
-    return config.mla->kv_lora_rank + config.mla->qk_rope_head_dim;
-  }
 
   // x [T, hidden] (normalised input) → out [T, hidden].
   void forward(LayerContext& ctx, const TensorView& x, const TensorView& out) const;

@@ -2,13 +2,12 @@
 
 namespace moeserve {
 
-Result<SwigluMlp> SwigluMlp::load(const ShardedWeights& weights, const std::string& prefix, int64_t hidden,
-                                  int64_t intermediate, const Partition& part, const MlpNames& names) {
+Result<SwigluMlp> SwigluMlp::load(const ShardedWeights& weights, const SwigluRoles& roles, int layer,
+                                  const Partition& part, int expert) {
   SwigluMlp mlp;
-  MS_ASSIGN_OR_RETURN(mlp.gate_, weights.row_block(prefix + names.gate + ".weight", Shape{intermediate, hidden}, part));
-  MS_ASSIGN_OR_RETURN(mlp.up_, weights.row_block(prefix + names.up + ".weight", Shape{intermediate, hidden}, part));
-  MS_ASSIGN_OR_RETURN(mlp.down_,
-                      weights.col_block(prefix + names.down + ".weight", Shape{hidden, intermediate}, part));
+  MS_ASSIGN_OR_RETURN(mlp.gate_, weights.shard(roles.gate, layer, part, expert));
+  MS_ASSIGN_OR_RETURN(mlp.up_, weights.shard(roles.up, layer, part, expert));
+  MS_ASSIGN_OR_RETURN(mlp.down_, weights.shard(roles.down, layer, part, expert));
   return mlp;
 }
 

@@ -4,26 +4,17 @@
 // sum, which the caller all-reduces (once per block, not per MLP).
 #pragma once
 
-#include <string>
-
 #include "model/sharded_weights.h"
 #include "model/layers/layer_context.h"
 
 namespace moeserve {
 
-// The checkpoint names of an MLP's three projections.
-struct MlpNames {
-  std::string gate = "gate_proj";
-  std::string up = "up_proj";
-  std::string down = "down_proj";
-};
-
 class SwigluMlp {
  public:
-  // Loads prefix + {gate,up,down} names + ".weight"; gate/up [I, hidden], down [hidden, I]
-  // (this rank holds I / part.size of the intermediate dim).
-  static Result<SwigluMlp> load(const ShardedWeights& weights, const std::string& prefix, int64_t hidden,
-                                int64_t intermediate, const Partition& part = {}, const MlpNames& names = {});
+  // Loads the three projections of `roles` in `layer` (routed experts: expert `expert`);
+  // gate/up [I, hidden], down [hidden, I] (this rank holds I / part.size of the intermediate dim).
+  static Result<SwigluMlp> load(const ShardedWeights& weights, const SwigluRoles& roles, int layer,
+                                const Partition& part = {}, int expert = 0);
   // From weights already in memory (expert-parallel placement and EPLB moves).
   static SwigluMlp from_views(TensorView gate, TensorView up, TensorView down) {
     SwigluMlp mlp;

@@ -2,36 +2,32 @@
 
 #include <cmath>
 
-#include <fmt/format.h>
-
 #include "model/layers/moe_dispatch.h"
 
 namespace moeserve {
 
-Result<MoeBlock> MoeBlock::load(const ModelConfig& config, const WeightNames& names, const ShardedWeights& weights,
-                                const std::string& prefix, const ShardSpec& shard) {
+ops::RouterParams router_params(const MoeConfig& moe) {
+  return ops::RouterParams{.top_k = moe.top_k,
+                           .sigmoid = moe.scoring == RouterScoring::kSigmoid,
+                           .num_groups = moe.selection == RouterSelection::kTopK ? 1 : moe.num_groups,
+                           .topk_groups = moe.topk_groups,
+                           .group_score_top2_sum = moe.selection == RouterSelection::kGroupLimitedTop2Sum,
+                           .renormalize = moe.norm_topk_prob,
+                           .scaling_factor = moe.routed_scaling_factor};
+}
+
+Result<MoeBlock> MoeBlock::load(const ModelConfig& config, const ShardedWeights& weights, int layer_idx,
+                                const ShardSpec& shard) {
   const MoeConfig& moe = *config.moe;
-  const int64_t hidden = config.hidden_size;
   MoeBlock block;
-  block.router_params_ = ops::RouterParams{.top_k = moe.top_k,
-                                           .sigmoid = moe.scoring == RouterScoring::kSigmoid,
-                                           .num_groups = moe.selection == RouterSelection::kTopK ? 1 : moe.num_groups,
-                                           .topk_groups = moe.topk_groups,
-                                           .group_score_top2_sum =
-                                               moe.selection == RouterSelection::kGroupLimitedTop2Sum,
-                                           .renormalize = moe.norm_topk_prob,
-                                           .scaling_factor = moe.routed_scaling_factor};
+  block.router_params_ = router_params(moe);
   block.num_experts_ = moe.num_experts;
   block.expert_parallel_ = shard.expert_parallel;
   block.tp_ = shard.tp;
   block.ep_ = shard.ep;
   block.all2all_ = shard.all2all;
-  const std::string block_prefix = prefix + names.moe_block + ".";
-  MS_ASSIGN_OR_RETURN(block.router_, weights.require(block_prefix + "gate.weight", Shape{moe.num_experts, hidden}));
-  if (moe.has_score_correction_bias) {
-    MS_ASSIGN_OR_RETURN(block.selection_bias_,
-                        weights.require(block_prefix + "gate.e_score_correction_bias", Shape{moe.num_experts}));
-  }
+  MS_ASSIGN_OR_RETURN(block.router_, weights.whole(WeightRole::kRouter, layer_idx));
+  MS_ASSIGN_OR_RETURN(block.selection_bias_, weights.whole_if_present(WeightRole::kRouterBias, layer_idx));
   // Expert parallel: whole experts for this rank's slots; else every expert's TP slice.
   const Partition expert_part = shard.expert_parallel ? Partition{} : shard.tp;
   std::vector<int> to_load;
@@ -46,22 +42,15 @@ Result<MoeBlock> MoeBlock::load(const ModelConfig& config, const WeightNames& na
     for (int expert = 0; expert < moe.num_experts; ++expert) to_load.push_back(expert);
   }
   block.experts_.reserve(to_load.size());
-  const MlpNames expert_names{names.expert_gate, names.expert_up, names.expert_down};
   for (int expert : to_load) {
-    MS_ASSIGN_OR_RETURN(SwigluMlp mlp,
-                        SwigluMlp::load(weights, fmt::format("{}experts.{}.", block_prefix, expert), hidden,
-                                        moe.expert_intermediate_size, expert_part, expert_names));
+    MS_ASSIGN_OR_RETURN(SwigluMlp mlp, SwigluMlp::load(weights, kRoutedExpertRoles, layer_idx, expert_part, expert));
     block.experts_.push_back(mlp);
   }
   if (shard.expert_parallel) block.expert_storage_.assign(block.experts_.size(), nullptr);
   if (moe.shared_intermediate_size > 0) {
     block.has_shared_ = true;
-    MS_ASSIGN_OR_RETURN(block.shared_, SwigluMlp::load(weights, block_prefix + names.shared_expert + ".", hidden,
-                                                       moe.shared_intermediate_size, expert_part));
-    if (moe.shared_expert_gate) {
-      MS_ASSIGN_OR_RETURN(block.shared_gate_,
-                          weights.require(block_prefix + "shared_expert_gate.weight", Shape{1, hidden}));
-    }
+    MS_ASSIGN_OR_RETURN(block.shared_, SwigluMlp::load(weights, kSharedExpertRoles, layer_idx, expert_part));
+    MS_ASSIGN_OR_RETURN(block.shared_gate_, weights.whole_if_present(WeightRole::kSharedExpertGate, layer_idx));
   }
   return block;
 }

@@ -18,14 +18,16 @@
 #include "model/config.h"
 #include "model/expert_map.h"
 #include "model/layers/mlp.h"
-#include "model/registry.h"
 
 namespace moeserve {
 
+// The router's parameters for a MoE config (every backend routes with these).
+ops::RouterParams router_params(const MoeConfig& moe);
+
 class MoeBlock {
  public:
-  static Result<MoeBlock> load(const ModelConfig& config, const WeightNames& names, const ShardedWeights& weights,
-                               const std::string& prefix, const ShardSpec& shard = {});
+  static Result<MoeBlock> load(const ModelConfig& config, const ShardedWeights& weights, int layer_idx,
+                               const ShardSpec& shard = {});
 
   // x [T, hidden] → out [T, hidden].
   void forward(LayerContext& ctx, const TensorView& x, const TensorView& out) const;

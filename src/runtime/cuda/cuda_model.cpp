@@ -7,6 +7,8 @@
 #include <memory>
 #include <optional>
 
+#include "model/parallel.h"
+
 namespace moeserve::cuda {
 
 void OpProfile::begin(const char* name, void* stream) {
@@ -27,8 +29,7 @@ std::vector<std::pair<std::string, double>> OpProfile::totals() const {
 }
 
 int CudaModel::kv_entry_size() const {
-  return config_.is_mla() ? config_.mla->kv_lora_rank + config_.mla->qk_rope_head_dim
-                          : 2 * config_.num_kv_heads * config_.head_dim;
+  return moeserve::kv_entry_size(config_);
 }
 
 size_t CudaModel::workspace_bytes(int max_tokens) const {
