@@ -5,7 +5,7 @@ BUILD_DIR := build/$(PRESET)
 JOBS ?= $(shell nproc)
 DEMO_MODEL ?= models/kjv-mixtral-tiny
 
-.PHONY: all deps e2e-clients fixtures configure build test test-asan test-asan-ci test-asan-loader test-gpu run bench clean format
+.PHONY: all deps e2e-clients fixtures configure build test test-asan test-asan-ci test-asan-loader test-gpu run bench clean format format-check
 
 all: build
 	@echo "built $(BUILD_DIR)/moeserve"
@@ -65,5 +65,12 @@ bench: build
 clean:
 	rm -rf build
 
+FORMAT_FILES = $$(git ls-files 'src/*.h' 'src/*.cpp' 'src/*.cu' 'tests/*.cpp')
+
 format:
-	clang-format -i $$(git ls-files 'src/*.h' 'src/*.cpp' 'src/*.cu' 'tests/*.cpp')
+	clang-format -i $(FORMAT_FILES)
+
+# Fails if `make format` would change any file, naming each such file with its first difference;
+# changes nothing. Not part of `make test`.
+format-check:
+	clang-format --dry-run --Werror --ferror-limit=1 $(FORMAT_FILES)
