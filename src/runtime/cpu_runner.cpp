@@ -1,6 +1,7 @@
 #include "runtime/cpu_runner.h"
 
 #include "base/thread_pool.h"
+#include "runtime/token_picker.h"
 
 namespace moeserve {
 
@@ -23,7 +24,15 @@ class CpuRunner final : public Runner {
   int num_kv_blocks() const override { return runner_.kv_memory().shape().num_blocks; }
   int block_size() const override { return block_size_; }
   size_t kv_memory_bytes() const override { return runner_.kv_memory().bytes(); }
-  Tensor execute(std::span<const RunnerSeq> seqs) override { return runner_.execute(seqs); }
+  Tensor execute(std::span<const RunnerSeq> seqs) override {
+    Tensor logits = runner_.execute(seqs);
+    picker_.pick(&pool_, seqs, logits);
+    return logits;
+  }
+  bool picks_tokens() const override { return true; }
+  std::span<const int32_t> picked_tokens() const override { return picker_.tokens(); }
+  int max_picked_logprobs() const override { return TokenPicker::kMaxLogprobs; }
+  std::span<const TokenLogprob> picked_logprobs() const override { return picker_.logprobs(); }
   const ExpertLoad& expert_load() const override { return runner_.expert_load(); }
   void reset_expert_load() override { runner_.reset_expert_load(); }
 
@@ -33,6 +42,7 @@ class CpuRunner final : public Runner {
   ExecContext exec_;
   int block_size_;
   ModelRunner runner_;
+  TokenPicker picker_;
 };
 
 }  // namespace

@@ -1,7 +1,7 @@
 // ModelRunner: executes a scheduler StepPlan on one device — gathers every scheduled
 // sequence's new tokens into one ForwardBatch (with positions and block tables from the KV
 // manager), runs the model over the paged KV memory it owns, and returns the logits of the
-// sequences that sample this step. Sampling stays with the engine (per-request state).
+// sequences that sample this step. The runner that owns it picks the tokens (TokenPicker).
 #pragma once
 
 #include <span>

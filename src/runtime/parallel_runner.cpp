@@ -1,5 +1,7 @@
 #include "runtime/parallel_runner.h"
 
+#include "runtime/token_picker.h"
+
 namespace moeserve {
 
 namespace {
@@ -18,7 +20,16 @@ class ReplicaRunner final : public Runner {
   int num_kv_blocks() const override { return group().num_kv_blocks(); }
   int block_size() const override { return group().block_size(); }
   size_t kv_memory_bytes() const override { return group().kv_memory_bytes(dp_rank_); }
-  Tensor execute(std::span<const RunnerSeq> seqs) override { return shared_->group->execute(dp_rank_, seqs); }
+  // Tokens are picked on the engine's thread (serially: the ranks' pools belong to the group).
+  Tensor execute(std::span<const RunnerSeq> seqs) override {
+    Tensor logits = shared_->group->execute(dp_rank_, seqs);
+    picker_.pick(nullptr, seqs, logits);
+    return logits;
+  }
+  bool picks_tokens() const override { return true; }
+  std::span<const int32_t> picked_tokens() const override { return picker_.tokens(); }
+  int max_picked_logprobs() const override { return TokenPicker::kMaxLogprobs; }
+  std::span<const TokenLogprob> picked_logprobs() const override { return picker_.logprobs(); }
   const ExpertLoad& expert_load() const override { return group().expert_load(dp_rank_); }
   void reset_expert_load() override { shared_->group->reset_expert_load(dp_rank_); }
 
@@ -26,6 +37,7 @@ class ReplicaRunner final : public Runner {
   const RankGroup& group() const { return *shared_->group; }
   std::shared_ptr<SharedGroup> shared_;
   int dp_rank_;
+  TokenPicker picker_;
 };
 
 }  // namespace

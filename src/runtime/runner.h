@@ -27,7 +27,8 @@ class Runner {
   // logits [rows, vocab] float32 on the host: per sequence in order, num_new rows when
   // all_logits, else one row when it samples, else none.
   virtual Tensor execute(std::span<const RunnerSeq> seqs) = 0;
-  // A runner that picks tokens itself (the CUDA runner, on the device) returns true and,
+  // A runner that picks tokens itself (every backend: the CPU runners on the host through
+  // TokenPicker, the CUDA runner on the device) returns true and,
   // after each execute(), the token of every logits row in row order: for a sequence with a
   // TokenChoice, the token it picks (apply_edits + sample_with_uniform; that row is then not
   // copied back, left unwritten), for the others the row's argmax.

@@ -1,11 +1,11 @@
-// The engine's token-choice protocol (Runner::picks_tokens, as the CUDA runner implements it):
+// The engine's token-choice protocol (Runner::picks_tokens, as every runner implements it):
 // every sampling request whose logits row the engine does not need hands the runner a
 // TokenChoice — params, masks and penalties as edits, the step's draw from the request's
 // generator, how many logprobs — and takes the token (and logprobs) the runner picked; requests
 // with logprobs over an edited row (penalties, min_tokens) still sample from the row on the host.
-// Checked with a runner that picks on the host from the plain CPU runner's rows and then poisons
-// the rows it was told nobody reads: every output (greedy, seeded sampling, penalties,
-// min_tokens, logprobs with their top alternatives) must equal an engine on the plain CPU runner.
+// Checked on the CPU runner, which picks on the host (TokenPicker), with the rows it was told
+// nobody reads poisoned: every output (greedy, seeded sampling, penalties, min_tokens, logprobs
+// with their top alternatives) must equal the engine sampling every row itself.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -22,9 +22,33 @@ namespace {
 
 const char* kModel = MOESERVE_MODELS_DIR "/kjv-mixtral-tiny";
 
-class PickingRunner final : public Runner {
+// The reference: the same CPU runner with the engine sampling every token from its logits rows
+// (a runner that does not pick tokens is never handed a choice).
+class EngineSamplesRunner final : public Runner {
  public:
-  explicit PickingRunner(std::unique_ptr<Runner> inner) : inner_(std::move(inner)) {}
+  explicit EngineSamplesRunner(std::unique_ptr<Runner> inner) : inner_(std::move(inner)) {}
+  const ModelConfig& config() const override { return inner_->config(); }
+  int num_kv_blocks() const override { return inner_->num_kv_blocks(); }
+  int block_size() const override { return inner_->block_size(); }
+  size_t kv_memory_bytes() const override { return inner_->kv_memory_bytes(); }
+  const ExpertLoad& expert_load() const override { return inner_->expert_load(); }
+  void reset_expert_load() override { inner_->reset_expert_load(); }
+  Tensor execute(std::span<const RunnerSeq> seqs) override {
+    for (const RunnerSeq& seq : seqs) EXPECT_EQ(seq.choice, nullptr);
+    return inner_->execute(seqs);
+  }
+
+ private:
+  std::unique_ptr<Runner> inner_;
+};
+
+// The subject: the CPU runner picking tokens itself (TokenPicker), observed — which rows it was
+// handed a choice for — and with those rows poisoned afterwards, since nobody may read them.
+class ObservedPickingRunner final : public Runner {
+ public:
+  explicit ObservedPickingRunner(std::unique_ptr<Runner> inner) : inner_(std::move(inner)) {
+    EXPECT_TRUE(inner_->picks_tokens());
+  }
   const ModelConfig& config() const override { return inner_->config(); }
   int num_kv_blocks() const override { return inner_->num_kv_blocks(); }
   int block_size() const override { return inner_->block_size(); }
@@ -32,36 +56,25 @@ class PickingRunner final : public Runner {
   const ExpertLoad& expert_load() const override { return inner_->expert_load(); }
   void reset_expert_load() override { inner_->reset_expert_load(); }
   bool picks_tokens() const override { return true; }
-  std::span<const int32_t> picked_tokens() const override { return picked_; }
-  int max_picked_logprobs() const override { return 20; }
-  std::span<const TokenLogprob> picked_logprobs() const override { return picked_logprobs_; }
+  std::span<const int32_t> picked_tokens() const override { return inner_->picked_tokens(); }
+  int max_picked_logprobs() const override { return inner_->max_picked_logprobs(); }
+  std::span<const TokenLogprob> picked_logprobs() const override { return inner_->picked_logprobs(); }
 
   Tensor execute(std::span<const RunnerSeq> seqs) override {
     Tensor logits = inner_->execute(seqs);
     const int vocab = config().vocab_size;
-    picked_.clear();
-    picked_logprobs_.clear();
     int row = 0;
     for (const RunnerSeq& seq : seqs) {
       const int rows = seq.all_logits ? seq.num_new : (seq.samples ? 1 : 0);
       for (int r = 0; r < rows; ++r, ++row) {
-        const std::span<float> values(logits.f32() + int64_t(row) * vocab, vocab);
-        picked_logprobs_.emplace_back();
-        if (seq.choice == nullptr) {
-          picked_.push_back(argmax_token(values));
-          continue;
-        }
+        if (seq.choice == nullptr) continue;
         ++(seq.choice->argmax_only() ? argmax_rows : sampled_rows);
         if (seq.choice->logprobs >= 0) {
           EXPECT_TRUE(seq.choice->edits.empty());  // logprobs of edited rows stay with the engine
           ++logprobs_rows;
         }
-        std::vector<float> raw(values.begin(), values.end());
-        apply_edits(values, seq.choice->params, seq.choice->edits);
-        picked_.push_back(sample_with_uniform(values, seq.choice->params, seq.choice->uniform));
-        if (seq.choice->logprobs >= 0)
-          picked_logprobs_.back() = compute_logprobs(raw, picked_.back(), seq.choice->logprobs);
-        std::fill(values.begin(), values.end(), std::numeric_limits<float>::quiet_NaN());
+        float* values = logits.f32() + int64_t(row) * vocab;
+        std::fill(values, values + vocab, std::numeric_limits<float>::quiet_NaN());
       }
     }
     return logits;
@@ -73,14 +86,12 @@ class PickingRunner final : public Runner {
 
  private:
   std::unique_ptr<Runner> inner_;
-  std::vector<int32_t> picked_;
-  std::vector<TokenLogprob> picked_logprobs_;
 };
 
 std::unique_ptr<Runner> cpu_runner() {
   auto loaded = load_model(kModel, LoadOptions{});
   MS_CHECK(loaded.ok());
-  auto runner = make_cpu_runner(std::move(*loaded), {.num_kv_blocks = 64, .block_size = 16, .threads = 1});
+  auto runner = make_cpu_runner(std::move(*loaded), {.num_kv_blocks = 64, .block_size = 16, .threads = 2});
   MS_CHECK(runner.ok());
   return std::move(runner.value());
 }
@@ -160,9 +171,9 @@ std::map<std::string, std::pair<std::vector<int32_t>, std::vector<float>>> run(s
 }
 
 TEST(EngineTokenChoice, TheRunnerPicksEveryTokenButLogprobsAndOutputsStayTheSame) {
-  const auto reference = run(cpu_runner());
-  auto picking_runner = std::make_unique<PickingRunner>(cpu_runner());
-  PickingRunner* observed = picking_runner.get();
+  const auto reference = run(std::make_unique<EngineSamplesRunner>(cpu_runner()));
+  auto picking_runner = std::make_unique<ObservedPickingRunner>(cpu_runner());
+  ObservedPickingRunner* observed = picking_runner.get();
   const auto picked = run(std::move(picking_runner));
   ASSERT_EQ(picked.size(), reference.size());
   for (const auto& [id, expected] : reference) {
