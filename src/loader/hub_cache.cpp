@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "base/text_file.h"
+#include "loader/hub_download.h"
 
 namespace moeserve {
 
@@ -23,6 +24,13 @@ fs::path cache_root(const HubLookup& lookup) {
   if (const std::string home = env("HF_HOME"); !home.empty()) return fs::path(home) / "hub";
   if (const std::string xdg = env("XDG_CACHE_HOME"); !xdg.empty()) return fs::path(xdg) / "huggingface" / "hub";
   return fs::path(env("HOME")) / ".cache" / "huggingface" / "hub";
+}
+
+// HF_HUB_OFFLINE as huggingface_hub reads it: 1/ON/YES/TRUE (any case) means the cache only.
+bool hub_offline() {
+  std::string value = env("HF_HUB_OFFLINE");
+  for (char& c : value) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return value == "1" || value == "ON" || value == "YES" || value == "TRUE";
 }
 
 bool is_commit_hash(const std::string& revision) {
@@ -49,26 +57,36 @@ Result<std::string> resolve_model_path(const std::string& model, const HubLookup
   const std::string name = model.substr(model.find('/') + 1);
   const fs::path root = cache_root(lookup);
   const fs::path repo = root / ("models--" + org + "--" + name);
-  std::string commit = lookup.revision;
-  if (!is_commit_hash(commit)) {
-    const fs::path ref = repo / "refs" / lookup.revision;
-    auto text = read_text_file(ref.string());
-    if (!text.ok()) {
-      return make_error(
-          "'{}' is neither a local path nor in the Hugging Face cache at {} (no {}); downloading from the hub is not "
-          "implemented yet: download it (e.g. `huggingface-cli download {}`) or pass its directory",
-          model, root.string(), ref.string(), model);
-    }
+  // The revision's commit as the cache knows it: the revision itself, or refs/<revision>.
+  const fs::path ref = repo / "refs" / lookup.revision;
+  std::string commit;
+  if (is_commit_hash(lookup.revision)) {
+    commit = lookup.revision;
+  } else if (auto text = read_text_file(ref.string()); text.ok()) {
     commit = *text;
     while (!commit.empty() && std::isspace(static_cast<unsigned char>(commit.back()))) commit.pop_back();
   }
-  const fs::path snapshot = repo / "snapshots" / commit;
   std::error_code ec;
-  if (!fs::exists(snapshot / "config.json", ec)) {
-    return make_error("'{}' revision {} is in the Hugging Face cache at {} but its snapshot {} has no config.json",
-                      model, lookup.revision, root.string(), snapshot.string());
+  if (!commit.empty() && fs::exists(repo / "snapshots" / commit / "config.json", ec)) {
+    return (repo / "snapshots" / commit).string();
   }
-  return snapshot.string();
+  // Not (completely) in the cache: from the hub, unless HF_HUB_OFFLINE says the cache only.
+  if (hub_offline()) {
+    if (!commit.empty()) {
+      return make_error("'{}' revision {} is in the Hugging Face cache at {} but its snapshot {} has no config.json "
+                        "(HF_HUB_OFFLINE is set, so it is not downloaded again)",
+                        model, lookup.revision, root.string(), (repo / "snapshots" / commit).string());
+    }
+    return make_error("'{}' is neither a local path nor in the Hugging Face cache at {} (no {}), and HF_HUB_OFFLINE is "
+                      "set: download it (e.g. `huggingface-cli download {}`) or pass its directory",
+                      model, root.string(), ref.string(), model);
+  }
+  auto downloaded = download_snapshot(model, lookup.revision, repo);
+  if (!downloaded.ok()) {
+    return make_error("'{}' is neither a local path nor in the Hugging Face cache at {}, and downloading it failed: {}",
+                      model, root.string(), downloaded.error().message);
+  }
+  return downloaded->string();
 }
 
 }  // namespace moeserve

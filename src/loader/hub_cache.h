@@ -4,8 +4,9 @@
 //   <cache>/models--ORG--NAME/refs/<revision>  holds the commit hash of a branch or tag;
 //   <cache>/models--ORG--NAME/snapshots/<commit>/  holds the files (symlinks into blobs/).
 // The cache is --download-dir, else $HF_HUB_CACHE, else $HF_HOME/hub, else
-// $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub. Downloading is not implemented:
-// a model missing from the cache is refused with where it was looked for.
+// $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub. A model missing from the cache is
+// downloaded into it (loader/hub_download.h) unless HF_HUB_OFFLINE is set, when it is refused with
+// where it was looked for.
 #pragma once
 
 #include <string>
@@ -22,7 +23,8 @@ struct HubLookup {
 // True for "ORG/NAME" that is not an existing path: what the hub resolution applies to.
 bool looks_like_hub_id(const std::string& model);
 
-// An existing directory or file as given; a hub id as the snapshot directory of its revision.
+// An existing directory or file as given; a hub id as the snapshot directory of its revision
+// (downloaded first when the cache lacks it).
 Result<std::string> resolve_model_path(const std::string& model, const HubLookup& lookup = {});
 
 }  // namespace moeserve
