@@ -34,7 +34,7 @@ bool bearer_matches(const std::string& header, const std::string& key) {
 }
 
 // nlohmann's parser recurses per nesting level; a hostile body of a million `[` would overflow
-// the io thread's stack, so nesting is bounded before parsing.
+// the worker's stack, so nesting is bounded before parsing.
 bool nesting_within(const std::string& text, int max_depth) {
   int depth = 0;
   bool in_string = false;
@@ -105,27 +105,47 @@ Result<std::unique_ptr<ApiRouter>> ApiRouter::create(const ServerOptions& option
   return router;
 }
 
-RouteOutcome ApiRouter::route(const HttpRequest& request) {
-  if (!options_.api_key.empty() && request.path.starts_with("/v1") &&
-      !bearer_matches(request.authorization, options_.api_key)) {
-    return respond(error_response(unauthorized()));
+std::optional<ApiError> ApiRouter::authorize(const std::string& path, const std::string& authorization) const {
+  if (options_.api_key.empty() || !path.starts_with("/v1") || bearer_matches(authorization, options_.api_key)) {
+    return std::nullopt;
   }
-  RouteOutcome outcome = dispatch(request);
-  if (outcome.response.status == 503) {
-    outcome.response.headers.emplace_back("Retry-After", std::to_string(options_.retry_after_seconds));
-  }
-  return outcome;
+  return unauthorized();
 }
 
-RouteOutcome ApiRouter::dispatch(const HttpRequest& request) {
-  struct Route {
-    const char* path;
-    const char* method;
-  };
-  static const Route kRoutes[] = {{"/v1/completions", "POST"}, {"/v1/chat/completions", "POST"},
-                                  {"/v1/models", "GET"},       {"/health", "GET"},
-                                  {"/version", "GET"},         {"/metrics", "GET"},
-                                  {"/tokenize", "POST"},       {"/detokenize", "POST"}};
+RouteOutcome ApiRouter::route(const HttpRequest& request) {
+  std::optional<RouteOutcome> outcome = route_at_once(request);
+  if (!outcome) outcome = route_body(request);
+  if (outcome->response.status == 503) {
+    outcome->response.headers.emplace_back("Retry-After", std::to_string(options_.retry_after_seconds));
+  }
+  return std::move(*outcome);
+}
+
+HttpResponse ApiRouter::busy_response(bool large_body) const {
+  HttpResponse response = error_response(service_unavailable(
+      large_body ? fmt::format("The server is busy: {} requests of 1 MiB or more are already waiting to be parsed and "
+                               "tokenized; retry later.",
+                               options_.large_request_queue_limit)
+                 : fmt::format("The server is busy: {} requests are already waiting to be parsed and tokenized; retry "
+                               "later.",
+                               options_.request_queue_limit)));
+  response.headers.emplace_back("Retry-After", std::to_string(options_.retry_after_seconds));
+  return response;
+}
+
+namespace {
+struct Route {
+  const char* path;
+  const char* method;
+};
+constexpr Route kRoutes[] = {{"/v1/completions", "POST"}, {"/v1/chat/completions", "POST"},
+                             {"/v1/models", "GET"},       {"/health", "GET"},
+                             {"/version", "GET"},         {"/metrics", "GET"},
+                             {"/tokenize", "POST"},       {"/detokenize", "POST"}};
+}  // namespace
+
+std::optional<RouteOutcome> ApiRouter::route_at_once(const HttpRequest& request) {
+  if (auto error = authorize(request.path, request.authorization)) return respond(error_response(*error));
   const Route* match = nullptr;
   for (const Route& route : kRoutes) {
     if (request.path == route.path) match = &route;
@@ -139,17 +159,21 @@ RouteOutcome ApiRouter::dispatch(const HttpRequest& request) {
     response.headers.emplace_back("Allow", is_get_route ? "GET, HEAD" : match->method);
     return respond(std::move(response));
   }
-  const std::string path = match->path;
+  const std::string_view path = match->path;
   if (path == "/health") return respond(text_response(200, "", ""));
   if (path == "/v1/models") return respond(models());
   if (path == "/version") return respond(version());
   if (path == "/metrics") return respond(metrics());
+  return std::nullopt;  // a POST route: its body is parsed by route_body
+}
+
+RouteOutcome ApiRouter::route_body(const HttpRequest& request) {
   ApiResult<Json> body = parse_json_body(request.body);
   if (!body.ok()) return respond(error_response(body.error()));
   if (!body.value().is_object()) return respond(error_response(bad_request("request body must be a JSON object")));
-  if (path == "/tokenize") return respond(tokenize(body.value()));
-  if (path == "/detokenize") return respond(detokenize(body.value()));
-  if (path == "/v1/completions") return completions(body.value());
+  if (request.path == "/tokenize") return respond(tokenize(body.value()));
+  if (request.path == "/detokenize") return respond(detokenize(body.value()));
+  if (request.path == "/v1/completions") return completions(body.value());
   return chat_completions(body.value());
 }
 

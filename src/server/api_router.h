@@ -1,7 +1,10 @@
 // ApiRouter: the server's routes behind the HTTP layer. It checks the API key (on /v1/* only,
 // as vLLM), maps method + path to a handler, and answers everything except generation directly;
 // a completions/chat request comes back as a GenerationJob for the session to start and feed to
-// its client. Runs on the io thread; holds only state that is read-only after create().
+// its client. Two halves: authorize() and route_at_once() run on the io thread and never touch a
+// body (the API key from the headers; health, models, version, metrics, an unknown route or
+// method); route() does everything, body parsing, chat templating and tokenizing included, and
+// runs on the request workers. Thread-safe: it holds only state that is read-only after create().
 #pragma once
 
 #include <memory>
@@ -34,14 +37,23 @@ class ApiRouter {
   static Result<std::unique_ptr<ApiRouter>> create(const ServerOptions& options, EngineClient& engine,
                                                    MetricsRegistry& metrics, std::shared_ptr<IoDispatcher> dispatcher);
 
+  // The API key check, from the request's path and Authorization header alone (before its body
+  // is read): 401 on a /v1 route without the right key.
+  std::optional<ApiError> authorize(const std::string& path, const std::string& authorization) const;
+  // The answer of a request that needs no work on its body; nullopt when it does (route()).
+  std::optional<RouteOutcome> route_at_once(const HttpRequest& request);
+  // The whole route: route_at_once, else parse the body and run the handler (a 503 gets
+  // Retry-After). Called on the request workers.
   RouteOutcome route(const HttpRequest& request);
+  // 503 + Retry-After: the workers' queue for this request is full.
+  HttpResponse busy_response(bool large_body) const;
   EngineClient& engine() { return engine_; }
 
  private:
   ApiRouter(const ServerOptions& options, EngineClient& engine, MetricsRegistry& metrics,
             std::shared_ptr<IoDispatcher> dispatcher);
 
-  RouteOutcome dispatch(const HttpRequest& request);
+  RouteOutcome route_body(const HttpRequest& request);
   HttpResponse models() const;
   HttpResponse version() const;
   HttpResponse metrics() const;

@@ -12,6 +12,7 @@
 #include "server/errors.h"
 #include "server/http_session.h"
 #include "server/io_dispatcher.h"
+#include "server/request_workers.h"
 
 namespace moeserve {
 
@@ -29,10 +30,18 @@ HttpServer::HttpServer(ServerOptions options, EngineClient& engine, MetricsRegis
 HttpServer::~HttpServer() {
   stop();
   dispatcher_->close();
+  if (workers_) workers_->stop();
 }
 
 Status HttpServer::start() {
   MS_ASSIGN_OR_RETURN(router_, ApiRouter::create(options_, engine_, metrics_, dispatcher_));
+  RequestWorkers::Limits limits;
+  limits.num_threads = options_.request_threads > 0 ? options_.request_threads : RequestWorkers::default_num_threads();
+  limits.max_queued = options_.request_queue_limit;
+  limits.max_queued_large = options_.large_request_queue_limit;
+  workers_ = std::make_unique<RequestWorkers>(limits);
+  spdlog::debug("{} request workers; up to {} requests may wait for one ({} of 1 MiB or more)",
+                workers_->limits().num_threads, limits.max_queued, limits.max_queued_large);
   boost::system::error_code ec;
   tcp::resolver resolver(io_);
   auto endpoints = resolver.resolve(options_.host, std::to_string(options_.port), tcp::resolver::passive, ec);
@@ -66,7 +75,7 @@ void HttpServer::accept() {
     }
     boost::system::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);  // SSE chunks must not wait for Nagle
-    auto session = std::make_shared<HttpSession>(std::move(socket), *router_, options_,
+    auto session = std::make_shared<HttpSession>(std::move(socket), *router_, *workers_, dispatcher_, options_,
                                                  [this](HttpSession* closed) { sessions_.erase(closed); });
     sessions_.emplace(session.get(), session);
     session->start();

@@ -1,8 +1,12 @@
 // HttpServer: moeserve's OpenAI-compatible HTTP/1.1 front end (Boost.Asio + Beast). One
-// io_context runs on the thread that calls run(): accepting, parsing, routing, tokenizing and
-// writing all happen there without blocking, so thousands of idle or streaming connections cost
-// a socket and a small session each, never a thread. Generation happens on the engine's own
-// thread behind EngineClient; its outputs are posted back to the io thread.
+// io_context runs on the thread that calls run(): accepting, reading and writing bytes, checking
+// the API key from the headers, and answering the routes that need no work (health, models,
+// metrics, ...) all happen there without blocking, so thousands of idle or streaming connections
+// cost a socket and a small session each, never a thread. The CPU work of a request — parsing its
+// JSON body, rendering the chat template, tokenizing — runs on a bounded pool of request workers
+// (server/request_workers.h), so a 30 MB prompt delays only itself; a full pool queue answers 503.
+// Generation happens on the engine's own thread behind EngineClient. Workers' results and
+// engine outputs are posted back to the io thread.
 //
 //   HttpServer server(options, engine, registry);
 //   MS_RETURN_IF_ERROR(server.start());  // binds; server.port() is the bound port
@@ -31,10 +35,13 @@ namespace moeserve {
 class ApiRouter;
 class HttpSession;
 class IoDispatcher;
+class RequestWorkers;
 
 class HttpServer {
  public:
   HttpServer(ServerOptions options, EngineClient& engine, MetricsRegistry& metrics);
+  // Stops the server, then waits for the request workers (a request being tokenized finishes;
+  // those still queued are dropped). The engine must outlive the server.
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -78,6 +85,7 @@ class HttpServer {
   boost::asio::signal_set signals_{io_};
   std::shared_ptr<IoDispatcher> dispatcher_;
   std::unique_ptr<ApiRouter> router_;
+  std::unique_ptr<RequestWorkers> workers_;  // stopped (joined) in the destructor, before router_ goes
   // Live connections, touched on the io thread only.
   std::unordered_map<HttpSession*, std::weak_ptr<HttpSession>> sessions_;
   // accept() failures in the current run of them (io thread only): all, and those not logged.

@@ -1,4 +1,5 @@
-// HttpSession: request reading, response/stream writing, and client-disconnect detection.
+// HttpSession: request reading, header-time API key check, handing requests to the workers,
+// response/stream writing, and client-disconnect detection.
 #include "server/http_session.h"
 
 #include <boost/asio/write.hpp>
@@ -18,6 +19,10 @@ namespace http = boost::beast::http;
 
 namespace {
 constexpr uint32_t kHeaderLimit = 64 * 1024;
+// A request refused from its headers whose declared body is at most this big has the body read
+// and dropped (never parsed), so that the connection stays usable; a larger, chunked or
+// `Expect: 100-continue` body is never read: the answer goes out at once and the connection closes.
+constexpr uint64_t kDroppableBodyBytes = 64 * 1024;
 
 // Client-controlled text for a log line: control bytes escaped (no forged lines), and cut short.
 std::string loggable(std::string_view text, size_t max_bytes) {
@@ -45,9 +50,10 @@ std::string peer_name(const asio::ip::tcp::socket& socket) {
 
 }  // namespace
 
-HttpSession::HttpSession(asio::ip::tcp::socket socket, ApiRouter& router, const ServerOptions& options,
-                         CloseHook on_close)
-    : stream_(std::move(socket)), router_(router), options_(options), on_close_(std::move(on_close)) {
+HttpSession::HttpSession(asio::ip::tcp::socket socket, ApiRouter& router, RequestWorkers& workers,
+                         std::shared_ptr<IoDispatcher> dispatcher, const ServerOptions& options, CloseHook on_close)
+    : stream_(std::move(socket)), router_(router), workers_(workers), dispatcher_(std::move(dispatcher)),
+      options_(options), on_close_(std::move(on_close)) {
   peer_ = peer_name(stream_.socket());
 }
 
@@ -56,6 +62,7 @@ void HttpSession::start() { read_header(); }
 void HttpSession::close() {
   if (closed_) return;
   closed_ = true;
+  cancel_work();
   if (job_) {
     job_->cancel(router_.engine());
     job_.reset();
@@ -95,11 +102,18 @@ void HttpSession::on_header(beast::error_code ec) {
   if (ec == http::error::body_limit) return respond_and_close(error_response(payload_too_large(options_.max_body_bytes)));
   if (ec) return on_read_error(ec);
   const auto& header = parser_->get();
-  if (auto length = parser_->content_length(); length && *length > options_.max_body_bytes) {
+  const auto length = parser_->content_length();
+  if (length && *length > options_.max_body_bytes) {
     return respond_and_close(error_response(payload_too_large(options_.max_body_bytes)));
   }
-  const auto expect = header[http::field::expect];
-  if (beast::iequals(expect, "100-continue") && !parser_->is_done()) {
+  const bool expects_continue = beast::iequals(header[http::field::expect], "100-continue") && !parser_->is_done();
+  // The API key is checked before any of the body is read.
+  if (auto error = router_.authorize(path_, std::string(header[http::field::authorization]))) {
+    if (!parser_->is_done() && (expects_continue || !length || *length > kDroppableBodyBytes)) {
+      return respond_and_close(error_response(*error));
+    }
+    refusal_ = std::move(error);  // answered by handle_request once the small body is dropped
+  } else if (expects_continue) {
     send("HTTP/1.1 100 Continue\r\n\r\n");
   }
   read_body();
@@ -129,18 +143,75 @@ void HttpSession::on_body(beast::error_code ec) {
 
 void HttpSession::handle_request() {
   auto& message = parser_->get();
+  keep_alive_ = message.keep_alive();
+  if (refusal_) {
+    const ApiError error = std::move(*refusal_);
+    refusal_.reset();
+    return answer(respond(error_response(error)));
+  }
   HttpRequest request;
   request.method = method_;
   request.path = path_;
   request.body = std::move(message.body());
   request.authorization = std::string(message[http::field::authorization]);
-  keep_alive_ = message.keep_alive();
-  const bool http11 = message.version() >= 11;
-  RouteOutcome outcome = router_.route(request);
-  if (outcome.job) return start_job(std::move(outcome.job), http11);
+  if (std::optional<RouteOutcome> outcome = router_.route_at_once(request)) return answer(std::move(*outcome));
+  hand_to_workers(std::move(request));
+}
+
+namespace {
+
+// ApiRouter::route on a worker, where an exception (out of memory, a bug) must become a 500 for
+// this request instead of ending the process.
+RouteOutcome route_on_worker(ApiRouter& router, const HttpRequest& request) {
+  try {
+    return router.route(request);
+  } catch (const std::exception& error) {
+    spdlog::error("{} {}: {}", request.method, request.path, error.what());
+    return respond(error_response(internal_error(std::string("internal error: ") + error.what())));
+  }
+}
+
+}  // namespace
+
+void HttpSession::hand_to_workers(HttpRequest request) {
+  const RequestWorkers::Lane lane = RequestWorkers::lane_for(request.body.size());
+  auto work = std::make_shared<RequestWork>();
+  std::weak_ptr<HttpSession> weak_self = shared_from_this();
+  auto task = [router = &router_, dispatcher = dispatcher_, hook = &options_.test_worker_hook, weak_self, work,
+               request = std::move(request)] {
+    if (work->cancelled) return;
+    if (*hook) (*hook)(request.path, request.body);
+    RouteOutcome outcome = route_on_worker(*router, request);
+    // A job whose session has gone is dropped unstarted: nothing of it reached the engine.
+    dispatcher->post([weak_self, work, outcome = std::move(outcome)]() mutable {
+      if (auto self = weak_self.lock()) self->on_routed(work, std::move(outcome));
+    });
+  };
+  if (!workers_.submit(lane, std::move(task))) {
+    return answer(respond(router_.busy_response(lane == RequestWorkers::Lane::kLarge)));
+  }
+  work_ = std::move(work);
+  watch_disconnect();
+}
+
+void HttpSession::on_routed(const std::shared_ptr<RequestWork>& work, RouteOutcome outcome) {
+  if (closed_ || work != work_) return;  // the client left, or a shutdown answered the request
+  work_.reset();
+  ++watch_generation_;  // the pending disconnect watch is now stale
+  answer(std::move(outcome));
+}
+
+void HttpSession::answer(RouteOutcome outcome) {
+  if (outcome.job) return start_job(std::move(outcome.job), http_version_ >= 11);
   send_response(outcome.response);
   response_complete_ = true;
   finish_response_if_written();
+}
+
+void HttpSession::cancel_work() {
+  if (!work_) return;
+  work_->cancelled = true;
+  work_.reset();
 }
 
 void HttpSession::start_job(std::shared_ptr<GenerationJob> job, bool http11) {
@@ -170,6 +241,13 @@ void HttpSession::stop_keep_alive() {
 void HttpSession::end_for_shutdown(const ApiError& error) {
   if (closed_) return;
   keep_alive_ = false;
+  if (work_) {  // not yet parsed: no stream has started, so the error is a plain response
+    cancel_work();
+    ++watch_generation_;
+    send_response(error_response(error));
+    response_complete_ = true;
+    return finish_response_if_written();
+  }
   if (!job_) {
     if (writing_ || !outbox_.empty()) return;  // a response still going out: closes after it
     return close();
@@ -294,13 +372,20 @@ void HttpSession::watch_disconnect() {
 }
 
 void HttpSession::on_readable(beast::error_code ec, uint64_t generation) {
-  if (closed_ || generation != watch_generation_ || !job_ || ec == asio::error::operation_aborted) return;
+  if (closed_ || generation != watch_generation_ || !busy() || ec == asio::error::operation_aborted) return;
   beast::error_code available_ec;
   const size_t available = stream_.socket().available(available_ec);
   // Readable with nothing to read is the peer's FIN; an error is a reset. Bytes waiting are a
   // pipelined request, read once this response is done.
   if (ec || available_ec || available == 0) {
-    if (!options_.disable_log_requests) spdlog::info("request {}: client disconnected, aborting", job_->id());
+    if (!options_.disable_log_requests) {
+      if (job_) {
+        spdlog::info("request {}: client disconnected, aborting", job_->id());
+      } else {
+        spdlog::info("{} \"{} {}\": client disconnected before the request was handled, dropping it", peer_,
+                     loggable(method_, 32), loggable(path_, 256));
+      }
+    }
     close();
   }
 }

@@ -1,12 +1,17 @@
 // HttpSession: one client connection. It reads requests with Beast's parser (keep-alive,
-// pipelining, a body limit answered with 413, `Expect: 100-continue`), hands each to the
-// ApiRouter, and writes plain byte strings back — a complete response, or an SSE stream in
-// chunked encoding fed by a GenerationJob. While a generation runs it watches the socket for
-// the client going away and then aborts the job's engine requests.
-// Invariant: at most one request is in progress per session (job_ non-null only while its
-// response is unfinished), and at most one write is outstanding (writing_).
+// pipelining, a body limit answered with 413, `Expect: 100-continue`), checks the API key as soon
+// as the headers are in (a refused request's large body is never read), answers what needs no
+// work at once and hands the rest to the request workers (ApiRouter::route on a worker thread;
+// the outcome comes back on the io thread), and writes plain byte strings back — a complete
+// response, or an SSE stream in chunked encoding fed by a GenerationJob. While a request is with
+// the workers or generating it watches the socket for the client going away, and then drops the
+// queued work or aborts the job's engine requests.
+// Invariant: at most one request is in progress per session (work_ non-null while it is with the
+// workers, then job_ non-null while its generation's response is unfinished; never both), and at
+// most one write is outstanding (writing_).
 #pragma once
 
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -21,13 +26,22 @@
 
 #include "server/api_router.h"
 #include "server/generation_job.h"
+#include "server/io_dispatcher.h"
+#include "server/request_workers.h"
 
 namespace moeserve {
+
+// A request handed to the workers; `cancelled` (set on the io thread when the client left or the
+// server is stopping) makes a worker skip it.
+struct RequestWork {
+  std::atomic<bool> cancelled{false};
+};
 
 class HttpSession : public std::enable_shared_from_this<HttpSession>, public JobSink {
  public:
   using CloseHook = std::function<void(HttpSession*)>;
-  HttpSession(boost::asio::ip::tcp::socket socket, ApiRouter& router, const ServerOptions& options, CloseHook on_close);
+  HttpSession(boost::asio::ip::tcp::socket socket, ApiRouter& router, RequestWorkers& workers,
+              std::shared_ptr<IoDispatcher> dispatcher, const ServerOptions& options, CloseHook on_close);
 
   void start();
   // Aborts any generation in flight and closes the connection (server stop). Idempotent.
@@ -36,7 +50,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession>, public Job
   // Shutdown: whether a request is in progress; no further request on this connection (an idle
   // one closes now); end the request in flight with `error` (a stream: an error event, then
   // [DONE]; otherwise the error response) and close.
-  bool busy() const { return job_ != nullptr; }
+  bool busy() const { return job_ != nullptr || work_ != nullptr; }
   void stop_keep_alive();
   void end_for_shutdown(const ApiError& error);
   void job_stream_data(std::string data) override;
@@ -49,6 +63,12 @@ class HttpSession : public std::enable_shared_from_this<HttpSession>, public Job
   void read_body();
   void on_body(boost::beast::error_code ec);
   void handle_request();
+  // The request's turn on a worker: its outcome comes back through on_routed (io thread).
+  void hand_to_workers(HttpRequest request);
+  void on_routed(const std::shared_ptr<RequestWork>& work, RouteOutcome outcome);
+  void answer(RouteOutcome outcome);
+  // Drops the request's work if a worker has not taken it yet (and ignores its outcome if one has).
+  void cancel_work();
   void start_job(std::shared_ptr<GenerationJob> job, bool http11);
   void respond_and_close(const HttpResponse& response);
   // Queues a complete response to the current request: without its body for HEAD, and with its
@@ -70,9 +90,14 @@ class HttpSession : public std::enable_shared_from_this<HttpSession>, public Job
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
   ApiRouter& router_;
+  RequestWorkers& workers_;
+  std::shared_ptr<IoDispatcher> dispatcher_;
   const ServerOptions& options_;
   CloseHook on_close_;
 
+  // Refused from its headers (no API key), answered once its small body has been read and dropped.
+  std::optional<ApiError> refusal_;
+  std::shared_ptr<RequestWork> work_;  // the request, while it is with the workers
   std::shared_ptr<GenerationJob> job_;
   std::deque<std::string> outbox_;
   std::string writing_buffer_;

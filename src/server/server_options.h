@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -43,6 +44,15 @@ struct ServerOptions {
   // each is ended with a 503 error (a stream: an error event, then [DONE]). 0: at once.
   double shutdown_timeout_s = 0;
   SamplingDefaults sampling_defaults;
+  // The request workers (server/request_workers.h), the threads that parse request bodies, render
+  // chat templates and tokenize: how many (0: max(2, hardware threads / 2), at most 8), and how
+  // many requests may wait for one, small bodies and bodies of 1 MiB or more, before the next gets
+  // 503. No flags: these defaults are meant to fit every deployment.
+  int request_threads = 0;
+  size_t request_queue_limit = 1024;
+  size_t large_request_queue_limit = 8;
+  // Tests only: called on the worker with each request's path and body before it is handled.
+  std::function<void(const std::string& path, const std::string& body)> test_worker_hook;
 };
 
 }  // namespace moeserve

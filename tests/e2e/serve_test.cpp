@@ -3,7 +3,10 @@
 // text must equal non-streamed, repeated prompts must hit the prefix cache, a KV budget of a few
 // blocks must force preemption without changing any output, bad input must get its status and
 // error body with the server staying healthy, a client leaving mid-stream must leave nothing
-// running, and SIGTERM must exit 0.
+// running, an unauthenticated large POST must get its 401 from its headers, and SIGTERM must exit 0.
+#include <sys/socket.h>
+#include <sys/time.h>
+
 #include <future>
 #include <regex>
 #include <thread>
@@ -266,12 +269,45 @@ TEST(ServePreemption, TinyKvBudgetPreemptsAndOutputsStayExact) {
   EXPECT_EQ(server.terminate(), 0);
 }
 
+// Everything the server sends on `socket` until it closes the connection, or until `timeout`
+// passes without a byte (then `closed` is false).
+std::string read_until_closed(boost::asio::ip::tcp::socket& socket, std::chrono::seconds timeout, bool& closed) {
+  timeval tv{.tv_sec = static_cast<time_t>(timeout.count()), .tv_usec = 0};
+  ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string received;
+  char buffer[4096];
+  while (true) {
+    const ssize_t got = ::recv(socket.native_handle(), buffer, sizeof buffer, 0);
+    if (got <= 0) {
+      closed = got == 0;
+      return received;
+    }
+    received.append(buffer, static_cast<size_t>(got));
+  }
+}
+
+// Issue 24: the key is checked from the headers. An unauthenticated 30 MB POST gets its 401 when
+// only 64 KiB of its body has been sent, and the server closes the connection without reading
+// the rest; an authenticated client is served meanwhile.
 TEST(ServeLifecycle, ApiKeyIsCheckedAndSigtermExitsZero) {
   ServeProcess server({kModel, "--host", "127.0.0.1", "--port", "0", "--served-model-name", "kjv", "--api-key", "sekrit",
                        "--max-model-len", "256"});
   EXPECT_EQ(post(server.port(), "/v1/completions", greedy_request({1, 560}, 2, false)).status, 401);
   EXPECT_EQ(post(server.port(), "/v1/completions", greedy_request({1, 560}, 2, false),
                  {{"Authorization", "Bearer sekrit"}}).status, 200);
+  {
+    HttpClient unauthenticated(server.port());
+    const std::string head = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                             "Content-Length: 30000000\r\n\r\n{\"prompt\": \"";
+    boost::asio::write(unauthenticated.socket(), boost::asio::buffer(head + std::string(64 * 1024, 'a')));
+    EXPECT_EQ(post(server.port(), "/v1/completions", greedy_request({1, 560}, 2, false),
+                   {{"Authorization", "Bearer sekrit"}}).status, 200);
+    bool closed = false;
+    const std::string received = read_until_closed(unauthenticated.socket(), std::chrono::seconds(30), closed);
+    EXPECT_TRUE(closed) << "the server waited for the body: " << received;
+    EXPECT_TRUE(received.starts_with("HTTP/1.1 401 Unauthorized\r\n")) << received;
+    EXPECT_NE(received.find("\r\nConnection: close\r\n"), std::string::npos) << received;
+  }
   EXPECT_EQ(get(server.port(), "/health").status, 200);
   EXPECT_EQ(server.terminate(), 0);
 }
