@@ -1,18 +1,19 @@
 // `moeserve bench latency --device cuda`: decode speed at several batch sizes and a large
 // prefill on the CUDA runner, next to the ceilings of the same GPU measured in the same run
 // (device-to-device copy bandwidth, cuBLAS bf16 GEMM rate) and the achieved bandwidth of the
-// kernels that dominate a decode step. Declared for every build; defined only with CUDA.
+// kernels that dominate a decode step. Declared for every build; defined by cli/cuda/ in CUDA
+// builds and by cli/no_cuda/ (a refusal) in CPU-only ones.
 #pragma once
 
 #include <string>
 #include <vector>
 
-#include "cli/engine_flags.h"
+#include "runtime/make_runner.h"
 
 namespace moeserve::cli {
 
 struct CudaLatencyArgs {
-  const EngineFlags* engine = nullptr;
+  const RunnerSpec* spec = nullptr;  // the model (its config parsed once by the command) and --dtype
   int input_len = 128;
   int output_len = 64;
   int num_iters = 3;
@@ -25,7 +26,8 @@ struct CudaLatencyArgs {
   std::string output_json;
 };
 
-// Runs the benchmark and prints (and optionally writes) its JSON; fails on a CPU-only build.
+// Runs the benchmark and prints (and optionally writes) its JSON. The command calls it only when
+// choose_backend picked CUDA, which a CPU-only build refuses first.
 void run_bench_latency_cuda(const CudaLatencyArgs& args);
 
 }  // namespace moeserve::cli

@@ -16,6 +16,7 @@
 #include "cli/bench_latency_cuda.h"
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
+#include "runtime/make_runner.h"
 #include "runtime/sampler.h"
 #include "runtime/sequence_runner.h"
 
@@ -91,15 +92,20 @@ void run_bench_latency(BenchArgs args) {
   if (args.input_len <= 0 || args.output_len <= 0 || args.num_iters <= 0) {
     fail("--input-len, --output-len and --num-iters must be positive");
   }
-  if (args.engine.use_cuda()) {
+  // --prefill-precision (--device cuda) is --dtype spelt by the activation split: split-bf16
+  // float32, bf16 bfloat16. The CPU computes float32 whatever --dtype says.
+  if (!args.prefill_precision.empty()) args.engine.dtype = args.prefill_precision == "bf16" ? "bfloat16" : "float32";
+  auto spec = args.engine.runner_spec();  // config.json, read once: the runner and the ceilings use it
+  if (!spec.ok()) fail(spec.error().message);
+  auto backend = choose_backend(spec->device, spec->parallel, spec->load.dtype);
+  if (!backend.ok()) fail(backend.error().message);
+  if (backend->backend == Backend::kCuda) {
     auto batches = parse_id_list(args.batch_sizes);
     if (!batches.ok() || batches->empty()) fail("--batch-size must be a comma-separated list of sizes");
     for (int batch : *batches) {
       if (batch <= 0) fail("--batch-size entries must be positive");
     }
-    // --prefill-precision is --dtype spelt by the activation split: split-bf16 float32, bf16 bfloat16.
-    if (!args.prefill_precision.empty()) args.engine.dtype = args.prefill_precision == "bf16" ? "bfloat16" : "float32";
-    run_bench_latency_cuda(CudaLatencyArgs{.engine = &args.engine,
+    run_bench_latency_cuda(CudaLatencyArgs{.spec = &*spec,
                                            .input_len = args.input_len,
                                            .output_len = args.output_len,
                                            .num_iters = args.num_iters,
@@ -112,9 +118,7 @@ void run_bench_latency(BenchArgs args) {
                                            .output_json = args.output_json});
     return;
   }
-  auto options = args.engine.load_options();
-  if (!options.ok()) fail(options.error().message);
-  auto loaded = load_model(args.engine.model_dir, *options);
+  auto loaded = load_model(spec->model_dir, spec->config, spec->load);
   if (!loaded.ok()) fail(loaded.error().message);
   const DecoderModel& model = *loaded->model;
   const int vocab = model.config().vocab_size;

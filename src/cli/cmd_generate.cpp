@@ -10,8 +10,8 @@
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
 #include "cli/flag_checks.h"
+#include "runtime/make_runner.h"
 #include "runtime/sampler.h"
-#include "cli/sequence_backend.h"
 #include "tokenizer/tokenizer.h"
 
 namespace moeserve::cli {
@@ -53,7 +53,9 @@ void run_generate(GenerateArgs& args) {
     if (!parsed.ok()) fail(parsed.error().message);
     prompt_ids = *parsed;
   }
-  auto backend = SequenceBackend::create(args.engine, static_cast<int>(prompt_ids.size()) + args.max_tokens);
+  auto spec = args.engine.runner_spec();  // config.json, read once
+  if (!spec.ok()) fail(spec.error().message);
+  auto backend = make_sequence_backend(*spec, static_cast<int>(prompt_ids.size()) + args.max_tokens);
   if (!backend.ok()) fail(backend.error().message);
   const ModelConfig& config = (*backend)->config();
   const std::vector<int32_t> eos_ids = load_eos_token_ids(args.engine.model_dir, config);

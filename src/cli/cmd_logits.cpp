@@ -4,8 +4,8 @@
 
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
-#include "cli/sequence_backend.h"
 #include "loader/safetensors.h"
+#include "runtime/make_runner.h"
 
 namespace moeserve::cli {
 
@@ -20,7 +20,9 @@ struct LogitsArgs {
 void run_logits(const LogitsArgs& args) {
   auto ids = parse_id_list(args.ids);
   if (!ids.ok()) fail(ids.error().message);
-  auto backend = SequenceBackend::create(args.engine, static_cast<int>(ids->size()));
+  auto spec = args.engine.runner_spec();  // config.json, read once
+  if (!spec.ok()) fail(spec.error().message);
+  auto backend = make_sequence_backend(*spec, static_cast<int>(ids->size()));
   if (!backend.ok()) fail(backend.error().message);
   auto logits = (*backend)->runner().append(*ids, /*all_logits=*/true);
   if (!logits.ok()) fail(logits.error().message);

@@ -14,9 +14,6 @@
 #include "loader/hub_cache.h"
 #include "cli/flag_checks.h"
 #include "cli/log_level.h"
-#ifdef MOESERVE_HAVE_CUDA
-#include "device/cuda/cuda_device.h"
-#endif
 
 namespace moeserve::cli {
 
@@ -91,23 +88,18 @@ Result<ParallelConfig> EngineFlags::parallel_config() const {
   const int cores = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
   parallel.threads_per_rank = std::max(1, cores / parallel.world_size());
   MS_RETURN_IF_ERROR(parallel.validate());
-  if (!parallel.is_single() && device == "cuda") {
-    return make_error("--device {} runs one rank for now: tensor/data/expert parallelism is implemented on the CPU "
-                      "backend (threads + an in-process communicator); the NCCL communicator is not written yet",
-                      device);
-  }
   return parallel;
 }
 
-bool EngineFlags::use_cuda() const {
-  if (device != "auto") return device == "cuda";
-  if (tensor_parallel_size * data_parallel_size != 1) return false;
-#ifdef MOESERVE_HAVE_CUDA
-  const auto devices = cuda::list_devices();
-  return devices.ok() && !devices->empty();
-#else
-  return false;
-#endif
+Result<RunnerSpec> EngineFlags::runner_spec() const {
+  RunnerSpec spec;
+  spec.model_dir = model_dir;
+  MS_ASSIGN_OR_RETURN(spec.load, load_options());
+  MS_ASSIGN_OR_RETURN(spec.config, load_model_config(model_dir, spec.load.hf_overrides));
+  MS_ASSIGN_OR_RETURN(spec.device, parse_device(device));
+  MS_ASSIGN_OR_RETURN(spec.parallel, parallel_config());
+  spec.threads = threads;
+  return spec;
 }
 
 Result<LoadOptions> EngineFlags::load_options() const {
@@ -119,12 +111,7 @@ Result<LoadOptions> EngineFlags::load_options() const {
   options.load_format = load_format == "dummy" ? LoadFormat::kDummy : LoadFormat::kAuto;
   if (dtype == "float32" || dtype == "float") options.dtype = ActivationDType::kFloat32;
   if (dtype == "bfloat16") options.dtype = ActivationDType::kBFloat16;
-  if (dtype == "float16" || dtype == "half") options.dtype = ActivationDType::kFloat16;
-  if (options.dtype == ActivationDType::kFloat16 && use_cuda()) {
-    return make_error("--dtype {}: the CUDA runner computes with bf16 weights and float32-like (auto, float32) or bf16 "
-                      "(bfloat16) activations; float16 is not implemented",
-                      dtype);
-  }
+  if (dtype == "float16" || dtype == "half") options.dtype = ActivationDType::kFloat16;  // refused on CUDA
   options.seed = seed;
   return options;
 }

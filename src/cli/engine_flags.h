@@ -1,6 +1,7 @@
-// Engine flags shared by the commands that load a model (logits, generate, later serve and
-// bench), with vLLM's names and meanings: --dtype, --load-format, --hf-overrides, --seed,
-// --device. Parsed into LoadOptions; unsupported values are refused by name.
+// Engine flags shared by the commands that load a model (logits, generate, serve, bench), with
+// vLLM's names and meanings: --dtype, --load-format, --hf-overrides, --seed, --device and the
+// parallel ones. Parsed into runtime/make_runner's RunnerSpec, which decides the backend and the
+// layout; unsupported values are refused by name.
 #pragma once
 
 #include <string>
@@ -9,6 +10,7 @@
 
 #include "base/result.h"
 #include "runtime/loaded_model.h"
+#include "runtime/make_runner.h"
 #include "runtime/parallel_config.h"
 
 namespace moeserve::cli {
@@ -23,6 +25,7 @@ struct EngineFlags {
   std::string hf_overrides = "{}";
   uint64_t seed = 0;
   std::string device = "auto";  // auto: cuda when this build has CUDA, a GPU is visible and one rank runs
+                                // (runtime/make_runner.h: choose_backend)
   int threads = 0;
   std::string log_level;  // --log-level; empty: VLLM_LOGGING_LEVEL, else info (cli/log_level.h)
   // Parallelism (vLLM's names): one process, one worker thread per rank on the CPU backend.
@@ -41,9 +44,9 @@ struct EngineFlags {
   Result<LoadOptions> load_options() const;
   // The parallel layout; each rank's pool gets --threads / ranks threads (at least one).
   Result<ParallelConfig> parallel_config() const;
-  // Whether the model runs on the GPU: --device cuda, or --device auto (the default, as vLLM
-  // picks its platform) in a CUDA build that sees a GPU, without TP/DP (one rank on one GPU).
-  bool use_cuda() const;
+  // Everything make_runner needs from these flags, with config.json (and --hf-overrides) read
+  // here: the one parse of it per start-up, which the caller then uses for everything else.
+  Result<RunnerSpec> runner_spec() const;
 };
 
 // vLLM's multi-letter short flags (-tp, -dp), which CLI11 cannot declare, rewritten to their

@@ -1,6 +1,7 @@
 // Building a serving engine from the command line (serve, bench throughput): config.json with
-// --hf-overrides, generation_config.json, the memory model's start-up check before any weight is
-// loaded, the model, its runner, the startup summary log, and the Engine (not yet started).
+// --hf-overrides (read once), generation_config.json, the tokenizer, the runners from
+// runtime/make_runner (backend and layout choice, the memory model's start-up check before any
+// weight is loaded), the startup summary log, and the Engine(s) (not yet started).
 #pragma once
 
 #include <memory>

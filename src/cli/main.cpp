@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
+#include "runtime/make_runner.h"
 
 namespace moeserve::cli {
 
@@ -23,20 +24,12 @@ void write_result_json(const std::string& path, const nlohmann::json& result) {
   if (!out) fail("cannot write " + path);
 }
 
-static std::string backends() {
-#ifdef MOESERVE_HAVE_CUDA
-  return "cpu, cuda sm_90a";
-#else
-  return "cpu";
-#endif
-}
-
 }  // namespace moeserve::cli
 
 int main(int argc, char** argv) {
   using namespace moeserve::cli;
   CLI::App app{"moeserve: inference and serving for Mixture-of-Experts LLMs"};
-  app.set_version_flag("--version", fmt::format("moeserve {} (backends: {})", MOESERVE_VERSION, backends()));
+  app.set_version_flag("--version", fmt::format("moeserve {} (backends: {})", MOESERVE_VERSION, moeserve::backend_names()));
   app.require_subcommand(1);
   add_logits_command(app);
   add_generate_command(app);

@@ -10,6 +10,10 @@ namespace moeserve {
 
 Result<LoadedModel> load_model(const std::string& model_dir, const LoadOptions& options) {
   MS_ASSIGN_OR_RETURN(ModelConfig config, load_model_config(model_dir, options.hf_overrides));
+  return load_model(model_dir, config, options);
+}
+
+Result<LoadedModel> load_model(const std::string& model_dir, const ModelConfig& config, const LoadOptions& options) {
   LoadedModel loaded;
   if (options.load_format == LoadFormat::kDummy) {
     loaded.weights = std::make_unique<DummyWeights>(options.seed);

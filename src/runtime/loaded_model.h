@@ -34,6 +34,9 @@ struct LoadedModel {
 };
 
 Result<LoadedModel> load_model(const std::string& model_dir, const LoadOptions& options);
+// The same over a ModelConfig the caller already parsed (config.json with options.hf_overrides,
+// which this overload does not read again): start-up parses config.json once.
+Result<LoadedModel> load_model(const std::string& model_dir, const ModelConfig& config, const LoadOptions& options);
 
 // EOS ids: generation_config.json's eos_token_id when present, else config.json's.
 std::vector<int32_t> load_eos_token_ids(const std::string& model_dir, const ModelConfig& config);

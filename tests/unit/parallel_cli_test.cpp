@@ -80,6 +80,11 @@ TEST(ParallelCli, GenerateMatchesOneRankInEveryLayout) {
     ASSERT_EQ(run.exit_code, 0) << run.output;
     EXPECT_NE(run.output.find("parallel layout: " + layout), std::string::npos) << run.output;
     EXPECT_EQ(generated_ids(run), expected) << flags.front();
+    // The startup log says why the CPU runs it (--device auto would take a visible GPU for one rank).
+    EXPECT_NE(run.output.find("backend: cpu (--device auto with a parallel layout: tensor/data/expert parallelism "
+                              "runs on the CPU backend today"),
+              std::string::npos)
+        << run.output;
   }
 }
 

@@ -421,10 +421,9 @@ Result<cuda::CudaGraph> CudaRunner::capture(const cuda::StepInputs& inputs, floa
   return graph;
 }
 
-Result<std::unique_ptr<CudaRunner>> make_cuda_runner(const std::string& model_dir, const LoadOptions& load,
-                                                     const CudaRunnerOptions& runner_options) {
+Result<std::unique_ptr<CudaRunner>> make_cuda_runner(const std::string& model_dir, const ModelConfig& config,
+                                                     const LoadOptions& load, const CudaRunnerOptions& runner_options) {
   CudaRunnerOptions options = runner_options;
-  MS_ASSIGN_OR_RETURN(ModelConfig config, load_model_config(model_dir, load.hf_overrides));
   // --dtype, as vLLM reads it: auto is the checkpoint's dtype, so a bf16 checkpoint multiplies
   // bf16 GEMM inputs; float32 keeps the float32-like split-bf16 activations.
   const bool bf16 = load.dtype == ActivationDType::kBFloat16 ||

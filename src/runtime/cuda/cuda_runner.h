@@ -170,11 +170,12 @@ class CudaRunner final : public Runner {
 // A TokenChoice as sample_rows takes it: logits row `row`, its edits at edits[edit_begin, + size).
 cuda::SampleChoice device_choice(const TokenChoice& choice, int row, int edit_begin);
 
-// The CLI's entry: config.json (+ overrides) and the checkpoint (or dummy weights) of model_dir;
-// the activation precision follows --dtype (load.dtype): bfloat16, or auto on a bf16 checkpoint,
-// selects PrefillPrecision::kBf16 (vLLM's numerics); float32, or auto on a float32 checkpoint, the
+// The CLI's entry (through runtime/make_runner): `config` (config.json with load.hf_overrides,
+// parsed once by the caller) and the checkpoint (or dummy weights) of model_dir; the activation
+// precision follows --dtype (load.dtype): bfloat16, or auto on a bf16 checkpoint, selects
+// PrefillPrecision::kBf16 (vLLM's numerics); float32, or auto on a float32 checkpoint, the
 // float32-like kSplitBf16.
-Result<std::unique_ptr<CudaRunner>> make_cuda_runner(const std::string& model_dir, const LoadOptions& load,
-                                                     const CudaRunnerOptions& options);
+Result<std::unique_ptr<CudaRunner>> make_cuda_runner(const std::string& model_dir, const ModelConfig& config,
+                                                     const LoadOptions& load, const CudaRunnerOptions& options);
 
 }  // namespace moeserve

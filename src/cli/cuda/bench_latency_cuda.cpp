@@ -1,4 +1,5 @@
-// The CUDA side of `bench latency` (see bench_latency_cuda.h). Decode is counted as
+// The CUDA side of `bench latency` (see bench_latency_cuda.h), compiled only in CUDA builds
+// (cli/CMakeLists.txt; cli/no_cuda/ has the CPU-only builds' stand-in). Decode is counted as
 // llama-batched-bench does: generated tokens ÷ decode time, with B sequences of input_len
 // prompt tokens decoding output_len tokens each; every step is a greedy generation step as the
 // engine runs one for greedy requests: the argmax on the device, one id per sequence copied back.
@@ -12,19 +13,10 @@
 #include <numeric>
 
 #include "cli/commands.h"
-
-#ifdef MOESERVE_HAVE_CUDA
 #include "device/cuda/cuda_device.h"
 #include "runtime/cuda/cuda_runner.h"
-#endif
 
 namespace moeserve::cli {
-
-#ifndef MOESERVE_HAVE_CUDA
-
-void run_bench_latency_cuda(const CudaLatencyArgs&) { fail("this moeserve was built without CUDA (no nvcc found)"); }
-
-#else
 
 namespace {
 
@@ -366,30 +358,28 @@ nlohmann::json profile_step(CudaRunner& runner, int batch, int input_len, bool d
 }  // namespace
 
 void run_bench_latency_cuda(const CudaLatencyArgs& args) {
-  auto options = args.engine->load_options();
-  if (!options.ok()) fail(options.error().message);
+  const RunnerSpec& spec = *args.spec;
   CudaRunnerOptions runner_options{
       .gpu_memory_utilization = args.gpu_memory_utilization,
       .max_num_batched_tokens = args.max_num_batched_tokens,
       .enforce_eager = args.enforce_eager};
   // The machine's ceilings and the kernels in isolation first, on buffers freed before the runner
   // sizes its KV cache from the free memory (a model with many large experts, DeepSeek-V3's 256,
-  // needs ~15 GB for the expert GEMMs' benchmark weights alone).
-  auto ceilings_config = load_model_config(args.engine->model_dir, options->hf_overrides);
-  if (!ceilings_config.ok()) fail(ceilings_config.error().message);
+  // needs ~15 GB for the expert GEMMs' benchmark weights alone). Their shapes are the config the
+  // command parsed, which the runner is built from too.
   auto stream = cuda::CudaStream::create(0);
   if (!stream.ok()) fail(stream.error().message);
   const double bandwidth = copy_bandwidth(*stream);
   const double gemm_rate = gemm_tflops(*stream);
-  const nlohmann::json kernels = kernel_bandwidths(*stream, *ceilings_config);
+  const nlohmann::json kernels = kernel_bandwidths(*stream, spec.config);
   auto start = Clock::now();
-  auto runner = make_cuda_runner(args.engine->model_dir, *options, runner_options);
+  auto runner = make_cuda_runner(spec.model_dir, spec.config, spec.load, runner_options);
   if (!runner.ok()) fail(runner.error().message);
   (*runner)->synchronize();
   const double load_seconds = seconds_since(start);
   const ModelConfig& config = (*runner)->config();
   nlohmann::json result = {{"benchmark", "latency"},
-                           {"model", args.engine->model_dir},
+                           {"model", spec.model_dir},
                            {"device", "cuda"},
                            {"input_len", args.input_len},
                            {"output_len", args.output_len},
@@ -475,7 +465,5 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
   std::printf("%s\n", result.dump(2).c_str());
   write_result_json(args.output_json, result);
 }
-
-#endif
 
 }  // namespace moeserve::cli

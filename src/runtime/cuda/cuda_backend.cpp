@@ -1,0 +1,44 @@
+// runtime/cuda_backend.h in a CUDA build: the CUDA runtime's device list and CudaRunner.
+#include "runtime/cuda_backend.h"
+
+#include <fmt/format.h>
+
+#include "device/cuda/cuda_device.h"
+#include "runtime/cuda/cuda_runner.h"
+
+namespace moeserve::cuda_backend {
+
+bool compiled() { return true; }
+
+// The architecture CMake compiles the kernels for (CMAKE_CUDA_ARCHITECTURES).
+std::string name() { return "cuda sm_90a"; }
+
+Result<std::vector<Gpu>> list_gpus() {
+  MS_ASSIGN_OR_RETURN(const std::vector<cuda::DeviceInfo> devices, cuda::list_devices());
+  std::vector<Gpu> gpus;
+  for (const cuda::DeviceInfo& device : devices) {
+    gpus.push_back(Gpu{.name = device.name, .total_memory_bytes = static_cast<int64_t>(device.total_memory_bytes)});
+  }
+  return gpus;
+}
+
+Result<BuiltRunner> make_runner(const std::string& model_dir, const ModelConfig& config, const LoadOptions& load,
+                                const RunnerOptions& options) {
+  MS_ASSIGN_OR_RETURN(std::unique_ptr<CudaRunner> runner,
+                      make_cuda_runner(model_dir, config, load,
+                                       CudaRunnerOptions{.num_kv_blocks = options.num_kv_blocks,
+                                                         .gpu_memory_utilization = options.gpu_memory_utilization,
+                                                         .block_size = options.block_size,
+                                                         .max_num_batched_tokens = options.max_num_batched_tokens,
+                                                         .enforce_eager = options.enforce_eager,
+                                                         .capture_batch_sizes = options.capture_batch_sizes}));
+  BuiltRunner built;
+  built.summary = fmt::format("{:.2f} GiB of bf16 weights, {} activations, KV cache {} blocks x {} tokens (float32)",
+                              runner->weight_bytes() / double(1 << 30),
+                              cuda::prefill_precision_name(runner->prefill_precision()), runner->num_kv_blocks(),
+                              runner->block_size());
+  built.runner = std::move(runner);
+  return built;
+}
+
+}  // namespace moeserve::cuda_backend

@@ -1,0 +1,194 @@
+#include "runtime/make_runner.h"
+
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "plan/memory_model.h"
+#include "plan/startup_check.h"
+#include "runtime/cpu_runner.h"
+#include "runtime/cuda_backend.h"
+
+namespace moeserve {
+
+namespace {
+
+constexpr const char* kBuiltWithoutCuda = "--device cuda: this moeserve was built without CUDA (no nvcc found)";
+
+void log_backend(const BackendChoice& choice) {
+  spdlog::info("backend: {} ({})", backend_name(choice.backend), choice.reason);
+}
+
+int cpu_threads(int threads) { return threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()); }
+
+// One GPU, one replica. The plan decides before anything is loaded, from the memory model: bf16
+// weights, the runner's float32 KV cache, CUDA graphs unless --enforce-eager. The runner then
+// sizes its KV cache from --gpu-memory-utilization after loading the weights and its step
+// workspace.
+Result<EngineRunners> make_cuda_engine_runner(const RunnerSpec& spec, const EngineSizing& sizing,
+                                              const plan::MemoryModel& memory, EngineRunners runners) {
+  MS_ASSIGN_OR_RETURN(const std::vector<cuda_backend::Gpu> gpus, cuda_backend::list_gpus());
+  if (gpus.empty()) return make_error("--device cuda: no CUDA device is visible");
+  const plan::DeploymentShape shape{.dtype = plan::WeightDType::kBF16,
+                                    .kv_cache_dtype = plan::KvCacheDType::kF32,
+                                    .max_model_len = sizing.max_model_len,
+                                    .max_num_seqs = sizing.max_num_seqs,
+                                    .max_num_batched_tokens = sizing.max_num_batched_tokens,
+                                    .block_size = sizing.block_size,
+                                    .gpu_memory_utilization = sizing.gpu_memory_utilization,
+                                    .enforce_eager = sizing.enforce_eager,
+                                    .device_memory_bytes = gpus.front().total_memory_bytes};
+  MS_ASSIGN_OR_RETURN(const plan::MemoryBreakdown planned, plan::check_gpu_startup(memory, shape));
+  spdlog::info("plan for {} ({:.1f} GiB): {}", gpus.front().name, gpus.front().total_memory_bytes / double(1 << 30),
+               planned.verdict);
+  MS_ASSIGN_OR_RETURN(
+      cuda_backend::BuiltRunner built,
+      cuda_backend::make_runner(
+          spec.model_dir, spec.config, spec.load,
+          cuda_backend::RunnerOptions{.gpu_memory_utilization = static_cast<float>(sizing.gpu_memory_utilization),
+                                      .block_size = sizing.block_size,
+                                      .max_num_batched_tokens = sizing.max_num_batched_tokens,
+                                      .enforce_eager = sizing.enforce_eager,
+                                      .capture_batch_sizes = sizing.max_num_seqs}));
+  spdlog::info("model {} on cuda: {}", spec.model_dir, built.summary);
+  runners.replicas.push_back(std::move(built.runner));
+  return runners;
+}
+
+// The CPU backend: KV blocks bought by --kv-cache-memory (per DP replica), checked against one
+// max_model_len sequence and against the host's memory before any weight is loaded; then one
+// runner on one thread pool, or TP × DP ranks on threads of this process (a RankGroup).
+Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const EngineSizing& sizing,
+                                              const plan::MemoryModel& memory, EngineRunners runners) {
+  const ParallelConfig& parallel = spec.parallel;
+  MS_ASSIGN_OR_RETURN(const int64_t blocks, plan::check_cpu_startup(memory, sizing.cpu_kv_cache_bytes,
+                                                                    sizing.block_size, sizing.max_model_len));
+  const int64_t kv_bytes =
+      blocks * sizing.block_size * memory.kv_bytes_per_token(plan::KvCacheDType::kF32) * parallel.data_parallel_size;
+  MS_RETURN_IF_ERROR(plan::check_cpu_kv_fits_host(kv_bytes, parallel.data_parallel_size, plan::read_host_memory()));
+  MS_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(spec.model_dir, spec.config, spec.load));
+  if (!parallel.is_single()) {
+    loaded.model.reset();  // each rank loads its own shard from the weights
+    MS_ASSIGN_OR_RETURN(ParallelRunners parallel_runners,
+                        make_parallel_runners(std::move(loaded.weights), spec.config,
+                                              ParallelRunnerOptions{.parallel = parallel,
+                                                                    .num_kv_blocks = static_cast<int>(blocks),
+                                                                    .block_size = sizing.block_size,
+                                                                    .model = {}}));
+    spdlog::info("parallel layout: {} on cpu, {} threads per rank", parallel_runners.group->describe_layout(),
+                 parallel.threads_per_rank);
+    runners.replicas = std::move(parallel_runners.replicas);
+    runners.rank_group = std::move(parallel_runners.group);
+    return runners;
+  }
+  MS_ASSIGN_OR_RETURN(std::unique_ptr<Runner> runner,
+                      make_cpu_runner(std::move(loaded), CpuRunnerOptions{.num_kv_blocks = static_cast<int>(blocks),
+                                                                          .block_size = sizing.block_size,
+                                                                          .threads = spec.threads}));
+  const ModelConfig& model = spec.config;
+  spdlog::info("model {} ({}): {:.4f}B parameters, {:.4f}B active per token, {} layers; weights {} read in place, "
+               "computed in float32 on cpu",
+               spec.model_dir, model.architecture_name, memory.params().total / 1e9, memory.params().active / 1e9,
+               model.num_layers, dtype_name(model.dtype));
+  spdlog::info("parallel layout: TP 1 x PP 1 x DP 1 (one CPU replica, {} threads)", cpu_threads(spec.threads));
+  runners.replicas.push_back(std::move(runner));
+  return runners;
+}
+
+}  // namespace
+
+Result<Device> parse_device(const std::string& name) {
+  if (name == "auto") return Device::kAuto;
+  if (name == "cpu") return Device::kCpu;
+  if (name == "cuda") return Device::kCuda;
+  return make_error("--device {} is not a device (auto, cpu or cuda)", name);
+}
+
+const char* backend_name(Backend backend) { return backend == Backend::kCuda ? "cuda" : "cpu"; }
+
+bool cuda_compiled() { return cuda_backend::compiled(); }
+
+std::string backend_names() { return cuda_compiled() ? "cpu, " + cuda_backend::name() : "cpu"; }
+
+Result<BackendChoice> choose_backend(Device device, const ParallelConfig& parallel, ActivationDType dtype) {
+  BackendChoice choice;
+  switch (device) {
+    case Device::kCpu:
+      return BackendChoice{Backend::kCpu, "--device cpu"};
+    case Device::kCuda:
+      choice = BackendChoice{Backend::kCuda, "--device cuda"};
+      break;
+    case Device::kAuto:
+      if (!parallel.is_single()) {
+        // Stated in the startup log: a user with a GPU should not wonder why it sits idle.
+        return BackendChoice{Backend::kCpu,
+                             "--device auto with a parallel layout: tensor/data/expert parallelism runs on the CPU "
+                             "backend today, so the CPU is used even where a GPU is visible"};
+      }
+      if (!cuda_compiled()) return BackendChoice{Backend::kCpu, "--device auto: this build has no CUDA backend"};
+      if (const auto gpus = cuda_backend::list_gpus(); gpus.ok() && !gpus->empty()) {
+        choice = BackendChoice{Backend::kCuda, "--device auto: GPU 0 is visible (" + gpus->front().name + ")"};
+      } else {
+        return BackendChoice{Backend::kCpu, "--device auto: no CUDA device is visible"};
+      }
+      break;
+  }
+  // The refusals of a CUDA choice, in this order: the dtype, the layout, the build.
+  if (dtype == ActivationDType::kFloat16) {
+    return make_error("--dtype float16: the CUDA runner computes with bf16 weights and float32-like (auto, float32) "
+                      "or bf16 (bfloat16) activations; float16 is not implemented");
+  }
+  if (!parallel.is_single()) {
+    return make_error("--device cuda runs one rank for now: tensor/data/expert parallelism is implemented on the CPU "
+                      "backend (threads + an in-process communicator); the NCCL communicator is not written yet");
+  }
+  if (!cuda_compiled()) return make_error(kBuiltWithoutCuda);
+  return choice;
+}
+
+Result<EngineRunners> make_engine_runners(const RunnerSpec& spec, const EngineSizing& sizing) {
+  EngineRunners runners;
+  MS_ASSIGN_OR_RETURN(runners.backend, choose_backend(spec.device, spec.parallel, spec.load.dtype));
+  log_backend(runners.backend);
+  const plan::MemoryModel memory(spec.config);
+  if (runners.backend.backend == Backend::kCuda) {
+    return make_cuda_engine_runner(spec, sizing, memory, std::move(runners));
+  }
+  return make_cpu_engine_runners(spec, sizing, memory, std::move(runners));
+}
+
+Result<std::unique_ptr<SequenceBackend>> make_sequence_backend(const RunnerSpec& spec, int max_tokens) {
+  MS_ASSIGN_OR_RETURN(const BackendChoice choice, choose_backend(spec.device, spec.parallel, spec.load.dtype));
+  auto backend = std::unique_ptr<SequenceBackend>(new SequenceBackend());
+  backend->config_ = spec.config;
+  const int blocks = SequenceRunner::blocks_for(max_tokens);
+  if (choice.backend == Backend::kCuda) {
+    MS_ASSIGN_OR_RETURN(cuda_backend::BuiltRunner built,
+                        cuda_backend::make_runner(spec.model_dir, spec.config, spec.load,
+                                                  cuda_backend::RunnerOptions{.num_kv_blocks = blocks,
+                                                                              .block_size = SequenceRunner::kBlockSize}));
+    backend->device_runner_ = std::move(built.runner);
+    backend->runner_ = std::make_unique<SequenceRunner>(*backend->device_runner_, max_tokens);
+    return backend;
+  }
+  MS_ASSIGN_OR_RETURN(backend->loaded_, load_model(spec.model_dir, spec.config, spec.load));
+  if (spec.parallel.is_single()) {
+    backend->pool_ = std::make_unique<ThreadPool>(spec.threads);
+    backend->exec_ = ExecContext{backend->pool_.get()};
+    backend->runner_ = std::make_unique<SequenceRunner>(*backend->loaded_.model, backend->exec_, max_tokens);
+    return backend;
+  }
+  log_backend(choice);
+  backend->loaded_.model.reset();  // each rank loads its own shard from the weights
+  MS_ASSIGN_OR_RETURN(backend->parallel_,
+                      make_parallel_runners(std::move(backend->loaded_.weights), spec.config,
+                                            ParallelRunnerOptions{.parallel = spec.parallel,
+                                                                  .num_kv_blocks = blocks,
+                                                                  .block_size = SequenceRunner::kBlockSize,
+                                                                  .model = {}}));
+  spdlog::info("parallel layout: {}", backend->parallel_.group->describe_layout());
+  backend->runner_ = std::make_unique<SequenceRunner>(*backend->parallel_.replicas[0], max_tokens);
+  return backend;
+}
+
+}  // namespace moeserve

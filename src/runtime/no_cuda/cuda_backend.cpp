@@ -1,0 +1,17 @@
+// runtime/cuda_backend.h in a CPU-only build (compiled instead of runtime/cuda/): there is no
+// CUDA backend. make_runner refuses --device cuda before it would call make_runner here.
+#include "runtime/cuda_backend.h"
+
+namespace moeserve::cuda_backend {
+
+bool compiled() { return false; }
+
+std::string name() { return {}; }
+
+Result<std::vector<Gpu>> list_gpus() { return std::vector<Gpu>{}; }
+
+Result<BuiltRunner> make_runner(const std::string&, const ModelConfig&, const LoadOptions&, const RunnerOptions&) {
+  return make_error("--device cuda: this moeserve was built without CUDA (no nvcc found)");
+}
+
+}  // namespace moeserve::cuda_backend
