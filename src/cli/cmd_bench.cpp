@@ -16,6 +16,7 @@
 #include "cli/bench_latency_cuda.h"
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
+#include "model/weight_plan.h"
 #include "runtime/make_runner.h"
 #include "runtime/sampler.h"
 #include "runtime/sequence_runner.h"
@@ -58,34 +59,10 @@ double measure_copy_bandwidth() {
   return best;
 }
 
-// Weight bytes one decode token reads: everything but the embedding table and the experts a
-// token does not route to (top_k of num_experts per MoE layer).
+// Weight bytes one decode token reads (bf16): the weight plan's tensors but the embedding table
+// and the experts a token does not route to (top_k of num_experts per MoE layer).
 double decode_weight_bytes(const ModelConfig& config) {
-  const double hidden = config.hidden_size;
-  const double elem = 2.0;  // bf16
-  double attention = 0.0;
-  if (config.is_mla()) {
-    const MlaConfig& mla = *config.mla;
-    const double q = mla.q_lora_rank > 0 ? mla.q_lora_rank * (hidden + config.num_heads * mla.qk_head_dim())
-                                         : hidden * config.num_heads * mla.qk_head_dim();
-    attention = q + hidden * (mla.kv_lora_rank + mla.qk_rope_head_dim) +
-                mla.kv_lora_rank * config.num_heads * (mla.qk_nope_head_dim + mla.v_head_dim) +
-                config.num_heads * mla.v_head_dim * hidden;
-  } else {
-    attention = hidden * config.head_dim * (2.0 * config.num_heads + 2.0 * config.num_kv_heads);
-  }
-  double total = hidden * config.vocab_size;  // lm_head (tied or not, it is read)
-  for (int layer = 0; layer < config.num_layers; ++layer) {
-    total += attention;
-    if (config.layer_is_moe[layer]) {
-      const MoeConfig& moe = *config.moe;
-      total += hidden * moe.num_experts + 3.0 * hidden * moe.expert_intermediate_size * moe.top_k +
-               3.0 * hidden * moe.shared_intermediate_size;
-    } else {
-      total += 3.0 * hidden * config.intermediate_size;
-    }
-  }
-  return total * elem;
+  return 2.0 * decode_read_elements(config, WeightPlan::build(config));
 }
 
 void run_bench_latency(BenchArgs args) {

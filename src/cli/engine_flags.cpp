@@ -23,7 +23,7 @@ constexpr int kMaxThreads = 1024;
 void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
   command.add_option("model", model_dir,
                      "Model directory (Hugging Face layout: config.json + safetensors) or hub id (ORG/NAME, from the "
-                     "local Hugging Face cache)")
+                     "Hugging Face cache, downloaded into it when missing unless HF_HUB_OFFLINE=1)")
       ->required();
   command.add_option("--dtype", dtype,
                      "Activation precision on CUDA: auto = the checkpoint's dtype (bf16 checkpoints: GEMM inputs rounded "

@@ -14,6 +14,7 @@
 
 #include "cli/commands.h"
 #include "device/cuda/cuda_device.h"
+#include "model/weight_plan.h"
 #include "runtime/cuda/cuda_runner.h"
 
 namespace moeserve::cli {
@@ -24,32 +25,11 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
-// Weight bytes one decode step reads (bf16): all but the embedding table and the experts no token
-// chose. routed_per_layer: the distinct routed experts a MoE layer runs (one token: top_k).
+// Weight bytes one decode step reads (bf16): the weight plan's tensors but the embedding table
+// and the experts no token chose. routed_per_layer: the distinct routed experts a MoE layer runs
+// (one token: top_k).
 double decode_weight_bytes(const ModelConfig& c, double routed_per_layer = -1.0) {
-  const double hidden = c.hidden_size;
-  double attention = hidden * c.head_dim * (2.0 * c.num_heads + 2.0 * c.num_kv_heads);
-  if (c.is_mla()) {
-    const MlaConfig& m = *c.mla;
-    const double q = m.q_lora_rank > 0 ? m.q_lora_rank * (hidden + c.num_heads * m.qk_head_dim())
-                                       : hidden * c.num_heads * m.qk_head_dim();
-    attention = q + hidden * (m.kv_lora_rank + m.qk_rope_head_dim) +
-                m.kv_lora_rank * c.num_heads * (m.qk_nope_head_dim + m.v_head_dim) +
-                c.num_heads * m.v_head_dim * hidden;
-  }
-  double total = hidden * c.vocab_size;
-  for (int layer = 0; layer < c.num_layers; ++layer) {
-    total += attention;
-    if (c.layer_is_moe[layer]) {
-      const MoeConfig& m = *c.moe;
-      const double routed = routed_per_layer >= 0.0 ? routed_per_layer : m.top_k;
-      total += hidden * m.num_experts + 3.0 * hidden * m.expert_intermediate_size * routed +
-               3.0 * hidden * m.shared_intermediate_size;
-    } else {
-      total += 3.0 * hidden * c.intermediate_size;
-    }
-  }
-  return total * 2.0;
+  return 2.0 * decode_read_elements(c, WeightPlan::build(c), routed_per_layer);
 }
 
 // Multiply-adds × 2 of a prefill of `batch` sequences of `len` tokens: every projection for
