@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config git
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
-  libpcre2-dev libutf8proc-dev libopenblas-dev libboost-dev libcurl4-openssl-dev
+  libpcre2-dev libutf8proc-dev libopenblas-dev libboost-dev libcurl4-openssl-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
 )
 # Node.js + npm run the test-only OpenAI SDK client; any Node >= 18 will do (Debian 12 has 18).

@@ -4,8 +4,11 @@
 // (GET {endpoint}/api/models/{id}/revision/{revision}); the files moeserve reads (config,
 // generation config, tokenizer, chat template, safetensors shards and their index) are fetched
 // from {endpoint}/{id}/resolve/{commit}/{file}, following redirects (LFS files live on a CDN).
-// Each file is written under a temporary name and renamed once complete, so an interrupted
-// download never leaves a file that looks whole; refs/{revision} is written last.
+// Each file is written as {file}.incomplete and renamed only once its size (and, for LFS files,
+// its SHA-256) equals what the hub reported (?blobs=true), so an interrupted or corrupt download
+// never leaves a file that looks whole; the next attempt resumes an .incomplete file with a Range
+// request, and a corrupt one starts over. refs/{revision} is written last. On a terminal a
+// progress line per file goes to stderr.
 // Environment, as huggingface_hub reads it: HF_ENDPOINT (default https://huggingface.co),
 // HF_TOKEN (a Bearer token for gated and private models).
 #pragma once

@@ -4,7 +4,8 @@
 // generates exactly what the local directory generates; a second run is served from the cache
 // with the hub gone; a gated model is refused naming HF_TOKEN and downloads with it, the token
 // never forwarded to the CDN; an unknown model is refused with the hub's 404; HF_HUB_OFFLINE
-// keeps to the cache.
+// keeps to the cache; an interrupted file resumes with a Range request; a file whose SHA-256 is
+// not the hub's is refused and removed.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <vector>
 
 #include "cli_runner.h"
 #include "e2e/serve_process.h"
@@ -104,6 +106,43 @@ TEST_F(HubDownload, GatedUnknownAndOfflineAreRefusedByName) {
                                              {.env = {{"HF_ENDPOINT", url}, {"HF_HUB_OFFLINE", "1"}}, .timeout_s = 60});
   EXPECT_EQ(offline.exit_code, 1) << offline.output;
   EXPECT_THAT(offline.output, HasSubstr("HF_HUB_OFFLINE"));
+  EXPECT_EQ(hub.terminate(), 0);
+}
+
+TEST_F(HubDownload, ResumesAPartialFileAndRefusesACorruptOne) {
+  const CommandResult local = run_moeserve(generate_args(kModel, {}), {.timeout_s = 120});
+  ASSERT_EQ(local.exit_code, 0) << local.output;
+  ServeProcess hub(ServeProcess::Command{{"node", std::string(MOESERVE_E2E_DIR) + "/node/fake_hub.mjs", kModel},
+                                         std::regex(R"(listening ([0-9]+))")});
+  const std::string url = endpoint(hub.port());
+  // An earlier attempt stopped after the first 1,000,000 bytes of the first shard.
+  const std::string shard = "model-00001-of-00003.safetensors";
+  const fs::path snapshot = cache_ / "models--acme--kjv-remote" / "snapshots" / kSha;
+  fs::create_directories(snapshot);
+  {
+    std::ifstream in(fs::path(kModel) / shard, std::ios::binary);
+    std::vector<char> head(1000000);
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    std::ofstream(snapshot / (shard + ".incomplete"), std::ios::binary).write(head.data(), head.size());
+  }
+  const CommandResult resumed =
+      run_moeserve(generate_args("acme/kjv-remote", cache_), {.env = {{"HF_ENDPOINT", url}}, .timeout_s = 120});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_EQ(resumed.out, local.out);
+  EXPECT_THAT(resumed.err, HasSubstr("resuming at byte 1000000"));
+  EXPECT_EQ(fs::file_size(snapshot / shard), fs::file_size(fs::path(kModel) / shard));
+  const nlohmann::json stats = HttpClient(hub.port()).request("GET", "/stats").json();
+  EXPECT_EQ(stats["ranges"], nlohmann::json::array({shard + " bytes=1000000-"})) << stats.dump();
+
+  // Every weight file of acme/corrupt has one byte flipped: refused by its hash, nothing kept.
+  const CommandResult corrupt =
+      run_moeserve(generate_args("acme/corrupt", cache_), {.env = {{"HF_ENDPOINT", url}}, .timeout_s = 60});
+  EXPECT_EQ(corrupt.exit_code, 1) << corrupt.output;
+  EXPECT_THAT(corrupt.output, HasSubstr("sha256"));
+  const fs::path corrupt_snapshot = cache_ / "models--acme--corrupt" / "snapshots" / kSha;
+  EXPECT_FALSE(fs::exists(corrupt_snapshot / shard));
+  EXPECT_FALSE(fs::exists(corrupt_snapshot / (shard + ".incomplete")));
+  EXPECT_FALSE(fs::exists(cache_ / "models--acme--corrupt" / "refs" / "main"));
   EXPECT_EQ(hub.terminate(), 0);
 }
 
