@@ -22,39 +22,39 @@ namespace {
 
 const char* kModel = MOESERVE_MODELS_DIR "/kjv-mixtral-tiny";
 
-// The reference: the same CPU runner with the engine sampling every token from its logits rows
-// (a runner that does not pick tokens is never handed a choice).
-class EngineSamplesRunner final : public Runner {
+// A runner over another: everything but what the two below change is passed through.
+class WrappingRunner : public Runner {
  public:
-  explicit EngineSamplesRunner(std::unique_ptr<Runner> inner) : inner_(std::move(inner)) {}
+  explicit WrappingRunner(std::unique_ptr<Runner> inner) : inner_(std::move(inner)) {}
   const ModelConfig& config() const override { return inner_->config(); }
   int num_kv_blocks() const override { return inner_->num_kv_blocks(); }
   int block_size() const override { return inner_->block_size(); }
   size_t kv_memory_bytes() const override { return inner_->kv_memory_bytes(); }
   const ExpertLoad& expert_load() const override { return inner_->expert_load(); }
   void reset_expert_load() override { inner_->reset_expert_load(); }
+
+ protected:
+  std::unique_ptr<Runner> inner_;
+};
+
+// The reference: the same CPU runner with the engine sampling every token from its logits rows
+// (a runner that does not pick tokens is never handed a choice).
+class EngineSamplesRunner final : public WrappingRunner {
+ public:
+  using WrappingRunner::WrappingRunner;
   Tensor execute(std::span<const RunnerSeq> seqs) override {
     for (const RunnerSeq& seq : seqs) EXPECT_EQ(seq.choice, nullptr);
     return inner_->execute(seqs);
   }
-
- private:
-  std::unique_ptr<Runner> inner_;
 };
 
 // The subject: the CPU runner picking tokens itself (TokenPicker), observed — which rows it was
 // handed a choice for — and with those rows poisoned afterwards, since nobody may read them.
-class ObservedPickingRunner final : public Runner {
+class ObservedPickingRunner final : public WrappingRunner {
  public:
-  explicit ObservedPickingRunner(std::unique_ptr<Runner> inner) : inner_(std::move(inner)) {
+  explicit ObservedPickingRunner(std::unique_ptr<Runner> inner) : WrappingRunner(std::move(inner)) {
     EXPECT_TRUE(inner_->picks_tokens());
   }
-  const ModelConfig& config() const override { return inner_->config(); }
-  int num_kv_blocks() const override { return inner_->num_kv_blocks(); }
-  int block_size() const override { return inner_->block_size(); }
-  size_t kv_memory_bytes() const override { return inner_->kv_memory_bytes(); }
-  const ExpertLoad& expert_load() const override { return inner_->expert_load(); }
-  void reset_expert_load() override { inner_->reset_expert_load(); }
   bool picks_tokens() const override { return true; }
   std::span<const int32_t> picked_tokens() const override { return inner_->picked_tokens(); }
   int max_picked_logprobs() const override { return inner_->max_picked_logprobs(); }
@@ -83,9 +83,6 @@ class ObservedPickingRunner final : public Runner {
   int argmax_rows = 0;    // rows picked by the plain argmax
   int sampled_rows = 0;   // rows picked after edits, by a draw or with logprobs
   int logprobs_rows = 0;  // of those, rows with logprobs
-
- private:
-  std::unique_ptr<Runner> inner_;
 };
 
 std::unique_ptr<Runner> cpu_runner() {
