@@ -28,17 +28,17 @@ double seconds_since(Clock::time_point start) { return std::chrono::duration<dou
 // Weight bytes one decode step reads (bf16): the weight plan's tensors but the embedding table
 // and the experts no token chose. routed_per_layer: the distinct routed experts a MoE layer runs
 // (one token: top_k).
-double decode_weight_bytes(const ModelConfig& c, double routed_per_layer = -1.0) {
-  return 2.0 * decode_read_elements(c, WeightPlan::build(c), routed_per_layer);
+double decode_weight_bytes(const ModelConfig& c, const WeightPlan& plan, double routed_per_layer = -1.0) {
+  return 2.0 * decode_read_elements(c, plan, routed_per_layer);
 }
 
 // Multiply-adds × 2 of a prefill of `batch` sequences of `len` tokens: every projection for
 // every token (active experts only), causal attention (q·k over the key width, p·v over the value
 // width; MLA counted in its plain form, keys of qk_head_dim and values of v_head_dim per head, as
 // vLLM's prefill runs it), and the lm_head for one row each.
-double prefill_flops(const ModelConfig& c, int batch, int len) {
+double prefill_flops(const ModelConfig& c, const WeightPlan& plan, int batch, int len) {
   const double tokens = double(batch) * len;
-  const double linear = decode_weight_bytes(c) / 2.0 - double(c.hidden_size) * c.vocab_size;
+  const double linear = decode_read_elements(c, plan) - double(c.hidden_size) * c.vocab_size;
   const double key_plus_value = c.is_mla() ? c.mla->qk_head_dim() + c.mla->v_head_dim : 2.0 * c.head_dim;
   const double attention = c.num_layers * c.num_heads * key_plus_value * double(len) * (len + 1) * batch;
   return 2.0 * linear * tokens + attention + 2.0 * double(c.hidden_size) * c.vocab_size * batch;
@@ -358,6 +358,7 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
   (*runner)->synchronize();
   const double load_seconds = seconds_since(start);
   const ModelConfig& config = (*runner)->config();
+  const WeightPlan plan = WeightPlan::build(config);  // bytes and FLOPs per step
   nlohmann::json result = {{"benchmark", "latency"},
                            {"model", spec.model_dir},
                            {"device", "cuda"},
@@ -403,9 +404,9 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
     result["prefill_len"] = args.prefill_len;
     result["prefill_seconds"] = best;
     result["prefill_tok_s"] = tokens / best;
-    result["prefill_tflops"] = prefill_flops(config, args.prefill_batch, args.prefill_len) / best / 1e12;
+    result["prefill_tflops"] = prefill_flops(config, plan, args.prefill_batch, args.prefill_len) / best / 1e12;
   }
-  const double bytes_per_token = decode_weight_bytes(config);
+  const double bytes_per_token = decode_weight_bytes(config, plan);
   result["copy_bandwidth_bytes_per_s"] = bandwidth;
   result["gemm_bf16_tflops"] = gemm_rate;
   result["weight_bytes_per_decode_token"] = bytes_per_token;
@@ -432,7 +433,7 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
     const int batch = args.batch_sizes[i];
     const double routed = profiles[i]["routed_experts_per_moe_layer"].get<double>();
     const double context = args.input_len + args.output_len / 2.0;
-    const double step_bytes = decode_weight_bytes(config, config.moe ? routed : -1.0) +
+    const double step_bytes = decode_weight_bytes(config, plan, config.moe ? routed : -1.0) +
                               double(batch) * context * kv_bytes_per_token_layer * config.num_layers;
     const double roofline = batch * bandwidth / step_bytes;
     nlohmann::json& entry = result["decode"][std::to_string(batch)];
