@@ -1,9 +1,26 @@
 // The op contract: every backend implements these with the same shapes and semantics; the CPU
-// versions in kernels/cpu/ are the reference (the specification) the others are tested against.
-// Activations are float32 [rows, features] row-major; weights may be F32, F16, BF16 (or F8 later)
-// and are read in place. "T" is the number of tokens in the batch.
+// versions in kernels/cpu/ are the reference (the specification) the others are tested against
+// (tests/unit/ops_contract_test.cpp holds the fused CPU ops to the simple ones; tests/gpu's op
+// tests hold every CUDA op to its CPU op).
+//
+// Two levels:
+//   1. Tensor ops (namespace ops, TensorView arguments): the readable reference math — embedding,
+//      norm, linear, rope, attention, MLA absorption, routing, row gather/scatter.
+//   2. Step ops (namespace ops, argument structs over raw pointers into the backend's memory):
+//      the shape a fast decoder step takes — a residual add fused into the next norm, split-K
+//      partial sums left for their consumer, rope fused with the cache write, paged attention
+//      of every row of a batch by position, router → permute → grouped GEMM → combine. The CPU
+//      implements each by composing level-1 ops; kernels/cuda implements each as a kernel
+//      (namespace cuda, at the end of this file, on a GpuExec's stream).
+// Conventions shared by every op:
+//   - activations are float32 [rows, features] row-major; "T" is the number of tokens in a batch;
+//   - tensor ops read weights in place (F32, F16, BF16); step ops take bf16 weights (uint16_t bits);
+//   - "stride" arguments count elements between consecutive rows (tokens), so an op can work on
+//     a column slice of a wider row (q/k/v inside one fused qkv row, say).
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <span>
 
 #include "kernels/context.h"
@@ -11,6 +28,8 @@
 #include "tensor/tensor.h"
 
 namespace moeserve::ops {
+
+// ---- 1. Tensor ops ------------------------------------------------------------------------
 
 // out[t, :] = table[ids[t], :].  table [V, H], out [T, H]. ids must be < V (checked by caller).
 void embedding(ExecContext& ctx, const TensorView& table, std::span<const int32_t> ids, const TensorView& out);
@@ -102,4 +121,406 @@ struct RouterParams {
 void route(ExecContext& ctx, const TensorView& logits, const TensorView& selection_bias, const RouterParams& params,
            const TensorView& expert_ids, const TensorView& expert_weights);
 
+// ---- 2. Step ops ---------------------------------------------------------------------------
+
+// Fused residual add + RMSNorm over rows of `dim` elements:
+//   if add: x[r] += add[r];  then out[r] = x[r] / sqrt(mean(x[r]²) + eps) * weight.
+// Row r lives at x + (r / rows_per_token) * token_stride + (r % rows_per_token) * dim (per-head
+// norms pass rows_per_token = heads). add/out_f32 share x's addressing; out_bf16 is dense
+// [rows, dim]. out_f32 may equal x (in-place norm); either output may be null. add may be a
+// split-K GEMM's unsummed partial sums (SplitSums, below): add_splits (<= kMaxFusedSplits) slices
+// add_split_stride apart.
+struct RmsNormArgs {
+  float* x = nullptr;
+  const float* add = nullptr;
+  int add_splits = 1;
+  int64_t add_split_stride = 0;
+  int rows = 0;
+  int dim = 0;
+  int rows_per_token = 1;
+  int64_t token_stride = 0;          // 0: dim (dense)
+  const uint16_t* weight = nullptr;  // [dim] bf16
+  float eps = 1e-6f;
+  float* out_f32 = nullptr;
+  uint16_t* out_bf16 = nullptr;
+};
+
+// A GEMM result [rows, n] float32 as `splits` slices to add up: value[i] = Σ_s data[s · split_stride
+// + i] in split order (split_stride = partial_rows × n); splits == 1: data is the result itself.
+struct SplitSums {
+  const float* data = nullptr;
+  int splits = 1;
+  int64_t split_stride = 0;
+};
+// Consumers add up at most this many slices (their loads all in flight at once).
+constexpr int kMaxFusedSplits = 4;
+
+// ops::rope on x + t * token_stride + head * head_stride + rotary_offset, in place (then
+// optionally ops::kv_write of each token's entry).
+// inv_freq [rotary_dim / 2] float32, positions [tokens].
+struct RopeArgs {
+  float* x = nullptr;
+  int tokens = 0;
+  int heads = 0;
+  int head_stride = 0;
+  int64_t token_stride = 0;
+  int rotary_offset = 0;
+  const float* inv_freq = nullptr;
+  int half = 0;  // rotary_dim / 2
+  float attention_factor = 1.0f;
+  bool interleaved = false;
+  const int32_t* positions = nullptr;
+  // Optional (cache non-null): then token t's cache entry, entry_size floats at
+  // x + t * token_stride + entry_offset (after rotation), goes to cache slot slots[t] — kv_write
+  // fused (GQA: the rotated K heads and V; MLA: [c | k_pe]).
+  float* cache = nullptr;
+  int entry_size = 0;
+  int entry_offset = 0;
+  const int32_t* slots = nullptr;
+};
+
+// Causal paged attention for every query row of a batch (prefill, chunked prefill and decode
+// alike): row t is at position positions[t] of the sequence whose block table starts at
+// block_tables + table_offsets[t], and sees keys [max(0, p - window + 1), p].
+// Query head h reads kv head h / group: key = entry[key_offset + kvh * kv_head_stride, + key_dim),
+// value = entry[value_offset + kvh * kv_head_stride, + value_dim). GQA: key_offset 0,
+// value_offset num_kv_heads * head_dim, kv_head_stride head_dim. MLA absorbed: one kv head,
+// key = the whole [c | k_pe] entry, value = c.
+// q [tokens, num_heads, key_dim] at q + t * q_stride; out [tokens, num_heads, value_dim] dense.
+struct AttentionArgs {
+  const float* q = nullptr;
+  int64_t q_stride = 0;
+  int tokens = 0;
+  int num_heads = 0;
+  int group = 1;
+  const float* cache = nullptr;
+  int block_size = 0;
+  int entry_size = 0;
+  int key_offset = 0;
+  int value_offset = 0;
+  int kv_head_stride = 0;
+  int key_dim = 0;
+  int value_dim = 0;  // CUDA: <= cuda::kMaxValueDim
+  float scale = 1.0f;
+  int sliding_window = 0;
+  const int32_t* block_tables = nullptr;
+  const int32_t* table_offsets = nullptr;
+  const int32_t* positions = nullptr;
+  float* out = nullptr;
+};
+
+// The MLA head dimensions of mla_absorb_q / mla_project_v. kv_b [H × (dn + dv), r] float32.
+// q [T, H, dn + dr] → q_absorbed [T, H, r + dr];  latent [T, H, r] → out [T, H, dv].
+struct MlaDims {
+  int tokens = 0;
+  int heads = 0;
+  int nope = 0;   // dn
+  int rope = 0;   // dr
+  int value = 0;  // dv
+  int rank = 0;   // r
+};
+
+// MLA attention of one prefill piece in the plain form (mla_prefill.cu): the piece's `count`
+// query rows (positions begin .. begin + count - 1, rows first_row .. of q and out) attend to the
+// ctx = begin + count latents of its sequence in the paged cache.
+struct MlaPrefillArgs {
+  MlaDims dims;                          // heads, nope, rope, value, rank
+  const float* q = nullptr;              // [T, H, nope + rope], rope applied
+  int first_row = 0;
+  int count = 0;
+  int begin = 0;
+  const float* cache = nullptr;          // the layer's [blocks × block_size, rank + rope]
+  int block_size = 0;
+  const int32_t* block_table = nullptr;  // the sequence's ceil(ctx / block_size) blocks
+  const float* kv_b = nullptr;           // [H (nope + value), rank] float32
+  float scale = 1.0f;
+  int query_tile = 1;                    // queries per score tile (mla_prefill_query_tile)
+  float* workspace = nullptr;            // mla_prefill_workspace_floats(dims, ctx, query_tile)
+  float* out = nullptr;                  // [T, H, value]
+};
+
+// MoE dispatch plan from expert_ids [entries = T × top_k]: offsets [E + 1] (expert e's rows are
+// [offsets[e], offsets[e+1]) of the permuted order), positions [entries] (where entry i went),
+// source_rows [entries] (the token each permuted row came from). load_counts [E] int64 (or
+// null) accumulates rows per expert (the runner's expert load).
+struct MoePermuteArgs {
+  const int32_t* expert_ids = nullptr;
+  int entries = 0;
+  int top_k = 1;
+  int experts = 0;
+  int32_t* offsets = nullptr;
+  int32_t* positions = nullptr;
+  int32_t* source_rows = nullptr;
+  int64_t* load_counts = nullptr;
+  // moe_permute_workspace_ints(entries, experts) ints: prefill-sized plans (more than
+  // kMoePermuteOneBlockEntries entries) then run over many blocks; null keeps one block.
+  int32_t* workspace = nullptr;
+};
+
+// Weighted combine (ops::scatter_add_rows over all experts, then the shared expert):
+//   out[t] = Σ_k weights[t, k] · expert_out[positions[t, k]] + s_t · shared_out[t]
+// with s_t = sigmoid(shared_gate_logit[t]) when given, else 1; shared_out may be null.
+struct MoeCombineArgs {
+  const float* expert_out = nullptr;   // [T × top_k, hidden] in permuted order
+  int expert_splits = 1;               // expert_out as SplitSums slices (<= kMaxFusedSplits)
+  int64_t expert_split_stride = 0;
+  const int32_t* positions = nullptr;  // [T, top_k]
+  const float* weights = nullptr;      // [T, top_k]
+  int tokens = 0;
+  int top_k = 0;
+  int hidden = 0;
+  const float* shared_out = nullptr;         // [T, hidden]
+  const float* shared_gate_logit = nullptr;  // [T]
+  float* out = nullptr;                      // [T, hidden]
+  // Optional (residual non-null, out unused): the residual add + RMSNorm that follows, fused —
+  // residual[t] += the combined row, then normed[t] = residual[t] / rms · norm_weight (as rms_norm).
+  float* residual = nullptr;                 // [T, hidden]
+  const uint16_t* norm_weight = nullptr;     // [hidden] bf16
+  float eps = 1e-6f;
+  float* normed_f32 = nullptr;               // [T, hidden] or null
+  uint16_t* normed_bf16 = nullptr;           // [T, hidden] or null
+};
+
+// GEMM on float32 activations and bf16 weights, optionally grouped (one weight matrix per expert):
+//   group g's input rows [offsets[g], offsets[g+1]) of x (all M rows when offsets is null)
+//   out[r, n] = Σ_k x[r, k] · W_g[n, k] (+ bias[n])                      (swiglu = false)
+//   out[r, n] = silu(Σ x·W_g[n]) · (Σ x·W_g[n + N])   W_g [2N, K]          (swiglu = true)
+// Groups whose rows are empty cost nothing (the experts no token chose).
+// x [rows, K] dense; W_g = weight + g * group_stride ([N or 2N, K] bf16); out [rows, N] dense.
+struct GemmArgs {
+  const float* x = nullptr;
+  int rows = 0;  // total rows (upper bound of any group's row count)
+  int k = 0;
+  int n = 0;
+  const uint16_t* weight = nullptr;
+  int64_t group_stride = 0;
+  const int32_t* offsets = nullptr;  // [groups + 1] in the backend's memory, or null (one group)
+  int groups = 1;
+  // Grouped: rows of x over all groups (offsets[groups]), or 0 when unknown. small_gemm then
+  // launches blocks only for as many groups as can have rows; mma_gemm sizes its split K by it.
+  int total_rows = 0;
+  const uint16_t* bias = nullptr;  // [n] bf16 or null (not with swiglu)
+  bool swiglu = false;
+  float* out = nullptr;
+  // Row r reads x[x_rows[r]] instead of x[r] (the MoE gather fused; CUDA: small_gemm only); null: x[r].
+  const int32_t* x_rows = nullptr;
+};
+
+// CPU step ops (kernels/cpu/): the specification of the CUDA ops of the same name below.
+// out[t, :] = table[ids[t], :].  table [vocab, hidden] bf16, out [tokens, hidden].
+void embedding(ExecContext& ctx, const uint16_t* table, int hidden, const int32_t* ids, int tokens, float* out);
+void rms_norm(ExecContext& ctx, const RmsNormArgs& args);
+void rope(ExecContext& ctx, const RopeArgs& args);
+// cache entry slots[t] (= block * block_size + offset) ← src[t * src_stride, + entry_size).
+// cache [num_blocks * block_size, entry_size] float32.
+void kv_write(ExecContext& ctx, float* cache, int entry_size, const int32_t* slots, int tokens, const float* src,
+              int64_t src_stride);
+void paged_attention(ExecContext& ctx, const AttentionArgs& args);
+// mla_absorb_q / mla_project_v above on raw pointers. kv_b [H × (dn + dv), r] float32.
+void mla_absorb_q(ExecContext& ctx, const MlaDims& dims, const float* q, const float* kv_b, float* q_absorbed);
+void mla_project_v(ExecContext& ctx, const MlaDims& dims, const float* latent, const float* kv_b, float* out);
+// (args.workspace and args.query_tile are the CUDA kernel's; the CPU ignores them.)
+void mla_prefill_attention(ExecContext& ctx, const MlaPrefillArgs& args);
+// route above on raw pointers: logits [T, E], selection_bias [E] or null → expert_ids, expert_weights [T, top_k].
+void route(ExecContext& ctx, const float* logits, const float* selection_bias, int tokens, int experts,
+           const RouterParams& params, int32_t* expert_ids, float* expert_weights);
+// (args.workspace is the CUDA kernel's; the CPU ignores it.)
+void moe_permute(ExecContext& ctx, const MoePermuteArgs& args);
+// out[i, :] = x[rows[i], :], to float32 or bf16 (either may be null). x [*, width].
+void gather_rows(ExecContext& ctx, const float* x, int width, const int32_t* rows, int count, float* out_f32,
+                 uint16_t* out_bf16);
+void moe_combine(ExecContext& ctx, const MoeCombineArgs& args);
+void gemm(ExecContext& ctx, const GemmArgs& args);
+// out[r, i] = silu(gate_up[r, i]) · gate_up[r, I + i] for gate_up [rows, 2I]; out [rows, I] f32 or bf16.
+void silu_mul(ExecContext& ctx, const float* gate_up, int rows, int intermediate, float* out_f32,
+              uint16_t* out_bf16);
+// out[r] = the first index of the largest value of x[r, :] (x [rows, width]; greedy sampling).
+void argmax_rows(ExecContext& ctx, const float* x, int rows, int64_t width, int32_t* out);
+
 }  // namespace moeserve::ops
+
+// ---- The CUDA step ops (kernels/cuda/*.cu) ---------------------------------------------------
+// The same contract on device pointers, queued on the stream in GpuExec (nothing here
+// synchronises). Plain C++ so callers need no CUDA headers; declared only, so a CPU-only build
+// never references them.
+namespace moeserve::cuda {
+
+using ops::AttentionArgs;
+using ops::GemmArgs;
+using ops::kMaxFusedSplits;
+using ops::MlaDims;
+using ops::MlaPrefillArgs;
+using ops::MoeCombineArgs;
+using ops::MoePermuteArgs;
+using ops::RmsNormArgs;
+using ops::RopeArgs;
+using ops::SplitSums;
+
+// The stream and cuBLAS handle every op is queued on (cudaStream_t / cublasHandle_t).
+struct GpuExec {
+  void* stream = nullptr;
+  void* blas = nullptr;
+};
+
+// ops::embedding (step form) on the device.
+void embedding(const GpuExec& exec, const uint16_t* table, int hidden, const int32_t* ids, int tokens, float* out);
+
+// ops::rms_norm on the device.
+void rms_norm(const GpuExec& exec, const RmsNormArgs& args);
+
+// ops::rope on the device (with the fused cache write).
+void rope(const GpuExec& exec, const RopeArgs& args);
+
+// ops::kv_write (step form) on the device.
+void kv_write(const GpuExec& exec, float* cache, int entry_size, const int32_t* slots, int tokens, const float* src,
+              int64_t src_stride);
+
+constexpr int kMaxValueDim = 512;
+constexpr int kMaxKeyDim = 1024;
+// ops::paged_attention on the device.
+void paged_attention(const GpuExec& exec, const AttentionArgs& args);
+
+// The same attention for prefill-sized batches of GQA rows: query_tiles [num_tiles × 2] =
+// (first row, rows) pairs, each at most tile_rows consecutive rows of one sequence, covering
+// every row once; a block takes a tile × one kv head (tile rows × group queries that share each
+// K/V tile it stages).
+// A block's queries (tile rows × group) at most: on tensor cores, on CUDA cores.
+constexpr int kPrefillMmaQueries = 128;
+constexpr int kPrefillQueries = 64;
+// Rows per tile that fill a block of the kernel a head shape takes, at least 1.
+int prefill_tile_rows(int head_dim, int group);
+// On tensor cores (key_dim == value_dim, a multiple of 16 and <= 128, group × tile_rows <= 128,
+// 16-byte aligned cache rows): Q, K, P and V as bf16 hi + lo halves when split_bf16
+// (float32-like), or rounded to bf16.
+bool prefill_attention_mma_supported(const AttentionArgs& args, int tile_rows);
+void paged_attention_prefill_mma(const GpuExec& exec, const AttentionArgs& args, const int32_t* query_tiles,
+                                 int num_tiles, int tile_rows, bool split_bf16);
+// On CUDA cores in float32 (key_dim == value_dim <= 128, a multiple of 4, group × tile_rows <= 64).
+bool prefill_attention_supported(const AttentionArgs& args, int tile_rows);
+void paged_attention_prefill(const GpuExec& exec, const AttentionArgs& args, const int32_t* query_tiles, int num_tiles,
+                             int tile_rows);
+
+// ops::mla_absorb_q / ops::mla_project_v on the device.
+void mla_absorb_q(const GpuExec& exec, const MlaDims& dims, const float* q, const float* kv_b, float* q_absorbed);
+void mla_project_v(const GpuExec& exec, const MlaDims& dims, const float* latent, const float* kv_b, float* out);
+
+// ops::mla_prefill_attention: the piece's scores in tiles of query_tile queries, in workspace.
+void mla_prefill_attention(const GpuExec& exec, const MlaPrefillArgs& args);
+size_t mla_prefill_workspace_floats(const MlaDims& dims, int ctx, int query_tile);
+// Queries per score tile so that the scores (H × tile × ctx floats) stay within score_floats.
+int mla_prefill_query_tile(const MlaDims& dims, int count, int ctx, size_t score_floats);
+
+// ops::route on the device. logits [T, E], selection_bias [E] float32 or null;
+// expert_ids [T, top_k] int32, expert_weights [T, top_k] float32. E <= kMaxExperts.
+constexpr int kMaxExperts = 512;
+void route(const GpuExec& exec, const float* logits, const float* selection_bias, int tokens, int experts,
+           const ops::RouterParams& params, int32_t* expert_ids, float* expert_weights);
+
+// ops::moe_permute on the device.
+void moe_permute(const GpuExec& exec, const MoePermuteArgs& args);
+// Plans of up to this many entries run in one block (every decode step: CUDA-graph friendly, no
+// workspace); larger ones count, scan and place over chunks of kMoePermuteChunk entries.
+constexpr int kMoePermuteOneBlockEntries = 4096;
+constexpr int kMoePermuteChunk = 256;
+size_t moe_permute_workspace_ints(int entries, int experts);
+
+// ops::gather_rows (step form) on the device.
+void gather_rows(const GpuExec& exec, const float* x, int width, const int32_t* rows, int count, float* out_f32,
+                 uint16_t* out_bf16);
+
+// ops::moe_combine on the device (top_k <= kMaxCombineTopK).
+constexpr int kMaxCombineTopK = 64;
+void moe_combine(const GpuExec& exec, const MoeCombineArgs& args);
+
+// ops::gemm on CUDA cores for decode-sized row counts (small_gemm.cu): each weight row streams once
+// per tile of kSmallTile rows; also reads x through x_rows (the MoE gather fused).
+constexpr int kSmallTile = 16;
+// workspace (no SwiGLU; grouped: total_rows set): room for small_gemm_workspace_floats(args)
+// floats lets a grid with too few blocks for the GPU split K, as mma_gemm does; null runs it unsplit.
+size_t small_gemm_workspace_floats(const GemmArgs& args);
+void small_gemm(const GpuExec& exec, const GemmArgs& args, float* workspace = nullptr);
+
+// small_gemm whose split-K partial sums (no bias: args.bias must be null) are left in workspace
+// for the consumer to add (rms_norm's add, moe_combine's expert rows: one launch fewer); when it
+// does not split, or splits more than kMaxFusedSplits ways, args.out holds the result.
+SplitSums small_gemm_unsummed(const GpuExec& exec, const GemmArgs& args, float* workspace);
+
+// The same contract on tensor cores (mma.sync; see mma_gemm.cu), for groups of more rows than
+// small_gemm's CUDA-core tiles suit: each weight byte comes from HBM once (from L2 for every further 16 rows of a group).
+// split: activations as bf16 hi + lo halves (float32-like); otherwise rounded to bf16. Needs K % 8 == 0.
+// workspace (no SwiGLU; grouped: total_rows set): room for mma_gemm_workspace_floats(args)
+// floats lets a GEMM with too few blocks for the GPU split K over more blocks (the partial sums
+// are added in a fixed order, so results are deterministic); null runs it unsplit.
+bool mma_gemm_supported(int k);
+size_t mma_gemm_workspace_floats(const GemmArgs& args);
+void mma_gemm(const GpuExec& exec, const GemmArgs& args, bool split, float* workspace = nullptr);
+
+// cuBLAS: out [M, N] f32 = x [M, K] bf16 · W [N, K]ᵀ bf16 (+ bias [N] bf16), fp32 accumulate;
+// accumulate: out += instead of out = (for the low half of a split activation).
+void gemm_bf16(const GpuExec& exec, const uint16_t* x, const uint16_t* weight, const uint16_t* bias, int m, int n,
+               int k, float* out, bool accumulate = false);
+// The same product rounded to bf16: out [M, N] bf16.
+void gemm_bf16(const GpuExec& exec, const uint16_t* x, const uint16_t* weight, int m, int n, int k, uint16_t* out);
+// cuBLAS in float32 (no TF32): out [M, N] = x [M, K] · W [N, K]ᵀ, all float32.
+void gemm_f32(const GpuExec& exec, const float* x, const float* weight, int m, int n, int k, float* out);
+
+// out[r, i] = silu(gate_up[r, i]) · gate_up[r, I + i] for gate_up [rows, 2I]; out [rows, I] f32 or bf16.
+void silu_mul(const GpuExec& exec, const float* gate_up, int rows, int intermediate, float* out_f32,
+              uint16_t* out_bf16);
+// The same from a bf16 gate_up [rows, 2I] to bf16.
+void silu_mul(const GpuExec& exec, const uint16_t* gate_up_bf16, int rows, int intermediate, uint16_t* out_bf16);
+
+// out[r] = the first index of the largest value of x[r, :] (x [rows, width]; greedy sampling).
+void argmax_rows(const GpuExec& exec, const float* x, int rows, int64_t width, int32_t* out);
+
+// Sampling on the device: runtime/sampler.h's apply_edits + sample_with_uniform for each chosen
+// row. choices [rows] and edits on the device; row choices[i].row of logits [*, vocab] is read
+// (not modified) and out[choices[i].row] = its token. The edits of choice i are
+// edits[edit_begin, edit_end), distinct tokens. workspace: sample_rows_workspace_bytes(rows,
+// vocab) bytes (or more) for a call of up to `rows` choices. A choice with logprobs >= 0 (and no
+// edits) also gets logprobs_out[i]: runtime/logprobs.h's compute_logprobs of its row for the
+// picked token and the top min(logprobs, kMaxSampleLogprobs).
+struct SampleChoice {  // one row's TokenChoice
+  int32_t row = 0;
+  int32_t top_k = 0;
+  float temperature = 0.0f;
+  float top_p = 1.0f;
+  float min_p = 0.0f;
+  float repetition_penalty = 1.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  double uniform = 0.0;
+  int32_t edit_begin = 0;
+  int32_t edit_end = 0;
+  int32_t logprobs = -1;
+};
+constexpr int kMaxSampleLogprobs = 20;  // vLLM's default --max-logprobs
+struct SampleLogprobs {
+  float logprob = 0.0f;  // of the picked token
+  int32_t top_count = 0;
+  int32_t top_ids[kMaxSampleLogprobs] = {};
+  float top_logprobs[kMaxSampleLogprobs] = {};
+};
+struct SampleEdit {  // runtime/sampler.h's LogitEdit
+  int32_t token = 0;
+  int32_t output_count = 0;
+  int32_t seen = 0;
+  int32_t masked = 0;
+};
+size_t sample_rows_workspace_bytes(int rows, int64_t vocab);
+void sample_rows(const GpuExec& exec, const float* logits, int64_t vocab, const SampleChoice* choices, int rows,
+                 const SampleEdit* edits, void* workspace, size_t workspace_bytes, int32_t* out,
+                 SampleLogprobs* logprobs_out = nullptr);
+
+// Casts: float32 → bf16 (round to nearest even), bf16 → float32.
+void to_bf16(const GpuExec& exec, const float* x, int64_t count, uint16_t* out);
+void to_f32(const GpuExec& exec, const uint16_t* x, int64_t count, float* out);
+// x ≈ hi + lo with hi = bf16(x), lo = bf16(x − hi): two bf16 GEMMs then carry ~16 bits of each
+// activation's mantissa (the precise prefill mode).
+void to_bf16_split(const GpuExec& exec, const float* x, int64_t count, uint16_t* hi, uint16_t* lo);
+
+// Random bf16 weights on the device (--load-format dummy without a host copy): each element
+// normal(0, stddev) from a counter-based hash of (seed, index); stddev 0 fills `constant`.
+void fill_random_bf16(const GpuExec& exec, uint16_t* out, int64_t count, uint64_t seed, float stddev, float constant);
+
+}  // namespace moeserve::cuda

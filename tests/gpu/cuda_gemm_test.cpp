@@ -16,7 +16,7 @@ using testing::f32_view;
 using testing::relative_error;
 using testing::view;
 
-// The decode-sized GEMM kernels share one contract (SmallGemmArgs): small_gemm on CUDA cores,
+// The decode-sized GEMM kernels share one contract (GemmArgs): small_gemm on CUDA cores,
 // mma_gemm on tensor cores with split activations (float32-like) or plain bf16 activations
 // (given bf16-exact inputs, so the float32 reference holds for it too).
 struct GemmKernel {
@@ -26,24 +26,24 @@ struct GemmKernel {
   double tolerance;
   // Non-null: the kernel gets a (NaN-poisoned) workspace of this many floats, so GEMMs with few
   // blocks split K.
-  size_t (*workspace_floats)(const cuda::SmallGemmArgs&);
-  void (*run)(const cuda::GpuExec&, const cuda::SmallGemmArgs&, float* workspace);
+  size_t (*workspace_floats)(const cuda::GemmArgs&);
+  void (*run)(const cuda::GpuExec&, const cuda::GemmArgs&, float* workspace);
 };
 const GemmKernel kGemmKernels[] = {
     {"small_gemm", false, false, 2e-6, nullptr,
-     [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args, float*) { cuda::small_gemm(exec, args); }},
+     [](const cuda::GpuExec& exec, const cuda::GemmArgs& args, float*) { cuda::small_gemm(exec, args); }},
     {"small_gemm split-K", false, false, 2e-6, cuda::small_gemm_workspace_floats,
-     [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args, float* workspace) {
+     [](const cuda::GpuExec& exec, const cuda::GemmArgs& args, float* workspace) {
        cuda::small_gemm(exec, args, workspace);
      }},
     {"mma_gemm split", false, true, 2e-5, nullptr,
-     [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args, float*) { cuda::mma_gemm(exec, args, true); }},
+     [](const cuda::GpuExec& exec, const cuda::GemmArgs& args, float*) { cuda::mma_gemm(exec, args, true); }},
     {"mma_gemm split split-K", false, true, 2e-5, cuda::mma_gemm_workspace_floats,
-     [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args, float* workspace) {
+     [](const cuda::GpuExec& exec, const cuda::GemmArgs& args, float* workspace) {
        cuda::mma_gemm(exec, args, true, workspace);
      }},
     {"mma_gemm bf16 split-K", true, true, 1e-5, cuda::mma_gemm_workspace_floats,
-     [](const cuda::GpuExec& exec, const cuda::SmallGemmArgs& args, float* workspace) {
+     [](const cuda::GpuExec& exec, const cuda::GemmArgs& args, float* workspace) {
        cuda::mma_gemm(exec, args, false, workspace);
      }},
 };
@@ -88,7 +88,7 @@ TEST_F(CudaOpsTest, DecodeGemmsMatchLinear) {
         ops::linear(cpu_, f32_view(x, Shape{rows, k}), view(weight.data(), DType::kBF16, Shape{n, k}),
                     view(bias.data(), DType::kBF16, Shape{n}), f32_view(expected, Shape{rows, n}));
         float* out = poisoned<float>(expected.size());
-        const cuda::SmallGemmArgs args{
+        const cuda::GemmArgs args{
             .x = upload(x), .rows = rows, .k = k, .n = n, .weight = upload(weight), .bias = upload(bias), .out = out};
         kernel.run(exec_, args, kernel.workspace_floats ? poisoned<float>(kernel.workspace_floats(args)) : nullptr);
         expect_close_to_linear(download(out, expected.size()), expected, x, weight, bias, rows, k, n,
@@ -143,7 +143,7 @@ TEST_F(CudaOpsTest, DecodeGemmsGrouped) {
             ops::silu_mul(cpu_, f32_view(gate, Shape{counts[g], inter}), f32_view(up, Shape{counts[g], inter}), out_g);
           }
           float* out = poisoned<float>(expected.size());
-          const cuda::SmallGemmArgs args{.x = upload(x),
+          const cuda::GemmArgs args{.x = upload(x),
                                          .rows = *std::max_element(counts.begin(), counts.end()),
                                          .k = hidden,
                                          .n = inter,
@@ -171,12 +171,12 @@ TEST_F(CudaOpsTest, DecodeGemmsGrouped) {
 TEST_F(CudaOpsTest, UnsummedSplitKMatchesTheSummedGemm) {
   for (auto [k, n, splits] : {std::tuple{4096, 4096, 2}, {8192, 1000, 4}, {14336, 4096, 1}}) {
     auto x = random_floats(size_t(k));
-    const cuda::SmallGemmArgs args{
+    const cuda::GemmArgs args{
         .x = upload(x), .rows = 1, .k = k, .n = n, .weight = upload(random_bf16(size_t(n) * k, 0.1f))};
-    cuda::SmallGemmArgs summed = args;
+    cuda::GemmArgs summed = args;
     summed.out = poisoned<float>(n);
     cuda::small_gemm(exec_, summed, poisoned<float>(cuda::small_gemm_workspace_floats(args)));
-    cuda::SmallGemmArgs unsummed = args;
+    cuda::GemmArgs unsummed = args;
     unsummed.out = poisoned<float>(n);
     const cuda::SplitSums sums =
         cuda::small_gemm_unsummed(exec_, unsummed, poisoned<float>(cuda::small_gemm_workspace_floats(args)));
@@ -206,7 +206,7 @@ TEST_F(CudaOpsTest, UnsummedSplitKMatchesTheSummedGemm) {
   const std::vector<int32_t> offsets = {0, 1, 2, 2, 4};  // permuted rows per expert
   const std::vector<int32_t> positions = {1, 2, 3, 0};   // (token, k) → permuted row
   const auto act = random_floats(size_t(tokens * top_k) * inter);  // [entries, inter] permuted
-  const cuda::SmallGemmArgs down{.x = upload(act),
+  const cuda::GemmArgs down{.x = upload(act),
                                  .rows = tokens,
                                  .k = inter,
                                  .n = hidden,
@@ -215,10 +215,10 @@ TEST_F(CudaOpsTest, UnsummedSplitKMatchesTheSummedGemm) {
                                  .offsets = upload(offsets),
                                  .groups = experts,
                                  .total_rows = tokens * top_k};
-  cuda::SmallGemmArgs summed = down;
+  cuda::GemmArgs summed = down;
   summed.out = poisoned<float>(size_t(tokens * top_k) * hidden);
   cuda::small_gemm(exec_, summed, poisoned<float>(cuda::small_gemm_workspace_floats(down)));
-  cuda::SmallGemmArgs unsummed = down;
+  cuda::GemmArgs unsummed = down;
   unsummed.out = poisoned<float>(size_t(tokens * top_k) * hidden);
   const cuda::SplitSums sums =
       cuda::small_gemm_unsummed(exec_, unsummed, poisoned<float>(cuda::small_gemm_workspace_floats(down)));
@@ -254,7 +254,7 @@ TEST_F(CudaOpsTest, UnsummedSplitKMatchesTheSummedGemm) {
 TEST_F(CudaOpsTest, SmallGemmGathersItsRows) {
   // args (x, out unset) on x_source's rows x_rows: reading them through x_rows must give exactly
   // what the same GEMM gives on the rows gathered beforehand.
-  auto expect_gather_matches = [&](cuda::SmallGemmArgs args, const std::vector<int32_t>& x_rows, int source_rows,
+  auto expect_gather_matches = [&](cuda::GemmArgs args, const std::vector<int32_t>& x_rows, int source_rows,
                                    const char* label) {
     const std::vector<float> x_source = random_floats(size_t(source_rows) * args.k);
     std::vector<float> gathered;
@@ -275,7 +275,7 @@ TEST_F(CudaOpsTest, SmallGemmGathersItsRows) {
     const int tokens = 3, hidden = 200, inter = 70, groups = 5;
     const int64_t per_group = (swiglu ? 2LL : 1LL) * inter * hidden;
     // 6 entries = 3 tokens × top-2.
-    expect_gather_matches(cuda::SmallGemmArgs{.rows = tokens,
+    expect_gather_matches(cuda::GemmArgs{.rows = tokens,
                                               .k = hidden,
                                               .n = inter,
                                               .weight = upload(random_bf16(size_t(groups) * per_group, 0.1f)),
@@ -289,7 +289,7 @@ TEST_F(CudaOpsTest, SmallGemmGathersItsRows) {
   // Ungrouped with few outputs: the narrow kernel (the router's shape).
   const int hidden = 128, n = 8;
   expect_gather_matches(
-      cuda::SmallGemmArgs{.rows = 3, .k = hidden, .n = n, .weight = upload(random_bf16(size_t(n) * hidden, 0.1f))},
+      cuda::GemmArgs{.rows = 3, .k = hidden, .n = n, .weight = upload(random_bf16(size_t(n) * hidden, 0.1f))},
       {3, 3, 0}, 4, "narrow");
 }
 

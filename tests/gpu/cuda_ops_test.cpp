@@ -350,6 +350,50 @@ TEST_F(CudaOpsTest, MlaAbsorbedAttentionAndProjections) {
   }
 }
 
+// The plain-form MLA prefill of one piece, CPU and CUDA on the same arguments: a fresh prefill,
+// a chunk after cached context, and query tiles smaller than the piece (several score tiles).
+TEST_F(CudaOpsTest, MlaPrefillPlainFormMatchesTheCpuOp) {
+  const int block_size = 16, num_blocks = 24;
+  for (auto [heads, rank, rope_dim, nope, value] : {std::tuple{4, 32, 8, 16, 16}, {3, 48, 6, 10, 12}}) {
+    const int entry = rank + rope_dim;
+    PagedBatch batch = make_batch({{40, 40}, {70, 24}}, block_size, num_blocks, rng_);
+    auto cache = random_floats(size_t(num_blocks) * block_size * entry);
+    auto q = random_floats(size_t(batch.tokens) * heads * (nope + rope_dim));
+    auto kv_b = random_floats(size_t(heads) * (nope + value) * rank, 0.2f);
+    const ops::MlaDims dims{batch.tokens, heads, nope, rope_dim, value, rank};
+    std::vector<float> expected(size_t(batch.tokens) * heads * value, NAN);
+    float* out = poisoned<float>(expected.size());
+    const float* dq = upload(q);
+    const float* dcache = upload(cache);
+    const float* dkv_b = upload(kv_b);
+    for (const SequenceView& seq : batch.sequences) {
+      const int begin = seq.context_len - seq.num_query;
+      ops::MlaPrefillArgs args{.dims = dims,
+                               .q = q.data(),
+                               .first_row = seq.query_begin,
+                               .count = seq.num_query,
+                               .begin = begin,
+                               .cache = cache.data(),
+                               .block_size = block_size,
+                               .block_table = seq.block_table.data(),
+                               .kv_b = kv_b.data(),
+                               .scale = 0.3f,
+                               .out = expected.data()};
+      ops::mla_prefill_attention(cpu_, args);
+      const std::vector<int32_t> table(seq.block_table.begin(), seq.block_table.end());
+      args.q = dq;
+      args.cache = dcache;
+      args.block_table = upload(table);
+      args.kv_b = dkv_b;
+      args.query_tile = 7;
+      args.workspace = poisoned<float>(cuda::mla_prefill_workspace_floats(dims, seq.context_len, args.query_tile));
+      args.out = out;
+      cuda::mla_prefill_attention(exec_, args);
+    }
+    EXPECT_LT(relative_error(download(out, expected.size()), expected), 1e-5) << heads << " heads";
+  }
+}
+
 TEST_F(CudaOpsTest, RouterEveryVariant) {
   struct Case {
     int experts;

@@ -12,7 +12,7 @@
 
 #include "base/dtype.h"
 #include "device/cuda/device_memory.h"
-#include "kernels/cuda/cuda_ops.h"
+#include "kernels/ops.h"
 
 namespace moeserve::testing {
 

@@ -96,7 +96,9 @@ std::unique_ptr<Runner> cpu_runner() {
 std::vector<GenerationRequest> requests() {
   std::vector<GenerationRequest> out;
   auto add = [&](const std::string& id, std::vector<int32_t> prompt, auto&& tweak) {
-    GenerationRequest request{.request_id = id, .prompt_ids = std::move(prompt)};
+    GenerationRequest request;
+    request.request_id = id;
+    request.prompt_ids = std::move(prompt);
     request.sampling.temperature = 0.0f;
     request.stop.max_tokens = 12;
     tweak(request);

@@ -169,7 +169,7 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
   auto x_lo = cuda::DeviceBuffer::allocate(size_t(64) * hidden * 2);
   if (!x_hi.ok() || !x_lo.ok()) fail("cannot allocate kernel benchmark buffers");
   for (int rows : {1, 2, 4, 8, 16, 32, 64}) {
-    const cuda::SmallGemmArgs args{
+    const cuda::GemmArgs args{
         .x = x->as<float>(), .rows = rows, .k = hidden, .n = qkv_out, .weight = w->as<uint16_t>(), .out = y->as<float>()};
     auto report = [&](const char* kernel, double s) {
       out.push_back({{"kernel", kernel}, {"rows", rows}, {"seconds", s}, {"gb_per_s", double(qkv_out) * hidden * 2 / s / 1e9}});
@@ -211,7 +211,7 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
       std::vector<int32_t> offsets(m.num_experts + 1, entries);
       for (int e = 0; e <= touched; ++e) offsets[e] = e * entries / touched;
       cuda::copy_to_device(offsets_buf->data(), offsets.data(), offsets.size() * 4, stream.stream());
-      const cuda::SmallGemmArgs args{.x = x->as<float>(),
+      const cuda::GemmArgs args{.x = x->as<float>(),
                                      .rows = tokens,
                                      .k = hidden,
                                      .n = m.expert_intermediate_size,
@@ -237,7 +237,7 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
         report("mma_gemm bf16 experts gate_up+silu", time_it([&] { cuda::mma_gemm(exec, args, false); }), bytes);
       }
       if (cuda::mma_gemm_supported(m.expert_intermediate_size)) {
-        cuda::SmallGemmArgs down = args;
+        cuda::GemmArgs down = args;
         down.k = m.expert_intermediate_size;
         down.n = hidden;
         down.group_stride = int64_t(hidden) * m.expert_intermediate_size;

@@ -1,5 +1,7 @@
-// CPU reference: SwiGLU's elementwise part, silu(gate) * up.
+// CPU reference: SwiGLU's elementwise part, silu(gate) * up (and the step form over [gate | up] rows).
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "kernels/ops.h"
 
@@ -13,6 +15,26 @@ void silu_mul(ExecContext& ctx, const TensorView& gate, const TensorView& up, co
   ctx.pool->parallel_for(gate.numel(), 4096, [&](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) dst[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
   });
+}
+
+}  // namespace moeserve::ops
+
+namespace moeserve::ops {
+
+void silu_mul(ExecContext& ctx, const float* gate_up, int rows, int intermediate, float* out_f32,
+              uint16_t* out_bf16) {
+  const int64_t width = intermediate;
+  std::vector<float> out(static_cast<size_t>(rows) * width);
+  for (int r = 0; r < rows; ++r) {
+    const float* row = gate_up + r * 2 * width;
+    const TensorView gate{const_cast<float*>(row), DType::kF32, Shape{1, width}};
+    const TensorView up{const_cast<float*>(row + width), DType::kF32, Shape{1, width}};
+    silu_mul(ctx, gate, up, TensorView{out.data() + r * width, DType::kF32, Shape{1, width}});
+  }
+  if (out_f32 != nullptr) std::copy(out.begin(), out.end(), out_f32);
+  if (out_bf16 != nullptr) {
+    for (size_t i = 0; i < out.size(); ++i) out_bf16[i] = f32_to_bf16(out[i]);
+  }
 }
 
 }  // namespace moeserve::ops

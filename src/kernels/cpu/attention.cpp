@@ -1,5 +1,7 @@
-// CPU reference: causal (optionally sliding-window) GQA attention reading K/V from the paged
-// cache. One (token, head) pair per work item; softmax in float32 with the running max.
+// CPU reference: causal (optionally sliding-window) attention reading keys and values from the
+// paged cache — one implementation, paged_attention (the step form: every row of a batch by its
+// position), which GQA (attention) and MLA's absorbed form (mla_attention_absorbed) both call.
+// One (row, head) pair per work item; softmax in float32 with the running max.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -8,106 +10,122 @@
 
 namespace moeserve::ops {
 
+void paged_attention(ExecContext& ctx, const AttentionArgs& args) {
+  const size_t items = static_cast<size_t>(args.tokens) * args.num_heads;
+  ctx.pool->parallel_for(items, 4, [&](size_t begin, size_t end) {
+    std::vector<float> scores;
+    for (size_t item = begin; item < end; ++item) {
+      const int64_t row = static_cast<int64_t>(item / args.num_heads);
+      const int head = static_cast<int>(item % args.num_heads);
+      const int kv_offset = head / args.group * args.kv_head_stride;
+      const int position = args.positions[row];
+      const int32_t* block_table = args.block_tables + args.table_offsets[row];
+      const auto entry = [&](int p) {
+        const int64_t slot = static_cast<int64_t>(block_table[p / args.block_size]) * args.block_size + p % args.block_size;
+        return args.cache + slot * args.entry_size;
+      };
+      const float* qv = args.q + row * args.q_stride + static_cast<int64_t>(head) * args.key_dim;
+      const int first_key = args.sliding_window > 0 ? std::max(0, position - args.sliding_window + 1) : 0;
+      const int num_keys = position + 1 - first_key;
+      scores.resize(num_keys);
+      float max_score = -INFINITY;
+      for (int k = 0; k < num_keys; ++k) {
+        const float* key = entry(first_key + k) + args.key_offset + kv_offset;
+        float dot = 0.0f;
+        for (int d = 0; d < args.key_dim; ++d) dot += qv[d] * key[d];
+        scores[k] = dot * args.scale;
+        max_score = std::max(max_score, scores[k]);
+      }
+      float denominator = 0.0f;
+      for (int k = 0; k < num_keys; ++k) {
+        scores[k] = std::exp(scores[k] - max_score);
+        denominator += scores[k];
+      }
+      float* dst = args.out + (row * args.num_heads + head) * static_cast<int64_t>(args.value_dim);
+      std::fill(dst, dst + args.value_dim, 0.0f);
+      for (int k = 0; k < num_keys; ++k) {
+        const float* value = entry(first_key + k) + args.value_offset + kv_offset;
+        const float p = scores[k] / denominator;
+        for (int d = 0; d < args.value_dim; ++d) dst[d] += p * value[d];
+      }
+    }
+  });
+}
+
 namespace {
 
-// Flattens (sequence, query token) pairs so work splits evenly across threads.
-struct QueryRef {
-  const SequenceView* seq;
-  int position;
-  int64_t row;
+// Each row's position and where its sequence's block table starts in the packed tables.
+struct RowsBySequence {
+  std::vector<int32_t> positions;
+  std::vector<int32_t> table_offsets;
+  std::vector<int32_t> block_tables;
 };
 
-std::vector<QueryRef> list_queries(std::span<const SequenceView> sequences) {
-  std::vector<QueryRef> queries;
+RowsBySequence rows_by_sequence(std::span<const SequenceView> sequences, int64_t rows) {
+  RowsBySequence out;
+  out.positions.assign(rows, 0);
+  out.table_offsets.assign(rows, 0);
   for (const SequenceView& seq : sequences) {
+    const int32_t offset = static_cast<int32_t>(out.block_tables.size());
+    out.block_tables.insert(out.block_tables.end(), seq.block_table.begin(), seq.block_table.end());
     for (int i = 0; i < seq.num_query; ++i) {
-      queries.push_back({&seq, seq.context_len - seq.num_query + i, static_cast<int64_t>(seq.query_begin) + i});
+      out.positions[seq.query_begin + i] = seq.context_len - seq.num_query + i;
+      out.table_offsets[seq.query_begin + i] = offset;
     }
   }
-  return queries;
+  return out;
 }
 
 }  // namespace
 
 void attention(ExecContext& ctx, const TensorView& q, const PagedKvLayer& kv, std::span<const SequenceView> sequences,
                const AttentionParams& params, const TensorView& out) {
-  const int head_dim = params.head_dim;
-  const int group = params.num_heads / params.num_kv_heads;
-  const int64_t v_offset = static_cast<int64_t>(params.num_kv_heads) * head_dim;
-  const std::vector<QueryRef> queries = list_queries(sequences);
-  const size_t items = queries.size() * params.num_heads;
-  ctx.pool->parallel_for(items, 4, [&](size_t begin, size_t end) {
-    std::vector<float> scores;
-    for (size_t item = begin; item < end; ++item) {
-      const QueryRef& query = queries[item / params.num_heads];
-      const int head = static_cast<int>(item % params.num_heads);
-      const int kv_head = head / group;
-      const float* qv = q.as<float>() + (query.row * params.num_heads + head) * head_dim;
-      const int first_key = params.sliding_window > 0 ? std::max(0, query.position - params.sliding_window + 1) : 0;
-      const int num_keys = query.position + 1 - first_key;
-      scores.resize(num_keys);
-      float max_score = -INFINITY;
-      for (int k = 0; k < num_keys; ++k) {
-        const float* key = kv.entry(query.seq->block_table.data(), first_key + k) + kv_head * head_dim;
-        float dot = 0.0f;
-        for (int d = 0; d < head_dim; ++d) dot += qv[d] * key[d];
-        scores[k] = dot * params.scale;
-        max_score = std::max(max_score, scores[k]);
-      }
-      float denominator = 0.0f;
-      for (int k = 0; k < num_keys; ++k) {
-        scores[k] = std::exp(scores[k] - max_score);
-        denominator += scores[k];
-      }
-      float* dst = out.as<float>() + (query.row * params.num_heads + head) * head_dim;
-      std::fill(dst, dst + head_dim, 0.0f);
-      for (int k = 0; k < num_keys; ++k) {
-        const float* value = kv.entry(query.seq->block_table.data(), first_key + k) + v_offset + kv_head * head_dim;
-        const float p = scores[k] / denominator;
-        for (int d = 0; d < head_dim; ++d) dst[d] += p * value[d];
-      }
-    }
-  });
+  const RowsBySequence rows = rows_by_sequence(sequences, q.dim(0));
+  paged_attention(ctx, AttentionArgs{.q = q.as<float>(),
+                                     .q_stride = static_cast<int64_t>(params.num_heads) * params.head_dim,
+                                     .tokens = static_cast<int>(q.dim(0)),
+                                     .num_heads = params.num_heads,
+                                     .group = params.num_heads / params.num_kv_heads,
+                                     .cache = kv.data,
+                                     .block_size = kv.block_size,
+                                     .entry_size = kv.entry_size,
+                                     .key_offset = 0,
+                                     .value_offset = params.num_kv_heads * params.head_dim,
+                                     .kv_head_stride = params.head_dim,
+                                     .key_dim = params.head_dim,
+                                     .value_dim = params.head_dim,
+                                     .scale = params.scale,
+                                     .sliding_window = params.sliding_window,
+                                     .block_tables = rows.block_tables.data(),
+                                     .table_offsets = rows.table_offsets.data(),
+                                     .positions = rows.positions.data(),
+                                     .out = out.as<float>()});
 }
 
 void mla_attention_absorbed(ExecContext& ctx, const TensorView& q_absorbed, const PagedKvLayer& kv,
                             std::span<const SequenceView> sequences, int num_heads, float scale,
                             const TensorView& out_latent) {
-  const int64_t latent_dim = out_latent.dim(2);
-  const int64_t key_dim = kv.entry_size;  // latent + rope key
-  MS_CHECK(q_absorbed.dim(2) == key_dim);
-  const std::vector<QueryRef> queries = list_queries(sequences);
-  const size_t items = queries.size() * num_heads;
-  ctx.pool->parallel_for(items, 4, [&](size_t begin, size_t end) {
-    std::vector<float> scores;
-    for (size_t item = begin; item < end; ++item) {
-      const QueryRef& query = queries[item / num_heads];
-      const int64_t head = static_cast<int64_t>(item % num_heads);
-      const float* qv = q_absorbed.as<float>() + (query.row * num_heads + head) * key_dim;
-      const int num_keys = query.position + 1;
-      scores.resize(num_keys);
-      float max_score = -INFINITY;
-      for (int k = 0; k < num_keys; ++k) {
-        const float* key = kv.entry(query.seq->block_table.data(), k);
-        float dot = 0.0f;
-        for (int64_t d = 0; d < key_dim; ++d) dot += qv[d] * key[d];
-        scores[k] = dot * scale;
-        max_score = std::max(max_score, scores[k]);
-      }
-      float denominator = 0.0f;
-      for (int k = 0; k < num_keys; ++k) {
-        scores[k] = std::exp(scores[k] - max_score);
-        denominator += scores[k];
-      }
-      float* dst = out_latent.as<float>() + (query.row * num_heads + head) * latent_dim;
-      std::fill(dst, dst + latent_dim, 0.0f);
-      for (int k = 0; k < num_keys; ++k) {
-        const float* latent = kv.entry(query.seq->block_table.data(), k);
-        const float p = scores[k] / denominator;
-        for (int64_t d = 0; d < latent_dim; ++d) dst[d] += p * latent[d];
-      }
-    }
-  });
+  MS_CHECK(q_absorbed.dim(2) == kv.entry_size);  // latent + rope key
+  const RowsBySequence rows = rows_by_sequence(sequences, q_absorbed.dim(0));
+  paged_attention(ctx, AttentionArgs{.q = q_absorbed.as<float>(),
+                                     .q_stride = static_cast<int64_t>(num_heads) * kv.entry_size,
+                                     .tokens = static_cast<int>(q_absorbed.dim(0)),
+                                     .num_heads = num_heads,
+                                     .group = num_heads,
+                                     .cache = kv.data,
+                                     .block_size = kv.block_size,
+                                     .entry_size = kv.entry_size,
+                                     .key_offset = 0,
+                                     .value_offset = 0,
+                                     .kv_head_stride = 0,
+                                     .key_dim = kv.entry_size,
+                                     .value_dim = static_cast<int>(out_latent.dim(2)),
+                                     .scale = scale,
+                                     .sliding_window = 0,
+                                     .block_tables = rows.block_tables.data(),
+                                     .table_offsets = rows.table_offsets.data(),
+                                     .positions = rows.positions.data(),
+                                     .out = out_latent.as<float>()});
 }
 
 }  // namespace moeserve::ops

@@ -1,4 +1,6 @@
 // CPU reference: token embedding lookup (converting the table's dtype to float32).
+#include <algorithm>
+
 #include "kernels/ops.h"
 
 namespace moeserve::ops {
@@ -14,6 +16,17 @@ void embedding(ExecContext& ctx, const TensorView& table, std::span<const int32_
       convert_to_f32(table.dtype, row, out.as<float>() + t * hidden, hidden);
     }
   });
+}
+
+}  // namespace moeserve::ops
+
+namespace moeserve::ops {
+
+void embedding(ExecContext& ctx, const uint16_t* table, int hidden, const int32_t* ids, int tokens, float* out) {
+  int64_t vocab = 0;  // the rows the ids reach (the caller checked them against the vocabulary)
+  for (int t = 0; t < tokens; ++t) vocab = std::max<int64_t>(vocab, ids[t] + 1);
+  embedding(ctx, TensorView{const_cast<uint16_t*>(table), DType::kBF16, Shape{vocab, hidden}},
+            std::span<const int32_t>(ids, tokens), TensorView{out, DType::kF32, Shape{tokens, hidden}});
 }
 
 }  // namespace moeserve::ops

@@ -35,3 +35,14 @@ void kv_gather(ExecContext& ctx, const PagedKvLayer& kv, std::span<const int32_t
 }
 
 }  // namespace moeserve::ops
+
+namespace moeserve::ops {
+
+void kv_write(ExecContext& ctx, float* cache, int entry_size, const int32_t* slots, int tokens, const float* src,
+              int64_t src_stride) {
+  for (int t = 0; t < tokens; ++t) {
+    std::memcpy(cache + static_cast<int64_t>(slots[t]) * entry_size, src + t * src_stride, entry_size * sizeof(float));
+  }
+}
+
+}  // namespace moeserve::ops

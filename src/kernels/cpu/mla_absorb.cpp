@@ -49,3 +49,22 @@ void mla_project_v(ExecContext& ctx, const TensorView& latent, const TensorView&
 }
 
 }  // namespace moeserve::ops
+
+namespace moeserve::ops {
+
+void mla_absorb_q(ExecContext& ctx, const MlaDims& dims, const float* q, const float* kv_b, float* q_absorbed) {
+  const auto d = [](int value) { return static_cast<int64_t>(value); };
+  mla_absorb_q(ctx, TensorView{const_cast<float*>(q), DType::kF32, Shape{d(dims.tokens), d(dims.heads), d(dims.nope + dims.rope)}},
+               TensorView{const_cast<float*>(kv_b), DType::kF32, Shape{d(dims.heads) * (dims.nope + dims.value), d(dims.rank)}},
+               dims.nope, dims.value,
+               TensorView{q_absorbed, DType::kF32, Shape{d(dims.tokens), d(dims.heads), d(dims.rank + dims.rope)}});
+}
+
+void mla_project_v(ExecContext& ctx, const MlaDims& dims, const float* latent, const float* kv_b, float* out) {
+  const auto d = [](int value) { return static_cast<int64_t>(value); };
+  mla_project_v(ctx, TensorView{const_cast<float*>(latent), DType::kF32, Shape{d(dims.tokens), d(dims.heads), d(dims.rank)}},
+                TensorView{const_cast<float*>(kv_b), DType::kF32, Shape{d(dims.heads) * (dims.nope + dims.value), d(dims.rank)}},
+                dims.nope, dims.value, TensorView{out, DType::kF32, Shape{d(dims.tokens), d(dims.heads), d(dims.value)}});
+}
+
+}  // namespace moeserve::ops

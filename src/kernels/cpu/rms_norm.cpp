@@ -1,7 +1,10 @@
-// CPU reference: RMSNorm in float32 (HF: x * rsqrt(mean(x²) + eps), then × weight).
+// CPU reference: RMSNorm in float32 (HF: x * rsqrt(mean(x²) + eps), then × weight), and its step
+// form with the residual add (of split-K partial sums) fused in front.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/step_views.h"
 #include "kernels/ops.h"
 
 namespace moeserve::ops {
@@ -31,6 +34,39 @@ void add_inplace(ExecContext& ctx, const TensorView& x, const TensorView& y) {
   ctx.pool->parallel_for(x.numel(), 4096, [&](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) dst[i] += src[i];
   });
+}
+
+}  // namespace moeserve::ops
+
+namespace moeserve::ops {
+
+// The step form: per token, its rows_per_token rows (dim apart) get the split sums of add, then
+// the tensor-op norm.
+void rms_norm(ExecContext& ctx, const RmsNormArgs& args) {
+  const int per_token = args.rows_per_token;
+  MS_CHECK(per_token > 0 && args.rows % per_token == 0);
+  const int tokens = args.rows / per_token;
+  const int64_t width = static_cast<int64_t>(per_token) * args.dim;  // one token's rows
+  const int64_t token_stride = args.token_stride != 0 ? args.token_stride : args.dim;
+  MS_CHECK(per_token == 1 || args.token_stride != 0);
+  const TensorView weight = bf16_vector(args.weight, args.dim);
+  std::vector<float> normed(width);
+  for (int t = 0; t < tokens; ++t) {
+    float* x = args.x + t * token_stride;
+    if (args.add != nullptr) {
+      std::vector<float> sum(width, 0.0f);  // Σ_s add slices, in split order
+      for (int s = 0; s < args.add_splits; ++s) {
+        const float* slice = args.add + s * args.add_split_stride + t * token_stride;
+        for (int64_t i = 0; i < width; ++i) sum[i] += slice[i];
+      }
+      add_inplace(ctx, f32_matrix(x, per_token, args.dim), f32_matrix(sum.data(), per_token, args.dim));
+    }
+    rms_norm(ctx, f32_matrix(x, per_token, args.dim), weight, args.eps, f32_matrix(normed.data(), per_token, args.dim));
+    if (args.out_f32 != nullptr) std::copy(normed.begin(), normed.end(), args.out_f32 + t * token_stride);
+    if (args.out_bf16 != nullptr) {
+      for (int64_t i = 0; i < width; ++i) args.out_bf16[t * width + i] = f32_to_bf16(normed[i]);
+    }
+  }
 }
 
 }  // namespace moeserve::ops

@@ -83,3 +83,15 @@ void route(ExecContext& ctx, const TensorView& logits, const TensorView& selecti
 }
 
 }  // namespace moeserve::ops
+
+namespace moeserve::ops {
+
+void route(ExecContext& ctx, const float* logits, const float* selection_bias, int tokens, int experts,
+           const RouterParams& params, int32_t* expert_ids, float* expert_weights) {
+  route(ctx, TensorView{const_cast<float*>(logits), DType::kF32, Shape{tokens, experts}},
+        TensorView{const_cast<float*>(selection_bias), DType::kF32, Shape{experts}}, params,
+        TensorView{expert_ids, DType::kI32, Shape{tokens, params.top_k}},
+        TensorView{expert_weights, DType::kF32, Shape{tokens, params.top_k}});
+}
+
+}  // namespace moeserve::ops

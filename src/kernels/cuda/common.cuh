@@ -9,7 +9,7 @@
 #include <cstdlib>
 #include <utility>
 
-#include "kernels/cuda/cuda_ops.h"
+#include "kernels/ops.h"
 
 namespace moeserve::cuda {
 

@@ -1,6 +1,6 @@
 // CUDA op: weight-streaming GEMM on tensor cores for batches of a few to a few hundred rows
 // (the grouped MoE experts and the dense projections of decode steps above kSmallTile rows).
-// Same contract as small_gemm (SmallGemmArgs: float32 activations, bf16 weights, optional
+// Same contract as small_gemm (GemmArgs: float32 activations, bf16 weights, optional
 // groups read from device offsets, SwiGLU fused), computed with mma.sync m16n8k16:
 //
 //   outᵀ [features, rows] = W [features, K] · xᵀ [K, rows]
@@ -57,7 +57,7 @@ struct WeightFrags {
 // blockIdx.z = group · splits + split, and the block's sums go to
 // partial[split][row][feature] (partial_rows rows) for sum_partials_kernel to add up.
 template <int kNTiles, int kTiles, bool kSwiglu, bool kSplit>
-__global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(SmallGemmArgs args, float* partial, int splits,
+__global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, float* partial, int splits,
                                                                int chunks_per_split, int partial_rows) {
   start_after_prior_grids();
   static_assert(!kSwiglu || kTiles == 2);
@@ -220,13 +220,13 @@ constexpr int kGroupedTiles = 2;  // m-tiles per warp of grouped GEMMs (see disp
 // two reps): batch 64 (16 rows an expert on average) 7,531-7,554 → 7,894-7,899 tok/s, batch
 // 128 10,225-10,249 → 11,209-11,215; at batch 32 (8 on average) they lost 4% (4,343-4,378 →
 // 4,174-4,186: 163 registers a thread, 3 blocks an SM instead of 4), as 24-row tiles did.
-bool long_grouped_tile(const SmallGemmArgs& args) {
+bool long_grouped_tile(const GemmArgs& args) {
   return args.offsets != nullptr && args.total_rows >= 16 * args.groups;
 }
 
 // K splits (split_k.cuh) counting one row tile per touched group of a grouped GEMM (most
 // tiles of a group past its rows exit at once).
-int k_splits(const SmallGemmArgs& args) {
+int k_splits(const GemmArgs& args) {
   if (args.swiglu || partial_rows(args) <= 0) return 1;
   const bool grouped = args.offsets != nullptr;
   const int64_t feature_blocks = ceil_div(args.n, kWarps * 16 * (grouped ? kGroupedTiles : 1));
@@ -236,7 +236,7 @@ int k_splits(const SmallGemmArgs& args) {
 }
 
 template <int kNTiles, int kTiles, bool kSwiglu, bool kSplit>
-void launch(const GpuExec& exec, const SmallGemmArgs& args, float* workspace) {
+void launch(const GpuExec& exec, const GemmArgs& args, float* workspace) {
   const int splits = workspace != nullptr ? k_splits(args) : 1;
   const int chunks = ceil_div(args.k, kChunk);
   // Row tiles vary fastest, so the tiles sharing a block of weight rows run together and all
@@ -253,7 +253,7 @@ void launch(const GpuExec& exec, const SmallGemmArgs& args, float* workspace) {
 }
 
 template <bool kSwiglu, bool kSplit>
-void dispatch_rows(const GpuExec& exec, const SmallGemmArgs& args, float* workspace) {
+void dispatch_rows(const GpuExec& exec, const GemmArgs& args, float* workspace) {
   // Row tiles of 8 or 16 rows (32 for grouped GEMMs of long groups, long_grouped_tile): larger
   // tiles need more registers, fewer blocks fit an SM and fewer weight bytes are in flight
   // (measured: 64-row tiles streamed at 1.6 TB/s, 8-row tiles at 3.9 TB/s on an H200). A group
@@ -277,12 +277,12 @@ void dispatch_rows(const GpuExec& exec, const SmallGemmArgs& args, float* worksp
 
 bool mma_gemm_supported(int k) { return k % 8 == 0; }
 
-size_t mma_gemm_workspace_floats(const SmallGemmArgs& args) {
+size_t mma_gemm_workspace_floats(const GemmArgs& args) {
   const int splits = k_splits(args);
   return splits > 1 ? size_t(splits) * partial_rows(args) * args.n : 0;
 }
 
-void mma_gemm(const GpuExec& exec, const SmallGemmArgs& args, bool split, float* workspace) {
+void mma_gemm(const GpuExec& exec, const GemmArgs& args, bool split, float* workspace) {
   if (args.rows == 0 || args.n == 0) return;
   if (args.x_rows != nullptr) {
     std::fprintf(stderr, "moeserve: mma_gemm reads x densely (x_rows is small_gemm's)\n");

@@ -52,7 +52,7 @@ __device__ __forceinline__ Floats8 unpack(uint4 raw) {
 // and writes its sums to partial[z][row][col] (partial_rows rows) for sum_partials.
 template <int kTile>
 __global__ void __launch_bounds__(kWarps * 32)
-    small_gemm_kernel(SmallGemmArgs args, float* partial, int chunks_per_split, int partial_rows) {
+    small_gemm_kernel(GemmArgs args, float* partial, int chunks_per_split, int partial_rows) {
   start_after_prior_grids();
   __shared__ __align__(16) float xs[kTile][kChunk];  // read as float4
   __shared__ int nonempty_group;
@@ -175,7 +175,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 // The tiled kernel would run a single block per 16 rows here (measured: 0.84 ms of router per
 // 64-token step over 8 layers); one warp per output leaves a 1-token step's router to 8 warps,
 // each walking 4096 weights alone (measured: 11 -> 5 µs per layer at one token on an H200).
-__global__ void __launch_bounds__(kWarps * 32) narrow_gemm_kernel(SmallGemmArgs args, int split) {
+__global__ void __launch_bounds__(kWarps * 32) narrow_gemm_kernel(GemmArgs args, int split) {
   const int warp_in_block = threadIdx.x >> 5;
   const int lane = threadIdx.x & 31;
   const int output = blockIdx.x * (kWarps / split) + warp_in_block / split;
@@ -216,7 +216,7 @@ __global__ void __launch_bounds__(kWarps * 32) narrow_gemm_kernel(SmallGemmArgs 
 }
 
 // Warps per narrow output: enough for ~1,024 warps in all (8 per output at one 8-expert token).
-int narrow_split(const SmallGemmArgs& args) {
+int narrow_split(const GemmArgs& args) {
   const int64_t outputs = int64_t(args.rows) * args.n;
   int split = 1;
   while (split < kWarps && outputs * split < 1024) split *= 2;
@@ -224,7 +224,7 @@ int narrow_split(const SmallGemmArgs& args) {
 }
 
 // The grid: (column blocks, groups that can have rows or row tiles).
-dim3 grid_of(const SmallGemmArgs& args, int tile) {
+dim3 grid_of(const GemmArgs& args, int tile) {
   const int cols_per_block = kWarps * (args.swiglu ? kRowsPerWarp / 2 : kRowsPerWarp);
   // Grouped: one grid row per group that can have rows (each has at least one of total_rows).
   const int group_rows = args.total_rows > 0 ? std::min(args.groups, args.total_rows) : args.groups;
@@ -235,12 +235,12 @@ int tile_of(int rows) { return rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : r
 
 // The routers of many experts at decode sizes too (Qwen3's 128 at one token: the tiled kernel
 // gave the 128 × 2048 router 4 blocks, 9 µs a layer).
-bool narrow(const SmallGemmArgs& args) {
+bool narrow(const GemmArgs& args) {
   return args.offsets == nullptr && !args.swiglu &&
          (args.n <= kNarrowOutputs || (args.n <= kMaxExperts && int64_t(args.rows) * args.n <= kNarrowRowOutputs));
 }
 
-int k_splits(const SmallGemmArgs& args) {
+int k_splits(const GemmArgs& args) {
   if (args.swiglu || narrow(args) || partial_rows(args) <= 0) return 1;
   const dim3 grid = grid_of(args, tile_of(args.rows));
   return k_split_count(int64_t(grid.x) * grid.y, ceil_div(args.k, kChunk));
@@ -249,7 +249,7 @@ int k_splits(const SmallGemmArgs& args) {
 // Returns the splits; sum: add them up into args.out (else the caller's consumer does, up to
 // kMaxFusedSplits of them).
 template <int kTile>
-int launch(const GpuExec& exec, const SmallGemmArgs& args, float* workspace, bool sum) {
+int launch(const GpuExec& exec, const GemmArgs& args, float* workspace, bool sum) {
   const int splits = workspace != nullptr ? k_splits(args) : 1;
   sum = sum || splits > kMaxFusedSplits;
   dim3 grid = grid_of(args, kTile);
@@ -265,7 +265,7 @@ int launch(const GpuExec& exec, const SmallGemmArgs& args, float* workspace, boo
   return splits;
 }
 
-int dispatch(const GpuExec& exec, const SmallGemmArgs& args, float* workspace, bool sum) {
+int dispatch(const GpuExec& exec, const GemmArgs& args, float* workspace, bool sum) {
   if (narrow(args)) {
     const int split = narrow_split(args);
     launch_dependent("small_gemm (narrow)", narrow_gemm_kernel, ceil_div(int64_t(args.rows) * args.n * split, kWarps),
@@ -284,17 +284,17 @@ int dispatch(const GpuExec& exec, const SmallGemmArgs& args, float* workspace, b
 
 }  // namespace
 
-size_t small_gemm_workspace_floats(const SmallGemmArgs& args) {
+size_t small_gemm_workspace_floats(const GemmArgs& args) {
   const int splits = k_splits(args);
   return splits > 1 ? size_t(splits) * partial_rows(args) * args.n : 0;
 }
 
-void small_gemm(const GpuExec& exec, const SmallGemmArgs& args, float* workspace) {
+void small_gemm(const GpuExec& exec, const GemmArgs& args, float* workspace) {
   if (args.rows == 0 || args.n == 0) return;
   dispatch(exec, args, workspace, /*sum=*/true);
 }
 
-SplitSums small_gemm_unsummed(const GpuExec& exec, const SmallGemmArgs& args, float* workspace) {
+SplitSums small_gemm_unsummed(const GpuExec& exec, const GemmArgs& args, float* workspace) {
   if (args.bias != nullptr) {
     std::fprintf(stderr, "moeserve: small_gemm_unsummed leaves no room for a bias\n");
     std::abort();

@@ -11,7 +11,7 @@
 namespace moeserve::cuda {
 
 // Rows the partial sums hold: all of x's (grouped: total_rows).
-inline int partial_rows(const SmallGemmArgs& args) {
+inline int partial_rows(const GemmArgs& args) {
   return args.offsets != nullptr ? args.total_rows : args.rows;
 }
 

@@ -71,7 +71,7 @@ bool CudaModel::experts_stream(int tokens) const {
          mma_gemm_supported(config_.moe->expert_intermediate_size);
 }
 
-void CudaModel::grouped_gemm(Step& step, const SmallGemmArgs& args) const {
+void CudaModel::grouped_gemm(Step& step, const GemmArgs& args) const {
   if (args.rows <= kMaxSmallGroupedRows) {
     cuda_core_gemm(step, args);  // splits K of the down projection (few blocks at 1-4 tokens)
     return;
@@ -79,19 +79,19 @@ void CudaModel::grouped_gemm(Step& step, const SmallGemmArgs& args) const {
   tensor_core_gemm(step, args);
 }
 
-void CudaModel::cuda_core_gemm(Step& step, const SmallGemmArgs& args) const {
+void CudaModel::cuda_core_gemm(Step& step, const GemmArgs& args) const {
   const size_t mark = step.arena.used();
   float* workspace = step.arena.alloc<float>(std::max<size_t>(1, small_gemm_workspace_floats(args)));
   small_gemm(step.exec, args, workspace);
   step.arena.rewind(mark);
 }
 
-SplitSums CudaModel::cuda_core_gemm_unsummed(Step& step, const SmallGemmArgs& args) const {
+SplitSums CudaModel::cuda_core_gemm_unsummed(Step& step, const GemmArgs& args) const {
   float* workspace = step.arena.alloc<float>(std::max<size_t>(1, small_gemm_workspace_floats(args)));
   return small_gemm_unsummed(step.exec, args, workspace);
 }
 
-void CudaModel::tensor_core_gemm(Step& step, const SmallGemmArgs& args) const {
+void CudaModel::tensor_core_gemm(Step& step, const GemmArgs& args) const {
   const size_t mark = step.arena.used();
   float* workspace = step.arena.alloc<float>(std::max<size_t>(1, mma_gemm_workspace_floats(args)));
   mma_gemm(step.exec, args, precision_ == PrefillPrecision::kSplitBf16, workspace);
@@ -99,7 +99,7 @@ void CudaModel::tensor_core_gemm(Step& step, const SmallGemmArgs& args) const {
 }
 
 void CudaModel::linear(Step& step, Act x, int rows, const DeviceLinear& w, float* out) const {
-  const SmallGemmArgs args{
+  const GemmArgs args{
       .x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.weight, .bias = w.bias, .out = out};
   if (rows <= kMaxSmallDenseRows || (rows <= kSmallTile && !mma_gemm_supported(w.in))) {
     cuda_core_gemm(step, args);
@@ -116,7 +116,7 @@ SplitSums CudaModel::linear_unsummed(Step& step, Act x, int rows, const DeviceLi
     return SplitSums{out, 1, 0};
   }
   return cuda_core_gemm_unsummed(
-      step, SmallGemmArgs{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.weight, .out = out});
+      step, GemmArgs{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.weight, .out = out});
 }
 
 void CudaModel::gemm(Step& step, Act x, int rows, const uint16_t* w, const uint16_t* bias, int n, int k,
@@ -149,7 +149,7 @@ void CudaModel::mlp(Step& step, Act x, int rows, const DeviceMlp& w, float* out)
   const int inter = w.intermediate;
   if (rows <= kMaxSmallDenseRows) {
     float* act = step.arena.alloc<float>(static_cast<size_t>(rows) * inter);
-    small_gemm(step.exec, SmallGemmArgs{.x = x.f32,
+    small_gemm(step.exec, GemmArgs{.x = x.f32,
                                         .rows = rows,
                                         .k = w.gate_up.in,
                                         .n = inter,

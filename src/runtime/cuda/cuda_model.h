@@ -27,7 +27,7 @@
 
 #include "base/result.h"
 #include "device/cuda/device_memory.h"
-#include "kernels/cuda/cuda_ops.h"
+#include "kernels/ops.h"
 #include "loader/weight_source.h"
 #include "model/config.h"
 
@@ -225,14 +225,14 @@ class CudaModel {
     OpProfile* profile;
   };
   // Grouped experts (offsets on the device): small_gemm up to kMaxSmallGroupedRows, mma_gemm beyond.
-  void grouped_gemm(Step& step, const SmallGemmArgs& args) const;
+  void grouped_gemm(Step& step, const GemmArgs& args) const;
   // mma_gemm in the configured precision, K split over a workspace from the arena when it pays.
-  void tensor_core_gemm(Step& step, const SmallGemmArgs& args) const;
+  void tensor_core_gemm(Step& step, const GemmArgs& args) const;
   // small_gemm (float32 activations), K split over a workspace from the arena when it pays.
-  void cuda_core_gemm(Step& step, const SmallGemmArgs& args) const;
+  void cuda_core_gemm(Step& step, const GemmArgs& args) const;
   // The same, its split-K partial sums left for the consumer (small_gemm_unsummed); the
   // workspace stays allocated until the caller rewinds the arena.
-  SplitSums cuda_core_gemm_unsummed(Step& step, const SmallGemmArgs& args) const;
+  SplitSums cuda_core_gemm_unsummed(Step& step, const GemmArgs& args) const;
   void linear(Step& step, Act x, int rows, const DeviceLinear& w, float* out) const;
   // linear, with one-row bias-free projections left as split-K partial sums (the residual norm after
   // attention adds them up).

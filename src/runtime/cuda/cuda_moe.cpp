@@ -32,7 +32,7 @@ void CudaModel::moe(Step& step, int layer_idx, Act x, float* out, const RmsNormA
     to_f32(step.exec, w.router.weight, int64_t(experts) * w.router.in, router_f32);
     gemm_f32(step.exec, x.f32, router_f32, tokens, experts, w.router.in, logits);
   } else {
-    small_gemm(step.exec, SmallGemmArgs{.x = x.f32,
+    small_gemm(step.exec, GemmArgs{.x = x.f32,
                                         .rows = tokens,
                                         .k = w.router.in,
                                         .n = w.router.out,
@@ -113,8 +113,8 @@ SplitSums CudaModel::moe_experts_streaming(Step& step, const DeviceMoe& w, const
   const int inter = w.intermediate;
   const int entries = tokens * w.router_params.top_k;
   float* act = step.arena.alloc<float>(static_cast<size_t>(entries) * inter);
-  const SmallGemmArgs grouped{.rows = tokens, .offsets = offsets, .groups = w.num_experts, .total_rows = entries};
-  SmallGemmArgs gate_up = grouped;
+  const GemmArgs grouped{.rows = tokens, .offsets = offsets, .groups = w.num_experts, .total_rows = entries};
+  GemmArgs gate_up = grouped;
   gate_up.x = x;
   gate_up.x_rows = x_rows;
   gate_up.k = hidden;
@@ -124,7 +124,7 @@ SplitSums CudaModel::moe_experts_streaming(Step& step, const DeviceMoe& w, const
   gate_up.swiglu = true;
   gate_up.out = act;
   grouped_gemm(step, gate_up);
-  SmallGemmArgs down = grouped;
+  GemmArgs down = grouped;
   down.x = act;
   down.k = inter;
   down.n = hidden;

@@ -1,0 +1,39 @@
+// CPU reference: the step GEMM (dense or grouped per expert, optionally SwiGLU, optionally reading
+// its rows through x_rows), composed of the tensor ops: gather_rows, then linear per group with
+// the group's bf16 weight matrix, then silu_mul of the gate and up halves.
+#include <vector>
+
+#include "kernels/cpu/step_views.h"
+#include "kernels/ops.h"
+
+namespace moeserve::ops {
+
+void gemm(ExecContext& ctx, const GemmArgs& args) {
+  const int groups = args.offsets != nullptr ? args.groups : 1;
+  const int64_t k = args.k;
+  const int64_t n = args.n;
+  const int64_t n_weight = args.swiglu ? 2 * n : n;  // W_g rows
+  for (int g = 0; g < groups; ++g) {
+    const int64_t first = args.offsets != nullptr ? args.offsets[g] : 0;
+    const int64_t rows = args.offsets != nullptr ? args.offsets[g + 1] - first : args.rows;
+    if (rows == 0) continue;
+    std::vector<float> x(static_cast<size_t>(rows) * k);  // the group's input rows [rows, K]
+    if (args.x_rows != nullptr) {
+      gather_rows(ctx, args.x, static_cast<int>(k), args.x_rows + first, static_cast<int>(rows), x.data(), nullptr);
+    } else {
+      std::copy(args.x + first * k, args.x + (first + rows) * k, x.begin());
+    }
+    const TensorView weight = bf16_matrix(args.weight + g * args.group_stride, n_weight, k);
+    const TensorView bias = args.bias != nullptr ? bf16_vector(args.bias, n) : TensorView{};
+    float* out = args.out + first * n;
+    if (!args.swiglu) {
+      linear(ctx, f32_matrix(x.data(), rows, k), weight, bias, f32_matrix(out, rows, n));
+      continue;
+    }
+    std::vector<float> gate_up(static_cast<size_t>(rows) * n_weight);  // [rows, gate N | up N]
+    linear(ctx, f32_matrix(x.data(), rows, k), weight, TensorView{}, f32_matrix(gate_up.data(), rows, n_weight));
+    silu_mul(ctx, gate_up.data(), static_cast<int>(rows), static_cast<int>(n), out, nullptr);
+  }
+}
+
+}  // namespace moeserve::ops

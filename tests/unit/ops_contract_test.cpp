@@ -1,0 +1,403 @@
+// The CPU step ops (kernels/ops.h, level 2) against the tensor ops they specify: every addressing
+// feature of the contract — strided per-head rows, split-K slices, fused cache writes, rows of
+// several sequences by position, grouped experts read through x_rows, the fused combine + norm —
+// checked against the plain math on dense tensors. These CPU ops are in turn the reference that
+// tests/gpu holds each CUDA op to, so a wrong index here would hide one there.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "base/thread_pool.h"
+#include "kernels/ops.h"
+
+namespace moeserve {
+namespace {
+
+class OpsContractTest : public ::testing::Test {
+ protected:
+  std::vector<float> random_floats(size_t count, float scale = 1.0f) {
+    std::normal_distribution<float> dist(0.0f, scale);
+    std::vector<float> v(count);
+    for (float& x : v) x = dist(rng_);
+    return v;
+  }
+  // bf16 bits and their float32 values.
+  std::vector<uint16_t> random_bf16(size_t count, std::vector<float>* as_f32, float scale = 1.0f) {
+    std::vector<uint16_t> bits(count);
+    as_f32->resize(count);
+    const std::vector<float> v = random_floats(count, scale);
+    for (size_t i = 0; i < count; ++i) {
+      bits[i] = f32_to_bf16(v[i]);
+      (*as_f32)[i] = bf16_to_f32(bits[i]);
+    }
+    return bits;
+  }
+  static TensorView f32(std::vector<float>& v, Shape shape) { return TensorView{v.data(), DType::kF32, shape}; }
+  static TensorView bf16(std::vector<uint16_t>& v, Shape shape) { return TensorView{v.data(), DType::kBF16, shape}; }
+
+  static double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+    EXPECT_EQ(a.size(), b.size());
+    double most = 0.0;
+    for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) most = std::max(most, double(std::abs(a[i] - b[i])));
+    return most;
+  }
+
+  std::mt19937 rng_{1234};
+  ThreadPool pool_{2};
+  ExecContext ctx_{&pool_};
+};
+
+TEST_F(OpsContractTest, RmsNormAddsSplitSlicesAndNormsStridedHeads) {
+  // Per-head norm of 3 heads of 16 at column 8 of a 64-wide row, after adding 3 slices.
+  const int tokens = 5, heads = 3, dim = 16, row = 64, offset = 8, splits = 3;
+  std::vector<float> x = random_floats(tokens * row, 2.0f);
+  const int64_t split_stride = int64_t(tokens) * row;
+  std::vector<float> add = random_floats(splits * split_stride);
+  std::vector<float> w_f32;
+  std::vector<uint16_t> weight = random_bf16(dim, &w_f32);
+  std::vector<float> expected_x = x, expected(tokens * heads * dim);
+  for (int t = 0; t < tokens; ++t) {
+    for (int i = 0; i < heads * dim; ++i) {
+      float sum = 0.0f;
+      for (int s = 0; s < splits; ++s) sum += add[s * split_stride + t * row + offset + i];
+      expected_x[t * row + offset + i] += sum;
+    }
+    TensorView slice{expected_x.data() + t * row + offset, DType::kF32, Shape{heads, dim}};
+    ops::rms_norm(ctx_, slice, bf16(weight, Shape{dim}), 1e-5f,
+                  TensorView{expected.data() + t * heads * dim, DType::kF32, Shape{heads, dim}});
+  }
+  std::vector<uint16_t> out_bf16(tokens * heads * dim);
+  ops::rms_norm(ctx_, ops::RmsNormArgs{.x = x.data() + offset,
+                                       .add = add.data() + offset,
+                                       .add_splits = splits,
+                                       .add_split_stride = split_stride,
+                                       .rows = tokens * heads,
+                                       .dim = dim,
+                                       .rows_per_token = heads,
+                                       .token_stride = row,
+                                       .weight = weight.data(),
+                                       .eps = 1e-5f,
+                                       .out_f32 = x.data() + offset,
+                                       .out_bf16 = out_bf16.data()});
+  for (int t = 0; t < tokens; ++t) {
+    for (int i = 0; i < heads * dim; ++i) {
+      // x now holds the normed values in place; columns outside the slice are untouched.
+      EXPECT_FLOAT_EQ(x[t * row + offset + i], expected[t * heads * dim + i]);
+      EXPECT_EQ(out_bf16[t * heads * dim + i], f32_to_bf16(expected[t * heads * dim + i]));
+    }
+    for (int i = 0; i < offset; ++i) EXPECT_EQ(x[t * row + i], expected_x[t * row + i]);
+  }
+}
+
+TEST_F(OpsContractTest, RopeRotatesStridedHeadsThenWritesTheirEntries) {
+  // GQA's fused qkv row: 4 q heads, 2 k heads, 2 v heads of 8; rope on q and k, entry = [k | v].
+  const int tokens = 6, hq = 4, hkv = 2, d = 8, row = (hq + 2 * hkv) * d, block_size = 4, blocks = 5;
+  std::vector<float> qkv = random_floats(tokens * row);
+  std::vector<float> inv_freq = {1.0f, 0.1f, 0.01f, 0.001f};
+  std::vector<int32_t> positions = {3, 4, 5, 0, 1, 9};
+  std::vector<int32_t> slots = {7, 8, 9, 12, 13, 2};
+  const int entry = 2 * hkv * d;
+  std::vector<float> cache(blocks * block_size * entry, -1.0f);
+
+  std::vector<float> expected = qkv;  // dense [T, hq + hkv, d] rotated per token
+  for (int t = 0; t < tokens; ++t) {
+    ops::rope(ctx_, TensorView{expected.data() + t * row, DType::kF32, Shape{1, hq + hkv, d}},
+              std::span<const int32_t>(&positions[t], 1),
+              ops::RopeParams{.inv_freq = inv_freq, .attention_factor = 1.5f, .interleaved = true});
+  }
+  ops::rope(ctx_, ops::RopeArgs{.x = qkv.data(),
+                                .tokens = tokens,
+                                .heads = hq + hkv,
+                                .head_stride = d,
+                                .token_stride = row,
+                                .inv_freq = inv_freq.data(),
+                                .half = 4,
+                                .attention_factor = 1.5f,
+                                .interleaved = true,
+                                .positions = positions.data(),
+                                .cache = cache.data(),
+                                .entry_size = entry,
+                                .entry_offset = hq * d,
+                                .slots = slots.data()});
+  EXPECT_EQ(qkv, expected);
+  for (int t = 0; t < tokens; ++t) {
+    for (int i = 0; i < entry; ++i) EXPECT_EQ(cache[slots[t] * entry + i], expected[t * row + hq * d + i]);
+  }
+}
+
+// A paged cache of random entries with two sequences' block tables, and a batch that mixes a
+// prefill chunk of one with a decode row of the other.
+struct PagedBatch {
+  int block_size = 4;
+  int entry = 0;
+  std::vector<float> cache;
+  std::vector<int32_t> block_tables;   // sequence 0's 4 blocks, then sequence 1's 3
+  std::vector<int32_t> table_offsets;  // per row
+  std::vector<int32_t> positions;      // per row
+  std::vector<int> sequence_of_row;
+  std::vector<int> context = {13, 10};  // each sequence's context length
+};
+
+PagedBatch make_batch(int entry, std::vector<float> cache) {
+  PagedBatch b;
+  b.entry = entry;
+  b.cache = std::move(cache);
+  b.block_tables = {5, 1, 7, 3, 0, 6, 2};
+  // Rows: sequence 0 positions 9..12 (a chunk), sequence 1 position 9 (decode), in that order.
+  for (int p = 9; p <= 12; ++p) {
+    b.positions.push_back(p);
+    b.table_offsets.push_back(0);
+    b.sequence_of_row.push_back(0);
+  }
+  b.positions.push_back(9);
+  b.table_offsets.push_back(4);
+  b.sequence_of_row.push_back(1);
+  return b;
+}
+
+// Sequence s's entries 0..context-1, dense [context, entry].
+std::vector<float> gather(ExecContext& ctx, PagedBatch& b, int s) {
+  std::vector<float> out(size_t(b.context[s]) * b.entry);
+  const PagedKvLayer kv{.data = b.cache.data(), .num_blocks = 8, .block_size = b.block_size, .entry_size = b.entry};
+  const std::span<const int32_t> table(b.block_tables.data() + (s == 0 ? 0 : 4), s == 0 ? 4 : 3);
+  ops::kv_gather(ctx, kv, table, b.context[s], TensorView{out.data(), DType::kF32, Shape{b.context[s], b.entry}});
+  return out;
+}
+
+TEST_F(OpsContractTest, PagedAttentionByPositionMatchesDenseCausalAttention) {
+  const int hq = 4, hkv = 2, d = 8, entry = 2 * hkv * d, rows = 5;
+  PagedBatch b = make_batch(entry, random_floats(8 * 4 * entry));
+  std::vector<float> q = random_floats(rows * hq * d);
+  std::vector<float> out(rows * hq * d, NAN);
+  for (int window : {0, 3}) {
+    ops::paged_attention(ctx_, ops::AttentionArgs{.q = q.data(),
+                                                  .q_stride = hq * d,
+                                                  .tokens = rows,
+                                                  .num_heads = hq,
+                                                  .group = hq / hkv,
+                                                  .cache = b.cache.data(),
+                                                  .block_size = b.block_size,
+                                                  .entry_size = entry,
+                                                  .key_offset = 0,
+                                                  .value_offset = hkv * d,
+                                                  .kv_head_stride = d,
+                                                  .key_dim = d,
+                                                  .value_dim = d,
+                                                  .scale = 0.3f,
+                                                  .sliding_window = window,
+                                                  .block_tables = b.block_tables.data(),
+                                                  .table_offsets = b.table_offsets.data(),
+                                                  .positions = b.positions.data(),
+                                                  .out = out.data()});
+    for (int r = 0; r < rows; ++r) {
+      // The row's keys (window-limited) as a dense causal problem: the query is the last row.
+      const std::vector<float> entries = gather(ctx_, b, b.sequence_of_row[r]);
+      const int p = b.positions[r];
+      const int first = window > 0 ? std::max(0, p - window + 1) : 0;
+      const int keys = p + 1 - first;
+      std::vector<float> k(size_t(keys) * hq * d), v(size_t(keys) * hq * d);
+      for (int j = 0; j < keys; ++j) {
+        for (int h = 0; h < hq; ++h) {
+          const float* e = &entries[size_t(first + j) * entry];
+          std::copy(e + (h / 2) * d, e + (h / 2 + 1) * d, &k[(size_t(j) * hq + h) * d]);
+          std::copy(e + hkv * d + (h / 2) * d, e + hkv * d + (h / 2 + 1) * d, &v[(size_t(j) * hq + h) * d]);
+        }
+      }
+      std::vector<float> q_row(q.begin() + r * hq * d, q.begin() + (r + 1) * hq * d), expected(hq * d);
+      ops::attention_dense(ctx_, f32(q_row, Shape{1, hq, d}), f32(k, Shape{keys, hq, d}), f32(v, Shape{keys, hq, d}),
+                           0.3f, f32(expected, Shape{1, hq, d}));
+      const std::vector<float> got(out.begin() + r * hq * d, out.begin() + (r + 1) * hq * d);
+      EXPECT_LT(max_abs_diff(got, expected), 1e-6) << "row " << r << " window " << window;
+    }
+  }
+}
+
+TEST_F(OpsContractTest, MlaAbsorbedAndPlainFormsAgree) {
+  // The absorbed form (q·W_UK, paged attention over the latent, ·W_UV) against the plain
+  // prefill form (keys and values expanded from the latent), on the same piece.
+  const ops::MlaDims dims{.tokens = 5, .heads = 3, .nope = 8, .rope = 4, .value = 6, .rank = 10};
+  const int entry = dims.rank + dims.rope, qk = dims.nope + dims.rope;
+  PagedBatch b = make_batch(entry, random_floats(8 * 4 * entry));
+  std::vector<float> kv_b = random_floats(size_t(dims.heads) * (dims.nope + dims.value) * dims.rank, 0.3f);
+  std::vector<float> q = random_floats(size_t(dims.tokens) * dims.heads * qk);
+  const float scale = 0.25f;
+
+  std::vector<float> q_absorbed(size_t(dims.tokens) * dims.heads * entry);
+  ops::mla_absorb_q(ctx_, dims, q.data(), kv_b.data(), q_absorbed.data());
+  std::vector<float> latent(size_t(dims.tokens) * dims.heads * dims.rank);
+  ops::paged_attention(ctx_, ops::AttentionArgs{.q = q_absorbed.data(),
+                                                .q_stride = dims.heads * entry,
+                                                .tokens = dims.tokens,
+                                                .num_heads = dims.heads,
+                                                .group = dims.heads,
+                                                .cache = b.cache.data(),
+                                                .block_size = b.block_size,
+                                                .entry_size = entry,
+                                                .key_dim = entry,
+                                                .value_dim = dims.rank,
+                                                .scale = scale,
+                                                .block_tables = b.block_tables.data(),
+                                                .table_offsets = b.table_offsets.data(),
+                                                .positions = b.positions.data(),
+                                                .out = latent.data()});
+  std::vector<float> absorbed(size_t(dims.tokens) * dims.heads * dims.value);
+  ops::mla_project_v(ctx_, dims, latent.data(), kv_b.data(), absorbed.data());
+
+  // Plain form, piece by piece: sequence 0's rows 0..3 (positions 9..12), sequence 1's row 4.
+  std::vector<float> plain(absorbed.size(), NAN);
+  for (auto [first_row, count, begin, table] : {std::tuple{0, 4, 9, 0}, {4, 1, 9, 4}}) {
+    ops::mla_prefill_attention(ctx_, ops::MlaPrefillArgs{.dims = dims,
+                                                         .q = q.data(),
+                                                         .first_row = first_row,
+                                                         .count = count,
+                                                         .begin = begin,
+                                                         .cache = b.cache.data(),
+                                                         .block_size = b.block_size,
+                                                         .block_table = b.block_tables.data() + table,
+                                                         .kv_b = kv_b.data(),
+                                                         .scale = scale,
+                                                         .out = plain.data()});
+  }
+  EXPECT_LT(max_abs_diff(absorbed, plain), 1e-5);
+}
+
+TEST_F(OpsContractTest, RoutedExpertsThroughPermuteGemmCombineMatchPerTokenMath) {
+  // router → moe_permute → gemm (SwiGLU, grouped, rows via x_rows) → gemm (grouped down) →
+  // moe_combine (+ gated shared expert, fused residual add and norm) against each token's
+  // Σ_k w_k · down_e(silu(gate_e x) · up_e x) + sigmoid(g) · shared, with the tensor ops.
+  const int tokens = 7, hidden = 24, inter = 16, experts = 6, top_k = 2;
+  std::vector<float> x = random_floats(tokens * hidden);
+  std::vector<float> logits = random_floats(tokens * experts);
+  std::vector<float> gu_f32, down_f32;
+  std::vector<uint16_t> gate_up = random_bf16(size_t(experts) * 2 * inter * hidden, &gu_f32, 0.2f);
+  std::vector<uint16_t> down = random_bf16(size_t(experts) * hidden * inter, &down_f32, 0.2f);
+  std::vector<float> shared = random_floats(tokens * hidden), shared_logit = random_floats(tokens);
+  std::vector<float> nw_f32;
+  std::vector<uint16_t> norm_weight = random_bf16(hidden, &nw_f32);
+  std::vector<float> residual = random_floats(tokens * hidden);
+  const ops::RouterParams router{.top_k = top_k, .renormalize = true};
+
+  std::vector<int32_t> ids(tokens * top_k);
+  std::vector<float> weights(tokens * top_k);
+  ops::route(ctx_, logits.data(), nullptr, tokens, experts, router, ids.data(), weights.data());
+  std::vector<int32_t> offsets(experts + 1), positions(tokens * top_k), source_rows(tokens * top_k);
+  std::vector<int64_t> load(experts, 100);
+  ops::moe_permute(ctx_, ops::MoePermuteArgs{.expert_ids = ids.data(),
+                                             .entries = tokens * top_k,
+                                             .top_k = top_k,
+                                             .experts = experts,
+                                             .offsets = offsets.data(),
+                                             .positions = positions.data(),
+                                             .source_rows = source_rows.data(),
+                                             .load_counts = load.data()});
+  std::vector<float> act(tokens * top_k * inter), y(tokens * top_k * hidden);
+  ops::gemm(ctx_, ops::GemmArgs{.x = x.data(),
+                                .rows = tokens * top_k,
+                                .k = hidden,
+                                .n = inter,
+                                .weight = gate_up.data(),
+                                .group_stride = int64_t(2) * inter * hidden,
+                                .offsets = offsets.data(),
+                                .groups = experts,
+                                .swiglu = true,
+                                .out = act.data(),
+                                .x_rows = source_rows.data()});
+  ops::gemm(ctx_, ops::GemmArgs{.x = act.data(),
+                                .rows = tokens * top_k,
+                                .k = inter,
+                                .n = hidden,
+                                .weight = down.data(),
+                                .group_stride = int64_t(hidden) * inter,
+                                .offsets = offsets.data(),
+                                .groups = experts,
+                                .out = y.data()});
+  std::vector<float> normed(tokens * hidden);
+  std::vector<float> got_residual = residual;
+  ops::moe_combine(ctx_, ops::MoeCombineArgs{.expert_out = y.data(),
+                                             .positions = positions.data(),
+                                             .weights = weights.data(),
+                                             .tokens = tokens,
+                                             .top_k = top_k,
+                                             .hidden = hidden,
+                                             .shared_out = shared.data(),
+                                             .shared_gate_logit = shared_logit.data(),
+                                             .residual = got_residual.data(),
+                                             .norm_weight = norm_weight.data(),
+                                             .eps = 1e-6f,
+                                             .normed_f32 = normed.data()});
+
+  // The plan: offsets count each expert's entries; each expert's rows keep token order.
+  for (int e = 0; e < experts; ++e) {
+    const int count = static_cast<int>(std::count(ids.begin(), ids.end(), e));
+    EXPECT_EQ(offsets[e + 1] - offsets[e], count);
+    EXPECT_EQ(load[e], 100 + count);
+    for (int r = offsets[e] + 1; r < offsets[e + 1]; ++r) EXPECT_LT(source_rows[r - 1], source_rows[r]);
+  }
+  std::vector<float> expected_residual = residual, expected_normed(tokens * hidden);
+  for (int t = 0; t < tokens; ++t) {
+    std::vector<float> xt(x.begin() + t * hidden, x.begin() + (t + 1) * hidden), sum(hidden, 0.0f);
+    for (int k = 0; k < top_k; ++k) {
+      const int e = ids[t * top_k + k];
+      EXPECT_EQ(source_rows[positions[t * top_k + k]], t);
+      std::vector<float> gu(2 * inter), a(inter), out(hidden);
+      ops::linear(ctx_, f32(xt, Shape{1, hidden}),
+                  TensorView{gate_up.data() + size_t(e) * 2 * inter * hidden, DType::kBF16, Shape{2 * inter, hidden}},
+                  TensorView{}, f32(gu, Shape{1, 2 * inter}));
+      ops::silu_mul(ctx_, TensorView{gu.data(), DType::kF32, Shape{1, inter}},
+                    TensorView{gu.data() + inter, DType::kF32, Shape{1, inter}}, f32(a, Shape{1, inter}));
+      ops::linear(ctx_, f32(a, Shape{1, inter}),
+                  TensorView{down.data() + size_t(e) * hidden * inter, DType::kBF16, Shape{hidden, inter}},
+                  TensorView{}, f32(out, Shape{1, hidden}));
+      for (int i = 0; i < hidden; ++i) sum[i] += weights[t * top_k + k] * out[i];
+    }
+    const float gate = 1.0f / (1.0f + std::exp(-shared_logit[t]));
+    for (int i = 0; i < hidden; ++i) expected_residual[t * hidden + i] += sum[i] + gate * shared[t * hidden + i];
+  }
+  ops::rms_norm(ctx_, f32(expected_residual, Shape{tokens, hidden}), bf16(norm_weight, Shape{hidden}), 1e-6f,
+                f32(expected_normed, Shape{tokens, hidden}));
+  EXPECT_LT(max_abs_diff(got_residual, expected_residual), 1e-5);
+  EXPECT_LT(max_abs_diff(normed, expected_normed), 1e-5);
+}
+
+TEST_F(OpsContractTest, DenseGemmEmbeddingGatherAndArgmax) {
+  const int rows = 3, k = 20, n = 9, vocab = 11;
+  std::vector<float> x = random_floats(rows * k), w_f32, b_f32, table_f32;
+  std::vector<uint16_t> weight = random_bf16(n * k, &w_f32), bias = random_bf16(n, &b_f32);
+  std::vector<float> got(rows * n), expected(rows * n);
+  ops::gemm(ctx_, ops::GemmArgs{.x = x.data(), .rows = rows, .k = k, .n = n, .weight = weight.data(),
+                                .bias = bias.data(), .out = got.data()});
+  ops::linear(ctx_, f32(x, Shape{rows, k}), bf16(weight, Shape{n, k}), bf16(bias, Shape{n}),
+              f32(expected, Shape{rows, n}));
+  EXPECT_EQ(got, expected);
+
+  std::vector<uint16_t> table = random_bf16(vocab * k, &table_f32);
+  const std::vector<int32_t> ids = {10, 0, 4};
+  std::vector<float> embedded(rows * k);
+  ops::embedding(ctx_, table.data(), k, ids.data(), rows, embedded.data());
+  for (int t = 0; t < rows; ++t) {
+    for (int i = 0; i < k; ++i) EXPECT_EQ(embedded[t * k + i], table_f32[ids[t] * k + i]);
+  }
+
+  std::vector<float> gathered(rows * k);
+  std::vector<uint16_t> gathered_bf16(rows * k);
+  const std::vector<int32_t> pick = {2, 2, 0};
+  ops::gather_rows(ctx_, x.data(), k, pick.data(), rows, gathered.data(), gathered_bf16.data());
+  for (int r = 0; r < rows; ++r) {
+    for (int i = 0; i < k; ++i) {
+      EXPECT_EQ(gathered[r * k + i], x[pick[r] * k + i]);
+      EXPECT_EQ(gathered_bf16[r * k + i], f32_to_bf16(x[pick[r] * k + i]));
+    }
+  }
+
+  std::vector<float> scores = {1.0f, 3.0f, 3.0f, -1.0f, /* row 2 */ -5.0f, -4.0f, -4.5f, -4.0f};
+  std::vector<int32_t> best(2);
+  ops::argmax_rows(ctx_, scores.data(), 2, 4, best.data());
+  EXPECT_EQ(best, (std::vector<int32_t>{1, 1}));  // the first of equal maxima
+}
+
+}  // namespace
+}  // namespace moeserve
