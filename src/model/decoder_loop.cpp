@@ -1,0 +1,460 @@
+// DecoderLoop's step (see decoder_loop.h for its shape). Every buffer comes from the step's
+// arena; each layer rewinds the arena to where it started.
+#include "model/decoder_loop.h"
+
+#include <algorithm>
+
+namespace moeserve {
+
+using ops::AttentionArgs;
+using ops::MlaDims;
+using ops::RmsNormArgs;
+using ops::RopeArgs;
+using ops::SplitSums;
+
+namespace {
+
+// Opens a profiling span for its lifetime.
+class Span {
+ public:
+  Span(StepBackend& backend, const char* name) : backend_(backend) { backend_.begin_span(name); }
+  ~Span() { backend_.end_span(); }
+  Span(const Span&) = delete;
+  Span& operator=(const Span&) = delete;
+
+ private:
+  StepBackend& backend_;
+};
+
+}  // namespace
+
+void* StepArena::alloc_bytes(size_t bytes) {
+  const size_t aligned = (used_ + 255) / 256 * 256;
+  MS_CHECK(aligned + bytes <= capacity_);
+  used_ = aligned + bytes;
+  peak_ = std::max(peak_, used_);
+  return base_ + aligned;
+}
+
+size_t DecoderLoop::workspace_bytes(int max_tokens, size_t extra_bytes) const {
+  const ModelConfig& c = config_;
+  const int64_t t = max_tokens;
+  const int64_t hidden = c.hidden_size;
+  int64_t attn = 0;  // floats per token inside attention
+  if (c.is_mla()) {
+    const MlaConfig& m = *c.mla;
+    attn = m.q_lora_rank +
+           c.num_heads * (m.qk_head_dim() + (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank + m.v_head_dim) +
+           m.kv_lora_rank + m.qk_rope_head_dim;
+  } else {
+    attn = static_cast<int64_t>(c.num_heads + 2 * c.num_kv_heads) * c.head_dim + c.num_heads * c.head_dim;
+  }
+  int64_t ffn = 3 * static_cast<int64_t>(c.intermediate_size);
+  if (c.moe) {
+    const MoeConfig& m = *c.moe;
+    ffn = std::max<int64_t>(ffn, 4 * m.num_experts + 8 * m.top_k + m.top_k * (10 * hidden + 3 * m.expert_intermediate_size) +
+                                     3 * m.shared_intermediate_size + hidden + 1);
+  }
+  const int64_t widest = std::max<int64_t>({hidden, attn, ffn});
+  const int64_t floats = t * (4 * hidden + attn + ffn + widest /* bf16 copies, generously */) + t * c.vocab_size;
+  return static_cast<size_t>(floats) * sizeof(float) + extra_bytes + (size_t{1} << 20);
+}
+
+SplitSums DecoderLoop::gqa(Step& step, int layer_idx, Act x, float* out) const {
+  const ModelConfig& c = config_;
+  const GqaWeights& w = weights_.layers[layer_idx].gqa;
+  StepBackend& b = step.backend;
+  const int tokens = step.in.tokens;
+  const int head_dim = c.head_dim;
+  const int q_width = c.num_heads * head_dim;
+  const int row = w.qkv.out;  // q | k | v
+  float* qkv = step.arena.alloc<float>(static_cast<size_t>(tokens) * row);
+  {
+    const Span span(b, "attn.qkv_proj");
+    b.linear(x, tokens, w.qkv, qkv);
+  }
+  float* k = qkv + q_width;
+  {
+    const Span span(b, "attn.qk_norm_rope_kv_write");
+    if (w.q_norm != nullptr) {
+      b.rms_norm(RmsNormArgs{.x = qkv,
+                             .rows = tokens * c.num_heads,
+                             .dim = head_dim,
+                             .rows_per_token = c.num_heads,
+                             .token_stride = row,
+                             .weight = w.q_norm,
+                             .eps = c.rms_norm_eps,
+                             .out_f32 = qkv});
+      b.rms_norm(RmsNormArgs{.x = k,
+                             .rows = tokens * c.num_kv_heads,
+                             .dim = head_dim,
+                             .rows_per_token = c.num_kv_heads,
+                             .token_stride = row,
+                             .weight = w.k_norm,
+                             .eps = c.rms_norm_eps,
+                             .out_f32 = k});
+    }
+    // The k heads follow the q heads in the fused row with the same stride: one call rotates
+    // both, then writes the entry [K | V] (the row past the q heads) into the cache.
+    b.rope(RopeArgs{.x = qkv,
+                    .tokens = tokens,
+                    .heads = c.num_heads + c.num_kv_heads,
+                    .head_stride = head_dim,
+                    .token_stride = row,
+                    .inv_freq = weights_.inv_freq,
+                    .half = weights_.rope_half,
+                    .attention_factor = weights_.rope_attention_factor,
+                    .interleaved = weights_.rope_interleaved,
+                    .positions = step.in.positions,
+                    .cache = step.kv.layers[layer_idx],
+                    .entry_size = step.kv.entry_size,
+                    .entry_offset = q_width,
+                    .slots = step.in.slots});
+  }
+  float* attended = step.arena.alloc<float>(static_cast<size_t>(tokens) * q_width);
+  {
+    const Span span(b, "attn.attention");
+    b.paged_attention(AttentionArgs{.q = qkv,
+                                    .q_stride = row,
+                                    .tokens = tokens,
+                                    .num_heads = c.num_heads,
+                                    .group = c.num_heads / c.num_kv_heads,
+                                    .cache = step.kv.layers[layer_idx],
+                                    .block_size = step.kv.block_size,
+                                    .entry_size = step.kv.entry_size,
+                                    .key_offset = 0,
+                                    .value_offset = c.num_kv_heads * head_dim,
+                                    .kv_head_stride = head_dim,
+                                    .key_dim = head_dim,
+                                    .value_dim = head_dim,
+                                    .scale = c.attention_scale,
+                                    .sliding_window = c.sliding_window,
+                                    .block_tables = step.in.block_tables,
+                                    .table_offsets = step.in.table_offsets,
+                                    .positions = step.in.positions,
+                                    .out = attended},
+                      &step.in);
+  }
+  const Span span(b, "attn.o_proj");
+  return b.linear_unsummed(Act{attended, nullptr}, tokens, w.o, out);
+}
+
+SplitSums DecoderLoop::mla(Step& step, int layer_idx, Act x, float* out) const {
+  StepBackend& b = step.backend;
+  const Span span(b, "attn.mla");
+  const ModelConfig& c = config_;
+  const MlaConfig& m = *c.mla;
+  const MlaWeights& w = weights_.layers[layer_idx].mla;
+  const int tokens = step.in.tokens;
+  const int heads = c.num_heads;
+  const int q_width = heads * m.qk_head_dim();
+  float* q = step.arena.alloc<float>(static_cast<size_t>(tokens) * q_width);
+  if (w.q_a.weight != nullptr) {
+    float* q_latent = step.arena.alloc<float>(static_cast<size_t>(tokens) * m.q_lora_rank);
+    b.linear(x, tokens, w.q_a, q_latent);
+    b.rms_norm(RmsNormArgs{.x = q_latent,
+                           .rows = tokens,
+                           .dim = m.q_lora_rank,
+                           .weight = w.q_a_norm,
+                           .eps = c.rms_norm_eps,
+                           .out_f32 = q_latent});
+    b.linear(Act{q_latent, nullptr}, tokens, w.q_b, q);
+  } else {
+    b.linear(x, tokens, w.q, q);
+  }
+  b.rope(RopeArgs{.x = q,
+                  .tokens = tokens,
+                  .heads = heads,
+                  .head_stride = m.qk_head_dim(),
+                  .token_stride = q_width,
+                  .rotary_offset = m.qk_nope_head_dim,
+                  .inv_freq = weights_.inv_freq,
+                  .half = weights_.rope_half,
+                  .attention_factor = weights_.rope_attention_factor,
+                  .interleaved = weights_.rope_interleaved,
+                  .positions = step.in.positions});
+  // The cached entry [c | k_pe]: latent normalised, rope key rotated, written before attention.
+  const int entry = m.kv_lora_rank + m.qk_rope_head_dim;
+  float* compressed = step.arena.alloc<float>(static_cast<size_t>(tokens) * entry);
+  b.linear(x, tokens, w.kv_a, compressed);
+  b.rms_norm(RmsNormArgs{.x = compressed,
+                         .rows = tokens,
+                         .dim = m.kv_lora_rank,
+                         .token_stride = entry,
+                         .weight = w.kv_a_norm,
+                         .eps = c.rms_norm_eps,
+                         .out_f32 = compressed});
+  b.rope(RopeArgs{.x = compressed,
+                  .tokens = tokens,
+                  .heads = 1,
+                  .head_stride = entry,
+                  .token_stride = entry,
+                  .rotary_offset = m.kv_lora_rank,
+                  .inv_freq = weights_.inv_freq,
+                  .half = weights_.rope_half,
+                  .attention_factor = weights_.rope_attention_factor,
+                  .interleaved = weights_.rope_interleaved,
+                  .positions = step.in.positions,
+                  .cache = step.kv.layers[layer_idx],
+                  .entry_size = entry,
+                  .entry_offset = 0,
+                  .slots = step.in.slots});
+
+  const MlaDims dims{.tokens = tokens,
+                     .heads = heads,
+                     .nope = m.qk_nope_head_dim,
+                     .rope = m.qk_rope_head_dim,
+                     .value = m.v_head_dim,
+                     .rank = m.kv_lora_rank};
+  float* attended = step.arena.alloc<float>(static_cast<size_t>(tokens) * heads * m.v_head_dim);
+  // Rows [first, first + rows) in the absorbed form: q·W_UK, attention over the latent cache,
+  // latent·W_UV.
+  auto absorbed = [&](int first, int rows) {
+    if (rows == 0) return;
+    const size_t mark = step.arena.used();
+    MlaDims part = dims;
+    part.tokens = rows;
+    float* q_absorbed = step.arena.alloc<float>(static_cast<size_t>(rows) * heads * entry);
+    b.mla_absorb_q(part, q + static_cast<int64_t>(first) * q_width, w.kv_b, q_absorbed);
+    float* latent_out = step.arena.alloc<float>(static_cast<size_t>(rows) * heads * m.kv_lora_rank);
+    b.paged_attention(AttentionArgs{.q = q_absorbed,
+                                    .q_stride = static_cast<int64_t>(heads) * entry,
+                                    .tokens = rows,
+                                    .num_heads = heads,
+                                    .group = heads,
+                                    .cache = step.kv.layers[layer_idx],
+                                    .block_size = step.kv.block_size,
+                                    .entry_size = entry,
+                                    .key_offset = 0,
+                                    .value_offset = 0,
+                                    .kv_head_stride = 0,
+                                    .key_dim = entry,
+                                    .value_dim = m.kv_lora_rank,
+                                    .scale = c.attention_scale,
+                                    .sliding_window = 0,
+                                    .block_tables = step.in.block_tables,
+                                    .table_offsets = step.in.table_offsets + first,
+                                    .positions = step.in.positions + first,
+                                    .out = latent_out},
+                      nullptr);  // a subset of the rows: no query tiles
+    b.mla_project_v(part, latent_out, w.kv_b, attended + static_cast<int64_t>(first) * heads * m.v_head_dim);
+    step.arena.rewind(mark);
+  };
+  if (!mla_plain_prefill(step, dims)) {
+    absorbed(0, tokens);
+    return b.linear_unsummed(Act{attended, nullptr}, tokens, w.o, out);
+  }
+  // Pieces of kMinMlaPrefillRows rows or more in the plain form; runs of smaller ones (decode
+  // rows, short chunks) absorbed together.
+  int run_first = 0, run_rows = 0;
+  for (const StepPiece& piece : step.in.pieces) {
+    if (piece.count < kMinMlaPrefillRows) {
+      if (run_rows == 0) run_first = piece.first_row;
+      run_rows += piece.count;
+      continue;
+    }
+    absorbed(run_first, run_rows);
+    run_rows = 0;
+    const size_t mark = step.arena.used();
+    const int ctx = piece.begin + piece.count;
+    const int query_tile = b.mla_prefill_query_tile(dims, piece.count, ctx);
+    const size_t workspace = b.mla_prefill_workspace_floats(dims, ctx, query_tile);
+    b.mla_prefill_attention(ops::MlaPrefillArgs{.dims = dims,
+                                                .q = q,
+                                                .first_row = piece.first_row,
+                                                .count = piece.count,
+                                                .begin = piece.begin,
+                                                .cache = step.kv.layers[layer_idx],
+                                                .block_size = step.kv.block_size,
+                                                .block_table = step.in.block_tables + piece.table_offset,
+                                                .kv_b = w.kv_b,
+                                                .scale = c.attention_scale,
+                                                .query_tile = query_tile,
+                                                .workspace = workspace > 0 ? step.arena.alloc<float>(workspace) : nullptr,
+                                                .out = attended});
+    step.arena.rewind(mark);
+  }
+  absorbed(run_first, run_rows);
+  return b.linear_unsummed(Act{attended, nullptr}, tokens, w.o, out);
+}
+
+bool DecoderLoop::mla_plain_prefill(const Step& step, const MlaDims& dims) const {
+  // The largest plain piece's workspace must fit what the arena has left (the attended rows are
+  // allocated already); otherwise the absorbed form, which needs no context-sized buffers, runs.
+  size_t most = 0;
+  bool any = false;
+  for (const StepPiece& piece : step.in.pieces) {
+    if (piece.count < kMinMlaPrefillRows) continue;
+    any = true;
+    const int ctx = piece.begin + piece.count;
+    most = std::max(most, step.backend.mla_prefill_workspace_floats(
+                              dims, ctx, step.backend.mla_prefill_query_tile(dims, piece.count, ctx)));
+  }
+  return any && step.arena.used() + most * sizeof(float) + 1024 <= step.arena.capacity();
+}
+
+void DecoderLoop::moe(Step& step, int layer_idx, Act x, float* out, const RmsNormArgs* then) const {
+  StepBackend& b = step.backend;
+  const MoeWeights& w = weights_.layers[layer_idx].moe;
+  const int tokens = step.in.tokens;
+  const int experts = w.num_experts;
+  const int top_k = w.router_params.top_k;
+  const int entries = tokens * top_k;
+  const int hidden = config_.hidden_size;
+  StepArena& arena = step.arena;
+  float* logits = arena.alloc<float>(static_cast<size_t>(tokens) * experts);
+  {
+    const Span span(b, "moe.router");
+    b.router_logits(x, tokens, w.router, logits);
+  }
+  int32_t* expert_ids = arena.alloc<int32_t>(entries);
+  float* expert_weights = arena.alloc<float>(entries);
+  int32_t* offsets = arena.alloc<int32_t>(experts + 1);
+  int32_t* positions = arena.alloc<int32_t>(entries);
+  int32_t* source_rows = arena.alloc<int32_t>(entries);
+  {
+    const Span span(b, "moe.route_permute");
+    b.route(logits, w.selection_bias, tokens, experts, w.router_params, expert_ids, expert_weights);
+    b.moe_permute(ops::MoePermuteArgs{.expert_ids = expert_ids,
+                                      .entries = entries,
+                                      .top_k = top_k,
+                                      .experts = experts,
+                                      .offsets = offsets,
+                                      .positions = positions,
+                                      .source_rows = source_rows,
+                                      .load_counts = step.expert_load != nullptr
+                                                         ? step.expert_load + static_cast<int64_t>(layer_idx) * experts
+                                                         : nullptr});
+  }
+  float* expert_out = arena.alloc<float>(static_cast<size_t>(entries) * hidden);  // [entries, hidden] permuted
+  SplitSums experts_out;
+  {
+    const Span span(b, "moe.experts");
+    experts_out = b.routed_experts(w, x.f32, source_rows, offsets, tokens, expert_out);
+  }
+  float* shared_out = nullptr;
+  float* shared_gate = nullptr;
+  if (w.has_shared) {
+    const Span span(b, "moe.shared_experts");
+    shared_out = arena.alloc<float>(static_cast<size_t>(tokens) * hidden);
+    b.mlp(x, tokens, w.shared, shared_out);
+    if (w.shared_gate.weight != nullptr) {
+      shared_gate = arena.alloc<float>(tokens);
+      b.linear(x, tokens, w.shared_gate, shared_gate);
+    }
+  }
+  const Span span(b, "moe.combine");
+  ops::MoeCombineArgs combine{.expert_out = experts_out.data,
+                              .expert_splits = experts_out.splits,
+                              .expert_split_stride = experts_out.split_stride,
+                              .positions = positions,
+                              .weights = expert_weights,
+                              .tokens = tokens,
+                              .top_k = top_k,
+                              .hidden = hidden,
+                              .shared_out = shared_out,
+                              .shared_gate_logit = shared_gate,
+                              .out = out};
+  if (then != nullptr) {
+    combine.residual = then->x;
+    combine.norm_weight = then->weight;
+    combine.eps = then->eps;
+    combine.normed_f32 = then->out_f32;
+    combine.normed_bf16 = then->out_bf16;
+  }
+  b.moe_combine(combine);
+}
+
+void DecoderLoop::forward(StepBackend& backend, const StepInputs& inputs, const KvLayers& kv, float* logits,
+                          int64_t* expert_load) const {
+  StepArena& arena = backend.arena();
+  const size_t start = arena.used();
+  Step step{backend, arena, inputs, kv, expert_load};
+  const ModelConfig& c = config_;
+  const int tokens = inputs.tokens;
+  const int hidden = c.hidden_size;
+  const size_t activations = static_cast<size_t>(tokens) * hidden;
+  float* residual = arena.alloc<float>(activations);
+  float* branch = arena.alloc<float>(activations);
+  float* normed = arena.alloc<float>(activations);
+  // bf16 copies of the normed activations, for backends whose GEMMs take bf16 activations.
+  uint16_t* normed_bf16 = backend.bf16_activations(tokens) ? arena.alloc<uint16_t>(activations) : nullptr;
+  {
+    const Span span(backend, "embedding");
+    backend.embedding(weights_.embed, hidden, inputs.token_ids, tokens, residual);
+  }
+  // The residual stream: branch holds a block's output until the next norm adds it, except
+  // after an MoE block, whose combine adds it and computes the next norm itself (normed_ready).
+  bool branch_pending = false;
+  bool normed_ready = false;
+  for (int layer_idx = 0; layer_idx < c.num_layers; ++layer_idx) {
+    const LayerWeights& layer = weights_.layers[layer_idx];
+    const size_t mark = arena.used();
+    if (!normed_ready) {
+      const Span span(backend, "norm");
+      backend.rms_norm(RmsNormArgs{.x = residual,
+                                   .add = branch_pending ? branch : nullptr,
+                                   .rows = tokens,
+                                   .dim = hidden,
+                                   .weight = layer.input_norm,
+                                   .eps = c.rms_norm_eps,
+                                   .out_f32 = normed,
+                                   .out_bf16 = normed_bf16});
+    }
+    const Act x{normed, normed_bf16};
+    const SplitSums attended = c.is_mla() ? mla(step, layer_idx, x, branch) : gqa(step, layer_idx, x, branch);
+    {
+      const Span span(backend, "norm");
+      backend.rms_norm(RmsNormArgs{.x = residual,
+                                   .add = attended.data,
+                                   .add_splits = attended.splits,
+                                   .add_split_stride = attended.split_stride,
+                                   .rows = tokens,
+                                   .dim = hidden,
+                                   .weight = layer.post_norm,
+                                   .eps = c.rms_norm_eps,
+                                   .out_f32 = normed,
+                                   .out_bf16 = normed_bf16});
+    }
+    if (layer.is_moe) {
+      const bool last = layer_idx + 1 == c.num_layers;
+      const RmsNormArgs next_norm{.x = residual,
+                                  .rows = tokens,
+                                  .dim = hidden,
+                                  .weight = last ? weights_.final_norm : weights_.layers[layer_idx + 1].input_norm,
+                                  .eps = c.rms_norm_eps,
+                                  .out_f32 = normed,
+                                  .out_bf16 = last ? nullptr : normed_bf16};
+      moe(step, layer_idx, x, branch, &next_norm);
+      branch_pending = false;
+      normed_ready = true;
+    } else {
+      const Span span(backend, "mlp");
+      backend.mlp(x, tokens, layer.mlp, branch);
+      branch_pending = true;
+      normed_ready = false;
+    }
+    arena.rewind(mark);
+  }
+  const Span span(backend, "final_norm_lm_head");
+  if (!normed_ready) {
+    backend.rms_norm(RmsNormArgs{.x = residual,
+                                 .add = branch_pending ? branch : nullptr,
+                                 .rows = tokens,
+                                 .dim = hidden,
+                                 .weight = weights_.final_norm,
+                                 .eps = c.rms_norm_eps,
+                                 .out_f32 = normed});
+  }
+  const int rows = inputs.logit_rows;
+  if (rows > 0) {
+    float* selected = arena.alloc<float>(static_cast<size_t>(rows) * hidden);
+    uint16_t* selected_bf16 =
+        backend.bf16_activations(rows) ? arena.alloc<uint16_t>(static_cast<size_t>(rows) * hidden) : nullptr;
+    backend.gather_rows(normed, hidden, inputs.logit_row_ids, rows, selected, selected_bf16);
+    backend.linear(Act{selected, selected_bf16}, rows, weights_.lm_head, logits);
+  }
+  arena.rewind(start);
+}
+
+}  // namespace moeserve

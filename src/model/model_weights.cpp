@@ -1,0 +1,220 @@
+// load_model_weights: every tensor of the weight plan (model/weight_plan.h) converted to bf16
+// and written once into a backend's WeightMemory; each packing group (q/k/v, gate/up, the
+// experts' gate/up) stacked side by side so it is one GEMM; kv_b and the selection bias float32.
+#include <cstring>
+#include <optional>
+#include <vector>
+
+#include "loader/weight_source.h"
+#include "model/layers/moe.h"
+#include "model/layers/rope.h"
+#include "model/step_model.h"
+#include "model/weight_plan.h"
+
+namespace moeserve {
+
+namespace {
+
+class Loader {
+ public:
+  Loader(const WeightPlan& plan, const WeightSource& source, WeightMemory& memory)
+      : plan_(plan), source_(source), memory_(memory) {}
+
+  template <typename T>
+  Result<T*> alloc(int64_t count) {
+    MS_ASSIGN_OR_RETURN(void* ptr, memory_.allocate(static_cast<size_t>(count) * sizeof(T)));
+    return static_cast<T*>(ptr);
+  }
+
+  // Fills dst [entry.shape] with tensor `expert` of the entry as bf16.
+  Status fill(uint16_t* dst, const WeightEntry& entry, int expert = 0) {
+    const int64_t numel = entry.shape.numel();
+    MS_ASSIGN_OR_RETURN(TensorView view, source_.require(entry.tensor_name(expert), entry.shape));
+    staging_.resize(static_cast<size_t>(numel));
+    if (view.dtype == DType::kBF16) {
+      std::memcpy(staging_.data(), view.data, view.nbytes());
+    } else {
+      std::vector<float> f32(static_cast<size_t>(numel));
+      convert_to_f32(view.dtype, view.data, f32.data(), f32.size());
+      for (size_t i = 0; i < f32.size(); ++i) staging_[i] = f32_to_bf16(f32[i]);
+    }
+    memory_.write(dst, staging_.data(), staging_.size() * sizeof(uint16_t));
+    return ok_status();
+  }
+
+  Result<const uint16_t*> tensor(const WeightEntry& entry) {
+    MS_ASSIGN_OR_RETURN(uint16_t * ptr, alloc<uint16_t>(entry.shape.numel()));
+    MS_RETURN_IF_ERROR(fill(ptr, entry));
+    return ptr;
+  }
+  // The tensor of `role` in `layer`, or null when this config has none.
+  Result<const uint16_t*> tensor_if_present(WeightRole role, int layer) {
+    const WeightEntry* entry = plan_.find(role, layer);
+    if (entry == nullptr) return static_cast<const uint16_t*>(nullptr);
+    return tensor(*entry);
+  }
+
+  // A float32 copy (the MLA absorption matrix, the router's selection bias).
+  Result<const float*> tensor_f32(const WeightEntry& entry) {
+    const int64_t numel = entry.shape.numel();
+    MS_ASSIGN_OR_RETURN(float* ptr, alloc<float>(numel));
+    MS_ASSIGN_OR_RETURN(TensorView view, source_.require(entry.tensor_name(), entry.shape));
+    std::vector<float> f32(static_cast<size_t>(numel));
+    convert_to_f32(view.dtype, view.data, f32.data(), f32.size());
+    memory_.write(ptr, f32.data(), f32.size() * sizeof(float));
+    return ptr;
+  }
+
+  // Several [rows_i, in] matrices (a packing group, or one tensor) stacked into one
+  // [Σ rows_i, in] projection, with their biases stacked likewise when given.
+  Result<Projection> stacked(const std::vector<const WeightEntry*>& weights,
+                                const std::vector<const WeightEntry*>& biases = {}) {
+    MS_CHECK(!weights.empty() && (biases.empty() || biases.size() == weights.size()));
+    const int64_t in = weights.front()->cols();
+    int64_t total = 0;
+    for (const WeightEntry* entry : weights) total += entry->rows();
+    Projection linear{.out = static_cast<int>(total), .in = static_cast<int>(in)};
+    MS_ASSIGN_OR_RETURN(uint16_t * weight, alloc<uint16_t>(total * in));
+    int64_t row = 0;
+    for (const WeightEntry* entry : weights) {
+      MS_CHECK(entry->cols() == in);
+      MS_RETURN_IF_ERROR(fill(weight + row * in, *entry));
+      row += entry->rows();
+    }
+    linear.weight = weight;
+    if (!biases.empty()) {
+      MS_ASSIGN_OR_RETURN(uint16_t * bias, alloc<uint16_t>(total));
+      row = 0;
+      for (const WeightEntry* entry : biases) {
+        MS_RETURN_IF_ERROR(fill(bias + row, *entry));
+        row += entry->rows();
+      }
+      linear.bias = bias;
+    }
+    return linear;
+  }
+
+  // One projection: the weight of `role` in `layer`, with `bias_role`'s tensor when present.
+  Result<Projection> linear(WeightRole role, int layer, std::optional<WeightRole> bias_role = std::nullopt) {
+    std::vector<const WeightEntry*> biases;
+    if (bias_role && plan_.find(*bias_role, layer) != nullptr) biases.push_back(&plan_.get(*bias_role, layer));
+    return stacked({&plan_.get(role, layer)}, biases);
+  }
+
+  // A SwiGLU MLP: gate and up stacked ([2I, hidden]), down [hidden, I].
+  Result<MlpWeights> mlp(const SwigluRoles& roles, PackGroup gate_up, int layer) {
+    MlpWeights mlp;
+    mlp.intermediate = static_cast<int>(plan_.get(roles.gate, layer).rows());
+    MS_ASSIGN_OR_RETURN(mlp.gate_up, stacked(plan_.packed(gate_up, layer)));
+    MS_ASSIGN_OR_RETURN(mlp.down, linear(roles.down, layer));
+    return mlp;
+  }
+
+  Status gqa(int layer, GqaWeights& gqa) {
+    MS_ASSIGN_OR_RETURN(gqa.qkv, stacked(plan_.packed(PackGroup::kQkv, layer), plan_.packed(PackGroup::kQkvBias, layer)));
+    MS_ASSIGN_OR_RETURN(gqa.o, linear(WeightRole::kO, layer, WeightRole::kOBias));
+    MS_ASSIGN_OR_RETURN(gqa.q_norm, tensor_if_present(WeightRole::kQNorm, layer));
+    MS_ASSIGN_OR_RETURN(gqa.k_norm, tensor_if_present(WeightRole::kKNorm, layer));
+    return ok_status();
+  }
+
+  Status mla(int layer, MlaWeights& mla) {
+    if (plan_.find(WeightRole::kQA, layer) != nullptr) {
+      MS_ASSIGN_OR_RETURN(mla.q_a, linear(WeightRole::kQA, layer));
+      MS_ASSIGN_OR_RETURN(mla.q_a_norm, tensor(plan_.get(WeightRole::kQANorm, layer)));
+      MS_ASSIGN_OR_RETURN(mla.q_b, linear(WeightRole::kQB, layer));
+    } else {
+      MS_ASSIGN_OR_RETURN(mla.q, linear(WeightRole::kQ, layer));
+    }
+    MS_ASSIGN_OR_RETURN(mla.kv_a, linear(WeightRole::kKvA, layer));
+    MS_ASSIGN_OR_RETURN(mla.kv_a_norm, tensor(plan_.get(WeightRole::kKvANorm, layer)));
+    MS_ASSIGN_OR_RETURN(mla.kv_b, tensor_f32(plan_.get(WeightRole::kKvB, layer)));
+    MS_ASSIGN_OR_RETURN(mla.o, linear(WeightRole::kO, layer));
+    return ok_status();
+  }
+
+  Status moe(const MoeConfig& m, int layer, MoeWeights& moe) {
+    moe.router_params = router_params(m);
+    moe.num_experts = m.num_experts;
+    moe.intermediate = m.expert_intermediate_size;
+    MS_ASSIGN_OR_RETURN(moe.router, linear(WeightRole::kRouter, layer));
+    if (const WeightEntry* bias = plan_.find(WeightRole::kRouterBias, layer)) {
+      MS_ASSIGN_OR_RETURN(moe.selection_bias, tensor_f32(*bias));
+    }
+    // Experts side by side: gate_up [E, 2I, hidden] (each expert's gate rows, then its up rows),
+    // down [E, hidden, I].
+    const std::vector<const WeightEntry*> gate_up_entries = plan_.packed(PackGroup::kExpertGateUp, layer);
+    const WeightEntry& down_entry = plan_.get(WeightRole::kExpertDown, layer);
+    int64_t gate_up_elements = 0;
+    for (const WeightEntry* entry : gate_up_entries) gate_up_elements += entry->shape.numel();
+    MS_ASSIGN_OR_RETURN(uint16_t * gate_up, alloc<uint16_t>(m.num_experts * gate_up_elements));
+    MS_ASSIGN_OR_RETURN(uint16_t * down, alloc<uint16_t>(m.num_experts * down_entry.shape.numel()));
+    for (int expert = 0; expert < m.num_experts; ++expert) {
+      uint16_t* dst = gate_up + expert * gate_up_elements;
+      for (const WeightEntry* entry : gate_up_entries) {
+        MS_RETURN_IF_ERROR(fill(dst, *entry, expert));
+        dst += entry->shape.numel();
+      }
+      MS_RETURN_IF_ERROR(fill(down + expert * down_entry.shape.numel(), down_entry, expert));
+    }
+    moe.experts_gate_up = gate_up;
+    moe.experts_down = down;
+    if (plan_.find(WeightRole::kSharedGate, layer) != nullptr) {
+      moe.has_shared = true;
+      MS_ASSIGN_OR_RETURN(moe.shared, mlp(kSharedExpertRoles, PackGroup::kSharedGateUp, layer));
+      if (plan_.find(WeightRole::kSharedExpertGate, layer) != nullptr) {
+        MS_ASSIGN_OR_RETURN(moe.shared_gate, linear(WeightRole::kSharedExpertGate, layer));
+      }
+    }
+    return ok_status();
+  }
+
+ private:
+  const WeightPlan& plan_;
+  const WeightSource& source_;
+  WeightMemory& memory_;
+  std::vector<uint16_t> staging_;
+};
+
+}  // namespace
+
+Result<ModelWeights> load_model_weights(const ModelConfig& cfg, const WeightPlan& plan, const WeightSource& source,
+                                        WeightMemory& memory) {
+  if (cfg.fp8_block_size) return fp8_unsupported_error("the step loop");
+  Loader up(plan, source, memory);
+  ModelWeights w;
+  MS_ASSIGN_OR_RETURN(w.embed, up.tensor(plan.get(WeightRole::kEmbedding)));
+  MS_ASSIGN_OR_RETURN(w.final_norm, up.tensor(plan.get(WeightRole::kFinalNorm)));
+  if (cfg.tie_word_embeddings) {
+    w.lm_head = Projection{w.embed, nullptr, cfg.vocab_size, cfg.hidden_size};
+  } else {
+    MS_ASSIGN_OR_RETURN(w.lm_head, up.linear(WeightRole::kLmHead, -1));
+  }
+  const RopeTable rope = build_rope_table(cfg.rope);
+  MS_ASSIGN_OR_RETURN(float* inv_freq, up.alloc<float>(static_cast<int64_t>(rope.inv_freq.size())));
+  memory.write(inv_freq, rope.inv_freq.data(), rope.inv_freq.size() * sizeof(float));
+  w.inv_freq = inv_freq;
+  w.rope_half = static_cast<int>(rope.inv_freq.size());
+  w.rope_attention_factor = rope.attention_factor;
+  w.rope_interleaved = rope.interleaved;
+  w.layers.resize(cfg.num_layers);
+  for (int layer_idx = 0; layer_idx < cfg.num_layers; ++layer_idx) {
+    LayerWeights& layer = w.layers[layer_idx];
+    MS_ASSIGN_OR_RETURN(layer.input_norm, up.tensor(plan.get(WeightRole::kInputNorm, layer_idx)));
+    MS_ASSIGN_OR_RETURN(layer.post_norm, up.tensor(plan.get(WeightRole::kPostAttentionNorm, layer_idx)));
+    if (cfg.is_mla()) {
+      MS_RETURN_IF_ERROR(up.mla(layer_idx, layer.mla));
+    } else {
+      MS_RETURN_IF_ERROR(up.gqa(layer_idx, layer.gqa));
+    }
+    layer.is_moe = cfg.layer_is_moe[layer_idx];
+    if (layer.is_moe) {
+      MS_RETURN_IF_ERROR(up.moe(*cfg.moe, layer_idx, layer.moe));
+    } else {
+      MS_ASSIGN_OR_RETURN(layer.mlp, up.mlp(kDenseMlpRoles, PackGroup::kMlpGateUp, layer_idx));
+    }
+  }
+  return w;
+}
+
+}  // namespace moeserve

@@ -1,0 +1,219 @@
+// The backend-neutral parts of a decoder step (issue 19's one loop, model/decoder_loop.h): the
+// model's weights as a backend holds them, one step's inputs, the paged KV memory, a bump arena
+// for the step's buffers, and the StepBackend interface the loop runs its ops through.
+//
+// Every pointer here addresses the backend's memory (host memory on the CPU, device memory on
+// CUDA). Weights are bf16 (uint16_t bits), each packing group of the weight plan stacked into one
+// matrix (q/k/v, gate/up, the routed experts side by side); MLA's kv_b and the router's selection
+// bias stay float32.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "base/result.h"
+#include "kernels/ops.h"
+#include "model/config.h"
+
+namespace moeserve {
+
+class WeightPlan;
+class WeightSource;
+
+// A projection [out, in] bf16 (+ bias [out] bf16 or null).
+struct Projection {
+  const uint16_t* weight = nullptr;
+  const uint16_t* bias = nullptr;
+  int out = 0;
+  int in = 0;
+};
+
+// SwiGLU MLP: gate_up [2I, hidden] = [gate rows | up rows], down [hidden, I].
+struct MlpWeights {
+  Projection gate_up;
+  Projection down;
+  int intermediate = 0;
+};
+
+struct GqaWeights {
+  Projection qkv;                 // [(Hq + 2 Hkv) D, hidden] = [q | k | v]
+  Projection o;                   // [hidden, Hq D]
+  const uint16_t* q_norm = nullptr;  // [D] (Qwen3) or null
+  const uint16_t* k_norm = nullptr;
+};
+
+struct MlaWeights {
+  Projection q;    // [H (dn + dr), hidden] when q_lora_rank == 0
+  Projection q_a;  // [rq, hidden]
+  const uint16_t* q_a_norm = nullptr;
+  Projection q_b;                    // [H (dn + dr), rq]
+  Projection kv_a;                   // [r + dr, hidden]
+  const uint16_t* kv_a_norm = nullptr;  // [r]
+  const float* kv_b = nullptr;          // [H (dn + dv), r] float32 (absorption)
+  Projection o;                      // [hidden, H dv]
+};
+
+struct MoeWeights {
+  ops::RouterParams router_params;
+  Projection router;                       // [E, hidden]
+  const float* selection_bias = nullptr;      // [E] or null
+  const uint16_t* experts_gate_up = nullptr;  // [E, 2 Ie, hidden]
+  const uint16_t* experts_down = nullptr;     // [E, hidden, Ie]
+  int num_experts = 0;
+  int intermediate = 0;
+  bool has_shared = false;
+  MlpWeights shared;
+  Projection shared_gate;  // [1, hidden] or null weight
+};
+
+struct LayerWeights {
+  const uint16_t* input_norm = nullptr;  // [hidden]
+  const uint16_t* post_norm = nullptr;   // [hidden]
+  GqaWeights gqa;
+  MlaWeights mla;
+  bool is_moe = false;
+  MlpWeights mlp;
+  MoeWeights moe;
+};
+
+struct ModelWeights {
+  const uint16_t* embed = nullptr;       // [vocab, hidden]
+  const uint16_t* final_norm = nullptr;  // [hidden]
+  Projection lm_head;                 // [vocab, hidden] (the embedding when tied)
+  const float* inv_freq = nullptr;       // [rotary_dim / 2]
+  int rope_half = 0;
+  float rope_attention_factor = 1.0f;
+  bool rope_interleaved = false;
+  std::vector<LayerWeights> layers;
+};
+
+// Where a backend keeps the weights: allocations that live as long as the model, and copies from
+// host memory into them.
+class WeightMemory {
+ public:
+  virtual ~WeightMemory() = default;
+  virtual Result<void*> allocate(size_t bytes) = 0;
+  // dst (from allocate) ← host bytes; host may be reused once the call returns.
+  virtual void write(void* dst, const void* host, size_t bytes) = 0;
+};
+
+// Every tensor of the weight plan from `source`, converted to bf16 (kv_b and the selection bias
+// to float32) and packed as ModelWeights describes, into `memory`.
+Result<ModelWeights> load_model_weights(const ModelConfig& config, const WeightPlan& plan, const WeightSource& source,
+                                        WeightMemory& memory);
+
+// One sequence's rows of a step, as the host packed them (rows first_row .. first_row + count - 1
+// at positions begin .. begin + count - 1, its block table at block_tables + table_offset).
+struct StepPiece {
+  int first_row = 0;
+  int count = 0;
+  int begin = 0;
+  int table_offset = 0;
+};
+
+// One step's inputs in the backend's memory (pieces: on the host).
+struct StepInputs {
+  int tokens = 0;
+  const int32_t* token_ids = nullptr;      // [T]
+  const int32_t* positions = nullptr;      // [T]
+  const int32_t* table_offsets = nullptr;  // [T] start of the row's block table in block_tables
+  const int32_t* block_tables = nullptr;   // packed block tables of the step's sequences
+  const int32_t* slots = nullptr;          // [T] cache slot of the row's own entry
+  int logit_rows = 0;
+  const int32_t* logit_row_ids = nullptr;  // [logit_rows]
+  int num_query_tiles = 0;
+  int query_tile_rows = 0;               // the most rows a query tile holds
+  const int32_t* query_tiles = nullptr;  // [num_query_tiles × 2] (first row, rows), see paged_attention_prefill
+  // Host copy of the pieces (empty in a captured decode graph): MLA prefill runs per piece.
+  std::span<const StepPiece> pieces;
+};
+
+// Per-layer KV memory: layers[l] is [num_blocks × block_size, entry_size] float32.
+struct KvLayers {
+  std::vector<float*> layers;
+  int block_size = 0;
+  int entry_size = 0;
+};
+
+// A step's scratch: a bump allocator over memory the backend owns. Each layer rewinds to where
+// it started (safe: a backend runs a step's ops in order).
+class StepArena {
+ public:
+  StepArena() = default;
+  StepArena(void* base, size_t capacity) : base_(static_cast<char*>(base)), capacity_(capacity) {}
+  // `count` elements of T, 256-byte aligned; aborts when the arena is full (a sizing bug).
+  template <typename T>
+  T* alloc(size_t count) {
+    return static_cast<T*>(alloc_bytes(count * sizeof(T)));
+  }
+  void* alloc_bytes(size_t bytes);
+  void rewind(size_t mark) { used_ = mark; }
+  size_t used() const { return used_; }
+  size_t capacity() const { return capacity_; }
+  size_t peak() const { return peak_; }
+
+ private:
+  char* base_ = nullptr;
+  size_t capacity_ = 0;
+  size_t used_ = 0;
+  size_t peak_ = 0;
+};
+
+// An activation as float32, with its bf16 rounding when the caller already has it.
+struct Act {
+  const float* f32 = nullptr;
+  const uint16_t* bf16 = nullptr;
+};
+
+// The ops a decoder step runs, on one backend. The elementwise and attention ops are the step
+// ops of kernels/ops.h; the GEMM-shaped ones are whole projections, so that each backend
+// chooses its kernels and precision (CUDA: CUDA-core, tensor-core or cuBLAS GEMMs by row count).
+class StepBackend {
+ public:
+  virtual ~StepBackend() = default;
+  virtual StepArena& arena() = 0;
+
+  virtual void embedding(const uint16_t* table, int hidden, const int32_t* ids, int tokens, float* out) = 0;
+  virtual void rms_norm(const ops::RmsNormArgs& args) = 0;
+  virtual void rope(const ops::RopeArgs& args) = 0;
+  // tiles: the step whose rows args' rows are (a backend may use its query tiles), or null.
+  virtual void paged_attention(const ops::AttentionArgs& args, const StepInputs* tiles) = 0;
+  virtual void mla_absorb_q(const ops::MlaDims& dims, const float* q, const float* kv_b, float* q_absorbed) = 0;
+  virtual void mla_project_v(const ops::MlaDims& dims, const float* latent, const float* kv_b, float* out) = 0;
+  virtual void mla_prefill_attention(const ops::MlaPrefillArgs& args) = 0;
+  // The plain MLA prefill's workspace and score tile for a piece (0 and 1: none needed).
+  virtual size_t mla_prefill_workspace_floats(const ops::MlaDims& dims, int ctx, int query_tile) = 0;
+  virtual int mla_prefill_query_tile(const ops::MlaDims& dims, int count, int ctx) = 0;
+  virtual void route(const float* logits, const float* selection_bias, int tokens, int experts,
+                     const ops::RouterParams& params, int32_t* expert_ids, float* expert_weights) = 0;
+  virtual void moe_permute(const ops::MoePermuteArgs& args) = 0;  // args.workspace: set by the backend
+  virtual void gather_rows(const float* x, int width, const int32_t* rows, int count, float* out_f32,
+                           uint16_t* out_bf16) = 0;
+  virtual void moe_combine(const ops::MoeCombineArgs& args) = 0;
+
+  // out [rows, w.out] = x · w.weightᵀ (+ bias).
+  virtual void linear(Act x, int rows, const Projection& w, float* out) = 0;
+  // linear, or (where the backend splits K) its partial sums, left for the consumer to add.
+  virtual ops::SplitSums linear_unsummed(Act x, int rows, const Projection& w, float* out) = 0;
+  // out [rows, hidden] = down(silu(gate(x)) · up(x)).
+  virtual void mlp(Act x, int rows, const MlpWeights& w, float* out) = 0;
+  // The router's logits [rows, E] (in float32: rounding here flips top-k choices).
+  virtual void router_logits(Act x, int rows, const Projection& router, float* logits) = 0;
+  // The routed experts' SwiGLU MLPs: entry i (permuted order, rows offsets[e] .. offsets[e+1] for
+  // expert e) reads x[source_rows[i]] ([tokens, hidden]); y [tokens × top_k, hidden] in permuted
+  // order, or its split-K partial sums.
+  virtual ops::SplitSums routed_experts(const MoeWeights& w, const float* x, const int32_t* source_rows,
+                                        const int32_t* offsets, int tokens, float* y) = 0;
+
+  // Whether GEMMs over `rows` rows want bf16 copies of their activations (the loop then writes
+  // them beside the float32 ones where it can).
+  virtual bool bf16_activations(int rows) { return false; }
+
+  // Profiling spans around groups of ops (no-ops unless the backend profiles).
+  virtual void begin_span(const char* name) {}
+  virtual void end_span() {}
+};
+
+}  // namespace moeserve

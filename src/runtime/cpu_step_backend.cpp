@@ -1,0 +1,113 @@
+// CpuStepBackend: each StepBackend call is the CPU step op of the same name (kernels/cpu/).
+#include "runtime/cpu_step_backend.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+namespace moeserve {
+
+void CpuWeightMemory::Free::operator()(void* p) const { std::free(p); }
+
+Result<void*> CpuWeightMemory::allocate(size_t bytes) {
+  const size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, rounded);
+  if (p == nullptr) return Error{"out of host memory for the model weights"};
+  buffers_.emplace_back(p);
+  bytes_ += rounded;
+  return p;
+}
+
+void CpuWeightMemory::write(void* dst, const void* host, size_t bytes) { std::memcpy(dst, host, bytes); }
+
+CpuStepBackend::CpuStepBackend(ExecContext& ctx, size_t arena_bytes)
+    : ctx_(ctx), arena_memory_(new std::byte[arena_bytes]), arena_(arena_memory_.get(), arena_bytes) {}
+
+void CpuStepBackend::embedding(const uint16_t* table, int hidden, const int32_t* ids, int tokens, float* out) {
+  ops::embedding(ctx_, table, hidden, ids, tokens, out);
+}
+void CpuStepBackend::rms_norm(const ops::RmsNormArgs& args) { ops::rms_norm(ctx_, args); }
+void CpuStepBackend::rope(const ops::RopeArgs& args) { ops::rope(ctx_, args); }
+void CpuStepBackend::paged_attention(const ops::AttentionArgs& args, const StepInputs*) {
+  ops::paged_attention(ctx_, args);
+}
+void CpuStepBackend::mla_absorb_q(const ops::MlaDims& dims, const float* q, const float* kv_b, float* q_absorbed) {
+  ops::mla_absorb_q(ctx_, dims, q, kv_b, q_absorbed);
+}
+void CpuStepBackend::mla_project_v(const ops::MlaDims& dims, const float* latent, const float* kv_b, float* out) {
+  ops::mla_project_v(ctx_, dims, latent, kv_b, out);
+}
+void CpuStepBackend::mla_prefill_attention(const ops::MlaPrefillArgs& args) { ops::mla_prefill_attention(ctx_, args); }
+void CpuStepBackend::route(const float* logits, const float* selection_bias, int tokens, int experts,
+                           const ops::RouterParams& params, int32_t* expert_ids, float* expert_weights) {
+  ops::route(ctx_, logits, selection_bias, tokens, experts, params, expert_ids, expert_weights);
+}
+void CpuStepBackend::moe_permute(const ops::MoePermuteArgs& args) { ops::moe_permute(ctx_, args); }
+void CpuStepBackend::gather_rows(const float* x, int width, const int32_t* rows, int count, float* out_f32,
+                                 uint16_t* out_bf16) {
+  ops::gather_rows(ctx_, x, width, rows, count, out_f32, out_bf16);
+}
+void CpuStepBackend::moe_combine(const ops::MoeCombineArgs& args) { ops::moe_combine(ctx_, args); }
+
+void CpuStepBackend::linear(Act x, int rows, const Projection& w, float* out) {
+  ops::gemm(ctx_, ops::GemmArgs{
+                      .x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.weight, .bias = w.bias, .out = out});
+}
+
+ops::SplitSums CpuStepBackend::linear_unsummed(Act x, int rows, const Projection& w, float* out) {
+  linear(x, rows, w, out);
+  return ops::SplitSums{out, 1, 0};
+}
+
+void CpuStepBackend::mlp(Act x, int rows, const MlpWeights& w, float* out) {
+  const size_t mark = arena_.used();
+  float* act = arena_.alloc<float>(static_cast<size_t>(rows) * w.intermediate);  // [rows, I]
+  ops::gemm(ctx_, ops::GemmArgs{.x = x.f32,
+                                .rows = rows,
+                                .k = w.gate_up.in,
+                                .n = w.intermediate,
+                                .weight = w.gate_up.weight,
+                                .swiglu = true,
+                                .out = act});
+  linear(Act{act, nullptr}, rows, w.down, out);
+  arena_.rewind(mark);
+}
+
+void CpuStepBackend::router_logits(Act x, int rows, const Projection& router, float* logits) {
+  linear(x, rows, router, logits);
+}
+
+ops::SplitSums CpuStepBackend::routed_experts(const MoeWeights& w, const float* x, const int32_t* source_rows,
+                                              const int32_t* offsets, int tokens, float* y) {
+  const int hidden = w.router.in;
+  const int inter = w.intermediate;
+  const int entries = tokens * w.router_params.top_k;
+  const size_t mark = arena_.used();
+  float* act = arena_.alloc<float>(static_cast<size_t>(entries) * inter);  // [entries, I] permuted
+  ops::gemm(ctx_, ops::GemmArgs{.x = x,
+                                .rows = entries,
+                                .k = hidden,
+                                .n = inter,
+                                .weight = w.experts_gate_up,
+                                .group_stride = 2LL * inter * hidden,
+                                .offsets = offsets,
+                                .groups = w.num_experts,
+                                .total_rows = entries,
+                                .swiglu = true,
+                                .out = act,
+                                .x_rows = source_rows});
+  ops::gemm(ctx_, ops::GemmArgs{.x = act,
+                                .rows = entries,
+                                .k = inter,
+                                .n = hidden,
+                                .weight = w.experts_down,
+                                .group_stride = static_cast<int64_t>(hidden) * inter,
+                                .offsets = offsets,
+                                .groups = w.num_experts,
+                                .total_rows = entries,
+                                .out = y});
+  arena_.rewind(mark);
+  return ops::SplitSums{y, 1, 0};
+}
+
+}  // namespace moeserve

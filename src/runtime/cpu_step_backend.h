@@ -1,0 +1,62 @@
+// The CPU as a StepBackend of the one decoder loop (model/decoder_loop.h): every op is the CPU
+// step op of kernels/ops.h (the reference), every projection ops::gemm in float32 over the bf16
+// weights; weights and the step arena live in host memory.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "kernels/context.h"
+#include "model/step_model.h"
+
+namespace moeserve {
+
+// Host allocations for the weights (aligned to 64 bytes).
+class CpuWeightMemory final : public WeightMemory {
+ public:
+  Result<void*> allocate(size_t bytes) override;
+  void write(void* dst, const void* host, size_t bytes) override;
+  size_t bytes() const { return bytes_; }
+
+ private:
+  struct Free {
+    void operator()(void* p) const;
+  };
+  std::vector<std::unique_ptr<void, Free>> buffers_;
+  size_t bytes_ = 0;
+};
+
+class CpuStepBackend final : public StepBackend {
+ public:
+  CpuStepBackend(ExecContext& ctx, size_t arena_bytes);
+
+  StepArena& arena() override { return arena_; }
+  void embedding(const uint16_t* table, int hidden, const int32_t* ids, int tokens, float* out) override;
+  void rms_norm(const ops::RmsNormArgs& args) override;
+  void rope(const ops::RopeArgs& args) override;
+  void paged_attention(const ops::AttentionArgs& args, const StepInputs* tiles) override;
+  void mla_absorb_q(const ops::MlaDims& dims, const float* q, const float* kv_b, float* q_absorbed) override;
+  void mla_project_v(const ops::MlaDims& dims, const float* latent, const float* kv_b, float* out) override;
+  void mla_prefill_attention(const ops::MlaPrefillArgs& args) override;
+  size_t mla_prefill_workspace_floats(const ops::MlaDims& dims, int ctx, int query_tile) override { return 0; }
+  int mla_prefill_query_tile(const ops::MlaDims& dims, int count, int ctx) override { return count; }
+  void route(const float* logits, const float* selection_bias, int tokens, int experts,
+             const ops::RouterParams& params, int32_t* expert_ids, float* expert_weights) override;
+  void moe_permute(const ops::MoePermuteArgs& args) override;
+  void gather_rows(const float* x, int width, const int32_t* rows, int count, float* out_f32,
+                   uint16_t* out_bf16) override;
+  void moe_combine(const ops::MoeCombineArgs& args) override;
+  void linear(Act x, int rows, const Projection& w, float* out) override;
+  ops::SplitSums linear_unsummed(Act x, int rows, const Projection& w, float* out) override;
+  void mlp(Act x, int rows, const MlpWeights& w, float* out) override;
+  void router_logits(Act x, int rows, const Projection& router, float* logits) override;
+  ops::SplitSums routed_experts(const MoeWeights& w, const float* x, const int32_t* source_rows,
+                                const int32_t* offsets, int tokens, float* y) override;
+
+ private:
+  ExecContext& ctx_;
+  std::unique_ptr<std::byte[]> arena_memory_;
+  StepArena arena_;
+};
+
+}  // namespace moeserve
