@@ -26,7 +26,18 @@ class Span {
   StepBackend& backend_;
 };
 
+// A block's output [tokens, hidden] summed over the TP group.
+void all_reduce(Communicator* tp, float* x, int tokens, int hidden) {
+  if (tp != nullptr) tp->all_reduce_sum(TensorView{x, DType::kF32, Shape{tokens, hidden}});
+}
+
 }  // namespace
+
+DecoderLoop::DecoderLoop(const ModelConfig& config, const ModelWeights& weights, const Partition& tp)
+    : config_(config),
+      weights_(weights),
+      heads_(config.num_heads / tp.size),
+      kv_heads_(config.is_mla() ? 0 : local_kv_heads(config, tp)) {}
 
 void* StepArena::alloc_bytes(size_t bytes) {
   const size_t aligned = (used_ + 255) / 256 * 256;
@@ -66,7 +77,7 @@ SplitSums DecoderLoop::gqa(Step& step, int layer_idx, Act x, float* out) const {
   StepBackend& b = step.backend;
   const int tokens = step.in.tokens;
   const int head_dim = c.head_dim;
-  const int q_width = c.num_heads * head_dim;
+  const int q_width = heads_ * head_dim;
   const int row = w.qkv.out;  // q | k | v
   float* qkv = step.arena.alloc<float>(static_cast<size_t>(tokens) * row);
   {
@@ -78,17 +89,17 @@ SplitSums DecoderLoop::gqa(Step& step, int layer_idx, Act x, float* out) const {
     const Span span(b, "attn.qk_norm_rope_kv_write");
     if (w.q_norm != nullptr) {
       b.rms_norm(RmsNormArgs{.x = qkv,
-                             .rows = tokens * c.num_heads,
+                             .rows = tokens * heads_,
                              .dim = head_dim,
-                             .rows_per_token = c.num_heads,
+                             .rows_per_token = heads_,
                              .token_stride = row,
                              .weight = w.q_norm,
                              .eps = c.rms_norm_eps,
                              .out_f32 = qkv});
       b.rms_norm(RmsNormArgs{.x = k,
-                             .rows = tokens * c.num_kv_heads,
+                             .rows = tokens * kv_heads_,
                              .dim = head_dim,
-                             .rows_per_token = c.num_kv_heads,
+                             .rows_per_token = kv_heads_,
                              .token_stride = row,
                              .weight = w.k_norm,
                              .eps = c.rms_norm_eps,
@@ -98,7 +109,7 @@ SplitSums DecoderLoop::gqa(Step& step, int layer_idx, Act x, float* out) const {
     // both, then writes the entry [K | V] (the row past the q heads) into the cache.
     b.rope(RopeArgs{.x = qkv,
                     .tokens = tokens,
-                    .heads = c.num_heads + c.num_kv_heads,
+                    .heads = heads_ + kv_heads_,
                     .head_stride = head_dim,
                     .token_stride = row,
                     .inv_freq = weights_.inv_freq,
@@ -117,13 +128,13 @@ SplitSums DecoderLoop::gqa(Step& step, int layer_idx, Act x, float* out) const {
     b.paged_attention(AttentionArgs{.q = qkv,
                                     .q_stride = row,
                                     .tokens = tokens,
-                                    .num_heads = c.num_heads,
-                                    .group = c.num_heads / c.num_kv_heads,
+                                    .num_heads = heads_,
+                                    .group = heads_ / kv_heads_,
                                     .cache = step.kv.layers[layer_idx],
                                     .block_size = step.kv.block_size,
                                     .entry_size = step.kv.entry_size,
                                     .key_offset = 0,
-                                    .value_offset = c.num_kv_heads * head_dim,
+                                    .value_offset = kv_heads_ * head_dim,
                                     .kv_head_stride = head_dim,
                                     .key_dim = head_dim,
                                     .value_dim = head_dim,
@@ -136,7 +147,7 @@ SplitSums DecoderLoop::gqa(Step& step, int layer_idx, Act x, float* out) const {
                       &step.in);
   }
   const Span span(b, "attn.o_proj");
-  return b.linear_unsummed(Act{attended, nullptr}, tokens, w.o, out);
+  return output_projection(step, attended, w.o, out);
 }
 
 SplitSums DecoderLoop::mla(Step& step, int layer_idx, Act x, float* out) const {
@@ -146,7 +157,7 @@ SplitSums DecoderLoop::mla(Step& step, int layer_idx, Act x, float* out) const {
   const MlaConfig& m = *c.mla;
   const MlaWeights& w = weights_.layers[layer_idx].mla;
   const int tokens = step.in.tokens;
-  const int heads = c.num_heads;
+  const int heads = heads_;
   const int q_width = heads * m.qk_head_dim();
   float* q = step.arena.alloc<float>(static_cast<size_t>(tokens) * q_width);
   if (w.q_a.weight != nullptr) {
@@ -242,7 +253,7 @@ SplitSums DecoderLoop::mla(Step& step, int layer_idx, Act x, float* out) const {
   };
   if (!mla_plain_prefill(step, dims)) {
     absorbed(0, tokens);
-    return b.linear_unsummed(Act{attended, nullptr}, tokens, w.o, out);
+    return output_projection(step, attended, w.o, out);
   }
   // Pieces of kMinMlaPrefillRows rows or more in the plain form; runs of smaller ones (decode
   // rows, short chunks) absorbed together.
@@ -275,7 +286,14 @@ SplitSums DecoderLoop::mla(Step& step, int layer_idx, Act x, float* out) const {
     step.arena.rewind(mark);
   }
   absorbed(run_first, run_rows);
-  return b.linear_unsummed(Act{attended, nullptr}, tokens, w.o, out);
+  return output_projection(step, attended, w.o, out);
+}
+
+SplitSums DecoderLoop::output_projection(Step& step, const float* attended, const Projection& o, float* out) const {
+  if (step.tp == nullptr) return step.backend.linear_unsummed(Act{attended, nullptr}, step.in.tokens, o, out);
+  step.backend.linear(Act{attended, nullptr}, step.in.tokens, o, out);  // this rank's heads' part
+  all_reduce(step.tp, out, step.in.tokens, o.out);
+  return SplitSums{out, 1, 0};
 }
 
 bool DecoderLoop::mla_plain_prefill(const Step& step, const MlaDims& dims) const {
@@ -366,10 +384,10 @@ void DecoderLoop::moe(Step& step, int layer_idx, Act x, float* out, const RmsNor
 }
 
 void DecoderLoop::forward(StepBackend& backend, const StepInputs& inputs, const KvLayers& kv, float* logits,
-                          int64_t* expert_load) const {
+                          int64_t* expert_load, Communicator* tp_comm) const {
   StepArena& arena = backend.arena();
   const size_t start = arena.used();
-  Step step{backend, arena, inputs, kv, expert_load};
+  Step step{backend, arena, inputs, kv, expert_load, tp_comm};
   const ModelConfig& c = config_;
   const int tokens = inputs.tokens;
   const int hidden = c.hidden_size;
@@ -416,7 +434,12 @@ void DecoderLoop::forward(StepBackend& backend, const StepInputs& inputs, const 
                                    .out_f32 = normed,
                                    .out_bf16 = normed_bf16});
     }
-    if (layer.is_moe) {
+    if (layer.is_moe && tp_comm != nullptr) {  // experts TP-sliced: the combine is this rank's part
+      moe(step, layer_idx, x, branch, nullptr);
+      all_reduce(tp_comm, branch, tokens, hidden);
+      branch_pending = true;
+      normed_ready = false;
+    } else if (layer.is_moe) {
       const bool last = layer_idx + 1 == c.num_layers;
       const RmsNormArgs next_norm{.x = residual,
                                   .rows = tokens,
@@ -431,6 +454,7 @@ void DecoderLoop::forward(StepBackend& backend, const StepInputs& inputs, const 
     } else {
       const Span span(backend, "mlp");
       backend.mlp(x, tokens, layer.mlp, branch);
+      all_reduce(tp_comm, branch, tokens, hidden);  // row-parallel down
       branch_pending = true;
       normed_ready = false;
     }

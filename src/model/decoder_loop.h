@@ -11,6 +11,8 @@
 // order belong here, so every backend runs the same step.
 #pragma once
 
+#include "comm/communicator.h"
+#include "model/parallel.h"
 #include "model/step_model.h"
 
 namespace moeserve {
@@ -21,7 +23,8 @@ constexpr int kMinMlaPrefillRows = 16;
 
 class DecoderLoop {
  public:
-  DecoderLoop(const ModelConfig& config, const ModelWeights& weights) : config_(config), weights_(weights) {}
+  // weights: TP rank tp.rank's part (load_model_weights with the same partition).
+  DecoderLoop(const ModelConfig& config, const ModelWeights& weights, const Partition& tp = {});
 
   // Arena bytes a step of up to max_tokens rows (and as many logit rows) needs, besides the
   // backend's own scratch (extra_bytes: the CUDA GEMMs' split-K workspaces, the MLA score tile).
@@ -29,8 +32,10 @@ class DecoderLoop {
 
   // One step: logits [inputs.logit_rows, vocab] float32 land in `logits` (backend memory).
   // expert_load [num_layers × E] int64 accumulates routed rows per expert (may be null).
+  // tp_comm: the TP group (null on one rank); every rank of it runs the same step in lockstep,
+  // and each block's row-parallel output is summed over it before the residual add.
   void forward(StepBackend& backend, const StepInputs& inputs, const KvLayers& kv, float* logits,
-               int64_t* expert_load) const;
+               int64_t* expert_load, Communicator* tp_comm = nullptr) const;
 
  private:
   struct Step {
@@ -39,10 +44,14 @@ class DecoderLoop {
     const StepInputs& in;
     const KvLayers& kv;
     int64_t* expert_load;
+    Communicator* tp;
   };
   // Attention blocks: their output projection into out, or left as partial sums.
   ops::SplitSums gqa(Step& step, int layer_idx, Act x, float* out) const;
   ops::SplitSums mla(Step& step, int layer_idx, Act x, float* out) const;
+  // The attention output projection into out: with TP its all-reduced sum, on one rank left as
+  // the backend's partial sums (for the norm that adds it).
+  ops::SplitSums output_projection(Step& step, const float* attended, const Projection& o, float* out) const;
   // Whether this step's MLA attention runs in the plain form (the pieces' workspaces fit).
   bool mla_plain_prefill(const Step& step, const ops::MlaDims& dims) const;
   // then (or null): the residual add + RMSNorm that follows the block, fused into its combine.
@@ -50,6 +59,8 @@ class DecoderLoop {
 
   const ModelConfig& config_;
   const ModelWeights& weights_;
+  int heads_ = 0;     // attention heads on this rank
+  int kv_heads_ = 0;  // KV heads on this rank (replicated when fewer than the TP ranks)
 };
 
 }  // namespace moeserve

@@ -1,13 +1,14 @@
-// load_model_weights: every tensor of the weight plan (model/weight_plan.h) converted to bf16
-// and written once into a backend's WeightMemory; each packing group (q/k/v, gate/up, the
+// load_model_weights: this rank's part of every tensor of the weight plan (model/weight_plan.h,
+// each entry's sharding over the TP partition) converted to bf16 and written once into a
+// backend's WeightMemory; each packing group (q/k/v, gate/up, the
 // experts' gate/up) stacked side by side so it is one GEMM; kv_b and the selection bias float32.
 #include <cstring>
 #include <optional>
 #include <vector>
 
-#include "loader/weight_source.h"
 #include "model/layers/moe.h"
 #include "model/layers/rope.h"
+#include "model/sharded_weights.h"
 #include "model/step_model.h"
 #include "model/weight_plan.h"
 
@@ -17,8 +18,8 @@ namespace {
 
 class Loader {
  public:
-  Loader(const WeightPlan& plan, const WeightSource& source, WeightMemory& memory)
-      : plan_(plan), source_(source), memory_(memory) {}
+  Loader(const ModelConfig& config, const ShardedWeights& weights, const Partition& tp, WeightMemory& memory)
+      : config_(config), plan_(weights.plan()), weights_(weights), tp_(tp), memory_(memory) {}
 
   template <typename T>
   Result<T*> alloc(int64_t count) {
@@ -26,10 +27,20 @@ class Loader {
     return static_cast<T*>(ptr);
   }
 
-  // Fills dst [entry.shape] with tensor `expert` of the entry as bf16.
-  Status fill(uint16_t* dst, const WeightEntry& entry, int expert = 0) {
-    const int64_t numel = entry.shape.numel();
-    MS_ASSIGN_OR_RETURN(TensorView view, source_.require(entry.tensor_name(expert), entry.shape));
+  // This rank's part of tensor `expert` of the entry: its sharding over the TP partition (KV
+  // heads by vLLM's replication rule: with fewer KV heads than ranks, rank r uses head
+  // r / (tp / num_kv_heads)).
+  Result<TensorView> part(const WeightEntry& entry, int expert = 0) const {
+    if (entry.sharding != Sharding::kKvHeads) return weights_.shard(entry.role, entry.layer, tp_, expert);
+    const int64_t heads = local_kv_heads(config_, tp_);
+    const int64_t first = config_.num_kv_heads >= tp_.size ? static_cast<int64_t>(tp_.rank) * heads
+                                                           : tp_.rank / (tp_.size / config_.num_kv_heads);
+    return weights_.rows(entry.role, entry.layer, first * config_.head_dim, heads * config_.head_dim);
+  }
+
+  // dst [view's shape] ← view as bf16.
+  void fill(uint16_t* dst, const TensorView& view) {
+    const int64_t numel = view.numel();
     staging_.resize(static_cast<size_t>(numel));
     if (view.dtype == DType::kBF16) {
       std::memcpy(staging_.data(), view.data, view.nbytes());
@@ -39,12 +50,12 @@ class Loader {
       for (size_t i = 0; i < f32.size(); ++i) staging_[i] = f32_to_bf16(f32[i]);
     }
     memory_.write(dst, staging_.data(), staging_.size() * sizeof(uint16_t));
-    return ok_status();
   }
 
   Result<const uint16_t*> tensor(const WeightEntry& entry) {
-    MS_ASSIGN_OR_RETURN(uint16_t * ptr, alloc<uint16_t>(entry.shape.numel()));
-    MS_RETURN_IF_ERROR(fill(ptr, entry));
+    MS_ASSIGN_OR_RETURN(TensorView view, part(entry));
+    MS_ASSIGN_OR_RETURN(uint16_t * ptr, alloc<uint16_t>(view.numel()));
+    fill(ptr, view);
     return ptr;
   }
   // The tensor of `role` in `layer`, or null when this config has none.
@@ -56,9 +67,9 @@ class Loader {
 
   // A float32 copy (the MLA absorption matrix, the router's selection bias).
   Result<const float*> tensor_f32(const WeightEntry& entry) {
-    const int64_t numel = entry.shape.numel();
+    MS_ASSIGN_OR_RETURN(TensorView view, part(entry));
+    const int64_t numel = view.numel();
     MS_ASSIGN_OR_RETURN(float* ptr, alloc<float>(numel));
-    MS_ASSIGN_OR_RETURN(TensorView view, source_.require(entry.tensor_name(), entry.shape));
     std::vector<float> f32(static_cast<size_t>(numel));
     convert_to_f32(view.dtype, view.data, f32.data(), f32.size());
     memory_.write(ptr, f32.data(), f32.size() * sizeof(float));
@@ -70,42 +81,53 @@ class Loader {
   Result<Projection> stacked(const std::vector<const WeightEntry*>& weights,
                                 const std::vector<const WeightEntry*>& biases = {}) {
     MS_CHECK(!weights.empty() && (biases.empty() || biases.size() == weights.size()));
-    const int64_t in = weights.front()->cols();
+    std::vector<TensorView> parts;
+    for (const WeightEntry* entry : weights) {
+      MS_ASSIGN_OR_RETURN(TensorView view, part(*entry));
+      parts.push_back(view);
+    }
+    const int64_t in = parts.front().dim(1);
     int64_t total = 0;
-    for (const WeightEntry* entry : weights) total += entry->rows();
+    for (const TensorView& view : parts) total += view.dim(0);
     Projection linear{.out = static_cast<int>(total), .in = static_cast<int>(in)};
     MS_ASSIGN_OR_RETURN(uint16_t * weight, alloc<uint16_t>(total * in));
     int64_t row = 0;
-    for (const WeightEntry* entry : weights) {
-      MS_CHECK(entry->cols() == in);
-      MS_RETURN_IF_ERROR(fill(weight + row * in, *entry));
-      row += entry->rows();
+    for (const TensorView& view : parts) {
+      MS_CHECK(view.dim(1) == in);
+      fill(weight + row * in, view);
+      row += view.dim(0);
     }
     linear.weight = weight;
     if (!biases.empty()) {
       MS_ASSIGN_OR_RETURN(uint16_t * bias, alloc<uint16_t>(total));
       row = 0;
       for (const WeightEntry* entry : biases) {
-        MS_RETURN_IF_ERROR(fill(bias + row, *entry));
-        row += entry->rows();
+        MS_ASSIGN_OR_RETURN(TensorView view, part(*entry));
+        fill(bias + row, view);
+        row += view.numel();
       }
+      MS_CHECK(row == total);
       linear.bias = bias;
     }
     return linear;
   }
 
-  // One projection: the weight of `role` in `layer`, with `bias_role`'s tensor when present.
+  // One projection: the weight of `role` in `layer`, with `bias_role`'s tensor when present (a
+  // row-parallel projection's bias on rank 0 only: the all-reduce adds it once).
   Result<Projection> linear(WeightRole role, int layer, std::optional<WeightRole> bias_role = std::nullopt) {
     std::vector<const WeightEntry*> biases;
-    if (bias_role && plan_.find(*bias_role, layer) != nullptr) biases.push_back(&plan_.get(*bias_role, layer));
+    const bool row_parallel = plan_.get(role, layer).sharding == Sharding::kRow;
+    if (bias_role && plan_.find(*bias_role, layer) != nullptr && (!row_parallel || tp_.rank == 0)) {
+      biases.push_back(&plan_.get(*bias_role, layer));
+    }
     return stacked({&plan_.get(role, layer)}, biases);
   }
 
   // A SwiGLU MLP: gate and up stacked ([2I, hidden]), down [hidden, I].
   Result<MlpWeights> mlp(const SwigluRoles& roles, PackGroup gate_up, int layer) {
     MlpWeights mlp;
-    mlp.intermediate = static_cast<int>(plan_.get(roles.gate, layer).rows());
     MS_ASSIGN_OR_RETURN(mlp.gate_up, stacked(plan_.packed(gate_up, layer)));
+    mlp.intermediate = mlp.gate_up.out / 2;
     MS_ASSIGN_OR_RETURN(mlp.down, linear(roles.down, layer));
     return mlp;
   }
@@ -136,26 +158,31 @@ class Loader {
   Status moe(const MoeConfig& m, int layer, MoeWeights& moe) {
     moe.router_params = router_params(m);
     moe.num_experts = m.num_experts;
-    moe.intermediate = m.expert_intermediate_size;
     MS_ASSIGN_OR_RETURN(moe.router, linear(WeightRole::kRouter, layer));
     if (const WeightEntry* bias = plan_.find(WeightRole::kRouterBias, layer)) {
       MS_ASSIGN_OR_RETURN(moe.selection_bias, tensor_f32(*bias));
     }
     // Experts side by side: gate_up [E, 2I, hidden] (each expert's gate rows, then its up rows),
     // down [E, hidden, I].
+    // (Each expert's TP slice: Ie / tp intermediate rows.)
     const std::vector<const WeightEntry*> gate_up_entries = plan_.packed(PackGroup::kExpertGateUp, layer);
     const WeightEntry& down_entry = plan_.get(WeightRole::kExpertDown, layer);
-    int64_t gate_up_elements = 0;
-    for (const WeightEntry* entry : gate_up_entries) gate_up_elements += entry->shape.numel();
+    moe.intermediate = m.expert_intermediate_size / tp_.size;
+    const int64_t gate_up_elements = int64_t(2) * moe.intermediate * config_.hidden_size;
+    const int64_t down_elements = int64_t(config_.hidden_size) * moe.intermediate;
     MS_ASSIGN_OR_RETURN(uint16_t * gate_up, alloc<uint16_t>(m.num_experts * gate_up_elements));
-    MS_ASSIGN_OR_RETURN(uint16_t * down, alloc<uint16_t>(m.num_experts * down_entry.shape.numel()));
+    MS_ASSIGN_OR_RETURN(uint16_t * down, alloc<uint16_t>(m.num_experts * down_elements));
     for (int expert = 0; expert < m.num_experts; ++expert) {
       uint16_t* dst = gate_up + expert * gate_up_elements;
       for (const WeightEntry* entry : gate_up_entries) {
-        MS_RETURN_IF_ERROR(fill(dst, *entry, expert));
-        dst += entry->shape.numel();
+        MS_ASSIGN_OR_RETURN(TensorView view, part(*entry, expert));
+        fill(dst, view);
+        dst += view.numel();
       }
-      MS_RETURN_IF_ERROR(fill(down + expert * down_entry.shape.numel(), down_entry, expert));
+      MS_CHECK(dst == gate_up + (expert + 1) * gate_up_elements);
+      MS_ASSIGN_OR_RETURN(TensorView down_view, part(down_entry, expert));
+      MS_CHECK(down_view.numel() == down_elements);
+      fill(down + expert * down_elements, down_view);
     }
     moe.experts_gate_up = gate_up;
     moe.experts_down = down;
@@ -170,18 +197,21 @@ class Loader {
   }
 
  private:
+  const ModelConfig& config_;
   const WeightPlan& plan_;
-  const WeightSource& source_;
+  const ShardedWeights& weights_;
+  Partition tp_;
   WeightMemory& memory_;
   std::vector<uint16_t> staging_;
 };
 
 }  // namespace
 
-Result<ModelWeights> load_model_weights(const ModelConfig& cfg, const WeightPlan& plan, const WeightSource& source,
+Result<ModelWeights> load_model_weights(const ModelConfig& cfg, const ShardedWeights& weights, const Partition& tp,
                                         WeightMemory& memory) {
   if (cfg.fp8_block_size) return fp8_unsupported_error("the step loop");
-  Loader up(plan, source, memory);
+  const WeightPlan& plan = weights.plan();
+  Loader up(cfg, weights, tp, memory);
   ModelWeights w;
   MS_ASSIGN_OR_RETURN(w.embed, up.tensor(plan.get(WeightRole::kEmbedding)));
   MS_ASSIGN_OR_RETURN(w.final_norm, up.tensor(plan.get(WeightRole::kFinalNorm)));

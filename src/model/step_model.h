@@ -19,8 +19,8 @@
 
 namespace moeserve {
 
-class WeightPlan;
-class WeightSource;
+class ShardedWeights;
+struct Partition;
 
 // A projection [out, in] bf16 (+ bias [out] bf16 or null).
 struct Projection {
@@ -99,9 +99,10 @@ class WeightMemory {
   virtual void write(void* dst, const void* host, size_t bytes) = 0;
 };
 
-// Every tensor of the weight plan from `source`, converted to bf16 (kv_b and the selection bias
-// to float32) and packed as ModelWeights describes, into `memory`.
-Result<ModelWeights> load_model_weights(const ModelConfig& config, const WeightPlan& plan, const WeightSource& source,
+// This TP rank's part of every tensor of the weight plan (`weights`: the checkpoint read through
+// the plan), converted to bf16 (kv_b and the selection bias to float32) and packed as
+// ModelWeights describes, into `memory`.
+Result<ModelWeights> load_model_weights(const ModelConfig& config, const ShardedWeights& weights, const Partition& tp,
                                         WeightMemory& memory);
 
 // One sequence's rows of a step, as the host packed them (rows first_row .. first_row + count - 1
