@@ -3,6 +3,9 @@
 #include "model/decoder_loop.h"
 
 #include <algorithm>
+#include <vector>
+
+#include "model/layers/moe_dispatch.h"
 
 namespace moeserve {
 
@@ -33,11 +36,12 @@ void all_reduce(Communicator* tp, float* x, int tokens, int hidden) {
 
 }  // namespace
 
-DecoderLoop::DecoderLoop(const ModelConfig& config, const ModelWeights& weights, const Partition& tp)
+DecoderLoop::DecoderLoop(const ModelConfig& config, const ModelWeights& weights, const ShardSpec& shard)
     : config_(config),
       weights_(weights),
-      heads_(config.num_heads / tp.size),
-      kv_heads_(config.is_mla() ? 0 : local_kv_heads(config, tp)) {}
+      shard_(shard),
+      heads_(config.num_heads / shard.tp.size),
+      kv_heads_(config.is_mla() ? 0 : local_kv_heads(config, shard.tp)) {}
 
 void* StepArena::alloc_bytes(size_t bytes) {
   const size_t aligned = (used_ + 255) / 256 * 256;
@@ -383,11 +387,140 @@ void DecoderLoop::moe(Step& step, int layer_idx, Act x, float* out, const RmsNor
   b.moe_combine(combine);
 }
 
+void DecoderLoop::run_local_experts(Step& step, const MoeWeights& w, const float* x, int n, const int32_t* slots,
+                                    const float* weights, float* out) const {
+  StepBackend& b = step.backend;
+  StepArena& arena = step.arena;
+  const size_t mark = arena.used();
+  const int top_k = w.router_params.top_k;
+  const int entries = n * top_k;
+  const int hidden = config_.hidden_size;
+  const int first_slot = step.ep->rank() * w.num_slots;
+  // Entries of other ranks' slots go to group num_slots, which routed_experts leaves alone: its
+  // rows of y stay zero and their weights are zero.
+  int32_t* local = arena.alloc<int32_t>(entries);  // [n, top_k] local slot
+  float* local_weights = arena.alloc<float>(entries);
+  for (int i = 0; i < entries; ++i) {
+    const int slot = slots[i] - first_slot;
+    const bool mine = slot >= 0 && slot < w.num_slots;
+    local[i] = mine ? slot : w.num_slots;
+    local_weights[i] = mine ? weights[i] : 0.0f;
+  }
+  int32_t* offsets = arena.alloc<int32_t>(w.num_slots + 2);
+  int32_t* positions = arena.alloc<int32_t>(entries);
+  int32_t* source_rows = arena.alloc<int32_t>(entries);
+  b.moe_permute(ops::MoePermuteArgs{.expert_ids = local,
+                                    .entries = entries,
+                                    .top_k = top_k,
+                                    .experts = w.num_slots + 1,
+                                    .offsets = offsets,
+                                    .positions = positions,
+                                    .source_rows = source_rows});
+  float* y = arena.alloc<float>(static_cast<size_t>(entries) * hidden);  // [entries, hidden] permuted
+  b.fill_zero(y, static_cast<size_t>(entries) * hidden * sizeof(float));
+  const SplitSums experts_out = b.routed_experts(w, x, source_rows, offsets, n, y);
+  b.moe_combine(ops::MoeCombineArgs{.expert_out = experts_out.data,
+                                    .expert_splits = experts_out.splits,
+                                    .expert_split_stride = experts_out.split_stride,
+                                    .positions = positions,
+                                    .weights = local_weights,
+                                    .tokens = n,
+                                    .top_k = top_k,
+                                    .hidden = hidden,
+                                    .out = out});
+  arena.rewind(mark);
+}
+
+void DecoderLoop::moe_expert_parallel(Step& step, int layer_idx, const float* x, float* out) const {
+  StepBackend& b = step.backend;
+  MS_CHECK_MSG(b.host_memory() && step.ep != nullptr,
+               "expert parallelism runs over the in-process communicator on host memory");
+  const MoeWeights& w = weights_.layers[layer_idx].moe;
+  const ExpertMap& map = *w.map;
+  const int tokens = step.in.tokens;
+  const int top_k = w.router_params.top_k;
+  const int hidden = config_.hidden_size;
+  StepArena& arena = step.arena;
+  // Routing runs on every token on every TP rank (the router is replicated and cheap).
+  float* logits = arena.alloc<float>(static_cast<size_t>(tokens) * w.num_experts);
+  b.router_logits(Act{x, nullptr}, tokens, w.router, logits);
+  int32_t* expert_ids = arena.alloc<int32_t>(static_cast<size_t>(tokens) * top_k);
+  float* expert_weights = arena.alloc<float>(static_cast<size_t>(tokens) * top_k);
+  b.route(logits, w.selection_bias, tokens, w.num_experts, w.router_params, expert_ids, expert_weights);
+  // Physical slot of each (token, k): replica = flattened position mod the replica count.
+  int32_t* slots = arena.alloc<int32_t>(static_cast<size_t>(tokens) * top_k);
+  for (int i = 0; i < tokens * top_k; ++i) {
+    slots[i] = map.slot_for(expert_ids[i], i);
+    if (step.expert_load != nullptr) ++step.expert_load[static_cast<int64_t>(layer_idx) * w.num_experts + expert_ids[i]];
+  }
+  // This TP rank's chunk of the tokens (sequence-parallel MoE): each token is dispatched once.
+  const Partition& tp = shard_.tp;
+  auto chunk_begin = [&](int rank) { return static_cast<int>(int64_t(tokens) * rank / tp.size); };
+  const int begin = chunk_begin(tp.rank);
+  const int count = chunk_begin(tp.rank + 1) - begin;
+  float* chunk_out = arena.alloc<float>(static_cast<size_t>(count) * hidden);  // [count, hidden]
+  const RoutedTokens routed{
+      .x = TensorView{const_cast<float*>(x) + int64_t(begin) * hidden, DType::kF32, Shape{count, hidden}},
+      .slots = std::span<const int32_t>(slots + int64_t(begin) * top_k, size_t(count) * top_k),
+      .weights = std::span<const float>(expert_weights + int64_t(begin) * top_k, size_t(count) * top_k),
+      .top_k = top_k};
+  const RunLocalExperts run_local = [&](const RoutedTokens& arrived, const TensorView& partial) {
+    run_local_experts(step, w, arrived.x.as<float>(), static_cast<int>(arrived.x.dim(0)), arrived.slots.data(),
+                      arrived.weights.data(), partial.as<float>());
+  };
+  const TensorView chunk_view{chunk_out, DType::kF32, Shape{count, hidden}};
+  switch (shard_.all2all) {
+    case All2AllBackend::kAllgatherReducescatter:
+      ep_allgather_reducescatter(*step.ep, routed, run_local, chunk_view);
+      break;
+    case All2AllBackend::kAlltoall:
+      ep_alltoall(*step.ep, routed, run_local, map.slots_per_rank(), chunk_view);
+      break;
+  }
+  // The shared experts on the chunk's rows (replicated under EP), added as a combine of one
+  // "expert" of weight 1 (chunk_out) plus the gated shared output.
+  float* block_out = tp.size == 1 ? out : arena.alloc<float>(static_cast<size_t>(count) * hidden);
+  if (w.has_shared) {
+    const float* chunk_x = x + int64_t(begin) * hidden;
+    float* shared_out = arena.alloc<float>(static_cast<size_t>(count) * hidden);
+    b.mlp(Act{chunk_x, nullptr}, count, w.shared, shared_out);
+    float* shared_gate = nullptr;
+    if (w.shared_gate.weight != nullptr) {
+      shared_gate = arena.alloc<float>(count);
+      b.linear(Act{chunk_x, nullptr}, count, w.shared_gate, shared_gate);
+    }
+    int32_t* identity = arena.alloc<int32_t>(count);
+    float* ones = arena.alloc<float>(count);
+    for (int t = 0; t < count; ++t) {
+      identity[t] = t;
+      ones[t] = 1.0f;
+    }
+    b.moe_combine(ops::MoeCombineArgs{.expert_out = chunk_out,
+                                      .positions = identity,
+                                      .weights = ones,
+                                      .tokens = count,
+                                      .top_k = 1,
+                                      .hidden = hidden,
+                                      .shared_out = shared_out,
+                                      .shared_gate_logit = shared_gate,
+                                      .out = block_out});
+  } else {
+    std::copy(chunk_out, chunk_out + int64_t(count) * hidden, block_out);
+  }
+  if (tp.size > 1) {
+    std::vector<int64_t> rows(tp.size);
+    for (int rank = 0; rank < tp.size; ++rank) rows[rank] = chunk_begin(rank + 1) - chunk_begin(rank);
+    step.tp->all_gather_rows(TensorView{block_out, DType::kF32, Shape{count, hidden}}, rows,
+                             TensorView{out, DType::kF32, Shape{tokens, hidden}});
+  }
+}
+
 void DecoderLoop::forward(StepBackend& backend, const StepInputs& inputs, const KvLayers& kv, float* logits,
-                          int64_t* expert_load, Communicator* tp_comm) const {
+                          int64_t* expert_load, const ParallelComm& comm) const {
+  Communicator* tp_comm = comm.tp;
   StepArena& arena = backend.arena();
   const size_t start = arena.used();
-  Step step{backend, arena, inputs, kv, expert_load, tp_comm};
+  Step step{backend, arena, inputs, kv, expert_load, comm.tp, comm.ep};
   const ModelConfig& c = config_;
   const int tokens = inputs.tokens;
   const int hidden = c.hidden_size;
@@ -434,7 +567,12 @@ void DecoderLoop::forward(StepBackend& backend, const StepInputs& inputs, const 
                                    .out_f32 = normed,
                                    .out_bf16 = normed_bf16});
     }
-    if (layer.is_moe && tp_comm != nullptr) {  // experts TP-sliced: the combine is this rank's part
+    if (layer.is_moe && shard_.expert_parallel) {
+      const Span span(backend, "moe.expert_parallel");
+      moe_expert_parallel(step, layer_idx, normed, branch);
+      branch_pending = true;
+      normed_ready = false;
+    } else if (layer.is_moe && tp_comm != nullptr) {  // experts TP-sliced: the combine is this rank's part
       moe(step, layer_idx, x, branch, nullptr);
       all_reduce(tp_comm, branch, tokens, hidden);
       branch_pending = true;

@@ -23,8 +23,8 @@ constexpr int kMinMlaPrefillRows = 16;
 
 class DecoderLoop {
  public:
-  // weights: TP rank tp.rank's part (load_model_weights with the same partition).
-  DecoderLoop(const ModelConfig& config, const ModelWeights& weights, const Partition& tp = {});
+  // weights: the part of the rank `shard` describes (load_model_weights with the same spec).
+  DecoderLoop(const ModelConfig& config, const ModelWeights& weights, const ShardSpec& shard = {});
 
   // Arena bytes a step of up to max_tokens rows (and as many logit rows) needs, besides the
   // backend's own scratch (extra_bytes: the CUDA GEMMs' split-K workspaces, the MLA score tile).
@@ -32,10 +32,12 @@ class DecoderLoop {
 
   // One step: logits [inputs.logit_rows, vocab] float32 land in `logits` (backend memory).
   // expert_load [num_layers × E] int64 accumulates routed rows per expert (may be null).
-  // tp_comm: the TP group (null on one rank); every rank of it runs the same step in lockstep,
-  // and each block's row-parallel output is summed over it before the residual add.
+  // comm: the rank's TP group (each block's row-parallel output is summed over it before the
+  // residual add) and, with expert parallelism, its EP group (tokens dispatched to the ranks
+  // holding their experts and combined back); null on one rank. Every rank of a group runs a
+  // step in lockstep, an idle DP replica an empty one.
   void forward(StepBackend& backend, const StepInputs& inputs, const KvLayers& kv, float* logits,
-               int64_t* expert_load, Communicator* tp_comm = nullptr) const;
+               int64_t* expert_load, const ParallelComm& comm = {}) const;
 
  private:
   struct Step {
@@ -45,6 +47,7 @@ class DecoderLoop {
     const KvLayers& kv;
     int64_t* expert_load;
     Communicator* tp;
+    Communicator* ep;
   };
   // Attention blocks: their output projection into out, or left as partial sums.
   ops::SplitSums gqa(Step& step, int layer_idx, Act x, float* out) const;
@@ -56,9 +59,16 @@ class DecoderLoop {
   bool mla_plain_prefill(const Step& step, const ops::MlaDims& dims) const;
   // then (or null): the residual add + RMSNorm that follows the block, fused into its combine.
   void moe(Step& step, int layer_idx, Act x, float* out, const ops::RmsNormArgs* then) const;
+  // The MoE block with expert parallelism: out [tokens, hidden] = the whole block's output
+  // (routed experts through the EP dispatch, shared experts, gathered over TP).
+  void moe_expert_parallel(Step& step, int layer_idx, const float* x, float* out) const;
+  // out [n, hidden] = Σ over the (t, k) routed to this rank's slots of weight · expert(x[t]).
+  void run_local_experts(Step& step, const MoeWeights& w, const float* x, int n, const int32_t* slots,
+                         const float* weights, float* out) const;
 
   const ModelConfig& config_;
   const ModelWeights& weights_;
+  ShardSpec shard_;
   int heads_ = 0;     // attention heads on this rank
   int kv_heads_ = 0;  // KV heads on this rank (replicated when fewer than the TP ranks)
 };

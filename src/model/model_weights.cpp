@@ -18,8 +18,13 @@ namespace {
 
 class Loader {
  public:
-  Loader(const ModelConfig& config, const ShardedWeights& weights, const Partition& tp, WeightMemory& memory)
-      : config_(config), plan_(weights.plan()), weights_(weights), tp_(tp), memory_(memory) {}
+  Loader(const ModelConfig& config, const ShardedWeights& weights, const ShardSpec& shard, WeightMemory& memory)
+      : config_(config),
+        plan_(weights.plan()),
+        weights_(weights),
+        tp_(shard.tp),
+        experts_(shard.expert_parallel ? Partition{} : shard.tp),
+        memory_(memory) {}
 
   template <typename T>
   Result<T*> alloc(int64_t count) {
@@ -30,8 +35,12 @@ class Loader {
   // This rank's part of tensor `expert` of the entry: its sharding over the TP partition (KV
   // heads by vLLM's replication rule: with fewer KV heads than ranks, rank r uses head
   // r / (tp / num_kv_heads)).
+  // Experts (routed and shared) split over experts_: the TP partition, or whole with EP.
   Result<TensorView> part(const WeightEntry& entry, int expert = 0) const {
-    if (entry.sharding != Sharding::kKvHeads) return weights_.shard(entry.role, entry.layer, tp_, expert);
+    const bool expert_tensor = entry.component == Component::kRoutedExperts || entry.component == Component::kSharedExperts;
+    if (entry.sharding != Sharding::kKvHeads) {
+      return weights_.shard(entry.role, entry.layer, expert_tensor ? experts_ : tp_, expert);
+    }
     const int64_t heads = local_kv_heads(config_, tp_);
     const int64_t first = config_.num_kv_heads >= tp_.size ? static_cast<int64_t>(tp_.rank) * heads
                                                            : tp_.rank / (tp_.size / config_.num_kv_heads);
@@ -155,7 +164,7 @@ class Loader {
     return ok_status();
   }
 
-  Status moe(const MoeConfig& m, int layer, MoeWeights& moe) {
+  Status moe(const MoeConfig& m, const ShardSpec& shard, int layer, MoeWeights& moe) {
     moe.router_params = router_params(m);
     moe.num_experts = m.num_experts;
     MS_ASSIGN_OR_RETURN(moe.router, linear(WeightRole::kRouter, layer));
@@ -164,25 +173,39 @@ class Loader {
     }
     // Experts side by side: gate_up [E, 2I, hidden] (each expert's gate rows, then its up rows),
     // down [E, hidden, I].
-    // (Each expert's TP slice: Ie / tp intermediate rows.)
+    // Which experts: every one (each its TP slice: Ie / tp intermediate rows), or with EP the
+    // logical experts of this rank's slots, whole.
+    std::vector<int> slot_experts;
+    if (shard.expert_parallel) {
+      moe.map = std::make_shared<const ExpertMap>(
+          ExpertMap::initial(m.num_experts, shard.num_redundant_experts, shard.ep.size, shard.placement));
+      const int per_rank = moe.map->slots_per_rank();
+      for (int slot = shard.ep.rank * per_rank; slot < (shard.ep.rank + 1) * per_rank; ++slot) {
+        slot_experts.push_back(moe.map->phys2log[slot]);
+      }
+    } else {
+      for (int expert = 0; expert < m.num_experts; ++expert) slot_experts.push_back(expert);
+    }
+    moe.num_slots = static_cast<int>(slot_experts.size());
     const std::vector<const WeightEntry*> gate_up_entries = plan_.packed(PackGroup::kExpertGateUp, layer);
     const WeightEntry& down_entry = plan_.get(WeightRole::kExpertDown, layer);
-    moe.intermediate = m.expert_intermediate_size / tp_.size;
+    moe.intermediate = m.expert_intermediate_size / experts_.size;
     const int64_t gate_up_elements = int64_t(2) * moe.intermediate * config_.hidden_size;
     const int64_t down_elements = int64_t(config_.hidden_size) * moe.intermediate;
-    MS_ASSIGN_OR_RETURN(uint16_t * gate_up, alloc<uint16_t>(m.num_experts * gate_up_elements));
-    MS_ASSIGN_OR_RETURN(uint16_t * down, alloc<uint16_t>(m.num_experts * down_elements));
-    for (int expert = 0; expert < m.num_experts; ++expert) {
-      uint16_t* dst = gate_up + expert * gate_up_elements;
+    MS_ASSIGN_OR_RETURN(uint16_t * gate_up, alloc<uint16_t>(moe.num_slots * gate_up_elements));
+    MS_ASSIGN_OR_RETURN(uint16_t * down, alloc<uint16_t>(moe.num_slots * down_elements));
+    for (int slot = 0; slot < moe.num_slots; ++slot) {
+      const int expert = slot_experts[slot];
+      uint16_t* dst = gate_up + slot * gate_up_elements;
       for (const WeightEntry* entry : gate_up_entries) {
         MS_ASSIGN_OR_RETURN(TensorView view, part(*entry, expert));
         fill(dst, view);
         dst += view.numel();
       }
-      MS_CHECK(dst == gate_up + (expert + 1) * gate_up_elements);
+      MS_CHECK(dst == gate_up + (slot + 1) * gate_up_elements);
       MS_ASSIGN_OR_RETURN(TensorView down_view, part(down_entry, expert));
       MS_CHECK(down_view.numel() == down_elements);
-      fill(down + expert * down_elements, down_view);
+      fill(down + slot * down_elements, down_view);
     }
     moe.experts_gate_up = gate_up;
     moe.experts_down = down;
@@ -201,17 +224,19 @@ class Loader {
   const WeightPlan& plan_;
   const ShardedWeights& weights_;
   Partition tp_;
+  Partition experts_;  // how routed and shared experts split: over TP, or whole with EP
   WeightMemory& memory_;
   std::vector<uint16_t> staging_;
 };
 
 }  // namespace
 
-Result<ModelWeights> load_model_weights(const ModelConfig& cfg, const ShardedWeights& weights, const Partition& tp,
+Result<ModelWeights> load_model_weights(const ModelConfig& cfg, const ShardedWeights& weights, const ShardSpec& shard,
                                         WeightMemory& memory) {
   if (cfg.fp8_block_size) return fp8_unsupported_error("the step loop");
+  MS_RETURN_IF_ERROR(validate_shard_spec(cfg, shard));
   const WeightPlan& plan = weights.plan();
-  Loader up(cfg, weights, tp, memory);
+  Loader up(cfg, weights, shard, memory);
   ModelWeights w;
   MS_ASSIGN_OR_RETURN(w.embed, up.tensor(plan.get(WeightRole::kEmbedding)));
   MS_ASSIGN_OR_RETURN(w.final_norm, up.tensor(plan.get(WeightRole::kFinalNorm)));
@@ -239,7 +264,7 @@ Result<ModelWeights> load_model_weights(const ModelConfig& cfg, const ShardedWei
     }
     layer.is_moe = cfg.layer_is_moe[layer_idx];
     if (layer.is_moe) {
-      MS_RETURN_IF_ERROR(up.moe(*cfg.moe, layer_idx, layer.moe));
+      MS_RETURN_IF_ERROR(up.moe(*cfg.moe, shard, layer_idx, layer.moe));
     } else {
       MS_ASSIGN_OR_RETURN(layer.mlp, up.mlp(kDenseMlpRoles, PackGroup::kMlpGateUp, layer_idx));
     }

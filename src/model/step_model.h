@@ -10,17 +10,18 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
 #include "base/result.h"
 #include "kernels/ops.h"
 #include "model/config.h"
+#include "model/expert_map.h"
 
 namespace moeserve {
 
 class ShardedWeights;
-struct Partition;
 
 // A projection [out, in] bf16 (+ bias [out] bf16 or null).
 struct Projection {
@@ -57,12 +58,16 @@ struct MlaWeights {
 
 struct MoeWeights {
   ops::RouterParams router_params;
-  Projection router;                       // [E, hidden]
+  Projection router;                          // [E, hidden]
   const float* selection_bias = nullptr;      // [E] or null
-  const uint16_t* experts_gate_up = nullptr;  // [E, 2 Ie, hidden]
-  const uint16_t* experts_down = nullptr;     // [E, hidden, Ie]
-  int num_experts = 0;
-  int intermediate = 0;
+  const uint16_t* experts_gate_up = nullptr;  // [S, 2 Ie, hidden]
+  const uint16_t* experts_down = nullptr;     // [S, hidden, Ie]
+  int num_experts = 0;  // E, the logical experts the router scores
+  // S: the experts held — every expert (its TP slice), or with expert parallelism this rank's
+  // physical slots in slot order (map: which logical expert each slot holds; null without EP).
+  int num_slots = 0;
+  std::shared_ptr<const ExpertMap> map;
+  int intermediate = 0;  // Ie on this rank
   bool has_shared = false;
   MlpWeights shared;
   Projection shared_gate;  // [1, hidden] or null weight
@@ -99,11 +104,12 @@ class WeightMemory {
   virtual void write(void* dst, const void* host, size_t bytes) = 0;
 };
 
-// This TP rank's part of every tensor of the weight plan (`weights`: the checkpoint read through
-// the plan), converted to bf16 (kv_b and the selection bias to float32) and packed as
-// ModelWeights describes, into `memory`.
-Result<ModelWeights> load_model_weights(const ModelConfig& config, const ShardedWeights& weights, const Partition& tp,
-                                        WeightMemory& memory);
+// This rank's part of every tensor of the weight plan (`weights`: the checkpoint read through the
+// plan; `shard`: the rank's TP part and, with expert parallelism, its expert slots), converted to
+// bf16 (kv_b and the selection bias to float32) and packed as ModelWeights describes, into
+// `memory`.
+Result<ModelWeights> load_model_weights(const ModelConfig& config, const ShardedWeights& weights,
+                                        const ShardSpec& shard, WeightMemory& memory);
 
 // One sequence's rows of a step, as the host packed them (rows first_row .. first_row + count - 1
 // at positions begin .. begin + count - 1, its block table at block_tables + table_offset).
@@ -202,11 +208,17 @@ class StepBackend {
   virtual void mlp(Act x, int rows, const MlpWeights& w, float* out) = 0;
   // The router's logits [rows, E] (in float32: rounding here flips top-k choices).
   virtual void router_logits(Act x, int rows, const Projection& router, float* logits) = 0;
-  // The routed experts' SwiGLU MLPs: entry i (permuted order, rows offsets[e] .. offsets[e+1] for
-  // expert e) reads x[source_rows[i]] ([tokens, hidden]); y [tokens × top_k, hidden] in permuted
-  // order, or its split-K partial sums.
+  // The routed experts' SwiGLU MLPs: entry i (permuted order, rows offsets[s] .. offsets[s+1] for
+  // slot s < w.num_slots; rows past offsets[w.num_slots] are left alone) reads x[source_rows[i]]
+  // ([tokens, hidden]); y [tokens × top_k, hidden] in permuted order, or its split-K partial sums.
   virtual ops::SplitSums routed_experts(const MoeWeights& w, const float* x, const int32_t* source_rows,
                                         const int32_t* offsets, int tokens, float* y) = 0;
+
+  // dst [bytes] = 0.
+  virtual void fill_zero(void* dst, size_t bytes) = 0;
+  // Whether the host may read and write the step's buffers directly (expert parallelism over
+  // the in-process communicator needs it for now).
+  virtual bool host_memory() const = 0;
 
   // Whether GEMMs over `rows` rows want bf16 copies of their activations (the loop then writes
   // them beside the float32 ones where it can).

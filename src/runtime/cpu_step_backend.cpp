@@ -47,6 +47,7 @@ void CpuStepBackend::gather_rows(const float* x, int width, const int32_t* rows,
                                  uint16_t* out_bf16) {
   ops::gather_rows(ctx_, x, width, rows, count, out_f32, out_bf16);
 }
+void CpuStepBackend::fill_zero(void* dst, size_t bytes) { std::memset(dst, 0, bytes); }
 void CpuStepBackend::moe_combine(const ops::MoeCombineArgs& args) { ops::moe_combine(ctx_, args); }
 
 void CpuStepBackend::linear(Act x, int rows, const Projection& w, float* out) {
@@ -91,7 +92,7 @@ ops::SplitSums CpuStepBackend::routed_experts(const MoeWeights& w, const float* 
                                 .weight = w.experts_gate_up,
                                 .group_stride = 2LL * inter * hidden,
                                 .offsets = offsets,
-                                .groups = w.num_experts,
+                                .groups = w.num_slots,
                                 .total_rows = entries,
                                 .swiglu = true,
                                 .out = act,
@@ -103,7 +104,7 @@ ops::SplitSums CpuStepBackend::routed_experts(const MoeWeights& w, const float* 
                                 .weight = w.experts_down,
                                 .group_stride = static_cast<int64_t>(hidden) * inter,
                                 .offsets = offsets,
-                                .groups = w.num_experts,
+                                .groups = w.num_slots,
                                 .total_rows = entries,
                                 .out = y});
   arena_.rewind(mark);

@@ -50,6 +50,8 @@ class CpuStepBackend final : public StepBackend {
   ops::SplitSums linear_unsummed(Act x, int rows, const Projection& w, float* out) override;
   void mlp(Act x, int rows, const MlpWeights& w, float* out) override;
   void router_logits(Act x, int rows, const Projection& router, float* logits) override;
+  void fill_zero(void* dst, size_t bytes) override;
+  bool host_memory() const override { return true; }
   ops::SplitSums routed_experts(const MoeWeights& w, const float* x, const int32_t* source_rows,
                                 const int32_t* offsets, int tokens, float* y) override;
 

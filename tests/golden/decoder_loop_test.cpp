@@ -34,9 +34,8 @@ constexpr int kMaxSequences = 5;
 // on, in reverse order, so that block order differs from position order).
 class LoopModel {
  public:
-  // tp: this model is TP rank tp.rank's part, and step() runs with `comm` (its TP group).
-  explicit LoopModel(const std::string& name, const Partition& tp = {}, Communicator* comm = nullptr,
-                     int threads = 2)
+  // shard: this model is one rank's part, and step() runs with `comm` (its groups).
+  explicit LoopModel(const std::string& name, const ShardSpec& shard = {}, ParallelComm comm = {}, int threads = 2)
       : pool_(threads),
         reference_(testing::fixture_model(name) + "/reference.safetensors"),
         backend_(exec_, 256 << 20),
@@ -47,12 +46,12 @@ class LoopModel {
     const ModelConfig& config = loaded_.model->config();
     const WeightPlan plan = WeightPlan::build(config);
     std::vector<Tensor> copies;  // column blocks copied out of the checkpoint, until packed
-    auto weights = load_model_weights(config, ShardedWeights(*loaded_.weights, plan, copies), tp, memory_);
+    auto weights = load_model_weights(config, ShardedWeights(*loaded_.weights, plan, copies), shard, memory_);
     if (!weights.ok()) throw std::runtime_error(weights.error().message);
     weights_ = std::move(weights.value());
-    loop_ = std::make_unique<DecoderLoop>(config, weights_, tp);
+    loop_ = std::make_unique<DecoderLoop>(config, weights_, shard);
     kv_.block_size = kBlockSize;
-    kv_.entry_size = kv_entry_size(config, tp);
+    kv_.entry_size = kv_entry_size(config, shard.tp);
     const size_t floats = size_t(kMaxSequences) * kBlocksPerSequence * kBlockSize * kv_.entry_size;
     for (int l = 0; l < config.num_layers; ++l) {
       cache_.emplace_back(floats, 0.0f);
@@ -104,7 +103,7 @@ class LoopModel {
   std::vector<std::vector<float>> cache_;
   KvLayers kv_;
   std::vector<int32_t> tables_[kMaxSequences];
-  Communicator* comm_;
+  ParallelComm comm_;
 };
 
 double row_error(const std::vector<float>& got, size_t first_row, const TensorView& expected, int64_t expected_row,
@@ -166,64 +165,97 @@ TEST_P(DecoderLoopTest, MixedBatchGivesEachSequenceItsLogits) {
   EXPECT_LT(row_error(logits, 1, expected_b, 40, 24, vocab), kTolerance);
 }
 
-// Tensor parallelism on the loop: each rank a thread with its own shard, KV cache and backend,
-// the TP group an in-process communicator. All five prompts prefilled in one step (every
-// position's logits), then 16 batched greedy decode steps: rank 0's logits within 1e-4 of
-// transformers and its greedy tokens identical, for every TP size the model can be split into.
-TEST_P(DecoderLoopTest, TensorParallelRanksMatchTransformers) {
+// A parallel layout: TP × DP ranks, with or without expert parallelism over all of them.
+struct Layout {
+  const char* name;
+  int tp = 1;
+  int dp = 1;
+  bool ep = false;
+  All2AllBackend all2all = All2AllBackend::kAllgatherReducescatter;
+  ExpertPlacement placement = ExpertPlacement::kLinear;
+};
+
+// Parallel layouts on the loop: each rank a thread with its own shard, KV cache and backend; TP
+// groups (one per DP replica) and the EP group in-process communicators. Prompt j runs on
+// replica j % dp: its prompts prefilled in one step (every position's logits), then 16 batched
+// greedy decode steps. Every replica's first TP rank is within 1e-4 of transformers at every
+// position and its greedy tokens identical, for every layout the model can be split into.
+TEST_P(DecoderLoopTest, ParallelLayoutsMatchTransformers) {
   auto config = load_model_config(testing::fixture_model(GetParam()));
   ASSERT_TRUE(config.ok()) << config.error().message;
+  const Reference reference(testing::fixture_model(GetParam()) + "/reference.safetensors");
+  const int vocab = config->vocab_size;
   int layouts = 0;
-  for (int tp : {2, 4}) {
-    if (!validate_shard_spec(*config, ShardSpec{.tp = {0, tp}}).ok()) continue;
+  for (const Layout& layout : {Layout{"tp2", 2}, Layout{"tp4", 4}, Layout{"dp2_ep", 1, 2, true},
+                               Layout{"dp2_ep_alltoall", 1, 2, true, All2AllBackend::kAlltoall},
+                               Layout{"tp2_dp2_ep", 2, 2, true},
+                               Layout{"tp2_dp2_ep_alltoall_round_robin", 2, 2, true, All2AllBackend::kAlltoall,
+                                      ExpertPlacement::kRoundRobin}}) {
+    const int ranks = layout.tp * layout.dp;
+    auto shard_of = [&](int rank) {
+      return ShardSpec{.tp = {rank % layout.tp, layout.tp},
+                       .expert_parallel = layout.ep,
+                       .ep = layout.ep ? Partition{rank, ranks} : Partition{},
+                       .placement = layout.placement,
+                       .all2all = layout.all2all};
+    };
+    if (!validate_shard_spec(*config, shard_of(0)).ok()) continue;
     ++layouts;
-    SCOPED_TRACE("tp " + std::to_string(tp));
-    LocalGroup group(tp);
-    std::vector<std::vector<float>> prefill(tp);
-    std::vector<std::vector<std::vector<int32_t>>> generated(tp, std::vector<std::vector<int32_t>>(5));
-    std::vector<std::thread> ranks;
-    for (int rank = 0; rank < tp; ++rank) {
-      ranks.emplace_back([&, rank] {
-        const std::unique_ptr<Communicator> comm = group.communicator(rank);
-        LoopModel model(GetParam(), Partition{rank, tp}, comm.get(), /*threads=*/1);
-        std::vector<std::vector<int32_t>> tokens(5);
+    SCOPED_TRACE(layout.name);
+    std::vector<std::unique_ptr<LocalGroup>> tp_groups;
+    for (int d = 0; d < layout.dp; ++d) tp_groups.push_back(std::make_unique<LocalGroup>(layout.tp));
+    LocalGroup ep_group(ranks);
+    std::vector<std::vector<float>> prefill(ranks);
+    std::vector<std::vector<std::vector<int32_t>>> generated(ranks);
+    std::vector<std::thread> threads;
+    for (int rank = 0; rank < ranks; ++rank) {
+      threads.emplace_back([&, rank] {
+        const int replica = rank / layout.tp;
+        const std::unique_ptr<Communicator> tp = tp_groups[replica]->communicator(rank % layout.tp);
+        const std::unique_ptr<Communicator> ep = layout.ep ? ep_group.communicator(rank) : nullptr;
+        LoopModel model(GetParam(), shard_of(rank), ParallelComm{layout.tp > 1 ? tp.get() : nullptr, ep.get()},
+                        /*threads=*/1);
+        std::vector<std::vector<int32_t>> tokens;
         std::vector<LoopModel::Piece> pieces;
-        for (int j = 0; j < 5; ++j) {
-          tokens[j] = model.reference().ids("prompt_" + std::to_string(j));
-          pieces.push_back({j, &tokens[j], 0, static_cast<int>(tokens[j].size()), true});
+        for (int j = replica; j < 5; j += layout.dp) tokens.push_back(reference.ids("prompt_" + std::to_string(j)));
+        for (size_t i = 0; i < tokens.size(); ++i) {
+          pieces.push_back({static_cast<int>(i), &tokens[i], 0, static_cast<int>(tokens[i].size()), true});
         }
         std::vector<float> logits = model.step(pieces);
         prefill[rank] = logits;
-        const int vocab = model.vocab();
-        size_t last_row = 0;  // each prompt's last row in the prefill's logits
-        std::vector<size_t> rows(5);
-        for (int j = 0; j < 5; ++j) rows[j] = (last_row += tokens[j].size()) - 1;
+        generated[rank].resize(tokens.size());
+        std::vector<size_t> last_rows(tokens.size());  // each prompt's last row in the prefill's logits
+        size_t rows = 0;
+        for (size_t i = 0; i < tokens.size(); ++i) last_rows[i] = (rows += tokens[i].size()) - 1;
         for (int step = 0; step < kGreedyTokens; ++step) {
           pieces.clear();
-          for (int j = 0; j < 5; ++j) {
-            const size_t row = step == 0 ? rows[j] : size_t(j);
-            generated[rank][j].push_back(testing::argmax(logits.data() + row * vocab, vocab));
-            tokens[j].push_back(generated[rank][j].back());
-            pieces.push_back({j, &tokens[j], static_cast<int>(tokens[j].size()) - 1, 1, false});
+          for (size_t i = 0; i < tokens.size(); ++i) {
+            const size_t row = step == 0 ? last_rows[i] : i;
+            generated[rank][i].push_back(testing::argmax(logits.data() + row * vocab, vocab));
+            tokens[i].push_back(generated[rank][i].back());
+            pieces.push_back({static_cast<int>(i), &tokens[i], static_cast<int>(tokens[i].size()) - 1, 1, false});
           }
           if (step + 1 < kGreedyTokens) logits = model.step(pieces);
         }
       });
     }
-    for (std::thread& rank : ranks) rank.join();
-    const Reference reference(testing::fixture_model(GetParam()) + "/reference.safetensors");
-    const int vocab = config->vocab_size;
-    size_t first = 0;
-    for (int j = 0; j < 5; ++j) {
-      const TensorView expected = reference.tensor("logits_" + std::to_string(j));
-      const int64_t n = expected.dim(0);
-      EXPECT_LT(row_error(prefill[0], first, expected, 0, n, vocab), kTolerance) << "prompt " << j;
-      first += n;
-      EXPECT_EQ(generated[0][j], reference.ids("greedy_" + std::to_string(j))) << "prompt " << j;
-      for (int rank = 1; rank < tp; ++rank) EXPECT_EQ(generated[rank][j], generated[0][j]) << "rank " << rank;
+    for (std::thread& thread : threads) thread.join();
+    for (int rank = 0; rank < ranks; ++rank) {
+      const int replica = rank / layout.tp;
+      size_t first = 0, i = 0;
+      for (int j = replica; j < 5; j += layout.dp, ++i) {
+        const TensorView expected = reference.tensor("logits_" + std::to_string(j));
+        const int64_t n = expected.dim(0);
+        if (rank % layout.tp == 0) {
+          EXPECT_LT(row_error(prefill[rank], first, expected, 0, n, vocab), kTolerance) << "prompt " << j;
+        }
+        first += n;
+        EXPECT_EQ(generated[rank][i], reference.ids("greedy_" + std::to_string(j))) << "prompt " << j << " rank "
+                                                                                     << rank;
+      }
     }
   }
-  EXPECT_GT(layouts, 0) << "no TP size splits " << GetParam();
+  EXPECT_GE(layouts, 4) << "layouts that split " << GetParam();
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, DecoderLoopTest,

@@ -122,12 +122,16 @@ void MoeBlock::forward_expert_parallel(LayerContext& ctx, const TensorView& x, c
                             .weights = {expert_weights.f32() + begin * top_k, static_cast<size_t>(count * top_k)},
                             .top_k = top_k};
   const LocalExperts local{ctx.comm.ep->rank() * map.slots_per_rank(), experts_};
+  const RunLocalExperts run_local = [&](const RoutedTokens& arrived, const TensorView& partial) {
+    std::fill(partial.as<float>(), partial.as<float>() + partial.numel(), 0.0f);
+    accumulate_local_experts(ctx.exec, arrived, local, partial);
+  };
   switch (all2all_) {
     case All2AllBackend::kAllgatherReducescatter:
-      ep_allgather_reducescatter(ctx.exec, *ctx.comm.ep, routed, local, chunk_view);
+      ep_allgather_reducescatter(*ctx.comm.ep, routed, run_local, chunk_view);
       break;
     case All2AllBackend::kAlltoall:
-      ep_alltoall(ctx.exec, *ctx.comm.ep, routed, local, map.slots_per_rank(), chunk_view);
+      ep_alltoall(*ctx.comm.ep, routed, run_local, map.slots_per_rank(), chunk_view);
       break;
   }
   add_shared(ctx.exec, routed.x, chunk_view);

@@ -33,8 +33,8 @@ void accumulate_local_experts(ExecContext& exec, const RoutedTokens& tokens, con
   }
 }
 
-void ep_allgather_reducescatter(ExecContext& exec, Communicator& ep, const RoutedTokens& tokens,
-                                const LocalExperts& local, const TensorView& out) {
+void ep_allgather_reducescatter(Communicator& ep, const RoutedTokens& tokens, const RunLocalExperts& run_local,
+                                const TensorView& out) {
   const int64_t hidden = tokens.x.dim(1);
   const int top_k = tokens.top_k;
   const std::vector<int64_t> rows = ep.all_gather_value(tokens.x.dim(0));
@@ -53,7 +53,7 @@ void ep_allgather_reducescatter(ExecContext& exec, Communicator& ep, const Route
                               .slots = {all_slots.view().as<int32_t>(), static_cast<size_t>(total * top_k)},
                               .weights = {all_weights.f32(), static_cast<size_t>(total * top_k)},
                               .top_k = top_k};
-  accumulate_local_experts(exec, gathered, local, partial.view());
+  run_local(gathered, partial.view());
   ep.reduce_scatter_sum(partial.view(), rows, out);
 }
 
@@ -85,7 +85,7 @@ SendPlan plan_sends(const RoutedTokens& tokens, int ep_size, int slots_per_rank)
 
 }  // namespace
 
-void ep_alltoall(ExecContext& exec, Communicator& ep, const RoutedTokens& tokens, const LocalExperts& local,
+void ep_alltoall(Communicator& ep, const RoutedTokens& tokens, const RunLocalExperts& run_local,
                  int slots_per_rank, const TensorView& out) {
   const int64_t hidden = tokens.x.dim(1);
   const int top_k = tokens.top_k;
@@ -96,9 +96,9 @@ void ep_alltoall(ExecContext& exec, Communicator& ep, const RoutedTokens& tokens
   Tensor send_x(DType::kF32, Shape{sent, hidden});
   Tensor send_slots(DType::kI32, Shape{sent, top_k});
   Tensor send_weights(DType::kF32, Shape{sent, top_k});
-  ops::gather_rows(exec, tokens.x, plan.token_of_row, send_x.view());
   for (int64_t row = 0; row < sent; ++row) {
     const int64_t t = plan.token_of_row[row];
+    std::memcpy(send_x.f32() + row * hidden, tokens.x.as<float>() + t * hidden, hidden * sizeof(float));
     std::memcpy(send_slots.view().as<int32_t>() + row * top_k, tokens.slots.data() + t * top_k,
                 top_k * sizeof(int32_t));
     std::memcpy(send_weights.f32() + row * top_k, tokens.weights.data() + t * top_k, top_k * sizeof(float));
@@ -117,7 +117,7 @@ void ep_alltoall(ExecContext& exec, Communicator& ep, const RoutedTokens& tokens
                              .slots = {recv_slots.view().as<int32_t>(), static_cast<size_t>(received * top_k)},
                              .weights = {recv_weights.f32(), static_cast<size_t>(received * top_k)},
                              .top_k = top_k};
-  accumulate_local_experts(exec, arrived, local, recv_out.view());
+  run_local(arrived, recv_out.view());
 
   // Combine: the sums come back in the order they were sent (grouped by rank),
   // so adding them row by row adds each token's partials in rank order.

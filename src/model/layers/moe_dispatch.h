@@ -13,6 +13,7 @@
 //     rank order.
 #pragma once
 
+#include <functional>
 #include <span>
 
 #include "comm/communicator.h"
@@ -41,11 +42,16 @@ struct RoutedTokens {
 void accumulate_local_experts(ExecContext& exec, const RoutedTokens& tokens, const LocalExperts& local,
                               const TensorView& out);
 
+// What a rank computes for the tokens that reach it: out [n, hidden] (overwritten) = Σ over the
+// (t, k) whose slot is this rank's of weights[t,k] · expert_{slots[t,k]}(x[t]). A backend
+// supplies it (the CPU layers: accumulate_local_experts; the decoder loop: its grouped experts).
+using RunLocalExperts = std::function<void(const RoutedTokens& tokens, const TensorView& out)>;
+
 // out [n, hidden] (overwritten) = the full routed expert sum of every local
 // token. slots_per_rank maps a slot to its owner (slot / slots_per_rank).
-void ep_allgather_reducescatter(ExecContext& exec, Communicator& ep, const RoutedTokens& tokens,
-                                const LocalExperts& local, const TensorView& out);
-void ep_alltoall(ExecContext& exec, Communicator& ep, const RoutedTokens& tokens, const LocalExperts& local,
+void ep_allgather_reducescatter(Communicator& ep, const RoutedTokens& tokens, const RunLocalExperts& run_local,
+                                const TensorView& out);
+void ep_alltoall(Communicator& ep, const RoutedTokens& tokens, const RunLocalExperts& run_local,
                  int slots_per_rank, const TensorView& out);
 
 }  // namespace moeserve
