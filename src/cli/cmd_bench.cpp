@@ -97,7 +97,7 @@ void run_bench_latency(BenchArgs args) {
   }
   auto loaded = load_model(spec->model_dir, spec->config, spec->load);
   if (!loaded.ok()) fail(loaded.error().message);
-  const DecoderModel& model = *loaded->model;
+  const CpuModel& model = *loaded->model;
   const int vocab = model.config().vocab_size;
   ThreadPool pool(args.engine.threads);
   ExecContext exec{&pool};

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "model/layers/moe_dispatch.h"
+#include "model/moe_dispatch.h"
 
 namespace moeserve {
 
@@ -36,10 +36,13 @@ void all_reduce(Communicator* tp, float* x, int tokens, int hidden) {
 
 }  // namespace
 
-DecoderLoop::DecoderLoop(const ModelConfig& config, const ModelWeights& weights, const ShardSpec& shard)
+DecoderLoop::DecoderLoop(const ModelConfig& config, const ModelWeights& weights, const ShardSpec& shard,
+                         MlaMode mla_mode)
     : config_(config),
       weights_(weights),
       shard_(shard),
+      mla_mode_(mla_mode),
+      min_plain_rows_(mla_mode == MlaMode::kNaive ? 1 : kMinMlaPrefillRows),
       heads_(config.num_heads / shard.tp.size),
       kv_heads_(config.is_mla() ? 0 : local_kv_heads(config, shard.tp)) {}
 
@@ -263,7 +266,7 @@ SplitSums DecoderLoop::mla(Step& step, int layer_idx, Act x, float* out) const {
   // rows, short chunks) absorbed together.
   int run_first = 0, run_rows = 0;
   for (const StepPiece& piece : step.in.pieces) {
-    if (piece.count < kMinMlaPrefillRows) {
+    if (piece.count < min_plain_rows_) {
       if (run_rows == 0) run_first = piece.first_row;
       run_rows += piece.count;
       continue;
@@ -303,10 +306,11 @@ SplitSums DecoderLoop::output_projection(Step& step, const float* attended, cons
 bool DecoderLoop::mla_plain_prefill(const Step& step, const MlaDims& dims) const {
   // The largest plain piece's workspace must fit what the arena has left (the attended rows are
   // allocated already); otherwise the absorbed form, which needs no context-sized buffers, runs.
+  if (mla_mode_ == MlaMode::kAbsorbed) return false;
   size_t most = 0;
   bool any = false;
   for (const StepPiece& piece : step.in.pieces) {
-    if (piece.count < kMinMlaPrefillRows) continue;
+    if (piece.count < min_plain_rows_) continue;
     any = true;
     const int ctx = piece.begin + piece.count;
     most = std::max(most, step.backend.mla_prefill_workspace_floats(
@@ -344,8 +348,8 @@ void DecoderLoop::moe(Step& step, int layer_idx, Act x, float* out, const RmsNor
                                       .offsets = offsets,
                                       .positions = positions,
                                       .source_rows = source_rows,
-                                      .load_counts = step.expert_load != nullptr
-                                                         ? step.expert_load + static_cast<int64_t>(layer_idx) * experts
+                                      .load_counts = step.load.experts != nullptr
+                                                         ? step.load.experts + static_cast<int64_t>(layer_idx) * experts
                                                          : nullptr});
   }
   float* expert_out = arena.alloc<float>(static_cast<size_t>(entries) * hidden);  // [entries, hidden] permuted
@@ -451,7 +455,8 @@ void DecoderLoop::moe_expert_parallel(Step& step, int layer_idx, const float* x,
   int32_t* slots = arena.alloc<int32_t>(static_cast<size_t>(tokens) * top_k);
   for (int i = 0; i < tokens * top_k; ++i) {
     slots[i] = map.slot_for(expert_ids[i], i);
-    if (step.expert_load != nullptr) ++step.expert_load[static_cast<int64_t>(layer_idx) * w.num_experts + expert_ids[i]];
+    if (step.load.experts != nullptr) ++step.load.experts[int64_t(layer_idx) * w.num_experts + expert_ids[i]];
+    if (step.load.slots != nullptr) ++step.load.slots[int64_t(layer_idx) * map.num_physical() + slots[i]];
   }
   // This TP rank's chunk of the tokens (sequence-parallel MoE): each token is dispatched once.
   const Partition& tp = shard_.tp;
@@ -516,11 +521,11 @@ void DecoderLoop::moe_expert_parallel(Step& step, int layer_idx, const float* x,
 }
 
 void DecoderLoop::forward(StepBackend& backend, const StepInputs& inputs, const KvLayers& kv, float* logits,
-                          int64_t* expert_load, const ParallelComm& comm) const {
+                          const LoadCounters& counters, const ParallelComm& comm) const {
   Communicator* tp_comm = comm.tp;
   StepArena& arena = backend.arena();
   const size_t start = arena.used();
-  Step step{backend, arena, inputs, kv, expert_load, comm.tp, comm.ep};
+  Step step{backend, arena, inputs, kv, counters, comm.tp, comm.ep};
   const ModelConfig& c = config_;
   const int tokens = inputs.tokens;
   const int hidden = c.hidden_size;

@@ -21,23 +21,34 @@ namespace moeserve {
 // step's pieces are known; shorter pieces (decode rows) and captured graphs use the absorbed form.
 constexpr int kMinMlaPrefillRows = 16;
 
+// MLA's two equal forms: kAuto as above; kNaive the plain form for every piece (decode rows
+// too); kAbsorbed the absorbed form always (what a captured graph runs).
+enum class MlaMode { kAuto, kNaive, kAbsorbed };
+
+// Routing counters a step adds to (each may be null).
+struct LoadCounters {
+  int64_t* experts = nullptr;  // [num_layers × E]: (token, k) assignments per logical expert
+  int64_t* slots = nullptr;    // [num_layers × physical slots] (expert parallelism): per slot
+};
+
 class DecoderLoop {
  public:
   // weights: the part of the rank `shard` describes (load_model_weights with the same spec).
-  DecoderLoop(const ModelConfig& config, const ModelWeights& weights, const ShardSpec& shard = {});
+  DecoderLoop(const ModelConfig& config, const ModelWeights& weights, const ShardSpec& shard = {},
+              MlaMode mla_mode = MlaMode::kAuto);
 
   // Arena bytes a step of up to max_tokens rows (and as many logit rows) needs, besides the
   // backend's own scratch (extra_bytes: the CUDA GEMMs' split-K workspaces, the MLA score tile).
   size_t workspace_bytes(int max_tokens, size_t extra_bytes) const;
 
   // One step: logits [inputs.logit_rows, vocab] float32 land in `logits` (backend memory).
-  // expert_load [num_layers × E] int64 accumulates routed rows per expert (may be null).
+  // counters: the routing counts to add to (host memory for slots; experts in the backend's).
   // comm: the rank's TP group (each block's row-parallel output is summed over it before the
   // residual add) and, with expert parallelism, its EP group (tokens dispatched to the ranks
   // holding their experts and combined back); null on one rank. Every rank of a group runs a
   // step in lockstep, an idle DP replica an empty one.
   void forward(StepBackend& backend, const StepInputs& inputs, const KvLayers& kv, float* logits,
-               int64_t* expert_load, const ParallelComm& comm = {}) const;
+               const LoadCounters& counters = {}, const ParallelComm& comm = {}) const;
 
  private:
   struct Step {
@@ -45,7 +56,7 @@ class DecoderLoop {
     StepArena& arena;
     const StepInputs& in;
     const KvLayers& kv;
-    int64_t* expert_load;
+    const LoadCounters& load;
     Communicator* tp;
     Communicator* ep;
   };
@@ -69,6 +80,8 @@ class DecoderLoop {
   const ModelConfig& config_;
   const ModelWeights& weights_;
   ShardSpec shard_;
+  MlaMode mla_mode_;
+  int min_plain_rows_;  // MLA pieces of at least this many rows run the plain form
   int heads_ = 0;     // attention heads on this rank
   int kv_heads_ = 0;  // KV heads on this rank (replicated when fewer than the TP ranks)
 };

@@ -6,8 +6,7 @@
 #include <optional>
 #include <vector>
 
-#include "model/layers/moe.h"
-#include "model/layers/rope.h"
+#include "model/rope.h"
 #include "model/sharded_weights.h"
 #include "model/step_model.h"
 #include "model/weight_plan.h"
@@ -230,6 +229,16 @@ class Loader {
 };
 
 }  // namespace
+
+ops::RouterParams router_params(const MoeConfig& moe) {
+  return ops::RouterParams{.top_k = moe.top_k,
+                           .sigmoid = moe.scoring == RouterScoring::kSigmoid,
+                           .num_groups = moe.selection == RouterSelection::kTopK ? 1 : moe.num_groups,
+                           .topk_groups = moe.topk_groups,
+                           .group_score_top2_sum = moe.selection == RouterSelection::kGroupLimitedTop2Sum,
+                           .renormalize = moe.norm_topk_prob,
+                           .scaling_factor = moe.routed_scaling_factor};
+}
 
 Result<ModelWeights> load_model_weights(const ModelConfig& cfg, const ShardedWeights& weights, const ShardSpec& shard,
                                         WeightMemory& memory) {

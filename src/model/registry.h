@@ -1,7 +1,7 @@
 // The explicit table of supported architectures. Each family lives in archs/<family>.cpp and
 // contributes one ArchDefinition: how its config.json maps onto ModelConfig beyond the common
-// fields. Its checkpoint's tensors are declared in model/weight_plan.cpp, and the layers are
-// shared (model/layers/); an architecture never re-implements the decoder loop.
+// fields. Its checkpoint's tensors are declared in model/weight_plan.cpp, and every family runs
+// the one decoder loop (model/decoder_loop.h); an architecture never re-implements it.
 #pragma once
 
 #include <span>

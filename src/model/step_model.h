@@ -94,6 +94,9 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
 };
 
+// The router's parameters for a MoE config (every backend routes with these).
+ops::RouterParams router_params(const MoeConfig& moe);
+
 // Where a backend keeps the weights: allocations that live as long as the model, and copies from
 // host memory into them.
 class WeightMemory {

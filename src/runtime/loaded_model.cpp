@@ -21,7 +21,7 @@ Result<LoadedModel> load_model(const std::string& model_dir, const ModelConfig& 
     MS_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::open(model_dir));
     loaded.weights = std::make_unique<Checkpoint>(std::move(checkpoint));
   }
-  MS_ASSIGN_OR_RETURN(loaded.model, DecoderModel::load(config, *loaded.weights, options.model));
+  MS_ASSIGN_OR_RETURN(loaded.model, CpuModel::load(config, *loaded.weights, options.model));
   return loaded;
 }
 

@@ -1,5 +1,5 @@
 // Loading a model for running: config.json (+ --hf-overrides) → ModelConfig, weights from the
-// checkpoint (or random ones for --load-format dummy) → DecoderModel. The weight source lives
+// checkpoint (or random ones for --load-format dummy) → CpuModel. The weight source lives
 // as long as the model, since layers hold views into it.
 #pragma once
 
@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "loader/weight_source.h"
-#include "model/decoder_model.h"
+#include "runtime/cpu_model.h"
 
 namespace moeserve {
 
@@ -30,7 +30,7 @@ struct LoadOptions {
 
 struct LoadedModel {
   std::unique_ptr<WeightSource> weights;
-  std::unique_ptr<DecoderModel> model;
+  std::unique_ptr<CpuModel> model;
 };
 
 Result<LoadedModel> load_model(const std::string& model_dir, const LoadOptions& options);

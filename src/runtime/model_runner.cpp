@@ -6,7 +6,7 @@
 
 namespace moeserve {
 
-ModelRunner::ModelRunner(const DecoderModel& model, ExecContext& exec, const KvShape& kv_shape)
+ModelRunner::ModelRunner(const CpuModel& model, ExecContext& exec, const KvShape& kv_shape)
     : model_(model), exec_(exec), kv_(kv_shape) {
   reset_expert_load();
 }

@@ -9,7 +9,7 @@
 
 #include "kvcache/kv_cache_manager.h"
 #include "kvcache/kv_memory.h"
-#include "model/decoder_model.h"
+#include "runtime/cpu_model.h"
 #include "runtime/sampler.h"
 
 namespace moeserve {
@@ -28,9 +28,9 @@ struct RunnerSeq {
 
 class ModelRunner {
  public:
-  ModelRunner(const DecoderModel& model, ExecContext& exec, const KvShape& kv_shape);
+  ModelRunner(const CpuModel& model, ExecContext& exec, const KvShape& kv_shape);
 
-  const DecoderModel& model() const { return model_; }
+  const CpuModel& model() const { return model_; }
   const KvMemory& kv_memory() const { return kv_; }
   // Per-layer, per-expert routed token counts since the last reset (empty for dense models).
   const ExpertLoad& expert_load() const { return expert_load_; }
@@ -41,7 +41,7 @@ class ModelRunner {
   Tensor execute(std::span<const RunnerSeq> seqs);
 
  private:
-  const DecoderModel& model_;
+  const CpuModel& model_;
   ExecContext& exec_;
   KvMemory kv_;
   ExpertLoad expert_load_;

@@ -30,7 +30,7 @@ Result<std::unique_ptr<RankGroup>> RankGroup::create(const ModelConfig& config, 
   for (int rank = 0; rank < world; ++rank) {
     ModelOptions rank_options = options;
     rank_options.shard = parallel.shard_for(rank);
-    MS_ASSIGN_OR_RETURN(auto model, DecoderModel::load(config, weights, rank_options));
+    MS_ASSIGN_OR_RETURN(auto model, CpuModel::load(config, weights, rank_options));
     group->kv_.push_back(std::make_unique<KvMemory>(KvShape{.num_layers = config.num_layers,
                                                             .num_blocks = num_blocks,
                                                             .block_size = block_size,
@@ -225,10 +225,8 @@ std::string RankGroup::describe_layout() const {
   }
   std::string text = fmt::format("EP {} = TP {} × DP {} ({}, {} placement)", parallel_.world_size(), tp, dp,
                                  all2all_backend_name(parallel_.all2all), expert_placement_name(parallel_.placement));
-  for (int layer = 0; layer < config().num_layers; ++layer) {
-    const MoeBlock* block = models_[0]->moe_block(layer);
-    if (block == nullptr) continue;
-    const ExpertMap& map = block->expert_map();
+  for (int layer : moe_layers_) {
+    const ExpertMap& map = models_[0]->expert_map(layer);
     for (int rank = 0; rank < parallel_.world_size(); ++rank) {
       text += fmt::format(", experts {} on rank {}", map.describe_rank(rank), rank);
     }

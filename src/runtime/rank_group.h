@@ -1,5 +1,5 @@
 // RankGroup: one model spread over TP × DP ranks of this process, one worker
-// thread per rank (each with its own small thread pool, sharded DecoderModel
+// thread per rank (each with its own small thread pool, sharded CpuModel
 // and KV memory), joined by in-process communicators (a TP group per DP
 // replica, and the EP group over all ranks). Every step is global and in
 // lockstep: each DP replica contributes a batch, and a replica with nothing to
@@ -24,7 +24,7 @@
 
 #include "comm/local/local_communicator.h"
 #include "kvcache/kv_memory.h"
-#include "model/decoder_model.h"
+#include "runtime/cpu_model.h"
 #include "runtime/model_runner.h"
 #include "runtime/eplb_state.h"
 #include "runtime/parallel_config.h"
@@ -76,7 +76,7 @@ class RankGroup {
   // Runs fn(global_rank) on every rank's worker thread at once and waits
   // (between steps; EPLB uses it to move expert weights collectively).
   void run_on_all_ranks(const std::function<void(int rank)>& fn);
-  DecoderModel& model(int global_rank) { return *models_[global_rank]; }
+  CpuModel& model(int global_rank) { return *models_[global_rank]; }
   Communicator* ep_comm(int global_rank) { return ep_comms_.empty() ? nullptr : ep_comms_[global_rank].get(); }
 
  private:
@@ -92,7 +92,7 @@ class RankGroup {
   ParallelConfig parallel_;
   int num_blocks_ = 0;
   int block_size_ = 0;
-  std::vector<std::unique_ptr<DecoderModel>> models_;  // per global rank
+  std::vector<std::unique_ptr<CpuModel>> models_;  // per global rank
   std::vector<std::unique_ptr<KvMemory>> kv_;
   std::vector<ExpertLoad> expert_loads_;  // per DP replica
   std::vector<std::unique_ptr<LocalGroup>> tp_groups_;

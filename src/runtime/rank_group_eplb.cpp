@@ -52,7 +52,7 @@ void RankGroup::rearrange_experts() {
   std::vector<double> before(world, 0.0), after(world, 0.0);
   int moved = 0;
   for (int layer : moe_layers_) {
-    const ExpertMap& old = models_[0]->moe_block(layer)->expert_map();
+    const ExpertMap& old = models_[0]->expert_map(layer);
     const std::vector<double> load = eplb_->window_load(layer);
     auto map = std::make_shared<const ExpertMap>(
         ExpertMap::from_phys2log(eplb_->new_placement(layer), old.num_logical, world));
@@ -78,37 +78,13 @@ void RankGroup::rearrange_experts() {
       eplb::balancedness(after), eplb_->config().window_size, moved, describe_layout());
 }
 
-namespace {
-
-// One expert's weights travel as one row of bytes: gate | up | down in their stored dtype.
-size_t expert_bytes(const SwigluMlp& mlp) { return mlp.gate().nbytes() + mlp.up().nbytes() + mlp.down().nbytes(); }
-
-void pack_expert(const SwigluMlp& mlp, char* dst) {
-  for (const TensorView* part : {&mlp.gate(), &mlp.up(), &mlp.down()}) {
-    std::memcpy(dst, part->data, part->nbytes());
-    dst += part->nbytes();
-  }
-}
-
-// Views of gate/up/down into a received row, shaped like `like`.
-SwigluMlp unpack_expert(const SwigluMlp& like, const Tensor& row) {
-  char* base = row.view().as<char>();
-  auto view = [&](const TensorView& shape_of, size_t offset) {
-    return TensorView{base + offset, shape_of.dtype, shape_of.shape, shape_of.device};
-  };
-  const size_t gate_bytes = like.gate().nbytes(), up_bytes = like.up().nbytes();
-  return SwigluMlp::from_views(view(like.gate(), 0), view(like.up(), gate_bytes),
-                               view(like.down(), gate_bytes + up_bytes));
-}
-
-}  // namespace
-
 void RankGroup::move_expert_weights(int rank, const std::vector<std::shared_ptr<const ExpertMap>>& new_maps) {
   const int world = parallel_.world_size();
   Communicator& ep = *ep_comms_[rank];
   for (size_t i = 0; i < moe_layers_.size(); ++i) {
-    MoeBlock& block = *models_[rank]->moe_block(moe_layers_[i]);
-    const ExpertMap& old = block.expert_map();
+    CpuModel& model = *models_[rank];
+    const int layer = moe_layers_[i];
+    const ExpertMap& old = model.expert_map(layer);
     const ExpertMap& next = *new_maps[i];
     const int per_rank = old.slots_per_rank();
     auto local_index = [&](int owner, int expert) {  // the old local slot of `expert` on `owner`, or -1
@@ -134,8 +110,7 @@ void RankGroup::move_expert_weights(int rank, const std::vector<std::shared_ptr<
         transfers.push_back({old.owner(old.log2phys[expert][0]), dst, expert});
       }
     }
-    const std::span<const SwigluMlp> mine = block.local_experts();
-    const size_t row_bytes = expert_bytes(mine[0]);
+    const size_t row_bytes = model.expert_bytes(layer);  // one expert: gate/up | down, bf16
     std::vector<int64_t> send_rows(world, 0), recv_rows(world, 0);
     std::vector<int> sent;
     for (const Transfer& t : transfers) {
@@ -144,37 +119,34 @@ void RankGroup::move_expert_weights(int rank, const std::vector<std::shared_ptr<
     }
     Tensor send(DType::kU8, Shape{static_cast<int64_t>(sent.size()), static_cast<int64_t>(row_bytes)});
     for (size_t row = 0; row < sent.size(); ++row) {
-      pack_expert(mine[local_index(rank, sent[row])], send.view().as<char>() + row * row_bytes);
+      model.copy_slot(layer, local_index(rank, sent[row]), send.view().as<std::byte>() + row * row_bytes);
     }
     int64_t received_count = 0;
     for (int64_t rows : recv_rows) received_count += rows;
     Tensor recv(DType::kU8, Shape{received_count, static_cast<int64_t>(row_bytes)});
     ep.all_to_all_rows(send.view(), send_rows, recv.view(), recv_rows);
     // Received rows are grouped by source rank, each group in transfer order.
-    std::unordered_map<int, std::pair<SwigluMlp, std::shared_ptr<const Tensor>>> arrived;
+    std::unordered_map<int, const std::byte*> arrived;
     int64_t row = 0;
     for (int src = 0; src < world; ++src) {
       for (const Transfer& t : transfers) {
-        if (t.dst != rank || t.src != src) continue;
-        auto copy = std::make_shared<Tensor>(DType::kU8, Shape{static_cast<int64_t>(row_bytes)});
-        std::memcpy(copy->view().data, recv.view().as<char>() + row++ * row_bytes, row_bytes);
-        arrived[t.expert] = {unpack_expert(mine[0], *copy), copy};
+        if (t.dst == rank && t.src == src) arrived[t.expert] = recv.view().as<std::byte>() + row++ * row_bytes;
       }
     }
-    std::vector<SwigluMlp> experts;
-    std::vector<std::shared_ptr<const Tensor>> storage;
+    // The new slots: kept experts from the current slots, the others as they arrived.
+    std::vector<std::byte> kept_bytes(per_rank * row_bytes);
+    std::vector<const std::byte*> slots(per_rank);
     for (int j = 0; j < per_rank; ++j) {
       const int expert = next.phys2log[rank * per_rank + j];
       const int kept = local_index(rank, expert);
       if (kept >= 0) {
-        experts.push_back(mine[kept]);
-        storage.push_back(block.local_expert_storage()[kept]);
+        model.copy_slot(layer, kept, kept_bytes.data() + j * row_bytes);
+        slots[j] = kept_bytes.data() + j * row_bytes;
       } else {
-        experts.push_back(arrived.at(expert).first);
-        storage.push_back(arrived.at(expert).second);
+        slots[j] = arrived.at(expert);
       }
     }
-    block.set_placement(new_maps[i], std::move(experts), std::move(storage));
+    model.set_placement(layer, new_maps[i], slots);
   }
 }
 

@@ -6,7 +6,7 @@
 
 namespace moeserve {
 
-SequenceRunner::SequenceRunner(const DecoderModel& model, ExecContext& exec, int max_tokens)
+SequenceRunner::SequenceRunner(const CpuModel& model, ExecContext& exec, int max_tokens)
     : own_runner_(std::in_place, model, exec,
                   KvShape{.num_layers = model.config().num_layers,
                           .num_blocks = std::max(1, blocks_for(max_tokens)),

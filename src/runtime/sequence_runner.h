@@ -20,7 +20,7 @@ class SequenceRunner {
   static constexpr int kBlockSize = 16;
 
   // max_tokens: capacity of the sequence (prompt + generated).
-  SequenceRunner(const DecoderModel& model, ExecContext& exec, int max_tokens);
+  SequenceRunner(const CpuModel& model, ExecContext& exec, int max_tokens);
   // Over an existing runner, which must have blocks_for(max_tokens) KV blocks of kBlockSize.
   SequenceRunner(Runner& runner, int max_tokens);
   static int blocks_for(int tokens) { return (tokens + kBlockSize - 1) / kBlockSize; }

@@ -86,7 +86,7 @@ class LoopModel {
     const PackedStep packed =
         pack_step(sources, kBlockSize, /*tile_rows=*/1, vocab(), kMaxSequences * kBlocksPerSequence);
     std::vector<float> logits(size_t(packed.logit_rows) * vocab());
-    loop_->forward(backend_, packed.inputs_at(packed.words.data()), kv_, logits.data(), nullptr, comm_);
+    loop_->forward(backend_, packed.inputs_at(packed.words.data()), kv_, logits.data(), {}, comm_);
     EXPECT_EQ(backend_.arena().used(), 0u) << "the arena is rewound after each step";
     return logits;
   }

@@ -54,11 +54,11 @@ std::vector<ShapeCase> cases() {
 
 class ModelShapesTest : public ::testing::TestWithParam<ShapeCase> {
  protected:
-  std::unique_ptr<DecoderModel> load(MlaMode mode) {
+  std::unique_ptr<CpuModel> load(MlaMode mode) {
     const Json config = Json::parse(std::ifstream(testing::fixture_model(GetParam().fixture) + "/config.json"));
     auto parsed = parse_model_config(config, GetParam().overrides);
     if (!parsed.ok()) throw std::runtime_error(parsed.error().message);
-    auto model = DecoderModel::load(*parsed, weights_, ModelOptions{.mla_mode = mode});
+    auto model = CpuModel::load(*parsed, weights_, ModelOptions{.mla_mode = mode});
     if (!model.ok()) throw std::runtime_error(model.error().message);
     return std::move(model.value());
   }
@@ -112,7 +112,7 @@ TEST(ModelShapesFp8Test, Fp8ConfigIsRefusedUntilQuantizationConfigIsDropped) {
   auto parsed = parse_model_config(config, fp8);
   ASSERT_TRUE(parsed.ok()) << parsed.error().message;
   DummyWeights weights(1);
-  auto refused = DecoderModel::load(*parsed, weights, ModelOptions{});
+  auto refused = CpuModel::load(*parsed, weights, ModelOptions{});
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.error().message.find("fp8"), std::string::npos) << refused.error().message;
   EXPECT_NE(refused.error().message.find("\"quantization_config\": null"), std::string::npos)
@@ -121,7 +121,7 @@ TEST(ModelShapesFp8Test, Fp8ConfigIsRefusedUntilQuantizationConfigIsDropped) {
   with_fp8.merge_patch(fp8);
   auto dropped = parse_model_config(with_fp8, {{"quantization_config", nullptr}});
   ASSERT_TRUE(dropped.ok()) << dropped.error().message;
-  auto loaded = DecoderModel::load(*dropped, weights, ModelOptions{});
+  auto loaded = CpuModel::load(*dropped, weights, ModelOptions{});
   EXPECT_TRUE(loaded.ok()) << loaded.error().message;
 }
 

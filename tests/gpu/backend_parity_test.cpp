@@ -13,7 +13,7 @@
 
 #include "kernels/context.h"
 #include "loader/checkpoint.h"
-#include "model/decoder_model.h"
+#include "runtime/cpu_model.h"
 #include "reference_data.h"
 #include "runtime/cuda/cuda_runner.h"
 #include "runtime/sequence_runner.h"
@@ -37,7 +37,7 @@ TEST_P(BackendParity, CudaLogitsEqualCpuLogitsForTheSameRandomModel) {
   auto checkpoint = Checkpoint::open(dir);
   ASSERT_TRUE(checkpoint.ok()) << checkpoint.error().message;
   const Checkpoint& weights = *checkpoint;
-  auto cpu_model = DecoderModel::load(*config, weights);
+  auto cpu_model = CpuModel::load(*config, weights);
   ASSERT_TRUE(cpu_model.ok()) << cpu_model.error().message;
   auto cuda_runner = CudaRunner::create(*config, &weights, 0,
                                         CudaRunnerOptions{.num_kv_blocks = 8,

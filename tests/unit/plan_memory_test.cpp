@@ -4,7 +4,7 @@
 
 #include "kvcache/kv_memory.h"
 #include "loader/checkpoint.h"
-#include "model/decoder_model.h"
+#include "runtime/cpu_model.h"
 #include "plan/memory_model.h"
 #include "plan/planner.h"
 
@@ -82,7 +82,7 @@ TEST(PlanMemory, CpuKvAllocationMatchesEngine) {
     // The entry size of the model the engine runs, loaded from the checkpoint.
     auto checkpoint = Checkpoint::open(dir);
     ASSERT_TRUE(checkpoint.ok()) << checkpoint.error().message;
-    auto loaded = DecoderModel::load(*config, *checkpoint);
+    auto loaded = CpuModel::load(*config, *checkpoint);
     ASSERT_TRUE(loaded.ok()) << loaded.error().message;
     const int entry = (*loaded)->kv_entry_size();
     EXPECT_EQ(model.kv_bytes_per_token(KvCacheDType::kF32), int64_t{entry} * 4 * config->num_layers) << dir;

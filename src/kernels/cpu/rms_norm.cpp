@@ -40,32 +40,40 @@ void add_inplace(ExecContext& ctx, const TensorView& x, const TensorView& y) {
 
 namespace moeserve::ops {
 
-// The step form: per token, its rows_per_token rows (dim apart) get the split sums of add, then
-// the tensor-op norm.
+// The step form: the rows (strided inside wider token rows) gathered into one dense [rows, dim]
+// tensor, the split sums of add added (add_inplace), the tensor-op norm over all rows at once,
+// and the results written back to the rows' places.
 void rms_norm(ExecContext& ctx, const RmsNormArgs& args) {
   const int per_token = args.rows_per_token;
   MS_CHECK(per_token > 0 && args.rows % per_token == 0);
+  MS_CHECK(per_token == 1 || args.token_stride != 0);
   const int tokens = args.rows / per_token;
   const int64_t width = static_cast<int64_t>(per_token) * args.dim;  // one token's rows
   const int64_t token_stride = args.token_stride != 0 ? args.token_stride : args.dim;
-  MS_CHECK(per_token == 1 || args.token_stride != 0);
-  const TensorView weight = bf16_vector(args.weight, args.dim);
-  std::vector<float> normed(width);
-  for (int t = 0; t < tokens; ++t) {
-    float* x = args.x + t * token_stride;
-    if (args.add != nullptr) {
-      std::vector<float> sum(width, 0.0f);  // Σ_s add slices, in split order
-      for (int s = 0; s < args.add_splits; ++s) {
-        const float* slice = args.add + s * args.add_split_stride + t * token_stride;
-        for (int64_t i = 0; i < width; ++i) sum[i] += slice[i];
-      }
-      add_inplace(ctx, f32_matrix(x, per_token, args.dim), f32_matrix(sum.data(), per_token, args.dim));
+  const int64_t count = static_cast<int64_t>(tokens) * width;
+  // dense[t · width + i] ↔ base[t · token_stride + i]
+  auto gather = [&](const float* base, float* dense) {
+    for (int t = 0; t < tokens; ++t) std::copy(base + t * token_stride, base + t * token_stride + width, dense + t * width);
+  };
+  auto scatter = [&](const float* dense, float* base) {
+    for (int t = 0; t < tokens; ++t) std::copy(dense + t * width, dense + (t + 1) * width, base + t * token_stride);
+  };
+  std::vector<float> x(count), normed(count);
+  gather(args.x, x.data());
+  if (args.add != nullptr) {
+    std::vector<float> sum(count, 0.0f), slice(count);  // Σ_s add slices, in split order
+    for (int s = 0; s < args.add_splits; ++s) {
+      gather(args.add + s * args.add_split_stride, slice.data());
+      for (int64_t i = 0; i < count; ++i) sum[i] += slice[i];
     }
-    rms_norm(ctx, f32_matrix(x, per_token, args.dim), weight, args.eps, f32_matrix(normed.data(), per_token, args.dim));
-    if (args.out_f32 != nullptr) std::copy(normed.begin(), normed.end(), args.out_f32 + t * token_stride);
-    if (args.out_bf16 != nullptr) {
-      for (int64_t i = 0; i < width; ++i) args.out_bf16[t * width + i] = f32_to_bf16(normed[i]);
-    }
+    add_inplace(ctx, f32_matrix(x.data(), args.rows, args.dim), f32_matrix(sum.data(), args.rows, args.dim));
+    scatter(x.data(), args.x);
+  }
+  rms_norm(ctx, f32_matrix(x.data(), args.rows, args.dim), bf16_vector(args.weight, args.dim), args.eps,
+           f32_matrix(normed.data(), args.rows, args.dim));
+  if (args.out_f32 != nullptr) scatter(normed.data(), args.out_f32);
+  if (args.out_bf16 != nullptr) {
+    for (int64_t i = 0; i < count; ++i) args.out_bf16[i] = f32_to_bf16(normed[i]);
   }
 }
 

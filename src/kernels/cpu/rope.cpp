@@ -1,7 +1,9 @@
 // CPU reference: rotary position embedding, applied in place to the first rotary_dim dims of
 // every head. cos/sin are computed in float32 from float32 inv_freq × position, as HF does. The
 // step form rotates strided heads of a wider row and writes the cache entry after.
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "kernels/ops.h"
 
@@ -41,16 +43,24 @@ void rope(ExecContext& ctx, const TensorView& x, std::span<const int32_t> positi
 
 namespace moeserve::ops {
 
-// The step form: the tensor op per token (heads head_stride apart inside a row token_stride
-// long), then the cache write of each token's entry.
+// The step form: the tokens' heads (inside rows token_stride long) gathered into one dense
+// [T, heads, head_stride] tensor, the tensor op over all of them, written back; then the cache
+// write of each token's entry.
 void rope(ExecContext& ctx, const RopeArgs& args) {
   const RopeParams params{.inv_freq = std::span<const float>(args.inv_freq, args.half),
                           .rotary_offset = args.rotary_offset,
                           .attention_factor = args.attention_factor,
                           .interleaved = args.interleaved};
+  const int64_t width = static_cast<int64_t>(args.heads) * args.head_stride;
+  std::vector<float> dense(static_cast<size_t>(args.tokens) * width);
   for (int t = 0; t < args.tokens; ++t) {
-    const TensorView token{args.x + t * args.token_stride, DType::kF32, Shape{1, args.heads, args.head_stride}};
-    rope(ctx, token, std::span<const int32_t>(args.positions + t, 1), params);
+    const float* row = args.x + t * args.token_stride;
+    std::copy(row, row + width, dense.begin() + t * width);
+  }
+  rope(ctx, TensorView{dense.data(), DType::kF32, Shape{args.tokens, args.heads, args.head_stride}},
+       std::span<const int32_t>(args.positions, args.tokens), params);
+  for (int t = 0; t < args.tokens; ++t) {
+    std::copy(dense.begin() + t * width, dense.begin() + (t + 1) * width, args.x + t * args.token_stride);
   }
   if (args.cache != nullptr) {
     kv_write(ctx, args.cache, args.entry_size, args.slots, args.tokens, args.x + args.entry_offset, args.token_stride);

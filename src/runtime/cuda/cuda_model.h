@@ -1,5 +1,5 @@
 // CudaModel: the decoder on one GPU. It reads the same ModelConfig and checkpoint names as the
-// CPU DecoderModel (model/registry.h) and runs the same math — embed; per layer
+// CPU decoder (model/decoder_loop.h) and runs the same math — embed; per layer
 // h += attn(norm(h)); h += ffn(norm(h)); logits = head(norm(h)) — but owns its weights in
 // device memory (bf16, uploaded once; q/k/v and gate/up concatenated so each is one GEMM) and
 // runs every op from kernels/cuda on one stream out of a per-step workspace arena.

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "model/layers/moe.h"
-#include "model/layers/rope.h"
+#include "model/rope.h"
+#include "model/step_model.h"
 #include "model/weight_plan.h"
 #include "runtime/cuda/cuda_model.h"
 

@@ -1,4 +1,4 @@
-#include "model/layers/moe_dispatch.h"
+#include "model/moe_dispatch.h"
 
 #include <algorithm>
 #include <cstring>
@@ -6,32 +6,6 @@
 #include <vector>
 
 namespace moeserve {
-
-void accumulate_local_experts(ExecContext& exec, const RoutedTokens& tokens, const LocalExperts& local,
-                              const TensorView& out) {
-  const int64_t count = tokens.x.dim(0);
-  const int64_t hidden = tokens.x.dim(1);
-  const int num_local = static_cast<int>(local.experts.size());
-  std::vector<std::vector<int32_t>> rows(num_local);
-  std::vector<std::vector<float>> weights(num_local);
-  for (int64_t t = 0; t < count; ++t) {
-    for (int k = 0; k < tokens.top_k; ++k) {
-      const int32_t local_idx = tokens.slots[t * tokens.top_k + k] - local.first_slot;
-      if (local_idx < 0 || local_idx >= num_local) continue;  // another rank's expert
-      rows[local_idx].push_back(static_cast<int32_t>(t));
-      weights[local_idx].push_back(tokens.weights[t * tokens.top_k + k]);
-    }
-  }
-  for (int expert = 0; expert < num_local; ++expert) {
-    if (rows[expert].empty()) continue;  // experts no token chose are skipped entirely
-    const int64_t chosen = static_cast<int64_t>(rows[expert].size());
-    Tensor gathered(DType::kF32, Shape{chosen, hidden});
-    Tensor expert_out(DType::kF32, Shape{chosen, hidden});
-    ops::gather_rows(exec, tokens.x, rows[expert], gathered.view());
-    local.experts[expert].forward(exec, gathered.view(), expert_out.view());
-    ops::scatter_add_rows(exec, expert_out.view(), rows[expert], weights[expert], out);
-  }
-}
 
 void ep_allgather_reducescatter(Communicator& ep, const RoutedTokens& tokens, const RunLocalExperts& run_local,
                                 const TensorView& out) {

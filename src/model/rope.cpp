@@ -1,4 +1,4 @@
-#include "model/layers/rope.h"
+#include "model/rope.h"
 
 #include <algorithm>
 #include <cmath>

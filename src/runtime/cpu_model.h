@@ -1,0 +1,64 @@
+// CpuModel: a model (or one rank's shard of it) on the CPU — its weights packed for the one
+// decoder loop (model/decoder_loop.h) in host memory, run by the CPU step backend. It serves the
+// CPU runners (ModelRunner, RankGroup, SequenceRunner) over their ForwardBatch and paged
+// KvMemory, and lets EPLB swap the experts in its slots between steps.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "kvcache/kv_memory.h"
+#include "loader/weight_source.h"
+#include "model/decoder_loop.h"
+#include "model/forward_batch.h"
+#include "runtime/cpu_step_backend.h"
+
+namespace moeserve {
+
+struct ModelOptions {
+  MlaMode mla_mode = MlaMode::kAuto;
+  ShardSpec shard;  // this rank's part of the model (the whole model by default)
+};
+
+class CpuModel {
+ public:
+  // The weights are copied (as bf16) out of `weights`, which need not outlive the model.
+  static Result<std::unique_ptr<CpuModel>> load(const ModelConfig& config, const WeightSource& weights,
+                                                const ModelOptions& options = {});
+
+  const ModelConfig& config() const { return config_; }
+  const ShardSpec& shard() const { return options_.shard; }
+  // Floats per token per layer in (this rank's) paged KV cache.
+  int kv_entry_size() const;
+  size_t weight_bytes() const { return memory_.bytes(); }
+
+  // Runs one step. The cache must have blocks for every position in batch.sequences.
+  // logits [batch.logit_rows.size(), vocab]. A sharded model needs its rank's communicators,
+  // and every rank of its groups must run the step (an idle rank an empty batch).
+  void forward(ExecContext& exec, const ForwardBatch& batch, const KvMemory& kv, const TensorView& logits,
+               const ParallelComm& comm = {}) const;
+
+  // Expert parallelism (EPLB): layer's slot map, and one slot's expert as bytes
+  // ([2 Ie, hidden] gate/up then [hidden, Ie] down, bf16).
+  const ExpertMap& expert_map(int layer) const { return *weights_.layers[layer].moe.map; }
+  size_t expert_bytes(int layer) const;
+  void copy_slot(int layer, int slot, std::byte* dst) const;
+  // Replaces the layer's map and every slot's expert at once; slots[j] holds slot j's bytes.
+  void set_placement(int layer, std::shared_ptr<const ExpertMap> map, std::span<const std::byte* const> slots);
+
+ private:
+  CpuModel() = default;
+
+  ModelConfig config_;
+  ModelOptions options_;
+  CpuWeightMemory memory_;
+  ModelWeights weights_;
+  std::unique_ptr<DecoderLoop> loop_;
+  // The backend of the last forward (its arena grows with the largest step so far).
+  mutable std::unique_ptr<CpuStepBackend> backend_;
+  mutable ExecContext* backend_exec_ = nullptr;
+  mutable int backend_tokens_ = 0;
+};
+
+}  // namespace moeserve
