@@ -46,14 +46,6 @@ DecoderLoop::DecoderLoop(const ModelConfig& config, const ModelWeights& weights,
       heads_(config.num_heads / shard.tp.size),
       kv_heads_(config.is_mla() ? 0 : local_kv_heads(config, shard.tp)) {}
 
-void* StepArena::alloc_bytes(size_t bytes) {
-  const size_t aligned = (used_ + 255) / 256 * 256;
-  MS_CHECK(aligned + bytes <= capacity_);
-  used_ = aligned + bytes;
-  peak_ = std::max(peak_, used_);
-  return base_ + aligned;
-}
-
 size_t DecoderLoop::workspace_bytes(int max_tokens, size_t extra_bytes) const {
   const ModelConfig& c = config_;
   const int64_t t = max_tokens;
@@ -70,7 +62,9 @@ size_t DecoderLoop::workspace_bytes(int max_tokens, size_t extra_bytes) const {
   int64_t ffn = 3 * static_cast<int64_t>(c.intermediate_size);
   if (c.moe) {
     const MoeConfig& m = *c.moe;
-    ffn = std::max<int64_t>(ffn, 4 * m.num_experts + 8 * m.top_k + m.top_k * (10 * hidden + 3 * m.expert_intermediate_size) +
+    // (+ 8 top_k hidden: split-K partial sums of the down projection, 8 splits at most)
+    ffn = std::max<int64_t>(ffn, 4 * m.num_experts + 8 * m.top_k +
+                                     m.top_k * (10 * hidden + 3 * m.expert_intermediate_size) +
                                      3 * m.shared_intermediate_size + hidden + 1);
   }
   const int64_t widest = std::max<int64_t>({hidden, attn, ffn});
@@ -393,46 +387,42 @@ void DecoderLoop::moe(Step& step, int layer_idx, Act x, float* out, const RmsNor
 
 void DecoderLoop::run_local_experts(Step& step, const MoeWeights& w, const float* x, int n, const int32_t* slots,
                                     const float* weights, float* out) const {
+  // On host memory (moe_expert_parallel checks): n is every EP rank's tokens that reach this one,
+  // which the step's arena was not sized for, so the buffers here are the host's own.
   StepBackend& b = step.backend;
-  StepArena& arena = step.arena;
-  const size_t mark = arena.used();
   const int top_k = w.router_params.top_k;
-  const int entries = n * top_k;
+  const size_t entries = size_t(n) * top_k;
   const int hidden = config_.hidden_size;
   const int first_slot = step.ep->rank() * w.num_slots;
   // Entries of other ranks' slots go to group num_slots, which routed_experts leaves alone: its
   // rows of y stay zero and their weights are zero.
-  int32_t* local = arena.alloc<int32_t>(entries);  // [n, top_k] local slot
-  float* local_weights = arena.alloc<float>(entries);
-  for (int i = 0; i < entries; ++i) {
+  std::vector<int32_t> local(entries);  // [n, top_k] local slot
+  std::vector<float> local_weights(entries);
+  for (size_t i = 0; i < entries; ++i) {
     const int slot = slots[i] - first_slot;
     const bool mine = slot >= 0 && slot < w.num_slots;
     local[i] = mine ? slot : w.num_slots;
     local_weights[i] = mine ? weights[i] : 0.0f;
   }
-  int32_t* offsets = arena.alloc<int32_t>(w.num_slots + 2);
-  int32_t* positions = arena.alloc<int32_t>(entries);
-  int32_t* source_rows = arena.alloc<int32_t>(entries);
-  b.moe_permute(ops::MoePermuteArgs{.expert_ids = local,
-                                    .entries = entries,
+  std::vector<int32_t> offsets(w.num_slots + 2), positions(entries), source_rows(entries);
+  b.moe_permute(ops::MoePermuteArgs{.expert_ids = local.data(),
+                                    .entries = static_cast<int>(entries),
                                     .top_k = top_k,
                                     .experts = w.num_slots + 1,
-                                    .offsets = offsets,
-                                    .positions = positions,
-                                    .source_rows = source_rows});
-  float* y = arena.alloc<float>(static_cast<size_t>(entries) * hidden);  // [entries, hidden] permuted
-  b.fill_zero(y, static_cast<size_t>(entries) * hidden * sizeof(float));
-  const SplitSums experts_out = b.routed_experts(w, x, source_rows, offsets, n, y);
+                                    .offsets = offsets.data(),
+                                    .positions = positions.data(),
+                                    .source_rows = source_rows.data()});
+  std::vector<float> y(entries * hidden, 0.0f);  // [entries, hidden] permuted
+  const SplitSums experts_out = b.routed_experts(w, x, source_rows.data(), offsets.data(), n, y.data());
   b.moe_combine(ops::MoeCombineArgs{.expert_out = experts_out.data,
                                     .expert_splits = experts_out.splits,
                                     .expert_split_stride = experts_out.split_stride,
-                                    .positions = positions,
-                                    .weights = local_weights,
+                                    .positions = positions.data(),
+                                    .weights = local_weights.data(),
                                     .tokens = n,
                                     .top_k = top_k,
                                     .hidden = hidden,
                                     .out = out});
-  arena.rewind(mark);
 }
 
 void DecoderLoop::moe_expert_parallel(Step& step, int layer_idx, const float* x, float* out) const {

@@ -3,6 +3,8 @@
 // backend's WeightMemory; each packing group (q/k/v, gate/up, the
 // experts' gate/up) stacked side by side so it is one GEMM; kv_b and the selection bias float32.
 #include <cstring>
+#include <functional>
+#include <string>
 #include <optional>
 #include <vector>
 
@@ -17,10 +19,12 @@ namespace {
 
 class Loader {
  public:
-  Loader(const ModelConfig& config, const ShardedWeights& weights, const ShardSpec& shard, WeightMemory& memory)
+  Loader(const ModelConfig& config, const WeightPlan& plan, const ShardedWeights* weights, const ShardSpec& shard,
+         WeightMemory& memory, uint64_t seed)
       : config_(config),
-        plan_(weights.plan()),
+        plan_(plan),
         weights_(weights),
+        seed_(seed),
         tp_(shard.tp),
         experts_(shard.expert_parallel ? Partition{} : shard.tp),
         memory_(memory) {}
@@ -35,20 +39,24 @@ class Loader {
   // heads by vLLM's replication rule: with fewer KV heads than ranks, rank r uses head
   // r / (tp / num_kv_heads)).
   // Experts (routed and shared) split over experts_: the TP partition, or whole with EP.
+  // Without weights (dummy): a view with no data, of the whole tensor's shape.
   Result<TensorView> part(const WeightEntry& entry, int expert = 0) const {
+    if (weights_ == nullptr) return TensorView{nullptr, DType::kBF16, entry.shape};
     const bool expert_tensor = entry.component == Component::kRoutedExperts || entry.component == Component::kSharedExperts;
     if (entry.sharding != Sharding::kKvHeads) {
-      return weights_.shard(entry.role, entry.layer, expert_tensor ? experts_ : tp_, expert);
+      return weights_->shard(entry.role, entry.layer, expert_tensor ? experts_ : tp_, expert);
     }
     const int64_t heads = local_kv_heads(config_, tp_);
     const int64_t first = config_.num_kv_heads >= tp_.size ? static_cast<int64_t>(tp_.rank) * heads
                                                            : tp_.rank / (tp_.size / config_.num_kv_heads);
-    return weights_.rows(entry.role, entry.layer, first * config_.head_dim, heads * config_.head_dim);
+    return weights_->rows(entry.role, entry.layer, first * config_.head_dim, heads * config_.head_dim);
   }
 
-  // dst [view's shape] ← view as bf16.
-  void fill(uint16_t* dst, const TensorView& view) {
+  // dst [view's shape] ← view as bf16 (tensor `expert` of entry; a view with no data: random
+  // weights from the backend, normal(0, 0.02) from a hash of the name, norms 1.0).
+  Status fill(uint16_t* dst, const TensorView& view, const WeightEntry& entry, int expert = 0) {
     const int64_t numel = view.numel();
+    if (view.data == nullptr) return fill_random(dst, DType::kBF16, numel, entry, expert);
     staging_.resize(static_cast<size_t>(numel));
     if (view.dtype == DType::kBF16) {
       std::memcpy(staging_.data(), view.data, view.nbytes());
@@ -58,12 +66,19 @@ class Loader {
       for (size_t i = 0; i < f32.size(); ++i) staging_[i] = f32_to_bf16(f32[i]);
     }
     memory_.write(dst, staging_.data(), staging_.size() * sizeof(uint16_t));
+    return ok_status();
+  }
+
+  Status fill_random(void* dst, DType dtype, int64_t numel, const WeightEntry& entry, int expert) {
+    const bool is_norm = entry.component == Component::kNorm;
+    return memory_.fill_random(dst, dtype, numel, seed_ ^ std::hash<std::string>{}(entry.tensor_name(expert)),
+                               is_norm ? 0.0f : 0.02f, 1.0f);
   }
 
   Result<const uint16_t*> tensor(const WeightEntry& entry) {
     MS_ASSIGN_OR_RETURN(TensorView view, part(entry));
     MS_ASSIGN_OR_RETURN(uint16_t * ptr, alloc<uint16_t>(view.numel()));
-    fill(ptr, view);
+    MS_RETURN_IF_ERROR(fill(ptr, view, entry));
     return ptr;
   }
   // The tensor of `role` in `layer`, or null when this config has none.
@@ -78,6 +93,10 @@ class Loader {
     MS_ASSIGN_OR_RETURN(TensorView view, part(entry));
     const int64_t numel = view.numel();
     MS_ASSIGN_OR_RETURN(float* ptr, alloc<float>(numel));
+    if (view.data == nullptr) {
+      MS_RETURN_IF_ERROR(fill_random(ptr, DType::kF32, numel, entry, 0));
+      return ptr;
+    }
     std::vector<float> f32(static_cast<size_t>(numel));
     convert_to_f32(view.dtype, view.data, f32.data(), f32.size());
     memory_.write(ptr, f32.data(), f32.size() * sizeof(float));
@@ -89,7 +108,7 @@ class Loader {
   Result<Projection> stacked(const std::vector<const WeightEntry*>& weights,
                                 const std::vector<const WeightEntry*>& biases = {}) {
     MS_CHECK(!weights.empty() && (biases.empty() || biases.size() == weights.size()));
-    std::vector<TensorView> parts;
+    std::vector<TensorView> parts;  // [i]: weights[i]'s part
     for (const WeightEntry* entry : weights) {
       MS_ASSIGN_OR_RETURN(TensorView view, part(*entry));
       parts.push_back(view);
@@ -100,10 +119,10 @@ class Loader {
     Projection linear{.out = static_cast<int>(total), .in = static_cast<int>(in)};
     MS_ASSIGN_OR_RETURN(uint16_t * weight, alloc<uint16_t>(total * in));
     int64_t row = 0;
-    for (const TensorView& view : parts) {
-      MS_CHECK(view.dim(1) == in);
-      fill(weight + row * in, view);
-      row += view.dim(0);
+    for (size_t i = 0; i < parts.size(); ++i) {
+      MS_CHECK(parts[i].dim(1) == in);
+      MS_RETURN_IF_ERROR(fill(weight + row * in, parts[i], *weights[i]));
+      row += parts[i].dim(0);
     }
     linear.weight = weight;
     if (!biases.empty()) {
@@ -111,7 +130,7 @@ class Loader {
       row = 0;
       for (const WeightEntry* entry : biases) {
         MS_ASSIGN_OR_RETURN(TensorView view, part(*entry));
-        fill(bias + row, view);
+        MS_RETURN_IF_ERROR(fill(bias + row, view, *entry));
         row += view.numel();
       }
       MS_CHECK(row == total);
@@ -198,13 +217,13 @@ class Loader {
       uint16_t* dst = gate_up + slot * gate_up_elements;
       for (const WeightEntry* entry : gate_up_entries) {
         MS_ASSIGN_OR_RETURN(TensorView view, part(*entry, expert));
-        fill(dst, view);
+        MS_RETURN_IF_ERROR(fill(dst, view, *entry, expert));
         dst += view.numel();
       }
       MS_CHECK(dst == gate_up + (slot + 1) * gate_up_elements);
       MS_ASSIGN_OR_RETURN(TensorView down_view, part(down_entry, expert));
       MS_CHECK(down_view.numel() == down_elements);
-      fill(down + slot * down_elements, down_view);
+      MS_RETURN_IF_ERROR(fill(down + slot * down_elements, down_view, down_entry, expert));
     }
     moe.experts_gate_up = gate_up;
     moe.experts_down = down;
@@ -221,12 +240,16 @@ class Loader {
  private:
   const ModelConfig& config_;
   const WeightPlan& plan_;
-  const ShardedWeights& weights_;
+  const ShardedWeights* weights_;  // null: random weights (dummy)
+  uint64_t seed_;
   Partition tp_;
   Partition experts_;  // how routed and shared experts split: over TP, or whole with EP
   WeightMemory& memory_;
   std::vector<uint16_t> staging_;
 };
+
+Result<ModelWeights> load_weights(const ModelConfig& cfg, const WeightPlan& plan, const ShardedWeights* weights,
+                                  const ShardSpec& shard, WeightMemory& memory, uint64_t seed);
 
 }  // namespace
 
@@ -242,10 +265,21 @@ ops::RouterParams router_params(const MoeConfig& moe) {
 
 Result<ModelWeights> load_model_weights(const ModelConfig& cfg, const ShardedWeights& weights, const ShardSpec& shard,
                                         WeightMemory& memory) {
+  return load_weights(cfg, weights.plan(), &weights, shard, memory, 0);
+}
+
+Result<ModelWeights> load_random_model_weights(const ModelConfig& cfg, const WeightPlan& plan, uint64_t seed,
+                                               WeightMemory& memory) {
+  return load_weights(cfg, plan, nullptr, ShardSpec{}, memory, seed);
+}
+
+namespace {
+
+Result<ModelWeights> load_weights(const ModelConfig& cfg, const WeightPlan& plan, const ShardedWeights* weights,
+                                  const ShardSpec& shard, WeightMemory& memory, uint64_t seed) {
   if (cfg.fp8_block_size) return fp8_unsupported_error("the step loop");
   MS_RETURN_IF_ERROR(validate_shard_spec(cfg, shard));
-  const WeightPlan& plan = weights.plan();
-  Loader up(cfg, weights, shard, memory);
+  Loader up(cfg, plan, weights, shard, memory, seed);
   ModelWeights w;
   MS_ASSIGN_OR_RETURN(w.embed, up.tensor(plan.get(WeightRole::kEmbedding)));
   MS_ASSIGN_OR_RETURN(w.final_norm, up.tensor(plan.get(WeightRole::kFinalNorm)));
@@ -280,5 +314,7 @@ Result<ModelWeights> load_model_weights(const ModelConfig& cfg, const ShardedWei
   }
   return w;
 }
+
+}  // namespace
 
 }  // namespace moeserve

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "base/step_arena.h"
 #include "kernels/ops.h"
 #include "model/config.h"
 #include "model/expert_map.h"
@@ -22,6 +23,7 @@
 namespace moeserve {
 
 class ShardedWeights;
+class WeightPlan;
 
 // A projection [out, in] bf16 (+ bias [out] bf16 or null).
 struct Projection {
@@ -105,6 +107,11 @@ class WeightMemory {
   virtual Result<void*> allocate(size_t bytes) = 0;
   // dst (from allocate) ← host bytes; host may be reused once the call returns.
   virtual void write(void* dst, const void* host, size_t bytes) = 0;
+  // dst [count] of dtype (kBF16 or kF32) ← normal(0, stddev) from a counter-based hash of
+  // (seed, index), or `constant` where stddev is 0 (--load-format dummy made where the weights live).
+  virtual Status fill_random(void* dst, DType dtype, int64_t count, uint64_t seed, float stddev, float constant) {
+    return make_error("random weights are made by a WeightSource on this backend (loader/dummy_weights.h)");
+  }
 };
 
 // This rank's part of every tensor of the weight plan (`weights`: the checkpoint read through the
@@ -113,6 +120,9 @@ class WeightMemory {
 // `memory`.
 Result<ModelWeights> load_model_weights(const ModelConfig& config, const ShardedWeights& weights,
                                         const ShardSpec& shard, WeightMemory& memory);
+// The same shapes with random weights made by memory.fill_random (one rank).
+Result<ModelWeights> load_random_model_weights(const ModelConfig& config, const WeightPlan& plan, uint64_t seed,
+                                               WeightMemory& memory);
 
 // One sequence's rows of a step, as the host packed them (rows first_row .. first_row + count - 1
 // at positions begin .. begin + count - 1, its block table at block_tables + table_offset).
@@ -147,29 +157,6 @@ struct KvLayers {
   int entry_size = 0;
 };
 
-// A step's scratch: a bump allocator over memory the backend owns. Each layer rewinds to where
-// it started (safe: a backend runs a step's ops in order).
-class StepArena {
- public:
-  StepArena() = default;
-  StepArena(void* base, size_t capacity) : base_(static_cast<char*>(base)), capacity_(capacity) {}
-  // `count` elements of T, 256-byte aligned; aborts when the arena is full (a sizing bug).
-  template <typename T>
-  T* alloc(size_t count) {
-    return static_cast<T*>(alloc_bytes(count * sizeof(T)));
-  }
-  void* alloc_bytes(size_t bytes);
-  void rewind(size_t mark) { used_ = mark; }
-  size_t used() const { return used_; }
-  size_t capacity() const { return capacity_; }
-  size_t peak() const { return peak_; }
-
- private:
-  char* base_ = nullptr;
-  size_t capacity_ = 0;
-  size_t used_ = 0;
-  size_t peak_ = 0;
-};
 
 // An activation as float32, with its bf16 rounding when the caller already has it.
 struct Act {

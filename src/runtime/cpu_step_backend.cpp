@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 namespace moeserve {
 
@@ -61,17 +62,15 @@ ops::SplitSums CpuStepBackend::linear_unsummed(Act x, int rows, const Projection
 }
 
 void CpuStepBackend::mlp(Act x, int rows, const MlpWeights& w, float* out) {
-  const size_t mark = arena_.used();
-  float* act = arena_.alloc<float>(static_cast<size_t>(rows) * w.intermediate);  // [rows, I]
+  std::vector<float> act(static_cast<size_t>(rows) * w.intermediate);  // [rows, I]
   ops::gemm(ctx_, ops::GemmArgs{.x = x.f32,
                                 .rows = rows,
                                 .k = w.gate_up.in,
                                 .n = w.intermediate,
                                 .weight = w.gate_up.weight,
                                 .swiglu = true,
-                                .out = act});
-  linear(Act{act, nullptr}, rows, w.down, out);
-  arena_.rewind(mark);
+                                .out = act.data()});
+  linear(Act{act.data(), nullptr}, rows, w.down, out);
 }
 
 void CpuStepBackend::router_logits(Act x, int rows, const Projection& router, float* logits) {
@@ -83,8 +82,9 @@ ops::SplitSums CpuStepBackend::routed_experts(const MoeWeights& w, const float* 
   const int hidden = w.router.in;
   const int inter = w.intermediate;
   const int entries = tokens * w.router_params.top_k;
-  const size_t mark = arena_.used();
-  float* act = arena_.alloc<float>(static_cast<size_t>(entries) * inter);  // [entries, I] permuted
+  // [entries, I] permuted; host memory of its own (expert parallelism runs it on every EP rank's
+  // tokens, more than the step's arena was sized for)
+  std::vector<float> act(static_cast<size_t>(entries) * inter);
   ops::gemm(ctx_, ops::GemmArgs{.x = x,
                                 .rows = entries,
                                 .k = hidden,
@@ -95,9 +95,9 @@ ops::SplitSums CpuStepBackend::routed_experts(const MoeWeights& w, const float* 
                                 .groups = w.num_slots,
                                 .total_rows = entries,
                                 .swiglu = true,
-                                .out = act,
+                                .out = act.data(),
                                 .x_rows = source_rows});
-  ops::gemm(ctx_, ops::GemmArgs{.x = act,
+  ops::gemm(ctx_, ops::GemmArgs{.x = act.data(),
                                 .rows = entries,
                                 .k = inter,
                                 .n = hidden,
@@ -107,7 +107,6 @@ ops::SplitSums CpuStepBackend::routed_experts(const MoeWeights& w, const float* 
                                 .groups = w.num_slots,
                                 .total_rows = entries,
                                 .out = y});
-  arena_.rewind(mark);
   return ops::SplitSums{y, 1, 0};
 }
 

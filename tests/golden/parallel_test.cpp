@@ -103,3 +103,45 @@ TEST(ParallelLayoutTest, InvalidShapesAreRefusedWithTheReason) {
 
 }  // namespace
 }  // namespace moeserve
+
+namespace moeserve {
+namespace {
+
+// Expert parallelism over DP replicas where one replica has never run a token while the other
+// prefills its longest prompt: the idle replica's ranks compute their experts for every token
+// the other sends (far more rows than their own empty steps), and the busy replica's logits
+// still match transformers. Both all-to-all backends.
+TEST(ParallelLayoutTest, IdleReplicaServesTheExpertsOfAnotherReplicasPrefill) {
+  const std::string dir = testing::fixture_model("tiny-mixtral");
+  const testing::Reference reference(dir + "/reference.safetensors");
+  auto config = load_model_config(dir);
+  ASSERT_TRUE(config.ok());
+  auto checkpoint = Checkpoint::open(dir);
+  ASSERT_TRUE(checkpoint.ok());
+  const std::vector<int32_t> prompt = reference.ids("prompt_4");  // 160 tokens
+  const int blocks = (static_cast<int>(prompt.size()) + kBlockSize - 1) / kBlockSize;
+  std::vector<int32_t> table(blocks);
+  std::iota(table.begin(), table.end(), 0);
+  for (All2AllBackend backend : {All2AllBackend::kAllgatherReducescatter, All2AllBackend::kAlltoall}) {
+    auto group = RankGroup::create(*config, *checkpoint, layout(1, 2, true, backend), ModelOptions{}, blocks, kBlockSize);
+    ASSERT_TRUE(group.ok()) << group.error().message;
+    std::vector<std::vector<RunnerSeq>> batches(2);
+    batches[0].push_back(RunnerSeq{.tokens = prompt,
+                                   .num_computed = 0,
+                                   .num_new = static_cast<int>(prompt.size()),
+                                   .samples = true,
+                                   .all_logits = true,
+                                   .block_table = table});
+    const std::vector<Tensor> logits = (*group)->step(batches);
+    const TensorView expected = reference.tensor("logits_4");
+    ASSERT_EQ(logits[0].shape()[0], expected.dim(0));
+    EXPECT_EQ(logits[1].shape()[0], 0);
+    EXPECT_LT(testing::max_row_relative_error(logits[0].f32(), expected.as<float>(), expected.dim(0),
+                                              config->vocab_size),
+              testing::kParallelTolerance)
+        << all2all_backend_name(backend);
+  }
+}
+
+}  // namespace
+}  // namespace moeserve

@@ -63,21 +63,10 @@ DeviceBuffer::~DeviceBuffer() {
 Result<DeviceArena> DeviceArena::create(size_t bytes) {
   DeviceArena arena;
   MS_ASSIGN_OR_RETURN(arena.buffer_, DeviceBuffer::allocate(bytes));
+  static_cast<StepArena&>(arena) = StepArena(arena.buffer_.data(), arena.buffer_.bytes());
   return std::move(arena);
 }
 
-void* DeviceArena::alloc_bytes(size_t bytes) {
-  const size_t aligned = (bytes + 255) & ~size_t{255};
-  if (used_ + aligned > buffer_.bytes()) {
-    std::fprintf(stderr, "moeserve: device workspace overflow (%zu + %zu > %zu bytes)\n", used_, aligned,
-                 buffer_.bytes());
-    std::abort();
-  }
-  void* ptr = static_cast<char*>(buffer_.data()) + used_;
-  used_ += aligned;
-  if (used_ > peak_) peak_ = used_;
-  return ptr;
-}
 
 Result<PinnedBuffer> PinnedBuffer::allocate(size_t bytes) {
   PinnedBuffer buffer;

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "base/result.h"
+#include "base/step_arena.h"
 
 namespace moeserve::cuda {
 
@@ -37,29 +38,14 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
-class DeviceArena {
+// A StepArena over a device buffer it owns (the per-step workspace).
+class DeviceArena : public StepArena {
  public:
   DeviceArena() = default;
   static Result<DeviceArena> create(size_t bytes);
 
-  // `count` elements of T, 256-byte aligned; aborts when the arena is full (sizing bug).
-  template <typename T>
-  T* alloc(size_t count) {
-    return static_cast<T*>(alloc_bytes(count * sizeof(T)));
-  }
-  void* alloc_bytes(size_t bytes);
-  void reset() { used_ = 0; }
-  // Frees everything allocated after `mark` (= an earlier used()): safe once the work using it
-  // is queued, since everything runs in stream order.
-  void rewind(size_t mark) { used_ = mark; }
-  size_t used() const { return used_; }
-  size_t capacity() const { return buffer_.bytes(); }
-  size_t peak() const { return peak_; }
-
  private:
   DeviceBuffer buffer_;
-  size_t used_ = 0;
-  size_t peak_ = 0;
 };
 
 // Page-locked host memory (for async copies of step metadata and logits).

@@ -90,7 +90,7 @@ Status CudaRunner::profile_run(size_t bytes_per_block) {
   std::iota(table.begin(), table.end(), 0);
   const RunnerSeq seq{.tokens = ids, .num_new = tokens, .all_logits = true, .block_table = table};
   const Piece piece{&seq, 0, tokens, true, false, nullptr};
-  const cuda::StepInputs inputs = upload_inputs(std::span(&piece, 1));
+  const StepInputs inputs = upload_inputs(std::span(&piece, 1));
   stream_.synchronize();
   const size_t free_before = cuda::memory_info().free_bytes;
   arena_.reset();
@@ -166,7 +166,7 @@ int query_tile_rows(const ModelConfig& c) {
 
 }  // namespace
 
-cuda::StepInputs CudaRunner::upload_inputs(std::span<const Piece> pieces) {
+StepInputs CudaRunner::upload_inputs(std::span<const Piece> pieces) {
   const int bs = options_.block_size;
   const int tile_rows = query_tile_rows(model_->config());
   int tokens = 0, logit_rows = 0, table_entries = 0, tiles = 0;
@@ -194,7 +194,7 @@ cuda::StepInputs CudaRunner::upload_inputs(std::span<const Piece> pieces) {
   int row = 0, logit = 0, table = 0, tile = 0;
   step_pieces_.clear();
   for (const Piece& p : pieces) {
-    step_pieces_.push_back(cuda::StepPiece{.first_row = row, .count = p.count, .begin = p.begin, .table_offset = table});
+    step_pieces_.push_back(StepPiece{.first_row = row, .count = p.count, .begin = p.begin, .table_offset = table});
     for (int first = 0; first < p.count; first += tile_rows, ++tile) {
       query_tiles[2 * tile] = row + first;
       query_tiles[2 * tile + 1] = std::min(tile_rows, p.count - first);
@@ -216,13 +216,13 @@ cuda::StepInputs CudaRunner::upload_inputs(std::span<const Piece> pieces) {
     table += blocks;
   }
   cuda::copy_to_device(meta_.data(), host, words * 4, stream_.stream());
-  cuda::StepInputs inputs = inputs_at(tokens, logit_rows, tiles);
+  StepInputs inputs = inputs_at(tokens, logit_rows, tiles);
   inputs.pieces = step_pieces_;
   return inputs;
 }
 
 void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
-  const cuda::StepInputs inputs = upload_inputs(pieces);
+  const StepInputs inputs = upload_inputs(pieces);
   const int tokens = inputs.tokens;
   const int logit_rows = inputs.logit_rows;
   arena_.reset();
@@ -333,9 +333,9 @@ std::vector<std::pair<int, int>> CudaRunner::sample_on_device(std::span<const Pi
   return logprob_rows;
 }
 
-cuda::StepInputs CudaRunner::inputs_at(int tokens, int logit_rows, int tiles) const {
+StepInputs CudaRunner::inputs_at(int tokens, int logit_rows, int tiles) const {
   const int32_t* dev = meta_.as<int32_t>();
-  return cuda::StepInputs{.tokens = tokens,
+  return StepInputs{.tokens = tokens,
                           .token_ids = dev,
                           .positions = dev + tokens,
                           .table_offsets = dev + 2 * tokens,
@@ -410,7 +410,7 @@ cuda::SampleChoice device_choice(const TokenChoice& choice, int row, int edit_be
                             .logprobs = choice.logprobs};
 }
 
-Result<cuda::CudaGraph> CudaRunner::capture(const cuda::StepInputs& inputs, float* device_logits) {
+Result<cuda::CudaGraph> CudaRunner::capture(const StepInputs& inputs, float* device_logits) {
   // The arena hands the captured kernels the workspace an eager step of this size would get.
   const size_t mark = arena_.used();
   const GpuExec exec{stream_.stream(), stream_.blas()};

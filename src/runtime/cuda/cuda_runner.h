@@ -120,7 +120,7 @@ class CudaRunner final : public Runner {
   void set_kv(const cuda::DeviceBuffer& buffer, int blocks);
   // Packs the pieces' ids, positions, slots, logit rows, query tiles and block tables into
   // meta_ (one upload, after the previous step consumed meta_host_); the step's inputs there.
-  cuda::StepInputs upload_inputs(std::span<const Piece> pieces);
+  StepInputs upload_inputs(std::span<const Piece> pieces);
   // meta_ and meta_host_ hold at least `words` int32, else grow to `capacity` words; growing
   // drops the captured graphs, which read the old buffer.
   Status reserve_meta(size_t words, size_t capacity);
@@ -131,25 +131,25 @@ class CudaRunner final : public Runner {
   std::vector<std::pair<int, int>> sample_on_device(std::span<const Piece> pieces, const float* device_logits);
   // The step's inputs inside meta_ for a layout of (tokens, logit rows, query tiles): the
   // offsets depend only on these counts (the block tables come last).
-  cuda::StepInputs inputs_at(int tokens, int logit_rows, int tiles) const;
+  StepInputs inputs_at(int tokens, int logit_rows, int tiles) const;
   // The graph of a decode step of `tokens` sequences, captured now if it is the first step of
   // that size; null where that size runs eagerly. device_logits: the arena's first allocation.
   const cuda::CudaGraph* decode_graph(int tokens, float* device_logits);
   Status capture_decode_graphs(int max_batch);
   // Records one decode step's forward pass (the inputs already at their fixed addresses).
-  Result<cuda::CudaGraph> capture(const cuda::StepInputs& inputs, float* device_logits);
+  Result<cuda::CudaGraph> capture(const StepInputs& inputs, float* device_logits);
 
   cuda::CudaStream stream_;
   CudaRunnerOptions options_;
   std::unique_ptr<cuda::CudaModel> model_;
   cuda::DeviceArena arena_;
   cuda::DeviceBuffer kv_buffer_;
-  cuda::DeviceKv kv_;
+  KvLayers kv_;
   int num_kv_blocks_ = 0;
   size_t profiled_outside_arena_ = 0;
   cuda::DeviceBuffer meta_;  // the step's packed int32 inputs
   cuda::PinnedBuffer meta_host_;
-  std::vector<cuda::StepPiece> step_pieces_;  // the last upload's pieces (StepInputs::pieces)
+  std::vector<StepPiece> step_pieces_;  // the last upload's pieces (StepInputs::pieces)
   // Captured decode steps by batch size (rows); an empty graph marks a size that cannot be captured.
   std::map<int, std::optional<cuda::CudaGraph>> graphs_;
   cuda::DeviceBuffer expert_counts_;  // [layers × E] int64

@@ -1,0 +1,74 @@
+// The CUDA GPU as a StepBackend of the one decoder loop (model/decoder_loop.h): every op is the
+// kernel of the same name in kernels/cuda, queued on one stream, every buffer from the step's
+// device arena; the projections choose their kernels by row count (cuda_model.h's kMax*Rows,
+// measured on an H200) and run in the configured prefill precision.
+#pragma once
+
+#include "model/step_model.h"
+#include "runtime/cuda/cuda_model.h"
+
+namespace moeserve::cuda {
+
+class CudaStepBackend final : public StepBackend {
+ public:
+  CudaStepBackend(const GpuExec& exec, StepArena& arena, const ModelConfig& config, PrefillPrecision precision,
+                  OpProfile* profile)
+      : exec_(exec), arena_(arena), config_(config), precision_(precision), profile_(profile) {}
+
+  StepArena& arena() override { return arena_; }
+  void embedding(const uint16_t* table, int hidden, const int32_t* ids, int tokens, float* out) override;
+  void rms_norm(const ops::RmsNormArgs& args) override;
+  void rope(const ops::RopeArgs& args) override;
+  void paged_attention(const ops::AttentionArgs& args, const StepInputs* tiles) override;
+  void mla_absorb_q(const ops::MlaDims& dims, const float* q, const float* kv_b, float* q_absorbed) override;
+  void mla_project_v(const ops::MlaDims& dims, const float* latent, const float* kv_b, float* out) override;
+  void mla_prefill_attention(const ops::MlaPrefillArgs& args) override;
+  size_t mla_prefill_workspace_floats(const ops::MlaDims& dims, int ctx, int query_tile) override;
+  int mla_prefill_query_tile(const ops::MlaDims& dims, int count, int ctx) override;
+  void route(const float* logits, const float* selection_bias, int tokens, int experts,
+             const ops::RouterParams& params, int32_t* expert_ids, float* expert_weights) override;
+  void moe_permute(const ops::MoePermuteArgs& args) override;
+  void gather_rows(const float* x, int width, const int32_t* rows, int count, float* out_f32,
+                   uint16_t* out_bf16) override;
+  void moe_combine(const ops::MoeCombineArgs& args) override;
+  void fill_zero(void* dst, size_t bytes) override;
+  bool host_memory() const override { return false; }
+  bool bf16_activations(int rows) override {
+    return precision_ == PrefillPrecision::kBf16 && rows > kMaxSmallDenseRows;
+  }
+  void linear(Act x, int rows, const Projection& w, float* out) override;
+  ops::SplitSums linear_unsummed(Act x, int rows, const Projection& w, float* out) override;
+  void mlp(Act x, int rows, const MlpWeights& w, float* out) override;
+  void router_logits(Act x, int rows, const Projection& router, float* logits) override;
+  ops::SplitSums routed_experts(const MoeWeights& w, const float* x, const int32_t* source_rows,
+                                const int32_t* offsets, int tokens, float* y) override;
+  void begin_span(const char* name) override;
+  void end_span() override;
+
+ private:
+  // Grouped experts (offsets on the device): small_gemm up to kMaxSmallGroupedRows, mma_gemm beyond.
+  void grouped_gemm(const GemmArgs& args);
+  // mma_gemm in the configured precision, K split over a workspace from the arena when it pays.
+  void tensor_core_gemm(const GemmArgs& args);
+  // small_gemm (float32 activations), K split over a workspace from the arena when it pays.
+  void cuda_core_gemm(const GemmArgs& args);
+  // The same, its split-K partial sums left for the consumer (small_gemm_unsummed); the
+  // workspace stays allocated until the caller rewinds the arena.
+  SplitSums cuda_core_gemm_unsummed(const GemmArgs& args);
+  // cuBLAS GEMM in the configured prefill precision: out [rows, n] = x [rows, k] · w [n, k]ᵀ (+ bias).
+  void gemm(Act x, int rows, const uint16_t* w, const uint16_t* bias, int n, int k, float* out);
+  // y, or (small_gemm's split K at up to kMaxSmallGroupedRows tokens) its partial sums for the combine.
+  SplitSums experts_streaming(const MoeWeights& w, const float* x, const int32_t* x_rows, const int32_t* offsets,
+                              int tokens, float* y);
+  // Prefill-sized batches: the offsets copied to the host once, each chosen expert through cuBLAS.
+  void experts_large(const MoeWeights& w, const float* x, const int32_t* source_rows, const int32_t* offsets,
+                     int entries, float* y);
+
+  GpuExec exec_;
+  StepArena& arena_;
+  const ModelConfig& config_;
+  PrefillPrecision precision_;
+  OpProfile* profile_;
+};
+
+}  // namespace moeserve::cuda
