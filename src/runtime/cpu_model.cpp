@@ -25,71 +25,25 @@ Result<std::unique_ptr<CpuModel>> CpuModel::load(const ModelConfig& config, cons
 
 int CpuModel::kv_entry_size() const { return moeserve::kv_entry_size(config_, options_.shard.tp); }
 
-void CpuModel::forward(ExecContext& exec, const ForwardBatch& batch, const KvMemory& kv, const TensorView& logits,
-                       const ParallelComm& comm) const {
-  const int tokens = static_cast<int>(batch.token_ids.size());
-  if (backend_ == nullptr || backend_exec_ != &exec || backend_tokens_ < std::max(tokens, 1)) {
-    backend_tokens_ = std::max({tokens, backend_tokens_, 1});
+void CpuModel::forward(ExecContext& exec, std::span<const RunnerSeq> seqs, const KvMemory& kv,
+                       const TensorView& logits, ExpertLoad* load, const ParallelComm& comm) const {
+  std::vector<StepPieceSource> pieces;
+  for (const RunnerSeq& seq : seqs) pieces.push_back(piece_of(seq));
+  // One query tile per row: the CPU's attention takes none.
+  const PackedStep step = pack_step(pieces, kv.shape().block_size, /*tile_rows=*/1, config_.vocab_size,
+                                    kv.shape().num_blocks);
+  if (backend_ == nullptr || backend_exec_ != &exec || backend_tokens_ < std::max(step.tokens, 1)) {
+    backend_tokens_ = std::max({step.tokens, backend_tokens_, 1});
     backend_ = std::make_unique<CpuStepBackend>(exec, loop_->workspace_bytes(backend_tokens_, 0));
     backend_exec_ = &exec;
   }
-  // The step's words (step_packing.h's layout): ids | positions | table_offsets | slots |
-  // logit rows | query tiles (one per sequence: the CPU takes none) | block tables.
-  const int logit_rows = static_cast<int>(batch.logit_rows.size());
-  const int tiles = static_cast<int>(batch.sequences.size());
-  std::vector<int32_t> tables;
-  std::vector<StepPiece> pieces;
-  for (const SequenceView& seq : batch.sequences) {
-    pieces.push_back(StepPiece{.first_row = seq.query_begin,
-                               .count = seq.num_query,
-                               .begin = seq.context_len - seq.num_query,
-                               .table_offset = static_cast<int>(tables.size())});
-    tables.insert(tables.end(), seq.block_table.begin(), seq.block_table.end());
-  }
-  std::vector<int32_t> words(size_t(4) * tokens + logit_rows + 2 * size_t(tiles) + tables.size());
-  int32_t* ids = words.data();
-  int32_t* positions = ids + tokens;
-  int32_t* table_offsets = positions + tokens;
-  int32_t* slots = table_offsets + tokens;
-  int32_t* logit_ids = slots + tokens;
-  int32_t* query_tiles = logit_ids + logit_rows;
-  std::copy(batch.token_ids.begin(), batch.token_ids.end(), ids);
-  std::copy(batch.positions.begin(), batch.positions.end(), positions);
-  std::copy(batch.logit_rows.begin(), batch.logit_rows.end(), logit_ids);
-  const int bs = kv.shape().block_size;
-  for (size_t s = 0; s < pieces.size(); ++s) {
-    const StepPiece& piece = pieces[s];
-    query_tiles[2 * s] = piece.first_row;
-    query_tiles[2 * s + 1] = piece.count;
-    for (int i = 0; i < piece.count; ++i) {
-      const int row = piece.first_row + i;
-      const int position = piece.begin + i;
-      table_offsets[row] = piece.table_offset;
-      const int32_t block = batch.sequences[s].block_table[position / bs];
-      MS_CHECK(block >= 0 && block < kv.shape().num_blocks);
-      slots[row] = block * bs + position % bs;
-    }
-  }
-  std::copy(tables.begin(), tables.end(), query_tiles + 2 * tiles);
-  const StepInputs inputs{.tokens = tokens,
-                          .token_ids = ids,
-                          .positions = positions,
-                          .table_offsets = table_offsets,
-                          .block_tables = query_tiles + 2 * tiles,
-                          .slots = slots,
-                          .logit_rows = logit_rows,
-                          .logit_row_ids = logit_ids,
-                          .num_query_tiles = tiles,
-                          .query_tile_rows = tokens,
-                          .query_tiles = query_tiles,
-                          .pieces = pieces};
-  KvLayers layers{.block_size = bs, .entry_size = kv.shape().entry_size};
+  MS_CHECK(logits.numel() == int64_t(step.logit_rows) * config_.vocab_size);
+  KvLayers layers{.block_size = kv.shape().block_size, .entry_size = kv.shape().entry_size};
   for (int l = 0; l < kv.shape().num_layers; ++l) layers.layers.push_back(kv.layer(l).data);
-  ExpertLoad* load = batch.expert_load;
   const LoadCounters counters{
       .experts = load != nullptr && !load->counts.empty() ? load->counts.data() : nullptr,
       .slots = load != nullptr && !load->slot_counts.empty() ? load->slot_counts.data() : nullptr};
-  loop_->forward(*backend_, inputs, layers, logits.as<float>(), counters, comm);
+  loop_->forward(*backend_, step.inputs_at(step.words.data()), layers, logits.as<float>(), counters, comm);
 }
 
 size_t CpuModel::expert_bytes(int layer) const {

@@ -1,7 +1,7 @@
 // CpuModel: a model (or one rank's shard of it) on the CPU — its weights packed for the one
 // decoder loop (model/decoder_loop.h) in host memory, run by the CPU step backend. It serves the
-// CPU runners (ModelRunner, RankGroup, SequenceRunner) over their ForwardBatch and paged
-// KvMemory, and lets EPLB swap the experts in its slots between steps.
+// CPU runners (ModelRunner, RankGroup) over their sequences and paged KvMemory, and lets EPLB swap
+// the experts in its slots between steps.
 #pragma once
 
 #include <memory>
@@ -11,8 +11,9 @@
 #include "kvcache/kv_memory.h"
 #include "loader/weight_source.h"
 #include "model/decoder_loop.h"
-#include "model/forward_batch.h"
+#include "runtime/runner_seq.h"
 #include "runtime/cpu_step_backend.h"
+#include "runtime/step_packing.h"
 
 namespace moeserve {
 
@@ -33,11 +34,12 @@ class CpuModel {
   int kv_entry_size() const;
   size_t weight_bytes() const { return memory_.bytes(); }
 
-  // Runs one step. The cache must have blocks for every position in batch.sequences.
-  // logits [batch.logit_rows.size(), vocab]. A sharded model needs its rank's communicators,
-  // and every rank of its groups must run the step (an idle rank an empty batch).
-  void forward(ExecContext& exec, const ForwardBatch& batch, const KvMemory& kv, const TensorView& logits,
-               const ParallelComm& comm = {}) const;
+  // Runs one step of `seqs`' new tokens. Their block tables must cover every position.
+  // logits [logit_rows(seqs), vocab]; load (or null) gets the step's routing counts. A sharded
+  // model needs its rank's communicators, and every rank of its groups must run the step (an
+  // idle rank with no sequences).
+  void forward(ExecContext& exec, std::span<const RunnerSeq> seqs, const KvMemory& kv, const TensorView& logits,
+               ExpertLoad* load = nullptr, const ParallelComm& comm = {}) const;
 
   // Expert parallelism (EPLB): layer's slot map, and one slot's expert as bytes
   // ([2 Ie, hidden] gate/up then [hidden, Ie] down, bf16).

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "runtime/step_batch.h"
 
 namespace moeserve {
 
@@ -19,11 +18,8 @@ void ModelRunner::reset_expert_load() {
 }
 
 Tensor ModelRunner::execute(std::span<const RunnerSeq> seqs) {
-  StepBatch step(seqs);
-  ForwardBatch& batch = step.batch;
-  batch.expert_load = &expert_load_;
-  Tensor logits(DType::kF32, Shape{static_cast<int64_t>(step.logit_rows.size()), model_.config().vocab_size});
-  if (!step.token_ids.empty()) model_.forward(exec_, batch, kv_, logits.view());
+  Tensor logits(DType::kF32, Shape{logit_rows(seqs), model_.config().vocab_size});
+  model_.forward(exec_, seqs, kv_, logits.view(), &expert_load_);
   return logits;
 }
 

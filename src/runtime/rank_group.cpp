@@ -1,6 +1,5 @@
 #include "runtime/rank_group.h"
 
-#include "runtime/step_batch.h"
 
 #include <fmt/format.h>
 
@@ -123,11 +122,9 @@ std::vector<Tensor> RankGroup::run_step(std::span<const std::vector<RunnerSeq>> 
   const int dp = parallel_.data_parallel_size;
   const int tp = parallel_.tensor_parallel_size;
   const int vocab = config().vocab_size;
-  std::vector<std::unique_ptr<StepBatch>> storage;
   std::vector<Tensor> logits;
   for (int dp_rank = 0; dp_rank < dp; ++dp_rank) {
-    storage.push_back(std::make_unique<StepBatch>(batches[dp_rank]));
-    logits.emplace_back(DType::kF32, Shape{static_cast<int64_t>(storage.back()->logit_rows.size()), vocab});
+    logits.emplace_back(DType::kF32, Shape{logit_rows(batches[dp_rank]), vocab});
   }
   // TP rank 0 of each replica counts the routed tokens and returns the logits;
   // the other TP ranks compute the same logits into scratch (the LM head is
@@ -136,8 +133,6 @@ std::vector<Tensor> RankGroup::run_step(std::span<const std::vector<RunnerSeq>> 
   std::vector<ExpertLoad> step_loads(dp, empty_step_load());
   auto job = [&](int rank) {
     const int dp_rank = rank / tp, tp_rank = rank % tp;
-    ForwardBatch batch = storage[dp_rank]->batch;
-    batch.expert_load = tp_rank == 0 ? &step_loads[dp_rank] : nullptr;
     TensorView out = logits[dp_rank].view();
     if (tp_rank != 0) {
       scratch[rank] = Tensor(DType::kF32, logits[dp_rank].shape());
@@ -145,7 +140,8 @@ std::vector<Tensor> RankGroup::run_step(std::span<const std::vector<RunnerSeq>> 
     }
     const ParallelComm comm{.tp = tp_comms_.empty() ? nullptr : tp_comms_[rank].get(),
                             .ep = ep_comms_.empty() ? nullptr : ep_comms_[rank].get()};
-    models_[rank]->forward(execs_[rank], batch, *kv_[rank], out, comm);
+    models_[rank]->forward(execs_[rank], batches[dp_rank], *kv_[rank], out,
+                           tp_rank == 0 ? &step_loads[dp_rank] : nullptr, comm);
   };
   run_on_all_ranks(job);
   for (int dp_rank = 0; dp_rank < dp; ++dp_rank) {

@@ -7,7 +7,7 @@
 #include <span>
 
 #include "model/config.h"
-#include "model/forward_batch.h"
+#include "runtime/runner_seq.h"
 #include "runtime/logprobs.h"
 #include "runtime/model_runner.h"
 #include "tensor/tensor.h"

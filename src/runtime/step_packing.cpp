@@ -52,7 +52,7 @@ PackedStep pack_step(std::span<const StepPieceSource> pieces, int bs, int tile_r
   return out;
 }
 
-StepInputs PackedStep::inputs_at(const int32_t* base) const {
+StepInputs step_inputs_at(const int32_t* base, int tokens, int logit_rows, int tiles, int tile_rows) {
   StepInputs in;
   in.tokens = tokens;
   in.token_ids = base;
@@ -65,6 +65,11 @@ StepInputs PackedStep::inputs_at(const int32_t* base) const {
   in.query_tile_rows = tile_rows;
   in.query_tiles = in.logit_row_ids + logit_rows;
   in.block_tables = in.query_tiles + 2 * tiles;
+  return in;
+}
+
+StepInputs PackedStep::inputs_at(const int32_t* base) const {
+  StepInputs in = step_inputs_at(base, tokens, logit_rows, tiles, tile_rows);
   in.pieces = pieces;
   return in;
 }

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "loader/checkpoint.h"
+#include "runtime/step_packing.h"
 
 namespace moeserve {
 
@@ -167,56 +168,25 @@ int query_tile_rows(const ModelConfig& c) {
 }  // namespace
 
 StepInputs CudaRunner::upload_inputs(std::span<const Piece> pieces) {
-  const int bs = options_.block_size;
-  const int tile_rows = query_tile_rows(model_->config());
-  int tokens = 0, logit_rows = 0, table_entries = 0, tiles = 0;
+  std::vector<StepPieceSource> sources;
   for (const Piece& p : pieces) {
-    tokens += p.count;
-    tiles += (p.count + tile_rows - 1) / tile_rows;
-    logit_rows += p.logit_rows();
-    table_entries += (p.begin + p.count + bs - 1) / bs;
+    sources.push_back(StepPieceSource{.tokens = p.seq->tokens,
+                                      .block_table = p.seq->block_table,
+                                      .begin = p.begin,
+                                      .count = p.count,
+                                      .logits_all = p.logits_all,
+                                      .logits_last = p.logits_last});
   }
-  // Packed layout: ids | positions | table_offsets | slots | logit rows | query tiles | block
-  // tables. Every offset but the tables' length depends only on (tokens, logit rows, tiles),
-  // which a decode step's batch size fixes: what lets a captured graph read the next step's.
-  const size_t words = size_t(4) * tokens + logit_rows + 2 * size_t(tiles) + table_entries;
+  PackedStep packed = pack_step(sources, options_.block_size, query_tile_rows(model_->config()),
+                                model_->config().vocab_size, num_kv_blocks_);
+  const size_t words = packed.words.size();
   const Status reserved = reserve_meta(words, 2 * words);
   MS_CHECK_MSG(reserved.ok(), reserved.error().message.c_str());
   stream_.synchronize();  // the previous step has consumed meta_host_
-  auto* host = static_cast<int32_t*>(meta_host_.data());
-  int32_t* ids = host;
-  int32_t* positions = ids + tokens;
-  int32_t* table_offsets = positions + tokens;
-  int32_t* slots = table_offsets + tokens;
-  int32_t* logit_ids = slots + tokens;
-  int32_t* query_tiles = logit_ids + logit_rows;
-  int32_t* tables = query_tiles + 2 * tiles;
-  int row = 0, logit = 0, table = 0, tile = 0;
-  step_pieces_.clear();
-  for (const Piece& p : pieces) {
-    step_pieces_.push_back(StepPiece{.first_row = row, .count = p.count, .begin = p.begin, .table_offset = table});
-    for (int first = 0; first < p.count; first += tile_rows, ++tile) {
-      query_tiles[2 * tile] = row + first;
-      query_tiles[2 * tile + 1] = std::min(tile_rows, p.count - first);
-    }
-    const int blocks = (p.begin + p.count + bs - 1) / bs;
-    MS_CHECK(static_cast<int>(p.seq->block_table.size()) >= blocks);
-    std::copy_n(p.seq->block_table.data(), blocks, tables + table);
-    for (int i = 0; i < p.count; ++i, ++row) {
-      const int position = p.begin + i;
-      ids[row] = p.seq->tokens[position];
-      MS_CHECK(ids[row] >= 0 && ids[row] < model_->config().vocab_size);
-      positions[row] = position;
-      table_offsets[row] = table;
-      const int32_t block = p.seq->block_table[position / bs];
-      MS_CHECK(block >= 0 && block < num_kv_blocks_);
-      slots[row] = block * bs + position % bs;
-      if (p.logits_all || (p.logits_last && i + 1 == p.count)) logit_ids[logit++] = row;
-    }
-    table += blocks;
-  }
-  cuda::copy_to_device(meta_.data(), host, words * 4, stream_.stream());
-  StepInputs inputs = inputs_at(tokens, logit_rows, tiles);
+  std::memcpy(meta_host_.data(), packed.words.data(), words * sizeof(int32_t));
+  cuda::copy_to_device(meta_.data(), meta_host_.data(), words * sizeof(int32_t), stream_.stream());
+  step_pieces_ = std::move(packed.pieces);
+  StepInputs inputs = inputs_at(packed.tokens, packed.logit_rows, packed.tiles);
   inputs.pieces = step_pieces_;
   return inputs;
 }
@@ -334,18 +304,7 @@ std::vector<std::pair<int, int>> CudaRunner::sample_on_device(std::span<const Pi
 }
 
 StepInputs CudaRunner::inputs_at(int tokens, int logit_rows, int tiles) const {
-  const int32_t* dev = meta_.as<int32_t>();
-  return StepInputs{.tokens = tokens,
-                          .token_ids = dev,
-                          .positions = dev + tokens,
-                          .table_offsets = dev + 2 * tokens,
-                          .block_tables = dev + 4 * tokens + logit_rows + 2 * tiles,
-                          .slots = dev + 3 * tokens,
-                          .logit_rows = logit_rows,
-                          .logit_row_ids = dev + 4 * tokens,
-                          .num_query_tiles = tiles,
-                          .query_tile_rows = query_tile_rows(model_->config()),
-                          .query_tiles = dev + 4 * tokens + logit_rows};
+  return step_inputs_at(meta_.as<int32_t>(), tokens, logit_rows, tiles, query_tile_rows(model_->config()));
 }
 
 const cuda::CudaGraph* CudaRunner::decode_graph(int tokens, float* device_logits) {

@@ -24,7 +24,7 @@
 #include "base/result.h"
 #include "device/cuda/cuda_graph.h"
 #include "device/cuda/device_memory.h"
-#include "model/forward_batch.h"
+#include "runtime/runner_seq.h"
 #include "runtime/cuda/cuda_model.h"
 #include "runtime/loaded_model.h"
 #include "runtime/model_runner.h"
