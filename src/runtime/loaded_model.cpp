@@ -13,14 +13,15 @@ Result<LoadedModel> load_model(const std::string& model_dir, const LoadOptions& 
   return load_model(model_dir, config, options);
 }
 
+Result<std::unique_ptr<WeightSource>> open_weights(const std::string& model_dir, const LoadOptions& options) {
+  if (options.load_format == LoadFormat::kDummy) return std::unique_ptr<WeightSource>(new DummyWeights(options.seed));
+  MS_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::open(model_dir));
+  return std::unique_ptr<WeightSource>(new Checkpoint(std::move(checkpoint)));
+}
+
 Result<LoadedModel> load_model(const std::string& model_dir, const ModelConfig& config, const LoadOptions& options) {
   LoadedModel loaded;
-  if (options.load_format == LoadFormat::kDummy) {
-    loaded.weights = std::make_unique<DummyWeights>(options.seed);
-  } else {
-    MS_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::open(model_dir));
-    loaded.weights = std::make_unique<Checkpoint>(std::move(checkpoint));
-  }
+  MS_ASSIGN_OR_RETURN(loaded.weights, open_weights(model_dir, options));
   MS_ASSIGN_OR_RETURN(loaded.model, CpuModel::load(config, *loaded.weights, options.model));
   return loaded;
 }

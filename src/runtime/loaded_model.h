@@ -34,6 +34,9 @@ struct LoadedModel {
 };
 
 Result<LoadedModel> load_model(const std::string& model_dir, const LoadOptions& options);
+// The weights alone (the checkpoint's mmap, or random ones for --load-format dummy), for callers
+// that build each rank's model from them.
+Result<std::unique_ptr<WeightSource>> open_weights(const std::string& model_dir, const LoadOptions& options);
 // The same over a ModelConfig the caller already parsed (config.json with options.hf_overrides,
 // which this overload does not read again): start-up parses config.json once.
 Result<LoadedModel> load_model(const std::string& model_dir, const ModelConfig& config, const LoadOptions& options);

@@ -65,12 +65,17 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
                                                                     sizing.block_size, sizing.max_model_len));
   const int64_t kv_bytes =
       blocks * sizing.block_size * memory.kv_bytes_per_token(plan::KvCacheDType::kF32) * parallel.data_parallel_size;
-  MS_RETURN_IF_ERROR(plan::check_cpu_kv_fits_host(kv_bytes, parallel.data_parallel_size, plan::read_host_memory()));
-  MS_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(spec.model_dir, spec.config, spec.load));
+  const plan::HostMemory host = plan::read_host_memory();
+  MS_RETURN_IF_ERROR(plan::check_cpu_kv_fits_host(kv_bytes, parallel.data_parallel_size, host));
+  // Each DP replica holds a whole copy, unless expert parallelism spreads the experts over them.
+  const int copies = parallel.uses_expert_parallel() ? 1 : parallel.data_parallel_size;
+  MS_RETURN_IF_ERROR(plan::check_cpu_weights_fit_host(memory.weight_bytes(plan::WeightDType::kBF16) * copies,
+                                                      kv_bytes, host));
   if (!parallel.is_single()) {
-    loaded.model.reset();  // each rank loads its own shard from the weights
+    // Each rank loads its own shard from the weights.
+    MS_ASSIGN_OR_RETURN(std::unique_ptr<WeightSource> weights, open_weights(spec.model_dir, spec.load));
     MS_ASSIGN_OR_RETURN(ParallelRunners parallel_runners,
-                        make_parallel_runners(std::move(loaded.weights), spec.config,
+                        make_parallel_runners(std::move(weights), spec.config,
                                               ParallelRunnerOptions{.parallel = parallel,
                                                                     .num_kv_blocks = static_cast<int>(blocks),
                                                                     .block_size = sizing.block_size,
@@ -81,15 +86,17 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
     runners.rank_group = std::move(parallel_runners.group);
     return runners;
   }
+  MS_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(spec.model_dir, spec.config, spec.load));
+  const double weight_gib = loaded.model->weight_bytes() / double(1 << 30);
   MS_ASSIGN_OR_RETURN(std::unique_ptr<Runner> runner,
                       make_cpu_runner(std::move(loaded), CpuRunnerOptions{.num_kv_blocks = static_cast<int>(blocks),
                                                                           .block_size = sizing.block_size,
                                                                           .threads = spec.threads}));
   const ModelConfig& model = spec.config;
-  spdlog::info("model {} ({}): {:.4f}B parameters, {:.4f}B active per token, {} layers; weights {} read in place, "
-               "computed in float32 on cpu",
+  spdlog::info("model {} ({}): {:.4f}B parameters, {:.4f}B active per token, {} layers; weights ({}) packed as "
+               "bf16 in host memory ({:.2f} GiB), computed in float32 on cpu",
                spec.model_dir, model.architecture_name, memory.params().total / 1e9, memory.params().active / 1e9,
-               model.num_layers, dtype_name(model.dtype));
+               model.num_layers, dtype_name(model.dtype), weight_gib);
   spdlog::info("parallel layout: TP 1 x PP 1 x DP 1 (one CPU replica, {} threads)", cpu_threads(spec.threads));
   runners.replicas.push_back(std::move(runner));
   return runners;

@@ -133,6 +133,15 @@ TEST(HostMemoryCheck, SaysHowMuchThereIsAndWhatToLower) {
                                               HasSubstr("below 24.0 GiB (it is per replica)")));
   // Unknown host memory (no /proc/meminfo): nothing to check against.
   EXPECT_TRUE(plan::check_cpu_kv_fits_host(100 * kGiB, 1, plan::HostMemory{}).ok());
+  // The CPU's bf16 weight copies count too, with the KV cache.
+  EXPECT_TRUE(plan::check_cpu_weights_fit_host(40 * kGiB, 8 * kGiB, host).ok());
+  const Status weights = plan::check_cpu_weights_fit_host(1250 * kGiB, 8 * kGiB, host);
+  ASSERT_FALSE(weights.ok());
+  EXPECT_EQ(weights.error().message,
+            "the CPU backend needs 1250.0 GiB of memory for the weights (packed as bf16) and 8.0 GiB for the KV cache, "
+            "but this machine has 48.0 GiB available (64.0 GiB total): serve the model on GPUs (--device cuda; "
+            "`moeserve plan` says which layout fits) or on a machine with more memory");
+  EXPECT_TRUE(plan::check_cpu_weights_fit_host(1250 * kGiB, 8 * kGiB, plan::HostMemory{}).ok());
   const plan::HostMemory here = plan::read_host_memory();
   EXPECT_GT(here.total_bytes, 0);
   EXPECT_GT(here.available_bytes, 0);
