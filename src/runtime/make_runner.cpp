@@ -41,6 +41,8 @@ Result<EngineRunners> make_cuda_engine_runner(const RunnerSpec& spec, const Engi
   MS_ASSIGN_OR_RETURN(const plan::MemoryBreakdown planned, plan::check_gpu_startup(memory, shape));
   spdlog::info("plan for {} ({:.1f} GiB): {}", gpus.front().name, gpus.front().total_memory_bytes / double(1 << 30),
                planned.verdict);
+  runners.plan = fmt::format("{} ({:.1f} GiB): {}", gpus.front().name,
+                             gpus.front().total_memory_bytes / double(1 << 30), planned.verdict);
   MS_ASSIGN_OR_RETURN(
       cuda_backend::BuiltRunner built,
       cuda_backend::make_runner(
@@ -51,6 +53,7 @@ Result<EngineRunners> make_cuda_engine_runner(const RunnerSpec& spec, const Engi
                                       .enforce_eager = sizing.enforce_eager,
                                       .capture_batch_sizes = sizing.max_num_seqs}));
   spdlog::info("model {} on cuda: {}", spec.model_dir, built.summary);
+  runners.layout = "TP 1 x PP 1 x DP 1 (one GPU): " + built.summary;
   runners.replicas.push_back(std::move(built.runner));
   return runners;
 }
@@ -66,6 +69,12 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
   const int64_t kv_bytes =
       blocks * sizing.block_size * memory.kv_bytes_per_token(plan::KvCacheDType::kF32) * parallel.data_parallel_size;
   MS_RETURN_IF_ERROR(plan::check_cpu_kv_fits_host(kv_bytes, parallel.data_parallel_size, plan::read_host_memory()));
+  runners.plan = fmt::format(
+      "fits: {:.3f} GiB of weights ({}); --kv-cache-memory buys {} KV blocks x {} tokens per DP replica ({} B per "
+      "token, float32), {:.3f} GiB in all, enough for one {}-token sequence",
+      memory.weight_bytes(plan::WeightDType::kAuto) / double(1 << 30), dtype_name(spec.config.dtype), blocks,
+      sizing.block_size, memory.kv_bytes_per_token(plan::KvCacheDType::kF32), kv_bytes / double(1 << 30),
+      sizing.max_model_len);
   MS_ASSIGN_OR_RETURN(LoadedModel loaded, load_model(spec.model_dir, spec.config, spec.load));
   if (!parallel.is_single()) {
     loaded.model.reset();  // each rank loads its own shard from the weights
@@ -75,8 +84,9 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
                                                                     .num_kv_blocks = static_cast<int>(blocks),
                                                                     .block_size = sizing.block_size,
                                                                     .model = {}}));
-    spdlog::info("parallel layout: {} on cpu, {} threads per rank", parallel_runners.group->describe_layout(),
-                 parallel.threads_per_rank);
+    runners.layout = fmt::format("{} on cpu, {} threads per rank", parallel_runners.group->describe_layout(),
+                                 parallel.threads_per_rank);
+    spdlog::info("parallel layout: {}", runners.layout);
     runners.replicas = std::move(parallel_runners.replicas);
     runners.rank_group = std::move(parallel_runners.group);
     return runners;
@@ -90,7 +100,8 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
                "computed in float32 on cpu",
                spec.model_dir, model.architecture_name, memory.params().total / 1e9, memory.params().active / 1e9,
                model.num_layers, dtype_name(model.dtype));
-  spdlog::info("parallel layout: TP 1 x PP 1 x DP 1 (one CPU replica, {} threads)", cpu_threads(spec.threads));
+  runners.layout = fmt::format("TP 1 x PP 1 x DP 1 (one CPU replica, {} threads)", cpu_threads(spec.threads));
+  spdlog::info("parallel layout: {}", runners.layout);
   runners.replicas.push_back(std::move(runner));
   return runners;
 }
