@@ -91,6 +91,13 @@ Result<std::unique_ptr<ApiRouter>> ApiRouter::create(const ServerOptions& option
   if (router->tokenizer_ == nullptr) return make_error("the engine has no tokenizer");
   router->model_names_ = options.served_model_names;
   if (router->model_names_.empty()) router->model_names_.push_back(engine.info().model_dir);
+  // The page says whether it needs the API key, so that it asks for it before opening /live
+  // instead of meeting a 401.
+  router->page_ = std::string(webui::kIndexHtml);
+  constexpr std::string_view kAuthMarker = R"(<meta name="moeserve-auth" content="none">)";
+  if (const size_t at = router->page_.find(kAuthMarker); at != std::string::npos && !options.api_key.empty()) {
+    router->page_.replace(at, kAuthMarker.size(), R"(<meta name="moeserve-auth" content="api-key">)");
+  }
   router->created_ =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   MS_ASSIGN_OR_RETURN(std::optional<std::string> source, chat_template_source(options, engine));
@@ -216,7 +223,7 @@ HttpResponse ApiRouter::web_page() const {
   if (webui::kIndexHtml.empty()) {
     return error_response(not_found("this moeserve was built without its web UI (MOESERVE_WEBUI=OFF)"));
   }
-  HttpResponse response = text_response(200, "text/html; charset=utf-8", std::string(webui::kIndexHtml));
+  HttpResponse response = text_response(200, "text/html; charset=utf-8", page_);
   response.headers.emplace_back("Cache-Control", "no-cache");
   response.headers.emplace_back("X-Content-Type-Options", "nosniff");
   return response;

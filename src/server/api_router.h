@@ -84,6 +84,7 @@ class ApiRouter {
   std::optional<chat::ChatTemplate> chat_template_;
   std::string no_template_reason_;
   std::vector<std::string> model_names_;
+  std::string page_;  // the live page (webui::kIndexHtml), with its API key marker set
   int64_t created_ = 0;
 };
 

@@ -64,6 +64,10 @@ class HttpServer {
   // ends the requests in flight at once. Call after start(), before run().
   void stop_on_signals();
   int port() const { return port_; }
+  // Open live-page streams (/live) as of the feed's last tick; 0 with the web UI off.
+  size_t live_subscribers() const { return live_feed_ ? live_feed_->num_subscribers() : 0; }
+  // Live-stream events dropped for clients that did not keep up (server/live_feed.h).
+  uint64_t live_events_dropped() const { return live_feed_ ? live_feed_->events_dropped() : 0; }
 
  private:
   void accept();

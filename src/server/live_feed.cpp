@@ -73,6 +73,7 @@ void LiveFeed::stop() {
   running_ = false;
   timer_.cancel();
   subscribers_.clear();
+  num_subscribers_ = 0;
   jobs_.clear();
 }
 
@@ -107,8 +108,12 @@ void LiveFeed::subscribe(const std::shared_ptr<LiveSubscriber>& subscriber) {
   hello["history"] = std::move(history);
   Subscriber entry{subscriber, false};
   // A hello that did not fit leaves the page without its base totals: a snapshot follows.
-  if (!subscriber->live_event(sse_event(hello))) entry.needs_snapshot = true;
+  if (!subscriber->live_event(sse_event(hello))) {
+    entry.needs_snapshot = true;
+    ++events_dropped_;
+  }
   subscribers_.push_back(std::move(entry));
+  num_subscribers_ = subscribers_.size();
 }
 
 Json LiveFeed::totals_json(const LiveTotals& totals) const {
@@ -227,6 +232,7 @@ void LiveFeed::tick() {
   const LiveTotals totals = sources_.stats ? sources_.stats->totals() : LiveTotals{};
   const std::optional<EpStats> ep = sources_.ep_stats ? sources_.ep_stats() : std::nullopt;
   std::erase_if(subscribers_, [](const Subscriber& entry) { return entry.subscriber.expired(); });
+  num_subscribers_ = subscribers_.size();
   std::erase_if(jobs_, [](const std::weak_ptr<const GenerationJob>& weak) {
     auto job = weak.lock();
     return job == nullptr || !job->in_flight();
@@ -246,7 +252,10 @@ void LiveFeed::tick() {
       auto subscriber = entry.subscriber.lock();
       if (subscriber == nullptr) continue;
       if (!entry.needs_snapshot) {
-        if (!subscriber->live_event(event)) entry.needs_snapshot = true;
+        if (!subscriber->live_event(event)) {
+          entry.needs_snapshot = true;
+          ++events_dropped_;
+        }
         continue;
       }
       if (snapshot.empty()) {
@@ -254,7 +263,11 @@ void LiveFeed::tick() {
         payload["ep"] = ep ? ep_json(*ep, /*with_recent=*/true) : Json();
         snapshot = sse_event(payload);
       }
-      if (subscriber->live_event(snapshot)) entry.needs_snapshot = false;
+      if (subscriber->live_event(snapshot)) {
+        entry.needs_snapshot = false;
+      } else {
+        ++events_dropped_;
+      }
     }
   }
   ++tick_;

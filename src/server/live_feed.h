@@ -18,6 +18,7 @@
 // deltas, which equals /metrics at that tick.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -71,8 +72,11 @@ class LiveFeed {
   // Lists a started generation among the requests in flight until it ends.
   void track(const std::shared_ptr<const GenerationJob>& job);
 
-  size_t num_subscribers() const { return subscribers_.size(); }
+  // Live subscribers as of the last tick or subscribe (readable from any thread).
+  size_t num_subscribers() const { return num_subscribers_.load(std::memory_order_relaxed); }
   uint64_t ticks() const { return tick_; }
+  // Events dropped so far because a subscriber's backlog was full (readable from any thread).
+  uint64_t events_dropped() const { return events_dropped_.load(std::memory_order_relaxed); }
 
  private:
   struct Subscriber {
@@ -101,6 +105,8 @@ class LiveFeed {
   bool running_ = false;
 
   std::vector<Subscriber> subscribers_;
+  std::atomic<size_t> num_subscribers_{0};
+  std::atomic<uint64_t> events_dropped_{0};
   std::vector<std::weak_ptr<const GenerationJob>> jobs_;
   // The state at the last tick: the next tick's deltas start here.
   uint64_t tick_ = 0;

@@ -92,7 +92,13 @@ function renderTiles(tick) {
   $('t-prefix').textContent = fmtPct(tick.prefix_cache.hit_rate_total);
   $('t-in').textContent = fmtRate(tick.tokens.prompt_per_s);
   $('t-out').textContent = fmtRate(tick.tokens.generation_per_s);
-  const p = (x) => `${fmtSeconds(x.p50)} / ${fmtSeconds(x.p90)} / ${fmtSeconds(x.p99)}`;
+  // "47 / 48 / 52 ms" (one unit for the three when they share it).
+  const p = (x) => {
+    const values = [x.p50, x.p90, x.p99];
+    if (values.some((v) => v == null)) return '–';
+    if (values.every((v) => v < 1)) return `${values.map((v) => (v * 1000).toFixed(v < 0.01 ? 1 : 0)).join(' / ')} ms`;
+    return `${values.map((v) => v.toFixed(2)).join(' / ')} s`;
+  };
   $('t-ttft').textContent = p(tick.latency.ttft_s);
   $('t-tpot').textContent = p(tick.latency.tpot_s);
 }
@@ -274,6 +280,9 @@ function showKeyBar() {
   $('key-input').focus();
 }
 
+// Whether the server wants an API key (--api-key): it says so in the page it serves.
+const keyRequired = () => document.querySelector('meta[name="moeserve-auth"]')?.content === 'api-key';
+
 let streamController = null;
 async function connect() {
   streamController?.abort();
@@ -320,7 +329,9 @@ for (const button of document.querySelectorAll('.tabs button')) {
     selectTab(button.dataset.tab);
   });
 }
-window.addEventListener('hashchange', () => selectTab(location.hash.slice(1) || 'dashboard'));
+const TABS = ['dashboard', 'chat', 'deployment'];
+const tabFromHash = () => (TABS.includes(location.hash.slice(1)) ? location.hash.slice(1) : 'dashboard');
+window.addEventListener('hashchange', () => selectTab(tabFromHash()));
 
 for (const button of document.querySelectorAll('#heat-mode button')) {
   button.addEventListener('click', () => {
@@ -365,6 +376,13 @@ new Chat({
 });
 
 applyTheme();
-selectTab(location.hash.slice(1) || 'dashboard');
+selectTab(tabFromHash());
 renderRequests({ count: 0, items: [] });
-connect();
+(async () => {
+  if (!authHeaders().Authorization && keyRequired()) {
+    setStatus('API key needed', 'error');
+    showKeyBar();
+  } else {
+    connect();
+  }
+})();
