@@ -54,7 +54,10 @@ Status HttpServer::start() {
   if (ec) return make_error("cannot listen on {}:{}: {}", options_.host, options_.port, ec.message());
   port_ = acceptor_.local_endpoint().port();
   if (options_.enable_webui) {
-    live_feed_ = std::make_unique<LiveFeed>(io_, engine_, live_sources_, options_.live_interval_s);
+    Counter& push_seconds = metrics_.counter(
+        "moeserve:live_push_seconds",
+        "Time the server's io thread spent on the live page's ticks: snapshots, events, queueing (/live).");
+    live_feed_ = std::make_unique<LiveFeed>(io_, engine_, live_sources_, options_.live_interval_s, &push_seconds);
     live_feed_->start();
   }
   accept();

@@ -57,9 +57,11 @@ Json rearrangement_json(const EplbRearrangement& record) {
 
 }  // namespace
 
-LiveFeed::LiveFeed(boost::asio::io_context& io, EngineClient& engine, LiveSources sources, double interval_s)
+LiveFeed::LiveFeed(boost::asio::io_context& io, EngineClient& engine, LiveSources sources, double interval_s,
+                   Counter* push_seconds)
     : io_(io), timer_(io), engine_(engine), sources_(std::move(sources)),
-      interval_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval_s))) {}
+      interval_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval_s))),
+      push_seconds_(push_seconds) {}
 
 void LiveFeed::start() {
   running_ = true;
@@ -274,6 +276,7 @@ void LiveFeed::tick() {
   last_at_ = now;
   last_totals_ = totals;
   last_ep_ = ep;
+  if (push_seconds_ != nullptr) push_seconds_->inc(std::chrono::duration<double>(Clock::now() - now).count());
   schedule();
 }
 

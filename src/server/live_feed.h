@@ -31,6 +31,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include "engine/engine_client.h"
+#include "metrics/metrics_registry.h"
 #include "runtime/rank_group.h"
 #include "server/field_reader.h"
 #include "server/generation_job.h"
@@ -63,7 +64,9 @@ class LiveFeed {
   static constexpr size_t kMaxListedRequests = 64;
   static constexpr double kLatencyWindowS = 60;
 
-  LiveFeed(boost::asio::io_context& io, EngineClient& engine, LiveSources sources, double interval_s);
+  // push_seconds: where the time spent in ticks goes (moeserve:live_push_seconds_total); may be null.
+  LiveFeed(boost::asio::io_context& io, EngineClient& engine, LiveSources sources, double interval_s,
+           Counter* push_seconds = nullptr);
 
   void start();  // the first tick in one interval
   void stop();   // cancels the timer and forgets every subscriber
@@ -102,6 +105,7 @@ class LiveFeed {
   EngineClient& engine_;
   LiveSources sources_;
   const Clock::duration interval_;
+  Counter* push_seconds_;
   bool running_ = false;
 
   std::vector<Subscriber> subscribers_;
