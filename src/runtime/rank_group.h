@@ -46,8 +46,8 @@ struct EplbLayerMove {
 
 // One applied EPLB rearrangement, as its log line reports it.
 struct EplbRearrangement {
-  int index = 0;      // 1 for the first
-  int64_t step = 0;   // the group's step after which it ran
+  int index = 0;                     // 1 for the first
+  int64_t step = 0;                  // the group's step after which it ran
   double balancedness_before = 1.0;  // expected mean / max tokens per EP rank over the window's loads
   double balancedness_after = 1.0;
   std::vector<EplbLayerMove> layers;  // the layers with at least one changed slot

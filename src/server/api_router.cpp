@@ -160,7 +160,8 @@ std::optional<RouteOutcome> ApiRouter::route_at_once(const HttpRequest& request)
   for (const Route& route : kRoutes) {
     if (request.path == route.path) match = &route;
   }
-  const bool webui_route = match != nullptr && (std::string_view(match->path) == "/" || std::string_view(match->path) == "/live");
+  const bool webui_route = match != nullptr &&
+                           (std::string_view(match->path) == "/" || std::string_view(match->path) == "/live");
   if (webui_route && !options_.enable_webui) {
     return respond(error_response(not_found("Route " + request.path + " not found: the web UI is off (--no-webui).")));
   }

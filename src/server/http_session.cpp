@@ -422,7 +422,8 @@ void HttpSession::on_readable(beast::error_code ec, uint64_t generation) {
   if (ec || available_ec || available == 0) {
     if (!options_.disable_log_requests) {
       if (live_) {
-        spdlog::debug("{} \"{} {}\": live page client disconnected", peer_, loggable(method_, 32), loggable(path_, 256));
+        spdlog::debug("{} \"{} {}\": live page client disconnected", peer_, loggable(method_, 32),
+                      loggable(path_, 256));
       } else if (job_) {
         spdlog::info("request {}: client disconnected, aborting", job_->id());
       } else {

@@ -59,7 +59,10 @@ Json rearrangement_json(const EplbRearrangement& record) {
 
 LiveFeed::LiveFeed(boost::asio::io_context& io, EngineClient& engine, LiveSources sources, double interval_s,
                    Counter* push_seconds)
-    : io_(io), timer_(io), engine_(engine), sources_(std::move(sources)),
+    : io_(io),
+      timer_(io),
+      engine_(engine),
+      sources_(std::move(sources)),
       interval_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(interval_s))),
       push_seconds_(push_seconds) {}
 
@@ -165,7 +168,7 @@ Json LiveFeed::requests_json(Clock::time_point now) {
 }
 
 Json LiveFeed::tick_payload(const LiveTotals& totals, const std::optional<EpStats>& ep, const EngineStats& engine,
-                           double elapsed_s) {
+                            double elapsed_s) {
   Json out;
   out["type"] = "tick";
   out["tick"] = tick_ + 1;
@@ -179,8 +182,8 @@ Json LiveFeed::tick_payload(const LiveTotals& totals, const std::optional<EpStat
   out["layers"] = totals.num_layers;
   out["experts"] = totals.num_experts;
   out["expert_tokens"] = matrix_json(delta, totals.num_layers, totals.num_experts);
-  out["engine"] = Json{
-      {"running", engine.num_running}, {"waiting", engine.num_waiting}, {"kv_cache_usage", engine.kv_cache_usage}};
+  out["engine"] =
+      Json{{"running", engine.num_running}, {"waiting", engine.num_waiting}, {"kv_cache_usage", engine.kv_cache_usage}};
   const int64_t prompt = totals.prompt_tokens - last_totals_.prompt_tokens;
   const int64_t generation = totals.generation_tokens - last_totals_.generation_tokens;
   const int64_t queries = totals.prefix_queries - last_totals_.prefix_queries;
@@ -193,13 +196,13 @@ Json LiveFeed::tick_payload(const LiveTotals& totals, const std::optional<EpStat
                        {"generation_total", totals.generation_tokens},
                        {"preemptions", totals.preemptions - last_totals_.preemptions},
                        {"requests_finished", totals.requests_finished - last_totals_.requests_finished}};
-  out["prefix_cache"] = Json{
-      {"queries", queries},
-      {"hits", hits},
-      {"hit_rate", queries > 0 ? Json(static_cast<double>(hits) / static_cast<double>(queries)) : Json()},
-      {"hit_rate_total", totals.prefix_queries > 0 ? Json(static_cast<double>(totals.prefix_hits) /
-                                                          static_cast<double>(totals.prefix_queries))
-                                                    : Json()}};
+  out["prefix_cache"] =
+      Json{{"queries", queries},
+           {"hits", hits},
+           {"hit_rate", queries > 0 ? Json(static_cast<double>(hits) / static_cast<double>(queries)) : Json()},
+           {"hit_rate_total", totals.prefix_queries > 0 ? Json(static_cast<double>(totals.prefix_hits) /
+                                                               static_cast<double>(totals.prefix_queries))
+                                                        : Json()}};
   const LatencySummary latency = sources_.stats ? sources_.stats->latency(kLatencyWindowS) : LatencySummary{};
   out["latency"] = Json{{"window_s", kLatencyWindowS},
                         {"requests", latency.num_requests},
@@ -243,8 +246,8 @@ void LiveFeed::tick() {
   const double prompt_per_s = elapsed_s > 0 ? (totals.prompt_tokens - last_totals_.prompt_tokens) / elapsed_s : 0.0;
   const double generation_per_s =
       elapsed_s > 0 ? (totals.generation_tokens - last_totals_.generation_tokens) / elapsed_s : 0.0;
-  history_.push_back(Point{unix_ms(), prompt_per_s, generation_per_s, engine.kv_cache_usage, engine.num_running,
-                           engine.num_waiting});
+  history_.push_back(
+      Point{unix_ms(), prompt_per_s, generation_per_s, engine.kv_cache_usage, engine.num_running, engine.num_waiting});
   if (history_.size() > kHistoryTicks) history_.pop_front();
 
   if (!subscribers_.empty()) {

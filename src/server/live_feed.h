@@ -50,7 +50,7 @@ class LiveSubscriber {
 // Where the feed reads from. All optional: a server without them (tests with a fake engine)
 // streams the engine's gauges and the requests in flight only.
 struct LiveSources {
-  std::shared_ptr<const LiveStats> stats;           // the engine's counters (hooked before start)
+  std::shared_ptr<const LiveStats> stats;            // the engine's counters (hooked before start)
   std::function<std::optional<EpStats>()> ep_stats;  // empty: no expert parallelism
   Json deployment = Json::object();                  // the deployment panel, as it is shown
 };

@@ -16,7 +16,7 @@ namespace moeserve {
 
 // Cumulative since the server started; every field is what the matching /metrics counter holds.
 struct LiveTotals {
-  int num_layers = 0;   // 0 until the first step with routed tokens (or a dense model)
+  int num_layers = 0;  // 0 until the first step with routed tokens (or a dense model)
   int num_experts = 0;
   std::vector<int64_t> expert_tokens;  // [num_layers × num_experts], layer-major: moeserve:expert_tokens_total
   int64_t prompt_tokens = 0;           // vllm:prompt_tokens_total

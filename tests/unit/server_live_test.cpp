@@ -162,7 +162,8 @@ TEST(ServerLive, TickDeltasAddUpToTheEngineTotals) {
   EXPECT_EQ(hello["deployment"]["served_model_name"], "tiny");
   std::vector<int64_t> sum(kLayers * kExperts, 0);
   for (int layer = 0; layer < hello["totals"]["layers"].get<int>(); ++layer) {
-    for (int expert = 0; expert < kExperts; ++expert) sum[layer * kExperts + expert] += hello["totals"]["expert_tokens"][layer][expert].get<int64_t>();
+    for (int expert = 0; expert < kExperts; ++expert)
+      sum[layer * kExperts + expert] += hello["totals"]["expert_tokens"][layer][expert].get<int64_t>();
   }
   int64_t generation = hello["totals"]["generation_tokens"];
   int64_t previous_tick = hello["tick"];
@@ -174,7 +175,8 @@ TEST(ServerLive, TickDeltasAddUpToTheEngineTotals) {
     ASSERT_EQ(tick["layers"], kLayers);
     ASSERT_EQ(tick["experts"], kExperts);
     for (int layer = 0; layer < kLayers; ++layer) {
-      for (int expert = 0; expert < kExperts; ++expert) sum[layer * kExperts + expert] += tick["expert_tokens"][layer][expert].get<int64_t>();
+      for (int expert = 0; expert < kExperts; ++expert)
+        sum[layer * kExperts + expert] += tick["expert_tokens"][layer][expert].get<int64_t>();
     }
     generation += tick["tokens"]["generation"].get<int64_t>();
     EXPECT_TRUE(tick["ep"].is_null());
@@ -192,7 +194,8 @@ TEST(ServerLive, RequestsInFlightAreListedUntilTheyEnd) {
   HttpClient client(harness.port());
   const std::string body = R"({"prompt": "In the beginning", "max_tokens": 8, "stream": true})";
   const std::string request = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                              "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+                              "Content-Length: " +
+                              std::to_string(body.size()) + "\r\n\r\n" + body;
   boost::asio::write(client.socket(), boost::asio::buffer(request));
   json listed;
   for (size_t count = 2; count < 200 && listed.is_null(); ++count) {
@@ -248,7 +251,8 @@ TEST(ServerLive, AClientThatStopsReadingIsBoundedAndResyncedWithoutStallingOther
   ASSERT_GT(events.size(), 20u);
   for (size_t idx = 2; idx < events.size(); ++idx) {
     ASSERT_EQ(events[idx]["type"], "tick");
-    ASSERT_EQ(events[idx]["tick"].get<int64_t>(), events[idx - 1]["tick"].get<int64_t>() + 1) << "the reader missed none";
+    ASSERT_EQ(events[idx]["tick"].get<int64_t>(), events[idx - 1]["tick"].get<int64_t>() + 1)
+        << "the reader missed none";
   }
   // The stalled client reads again: what was queued, then (it missed ticks) a snapshot of the
   // totals, then ticks again.
@@ -259,7 +263,8 @@ TEST(ServerLive, AClientThatStopsReadingIsBoundedAndResyncedWithoutStallingOther
   }
   const std::vector<json>& late = stalled.events(snapshot + 1);
   ASSERT_GT(snapshot, 0u);
-  EXPECT_GT(late[snapshot]["tick"].get<int64_t>(), late[snapshot - 1]["tick"].get<int64_t>() + 1) << "ticks were dropped";
+  EXPECT_GT(late[snapshot]["tick"].get<int64_t>(), late[snapshot - 1]["tick"].get<int64_t>() + 1)
+      << "ticks were dropped";
   // Its view from then on is exact: the snapshot's totals plus the later ticks' deltas are the
   // engine's totals, once a tick from after the engine stopped has arrived.
   std::vector<int64_t> view(kLayers * kExperts);
@@ -310,7 +315,7 @@ TEST(LiveStats, PercentilesOfTheRecentRequests) {
   LiveStats stats;
   for (int idx = 1; idx <= 100; ++idx) {
     RequestMetrics request;
-    request.time_to_first_token_seconds = idx / 1000.0;   // 1..100 ms
+    request.time_to_first_token_seconds = idx / 1000.0;  // 1..100 ms
     request.num_output_tokens = 11;
     request.e2e_seconds = request.time_to_first_token_seconds + 10 * (idx / 100.0);  // TPOT idx/100 s
     stats.on_request_finished(request);
