@@ -82,7 +82,7 @@ for r in range(1, rounds + 1):
     before, after = map(float, open(f"{work}/push-{r}.txt").read().split())
     push.append((after - before) / runs["page"][r - 1]["duration"])
 median = {kind: statistics.median(run["output_throughput"] for run in runs[kind]) for kind in runs}
-cpu = {kind: statistics.median(run["server_cpu_ms_per_output_token"] for run in runs[kind]) for kind in runs}
+cpu_ms = {kind: statistics.median(run["server_cpu_ms_per_output_token"] for run in runs[kind]) for kind in runs}
 # Paired: each round's page run against the no-client run just before it.
 paired = [1 - p["output_throughput"] / n["output_throughput"] for n, p in zip(runs["none"], runs["page"])]
 cpu_paired = [p["server_cpu_ms_per_output_token"] / n["server_cpu_ms_per_output_token"] - 1
@@ -100,9 +100,9 @@ result = {
     "throughput_cost_median": 1 - median["page"] / median["none"],
     "throughput_cost_paired": paired,
     "throughput_cost_paired_median": statistics.median(paired),
-    "median_server_cpu_ms_per_output_token": cpu,
+    "median_server_cpu_ms_per_output_token": cpu_ms,
     # The client's cost in server CPU time per token (how much less decode the same CPUs give).
-    "cpu_cost_median": cpu["page"] / cpu["none"] - 1,
+    "cpu_cost_median": cpu_ms["page"] / cpu_ms["none"] - 1,
     "cpu_cost_paired": cpu_paired,
     "cpu_cost_paired_median": statistics.median(cpu_paired),
     # The server's own measure: seconds its io thread spent in ticks per second of the run.
@@ -114,7 +114,7 @@ json.dump(result, open(out, "w"), indent=2)
 for kind, label in (("none", "no page client"), ("page", "SSE client on /live"), ("off", "--no-webui server")):
     print(f"{label:>20}: " + ", ".join(f"{run['output_throughput']:.0f}" for run in runs[kind])
           + f" output tok/s (median {median[kind]:.1f}); server CPU per token "
-          + ", ".join(f"{run['server_cpu_ms_per_output_token']:.3f}" for run in runs[kind]) + f" ms (median {cpu[kind]:.4f})")
+          + ", ".join(f"{run['server_cpu_ms_per_output_token']:.3f}" for run in runs[kind]) + f" ms (median {cpu_ms[kind]:.4f})")
 print(f"throughput cost of the client: median {100 * result['throughput_cost_median']:+.2f}%, paired per round "
       + ", ".join(f"{100 * c:+.2f}%" for c in paired) + f" (median {100 * result['throughput_cost_paired_median']:+.2f}%)")
 print(f"CPU cost of the client: median {100 * result['cpu_cost_median']:+.2f}%, paired per round "
