@@ -3,8 +3,9 @@
 // Usage: node webui_check.mjs PORT MODE [API_KEY]
 //   MODE single: the page loads with no console error; after completions the heatmap's
 //                cumulative counts equal /metrics' moeserve:expert_tokens_total cell for cell,
-//                and exactly the non-zero cells are painted; the chat tab streams an answer;
-//                phone width and dark mode lay out without overflow.
+//                and exactly the non-zero cells are painted; under load the requests in flight
+//                are listed; the chat tab streams an answer; phone width and dark mode lay out
+//                without overflow.
 //   MODE eplb:   (a server with -dp 2 --enable-expert-parallel --enable-eplb and a short
 //                step_interval) an EPLB rearrangement shows up in the page's list, as /metrics
 //                counts it, the EP rank loads are drawn, and the heatmap (both replicas' tokens)
@@ -165,7 +166,17 @@ try {
     const tokensOut = await page.$eval('#t-out', (el) => el.textContent);
     check(tokensOut !== '–', `the tiles show tokens/s (${tokensOut})`);
     await page.click('#heat-mode button[data-mode="w10"]');
+
+    // Under load: the requests in flight are listed, the running tile counts them.
+    const background = Promise.all(Array.from({ length: 16 }, (_, i) => complete(`${prompts[i % 4]}, ${i}`, 400)));
+    const listed = await until('requests in flight on the page', () => page.$$eval('#requests tbody td.id',
+      (cells) => (cells.length >= 2 ? cells.map((td) => td.textContent) : null)), 30000).catch(() => []);
+    check(listed.length >= 2 && listed.every((id) => id.startsWith('cmpl-')), `the requests in flight are listed (${listed.length})`);
+    const running = await page.$eval('#t-running', (el) => Number(el.textContent));
+    check(running > 0, `the running tile counts them (${running})`);
+    await sleep(2200);
     await screenshot(page, 'webui-dashboard.png');
+    await background;
 
     // The chat tab: a streamed answer with tokens/s.
     await page.click('.tabs button[data-tab="chat"]');
