@@ -8,8 +8,11 @@ packages=(
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libpcre2-dev libutf8proc-dev libopenblas-dev libboost-dev libcurl4-openssl-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # The live page's browser test drives Debian's chromium headless (puppeteer-core).
+  chromium
 )
-# Node.js + npm run the test-only OpenAI SDK client; any Node >= 18 will do (Debian 12 has 18).
+# Node.js + npm bundle the live page (esbuild) and run the test-only clients (the OpenAI SDK,
+# puppeteer-core); any Node >= 18 will do (Debian 12 has 18).
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then packages+=(nodejs npm); fi
 
 missing=()

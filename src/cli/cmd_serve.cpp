@@ -5,13 +5,19 @@
 // and exit 0. A vLLM flag moeserve does not
 // implement yet is refused by name, never ignored.
 #include <memory>
+#include <optional>
 #include <string>
+
+#include <fmt/format.h>
 
 #include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
 #include "cli/engine_setup.h"
+#include "model/config.h"
+#include "plan/memory_model.h"
 #include "server/http_server.h"
+#include "server/live_stats.h"
 #include "server/prometheus_engine_metrics.h"
 #include "server/prometheus_ep_metrics.h"
 
@@ -24,6 +30,41 @@ struct ServeArgs {
   ServeFlags serve;
 };
 
+// The live page's deployment panel: what the startup log says, as one JSON object.
+Json deployment_json(const ServeArgs& args, const EngineSetup& setup, const EngineInfo& info,
+                     const std::string& served_name) {
+  const ModelConfig& model = *info.model_config;
+  const EngineConfig& engine = setup.engine_config;
+  Json out;
+  out["served_model_name"] = served_name;
+  out["model"] = info.model_dir;
+  out["architecture"] = model.architecture_name;
+  out["layers"] = model.num_layers;
+  if (model.moe) {
+    out["experts"] = model.moe->num_experts;
+    out["experts_per_token"] = model.moe->top_k;
+  }
+  const plan::MemoryModel memory(model);
+  out["parameters"] = fmt::format("{:.4f}B", memory.params().total / 1e9);
+  out["active_parameters"] = fmt::format("{:.4f}B", memory.params().active / 1e9);
+  out["weights_dtype"] = std::string(dtype_name(model.dtype));
+  out["compute_dtype"] = args.engine.dtype;
+  out["backend"] = fmt::format("{} ({})", backend_name(setup.backend.backend), setup.backend.reason);
+  out["layout"] = setup.layout;
+  out["plan"] = setup.plan;
+  const int replicas = setup.data_parallel ? setup.data_parallel->num_replicas() : 1;
+  out["kv_cache"] = fmt::format("{} blocks x {} tokens = {} tokens{}; prefix caching {}", setup.num_kv_blocks,
+                                setup.block_size, int64_t{setup.num_kv_blocks} * setup.block_size,
+                                replicas > 1 ? fmt::format(" per DP replica ({} replicas)", replicas) : "",
+                                engine.enable_prefix_caching ? "on" : "off");
+  out["scheduler"] = fmt::format("max_model_len {}, max_num_seqs {}, max_num_batched_tokens {}",
+                                 engine.scheduler.max_model_len, engine.scheduler.max_num_seqs,
+                                 engine.scheduler.max_num_batched_tokens);
+  if (args.engine.enable_eplb) out["eplb"] = args.engine.eplb_config;
+  out["version"] = MOESERVE_VERSION;
+  return out;
+}
+
 void run_serve(ServeArgs& args, const std::vector<std::string>& extras) {
   if (auto refused = refuse_unsupported_flags(extras); !refused.ok()) fail(refused.error().message);
   ServerOptions server_options = args.serve.server_options(args.engine.model_id);
@@ -32,18 +73,25 @@ void run_serve(ServeArgs& args, const std::vector<std::string>& extras) {
   EngineClient& engine = setup->client();
   MetricsRegistry registry;
   PrometheusEngineMetrics metrics(registry, server_options.served_model_names.front(), engine.info().max_model_len);
-  setup->set_metrics(&metrics);
+  // The live page's counters see the same steps as /metrics (only with the page on).
+  auto live_stats = std::make_shared<LiveStats>();
+  EngineMetricsTee both({&metrics, live_stats.get()});
+  setup->set_metrics(server_options.enable_webui ? static_cast<EngineMetrics*>(&both) : &metrics);
+  LiveSources live;
+  live.stats = live_stats;
+  live.deployment = deployment_json(args, *setup, engine.info(), server_options.served_model_names.front());
   if (setup->rank_group && setup->rank_group->parallel().uses_expert_parallel()) {
     register_ep_metrics(registry, setup->rank_group, server_options.served_model_names.front());
+    live.ep_stats = [group = setup->rank_group]() -> std::optional<EpStats> { return group->ep_stats(); };
   }
   server_options.sampling_defaults = setup->generation.sampling;
   setup->start();
 
-  HttpServer server(server_options, engine, registry);
+  HttpServer server(server_options, engine, registry, std::move(live));
   if (auto started = server.start(); !started.ok()) fail(started.error().message);
   server.stop_on_signals();
-  spdlog::info("serving {} on http://{}:{} (OpenAI API under /v1)", server_options.served_model_names.front(),
-               server_options.host, server.port());
+  spdlog::info("serving {} on http://{}:{} (OpenAI API under /v1{})", server_options.served_model_names.front(),
+               server_options.host, server.port(), server_options.enable_webui ? ", live page at /" : "");
   server.run();
   setup->stop();
   spdlog::info("stopped");

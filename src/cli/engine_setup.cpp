@@ -49,6 +49,12 @@ Result<EngineSetup> create_engine(const EngineFlags& flags, const SchedulingFlag
                                                              .gpu_memory_utilization =
                                                                  scheduling.gpu_memory_utilization,
                                                              .enforce_eager = scheduling.enforce_eager}));
+  setup.backend = runners.backend;
+  setup.layout = runners.layout;
+  setup.plan = runners.plan;
+  setup.engine_config = config;
+  setup.num_kv_blocks = runners.replicas.front()->num_kv_blocks();
+  setup.block_size = runners.replicas.front()->block_size();
   log_engine(*runners.replicas.front(), static_cast<int>(runners.replicas.size()), plan::MemoryModel(spec.config),
              config);
   // One engine per DP replica (with TP or EP over its ranks); with more than one, a coordinator.

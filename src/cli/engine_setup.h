@@ -20,6 +20,13 @@ struct EngineSetup {
   std::unique_ptr<DpCoordinator> data_parallel;  // instead, with --data-parallel-size > 1
   std::shared_ptr<RankGroup> rank_group;          // the ranks behind them, with parallel flags
   GenerationConfig generation;
+  // What was deployed, for the live page's deployment panel (the startup log says the same).
+  BackendChoice backend;
+  std::string layout;  // EngineRunners::layout
+  std::string plan;    // EngineRunners::plan
+  EngineConfig engine_config;
+  int num_kv_blocks = 0;  // per DP replica
+  int block_size = 0;
 
   EngineClient& client() { return data_parallel ? static_cast<EngineClient&>(*data_parallel) : *engine; }
   void set_metrics(EngineMetrics* metrics) {

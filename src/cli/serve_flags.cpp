@@ -28,7 +28,7 @@ constexpr const char* kSupported =
     "--max-logprobs, --tokenizer, --enforce-eager, --enable-chunked-prefill, --trust-remote-code, --seed, --dtype, "
     "--load-format, --hf-overrides, --device, --threads, --max-waiting-requests, --tensor-parallel-size/-tp, "
     "--data-parallel-size/-dp, --enable-expert-parallel, --all2all-backend, --expert-placement-strategy, "
-    "--enable-eplb, --eplb-config, --log-level, --revision, --download-dir, --shutdown-timeout";
+    "--enable-eplb, --eplb-config, --log-level, --revision, --download-dir, --shutdown-timeout, --no-webui";
 
 }  // namespace
 
@@ -85,6 +85,8 @@ void ServeFlags::add_to(CLI::App& command) {
                      "On SIGTERM/SIGINT, seconds the requests in flight get to finish before they end with a "
                      "503 error (0: at once; a second signal also ends them at once)")
       ->check(non_negative_number());
+  command.add_flag("--no-webui", no_webui,
+                   "Do not serve the live page at / nor its data stream /live (as llama.cpp's --no-webui)");
   command.add_flag("--trust-remote-code", trust_remote_code,
                    "Accepted for vLLM compatibility; moeserve never runs code from a model repository");
 }
@@ -118,6 +120,7 @@ ServerOptions ServeFlags::server_options(const std::string& model_dir) const {
   options.max_waiting_requests = max_waiting_requests;
   options.max_logprobs = max_logprobs;
   options.shutdown_timeout_s = shutdown_timeout;
+  options.enable_webui = !no_webui;
   return options;
 }
 

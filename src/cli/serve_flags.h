@@ -44,6 +44,7 @@ struct ServeFlags {
   int max_logprobs = 20;
   double shutdown_timeout = 0;  // --shutdown-timeout seconds
   bool trust_remote_code = false;
+  bool no_webui = false;  // --no-webui: no live page at / (and no /live stream)
 
   void add_to(CLI::App& command);
   ServerOptions server_options(const std::string& model_dir) const;

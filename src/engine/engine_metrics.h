@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "engine/request.h"
@@ -39,6 +40,25 @@ class EngineMetrics {
   virtual void on_step(const StepMetrics& step) = 0;
   virtual void on_inter_token_latency(double seconds) = 0;
   virtual void on_request_finished(const RequestMetrics& request) = 0;
+};
+
+// Hands every hook to each of `sinks` in order (the Prometheus export and the live page's
+// counters see the same steps). The sinks must outlive it.
+class EngineMetricsTee : public EngineMetrics {
+ public:
+  explicit EngineMetricsTee(std::vector<EngineMetrics*> sinks) : sinks_(std::move(sinks)) {}
+  void on_step(const StepMetrics& step) override {
+    for (EngineMetrics* sink : sinks_) sink->on_step(step);
+  }
+  void on_inter_token_latency(double seconds) override {
+    for (EngineMetrics* sink : sinks_) sink->on_inter_token_latency(seconds);
+  }
+  void on_request_finished(const RequestMetrics& request) override {
+    for (EngineMetrics* sink : sinks_) sink->on_request_finished(request);
+  }
+
+ private:
+  std::vector<EngineMetrics*> sinks_;
 };
 
 }  // namespace moeserve

@@ -41,6 +41,8 @@ Result<EngineRunners> make_cuda_engine_runner(const RunnerSpec& spec, const Engi
   MS_ASSIGN_OR_RETURN(const plan::MemoryBreakdown planned, plan::check_gpu_startup(memory, shape));
   spdlog::info("plan for {} ({:.1f} GiB): {}", gpus.front().name, gpus.front().total_memory_bytes / double(1 << 30),
                planned.verdict);
+  runners.plan = fmt::format("{} ({:.1f} GiB): {}", gpus.front().name,
+                             gpus.front().total_memory_bytes / double(1 << 30), planned.verdict);
   MS_ASSIGN_OR_RETURN(
       cuda_backend::BuiltRunner built,
       cuda_backend::make_runner(
@@ -51,6 +53,7 @@ Result<EngineRunners> make_cuda_engine_runner(const RunnerSpec& spec, const Engi
                                       .enforce_eager = sizing.enforce_eager,
                                       .capture_batch_sizes = sizing.max_num_seqs}));
   spdlog::info("model {} on cuda: {}", spec.model_dir, built.summary);
+  runners.layout = "TP 1 x PP 1 x DP 1 (one GPU): " + built.summary;
   runners.replicas.push_back(std::move(built.runner));
   return runners;
 }
@@ -69,8 +72,13 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
   MS_RETURN_IF_ERROR(plan::check_cpu_kv_fits_host(kv_bytes, parallel.data_parallel_size, host));
   // Each DP replica holds a whole copy, unless expert parallelism spreads the experts over them.
   const int copies = parallel.uses_expert_parallel() ? 1 : parallel.data_parallel_size;
-  MS_RETURN_IF_ERROR(plan::check_cpu_weights_fit_host(memory.weight_bytes(plan::WeightDType::kBF16) * copies,
-                                                      kv_bytes, host));
+  const int64_t weight_bytes = memory.weight_bytes(plan::WeightDType::kBF16) * copies;
+  MS_RETURN_IF_ERROR(plan::check_cpu_weights_fit_host(weight_bytes, kv_bytes, host));
+  runners.plan = fmt::format(
+      "fits: {:.3f} GiB of weights (bf16 copies of the {} checkpoint); --kv-cache-memory buys {} KV blocks x {} "
+      "tokens per DP replica ({} B per token, float32), {:.3f} GiB in all, enough for one {}-token sequence",
+      weight_bytes / double(1 << 30), dtype_name(spec.config.dtype), blocks, sizing.block_size,
+      memory.kv_bytes_per_token(plan::KvCacheDType::kF32), kv_bytes / double(1 << 30), sizing.max_model_len);
   if (!parallel.is_single()) {
     // Each rank loads its own shard from the weights.
     MS_ASSIGN_OR_RETURN(std::unique_ptr<WeightSource> weights, open_weights(spec.model_dir, spec.load));
@@ -80,8 +88,9 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
                                                                     .num_kv_blocks = static_cast<int>(blocks),
                                                                     .block_size = sizing.block_size,
                                                                     .model = {}}));
-    spdlog::info("parallel layout: {} on cpu, {} threads per rank", parallel_runners.group->describe_layout(),
-                 parallel.threads_per_rank);
+    runners.layout = fmt::format("{} on cpu, {} threads per rank", parallel_runners.group->describe_layout(),
+                                 parallel.threads_per_rank);
+    spdlog::info("parallel layout: {}", runners.layout);
     runners.replicas = std::move(parallel_runners.replicas);
     runners.rank_group = std::move(parallel_runners.group);
     return runners;
@@ -97,7 +106,8 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
                "bf16 in host memory ({:.2f} GiB), computed in float32 on cpu",
                spec.model_dir, model.architecture_name, memory.params().total / 1e9, memory.params().active / 1e9,
                model.num_layers, dtype_name(model.dtype), weight_gib);
-  spdlog::info("parallel layout: TP 1 x PP 1 x DP 1 (one CPU replica, {} threads)", cpu_threads(spec.threads));
+  runners.layout = fmt::format("TP 1 x PP 1 x DP 1 (one CPU replica, {} threads)", cpu_threads(spec.threads));
+  spdlog::info("parallel layout: {}", runners.layout);
   runners.replicas.push_back(std::move(runner));
   return runners;
 }

@@ -68,6 +68,11 @@ struct EngineSizing {
 
 struct EngineRunners {
   BackendChoice backend;
+  // The startup log's summary, for the live page's deployment panel: the layout ("TP 1 x PP 1 x
+  // DP 1 (one CPU replica, 8 threads)" or RankGroup::describe_layout()) and what the start-up
+  // memory check (the arithmetic `moeserve plan` prints) said about the deployment.
+  std::string layout;
+  std::string plan;
   std::vector<std::unique_ptr<Runner>> replicas;  // one per DP replica (one without parallel flags)
   std::shared_ptr<RankGroup> rank_group;          // the ranks behind them, with parallel flags
 };

@@ -31,11 +31,36 @@
 
 namespace moeserve {
 
+// One MoE layer's part of an EPLB rearrangement: how many of its physical slots changed, and
+// each (logical expert, EP rank) where a rank now holds an expert it did not hold before (the
+// weights that travelled).
+struct EplbLayerMove {
+  int layer = 0;          // the model's layer index
+  int slots_changed = 0;  // physical slots whose logical expert changed
+  struct Arrival {
+    int expert = 0;  // logical expert
+    int rank = 0;    // EP rank it moved to
+  };
+  std::vector<Arrival> arrivals;
+};
+
+// One applied EPLB rearrangement, as its log line reports it.
+struct EplbRearrangement {
+  int index = 0;                     // 1 for the first
+  int64_t step = 0;                  // the group's step after which it ran
+  double balancedness_before = 1.0;  // expected mean / max tokens per EP rank over the window's loads
+  double balancedness_after = 1.0;
+  std::vector<EplbLayerMove> layers;  // the layers with at least one changed slot
+};
+
 // Expert-parallel counters (cumulative over the group's life).
 struct EpStats {
-  std::vector<int64_t> rank_tokens_total;  // (token, expert) assignments computed per EP rank
+  std::vector<int64_t> rank_tokens_total;  // [EP ranks]: (token, expert) assignments computed per EP rank
   double balancedness = 1.0;               // mean / max tokens per EP rank, last step with tokens
   int rearrangements = 0;                  // EPLB placements applied
+  // The last kRecentRearrangements of them, oldest first (index = rearrangements for the last).
+  static constexpr size_t kRecentRearrangements = 16;
+  std::vector<EplbRearrangement> recent_rearrangements;
 };
 
 class RankGroup {

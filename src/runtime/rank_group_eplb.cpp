@@ -7,6 +7,7 @@
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstring>
 #include <unordered_map>
 
@@ -51,6 +52,8 @@ void RankGroup::rearrange_experts() {
   std::vector<std::shared_ptr<const ExpertMap>> new_maps;
   std::vector<double> before(world, 0.0), after(world, 0.0);
   int moved = 0;
+  EplbRearrangement record;
+  record.step = steps_;
   for (int layer : moe_layers_) {
     const ExpertMap& old = models_[0]->expert_map(layer);
     const std::vector<double> load = eplb_->window_load(layer);
@@ -62,14 +65,39 @@ void RankGroup::rearrange_experts() {
       before[rank] += old_ranks[rank];
       after[rank] += new_ranks[rank];
     }
-    for (int slot = 0; slot < map->num_physical(); ++slot) moved += map->phys2log[slot] != old.phys2log[slot];
+    EplbLayerMove layer_move;
+    layer_move.layer = layer;
+    for (int slot = 0; slot < map->num_physical(); ++slot) {
+      layer_move.slots_changed += map->phys2log[slot] != old.phys2log[slot];
+    }
+    // An arrival: an expert in a rank's new slots that none of its old slots held.
+    const int per_rank = map->slots_per_rank();
+    for (int rank = 0; rank < world; ++rank) {
+      const auto old_begin = old.phys2log.begin() + rank * per_rank;
+      for (int slot = rank * per_rank; slot < (rank + 1) * per_rank; ++slot) {
+        const int expert = map->phys2log[slot];
+        const bool held = std::find(old_begin, old_begin + per_rank, expert) != old_begin + per_rank;
+        const bool listed = std::find_if(layer_move.arrivals.begin(), layer_move.arrivals.end(), [&](const auto& a) {
+                              return a.expert == expert && a.rank == rank;
+                            }) != layer_move.arrivals.end();
+        if (!held && !listed) layer_move.arrivals.push_back({expert, rank});
+      }
+    }
+    moved += layer_move.slots_changed;
+    if (layer_move.slots_changed > 0) record.layers.push_back(std::move(layer_move));
     new_maps.push_back(std::move(map));
   }
   run_on_all_ranks([&](int rank) { move_expert_weights(rank, new_maps); });
+  record.balancedness_before = eplb::balancedness(before);
+  record.balancedness_after = eplb::balancedness(after);
   int count = 0;
   {
     std::lock_guard<std::mutex> lock(stats_mutex_);
     count = ++ep_stats_.rearrangements;
+    record.index = count;
+    std::vector<EplbRearrangement>& recent = ep_stats_.recent_rearrangements;
+    recent.push_back(std::move(record));
+    if (recent.size() > EpStats::kRecentRearrangements) recent.erase(recent.begin());
   }
   spdlog::info(
       "EPLB rearrangement {} after step {} ({} policy): balancedness {:.4f} -> {:.4f} (mean/max tokens per "

@@ -8,6 +8,7 @@
 
 #include "base/text_file.h"
 #include "server/openai_responses.h"
+#include "server/webui_assets.h"
 
 namespace moeserve {
 namespace {
@@ -90,6 +91,13 @@ Result<std::unique_ptr<ApiRouter>> ApiRouter::create(const ServerOptions& option
   if (router->tokenizer_ == nullptr) return make_error("the engine has no tokenizer");
   router->model_names_ = options.served_model_names;
   if (router->model_names_.empty()) router->model_names_.push_back(engine.info().model_dir);
+  // The page says whether it needs the API key, so that it asks for it before opening /live
+  // instead of meeting a 401.
+  router->page_ = std::string(webui::kIndexHtml);
+  constexpr std::string_view kAuthMarker = R"(<meta name="moeserve-auth" content="none">)";
+  if (const size_t at = router->page_.find(kAuthMarker); at != std::string::npos && !options.api_key.empty()) {
+    router->page_.replace(at, kAuthMarker.size(), R"(<meta name="moeserve-auth" content="api-key">)");
+  }
   router->created_ =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   MS_ASSIGN_OR_RETURN(std::optional<std::string> source, chat_template_source(options, engine));
@@ -106,7 +114,8 @@ Result<std::unique_ptr<ApiRouter>> ApiRouter::create(const ServerOptions& option
 }
 
 std::optional<ApiError> ApiRouter::authorize(const std::string& path, const std::string& authorization) const {
-  if (options_.api_key.empty() || !path.starts_with("/v1") || bearer_matches(authorization, options_.api_key)) {
+  const bool protected_path = path.starts_with("/v1") || path == "/live";
+  if (options_.api_key.empty() || !protected_path || bearer_matches(authorization, options_.api_key)) {
     return std::nullopt;
   }
   return unauthorized();
@@ -141,7 +150,8 @@ struct Route {
 constexpr Route kRoutes[] = {{"/v1/completions", "POST"}, {"/v1/chat/completions", "POST"},
                              {"/v1/models", "GET"},       {"/health", "GET"},
                              {"/version", "GET"},         {"/metrics", "GET"},
-                             {"/tokenize", "POST"},       {"/detokenize", "POST"}};
+                             {"/tokenize", "POST"},       {"/detokenize", "POST"},
+                             {"/", "GET"},                {"/live", "GET"}};
 }  // namespace
 
 std::optional<RouteOutcome> ApiRouter::route_at_once(const HttpRequest& request) {
@@ -149,6 +159,11 @@ std::optional<RouteOutcome> ApiRouter::route_at_once(const HttpRequest& request)
   const Route* match = nullptr;
   for (const Route& route : kRoutes) {
     if (request.path == route.path) match = &route;
+  }
+  const bool webui_route = match != nullptr &&
+                           (std::string_view(match->path) == "/" || std::string_view(match->path) == "/live");
+  if (webui_route && !options_.enable_webui) {
+    return respond(error_response(not_found("Route " + request.path + " not found: the web UI is off (--no-webui).")));
   }
   if (match == nullptr) return respond(error_response(not_found("Route " + request.path + " not found.")));
   // HEAD is GET without the body (RFC 9110 9.3.2): the route answers as for GET and the session
@@ -164,6 +179,12 @@ std::optional<RouteOutcome> ApiRouter::route_at_once(const HttpRequest& request)
   if (path == "/v1/models") return respond(models());
   if (path == "/version") return respond(version());
   if (path == "/metrics") return respond(metrics());
+  if (path == "/") return respond(web_page());
+  if (path == "/live") {
+    RouteOutcome outcome;
+    outcome.live = true;
+    return outcome;
+  }
   return std::nullopt;  // a POST route: its body is parsed by route_body
 }
 
@@ -197,6 +218,16 @@ HttpResponse ApiRouter::version() const { return json_response(200, dump_json(Js
 
 HttpResponse ApiRouter::metrics() const {
   return text_response(200, MetricsRegistry::kContentType, metrics_.render());
+}
+
+HttpResponse ApiRouter::web_page() const {
+  if (webui::kIndexHtml.empty()) {
+    return error_response(not_found("this moeserve was built without its web UI (MOESERVE_WEBUI=OFF)"));
+  }
+  HttpResponse response = text_response(200, "text/html; charset=utf-8", page_);
+  response.headers.emplace_back("Cache-Control", "no-cache");
+  response.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  return response;
 }
 
 std::optional<ApiError> ApiRouter::check_model(const std::optional<std::string>& model) const {

@@ -24,8 +24,9 @@
 namespace moeserve {
 
 struct RouteOutcome {
-  HttpResponse response;               // sent when `job` is null
+  HttpResponse response;               // sent when `job` is null and `live` false
   std::shared_ptr<GenerationJob> job;  // a generation for the session to start
+  bool live = false;                   // GET /live: the session subscribes to the live feed
 };
 
 inline RouteOutcome respond(HttpResponse response) { return RouteOutcome{std::move(response), nullptr}; }
@@ -38,7 +39,8 @@ class ApiRouter {
                                                    MetricsRegistry& metrics, std::shared_ptr<IoDispatcher> dispatcher);
 
   // The API key check, from the request's path and Authorization header alone (before its body
-  // is read): 401 on a /v1 route without the right key.
+  // is read): 401 on a /v1 route or the live page's data stream (/live) without the right key.
+  // The page itself (/) is public: it asks for the key.
   std::optional<ApiError> authorize(const std::string& path, const std::string& authorization) const;
   // The answer of a request that needs no work on its body; nullopt when it does (route()).
   std::optional<RouteOutcome> route_at_once(const HttpRequest& request);
@@ -57,6 +59,7 @@ class ApiRouter {
   HttpResponse models() const;
   HttpResponse version() const;
   HttpResponse metrics() const;
+  HttpResponse web_page() const;
   HttpResponse tokenize(const Json& body) const;
   HttpResponse detokenize(const Json& body) const;
   RouteOutcome completions(const Json& body);
@@ -81,6 +84,7 @@ class ApiRouter {
   std::optional<chat::ChatTemplate> chat_template_;
   std::string no_template_reason_;
   std::vector<std::string> model_names_;
+  std::string page_;  // the live page (webui::kIndexHtml), with its API key marker set
   int64_t created_ = 0;
 };
 

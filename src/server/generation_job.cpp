@@ -18,6 +18,7 @@ GenerationJob::GenerationJob(JobSpec spec, std::shared_ptr<const Tokenizer> toke
 
 std::optional<ApiError> GenerationJob::start(EngineClient& engine, std::weak_ptr<JobSink> sink) {
   sink_ = std::move(sink);
+  started_at_ = Clock::now();
   for (size_t idx = 0; idx < spec_.requests.size(); ++idx) {
     // The callback keeps the job alive until the request's finished output.
     auto self = shared_from_this();
@@ -78,6 +79,7 @@ void GenerationJob::handle(int choice_idx, RequestOutput& output) {
   Choice& choice = choices_[choice_idx];
   if (choice.finished) return;
   choice.num_output_tokens = output.num_output_tokens;
+  if (!first_token_at_ && output.num_output_tokens > 0) first_token_at_ = Clock::now();
   if (spec_.stream) {
     if (output.finished) {
       choice.finished = true;
@@ -102,6 +104,19 @@ void GenerationJob::handle(int choice_idx, RequestOutput& output) {
     }
   }
   if (choice.finished && ++num_finished_ == static_cast<int>(choices_.size())) finish();
+}
+
+JobProgress GenerationJob::progress(Clock::time_point now) const {
+  JobProgress progress;
+  progress.id = spec_.response_id;
+  progress.kind = spec_.kind;
+  progress.stream = spec_.stream;
+  progress.choices = static_cast<int>(choices_.size());
+  progress.prompt_tokens = spec_.num_prompt_tokens;
+  progress.output_tokens = total_output_tokens();
+  progress.age_s = std::chrono::duration<double>(now - started_at_).count();
+  if (first_token_at_) progress.ttft_s = std::chrono::duration<double>(*first_token_at_ - started_at_).count();
+  return progress;
 }
 
 Json GenerationJob::chunk_header() const {

@@ -5,6 +5,7 @@
 // seen) or has been aborted by cancel(); outputs after cancel() are dropped.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -45,8 +46,21 @@ struct JobSpec {
   int num_prompt_tokens = 0;               // usage: each prompt counted once
 };
 
+// Where a job stands, for the live page's requests in flight (GenerationJob::progress).
+struct JobProgress {
+  std::string id;
+  ApiKind kind = ApiKind::kCompletion;
+  bool stream = false;
+  int choices = 0;
+  int prompt_tokens = 0;  // each prompt counted once
+  int output_tokens = 0;  // all choices so far
+  double age_s = 0;       // since start()
+  double ttft_s = -1;     // start() to the first output token; -1 before it
+};
+
 class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
  public:
+  using Clock = std::chrono::steady_clock;
   GenerationJob(JobSpec spec, std::shared_ptr<const Tokenizer> tokenizer, std::shared_ptr<IoDispatcher> dispatcher);
 
   bool stream() const { return spec_.stream; }
@@ -56,6 +70,9 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   // Aborts every unfinished choice (the client went away, or the server is stopping).
   void cancel(EngineClient& engine);
   bool done() const { return done_; }
+  // Unfinished and not cancelled (io thread).
+  bool in_flight() const { return !done_ && !cancelled_; }
+  JobProgress progress(Clock::time_point now) const;  // io thread
 
  private:
   struct Choice {
@@ -91,6 +108,8 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   int num_finished_ = 0;
   bool cancelled_ = false;
   bool done_ = false;
+  Clock::time_point started_at_{};
+  std::optional<Clock::time_point> first_token_at_;
 
   // Engine → io handoff.
   std::mutex mutex_;

@@ -23,9 +23,9 @@ namespace {
 constexpr std::chrono::milliseconds kAcceptRetry(100);
 }  // namespace
 
-HttpServer::HttpServer(ServerOptions options, EngineClient& engine, MetricsRegistry& metrics)
+HttpServer::HttpServer(ServerOptions options, EngineClient& engine, MetricsRegistry& metrics, LiveSources live)
     : options_(std::move(options)), engine_(engine), metrics_(metrics),
-      dispatcher_(std::make_shared<IoDispatcher>(io_)) {}
+      dispatcher_(std::make_shared<IoDispatcher>(io_)), live_sources_(std::move(live)) {}
 
 HttpServer::~HttpServer() {
   stop();
@@ -53,6 +53,13 @@ Status HttpServer::start() {
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return make_error("cannot listen on {}:{}: {}", options_.host, options_.port, ec.message());
   port_ = acceptor_.local_endpoint().port();
+  if (options_.enable_webui) {
+    Counter& push_seconds = metrics_.counter(
+        "moeserve:live_push_seconds",
+        "Time the server's io thread spent on the live page's ticks: snapshots, events, queueing (/live).");
+    live_feed_ = std::make_unique<LiveFeed>(io_, engine_, live_sources_, options_.live_interval_s, &push_seconds);
+    live_feed_->start();
+  }
   accept();
   return ok_status();
 }
@@ -76,6 +83,7 @@ void HttpServer::accept() {
     boost::system::error_code ignored;
     socket.set_option(tcp::no_delay(true), ignored);  // SSE chunks must not wait for Nagle
     auto session = std::make_shared<HttpSession>(std::move(socket), *router_, *workers_, dispatcher_, options_,
+                                                 live_feed_.get(),
                                                  [this](HttpSession* closed) { sessions_.erase(closed); });
     sessions_.emplace(session.get(), session);
     session->start();
@@ -185,6 +193,7 @@ void HttpServer::shutdown_on_io_thread() {
   }
   for (auto& session : live) session->close();
   sessions_.clear();
+  if (live_feed_) live_feed_->stop();
   dispatcher_->close();
   io_.stop();
 }

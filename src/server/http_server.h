@@ -28,6 +28,7 @@
 #include "base/result.h"
 #include "engine/engine_client.h"
 #include "metrics/metrics_registry.h"
+#include "server/live_feed.h"
 #include "server/server_options.h"
 
 namespace moeserve {
@@ -39,7 +40,8 @@ class RequestWorkers;
 
 class HttpServer {
  public:
-  HttpServer(ServerOptions options, EngineClient& engine, MetricsRegistry& metrics);
+  // live: what the live page's stream reads (server/live_feed.h); unused with enable_webui off.
+  HttpServer(ServerOptions options, EngineClient& engine, MetricsRegistry& metrics, LiveSources live = {});
   // Stops the server, then waits for the request workers (a request being tokenized finishes;
   // those still queued are dropped). The engine must outlive the server.
   ~HttpServer();
@@ -62,6 +64,10 @@ class HttpServer {
   // ends the requests in flight at once. Call after start(), before run().
   void stop_on_signals();
   int port() const { return port_; }
+  // Open live-page streams (/live) as of the feed's last tick; 0 with the web UI off.
+  size_t live_subscribers() const { return live_feed_ ? live_feed_->num_subscribers() : 0; }
+  // Live-stream events dropped for clients that did not keep up (server/live_feed.h).
+  uint64_t live_events_dropped() const { return live_feed_ ? live_feed_->events_dropped() : 0; }
 
  private:
   void accept();
@@ -86,6 +92,8 @@ class HttpServer {
   std::shared_ptr<IoDispatcher> dispatcher_;
   std::unique_ptr<ApiRouter> router_;
   std::unique_ptr<RequestWorkers> workers_;  // stopped (joined) in the destructor, before router_ goes
+  LiveSources live_sources_;
+  std::unique_ptr<LiveFeed> live_feed_;  // null with the web UI off
   // Live connections, touched on the io thread only.
   std::unordered_map<HttpSession*, std::weak_ptr<HttpSession>> sessions_;
   // accept() failures in the current run of them (io thread only): all, and those not logged.

@@ -51,9 +51,10 @@ std::string peer_name(const asio::ip::tcp::socket& socket) {
 }  // namespace
 
 HttpSession::HttpSession(asio::ip::tcp::socket socket, ApiRouter& router, RequestWorkers& workers,
-                         std::shared_ptr<IoDispatcher> dispatcher, const ServerOptions& options, CloseHook on_close)
+                         std::shared_ptr<IoDispatcher> dispatcher, const ServerOptions& options, LiveFeed* live_feed,
+                         CloseHook on_close)
     : stream_(std::move(socket)), router_(router), workers_(workers), dispatcher_(std::move(dispatcher)),
-      options_(options), on_close_(std::move(on_close)) {
+      options_(options), live_feed_(live_feed), on_close_(std::move(on_close)) {
   peer_ = peer_name(stream_.socket());
 }
 
@@ -203,6 +204,7 @@ void HttpSession::on_routed(const std::shared_ptr<RequestWork>& work, RouteOutco
 
 void HttpSession::answer(RouteOutcome outcome) {
   if (outcome.job) return start_job(std::move(outcome.job), http_version_ >= 11);
+  if (outcome.live) return start_live();
   send_response(outcome.response);
   response_complete_ = true;
   finish_response_if_written();
@@ -230,17 +232,57 @@ void HttpSession::start_job(std::shared_ptr<GenerationJob> job, bool http11) {
     log_response(200, "");
     send(serialize_stream_head(chunked_));
   }
+  if (live_feed_) live_feed_->track(job_);
   watch_disconnect();
+}
+
+void HttpSession::start_live() {
+  if (live_feed_ == nullptr || head_) {
+    // HEAD: the stream's head alone; no feed (the web UI is off): the router answered 404 already.
+    HttpResponse response = text_response(200, "text/event-stream; charset=utf-8", "");
+    response.headers.emplace_back("Cache-Control", "no-cache");
+    send_response(response);
+    response_complete_ = true;
+    return finish_response_if_written();
+  }
+  live_ = true;
+  chunked_ = http_version_ >= 11;
+  keep_alive_ = false;  // the stream lasts as long as the connection
+  log_response(200, "");
+  send(serialize_stream_head(chunked_));
+  live_feed_->subscribe(std::static_pointer_cast<LiveSubscriber>(shared_from_this()));
+  watch_disconnect();
+}
+
+bool HttpSession::live_event(const std::string& event) {
+  if (closed_ || !live_) return false;
+  size_t backlog = writing_ ? writing_buffer_.size() : 0;
+  for (const std::string& piece : outbox_) backlog += piece.size();
+  if (backlog + event.size() > kLiveBacklogBytes) return false;
+  send(chunked_ ? serialize_chunk(event) : event);
+  return true;
+}
+
+void HttpSession::end_live() {
+  live_ = false;
+  ++watch_generation_;  // the pending disconnect watch is now stale
+  if (chunked_) send(kLastChunk);
+  chunked_ = false;
+  keep_alive_ = false;
+  response_complete_ = true;
+  finish_response_if_written();
 }
 
 void HttpSession::stop_keep_alive() {
   keep_alive_ = false;
+  if (live_) return end_live();
   if (!busy() && !writing_ && outbox_.empty() && !response_complete_) close();  // waiting for a request
 }
 
 void HttpSession::end_for_shutdown(const ApiError& error) {
   if (closed_) return;
   keep_alive_ = false;
+  if (live_) return end_live();
   if (work_) {  // not yet parsed: no stream has started, so the error is a plain response
     cancel_work();
     ++watch_generation_;
@@ -372,14 +414,17 @@ void HttpSession::watch_disconnect() {
 }
 
 void HttpSession::on_readable(beast::error_code ec, uint64_t generation) {
-  if (closed_ || generation != watch_generation_ || !busy() || ec == asio::error::operation_aborted) return;
+  if (closed_ || generation != watch_generation_ || !(busy() || live_) || ec == asio::error::operation_aborted) return;
   beast::error_code available_ec;
   const size_t available = stream_.socket().available(available_ec);
   // Readable with nothing to read is the peer's FIN; an error is a reset. Bytes waiting are a
   // pipelined request, read once this response is done.
   if (ec || available_ec || available == 0) {
     if (!options_.disable_log_requests) {
-      if (job_) {
+      if (live_) {
+        spdlog::debug("{} \"{} {}\": live page client disconnected", peer_, loggable(method_, 32),
+                      loggable(path_, 256));
+      } else if (job_) {
         spdlog::info("request {}: client disconnected, aborting", job_->id());
       } else {
         spdlog::info("{} \"{} {}\": client disconnected before the request was handled, dropping it", peer_,

@@ -5,10 +5,12 @@
 // the outcome comes back on the io thread), and writes plain byte strings back — a complete
 // response, or an SSE stream in chunked encoding fed by a GenerationJob. While a request is with
 // the workers or generating it watches the socket for the client going away, and then drops the
-// queued work or aborts the job's engine requests.
+// queued work or aborts the job's engine requests. GET /live turns the connection into the live
+// page's data stream (server/live_feed.h): the feed queues its events here until the client
+// leaves, and an event that would take the unsent bytes past kLiveBacklogBytes is dropped.
 // Invariant: at most one request is in progress per session (work_ non-null while it is with the
-// workers, then job_ non-null while its generation's response is unfinished; never both), and at
-// most one write is outstanding (writing_).
+// workers, then job_ non-null while its generation's response is unfinished; never both; or
+// live_ for the rest of the connection), and at most one write is outstanding (writing_).
 #pragma once
 
 #include <atomic>
@@ -27,6 +29,7 @@
 #include "server/api_router.h"
 #include "server/generation_job.h"
 #include "server/io_dispatcher.h"
+#include "server/live_feed.h"
 #include "server/request_workers.h"
 
 namespace moeserve {
@@ -37,11 +40,16 @@ struct RequestWork {
   std::atomic<bool> cancelled{false};
 };
 
-class HttpSession : public std::enable_shared_from_this<HttpSession>, public JobSink {
+class HttpSession : public std::enable_shared_from_this<HttpSession>, public JobSink, public LiveSubscriber {
  public:
   using CloseHook = std::function<void(HttpSession*)>;
+  // Unsent bytes a live stream may hold before its events are dropped (a client that stopped
+  // reading costs this much memory at most).
+  static constexpr size_t kLiveBacklogBytes = size_t{1} << 20;
+  // live_feed: null when the web UI is off.
   HttpSession(boost::asio::ip::tcp::socket socket, ApiRouter& router, RequestWorkers& workers,
-              std::shared_ptr<IoDispatcher> dispatcher, const ServerOptions& options, CloseHook on_close);
+              std::shared_ptr<IoDispatcher> dispatcher, const ServerOptions& options, LiveFeed* live_feed,
+              CloseHook on_close);
 
   void start();
   // Aborts any generation in flight and closes the connection (server stop). Idempotent.
@@ -55,6 +63,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession>, public Job
   void end_for_shutdown(const ApiError& error);
   void job_stream_data(std::string data) override;
   void job_finished(std::optional<HttpResponse> response) override;
+  bool live_event(const std::string& event) override;
 
  private:
   void read_header();
@@ -70,6 +79,8 @@ class HttpSession : public std::enable_shared_from_this<HttpSession>, public Job
   // Drops the request's work if a worker has not taken it yet (and ignores its outcome if one has).
   void cancel_work();
   void start_job(std::shared_ptr<GenerationJob> job, bool http11);
+  void start_live();
+  void end_live();  // the last chunk, then close
   void respond_and_close(const HttpResponse& response);
   // Queues a complete response to the current request: without its body for HEAD, and with its
   // log line (a refusal: 4xx at info, 5xx at warning; otherwise at debug).
@@ -93,6 +104,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession>, public Job
   RequestWorkers& workers_;
   std::shared_ptr<IoDispatcher> dispatcher_;
   const ServerOptions& options_;
+  LiveFeed* live_feed_;
   CloseHook on_close_;
 
   // Refused from its headers (no API key), answered once its small body has been read and dropped.
@@ -103,6 +115,7 @@ class HttpSession : public std::enable_shared_from_this<HttpSession>, public Job
   std::string writing_buffer_;
   std::string linger_buffer_;
   bool writing_ = false;
+  bool live_ = false;  // streaming /live
   bool keep_alive_ = false;
   bool chunked_ = false;
   bool response_complete_ = false;  // the whole response is queued; next: drain, then read or close

@@ -44,6 +44,10 @@ struct ServerOptions {
   // each is ended with a 503 error (a stream: an error event, then [DONE]). 0: at once.
   double shutdown_timeout_s = 0;
   SamplingDefaults sampling_defaults;
+  // The live page at `/` and its data stream GET /live (server/live_feed.h); --no-webui turns
+  // both off (404). The stream pushes one event per live_interval_s.
+  bool enable_webui = true;
+  double live_interval_s = 1.0;
   // The request workers (server/request_workers.h), the threads that parse request bodies, render
   // chat templates and tokenize: how many (0: max(2, hardware threads / 2), at most 8), and how
   // many requests may wait for one, small bodies and bodies of 1 MiB or more, before the next gets

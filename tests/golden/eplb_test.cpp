@@ -5,6 +5,7 @@
 // and greedy tokens still match the reference exactly as with no EPLB.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 
 #include "parallel_golden.h"
@@ -104,6 +105,30 @@ TEST_P(EplbGoldenTest, RearrangesDuringGenerationWithUnchangedOutputs) {
       if (config.layer_is_moe[layer]) changed = changed || group.model(0).expert_map(layer).phys2log != initial.phys2log;
     }
     EXPECT_TRUE(changed);
+    // Each rearrangement is recorded for the live page: in order, after its step, and the last
+    // one's arrivals are where those experts are now.
+    ASSERT_EQ(stats.recent_rearrangements.size(), 4u);
+    for (size_t idx = 0; idx < stats.recent_rearrangements.size(); ++idx) {
+      const EplbRearrangement& record = stats.recent_rearrangements[idx];
+      EXPECT_EQ(record.index, static_cast<int>(idx) + 1);
+      EXPECT_EQ(record.step, 1 + 4 * static_cast<int64_t>(idx));
+      EXPECT_GT(record.balancedness_after, 0.0);
+      EXPECT_LE(record.balancedness_after, 1.0 + 1e-9);
+      for (const EplbLayerMove& move : record.layers) {
+        EXPECT_GT(move.slots_changed, 0);
+        EXPECT_TRUE(config.layer_is_moe[move.layer]) << "layer " << move.layer;
+      }
+    }
+    EXPECT_FALSE(stats.recent_rearrangements.front().layers.empty()) << "the first one moved experts";
+    for (const EplbLayerMove& move : stats.recent_rearrangements.back().layers) {
+      const ExpertMap& map = group.model(0).expert_map(move.layer);
+      const int per_rank = map.slots_per_rank();
+      for (const EplbLayerMove::Arrival& arrival : move.arrivals) {
+        const auto begin = map.phys2log.begin() + arrival.rank * per_rank;
+        EXPECT_NE(std::find(begin, begin + per_rank, arrival.expert), begin + per_rank)
+            << "layer " << move.layer << ": expert " << arrival.expert << " is on rank " << arrival.rank;
+      }
+    }
   });
 }
 

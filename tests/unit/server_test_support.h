@@ -262,12 +262,13 @@ class LogCapture {
 // The real server on 127.0.0.1:<ephemeral> over a FakeEngineClient, run on its own thread.
 class ServerHarness {
  public:
-  explicit ServerHarness(ServerOptions options = {}, int max_model_len = 128) : engine(max_model_len) {
+  explicit ServerHarness(ServerOptions options = {}, int max_model_len = 128, LiveSources live = {})
+      : engine(max_model_len) {
     options.host = "127.0.0.1";
     options.port = 0;
     if (options.served_model_names.empty()) options.served_model_names = {"tiny", "tiny-alias"};
     options.disable_log_requests = true;
-    server = std::make_unique<HttpServer>(options, engine, registry);
+    server = std::make_unique<HttpServer>(options, engine, registry, std::move(live));
     Status status = server->start();
     if (!status.ok()) throw std::runtime_error(status.error().message);
     thread = std::thread([this] { server->run(); });
