@@ -28,8 +28,9 @@ double since(Clock::time_point start) { return std::chrono::duration<double>(Clo
 // request states its length; a response is framed by Content-Length, chunked transfer encoding,
 // or (HTTP/1.0, or neither header) the connection closing.
 std::string http_request(const std::string& method, const std::string& host, const std::string& path,
-                         const std::string& body, bool keep_alive) {
+                         const std::string& body, bool keep_alive, const std::string& api_key) {
   std::string out = method + " " + path + " HTTP/1.1\r\nHost: " + host + "\r\n";
+  if (!api_key.empty()) out += "Authorization: Bearer " + api_key + "\r\n";
   out += keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
   if (!body.empty()) out += "Content-Type: application/json\r\n";
   if (!body.empty() || method == "POST") out += "Content-Length: " + std::to_string(body.size()) + "\r\n";
@@ -227,7 +228,8 @@ asio::awaitable<RequestRecord> one_request(const BenchServeConfig& config, const
   if (config.top_p) body["top_p"] = *config.top_p;
   if (config.top_k) body["top_k"] = *config.top_k;
   if (config.min_p) body["min_p"] = *config.min_p;
-  const std::string request = http_request("POST", config.host, config.endpoint, body.dump(), /*keep_alive=*/true);
+  const std::string request = http_request("POST", config.host, config.endpoint, body.dump(), /*keep_alive=*/true,
+                                             config.api_key);
   auto executor = co_await asio::this_coro::executor;
   std::unique_ptr<tcp::socket> socket;
   asio::steady_timer deadline(executor);
@@ -366,7 +368,7 @@ Result<BenchServeRun> run_bench_serve(const BenchServeConfig& config, const std:
   return run;
 }
 
-Result<std::string> http_get(const std::string& host, int port, const std::string& path) {
+Result<std::string> http_get(const std::string& host, int port, const std::string& path, const std::string& api_key) {
   asio::io_context io(1);
   boost::system::error_code ec;
   tcp::resolver resolver(io);
@@ -375,7 +377,7 @@ Result<std::string> http_get(const std::string& host, int port, const std::strin
   tcp::socket socket(io);
   asio::connect(socket, endpoints, ec);
   if (ec) return make_error("cannot connect to {}:{}: {}", host, port, ec.message());
-  asio::write(socket, asio::buffer(http_request("GET", host, path, "", /*keep_alive=*/false)), ec);
+  asio::write(socket, asio::buffer(http_request("GET", host, path, "", /*keep_alive=*/false, api_key)), ec);
   if (ec) return make_error("GET {}: {}", path, ec.message());
   ResponseReader response;
   std::string body;

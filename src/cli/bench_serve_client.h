@@ -30,6 +30,8 @@ struct BenchServeConfig {
   std::optional<double> top_p;
   std::optional<int> top_k;
   std::optional<double> min_p;
+  // Sent as "Authorization: Bearer KEY" when set (vLLM's bench reads it from OPENAI_API_KEY).
+  std::string api_key;
 };
 
 struct BenchPrompt {
@@ -60,6 +62,7 @@ Result<BenchServeRun> run_bench_serve(const BenchServeConfig& config, const std:
                                       const std::function<void(int, int)>& on_done);
 
 // GET `path` on host:port; the body of a 200 response, else an error.
-Result<std::string> http_get(const std::string& host, int port, const std::string& path);
+Result<std::string> http_get(const std::string& host, int port, const std::string& path,
+                             const std::string& api_key = "");
 
 }  // namespace moeserve::cli

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <limits>
 #include <memory>
@@ -194,8 +195,12 @@ void run_bench_serve_command(BenchServeArgs& args) {
   if (args.random_input_len <= 0 || args.random_output_len <= 0) fail("--random-input-len/--random-output-len must be positive");
   auto tokenizer = Tokenizer::from_dir(args.model_dir);
   if (!tokenizer.ok()) fail("--model needs the model's tokenizer: " + tokenizer.error().message);
+  // A server started with --api-key wants it on every /v1 request; vLLM's bench takes it from
+  // OPENAI_API_KEY.
+  const char* api_key_env = std::getenv("OPENAI_API_KEY");
+  const std::string api_key = api_key_env != nullptr ? api_key_env : "";
   if (args.served_model_name.empty()) {
-    auto models = http_get(args.host, args.port, "/v1/models");
+    auto models = http_get(args.host, args.port, "/v1/models", api_key);
     if (!models.ok()) fail(fmt::format("cannot reach the server at {}:{}: {}", args.host, args.port, models.error().message));
     const auto json = nlohmann::json::parse(*models, nullptr, false);
     if (json.is_discarded() || !json.contains("data") || json["data"].empty()) fail("/v1/models lists no model");
@@ -213,7 +218,8 @@ void run_bench_serve_command(BenchServeArgs& args) {
                           .temperature = args.temperature,
                           .top_p = args.top_p,
                           .top_k = args.top_k,
-                          .min_p = args.min_p};
+                          .min_p = args.min_p,
+                          .api_key = api_key};
   // The bar redraws one line with \r: on a terminal only, never into a log file or pipe.
   const bool draw_progress = !args.disable_progress && isatty(STDERR_FILENO) == 1;
   auto progress = [&](int done, int total) {

@@ -12,6 +12,7 @@
 namespace moeserve {
 
 struct StepMetrics {
+  int64_t steps = 0;  // 1 for a model step; 0 for the gauge update after a burst of aborts
   int num_running = 0;
   int num_waiting = 0;
   double kv_cache_usage = 0.0;

@@ -83,7 +83,8 @@ void Engine::run_step() {
   }
   if (metrics_ != nullptr) {
     const ExpertLoad& load = runner_->expert_load();
-    metrics_->on_step(StepMetrics{.num_running = scheduler_->num_running(),
+    metrics_->on_step(StepMetrics{.steps = 1,
+                                  .num_running = scheduler_->num_running(),
                                   .num_waiting = scheduler_->num_waiting(),
                                   .kv_cache_usage = kv_manager_->usage(),
                                   .prompt_tokens = prompt_tokens,

@@ -247,6 +247,22 @@ ApiResult<std::vector<int32_t>> ApiRouter::encode(const std::string& text, bool 
   return std::move(ids).value();
 }
 
+ApiResult<std::vector<int32_t>> ApiRouter::encode_prompt(const std::string& text, bool add_special_tokens,
+                                                         const std::string& param) const {
+  const int max_model_len = engine_.info().max_model_len;
+  // resolve_max_tokens refuses a prompt of max_model_len tokens or more; so does this, sooner.
+  auto ids = tokenizer_->encode_within(text, add_special_tokens, static_cast<size_t>(std::max(0, max_model_len - 1)));
+  if (!ids.ok()) return bad_request("cannot tokenize `" + param + "`: " + ids.error().message, param);
+  if (!ids.value()) {
+    return context_length_exceeded(fmt::format("This model's maximum context length is {} tokens. However, your "
+                                               "request has more than that in its {} ({} bytes). Please reduce the "
+                                               "length of the input.",
+                                               max_model_len, param, text.size()),
+                                   param);
+  }
+  return std::move(*ids.value());
+}
+
 HttpResponse ApiRouter::tokenize(const Json& body) const {
   FieldReader reader(body);
   std::optional<std::string> model = reader.string("model");

@@ -73,6 +73,10 @@ class ApiRouter {
   ApiResult<std::string> render_chat(const Json& messages, bool add_generation_prompt, bool continue_final_message,
                                      const Json& template_context) const;
   ApiResult<std::vector<int32_t>> encode(const std::string& text, bool add_special_tokens, const std::string& param) const;
+  // A generation prompt: encode(), refused with context_length_exceeded as soon as it is known to
+  // reach max_model_len (a 30 MB prompt is not tokenized in full to find that out).
+  ApiResult<std::vector<int32_t>> encode_prompt(const std::string& text, bool add_special_tokens,
+                                                const std::string& param) const;
   JobSpec job_spec(ApiKind kind, const GenerationParams& params) const;
   void log_request(const std::string& id, const JobSpec& spec) const;
 

@@ -21,7 +21,7 @@ std::string ApiError::to_json() const {
   error["message"] = message;
   error["type"] = type;
   error["param"] = param ? nlohmann::ordered_json(*param) : nlohmann::ordered_json(nullptr);
-  error["code"] = status;
+  error["code"] = code ? nlohmann::ordered_json(*code) : nlohmann::ordered_json(status);
   nlohmann::ordered_json body;
   body["error"] = std::move(error);
   return body.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
@@ -30,6 +30,12 @@ std::string ApiError::to_json() const {
 ApiError bad_request(std::string message, std::optional<std::string> param) {
   ApiError error = make_api_error(400, std::move(message), "BadRequestError");
   error.param = std::move(param);
+  return error;
+}
+
+ApiError context_length_exceeded(std::string message, std::string param) {
+  ApiError error = bad_request(std::move(message), std::move(param));
+  error.code = "context_length_exceeded";
   return error;
 }
 

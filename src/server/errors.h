@@ -14,11 +14,16 @@ struct ApiError {
   std::string message;
   std::string type = "BadRequestError";
   std::optional<std::string> param;  // the offending request field, when there is one
+  // OpenAI's error code where it has one (context_length_exceeded); otherwise `code` repeats the
+  // status, as vLLM sends it.
+  std::optional<std::string> code;
 
   std::string to_json() const;
 };
 
 ApiError bad_request(std::string message, std::optional<std::string> param = std::nullopt);
+// A prompt, or prompt + max_tokens, over the model's context: 400 with OpenAI's code.
+ApiError context_length_exceeded(std::string message, std::string param);
 ApiError not_found(std::string message);
 ApiError unauthorized();
 ApiError method_not_allowed(const std::string& method, const std::string& path);

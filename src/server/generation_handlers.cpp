@@ -123,7 +123,7 @@ RouteOutcome ApiRouter::completions(const Json& body) {
     std::vector<int32_t> ids = prompt.token_ids;
     if (prompt.text) {
       ApiResult<std::vector<int32_t>> encoded =
-          encode(*prompt.text, request.params.add_special_tokens.value_or(true), "prompt");
+          encode_prompt(*prompt.text, request.params.add_special_tokens.value_or(true), "prompt");
       if (!encoded.ok()) return respond(error_response(encoded.error()));
       ids = std::move(encoded).value();
     } else if (auto error = check_token_ids(ids, vocab, "prompt")) {
@@ -161,7 +161,7 @@ RouteOutcome ApiRouter::chat_completions(const Json& body) {
   if (!prompt.ok()) return respond(error_response(prompt.error()));
   // The template already wrote BOS and the turn markers: no special tokens are added (vLLM).
   ApiResult<std::vector<int32_t>> ids =
-      encode(prompt.value(), request.params.add_special_tokens.value_or(false), "messages");
+      encode_prompt(prompt.value(), request.params.add_special_tokens.value_or(false), "messages");
   if (!ids.ok()) return respond(error_response(ids.error()));
   if (ids.value().empty()) return respond(error_response(bad_request("the rendered chat is empty", "messages")));
   const int prompt_len = static_cast<int>(ids.value().size());

@@ -382,15 +382,15 @@ ApiResult<ChatRequest> parse_chat_request(const Json& body, const ServerOptions&
 ApiResult<int> resolve_max_tokens(const GenerationParams& params, ApiKind kind, int prompt_len, int max_model_len,
                                   const SamplingDefaults& defaults) {
   if (prompt_len >= max_model_len) {
-    return bad_request(fmt::format("This model's maximum context length is {} tokens. However, your request has {} "
-                                   "input tokens. Please reduce the length of the input.",
-                                   max_model_len, prompt_len),
-                       kind == ApiKind::kChat ? "messages" : "prompt");
+    return context_length_exceeded(fmt::format("This model's maximum context length is {} tokens. However, your "
+                                               "request has {} input tokens. Please reduce the length of the input.",
+                                               max_model_len, prompt_len),
+                                   kind == ApiKind::kChat ? "messages" : "prompt");
   }
   const int room = max_model_len - prompt_len;
   if (params.max_tokens) {
     if (*params.max_tokens > room) {
-      return bad_request(
+      return context_length_exceeded(
           fmt::format("This model's maximum context length is {} tokens. However, you requested {} tokens ({} in the "
                       "{}, {} in the completion). Please reduce the length of the {} or completion.",
                       max_model_len, int64_t{prompt_len} + *params.max_tokens, prompt_len,

@@ -30,6 +30,7 @@ PrometheusEngineMetrics::PrometheusEngineMetrics(MetricsRegistry& registry, cons
                                        "Prefix cache queries, in terms of number of queried tokens.", labels_)),
       prefix_hits_(registry.counter("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.",
                                     labels_)),
+      steps_(registry.counter("moeserve:engine_steps", "Model steps the engine loop has run.", labels_)),
       ttft_(registry.histogram("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.",
                                kTimeToFirstTokenBuckets, labels_)),
       inter_token_(registry.histogram("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.",
@@ -78,6 +79,7 @@ void PrometheusEngineMetrics::on_step(const StepMetrics& step) {
   preemptions_.inc(static_cast<double>(step.preemptions));
   prefix_queries_.inc(static_cast<double>(step.prefix_queries));
   prefix_hits_.inc(static_cast<double>(step.prefix_hits));
+  steps_.inc(static_cast<double>(step.steps));
   if (step.expert_tokens != nullptr && step.num_experts > 0) {
     ensure_expert_counters(step.expert_tokens->size(), step.num_experts);
     for (size_t idx = 0; idx < expert_tokens_.size(); ++idx) {

@@ -40,6 +40,7 @@ class PrometheusEngineMetrics : public EngineMetrics {
   Counter& preemptions_;
   Counter& prefix_queries_;
   Counter& prefix_hits_;
+  Counter& steps_;
   Histogram& ttft_;
   Histogram& inter_token_;
   Histogram& e2e_;

@@ -134,6 +134,17 @@ Result<std::unique_ptr<BpeModel>> BpeModel::parse(const nlohmann::json& spec) {
     auto id = model->token_to_id(fmt::format("<0x{:02X}>", byte));
     model->byte_fallback_ids_[byte] = id ? *id : -1;
   }
+  // min_tokens()'s bound: no character is dropped, and each symbol's covered bytes stay within
+  // its entry's length (a character's own entry; a byte-fallback or unknown token covers at most
+  // 4 bytes; a merge concatenates its parts' entries, with no prefix to take off).
+  bool every_byte = true;
+  for (int32_t id : model->byte_fallback_ids_) every_byte = every_byte && id >= 0;
+  const bool no_drops = (model->byte_fallback_ && every_byte) || (model->unk_token_ && !model->fuse_unk_);
+  if (no_drops && !model->continuing_subword_prefix_ && !model->end_of_word_suffix_) {
+    size_t longest = 4;
+    for (const auto& [token, id] : model->vocab_) longest = std::max(longest, token.size());
+    model->max_token_bytes_ = longest;
+  }
   auto merges_it = spec.find("merges");
   if (merges_it == spec.end() || !merges_it->is_array()) return make_error("BPE model has no \"merges\" array");
   MS_ASSIGN_OR_RETURN(auto pairs, read_merges(*merges_it));

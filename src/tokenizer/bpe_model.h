@@ -60,6 +60,14 @@ class BpeModel {
 
   // Appends the ids of `piece` (non-empty valid UTF-8) to `out`.
   Result<void> tokenize(std::string_view piece, std::vector<int32_t>& out) const;
+  // The fewest ids tokenize() can give `piece`, without tokenizing it: every character becomes a
+  // symbol (all 256 byte-fallback tokens exist, or an unfused unknown token), and a symbol covers
+  // at most the bytes of its vocabulary entry (a merge's entry is its two parts' concatenation),
+  // so each id spans at most max_token_bytes_ of the piece. 0 when no bound holds (characters
+  // may be dropped, fused unknowns, a subword prefix or suffix).
+  size_t min_tokens(std::string_view piece) const {
+    return max_token_bytes_ == 0 ? 0 : (piece.size() + max_token_bytes_ - 1) / max_token_bytes_;
+  }
 
   std::optional<int32_t> token_to_id(std::string_view token) const;
   // nullptr when the id is not in the vocabulary.
@@ -81,6 +89,7 @@ class BpeModel {
   bool byte_fallback_ = false;
   bool ignore_merges_ = false;
   std::array<int32_t, 256> byte_fallback_ids_{};  // -1 where <0xXX> is not in the vocabulary
+  size_t max_token_bytes_ = 0;                     // min_tokens()'s bound; 0: none
 
   static constexpr size_t kCacheCapacity = 1 << 16;
   static constexpr size_t kMaxCachedPieceBytes = 256;

@@ -29,6 +29,7 @@ Result<Regex> Regex::compile(std::string_view pattern, bool literal) {
   // JIT is an optimisation only: interpretation gives the same matches when it is unavailable.
   pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
   Regex regex;
+  if (literal) regex.literal_ = std::string(pattern);
   auto compiled = std::make_shared<Compiled>();
   compiled->code = code;
   regex.compiled_ = std::move(compiled);
@@ -37,6 +38,12 @@ Result<Regex> Regex::compile(std::string_view pattern, bool literal) {
 
 std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view text) const {
   std::vector<std::pair<size_t, size_t>> matches;
+  if (!literal_.empty()) {
+    for (size_t at = text.find(literal_); at != std::string_view::npos; at = text.find(literal_, at + literal_.size())) {
+      matches.emplace_back(at, at + literal_.size());
+    }
+    return matches;
+  }
   pcre2_match_data* data = pcre2_match_data_create_from_pattern(compiled_->code, nullptr);
   size_t search_from = 0;
   size_t previous_end = std::string_view::npos;
@@ -61,9 +68,29 @@ std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view text) co
 }
 
 std::string Regex::replace_all(std::string_view text, std::string_view replacement) const {
+  if (!literal_.empty()) {  // two finds over the text: no list of matches, one allocation
+    size_t count = 0;
+    for (size_t at = text.find(literal_); at != std::string_view::npos; at = text.find(literal_, at + literal_.size())) {
+      ++count;
+    }
+    std::string out;
+    out.reserve(text.size() - count * literal_.size() + count * replacement.size());
+    size_t copied = 0;
+    for (size_t at = text.find(literal_); at != std::string_view::npos; at = text.find(literal_, at + literal_.size())) {
+      out.append(text.substr(copied, at - copied));
+      out.append(replacement);
+      copied = at + literal_.size();
+    }
+    out.append(text.substr(copied));
+    return out;
+  }
+  const std::vector<std::pair<size_t, size_t>> matches = find_all(text);
+  size_t length = text.size();
+  for (const auto& [start, end] : matches) length = length - (end - start) + replacement.size();
   std::string out;
+  out.reserve(length);
   size_t copied = 0;
-  for (const auto& [start, end] : find_all(text)) {
+  for (const auto& [start, end] : matches) {
     out.append(text.substr(copied, start - copied));
     out.append(replacement);
     copied = end;

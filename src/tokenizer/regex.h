@@ -28,6 +28,10 @@ class Regex {
  private:
   struct Compiled;
   std::shared_ptr<const Compiled> compiled_;
+  // A non-empty literal pattern (tokenizer.json's {"String": " "} of Metaspace-style
+  // normalizers) is found with string_view::find: the same leftmost non-overlapping matches,
+  // without a PCRE2 call per match (a 30 MB prompt has 5 million spaces).
+  std::string literal_;
 };
 
 }  // namespace moeserve

@@ -13,7 +13,8 @@ namespace moeserve {
 
 // One stretch of raw text between non-normalized added tokens: normalize it, cut out the
 // normalized added tokens, pre-tokenize and run the model on each remaining piece.
-Status Tokenizer::encode_segment(std::string_view segment, bool at_origin, std::vector<int32_t>& ids) const {
+Status Tokenizer::encode_segment(std::string_view segment, bool at_origin, std::vector<int32_t>& ids,
+                                 std::optional<size_t> limit, bool* over) const {
   std::string normalized(segment);
   if (normalizer_) normalizer_->normalize(normalized);
   for (const auto& part : added_->split(normalized, /*normalized_set=*/true)) {
@@ -25,26 +26,62 @@ Status Tokenizer::encode_segment(std::string_view segment, bool at_origin, std::
     std::vector<tok::PreSplit> splits;
     splits.push_back({normalized.substr(part.start, part.end - part.start), at_origin && part.start == 0});
     if (pre_tokenizer_) pre_tokenizer_->pre_tokenize(splits);
-    for (const auto& split : splits) MS_RETURN_IF_ERROR(model_->tokenize(split.text, ids));
+    // Bounded: the fewest ids this part's pieces still to go can give; ids only grow from here.
+    size_t still_to_come = 0;
+    if (limit) {
+      for (const auto& split : splits) still_to_come += model_->min_tokens(split.text);
+    }
+    for (const auto& split : splits) {
+      if (limit && ids.size() + still_to_come > *limit) {
+        *over = true;
+        return ok_status();
+      }
+      MS_RETURN_IF_ERROR(model_->tokenize(split.text, ids));
+      if (limit) still_to_come -= model_->min_tokens(split.text);
+    }
   }
   return ok_status();
 }
 
 Result<std::vector<int32_t>> Tokenizer::encode(std::string_view text, bool add_special_tokens) const {
-  if (auto bad = unicode::find_invalid_utf8(text)) return make_error("text is not valid UTF-8 (byte offset {})", *bad);
   std::vector<int32_t> ids;
+  bool over = false;
+  MS_RETURN_IF_ERROR(encode_into(text, add_special_tokens, std::nullopt, ids, over));
+  return ids;
+}
+
+Result<std::optional<std::vector<int32_t>>> Tokenizer::encode_within(std::string_view text, bool add_special_tokens,
+                                                                     size_t max_tokens) const {
+  std::vector<int32_t> ids;
+  bool over = false;
+  MS_RETURN_IF_ERROR(encode_into(text, add_special_tokens, max_tokens, ids, over));
+  if (over) return std::optional<std::vector<int32_t>>();
+  return std::optional<std::vector<int32_t>>(std::move(ids));
+}
+
+Status Tokenizer::encode_into(std::string_view text, bool add_special_tokens, std::optional<size_t> limit,
+                              std::vector<int32_t>& ids, bool& over) const {
+  if (auto bad = unicode::find_invalid_utf8(text)) return make_error("text is not valid UTF-8 (byte offset {})", *bad);
   for (const auto& segment : added_->split(text, /*normalized_set=*/false)) {
     if (segment.token_id) {
       ids.push_back(*segment.token_id);
     } else {
-      MS_RETURN_IF_ERROR(encode_segment(text.substr(segment.start, segment.end - segment.start), segment.start == 0, ids));
+      MS_RETURN_IF_ERROR(encode_segment(text.substr(segment.start, segment.end - segment.start), segment.start == 0,
+                                        ids, limit, &over));
+    }
+    // The special tokens added below only add ids, so this is already the answer.
+    if (over || (limit && ids.size() > *limit)) {
+      over = true;
+      return ok_status();
     }
   }
-  if (!add_special_tokens) return ids;
-  if (post_processor_) post_processor_->process(ids);
-  if (add_bos_ && (ids.empty() || ids.front() != *bos_id_)) ids.insert(ids.begin(), *bos_id_);
-  if (add_eos_ && (ids.empty() || ids.back() != *eos_id_)) ids.push_back(*eos_id_);
-  return ids;
+  if (add_special_tokens) {
+    if (post_processor_) post_processor_->process(ids);
+    if (add_bos_ && (ids.empty() || ids.front() != *bos_id_)) ids.insert(ids.begin(), *bos_id_);
+    if (add_eos_ && (ids.empty() || ids.back() != *eos_id_)) ids.push_back(*eos_id_);
+  }
+  over = limit && ids.size() > *limit;
+  return ok_status();
 }
 
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special_tokens) const {

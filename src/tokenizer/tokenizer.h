@@ -42,6 +42,12 @@ class Tokenizer {
   // Invalid UTF-8 in `text` is an error. add_special_tokens=true behaves as transformers 4.x
   // encode(): the post-processor's tokens plus the add_bos_token/add_eos_token rule.
   Result<std::vector<int32_t>> encode(std::string_view text, bool add_special_tokens) const;
+  // encode(), unless the text has more than `max_tokens` ids: then nullopt, known as soon as the
+  // ids so far plus the fewest the rest of a pre-tokenized segment can give exceed it (a 30 MB
+  // prompt against a 4,096-token context is refused without being tokenized). Never nullopt for a
+  // text whose encode() fits.
+  Result<std::optional<std::vector<int32_t>>> encode_within(std::string_view text, bool add_special_tokens,
+                                                            size_t max_tokens) const;
   // Ids outside the vocabulary are skipped, as Hugging Face does. Always valid UTF-8.
   std::string decode(std::span<const int32_t> ids, bool skip_special_tokens) const;
 
@@ -65,7 +71,12 @@ class Tokenizer {
   Tokenizer();
   static Result<std::shared_ptr<const Tokenizer>> parse_components(std::string_view tokenizer_json, std::string_view config_json);
   Status load_config(std::string_view config_json, bool has_config);
-  Status encode_segment(std::string_view segment, bool at_origin, std::vector<int32_t>& ids) const;
+  // With `limit`, stops (returning true in *over) once the ids cannot stay within it.
+  Status encode_segment(std::string_view segment, bool at_origin, std::vector<int32_t>& ids,
+                        std::optional<size_t> limit = std::nullopt, bool* over = nullptr) const;
+  // encode() into `ids`; with `limit`, stops with `over` set once they cannot stay within it.
+  Status encode_into(std::string_view text, bool add_special_tokens, std::optional<size_t> limit,
+                     std::vector<int32_t>& ids, bool& over) const;
 
   std::unique_ptr<tok::Normalizer> normalizer_;
   std::unique_ptr<tok::PreTokenizer> pre_tokenizer_;

@@ -84,5 +84,22 @@ TEST(BenchServeCli, ProgressBarOnATerminal) {
   EXPECT_EQ(quiet_terminal.find("4/4"), std::string::npos) << quiet_terminal;
 }
 
+// Against a server started with --api-key, `bench serve` sends $OPENAI_API_KEY as a Bearer token
+// (as vLLM's bench does): with it every request succeeds; without it the server's 401 is what the
+// run reports, never a success.
+TEST(BenchServeCli, SendsOpenAiApiKeyAsABearerToken) {
+  ServerOptions options;
+  options.api_key = "bench-sekret";
+  ServerHarness harness(options);
+  std::vector<std::string> args = bench_args(harness.port());
+  args.push_back("--disable-tqdm");
+  const CommandResult with_key = run_moeserve(args, {.env = {{"OPENAI_API_KEY", "bench-sekret"}}, .timeout_s = 120});
+  ASSERT_EQ(with_key.exit_code, 0) << with_key.output;
+  EXPECT_NE(with_key.out.find("Successful requests:                     4"), std::string::npos) << with_key.out;
+  const CommandResult wrong_key = run_moeserve(args, {.env = {{"OPENAI_API_KEY", "wrong"}}, .timeout_s = 120});
+  EXPECT_EQ(wrong_key.out.find("Successful requests:                     4"), std::string::npos) << wrong_key.output;
+  EXPECT_NE(wrong_key.output.find("401"), std::string::npos) << wrong_key.output;
+}
+
 }  // namespace
 }  // namespace moeserve::testing

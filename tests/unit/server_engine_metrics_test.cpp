@@ -19,11 +19,13 @@ TEST(PrometheusEngineMetrics, ExportsVllmNames) {
   EXPECT_TRUE(has_line(text, "vllm:num_requests_running{" + labels + "} 0.0"));
 
   std::vector<int64_t> experts = {3, 0, 1, 4};  // 2 layers x 2 experts
-  StepMetrics step{.num_running = 2, .num_waiting = 1, .kv_cache_usage = 0.5, .prompt_tokens = 10,
+  StepMetrics step{.steps = 1, .num_running = 2, .num_waiting = 1, .kv_cache_usage = 0.5, .prompt_tokens = 10,
                    .generation_tokens = 2, .preemptions = 1, .prefix_queries = 16, .prefix_hits = 8,
                    .expert_tokens = &experts, .num_experts = 2};
   metrics.on_step(step);
   metrics.on_step(step);
+  // The gauge update after a burst of aborts is no step.
+  metrics.on_step(StepMetrics{.num_running = 2, .num_waiting = 1, .kv_cache_usage = 0.5});
   metrics.on_inter_token_latency(0.02);
   metrics.on_request_finished(RequestMetrics{.finish_reason = FinishReason::kLength, .num_prompt_tokens = 7,
                                              .num_output_tokens = 3, .queue_seconds = 0.1,
@@ -37,6 +39,7 @@ TEST(PrometheusEngineMetrics, ExportsVllmNames) {
   EXPECT_TRUE(has_line(text, "vllm:num_preemptions_total{" + labels + "} 2.0"));
   EXPECT_TRUE(has_line(text, "vllm:prefix_cache_queries_total{" + labels + "} 32.0"));
   EXPECT_TRUE(has_line(text, "vllm:prefix_cache_hits_total{" + labels + "} 16.0"));
+  EXPECT_TRUE(has_line(text, "moeserve:engine_steps_total{" + labels + "} 2.0"));
   EXPECT_TRUE(has_line(text, "vllm:request_success_total{" + labels + ",finished_reason=\"length\"} 1.0"));
   EXPECT_TRUE(has_line(text, "vllm:time_to_first_token_seconds_bucket{" + labels + ",le=\"0.001\"} 0.0"));
   EXPECT_TRUE(has_line(text, "vllm:time_to_first_token_seconds_bucket{" + labels + ",le=\"0.005\"} 1.0"));

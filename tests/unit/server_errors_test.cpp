@@ -17,8 +17,9 @@ namespace {
 using nlohmann::json;
 
 // Checks the status and the error body's shape; returns the message.
+// `code`: OpenAI's error code where the error has one; otherwise the status is expected there.
 std::string expect_error(const HttpResult& result, int status, const std::string& type,
-                         std::optional<std::string> param = std::nullopt) {
+                         std::optional<std::string> param = std::nullopt, std::optional<std::string> code = std::nullopt) {
   EXPECT_EQ(result.status, status) << result.body;
   json body = json::parse(result.body, nullptr, false);
   EXPECT_TRUE(body.is_object() && body.contains("error")) << result.body;
@@ -26,7 +27,11 @@ std::string expect_error(const HttpResult& result, int status, const std::string
   const json& error = body["error"];
   EXPECT_EQ(error.size(), 4u);
   EXPECT_EQ(error["type"], type);
-  EXPECT_EQ(error["code"], status);
+  if (code) {
+    EXPECT_EQ(error["code"], *code) << result.body;
+  } else {
+    EXPECT_EQ(error["code"], status) << result.body;
+  }
   if (param) {
     EXPECT_EQ(error["param"], *param) << result.body;
   } else {
@@ -186,17 +191,45 @@ TEST(ServerErrors, TokenIdsOutsideTheVocabulary) {
 TEST(ServerErrors, PromptPlusMaxTokensBeyondMaxModelLen) {
   ServerHarness harness({}, /*max_model_len=*/64);
   const std::vector<int32_t> prompt(20, 560);
-  std::string message =
-      expect_error(harness.post("/v1/completions", {{"prompt", prompt}, {"max_tokens", 50}}), 400, "BadRequestError",
-                   "max_tokens");
+  std::string message = expect_error(harness.post("/v1/completions", {{"prompt", prompt}, {"max_tokens", 50}}), 400,
+                                     "BadRequestError", "max_tokens", "context_length_exceeded");
   EXPECT_NE(message.find("maximum context length is 64 tokens"), std::string::npos) << message;
   EXPECT_NE(message.find("you requested 70 tokens (20 in the prompt, 50 in the completion)"), std::string::npos)
       << message;
   message = expect_error(harness.post("/v1/completions", {{"prompt", std::vector<int32_t>(64, 560)}}), 400,
-                         "BadRequestError", "prompt");
+                         "BadRequestError", "prompt", "context_length_exceeded");
   EXPECT_NE(message.find("64 input tokens"), std::string::npos) << message;
   // Exactly filling the context is allowed.
   EXPECT_EQ(harness.post("/v1/completions", {{"prompt", prompt}, {"max_tokens", 44}}).status, 200);
+}
+
+// A text prompt over the context is refused with OpenAI's context_length_exceeded, a large one
+// (4 MB of text against 64 tokens) without being tokenized in full, and one that fits exactly is
+// served: the bound never refuses a prompt that fits. Chat prompts likewise.
+TEST(ServerErrors, TextPromptOverTheContextIsContextLengthExceeded) {
+  ServerHarness harness({}, /*max_model_len=*/64);
+  std::string large;
+  while (large.size() < 4'000'000) large += "In the beginning God created the heaven and the earth. ";
+  std::string message = expect_error(harness.post("/v1/completions", {{"prompt", large}, {"max_tokens", 1}}), 400,
+                                     "BadRequestError", "prompt", "context_length_exceeded");
+  EXPECT_NE(message.find("maximum context length is 64 tokens"), std::string::npos) << message;
+  message = expect_error(
+      harness.post("/v1/chat/completions", {{"messages", {user_turn(large)}}, {"max_tokens", 1}}), 400,
+      "BadRequestError", "messages", "context_length_exceeded");
+  EXPECT_NE(message.find("maximum context length is 64 tokens"), std::string::npos) << message;
+  // The longest text prompt that fits (63 tokens with BOS) is served; one word more is refused.
+  const auto tokenizer = harness.engine.tokenizer();
+  std::string fits = "In";
+  while (true) {
+    const std::string longer = fits + " the";
+    if (tokenizer->encode(longer, true)->size() > 63) break;
+    fits = longer;
+  }
+  ASSERT_EQ(tokenizer->encode(fits, true)->size(), 63u);
+  EXPECT_EQ(harness.post("/v1/completions", {{"prompt", fits}, {"max_tokens", 1}}).status, 200);
+  expect_error(harness.post("/v1/completions", {{"prompt", fits + " the"}, {"max_tokens", 1}}), 400, "BadRequestError",
+               "prompt", "context_length_exceeded");
+  EXPECT_TRUE(harness.engine.submitted().size() == 1u);
 }
 
 TEST(ServerErrors, ApiKeyGuardsOnlyTheV1Routes) {

@@ -1,7 +1,8 @@
 // Seeded random tests beyond the fixtures: lossless round trips on generated multi-script
 // text, arbitrary bytes (invalid UTF-8 included) into encode, arbitrary ids (out-of-range,
 // lone byte-fallback bytes) into decode, and the incremental detokenizer equal to the full
-// decode on random id streams.
+// decode on random id streams. And encode_within against encode: the same ids whenever they fit
+// the bound, nullopt exactly when they do not.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -69,6 +70,55 @@ TEST(TokenizerFuzz, ArbitraryBytesNeverCrashEncode) {
     }
     EXPECT_GT(accepted, 1000u);  // the ASCII half always encodes
   }
+}
+
+// encode_within(text, special, limit) is encode's ids when they are at most `limit`, else nullopt,
+// on random text (and runs of one repeated piece, which make long single pre-tokenized pieces
+// where the per-piece bound decides) for limits around the true count; for every tokenizer,
+// the bundled model's (no pre-tokenizer: the whole text is one piece) included.
+TEST(TokenizerFuzz, EncodeWithinIsEncodeOrNulloptExactlyWhenOver) {
+  std::mt19937 rng(4242);
+  std::vector<std::pair<std::string, std::shared_ptr<const Tokenizer>>> tokenizers;
+  for (const std::string name : {"qwen3", "deepseek_v3", "mistral"}) tokenizers.emplace_back(name, load(name));
+  auto kjv = Tokenizer::from_dir(std::string(MOESERVE_MODELS_DIR) + "/kjv-mixtral-tiny");
+  ASSERT_TRUE(kjv.ok()) << kjv.error().message;
+  tokenizers.emplace_back("kjv-mixtral-tiny", *kjv);
+  std::uniform_int_distribution<int> parts(1, 6), repeats(1, 400);
+  for (const auto& [name, tokenizer] : tokenizers) {
+    ASSERT_TRUE(tokenizer);
+    size_t over = 0, within = 0;
+    for (int trial = 0; trial < 300; ++trial) {
+      std::string text;
+      if (trial % 3 == 0) {
+        const std::string piece = random_text(rng, false);
+        for (int i = repeats(rng); i > 0; --i) text += piece;
+      } else {
+        for (int i = parts(rng); i > 0; --i) text += random_text(rng, name != "mistral");
+      }
+      for (const bool special : {false, true}) {
+        const auto ids = tokenizer->encode(text, special);
+        ASSERT_TRUE(ids.ok()) << ids.error().message;
+        const size_t count = ids->size();
+        for (const size_t limit : {size_t{0}, size_t{1}, count / 2, count > 0 ? count - 1 : 0, count, count + 1,
+                                   count * 2 + 3}) {
+          const auto bounded = tokenizer->encode_within(text, special, limit);
+          ASSERT_TRUE(bounded.ok()) << bounded.error().message;
+          if (count <= limit) {
+            ASSERT_TRUE(bounded->has_value()) << name << " trial " << trial << " limit " << limit << " count " << count;
+            EXPECT_EQ(**bounded, *ids) << name << " trial " << trial;
+            ++within;
+          } else {
+            EXPECT_FALSE(bounded->has_value()) << name << " trial " << trial << " limit " << limit << " count " << count;
+            ++over;
+          }
+        }
+      }
+    }
+    EXPECT_GT(over, 500u) << name;
+    EXPECT_GT(within, 500u) << name;
+  }
+  // Invalid UTF-8 is the same error either way.
+  EXPECT_FALSE(tokenizers.front().second->encode_within("\xff", false, 10).ok());
 }
 
 // Random ids, biased toward byte tokens (ByteLevel fragments of UTF-8, <0xXX> fallbacks) and
