@@ -33,7 +33,7 @@ void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
   command.add_option("--load-format", load_format, "auto: read the checkpoint; dummy: random weights of its shape")
       ->check(CLI::IsMember({"auto", "safetensors", "dummy"}));
   command.add_option("--hf-overrides", hf_overrides, "JSON merged into config.json, e.g. '{\"num_hidden_layers\": 8}'");
-  command.add_option("--seed", seed, "Random seed (sampling, dummy weights)");
+  command.add_option("--seed", seed, "Random seed (sampling, dummy weights)")->check(uint64_decimal());
   command.add_option("--device", device,
                      "Device to run on: cuda (the first GPU; needs a CUDA build), cpu, or auto (cuda when a GPU is "
                      "visible and one rank runs, else cpu)")

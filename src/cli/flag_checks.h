@@ -6,7 +6,10 @@
 // "--max-num-seqs: must be a positive integer, got 0".
 #pragma once
 
+#include <charconv>
 #include <climits>
+#include <cmath>
+#include <cstdint>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -32,14 +35,47 @@ inline CLI::Validator non_negative_int() {
   return int_in_range(0, INT_MAX, "a non-negative integer", "NONNEGATIVE");
 }
 
+// A finite number >= 0 (NaN and infinity are refused: no comparison catches NaN).
 inline CLI::Validator non_negative_number() {
   return CLI::Validator(
       [](std::string& input) -> std::string {
         double value = 0;
-        if (!CLI::detail::lexical_cast(input, value) || !(value >= 0)) return "must be a number >= 0, got " + input;
+        if (!CLI::detail::lexical_cast(input, value) || !std::isfinite(value) || !(value >= 0)) {
+          return "must be a finite number >= 0, got " + input;
+        }
         return {};
       },
       "NONNEGATIVE");
+}
+
+// A number in [min, max]; unlike CLI::Range, NaN is refused (it fails every comparison, so a
+// range check of `value < min || value > max` lets it through).
+inline CLI::Validator number_in_range(double min, double max, const std::string& what, const std::string& tag) {
+  return CLI::Validator(
+      [min, max, what](std::string& input) -> std::string {
+        double value = 0;
+        if (!CLI::detail::lexical_cast(input, value) || !(value >= min && value <= max)) {
+          return "must be " + what + ", got " + input;
+        }
+        return {};
+      },
+      tag);
+}
+
+// An unsigned 64-bit integer written in decimal (CLI11 alone took "-1", "" and values past
+// 2^64 for a uint64_t and stored something else).
+inline CLI::Validator uint64_decimal() {
+  return CLI::Validator(
+      [](std::string& input) -> std::string {
+        uint64_t value = 0;
+        const char* end = input.data() + input.size();
+        const auto [at, error] = std::from_chars(input.data(), end, value);
+        if (input.empty() || error != std::errc() || at != end) {
+          return "must be an integer from 0 to 18446744073709551615, got '" + input + "'";
+        }
+        return {};
+      },
+      "UINT");
 }
 
 }  // namespace moeserve::cli

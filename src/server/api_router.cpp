@@ -17,8 +17,9 @@ namespace {
 // tokenizer_config.json, as transformers picks), else what the tokenizer loaded.
 Result<std::optional<std::string>> chat_template_source(const ServerOptions& options, const EngineClient& engine) {
   if (!options.chat_template_path.empty()) {
-    MS_ASSIGN_OR_RETURN(std::string text, read_text_file(options.chat_template_path));
-    return std::optional<std::string>(std::move(text));
+    Result<std::string> text = read_text_file(options.chat_template_path);
+    if (!text.ok()) return make_error("--chat-template: {}", text.error().message);
+    return std::optional<std::string>(std::move(text).value());
   }
   if (!engine.info().model_dir.empty()) {
     Result<chat::ChatTemplateConfig> config = chat::load_chat_template_config(engine.info().model_dir);

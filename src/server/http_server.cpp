@@ -1,6 +1,7 @@
 // HttpServer: listener, session registry and shutdown.
 #include "server/http_server.h"
 
+#include <algorithm>
 #include <csignal>
 #include <future>
 
@@ -51,7 +52,7 @@ Status HttpServer::start() {
   if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor_.bind(endpoint, ec);
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return make_error("cannot listen on {}:{}: {}", options_.host, options_.port, ec.message());
+  if (ec) return make_error("cannot listen on --host {} --port {}: {}", options_.host, options_.port, ec.message());
   port_ = acceptor_.local_endpoint().port();
   if (options_.enable_webui) {
     Counter& push_seconds = metrics_.counter(
@@ -140,7 +141,9 @@ void HttpServer::begin_graceful_shutdown() {
     if (!ec) begin_graceful_shutdown();
   });
   for (auto& session : live_sessions()) session->stop_keep_alive();  // idle ones close now
-  const auto timeout = std::chrono::duration<double>(options_.shutdown_timeout_s);
+  // Past ~292 years the deadline in nanoseconds overflows (into the past: requests would be cut
+  // at once); a billion seconds is "as long as it takes".
+  const auto timeout = std::chrono::duration<double>(std::min(options_.shutdown_timeout_s, 1e9));
   if (options_.shutdown_timeout_s > 0) {
     spdlog::info("waiting up to {:g} s for the requests in flight", options_.shutdown_timeout_s);
   }

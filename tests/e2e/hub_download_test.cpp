@@ -5,7 +5,7 @@
 // with the hub gone; a gated model is refused naming HF_TOKEN and downloads with it, the token
 // never forwarded to the CDN; an unknown model is refused with the hub's 404; HF_HUB_OFFLINE
 // keeps to the cache; an interrupted file resumes with a Range request; a file whose SHA-256 is
-// not the hub's is refused and removed.
+// not the hub's is refused and removed. A log that is not a terminal gets no progress bar.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -57,6 +57,9 @@ TEST_F(HubDownload, DownloadsIntoTheCacheThenRunsFromIt) {
                                              {.env = {{"HF_ENDPOINT", endpoint(hub.port())}}, .timeout_s = 120});
     ASSERT_EQ(first.exit_code, 0) << first.output;
     EXPECT_EQ(first.out, local.out);  // the same model, the same greedy continuation
+    // stderr is a pipe here, as in a log file: the "downloading" lines, no progress bar (\r).
+    EXPECT_THAT(first.err, HasSubstr("downloading "));
+    EXPECT_EQ(first.err.find('\r'), std::string::npos) << first.err;
     const fs::path repo = cache_ / "models--acme--kjv-remote";
     std::ifstream ref(repo / "refs" / "main");
     std::string commit((std::istreambuf_iterator<char>(ref)), {});

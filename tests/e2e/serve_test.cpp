@@ -426,18 +426,23 @@ TEST(ServeLifecycle, SigtermEndsRequestsInFlightWithAnErrorAndDone) {
 }
 
 // With --shutdown-timeout a request in flight that ends within it completes normally.
+// A --shutdown-timeout past what the clock can hold (1e20 s) means "as long as it takes", not a
+// deadline that overflowed into the past.
 TEST(ServeLifecycle, ShutdownTimeoutLetsRequestsFinish) {
-  ServeProcess server({kModel, "--host", "127.0.0.1", "--port", "0", "--served-model-name", "kjv", "--threads", "2",
-                       "--disable-log-requests", "--shutdown-timeout", "60"});
-  HttpClient streaming(server.port());
-  std::string stream;
-  start_stream(streaming, greedy_request({1, 560, 272}, 1500, true), stream);
-  EXPECT_EQ(server.terminate(), 0) << server.output();
-  read_to_close(streaming, stream);
-  EXPECT_EQ(stream.find("\"error\""), std::string::npos) << stream.substr(stream.size() > 600 ? stream.size() - 600 : 0);
-  EXPECT_NE(stream.find("\"finish_reason\":\"length\""), std::string::npos);
-  EXPECT_NE(stream.find("\"completion_tokens\":1500"), std::string::npos);
-  EXPECT_NE(stream.find("data: [DONE]"), std::string::npos);
+  for (const std::string timeout : {"60", "99999999999999999999"}) {
+    ServeProcess server({kModel, "--host", "127.0.0.1", "--port", "0", "--served-model-name", "kjv", "--threads", "2",
+                         "--disable-log-requests", "--shutdown-timeout", timeout});
+    HttpClient streaming(server.port());
+    std::string stream;
+    start_stream(streaming, greedy_request({1, 560, 272}, 1500, true), stream);
+    EXPECT_EQ(server.terminate(), 0) << server.output();
+    read_to_close(streaming, stream);
+    EXPECT_EQ(stream.find("\"error\""), std::string::npos)
+        << timeout << ": " << stream.substr(stream.size() > 600 ? stream.size() - 600 : 0);
+    EXPECT_NE(stream.find("\"finish_reason\":\"length\""), std::string::npos) << timeout;
+    EXPECT_NE(stream.find("\"completion_tokens\":1500"), std::string::npos) << timeout;
+    EXPECT_NE(stream.find("data: [DONE]"), std::string::npos) << timeout;
+  }
 }
 
 // --log-level debug logs every answered request (the access line); a refusal is logged at info
