@@ -228,8 +228,8 @@ asio::awaitable<RequestRecord> one_request(const BenchServeConfig& config, const
   if (config.top_p) body["top_p"] = *config.top_p;
   if (config.top_k) body["top_k"] = *config.top_k;
   if (config.min_p) body["min_p"] = *config.min_p;
-  const std::string request = http_request("POST", config.host, config.endpoint, body.dump(), /*keep_alive=*/true,
-                                             config.api_key);
+  const std::string request =
+      http_request("POST", config.host, config.endpoint, body.dump(), /*keep_alive=*/true, config.api_key);
   auto executor = co_await asio::this_coro::executor;
   std::unique_ptr<tcp::socket> socket;
   asio::steady_timer deadline(executor);

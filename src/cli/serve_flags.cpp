@@ -52,8 +52,9 @@ void SchedulingFlags::add_to(CLI::App& command) {
         kv_cache_bytes = *bytes;
       },
       "CPU KV-cache budget in bytes (suffixes K/M/G/KiB/MiB/GiB; default 1GiB)");
-  command.add_option("--gpu-memory-utilization", gpu_memory_utilization,
-                     "Fraction of GPU memory to use (GPU backends; the CPU uses --kv-cache-memory)")
+  command
+      .add_option("--gpu-memory-utilization", gpu_memory_utilization,
+                  "Fraction of GPU memory to use (GPU backends; the CPU uses --kv-cache-memory)")
       ->check(number_in_range(0.01, 1.0, "a number from 0.01 to 1", "FLOAT in [0.01 - 1]"));
   command.add_flag("--enforce-eager", enforce_eager, "No CUDA graphs: every decode step launches its kernels one by one (the CPU backend always does)");
   command.add_flag("--enable-chunked-prefill", enable_chunked_prefill, "Always on: long prompts are prefilled in chunks");

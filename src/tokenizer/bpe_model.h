@@ -89,7 +89,7 @@ class BpeModel {
   bool byte_fallback_ = false;
   bool ignore_merges_ = false;
   std::array<int32_t, 256> byte_fallback_ids_{};  // -1 where <0xXX> is not in the vocabulary
-  size_t max_token_bytes_ = 0;                     // min_tokens()'s bound; 0: none
+  size_t max_token_bytes_ = 0;                    // min_tokens()'s bound; 0: none
 
   static constexpr size_t kCacheCapacity = 1 << 16;
   static constexpr size_t kMaxCachedPieceBytes = 256;

@@ -39,7 +39,8 @@ Result<Regex> Regex::compile(std::string_view pattern, bool literal) {
 std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view text) const {
   std::vector<std::pair<size_t, size_t>> matches;
   if (!literal_.empty()) {
-    for (size_t at = text.find(literal_); at != std::string_view::npos; at = text.find(literal_, at + literal_.size())) {
+    for (size_t at = text.find(literal_); at != std::string_view::npos;
+         at = text.find(literal_, at + literal_.size())) {
       matches.emplace_back(at, at + literal_.size());
     }
     return matches;
@@ -70,13 +71,15 @@ std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view text) co
 std::string Regex::replace_all(std::string_view text, std::string_view replacement) const {
   if (!literal_.empty()) {  // two finds over the text: no list of matches, one allocation
     size_t count = 0;
-    for (size_t at = text.find(literal_); at != std::string_view::npos; at = text.find(literal_, at + literal_.size())) {
+    for (size_t at = text.find(literal_); at != std::string_view::npos;
+         at = text.find(literal_, at + literal_.size())) {
       ++count;
     }
     std::string out;
     out.reserve(text.size() - count * literal_.size() + count * replacement.size());
     size_t copied = 0;
-    for (size_t at = text.find(literal_); at != std::string_view::npos; at = text.find(literal_, at + literal_.size())) {
+    for (size_t at = text.find(literal_); at != std::string_view::npos;
+         at = text.find(literal_, at + literal_.size())) {
       out.append(text.substr(copied, at - copied));
       out.append(replacement);
       copied = at + literal_.size();

@@ -104,7 +104,8 @@ RawAnswer send_large(int port, const std::string& request, std::chrono::seconds 
   size_t header_end = std::string::npos, content_length = 0;
   while (true) {
     if (header_end != std::string::npos && received.size() >= header_end + 4 + content_length) break;
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       answer.failure = "no complete answer within " + std::to_string(timeout.count()) + " s";
       break;
@@ -127,8 +128,8 @@ RawAnswer send_large(int port, const std::string& request, std::chrono::seconds 
         if (length_at != std::string::npos) content_length = std::stoul(head.substr(length_at + 16));
       }
     } else if (sending && (events.revents & POLLOUT)) {
-      const ssize_t put = ::send(fd, request.data() + sent, std::min<size_t>(request.size() - sent, 1 << 20),
-                                 MSG_NOSIGNAL);
+      const ssize_t put =
+          ::send(fd, request.data() + sent, std::min<size_t>(request.size() - sent, 1 << 20), MSG_NOSIGNAL);
       if (put < 0) {
         sending = false;  // the server stopped reading (it answered from the headers)
       } else {
@@ -207,9 +208,9 @@ TEST(ServeLoad, FiveHundredTwelvePromptsAllSucceedWhileAClientSends30MbBodies) {
       const RawAnswer answer = send_large(server.port(), kind.request, std::chrono::seconds(300));
       const auto body = nlohmann::json::parse(answer.body, nullptr, false);
       if (answer.status != kind.status || body.is_discarded() || !kind.body_ok(body)) {
-        failures.push_back(kind.name + ": " + (answer.failure.empty() ? std::to_string(answer.status) + " " +
-                                                                           answer.body.substr(0, 300)
-                                                                     : answer.failure));
+        failures.push_back(kind.name + ": " +
+                           (answer.failure.empty() ? std::to_string(answer.status) + " " + answer.body.substr(0, 300)
+                                                   : answer.failure));
         if (!answer.failure.empty()) return;  // a hang or a cut: no point going on
       } else {
         ++answered[round % kinds.size()];

@@ -253,7 +253,7 @@ TEST_F(ServeTest, AbandonedManyChoiceRequestFreesItsWorkWithinOneStep) {
     http::request<http::string_body> request{http::verb::post, "/v1/completions", 11};
     request.set(http::field::host, "127.0.0.1");
     request.set(http::field::content_type, "application/json");
-    request.body() = Json{{"model", "kjv"}, {"prompt", prompts}, {"n", 32}, {"max_tokens", 2000},
+    request.body() = Json{{"model", "kjv"},     {"prompt", prompts},  {"n", 32},       {"max_tokens", 2000},
                           {"temperature", 1.0}, {"ignore_eos", true}, {"stream", true}}
                          .dump();
     request.prepare_payload();
@@ -284,7 +284,8 @@ TEST_F(ServeTest, AbandonedManyChoiceRequestFreesItsWorkWithinOneStep) {
   // The bound only keeps a regression from hanging the test; the assertion is in steps.
   std::string after = metrics();
   for (int attempt = 0; attempt < 2400; ++attempt) {
-    if (metric_value(after, "vllm:num_requests_running") == 0 && metric_value(after, "vllm:num_requests_waiting") == 0) {
+    if (metric_value(after, "vllm:num_requests_running") == 0 &&
+        metric_value(after, "vllm:num_requests_waiting") == 0) {
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(25));

@@ -39,10 +39,10 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::AllOf;
 using ::testing::AnyOf;
-using ::testing::HasSubstr;
-using ::testing::Not;
 using testing::CommandOptions;
 using testing::CommandResult;
+using ::testing::HasSubstr;
+using ::testing::Not;
 
 // Long enough for the tiny model to load on a slow machine; a refusal comes in well under a second.
 constexpr double kTimeoutS = 60;
@@ -234,7 +234,8 @@ ServeOutcome serve_or_refuse(std::vector<std::string> args) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(kTimeoutS);
   bool ended = false;
   while (!ended) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
     pollfd events{fds[0], POLLIN, 0};
     if (::poll(&events, 1, static_cast<int>(left.count())) <= 0) continue;
@@ -284,8 +285,8 @@ TEST_F(BadConfigCli, EveryServeFlagWithHostileValuesRefusesOrServesCleanly) {
   const std::vector<std::string> flags = serve_value_flags(&numeric);
   ASSERT_GE(numeric.size(), 10u);
   ASSERT_GE(flags.size(), 30u) << "serve --help lists fewer value flags than expected";
-  const std::vector<std::string> values = {"-1",   "0",   "1e400", "nan", "inf", "-inf", "abc", "", "99999999999999999999",
-                                           "1.5", "0x10", "{",     "\xff\xfe"};
+  const std::vector<std::string> values = {
+      "-1", "0", "1e400", "nan", "inf", "-inf", "abc", "", "99999999999999999999", "1.5", "0x10", "{", "\xff\xfe"};
   // What the runs need to be quick and private, unless the flag itself is the one fuzzed.
   const std::vector<std::pair<std::string, std::string>> base = {
       {"--port", "0"}, {"--host", "127.0.0.1"}, {"--threads", "1"}, {"--kv-cache-memory", "64MiB"}};
@@ -304,8 +305,7 @@ TEST_F(BadConfigCli, EveryServeFlagWithHostileValuesRefusesOrServesCleanly) {
       EXPECT_THAT(outcome.output, Not(HasSubstr("internal check failed"))) << what;
       EXPECT_THAT(outcome.output, Not(HasSubstr("terminate called"))) << what;
       // A numeric flag never takes these: NaN slips past range checks written as comparisons.
-      static const std::set<std::string> never_numeric = {"nan", "inf", "-inf", "1e400", "abc", "", "{",
-                                                          "\xff\xfe"};
+      static const std::set<std::string> never_numeric = {"nan", "inf", "-inf", "1e400", "abc", "", "{", "\xff\xfe"};
       if (numeric.count(flag) && never_numeric.count(value)) {
         EXPECT_FALSE(outcome.started) << what << ": a numeric flag accepted it";
       }
@@ -317,8 +317,8 @@ TEST_F(BadConfigCli, EveryServeFlagWithHostileValuesRefusesOrServesCleanly) {
         EXPECT_GT(outcome.exit_code, 0) << what;
         // The flag by name (the parallel sizes are named in words by the model's own check).
         const std::string name = flag == "--tensor-parallel-size" ? "tensor-parallel size"
-                                 : flag == "--data-parallel-size"  ? "data-parallel size"
-                                                                   : flag;
+                                 : flag == "--data-parallel-size" ? "data-parallel size"
+                                                                  : flag;
         EXPECT_THAT(outcome.output, AnyOf(HasSubstr(flag), HasSubstr(name)))
             << what << ": the refusal does not name the flag";
         ++refused;

@@ -19,7 +19,8 @@ using nlohmann::json;
 // Checks the status and the error body's shape; returns the message.
 // `code`: OpenAI's error code where the error has one; otherwise the status is expected there.
 std::string expect_error(const HttpResult& result, int status, const std::string& type,
-                         std::optional<std::string> param = std::nullopt, std::optional<std::string> code = std::nullopt) {
+                         std::optional<std::string> param = std::nullopt,
+                         std::optional<std::string> code = std::nullopt) {
   EXPECT_EQ(result.status, status) << result.body;
   json body = json::parse(result.body, nullptr, false);
   EXPECT_TRUE(body.is_object() && body.contains("error")) << result.body;
@@ -213,9 +214,8 @@ TEST(ServerErrors, TextPromptOverTheContextIsContextLengthExceeded) {
   std::string message = expect_error(harness.post("/v1/completions", {{"prompt", large}, {"max_tokens", 1}}), 400,
                                      "BadRequestError", "prompt", "context_length_exceeded");
   EXPECT_NE(message.find("maximum context length is 64 tokens"), std::string::npos) << message;
-  message = expect_error(
-      harness.post("/v1/chat/completions", {{"messages", {user_turn(large)}}, {"max_tokens", 1}}), 400,
-      "BadRequestError", "messages", "context_length_exceeded");
+  message = expect_error(harness.post("/v1/chat/completions", {{"messages", {user_turn(large)}}, {"max_tokens", 1}}),
+                         400, "BadRequestError", "messages", "context_length_exceeded");
   EXPECT_NE(message.find("maximum context length is 64 tokens"), std::string::npos) << message;
   // The longest text prompt that fits (63 tokens with BOS) is served; one word more is refused.
   const auto tokenizer = harness.engine.tokenizer();

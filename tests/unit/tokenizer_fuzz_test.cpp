@@ -99,8 +99,8 @@ TEST(TokenizerFuzz, EncodeWithinIsEncodeOrNulloptExactlyWhenOver) {
         const auto ids = tokenizer->encode(text, special);
         ASSERT_TRUE(ids.ok()) << ids.error().message;
         const size_t count = ids->size();
-        for (const size_t limit : {size_t{0}, size_t{1}, count / 2, count > 0 ? count - 1 : 0, count, count + 1,
-                                   count * 2 + 3}) {
+        for (const size_t limit :
+             {size_t{0}, size_t{1}, count / 2, count > 0 ? count - 1 : 0, count, count + 1, count * 2 + 3}) {
           const auto bounded = tokenizer->encode_within(text, special, limit);
           ASSERT_TRUE(bounded.ok()) << bounded.error().message;
           if (count <= limit) {
@@ -108,7 +108,8 @@ TEST(TokenizerFuzz, EncodeWithinIsEncodeOrNulloptExactlyWhenOver) {
             EXPECT_EQ(**bounded, *ids) << name << " trial " << trial;
             ++within;
           } else {
-            EXPECT_FALSE(bounded->has_value()) << name << " trial " << trial << " limit " << limit << " count " << count;
+            EXPECT_FALSE(bounded->has_value())
+                << name << " trial " << trial << " limit " << limit << " count " << count;
             ++over;
           }
         }
