@@ -1,5 +1,6 @@
 #include "base/dtype.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "base/check.h"
@@ -104,6 +105,27 @@ float f8e4m3_to_f32(uint8_t bits) {
     magnitude = std::ldexp(static_cast<float>(mantissa | 0x8u), static_cast<int>(exponent) - 10);
   }
   return sign ? -magnitude : magnitude;
+}
+
+uint8_t f32_to_f8e4m3(float value) {
+  if (std::isnan(value)) return 0x7f;
+  const uint8_t sign = std::signbit(value) ? 0x80 : 0x00;
+  const float magnitude = std::min(std::fabs(value), kF8E4M3Max);
+  // Spacing of the representable values at this magnitude: 2^-9 among subnormals (below 2^-6),
+  // else 2^(e - 3) in [2^e, 2^(e+1)). nearbyint rounds ties to even under the default rounding
+  // mode, so the quotient's even neighbour is the code with an even mantissa.
+  int exponent = 0;
+  std::frexp(magnitude, &exponent);  // magnitude in [2^(exponent-1), 2^exponent)
+  const int step_exp = std::max(exponent - 1, -6) - 3;
+  const float steps = std::nearbyint(std::ldexp(magnitude, -step_exp));  // magnitude / step, rounded
+  const float rounded = std::ldexp(steps, step_exp);
+  if (rounded == 0.0f) return sign;
+  int rounded_exp = 0;
+  std::frexp(rounded, &rounded_exp);
+  if (rounded_exp - 1 < -6) return static_cast<uint8_t>(sign | static_cast<uint8_t>(steps));  // subnormal: m · 2^-9
+  const int biased = rounded_exp - 1 + 7;
+  const int mantissa = static_cast<int>(std::ldexp(rounded, -(rounded_exp - 1) + 3)) - 8;
+  return static_cast<uint8_t>(sign | (biased << 3) | mantissa);
 }
 
 void convert_to_f32(DType dtype, const void* src, float* dst, size_t count) {

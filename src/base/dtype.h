@@ -41,6 +41,10 @@ float f16_to_f32(uint16_t bits);
 uint16_t f32_to_f16(float value);
 // float8 e4m3fn: 1 sign, 4 exponent (bias 7), 3 mantissa; no infinities, 0x7f/0xff are NaN.
 float f8e4m3_to_f32(uint8_t bits);
+// The e4m3fn nearest to value (ties to even), saturated to ±448; NaN stays NaN (0x7f). The
+// largest finite magnitude, kF8E4M3Max, is what block quantization scales amax to.
+uint8_t f32_to_f8e4m3(float value);
+inline constexpr float kF8E4M3Max = 448.0f;
 
 // Converts `count` elements of `dtype` at `src` to float32. `dtype` must be a float type.
 void convert_to_f32(DType dtype, const void* src, float* dst, size_t count);

@@ -32,6 +32,11 @@ void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
       ->check(CLI::IsMember({"auto", "bfloat16", "float16", "float32", "half", "float"}));
   command.add_option("--load-format", load_format, "auto: read the checkpoint; dummy: random weights of its shape")
       ->check(CLI::IsMember({"auto", "safetensors", "dummy"}));
+  command.add_option("--quantization,-q", quantization,
+                     "fp8: quantize a 16-bit checkpoint's Linear weights to fp8 (e4m3, 128x128 blocks) as they load "
+                     "(the CPU holds and computes fp8 weights; CUDA refuses it until its FP8 kernels land). An fp8 "
+                     "checkpoint needs no flag")
+      ->check(CLI::IsMember({"fp8"}));
   command.add_option("--hf-overrides", hf_overrides, "JSON merged into config.json, e.g. '{\"num_hidden_layers\": 8}'");
   command.add_option("--seed", seed, "Random seed (sampling, dummy weights)")->check(uint64_decimal());
   command.add_option("--device", device,
@@ -98,6 +103,10 @@ Result<RunnerSpec> EngineFlags::runner_spec() const {
   MS_ASSIGN_OR_RETURN(spec.config, load_model_config(model_dir, spec.load.hf_overrides));
   MS_ASSIGN_OR_RETURN(spec.device, parse_device(device));
   MS_ASSIGN_OR_RETURN(spec.parallel, parallel_config());
+  // Random weights of an fp8 checkpoint's shape are fp8 with scales, as its weights would load.
+  if (spec.load.load_format == LoadFormat::kDummy && spec.config.fp8_block_size) {
+    spec.load.model.precision.quantize_fp8 = true;
+  }
   spec.threads = threads;
   return spec;
 }
@@ -113,6 +122,8 @@ Result<LoadOptions> EngineFlags::load_options() const {
   if (dtype == "bfloat16") options.dtype = ActivationDType::kBFloat16;
   if (dtype == "float16" || dtype == "half") options.dtype = ActivationDType::kFloat16;  // refused on CUDA
   options.seed = seed;
+  options.quantize_fp8 = quantization == "fp8";
+  options.model.precision.quantize_fp8 = options.quantize_fp8;
   return options;
 }
 

@@ -22,6 +22,7 @@ struct EngineFlags {
   std::string download_dir;       // the HF cache to look in instead of the default
   std::string dtype = "auto";
   std::string load_format = "auto";
+  std::string quantization;  // --quantization/-q: empty (the checkpoint's own) or fp8
   std::string hf_overrides = "{}";
   uint64_t seed = 0;
   std::string device = "auto";  // auto: cuda when this build has CUDA, a GPU is visible and one rank runs

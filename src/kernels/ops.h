@@ -40,9 +40,30 @@ void rms_norm(ExecContext& ctx, const TensorView& x, const TensorView& weight, f
 // x += y, elementwise. Same shapes.
 void add_inplace(ExecContext& ctx, const TensorView& x, const TensorView& y);
 
+// Block-scaled fp8 weights (the DeepSeek-V3 / Qwen3-FP8 checkpoint format): weight is e4m3 and
+// w[n, k] = fp8[n, k] · scale[n, (k + offset) / block]. The scales repeat per row (a checkpoint's
+// [ceil(N / B), ceil(K / B)] grid expanded over its B rows), so stacked matrices and row blocks
+// keep theirs; offset places a tensor-parallel column block that starts inside a scale block.
+struct Fp8Scales {
+  const float* scale = nullptr;  // [N, ceil((offset + K) / block)]
+  int block = 0;
+  int offset = 0;  // in [0, block)
+  // Emulates an FP8 GEMM's input as the GPU will run it: each row of x quantized to e4m3 per
+  // kFp8ActivationGroup columns (scale amax / 448; a power of two at or above it when ue8m0).
+  bool quantize_activations = false;
+  bool ue8m0 = false;
+};
+inline constexpr int kFp8ActivationGroup = 128;
+
 // out = x · weightᵀ (+ bias).  x [T, K] f32, weight [N, K], bias [N] or null view, out [T, N] f32.
+// fp8: the scales of an F8_E4M3 weight (required for one, null otherwise).
 void linear(ExecContext& ctx, const TensorView& x, const TensorView& weight, const TensorView& bias,
-            const TensorView& out);
+            const TensorView& out, const Fp8Scales* fp8 = nullptr);
+
+// x [T, K] ← x quantized to e4m3 and back, per row per `group` columns (scale amax / 448, a
+// power of two at or above it when ue8m0): what an FP8 GEMM's dynamic activation quantization
+// keeps of x.
+void quantize_activations_fp8(float* x, int64_t rows, int64_t cols, int group, bool ue8m0);
 
 // Rotates the first rotary_dim dims of each head in place.  x [T, heads, head_stride],
 // positions [T], inv_freq [rotary_dim / 2] (float32), cos/sin scaled by attention_factor.
@@ -304,6 +325,11 @@ struct GemmArgs {
   float* out = nullptr;
   // Row r reads x[x_rows[r]] instead of x[r] (the MoE gather fused; CUDA: small_gemm only); null: x[r].
   const int32_t* x_rows = nullptr;
+  // fp8 weights in place of `weight` (the CPU only, until issue 21's CUDA kernels): [groups ×]
+  // [N_w, K] e4m3 (group_stride apart), scaled by fp8.scale (scale_group_stride apart).
+  const uint8_t* weight_fp8 = nullptr;
+  Fp8Scales fp8;
+  int64_t scale_group_stride = 0;
 };
 
 // CPU step ops (kernels/cpu/): the specification of the CUDA ops of the same name below.

@@ -80,10 +80,6 @@ Result<TensorView> Checkpoint::optional(const std::string& name, const Shape& ex
     return make_error("{}: tensor '{}' has dtype {}, expected a float type (F32, F16, BF16, F8_E4M3)",
                       it->second->path(), name, dtype_name(view.dtype));
   }
-  if (view.dtype == DType::kF8E4M3) {  // its block scales would be ignored: refused, never guessed
-    return make_error("{}: tensor '{}' is F8_E4M3 (an fp8 checkpoint); fp8 weights are not supported yet",
-                      it->second->path(), name);
-  }
   if (!(view.shape == expected)) {
     return make_error("{}: tensor '{}' has shape {}, expected {}", it->second->path(), name, view.shape.to_string(),
                       expected.to_string());

@@ -13,7 +13,9 @@ namespace moeserve {
 class WeightSource {
  public:
   virtual ~WeightSource() = default;
-  // A tensor the architecture needs: present, float dtype, exactly `expected` shape.
+  // A tensor the architecture needs: present, float dtype, exactly `expected` shape. An F8_E4M3
+  // tensor comes without its block scales: the weight loader (model/model_weights.cpp) pairs it
+  // with `<name>_scale_inv`.
   virtual Result<TensorView> require(const std::string& name, const Shape& expected) const = 0;
   // Like require, but an absent tensor gives a null view (data == nullptr).
   virtual Result<TensorView> optional(const std::string& name, const Shape& expected) const = 0;

@@ -111,8 +111,9 @@ Status parse_rope(const Json& json, RopeConfig& rope) {
   return ok_status();
 }
 
-// quantization_config: {"quant_method": "fp8", "weight_block_size": [rows, cols]} (block scales)
-// or without weight_block_size (per-tensor scales). Everything else is refused by name; it comes
+// quantization_config: {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+// "weight_block_size": [rows, cols], "scale_fmt": "ue8m0" (optional)} (block scales), or without
+// weight_block_size (per-tensor scales). Everything else is refused by name; it comes
 // from config.json or --hf-overrides, so no access here may throw.
 Status parse_quantization(const ConfigReader& reader, ModelConfig& config) {
   if (!reader.has("quantization_config")) return ok_status();
@@ -142,7 +143,24 @@ Status parse_quantization(const ConfigReader& reader, ModelConfig& config) {
     }
     block = {static_cast<int>(size[0].get<int64_t>()), static_cast<int>(size[1].get<int64_t>())};
   }
+  MS_ASSIGN_OR_RETURN(const std::string fmt, fields.get_string_or("fmt", "e4m3"));
+  if (fmt != "e4m3") {
+    return make_error("config.json: 'quantization_config.fmt' '{}' is not supported (supported: e4m3)", fmt);
+  }
+  MS_ASSIGN_OR_RETURN(const std::string activations, fields.get_string_or("activation_scheme", "dynamic"));
+  if (activations != "dynamic") {
+    return make_error("config.json: 'quantization_config.activation_scheme' '{}' is not supported (supported: "
+                      "dynamic)",
+                      activations);
+  }
+  MS_ASSIGN_OR_RETURN(const std::string scale_fmt, fields.get_string_or("scale_fmt", "float32"));
+  if (scale_fmt != "float32" && scale_fmt != "ue8m0") {
+    return make_error("config.json: 'quantization_config.scale_fmt' '{}' is not supported (supported: ue8m0, or "
+                      "absent for float32 scales)",
+                      scale_fmt);
+  }
   config.fp8_block_size = block;
+  config.fp8_scale_ue8m0 = scale_fmt == "ue8m0";
   return ok_status();
 }
 
@@ -230,14 +248,6 @@ Result<ModelConfig> load_model_config(const std::string& dir_or_file, const Json
     return make_error("{}: {}", path.string(), message);
   }
   return config;
-}
-
-Error fp8_unsupported_error(const char* backend) {
-  return make_error(
-      "this checkpoint is fp8-quantized (quantization_config.quant_method fp8), which the {} backend does not serve "
-      "yet; to run its shape with random bf16 weights, pass --load-format dummy --hf-overrides "
-      "'{{\"quantization_config\": null}}'",
-      backend);
 }
 
 }  // namespace moeserve

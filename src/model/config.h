@@ -111,9 +111,11 @@ struct ModelConfig {
   std::vector<bool> layer_is_moe;
   float attention_scale = 1.0f;  // softmax scale (MLA folds YaRN's mscale² in here)
   int num_mtp_layers = 0;
-  // quantization_config.quant_method == "fp8": block size of the serialized scales ([0, 0] =
-  // per-tensor). Parsed for the planner; the CPU runner refuses fp8 weights for now.
-  std::optional<std::array<int, 2>> fp8_block_size;        // DeepSeek-V3 num_nextn_predict_layers (weights ignored for serving)
+  // quantization_config.quant_method == "fp8": block size [rows, cols] of the serialized scales
+  // ([0, 0] = per-tensor, which the loader refuses), and whether scale_fmt is ue8m0 (DeepSeek-V3.1:
+  // power-of-two scales, so activations are quantized with power-of-two scales too).
+  std::optional<std::array<int, 2>> fp8_block_size;
+  bool fp8_scale_ue8m0 = false;        // DeepSeek-V3 num_nextn_predict_layers (weights ignored for serving)
 
   bool is_mla() const { return mla.has_value(); }
 };
@@ -127,9 +129,6 @@ Result<ModelConfig> parse_model_config(const nlohmann::json& config_json,
 Result<ModelConfig> load_model_config(const std::string& dir_or_file,
                                       const nlohmann::json& overrides = nlohmann::json::object());
 
-// The refusal of an fp8 quantization_config by a backend until FP8 weights are implemented; it
-// names the way to run the shape anyway (dummy bf16 weights, quantization_config dropped).
-Error fp8_unsupported_error(const char* backend);
 
 // The supported config.json `architectures` names, for error messages and --help.
 std::vector<std::string> supported_architectures();

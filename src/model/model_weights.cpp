@@ -1,7 +1,13 @@
 // load_model_weights: this rank's part of every tensor of the weight plan (model/weight_plan.h,
 // each entry's sharding over the TP partition) converted to bf16 and written once into a
-// backend's WeightMemory; each packing group (q/k/v, gate/up, the
-// experts' gate/up) stacked side by side so it is one GEMM; kv_b and the selection bias float32.
+// backend's WeightMemory; each packing group (q/k/v, gate/up, the experts' gate/up) stacked side
+// by side so it is one GEMM; kv_b and the selection bias float32. Linear weights of an fp8
+// checkpoint (e4m3 + `<name>_scale_inv` per block) stay fp8 on a backend that holds fp8, their
+// scales expanded per row (ops::Fp8Scales), and are dequantized exactly elsewhere; with
+// WeightPrecision::quantize_fp8 bf16 weights are quantized to fp8 blocks as they load.
+#include <algorithm>
+#include <array>
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -20,14 +26,17 @@ namespace {
 class Loader {
  public:
   Loader(const ModelConfig& config, const WeightPlan& plan, const ShardedWeights* weights, const ShardSpec& shard,
-         WeightMemory& memory, uint64_t seed)
+         WeightMemory& memory, uint64_t seed, const WeightPrecision& precision)
       : config_(config),
         plan_(plan),
         weights_(weights),
         seed_(seed),
         tp_(shard.tp),
         experts_(shard.expert_parallel ? Partition{} : shard.tp),
-        memory_(memory) {}
+        memory_(memory),
+        quantize_fp8_(precision.quantize_fp8 && memory.holds_fp8()),
+        fp8_block_(config.fp8_block_size && (*config.fp8_block_size)[0] > 0 ? *config.fp8_block_size
+                                                                          : std::array<int, 2>{128, 128}) {}
 
   template <typename T>
   Result<T*> alloc(int64_t count) {
@@ -35,38 +44,140 @@ class Loader {
     return static_cast<T*>(ptr);
   }
 
+  // This rank's part of a tensor as the checkpoint stores it; an e4m3 part with its block scales
+  // expanded per row (scales [rows, ceil((scale_offset + cols) / fp8_block_[1])], see
+  // ops::Fp8Scales).
+  struct Part {
+    TensorView view;
+    std::vector<float> scales;
+    int scale_offset = 0;
+  };
+
   // This rank's part of tensor `expert` of the entry: its sharding over the TP partition (KV
   // heads by vLLM's replication rule: with fewer KV heads than ranks, rank r uses head
   // r / (tp / num_kv_heads)).
   // Experts (routed and shared) split over experts_: the TP partition, or whole with EP.
   // Without weights (dummy): a view with no data, of the whole tensor's shape.
-  Result<TensorView> part(const WeightEntry& entry, int expert = 0) const {
-    if (weights_ == nullptr) return TensorView{nullptr, DType::kBF16, entry.shape};
-    const bool expert_tensor = entry.component == Component::kRoutedExperts || entry.component == Component::kSharedExperts;
-    if (entry.sharding != Sharding::kKvHeads) {
-      return weights_->shard(entry.role, entry.layer, expert_tensor ? experts_ : tp_, expert);
+  Result<Part> part(const WeightEntry& entry, int expert = 0) const {
+    Part part;
+    if (weights_ == nullptr) {
+      part.view = TensorView{nullptr, DType::kBF16, entry.shape};
+      return part;
     }
-    const int64_t heads = local_kv_heads(config_, tp_);
-    const int64_t first = config_.num_kv_heads >= tp_.size ? static_cast<int64_t>(tp_.rank) * heads
-                                                           : tp_.rank / (tp_.size / config_.num_kv_heads);
-    return weights_->rows(entry.role, entry.layer, first * config_.head_dim, heads * config_.head_dim);
+    const bool expert_tensor = entry.component == Component::kRoutedExperts || entry.component == Component::kSharedExperts;
+    ShardRegion region;
+    if (entry.sharding != Sharding::kKvHeads) {
+      MS_ASSIGN_OR_RETURN(part.view,
+                          weights_->shard(entry.role, entry.layer, expert_tensor ? experts_ : tp_, expert, &region));
+    } else {
+      const int64_t heads = local_kv_heads(config_, tp_);
+      const int64_t first = config_.num_kv_heads >= tp_.size ? static_cast<int64_t>(tp_.rank) * heads
+                                                             : tp_.rank / (tp_.size / config_.num_kv_heads);
+      MS_ASSIGN_OR_RETURN(part.view, weights_->rows(entry.role, entry.layer, first * config_.head_dim,
+                                                    heads * config_.head_dim, &region));
+    }
+    if (part.view.dtype == DType::kF8E4M3) MS_RETURN_IF_ERROR(read_scales(entry, expert, region, part));
+    return part;
   }
 
-  // dst [view's shape] ← view as bf16 (tensor `expert` of entry; a view with no data: random
-  // weights from the backend, normal(0, 0.02) from a hash of the name, norms 1.0).
-  Status fill(uint16_t* dst, const TensorView& view, const WeightEntry& entry, int expert = 0) {
+  // part.scales ← the checkpoint's block scales of an e4m3 tensor, over the part's region.
+  Status read_scales(const WeightEntry& entry, int expert, const ShardRegion& region, Part& part) const {
+    const std::string name = entry.tensor_name(expert);
+    if (!entry.quantizable) {
+      return make_error("tensor '{}' is F8_E4M3, but only the Linear weights of an fp8 checkpoint may be "
+                        "(embeddings, norms, the router and lm_head stay unquantized)",
+                        name);
+    }
+    if (!config_.fp8_block_size) {
+      return make_error("tensor '{}' is F8_E4M3, but config.json has no fp8 quantization_config (its "
+                        "weight_block_size says how the tensor's scales apply)",
+                        name);
+    }
+    if ((*config_.fp8_block_size)[0] == 0) {
+      return make_error("tensor '{}': per-tensor fp8 scales (a quantization_config without weight_block_size) are "
+                        "not supported; block-scaled fp8 checkpoints (weight_block_size [128, 128]) are",
+                        name);
+    }
+    const auto [block_rows, block_cols] = fp8_block_;
+    MS_ASSIGN_OR_RETURN(TensorView grid, weights_->scale_inv(entry.role, entry.layer, expert, fp8_block_));
+    std::vector<float> grid_f32(static_cast<size_t>(grid.numel()));  // [ceil(R / B0), ceil(C / B1)]
+    convert_to_f32(grid.dtype, grid.data, grid_f32.data(), grid_f32.size());
+    // The part's column c scales by block (col0 + c) / B1 of the whole.
+    part.scale_offset = static_cast<int>(region.col0 % block_cols);
+    const int64_t scale_cols = (part.scale_offset + region.cols + block_cols - 1) / block_cols;
+    part.scales.resize(static_cast<size_t>(region.rows * scale_cols));
+    for (int64_t r = 0; r < region.rows; ++r) {
+      const float* grid_row = grid_f32.data() + (region.row0 + r) / block_rows * grid.dim(1) + region.col0 / block_cols;
+      std::copy(grid_row, grid_row + scale_cols, part.scales.begin() + r * scale_cols);
+    }
+    return ok_status();
+  }
+
+  // The part as float32 (an e4m3 part dequantized: fp8 · scale, as transformers does).
+  std::vector<float> to_f32(const Part& part) const {
+    std::vector<float> f32(static_cast<size_t>(part.view.numel()));
+    convert_to_f32(part.view.dtype, part.view.data, f32.data(), f32.size());
+    if (part.view.dtype == DType::kF8E4M3) {
+      const int64_t rows = part.view.dim(0), cols = part.view.dim(1);
+      const int block = fp8_block_[1];
+      const int64_t scale_cols = (part.scale_offset + cols + block - 1) / block;
+      for (int64_t r = 0; r < rows; ++r) {
+        for (int64_t c = 0; c < cols; ++c) {
+          f32[r * cols + c] *= part.scales[r * scale_cols + (c + part.scale_offset) / block];
+        }
+      }
+    }
+    return f32;
+  }
+
+  // dst [part's shape] ← the part as bf16 (a part with no data: random weights from the
+  // backend, normal(0, 0.02) from a hash of the name, norms 1.0).
+  Status fill(uint16_t* dst, const Part& part, const WeightEntry& entry, int expert = 0) {
+    const TensorView& view = part.view;
     const int64_t numel = view.numel();
     if (view.data == nullptr) return fill_random(dst, DType::kBF16, numel, entry, expert);
     staging_.resize(static_cast<size_t>(numel));
     if (view.dtype == DType::kBF16) {
       std::memcpy(staging_.data(), view.data, view.nbytes());
     } else {
-      std::vector<float> f32(static_cast<size_t>(numel));
-      convert_to_f32(view.dtype, view.data, f32.data(), f32.size());
+      const std::vector<float> f32 = to_f32(part);
       for (size_t i = 0; i < f32.size(); ++i) staging_[i] = f32_to_bf16(f32[i]);
     }
     memory_.write(dst, staging_.data(), staging_.size() * sizeof(uint16_t));
     return ok_status();
+  }
+
+  // dst [rows, cols] e4m3 and dst_scales [rows, ceil(cols / fp8_block_[1])] ← the part: copied
+  // when the checkpoint stores it as e4m3, else quantized in fp8_block_ blocks (scale amax / 448).
+  void fill_fp8(uint8_t* dst, float* dst_scales, const Part& part) {
+    const int64_t rows = part.view.dim(0), cols = part.view.dim(1);
+    if (part.view.dtype == DType::kF8E4M3) {
+      memory_.write(dst, part.view.data, part.view.nbytes());
+      memory_.write(dst_scales, part.scales.data(), part.scales.size() * sizeof(float));
+      return;
+    }
+    const auto [block_rows, block_cols] = fp8_block_;
+    const int64_t scale_cols = (cols + block_cols - 1) / block_cols;
+    const std::vector<float> f32 = to_f32(part);
+    std::vector<uint8_t> bits(f32.size());
+    std::vector<float> scales(static_cast<size_t>(rows * scale_cols));
+    for (int64_t r0 = 0; r0 < rows; r0 += block_rows) {
+      const int64_t r1 = std::min(rows, r0 + block_rows);
+      for (int64_t c0 = 0; c0 < cols; c0 += block_cols) {
+        const int64_t c1 = std::min(cols, c0 + block_cols);
+        float amax = 0.0f;
+        for (int64_t r = r0; r < r1; ++r) {
+          for (int64_t c = c0; c < c1; ++c) amax = std::max(amax, std::fabs(f32[r * cols + c]));
+        }
+        const float scale = amax > 0.0f ? amax / kF8E4M3Max : 1.0f;
+        for (int64_t r = r0; r < r1; ++r) {
+          scales[r * scale_cols + c0 / block_cols] = scale;
+          for (int64_t c = c0; c < c1; ++c) bits[r * cols + c] = f32_to_f8e4m3(f32[r * cols + c] / scale);
+        }
+      }
+    }
+    memory_.write(dst, bits.data(), bits.size());
+    memory_.write(dst_scales, scales.data(), scales.size() * sizeof(float));
   }
 
   Status fill_random(void* dst, DType dtype, int64_t numel, const WeightEntry& entry, int expert) {
@@ -76,9 +187,9 @@ class Loader {
   }
 
   Result<const uint16_t*> tensor(const WeightEntry& entry) {
-    MS_ASSIGN_OR_RETURN(TensorView view, part(entry));
-    MS_ASSIGN_OR_RETURN(uint16_t * ptr, alloc<uint16_t>(view.numel()));
-    MS_RETURN_IF_ERROR(fill(ptr, view, entry));
+    MS_ASSIGN_OR_RETURN(Part whole, part(entry));
+    MS_ASSIGN_OR_RETURN(uint16_t * ptr, alloc<uint16_t>(whole.view.numel()));
+    MS_RETURN_IF_ERROR(fill(ptr, whole, entry));
     return ptr;
   }
   // The tensor of `role` in `layer`, or null when this config has none.
@@ -90,50 +201,101 @@ class Loader {
 
   // A float32 copy (the MLA absorption matrix, the router's selection bias).
   Result<const float*> tensor_f32(const WeightEntry& entry) {
-    MS_ASSIGN_OR_RETURN(TensorView view, part(entry));
-    const int64_t numel = view.numel();
+    MS_ASSIGN_OR_RETURN(Part whole, part(entry));
+    const int64_t numel = whole.view.numel();
     MS_ASSIGN_OR_RETURN(float* ptr, alloc<float>(numel));
-    if (view.data == nullptr) {
+    if (whole.view.data == nullptr) {
       MS_RETURN_IF_ERROR(fill_random(ptr, DType::kF32, numel, entry, 0));
       return ptr;
     }
-    std::vector<float> f32(static_cast<size_t>(numel));
-    convert_to_f32(view.dtype, view.data, f32.data(), f32.size());
+    const std::vector<float> f32 = to_f32(whole);
     memory_.write(ptr, f32.data(), f32.size() * sizeof(float));
     return ptr;
+  }
+
+  // Whether parts (of `entries`) stacked into one matrix are stored as fp8: the backend holds fp8
+  // and each part is e4m3 in the checkpoint or quantized as it loads (at offset 0), all at one
+  // scale offset.
+  bool stores_fp8(const std::vector<const WeightEntry*>& entries, const std::vector<Part>& parts) const {
+    if (!memory_.holds_fp8()) return false;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const bool fp8 = parts[i].view.dtype == DType::kF8E4M3;
+      const bool quantized = !fp8 && quantize_fp8_ && entries[i]->quantizable && parts[i].view.data != nullptr;
+      if (!fp8 && !quantized) return false;
+      if ((fp8 ? parts[i].scale_offset : 0) != (parts[0].view.dtype == DType::kF8E4M3 ? parts[0].scale_offset : 0)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // The parts of `entries` (tensor `expert` of each) and the [Σ rows_i, in] matrix they stack into
+  // (weight and scales unset).
+  Result<Projection> stack_shape(const std::vector<const WeightEntry*>& entries, int expert, std::vector<Part>& parts) {
+    parts.clear();
+    for (const WeightEntry* entry : entries) {
+      MS_ASSIGN_OR_RETURN(Part next, part(*entry, expert));
+      parts.push_back(std::move(next));
+    }
+    const int64_t in = parts.front().view.dim(1);
+    int64_t total = 0;
+    for (const Part& p : parts) {
+      MS_CHECK(p.view.dim(1) == in);
+      total += p.view.dim(0);
+    }
+    Projection shape{.out = static_cast<int>(total), .in = static_cast<int>(in)};
+    if (stores_fp8(entries, parts)) {
+      shape.dtype = DType::kF8E4M3;
+      shape.scale_block = fp8_block_[1];
+      shape.scale_offset = parts[0].view.dtype == DType::kF8E4M3 ? parts[0].scale_offset : 0;
+    }
+    return shape;
+  }
+
+  // `count` matrices of `shape` back to back: weight (and scale) memory for them.
+  Result<Projection> alloc_stack(Projection shape, int64_t count) {
+    MS_ASSIGN_OR_RETURN(shape.weight, memory_.allocate(count * shape.weight_bytes()));
+    if (shape.dtype == DType::kF8E4M3) {
+      MS_ASSIGN_OR_RETURN(shape.scale, alloc<float>(count * shape.out * shape.scale_cols()));
+    }
+    return shape;
+  }
+
+  // dst (one matrix of a stack) ← parts one after another.
+  Status write_stack(const Projection& dst, const std::vector<Part>& parts,
+                     const std::vector<const WeightEntry*>& entries, int expert) {
+    int64_t row = 0;
+    for (size_t i = 0; i < parts.size(); ++i) {
+      if (dst.dtype == DType::kF8E4M3) {
+        fill_fp8(const_cast<uint8_t*>(dst.fp8()) + row * dst.in, const_cast<float*>(dst.scale) + row * dst.scale_cols(),
+                 parts[i]);
+      } else {
+        MS_RETURN_IF_ERROR(fill(const_cast<uint16_t*>(dst.bf16()) + row * dst.in, parts[i], *entries[i], expert));
+      }
+      row += parts[i].view.dim(0);
+    }
+    MS_CHECK(row == dst.out);
+    return ok_status();
   }
 
   // Several [rows_i, in] matrices (a packing group, or one tensor) stacked into one
   // [Σ rows_i, in] projection, with their biases stacked likewise when given.
   Result<Projection> stacked(const std::vector<const WeightEntry*>& weights,
-                                const std::vector<const WeightEntry*>& biases = {}) {
+                             const std::vector<const WeightEntry*>& biases = {}) {
     MS_CHECK(!weights.empty() && (biases.empty() || biases.size() == weights.size()));
-    std::vector<TensorView> parts;  // [i]: weights[i]'s part
-    for (const WeightEntry* entry : weights) {
-      MS_ASSIGN_OR_RETURN(TensorView view, part(*entry));
-      parts.push_back(view);
-    }
-    const int64_t in = parts.front().dim(1);
-    int64_t total = 0;
-    for (const TensorView& view : parts) total += view.dim(0);
-    Projection linear{.out = static_cast<int>(total), .in = static_cast<int>(in)};
-    MS_ASSIGN_OR_RETURN(uint16_t * weight, alloc<uint16_t>(total * in));
-    int64_t row = 0;
-    for (size_t i = 0; i < parts.size(); ++i) {
-      MS_CHECK(parts[i].dim(1) == in);
-      MS_RETURN_IF_ERROR(fill(weight + row * in, parts[i], *weights[i]));
-      row += parts[i].dim(0);
-    }
-    linear.weight = weight;
+    std::vector<Part> parts;  // [i]: weights[i]'s part
+    MS_ASSIGN_OR_RETURN(Projection shape, stack_shape(weights, 0, parts));
+    MS_ASSIGN_OR_RETURN(Projection linear, alloc_stack(shape, 1));
+    MS_RETURN_IF_ERROR(write_stack(linear, parts, weights, 0));
     if (!biases.empty()) {
-      MS_ASSIGN_OR_RETURN(uint16_t * bias, alloc<uint16_t>(total));
-      row = 0;
+      MS_ASSIGN_OR_RETURN(uint16_t * bias, alloc<uint16_t>(linear.out));
+      int64_t row = 0;
       for (const WeightEntry* entry : biases) {
-        MS_ASSIGN_OR_RETURN(TensorView view, part(*entry));
-        MS_RETURN_IF_ERROR(fill(bias + row, view, *entry));
-        row += view.numel();
+        MS_ASSIGN_OR_RETURN(Part bias_part, part(*entry));
+        MS_RETURN_IF_ERROR(fill(bias + row, bias_part, *entry));
+        row += bias_part.view.numel();
       }
-      MS_CHECK(row == total);
+      MS_CHECK(row == linear.out);
       linear.bias = bias;
     }
     return linear;
@@ -206,27 +368,26 @@ class Loader {
     }
     moe.num_slots = static_cast<int>(slot_experts.size());
     const std::vector<const WeightEntry*> gate_up_entries = plan_.packed(PackGroup::kExpertGateUp, layer);
-    const WeightEntry& down_entry = plan_.get(WeightRole::kExpertDown, layer);
+    const std::vector<const WeightEntry*> down_entries = {&plan_.get(WeightRole::kExpertDown, layer)};
     moe.intermediate = m.expert_intermediate_size / experts_.size;
-    const int64_t gate_up_elements = int64_t(2) * moe.intermediate * config_.hidden_size;
-    const int64_t down_elements = int64_t(config_.hidden_size) * moe.intermediate;
-    MS_ASSIGN_OR_RETURN(uint16_t * gate_up, alloc<uint16_t>(moe.num_slots * gate_up_elements));
-    MS_ASSIGN_OR_RETURN(uint16_t * down, alloc<uint16_t>(moe.num_slots * down_elements));
+    std::vector<Part> gate_up_parts, down_parts;  // one slot's
     for (int slot = 0; slot < moe.num_slots; ++slot) {
       const int expert = slot_experts[slot];
-      uint16_t* dst = gate_up + slot * gate_up_elements;
-      for (const WeightEntry* entry : gate_up_entries) {
-        MS_ASSIGN_OR_RETURN(TensorView view, part(*entry, expert));
-        MS_RETURN_IF_ERROR(fill(dst, view, *entry, expert));
-        dst += view.numel();
+      MS_ASSIGN_OR_RETURN(Projection gate_up, stack_shape(gate_up_entries, expert, gate_up_parts));
+      MS_ASSIGN_OR_RETURN(Projection down, stack_shape(down_entries, expert, down_parts));
+      if (slot == 0) {
+        MS_CHECK(gate_up.out == 2 * moe.intermediate && down.in == moe.intermediate);
+        MS_ASSIGN_OR_RETURN(moe.experts_gate_up, alloc_stack(gate_up, moe.num_slots));
+        MS_ASSIGN_OR_RETURN(moe.experts_down, alloc_stack(down, moe.num_slots));
+      } else if (gate_up.dtype != moe.experts_gate_up.dtype || down.dtype != moe.experts_down.dtype) {
+        return make_error("layer {}: expert {} is stored as {} but expert {} as {}; every expert of a layer must "
+                          "share one dtype",
+                          layer, expert, dtype_name(gate_up.dtype), slot_experts[0],
+                          dtype_name(moe.experts_gate_up.dtype));
       }
-      MS_CHECK(dst == gate_up + (slot + 1) * gate_up_elements);
-      MS_ASSIGN_OR_RETURN(TensorView down_view, part(down_entry, expert));
-      MS_CHECK(down_view.numel() == down_elements);
-      MS_RETURN_IF_ERROR(fill(down + slot * down_elements, down_view, down_entry, expert));
+      MS_RETURN_IF_ERROR(write_stack(moe.experts_gate_up.stacked_at(slot), gate_up_parts, gate_up_entries, expert));
+      MS_RETURN_IF_ERROR(write_stack(moe.experts_down.stacked_at(slot), down_parts, down_entries, expert));
     }
-    moe.experts_gate_up = gate_up;
-    moe.experts_down = down;
     if (plan_.find(WeightRole::kSharedGate, layer) != nullptr) {
       moe.has_shared = true;
       MS_ASSIGN_OR_RETURN(moe.shared, mlp(kSharedExpertRoles, PackGroup::kSharedGateUp, layer));
@@ -245,11 +406,14 @@ class Loader {
   Partition tp_;
   Partition experts_;  // how routed and shared experts split: over TP, or whole with EP
   WeightMemory& memory_;
+  bool quantize_fp8_;                // quantize the bf16/f32 Linear weights to fp8 as they load
+  std::array<int, 2> fp8_block_;     // [rows, cols] of an fp8 scale block (the checkpoint's, or 128 × 128)
   std::vector<uint16_t> staging_;
 };
 
 Result<ModelWeights> load_weights(const ModelConfig& cfg, const WeightPlan& plan, const ShardedWeights* weights,
-                                  const ShardSpec& shard, WeightMemory& memory, uint64_t seed);
+                                  const ShardSpec& shard, WeightMemory& memory, uint64_t seed,
+                                  const WeightPrecision& precision);
 
 }  // namespace
 
@@ -264,27 +428,27 @@ ops::RouterParams router_params(const MoeConfig& moe) {
 }
 
 Result<ModelWeights> load_model_weights(const ModelConfig& cfg, const ShardedWeights& weights, const ShardSpec& shard,
-                                        WeightMemory& memory) {
-  return load_weights(cfg, weights.plan(), &weights, shard, memory, 0);
+                                        WeightMemory& memory, const WeightPrecision& precision) {
+  return load_weights(cfg, weights.plan(), &weights, shard, memory, 0, precision);
 }
 
 Result<ModelWeights> load_random_model_weights(const ModelConfig& cfg, const WeightPlan& plan, uint64_t seed,
                                                WeightMemory& memory) {
-  return load_weights(cfg, plan, nullptr, ShardSpec{}, memory, seed);
+  return load_weights(cfg, plan, nullptr, ShardSpec{}, memory, seed, WeightPrecision{});
 }
 
 namespace {
 
 Result<ModelWeights> load_weights(const ModelConfig& cfg, const WeightPlan& plan, const ShardedWeights* weights,
-                                  const ShardSpec& shard, WeightMemory& memory, uint64_t seed) {
-  if (cfg.fp8_block_size) return fp8_unsupported_error("the step loop");
+                                  const ShardSpec& shard, WeightMemory& memory, uint64_t seed,
+                                  const WeightPrecision& precision) {
   MS_RETURN_IF_ERROR(validate_shard_spec(cfg, shard));
-  Loader up(cfg, plan, weights, shard, memory, seed);
+  Loader up(cfg, plan, weights, shard, memory, seed, precision);
   ModelWeights w;
   MS_ASSIGN_OR_RETURN(w.embed, up.tensor(plan.get(WeightRole::kEmbedding)));
   MS_ASSIGN_OR_RETURN(w.final_norm, up.tensor(plan.get(WeightRole::kFinalNorm)));
   if (cfg.tie_word_embeddings) {
-    w.lm_head = Projection{w.embed, nullptr, cfg.vocab_size, cfg.hidden_size};
+    w.lm_head = Projection{.weight = w.embed, .out = cfg.vocab_size, .in = cfg.hidden_size};
   } else {
     MS_ASSIGN_OR_RETURN(w.lm_head, up.linear(WeightRole::kLmHead, -1));
   }

@@ -14,29 +14,52 @@ Result<TensorView> ShardedWeights::whole_if_present(WeightRole role, int layer) 
   return whole(role, layer);
 }
 
-Result<TensorView> ShardedWeights::rows(WeightRole role, int layer, int64_t begin, int64_t count) const {
+Result<TensorView> ShardedWeights::rows(WeightRole role, int layer, int64_t begin, int64_t count,
+                                        ShardRegion* region) const {
   MS_ASSIGN_OR_RETURN(TensorView view, whole(role, layer));
+  if (region != nullptr) *region = ShardRegion{begin, count, 0, view.shape.rank() == 2 ? view.dim(1) : 0};
   return view.rows(begin, count);
 }
 
-Result<TensorView> ShardedWeights::shard(WeightRole role, int layer, const Partition& part, int expert) const {
+Result<TensorView> ShardedWeights::scale_inv(WeightRole role, int layer, int expert,
+                                             const std::array<int, 2>& block) const {
   const WeightEntry& entry = plan_.get(role, layer);
+  MS_CHECK(entry.shape.rank() == 2 && block[0] > 0 && block[1] > 0);
+  const Shape grid{(entry.rows() + block[0] - 1) / block[0], (entry.cols() + block[1] - 1) / block[1]};
+  return source_.require(entry.tensor_name(expert) + "_scale_inv", grid);
+}
+
+Result<TensorView> ShardedWeights::shard(WeightRole role, int layer, const Partition& part, int expert,
+                                         ShardRegion* region) const {
+  const WeightEntry& entry = plan_.get(role, layer);
+  const int64_t rows = entry.rows();
+  const int64_t cols = entry.shape.rank() == 2 ? entry.cols() : 0;
+  ShardRegion where{0, rows, 0, cols};
+  Result<TensorView> view = TensorView{};
   switch (entry.sharding) {
     case Sharding::kReplicated:
-    case Sharding::kVocab: return whole(role, layer, expert);
+    case Sharding::kVocab: view = whole(role, layer, expert); break;
     case Sharding::kColumn:
     case Sharding::kExpertColumn: {
-      MS_CHECK(entry.rows() % part.size == 0);
-      const int64_t block = entry.rows() / part.size;
-      MS_ASSIGN_OR_RETURN(TensorView view, whole(role, layer, expert));
-      return view.rows(part.rank * block, block);
+      MS_CHECK(rows % part.size == 0);
+      where.rows = rows / part.size;
+      where.row0 = part.rank * where.rows;
+      MS_ASSIGN_OR_RETURN(TensorView whole_view, whole(role, layer, expert));
+      view = whole_view.rows(where.row0, where.rows);
+      break;
     }
     case Sharding::kRow:
-    case Sharding::kExpertRow: return col_block(entry, part, expert);
-    case Sharding::kKvHeads: break;
+    case Sharding::kExpertRow:
+      if (part.size > 1) {
+        where.cols = cols / part.size;
+        where.col0 = part.rank * where.cols;
+      }
+      view = col_block(entry, part, expert);
+      break;
+    case Sharding::kKvHeads: MS_CHECK_MSG(false, "kKvHeads tensors are loaded with rows()");
   }
-  MS_CHECK_MSG(false, "kKvHeads tensors are loaded with rows()");
-  return TensorView{};
+  if (region != nullptr) *region = where;
+  return view;
 }
 
 Result<TensorView> ShardedWeights::col_block(const WeightEntry& entry, const Partition& part, int expert) const {

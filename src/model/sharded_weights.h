@@ -5,6 +5,7 @@
 // load time into memory the model owns (`arena`).
 #pragma once
 
+#include <array>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,15 @@
 #include "model/weight_plan.h"
 
 namespace moeserve {
+
+// Where a rank's part lies in the whole tensor: rows [row0, row0 + rows), columns [col0, col0 +
+// cols) (a 1-D tensor: rows only).
+struct ShardRegion {
+  int64_t row0 = 0;
+  int64_t rows = 0;
+  int64_t col0 = 0;
+  int64_t cols = 0;
+};
 
 class ShardedWeights {
  public:
@@ -30,9 +40,14 @@ class ShardedWeights {
   // kExpertColumn a block of rows (a view), kRow and kExpertRow a block of columns (a copy),
   // kReplicated and kVocab the whole tensor (the embedding and LM head are replicated today).
   // kKvHeads tensors are taken with `rows` (the replication rule needs the head count).
-  Result<TensorView> shard(WeightRole role, int layer, const Partition& part, int expert = 0) const;
+  // region (when given): where the part lies in the whole tensor.
+  Result<TensorView> shard(WeightRole role, int layer, const Partition& part, int expert = 0,
+                           ShardRegion* region = nullptr) const;
   // Rows [begin, begin + count) of the tensor (a view; 1-D tensors too).
-  Result<TensorView> rows(WeightRole role, int layer, int64_t begin, int64_t count) const;
+  Result<TensorView> rows(WeightRole role, int layer, int64_t begin, int64_t count, ShardRegion* region = nullptr) const;
+  // The fp8 block scales of the whole tensor (`<name>_scale_inv`, float32 [ceil(rows / block[0]),
+  // ceil(cols / block[1])]) that an F8_E4M3 checkpoint tensor comes with.
+  Result<TensorView> scale_inv(WeightRole role, int layer, int expert, const std::array<int, 2>& block) const;
 
  private:
   Result<TensorView> col_block(const WeightEntry& entry, const Partition& part, int expert) const;

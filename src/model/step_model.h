@@ -3,9 +3,9 @@
 // for the step's buffers, and the StepBackend interface the loop runs its ops through.
 //
 // Every pointer here addresses the backend's memory (host memory on the CPU, device memory on
-// CUDA). Weights are bf16 (uint16_t bits), each packing group of the weight plan stacked into one
-// matrix (q/k/v, gate/up, the routed experts side by side); MLA's kv_b and the router's selection
-// bias stay float32.
+// CUDA). Weights are bf16 (uint16_t bits) or, where the backend holds them, block-scaled fp8;
+// each packing group of the weight plan is stacked into one matrix (q/k/v, gate/up, the routed
+// experts side by side); MLA's kv_b and the router's selection bias stay float32.
 #pragma once
 
 #include <cstddef>
@@ -25,12 +25,37 @@ namespace moeserve {
 class ShardedWeights;
 class WeightPlan;
 
-// A projection [out, in] bf16 (+ bias [out] bf16 or null).
+// A projection [out, in] (+ bias [out] bf16 or null). Its weight is bf16, or on a backend that
+// holds fp8 (WeightMemory::holds_fp8) block-scaled e4m3 as ops::Fp8Scales describes.
 struct Projection {
-  const uint16_t* weight = nullptr;
+  const void* weight = nullptr;  // [out, in] of dtype
   const uint16_t* bias = nullptr;
   int out = 0;
   int in = 0;
+  DType dtype = DType::kBF16;     // kBF16 or kF8E4M3
+  const float* scale = nullptr;   // kF8E4M3: [out, scale_cols()] float32
+  int scale_block = 0;            // kF8E4M3: columns per scale
+  int scale_offset = 0;           // kF8E4M3: column 0's place in its scale block
+
+  const uint16_t* bf16() const {
+    MS_CHECK_MSG(dtype == DType::kBF16, "an fp8 projection reached a bf16-only kernel");
+    return static_cast<const uint16_t*>(weight);
+  }
+  const uint8_t* fp8() const {
+    MS_CHECK(dtype == DType::kF8E4M3);
+    return static_cast<const uint8_t*>(weight);
+  }
+  int64_t scale_cols() const { return scale_block > 0 ? (scale_offset + in + scale_block - 1) / scale_block : 0; }
+  // Bytes of the weight, and of its scales.
+  size_t weight_bytes() const { return static_cast<size_t>(out) * in * dtype_size(dtype); }
+  size_t scale_bytes() const { return static_cast<size_t>(out) * scale_cols() * sizeof(float); }
+  // Matrix i of several stored back to back from this one (weights and scales alike).
+  Projection stacked_at(int64_t i) const {
+    Projection at = *this;
+    at.weight = static_cast<const char*>(weight) + i * weight_bytes();
+    if (scale != nullptr) at.scale = scale + i * out * scale_cols();
+    return at;
+  }
 };
 
 // SwiGLU MLP: gate_up [2I, hidden] = [gate rows | up rows], down [hidden, I].
@@ -62,8 +87,10 @@ struct MoeWeights {
   ops::RouterParams router_params;
   Projection router;                          // [E, hidden]
   const float* selection_bias = nullptr;      // [E] or null
-  const uint16_t* experts_gate_up = nullptr;  // [S, 2 Ie, hidden]
-  const uint16_t* experts_down = nullptr;     // [S, hidden, Ie]
+  // The experts back to back: slot s's matrices are experts_gate_up.stacked_at(s) ([2 Ie, hidden],
+  // its gate rows then its up rows) and experts_down.stacked_at(s) ([hidden, Ie]).
+  Projection experts_gate_up;
+  Projection experts_down;
   int num_experts = 0;  // E, the logical experts the router scores
   // S: the experts held — every expert (its TP slice), or with expert parallelism this rank's
   // physical slots in slot order (map: which logical expert each slot holds; null without EP).
@@ -112,14 +139,26 @@ class WeightMemory {
   virtual Status fill_random(void* dst, DType dtype, int64_t count, uint64_t seed, float stddev, float constant) {
     return make_error("random weights are made by a WeightSource on this backend (loader/dummy_weights.h)");
   }
+  // Whether the backend computes with block-scaled fp8 weights; otherwise the loader dequantizes
+  // an fp8 checkpoint to bf16.
+  virtual bool holds_fp8() const { return false; }
+};
+
+// How the loader stores the plan's quantizable (Linear) weights.
+struct WeightPrecision {
+  // Quantize bf16/f32 checkpoint weights to fp8 while they load (`--quantization fp8`; dummy
+  // weights of an fp8 config), on a backend that holds fp8: in the config's fp8 blocks, or
+  // 128 × 128.
+  bool quantize_fp8 = false;
 };
 
 // This rank's part of every tensor of the weight plan (`weights`: the checkpoint read through the
 // plan; `shard`: the rank's TP part and, with expert parallelism, its expert slots), converted to
-// bf16 (kv_b and the selection bias to float32) and packed as ModelWeights describes, into
-// `memory`.
+// bf16 (kv_b and the selection bias to float32; fp8 weights kept as fp8 where memory holds fp8,
+// dequantized otherwise) and packed as ModelWeights describes, into `memory`.
 Result<ModelWeights> load_model_weights(const ModelConfig& config, const ShardedWeights& weights,
-                                        const ShardSpec& shard, WeightMemory& memory);
+                                        const ShardSpec& shard, WeightMemory& memory,
+                                        const WeightPrecision& precision = {});
 // The same shapes with random weights made by memory.fill_random (one rank).
 Result<ModelWeights> load_random_model_weights(const ModelConfig& config, const WeightPlan& plan, uint64_t seed,
                                                WeightMemory& memory);

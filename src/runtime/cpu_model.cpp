@@ -1,6 +1,8 @@
 #include "runtime/cpu_model.h"
 
 #include <algorithm>
+#include <array>
+#include <span>
 #include <cstring>
 
 #include "model/sharded_weights.h"
@@ -10,7 +12,6 @@ namespace moeserve {
 
 Result<std::unique_ptr<CpuModel>> CpuModel::load(const ModelConfig& config, const WeightSource& weights,
                                                  const ModelOptions& options) {
-  if (config.fp8_block_size) return fp8_unsupported_error("CPU");
   MS_RETURN_IF_ERROR(validate_shard_spec(config, options.shard));
   std::unique_ptr<CpuModel> model(new CpuModel());
   model->config_ = config;
@@ -18,7 +19,7 @@ Result<std::unique_ptr<CpuModel>> CpuModel::load(const ModelConfig& config, cons
   const WeightPlan plan = WeightPlan::build(model->config_);
   std::vector<Tensor> copies;  // column blocks copied out of the checkpoint, until packed
   MS_ASSIGN_OR_RETURN(model->weights_, load_model_weights(model->config_, ShardedWeights(weights, plan, copies),
-                                                          options.shard, model->memory_));
+                                                          options.shard, model->memory_, options.precision));
   model->loop_ = std::make_unique<DecoderLoop>(model->config_, model->weights_, options.shard, options.mla_mode);
   return model;
 }
@@ -34,7 +35,8 @@ void CpuModel::forward(ExecContext& exec, std::span<const RunnerSeq> seqs, const
                                     kv.shape().num_blocks);
   if (backend_ == nullptr || backend_exec_ != &exec || backend_tokens_ < std::max(step.tokens, 1)) {
     backend_tokens_ = std::max({step.tokens, backend_tokens_, 1});
-    backend_ = std::make_unique<CpuStepBackend>(exec, loop_->workspace_bytes(backend_tokens_, 0));
+    backend_ = std::make_unique<CpuStepBackend>(exec, loop_->workspace_bytes(backend_tokens_, 0),
+                                                options_.fp8_activations, config_.fp8_scale_ue8m0);
     backend_exec_ = &exec;
   }
   MS_CHECK(logits.numel() == int64_t(step.logit_rows) * config_.vocab_size);
@@ -46,33 +48,50 @@ void CpuModel::forward(ExecContext& exec, std::span<const RunnerSeq> seqs, const
   loop_->forward(*backend_, step.inputs_at(step.words.data()), layers, logits.as<float>(), counters, comm);
 }
 
+namespace {
+
+// One slot's expert as the byte segments EPLB moves: [gate_up weight, down weight, gate_up
+// scales, down scales] (the scales empty for bf16).
+std::array<std::span<std::byte>, 4> slot_segments(const MoeWeights& w, int slot) {
+  const auto bytes = [](const void* p, size_t n) {
+    return std::span<std::byte>(static_cast<std::byte*>(const_cast<void*>(p)), n);
+  };
+  const Projection gate_up = w.experts_gate_up.stacked_at(slot);
+  const Projection down = w.experts_down.stacked_at(slot);
+  return {bytes(gate_up.weight, gate_up.weight_bytes()), bytes(down.weight, down.weight_bytes()),
+          bytes(gate_up.scale, gate_up.scale_bytes()), bytes(down.scale, down.scale_bytes())};
+}
+
+}  // namespace
+
 size_t CpuModel::expert_bytes(int layer) const {
-  const MoeWeights& w = weights_.layers[layer].moe;
-  return size_t(3) * w.intermediate * config_.hidden_size * sizeof(uint16_t);
+  size_t bytes = 0;
+  for (const auto& segment : slot_segments(weights_.layers[layer].moe, 0)) bytes += segment.size();
+  return bytes;
 }
 
 void CpuModel::copy_slot(int layer, int slot, std::byte* dst) const {
-  const MoeWeights& w = weights_.layers[layer].moe;
-  const size_t gate_up = size_t(2) * w.intermediate * config_.hidden_size;
-  const size_t down = size_t(w.intermediate) * config_.hidden_size;
-  std::memcpy(dst, w.experts_gate_up + slot * gate_up, gate_up * sizeof(uint16_t));
-  std::memcpy(dst + gate_up * sizeof(uint16_t), w.experts_down + slot * down, down * sizeof(uint16_t));
+  for (const auto& segment : slot_segments(weights_.layers[layer].moe, slot)) {
+    std::memcpy(dst, segment.data(), segment.size());
+    dst += segment.size();
+  }
 }
 
 void CpuModel::set_placement(int layer, std::shared_ptr<const ExpertMap> map,
                              std::span<const std::byte* const> slots) {
   MoeWeights& w = weights_.layers[layer].moe;
   MS_CHECK(static_cast<int>(slots.size()) == w.num_slots && map->slots_per_rank() == w.num_slots);
-  const size_t gate_up = size_t(2) * w.intermediate * config_.hidden_size;
-  const size_t down = size_t(w.intermediate) * config_.hidden_size;
   // Staged whole first: a slot's new expert may be another slot's old one.
-  std::vector<uint16_t> new_gate_up(gate_up * w.num_slots), new_down(down * w.num_slots);
+  const size_t slot_bytes = expert_bytes(layer);
+  std::vector<std::byte> staged(slot_bytes * w.num_slots);
+  for (int j = 0; j < w.num_slots; ++j) std::memcpy(&staged[j * slot_bytes], slots[j], slot_bytes);
   for (int j = 0; j < w.num_slots; ++j) {
-    std::memcpy(&new_gate_up[j * gate_up], slots[j], gate_up * sizeof(uint16_t));
-    std::memcpy(&new_down[j * down], slots[j] + gate_up * sizeof(uint16_t), down * sizeof(uint16_t));
+    const std::byte* src = &staged[j * slot_bytes];
+    for (const auto& segment : slot_segments(w, j)) {
+      memory_.write(segment.data(), src, segment.size());
+      src += segment.size();
+    }
   }
-  memory_.write(const_cast<uint16_t*>(w.experts_gate_up), new_gate_up.data(), new_gate_up.size() * sizeof(uint16_t));
-  memory_.write(const_cast<uint16_t*>(w.experts_down), new_down.data(), new_down.size() * sizeof(uint16_t));
   w.map = std::move(map);
 }
 

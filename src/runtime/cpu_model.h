@@ -20,11 +20,17 @@ namespace moeserve {
 struct ModelOptions {
   MlaMode mla_mode = MlaMode::kAuto;
   ShardSpec shard;  // this rank's part of the model (the whole model by default)
+  // fp8: `--quantization fp8` (the Linear weights quantized to 128 × 128 fp8 blocks as they load;
+  // an fp8 checkpoint's stay as published), and whether fp8 GEMMs emulate the GPU's FP8
+  // activation quantization (off: exact dequantization, the reference).
+  WeightPrecision precision;
+  bool fp8_activations = false;
 };
 
 class CpuModel {
  public:
-  // The weights are copied (as bf16) out of `weights`, which need not outlive the model.
+  // The weights are copied (as bf16, or fp8 with their scales) out of `weights`, which need not
+  // outlive the model.
   static Result<std::unique_ptr<CpuModel>> load(const ModelConfig& config, const WeightSource& weights,
                                                 const ModelOptions& options = {});
 
@@ -42,7 +48,7 @@ class CpuModel {
                ExpertLoad* load = nullptr, const ParallelComm& comm = {}) const;
 
   // Expert parallelism (EPLB): layer's slot map, and one slot's expert as bytes
-  // ([2 Ie, hidden] gate/up then [hidden, Ie] down, bf16).
+  // ([2 Ie, hidden] gate/up then [hidden, Ie] down, bf16 or fp8, then fp8's scales likewise).
   const ExpertMap& expert_map(int layer) const { return *weights_.layers[layer].moe.map; }
   size_t expert_bytes(int layer) const;
   void copy_slot(int layer, int slot, std::byte* dst) const;

@@ -21,8 +21,27 @@ Result<void*> CpuWeightMemory::allocate(size_t bytes) {
 
 void CpuWeightMemory::write(void* dst, const void* host, size_t bytes) { std::memcpy(dst, host, bytes); }
 
-CpuStepBackend::CpuStepBackend(ExecContext& ctx, size_t arena_bytes)
-    : ctx_(ctx), arena_memory_(new std::byte[arena_bytes]), arena_(arena_memory_.get(), arena_bytes) {}
+CpuStepBackend::CpuStepBackend(ExecContext& ctx, size_t arena_bytes, bool fp8_activations, bool ue8m0)
+    : ctx_(ctx),
+      fp8_activations_(fp8_activations),
+      ue8m0_(ue8m0),
+      arena_memory_(new std::byte[arena_bytes]),
+      arena_(arena_memory_.get(), arena_bytes) {}
+
+void CpuStepBackend::set_weight(ops::GemmArgs& args, const Projection& w) const {
+  args.group_stride = static_cast<int64_t>(w.out) * w.in;
+  if (w.dtype != DType::kF8E4M3) {
+    args.weight = w.bf16();
+    return;
+  }
+  args.weight_fp8 = w.fp8();
+  args.fp8 = ops::Fp8Scales{.scale = w.scale,
+                            .block = w.scale_block,
+                            .offset = w.scale_offset,
+                            .quantize_activations = fp8_activations_,
+                            .ue8m0 = ue8m0_};
+  args.scale_group_stride = w.out * w.scale_cols();
+}
 
 void CpuStepBackend::embedding(const uint16_t* table, int hidden, const int32_t* ids, int tokens, float* out) {
   ops::embedding(ctx_, table, hidden, ids, tokens, out);
@@ -52,8 +71,9 @@ void CpuStepBackend::fill_zero(void* dst, size_t bytes) { std::memset(dst, 0, by
 void CpuStepBackend::moe_combine(const ops::MoeCombineArgs& args) { ops::moe_combine(ctx_, args); }
 
 void CpuStepBackend::linear(Act x, int rows, const Projection& w, float* out) {
-  ops::gemm(ctx_, ops::GemmArgs{
-                      .x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.weight, .bias = w.bias, .out = out});
+  ops::GemmArgs args{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .bias = w.bias, .out = out};
+  set_weight(args, w);
+  ops::gemm(ctx_, args);
 }
 
 ops::SplitSums CpuStepBackend::linear_unsummed(Act x, int rows, const Projection& w, float* out) {
@@ -63,13 +83,10 @@ ops::SplitSums CpuStepBackend::linear_unsummed(Act x, int rows, const Projection
 
 void CpuStepBackend::mlp(Act x, int rows, const MlpWeights& w, float* out) {
   std::vector<float> act(static_cast<size_t>(rows) * w.intermediate);  // [rows, I]
-  ops::gemm(ctx_, ops::GemmArgs{.x = x.f32,
-                                .rows = rows,
-                                .k = w.gate_up.in,
-                                .n = w.intermediate,
-                                .weight = w.gate_up.weight,
-                                .swiglu = true,
-                                .out = act.data()});
+  ops::GemmArgs gate_up{
+      .x = x.f32, .rows = rows, .k = w.gate_up.in, .n = w.intermediate, .swiglu = true, .out = act.data()};
+  set_weight(gate_up, w.gate_up);
+  ops::gemm(ctx_, gate_up);
   linear(Act{act.data(), nullptr}, rows, w.down, out);
 }
 
@@ -85,28 +102,28 @@ ops::SplitSums CpuStepBackend::routed_experts(const MoeWeights& w, const float* 
   // [entries, I] permuted; host memory of its own (expert parallelism runs it on every EP rank's
   // tokens, more than the step's arena was sized for)
   std::vector<float> act(static_cast<size_t>(entries) * inter);
-  ops::gemm(ctx_, ops::GemmArgs{.x = x,
-                                .rows = entries,
-                                .k = hidden,
-                                .n = inter,
-                                .weight = w.experts_gate_up,
-                                .group_stride = 2LL * inter * hidden,
-                                .offsets = offsets,
-                                .groups = w.num_slots,
-                                .total_rows = entries,
-                                .swiglu = true,
-                                .out = act.data(),
-                                .x_rows = source_rows});
-  ops::gemm(ctx_, ops::GemmArgs{.x = act.data(),
-                                .rows = entries,
-                                .k = inter,
-                                .n = hidden,
-                                .weight = w.experts_down,
-                                .group_stride = static_cast<int64_t>(hidden) * inter,
-                                .offsets = offsets,
-                                .groups = w.num_slots,
-                                .total_rows = entries,
-                                .out = y});
+  ops::GemmArgs gate_up{.x = x,
+                        .rows = entries,
+                        .k = hidden,
+                        .n = inter,
+                        .offsets = offsets,
+                        .groups = w.num_slots,
+                        .total_rows = entries,
+                        .swiglu = true,
+                        .out = act.data(),
+                        .x_rows = source_rows};
+  set_weight(gate_up, w.experts_gate_up);
+  ops::gemm(ctx_, gate_up);
+  ops::GemmArgs down{.x = act.data(),
+                     .rows = entries,
+                     .k = inter,
+                     .n = hidden,
+                     .offsets = offsets,
+                     .groups = w.num_slots,
+                     .total_rows = entries,
+                     .out = y};
+  set_weight(down, w.experts_down);
+  ops::gemm(ctx_, down);
   return ops::SplitSums{y, 1, 0};
 }
 

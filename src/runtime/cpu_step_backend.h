@@ -17,6 +17,7 @@ class CpuWeightMemory final : public WeightMemory {
   Result<void*> allocate(size_t bytes) override;
   void write(void* dst, const void* host, size_t bytes) override;
   size_t bytes() const { return bytes_; }
+  bool holds_fp8() const override { return true; }
 
  private:
   struct Free {
@@ -28,7 +29,9 @@ class CpuWeightMemory final : public WeightMemory {
 
 class CpuStepBackend final : public StepBackend {
  public:
-  CpuStepBackend(ExecContext& ctx, size_t arena_bytes);
+  // fp8_activations: run fp8 weights' GEMMs on FP8-quantized inputs (ops::Fp8Scales), as the GPU
+  // will; ue8m0: with power-of-two activation scales (quantization_config.scale_fmt ue8m0).
+  CpuStepBackend(ExecContext& ctx, size_t arena_bytes, bool fp8_activations = false, bool ue8m0 = false);
 
   StepArena& arena() override { return arena_; }
   void embedding(const uint16_t* table, int hidden, const int32_t* ids, int tokens, float* out) override;
@@ -56,7 +59,12 @@ class CpuStepBackend final : public StepBackend {
                                 const int32_t* offsets, int tokens, float* y) override;
 
  private:
+  // args' weight fields ← w (stacked matrices group_stride apart), with this backend's fp8 mode.
+  void set_weight(ops::GemmArgs& args, const Projection& w) const;
+
   ExecContext& ctx_;
+  bool fp8_activations_;
+  bool ue8m0_;
   std::unique_ptr<std::byte[]> arena_memory_;
   StepArena arena_;
 };

@@ -25,6 +25,7 @@ struct LoadOptions {
   LoadFormat load_format = LoadFormat::kAuto;
   ActivationDType dtype = ActivationDType::kAuto;
   uint64_t seed = 0;
+  bool quantize_fp8 = false;  // --quantization fp8 (model.precision follows it on the CPU)
   ModelOptions model;
 };
 

@@ -72,12 +72,16 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
   MS_RETURN_IF_ERROR(plan::check_cpu_kv_fits_host(kv_bytes, parallel.data_parallel_size, host));
   // Each DP replica holds a whole copy, unless expert parallelism spreads the experts over them.
   const int copies = parallel.uses_expert_parallel() ? 1 : parallel.data_parallel_size;
-  const int64_t weight_bytes = memory.weight_bytes(plan::WeightDType::kBF16) * copies;
+  // The CPU holds bf16 copies, or fp8 ones of an fp8 checkpoint or under --quantization fp8 (the
+  // planner counts one scale per 128 × 128 block; the CPU repeats it over the block's rows, 3% of
+  // the fp8 bytes more).
+  const bool fp8 = spec.config.fp8_block_size.has_value() || spec.load.model.precision.quantize_fp8;
+  const int64_t weight_bytes = memory.weight_bytes(fp8 ? plan::WeightDType::kFp8 : plan::WeightDType::kBF16) * copies;
   MS_RETURN_IF_ERROR(plan::check_cpu_weights_fit_host(weight_bytes, kv_bytes, host));
   runners.plan = fmt::format(
-      "fits: {:.3f} GiB of weights (bf16 copies of the {} checkpoint); --kv-cache-memory buys {} KV blocks x {} "
+      "fits: {:.3f} GiB of weights ({} copies of the {} checkpoint); --kv-cache-memory buys {} KV blocks x {} "
       "tokens per DP replica ({} B per token, float32), {:.3f} GiB in all, enough for one {}-token sequence",
-      weight_bytes / double(1 << 30), dtype_name(spec.config.dtype), blocks, sizing.block_size,
+      weight_bytes / double(1 << 30), fp8 ? "fp8" : "bf16", fp8 && spec.config.fp8_block_size ? "F8_E4M3" : dtype_name(spec.config.dtype), blocks, sizing.block_size,
       memory.kv_bytes_per_token(plan::KvCacheDType::kF32), kv_bytes / double(1 << 30), sizing.max_model_len);
   if (!parallel.is_single()) {
     // Each rank loads its own shard from the weights.
@@ -87,7 +91,7 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
                                               ParallelRunnerOptions{.parallel = parallel,
                                                                     .num_kv_blocks = static_cast<int>(blocks),
                                                                     .block_size = sizing.block_size,
-                                                                    .model = {}}));
+                                                                    .model = spec.load.model}));
     runners.layout = fmt::format("{} on cpu, {} threads per rank", parallel_runners.group->describe_layout(),
                                  parallel.threads_per_rank);
     spdlog::info("parallel layout: {}", runners.layout);
@@ -103,9 +107,10 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
                                                                           .threads = spec.threads}));
   const ModelConfig& model = spec.config;
   spdlog::info("model {} ({}): {:.4f}B parameters, {:.4f}B active per token, {} layers; weights ({}) packed as "
-               "bf16 in host memory ({:.2f} GiB), computed in float32 on cpu",
+               "{} in host memory ({:.2f} GiB), computed in float32 on cpu",
                spec.model_dir, model.architecture_name, memory.params().total / 1e9, memory.params().active / 1e9,
-               model.num_layers, dtype_name(model.dtype), weight_gib);
+               model.num_layers, model.fp8_block_size ? "F8_E4M3" : dtype_name(model.dtype),
+               fp8 ? "fp8 (e4m3 + block scales)" : "bf16", weight_gib);
   runners.layout = fmt::format("TP 1 x PP 1 x DP 1 (one CPU replica, {} threads)", cpu_threads(spec.threads));
   spdlog::info("parallel layout: {}", runners.layout);
   runners.replicas.push_back(std::move(runner));
@@ -202,7 +207,7 @@ Result<std::unique_ptr<SequenceBackend>> make_sequence_backend(const RunnerSpec&
                                             ParallelRunnerOptions{.parallel = spec.parallel,
                                                                   .num_kv_blocks = blocks,
                                                                   .block_size = SequenceRunner::kBlockSize,
-                                                                  .model = {}}));
+                                                                  .model = spec.load.model}));
   spdlog::info("parallel layout: {}", backend->parallel_.group->describe_layout());
   backend->runner_ = std::make_unique<SequenceRunner>(*backend->parallel_.replicas[0], max_tokens);
   return backend;

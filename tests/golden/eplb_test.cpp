@@ -137,7 +137,11 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, EplbGoldenTest,
                                            EplbCase{"tiny-qwen3_moe", 1, 2, 2, All2AllBackend::kAlltoall},
                                            EplbCase{"tiny-qwen2_moe", 2, 2, 4, All2AllBackend::kAllgatherReducescatter},
                                            EplbCase{"tiny-deepseek_v2", 2, 1, 2, All2AllBackend::kAlltoall},
-                                           EplbCase{"tiny-deepseek_v3", 2, 2, 4, All2AllBackend::kAlltoall}),
+                                           EplbCase{"tiny-deepseek_v3", 2, 2, 4, All2AllBackend::kAlltoall},
+                                           // fp8 experts move with their per-row scales
+                                           EplbCase{"tiny-qwen3_moe-fp8", 1, 2, 2, All2AllBackend::kAlltoall},
+                                           EplbCase{"tiny-deepseek_v3-fp8", 2, 2, 4,
+                                                    All2AllBackend::kAllgatherReducescatter}),
                          [](const ::testing::TestParamInfo<EplbCase>& info) {
                            std::string name = info.param.model;
                            for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';

@@ -88,9 +88,11 @@ TEST_P(GoldenTest, ChunkedPrefillAndDecodeMatchOneShotPrefill) {
   }
 }
 
+// The -fp8 fixtures are block-scaled F8_E4M3 checkpoints whose reference ran on the exactly
+// dequantized weights: the CPU holds them as fp8 and must match as tightly as bf16.
 INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest,
                          ::testing::Values("tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2",
-                                           "tiny-deepseek_v3"));
+                                           "tiny-deepseek_v3", "tiny-deepseek_v3-fp8", "tiny-qwen3_moe-fp8"));
 
 class MlaFormsTest : public GoldenTest {};
 
@@ -111,7 +113,8 @@ TEST_P(MlaFormsTest, NaiveAndAbsorbedAgree) {
             kTolerance);
 }
 
-INSTANTIATE_TEST_SUITE_P(MlaFixtures, MlaFormsTest, ::testing::Values("tiny-deepseek_v2", "tiny-deepseek_v3"));
+INSTANTIATE_TEST_SUITE_P(MlaFixtures, MlaFormsTest,
+                         ::testing::Values("tiny-deepseek_v2", "tiny-deepseek_v3", "tiny-deepseek_v3-fp8"));
 
 }  // namespace
 }  // namespace moeserve

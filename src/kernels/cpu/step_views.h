@@ -16,6 +16,10 @@ inline TensorView f32_matrix(const float* data, int64_t rows, int64_t cols) {
 inline TensorView bf16_matrix(const uint16_t* data, int64_t rows, int64_t cols) {
   return TensorView{const_cast<uint16_t*>(data), DType::kBF16, Shape{rows, cols}};
 }
+// rows × cols fp8 e4m3 (block-scaled weights) at data.
+inline TensorView fp8_matrix(const uint8_t* data, int64_t rows, int64_t cols) {
+  return TensorView{const_cast<uint8_t*>(data), DType::kF8E4M3, Shape{rows, cols}};
+}
 inline TensorView bf16_vector(const uint16_t* data, int64_t size) {
   return TensorView{const_cast<uint16_t*>(data), DType::kBF16, Shape{size}};
 }

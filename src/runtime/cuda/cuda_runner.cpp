@@ -382,6 +382,11 @@ Result<cuda::CudaGraph> CudaRunner::capture(const StepInputs& inputs, float* dev
 
 Result<std::unique_ptr<CudaRunner>> make_cuda_runner(const std::string& model_dir, const ModelConfig& config,
                                                      const LoadOptions& load, const CudaRunnerOptions& runner_options) {
+  if (load.quantize_fp8) {
+    return make_error("--quantization fp8: the CUDA backend has no FP8 GEMM kernels yet, so it cannot compute with "
+                      "fp8 weights; the CPU backend does (--device cpu). An fp8 checkpoint needs no flag: CUDA "
+                      "dequantizes it to bf16 as it loads");
+  }
   CudaRunnerOptions options = runner_options;
   // --dtype, as vLLM reads it: auto is the checkpoint's dtype, so a bf16 checkpoint multiplies
   // bf16 GEMM inputs; float32 keeps the float32-like split-bf16 activations.

@@ -96,13 +96,13 @@ void CudaStepBackend::tensor_core_gemm(const GemmArgs& args) {
 }
 
 void CudaStepBackend::linear(Act x, int rows, const Projection& w, float* out) {
-  const GemmArgs args{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.weight, .bias = w.bias, .out = out};
+  const GemmArgs args{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.bf16(), .bias = w.bias, .out = out};
   if (rows <= kMaxSmallDenseRows || (rows <= kSmallTile && !mma_gemm_supported(w.in))) {
     cuda_core_gemm(args);
   } else if (rows <= kMaxMmaDenseRows) {
     tensor_core_gemm(args);
   } else {
-    gemm(x, rows, w.weight, w.bias, w.out, w.in, out);
+    gemm(x, rows, w.bf16(), w.bias, w.out, w.in, out);
   }
 }
 
@@ -112,7 +112,7 @@ SplitSums CudaStepBackend::linear_unsummed(Act x, int rows, const Projection& w,
     linear(x, rows, w, out);
     return SplitSums{out, 1, 0};
   }
-  return cuda_core_gemm_unsummed(GemmArgs{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.weight, .out = out});
+  return cuda_core_gemm_unsummed(GemmArgs{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.bf16(), .out = out});
 }
 
 void CudaStepBackend::gemm(Act x, int rows, const uint16_t* w, const uint16_t* bias, int n, int k, float* out) {
@@ -148,7 +148,7 @@ void CudaStepBackend::mlp(Act x, int rows, const MlpWeights& w, float* out) {
                                .rows = rows,
                                .k = w.gate_up.in,
                                .n = inter,
-                               .weight = w.gate_up.weight,
+                               .weight = w.gate_up.bf16(),
                                .swiglu = true,
                                .out = act});
     linear(Act{act, nullptr}, rows, w.down, out);
@@ -160,7 +160,7 @@ void CudaStepBackend::mlp(Act x, int rows, const MlpWeights& w, float* out) {
   float* act = split ? arena_.alloc<float>(static_cast<size_t>(rows) * inter) : nullptr;
   uint16_t* act_bf16 = split ? nullptr : arena_.alloc<uint16_t>(static_cast<size_t>(rows) * inter);
   silu_mul(exec_, gate_up, rows, inter, act, act_bf16);
-  gemm(Act{act, act_bf16}, rows, w.down.weight, w.down.bias, w.down.out, w.down.in, out);
+  gemm(Act{act, act_bf16}, rows, w.down.bf16(), w.down.bias, w.down.out, w.down.in, out);
 }
 
 void CudaStepBackend::router_logits(Act x, int rows, const Projection& router, float* logits) {
@@ -171,13 +171,13 @@ void CudaStepBackend::router_logits(Act x, int rows, const Projection& router, f
   if (rows > kMaxMmaRows) {
     const size_t mark = arena_.used();
     float* router_f32 = arena_.alloc<float>(static_cast<size_t>(router.out) * router.in);
-    to_f32(exec_, router.weight, int64_t(router.out) * router.in, router_f32);
+    to_f32(exec_, router.bf16(), int64_t(router.out) * router.in, router_f32);
     gemm_f32(exec_, x.f32, router_f32, rows, router.out, router.in, logits);
     arena_.rewind(mark);
     return;
   }
   small_gemm(exec_,
-             GemmArgs{.x = x.f32, .rows = rows, .k = router.in, .n = router.out, .weight = router.weight, .out = logits});
+             GemmArgs{.x = x.f32, .rows = rows, .k = router.in, .n = router.out, .weight = router.bf16(), .out = logits});
 }
 
 SplitSums CudaStepBackend::routed_experts(const MoeWeights& w, const float* x, const int32_t* source_rows,
@@ -208,7 +208,7 @@ SplitSums CudaStepBackend::experts_streaming(const MoeWeights& w, const float* x
   gate_up.x_rows = x_rows;
   gate_up.k = hidden;
   gate_up.n = inter;
-  gate_up.weight = w.experts_gate_up;
+  gate_up.weight = w.experts_gate_up.bf16();
   gate_up.group_stride = 2LL * inter * hidden;
   gate_up.swiglu = true;
   gate_up.out = act;
@@ -217,7 +217,7 @@ SplitSums CudaStepBackend::experts_streaming(const MoeWeights& w, const float* x
   down.x = act;
   down.k = inter;
   down.n = hidden;
-  down.weight = w.experts_down;
+  down.weight = w.experts_down.bf16();
   down.group_stride = static_cast<int64_t>(hidden) * inter;
   down.out = y;
   if (down.rows <= kMaxSmallGroupedRows) return cuda_core_gemm_unsummed(down);  // as grouped_gemm
@@ -249,7 +249,7 @@ void CudaStepBackend::experts_large(const MoeWeights& w, const float* x, const i
     const int64_t begin = host_offsets[e];
     const int count = host_offsets[e + 1] - host_offsets[e];
     if (count == 0) continue;  // experts no token chose are skipped
-    const uint16_t* gate_up_w = w.experts_gate_up + static_cast<int64_t>(e) * 2 * inter * hidden;
+    const uint16_t* gate_up_w = w.experts_gate_up.stacked_at(e).bf16();
     if (split) {
       gemm(Act{x_perm + begin * hidden, nullptr}, count, gate_up_w, nullptr, 2 * inter, hidden, gate_up);
       silu_mul(exec_, gate_up, count, inter, act, nullptr);
@@ -257,7 +257,7 @@ void CudaStepBackend::experts_large(const MoeWeights& w, const float* x, const i
       gemm_bf16(exec_, x_perm_bf16 + begin * hidden, gate_up_w, count, 2 * inter, hidden, gate_up_bf16);
       silu_mul(exec_, gate_up_bf16, count, inter, act_bf16);
     }
-    gemm(Act{act, act_bf16}, count, w.experts_down + static_cast<int64_t>(e) * hidden * inter, nullptr, hidden, inter,
+    gemm(Act{act, act_bf16}, count, w.experts_down.stacked_at(e).bf16(), nullptr, hidden, inter,
          y + begin * hidden);
   }
 }

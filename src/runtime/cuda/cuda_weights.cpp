@@ -48,7 +48,6 @@ class CudaWeightMemory final : public WeightMemory {
 
 Result<std::unique_ptr<CudaModel>> CudaModel::load(const ModelConfig& config, const WeightSource* weights,
                                                    uint64_t seed, const GpuExec& exec, PrefillPrecision precision) {
-  if (config.fp8_block_size) return fp8_unsupported_error("CUDA");
   auto model = std::make_unique<CudaModel>();
   model->config_ = config;
   model->precision_ = precision;
