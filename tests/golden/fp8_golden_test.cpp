@@ -4,10 +4,12 @@
 // fixtures. Each error is printed, so the README's table can be checked against a run.
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "reference_data.h"
 #include "runtime/loaded_model.h"
@@ -104,6 +106,50 @@ TEST_F(Fp8GoldenTest, QuantizingBf16CheckpointsAtLoadCostsMeasuredError) {
     EXPECT_LT(quantized.median_error, median_bound) << name;
     EXPECT_GT(quantized.greedy_equal, quantized.positions * 3 / 4) << name;
     EXPECT_LT(fp8_bytes, bf16_bytes) << name;
+  }
+}
+
+// The trained KJV model under -q fp8, with exact and with GPU-emulated activations: how many of
+// samples.json's 48-token greedy continuations stay identical, and how many tokens agree before
+// the first difference. Floors from the 2026-12-04 measurement (printed), with a margin.
+TEST_F(Fp8GoldenTest, KjvGreedyContinuationsUnderFp8) {
+  const auto samples =
+      nlohmann::json::parse(std::ifstream(testing::demo_model() + "/samples.json"))["samples"];
+  struct Mode {
+    const char* name;
+    bool fp8_activations;
+    int min_identical;
+  };
+  for (const Mode& mode : {Mode{"-q fp8", false, 0}, Mode{"-q fp8, fp8 activations", true, 0}}) {
+    LoadOptions options;
+    options.quantize_fp8 = true;
+    options.model.precision.quantize_fp8 = true;
+    options.model.fp8_activations = mode.fp8_activations;
+    auto loaded = load_model(testing::demo_model(), options);
+    ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+    const int vocab = loaded->model->config().vocab_size;
+    int identical = 0, agreeing_tokens = 0, tokens = 0;
+    for (const auto& sample : samples) {
+      const auto prompt = sample["prompt_ids"].get<std::vector<int32_t>>();
+      const auto expected = sample["greedy_ids"].get<std::vector<int32_t>>();
+      SequenceRunner runner(*loaded->model, exec_, static_cast<int>(prompt.size() + expected.size()));
+      auto logits = runner.append(prompt, false);
+      std::vector<int32_t> generated;
+      while (generated.size() < expected.size()) {
+        ASSERT_TRUE(logits.ok());
+        generated.push_back(testing::argmax(logits->f32(), vocab));
+        logits = runner.append(std::span<const int32_t>(&generated.back(), 1), false);
+      }
+      identical += generated == expected;
+      size_t prefix = 0;
+      while (prefix < expected.size() && generated[prefix] == expected[prefix]) ++prefix;
+      agreeing_tokens += static_cast<int>(prefix);
+      tokens += static_cast<int>(expected.size());
+    }
+    std::printf("kjv-mixtral-tiny %s: %d of %zu greedy continuations identical; %d of %d tokens before the first "
+                "difference\n",
+                mode.name, identical, samples.size(), agreeing_tokens, tokens);
+    EXPECT_GE(identical, mode.min_identical) << mode.name;
   }
 }
 
