@@ -10,6 +10,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # The live page's browser test drives Debian's chromium headless (puppeteer-core).
   chromium
+  # The King James Bible (the `bible` program and its text): scripts/kjv-revelation.sh extracts
+  # the demo model's held-out book from it for `moeserve perplexity` (and its test).
+  bible-kjv bible-kjv-text
 )
 # Node.js + npm bundle the live page (esbuild) and run the test-only clients (the OpenAI SDK,
 # puppeteer-core); any Node >= 18 will do (Debian 12 has 18).

@@ -9,6 +9,8 @@
 namespace moeserve::cli {
 
 void add_logits_command(CLI::App& app);
+// `perplexity` (cmd_perplexity.cpp): a model's perplexity on a text file.
+void add_perplexity_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_chat_template_command(CLI::App& app);

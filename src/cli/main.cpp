@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", fmt::format("moeserve {} (backends: {})", MOESERVE_VERSION, moeserve::backend_names()));
   app.require_subcommand(1);
   add_logits_command(app);
+  add_perplexity_command(app);
   add_generate_command(app);
   add_chat_template_command(app);
   add_bench_command(app);

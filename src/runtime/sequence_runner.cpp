@@ -61,4 +61,9 @@ Result<Tensor> SequenceRunner::append(std::span<const int32_t> ids, bool all_log
   return logits;
 }
 
+void SequenceRunner::reset() {
+  tokens_.clear();
+  length_ = 0;
+}
+
 }  // namespace moeserve

@@ -34,6 +34,10 @@ class SequenceRunner {
   // step when > 0, exercising chunked prefill). Returns logits [ids.size(), vocab] when
   // all_logits, else [1, vocab] for the last token.
   Result<Tensor> append(std::span<const int32_t> ids, bool all_logits, int max_chunk = 0);
+  // Forgets the sequence: the next append() starts a new one at position 0 over the same KV
+  // blocks (whose old entries it overwrites before reading them). `moeserve perplexity` runs its
+  // windows one after another this way.
+  void reset();
 
  private:
   std::optional<ModelRunner> own_runner_;
