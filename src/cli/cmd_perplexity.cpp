@@ -136,6 +136,7 @@ void run_perplexity(const PerplexityArgs& args) {
                                    {"dtype", args.engine.dtype},
                                    {"device", backend_name(choice->backend)},
                                    {"load_format", args.engine.load_format},
+                                   {"quantization", args.engine.quantization.empty() ? nlohmann::json() : nlohmann::json(args.engine.quantization)},
                                    {"seconds", seconds},
                                });
 }
