@@ -64,8 +64,17 @@ void ServeFlags::add_to(CLI::App& command) {
   scheduling.add_to(command);
   command.add_option("--host", host, "Address to listen on (vLLM's default: all interfaces)");
   command.add_option("--port", port, "Port to listen on (0: any free port)")->check(CLI::Range(0, 65535));
-  command.add_option("--served-model-name", served_model_names,
-                     "Model name(s) clients may ask for; the first is reported (default: the model path)");
+  // An empty name would be listed by /v1/models as "" and reported in the metrics' model_name
+  // label; a request's "model": "" already means "the served model".
+  command
+      .add_option("--served-model-name", served_model_names,
+                  "Model name(s) clients may ask for; the first is reported (default: the model path)")
+      ->check(CLI::Validator(
+          [](std::string& name) -> std::string {
+            if (name.find_first_not_of(" \t") != std::string::npos) return {};
+            return "must not be empty (leave out --served-model-name to serve the model under its path)";
+          },
+          "NAME"));
   // An empty key would switch authentication off while the operator believes it on.
   command.add_option("--api-key", api_key, "Require 'Authorization: Bearer KEY' on /v1/*")
       ->check(CLI::Validator(

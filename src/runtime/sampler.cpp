@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <optional>
 
 namespace moeserve {
 
@@ -205,10 +206,9 @@ void radix_sort_by_key(std::vector<uint64_t>& items, std::vector<uint64_t>& scra
   }
 }
 
-}  // namespace
-
-int32_t sample_with_uniform(std::span<const float> logits, const SamplingParams& params, double uniform) {
-  if (params.temperature <= 0.0f) return argmax_token(logits);
+// sample_full_sort's result by exact selection: the definition at its cost (every relevant term in
+// double, its candidates radix-sorted), for the rows and draws sample_sliced leaves undecided.
+int32_t sample_selected(std::span<const float> logits, const SamplingParams& params, double uniform) {
   // sample_full_sort's result without sorting the vocabulary: only the candidates whose terms can
   // reach a sum (exp(logit / T − max) >= kTail) are selected, and of them only the top k (by
   // partial sort) when top-k keeps fewer; the tail beyond them rounds away from the total and the
@@ -286,6 +286,227 @@ int32_t sample_with_uniform(std::span<const float> logits, const SamplingParams&
   }
   if (keep > summed) return sample_full_sort(logits, params, uniform);  // the draw runs into the tail
   return order(keep - 1);
+}
+
+// The fast path: sample_full_sort's choice settled from sums taken in another order, with margins
+// wide enough that the full sort's own sums cannot decide otherwise; a row or draw it leaves
+// undecided gets sample_selected.
+//
+// Each relevant candidate (x = logit / T − max >= kRelevant, the same float x as the full sort)
+// gets its term approx_exp(x), within 2.3e-16 of the full sort's exp(x), and a slice of x: 2048
+// equal slices of [−38, 0], the largest x first. x never decreases with the logit, so slice order
+// is the sort's order, and only the few slices a decision lands in are gathered and sorted (by
+// logit descending, lowest id first). Each decision of the full sort — the top-k candidates, the
+// first cumulative probability >= top_p, the candidates min-p keeps, the one the draw reaches —
+// compares a sum of terms (or one term) with a threshold. Both sides' sums are of positive terms,
+// so each is within (n + slices) · 2^-53 of the exact sum whatever the order (n: the row's
+// length); a comparison whose sides differ by more than margin_for(n) (relative) settles the full
+// sort's comparison too. A draw that lands closer to a boundary than that (rare: about 3e-11 of
+// the boundary's sum) falls back.
+constexpr int kSlices = 2048;
+constexpr float kSliceScale = kSlices / 38.0f;  // x's slice: ⌊−x · kSliceScale⌋, at most kSlices − 1
+
+// Relative margin for a row of n logits: 8 times the worst relative error of either side's sums
+// ((n + kSlices + 16) · 2^-53: the terms' additions, the normalisation and the draw's
+// subtractions), plus the terms' own error (< 1e-15, approx_exp against std::exp).
+double margin_for(size_t n) { return 8.0 * static_cast<double>(n + kSlices + 16) * 0x1p-53 + 1e-15; }
+
+struct Hit {
+  int64_t index = 0;     // position in the sorted order
+  double before = 0.0;   // the terms before it, summed
+  double through = 0.0;  // ... and its own
+  int32_t id = 0;
+};
+
+class SlicedRow {
+ public:
+  // Terms and slices of a row whose largest logit / T is max_logit (finite).
+  void build(std::span<const float> logits, float temperature, float max_logit) {
+    logits_ = logits;
+    const size_t n = logits.size();
+    terms_.resize(n);
+    slices_.resize(n);
+    double* terms = terms_.data();
+    uint16_t* slices = slices_.data();
+    const float* values = logits.data();
+    // Vectorised: the full sort's x, its term, its slice.
+    for (size_t i = 0; i < n; ++i) {
+      const float x = values[i] / temperature - max_logit;
+      const bool relevant = x >= kRelevant;
+      const float clamped = relevant ? x : 0.0f;
+      const double term = sampler_internal::approx_exp(clamped);
+      terms[i] = relevant ? term : 0.0;
+      const int slice = static_cast<int>(-clamped * kSliceScale);
+      // Not relevant: one of 8 slices past the last, in turn, so that the histogram's additions
+      // below do not wait on each other.
+      slices[i] = static_cast<uint16_t>(relevant ? (slice < kSlices ? slice : kSlices - 1) : kSlices + (i & 7));
+    }
+    std::fill(std::begin(mass_), std::end(mass_), 0.0);
+    std::fill(std::begin(count_), std::end(count_), 0);
+    for (size_t i = 0; i < n; ++i) {
+      mass_[slices[i]] += terms[i];
+      ++count_[slices[i]];
+    }
+    // mass_before_[s], count_before_[s]: of the slices before s (s = kSlices: every relevant one).
+    double mass = 0.0;
+    int64_t count = 0;
+    for (int s = 0; s <= kSlices; ++s) {
+      mass_before_[s] = mass;
+      count_before_[s] = count;
+      if (s < kSlices) {
+        mass += mass_[s];
+        count += count_[s];
+      }
+    }
+    cached_ = 0;
+  }
+
+  int64_t relevant() const { return count_before_[kSlices]; }
+  double relevant_mass() const { return mass_before_[kSlices]; }
+  std::span<const double> terms() const { return terms_; }
+
+  // The terms of the first `count` candidates (1 <= count <= relevant()), summed.
+  double mass_of_first(int64_t count) {
+    int s = 0;
+    while (count_before_[s + 1] < count) ++s;
+    const std::vector<uint64_t>& items = sorted_slice(s);
+    double mass = mass_before_[s];
+    for (int64_t i = 0; i < count - count_before_[s]; ++i) mass += terms_[static_cast<uint32_t>(items[i])];
+    return mass;
+  }
+
+  // The first candidate whose running sum of terms reaches `target`; nullopt past the relevant.
+  std::optional<Hit> first_reaching(double target) {
+    int s = 0;
+    while (s < kSlices && mass_before_[s + 1] < target) ++s;
+    for (; s < kSlices; ++s) {
+      if (count_[s] == 0) continue;
+      const std::vector<uint64_t>& items = sorted_slice(s);
+      double mass = mass_before_[s];
+      for (size_t i = 0; i < items.size(); ++i) {
+        const uint32_t id = static_cast<uint32_t>(items[i]);
+        const double before = mass;
+        mass += terms_[id];
+        if (mass >= target) {
+          return Hit{.index = count_before_[s] + static_cast<int64_t>(i),
+                     .before = before,
+                     .through = mass,
+                     .id = static_cast<int32_t>(id)};
+        }
+      }
+    }
+    return std::nullopt;
+  }
+
+ private:
+  // Slice s's candidates as (descending key, id) items, ascending: the full sort's order.
+  const std::vector<uint64_t>& sorted_slice(int s) {
+    for (int c = 0; c < cached_; ++c)
+      if (cached_slice_[c] == s) return cache_[c];
+    const int slot = cached_ < kCache ? cached_++ : kCache - 1;
+    std::vector<uint64_t>& items = cache_[slot];
+    cached_slice_[slot] = s;
+    items.clear();
+    const uint16_t* slices = slices_.data();
+    for (size_t i = 0; i < slices_.size(); ++i)
+      if (slices[i] == s) items.push_back(uint64_t{descending_key(logits_[i])} << 32 | static_cast<uint32_t>(i));
+    if (!std::is_sorted(items.begin(), items.end())) std::sort(items.begin(), items.end());
+    return items;
+  }
+
+  static constexpr int kCache = 4;
+  std::span<const float> logits_;
+  std::vector<double> terms_;
+  std::vector<uint16_t> slices_;
+  double mass_[kSlices + 8];
+  int64_t count_[kSlices + 8];
+  double mass_before_[kSlices + 1];
+  int64_t count_before_[kSlices + 1];
+  std::vector<uint64_t> cache_[kCache];
+  int cached_slice_[kCache] = {};
+  int cached_ = 0;
+};
+
+// sample_full_sort's token, or nullopt when a decision is too close to call (the caller then
+// takes the exact path).
+std::optional<int32_t> sample_sliced(std::span<const float> logits, const SamplingParams& params, double uniform,
+                                     float max_logit) {
+  if (logits.size() > (size_t{1} << 24)) return std::nullopt;  // the margin grows with the row
+  const double eta = margin_for(logits.size());
+  // a < b on both sides: a and b differ by more than either side's error.
+  const auto certainly_less = [eta](double a, double b) { return a + eta * std::max(a, b) < b; };
+  thread_local SlicedRow row;
+  row.build(logits, params.temperature, max_logit);
+  const int64_t vocab = static_cast<int64_t>(logits.size());
+  const int64_t relevant = row.relevant();
+  // Top-k: the first `keep` candidates. Past the relevant ones, the rest change no sum (each of
+  // their terms is < 2^-54 against a total >= 1; all together < vocab · 3.2e-17).
+  int64_t keep = params.top_k > 0 ? std::min<int64_t>(vocab, params.top_k) : vocab;
+  const double total = keep < relevant ? row.mass_of_first(keep) : row.relevant_mass();
+  double kept = total;  // the kept candidates' terms, summed
+  if (params.top_p < 1.0f) {
+    // The first candidate whose cumulative probability reaches top_p.
+    const double target = static_cast<double>(params.top_p) * total;
+    if (!certainly_less(target, total)) return std::nullopt;
+    const std::optional<Hit> hit = row.first_reaching(target);
+    if (!hit || (hit->index > 0 && !certainly_less(hit->before, target)) || !certainly_less(target, hit->through))
+      return std::nullopt;
+    if (hit->index + 1 < keep) {
+      keep = hit->index + 1;
+      kept = hit->through;
+    }
+  }
+  if (params.min_p > 0.0f) {
+    // probs[i] >= min_p · probs[0] is term >= min_p (the top term is exp(0) = 1): a prefix of the
+    // order, as terms never increase along it; no term may be too close to min_p to call.
+    if (params.min_p < 1e-15f) return std::nullopt;  // the tail's terms could count
+    const double min_p = params.min_p, low = min_p * (1.0 - 2 * eta), high = min_p * (1.0 + 2 * eta);
+    int64_t above = 0;
+    bool close = false;
+    for (double term : row.terms()) {
+      above += term >= min_p;
+      close |= term > low && term < high;
+    }
+    if (close) return std::nullopt;
+    const int64_t cut = std::max<int64_t>(1, above);
+    if (cut < keep) {
+      keep = cut;
+      kept = row.mass_of_first(cut);
+    }
+  }
+  // The draw: the first kept candidate whose running sum reaches uniform × the kept sum.
+  const double draw = uniform * kept;
+  if (!certainly_less(draw, kept)) return std::nullopt;
+  const std::optional<Hit> hit = row.first_reaching(draw);
+  if (!hit || hit->index >= keep || (hit->index > 0 && !certainly_less(hit->before, draw)) ||
+      !certainly_less(draw, hit->through))
+    return std::nullopt;
+  return hit->id;
+}
+
+}  // namespace
+
+std::optional<int32_t> sampler_internal::sample_fast(std::span<const float> logits, const SamplingParams& params,
+                                                     double uniform) {
+  if (params.temperature <= 0.0f || logits.empty()) return std::nullopt;
+  float max_value = logits[0];
+  bool nan = false;
+  for (float v : logits) {
+    max_value = v > max_value ? v : max_value;
+    nan |= v != v;
+  }
+  if (nan || !std::isfinite(max_value)) return std::nullopt;
+  const float max_logit = max_value / params.temperature;
+  if (!std::isfinite(max_logit)) return std::nullopt;
+  return sample_sliced(logits, params, uniform, max_logit);
+}
+
+int32_t sample_with_uniform(std::span<const float> logits, const SamplingParams& params, double uniform) {
+  if (params.temperature <= 0.0f) return argmax_token(logits);
+  if (const std::optional<int32_t> token = sampler_internal::sample_fast(logits, params, uniform)) return *token;
+  // NaN, ±inf or an overflowing logit / T (sample_selected hands those to the full sort), or a
+  // decision too close to call from the fast path's sums.
+  return sample_selected(logits, params, uniform);
 }
 
 }  // namespace moeserve

@@ -241,11 +241,23 @@ std::optional<ApiError> ApiRouter::check_model(const std::optional<std::string>&
   return error;
 }
 
-ApiResult<std::vector<int32_t>> ApiRouter::encode(const std::string& text, bool add_special_tokens,
-                                                  const std::string& param) const {
-  Result<std::vector<int32_t>> ids = tokenizer_->encode(text, add_special_tokens);
+ApiResult<std::vector<int32_t>> ApiRouter::encode_counted(const std::string& text, bool add_special_tokens,
+                                                          const std::string& param) const {
+  // vLLM's /tokenize counts a prompt of any length (its response carries max_model_len for the
+  // client to compare). Here it counts up to max_model_len tokens, the most any request can carry:
+  // whether a prompt fits is answered the same, and the memory a request can take is bounded by
+  // the context, not by the body.
+  const int max_model_len = engine_.info().max_model_len;
+  auto ids = tokenizer_->encode_within(text, add_special_tokens, static_cast<size_t>(std::max(0, max_model_len)));
   if (!ids.ok()) return bad_request("cannot tokenize `" + param + "`: " + ids.error().message, param);
-  return std::move(ids).value();
+  if (!ids.value()) {
+    return context_length_exceeded(fmt::format("This model's maximum context length is {} tokens. However, your "
+                                               "{} has more than that ({} bytes), and /tokenize counts up to {} "
+                                               "tokens. Please reduce the length of the input.",
+                                               max_model_len, param, text.size(), max_model_len),
+                                   param);
+  }
+  return std::move(*ids.value());
 }
 
 ApiResult<std::vector<int32_t>> ApiRouter::encode_prompt(const std::string& text, bool add_special_tokens,
@@ -278,18 +290,19 @@ HttpResponse ApiRouter::tokenize(const Json& body) const {
     ApiResult<std::string> rendered = render_chat(chat.value().messages, chat.value().add_generation_prompt,
                                                   chat.value().continue_final_message, chat.value().template_context);
     if (!rendered.ok()) return error_response(rendered.error());
-    text = rendered.value();
+    text = std::move(rendered).value();
     add_special_tokens = chat.value().params.add_special_tokens.value_or(false);
   } else {
     std::optional<std::string> prompt = reader.string("prompt");
     if (!prompt && reader.ok()) reader.fail("`prompt` or `messages` is required", "prompt");
     add_special_tokens = reader.boolean("add_special_tokens").value_or(true);
     if (!reader.ok()) return error_response(reader.error());
-    text = *prompt;
+    text = std::move(*prompt);
   }
   if (!reader.ok()) return error_response(reader.error());
   if (auto error = check_model(model)) return error_response(*error);
-  ApiResult<std::vector<int32_t>> ids = encode(text, add_special_tokens, "prompt");
+  ApiResult<std::vector<int32_t>> ids =
+      encode_counted(text, add_special_tokens, reader.field("messages") != nullptr ? "messages" : "prompt");
   if (!ids.ok()) return error_response(ids.error());
   Json out;
   out["count"] = ids.value().size();

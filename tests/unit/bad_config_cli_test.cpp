@@ -5,7 +5,7 @@
 // config.json and through --hf-overrides), a --kv-cache-memory beyond the host's memory, a
 // negative --threads, a max_position_embeddings of 0 or -1, a --max-model-len above the model's
 // limit, --max-num-seqs 0 (CLI11's own check printed a 309-digit bound), an empty --api-key
-// (which silently turned authentication off), and a FIFO in place of a safetensors shard. And a
+// (which silently turned authentication off), an empty --served-model-name, and a FIFO in place of a safetensors shard. And a
 // fuzz of every value-taking flag of `serve` (read from its --help) with hostile values: each run
 // either refuses with a message naming the flag, or starts and stops cleanly on SIGTERM.
 #include <gmock/gmock.h>
@@ -194,6 +194,17 @@ TEST_F(BadConfigCli, EmptyApiKeyIsRefusedNotAuthenticationOff) {
   }
 }
 
+// An empty served model name was taken: /v1/models then listed a model called "".
+TEST_F(BadConfigCli, EmptyServedModelNameIsRefused) {
+  const std::string message =
+      "--served-model-name: must not be empty (leave out --served-model-name to serve the model under its path)";
+  for (const std::vector<std::string>& names : {std::vector<std::string>{""}, {" "}, {"kjv", ""}, {"", "kjv"}}) {
+    std::vector<std::string> flags;
+    for (const std::string& name : names) flags.insert(flags.end(), {"--served-model-name", name});
+    expect_refused(serve(testing::demo_model(), flags), message);
+  }
+}
+
 TEST_F(BadConfigCli, FifoInPlaceOfAShardIsRefusedNotAHang) {
   // The demo model's files, linked, except its second shard: a named pipe nothing writes to.
   const std::string fifo_name = "model-00002-of-00003.safetensors";
@@ -309,6 +320,10 @@ TEST_F(BadConfigCli, EveryServeFlagWithHostileValuesRefusesOrServesCleanly) {
       if (numeric.count(flag) && never_numeric.count(value)) {
         EXPECT_FALSE(outcome.started) << what << ": a numeric flag accepted it";
       }
+      // Names and keys are never empty: an empty key turns authentication off, an empty name is
+      // listed as a model called "".
+      static const std::set<std::string> never_empty = {"--served-model-name", "--api-key"};
+      if (never_empty.count(flag) && value.empty()) EXPECT_FALSE(outcome.started) << what << ": taken";
       if (outcome.started) {
         EXPECT_EQ(outcome.exit_code, 0) << what << ": started, then did not stop cleanly:\n" << outcome.output;
         ++started;

@@ -12,6 +12,7 @@
 #include <limits>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -287,6 +288,110 @@ TEST(SampleWithUniform, EqualsTheFullSortOnDegenerateRows) {
         const FullSortSampler want(logits, params);
         for (double u : {0.0, 0.3, 0.7, std::nextafter(1.0, 0.0)})
           EXPECT_EQ(sample_with_uniform(logits, params, u), want.pick(u)) << logits.size() << " T " << temperature;
+      }
+    }
+  }
+}
+
+// approx_exp, the fast path's term, against std::exp on floats spread over [−38.5, 0] (its error
+// bound, 2.3e-16, was found by checking every float there; the fast path's margin assumes 1e-15).
+TEST(SampleFast, ApproxExpIsWithin1e15OfExp) {
+  std::mt19937_64 rng(5);
+  std::uniform_real_distribution<float> x_of(-38.5f, 0.0f);
+  double worst = 0.0;
+  for (int i = 0; i < 2'000'000; ++i) {
+    const float x = i < 1000 ? -i * 0.0385f : x_of(rng);
+    const double want = std::exp(static_cast<double>(x));
+    worst = std::max(worst, std::abs(sampler_internal::approx_exp(x) - want) / want);
+  }
+  EXPECT_LT(worst, 1e-15);
+  EXPECT_EQ(sampler_internal::approx_exp(0.0), 1.0);  // the top candidate's term is exactly 1
+}
+
+// A row like a language model's: a broad body of logits, a few strong candidates above it, ties
+// (a quarter rounded to a grid) and some −inf; or, with `flat`, every logit within 1e-3 of 0.
+std::vector<float> model_like_row(std::mt19937_64& rng, int vocab, float spread, bool flat) {
+  std::normal_distribution<float> normal(0.0f, spread);
+  std::vector<float> logits(vocab);
+  for (float& v : logits) v = flat ? normal(rng) * 1e-3f : normal(rng);
+  if (!flat) {
+    std::uniform_int_distribution<int> id(0, vocab - 1);
+    std::exponential_distribution<float> lead(0.5f);
+    for (int i = 0; i < 20; ++i) logits[id(rng)] += 4.0f * spread + lead(rng);
+  }
+  for (int i = 3; i < vocab; i += 4) logits[i] = std::round(logits[i] * 8.0f) / 8.0f;
+  for (int i = 7; i < vocab; i += 211) logits[i] = -std::numeric_limits<float>::infinity();
+  return logits;
+}
+
+// The fast path against the full sort written out above, draw for draw: for random rows (a model's
+// shape, flat ones, vocabularies of 32000 and 151936), temperatures, top-k, top-p and min-p, and
+// requests with their own seeds, sample_token's token is the full sort's for the same draw of the
+// same generator, and every token the fast path settles alone is the full sort's. It must settle
+// nearly all of them (else the test would compare only the exact fallback).
+TEST(SampleFast, EqualsTheFullSortDrawForDrawWithSeededRequests) {
+  std::mt19937_64 rng(2024);
+  const SamplingParams settings[] = {
+      {.temperature = 1.0f, .top_p = 0.95f},
+      {.temperature = 1.0f},
+      {.temperature = 0.7f, .top_p = 0.9f, .top_k = 50},
+      {.temperature = 1.3f, .top_p = 0.99f, .min_p = 0.01f},
+      {.temperature = 0.3f, .top_k = 5000, .min_p = 0.001f},
+      {.temperature = 2.0f, .top_p = 0.5f, .top_k = 20000},
+  };
+  int settled = 0, compared = 0;
+  for (int vocab : {32000, 151936}) {
+    for (int row = 0; row < (vocab > 100000 ? 3 : 8); ++row) {
+      const float spread = row % 3 == 0 ? 1.0f : row % 3 == 1 ? 2.5f : 6.0f;
+      const std::vector<float> logits = model_like_row(rng, vocab, spread, row == 4);
+      const std::vector<int32_t> order = FullSortSampler::stable_order(logits);
+      for (const SamplingParams& base : settings) {
+        SamplingParams params = base;
+        params.seed = rng();
+        const FullSortSampler want(logits, order, params);
+        std::mt19937_64 request(*params.seed), replay(*params.seed);
+        for (int draw = 0; draw < (vocab > 100000 ? 20 : 60); ++draw) {
+          const double u = draw_uniform(replay);
+          const int32_t expected = want.pick(u);
+          if (const std::optional<int32_t> fast = sampler_internal::sample_fast(logits, params, u)) {
+            ASSERT_EQ(*fast, expected) << "fast path: vocab " << vocab << " row " << row << " T " << params.temperature
+                                       << " top_k " << params.top_k << " top_p " << params.top_p << " min_p "
+                                       << params.min_p << " u " << u;
+            ++settled;
+          }
+          ASSERT_EQ(sample_token(logits, params, request), expected)
+              << "vocab " << vocab << " row " << row << " T " << params.temperature << " u " << u;
+          ++compared;
+        }
+      }
+    }
+  }
+  EXPECT_GT(compared, 3000);
+  EXPECT_GE(settled, compared * 99 / 100)
+      << "the fast path left " << compared - settled << " of " << compared << " draws to the exact path";
+}
+
+// Draws on the full sort's boundaries (the cumulative probability of a candidate, as the full
+// sort sums it, times the kept total) and next to them: the fast path must leave each to the exact
+// path or give the full sort's token, never the neighbour's.
+TEST(SampleFast, DrawsOnAndNextToBoundariesGiveTheFullSortsToken) {
+  std::mt19937_64 rng(31);
+  for (int row = 0; row < 6; ++row) {
+    const std::vector<float> logits = model_like_row(rng, 32000, row % 2 == 0 ? 1.0f : 3.0f, false);
+    for (const SamplingParams& params :
+         {SamplingParams{.temperature = 1.0f, .top_p = 0.95f}, SamplingParams{.temperature = 0.8f, .min_p = 0.02f}}) {
+      const FullSortSampler want(logits, params);
+      double cumulative = 0.0;
+      for (int64_t i = 0; i < std::min<int64_t>(want.keep, 200); ++i) {
+        cumulative += want.probs[i];
+        const double boundary = cumulative / want.kept_total;
+        for (double u : {boundary, std::nextafter(boundary, 0.0), std::nextafter(boundary, 1.0), boundary * (1 - 1e-12),
+                         boundary * (1 + 1e-12)}) {
+          if (!(u < 1.0)) continue;
+          const std::optional<int32_t> fast = sampler_internal::sample_fast(logits, params, u);
+          if (fast) ASSERT_EQ(*fast, want.pick(u)) << "row " << row << " candidate " << i << " u " << u;
+          ASSERT_EQ(sample_with_uniform(logits, params, u), want.pick(u)) << "row " << row << " candidate " << i;
+        }
       }
     }
   }
