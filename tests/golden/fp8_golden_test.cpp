@@ -118,9 +118,10 @@ TEST_F(Fp8GoldenTest, KjvGreedyContinuationsUnderFp8) {
   struct Mode {
     const char* name;
     bool fp8_activations;
-    int min_identical;
+    int min_identical;  // measured: 3 and 1 of 6
+    int min_agreeing;   // measured: 172 and 113 of 288
   };
-  for (const Mode& mode : {Mode{"-q fp8", false, 0}, Mode{"-q fp8, fp8 activations", true, 0}}) {
+  for (const Mode& mode : {Mode{"-q fp8", false, 2, 140}, Mode{"-q fp8, fp8 activations", true, 0, 90}}) {
     LoadOptions options;
     options.quantize_fp8 = true;
     options.model.precision.quantize_fp8 = true;
@@ -150,6 +151,8 @@ TEST_F(Fp8GoldenTest, KjvGreedyContinuationsUnderFp8) {
                 "difference\n",
                 mode.name, identical, samples.size(), agreeing_tokens, tokens);
     EXPECT_GE(identical, mode.min_identical) << mode.name;
+    EXPECT_GE(agreeing_tokens, mode.min_agreeing) << mode.name;
+    EXPECT_LT(agreeing_tokens, tokens) << mode.name << ": identical to bf16, so nothing was quantized";
   }
 }
 
