@@ -119,26 +119,29 @@ void run_perplexity(const PerplexityArgs& args) {
   std::printf("tokens scored: %lld of %zu, in %lld of %lld windows (%.1f s)\n", static_cast<long long>(stats.count),
               ids->size(), static_cast<long long>(result->windows_run), static_cast<long long>(result->windows_total),
               seconds);
-  write_result_json(args.json, nlohmann::json{
-                                   {"model", args.engine.model_id},
-                                   {"file", args.file},
-                                   {"tokens", ids->size()},
-                                   {"tokens_scored", stats.count},
-                                   {"ctx_size", ctx_size},
-                                   {"stride", stride},
-                                   {"bos", options.bos_id.has_value()},
-                                   {"windows", result->windows_run},
-                                   {"windows_total", result->windows_total},
-                                   {"ppl", stats.perplexity()},
-                                   {"ppl_stderr", finite_or_null(stats.perplexity_stderr())},
-                                   {"nll_mean", stats.mean},
-                                   {"nll_stderr", finite_or_null(stats.mean_stderr())},
-                                   {"dtype", args.engine.dtype},
-                                   {"device", backend_name(choice->backend)},
-                                   {"load_format", args.engine.load_format},
-                                   {"quantization", args.engine.quantization.empty() ? nlohmann::json() : nlohmann::json(args.engine.quantization)},
-                                   {"seconds", seconds},
-                               });
+  write_result_json(args.json,
+                    nlohmann::json{
+                        {"model", args.engine.model_id},
+                        {"file", args.file},
+                        {"tokens", ids->size()},
+                        {"tokens_scored", stats.count},
+                        {"ctx_size", ctx_size},
+                        {"stride", stride},
+                        {"bos", options.bos_id.has_value()},
+                        {"windows", result->windows_run},
+                        {"windows_total", result->windows_total},
+                        {"ppl", stats.perplexity()},
+                        {"ppl_stderr", finite_or_null(stats.perplexity_stderr())},
+                        {"nll_mean", stats.mean},
+                        {"nll_stderr", finite_or_null(stats.mean_stderr())},
+                        {"dtype", args.engine.dtype},
+                        {"device", backend_name(choice->backend)},
+                        {"load_format", args.engine.load_format},
+                        {"quantization", args.engine.quantization.empty() ? nlohmann::json()
+                                                                          : nlohmann::json(args.engine.quantization)},
+                        {"kv_cache_dtype", args.engine.kv_cache_dtype},
+                        {"seconds", seconds},
+                    });
 }
 
 }  // namespace

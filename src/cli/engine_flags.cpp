@@ -32,11 +32,17 @@ void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
       ->check(CLI::IsMember({"auto", "bfloat16", "float16", "float32", "half", "float"}));
   command.add_option("--load-format", load_format, "auto: read the checkpoint; dummy: random weights of its shape")
       ->check(CLI::IsMember({"auto", "safetensors", "dummy"}));
-  command.add_option("--quantization,-q", quantization,
-                     "fp8: quantize a 16-bit checkpoint's Linear weights to fp8 (e4m3, 128x128 blocks) as they load "
-                     "(the CPU holds and computes fp8 weights; CUDA refuses it until its FP8 kernels land). An fp8 "
-                     "checkpoint needs no flag")
+  command
+      .add_option("--quantization,-q", quantization,
+                  "fp8: quantize a 16-bit checkpoint's Linear weights to fp8 (e4m3, 128x128 blocks) as they load "
+                  "(the CPU holds and computes fp8 weights; CUDA refuses it until its FP8 kernels land). An fp8 "
+                  "checkpoint needs no flag")
       ->check(CLI::IsMember({"fp8"}));
+  command.add_option("--kv-cache-dtype", kv_cache_dtype,
+                     "auto: float32 KV entries; fp8 (= fp8_e4m3): every KV value rounded to e4m3 as it is written (scale "
+                     "1.0, as vLLM's default). CPU only, and the CPU cache still stores float32: this measures fp8 KV's "
+                     "numerics, it saves no memory yet")
+      ->check(CLI::IsMember({"auto", "fp8", "fp8_e4m3"}));
   command.add_option("--hf-overrides", hf_overrides, "JSON merged into config.json, e.g. '{\"num_hidden_layers\": 8}'");
   command.add_option("--seed", seed, "Random seed (sampling, dummy weights)")->check(uint64_decimal());
   command.add_option("--device", device,
@@ -124,6 +130,8 @@ Result<LoadOptions> EngineFlags::load_options() const {
   options.seed = seed;
   options.quantize_fp8 = quantization == "fp8";
   options.model.precision.quantize_fp8 = options.quantize_fp8;
+  options.kv_cache_fp8 = kv_cache_dtype != "auto";
+  options.model.kv_cache_fp8 = options.kv_cache_fp8;
   return options;
 }
 

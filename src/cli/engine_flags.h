@@ -23,6 +23,7 @@ struct EngineFlags {
   std::string dtype = "auto";
   std::string load_format = "auto";
   std::string quantization;  // --quantization/-q: empty (the checkpoint's own) or fp8
+  std::string kv_cache_dtype = "auto";  // --kv-cache-dtype: auto, fp8 or fp8_e4m3
   std::string hf_overrides = "{}";
   uint64_t seed = 0;
   std::string device = "auto";  // auto: cuda when this build has CUDA, a GPU is visible and one rank runs

@@ -14,19 +14,35 @@ namespace moeserve::cli {
 namespace {
 
 // vLLM serve flags that moeserve recognises but does not implement yet.
-constexpr std::array kNotYetImplemented = {
-    "--pipeline-parallel-size", "-pp", "--kv-cache-dtype", "--speculative-config",
-    "--enable-lora", "--lora-modules", "--cpu-offload-gb", "--swap-space", "--distributed-executor-backend",
-    "--tokenizer-mode", "--enable-auto-tool-choice",
-    "--tool-call-parser", "--reasoning-parser", "--no-enable-chunked-prefill", "--max-num-partial-prefills", "--limit-mm-per-prompt", "--rope-scaling", "--override-generation-config",
-    "--ssl-keyfile", "--ssl-certfile", "--root-path", "--middleware", "--uvicorn-log-level"};
+constexpr std::array kNotYetImplemented = {"--pipeline-parallel-size",
+                                           "-pp",
+                                           "--speculative-config",
+                                           "--enable-lora",
+                                           "--lora-modules",
+                                           "--cpu-offload-gb",
+                                           "--swap-space",
+                                           "--distributed-executor-backend",
+                                           "--tokenizer-mode",
+                                           "--enable-auto-tool-choice",
+                                           "--tool-call-parser",
+                                           "--reasoning-parser",
+                                           "--no-enable-chunked-prefill",
+                                           "--max-num-partial-prefills",
+                                           "--limit-mm-per-prompt",
+                                           "--rope-scaling",
+                                           "--override-generation-config",
+                                           "--ssl-keyfile",
+                                           "--ssl-certfile",
+                                           "--root-path",
+                                           "--middleware",
+                                           "--uvicorn-log-level"};
 
 constexpr const char* kSupported =
     "--host, --port, --served-model-name, --api-key, --chat-template, --generation-config, "
     "--disable-log-requests, --max-model-len, --max-num-seqs, --max-num-batched-tokens, --block-size, "
     "--enable-prefix-caching/--no-enable-prefix-caching, --kv-cache-memory, --gpu-memory-utilization, "
     "--max-logprobs, --tokenizer, --enforce-eager, --enable-chunked-prefill, --trust-remote-code, --seed, --dtype, "
-    "--load-format, --quantization/-q, --hf-overrides, --device, --threads, --max-waiting-requests, --tensor-parallel-size/-tp, "
+    "--load-format, --quantization/-q, --kv-cache-dtype, --hf-overrides, --device, --threads, --max-waiting-requests, --tensor-parallel-size/-tp, "
     "--data-parallel-size/-dp, --enable-expert-parallel, --all2all-backend, --expert-placement-strategy, "
     "--enable-eplb, --eplb-config, --log-level, --revision, --download-dir, --shutdown-timeout, --no-webui";
 

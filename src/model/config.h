@@ -110,12 +110,12 @@ struct ModelConfig {
   std::optional<MoeConfig> moe;
   std::vector<bool> layer_is_moe;
   float attention_scale = 1.0f;  // softmax scale (MLA folds YaRN's mscale² in here)
-  int num_mtp_layers = 0;
+  int num_mtp_layers = 0;  // DeepSeek-V3 num_nextn_predict_layers (weights ignored for serving)
   // quantization_config.quant_method == "fp8": block size [rows, cols] of the serialized scales
   // ([0, 0] = per-tensor, which the loader refuses), and whether scale_fmt is ue8m0 (DeepSeek-V3.1:
   // power-of-two scales, so activations are quantized with power-of-two scales too).
   std::optional<std::array<int, 2>> fp8_block_size;
-  bool fp8_scale_ue8m0 = false;        // DeepSeek-V3 num_nextn_predict_layers (weights ignored for serving)
+  bool fp8_scale_ue8m0 = false;
 
   bool is_mla() const { return mla.has_value(); }
 };
@@ -128,7 +128,6 @@ Result<ModelConfig> parse_model_config(const nlohmann::json& config_json,
 // Reads DIR/config.json (or a config.json path) and parses it.
 Result<ModelConfig> load_model_config(const std::string& dir_or_file,
                                       const nlohmann::json& overrides = nlohmann::json::object());
-
 
 // The supported config.json `architectures` names, for error messages and --help.
 std::vector<std::string> supported_architectures();

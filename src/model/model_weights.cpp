@@ -36,7 +36,7 @@ class Loader {
         memory_(memory),
         quantize_fp8_(precision.quantize_fp8 && memory.holds_fp8()),
         fp8_block_(config.fp8_block_size && (*config.fp8_block_size)[0] > 0 ? *config.fp8_block_size
-                                                                          : std::array<int, 2>{128, 128}) {}
+                                                                            : std::array<int, 2>{128, 128}) {}
 
   template <typename T>
   Result<T*> alloc(int64_t count) {
@@ -50,7 +50,7 @@ class Loader {
   struct Part {
     TensorView view;
     std::vector<float> scales;
-    int scale_offset = 0;
+    int scale_offset = 0;  // e4m3: column 0's place in its scale block (0 when quantized here)
   };
 
   // This rank's part of tensor `expert` of the entry: its sharding over the TP partition (KV
@@ -221,10 +221,7 @@ class Loader {
     for (size_t i = 0; i < parts.size(); ++i) {
       const bool fp8 = parts[i].view.dtype == DType::kF8E4M3;
       const bool quantized = !fp8 && quantize_fp8_ && entries[i]->quantizable && parts[i].view.data != nullptr;
-      if (!fp8 && !quantized) return false;
-      if ((fp8 ? parts[i].scale_offset : 0) != (parts[0].view.dtype == DType::kF8E4M3 ? parts[0].scale_offset : 0)) {
-        return false;
-      }
+      if ((!fp8 && !quantized) || parts[i].scale_offset != parts[0].scale_offset) return false;
     }
     return true;
   }
@@ -247,7 +244,7 @@ class Loader {
     if (stores_fp8(entries, parts)) {
       shape.dtype = DType::kF8E4M3;
       shape.scale_block = fp8_block_[1];
-      shape.scale_offset = parts[0].view.dtype == DType::kF8E4M3 ? parts[0].scale_offset : 0;
+      shape.scale_offset = parts[0].scale_offset;
     }
     return shape;
   }
@@ -406,8 +403,8 @@ class Loader {
   Partition tp_;
   Partition experts_;  // how routed and shared experts split: over TP, or whole with EP
   WeightMemory& memory_;
-  bool quantize_fp8_;                // quantize the bf16/f32 Linear weights to fp8 as they load
-  std::array<int, 2> fp8_block_;     // [rows, cols] of an fp8 scale block (the checkpoint's, or 128 × 128)
+  bool quantize_fp8_;             // quantize the bf16/f32 Linear weights to fp8 as they load
+  std::array<int, 2> fp8_block_;  // [rows, cols] of an fp8 scale block (the checkpoint's, or 128 × 128)
   std::vector<uint16_t> staging_;
 };
 

@@ -38,7 +38,9 @@ Result<TensorView> ShardedWeights::shard(WeightRole role, int layer, const Parti
   Result<TensorView> view = TensorView{};
   switch (entry.sharding) {
     case Sharding::kReplicated:
-    case Sharding::kVocab: view = whole(role, layer, expert); break;
+    case Sharding::kVocab:
+      view = whole(role, layer, expert);
+      break;
     case Sharding::kColumn:
     case Sharding::kExpertColumn: {
       MS_CHECK(rows % part.size == 0);
@@ -56,7 +58,8 @@ Result<TensorView> ShardedWeights::shard(WeightRole role, int layer, const Parti
       }
       view = col_block(entry, part, expert);
       break;
-    case Sharding::kKvHeads: MS_CHECK_MSG(false, "kKvHeads tensors are loaded with rows()");
+    case Sharding::kKvHeads:
+      MS_CHECK_MSG(false, "kKvHeads tensors are loaded with rows()");
   }
   if (region != nullptr) *region = where;
   return view;

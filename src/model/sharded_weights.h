@@ -44,7 +44,8 @@ class ShardedWeights {
   Result<TensorView> shard(WeightRole role, int layer, const Partition& part, int expert = 0,
                            ShardRegion* region = nullptr) const;
   // Rows [begin, begin + count) of the tensor (a view; 1-D tensors too).
-  Result<TensorView> rows(WeightRole role, int layer, int64_t begin, int64_t count, ShardRegion* region = nullptr) const;
+  Result<TensorView> rows(WeightRole role, int layer, int64_t begin, int64_t count,
+                          ShardRegion* region = nullptr) const;
   // The fp8 block scales of the whole tensor (`<name>_scale_inv`, float32 [ceil(rows / block[0]),
   // ceil(cols / block[1])]) that an F8_E4M3 checkpoint tensor comes with.
   Result<TensorView> scale_inv(WeightRole role, int layer, int expert, const std::array<int, 2>& block) const;

@@ -32,10 +32,10 @@ struct Projection {
   const uint16_t* bias = nullptr;
   int out = 0;
   int in = 0;
-  DType dtype = DType::kBF16;     // kBF16 or kF8E4M3
-  const float* scale = nullptr;   // kF8E4M3: [out, scale_cols()] float32
-  int scale_block = 0;            // kF8E4M3: columns per scale
-  int scale_offset = 0;           // kF8E4M3: column 0's place in its scale block
+  DType dtype = DType::kBF16;    // kBF16 or kF8E4M3
+  const float* scale = nullptr;  // kF8E4M3: [out, scale_cols()] float32
+  int scale_block = 0;           // kF8E4M3: columns per scale
+  int scale_offset = 0;          // kF8E4M3: column 0's place in its scale block
 
   const uint16_t* bf16() const {
     MS_CHECK_MSG(dtype == DType::kBF16, "an fp8 projection reached a bf16-only kernel");

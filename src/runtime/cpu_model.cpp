@@ -36,7 +36,9 @@ void CpuModel::forward(ExecContext& exec, std::span<const RunnerSeq> seqs, const
   if (backend_ == nullptr || backend_exec_ != &exec || backend_tokens_ < std::max(step.tokens, 1)) {
     backend_tokens_ = std::max({step.tokens, backend_tokens_, 1});
     backend_ = std::make_unique<CpuStepBackend>(exec, loop_->workspace_bytes(backend_tokens_, 0),
-                                                options_.fp8_activations, config_.fp8_scale_ue8m0);
+                                                CpuNumerics{.fp8_activations = options_.fp8_activations,
+                                                            .ue8m0 = config_.fp8_scale_ue8m0,
+                                                            .kv_fp8 = options_.kv_cache_fp8});
     backend_exec_ = &exec;
   }
   MS_CHECK(logits.numel() == int64_t(step.logit_rows) * config_.vocab_size);

@@ -25,6 +25,7 @@ struct ModelOptions {
   // activation quantization (off: exact dequantization, the reference).
   WeightPrecision precision;
   bool fp8_activations = false;
+  bool kv_cache_fp8 = false;  // --kv-cache-dtype fp8 (CpuNumerics::kv_fp8)
 };
 
 class CpuModel {

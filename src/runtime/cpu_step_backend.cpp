@@ -21,10 +21,9 @@ Result<void*> CpuWeightMemory::allocate(size_t bytes) {
 
 void CpuWeightMemory::write(void* dst, const void* host, size_t bytes) { std::memcpy(dst, host, bytes); }
 
-CpuStepBackend::CpuStepBackend(ExecContext& ctx, size_t arena_bytes, bool fp8_activations, bool ue8m0)
+CpuStepBackend::CpuStepBackend(ExecContext& ctx, size_t arena_bytes, const CpuNumerics& numerics)
     : ctx_(ctx),
-      fp8_activations_(fp8_activations),
-      ue8m0_(ue8m0),
+      numerics_(numerics),
       arena_memory_(new std::byte[arena_bytes]),
       arena_(arena_memory_.get(), arena_bytes) {}
 
@@ -38,8 +37,8 @@ void CpuStepBackend::set_weight(ops::GemmArgs& args, const Projection& w) const 
   args.fp8 = ops::Fp8Scales{.scale = w.scale,
                             .block = w.scale_block,
                             .offset = w.scale_offset,
-                            .quantize_activations = fp8_activations_,
-                            .ue8m0 = ue8m0_};
+                            .quantize_activations = numerics_.fp8_activations,
+                            .ue8m0 = numerics_.ue8m0};
   args.scale_group_stride = w.out * w.scale_cols();
 }
 
@@ -47,7 +46,14 @@ void CpuStepBackend::embedding(const uint16_t* table, int hidden, const int32_t*
   ops::embedding(ctx_, table, hidden, ids, tokens, out);
 }
 void CpuStepBackend::rms_norm(const ops::RmsNormArgs& args) { ops::rms_norm(ctx_, args); }
-void CpuStepBackend::rope(const ops::RopeArgs& args) { ops::rope(ctx_, args); }
+void CpuStepBackend::rope(const ops::RopeArgs& args) {
+  ops::rope(ctx_, args);
+  if (!numerics_.kv_fp8 || args.cache == nullptr) return;
+  for (int t = 0; t < args.tokens; ++t) {  // the entries just written: [entry_size] at slot slots[t]
+    float* entry = args.cache + static_cast<int64_t>(args.slots[t]) * args.entry_size;
+    for (int i = 0; i < args.entry_size; ++i) entry[i] = f8e4m3_to_f32(f32_to_f8e4m3(entry[i]));
+  }
+}
 void CpuStepBackend::paged_attention(const ops::AttentionArgs& args, const StepInputs*) {
   ops::paged_attention(ctx_, args);
 }

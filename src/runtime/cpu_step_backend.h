@@ -27,11 +27,20 @@ class CpuWeightMemory final : public WeightMemory {
   size_t bytes_ = 0;
 };
 
+// Numerics the CPU emulates on request, so their cost is measured against the exact reference.
+struct CpuNumerics {
+  // Run fp8 weights' GEMMs on FP8-quantized inputs (ops::Fp8Scales), as the GPU will; ue8m0: with
+  // power-of-two activation scales (quantization_config.scale_fmt ue8m0).
+  bool fp8_activations = false;
+  bool ue8m0 = false;
+  // --kv-cache-dtype fp8: every value written to the KV cache rounded to e4m3 (scale 1.0,
+  // saturating, as vLLM's default k/v scales). The cache itself stays float32.
+  bool kv_fp8 = false;
+};
+
 class CpuStepBackend final : public StepBackend {
  public:
-  // fp8_activations: run fp8 weights' GEMMs on FP8-quantized inputs (ops::Fp8Scales), as the GPU
-  // will; ue8m0: with power-of-two activation scales (quantization_config.scale_fmt ue8m0).
-  CpuStepBackend(ExecContext& ctx, size_t arena_bytes, bool fp8_activations = false, bool ue8m0 = false);
+  CpuStepBackend(ExecContext& ctx, size_t arena_bytes, const CpuNumerics& numerics = {});
 
   StepArena& arena() override { return arena_; }
   void embedding(const uint16_t* table, int hidden, const int32_t* ids, int tokens, float* out) override;
@@ -63,8 +72,7 @@ class CpuStepBackend final : public StepBackend {
   void set_weight(ops::GemmArgs& args, const Projection& w) const;
 
   ExecContext& ctx_;
-  bool fp8_activations_;
-  bool ue8m0_;
+  CpuNumerics numerics_;
   std::unique_ptr<std::byte[]> arena_memory_;
   StepArena arena_;
 };

@@ -26,6 +26,7 @@ struct LoadOptions {
   ActivationDType dtype = ActivationDType::kAuto;
   uint64_t seed = 0;
   bool quantize_fp8 = false;  // --quantization fp8 (model.precision follows it on the CPU)
+  bool kv_cache_fp8 = false;  // --kv-cache-dtype fp8 (model.kv_cache_fp8 on the CPU)
   ModelOptions model;
 };
 

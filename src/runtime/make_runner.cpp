@@ -81,8 +81,13 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
   runners.plan = fmt::format(
       "fits: {:.3f} GiB of weights ({} copies of the {} checkpoint); --kv-cache-memory buys {} KV blocks x {} "
       "tokens per DP replica ({} B per token, float32), {:.3f} GiB in all, enough for one {}-token sequence",
-      weight_bytes / double(1 << 30), fp8 ? "fp8" : "bf16", fp8 && spec.config.fp8_block_size ? "F8_E4M3" : dtype_name(spec.config.dtype), blocks, sizing.block_size,
+      weight_bytes / double(1 << 30), fp8 ? "fp8" : "bf16",
+      fp8 && spec.config.fp8_block_size ? "F8_E4M3" : dtype_name(spec.config.dtype), blocks, sizing.block_size,
       memory.kv_bytes_per_token(plan::KvCacheDType::kF32), kv_bytes / double(1 << 30), sizing.max_model_len);
+  if (spec.load.kv_cache_fp8) {
+    spdlog::warn("--kv-cache-dtype fp8: every KV value is rounded to e4m3 as it is written (scale 1.0); the CPU "
+                 "cache stores the rounded values as float32, so it holds no more tokens than auto");
+  }
   if (!parallel.is_single()) {
     // Each rank loads its own shard from the weights.
     MS_ASSIGN_OR_RETURN(std::unique_ptr<WeightSource> weights, open_weights(spec.model_dir, spec.load));

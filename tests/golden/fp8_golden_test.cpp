@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "greedy_decode.h"
 #include "reference_data.h"
 #include "runtime/loaded_model.h"
 #include "runtime/sequence_runner.h"
@@ -47,8 +48,8 @@ class Fp8GoldenTest : public ::testing::Test {
       if (!logits.ok()) throw std::runtime_error(logits.error().message);
       const TensorView expected = reference.tensor("logits_" + std::to_string(j));
       for (int64_t row = 0; row < expected.dim(0); ++row) {
-        const double error = testing::max_row_relative_error(logits->f32() + row * vocab,
-                                                             expected.as<float>() + row * vocab, 1, vocab);
+        const double error =
+            testing::max_row_relative_error(logits->f32() + row * vocab, expected.as<float>() + row * vocab, 1, vocab);
         measured.worst_error = std::max(measured.worst_error, error);
         errors.push_back(error);
         measured.greedy_equal += testing::argmax(logits->f32() + row * vocab, vocab) ==
@@ -109,38 +110,40 @@ TEST_F(Fp8GoldenTest, QuantizingBf16CheckpointsAtLoadCostsMeasuredError) {
   }
 }
 
-// The trained KJV model under -q fp8, with exact and with GPU-emulated activations: how many of
+// The trained KJV model under -q fp8 (with exact and with GPU-emulated activations), fp8 KV
+// values, and both: how many of
 // samples.json's 48-token greedy continuations stay identical, and how many tokens agree before
 // the first difference. Floors from the 2026-12-04 measurement (printed), with a margin.
 TEST_F(Fp8GoldenTest, KjvGreedyContinuationsUnderFp8) {
-  const auto samples =
-      nlohmann::json::parse(std::ifstream(testing::demo_model() + "/samples.json"))["samples"];
+  const auto samples = nlohmann::json::parse(std::ifstream(testing::demo_model() + "/samples.json"))["samples"];
   struct Mode {
     const char* name;
+    bool quantize;
     bool fp8_activations;
-    int min_identical;  // measured: 3 and 1 of 6
-    int min_agreeing;   // measured: 172 and 113 of 288
+    bool kv_fp8;
+    int min_identical;  // measured (of 6): see each
+    int min_agreeing;   // tokens before the first difference, measured (of 288)
   };
-  for (const Mode& mode : {Mode{"-q fp8", false, 2, 140}, Mode{"-q fp8, fp8 activations", true, 0, 90}}) {
+  const Mode modes[] = {
+      {"-q fp8", true, false, false, 2, 140},                          // 3, 172
+      {"-q fp8, fp8 activations", true, true, false, 0, 90},           // 1, 113
+      {"--kv-cache-dtype fp8", false, false, true, 0, 85},             // 1, 109
+      {"-q fp8 --kv-cache-dtype fp8", true, false, true, 0, 80},       // 1, 102
+  };
+  for (const Mode& mode : modes) {
     LoadOptions options;
-    options.quantize_fp8 = true;
-    options.model.precision.quantize_fp8 = true;
+    options.quantize_fp8 = mode.quantize;
+    options.model.precision.quantize_fp8 = mode.quantize;
     options.model.fp8_activations = mode.fp8_activations;
+    options.model.kv_cache_fp8 = mode.kv_fp8;
     auto loaded = load_model(testing::demo_model(), options);
     ASSERT_TRUE(loaded.ok()) << loaded.error().message;
-    const int vocab = loaded->model->config().vocab_size;
     int identical = 0, agreeing_tokens = 0, tokens = 0;
     for (const auto& sample : samples) {
       const auto prompt = sample["prompt_ids"].get<std::vector<int32_t>>();
       const auto expected = sample["greedy_ids"].get<std::vector<int32_t>>();
-      SequenceRunner runner(*loaded->model, exec_, static_cast<int>(prompt.size() + expected.size()));
-      auto logits = runner.append(prompt, false);
-      std::vector<int32_t> generated;
-      while (generated.size() < expected.size()) {
-        ASSERT_TRUE(logits.ok());
-        generated.push_back(testing::argmax(logits->f32(), vocab));
-        logits = runner.append(std::span<const int32_t>(&generated.back(), 1), false);
-      }
+      const std::vector<int32_t> generated =
+          testing::greedy_continuation(*loaded->model, exec_, prompt, static_cast<int>(expected.size()));
       identical += generated == expected;
       size_t prefix = 0;
       while (prefix < expected.size() && generated[prefix] == expected[prefix]) ++prefix;
@@ -153,6 +156,24 @@ TEST_F(Fp8GoldenTest, KjvGreedyContinuationsUnderFp8) {
     EXPECT_GE(identical, mode.min_identical) << mode.name;
     EXPECT_GE(agreeing_tokens, mode.min_agreeing) << mode.name;
     EXPECT_LT(agreeing_tokens, tokens) << mode.name << ": identical to bf16, so nothing was quantized";
+  }
+}
+
+// --kv-cache-dtype fp8 (every K/V or MLA latent value rounded to e4m3 as it is written, scale 1.0)
+// on every fixture: the measured medians, bounded with a margin.
+TEST_F(Fp8GoldenTest, Fp8KvCacheCostsMeasuredError) {
+  // measured medians: 0.0155, 0.0172, 0.0159, 0.0254, 0.0507, 0.0464, 0.0151
+  const std::pair<const char*, double> cases[] = {{"tiny-mixtral", 0.025},         {"tiny-qwen2_moe", 0.027},
+                                                  {"tiny-qwen3_moe", 0.025},       {"tiny-deepseek_v2", 0.04},
+                                                  {"tiny-deepseek_v3", 0.08},      {"tiny-deepseek_v3-fp8", 0.07},
+                                                  {"tiny-qwen3_moe-fp8", 0.025}};
+  for (const auto& [name, median_bound] : cases) {
+    LoadOptions options;
+    options.model.kv_cache_fp8 = true;
+    const Measured measured = measure(name, options);
+    EXPECT_GT(measured.median_error, 1e-4) << name << ": nothing was rounded";
+    EXPECT_LT(measured.median_error, median_bound) << name;
+    EXPECT_GT(measured.greedy_equal, measured.positions * 3 / 4) << name;
   }
 }
 

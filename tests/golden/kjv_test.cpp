@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "greedy_decode.h"
 #include "reference_data.h"
 #include "runtime/loaded_model.h"
 #include "runtime/sequence_runner.h"
@@ -54,19 +55,11 @@ TEST_F(KjvTest, LogitsMatchTransformers) {
 }
 
 TEST_F(KjvTest, GreedyContinuationsMatchSamples) {
-  const int vocab = loaded_->model->config().vocab_size;
   for (const auto& sample : samples()) {
     const auto prompt = sample["prompt_ids"].get<std::vector<int32_t>>();
     const auto expected = sample["greedy_ids"].get<std::vector<int32_t>>();
-    SequenceRunner runner(*loaded_->model, exec_, static_cast<int>(prompt.size() + expected.size()));
-    auto logits = runner.append(prompt, false);
-    std::vector<int32_t> generated;
-    while (generated.size() < expected.size()) {
-      ASSERT_TRUE(logits.ok());
-      generated.push_back(testing::argmax(logits->f32(), vocab));
-      logits = runner.append(std::span<const int32_t>(&generated.back(), 1), false);
-    }
-    EXPECT_EQ(generated, expected) << sample["prompt"];
+    EXPECT_EQ(testing::greedy_continuation(*loaded_->model, exec_, prompt, static_cast<int>(expected.size())), expected)
+        << sample["prompt"];
   }
 }
 

@@ -4,6 +4,7 @@
 // and chunked prefill / token-by-token decode give the same logits as one full prefill.
 #include <gtest/gtest.h>
 
+#include "greedy_decode.h"
 #include "reference_data.h"
 #include "runtime/loaded_model.h"
 #include "runtime/sequence_runner.h"
@@ -55,22 +56,11 @@ TEST_P(GoldenTest, LogitsMatchTransformersAtEveryPosition) {
 
 TEST_P(GoldenTest, GreedyTokensMatchTransformers) {
   Fixture fixture = load_fixture(GetParam());
-  const int vocab = fixture.loaded.model->config().vocab_size;
   for (int j = 0; j < kNumPrompts; ++j) {
     const std::vector<int32_t> prompt = fixture.reference.ids("prompt_" + std::to_string(j));
     const std::vector<int32_t> expected = fixture.reference.ids("greedy_" + std::to_string(j));
-    SequenceRunner runner(*fixture.loaded.model, exec_, static_cast<int>(prompt.size()) + kGreedyTokens);
-    auto logits = runner.append(prompt, /*all_logits=*/false);
-    ASSERT_TRUE(logits.ok()) << logits.error().message;
-    std::vector<int32_t> generated;
-    for (int step = 0; step < kGreedyTokens; ++step) {
-      const int32_t token = testing::argmax(logits->f32(), vocab);
-      generated.push_back(token);
-      if (step + 1 == kGreedyTokens) break;
-      logits = runner.append(std::span<const int32_t>(&generated.back(), 1), false);
-      ASSERT_TRUE(logits.ok()) << logits.error().message;
-    }
-    EXPECT_EQ(generated, expected) << GetParam() << " prompt " << j;
+    EXPECT_EQ(testing::greedy_continuation(*fixture.loaded.model, exec_, prompt, kGreedyTokens), expected)
+        << GetParam() << " prompt " << j;
   }
 }
 

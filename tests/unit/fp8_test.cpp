@@ -72,7 +72,8 @@ TEST_F(Fp8LinearTest, BlockScaledWeightEqualsItsDequantizedFloat32) {
   const int scale_cols = (offset + k + block - 1) / block;
   std::vector<uint8_t> bits(n * k);
   for (uint8_t& b : bits) {
-    do b = static_cast<uint8_t>(rng_()); while (is_nan_code(b));
+    do b = static_cast<uint8_t>(rng_());
+    while (is_nan_code(b));
   }
   std::vector<float> scales = random_floats(n * scale_cols, 0.01f);  // [n, scale_cols]
   std::vector<float> dequantized(n * k);                             // [n, k]

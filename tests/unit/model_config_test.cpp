@@ -215,8 +215,11 @@ TEST(ModelConfig, MalformedQuantizationConfigIsRefusedNotThrown) {
   EXPECT_EQ(parsed->fp8_block_size, (std::array<int, 2>{0, 0}));
   EXPECT_FALSE(parsed->fp8_scale_ue8m0);
   // DeepSeek-V3.1's power-of-two scales; the formats and schemes it cannot run are refused by name.
-  config["quantization_config"] = {{"quant_method", "fp8"}, {"fmt", "e4m3"}, {"activation_scheme", "dynamic"},
-                                   {"weight_block_size", {128, 128}}, {"scale_fmt", "ue8m0"}};
+  config["quantization_config"] = {{"quant_method", "fp8"},
+                                   {"fmt", "e4m3"},
+                                   {"activation_scheme", "dynamic"},
+                                   {"weight_block_size", {128, 128}},
+                                   {"scale_fmt", "ue8m0"}};
   parsed = parse_model_config(config);
   ASSERT_TRUE(parsed.ok()) << parsed.error().message;
   EXPECT_TRUE(parsed->fp8_scale_ue8m0);

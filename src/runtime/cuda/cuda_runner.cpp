@@ -387,6 +387,10 @@ Result<std::unique_ptr<CudaRunner>> make_cuda_runner(const std::string& model_di
                       "fp8 weights; the CPU backend does (--device cpu). An fp8 checkpoint needs no flag: CUDA "
                       "dequantizes it to bf16 as it loads");
   }
+  if (load.kv_cache_fp8) {
+    return make_error("--kv-cache-dtype fp8: the CUDA KV cache and attention kernels are float32 only for now; the "
+                      "CPU backend (--device cpu) runs fp8 KV numerics");
+  }
   CudaRunnerOptions options = runner_options;
   // --dtype, as vLLM reads it: auto is the checkpoint's dtype, so a bf16 checkpoint multiplies
   // bf16 GEMM inputs; float32 keeps the float32-like split-bf16 activations.

@@ -112,7 +112,8 @@ SplitSums CudaStepBackend::linear_unsummed(Act x, int rows, const Projection& w,
     linear(x, rows, w, out);
     return SplitSums{out, 1, 0};
   }
-  return cuda_core_gemm_unsummed(GemmArgs{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.bf16(), .out = out});
+  return cuda_core_gemm_unsummed(
+      GemmArgs{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.bf16(), .out = out});
 }
 
 void CudaStepBackend::gemm(Act x, int rows, const uint16_t* w, const uint16_t* bias, int n, int k, float* out) {
@@ -176,8 +177,9 @@ void CudaStepBackend::router_logits(Act x, int rows, const Projection& router, f
     arena_.rewind(mark);
     return;
   }
-  small_gemm(exec_,
-             GemmArgs{.x = x.f32, .rows = rows, .k = router.in, .n = router.out, .weight = router.bf16(), .out = logits});
+  small_gemm(
+      exec_,
+      GemmArgs{.x = x.f32, .rows = rows, .k = router.in, .n = router.out, .weight = router.bf16(), .out = logits});
 }
 
 SplitSums CudaStepBackend::routed_experts(const MoeWeights& w, const float* x, const int32_t* source_rows,
@@ -257,8 +259,7 @@ void CudaStepBackend::experts_large(const MoeWeights& w, const float* x, const i
       gemm_bf16(exec_, x_perm_bf16 + begin * hidden, gate_up_w, count, 2 * inter, hidden, gate_up_bf16);
       silu_mul(exec_, gate_up_bf16, count, inter, act_bf16);
     }
-    gemm(Act{act, act_bf16}, count, w.experts_down.stacked_at(e).bf16(), nullptr, hidden, inter,
-         y + begin * hidden);
+    gemm(Act{act, act_bf16}, count, w.experts_down.stacked_at(e).bf16(), nullptr, hidden, inter, y + begin * hidden);
   }
 }
 
