@@ -5,6 +5,8 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
@@ -28,6 +30,10 @@ void write_result_json(const std::string& path, const nlohmann::json& result) {
 
 int main(int argc, char** argv) {
   using namespace moeserve::cli;
+  // Logs on stderr, so a command's result on stdout (generate --json, logits, perplexity, plan
+  // --json) stays machine-readable whatever is logged.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("moeserve"));
+  spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
   CLI::App app{"moeserve: inference and serving for Mixture-of-Experts LLMs"};
   app.set_version_flag("--version", fmt::format("moeserve {} (backends: {})", MOESERVE_VERSION, moeserve::backend_names()));
   app.require_subcommand(1);

@@ -58,6 +58,13 @@ Result<EngineRunners> make_cuda_engine_runner(const RunnerSpec& spec, const Engi
   return runners;
 }
 
+// What --kv-cache-dtype fp8 does on the CPU, said where a CPU model is built.
+void warn_cpu_kv_fp8(const LoadOptions& load) {
+  if (!load.kv_cache_fp8) return;
+  spdlog::info("--kv-cache-dtype fp8: every KV value is rounded to e4m3 as it is written (scale 1.0); the CPU "
+               "cache stores the rounded values as float32, so it holds no more tokens than auto");
+}
+
 // The CPU backend: KV blocks bought by --kv-cache-memory (per DP replica), checked against one
 // max_model_len sequence and against the host's memory before any weight is loaded; then one
 // runner on one thread pool, or TP × DP ranks on threads of this process (a RankGroup).
@@ -84,10 +91,7 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
       weight_bytes / double(1 << 30), fp8 ? "fp8" : "bf16",
       fp8 && spec.config.fp8_block_size ? "F8_E4M3" : dtype_name(spec.config.dtype), blocks, sizing.block_size,
       memory.kv_bytes_per_token(plan::KvCacheDType::kF32), kv_bytes / double(1 << 30), sizing.max_model_len);
-  if (spec.load.kv_cache_fp8) {
-    spdlog::warn("--kv-cache-dtype fp8: every KV value is rounded to e4m3 as it is written (scale 1.0); the CPU "
-                 "cache stores the rounded values as float32, so it holds no more tokens than auto");
-  }
+  warn_cpu_kv_fp8(spec.load);
   if (!parallel.is_single()) {
     // Each rank loads its own shard from the weights.
     MS_ASSIGN_OR_RETURN(std::unique_ptr<WeightSource> weights, open_weights(spec.model_dir, spec.load));
@@ -198,6 +202,7 @@ Result<std::unique_ptr<SequenceBackend>> make_sequence_backend(const RunnerSpec&
     backend->runner_ = std::make_unique<SequenceRunner>(*backend->device_runner_, max_tokens);
     return backend;
   }
+  warn_cpu_kv_fp8(spec.load);
   MS_ASSIGN_OR_RETURN(backend->loaded_, load_model(spec.model_dir, spec.config, spec.load));
   if (spec.parallel.is_single()) {
     backend->pool_ = std::make_unique<ThreadPool>(spec.threads);

@@ -103,26 +103,36 @@ TEST_P(ModelShapesTest, MlaFormsAgree) {
   EXPECT_LT(testing::max_row_relative_error(lb->f32(), la->f32(), 21, vocab), 1e-5);
 }
 
-// An fp8 quantization_config is refused with the way to run the shape named; the same config
-// without it loads.
-TEST(ModelShapesFp8Test, Fp8ConfigIsRefusedUntilQuantizationConfigIsDropped) {
+// An fp8 quantization_config with random weights (--load-format dummy, which quantizes them as an
+// fp8 checkpoint's would load): its Linear weights are held as fp8 (fewer bytes than the same
+// config without quantization_config) and it runs a prompt to finite logits.
+TEST(ModelShapesFp8Test, Fp8ConfigWithDummyWeightsHoldsFp8) {
   const Json config = Json::parse(std::ifstream(testing::fixture_model("tiny-deepseek_v3") + "/config.json"));
   const Json fp8 = {{"quantization_config",
                      {{"quant_method", "fp8"}, {"fmt", "e4m3"}, {"weight_block_size", {128, 128}}}}};
   auto parsed = parse_model_config(config, fp8);
   ASSERT_TRUE(parsed.ok()) << parsed.error().message;
   DummyWeights weights(1);
-  auto refused = CpuModel::load(*parsed, weights, ModelOptions{});
-  ASSERT_FALSE(refused.ok());
-  EXPECT_NE(refused.error().message.find("fp8"), std::string::npos) << refused.error().message;
-  EXPECT_NE(refused.error().message.find("\"quantization_config\": null"), std::string::npos)
-      << refused.error().message;
+  ModelOptions options;
+  options.precision.quantize_fp8 = true;
+  auto fp8_model = CpuModel::load(*parsed, weights, options);
+  ASSERT_TRUE(fp8_model.ok()) << fp8_model.error().message;
   Json with_fp8 = config;
   with_fp8.merge_patch(fp8);
   auto dropped = parse_model_config(with_fp8, {{"quantization_config", nullptr}});
   ASSERT_TRUE(dropped.ok()) << dropped.error().message;
-  auto loaded = CpuModel::load(*dropped, weights, ModelOptions{});
-  EXPECT_TRUE(loaded.ok()) << loaded.error().message;
+  auto bf16_model = CpuModel::load(*dropped, weights, ModelOptions{});
+  ASSERT_TRUE(bf16_model.ok()) << bf16_model.error().message;
+  EXPECT_LT((*fp8_model)->weight_bytes(), (*bf16_model)->weight_bytes());
+  ThreadPool pool(2);
+  ExecContext exec{&pool};
+  const int vocab = parsed->vocab_size;
+  std::vector<int32_t> ids(13);
+  for (int i = 0; i < 13; ++i) ids[i] = (i * 37 + 11) % vocab;
+  SequenceRunner runner(**fp8_model, exec, 13);
+  auto logits = runner.append(ids, true);
+  ASSERT_TRUE(logits.ok()) << logits.error().message;
+  for (int64_t i = 0; i < int64_t(13) * vocab; ++i) ASSERT_TRUE(std::isfinite(logits->f32()[i])) << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, ModelShapesTest, ::testing::ValuesIn(cases()),

@@ -149,18 +149,16 @@ INSTANTIATE_TEST_SUITE_P(Catalog, CudaShapesTest, ::testing::ValuesIn(catalog_id
   return name;
 });
 
-// FP8 checkpoints are refused by name until FP8 lands; dropping quantization_config (dummy bf16
-// weights of the same shape) is the way to run the shape.
-TEST(CudaShapesFp8Test, Fp8ConfigIsRefusedWithTheOverrideNamed) {
+// An fp8 checkpoint's config runs on CUDA: with --load-format dummy its weights are random bf16
+// (CUDA holds no fp8 weights yet; a real fp8 checkpoint is dequantized to bf16 as it loads).
+TEST(CudaShapesFp8Test, Fp8ConfigRunsWithDummyWeights) {
   auto model = plan::find_catalog_model("deepseek-ai/DeepSeek-V3");
   ASSERT_TRUE(model.ok());
   auto config = parse_model_config((*model)->config, {{"num_hidden_layers", 1}});
   ASSERT_TRUE(config.ok()) << config.error().message;
+  ASSERT_TRUE(config->fp8_block_size.has_value());
   auto runner = CudaRunner::create(*config, nullptr, 0, CudaRunnerOptions{.num_kv_blocks = 4});
-  ASSERT_FALSE(runner.ok());
-  EXPECT_NE(runner.error().message.find("fp8"), std::string::npos) << runner.error().message;
-  EXPECT_NE(runner.error().message.find("\"quantization_config\": null"), std::string::npos)
-      << runner.error().message;
+  EXPECT_TRUE(runner.ok()) << runner.error().message;
 }
 
 }  // namespace
