@@ -186,7 +186,9 @@ try {
         .observe(document.getElementById('chat-log'), { childList: true, subtree: true, characterData: true });
     });
     await page.$eval('#chat-temp', (el) => { el.value = '0'; });
-    await page.$eval('#chat-max', (el) => { el.value = '48'; });
+    // Long enough that the stream spans many reads: 48 tokens at ~850 tokens/s on a quiet machine
+    // arrived in as few as 3 reads (one MutationObserver callback each).
+    await page.$eval('#chat-max', (el) => { el.value = '192'; });
     await page.type('#chat-input', 'Who led the children of Israel out of Egypt?');
     await page.keyboard.press('Enter');
     const state = await until('the chat answer', () => page.$eval('.msg.assistant:last-child',
