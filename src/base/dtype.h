@@ -45,6 +45,8 @@ float f8e4m3_to_f32(uint8_t bits);
 // largest finite magnitude, kF8E4M3Max, is what block quantization scales amax to.
 uint8_t f32_to_f8e4m3(float value);
 inline constexpr float kF8E4M3Max = 448.0f;
+// value rounded to the nearest e4m3 number (saturating), as float32.
+inline float round_to_f8e4m3(float value) { return f8e4m3_to_f32(f32_to_f8e4m3(value)); }
 
 // Converts `count` elements of `dtype` at `src` to float32. `dtype` must be a float type.
 void convert_to_f32(DType dtype, const void* src, float* dst, size_t count);

@@ -51,7 +51,7 @@ void CpuStepBackend::rope(const ops::RopeArgs& args) {
   if (!numerics_.kv_fp8 || args.cache == nullptr) return;
   for (int t = 0; t < args.tokens; ++t) {  // the entries just written: [entry_size] at slot slots[t]
     float* entry = args.cache + static_cast<int64_t>(args.slots[t]) * args.entry_size;
-    for (int i = 0; i < args.entry_size; ++i) entry[i] = f8e4m3_to_f32(f32_to_f8e4m3(entry[i]));
+    for (int i = 0; i < args.entry_size; ++i) entry[i] = round_to_f8e4m3(entry[i]);
   }
 }
 void CpuStepBackend::paged_attention(const ops::AttentionArgs& args, const StepInputs*) {

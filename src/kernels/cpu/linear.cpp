@@ -28,7 +28,7 @@ void quantize_activations_fp8(float* x, int64_t rows, int64_t cols, int group, b
       if (amax == 0.0f) continue;
       float scale = amax / kF8E4M3Max;
       if (ue8m0) scale = std::exp2(std::ceil(std::log2(scale)));
-      for (int64_t i = 0; i < count; ++i) values[i] = f8e4m3_to_f32(f32_to_f8e4m3(values[i] / scale)) * scale;
+      for (int64_t i = 0; i < count; ++i) values[i] = round_to_f8e4m3(values[i] / scale) * scale;
     }
   }
 }
