@@ -124,8 +124,20 @@ void gather_rows(ExecContext& ctx, const TensorView& x, std::span<const int32_t>
 void scatter_add_rows(ExecContext& ctx, const TensorView& y, std::span<const int32_t> rows,
                       std::span<const float> weights, const TensorView& out);
 
-// out[t, i] = silu(gate[t, i]) * up[t, i].  gate, up, out [T, I] (out may alias gate).
-void silu_mul(ExecContext& ctx, const TensorView& gate, const TensorView& up, const TensorView& out);
+// The gated activation of a SwiGLU MLP, on gate g and up u:
+//   default:  silu(g) · u
+//   clamped (GPT-OSS's experts): g' = min(g, limit), u' = clamp(u, -limit, limit),
+//             (u' + 1) · g' · sigmoid(alpha · g')
+struct GluParams {
+  bool clamped = false;
+  float alpha = 1.702f;
+  float limit = 7.0f;
+};
+
+// out[t, i] = glu(gate[t, i], up[t, i]) (silu(gate) * up by default).  gate, up, out [T, I] (out
+// may alias gate).
+void silu_mul(ExecContext& ctx, const TensorView& gate, const TensorView& up, const TensorView& out,
+              const GluParams& glu = {});
 
 // MoE routing: from router logits [T, E] (and the optional selection bias [E]) choose top_k
 // experts per token and their weights (see RouterParams for the variants).
@@ -138,6 +150,9 @@ struct RouterParams {
   bool group_score_top2_sum = false;  // group score = sum of its top-2 (V3), else its max (V2)
   bool renormalize = false;    // weights /= sum(weights)
   float scaling_factor = 1.0f;
+  // GPT-OSS: top-k over the raw logits (+ selection bias), weights = softmax over the k selected
+  // logits (sigmoid, groups and renormalize unused).
+  bool softmax_after_topk = false;
 };
 void route(ExecContext& ctx, const TensorView& logits, const TensorView& selection_bias, const RouterParams& params,
            const TensorView& expert_ids, const TensorView& expert_weights);
@@ -202,7 +217,9 @@ struct RopeArgs {
 
 // Causal paged attention for every query row of a batch (prefill, chunked prefill and decode
 // alike): row t is at position positions[t] of the sequence whose block table starts at
-// block_tables + table_offsets[t], and sees keys [max(0, p - window + 1), p].
+// block_tables + table_offsets[t], and sees keys [max(0, p - window + 1), p]. With sinks (GPT-OSS),
+// head h's softmax runs over its scores plus one more logit sinks[h] that takes probability mass
+// but adds no value: p_k = exp(s_k) / (Σ_j exp(s_j) + exp(sinks[h])).
 // Query head h reads kv head h / group: key = entry[key_offset + kvh * kv_head_stride, + key_dim),
 // value = entry[value_offset + kvh * kv_head_stride, + value_dim). GQA: key_offset 0,
 // value_offset num_kv_heads * head_dim, kv_head_stride head_dim. MLA absorbed: one kv head,
@@ -228,6 +245,7 @@ struct AttentionArgs {
   const int32_t* table_offsets = nullptr;
   const int32_t* positions = nullptr;
   float* out = nullptr;
+  const float* sinks = nullptr;  // [num_heads] float32 or null (the CPU only, for now)
 };
 
 // The MLA head dimensions of mla_absorb_q / mla_project_v. kv_b [H × (dn + dv), r] float32.
@@ -305,9 +323,10 @@ struct MoeCombineArgs {
 // GEMM on float32 activations and bf16 weights, optionally grouped (one weight matrix per expert):
 //   group g's input rows [offsets[g], offsets[g+1]) of x (all M rows when offsets is null)
 //   out[r, n] = Σ_k x[r, k] · W_g[n, k] (+ bias[n])                      (swiglu = false)
-//   out[r, n] = silu(Σ x·W_g[n]) · (Σ x·W_g[n + N])   W_g [2N, K]          (swiglu = true)
+//   out[r, n] = glu(Σ x·W_g[n] (+ b_g[n]), Σ x·W_g[n + N] (+ b_g[n + N]))  W_g [2N, K]  (swiglu = true)
 // Groups whose rows are empty cost nothing (the experts no token chose).
-// x [rows, K] dense; W_g = weight + g * group_stride ([N or 2N, K] bf16); out [rows, N] dense.
+// x [rows, K] dense; W_g = weight + g * group_stride ([N or 2N, K] bf16); out [rows, N] dense;
+// b_g = bias (or bias_f32) + g * bias_group_stride ([N or 2N]; with swiglu the CPU only).
 struct GemmArgs {
   const float* x = nullptr;
   int rows = 0;  // total rows (upper bound of any group's row count)
@@ -321,7 +340,10 @@ struct GemmArgs {
   // launches blocks only for as many groups as can have rows; mma_gemm sizes its split K by it.
   int total_rows = 0;
   const uint16_t* bias = nullptr;  // [n] bf16 or null (not with swiglu)
+  const float* bias_f32 = nullptr;  // in place of bias: float32 (GPT-OSS's router and experts; the CPU only)
+  int64_t bias_group_stride = 0;
   bool swiglu = false;
+  GluParams glu;  // the activation of swiglu (clamped: the CPU only)
   float* out = nullptr;
   // Row r reads x[x_rows[r]] instead of x[r] (the MoE gather fused; CUDA: small_gemm only); null: x[r].
   const int32_t* x_rows = nullptr;
@@ -357,9 +379,9 @@ void gather_rows(ExecContext& ctx, const float* x, int width, const int32_t* row
                  uint16_t* out_bf16);
 void moe_combine(ExecContext& ctx, const MoeCombineArgs& args);
 void gemm(ExecContext& ctx, const GemmArgs& args);
-// out[r, i] = silu(gate_up[r, i]) · gate_up[r, I + i] for gate_up [rows, 2I]; out [rows, I] f32 or bf16.
+// out[r, i] = glu(gate_up[r, i], gate_up[r, I + i]) for gate_up [rows, 2I]; out [rows, I] f32 or bf16.
 void silu_mul(ExecContext& ctx, const float* gate_up, int rows, int intermediate, float* out_f32,
-              uint16_t* out_bf16);
+              uint16_t* out_bf16, const GluParams& glu = {});
 // out[r] = the first index of the largest value of x[r, :] (x [rows, width]; greedy sampling).
 void argmax_rows(ExecContext& ctx, const float* x, int rows, int64_t width, int32_t* out);
 

@@ -27,6 +27,7 @@ enum class Architecture {
   kMistral,
   kQwen2,
   kQwen3,
+  kGptOss,
 };
 
 enum class RopeKind { kDefault, kLinear, kYarn, kLlama3 };
@@ -62,7 +63,9 @@ struct MlaConfig {
   int qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
 };
 
-enum class RouterScoring { kSoftmax, kSigmoid };
+// kSoftmax: softmax over every expert's logit, then selection. kSigmoid: sigmoid per expert.
+// kTopKSoftmax (GPT-OSS): top-k over the logits, weights = softmax over the k selected logits.
+enum class RouterScoring { kSoftmax, kSigmoid, kTopKSoftmax };
 // kTopK: top-k over all experts. kGroupLimited: keep the topk_group best groups (group score =
 // max score for V2's group_limited_greedy, sum of the top-2 biased scores for V3's noaux_tc),
 // then top-k inside them.
@@ -83,6 +86,13 @@ struct MoeConfig {
   // is scaled by sigmoid(x · shared_expert_gate) (Qwen2-MoE).
   int shared_intermediate_size = 0;
   bool shared_expert_gate = false;
+  // GPT-OSS: the router's Linear has a bias (added to the logits), each expert's projections have
+  // biases, and the experts' activation is the clamped SwiGLU (ops::GluParams).
+  bool router_bias = false;
+  bool expert_bias = false;
+  bool clamped_swiglu = false;
+  float swiglu_alpha = 1.702f;
+  float swiglu_limit = 7.0f;
 };
 
 struct ModelConfig {
@@ -100,6 +110,10 @@ struct ModelConfig {
   bool qkv_bias = false;
   bool o_bias = false;    // Llama's attention_bias also biases o_proj
   int sliding_window = 0;  // 0: full causal attention
+  // Per layer (GPT-OSS's layer_types): the window layer l attends over, 0 for full attention;
+  // empty when every layer uses sliding_window. Read through window(l).
+  std::vector<int> layer_windows;
+  bool attention_sinks = false;  // GPT-OSS: self_attn.sinks, a per-head logit in the softmax
   bool qk_norm = false;  // Qwen3: per-head RMSNorm on q and k before RoPE
   int max_position_embeddings = 0;
   DType dtype = DType::kBF16;  // torch_dtype of the checkpoint
@@ -118,6 +132,8 @@ struct ModelConfig {
   bool fp8_scale_ue8m0 = false;
 
   bool is_mla() const { return mla.has_value(); }
+  // The sliding window of layer `layer` (0: full causal attention).
+  int window(int layer) const { return layer_windows.empty() ? sliding_window : layer_windows[layer]; }
 };
 
 // Merges `overrides` (e.g. --hf-overrides '{"num_hidden_layers": 8}') into the raw config as a

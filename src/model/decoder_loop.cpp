@@ -140,11 +140,12 @@ SplitSums DecoderLoop::gqa(Step& step, int layer_idx, Act x, float* out) const {
                                     .key_dim = head_dim,
                                     .value_dim = head_dim,
                                     .scale = c.attention_scale,
-                                    .sliding_window = c.sliding_window,
+                                    .sliding_window = c.window(layer_idx),
                                     .block_tables = step.in.block_tables,
                                     .table_offsets = step.in.table_offsets,
                                     .positions = step.in.positions,
-                                    .out = attended},
+                                    .out = attended,
+                                    .sinks = w.sinks},
                       &step.in);
   }
   const Span span(b, "attn.o_proj");

@@ -299,14 +299,34 @@ class Loader {
   }
 
   // One projection: the weight of `role` in `layer`, with `bias_role`'s tensor when present (a
-  // row-parallel projection's bias on rank 0 only: the all-reduce adds it once).
+  // row-parallel projection's bias on rank 0 only: the all-reduce adds it once; float32 where the
+  // plan keeps it so).
   Result<Projection> linear(WeightRole role, int layer, std::optional<WeightRole> bias_role = std::nullopt) {
-    std::vector<const WeightEntry*> biases;
-    const bool row_parallel = plan_.get(role, layer).sharding == Sharding::kRow;
-    if (bias_role && plan_.find(*bias_role, layer) != nullptr && (!row_parallel || tp_.rank == 0)) {
-      biases.push_back(&plan_.get(*bias_role, layer));
+    const WeightEntry& weight = plan_.get(role, layer);
+    const WeightEntry* bias = bias_role ? plan_.find(*bias_role, layer) : nullptr;
+    if (bias != nullptr && weight.sharding == Sharding::kRow && tp_.rank != 0) bias = nullptr;
+    if (bias == nullptr) return stacked({&weight});
+    if (!bias->keep_fp32) return stacked({&weight}, {bias});
+    MS_ASSIGN_OR_RETURN(Projection linear, stacked({&weight}));
+    MS_ASSIGN_OR_RETURN(linear.bias_f32, tensor_f32(*bias));
+    return linear;
+  }
+
+  // dst [Σ parts' elements] float32 ← tensor `expert` of each entry (this rank's part), one after
+  // another (an expert's biases).
+  Status write_f32(float* dst, const std::vector<const WeightEntry*>& entries, int expert) {
+    for (const WeightEntry* entry : entries) {
+      MS_ASSIGN_OR_RETURN(Part piece, part(*entry, expert));
+      const int64_t numel = piece.view.numel();
+      if (piece.view.data == nullptr) {
+        MS_RETURN_IF_ERROR(fill_random(dst, DType::kF32, numel, *entry, expert));
+      } else {
+        const std::vector<float> f32 = to_f32(piece);
+        memory_.write(dst, f32.data(), f32.size() * sizeof(float));
+      }
+      dst += numel;
     }
-    return stacked({&plan_.get(role, layer)}, biases);
+    return ok_status();
   }
 
   // A SwiGLU MLP: gate and up stacked ([2I, hidden]), down [hidden, I].
@@ -323,6 +343,9 @@ class Loader {
     MS_ASSIGN_OR_RETURN(gqa.o, linear(WeightRole::kO, layer, WeightRole::kOBias));
     MS_ASSIGN_OR_RETURN(gqa.q_norm, tensor_if_present(WeightRole::kQNorm, layer));
     MS_ASSIGN_OR_RETURN(gqa.k_norm, tensor_if_present(WeightRole::kKNorm, layer));
+    if (const WeightEntry* sinks = plan_.find(WeightRole::kAttnSinks, layer)) {
+      MS_ASSIGN_OR_RETURN(gqa.sinks, tensor_f32(*sinks));
+    }
     return ok_status();
   }
 
@@ -344,7 +367,8 @@ class Loader {
   Status moe(const MoeConfig& m, const ShardSpec& shard, int layer, MoeWeights& moe) {
     moe.router_params = router_params(m);
     moe.num_experts = m.num_experts;
-    MS_ASSIGN_OR_RETURN(moe.router, linear(WeightRole::kRouter, layer));
+    moe.glu = ops::GluParams{.clamped = m.clamped_swiglu, .alpha = m.swiglu_alpha, .limit = m.swiglu_limit};
+    MS_ASSIGN_OR_RETURN(moe.router, linear(WeightRole::kRouter, layer, WeightRole::kRouterLogitBias));
     if (const WeightEntry* bias = plan_.find(WeightRole::kRouterBias, layer)) {
       MS_ASSIGN_OR_RETURN(moe.selection_bias, tensor_f32(*bias));
     }
@@ -367,6 +391,13 @@ class Loader {
     const std::vector<const WeightEntry*> gate_up_entries = plan_.packed(PackGroup::kExpertGateUp, layer);
     const std::vector<const WeightEntry*> down_entries = {&plan_.get(WeightRole::kExpertDown, layer)};
     moe.intermediate = m.expert_intermediate_size / experts_.size;
+    // The experts' float32 biases (GPT-OSS), [S, 2 Ie] and [S, hidden]; the row-parallel down
+    // projection's on one rank of the experts' TP split only.
+    const std::vector<const WeightEntry*> gate_up_bias_entries = plan_.packed(PackGroup::kExpertGateUpBias, layer);
+    std::vector<const WeightEntry*> down_bias_entries;
+    if (const WeightEntry* bias = plan_.find(WeightRole::kExpertDownBias, layer); bias != nullptr && experts_.rank == 0) {
+      down_bias_entries.push_back(bias);
+    }
     std::vector<Part> gate_up_parts, down_parts;  // one slot's
     for (int slot = 0; slot < moe.num_slots; ++slot) {
       const int expert = slot_experts[slot];
@@ -376,6 +407,12 @@ class Loader {
         MS_CHECK(gate_up.out == 2 * moe.intermediate && down.in == moe.intermediate);
         MS_ASSIGN_OR_RETURN(moe.experts_gate_up, alloc_stack(gate_up, moe.num_slots));
         MS_ASSIGN_OR_RETURN(moe.experts_down, alloc_stack(down, moe.num_slots));
+        if (!gate_up_bias_entries.empty()) {
+          MS_ASSIGN_OR_RETURN(moe.experts_gate_up.bias_f32, alloc<float>(int64_t{moe.num_slots} * gate_up.out));
+        }
+        if (!down_bias_entries.empty()) {
+          MS_ASSIGN_OR_RETURN(moe.experts_down.bias_f32, alloc<float>(int64_t{moe.num_slots} * down.out));
+        }
       } else if (gate_up.dtype != moe.experts_gate_up.dtype || down.dtype != moe.experts_down.dtype) {
         return make_error("layer {}: expert {} is stored as {} but expert {} as {}; every expert of a layer must "
                           "share one dtype",
@@ -384,6 +421,14 @@ class Loader {
       }
       MS_RETURN_IF_ERROR(write_stack(moe.experts_gate_up.stacked_at(slot), gate_up_parts, gate_up_entries, expert));
       MS_RETURN_IF_ERROR(write_stack(moe.experts_down.stacked_at(slot), down_parts, down_entries, expert));
+      if (moe.experts_gate_up.bias_f32 != nullptr) {
+        const Projection at = moe.experts_gate_up.stacked_at(slot);
+        MS_RETURN_IF_ERROR(write_f32(const_cast<float*>(at.bias_f32), gate_up_bias_entries, expert));
+      }
+      if (moe.experts_down.bias_f32 != nullptr) {
+        const Projection at = moe.experts_down.stacked_at(slot);
+        MS_RETURN_IF_ERROR(write_f32(const_cast<float*>(at.bias_f32), down_bias_entries, expert));
+      }
     }
     if (plan_.find(WeightRole::kSharedGate, layer) != nullptr) {
       moe.has_shared = true;
@@ -421,7 +466,8 @@ ops::RouterParams router_params(const MoeConfig& moe) {
                            .topk_groups = moe.topk_groups,
                            .group_score_top2_sum = moe.selection == RouterSelection::kGroupLimitedTop2Sum,
                            .renormalize = moe.norm_topk_prob,
-                           .scaling_factor = moe.routed_scaling_factor};
+                           .scaling_factor = moe.routed_scaling_factor,
+                           .softmax_after_topk = moe.scoring == RouterScoring::kTopKSoftmax};
 }
 
 Result<ModelWeights> load_model_weights(const ModelConfig& cfg, const ShardedWeights& weights, const ShardSpec& shard,

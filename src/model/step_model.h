@@ -25,11 +25,13 @@ namespace moeserve {
 class ShardedWeights;
 class WeightPlan;
 
-// A projection [out, in] (+ bias [out] bf16 or null). Its weight is bf16, or on a backend that
-// holds fp8 (WeightMemory::holds_fp8) block-scaled e4m3 as ops::Fp8Scales describes.
+// A projection [out, in] (+ bias [out] bf16, or float32 where the plan keeps it so, or null). Its
+// weight is bf16, or on a backend that holds fp8 (WeightMemory::holds_fp8) block-scaled e4m3 as
+// ops::Fp8Scales describes.
 struct Projection {
   const void* weight = nullptr;  // [out, in] of dtype
   const uint16_t* bias = nullptr;
+  const float* bias_f32 = nullptr;  // in place of bias (GPT-OSS's router and experts)
   int out = 0;
   int in = 0;
   DType dtype = DType::kBF16;    // kBF16 or kF8E4M3
@@ -49,11 +51,13 @@ struct Projection {
   // Bytes of the weight, and of its scales.
   size_t weight_bytes() const { return static_cast<size_t>(out) * in * dtype_size(dtype); }
   size_t scale_bytes() const { return static_cast<size_t>(out) * scale_cols() * sizeof(float); }
-  // Matrix i of several stored back to back from this one (weights and scales alike).
+  // Matrix i of several stored back to back from this one (weights, scales and biases alike).
   Projection stacked_at(int64_t i) const {
     Projection at = *this;
     at.weight = static_cast<const char*>(weight) + i * weight_bytes();
     if (scale != nullptr) at.scale = scale + i * out * scale_cols();
+    if (bias != nullptr) at.bias = bias + i * out;
+    if (bias_f32 != nullptr) at.bias_f32 = bias_f32 + i * out;
     return at;
   }
 };
@@ -70,6 +74,7 @@ struct GqaWeights {
   Projection o;                   // [hidden, Hq D]
   const uint16_t* q_norm = nullptr;  // [D] (Qwen3) or null
   const uint16_t* k_norm = nullptr;
+  const float* sinks = nullptr;      // [Hq on this rank] float32 (GPT-OSS) or null
 };
 
 struct MlaWeights {
@@ -88,7 +93,10 @@ struct MoeWeights {
   Projection router;                          // [E, hidden]
   const float* selection_bias = nullptr;      // [E] or null
   // The experts back to back: slot s's matrices are experts_gate_up.stacked_at(s) ([2 Ie, hidden],
-  // its gate rows then its up rows) and experts_down.stacked_at(s) ([hidden, Ie]).
+  // its gate rows then its up rows) and experts_down.stacked_at(s) ([hidden, Ie]), with their
+  // float32 biases where the experts have them (GPT-OSS: [2 Ie] likewise, and [hidden] — on TP
+  // rank 0 only, as the all-reduce adds the row-parallel down projection's bias once).
+  ops::GluParams glu;  // the experts' activation
   Projection experts_gate_up;
   Projection experts_down;
   int num_experts = 0;  // E, the logical experts the router scores

@@ -13,6 +13,7 @@ namespace {
 // The MoE block's tensor names inside `model.layers.{i}.`, per family.
 struct MoeNames {
   const char* block;          // "block_sparse_moe" (Mixtral) or "mlp"
+  const char* router;         // "gate" or "router" (GPT-OSS)
   const char* expert_gate;    // "w1" or "gate_proj"
   const char* expert_up;      // "w3" or "up_proj"
   const char* expert_down;    // "w2" or "down_proj"
@@ -21,11 +22,12 @@ struct MoeNames {
 
 MoeNames moe_names(Architecture architecture) {
   switch (architecture) {
-    case Architecture::kMixtral: return {"block_sparse_moe", "w1", "w3", "w2", ""};
-    case Architecture::kQwen2Moe: return {"mlp", "gate_proj", "up_proj", "down_proj", "shared_expert"};
+    case Architecture::kMixtral: return {"block_sparse_moe", "gate", "w1", "w3", "w2", ""};
+    case Architecture::kQwen2Moe: return {"mlp", "gate", "gate_proj", "up_proj", "down_proj", "shared_expert"};
     case Architecture::kDeepseekV2:
-    case Architecture::kDeepseekV3: return {"mlp", "gate_proj", "up_proj", "down_proj", "shared_experts"};
-    default: return {"mlp", "gate_proj", "up_proj", "down_proj", ""};
+    case Architecture::kDeepseekV3: return {"mlp", "gate", "gate_proj", "up_proj", "down_proj", "shared_experts"};
+    case Architecture::kGptOss: return {"mlp", "router", "gate_up_proj", "gate_up_proj", "down_proj", ""};
+    default: return {"mlp", "gate", "gate_proj", "up_proj", "down_proj", ""};
   }
 }
 
@@ -137,6 +139,8 @@ class WeightPlanBuilder {
       norm(WeightRole::kQNorm, "self_attn.q_norm.weight", c_.head_dim);
       norm(WeightRole::kKNorm, "self_attn.k_norm.weight", c_.head_dim);
     }
+    // [num_heads]: split with the q heads.
+    if (c_.attention_sinks) add(WeightRole::kAttnSinks, "self_attn.sinks", Shape{c_.num_heads}, attn, Sharding::kColumn).keep_fp32 = true;
   }
 
   // MLA (DeepSeek-V2/V3): q through an optional LoRA (q_a → norm → q_b), k/v through the
@@ -178,8 +182,13 @@ class WeightPlanBuilder {
     const int64_t h = c_.hidden_size;
     const int64_t inter = moe.expert_intermediate_size;
     const std::string block = std::string(names.block) + ".";
-    add(WeightRole::kRouter, block + "gate.weight", Shape{moe.num_experts, h}, Component::kRouter,
-        Sharding::kReplicated);
+    const std::string router = block + names.router;
+    add(WeightRole::kRouter, router + ".weight", Shape{moe.num_experts, h}, Component::kRouter, Sharding::kReplicated);
+    if (moe.router_bias) {
+      add(WeightRole::kRouterLogitBias, router + ".bias", Shape{moe.num_experts}, Component::kRouter,
+          Sharding::kReplicated)
+          .keep_fp32 = true;
+    }
     if (moe.has_score_correction_bias) {
       add(WeightRole::kRouterBias, block + "gate.e_score_correction_bias", Shape{moe.num_experts}, Component::kRouter,
           Sharding::kReplicated)

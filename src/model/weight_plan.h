@@ -34,6 +34,7 @@ enum class WeightRole : uint8_t {
   kOBias,
   kQNorm,
   kKNorm,
+  kAttnSinks,  // GPT-OSS's per-head sink logits
   // MLA attention (with kQ and kO)
   kQA,
   kQANorm,
@@ -48,9 +49,13 @@ enum class WeightRole : uint8_t {
   // MoE block
   kRouter,
   kRouterBias,  // DeepSeek-V3's e_score_correction_bias
+  kRouterLogitBias,  // GPT-OSS's router Linear bias, added to the logits
   kExpertGate,
   kExpertUp,
   kExpertDown,
+  kExpertGateBias,  // GPT-OSS's expert biases
+  kExpertUpBias,
+  kExpertDownBias,
   kSharedGate,
   kSharedUp,
   kSharedDown,
@@ -97,7 +102,7 @@ const char* component_name(Component component);
 enum class Sharding { kReplicated, kColumn, kRow, kVocab, kKvHeads, kExpertColumn, kExpertRow };
 
 // Tensors of one layer that a backend may stack row-wise into one projection, in plan order.
-enum class PackGroup : uint8_t { kNone, kQkv, kQkvBias, kMlpGateUp, kSharedGateUp, kExpertGateUp };
+enum class PackGroup : uint8_t { kNone, kQkv, kQkvBias, kMlpGateUp, kSharedGateUp, kExpertGateUp, kExpertGateUpBias };
 
 struct WeightEntry {
   WeightRole role = WeightRole::kEmbedding;
@@ -111,7 +116,7 @@ struct WeightEntry {
   Sharding sharding = Sharding::kReplicated;
   PackGroup pack = PackGroup::kNone;
   bool quantizable = false;  // a Linear weight that FP8 checkpoints store as e4m3 + scales
-  bool keep_fp32 = false;    // stays float32 on every backend (the router's selection bias)
+  bool keep_fp32 = false;    // stays float32 on every backend (the router's biases, GPT-OSS's sinks and expert biases)
 
   // The checkpoint name of tensor `expert` (routed experts) or of the one tensor.
   std::string tensor_name(int expert = 0) const;

@@ -29,6 +29,9 @@ CpuStepBackend::CpuStepBackend(ExecContext& ctx, size_t arena_bytes, const CpuNu
 
 void CpuStepBackend::set_weight(ops::GemmArgs& args, const Projection& w) const {
   args.group_stride = static_cast<int64_t>(w.out) * w.in;
+  args.bias = w.bias;
+  args.bias_f32 = w.bias_f32;
+  args.bias_group_stride = w.out;
   if (w.dtype != DType::kF8E4M3) {
     args.weight = w.bf16();
     return;
@@ -77,7 +80,7 @@ void CpuStepBackend::fill_zero(void* dst, size_t bytes) { std::memset(dst, 0, by
 void CpuStepBackend::moe_combine(const ops::MoeCombineArgs& args) { ops::moe_combine(ctx_, args); }
 
 void CpuStepBackend::linear(Act x, int rows, const Projection& w, float* out) {
-  ops::GemmArgs args{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .bias = w.bias, .out = out};
+  ops::GemmArgs args{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .out = out};
   set_weight(args, w);
   ops::gemm(ctx_, args);
 }
@@ -116,6 +119,7 @@ ops::SplitSums CpuStepBackend::routed_experts(const MoeWeights& w, const float* 
                         .groups = w.num_slots,
                         .total_rows = entries,
                         .swiglu = true,
+                        .glu = w.glu,
                         .out = act.data(),
                         .x_rows = source_rows};
   set_weight(gate_up, w.experts_gate_up);

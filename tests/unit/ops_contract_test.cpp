@@ -216,6 +216,64 @@ TEST_F(OpsContractTest, PagedAttentionByPositionMatchesDenseCausalAttention) {
   }
 }
 
+TEST_F(OpsContractTest, PagedAttentionSinksTakeProbabilityMassWithoutValue) {
+  // GPT-OSS's sinks: head h's softmax over its window's scores and one more logit sinks[h], whose
+  // probability is dropped. Reference: the plain sums over each row's keys, in double.
+  const int hq = 4, hkv = 2, d = 8, entry = 2 * hkv * d, rows = 5;
+  const float scale = 0.3f;
+  PagedBatch b = make_batch(entry, random_floats(8 * 4 * entry));
+  std::vector<float> q = random_floats(rows * hq * d);
+  const std::vector<float> sinks = {-1.0f, 0.5f, 2.0f, 8.0f};  // the last outweighs every key
+  std::vector<float> out(rows * hq * d, NAN);
+  for (int window : {0, 3}) {
+    ops::paged_attention(ctx_, ops::AttentionArgs{.q = q.data(),
+                                                  .q_stride = hq * d,
+                                                  .tokens = rows,
+                                                  .num_heads = hq,
+                                                  .group = hq / hkv,
+                                                  .cache = b.cache.data(),
+                                                  .block_size = b.block_size,
+                                                  .entry_size = entry,
+                                                  .key_offset = 0,
+                                                  .value_offset = hkv * d,
+                                                  .kv_head_stride = d,
+                                                  .key_dim = d,
+                                                  .value_dim = d,
+                                                  .scale = scale,
+                                                  .sliding_window = window,
+                                                  .block_tables = b.block_tables.data(),
+                                                  .table_offsets = b.table_offsets.data(),
+                                                  .positions = b.positions.data(),
+                                                  .out = out.data(),
+                                                  .sinks = sinks.data()});
+    for (int r = 0; r < rows; ++r) {
+      const std::vector<float> entries = gather(ctx_, b, b.sequence_of_row[r]);
+      const int p = b.positions[r];
+      const int first = window > 0 ? std::max(0, p - window + 1) : 0;
+      for (int h = 0; h < hq; ++h) {
+        const float* qh = &q[(size_t(r) * hq + h) * d];
+        std::vector<double> weights;
+        double denominator = std::exp(double(sinks[h]));
+        for (int key = first; key <= p; ++key) {
+          const float* k = &entries[size_t(key) * entry + (h / 2) * d];
+          double dot = 0.0;
+          for (int i = 0; i < d; ++i) dot += double(qh[i]) * k[i];
+          weights.push_back(std::exp(dot * scale));
+          denominator += weights.back();
+        }
+        for (int i = 0; i < d; ++i) {
+          double expected = 0.0;
+          for (int key = first; key <= p; ++key) {
+            expected += weights[key - first] / denominator * entries[size_t(key) * entry + hkv * d + (h / 2) * d + i];
+          }
+          EXPECT_NEAR(out[(size_t(r) * hq + h) * d + i], expected, 1e-6)
+              << "row " << r << " head " << h << " window " << window;
+        }
+      }
+    }
+  }
+}
+
 TEST_F(OpsContractTest, MlaAbsorbedAndPlainFormsAgree) {
   // The absorbed form (q·W_UK, paged attention over the latent, ·W_UV) against the plain
   // prefill form (keys and values expanded from the latent), on the same piece.
@@ -361,6 +419,92 @@ TEST_F(OpsContractTest, RoutedExpertsThroughPermuteGemmCombineMatchPerTokenMath)
                 f32(expected_normed, Shape{tokens, hidden}));
   EXPECT_LT(max_abs_diff(got_residual, expected_residual), 1e-5);
   EXPECT_LT(max_abs_diff(normed, expected_normed), 1e-5);
+}
+
+TEST_F(OpsContractTest, SoftmaxAfterTopKRoutesByLogitsAndNormalisesTheChosen) {
+  // GPT-OSS: the k largest logits (the lower index on ties), weights = softmax over those k.
+  const int tokens = 3, experts = 6, top_k = 3;
+  const std::vector<float> logits = {0.5f, 2.0f, -1.0f, 2.0f, 1.5f, -3.0f,   // a tie at 2.0
+                                     -2.0f, -1.0f, -0.5f, -4.0f, -3.0f, -6.0f,
+                                     30.0f, 0.0f, 29.0f, 1.0f, -30.0f, 28.5f};
+  std::vector<int32_t> ids(tokens * top_k);
+  std::vector<float> weights(tokens * top_k);
+  ops::route(ctx_, logits.data(), nullptr, tokens, experts,
+             ops::RouterParams{.top_k = top_k, .softmax_after_topk = true}, ids.data(), weights.data());
+  EXPECT_EQ(ids, (std::vector<int32_t>{1, 3, 4, /**/ 2, 1, 0, /**/ 0, 2, 5}));
+  for (int t = 0; t < tokens; ++t) {
+    double sum = 0.0;
+    for (int k = 0; k < top_k; ++k) sum += std::exp(double(logits[t * experts + ids[t * top_k + k]]));
+    for (int k = 0; k < top_k; ++k) {
+      const double expected = std::exp(double(logits[t * experts + ids[t * top_k + k]])) / sum;
+      EXPECT_NEAR(weights[t * top_k + k], expected, 1e-6) << "token " << t << " k " << k;
+    }
+  }
+}
+
+TEST_F(OpsContractTest, ClampedSwigluExpertsWithFloat32Biases) {
+  // GPT-OSS's experts as the step GEMMs run them: grouped gate/up with a per-expert float32 bias,
+  // the clamped SwiGLU, grouped down with its bias — against each row's plain math in double.
+  const int rows = 6, hidden = 12, inter = 5, experts = 3;
+  const ops::GluParams glu{.clamped = true, .alpha = 1.702f, .limit = 7.0f};
+  std::vector<float> x = random_floats(rows * hidden, 2.0f);  // large enough that the clamps bite
+  std::vector<float> gu_f32, down_f32;
+  std::vector<uint16_t> gate_up = random_bf16(size_t(experts) * 2 * inter * hidden, &gu_f32, 1.5f);
+  std::vector<uint16_t> down = random_bf16(size_t(experts) * hidden * inter, &down_f32, 0.5f);
+  std::vector<float> gu_bias = random_floats(experts * 2 * inter), down_bias = random_floats(experts * hidden);
+  const std::vector<int32_t> offsets = {0, 2, 2, 6};  // expert 1 has no rows
+  const std::vector<int32_t> source_rows = {3, 0, 5, 1, 2, 4};
+  std::vector<float> act(rows * inter), y(rows * hidden);
+  ops::gemm(ctx_, ops::GemmArgs{.x = x.data(),
+                                .rows = rows,
+                                .k = hidden,
+                                .n = inter,
+                                .weight = gate_up.data(),
+                                .group_stride = int64_t(2) * inter * hidden,
+                                .offsets = offsets.data(),
+                                .groups = experts,
+                                .bias_f32 = gu_bias.data(),
+                                .bias_group_stride = 2 * inter,
+                                .swiglu = true,
+                                .glu = glu,
+                                .out = act.data(),
+                                .x_rows = source_rows.data()});
+  ops::gemm(ctx_, ops::GemmArgs{.x = act.data(),
+                                .rows = rows,
+                                .k = inter,
+                                .n = hidden,
+                                .weight = down.data(),
+                                .group_stride = int64_t(hidden) * inter,
+                                .offsets = offsets.data(),
+                                .groups = experts,
+                                .bias_f32 = down_bias.data(),
+                                .bias_group_stride = hidden,
+                                .out = y.data()});
+  int clamped = 0;
+  for (int e = 0; e < experts; ++e) {
+    for (int r = offsets[e]; r < offsets[e + 1]; ++r) {
+      const float* xr = &x[size_t(source_rows[r]) * hidden];
+      std::vector<double> a(inter);
+      for (int i = 0; i < inter; ++i) {
+        double gate = gu_bias[e * 2 * inter + i], up = gu_bias[e * 2 * inter + inter + i];
+        for (int c = 0; c < hidden; ++c) {
+          gate += double(xr[c]) * gu_f32[(size_t(e) * 2 * inter + i) * hidden + c];
+          up += double(xr[c]) * gu_f32[(size_t(e) * 2 * inter + inter + i) * hidden + c];
+        }
+        clamped += gate > 7.0 || std::abs(up) > 7.0;
+        gate = std::min(gate, 7.0);
+        up = std::clamp(up, -7.0, 7.0);
+        a[i] = (up + 1.0) * gate / (1.0 + std::exp(-1.702 * gate));
+        EXPECT_NEAR(act[size_t(r) * inter + i], a[i], 1e-4 * (1.0 + std::abs(a[i]))) << "row " << r << " i " << i;
+      }
+      for (int o = 0; o < hidden; ++o) {
+        double expected = down_bias[e * hidden + o];
+        for (int i = 0; i < inter; ++i) expected += a[i] * down_f32[(size_t(e) * hidden + o) * inter + i];
+        EXPECT_NEAR(y[size_t(r) * hidden + o], expected, 1e-4 * (1.0 + std::abs(expected))) << "row " << r;
+      }
+    }
+  }
+  EXPECT_GT(clamped, 0);  // the inputs exercised the clamps
 }
 
 TEST_F(OpsContractTest, DenseGemmEmbeddingGatherAndArgmax) {

@@ -1,7 +1,8 @@
 // CPU reference: causal (optionally sliding-window) attention reading keys and values from the
 // paged cache — one implementation, paged_attention (the step form: every row of a batch by its
 // position), which GQA (attention) and MLA's absorbed form (mla_attention_absorbed) both call.
-// One (row, head) pair per work item; softmax in float32 with the running max.
+// One (row, head) pair per work item; softmax in float32 with the running max (and a per-head
+// sink logit in the denominator when given).
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -36,7 +37,10 @@ void paged_attention(ExecContext& ctx, const AttentionArgs& args) {
         scores[k] = dot * args.scale;
         max_score = std::max(max_score, scores[k]);
       }
-      float denominator = 0.0f;
+      // A sink (GPT-OSS) is one more logit in the softmax, with no value.
+      const float sink = args.sinks != nullptr ? args.sinks[head] : -INFINITY;
+      max_score = std::max(max_score, sink);
+      float denominator = args.sinks != nullptr ? std::exp(sink - max_score) : 0.0f;
       for (int k = 0; k < num_keys; ++k) {
         scores[k] = std::exp(scores[k] - max_score);
         denominator += scores[k];

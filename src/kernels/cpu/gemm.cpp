@@ -1,6 +1,7 @@
 // CPU reference: the step GEMM (dense or grouped per expert, optionally SwiGLU, optionally reading
 // its rows through x_rows), composed of the tensor ops: gather_rows, then linear per group with
-// the group's weight matrix (bf16, or fp8 with its block scales), then silu_mul of the gate and up halves.
+// the group's weight matrix (bf16, or fp8 with its block scales) and bias, then silu_mul (the
+// GluParams' activation) of the gate and up halves.
 #include <vector>
 
 #include "kernels/cpu/step_views.h"
@@ -29,16 +30,19 @@ void gemm(ExecContext& ctx, const GemmArgs& args) {
     Fp8Scales scales = args.fp8;  // group g's
     if (fp8) scales.scale += g * args.scale_group_stride;
     const Fp8Scales* weight_scales = fp8 ? &scales : nullptr;
-    const TensorView bias = args.bias != nullptr ? bf16_vector(args.bias, n) : TensorView{};
+    const int64_t bias_at = g * args.bias_group_stride;
+    const TensorView bias = args.bias_f32 != nullptr ? f32_vector(args.bias_f32 + bias_at, n_weight)
+                            : args.bias != nullptr   ? bf16_vector(args.bias + bias_at, n_weight)
+                                                     : TensorView{};
     float* out = args.out + first * n;
     if (!args.swiglu) {
       linear(ctx, f32_matrix(x.data(), rows, k), weight, bias, f32_matrix(out, rows, n), weight_scales);
       continue;
     }
     std::vector<float> gate_up(static_cast<size_t>(rows) * n_weight);  // [rows, gate N | up N]
-    linear(ctx, f32_matrix(x.data(), rows, k), weight, TensorView{}, f32_matrix(gate_up.data(), rows, n_weight),
+    linear(ctx, f32_matrix(x.data(), rows, k), weight, bias, f32_matrix(gate_up.data(), rows, n_weight),
            weight_scales);
-    silu_mul(ctx, gate_up.data(), static_cast<int>(rows), static_cast<int>(n), out, nullptr);
+    silu_mul(ctx, gate_up.data(), static_cast<int>(rows), static_cast<int>(n), out, nullptr, args.glu);
   }
 }
 

@@ -3,6 +3,7 @@
 //   softmax → group-limited (group max) top-k  DeepSeek-V2 group_limited_greedy
 //   sigmoid (+ bias for selection only) → group-limited (sum of top-2) top-k → weights from
 //   the unbiased scores → renormalise          DeepSeek-V3 / Kimi K2 noaux_tc
+//   top-k over the logits → softmax over the k selected logits       GPT-OSS
 // then × routed_scaling_factor. Experts of dropped groups are excluded (−inf), as DeepSeek's
 // reference and vLLM do. Ties pick the lower expert index.
 #include <algorithm>
@@ -60,6 +61,19 @@ void route(ExecContext& ctx, const TensorView& logits, const TensorView& selecti
     std::vector<float> scores(num_experts), selection(num_experts);
     for (size_t t = begin; t < end; ++t) {
       const float* row = logits.as<float>() + t * num_experts;
+      if (params.softmax_after_topk) {
+        for (int e = 0; e < num_experts; ++e) selection[e] = row[e] + bias[e];
+        const std::vector<int> chosen = top_k_indices(selection, params.top_k);
+        float max_logit = -INFINITY;
+        for (int expert : chosen) max_logit = std::max(max_logit, row[expert]);
+        float sum = 0.0f;
+        for (int k = 0; k < params.top_k; ++k) sum += scores[k] = std::exp(row[chosen[k]] - max_logit);
+        for (int k = 0; k < params.top_k; ++k) {
+          expert_ids.as<int32_t>()[t * params.top_k + k] = chosen[k];
+          expert_weights.as<float>()[t * params.top_k + k] = scores[k] / sum * params.scaling_factor;
+        }
+        continue;
+      }
       if (params.sigmoid) {
         for (int e = 0; e < num_experts; ++e) scores[e] = 1.0f / (1.0f + std::exp(-row[e]));
       } else {

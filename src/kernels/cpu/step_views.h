@@ -23,5 +23,8 @@ inline TensorView fp8_matrix(const uint8_t* data, int64_t rows, int64_t cols) {
 inline TensorView bf16_vector(const uint16_t* data, int64_t size) {
   return TensorView{const_cast<uint16_t*>(data), DType::kBF16, Shape{size}};
 }
+inline TensorView f32_vector(const float* data, int64_t size) {
+  return TensorView{const_cast<float*>(data), DType::kF32, Shape{size}};
+}
 
 }  // namespace moeserve::ops

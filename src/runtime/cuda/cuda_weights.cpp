@@ -2,7 +2,10 @@
 // loaded by model/model_weights into device memory — each entry converted to bf16 and uploaded
 // once, each packing group stacked — or, with no WeightSource (--load-format dummy), random
 // weights generated on the device (normal(0, 0.02) from a hash of the tensor's name, norms 1.0).
+#include <string>
 #include <vector>
+
+#include <fmt/ranges.h>
 
 #include "model/sharded_weights.h"
 #include "model/weight_plan.h"
@@ -46,8 +49,30 @@ class CudaWeightMemory final : public WeightMemory {
   GpuExec exec_;
 };
 
+namespace {
+
+// The features of `config` the CUDA kernels do not compute yet (GPT-OSS's), refused by name rather
+// than run wrong.
+Status check_cuda_support(const ModelConfig& config) {
+  std::vector<std::string> missing;
+  if (config.attention_sinks) missing.emplace_back("attention sinks");
+  if (!config.layer_windows.empty()) missing.emplace_back("per-layer sliding windows (layer_types)");
+  if (config.moe) {
+    if (config.moe->clamped_swiglu) missing.emplace_back("the clamped SwiGLU");
+    if (config.moe->expert_bias) missing.emplace_back("expert biases");
+    if (config.moe->router_bias) missing.emplace_back("the router's bias");
+    if (config.moe->scoring == RouterScoring::kTopKSoftmax) missing.emplace_back("softmax over the top-k logits");
+  }
+  if (missing.empty()) return ok_status();
+  return make_error("{} needs {}, which the CUDA backend does not implement yet; the CPU backend (--device cpu) runs it",
+                    config.architecture_name, fmt::join(missing, ", "));
+}
+
+}  // namespace
+
 Result<std::unique_ptr<CudaModel>> CudaModel::load(const ModelConfig& config, const WeightSource* weights,
                                                    uint64_t seed, const GpuExec& exec, PrefillPrecision precision) {
+  MS_RETURN_IF_ERROR(check_cuda_support(config));
   auto model = std::make_unique<CudaModel>();
   model->config_ = config;
   model->precision_ = precision;
