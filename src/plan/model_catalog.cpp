@@ -112,6 +112,31 @@ constexpr const char* kQwen2_57B = R"({
   "torch_dtype": "bfloat16"
 })";
 
+// gpt-oss-20b and gpt-oss-120b differ only in depth and expert count. The published checkpoints
+// store the experts as MXFP4 ("quantization_config": {"quant_method": "mxfp4", ...}), which the
+// config parser does not accept yet: the entries leave quantization_config out, so the planner
+// counts the experts' bytes at the bf16 of every other tensor (about 4x the published MXFP4 bytes).
+nlohmann::json gpt_oss(int layers, int experts) {
+  nlohmann::json config = nlohmann::json::parse(R"({
+  "architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss", "attention_bias": true,
+  "attention_dropout": 0.0, "eos_token_id": 200002, "pad_token_id": 199999, "experts_per_token": 4,
+  "head_dim": 64, "hidden_act": "silu", "hidden_size": 2880, "initial_context_length": 4096,
+  "intermediate_size": 2880, "max_position_embeddings": 131072, "num_attention_heads": 64,
+  "num_experts_per_tok": 4, "num_key_value_heads": 8, "rms_norm_eps": 1e-05,
+  "rope_scaling": {"beta_fast": 32.0, "beta_slow": 1.0, "factor": 32.0, "original_max_position_embeddings": 4096,
+                   "rope_type": "yarn", "truncate": false},
+  "rope_theta": 150000, "router_aux_loss_coef": 0.9, "sliding_window": 128, "swiglu_limit": 7.0,
+  "tie_word_embeddings": false, "vocab_size": 201088, "torch_dtype": "bfloat16"
+})");
+  config["num_hidden_layers"] = layers;
+  config["num_local_experts"] = experts;
+  config["layer_types"] = nlohmann::json::array();
+  for (int layer = 0; layer < layers; ++layer) {
+    config["layer_types"].push_back(layer % 2 == 0 ? "sliding_attention" : "full_attention");
+  }
+  return config;
+}
+
 nlohmann::json with_v31_scale_format(const char* text) {
   nlohmann::json config = nlohmann::json::parse(text);
   config["quantization_config"]["scale_fmt"] = "ue8m0";
@@ -158,6 +183,16 @@ std::vector<CatalogModel> build_catalog() {
        "https://huggingface.co/Qwen/Qwen3-30B-A3B/blob/main/config.json (read in the index through configs derived "
        "from it: 48 layers, hidden 2048, 32/4 heads, head_dim 128, 128 experts top-8, moe_intermediate 768)",
        30.5e9, 3.3e9, "model card: 30.5B total, 3.3B activated, 29.9B non-embedding", json::parse(kQwen3_30B)},
+      {"openai/gpt-oss-20b",
+       "https://huggingface.co/openai/gpt-oss-20b/blob/main/config.json (read in copies in the index: 24 layers, "
+       "32 experts top-4, hidden 2880, 64/8 heads of 64, vocab 201088, YaRN 32 over 4096, window 128 on even "
+       "layers); its quantization_config (MXFP4 experts) is left out, so the experts count as bf16",
+       20.9e9, 3.6e9, "model card: 21B total (20.9B), 3.6B active", gpt_oss(24, 32)},
+      {"openai/gpt-oss-120b",
+       "https://huggingface.co/openai/gpt-oss-120b/raw/main/config.json (read in copies in the index: 36 layers, "
+       "128 experts top-4, otherwise as gpt-oss-20b); its quantization_config (MXFP4 experts) is left out, so the "
+       "experts count as bf16",
+       116.8e9, 5.1e9, "model card: 117B total (116.8B), 5.1B active", gpt_oss(36, 128)},
       {"Qwen/Qwen2-57B-A14B",
        "https://huggingface.co/Qwen/Qwen2-57B-A14B/blob/759c0d83a2b7ad416611d984fdfffbec8de361c2/config.json",
        57e9, 14e9, "model card: 57B total, 14B activated (rounded)", json::parse(kQwen2_57B)},

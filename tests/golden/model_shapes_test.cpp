@@ -49,6 +49,10 @@ std::vector<ShapeCase> cases() {
           {"original_max_position_embeddings", 64}}}}},
       {"mistral_sliding_window", "tiny-mixtral",
        {{"architectures", {"MistralForCausalLM"}}, {"sliding_window", 9}}},
+      {"gpt_oss_windows_gqa3", "tiny-gpt_oss",
+       {{"num_hidden_layers", 3}, {"layer_types", {"full_attention", "sliding_attention", "sliding_attention"}},
+        {"sliding_window", 5}, {"num_key_value_heads", 3}, {"num_local_experts", 5}, {"num_experts_per_tok", 2},
+        {"intermediate_size", 40}, {"swiglu_limit", 3.0}}},
   };
 }
 

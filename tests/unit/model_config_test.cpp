@@ -50,6 +50,46 @@ TEST(ModelConfig, MixtralFixture) {
   EXPECT_DOUBLE_EQ(config->rope.theta, 1e6);
 }
 
+TEST(ModelConfig, GptOssFixtureHasWindowsSinksYarnAndBiasedClampedExperts) {
+  auto config = parse_model_config(fixture_config("tiny-gpt_oss"));
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  EXPECT_EQ(config->architecture, Architecture::kGptOss);
+  EXPECT_EQ(config->sliding_window, 12);
+  EXPECT_EQ(config->layer_windows, std::vector<int>({12, 0, 12, 0}));  // sliding, full, sliding, full
+  EXPECT_EQ(config->window(0), 12);
+  EXPECT_EQ(config->window(1), 0);
+  EXPECT_TRUE(config->attention_sinks);
+  EXPECT_TRUE(config->qkv_bias);
+  EXPECT_TRUE(config->o_bias);
+  EXPECT_EQ(config->rope.kind, RopeKind::kYarn);
+  EXPECT_EQ(config->rope.layout, RopeLayout::kHalf);
+  EXPECT_FALSE(config->rope.truncate);
+  EXPECT_DOUBLE_EQ(config->rope.factor, 8.0);
+  EXPECT_DOUBLE_EQ(config->rope.theta, 150000.0);
+  ASSERT_TRUE(config->moe);
+  EXPECT_EQ(config->moe->num_experts, 8);
+  EXPECT_EQ(config->moe->top_k, 3);
+  EXPECT_EQ(config->moe->expert_intermediate_size, 64);
+  EXPECT_EQ(config->moe->scoring, RouterScoring::kTopKSoftmax);
+  EXPECT_TRUE(config->moe->router_bias && config->moe->expert_bias && config->moe->clamped_swiglu);
+  EXPECT_FLOAT_EQ(config->moe->swiglu_alpha, 1.702f);
+  EXPECT_FLOAT_EQ(config->moe->swiglu_limit, 7.0f);
+  EXPECT_EQ(config->layer_is_moe, std::vector<bool>(4, true));
+  // Without layer_types, transformers' default: even layers slide.
+  auto defaulted = parse_model_config(fixture_config("tiny-gpt_oss"), Json{{"layer_types", nullptr}});
+  ASSERT_TRUE(defaulted.ok()) << defaulted.error().message;
+  EXPECT_EQ(defaulted->layer_windows, std::vector<int>({12, 0, 12, 0}));
+}
+
+TEST(ModelConfig, GptOssRefusesMalformedLayerTypes) {
+  const Json config = fixture_config("tiny-gpt_oss");
+  for (const Json& types : {Json("sliding_attention"), Json::array({"full_attention"}),
+                            Json::array({"full_attention", "full_attention", "chunked_attention", "full_attention"}),
+                            Json::array({1, 2, 3, 4})}) {
+    EXPECT_THAT(error_of(config, Json{{"layer_types", types}}), HasSubstr("layer_types")) << types.dump();
+  }
+}
+
 TEST(ModelConfig, DeepseekV3FixtureHasMlaYarnAndGroupedRouting) {
   auto config = parse_model_config(fixture_config("tiny-deepseek_v3"));
   ASSERT_TRUE(config.ok()) << config.error().message;
@@ -274,7 +314,7 @@ std::vector<FieldCase> every_field() {
   };
   using K = FieldKind;
   for (const char* fixture : {"tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2",
-                              "tiny-deepseek_v3"}) {
+                              "tiny-deepseek_v3", "tiny-gpt_oss"}) {
     for (const char* key : {"vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads"}) {
       add(fixture, {key}, K::kRequiredPositiveInt);
     }
@@ -326,6 +366,18 @@ std::vector<FieldCase> every_field() {
     add(fixture, {"rope_scaling", "type"}, K::kString);
     add(fixture, {"rope_scaling", "truncate"}, K::kBool);
   }
+  for (const char* key : {"intermediate_size", "num_local_experts", "num_experts_per_tok"}) {
+    add("tiny-gpt_oss", {key}, K::kRequiredPositiveInt);
+  }
+  add("tiny-gpt_oss", {"sliding_window"}, K::kPositiveInt);
+  add("tiny-gpt_oss", {"swiglu_limit"}, K::kPositiveNumber);
+  add("tiny-gpt_oss", {"attention_bias"}, K::kBool);
+  add("tiny-gpt_oss", {"rope_parameters", "original_max_position_embeddings"}, K::kRequiredPositiveInt);
+  for (const char* key : {"factor", "beta_fast", "beta_slow", "rope_theta"}) {
+    add("tiny-gpt_oss", {"rope_parameters", key}, K::kPositiveNumber);
+  }
+  add("tiny-gpt_oss", {"rope_parameters", "rope_type"}, K::kString);
+  add("tiny-gpt_oss", {"rope_parameters", "truncate"}, K::kBool);
   return fields;
 }
 
@@ -426,17 +478,19 @@ TEST(ModelConfig, NoJsonInputThrows) {
   const std::vector<std::string> read_keys = {
       "architectures", "quantization_config", "rope_scaling", "rope_parameters", "num_nextn_predict_layers",
       "attention_factor", "head_dim", "dtype", "mlp_only_layers", "n_routed_experts", "sliding_window",
-      "use_sliding_window", "attention_bias", "mlp_bias", "qkv_bias", "decoder_sparse_step"};
+      "use_sliding_window", "attention_bias", "mlp_bias", "qkv_bias", "decoder_sparse_step", "layer_types",
+      "swiglu_limit"};
   int parsed = 0;
   for (const char* fixture : {"tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2",
-                              "tiny-deepseek_v3"}) {
+                              "tiny-deepseek_v3", "tiny-gpt_oss"}) {
     const Json original = fixture_config(fixture);
     std::vector<std::vector<std::string>> paths;
     for (const auto& [key, value] : original.items()) paths.push_back({key});
     for (const std::string& key : read_keys) paths.push_back({key});
-    if (original.contains("rope_scaling") && original["rope_scaling"].is_object()) {
-      for (const auto& [key, value] : original["rope_scaling"].items()) paths.push_back({"rope_scaling", key});
-      paths.push_back({"rope_scaling", "rope_type"});
+    for (const char* rope : {"rope_scaling", "rope_parameters"}) {
+      if (!original.contains(rope) || !original[rope].is_object()) continue;
+      for (const auto& [key, value] : original[rope].items()) paths.push_back({rope, key});
+      paths.push_back({rope, "rope_type"});
     }
     for (const auto& path : paths) {
       for (const Json& value : odd_values()) {

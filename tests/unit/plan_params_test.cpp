@@ -129,6 +129,17 @@ TEST(PlanParams, DeepSeekV2Lite) {
   EXPECT_LT(rel_diff(counts.active_without_embedding(), 2.4e9), 0.025);
 }
 
+// OpenAI's gpt-oss model card: 20.91B total / 3.61B active, and 116.83B / 5.13B (active without the
+// input embedding: the unembedding counts, the embedding lookup does not).
+TEST(PlanParams, GptOssMatchesTheModelCard) {
+  const ParamCounts small = catalog_counts("openai/gpt-oss-20b");
+  EXPECT_LT(rel_diff(small.total, 20.91e9), 0.005);
+  EXPECT_LT(rel_diff(small.active_without_embedding(), 3.61e9), 0.005);
+  const ParamCounts large = catalog_counts("openai/gpt-oss-120b");
+  EXPECT_LT(rel_diff(large.total, 116.83e9), 0.005);
+  EXPECT_LT(rel_diff(large.active_without_embedding(), 5.13e9), 0.005);
+}
+
 TEST(PlanParams, EveryCatalogModelParses) {
   for (const CatalogModel& model : model_catalog()) {
     auto resolved = resolve_model(model.id);

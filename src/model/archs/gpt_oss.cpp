@@ -18,8 +18,10 @@ static Status parse_layer_types(const ConfigReader& reader, ModelConfig& config)
     for (int layer = 0; layer < config.num_layers; layer += 2) config.layer_windows[layer] = config.sliding_window;
     return ok_status();
   }
+  // One type per layer; a longer list is cut to num_hidden_layers (what --hf-overrides
+  // '{"num_hidden_layers": 4}' leaves of a published config).
   const auto& types = reader.raw().at("layer_types");
-  if (!types.is_array() || types.size() != static_cast<size_t>(config.num_layers)) {
+  if (!types.is_array() || types.size() < static_cast<size_t>(config.num_layers)) {
     return make_error("config.json: layer_types must list one type per layer ({} layers), got {}", config.num_layers,
                       json_excerpt(types));
   }
