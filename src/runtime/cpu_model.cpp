@@ -53,15 +53,17 @@ void CpuModel::forward(ExecContext& exec, std::span<const RunnerSeq> seqs, const
 namespace {
 
 // One slot's expert as the byte segments EPLB moves: [gate_up weight, down weight, gate_up
-// scales, down scales] (the scales empty for bf16).
-std::array<std::span<std::byte>, 4> slot_segments(const MoeWeights& w, int slot) {
+// scales, down scales, gate_up bias, down bias] (the scales empty for bf16, the biases for
+// experts without them).
+std::array<std::span<std::byte>, 6> slot_segments(const MoeWeights& w, int slot) {
   const auto bytes = [](const void* p, size_t n) {
-    return std::span<std::byte>(static_cast<std::byte*>(const_cast<void*>(p)), n);
+    return std::span<std::byte>(static_cast<std::byte*>(const_cast<void*>(p)), p != nullptr ? n : 0);
   };
   const Projection gate_up = w.experts_gate_up.stacked_at(slot);
   const Projection down = w.experts_down.stacked_at(slot);
   return {bytes(gate_up.weight, gate_up.weight_bytes()), bytes(down.weight, down.weight_bytes()),
-          bytes(gate_up.scale, gate_up.scale_bytes()), bytes(down.scale, down.scale_bytes())};
+          bytes(gate_up.scale, gate_up.scale_bytes()),   bytes(down.scale, down.scale_bytes()),
+          bytes(gate_up.bias_f32, gate_up.out * sizeof(float)), bytes(down.bias_f32, down.out * sizeof(float))};
 }
 
 }  // namespace

@@ -141,7 +141,9 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, EplbGoldenTest,
                                            // fp8 experts move with their per-row scales
                                            EplbCase{"tiny-qwen3_moe-fp8", 1, 2, 2, All2AllBackend::kAlltoall},
                                            EplbCase{"tiny-deepseek_v3-fp8", 2, 2, 4,
-                                                    All2AllBackend::kAllgatherReducescatter}),
+                                                    All2AllBackend::kAllgatherReducescatter},
+                                           // GPT-OSS's experts move with their float32 biases
+                                           EplbCase{"tiny-gpt_oss", 2, 2, 4, All2AllBackend::kAlltoall}),
                          [](const ::testing::TestParamInfo<EplbCase>& info) {
                            std::string name = info.param.model;
                            for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? c : '_';
