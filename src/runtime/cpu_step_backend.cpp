@@ -29,6 +29,10 @@ CpuStepBackend::CpuStepBackend(ExecContext& ctx, size_t arena_bytes, const CpuNu
 
 void CpuStepBackend::set_weight(ops::GemmArgs& args, const Projection& w) const {
   args.group_stride = static_cast<int64_t>(w.out) * w.in;
+  if (w.dtype == DType::kF32) {
+    args.weight_f32 = w.f32();
+    return;
+  }
   if (w.dtype != DType::kF8E4M3) {
     args.weight = w.bf16();
     return;
@@ -42,8 +46,12 @@ void CpuStepBackend::set_weight(ops::GemmArgs& args, const Projection& w) const 
   args.scale_group_stride = w.out * w.scale_cols();
 }
 
-void CpuStepBackend::embedding(const uint16_t* table, int hidden, const int32_t* ids, int tokens, float* out) {
-  ops::embedding(ctx_, table, hidden, ids, tokens, out);
+void CpuStepBackend::embedding(const WeightVector& table, int hidden, const int32_t* ids, int tokens, float* out) {
+  if (table.dtype == DType::kF32) {
+    ops::embedding(ctx_, table.f32(), hidden, ids, tokens, out);
+  } else {
+    ops::embedding(ctx_, table.bf16(), hidden, ids, tokens, out);
+  }
 }
 void CpuStepBackend::rms_norm(const ops::RmsNormArgs& args) { ops::rms_norm(ctx_, args); }
 void CpuStepBackend::rope(const ops::RopeArgs& args) {
@@ -77,7 +85,13 @@ void CpuStepBackend::fill_zero(void* dst, size_t bytes) { std::memset(dst, 0, by
 void CpuStepBackend::moe_combine(const ops::MoeCombineArgs& args) { ops::moe_combine(ctx_, args); }
 
 void CpuStepBackend::linear(Act x, int rows, const Projection& w, float* out) {
-  ops::GemmArgs args{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .bias = w.bias, .out = out};
+  ops::GemmArgs args{.x = x.f32,
+                     .rows = rows,
+                     .k = w.in,
+                     .n = w.out,
+                     .bias = w.bias.if_bf16(),
+                     .bias_f32 = w.bias.if_f32(),
+                     .out = out};
   set_weight(args, w);
   ops::gemm(ctx_, args);
 }
