@@ -32,10 +32,10 @@ struct ParallelSeq {
   std::vector<int32_t> generated;
 };
 
-// `inspect` sees the group after the last step (e.g. its EPLB counters).
-inline void check_layout_against_reference(const std::string& model, const ParallelConfig& parallel,
-                                           const std::function<void(RankGroup&)>& inspect = {}) {
-  const std::string dir = fixture_model(model);
+// `inspect` sees the group after the last step (e.g. its EPLB counters). dir: a model directory
+// with its reference.safetensors.
+inline void check_dir_against_reference(const std::string& dir, const ParallelConfig& parallel,
+                                        const std::function<void(RankGroup&)>& inspect = {}) {
   const Reference reference(dir + "/reference.safetensors");
   auto config = load_model_config(dir);
   ASSERT_TRUE(config.ok()) << config.error().message;
@@ -108,6 +108,12 @@ inline void check_layout_against_reference(const std::string& model, const Paral
     }
   }
   if (inspect) inspect(**group);
+}
+
+// The same for fixture `model`.
+inline void check_layout_against_reference(const std::string& model, const ParallelConfig& parallel,
+                                           const std::function<void(RankGroup&)>& inspect = {}) {
+  check_dir_against_reference(fixture_model(model), parallel, inspect);
 }
 
 }  // namespace moeserve::testing

@@ -28,7 +28,9 @@ void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
   command.add_option("--dtype", dtype,
                      "Activation precision on CUDA: auto = the checkpoint's dtype (bf16 checkpoints: GEMM inputs rounded "
                      "to bf16, vLLM's numerics), bfloat16 likewise, float32 float32-like (split bf16 GEMMs, ~1e-5 of "
-                     "transformers' float32, half the prefill speed); the CPU computes float32")
+                     "transformers' float32, half the prefill speed); the CPU computes float32, and holds a float32 "
+                     "checkpoint's weights as float32 unless --dtype bfloat16/float16 rounds them to bf16 (CUDA "
+                     "always holds bf16)")
       ->check(CLI::IsMember({"auto", "bfloat16", "float16", "float32", "half", "float"}));
   command.add_option("--load-format", load_format, "auto: read the checkpoint; dummy: random weights of its shape")
       ->check(CLI::IsMember({"auto", "safetensors", "dummy"}));
@@ -127,6 +129,11 @@ Result<LoadOptions> EngineFlags::load_options() const {
   if (dtype == "float32" || dtype == "float") options.dtype = ActivationDType::kFloat32;
   if (dtype == "bfloat16") options.dtype = ActivationDType::kBFloat16;
   if (dtype == "float16" || dtype == "half") options.dtype = ActivationDType::kFloat16;  // refused on CUDA
+  // The CPU holds a float32 checkpoint's weights as float32 unless a 16-bit --dtype asks for bf16.
+  using Float32 = WeightPrecision::Float32;
+  options.model.precision.f32 = options.dtype == ActivationDType::kFloat32 ? Float32::kKeep
+                                : options.dtype == ActivationDType::kAuto  ? Float32::kAuto
+                                                                            : Float32::kRound;
   options.seed = seed;
   options.quantize_fp8 = quantization == "fp8";
   options.model.precision.quantize_fp8 = options.quantize_fp8;

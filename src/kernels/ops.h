@@ -14,7 +14,8 @@
 //      (namespace cuda, at the end of this file, on a GpuExec's stream).
 // Conventions shared by every op:
 //   - activations are float32 [rows, features] row-major; "T" is the number of tokens in a batch;
-//   - tensor ops read weights in place (F32, F16, BF16); step ops take bf16 weights (uint16_t bits);
+//   - tensor ops read weights in place (F32, F16, BF16); step ops take bf16 weights (uint16_t bits),
+//     and on the CPU float32 ones in their `_f32` fields instead (a float32 checkpoint);
 //   - "stride" arguments count elements between consecutive rows (tokens), so an op can work on
 //     a column slice of a wider row (q/k/v inside one fused qkv row, say).
 #pragma once
@@ -176,6 +177,7 @@ struct RmsNormArgs {
   int rows_per_token = 1;
   int64_t token_stride = 0;          // 0: dim (dense)
   const uint16_t* weight = nullptr;  // [dim] bf16
+  const float* weight_f32 = nullptr;  // [dim] float32 in place of weight (the CPU only)
   float eps = 1e-6f;
   float* out_f32 = nullptr;
   uint16_t* out_bf16 = nullptr;
@@ -315,6 +317,7 @@ struct MoeCombineArgs {
   // residual[t] += the combined row, then normed[t] = residual[t] / rms · norm_weight (as rms_norm).
   float* residual = nullptr;                 // [T, hidden]
   const uint16_t* norm_weight = nullptr;     // [hidden] bf16
+  const float* norm_weight_f32 = nullptr;    // [hidden] float32 in place of norm_weight (the CPU only)
   float eps = 1e-6f;
   float* normed_f32 = nullptr;               // [T, hidden] or null
   uint16_t* normed_bf16 = nullptr;           // [T, hidden] or null
@@ -340,8 +343,8 @@ struct GemmArgs {
   // launches blocks only for as many groups as can have rows; mma_gemm sizes its split K by it.
   int total_rows = 0;
   const uint16_t* bias = nullptr;  // [n] bf16 or null (not with swiglu)
-  const float* bias_f32 = nullptr;  // in place of bias: float32 (GPT-OSS's router and experts; the CPU only)
-  int64_t bias_group_stride = 0;
+  const float* bias_f32 = nullptr;  // [n] float32 in place of bias (the CPU only)
+  int64_t bias_group_stride = 0;    // group g's bias at bias(_f32) + g * bias_group_stride
   bool swiglu = false;
   GluParams glu;  // the activation of swiglu (clamped: the CPU only)
   float* out = nullptr;
@@ -352,11 +355,15 @@ struct GemmArgs {
   const uint8_t* weight_fp8 = nullptr;
   Fp8Scales fp8;
   int64_t scale_group_stride = 0;
+  // float32 weights in place of `weight` (the CPU only; a float32 checkpoint): [groups ×] [N_w, K].
+  const float* weight_f32 = nullptr;
 };
 
 // CPU step ops (kernels/cpu/): the specification of the CUDA ops of the same name below.
 // out[t, :] = table[ids[t], :].  table [vocab, hidden] bf16, out [tokens, hidden].
 void embedding(ExecContext& ctx, const uint16_t* table, int hidden, const int32_t* ids, int tokens, float* out);
+// The same from a float32 table [vocab, hidden].
+void embedding(ExecContext& ctx, const float* table, int hidden, const int32_t* ids, int tokens, float* out);
 void rms_norm(ExecContext& ctx, const RmsNormArgs& args);
 void rope(ExecContext& ctx, const RopeArgs& args);
 // cache entry slots[t] (= block * block_size + offset) ← src[t * src_stride, + entry_size).

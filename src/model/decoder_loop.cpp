@@ -88,13 +88,14 @@ SplitSums DecoderLoop::gqa(Step& step, int layer_idx, Act x, float* out) const {
   float* k = qkv + q_width;
   {
     const Span span(b, "attn.qk_norm_rope_kv_write");
-    if (w.q_norm != nullptr) {
+    if (w.q_norm.present()) {
       b.rms_norm(RmsNormArgs{.x = qkv,
                              .rows = tokens * heads_,
                              .dim = head_dim,
                              .rows_per_token = heads_,
                              .token_stride = row,
-                             .weight = w.q_norm,
+                             .weight = w.q_norm.if_bf16(),
+                             .weight_f32 = w.q_norm.if_f32(),
                              .eps = c.rms_norm_eps,
                              .out_f32 = qkv});
       b.rms_norm(RmsNormArgs{.x = k,
@@ -102,7 +103,8 @@ SplitSums DecoderLoop::gqa(Step& step, int layer_idx, Act x, float* out) const {
                              .dim = head_dim,
                              .rows_per_token = kv_heads_,
                              .token_stride = row,
-                             .weight = w.k_norm,
+                             .weight = w.k_norm.if_bf16(),
+                             .weight_f32 = w.k_norm.if_f32(),
                              .eps = c.rms_norm_eps,
                              .out_f32 = k});
     }
@@ -168,7 +170,8 @@ SplitSums DecoderLoop::mla(Step& step, int layer_idx, Act x, float* out) const {
     b.rms_norm(RmsNormArgs{.x = q_latent,
                            .rows = tokens,
                            .dim = m.q_lora_rank,
-                           .weight = w.q_a_norm,
+                           .weight = w.q_a_norm.if_bf16(),
+                           .weight_f32 = w.q_a_norm.if_f32(),
                            .eps = c.rms_norm_eps,
                            .out_f32 = q_latent});
     b.linear(Act{q_latent, nullptr}, tokens, w.q_b, q);
@@ -194,7 +197,8 @@ SplitSums DecoderLoop::mla(Step& step, int layer_idx, Act x, float* out) const {
                          .rows = tokens,
                          .dim = m.kv_lora_rank,
                          .token_stride = entry,
-                         .weight = w.kv_a_norm,
+                         .weight = w.kv_a_norm.if_bf16(),
+                         .weight_f32 = w.kv_a_norm.if_f32(),
                          .eps = c.rms_norm_eps,
                          .out_f32 = compressed});
   b.rope(RopeArgs{.x = compressed,
@@ -379,6 +383,7 @@ void DecoderLoop::moe(Step& step, int layer_idx, Act x, float* out, const RmsNor
   if (then != nullptr) {
     combine.residual = then->x;
     combine.norm_weight = then->weight;
+    combine.norm_weight_f32 = then->weight_f32;
     combine.eps = then->eps;
     combine.normed_f32 = then->out_f32;
     combine.normed_bf16 = then->out_bf16;
@@ -543,7 +548,8 @@ void DecoderLoop::forward(StepBackend& backend, const StepInputs& inputs, const 
                                    .add = branch_pending ? branch : nullptr,
                                    .rows = tokens,
                                    .dim = hidden,
-                                   .weight = layer.input_norm,
+                                   .weight = layer.input_norm.if_bf16(),
+                                   .weight_f32 = layer.input_norm.if_f32(),
                                    .eps = c.rms_norm_eps,
                                    .out_f32 = normed,
                                    .out_bf16 = normed_bf16});
@@ -558,7 +564,8 @@ void DecoderLoop::forward(StepBackend& backend, const StepInputs& inputs, const 
                                    .add_split_stride = attended.split_stride,
                                    .rows = tokens,
                                    .dim = hidden,
-                                   .weight = layer.post_norm,
+                                   .weight = layer.post_norm.if_bf16(),
+                                   .weight_f32 = layer.post_norm.if_f32(),
                                    .eps = c.rms_norm_eps,
                                    .out_f32 = normed,
                                    .out_bf16 = normed_bf16});
@@ -575,10 +582,12 @@ void DecoderLoop::forward(StepBackend& backend, const StepInputs& inputs, const 
       normed_ready = false;
     } else if (layer.is_moe) {
       const bool last = layer_idx + 1 == c.num_layers;
+      const WeightVector& next_weight = last ? weights_.final_norm : weights_.layers[layer_idx + 1].input_norm;
       const RmsNormArgs next_norm{.x = residual,
                                   .rows = tokens,
                                   .dim = hidden,
-                                  .weight = last ? weights_.final_norm : weights_.layers[layer_idx + 1].input_norm,
+                                  .weight = next_weight.if_bf16(),
+                                  .weight_f32 = next_weight.if_f32(),
                                   .eps = c.rms_norm_eps,
                                   .out_f32 = normed,
                                   .out_bf16 = last ? nullptr : normed_bf16};
@@ -600,7 +609,8 @@ void DecoderLoop::forward(StepBackend& backend, const StepInputs& inputs, const 
                                  .add = branch_pending ? branch : nullptr,
                                  .rows = tokens,
                                  .dim = hidden,
-                                 .weight = weights_.final_norm,
+                                 .weight = weights_.final_norm.if_bf16(),
+                                 .weight_f32 = weights_.final_norm.if_f32(),
                                  .eps = c.rms_norm_eps,
                                  .out_f32 = normed});
   }

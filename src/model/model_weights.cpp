@@ -4,7 +4,9 @@
 // by side so it is one GEMM; kv_b and the selection bias float32. Linear weights of an fp8
 // checkpoint (e4m3 + `<name>_scale_inv` per block) stay fp8 on a backend that holds fp8, their
 // scales expanded per row (ops::Fp8Scales), and are dequantized exactly elsewhere; with
-// WeightPrecision::quantize_fp8 bf16 weights are quantized to fp8 blocks as they load.
+// WeightPrecision::quantize_fp8 bf16 weights are quantized to fp8 blocks as they load. F32
+// tensors stay float32 on a backend that holds float32 when WeightPrecision::keeps_f32 says so
+// (a float32 checkpoint under --dtype auto or float32), and are rounded to bf16 elsewhere.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -35,6 +37,7 @@ class Loader {
         experts_(shard.expert_parallel ? Partition{} : shard.tp),
         memory_(memory),
         quantize_fp8_(precision.quantize_fp8 && memory.holds_fp8()),
+        keep_f32_(memory.holds_f32() && precision.keeps_f32(config.dtype)),
         fp8_block_(config.fp8_block_size && (*config.fp8_block_size)[0] > 0 ? *config.fp8_block_size
                                                                             : std::array<int, 2>{128, 128}) {}
 
@@ -130,12 +133,27 @@ class Loader {
     return f32;
   }
 
-  // dst [part's shape] ← the part as bf16 (a part with no data: random weights from the
-  // backend, normal(0, 0.02) from a hash of the name, norms 1.0).
-  Status fill(uint16_t* dst, const Part& part, const WeightEntry& entry, int expert = 0) {
+  // How parts stored together (one tensor, a stacked group, a bias) are held when not fp8:
+  // float32 where one of them is F32 and the loader keeps float32 (bf16 parts widen exactly),
+  // else bf16.
+  DType stored_dtype(const std::vector<Part>& parts) const {
+    for (const Part& p : parts) {
+      if (keep_f32_ && p.view.data != nullptr && p.view.dtype == DType::kF32) return DType::kF32;
+    }
+    return DType::kBF16;
+  }
+
+  // dst [part's shape] ← the part as `dtype` (kBF16 or kF32; a part with no data: random weights
+  // from the backend, normal(0, 0.02) from a hash of the name, norms 1.0).
+  Status fill(void* dst, DType dtype, const Part& part, const WeightEntry& entry, int expert = 0) {
     const TensorView& view = part.view;
     const int64_t numel = view.numel();
-    if (view.data == nullptr) return fill_random(dst, DType::kBF16, numel, entry, expert);
+    if (view.data == nullptr) return fill_random(dst, dtype, numel, entry, expert);
+    if (dtype == DType::kF32) {
+      const std::vector<float> f32 = to_f32(part);
+      memory_.write(dst, f32.data(), f32.size() * sizeof(float));
+      return ok_status();
+    }
     staging_.resize(static_cast<size_t>(numel));
     if (view.dtype == DType::kBF16) {
       std::memcpy(staging_.data(), view.data, view.nbytes());
@@ -186,16 +204,19 @@ class Loader {
                                is_norm ? 0.0f : 0.02f, 1.0f);
   }
 
-  Result<const uint16_t*> tensor(const WeightEntry& entry) {
-    MS_ASSIGN_OR_RETURN(Part whole, part(entry));
-    MS_ASSIGN_OR_RETURN(uint16_t * ptr, alloc<uint16_t>(whole.view.numel()));
-    MS_RETURN_IF_ERROR(fill(ptr, whole, entry));
-    return ptr;
+  Result<WeightVector> tensor(const WeightEntry& entry) {
+    std::vector<Part> whole(1);
+    MS_ASSIGN_OR_RETURN(whole[0], part(entry));
+    WeightVector tensor{.dtype = stored_dtype(whole)};
+    MS_ASSIGN_OR_RETURN(void* ptr, memory_.allocate(whole[0].view.numel() * dtype_size(tensor.dtype)));
+    MS_RETURN_IF_ERROR(fill(ptr, tensor.dtype, whole[0], entry));
+    tensor.data = ptr;
+    return tensor;
   }
   // The tensor of `role` in `layer`, or null when this config has none.
-  Result<const uint16_t*> tensor_if_present(WeightRole role, int layer) {
+  Result<WeightVector> tensor_if_present(WeightRole role, int layer) {
     const WeightEntry* entry = plan_.find(role, layer);
-    if (entry == nullptr) return static_cast<const uint16_t*>(nullptr);
+    if (entry == nullptr) return WeightVector{};
     return tensor(*entry);
   }
 
@@ -240,7 +261,7 @@ class Loader {
       MS_CHECK(p.view.dim(1) == in);
       total += p.view.dim(0);
     }
-    Projection shape{.out = static_cast<int>(total), .in = static_cast<int>(in)};
+    Projection shape{.out = static_cast<int>(total), .in = static_cast<int>(in), .dtype = stored_dtype(parts)};
     if (stores_fp8(entries, parts)) {
       shape.dtype = DType::kF8E4M3;
       shape.scale_block = fp8_block_[1];
@@ -267,7 +288,8 @@ class Loader {
         fill_fp8(const_cast<uint8_t*>(dst.fp8()) + row * dst.in, const_cast<float*>(dst.scale) + row * dst.scale_cols(),
                  parts[i]);
       } else {
-        MS_RETURN_IF_ERROR(fill(const_cast<uint16_t*>(dst.bf16()) + row * dst.in, parts[i], *entries[i], expert));
+        char* rows = static_cast<char*>(const_cast<void*>(dst.weight)) + row * dst.in * dtype_size(dst.dtype);
+        MS_RETURN_IF_ERROR(fill(rows, dst.dtype, parts[i], *entries[i], expert));
       }
       row += parts[i].view.dim(0);
     }
@@ -285,15 +307,20 @@ class Loader {
     MS_ASSIGN_OR_RETURN(Projection linear, alloc_stack(shape, 1));
     MS_RETURN_IF_ERROR(write_stack(linear, parts, weights, 0));
     if (!biases.empty()) {
-      MS_ASSIGN_OR_RETURN(uint16_t * bias, alloc<uint16_t>(linear.out));
-      int64_t row = 0;
+      std::vector<Part> bias_parts;
       for (const WeightEntry* entry : biases) {
         MS_ASSIGN_OR_RETURN(Part bias_part, part(*entry));
-        MS_RETURN_IF_ERROR(fill(bias + row, bias_part, *entry));
-        row += bias_part.view.numel();
+        bias_parts.push_back(std::move(bias_part));
+      }
+      const DType dtype = stored_dtype(bias_parts);
+      MS_ASSIGN_OR_RETURN(void* bias, memory_.allocate(linear.out * dtype_size(dtype)));
+      int64_t row = 0;
+      for (size_t i = 0; i < biases.size(); ++i) {
+        MS_RETURN_IF_ERROR(fill(static_cast<char*>(bias) + row * dtype_size(dtype), dtype, bias_parts[i], *biases[i]));
+        row += bias_parts[i].view.numel();
       }
       MS_CHECK(row == linear.out);
-      linear.bias = bias;
+      linear.bias = WeightVector{.data = bias, .dtype = dtype};
     }
     return linear;
   }
@@ -308,7 +335,8 @@ class Loader {
     if (bias == nullptr) return stacked({&weight});
     if (!bias->keep_fp32) return stacked({&weight}, {bias});
     MS_ASSIGN_OR_RETURN(Projection linear, stacked({&weight}));
-    MS_ASSIGN_OR_RETURN(linear.bias_f32, tensor_f32(*bias));
+    MS_ASSIGN_OR_RETURN(const float* bias_f32, tensor_f32(*bias));
+    linear.bias = WeightVector{.data = bias_f32, .dtype = DType::kF32};
     return linear;
   }
 
@@ -408,10 +436,12 @@ class Loader {
         MS_ASSIGN_OR_RETURN(moe.experts_gate_up, alloc_stack(gate_up, moe.num_slots));
         MS_ASSIGN_OR_RETURN(moe.experts_down, alloc_stack(down, moe.num_slots));
         if (!gate_up_bias_entries.empty()) {
-          MS_ASSIGN_OR_RETURN(moe.experts_gate_up.bias_f32, alloc<float>(int64_t{moe.num_slots} * gate_up.out));
+          MS_ASSIGN_OR_RETURN(moe.experts_gate_up.bias.data, alloc<float>(int64_t{moe.num_slots} * gate_up.out));
+          moe.experts_gate_up.bias.dtype = DType::kF32;
         }
         if (!down_bias_entries.empty()) {
-          MS_ASSIGN_OR_RETURN(moe.experts_down.bias_f32, alloc<float>(int64_t{moe.num_slots} * down.out));
+          MS_ASSIGN_OR_RETURN(moe.experts_down.bias.data, alloc<float>(int64_t{moe.num_slots} * down.out));
+          moe.experts_down.bias.dtype = DType::kF32;
         }
       } else if (gate_up.dtype != moe.experts_gate_up.dtype || down.dtype != moe.experts_down.dtype) {
         return make_error("layer {}: expert {} is stored as {} but expert {} as {}; every expert of a layer must "
@@ -421,13 +451,13 @@ class Loader {
       }
       MS_RETURN_IF_ERROR(write_stack(moe.experts_gate_up.stacked_at(slot), gate_up_parts, gate_up_entries, expert));
       MS_RETURN_IF_ERROR(write_stack(moe.experts_down.stacked_at(slot), down_parts, down_entries, expert));
-      if (moe.experts_gate_up.bias_f32 != nullptr) {
+      if (moe.experts_gate_up.bias.present()) {
         const Projection at = moe.experts_gate_up.stacked_at(slot);
-        MS_RETURN_IF_ERROR(write_f32(const_cast<float*>(at.bias_f32), gate_up_bias_entries, expert));
+        MS_RETURN_IF_ERROR(write_f32(const_cast<float*>(at.bias.f32()), gate_up_bias_entries, expert));
       }
-      if (moe.experts_down.bias_f32 != nullptr) {
+      if (moe.experts_down.bias.present()) {
         const Projection at = moe.experts_down.stacked_at(slot);
-        MS_RETURN_IF_ERROR(write_f32(const_cast<float*>(at.bias_f32), down_bias_entries, expert));
+        MS_RETURN_IF_ERROR(write_f32(const_cast<float*>(at.bias.f32()), down_bias_entries, expert));
       }
     }
     if (plan_.find(WeightRole::kSharedGate, layer) != nullptr) {
@@ -449,6 +479,7 @@ class Loader {
   Partition experts_;  // how routed and shared experts split: over TP, or whole with EP
   WeightMemory& memory_;
   bool quantize_fp8_;             // quantize the bf16/f32 Linear weights to fp8 as they load
+  bool keep_f32_;                 // hold F32 tensors as float32 (else bf16)
   std::array<int, 2> fp8_block_;  // [rows, cols] of an fp8 scale block (the checkpoint's, or 128 × 128)
   std::vector<uint16_t> staging_;
 };
@@ -491,7 +522,7 @@ Result<ModelWeights> load_weights(const ModelConfig& cfg, const WeightPlan& plan
   MS_ASSIGN_OR_RETURN(w.embed, up.tensor(plan.get(WeightRole::kEmbedding)));
   MS_ASSIGN_OR_RETURN(w.final_norm, up.tensor(plan.get(WeightRole::kFinalNorm)));
   if (cfg.tie_word_embeddings) {
-    w.lm_head = Projection{.weight = w.embed, .out = cfg.vocab_size, .in = cfg.hidden_size};
+    w.lm_head = Projection{.weight = w.embed.data, .out = cfg.vocab_size, .in = cfg.hidden_size, .dtype = w.embed.dtype};
   } else {
     MS_ASSIGN_OR_RETURN(w.lm_head, up.linear(WeightRole::kLmHead, -1));
   }

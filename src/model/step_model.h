@@ -3,8 +3,8 @@
 // for the step's buffers, and the StepBackend interface the loop runs its ops through.
 //
 // Every pointer here addresses the backend's memory (host memory on the CPU, device memory on
-// CUDA). Weights are bf16 (uint16_t bits) or, where the backend holds them, block-scaled fp8;
-// each packing group of the weight plan is stacked into one matrix (q/k/v, gate/up, the routed
+// CUDA). Weights are bf16 (uint16_t bits) or, where the backend holds them, block-scaled fp8 or
+// float32 (WeightMemory::holds_fp8, holds_f32); each packing group of the weight plan is stacked into one matrix (q/k/v, gate/up, the routed
 // experts side by side); MLA's kv_b and the router's selection bias stay float32.
 #pragma once
 
@@ -25,23 +25,47 @@ namespace moeserve {
 class ShardedWeights;
 class WeightPlan;
 
-// A projection [out, in] (+ bias [out] bf16, or float32 where the plan keeps it so, or null). Its
-// weight is bf16, or on a backend that holds fp8 (WeightMemory::holds_fp8) block-scaled e4m3 as
-// ops::Fp8Scales describes.
+// A weight that is not a matrix (a norm's weight, a bias, the embedding table): bf16, or float32
+// on a backend that holds float32 (WeightMemory::holds_f32); data null when the model has none.
+struct WeightVector {
+  const void* data = nullptr;
+  DType dtype = DType::kBF16;  // kBF16 or kF32
+
+  bool present() const { return data != nullptr; }
+  // The data for a bf16-only kernel (null stays null).
+  const uint16_t* bf16() const {
+    MS_CHECK_MSG(data == nullptr || dtype == DType::kBF16, "a float32 weight reached a bf16-only kernel");
+    return static_cast<const uint16_t*>(data);
+  }
+  const float* f32() const {
+    MS_CHECK(dtype == DType::kF32);
+    return static_cast<const float*>(data);
+  }
+  // The data as the op argument of its dtype, null for the other (ops' `weight` / `weight_f32` pairs).
+  const uint16_t* if_bf16() const { return dtype == DType::kBF16 ? static_cast<const uint16_t*>(data) : nullptr; }
+  const float* if_f32() const { return dtype == DType::kF32 ? static_cast<const float*>(data) : nullptr; }
+};
+
+// A projection [out, in] (+ bias [out] or null). Its weight is bf16, or on a backend that holds
+// fp8 (WeightMemory::holds_fp8) block-scaled e4m3 as ops::Fp8Scales describes, or on one that
+// holds float32 (WeightMemory::holds_f32) float32.
 struct Projection {
   const void* weight = nullptr;  // [out, in] of dtype
-  const uint16_t* bias = nullptr;
-  const float* bias_f32 = nullptr;  // in place of bias (GPT-OSS's router and experts)
+  WeightVector bias;             // [out] or null
   int out = 0;
   int in = 0;
-  DType dtype = DType::kBF16;    // kBF16 or kF8E4M3
+  DType dtype = DType::kBF16;    // kBF16, kF8E4M3 or kF32
   const float* scale = nullptr;  // kF8E4M3: [out, scale_cols()] float32
   int scale_block = 0;           // kF8E4M3: columns per scale
   int scale_offset = 0;          // kF8E4M3: column 0's place in its scale block
 
   const uint16_t* bf16() const {
-    MS_CHECK_MSG(dtype == DType::kBF16, "an fp8 projection reached a bf16-only kernel");
+    MS_CHECK_MSG(dtype == DType::kBF16, "an fp8 or float32 projection reached a bf16-only kernel");
     return static_cast<const uint16_t*>(weight);
+  }
+  const float* f32() const {
+    MS_CHECK(dtype == DType::kF32);
+    return static_cast<const float*>(weight);
   }
   const uint8_t* fp8() const {
     MS_CHECK(dtype == DType::kF8E4M3);
@@ -56,8 +80,7 @@ struct Projection {
     Projection at = *this;
     at.weight = static_cast<const char*>(weight) + i * weight_bytes();
     if (scale != nullptr) at.scale = scale + i * out * scale_cols();
-    if (bias != nullptr) at.bias = bias + i * out;
-    if (bias_f32 != nullptr) at.bias_f32 = bias_f32 + i * out;
+    if (bias.present()) at.bias.data = static_cast<const char*>(bias.data) + i * out * dtype_size(bias.dtype);
     return at;
   }
 };
@@ -72,18 +95,18 @@ struct MlpWeights {
 struct GqaWeights {
   Projection qkv;                 // [(Hq + 2 Hkv) D, hidden] = [q | k | v]
   Projection o;                   // [hidden, Hq D]
-  const uint16_t* q_norm = nullptr;  // [D] (Qwen3) or null
-  const uint16_t* k_norm = nullptr;
-  const float* sinks = nullptr;      // [Hq on this rank] float32 (GPT-OSS) or null
+  WeightVector q_norm;  // [D] (Qwen3) or null
+  WeightVector k_norm;
+  const float* sinks = nullptr;  // [Hq on this rank] float32 (GPT-OSS) or null
 };
 
 struct MlaWeights {
   Projection q;    // [H (dn + dr), hidden] when q_lora_rank == 0
   Projection q_a;  // [rq, hidden]
-  const uint16_t* q_a_norm = nullptr;
+  WeightVector q_a_norm;  // [rq]
   Projection q_b;                    // [H (dn + dr), rq]
   Projection kv_a;                   // [r + dr, hidden]
-  const uint16_t* kv_a_norm = nullptr;  // [r]
+  WeightVector kv_a_norm;             // [r]
   const float* kv_b = nullptr;          // [H (dn + dv), r] float32 (absorption)
   Projection o;                      // [hidden, H dv]
 };
@@ -111,8 +134,8 @@ struct MoeWeights {
 };
 
 struct LayerWeights {
-  const uint16_t* input_norm = nullptr;  // [hidden]
-  const uint16_t* post_norm = nullptr;   // [hidden]
+  WeightVector input_norm;  // [hidden]
+  WeightVector post_norm;   // [hidden]
   GqaWeights gqa;
   MlaWeights mla;
   bool is_moe = false;
@@ -121,8 +144,8 @@ struct LayerWeights {
 };
 
 struct ModelWeights {
-  const uint16_t* embed = nullptr;       // [vocab, hidden]
-  const uint16_t* final_norm = nullptr;  // [hidden]
+  WeightVector embed;       // [vocab, hidden]
+  WeightVector final_norm;  // [hidden]
   Projection lm_head;                 // [vocab, hidden] (the embedding when tied)
   const float* inv_freq = nullptr;       // [rotary_dim / 2]
   int rope_half = 0;
@@ -150,6 +173,9 @@ class WeightMemory {
   // Whether the backend computes with block-scaled fp8 weights; otherwise the loader dequantizes
   // an fp8 checkpoint to bf16.
   virtual bool holds_fp8() const { return false; }
+  // Whether the backend computes with float32 weights; otherwise the loader rounds a float32
+  // checkpoint to bf16.
+  virtual bool holds_f32() const { return false; }
 };
 
 // How the loader stores the plan's quantizable (Linear) weights.
@@ -158,12 +184,24 @@ struct WeightPrecision {
   // weights of an fp8 config), on a backend that holds fp8: in the config's fp8 blocks, or
   // 128 × 128.
   bool quantize_fp8 = false;
+  // What a backend that holds float32 (WeightMemory::holds_f32) does with the checkpoint's F32
+  // tensors (--dtype): kAuto keeps them float32 when config.json's torch_dtype is float32,
+  // kKeep (float32) keeps them whatever it says, kRound (bfloat16, float16) rounds them to bf16.
+  // A stacked group with one F32 part is held float32 (its bf16 parts widened exactly).
+  enum class Float32 { kAuto, kKeep, kRound };
+  Float32 f32 = Float32::kAuto;
+
+  // Whether F32 tensors of a checkpoint whose torch_dtype is `checkpoint` stay float32.
+  bool keeps_f32(DType checkpoint) const {
+    return f32 == Float32::kKeep || (f32 == Float32::kAuto && checkpoint == DType::kF32);
+  }
 };
 
 // This rank's part of every tensor of the weight plan (`weights`: the checkpoint read through the
 // plan; `shard`: the rank's TP part and, with expert parallelism, its expert slots), converted to
 // bf16 (kv_b and the selection bias to float32; fp8 weights kept as fp8 where memory holds fp8,
-// dequantized otherwise) and packed as ModelWeights describes, into `memory`.
+// dequantized otherwise; F32 weights kept as float32 where memory holds float32 and precision
+// keeps them) and packed as ModelWeights describes, into `memory`.
 Result<ModelWeights> load_model_weights(const ModelConfig& config, const ShardedWeights& weights,
                                         const ShardSpec& shard, WeightMemory& memory,
                                         const WeightPrecision& precision = {});
@@ -219,7 +257,7 @@ class StepBackend {
   virtual ~StepBackend() = default;
   virtual StepArena& arena() = 0;
 
-  virtual void embedding(const uint16_t* table, int hidden, const int32_t* ids, int tokens, float* out) = 0;
+  virtual void embedding(const WeightVector& table, int hidden, const int32_t* ids, int tokens, float* out) = 0;
   virtual void rms_norm(const ops::RmsNormArgs& args) = 0;
   virtual void rope(const ops::RopeArgs& args) = 0;
   // tiles: the step whose rows args' rows are (a backend may use its query tiles), or null.

@@ -87,12 +87,14 @@ Status check_cpu_kv_fits_host(int64_t kv_bytes, int replicas, const HostMemory& 
                     replicas > 1 ? " (it is per replica)" : "");
 }
 
-Status check_cpu_weights_fit_host(int64_t weight_bytes, int64_t kv_bytes, const HostMemory& host) {
+Status check_cpu_weights_fit_host(int64_t weight_bytes, int64_t kv_bytes, const HostMemory& host,
+                                  const char* packed_as) {
   if (host.available_bytes <= 0 || weight_bytes + kv_bytes <= host.available_bytes) return ok_status();
-  return make_error("the CPU backend needs {:.1f} GiB of memory for the weights (packed as bf16) and {:.1f} GiB for "
+  return make_error("the CPU backend needs {:.1f} GiB of memory for the weights (packed as {}) and {:.1f} GiB for "
                     "the KV cache, but this machine has {:.1f} GiB available ({:.1f} GiB total): serve the model on "
                     "GPUs (--device cuda; `moeserve plan` says which layout fits) or on a machine with more memory",
-                    weight_bytes / kGiB, kv_bytes / kGiB, host.available_bytes / kGiB, host.total_bytes / kGiB);
+                    weight_bytes / kGiB, packed_as, kv_bytes / kGiB, host.available_bytes / kGiB,
+                    host.total_bytes / kGiB);
 }
 
 Result<MemoryBreakdown> check_gpu_startup(const MemoryModel& model, const DeploymentShape& shape) {

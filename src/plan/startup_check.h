@@ -30,10 +30,11 @@ HostMemory read_host_memory();
 // killer, so it is refused first, saying how much memory there is and what to lower.
 Status check_cpu_kv_fits_host(int64_t kv_bytes, int replicas, const HostMemory& host);
 
-// The CPU backend packs its weights into host memory as bf16 (`weight_bytes`: every rank's copy
-// together); they and the KV cache must fit in what the host has available, checked before
-// anything is loaded.
-Status check_cpu_weights_fit_host(int64_t weight_bytes, int64_t kv_bytes, const HostMemory& host);
+// The CPU backend packs its weights into host memory as `packed_as` (bf16, fp8 or float32;
+// `weight_bytes`: every rank's copy together); they and the KV cache must fit in what the host
+// has available, checked before anything is loaded.
+Status check_cpu_weights_fit_host(int64_t weight_bytes, int64_t kv_bytes, const HostMemory& host,
+                                  const char* packed_as = "bf16");
 
 // A GPU deployment: the plan of `shape` (device_memory_bytes set). Refused when the weights do not
 // fit or the KV cache cannot hold one max_model_len sequence, with the fix: fp8 weights, more

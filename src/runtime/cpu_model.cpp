@@ -63,7 +63,8 @@ std::array<std::span<std::byte>, 6> slot_segments(const MoeWeights& w, int slot)
   const Projection down = w.experts_down.stacked_at(slot);
   return {bytes(gate_up.weight, gate_up.weight_bytes()), bytes(down.weight, down.weight_bytes()),
           bytes(gate_up.scale, gate_up.scale_bytes()),   bytes(down.scale, down.scale_bytes()),
-          bytes(gate_up.bias_f32, gate_up.out * sizeof(float)), bytes(down.bias_f32, down.out * sizeof(float))};
+          bytes(gate_up.bias.data, gate_up.out * dtype_size(gate_up.bias.dtype)),
+          bytes(down.bias.data, down.out * dtype_size(down.bias.dtype))};
 }
 
 }  // namespace

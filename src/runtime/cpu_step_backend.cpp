@@ -29,9 +29,13 @@ CpuStepBackend::CpuStepBackend(ExecContext& ctx, size_t arena_bytes, const CpuNu
 
 void CpuStepBackend::set_weight(ops::GemmArgs& args, const Projection& w) const {
   args.group_stride = static_cast<int64_t>(w.out) * w.in;
-  args.bias = w.bias;
-  args.bias_f32 = w.bias_f32;
+  args.bias = w.bias.if_bf16();
+  args.bias_f32 = w.bias.if_f32();
   args.bias_group_stride = w.out;
+  if (w.dtype == DType::kF32) {
+    args.weight_f32 = w.f32();
+    return;
+  }
   if (w.dtype != DType::kF8E4M3) {
     args.weight = w.bf16();
     return;
@@ -45,8 +49,12 @@ void CpuStepBackend::set_weight(ops::GemmArgs& args, const Projection& w) const 
   args.scale_group_stride = w.out * w.scale_cols();
 }
 
-void CpuStepBackend::embedding(const uint16_t* table, int hidden, const int32_t* ids, int tokens, float* out) {
-  ops::embedding(ctx_, table, hidden, ids, tokens, out);
+void CpuStepBackend::embedding(const WeightVector& table, int hidden, const int32_t* ids, int tokens, float* out) {
+  if (table.dtype == DType::kF32) {
+    ops::embedding(ctx_, table.f32(), hidden, ids, tokens, out);
+  } else {
+    ops::embedding(ctx_, table.bf16(), hidden, ids, tokens, out);
+  }
 }
 void CpuStepBackend::rms_norm(const ops::RmsNormArgs& args) { ops::rms_norm(ctx_, args); }
 void CpuStepBackend::rope(const ops::RopeArgs& args) {

@@ -1,6 +1,6 @@
 // The CPU as a StepBackend of the one decoder loop (model/decoder_loop.h): every op is the CPU
 // step op of kernels/ops.h (the reference), every projection ops::gemm in float32 over the bf16
-// weights; weights and the step arena live in host memory.
+// (fp8, float32) weights; weights and the step arena live in host memory.
 #pragma once
 
 #include <memory>
@@ -18,6 +18,7 @@ class CpuWeightMemory final : public WeightMemory {
   void write(void* dst, const void* host, size_t bytes) override;
   size_t bytes() const { return bytes_; }
   bool holds_fp8() const override { return true; }
+  bool holds_f32() const override { return true; }
 
  private:
   struct Free {
@@ -43,7 +44,7 @@ class CpuStepBackend final : public StepBackend {
   CpuStepBackend(ExecContext& ctx, size_t arena_bytes, const CpuNumerics& numerics = {});
 
   StepArena& arena() override { return arena_; }
-  void embedding(const uint16_t* table, int hidden, const int32_t* ids, int tokens, float* out) override;
+  void embedding(const WeightVector& table, int hidden, const int32_t* ids, int tokens, float* out) override;
   void rms_norm(const ops::RmsNormArgs& args) override;
   void rope(const ops::RopeArgs& args) override;
   void paged_attention(const ops::AttentionArgs& args, const StepInputs* tiles) override;

@@ -58,6 +58,13 @@ Result<EngineRunners> make_cuda_engine_runner(const RunnerSpec& spec, const Engi
   return runners;
 }
 
+// Whether the CPU holds the checkpoint's weights as float32 (WeightPrecision::keeps_f32): a
+// float32 checkpoint read from disk (dummy weights are bf16) under --dtype auto or float32.
+bool cpu_holds_f32(const RunnerSpec& spec) {
+  return spec.config.dtype == DType::kF32 && spec.load.load_format != LoadFormat::kDummy &&
+         spec.load.model.precision.keeps_f32(spec.config.dtype);
+}
+
 // What --kv-cache-dtype fp8 does on the CPU, said where a CPU model is built.
 void warn_cpu_kv_fp8(const LoadOptions& load) {
   if (!load.kv_cache_fp8) return;
@@ -81,14 +88,17 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
   const int copies = parallel.uses_expert_parallel() ? 1 : parallel.data_parallel_size;
   // The CPU holds bf16 copies, or fp8 ones of an fp8 checkpoint or under --quantization fp8 (the
   // planner counts one scale per 128 × 128 block; the CPU repeats it over the block's rows, 3% of
-  // the fp8 bytes more).
+  // the fp8 bytes more), or float32 ones of a float32 checkpoint unless --dtype rounds them.
   const bool fp8 = spec.config.fp8_block_size.has_value() || spec.load.model.precision.quantize_fp8;
-  const int64_t weight_bytes = memory.weight_bytes(fp8 ? plan::WeightDType::kFp8 : plan::WeightDType::kBF16) * copies;
-  MS_RETURN_IF_ERROR(plan::check_cpu_weights_fit_host(weight_bytes, kv_bytes, host));
+  const bool f32 = !fp8 && cpu_holds_f32(spec);
+  const plan::WeightDType held = fp8 ? plan::WeightDType::kFp8 : f32 ? plan::WeightDType::kF32 : plan::WeightDType::kBF16;
+  const char* held_name = fp8 ? "fp8" : f32 ? "float32" : "bf16";
+  const int64_t weight_bytes = memory.weight_bytes(held) * copies;
+  MS_RETURN_IF_ERROR(plan::check_cpu_weights_fit_host(weight_bytes, kv_bytes, host, held_name));
   runners.plan = fmt::format(
       "fits: {:.3f} GiB of weights ({} copies of the {} checkpoint); --kv-cache-memory buys {} KV blocks x {} "
       "tokens per DP replica ({} B per token, float32), {:.3f} GiB in all, enough for one {}-token sequence",
-      weight_bytes / double(1 << 30), fp8 ? "fp8" : "bf16",
+      weight_bytes / double(1 << 30), held_name,
       fp8 && spec.config.fp8_block_size ? "F8_E4M3" : dtype_name(spec.config.dtype), blocks, sizing.block_size,
       memory.kv_bytes_per_token(plan::KvCacheDType::kF32), kv_bytes / double(1 << 30), sizing.max_model_len);
   warn_cpu_kv_fp8(spec.load);
@@ -119,7 +129,7 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
                "{} in host memory ({:.2f} GiB), computed in float32 on cpu",
                spec.model_dir, model.architecture_name, memory.params().total / 1e9, memory.params().active / 1e9,
                model.num_layers, model.fp8_block_size ? "F8_E4M3" : dtype_name(model.dtype),
-               fp8 ? "fp8 (e4m3 + block scales)" : "bf16", weight_gib);
+               fp8 ? "fp8 (e4m3 + block scales)" : held_name, weight_gib);
   runners.layout = fmt::format("TP 1 x PP 1 x DP 1 (one CPU replica, {} threads)", cpu_threads(spec.threads));
   spdlog::info("parallel layout: {}", runners.layout);
   runners.replicas.push_back(std::move(runner));

@@ -1,4 +1,5 @@
-// CPU reference: token embedding lookup (converting the table's dtype to float32).
+// CPU reference: token embedding lookup (converting the table's dtype to float32); the step form
+// from a bf16 or float32 table.
 #include <algorithm>
 
 #include "kernels/ops.h"
@@ -22,11 +23,21 @@ void embedding(ExecContext& ctx, const TensorView& table, std::span<const int32_
 
 namespace moeserve::ops {
 
-void embedding(ExecContext& ctx, const uint16_t* table, int hidden, const int32_t* ids, int tokens, float* out) {
+namespace {
+void embedding_step(ExecContext& ctx, const void* table, DType dtype, int hidden, const int32_t* ids, int tokens,
+                    float* out) {
   int64_t vocab = 0;  // the rows the ids reach (the caller checked them against the vocabulary)
   for (int t = 0; t < tokens; ++t) vocab = std::max<int64_t>(vocab, ids[t] + 1);
-  embedding(ctx, TensorView{const_cast<uint16_t*>(table), DType::kBF16, Shape{vocab, hidden}},
+  embedding(ctx, TensorView{const_cast<void*>(table), dtype, Shape{vocab, hidden}},
             std::span<const int32_t>(ids, tokens), TensorView{out, DType::kF32, Shape{tokens, hidden}});
+}
+}  // namespace
+
+void embedding(ExecContext& ctx, const uint16_t* table, int hidden, const int32_t* ids, int tokens, float* out) {
+  embedding_step(ctx, table, DType::kBF16, hidden, ids, tokens, out);
+}
+void embedding(ExecContext& ctx, const float* table, int hidden, const int32_t* ids, int tokens, float* out) {
+  embedding_step(ctx, table, DType::kF32, hidden, ids, tokens, out);
 }
 
 }  // namespace moeserve::ops

@@ -1,7 +1,7 @@
 // CPU reference: the step GEMM (dense or grouped per expert, optionally SwiGLU, optionally reading
 // its rows through x_rows), composed of the tensor ops: gather_rows, then linear per group with
-// the group's weight matrix (bf16, or fp8 with its block scales) and bias, then silu_mul (the
-// GluParams' activation) of the gate and up halves.
+// the group's weight matrix (bf16, float32, or fp8 with its block scales) and bias, then silu_mul
+// (the GluParams' activation) of the gate and up halves.
 #include <vector>
 
 #include "kernels/cpu/step_views.h"
@@ -26,14 +26,15 @@ void gemm(ExecContext& ctx, const GemmArgs& args) {
     }
     const bool fp8 = args.weight_fp8 != nullptr;
     const TensorView weight = fp8 ? fp8_matrix(args.weight_fp8 + g * args.group_stride, n_weight, k)
+                              : args.weight_f32 != nullptr
+                                  ? f32_matrix(args.weight_f32 + g * args.group_stride, n_weight, k)
                                   : bf16_matrix(args.weight + g * args.group_stride, n_weight, k);
     Fp8Scales scales = args.fp8;  // group g's
     if (fp8) scales.scale += g * args.scale_group_stride;
     const Fp8Scales* weight_scales = fp8 ? &scales : nullptr;
     const int64_t bias_at = g * args.bias_group_stride;
-    const TensorView bias = args.bias_f32 != nullptr ? f32_vector(args.bias_f32 + bias_at, n_weight)
-                            : args.bias != nullptr   ? bf16_vector(args.bias + bias_at, n_weight)
-                                                     : TensorView{};
+    const TensorView bias = weight_vector(args.bias != nullptr ? args.bias + bias_at : nullptr,
+                                          args.bias_f32 != nullptr ? args.bias_f32 + bias_at : nullptr, n_weight);
     float* out = args.out + first * n;
     if (!args.swiglu) {
       linear(ctx, f32_matrix(x.data(), rows, k), weight, bias, f32_matrix(out, rows, n), weight_scales);

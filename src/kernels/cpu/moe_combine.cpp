@@ -56,6 +56,7 @@ void moe_combine(ExecContext& ctx, const MoeCombineArgs& args) {
                             .rows = args.tokens,
                             .dim = args.hidden,
                             .weight = args.norm_weight,
+                            .weight_f32 = args.norm_weight_f32,
                             .eps = args.eps,
                             .out_f32 = args.normed_f32,
                             .out_bf16 = args.normed_bf16});

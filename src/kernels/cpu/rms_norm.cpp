@@ -69,7 +69,7 @@ void rms_norm(ExecContext& ctx, const RmsNormArgs& args) {
     add_inplace(ctx, f32_matrix(x.data(), args.rows, args.dim), f32_matrix(sum.data(), args.rows, args.dim));
     scatter(x.data(), args.x);
   }
-  rms_norm(ctx, f32_matrix(x.data(), args.rows, args.dim), bf16_vector(args.weight, args.dim), args.eps,
+  rms_norm(ctx, f32_matrix(x.data(), args.rows, args.dim), weight_vector(args.weight, args.weight_f32, args.dim), args.eps,
            f32_matrix(normed.data(), args.rows, args.dim));
   if (args.out_f32 != nullptr) scatter(normed.data(), args.out_f32);
   if (args.out_bf16 != nullptr) {

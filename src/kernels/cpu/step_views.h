@@ -23,8 +23,10 @@ inline TensorView fp8_matrix(const uint8_t* data, int64_t rows, int64_t cols) {
 inline TensorView bf16_vector(const uint16_t* data, int64_t size) {
   return TensorView{const_cast<uint16_t*>(data), DType::kBF16, Shape{size}};
 }
-inline TensorView f32_vector(const float* data, int64_t size) {
-  return TensorView{const_cast<float*>(data), DType::kF32, Shape{size}};
+// A step op's weight vector [size]: its float32 field when set, else its bf16 one (null: no view).
+inline TensorView weight_vector(const uint16_t* bf16, const float* f32, int64_t size) {
+  if (f32 != nullptr) return TensorView{const_cast<float*>(f32), DType::kF32, Shape{size}};
+  return bf16 != nullptr ? bf16_vector(bf16, size) : TensorView{};
 }
 
 }  // namespace moeserve::ops

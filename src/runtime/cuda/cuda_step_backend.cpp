@@ -14,10 +14,15 @@
 
 namespace moeserve::cuda {
 
-void CudaStepBackend::embedding(const uint16_t* table, int hidden, const int32_t* ids, int tokens, float* out) {
-  cuda::embedding(exec_, table, hidden, ids, tokens, out);
+// The CUDA loader holds bf16 (float32 checkpoints rounded as they load): bf16() and the checks
+// below refuse a float32 weight.
+void CudaStepBackend::embedding(const WeightVector& table, int hidden, const int32_t* ids, int tokens, float* out) {
+  cuda::embedding(exec_, table.bf16(), hidden, ids, tokens, out);
 }
-void CudaStepBackend::rms_norm(const ops::RmsNormArgs& args) { cuda::rms_norm(exec_, args); }
+void CudaStepBackend::rms_norm(const ops::RmsNormArgs& args) {
+  MS_CHECK_MSG(args.weight_f32 == nullptr, "a float32 norm weight reached a bf16-only kernel");
+  cuda::rms_norm(exec_, args);
+}
 void CudaStepBackend::rope(const ops::RopeArgs& args) { cuda::rope(exec_, args); }
 
 void CudaStepBackend::paged_attention(const ops::AttentionArgs& args, const StepInputs* tiles) {
@@ -65,7 +70,10 @@ void CudaStepBackend::gather_rows(const float* x, int width, const int32_t* rows
                                   uint16_t* out_bf16) {
   cuda::gather_rows(exec_, x, width, rows, count, out_f32, out_bf16);
 }
-void CudaStepBackend::moe_combine(const ops::MoeCombineArgs& args) { cuda::moe_combine(exec_, args); }
+void CudaStepBackend::moe_combine(const ops::MoeCombineArgs& args) {
+  MS_CHECK_MSG(args.norm_weight_f32 == nullptr, "a float32 norm weight reached a bf16-only kernel");
+  cuda::moe_combine(exec_, args);
+}
 void CudaStepBackend::fill_zero(void* dst, size_t bytes) { cuda::fill_zero(dst, bytes, exec_.stream); }
 
 void CudaStepBackend::grouped_gemm(const GemmArgs& args) {
@@ -96,19 +104,19 @@ void CudaStepBackend::tensor_core_gemm(const GemmArgs& args) {
 }
 
 void CudaStepBackend::linear(Act x, int rows, const Projection& w, float* out) {
-  const GemmArgs args{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.bf16(), .bias = w.bias, .out = out};
+  const GemmArgs args{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.bf16(), .bias = w.bias.bf16(), .out = out};
   if (rows <= kMaxSmallDenseRows || (rows <= kSmallTile && !mma_gemm_supported(w.in))) {
     cuda_core_gemm(args);
   } else if (rows <= kMaxMmaDenseRows) {
     tensor_core_gemm(args);
   } else {
-    gemm(x, rows, w.bf16(), w.bias, w.out, w.in, out);
+    gemm(x, rows, w.bf16(), w.bias.bf16(), w.out, w.in, out);
   }
 }
 
 SplitSums CudaStepBackend::linear_unsummed(Act x, int rows, const Projection& w, float* out) {
   // One-row bias-free projections leave their split-K partial sums for the norm after them.
-  if (rows > kMaxSmallDenseRows || w.bias != nullptr) {
+  if (rows > kMaxSmallDenseRows || w.bias.present()) {
     linear(x, rows, w, out);
     return SplitSums{out, 1, 0};
   }
@@ -161,7 +169,7 @@ void CudaStepBackend::mlp(Act x, int rows, const MlpWeights& w, float* out) {
   float* act = split ? arena_.alloc<float>(static_cast<size_t>(rows) * inter) : nullptr;
   uint16_t* act_bf16 = split ? nullptr : arena_.alloc<uint16_t>(static_cast<size_t>(rows) * inter);
   silu_mul(exec_, gate_up, rows, inter, act, act_bf16);
-  gemm(Act{act, act_bf16}, rows, w.down.bf16(), w.down.bias, w.down.out, w.down.in, out);
+  gemm(Act{act, act_bf16}, rows, w.down.bf16(), w.down.bias.bf16(), w.down.out, w.down.in, out);
 }
 
 void CudaStepBackend::router_logits(Act x, int rows, const Projection& router, float* logits) {

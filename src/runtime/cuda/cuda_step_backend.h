@@ -16,7 +16,7 @@ class CudaStepBackend final : public StepBackend {
       : exec_(exec), arena_(arena), config_(config), precision_(precision), profile_(profile) {}
 
   StepArena& arena() override { return arena_; }
-  void embedding(const uint16_t* table, int hidden, const int32_t* ids, int tokens, float* out) override;
+  void embedding(const WeightVector& table, int hidden, const int32_t* ids, int tokens, float* out) override;
   void rms_norm(const ops::RmsNormArgs& args) override;
   void rope(const ops::RopeArgs& args) override;
   void paged_attention(const ops::AttentionArgs& args, const StepInputs* tiles) override;
