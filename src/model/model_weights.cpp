@@ -423,9 +423,8 @@ class Loader {
     // projection's on one rank of the experts' TP split only.
     const std::vector<const WeightEntry*> gate_up_bias_entries = plan_.packed(PackGroup::kExpertGateUpBias, layer);
     std::vector<const WeightEntry*> down_bias_entries;
-    if (const WeightEntry* bias = plan_.find(WeightRole::kExpertDownBias, layer); bias != nullptr && experts_.rank == 0) {
-      down_bias_entries.push_back(bias);
-    }
+    const WeightEntry* down_bias = plan_.find(WeightRole::kExpertDownBias, layer);
+    if (down_bias != nullptr && experts_.rank == 0) down_bias_entries.push_back(down_bias);
     std::vector<Part> gate_up_parts, down_parts;  // one slot's
     for (int slot = 0; slot < moe.num_slots; ++slot) {
       const int expert = slot_experts[slot];

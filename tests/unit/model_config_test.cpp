@@ -313,8 +313,8 @@ std::vector<FieldCase> every_field() {
     fields.push_back({fixture, std::move(path), kind});
   };
   using K = FieldKind;
-  for (const char* fixture : {"tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2",
-                              "tiny-deepseek_v3", "tiny-gpt_oss"}) {
+  for (const char* fixture :
+       {"tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2", "tiny-deepseek_v3", "tiny-gpt_oss"}) {
     for (const char* key : {"vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads"}) {
       add(fixture, {key}, K::kRequiredPositiveInt);
     }
@@ -481,8 +481,8 @@ TEST(ModelConfig, NoJsonInputThrows) {
       "use_sliding_window", "attention_bias", "mlp_bias", "qkv_bias", "decoder_sparse_step", "layer_types",
       "swiglu_limit"};
   int parsed = 0;
-  for (const char* fixture : {"tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2",
-                              "tiny-deepseek_v3", "tiny-gpt_oss"}) {
+  for (const char* fixture :
+       {"tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2", "tiny-deepseek_v3", "tiny-gpt_oss"}) {
     const Json original = fixture_config(fixture);
     std::vector<std::vector<std::string>> paths;
     for (const auto& [key, value] : original.items()) paths.push_back({key});

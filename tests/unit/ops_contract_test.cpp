@@ -424,9 +424,9 @@ TEST_F(OpsContractTest, RoutedExpertsThroughPermuteGemmCombineMatchPerTokenMath)
 TEST_F(OpsContractTest, SoftmaxAfterTopKRoutesByLogitsAndNormalisesTheChosen) {
   // GPT-OSS: the k largest logits (the lower index on ties), weights = softmax over those k.
   const int tokens = 3, experts = 6, top_k = 3;
-  const std::vector<float> logits = {0.5f, 2.0f, -1.0f, 2.0f, 1.5f, -3.0f,   // a tie at 2.0
-                                     -2.0f, -1.0f, -0.5f, -4.0f, -3.0f, -6.0f,
-                                     30.0f, 0.0f, 29.0f, 1.0f, -30.0f, 28.5f};
+  // Token 0 has a tie at 2.0; token 2's logits are large (the softmax must subtract their max).
+  const std::vector<float> logits = {0.5f,  2.0f,  -1.0f, 2.0f,  1.5f, -3.0f, -2.0f, -1.0f,  -0.5f,
+                                     -4.0f, -3.0f, -6.0f, 30.0f, 0.0f, 29.0f, 1.0f,  -30.0f, 28.5f};
   std::vector<int32_t> ids(tokens * top_k);
   std::vector<float> weights(tokens * top_k);
   ops::route(ctx_, logits.data(), nullptr, tokens, experts,

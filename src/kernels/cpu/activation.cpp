@@ -31,8 +31,8 @@ void silu_mul(ExecContext& ctx, const TensorView& gate, const TensorView& up, co
 
 namespace moeserve::ops {
 
-void silu_mul(ExecContext& ctx, const float* gate_up, int rows, int intermediate, float* out_f32,
-              uint16_t* out_bf16, const GluParams& glu) {
+void silu_mul(ExecContext& ctx, const float* gate_up, int rows, int intermediate, float* out_f32, uint16_t* out_bf16,
+              const GluParams& glu) {
   const int64_t width = intermediate;
   std::vector<float> out(static_cast<size_t>(rows) * width);
   for (int r = 0; r < rows; ++r) {

@@ -64,8 +64,9 @@ Status check_cuda_support(const ModelConfig& config) {
     if (config.moe->scoring == RouterScoring::kTopKSoftmax) missing.emplace_back("softmax over the top-k logits");
   }
   if (missing.empty()) return ok_status();
-  return make_error("{} needs {}, which the CUDA backend does not implement yet; the CPU backend (--device cpu) runs it",
-                    config.architecture_name, fmt::join(missing, ", "));
+  return make_error(
+      "{} needs {}, which the CUDA backend does not implement yet; the CPU backend (--device cpu) runs it",
+      config.architecture_name, fmt::join(missing, ", "));
 }
 
 }  // namespace
