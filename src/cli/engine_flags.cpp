@@ -129,11 +129,7 @@ Result<LoadOptions> EngineFlags::load_options() const {
   if (dtype == "float32" || dtype == "float") options.dtype = ActivationDType::kFloat32;
   if (dtype == "bfloat16") options.dtype = ActivationDType::kBFloat16;
   if (dtype == "float16" || dtype == "half") options.dtype = ActivationDType::kFloat16;  // refused on CUDA
-  // The CPU holds a float32 checkpoint's weights as float32 unless a 16-bit --dtype asks for bf16.
-  using Float32 = WeightPrecision::Float32;
-  options.model.precision.f32 = options.dtype == ActivationDType::kFloat32 ? Float32::kKeep
-                                : options.dtype == ActivationDType::kAuto  ? Float32::kAuto
-                                                                            : Float32::kRound;
+  options.model.precision.f32 = float32_weights(options.dtype);
   options.seed = seed;
   options.quantize_fp8 = quantization == "fp8";
   options.model.precision.quantize_fp8 = options.quantize_fp8;

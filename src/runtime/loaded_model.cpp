@@ -8,6 +8,16 @@
 
 namespace moeserve {
 
+WeightPrecision::Float32 float32_weights(ActivationDType dtype) {
+  switch (dtype) {
+    case ActivationDType::kAuto: return WeightPrecision::Float32::kAuto;
+    case ActivationDType::kFloat32: return WeightPrecision::Float32::kKeep;
+    case ActivationDType::kBFloat16:
+    case ActivationDType::kFloat16: return WeightPrecision::Float32::kRound;
+  }
+  return WeightPrecision::Float32::kAuto;
+}
+
 Result<LoadedModel> load_model(const std::string& model_dir, const LoadOptions& options) {
   MS_ASSIGN_OR_RETURN(ModelConfig config, load_model_config(model_dir, options.hf_overrides));
   return load_model(model_dir, config, options);

@@ -20,6 +20,11 @@ enum class LoadFormat { kAuto, kDummy };
 // lo halves) for auto / float32 and bf16-rounded inputs (vLLM's numerics) for bfloat16.
 enum class ActivationDType { kAuto, kFloat32, kBFloat16, kFloat16 };
 
+// What --dtype makes of a float32 checkpoint's weights on a backend that holds float32 (the CPU):
+// auto and float32 keep them (float32 also a bf16 checkpoint's F32 tensors), bfloat16 and
+// float16 round them to bf16.
+WeightPrecision::Float32 float32_weights(ActivationDType dtype);
+
 struct LoadOptions {
   nlohmann::json hf_overrides = nlohmann::json::object();
   LoadFormat load_format = LoadFormat::kAuto;

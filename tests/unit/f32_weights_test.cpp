@@ -152,19 +152,28 @@ TEST(Float32Weights, ExpertParallelEplbMovesFloat32Experts) {
   });
 }
 
+// --dtype's meaning for float32 weights (cli/engine_flags.cpp sets LoadOptions from it).
+TEST(Float32Weights, DtypeFlagDecidesTheFloat32Policy) {
+  EXPECT_EQ(float32_weights(ActivationDType::kAuto), Float32::kAuto);
+  EXPECT_EQ(float32_weights(ActivationDType::kFloat32), Float32::kKeep);
+  EXPECT_EQ(float32_weights(ActivationDType::kBFloat16), Float32::kRound);
+  EXPECT_EQ(float32_weights(ActivationDType::kFloat16), Float32::kRound);
+}
+
 // The CPU start-up check counts float32 bytes where the CPU holds float32, and bf16 ones under
 // --dtype bfloat16.
 TEST(Float32Weights, CpuStartupCountsTheHeldDtype) {
   const std::string dir = float32_copy("tiny-qwen3_moe");
   auto config = load_model_config(dir);
   ASSERT_TRUE(config.ok()) << config.error().message;
-  for (const Float32 precision : {Float32::kAuto, Float32::kRound}) {
+  for (const ActivationDType dtype : {ActivationDType::kAuto, ActivationDType::kBFloat16}) {
     RunnerSpec spec{.model_dir = dir, .config = *config, .device = Device::kCpu};
-    spec.load.model.precision.f32 = precision;
+    spec.load.dtype = dtype;
+    spec.load.model.precision.f32 = float32_weights(dtype);
     spec.threads = 1;
     auto runners = make_engine_runners(spec, EngineSizing{.max_model_len = 64, .cpu_kv_cache_bytes = 1 << 20});
     ASSERT_TRUE(runners.ok()) << runners.error().message;
-    EXPECT_NE(runners->plan.find(precision == Float32::kAuto ? "float32 copies" : "bf16 copies"), std::string::npos)
+    EXPECT_NE(runners->plan.find(dtype == ActivationDType::kAuto ? "float32 copies" : "bf16 copies"), std::string::npos)
         << runners->plan;
   }
 }

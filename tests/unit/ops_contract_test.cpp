@@ -543,5 +543,60 @@ TEST_F(OpsContractTest, DenseGemmEmbeddingGatherAndArgmax) {
   EXPECT_EQ(best, (std::vector<int32_t>{1, 1}));  // the first of equal maxima
 }
 
+// Float32 weights (a float32 checkpoint on the CPU) in the ops' `_f32` fields: each op computes
+// with the exact float32 values, as the tensor ops do on F32 views (values that bf16 cannot hold).
+TEST_F(OpsContractTest, Float32WeightsInTheF32Fields) {
+  const int rows = 4, k = 24, n = 10, vocab = 7, groups = 2;
+  std::vector<float> x = random_floats(rows * k), weight = random_floats(groups * 2 * n * k), bias = random_floats(n);
+  std::vector<float> got(rows * n), expected(rows * n);
+  ops::gemm(ctx_, ops::GemmArgs{.x = x.data(), .rows = rows, .k = k, .n = n, .bias_f32 = bias.data(),
+                                .out = got.data(), .weight_f32 = weight.data()});
+  ops::linear(ctx_, f32(x, Shape{rows, k}), f32(weight, Shape{n, k}), f32(bias, Shape{n}),
+              f32(expected, Shape{rows, n}));
+  EXPECT_EQ(got, expected);
+
+  // Grouped SwiGLU: rows 0..1 to group 0, rows 2..3 to group 1 ([2n, k] each).
+  const std::vector<int32_t> offsets = {0, 2, 4};
+  ops::gemm(ctx_, ops::GemmArgs{.x = x.data(), .rows = rows, .k = k, .n = n, .group_stride = int64_t(2) * n * k,
+                                .offsets = offsets.data(), .groups = groups, .swiglu = true, .out = got.data(),
+                                .weight_f32 = weight.data()});
+  for (int g = 0; g < groups; ++g) {
+    std::vector<float> xg(x.begin() + g * 2 * k, x.begin() + (g + 1) * 2 * k), gu(2 * 2 * n), act(2 * n);
+    ops::linear(ctx_, f32(xg, Shape{2, k}), TensorView{weight.data() + g * 2 * n * k, DType::kF32, Shape{2 * n, k}},
+                TensorView{}, f32(gu, Shape{2, 2 * n}));
+    ops::silu_mul(ctx_, gu.data(), 2, n, act.data(), nullptr);
+    std::copy(act.begin(), act.end(), expected.begin() + g * 2 * n);
+  }
+  EXPECT_EQ(got, expected);
+
+  std::vector<float> table = random_floats(vocab * k);
+  const std::vector<int32_t> ids = {6, 0, 3, 6};
+  std::vector<float> embedded(rows * k);
+  ops::embedding(ctx_, table.data(), k, ids.data(), rows, embedded.data());
+  for (int t = 0; t < rows; ++t) {
+    for (int i = 0; i < k; ++i) EXPECT_EQ(embedded[t * k + i], table[ids[t] * k + i]);
+  }
+
+  std::vector<float> norm_weight = random_floats(k), normed(rows * k), expected_normed(rows * k);
+  ops::rms_norm(ctx_, ops::RmsNormArgs{.x = x.data(), .rows = rows, .dim = k, .weight_f32 = norm_weight.data(),
+                                       .out_f32 = normed.data()});
+  ops::rms_norm(ctx_, f32(x, Shape{rows, k}), f32(norm_weight, Shape{k}), 1e-6f, f32(expected_normed, Shape{rows, k}));
+  EXPECT_EQ(normed, expected_normed);
+
+  // The combine's fused norm: one expert row per token of weight 1 added to the residual, then normed.
+  std::vector<float> residual = random_floats(rows * k), expert_out = random_floats(rows * k), ones(rows, 1.0f);
+  const std::vector<int32_t> identity = {0, 1, 2, 3};
+  std::vector<float> expected_residual = residual;
+  for (int i = 0; i < rows * k; ++i) expected_residual[i] += expert_out[i];
+  ops::moe_combine(ctx_, ops::MoeCombineArgs{.expert_out = expert_out.data(), .positions = identity.data(),
+                                             .weights = ones.data(), .tokens = rows, .top_k = 1, .hidden = k,
+                                             .residual = residual.data(), .norm_weight_f32 = norm_weight.data(),
+                                             .normed_f32 = normed.data()});
+  ops::rms_norm(ctx_, f32(expected_residual, Shape{rows, k}), f32(norm_weight, Shape{k}), 1e-6f,
+                f32(expected_normed, Shape{rows, k}));
+  EXPECT_LT(max_abs_diff(residual, expected_residual), 1e-6);
+  EXPECT_LT(max_abs_diff(normed, expected_normed), 1e-5);
+}
+
 }  // namespace
 }  // namespace moeserve
