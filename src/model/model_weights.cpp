@@ -200,7 +200,10 @@ class Loader {
 
   Status fill_random(void* dst, DType dtype, int64_t numel, const WeightEntry& entry, int expert) {
     const bool is_norm = entry.component == Component::kNorm;
-    return memory_.fill_random(dst, dtype, numel, seed_ ^ std::hash<std::string>{}(entry.tensor_name(expert)),
+    // A fused expert tensor names every expert (and gate and up) alike: the role and expert too.
+    const uint64_t fused = entry.fused() ? (uint64_t(expert) + 1) * 0x9E3779B97F4A7C15ull + uint64_t(entry.role) : 0;
+    return memory_.fill_random(dst, dtype, numel,
+                               seed_ ^ std::hash<std::string>{}(entry.tensor_name(expert)) ^ fused,
                                is_norm ? 0.0f : 0.02f, 1.0f);
   }
 

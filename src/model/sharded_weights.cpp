@@ -6,7 +6,25 @@ namespace moeserve {
 
 Result<TensorView> ShardedWeights::whole(WeightRole role, int layer, int expert) const {
   const WeightEntry& entry = plan_.get(role, layer);
+  if (entry.fused()) return fused_slice(entry, expert);
   return source_.require(entry.tensor_name(expert), entry.shape);
+}
+
+Result<TensorView> ShardedWeights::fused_slice(const WeightEntry& entry, int expert) const {
+  // stored [E, in, fused_cols]; the slice [out, in]: slice[o, i] = stored[expert, i, offset + o * stride].
+  MS_ASSIGN_OR_RETURN(TensorView stored, source_.require(entry.tensor_name(expert), entry.stored_shape()));
+  MS_CHECK(expert >= 0 && expert < entry.count);
+  const int64_t out = entry.rows(), in = entry.cols(), cols = entry.fused_cols;
+  const size_t elem = dtype_size(stored.dtype);
+  Tensor copy(stored.dtype, Shape{out, in});
+  const char* src = static_cast<const char*>(stored.data) + static_cast<int64_t>(expert) * in * cols * elem;
+  char* dst = static_cast<char*>(copy.view().data);
+  for (int64_t o = 0; o < out; ++o) {
+    const int64_t col = entry.fused_offset + o * entry.fused_stride;
+    for (int64_t i = 0; i < in; ++i) std::memcpy(dst + (o * in + i) * elem, src + (i * cols + col) * elem, elem);
+  }
+  arena_.push_back(std::move(copy));
+  return arena_.back().view();
 }
 
 Result<TensorView> ShardedWeights::whole_if_present(WeightRole role, int layer) const {
@@ -25,6 +43,9 @@ Result<TensorView> ShardedWeights::scale_inv(WeightRole role, int layer, int exp
                                              const std::array<int, 2>& block) const {
   const WeightEntry& entry = plan_.get(role, layer);
   MS_CHECK(entry.shape.rank() == 2 && block[0] > 0 && block[1] > 0);
+  if (entry.fused()) {
+    return make_error("tensor '{}': fp8 scales of a fused expert tensor are not supported", entry.tensor_name(expert));
+  }
   const Shape grid{(entry.rows() + block[0] - 1) / block[0], (entry.cols() + block[1] - 1) / block[1]};
   return source_.require(entry.tensor_name(expert) + "_scale_inv", grid);
 }
@@ -66,7 +87,7 @@ Result<TensorView> ShardedWeights::shard(WeightRole role, int layer, const Parti
 }
 
 Result<TensorView> ShardedWeights::col_block(const WeightEntry& entry, const Partition& part, int expert) const {
-  MS_ASSIGN_OR_RETURN(TensorView view, source_.require(entry.tensor_name(expert), entry.shape));
+  MS_ASSIGN_OR_RETURN(TensorView view, whole(entry.role, entry.layer, expert));
   if (part.size == 1) return view;
   MS_CHECK(entry.shape.rank() == 2 && entry.cols() % part.size == 0);
   const int64_t rows = entry.rows(), cols = entry.cols() / part.size;

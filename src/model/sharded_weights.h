@@ -2,7 +2,8 @@
 // (model/weight_plan.h). Column-parallel shards (a block of a weight's rows: q/k/v heads,
 // gate/up intermediate rows) are contiguous in a row-major weight, so they stay views into the
 // source; row-parallel shards (a block of columns: o_proj, down) are not, so they are copied at
-// load time into memory the model owns (`arena`).
+// load time into memory the model owns (`arena`), as is each expert's slice of a fused expert
+// tensor (stored [E, in, fused_cols], transposed to a Linear weight's [out, in]).
 #pragma once
 
 #include <array>
@@ -52,6 +53,9 @@ class ShardedWeights {
 
  private:
   Result<TensorView> col_block(const WeightEntry& entry, const Partition& part, int expert) const;
+  // Expert `expert`'s [out, in] matrix of a fused expert tensor (WeightEntry::fused_cols): its
+  // columns transposed out of the stored [E, in, fused_cols] (a copy).
+  Result<TensorView> fused_slice(const WeightEntry& entry, int expert) const;
 
   const WeightSource& source_;
   const WeightPlan& plan_;

@@ -98,6 +98,18 @@ class WeightPlanBuilder {
               PackGroup pack = PackGroup::kNone) {
     add(role, name, std::move(shape), component, sharding, pack).quantizable = true;
   }
+  // A routed-expert projection [out, in] (shape) read from the fused checkpoint tensor `name`
+  // [E, in, fused_cols]: columns offset + j * stride of its last dim (WeightEntry::fused_cols).
+  void fused_expert(WeightRole role, const std::string& name, Shape shape, Sharding sharding, PackGroup pack,
+                    int64_t fused_cols, int64_t offset, int64_t stride) {
+    MS_CHECK(offset >= 0 && stride >= 1 && offset + (shape[0] - 1) * stride < fused_cols);
+    linear(role, name, std::move(shape), Component::kRoutedExperts, sharding, pack);
+    WeightEntry& entry = plan_.entries_.back();
+    entry.count = c_.moe->num_experts;
+    entry.fused_cols = fused_cols;
+    entry.fused_offset = offset;
+    entry.fused_stride = stride;
+  }
   void norm(WeightRole role, const std::string& name, int64_t size) {
     add(role, name, Shape{size}, Component::kNorm, Sharding::kReplicated);
   }
@@ -223,9 +235,15 @@ class WeightPlanBuilder {
 };
 
 std::string WeightEntry::tensor_name(int expert) const {
+  if (fused()) MS_CHECK(expert >= 0 && expert < count);
   if (name_suffix.empty()) return name;
   MS_CHECK(expert >= 0 && expert < count);
   return fmt::format("{}{}{}", name, expert, name_suffix);
+}
+
+Shape WeightEntry::stored_shape() const {
+  if (!fused()) return shape;
+  return Shape{count, cols(), fused_cols};
 }
 
 const char* component_name(Component component) {

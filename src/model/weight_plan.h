@@ -108,6 +108,7 @@ struct WeightEntry {
   WeightRole role = WeightRole::kEmbedding;
   std::string name;         // checkpoint name; routed experts: the part before the expert index
   std::string name_suffix;  // routed experts: the part after it (".w1.weight"); else empty
+                            // (also for a fused expert tensor, whose name is whole)
   Shape shape;              // one tensor: [out_features, in_features] for a Linear, [n] for a vector
   int64_t count = 1;        // identical tensors (routed experts: one per expert)
   int layer = -1;           // decoder layer (MTP layers follow the stack); -1 outside the stack
@@ -116,10 +117,24 @@ struct WeightEntry {
   Sharding sharding = Sharding::kReplicated;
   PackGroup pack = PackGroup::kNone;
   bool quantizable = false;  // a Linear weight that FP8 checkpoints store as e4m3 + scales
-  bool keep_fp32 = false;    // stays float32 on every backend (the router's biases, GPT-OSS's sinks and expert biases)
+  bool keep_fp32 = false;    // stays float32 on every backend (router biases; GPT-OSS's sinks, expert biases)
+  // A fused expert tensor (Llama 4, GPT-OSS): all `count` experts in the one checkpoint tensor
+  // `name`, stored [count, in, fused_cols] (transposed relative to a Linear weight). This
+  // projection's out = shape[0] rows are the columns fused_offset + j * fused_stride (j < out) of
+  // its last dim: e.g. gate = the first I columns of a [E, hidden, 2I] gate_up (offset 0,
+  // stride 1), or its even columns (offset 0, stride 2). The loader reads expert e's slice,
+  // transposed to [out, in]; everything after it sees an ordinary [out, in] tensor.
+  // fused_cols == 0: one checkpoint tensor per expert (or not an expert tensor).
+  int64_t fused_cols = 0;
+  int64_t fused_offset = 0;
+  int64_t fused_stride = 1;
 
   // The checkpoint name of tensor `expert` (routed experts) or of the one tensor.
   std::string tensor_name(int expert = 0) const;
+  bool fused() const { return fused_cols > 0; }
+  // The shape the checkpoint stores under tensor_name(): `shape`, or [count, in, fused_cols].
+  Shape stored_shape() const;
+
   int64_t rows() const { return shape[0]; }
   int64_t cols() const { return shape.rank() == 2 ? shape[1] : 1; }
   int64_t elements() const { return shape.numel() * count; }

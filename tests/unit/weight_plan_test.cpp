@@ -44,7 +44,7 @@ TEST_P(WeightPlanFixture, NamesAndShapesAreTheCheckpoints) {
   for (const std::string& name : planned) EXPECT_TRUE(stored.count(name)) << "not in the checkpoint: " << name;
   for (const WeightEntry& entry : plan.entries()) {
     for (int i = 0; i < entry.count; ++i) {
-      auto view = checkpoint->require(entry.tensor_name(i), entry.shape);
+      auto view = checkpoint->require(entry.tensor_name(i), entry.stored_shape());
       EXPECT_TRUE(view.ok()) << (view.ok() ? "" : view.error().message);
     }
   }
