@@ -11,12 +11,13 @@ Result<TensorView> ShardedWeights::whole(WeightRole role, int layer, int expert)
 }
 
 Result<TensorView> ShardedWeights::fused_slice(const WeightEntry& entry, int expert) const {
-  // stored [E, in, fused_cols]; the slice [out, in]: slice[o, i] = stored[expert, i, offset + o * stride].
+  // stored [E, in, fused_cols]; the slice [out, in]: slice[o, i] = stored[expert, i, offset + o * stride]
+  // (a vector entry: stored [E, fused_cols], in = 1).
   MS_ASSIGN_OR_RETURN(TensorView stored, source_.require(entry.tensor_name(expert), entry.stored_shape()));
   MS_CHECK(expert >= 0 && expert < entry.count);
   const int64_t out = entry.rows(), in = entry.cols(), cols = entry.fused_cols;
   const size_t elem = dtype_size(stored.dtype);
-  Tensor copy(stored.dtype, Shape{out, in});
+  Tensor copy(stored.dtype, entry.shape.rank() == 2 ? Shape{out, in} : Shape{out});  // a fused bias: [out]
   const char* src = static_cast<const char*>(stored.data) + static_cast<int64_t>(expert) * in * cols * elem;
   char* dst = static_cast<char*>(copy.view().data);
   for (int64_t o = 0; o < out; ++o) {

@@ -26,7 +26,7 @@ MoeNames moe_names(Architecture architecture) {
     case Architecture::kQwen2Moe: return {"mlp", "gate", "gate_proj", "up_proj", "down_proj", "shared_expert"};
     case Architecture::kDeepseekV2:
     case Architecture::kDeepseekV3: return {"mlp", "gate", "gate_proj", "up_proj", "down_proj", "shared_experts"};
-    case Architecture::kGptOss: return {"mlp", "router", "gate_up_proj", "gate_up_proj", "down_proj", ""};
+    case Architecture::kGptOss: return {"mlp", "router", "", "", "", ""};  // fused experts: gpt_oss_experts()
     default: return {"mlp", "gate", "gate_proj", "up_proj", "down_proj", ""};
   }
 }
@@ -100,15 +100,18 @@ class WeightPlanBuilder {
   }
   // A routed-expert projection [out, in] (shape) read from the fused checkpoint tensor `name`
   // [E, in, fused_cols]: columns offset + j * stride of its last dim (WeightEntry::fused_cols).
-  void fused_expert(WeightRole role, const std::string& name, Shape shape, Sharding sharding, PackGroup pack,
-                    int64_t fused_cols, int64_t offset, int64_t stride) {
+  // A vector shape [out] (a fused bias, stored [E, fused_cols]) is selected the same way.
+  WeightEntry& fused_expert(WeightRole role, const std::string& name, Shape shape, Sharding sharding, PackGroup pack,
+                            int64_t fused_cols, int64_t offset, int64_t stride) {
     MS_CHECK(offset >= 0 && stride >= 1 && offset + (shape[0] - 1) * stride < fused_cols);
-    linear(role, name, std::move(shape), Component::kRoutedExperts, sharding, pack);
-    WeightEntry& entry = plan_.entries_.back();
+    const bool vector = shape.rank() == 1;
+    WeightEntry& entry = add(role, name, std::move(shape), Component::kRoutedExperts, sharding, pack);
+    entry.quantizable = !vector;
     entry.count = c_.moe->num_experts;
     entry.fused_cols = fused_cols;
     entry.fused_offset = offset;
     entry.fused_stride = stride;
+    return entry;
   }
   void norm(WeightRole role, const std::string& name, int64_t size) {
     add(role, name, Shape{size}, Component::kNorm, Sharding::kReplicated);
@@ -152,7 +155,9 @@ class WeightPlanBuilder {
       norm(WeightRole::kKNorm, "self_attn.k_norm.weight", c_.head_dim);
     }
     // [num_heads]: split with the q heads.
-    if (c_.attention_sinks) add(WeightRole::kAttnSinks, "self_attn.sinks", Shape{c_.num_heads}, attn, Sharding::kColumn).keep_fp32 = true;
+    if (c_.attention_sinks) {
+      add(WeightRole::kAttnSinks, "self_attn.sinks", Shape{c_.num_heads}, attn, Sharding::kColumn).keep_fp32 = true;
+    }
   }
 
   // MLA (DeepSeek-V2/V3): q through an optional LoRA (q_a → norm → q_b), k/v through the
@@ -212,11 +217,15 @@ class WeightPlanBuilder {
       entry.name_suffix = fmt::format(".{}.weight", name);
       entry.count = moe.num_experts;
     };
-    expert(WeightRole::kExpertGate, names.expert_gate, Shape{inter, h}, Sharding::kExpertColumn,
-           PackGroup::kExpertGateUp);
-    expert(WeightRole::kExpertUp, names.expert_up, Shape{inter, h}, Sharding::kExpertColumn,
-           PackGroup::kExpertGateUp);
-    expert(WeightRole::kExpertDown, names.expert_down, Shape{h, inter}, Sharding::kExpertRow, PackGroup::kNone);
+    if (c_.architecture == Architecture::kGptOss) {
+      gpt_oss_experts(block + "experts.");
+    } else {
+      expert(WeightRole::kExpertGate, names.expert_gate, Shape{inter, h}, Sharding::kExpertColumn,
+             PackGroup::kExpertGateUp);
+      expert(WeightRole::kExpertUp, names.expert_up, Shape{inter, h}, Sharding::kExpertColumn,
+             PackGroup::kExpertGateUp);
+      expert(WeightRole::kExpertDown, names.expert_down, Shape{h, inter}, Sharding::kExpertRow, PackGroup::kNone);
+    }
     if (moe.shared_intermediate_size > 0) {
       swiglu(kSharedExpertRoles, block + names.shared_expert + ".", Component::kSharedExperts,
              moe.shared_intermediate_size, PackGroup::kSharedGateUp);
@@ -225,6 +234,30 @@ class WeightPlanBuilder {
             Sharding::kReplicated);
       }
     }
+  }
+
+  // GPT-OSS's experts, fused: gate_up_proj [E, hidden, 2I] (gate = its even columns, up = its
+  // odd ones) and down_proj [E, I, hidden], with gate_up_proj_bias [E, 2I] (interleaved alike) and
+  // down_proj_bias [E, hidden], the biases kept float32.
+  void gpt_oss_experts(const std::string& experts) {
+    const int64_t h = c_.hidden_size;
+    const int64_t inter = c_.moe->expert_intermediate_size;
+    const std::string gate_up = experts + "gate_up_proj", down = experts + "down_proj";
+    fused_expert(WeightRole::kExpertGate, gate_up, Shape{inter, h}, Sharding::kExpertColumn, PackGroup::kExpertGateUp,
+                 2 * inter, 0, 2);
+    fused_expert(WeightRole::kExpertUp, gate_up, Shape{inter, h}, Sharding::kExpertColumn, PackGroup::kExpertGateUp,
+                 2 * inter, 1, 2);
+    fused_expert(WeightRole::kExpertDown, down, Shape{h, inter}, Sharding::kExpertRow, PackGroup::kNone, h, 0, 1);
+    fused_expert(WeightRole::kExpertGateBias, gate_up + "_bias", Shape{inter}, Sharding::kExpertColumn,
+                 PackGroup::kExpertGateUpBias, 2 * inter, 0, 2)
+        .keep_fp32 = true;
+    fused_expert(WeightRole::kExpertUpBias, gate_up + "_bias", Shape{inter}, Sharding::kExpertColumn,
+                 PackGroup::kExpertGateUpBias, 2 * inter, 1, 2)
+        .keep_fp32 = true;
+    // Whole on every rank (row-parallel: the loader keeps it on one rank of a TP split).
+    fused_expert(WeightRole::kExpertDownBias, down + "_bias", Shape{h}, Sharding::kReplicated, PackGroup::kNone, h, 0,
+                 1)
+        .keep_fp32 = true;
   }
 
   WeightPlan& plan_;
@@ -243,7 +276,7 @@ std::string WeightEntry::tensor_name(int expert) const {
 
 Shape WeightEntry::stored_shape() const {
   if (!fused()) return shape;
-  return Shape{count, cols(), fused_cols};
+  return shape.rank() == 2 ? Shape{count, cols(), fused_cols} : Shape{count, fused_cols};
 }
 
 const char* component_name(Component component) {

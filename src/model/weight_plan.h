@@ -123,7 +123,8 @@ struct WeightEntry {
   // projection's out = shape[0] rows are the columns fused_offset + j * fused_stride (j < out) of
   // its last dim: e.g. gate = the first I columns of a [E, hidden, 2I] gate_up (offset 0,
   // stride 1), or its even columns (offset 0, stride 2). The loader reads expert e's slice,
-  // transposed to [out, in]; everything after it sees an ordinary [out, in] tensor.
+  // transposed to [out, in]; everything after it sees an ordinary [out, in] tensor. A vector entry
+  // [out] (GPT-OSS's expert biases) is stored [count, fused_cols] and selected alike.
   // fused_cols == 0: one checkpoint tensor per expert (or not an expert tensor).
   int64_t fused_cols = 0;
   int64_t fused_offset = 0;
