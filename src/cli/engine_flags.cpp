@@ -25,12 +25,13 @@ void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
                      "Model directory (Hugging Face layout: config.json + safetensors) or hub id (ORG/NAME, from the "
                      "Hugging Face cache, downloaded into it when missing unless HF_HUB_OFFLINE=1)")
       ->required();
-  command.add_option("--dtype", dtype,
-                     "Activation precision on CUDA: auto = the checkpoint's dtype (bf16 checkpoints: GEMM inputs rounded "
-                     "to bf16, vLLM's numerics), bfloat16 likewise, float32 float32-like (split bf16 GEMMs, ~1e-5 of "
-                     "transformers' float32, half the prefill speed); the CPU computes float32, and holds a float32 "
-                     "checkpoint's weights as float32 unless --dtype bfloat16/float16 rounds them to bf16 (CUDA "
-                     "always holds bf16)")
+  command
+      .add_option("--dtype", dtype,
+                  "Activation precision on CUDA: auto = the checkpoint's dtype (bf16 checkpoints: GEMM inputs rounded "
+                  "to bf16, vLLM's numerics), bfloat16 likewise, float32 float32-like (split bf16 GEMMs, ~1e-5 of "
+                  "transformers' float32, half the prefill speed); the CPU computes float32, and holds a float32 "
+                  "checkpoint's weights as float32 unless --dtype bfloat16/float16 rounds them to bf16 (CUDA "
+                  "always holds bf16)")
       ->check(CLI::IsMember({"auto", "bfloat16", "float16", "float32", "half", "float"}));
   command.add_option("--load-format", load_format, "auto: read the checkpoint; dummy: random weights of its shape")
       ->check(CLI::IsMember({"auto", "safetensors", "dummy"}));

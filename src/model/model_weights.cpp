@@ -524,7 +524,8 @@ Result<ModelWeights> load_weights(const ModelConfig& cfg, const WeightPlan& plan
   MS_ASSIGN_OR_RETURN(w.embed, up.tensor(plan.get(WeightRole::kEmbedding)));
   MS_ASSIGN_OR_RETURN(w.final_norm, up.tensor(plan.get(WeightRole::kFinalNorm)));
   if (cfg.tie_word_embeddings) {
-    w.lm_head = Projection{.weight = w.embed.data, .out = cfg.vocab_size, .in = cfg.hidden_size, .dtype = w.embed.dtype};
+    w.lm_head =
+        Projection{.weight = w.embed.data, .out = cfg.vocab_size, .in = cfg.hidden_size, .dtype = w.embed.dtype};
   } else {
     MS_ASSIGN_OR_RETURN(w.lm_head, up.linear(WeightRole::kLmHead, -1));
   }

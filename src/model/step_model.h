@@ -95,7 +95,7 @@ struct MlpWeights {
 struct GqaWeights {
   Projection qkv;                 // [(Hq + 2 Hkv) D, hidden] = [q | k | v]
   Projection o;                   // [hidden, Hq D]
-  WeightVector q_norm;  // [D] (Qwen3) or null
+  WeightVector q_norm;            // [D] (Qwen3) or null
   WeightVector k_norm;
   const float* sinks = nullptr;  // [Hq on this rank] float32 (GPT-OSS) or null
 };
@@ -103,10 +103,10 @@ struct GqaWeights {
 struct MlaWeights {
   Projection q;    // [H (dn + dr), hidden] when q_lora_rank == 0
   Projection q_a;  // [rq, hidden]
-  WeightVector q_a_norm;  // [rq]
+  WeightVector q_a_norm;             // [rq]
   Projection q_b;                    // [H (dn + dr), rq]
   Projection kv_a;                   // [r + dr, hidden]
-  WeightVector kv_a_norm;             // [r]
+  WeightVector kv_a_norm;            // [r]
   const float* kv_b = nullptr;          // [H (dn + dv), r] float32 (absorption)
   Projection o;                      // [hidden, H dv]
 };
@@ -144,8 +144,8 @@ struct LayerWeights {
 };
 
 struct ModelWeights {
-  WeightVector embed;       // [vocab, hidden]
-  WeightVector final_norm;  // [hidden]
+  WeightVector embed;                 // [vocab, hidden]
+  WeightVector final_norm;            // [hidden]
   Projection lm_head;                 // [vocab, hidden] (the embedding when tied)
   const float* inv_freq = nullptr;       // [rotary_dim / 2]
   int rope_half = 0;

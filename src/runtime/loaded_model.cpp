@@ -10,10 +10,13 @@ namespace moeserve {
 
 WeightPrecision::Float32 float32_weights(ActivationDType dtype) {
   switch (dtype) {
-    case ActivationDType::kAuto: return WeightPrecision::Float32::kAuto;
-    case ActivationDType::kFloat32: return WeightPrecision::Float32::kKeep;
+    case ActivationDType::kAuto:
+      return WeightPrecision::Float32::kAuto;
+    case ActivationDType::kFloat32:
+      return WeightPrecision::Float32::kKeep;
     case ActivationDType::kBFloat16:
-    case ActivationDType::kFloat16: return WeightPrecision::Float32::kRound;
+    case ActivationDType::kFloat16:
+      return WeightPrecision::Float32::kRound;
   }
   return WeightPrecision::Float32::kAuto;
 }

@@ -91,7 +91,9 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
   // the fp8 bytes more), or float32 ones of a float32 checkpoint unless --dtype rounds them.
   const bool fp8 = spec.config.fp8_block_size.has_value() || spec.load.model.precision.quantize_fp8;
   const bool f32 = !fp8 && cpu_holds_f32(spec);
-  const plan::WeightDType held = fp8 ? plan::WeightDType::kFp8 : f32 ? plan::WeightDType::kF32 : plan::WeightDType::kBF16;
+  const plan::WeightDType held = fp8   ? plan::WeightDType::kFp8
+                                 : f32 ? plan::WeightDType::kF32
+                                       : plan::WeightDType::kBF16;
   const char* held_name = fp8 ? "fp8" : f32 ? "float32" : "bf16";
   const int64_t weight_bytes = memory.weight_bytes(held) * copies;
   MS_RETURN_IF_ERROR(plan::check_cpu_weights_fit_host(weight_bytes, kv_bytes, host, held_name));

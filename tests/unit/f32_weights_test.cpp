@@ -82,8 +82,9 @@ Loaded run(const std::string& dir, Float32 precision) {
     auto logits = runner.append(prompt, /*all_logits=*/true);
     if (!logits.ok()) throw std::runtime_error(logits.error().message);
     const TensorView expected = reference.tensor("logits_" + std::to_string(j));
-    result.worst_error = std::max(
-        result.worst_error, testing::max_row_relative_error(logits->f32(), expected.as<float>(), expected.dim(0), vocab));
+    result.worst_error =
+        std::max(result.worst_error,
+                 testing::max_row_relative_error(logits->f32(), expected.as<float>(), expected.dim(0), vocab));
   }
   return result;
 }

@@ -549,16 +549,28 @@ TEST_F(OpsContractTest, Float32WeightsInTheF32Fields) {
   const int rows = 4, k = 24, n = 10, vocab = 7, groups = 2;
   std::vector<float> x = random_floats(rows * k), weight = random_floats(groups * 2 * n * k), bias = random_floats(n);
   std::vector<float> got(rows * n), expected(rows * n);
-  ops::gemm(ctx_, ops::GemmArgs{.x = x.data(), .rows = rows, .k = k, .n = n, .bias_f32 = bias.data(),
-                                .out = got.data(), .weight_f32 = weight.data()});
+  ops::gemm(ctx_, ops::GemmArgs{.x = x.data(),
+                                .rows = rows,
+                                .k = k,
+                                .n = n,
+                                .bias_f32 = bias.data(),
+                                .out = got.data(),
+                                .weight_f32 = weight.data()});
   ops::linear(ctx_, f32(x, Shape{rows, k}), f32(weight, Shape{n, k}), f32(bias, Shape{n}),
               f32(expected, Shape{rows, n}));
   EXPECT_EQ(got, expected);
 
   // Grouped SwiGLU: rows 0..1 to group 0, rows 2..3 to group 1 ([2n, k] each).
   const std::vector<int32_t> offsets = {0, 2, 4};
-  ops::gemm(ctx_, ops::GemmArgs{.x = x.data(), .rows = rows, .k = k, .n = n, .group_stride = int64_t(2) * n * k,
-                                .offsets = offsets.data(), .groups = groups, .swiglu = true, .out = got.data(),
+  ops::gemm(ctx_, ops::GemmArgs{.x = x.data(),
+                                .rows = rows,
+                                .k = k,
+                                .n = n,
+                                .group_stride = int64_t(2) * n * k,
+                                .offsets = offsets.data(),
+                                .groups = groups,
+                                .swiglu = true,
+                                .out = got.data(),
                                 .weight_f32 = weight.data()});
   for (int g = 0; g < groups; ++g) {
     std::vector<float> xg(x.begin() + g * 2 * k, x.begin() + (g + 1) * 2 * k), gu(2 * 2 * n), act(2 * n);
@@ -578,8 +590,9 @@ TEST_F(OpsContractTest, Float32WeightsInTheF32Fields) {
   }
 
   std::vector<float> norm_weight = random_floats(k), normed(rows * k), expected_normed(rows * k);
-  ops::rms_norm(ctx_, ops::RmsNormArgs{.x = x.data(), .rows = rows, .dim = k, .weight_f32 = norm_weight.data(),
-                                       .out_f32 = normed.data()});
+  ops::rms_norm(ctx_,
+                ops::RmsNormArgs{
+                    .x = x.data(), .rows = rows, .dim = k, .weight_f32 = norm_weight.data(), .out_f32 = normed.data()});
   ops::rms_norm(ctx_, f32(x, Shape{rows, k}), f32(norm_weight, Shape{k}), 1e-6f, f32(expected_normed, Shape{rows, k}));
   EXPECT_EQ(normed, expected_normed);
 
@@ -588,9 +601,14 @@ TEST_F(OpsContractTest, Float32WeightsInTheF32Fields) {
   const std::vector<int32_t> identity = {0, 1, 2, 3};
   std::vector<float> expected_residual = residual;
   for (int i = 0; i < rows * k; ++i) expected_residual[i] += expert_out[i];
-  ops::moe_combine(ctx_, ops::MoeCombineArgs{.expert_out = expert_out.data(), .positions = identity.data(),
-                                             .weights = ones.data(), .tokens = rows, .top_k = 1, .hidden = k,
-                                             .residual = residual.data(), .norm_weight_f32 = norm_weight.data(),
+  ops::moe_combine(ctx_, ops::MoeCombineArgs{.expert_out = expert_out.data(),
+                                             .positions = identity.data(),
+                                             .weights = ones.data(),
+                                             .tokens = rows,
+                                             .top_k = 1,
+                                             .hidden = k,
+                                             .residual = residual.data(),
+                                             .norm_weight_f32 = norm_weight.data(),
                                              .normed_f32 = normed.data()});
   ops::rms_norm(ctx_, f32(expected_residual, Shape{rows, k}), f32(norm_weight, Shape{k}), 1e-6f,
                 f32(expected_normed, Shape{rows, k}));

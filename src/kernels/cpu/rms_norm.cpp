@@ -69,8 +69,8 @@ void rms_norm(ExecContext& ctx, const RmsNormArgs& args) {
     add_inplace(ctx, f32_matrix(x.data(), args.rows, args.dim), f32_matrix(sum.data(), args.rows, args.dim));
     scatter(x.data(), args.x);
   }
-  rms_norm(ctx, f32_matrix(x.data(), args.rows, args.dim), weight_vector(args.weight, args.weight_f32, args.dim), args.eps,
-           f32_matrix(normed.data(), args.rows, args.dim));
+  rms_norm(ctx, f32_matrix(x.data(), args.rows, args.dim), weight_vector(args.weight, args.weight_f32, args.dim),
+           args.eps, f32_matrix(normed.data(), args.rows, args.dim));
   if (args.out_f32 != nullptr) scatter(normed.data(), args.out_f32);
   if (args.out_bf16 != nullptr) {
     for (int64_t i = 0; i < count; ++i) args.out_bf16[i] = f32_to_bf16(normed[i]);

@@ -104,7 +104,8 @@ void CudaStepBackend::tensor_core_gemm(const GemmArgs& args) {
 }
 
 void CudaStepBackend::linear(Act x, int rows, const Projection& w, float* out) {
-  const GemmArgs args{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.bf16(), .bias = w.bias.bf16(), .out = out};
+  const GemmArgs args{
+      .x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.bf16(), .bias = w.bias.bf16(), .out = out};
   if (rows <= kMaxSmallDenseRows || (rows <= kSmallTile && !mma_gemm_supported(w.in))) {
     cuda_core_gemm(args);
   } else if (rows <= kMaxMmaDenseRows) {
