@@ -209,6 +209,11 @@ Result<ModelConfig> parse_model_config(const Json& config_json, const Json& over
   }
   const std::string name = (*archs)[0].get<std::string>();
   const ArchDefinition* definition = find_architecture(name);
+  if (name == "Llama4ForConditionalGeneration") {
+    return make_error("config.json: Llama4ForConditionalGeneration (the multimodal checkpoint, text model under "
+                      "text_config and language_model.*) is not supported; its text model is, as "
+                      "Llama4ForCausalLM (model_type llama4_text)");
+  }
   if (definition == nullptr) {
     return make_error("config.json: architecture '{}' is not supported (supported: {})", name,
                       fmt::join(supported_architectures(), ", "));

@@ -27,6 +27,7 @@ enum class Architecture {
   kMistral,
   kQwen2,
   kQwen3,
+  kLlama4,
 };
 
 enum class RopeKind { kDefault, kLinear, kYarn, kLlama3 };
@@ -83,6 +84,9 @@ struct MoeConfig {
   // is scaled by sigmoid(x · shared_expert_gate) (Qwen2-MoE).
   int shared_intermediate_size = 0;
   bool shared_expert_gate = false;
+  // Llama 4: each routed expert's INPUT is scaled by its routing weight (expert(w · x), not
+  // w · expert(x)), the outputs then summed with weight 1.
+  bool scale_expert_input = false;
 };
 
 struct ModelConfig {
@@ -101,6 +105,18 @@ struct ModelConfig {
   bool o_bias = false;    // Llama's attention_bias also biases o_proj
   int sliding_window = 0;  // 0: full causal attention
   bool qk_norm = false;  // Qwen3: per-head RMSNorm on q and k before RoPE
+  // Llama 4 (iRoPE). Layers listed in layer_chunked attend within chunks of attention_chunk_size
+  // (position p sees keys [floor(p / C) * C, p]); layers in layer_nope apply no rope (and attend
+  // fully); qk_l2_norm: q and k L2-normalised per head without weight (eps rms_norm_eps) on the
+  // rope layers; on the NoPE layers with attn_temperature_floor > 0 the query at position p is
+  // scaled by log(floor((p + 1) / attn_temperature_floor) + 1) * attn_temperature_scale + 1.
+  // Empty vectors: no layer is chunked / NoPE.
+  int attention_chunk_size = 0;
+  std::vector<bool> layer_chunked;
+  std::vector<bool> layer_nope;
+  bool qk_l2_norm = false;
+  float attn_temperature_floor = 0.0f;
+  float attn_temperature_scale = 0.0f;
   int max_position_embeddings = 0;
   DType dtype = DType::kBF16;  // torch_dtype of the checkpoint
   std::vector<int> bos_token_ids;
@@ -118,6 +134,8 @@ struct ModelConfig {
   bool fp8_scale_ue8m0 = false;
 
   bool is_mla() const { return mla.has_value(); }
+  bool is_chunked(int layer) const { return !layer_chunked.empty() && layer_chunked[layer]; }
+  bool is_nope(int layer) const { return !layer_nope.empty() && layer_nope[layer]; }
 };
 
 // Merges `overrides` (e.g. --hf-overrides '{"num_hidden_layers": 8}') into the raw config as a

@@ -459,6 +459,14 @@ Result<ModelWeights> load_weights(const ModelConfig& cfg, const WeightPlan& plan
   w.rope_half = static_cast<int>(rope.inv_freq.size());
   w.rope_attention_factor = rope.attention_factor;
   w.rope_interleaved = rope.interleaved;
+  // Llama 4's L2 QK-norm: an RMSNorm of unit weight [head_dim] on its rope layers.
+  const uint16_t* unit_norm = nullptr;
+  if (cfg.qk_l2_norm) {
+    MS_ASSIGN_OR_RETURN(uint16_t * ones, up.alloc<uint16_t>(cfg.head_dim));
+    const std::vector<uint16_t> host(static_cast<size_t>(cfg.head_dim), f32_to_bf16(1.0f));
+    memory.write(ones, host.data(), host.size() * sizeof(uint16_t));
+    unit_norm = ones;
+  }
   w.layers.resize(cfg.num_layers);
   for (int layer_idx = 0; layer_idx < cfg.num_layers; ++layer_idx) {
     LayerWeights& layer = w.layers[layer_idx];
@@ -468,6 +476,7 @@ Result<ModelWeights> load_weights(const ModelConfig& cfg, const WeightPlan& plan
       MS_RETURN_IF_ERROR(up.mla(layer_idx, layer.mla));
     } else {
       MS_RETURN_IF_ERROR(up.gqa(layer_idx, layer.gqa));
+      if (unit_norm != nullptr && !cfg.is_nope(layer_idx)) layer.gqa.q_norm = layer.gqa.k_norm = unit_norm;
     }
     layer.is_moe = cfg.layer_is_moe[layer_idx];
     if (layer.is_moe) {

@@ -36,5 +36,6 @@ const ArchDefinition& llama_definition();
 const ArchDefinition& mistral_definition();
 const ArchDefinition& qwen2_definition();
 const ArchDefinition& qwen3_definition();
+const ArchDefinition& llama4_definition();
 
 }  // namespace moeserve

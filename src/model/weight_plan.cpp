@@ -12,20 +12,30 @@ namespace {
 
 // The MoE block's tensor names inside `model.layers.{i}.`, per family.
 struct MoeNames {
-  const char* block;          // "block_sparse_moe" (Mixtral) or "mlp"
+  const char* block;          // "block_sparse_moe" (Mixtral), "feed_forward" (Llama 4) or "mlp"
+  const char* router;         // "gate" or "router" (Llama 4)
   const char* expert_gate;    // "w1" or "gate_proj"
   const char* expert_up;      // "w3" or "up_proj"
   const char* expert_down;    // "w2" or "down_proj"
-  const char* shared_expert;  // "shared_expert" (Qwen2-MoE) or "shared_experts" (DeepSeek)
+  const char* shared_expert;  // "shared_expert" (Qwen2-MoE, Llama 4) or "shared_experts" (DeepSeek)
+  const char* dense_mlp;      // a dense layer's MLP: "mlp" or "feed_forward" (Llama 4)
+  // Llama 4: the experts fused into experts.gate_up_proj [E, hidden, 2I] (gate the first I
+  // columns, up the last I) and experts.down_proj [E, I, hidden].
+  bool fused_experts;
 };
 
 MoeNames moe_names(Architecture architecture) {
   switch (architecture) {
-    case Architecture::kMixtral: return {"block_sparse_moe", "w1", "w3", "w2", ""};
-    case Architecture::kQwen2Moe: return {"mlp", "gate_proj", "up_proj", "down_proj", "shared_expert"};
+    case Architecture::kMixtral: return {"block_sparse_moe", "gate", "w1", "w3", "w2", "", "mlp", false};
+    case Architecture::kQwen2Moe:
+      return {"mlp", "gate", "gate_proj", "up_proj", "down_proj", "shared_expert", "mlp", false};
     case Architecture::kDeepseekV2:
-    case Architecture::kDeepseekV3: return {"mlp", "gate_proj", "up_proj", "down_proj", "shared_experts"};
-    default: return {"mlp", "gate_proj", "up_proj", "down_proj", ""};
+    case Architecture::kDeepseekV3:
+      return {"mlp", "gate", "gate_proj", "up_proj", "down_proj", "shared_experts", "mlp", false};
+    case Architecture::kLlama4:
+      return {"feed_forward", "router", "gate_up_proj", "gate_up_proj", "down_proj", "shared_expert", "feed_forward",
+              true};
+    default: return {"mlp", "gate", "gate_proj", "up_proj", "down_proj", "", "mlp", false};
   }
 }
 
@@ -123,7 +133,8 @@ class WeightPlanBuilder {
     if (is_moe) {
       moe();
     } else {
-      swiglu(kDenseMlpRoles, "mlp.", Component::kDenseMlp, c_.intermediate_size, PackGroup::kMlpGateUp);
+      swiglu(kDenseMlpRoles, std::string(moe_names(c_.architecture).dense_mlp) + ".", Component::kDenseMlp,
+             c_.intermediate_size, PackGroup::kMlpGateUp);
     }
   }
 
@@ -190,7 +201,7 @@ class WeightPlanBuilder {
     const int64_t h = c_.hidden_size;
     const int64_t inter = moe.expert_intermediate_size;
     const std::string block = std::string(names.block) + ".";
-    add(WeightRole::kRouter, block + "gate.weight", Shape{moe.num_experts, h}, Component::kRouter,
+    add(WeightRole::kRouter, block + names.router + ".weight", Shape{moe.num_experts, h}, Component::kRouter,
         Sharding::kReplicated);
     if (moe.has_score_correction_bias) {
       add(WeightRole::kRouterBias, block + "gate.e_score_correction_bias", Shape{moe.num_experts}, Component::kRouter,
@@ -203,11 +214,21 @@ class WeightPlanBuilder {
       entry.name_suffix = fmt::format(".{}.weight", name);
       entry.count = moe.num_experts;
     };
-    expert(WeightRole::kExpertGate, names.expert_gate, Shape{inter, h}, Sharding::kExpertColumn,
-           PackGroup::kExpertGateUp);
-    expert(WeightRole::kExpertUp, names.expert_up, Shape{inter, h}, Sharding::kExpertColumn,
-           PackGroup::kExpertGateUp);
-    expert(WeightRole::kExpertDown, names.expert_down, Shape{h, inter}, Sharding::kExpertRow, PackGroup::kNone);
+    if (names.fused_experts) {
+      const std::string gate_up = block + "experts." + names.expert_gate;
+      fused_expert(WeightRole::kExpertGate, gate_up, Shape{inter, h}, Sharding::kExpertColumn,
+                   PackGroup::kExpertGateUp, 2 * inter, 0, 1);
+      fused_expert(WeightRole::kExpertUp, gate_up, Shape{inter, h}, Sharding::kExpertColumn, PackGroup::kExpertGateUp,
+                   2 * inter, inter, 1);
+      fused_expert(WeightRole::kExpertDown, block + "experts." + names.expert_down, Shape{h, inter},
+                   Sharding::kExpertRow, PackGroup::kNone, h, 0, 1);
+    } else {
+      expert(WeightRole::kExpertGate, names.expert_gate, Shape{inter, h}, Sharding::kExpertColumn,
+             PackGroup::kExpertGateUp);
+      expert(WeightRole::kExpertUp, names.expert_up, Shape{inter, h}, Sharding::kExpertColumn,
+             PackGroup::kExpertGateUp);
+      expert(WeightRole::kExpertDown, names.expert_down, Shape{h, inter}, Sharding::kExpertRow, PackGroup::kNone);
+    }
     if (moe.shared_intermediate_size > 0) {
       swiglu(kSharedExpertRoles, block + names.shared_expert + ".", Component::kSharedExperts,
              moe.shared_intermediate_size, PackGroup::kSharedGateUp);

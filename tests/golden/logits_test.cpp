@@ -82,7 +82,8 @@ TEST_P(GoldenTest, ChunkedPrefillAndDecodeMatchOneShotPrefill) {
 // dequantized weights: the CPU holds them as fp8 and must match as tightly as bf16.
 INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest,
                          ::testing::Values("tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2",
-                                           "tiny-deepseek_v3", "tiny-deepseek_v3-fp8", "tiny-qwen3_moe-fp8"));
+                                           "tiny-deepseek_v3", "tiny-deepseek_v3-fp8", "tiny-qwen3_moe-fp8",
+                                           "tiny-llama4"));
 
 class MlaFormsTest : public GoldenTest {};
 

@@ -66,7 +66,7 @@ std::vector<Case> all_cases() {
   };
   std::vector<Case> cases;
   for (const char* model :
-       {"tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2", "tiny-deepseek_v3"}) {
+       {"tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2", "tiny-deepseek_v3", "tiny-llama4"}) {
     for (const Layout& l : layouts) cases.push_back(Case{model, l});
   }
   return cases;

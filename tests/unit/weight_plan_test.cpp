@@ -52,7 +52,8 @@ TEST_P(WeightPlanFixture, NamesAndShapesAreTheCheckpoints) {
 
 std::vector<std::string> fixture_dirs() {
   std::vector<std::string> dirs;
-  for (const char* name : {"tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2", "tiny-deepseek_v3"}) {
+  for (const char* name : {"tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2", "tiny-deepseek_v3",
+                           "tiny-llama4"}) {
     dirs.push_back(testing::fixture_model(name));
   }
   dirs.push_back(testing::demo_model());

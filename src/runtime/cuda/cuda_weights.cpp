@@ -2,6 +2,7 @@
 // loaded by model/model_weights into device memory — each entry converted to bf16 and uploaded
 // once, each packing group stacked — or, with no WeightSource (--load-format dummy), random
 // weights generated on the device (normal(0, 0.02) from a hash of the tensor's name, norms 1.0).
+#include <algorithm>
 #include <vector>
 
 #include "model/sharded_weights.h"
@@ -48,6 +49,16 @@ class CudaWeightMemory final : public WeightMemory {
 
 Result<std::unique_ptr<CudaModel>> CudaModel::load(const ModelConfig& config, const WeightSource* weights,
                                                    uint64_t seed, const GpuExec& exec, PrefillPrecision precision) {
+  // Llama 4's attention features have CPU kernels only (kernels/cpu/attention.cpp) so far.
+  const bool chunked = std::find(config.layer_chunked.begin(), config.layer_chunked.end(), true) !=
+                       config.layer_chunked.end();
+  const bool nope = std::find(config.layer_nope.begin(), config.layer_nope.end(), true) != config.layer_nope.end();
+  if (chunked || nope || config.qk_l2_norm || (config.moe && config.moe->scale_expert_input)) {
+    return make_error("{}: the CUDA backend has no kernels yet for its chunked local attention, NoPE layers with "
+                      "attention-temperature tuning, L2 QK-norm and input-scaled experts; the CPU backend runs it "
+                      "(--device cpu)",
+                      config.architecture_name);
+  }
   auto model = std::make_unique<CudaModel>();
   model->config_ = config;
   model->precision_ = precision;
