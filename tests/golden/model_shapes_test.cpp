@@ -49,6 +49,15 @@ std::vector<ShapeCase> cases() {
           {"original_max_position_embeddings", 64}}}}},
       {"mistral_sliding_window", "tiny-mixtral",
        {{"architectures", {"MistralForCausalLM"}}, {"sliding_window", 9}}},
+      // Llama 4 with top-2 input-scaled experts, MoE on layers 0 and 2, chunks of 7 crossed by the
+      // prompt, two NoPE layers, GQA 6/3, no QK-norm (as Maverick).
+      {"llama4_top2_chunk7", "tiny-llama4",
+       {{"num_experts_per_tok", 2}, {"moe_layers", {0, 2}}, {"attention_chunk_size", 7}, {"num_key_value_heads", 3},
+        {"no_rope_layers", {1, 0, 1, 1, 0, 1}},
+        {"layer_types",
+         {"chunked_attention", "full_attention", "chunked_attention", "chunked_attention", "full_attention",
+          "chunked_attention"}},
+        {"use_qk_norm", false}, {"floor_scale", 4}}},
   };
 }
 

@@ -18,7 +18,8 @@ namespace {
 
 using Json = nlohmann::json;
 
-// A per-layer list of num_layers entries; each passes `entry_ok` (a JSON value) and maps to bool.
+// out ← the per-layer list `key` (num_layers entries), each entry mapped by to_bool (nullopt: refused,
+// naming `expected`).
 template <typename Fn>
 Status read_layer_list(const ConfigReader& reader, const char* key, int num_layers, std::vector<bool>& out,
                        const char* expected, Fn to_bool) {
@@ -73,14 +74,21 @@ Status parse_llama4_attention(const ConfigReader& reader, ModelConfig& config) {
                                          return std::nullopt;
                                        }));
   }
-  // A null attention_chunk_size: every layer attends fully (as transformers' chunked mask does).
+  // An explicit null attention_chunk_size: every layer attends fully (transformers' chunked mask is
+  // then the causal one); absent: 8192.
+  const bool chunk_null = reader.raw().contains("attention_chunk_size") && !reader.has("attention_chunk_size");
   MS_ASSIGN_OR_RETURN(config.attention_chunk_size, reader.get_positive_int_or("attention_chunk_size", 8192));
-  if (reader.has("attention_chunk_size") == false && reader.raw().contains("attention_chunk_size")) {
-    config.attention_chunk_size = 0;
-  }
+  if (chunk_null) config.attention_chunk_size = 0;
   if (config.attention_chunk_size == 0) config.layer_chunked.assign(layers, false);
   MS_ASSIGN_OR_RETURN(config.qk_l2_norm, reader.get_bool_or("use_qk_norm", true));
-  MS_ASSIGN_OR_RETURN(bool temperature, reader.get_bool_or("attn_temperature_tuning", true));
+  // A bool, or as the published Scout/Maverick configs write it, a number (4): on when non-zero.
+  bool temperature = true;
+  if (reader.has("attn_temperature_tuning") && reader.raw().at("attn_temperature_tuning").is_number()) {
+    MS_ASSIGN_OR_RETURN(double value, reader.get_double_or("attn_temperature_tuning", 1.0));
+    temperature = value != 0.0;
+  } else {
+    MS_ASSIGN_OR_RETURN(temperature, reader.get_bool_or("attn_temperature_tuning", true));
+  }
   if (temperature) {
     MS_ASSIGN_OR_RETURN(double floor_scale, reader.get_positive_double_or("floor_scale", 8192.0));
     MS_ASSIGN_OR_RETURN(double attn_scale, reader.get_double_or("attn_scale", 0.1));
