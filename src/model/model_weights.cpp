@@ -373,6 +373,7 @@ class Loader {
     std::vector<Part> gate_up_parts, down_parts;  // one slot's
     for (int slot = 0; slot < moe.num_slots; ++slot) {
       const int expert = slot_experts[slot];
+      const size_t copies = weights_ != nullptr ? weights_->copies_mark() : 0;
       MS_ASSIGN_OR_RETURN(Projection gate_up, stack_shape(gate_up_entries, expert, gate_up_parts));
       MS_ASSIGN_OR_RETURN(Projection down, stack_shape(down_entries, expert, down_parts));
       if (slot == 0) {
@@ -387,6 +388,9 @@ class Loader {
       }
       MS_RETURN_IF_ERROR(write_stack(moe.experts_gate_up.stacked_at(slot), gate_up_parts, gate_up_entries, expert));
       MS_RETURN_IF_ERROR(write_stack(moe.experts_down.stacked_at(slot), down_parts, down_entries, expert));
+      gate_up_parts.clear();
+      down_parts.clear();
+      if (weights_ != nullptr) weights_->release_copies(copies);  // the slot's slices and column blocks
     }
     if (plan_.find(WeightRole::kSharedGate, layer) != nullptr) {
       moe.has_shared = true;
