@@ -126,6 +126,9 @@ struct ModelConfig {
   std::optional<MoeConfig> moe;
   std::vector<bool> layer_is_moe;
   float attention_scale = 1.0f;  // softmax scale (MLA folds YaRN's mscale² in here)
+  // Prepended to every checkpoint tensor name: "language_model." for a multimodal checkpoint's text
+  // model (Llama4ForConditionalGeneration), else empty.
+  std::string weight_prefix;
   int num_mtp_layers = 0;  // DeepSeek-V3 num_nextn_predict_layers (weights ignored for serving)
   // quantization_config.quant_method == "fp8": block size [rows, cols] of the serialized scales
   // ([0, 0] = per-tensor, which the loader refuses), and whether scale_fmt is ue8m0 (DeepSeek-V3.1:

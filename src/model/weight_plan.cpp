@@ -51,6 +51,7 @@ class WeightPlanBuilder {
     plan_.index_.assign(static_cast<size_t>(c_.num_layers + c_.num_mtp_layers + 1),
                         std::vector<int32_t>(kNumWeightRoles, -1));
     const int64_t h = c_.hidden_size;
+    prefix_ = c_.weight_prefix;
     add(WeightRole::kEmbedding, "model.embed_tokens.weight", Shape{c_.vocab_size, h}, Component::kEmbedding,
         Sharding::kVocab);
     for (int layer = 0; layer < c_.num_layers; ++layer) {
@@ -71,7 +72,7 @@ class WeightPlanBuilder {
     }
     layer_ = -1;
     mtp_ = false;
-    prefix_.clear();
+    prefix_ = c_.weight_prefix;
     norm(WeightRole::kFinalNorm, "model.norm.weight", h);
     if (!c_.tie_word_embeddings) {
       add(WeightRole::kLmHead, "lm_head.weight", Shape{c_.vocab_size, h}, Component::kLmHead, Sharding::kVocab);
@@ -82,7 +83,7 @@ class WeightPlanBuilder {
   void begin_layer(int layer, bool mtp) {
     layer_ = layer;
     mtp_ = mtp;
-    prefix_ = fmt::format("model.layers.{}.", layer);
+    prefix_ = fmt::format("{}model.layers.{}.", c_.weight_prefix, layer);
   }
 
   WeightEntry& add(WeightRole role, const std::string& name, Shape shape, Component component, Sharding sharding,

@@ -89,10 +89,24 @@ TEST(ModelConfig, Llama4Fixture) {
   bad = fixture_config("tiny-llama4");
   bad["moe_layers"] = Json::array({6});
   EXPECT_THAT(error_of(bad), HasSubstr("moe_layers"));
-  // The multimodal checkpoint's config is refused by name.
-  Json multimodal = {{"architectures", {"Llama4ForConditionalGeneration"}},
-                     {"text_config", fixture_config("tiny-llama4")}};
-  EXPECT_THAT(error_of(multimodal), AllOf(HasSubstr("Llama4ForConditionalGeneration"), HasSubstr("Llama4ForCausalLM")));
+  // The multimodal checkpoint's config: its text_config served, tensors under language_model.
+  Json text = fixture_config("tiny-llama4");
+  text.erase("architectures");
+  text.erase("tie_word_embeddings");
+  const Json multimodal = {{"architectures", {"Llama4ForConditionalGeneration"}},
+                           {"model_type", "llama4"},
+                           {"tie_word_embeddings", false},
+                           {"text_config", text},
+                           {"vision_config", {{"model_type", "llama4_vision_model"}}}};
+  auto served = parse_model_config(multimodal);
+  ASSERT_TRUE(served.ok()) << served.error().message;
+  EXPECT_EQ(served->architecture, Architecture::kLlama4);
+  EXPECT_EQ(served->architecture_name, "Llama4ForConditionalGeneration");
+  EXPECT_EQ(served->weight_prefix, "language_model.");
+  EXPECT_EQ(served->layer_is_moe, config->layer_is_moe);
+  EXPECT_EQ(served->layer_nope, config->layer_nope);
+  EXPECT_EQ(served->vocab_size, config->vocab_size);
+  EXPECT_THAT(error_of({{"architectures", {"Llama4ForConditionalGeneration"}}}), HasSubstr("text_config"));
 }
 
 TEST(ModelConfig, MixtralFixture) {

@@ -6,6 +6,8 @@
 // block routes top-k by the router logits, weights = sigmoid(logit), scales each routed expert's
 // input by its weight, and adds the always-on shared expert (intermediate_size). Experts are
 // stored fused (`feed_forward.experts.gate_up_proj` [E, hidden, 2I], `down_proj` [E, I, hidden]).
+// The multimodal Llama4ForConditionalGeneration configs reach here with their text_config
+// (model/config.cpp; tensor names under language_model.).
 #include <cstdint>
 #include <string>
 #include <vector>
