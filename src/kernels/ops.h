@@ -219,9 +219,13 @@ struct RopeArgs {
 
 // Causal paged attention for every query row of a batch (prefill, chunked prefill and decode
 // alike): row t is at position positions[t] of the sequence whose block table starts at
-// block_tables + table_offsets[t], and sees keys [max(0, p - window + 1), p]. With sinks (GPT-OSS),
-// head h's softmax runs over its scores plus one more logit sinks[h] that takes probability mass
-// but adds no value: p_k = exp(s_k) / (Σ_j exp(s_j) + exp(sinks[h])).
+// block_tables + table_offsets[t], and sees keys [max(0, p - window + 1), p] (sliding_window > 0),
+// [floor(p / chunk_size) * chunk_size, p] (chunk_size > 0: Llama 4's chunked local attention), or
+// [0, p]. With temperature_floor > 0 (Llama 4's attention-temperature tuning) the row's scores
+// are also multiplied by log(floor((p + 1) / temperature_floor) + 1) * temperature_scale + 1
+// (transformers scales q by it). With sinks (GPT-OSS), head h's softmax runs over its scores plus
+// one more logit sinks[h] that takes probability mass but adds no value:
+// p_k = exp(s_k) / (Σ_j exp(s_j) + exp(sinks[h])).
 // Query head h reads kv head h / group: key = entry[key_offset + kvh * kv_head_stride, + key_dim),
 // value = entry[value_offset + kvh * kv_head_stride, + value_dim). GQA: key_offset 0,
 // value_offset num_kv_heads * head_dim, kv_head_stride head_dim. MLA absorbed: one kv head,
@@ -243,6 +247,9 @@ struct AttentionArgs {
   int value_dim = 0;  // CUDA: <= cuda::kMaxValueDim
   float scale = 1.0f;
   int sliding_window = 0;
+  int chunk_size = 0;  // CUDA: 0 (no kernel yet; Llama 4 is refused at load)
+  float temperature_floor = 0.0f;  // CUDA: 0
+  float temperature_scale = 0.0f;
   const int32_t* block_tables = nullptr;
   const int32_t* table_offsets = nullptr;
   const int32_t* positions = nullptr;

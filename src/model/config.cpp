@@ -209,6 +209,24 @@ Result<ModelConfig> parse_model_config(const Json& config_json, const Json& over
   }
   const std::string name = (*archs)[0].get<std::string>();
   const ArchDefinition* definition = find_architecture(name);
+  std::string weight_prefix;
+  if (name == "Llama4ForConditionalGeneration") {
+    // The multimodal checkpoint: its text model (text_config, tensors under language_model.) is
+    // served as Llama4ForCausalLM; the vision tower's tensors are left unread.
+    const auto text = merged.find("text_config");
+    if (text == merged.end() || !text->is_object()) {
+      return make_error("config.json: Llama4ForConditionalGeneration needs a 'text_config' object (the text model "
+                        "served), got {}", text == merged.end() ? std::string("none") : json_excerpt(*text));
+    }
+    Json text_config = *text;
+    for (const char* key : {"tie_word_embeddings", "torch_dtype", "dtype", "quantization_config"}) {
+      if (!text_config.contains(key) && merged.contains(key)) text_config[key] = merged[key];
+    }
+    text_config["architectures"] = Json::array({"Llama4ForCausalLM"});
+    merged = std::move(text_config);
+    definition = find_architecture("Llama4ForCausalLM");
+    weight_prefix = "language_model.";
+  }
   if (definition == nullptr) {
     return make_error("config.json: architecture '{}' is not supported (supported: {})", name,
                       fmt::join(supported_architectures(), ", "));
@@ -216,6 +234,7 @@ Result<ModelConfig> parse_model_config(const Json& config_json, const Json& over
   ModelConfig config;
   config.architecture = definition->architecture;
   config.architecture_name = name;
+  config.weight_prefix = weight_prefix;
   const ConfigReader reader(merged);
   MS_RETURN_IF_ERROR(parse_common(reader, config));
   config.layer_is_moe.assign(config.num_layers, false);

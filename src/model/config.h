@@ -28,6 +28,7 @@ enum class Architecture {
   kQwen2,
   kQwen3,
   kGptOss,
+  kLlama4,
 };
 
 enum class RopeKind { kDefault, kLinear, kYarn, kLlama3 };
@@ -93,6 +94,9 @@ struct MoeConfig {
   bool clamped_swiglu = false;
   float swiglu_alpha = 1.702f;
   float swiglu_limit = 7.0f;
+  // Llama 4: each routed expert's INPUT is scaled by its routing weight (expert(w · x), not
+  // w · expert(x)), the outputs then summed with weight 1.
+  bool scale_expert_input = false;
 };
 
 struct ModelConfig {
@@ -115,6 +119,18 @@ struct ModelConfig {
   std::vector<int> layer_windows;
   bool attention_sinks = false;  // GPT-OSS: self_attn.sinks, a per-head logit in the softmax
   bool qk_norm = false;  // Qwen3: per-head RMSNorm on q and k before RoPE
+  // Llama 4 (iRoPE). Layers listed in layer_chunked attend within chunks of attention_chunk_size
+  // (position p sees keys [floor(p / C) * C, p]); layers in layer_nope apply no rope (and attend
+  // fully); qk_l2_norm: q and k L2-normalised per head without weight (eps rms_norm_eps) on the
+  // rope layers; on the NoPE layers with attn_temperature_floor > 0 the query at position p is
+  // scaled by log(floor((p + 1) / attn_temperature_floor) + 1) * attn_temperature_scale + 1.
+  // Empty vectors: no layer is chunked / NoPE.
+  int attention_chunk_size = 0;
+  std::vector<bool> layer_chunked;
+  std::vector<bool> layer_nope;
+  bool qk_l2_norm = false;
+  float attn_temperature_floor = 0.0f;
+  float attn_temperature_scale = 0.0f;
   int max_position_embeddings = 0;
   DType dtype = DType::kBF16;  // torch_dtype of the checkpoint
   std::vector<int> bos_token_ids;
@@ -124,6 +140,9 @@ struct ModelConfig {
   std::optional<MoeConfig> moe;
   std::vector<bool> layer_is_moe;
   float attention_scale = 1.0f;  // softmax scale (MLA folds YaRN's mscale² in here)
+  // Prepended to every checkpoint tensor name: "language_model." for a multimodal checkpoint's text
+  // model (Llama4ForConditionalGeneration), else empty.
+  std::string weight_prefix;
   int num_mtp_layers = 0;  // DeepSeek-V3 num_nextn_predict_layers (weights ignored for serving)
   // quantization_config.quant_method == "fp8": block size [rows, cols] of the serialized scales
   // ([0, 0] = per-tensor, which the loader refuses), and whether scale_fmt is ue8m0 (DeepSeek-V3.1:
@@ -134,6 +153,8 @@ struct ModelConfig {
   bool is_mla() const { return mla.has_value(); }
   // The sliding window of layer `layer` (0: full causal attention).
   int window(int layer) const { return layer_windows.empty() ? sliding_window : layer_windows[layer]; }
+  bool is_chunked(int layer) const { return !layer_chunked.empty() && layer_chunked[layer]; }
+  bool is_nope(int layer) const { return !layer_nope.empty() && layer_nope[layer]; }
 };
 
 // Merges `overrides` (e.g. --hf-overrides '{"num_hidden_layers": 8}') into the raw config as a

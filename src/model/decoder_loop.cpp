@@ -34,6 +34,22 @@ void all_reduce(Communicator* tp, float* x, int tokens, int hidden) {
   if (tp != nullptr) tp->all_reduce_sum(TensorView{x, DType::kF32, Shape{tokens, hidden}});
 }
 
+// MoeConfig::scale_expert_input (Llama 4): each routed expert reads its input scaled by its
+// routing weight. From the plan of moe_permute (positions [entries]: where entry e went),
+// x_scaled [entries, hidden] holds entry e's token row (x [tokens, hidden], token e / top_k)
+// times weights[e], entry_rows [entries] the entry each permuted row reads; the combine weights
+// become 1 (0 where the weight was 0: an entry of another EP rank). Host memory.
+void scale_expert_inputs(const float* x, int hidden, int entries, int top_k, const int32_t* positions,
+                         float* weights, float* x_scaled, int32_t* entry_rows) {
+  for (int e = 0; e < entries; ++e) {
+    const float* row = x + static_cast<int64_t>(e / top_k) * hidden;
+    float* dst = x_scaled + static_cast<int64_t>(e) * hidden;
+    for (int i = 0; i < hidden; ++i) dst[i] = row[i] * weights[e];
+    entry_rows[positions[e]] = e;
+    weights[e] = weights[e] != 0.0f ? 1.0f : 0.0f;
+  }
+}
+
 }  // namespace
 
 DecoderLoop::DecoderLoop(const ModelConfig& config, const ModelWeights& weights, const ShardSpec& shard,
@@ -65,7 +81,8 @@ size_t DecoderLoop::workspace_bytes(int max_tokens, size_t extra_bytes) const {
     // (+ 8 top_k hidden: split-K partial sums of the down projection, 8 splits at most)
     ffn = std::max<int64_t>(ffn, 4 * m.num_experts + 8 * m.top_k +
                                      m.top_k * (10 * hidden + 3 * m.expert_intermediate_size) +
-                                     3 * m.shared_intermediate_size + hidden + 1);
+                                     3 * m.shared_intermediate_size + hidden + 1 +
+                                     (m.scale_expert_input ? m.top_k * (hidden + 1) : 0));
   }
   const int64_t widest = std::max<int64_t>({hidden, attn, ffn});
   const int64_t floats = t * (4 * hidden + attn + ffn + widest /* bf16 copies, generously */) + t * c.vocab_size;
@@ -86,8 +103,11 @@ SplitSums DecoderLoop::gqa(Step& step, int layer_idx, Act x, float* out) const {
     b.linear(x, tokens, w.qkv, qkv);
   }
   float* k = qkv + q_width;
+  const bool nope = c.is_nope(layer_idx);
   {
     const Span span(b, "attn.qk_norm_rope_kv_write");
+    // Qwen3's q/k RMSNorm, or Llama 4's L2 QK-norm (a unit weight). Llama 4 normalises after
+    // rope; rope rotates pairs, which keeps each head's norm, so before is the same.
     if (w.q_norm.present()) {
       b.rms_norm(RmsNormArgs{.x = qkv,
                              .rows = tokens * heads_,
@@ -116,7 +136,7 @@ SplitSums DecoderLoop::gqa(Step& step, int layer_idx, Act x, float* out) const {
                     .head_stride = head_dim,
                     .token_stride = row,
                     .inv_freq = weights_.inv_freq,
-                    .half = weights_.rope_half,
+                    .half = nope ? 0 : weights_.rope_half,  // NoPE: the cache write only
                     .attention_factor = weights_.rope_attention_factor,
                     .interleaved = weights_.rope_interleaved,
                     .positions = step.in.positions,
@@ -143,6 +163,9 @@ SplitSums DecoderLoop::gqa(Step& step, int layer_idx, Act x, float* out) const {
                                     .value_dim = head_dim,
                                     .scale = c.attention_scale,
                                     .sliding_window = c.window(layer_idx),
+                                    .chunk_size = c.is_chunked(layer_idx) ? c.attention_chunk_size : 0,
+                                    .temperature_floor = nope ? c.attn_temperature_floor : 0.0f,
+                                    .temperature_scale = c.attn_temperature_scale,
                                     .block_tables = step.in.block_tables,
                                     .table_offsets = step.in.table_offsets,
                                     .positions = step.in.positions,
@@ -351,11 +374,18 @@ void DecoderLoop::moe(Step& step, int layer_idx, Act x, float* out, const RmsNor
                                                          ? step.load.experts + static_cast<int64_t>(layer_idx) * experts
                                                          : nullptr});
   }
+  const float* expert_x = x.f32;  // what the experts read: x [tokens, hidden] by source_rows
+  if (config_.moe->scale_expert_input) {
+    MS_CHECK_MSG(b.host_memory(), "input-scaled experts (Llama 4) run on host memory only");
+    float* x_scaled = arena.alloc<float>(static_cast<size_t>(entries) * hidden);  // [entries, hidden]
+    scale_expert_inputs(x.f32, hidden, entries, top_k, positions, expert_weights, x_scaled, source_rows);
+    expert_x = x_scaled;
+  }
   float* expert_out = arena.alloc<float>(static_cast<size_t>(entries) * hidden);  // [entries, hidden] permuted
   SplitSums experts_out;
   {
     const Span span(b, "moe.experts");
-    experts_out = b.routed_experts(w, x.f32, source_rows, offsets, tokens, expert_out);
+    experts_out = b.routed_experts(w, expert_x, source_rows, offsets, tokens, expert_out);
   }
   float* shared_out = nullptr;
   float* shared_gate = nullptr;
@@ -418,8 +448,15 @@ void DecoderLoop::run_local_experts(Step& step, const MoeWeights& w, const float
                                     .offsets = offsets.data(),
                                     .positions = positions.data(),
                                     .source_rows = source_rows.data()});
+  std::vector<float> x_scaled;  // [entries, hidden] (input-scaled experts)
+  if (config_.moe->scale_expert_input) {
+    x_scaled.resize(entries * hidden);
+    scale_expert_inputs(x, hidden, static_cast<int>(entries), top_k, positions.data(), local_weights.data(),
+                        x_scaled.data(), source_rows.data());
+  }
   std::vector<float> y(entries * hidden, 0.0f);  // [entries, hidden] permuted
-  const SplitSums experts_out = b.routed_experts(w, x, source_rows.data(), offsets.data(), n, y.data());
+  const SplitSums experts_out = b.routed_experts(w, x_scaled.empty() ? x : x_scaled.data(), source_rows.data(),
+                                                 offsets.data(), n, y.data());
   b.moe_combine(ops::MoeCombineArgs{.expert_out = experts_out.data,
                                     .expert_splits = experts_out.splits,
                                     .expert_split_stride = experts_out.split_stride,

@@ -431,6 +431,7 @@ class Loader {
     std::vector<Part> gate_up_parts, down_parts;  // one slot's
     for (int slot = 0; slot < moe.num_slots; ++slot) {
       const int expert = slot_experts[slot];
+      const size_t copies = weights_ != nullptr ? weights_->copies_mark() : 0;
       MS_ASSIGN_OR_RETURN(Projection gate_up, stack_shape(gate_up_entries, expert, gate_up_parts));
       MS_ASSIGN_OR_RETURN(Projection down, stack_shape(down_entries, expert, down_parts));
       if (slot == 0) {
@@ -461,6 +462,9 @@ class Loader {
         const Projection at = moe.experts_down.stacked_at(slot);
         MS_RETURN_IF_ERROR(write_f32(const_cast<float*>(at.bias.f32()), down_bias_entries, expert));
       }
+      gate_up_parts.clear();
+      down_parts.clear();
+      if (weights_ != nullptr) weights_->release_copies(copies);  // the slot's slices and column blocks
     }
     if (plan_.find(WeightRole::kSharedGate, layer) != nullptr) {
       moe.has_shared = true;
@@ -536,6 +540,14 @@ Result<ModelWeights> load_weights(const ModelConfig& cfg, const WeightPlan& plan
   w.rope_half = static_cast<int>(rope.inv_freq.size());
   w.rope_attention_factor = rope.attention_factor;
   w.rope_interleaved = rope.interleaved;
+  // Llama 4's L2 QK-norm: an RMSNorm of unit weight [head_dim] on its rope layers.
+  const uint16_t* unit_norm = nullptr;
+  if (cfg.qk_l2_norm) {
+    MS_ASSIGN_OR_RETURN(uint16_t * ones, up.alloc<uint16_t>(cfg.head_dim));
+    const std::vector<uint16_t> host(static_cast<size_t>(cfg.head_dim), f32_to_bf16(1.0f));
+    memory.write(ones, host.data(), host.size() * sizeof(uint16_t));
+    unit_norm = ones;
+  }
   w.layers.resize(cfg.num_layers);
   for (int layer_idx = 0; layer_idx < cfg.num_layers; ++layer_idx) {
     LayerWeights& layer = w.layers[layer_idx];
@@ -545,6 +557,9 @@ Result<ModelWeights> load_weights(const ModelConfig& cfg, const WeightPlan& plan
       MS_RETURN_IF_ERROR(up.mla(layer_idx, layer.mla));
     } else {
       MS_RETURN_IF_ERROR(up.gqa(layer_idx, layer.gqa));
+      if (unit_norm != nullptr && !cfg.is_nope(layer_idx)) {
+        layer.gqa.q_norm = layer.gqa.k_norm = WeightVector{.data = unit_norm, .dtype = DType::kBF16};
+      }
     }
     layer.is_moe = cfg.layer_is_moe[layer_idx];
     if (layer.is_moe) {

@@ -37,5 +37,6 @@ const ArchDefinition& mistral_definition();
 const ArchDefinition& qwen2_definition();
 const ArchDefinition& qwen3_definition();
 const ArchDefinition& gpt_oss_definition();
+const ArchDefinition& llama4_definition();
 
 }  // namespace moeserve

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,11 @@ class ShardedWeights {
   // Rows [begin, begin + count) of the tensor (a view; 1-D tensors too).
   Result<TensorView> rows(WeightRole role, int layer, int64_t begin, int64_t count,
                           ShardRegion* region = nullptr) const;
+  // The load-time copies made so far, and dropping those made after `mark` once their views are
+  // packed (a fused expert tensor's slices would otherwise hold a second copy of every expert
+  // until the load ends). The arena is the caller's, hence const.
+  size_t copies_mark() const { return arena_.size(); }
+  void release_copies(size_t mark) const { arena_.erase(arena_.begin() + static_cast<std::ptrdiff_t>(mark), arena_.end()); }
   // The fp8 block scales of the whole tensor (`<name>_scale_inv`, float32 [ceil(rows / block[0]),
   // ceil(cols / block[1])]) that an F8_E4M3 checkpoint tensor comes with.
   Result<TensorView> scale_inv(WeightRole role, int layer, int expert, const std::array<int, 2>& block) const;

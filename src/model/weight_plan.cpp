@@ -12,22 +12,31 @@ namespace {
 
 // The MoE block's tensor names inside `model.layers.{i}.`, per family.
 struct MoeNames {
-  const char* block;          // "block_sparse_moe" (Mixtral) or "mlp"
-  const char* router;         // "gate" or "router" (GPT-OSS)
+  const char* block;          // "block_sparse_moe" (Mixtral), "feed_forward" (Llama 4) or "mlp"
+  const char* router;         // "gate" or "router" (Llama 4, GPT-OSS)
   const char* expert_gate;    // "w1" or "gate_proj"
   const char* expert_up;      // "w3" or "up_proj"
   const char* expert_down;    // "w2" or "down_proj"
-  const char* shared_expert;  // "shared_expert" (Qwen2-MoE) or "shared_experts" (DeepSeek)
+  const char* shared_expert;  // "shared_expert" (Qwen2-MoE, Llama 4) or "shared_experts" (DeepSeek)
+  const char* dense_mlp;      // a dense layer's MLP: "mlp" or "feed_forward" (Llama 4)
+  // Llama 4: the experts fused into experts.gate_up_proj [E, hidden, 2I] (gate the first I
+  // columns, up the last I) and experts.down_proj [E, I, hidden].
+  bool fused_experts;
 };
 
 MoeNames moe_names(Architecture architecture) {
   switch (architecture) {
-    case Architecture::kMixtral: return {"block_sparse_moe", "gate", "w1", "w3", "w2", ""};
-    case Architecture::kQwen2Moe: return {"mlp", "gate", "gate_proj", "up_proj", "down_proj", "shared_expert"};
+    case Architecture::kMixtral: return {"block_sparse_moe", "gate", "w1", "w3", "w2", "", "mlp", false};
+    case Architecture::kQwen2Moe:
+      return {"mlp", "gate", "gate_proj", "up_proj", "down_proj", "shared_expert", "mlp", false};
     case Architecture::kDeepseekV2:
-    case Architecture::kDeepseekV3: return {"mlp", "gate", "gate_proj", "up_proj", "down_proj", "shared_experts"};
-    case Architecture::kGptOss: return {"mlp", "router", "", "", "", ""};  // fused experts: gpt_oss_experts()
-    default: return {"mlp", "gate", "gate_proj", "up_proj", "down_proj", ""};
+    case Architecture::kDeepseekV3:
+      return {"mlp", "gate", "gate_proj", "up_proj", "down_proj", "shared_experts", "mlp", false};
+    case Architecture::kLlama4:
+      return {"feed_forward", "router", "gate_up_proj", "gate_up_proj", "down_proj", "shared_expert", "feed_forward",
+              true};
+    case Architecture::kGptOss: return {"mlp", "router", "", "", "", "", "mlp", false};  // gpt_oss_experts()
+    default: return {"mlp", "gate", "gate_proj", "up_proj", "down_proj", "", "mlp", false};
   }
 }
 
@@ -43,6 +52,7 @@ class WeightPlanBuilder {
     plan_.index_.assign(static_cast<size_t>(c_.num_layers + c_.num_mtp_layers + 1),
                         std::vector<int32_t>(kNumWeightRoles, -1));
     const int64_t h = c_.hidden_size;
+    prefix_ = c_.weight_prefix;
     add(WeightRole::kEmbedding, "model.embed_tokens.weight", Shape{c_.vocab_size, h}, Component::kEmbedding,
         Sharding::kVocab);
     for (int layer = 0; layer < c_.num_layers; ++layer) {
@@ -63,7 +73,7 @@ class WeightPlanBuilder {
     }
     layer_ = -1;
     mtp_ = false;
-    prefix_.clear();
+    prefix_ = c_.weight_prefix;
     norm(WeightRole::kFinalNorm, "model.norm.weight", h);
     if (!c_.tie_word_embeddings) {
       add(WeightRole::kLmHead, "lm_head.weight", Shape{c_.vocab_size, h}, Component::kLmHead, Sharding::kVocab);
@@ -74,7 +84,7 @@ class WeightPlanBuilder {
   void begin_layer(int layer, bool mtp) {
     layer_ = layer;
     mtp_ = mtp;
-    prefix_ = fmt::format("model.layers.{}.", layer);
+    prefix_ = fmt::format("{}model.layers.{}.", c_.weight_prefix, layer);
   }
 
   WeightEntry& add(WeightRole role, const std::string& name, Shape shape, Component component, Sharding sharding,
@@ -128,7 +138,8 @@ class WeightPlanBuilder {
     if (is_moe) {
       moe();
     } else {
-      swiglu(kDenseMlpRoles, "mlp.", Component::kDenseMlp, c_.intermediate_size, PackGroup::kMlpGateUp);
+      swiglu(kDenseMlpRoles, std::string(moe_names(c_.architecture).dense_mlp) + ".", Component::kDenseMlp,
+             c_.intermediate_size, PackGroup::kMlpGateUp);
     }
   }
 
@@ -219,6 +230,14 @@ class WeightPlanBuilder {
     };
     if (c_.architecture == Architecture::kGptOss) {
       gpt_oss_experts(block + "experts.");
+    } else if (names.fused_experts) {
+      const std::string gate_up = block + "experts." + names.expert_gate;
+      fused_expert(WeightRole::kExpertGate, gate_up, Shape{inter, h}, Sharding::kExpertColumn,
+                   PackGroup::kExpertGateUp, 2 * inter, 0, 1);
+      fused_expert(WeightRole::kExpertUp, gate_up, Shape{inter, h}, Sharding::kExpertColumn, PackGroup::kExpertGateUp,
+                   2 * inter, inter, 1);
+      fused_expert(WeightRole::kExpertDown, block + "experts." + names.expert_down, Shape{h, inter},
+                   Sharding::kExpertRow, PackGroup::kNone, h, 0, 1);
     } else {
       expert(WeightRole::kExpertGate, names.expert_gate, Shape{inter, h}, Sharding::kExpertColumn,
              PackGroup::kExpertGateUp);

@@ -143,6 +143,36 @@ nlohmann::json with_v31_scale_format(const char* text) {
   return config;
 }
 
+// Llama 4's text model (the Llama4ForConditionalGeneration checkpoints' text_config, as
+// Llama4ForCausalLM). attn_temperature_tuning is 4 in the published configs (truthy).
+constexpr const char* kLlama4Scout = R"({
+  "architectures": ["Llama4ForCausalLM"], "model_type": "llama4_text",
+  "vocab_size": 202048, "hidden_size": 5120, "intermediate_size": 8192, "intermediate_size_mlp": 16384,
+  "num_hidden_layers": 48, "num_attention_heads": 40, "num_key_value_heads": 8, "head_dim": 128,
+  "num_local_experts": 16, "num_experts_per_tok": 1, "interleave_moe_layer_step": 1,
+  "attention_chunk_size": 8192, "no_rope_layer_interval": 4, "use_qk_norm": true,
+  "attn_temperature_tuning": 4, "floor_scale": 8192, "attn_scale": 0.1, "attention_bias": false,
+  "hidden_act": "silu", "max_position_embeddings": 10485760, "rms_norm_eps": 1e-05,
+  "bos_token_id": 200000, "eos_token_id": [200001, 200007, 200008], "pad_token_id": 200018,
+  "tie_word_embeddings": false, "rope_theta": 500000.0,
+  "rope_scaling": {"factor": 8.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+                   "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+  "torch_dtype": "bfloat16"
+})";
+
+constexpr const char* kLlama4Maverick = R"({
+  "architectures": ["Llama4ForCausalLM"], "model_type": "llama4_text",
+  "vocab_size": 202048, "hidden_size": 5120, "intermediate_size": 8192, "intermediate_size_mlp": 16384,
+  "num_hidden_layers": 48, "num_attention_heads": 40, "num_key_value_heads": 8, "head_dim": 128,
+  "num_local_experts": 128, "num_experts_per_tok": 1, "interleave_moe_layer_step": 2,
+  "attention_chunk_size": 8192, "no_rope_layer_interval": 4, "use_qk_norm": false,
+  "attn_temperature_tuning": 4, "floor_scale": 8192, "attn_scale": 0.1, "attention_bias": false,
+  "hidden_act": "silu", "max_position_embeddings": 1048576, "rms_norm_eps": 1e-05,
+  "bos_token_id": 200000, "eos_token_id": [200001, 200007, 200008], "pad_token_id": 200018,
+  "tie_word_embeddings": false, "rope_theta": 500000.0, "rope_scaling": null,
+  "torch_dtype": "bfloat16"
+})";
+
 std::vector<CatalogModel> build_catalog() {
   using nlohmann::json;
   return {
@@ -193,6 +223,17 @@ std::vector<CatalogModel> build_catalog() {
        "128 experts top-4, otherwise as gpt-oss-20b); its quantization_config (MXFP4 experts) is left out, so the "
        "experts count as bf16",
        116.8e9, 5.1e9, "model card: 117B total (116.8B), 5.1B active", gpt_oss(36, 128)},
+      {"meta-llama/Llama-4-Scout-17B-16E",
+       "https://huggingface.co/meta-llama/Llama-4-Scout-17B-16E/blob/main/config.json, its text_config (read in "
+       "copies in the index: 48 layers, hidden 5120, 40/8 heads, head_dim 128, 16 experts top-1, intermediate 8192, "
+       "intermediate_size_mlp 16384, vocab 202048, llama3 rope factor 8; max_position_embeddings 10485760 as the "
+       "16E base, the Instruct copy read says 262144)",
+       109e9, 17e9, "model card: 109B total (with the vision encoder), 17B activated", json::parse(kLlama4Scout)},
+      {"meta-llama/Llama-4-Maverick-17B-128E",
+       "https://huggingface.co/meta-llama/Llama-4-Maverick-17B-128E/blob/main/config.json, its text_config (read "
+       "in TensorRT-LLM's test copy: 128 experts top-1, interleave_moe_layer_step 2, use_qk_norm false, no rope "
+       "scaling, max_position_embeddings 1048576)",
+       400e9, 17e9, "model card: 400B total (with the vision encoder), 17B activated", json::parse(kLlama4Maverick)},
       {"Qwen/Qwen2-57B-A14B",
        "https://huggingface.co/Qwen/Qwen2-57B-A14B/blob/759c0d83a2b7ad416611d984fdfffbec8de361c2/config.json",
        57e9, 14e9, "model card: 57B total, 14B activated (rounded)", json::parse(kQwen2_57B)},

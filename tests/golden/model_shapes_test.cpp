@@ -53,6 +53,15 @@ std::vector<ShapeCase> cases() {
        {{"num_hidden_layers", 3}, {"layer_types", {"full_attention", "sliding_attention", "sliding_attention"}},
         {"sliding_window", 5}, {"num_key_value_heads", 3}, {"num_local_experts", 5}, {"num_experts_per_tok", 2},
         {"intermediate_size", 40}, {"swiglu_limit", 3.0}}},
+      // Llama 4 with top-2 input-scaled experts, MoE on layers 0 and 2, chunks of 7 crossed by the
+      // prompt, two NoPE layers, GQA 6/3, no QK-norm (as Maverick).
+      {"llama4_top2_chunk7", "tiny-llama4",
+       {{"num_experts_per_tok", 2}, {"moe_layers", {0, 2}}, {"attention_chunk_size", 7}, {"num_key_value_heads", 3},
+        {"no_rope_layers", {1, 0, 1, 1, 0, 1}},
+        {"layer_types",
+         {"chunked_attention", "full_attention", "chunked_attention", "chunked_attention", "full_attention",
+          "chunked_attention"}},
+        {"use_qk_norm", false}, {"floor_scale", 4}}},
   };
 }
 

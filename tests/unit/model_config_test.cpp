@@ -37,6 +37,78 @@ std::string error_of(const Json& config, const Json& overrides = Json::object())
   return parsed.ok() ? "" : parsed.error().message;
 }
 
+// Llama 4 (text): MoE on moe_layers with the dense MLP's own size, top-1 sigmoid routing scaling
+// the expert's input, chunked / NoPE layers, L2 QK-norm, temperature tuning, interleaved rope.
+TEST(ModelConfig, Llama4Fixture) {
+  auto config = parse_model_config(fixture_config("tiny-llama4"));
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  EXPECT_EQ(config->architecture, Architecture::kLlama4);
+  EXPECT_EQ(config->intermediate_size, 160);  // intermediate_size_mlp
+  ASSERT_TRUE(config->moe.has_value());
+  EXPECT_EQ(config->moe->expert_intermediate_size, 64);
+  EXPECT_EQ(config->moe->shared_intermediate_size, 64);
+  EXPECT_EQ(config->moe->num_experts, 4);
+  EXPECT_EQ(config->moe->top_k, 1);
+  EXPECT_EQ(config->moe->scoring, RouterScoring::kSigmoid);
+  EXPECT_FALSE(config->moe->norm_topk_prob);
+  EXPECT_TRUE(config->moe->scale_expert_input);
+  EXPECT_EQ(config->layer_is_moe, (std::vector<bool>{false, true, false, true, false, true}));
+  EXPECT_EQ(config->layer_nope, (std::vector<bool>{false, false, false, true, false, false}));
+  EXPECT_EQ(config->layer_chunked, (std::vector<bool>{true, true, true, false, true, true}));
+  EXPECT_EQ(config->attention_chunk_size, 24);
+  EXPECT_TRUE(config->qk_l2_norm);
+  EXPECT_FLOAT_EQ(config->attn_temperature_floor, 16.0f);
+  EXPECT_FLOAT_EQ(config->attn_temperature_scale, 0.1f);
+  EXPECT_EQ(config->rope.kind, RopeKind::kLlama3);
+  EXPECT_EQ(config->rope.layout, RopeLayout::kInterleaved);
+
+  // Defaults as transformers' Llama4TextConfig: MoE every interleave_moe_layer_step-th layer, NoPE
+  // every no_rope_layer_interval-th with full attention, chunked elsewhere; the published
+  // configs' attn_temperature_tuning 4 means on, 0 off; a null chunk size attends fully.
+  Json defaults = fixture_config("tiny-llama4");
+  for (const char* key : {"moe_layers", "no_rope_layers", "layer_types"}) defaults.erase(key);
+  defaults["interleave_moe_layer_step"] = 3;
+  defaults["no_rope_layer_interval"] = 2;
+  defaults["attn_temperature_tuning"] = 0;
+  auto derived = parse_model_config(defaults);
+  ASSERT_TRUE(derived.ok()) << derived.error().message;
+  EXPECT_EQ(derived->layer_is_moe, (std::vector<bool>{false, false, true, false, false, true}));
+  EXPECT_EQ(derived->layer_nope, (std::vector<bool>{false, true, false, true, false, true}));
+  EXPECT_EQ(derived->layer_chunked, (std::vector<bool>{true, false, true, false, true, false}));
+  EXPECT_EQ(derived->attn_temperature_floor, 0.0f);
+  defaults["attn_temperature_tuning"] = 4;
+  defaults["attention_chunk_size"] = nullptr;
+  derived = parse_model_config(defaults);
+  ASSERT_TRUE(derived.ok()) << derived.error().message;
+  EXPECT_FLOAT_EQ(derived->attn_temperature_floor, 16.0f);
+  EXPECT_EQ(derived->layer_chunked, std::vector<bool>(6, false));
+
+  Json bad = fixture_config("tiny-llama4");
+  bad["layer_types"][2] = "sliding_attention";
+  EXPECT_THAT(error_of(bad), AllOf(HasSubstr("layer_types"), HasSubstr("sliding_attention")));
+  bad = fixture_config("tiny-llama4");
+  bad["moe_layers"] = Json::array({6});
+  EXPECT_THAT(error_of(bad), HasSubstr("moe_layers"));
+  // The multimodal checkpoint's config: its text_config served, tensors under language_model.
+  Json text = fixture_config("tiny-llama4");
+  text.erase("architectures");
+  text.erase("tie_word_embeddings");
+  const Json multimodal = {{"architectures", {"Llama4ForConditionalGeneration"}},
+                           {"model_type", "llama4"},
+                           {"tie_word_embeddings", false},
+                           {"text_config", text},
+                           {"vision_config", {{"model_type", "llama4_vision_model"}}}};
+  auto served = parse_model_config(multimodal);
+  ASSERT_TRUE(served.ok()) << served.error().message;
+  EXPECT_EQ(served->architecture, Architecture::kLlama4);
+  EXPECT_EQ(served->architecture_name, "Llama4ForConditionalGeneration");
+  EXPECT_EQ(served->weight_prefix, "language_model.");
+  EXPECT_EQ(served->layer_is_moe, config->layer_is_moe);
+  EXPECT_EQ(served->layer_nope, config->layer_nope);
+  EXPECT_EQ(served->vocab_size, config->vocab_size);
+  EXPECT_THAT(error_of({{"architectures", {"Llama4ForConditionalGeneration"}}}), HasSubstr("text_config"));
+}
+
 TEST(ModelConfig, MixtralFixture) {
   auto config = parse_model_config(fixture_config("tiny-mixtral"));
   ASSERT_TRUE(config.ok()) << config.error().message;
@@ -313,8 +385,8 @@ std::vector<FieldCase> every_field() {
     fields.push_back({fixture, std::move(path), kind});
   };
   using K = FieldKind;
-  for (const char* fixture :
-       {"tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2", "tiny-deepseek_v3", "tiny-gpt_oss"}) {
+  for (const char* fixture : {"tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2",
+                              "tiny-deepseek_v3", "tiny-gpt_oss", "tiny-llama4"}) {
     for (const char* key : {"vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads"}) {
       add(fixture, {key}, K::kRequiredPositiveInt);
     }
@@ -327,6 +399,13 @@ std::vector<FieldCase> every_field() {
     add(fixture, {"tie_word_embeddings"}, K::kBool);
   }
   add("tiny-qwen3_moe", {"intermediate_size"}, K::kNonNegativeInt);
+  for (const char* key : {"intermediate_size", "intermediate_size_mlp", "num_local_experts", "num_experts_per_tok",
+                          "interleave_moe_layer_step", "no_rope_layer_interval"}) {
+    add("tiny-llama4", {key}, K::kPositiveInt);
+  }
+  add("tiny-llama4", {"floor_scale"}, K::kPositiveNumber);
+  add("tiny-llama4", {"use_qk_norm"}, K::kBool);
+  add("tiny-llama4", {"no_rope_layers"}, K::kLayerList);
   add("tiny-mixtral", {"intermediate_size"}, K::kRequiredPositiveInt);
   add("tiny-mixtral", {"num_local_experts"}, K::kRequiredPositiveInt);
   add("tiny-mixtral", {"num_experts_per_tok"}, K::kRequiredPositiveInt);
@@ -481,8 +560,8 @@ TEST(ModelConfig, NoJsonInputThrows) {
       "use_sliding_window", "attention_bias", "mlp_bias", "qkv_bias", "decoder_sparse_step", "layer_types",
       "swiglu_limit"};
   int parsed = 0;
-  for (const char* fixture :
-       {"tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2", "tiny-deepseek_v3", "tiny-gpt_oss"}) {
+  for (const char* fixture : {"tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2",
+                              "tiny-deepseek_v3", "tiny-gpt_oss", "tiny-llama4"}) {
     const Json original = fixture_config(fixture);
     std::vector<std::vector<std::string>> paths;
     for (const auto& [key, value] : original.items()) paths.push_back({key});

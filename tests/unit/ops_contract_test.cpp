@@ -173,7 +173,14 @@ TEST_F(OpsContractTest, PagedAttentionByPositionMatchesDenseCausalAttention) {
   PagedBatch b = make_batch(entry, random_floats(8 * 4 * entry));
   std::vector<float> q = random_floats(rows * hq * d);
   std::vector<float> out(rows * hq * d, NAN);
-  for (int window : {0, 3}) {
+  // Full, sliding window 3, chunks of 5 (rows at 9 and 10..12 fall in different chunks), and
+  // Llama 4's temperature tuning (floor 4, scale 0.5) on top of chunks.
+  struct Case {
+    int window, chunk;
+    float floor;
+  };
+  for (const Case& c : {Case{0, 0, 0.0f}, Case{3, 0, 0.0f}, Case{0, 5, 0.0f}, Case{0, 5, 4.0f}, Case{0, 0, 4.0f}}) {
+    const int window = c.window;
     ops::paged_attention(ctx_, ops::AttentionArgs{.q = q.data(),
                                                   .q_stride = hq * d,
                                                   .tokens = rows,
@@ -189,6 +196,9 @@ TEST_F(OpsContractTest, PagedAttentionByPositionMatchesDenseCausalAttention) {
                                                   .value_dim = d,
                                                   .scale = 0.3f,
                                                   .sliding_window = window,
+                                                  .chunk_size = c.chunk,
+                                                  .temperature_floor = c.floor,
+                                                  .temperature_scale = 0.5f,
                                                   .block_tables = b.block_tables.data(),
                                                   .table_offsets = b.table_offsets.data(),
                                                   .positions = b.positions.data(),
@@ -197,7 +207,9 @@ TEST_F(OpsContractTest, PagedAttentionByPositionMatchesDenseCausalAttention) {
       // The row's keys (window-limited) as a dense causal problem: the query is the last row.
       const std::vector<float> entries = gather(ctx_, b, b.sequence_of_row[r]);
       const int p = b.positions[r];
-      const int first = window > 0 ? std::max(0, p - window + 1) : 0;
+      const int first = window > 0 ? std::max(0, p - window + 1) : c.chunk > 0 ? p / c.chunk * c.chunk : 0;
+      // transformers scales q by log(floor((p + 1) / floor) + 1) * scale + 1
+      const float temperature = c.floor > 0.0f ? std::log(std::floor((p + 1) / c.floor) + 1.0f) * 0.5f + 1.0f : 1.0f;
       const int keys = p + 1 - first;
       std::vector<float> k(size_t(keys) * hq * d), v(size_t(keys) * hq * d);
       for (int j = 0; j < keys; ++j) {
@@ -209,9 +221,10 @@ TEST_F(OpsContractTest, PagedAttentionByPositionMatchesDenseCausalAttention) {
       }
       std::vector<float> q_row(q.begin() + r * hq * d, q.begin() + (r + 1) * hq * d), expected(hq * d);
       ops::attention_dense(ctx_, f32(q_row, Shape{1, hq, d}), f32(k, Shape{keys, hq, d}), f32(v, Shape{keys, hq, d}),
-                           0.3f, f32(expected, Shape{1, hq, d}));
+                           0.3f * temperature, f32(expected, Shape{1, hq, d}));
       const std::vector<float> got(out.begin() + r * hq * d, out.begin() + (r + 1) * hq * d);
-      EXPECT_LT(max_abs_diff(got, expected), 1e-6) << "row " << r << " window " << window;
+      EXPECT_LT(max_abs_diff(got, expected), 1e-6)
+          << "row " << r << " window " << window << " chunk " << c.chunk << " floor " << c.floor;
     }
   }
 }

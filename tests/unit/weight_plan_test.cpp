@@ -53,7 +53,7 @@ TEST_P(WeightPlanFixture, NamesAndShapesAreTheCheckpoints) {
 std::vector<std::string> fixture_dirs() {
   std::vector<std::string> dirs;
   for (const char* name : {"tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2", "tiny-deepseek_v3",
-                           "tiny-gpt_oss"}) {
+                           "tiny-gpt_oss", "tiny-llama4"}) {
     dirs.push_back(testing::fixture_model(name));
   }
   dirs.push_back(testing::demo_model());
@@ -66,6 +66,36 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, WeightPlanFixture, ::testing::ValuesIn(fixtur
                            std::replace_if(name.begin(), name.end(), [](char c) { return !std::isalnum(c); }, '_');
                            return name;
                          });
+
+// Llama 4's fused experts: gate and up are the two halves of one gate_up_proj [E, hidden, 2I],
+// down is down_proj [E, I, hidden]; the multimodal checkpoint's names sit under language_model.
+TEST(WeightPlan, Llama4FusedExpertsAndMultimodalNames) {
+  auto config = load_model_config(testing::fixture_model("tiny-llama4"));
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  WeightPlan plan = WeightPlan::build(*config);
+  const WeightEntry& gate = plan.get(WeightRole::kExpertGate, 1);
+  const WeightEntry& up = plan.get(WeightRole::kExpertUp, 1);
+  const WeightEntry& down = plan.get(WeightRole::kExpertDown, 1);
+  EXPECT_EQ(gate.tensor_name(3), "model.layers.1.feed_forward.experts.gate_up_proj");
+  EXPECT_EQ(up.tensor_name(0), gate.tensor_name(0));
+  EXPECT_EQ(gate.shape, (Shape{64, 96}));
+  EXPECT_EQ(gate.stored_shape(), (Shape{4, 96, 128}));
+  EXPECT_EQ(gate.fused_offset, 0);
+  EXPECT_EQ(up.fused_offset, 64);
+  EXPECT_EQ(down.shape, (Shape{96, 64}));
+  EXPECT_EQ(down.stored_shape(), (Shape{4, 64, 96}));
+  EXPECT_EQ(plan.find(WeightRole::kExpertGate, 0), nullptr);  // a dense layer
+  EXPECT_EQ(plan.get(WeightRole::kMlpGate, 0).name, "model.layers.0.feed_forward.gate_proj.weight");
+  EXPECT_EQ(plan.get(WeightRole::kRouter, 1).name, "model.layers.1.feed_forward.router.weight");
+
+  config->weight_prefix = "language_model.";
+  plan = WeightPlan::build(*config);
+  EXPECT_EQ(plan.get(WeightRole::kEmbedding).name, "language_model.model.embed_tokens.weight");
+  EXPECT_EQ(plan.get(WeightRole::kLmHead).name, "language_model.lm_head.weight");
+  EXPECT_EQ(plan.get(WeightRole::kFinalNorm).name, "language_model.model.norm.weight");
+  EXPECT_EQ(plan.get(WeightRole::kExpertDown, 1).tensor_name(0),
+            "language_model.model.layers.1.feed_forward.experts.down_proj");
+}
 
 TEST(WeightPlan, LookupsAndPackingGroups) {
   auto config = load_model_config(testing::fixture_model("tiny-qwen2_moe"));

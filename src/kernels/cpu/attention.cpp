@@ -1,4 +1,4 @@
-// CPU reference: causal (optionally sliding-window) attention reading keys and values from the
+// CPU reference: causal (optionally sliding-window or chunked) attention reading keys and values from the
 // paged cache — one implementation, paged_attention (the step form: every row of a batch by its
 // position), which GQA (attention) and MLA's absorbed form (mla_attention_absorbed) both call.
 // One (row, head) pair per work item; softmax in float32 with the running max (and a per-head
@@ -26,7 +26,14 @@ void paged_attention(ExecContext& ctx, const AttentionArgs& args) {
         return args.cache + slot * args.entry_size;
       };
       const float* qv = args.q + row * args.q_stride + static_cast<int64_t>(head) * args.key_dim;
-      const int first_key = args.sliding_window > 0 ? std::max(0, position - args.sliding_window + 1) : 0;
+      int first_key = args.sliding_window > 0 ? std::max(0, position - args.sliding_window + 1) : 0;
+      if (args.chunk_size > 0) first_key = std::max(first_key, position / args.chunk_size * args.chunk_size);
+      float scale = args.scale;
+      if (args.temperature_floor > 0.0f) {
+        scale *= std::log1p(std::floor((static_cast<float>(position) + 1.0f) / args.temperature_floor)) *
+                     args.temperature_scale +
+                 1.0f;
+      }
       const int num_keys = position + 1 - first_key;
       scores.resize(num_keys);
       float max_score = -INFINITY;
@@ -34,7 +41,7 @@ void paged_attention(ExecContext& ctx, const AttentionArgs& args) {
         const float* key = entry(first_key + k) + args.key_offset + kv_offset;
         float dot = 0.0f;
         for (int d = 0; d < args.key_dim; ++d) dot += qv[d] * key[d];
-        scores[k] = dot * args.scale;
+        scores[k] = dot * scale;
         max_score = std::max(max_score, scores[k]);
       }
       // A sink (GPT-OSS) is one more logit in the softmax, with no value.
