@@ -30,7 +30,8 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir) {
     }
     std::map<std::string, const SafetensorsFile*> shard_by_name;
     for (const auto& [tensor_name, shard] : weight_map->items()) {
-      if (!shard.is_string()) return make_error("{}: weight_map['{}'] is not a file name", index_path.string(), tensor_name);
+      if (!shard.is_string())
+        return make_error("{}: weight_map['{}'] is not a file name", index_path.string(), tensor_name);
       const std::string shard_name = shard.get<std::string>();
       if (shard_name.find('/') != std::string::npos || shard_name.find("..") != std::string::npos) {
         return make_error("{}: shard name '{}' must be a plain file name", index_path.string(), shard_name);
@@ -83,6 +84,17 @@ Result<TensorView> Checkpoint::optional(const std::string& name, const Shape& ex
   if (!(view.shape == expected)) {
     return make_error("{}: tensor '{}' has shape {}, expected {}", it->second->path(), name, view.shape.to_string(),
                       expected.to_string());
+  }
+  return view;
+}
+
+Result<TensorView> Checkpoint::optional_bytes(const std::string& name, const Shape& expected) const {
+  const auto it = location_.find(name);
+  if (it == location_.end()) return TensorView{};
+  TensorView view = it->second->view(name);
+  if (view.dtype != DType::kU8 || !(view.shape == expected)) {
+    return make_error("{}: tensor '{}' is {} {}, expected U8 {}", it->second->path(), name, dtype_name(view.dtype),
+                      view.shape.to_string(), expected.to_string());
   }
   return view;
 }

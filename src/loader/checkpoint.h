@@ -29,6 +29,7 @@ class Checkpoint : public WeightSource {
   Result<TensorView> require(const std::string& name, const Shape& expected) const override;
   // Like require, but an absent tensor gives a null view instead of an error.
   Result<TensorView> optional(const std::string& name, const Shape& expected) const override;
+  Result<TensorView> optional_bytes(const std::string& name, const Shape& expected) const override;
 
  private:
   std::string dir_;

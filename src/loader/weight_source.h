@@ -19,6 +19,11 @@ class WeightSource {
   virtual Result<TensorView> require(const std::string& name, const Shape& expected) const = 0;
   // Like require, but an absent tensor gives a null view (data == nullptr).
   virtual Result<TensorView> optional(const std::string& name, const Shape& expected) const = 0;
+  // A tensor of packed bytes (U8: MXFP4 blocks and e8m0 scales) of exactly `expected` shape, or a
+  // null view when absent (random weights have none: they come as the float tensor itself).
+  virtual Result<TensorView> optional_bytes(const std::string& /*name*/, const Shape& /*expected*/) const {
+    return TensorView{};
+  }
 };
 
 }  // namespace moeserve

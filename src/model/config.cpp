@@ -113,8 +113,8 @@ Status parse_rope(const Json& json, RopeConfig& rope) {
 
 // quantization_config: {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
 // "weight_block_size": [rows, cols], "scale_fmt": "ue8m0" (optional)} (block scales), or without
-// weight_block_size (per-tensor scales). Everything else is refused by name; it comes
-// from config.json or --hf-overrides, so no access here may throw.
+// weight_block_size (per-tensor scales); or {"quant_method": "mxfp4"} (GPT-OSS). Everything else
+// is refused by name; it comes from config.json or --hf-overrides, so no access here may throw.
 Status parse_quantization(const ConfigReader& reader, ModelConfig& config) {
   if (!reader.has("quantization_config")) return ok_status();
   const Json& quant = reader.raw().at("quantization_config");
@@ -124,11 +124,21 @@ Status parse_quantization(const ConfigReader& reader, ModelConfig& config) {
   }
   const ConfigReader fields(quant, "quantization_config.");
   if (!fields.has("quant_method")) {
-    return make_error("config.json: 'quantization_config' has no quant_method (supported: fp8)");
+    return make_error("config.json: 'quantization_config' has no quant_method (supported: fp8, mxfp4)");
   }
   MS_ASSIGN_OR_RETURN(const std::string method, fields.get_string_or("quant_method", ""));
+  if (method == "mxfp4") {
+    // GPT-OSS's published format: its fused experts only (modules_to_not_convert lists the rest).
+    if (config.architecture != Architecture::kGptOss) {
+      return make_error("config.json: quantization method 'mxfp4' is supported for GptOssForCausalLM's experts only, "
+                        "not {}",
+                        config.architecture_name);
+    }
+    config.mxfp4_experts = true;
+    return ok_status();
+  }
   if (method != "fp8") {
-    return make_error("config.json: quantization method '{}' is not supported (supported: fp8)", method);
+    return make_error("config.json: quantization method '{}' is not supported (supported: fp8, mxfp4)", method);
   }
   std::array<int, 2> block{0, 0};
   if (fields.has("weight_block_size")) {

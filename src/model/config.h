@@ -149,6 +149,10 @@ struct ModelConfig {
   // power-of-two scales, so activations are quantized with power-of-two scales too).
   std::optional<std::array<int, 2>> fp8_block_size;
   bool fp8_scale_ue8m0 = false;
+  // quantization_config.quant_method == "mxfp4" (GPT-OSS as published): the fused routed-expert
+  // tensors come as <name>_blocks (e2m1 pairs) + <name>_scales (e8m0), dequantized exactly at load
+  // (model/sharded_weights.cpp); every other tensor is 16/32-bit.
+  bool mxfp4_experts = false;
 
   bool is_mla() const { return mla.has_value(); }
   // The sliding window of layer `layer` (0: full causal attention).

@@ -52,7 +52,9 @@ class ShardedWeights {
   // packed (a fused expert tensor's slices would otherwise hold a second copy of every expert
   // until the load ends). The arena is the caller's, hence const.
   size_t copies_mark() const { return arena_.size(); }
-  void release_copies(size_t mark) const { arena_.erase(arena_.begin() + static_cast<std::ptrdiff_t>(mark), arena_.end()); }
+  void release_copies(size_t mark) const {
+    arena_.erase(arena_.begin() + static_cast<std::ptrdiff_t>(mark), arena_.end());
+  }
   // The fp8 block scales of the whole tensor (`<name>_scale_inv`, float32 [ceil(rows / block[0]),
   // ceil(cols / block[1])]) that an F8_E4M3 checkpoint tensor comes with.
   Result<TensorView> scale_inv(WeightRole role, int layer, int expert, const std::array<int, 2>& block) const;
@@ -61,7 +63,11 @@ class ShardedWeights {
   Result<TensorView> col_block(const WeightEntry& entry, const Partition& part, int expert) const;
   // Expert `expert`'s [out, in] matrix of a fused expert tensor (WeightEntry::fused_cols): its
   // columns transposed out of the stored [E, in, fused_cols] (a copy).
+  // Or, where the checkpoint has `<name>_blocks` / `<name>_scales` instead (MXFP4, GPT-OSS as
+  // published), the same slice dequantized exactly to bf16 (mxfp4_slice).
   Result<TensorView> fused_slice(const WeightEntry& entry, int expert) const;
+  Result<TensorView> mxfp4_slice(const WeightEntry& entry, int expert, const TensorView& blocks,
+                                 const std::string& name) const;
 
   const WeightSource& source_;
   const WeightPlan& plan_;

@@ -114,8 +114,8 @@ constexpr const char* kQwen2_57B = R"({
 
 // gpt-oss-20b and gpt-oss-120b differ only in depth and expert count. The published checkpoints
 // store the experts as MXFP4 ("quantization_config": {"quant_method": "mxfp4", ...}), which the
-// config parser does not accept yet: the entries leave quantization_config out, so the planner
-// counts the experts' bytes at the bf16 of every other tensor (about 4x the published MXFP4 bytes).
+// loader dequantizes to bf16 (no MXFP4 kernels yet): the entries leave quantization_config out, so
+// the planner counts the experts' bytes at bf16 as they are held (about 4x the published bytes).
 nlohmann::json gpt_oss(int layers, int experts) {
   nlohmann::json config = nlohmann::json::parse(R"({
   "architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss", "attention_bias": true,

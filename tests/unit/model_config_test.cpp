@@ -310,7 +310,7 @@ TEST(ModelConfig, MalformedQuantizationConfigIsRefusedNotThrown) {
   EXPECT_THAT(error_of(fixture_config("tiny-mixtral"), Json{{"quantization_config", "fp8"}}),
               HasSubstr("'quantization_config' must be an object with a quant_method, got \"fp8\""));
   EXPECT_THAT(error_of(fixture_config("tiny-mixtral"), Json{{"quantization_config", Json::object({{"a", 1}})}}),
-              HasSubstr("no quant_method (supported: fp8)"));
+              HasSubstr("no quant_method (supported: fp8, mxfp4)"));
   EXPECT_THAT(error_of(fixture_config("tiny-mixtral"),
                        Json{{"quantization_config", {{"quant_method", "fp8"}, {"weight_block_size", {"a", 1}}}}}),
               HasSubstr("'quantization_config.weight_block_size' must be two positive integers [rows, cols], got "
