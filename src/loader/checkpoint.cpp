@@ -30,8 +30,9 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir) {
     }
     std::map<std::string, const SafetensorsFile*> shard_by_name;
     for (const auto& [tensor_name, shard] : weight_map->items()) {
-      if (!shard.is_string())
+      if (!shard.is_string()) {
         return make_error("{}: weight_map['{}'] is not a file name", index_path.string(), tensor_name);
+      }
       const std::string shard_name = shard.get<std::string>();
       if (shard_name.find('/') != std::string::npos || shard_name.find("..") != std::string::npos) {
         return make_error("{}: shard name '{}' must be a plain file name", index_path.string(), shard_name);

@@ -40,8 +40,9 @@ Result<TensorView> ShardedWeights::mxfp4_slice(const WeightEntry& entry, int exp
     const int64_t row = entry.fused_offset + o * entry.fused_stride;
     for (int64_t g = 0; g < groups; ++g) {
       const uint8_t e8m0 = exponents[row * groups + g];
-      if (e8m0 == 0xFF)
+      if (e8m0 == 0xFF) {
         return make_error("tensor '{}_scales': expert {} row {} group {} is NaN (0xFF)", name, expert, row, g);
+      }
       const float scale = std::ldexp(1.0f, int{e8m0} - 127);
       for (int64_t b = 0; b < 16; ++b) {
         const uint8_t byte = packed[(row * groups + g) * 16 + b];
