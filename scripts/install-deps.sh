@@ -8,6 +8,8 @@ packages=(
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libpcre2-dev libutf8proc-dev libopenblas-dev libboost-dev libcurl4-openssl-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # gloo (the CPU collectives PyTorch uses): comm/gloo, CPU ranks in separate processes.
+  libgloo-dev
   # The live page's browser test drives Debian's chromium headless (puppeteer-core).
   chromium
   # The King James Bible (the `bible` program and its text): scripts/kjv-revelation.sh extracts

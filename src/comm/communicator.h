@@ -9,16 +9,27 @@
 // timing. Buffers are caller-allocated (the caller learns variable sizes first
 // through all_gather_value / all_to_all_counts), which is the shape an NCCL
 // implementation (comm/nccl) needs too. Implementations: local/ (threads of one
-// process sharing memory, for the CPU backend and CI).
+// process sharing memory, for the CPU backend and CI), gloo/ (CPU ranks in
+// separate processes, over TCP). An implementation whose ranks can fail
+// independently (a peer process dies, a peer does not take part within the
+// timeout) throws CommError from the collective; the group is unusable after.
 #pragma once
 
 #include <cstdint>
 #include <span>
+#include <stdexcept>
 #include <vector>
 
 #include "tensor/tensor.h"
 
 namespace moeserve {
+
+// A collective (or a group's set-up) that could not complete; the message names
+// the rank, the operation and the peer that failed.
+class CommError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 class Communicator {
  public:
