@@ -1,7 +1,7 @@
 // `moeserve bench throughput MODEL_DIR --input-len N --output-len N --num-prompts N`: vLLM's
 // offline `bench throughput` — every request submitted at once to the engine (no HTTP), random
 // token-id prompts, exactly output-len tokens each (ignore_eos), and the engine's request and
-// token throughput over the whole run. Takes the engine and scheduling flags of `serve`.
+// token throughput over the whole run. Takes the engine, parallel and scheduling flags of `serve`.
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -34,7 +34,7 @@ void run_bench_throughput(ThroughputArgs& args) {
   }
   auto setup = create_engine(args.engine, args.scheduling);
   if (!setup.ok()) fail(setup.error().message);
-  Engine& engine = *setup->engine;
+  EngineClient& engine = setup->client();  // one engine, or the DP coordinator over its replicas
   const int vocab = engine.info().model_config->vocab_size;
 
   std::mutex mutex;
@@ -43,7 +43,7 @@ void run_bench_throughput(ThroughputArgs& args) {
   int64_t output_tokens = 0;
   std::mt19937_64 rng(args.engine.seed);
   std::uniform_int_distribution<int32_t> token(0, vocab - 1);
-  engine.start();
+  setup->start();
   const auto start = std::chrono::steady_clock::now();
   for (int index = 0; index < args.num_prompts; ++index) {
     GenerationRequest request;
@@ -68,7 +68,7 @@ void run_bench_throughput(ThroughputArgs& args) {
     all_done.wait(lock, [&] { return finished == args.num_prompts; });
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  engine.stop();
+  setup->stop();
   if (failed > 0) fail(fmt::format("{} of {} requests did not finish with their full length", failed, args.num_prompts));
 
   const int64_t prompt_tokens = int64_t{args.input_len} * args.num_prompts;
@@ -94,7 +94,7 @@ void run_bench_throughput(ThroughputArgs& args) {
 void add_bench_throughput_command(CLI::App& bench) {
   auto args = std::make_shared<ThroughputArgs>();
   CLI::App* command = bench.add_subcommand("throughput", "Offline engine throughput like `vllm bench throughput`");
-  args->engine.add_to(*command);
+  args->engine.add_to(*command, /*with_parallel=*/true);
   args->scheduling.add_to(*command);
   command->add_option("--input-len", args->input_len, "Prompt tokens per request");
   command->add_option("--output-len", args->output_len, "Generated tokens per request");

@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
+
 #include <nlohmann/json.hpp>
 
 #include "reference_data.h"
@@ -110,6 +112,26 @@ TEST(ParallelCli, InvalidLayoutsAreRefusedWithTheReason) {
     const CommandResult run = run_moeserve(generate_args(flags));
     EXPECT_NE(run.exit_code, 0) << flags.front();
     EXPECT_NE(run.output.find(reason), std::string::npos) << run.output;
+  }
+}
+
+// `bench throughput` takes serve's parallel flags (it refused them; with -dp 2 it then crashed on
+// the missing single engine): every layout finishes every request at its full length.
+TEST(ParallelCli, BenchThroughputRunsEveryLayout) {
+  const std::string out = ::testing::TempDir() + "/parallel_throughput.json";
+  for (const std::vector<std::string>& layout :
+       {std::vector<std::string>{"-tp", "2"}, {"-dp", "2"}, {"-dp", "2", "--enable-expert-parallel"},
+        {"-dp", "2", "--enable-expert-parallel", "--enable-eplb", "--eplb-config",
+         R"({"window_size":4,"step_interval":4})"}}) {
+    std::vector<std::string> args = {"bench", "throughput", testing::demo_model(), "--device", "cpu", "--threads", "2",
+                                     "--num-prompts", "6", "--input-len", "24", "--output-len", "5", "--kv-cache-memory", "16MiB",
+                                     "--output-json", out};
+    args.insert(args.end(), layout.begin(), layout.end());
+    const CommandResult run = run_moeserve(args);
+    const std::string label = layout[0] + " " + layout[1] + (layout.size() > 2 ? " ..." : "");
+    ASSERT_EQ(run.exit_code, 0) << label << "\n" << run.output;
+    const auto result = nlohmann::json::parse(std::ifstream(out));
+    EXPECT_EQ(result["total_num_tokens"], 6 * (24 + 5)) << label;
   }
 }
 
