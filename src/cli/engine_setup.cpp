@@ -1,8 +1,9 @@
 #include "cli/engine_setup.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
-#include "plan/memory_model.h"
 #include "runtime/make_runner.h"
 
 namespace moeserve::cli {
@@ -10,12 +11,14 @@ namespace moeserve::cli {
 namespace {
 
 // The engine's half of the startup summary (the runner's half, backend, model and layout, is
-// make_runner's): the KV cache it schedules over and the scheduler's limits.
-void log_engine(const Runner& runner, int replicas, const plan::MemoryModel& memory, const EngineConfig& config) {
+// make_runner's): the KV cache it schedules over (the bytes per token its ranks hold together)
+// and the scheduler's limits.
+void log_engine(const Runner& runner, int replicas, const EngineConfig& config) {
   spdlog::info("KV cache: {} blocks x {} tokens = {} tokens ({} B per token){}, max_model_len {}, max_num_seqs {}, "
                "max_num_batched_tokens {}, prefix caching {}",
                runner.num_kv_blocks(), runner.block_size(), int64_t{runner.num_kv_blocks()} * runner.block_size(),
-               memory.kv_bytes_per_token(plan::KvCacheDType::kF32), replicas > 1 ? " per DP replica" : "",
+               runner.kv_memory_bytes() / std::max<int64_t>(1, int64_t{runner.num_kv_blocks()} * runner.block_size()),
+               replicas > 1 ? " per DP replica" : "",
                config.scheduler.max_model_len, config.scheduler.max_num_seqs, config.scheduler.max_num_batched_tokens,
                config.enable_prefix_caching ? "on" : "off");
 }
@@ -55,8 +58,7 @@ Result<EngineSetup> create_engine(const EngineFlags& flags, const SchedulingFlag
   setup.engine_config = config;
   setup.num_kv_blocks = runners.replicas.front()->num_kv_blocks();
   setup.block_size = runners.replicas.front()->block_size();
-  log_engine(*runners.replicas.front(), static_cast<int>(runners.replicas.size()), plan::MemoryModel(spec.config),
-             config);
+  log_engine(*runners.replicas.front(), static_cast<int>(runners.replicas.size()), config);
   // One engine per DP replica (with TP or EP over its ranks); with more than one, a coordinator.
   std::vector<std::unique_ptr<Engine>> engines;
   for (auto& runner : runners.replicas) {

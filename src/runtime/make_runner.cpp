@@ -78,10 +78,11 @@ void warn_cpu_kv_fp8(const LoadOptions& load) {
 Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const EngineSizing& sizing,
                                               const plan::MemoryModel& memory, EngineRunners runners) {
   const ParallelConfig& parallel = spec.parallel;
+  const int tp = parallel.tensor_parallel_size;
   MS_ASSIGN_OR_RETURN(const int64_t blocks, plan::check_cpu_startup(memory, sizing.cpu_kv_cache_bytes,
-                                                                    sizing.block_size, sizing.max_model_len));
-  const int64_t kv_bytes =
-      blocks * sizing.block_size * memory.kv_bytes_per_token(plan::KvCacheDType::kF32) * parallel.data_parallel_size;
+                                                                    sizing.block_size, sizing.max_model_len, tp));
+  const int64_t replica_per_token = memory.cpu_replica_kv_bytes_per_token(tp);  // over the replica's TP ranks
+  const int64_t kv_bytes = blocks * sizing.block_size * replica_per_token * parallel.data_parallel_size;
   const plan::HostMemory host = plan::read_host_memory();
   MS_RETURN_IF_ERROR(plan::check_cpu_kv_fits_host(kv_bytes, parallel.data_parallel_size, host));
   // Each DP replica holds a whole copy, unless expert parallelism spreads the experts over them.
@@ -102,7 +103,7 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
       "tokens per DP replica ({} B per token, float32), {:.3f} GiB in all, enough for one {}-token sequence",
       weight_bytes / double(1 << 30), held_name,
       fp8 && spec.config.fp8_block_size ? "F8_E4M3" : dtype_name(spec.config.dtype), blocks, sizing.block_size,
-      memory.kv_bytes_per_token(plan::KvCacheDType::kF32), kv_bytes / double(1 << 30), sizing.max_model_len);
+      replica_per_token, kv_bytes / double(1 << 30), sizing.max_model_len);
   warn_cpu_kv_fp8(spec.load);
   if (!parallel.is_single()) {
     // Each rank loads its own shard from the weights.

@@ -2,13 +2,16 @@
 // the bundled one, the blocks `serve` start-up computes from a byte budget are the blocks the
 // CPU runner really allocates and the engine's cache manager hands out, the bytes allocated fit
 // the budget with no room for one more block, and a budget too small for one max_model_len
-// sequence is refused before loading, naming the flag and the size that would do.
+// sequence is refused before loading, naming the flag and the size that would do; with TP the
+// budget is the replica's, over its ranks.
 #include <gtest/gtest.h>
 
 #include "engine/engine.h"
 #include "plan/memory_model.h"
 #include "plan/startup_check.h"
+#include "loader/checkpoint.h"
 #include "runtime/cpu_runner.h"
+#include "runtime/rank_group.h"
 
 namespace moeserve {
 namespace {
@@ -42,6 +45,33 @@ TEST(EngineAllocation, RunnerAndEngineAllocateWhatThePlanSays) {
     auto engine = Engine::create(dir, std::move(*runner), nullptr, engine_config);
     ASSERT_TRUE(engine.ok()) << engine.error().message;
     EXPECT_EQ((*engine)->num_kv_blocks(), *blocks) << dir;
+  }
+}
+
+// --kv-cache-memory is a DP replica's budget over all its TP ranks: GQA ranks split the KV heads,
+// but every rank of an MLA model holds the whole latent, so with TP 2 an MLA replica buys half the
+// blocks. The ranks' allocations together fit the budget with no room for one more block.
+TEST(EngineAllocation, TensorParallelRanksShareTheReplicaBudget) {
+  const int64_t budget = int64_t{9} << 20;
+  for (const char* dir : kModels) {
+    auto config = load_model_config(dir);
+    ASSERT_TRUE(config.ok()) << dir;
+    const plan::MemoryModel memory(*config);
+    auto one = plan::check_cpu_startup(memory, budget, 16, 128);
+    auto two = plan::check_cpu_startup(memory, budget, 16, 128, /*tensor_parallel=*/2);
+    ASSERT_TRUE(one.ok() && two.ok()) << dir;
+    EXPECT_EQ(*two, config->is_mla() ? *one / 2 : *one) << dir;
+    auto checkpoint = Checkpoint::open(dir);
+    ASSERT_TRUE(checkpoint.ok()) << dir;
+    ParallelConfig parallel;
+    parallel.tensor_parallel_size = 2;
+    auto group = RankGroup::create(*config, *checkpoint, parallel, ModelOptions{}, static_cast<int>(*two), 16);
+    ASSERT_TRUE(group.ok()) << dir << ": " << group.error().message;
+    const int64_t allocated = static_cast<int64_t>((*group)->kv_memory_bytes(0));
+    const int64_t block_bytes = 16 * memory.cpu_replica_kv_bytes_per_token(2);
+    EXPECT_EQ(allocated, *two * block_bytes) << dir;
+    EXPECT_LE(allocated, budget) << dir;
+    EXPECT_GT(allocated + block_bytes, budget) << dir;
   }
 }
 
