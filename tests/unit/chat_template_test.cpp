@@ -243,6 +243,11 @@ TEST(ChatTemplateFixtures, GptOssCheckpointLayoutPicksTheHarmonyTemplate) {
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.error().message;
   ASSERT_TRUE((*tokenizer)->chat_template().has_value());
   EXPECT_EQ(*(*tokenizer)->chat_template(), config->chat_template);
+  // The stop ids of the published generation_config.json (server_protocol_test
+  // reads them): <|return|> ends a turn, <|call|> a tool call.
+  EXPECT_EQ((*tokenizer)->token_to_id("<|return|>"), 200002);
+  EXPECT_EQ((*tokenizer)->token_to_id("<|endoftext|>"), 199999);
+  EXPECT_EQ((*tokenizer)->token_to_id("<|call|>"), 200012);
 
   auto reference =
       read_json(kFixtures / "chat" / "chat_template_reference.json");
