@@ -69,6 +69,7 @@ MIXTRAL = "@config:models/kjv-mixtral-tiny/tokenizer_config.json"
 LLAMA3 = "@tests/fixtures/chat/llama3_instruct_lenml_llama3.jinja"
 LLAMA3_GEN = "@tests/fixtures/chat/llama3_instruct_lenml_llama3_1.jinja"
 LLAMA31 = "@tests/fixtures/chat/llama3_1_instruct_tools.jinja"
+GPT_OSS = "@tests/fixtures/chat/openai_gpt_oss.jinja"
 
 WEATHER_TOOL = {"type": "function", "function": {
     "name": "get_weather", "description": "Get the weather in a city — «quoted» \"text\"",
@@ -174,6 +175,65 @@ def real_template_cases():
     for name, context in llama31:
         context.update({"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"})
         cases.append({"name": "llama3_1/" + name, "template": LLAMA31, "context": context})
+    # GPT-OSS (harmony). Its system message holds "Current date: " + strftime_now("%Y-%m-%d"):
+    # such cases record the date they were rendered on as `current_date`, and a test on another
+    # day expects its own date there instead.
+    search_tool = {"type": "function", "function": {
+        "name": "search", "description": "Search the catalog",
+        "parameters": {"type": "object", "properties": {
+            "query": {"type": "string", "description": "What to look for"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "scores": {"type": "array", "items": {"type": "number"}, "nullable": True},
+            "order": {"type": "string", "enum": ["asc", "desc"], "default": "asc"},
+            "limit": {"type": "integer", "default": 10},
+            "exact": {"type": "boolean"},
+            "filter": {"type": "object", "properties": {"min": {"type": "number"}, "max": {"type": "number"}},
+                       "required": ["min"]},
+            "id": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+            "anything": {}},
+            "required": ["query"]}}}
+    gpt_tool_turns = [
+        user("Weather in Zürich?"),
+        {"role": "assistant", "thinking": "Need the weather tool.", "tool_calls": [
+            {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Zürich", "days": 2}}}]},
+        {"role": "tool", "content": "{\"temp\": 11}"},
+    ]
+    gpt_oss = [
+        ("single_user", {"messages": [user("Hello!")], "add_generation_prompt": True}),
+        ("system_becomes_developer", {"messages": [{"role": "system", "content": "Be brief."}, user("2+2?"),
+                                                   assistant("4"), user("and 3+3?")], "add_generation_prompt": True}),
+        ("developer_role", {"messages": [{"role": "developer", "content": "Answer in French."}, user("Hi")],
+                            "add_generation_prompt": True}),
+        ("reasoning_effort_and_identity", {"messages": [user("x")], "add_generation_prompt": True,
+                                           "extra": {"reasoning_effort": "high",
+                                                     "model_identity": "You are a test model."}}),
+        ("final_turn_with_thinking", {"messages": [user("2+2?"), {"role": "assistant", "content": "4",
+                                                                  "thinking": "Add two and two."}],
+                                      "add_generation_prompt": False}),
+        ("earlier_thinking_dropped", {"messages": [user("a"), {"role": "assistant", "content": "b", "thinking": "t"},
+                                                   user("c")], "add_generation_prompt": True}),
+        ("tool_call_pending", {"messages": gpt_tool_turns, "add_generation_prompt": True,
+                               "extra": {"tools": [WEATHER_TOOL, CLOCK_TOOL]}}),
+        ("tool_call_then_final", {"messages": gpt_tool_turns + [assistant("11°C in Zürich."), user("thanks")],
+                                  "add_generation_prompt": True, "extra": {"tools": [WEATHER_TOOL]}}),
+        ("tool_call_content_as_analysis", {"messages": [user("time?"), {"role": "assistant", "content": "Check clock.",
+                                                                          "tool_calls": [{"function": {
+                                                                              "name": "now", "arguments": {}}}]},
+                                                        {"role": "tool", "content": "12:00"}],
+                                           "add_generation_prompt": True, "extra": {"tools": [CLOCK_TOOL]}}),
+        ("typescript_parameter_types", {"messages": [{"role": "system", "content": "Use tools."}, user("find moe")],
+                                        "add_generation_prompt": True, "extra": {"tools": [search_tool]}}),
+        ("builtin_tools", {"messages": [user("look it up")], "add_generation_prompt": True,
+                           "extra": {"builtin_tools": ["browser", "python"]}}),
+        ("channel_tags_in_content_refused", {"messages": [user("a"), assistant("<|channel|>final<|message|>b")]}),
+        ("tool_without_call_refused", {"messages": [user("a"), {"role": "tool", "content": "r"}]}),
+        ("content_and_thinking_with_tool_call_refused", {"messages": [user("a"), {
+            "role": "assistant", "content": "c", "thinking": "t",
+            "tool_calls": [{"function": {"name": "now", "arguments": {}}}]}], "extra": {"tools": [CLOCK_TOOL]}}),
+    ]
+    for name, context in gpt_oss:
+        context.update({"bos_token": "<|startoftext|>", "eos_token": "<|return|>"})
+        cases.append({"name": "gpt_oss/" + name, "template": GPT_OSS, "context": context})
     return cases
 
 
@@ -309,6 +369,8 @@ def snippet_cases():
 def main():
     cases = real_template_cases() + snippet_cases()
     for case in cases:
+        if case["template"] == GPT_OSS:
+            case["current_date"] = datetime.now().strftime("%Y-%m-%d")
         try:
             case["rendered"] = render(load_template(case["template"]), case["context"])
         except Exception as error:  # the case records what jinja2 raised
