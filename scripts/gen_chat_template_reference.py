@@ -235,7 +235,7 @@ def gpt_oss_cases():
                    "add_generation_prompt": True, "extra": {"tools": [WEATHER_TOOL, CLOCK_TOOL, FLIGHT_TOOL]}}),
         ("tools_no_developer_message", {"messages": [user("What time is it?")], "add_generation_prompt": True,
                                         "extra": {"tools": [CLOCK_TOOL]}}),
-        ("builtin_tools", {"messages": [user("Look it up")], "add_generation_prompt": True,
+        ("builtin_tools_reasoning_low", {"messages": [user("Look it up")], "add_generation_prompt": True,
                            "extra": {"builtin_tools": ["browser", "python"], "reasoning_effort": "low"}}),
         ("builtin_python_and_functions", {"messages": [dev, user("Plot it")], "add_generation_prompt": True,
                                           "extra": {"builtin_tools": ["python"], "tools": [WEATHER_TOOL]}}),
@@ -282,6 +282,60 @@ def gpt_oss_cases():
                                             "add_generation_prompt": True}),
         ("refuses_tool_without_description", {"messages": [user("a")], "add_generation_prompt": True,
                                               "extra": {"tools": [{"type": "function", "function": {"name": "f"}}]}}),
+    ]
+    # The first set of cases (branch tok2), kept beside the ones above.
+    search_tool = {"type": "function", "function": {
+        "name": "search", "description": "Search the catalog",
+        "parameters": {"type": "object", "properties": {
+            "query": {"type": "string", "description": "What to look for"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "scores": {"type": "array", "items": {"type": "number"}, "nullable": True},
+            "order": {"type": "string", "enum": ["asc", "desc"], "default": "asc"},
+            "limit": {"type": "integer", "default": 10},
+            "exact": {"type": "boolean"},
+            "filter": {"type": "object", "properties": {"min": {"type": "number"}, "max": {"type": "number"}},
+                       "required": ["min"]},
+            "id": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+            "anything": {}},
+            "required": ["query"]}}}
+    gpt_tool_turns = [
+        user("Weather in Zürich?"),
+        {"role": "assistant", "thinking": "Need the weather tool.", "tool_calls": [
+            {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Zürich", "days": 2}}}]},
+        {"role": "tool", "content": "{\"temp\": 11}"},
+    ]
+    cases += [
+        ("single_user", {"messages": [user("Hello!")], "add_generation_prompt": True}),
+        ("system_becomes_developer", {"messages": [{"role": "system", "content": "Be brief."}, user("2+2?"),
+                                                   assistant("4"), user("and 3+3?")], "add_generation_prompt": True}),
+        ("developer_role", {"messages": [{"role": "developer", "content": "Answer in French."}, user("Hi")],
+                            "add_generation_prompt": True}),
+        ("reasoning_effort_and_identity", {"messages": [user("x")], "add_generation_prompt": True,
+                                           "extra": {"reasoning_effort": "high",
+                                                     "model_identity": "You are a test model."}}),
+        ("final_turn_with_thinking", {"messages": [user("2+2?"), {"role": "assistant", "content": "4",
+                                                                  "thinking": "Add two and two."}],
+                                      "add_generation_prompt": False}),
+        ("earlier_thinking_dropped", {"messages": [user("a"), {"role": "assistant", "content": "b", "thinking": "t"},
+                                                   user("c")], "add_generation_prompt": True}),
+        ("tool_call_pending", {"messages": gpt_tool_turns, "add_generation_prompt": True,
+                               "extra": {"tools": [WEATHER_TOOL, CLOCK_TOOL]}}),
+        ("tool_call_then_final", {"messages": gpt_tool_turns + [assistant("11°C in Zürich."), user("thanks")],
+                                  "add_generation_prompt": True, "extra": {"tools": [WEATHER_TOOL]}}),
+        ("tool_call_content_as_analysis", {"messages": [user("time?"), {"role": "assistant", "content": "Check clock.",
+                                                                          "tool_calls": [{"function": {
+                                                                              "name": "now", "arguments": {}}}]},
+                                                        {"role": "tool", "content": "12:00"}],
+                                           "add_generation_prompt": True, "extra": {"tools": [CLOCK_TOOL]}}),
+        ("typescript_parameter_types", {"messages": [{"role": "system", "content": "Use tools."}, user("find moe")],
+                                        "add_generation_prompt": True, "extra": {"tools": [search_tool]}}),
+        ("builtin_tools", {"messages": [user("look it up")], "add_generation_prompt": True,
+                           "extra": {"builtin_tools": ["browser", "python"]}}),
+        ("channel_tags_in_content_refused", {"messages": [user("a"), assistant("<|channel|>final<|message|>b")]}),
+        ("tool_without_call_refused", {"messages": [user("a"), {"role": "tool", "content": "r"}]}),
+        ("content_and_thinking_with_tool_call_refused", {"messages": [user("a"), {
+            "role": "assistant", "content": "c", "thinking": "t",
+            "tool_calls": [{"function": {"name": "now", "arguments": {}}}]}], "extra": {"tools": [CLOCK_TOOL]}}),
     ]
     out = []
     for name, context in cases:

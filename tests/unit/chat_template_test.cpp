@@ -211,11 +211,11 @@ TEST(ChatTemplateFixtures, Jinja2ReferenceCases) {
   }
   EXPECT_GT(rendered_cases, 80);
   EXPECT_GT(error_cases, 20);
-  // GPT-OSS's harmony template: 14 renderings (plain, developer, reasoning
+  // GPT-OSS's harmony template: 25 renderings (plain, developer, reasoning
   // effort, function tools of every parameter kind, builtin tools, tool rounds,
-  // the training form) and 5 refusals, every rendering tokenized.
-  EXPECT_EQ(per_family["gpt_oss"], 19);
-  EXPECT_EQ(tokenized_cases, 14);
+  // the training form) and 8 refusals, every rendering tokenized.
+  EXPECT_EQ(per_family["gpt_oss"], 33);
+  EXPECT_EQ(tokenized_cases, 25);
 }
 
 // A GPT-OSS checkpoint ships its template as chat_template.jinja beside a
