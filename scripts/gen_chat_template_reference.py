@@ -31,8 +31,11 @@ def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)
     return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
-def strftime_now(fmt):
-    return datetime.now().strftime(fmt)
+def strftime_now_at(now):
+    """transformers' strftime_now, reading the clock `now` (None: the real clock)."""
+    def strftime_now(fmt):
+        return (now or datetime.now()).strftime(fmt)
+    return strftime_now
 
 
 def load_template(spec):
@@ -50,7 +53,10 @@ def render(template, context):
                                         extensions=[jinja2.ext.loopcontrols])
     env.filters["tojson"] = tojson
     env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = strftime_now
+    # A case may pin the clock ("now": ISO date-time) so that templates printing the date
+    # (GPT-OSS: "Current date: ...") have a fixed rendering; the test pins ours the same way.
+    now = datetime.fromisoformat(context["now"]) if "now" in context else None
+    env.globals["strftime_now"] = strftime_now_at(now)
     compiled = env.from_string(template)
     variables = {"tools": None, "documents": None}
     if context.get("bos_token"):
@@ -69,6 +75,7 @@ MIXTRAL = "@config:models/kjv-mixtral-tiny/tokenizer_config.json"
 LLAMA3 = "@tests/fixtures/chat/llama3_instruct_lenml_llama3.jinja"
 LLAMA3_GEN = "@tests/fixtures/chat/llama3_instruct_lenml_llama3_1.jinja"
 LLAMA31 = "@tests/fixtures/chat/llama3_1_instruct_tools.jinja"
+GPT_OSS = "@tests/fixtures/chat/openai_gpt_oss.jinja"
 
 WEATHER_TOOL = {"type": "function", "function": {
     "name": "get_weather", "description": "Get the weather in a city — «quoted» \"text\"",
@@ -174,7 +181,167 @@ def real_template_cases():
     for name, context in llama31:
         context.update({"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"})
         cases.append({"name": "llama3_1/" + name, "template": LLAMA31, "context": context})
-    return cases
+    return cases + gpt_oss_cases()
+
+
+# A function tool whose parameters reach every branch of the GPT-OSS template's
+# render_typescript_type macro: enums with defaults, nullable, arrays of scalars, of objects and
+# without `items`, nested objects, type lists, oneOf, a parameter without a type.
+FLIGHT_TOOL = {"type": "function", "function": {
+    "name": "search_flights", "description": "Search flights between two airports",
+    "parameters": {"type": "object", "properties": {
+        "origin": {"type": "string", "description": "IATA code, e.g. \"CDG\""},
+        "cabin": {"type": "string", "enum": ["economy", "premium", "business"], "default": "economy",
+                  "description": "Cabin class"},
+        "passengers": {"type": "integer", "default": 1},
+        "max_price": {"type": "number", "description": "In euros"},
+        "direct_only": {"type": "boolean", "default": False},
+        "note": {"type": "string", "nullable": True},
+        "dates": {"type": "array", "items": {"type": "string"}, "description": "ISO dates"},
+        "seats": {"type": "array", "items": {"type": "integer"}, "nullable": True},
+        "legs": {"type": "array", "items": {"type": "object", "properties": {
+            "from": {"type": "string"}, "to": {"type": "string"}}, "required": ["from"]}},
+        "tags": {"type": "array"},
+        "filters": {"type": "object", "properties": {"airline": {"type": "string"}, "stops": {"type": "integer"},
+                                                     "alliances": {"type": "array", "items": {"type": "string"}}},
+                    "required": ["stops"]},
+        "options": {"type": "object"},
+        "flexible": {"type": ["string", "number"]},
+        "single": {"type": ["boolean"]},
+        "when": {"oneOf": [{"type": "string", "description": "a date"}, {"type": "integer", "default": 0}],
+                 "default": "soon"},
+        "payload": {"oneOf": [{"type": "object"}, {"type": "string"}]},
+        "anything": {"description": "No type at all"},
+    }, "required": ["origin", "dates"]}}}
+
+
+def gpt_oss_cases():
+    """The harmony chat template of openai/gpt-oss-20b and -120b, rendered with the context
+    transformers' apply_chat_template gives it (special tokens of the tokenizer, tools, and the
+    template's own kwargs reasoning_effort / model_identity / builtin_tools), clock pinned."""
+    weather_call = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}}
+    dev = {"role": "developer", "content": "Answer in French.\nBe brief."}
+    cases = [
+        ("plain", {"messages": [{"role": "system", "content": "You are terse."}, user("Hi"), assistant("Hello."),
+                                user("Count to 3")], "add_generation_prompt": True}),
+        ("no_system_gen0", {"messages": [user("Hi"), assistant("Hello.")], "add_generation_prompt": False}),
+        ("no_system_gen1", {"messages": [user("Hi"), assistant("Hello."), user("  naïve 🙂 \n\t text  ")],
+                            "add_generation_prompt": True}),
+        ("developer_reasoning_high", {"messages": [dev, user("Bonjour?")], "add_generation_prompt": True,
+                                      "extra": {"reasoning_effort": "high"}}),
+        ("reasoning_low_identity", {"messages": [user("2+2?")], "add_generation_prompt": True,
+                                    "extra": {"reasoning_effort": "low", "model_identity": "You are a test model."}}),
+        ("tools", {"messages": [{"role": "system", "content": "Use tools."}, user("Weather in Paris?")],
+                   "add_generation_prompt": True, "extra": {"tools": [WEATHER_TOOL, CLOCK_TOOL, FLIGHT_TOOL]}}),
+        ("tools_no_developer_message", {"messages": [user("What time is it?")], "add_generation_prompt": True,
+                                        "extra": {"tools": [CLOCK_TOOL]}}),
+        ("builtin_tools_reasoning_low", {"messages": [user("Look it up")], "add_generation_prompt": True,
+                           "extra": {"builtin_tools": ["browser", "python"], "reasoning_effort": "low"}}),
+        ("builtin_python_and_functions", {"messages": [dev, user("Plot it")], "add_generation_prompt": True,
+                                          "extra": {"builtin_tools": ["python"], "tools": [WEATHER_TOOL]}}),
+        # A finished tool round: the tool call's analysis is dropped because a final answer follows.
+        ("tool_round_done", {"messages": [dev, user("Weather in Paris?"),
+                                          {"role": "assistant", "thinking": "Need the weather tool.",
+                                           "tool_calls": [weather_call]},
+                                          {"role": "tool", "content": "{\"temp\": 18}"},
+                                          {"role": "assistant", "content": "18°C à Paris.", "thinking": "Report it."},
+                                          user("Et Zürich?")],
+                             "add_generation_prompt": True, "extra": {"tools": [WEATHER_TOOL]}}),
+        # A pending tool round: the analysis (here in `content`) is kept; string arguments are
+        # tojson'ed as a string; a tool result that is a mapping is tojson'ed too.
+        ("tool_round_pending", {"messages": [user("Weather in Zürich?"),
+                                             {"role": "assistant", "content": "Let me check.",
+                                              "tool_calls": [{"type": "function", "function": {
+                                                  "name": "get_weather", "arguments": "{\"city\": \"Zürich\"}"}}]},
+                                             {"role": "tool", "content": {"temp": 11, "sky": "clear"}}],
+                                "add_generation_prompt": True, "extra": {"tools": [WEATHER_TOOL]}}),
+        # A bare call (no `function` wrapper) with its own content_type, then thinking only.
+        ("tool_call_content_type", {"messages": [user("Now?"),
+                                                 {"role": "assistant", "thinking": "Clock.", "tool_calls": [
+                                                     {"name": "now", "arguments": {}, "content_type": "<|constrain|>json"}]},
+                                                 {"role": "tool", "content": "12:00"}],
+                                    "add_generation_prompt": True, "extra": {"tools": [CLOCK_TOOL]}}),
+        # Training form: the last assistant turn keeps its analysis and ends with <|return|>.
+        ("training_last_turn", {"messages": [user("2+2?"), {"role": "assistant", "thinking": "Add.", "content": "4"},
+                                             user("3+3?"), {"role": "assistant", "thinking": "Add again.", "content": "6"}],
+                                "add_generation_prompt": False}),
+        # The template reads `thinking`; vLLM-style `reasoning_content` is not rendered.
+        ("reasoning_content_ignored", {"messages": [user("hi"), {"role": "assistant", "content": "hello",
+                                                                 "reasoning_content": "greet back"}],
+                                       "add_generation_prompt": False}),
+        ("refuses_channel_tags_in_content", {"messages": [user("a"), assistant("<|channel|>analysis<|message|>x")],
+                                             "add_generation_prompt": True}),
+        ("refuses_tool_without_call", {"messages": [user("a"), {"role": "tool", "content": "r"}],
+                                       "add_generation_prompt": True}),
+        ("refuses_content_and_thinking_with_call", {"messages": [user("a"), {"role": "assistant", "content": "c",
+                                                                             "thinking": "t", "tool_calls": [weather_call]}],
+                                                    "add_generation_prompt": True}),
+        # OpenAI clients send `content: null` beside tool_calls; jinja2 cannot test `in` on None.
+        ("refuses_null_content_with_call", {"messages": [user("a"), {"role": "assistant", "content": None,
+                                                                     "tool_calls": [weather_call]}],
+                                            "add_generation_prompt": True}),
+        ("refuses_tool_without_description", {"messages": [user("a")], "add_generation_prompt": True,
+                                              "extra": {"tools": [{"type": "function", "function": {"name": "f"}}]}}),
+    ]
+    # The first set of cases (branch tok2), kept beside the ones above.
+    search_tool = {"type": "function", "function": {
+        "name": "search", "description": "Search the catalog",
+        "parameters": {"type": "object", "properties": {
+            "query": {"type": "string", "description": "What to look for"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "scores": {"type": "array", "items": {"type": "number"}, "nullable": True},
+            "order": {"type": "string", "enum": ["asc", "desc"], "default": "asc"},
+            "limit": {"type": "integer", "default": 10},
+            "exact": {"type": "boolean"},
+            "filter": {"type": "object", "properties": {"min": {"type": "number"}, "max": {"type": "number"}},
+                       "required": ["min"]},
+            "id": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+            "anything": {}},
+            "required": ["query"]}}}
+    gpt_tool_turns = [
+        user("Weather in Zürich?"),
+        {"role": "assistant", "thinking": "Need the weather tool.", "tool_calls": [
+            {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Zürich", "days": 2}}}]},
+        {"role": "tool", "content": "{\"temp\": 11}"},
+    ]
+    cases += [
+        ("single_user", {"messages": [user("Hello!")], "add_generation_prompt": True}),
+        ("system_becomes_developer", {"messages": [{"role": "system", "content": "Be brief."}, user("2+2?"),
+                                                   assistant("4"), user("and 3+3?")], "add_generation_prompt": True}),
+        ("developer_role", {"messages": [{"role": "developer", "content": "Answer in French."}, user("Hi")],
+                            "add_generation_prompt": True}),
+        ("reasoning_effort_and_identity", {"messages": [user("x")], "add_generation_prompt": True,
+                                           "extra": {"reasoning_effort": "high",
+                                                     "model_identity": "You are a test model."}}),
+        ("final_turn_with_thinking", {"messages": [user("2+2?"), {"role": "assistant", "content": "4",
+                                                                  "thinking": "Add two and two."}],
+                                      "add_generation_prompt": False}),
+        ("earlier_thinking_dropped", {"messages": [user("a"), {"role": "assistant", "content": "b", "thinking": "t"},
+                                                   user("c")], "add_generation_prompt": True}),
+        ("tool_call_pending", {"messages": gpt_tool_turns, "add_generation_prompt": True,
+                               "extra": {"tools": [WEATHER_TOOL, CLOCK_TOOL]}}),
+        ("tool_call_then_final", {"messages": gpt_tool_turns + [assistant("11°C in Zürich."), user("thanks")],
+                                  "add_generation_prompt": True, "extra": {"tools": [WEATHER_TOOL]}}),
+        ("tool_call_content_as_analysis", {"messages": [user("time?"), {"role": "assistant", "content": "Check clock.",
+                                                                          "tool_calls": [{"function": {
+                                                                              "name": "now", "arguments": {}}}]},
+                                                        {"role": "tool", "content": "12:00"}],
+                                           "add_generation_prompt": True, "extra": {"tools": [CLOCK_TOOL]}}),
+        ("typescript_parameter_types", {"messages": [{"role": "system", "content": "Use tools."}, user("find moe")],
+                                        "add_generation_prompt": True, "extra": {"tools": [search_tool]}}),
+        ("builtin_tools", {"messages": [user("look it up")], "add_generation_prompt": True,
+                           "extra": {"builtin_tools": ["browser", "python"]}}),
+        ("channel_tags_in_content_refused", {"messages": [user("a"), assistant("<|channel|>final<|message|>b")]}),
+        ("tool_without_call_refused", {"messages": [user("a"), {"role": "tool", "content": "r"}]}),
+        ("content_and_thinking_with_tool_call_refused", {"messages": [user("a"), {
+            "role": "assistant", "content": "c", "thinking": "t",
+            "tool_calls": [{"function": {"name": "now", "arguments": {}}}]}], "extra": {"tools": [CLOCK_TOOL]}}),
+    ]
+    out = []
+    for name, context in cases:
+        context.update({"bos_token": "<|startoftext|>", "eos_token": "<|return|>", "now": "2025-08-05T12:00:00"})
+        out.append({"name": "gpt_oss/" + name, "template": GPT_OSS, "context": context})
+    return out
 
 
 # (name, template, extra variables) rendered with messages=[user "hi"].

@@ -324,6 +324,15 @@ Json read_template_context(FieldReader& reader) {
       for (auto it = kwargs->begin(); it != kwargs->end(); ++it) context[it.key()] = it.value();
     }
   }
+  // OpenAI's top-level `reasoning_effort` reaches the template as the variable of that name, as
+  // vLLM passes it (GPT-OSS prints "Reasoning: <effort>"); chat_template_kwargs' own wins.
+  if (const Json* effort = reader.field("reasoning_effort"); effort != nullptr && !effort->is_null()) {
+    if (!effort->is_string()) {
+      reader.fail("`reasoning_effort` must be a string", "reasoning_effort");
+    } else if (!context.contains("reasoning_effort")) {
+      context["reasoning_effort"] = *effort;
+    }
+  }
   for (const char* key : {"tools", "documents"}) {
     if (const Json* value = reader.field(key)) {
       if (!value->is_array()) {

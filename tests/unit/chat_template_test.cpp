@@ -3,13 +3,16 @@
 // tokenizer's own template; (2) chat/chat_template_reference.json, rendered by
 // jinja2 configured as transformers configures it
 // (scripts/gen_chat_template_reference.py): the Qwen3, DeepSeek-V3, Mixtral,
-// Llama-3 and Llama-3.1 templates on tool/thinking conversations plus
-// interpreter snippets. Every text must match exactly, every rendering's token
-// ids too (tokenizer_reference.json), and every refused case must be refused.
+// Llama-3, Llama-3.1 and GPT-OSS (harmony) templates on tool/thinking
+// conversations plus interpreter snippets. Every text must match exactly, every
+// rendering's token ids too (tokenizer_reference.json; for GPT-OSS, ids from
+// transformers.js), and every refused case must be refused.
 // Then interpreter properties the references cannot show: error positions,
 // runaway protection, no crash on junk input.
+#include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 #include <string>
@@ -131,21 +134,50 @@ std::string load_template_spec(const std::string &spec) {
   return spec;
 }
 
+// A case's "now" ("YYYY-MM-DDTHH:MM:SS", the clock the generator pinned for
+// strftime_now) as the broken-down time RenderOptions::now takes.
+std::tm parse_now(const std::string &text) {
+  std::tm parts{};
+  EXPECT_EQ(sscanf(text.c_str(), "%d-%d-%dT%d:%d:%d", &parts.tm_year,
+                   &parts.tm_mon, &parts.tm_mday, &parts.tm_hour,
+                   &parts.tm_min, &parts.tm_sec),
+            6)
+      << text;
+  parts.tm_year -= 1900;
+  parts.tm_mon -= 1;
+  std::time_t seconds = timegm(&parts); // fills in the weekday and yday
+  std::tm normalised{};
+  gmtime_r(&seconds, &normalised);
+  return normalised;
+}
+
+// The render context a reference case names: add_generation_prompt, special
+// tokens, extra variables and the pinned clock.
+RenderOptions options_of(const nlohmann::ordered_json &context) {
+  RenderOptions options;
+  options.add_generation_prompt = context.value("add_generation_prompt", false);
+  options.bos_token = context.value("bos_token", "");
+  options.eos_token = context.value("eos_token", "");
+  if (context.contains("extra"))
+    options.extra_context = context["extra"];
+  if (context.contains("now"))
+    options.now = parse_now(context["now"].get<std::string>());
+  return options;
+}
+
 TEST(ChatTemplateFixtures, Jinja2ReferenceCases) {
   auto reference =
       read_json(kFixtures / "chat" / "chat_template_reference.json");
   int rendered_cases = 0;
   int error_cases = 0;
+  int tokenized_cases = 0;
+  std::map<std::string, int> per_family;
+  std::map<std::string, std::shared_ptr<const Tokenizer>> tokenizers;
   for (const auto &chat_case : reference["cases"]) {
     std::string name = chat_case["name"].get<std::string>();
     const auto &context = chat_case["context"];
-    RenderOptions options;
-    options.add_generation_prompt =
-        context.value("add_generation_prompt", false);
-    options.bos_token = context.value("bos_token", "");
-    options.eos_token = context.value("eos_token", "");
-    if (context.contains("extra"))
-      options.extra_context = context["extra"];
+    RenderOptions options = options_of(context);
+    ++per_family[name.substr(0, name.find('/'))];
     auto rendered = render_source(
         load_template_spec(chat_case["template"].get<std::string>()),
         context["messages"], options);
@@ -159,9 +191,81 @@ TEST(ChatTemplateFixtures, Jinja2ReferenceCases) {
     ASSERT_TRUE(rendered.ok()) << name << ": " << rendered.error().message;
     EXPECT_EQ(*rendered, chat_case["rendered"].get<std::string>()) << name;
     ++rendered_cases;
+    if (!chat_case.contains("ids"))
+      continue;
+    // apply_chat_template(tokenize=True): the rendering encoded without added
+    // special tokens, the harmony markers (<|start|>, <|channel|>, ...) as
+    // their special-token ids.
+    std::string dir = chat_case["tokenizer"].get<std::string>();
+    auto &tokenizer = tokenizers[dir];
+    if (!tokenizer) {
+      auto loaded = Tokenizer::from_dir((kFixtures / dir).string());
+      ASSERT_TRUE(loaded.ok()) << dir << ": " << loaded.error().message
+                               << " (run scripts/fetch-fixtures.sh)";
+      tokenizer = *loaded;
+    }
+    auto ids = tokenizer->encode(*rendered, /*add_special_tokens=*/false);
+    ASSERT_TRUE(ids.ok()) << name << ": " << ids.error().message;
+    EXPECT_EQ(*ids, chat_case["ids"].get<std::vector<int32_t>>()) << name;
+    ++tokenized_cases;
   }
   EXPECT_GT(rendered_cases, 80);
   EXPECT_GT(error_cases, 20);
+  // GPT-OSS's harmony template: 25 renderings (plain, developer, reasoning
+  // effort, function tools of every parameter kind, builtin tools, tool rounds,
+  // the training form) and 8 refusals, every rendering tokenized.
+  EXPECT_EQ(per_family["gpt_oss"], 33);
+  EXPECT_EQ(tokenized_cases, 25);
+}
+
+// A GPT-OSS checkpoint ships its template as chat_template.jinja beside a
+// tokenizer_config.json that has none (the hub layout of openai/gpt-oss-20b):
+// the server's loader and the tokenizer both pick it up, with <|startoftext|> /
+// <|return|> as BOS / EOS, and it renders the jinja2 reference.
+TEST(ChatTemplateFixtures, GptOssCheckpointLayoutPicksTheHarmonyTemplate) {
+  auto dir = std::filesystem::temp_directory_path() /
+             ("moeserve_gpt_oss_layout_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto gptoss = kFixtures / "tokenizers" / "gptoss";
+  std::filesystem::copy_file(gptoss / "tokenizer_config.json",
+                             dir / "tokenizer_config.json");
+  std::filesystem::create_symlink(gptoss / "tokenizer.json",
+                                  dir / "tokenizer.json");
+  std::filesystem::copy_file(kFixtures / "chat" / "openai_gpt_oss.jinja",
+                             dir / "chat_template.jinja");
+  auto config = load_chat_template_config(dir);
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  EXPECT_EQ(config->chat_template,
+            read_file(kFixtures / "chat" / "openai_gpt_oss.jinja"));
+  EXPECT_EQ(config->bos_token, "<|startoftext|>");
+  EXPECT_EQ(config->eos_token, "<|return|>");
+  auto tokenizer = Tokenizer::from_dir(dir.string());
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.error().message;
+  ASSERT_TRUE((*tokenizer)->chat_template().has_value());
+  EXPECT_EQ(*(*tokenizer)->chat_template(), config->chat_template);
+  // The stop ids of the published generation_config.json (server_protocol_test
+  // reads them): <|return|> ends a turn, <|call|> a tool call.
+  EXPECT_EQ((*tokenizer)->token_to_id("<|return|>"), 200002);
+  EXPECT_EQ((*tokenizer)->token_to_id("<|endoftext|>"), 199999);
+  EXPECT_EQ((*tokenizer)->token_to_id("<|call|>"), 200012);
+
+  auto reference =
+      read_json(kFixtures / "chat" / "chat_template_reference.json");
+  int checked = 0;
+  for (const auto &chat_case : reference["cases"]) {
+    if (chat_case["name"] != "gpt_oss/tool_round_done")
+      continue;
+    RenderOptions options = options_of(chat_case["context"]);
+    options.bos_token = config->bos_token;
+    options.eos_token = config->eos_token;
+    auto rendered = render_source(config->chat_template,
+                                  chat_case["context"]["messages"], options);
+    ASSERT_TRUE(rendered.ok()) << rendered.error().message;
+    EXPECT_EQ(*rendered, chat_case["rendered"].get<std::string>());
+    ++checked;
+  }
+  EXPECT_EQ(checked, 1);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(ChatTemplateFixtures, RaisedMessagesReachTheCaller) {
@@ -172,16 +276,9 @@ TEST(ChatTemplateFixtures, RaisedMessagesReachTheCaller) {
     if (error.rfind("TemplateError: ", 0) != 0)
       continue;
     const auto &context = chat_case["context"];
-    RenderOptions options;
-    options.add_generation_prompt =
-        context.value("add_generation_prompt", false);
-    options.bos_token = context.value("bos_token", "");
-    options.eos_token = context.value("eos_token", "");
-    if (context.contains("extra"))
-      options.extra_context = context["extra"];
     auto rendered = render_source(
         load_template_spec(chat_case["template"].get<std::string>()),
-        context["messages"], options);
+        context["messages"], options_of(context));
     ASSERT_FALSE(rendered.ok());
     EXPECT_NE(rendered.error().message.find(error.substr(15)),
               std::string::npos)

@@ -1,8 +1,14 @@
 // OpenAI request parsing without a network: vLLM's defaults and the generation-config
 // defaults, per-choice ids and seeds, max_tokens resolution against max_model_len, chat message
 // normalisation (text parts, tool-call arguments), and the error bodies' exact shape.
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
 #include <gtest/gtest.h>
 
+#include "server/generation_config.h"
 #include "server/openai_protocol.h"
 #include "server/openai_responses.h"
 
@@ -28,6 +34,31 @@ TEST(OpenAiProtocol, GenerationConfigDefaultsApplyWhenTheRequestLeavesFieldsUnse
   EXPECT_EQ(explicit_values.value().params.sampling.temperature, 0.0f);  // below vLLM's epsilon: greedy
   EXPECT_EQ(explicit_values.value().params.sampling.top_k, 0);           // -1 means disabled
   EXPECT_EQ(explicit_values.value().params.sampling.top_p, 1.0f);
+}
+
+// GPT-OSS ends a turn with <|return|> (200002) and a tool call with <|call|> (200012): its
+// config.json names only 200002, its published generation_config.json all three stop ids
+// (with <|endoftext|> 199999), so the server stops at each with --generation-config auto.
+TEST(GenerationConfigFile, GptOssStopsAtReturnEndoftextAndCall) {
+  auto dir = std::filesystem::temp_directory_path() / ("moeserve_gpt_oss_gen_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "generation_config.json") << R"({
+  "bos_token_id": 199998,
+  "do_sample": true,
+  "eos_token_id": [200002, 199999, 200012],
+  "pad_token_id": 199999,
+  "transformers_version": "4.55.0.dev0"
+})";
+  ModelConfig config;
+  config.eos_token_ids = {200002};
+  auto loaded = load_generation_config("auto", dir.string(), config);
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  EXPECT_EQ(loaded->eos_token_ids, (std::vector<int32_t>{200002, 199999, 200012}));
+  EXPECT_FALSE(loaded->sampling.temperature.has_value());  // do_sample alone sets no default
+  auto ignored = load_generation_config("vllm", dir.string(), config);
+  ASSERT_TRUE(ignored.ok());
+  EXPECT_EQ(ignored->eos_token_ids, (std::vector<int32_t>{200002}));
+  std::filesystem::remove_all(dir);
 }
 
 TEST(OpenAiProtocol, ChoicesGetIdsAndSeedOffsets) {
@@ -88,6 +119,22 @@ TEST(OpenAiProtocol, ChatMessagesAreNormalisedForTheTemplate) {
   EXPECT_EQ(request.value().template_context["tools"].size(), 1u);
   EXPECT_TRUE(request.value().add_generation_prompt);
   EXPECT_FALSE(request.value().params.max_tokens.has_value());
+}
+
+TEST(OpenAiProtocol, ReasoningEffortReachesTheTemplate) {
+  const Json messages = Json::parse(R"([{"role": "user", "content": "hi"}])");
+  auto request = parse_chat_request(Json{{"messages", messages}, {"reasoning_effort", "high"}}, ServerOptions{});
+  ASSERT_TRUE(request.ok()) << request.error().message;
+  EXPECT_EQ(request.value().template_context["reasoning_effort"], "high");
+  auto kwargs_win = parse_chat_request(
+      Json{{"messages", messages}, {"reasoning_effort", "high"}, {"chat_template_kwargs", {{"reasoning_effort", "low"}}}},
+      ServerOptions{});
+  ASSERT_TRUE(kwargs_win.ok());
+  EXPECT_EQ(kwargs_win.value().template_context["reasoning_effort"], "low");
+  auto unset = parse_chat_request(Json{{"messages", messages}}, ServerOptions{});
+  ASSERT_TRUE(unset.ok());
+  EXPECT_FALSE(unset.value().template_context.contains("reasoning_effort"));
+  EXPECT_FALSE(parse_chat_request(Json{{"messages", messages}, {"reasoning_effort", 3}}, ServerOptions{}).ok());
 }
 
 TEST(OpenAiProtocol, ErrorBodyShape) {

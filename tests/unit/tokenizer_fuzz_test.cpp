@@ -41,7 +41,7 @@ std::string random_text(std::mt19937& rng, bool with_special) {
 
 TEST(TokenizerFuzz, RoundTripsGeneratedText) {
   std::mt19937 rng(1234);
-  for (const std::string name : {"qwen3", "deepseek_v3", "mistral"}) {
+  for (const std::string name : {"qwen3", "deepseek_v3", "mistral", "gptoss"}) {
     auto tokenizer = load(name);
     ASSERT_TRUE(tokenizer);
     for (int trial = 0; trial < 400; ++trial) {
@@ -56,7 +56,7 @@ TEST(TokenizerFuzz, RoundTripsGeneratedText) {
 TEST(TokenizerFuzz, ArbitraryBytesNeverCrashEncode) {
   std::mt19937 rng(99);
   std::uniform_int_distribution<int> byte(0, 255), length(0, 64);
-  for (const std::string name : {"qwen3", "deepseek_v3", "mistral"}) {
+  for (const std::string name : {"qwen3", "deepseek_v3", "mistral", "gptoss"}) {
     auto tokenizer = load(name);
     ASSERT_TRUE(tokenizer);
     size_t accepted = 0;
@@ -79,7 +79,7 @@ TEST(TokenizerFuzz, ArbitraryBytesNeverCrashEncode) {
 TEST(TokenizerFuzz, EncodeWithinIsEncodeOrNulloptExactlyWhenOver) {
   std::mt19937 rng(4242);
   std::vector<std::pair<std::string, std::shared_ptr<const Tokenizer>>> tokenizers;
-  for (const std::string name : {"qwen3", "deepseek_v3", "mistral"}) tokenizers.emplace_back(name, load(name));
+  for (const std::string name : {"qwen3", "deepseek_v3", "mistral", "gptoss"}) tokenizers.emplace_back(name, load(name));
   auto kjv = Tokenizer::from_dir(std::string(MOESERVE_MODELS_DIR) + "/kjv-mixtral-tiny");
   ASSERT_TRUE(kjv.ok()) << kjv.error().message;
   tokenizers.emplace_back("kjv-mixtral-tiny", *kjv);
@@ -126,7 +126,7 @@ TEST(TokenizerFuzz, EncodeWithinIsEncodeOrNulloptExactlyWhenOver) {
 // special tokens, streamed after a clean prompt: the pieces must add up to the full decode.
 TEST(TokenizerFuzz, IncrementalEqualsFullDecodeOnRandomIds) {
   std::mt19937 rng(7);
-  for (const std::string name : {"qwen3", "deepseek_v3", "mistral"}) {
+  for (const std::string name : {"qwen3", "deepseek_v3", "mistral", "gptoss"}) {
     auto tokenizer = load(name);
     ASSERT_TRUE(tokenizer);
     std::uniform_int_distribution<int32_t> any_id(-3, tokenizer->vocab_size() + 3), low_id(0, 300), kind(0, 3);

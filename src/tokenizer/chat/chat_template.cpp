@@ -21,7 +21,7 @@ Result<std::string> ChatTemplate::render(const nlohmann::ordered_json& messages,
   if (!messages.is_array()) return make_error("messages must be a JSON array, got {}", messages.type_name());
   if (!options.extra_context.is_object()) return make_error("extra template variables must be a JSON object");
   auto globals = std::make_shared<Scope>();
-  add_global_functions(*globals);
+  add_global_functions(*globals, options.now);
   globals->set("tools", Value(None{}));
   globals->set("documents", Value(None{}));
   if (!options.bos_token.empty()) globals->set("bos_token", Value(options.bos_token));

@@ -5,8 +5,10 @@
 // rendered from several threads at once.
 #pragma once
 
+#include <ctime>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,6 +32,9 @@ struct RenderOptions {
   // Special-token strings; an empty string leaves the variable undefined, as transformers
   // does for a tokenizer without that token (Qwen3 has no BOS).
   std::string bos_token, eos_token;
+  // The date and time strftime_now() formats (GPT-OSS prints "Current date: %Y-%m-%d", Llama 3.x
+  // "%d %b %Y"); unset, the current local time, as transformers does. Tests pin it.
+  std::optional<std::tm> now;
   InterpreterLimits limits;
 };
 

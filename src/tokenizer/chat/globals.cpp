@@ -1,6 +1,7 @@
 // Global functions available to templates: jinja2's range, dict, namespace, plus what
 // transformers adds: raise_exception(message) (refuses the conversation) and
-// strftime_now(format) (the current local time, used by Llama-3.x templates).
+// strftime_now(format) (the current local time, or the time a caller pinned; used by the
+// Llama-3.x and GPT-OSS templates).
 #include <ctime>
 
 #include "tokenizer/chat/builtins.h"
@@ -69,7 +70,7 @@ Result<ValueDict> dict_from_args(const std::string& name, CallArgs& args) {
 
 }  // namespace
 
-void add_global_functions(Scope& scope) {
+void add_global_functions(Scope& scope, const std::optional<std::tm>& now) {
   scope.set("range", make_global("range", range_function));
   scope.set("dict", make_global("dict", [](Interpreter&, CallArgs& args) -> Result<Value> {
     MS_ASSIGN_OR_RETURN(ValueDict dict, dict_from_args("dict", args));
@@ -85,12 +86,16 @@ void add_global_functions(Scope& scope) {
     MS_ASSIGN_OR_RETURN(auto bound, bind_args("raise_exception", args, {"message"}, 0));
     return make_error("{}{}", kTemplateRaisedPrefix, to_display_string(bound[0]));
   }));
-  scope.set("strftime_now", make_global("strftime_now", [](Interpreter&, CallArgs& args) -> Result<Value> {
+  scope.set("strftime_now", make_global("strftime_now", [now](Interpreter&, CallArgs& args) -> Result<Value> {
     MS_ASSIGN_OR_RETURN(auto bound, bind_args("strftime_now", args, {"format"}, 1));
     if (!bound[0].is_string()) return make_error("strftime_now(): format must be a string");
-    std::time_t now = std::time(nullptr);
     std::tm local{};
-    localtime_r(&now, &local);
+    if (now) {
+      local = *now;
+    } else {
+      std::time_t clock = std::time(nullptr);
+      localtime_r(&clock, &local);
+    }
     char buffer[512];
     size_t length = std::strftime(buffer, sizeof(buffer), bound[0].as_string().c_str(), &local);
     return Value(std::string(buffer, length));
