@@ -32,10 +32,10 @@ std::string ids_arg(const std::vector<int32_t> &ids) {
 
 TEST(TokenizerCli, TokenizeAndDetokenizeMatchReference) {
   const Json data = reference();
-  // Every Mistral text; the first Qwen3 texts (each run loads the 150k-entry
-  // vocabulary).
+  // Every Mistral text; the first Qwen3 and GPT-OSS texts (each run loads the
+  // 150k- or 200k-entry vocabulary).
   for (const auto &[name, count] :
-       {std::pair<std::string, size_t>{"mistral", 17}, {"qwen3", 5}}) {
+       {std::pair<std::string, size_t>{"mistral", 17}, {"qwen3", 5}, {"gptoss", 5}}) {
     const std::string dir =
         std::string(MOESERVE_TEST_DATA_DIR) + "/tokenizers/" + name;
     for (size_t index = 0; index < count; ++index) {
