@@ -21,9 +21,10 @@ namespace moeserve::cli {
 constexpr int kMaxThreads = 1024;
 
 void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
-  command.add_option("model", model_dir,
-                     "Model directory (Hugging Face layout: config.json + safetensors) or hub id (ORG/NAME, from the "
-                     "Hugging Face cache, downloaded into it when missing unless HF_HUB_OFFLINE=1)")
+  command
+      .add_option("model", model_dir,
+                  "Model directory (Hugging Face layout: config.json + safetensors) or hub id (ORG/NAME, from the "
+                  "Hugging Face cache, downloaded into it when missing unless HF_HUB_OFFLINE=1)")
       ->required();
   command
       .add_option("--dtype", dtype,
@@ -41,23 +42,26 @@ void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
                   "(the CPU holds and computes fp8 weights; CUDA refuses it until its FP8 kernels land). An fp8 "
                   "checkpoint needs no flag")
       ->check(CLI::IsMember({"fp8"}));
-  command.add_option("--kv-cache-dtype", kv_cache_dtype,
-                     "auto: float32 KV entries; fp8 (= fp8_e4m3): every KV value rounded to e4m3 as it is written (scale "
-                     "1.0, as vLLM's default). CPU only, and the CPU cache still stores float32: this measures fp8 KV's "
-                     "numerics, it saves no memory yet")
+  command
+      .add_option("--kv-cache-dtype", kv_cache_dtype,
+                  "auto: float32 KV entries; fp8 (= fp8_e4m3): every KV value rounded to e4m3 as it is written (scale "
+                  "1.0, as vLLM's default). CPU only, and the CPU cache still stores float32: this measures fp8 KV's "
+                  "numerics, it saves no memory yet")
       ->check(CLI::IsMember({"auto", "fp8", "fp8_e4m3"}));
   command.add_option("--hf-overrides", hf_overrides, "JSON merged into config.json, e.g. '{\"num_hidden_layers\": 8}'");
   command.add_option("--seed", seed, "Random seed (sampling, dummy weights)")->check(uint64_decimal());
-  command.add_option("--device", device,
-                     "Device to run on: cuda (the first GPU; needs a CUDA build), cpu, or auto (cuda when a GPU is "
-                     "visible and one rank runs, else cpu)")
+  command
+      .add_option("--device", device,
+                  "Device to run on: cuda (the first GPU; needs a CUDA build), cpu, or auto (cuda when a GPU is "
+                  "visible and one rank runs, else cpu)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   // Bounded: -1 would ask the thread pool for SIZE_MAX workers.
   command.add_option("--threads", threads, "CPU worker threads (0 = all cores)")
       ->check(int_in_range(0, kMaxThreads, fmt::format("between 0 (all cores) and {}", kMaxThreads),
                            fmt::format("0-{}", kMaxThreads)));
-  command.add_option("--log-level", log_level,
-                     "Log level: debug, info, warning, error or critical (default: $VLLM_LOGGING_LEVEL, else info)")
+  command
+      .add_option("--log-level", log_level,
+                  "Log level: debug, info, warning, error or critical (default: $VLLM_LOGGING_LEVEL, else info)")
       ->check(log_level_name());
   // Runs when this command's arguments are parsed (only for the command given), before its
   // callback loads anything.
@@ -85,6 +89,9 @@ void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
                      "EP dispatch/combine: allgather_reducescatter or nccl_alltoall (point to point)");
   command.add_option("--expert-placement-strategy", expert_placement_strategy, "linear or round_robin");
   command.add_flag("--enable-eplb", enable_eplb, "Expert-parallel load balancing (needs --enable-expert-parallel)");
+  command.add_option("--distributed-executor-backend", distributed_executor_backend,
+                     "How the ranks run: threads (one process, the default), mp (one worker process per rank, "
+                     "over gloo), uni (one rank)");
   command.add_option("--eplb-config", eplb_config,
                      "JSON, e.g. '{\"window_size\":1000,\"step_interval\":3000,\"num_redundant_experts\":2,"
                      "\"log_balancedness\":true}'");
@@ -99,6 +106,7 @@ Result<ParallelConfig> EngineFlags::parallel_config() const {
   MS_ASSIGN_OR_RETURN(parallel.placement, parse_expert_placement(expert_placement_strategy));
   MS_ASSIGN_OR_RETURN(parallel.eplb, parse_eplb_config(eplb_config, enable_eplb));
   parallel.num_redundant_experts = parallel.eplb.num_redundant_experts;
+  MS_ASSIGN_OR_RETURN(parallel.executor, parse_distributed_executor(distributed_executor_backend));
   const int cores = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
   parallel.threads_per_rank = std::max(1, cores / parallel.world_size());
   MS_RETURN_IF_ERROR(parallel.validate());

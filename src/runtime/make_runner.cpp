@@ -45,13 +45,13 @@ Result<EngineRunners> make_cuda_engine_runner(const RunnerSpec& spec, const Engi
                              gpus.front().total_memory_bytes / double(1 << 30), planned.verdict);
   MS_ASSIGN_OR_RETURN(
       cuda_backend::BuiltRunner built,
-      cuda_backend::make_runner(
-          spec.model_dir, spec.config, spec.load,
-          cuda_backend::RunnerOptions{.gpu_memory_utilization = static_cast<float>(sizing.gpu_memory_utilization),
-                                      .block_size = sizing.block_size,
-                                      .max_num_batched_tokens = sizing.max_num_batched_tokens,
-                                      .enforce_eager = sizing.enforce_eager,
-                                      .capture_batch_sizes = sizing.max_num_seqs}));
+      cuda_backend::make_runner(spec.model_dir, spec.config, spec.load,
+                                cuda_backend::RunnerOptions{.gpu_memory_utilization =
+                                                                static_cast<float>(sizing.gpu_memory_utilization),
+                                                            .block_size = sizing.block_size,
+                                                            .max_num_batched_tokens = sizing.max_num_batched_tokens,
+                                                            .enforce_eager = sizing.enforce_eager,
+                                                            .capture_batch_sizes = sizing.max_num_seqs}));
   spdlog::info("model {} on cuda: {}", spec.model_dir, built.summary);
   runners.layout = "TP 1 x PP 1 x DP 1 (one GPU): " + built.summary;
   runners.replicas.push_back(std::move(built.runner));
@@ -105,15 +105,20 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
       memory.kv_bytes_per_token(plan::KvCacheDType::kF32), kv_bytes / double(1 << 30), sizing.max_model_len);
   warn_cpu_kv_fp8(spec.load);
   if (!parallel.is_single()) {
-    // Each rank loads its own shard from the weights.
-    MS_ASSIGN_OR_RETURN(std::unique_ptr<WeightSource> weights, open_weights(spec.model_dir, spec.load));
+    // Each rank loads its own shard from the weights (a worker process reads them itself).
+    std::unique_ptr<WeightSource> weights;
+    if (parallel.executor != DistributedExecutor::kMp) {
+      MS_ASSIGN_OR_RETURN(weights, open_weights(spec.model_dir, spec.load));
+    }
     MS_ASSIGN_OR_RETURN(ParallelRunners parallel_runners,
                         make_parallel_runners(std::move(weights), spec.config,
                                               ParallelRunnerOptions{.parallel = parallel,
                                                                     .num_kv_blocks = static_cast<int>(blocks),
                                                                     .block_size = sizing.block_size,
-                                                                    .model = spec.load.model}));
-    runners.layout = fmt::format("{} on cpu, {} threads per rank", parallel_runners.group->describe_layout(),
+                                                                    .model = spec.load.model},
+                                              spec.model_dir, spec.load));
+    runners.layout = fmt::format("{} on cpu, ranks as {} ({} threads per rank)",
+                                 parallel_runners.group->describe_layout(), parallel_runners.group->executor_kind(),
                                  parallel.threads_per_rank);
     spdlog::info("parallel layout: {}", runners.layout);
     runners.replicas = std::move(parallel_runners.replicas);
@@ -206,10 +211,11 @@ Result<std::unique_ptr<SequenceBackend>> make_sequence_backend(const RunnerSpec&
   backend->config_ = spec.config;
   const int blocks = SequenceRunner::blocks_for(max_tokens);
   if (choice.backend == Backend::kCuda) {
-    MS_ASSIGN_OR_RETURN(cuda_backend::BuiltRunner built,
-                        cuda_backend::make_runner(spec.model_dir, spec.config, spec.load,
-                                                  cuda_backend::RunnerOptions{.num_kv_blocks = blocks,
-                                                                              .block_size = SequenceRunner::kBlockSize}));
+    MS_ASSIGN_OR_RETURN(
+        cuda_backend::BuiltRunner built,
+        cuda_backend::make_runner(spec.model_dir, spec.config, spec.load,
+                                  cuda_backend::RunnerOptions{.num_kv_blocks = blocks,
+                                                              .block_size = SequenceRunner::kBlockSize}));
     backend->device_runner_ = std::move(built.runner);
     backend->runner_ = std::make_unique<SequenceRunner>(*backend->device_runner_, max_tokens);
     return backend;
@@ -229,8 +235,10 @@ Result<std::unique_ptr<SequenceBackend>> make_sequence_backend(const RunnerSpec&
                                             ParallelRunnerOptions{.parallel = spec.parallel,
                                                                   .num_kv_blocks = blocks,
                                                                   .block_size = SequenceRunner::kBlockSize,
-                                                                  .model = spec.load.model}));
-  spdlog::info("parallel layout: {}", backend->parallel_.group->describe_layout());
+                                                                  .model = spec.load.model},
+                                            spec.model_dir, spec.load));
+  spdlog::info("parallel layout: {} (ranks as {})", backend->parallel_.group->describe_layout(),
+               backend->parallel_.group->executor_kind());
   backend->runner_ = std::make_unique<SequenceRunner>(*backend->parallel_.replicas[0], max_tokens);
   return backend;
 }

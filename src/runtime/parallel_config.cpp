@@ -47,13 +47,36 @@ Result<EplbConfig> parse_eplb_config(const std::string& json_text, bool enabled)
     } else if (field == "communicator") {
       if (!value.is_null() && !value.is_string()) return make_error("--eplb-config communicator must be a string");
     } else {
-      return make_error(
-          "--eplb-config has no field '{}' (fields: window_size, step_interval, num_redundant_experts, "
-          "log_balancedness, log_balancedness_interval, use_async, policy, communicator)",
-          field);
+      return make_error("--eplb-config has no field '{}' (fields: window_size, step_interval, num_redundant_experts, "
+                        "log_balancedness, log_balancedness_interval, use_async, policy, communicator)",
+                        field);
     }
   }
   return config;
+}
+
+Result<DistributedExecutor> parse_distributed_executor(const std::string& name) {
+  if (name == "mp") return DistributedExecutor::kMp;
+  if (name == "uni") return DistributedExecutor::kUni;
+  if (name == "threads") return DistributedExecutor::kThreads;
+  if (name == "ray" || name == "external_launcher") {
+    return make_error("--distributed-executor-backend {}: not supported by moeserve (it runs its ranks as processes "
+                      "it starts itself: mp, or as threads of one process: threads; uni for one rank)",
+                      name);
+  }
+  return make_error("--distributed-executor-backend {} is not a backend (mp, uni or threads)", name);
+}
+
+const char* distributed_executor_name(DistributedExecutor executor) {
+  switch (executor) {
+    case DistributedExecutor::kMp:
+      return "mp";
+    case DistributedExecutor::kUni:
+      return "uni";
+    case DistributedExecutor::kThreads:
+      break;
+  }
+  return "threads";
 }
 
 Status ParallelConfig::validate() const {
@@ -66,6 +89,10 @@ Status ParallelConfig::validate() const {
   }
   if (num_redundant_experts > 0 && !eplb.enabled) {
     return make_error("num_redundant_experts ({}) is only allowed with --enable-eplb", num_redundant_experts);
+  }
+  if (executor == DistributedExecutor::kUni && world_size() > 1) {
+    return make_error("--distributed-executor-backend uni runs one rank in one process; {} ranks need mp or threads",
+                      world_size());
   }
   return ok_status();
 }

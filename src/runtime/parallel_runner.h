@@ -28,7 +28,12 @@ struct ParallelRunners {
 };
 
 // `weights` is moved into the group's shared state (the unsharded model, if any, is dropped).
+// The ranks run as options.parallel.executor says: threads of this process (from `weights`), or
+// worker processes (mp: each reads model_dir again with `load`; `weights` may be null).
 Result<ParallelRunners> make_parallel_runners(std::unique_ptr<WeightSource> weights, const ModelConfig& config,
                                               const ParallelRunnerOptions& options);
+Result<ParallelRunners> make_parallel_runners(std::unique_ptr<WeightSource> weights, const ModelConfig& config,
+                                              const ParallelRunnerOptions& options, const std::string& model_dir,
+                                              const LoadOptions& load);
 
 }  // namespace moeserve
