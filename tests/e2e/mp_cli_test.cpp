@@ -182,9 +182,13 @@ TEST(MpCli, KilledWorkerEndsTheServerWithTheReason) {
   auto request = std::async(std::launch::async, [&] {
     try {
       HttpClient client(server.port());
-      const HttpResult result = client.request(
-          "POST", "/v1/completions",
-          R"({"model":"kjv-mixtral-tiny","prompt":"And God said","max_tokens":4000,"ignore_eos":true,"stream":true})");
+      const HttpResult result = client.request("POST", "/v1/completions",
+                                               nlohmann::json{{"model", testing::demo_model()},
+                                                              {"prompt", "And God said"},
+                                                              {"max_tokens", 4000},
+                                                              {"ignore_eos", true},
+                                                              {"stream", true}}
+                                                   .dump());
       return result.status;
     } catch (const std::exception&) {
       return -1;  // the connection ended without a complete response

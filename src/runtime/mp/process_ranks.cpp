@@ -326,7 +326,8 @@ Result<std::unique_ptr<ProcessRanks>> ProcessRanks::start(const std::string& mod
                        {"num_blocks", num_blocks},
                        {"block_size", block_size},
                        {"store_port", store_port},
-                       {"parent", static_cast<int64_t>(getpid())}};
+                       {"parent", static_cast<int64_t>(getpid())},
+                       {"log_level", static_cast<int>(spdlog::get_level())}};
   ranks->pids_.assign(world, -1);
   ranks->kv_bytes_.assign(world, 0);
   for (int rank = 0; rank < world; ++rank) {
@@ -373,6 +374,9 @@ GlooOptions group_options(int port, int world_size, int rank, std::string prefix
 // The worker's loop over the engine's messages.
 int serve_rank(const Json& spec) {
   const int rank = spec.at("rank").get<int>();
+  // The engine's --log-level; each line says which rank logged it.
+  spdlog::set_level(static_cast<spdlog::level::level_enum>(spec.value("log_level", int{spdlog::level::info})));
+  spdlog::set_pattern(fmt::format("[%Y-%m-%d %H:%M:%S.%e] [%l] [rank {}] %v", rank));
   const ParallelConfig parallel = parallel_from(spec.at("parallel"));
   const LoadOptions load = load_options_from(spec.at("load"));
   const std::string model_dir = spec.at("model_dir").get<std::string>();
