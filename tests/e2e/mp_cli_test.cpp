@@ -89,7 +89,7 @@ std::vector<float> read_logits(const std::string& path, int64_t* rows) {
   auto file = SafetensorsFile::open(path);
   if (!file.ok()) return {};
   const TensorView view = (*file)->view("logits");
-  *rows = view.shape()[0];
+  *rows = view.shape[0];
   const float* data = view.as<float>();
   return std::vector<float>(data, data + view.numel());
 }
