@@ -103,6 +103,9 @@ TEST(MpCli, FixtureLogitsAndGreedyMatchOneRank) {
     const std::string name = entry.path().filename().string();
     const std::string ref_path = dir + "/mp_" + name + "_single.safetensors";
     const CommandResult single = run_moeserve({"logits", model, "--ids", ids, "--out", ref_path, "--threads", "2"});
+    // A fixture of an architecture the engine does not run yet (tiny-deepseek_v32) has no
+    // one-rank reference to compare with.
+    if (single.exit_code != 0 && single.output.find("is not supported") != std::string::npos) continue;
     ASSERT_EQ(single.exit_code, 0) << name << ": " << single.output;
     int64_t rows = 0;
     const std::vector<float> reference = read_logits(ref_path, &rows);
@@ -146,7 +149,8 @@ TEST(MpCli, FixtureLogitsAndGreedyMatchOneRank) {
       ++compared;
     }
   }
-  EXPECT_GE(compared, 11) << "too few fixture layouts ran";
+  EXPECT_GE(compared, 20) << "too few fixture layouts ran";
+  std::printf("compared %d fixture layouts with one rank\n", compared);
 }
 
 // The pids of the processes whose parent is `parent` (from /proc).
