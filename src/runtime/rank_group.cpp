@@ -60,6 +60,7 @@ class ThreadRanks final : public RankExecutor {
     return bytes;
   }
   const char* kind() const override { return "threads"; }
+  CpuModel* local_model(int rank) override { return &shards_[rank]->model(); }
 
  private:
   void worker_loop(int rank) {
@@ -177,6 +178,7 @@ Result<std::unique_ptr<RankExecutor>> make_thread_ranks(const ModelConfig& confi
     }
     size_t kv_memory_bytes(int dp_rank) const override { return ranks->kv_memory_bytes(dp_rank); }
     const char* kind() const override { return "threads"; }
+    CpuModel* local_model(int rank) override { return ranks->local_model(rank); }
   };
   auto owned = std::make_unique<Owned>();
   owned->groups = std::move(groups);

@@ -124,6 +124,8 @@ class RankExecutor {
   virtual size_t kv_memory_bytes(int dp_rank) const = 0;
   // "threads" or "processes", for the layout line.
   virtual const char* kind() const = 0;
+  // Rank `rank`'s model when it lives in this process (threads), else null.
+  virtual CpuModel* local_model(int rank) { return nullptr; }
 };
 
 // Every rank on a worker thread of this process, joined by in-process communicators
@@ -170,6 +172,13 @@ class RankGroup {
   // Routed-token counts of replica dp_rank's tokens since its last reset.
   const ExpertLoad& expert_load(int dp_rank) const { return expert_loads_[dp_rank]; }
   void reset_expert_load(int dp_rank);
+
+  // A rank's model, for tests looking at its weights and placement: the threads executor only.
+  CpuModel& model(int global_rank) {
+    CpuModel* model = ranks_->local_model(global_rank);
+    MS_CHECK(model != nullptr);
+    return *model;
+  }
 
  private:
   RankGroup() = default;
