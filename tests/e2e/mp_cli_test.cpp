@@ -153,6 +153,26 @@ TEST(MpCli, FixtureLogitsAndGreedyMatchOneRank) {
   std::printf("compared %d fixture layouts with one rank\n", compared);
 }
 
+TEST(MpCli, ExecutorsMoeserveDoesNotHaveAreRefused) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"-tp", "2", "--distributed-executor-backend", "ray"}, "--distributed-executor-backend ray: not supported"},
+      {{"-tp", "2", "--distributed-executor-backend", "external_launcher"},
+       "--distributed-executor-backend external_launcher: not supported"},
+      {{"-tp", "2", "--distributed-executor-backend", "uni"}, "uni runs one rank in one process; 2 ranks need"},
+      {{"--distributed-executor-backend", "forks"}, "--distributed-executor-backend forks is not a backend"},
+  };
+  for (const auto& [flags, reason] : cases) {
+    const CommandResult run = run_moeserve(
+        with({"generate", testing::demo_model(), "--prompt", "And", "--max-tokens", "2", "--threads", "2"}, flags));
+    EXPECT_NE(run.exit_code, 0) << flags.back();
+    EXPECT_NE(run.output.find(reason), std::string::npos) << run.output;
+  }
+  // uni with one rank is the one-process engine.
+  const CommandResult uni = run_moeserve({"generate", testing::demo_model(), "--prompt", "And", "--max-tokens", "2",
+                                          "--threads", "2", "--distributed-executor-backend", "uni"});
+  EXPECT_EQ(uni.exit_code, 0) << uni.output;
+}
+
 // The pids of the processes whose parent is `parent` (from /proc).
 std::vector<pid_t> children_of(pid_t parent) {
   std::vector<pid_t> children;
