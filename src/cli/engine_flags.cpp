@@ -21,10 +21,9 @@ namespace moeserve::cli {
 constexpr int kMaxThreads = 1024;
 
 void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
-  command
-      .add_option("model", model_dir,
-                  "Model directory (Hugging Face layout: config.json + safetensors) or hub id (ORG/NAME, from the "
-                  "Hugging Face cache, downloaded into it when missing unless HF_HUB_OFFLINE=1)")
+  command.add_option("model", model_dir,
+                     "Model directory (Hugging Face layout: config.json + safetensors) or hub id (ORG/NAME, from the "
+                     "Hugging Face cache, downloaded into it when missing unless HF_HUB_OFFLINE=1)")
       ->required();
   command
       .add_option("--dtype", dtype,
@@ -42,26 +41,23 @@ void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
                   "(the CPU holds and computes fp8 weights; CUDA refuses it until its FP8 kernels land). An fp8 "
                   "checkpoint needs no flag")
       ->check(CLI::IsMember({"fp8"}));
-  command
-      .add_option("--kv-cache-dtype", kv_cache_dtype,
-                  "auto: float32 KV entries; fp8 (= fp8_e4m3): every KV value rounded to e4m3 as it is written (scale "
-                  "1.0, as vLLM's default). CPU only, and the CPU cache still stores float32: this measures fp8 KV's "
-                  "numerics, it saves no memory yet")
+  command.add_option("--kv-cache-dtype", kv_cache_dtype,
+                     "auto: float32 KV entries; fp8 (= fp8_e4m3): every KV value rounded to e4m3 as it is written (scale "
+                     "1.0, as vLLM's default). CPU only, and the CPU cache still stores float32: this measures fp8 KV's "
+                     "numerics, it saves no memory yet")
       ->check(CLI::IsMember({"auto", "fp8", "fp8_e4m3"}));
   command.add_option("--hf-overrides", hf_overrides, "JSON merged into config.json, e.g. '{\"num_hidden_layers\": 8}'");
   command.add_option("--seed", seed, "Random seed (sampling, dummy weights)")->check(uint64_decimal());
-  command
-      .add_option("--device", device,
-                  "Device to run on: cuda (the first GPU; needs a CUDA build), cpu, or auto (cuda when a GPU is "
-                  "visible and one rank runs, else cpu)")
+  command.add_option("--device", device,
+                     "Device to run on: cuda (the first GPU; needs a CUDA build), cpu, or auto (cuda when a GPU is "
+                     "visible and one rank runs, else cpu)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   // Bounded: -1 would ask the thread pool for SIZE_MAX workers.
   command.add_option("--threads", threads, "CPU worker threads (0 = all cores)")
       ->check(int_in_range(0, kMaxThreads, fmt::format("between 0 (all cores) and {}", kMaxThreads),
                            fmt::format("0-{}", kMaxThreads)));
-  command
-      .add_option("--log-level", log_level,
-                  "Log level: debug, info, warning, error or critical (default: $VLLM_LOGGING_LEVEL, else info)")
+  command.add_option("--log-level", log_level,
+                     "Log level: debug, info, warning, error or critical (default: $VLLM_LOGGING_LEVEL, else info)")
       ->check(log_level_name());
   // Runs when this command's arguments are parsed (only for the command given), before its
   // callback loads anything.

@@ -16,13 +16,13 @@
 namespace moeserve::cli {
 
 struct EngineFlags {
-  std::string model_dir;          // after parsing: a directory (a hub id resolved through the HF cache)
-  std::string model_id;           // MODEL as given (the default served model name)
+  std::string model_dir;  // after parsing: a directory (a hub id resolved through the HF cache)
+  std::string model_id;   // MODEL as given (the default served model name)
   std::string revision = "main";  // of a hub id
   std::string download_dir;       // the HF cache to look in instead of the default
   std::string dtype = "auto";
   std::string load_format = "auto";
-  std::string quantization;             // --quantization/-q: empty (the checkpoint's own) or fp8
+  std::string quantization;  // --quantization/-q: empty (the checkpoint's own) or fp8
   std::string kv_cache_dtype = "auto";  // --kv-cache-dtype: auto, fp8 or fp8_e4m3
   std::string hf_overrides = "{}";
   uint64_t seed = 0;

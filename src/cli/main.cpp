@@ -39,8 +39,7 @@ int main(int argc, char** argv) {
   // by the engine (runtime/process_ranks.h), never by hand.
   if (argc == 3 && std::string_view(argv[1]) == "_worker") return moeserve::run_rank_worker(argv[2]);
   CLI::App app{"moeserve: inference and serving for Mixture-of-Experts LLMs"};
-  app.set_version_flag("--version",
-                       fmt::format("moeserve {} (backends: {})", MOESERVE_VERSION, moeserve::backend_names()));
+  app.set_version_flag("--version", fmt::format("moeserve {} (backends: {})", MOESERVE_VERSION, moeserve::backend_names()));
   app.require_subcommand(1);
   add_logits_command(app);
   add_perplexity_command(app);

@@ -45,13 +45,13 @@ Result<EngineRunners> make_cuda_engine_runner(const RunnerSpec& spec, const Engi
                              gpus.front().total_memory_bytes / double(1 << 30), planned.verdict);
   MS_ASSIGN_OR_RETURN(
       cuda_backend::BuiltRunner built,
-      cuda_backend::make_runner(spec.model_dir, spec.config, spec.load,
-                                cuda_backend::RunnerOptions{.gpu_memory_utilization =
-                                                                static_cast<float>(sizing.gpu_memory_utilization),
-                                                            .block_size = sizing.block_size,
-                                                            .max_num_batched_tokens = sizing.max_num_batched_tokens,
-                                                            .enforce_eager = sizing.enforce_eager,
-                                                            .capture_batch_sizes = sizing.max_num_seqs}));
+      cuda_backend::make_runner(
+          spec.model_dir, spec.config, spec.load,
+          cuda_backend::RunnerOptions{.gpu_memory_utilization = static_cast<float>(sizing.gpu_memory_utilization),
+                                      .block_size = sizing.block_size,
+                                      .max_num_batched_tokens = sizing.max_num_batched_tokens,
+                                      .enforce_eager = sizing.enforce_eager,
+                                      .capture_batch_sizes = sizing.max_num_seqs}));
   spdlog::info("model {} on cuda: {}", spec.model_dir, built.summary);
   runners.layout = "TP 1 x PP 1 x DP 1 (one GPU): " + built.summary;
   runners.replicas.push_back(std::move(built.runner));
@@ -211,11 +211,10 @@ Result<std::unique_ptr<SequenceBackend>> make_sequence_backend(const RunnerSpec&
   backend->config_ = spec.config;
   const int blocks = SequenceRunner::blocks_for(max_tokens);
   if (choice.backend == Backend::kCuda) {
-    MS_ASSIGN_OR_RETURN(
-        cuda_backend::BuiltRunner built,
-        cuda_backend::make_runner(spec.model_dir, spec.config, spec.load,
-                                  cuda_backend::RunnerOptions{.num_kv_blocks = blocks,
-                                                              .block_size = SequenceRunner::kBlockSize}));
+    MS_ASSIGN_OR_RETURN(cuda_backend::BuiltRunner built,
+                        cuda_backend::make_runner(spec.model_dir, spec.config, spec.load,
+                                                  cuda_backend::RunnerOptions{.num_kv_blocks = blocks,
+                                                                              .block_size = SequenceRunner::kBlockSize}));
     backend->device_runner_ = std::move(built.runner);
     backend->runner_ = std::make_unique<SequenceRunner>(*backend->device_runner_, max_tokens);
     return backend;

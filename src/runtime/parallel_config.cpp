@@ -47,9 +47,10 @@ Result<EplbConfig> parse_eplb_config(const std::string& json_text, bool enabled)
     } else if (field == "communicator") {
       if (!value.is_null() && !value.is_string()) return make_error("--eplb-config communicator must be a string");
     } else {
-      return make_error("--eplb-config has no field '{}' (fields: window_size, step_interval, num_redundant_experts, "
-                        "log_balancedness, log_balancedness_interval, use_async, policy, communicator)",
-                        field);
+      return make_error(
+          "--eplb-config has no field '{}' (fields: window_size, step_interval, num_redundant_experts, "
+          "log_balancedness, log_balancedness_interval, use_async, policy, communicator)",
+          field);
     }
   }
   return config;

@@ -65,8 +65,8 @@ Result<ParallelRunners> make_parallel_runners(std::unique_ptr<WeightSource> weig
     MS_ASSIGN_OR_RETURN(shared->group, RankGroup::create(config, options.parallel, std::move(ranks),
                                                          options.num_kv_blocks, options.block_size));
   } else {
-    MS_ASSIGN_OR_RETURN(shared->group, RankGroup::create(config, *shared->weights, options.parallel, options.model,
-                                                         options.num_kv_blocks, options.block_size));
+    MS_ASSIGN_OR_RETURN(shared->group, RankGroup::create(config, *shared->weights, options.parallel,
+                                                         options.model, options.num_kv_blocks, options.block_size));
   }
   ParallelRunners runners;
   for (int dp_rank = 0; dp_rank < options.parallel.data_parallel_size; ++dp_rank) {
