@@ -10,6 +10,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # gloo (the CPU collectives PyTorch uses): comm/gloo, CPU ranks in separate processes.
   libgloo-dev
+  # ZeroMQ (as vLLM): the control plane of --distributed-executor-backend mp (runtime/mp/).
+  libzmq3-dev cppzmq-dev
   # The live page's browser test drives Debian's chromium headless (puppeteer-core).
   chromium
   # The King James Bible (the `bible` program and its text): scripts/kjv-revelation.sh extracts

@@ -85,6 +85,9 @@ void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
                      "EP dispatch/combine: allgather_reducescatter or nccl_alltoall (point to point)");
   command.add_option("--expert-placement-strategy", expert_placement_strategy, "linear or round_robin");
   command.add_flag("--enable-eplb", enable_eplb, "Expert-parallel load balancing (needs --enable-expert-parallel)");
+  command.add_option("--distributed-executor-backend", distributed_executor_backend,
+                     "How the ranks run: threads (one process, the default), mp (one worker process per rank, "
+                     "over gloo), uni (one rank)");
   command.add_option("--eplb-config", eplb_config,
                      "JSON, e.g. '{\"window_size\":1000,\"step_interval\":3000,\"num_redundant_experts\":2,"
                      "\"log_balancedness\":true}'");
@@ -99,6 +102,7 @@ Result<ParallelConfig> EngineFlags::parallel_config() const {
   MS_ASSIGN_OR_RETURN(parallel.placement, parse_expert_placement(expert_placement_strategy));
   MS_ASSIGN_OR_RETURN(parallel.eplb, parse_eplb_config(eplb_config, enable_eplb));
   parallel.num_redundant_experts = parallel.eplb.num_redundant_experts;
+  MS_ASSIGN_OR_RETURN(parallel.executor, parse_distributed_executor(distributed_executor_backend));
   const int cores = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
   parallel.threads_per_rank = std::max(1, cores / parallel.world_size());
   MS_RETURN_IF_ERROR(parallel.validate());

@@ -35,6 +35,7 @@ struct EngineFlags {
   int data_parallel_size = 1;
   bool enable_expert_parallel = false;
   std::string all2all_backend = "allgather_reducescatter";
+  std::string distributed_executor_backend = "threads";
   std::string expert_placement_strategy = "linear";
   bool enable_eplb = false;
   std::string eplb_config = "{}";

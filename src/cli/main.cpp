@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
 #include "runtime/make_runner.h"
+#include "runtime/process_ranks.h"
 
 namespace moeserve::cli {
 
@@ -34,6 +35,9 @@ int main(int argc, char** argv) {
   // --json) stays machine-readable whatever is logged.
   spdlog::set_default_logger(spdlog::stderr_color_mt("moeserve"));
   spdlog::set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
+  // The hidden subcommand of --distributed-executor-backend mp: a rank's worker process, started
+  // by the engine (runtime/process_ranks.h), never by hand.
+  if (argc == 3 && std::string_view(argv[1]) == "_worker") return moeserve::run_rank_worker(argv[2]);
   CLI::App app{"moeserve: inference and serving for Mixture-of-Experts LLMs"};
   app.set_version_flag("--version", fmt::format("moeserve {} (backends: {})", MOESERVE_VERSION, moeserve::backend_names()));
   app.require_subcommand(1);

@@ -21,7 +21,6 @@ constexpr std::array kNotYetImplemented = {"--pipeline-parallel-size",
                                            "--lora-modules",
                                            "--cpu-offload-gb",
                                            "--swap-space",
-                                           "--distributed-executor-backend",
                                            "--tokenizer-mode",
                                            "--enable-auto-tool-choice",
                                            "--tool-call-parser",
@@ -44,7 +43,7 @@ constexpr const char* kSupported =
     "--max-logprobs, --tokenizer, --enforce-eager, --enable-chunked-prefill, --trust-remote-code, --seed, --dtype, "
     "--load-format, --quantization/-q, --kv-cache-dtype, --hf-overrides, --device, --threads, --max-waiting-requests, --tensor-parallel-size/-tp, "
     "--data-parallel-size/-dp, --enable-expert-parallel, --all2all-backend, --expert-placement-strategy, "
-    "--enable-eplb, --eplb-config, --log-level, --revision, --download-dir, --shutdown-timeout, --no-webui";
+    "--enable-eplb, --eplb-config, --distributed-executor-backend, --log-level, --revision, --download-dir, --shutdown-timeout, --no-webui";
 
 }  // namespace
 

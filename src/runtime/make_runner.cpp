@@ -106,15 +106,20 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
       replica_per_token, kv_bytes / double(1 << 30), sizing.max_model_len);
   warn_cpu_kv_fp8(spec.load);
   if (!parallel.is_single()) {
-    // Each rank loads its own shard from the weights.
-    MS_ASSIGN_OR_RETURN(std::unique_ptr<WeightSource> weights, open_weights(spec.model_dir, spec.load));
+    // Each rank loads its own shard from the weights (a worker process reads them itself).
+    std::unique_ptr<WeightSource> weights;
+    if (parallel.executor != DistributedExecutor::kMp) {
+      MS_ASSIGN_OR_RETURN(weights, open_weights(spec.model_dir, spec.load));
+    }
     MS_ASSIGN_OR_RETURN(ParallelRunners parallel_runners,
                         make_parallel_runners(std::move(weights), spec.config,
                                               ParallelRunnerOptions{.parallel = parallel,
                                                                     .num_kv_blocks = static_cast<int>(blocks),
                                                                     .block_size = sizing.block_size,
-                                                                    .model = spec.load.model}));
-    runners.layout = fmt::format("{} on cpu, {} threads per rank", parallel_runners.group->describe_layout(),
+                                                                    .model = spec.load.model},
+                                              spec.model_dir, spec.load));
+    runners.layout = fmt::format("{} on cpu, ranks as {} ({} threads per rank)",
+                                 parallel_runners.group->describe_layout(), parallel_runners.group->executor_kind(),
                                  parallel.threads_per_rank);
     spdlog::info("parallel layout: {}", runners.layout);
     runners.replicas = std::move(parallel_runners.replicas);
@@ -230,8 +235,10 @@ Result<std::unique_ptr<SequenceBackend>> make_sequence_backend(const RunnerSpec&
                                             ParallelRunnerOptions{.parallel = spec.parallel,
                                                                   .num_kv_blocks = blocks,
                                                                   .block_size = SequenceRunner::kBlockSize,
-                                                                  .model = spec.load.model}));
-  spdlog::info("parallel layout: {}", backend->parallel_.group->describe_layout());
+                                                                  .model = spec.load.model},
+                                            spec.model_dir, spec.load));
+  spdlog::info("parallel layout: {} (ranks as {})", backend->parallel_.group->describe_layout(),
+               backend->parallel_.group->executor_kind());
   backend->runner_ = std::make_unique<SequenceRunner>(*backend->parallel_.replicas[0], max_tokens);
   return backend;
 }

@@ -56,6 +56,30 @@ Result<EplbConfig> parse_eplb_config(const std::string& json_text, bool enabled)
   return config;
 }
 
+Result<DistributedExecutor> parse_distributed_executor(const std::string& name) {
+  if (name == "mp") return DistributedExecutor::kMp;
+  if (name == "uni") return DistributedExecutor::kUni;
+  if (name == "threads") return DistributedExecutor::kThreads;
+  if (name == "ray" || name == "external_launcher") {
+    return make_error("--distributed-executor-backend {}: not supported by moeserve (it runs its ranks as processes "
+                      "it starts itself: mp, or as threads of one process: threads; uni for one rank)",
+                      name);
+  }
+  return make_error("--distributed-executor-backend {} is not a backend (mp, uni or threads)", name);
+}
+
+const char* distributed_executor_name(DistributedExecutor executor) {
+  switch (executor) {
+    case DistributedExecutor::kMp:
+      return "mp";
+    case DistributedExecutor::kUni:
+      return "uni";
+    case DistributedExecutor::kThreads:
+      break;
+  }
+  return "threads";
+}
+
 Status ParallelConfig::validate() const {
   if (tensor_parallel_size < 1)
     return make_error("--tensor-parallel-size must be at least 1, got {}", tensor_parallel_size);
@@ -66,6 +90,10 @@ Status ParallelConfig::validate() const {
   }
   if (num_redundant_experts > 0 && !eplb.enabled) {
     return make_error("num_redundant_experts ({}) is only allowed with --enable-eplb", num_redundant_experts);
+  }
+  if (executor == DistributedExecutor::kUni && world_size() > 1) {
+    return make_error("--distributed-executor-backend uni runs one rank in one process; {} ranks need mp or threads",
+                      world_size());
   }
   return ok_status();
 }

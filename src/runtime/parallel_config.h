@@ -27,6 +27,14 @@ struct EplbConfig {
 // refused by name. (use_async/policy/communicator are accepted with their only CPU meaning.)
 Result<EplbConfig> parse_eplb_config(const std::string& json_text, bool enabled);
 
+// --distributed-executor-backend: how the ranks of a parallel layout run. vLLM's names: mp (one
+// worker process per rank, over gloo, driven by the engine over ZeroMQ), uni (one process: only
+// for one rank), and moeserve's threads (every rank a thread of the engine's process, over an
+// in-process communicator). vLLM's ray and external_launcher are refused.
+enum class DistributedExecutor { kThreads, kMp, kUni };
+Result<DistributedExecutor> parse_distributed_executor(const std::string& name);
+const char* distributed_executor_name(DistributedExecutor executor);
+
 struct ParallelConfig {
   int tensor_parallel_size = 1;
   int data_parallel_size = 1;
@@ -35,6 +43,7 @@ struct ParallelConfig {
   ExpertPlacement placement = ExpertPlacement::kLinear;
   int num_redundant_experts = 0;
   int threads_per_rank = 1;  // CPU threads of each rank's pool
+  DistributedExecutor executor = DistributedExecutor::kThreads;
   EplbConfig eplb;
 
   int world_size() const { return tensor_parallel_size * data_parallel_size; }

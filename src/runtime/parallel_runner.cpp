@@ -1,5 +1,6 @@
 #include "runtime/parallel_runner.h"
 
+#include "runtime/process_ranks.h"
 #include "runtime/token_picker.h"
 
 namespace moeserve {
@@ -44,14 +45,29 @@ class ReplicaRunner final : public Runner {
 
 Result<ParallelRunners> make_parallel_runners(std::unique_ptr<WeightSource> weights, const ModelConfig& config,
                                               const ParallelRunnerOptions& options) {
+  return make_parallel_runners(std::move(weights), config, options, std::string(), LoadOptions{});
+}
+
+Result<ParallelRunners> make_parallel_runners(std::unique_ptr<WeightSource> weights, const ModelConfig& config,
+                                              const ParallelRunnerOptions& options, const std::string& model_dir,
+                                              const LoadOptions& load) {
   if (options.block_size <= 0) return make_error("--block-size must be positive, got {}", options.block_size);
   if (options.num_kv_blocks <= 0) {
     return make_error("the KV cache budget holds no block of {} tokens: raise --kv-cache-memory", options.block_size);
   }
   auto shared = std::make_shared<SharedGroup>();
   shared->weights = std::move(weights);
-  MS_ASSIGN_OR_RETURN(shared->group, RankGroup::create(config, *shared->weights, options.parallel, options.model,
-                                                       options.num_kv_blocks, options.block_size));
+  if (options.parallel.executor == DistributedExecutor::kMp) {
+    if (model_dir.empty()) return make_error("--distributed-executor-backend mp needs the model's directory");
+    shared->weights.reset();  // each worker reads its own shard
+    MS_ASSIGN_OR_RETURN(auto ranks, make_process_ranks(model_dir, load, options.parallel, options.num_kv_blocks,
+                                                       options.block_size));
+    MS_ASSIGN_OR_RETURN(shared->group, RankGroup::create(config, options.parallel, std::move(ranks),
+                                                         options.num_kv_blocks, options.block_size));
+  } else {
+    MS_ASSIGN_OR_RETURN(shared->group, RankGroup::create(config, *shared->weights, options.parallel,
+                                                         options.model, options.num_kv_blocks, options.block_size));
+  }
   ParallelRunners runners;
   for (int dp_rank = 0; dp_rank < options.parallel.data_parallel_size; ++dp_rank) {
     runners.replicas.push_back(std::make_unique<ReplicaRunner>(shared, dp_rank));

@@ -1,7 +1,10 @@
 #include "runtime/rank_group.h"
 
-
 #include <fmt/format.h>
+
+#include <stdexcept>
+
+#include "comm/local/local_communicator.h"
 
 namespace moeserve {
 
@@ -12,7 +15,176 @@ ExpertLoad empty_load(const ModelConfig& config) {
   return ExpertLoad{std::vector<int64_t>(static_cast<size_t>(config.num_layers) * experts, 0), experts};
 }
 
+// Every rank's shard in this process, one worker thread per rank; a generation counter
+// announces each job and `remaining_` counts the ranks still on it.
+class ThreadRanks final : public RankExecutor {
+ public:
+  ThreadRanks(const ParallelConfig& parallel, std::vector<std::unique_ptr<RankShard>> shards)
+      : parallel_(parallel), shards_(std::move(shards)) {
+    for (int rank = 0; rank < static_cast<int>(shards_.size()); ++rank) {
+      workers_.emplace_back([this, rank] { worker_loop(rank); });
+    }
+  }
+  ~ThreadRanks() override {
+    {
+      std::lock_guard<std::mutex> lock(work_mutex_);
+      stopping_ = true;
+    }
+    work_ready_.notify_all();
+    for (auto& worker : workers_) worker.join();
+  }
+
+  void step(std::span<const std::vector<RunnerSeq>> batches, std::span<Tensor> logits,
+            std::span<ExpertLoad> loads) override {
+    const int tp = parallel_.tensor_parallel_size;
+    std::vector<Tensor> scratch(shards_.size());
+    run_on_all_ranks([&](int rank) {
+      const int dp_rank = rank / tp;
+      RankShard& shard = *shards_[rank];
+      TensorView out = logits[dp_rank].view();
+      if (!shard.is_tp_leader()) {
+        scratch[rank] = Tensor(DType::kF32, logits[dp_rank].shape());
+        out = scratch[rank].view();
+      }
+      shard.forward(batches[dp_rank], out, shard.is_tp_leader() ? &loads[dp_rank] : nullptr);
+    });
+  }
+  void apply_placement(std::span<const int> moe_layers,
+                       const std::vector<std::shared_ptr<const ExpertMap>>& new_maps) override {
+    run_on_all_ranks([&](int rank) { shards_[rank]->apply_placement(moe_layers, new_maps); });
+  }
+  size_t kv_memory_bytes(int dp_rank) const override {
+    size_t bytes = 0;
+    const int tp = parallel_.tensor_parallel_size;
+    for (int rank = dp_rank * tp; rank < (dp_rank + 1) * tp; ++rank) bytes += shards_[rank]->kv_bytes();
+    return bytes;
+  }
+  const char* kind() const override { return "threads"; }
+  CpuModel* local_model(int rank) override { return &shards_[rank]->model(); }
+
+ private:
+  void worker_loop(int rank) {
+    uint64_t seen = 0;
+    while (true) {
+      const std::function<void(int)>* job;
+      {
+        std::unique_lock<std::mutex> lock(work_mutex_);
+        work_ready_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+        if (stopping_) return;
+        seen = generation_;
+        job = job_;
+      }
+      (*job)(rank);
+      std::lock_guard<std::mutex> lock(work_mutex_);
+      if (--remaining_ == 0) work_done_.notify_all();
+    }
+  }
+  // Runs fn(global_rank) on every rank's worker thread at once and waits.
+  void run_on_all_ranks(const std::function<void(int rank)>& fn) {
+    std::unique_lock<std::mutex> lock(work_mutex_);
+    job_ = &fn;
+    remaining_ = static_cast<int>(workers_.size());
+    ++generation_;
+    work_ready_.notify_all();
+    work_done_.wait(lock, [&] { return remaining_ == 0; });
+    job_ = nullptr;
+  }
+
+  ParallelConfig parallel_;
+  std::vector<std::unique_ptr<RankShard>> shards_;
+  std::vector<std::thread> workers_;
+  std::mutex work_mutex_;
+  std::condition_variable work_ready_, work_done_;
+  const std::function<void(int)>* job_ = nullptr;
+  uint64_t generation_ = 0;
+  int remaining_ = 0;
+  bool stopping_ = false;
+};
+
 }  // namespace
+
+ExpertLoad empty_step_load(const ModelConfig& config, int num_physical) {
+  ExpertLoad load = empty_load(config);
+  if (num_physical > 0) {
+    load.num_slots = num_physical;
+    load.slot_counts.assign(static_cast<size_t>(config.num_layers) * num_physical, 0);
+  }
+  return load;
+}
+
+Result<std::unique_ptr<RankShard>> RankShard::load(const ModelConfig& config, const WeightSource& weights,
+                                                   const ParallelConfig& parallel, const ModelOptions& options,
+                                                   int rank, int num_blocks, int block_size) {
+  std::unique_ptr<RankShard> shard(new RankShard());
+  shard->rank_ = rank;
+  shard->tp_rank_ = rank % parallel.tensor_parallel_size;
+  shard->world_ = parallel.world_size();
+  ModelOptions rank_options = options;
+  rank_options.shard = parallel.shard_for(rank);
+  MS_ASSIGN_OR_RETURN(shard->model_, CpuModel::load(config, weights, rank_options));
+  shard->kv_ = std::make_unique<KvMemory>(KvShape{.num_layers = config.num_layers,
+                                                  .num_blocks = num_blocks,
+                                                  .block_size = block_size,
+                                                  .entry_size = shard->model_->kv_entry_size()});
+  shard->pool_ = std::make_unique<ThreadPool>(std::max(1, parallel.threads_per_rank));
+  shard->exec_ = ExecContext{shard->pool_.get()};
+  return shard;
+}
+
+void RankShard::set_communicators(std::unique_ptr<Communicator> tp, std::unique_ptr<Communicator> ep) {
+  tp_ = std::move(tp);
+  ep_ = std::move(ep);
+}
+
+void RankShard::forward(std::span<const RunnerSeq> batch, const TensorView& out, ExpertLoad* load) {
+  model_->forward(exec_, batch, *kv_, out, load, ParallelComm{.tp = tp_.get(), .ep = ep_.get()});
+}
+
+Result<std::unique_ptr<RankExecutor>> make_thread_ranks(const ModelConfig& config, const WeightSource& weights,
+                                                        const ParallelConfig& parallel, const ModelOptions& options,
+                                                        int num_blocks, int block_size) {
+  const int world = parallel.world_size();
+  const int tp = parallel.tensor_parallel_size;
+  std::vector<std::unique_ptr<RankShard>> shards;
+  for (int rank = 0; rank < world; ++rank) {
+    MS_ASSIGN_OR_RETURN(auto shard, RankShard::load(config, weights, parallel, options, rank, num_blocks, block_size));
+    shards.push_back(std::move(shard));
+  }
+  // The groups' shared state outlives the communicators (held by the executor below).
+  struct Groups {
+    std::vector<std::unique_ptr<LocalGroup>> tp;
+    std::unique_ptr<LocalGroup> ep;
+  };
+  auto groups = std::make_shared<Groups>();
+  if (tp > 1) {
+    for (int dp_rank = 0; dp_rank < parallel.data_parallel_size; ++dp_rank) {
+      groups->tp.push_back(std::make_unique<LocalGroup>(tp));
+    }
+  }
+  if (parallel.uses_expert_parallel()) groups->ep = std::make_unique<LocalGroup>(world);
+  for (int rank = 0; rank < world; ++rank) {
+    shards[rank]->set_communicators(tp > 1 ? groups->tp[rank / tp]->communicator(rank % tp) : nullptr,
+                                    groups->ep ? groups->ep->communicator(rank) : nullptr);
+  }
+  struct Owned final : RankExecutor {
+    std::shared_ptr<Groups> groups;  // destroyed after the ranks (declared first)
+    std::unique_ptr<ThreadRanks> ranks;
+    void step(std::span<const std::vector<RunnerSeq>> b, std::span<Tensor> l, std::span<ExpertLoad> e) override {
+      ranks->step(b, l, e);
+    }
+    void apply_placement(std::span<const int> layers,
+                         const std::vector<std::shared_ptr<const ExpertMap>>& maps) override {
+      ranks->apply_placement(layers, maps);
+    }
+    size_t kv_memory_bytes(int dp_rank) const override { return ranks->kv_memory_bytes(dp_rank); }
+    const char* kind() const override { return "threads"; }
+    CpuModel* local_model(int rank) override { return ranks->local_model(rank); }
+  };
+  auto owned = std::make_unique<Owned>();
+  owned->groups = std::move(groups);
+  owned->ranks = std::make_unique<ThreadRanks>(parallel, std::move(shards));
+  return std::unique_ptr<RankExecutor>(std::move(owned));
+}
 
 Result<std::unique_ptr<RankGroup>> RankGroup::create(const ModelConfig& config, const WeightSource& weights,
                                                      const ParallelConfig& parallel, const ModelOptions& options,
@@ -20,36 +192,23 @@ Result<std::unique_ptr<RankGroup>> RankGroup::create(const ModelConfig& config, 
   if (parallel.tensor_parallel_size < 1 || parallel.data_parallel_size < 1) {
     return make_error("--tensor-parallel-size and --data-parallel-size must be at least 1");
   }
+  MS_ASSIGN_OR_RETURN(auto ranks, make_thread_ranks(config, weights, parallel, options, num_blocks, block_size));
+  return create(config, parallel, std::move(ranks), num_blocks, block_size);
+}
+
+Result<std::unique_ptr<RankGroup>> RankGroup::create(const ModelConfig& config, const ParallelConfig& parallel,
+                                                     std::unique_ptr<RankExecutor> ranks, int num_blocks,
+                                                     int block_size) {
+  if (parallel.tensor_parallel_size < 1 || parallel.data_parallel_size < 1) {
+    return make_error("--tensor-parallel-size and --data-parallel-size must be at least 1");
+  }
   std::unique_ptr<RankGroup> group(new RankGroup());
+  group->config_ = config;
   group->parallel_ = parallel;
   group->num_blocks_ = num_blocks;
   group->block_size_ = block_size;
+  group->ranks_ = std::move(ranks);
   const int world = parallel.world_size();
-  const int tp = parallel.tensor_parallel_size;
-  for (int rank = 0; rank < world; ++rank) {
-    ModelOptions rank_options = options;
-    rank_options.shard = parallel.shard_for(rank);
-    MS_ASSIGN_OR_RETURN(auto model, CpuModel::load(config, weights, rank_options));
-    group->kv_.push_back(std::make_unique<KvMemory>(KvShape{.num_layers = config.num_layers,
-                                                            .num_blocks = num_blocks,
-                                                            .block_size = block_size,
-                                                            .entry_size = model->kv_entry_size()}));
-    group->models_.push_back(std::move(model));
-    group->pools_.push_back(std::make_unique<ThreadPool>(std::max(1, parallel.threads_per_rank)));
-    group->execs_.push_back(ExecContext{group->pools_.back().get()});
-  }
-  if (tp > 1) {
-    for (int dp_rank = 0; dp_rank < parallel.data_parallel_size; ++dp_rank) {
-      group->tp_groups_.push_back(std::make_unique<LocalGroup>(tp));
-      for (int tp_rank = 0; tp_rank < tp; ++tp_rank) {
-        group->tp_comms_.push_back(group->tp_groups_.back()->communicator(tp_rank));
-      }
-    }
-  }
-  if (parallel.uses_expert_parallel()) {
-    group->ep_group_ = std::make_unique<LocalGroup>(world);
-    for (int rank = 0; rank < world; ++rank) group->ep_comms_.push_back(group->ep_group_->communicator(rank));
-  }
   const int dp = parallel.data_parallel_size;
   group->expert_loads_.assign(dp, empty_load(config));
   for (int layer = 0; layer < config.num_layers; ++layer) {
@@ -58,10 +217,15 @@ Result<std::unique_ptr<RankGroup>> RankGroup::create(const ModelConfig& config, 
   if (parallel.uses_expert_parallel() && !group->moe_layers_.empty()) {
     group->num_physical_ = config.moe->num_experts + parallel.num_redundant_experts;
     group->ep_stats_.rank_tokens_total.assign(world, 0);
+    // The ranks' initial placement (as each shard's weights were loaded).
+    const ShardSpec shard = parallel.shard_for(0);
+    const auto initial = std::make_shared<const ExpertMap>(
+        ExpertMap::initial(config.moe->num_experts, shard.num_redundant_experts, shard.ep.size, shard.placement));
+    group->maps_.assign(group->moe_layers_.size(), initial);
     if (parallel.eplb.enabled) {
       const eplb::RebalanceParams params{.num_physical = group->num_physical_,
                                          .num_groups = config.moe->num_groups,
-                                         .num_nodes = 1,  // one process: every rank shares one memory
+                                         .num_nodes = 1,  // one host: every rank shares one memory
                                          .num_ranks = world};
       group->eplb_ = std::make_unique<EplbState>(parallel.eplb, config.num_layers, config.moe->num_experts, params);
     }
@@ -70,47 +234,11 @@ Result<std::unique_ptr<RankGroup>> RankGroup::create(const ModelConfig& config, 
   group->pending_out_.assign(dp, nullptr);
   group->in_step_.assign(dp, false);
   group->done_.assign(dp, false);
-  for (int rank = 0; rank < world; ++rank) {
-    group->workers_.emplace_back([raw = group.get(), rank] { raw->worker_loop(rank); });
-  }
+  group->failed_.assign(dp, std::string());
   return group;
 }
 
-RankGroup::~RankGroup() {
-  {
-    std::lock_guard<std::mutex> lock(work_mutex_);
-    stopping_ = true;
-  }
-  work_ready_.notify_all();
-  for (auto& worker : workers_) worker.join();
-}
-
-void RankGroup::worker_loop(int rank) {
-  uint64_t seen = 0;
-  while (true) {
-    const std::function<void(int)>* job;
-    {
-      std::unique_lock<std::mutex> lock(work_mutex_);
-      work_ready_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-      if (stopping_) return;
-      seen = generation_;
-      job = job_;
-    }
-    (*job)(rank);
-    std::lock_guard<std::mutex> lock(work_mutex_);
-    if (--remaining_ == 0) work_done_.notify_all();
-  }
-}
-
-void RankGroup::run_on_all_ranks(const std::function<void(int rank)>& fn) {
-  std::unique_lock<std::mutex> lock(work_mutex_);
-  job_ = &fn;
-  remaining_ = static_cast<int>(workers_.size());
-  ++generation_;
-  work_ready_.notify_all();
-  work_done_.wait(lock, [&] { return remaining_ == 0; });
-  job_ = nullptr;
-}
+RankGroup::~RankGroup() = default;
 
 std::vector<Tensor> RankGroup::step(std::span<const std::vector<RunnerSeq>> batches) {
   MS_CHECK(static_cast<int>(batches.size()) == parallel_.data_parallel_size);
@@ -120,45 +248,20 @@ std::vector<Tensor> RankGroup::step(std::span<const std::vector<RunnerSeq>> batc
 
 std::vector<Tensor> RankGroup::run_step(std::span<const std::vector<RunnerSeq>> batches) {
   const int dp = parallel_.data_parallel_size;
-  const int tp = parallel_.tensor_parallel_size;
   const int vocab = config().vocab_size;
   std::vector<Tensor> logits;
   for (int dp_rank = 0; dp_rank < dp; ++dp_rank) {
     logits.emplace_back(DType::kF32, Shape{logit_rows(batches[dp_rank]), vocab});
   }
-  // TP rank 0 of each replica counts the routed tokens and returns the logits;
-  // the other TP ranks compute the same logits into scratch (the LM head is
-  // replicated).
-  std::vector<Tensor> scratch(parallel_.world_size());
-  std::vector<ExpertLoad> step_loads(dp, empty_step_load());
-  auto job = [&](int rank) {
-    const int dp_rank = rank / tp, tp_rank = rank % tp;
-    TensorView out = logits[dp_rank].view();
-    if (tp_rank != 0) {
-      scratch[rank] = Tensor(DType::kF32, logits[dp_rank].shape());
-      out = scratch[rank].view();
-    }
-    const ParallelComm comm{.tp = tp_comms_.empty() ? nullptr : tp_comms_[rank].get(),
-                            .ep = ep_comms_.empty() ? nullptr : ep_comms_[rank].get()};
-    models_[rank]->forward(execs_[rank], batches[dp_rank], *kv_[rank], out,
-                           tp_rank == 0 ? &step_loads[dp_rank] : nullptr, comm);
-  };
-  run_on_all_ranks(job);
+  // TP rank 0 of each replica counts the routed tokens and returns the logits.
+  std::vector<ExpertLoad> step_loads(dp, empty_step_load(config_, num_physical_));
+  ranks_->step(batches, logits, step_loads);
   for (int dp_rank = 0; dp_rank < dp; ++dp_rank) {
     std::vector<int64_t>& total = expert_loads_[dp_rank].counts;
     for (size_t i = 0; i < total.size(); ++i) total[i] += step_loads[dp_rank].counts[i];
   }
   if (num_physical_ > 0) after_step(step_loads);
   return logits;
-}
-
-ExpertLoad RankGroup::empty_step_load() const {
-  ExpertLoad load = empty_load(config());
-  if (num_physical_ > 0) {
-    load.num_slots = num_physical_;
-    load.slot_counts.assign(static_cast<size_t>(config().num_layers) * num_physical_, 0);
-  }
-  return load;
 }
 
 EpStats RankGroup::ep_stats() const {
@@ -189,11 +292,18 @@ Tensor RankGroup::execute(int dp_rank, std::span<const RunnerSeq> seqs) {
       batches[d].assign(pending_[d]->begin(), pending_[d]->end());
     }
     lock.unlock();
-    std::vector<Tensor> logits = run_step(batches);
+    std::vector<Tensor> logits;
+    std::string error;
+    try {
+      logits = run_step(batches);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
     lock.lock();
     for (int d = 0; d < dp; ++d) {
       if (!in_step_[d]) continue;
-      *pending_out_[d] = std::move(logits[d]);
+      if (error.empty()) *pending_out_[d] = std::move(logits[d]);
+      failed_[d] = error;
       done_[d] = true;
       in_step_[d] = false;
       pending_[d] = nullptr;
@@ -202,14 +312,8 @@ Tensor RankGroup::execute(int dp_rank, std::span<const RunnerSeq> seqs) {
     step_running_ = false;
     submit_cv_.notify_all();
   }
+  if (!failed_[dp_rank].empty()) throw std::runtime_error(failed_[dp_rank]);
   return result;
-}
-
-size_t RankGroup::kv_memory_bytes(int dp_rank) const {
-  size_t bytes = 0;
-  const int tp = parallel_.tensor_parallel_size;
-  for (int rank = dp_rank * tp; rank < (dp_rank + 1) * tp; ++rank) bytes += kv_[rank]->bytes();
-  return bytes;
 }
 
 void RankGroup::reset_expert_load(int dp_rank) { expert_loads_[dp_rank] = empty_load(config()); }
@@ -221,13 +325,12 @@ std::string RankGroup::describe_layout() const {
   }
   std::string text = fmt::format("EP {} = TP {} × DP {} ({}, {} placement)", parallel_.world_size(), tp, dp,
                                  all2all_backend_name(parallel_.all2all), expert_placement_name(parallel_.placement));
-  for (int layer : moe_layers_) {
-    const ExpertMap& map = models_[0]->expert_map(layer);
+  if (!moe_layers_.empty() && !maps_.empty()) {
+    const ExpertMap& map = *maps_[0];
     for (int rank = 0; rank < parallel_.world_size(); ++rank) {
       text += fmt::format(", experts {} on rank {}", map.describe_rank(rank), rank);
     }
-    text += fmt::format(" (layer {})", layer);
-    break;
+    text += fmt::format(" (layer {})", moe_layers_[0]);
   }
   return text;
 }

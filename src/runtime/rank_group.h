@@ -1,17 +1,19 @@
-// RankGroup: one model spread over TP × DP ranks of this process, one worker
-// thread per rank (each with its own small thread pool, sharded CpuModel
-// and KV memory), joined by in-process communicators (a TP group per DP
-// replica, and the EP group over all ranks). Every step is global and in
-// lockstep: each DP replica contributes a batch, and a replica with nothing to
-// run takes part with an empty batch, so the MoE collectives never wait
-// forever. Two ways in: step() runs one step for all replicas at once (tests,
-// single-sequence CLI), and execute(dp_rank, seqs) lets one scheduler per DP
-// replica submit from its own thread; the submissions that are waiting when a
-// step starts run together in it.
-// With expert parallelism it counts tokens per EP rank, and with EPLB it
-// rearranges the experts between steps (rank_group_eplb.cpp): every rank swaps
-// to the new placement in the same job, after the weights it lacks have arrived
-// from their owners over the EP communicator.
+// RankGroup: one model spread over TP × DP ranks, every step global and in lockstep: each DP
+// replica contributes a batch, and a replica with nothing to run takes part with an empty batch,
+// so the MoE collectives never wait forever. Two ways in: step() runs one step for all replicas
+// at once (tests, single-sequence CLI), and execute(dp_rank, seqs) lets one scheduler per DP
+// replica submit from its own thread; the submissions that are waiting when a step starts run
+// together in it.
+//
+// The ranks themselves sit behind a RankExecutor, the transport: each rank is a RankShard (its
+// sharded CpuModel, KV memory, communicators and thread pool, which runs "my part of this step"
+// and "move to this EPLB placement"), and the executor runs every shard's part. ThreadRanks
+// (here) holds all shards in this process, one worker thread each, joined by in-process
+// communicators; runtime/mp/ runs one worker process per rank over gloo, driven over ZeroMQ
+// (--distributed-executor-backend mp). The group keeps what the engine needs whichever runs the
+// ranks: per-replica expert loads, the EP accounting, and EPLB — it decides each rearrangement
+// (rank_group_eplb.cpp) and the executor applies it on every rank in the same job, after the
+// weights each rank lacks have arrived from their owners over the EP communicator.
 #pragma once
 
 #include <condition_variable>
@@ -22,7 +24,7 @@
 #include <thread>
 #include <vector>
 
-#include "comm/local/local_communicator.h"
+#include "comm/communicator.h"
 #include "kvcache/kv_memory.h"
 #include "runtime/cpu_model.h"
 #include "runtime/model_runner.h"
@@ -63,27 +65,100 @@ struct EpStats {
   std::vector<EplbRearrangement> recent_rearrangements;
 };
 
+// One rank's part of the model: its shard of the weights, its KV memory (its heads' part of its
+// replica's cache), its communicators (its replica's TP group, the EP group) and thread pool.
+// The same class runs a rank on a thread of the engine (ThreadRanks) and in a worker process
+// (runtime/mp/).
+class RankShard {
+ public:
+  // Loads global rank `rank`'s shard from `weights` (copied: they need not outlive the shard).
+  static Result<std::unique_ptr<RankShard>> load(const ModelConfig& config, const WeightSource& weights,
+                                                 const ParallelConfig& parallel, const ModelOptions& options, int rank,
+                                                 int num_blocks, int block_size);
+  // tp: its replica's TP group (null with TP 1); ep: the EP group (null without EP).
+  void set_communicators(std::unique_ptr<Communicator> tp, std::unique_ptr<Communicator> ep);
+
+  int rank() const { return rank_; }
+  bool is_tp_leader() const { return tp_rank_ == 0; }
+  CpuModel& model() { return *model_; }
+  size_t kv_bytes() const { return kv_->bytes(); }
+  Communicator* ep_comm() { return ep_.get(); }
+
+  // This rank's part of one step of its replica's batch (every rank of its groups must run it).
+  // out [logit_rows(batch), vocab]: the replica's logits (every TP rank computes the same ones,
+  // the LM head being replicated); load: the replica's routed tokens (its TP rank 0 counts them;
+  // null elsewhere).
+  void forward(std::span<const RunnerSeq> batch, const TensorView& out, ExpertLoad* load);
+  // Moves to new_maps (one per MoE layer in `moe_layers`): sends the experts other ranks newly
+  // need over the EP group, then swaps in the new map and slot experts at once. Collective: every
+  // rank of the EP group runs it with the same maps (rank_group_eplb.cpp).
+  void apply_placement(std::span<const int> moe_layers, const std::vector<std::shared_ptr<const ExpertMap>>& new_maps);
+
+ private:
+  RankShard() = default;
+  int rank_ = 0, tp_rank_ = 0, world_ = 1;
+  std::unique_ptr<CpuModel> model_;
+  std::unique_ptr<KvMemory> kv_;
+  std::unique_ptr<ThreadPool> pool_;
+  ExecContext exec_;
+  std::unique_ptr<Communicator> tp_, ep_;
+};
+
+// A zeroed ExpertLoad of one step: counts per (layer, logical expert), and with num_physical > 0
+// (expert parallelism) per (layer, physical slot).
+ExpertLoad empty_step_load(const ModelConfig& config, int num_physical);
+
+// Runs the ranks: the transport between the group and its RankShards.
+class RankExecutor {
+ public:
+  virtual ~RankExecutor() = default;
+  // Runs every rank's part of one lockstep step: batches[d] is DP replica d's batch; logits[d]
+  // (shaped [logit_rows(batches[d]), vocab]) and loads[d] (empty_step_load) get replica d's, from
+  // its TP rank 0. Throws std::runtime_error when a rank failed (the group is unusable after).
+  virtual void step(std::span<const std::vector<RunnerSeq>> batches, std::span<Tensor> logits,
+                    std::span<ExpertLoad> loads) = 0;
+  // Every rank moves to new_maps (RankShard::apply_placement) in the same job.
+  virtual void apply_placement(std::span<const int> moe_layers,
+                               const std::vector<std::shared_ptr<const ExpertMap>>& new_maps) = 0;
+  // KV bytes the ranks of DP replica dp_rank hold together.
+  virtual size_t kv_memory_bytes(int dp_rank) const = 0;
+  // "threads" or "processes", for the layout line.
+  virtual const char* kind() const = 0;
+  // Rank `rank`'s model when it lives in this process (threads), else null.
+  virtual CpuModel* local_model(int rank) { return nullptr; }
+};
+
+// Every rank on a worker thread of this process, joined by in-process communicators
+// (--distributed-executor-backend threads).
+Result<std::unique_ptr<RankExecutor>> make_thread_ranks(const ModelConfig& config, const WeightSource& weights,
+                                                        const ParallelConfig& parallel, const ModelOptions& options,
+                                                        int num_blocks, int block_size);
+
 class RankGroup {
  public:
-  // Loads every rank's shard from `weights` (which must outlive the group).
-  // num_blocks / block_size: each DP replica's KV cache (each of its TP ranks
+  // Ranks on threads of this process: loads every rank's shard from `weights` (which must
+  // outlive the group). num_blocks / block_size: each DP replica's KV cache (each of its TP ranks
   // holds its heads' part).
   static Result<std::unique_ptr<RankGroup>> create(const ModelConfig& config, const WeightSource& weights,
                                                    const ParallelConfig& parallel, const ModelOptions& options,
                                                    int num_blocks, int block_size);
+  // Over ranks that `ranks` runs (already loaded with this layout).
+  static Result<std::unique_ptr<RankGroup>> create(const ModelConfig& config, const ParallelConfig& parallel,
+                                                   std::unique_ptr<RankExecutor> ranks, int num_blocks, int block_size);
   ~RankGroup();
   RankGroup(const RankGroup&) = delete;
   RankGroup& operator=(const RankGroup&) = delete;
 
-  const ModelConfig& config() const { return models_[0]->config(); }
+  const ModelConfig& config() const { return config_; }
   const ParallelConfig& parallel() const { return parallel_; }
   int num_kv_blocks() const { return num_blocks_; }
   int block_size() const { return block_size_; }
   // KV bytes a DP replica's ranks hold together.
-  size_t kv_memory_bytes(int dp_rank) const;
+  size_t kv_memory_bytes(int dp_rank) const { return ranks_->kv_memory_bytes(dp_rank); }
   // "EP 4 = TP 2 × DP 2 (allgather_reducescatter), experts 0-1 on rank 0, …"
   // (or "TP 2 × DP 1").
   std::string describe_layout() const;
+  const char* executor_kind() const { return ranks_->kind(); }
 
   // One lockstep step: batches[d] are DP replica d's sequences (empty: it
   // idles). Logits per replica as ModelRunner::execute returns them.
@@ -98,50 +173,33 @@ class RankGroup {
   const ExpertLoad& expert_load(int dp_rank) const { return expert_loads_[dp_rank]; }
   void reset_expert_load(int dp_rank);
 
-  // Runs fn(global_rank) on every rank's worker thread at once and waits
-  // (between steps; EPLB uses it to move expert weights collectively).
-  void run_on_all_ranks(const std::function<void(int rank)>& fn);
-  CpuModel& model(int global_rank) { return *models_[global_rank]; }
-  Communicator* ep_comm(int global_rank) { return ep_comms_.empty() ? nullptr : ep_comms_[global_rank].get(); }
+  // A rank's model, for tests looking at its weights and placement: the threads executor only.
+  CpuModel& model(int global_rank) {
+    CpuModel* model = ranks_->local_model(global_rank);
+    MS_CHECK(model != nullptr);
+    return *model;
+  }
 
  private:
   RankGroup() = default;
-  void worker_loop(int rank);
   std::vector<Tensor> run_step(std::span<const std::vector<RunnerSeq>> batches);
-  ExpertLoad empty_step_load() const;
-  // rank_group_eplb.cpp: per-step EP accounting, EPLB's trigger and the weight moves.
+  // rank_group_eplb.cpp: per-step EP accounting, EPLB's trigger and the rearrangement.
   void after_step(const std::vector<ExpertLoad>& step_loads);
   void rearrange_experts();
-  void move_expert_weights(int rank, const std::vector<std::shared_ptr<const ExpertMap>>& new_maps);
 
+  ModelConfig config_;
   ParallelConfig parallel_;
   int num_blocks_ = 0;
   int block_size_ = 0;
-  std::vector<std::unique_ptr<CpuModel>> models_;  // per global rank
-  std::vector<std::unique_ptr<KvMemory>> kv_;
+  std::unique_ptr<RankExecutor> ranks_;
   std::vector<ExpertLoad> expert_loads_;  // per DP replica
-  std::vector<std::unique_ptr<LocalGroup>> tp_groups_;
-  std::unique_ptr<LocalGroup> ep_group_;
-  std::vector<std::unique_ptr<Communicator>> tp_comms_,
-      ep_comms_;                                    // per global rank (empty when unused)
-  std::vector<std::unique_ptr<ThreadPool>> pools_;  // per global rank
-  std::vector<ExecContext> execs_;
   std::vector<int> moe_layers_;
-  int num_physical_ = 0;  // expert slots per MoE layer (EP only)
+  std::vector<std::shared_ptr<const ExpertMap>> maps_;  // the ranks' current placement, per MoE layer (EP only)
+  int num_physical_ = 0;                                // expert slots per MoE layer (EP only)
   std::unique_ptr<EplbState> eplb_;
   int64_t steps_ = 0;
   mutable std::mutex stats_mutex_;
   EpStats ep_stats_;
-
-  // Workers: a generation counter announces each job; `remaining_` counts ranks
-  // still on it.
-  std::vector<std::thread> workers_;
-  std::mutex work_mutex_;
-  std::condition_variable work_ready_, work_done_;
-  const std::function<void(int)>* job_ = nullptr;
-  uint64_t generation_ = 0;
-  int remaining_ = 0;
-  bool stopping_ = false;
 
   // execute(): submissions waiting for a step, and the step in flight.
   std::mutex submit_mutex_;
@@ -150,6 +208,7 @@ class RankGroup {
   std::vector<Tensor*> pending_out_;
   std::vector<bool> in_step_;
   std::vector<bool> done_;
+  std::vector<std::string> failed_;  // per DP replica: why its step failed (empty: it did not)
   bool step_running_ = false;
 };
 

@@ -1,8 +1,8 @@
 // RankGroup's expert-parallel accounting and EPLB: per-step tokens per EP rank, the
-// rearrangement trigger, and the weight moves — each rank sends the experts other ranks newly
-// need (from its current slots) through one all-to-all per MoE layer, then swaps in the new map
-// and slot experts at once. It runs between steps on every rank's thread, so no forward ever
-// sees a half-applied placement.
+// rearrangement trigger, and the weight moves (RankShard::apply_placement) — each rank sends the
+// experts other ranks newly need (from its current slots) through one all-to-all per MoE layer,
+// then swaps in the new map and slot experts at once. It runs between steps on every rank (its
+// thread, or its worker process), so no forward ever sees a half-applied placement.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
@@ -54,8 +54,9 @@ void RankGroup::rearrange_experts() {
   int moved = 0;
   EplbRearrangement record;
   record.step = steps_;
-  for (int layer : moe_layers_) {
-    const ExpertMap& old = models_[0]->expert_map(layer);
+  for (size_t i = 0; i < moe_layers_.size(); ++i) {
+    const int layer = moe_layers_[i];
+    const ExpertMap& old = *maps_[i];
     const std::vector<double> load = eplb_->window_load(layer);
     auto map = std::make_shared<const ExpertMap>(
         ExpertMap::from_phys2log(eplb_->new_placement(layer), old.num_logical, world));
@@ -87,7 +88,8 @@ void RankGroup::rearrange_experts() {
     if (layer_move.slots_changed > 0) record.layers.push_back(std::move(layer_move));
     new_maps.push_back(std::move(map));
   }
-  run_on_all_ranks([&](int rank) { move_expert_weights(rank, new_maps); });
+  ranks_->apply_placement(moe_layers_, new_maps);
+  maps_ = new_maps;
   record.balancedness_before = eplb::balancedness(before);
   record.balancedness_after = eplb::balancedness(after);
   int count = 0;
@@ -99,19 +101,21 @@ void RankGroup::rearrange_experts() {
     recent.push_back(std::move(record));
     if (recent.size() > EpStats::kRecentRearrangements) recent.erase(recent.begin());
   }
-  spdlog::info(
-      "EPLB rearrangement {} after step {} ({} policy): balancedness {:.4f} -> {:.4f} (mean/max tokens per "
-      "EP rank over the last {} steps' loads), {} slots changed; now {}",
-      count, steps_, eplb::uses_hierarchical(eplb_->params()) ? "hierarchical" : "global", eplb::balancedness(before),
-      eplb::balancedness(after), eplb_->config().window_size, moved, describe_layout());
+  spdlog::info("EPLB rearrangement {} after step {} ({} policy): balancedness {:.4f} -> {:.4f} (mean/max tokens per "
+               "EP rank over the last {} steps' loads), {} slots changed; now {}",
+               count, steps_, eplb::uses_hierarchical(eplb_->params()) ? "hierarchical" : "global",
+               eplb::balancedness(before), eplb::balancedness(after), eplb_->config().window_size, moved,
+               describe_layout());
 }
 
-void RankGroup::move_expert_weights(int rank, const std::vector<std::shared_ptr<const ExpertMap>>& new_maps) {
-  const int world = parallel_.world_size();
-  Communicator& ep = *ep_comms_[rank];
-  for (size_t i = 0; i < moe_layers_.size(); ++i) {
-    CpuModel& model = *models_[rank];
-    const int layer = moe_layers_[i];
+void RankShard::apply_placement(std::span<const int> moe_layers,
+                                const std::vector<std::shared_ptr<const ExpertMap>>& new_maps) {
+  const int world = world_;
+  const int rank = rank_;
+  Communicator& ep = *ep_;
+  for (size_t i = 0; i < moe_layers.size(); ++i) {
+    CpuModel& model = *model_;
+    const int layer = moe_layers[i];
     const ExpertMap& old = model.expert_map(layer);
     const ExpertMap& next = *new_maps[i];
     const int per_rank = old.slots_per_rank();

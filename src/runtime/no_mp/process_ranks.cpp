@@ -1,0 +1,15 @@
+#include "runtime/process_ranks.h"
+
+namespace moeserve {
+
+bool process_ranks_compiled() { return false; }
+
+Result<std::unique_ptr<RankExecutor>> make_process_ranks(const std::string&, const LoadOptions&, const ParallelConfig&,
+                                                         int, int) {
+  return make_error("--distributed-executor-backend mp: this moeserve was built without gloo and ZeroMQ "
+                    "(apt-get install libgloo-dev libzmq3-dev cppzmq-dev, then reconfigure); use threads");
+}
+
+int run_rank_worker(const std::string&) { return 1; }
+
+}  // namespace moeserve

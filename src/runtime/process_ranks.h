@@ -1,0 +1,38 @@
+// --distributed-executor-backend mp: the ranks of a parallel layout as worker processes, as
+// vLLM's multiprocessing executor lays them out. The engine's process (the one running the
+// schedulers) forks and execs its own binary once per rank (`moeserve _worker SPEC`, a hidden
+// subcommand). Each worker loads only its rank's shard, joins its replica's TP group and the EP
+// group over GlooCommunicator (a TcpStore hosted by the engine on 127.0.0.1, a free port), and
+// runs its RankShard's part of every step the engine sends it over ZeroMQ (runtime/mp/wire.h);
+// replica d's TP rank 0 returns the logits and the expert load. EPLB's placements travel the
+// same way and the workers move the weights over the EP group.
+//
+// Failure: a worker that exits, reports an error (a gloo CommError: a peer died or timed out) or
+// cannot be reached is noticed within a second (ZeroMQ polls of 100 ms, waitpid); the engine
+// logs the reason, kills the other workers and exits with status 1, which ends every in-flight
+// request. Workers die with the engine (PR_SET_PDEATHSIG, and a check of the parent's pid).
+// Implemented by runtime/mp/ when gloo and ZeroMQ are found, else by runtime/no_mp/ (refusals).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "runtime/loaded_model.h"
+#include "runtime/rank_group.h"
+
+namespace moeserve {
+
+// Whether this build has the mp executor (gloo and ZeroMQ were found).
+bool process_ranks_compiled();
+
+// Starts one worker per rank of `parallel` and waits until each has loaded its shard and joined
+// its groups. The model is read again by every worker from model_dir with `load`.
+Result<std::unique_ptr<RankExecutor>> make_process_ranks(const std::string& model_dir, const LoadOptions& load,
+                                                         const ParallelConfig& parallel, int num_blocks,
+                                                         int block_size);
+
+// The hidden `moeserve _worker SPEC` subcommand: runs one rank until the engine says quit (0) or
+// something fails (1, after telling the engine why when it still can).
+int run_rank_worker(const std::string& spec);
+
+}  // namespace moeserve
