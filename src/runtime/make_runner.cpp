@@ -106,18 +106,13 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
       replica_per_token, kv_bytes / double(1 << 30), sizing.max_model_len);
   warn_cpu_kv_fp8(spec.load);
   if (!parallel.is_single()) {
-    // Each rank loads its own shard from the weights (a worker process reads them itself).
-    std::unique_ptr<WeightSource> weights;
-    if (parallel.executor != DistributedExecutor::kMp) {
-      MS_ASSIGN_OR_RETURN(weights, open_weights(spec.model_dir, spec.load));
-    }
+    // Each rank loads its own shard (a worker process reads the checkpoint itself).
     MS_ASSIGN_OR_RETURN(ParallelRunners parallel_runners,
-                        make_parallel_runners(std::move(weights), spec.config,
+                        make_parallel_runners(spec.model_dir, spec.config, spec.load,
                                               ParallelRunnerOptions{.parallel = parallel,
                                                                     .num_kv_blocks = static_cast<int>(blocks),
                                                                     .block_size = sizing.block_size,
-                                                                    .model = spec.load.model},
-                                              spec.model_dir, spec.load));
+                                                                    .model = spec.load.model}));
     runners.layout = fmt::format("{} on cpu, ranks as {} ({} threads per rank)",
                                  parallel_runners.group->describe_layout(), parallel_runners.group->executor_kind(),
                                  parallel.threads_per_rank);
@@ -221,22 +216,21 @@ Result<std::unique_ptr<SequenceBackend>> make_sequence_backend(const RunnerSpec&
     return backend;
   }
   warn_cpu_kv_fp8(spec.load);
-  MS_ASSIGN_OR_RETURN(backend->loaded_, load_model(spec.model_dir, spec.config, spec.load));
   if (spec.parallel.is_single()) {
+    MS_ASSIGN_OR_RETURN(backend->loaded_, load_model(spec.model_dir, spec.config, spec.load));
     backend->pool_ = std::make_unique<ThreadPool>(spec.threads);
     backend->exec_ = ExecContext{backend->pool_.get()};
     backend->runner_ = std::make_unique<SequenceRunner>(*backend->loaded_.model, backend->exec_, max_tokens);
     return backend;
   }
   log_backend(choice);
-  backend->loaded_.model.reset();  // each rank loads its own shard from the weights
+  // Each rank loads its own shard; no unsharded model is built first.
   MS_ASSIGN_OR_RETURN(backend->parallel_,
-                      make_parallel_runners(std::move(backend->loaded_.weights), spec.config,
+                      make_parallel_runners(spec.model_dir, spec.config, spec.load,
                                             ParallelRunnerOptions{.parallel = spec.parallel,
                                                                   .num_kv_blocks = blocks,
                                                                   .block_size = SequenceRunner::kBlockSize,
-                                                                  .model = spec.load.model},
-                                            spec.model_dir, spec.load));
+                                                                  .model = spec.load.model}));
   spdlog::info("parallel layout: {} (ranks as {})", backend->parallel_.group->describe_layout(),
                backend->parallel_.group->executor_kind());
   backend->runner_ = std::make_unique<SequenceRunner>(*backend->parallel_.replicas[0], max_tokens);

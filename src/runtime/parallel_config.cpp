@@ -68,18 +68,6 @@ Result<DistributedExecutor> parse_distributed_executor(const std::string& name) 
   return make_error("--distributed-executor-backend {} is not a backend (mp, uni or threads)", name);
 }
 
-const char* distributed_executor_name(DistributedExecutor executor) {
-  switch (executor) {
-    case DistributedExecutor::kMp:
-      return "mp";
-    case DistributedExecutor::kUni:
-      return "uni";
-    case DistributedExecutor::kThreads:
-      break;
-  }
-  return "threads";
-}
-
 Status ParallelConfig::validate() const {
   if (tensor_parallel_size < 1)
     return make_error("--tensor-parallel-size must be at least 1, got {}", tensor_parallel_size);

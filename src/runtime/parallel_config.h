@@ -33,7 +33,6 @@ Result<EplbConfig> parse_eplb_config(const std::string& json_text, bool enabled)
 // in-process communicator). vLLM's ray and external_launcher are refused.
 enum class DistributedExecutor { kThreads, kMp, kUni };
 Result<DistributedExecutor> parse_distributed_executor(const std::string& name);
-const char* distributed_executor_name(DistributedExecutor executor);
 
 struct ParallelConfig {
   int tensor_parallel_size = 1;

@@ -43,28 +43,20 @@ class ReplicaRunner final : public Runner {
 
 }  // namespace
 
-Result<ParallelRunners> make_parallel_runners(std::unique_ptr<WeightSource> weights, const ModelConfig& config,
-                                              const ParallelRunnerOptions& options) {
-  return make_parallel_runners(std::move(weights), config, options, std::string(), LoadOptions{});
-}
-
-Result<ParallelRunners> make_parallel_runners(std::unique_ptr<WeightSource> weights, const ModelConfig& config,
-                                              const ParallelRunnerOptions& options, const std::string& model_dir,
-                                              const LoadOptions& load) {
+Result<ParallelRunners> make_parallel_runners(const std::string& model_dir, const ModelConfig& config,
+                                              const LoadOptions& load, const ParallelRunnerOptions& options) {
   if (options.block_size <= 0) return make_error("--block-size must be positive, got {}", options.block_size);
   if (options.num_kv_blocks <= 0) {
     return make_error("the KV cache budget holds no block of {} tokens: raise --kv-cache-memory", options.block_size);
   }
   auto shared = std::make_shared<SharedGroup>();
-  shared->weights = std::move(weights);
   if (options.parallel.executor == DistributedExecutor::kMp) {
-    if (model_dir.empty()) return make_error("--distributed-executor-backend mp needs the model's directory");
-    shared->weights.reset();  // each worker reads its own shard
     MS_ASSIGN_OR_RETURN(auto ranks, make_process_ranks(model_dir, load, options.parallel, options.num_kv_blocks,
                                                        options.block_size));
     MS_ASSIGN_OR_RETURN(shared->group, RankGroup::create(config, options.parallel, std::move(ranks),
                                                          options.num_kv_blocks, options.block_size));
   } else {
+    MS_ASSIGN_OR_RETURN(shared->weights, open_weights(model_dir, load));
     MS_ASSIGN_OR_RETURN(shared->group, RankGroup::create(config, *shared->weights, options.parallel,
                                                          options.model, options.num_kv_blocks, options.block_size));
   }

@@ -28,13 +28,10 @@ struct ParallelRunners {
   std::shared_ptr<RankGroup> group;
 };
 
-// `weights` is moved into the group's shared state (the unsharded model, if any, is dropped).
-// The ranks run as options.parallel.executor says: threads of this process (from `weights`), or
-// worker processes (mp: each reads model_dir again with `load`; `weights` may be null).
-Result<ParallelRunners> make_parallel_runners(std::unique_ptr<WeightSource> weights, const ModelConfig& config,
-                                              const ParallelRunnerOptions& options);
-Result<ParallelRunners> make_parallel_runners(std::unique_ptr<WeightSource> weights, const ModelConfig& config,
-                                              const ParallelRunnerOptions& options, const std::string& model_dir,
-                                              const LoadOptions& load);
+// The ranks run as options.parallel.executor says: threads of this process, each loading its
+// shard from the weights opened here (open_weights(model_dir, load), kept alive with the group),
+// or worker processes (mp), each reading model_dir itself with `load`. No unsharded model is built.
+Result<ParallelRunners> make_parallel_runners(const std::string& model_dir, const ModelConfig& config,
+                                              const LoadOptions& load, const ParallelRunnerOptions& options);
 
 }  // namespace moeserve

@@ -22,9 +22,6 @@
 
 namespace moeserve {
 
-// Whether this build has the mp executor (gloo and ZeroMQ were found).
-bool process_ranks_compiled();
-
 // Starts one worker per rank of `parallel` and waits until each has loaded its shard and joined
 // its groups. The model is read again by every worker from model_dir with `load`.
 Result<std::unique_ptr<RankExecutor>> make_process_ranks(const std::string& model_dir, const LoadOptions& load,

@@ -15,12 +15,19 @@ ExpertLoad empty_load(const ModelConfig& config) {
   return ExpertLoad{std::vector<int64_t>(static_cast<size_t>(config.num_layers) * experts, 0), experts};
 }
 
-// Every rank's shard in this process, one worker thread per rank; a generation counter
-// announces each job and `remaining_` counts the ranks still on it.
+// Every rank's shard in this process, one worker thread per rank, joined by in-process
+// communicators; a generation counter announces each job and `remaining_` counts the ranks still
+// on it.
 class ThreadRanks final : public RankExecutor {
  public:
-  ThreadRanks(const ParallelConfig& parallel, std::vector<std::unique_ptr<RankShard>> shards)
-      : parallel_(parallel), shards_(std::move(shards)) {
+  // The shards' communicators come from tp_groups (one per DP replica, empty with TP 1) and
+  // ep_group (null without EP), which the executor keeps until the shards are gone.
+  ThreadRanks(const ParallelConfig& parallel, std::vector<std::unique_ptr<LocalGroup>> tp_groups,
+              std::unique_ptr<LocalGroup> ep_group, std::vector<std::unique_ptr<RankShard>> shards)
+      : parallel_(parallel),
+        tp_groups_(std::move(tp_groups)),
+        ep_group_(std::move(ep_group)),
+        shards_(std::move(shards)) {
     for (int rank = 0; rank < static_cast<int>(shards_.size()); ++rank) {
       workers_.emplace_back([this, rank] { worker_loop(rank); });
     }
@@ -91,6 +98,8 @@ class ThreadRanks final : public RankExecutor {
   }
 
   ParallelConfig parallel_;
+  std::vector<std::unique_ptr<LocalGroup>> tp_groups_;  // declared before the shards: destroyed after them
+  std::unique_ptr<LocalGroup> ep_group_;
   std::vector<std::unique_ptr<RankShard>> shards_;
   std::vector<std::thread> workers_;
   std::mutex work_mutex_;
@@ -150,40 +159,20 @@ Result<std::unique_ptr<RankExecutor>> make_thread_ranks(const ModelConfig& confi
     MS_ASSIGN_OR_RETURN(auto shard, RankShard::load(config, weights, parallel, options, rank, num_blocks, block_size));
     shards.push_back(std::move(shard));
   }
-  // The groups' shared state outlives the communicators (held by the executor below).
-  struct Groups {
-    std::vector<std::unique_ptr<LocalGroup>> tp;
-    std::unique_ptr<LocalGroup> ep;
-  };
-  auto groups = std::make_shared<Groups>();
+  std::vector<std::unique_ptr<LocalGroup>> tp_groups;
   if (tp > 1) {
     for (int dp_rank = 0; dp_rank < parallel.data_parallel_size; ++dp_rank) {
-      groups->tp.push_back(std::make_unique<LocalGroup>(tp));
+      tp_groups.push_back(std::make_unique<LocalGroup>(tp));
     }
   }
-  if (parallel.uses_expert_parallel()) groups->ep = std::make_unique<LocalGroup>(world);
+  std::unique_ptr<LocalGroup> ep_group = parallel.uses_expert_parallel() ? std::make_unique<LocalGroup>(world)
+                                                                         : nullptr;
   for (int rank = 0; rank < world; ++rank) {
-    shards[rank]->set_communicators(tp > 1 ? groups->tp[rank / tp]->communicator(rank % tp) : nullptr,
-                                    groups->ep ? groups->ep->communicator(rank) : nullptr);
+    shards[rank]->set_communicators(tp > 1 ? tp_groups[rank / tp]->communicator(rank % tp) : nullptr,
+                                    ep_group ? ep_group->communicator(rank) : nullptr);
   }
-  struct Owned final : RankExecutor {
-    std::shared_ptr<Groups> groups;  // destroyed after the ranks (declared first)
-    std::unique_ptr<ThreadRanks> ranks;
-    void step(std::span<const std::vector<RunnerSeq>> b, std::span<Tensor> l, std::span<ExpertLoad> e) override {
-      ranks->step(b, l, e);
-    }
-    void apply_placement(std::span<const int> layers,
-                         const std::vector<std::shared_ptr<const ExpertMap>>& maps) override {
-      ranks->apply_placement(layers, maps);
-    }
-    size_t kv_memory_bytes(int dp_rank) const override { return ranks->kv_memory_bytes(dp_rank); }
-    const char* kind() const override { return "threads"; }
-    CpuModel* local_model(int rank) override { return ranks->local_model(rank); }
-  };
-  auto owned = std::make_unique<Owned>();
-  owned->groups = std::move(groups);
-  owned->ranks = std::make_unique<ThreadRanks>(parallel, std::move(shards));
-  return std::unique_ptr<RankExecutor>(std::move(owned));
+  return std::unique_ptr<RankExecutor>(
+      std::make_unique<ThreadRanks>(parallel, std::move(tp_groups), std::move(ep_group), std::move(shards)));
 }
 
 Result<std::unique_ptr<RankGroup>> RankGroup::create(const ModelConfig& config, const WeightSource& weights,

@@ -24,9 +24,9 @@ double cli_logits_error(const std::string& fixture, int prompt, const std::vecto
     ids += (ids.empty() ? "" : ",") + std::to_string(id);
   }
   const std::string out = (std::filesystem::path(::testing::TempDir()) / (fixture + "_cli.safetensors")).string();
-  std::vector<std::string> args = {MOESERVE_BINARY, "logits", model, "--device", "cpu", "--ids", ids, "--out", out};
+  std::vector<std::string> args = {"logits", model, "--device", "cpu", "--ids", ids, "--out", out};
   args.insert(args.end(), flags.begin(), flags.end());
-  const auto result = testing::run_command(args, testing::CommandOptions{.timeout_s = 300});
+  const auto result = testing::run_moeserve(args, testing::CommandOptions{.timeout_s = 300});
   EXPECT_EQ(result.exit_code, 0) << result.output;
   if (result.exit_code != 0) return 1e9;
   const testing::Reference written(out);

@@ -479,8 +479,6 @@ int serve_rank(const Json& spec) {
 
 }  // namespace
 
-bool process_ranks_compiled() { return true; }
-
 Result<std::unique_ptr<RankExecutor>> make_process_ranks(const std::string& model_dir, const LoadOptions& load,
                                                          const ParallelConfig& parallel, int num_blocks,
                                                          int block_size) {

@@ -2,8 +2,6 @@
 
 namespace moeserve {
 
-bool process_ranks_compiled() { return false; }
-
 Result<std::unique_ptr<RankExecutor>> make_process_ranks(const std::string&, const LoadOptions&, const ParallelConfig&,
                                                          int, int) {
   return make_error("--distributed-executor-backend mp: this moeserve was built without gloo and ZeroMQ "
