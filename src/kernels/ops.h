@@ -255,6 +255,53 @@ struct AttentionArgs {
   const int32_t* positions = nullptr;
   float* out = nullptr;
   const float* sinks = nullptr;  // [num_heads] float32 or null (the CPU only, for now)
+  // Sparse attention (DeepSeek-V3.2, the CPU only): row t sees only the keys at positions
+  // key_positions[t * keys_per_row + i] (i < keys_per_row; -1 entries skipped), which
+  // indexer_topk chose among [0, p]; windows and chunks are then unused. Null: every key above.
+  const int32_t* key_positions = nullptr;
+  int keys_per_row = 0;
+};
+
+// DeepSeek-V3.2's lightning indexer: each query row t (at positions[t], its block table at
+// block_tables + table_offsets[t]) scores every key j <= p of its sequence
+//   I[t, j] = Σ_h weights[t, h] · weight_scale · relu(scale · q[t, h] · k[j])
+// with k[j] = cache entry j's [key_offset, key_offset + head_dim) (the index key), and keeps the
+// topk largest: out[t] [topk] their positions ascending, then -1 (all of [0, p] when p < topk).
+// q [tokens, heads, head_dim] at q + t * q_stride; weights [tokens, heads] at weights + t *
+// weights_stride; out [tokens, topk] int32.
+struct IndexerArgs {
+  const float* q = nullptr;
+  int64_t q_stride = 0;
+  const float* weights = nullptr;
+  int64_t weights_stride = 0;
+  int tokens = 0;
+  int heads = 0;
+  int head_dim = 0;
+  float scale = 1.0f;         // 1 / sqrt(head_dim)
+  float weight_scale = 1.0f;  // 1 / sqrt(heads)
+  int topk = 0;
+  const float* cache = nullptr;
+  int block_size = 0;
+  int entry_size = 0;
+  int key_offset = 0;
+  const int32_t* block_tables = nullptr;
+  const int32_t* table_offsets = nullptr;
+  const int32_t* positions = nullptr;
+  int32_t* out = nullptr;
+};
+
+// LayerNorm (torch.nn.LayerNorm: biased variance) over rows of `dim` floats, row r at
+// x + r * stride: out = (x - mean) / sqrt(var + eps) * weight + bias. out may equal x.
+// weight, bias [dim] float32.
+struct LayerNormArgs {
+  const float* x = nullptr;
+  int rows = 0;
+  int dim = 0;
+  int64_t stride = 0;  // 0: dim (dense); out uses the same addressing
+  const float* weight = nullptr;
+  const float* bias = nullptr;
+  float eps = 1e-6f;
+  float* out = nullptr;
 };
 
 // The MLA head dimensions of mla_absorb_q / mla_project_v. kv_b [H × (dn + dv), r] float32.
@@ -372,12 +419,14 @@ void embedding(ExecContext& ctx, const uint16_t* table, int hidden, const int32_
 // The same from a float32 table [vocab, hidden].
 void embedding(ExecContext& ctx, const float* table, int hidden, const int32_t* ids, int tokens, float* out);
 void rms_norm(ExecContext& ctx, const RmsNormArgs& args);
+void layer_norm(ExecContext& ctx, const LayerNormArgs& args);
 void rope(ExecContext& ctx, const RopeArgs& args);
 // cache entry slots[t] (= block * block_size + offset) ← src[t * src_stride, + entry_size).
 // cache [num_blocks * block_size, entry_size] float32.
 void kv_write(ExecContext& ctx, float* cache, int entry_size, const int32_t* slots, int tokens, const float* src,
               int64_t src_stride);
 void paged_attention(ExecContext& ctx, const AttentionArgs& args);
+void indexer_topk(ExecContext& ctx, const IndexerArgs& args);
 // mla_absorb_q / mla_project_v above on raw pointers. kv_b [H × (dn + dv), r] float32.
 void mla_absorb_q(ExecContext& ctx, const MlaDims& dims, const float* q, const float* kv_b, float* q_absorbed);
 void mla_project_v(ExecContext& ctx, const MlaDims& dims, const float* latent, const float* kv_b, float* out);

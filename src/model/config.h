@@ -23,6 +23,7 @@ enum class Architecture {
   kQwen3Moe,
   kDeepseekV2,
   kDeepseekV3,
+  kDeepseekV32,
   kLlama,
   kMistral,
   kQwen2,
@@ -55,13 +56,25 @@ struct RopeConfig {
   double high_freq_factor = 4.0;
 };
 
+// DeepSeek-V3.2's lightning indexer (DeepSeek Sparse Attention): `heads` small query heads of
+// `head_dim` (from the q latent) score every earlier key against one cached index key per token
+// (head_dim floats, from the hidden state); each query then attends to its `topk` best keys only.
+struct IndexerConfig {
+  int heads = 0;     // index_n_heads
+  int head_dim = 0;  // index_head_dim
+  int topk = 0;      // index_topk
+};
+
 struct MlaConfig {
   int q_lora_rank = 0;  // 0: plain q_proj
   int kv_lora_rank = 0;
   int qk_nope_head_dim = 0;
   int qk_rope_head_dim = 0;
   int v_head_dim = 0;
+  std::optional<IndexerConfig> indexer;  // DeepSeek-V3.2
   int qk_head_dim() const { return qk_nope_head_dim + qk_rope_head_dim; }
+  // Floats per token of one layer's cache: the latent, the rope key and (V3.2) the index key.
+  int cache_entry() const { return kv_lora_rank + qk_rope_head_dim + (indexer ? indexer->head_dim : 0); }
 };
 
 // kSoftmax: softmax over every expert's logit, then selection. kSigmoid: sigmoid per expert.

@@ -3,6 +3,7 @@
 #include "model/decoder_loop.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "model/moe_dispatch.h"
@@ -72,6 +73,7 @@ size_t DecoderLoop::workspace_bytes(int max_tokens, size_t extra_bytes) const {
     attn = m.q_lora_rank +
            c.num_heads * (m.qk_head_dim() + (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank + m.v_head_dim) +
            m.kv_lora_rank + m.qk_rope_head_dim;
+    if (m.indexer) attn += m.indexer->head_dim + m.indexer->heads * (1 + m.indexer->head_dim) + m.indexer->topk;
   } else {
     attn = static_cast<int64_t>(c.num_heads + 2 * c.num_kv_heads) * c.head_dim + c.num_heads * c.head_dim;
   }
@@ -187,8 +189,9 @@ SplitSums DecoderLoop::mla(Step& step, int layer_idx, Act x, float* out) const {
   const int heads = heads_;
   const int q_width = heads * m.qk_head_dim();
   float* q = step.arena.alloc<float>(static_cast<size_t>(tokens) * q_width);
+  float* q_latent = nullptr;  // [tokens, rq] normalised (q-LoRA)
   if (w.q_a.weight != nullptr) {
-    float* q_latent = step.arena.alloc<float>(static_cast<size_t>(tokens) * m.q_lora_rank);
+    q_latent = step.arena.alloc<float>(static_cast<size_t>(tokens) * m.q_lora_rank);
     b.linear(x, tokens, w.q_a, q_latent);
     b.rms_norm(RmsNormArgs{.x = q_latent,
                            .rows = tokens,
@@ -212,33 +215,44 @@ SplitSums DecoderLoop::mla(Step& step, int layer_idx, Act x, float* out) const {
                   .attention_factor = weights_.rope_attention_factor,
                   .interleaved = weights_.rope_interleaved,
                   .positions = step.in.positions});
-  // The cached entry [c | k_pe]: latent normalised, rope key rotated, written before attention.
-  const int entry = m.kv_lora_rank + m.qk_rope_head_dim;
-  float* compressed = step.arena.alloc<float>(static_cast<size_t>(tokens) * entry);
+  // The cached entry [c | k_pe (| k_index)]: latent normalised, rope key rotated (V3.2: the index
+  // key normed and rotated), written before attention. kv_a's row: the entry (| index weights).
+  const int latent_key = m.kv_lora_rank + m.qk_rope_head_dim;  // what the absorbed queries read
+  const int row = w.kv_a.out;
+  float* compressed = step.arena.alloc<float>(static_cast<size_t>(tokens) * row);
   b.linear(x, tokens, w.kv_a, compressed);
   b.rms_norm(RmsNormArgs{.x = compressed,
                          .rows = tokens,
                          .dim = m.kv_lora_rank,
-                         .token_stride = entry,
+                         .token_stride = row,
                          .weight = w.kv_a_norm.if_bf16(),
                          .weight_f32 = w.kv_a_norm.if_f32(),
                          .eps = c.rms_norm_eps,
                          .out_f32 = compressed});
-  b.rope(RopeArgs{.x = compressed,
-                  .tokens = tokens,
-                  .heads = 1,
-                  .head_stride = entry,
-                  .token_stride = entry,
-                  .rotary_offset = m.kv_lora_rank,
-                  .inv_freq = weights_.inv_freq,
-                  .half = weights_.rope_half,
-                  .attention_factor = weights_.rope_attention_factor,
-                  .interleaved = weights_.rope_interleaved,
-                  .positions = step.in.positions,
-                  .cache = step.kv.layers[layer_idx],
-                  .entry_size = entry,
-                  .entry_offset = 0,
-                  .slots = step.in.slots});
+  RopeArgs rope_key{.x = compressed,
+                    .tokens = tokens,
+                    .heads = 1,
+                    .head_stride = row,
+                    .token_stride = row,
+                    .rotary_offset = m.kv_lora_rank,
+                    .inv_freq = weights_.inv_freq,
+                    .half = weights_.rope_half,
+                    .attention_factor = weights_.rope_attention_factor,
+                    .interleaved = weights_.rope_interleaved,
+                    .positions = step.in.positions,
+                    .cache = step.kv.layers[layer_idx],
+                    .entry_size = step.kv.entry_size,
+                    .entry_offset = 0,
+                    .slots = step.in.slots};
+  const int32_t* chosen = nullptr;  // V3.2: [tokens, topk] key positions per row
+  if (m.indexer) {
+    RopeArgs k_pe = rope_key;
+    k_pe.cache = nullptr;  // the entry goes to the cache once its index key is in it
+    b.rope(k_pe);
+    chosen = index_keys(step, layer_idx, q_latent, compressed, rope_key);
+  } else {
+    b.rope(rope_key);
+  }
 
   const MlaDims dims{.tokens = tokens,
                      .heads = heads,
@@ -254,28 +268,32 @@ SplitSums DecoderLoop::mla(Step& step, int layer_idx, Act x, float* out) const {
     const size_t mark = step.arena.used();
     MlaDims part = dims;
     part.tokens = rows;
-    float* q_absorbed = step.arena.alloc<float>(static_cast<size_t>(rows) * heads * entry);
+    float* q_absorbed = step.arena.alloc<float>(static_cast<size_t>(rows) * heads * latent_key);
     b.mla_absorb_q(part, q + static_cast<int64_t>(first) * q_width, w.kv_b, q_absorbed);
     float* latent_out = step.arena.alloc<float>(static_cast<size_t>(rows) * heads * m.kv_lora_rank);
+    const int topk = m.indexer ? m.indexer->topk : 0;
+    const int32_t* rows_keys = chosen != nullptr ? chosen + static_cast<int64_t>(first) * topk : nullptr;
     b.paged_attention(AttentionArgs{.q = q_absorbed,
-                                    .q_stride = static_cast<int64_t>(heads) * entry,
+                                    .q_stride = static_cast<int64_t>(heads) * latent_key,
                                     .tokens = rows,
                                     .num_heads = heads,
                                     .group = heads,
                                     .cache = step.kv.layers[layer_idx],
                                     .block_size = step.kv.block_size,
-                                    .entry_size = entry,
+                                    .entry_size = step.kv.entry_size,
                                     .key_offset = 0,
                                     .value_offset = 0,
                                     .kv_head_stride = 0,
-                                    .key_dim = entry,
+                                    .key_dim = latent_key,
                                     .value_dim = m.kv_lora_rank,
                                     .scale = c.attention_scale,
                                     .sliding_window = 0,
                                     .block_tables = step.in.block_tables,
                                     .table_offsets = step.in.table_offsets + first,
                                     .positions = step.in.positions + first,
-                                    .out = latent_out},
+                                    .out = latent_out,
+                                    .key_positions = rows_keys,
+                                    .keys_per_row = topk},
                       nullptr);  // a subset of the rows: no query tiles
     b.mla_project_v(part, latent_out, w.kv_b, attended + static_cast<int64_t>(first) * heads * m.v_head_dim);
     step.arena.rewind(mark);
@@ -318,6 +336,65 @@ SplitSums DecoderLoop::mla(Step& step, int layer_idx, Act x, float* out) const {
   return output_projection(step, attended, w.o, out);
 }
 
+const int32_t* DecoderLoop::index_keys(Step& step, int layer_idx, const float* q_latent, float* compressed,
+                                       const RopeArgs& rope_key) const {
+  StepBackend& b = step.backend;
+  const Span span(b, "attn.indexer");
+  const MlaConfig& m = *config_.mla;
+  const IndexerConfig& ix = *m.indexer;
+  const MlaWeights& w = weights_.layers[layer_idx].mla;
+  const int tokens = step.in.tokens;
+  const int row = rope_key.token_stride;
+  const int key_offset = m.kv_lora_rank + m.qk_rope_head_dim;  // k_index in the row, then the head weights
+  b.layer_norm(ops::LayerNormArgs{.x = compressed + key_offset,
+                                  .rows = tokens,
+                                  .dim = ix.head_dim,
+                                  .stride = row,
+                                  .weight = w.indexer_k_norm,
+                                  .bias = w.indexer_k_bias,
+                                  .eps = 1e-6f,
+                                  .out = compressed + key_offset});
+  // The indexer rotates the first qk_rope_head_dim dims of its key and query heads by halves
+  // (not interleaved as MLA's rope part), then the whole entry goes to the cache.
+  RopeArgs index_rope = rope_key;
+  index_rope.rotary_offset = key_offset;
+  index_rope.interleaved = false;
+  b.rope(index_rope);
+  const int q_width = ix.heads * ix.head_dim;
+  float* q_index = step.arena.alloc<float>(static_cast<size_t>(tokens) * q_width);  // [tokens, Hi, Di]
+  b.linear(Act{q_latent, nullptr}, tokens, w.indexer_q, q_index);
+  b.rope(RopeArgs{.x = q_index,
+                  .tokens = tokens,
+                  .heads = ix.heads,
+                  .head_stride = ix.head_dim,
+                  .token_stride = q_width,
+                  .inv_freq = rope_key.inv_freq,
+                  .half = rope_key.half,
+                  .attention_factor = rope_key.attention_factor,
+                  .interleaved = false,
+                  .positions = step.in.positions});
+  int32_t* chosen = step.arena.alloc<int32_t>(static_cast<size_t>(tokens) * ix.topk);
+  b.indexer_topk(ops::IndexerArgs{.q = q_index,
+                                  .q_stride = q_width,
+                                  .weights = compressed + key_offset + ix.head_dim,
+                                  .weights_stride = row,
+                                  .tokens = tokens,
+                                  .heads = ix.heads,
+                                  .head_dim = ix.head_dim,
+                                  .scale = 1.0f / std::sqrt(static_cast<float>(ix.head_dim)),
+                                  .weight_scale = 1.0f / std::sqrt(static_cast<float>(ix.heads)),
+                                  .topk = ix.topk,
+                                  .cache = step.kv.layers[layer_idx],
+                                  .block_size = step.kv.block_size,
+                                  .entry_size = step.kv.entry_size,
+                                  .key_offset = key_offset,
+                                  .block_tables = step.in.block_tables,
+                                  .table_offsets = step.in.table_offsets,
+                                  .positions = step.in.positions,
+                                  .out = chosen});
+  return chosen;
+}
+
 SplitSums DecoderLoop::output_projection(Step& step, const float* attended, const Projection& o, float* out) const {
   if (step.tp == nullptr) return step.backend.linear_unsummed(Act{attended, nullptr}, step.in.tokens, o, out);
   step.backend.linear(Act{attended, nullptr}, step.in.tokens, o, out);  // this rank's heads' part
@@ -328,7 +405,8 @@ SplitSums DecoderLoop::output_projection(Step& step, const float* attended, cons
 bool DecoderLoop::mla_plain_prefill(const Step& step, const MlaDims& dims) const {
   // The largest plain piece's workspace must fit what the arena has left (the attended rows are
   // allocated already); otherwise the absorbed form, which needs no context-sized buffers, runs.
-  if (mla_mode_ == MlaMode::kAbsorbed) return false;
+  // Sparse attention (V3.2) runs absorbed only, as vLLM's.
+  if (mla_mode_ == MlaMode::kAbsorbed || config_.mla->indexer) return false;
   size_t most = 0;
   bool any = false;
   for (const StepPiece& piece : step.in.pieces) {

@@ -63,6 +63,12 @@ class DecoderLoop {
   // Attention blocks: their output projection into out, or left as partial sums.
   ops::SplitSums gqa(Step& step, int layer_idx, Act x, float* out) const;
   ops::SplitSums mla(Step& step, int layer_idx, Act x, float* out) const;
+  // DeepSeek-V3.2's indexer: from compressed [tokens, r + dr + Di + Hi] (kv_a's rows, the latent
+  // normed and k_pe rotated), the index key normed, rotated and the entry [r + dr + Di] cached
+  // (rope_key: k_pe's rotation with the cache write); queries from q_latent [tokens, rq]. Returns
+  // the arena's [tokens, topk] key positions per row (IndexerArgs::out).
+  const int32_t* index_keys(Step& step, int layer_idx, const float* q_latent, float* compressed,
+                            const ops::RopeArgs& rope_key) const;
   // The attention output projection into out: with TP its all-reduced sum, on one rank left as
   // the backend's partial sums (for the norm that adds it).
   ops::SplitSums output_projection(Step& step, const float* attended, const Projection& o, float* out) const;

@@ -388,10 +388,15 @@ class Loader {
     } else {
       MS_ASSIGN_OR_RETURN(mla.q, linear(WeightRole::kQ, layer));
     }
-    MS_ASSIGN_OR_RETURN(mla.kv_a, linear(WeightRole::kKvA, layer));
+    MS_ASSIGN_OR_RETURN(mla.kv_a, stacked(plan_.packed(PackGroup::kMlaKvA, layer)));
     MS_ASSIGN_OR_RETURN(mla.kv_a_norm, tensor(plan_.get(WeightRole::kKvANorm, layer)));
     MS_ASSIGN_OR_RETURN(mla.kv_b, tensor_f32(plan_.get(WeightRole::kKvB, layer)));
     MS_ASSIGN_OR_RETURN(mla.o, linear(WeightRole::kO, layer));
+    if (plan_.find(WeightRole::kIndexerQB, layer) != nullptr) {
+      MS_ASSIGN_OR_RETURN(mla.indexer_q, linear(WeightRole::kIndexerQB, layer));
+      MS_ASSIGN_OR_RETURN(mla.indexer_k_norm, tensor_f32(plan_.get(WeightRole::kIndexerKNorm, layer)));
+      MS_ASSIGN_OR_RETURN(mla.indexer_k_bias, tensor_f32(plan_.get(WeightRole::kIndexerKNormBias, layer)));
+    }
     return ok_status();
   }
 

@@ -48,7 +48,7 @@ int local_kv_heads(const ModelConfig& config, const Partition& tp) {
 }
 
 int kv_entry_size(const ModelConfig& config, const Partition& tp) {
-  if (config.is_mla()) return config.mla->kv_lora_rank + config.mla->qk_rope_head_dim;
+  if (config.is_mla()) return config.mla->cache_entry();
   return 2 * local_kv_heads(config, tp) * config.head_dim;
 }
 

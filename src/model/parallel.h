@@ -58,8 +58,8 @@ Status validate_shard_spec(const ModelConfig& config, const ShardSpec& spec);
 // (replicated).
 int local_kv_heads(const ModelConfig& config, const Partition& tp);
 
-// Cache elements per token per layer on this rank: MLA's latent and shared rope key
-// (kv_lora_rank + qk_rope_head_dim, replicated over TP), or K and V of the rank's KV heads.
+// Cache elements per token per layer on this rank: MLA's latent, shared rope key and V3.2's index
+// key (MlaConfig::cache_entry, replicated over TP), or K and V of the rank's KV heads.
 int kv_entry_size(const ModelConfig& config, const Partition& tp = {});
 
 // The communicators a rank's forward needs; null when the group has one rank.

@@ -7,11 +7,11 @@
 namespace moeserve {
 
 std::span<const ArchDefinition* const> architecture_table() {
-  static const std::array<const ArchDefinition*, 11> table = {
-      &mixtral_definition(),     &qwen2_moe_definition(), &qwen3_moe_definition(),
-      &deepseek_v2_definition(), &deepseek_v3_definition(), &llama_definition(),
-      &mistral_definition(),     &qwen2_definition(),     &qwen3_definition(),
-      &gpt_oss_definition(),     &llama4_definition()};
+  static const std::array<const ArchDefinition*, 12> table = {
+      &mixtral_definition(),     &qwen2_moe_definition(),    &qwen3_moe_definition(),
+      &deepseek_v2_definition(), &deepseek_v3_definition(),  &deepseek_v32_definition(),
+      &llama_definition(),       &mistral_definition(),      &qwen2_definition(),
+      &qwen3_definition(),       &gpt_oss_definition(),      &llama4_definition()};
   return table;
 }
 

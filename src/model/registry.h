@@ -32,6 +32,7 @@ const ArchDefinition& qwen2_moe_definition();
 const ArchDefinition& qwen3_moe_definition();
 const ArchDefinition& deepseek_v2_definition();
 const ArchDefinition& deepseek_v3_definition();
+const ArchDefinition& deepseek_v32_definition();
 const ArchDefinition& llama_definition();
 const ArchDefinition& mistral_definition();
 const ArchDefinition& qwen2_definition();

@@ -105,10 +105,15 @@ struct MlaWeights {
   Projection q_a;  // [rq, hidden]
   WeightVector q_a_norm;             // [rq]
   Projection q_b;                    // [H (dn + dr), rq]
-  Projection kv_a;                   // [r + dr, hidden]
+  Projection kv_a;                   // [r + dr, hidden]; V3.2: [r + dr + Di + Hi, hidden] (+ wk, weights_proj)
   WeightVector kv_a_norm;            // [r]
   const float* kv_b = nullptr;          // [H (dn + dv), r] float32 (absorption)
   Projection o;                      // [hidden, H dv]
+  // DeepSeek-V3.2's indexer (IndexerConfig: Hi heads of Di): its queries from the q latent and
+  // the LayerNorm of its key; null weight without one.
+  Projection indexer_q;                     // [Hi Di, rq]
+  const float* indexer_k_norm = nullptr;    // [Di] float32
+  const float* indexer_k_bias = nullptr;    // [Di] float32
 };
 
 struct MoeWeights {
@@ -265,6 +270,9 @@ class StepBackend {
   virtual void mla_absorb_q(const ops::MlaDims& dims, const float* q, const float* kv_b, float* q_absorbed) = 0;
   virtual void mla_project_v(const ops::MlaDims& dims, const float* latent, const float* kv_b, float* out) = 0;
   virtual void mla_prefill_attention(const ops::MlaPrefillArgs& args) = 0;
+  // DeepSeek-V3.2's indexer: the LayerNorm of its key and its top-k selection.
+  virtual void layer_norm(const ops::LayerNormArgs& args) = 0;
+  virtual void indexer_topk(const ops::IndexerArgs& args) = 0;
   // The plain MLA prefill's workspace and score tile for a piece (0 and 1: none needed).
   virtual size_t mla_prefill_workspace_floats(const ops::MlaDims& dims, int ctx, int query_tile) = 0;
   virtual int mla_prefill_query_tile(const ops::MlaDims& dims, int count, int ctx) = 0;

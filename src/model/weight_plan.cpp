@@ -31,6 +31,7 @@ MoeNames moe_names(Architecture architecture) {
       return {"mlp", "gate", "gate_proj", "up_proj", "down_proj", "shared_expert", "mlp", false};
     case Architecture::kDeepseekV2:
     case Architecture::kDeepseekV3:
+    case Architecture::kDeepseekV32:
       return {"mlp", "gate", "gate_proj", "up_proj", "down_proj", "shared_experts", "mlp", false};
     case Architecture::kLlama4:
       return {"feed_forward", "router", "gate_up_proj", "gate_up_proj", "down_proj", "shared_expert", "feed_forward",
@@ -188,11 +189,32 @@ class WeightPlanBuilder {
       linear(WeightRole::kQ, "self_attn.q_proj.weight", Shape{heads * m.qk_head_dim(), h}, attn, Sharding::kColumn);
     }
     linear(WeightRole::kKvA, "self_attn.kv_a_proj_with_mqa.weight", Shape{m.kv_lora_rank + m.qk_rope_head_dim, h},
-           attn, Sharding::kReplicated);
+           attn, Sharding::kReplicated, PackGroup::kMlaKvA);
     norm(WeightRole::kKvANorm, "self_attn.kv_a_layernorm.weight", m.kv_lora_rank);
     linear(WeightRole::kKvB, "self_attn.kv_b_proj.weight",
            Shape{heads * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank}, attn, Sharding::kColumn);
     linear(WeightRole::kO, "self_attn.o_proj.weight", Shape{h, heads * m.v_head_dim}, attn, Sharding::kRow);
+    if (m.indexer) indexer(*m.indexer);
+  }
+
+  // DeepSeek-V3.2's lightning indexer, whole on every rank (each selects the same keys), named as
+  // deepseek-ai/DeepSeek-V3.2 publishes it. weights_proj stays bf16 in the fp8 checkpoints.
+  void indexer(const IndexerConfig& ix) {
+    const std::string prefix = "self_attn.indexer.";
+    const int64_t h = c_.hidden_size;
+    const Component attn = Component::kAttention;
+    linear(WeightRole::kIndexerQB, prefix + "wq_b.weight", Shape{int64_t{ix.heads} * ix.head_dim, c_.mla->q_lora_rank},
+           attn, Sharding::kReplicated);
+    linear(WeightRole::kIndexerK, prefix + "wk.weight", Shape{ix.head_dim, h}, attn, Sharding::kReplicated,
+           PackGroup::kMlaKvA);
+    add(WeightRole::kIndexerKNorm, prefix + "k_norm.weight", Shape{ix.head_dim}, Component::kNorm,
+        Sharding::kReplicated)
+        .keep_fp32 = true;
+    add(WeightRole::kIndexerKNormBias, prefix + "k_norm.bias", Shape{ix.head_dim}, Component::kNorm,
+        Sharding::kReplicated)
+        .keep_fp32 = true;
+    add(WeightRole::kIndexerWeights, prefix + "weights_proj.weight", Shape{ix.heads, h}, attn, Sharding::kReplicated,
+        PackGroup::kMlaKvA);
   }
 
   // gate/up [inter, h] (column-parallel), down [h, inter] (row-parallel).

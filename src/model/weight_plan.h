@@ -42,6 +42,12 @@ enum class WeightRole : uint8_t {
   kKvA,
   kKvANorm,
   kKvB,
+  // DeepSeek-V3.2's lightning indexer (its K and head weights stack after kKvA: kMlaKvA)
+  kIndexerQB,
+  kIndexerK,
+  kIndexerKNorm,
+  kIndexerKNormBias,
+  kIndexerWeights,
   // dense SwiGLU MLP
   kMlpGate,
   kMlpUp,
@@ -102,7 +108,18 @@ const char* component_name(Component component);
 enum class Sharding { kReplicated, kColumn, kRow, kVocab, kKvHeads, kExpertColumn, kExpertRow };
 
 // Tensors of one layer that a backend may stack row-wise into one projection, in plan order.
-enum class PackGroup : uint8_t { kNone, kQkv, kQkvBias, kMlpGateUp, kSharedGateUp, kExpertGateUp, kExpertGateUpBias };
+// kMlaKvA: MLA's kv_a_proj_with_mqa, then V3.2's indexer wk and weights_proj (all read the hidden
+// state, all replicated).
+enum class PackGroup : uint8_t {
+  kNone,
+  kQkv,
+  kQkvBias,
+  kMlaKvA,
+  kMlpGateUp,
+  kSharedGateUp,
+  kExpertGateUp,
+  kExpertGateUpBias
+};
 
 struct WeightEntry {
   WeightRole role = WeightRole::kEmbedding;

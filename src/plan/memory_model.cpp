@@ -189,6 +189,7 @@ int64_t MemoryModel::activation_bytes(const DeploymentShape& shape, int64_t toke
     const int64_t heads = config_.num_heads / tp;
     attention = heads * m.qk_head_dim() + heads * (m.qk_nope_head_dim + m.v_head_dim) + m.kv_lora_rank +
                 m.qk_rope_head_dim + heads * m.v_head_dim;
+    if (m.indexer) attention += m.indexer->head_dim + m.indexer->heads * (1 + m.indexer->head_dim) + m.indexer->topk;
   } else {
     const int64_t kv_heads = std::max<int64_t>(1, config_.num_kv_heads / tp);
     attention = 2 * (config_.num_heads / tp) * config_.head_dim + 2 * kv_heads * config_.head_dim;

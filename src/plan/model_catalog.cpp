@@ -143,6 +143,17 @@ nlohmann::json with_v31_scale_format(const char* text) {
   return config;
 }
 
+// DeepSeek-V3.2: DeepSeek-V3.1's config plus the lightning indexer (64 heads of 128, top 2048).
+nlohmann::json deepseek_v32() {
+  nlohmann::json config = with_v31_scale_format(kDeepseekV3);
+  config["architectures"] = {"DeepseekV32ForCausalLM"};
+  config["model_type"] = "deepseek_v32";
+  config["index_n_heads"] = 64;
+  config["index_head_dim"] = 128;
+  config["index_topk"] = 2048;
+  return config;
+}
+
 // Llama 4's text model (the Llama4ForConditionalGeneration checkpoints' text_config, as
 // Llama4ForCausalLM). attn_temperature_tuning is 4 in the published configs (truthy).
 constexpr const char* kLlama4Scout = R"({
@@ -188,6 +199,14 @@ std::vector<CatalogModel> build_catalog() {
        "https://huggingface.co/deepseek-ai/DeepSeek-V3.1/blob/main/config.json: the DeepSeek-V3 architecture; the "
        "quantization_config adds scale_fmt ue8m0 (recalled from the model card, not read in the index)",
        671e9, 37e9, "model card: 671B total, 37B activated", with_v31_scale_format(kDeepseekV3)},
+      {"deepseek-ai/DeepSeek-V3.2",
+       "https://huggingface.co/deepseek-ai/DeepSeek-V3.2/blob/main/config.json (read in the copy transformers keeps "
+       "at src/transformers/models/deepseek_v32/deepseek_files/config.json: DeepSeek-V3.1's values plus "
+       "index_n_heads 64, index_head_dim 128, index_topk 2048)",
+       685e9, 37e9,
+       "Hugging Face's safetensors count: 685B with the MTP layer; 37B activated is DeepSeek-V3's figure (the "
+       "indexers add 0.85B, all active)",
+       deepseek_v32()},
       {"deepseek-ai/DeepSeek-V2-Lite",
        "https://huggingface.co/deepseek-ai/DeepSeek-V2-Lite/blob/main/config.json (read in the copies at "
        "huggingface.co/deepseek-ai/DeepSeek-Coder-V2-Lite-Base and nicoboss/DeepSeek-V2-Lite-Chat-Uncensored)",

@@ -10,7 +10,9 @@
 #include <filesystem>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include "model/backend_support.h"
 #include "plan/model_catalog.h"
 
 namespace moeserve::plan {
@@ -215,6 +217,12 @@ Result<Plan> make_plan(const ResolvedModel& resolved, const PlanRequest& request
   }
   if (request.kv_cache_dtype == KvCacheDType::kFp8 && !gpu.fp8_tensor_cores) {
     plan.notes.push_back(fmt::format("{} has no FP8 support in attention kernels for an fp8 KV cache", gpu.name));
+  }
+  if (const std::vector<std::string> missing = cuda_missing_features(resolved.config); !missing.empty()) {
+    plan.notes.push_back(fmt::format("the CUDA backend does not run {} yet (no kernels for {}): serve refuses it "
+                                     "on GPUs and runs it with --device cpu; the layouts size the GPUs for when "
+                                     "it does",
+                                     resolved.config.architecture_name, fmt::join(missing, ", ")));
   }
   const DeploymentShape base = base_shape(request);
   plan.layouts = evaluate(model, base, request.gpus.count, gpu.gpus_per_node);

@@ -51,6 +51,8 @@ class CpuStepBackend final : public StepBackend {
   void mla_absorb_q(const ops::MlaDims& dims, const float* q, const float* kv_b, float* q_absorbed) override;
   void mla_project_v(const ops::MlaDims& dims, const float* latent, const float* kv_b, float* out) override;
   void mla_prefill_attention(const ops::MlaPrefillArgs& args) override;
+  void layer_norm(const ops::LayerNormArgs& args) override { ops::layer_norm(ctx_, args); }
+  void indexer_topk(const ops::IndexerArgs& args) override { ops::indexer_topk(ctx_, args); }
   size_t mla_prefill_workspace_floats(const ops::MlaDims& dims, int ctx, int query_tile) override { return 0; }
   int mla_prefill_query_tile(const ops::MlaDims& dims, int count, int ctx) override { return count; }
   void route(const float* logits, const float* selection_bias, int tokens, int experts,

@@ -1,5 +1,5 @@
 // Issue 26's families as a user drives them: `moeserve logits` on the GPT-OSS (float32 and
-// published-MXFP4) and Llama 4 fixtures equals transformers, and --dtype reaches the weights: a
+// published-MXFP4), Llama 4 and DeepSeek-V3.2 fixtures equals transformers, and --dtype reaches the weights: a
 // float32 checkpoint is held as float32 under --dtype auto/float32 (within 1e-4) and rounded to
 // bf16 under --dtype bfloat16 (off the float32 reference; that the rounded bytes are exactly the
 // bf16 ones is f32_weights_test's check).
@@ -43,6 +43,17 @@ TEST(NewFamiliesCli, LogitsMatchTransformers) {
     std::printf("%s: moeserve logits worst row relative error %.3g\n", fixture, error);
     EXPECT_LT(error, 1e-4) << fixture;
   }
+}
+
+// DeepSeek-V3.2's sparse attention: prompt 4 (160 tokens) with index_topk 6 attends to 6 keys per
+// query; lifting index_topk past the prompt (dense MLA over every key) must then miss the
+// reference by far (measured 1.5), or the sparse path would not be what matches it.
+TEST(NewFamiliesCli, DeepseekV32AttendsOnlyToTheIndexersKeys) {
+  const double sparse = cli_logits_error("tiny-deepseek_v32", 4, {});
+  const double dense = cli_logits_error("tiny-deepseek_v32", 4, {"--hf-overrides", R"({"index_topk": 1000})"});
+  std::printf("tiny-deepseek_v32: sparse %.3g, every key %.3g\n", sparse, dense);
+  EXPECT_LT(sparse, 1e-4);
+  EXPECT_GT(dense, 0.1);
 }
 
 TEST(NewFamiliesCli, DtypeDecidesTheWeightsOfAFloat32Checkpoint) {

@@ -261,7 +261,7 @@ TEST_P(DecoderLoopTest, ParallelLayoutsMatchTransformers) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, DecoderLoopTest,
                          ::testing::Values("tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2",
                                            "tiny-deepseek_v3", "tiny-deepseek_v3-fp8", "tiny-qwen3_moe-fp8",
-                                           "tiny-gpt_oss", "tiny-gpt_oss-mxfp4", "tiny-llama4"),
+                                           "tiny-gpt_oss", "tiny-gpt_oss-mxfp4", "tiny-llama4", "tiny-deepseek_v32"),
                          [](const auto& info) {
                            std::string name = info.param;
                            for (char& c : name) {

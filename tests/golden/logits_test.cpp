@@ -83,7 +83,7 @@ TEST_P(GoldenTest, ChunkedPrefillAndDecodeMatchOneShotPrefill) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest,
                          ::testing::Values("tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2",
                                            "tiny-deepseek_v3", "tiny-deepseek_v3-fp8", "tiny-qwen3_moe-fp8",
-                                           "tiny-gpt_oss", "tiny-gpt_oss-mxfp4", "tiny-llama4"));
+                                           "tiny-gpt_oss", "tiny-gpt_oss-mxfp4", "tiny-llama4", "tiny-deepseek_v32"));
 
 class MlaFormsTest : public GoldenTest {};
 

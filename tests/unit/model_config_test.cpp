@@ -180,6 +180,25 @@ TEST(ModelConfig, DeepseekV3FixtureHasMlaYarnAndGroupedRouting) {
   EXPECT_NEAR(config->attention_scale, m * m / std::sqrt(24.0), 1e-6);
 }
 
+TEST(ModelConfig, DeepseekV32FixtureIsV3WithAnIndexer) {
+  auto config = parse_model_config(fixture_config("tiny-deepseek_v32"));
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  EXPECT_EQ(config->architecture, Architecture::kDeepseekV32);
+  ASSERT_TRUE(config->mla && config->mla->indexer);
+  EXPECT_EQ(config->mla->indexer->heads, 8);
+  EXPECT_EQ(config->mla->indexer->head_dim, 16);
+  EXPECT_EQ(config->mla->indexer->topk, 6);
+  EXPECT_EQ(config->mla->cache_entry(), 32 + 8 + 16);  // latent, rope key, index key
+  EXPECT_EQ(config->moe->selection, RouterSelection::kGroupLimitedTop2Sum);
+  const Json v32 = fixture_config("tiny-deepseek_v32");
+  EXPECT_THAT(error_of(v32, Json{{"q_lora_rank", nullptr}}), HasSubstr("q_lora_rank"));
+  EXPECT_THAT(error_of(v32, Json{{"index_head_dim", 4}}), HasSubstr("index_head_dim"));
+  for (const char* key : {"index_topk", "index_n_heads", "index_head_dim"}) {
+    EXPECT_THAT(error_of(v32, Json{{key, 0}}), HasSubstr(key));
+    EXPECT_THAT(error_of(v32, Json{{key, nullptr}}), HasSubstr(key));
+  }
+}
+
 TEST(ModelConfig, RopeParametersFormEqualsRopeScalingForm) {
   Json legacy = fixture_config("tiny-deepseek_v2");
   Json modern = legacy;

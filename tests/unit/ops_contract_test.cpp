@@ -287,6 +287,135 @@ TEST_F(OpsContractTest, PagedAttentionSinksTakeProbabilityMassWithoutValue) {
   }
 }
 
+TEST_F(OpsContractTest, IndexerKeepsTheTopkScoredKeysInOrder) {
+  // DeepSeek-V3.2's indexer on index keys inside wider cache entries ([3 pad | key 8 | 2 pad]) and
+  // strided queries and head weights. Reference: every key's score in double, sorted.
+  const int heads = 3, dim = 8, entry = 13, key_offset = 3, rows = 5;
+  const int q_stride = heads * dim + 5, w_stride = heads + 2;
+  PagedBatch b = make_batch(entry, random_floats(8 * 4 * entry));
+  const std::vector<float> q = random_floats(rows * q_stride);
+  const std::vector<float> w = random_floats(rows * w_stride);
+  const float scale = 0.35f, weight_scale = 0.6f;
+  // topk 4: every row selects; 12: the rows at position 9 (10 keys) keep all, the one at 12 drops one.
+  for (int topk : {4, 12}) {
+    std::vector<int32_t> out(size_t(rows) * topk, 99);
+    ops::indexer_topk(ctx_, ops::IndexerArgs{.q = q.data(),
+                                             .q_stride = q_stride,
+                                             .weights = w.data(),
+                                             .weights_stride = w_stride,
+                                             .tokens = rows,
+                                             .heads = heads,
+                                             .head_dim = dim,
+                                             .scale = scale,
+                                             .weight_scale = weight_scale,
+                                             .topk = topk,
+                                             .cache = b.cache.data(),
+                                             .block_size = b.block_size,
+                                             .entry_size = entry,
+                                             .key_offset = key_offset,
+                                             .block_tables = b.block_tables.data(),
+                                             .table_offsets = b.table_offsets.data(),
+                                             .positions = b.positions.data(),
+                                             .out = out.data()});
+    for (int r = 0; r < rows; ++r) {
+      const std::vector<float> entries = gather(ctx_, b, b.sequence_of_row[r]);
+      const int p = b.positions[r];
+      std::vector<std::pair<double, int32_t>> scored;
+      for (int j = 0; j <= p; ++j) {
+        double score = 0.0;
+        for (int h = 0; h < heads; ++h) {
+          double dot = 0.0;
+          const float* qh = &q[size_t(r) * q_stride + h * dim];
+          for (int i = 0; i < dim; ++i) dot += double(qh[i]) * entries[size_t(j) * entry + key_offset + i];
+          score += double(w[size_t(r) * w_stride + h]) * weight_scale * std::max(0.0, dot * scale);
+        }
+        scored.emplace_back(score, j);
+      }
+      std::sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+      std::vector<int32_t> expected;
+      for (int i = 0; i < std::min(topk, p + 1); ++i) expected.push_back(scored[size_t(i)].second);
+      std::sort(expected.begin(), expected.end());
+      expected.resize(size_t(topk), -1);
+      EXPECT_EQ(std::vector<int32_t>(out.begin() + r * topk, out.begin() + (r + 1) * topk), expected)
+          << "row " << r << " topk " << topk;
+    }
+  }
+}
+
+TEST_F(OpsContractTest, SparsePagedAttentionReadsOnlyTheChosenKeys) {
+  // MLA's absorbed form (one KV head: key = the entry's first key_dim floats, value its first
+  // value_dim) over each row's chosen positions, -1 ending a short list. Reference: plain sums in double.
+  const int heads = 2, key_dim = 6, value_dim = 4, entry = 9, rows = 5, per_row = 4;
+  const float scale = 0.4f;
+  PagedBatch b = make_batch(entry, random_floats(8 * 4 * entry));
+  const std::vector<float> q = random_floats(rows * heads * key_dim);
+  const std::vector<int32_t> chosen = {0, 3, 8, 9,  2, 5, 9, 10,  1, 11, -1, -1,  12, -1, -1, -1,  4, 6, 7, 9};
+  std::vector<float> out(rows * heads * value_dim, NAN);
+  ops::paged_attention(ctx_, ops::AttentionArgs{.q = q.data(),
+                                                .q_stride = heads * key_dim,
+                                                .tokens = rows,
+                                                .num_heads = heads,
+                                                .group = heads,
+                                                .cache = b.cache.data(),
+                                                .block_size = b.block_size,
+                                                .entry_size = entry,
+                                                .key_dim = key_dim,
+                                                .value_dim = value_dim,
+                                                .scale = scale,
+                                                .block_tables = b.block_tables.data(),
+                                                .table_offsets = b.table_offsets.data(),
+                                                .positions = b.positions.data(),
+                                                .out = out.data(),
+                                                .key_positions = chosen.data(),
+                                                .keys_per_row = per_row});
+  for (int r = 0; r < rows; ++r) {
+    const std::vector<float> entries = gather(ctx_, b, b.sequence_of_row[r]);
+    for (int h = 0; h < heads; ++h) {
+      std::vector<std::pair<double, int>> weights;  // (unnormalised probability, key)
+      double denominator = 0.0;
+      for (int i = 0; i < per_row && chosen[size_t(r) * per_row + i] >= 0; ++i) {
+        const int key = chosen[size_t(r) * per_row + i];
+        double dot = 0.0;
+        const float* qh = &q[(size_t(r) * heads + h) * key_dim];
+        for (int d = 0; d < key_dim; ++d) dot += double(qh[d]) * entries[size_t(key) * entry + d];
+        weights.emplace_back(std::exp(dot * scale), key);
+        denominator += weights.back().first;
+      }
+      for (int d = 0; d < value_dim; ++d) {
+        double expected = 0.0;
+        for (const auto& [weight, key] : weights) expected += weight / denominator * entries[size_t(key) * entry + d];
+        EXPECT_NEAR(out[(size_t(r) * heads + h) * value_dim + d], expected, 1e-6) << "row " << r << " head " << h;
+      }
+    }
+  }
+}
+
+TEST_F(OpsContractTest, LayerNormOfStridedRowsInPlace) {
+  // torch.nn.LayerNorm: (x - mean) / sqrt(biased var + eps) * weight + bias, on 6 of every 10 floats.
+  const int rows = 4, dim = 6, stride = 10;
+  std::vector<float> x = random_floats(rows * stride, 3.0f);
+  for (float& v : x) v += 2.0f;  // a mean away from zero
+  const std::vector<float> before = x, weight = random_floats(dim), bias = random_floats(dim);
+  ops::layer_norm(ctx_, ops::LayerNormArgs{.x = x.data(),
+                                           .rows = rows,
+                                           .dim = dim,
+                                           .stride = stride,
+                                           .weight = weight.data(),
+                                           .bias = bias.data(),
+                                           .eps = 1e-6f,
+                                           .out = x.data()});
+  for (int r = 0; r < rows; ++r) {
+    const float* in = &before[size_t(r) * stride];
+    double mean = 0.0, var = 0.0;
+    for (int i = 0; i < dim; ++i) mean += in[i] / double(dim);
+    for (int i = 0; i < dim; ++i) var += (in[i] - mean) * (in[i] - mean) / dim;
+    for (int i = 0; i < dim; ++i) {
+      EXPECT_NEAR(x[size_t(r) * stride + i], (in[i] - mean) / std::sqrt(var + 1e-6) * weight[i] + bias[i], 1e-5);
+    }
+    for (int i = dim; i < stride; ++i) EXPECT_EQ(x[size_t(r) * stride + i], in[i]);  // untouched
+  }
+}
+
 TEST_F(OpsContractTest, MlaAbsorbedAndPlainFormsAgree) {
   // The absorbed form (q·W_UK, paged attention over the latent, ·W_UV) against the plain
   // prefill form (keys and values expanded from the latent), on the same piece.

@@ -78,6 +78,20 @@ TEST(PlanCli, LocalCheckpointAndFp8Note) {
       << a100.output;
 }
 
+// A family the CUDA kernels do not run yet is planned, with a note saying serve needs the CPU.
+TEST(PlanCli, NotesWhatTheCudaBackendDoesNotRunYet) {
+  const CommandResult v32 = run_moeserve({"plan", "deepseek-ai/DeepSeek-V3.2", "--gpus", "8xH200", "--json"});
+  ASSERT_EQ(v32.exit_code, 0) << v32.output;
+  const nlohmann::json notes = nlohmann::json::parse(v32.output)["notes"];
+  ASSERT_EQ(notes.size(), 1u) << v32.output;
+  const std::string note = notes[0].get<std::string>();
+  EXPECT_NE(note.find("DeepseekV32ForCausalLM yet (no kernels for the sparse-attention indexer)"), std::string::npos)
+      << note;
+  const CommandResult v3 = run_moeserve({"plan", "deepseek-ai/DeepSeek-V3", "--gpus", "8xH200", "--json"});
+  ASSERT_EQ(v3.exit_code, 0) << v3.output;
+  EXPECT_TRUE(nlohmann::json::parse(v3.output)["notes"].empty()) << v3.output;
+}
+
 TEST(PlanCli, ClearErrors) {
   CommandResult run =
       run_moeserve({"plan", "acme/Unknown-1T", "--gpus", "8xH200"});

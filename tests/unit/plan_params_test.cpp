@@ -82,6 +82,18 @@ TEST(PlanParams, DeepSeekV3MatchesPublishedFigures) {
   EXPECT_EQ(catalog_counts("deepseek-ai/DeepSeek-V3.1").total, counts.total);
 }
 
+// DeepSeek-V3.2 is DeepSeek-V3 plus one indexer per layer, the MTP layer's included: wq_b
+// [64·128, 1536], wk [128, 7168], weights_proj [64, 7168], k_norm's weight and bias [128] each.
+// Hugging Face counts 685B in its safetensors (main model + MTP layer): we count 683.5B.
+TEST(PlanParams, DeepSeekV32IsV3PlusItsIndexers) {
+  const ParamCounts v3 = catalog_counts("deepseek-ai/DeepSeek-V3");
+  const ParamCounts v32 = catalog_counts("deepseek-ai/DeepSeek-V3.2");
+  const int64_t indexer = int64_t{64} * 128 * 1536 + 128 * 7168 + 64 * 7168 + 2 * 128;
+  EXPECT_EQ(v32.total, v3.total + 61 * indexer);
+  EXPECT_EQ(v32.mtp, v3.mtp + indexer);
+  EXPECT_LT(rel_diff(static_cast<double>(v32.total + v32.mtp), 685e9), 0.005);
+}
+
 // Mistral's 46.7B / 12.9B are these exact counts rounded.
 TEST(PlanParams, MixtralExact) {
   const ParamCounts small = catalog_counts("mistralai/Mixtral-8x7B-v0.1");

@@ -53,7 +53,7 @@ TEST_P(WeightPlanFixture, NamesAndShapesAreTheCheckpoints) {
 std::vector<std::string> fixture_dirs() {
   std::vector<std::string> dirs;
   for (const char* name : {"tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2", "tiny-deepseek_v3",
-                           "tiny-gpt_oss", "tiny-llama4"}) {
+                           "tiny-deepseek_v32", "tiny-gpt_oss", "tiny-llama4"}) {
     dirs.push_back(testing::fixture_model(name));
   }
   dirs.push_back(testing::demo_model());
@@ -138,6 +138,27 @@ TEST(WeightPlan, DeepseekV3DeclaresItsMtpLayerAndKeepsTheRouterBiasInFloat32) {
   EXPECT_EQ(plan.find(WeightRole::kRouter, 0), nullptr);  // first_k_dense_replace = 3
   // Tensor names of routed expert 255 of the last layer.
   EXPECT_EQ(plan.get(WeightRole::kExpertGate, 60).tensor_name(255), "model.layers.60.mlp.experts.255.gate_proj.weight");
+}
+
+// DeepSeek-V3.2's indexer: whole on every rank; wk and weights_proj stack after kv_a (they read
+// the same hidden state), k_norm stays float32.
+TEST(WeightPlan, DeepseekV32StacksItsIndexerAfterTheLatentProjection) {
+  auto resolved = plan::resolve_model("deepseek-ai/DeepSeek-V3.2");
+  ASSERT_TRUE(resolved.ok()) << resolved.error().message;
+  const WeightPlan plan = WeightPlan::build(resolved->config);
+  const std::vector<const WeightEntry*> kv_a = plan.packed(PackGroup::kMlaKvA, 60);
+  ASSERT_EQ(kv_a.size(), 3u);
+  EXPECT_EQ(kv_a[0]->name, "model.layers.60.self_attn.kv_a_proj_with_mqa.weight");
+  EXPECT_EQ(kv_a[1]->name, "model.layers.60.self_attn.indexer.wk.weight");
+  EXPECT_EQ(kv_a[1]->shape, (Shape{128, 7168}));
+  EXPECT_EQ(kv_a[2]->name, "model.layers.60.self_attn.indexer.weights_proj.weight");
+  EXPECT_FALSE(kv_a[2]->quantizable);  // bf16 in the published fp8 checkpoint
+  const WeightEntry& wq_b = plan.get(WeightRole::kIndexerQB, 0);
+  EXPECT_EQ(wq_b.shape, (Shape{64 * 128, 1536}));
+  for (const WeightEntry* entry : {&wq_b, kv_a[1], kv_a[2]}) EXPECT_EQ(entry->sharding, Sharding::kReplicated);
+  EXPECT_TRUE(plan.get(WeightRole::kIndexerKNormBias, 0).keep_fp32);
+  EXPECT_NE(plan.find(WeightRole::kIndexerQB, 61), nullptr);  // the MTP layer has one too
+  EXPECT_EQ(plan::resolve_model("deepseek-ai/DeepSeek-V3").value().config.mla->indexer, std::nullopt);
 }
 
 // A decode step reads what a token passes through, minus the embedding lookup: the active

@@ -1,4 +1,4 @@
-// CPU reference: causal (optionally sliding-window or chunked) attention reading keys and values from the
+// CPU reference: causal (optionally sliding-window, chunked or sparse) attention reading keys and values from the
 // paged cache — one implementation, paged_attention (the step form: every row of a batch by its
 // position), which GQA (attention) and MLA's absorbed form (mla_attention_absorbed) both call.
 // One (row, head) pair per work item; softmax in float32 with the running max (and a per-head
@@ -34,11 +34,18 @@ void paged_attention(ExecContext& ctx, const AttentionArgs& args) {
                      args.temperature_scale +
                  1.0f;
       }
-      const int num_keys = position + 1 - first_key;
+      // Key k of the row's keys: first_key + k, or (sparse) the k-th chosen position.
+      const int32_t* chosen = args.key_positions != nullptr ? args.key_positions + row * args.keys_per_row : nullptr;
+      int num_keys = position + 1 - first_key;
+      if (chosen != nullptr) {
+        num_keys = static_cast<int>(std::find(chosen, chosen + args.keys_per_row, -1) - chosen);
+        first_key = 0;
+      }
+      const auto key_position = [&](int k) { return chosen != nullptr ? chosen[k] : first_key + k; };
       scores.resize(num_keys);
       float max_score = -INFINITY;
       for (int k = 0; k < num_keys; ++k) {
-        const float* key = entry(first_key + k) + args.key_offset + kv_offset;
+        const float* key = entry(key_position(k)) + args.key_offset + kv_offset;
         float dot = 0.0f;
         for (int d = 0; d < args.key_dim; ++d) dot += qv[d] * key[d];
         scores[k] = dot * scale;
@@ -55,7 +62,7 @@ void paged_attention(ExecContext& ctx, const AttentionArgs& args) {
       float* dst = args.out + (row * args.num_heads + head) * static_cast<int64_t>(args.value_dim);
       std::fill(dst, dst + args.value_dim, 0.0f);
       for (int k = 0; k < num_keys; ++k) {
-        const float* value = entry(first_key + k) + args.value_offset + kv_offset;
+        const float* value = entry(key_position(k)) + args.value_offset + kv_offset;
         const float p = scores[k] / denominator;
         for (int d = 0; d < args.value_dim; ++d) dst[d] += p * value[d];
       }

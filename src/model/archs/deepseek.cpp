@@ -1,8 +1,10 @@
-// DeepSeek-V2 and DeepSeek-V3 (also Kimi K2): MLA attention (optional q-LoRA, compressed KV
+// DeepSeek-V2, DeepSeek-V3 (also Kimi K2) and DeepSeek-V3.2: MLA attention (optional q-LoRA, compressed KV
 // latent + a shared rope key, interleaved rope, YaRN mscale² folded into the softmax scale),
 // the first `first_k_dense_replace` layers dense, then MoE every `moe_layer_freq` layers with
 // shared experts. V2 routes by softmax (greedy or group-limited by group max); V3 by sigmoid
-// with e_score_correction_bias for selection only, groups scored by their top-2 sum.
+// with e_score_correction_bias for selection only, groups scored by their top-2 sum. V3.2 is V3
+// plus the lightning indexer (IndexerConfig: index_n_heads, index_head_dim, index_topk), whose
+// queries come from the q latent, so it needs q-LoRA.
 #include <cmath>
 #include <cstdint>
 
@@ -104,7 +106,28 @@ Status parse_deepseek(const ConfigReader& reader, ModelConfig& config, bool is_v
 Status parse_v2(const ConfigReader& reader, ModelConfig& config) { return parse_deepseek(reader, config, false); }
 Status parse_v3(const ConfigReader& reader, ModelConfig& config) { return parse_deepseek(reader, config, true); }
 
+Status parse_v32(const ConfigReader& reader, ModelConfig& config) {
+  MS_RETURN_IF_ERROR(parse_deepseek(reader, config, true));
+  IndexerConfig indexer;
+  MS_ASSIGN_OR_RETURN(indexer.heads, reader.get_int("index_n_heads"));
+  MS_ASSIGN_OR_RETURN(indexer.head_dim, reader.get_int("index_head_dim"));
+  MS_ASSIGN_OR_RETURN(indexer.topk, reader.get_int("index_topk"));
+  MlaConfig& mla = *config.mla;
+  if (mla.q_lora_rank == 0) return make_error("config.json: the indexer reads the q latent: q_lora_rank must be set");
+  if (indexer.head_dim < mla.qk_rope_head_dim) {
+    return make_error("config.json: index_head_dim {} is smaller than qk_rope_head_dim {}, which it rotates",
+                      indexer.head_dim, mla.qk_rope_head_dim);
+  }
+  mla.indexer = indexer;
+  return ok_status();
+}
+
 }  // namespace
+
+const ArchDefinition& deepseek_v32_definition() {
+  static const ArchDefinition definition{"DeepseekV32ForCausalLM", Architecture::kDeepseekV32, parse_v32};
+  return definition;
+}
 
 const ArchDefinition& deepseek_v2_definition() {
   static const ArchDefinition definition{"DeepseekV2ForCausalLM", Architecture::kDeepseekV2, parse_v2};

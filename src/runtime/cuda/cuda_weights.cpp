@@ -8,6 +8,7 @@
 
 #include <fmt/ranges.h>
 
+#include "model/backend_support.h"
 #include "model/sharded_weights.h"
 #include "model/weight_plan.h"
 #include "runtime/cuda/cuda_model.h"
@@ -52,23 +53,9 @@ class CudaWeightMemory final : public WeightMemory {
 
 namespace {
 
-// The features of `config` the CUDA kernels do not compute yet (GPT-OSS's, Llama 4's), refused by name rather
-// than run wrong.
+// A config with features the CUDA kernels do not compute yet, refused by name rather than run wrong.
 Status check_cuda_support(const ModelConfig& config) {
-  std::vector<std::string> missing;
-  if (config.attention_sinks) missing.emplace_back("attention sinks");
-  if (!config.layer_windows.empty()) missing.emplace_back("per-layer sliding windows (layer_types)");
-  const auto any = [](const std::vector<bool>& v) { return std::find(v.begin(), v.end(), true) != v.end(); };
-  if (any(config.layer_chunked)) missing.emplace_back("chunked local attention");
-  if (any(config.layer_nope)) missing.emplace_back("NoPE layers with attention-temperature tuning");
-  if (config.qk_l2_norm) missing.emplace_back("the L2 QK-norm");
-  if (config.moe) {
-    if (config.moe->clamped_swiglu) missing.emplace_back("the clamped SwiGLU");
-    if (config.moe->expert_bias) missing.emplace_back("expert biases");
-    if (config.moe->router_bias) missing.emplace_back("the router's bias");
-    if (config.moe->scoring == RouterScoring::kTopKSoftmax) missing.emplace_back("softmax over the top-k logits");
-    if (config.moe->scale_expert_input) missing.emplace_back("input-scaled experts");
-  }
+  const std::vector<std::string> missing = cuda_missing_features(config);
   if (missing.empty()) return ok_status();
   return make_error(
       "{} needs {}, which the CUDA backend does not implement yet; the CPU backend (--device cpu) runs it",
