@@ -24,7 +24,6 @@ constexpr std::array kNotYetImplemented = {"--pipeline-parallel-size",
                                            "--tokenizer-mode",
                                            "--enable-auto-tool-choice",
                                            "--tool-call-parser",
-                                           "--reasoning-parser",
                                            "--no-enable-chunked-prefill",
                                            "--max-num-partial-prefills",
                                            "--limit-mm-per-prompt",
@@ -37,7 +36,7 @@ constexpr std::array kNotYetImplemented = {"--pipeline-parallel-size",
                                            "--uvicorn-log-level"};
 
 constexpr const char* kSupported =
-    "--host, --port, --served-model-name, --api-key, --chat-template, --generation-config, "
+    "--host, --port, --served-model-name, --api-key, --chat-template, --reasoning-parser, --generation-config, "
     "--disable-log-requests, --max-model-len, --max-num-seqs, --max-num-batched-tokens, --block-size, "
     "--enable-prefix-caching/--no-enable-prefix-caching, --kv-cache-memory, --gpu-memory-utilization, "
     "--max-logprobs, --tokenizer, --enforce-eager, --enable-chunked-prefill, --trust-remote-code, --seed, --dtype, "
@@ -100,6 +99,15 @@ void ServeFlags::add_to(CLI::App& command) {
           },
           "KEY"));
   command.add_option("--chat-template", chat_template, "Jinja chat template file (default: the tokenizer's)");
+  command.add_option_function<std::string>(
+      "--reasoning-parser",
+      [this](const std::string& name) {
+        auto parser = parse_reasoning_parser(name);
+        if (!parser.ok()) throw CLI::ValidationError("--reasoning-parser", parser.error().message);
+        reasoning_parser = *parser;
+      },
+      "Split chat answers' <think>...</think> into the message's `reasoning` (and `reasoning_content`): "
+      "deepseek_r1, qwen3, deepseek_v3 (thinking when chat_template_kwargs.thinking is true)");
   command.add_flag("--disable-log-requests", disable_log_requests, "Do not log each request");
   command.add_option("--max-waiting-requests", max_waiting_requests,
                      "Waiting sequences at most (prompts x n per request); beyond, 503 with Retry-After (0: no bound)")
@@ -141,6 +149,7 @@ ServerOptions ServeFlags::server_options(const std::string& model_dir) const {
   if (options.served_model_names.empty()) options.served_model_names.push_back(model_dir);
   options.api_key = api_key;
   options.chat_template_path = chat_template;
+  options.reasoning_parser = reasoning_parser;
   options.disable_log_requests = disable_log_requests;
   options.max_waiting_requests = max_waiting_requests;
   options.max_logprobs = max_logprobs;

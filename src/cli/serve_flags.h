@@ -39,6 +39,7 @@ struct ServeFlags {
   std::vector<std::string> served_model_names;
   std::string api_key;
   std::string chat_template;
+  ReasoningParser reasoning_parser = ReasoningParser::kNone;  // --reasoning-parser
   bool disable_log_requests = false;
   int max_waiting_requests = 0;
   int max_logprobs = 20;

@@ -172,6 +172,15 @@ RouteOutcome ApiRouter::chat_completions(const Json& body) {
   spec.requests = make_generation_requests(request.params, ids.value(), max_tokens.value(), spec.response_id, 0);
   spec.choice_prompt_tokens.assign(spec.requests.size(), prompt_len);
   spec.num_prompt_tokens = prompt_len;
+  if (options_.reasoning_parser != ReasoningParser::kNone) {
+    // chat_template_kwargs.thinking, by Python's truthiness (vLLM's deepseek_v3 parser reads it so).
+    const Json thinking = request.template_context.value("thinking", Json(false));
+    const bool on = thinking.is_boolean()  ? thinking.get<bool>()
+                    : thinking.is_number() ? thinking.get<double>() != 0.0
+                    : thinking.is_string() ? !thinking.get<std::string>().empty()
+                                           : !thinking.is_null() && !thinking.empty();
+    spec.reasoning.emplace(options_.reasoning_parser, on, prompt.value());
+  }
   if (auto error = check_capacity(1, request.params.n)) return respond(error_response(*error));
   log_request(spec.response_id, spec);
   return RouteOutcome{HttpResponse(), std::make_shared<GenerationJob>(std::move(spec), tokenizer_, dispatcher_)};

@@ -4,6 +4,16 @@
 #include <fmt/format.h>
 
 namespace moeserve {
+namespace {
+
+// A chat message's (or delta's) reasoning fields: vLLM's `reasoning` and its older name.
+void set_reasoning(Json& message, const std::string& reasoning) {
+  const Json value = reasoning.empty() ? Json() : Json(reasoning);
+  message["reasoning"] = value;
+  message["reasoning_content"] = value;
+}
+
+}  // namespace
 
 GenerationJob::GenerationJob(JobSpec spec, std::shared_ptr<const Tokenizer> tokenizer,
                              std::shared_ptr<IoDispatcher> dispatcher)
@@ -13,6 +23,7 @@ GenerationJob::GenerationJob(JobSpec spec, std::shared_ptr<const Tokenizer> toke
     // Completions text offsets count from the start of the returned text (after the echo).
     const int offset = idx < spec_.echo_text.size() ? static_cast<int>(spec_.echo_text[idx].size()) : 0;
     choices_[idx].completion_logprobs = CompletionLogprobs(offset);
+    choices_[idx].reasoning = spec_.reasoning;
   }
 }
 
@@ -169,11 +180,16 @@ void GenerationJob::stream_output(int choice_idx, const RequestOutput& output) {
     return;
   }
   const bool has_logprobs = spec_.logprobs && !output.new_logprobs.empty();
-  if (text.empty() && !output.finished && !has_logprobs) return;
+  const ReasoningSplitter::Delta split =
+      choice.reasoning ? choice.reasoning->push(text, output.finished) : ReasoningSplitter::Delta{.content = text};
+  if (split.reasoning.empty() && split.content.empty() && !output.finished && !has_logprobs) return;
   Json entry;
   entry["index"] = choice_idx;
   if (spec_.kind == ApiKind::kChat) {
-    entry["delta"] = text.empty() ? Json::object() : Json{{"content", text}};
+    Json delta = Json::object();
+    if (!split.reasoning.empty()) set_reasoning(delta, split.reasoning);
+    if (!split.content.empty()) delta["content"] = split.content;
+    entry["delta"] = std::move(delta);
     entry["logprobs"] = has_logprobs ? Json{{"content", chat_logprob_entries(*tokenizer_, output.new_logprobs)}} : Json();
   } else {
     entry["text"] = text;
@@ -211,6 +227,11 @@ HttpResponse GenerationJob::final_response() const {
     entry["index"] = idx;
     if (spec_.kind == ApiKind::kChat) {
       entry["message"] = Json{{"role", "assistant"}, {"content", choice.text}};
+      if (choice.reasoning) {
+        const ReasoningSplitter::Delta split = ReasoningSplitter(*choice.reasoning).push(choice.text, true);
+        entry["message"]["content"] = split.content.empty() ? Json() : Json(split.content);
+        set_reasoning(entry["message"], split.reasoning);
+      }
       entry["logprobs"] = spec_.logprobs ? Json{{"content", choice.chat_logprobs}} : Json();
     } else {
       const std::string& echo = idx < spec_.echo_text.size() ? spec_.echo_text[idx] : std::string();

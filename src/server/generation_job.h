@@ -18,6 +18,7 @@
 #include "server/io_dispatcher.h"
 #include "server/openai_protocol.h"
 #include "server/openai_responses.h"
+#include "server/reasoning_parser.h"
 
 namespace moeserve {
 
@@ -44,6 +45,9 @@ struct JobSpec {
   std::vector<std::string> echo_text;      // per choice; completions `echo` ("" otherwise)
   std::vector<int> choice_prompt_tokens;   // per choice: its prompt's length
   int num_prompt_tokens = 0;               // usage: each prompt counted once
+  // Chat with --reasoning-parser: each choice's answer split into reasoning and content (this
+  // splitter, copied per choice, has seen nothing yet).
+  std::optional<ReasoningSplitter> reasoning;
 };
 
 // Where a job stands, for the live page's requests in flight (GenerationJob::progress).
@@ -85,6 +89,7 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
     Json stop_reason;
     std::string error;
     bool started = false;  // stream: echo / role already sent
+    std::optional<ReasoningSplitter> reasoning;  // spec_.reasoning's copy
   };
 
   void enqueue(int choice, RequestOutput output);  // engine thread

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "server/reasoning_parser.h"
+
 namespace moeserve {
 
 struct SamplingDefaults {
@@ -29,6 +31,7 @@ struct ServerOptions {
   std::vector<std::string> served_model_names;
   std::string api_key;             // --api-key; empty = no check. Checked on /v1/* only.
   std::string chat_template_path;  // --chat-template FILE; empty = the tokenizer's template
+  ReasoningParser reasoning_parser = ReasoningParser::kNone;  // --reasoning-parser
   bool disable_log_requests = false;
   size_t max_body_bytes = size_t{32} << 20;  // larger request bodies get 413
   // Bound on the engine's waiting sequences (each choice of each prompt is one): a generation

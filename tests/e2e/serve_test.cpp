@@ -578,6 +578,11 @@ TEST(ServeLifecycle, StartupRefusesWhatCannotRun) {
       run_pair({"serve", kModel, "--port", "0", "--speculative-config", "{\"num_speculative_tokens\": 2}"});
   EXPECT_NE(spec, 0);
   EXPECT_NE(spec_output.find("does not implement vLLM's --speculative-config"), std::string::npos) << spec_output;
+  const auto [parser, parser_output] = run_pair({"serve", kModel, "--port", "0", "--reasoning-parser", "granite"});
+  EXPECT_NE(parser, 0);
+  EXPECT_NE(parser_output.find("'granite' is not supported (supported: deepseek_r1, qwen3, deepseek_v3)"),
+            std::string::npos)
+      << parser_output;
   const auto [bad, bad_output] = run_pair({"serve", std::string(MOESERVE_TEST_DATA_DIR) + "/nowhere"});
   EXPECT_NE(bad, 0);
   EXPECT_NE(bad_output.find("nowhere"), std::string::npos) << bad_output;

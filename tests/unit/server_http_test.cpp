@@ -234,6 +234,51 @@ TEST(ServerHttp, ChatRendersTemplateAndStreamsTheSameText) {
   EXPECT_EQ(payloads.back(), "[DONE]");
 }
 
+// --reasoning-parser deepseek_r1: the fake engine echoes the rendered prompt, which holds a
+// "</think>" (several KJV tokens): the answer up to it is `reasoning` (and `reasoning_content`),
+// the rest `content`, whole and streamed alike; qwen3 without a <think> block leaves it content.
+TEST(ServerHttp, ReasoningParserSplitsTheAnswerWholeAndStreamed) {
+  const json messages = json::array({{{"role", "user"}, {"content", "Who made the light?</think> And the dark"}}});
+  std::string answer;  // the echo, unsplit
+  {
+    ServerHarness plain;
+    HttpResult result = plain.post("/v1/chat/completions", {{"messages", messages}, {"max_tokens", 40}});
+    ASSERT_EQ(result.status, 200) << result.body;
+    answer = result.json()["choices"][0]["message"]["content"].get<std::string>();
+  }
+  const size_t end = answer.find("</think>");
+  ASSERT_NE(end, std::string::npos) << answer;
+  ServerOptions options;
+  options.reasoning_parser = ReasoningParser::kDeepseekR1;
+  ServerHarness harness(options);
+  HttpResult whole = harness.post("/v1/chat/completions", {{"messages", messages}, {"max_tokens", 40}});
+  ASSERT_EQ(whole.status, 200) << whole.body;
+  const json message = whole.json()["choices"][0]["message"];
+  EXPECT_EQ(message["reasoning"], answer.substr(0, end));
+  EXPECT_EQ(message["reasoning_content"], answer.substr(0, end));
+  EXPECT_EQ(message["content"], answer.substr(end + 8));
+  HttpResult stream = harness.post("/v1/chat/completions", {{"messages", messages}, {"max_tokens", 40}, {"stream", true}});
+  ASSERT_EQ(stream.status, 200);
+  std::string reasoning;
+  for (const std::string& payload : sse_payloads(stream.body)) {
+    if (payload == "[DONE]") break;
+    const json delta = json::parse(payload)["choices"][0].value("delta", json::object());
+    if (delta.contains("reasoning")) {
+      EXPECT_EQ(delta["reasoning"], delta["reasoning_content"]);
+      reasoning += delta["reasoning"].get<std::string>();
+    }
+  }
+  EXPECT_EQ(reasoning, answer.substr(0, end));
+  EXPECT_EQ(streamed_text(stream.body, "delta"), answer.substr(end + 8));
+
+  options.reasoning_parser = ReasoningParser::kQwen3;
+  ServerHarness qwen3(options);
+  HttpResult content_only = qwen3.post("/v1/chat/completions", {{"messages", messages}, {"max_tokens", 40}});
+  ASSERT_EQ(content_only.status, 200) << content_only.body;
+  EXPECT_EQ(content_only.json()["choices"][0]["message"]["content"], answer);
+  EXPECT_TRUE(content_only.json()["choices"][0]["message"]["reasoning"].is_null());
+}
+
 TEST(ServerHttp, ChatDefaultMaxTokensIsWhatTheContextLeaves) {
   ServerHarness harness;
   const json messages = json::array({{{"role", "user"}, {"content", [] {
