@@ -255,7 +255,7 @@ struct AttentionArgs {
   const int32_t* positions = nullptr;
   float* out = nullptr;
   const float* sinks = nullptr;  // [num_heads] float32 or null (the CPU only, for now)
-  // Sparse attention (DeepSeek-V3.2, the CPU only): row t sees only the keys at positions
+  // Sparse attention (DeepSeek-V3.2; CUDA: the per-head kernel): row t sees only the keys at positions
   // key_positions[t * keys_per_row + i] (i < keys_per_row; -1 entries skipped), which
   // indexer_topk chose among [0, p]; windows and chunks are then unused. Null: every key above.
   const int32_t* key_positions = nullptr;
@@ -458,6 +458,8 @@ namespace moeserve::cuda {
 
 using ops::AttentionArgs;
 using ops::GemmArgs;
+using ops::IndexerArgs;
+using ops::LayerNormArgs;
 using ops::kMaxFusedSplits;
 using ops::MlaDims;
 using ops::MlaPrefillArgs;
@@ -478,6 +480,13 @@ void embedding(const GpuExec& exec, const uint16_t* table, int hidden, const int
 
 // ops::rms_norm on the device.
 void rms_norm(const GpuExec& exec, const RmsNormArgs& args);
+
+// ops::layer_norm on the device.
+void layer_norm(const GpuExec& exec, const LayerNormArgs& args);
+
+// ops::indexer_topk on the device (topk <= kMaxIndexTopk: DeepSeek-V3.2's 2048).
+constexpr int kMaxIndexTopk = 2048;
+void indexer_topk(const GpuExec& exec, const IndexerArgs& args);
 
 // ops::rope on the device (with the fused cache write).
 void rope(const GpuExec& exec, const RopeArgs& args);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "kernels/ops.h"
+
 namespace moeserve {
 
 std::vector<std::string> cuda_missing_features(const ModelConfig& config) {
@@ -12,7 +14,9 @@ std::vector<std::string> cuda_missing_features(const ModelConfig& config) {
   if (any(config.layer_chunked)) missing.emplace_back("chunked local attention");
   if (any(config.layer_nope)) missing.emplace_back("NoPE layers with attention-temperature tuning");
   if (config.qk_l2_norm) missing.emplace_back("the L2 QK-norm");
-  if (config.mla && config.mla->indexer) missing.emplace_back("the sparse-attention indexer");
+  if (config.mla && config.mla->indexer && config.mla->indexer->topk > cuda::kMaxIndexTopk) {
+    missing.emplace_back("an index_topk above 2048");
+  }
   if (config.moe) {
     if (config.moe->clamped_swiglu) missing.emplace_back("the clamped SwiGLU");
     if (config.moe->expert_bias) missing.emplace_back("expert biases");

@@ -350,6 +350,92 @@ TEST_F(CudaOpsTest, MlaAbsorbedAttentionAndProjections) {
   }
 }
 
+// DeepSeek-V3.2's ops: the indexer's choice of keys (exactly the CPU's: a short context keeps
+// every key; one of 5000 keys takes three tiles of the kernel's buffer at topk 2048), MLA's
+// absorbed attention over only those keys, and the LayerNorm of strided rows.
+TEST_F(CudaOpsTest, IndexerSparseAttentionAndLayerNorm) {
+  const int block_size = 16, num_blocks = 340;
+  const int heads = 4, dim = 16, rank = 24, rope_dim = 8, index_heads = 3;
+  const int key_offset = rank + rope_dim, entry = key_offset + dim;  // [latent | rope key | index key]
+  PagedBatch batch = make_batch({{1, 1}, {33, 33}, {60, 1}, {5000, 2}}, block_size, num_blocks, rng_);
+  const auto cache = random_floats(size_t(num_blocks) * block_size * entry);
+  const auto q_index = random_floats(size_t(batch.tokens) * index_heads * dim);
+  const auto weights = random_floats(size_t(batch.tokens) * index_heads);
+  const auto q_abs = random_floats(size_t(batch.tokens) * heads * key_offset);
+  const float* dcache = upload(cache);
+  for (int topk : {6, 2048}) {
+    ops::IndexerArgs args{.q = q_index.data(),
+                          .q_stride = index_heads * dim,
+                          .weights = weights.data(),
+                          .weights_stride = index_heads,
+                          .tokens = batch.tokens,
+                          .heads = index_heads,
+                          .head_dim = dim,
+                          .scale = 0.25f,
+                          .weight_scale = 0.577f,
+                          .topk = topk,
+                          .cache = cache.data(),
+                          .block_size = block_size,
+                          .entry_size = entry,
+                          .key_offset = key_offset,
+                          .block_tables = batch.packed_tables.data(),
+                          .table_offsets = batch.table_offsets.data(),
+                          .positions = batch.positions.data()};
+    std::vector<int32_t> chosen(size_t(batch.tokens) * topk);
+    args.out = chosen.data();
+    ops::indexer_topk(cpu_, args);
+    args.q = upload(q_index);
+    args.weights = upload(weights);
+    args.cache = dcache;
+    args.block_tables = upload(batch.packed_tables);
+    args.table_offsets = upload(batch.table_offsets);
+    args.positions = upload(batch.positions);
+    args.out = poisoned<int32_t>(chosen.size());
+    cuda::indexer_topk(exec_, args);
+    EXPECT_EQ(download(args.out, chosen.size()), chosen) << "topk " << topk;
+
+    ops::AttentionArgs attention{.q = q_abs.data(),
+                                 .q_stride = heads * key_offset,
+                                 .tokens = batch.tokens,
+                                 .num_heads = heads,
+                                 .group = heads,
+                                 .cache = cache.data(),
+                                 .block_size = block_size,
+                                 .entry_size = entry,
+                                 .key_dim = key_offset,
+                                 .value_dim = rank,
+                                 .scale = 0.3f,
+                                 .block_tables = batch.packed_tables.data(),
+                                 .table_offsets = batch.table_offsets.data(),
+                                 .positions = batch.positions.data(),
+                                 .key_positions = chosen.data(),
+                                 .keys_per_row = topk};
+    std::vector<float> latent(size_t(batch.tokens) * heads * rank);
+    attention.out = latent.data();
+    ops::paged_attention(cpu_, attention);
+    attention.q = upload(q_abs);
+    attention.cache = dcache;
+    attention.block_tables = args.block_tables;
+    attention.table_offsets = args.table_offsets;
+    attention.positions = args.positions;
+    attention.key_positions = upload(chosen);
+    attention.out = poisoned<float>(latent.size());
+    cuda::paged_attention(exec_, attention);
+    EXPECT_LT(relative_error(download(attention.out, latent.size()), latent), 1e-5) << "topk " << topk;
+  }
+
+  const int rows = 37, norm_dim = 40, stride = 45;
+  auto x = random_floats(size_t(rows) * stride, 3.0f);
+  const auto gamma = random_floats(norm_dim), beta = random_floats(norm_dim);
+  std::vector<float> expected = x;
+  ops::layer_norm(cpu_, ops::LayerNormArgs{.x = expected.data(), .rows = rows, .dim = norm_dim, .stride = stride,
+                                           .weight = gamma.data(), .bias = beta.data(), .out = expected.data()});
+  float* dx = upload(x);
+  cuda::layer_norm(exec_, cuda::LayerNormArgs{.x = dx, .rows = rows, .dim = norm_dim, .stride = stride,
+                                              .weight = upload(gamma), .bias = upload(beta), .out = dx});
+  EXPECT_LT(relative_error(download(dx, x.size()), expected), 1e-5);
+}
+
 // The plain-form MLA prefill of one piece, CPU and CUDA on the same arguments: a fresh prefill,
 // a chunk after cached context, and query tiles smaller than the piece (several score tiles).
 TEST_F(CudaOpsTest, MlaPrefillPlainFormMatchesTheCpuOp) {

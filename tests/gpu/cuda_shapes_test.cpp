@@ -121,14 +121,12 @@ TEST_P(CudaShapesTest, EveryBatchEagerAndThroughGraphs) {
   auto model = plan::find_catalog_model(GetParam());
   ASSERT_TRUE(model.ok()) << model.error().message;
   const ModelConfig config = cut_config(**model, reduced() ? 2 : 4);
-  const char* feature = config.architecture == Architecture::kGptOss        ? "attention sinks"
-                        : config.architecture == Architecture::kLlama4      ? "chunked local attention"
-                        : config.architecture == Architecture::kDeepseekV32 ? "the sparse-attention indexer"
-                                                                            : nullptr;
+  const char* feature = config.architecture == Architecture::kGptOss   ? "attention sinks"
+                        : config.architecture == Architecture::kLlama4 ? "chunked local attention"
+                                                                       : nullptr;
   if (feature != nullptr) {
-    // The CUDA kernels lack GPT-OSS's sinks, clamped SwiGLU and biased experts, Llama 4's chunked
-    // attention, NoPE layers and input-scaled experts, and DeepSeek-V3.2's indexer: refused by
-    // name, pointing to the CPU.
+    // The CUDA kernels lack GPT-OSS's sinks, clamped SwiGLU and biased experts, and Llama 4's
+    // chunked attention, NoPE layers and input-scaled experts: refused by name, pointing to the CPU.
     auto refused = CudaRunner::create(config, nullptr, 7, CudaRunnerOptions{.num_kv_blocks = 4});
     ASSERT_FALSE(refused.ok());
     EXPECT_NE(refused.error().message.find(feature), std::string::npos) << refused.error().message;

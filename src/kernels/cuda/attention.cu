@@ -7,6 +7,7 @@
 // decode step (one row per sequence) from running a few long serial warps. Decode batches of a
 // GQA model with enough rows run the group kernel below instead (one block per (row, kv head)).
 // Exact, SIMT (prefill-sized batches take attention_prefill_mma.cu's tensor-core tiles instead).
+// Sparse rows (AttentionArgs::key_positions, DeepSeek-V3.2) run the per-head kernel over their chosen keys.
 #include "kernels/cuda/paged_cache.cuh"
 
 namespace moeserve::cuda {
@@ -61,9 +62,17 @@ __global__ void __launch_bounds__(kWarps * 32, 2) paged_attention_kernel(Attenti
 #pragma unroll
   for (int i = 0; i < kValuesPerLane; ++i) acc[i] = 0.0f;
 
-  for (int tile = first + warp * 32; tile <= position; tile += 32 * kWarps) {
-    const int key = tile + lane;
-    const bool valid = key <= position;
+  // The row's keys: first .. position, or (sparse) its chosen positions up to the first -1.
+  const int32_t* chosen =
+      args.key_positions != nullptr ? args.key_positions + static_cast<int64_t>(token) * args.keys_per_row : nullptr;
+  int num_keys = position - first + 1;
+  if (chosen != nullptr) {
+    num_keys = 0;
+    while (num_keys < args.keys_per_row && chosen[num_keys] >= 0) ++num_keys;
+  }
+  for (int tile = warp * 32; tile < num_keys; tile += 32 * kWarps) {
+    const bool valid = tile + lane < num_keys;
+    const int key = !valid ? 0 : chosen != nullptr ? chosen[tile + lane] : first + tile + lane;
     const float score = valid ? dot(q, cache_entry(args, table, key) + key_offset, args.key_dim, vector_ok) : -INFINITY;
     const float new_max = fmaxf(running_max, warp_max(score));
     const float correction = expf(running_max - new_max);  // 0 on the warp's first tile
@@ -72,7 +81,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) paged_attention_kernel(Attenti
     running_max = new_max;
 #pragma unroll
     for (int i = 0; i < kValuesPerLane; ++i) acc[i] *= correction;
-    const int tile_keys = min(32, position - tile + 1);
+    const int tile_keys = min(32, num_keys - tile);
     // Each lane found its own key's entry for the score; the value loop borrows it by shuffle
     // instead of walking the block table again per key.
     const float* own_values = (valid ? cache_entry(args, table, key) : args.cache) + value_offset;
@@ -280,7 +289,7 @@ void paged_attention(const GpuExec& exec, const AttentionArgs& args) {
                  args.value_dim, kMaxKeyDim, kMaxValueDim);
     std::abort();
   }
-  if (gqa_kernel_fits(args)) {
+  if (args.key_positions == nullptr && gqa_kernel_fits(args)) {
     if (args.group == 2) return launch_gqa<2>(exec, args);
     if (args.group == 4) return launch_gqa<4>(exec, args);
     return launch_gqa<8>(exec, args);

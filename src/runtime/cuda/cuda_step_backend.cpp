@@ -28,7 +28,8 @@ void CudaStepBackend::rope(const ops::RopeArgs& args) { cuda::rope(exec_, args);
 void CudaStepBackend::paged_attention(const ops::AttentionArgs& args, const StepInputs* tiles) {
   // The tiled kernels pay off when the step's query tiles hold several rows (prefill); decode
   // rows (one per sequence) are better spread one block per (row, head).
-  const bool tiled = tiles != nullptr && args.tokens > kSmallTile && tiles->num_query_tiles * 4 <= args.tokens;
+  const bool tiled = tiles != nullptr && args.key_positions == nullptr && args.tokens > kSmallTile &&
+                     tiles->num_query_tiles * 4 <= args.tokens;
   if (tiled && prefill_attention_mma_supported(args, tiles->query_tile_rows)) {
     paged_attention_prefill_mma(exec_, args, tiles->query_tiles, tiles->num_query_tiles, tiles->query_tile_rows,
                                 precision_ == PrefillPrecision::kSplitBf16);

@@ -25,9 +25,8 @@ class CudaStepBackend final : public StepBackend {
   void mla_prefill_attention(const ops::MlaPrefillArgs& args) override;
   size_t mla_prefill_workspace_floats(const ops::MlaDims& dims, int ctx, int query_tile) override;
   int mla_prefill_query_tile(const ops::MlaDims& dims, int count, int ctx) override;
-  // No kernels yet: CudaModel::load refuses DeepSeek-V3.2 by name, so these are never reached.
-  void layer_norm(const ops::LayerNormArgs&) override { MS_CHECK_MSG(false, "layer_norm has no CUDA kernel yet"); }
-  void indexer_topk(const ops::IndexerArgs&) override { MS_CHECK_MSG(false, "indexer_topk has no CUDA kernel yet"); }
+  void layer_norm(const ops::LayerNormArgs& args) override { cuda::layer_norm(exec_, args); }
+  void indexer_topk(const ops::IndexerArgs& args) override { cuda::indexer_topk(exec_, args); }
   void route(const float* logits, const float* selection_bias, int tokens, int experts,
              const ops::RouterParams& params, int32_t* expert_ids, float* expert_weights) override;
   void moe_permute(const ops::MoePermuteArgs& args) override;
