@@ -42,7 +42,9 @@ constexpr const char* kSupported =
     "--max-logprobs, --tokenizer, --enforce-eager, --enable-chunked-prefill, --trust-remote-code, --seed, --dtype, "
     "--load-format, --quantization/-q, --kv-cache-dtype, --hf-overrides, --device, --threads, --max-waiting-requests, --tensor-parallel-size/-tp, "
     "--data-parallel-size/-dp, --enable-expert-parallel, --all2all-backend, --expert-placement-strategy, "
-    "--enable-eplb, --eplb-config, --distributed-executor-backend, --log-level, --revision, --download-dir, --shutdown-timeout, --no-webui";
+    "--enable-eplb, --eplb-config, --distributed-executor-backend, --data-parallel-size-local, "
+    "--data-parallel-start-rank, --data-parallel-address, --data-parallel-rpc-port, --headless, --api-server-count, "
+    "--log-level, --revision, --download-dir, --shutdown-timeout, --no-webui";
 
 }  // namespace
 

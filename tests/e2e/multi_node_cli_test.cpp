@@ -1,0 +1,244 @@
+// vLLM's multi-node data parallelism end to end, two `moeserve serve` invocations on 127.0.0.1
+// as two nodes would run them: the leader (-dp 2 --data-parallel-size-local 1, serving HTTP)
+// and a --headless node (--data-parallel-start-rank 1), joined over gloo and ZeroMQ through
+// --data-parallel-address / --data-parallel-rpc-port, with expert parallelism across them. Greedy
+// completions over HTTP must equal a one-rank server's. Then the failures: either node dying
+// ends the other with status 1 and the reason; a node whose peer never appears gives up after
+// VLLM_ENGINE_READY_TIMEOUT_S; duplicate or mismatched nodes and bad flag combinations are
+// refused with the reason before anything loads.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <future>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_runner.h"
+#include "e2e/serve_process.h"
+#include "http_client.h"
+#include "reference_data.h"
+
+namespace moeserve {
+namespace {
+
+using testing::CommandOptions;
+using testing::CommandResult;
+using testing::HttpClient;
+using testing::run_moeserve;
+using testing::ServeProcess;
+using Clock = std::chrono::steady_clock;
+
+const std::vector<std::string> kPrompts = {"And God said", "The LORD is my shepherd;", "In the beginning",
+                                           "Blessed are the"};
+
+// A TCP port of 127.0.0.1 that is free now.
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// Every node's flags: -dp 2 with one replica per node, EP over both, the leader at 127.0.0.1:port.
+std::vector<std::string> node_flags(int rpc_port) {
+  return {"-dp", "2", "--enable-expert-parallel", "--data-parallel-size-local", "1", "--data-parallel-address",
+          "127.0.0.1", "--data-parallel-rpc-port", std::to_string(rpc_port), "--threads", "1"};
+}
+
+std::vector<std::string> leader_args(int rpc_port) {
+  std::vector<std::string> args = {testing::demo_model(), "--host", "127.0.0.1", "--port", "0"};
+  for (const std::string& flag : node_flags(rpc_port)) args.push_back(flag);
+  return args;
+}
+
+std::vector<std::string> headless_argv(int rpc_port, std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv = {MOESERVE_BINARY, "serve", testing::demo_model(), "--headless",
+                                   "--data-parallel-start-rank", "1"};
+  for (const std::string& flag : node_flags(rpc_port)) argv.push_back(flag);
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return argv;
+}
+
+// The headless node, started first (it waits for the leader); "ready" once it says whom it joins.
+ServeProcess::Command headless_command(int rpc_port) {
+  return {headless_argv(rpc_port), std::regex(R"(joining the leader at 127\.0\.0\.1:([0-9]+))")};
+}
+
+// The greedy completion of every prompt, asked concurrently so both DP replicas get work.
+std::vector<std::string> complete_all(int port) {
+  std::vector<std::future<std::string>> replies;
+  for (const std::string& prompt : kPrompts) {
+    replies.push_back(std::async(std::launch::async, [port, prompt] {
+      HttpClient client(port);
+      const auto result = client.request("POST", "/v1/completions",
+                                         nlohmann::json{{"prompt", prompt},
+                                                        {"max_tokens", 24},
+                                                        {"temperature", 0},
+                                                        {"ignore_eos", true}}
+                                             .dump());
+      if (result.status != 200) return "HTTP " + std::to_string(result.status) + ": " + result.body;
+      return result.json()["choices"][0]["text"].get<std::string>();
+    }));
+  }
+  std::vector<std::string> texts;
+  for (auto& reply : replies) texts.push_back(reply.get());
+  return texts;
+}
+
+TEST(MultiNodeCli, LeaderAndHeadlessNodeMatchOneRank) {
+  std::vector<std::string> expected;
+  {
+    ServeProcess single({testing::demo_model(), "--host", "127.0.0.1", "--port", "0", "--threads", "2"});
+    expected = complete_all(single.port());
+    EXPECT_EQ(single.terminate(), 0);
+  }
+  for (const std::string& text : expected) ASSERT_FALSE(text.rfind("HTTP ", 0) == 0) << text;
+
+  const int rpc_port = free_port();
+  ServeProcess headless(headless_command(rpc_port));
+  ServeProcess leader(leader_args(rpc_port));
+  EXPECT_NE(leader.output().find("parallel layout: EP 2 = TP 1 × DP 2"), std::string::npos) << leader.output();
+  EXPECT_NE(leader.output().find("DP ranks 0-0 here, the others on other nodes (rendezvous 127.0.0.1:" +
+                                 std::to_string(rpc_port) + ")"),
+            std::string::npos)
+      << leader.output();
+  EXPECT_NE(headless.output().find("--headless: started 1 rank workers"), std::string::npos) << headless.output();
+  EXPECT_EQ(complete_all(leader.port()), expected) << leader.output() << headless.output();
+
+  // A node with another layout, or for ranks another node already runs, is refused.
+  const CommandResult other_layout =
+      run_moeserve({"serve", testing::demo_model(), "--headless", "--data-parallel-start-rank", "1", "-dp", "2",
+                    "--data-parallel-size-local", "1", "--data-parallel-address", "127.0.0.1",
+                    "--data-parallel-rpc-port", std::to_string(rpc_port)},
+                   CommandOptions{.timeout_s = 60});
+  EXPECT_EQ(other_layout.exit_code, 1) << other_layout.output;
+  EXPECT_NE(other_layout.output.find("is not the leader's"), std::string::npos) << other_layout.output;
+  std::vector<std::string> duplicate = headless_argv(rpc_port);
+  duplicate.erase(duplicate.begin());
+  const CommandResult twice = run_moeserve(duplicate, CommandOptions{.timeout_s = 60});
+  EXPECT_EQ(twice.exit_code, 1) << twice.output;
+  EXPECT_NE(twice.output.find("rank 1 (DP rank 1) already runs on another node"), std::string::npos) << twice.output;
+  EXPECT_EQ(complete_all(leader.port()), expected) << "the refused nodes disturbed the deployment";
+
+  // The leader ends the deployment; the headless node follows with status 0.
+  EXPECT_EQ(leader.terminate(), 0) << leader.output();
+  EXPECT_EQ(headless.wait_exit(std::chrono::seconds(20)), 0) << headless.output();
+  EXPECT_NE(headless.output().find("the leader ended the deployment"), std::string::npos) << headless.output();
+}
+
+TEST(MultiNodeCli, EitherNodeDyingEndsTheOther) {
+  {
+    // The headless node is killed: its worker dies with it, the leader sees the connection close.
+    const int rpc_port = free_port();
+    ServeProcess headless(headless_command(rpc_port));
+    ServeProcess leader(leader_args(rpc_port));
+    const auto killed_at = Clock::now();
+    ASSERT_EQ(::kill(headless.pid(), SIGKILL), 0);
+    EXPECT_EQ(leader.wait_exit(std::chrono::seconds(20)), 1) << leader.output();
+    EXPECT_LE(Clock::now() - killed_at, std::chrono::seconds(10));
+    EXPECT_NE(leader.output().find("rank 1's worker (on another node) disconnected"), std::string::npos)
+        << leader.output();
+    EXPECT_NE(leader.output().find("the engine cannot go on, exiting"), std::string::npos) << leader.output();
+  }
+  {
+    // The leader is killed: the headless node loses it, ends its worker and exits 1.
+    const int rpc_port = free_port();
+    ServeProcess headless(headless_command(rpc_port));
+    ServeProcess leader(leader_args(rpc_port));
+    const auto killed_at = Clock::now();
+    ASSERT_EQ(::kill(leader.pid(), SIGKILL), 0);
+    EXPECT_EQ(headless.wait_exit(std::chrono::seconds(20)), 1) << headless.output();
+    EXPECT_LE(Clock::now() - killed_at, std::chrono::seconds(10));
+    EXPECT_NE(headless.output().find("--headless: lost the leader at 127.0.0.1:" + std::to_string(rpc_port)),
+              std::string::npos)
+        << headless.output();
+  }
+}
+
+TEST(MultiNodeCli, ANodeWhosePeerNeverAppearsGivesUp) {
+  const CommandOptions two_seconds{.env = {{"VLLM_ENGINE_READY_TIMEOUT_S", "2"}}, .timeout_s = 60};
+  const int rpc_port = free_port();
+  auto started = Clock::now();
+  std::vector<std::string> headless = headless_argv(rpc_port);
+  headless.erase(headless.begin());
+  const CommandResult alone = run_moeserve(headless, two_seconds);
+  EXPECT_EQ(alone.exit_code, 1) << alone.output;
+  EXPECT_LE(Clock::now() - started, std::chrono::seconds(15));
+  EXPECT_NE(alone.output.find("--headless: the leader did not appear at 127.0.0.1:" + std::to_string(rpc_port) +
+                              " within 2 s"),
+            std::string::npos)
+      << alone.output;
+
+  started = Clock::now();
+  std::vector<std::string> leader = {"serve"};
+  for (const std::string& arg : leader_args(rpc_port)) leader.push_back(arg);
+  const CommandResult lonely = run_moeserve(leader, two_seconds);
+  EXPECT_EQ(lonely.exit_code, 1) << lonely.output;
+  EXPECT_LE(Clock::now() - started, std::chrono::seconds(20));
+  EXPECT_NE(lonely.output.find("rank 1's worker (on another node) did not connect within 2 s"), std::string::npos)
+      << lonely.output;
+}
+
+TEST(MultiNodeCli, BadFlagCombinationsAreRefused) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"-dp", "2", "--data-parallel-size-local", "2", "--data-parallel-start-rank", "1", "--headless",
+        "--data-parallel-address", "127.0.0.1"},
+       "--data-parallel-start-rank 1 + --data-parallel-size-local 2 = 3 is more than --data-parallel-size 2"},
+      {{"-dp", "2", "--data-parallel-start-rank", "2", "--headless", "--data-parallel-address", "127.0.0.1"},
+       "--data-parallel-start-rank 2 is not a DP rank of --data-parallel-size 2"},
+      {{"-dp", "2", "--data-parallel-size-local", "1", "--data-parallel-start-rank", "1", "--headless"},
+       "--headless needs --data-parallel-address"},
+      {{"-dp", "2", "--data-parallel-size-local", "1"}, "leaves DP ranks 1-1 to other nodes"},
+      {{"-dp", "2", "--data-parallel-size-local", "1", "--data-parallel-address", "127.0.0.1",
+        "--distributed-executor-backend", "threads"},
+       "--distributed-executor-backend threads cannot reach them"},
+      {{"-dp", "2", "--data-parallel-size-local", "1", "--data-parallel-start-rank", "1", "--data-parallel-address",
+        "127.0.0.1"},
+       "without --headless is vLLM's hybrid load balancing"},
+      {{"-dp", "2", "--data-parallel-size-local", "0", "--headless", "--data-parallel-address", "127.0.0.1"},
+       "--headless with --data-parallel-size-local 0 would run nothing"},
+      {{"--data-parallel-size-local", "0", "--data-parallel-address", "127.0.0.1"},
+       "multi-node data parallelism needs --data-parallel-size 2 or more"},
+      {{"--api-server-count", "2"}, "--api-server-count 2: moeserve runs one API server"},
+      {{"--api-server-count", "0"}, "--api-server-count 0 is for --headless nodes"},
+      {{"-dp", "2", "--data-parallel-size-local", "1", "--data-parallel-start-rank", "1", "--headless",
+        "--data-parallel-address", "127.0.0.1", "--api-server-count", "1"},
+       "a headless node serves no HTTP"},
+      {{"--data-parallel-rpc-port", "70000"}, "must be a TCP port (1-65535), got 70000"},
+      {{"--data-parallel-size-local", "-1"}, "must be a non-negative integer, got -1"},
+  };
+  for (const auto& [flags, reason] : cases) {
+    std::vector<std::string> args = {"serve", testing::demo_model(), "--port", "0"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    const auto started = Clock::now();
+    const CommandResult run = run_moeserve(args, CommandOptions{.timeout_s = 60});
+    EXPECT_NE(run.exit_code, 0) << reason;
+    EXPECT_FALSE(run.timed_out) << reason;
+    EXPECT_LE(Clock::now() - started, std::chrono::seconds(10)) << reason;
+    EXPECT_NE(run.output.find(reason), std::string::npos) << run.output;
+    EXPECT_EQ(run.output.find("serving "), std::string::npos) << run.output;
+  }
+  // vLLM's short names reach the same flags.
+  const CommandResult short_names = run_moeserve(
+      {"serve", testing::demo_model(), "-dp", "2", "-dpl", "1", "-dpr", "1", "--headless"}, CommandOptions{.timeout_s = 60});
+  EXPECT_NE(short_names.output.find("--headless needs --data-parallel-address"), std::string::npos)
+      << short_names.output;
+}
+
+}  // namespace
+}  // namespace moeserve
