@@ -68,8 +68,10 @@ Status MultiNodeConfig::validate(int dp, DistributedExecutor executor) const {
 std::string MultiNodeConfig::describe(int dp) const {
   if (!spans_nodes(dp)) return {};
   const int local = local_replicas(dp);
-  const std::string here = local == 0 ? "no DP rank here" : fmt::format("DP ranks {} here", rank_range(start_rank, local));
-  return fmt::format("{}, the others on other nodes (rendezvous {}:{})", here, rendezvous_address(), rpc_port);
+  const std::string here = local == 0 ? "every DP rank on other nodes"
+                                      : fmt::format("DP ranks {} here, the others on other nodes",
+                                                    rank_range(start_rank, local));
+  return fmt::format("{} (rendezvous {}:{})", here, rendezvous_address(), rpc_port);
 }
 
 Result<std::chrono::milliseconds> ready_timeout_from_env(const char* value) {

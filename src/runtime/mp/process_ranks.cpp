@@ -17,7 +17,6 @@
 #include <mutex>
 #include <thread>
 #include <cstdlib>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
@@ -379,8 +378,10 @@ Result<std::unique_ptr<ProcessRanks>> ProcessRanks::start(const std::string& mod
   for (pid_t pid : ranks->pids_) {
     if (pid > 0) local_pids.push_back(pid);
   }
-  spdlog::info("--distributed-executor-backend mp: started {} rank workers (pids {}), loading their shards",
-               local_pids.size(), fmt::join(local_pids, ", "));
+  if (!local_pids.empty()) {
+    spdlog::info("--distributed-executor-backend mp: started {} rank workers (pids {}), loading their shards",
+                 local_pids.size(), fmt::join(local_pids, ", "));
+  }
   if (!remote_ranks.empty()) {
     // Last: a headless node reads the endpoints once the spec is there.
     const std::string text = spec_base.dump();
