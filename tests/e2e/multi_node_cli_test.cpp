@@ -2,7 +2,8 @@
 // as two nodes would run them: the leader (-dp 2 --data-parallel-size-local 1, serving HTTP)
 // and a --headless node (--data-parallel-start-rank 1), joined over gloo and ZeroMQ through
 // --data-parallel-address / --data-parallel-rpc-port, with expert parallelism across them. Greedy
-// completions over HTTP must equal a one-rank server's. Then the failures: either node dying
+// completions over HTTP must equal a one-rank server's, also with EPLB moving experts between the
+// nodes. Then the failures: either node dying
 // ends the other with status 1 and the reason; a node whose peer never appears gives up after
 // VLLM_ENGINE_READY_TIMEOUT_S; duplicate or mismatched nodes and bad flag combinations are
 // refused with the reason before anything loads.
@@ -54,29 +55,32 @@ int free_port() {
   return ntohs(addr.sin_port);
 }
 
-// Every node's flags: -dp 2 with one replica per node, EP over both, the leader at 127.0.0.1:port.
-std::vector<std::string> node_flags(int rpc_port) {
-  return {"-dp", "2", "--enable-expert-parallel", "--data-parallel-size-local", "1", "--data-parallel-address",
-          "127.0.0.1", "--data-parallel-rpc-port", std::to_string(rpc_port), "--threads", "1"};
+// Every node's flags: -dp 2 with one replica per node, EP over both, the leader at 127.0.0.1:port;
+// `extra` on both.
+std::vector<std::string> node_flags(int rpc_port, const std::vector<std::string>& extra) {
+  std::vector<std::string> flags = {"-dp", "2", "--enable-expert-parallel", "--data-parallel-size-local", "1",
+                                    "--data-parallel-address", "127.0.0.1", "--data-parallel-rpc-port",
+                                    std::to_string(rpc_port), "--threads", "1"};
+  flags.insert(flags.end(), extra.begin(), extra.end());
+  return flags;
 }
 
-std::vector<std::string> leader_args(int rpc_port) {
+std::vector<std::string> leader_args(int rpc_port, const std::vector<std::string>& extra = {}) {
   std::vector<std::string> args = {testing::demo_model(), "--host", "127.0.0.1", "--port", "0"};
-  for (const std::string& flag : node_flags(rpc_port)) args.push_back(flag);
+  for (const std::string& flag : node_flags(rpc_port, extra)) args.push_back(flag);
   return args;
 }
 
-std::vector<std::string> headless_argv(int rpc_port, std::vector<std::string> extra = {}) {
+std::vector<std::string> headless_argv(int rpc_port, const std::vector<std::string>& extra = {}) {
   std::vector<std::string> argv = {MOESERVE_BINARY, "serve", testing::demo_model(), "--headless",
                                    "--data-parallel-start-rank", "1"};
-  for (const std::string& flag : node_flags(rpc_port)) argv.push_back(flag);
-  argv.insert(argv.end(), extra.begin(), extra.end());
+  for (const std::string& flag : node_flags(rpc_port, extra)) argv.push_back(flag);
   return argv;
 }
 
 // The headless node, started first (it waits for the leader); "ready" once it says whom it joins.
-ServeProcess::Command headless_command(int rpc_port) {
-  return {headless_argv(rpc_port), std::regex(R"(joining the leader at 127\.0\.0\.1:([0-9]+))")};
+ServeProcess::Command headless_command(int rpc_port, const std::vector<std::string>& extra = {}) {
+  return {headless_argv(rpc_port, extra), std::regex(R"(joining the leader at 127\.0\.0\.1:([0-9]+))")};
 }
 
 // The greedy completion of every prompt, asked concurrently so both DP replicas get work.
@@ -139,6 +143,17 @@ TEST(MultiNodeCli, LeaderAndHeadlessNodeMatchOneRank) {
   EXPECT_EQ(leader.terminate(), 0) << leader.output();
   EXPECT_EQ(headless.wait_exit(std::chrono::seconds(20)), 0) << headless.output();
   EXPECT_NE(headless.output().find("the leader ended the deployment"), std::string::npos) << headless.output();
+
+  // EPLB rearranging every 4 steps over 2 redundant slots: expert weights move between the nodes.
+  const std::vector<std::string> eplb = {"--enable-eplb", "--eplb-config",
+                                         R"({"window_size":3,"step_interval":4,"num_redundant_experts":2})"};
+  const int eplb_port = free_port();
+  ServeProcess eplb_headless(headless_command(eplb_port, eplb));
+  ServeProcess eplb_leader(leader_args(eplb_port, eplb));
+  EXPECT_EQ(complete_all(eplb_leader.port()), expected) << eplb_leader.output() << eplb_headless.output();
+  EXPECT_NE(eplb_leader.output().find("EPLB rearrangement 2 after step"), std::string::npos) << eplb_leader.output();
+  EXPECT_EQ(eplb_leader.terminate(), 0) << eplb_leader.output();
+  EXPECT_EQ(eplb_headless.wait_exit(std::chrono::seconds(20)), 0) << eplb_headless.output();
 }
 
 TEST(MultiNodeCli, EitherNodeDyingEndsTheOther) {
