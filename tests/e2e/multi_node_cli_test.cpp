@@ -156,33 +156,44 @@ TEST(MultiNodeCli, LeaderAndHeadlessNodeMatchOneRank) {
   EXPECT_EQ(eplb_headless.wait_exit(std::chrono::seconds(20)), 0) << eplb_headless.output();
 }
 
+// What the other node did after one of a running pair was killed with SIGKILL.
+struct Survivor {
+  int exit_status = -1;
+  Clock::duration took{};  // from the kill to its exit
+  std::string output;
+  int rpc_port = 0;
+};
+
+Survivor kill_one_of_a_pair(bool kill_leader) {
+  Survivor survivor;
+  survivor.rpc_port = free_port();
+  ServeProcess headless(headless_command(survivor.rpc_port));
+  ServeProcess leader(leader_args(survivor.rpc_port));
+  ServeProcess& victim = kill_leader ? leader : headless;
+  ServeProcess& other = kill_leader ? headless : leader;
+  const auto killed_at = Clock::now();
+  if (::kill(victim.pid(), SIGKILL) != 0) return survivor;
+  survivor.exit_status = other.wait_exit(std::chrono::seconds(20));
+  survivor.took = Clock::now() - killed_at;
+  survivor.output = other.output();
+  return survivor;
+}
+
 TEST(MultiNodeCli, EitherNodeDyingEndsTheOther) {
-  {
-    // The headless node is killed: its worker dies with it, the leader sees the connection close.
-    const int rpc_port = free_port();
-    ServeProcess headless(headless_command(rpc_port));
-    ServeProcess leader(leader_args(rpc_port));
-    const auto killed_at = Clock::now();
-    ASSERT_EQ(::kill(headless.pid(), SIGKILL), 0);
-    EXPECT_EQ(leader.wait_exit(std::chrono::seconds(20)), 1) << leader.output();
-    EXPECT_LE(Clock::now() - killed_at, std::chrono::seconds(10));
-    EXPECT_NE(leader.output().find("rank 1's worker (on another node) disconnected"), std::string::npos)
-        << leader.output();
-    EXPECT_NE(leader.output().find("the engine cannot go on, exiting"), std::string::npos) << leader.output();
-  }
-  {
-    // The leader is killed: the headless node loses it, ends its worker and exits 1.
-    const int rpc_port = free_port();
-    ServeProcess headless(headless_command(rpc_port));
-    ServeProcess leader(leader_args(rpc_port));
-    const auto killed_at = Clock::now();
-    ASSERT_EQ(::kill(leader.pid(), SIGKILL), 0);
-    EXPECT_EQ(headless.wait_exit(std::chrono::seconds(20)), 1) << headless.output();
-    EXPECT_LE(Clock::now() - killed_at, std::chrono::seconds(10));
-    EXPECT_NE(headless.output().find("--headless: lost the leader at 127.0.0.1:" + std::to_string(rpc_port)),
-              std::string::npos)
-        << headless.output();
-  }
+  // The headless node is killed: its worker dies with it, the leader sees the connection close.
+  const Survivor leader = kill_one_of_a_pair(/*kill_leader=*/false);
+  EXPECT_EQ(leader.exit_status, 1) << leader.output;
+  EXPECT_LE(leader.took, std::chrono::seconds(10));
+  EXPECT_NE(leader.output.find("rank 1's worker (on another node) disconnected"), std::string::npos)
+      << leader.output;
+  EXPECT_NE(leader.output.find("the engine cannot go on, exiting"), std::string::npos) << leader.output;
+  // The leader is killed: the headless node loses it, ends its worker and exits 1.
+  const Survivor headless = kill_one_of_a_pair(/*kill_leader=*/true);
+  EXPECT_EQ(headless.exit_status, 1) << headless.output;
+  EXPECT_LE(headless.took, std::chrono::seconds(10));
+  EXPECT_NE(headless.output.find("--headless: lost the leader at 127.0.0.1:" + std::to_string(headless.rpc_port)),
+            std::string::npos)
+      << headless.output;
 }
 
 TEST(MultiNodeCli, ANodeWhosePeerNeverAppearsGivesUp) {
