@@ -68,9 +68,9 @@ Status MultiNodeConfig::validate(int dp, DistributedExecutor executor) const {
 std::string MultiNodeConfig::describe(int dp) const {
   if (!spans_nodes(dp)) return {};
   const int local = local_replicas(dp);
-  const std::string here = local == 0 ? "every DP rank on other nodes"
-                                      : fmt::format("DP ranks {} here, the others on other nodes",
-                                                    rank_range(start_rank, local));
+  const std::string here =
+      local == 0 ? "every DP rank on other nodes"
+                 : fmt::format("DP ranks {} here, the others on other nodes", rank_range(start_rank, local));
   return fmt::format("{} (rendezvous {}:{})", here, rendezvous_address(), rpc_port);
 }
 
@@ -80,8 +80,7 @@ Result<std::chrono::milliseconds> ready_timeout_from_env(const char* value) {
   int64_t seconds = 0;
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), seconds);
   if (error != std::errc() || end != text.data() + text.size() || seconds < 1 || seconds > 86'400 * 7) {
-    return make_error("VLLM_ENGINE_READY_TIMEOUT_S must be a whole number of seconds from 1 to 604800, got '{}'",
-                      text);
+    return make_error("VLLM_ENGINE_READY_TIMEOUT_S must be a whole number of seconds from 1 to 604800, got '{}'", text);
   }
   return std::chrono::milliseconds(seconds * 1000);
 }

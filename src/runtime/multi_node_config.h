@@ -25,11 +25,11 @@ struct MultiNodeConfig {
   static constexpr int kDefaultRpcPort = 29550;  // vLLM's data_parallel_rpc_port
   static constexpr int kAllReplicas = -1;
 
-  int size_local = kAllReplicas;  // --data-parallel-size-local; absent: the replicas from start_rank on
-  int start_rank = 0;             // --data-parallel-start-rank
-  std::string address;            // --data-parallel-address; empty when not given
+  int size_local = kAllReplicas;   // --data-parallel-size-local; absent: the replicas from start_rank on
+  int start_rank = 0;              // --data-parallel-start-rank
+  std::string address;             // --data-parallel-address; empty when not given
   int rpc_port = kDefaultRpcPort;  // --data-parallel-rpc-port
-  bool headless = false;          // --headless
+  bool headless = false;           // --headless
   // How long a node waits for the others: a headless node for the leader to appear, the leader
   // for the ranks of other nodes to connect (every rank then waits up to twice this at its
   // groups' rendezvous). vLLM's VLLM_ENGINE_READY_TIMEOUT_S, default 600 s.

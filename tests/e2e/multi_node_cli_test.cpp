@@ -39,6 +39,13 @@ using Clock = std::chrono::steady_clock;
 const std::vector<std::string> kPrompts = {"And God said", "The LORD is my shepherd;", "In the beginning",
                                            "Blessed are the"};
 
+// A command that fails is killed (and the test fails) rather than hanging the test.
+CommandOptions within_a_minute() {
+  CommandOptions options;
+  options.timeout_s = 60;
+  return options;
+}
+
 // A TCP port of 127.0.0.1 that is free now.
 int free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -58,9 +65,17 @@ int free_port() {
 // Every node's flags: -dp 2 with one replica per node, EP over both, the leader at 127.0.0.1:port;
 // `extra` on both.
 std::vector<std::string> node_flags(int rpc_port, const std::vector<std::string>& extra) {
-  std::vector<std::string> flags = {"-dp", "2", "--enable-expert-parallel", "--data-parallel-size-local", "1",
-                                    "--data-parallel-address", "127.0.0.1", "--data-parallel-rpc-port",
-                                    std::to_string(rpc_port), "--threads", "1"};
+  std::vector<std::string> flags = {"-dp",
+                                    "2",
+                                    "--enable-expert-parallel",
+                                    "--data-parallel-size-local",
+                                    "1",
+                                    "--data-parallel-address",
+                                    "127.0.0.1",
+                                    "--data-parallel-rpc-port",
+                                    std::to_string(rpc_port),
+                                    "--threads",
+                                    "1"};
   flags.insert(flags.end(), extra.begin(), extra.end());
   return flags;
 }
@@ -72,8 +87,8 @@ std::vector<std::string> leader_args(int rpc_port, const std::vector<std::string
 }
 
 std::vector<std::string> headless_argv(int rpc_port, const std::vector<std::string>& extra = {}) {
-  std::vector<std::string> argv = {MOESERVE_BINARY, "serve", testing::demo_model(), "--headless",
-                                   "--data-parallel-start-rank", "1"};
+  std::vector<std::string> argv = {
+      MOESERVE_BINARY, "serve", testing::demo_model(), "--headless", "--data-parallel-start-rank", "1"};
   for (const std::string& flag : node_flags(rpc_port, extra)) argv.push_back(flag);
   return argv;
 }
@@ -89,12 +104,9 @@ std::vector<std::string> complete_all(int port) {
   for (const std::string& prompt : kPrompts) {
     replies.push_back(std::async(std::launch::async, [port, prompt] {
       HttpClient client(port);
-      const auto result = client.request("POST", "/v1/completions",
-                                         nlohmann::json{{"prompt", prompt},
-                                                        {"max_tokens", 24},
-                                                        {"temperature", 0},
-                                                        {"ignore_eos", true}}
-                                             .dump());
+      const auto result = client.request(
+          "POST", "/v1/completions",
+          nlohmann::json{{"prompt", prompt}, {"max_tokens", 24}, {"temperature", 0}, {"ignore_eos", true}}.dump());
       if (result.status != 200) return "HTTP " + std::to_string(result.status) + ": " + result.body;
       return result.json()["choices"][0]["text"].get<std::string>();
     }));
@@ -117,8 +129,8 @@ TEST(MultiNodeCli, LeaderAndHeadlessNodeMatchOneRank) {
   ServeProcess headless(headless_command(rpc_port));
   ServeProcess leader(leader_args(rpc_port));
   EXPECT_NE(leader.output().find("parallel layout: EP 2 = TP 1 × DP 2"), std::string::npos) << leader.output();
-  EXPECT_NE(leader.output().find("DP ranks 0-0 here, the others on other nodes (rendezvous 127.0.0.1:" +
-                                 std::to_string(rpc_port) + ")"),
+  EXPECT_NE(leader.output().find(
+                "DP ranks 0-0 here, the others on other nodes (rendezvous 127.0.0.1:" + std::to_string(rpc_port) + ")"),
             std::string::npos)
       << leader.output();
   EXPECT_NE(headless.output().find("--headless: started 1 rank workers"), std::string::npos) << headless.output();
@@ -129,12 +141,12 @@ TEST(MultiNodeCli, LeaderAndHeadlessNodeMatchOneRank) {
       run_moeserve({"serve", testing::demo_model(), "--headless", "--data-parallel-start-rank", "1", "-dp", "2",
                     "--data-parallel-size-local", "1", "--data-parallel-address", "127.0.0.1",
                     "--data-parallel-rpc-port", std::to_string(rpc_port)},
-                   CommandOptions{.timeout_s = 60});
+                   within_a_minute());
   EXPECT_EQ(other_layout.exit_code, 1) << other_layout.output;
   EXPECT_NE(other_layout.output.find("is not the leader's"), std::string::npos) << other_layout.output;
   std::vector<std::string> duplicate = headless_argv(rpc_port);
   duplicate.erase(duplicate.begin());
-  const CommandResult twice = run_moeserve(duplicate, CommandOptions{.timeout_s = 60});
+  const CommandResult twice = run_moeserve(duplicate, within_a_minute());
   EXPECT_EQ(twice.exit_code, 1) << twice.output;
   EXPECT_NE(twice.output.find("rank 1 (DP rank 1) already runs on another node"), std::string::npos) << twice.output;
   EXPECT_EQ(complete_all(leader.port()), expected) << "the refused nodes disturbed the deployment";
@@ -184,8 +196,7 @@ TEST(MultiNodeCli, EitherNodeDyingEndsTheOther) {
   const Survivor leader = kill_one_of_a_pair(/*kill_leader=*/false);
   EXPECT_EQ(leader.exit_status, 1) << leader.output;
   EXPECT_LE(leader.took, std::chrono::seconds(10));
-  EXPECT_NE(leader.output.find("rank 1's worker (on another node) disconnected"), std::string::npos)
-      << leader.output;
+  EXPECT_NE(leader.output.find("rank 1's worker (on another node) disconnected"), std::string::npos) << leader.output;
   EXPECT_NE(leader.output.find("the engine cannot go on, exiting"), std::string::npos) << leader.output;
   // The leader is killed: the headless node loses it, ends its worker and exits 1.
   const Survivor headless = kill_one_of_a_pair(/*kill_leader=*/true);
@@ -197,7 +208,8 @@ TEST(MultiNodeCli, EitherNodeDyingEndsTheOther) {
 }
 
 TEST(MultiNodeCli, ANodeWhosePeerNeverAppearsGivesUp) {
-  const CommandOptions two_seconds{.env = {{"VLLM_ENGINE_READY_TIMEOUT_S", "2"}}, .timeout_s = 60};
+  CommandOptions two_seconds = within_a_minute();
+  two_seconds.env = {{"VLLM_ENGINE_READY_TIMEOUT_S", "2"}};
   const int rpc_port = free_port();
   auto started = Clock::now();
   std::vector<std::string> headless = headless_argv(rpc_port);
@@ -252,7 +264,7 @@ TEST(MultiNodeCli, BadFlagCombinationsAreRefused) {
     std::vector<std::string> args = {"serve", testing::demo_model(), "--port", "0"};
     args.insert(args.end(), flags.begin(), flags.end());
     const auto started = Clock::now();
-    const CommandResult run = run_moeserve(args, CommandOptions{.timeout_s = 60});
+    const CommandResult run = run_moeserve(args, within_a_minute());
     EXPECT_NE(run.exit_code, 0) << reason;
     EXPECT_FALSE(run.timed_out) << reason;
     EXPECT_LE(Clock::now() - started, std::chrono::seconds(10)) << reason;
@@ -261,7 +273,7 @@ TEST(MultiNodeCli, BadFlagCombinationsAreRefused) {
   }
   // vLLM's short names reach the same flags.
   const CommandResult short_names = run_moeserve(
-      {"serve", testing::demo_model(), "-dp", "2", "-dpl", "1", "-dpr", "1", "--headless"}, CommandOptions{.timeout_s = 60});
+      {"serve", testing::demo_model(), "-dp", "2", "-dpl", "1", "-dpr", "1", "--headless"}, within_a_minute());
   EXPECT_NE(short_names.output.find("--headless needs --data-parallel-address"), std::string::npos)
       << short_names.output;
 }

@@ -129,8 +129,8 @@ Result<int> run_headless_node(const std::string& model_dir, const ParallelConfig
   }
   MS_ASSIGN_OR_RETURN(const Json spec, read_deployment(**store, model_dir, parallel));
   // A second connection with a short limit, only to ask whether the leader is still there.
-  auto liveness = TcpStore::connect(
-      TcpStoreOptions{.address = nodes.address, .port = nodes.rpc_port, .timeout = kLivenessTimeout});
+  auto liveness =
+      TcpStore::connect(TcpStoreOptions{.address = nodes.address, .port = nodes.rpc_port, .timeout = kLivenessTimeout});
   if (!liveness.ok()) return liveness.error().with_context("--headless");
   std::vector<pid_t> pids;
   try {

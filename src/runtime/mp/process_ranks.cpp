@@ -44,6 +44,9 @@ constexpr auto kPollInterval = 100ms;
 constexpr std::chrono::milliseconds kLocalRendezvousTimeout{60'000};
 // How long a quitting worker gets before it is killed (here) or taken for gone (another node).
 constexpr auto kQuitGrace = 5s;
+// How long after a worker of another node disconnected the engine waits for the reason it may
+// have sent before it fails with the disconnect.
+constexpr auto kReasonGrace = 500ms;
 
 // A TCP port of 127.0.0.1 free now (the kernel's pick for a socket bound to port 0).
 Result<int> free_loopback_port() {
@@ -189,7 +192,10 @@ class ProcessRanks final : public RankExecutor {
       mp::PeerMonitor& monitor = *monitors_[rank];
       monitor.update();
       const int dp_rank = rank / parallel_.tensor_parallel_size;
-      if (monitor.gone()) {
+      // A worker that failed says why ('E') just before its connection closes: the engine thread
+      // gets a moment to report that reason rather than the disconnect.
+      if (monitor.gone() && gone_since_[rank] == Clock::time_point{}) gone_since_[rank] = Clock::now();
+      if (monitor.gone() && Clock::now() - gone_since_[rank] > kReasonGrace) {
         fail(fmt::format("{} disconnected: its process or its node went away (the --headless node running DP rank "
                          "{} ends its other workers when one fails)",
                          who(rank), dp_rank));
@@ -250,8 +256,7 @@ class ProcessRanks final : public RankExecutor {
     }
     for (auto& monitor : monitors_) {
       if (!monitor) continue;
-      for (monitor->update(); monitor->connected() && !monitor->gone() && Clock::now() < deadline;
-           monitor->update()) {
+      for (monitor->update(); monitor->connected() && !monitor->gone() && Clock::now() < deadline; monitor->update()) {
         std::this_thread::sleep_for(10ms);
       }
     }
@@ -310,7 +315,8 @@ class ProcessRanks final : public RankExecutor {
   std::vector<pid_t> pids_;             // per rank of this host; -1 once reaped, and for other nodes' ranks
   // Per rank of another node (null for this host's): its connection, read by the monitor thread.
   std::vector<std::unique_ptr<mp::PeerMonitor>> monitors_;
-  Clock::time_point connect_deadline_;  // for the ranks of other nodes to connect
+  std::vector<Clock::time_point> gone_since_;  // per rank of another node: when it disconnected
+  Clock::time_point connect_deadline_;         // for the ranks of other nodes to connect
   std::vector<size_t> kv_bytes_;        // per rank
   std::shared_ptr<TcpStore> store_;
 };
@@ -348,13 +354,15 @@ Result<std::unique_ptr<ProcessRanks>> ProcessRanks::start(const std::string& mod
   ranks->pids_.assign(world, -1);
   ranks->kv_bytes_.assign(world, 0);
   ranks->monitors_.resize(world);
+  ranks->gone_since_.resize(world);
   std::vector<int> remote_ranks;
   for (int rank = 0; rank < world; ++rank) {
     const bool local = parallel.is_local_rank(rank);
     zmq::socket_t socket(ranks->context_, zmq::socket_type::pair);
     // Another node's worker must still receive 'Q' after this socket is closed at shutdown.
     socket.set(zmq::sockopt::linger, local ? 0 : 1000);
-    if (!local) ranks->monitors_[rank] = std::make_unique<mp::PeerMonitor>(ranks->context_, socket, std::to_string(rank));
+    if (!local)
+      ranks->monitors_[rank] = std::make_unique<mp::PeerMonitor>(ranks->context_, socket, std::to_string(rank));
     const std::string bind_address = local ? "127.0.0.1" : store_address;
     try {
       socket.bind("tcp://" + bind_address + ":*");
@@ -443,8 +451,8 @@ int serve_rank(const Json& spec) {
     const std::string store_address = spec.value("store_address", "127.0.0.1");
     const int port = spec.at("store_port").get<int>();
     const std::chrono::milliseconds rendezvous_timeout(spec.value("rendezvous_timeout_ms", int64_t{60'000}));
-    auto store = TcpStore::connect(
-        TcpStoreOptions{.address = store_address, .port = port, .timeout = rendezvous_timeout});
+    auto store =
+        TcpStore::connect(TcpStoreOptions{.address = store_address, .port = port, .timeout = rendezvous_timeout});
     if (!store.ok()) throw std::runtime_error(store.error().message);
     auto join = [&](int size, int group_rank, std::string prefix) -> std::unique_ptr<Communicator> {
       GlooOptions options = group_options(store_address, port, size, group_rank, std::move(prefix));
