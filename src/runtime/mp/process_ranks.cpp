@@ -196,9 +196,9 @@ class ProcessRanks final : public RankExecutor {
       // gets a moment to report that reason rather than the disconnect.
       if (monitor.gone() && gone_since_[rank] == Clock::time_point{}) gone_since_[rank] = Clock::now();
       if (monitor.gone() && Clock::now() - gone_since_[rank] > kReasonGrace) {
-        fail(fmt::format("{} disconnected: its process or its node went away (the --headless node running DP rank "
-                         "{} ends its other workers when one fails)",
-                         who(rank), dp_rank));
+        fail(fmt::format("{} lost its connection: its process or its node went away, or stopped answering for {} s "
+                         "(the --headless node running DP rank {} ends its other workers when one fails)",
+                         who(rank), mp::PeerMonitor::kHeartbeatTimeout.count() / 1000, dp_rank));
       }
       if (!monitor.connected() && Clock::now() > connect_deadline_) {
         fail(fmt::format("{} did not connect within {} s (VLLM_ENGINE_READY_TIMEOUT_S): is the node with "
@@ -317,7 +317,7 @@ class ProcessRanks final : public RankExecutor {
   std::vector<std::unique_ptr<mp::PeerMonitor>> monitors_;
   std::vector<Clock::time_point> gone_since_;  // per rank of another node: when it disconnected
   Clock::time_point connect_deadline_;         // for the ranks of other nodes to connect
-  std::vector<size_t> kv_bytes_;        // per rank
+  std::vector<size_t> kv_bytes_;               // per rank
   std::shared_ptr<TcpStore> store_;
 };
 
