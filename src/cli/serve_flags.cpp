@@ -33,7 +33,11 @@ constexpr std::array kNotYetImplemented = {"--pipeline-parallel-size",
                                            "--ssl-certfile",
                                            "--root-path",
                                            "--middleware",
-                                           "--uvicorn-log-level"};
+                                           "--uvicorn-log-level",
+                                           "--data-parallel-rank",
+                                           "--data-parallel-hybrid-lb",
+                                           "--data-parallel-external-lb",
+                                           "--data-parallel-backend"};
 
 constexpr const char* kSupported =
     "--host, --port, --served-model-name, --api-key, --chat-template, --reasoning-parser, --generation-config, "

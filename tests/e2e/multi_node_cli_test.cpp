@@ -273,6 +273,8 @@ TEST(MultiNodeCli, BadFlagCombinationsAreRefused) {
        "a headless node serves no HTTP"},
       {{"--data-parallel-rpc-port", "70000"}, "must be a TCP port (1-65535), got 70000"},
       {{"--data-parallel-size-local", "-1"}, "must be a non-negative integer, got -1"},
+      {{"-dp", "2", "--data-parallel-rank", "1"}, "does not implement vLLM's --data-parallel-rank yet"},
+      {{"-dp", "2", "--data-parallel-hybrid-lb"}, "does not implement vLLM's --data-parallel-hybrid-lb yet"},
   };
   for (const auto& [flags, reason] : cases) {
     std::vector<std::string> args = {"serve", testing::demo_model(), "--port", "0"};

@@ -264,8 +264,8 @@ class ProcessRanks final : public RankExecutor {
   }
 
   // Between steps too: a worker that exits while the engine idles is noticed within 200 ms (one
-  // of another node within 200 ms of its connection closing, or PeerMonitor::kHeartbeatTimeout
-  // when its node vanished).
+  // of another node within 200 ms + kReasonGrace of its connection closing, or
+  // PeerMonitor::kHeartbeatTimeout later when its node vanished or it stopped answering).
   void start_monitor() {
     monitor_ = std::thread([this] {
       std::unique_lock<std::mutex> lock(monitor_mutex_);
