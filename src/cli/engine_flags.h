@@ -53,8 +53,8 @@ struct EngineFlags {
   Result<RunnerSpec> runner_spec() const;
 };
 
-// vLLM's multi-letter short flags (-tp, -dp, -dpl, -dpr, -dpa, -dpp), which CLI11 cannot declare, rewritten to their
-// long names ("-tp 2" and "-tp=2"); every other argument unchanged.
+// vLLM's multi-letter short flags (-tp, -dp, -dpl, -dpr, -dpa, -dpp), which CLI11 cannot declare,
+// rewritten to their long names ("-tp 2" and "-tp=2"); every other argument unchanged.
 std::vector<std::string> expand_vllm_short_flags(int argc, char** argv);
 
 // Parses "1,2,3" into token ids.

@@ -273,6 +273,9 @@ TEST(MultiNodeCli, BadFlagCombinationsAreRefused) {
        "a headless node serves no HTTP"},
       {{"--data-parallel-rpc-port", "70000"}, "must be a TCP port (1-65535), got 70000"},
       {{"--data-parallel-size-local", "-1"}, "must be a non-negative integer, got -1"},
+      {{"-dp", "2", "--data-parallel-size-local", "1", "--data-parallel-start-rank", "1", "--headless",
+        "--data-parallel-address", "127.0.0.1", "--device", "cuda"},
+       "--device cuda runs one rank for now"},
       {{"-dp", "2", "--data-parallel-rank", "1"}, "does not implement vLLM's --data-parallel-rank yet"},
       {{"-dp", "2", "--data-parallel-hybrid-lb"}, "does not implement vLLM's --data-parallel-hybrid-lb yet"},
   };
