@@ -14,8 +14,10 @@
 
 #include "cli/commands.h"
 #include "cli/engine_setup.h"
+#include "cli/multi_node_flags.h"
 #include "model/config.h"
 #include "plan/memory_model.h"
+#include "runtime/headless_node.h"
 #include "server/http_server.h"
 #include "server/live_stats.h"
 #include "server/prometheus_engine_metrics.h"
@@ -28,6 +30,7 @@ namespace {
 struct ServeArgs {
   EngineFlags engine;
   ServeFlags serve;
+  MultiNodeFlags multi_node;
 };
 
 // The live page's deployment panel: what the startup log says, as one JSON object.
@@ -65,8 +68,27 @@ Json deployment_json(const ServeArgs& args, const EngineSetup& setup, const Engi
   return out;
 }
 
+// --headless: this node's DP ranks for a leader elsewhere; no HTTP server, no engine here.
+void run_headless(const ServeArgs& args) {
+  auto parallel = args.engine.parallel_config();
+  if (!parallel.ok()) fail(parallel.error().message);
+  // The refusals of the leader's backend choice (--device cuda with several ranks, …).
+  auto device = parse_device(args.engine.device);
+  if (!device.ok()) fail(device.error().message);
+  auto load = args.engine.load_options();
+  if (!load.ok()) fail(load.error().message);
+  if (auto backend = choose_backend(*device, *parallel, load->dtype); !backend.ok()) fail(backend.error().message);
+  auto status = run_headless_node(args.engine.model_dir, *parallel);
+  if (!status.ok()) fail(status.error().message);
+  if (*status != 0) throw CLI::RuntimeError(*status);
+}
+
 void run_serve(ServeArgs& args, const std::vector<std::string>& extras) {
   if (auto refused = refuse_unsupported_flags(extras); !refused.ok()) fail(refused.error().message);
+  auto nodes = args.multi_node.config();
+  if (!nodes.ok()) fail(nodes.error().message);
+  args.engine.nodes = *nodes;
+  if (nodes->headless) return run_headless(args);
   ServerOptions server_options = args.serve.server_options(args.engine.model_id);
   auto setup = create_engine(args.engine, args.serve.scheduling);
   if (!setup.ok()) fail(setup.error().message);
@@ -104,6 +126,7 @@ void add_serve_command(CLI::App& app) {
   CLI::App* command = app.add_subcommand("serve", "Serve a model over an OpenAI-compatible HTTP API");
   args->engine.add_to(*command, /*with_parallel=*/true);
   args->serve.add_to(*command);
+  args->multi_node.add_to(*command);
   command->allow_extras();
   command->callback([args, command] { run_serve(*args, command->remaining()); });
 }

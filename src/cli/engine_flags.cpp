@@ -86,8 +86,8 @@ void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
   command.add_option("--expert-placement-strategy", expert_placement_strategy, "linear or round_robin");
   command.add_flag("--enable-eplb", enable_eplb, "Expert-parallel load balancing (needs --enable-expert-parallel)");
   command.add_option("--distributed-executor-backend", distributed_executor_backend,
-                     "How the ranks run: threads (one process, the default), mp (one worker process per rank, "
-                     "over gloo), uni (one rank)");
+                     "How the ranks run: threads (one process; the default on one node), mp (one worker process per "
+                     "rank, over gloo; the default over several nodes), uni (one rank)");
   command.add_option("--eplb-config", eplb_config,
                      "JSON, e.g. '{\"window_size\":1000,\"step_interval\":3000,\"num_redundant_experts\":2,"
                      "\"log_balancedness\":true}'");
@@ -102,9 +102,14 @@ Result<ParallelConfig> EngineFlags::parallel_config() const {
   MS_ASSIGN_OR_RETURN(parallel.placement, parse_expert_placement(expert_placement_strategy));
   MS_ASSIGN_OR_RETURN(parallel.eplb, parse_eplb_config(eplb_config, enable_eplb));
   parallel.num_redundant_experts = parallel.eplb.num_redundant_experts;
-  MS_ASSIGN_OR_RETURN(parallel.executor, parse_distributed_executor(distributed_executor_backend));
+  parallel.nodes = nodes;
+  // As vLLM, processes when ranks run on other nodes; moeserve's threads otherwise.
+  const std::string executor = !distributed_executor_backend.empty() ? distributed_executor_backend
+                               : nodes.spans_nodes(data_parallel_size) ? "mp"
+                                                                         : "threads";
+  MS_ASSIGN_OR_RETURN(parallel.executor, parse_distributed_executor(executor));
   const int cores = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
-  parallel.threads_per_rank = std::max(1, cores / parallel.world_size());
+  parallel.threads_per_rank = std::max(1, cores / std::max(1, parallel.local_world_size()));
   MS_RETURN_IF_ERROR(parallel.validate());
   return parallel;
 }
@@ -144,8 +149,10 @@ Result<LoadOptions> EngineFlags::load_options() const {
 }
 
 std::vector<std::string> expand_vllm_short_flags(int argc, char** argv) {
-  static constexpr std::pair<std::string_view, std::string_view> kShort[] = {{"-tp", "--tensor-parallel-size"},
-                                                                             {"-dp", "--data-parallel-size"}};
+  static constexpr std::pair<std::string_view, std::string_view> kShort[] = {
+      {"-tp", "--tensor-parallel-size"},      {"-dp", "--data-parallel-size"},
+      {"-dpl", "--data-parallel-size-local"}, {"-dpr", "--data-parallel-start-rank"},
+      {"-dpa", "--data-parallel-address"},    {"-dpp", "--data-parallel-rpc-port"}};
   std::vector<std::string> args;
   for (int i = 0; i < argc; ++i) {
     std::string arg = argv[i];

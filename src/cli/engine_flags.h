@@ -35,25 +35,26 @@ struct EngineFlags {
   int data_parallel_size = 1;
   bool enable_expert_parallel = false;
   std::string all2all_backend = "allgather_reducescatter";
-  std::string distributed_executor_backend = "threads";
+  std::string distributed_executor_backend;  // empty: mp for a deployment over several nodes, else threads
   std::string expert_placement_strategy = "linear";
   bool enable_eplb = false;
   std::string eplb_config = "{}";
+  MultiNodeConfig nodes;  // serve's multi-node flags (cli/multi_node_flags.h); elsewhere every replica is local
 
   // Registers the positional MODEL_DIR and the flags above on `command` (the parallel ones only
   // for the commands that implement them; elsewhere they stay unknown arguments). The log level
   // is set as soon as `command`'s arguments are parsed, before its callback runs.
   void add_to(CLI::App& command, bool with_parallel = false);
   Result<LoadOptions> load_options() const;
-  // The parallel layout; each rank's pool gets --threads / ranks threads (at least one).
+  // The parallel layout; each of this node's ranks gets --threads / its ranks threads (at least one).
   Result<ParallelConfig> parallel_config() const;
   // Everything make_runner needs from these flags, with config.json (and --hf-overrides) read
   // here: the one parse of it per start-up, which the caller then uses for everything else.
   Result<RunnerSpec> runner_spec() const;
 };
 
-// vLLM's multi-letter short flags (-tp, -dp), which CLI11 cannot declare, rewritten to their
-// long names ("-tp 2" and "-tp=2"); every other argument unchanged.
+// vLLM's multi-letter short flags (-tp, -dp, -dpl, -dpr, -dpa, -dpp), which CLI11 cannot declare,
+// rewritten to their long names ("-tp 2" and "-tp=2"); every other argument unchanged.
 std::vector<std::string> expand_vllm_short_flags(int argc, char** argv);
 
 // Parses "1,2,3" into token ids.

@@ -33,7 +33,11 @@ constexpr std::array kNotYetImplemented = {"--pipeline-parallel-size",
                                            "--ssl-certfile",
                                            "--root-path",
                                            "--middleware",
-                                           "--uvicorn-log-level"};
+                                           "--uvicorn-log-level",
+                                           "--data-parallel-rank",
+                                           "--data-parallel-hybrid-lb",
+                                           "--data-parallel-external-lb",
+                                           "--data-parallel-backend"};
 
 constexpr const char* kSupported =
     "--host, --port, --served-model-name, --api-key, --chat-template, --reasoning-parser, --generation-config, "
@@ -42,7 +46,9 @@ constexpr const char* kSupported =
     "--max-logprobs, --tokenizer, --enforce-eager, --enable-chunked-prefill, --trust-remote-code, --seed, --dtype, "
     "--load-format, --quantization/-q, --kv-cache-dtype, --hf-overrides, --device, --threads, --max-waiting-requests, --tensor-parallel-size/-tp, "
     "--data-parallel-size/-dp, --enable-expert-parallel, --all2all-backend, --expert-placement-strategy, "
-    "--enable-eplb, --eplb-config, --distributed-executor-backend, --log-level, --revision, --download-dir, --shutdown-timeout, --no-webui";
+    "--enable-eplb, --eplb-config, --distributed-executor-backend, --data-parallel-size-local, "
+    "--data-parallel-start-rank, --data-parallel-address, --data-parallel-rpc-port, --headless, --api-server-count, "
+    "--log-level, --revision, --download-dir, --shutdown-timeout, --no-webui";
 
 }  // namespace
 

@@ -82,11 +82,15 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
   MS_ASSIGN_OR_RETURN(const int64_t blocks, plan::check_cpu_startup(memory, sizing.cpu_kv_cache_bytes,
                                                                     sizing.block_size, sizing.max_model_len, tp));
   const int64_t replica_per_token = memory.cpu_replica_kv_bytes_per_token(tp);  // over the replica's TP ranks
-  const int64_t kv_bytes = blocks * sizing.block_size * replica_per_token * parallel.data_parallel_size;
+  // Only this node's replicas hold memory here (multi-node: the others are other nodes').
+  const int dp = parallel.data_parallel_size;
+  const int local_replicas = parallel.nodes.local_replicas(dp);
+  const int64_t kv_bytes = blocks * sizing.block_size * replica_per_token * local_replicas;
   const plan::HostMemory host = plan::read_host_memory();
-  MS_RETURN_IF_ERROR(plan::check_cpu_kv_fits_host(kv_bytes, parallel.data_parallel_size, host));
-  // Each DP replica holds a whole copy, unless expert parallelism spreads the experts over them.
-  const int copies = parallel.uses_expert_parallel() ? 1 : parallel.data_parallel_size;
+  MS_RETURN_IF_ERROR(plan::check_cpu_kv_fits_host(kv_bytes, local_replicas, host));
+  // Each DP replica holds a whole copy, unless expert parallelism spreads the experts over them
+  // (this node's share: its replicas' part of one copy).
+  const double copies = parallel.uses_expert_parallel() ? double(local_replicas) / dp : local_replicas;
   // The CPU holds bf16 copies, or fp8 ones of an fp8 checkpoint or under --quantization fp8 (the
   // planner counts one scale per 128 × 128 block; the CPU repeats it over the block's rows, 3% of
   // the fp8 bytes more), or float32 ones of a float32 checkpoint unless --dtype rounds them.
@@ -96,14 +100,14 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
                                  : f32 ? plan::WeightDType::kF32
                                        : plan::WeightDType::kBF16;
   const char* held_name = fp8 ? "fp8" : f32 ? "float32" : "bf16";
-  const int64_t weight_bytes = memory.weight_bytes(held) * copies;
+  const auto weight_bytes = static_cast<int64_t>(static_cast<double>(memory.weight_bytes(held)) * copies);
   MS_RETURN_IF_ERROR(plan::check_cpu_weights_fit_host(weight_bytes, kv_bytes, host, held_name));
   runners.plan = fmt::format(
       "fits: {:.3f} GiB of weights ({} copies of the {} checkpoint); --kv-cache-memory buys {} KV blocks x {} "
-      "tokens per DP replica ({} B per token, float32), {:.3f} GiB in all, enough for one {}-token sequence",
+      "tokens per DP replica ({} B per token, float32), {:.3f} GiB in all{}, enough for one {}-token sequence",
       weight_bytes / double(1 << 30), held_name,
       fp8 && spec.config.fp8_block_size ? "F8_E4M3" : dtype_name(spec.config.dtype), blocks, sizing.block_size,
-      replica_per_token, kv_bytes / double(1 << 30), sizing.max_model_len);
+      replica_per_token, kv_bytes / double(1 << 30), local_replicas < dp ? " on this node" : "", sizing.max_model_len);
   warn_cpu_kv_fp8(spec.load);
   if (!parallel.is_single()) {
     // Each rank loads its own shard (a worker process reads the checkpoint itself).
@@ -113,9 +117,10 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
                                                                     .num_kv_blocks = static_cast<int>(blocks),
                                                                     .block_size = sizing.block_size,
                                                                     .model = spec.load.model}));
-    runners.layout = fmt::format("{} on cpu, ranks as {} ({} threads per rank)",
+    runners.layout = fmt::format("{} on cpu, ranks as {} ({} threads per rank){}",
                                  parallel_runners.group->describe_layout(), parallel_runners.group->executor_kind(),
-                                 parallel.threads_per_rank);
+                                 parallel.threads_per_rank,
+                                 parallel.nodes.spans_nodes(dp) ? "; " + parallel.nodes.describe(dp) : "");
     spdlog::info("parallel layout: {}", runners.layout);
     runners.replicas = std::move(parallel_runners.replicas);
     runners.rank_group = std::move(parallel_runners.group);

@@ -83,7 +83,7 @@ Status ParallelConfig::validate() const {
     return make_error("--distributed-executor-backend uni runs one rank in one process; {} ranks need mp or threads",
                       world_size());
   }
-  return ok_status();
+  return nodes.validate(data_parallel_size, executor);
 }
 
 }  // namespace moeserve

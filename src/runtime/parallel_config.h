@@ -10,6 +10,7 @@
 #include <string>
 
 #include "model/parallel.h"
+#include "runtime/multi_node_config.h"
 
 namespace moeserve {
 
@@ -44,8 +45,14 @@ struct ParallelConfig {
   int threads_per_rank = 1;  // CPU threads of each rank's pool
   DistributedExecutor executor = DistributedExecutor::kThreads;
   EplbConfig eplb;
+  MultiNodeConfig nodes;  // which DP replicas run on this node (all of them unless multi-node flags say)
 
   int world_size() const { return tensor_parallel_size * data_parallel_size; }
+  // The ranks of this node's replicas (global rank = dp_rank × TP + tp_rank).
+  int local_world_size() const { return nodes.local_replicas(data_parallel_size) * tensor_parallel_size; }
+  bool is_local_rank(int global_rank) const {
+    return nodes.is_local_replica(global_rank / tensor_parallel_size, data_parallel_size);
+  }
   bool is_single() const { return world_size() == 1; }
   // vLLM: expert parallelism only when asked for and there is more than one
   // rank.

@@ -7,6 +7,13 @@
 // replica d's TP rank 0 returns the logits and the expert load. EPLB's placements travel the
 // same way and the workers move the weights over the EP group.
 //
+// Over several nodes (parallel.nodes, runtime/multi_node_config.h) the engine starts only the
+// workers of its own replicas; the store is at --data-parallel-address:--data-parallel-rpc-port,
+// where the engine also publishes the workers' SPEC and the ZeroMQ endpoints of the other nodes'
+// ranks, which their --headless node starts (runtime/headless_node.h). A rank of another node
+// that does not connect within the ready timeout, or disconnects, fails the group like a worker
+// that exits.
+//
 // Failure: a worker that exits, reports an error (a gloo CommError: a peer died or timed out) or
 // cannot be reached is noticed within a second (ZeroMQ polls of 100 ms, waitpid); the engine
 // logs the reason, kills the other workers and exits with status 1, which ends every in-flight

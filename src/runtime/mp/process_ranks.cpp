@@ -17,78 +17,36 @@
 #include <mutex>
 #include <thread>
 #include <cstdlib>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
 #include "comm/gloo/gloo_communicator.h"
 #include "comm/gloo/tcp_store.h"
 #include "model/config.h"
+#include "base/text_file.h"
+#include "runtime/mp/peer_monitor.h"
 #include "runtime/mp/wire.h"
+#include "runtime/mp/worker_spec.h"
 
 namespace moeserve {
 
 namespace {
 
-using Json = nlohmann::json;
+using mp::describe_status;
+using mp::Json;
 using mp::Writer;
 using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
 
 // How often the engine looks at its workers' processes while it waits for them.
 constexpr auto kPollInterval = 100ms;
-
-Json load_options_json(const LoadOptions& load) {
-  return Json{{"hf_overrides", load.hf_overrides},
-              {"load_format", static_cast<int>(load.load_format)},
-              {"dtype", static_cast<int>(load.dtype)},
-              {"seed", load.seed},
-              {"quantize_fp8", load.quantize_fp8},
-              {"kv_cache_fp8", load.kv_cache_fp8},
-              {"mla_mode", static_cast<int>(load.model.mla_mode)},
-              {"precision_quantize_fp8", load.model.precision.quantize_fp8},
-              {"precision_f32", static_cast<int>(load.model.precision.f32)},
-              {"fp8_activations", load.model.fp8_activations},
-              {"model_kv_cache_fp8", load.model.kv_cache_fp8}};
-}
-
-LoadOptions load_options_from(const Json& j) {
-  LoadOptions load;
-  load.hf_overrides = j.at("hf_overrides");
-  load.load_format = static_cast<LoadFormat>(j.at("load_format").get<int>());
-  load.dtype = static_cast<ActivationDType>(j.at("dtype").get<int>());
-  load.seed = j.at("seed").get<uint64_t>();
-  load.quantize_fp8 = j.at("quantize_fp8").get<bool>();
-  load.kv_cache_fp8 = j.at("kv_cache_fp8").get<bool>();
-  load.model.mla_mode = static_cast<MlaMode>(j.at("mla_mode").get<int>());
-  load.model.precision.quantize_fp8 = j.at("precision_quantize_fp8").get<bool>();
-  load.model.precision.f32 = static_cast<WeightPrecision::Float32>(j.at("precision_f32").get<int>());
-  load.model.fp8_activations = j.at("fp8_activations").get<bool>();
-  load.model.kv_cache_fp8 = j.at("model_kv_cache_fp8").get<bool>();
-  return load;
-}
-
-Json parallel_json(const ParallelConfig& p) {
-  return Json{{"tp", p.tensor_parallel_size},
-              {"dp", p.data_parallel_size},
-              {"ep", p.enable_expert_parallel},
-              {"all2all", static_cast<int>(p.all2all)},
-              {"placement", static_cast<int>(p.placement)},
-              {"redundant", p.num_redundant_experts},
-              {"threads_per_rank", p.threads_per_rank}};
-}
-
-ParallelConfig parallel_from(const Json& j) {
-  ParallelConfig p;
-  p.tensor_parallel_size = j.at("tp").get<int>();
-  p.data_parallel_size = j.at("dp").get<int>();
-  p.enable_expert_parallel = j.at("ep").get<bool>();
-  p.all2all = static_cast<All2AllBackend>(j.at("all2all").get<int>());
-  p.placement = static_cast<ExpertPlacement>(j.at("placement").get<int>());
-  p.num_redundant_experts = j.at("redundant").get<int>();
-  p.threads_per_rank = j.at("threads_per_rank").get<int>();
-  p.executor = DistributedExecutor::kMp;
-  return p;
-}
+// How long the rendezvous of ranks that all run on this host may take.
+constexpr std::chrono::milliseconds kLocalRendezvousTimeout{60'000};
+// How long a quitting worker gets before it is killed (here) or taken for gone (another node).
+constexpr auto kQuitGrace = 5s;
+// How long after a worker of another node disconnected the engine waits for the reason it may
+// have sent before it fails with the disconnect.
+constexpr auto kReasonGrace = 500ms;
 
 // A TCP port of 127.0.0.1 free now (the kernel's pick for a socket bound to port 0).
 Result<int> free_loopback_port() {
@@ -110,13 +68,6 @@ Result<int> free_loopback_port() {
 }
 
 zmq::message_t make_message(Writer& writer) { return zmq::message_t(writer.bytes().data(), writer.bytes().size()); }
-
-std::string describe_status(int status) {
-  if (WIFEXITED(status)) return fmt::format("exited with status {}", WEXITSTATUS(status));
-  if (WIFSIGNALED(status))
-    return fmt::format("was killed by signal {} ({})", WTERMSIG(status), strsignal(WTERMSIG(status)));
-  return "stopped";
-}
 
 class ProcessRanks final : public RankExecutor {
  public:
@@ -181,7 +132,7 @@ class ProcessRanks final : public RankExecutor {
     zmq::message_t message = make_message(out);
     if (!sockets_[rank].send(message, zmq::send_flags::dontwait)) {
       // A PAIR socket queues up to its high-water mark; a full queue means the worker is stuck.
-      fail(fmt::format("rank {}'s worker (pid {}) does not take its messages", rank, pids_[rank]));
+      fail(fmt::format("{} does not take its messages", who(rank)));
     }
   }
 
@@ -205,8 +156,7 @@ class ProcessRanks final : public RankExecutor {
         mp::Reader in(data + 1, message.size() - 1);
         if (data[0] == 'E') {
           check_workers();  // a rank that died is the cause; the others' errors are the effect
-          fail(fmt::format("rank {}'s worker (pid {}) failed: {}", rank, pids_[rank],
-                           std::string(data + 1, message.size() - 1)));
+          fail(fmt::format("{} failed: {}", who(rank), std::string(data + 1, message.size() - 1)));
         }
         if (data[0] != tag || got[rank]) {
           fail(fmt::format("rank {} sent message '{}' while '{}' was awaited", rank, data[0], tag));
@@ -219,7 +169,7 @@ class ProcessRanks final : public RankExecutor {
     }
   }
 
-  // Fails the group when a worker has exited.
+  // Fails the group when a worker of this host has exited.
   void check_workers() {
     std::lock_guard<std::mutex> lock(reap_mutex_);
     for (int rank = 0; rank < world(); ++rank) {
@@ -234,8 +184,41 @@ class ProcessRanks final : public RankExecutor {
     }
   }
 
+  // Fails the group when a worker of another node has gone, or has not connected in time.
+  void check_remote_workers() {
+    const MultiNodeConfig& nodes = parallel_.nodes;
+    for (int rank = 0; rank < world(); ++rank) {
+      if (!monitors_[rank]) continue;
+      mp::PeerMonitor& monitor = *monitors_[rank];
+      monitor.update();
+      const int dp_rank = rank / parallel_.tensor_parallel_size;
+      // A worker that failed says why ('E') just before its connection closes: the engine thread
+      // gets a moment to report that reason rather than the disconnect.
+      if (monitor.gone() && gone_since_[rank] == Clock::time_point{}) gone_since_[rank] = Clock::now();
+      if (monitor.gone() && Clock::now() - gone_since_[rank] > kReasonGrace) {
+        fail(fmt::format("{} lost its connection: its process or its node went away, or stopped answering for {} s "
+                         "(the --headless node running DP rank {} ends its other workers when one fails)",
+                         who(rank), mp::PeerMonitor::kHeartbeatTimeout.count() / 1000, dp_rank));
+      }
+      if (!monitor.connected() && Clock::now() > connect_deadline_) {
+        fail(fmt::format("{} did not connect within {} s (VLLM_ENGINE_READY_TIMEOUT_S): is the node with "
+                         "--headless --data-parallel-start-rank {} (or less) running, with --data-parallel-address {} "
+                         "--data-parallel-rpc-port {}?",
+                         who(rank), nodes.ready_timeout.count() / 1000, dp_rank, nodes.rendezvous_address(),
+                         nodes.rpc_port));
+      }
+    }
+  }
+
+  // "rank 1's worker (pid 123)", or "(on another node)".
+  std::string who(int rank) const {
+    if (monitors_[rank]) return fmt::format("rank {}'s worker (on another node)", rank);
+    return fmt::format("rank {}'s worker (pid {})", rank, pids_[rank]);
+  }
+
   // A rank failed: the group cannot go on (the other ranks would wait for it in their
-  // collectives). Says why, ends the workers and the process.
+  // collectives). Says why, ends the workers and the process. (The workers of other nodes are
+  // ended by their node, which sees the rendezvous store close with this process.)
   [[noreturn]] void fail(const std::string& why) {
     spdlog::critical("--distributed-executor-backend mp: {}; the engine cannot go on, exiting", why);
     spdlog::default_logger()->flush();
@@ -250,17 +233,19 @@ class ProcessRanks final : public RankExecutor {
 
   void shutdown() {
     for (int rank = 0; rank < static_cast<int>(sockets_.size()); ++rank) {
-      if (pids_[rank] <= 0) continue;
+      const bool remote_alive = monitors_[rank] && monitors_[rank]->connected() && !monitors_[rank]->gone();
+      if (pids_[rank] <= 0 && !remote_alive) continue;
       Writer out('Q');
       zmq::message_t message = make_message(out);
       (void)sockets_[rank].send(message, zmq::send_flags::dontwait);
     }
-    // Up to 5 s for the workers to leave, then they are killed.
-    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    // Up to kQuitGrace for the workers to leave: this host's are then killed; another node's
+    // are left to their node.
+    const auto deadline = Clock::now() + kQuitGrace;
     for (pid_t& pid : pids_) {
       if (pid <= 0) continue;
       while (waitpid(pid, nullptr, WNOHANG) == 0) {
-        if (std::chrono::steady_clock::now() > deadline) {
+        if (Clock::now() > deadline) {
           kill(pid, SIGKILL);
           waitpid(pid, nullptr, 0);
           break;
@@ -269,15 +254,54 @@ class ProcessRanks final : public RankExecutor {
       }
       pid = -1;
     }
+    for (auto& monitor : monitors_) {
+      if (!monitor) continue;
+      for (monitor->update(); monitor->connected() && !monitor->gone() && Clock::now() < deadline; monitor->update()) {
+        std::this_thread::sleep_for(10ms);
+      }
+    }
     for (auto& socket : sockets_) socket.close();
   }
 
-  // Between steps too: a worker that exits while the engine idles is noticed within 200 ms.
+  // Between steps too: a worker that exits while the engine idles is noticed within 200 ms (one
+  // of another node within 200 ms + kReasonGrace of its connection closing, or
+  // PeerMonitor::kHeartbeatTimeout later when its node vanished or it stopped answering).
   void start_monitor() {
     monitor_ = std::thread([this] {
       std::unique_lock<std::mutex> lock(monitor_mutex_);
-      while (!monitor_cv_.wait_for(lock, 200ms, [&] { return stopping_; })) check_workers();
+      while (!monitor_cv_.wait_for(lock, 200ms, [&] { return stopping_; })) {
+        check_workers();
+        check_remote_workers();
+      }
     });
+  }
+
+  // The gloo groups' rendezvous store, hosted here: at --data-parallel-address and
+  // --data-parallel-rpc-port when given (always for a deployment over several nodes), else on a
+  // free port of 127.0.0.1. Sets store_ and returns its port.
+  Result<int> host_store() {
+    const MultiNodeConfig& nodes = parallel_.nodes;
+    if (nodes.fixed_rendezvous(parallel_.data_parallel_size)) {
+      auto store = TcpStore::connect(
+          TcpStoreOptions{.address = nodes.rendezvous_address(), .port = nodes.rpc_port, .host = true});
+      if (!store.ok()) {
+        return store.error().with_context(fmt::format("--data-parallel-address {} --data-parallel-rpc-port {}",
+                                                      nodes.rendezvous_address(), nodes.rpc_port));
+      }
+      store_ = std::move(store).value();
+      return nodes.rpc_port;
+    }
+    // A port the kernel just handed out and released; another process taking it in between makes
+    // the store's bind fail, and a few tries get past that.
+    for (int attempt = 0;; ++attempt) {
+      MS_ASSIGN_OR_RETURN(const int port, free_loopback_port());
+      auto store = TcpStore::connect(TcpStoreOptions{.address = "127.0.0.1", .port = port, .host = true});
+      if (store.ok()) {
+        store_ = std::move(store).value();
+        return port;
+      }
+      if (attempt == 4) return store.error().with_context("--distributed-executor-backend mp");
+    }
   }
 
   ParallelConfig parallel_;
@@ -288,77 +312,102 @@ class ProcessRanks final : public RankExecutor {
   bool stopping_ = false;
   zmq::context_t context_;
   std::vector<zmq::socket_t> sockets_;  // per rank, PAIR
-  std::vector<pid_t> pids_;             // per rank; -1 once reaped
-  std::vector<size_t> kv_bytes_;        // per rank
+  std::vector<pid_t> pids_;             // per rank of this host; -1 once reaped, and for other nodes' ranks
+  // Per rank of another node (null for this host's): its connection, read by the monitor thread.
+  std::vector<std::unique_ptr<mp::PeerMonitor>> monitors_;
+  std::vector<Clock::time_point> gone_since_;  // per rank of another node: when it disconnected
+  Clock::time_point connect_deadline_;         // for the ranks of other nodes to connect
+  std::vector<size_t> kv_bytes_;               // per rank
   std::shared_ptr<TcpStore> store_;
 };
 
 Result<std::unique_ptr<ProcessRanks>> ProcessRanks::start(const std::string& model_dir, const LoadOptions& load,
                                                           const ParallelConfig& parallel, int num_blocks,
                                                           int block_size) {
-  std::error_code error;
-  const std::string self = std::filesystem::read_symlink("/proc/self/exe", error).string();
-  if (error) return make_error("--distributed-executor-backend mp: cannot find this binary: {}", error.message());
   std::unique_ptr<ProcessRanks> ranks(new ProcessRanks());
   ranks->parallel_ = parallel;
+  const MultiNodeConfig& nodes = parallel.nodes;
+  const bool spans_nodes = nodes.spans_nodes(parallel.data_parallel_size);
   const int world = parallel.world_size();
-  // The gloo groups' rendezvous: a store in this process on a free port of 127.0.0.1.
-  // (A port the kernel just handed out and released; another process taking it in between makes
-  // the store's bind fail, and a few tries get past that.)
-  int store_port = 0;
-  for (int attempt = 0; !ranks->store_; ++attempt) {
-    MS_ASSIGN_OR_RETURN(store_port, free_loopback_port());
-    auto store = TcpStore::connect(TcpStoreOptions{.address = "127.0.0.1", .port = store_port, .host = true});
-    if (store.ok()) {
-      ranks->store_ = std::move(store).value();
-    } else if (attempt == 4) {
-      return store.error().with_context("--distributed-executor-backend mp");
-    }
+  MS_ASSIGN_OR_RETURN(const int store_port, ranks->host_store());
+  const std::string store_address = nodes.fixed_rendezvous(parallel.data_parallel_size) ? nodes.rendezvous_address()
+                                                                                        : "127.0.0.1";
+  // What every worker's SPEC shares (runtime/mp/worker_spec.h). A --headless node reads it from
+  // the store and starts its ranks' workers with it; config.json lets it check that it serves
+  // the same model.
+  Json spec_base{{"model_dir", model_dir},
+                 {"load", mp::load_options_json(load)},
+                 {"parallel", mp::parallel_json(parallel)},
+                 {"num_blocks", num_blocks},
+                 {"block_size", block_size},
+                 {"store_address", store_address},
+                 {"store_port", store_port},
+                 // Over several nodes, a rank may still be loading its shard when the last one connects
+                 // (at most ready_timeout after the start): twice that for the rendezvous.
+                 {"rendezvous_timeout_ms",
+                  spans_nodes ? 2 * nodes.ready_timeout.count() : kLocalRendezvousTimeout.count()},
+                 {"parent", static_cast<int64_t>(getpid())},
+                 {"log_level", static_cast<int>(spdlog::get_level())}};
+  if (auto config_text = read_text_file(model_dir + "/config.json"); config_text.ok()) {
+    spec_base["config_json"] = *config_text;
   }
-  const Json spec_base{{"model_dir", model_dir},
-                       {"load", load_options_json(load)},
-                       {"parallel", parallel_json(parallel)},
-                       {"num_blocks", num_blocks},
-                       {"block_size", block_size},
-                       {"store_port", store_port},
-                       {"parent", static_cast<int64_t>(getpid())},
-                       {"log_level", static_cast<int>(spdlog::get_level())}};
   ranks->pids_.assign(world, -1);
   ranks->kv_bytes_.assign(world, 0);
+  ranks->monitors_.resize(world);
+  ranks->gone_since_.resize(world);
+  std::vector<int> remote_ranks;
   for (int rank = 0; rank < world; ++rank) {
+    const bool local = parallel.is_local_rank(rank);
     zmq::socket_t socket(ranks->context_, zmq::socket_type::pair);
-    socket.set(zmq::sockopt::linger, 0);
-    socket.bind("tcp://127.0.0.1:*");
+    // Another node's worker must still receive 'Q' after this socket is closed at shutdown.
+    socket.set(zmq::sockopt::linger, local ? 0 : 1000);
+    if (!local)
+      ranks->monitors_[rank] = std::make_unique<mp::PeerMonitor>(ranks->context_, socket, std::to_string(rank));
+    const std::string bind_address = local ? "127.0.0.1" : store_address;
+    try {
+      socket.bind("tcp://" + bind_address + ":*");
+    } catch (const zmq::error_t& error) {
+      return make_error("--distributed-executor-backend mp: cannot open rank {}'s control socket on {}: {}", rank,
+                        bind_address, error.what());
+    }
+    const std::string endpoint = socket.get(zmq::sockopt::last_endpoint);
+    ranks->sockets_.push_back(std::move(socket));
+    if (!local) {
+      ranks->store_->set(fmt::format("mp/endpoint/{}", rank), std::vector<char>(endpoint.begin(), endpoint.end()));
+      remote_ranks.push_back(rank);
+      continue;
+    }
     Json spec = spec_base;
     spec["rank"] = rank;
-    spec["endpoint"] = socket.get(zmq::sockopt::last_endpoint);
-    ranks->sockets_.push_back(std::move(socket));
-    std::string spec_text = spec.dump();
-    std::string arg0 = "moeserve", arg1 = "_worker";
-    char* argv[] = {arg0.data(), arg1.data(), spec_text.data(), nullptr};
-    const pid_t parent = getpid();
-    const pid_t pid = fork();
-    if (pid < 0) return make_error("--distributed-executor-backend mp: fork failed: {}", strerror(errno));
-    if (pid == 0) {
-      // The worker dies with the engine, even when the engine is killed.
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(1);
-      execv(self.c_str(), argv);
-      _exit(127);
-    }
-    ranks->pids_[rank] = pid;
+    spec["endpoint"] = endpoint;
+    MS_ASSIGN_OR_RETURN(ranks->pids_[rank], mp::spawn_worker(spec));
   }
-  spdlog::info("--distributed-executor-backend mp: started {} rank workers (pids {}), loading their shards", world,
-               fmt::join(ranks->pids_, ", "));
-  ranks->await_all('R', [&](int rank, mp::Reader& in) { ranks->kv_bytes_[rank] = in.get<uint64_t>(); });
+  std::vector<pid_t> local_pids;
+  for (pid_t pid : ranks->pids_) {
+    if (pid > 0) local_pids.push_back(pid);
+  }
+  if (!local_pids.empty()) {
+    spdlog::info("--distributed-executor-backend mp: started {} rank workers (pids {}), loading their shards",
+                 local_pids.size(), fmt::join(local_pids, ", "));
+  }
+  if (!remote_ranks.empty()) {
+    // Last: a headless node reads the endpoints once the spec is there.
+    const std::string text = spec_base.dump();
+    ranks->store_->set("mp/spec", std::vector<char>(text.begin(), text.end()));
+    spdlog::info("--distributed-executor-backend mp: waiting up to {} s (VLLM_ENGINE_READY_TIMEOUT_S) for ranks {} "
+                 "of other nodes to join at {}:{}",
+                 nodes.ready_timeout.count() / 1000, fmt::join(remote_ranks, ", "), store_address, store_port);
+  }
+  ranks->connect_deadline_ = Clock::now() + nodes.ready_timeout;
   ranks->start_monitor();
+  ranks->await_all('R', [&](int rank, mp::Reader& in) { ranks->kv_bytes_[rank] = in.get<uint64_t>(); });
   return ranks;
 }
 
-// A gloo group of the workers, meeting through the engine's store on 127.0.0.1:port.
-GlooOptions group_options(int port, int world_size, int rank, std::string prefix) {
+// A gloo group of the workers, meeting through the engine's store at address:port.
+GlooOptions group_options(const std::string& address, int port, int world_size, int rank, std::string prefix) {
   GlooOptions options;
-  options.address = "127.0.0.1";
+  options.address = address;
   options.port = port;
   options.world_size = world_size;
   options.rank = rank;
@@ -372,8 +421,8 @@ int serve_rank(const Json& spec) {
   // The engine's --log-level; each line says which rank logged it.
   spdlog::set_level(static_cast<spdlog::level::level_enum>(spec.value("log_level", int{spdlog::level::info})));
   spdlog::set_pattern(fmt::format("[%Y-%m-%d %H:%M:%S.%e] [%l] [rank {}] %v", rank));
-  const ParallelConfig parallel = parallel_from(spec.at("parallel"));
-  const LoadOptions load = load_options_from(spec.at("load"));
+  const ParallelConfig parallel = mp::parallel_from(spec.at("parallel"));
+  const LoadOptions load = mp::load_options_from(spec.at("load"));
   const std::string model_dir = spec.at("model_dir").get<std::string>();
   const int tp = parallel.tensor_parallel_size;
   zmq::context_t context;
@@ -396,21 +445,26 @@ int serve_rank(const Json& spec) {
     if (!shard.ok()) throw std::runtime_error(shard.error().message);
     weights->reset();  // the shard holds its own copy
     RankShard& me = **shard;
-    // The groups, through the engine's store: the replica's TP group, then the EP group.
-    auto store = TcpStore::connect(TcpStoreOptions{.address = "127.0.0.1", .port = spec.at("store_port").get<int>()});
-    if (!store.ok()) throw std::runtime_error(store.error().message);
-    std::unique_ptr<Communicator> tp_comm, ep_comm;
+    // The groups, through the engine's store: the replica's TP group, then the EP group. Their
+    // rendezvous waits up to rendezvous_timeout_ms for the other ranks (those of other nodes may
+    // start later); each collective then gets gloo's usual limit.
+    const std::string store_address = spec.value("store_address", "127.0.0.1");
     const int port = spec.at("store_port").get<int>();
-    if (tp > 1) {
-      auto comm = GlooCommunicator::connect(group_options(port, tp, rank % tp, fmt::format("tp{}", rank / tp)), *store);
+    const std::chrono::milliseconds rendezvous_timeout(spec.value("rendezvous_timeout_ms", int64_t{60'000}));
+    auto store =
+        TcpStore::connect(TcpStoreOptions{.address = store_address, .port = port, .timeout = rendezvous_timeout});
+    if (!store.ok()) throw std::runtime_error(store.error().message);
+    auto join = [&](int size, int group_rank, std::string prefix) -> std::unique_ptr<Communicator> {
+      GlooOptions options = group_options(store_address, port, size, group_rank, std::move(prefix));
+      options.timeout = rendezvous_timeout;
+      auto comm = GlooCommunicator::connect(options, *store);
       if (!comm.ok()) throw std::runtime_error(comm.error().message);
-      tp_comm = std::move(*comm);
-    }
-    if (parallel.uses_expert_parallel()) {
-      auto comm = GlooCommunicator::connect(group_options(port, parallel.world_size(), rank, "ep"), *store);
-      if (!comm.ok()) throw std::runtime_error(comm.error().message);
-      ep_comm = std::move(*comm);
-    }
+      (*comm)->set_timeout(GlooOptions{}.timeout);
+      return std::move(*comm);
+    };
+    std::unique_ptr<Communicator> tp_comm, ep_comm;
+    if (tp > 1) tp_comm = join(tp, rank % tp, fmt::format("tp{}", rank / tp));
+    if (parallel.uses_expert_parallel()) ep_comm = join(parallel.world_size(), rank, "ep");
     me.set_communicators(std::move(tp_comm), std::move(ep_comm));
     std::vector<int> moe_layers;
     for (int layer = 0; layer < config->num_layers; ++layer) {

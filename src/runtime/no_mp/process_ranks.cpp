@@ -1,3 +1,4 @@
+#include "runtime/headless_node.h"
 #include "runtime/process_ranks.h"
 
 namespace moeserve {
@@ -9,5 +10,10 @@ Result<std::unique_ptr<RankExecutor>> make_process_ranks(const std::string&, con
 }
 
 int run_rank_worker(const std::string&) { return 1; }
+
+Result<int> run_headless_node(const std::string&, const ParallelConfig&) {
+  return make_error("--headless: this moeserve was built without gloo and ZeroMQ (apt-get install libgloo-dev "
+                    "libzmq3-dev cppzmq-dev, then reconfigure)");
+}
 
 }  // namespace moeserve
