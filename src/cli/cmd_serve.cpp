@@ -85,6 +85,7 @@ void run_headless(const ServeArgs& args) {
 
 void run_serve(ServeArgs& args, const std::vector<std::string>& extras) {
   if (auto refused = refuse_unsupported_flags(extras); !refused.ok()) fail(refused.error().message);
+  if (auto checked = args.serve.check(); !checked.ok()) fail(checked.error().message);
   auto nodes = args.multi_node.config();
   if (!nodes.ok()) fail(nodes.error().message);
   args.engine.nodes = *nodes;

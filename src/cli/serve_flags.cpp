@@ -22,8 +22,6 @@ constexpr std::array kNotYetImplemented = {"--pipeline-parallel-size",
                                            "--cpu-offload-gb",
                                            "--swap-space",
                                            "--tokenizer-mode",
-                                           "--enable-auto-tool-choice",
-                                           "--tool-call-parser",
                                            "--no-enable-chunked-prefill",
                                            "--max-num-partial-prefills",
                                            "--limit-mm-per-prompt",
@@ -40,7 +38,8 @@ constexpr std::array kNotYetImplemented = {"--pipeline-parallel-size",
                                            "--data-parallel-backend"};
 
 constexpr const char* kSupported =
-    "--host, --port, --served-model-name, --api-key, --chat-template, --reasoning-parser, --generation-config, "
+    "--host, --port, --served-model-name, --api-key, --chat-template, --reasoning-parser, --enable-auto-tool-choice, --tool-call-parser, "
+    "--generation-config, "
     "--disable-log-requests, --max-model-len, --max-num-seqs, --max-num-batched-tokens, --block-size, "
     "--enable-prefix-caching/--no-enable-prefix-caching, --kv-cache-memory, --gpu-memory-utilization, "
     "--max-logprobs, --tokenizer, --enforce-eager, --enable-chunked-prefill, --trust-remote-code, --seed, --dtype, "
@@ -114,6 +113,16 @@ void ServeFlags::add_to(CLI::App& command) {
       },
       "Split chat answers' <think>...</think> into the message's `reasoning` (and `reasoning_content`): "
       "deepseek_r1, qwen3, deepseek_v3 (thinking when chat_template_kwargs.thinking is true)");
+  command.add_flag("--enable-auto-tool-choice", enable_auto_tool_choice,
+                   "Parse tool calls out of chat answers to requests with tools (needs --tool-call-parser)");
+  command.add_option_function<std::string>(
+      "--tool-call-parser",
+      [this](const std::string& name) {
+        auto parser = parse_tool_call_parser(name);
+        if (!parser.ok()) throw CLI::ValidationError("--tool-call-parser", parser.error().message);
+        tool_call_parser = *parser;
+      },
+      "The tool-call markup to parse: hermes (Qwen2.5/Qwen3), deepseek_v3, deepseek_v31");
   command.add_flag("--disable-log-requests", disable_log_requests, "Do not log each request");
   command.add_option("--max-waiting-requests", max_waiting_requests,
                      "Waiting sequences at most (prompts x n per request); beyond, 503 with Retry-After (0: no bound)")
@@ -156,12 +165,20 @@ ServerOptions ServeFlags::server_options(const std::string& model_dir) const {
   options.api_key = api_key;
   options.chat_template_path = chat_template;
   options.reasoning_parser = reasoning_parser;
+  if (enable_auto_tool_choice) options.tool_call_parser = tool_call_parser;
   options.disable_log_requests = disable_log_requests;
   options.max_waiting_requests = max_waiting_requests;
   options.max_logprobs = max_logprobs;
   options.shutdown_timeout_s = shutdown_timeout;
   options.enable_webui = !no_webui;
   return options;
+}
+
+Status ServeFlags::check() const {
+  if (enable_auto_tool_choice && tool_call_parser == ToolCallParser::kNone) {
+    return make_error("--enable-auto-tool-choice needs --tool-call-parser (hermes, deepseek_v3, deepseek_v31)");
+  }
+  return ok_status();
 }
 
 Status refuse_unsupported_flags(const std::vector<std::string>& extras) {

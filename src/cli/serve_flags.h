@@ -40,6 +40,8 @@ struct ServeFlags {
   std::string api_key;
   std::string chat_template;
   ReasoningParser reasoning_parser = ReasoningParser::kNone;  // --reasoning-parser
+  bool enable_auto_tool_choice = false;                       // --enable-auto-tool-choice
+  ToolCallParser tool_call_parser = ToolCallParser::kNone;    // --tool-call-parser
   bool disable_log_requests = false;
   int max_waiting_requests = 0;
   int max_logprobs = 20;
@@ -48,6 +50,8 @@ struct ServeFlags {
   bool no_webui = false;  // --no-webui: no live page at / (and no /live stream)
 
   void add_to(CLI::App& command);
+  // --enable-auto-tool-choice needs --tool-call-parser (as vLLM requires; a parser alone is unused).
+  Status check() const;
   ServerOptions server_options(const std::string& model_dir) const;
 };
 

@@ -181,6 +181,13 @@ RouteOutcome ApiRouter::chat_completions(const Json& body) {
                                            : !thinking.is_null() && !thinking.empty();
     spec.reasoning.emplace(options_.reasoning_parser, on, prompt.value());
   }
+  const auto tools = request.template_context.find("tools");
+  if (options_.tool_call_parser != ToolCallParser::kNone && tools != request.template_context.end() &&
+      !tools->empty() && body.value("tool_choice", Json("auto")) != "none") {
+    spec.tool_call_parser = options_.tool_call_parser;
+    // The markup may be special tokens (DeepSeek's): keep them in the text, as vLLM's parsers do.
+    for (GenerationRequest& choice : spec.requests) choice.stop.skip_special_tokens = false;
+  }
   if (auto error = check_capacity(1, request.params.n)) return respond(error_response(*error));
   log_request(spec.response_id, spec);
   return RouteOutcome{HttpResponse(), std::make_shared<GenerationJob>(std::move(spec), tokenizer_, dispatcher_)};

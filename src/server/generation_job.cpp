@@ -24,6 +24,7 @@ GenerationJob::GenerationJob(JobSpec spec, std::shared_ptr<const Tokenizer> toke
     const int offset = idx < spec_.echo_text.size() ? static_cast<int>(spec_.echo_text[idx].size()) : 0;
     choices_[idx].completion_logprobs = CompletionLogprobs(offset);
     choices_[idx].reasoning = spec_.reasoning;
+    choices_[idx].tools = ToolCallStream(spec_.tool_call_parser);
   }
 }
 
@@ -180,8 +181,10 @@ void GenerationJob::stream_output(int choice_idx, const RequestOutput& output) {
     return;
   }
   const bool has_logprobs = spec_.logprobs && !output.new_logprobs.empty();
-  const ReasoningSplitter::Delta split =
+  ReasoningSplitter::Delta split =
       choice.reasoning ? choice.reasoning->push(text, output.finished) : ReasoningSplitter::Delta{.content = text};
+  if (spec_.kind == ApiKind::kChat) split.content = choice.tools.push(split.content, output.finished);
+  const bool called = output.finished && !choice.tools.calls().empty();
   if (split.reasoning.empty() && split.content.empty() && !output.finished && !has_logprobs) return;
   Json entry;
   entry["index"] = choice_idx;
@@ -189,6 +192,7 @@ void GenerationJob::stream_output(int choice_idx, const RequestOutput& output) {
     Json delta = Json::object();
     if (!split.reasoning.empty()) set_reasoning(delta, split.reasoning);
     if (!split.content.empty()) delta["content"] = split.content;
+    if (called) delta["tool_calls"] = tool_calls_json(choice.tools.calls(), true);
     entry["delta"] = std::move(delta);
     entry["logprobs"] = has_logprobs ? Json{{"content", chat_logprob_entries(*tokenizer_, output.new_logprobs)}} : Json();
   } else {
@@ -201,7 +205,9 @@ void GenerationJob::stream_output(int choice_idx, const RequestOutput& output) {
       entry["logprobs"] = nullptr;
     }
   }
-  entry["finish_reason"] = output.finished ? Json(openai_finish_reason(choice.finish_reason)) : Json();
+  entry["finish_reason"] = called ? Json("tool_calls")
+                          : output.finished ? Json(openai_finish_reason(choice.finish_reason))
+                                            : Json();
   entry["stop_reason"] = output.finished ? stop_reason_json(output) : Json();
   Json chunk = chunk_header();
   chunk["choices"] = Json::array({entry});
@@ -227,24 +233,41 @@ HttpResponse GenerationJob::final_response() const {
     entry["index"] = idx;
     if (spec_.kind == ApiKind::kChat) {
       entry["message"] = Json{{"role", "assistant"}, {"content", choice.text}};
-      if (choice.reasoning) {
-        const ReasoningSplitter::Delta split = ReasoningSplitter(*choice.reasoning).push(choice.text, true);
-        entry["message"]["content"] = split.content.empty() ? Json() : Json(split.content);
-        set_reasoning(entry["message"], split.reasoning);
+      ReasoningSplitter::Delta split{.content = choice.text};
+      if (choice.reasoning) split = ReasoningSplitter(*choice.reasoning).push(choice.text, true);
+      const ToolCallSplit calls = split_tool_calls(spec_.tool_call_parser, split.content);
+      if (choice.reasoning || !calls.calls.empty()) {
+        entry["message"]["content"] = calls.content.empty() ? Json() : Json(calls.content);
       }
+      if (!calls.calls.empty()) entry["message"]["tool_calls"] = tool_calls_json(calls.calls, false);
+      if (choice.reasoning) set_reasoning(entry["message"], split.reasoning);
       entry["logprobs"] = spec_.logprobs ? Json{{"content", choice.chat_logprobs}} : Json();
     } else {
       const std::string& echo = idx < spec_.echo_text.size() ? spec_.echo_text[idx] : std::string();
       entry["text"] = echo + choice.text;
       entry["logprobs"] = spec_.logprobs ? choice.completion_logprobs.to_json() : Json();
     }
-    entry["finish_reason"] = openai_finish_reason(choice.finish_reason);
+    const bool called = entry.contains("message") && entry["message"].contains("tool_calls");
+    entry["finish_reason"] = called ? "tool_calls" : openai_finish_reason(choice.finish_reason);
     entry["stop_reason"] = choice.stop_reason;
     choices.push_back(std::move(entry));
   }
   body["choices"] = std::move(choices);
   body["usage"] = usage_json(spec_.num_prompt_tokens, total_output_tokens());
   return json_response(200, dump_json(body));
+}
+
+Json GenerationJob::tool_calls_json(const std::vector<ToolCall>& calls, bool with_index) {
+  Json out = Json::array();
+  for (size_t i = 0; i < calls.size(); ++i) {
+    Json call;
+    if (with_index) call["index"] = i;  // stream deltas number their calls
+    call["id"] = random_id("chatcmpl-tool-");
+    call["type"] = "function";
+    call["function"] = Json{{"name", calls[i].name}, {"arguments", calls[i].arguments}};
+    out.push_back(std::move(call));
+  }
+  return out;
 }
 
 void GenerationJob::finish() {

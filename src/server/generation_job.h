@@ -19,6 +19,7 @@
 #include "server/openai_protocol.h"
 #include "server/openai_responses.h"
 #include "server/reasoning_parser.h"
+#include "server/tool_call_parser.h"
 
 namespace moeserve {
 
@@ -48,6 +49,8 @@ struct JobSpec {
   // Chat with --reasoning-parser: each choice's answer split into reasoning and content (this
   // splitter, copied per choice, has seen nothing yet).
   std::optional<ReasoningSplitter> reasoning;
+  // Chat with --enable-auto-tool-choice and tools: the content's tool-call markup parsed.
+  ToolCallParser tool_call_parser = ToolCallParser::kNone;
 };
 
 // Where a job stands, for the live page's requests in flight (GenerationJob::progress).
@@ -90,6 +93,7 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
     std::string error;
     bool started = false;  // stream: echo / role already sent
     std::optional<ReasoningSplitter> reasoning;  // spec_.reasoning's copy
+    ToolCallStream tools{ToolCallParser::kNone};  // stream: content held from the first call on
   };
 
   void enqueue(int choice, RequestOutput output);  // engine thread
@@ -100,6 +104,8 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
   void finish();
   Json chunk_header() const;
   Json choice_usage(int choice_idx) const;
+  // OpenAI's tool_calls entries of `calls` (stream deltas number them: with_index).
+  static Json tool_calls_json(const std::vector<ToolCall>& calls, bool with_index);
   HttpResponse final_response() const;
   int total_output_tokens() const;
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "server/reasoning_parser.h"
+#include "server/tool_call_parser.h"
 
 namespace moeserve {
 
@@ -32,6 +33,9 @@ struct ServerOptions {
   std::string api_key;             // --api-key; empty = no check. Checked on /v1/* only.
   std::string chat_template_path;  // --chat-template FILE; empty = the tokenizer's template
   ReasoningParser reasoning_parser = ReasoningParser::kNone;  // --reasoning-parser
+  // --enable-auto-tool-choice with --tool-call-parser: answers to requests with tools (and
+  // tool_choice not "none") have their tool-call markup parsed into tool_calls.
+  ToolCallParser tool_call_parser = ToolCallParser::kNone;
   bool disable_log_requests = false;
   size_t max_body_bytes = size_t{32} << 20;  // larger request bodies get 413
   // Bound on the engine's waiting sequences (each choice of each prompt is one): a generation

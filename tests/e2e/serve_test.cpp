@@ -583,6 +583,9 @@ TEST(ServeLifecycle, StartupRefusesWhatCannotRun) {
   EXPECT_NE(parser_output.find("'granite' is not supported (supported: deepseek_r1, qwen3, deepseek_v3)"),
             std::string::npos)
       << parser_output;
+  const auto [tools, tools_output] = run_pair({"serve", kModel, "--port", "0", "--enable-auto-tool-choice"});
+  EXPECT_NE(tools, 0);
+  EXPECT_NE(tools_output.find("--enable-auto-tool-choice needs --tool-call-parser"), std::string::npos) << tools_output;
   const auto [bad, bad_output] = run_pair({"serve", std::string(MOESERVE_TEST_DATA_DIR) + "/nowhere"});
   EXPECT_NE(bad, 0);
   EXPECT_NE(bad_output.find("nowhere"), std::string::npos) << bad_output;

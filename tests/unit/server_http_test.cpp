@@ -279,6 +279,75 @@ TEST(ServerHttp, ReasoningParserSplitsTheAnswerWholeAndStreamed) {
   EXPECT_TRUE(content_only.json()["choices"][0]["message"]["reasoning"].is_null());
 }
 
+// --enable-auto-tool-choice --tool-call-parser hermes: the fake engine echoes the rendered prompt,
+// whose user message holds a <tool_call> block (max_tokens: one echo of the prompt, so the answer
+// holds the block once, whole): a request with tools gets it as tool_calls (finish_reason
+// "tool_calls"), the text before it as content, whole and streamed alike, with special tokens
+// kept in the text; without tools the answer stays content.
+TEST(ServerHttp, ToolCallParserTurnsMarkupIntoToolCalls) {
+  const json messages = json::array(
+      {{{"role", "user"}, {"content", R"(Weather? <tool_call>{"name": "get_weather", "arguments": {"city":"Paris"}}</tool_call>)"}}});
+  const json tools = json::array({{{"type", "function"},
+                                   {"function", {{"name", "get_weather"}, {"parameters", {{"type", "object"}}}}}}});
+  json request = {{"messages", messages}, {"max_tokens", 1}, {"tools", tools}};
+  std::string answer;  // the echo, unparsed, special tokens kept
+  {
+    ServerHarness plain;
+    json unparsed = request;
+    unparsed["skip_special_tokens"] = false;
+    HttpResult probe = plain.post("/v1/chat/completions", unparsed);
+    ASSERT_EQ(probe.status, 200) << probe.body;
+    request["max_tokens"] = unparsed["max_tokens"] = probe.json()["usage"]["prompt_tokens"];
+    HttpResult result = plain.post("/v1/chat/completions", unparsed);
+    ASSERT_EQ(result.status, 200) << result.body;
+    answer = result.json()["choices"][0]["message"]["content"].get<std::string>();
+  }
+  const size_t first = answer.find("<tool_call>");
+  ASSERT_NE(first, std::string::npos) << answer;
+  ASSERT_EQ(answer.find("<tool_call>", first + 1), std::string::npos) << answer;
+  ServerOptions options;
+  options.tool_call_parser = ToolCallParser::kHermes;
+  ServerHarness harness(options);
+  HttpResult whole = harness.post("/v1/chat/completions", request);
+  ASSERT_EQ(whole.status, 200) << whole.body;
+  EXPECT_FALSE(harness.engine.submitted().back().stop.skip_special_tokens);
+  const json choice = whole.json()["choices"][0];
+  EXPECT_EQ(choice["finish_reason"], "tool_calls");
+  EXPECT_EQ(choice["message"]["content"], answer.substr(0, first));
+  ASSERT_EQ(choice["message"]["tool_calls"].size(), 1u) << whole.body;
+  const json& call = choice["message"]["tool_calls"][0];
+  EXPECT_TRUE(call["id"].get<std::string>().starts_with("chatcmpl-tool-"));
+  EXPECT_EQ(call["type"], "function");
+  EXPECT_EQ(call["function"]["name"], "get_weather");
+  EXPECT_EQ(call["function"]["arguments"], R"({"city": "Paris"})");
+  json streamed_request = request;
+  streamed_request["stream"] = true;
+  HttpResult stream = harness.post("/v1/chat/completions", streamed_request);
+  ASSERT_EQ(stream.status, 200);
+  EXPECT_EQ(streamed_text(stream.body, "delta"), answer.substr(0, first));
+  json streamed_calls = json::array();
+  std::string finish;
+  for (const std::string& payload : sse_payloads(stream.body)) {
+    if (payload == "[DONE]") break;
+    const json chunk = json::parse(payload);
+    if (chunk["choices"].empty()) continue;
+    const json& c = chunk["choices"][0];
+    if (c.contains("delta") && c["delta"].contains("tool_calls")) streamed_calls = c["delta"]["tool_calls"];
+    if (c.contains("finish_reason") && !c["finish_reason"].is_null()) finish = c["finish_reason"];
+  }
+  EXPECT_EQ(finish, "tool_calls");
+  ASSERT_EQ(streamed_calls.size(), choice["message"]["tool_calls"].size());
+  EXPECT_EQ(streamed_calls[0]["index"], 0);
+  EXPECT_EQ(streamed_calls[0]["function"], choice["message"]["tool_calls"][0]["function"]);
+
+  json without_tools = request;
+  without_tools.erase("tools");
+  HttpResult plain = harness.post("/v1/chat/completions", without_tools);
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  EXPECT_EQ(plain.json()["choices"][0]["finish_reason"], "length");
+  EXPECT_FALSE(plain.json()["choices"][0]["message"].contains("tool_calls"));
+}
+
 TEST(ServerHttp, ChatDefaultMaxTokensIsWhatTheContextLeaves) {
   ServerHarness harness;
   const json messages = json::array({{{"role", "user"}, {"content", [] {

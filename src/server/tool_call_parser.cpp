@@ -1,0 +1,137 @@
+#include "server/tool_call_parser.h"
+
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
+
+#include "tokenizer/chat/value.h"
+
+namespace moeserve {
+namespace {
+
+constexpr std::string_view kHermesStart = "<tool_call>";
+constexpr std::string_view kHermesEnd = "</tool_call>";
+constexpr std::string_view kCallsBegin = "<｜tool▁calls▁begin｜>";
+constexpr std::string_view kCallBegin = "<｜tool▁call▁begin｜>";
+constexpr std::string_view kSep = "<｜tool▁sep｜>";
+constexpr std::string_view kCallEnd = "<｜tool▁call▁end｜>";
+
+std::string_view start_marker(ToolCallParser parser) {
+  return parser == ToolCallParser::kHermes ? kHermesStart : kCallsBegin;
+}
+
+std::string_view trim(std::string_view text) {
+  const auto space = [](char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; };
+  while (!text.empty() && space(text.front())) text.remove_prefix(1);
+  while (!text.empty() && space(text.back())) text.remove_suffix(1);
+  return text;
+}
+
+// hermes: the blocks after `calls` (the text from the first <tool_call>); false when one does
+// not parse.
+bool hermes_calls(std::string_view calls, std::vector<ToolCall>& out) {
+  for (size_t at = calls.find(kHermesStart); at != std::string_view::npos; at = calls.find(kHermesStart, at)) {
+    at += kHermesStart.size();
+    const size_t end = calls.find(kHermesEnd, at);
+    const std::string_view body = trim(calls.substr(at, end == std::string_view::npos ? std::string_view::npos : end - at));
+    const nlohmann::ordered_json call = nlohmann::ordered_json::parse(body, nullptr, false);
+    if (call.is_discarded() || !call.is_object() || !call.contains("name") || !call["name"].is_string()) return false;
+    const nlohmann::ordered_json arguments = call.value("arguments", nlohmann::ordered_json::object());
+    auto text = chat::to_json_text(chat::Value::from_json(arguments), chat::JsonDumpOptions{});
+    if (!text.ok()) return false;
+    out.push_back(ToolCall{call["name"].get<std::string>(), *text});
+    if (end == std::string_view::npos) break;
+    at = end + kHermesEnd.size();
+  }
+  return !out.empty();
+}
+
+// deepseek_v3 / deepseek_v31: each <｜tool▁call▁begin｜> ... <｜tool▁call▁end｜> of `calls`.
+bool deepseek_calls(std::string_view calls, bool v31, std::vector<ToolCall>& out) {
+  for (size_t at = calls.find(kCallBegin); at != std::string_view::npos; at = calls.find(kCallBegin, at)) {
+    at += kCallBegin.size();
+    const size_t end = calls.find(kCallEnd, at);
+    if (end == std::string_view::npos) return false;
+    const std::string_view body = calls.substr(at, end - at);
+    at = end + kCallEnd.size();
+    const size_t sep = body.find(kSep);
+    if (sep == std::string_view::npos) return false;
+    std::string_view head = body.substr(0, sep), rest = body.substr(sep + kSep.size());
+    ToolCall call;
+    if (v31) {
+      call.name = std::string(trim(head));
+      call.arguments = std::string(trim(rest));
+    } else {
+      // function<｜tool▁sep｜>NAME\n```json\nARGS\n```
+      const size_t newline = rest.find('\n');
+      const size_t fence = rest.find("```json");
+      const size_t close = rest.rfind("```");
+      if (trim(head) != "function" || newline == std::string_view::npos || fence == std::string_view::npos ||
+          close == std::string_view::npos || close <= fence) {
+        return false;
+      }
+      call.name = std::string(trim(rest.substr(0, newline)));
+      call.arguments = std::string(trim(rest.substr(fence + 7, close - fence - 7)));
+    }
+    if (call.name.empty()) return false;
+    out.push_back(std::move(call));
+  }
+  return !out.empty();
+}
+
+// The length of the longest suffix of `text` that is a proper prefix of `marker`.
+size_t partial_marker_suffix(std::string_view text, std::string_view marker) {
+  for (size_t n = std::min(text.size(), marker.size() - 1); n > 0; --n) {
+    if (text.substr(text.size() - n) == marker.substr(0, n)) return n;
+  }
+  return 0;
+}
+
+}  // namespace
+
+Result<ToolCallParser> parse_tool_call_parser(const std::string& name) {
+  if (name == "hermes") return ToolCallParser::kHermes;
+  if (name == "deepseek_v3") return ToolCallParser::kDeepseekV3;
+  if (name == "deepseek_v31") return ToolCallParser::kDeepseekV31;
+  return make_error("'{}' is not supported (supported: hermes, deepseek_v3, deepseek_v31)", name);
+}
+
+ToolCallSplit split_tool_calls(ToolCallParser parser, std::string_view answer) {
+  if (parser == ToolCallParser::kNone) return ToolCallSplit{std::string(answer), {}};
+  const size_t start = answer.find(start_marker(parser));
+  if (start == std::string_view::npos) return ToolCallSplit{std::string(answer), {}};
+  ToolCallSplit split{std::string(answer.substr(0, start)), {}};
+  const std::string_view calls = answer.substr(start);
+  const bool parsed = parser == ToolCallParser::kHermes ? hermes_calls(calls, split.calls)
+                                                        : deepseek_calls(calls, parser == ToolCallParser::kDeepseekV31,
+                                                                         split.calls);
+  if (!parsed) return ToolCallSplit{std::string(answer), {}};
+  return split;
+}
+
+std::string ToolCallStream::push(std::string_view text, bool last) {
+  held_ += text;
+  std::string content;
+  if (!in_calls_) {
+    const std::string_view marker = start_marker(parser_);
+    const size_t start = parser_ == ToolCallParser::kNone ? std::string::npos : held_.find(marker);
+    if (start != std::string::npos) {
+      content = held_.substr(0, start);
+      held_.erase(0, start);
+      in_calls_ = true;
+    } else {
+      const size_t keep = last || parser_ == ToolCallParser::kNone ? 0 : partial_marker_suffix(held_, marker);
+      content = held_.substr(0, held_.size() - keep);
+      held_.erase(0, held_.size() - keep);
+    }
+  }
+  if (last && in_calls_) {
+    ToolCallSplit split = split_tool_calls(parser_, held_);
+    content += split.content;  // the held markup itself when it did not parse
+    calls_ = std::move(split.calls);
+    held_.clear();
+  }
+  return content;
+}
+
+}  // namespace moeserve

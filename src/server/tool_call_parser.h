@@ -1,0 +1,54 @@
+// vLLM's --enable-auto-tool-choice --tool-call-parser: a chat answer's tool-call markup becomes
+// the message's `tool_calls` (finish_reason "tool_calls"), the text before it its `content`.
+//   hermes (Qwen2.5/Qwen3, Hermes): <tool_call>{"name": ..., "arguments": {...}}</tool_call> blocks
+//     (the last may be cut off); arguments re-serialised as Python's json.dumps writes them.
+//   deepseek_v3: <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME
+//     ```json ARGS ```<｜tool▁call▁end｜>...<｜tool▁calls▁end｜>, ARGS as written.
+//   deepseek_v31: the same without "function" and the json fence: <｜tool▁call▁begin｜>NAME<｜tool▁sep｜>ARGS<｜tool▁call▁end｜>.
+// Markup that does not parse leaves the whole answer content, as vLLM's parsers do. Streams hold
+// everything from the first marker to the end of the answer, then send the calls in one delta.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+
+namespace moeserve {
+
+enum class ToolCallParser { kNone, kHermes, kDeepseekV3, kDeepseekV31 };
+
+// The parser of a --tool-call-parser name; unknown names list the supported ones.
+Result<ToolCallParser> parse_tool_call_parser(const std::string& name);
+
+struct ToolCall {
+  std::string name;
+  std::string arguments;  // JSON text
+};
+
+struct ToolCallSplit {
+  std::string content;  // the text before the first call (the whole answer when none parsed)
+  std::vector<ToolCall> calls;
+};
+
+// A whole answer's split.
+ToolCallSplit split_tool_calls(ToolCallParser parser, std::string_view answer);
+
+// One streamed answer's split: content passes through until the parser's first marker, which
+// (and all after it) is held to the end.
+class ToolCallStream {
+ public:
+  explicit ToolCallStream(ToolCallParser parser) : parser_(parser) {}
+  // The content that can be sent now; `last`: the answer ends here, and calls() is final.
+  std::string push(std::string_view text, bool last);
+  const std::vector<ToolCall>& calls() const { return calls_; }
+
+ private:
+  ToolCallParser parser_;
+  std::string held_;
+  bool in_calls_ = false;
+  std::vector<ToolCall> calls_;
+};
+
+}  // namespace moeserve

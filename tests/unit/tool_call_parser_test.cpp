@@ -1,0 +1,89 @@
+// --tool-call-parser's split of a chat answer (server/tool_call_parser.h): each markup parsed into
+// calls, markup that does not parse left as content, and a stream cut anywhere sending the whole
+// answer's content and calls.
+#include "server/tool_call_parser.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace moeserve {
+namespace {
+
+MATCHER_P2(IsCall, name, arguments, "") { return arg.name == name && arg.arguments == arguments; }
+
+using ::testing::ElementsAre;
+
+TEST(ToolCallParser, HermesBlocksWithPythonJsonArguments) {
+  const ToolCallSplit split = split_tool_calls(
+      ToolCallParser::kHermes,
+      "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\":\"Paris\",\"days\":[1,2]}}\n"
+      "</tool_call>\n<tool_call>{\"name\":\"now\",\"arguments\":{}}</tool_call>");
+  EXPECT_EQ(split.content, "Let me check.\n");
+  EXPECT_THAT(split.calls, ElementsAre(IsCall("get_weather", R"({"city": "Paris", "days": [1, 2]})"), IsCall("now", "{}")));
+  // The last block cut off before its end tag still counts (vLLM's regex takes it).
+  EXPECT_THAT(split_tool_calls(ToolCallParser::kHermes, R"(<tool_call>{"name": "f", "arguments": {"x": "é"}})").calls,
+              ElementsAre(IsCall("f", R"({"x": "é"})")));
+}
+
+TEST(ToolCallParser, MarkupThatDoesNotParseStaysContent) {
+  for (const char* answer : {"<tool_call>{\"name\": \"f\", \"arguments\": {</tool_call>", "<tool_call>[1]</tool_call>",
+                             "<tool_call>{\"arguments\": {}}</tool_call>", "no calls at all"}) {
+    const ToolCallSplit split = split_tool_calls(ToolCallParser::kHermes, answer);
+    EXPECT_EQ(split.content, answer);
+    EXPECT_TRUE(split.calls.empty()) << answer;
+  }
+  EXPECT_TRUE(split_tool_calls(ToolCallParser::kNone, R"(<tool_call>{"name": "f"}</tool_call>)").calls.empty());
+}
+
+TEST(ToolCallParser, DeepseekV3AndV31Markup) {
+  const ToolCallSplit v3 = split_tool_calls(
+      ToolCallParser::kDeepseekV3,
+      "Sure.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n{\"city\": "
+      "\"Paris\"}\n```<｜tool▁call▁end｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>now\n```json\n{}\n```"
+      "<｜tool▁call▁end｜><｜tool▁calls▁end｜>");
+  EXPECT_EQ(v3.content, "Sure.");
+  EXPECT_THAT(v3.calls, ElementsAre(IsCall("get_weather", R"({"city": "Paris"})"), IsCall("now", "{}")));
+  const ToolCallSplit v31 = split_tool_calls(
+      ToolCallParser::kDeepseekV31,
+      "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{\"city\": \"Paris\"}<｜tool▁call▁end｜>"
+      "<｜tool▁calls▁end｜>");
+  EXPECT_EQ(v31.content, "");
+  EXPECT_THAT(v31.calls, ElementsAre(IsCall("get_weather", R"({"city": "Paris"})")));
+  // A call without its end marker (the answer cut off) does not parse.
+  const std::string cut = "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>{}";
+  EXPECT_EQ(split_tool_calls(ToolCallParser::kDeepseekV31, cut).content, cut);
+}
+
+TEST(ToolCallParser, EveryStreamCutSendsTheWholeAnswersSplit) {
+  const std::vector<std::pair<ToolCallParser, std::string>> cases = {
+      {ToolCallParser::kHermes, "Hi <tool_c <tool_call>{\"name\": \"f\", \"arguments\": {\"a\": 1}}</tool_call> tail"},
+      {ToolCallParser::kHermes, "text ending in a partial <tool_ca"},
+      {ToolCallParser::kHermes, "<tool_call>not json</tool_call>"},
+      {ToolCallParser::kDeepseekV31, "ok<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>{}<｜tool▁call▁end｜>"},
+  };
+  for (const auto& [parser, answer] : cases) {
+    const ToolCallSplit whole = split_tool_calls(parser, answer);
+    for (size_t at = 0; at <= answer.size(); ++at) {
+      ToolCallStream stream(parser);
+      std::string content = stream.push(answer.substr(0, at), false);
+      content += stream.push(answer.substr(at), true);
+      EXPECT_EQ(content, whole.content) << answer << " cut at " << at;
+      ASSERT_EQ(stream.calls().size(), whole.calls.size()) << answer << " cut at " << at;
+      for (size_t i = 0; i < whole.calls.size(); ++i) {
+        EXPECT_EQ(stream.calls()[i].name, whole.calls[i].name);
+        EXPECT_EQ(stream.calls()[i].arguments, whole.calls[i].arguments);
+      }
+    }
+  }
+}
+
+TEST(ToolCallParser, NamesAsVllm) {
+  EXPECT_EQ(parse_tool_call_parser("hermes").value(), ToolCallParser::kHermes);
+  EXPECT_EQ(parse_tool_call_parser("deepseek_v3").value(), ToolCallParser::kDeepseekV3);
+  EXPECT_EQ(parse_tool_call_parser("deepseek_v31").value(), ToolCallParser::kDeepseekV31);
+  EXPECT_THAT(parse_tool_call_parser("mistral").error().message,
+              ::testing::HasSubstr("supported: hermes, deepseek_v3, deepseek_v31"));
+}
+
+}  // namespace
+}  // namespace moeserve
