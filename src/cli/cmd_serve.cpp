@@ -4,6 +4,7 @@
 // SIGINT/SIGTERM shut the server down gracefully (HttpServer::stop_on_signals, --shutdown-timeout)
 // and exit 0. A vLLM flag moeserve does not
 // implement yet is refused by name, never ignored.
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <string>
@@ -17,6 +18,7 @@
 #include "cli/multi_node_flags.h"
 #include "model/config.h"
 #include "plan/memory_model.h"
+#include "runtime/engine_failure.h"
 #include "runtime/headless_node.h"
 #include "server/http_server.h"
 #include "server/live_stats.h"
@@ -113,9 +115,17 @@ void run_serve(ServeArgs& args, const std::vector<std::string>& extras) {
   HttpServer server(server_options, engine, registry, std::move(live));
   if (auto started = server.start(); !started.ok()) fail(started.error().message);
   server.stop_on_signals();
+  set_engine_failure_handler([&server](const std::string& reason) { server.end_for_engine_failure(reason); });
   spdlog::info("serving {} on http://{}:{} (OpenAI API under /v1{})", server_options.served_model_names.front(),
                server_options.host, server.port(), server_options.enable_webui ? ", live page at /" : "");
   server.run();
+  if (const auto failure = engine_failure()) {
+    // The requests in flight have had their 503; the engine thread is stuck in the failed step.
+    spdlog::critical("the engine failed ({}): exiting with status 1", *failure);
+    spdlog::default_logger()->flush();
+    std::_Exit(1);
+  }
+  set_engine_failure_handler(nullptr);
   setup->stop();
   spdlog::info("stopped");
 }

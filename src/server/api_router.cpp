@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "base/text_file.h"
+#include "runtime/engine_failure.h"
 #include "server/openai_responses.h"
 #include "server/webui_assets.h"
 
@@ -176,7 +177,11 @@ std::optional<RouteOutcome> ApiRouter::route_at_once(const HttpRequest& request)
     return respond(std::move(response));
   }
   const std::string_view path = match->path;
-  if (path == "/health") return respond(text_response(200, "", ""));
+  if (path == "/health") {
+    // vLLM answers 503 once its engine is dead.
+    if (const auto failure = engine_failure()) return respond(error_response(service_unavailable(*failure)));
+    return respond(text_response(200, "", ""));
+  }
   if (path == "/v1/models") return respond(models());
   if (path == "/version") return respond(version());
   if (path == "/metrics") return respond(metrics());

@@ -130,8 +130,16 @@ std::vector<std::shared_ptr<HttpSession>> HttpServer::live_sessions() const {
   return live;
 }
 
+void HttpServer::end_for_engine_failure(const std::string& reason) {
+  asio::post(io_, [this, reason] {
+    draining_ = true;
+    stop_not_before_ = std::chrono::steady_clock::now() + kFailureGrace;
+    end_requests(service_unavailable("the engine failed: " + reason));
+  });
+}
+
 void HttpServer::begin_graceful_shutdown() {
-  if (draining_) return end_requests();  // a second signal: no more waiting
+  if (draining_) return end_requests(service_unavailable("the server is shutting down"));  // a second signal
   draining_ = true;
   boost::system::error_code ignored;
   acceptor_.close(ignored);
@@ -154,23 +162,25 @@ void HttpServer::begin_graceful_shutdown() {
 void HttpServer::wait_for_requests(std::chrono::steady_clock::time_point deadline) {
   bool busy = false;
   for (auto& session : live_sessions()) busy = busy || session->busy();
-  if (!busy || std::chrono::steady_clock::now() >= deadline) return end_requests();
+  if (!busy || std::chrono::steady_clock::now() >= deadline) {
+    return end_requests(service_unavailable("the server is shutting down"));
+  }
   drain_timer_.expires_after(std::chrono::milliseconds(20));
   drain_timer_.async_wait([this, deadline](boost::system::error_code ec) {
     if (!ec) wait_for_requests(deadline);
   });
 }
 
-void HttpServer::end_requests() {
+void HttpServer::end_requests(const ApiError& error) {
   drain_timer_.cancel();
-  const ApiError error = service_unavailable("the server is shutting down");
   for (auto& session : live_sessions()) session->end_for_shutdown(error);
   // Their last bytes (and the clients' closes) get a moment before everything is torn down.
-  wait_for_connections(std::chrono::steady_clock::now() + std::chrono::seconds(3));
+  wait_for_connections(std::max(stop_not_before_, std::chrono::steady_clock::now() + std::chrono::seconds(3)));
 }
 
 void HttpServer::wait_for_connections(std::chrono::steady_clock::time_point deadline) {
-  if (live_sessions().empty() || std::chrono::steady_clock::now() >= deadline) return stop();
+  const auto now = std::chrono::steady_clock::now();
+  if ((live_sessions().empty() && now >= stop_not_before_) || now >= deadline) return stop();
   drain_timer_.expires_after(std::chrono::milliseconds(20));
   drain_timer_.async_wait([this, deadline](boost::system::error_code ec) {
     if (!ec) wait_for_connections(deadline);

@@ -28,6 +28,7 @@
 #include "base/result.h"
 #include "engine/engine_client.h"
 #include "metrics/metrics_registry.h"
+#include "server/errors.h"
 #include "server/live_feed.h"
 #include "server/server_options.h"
 
@@ -63,6 +64,11 @@ class HttpServer {
   // stop(), so run() returns and the caller can stop the engine and exit 0). A second signal
   // ends the requests in flight at once. Call after start(), before run().
   void stop_on_signals();
+  // The engine cannot go on (runtime/engine_failure.h): every request in flight ends with 503 and
+  // `reason` (a stream: an error event, then [DONE]), /health answers 503 for kFailureGrace (load
+  // balancers see it), and the server stops once those answers are out, so run() returns.
+  // Thread-safe.
+  void end_for_engine_failure(const std::string& reason);
   int port() const { return port_; }
   // Open live-page streams (/live) as of the feed's last tick; 0 with the web UI off.
   size_t live_subscribers() const { return live_feed_ ? live_feed_->num_subscribers() : 0; }
@@ -76,7 +82,7 @@ class HttpServer {
   // Graceful shutdown (io thread): wait for busy sessions, end the rest, wait for their bytes.
   void begin_graceful_shutdown();
   void wait_for_requests(std::chrono::steady_clock::time_point deadline);
-  void end_requests();
+  void end_requests(const ApiError& error);
   void wait_for_connections(std::chrono::steady_clock::time_point deadline);
   std::vector<std::shared_ptr<HttpSession>> live_sessions() const;
 
@@ -88,6 +94,8 @@ class HttpServer {
   boost::asio::steady_timer accept_retry_{io_};
   boost::asio::steady_timer drain_timer_{io_};
   bool draining_ = false;  // io thread only
+  static constexpr std::chrono::seconds kFailureGrace{2};
+  std::chrono::steady_clock::time_point stop_not_before_{};  // io thread only
   boost::asio::signal_set signals_{io_};
   std::shared_ptr<IoDispatcher> dispatcher_;
   std::unique_ptr<ApiRouter> router_;

@@ -3,8 +3,8 @@
 // `generate` greedy on the KJV demo model (-tp 2, -dp 2 --enable-expert-parallel, and the latter
 // with EPLB rearranging every few steps), and on every fixture model the `logits` of a token
 // sequence within 1e-4 of one rank's, with the same greedy token in every row, plus `generate`
-// greedy identical. A worker killed mid-serve ends the server with status 1 and the reason, and
-// the in-flight request fails rather than hangs.
+// greedy identical. A worker killed mid-serve ends the requests in flight with 503 (and /health
+// answers 503), then the server with status 1 and the reason; nothing hangs.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -202,32 +202,47 @@ TEST(MpCli, KilledWorkerEndsTheServerWithTheReason) {
     HttpClient client(server.port());
     EXPECT_EQ(client.request("GET", "/health").status, 200);
   }
-  // A long request in flight, then rank 1's worker dies.
-  auto request = std::async(std::launch::async, [&] {
-    try {
-      HttpClient client(server.port());
-      const HttpResult result = client.request("POST", "/v1/completions",
-                                               nlohmann::json{{"model", testing::demo_model()},
-                                                              {"prompt", "And God said"},
-                                                              {"max_tokens", 4000},
-                                                              {"ignore_eos", true},
-                                                              {"stream", true}}
-                                                   .dump());
-      return result.status;
-    } catch (const std::exception&) {
-      return -1;  // the connection ended without a complete response
-    }
-  });
+  // Two long requests in flight, one streamed, then rank 1's worker dies: each ends with 503 (the
+  // stream with an error event) within 10 s, and the server exits 1 with the reason.
+  const auto long_request = [&](bool stream) {
+    return std::async(std::launch::async, [&, stream]() -> HttpResult {
+      try {
+        HttpClient client(server.port());
+        return client.request("POST", "/v1/completions",
+                              nlohmann::json{{"model", testing::demo_model()},
+                                             {"prompt", "And God said"},
+                                             {"max_tokens", 4000},
+                                             {"ignore_eos", true},
+                                             {"stream", stream}}
+                                  .dump());
+      } catch (const std::exception&) {
+        return HttpResult{.status = -1};  // the connection ended without a complete response
+      }
+    });
+  };
+  auto whole = long_request(false);
+  auto streamed = long_request(true);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   const auto killed_at = std::chrono::steady_clock::now();
   ASSERT_EQ(::kill(workers[1], SIGKILL), 0);
+  ASSERT_EQ(whole.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  const HttpResult answer = whole.get();
+  EXPECT_EQ(answer.status, 503) << answer.body;
+  EXPECT_NE(answer.body.find("was killed by signal 9"), std::string::npos) << answer.body;
+  {
+    HttpClient client(server.port());  // the server answers for 2 s more before it exits
+    EXPECT_EQ(client.request("GET", "/health").status, 503);
+  }
+  ASSERT_EQ(streamed.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  const HttpResult stream = streamed.get();
+  EXPECT_EQ(stream.status, 200);  // the stream had begun
+  EXPECT_NE(stream.body.find("the engine failed"), std::string::npos) << stream.body;
+  EXPECT_NE(stream.body.find("data: [DONE]"), std::string::npos) << stream.body;
   const int status = server.wait_exit(std::chrono::seconds(10));
   EXPECT_LE(std::chrono::steady_clock::now() - killed_at, std::chrono::seconds(10));
   EXPECT_EQ(status, 1) << server.output();
   EXPECT_NE(server.output().find("was killed by signal 9"), std::string::npos) << server.output();
   EXPECT_NE(server.output().find("the engine cannot go on, exiting"), std::string::npos) << server.output();
-  ASSERT_EQ(request.wait_for(std::chrono::seconds(10)), std::future_status::ready);
-  EXPECT_NE(request.get(), 200);
   // No worker outlives the engine.
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_NE(::kill(workers[0], 0), 0) << "rank 0's worker is still running";

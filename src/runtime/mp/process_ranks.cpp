@@ -24,6 +24,7 @@
 #include "comm/gloo/tcp_store.h"
 #include "model/config.h"
 #include "base/text_file.h"
+#include "runtime/engine_failure.h"
 #include "runtime/mp/peer_monitor.h"
 #include "runtime/mp/wire.h"
 #include "runtime/mp/worker_spec.h"
@@ -217,8 +218,9 @@ class ProcessRanks final : public RankExecutor {
   }
 
   // A rank failed: the group cannot go on (the other ranks would wait for it in their
-  // collectives). Says why, ends the workers and the process. (The workers of other nodes are
-  // ended by their node, which sees the rendezvous store close with this process.)
+  // collectives). Says why, ends the workers, then the process (fail_engine: serve first answers
+  // the requests in flight and /health with 503). (The workers of other nodes are ended by their
+  // node, which sees the rendezvous store close with this process.)
   [[noreturn]] void fail(const std::string& why) {
     spdlog::critical("--distributed-executor-backend mp: {}; the engine cannot go on, exiting", why);
     spdlog::default_logger()->flush();
@@ -228,7 +230,7 @@ class ProcessRanks final : public RankExecutor {
     for (pid_t pid : pids_) {
       if (pid > 0) waitpid(pid, nullptr, 0);
     }
-    std::_Exit(1);
+    fail_engine(why);
   }
 
   void shutdown() {
