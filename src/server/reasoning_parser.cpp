@@ -1,20 +1,12 @@
 #include "server/reasoning_parser.h"
 
-#include <algorithm>
+#include "server/stream_markers.h"
 
 namespace moeserve {
 namespace {
 
 constexpr std::string_view kStart = "<think>";
 constexpr std::string_view kEnd = "</think>";
-
-// The length of the longest suffix of `text` that is a proper prefix of `marker`.
-size_t partial_marker_suffix(std::string_view text, std::string_view marker) {
-  for (size_t n = std::min(text.size(), marker.size() - 1); n > 0; --n) {
-    if (text.substr(text.size() - n) == marker.substr(0, n)) return n;
-  }
-  return 0;
-}
 
 bool ends_with_start_marker(std::string_view prompt) {
   while (!prompt.empty() && (prompt.back() == '\n' || prompt.back() == ' ')) prompt.remove_suffix(1);

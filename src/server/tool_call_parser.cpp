@@ -1,9 +1,8 @@
 #include "server/tool_call_parser.h"
 
-#include <algorithm>
-
 #include <nlohmann/json.hpp>
 
+#include "server/stream_markers.h"
 #include "tokenizer/chat/value.h"
 
 namespace moeserve {
@@ -77,14 +76,6 @@ bool deepseek_calls(std::string_view calls, bool v31, std::vector<ToolCall>& out
     out.push_back(std::move(call));
   }
   return !out.empty();
-}
-
-// The length of the longest suffix of `text` that is a proper prefix of `marker`.
-size_t partial_marker_suffix(std::string_view text, std::string_view marker) {
-  for (size_t n = std::min(text.size(), marker.size() - 1); n > 0; --n) {
-    if (text.substr(text.size() - n) == marker.substr(0, n)) return n;
-  }
-  return 0;
 }
 
 }  // namespace
