@@ -338,8 +338,7 @@ SplitSums DecoderLoop::mla(Step& step, int layer_idx, Act x, float* out) const {
 
 const int32_t* DecoderLoop::index_keys(Step& step, int layer_idx, const float* q_latent, float* compressed,
                                        const RopeArgs& rope_key) const {
-  StepBackend& b = step.backend;
-  const Span span(b, "attn.indexer");
+  StepBackend& b = step.backend;  // (inside mla()'s "attn.mla" span: profiles keep spans unnested)
   const MlaConfig& m = *config_.mla;
   const IndexerConfig& ix = *m.indexer;
   const MlaWeights& w = weights_.layers[layer_idx].mla;

@@ -9,11 +9,15 @@
 namespace moeserve::cuda {
 
 void OpProfile::begin(const char* name, void* stream) {
+  open_.push_back(spans_.size());
   spans_.push_back(Span{name, std::make_unique<EventTimer>()});
   spans_.back().timer->start(stream);
 }
 
-void OpProfile::end(void* stream) { spans_.back().timer->stop(stream); }
+void OpProfile::end(void* stream) {
+  spans_[open_.back()].timer->stop(stream);
+  open_.pop_back();
+}
 
 std::vector<std::pair<std::string, double>> OpProfile::totals() const {
   std::vector<std::pair<std::string, double>> out;

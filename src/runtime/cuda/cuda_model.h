@@ -64,6 +64,8 @@ bool experts_stream(const ModelConfig& config, int tokens);
 // is attached to a runner: what `bench latency` reports per kernel. Not for production steps.
 class OpProfile {
  public:
+  // Spans may nest (end() closes the innermost open one), but a nested span's time is also in its
+  // parent's, so the decoder loop keeps its spans apart (bench's shares add up to the step).
   void begin(const char* name, void* stream);
   void end(void* stream);
   // (name, seconds summed over its spans) in first-seen order; waits for the events.
@@ -75,6 +77,7 @@ class OpProfile {
     std::unique_ptr<EventTimer> timer;
   };
   std::vector<Span> spans_;
+  std::vector<size_t> open_;  // spans_ indices begun and not yet ended, innermost last
 };
 
 // Times the ops queued during its lifetime under `name` when a profile is attached.
