@@ -1,6 +1,7 @@
 // CPU reference: DeepSeek-V3.2's lightning indexer. One query row per work item: its score
 // against every key of its sequence up to its position (the formula in ops.h), then the topk
-// largest by partial sort, their positions written in ascending order.
+// largest by partial sort, their positions written in ascending order; a row with at most topk
+// keys keeps them all unscored.
 #include <algorithm>
 #include <utility>
 #include <vector>
@@ -15,6 +16,11 @@ void indexer_topk(ExecContext& ctx, const IndexerArgs& args) {
     std::vector<std::pair<float, int32_t>> scored;  // (score, key position)
     for (size_t row = begin; row < end; ++row) {
       const int position = args.positions[row];
+      int32_t* out = args.out + static_cast<int64_t>(row) * args.topk;
+      if (position < args.topk) {  // every key is kept: no score decides anything
+        for (int i = 0; i < args.topk; ++i) out[i] = i <= position ? i : -1;
+        continue;
+      }
       const int32_t* block_table = args.block_tables + args.table_offsets[row];
       const float* q = args.q + static_cast<int64_t>(row) * args.q_stride;
       const float* w = args.weights + static_cast<int64_t>(row) * args.weights_stride;
@@ -36,7 +42,6 @@ void indexer_topk(ExecContext& ctx, const IndexerArgs& args) {
       std::partial_sort(scored.begin(), scored.begin() + kept, scored.end(), [](const auto& a, const auto& b) {
         return a.first > b.first || (a.first == b.first && a.second < b.second);
       });
-      int32_t* out = args.out + static_cast<int64_t>(row) * args.topk;
       for (int i = 0; i < kept; ++i) out[i] = scored[static_cast<size_t>(i)].second;
       std::sort(out, out + kept);
       std::fill(out + kept, out + args.topk, -1);

@@ -2,8 +2,9 @@
 // keys in tiles, each key's score by one warp (lanes over head_dim, the heads in turn, the query
 // read through L1), written beside the best kept so far into a shared buffer of kBuffer (score,
 // position) pairs that a bitonic sort orders as the CPU does (score descending, then position
-// ascending), the first topk kept; at the end the kept positions sorted ascending. Exact but
-// SIMT: a long context costs one sort of the buffer per tile of kBuffer - topk keys.
+// ascending), the first topk kept; at the end the kept positions sorted ascending. A row with at
+// most topk keys keeps them all unscored. Exact but SIMT: a longer context costs one sort of the
+// buffer per tile of kBuffer - topk keys.
 #include <climits>
 
 #include "kernels/cuda/common.cuh"
@@ -50,6 +51,11 @@ __global__ void __launch_bounds__(kThreads) indexer_topk_kernel(IndexerArgs args
   const int warp = threadIdx.x >> 5;
   const int lane = threadIdx.x & 31;
   const int last = args.positions[row];
+  int32_t* out = args.out + static_cast<int64_t>(row) * args.topk;
+  if (last < args.topk) {  // every key is kept: no score decides anything
+    for (int i = threadIdx.x; i < args.topk; i += kThreads) out[i] = i <= last ? i : -1;
+    return;
+  }
   const int32_t* table = args.block_tables + args.table_offsets[row];
   const float* q = args.q + row * args.q_stride;
   const float* w = args.weights + row * args.weights_stride;
@@ -85,7 +91,6 @@ __global__ void __launch_bounds__(kThreads) indexer_topk_kernel(IndexerArgs args
   for (int i = kept + threadIdx.x; i < kBuffer; i += kThreads) position[i] = INT_MAX;
   __syncthreads();
   bitonic_sort(score, position, false);
-  int32_t* out = args.out + static_cast<int64_t>(row) * args.topk;
   for (int i = threadIdx.x; i < args.topk; i += kThreads) out[i] = i < kept ? position[i] : -1;
 }
 
