@@ -324,7 +324,8 @@ struct MlaPrefillArgs {
   int first_row = 0;
   int count = 0;
   int begin = 0;
-  const float* cache = nullptr;          // the layer's [blocks × block_size, rank + rope]
+  const float* cache = nullptr;          // the layer's [blocks × block_size, entry_size]
+  int entry_size = 0;                    // floats per cache entry, [c | k_pe | ...] (0: rank + rope)
   int block_size = 0;
   const int32_t* block_table = nullptr;  // the sequence's ceil(ctx / block_size) blocks
   const float* kv_b = nullptr;           // [H (nope + value), rank] float32

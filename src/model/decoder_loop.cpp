@@ -306,7 +306,7 @@ SplitSums DecoderLoop::mla(Step& step, int layer_idx, Act x, float* out) const {
   // rows, short chunks) absorbed together.
   int run_first = 0, run_rows = 0;
   for (const StepPiece& piece : step.in.pieces) {
-    if (piece.count < min_plain_rows_) {
+    if (!plain_piece(piece)) {
       if (run_rows == 0) run_first = piece.first_row;
       run_rows += piece.count;
       continue;
@@ -323,6 +323,7 @@ SplitSums DecoderLoop::mla(Step& step, int layer_idx, Act x, float* out) const {
                                                 .count = piece.count,
                                                 .begin = piece.begin,
                                                 .cache = step.kv.layers[layer_idx],
+                                                .entry_size = step.kv.entry_size,
                                                 .block_size = step.kv.block_size,
                                                 .block_table = step.in.block_tables + piece.table_offset,
                                                 .kv_b = w.kv_b,
@@ -401,15 +402,22 @@ SplitSums DecoderLoop::output_projection(Step& step, const float* attended, cons
   return SplitSums{out, 1, 0};
 }
 
+bool DecoderLoop::plain_piece(const StepPiece& piece) const {
+  if (piece.count < min_plain_rows_) return false;
+  // Sparse attention (V3.2): only while every row keeps every key (its context within
+  // index_topk, so the attention is dense); otherwise absorbed over the chosen keys, as vLLM's.
+  const auto& indexer = config_.mla->indexer;
+  return !indexer || piece.begin + piece.count <= indexer->topk;
+}
+
 bool DecoderLoop::mla_plain_prefill(const Step& step, const MlaDims& dims) const {
   // The largest plain piece's workspace must fit what the arena has left (the attended rows are
   // allocated already); otherwise the absorbed form, which needs no context-sized buffers, runs.
-  // Sparse attention (V3.2) runs absorbed only, as vLLM's.
-  if (mla_mode_ == MlaMode::kAbsorbed || config_.mla->indexer) return false;
+  if (mla_mode_ == MlaMode::kAbsorbed) return false;
   size_t most = 0;
   bool any = false;
   for (const StepPiece& piece : step.in.pieces) {
-    if (piece.count < min_plain_rows_) continue;
+    if (!plain_piece(piece)) continue;
     any = true;
     const int ctx = piece.begin + piece.count;
     most = std::max(most, step.backend.mla_prefill_workspace_floats(

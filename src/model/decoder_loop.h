@@ -74,6 +74,8 @@ class DecoderLoop {
   ops::SplitSums output_projection(Step& step, const float* attended, const Projection& o, float* out) const;
   // Whether this step's MLA attention runs in the plain form (the pieces' workspaces fit).
   bool mla_plain_prefill(const Step& step, const ops::MlaDims& dims) const;
+  // Whether a piece of MLA rows runs in the plain form (mla_plain_prefill's per-piece rule).
+  bool plain_piece(const StepPiece& piece) const;
   // then (or null): the residual add + RMSNorm that follows the block, fused into its combine.
   void moe(Step& step, int layer_idx, Act x, float* out, const ops::RmsNormArgs* then) const;
   // The MoE block with expert parallelism: out [tokens, hidden] = the whole block's output

@@ -440,8 +440,10 @@ TEST_F(CudaOpsTest, IndexerSparseAttentionAndLayerNorm) {
 // a chunk after cached context, and query tiles smaller than the piece (several score tiles).
 TEST_F(CudaOpsTest, MlaPrefillPlainFormMatchesTheCpuOp) {
   const int block_size = 16, num_blocks = 24;
-  for (auto [heads, rank, rope_dim, nope, value] : {std::tuple{4, 32, 8, 16, 16}, {3, 48, 6, 10, 12}}) {
-    const int entry = rank + rope_dim;
+  // extra: floats after [c | k_pe] in each cache entry (DeepSeek-V3.2's index key).
+  for (auto [heads, rank, rope_dim, nope, value, extra] :
+       {std::tuple{4, 32, 8, 16, 16, 0}, {3, 48, 6, 10, 12, 0}, {4, 32, 8, 16, 16, 16}}) {
+    const int entry = rank + rope_dim + extra;
     PagedBatch batch = make_batch({{40, 40}, {70, 24}}, block_size, num_blocks, rng_);
     auto cache = random_floats(size_t(num_blocks) * block_size * entry);
     auto q = random_floats(size_t(batch.tokens) * heads * (nope + rope_dim));
@@ -460,6 +462,7 @@ TEST_F(CudaOpsTest, MlaPrefillPlainFormMatchesTheCpuOp) {
                                .count = seq.num_query,
                                .begin = begin,
                                .cache = cache.data(),
+                               .entry_size = entry,
                                .block_size = block_size,
                                .block_table = seq.block_table.data(),
                                .kv_b = kv_b.data(),
@@ -476,7 +479,7 @@ TEST_F(CudaOpsTest, MlaPrefillPlainFormMatchesTheCpuOp) {
       args.out = out;
       cuda::mla_prefill_attention(exec_, args);
     }
-    EXPECT_LT(relative_error(download(out, expected.size()), expected), 1e-5) << heads << " heads";
+    EXPECT_LT(relative_error(download(out, expected.size()), expected), 1e-5) << heads << " heads, " << extra << " extra";
   }
 }
 

@@ -1,7 +1,7 @@
 // CPU reference: MLA attention of one prefill piece in the plain (up-projected) form, composed
 // of the tensor ops — the piece's context latents gathered from the paged cache (kv_gather),
 // expanded into per-head keys and values by kv_b (linear), then causal attention_dense:
-//   latent [ctx, r + dr]     = cache rows of the sequence
+//   latent [ctx, entry]      = cache rows of the sequence ([c (r) | k_pe (dr) | ...])
 //   kv     [ctx, H, dn + dv] = latent[:, :r] · kv_bᵀ          (k_nope | v per head)
 //   k      [ctx, H, dn + dr] = [k_nope | k_pe] (k_pe shared by every head)
 //   out    [count, H, dv]    = attention_dense(q rows of the piece, k, v)
@@ -15,7 +15,7 @@ namespace moeserve::ops {
 void mla_prefill_attention(ExecContext& ctx, const MlaPrefillArgs& args) {
   const MlaDims& d = args.dims;
   const int context = args.begin + args.count;
-  const int entry = d.rank + d.rope;
+  const int entry = args.entry_size != 0 ? args.entry_size : d.rank + d.rope;  // [c | k_pe | ...]
   const int64_t heads = d.heads;
   const int64_t qk = d.nope + d.rope;
   const PagedKvLayer kv{.data = const_cast<float*>(args.cache),

@@ -22,13 +22,14 @@ namespace moeserve::cuda {
 
 namespace {
 
-// latent[r] = cache entry of context row r (block_table[r / block_size], slot r % block_size).
-__global__ void gather_latents_kernel(const float* cache, int block_size, const int32_t* block_table, int entry,
-                                      int ctx, float* latent) {
+// latent[r] [entry] = the first entry floats of the cache entry ([cache_entry]) of context row r
+// (block_table[r / block_size], slot r % block_size).
+__global__ void gather_latents_kernel(const float* cache, int block_size, const int32_t* block_table,
+                                      int cache_entry, int entry, int ctx, float* latent) {
   const int row = blockIdx.x;
   if (row >= ctx) return;
   const int64_t slot = int64_t(block_table[row / block_size]) * block_size + row % block_size;
-  const float* src = cache + slot * entry;
+  const float* src = cache + slot * cache_entry;
   for (int i = threadIdx.x; i < entry; i += blockDim.x) latent[int64_t(row) * entry + i] = src[i];
 }
 
@@ -96,7 +97,9 @@ void mla_prefill_attention(const GpuExec& exec, const MlaPrefillArgs& args) {
   float* scores = kv + size_t(ctx) * kv_width;
   const cudaStream_t stream = stream_of(exec);
   auto* blas = static_cast<cublasHandle_t>(exec.blas);
-  gather_latents_kernel<<<ctx, 128, 0, stream>>>(args.cache, args.block_size, args.block_table, entry, ctx, latent);
+  const int cache_entry = args.entry_size != 0 ? args.entry_size : entry;  // V3.2: the index key follows
+  gather_latents_kernel<<<ctx, 128, 0, stream>>>(args.cache, args.block_size, args.block_table, cache_entry, entry, ctx,
+                                                 latent);
   check_launch("mla_prefill_attention (gather)");
   const float one = 1.0f, zero = 0.0f;
   // Column-major: kvᵀ [kv_width, ctx] = kv_b (col-major [r, kv_width])ᵀ · latentᵀ[:r] ([r, ctx], ld entry).
