@@ -49,6 +49,21 @@ constexpr const char* kSupported =
     "--data-parallel-start-rank, --data-parallel-address, --data-parallel-rpc-port, --headless, --api-server-count, "
     "--log-level, --revision, --download-dir, --shutdown-timeout, --no-webui";
 
+// An option whose value is a name `parse` turns into `target` (a parser kind); a name it refuses
+// is a usage error with its message.
+template <typename T>
+void add_named_option(CLI::App& command, const char* flag, T& target, Result<T> (*parse)(const std::string&),
+                      const char* help) {
+  command.add_option_function<std::string>(
+      flag,
+      [flag, &target, parse](const std::string& name) {
+        auto parsed = parse(name);
+        if (!parsed.ok()) throw CLI::ValidationError(flag, parsed.error().message);
+        target = *parsed;
+      },
+      help);
+}
+
 }  // namespace
 
 void SchedulingFlags::add_to(CLI::App& command) {
@@ -104,25 +119,14 @@ void ServeFlags::add_to(CLI::App& command) {
           },
           "KEY"));
   command.add_option("--chat-template", chat_template, "Jinja chat template file (default: the tokenizer's)");
-  command.add_option_function<std::string>(
-      "--reasoning-parser",
-      [this](const std::string& name) {
-        auto parser = parse_reasoning_parser(name);
-        if (!parser.ok()) throw CLI::ValidationError("--reasoning-parser", parser.error().message);
-        reasoning_parser = *parser;
-      },
-      "Split chat answers' <think>...</think> into the message's `reasoning` (and `reasoning_content`): "
-      "deepseek_r1, qwen3, deepseek_v3 (thinking when chat_template_kwargs.thinking is true)");
+  add_named_option(command, "--reasoning-parser", reasoning_parser, parse_reasoning_parser,
+                   "Split chat answers' <think>...</think> into the message's `reasoning` (and "
+                   "`reasoning_content`): deepseek_r1, qwen3, deepseek_v3 (thinking when "
+                   "chat_template_kwargs.thinking is true)");
   command.add_flag("--enable-auto-tool-choice", enable_auto_tool_choice,
                    "Parse tool calls out of chat answers to requests with tools (needs --tool-call-parser)");
-  command.add_option_function<std::string>(
-      "--tool-call-parser",
-      [this](const std::string& name) {
-        auto parser = parse_tool_call_parser(name);
-        if (!parser.ok()) throw CLI::ValidationError("--tool-call-parser", parser.error().message);
-        tool_call_parser = *parser;
-      },
-      "The tool-call markup to parse: hermes (Qwen2.5/Qwen3), deepseek_v3, deepseek_v31");
+  add_named_option(command, "--tool-call-parser", tool_call_parser, parse_tool_call_parser,
+                   "The tool-call markup to parse: hermes (Qwen2.5/Qwen3), deepseek_v3, deepseek_v31");
   command.add_flag("--disable-log-requests", disable_log_requests, "Do not log each request");
   command.add_option("--max-waiting-requests", max_waiting_requests,
                      "Waiting sequences at most (prompts x n per request); beyond, 503 with Retry-After (0: no bound)")
