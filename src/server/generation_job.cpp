@@ -231,15 +231,17 @@ HttpResponse GenerationJob::final_response() const {
     const Choice& choice = choices_[idx];
     Json entry;
     entry["index"] = idx;
+    bool called = false;  // tool calls parsed out of the answer
     if (spec_.kind == ApiKind::kChat) {
       entry["message"] = Json{{"role", "assistant"}, {"content", choice.text}};
       ReasoningSplitter::Delta split{.content = choice.text};
       if (choice.reasoning) split = ReasoningSplitter(*choice.reasoning).push(choice.text, true);
       const ToolCallSplit calls = split_tool_calls(spec_.tool_call_parser, split.content);
-      if (choice.reasoning || !calls.calls.empty()) {
+      called = !calls.calls.empty();
+      if (choice.reasoning || called) {
         entry["message"]["content"] = calls.content.empty() ? Json() : Json(calls.content);
       }
-      if (!calls.calls.empty()) entry["message"]["tool_calls"] = tool_calls_json(calls.calls, false);
+      if (called) entry["message"]["tool_calls"] = tool_calls_json(calls.calls, false);
       if (choice.reasoning) set_reasoning(entry["message"], split.reasoning);
       entry["logprobs"] = spec_.logprobs ? Json{{"content", choice.chat_logprobs}} : Json();
     } else {
@@ -247,7 +249,6 @@ HttpResponse GenerationJob::final_response() const {
       entry["text"] = echo + choice.text;
       entry["logprobs"] = spec_.logprobs ? choice.completion_logprobs.to_json() : Json();
     }
-    const bool called = entry.contains("message") && entry["message"].contains("tool_calls");
     entry["finish_reason"] = called ? "tool_calls" : openai_finish_reason(choice.finish_reason);
     entry["stop_reason"] = choice.stop_reason;
     choices.push_back(std::move(entry));
