@@ -30,6 +30,28 @@ Result<std::optional<std::string>> chat_template_source(const ServerOptions& opt
   return std::optional<std::string>();
 }
 
+// The answer parsers against the model: GPT-OSS answers in harmony channels, which only
+// openai_gptoss / openai read, and those two read nothing else.
+Status check_answer_parsers(const ServerOptions& options, const ModelConfig* model, bool harmony) {
+  const std::string name = model != nullptr ? model->architecture_name : std::string("this model");
+  if (harmony && options.reasoning_parser != ReasoningParser::kNone &&
+      options.reasoning_parser != ReasoningParser::kOpenAiGptOss) {
+    return make_error("--reasoning-parser: {} answers in GPT-OSS's harmony channels; use openai_gptoss (or leave the "
+                      "flag out: a gpt-oss model's reasoning is split without it)",
+                      name);
+  }
+  if (harmony && options.tool_call_parser != ToolCallParser::kNone && options.tool_call_parser != ToolCallParser::kOpenAi) {
+    return make_error("--tool-call-parser: {} writes its tool calls in GPT-OSS's harmony format; use openai", name);
+  }
+  if (!harmony && options.reasoning_parser == ReasoningParser::kOpenAiGptOss) {
+    return make_error("--reasoning-parser openai_gptoss reads GPT-OSS's harmony channels, and {} is not GPT-OSS", name);
+  }
+  if (!harmony && options.tool_call_parser == ToolCallParser::kOpenAi) {
+    return make_error("--tool-call-parser openai reads GPT-OSS's harmony tool calls, and {} is not GPT-OSS", name);
+  }
+  return ok_status();
+}
+
 bool bearer_matches(const std::string& header, const std::string& key) {
   constexpr std::string_view kPrefix = "Bearer ";
   return header.size() == kPrefix.size() + key.size() && header.compare(0, kPrefix.size(), kPrefix) == 0 &&
@@ -91,6 +113,9 @@ Result<std::unique_ptr<ApiRouter>> ApiRouter::create(const ServerOptions& option
   std::unique_ptr<ApiRouter> router(new ApiRouter(options, engine, metrics, std::move(dispatcher)));
   router->tokenizer_ = engine.tokenizer();
   if (router->tokenizer_ == nullptr) return make_error("the engine has no tokenizer");
+  const ModelConfig* model = engine.info().model_config;
+  router->harmony_ = model != nullptr && model->architecture == Architecture::kGptOss;
+  MS_RETURN_IF_ERROR(check_answer_parsers(options, model, router->harmony_));
   router->model_names_ = options.served_model_names;
   if (router->model_names_.empty()) router->model_names_.push_back(engine.info().model_dir);
   // The page says whether it needs the API key, so that it asks for it before opening /live

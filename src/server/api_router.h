@@ -90,6 +90,7 @@ class ApiRouter {
   std::shared_ptr<IoDispatcher> dispatcher_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   std::optional<chat::ChatTemplate> chat_template_;
+  bool harmony_ = false;  // a GPT-OSS model: chat answers are split by HarmonySplitter
   std::string no_template_reason_;
   std::vector<std::string> model_names_;
   std::string page_;  // the live page (webui::kIndexHtml), with its API key marker set

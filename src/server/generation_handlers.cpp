@@ -172,7 +172,25 @@ RouteOutcome ApiRouter::chat_completions(const Json& body) {
   spec.requests = make_generation_requests(request.params, ids.value(), max_tokens.value(), spec.response_id, 0);
   spec.choice_prompt_tokens.assign(spec.requests.size(), prompt_len);
   spec.num_prompt_tokens = prompt_len;
-  if (options_.reasoning_parser != ReasoningParser::kNone) {
+  const auto tools = request.template_context.find("tools");
+  const bool parse_tools = options_.tool_call_parser != ToolCallParser::kNone &&
+                           tools != request.template_context.end() && !tools->empty() &&
+                           body.value("tool_choice", Json("auto")) != "none";
+  if (harmony_) {
+    // GPT-OSS: the channels are special tokens, kept in the text; <|call|> and <|return|> end
+    // the answer (vLLM adds them to the stop tokens the same way).
+    spec.harmony.emplace(parse_tools);
+    for (GenerationRequest& choice : spec.requests) {
+      choice.stop.skip_special_tokens = false;
+      for (std::string_view stop : {"<|call|>", "<|return|>"}) {
+        const std::optional<int32_t> id = tokenizer_->token_to_id(stop);
+        std::vector<int32_t>& ids = choice.stop.stop_token_ids;
+        if (id && id != tokenizer_->eos_token_id() && std::find(ids.begin(), ids.end(), *id) == ids.end()) {
+          ids.push_back(*id);
+        }
+      }
+    }
+  } else if (options_.reasoning_parser != ReasoningParser::kNone) {
     // chat_template_kwargs.thinking, by Python's truthiness (vLLM's deepseek_v3 parser reads it so).
     const Json thinking = request.template_context.value("thinking", Json(false));
     const bool on = thinking.is_boolean()  ? thinking.get<bool>()
@@ -181,9 +199,7 @@ RouteOutcome ApiRouter::chat_completions(const Json& body) {
                                            : !thinking.is_null() && !thinking.empty();
     spec.reasoning.emplace(options_.reasoning_parser, on, prompt.value());
   }
-  const auto tools = request.template_context.find("tools");
-  if (options_.tool_call_parser != ToolCallParser::kNone && tools != request.template_context.end() &&
-      !tools->empty() && body.value("tool_choice", Json("auto")) != "none") {
+  if (!harmony_ && parse_tools) {
     spec.tool_call_parser = options_.tool_call_parser;
     // The markup may be special tokens (DeepSeek's): keep them in the text, as vLLM's parsers do.
     for (GenerationRequest& choice : spec.requests) choice.stop.skip_special_tokens = false;

@@ -25,6 +25,7 @@ GenerationJob::GenerationJob(JobSpec spec, std::shared_ptr<const Tokenizer> toke
     choices_[idx].completion_logprobs = CompletionLogprobs(offset);
     choices_[idx].reasoning = spec_.reasoning;
     choices_[idx].tools = ToolCallStream(spec_.tool_call_parser);
+    choices_[idx].harmony = spec_.harmony;
   }
 }
 
@@ -181,10 +182,16 @@ void GenerationJob::stream_output(int choice_idx, const RequestOutput& output) {
     return;
   }
   const bool has_logprobs = spec_.logprobs && !output.new_logprobs.empty();
-  ReasoningSplitter::Delta split =
-      choice.reasoning ? choice.reasoning->push(text, output.finished) : ReasoningSplitter::Delta{.content = text};
-  if (spec_.kind == ApiKind::kChat) split.content = choice.tools.push(split.content, output.finished);
-  const bool called = output.finished && !choice.tools.calls().empty();
+  ReasoningSplitter::Delta split{.content = text};
+  const std::vector<ToolCall>* calls = &choice.tools.calls();
+  if (choice.harmony) {
+    split = choice.harmony->push(text, output.finished);
+    calls = &choice.harmony->calls();
+  } else {
+    if (choice.reasoning) split = choice.reasoning->push(text, output.finished);
+    if (spec_.kind == ApiKind::kChat) split.content = choice.tools.push(split.content, output.finished);
+  }
+  const bool called = output.finished && !calls->empty();
   if (split.reasoning.empty() && split.content.empty() && !output.finished && !has_logprobs) return;
   Json entry;
   entry["index"] = choice_idx;
@@ -192,7 +199,7 @@ void GenerationJob::stream_output(int choice_idx, const RequestOutput& output) {
     Json delta = Json::object();
     if (!split.reasoning.empty()) set_reasoning(delta, split.reasoning);
     if (!split.content.empty()) delta["content"] = split.content;
-    if (called) delta["tool_calls"] = tool_calls_json(choice.tools.calls(), true);
+    if (called) delta["tool_calls"] = tool_calls_json(*calls, true);
     entry["delta"] = std::move(delta);
     entry["logprobs"] = has_logprobs ? Json{{"content", chat_logprob_entries(*tokenizer_, output.new_logprobs)}} : Json();
   } else {
@@ -235,14 +242,22 @@ HttpResponse GenerationJob::final_response() const {
     if (spec_.kind == ApiKind::kChat) {
       entry["message"] = Json{{"role", "assistant"}, {"content", choice.text}};
       ReasoningSplitter::Delta split{.content = choice.text};
-      if (choice.reasoning) split = ReasoningSplitter(*choice.reasoning).push(choice.text, true);
-      const ToolCallSplit calls = split_tool_calls(spec_.tool_call_parser, split.content);
+      ToolCallSplit calls;
+      if (spec_.harmony) {
+        HarmonySplitter harmony = *spec_.harmony;
+        split = harmony.push(choice.text, true);
+        calls = ToolCallSplit{split.content, harmony.calls()};
+      } else {
+        if (choice.reasoning) split = ReasoningSplitter(*choice.reasoning).push(choice.text, true);
+        calls = split_tool_calls(spec_.tool_call_parser, split.content);
+      }
       called = !calls.calls.empty();
-      if (choice.reasoning || called) {
+      const bool reasoning = choice.reasoning || spec_.harmony;
+      if (reasoning || called) {
         entry["message"]["content"] = calls.content.empty() ? Json() : Json(calls.content);
       }
       if (called) entry["message"]["tool_calls"] = tool_calls_json(calls.calls, false);
-      if (choice.reasoning) set_reasoning(entry["message"], split.reasoning);
+      if (reasoning) set_reasoning(entry["message"], split.reasoning);
       entry["logprobs"] = spec_.logprobs ? Json{{"content", choice.chat_logprobs}} : Json();
     } else {
       const std::string& echo = idx < spec_.echo_text.size() ? spec_.echo_text[idx] : std::string();

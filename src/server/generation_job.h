@@ -18,6 +18,7 @@
 #include "server/io_dispatcher.h"
 #include "server/openai_protocol.h"
 #include "server/openai_responses.h"
+#include "server/harmony_parser.h"
 #include "server/reasoning_parser.h"
 #include "server/tool_call_parser.h"
 
@@ -51,6 +52,8 @@ struct JobSpec {
   std::optional<ReasoningSplitter> reasoning;
   // Chat with --enable-auto-tool-choice and tools: the content's tool-call markup parsed.
   ToolCallParser tool_call_parser = ToolCallParser::kNone;
+  // Chat with a GPT-OSS model: each choice's harmony answer split (instead of the two above).
+  std::optional<HarmonySplitter> harmony;
 };
 
 // Where a job stands, for the live page's requests in flight (GenerationJob::progress).
@@ -94,6 +97,7 @@ class GenerationJob : public std::enable_shared_from_this<GenerationJob> {
     bool started = false;  // stream: echo / role already sent
     std::optional<ReasoningSplitter> reasoning;  // spec_.reasoning's copy
     ToolCallStream tools{ToolCallParser::kNone};  // stream: content held from the first call on
+    std::optional<HarmonySplitter> harmony;       // spec_.harmony's copy
   };
 
   void enqueue(int choice, RequestOutput output);  // engine thread

@@ -19,12 +19,14 @@ Result<ReasoningParser> parse_reasoning_parser(const std::string& name) {
   if (name == "deepseek_r1") return ReasoningParser::kDeepseekR1;
   if (name == "qwen3") return ReasoningParser::kQwen3;
   if (name == "deepseek_v3") return ReasoningParser::kDeepseekV3;
-  return make_error("'{}' is not supported (supported: deepseek_r1, qwen3, deepseek_v3)", name);
+  if (name == "openai_gptoss") return ReasoningParser::kOpenAiGptOss;
+  return make_error("'{}' is not supported (supported: deepseek_r1, qwen3, deepseek_v3, openai_gptoss)", name);
 }
 
 ReasoningSplitter::ReasoningSplitter(ReasoningParser parser, bool thinking, std::string_view prompt) {
   switch (parser) {
     case ReasoningParser::kNone:
+    case ReasoningParser::kOpenAiGptOss:
       state_ = State::kContent;
       break;
     case ReasoningParser::kDeepseekV3:

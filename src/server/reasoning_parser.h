@@ -6,6 +6,8 @@
 //                template opened it); otherwise the whole answer is content.
 //   deepseek_v3: DeepSeek-V3.1's thinking mode, on when chat_template_kwargs.thinking is true (as
 //                deepseek_r1 then); otherwise no reasoning.
+//   openai_gptoss: GPT-OSS's harmony channels (server/harmony_parser.h), which a gpt-oss model's
+//                chat answers always get, as in vLLM; this splitter is not used for it.
 // A stream and a whole answer are split by the same state machine, so both give the same fields.
 #pragma once
 
@@ -17,7 +19,7 @@
 
 namespace moeserve {
 
-enum class ReasoningParser { kNone, kDeepseekR1, kQwen3, kDeepseekV3 };
+enum class ReasoningParser { kNone, kDeepseekR1, kQwen3, kDeepseekV3, kOpenAiGptOss };
 
 // The parser of a --reasoning-parser name; unknown names list the supported ones.
 Result<ReasoningParser> parse_reasoning_parser(const std::string& name);

@@ -84,11 +84,12 @@ Result<ToolCallParser> parse_tool_call_parser(const std::string& name) {
   if (name == "hermes") return ToolCallParser::kHermes;
   if (name == "deepseek_v3") return ToolCallParser::kDeepseekV3;
   if (name == "deepseek_v31") return ToolCallParser::kDeepseekV31;
-  return make_error("'{}' is not supported (supported: hermes, deepseek_v3, deepseek_v31)", name);
+  if (name == "openai") return ToolCallParser::kOpenAi;
+  return make_error("'{}' is not supported (supported: hermes, deepseek_v3, deepseek_v31, openai)", name);
 }
 
 ToolCallSplit split_tool_calls(ToolCallParser parser, std::string_view answer) {
-  if (parser == ToolCallParser::kNone) return ToolCallSplit{std::string(answer), {}};
+  if (parser == ToolCallParser::kNone || parser == ToolCallParser::kOpenAi) return ToolCallSplit{std::string(answer), {}};
   const size_t start = answer.find(start_marker(parser));
   if (start == std::string_view::npos) return ToolCallSplit{std::string(answer), {}};
   ToolCallSplit split{std::string(answer.substr(0, start)), {}};
@@ -105,13 +106,14 @@ std::string ToolCallStream::push(std::string_view text, bool last) {
   std::string content;
   if (!in_calls_) {
     const std::string_view marker = start_marker(parser_);
-    const size_t start = parser_ == ToolCallParser::kNone ? std::string::npos : held_.find(marker);
+    const bool none = parser_ == ToolCallParser::kNone || parser_ == ToolCallParser::kOpenAi;
+    const size_t start = none ? std::string::npos : held_.find(marker);
     if (start != std::string::npos) {
       content = held_.substr(0, start);
       held_.erase(0, start);
       in_calls_ = true;
     } else {
-      const size_t keep = last || parser_ == ToolCallParser::kNone ? 0 : partial_marker_suffix(held_, marker);
+      const size_t keep = last || none ? 0 : partial_marker_suffix(held_, marker);
       content = held_.substr(0, held_.size() - keep);
       held_.erase(0, held_.size() - keep);
     }

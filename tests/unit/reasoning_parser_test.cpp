@@ -90,9 +90,10 @@ TEST(ReasoningParser, NamesAsVllm) {
   EXPECT_EQ(parse_reasoning_parser("deepseek_r1").value(), ReasoningParser::kDeepseekR1);
   EXPECT_EQ(parse_reasoning_parser("qwen3").value(), ReasoningParser::kQwen3);
   EXPECT_EQ(parse_reasoning_parser("deepseek_v3").value(), ReasoningParser::kDeepseekV3);
+  EXPECT_EQ(parse_reasoning_parser("openai_gptoss").value(), ReasoningParser::kOpenAiGptOss);
   auto unknown = parse_reasoning_parser("granite");
   ASSERT_FALSE(unknown.ok());
-  EXPECT_THAT(unknown.error().message, ::testing::HasSubstr("supported: deepseek_r1, qwen3, deepseek_v3"));
+  EXPECT_THAT(unknown.error().message, ::testing::HasSubstr("supported: deepseek_r1, qwen3, deepseek_v3, openai_gptoss"));
 }
 
 }  // namespace

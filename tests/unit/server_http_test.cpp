@@ -3,7 +3,9 @@
 // n > 1 fan-out with per-choice ids and seeds, prompts tokenized as vLLM does (chat: template
 // then no extra special tokens), logprobs shapes, keep-alive, and stop() with work in flight.
 #include <csignal>
+#include <filesystem>
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "tokenizer/chat/chat_template.h"
@@ -346,6 +348,150 @@ TEST(ServerHttp, ToolCallParserTurnsMarkupIntoToolCalls) {
   ASSERT_EQ(plain.status, 200) << plain.body;
   EXPECT_EQ(plain.json()["choices"][0]["finish_reason"], "length");
   EXPECT_FALSE(plain.json()["choices"][0]["message"].contains("tool_calls"));
+}
+
+// A GPT-OSS model's directory in the hub layout (tokenizer files and chat_template.jinja; the
+// fake engine needs no weights), removed at the end.
+struct GptOssDir {
+  GptOssDir() : path(std::filesystem::temp_directory_path() / ("moeserve_harmony_" + std::to_string(::getpid()))) {
+    const std::filesystem::path fixtures = MOESERVE_TEST_DATA_DIR;
+    std::filesystem::create_directories(path);
+    std::filesystem::copy_file(fixtures / "tokenizers/gptoss/tokenizer_config.json", path / "tokenizer_config.json");
+    std::filesystem::create_symlink(fixtures / "tokenizers/gptoss/tokenizer.json", path / "tokenizer.json");
+    std::filesystem::copy_file(fixtures / "chat/openai_gpt_oss.jinja", path / "chat_template.jinja");
+    config.architecture = Architecture::kGptOss;
+    config.architecture_name = "GptOssForCausalLM";
+  }
+  ~GptOssDir() { std::filesystem::remove_all(path); }
+  std::filesystem::path path;
+  ModelConfig config;
+};
+
+// The fields of a streamed chat answer, put together.
+struct StreamedChat {
+  std::string reasoning, content, finish;
+  json tool_calls = json::array();
+};
+StreamedChat streamed_chat(const std::string& body) {
+  StreamedChat out;
+  for (const std::string& payload : sse_payloads(body)) {
+    if (payload == "[DONE]") break;
+    const json chunk = json::parse(payload);
+    if (chunk["choices"].empty()) continue;
+    const json& choice = chunk["choices"][0];
+    const json& delta = choice["delta"];
+    if (delta.contains("reasoning")) {
+      EXPECT_EQ(delta["reasoning"], delta["reasoning_content"]);
+      out.reasoning += delta["reasoning"].get<std::string>();
+    }
+    if (delta.contains("content")) out.content += delta["content"].get<std::string>();
+    if (delta.contains("tool_calls")) out.tool_calls = delta["tool_calls"];
+    if (!choice["finish_reason"].is_null()) out.finish = choice["finish_reason"];
+  }
+  return out;
+}
+
+// A GPT-OSS model's chat answers (harmony, scripted into the fake engine as gpt-oss writes them)
+// through the real server, its tokenizer and its template: the analysis channel is `reasoning`
+// without any flag, with --tool-call-parser openai a functions.* message is a tool call (the
+// engine stops at <|call|>, which the server adds to the stop tokens), whole and streamed alike;
+// special tokens never reach the client.
+TEST(ServerHttp, GptOssHarmonyAnswersSplitIntoReasoningContentAndToolCalls) {
+  GptOssDir dir;
+  ServerOptions options;
+  options.tool_call_parser = ToolCallParser::kOpenAi;
+  ServerHarness harness(options, 4096, {}, dir.path.string(), &dir.config);
+  const Tokenizer& tokenizer = *harness.engine.tokenizer();
+  const auto script = [&](const std::string& answer) {
+    auto ids = tokenizer.encode(answer, false);
+    ASSERT_TRUE(ids.ok()) << ids.error().message;
+    harness.engine.script = *ids;
+  };
+  // (The template writes each tool's description: one without it is a template error, as in jinja2.)
+  const json tools = json::array({{{"type", "function"},
+                                   {"function",
+                                    {{"name", "get_weather"},
+                                     {"description", "Current weather"},
+                                     {"parameters", {{"type", "object"}}}}}}});
+  const json messages = json::array({{{"role", "user"}, {"content", "Weather in Paris?"}}});
+  json request = {{"messages", messages}, {"max_tokens", 200}, {"tools", tools}};
+
+  script("<|channel|>analysis<|message|>Need the weather tool.<|end|><|start|>assistant<|channel|>commentary "
+         "to=functions.get_weather <|constrain|>json<|message|>{\"city\":\"Paris\"}<|call|><|start|>assistant"
+         "<|channel|>final<|message|>never sent");
+  HttpResult whole = harness.post("/v1/chat/completions", request);
+  ASSERT_EQ(whole.status, 200) << whole.body;
+  const GenerationRequest sent = harness.engine.submitted().back();
+  EXPECT_FALSE(sent.stop.skip_special_tokens);
+  // <|call|> stops the answer; <|return|> is the tokenizer's EOS already.
+  EXPECT_EQ(sent.stop.stop_token_ids, std::vector<int32_t>{*tokenizer.token_to_id("<|call|>")});
+  json choice = whole.json()["choices"][0];
+  EXPECT_EQ(choice["finish_reason"], "tool_calls");
+  EXPECT_EQ(choice["stop_reason"], 200012);
+  EXPECT_EQ(choice["message"]["reasoning"], "Need the weather tool.");
+  EXPECT_EQ(choice["message"]["reasoning_content"], "Need the weather tool.");
+  EXPECT_TRUE(choice["message"]["content"].is_null()) << whole.body;
+  ASSERT_EQ(choice["message"]["tool_calls"].size(), 1u) << whole.body;
+  EXPECT_EQ(choice["message"]["tool_calls"][0]["function"]["name"], "get_weather");
+  EXPECT_EQ(choice["message"]["tool_calls"][0]["function"]["arguments"], R"({"city": "Paris"})");
+  json streamed_request = request;
+  streamed_request["stream"] = true;
+  HttpResult stream = harness.post("/v1/chat/completions", streamed_request);
+  ASSERT_EQ(stream.status, 200);
+  StreamedChat streamed = streamed_chat(stream.body);
+  EXPECT_EQ(streamed.reasoning, "Need the weather tool.");
+  EXPECT_EQ(streamed.content, "");
+  EXPECT_EQ(streamed.finish, "tool_calls");
+  ASSERT_EQ(streamed.tool_calls.size(), 1u) << stream.body;
+  EXPECT_EQ(streamed.tool_calls[0]["function"], choice["message"]["tool_calls"][0]["function"]);
+  // Without tools in the request, the call's text is content.
+  json without_tools = request;
+  without_tools.erase("tools");
+  choice = harness.post("/v1/chat/completions", without_tools).json()["choices"][0];
+  EXPECT_EQ(choice["finish_reason"], "stop");
+  EXPECT_EQ(choice["message"]["content"], "{\"city\":\"Paris\"}");
+  EXPECT_FALSE(choice["message"].contains("tool_calls"));
+
+  // A plain answer: analysis, then final, ended by <|return|> (the EOS).
+  script("<|channel|>analysis<|message|>Easy one.<|end|><|start|>assistant<|channel|>final<|message|>It is "
+         "sunny in Paris.<|return|>");
+  choice = harness.post("/v1/chat/completions", request).json()["choices"][0];
+  EXPECT_EQ(choice["finish_reason"], "stop");
+  EXPECT_EQ(choice["message"]["reasoning"], "Easy one.");
+  EXPECT_EQ(choice["message"]["content"], "It is sunny in Paris.");
+  EXPECT_FALSE(choice["message"].contains("tool_calls"));
+  streamed = streamed_chat(harness.post("/v1/chat/completions", streamed_request).body);
+  EXPECT_EQ(streamed.reasoning, "Easy one.");
+  EXPECT_EQ(streamed.content, "It is sunny in Paris.");
+  EXPECT_EQ(streamed.finish, "stop");
+  EXPECT_TRUE(streamed.tool_calls.empty());
+  // Completions are not chat: their text is the model's, special tokens skipped as asked.
+  const json completion = harness.post("/v1/completions", {{"prompt", "Hi"}, {"max_tokens", 200}}).json();
+  EXPECT_EQ(completion["choices"][0]["text"], "analysisEasy one.assistantfinalIt is sunny in Paris.");
+}
+
+// The answer parsers are checked against the model when the server starts.
+TEST(ServerHttp, HarmonyParsersOnlyForGptOssAndOnlyThem) {
+  GptOssDir dir;
+  const auto start_error = [](ServerOptions options, const std::string& model_dir, const ModelConfig* config) {
+    FakeEngineClient engine(128, model_dir, config);
+    MetricsRegistry registry;
+    options.host = "127.0.0.1";
+    options.port = 0;
+    HttpServer server(options, engine, registry, {});
+    Status status = server.start();
+    return status.ok() ? std::string() : status.error().message;
+  };
+  ServerOptions options;
+  options.reasoning_parser = ReasoningParser::kOpenAiGptOss;
+  options.tool_call_parser = ToolCallParser::kOpenAi;
+  EXPECT_EQ(start_error(options, dir.path.string(), &dir.config), "");
+  EXPECT_THAT(start_error(options, kModelDir, nullptr), ::testing::HasSubstr("is not GPT-OSS"));
+  options.reasoning_parser = ReasoningParser::kDeepseekR1;
+  EXPECT_THAT(start_error(options, dir.path.string(), &dir.config), ::testing::HasSubstr("use openai_gptoss"));
+  options.reasoning_parser = ReasoningParser::kNone;
+  options.tool_call_parser = ToolCallParser::kHermes;
+  EXPECT_THAT(start_error(options, dir.path.string(), &dir.config), ::testing::HasSubstr("use openai"));
 }
 
 TEST(ServerHttp, ChatDefaultMaxTokensIsWhatTheContextLeaves) {

@@ -1,10 +1,11 @@
 // Test support for the HTTP server tests: a FakeEngineClient that generates deterministic
-// tokens (the prompt's ids, cycled) on its own thread and detokenizes them with the real
-// tokenizer, records what it was asked and what was aborted; a ServerHarness running the real
+// tokens (the prompt's ids cycled, or a scripted answer) on its own thread and detokenizes them
+// with the real tokenizer, records what it was asked and what was aborted; a ServerHarness running the real
 // HttpServer on 127.0.0.1 with an ephemeral port; and a small blocking HTTP client built on
 // Beast for requests, raw sockets for misbehaving clients.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -35,11 +36,15 @@ inline const std::string kModelDir = std::string(MOESERVE_MODELS_DIR) + "/kjv-mi
 
 class FakeEngineClient : public EngineClient {
  public:
-  explicit FakeEngineClient(int max_model_len = 128) {
-    auto tokenizer = Tokenizer::from_dir(kModelDir);
+  // model_dir: the tokenizer (and chat template); model_config: what info() reports (none: a
+  // model of no particular family).
+  explicit FakeEngineClient(int max_model_len = 128, const std::string& model_dir = kModelDir,
+                            const ModelConfig* model_config = nullptr) {
+    auto tokenizer = Tokenizer::from_dir(model_dir);
     if (!tokenizer.ok()) throw std::runtime_error(tokenizer.error().message);
     tokenizer_ = tokenizer.value();
-    info_.model_dir = kModelDir;
+    info_.model_dir = model_dir;
+    info_.model_config = model_config;
     info_.max_model_len = max_model_len;
     thread_ = std::thread([this] { loop(); });
   }
@@ -124,6 +129,9 @@ class FakeEngineClient : public EngineClient {
   std::atomic<int> hold_after_tokens{-1};  // >= 0: stop producing after this many tokens until aborted
   std::atomic<int> step_delay_ms{0};
   std::string fail_submit_message;
+  // Non-empty: every request's answer is these tokens (cycled), ended as the engine ends one: at
+  // the tokenizer's EOS (unless ignore_eos) or a stop token id, whose text is not output.
+  std::vector<int32_t> script;
 
  private:
   struct Active {
@@ -177,12 +185,17 @@ class FakeEngineClient : public EngineClient {
 
   RequestOutput step(Active& active) {
     const auto& prompt = active.request.prompt_ids;
-    const int32_t token = prompt[active.generated % prompt.size()];
+    const int32_t token =
+        script.empty() ? prompt[active.generated % prompt.size()] : script[active.generated % script.size()];
     ++active.generated;
+    const auto& stop_ids = active.request.stop.stop_token_ids;
+    const bool stop_token = std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end();
+    const bool stopped = !script.empty() && (stop_token || (!active.request.stop.ignore_eos &&
+                                                            token == tokenizer_->eos_token_id()));
     RequestOutput output;
     output.request_id = active.request.request_id;
     output.new_token_ids = {token};
-    output.new_text = active.detokenizer.push(token);
+    if (!stopped) output.new_text = active.detokenizer.push(token);
     if (active.request.logprobs) {
       TokenLogprob logprob{.token_id = token, .logprob = -0.5f * active.generated, .top = {}};
       for (int rank = 0; rank < *active.request.logprobs; ++rank) {
@@ -192,10 +205,11 @@ class FakeEngineClient : public EngineClient {
     }
     output.num_prompt_tokens = static_cast<int>(prompt.size());
     output.num_output_tokens = active.generated;
-    if (active.generated >= active.request.stop.max_tokens) {
+    if (stopped || active.generated >= active.request.stop.max_tokens) {
       output.new_text += active.detokenizer.finish();
       output.finished = true;
-      output.finish_reason = FinishReason::kLength;
+      output.finish_reason = stopped ? FinishReason::kStop : FinishReason::kLength;
+      if (stopped && stop_token) output.stop_reason_token = token;
     }
     return output;
   }
@@ -262,8 +276,9 @@ class LogCapture {
 // The real server on 127.0.0.1:<ephemeral> over a FakeEngineClient, run on its own thread.
 class ServerHarness {
  public:
-  explicit ServerHarness(ServerOptions options = {}, int max_model_len = 128, LiveSources live = {})
-      : engine(max_model_len) {
+  explicit ServerHarness(ServerOptions options = {}, int max_model_len = 128, LiveSources live = {},
+                         const std::string& model_dir = kModelDir, const ModelConfig* model_config = nullptr)
+      : engine(max_model_len, model_dir, model_config) {
     options.host = "127.0.0.1";
     options.port = 0;
     if (options.served_model_names.empty()) options.served_model_names = {"tiny", "tiny-alias"};

@@ -81,8 +81,9 @@ TEST(ToolCallParser, NamesAsVllm) {
   EXPECT_EQ(parse_tool_call_parser("hermes").value(), ToolCallParser::kHermes);
   EXPECT_EQ(parse_tool_call_parser("deepseek_v3").value(), ToolCallParser::kDeepseekV3);
   EXPECT_EQ(parse_tool_call_parser("deepseek_v31").value(), ToolCallParser::kDeepseekV31);
+  EXPECT_EQ(parse_tool_call_parser("openai").value(), ToolCallParser::kOpenAi);
   EXPECT_THAT(parse_tool_call_parser("mistral").error().message,
-              ::testing::HasSubstr("supported: hermes, deepseek_v3, deepseek_v31"));
+              ::testing::HasSubstr("supported: hermes, deepseek_v3, deepseek_v31, openai"));
 }
 
 }  // namespace
