@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 
+#include <spdlog/spdlog.h>
+
 #include "cli/flag_checks.h"
 
 namespace moeserve::cli {
@@ -17,7 +19,8 @@ void MultiNodeFlags::add_to(CLI::App& command) {
                   "The first DP rank this node runs (a --headless node's; the leader runs from 0)")
       ->check(non_negative_int());
   command.add_option("--data-parallel-address", data_parallel_address,
-                     "The leader's address (an IP address of the node serving HTTP) where every node's ranks meet");
+                     "The leader's address (an IP address or host name of the node serving HTTP) where every "
+                     "node's ranks meet");
   command
       .add_option("--data-parallel-rpc-port", data_parallel_rpc_port,
                   "The leader's port for the rendezvous and the nodes' control (default 29550)")
@@ -48,7 +51,10 @@ Result<MultiNodeConfig> MultiNodeFlags::config() const {
   MultiNodeConfig config;
   config.size_local = data_parallel_size_local;
   config.start_rank = data_parallel_start_rank;
-  config.address = data_parallel_address;
+  MS_ASSIGN_OR_RETURN(config.address, resolve_node_address(data_parallel_address));
+  if (config.address != data_parallel_address) {
+    spdlog::info("--data-parallel-address {} is {}", data_parallel_address, config.address);
+  }
   config.rpc_port = data_parallel_rpc_port;
   config.headless = headless;
   MS_ASSIGN_OR_RETURN(config.ready_timeout, ready_timeout_from_env(std::getenv("VLLM_ENGINE_READY_TIMEOUT_S")));

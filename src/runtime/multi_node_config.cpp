@@ -1,5 +1,9 @@
 #include "runtime/multi_node_config.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+
 #include <charconv>
 #include <string_view>
 
@@ -72,6 +76,37 @@ std::string MultiNodeConfig::describe(int dp) const {
       local == 0 ? "every DP rank on other nodes"
                  : fmt::format("DP ranks {} here, the others on other nodes", rank_range(start_rank, local));
   return fmt::format("{} (rendezvous {}:{})", here, rendezvous_address(), rpc_port);
+}
+
+Result<std::string> resolve_node_address(const std::string& address) {
+  in_addr v4{};
+  in6_addr v6{};
+  if (address.empty() || inet_pton(AF_INET, address.c_str(), &v4) == 1 || inet_pton(AF_INET6, address.c_str(), &v6) == 1) {
+    return address;
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (const int rv = getaddrinfo(address.c_str(), nullptr, &hints, &found); rv != 0) {
+    return make_error("--data-parallel-address '{}' is not an IP address and does not resolve: {}", address,
+                      gai_strerror(rv));
+  }
+  const addrinfo* pick = found;
+  for (const addrinfo* entry = found; entry != nullptr; entry = entry->ai_next) {
+    if (entry->ai_family == AF_INET) {
+      pick = entry;
+      break;
+    }
+  }
+  char text[INET6_ADDRSTRLEN] = {};
+  const void* raw = pick->ai_family == AF_INET
+                        ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(pick->ai_addr)->sin_addr)
+                        : static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(pick->ai_addr)->sin6_addr);
+  const bool ok = inet_ntop(pick->ai_family, raw, text, sizeof(text)) != nullptr;
+  freeaddrinfo(found);
+  if (!ok) return make_error("--data-parallel-address '{}': cannot write its address", address);
+  return std::string(text);
 }
 
 Result<std::chrono::milliseconds> ready_timeout_from_env(const char* value) {

@@ -56,6 +56,11 @@ struct MultiNodeConfig {
   std::string describe(int dp) const;
 };
 
+// --data-parallel-address as the nodes use it: an IP address as given, a host name resolved to
+// its first IPv4 address (else its first IPv6 one). ZeroMQ binds and gloo's pairs need numbers,
+// and every node must mean the same host.
+Result<std::string> resolve_node_address(const std::string& address);
+
 // VLLM_ENGINE_READY_TIMEOUT_S (seconds, a positive integer); unset: 600 s.
 Result<std::chrono::milliseconds> ready_timeout_from_env(const char* value);
 

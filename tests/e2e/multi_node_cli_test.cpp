@@ -62,16 +62,17 @@ int free_port() {
   return ntohs(addr.sin_port);
 }
 
-// Every node's flags: -dp 2 with one replica per node, EP over both, the leader at 127.0.0.1:port;
-// `extra` on both.
-std::vector<std::string> node_flags(int rpc_port, const std::vector<std::string>& extra) {
+// Every node's flags: -dp 2 with one replica per node, EP over both, the leader at 127.0.0.1:port
+// (named by `address`); `extra` on both.
+std::vector<std::string> node_flags(int rpc_port, const std::vector<std::string>& extra,
+                                    const std::string& address = "127.0.0.1") {
   std::vector<std::string> flags = {"-dp",
                                     "2",
                                     "--enable-expert-parallel",
                                     "--data-parallel-size-local",
                                     "1",
                                     "--data-parallel-address",
-                                    "127.0.0.1",
+                                    address,
                                     "--data-parallel-rpc-port",
                                     std::to_string(rpc_port),
                                     "--threads",
@@ -86,16 +87,19 @@ std::vector<std::string> leader_args(int rpc_port, const std::vector<std::string
   return args;
 }
 
-std::vector<std::string> headless_argv(int rpc_port, const std::vector<std::string>& extra = {}) {
+std::vector<std::string> headless_argv(int rpc_port, const std::vector<std::string>& extra = {},
+                                       const std::string& address = "127.0.0.1") {
   std::vector<std::string> argv = {
       MOESERVE_BINARY, "serve", testing::demo_model(), "--headless", "--data-parallel-start-rank", "1"};
-  for (const std::string& flag : node_flags(rpc_port, extra)) argv.push_back(flag);
+  for (const std::string& flag : node_flags(rpc_port, extra, address)) argv.push_back(flag);
   return argv;
 }
 
-// The headless node, started first (it waits for the leader); "ready" once it says whom it joins.
-ServeProcess::Command headless_command(int rpc_port, const std::vector<std::string>& extra = {}) {
-  return {headless_argv(rpc_port, extra), std::regex(R"(joining the leader at 127\.0\.0\.1:([0-9]+))")};
+// The headless node, started first (it waits for the leader); "ready" once it says whom it joins
+// (a host name given as the address is resolved first).
+ServeProcess::Command headless_command(int rpc_port, const std::vector<std::string>& extra = {},
+                                       const std::string& address = "127.0.0.1") {
+  return {headless_argv(rpc_port, extra, address), std::regex(R"(joining the leader at 127\.0\.0\.1:([0-9]+))")};
 }
 
 // The greedy completion of every prompt, asked concurrently so both DP replicas get work.
@@ -126,8 +130,11 @@ TEST(MultiNodeCli, LeaderAndHeadlessNodeMatchOneRank) {
   for (const std::string& text : expected) ASSERT_FALSE(text.rfind("HTTP ", 0) == 0) << text;
 
   const int rpc_port = free_port();
-  ServeProcess headless(headless_command(rpc_port));
+  // The headless node names the leader by host name.
+  ServeProcess headless(headless_command(rpc_port, {}, "localhost"));
   ServeProcess leader(leader_args(rpc_port));
+  EXPECT_NE(headless.output().find("--data-parallel-address localhost is 127.0.0.1"), std::string::npos)
+      << headless.output();
   EXPECT_NE(leader.output().find("parallel layout: EP 2 = TP 1 × DP 2"), std::string::npos) << leader.output();
   EXPECT_NE(leader.output().find(
                 "DP ranks 0-0 here, the others on other nodes (rendezvous 127.0.0.1:" + std::to_string(rpc_port) + ")"),

@@ -95,6 +95,19 @@ TEST(MultiNodeConfig, BadCombinationsAreRefusedWithTheFix) {
   EXPECT_EQ(refusal(one_node, 2, DistributedExecutor::kThreads), "");
 }
 
+// --data-parallel-address: numbers as given, a host name resolved (IPv4 first), a name that does
+// not resolve refused with the resolver's reason.
+TEST(MultiNodeConfig, AddressesAndHostNames) {
+  EXPECT_EQ(*resolve_node_address(""), "");
+  EXPECT_EQ(*resolve_node_address("10.0.0.1"), "10.0.0.1");
+  EXPECT_EQ(*resolve_node_address("::1"), "::1");
+  EXPECT_EQ(*resolve_node_address("localhost"), "127.0.0.1");
+  const auto unknown = resolve_node_address("no-such-node.invalid");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_THAT(unknown.error().message,
+              HasSubstr("--data-parallel-address 'no-such-node.invalid' is not an IP address and does not resolve"));
+}
+
 TEST(MultiNodeConfig, ReadyTimeoutFromTheEnvironment) {
   EXPECT_EQ(*ready_timeout_from_env(nullptr), std::chrono::milliseconds(600'000));
   EXPECT_EQ(*ready_timeout_from_env(""), std::chrono::milliseconds(600'000));
