@@ -60,9 +60,9 @@ Result<EngineRunners> make_cuda_engine_runner(const RunnerSpec& spec, const Engi
 
 // Whether the CPU holds the checkpoint's weights as float32 (WeightPrecision::keeps_f32): a
 // float32 checkpoint read from disk (dummy weights are bf16) under --dtype auto or float32.
-bool cpu_holds_f32(const RunnerSpec& spec) {
-  return spec.config.dtype == DType::kF32 && spec.load.load_format != LoadFormat::kDummy &&
-         spec.load.model.precision.keeps_f32(spec.config.dtype);
+bool cpu_holds_f32(const ModelConfig& config, const LoadOptions& load) {
+  return config.dtype == DType::kF32 && load.load_format != LoadFormat::kDummy &&
+         load.model.precision.keeps_f32(config.dtype);
 }
 
 // What --kv-cache-dtype fp8 does on the CPU, said where a CPU model is built.
@@ -71,6 +71,37 @@ void warn_cpu_kv_fp8(const LoadOptions& load) {
   spdlog::info("--kv-cache-dtype fp8: every KV value is rounded to e4m3 as it is written (scale 1.0); the CPU "
                "cache stores the rounded values as float32, so it holds no more tokens than auto");
 }
+
+}  // namespace
+
+Result<CpuNodeMemory> check_cpu_node_fits_host(const ModelConfig& config, const LoadOptions& load,
+                                               const plan::MemoryModel& memory, const ParallelConfig& parallel,
+                                               int64_t blocks, int block_size, const plan::HostMemory& host) {
+  const int64_t replica_per_token = memory.cpu_replica_kv_bytes_per_token(parallel.tensor_parallel_size);
+  // Only this node's replicas hold memory here (multi-node: the others are other nodes').
+  const int dp = parallel.data_parallel_size;
+  const int local_replicas = parallel.nodes.local_replicas(dp);
+  CpuNodeMemory node;
+  node.kv_bytes = blocks * block_size * replica_per_token * local_replicas;
+  MS_RETURN_IF_ERROR(plan::check_cpu_kv_fits_host(node.kv_bytes, local_replicas, host));
+  // Each DP replica holds a whole copy, unless expert parallelism spreads the experts over them
+  // (this node's share: its replicas' part of one copy).
+  const double copies = parallel.uses_expert_parallel() ? double(local_replicas) / dp : local_replicas;
+  // The CPU holds bf16 copies, or fp8 ones of an fp8 checkpoint or under --quantization fp8 (the
+  // planner counts one scale per 128 × 128 block; the CPU repeats it over the block's rows, 3% of
+  // the fp8 bytes more), or float32 ones of a float32 checkpoint unless --dtype rounds them.
+  const bool fp8 = config.fp8_block_size.has_value() || load.model.precision.quantize_fp8;
+  const bool f32 = !fp8 && cpu_holds_f32(config, load);
+  const plan::WeightDType held = fp8   ? plan::WeightDType::kFp8
+                                 : f32 ? plan::WeightDType::kF32
+                                       : plan::WeightDType::kBF16;
+  node.held_name = fp8 ? "fp8" : f32 ? "float32" : "bf16";
+  node.weight_bytes = static_cast<int64_t>(static_cast<double>(memory.weight_bytes(held)) * copies);
+  MS_RETURN_IF_ERROR(plan::check_cpu_weights_fit_host(node.weight_bytes, node.kv_bytes, host, node.held_name));
+  return node;
+}
+
+namespace {
 
 // The CPU backend: KV blocks bought by --kv-cache-memory (per DP replica), checked against one
 // max_model_len sequence and against the host's memory before any weight is loaded; then one
@@ -81,33 +112,17 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
   const int tp = parallel.tensor_parallel_size;
   MS_ASSIGN_OR_RETURN(const int64_t blocks, plan::check_cpu_startup(memory, sizing.cpu_kv_cache_bytes,
                                                                     sizing.block_size, sizing.max_model_len, tp));
-  const int64_t replica_per_token = memory.cpu_replica_kv_bytes_per_token(tp);  // over the replica's TP ranks
-  // Only this node's replicas hold memory here (multi-node: the others are other nodes').
+  MS_ASSIGN_OR_RETURN(const CpuNodeMemory node,
+                      check_cpu_node_fits_host(spec.config, spec.load, memory, parallel, blocks, sizing.block_size,
+                                                               plan::read_host_memory()));
   const int dp = parallel.data_parallel_size;
-  const int local_replicas = parallel.nodes.local_replicas(dp);
-  const int64_t kv_bytes = blocks * sizing.block_size * replica_per_token * local_replicas;
-  const plan::HostMemory host = plan::read_host_memory();
-  MS_RETURN_IF_ERROR(plan::check_cpu_kv_fits_host(kv_bytes, local_replicas, host));
-  // Each DP replica holds a whole copy, unless expert parallelism spreads the experts over them
-  // (this node's share: its replicas' part of one copy).
-  const double copies = parallel.uses_expert_parallel() ? double(local_replicas) / dp : local_replicas;
-  // The CPU holds bf16 copies, or fp8 ones of an fp8 checkpoint or under --quantization fp8 (the
-  // planner counts one scale per 128 × 128 block; the CPU repeats it over the block's rows, 3% of
-  // the fp8 bytes more), or float32 ones of a float32 checkpoint unless --dtype rounds them.
-  const bool fp8 = spec.config.fp8_block_size.has_value() || spec.load.model.precision.quantize_fp8;
-  const bool f32 = !fp8 && cpu_holds_f32(spec);
-  const plan::WeightDType held = fp8   ? plan::WeightDType::kFp8
-                                 : f32 ? plan::WeightDType::kF32
-                                       : plan::WeightDType::kBF16;
-  const char* held_name = fp8 ? "fp8" : f32 ? "float32" : "bf16";
-  const auto weight_bytes = static_cast<int64_t>(static_cast<double>(memory.weight_bytes(held)) * copies);
-  MS_RETURN_IF_ERROR(plan::check_cpu_weights_fit_host(weight_bytes, kv_bytes, host, held_name));
   runners.plan = fmt::format(
       "fits: {:.3f} GiB of weights ({} copies of the {} checkpoint); --kv-cache-memory buys {} KV blocks x {} "
       "tokens per DP replica ({} B per token, float32), {:.3f} GiB in all{}, enough for one {}-token sequence",
-      weight_bytes / double(1 << 30), held_name,
-      fp8 && spec.config.fp8_block_size ? "F8_E4M3" : dtype_name(spec.config.dtype), blocks, sizing.block_size,
-      replica_per_token, kv_bytes / double(1 << 30), local_replicas < dp ? " on this node" : "", sizing.max_model_len);
+      node.weight_bytes / double(1 << 30), node.held_name,
+      spec.config.fp8_block_size ? "F8_E4M3" : dtype_name(spec.config.dtype), blocks, sizing.block_size,
+      memory.cpu_replica_kv_bytes_per_token(parallel.tensor_parallel_size), node.kv_bytes / double(1 << 30),
+      parallel.nodes.local_replicas(dp) < dp ? " on this node" : "", sizing.max_model_len);
   warn_cpu_kv_fp8(spec.load);
   if (!parallel.is_single()) {
     // Each rank loads its own shard (a worker process reads the checkpoint itself).
@@ -137,7 +152,7 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
                "{} in host memory ({:.2f} GiB), computed in float32 on cpu",
                spec.model_dir, model.architecture_name, memory.params().total / 1e9, memory.params().active / 1e9,
                model.num_layers, model.fp8_block_size ? "F8_E4M3" : dtype_name(model.dtype),
-               fp8 ? "fp8 (e4m3 + block scales)" : held_name, weight_gib);
+               node.held_name == std::string_view("fp8") ? "fp8 (e4m3 + block scales)" : node.held_name, weight_gib);
   runners.layout = fmt::format("TP 1 x PP 1 x DP 1 (one CPU replica, {} threads)", cpu_threads(spec.threads));
   spdlog::info("parallel layout: {}", runners.layout);
   runners.replicas.push_back(std::move(runner));

@@ -12,6 +12,8 @@
 #include "base/result.h"
 #include "base/thread_pool.h"
 #include "model/config.h"
+#include "plan/memory_model.h"
+#include "plan/startup_check.h"
 #include "runtime/loaded_model.h"
 #include "runtime/parallel_config.h"
 #include "runtime/parallel_runner.h"
@@ -76,6 +78,19 @@ struct EngineRunners {
   std::vector<std::unique_ptr<Runner>> replicas;  // one per DP replica (one without parallel flags)
   std::shared_ptr<RankGroup> rank_group;          // the ranks behind them, with parallel flags
 };
+
+// This node's share of a CPU deployment in host memory, checked before anything loads (the leader
+// for its replicas, a --headless node for its own): its replicas' `blocks` KV blocks each and
+// their weight copies (whole per replica, or their part of one copy with expert parallelism),
+// against what the host has available (`host`: plan::read_host_memory(); plan/startup_check.h).
+struct CpuNodeMemory {
+  int64_t kv_bytes = 0;
+  int64_t weight_bytes = 0;
+  const char* held_name = "bf16";  // how the CPU holds the weights: bf16, fp8 or float32
+};
+Result<CpuNodeMemory> check_cpu_node_fits_host(const ModelConfig& config, const LoadOptions& load,
+                                               const plan::MemoryModel& memory, const ParallelConfig& parallel,
+                                               int64_t blocks, int block_size, const plan::HostMemory& host);
 
 // The runners of an engine. Before any weight is loaded the memory model decides whether the
 // deployment fits (plan/startup_check.h: the arithmetic `moeserve plan` prints), and a refusal

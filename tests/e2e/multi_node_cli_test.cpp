@@ -141,6 +141,8 @@ TEST(MultiNodeCli, LeaderAndHeadlessNodeMatchOneRank) {
             std::string::npos)
       << leader.output();
   EXPECT_NE(headless.output().find("--headless: started 1 rank workers"), std::string::npos) << headless.output();
+  // The headless node checked its own host for its replica before starting it.
+  EXPECT_NE(headless.output().find("--headless: this node's ranks fit: "), std::string::npos) << headless.output();
   EXPECT_EQ(complete_all(leader.port()), expected) << leader.output() << headless.output();
 
   // A node with another layout, or for ranks another node already runs, is refused.

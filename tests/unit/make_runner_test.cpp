@@ -70,5 +70,47 @@ TEST(MakeRunner, CudaRefusalsInOrder) {
   }
 }
 
+// A node's share of a CPU deployment in host memory (the leader's check, and a --headless
+// node's of its own): only this node's replicas' KV blocks and their part of the weights (all of
+// them per replica without expert parallelism, their share of one copy with it); refused with
+// the fix when the host has less available.
+TEST(MakeRunner, CpuNodeMemoryCountsThisNodesReplicas) {
+  const auto config = load_model_config(MOESERVE_TEST_DATA_DIR "/models/tiny-mixtral");
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  const plan::MemoryModel memory(*config);
+  const LoadOptions load;
+  const int64_t blocks = 100;
+  const int block_size = 16;
+  const int64_t kv_per_replica = blocks * block_size * memory.cpu_replica_kv_bytes_per_token(1);
+  const auto bf16 = static_cast<double>(memory.weight_bytes(plan::WeightDType::kBF16));
+  const plan::HostMemory roomy{.total_bytes = int64_t{1} << 40, .available_bytes = int64_t{1} << 40};
+
+  ParallelConfig whole = layout(1, 2);  // both replicas here, each a whole copy
+  auto node = check_cpu_node_fits_host(*config, load, memory, whole, blocks, block_size, roomy);
+  ASSERT_TRUE(node.ok()) << node.error().message;
+  EXPECT_EQ(node->kv_bytes, 2 * kv_per_replica);
+  EXPECT_EQ(node->weight_bytes, static_cast<int64_t>(bf16 * 2));
+  EXPECT_STREQ(node->held_name, "bf16");
+
+  ParallelConfig headless = layout(1, 2);  // DP rank 1 of 2 on this node, experts spread over both
+  headless.enable_expert_parallel = true;
+  headless.nodes.size_local = 1;
+  headless.nodes.start_rank = 1;
+  headless.nodes.headless = true;
+  node = check_cpu_node_fits_host(*config, load, memory, headless, blocks, block_size, roomy);
+  ASSERT_TRUE(node.ok()) << node.error().message;
+  EXPECT_EQ(node->kv_bytes, kv_per_replica);
+  EXPECT_EQ(node->weight_bytes, static_cast<int64_t>(bf16 * 0.5));
+
+  const plan::HostMemory small{.total_bytes = kv_per_replica, .available_bytes = kv_per_replica / 2};
+  node = check_cpu_node_fits_host(*config, load, memory, headless, blocks, block_size, small);
+  ASSERT_FALSE(node.ok());
+  EXPECT_THAT(node.error().message, HasSubstr("lower --kv-cache-memory"));
+  const plan::HostMemory tight{.total_bytes = kv_per_replica * 2, .available_bytes = kv_per_replica + 1};
+  node = check_cpu_node_fits_host(*config, load, memory, headless, blocks, block_size, tight);
+  ASSERT_FALSE(node.ok());
+  EXPECT_THAT(node.error().message, HasSubstr("for the weights (packed as bf16)"));
+}
+
 }  // namespace
 }  // namespace moeserve

@@ -17,6 +17,7 @@
 #include "base/text_file.h"
 #include "comm/communicator.h"
 #include "comm/gloo/tcp_store.h"
+#include "runtime/make_runner.h"
 #include "runtime/mp/worker_spec.h"
 
 namespace moeserve {
@@ -77,6 +78,20 @@ Result<Json> read_deployment(TcpStore& store, const std::string& model_dir, cons
   return spec;
 }
 
+// This node's share of the deployment in its host's memory, as the leader checks its own: the
+// leader's KV blocks per replica and the weight copies of this node's replicas.
+Status check_node_memory(const std::string& model_dir, const ParallelConfig& parallel, const Json& spec) {
+  const LoadOptions load = mp::load_options_from(spec.at("load"));
+  MS_ASSIGN_OR_RETURN(const ModelConfig config, load_model_config(model_dir, load.hf_overrides));
+  const plan::MemoryModel memory(config);
+  MS_ASSIGN_OR_RETURN(const CpuNodeMemory node,
+                      check_cpu_node_fits_host(config, load, memory, parallel, spec.at("num_blocks").get<int64_t>(),
+                                               spec.at("block_size").get<int>(), plan::read_host_memory()));
+  spdlog::info("--headless: this node's ranks fit: {:.3f} GiB of {} weights and {:.3f} GiB of KV cache",
+               node.weight_bytes / double(1 << 30), node.held_name, node.kv_bytes / double(1 << 30));
+  return ok_status();
+}
+
 void kill_all(std::vector<pid_t>& pids) {
   for (pid_t pid : pids) {
     if (pid > 0) kill(pid, SIGKILL);
@@ -128,6 +143,9 @@ Result<int> run_headless_node(const std::string& model_dir, const ParallelConfig
                       leader, nodes.ready_timeout.count() / 1000, store.error().message);
   }
   MS_ASSIGN_OR_RETURN(const Json spec, read_deployment(**store, model_dir, parallel));
+  if (Status fits = check_node_memory(model_dir, parallel, spec); !fits.ok()) {
+    return fits.error().with_context("--headless: this node cannot hold its DP ranks");
+  }
   // A second connection with a short limit, only to ask whether the leader is still there.
   auto liveness =
       TcpStore::connect(TcpStoreOptions{.address = nodes.address, .port = nodes.rpc_port, .timeout = kLivenessTimeout});
