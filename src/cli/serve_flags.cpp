@@ -21,7 +21,6 @@ constexpr std::array kNotYetImplemented = {"--pipeline-parallel-size",
                                            "--lora-modules",
                                            "--cpu-offload-gb",
                                            "--swap-space",
-                                           "--tokenizer-mode",
                                            "--no-enable-chunked-prefill",
                                            "--max-num-partial-prefills",
                                            "--limit-mm-per-prompt",
@@ -38,7 +37,7 @@ constexpr std::array kNotYetImplemented = {"--pipeline-parallel-size",
                                            "--data-parallel-backend"};
 
 constexpr const char* kSupported =
-    "--host, --port, --served-model-name, --api-key, --chat-template, --reasoning-parser, --enable-auto-tool-choice, --tool-call-parser, "
+    "--host, --port, --served-model-name, --api-key, --chat-template, --tokenizer-mode, --reasoning-parser, --enable-auto-tool-choice, --tool-call-parser, "
     "--generation-config, "
     "--disable-log-requests, --max-model-len, --max-num-seqs, --max-num-batched-tokens, --block-size, "
     "--enable-prefix-caching/--no-enable-prefix-caching, --kv-cache-memory, --gpu-memory-utilization, "
@@ -119,6 +118,9 @@ void ServeFlags::add_to(CLI::App& command) {
           },
           "KEY"));
   command.add_option("--chat-template", chat_template, "Jinja chat template file (default: the tokenizer's)");
+  add_named_option(command, "--tokenizer-mode", tokenizer_mode, parse_tokenizer_mode,
+                   "How chat prompts are written: auto or hf (the chat template; a DeepSeek-V3.2 model without "
+                   "one gets its published encoder), deepseek_v32 (DeepSeek-V3.2's encoder)");
   add_named_option(command, "--reasoning-parser", reasoning_parser, parse_reasoning_parser,
                    "Split chat answers' <think>...</think> into the message's `reasoning` (and "
                    "`reasoning_content`): deepseek_r1, qwen3, deepseek_v3 (thinking when "
@@ -170,6 +172,7 @@ ServerOptions ServeFlags::server_options(const std::string& model_dir) const {
   if (options.served_model_names.empty()) options.served_model_names.push_back(model_dir);
   options.api_key = api_key;
   options.chat_template_path = chat_template;
+  options.tokenizer_mode = tokenizer_mode;
   options.reasoning_parser = reasoning_parser;
   if (enable_auto_tool_choice) options.tool_call_parser = tool_call_parser;
   options.disable_log_requests = disable_log_requests;

@@ -39,6 +39,7 @@ struct ServeFlags {
   std::vector<std::string> served_model_names;
   std::string api_key;
   std::string chat_template;
+  TokenizerMode tokenizer_mode = TokenizerMode::kAuto;        // --tokenizer-mode
   ReasoningParser reasoning_parser = ReasoningParser::kNone;  // --reasoning-parser
   bool enable_auto_tool_choice = false;                       // --enable-auto-tool-choice
   ToolCallParser tool_call_parser = ToolCallParser::kNone;    // --tool-call-parser

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "base/text_file.h"
 #include "runtime/engine_failure.h"
@@ -51,6 +52,16 @@ Status check_answer_parsers(const ServerOptions& options, const ModelConfig* mod
   }
   return ok_status();
 }
+
+}  // namespace
+
+Result<TokenizerMode> parse_tokenizer_mode(const std::string& name) {
+  if (name == "auto" || name == "hf") return TokenizerMode::kAuto;
+  if (name == "deepseek_v32") return TokenizerMode::kDeepseekV32;
+  return make_error("'{}' is not supported (supported: auto, hf, deepseek_v32)", name);
+}
+
+namespace {
 
 bool bearer_matches(const std::string& header, const std::string& key) {
   constexpr std::string_view kPrefix = "Bearer ";
@@ -128,6 +139,15 @@ Result<std::unique_ptr<ApiRouter>> ApiRouter::create(const ServerOptions& option
   router->created_ =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   MS_ASSIGN_OR_RETURN(std::optional<std::string> source, chat_template_source(options, engine));
+  // DeepSeek-V3.2 ships its encoder instead of a template: without one it is used as asked.
+  router->deepseek_v32_encoding_ =
+      options.tokenizer_mode == TokenizerMode::kDeepseekV32 ||
+      (!source && model != nullptr && model->architecture == Architecture::kDeepseekV32);
+  if (router->deepseek_v32_encoding_) {
+    spdlog::info("chat prompts: DeepSeek-V3.2's encoder ({})", options.tokenizer_mode == TokenizerMode::kDeepseekV32
+                                                                   ? "--tokenizer-mode deepseek_v32"
+                                                                   : "the model has no chat template");
+  }
   if (source) {
     Result<chat::ChatTemplate> parsed = chat::ChatTemplate::parse(*source);
     if (!parsed.ok()) return parsed.error().with_context("parsing the chat template");

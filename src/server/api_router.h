@@ -91,6 +91,8 @@ class ApiRouter {
   std::shared_ptr<const Tokenizer> tokenizer_;
   std::optional<chat::ChatTemplate> chat_template_;
   bool harmony_ = false;  // a GPT-OSS model: chat answers are split by HarmonySplitter
+  // Chat prompts written by DeepSeek-V3.2's encoder instead of a template (--tokenizer-mode).
+  bool deepseek_v32_encoding_ = false;
   std::string no_template_reason_;
   std::vector<std::string> model_names_;
   std::string page_;  // the live page (webui::kIndexHtml), with its API key marker set

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "server/api_router.h"
+#include "tokenizer/chat/deepseek_v32_encoding.h"
 
 namespace moeserve {
 namespace {
@@ -17,6 +18,20 @@ int64_t unix_seconds() {
 }
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+// Python's truth value (chat_template_kwargs are read as vLLM reads them).
+bool truthy(const Json& value) {
+  return value.is_boolean()  ? value.get<bool>()
+         : value.is_number() ? value.get<double>() != 0.0
+         : value.is_string() ? !value.get_ref<const std::string&>().empty()
+                             : !value.is_null() && !value.empty();
+}
+
+// chat_template_kwargs' thinking switch: `thinking`, or `enable_thinking` (DeepSeek-V3.2's, vLLM).
+bool thinking_on(const Json& template_context) {
+  return truthy(template_context.value("thinking", Json(false))) ||
+         truthy(template_context.value("enable_thinking", Json(false)));
+}
 
 std::string_view strip(std::string_view text) {
   while (!text.empty() && is_space(text.front())) text.remove_prefix(1);
@@ -78,6 +93,13 @@ std::optional<ApiError> ApiRouter::check_capacity(size_t num_prompts, int n) con
 
 ApiResult<std::string> ApiRouter::render_chat(const Json& messages, bool add_generation_prompt,
                                               bool continue_final_message, const Json& template_context) const {
+  if (deepseek_v32_encoding_) {
+    Result<std::string> encoded =
+        chat::encode_deepseek_v32(messages, template_context.value("tools", Json()), thinking_on(template_context));
+    if (!encoded.ok()) return bad_request("DeepSeek-V3.2 chat encoding: " + encoded.error().message, "messages");
+    if (continue_final_message) return cut_after_final_message(std::move(encoded).value(), messages);
+    return std::move(encoded).value();
+  }
   if (!chat_template_) return bad_request(no_template_reason_, "messages");
   chat::RenderOptions render_options;
   render_options.add_generation_prompt = add_generation_prompt;
@@ -191,13 +213,7 @@ RouteOutcome ApiRouter::chat_completions(const Json& body) {
       }
     }
   } else if (options_.reasoning_parser != ReasoningParser::kNone) {
-    // chat_template_kwargs.thinking, by Python's truthiness (vLLM's deepseek_v3 parser reads it so).
-    const Json thinking = request.template_context.value("thinking", Json(false));
-    const bool on = thinking.is_boolean()  ? thinking.get<bool>()
-                    : thinking.is_number() ? thinking.get<double>() != 0.0
-                    : thinking.is_string() ? !thinking.get<std::string>().empty()
-                                           : !thinking.is_null() && !thinking.empty();
-    spec.reasoning.emplace(options_.reasoning_parser, on, prompt.value());
+    spec.reasoning.emplace(options_.reasoning_parser, thinking_on(request.template_context), prompt.value());
   }
   if (!harmony_ && parse_tools) {
     spec.tool_call_parser = options_.tool_call_parser;

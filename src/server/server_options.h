@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "base/result.h"
 #include "server/reasoning_parser.h"
 #include "server/tool_call_parser.h"
 
@@ -24,6 +25,12 @@ struct SamplingDefaults {
   std::optional<int> max_new_tokens;
 };
 
+// vLLM's --tokenizer-mode: how chat prompts are written. kAuto: the chat template (a
+// DeepSeek-V3.2 model without one gets its published encoder); kDeepseekV32: that encoder
+// (tokenizer/chat/deepseek_v32_encoding.h) for any model.
+enum class TokenizerMode { kAuto, kDeepseekV32 };
+Result<TokenizerMode> parse_tokenizer_mode(const std::string& name);
+
 struct ServerOptions {
   std::string host = "127.0.0.1";  // --host
   int port = 8000;                 // --port (0: an ephemeral port, see HttpServer::port())
@@ -32,6 +39,7 @@ struct ServerOptions {
   std::vector<std::string> served_model_names;
   std::string api_key;             // --api-key; empty = no check. Checked on /v1/* only.
   std::string chat_template_path;  // --chat-template FILE; empty = the tokenizer's template
+  TokenizerMode tokenizer_mode = TokenizerMode::kAuto;  // --tokenizer-mode
   ReasoningParser reasoning_parser = ReasoningParser::kNone;  // --reasoning-parser
   // --enable-auto-tool-choice with --tool-call-parser: answers to requests with tools (and
   // tool_choice not "none") have their tool-call markup parsed into tool_calls.

@@ -580,9 +580,21 @@ TEST(ServeLifecycle, StartupRefusesWhatCannotRun) {
   EXPECT_NE(spec_output.find("does not implement vLLM's --speculative-config"), std::string::npos) << spec_output;
   const auto [parser, parser_output] = run_pair({"serve", kModel, "--port", "0", "--reasoning-parser", "granite"});
   EXPECT_NE(parser, 0);
-  EXPECT_NE(parser_output.find("'granite' is not supported (supported: deepseek_r1, qwen3, deepseek_v3)"),
+  EXPECT_NE(parser_output.find("'granite' is not supported (supported: deepseek_r1, qwen3, deepseek_v3, openai_gptoss)"),
             std::string::npos)
       << parser_output;
+  const auto [mode, mode_output] = run_pair({"serve", kModel, "--port", "0", "--tokenizer-mode", "mistral"});
+  EXPECT_NE(mode, 0);
+  EXPECT_NE(mode_output.find("'mistral' is not supported (supported: auto, hf, deepseek_v32)"), std::string::npos)
+      << mode_output;
+  // GPT-OSS's harmony parsers are refused for another model.
+  const auto [harmony, harmony_output] = run_pair(
+      {"serve", kModel, "--port", "0", "--enable-auto-tool-choice", "--tool-call-parser", "openai"});
+  EXPECT_EQ(harmony, 1);
+  EXPECT_NE(harmony_output.find("--tool-call-parser openai reads GPT-OSS's harmony tool calls, and MixtralForCausalLM "
+                                "is not GPT-OSS"),
+            std::string::npos)
+      << harmony_output;
   const auto [tools, tools_output] = run_pair({"serve", kModel, "--port", "0", "--enable-auto-tool-choice"});
   EXPECT_NE(tools, 0);
   EXPECT_NE(tools_output.find("--enable-auto-tool-choice needs --tool-call-parser"), std::string::npos) << tools_output;

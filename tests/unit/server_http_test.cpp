@@ -4,6 +4,7 @@
 // then no extra special tokens), logprobs shapes, keep-alive, and stop() with work in flight.
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -492,6 +493,69 @@ TEST(ServerHttp, HarmonyParsersOnlyForGptOssAndOnlyThem) {
   options.reasoning_parser = ReasoningParser::kNone;
   options.tool_call_parser = ToolCallParser::kHermes;
   EXPECT_THAT(start_error(options, dir.path.string(), &dir.config), ::testing::HasSubstr("use openai"));
+}
+
+// A DeepSeek-V3.2 model directory as published: the tokenizer without a chat template.
+struct DeepseekV32Dir {
+  DeepseekV32Dir() : path(std::filesystem::temp_directory_path() / ("moeserve_dsv32_" + std::to_string(::getpid()))) {
+    const std::filesystem::path tokenizer = std::filesystem::path(MOESERVE_TEST_DATA_DIR) / "tokenizers/deepseek_v3";
+    std::filesystem::create_directories(path);
+    std::filesystem::create_symlink(tokenizer / "tokenizer.json", path / "tokenizer.json");
+    std::ifstream in(tokenizer / "tokenizer_config.json");
+    json config = json::parse(in);
+    config.erase("chat_template");
+    std::ofstream(path / "tokenizer_config.json") << config.dump();
+    model.architecture = Architecture::kDeepseekV32;
+    model.architecture_name = "DeepseekV32ForCausalLM";
+  }
+  ~DeepseekV32Dir() { std::filesystem::remove_all(path); }
+  std::filesystem::path path;
+  ModelConfig model;
+};
+
+// DeepSeek-V3.2 ships no chat template: its chats are written by its published encoder, without
+// a flag for such a model and with --tokenizer-mode deepseek_v32 for any; /tokenize gives the
+// reference prompt's tokens (thinking mode, tools, DSML calls and results), and messages the
+// encoder refuses get a 400 saying why.
+TEST(ServerHttp, DeepseekV32ChatsAreWrittenByItsEncoder) {
+  // (Read and sent in their key order, as a client sends them: the tools' schemas are written as
+  // they come.)
+  using ordered = nlohmann::ordered_json;
+  std::ifstream file(MOESERVE_TEST_DATA_DIR "/chat/deepseek_v32_encoding_reference.json");
+  const ordered reference = ordered::parse(file);
+  ordered tools_case, refused_case;
+  for (const ordered& c : reference["cases"]) {
+    if (c["name"] == "thinking/tools_calls_and_results") tools_case = c;
+    if (c["name"] == "error/tool_without_call") refused_case = c;
+  }
+  ASSERT_FALSE(tools_case.is_null());
+  DeepseekV32Dir dir;
+  const auto check = [&](const ServerOptions& options, const ModelConfig* model) {
+    ServerHarness harness(options, 4096, {}, dir.path.string(), model);
+    const Tokenizer& tokenizer = *harness.engine.tokenizer();
+    const ordered body = {{"messages", tools_case["messages"]},
+                          {"tools", tools_case["tools"]},
+                          {"chat_template_kwargs", tools_case["chat_template_kwargs"]}};
+    HttpResult tokens = HttpClient(harness.port()).request("POST", "/tokenize", body.dump(), {});
+    ASSERT_EQ(tokens.status, 200) << tokens.body;
+    EXPECT_EQ(tokens.json()["tokens"].get<std::vector<int32_t>>(),
+              *tokenizer.encode(tools_case["prompt"].get<std::string>(), false));
+    HttpResult refused =
+        HttpClient(harness.port())
+            .request("POST", "/v1/chat/completions", ordered{{"messages", refused_case["messages"]}}.dump(), {});
+    EXPECT_EQ(refused.status, 400);
+    EXPECT_NE(refused.body.find("DeepSeek-V3.2 chat encoding: messages[1]: a tool result must follow"),
+              std::string::npos)
+        << refused.body;
+  };
+  check(ServerOptions{}, &dir.model);
+  ServerOptions asked;
+  asked.tokenizer_mode = TokenizerMode::kDeepseekV32;
+  check(asked, nullptr);
+  // Without either, the model has no template.
+  ServerHarness plain({}, 4096, {}, dir.path.string(), nullptr);
+  EXPECT_EQ(plain.post("/v1/chat/completions", {{"messages", json::parse(tools_case["messages"].dump())}}).status,
+            400);
 }
 
 TEST(ServerHttp, ChatDefaultMaxTokensIsWhatTheContextLeaves) {
