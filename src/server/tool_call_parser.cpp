@@ -14,9 +14,16 @@ constexpr std::string_view kCallsBegin = "<｜tool▁calls▁begin｜>";
 constexpr std::string_view kCallBegin = "<｜tool▁call▁begin｜>";
 constexpr std::string_view kSep = "<｜tool▁sep｜>";
 constexpr std::string_view kCallEnd = "<｜tool▁call▁end｜>";
+constexpr std::string_view kDsmlCalls = "<｜DSML｜function_calls>";
+constexpr std::string_view kDsmlInvoke = "<｜DSML｜invoke name=\"";
+constexpr std::string_view kDsmlInvokeEnd = "</｜DSML｜invoke>";
+constexpr std::string_view kDsmlParameter = "<｜DSML｜parameter name=\"";
+constexpr std::string_view kDsmlParameterEnd = "</｜DSML｜parameter>";
 
 std::string_view start_marker(ToolCallParser parser) {
-  return parser == ToolCallParser::kHermes ? kHermesStart : kCallsBegin;
+  return parser == ToolCallParser::kHermes        ? kHermesStart
+         : parser == ToolCallParser::kDeepseekV32 ? kDsmlCalls
+                                                  : kCallsBegin;
 }
 
 std::string_view trim(std::string_view text) {
@@ -78,14 +85,51 @@ bool deepseek_calls(std::string_view calls, bool v31, std::vector<ToolCall>& out
   return !out.empty();
 }
 
+// deepseek_v32: each <｜DSML｜invoke name="NAME"> ... </｜DSML｜invoke> of `calls`, its parameters
+// written back as a JSON object in their order.
+bool dsml_calls(std::string_view calls, std::vector<ToolCall>& out) {
+  const auto json_string = [](std::string_view text) {
+    return nlohmann::ordered_json(std::string(text)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  };
+  for (size_t at = calls.find(kDsmlInvoke); at != std::string_view::npos; at = calls.find(kDsmlInvoke, at)) {
+    at += kDsmlInvoke.size();
+    const size_t end = calls.find(kDsmlInvokeEnd, at);
+    const size_t name_end = calls.find("\">", at);
+    if (end == std::string_view::npos || name_end == std::string_view::npos || name_end > end) return false;
+    ToolCall call{.name = std::string(calls.substr(at, name_end - at)), .arguments = "{"};
+    const std::string_view body = calls.substr(name_end + 2, end - name_end - 2);
+    at = end + kDsmlInvokeEnd.size();
+    size_t count = 0;
+    for (size_t p = body.find(kDsmlParameter); p != std::string_view::npos; p = body.find(kDsmlParameter, p)) {
+      p += kDsmlParameter.size();
+      const size_t key_end = body.find("\" string=\"", p);
+      const size_t value_end = body.find(kDsmlParameterEnd, p);
+      if (key_end == std::string_view::npos || value_end == std::string_view::npos || key_end > value_end) return false;
+      const std::string_view key = body.substr(p, key_end - p);
+      const std::string_view rest = body.substr(key_end + 10, value_end - key_end - 10);  // after ` string="`
+      const bool is_string = rest.starts_with("true\">");
+      if (!is_string && !rest.starts_with("false\">")) return false;
+      const std::string_view value = rest.substr(is_string ? 6 : 7);
+      if (count++ > 0) call.arguments += ", ";
+      call.arguments += json_string(key) + ": " + (is_string ? json_string(value) : std::string(value));
+      p = value_end + kDsmlParameterEnd.size();
+    }
+    call.arguments += "}";
+    if (call.name.empty()) return false;
+    out.push_back(std::move(call));
+  }
+  return !out.empty();
+}
+
 }  // namespace
 
 Result<ToolCallParser> parse_tool_call_parser(const std::string& name) {
   if (name == "hermes") return ToolCallParser::kHermes;
   if (name == "deepseek_v3") return ToolCallParser::kDeepseekV3;
   if (name == "deepseek_v31") return ToolCallParser::kDeepseekV31;
+  if (name == "deepseek_v32") return ToolCallParser::kDeepseekV32;
   if (name == "openai") return ToolCallParser::kOpenAi;
-  return make_error("'{}' is not supported (supported: hermes, deepseek_v3, deepseek_v31, openai)", name);
+  return make_error("'{}' is not supported (supported: hermes, deepseek_v3, deepseek_v31, deepseek_v32, openai)", name);
 }
 
 ToolCallSplit split_tool_calls(ToolCallParser parser, std::string_view answer) {
@@ -94,9 +138,10 @@ ToolCallSplit split_tool_calls(ToolCallParser parser, std::string_view answer) {
   if (start == std::string_view::npos) return ToolCallSplit{std::string(answer), {}};
   ToolCallSplit split{std::string(answer.substr(0, start)), {}};
   const std::string_view calls = answer.substr(start);
-  const bool parsed = parser == ToolCallParser::kHermes ? hermes_calls(calls, split.calls)
-                                                        : deepseek_calls(calls, parser == ToolCallParser::kDeepseekV31,
-                                                                         split.calls);
+  const bool parsed = parser == ToolCallParser::kHermes        ? hermes_calls(calls, split.calls)
+                      : parser == ToolCallParser::kDeepseekV32 ? dsml_calls(calls, split.calls)
+                                                               : deepseek_calls(calls, parser == ToolCallParser::kDeepseekV31,
+                                                                                split.calls);
   if (!parsed) return ToolCallSplit{std::string(answer), {}};
   return split;
 }

@@ -5,6 +5,9 @@
 //   deepseek_v3: <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME
 //     ```json ARGS ```<｜tool▁call▁end｜>...<｜tool▁calls▁end｜>, ARGS as written.
 //   deepseek_v31: the same without "function" and the json fence: <｜tool▁call▁begin｜>NAME<｜tool▁sep｜>ARGS<｜tool▁call▁end｜>.
+//   deepseek_v32: DeepSeek-V3.2's DSML, <｜DSML｜function_calls> of <｜DSML｜invoke name="NAME"> blocks whose
+//     <｜DSML｜parameter name="K" string="true|false">V</｜DSML｜parameter> lines become {"K": V} (V a JSON
+//     string when string="true", else as written), as the encoder published with the model decodes them.
 //   openai: GPT-OSS's harmony messages to=functions.NAME (server/harmony_parser.h, not this file).
 // Markup that does not parse leaves the whole answer content, as vLLM's parsers do. Streams hold
 // everything from the first marker to the end of the answer, then send the calls in one delta.
@@ -18,7 +21,7 @@
 
 namespace moeserve {
 
-enum class ToolCallParser { kNone, kHermes, kDeepseekV3, kDeepseekV31, kOpenAi };
+enum class ToolCallParser { kNone, kHermes, kDeepseekV3, kDeepseekV31, kDeepseekV32, kOpenAi };
 
 // The parser of a --tool-call-parser name; unknown names list the supported ones.
 Result<ToolCallParser> parse_tool_call_parser(const std::string& name);

@@ -54,12 +54,36 @@ TEST(ToolCallParser, DeepseekV3AndV31Markup) {
   EXPECT_EQ(split_tool_calls(ToolCallParser::kDeepseekV31, cut).content, cut);
 }
 
+// DeepSeek-V3.2's DSML as its encoder writes calls (tests/fixtures/chat/deepseek_v32_encoding_reference.json)
+// decoded as its published decoder does: string="true" values become JSON strings, others stay
+// as written, in their order.
+TEST(ToolCallParser, DeepseekV32Dsml) {
+  const ToolCallSplit split = split_tool_calls(
+      ToolCallParser::kDeepseekV32,
+      "Checking.\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"get_weather\">\n"
+      "<｜DSML｜parameter name=\"city\" string=\"true\">Zürich \"Nord\"</｜DSML｜parameter>\n"
+      "<｜DSML｜parameter name=\"days\" string=\"false\">2</｜DSML｜parameter>\n"
+      "<｜DSML｜parameter name=\"units\" string=\"false\">[\"C\", \"F\"]</｜DSML｜parameter>\n"
+      "</｜DSML｜invoke>\n<｜DSML｜invoke name=\"now\">\n\n</｜DSML｜invoke>\n</｜DSML｜function_calls>");
+  EXPECT_EQ(split.content, "Checking.\n\n");
+  EXPECT_THAT(split.calls, ElementsAre(IsCall("get_weather", R"({"city": "Zürich \"Nord\"", "days": 2, "units": ["C", "F"]})"),
+                                       IsCall("now", "{}")));
+  // A parameter without its string attribute does not parse: the answer stays content.
+  const std::string bad =
+      "<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"f\">\n<｜DSML｜parameter name=\"a\">1</｜DSML｜parameter>\n"
+      "</｜DSML｜invoke>\n</｜DSML｜function_calls>";
+  EXPECT_EQ(split_tool_calls(ToolCallParser::kDeepseekV32, bad).content, bad);
+}
+
 TEST(ToolCallParser, EveryStreamCutSendsTheWholeAnswersSplit) {
   const std::vector<std::pair<ToolCallParser, std::string>> cases = {
       {ToolCallParser::kHermes, "Hi <tool_c <tool_call>{\"name\": \"f\", \"arguments\": {\"a\": 1}}</tool_call> tail"},
       {ToolCallParser::kHermes, "text ending in a partial <tool_ca"},
       {ToolCallParser::kHermes, "<tool_call>not json</tool_call>"},
       {ToolCallParser::kDeepseekV31, "ok<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>{}<｜tool▁call▁end｜>"},
+      {ToolCallParser::kDeepseekV32,
+       "ok\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"f\">\n<｜DSML｜parameter name=\"a\" string=\"false\">1"
+       "</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls>"},
   };
   for (const auto& [parser, answer] : cases) {
     const ToolCallSplit whole = split_tool_calls(parser, answer);
@@ -81,9 +105,10 @@ TEST(ToolCallParser, NamesAsVllm) {
   EXPECT_EQ(parse_tool_call_parser("hermes").value(), ToolCallParser::kHermes);
   EXPECT_EQ(parse_tool_call_parser("deepseek_v3").value(), ToolCallParser::kDeepseekV3);
   EXPECT_EQ(parse_tool_call_parser("deepseek_v31").value(), ToolCallParser::kDeepseekV31);
+  EXPECT_EQ(parse_tool_call_parser("deepseek_v32").value(), ToolCallParser::kDeepseekV32);
   EXPECT_EQ(parse_tool_call_parser("openai").value(), ToolCallParser::kOpenAi);
   EXPECT_THAT(parse_tool_call_parser("mistral").error().message,
-              ::testing::HasSubstr("supported: hermes, deepseek_v3, deepseek_v31, openai"));
+              ::testing::HasSubstr("supported: hermes, deepseek_v3, deepseek_v31, deepseek_v32, openai"));
 }
 
 }  // namespace
