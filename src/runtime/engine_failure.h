@@ -12,7 +12,9 @@ namespace moeserve {
 
 using EngineFailureHandler = std::function<void(const std::string& reason)>;
 
-// Called (once, on the failing thread) by fail_engine; it must not block for long.
+// Called (once, on the failing thread) by fail_engine; it must not block for long. Replacing the
+// handler (nullptr: none) waits for a call of the old one under way to return, so what it
+// captured may be destroyed once this returns.
 void set_engine_failure_handler(EngineFailureHandler handler);
 
 // The reason the engine failed, once it has.
