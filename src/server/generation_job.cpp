@@ -278,7 +278,7 @@ Json GenerationJob::tool_calls_json(const std::vector<ToolCall>& calls, bool wit
   for (size_t i = 0; i < calls.size(); ++i) {
     Json call;
     if (with_index) call["index"] = i;  // stream deltas number their calls
-    call["id"] = random_id("chatcmpl-tool-");
+    call["id"] = calls[i].id.empty() ? random_id("chatcmpl-tool-") : calls[i].id;
     call["type"] = "function";
     call["function"] = Json{{"name", calls[i].name}, {"arguments", calls[i].arguments}};
     out.push_back(std::move(call));

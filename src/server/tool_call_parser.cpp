@@ -15,6 +15,10 @@ constexpr std::string_view kCallBegin = "<｜tool▁call▁begin｜>";
 constexpr std::string_view kSep = "<｜tool▁sep｜>";
 constexpr std::string_view kCallEnd = "<｜tool▁call▁end｜>";
 constexpr std::string_view kDsmlCalls = "<｜DSML｜function_calls>";
+constexpr std::string_view kKimiSection = "<|tool_calls_section_begin|>";
+constexpr std::string_view kKimiCall = "<|tool_call_begin|>";
+constexpr std::string_view kKimiArguments = "<|tool_call_argument_begin|>";
+constexpr std::string_view kKimiCallEnd = "<|tool_call_end|>";
 constexpr std::string_view kDsmlInvoke = "<｜DSML｜invoke name=\"";
 constexpr std::string_view kDsmlInvokeEnd = "</｜DSML｜invoke>";
 constexpr std::string_view kDsmlParameter = "<｜DSML｜parameter name=\"";
@@ -23,6 +27,7 @@ constexpr std::string_view kDsmlParameterEnd = "</｜DSML｜parameter>";
 std::string_view start_marker(ToolCallParser parser) {
   return parser == ToolCallParser::kHermes        ? kHermesStart
          : parser == ToolCallParser::kDeepseekV32 ? kDsmlCalls
+         : parser == ToolCallParser::kKimiK2      ? kKimiSection
                                                   : kCallsBegin;
 }
 
@@ -121,6 +126,33 @@ bool dsml_calls(std::string_view calls, std::vector<ToolCall>& out) {
   return !out.empty();
 }
 
+// kimi_k2: each <|tool_call_begin|> ID <|tool_call_argument_begin|> ARGS <|tool_call_end|> of
+// `calls`, ID being NAME:N or functions.NAME:N.
+bool kimi_calls(std::string_view calls, std::vector<ToolCall>& out) {
+  for (size_t at = calls.find(kKimiCall); at != std::string_view::npos; at = calls.find(kKimiCall, at)) {
+    at += kKimiCall.size();
+    const size_t arguments = calls.find(kKimiArguments, at);
+    const size_t end = calls.find(kKimiCallEnd, at);
+    if (arguments == std::string_view::npos || end == std::string_view::npos || arguments > end) return false;
+    const std::string_view id = trim(calls.substr(at, arguments - at));
+    const size_t colon = id.rfind(':');
+    if (colon == std::string_view::npos || colon + 1 == id.size() ||
+        id.substr(colon + 1).find_first_not_of("0123456789") != std::string_view::npos) {
+      return false;
+    }
+    const std::string_view qualified = id.substr(0, colon);
+    const size_t dot = qualified.rfind('.');
+    ToolCall call{.name = std::string(dot == std::string_view::npos ? qualified : qualified.substr(dot + 1)),
+                  .arguments = std::string(trim(calls.substr(arguments + kKimiArguments.size(),
+                                                             end - arguments - kKimiArguments.size()))),
+                  .id = std::string(id)};
+    if (call.name.empty()) return false;
+    out.push_back(std::move(call));
+    at = end + kKimiCallEnd.size();
+  }
+  return !out.empty();
+}
+
 }  // namespace
 
 Result<ToolCallParser> parse_tool_call_parser(const std::string& name) {
@@ -128,8 +160,10 @@ Result<ToolCallParser> parse_tool_call_parser(const std::string& name) {
   if (name == "deepseek_v3") return ToolCallParser::kDeepseekV3;
   if (name == "deepseek_v31") return ToolCallParser::kDeepseekV31;
   if (name == "deepseek_v32") return ToolCallParser::kDeepseekV32;
+  if (name == "kimi_k2") return ToolCallParser::kKimiK2;
   if (name == "openai") return ToolCallParser::kOpenAi;
-  return make_error("'{}' is not supported (supported: hermes, deepseek_v3, deepseek_v31, deepseek_v32, openai)", name);
+  return make_error("'{}' is not supported (supported: hermes, deepseek_v3, deepseek_v31, deepseek_v32, kimi_k2, openai)",
+                    name);
 }
 
 ToolCallSplit split_tool_calls(ToolCallParser parser, std::string_view answer) {
@@ -140,6 +174,7 @@ ToolCallSplit split_tool_calls(ToolCallParser parser, std::string_view answer) {
   const std::string_view calls = answer.substr(start);
   const bool parsed = parser == ToolCallParser::kHermes        ? hermes_calls(calls, split.calls)
                       : parser == ToolCallParser::kDeepseekV32 ? dsml_calls(calls, split.calls)
+                      : parser == ToolCallParser::kKimiK2      ? kimi_calls(calls, split.calls)
                                                                : deepseek_calls(calls, parser == ToolCallParser::kDeepseekV31,
                                                                                 split.calls);
   if (!parsed) return ToolCallSplit{std::string(answer), {}};

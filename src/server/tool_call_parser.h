@@ -8,6 +8,9 @@
 //   deepseek_v32: DeepSeek-V3.2's DSML, <｜DSML｜function_calls> of <｜DSML｜invoke name="NAME"> blocks whose
 //     <｜DSML｜parameter name="K" string="true|false">V</｜DSML｜parameter> lines become {"K": V} (V a JSON
 //     string when string="true", else as written), as the encoder published with the model decodes them.
+//   kimi_k2: <|tool_calls_section_begin|><|tool_call_begin|>functions.NAME:N<|tool_call_argument_begin|>ARGS
+//     <|tool_call_end|>...<|tool_calls_section_end|>; the call's id is "functions.NAME:N" (Kimi's
+//     template names tool results by it), ARGS as written.
 //   openai: GPT-OSS's harmony messages to=functions.NAME (server/harmony_parser.h, not this file).
 // Markup that does not parse leaves the whole answer content, as vLLM's parsers do. Streams hold
 // everything from the first marker to the end of the answer, then send the calls in one delta.
@@ -21,7 +24,7 @@
 
 namespace moeserve {
 
-enum class ToolCallParser { kNone, kHermes, kDeepseekV3, kDeepseekV31, kDeepseekV32, kOpenAi };
+enum class ToolCallParser { kNone, kHermes, kDeepseekV3, kDeepseekV31, kDeepseekV32, kKimiK2, kOpenAi };
 
 // The parser of a --tool-call-parser name; unknown names list the supported ones.
 Result<ToolCallParser> parse_tool_call_parser(const std::string& name);
@@ -29,6 +32,7 @@ Result<ToolCallParser> parse_tool_call_parser(const std::string& name);
 struct ToolCall {
   std::string name;
   std::string arguments;  // JSON text
+  std::string id;         // the model's own id for the call (kimi_k2); empty: the server makes one
 };
 
 struct ToolCallSplit {

@@ -75,12 +75,36 @@ TEST(ToolCallParser, DeepseekV32Dsml) {
   EXPECT_EQ(split_tool_calls(ToolCallParser::kDeepseekV32, bad).content, bad);
 }
 
+// Kimi K2's sections: the name from functions.NAME:N (or NAME:N), which is also the call's id.
+TEST(ToolCallParser, KimiK2Sections) {
+  const ToolCallSplit split = split_tool_calls(
+      ToolCallParser::kKimiK2,
+      "Let me look.<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0"
+      "<|tool_call_argument_begin|>{\"city\": \"Paris\"}<|tool_call_end|><|tool_call_begin|> now:1 "
+      "<|tool_call_argument_begin|> {} <|tool_call_end|><|tool_calls_section_end|>");
+  EXPECT_EQ(split.content, "Let me look.");
+  ASSERT_EQ(split.calls.size(), 2u);
+  EXPECT_EQ(split.calls[0].name, "get_weather");
+  EXPECT_EQ(split.calls[0].arguments, R"({"city": "Paris"})");
+  EXPECT_EQ(split.calls[0].id, "functions.get_weather:0");
+  EXPECT_EQ(split.calls[1].name, "now");
+  EXPECT_EQ(split.calls[1].arguments, "{}");
+  EXPECT_EQ(split.calls[1].id, "now:1");
+  // An id without its :N index does not parse.
+  const std::string bad = "<|tool_calls_section_begin|><|tool_call_begin|>functions.f<|tool_call_argument_begin|>{}"
+                          "<|tool_call_end|><|tool_calls_section_end|>";
+  EXPECT_EQ(split_tool_calls(ToolCallParser::kKimiK2, bad).content, bad);
+}
+
 TEST(ToolCallParser, EveryStreamCutSendsTheWholeAnswersSplit) {
   const std::vector<std::pair<ToolCallParser, std::string>> cases = {
       {ToolCallParser::kHermes, "Hi <tool_c <tool_call>{\"name\": \"f\", \"arguments\": {\"a\": 1}}</tool_call> tail"},
       {ToolCallParser::kHermes, "text ending in a partial <tool_ca"},
       {ToolCallParser::kHermes, "<tool_call>not json</tool_call>"},
       {ToolCallParser::kDeepseekV31, "ok<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>{}<｜tool▁call▁end｜>"},
+      {ToolCallParser::kKimiK2,
+       "a<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>{}<|tool_call_end|>"
+       "<|tool_calls_section_end|>"},
       {ToolCallParser::kDeepseekV32,
        "ok\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"f\">\n<｜DSML｜parameter name=\"a\" string=\"false\">1"
        "</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls>"},
@@ -106,9 +130,10 @@ TEST(ToolCallParser, NamesAsVllm) {
   EXPECT_EQ(parse_tool_call_parser("deepseek_v3").value(), ToolCallParser::kDeepseekV3);
   EXPECT_EQ(parse_tool_call_parser("deepseek_v31").value(), ToolCallParser::kDeepseekV31);
   EXPECT_EQ(parse_tool_call_parser("deepseek_v32").value(), ToolCallParser::kDeepseekV32);
+  EXPECT_EQ(parse_tool_call_parser("kimi_k2").value(), ToolCallParser::kKimiK2);
   EXPECT_EQ(parse_tool_call_parser("openai").value(), ToolCallParser::kOpenAi);
   EXPECT_THAT(parse_tool_call_parser("mistral").error().message,
-              ::testing::HasSubstr("supported: hermes, deepseek_v3, deepseek_v31, deepseek_v32, openai"));
+              ::testing::HasSubstr("supported: hermes, deepseek_v3, deepseek_v31, deepseek_v32, kimi_k2, openai"));
 }
 
 }  // namespace
