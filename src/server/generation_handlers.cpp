@@ -217,6 +217,7 @@ RouteOutcome ApiRouter::chat_completions(const Json& body) {
   }
   if (!harmony_ && parse_tools) {
     spec.tool_call_parser = options_.tool_call_parser;
+    spec.tools = *tools;
     // The markup may be special tokens (DeepSeek's): keep them in the text, as vLLM's parsers do.
     for (GenerationRequest& choice : spec.requests) choice.stop.skip_special_tokens = false;
   }

@@ -24,7 +24,7 @@ GenerationJob::GenerationJob(JobSpec spec, std::shared_ptr<const Tokenizer> toke
     const int offset = idx < spec_.echo_text.size() ? static_cast<int>(spec_.echo_text[idx].size()) : 0;
     choices_[idx].completion_logprobs = CompletionLogprobs(offset);
     choices_[idx].reasoning = spec_.reasoning;
-    choices_[idx].tools = ToolCallStream(spec_.tool_call_parser);
+    choices_[idx].tools = ToolCallStream(spec_.tool_call_parser, spec_.tools);
     choices_[idx].harmony = spec_.harmony;
   }
 }
@@ -249,7 +249,7 @@ HttpResponse GenerationJob::final_response() const {
         calls = ToolCallSplit{split.content, harmony.calls()};
       } else {
         if (choice.reasoning) split = ReasoningSplitter(*choice.reasoning).push(choice.text, true);
-        calls = split_tool_calls(spec_.tool_call_parser, split.content);
+        calls = split_tool_calls(spec_.tool_call_parser, split.content, spec_.tools);
       }
       called = !calls.calls.empty();
       const bool reasoning = choice.reasoning || spec_.harmony;

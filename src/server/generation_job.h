@@ -52,6 +52,7 @@ struct JobSpec {
   std::optional<ReasoningSplitter> reasoning;
   // Chat with --enable-auto-tool-choice and tools: the content's tool-call markup parsed.
   ToolCallParser tool_call_parser = ToolCallParser::kNone;
+  Json tools;  // the request's tools, for a parser that types arguments by their schemas
   // Chat with a GPT-OSS model: each choice's harmony answer split (instead of the two above).
   std::optional<HarmonySplitter> harmony;
 };

@@ -1,5 +1,6 @@
 #include "server/tool_call_parser.h"
 
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "server/stream_markers.h"
@@ -10,6 +11,10 @@ namespace {
 
 constexpr std::string_view kHermesStart = "<tool_call>";
 constexpr std::string_view kHermesEnd = "</tool_call>";
+constexpr std::string_view kFunction = "<function=";
+constexpr std::string_view kFunctionEnd = "</function>";
+constexpr std::string_view kParameter = "<parameter=";
+constexpr std::string_view kParameterEnd = "</parameter>";
 constexpr std::string_view kCallsBegin = "<｜tool▁calls▁begin｜>";
 constexpr std::string_view kCallBegin = "<｜tool▁call▁begin｜>";
 constexpr std::string_view kSep = "<｜tool▁sep｜>";
@@ -25,7 +30,7 @@ constexpr std::string_view kDsmlParameter = "<｜DSML｜parameter name=\"";
 constexpr std::string_view kDsmlParameterEnd = "</｜DSML｜parameter>";
 
 std::string_view start_marker(ToolCallParser parser) {
-  return parser == ToolCallParser::kHermes        ? kHermesStart
+  return parser == ToolCallParser::kHermes || parser == ToolCallParser::kQwen3Coder ? kHermesStart
          : parser == ToolCallParser::kDeepseekV32 ? kDsmlCalls
          : parser == ToolCallParser::kKimiK2      ? kKimiSection
                                                   : kCallsBegin;
@@ -53,6 +58,103 @@ bool hermes_calls(std::string_view calls, std::vector<ToolCall>& out) {
     out.push_back(ToolCall{call["name"].get<std::string>(), *text});
     if (end == std::string_view::npos) break;
     at = end + kHermesEnd.size();
+  }
+  return !out.empty();
+}
+
+using OrderedJson = nlohmann::ordered_json;
+
+// The JSON-schema `properties` of the request's tool `name` (empty when it has none).
+OrderedJson tool_properties(const OrderedJson& tools, std::string_view name) {
+  if (!tools.is_array()) return OrderedJson::object();
+  for (const OrderedJson& tool : tools) {
+    const auto function = tool.find("function");
+    if (!tool.is_object() || function == tool.end() || !function->is_object() || function->value("name", "") != name) {
+      continue;
+    }
+    const auto parameters = function->find("parameters");
+    if (parameters == function->end() || !parameters->is_object()) return OrderedJson::object();
+    const auto properties = parameters->find("properties");
+    return properties != parameters->end() && properties->is_object() ? *properties : *parameters;
+  }
+  return OrderedJson::object();
+}
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// A qwen3_coder parameter's value typed by its schema (vLLM's _convert_param_value).
+OrderedJson typed_value(const std::string& value, const std::string& name, const OrderedJson& properties) {
+  if (lower(value) == "null") return nullptr;
+  const auto schema = properties.find(name);
+  if (schema == properties.end()) return value;
+  std::string type = "string";
+  if (schema->is_object() && schema->contains("type")) {
+    const OrderedJson& t = (*schema)["type"];
+    type = lower(trim(t.is_string() ? t.get<std::string>() : t.dump()));
+  }
+  const std::string_view number = trim(value);
+  if (type == "string" || type == "str" || type == "text" || type == "varchar" || type == "char" || type == "enum") {
+    return value;
+  }
+  if (type.starts_with("int") || type.starts_with("uint") || type.starts_with("long") || type.starts_with("short") ||
+      type.starts_with("unsigned")) {
+    const std::string digits(number.starts_with('+') ? number.substr(1) : number);
+    const size_t first = digits.starts_with('-') ? 1 : 0;
+    if (digits.size() > first && digits.find_first_not_of("0123456789", first) == std::string::npos &&
+        digits.size() < 19) {
+      return std::stoll(digits);
+    }
+    return value;
+  }
+  if (type.starts_with("num") || type.starts_with("float")) {
+    const std::string text(number);
+    char* end = nullptr;
+    const double parsed = text.empty() ? 0.0 : std::strtod(text.c_str(), &end);
+    if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(parsed)) return value;
+    if (parsed == std::floor(parsed) && std::fabs(parsed) < 9.2e18) return static_cast<int64_t>(parsed);
+    return parsed;
+  }
+  if (type == "boolean" || type == "bool" || type == "binary") return lower(value) == "true";
+  // object, array and the rest: JSON where it parses (vLLM also tries Python literals), else the text.
+  const OrderedJson parsed = OrderedJson::parse(value, nullptr, false);
+  return parsed.is_discarded() ? OrderedJson(value) : parsed;
+}
+
+// qwen3_coder: each <function=NAME>...</function> of the <tool_call> blocks in `calls`.
+bool qwen3_coder_calls(std::string_view calls, const OrderedJson& tools, std::vector<ToolCall>& out) {
+  for (size_t at = calls.find(kFunction); at != std::string_view::npos; at = calls.find(kFunction, at)) {
+    at += kFunction.size();
+    const size_t close = calls.find(kFunctionEnd, at);
+    const std::string_view function = calls.substr(at, close == std::string_view::npos ? std::string_view::npos : close - at);
+    at = close == std::string_view::npos ? calls.size() : close + kFunctionEnd.size();
+    const size_t name_end = function.find('>');
+    if (name_end == std::string_view::npos || name_end == 0) return false;
+    ToolCall call{.name = std::string(function.substr(0, name_end))};
+    const OrderedJson properties = tool_properties(tools, call.name);
+    OrderedJson arguments = OrderedJson::object();
+    const std::string_view parameters = function.substr(name_end + 1);
+    for (size_t p = parameters.find(kParameter); p != std::string_view::npos;) {
+      p += kParameter.size();
+      // The value ends at </parameter>, the next <parameter=, or the end of the function.
+      size_t end = std::min(parameters.find(kParameterEnd, p), parameters.find(kParameter, p));
+      const std::string_view body = parameters.substr(p, end == std::string_view::npos ? std::string_view::npos : end - p);
+      const size_t key_end = body.find('>');
+      if (key_end == std::string_view::npos) return false;
+      std::string_view value = body.substr(key_end + 1);
+      if (value.starts_with('\n')) value.remove_prefix(1);
+      if (value.ends_with('\n')) value.remove_suffix(1);
+      const std::string key(body.substr(0, key_end));
+      arguments[key] = typed_value(std::string(value), key, properties);
+      p = end == std::string_view::npos ? end : parameters.find(kParameter, end);
+    }
+    auto text = chat::to_json_text(chat::Value::from_json(arguments), chat::JsonDumpOptions{});
+    if (!text.ok()) return false;
+    call.arguments = *text;
+    out.push_back(std::move(call));
   }
   return !out.empty();
 }
@@ -157,22 +259,25 @@ bool kimi_calls(std::string_view calls, std::vector<ToolCall>& out) {
 
 Result<ToolCallParser> parse_tool_call_parser(const std::string& name) {
   if (name == "hermes") return ToolCallParser::kHermes;
+  if (name == "qwen3_coder") return ToolCallParser::kQwen3Coder;
   if (name == "deepseek_v3") return ToolCallParser::kDeepseekV3;
   if (name == "deepseek_v31") return ToolCallParser::kDeepseekV31;
   if (name == "deepseek_v32") return ToolCallParser::kDeepseekV32;
   if (name == "kimi_k2") return ToolCallParser::kKimiK2;
   if (name == "openai") return ToolCallParser::kOpenAi;
-  return make_error("'{}' is not supported (supported: hermes, deepseek_v3, deepseek_v31, deepseek_v32, kimi_k2, openai)",
+  return make_error("'{}' is not supported (supported: hermes, qwen3_coder, deepseek_v3, deepseek_v31, deepseek_v32, kimi_k2, "
+                    "openai)",
                     name);
 }
 
-ToolCallSplit split_tool_calls(ToolCallParser parser, std::string_view answer) {
+ToolCallSplit split_tool_calls(ToolCallParser parser, std::string_view answer, const nlohmann::ordered_json& tools) {
   if (parser == ToolCallParser::kNone || parser == ToolCallParser::kOpenAi) return ToolCallSplit{std::string(answer), {}};
   const size_t start = answer.find(start_marker(parser));
   if (start == std::string_view::npos) return ToolCallSplit{std::string(answer), {}};
   ToolCallSplit split{std::string(answer.substr(0, start)), {}};
   const std::string_view calls = answer.substr(start);
   const bool parsed = parser == ToolCallParser::kHermes        ? hermes_calls(calls, split.calls)
+                      : parser == ToolCallParser::kQwen3Coder  ? qwen3_coder_calls(calls, tools, split.calls)
                       : parser == ToolCallParser::kDeepseekV32 ? dsml_calls(calls, split.calls)
                       : parser == ToolCallParser::kKimiK2      ? kimi_calls(calls, split.calls)
                                                                : deepseek_calls(calls, parser == ToolCallParser::kDeepseekV31,
@@ -199,7 +304,7 @@ std::string ToolCallStream::push(std::string_view text, bool last) {
     }
   }
   if (last && in_calls_) {
-    ToolCallSplit split = split_tool_calls(parser_, held_);
+    ToolCallSplit split = split_tool_calls(parser_, held_, tools_);
     content += split.content;  // the held markup itself when it did not parse
     calls_ = std::move(split.calls);
     held_.clear();

@@ -2,6 +2,11 @@
 // the message's `tool_calls` (finish_reason "tool_calls"), the text before it its `content`.
 //   hermes (Qwen2.5/Qwen3, Hermes): <tool_call>{"name": ..., "arguments": {...}}</tool_call> blocks
 //     (the last may be cut off); arguments re-serialised as Python's json.dumps writes them.
+//   qwen3_coder (Qwen3-Coder): <tool_call><function=NAME><parameter=K>V</parameter>...</function></tool_call>
+//     (the last closing tags may be cut off); each V typed by the request's schema for K, as vLLM's
+//     parser types it: "null" → null, integer, number (a whole one as an integer), boolean, object
+//     or array (JSON), anything else (and what does not convert) a string. Arguments written as
+//     Python's json.dumps writes them.
 //   deepseek_v3: <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME
 //     ```json ARGS ```<｜tool▁call▁end｜>...<｜tool▁calls▁end｜>, ARGS as written.
 //   deepseek_v31: the same without "function" and the json fence: <｜tool▁call▁begin｜>NAME<｜tool▁sep｜>ARGS<｜tool▁call▁end｜>.
@@ -20,11 +25,13 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "base/result.h"
 
 namespace moeserve {
 
-enum class ToolCallParser { kNone, kHermes, kDeepseekV3, kDeepseekV31, kDeepseekV32, kKimiK2, kOpenAi };
+enum class ToolCallParser { kNone, kHermes, kQwen3Coder, kDeepseekV3, kDeepseekV31, kDeepseekV32, kKimiK2, kOpenAi };
 
 // The parser of a --tool-call-parser name; unknown names list the supported ones.
 Result<ToolCallParser> parse_tool_call_parser(const std::string& name);
@@ -40,20 +47,23 @@ struct ToolCallSplit {
   std::vector<ToolCall> calls;
 };
 
-// A whole answer's split.
-ToolCallSplit split_tool_calls(ToolCallParser parser, std::string_view answer);
+// A whole answer's split. tools: the request's `tools` (qwen3_coder types the values by them).
+ToolCallSplit split_tool_calls(ToolCallParser parser, std::string_view answer,
+                               const nlohmann::ordered_json& tools = nlohmann::ordered_json());
 
 // One streamed answer's split: content passes through until the parser's first marker, which
 // (and all after it) is held to the end.
 class ToolCallStream {
  public:
-  explicit ToolCallStream(ToolCallParser parser) : parser_(parser) {}
+  explicit ToolCallStream(ToolCallParser parser, nlohmann::ordered_json tools = nlohmann::ordered_json())
+      : parser_(parser), tools_(std::move(tools)) {}
   // The content that can be sent now; `last`: the answer ends here, and calls() is final.
   std::string push(std::string_view text, bool last);
   const std::vector<ToolCall>& calls() const { return calls_; }
 
  private:
   ToolCallParser parser_;
+  nlohmann::ordered_json tools_;
   std::string held_;
   bool in_calls_ = false;
   std::vector<ToolCall> calls_;

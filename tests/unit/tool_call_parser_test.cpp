@@ -75,6 +75,34 @@ TEST(ToolCallParser, DeepseekV32Dsml) {
   EXPECT_EQ(split_tool_calls(ToolCallParser::kDeepseekV32, bad).content, bad);
 }
 
+// Qwen3-Coder's XML calls, each value typed by the request's schema as vLLM's qwen3_coder parser
+// types it, the arguments written as Python's json.dumps writes them.
+TEST(ToolCallParser, Qwen3CoderTypesValuesByTheSchema) {
+  const nlohmann::ordered_json tools = nlohmann::ordered_json::parse(R"([{"type": "function", "function": {
+      "name": "search", "parameters": {"type": "object", "properties": {
+        "query": {"type": "string"}, "limit": {"type": "integer"}, "ratio": {"type": "number"},
+        "scale": {"type": "number"}, "exact": {"type": "boolean"}, "filters": {"type": "object"},
+        "tags": {"type": "array"}, "count": {"type": "integer"}}}}}])");
+  const ToolCallSplit split = split_tool_calls(
+      ToolCallParser::kQwen3Coder,
+      "Searching.\n<tool_call>\n<function=search>\n<parameter=query>\nmoe kernels\n</parameter>\n"
+      "<parameter=limit>\n10\n</parameter>\n<parameter=ratio>\n0.5\n</parameter>\n<parameter=scale>\n2.0\n"
+      "</parameter>\n<parameter=exact>\nTrue\n</parameter>\n<parameter=filters>\n{\"lang\": \"C++\"}\n</parameter>\n"
+      "<parameter=tags>\n[1, \"a\"]\n</parameter>\n<parameter=count>\nmany\n</parameter>\n<parameter=other>\n"
+      "null\n</parameter>\n<parameter=extra>\n42\n</parameter>\n</function>\n</tool_call>",
+      tools);
+  EXPECT_EQ(split.content, "Searching.\n");
+  EXPECT_THAT(split.calls,
+              ElementsAre(IsCall("search", R"({"query": "moe kernels", "limit": 10, "ratio": 0.5, "scale": 2, )"
+                                           R"("exact": true, "filters": {"lang": "C++"}, "tags": [1, "a"], )"
+                                           R"("count": "many", "other": null, "extra": "42"})")));
+  // Without the tool in the request every value is a string; closing tags may be cut off.
+  EXPECT_THAT(split_tool_calls(ToolCallParser::kQwen3Coder,
+                               "<tool_call>\n<function=now>\n<parameter=zone>\nUTC\n<parameter=n>\n3")
+                  .calls,
+              ElementsAre(IsCall("now", R"({"zone": "UTC", "n": "3"})")));
+}
+
 // Kimi K2's sections: the name from functions.NAME:N (or NAME:N), which is also the call's id.
 TEST(ToolCallParser, KimiK2Sections) {
   const ToolCallSplit split = split_tool_calls(
@@ -102,6 +130,7 @@ TEST(ToolCallParser, EveryStreamCutSendsTheWholeAnswersSplit) {
       {ToolCallParser::kHermes, "text ending in a partial <tool_ca"},
       {ToolCallParser::kHermes, "<tool_call>not json</tool_call>"},
       {ToolCallParser::kDeepseekV31, "ok<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>{}<｜tool▁call▁end｜>"},
+      {ToolCallParser::kQwen3Coder, "x <tool_call>\n<function=f>\n<parameter=a>\n1\n</parameter>\n</function>\n</tool_call>"},
       {ToolCallParser::kKimiK2,
        "a<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>{}<|tool_call_end|>"
        "<|tool_calls_section_end|>"},
@@ -131,9 +160,10 @@ TEST(ToolCallParser, NamesAsVllm) {
   EXPECT_EQ(parse_tool_call_parser("deepseek_v31").value(), ToolCallParser::kDeepseekV31);
   EXPECT_EQ(parse_tool_call_parser("deepseek_v32").value(), ToolCallParser::kDeepseekV32);
   EXPECT_EQ(parse_tool_call_parser("kimi_k2").value(), ToolCallParser::kKimiK2);
+  EXPECT_EQ(parse_tool_call_parser("qwen3_coder").value(), ToolCallParser::kQwen3Coder);
   EXPECT_EQ(parse_tool_call_parser("openai").value(), ToolCallParser::kOpenAi);
   EXPECT_THAT(parse_tool_call_parser("mistral").error().message,
-              ::testing::HasSubstr("supported: hermes, deepseek_v3, deepseek_v31, deepseek_v32, kimi_k2, openai"));
+              ::testing::HasSubstr("supported: hermes, qwen3_coder, deepseek_v3, deepseek_v31, deepseek_v32, kimi_k2, openai"));
 }
 
 }  // namespace
