@@ -33,7 +33,7 @@ TEST(DeepseekV32Encoding, EqualsThePublishedEncoder) {
     EXPECT_EQ(*prompt, c["prompt"].get<std::string>()) << name;
     ++prompts;
   }
-  EXPECT_EQ(prompts, 9);
+  EXPECT_EQ(prompts, 10);
   EXPECT_EQ(errors, 4);
 }
 

@@ -87,9 +87,18 @@ Result<std::string> render_tools(const Json& tools) {
   return out;
 }
 
-Result<std::string> response_format_text(const Json& format) {
-  MS_ASSIGN_OR_RETURN(std::string schema, to_json(format));
-  return fmt::format("\n\n{}{}", kResponseFormat, schema);
+// What a system or developer message adds for its tools and its response format, where it has them.
+Result<std::string> tools_and_format(const Json* tools, const Json* response_format) {
+  std::string out;
+  if (truthy(tools)) {
+    MS_ASSIGN_OR_RETURN(std::string text, render_tools(*tools));
+    out += "\n\n" + text;
+  }
+  if (truthy(response_format)) {
+    MS_ASSIGN_OR_RETURN(std::string schema, to_json(*response_format));
+    out += fmt::format("\n\n{}{}", kResponseFormat, schema);
+  }
+  return out;
 }
 
 // One call's arguments as <｜DSML｜parameter> lines: strings as they are, other values as JSON.
@@ -146,25 +155,11 @@ Result<std::string> render_message(int index, const Json& messages, bool thinkin
     if (truthy(content)) {
       MS_ASSIGN_OR_RETURN(prompt, text_of(content));
     }
-    if (truthy(tools)) {
-      MS_ASSIGN_OR_RETURN(std::string text, render_tools(*tools));
-      prompt += "\n\n" + text;
-    }
-    if (truthy(response_format)) {
-      MS_ASSIGN_OR_RETURN(std::string text, response_format_text(*response_format));
-      prompt += text;
-    }
+    MS_ASSIGN_OR_RETURN(std::string extra, tools_and_format(tools, response_format));
+    prompt += extra;
   } else if (role == "developer") {
     if (!truthy(content)) return make_error("{}: a developer message needs content", where);
-    std::string body;
-    if (truthy(tools)) {
-      MS_ASSIGN_OR_RETURN(std::string text, render_tools(*tools));
-      body += "\n\n" + text;
-    }
-    if (truthy(response_format)) {
-      MS_ASSIGN_OR_RETURN(std::string text, response_format_text(*response_format));
-      body += text;
-    }
+    MS_ASSIGN_OR_RETURN(std::string body, tools_and_format(tools, response_format));
     MS_ASSIGN_OR_RETURN(std::string text, text_of(content));
     body += "\n\n# The user's message is: " + text;
     prompt = fmt::format("{}{}{}{}", kUser, body, kAssistant, opens_thinking ? kThinkStart : kThinkEnd);
