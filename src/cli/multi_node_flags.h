@@ -13,6 +13,7 @@
 namespace moeserve::cli {
 
 struct MultiNodeFlags {
+  static constexpr int kMaxApiServers = 256;
   int data_parallel_size_local = MultiNodeConfig::kAllReplicas;
   int data_parallel_start_rank = 0;
   std::string data_parallel_address;
@@ -21,8 +22,11 @@ struct MultiNodeFlags {
   int api_server_count = -1;  // absent: 1, or 0 on a --headless node
 
   void add_to(CLI::App& command);
+  // The API-server processes to run: --api-server-count, 1 when absent (0 on a --headless node).
+  int api_servers() const { return api_server_count < 0 ? (headless ? 0 : 1) : api_server_count; }
   // The node's part of the deployment, with VLLM_ENGINE_READY_TIMEOUT_S read from the
-  // environment. Refused here: --api-server-count other than 1 (0 on a --headless node). The
+  // environment. Refused here: --api-server-count 0 on the node serving HTTP, and more than 0 on a
+  // --headless node. The
   // rules between the data-parallel flags are MultiNodeConfig::validate's.
   Result<MultiNodeConfig> config() const;
 };

@@ -125,6 +125,7 @@ std::optional<ApiError> ApiRouter::authorize(const std::string& path, const std:
 
 RouteOutcome ApiRouter::route(const HttpRequest& request) {
   std::optional<RouteOutcome> outcome = route_at_once(request);
+  if (!outcome && request.path == "/metrics") outcome = respond(metrics());  // remote_metrics: fetched here
   if (!outcome) outcome = route_body(request);
   if (outcome->response.status == 503) {
     outcome->response.headers.emplace_back("Retry-After", std::to_string(options_.retry_after_seconds));
@@ -184,7 +185,10 @@ std::optional<RouteOutcome> ApiRouter::route_at_once(const HttpRequest& request)
   }
   if (path == "/v1/models") return respond(models());
   if (path == "/version") return respond(version());
-  if (path == "/metrics") return respond(metrics());
+  if (path == "/metrics") {
+    if (options_.remote_metrics) return std::nullopt;  // a round trip to the engine: on a worker
+    return respond(metrics());
+  }
   if (path == "/") return respond(web_page());
   if (path == "/live") {
     RouteOutcome outcome;
@@ -223,6 +227,9 @@ HttpResponse ApiRouter::models() const {
 HttpResponse ApiRouter::version() const { return json_response(200, dump_json(Json{{"version", MOESERVE_VERSION}})); }
 
 HttpResponse ApiRouter::metrics() const {
+  if (options_.remote_metrics) {
+    return text_response(200, MetricsRegistry::kContentType, options_.remote_metrics() + metrics_.render());
+  }
   return text_response(200, MetricsRegistry::kContentType, metrics_.render());
 }
 
