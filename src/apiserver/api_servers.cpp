@@ -15,6 +15,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 #include <vector>
 
@@ -186,6 +187,21 @@ Result<pid_t> spawn_api_server(const Json& spec) {
 
 std::atomic<int> g_signals{0};  // SIGINT/SIGTERM received by the engine process
 void on_stop_signal(int) { g_signals.fetch_add(1); }
+
+// Whether the engine process is still this process's parent and not exiting. PR_SET_PDEATHSIG
+// fires when the thread that forked exits: when the engine process is killed, the SIGTERM may
+// come while its other threads still run (so getppid() is unchanged), but its main thread is
+// then a zombie (state Z, or X) or gone.
+bool parent_alive(pid_t parent) {
+  if (getppid() != parent) return false;
+  std::ifstream stat("/proc/" + std::to_string(parent) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const size_t close = line.rfind(')');
+  if (close == std::string::npos || close + 2 >= line.size()) return false;
+  const char state = line[close + 2];
+  return state != 'Z' && state != 'X';
+}
 
 struct Child {
   int index = 0;
@@ -474,7 +490,8 @@ int run_api_server(const std::string& spec_text) {
       std::this_thread::sleep_for(100ms);
       if (g_signals.load() == seen) continue;
       seen = g_signals.load();
-      if (getppid() != parent) {
+      std::this_thread::sleep_for(50ms);  // a dying engine process: its main thread's exit is done
+      if (!parent_alive(parent)) {
         client.lose(fmt::format("the engine process (pid {}) exited", parent));
       } else {
         spdlog::info("stopping (asked by the engine process)");
