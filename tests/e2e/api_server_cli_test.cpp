@@ -424,5 +424,78 @@ TEST(ApiServerCli, EngineProcessKilledApiServersAnswer503AndExit) {
   EXPECT_NE(server.output().find("the engine process (pid"), std::string::npos) << server.output();
 }
 
+// The children of `parent` whose command line starts with `moeserve <subcommand>`.
+std::vector<pid_t> children_running(pid_t parent, const std::string& subcommand) {
+  std::vector<pid_t> children;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state;
+    pid_t ppid;
+    rest >> state >> ppid;
+    std::ifstream cmdline(entry.path() / "cmdline");
+    std::string arg0, arg1;
+    std::getline(cmdline, arg0, '\0');
+    std::getline(cmdline, arg1, '\0');
+    if (ppid == parent && arg1 == subcommand) children.push_back(std::stoi(name));
+  }
+  return children;
+}
+
+// --distributed-executor-backend mp behind two API servers: a rank's worker killed fails the
+// engine, which tells every API server: each answers its requests with 503 and the reason, and
+// the whole serve exits 1 within 10 s, with no process left.
+TEST(ApiServerCli, EngineFailureReachesEveryApiServer) {
+  std::vector<std::string> args = serve_args(2);
+  args.insert(args.end(), {"-tp", "2", "--distributed-executor-backend", "mp"});
+  ServeProcess server(args);
+  const std::vector<pid_t> pids = api_server_pids(server);
+  ASSERT_EQ(pids.size(), 2u) << server.output();
+  const std::vector<pid_t> workers = children_running(server.pid(), "_worker");
+  ASSERT_EQ(workers.size(), 2u) << server.output();
+  {
+    HttpClient client(server.port());
+    const HttpResult answer = client.request(
+        "POST", "/v1/completions", Json{{"model", "kjv"}, {"prompt", "In the beginning"}, {"max_tokens", 4}}.dump());
+    EXPECT_EQ(answer.status, 200) << answer.body;
+  }
+  std::vector<std::future<HttpResult>> in_flight;
+  for (int i = 0; i < 6; ++i) {
+    in_flight.push_back(std::async(std::launch::async, [&]() -> HttpResult {
+      try {
+        HttpClient client(server.port());
+        return client.request(
+            "POST", "/v1/completions",
+            Json{{"model", "kjv"}, {"prompt", "And God said"}, {"max_tokens", 4000}, {"ignore_eos", true}}.dump());
+      } catch (const std::exception&) {
+        return HttpResult{.status = -1};
+      }
+    }));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  const auto killed_at = Clock::now();
+  ASSERT_EQ(::kill(workers[1], SIGKILL), 0);
+  for (auto& request : in_flight) {
+    ASSERT_EQ(request.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    const HttpResult answer = request.get();
+    EXPECT_EQ(answer.status, 503) << answer.body;
+    EXPECT_NE(answer.body.find("the engine failed: rank 1's worker"), std::string::npos) << answer.body;
+  }
+  const int status = server.wait_exit(std::chrono::seconds(10));
+  EXPECT_LE(Clock::now() - killed_at, std::chrono::seconds(10));
+  EXPECT_EQ(status, 1) << server.output();
+  EXPECT_NE(server.output().find("[api server 0] the engine failed"), std::string::npos) << server.output();
+  EXPECT_NE(server.output().find("[api server 1] the engine failed"), std::string::npos) << server.output();
+  std::vector<pid_t> all = pids;
+  all.push_back(workers[0]);
+  EXPECT_TRUE(all_gone_within(all, std::chrono::milliseconds(1000)));
+}
+
 }  // namespace
 }  // namespace moeserve
