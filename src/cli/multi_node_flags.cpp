@@ -32,19 +32,7 @@ void MultiNodeFlags::add_to(CLI::App& command) {
 }
 
 Result<MultiNodeConfig> MultiNodeFlags::config() const {
-  if (headless && api_server_count > 0) {
-    return make_error("--api-server-count {} with --headless: a headless node serves no HTTP (leave the flag out, "
-                      "or give 0)",
-                      api_server_count);
-  }
-  if (!headless && api_server_count == 0) {
-    return make_error("--api-server-count 0 is for --headless nodes; the node serving HTTP runs 1 or more");
-  }
-  if (api_server_count > kMaxApiServers) {
-    return make_error("--api-server-count {}: at most {} API server processes (each loads the tokenizer and runs its "
-                      "own request workers)",
-                      api_server_count, kMaxApiServers);
-  }
+  MS_RETURN_IF_ERROR(resolve_api_server_count(api_server_count, headless));
   MultiNodeConfig config;
   config.size_local = data_parallel_size_local;
   config.start_rank = data_parallel_start_rank;

@@ -8,12 +8,12 @@
 #include <CLI/CLI.hpp>
 
 #include "base/result.h"
+#include "runtime/api_server_count.h"
 #include "runtime/multi_node_config.h"
 
 namespace moeserve::cli {
 
 struct MultiNodeFlags {
-  static constexpr int kMaxApiServers = 256;
   int data_parallel_size_local = MultiNodeConfig::kAllReplicas;
   int data_parallel_start_rank = 0;
   std::string data_parallel_address;
@@ -22,11 +22,10 @@ struct MultiNodeFlags {
   int api_server_count = -1;  // absent: 1, or 0 on a --headless node
 
   void add_to(CLI::App& command);
-  // The API-server processes to run: --api-server-count, 1 when absent (0 on a --headless node).
-  int api_servers() const { return api_server_count < 0 ? (headless ? 0 : 1) : api_server_count; }
+  // The API-server processes to run (resolve_api_server_count; after config() succeeded).
+  int api_servers() const { return resolve_api_server_count(api_server_count, headless).value(); }
   // The node's part of the deployment, with VLLM_ENGINE_READY_TIMEOUT_S read from the
-  // environment. Refused here: --api-server-count 0 on the node serving HTTP, and more than 0 on a
-  // --headless node. The
+  // environment, after resolve_api_server_count has accepted --api-server-count. The
   // rules between the data-parallel flags are MultiNodeConfig::validate's.
   Result<MultiNodeConfig> config() const;
 };

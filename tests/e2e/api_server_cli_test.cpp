@@ -424,6 +424,21 @@ TEST(ApiServerCli, EngineProcessKilledApiServersAnswer503AndExit) {
   EXPECT_NE(server.output().find("the engine process (pid"), std::string::npos) << server.output();
 }
 
+// A port another process listens on is refused, not shared through SO_REUSEPORT.
+TEST(ApiServerCli, TakenPortIsRefused) {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor taken(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  const int port = taken.local_endpoint().port();
+  std::vector<std::string> args = {"serve", testing::demo_model(), "--host", "127.0.0.1", "--port",
+                                   std::to_string(port), "--threads", "2", "--api-server-count", "2"};
+  const testing::CommandResult run = testing::run_moeserve(args, {.timeout_s = 120});
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_NE(run.output.find(fmt::format("cannot listen on --host 127.0.0.1 --port {}: Address already in use", port)),
+            std::string::npos)
+      << run.output;
+  EXPECT_EQ(run.output.find("[api server"), std::string::npos) << run.output;  // none started
+}
+
 // The children of `parent` whose command line starts with `moeserve <subcommand>`.
 std::vector<pid_t> children_running(pid_t parent, const std::string& subcommand) {
   std::vector<pid_t> children;
