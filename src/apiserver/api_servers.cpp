@@ -471,6 +471,7 @@ int run_api_server(const std::string& spec_text) {
   client.set_live_mirror(live_stats);
   live.stats = live_stats;
   options.reuse_port = true;
+  options.response_headers = fmt::format("x-moeserve-api-server: {}\r\n", index);
   options.remote_metrics = [&client] { return client.fetch_metrics(); };
 
   HttpServer server(options, client, registry, std::move(live));

@@ -1,13 +1,15 @@
 // `serve --api-server-count 2` end to end through the built binary (apiserver/api_servers.h):
 // two API-server processes on one port in front of the engine's process. Greedy completions and
-// chat completions, whole and streamed, sent concurrently, equal a one-process server's answers
-// (whole responses byte for byte but for `id` and `created`, streams by their text, finish reason
-// and usage); both API servers answer (each one's moeserve:api_server_requests_total counts its
-// own requests, and together they count every request); a client that hangs up aborts its
-// requests in the engine (running and waiting back to 0), and a client that stops reading stalls
-// no other; an API server killed ends the serve with status 1 within 10 s, with nothing left
-// behind; the engine's process killed makes the API servers answer 503 and exit; SIGTERM stops
-// everything with status 0.
+// chat completions (logprobs, a stop string), whole and streamed, equal a one-process server's
+// answers: one at a time byte for byte (but for `id` and `created`; a stream by its text and
+// logprobs, finish reasons, usage and [DONE]), and sent all at once the same but for logprob
+// values within 1e-4 (the batch's makeup moves their last bits). Both API servers answer (each
+// response's x-moeserve-api-server header, and each server's
+// moeserve:api_server_requests_total, which together count every request); a client that hangs
+// up aborts its requests in the engine (running and waiting back to 0), and a client that stops
+// reading stalls no other; an API server killed ends the serve with status 1 within 10 s, with
+// nothing left behind; the engine's process killed, or its rank worker (mp), makes the API
+// servers answer 503 and exit; a taken port is refused; SIGTERM stops everything with status 0.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -120,6 +122,7 @@ struct Answer {
   std::string exact;
   std::string shape;
   std::vector<double> numbers;
+  std::string api_server;  // its x-moeserve-api-server header; empty when absent
 };
 
 void take_floats(Json& json, std::vector<double>& out) {
@@ -134,6 +137,7 @@ void take_floats(Json& json, std::vector<double>& out) {
 
 Answer comparable(const Case& c, const HttpResult& result) {
   Answer answer;
+  if (auto it = result.headers.find("x-moeserve-api-server"); it != result.headers.end()) answer.api_server = it->second;
   if (result.status != 200) {
     answer.exact = answer.shape = "status " + std::to_string(result.status) + ": " + result.body;
     return answer;
@@ -263,10 +267,17 @@ TEST(ApiServerCli, TwoApiServersAnswerLikeOneProcess) {
   for (pid_t pid : pids) EXPECT_TRUE(alive(pid));
   EXPECT_NE(server.output().find("2 API server processes"), std::string::npos) << server.output();
 
-  // One at a time: byte for byte, logprobs included. Then twice all at once.
-  expect_equal(answers(server.port(), false), expected_alone, true, "alone");
+  // One at a time: byte for byte, logprobs included. Then twice all at once. Every answer says
+  // which API server gave it (one process's none), and both gave some.
+  for (const Answer& answer : expected_alone) EXPECT_EQ(answer.api_server, "");
+  std::map<std::string, int> answered_by;
+  const std::vector<Answer> alone = answers(server.port(), false);
+  expect_equal(alone, expected_alone, true, "alone");
+  for (const Answer& answer : alone) ++answered_by[answer.api_server];
   for (int round = 0; round < 2; ++round) {
-    expect_equal(answers(server.port(), true), expected_alone, false, "concurrent round " + std::to_string(round));
+    const std::vector<Answer> together = answers(server.port(), true);
+    expect_equal(together, expected_alone, false, "concurrent round " + std::to_string(round));
+    for (const Answer& answer : together) ++answered_by[answer.api_server];
   }
   const int total_requests = 3 * static_cast<int>(expected_alone.size());
   {
@@ -293,6 +304,10 @@ TEST(ApiServerCli, TwoApiServersAnswerLikeOneProcess) {
   EXPECT_GT(per_server["0"], 0);
   EXPECT_GT(per_server["1"], 0);
   EXPECT_EQ(per_server["0"] + per_server["1"], total_requests);
+  // The headers agree with the counters: each server counted the requests it answered.
+  EXPECT_EQ(answered_by.size(), 2u);
+  EXPECT_EQ(answered_by["0"], per_server["0"]);
+  EXPECT_EQ(answered_by["1"], per_server["1"]);
 
   // SIGTERM: everything stops, status 0, no API server left.
   EXPECT_EQ(server.terminate(), 0) << server.output();
