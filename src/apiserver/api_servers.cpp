@@ -203,6 +203,17 @@ bool parent_alive(pid_t parent) {
   return state != 'Z' && state != 'X';
 }
 
+// The directory of an ipc:// endpoint, removed by an API server whose engine process was killed
+// (its own removal never ran); another API server may have removed it already.
+void remove_endpoint_dir(const std::string& endpoint) {
+  constexpr std::string_view kScheme = "ipc://";
+  if (!endpoint.starts_with(kScheme)) return;
+  const std::filesystem::path dir = std::filesystem::path(endpoint.substr(kScheme.size())).parent_path();
+  if (dir.filename().string().rfind("moeserve-api-", 0) != 0) return;
+  std::error_code ignored;
+  std::filesystem::remove_all(dir, ignored);
+}
+
 struct Child {
   int index = 0;
   pid_t pid = -1;  // -1 once reaped
@@ -263,7 +274,8 @@ void stop_children(std::vector<Child>& children, Clock::duration grace, bool for
 
 // The engine failed (fail_engine on another thread, which has told the API servers): wait for
 // them to answer their requests and exit, then end this process with status 1.
-[[noreturn]] void exit_for_engine_failure(std::vector<Child>& children, const std::string& reason) {
+[[noreturn]] void exit_for_engine_failure(std::vector<Child>& children, const std::string& reason,
+                                          const std::string& endpoint_dir) {
   const auto deadline = Clock::now() + kFailureWait;
   while (!all_gone(children) && Clock::now() < deadline) {
     std::this_thread::sleep_for(kWatchInterval);
@@ -275,6 +287,8 @@ void stop_children(std::vector<Child>& children, Clock::duration grace, bool for
       waitpid(child.pid, nullptr, 0);
     }
   }
+  std::error_code ignored;
+  std::filesystem::remove_all(endpoint_dir, ignored);  // _Exit runs no destructor
   spdlog::critical("the engine failed ({}): exiting with status 1", reason);
   spdlog::default_logger()->flush();
   std::_Exit(1);
@@ -359,7 +373,7 @@ Result<int> serve_with_api_servers(EngineClient& engine, ApiServersSetup setup) 
   auto watch = [&](bool until_ready) -> std::optional<int> {
     const auto deadline = Clock::now() + kReadyTimeout;
     while (true) {
-      if (const auto failure = engine_failure()) exit_for_engine_failure(children, *failure);
+      if (const auto failure = engine_failure()) exit_for_engine_failure(children, *failure, dir.path);
       if (Child* dead = reap(children)) {
         const pid_t pid = -dead->pid;
         dead->pid = -1;
@@ -376,7 +390,7 @@ Result<int> serve_with_api_servers(EngineClient& engine, ApiServersSetup setup) 
                                std::chrono::duration<double>(std::min(setup.options.shutdown_timeout_s, 1e6))) +
                            kStopGrace;
         stop_children(children, grace, true);
-        if (const auto failure = engine_failure()) exit_for_engine_failure(children, *failure);
+        if (const auto failure = engine_failure()) exit_for_engine_failure(children, *failure, dir.path);
         return 0;
       }
       if (until_ready && frontend.num_ready() >= count) return std::nullopt;
@@ -478,7 +492,10 @@ int run_api_server(const std::string& spec_text) {
   set_engine_failure_handler([&server](const std::string& reason) { server.end_for_engine_failure(reason); });
   // The engine is gone: fail_engine answers the requests in flight (the handler), then ends this
   // process with status 1 if it has not ended by then; it blocks, so it runs on a thread of its own.
-  client.on_lost([](const std::string& reason) { std::thread([reason] { fail_engine(reason); }).detach(); });
+  client.on_lost([parent, endpoint](const std::string& reason) {
+    if (!parent_alive(parent)) remove_endpoint_dir(endpoint);  // killed: its own removal never ran
+    std::thread([reason] { fail_engine(reason); }).detach();
+  });
   client.start();
   if (auto started = server.start(); !started.ok()) {
     spdlog::error("API server {}: {}", index, started.error().message);

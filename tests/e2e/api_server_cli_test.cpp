@@ -73,6 +73,15 @@ bool alive(pid_t pid) {
   return close != std::string::npos && close + 2 < line.size() && line[close + 2] != 'Z';
 }
 
+// The directory of an API server's ipc:// endpoint (its SPEC is on its command line).
+std::string endpoint_dir(pid_t api_server) {
+  std::ifstream cmdline("/proc/" + std::to_string(api_server) + "/cmdline");
+  std::string arg;
+  for (int i = 0; i < 3; ++i) std::getline(cmdline, arg, '\0');
+  const std::string endpoint = Json::parse(arg).at("endpoint").get<std::string>();
+  return std::filesystem::path(endpoint.substr(std::string("ipc://").size())).parent_path().string();
+}
+
 bool all_gone_within(const std::vector<pid_t>& pids, std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   while (Clock::now() < deadline) {
@@ -424,6 +433,8 @@ TEST(ApiServerCli, EngineProcessKilledApiServersAnswer503AndExit) {
       }
     }));
   }
+  const std::string dir = endpoint_dir(pids[0]);
+  EXPECT_TRUE(std::filesystem::exists(dir)) << dir;
   std::this_thread::sleep_for(std::chrono::milliseconds(800));
   const auto killed_at = Clock::now();
   ASSERT_EQ(::kill(server.pid(), SIGKILL), 0);
@@ -437,6 +448,7 @@ TEST(ApiServerCli, EngineProcessKilledApiServersAnswer503AndExit) {
   EXPECT_LE(Clock::now() - killed_at, std::chrono::seconds(10));
   server.wait_exit(std::chrono::seconds(10));  // reaps the leader; its output pipe closes with the API servers
   EXPECT_NE(server.output().find("the engine process (pid"), std::string::npos) << server.output();
+  EXPECT_FALSE(std::filesystem::exists(dir)) << dir << ": the API servers remove a killed engine's endpoint";
 }
 
 // A port another process listens on is refused, not shared through SO_REUSEPORT.
@@ -489,6 +501,7 @@ TEST(ApiServerCli, EngineFailureReachesEveryApiServer) {
   ASSERT_EQ(pids.size(), 2u) << server.output();
   const std::vector<pid_t> workers = children_running(server.pid(), "_worker");
   ASSERT_EQ(workers.size(), 2u) << server.output();
+  const std::string dir = endpoint_dir(pids[0]);
   {
     HttpClient client(server.port());
     const HttpResult answer = client.request(
@@ -525,6 +538,7 @@ TEST(ApiServerCli, EngineFailureReachesEveryApiServer) {
   std::vector<pid_t> all = pids;
   all.push_back(workers[0]);
   EXPECT_TRUE(all_gone_within(all, std::chrono::milliseconds(1000)));
+  EXPECT_FALSE(std::filesystem::exists(dir)) << dir;
 }
 
 }  // namespace
