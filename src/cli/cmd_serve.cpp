@@ -13,6 +13,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "apiserver/api_servers.h"
 #include "cli/commands.h"
 #include "cli/engine_setup.h"
 #include "cli/multi_node_flags.h"
@@ -85,6 +86,27 @@ void run_headless(const ServeArgs& args) {
   if (*status != 0) throw CLI::RuntimeError(*status);
 }
 
+// --api-server-count N > 1: the engine here, N API-server processes in front of it
+// (apiserver/api_servers.h); the engine's metrics and live counters stay in this process and
+// travel to the API servers over the engine channel.
+void serve_with_api_server_processes(const ServeArgs& args, EngineSetup& setup, int count, ServerOptions options,
+                                     MetricsRegistry& registry, std::shared_ptr<LiveStats> live_stats,
+                                     LiveSources live) {
+  EngineClient& engine = setup.client();
+  ApiServersSetup api;
+  api.count = count;
+  api.options = std::move(options);
+  api.tokenizer_dir = args.serve.scheduling.tokenizer.empty() ? engine.info().model_dir : args.serve.scheduling.tokenizer;
+  api.deployment = live.deployment;
+  api.registry = &registry;
+  if (api.options.enable_webui) api.live_stats = live_stats;
+  Result<int> status = serve_with_api_servers(engine, std::move(api));
+  setup.stop();
+  if (!status.ok()) fail(status.error().message);
+  if (*status != 0) throw CLI::RuntimeError(*status);
+  spdlog::info("stopped");
+}
+
 void run_serve(ServeArgs& args, const std::vector<std::string>& extras) {
   if (auto refused = refuse_unsupported_flags(extras); !refused.ok()) fail(refused.error().message);
   if (auto checked = args.serve.check(); !checked.ok()) fail(checked.error().message);
@@ -92,6 +114,12 @@ void run_serve(ServeArgs& args, const std::vector<std::string>& extras) {
   if (!nodes.ok()) fail(nodes.error().message);
   args.engine.nodes = *nodes;
   if (nodes->headless) return run_headless(args);
+  const int api_servers = args.multi_node.api_servers();
+  if (api_servers > 1 && !api_servers_built()) {
+    fail(fmt::format("--api-server-count {}: this moeserve was built without ZeroMQ (apt-get install libzmq3-dev "
+                     "cppzmq-dev, then rebuild); use --api-server-count 1",
+                     api_servers));
+  }
   ServerOptions server_options = args.serve.server_options(args.engine.model_id);
   auto setup = create_engine(args.engine, args.serve.scheduling);
   if (!setup.ok()) fail(setup.error().message);
@@ -111,6 +139,8 @@ void run_serve(ServeArgs& args, const std::vector<std::string>& extras) {
   }
   server_options.sampling_defaults = setup->generation.sampling;
   setup->start();
+  if (api_servers > 1) return serve_with_api_server_processes(args, *setup, api_servers, std::move(server_options),
+                                                              registry, live_stats, std::move(live));
 
   HttpServer server(server_options, engine, registry, std::move(live));
   if (auto started = server.start(); !started.ok()) fail(started.error().message);

@@ -8,6 +8,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "apiserver/api_servers.h"
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
 #include "runtime/make_runner.h"
@@ -38,6 +39,9 @@ int main(int argc, char** argv) {
   // The hidden subcommand of --distributed-executor-backend mp: a rank's worker process, started
   // by the engine (runtime/process_ranks.h), never by hand.
   if (argc == 3 && std::string_view(argv[1]) == "_worker") return moeserve::run_rank_worker(argv[2]);
+  // The hidden subcommand of --api-server-count N > 1: one API-server process, started by
+  // `serve` (apiserver/api_servers.h), never by hand.
+  if (argc == 3 && std::string_view(argv[1]) == "_api_server") return moeserve::run_api_server(argv[2]);
   CLI::App app{"moeserve: inference and serving for Mixture-of-Experts LLMs"};
   app.set_version_flag("--version", fmt::format("moeserve {} (backends: {})", MOESERVE_VERSION, moeserve::backend_names()));
   app.require_subcommand(1);

@@ -29,25 +29,13 @@ void MultiNodeFlags::add_to(CLI::App& command) {
                    "Run this node's DP ranks for a leader elsewhere (--data-parallel-address), without an HTTP server");
   command
       .add_option("--api-server-count", api_server_count,
-                  "API server processes: 1 (one HTTP server in the engine's process), 0 on a --headless node")
+                  "API server processes: 1 (the HTTP server in the engine's process, the default); N > 1: N processes "
+                  "serving the same --host/--port in front of the engine's process; 0 (or absent) on a --headless node")
       ->check(non_negative_int());
 }
 
 Result<MultiNodeConfig> MultiNodeFlags::config() const {
-  if (headless && api_server_count > 0) {
-    return make_error("--api-server-count {} with --headless: a headless node serves no HTTP (leave the flag out, "
-                      "or give 0)",
-                      api_server_count);
-  }
-  if (!headless && api_server_count == 0) {
-    return make_error("--api-server-count 0 is for --headless nodes; the node serving HTTP runs 1");
-  }
-  if (!headless && api_server_count > 1) {
-    return make_error("--api-server-count {}: moeserve runs one API server (one network thread and a pool of "
-                      "request workers in the engine's process); more API server processes are not implemented, "
-                      "use --api-server-count 1",
-                      api_server_count);
-  }
+  MS_RETURN_IF_ERROR(resolve_api_server_count(api_server_count, headless));
   MultiNodeConfig config;
   config.size_local = data_parallel_size_local;
   config.start_rank = data_parallel_start_rank;

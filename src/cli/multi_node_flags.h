@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include "base/result.h"
+#include "runtime/api_server_count.h"
 #include "runtime/multi_node_config.h"
 
 namespace moeserve::cli {
@@ -21,8 +22,10 @@ struct MultiNodeFlags {
   int api_server_count = -1;  // absent: 1, or 0 on a --headless node
 
   void add_to(CLI::App& command);
+  // The API-server processes to run (resolve_api_server_count; after config() succeeded).
+  int api_servers() const { return resolve_api_server_count(api_server_count, headless).value(); }
   // The node's part of the deployment, with VLLM_ENGINE_READY_TIMEOUT_S read from the
-  // environment. Refused here: --api-server-count other than 1 (0 on a --headless node). The
+  // environment, after resolve_api_server_count has accepted --api-server-count. The
   // rules between the data-parallel flags are MultiNodeConfig::validate's.
   Result<MultiNodeConfig> config() const;
 };

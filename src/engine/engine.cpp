@@ -43,7 +43,11 @@ Result<std::unique_ptr<Engine>> Engine::create(const std::string& model_dir, std
   engine->kv_manager_ = std::make_unique<KvCacheManager>(num_blocks, block_size, config.enable_prefix_caching);
   engine->scheduler_ = std::make_unique<Scheduler>(config.scheduler, *engine->kv_manager_);
   engine->runner_ = std::move(runner);
-  engine->info_ = EngineInfo{model_dir, &engine->runner_->config(), config.scheduler.max_model_len};
+  engine->info_ = EngineInfo{.model_dir = model_dir,
+                             .model_config = &engine->runner_->config(),
+                             .architecture = engine->runner_->config().architecture,
+                             .architecture_name = engine->runner_->config().architecture_name,
+                             .max_model_len = config.scheduler.max_model_len};
   return engine;
 }
 

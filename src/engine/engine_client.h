@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "base/result.h"
@@ -14,7 +15,11 @@ namespace moeserve {
 
 struct EngineInfo {
   std::string model_dir;
-  const ModelConfig* model_config = nullptr;
+  const ModelConfig* model_config = nullptr;  // the engine's process only (not an API server's)
+  // The model's family and config.json name, wherever the engine is (the server picks the
+  // answer parsers and the prompt encoder by it); nullopt: a model of no particular family.
+  std::optional<Architecture> architecture;
+  std::string architecture_name;
   int max_model_len = 0;
   int64_t num_total_params = 0;
   int64_t num_active_params = 0;

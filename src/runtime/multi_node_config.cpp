@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "runtime/api_server_count.h"
 #include "runtime/parallel_config.h"
 
 namespace moeserve {
@@ -118,6 +119,24 @@ Result<std::chrono::milliseconds> ready_timeout_from_env(const char* value) {
     return make_error("VLLM_ENGINE_READY_TIMEOUT_S must be a whole number of seconds from 1 to 604800, got '{}'", text);
   }
   return std::chrono::milliseconds(seconds * 1000);
+}
+
+Result<int> resolve_api_server_count(int flag, bool headless) {
+  if (flag < 0) return headless ? 0 : 1;
+  if (headless && flag > 0) {
+    return make_error("--api-server-count {} with --headless: a headless node serves no HTTP (leave the flag out, "
+                      "or give 0)",
+                      flag);
+  }
+  if (!headless && flag == 0) {
+    return make_error("--api-server-count 0 is for --headless nodes; the node serving HTTP runs 1 or more");
+  }
+  if (flag > kMaxApiServers) {
+    return make_error("--api-server-count {}: at most {} API server processes (each loads the tokenizer and runs its "
+                      "own request workers)",
+                      flag, kMaxApiServers);
+  }
+  return flag;
 }
 
 }  // namespace moeserve

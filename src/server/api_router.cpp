@@ -33,8 +33,8 @@ Result<std::optional<std::string>> chat_template_source(const ServerOptions& opt
 
 // The answer parsers against the model: GPT-OSS answers in harmony channels, which only
 // openai_gptoss / openai read, and those two read nothing else.
-Status check_answer_parsers(const ServerOptions& options, const ModelConfig* model, bool harmony) {
-  const std::string name = model != nullptr ? model->architecture_name : std::string("this model");
+Status check_answer_parsers(const ServerOptions& options, const EngineInfo& info, bool harmony) {
+  const std::string name = info.architecture ? info.architecture_name : std::string("this model");
   if (harmony && options.reasoning_parser != ReasoningParser::kNone &&
       options.reasoning_parser != ReasoningParser::kOpenAiGptOss) {
     return make_error("--reasoning-parser: {} answers in GPT-OSS's harmony channels; use openai_gptoss (or leave the "
@@ -124,9 +124,9 @@ Result<std::unique_ptr<ApiRouter>> ApiRouter::create(const ServerOptions& option
   std::unique_ptr<ApiRouter> router(new ApiRouter(options, engine, metrics, std::move(dispatcher)));
   router->tokenizer_ = engine.tokenizer();
   if (router->tokenizer_ == nullptr) return make_error("the engine has no tokenizer");
-  const ModelConfig* model = engine.info().model_config;
-  router->harmony_ = model != nullptr && model->architecture == Architecture::kGptOss;
-  MS_RETURN_IF_ERROR(check_answer_parsers(options, model, router->harmony_));
+  const EngineInfo& info = engine.info();
+  router->harmony_ = info.architecture == Architecture::kGptOss;
+  MS_RETURN_IF_ERROR(check_answer_parsers(options, info, router->harmony_));
   router->model_names_ = options.served_model_names;
   if (router->model_names_.empty()) router->model_names_.push_back(engine.info().model_dir);
   // The page says whether it needs the API key, so that it asks for it before opening /live
@@ -142,7 +142,7 @@ Result<std::unique_ptr<ApiRouter>> ApiRouter::create(const ServerOptions& option
   // DeepSeek-V3.2 ships its encoder instead of a template: without one it is used as asked.
   router->deepseek_v32_encoding_ =
       options.tokenizer_mode == TokenizerMode::kDeepseekV32 ||
-      (!source && model != nullptr && model->architecture == Architecture::kDeepseekV32);
+      (!source && info.architecture == Architecture::kDeepseekV32);
   if (router->deepseek_v32_encoding_) {
     spdlog::info("chat prompts: DeepSeek-V3.2's encoder ({})", options.tokenizer_mode == TokenizerMode::kDeepseekV32
                                                                    ? "--tokenizer-mode deepseek_v32"
@@ -170,6 +170,7 @@ std::optional<ApiError> ApiRouter::authorize(const std::string& path, const std:
 
 RouteOutcome ApiRouter::route(const HttpRequest& request) {
   std::optional<RouteOutcome> outcome = route_at_once(request);
+  if (!outcome && request.path == "/metrics") outcome = respond(metrics());  // remote_metrics: fetched here
   if (!outcome) outcome = route_body(request);
   if (outcome->response.status == 503) {
     outcome->response.headers.emplace_back("Retry-After", std::to_string(options_.retry_after_seconds));
@@ -229,7 +230,10 @@ std::optional<RouteOutcome> ApiRouter::route_at_once(const HttpRequest& request)
   }
   if (path == "/v1/models") return respond(models());
   if (path == "/version") return respond(version());
-  if (path == "/metrics") return respond(metrics());
+  if (path == "/metrics") {
+    if (options_.remote_metrics) return std::nullopt;  // a round trip to the engine: on a worker
+    return respond(metrics());
+  }
   if (path == "/") return respond(web_page());
   if (path == "/live") {
     RouteOutcome outcome;
@@ -268,6 +272,9 @@ HttpResponse ApiRouter::models() const {
 HttpResponse ApiRouter::version() const { return json_response(200, dump_json(Json{{"version", MOESERVE_VERSION}})); }
 
 HttpResponse ApiRouter::metrics() const {
+  if (options_.remote_metrics) {
+    return text_response(200, MetricsRegistry::kContentType, options_.remote_metrics() + metrics_.render());
+  }
   return text_response(200, MetricsRegistry::kContentType, metrics_.render());
 }
 

@@ -32,9 +32,11 @@ HttpResponse error_response(const ApiError& error) {
   return response;
 }
 
-std::string serialize_response(const HttpResponse& response, bool keep_alive, bool head) {
+std::string serialize_response(const HttpResponse& response, bool keep_alive, bool head,
+                               const std::string& extra_headers) {
   std::string out = status_line(response.status);
   out += "Server: moeserve\r\n";
+  out += extra_headers;
   if (!response.content_type.empty()) out += "Content-Type: " + response.content_type + "\r\n";
   for (const auto& [name, value] : response.headers) out += name + ": " + value + "\r\n";
   out += fmt::format("Content-Length: {}\r\n", response.body.size());
@@ -43,9 +45,10 @@ std::string serialize_response(const HttpResponse& response, bool keep_alive, bo
   return out;
 }
 
-std::string serialize_stream_head(bool chunked) {
+std::string serialize_stream_head(bool chunked, const std::string& extra_headers) {
   std::string out = status_line(200);
-  out += "Server: moeserve\r\nContent-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\n";
+  out += "Server: moeserve\r\n" + extra_headers;
+  out += "Content-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\n";
   out += chunked ? "Transfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
   return out;
 }

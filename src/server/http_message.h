@@ -32,9 +32,11 @@ HttpResponse error_response(const ApiError& error);
 
 // "HTTP/1.1 <status> <reason>\r\n" + headers + Content-Length / Connection + "\r\n" + body.
 // For a HEAD request (`head`), the same head (Content-Length is the body's size) without the body.
-std::string serialize_response(const HttpResponse& response, bool keep_alive, bool head = false);
+// extra_headers: complete header lines ("Name: value\r\n") every response of the server carries.
+std::string serialize_response(const HttpResponse& response, bool keep_alive, bool head = false,
+                               const std::string& extra_headers = "");
 // The head of a streamed (SSE) response: chunked for HTTP/1.1, close-delimited for HTTP/1.0.
-std::string serialize_stream_head(bool chunked);
+std::string serialize_stream_head(bool chunked, const std::string& extra_headers = "");
 // One chunk of a chunked body ("<hex size>\r\n<data>\r\n"); data must not be empty.
 std::string serialize_chunk(const std::string& data);
 inline constexpr const char* kLastChunk = "0\r\n\r\n";

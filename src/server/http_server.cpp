@@ -5,6 +5,8 @@
 #include <csignal>
 #include <future>
 
+#include <sys/socket.h>
+
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
@@ -50,6 +52,12 @@ Status HttpServer::start() {
   const tcp::endpoint endpoint = endpoints.begin()->endpoint();
   acceptor_.open(endpoint.protocol(), ec);
   if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec && options_.reuse_port) {
+    const int on = 1;
+    if (setsockopt(acceptor_.native_handle(), SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) {
+      ec.assign(errno, boost::system::system_category());
+    }
+  }
   if (!ec) acceptor_.bind(endpoint, ec);
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return make_error("cannot listen on --host {} --port {}: {}", options_.host, options_.port, ec.message());
@@ -136,6 +144,10 @@ void HttpServer::end_for_engine_failure(const std::string& reason) {
     stop_not_before_ = std::chrono::steady_clock::now() + kFailureGrace;
     end_requests(service_unavailable("the engine failed: " + reason));
   });
+}
+
+void HttpServer::shutdown_gracefully() {
+  asio::post(io_, [this] { begin_graceful_shutdown(); });
 }
 
 void HttpServer::begin_graceful_shutdown() {

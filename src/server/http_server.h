@@ -64,6 +64,10 @@ class HttpServer {
   // stop(), so run() returns and the caller can stop the engine and exit 0). A second signal
   // ends the requests in flight at once. Call after start(), before run().
   void stop_on_signals();
+  // What stop_on_signals does on a signal, for a caller that watches signals itself (an
+  // API-server process: SIGTERM from the engine process). Thread-safe; a second call ends the
+  // requests in flight at once.
+  void shutdown_gracefully();
   // The engine cannot go on (runtime/engine_failure.h): every request in flight ends with 503 and
   // `reason` (a stream: an error event, then [DONE]), /health answers 503 for kFailureGrace (load
   // balancers see it), and the server stops once those answers are out, so run() returns.

@@ -230,7 +230,7 @@ void HttpSession::start_job(std::shared_ptr<GenerationJob> job, bool http11) {
     chunked_ = http11;
     if (!chunked_) keep_alive_ = false;
     log_response(200, "");
-    send(serialize_stream_head(chunked_));
+    send(serialize_stream_head(chunked_, options_.response_headers));
   }
   if (live_feed_) live_feed_->track(job_);
   watch_disconnect();
@@ -249,7 +249,7 @@ void HttpSession::start_live() {
   chunked_ = http_version_ >= 11;
   keep_alive_ = false;  // the stream lasts as long as the connection
   log_response(200, "");
-  send(serialize_stream_head(chunked_));
+  send(serialize_stream_head(chunked_, options_.response_headers));
   live_feed_->subscribe(std::static_pointer_cast<LiveSubscriber>(shared_from_this()));
   watch_disconnect();
 }
@@ -338,7 +338,7 @@ void HttpSession::respond_and_close(const HttpResponse& response) {
 
 void HttpSession::send_response(const HttpResponse& response) {
   log_response(response.status, response.error_message);
-  send(serialize_response(response, keep_alive_, head_));
+  send(serialize_response(response, keep_alive_, head_, options_.response_headers));
 }
 
 // The access-log line of a response, as uvicorn's with the error message after it:

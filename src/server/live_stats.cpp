@@ -48,11 +48,18 @@ double quantile(std::vector<double>& values, double q) {
   return values[index];
 }
 
+void LiveStats::mirror(LiveTotals totals, LatencySummary latency) {
+  std::lock_guard lock(mutex_);
+  totals_ = std::move(totals);
+  mirrored_latency_ = latency;
+}
+
 LatencySummary LiveStats::latency(double window_s, Clock::time_point now) const {
   std::vector<double> ttft, tpot;
   int count = 0;
   {
     std::lock_guard lock(mutex_);
+    if (mirrored_latency_) return *mirrored_latency_;
     const auto since = now - std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(window_s));
     for (auto it = samples_.rbegin(); it != samples_.rend() && it->at >= since; ++it) {
       ++count;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "engine/engine_metrics.h"
@@ -51,6 +52,11 @@ class LiveStats : public EngineMetrics {
   // Over the requests that finished in the last `window_s` seconds before `now`.
   LatencySummary latency(double window_s, Clock::time_point now = Clock::now()) const;
 
+  // An API-server process's copy of the engine process's counters (src/apiserver/): from the
+  // first call on, totals() returns `totals` and latency() `latency` (the engine's summary over
+  // LiveFeed::kLatencyWindowS, whatever window is asked), as of the engine's last report.
+  void mirror(LiveTotals totals, LatencySummary latency);
+
  private:
   struct Sample {
     Clock::time_point at;
@@ -60,6 +66,7 @@ class LiveStats : public EngineMetrics {
   mutable std::mutex mutex_;
   LiveTotals totals_;
   std::deque<Sample> samples_;
+  std::optional<LatencySummary> mirrored_latency_;
 };
 
 // The q-quantile (0..1) of `values` by nearest rank; -1 when empty. Reorders `values`.

@@ -70,6 +70,16 @@ struct ServerOptions {
   int request_threads = 0;
   size_t request_queue_limit = 1024;
   size_t large_request_queue_limit = 8;
+  // SO_REUSEPORT on the listening socket: the API-server processes of --api-server-count N > 1
+  // each listen on the same --host/--port and the kernel spreads the connections among them.
+  bool reuse_port = false;
+  // Header lines ("Name: value\r\n") on every response: an API-server process's
+  // `x-moeserve-api-server: <index>` (--api-server-count N > 1).
+  std::string response_headers;
+  // In an API-server process (src/apiserver/): the engine process's metrics (vLLM's engine
+  // metrics, the EP counters), fetched over the engine channel and served ahead of this
+  // process's own in /metrics, which is then answered on a request worker (the fetch waits).
+  std::function<std::string()> remote_metrics;
   // Tests only: called on the worker with each request's path and body before it is handled.
   std::function<void(const std::string& path, const std::string& body)> test_worker_hook;
 };

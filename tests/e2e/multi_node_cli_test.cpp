@@ -177,6 +177,26 @@ TEST(MultiNodeCli, LeaderAndHeadlessNodeMatchOneRank) {
   EXPECT_EQ(eplb_headless.wait_exit(std::chrono::seconds(20)), 0) << eplb_headless.output();
 }
 
+// The leader with two API-server processes in front of its engine (--api-server-count 2): the
+// same answers as one rank; a normal stop ends both nodes with 0.
+TEST(MultiNodeCli, LeaderWithTwoApiServersMatchesOneRank) {
+  std::vector<std::string> expected;
+  {
+    ServeProcess single({testing::demo_model(), "--host", "127.0.0.1", "--port", "0", "--threads", "2"});
+    expected = complete_all(single.port());
+    EXPECT_EQ(single.terminate(), 0);
+  }
+  const int rpc_port = free_port();
+  ServeProcess headless(headless_command(rpc_port));
+  std::vector<std::string> args = leader_args(rpc_port);
+  args.insert(args.end(), {"--api-server-count", "2"});
+  ServeProcess leader(args);
+  EXPECT_NE(leader.output().find("2 API server processes"), std::string::npos) << leader.output();
+  EXPECT_EQ(complete_all(leader.port()), expected) << leader.output() << headless.output();
+  EXPECT_EQ(leader.terminate(), 0) << leader.output();
+  EXPECT_EQ(headless.wait_exit(std::chrono::seconds(20)), 0) << headless.output();
+}
+
 // What the other node did after one of a running pair was killed with SIGKILL.
 struct Survivor {
   int exit_status = -1;
@@ -275,8 +295,13 @@ TEST(MultiNodeCli, BadFlagCombinationsAreRefused) {
        "--headless with --data-parallel-size-local 0 would run nothing"},
       {{"--data-parallel-size-local", "0", "--data-parallel-address", "127.0.0.1"},
        "multi-node data parallelism needs --data-parallel-size 2 or more"},
-      {{"--api-server-count", "2"}, "--api-server-count 2: moeserve runs one API server"},
       {{"--api-server-count", "0"}, "--api-server-count 0 is for --headless nodes"},
+      {{"--api-server-count", "-1"}, "must be a non-negative integer, got -1"},
+      {{"--api-server-count", "two"}, "must be a non-negative integer, got two"},
+      {{"--api-server-count", "257"}, "--api-server-count 257: at most 256 API server processes"},
+      {{"-dp", "2", "--data-parallel-size-local", "1", "--data-parallel-start-rank", "1", "--headless",
+        "--data-parallel-address", "127.0.0.1", "--api-server-count", "2"},
+       "--api-server-count 2 with --headless: a headless node serves no HTTP"},
       {{"-dp", "2", "--data-parallel-size-local", "1", "--data-parallel-start-rank", "1", "--headless",
         "--data-parallel-address", "127.0.0.1", "--api-server-count", "1"},
        "a headless node serves no HTTP"},

@@ -1,10 +1,12 @@
 // MultiNodeConfig: which DP replicas a node runs under vLLM's multi-node flags, the rules between
-// those flags (each refusal names the flags and what to do), and VLLM_ENGINE_READY_TIMEOUT_S.
+// those flags (each refusal names the flags and what to do), --api-server-count, and
+// VLLM_ENGINE_READY_TIMEOUT_S.
 #include "runtime/multi_node_config.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "runtime/api_server_count.h"
 #include "runtime/parallel_config.h"
 
 namespace moeserve {
@@ -106,6 +108,23 @@ TEST(MultiNodeConfig, AddressesAndHostNames) {
   ASSERT_FALSE(unknown.ok());
   EXPECT_THAT(unknown.error().message,
               HasSubstr("--data-parallel-address 'no-such-node.invalid' is not an IP address and does not resolve"));
+}
+
+TEST(MultiNodeConfig, ApiServerCount) {
+  // Absent: one API server (in the engine's process) on the node serving HTTP, none headless.
+  EXPECT_EQ(resolve_api_server_count(-1, false).value(), 1);
+  EXPECT_EQ(resolve_api_server_count(-1, true).value(), 0);
+  EXPECT_EQ(resolve_api_server_count(0, true).value(), 0);
+  // N >= 1 on the node serving HTTP, whatever its layout: N processes when N > 1.
+  for (int count : {1, 2, 8, kMaxApiServers}) EXPECT_EQ(resolve_api_server_count(count, false).value(), count);
+  const auto refusal = [](int count, bool headless) {
+    const Result<int> resolved = resolve_api_server_count(count, headless);
+    return resolved.ok() ? std::string() : resolved.error().message;
+  };
+  EXPECT_THAT(refusal(0, false), HasSubstr("--api-server-count 0 is for --headless nodes"));
+  EXPECT_THAT(refusal(1, true), HasSubstr("--api-server-count 1 with --headless: a headless node serves no HTTP"));
+  EXPECT_THAT(refusal(2, true), HasSubstr("--api-server-count 2 with --headless"));
+  EXPECT_THAT(refusal(kMaxApiServers + 1, false), HasSubstr("--api-server-count 257: at most 256 API server processes"));
 }
 
 TEST(MultiNodeConfig, ReadyTimeoutFromTheEnvironment) {

@@ -45,6 +45,10 @@ class FakeEngineClient : public EngineClient {
     tokenizer_ = tokenizer.value();
     info_.model_dir = model_dir;
     info_.model_config = model_config;
+    if (model_config != nullptr) {
+      info_.architecture = model_config->architecture;
+      info_.architecture_name = model_config->architecture_name;
+    }
     info_.max_model_len = max_model_len;
     thread_ = std::thread([this] { loop(); });
   }
