@@ -24,6 +24,7 @@
 #include <spdlog/spdlog.h>
 
 #include "apiserver/engine_frontend.h"
+#include "base/spawn_self.h"
 #include "apiserver/remote_engine_client.h"
 #include "runtime/engine_failure.h"
 #include "runtime/mp/worker_spec.h"
@@ -162,27 +163,7 @@ Result<std::pair<int, int>> reserve_port(const std::string& host, int port) {
 // Forks and execs this binary as `moeserve _api_server SPEC`. The child gets SIGTERM when this
 // process dies (PR_SET_PDEATHSIG; it then answers its requests with 503 and exits).
 Result<pid_t> spawn_api_server(const Json& spec) {
-  std::error_code error;
-  const std::string self = std::filesystem::read_symlink("/proc/self/exe", error).string();
-  if (error) return make_error("--api-server-count: cannot find this binary: {}", error.message());
-  std::string spec_text = spec.dump();
-  std::string arg0 = "moeserve", arg1 = "_api_server";
-  char* argv[] = {arg0.data(), arg1.data(), spec_text.data(), nullptr};
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid < 0) return make_error("--api-server-count: fork failed: {}", strerror(errno));
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent) _exit(1);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    signal(SIGINT, SIG_IGN);
-    signal(SIGTERM, SIG_DFL);
-    execv(self.c_str(), argv);
-    _exit(127);
-  }
-  return pid;
+  return spawn_self("_api_server", spec.dump(), SIGTERM, "--api-server-count");
 }
 
 std::atomic<int> g_signals{0};  // SIGINT/SIGTERM received by the engine process

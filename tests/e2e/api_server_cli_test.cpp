@@ -466,30 +466,6 @@ TEST(ApiServerCli, TakenPortIsRefused) {
   EXPECT_EQ(run.output.find("[api server"), std::string::npos) << run.output;  // none started
 }
 
-// The children of `parent` whose command line starts with `moeserve <subcommand>`.
-std::vector<pid_t> children_running(pid_t parent, const std::string& subcommand) {
-  std::vector<pid_t> children;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream stat(entry.path() / "stat");
-    std::string line;
-    if (!std::getline(stat, line)) continue;
-    const size_t close = line.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(line.substr(close + 2));
-    char state;
-    pid_t ppid;
-    rest >> state >> ppid;
-    std::ifstream cmdline(entry.path() / "cmdline");
-    std::string arg0, arg1;
-    std::getline(cmdline, arg0, '\0');
-    std::getline(cmdline, arg1, '\0');
-    if (ppid == parent && arg1 == subcommand) children.push_back(std::stoi(name));
-  }
-  return children;
-}
-
 // --distributed-executor-backend mp behind two API servers: a rank's worker killed fails the
 // engine, which tells every API server: each answers its requests with 503 and the reason, and
 // the whole serve exits 1 within 10 s, with no process left.
@@ -499,7 +475,7 @@ TEST(ApiServerCli, EngineFailureReachesEveryApiServer) {
   ServeProcess server(args);
   const std::vector<pid_t> pids = api_server_pids(server);
   ASSERT_EQ(pids.size(), 2u) << server.output();
-  const std::vector<pid_t> workers = children_running(server.pid(), "_worker");
+  const std::vector<pid_t> workers = testing::children_of(server.pid(), "_worker");
   ASSERT_EQ(workers.size(), 2u) << server.output();
   const std::string dir = endpoint_dir(pids[0]);
   {

@@ -173,30 +173,10 @@ TEST(MpCli, ExecutorsMoeserveDoesNotHaveAreRefused) {
   EXPECT_EQ(uni.exit_code, 0) << uni.output;
 }
 
-// The pids of the processes whose parent is `parent` (from /proc).
-std::vector<pid_t> children_of(pid_t parent) {
-  std::vector<pid_t> children;
-  for (const auto& entry : fs::directory_iterator("/proc")) {
-    const std::string name = entry.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream stat(entry.path() / "stat");
-    std::string line;
-    if (!std::getline(stat, line)) continue;
-    const size_t close = line.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream rest(line.substr(close + 2));
-    char state;
-    pid_t ppid;
-    rest >> state >> ppid;
-    if (ppid == parent) children.push_back(std::stoi(name));
-  }
-  return children;
-}
-
 TEST(MpCli, KilledWorkerEndsTheServerWithTheReason) {
   testing::ServeProcess server(
       mp({testing::demo_model(), "--host", "127.0.0.1", "--port", "0", "-tp", "2", "--threads", "2"}));
-  std::vector<pid_t> workers = children_of(server.pid());
+  std::vector<pid_t> workers = testing::children_of(server.pid());
   ASSERT_EQ(workers.size(), 2u) << server.output();
   {
     HttpClient client(server.port());

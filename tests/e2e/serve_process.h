@@ -11,10 +11,14 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <mutex>
 #include <regex>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -139,5 +143,34 @@ class ServeProcess {
   std::string output_;
   bool eof_ = false;
 };
+
+// The pids of the processes whose parent is `parent` (from /proc); with `subcommand`, only those
+// running `moeserve <subcommand>` (_worker, _api_server).
+inline std::vector<pid_t> children_of(pid_t parent, std::string_view subcommand = {}) {
+  std::vector<pid_t> children;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos) continue;
+    std::istringstream rest(line.substr(close + 2));
+    char state;
+    pid_t ppid;
+    rest >> state >> ppid;
+    if (ppid != parent) continue;
+    if (!subcommand.empty()) {
+      std::ifstream cmdline(entry.path() / "cmdline");
+      std::string arg0, arg1;
+      std::getline(cmdline, arg0, '\0');
+      std::getline(cmdline, arg1, '\0');
+      if (arg1 != subcommand) continue;
+    }
+    children.push_back(std::stoi(name));
+  }
+  return children;
+}
 
 }  // namespace moeserve::testing

@@ -11,6 +11,8 @@
 
 #include <fmt/format.h>
 
+#include "base/spawn_self.h"
+
 namespace moeserve::mp {
 
 Json load_options_json(const LoadOptions& load) {
@@ -67,23 +69,8 @@ ParallelConfig parallel_from(const Json& j) {
 }
 
 Result<pid_t> spawn_worker(const Json& spec) {
-  std::error_code error;
-  const std::string self = std::filesystem::read_symlink("/proc/self/exe", error).string();
-  if (error) return make_error("--distributed-executor-backend mp: cannot find this binary: {}", error.message());
-  std::string spec_text = spec.dump();
-  std::string arg0 = "moeserve", arg1 = "_worker";
-  char* argv[] = {arg0.data(), arg1.data(), spec_text.data(), nullptr};
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid < 0) return make_error("--distributed-executor-backend mp: fork failed: {}", strerror(errno));
-  if (pid == 0) {
-    // The worker dies with the process that started it, even when that one is killed.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) _exit(1);
-    execv(self.c_str(), argv);
-    _exit(127);
-  }
-  return pid;
+  // The worker dies with the process that started it, even when that one is killed.
+  return spawn_self("_worker", spec.dump(), SIGKILL, "--distributed-executor-backend mp");
 }
 
 std::string describe_status(int status) {
