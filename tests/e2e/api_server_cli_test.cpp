@@ -52,6 +52,25 @@ std::vector<std::string> serve_args(int api_servers) {
   return args;
 }
 
+// `count` long completions sent at once, still running when the caller kills something; each
+// ends with its HTTP result (status -1: the connection failed).
+std::vector<std::future<HttpResult>> long_requests(int port, int count) {
+  std::vector<std::future<HttpResult>> in_flight;
+  for (int i = 0; i < count; ++i) {
+    in_flight.push_back(std::async(std::launch::async, [port]() -> HttpResult {
+      try {
+        HttpClient client(port);
+        return client.request(
+            "POST", "/v1/completions",
+            Json{{"model", "kjv"}, {"prompt", "And God said"}, {"max_tokens", 4000}, {"ignore_eos", true}}.dump());
+      } catch (const std::exception&) {
+        return HttpResult{.status = -1};
+      }
+    }));
+  }
+  return in_flight;
+}
+
 // The API servers' pids, from the leader's "serving … (N API server processes, pids A, B)".
 std::vector<pid_t> api_server_pids(const ServeProcess& server) {
   std::smatch match;
@@ -420,19 +439,7 @@ TEST(ApiServerCli, EngineProcessKilledApiServersAnswer503AndExit) {
   ServeProcess server(serve_args(2));
   const std::vector<pid_t> pids = api_server_pids(server);
   ASSERT_EQ(pids.size(), 2u) << server.output();
-  std::vector<std::future<HttpResult>> in_flight;
-  for (int i = 0; i < 4; ++i) {
-    in_flight.push_back(std::async(std::launch::async, [&]() -> HttpResult {
-      try {
-        HttpClient client(server.port());
-        return client.request(
-            "POST", "/v1/completions",
-            Json{{"model", "kjv"}, {"prompt", "And God said"}, {"max_tokens", 4000}, {"ignore_eos", true}}.dump());
-      } catch (const std::exception&) {
-        return HttpResult{.status = -1};
-      }
-    }));
-  }
+  std::vector<std::future<HttpResult>> in_flight = long_requests(server.port(), 4);
   const std::string dir = endpoint_dir(pids[0]);
   EXPECT_TRUE(std::filesystem::exists(dir)) << dir;
   std::this_thread::sleep_for(std::chrono::milliseconds(800));
@@ -484,19 +491,7 @@ TEST(ApiServerCli, EngineFailureReachesEveryApiServer) {
         "POST", "/v1/completions", Json{{"model", "kjv"}, {"prompt", "In the beginning"}, {"max_tokens", 4}}.dump());
     EXPECT_EQ(answer.status, 200) << answer.body;
   }
-  std::vector<std::future<HttpResult>> in_flight;
-  for (int i = 0; i < 6; ++i) {
-    in_flight.push_back(std::async(std::launch::async, [&]() -> HttpResult {
-      try {
-        HttpClient client(server.port());
-        return client.request(
-            "POST", "/v1/completions",
-            Json{{"model", "kjv"}, {"prompt", "And God said"}, {"max_tokens", 4000}, {"ignore_eos", true}}.dump());
-      } catch (const std::exception&) {
-        return HttpResult{.status = -1};
-      }
-    }));
-  }
+  std::vector<std::future<HttpResult>> in_flight = long_requests(server.port(), 6);
   std::this_thread::sleep_for(std::chrono::milliseconds(800));
   const auto killed_at = Clock::now();
   ASSERT_EQ(::kill(workers[1], SIGKILL), 0);
