@@ -86,4 +86,20 @@ inline double metric_value(const std::string& text, const std::string& series) {
   return std::stod(line.substr(line.rfind(' ') + 1));
 }
 
+// A streaming POST /v1/completions (`body`: its JSON) on the client's raw connection: writes it
+// and returns once the first event's bytes came (in `received`).
+inline void start_stream(HttpClient& client, const std::string& body, std::string& received) {
+  namespace http = boost::beast::http;
+  http::request<http::string_body> request{http::verb::post, "/v1/completions", 11};
+  request.set(http::field::host, "127.0.0.1");
+  request.set(http::field::content_type, "application/json");
+  request.body() = body;
+  request.prepare_payload();
+  http::write(client.socket(), request);
+  char buffer[4096];
+  while (received.find("data: ") == std::string::npos) {
+    received.append(buffer, client.socket().read_some(boost::asio::buffer(buffer)));
+  }
+}
+
 }  // namespace moeserve::testing

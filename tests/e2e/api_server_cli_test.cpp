@@ -347,18 +347,8 @@ TEST(ApiServerCli, TwoApiServersAnswerLikeOneProcess) {
 class StreamClient {
  public:
   StreamClient(int port, const Json& body) : client_(port) {
-    namespace http = boost::beast::http;
-    http::request<http::string_body> request{http::verb::post, "/v1/completions", 11};
-    request.set(http::field::host, "127.0.0.1");
-    request.set(http::field::content_type, "application/json");
-    request.body() = body.dump();
-    request.prepare_payload();
-    http::write(client_.socket(), request);
     std::string received;
-    char buffer[4096];
-    while (received.find("data: ") == std::string::npos) {
-      received.append(buffer, client_.socket().read_some(boost::asio::buffer(buffer)));
-    }
+    testing::start_stream(client_, body.dump(), received);
   }
   void hang_up() { client_.socket().close(); }
 

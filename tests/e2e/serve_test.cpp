@@ -461,21 +461,6 @@ TEST(ServeLimits, TokenizeCountsUpToMaxModelLenAndA30MbPromptTakesLittleMemory) 
   EXPECT_EQ(server.terminate(), 0);
 }
 
-// A streaming request on a raw connection: writes it and returns once its first bytes came.
-void start_stream(HttpClient& client, const Json& body, std::string& received) {
-  namespace http = boost::beast::http;
-  http::request<http::string_body> request{http::verb::post, "/v1/completions", 11};
-  request.set(http::field::host, "127.0.0.1");
-  request.set(http::field::content_type, "application/json");
-  request.body() = body.dump();
-  request.prepare_payload();
-  http::write(client.socket(), request);
-  char buffer[4096];
-  while (received.find("data: ") == std::string::npos) {
-    received.append(buffer, client.socket().read_some(boost::asio::buffer(buffer)));
-  }
-}
-
 // Everything else the server sends on the connection, until it closes it.
 void read_to_close(HttpClient& client, std::string& received) {
   char buffer[4096];
@@ -493,7 +478,7 @@ TEST(ServeLifecycle, SigtermEndsRequestsInFlightWithAnErrorAndDone) {
                        "--disable-log-requests"});
   HttpClient streaming(server.port());
   std::string stream;
-  start_stream(streaming, greedy_request({1, 560, 272}, 4000, true), stream);
+  start_stream(streaming, greedy_request({1, 560, 272}, 4000, true).dump(), stream);
   auto plain = std::async(std::launch::async,
                           [&] { return post(server.port(), "/v1/completions", greedy_request({1, 560}, 4000, false)); });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // both are generating
@@ -518,7 +503,7 @@ TEST(ServeLifecycle, ShutdownTimeoutLetsRequestsFinish) {
                          "--disable-log-requests", "--shutdown-timeout", timeout});
     HttpClient streaming(server.port());
     std::string stream;
-    start_stream(streaming, greedy_request({1, 560, 272}, 1500, true), stream);
+    start_stream(streaming, greedy_request({1, 560, 272}, 1500, true).dump(), stream);
     EXPECT_EQ(server.terminate(), 0) << server.output();
     read_to_close(streaming, stream);
     EXPECT_EQ(stream.find("\"error\""), std::string::npos)
