@@ -8,9 +8,11 @@
 #           mean context);
 #   prefill: TFLOP/s (MLA counted in its plain form) ÷ this GPU's cuBLAS bf16 rate.
 # usage: bench/run-cuda-sweep.sh MOESERVE_BINARY OUT.json [GROUP]
-#   GROUP: all (default), whole (the models that fit one H200 whole) or cut (the large ones, cut
-#   to the layers below). An OUT.json that exists already keeps its other models, so the two
-#   groups can run as two commands (each under the device's 10-minute limit) into one file.
+#   GROUP: all (default), whole (the models that fit one H200 whole), cut (the large ones, cut
+#   to the layers below) or new (gpt-oss-20b whole, Llama-4-Scout cut to 12 of its 48 layers to
+#   fit an 80 GB H100; GPT-OSS's MXFP4 experts count as bf16: the catalog leaves its
+#   quantization_config out). An OUT.json that exists already keeps its other models, so the
+#   groups can run as separate commands (each under the device's 10-minute limit) into one file.
 set -euo pipefail
 moeserve=$1
 out=$2
@@ -33,10 +35,15 @@ cut=(
   "Qwen/Qwen3-235B-A22B|16|"
   "mistralai/Mixtral-8x22B-v0.1|16|"
 )
+new=(
+  "openai/gpt-oss-20b||"
+  "meta-llama/Llama-4-Scout-17B-16E|12|"
+)
 case $group in
   whole) models=("${whole[@]}") ;;
   cut) models=("${cut[@]}") ;;
-  *) models=("${whole[@]}" "${cut[@]}") ;;
+  new) models=("${new[@]}") ;;
+  *) models=("${whole[@]}" "${cut[@]}" "${new[@]}") ;;
 esac
 
 results=()

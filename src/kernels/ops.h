@@ -247,14 +247,14 @@ struct AttentionArgs {
   int value_dim = 0;  // CUDA: <= cuda::kMaxValueDim
   float scale = 1.0f;
   int sliding_window = 0;
-  int chunk_size = 0;  // CUDA: 0 (no kernel yet; Llama 4 is refused at load)
-  float temperature_floor = 0.0f;  // CUDA: 0
+  int chunk_size = 0;
+  float temperature_floor = 0.0f;
   float temperature_scale = 0.0f;
   const int32_t* block_tables = nullptr;
   const int32_t* table_offsets = nullptr;
   const int32_t* positions = nullptr;
   float* out = nullptr;
-  const float* sinks = nullptr;  // [num_heads] float32 or null (the CPU only, for now)
+  const float* sinks = nullptr;  // [num_heads] float32 or null
   // Sparse attention (DeepSeek-V3.2; CUDA: the per-head kernel): row t sees only the keys at positions
   // key_positions[t * keys_per_row + i] (i < keys_per_row; -1 entries skipped), which
   // indexer_topk chose among [0, p]; windows and chunks are then unused. Null: every key above.
@@ -353,6 +353,23 @@ struct MoePermuteArgs {
   int32_t* workspace = nullptr;
 };
 
+// Llama 4's input-scaled experts (MoeConfig::scale_expert_input): each routed expert reads its
+// token's row scaled by the routing weight, and the combine then weighs it 1. From the plan of
+// moe_permute (positions [entries]: where entry e went):
+//   x_scaled[e] = x[e / top_k] · weights[e]   (x [tokens, hidden], x_scaled [entries, hidden])
+//   entry_rows[positions[e]] = e               (the row of x_scaled permuted row i reads)
+//   weights[e] = weights[e] != 0 ? 1 : 0        (0 stays 0: an entry of another EP rank)
+struct ScaleExpertInputsArgs {
+  const float* x = nullptr;
+  int hidden = 0;
+  int entries = 0;
+  int top_k = 1;
+  const int32_t* positions = nullptr;
+  float* weights = nullptr;
+  float* x_scaled = nullptr;
+  int32_t* entry_rows = nullptr;
+};
+
 // Weighted combine (ops::scatter_add_rows over all experts, then the shared expert):
 //   out[t] = Σ_k weights[t, k] · expert_out[positions[t, k]] + s_t · shared_out[t]
 // with s_t = sigmoid(shared_gate_logit[t]) when given, else 1; shared_out may be null.
@@ -384,7 +401,7 @@ struct MoeCombineArgs {
 //   out[r, n] = glu(Σ x·W_g[n] (+ b_g[n]), Σ x·W_g[n + N] (+ b_g[n + N]))  W_g [2N, K]  (swiglu = true)
 // Groups whose rows are empty cost nothing (the experts no token chose).
 // x [rows, K] dense; W_g = weight + g * group_stride ([N or 2N, K] bf16); out [rows, N] dense;
-// b_g = bias (or bias_f32) + g * bias_group_stride ([N or 2N]; with swiglu the CPU only).
+// b_g = bias (or bias_f32) + g * bias_group_stride ([N or 2N]).
 struct GemmArgs {
   const float* x = nullptr;
   int rows = 0;  // total rows (upper bound of any group's row count)
@@ -397,11 +414,11 @@ struct GemmArgs {
   // Grouped: rows of x over all groups (offsets[groups]), or 0 when unknown. small_gemm then
   // launches blocks only for as many groups as can have rows; mma_gemm sizes its split K by it.
   int total_rows = 0;
-  const uint16_t* bias = nullptr;  // [n] bf16 or null (not with swiglu)
-  const float* bias_f32 = nullptr;  // [n] float32 in place of bias (the CPU only)
+  const uint16_t* bias = nullptr;  // [n] bf16 or null
+  const float* bias_f32 = nullptr;  // [n] float32 in place of bias
   int64_t bias_group_stride = 0;    // group g's bias at bias(_f32) + g * bias_group_stride
   bool swiglu = false;
-  GluParams glu;  // the activation of swiglu (clamped: the CPU only)
+  GluParams glu;  // the activation of swiglu
   float* out = nullptr;
   // Row r reads x[x_rows[r]] instead of x[r] (the MoE gather fused; CUDA: small_gemm only); null: x[r].
   const int32_t* x_rows = nullptr;
@@ -441,6 +458,7 @@ void moe_permute(ExecContext& ctx, const MoePermuteArgs& args);
 // out[i, :] = x[rows[i], :], to float32 or bf16 (either may be null). x [*, width].
 void gather_rows(ExecContext& ctx, const float* x, int width, const int32_t* rows, int count, float* out_f32,
                  uint16_t* out_bf16);
+void scale_expert_inputs(ExecContext& ctx, const ScaleExpertInputsArgs& args);
 void moe_combine(ExecContext& ctx, const MoeCombineArgs& args);
 void gemm(ExecContext& ctx, const GemmArgs& args);
 // out[r, i] = glu(gate_up[r, i], gate_up[r, I + i]) for gate_up [rows, 2I]; out [rows, I] f32 or bf16.
@@ -549,6 +567,9 @@ size_t moe_permute_workspace_ints(int entries, int experts);
 void gather_rows(const GpuExec& exec, const float* x, int width, const int32_t* rows, int count, float* out_f32,
                  uint16_t* out_bf16);
 
+// ops::scale_expert_inputs on the device.
+void scale_expert_inputs(const GpuExec& exec, const ops::ScaleExpertInputsArgs& args);
+
 // ops::moe_combine on the device (top_k <= kMaxCombineTopK).
 constexpr int kMaxCombineTopK = 64;
 void moe_combine(const GpuExec& exec, const MoeCombineArgs& args);
@@ -582,14 +603,16 @@ void gemm_bf16(const GpuExec& exec, const uint16_t* x, const uint16_t* weight, c
                int k, float* out, bool accumulate = false);
 // The same product rounded to bf16: out [M, N] bf16.
 void gemm_bf16(const GpuExec& exec, const uint16_t* x, const uint16_t* weight, int m, int n, int k, uint16_t* out);
-// cuBLAS in float32 (no TF32): out [M, N] = x [M, K] · W [N, K]ᵀ, all float32.
-void gemm_f32(const GpuExec& exec, const float* x, const float* weight, int m, int n, int k, float* out);
+// cuBLAS in float32 (no TF32): out [M, N] = x [M, K] · W [N, K]ᵀ (+ bias [N]), all float32.
+void gemm_f32(const GpuExec& exec, const float* x, const float* weight, int m, int n, int k, float* out,
+              const float* bias = nullptr);
 
-// out[r, i] = silu(gate_up[r, i]) · gate_up[r, I + i] for gate_up [rows, 2I]; out [rows, I] f32 or bf16.
+// out[r, i] = glu(gate_up[r, i], gate_up[r, I + i]) for gate_up [rows, 2I]; out [rows, I] f32 or bf16.
 void silu_mul(const GpuExec& exec, const float* gate_up, int rows, int intermediate, float* out_f32,
-              uint16_t* out_bf16);
+              uint16_t* out_bf16, const ops::GluParams& glu = {});
 // The same from a bf16 gate_up [rows, 2I] to bf16.
-void silu_mul(const GpuExec& exec, const uint16_t* gate_up_bf16, int rows, int intermediate, uint16_t* out_bf16);
+void silu_mul(const GpuExec& exec, const uint16_t* gate_up_bf16, int rows, int intermediate, uint16_t* out_bf16,
+              const ops::GluParams& glu = {});
 
 // out[r] = the first index of the largest value of x[r, :] (x [rows, width]; greedy sampling).
 void argmax_rows(const GpuExec& exec, const float* x, int rows, int64_t width, int32_t* out);

@@ -1,5 +1,5 @@
 // Which model features each backend computes. The CPU computes every feature a config can hold
-// (it is the reference); the CUDA kernels lag behind for the newer families.
+// (it is the reference); the CUDA kernels have limits of their own (DeepSeek-V3.2's top-k).
 #pragma once
 
 #include <string>

@@ -35,22 +35,6 @@ void all_reduce(Communicator* tp, float* x, int tokens, int hidden) {
   if (tp != nullptr) tp->all_reduce_sum(TensorView{x, DType::kF32, Shape{tokens, hidden}});
 }
 
-// MoeConfig::scale_expert_input (Llama 4): each routed expert reads its input scaled by its
-// routing weight. From the plan of moe_permute (positions [entries]: where entry e went),
-// x_scaled [entries, hidden] holds entry e's token row (x [tokens, hidden], token e / top_k)
-// times weights[e], entry_rows [entries] the entry each permuted row reads; the combine weights
-// become 1 (0 where the weight was 0: an entry of another EP rank). Host memory.
-void scale_expert_inputs(const float* x, int hidden, int entries, int top_k, const int32_t* positions,
-                         float* weights, float* x_scaled, int32_t* entry_rows) {
-  for (int e = 0; e < entries; ++e) {
-    const float* row = x + static_cast<int64_t>(e / top_k) * hidden;
-    float* dst = x_scaled + static_cast<int64_t>(e) * hidden;
-    for (int i = 0; i < hidden; ++i) dst[i] = row[i] * weights[e];
-    entry_rows[positions[e]] = e;
-    weights[e] = weights[e] != 0.0f ? 1.0f : 0.0f;
-  }
-}
-
 }  // namespace
 
 DecoderLoop::DecoderLoop(const ModelConfig& config, const ModelWeights& weights, const ShardSpec& shard,
@@ -460,10 +444,16 @@ void DecoderLoop::moe(Step& step, int layer_idx, Act x, float* out, const RmsNor
                                                          : nullptr});
   }
   const float* expert_x = x.f32;  // what the experts read: x [tokens, hidden] by source_rows
-  if (config_.moe->scale_expert_input) {
-    MS_CHECK_MSG(b.host_memory(), "input-scaled experts (Llama 4) run on host memory only");
+  if (config_.moe->scale_expert_input) {  // Llama 4: the experts read rows scaled by their weights
     float* x_scaled = arena.alloc<float>(static_cast<size_t>(entries) * hidden);  // [entries, hidden]
-    scale_expert_inputs(x.f32, hidden, entries, top_k, positions, expert_weights, x_scaled, source_rows);
+    b.scale_expert_inputs(ops::ScaleExpertInputsArgs{.x = x.f32,
+                                                     .hidden = hidden,
+                                                     .entries = entries,
+                                                     .top_k = top_k,
+                                                     .positions = positions,
+                                                     .weights = expert_weights,
+                                                     .x_scaled = x_scaled,
+                                                     .entry_rows = source_rows});
     expert_x = x_scaled;
   }
   float* expert_out = arena.alloc<float>(static_cast<size_t>(entries) * hidden);  // [entries, hidden] permuted
@@ -536,8 +526,14 @@ void DecoderLoop::run_local_experts(Step& step, const MoeWeights& w, const float
   std::vector<float> x_scaled;  // [entries, hidden] (input-scaled experts)
   if (config_.moe->scale_expert_input) {
     x_scaled.resize(entries * hidden);
-    scale_expert_inputs(x, hidden, static_cast<int>(entries), top_k, positions.data(), local_weights.data(),
-                        x_scaled.data(), source_rows.data());
+    b.scale_expert_inputs(ops::ScaleExpertInputsArgs{.x = x,
+                                                     .hidden = hidden,
+                                                     .entries = static_cast<int>(entries),
+                                                     .top_k = top_k,
+                                                     .positions = positions.data(),
+                                                     .weights = local_weights.data(),
+                                                     .x_scaled = x_scaled.data(),
+                                                     .entry_rows = source_rows.data()});
   }
   std::vector<float> y(entries * hidden, 0.0f);  // [entries, hidden] permuted
   const SplitSums experts_out = b.routed_experts(w, x_scaled.empty() ? x : x_scaled.data(), source_rows.data(),

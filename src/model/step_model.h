@@ -281,6 +281,7 @@ class StepBackend {
   virtual void moe_permute(const ops::MoePermuteArgs& args) = 0;  // args.workspace: set by the backend
   virtual void gather_rows(const float* x, int width, const int32_t* rows, int count, float* out_f32,
                            uint16_t* out_bf16) = 0;
+  virtual void scale_expert_inputs(const ops::ScaleExpertInputsArgs& args) = 0;
   virtual void moe_combine(const ops::MoeCombineArgs& args) = 0;
 
   // out [rows, w.out] = x · w.weightᵀ (+ bias).

@@ -60,6 +60,9 @@ class CpuStepBackend final : public StepBackend {
   void moe_permute(const ops::MoePermuteArgs& args) override;
   void gather_rows(const float* x, int width, const int32_t* rows, int count, float* out_f32,
                    uint16_t* out_bf16) override;
+  void scale_expert_inputs(const ops::ScaleExpertInputsArgs& args) override {
+    ops::scale_expert_inputs(ctx_, args);
+  }
   void moe_combine(const ops::MoeCombineArgs& args) override;
   void linear(Act x, int rows, const Projection& w, float* out) override;
   ops::SplitSums linear_unsummed(Act x, int rows, const Projection& w, float* out) override;

@@ -88,7 +88,7 @@ TEST_P(BackendParity, CudaLogitsEqualCpuLogitsForTheSameRandomModel) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, BackendParity,
                          ::testing::Values("tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2",
-                                           "tiny-deepseek_v3"),
+                                           "tiny-deepseek_v3", "tiny-gpt_oss", "tiny-llama4"),
                          [](const auto& info) {
                            std::string name = info.param;
                            std::replace(name.begin(), name.end(), '-', '_');

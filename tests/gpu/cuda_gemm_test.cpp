@@ -163,6 +163,95 @@ TEST_F(CudaOpsTest, DecodeGemmsGrouped) {
   }
 }
 
+// GPT-OSS's experts: float32 biases per group (gate/up biases stacked as the weights are) and
+// the clamped SwiGLU (a limit low enough to clamp many values), grouped and ungrouped (the
+// router's bias: small_gemm's narrow kernel), against the CPU step op; then the unsummed
+// split-K partial sums of a biased down projection, added up, give the same (the bias once).
+TEST_F(CudaOpsTest, GemmsWithFloat32BiasesAndClampedSwiglu) {
+  const ops::GluParams clamped{.clamped = true, .alpha = 1.702f, .limit = 1.5f};
+  for (const GemmKernel& kernel : kGemmKernels) {
+    for (bool swiglu : {true, false}) {
+      for (auto [hidden, inter] : {std::pair{96, 64}, {512, 300}}) {
+        for (const std::vector<int>& counts : {std::vector<int>{3, 0, 1, 40, 0, 17}, std::vector<int>{0, 2, 0, 1},
+                                               std::vector<int>{}}) {
+          if (kernel.needs_k8 && !cuda::mma_gemm_supported(hidden)) continue;
+          const bool grouped = !counts.empty();
+          const int groups = grouped ? static_cast<int>(counts.size()) : 1;
+          std::vector<int32_t> offsets = {0};
+          for (int c : counts) offsets.push_back(offsets.back() + c);
+          const int total = grouped ? offsets.back() : 3;
+          const int rows = grouped ? *std::max_element(counts.begin(), counts.end()) : total;
+          const int n_weight = swiglu ? 2 * inter : inter;
+          auto x = random_floats(size_t(total) * hidden);
+          if (kernel.bf16_inputs) round_to_bf16(x);
+          auto weight = random_bf16(size_t(groups) * n_weight * hidden, 0.1f);
+          auto bias = random_floats(size_t(groups) * n_weight, 0.5f);
+          std::vector<float> expected(size_t(total) * inter);
+          ops::GemmArgs args{.x = x.data(),
+                             .rows = rows,
+                             .k = hidden,
+                             .n = inter,
+                             .weight = weight.data(),
+                             .group_stride = int64_t(n_weight) * hidden,
+                             .offsets = grouped ? offsets.data() : nullptr,
+                             .groups = groups,
+                             .total_rows = total,
+                             .bias_f32 = bias.data(),
+                             .bias_group_stride = n_weight,
+                             .swiglu = swiglu,
+                             .glu = clamped,
+                             .out = expected.data()};
+          ops::gemm(cpu_, args);
+          cuda::GemmArgs device = args;
+          device.x = upload(x);
+          device.weight = upload(weight);
+          device.offsets = grouped ? upload(offsets) : nullptr;
+          device.bias_f32 = upload(bias);
+          device.out = poisoned<float>(expected.size());
+          kernel.run(exec_, device,
+                     kernel.workspace_floats ? poisoned<float>(kernel.workspace_floats(device)) : nullptr);
+          EXPECT_LT(relative_error(download(device.out, expected.size()), expected), kernel.tolerance)
+              << kernel.name << (swiglu ? " swiglu " : " ") << hidden << "x" << inter << " rows " << total;
+        }
+      }
+    }
+  }
+  // A down projection of 2 tokens × top-2 over 4 experts with a bias per expert, split K ways.
+  const int hidden = 1024, inter = 8192, experts = 4, entries = 4;
+  const std::vector<int32_t> offsets = {0, 1, 2, 2, 4};
+  auto act = random_floats(size_t(entries) * inter);
+  auto weight = random_bf16(size_t(experts) * hidden * inter, 0.1f);
+  auto bias = random_floats(size_t(experts) * hidden, 0.5f);
+  std::vector<float> expected(size_t(entries) * hidden);
+  ops::GemmArgs args{.x = act.data(),
+                     .rows = 2,
+                     .k = inter,
+                     .n = hidden,
+                     .weight = weight.data(),
+                     .group_stride = int64_t(hidden) * inter,
+                     .offsets = offsets.data(),
+                     .groups = experts,
+                     .total_rows = entries,
+                     .bias_f32 = bias.data(),
+                     .bias_group_stride = hidden,
+                     .out = expected.data()};
+  ops::gemm(cpu_, args);
+  cuda::GemmArgs device = args;
+  device.x = upload(act);
+  device.weight = upload(weight);
+  device.offsets = upload(offsets);
+  device.bias_f32 = upload(bias);
+  device.out = poisoned<float>(expected.size());
+  const cuda::SplitSums sums =
+      cuda::small_gemm_unsummed(exec_, device, poisoned<float>(cuda::small_gemm_workspace_floats(device)));
+  ASSERT_GT(sums.splits, 1);
+  const std::vector<float> slices = download(const_cast<float*>(sums.data), size_t(sums.splits) * sums.split_stride);
+  std::vector<float> added(expected.size(), 0.0f);
+  for (int s = 0; s < sums.splits; ++s)
+    for (size_t i = 0; i < added.size(); ++i) added[i] += slices[size_t(s) * sums.split_stride + i];
+  EXPECT_LT(relative_error(added, expected), 2e-6);
+}
+
 // small_gemm_unsummed's partial sums added up by their consumers — the residual norm after
 // attention (a one-row o projection) and the MoE combine (the experts' down projection at two
 // tokens) — give exactly what the summed GEMM followed by the plain consumer gives (the same
@@ -349,6 +438,13 @@ TEST_F(CudaOpsTest, SiluMulAndCasts) {
     }
     ops::silu_mul(cpu_, f32_view(gate, Shape{rows, inter}), f32_view(up, Shape{rows, inter}),
                   f32_view(expected, Shape{rows, inter}));
+    // GPT-OSS's clamped form (3-sigma inputs: many clamp at 1.5) from both input types.
+    const ops::GluParams clamped{.clamped = true, .alpha = 1.702f, .limit = 1.5f};
+    std::vector<float> expected_clamped(gate.size());
+    ops::silu_mul(cpu_, gate_up.data(), rows, inter, expected_clamped.data(), nullptr, clamped);
+    float* out_clamped = poisoned<float>(expected.size());
+    cuda::silu_mul(exec_, upload(gate_up), rows, inter, out_clamped, nullptr, clamped);
+    EXPECT_LT(relative_error(download(out_clamped, expected.size()), expected_clamped), 1e-6);
     float* out = poisoned<float>(expected.size());
     uint16_t* out_bf16 = poisoned<uint16_t>(expected.size());
     cuda::silu_mul(exec_, upload(gate_up), rows, inter, out, out_bf16);

@@ -221,7 +221,8 @@ TEST_P(CudaGoldenTest, BatchedSequencesEachMatchTheirReference) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaGoldenTest,
                          ::testing::Values("tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2",
-                                           "tiny-deepseek_v3", "tiny-deepseek_v32"));
+                                           "tiny-deepseek_v3", "tiny-deepseek_v32", "tiny-gpt_oss",
+                                           "tiny-gpt_oss-mxfp4", "tiny-llama4"));
 
 // In both prefill precisions: the trained model's logits stay within 2e-2 with bf16 GEMM inputs
 // too (--dtype bfloat16), and its greedy continuations stay exact.

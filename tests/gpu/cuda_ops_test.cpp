@@ -300,6 +300,93 @@ TEST_F(CudaOpsTest, PagedAttentionGqa) {
   }
 }
 
+// GPT-OSS's sinks and sliding windows, Llama 4's chunks and attention temperature, alone and
+// together, through every attention kernel (per head, per kv-head group, CUDA-core and
+// tensor-core prefill tiles) against the CPU step op. The first two cases have enough
+// (row, kv head) pairs for the group kernel; the fourth is the tiny fixtures' heads (group 3, dim 16).
+TEST_F(CudaOpsTest, PagedAttentionSinksChunksAndTemperature) {
+  struct Case {
+    int heads, kv_heads, head_dim, window, chunk;
+    float temperature_floor, temperature_scale;
+    bool sinks;
+  };
+  const int block_size = 16, num_blocks = 24;
+  for (const Case& c : {Case{8, 4, 64, 13, 0, 0.0f, 0.0f, true}, Case{16, 4, 64, 0, 24, 0.0f, 0.0f, false},
+                        Case{16, 2, 128, 0, 0, 8.0f, 0.1f, false}, Case{6, 2, 16, 12, 0, 0.0f, 0.0f, true},
+                        Case{8, 1, 64, 0, 24, 4.0f, 0.5f, true}}) {
+    const int entry = 2 * c.kv_heads * c.head_dim;
+    const PagedBatch batch = make_batch({{1, 1}, {37, 37}, {70, 5}, {50, 1}}, block_size, num_blocks, rng_);
+    auto cache = random_floats(size_t(num_blocks) * block_size * entry);
+    auto q = random_floats(size_t(batch.tokens) * c.heads * c.head_dim);
+    std::vector<float> sinks = random_floats(c.heads, 2.0f);
+    if (c.sinks) sinks[0] = 6.0f;  // a sink that outweighs every key
+    ops::AttentionArgs args{.q = q.data(),
+                            .q_stride = c.heads * c.head_dim,
+                            .tokens = batch.tokens,
+                            .num_heads = c.heads,
+                            .group = c.heads / c.kv_heads,
+                            .cache = cache.data(),
+                            .block_size = block_size,
+                            .entry_size = entry,
+                            .key_offset = 0,
+                            .value_offset = c.kv_heads * c.head_dim,
+                            .kv_head_stride = c.head_dim,
+                            .key_dim = c.head_dim,
+                            .value_dim = c.head_dim,
+                            .scale = 1.0f / std::sqrt(float(c.head_dim)),
+                            .sliding_window = c.window,
+                            .chunk_size = c.chunk,
+                            .temperature_floor = c.temperature_floor,
+                            .temperature_scale = c.temperature_scale,
+                            .block_tables = batch.packed_tables.data(),
+                            .table_offsets = batch.table_offsets.data(),
+                            .positions = batch.positions.data(),
+                            .sinks = c.sinks ? sinks.data() : nullptr};
+    std::vector<float> expected(q.size());
+    args.out = expected.data();
+    ops::paged_attention(cpu_, args);
+    const std::string label = std::to_string(c.heads) + "/" + std::to_string(c.kv_heads) + "/" +
+                              std::to_string(c.head_dim) + " window " + std::to_string(c.window) + " chunk " +
+                              std::to_string(c.chunk) + " temperature " + std::to_string(c.temperature_floor) +
+                              (c.sinks ? " sinks" : "");
+    cuda::AttentionArgs device = args;
+    device.q = upload(q);
+    device.cache = upload(cache);
+    device.block_tables = upload(batch.packed_tables);
+    device.table_offsets = upload(batch.table_offsets);
+    device.positions = upload(batch.positions);
+    device.sinks = c.sinks ? upload(sinks) : nullptr;
+    device.out = poisoned<float>(q.size());
+    cuda::paged_attention(exec_, device);
+    EXPECT_LT(relative_error(download(device.out, q.size()), expected), 1e-5) << label;
+    // The tiled prefill kernels: tiles of at most `rows` consecutive rows of one sequence.
+    const int group = c.heads / c.kv_heads;
+    for (int rows : {16, cuda::prefill_tile_rows(c.head_dim, group)}) {
+      std::vector<int32_t> tiles;
+      for (const SequenceView& seq : batch.sequences) {
+        for (int first = 0; first < seq.num_query; first += rows) {
+          tiles.push_back(seq.query_begin + first);
+          tiles.push_back(std::min(rows, seq.num_query - first));
+        }
+      }
+      const int32_t* device_tiles = upload(tiles);
+      const int num_tiles = static_cast<int>(tiles.size() / 2);
+      if (cuda::prefill_attention_supported(device, rows)) {
+        device.out = poisoned<float>(q.size());
+        cuda::paged_attention_prefill(exec_, device, device_tiles, num_tiles, rows);
+        EXPECT_LT(relative_error(download(device.out, q.size()), expected), 1e-5) << label << " prefill rows " << rows;
+      }
+      ASSERT_TRUE(cuda::prefill_attention_mma_supported(device, rows)) << label;
+      for (auto [split, tolerance] : {std::pair{true, 2e-5}, {false, 1e-2}}) {
+        device.out = poisoned<float>(q.size());
+        cuda::paged_attention_prefill_mma(exec_, device, device_tiles, num_tiles, rows, split);
+        EXPECT_LT(relative_error(download(device.out, q.size()), expected), tolerance)
+            << label << " prefill mma split=" << split << " rows " << rows;
+      }
+    }
+  }
+}
+
 TEST_F(CudaOpsTest, MlaAbsorbedAttentionAndProjections) {
   const int block_size = 16, num_blocks = 20;
   for (auto [heads, rank, rope_dim, nope, value] : {std::tuple{4, 32, 8, 16, 16}, {3, 48, 6, 10, 12}}) {
@@ -512,6 +599,9 @@ TEST_F(CudaOpsTest, RouterEveryVariant) {
         .scaling_factor = 2.5f},
        true},                                         // V3 full size
       {7, {.top_k = 7, .renormalize = true}, false},  // k = E, odd E
+      {32, {.top_k = 4, .softmax_after_topk = true}, false},  // GPT-OSS
+      {128, {.top_k = 4, .softmax_after_topk = true}, true},
+      {16, {.top_k = 1, .sigmoid = true}, false},  // Llama 4
   };
   for (const Case& c : cases) {
     for (int tokens : {1, 37}) {
@@ -666,6 +756,41 @@ TEST_F(CudaOpsTest, MoePermuteGatherCombine) {
 // argmax_rows against the host's argmax_token, per vocabulary (1,003: element by element;
 // 32,000 and 151,936: float4 batches): random rows, a tied maximum (the first index wins), NaN
 // entries (never chosen), a maximum in the last element, and a row of -inf only (token 0).
+// Llama 4's input-scaled experts: the scaled rows, the permuted rows pointed at their entries and
+// the weights made 1 (0 kept) exactly as the CPU op gives them, on a float4 width and an odd one.
+TEST_F(CudaOpsTest, ScaleExpertInputs) {
+  for (auto [tokens, top_k, hidden] : {std::tuple{5, 1, 96}, {7, 2, 45}}) {
+    const int entries = tokens * top_k;
+    auto x = random_floats(size_t(tokens) * hidden);
+    auto weights = random_floats(entries);
+    weights[1] = 0.0f;  // an entry of another EP rank
+    std::vector<int32_t> positions(entries);
+    std::iota(positions.begin(), positions.end(), 0);
+    std::shuffle(positions.begin(), positions.end(), rng_);
+    std::vector<float> x_scaled(size_t(entries) * hidden), cpu_weights = weights;
+    std::vector<int32_t> entry_rows(entries, -1);
+    ops::ScaleExpertInputsArgs args{.x = x.data(),
+                                    .hidden = hidden,
+                                    .entries = entries,
+                                    .top_k = top_k,
+                                    .positions = positions.data(),
+                                    .weights = cpu_weights.data(),
+                                    .x_scaled = x_scaled.data(),
+                                    .entry_rows = entry_rows.data()};
+    ops::scale_expert_inputs(cpu_, args);
+    ops::ScaleExpertInputsArgs device = args;
+    device.x = upload(x);
+    device.positions = upload(positions);
+    device.weights = upload(weights);
+    device.x_scaled = poisoned<float>(x_scaled.size());
+    device.entry_rows = poisoned<int32_t>(entries);
+    cuda::scale_expert_inputs(exec_, device);
+    EXPECT_EQ(download(device.x_scaled, x_scaled.size()), x_scaled);
+    EXPECT_EQ(download(device.entry_rows, size_t(entries)), entry_rows);
+    EXPECT_EQ(download(device.weights, size_t(entries)), cpu_weights);
+  }
+}
+
 TEST_F(CudaOpsTest, ArgmaxRowsMatchTheHost) {
   for (int vocab : {1003, 32000, 151936}) {
     const int rows = 6;

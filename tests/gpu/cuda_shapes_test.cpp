@@ -121,18 +121,6 @@ TEST_P(CudaShapesTest, EveryBatchEagerAndThroughGraphs) {
   auto model = plan::find_catalog_model(GetParam());
   ASSERT_TRUE(model.ok()) << model.error().message;
   const ModelConfig config = cut_config(**model, reduced() ? 2 : 4);
-  const char* feature = config.architecture == Architecture::kGptOss   ? "attention sinks"
-                        : config.architecture == Architecture::kLlama4 ? "chunked local attention"
-                                                                       : nullptr;
-  if (feature != nullptr) {
-    // The CUDA kernels lack GPT-OSS's sinks, clamped SwiGLU and biased experts, and Llama 4's
-    // chunked attention, NoPE layers and input-scaled experts: refused by name, pointing to the CPU.
-    auto refused = CudaRunner::create(config, nullptr, 7, CudaRunnerOptions{.num_kv_blocks = 4});
-    ASSERT_FALSE(refused.ok());
-    EXPECT_NE(refused.error().message.find(feature), std::string::npos) << refused.error().message;
-    EXPECT_NE(refused.error().message.find("--device cpu"), std::string::npos) << refused.error().message;
-    GTEST_SKIP() << GetParam() << " runs on the CPU backend only for now";
-  }
   const std::string label = GetParam() + " (" + std::to_string(config.num_layers) + " layers)";
   // Both activation precisions: bf16 (what --dtype auto runs on these bf16 configs) and the
   // float32-like split mode (--dtype float32); their kernels differ from prefill to decode.

@@ -2,8 +2,12 @@
 // human report, and clear failures for unknown models and GPUs.
 #include <gtest/gtest.h>
 
-#include "cli_runner.h"
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
+
+#include "cli_runner.h"
+#include "reference_data.h"
 
 namespace moeserve {
 namespace {
@@ -78,18 +82,28 @@ TEST(PlanCli, LocalCheckpointAndFp8Note) {
       << a100.output;
 }
 
-// A family the CUDA kernels do not run yet is planned, with a note saying serve needs the CPU.
-TEST(PlanCli, NotesWhatTheCudaBackendDoesNotRunYet) {
-  const CommandResult gpt_oss = run_moeserve({"plan", "openai/gpt-oss-20b", "--gpus", "1xH200", "--json"});
-  ASSERT_EQ(gpt_oss.exit_code, 0) << gpt_oss.output;
-  const nlohmann::json notes = nlohmann::json::parse(gpt_oss.output)["notes"];
-  ASSERT_EQ(notes.size(), 1u) << gpt_oss.output;
+// Every catalog family runs on CUDA (no note); a config past a CUDA kernel's limit is planned,
+// with a note saying serve needs the CPU for it.
+TEST(PlanCli, NotesWhatTheCudaBackendDoesNotRun) {
+  for (const char* id : {"openai/gpt-oss-20b", "meta-llama/Llama-4-Scout-17B-16E", "deepseek-ai/DeepSeek-V3.2"}) {
+    const CommandResult run = run_moeserve({"plan", id, "--gpus", "8xH200", "--json"});
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    EXPECT_TRUE(nlohmann::json::parse(run.output)["notes"].empty()) << id << ": " << run.output;
+  }
+  // DeepSeek-V3.2's shape with an index_topk past the CUDA indexer's 2048.
+  const std::string dir = ::testing::TempDir() + "/plan_v32_topk";
+  std::filesystem::create_directories(dir);
+  nlohmann::json config =
+      nlohmann::json::parse(std::ifstream(moeserve::testing::fixture_model("tiny-deepseek_v32") + "/config.json"));
+  config["index_topk"] = 4096;
+  std::ofstream(dir + "/config.json") << config.dump();
+  const CommandResult wide = run_moeserve({"plan", dir + "/config.json", "--gpus", "1xH200", "--json"});
+  ASSERT_EQ(wide.exit_code, 0) << wide.output;
+  const nlohmann::json notes = nlohmann::json::parse(wide.output)["notes"];
+  ASSERT_EQ(notes.size(), 1u) << wide.output;
   const std::string note = notes[0].get<std::string>();
-  EXPECT_NE(note.find("GptOssForCausalLM yet (no kernels for attention sinks, "), std::string::npos) << note;
+  EXPECT_NE(note.find("(no kernels for an index_topk above 2048)"), std::string::npos) << note;
   EXPECT_NE(note.find("--device cpu"), std::string::npos) << note;
-  const CommandResult v32 = run_moeserve({"plan", "deepseek-ai/DeepSeek-V3.2", "--gpus", "8xH200", "--json"});
-  ASSERT_EQ(v32.exit_code, 0) << v32.output;
-  EXPECT_TRUE(nlohmann::json::parse(v32.output)["notes"].empty()) << v32.output;
 }
 
 TEST(PlanCli, ClearErrors) {

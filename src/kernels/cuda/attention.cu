@@ -8,6 +8,9 @@
 // GQA model with enough rows run the group kernel below instead (one block per (row, kv head)).
 // Exact, SIMT (prefill-sized batches take attention_prefill_mma.cu's tensor-core tiles instead).
 // Sparse rows (AttentionArgs::key_positions, DeepSeek-V3.2) run the per-head kernel over their chosen keys.
+// Every kernel here and in the prefill files also takes sliding windows, Llama 4's chunks and
+// attention temperature (paged_cache.cuh's lowest_key, row_scale) and GPT-OSS's sinks, which
+// join each head's softmax when the partial results are merged.
 #include "kernels/cuda/paged_cache.cuh"
 
 namespace moeserve::cuda {
@@ -46,7 +49,8 @@ __global__ void __launch_bounds__(kWarps * 32, 2) paged_attention_kernel(Attenti
   const int head = blockIdx.y;
   const int kv_head = head / args.group;
   const float* q_row = args.q + static_cast<int64_t>(token) * args.q_stride + static_cast<int64_t>(head) * args.key_dim;
-  for (int d = threadIdx.x; d < args.key_dim; d += blockDim.x) q[d] = q_row[d] * args.scale;
+  const float scale = row_scale(args, args.positions[token]);
+  for (int d = threadIdx.x; d < args.key_dim; d += blockDim.x) q[d] = q_row[d] * scale;
   __syncthreads();
 
   const KeyRange row = key_range(args, token, 1, kv_head);
@@ -125,11 +129,13 @@ __global__ void __launch_bounds__(kWarps * 32, 2) paged_attention_kernel(Attenti
     if ((!values_vec4 || i < 4) && d < args.value_dim) part_acc[warp][d] = acc[i];
   }
   __syncthreads();
-  float global_max = -INFINITY;
+  // A sink (GPT-OSS) is one more logit of the softmax, with no value.
+  const float sink = sink_logit(args, head);
+  float global_max = sink;
 #pragma unroll
   for (int w = 0; w < kWarps; ++w) global_max = fmaxf(global_max, part_max[w]);
   float weights[kWarps];
-  float total = 0.0f;
+  float total = sink == -INFINITY ? 0.0f : expf(sink - global_max);
 #pragma unroll
   for (int w = 0; w < kWarps; ++w) {
     weights[w] = part_max[w] == -INFINITY ? 0.0f : expf(part_max[w] - global_max);  // warps with no keys
@@ -167,8 +173,9 @@ __global__ void __launch_bounds__(kGqaWarps * 32) paged_attention_gqa_kernel(Att
   const int kv_head = blockIdx.y;
   const int head0 = kv_head * kGroup;  // heads head0 .. head0 + kGroup - 1 read this kv head
   const float* q_rows = args.q + static_cast<int64_t>(token) * args.q_stride + static_cast<int64_t>(head0) * args.key_dim;
+  const float scale = row_scale(args, args.positions[token]);
   for (int i = threadIdx.x; i < kGroup * args.key_dim; i += blockDim.x)
-    q[i / args.key_dim][i % args.key_dim] = q_rows[i] * args.scale;
+    q[i / args.key_dim][i % args.key_dim] = q_rows[i] * scale;
   __syncthreads();
 
   const KeyRange row = key_range(args, token, 1, kv_head);
@@ -249,10 +256,11 @@ __global__ void __launch_bounds__(kGqaWarps * 32) paged_attention_gqa_kernel(Att
   for (int i = threadIdx.x; i < kGroup * args.value_dim; i += blockDim.x) {
     const int g = i / args.value_dim;
     const int d = i % args.value_dim;
-    float global_max = -INFINITY;
+    const float sink = sink_logit(args, head0 + g);
+    float global_max = sink;
 #pragma unroll
     for (int w = 0; w < kGqaWarps; ++w) global_max = fmaxf(global_max, part_max[w][g]);
-    float total = 0.0f, sum = 0.0f;
+    float total = sink == -INFINITY ? 0.0f : expf(sink - global_max), sum = 0.0f;
 #pragma unroll
     for (int w = 0; w < kGqaWarps; ++w) {
       if (part_max[w][g] == -INFINITY) continue;  // a warp with no keys

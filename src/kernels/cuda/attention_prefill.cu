@@ -45,7 +45,8 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionAr
     const int query = i / dim, d = i % dim;
     const int row = first_row + query / group;
     const int head = kv_head * group + query % group;
-    s.q[query * dim + d] = args.q[int64_t(row) * args.q_stride + int64_t(head) * dim + d] * args.scale;
+    s.q[query * dim + d] =
+        args.q[int64_t(row) * args.q_stride + int64_t(head) * dim + d] * row_scale(args, args.positions[row]);
   }
   const KeyRange keys = key_range(args, first_row, tile_rows, kv_head);
   const int key_begin = keys.first, last_pos = keys.last, key_offset = keys.key_offset;
@@ -104,7 +105,7 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionAr
       if (query >= queries) break;  // uniform over the warp
       const int pos = args.positions[first_row + query / group];
       const int key = tile + lane;
-      const int lowest = args.sliding_window > 0 ? pos - args.sliding_window + 1 : 0;
+      const int lowest = lowest_key(args, pos);
       const bool valid = key <= pos && key >= lowest;
       const float sc = valid ? score[qi] : -INFINITY;
       const float old_max = maxima[qi];
@@ -160,7 +161,11 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionAr
       if (query >= queries) break;
       const int row = first_row + query / group;
       const int head = kv_head * group + query % group;
-      const float inv = 1.0f / denom[r];
+      // A sink joins the softmax's denominator (at the larger of its logit and the running max).
+      const float sink = sink_logit(args, head);
+      const float top = fmaxf(maxima[r], sink);
+      const float kept = expf(maxima[r] - top);
+      const float inv = kept / (denom[r] * kept + (sink == -INFINITY ? 0.0f : expf(sink - top)));
       float* dst = args.out + (int64_t(row) * args.num_heads + head) * dim + out_d;
 #pragma unroll
       for (int e = 0; e < 4; ++e) dst[e] = acc[r][e] * inv;

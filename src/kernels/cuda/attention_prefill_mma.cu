@@ -65,6 +65,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
   // The thread's two query rows of the warp's 16: r = 0 → query warp·16 + g, r = 1 → + 8.
   // Query q is head kv_head · group + q % group of row first_row + q / group.
   int pos[2], lowest[2];
+  float scale_log2[2], sink_log2[2];
   int64_t q_at[2], out_at[2];
   bool live[2];
 #pragma unroll
@@ -74,13 +75,14 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
     const int row = first_row + (live[r] ? query / group : 0);
     const int head = kv_head * group + query % group;
     pos[r] = live[r] ? args.positions[row] : -1;  // -1: sees no key
-    lowest[r] = args.sliding_window > 0 ? pos[r] - args.sliding_window + 1 : 0;
+    lowest[r] = live[r] ? lowest_key(args, pos[r]) : 0;
+    scale_log2[r] = row_scale(args, max(pos[r], 0)) * 1.4426950408889634f;
+    sink_log2[r] = sink_logit(args, head) * 1.4426950408889634f;
     q_at[r] = int64_t(row) * args.q_stride + int64_t(head) * dim;
     out_at[r] = (int64_t(row) * args.num_heads + head) * dim;
   }
-  // Q fragments scaled by scale · log2(e), so scores are base-2 exponents (one MUFU op each);
-  // A layout: register i holds row r = i & 1, columns + 8 · (i >> 1).
-  const float scale_log2 = args.scale * 1.4426950408889634f;
+  // Q fragments scaled by the row's scale · log2(e), so scores are base-2 exponents (one MUFU op
+  // each); A layout: register i holds row r = i & 1, columns + 8 · (i >> 1).
   uint32_t q_hi[kMaxDim / 16][4], q_lo[kMaxDim / 16][4];
 #pragma unroll
   for (int s = 0; s < kMaxDim / 16; ++s)
@@ -91,8 +93,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
       float x0 = 0.0f, x1 = 0.0f;
       if (s < k_steps && live[r]) {
         const float2 pair = *reinterpret_cast<const float2*>(args.q + q_at[r] + d);
-        x0 = pair.x * scale_log2;
-        x1 = pair.y * scale_log2;
+        x0 = pair.x * scale_log2[r];
+        x1 = pair.y * scale_log2[r];
       }
       const Bf16x2Split pair = split_bf16x2(x0, x1);
       q_hi[s][i] = pair.hi;
@@ -303,7 +305,10 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
     total += __shfl_xor_sync(0xffffffffu, total, 1);
     total += __shfl_xor_sync(0xffffffffu, total, 2);
     if (!live[r]) continue;
-    const float inv = 1.0f / total;
+    // A sink joins the denominator (at the larger of its logit and the row's running max).
+    const float top = fmaxf(row_max[r], sink_log2[r]);
+    const float kept = exp2f(row_max[r] - top);
+    const float inv = kept / (total * kept + (sink_log2[r] == -INFINITY ? 0.0f : exp2f(sink_log2[r] - top)));
 #pragma unroll
     for (int j = 0; j < kMaxDim / 8; ++j) {
       if (j >= d_tiles) break;

@@ -147,6 +147,22 @@ __device__ __forceinline__ int nth_nonempty_group(const int32_t* offsets, int gr
   return *scratch;
 }
 
+// The gated activation of a SwiGLU (ops::GluParams): silu(g) · u, or GPT-OSS's clamped form.
+__device__ __forceinline__ float glu(float g, float u, const ops::GluParams& params) {
+  if (!params.clamped) return g / (1.0f + expf(-g)) * u;
+  const float gate = fminf(g, params.limit);
+  const float up = fminf(fmaxf(u, -params.limit), params.limit);
+  return (up + 1.0f) * (gate / (1.0f + expf(-params.alpha * gate)));
+}
+
+// A GEMM's bias of output column `col` of group `group` (GemmArgs::bias or bias_f32, group g's
+// at g · bias_group_stride), 0 without one.
+__device__ __forceinline__ float gemm_bias(const GemmArgs& args, int group, int col) {
+  const int64_t at = int64_t(group) * args.bias_group_stride + col;
+  if (args.bias_f32 != nullptr) return args.bias_f32[at];
+  return args.bias != nullptr ? bf16_bits_to_float(args.bias[at]) : 0.0f;
+}
+
 inline int ceil_div(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 
 }  // namespace moeserve::cuda

@@ -196,14 +196,16 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
         if (m >= rows_here || !row_ok[i][r]) continue;
         const int feature = feature_of(i, r);
         float value = acc[i][j][e];
-        if (partial != nullptr) {
+        if (partial != nullptr) {  // the bias joins split 0's sums
+          if (split == 0) value += gemm_bias(args, group, feature);
           partial[(int64_t(split) * partial_rows + tile_begin + m) * args.n + feature] = value;
           continue;
         }
         if constexpr (kSwiglu) {
-          value = value / (1.0f + expf(-value)) * acc[1][j][e];
-        } else if (args.bias != nullptr) {
-          value += bf16_bits_to_float(args.bias[feature]);
+          value = glu(value + gemm_bias(args, group, feature),
+                      acc[1][j][e] + gemm_bias(args, group, args.n + feature), args.glu);
+        } else {
+          value += gemm_bias(args, group, feature);
         }
         args.out[int64_t(tile_begin + m) * args.n + feature] = value;
       }
@@ -248,7 +250,7 @@ void launch(const GpuExec& exec, const GemmArgs& args, float* workspace) {
   launch_dependent("mma_gemm", mma_gemm_kernel<kNTiles, kTiles, kSwiglu, kSplit>, grid, kWarps * 32, 0, exec, args,
                    partial, splits, ceil_div(chunks, splits), partial_rows(args));
   if (partial != nullptr) {
-    sum_partials(exec, partial, splits, int64_t(partial_rows(args)) * args.n, args.n, args.bias, args.out);
+    sum_partials(exec, partial, splits, int64_t(partial_rows(args)) * args.n, args.out);
   }
 }
 

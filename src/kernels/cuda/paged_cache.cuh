@@ -12,8 +12,30 @@ __device__ __forceinline__ const float* cache_entry(const AttentionArgs& args, c
   return args.cache + (block * args.block_size + position % args.block_size) * args.entry_size;
 }
 
+// The first key a query row at `position` sees: its sliding window's start, or its attention
+// chunk's (Llama 4), 0 without either.
+__device__ __forceinline__ int lowest_key(const AttentionArgs& args, int position) {
+  int first = args.sliding_window > 0 ? max(0, position - args.sliding_window + 1) : 0;
+  if (args.chunk_size > 0) first = max(first, position / args.chunk_size * args.chunk_size);
+  return first;
+}
+
+// The score scale of a query row at `position`: args.scale, times Llama 4's attention
+// temperature on its NoPE layers (temperature_floor > 0).
+__device__ __forceinline__ float row_scale(const AttentionArgs& args, int position) {
+  if (args.temperature_floor <= 0.0f) return args.scale;
+  return args.scale *
+         (log1pf(floorf((static_cast<float>(position) + 1.0f) / args.temperature_floor)) * args.temperature_scale +
+          1.0f);
+}
+
+// Head h's sink logit (GPT-OSS), -inf without sinks.
+__device__ __forceinline__ float sink_logit(const AttentionArgs& args, int head) {
+  return args.sinks != nullptr ? args.sinks[head] : -INFINITY;
+}
+
 // The keys rows [first_row, first_row + rows) of one sequence attend to, together: cache
-// positions [first, last] (first: the sliding window's start for the first row; last: the last
+// positions [first, last] (first: the first row's lowest_key; last: the last
 // row's position) through its block table, and where kv head's key and value sit in an entry.
 struct KeyRange {
   int first;
@@ -25,8 +47,7 @@ struct KeyRange {
 
 __device__ __forceinline__ KeyRange key_range(const AttentionArgs& args, int first_row, int rows, int kv_head) {
   const int first_position = args.positions[first_row];
-  return KeyRange{args.sliding_window > 0 ? max(0, first_position - args.sliding_window + 1) : 0,
-                  args.positions[first_row + rows - 1], args.block_tables + args.table_offsets[first_row],
+  return KeyRange{lowest_key(args, first_position), args.positions[first_row + rows - 1], args.block_tables + args.table_offsets[first_row],
                   args.key_offset + kv_head * args.kv_head_stride, args.value_offset + kv_head * args.kv_head_stride};
 }
 

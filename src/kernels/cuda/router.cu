@@ -1,6 +1,6 @@
 // CUDA op: MoE routing for every variant of ops::RouterParams (softmax or sigmoid scores, the
 // optional selection bias, group-limited selection by group max or top-2 sum, renormalisation,
-// routed scaling), one warp per token. Selection follows the CPU reference exactly: the k
+// routed scaling, or GPT-OSS's softmax over the top-k logits), one warp per token. Selection follows the CPU reference exactly: the k
 // largest selection values, the lower expert index first on ties.
 #include "kernels/cuda/common.cuh"
 
@@ -78,7 +78,9 @@ __global__ void route_kernel(const float* logits, const float* bias, int experts
   const int token = blockIdx.x;
   const int lane = threadIdx.x;
   const float* row = logits + static_cast<int64_t>(token) * experts;
-  if (params.sigmoid) {
+  if (params.softmax_after_topk) {  // select on the raw logits; softmax over the k chosen below
+    for (int e = lane; e < experts; e += 32) scores[e] = row[e];
+  } else if (params.sigmoid) {
     for (int e = lane; e < experts; e += 32) scores[e] = 1.0f / (1.0f + expf(-row[e]));
   } else {
     float max_logit = -INFINITY;
@@ -104,7 +106,16 @@ __global__ void route_kernel(const float* logits, const float* bias, int experts
     chosen_ids[k] = expert;
     weight_sum += scores[expert];
   }
-  if (lane == 0) {
+  if (lane == 0 && params.softmax_after_topk) {
+    float max_logit = -INFINITY;
+    for (int k = 0; k < params.top_k; ++k) max_logit = fmaxf(max_logit, scores[chosen_ids[k]]);
+    float weights[32], sum = 0.0f;
+    for (int k = 0; k < params.top_k; ++k) sum += weights[k] = expf(scores[chosen_ids[k]] - max_logit);
+    for (int k = 0; k < params.top_k; ++k) {
+      expert_ids[token * params.top_k + k] = chosen_ids[k];
+      expert_weights[token * params.top_k + k] = weights[k] / sum * params.scaling_factor;
+    }
+  } else if (lane == 0) {
     const float norm = params.renormalize ? 1.0f / (weight_sum + 1e-20f) : 1.0f;
     for (int k = 0; k < params.top_k; ++k) {
       expert_ids[token * params.top_k + k] = chosen_ids[k];

@@ -150,20 +150,21 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
         for (int jj = 0; jj < kRowsPerWarp / 2; ++jj) {
           if (!row_valid[2 * jj]) continue;
-          const float g = acc[2 * jj][m];
-          out_row[col0 + jj] = g / (1.0f + expf(-g)) * acc[2 * jj + 1][m];
+          const float g = acc[2 * jj][m] + gemm_bias(args, group, col0 + jj);
+          const float u = acc[2 * jj + 1][m] + gemm_bias(args, group, args.n + col0 + jj);
+          out_row[col0 + jj] = glu(g, u, args.glu);
         }
       } else if (partial != nullptr) {
         float* partial_row = partial + (static_cast<int64_t>(blockIdx.z) * partial_rows + tile + m) * args.n;
 #pragma unroll
-        for (int j = 0; j < kRowsPerWarp; ++j)
-          if (row_valid[j]) partial_row[col0 + j] = acc[j][m];
+        for (int j = 0; j < kRowsPerWarp; ++j) {  // the bias joins split 0's sums
+          if (!row_valid[j]) continue;
+          partial_row[col0 + j] = acc[j][m] + (blockIdx.z == 0 ? gemm_bias(args, group, col0 + j) : 0.0f);
+        }
       } else {
 #pragma unroll
         for (int j = 0; j < kRowsPerWarp; ++j) {
-          if (!row_valid[j]) continue;
-          const float bias = args.bias != nullptr ? bf16_bits_to_float(args.bias[col0 + j]) : 0.0f;
-          out_row[col0 + j] = acc[j][m] + bias;
+          if (row_valid[j]) out_row[col0 + j] = acc[j][m] + gemm_bias(args, group, col0 + j);
         }
       }
     }
@@ -210,8 +211,7 @@ __global__ void __launch_bounds__(kWarps * 32) narrow_gemm_kernel(GemmArgs args,
     for (int p = 0; p < split; ++p) sum += sums[warp_in_block - part + p];  // fixed order: deterministic
   }
   if (live && part == 0 && lane == 0) {
-    const float bias = args.bias != nullptr ? bf16_bits_to_float(args.bias[col]) : 0.0f;
-    args.out[static_cast<int64_t>(row) * args.n + col] = sum + bias;
+    args.out[static_cast<int64_t>(row) * args.n + col] = sum + gemm_bias(args, 0, col);
   }
 }
 
@@ -259,7 +259,7 @@ int launch(const GpuExec& exec, const GemmArgs& args, float* workspace, bool sum
   launch_dependent("small_gemm", small_gemm_kernel<kTile>, grid, kWarps * 32, 0, exec, args, partial,
                    ceil_div(chunks, splits), partial_rows(args));
   if (partial != nullptr && sum) {
-    sum_partials(exec, partial, splits, int64_t(partial_rows(args)) * args.n, args.n, args.bias, args.out);
+    sum_partials(exec, partial, splits, int64_t(partial_rows(args)) * args.n, args.out);
     return 1;
   }
   return splits;
@@ -295,10 +295,6 @@ void small_gemm(const GpuExec& exec, const GemmArgs& args, float* workspace) {
 }
 
 SplitSums small_gemm_unsummed(const GpuExec& exec, const GemmArgs& args, float* workspace) {
-  if (args.bias != nullptr) {
-    std::fprintf(stderr, "moeserve: small_gemm_unsummed leaves no room for a bias\n");
-    std::abort();
-  }
   if (args.rows == 0 || args.n == 0) return SplitSums{args.out, 1, 0};
   const int splits = dispatch(exec, args, workspace, /*sum=*/false);
   if (splits == 1) return SplitSums{args.out, 1, 0};

@@ -1,7 +1,7 @@
 // Split K for the streaming GEMMs (mma_gemm, small_gemm) whose grid would leave SMs idle: each
 // of `splits` blocks per output tile sums one range of K chunks into its own partial sums
-// partial[split][row][feature], and sum_partials adds them in a fixed split order (plus the
-// bias), so results are deterministic.
+// partial[split][row][feature] (split 0 adding the bias), and sum_partials adds them in a fixed
+// split order, so results are deterministic.
 #pragma once
 
 #include <algorithm>
@@ -26,11 +26,10 @@ inline int k_split_count(int64_t blocks, int chunks) {
 
 namespace {
 
-__global__ void sum_partials_kernel(const float* partial, int splits, int64_t count, int n, const uint16_t* bias,
-                                    float* out) {
+__global__ void sum_partials_kernel(const float* partial, int splits, int64_t count, float* out) {
   start_after_prior_grids();
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(gridDim.x) * blockDim.x) {
-    float sum = bias != nullptr ? bf16_bits_to_float(bias[i % n]) : 0.0f;
+    float sum = 0.0f;
     for (int s = 0; s < splits; ++s) sum += partial[s * count + i];  // fixed order: deterministic
     out[i] = sum;
   }
@@ -38,11 +37,10 @@ __global__ void sum_partials_kernel(const float* partial, int splits, int64_t co
 
 }  // namespace
 
-// out [count / n, n] = Σ_split partial[split] (+ bias [n]).
-inline void sum_partials(const GpuExec& exec, const float* partial, int splits, int64_t count, int n,
-                         const uint16_t* bias, float* out) {
+// out [count] = Σ_split partial[split] (split 0's sums hold the GEMM's bias).
+inline void sum_partials(const GpuExec& exec, const float* partial, int splits, int64_t count, float* out) {
   const int blocks = static_cast<int>(std::min<int64_t>(1024, (count + 255) / 256));
-  launch_dependent("sum of K splits", sum_partials_kernel, blocks, 256, 0, exec, partial, splits, count, n, bias, out);
+  launch_dependent("sum of K splits", sum_partials_kernel, blocks, 256, 0, exec, partial, splits, count, out);
 }
 
 }  // namespace moeserve::cuda

@@ -78,7 +78,7 @@ void CudaStepBackend::moe_combine(const ops::MoeCombineArgs& args) {
 void CudaStepBackend::fill_zero(void* dst, size_t bytes) { cuda::fill_zero(dst, bytes, exec_.stream); }
 
 void CudaStepBackend::grouped_gemm(const GemmArgs& args) {
-  if (args.rows <= kMaxSmallGroupedRows) {
+  if (args.rows <= kMaxSmallGroupedRows || !mma_gemm_supported(args.k)) {
     cuda_core_gemm(args);  // splits K of the down projection (few blocks at 1-4 tokens)
     return;
   }
@@ -105,8 +105,14 @@ void CudaStepBackend::tensor_core_gemm(const GemmArgs& args) {
 }
 
 void CudaStepBackend::linear(Act x, int rows, const Projection& w, float* out) {
-  const GemmArgs args{
-      .x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.bf16(), .bias = w.bias.bf16(), .out = out};
+  const GemmArgs args{.x = x.f32,
+                      .rows = rows,
+                      .k = w.in,
+                      .n = w.out,
+                      .weight = w.bf16(),
+                      .bias = w.bias.if_bf16(),
+                      .bias_f32 = w.bias.if_f32(),
+                      .out = out};
   if (rows <= kMaxSmallDenseRows || (rows <= kSmallTile && !mma_gemm_supported(w.in))) {
     cuda_core_gemm(args);
   } else if (rows <= kMaxMmaDenseRows) {
@@ -160,6 +166,8 @@ void CudaStepBackend::mlp(Act x, int rows, const MlpWeights& w, float* out) {
                                .k = w.gate_up.in,
                                .n = inter,
                                .weight = w.gate_up.bf16(),
+                               .bias = w.gate_up.bias.if_bf16(),
+                               .bias_f32 = w.gate_up.bias.if_f32(),
                                .swiglu = true,
                                .out = act});
     linear(Act{act, nullptr}, rows, w.down, out);
@@ -179,17 +187,24 @@ void CudaStepBackend::router_logits(Act x, int rows, const Projection& router, f
   // float32 too): rounding here flips top-k choices. Prefill-sized batches: cuBLAS in float32 over
   // a float32 copy of the weights made for the step (E × hidden floats; the CUDA-core kernel ran
   // Qwen3-30B-A3B's 8×1024 router at 1.9 TFLOP/s, 19% of the prefill).
+  // GPT-OSS's router has a bias (float32).
   if (rows > kMaxMmaRows) {
     const size_t mark = arena_.used();
     float* router_f32 = arena_.alloc<float>(static_cast<size_t>(router.out) * router.in);
     to_f32(exec_, router.bf16(), int64_t(router.out) * router.in, router_f32);
-    gemm_f32(exec_, x.f32, router_f32, rows, router.out, router.in, logits);
+    gemm_f32(exec_, x.f32, router_f32, rows, router.out, router.in, logits,
+             router.bias.present() ? router.bias.f32() : nullptr);
     arena_.rewind(mark);
     return;
   }
-  small_gemm(
-      exec_,
-      GemmArgs{.x = x.f32, .rows = rows, .k = router.in, .n = router.out, .weight = router.bf16(), .out = logits});
+  small_gemm(exec_, GemmArgs{.x = x.f32,
+                             .rows = rows,
+                             .k = router.in,
+                             .n = router.out,
+                             .weight = router.bf16(),
+                             .bias = router.bias.if_bf16(),
+                             .bias_f32 = router.bias.if_f32(),
+                             .out = logits});
 }
 
 SplitSums CudaStepBackend::routed_experts(const MoeWeights& w, const float* x, const int32_t* source_rows,
@@ -197,7 +212,10 @@ SplitSums CudaStepBackend::routed_experts(const MoeWeights& w, const float* x, c
   const int hidden = config_.hidden_size;
   const int entries = tokens * w.router_params.top_k;
   if (tokens <= kMaxSmallGroupedRows) return experts_streaming(w, x, source_rows, offsets, tokens, y);
-  if (experts_stream(config_, tokens)) {  // small_gemm gathers the rows itself; mma_gemm does not
+  // Experts with biases or the clamped SwiGLU (GPT-OSS) stream at every size: the per-expert
+  // cuBLAS path has neither.
+  const bool plain = !w.glu.clamped && !w.experts_gate_up.bias.present() && !w.experts_down.bias.present();
+  if (!plain || experts_stream(config_, tokens)) {  // small_gemm gathers the rows itself; mma_gemm does not
     float* x_perm = arena_.alloc<float>(static_cast<size_t>(entries) * hidden);
     cuda::gather_rows(exec_, x, hidden, source_rows, entries, x_perm, nullptr);
     return experts_streaming(w, x_perm, nullptr, offsets, tokens, y);
@@ -222,7 +240,9 @@ SplitSums CudaStepBackend::experts_streaming(const MoeWeights& w, const float* x
   gate_up.n = inter;
   gate_up.weight = w.experts_gate_up.bf16();
   gate_up.group_stride = 2LL * inter * hidden;
+  set_bias(gate_up, w.experts_gate_up);
   gate_up.swiglu = true;
+  gate_up.glu = w.glu;
   gate_up.out = act;
   grouped_gemm(gate_up);
   GemmArgs down = grouped;
@@ -231,10 +251,17 @@ SplitSums CudaStepBackend::experts_streaming(const MoeWeights& w, const float* x
   down.n = hidden;
   down.weight = w.experts_down.bf16();
   down.group_stride = static_cast<int64_t>(hidden) * inter;
+  set_bias(down, w.experts_down);
   down.out = y;
   if (down.rows <= kMaxSmallGroupedRows) return cuda_core_gemm_unsummed(down);  // as grouped_gemm
   grouped_gemm(down);
   return SplitSums{y, 1, 0};
+}
+
+void CudaStepBackend::set_bias(GemmArgs& args, const Projection& w) {
+  args.bias = w.bias.if_bf16();
+  args.bias_f32 = w.bias.if_f32();
+  args.bias_group_stride = w.out;
 }
 
 void CudaStepBackend::experts_large(const MoeWeights& w, const float* x, const int32_t* source_rows,

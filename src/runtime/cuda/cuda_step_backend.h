@@ -32,6 +32,9 @@ class CudaStepBackend final : public StepBackend {
   void moe_permute(const ops::MoePermuteArgs& args) override;
   void gather_rows(const float* x, int width, const int32_t* rows, int count, float* out_f32,
                    uint16_t* out_bf16) override;
+  void scale_expert_inputs(const ops::ScaleExpertInputsArgs& args) override {
+    cuda::scale_expert_inputs(exec_, args);
+  }
   void moe_combine(const ops::MoeCombineArgs& args) override;
   void fill_zero(void* dst, size_t bytes) override;
   bool host_memory() const override { return false; }
@@ -48,7 +51,8 @@ class CudaStepBackend final : public StepBackend {
   void end_span() override;
 
  private:
-  // Grouped experts (offsets on the device): small_gemm up to kMaxSmallGroupedRows, mma_gemm beyond.
+  // Grouped experts (offsets on the device): small_gemm up to kMaxSmallGroupedRows (or for a K
+  // mma_gemm does not take), mma_gemm beyond.
   void grouped_gemm(const GemmArgs& args);
   // mma_gemm in the configured precision, K split over a workspace from the arena when it pays.
   void tensor_core_gemm(const GemmArgs& args);
@@ -62,7 +66,10 @@ class CudaStepBackend final : public StepBackend {
   // y, or (small_gemm's split K at up to kMaxSmallGroupedRows tokens) its partial sums for the combine.
   SplitSums experts_streaming(const MoeWeights& w, const float* x, const int32_t* x_rows, const int32_t* offsets,
                               int tokens, float* y);
-  // Prefill-sized batches: the offsets copied to the host once, each chosen expert through cuBLAS.
+  // args' bias (bf16 or float32) from w's, stacked per group as the experts' are.
+  static void set_bias(GemmArgs& args, const Projection& w);
+  // Prefill-sized batches: the offsets copied to the host once, each chosen expert through cuBLAS
+  // (experts without biases and with the plain SwiGLU).
   void experts_large(const MoeWeights& w, const float* x, const int32_t* source_rows, const int32_t* offsets,
                      int entries, float* y);
 
