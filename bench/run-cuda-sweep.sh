@@ -9,10 +9,10 @@
 #   prefill: TFLOP/s (MLA counted in its plain form) ÷ this GPU's cuBLAS bf16 rate.
 # usage: bench/run-cuda-sweep.sh MOESERVE_BINARY OUT.json [GROUP]
 #   GROUP: all (default), whole (the models that fit one H200 whole), cut (the large ones, cut
-#   to the layers below) or new (gpt-oss-20b whole, Llama-4-Scout cut to 12 of its 48 layers to
-#   fit an 80 GB H100; GPT-OSS's MXFP4 experts count as bf16: the catalog leaves its
-#   quantization_config out). An OUT.json that exists already keeps its other models, so the
-#   groups can run as separate commands (each under the device's 10-minute limit) into one file.
+#   to the layers below) or new (gpt-oss-20b whole, its experts in MXFP4 as published, and
+#   Llama-4-Scout cut to 12 of its 48 layers to fit an 80 GB H100). An OUT.json that exists
+#   already keeps its other models, so the groups can run as separate commands (each under the
+#   device's 10-minute limit) into one file.
 set -euo pipefail
 moeserve=$1
 out=$2
@@ -52,8 +52,12 @@ for entry in "${models[@]}"; do
   name=${id//\//_}
   mkdir -p "$tmp/$name"
   "$moeserve" plan "$id" --print-config >"$tmp/$name/config.json"
-  overrides='{"quantization_config": null}'
-  [ -n "$layers" ] && overrides="{\"quantization_config\": null, \"num_hidden_layers\": $layers}"
+  # bf16 weights, but GPT-OSS's experts in MXFP4 as published (the catalog leaves its
+  # quantization_config out: the planner counts them as bf16, which the CPU holds)
+  quant=null
+  [[ $id == openai/gpt-oss* ]] && quant='{"quant_method": "mxfp4"}'
+  overrides="{\"quantization_config\": $quant}"
+  [ -n "$layers" ] && overrides="{\"quantization_config\": $quant, \"num_hidden_layers\": $layers}"
   # shellcheck disable=SC2086
   "$moeserve" bench latency "$tmp/$name" --device cuda --load-format dummy --dtype bfloat16 \
     --hf-overrides "$overrides" --input-len 128 --output-len 32 --num-iters 1 \

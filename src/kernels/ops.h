@@ -429,7 +429,19 @@ struct GemmArgs {
   int64_t scale_group_stride = 0;
   // float32 weights in place of `weight` (the CPU only; a float32 checkpoint): [groups ×] [N_w, K].
   const float* weight_f32 = nullptr;
+  // MXFP4 weights in place of `weight` (GPT-OSS's experts; CUDA: small_gemm only): [groups ×]
+  // [N_w, K / 2] bytes (group_stride / 2 apart; two e2m1 values a byte, the even column in the
+  // low nibble), scaled by mx_scale [groups ×] [N_w, K / 32] e8m0 (group_stride / 32 apart).
+  // K % 32 == 0.
+  const uint8_t* weight_mxfp4 = nullptr;
+  const uint8_t* mx_scale = nullptr;
 };
+
+// MXFP4 (OCP microscaling fp4, GPT-OSS's experts) → bf16, exactly (every value is a bf16):
+// out[r, c] = e2m1(blocks[r, c / 2] nibble c % 2) · 2^(scales[r, c / 32] − 127).
+// blocks [rows, cols / 2], scales [rows, cols / 32], out [rows, cols]; cols % 32 == 0. An e8m0
+// of 0xFF (NaN) gives NaN.
+void dequantize_mxfp4(const uint8_t* blocks, const uint8_t* scales, int64_t rows, int64_t cols, uint16_t* out);
 
 // CPU step ops (kernels/cpu/): the specification of the CUDA ops of the same name below.
 // out[t, :] = table[ids[t], :].  table [vocab, hidden] bf16, out [tokens, hidden].
@@ -666,5 +678,9 @@ void to_bf16_split(const GpuExec& exec, const float* x, int64_t count, uint16_t*
 // Random bf16 weights on the device (--load-format dummy without a host copy): each element
 // normal(0, stddev) from a counter-based hash of (seed, index); stddev 0 fills `constant`.
 void fill_random_bf16(const GpuExec& exec, uint16_t* out, int64_t count, uint64_t seed, float stddev, float constant);
+// Uniform random bytes from the same hash, or `constant` where random is false (MXFP4 blocks and
+// scales of --load-format dummy).
+void fill_random_bytes(const GpuExec& exec, uint8_t* out, int64_t count, uint64_t seed, bool random,
+                       uint8_t constant);
 
 }  // namespace moeserve::cuda

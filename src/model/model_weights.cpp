@@ -279,6 +279,9 @@ class Loader {
     if (shape.dtype == DType::kF8E4M3) {
       MS_ASSIGN_OR_RETURN(shape.scale, alloc<float>(count * shape.out * shape.scale_cols()));
     }
+    if (shape.mxfp4()) {
+      MS_ASSIGN_OR_RETURN(shape.mx_scale, alloc<uint8_t>(count * shape.scale_bytes()));
+    }
     return shape;
   }
 
@@ -295,6 +298,41 @@ class Loader {
         MS_RETURN_IF_ERROR(fill(rows, dst.dtype, parts[i], *entries[i], expert));
       }
       row += parts[i].view.dim(0);
+    }
+    MS_CHECK(row == dst.out);
+    return ok_status();
+  }
+
+  // Whether a layer's routed experts (their gate and down entries) load as MXFP4: the config's
+  // experts are MXFP4 (quantization_config mxfp4) and the checkpoint stores them so (random
+  // weights: made so), the backend holds MXFP4, and each expert is whole on this rank.
+  Result<bool> mxfp4_experts(const WeightEntry& gate, const WeightEntry& down) const {
+    if (!config_.mxfp4_experts || !memory_.holds_mxfp4() || experts_.size != 1) return false;
+    if (gate.cols() % Projection::kMxBlock != 0 || down.cols() % Projection::kMxBlock != 0) return false;
+    if (weights_ == nullptr) return true;
+    return weights_->has_mxfp4(gate);
+  }
+
+  // dst (one MXFP4 matrix of a stack) ← the entries' slices of `expert` one after another, as the
+  // checkpoint stores them (random: uniform e2m1 codes at scale 2^-7, |w| <= 0.047).
+  Status write_mxfp4(const Projection& dst, const std::vector<const WeightEntry*>& entries, int expert) {
+    auto* blocks = const_cast<uint8_t*>(dst.mxfp4_blocks());
+    auto* scales = const_cast<uint8_t*>(dst.mx_scale);
+    const int64_t groups = dst.in / Projection::kMxBlock;
+    int64_t row = 0;
+    for (const WeightEntry* entry : entries) {
+      const int64_t rows = entry->rows();
+      if (weights_ == nullptr) {
+        const uint64_t seed = seed_ ^ std::hash<std::string>{}(entry->tensor_name(expert)) ^
+                              (uint64_t(expert) + 1) * 0x9E3779B97F4A7C15ull ^ uint64_t(entry->role);
+        MS_RETURN_IF_ERROR(memory_.fill_random(blocks + row * dst.in / 2, DType::kU8, rows * dst.in / 2, seed, 1.0f, 0));
+        MS_RETURN_IF_ERROR(memory_.fill_random(scales + row * groups, DType::kU8, rows * groups, 0, 0.0f, 127 - 7));
+      } else {
+        MS_ASSIGN_OR_RETURN(const ShardedWeights::Mxfp4Rows stored, weights_->mxfp4_rows(*entry, expert));
+        memory_.write(blocks + row * dst.in / 2, stored.blocks.data(), stored.blocks.size());
+        memory_.write(scales + row * groups, stored.scales.data(), stored.scales.size());
+      }
+      row += rows;
     }
     MS_CHECK(row == dst.out);
     return ok_status();
@@ -433,32 +471,48 @@ class Loader {
     std::vector<const WeightEntry*> down_bias_entries;
     const WeightEntry* down_bias = plan_.find(WeightRole::kExpertDownBias, layer);
     if (down_bias != nullptr && experts_.rank == 0) down_bias_entries.push_back(down_bias);
+    MS_ASSIGN_OR_RETURN(const bool mxfp4, mxfp4_experts(*gate_up_entries.front(), *down_entries.front()));
     std::vector<Part> gate_up_parts, down_parts;  // one slot's
     for (int slot = 0; slot < moe.num_slots; ++slot) {
       const int expert = slot_experts[slot];
       const size_t copies = weights_ != nullptr ? weights_->copies_mark() : 0;
-      MS_ASSIGN_OR_RETURN(Projection gate_up, stack_shape(gate_up_entries, expert, gate_up_parts));
-      MS_ASSIGN_OR_RETURN(Projection down, stack_shape(down_entries, expert, down_parts));
-      if (slot == 0) {
-        MS_CHECK(gate_up.out == 2 * moe.intermediate && down.in == moe.intermediate);
-        MS_ASSIGN_OR_RETURN(moe.experts_gate_up, alloc_stack(gate_up, moe.num_slots));
-        MS_ASSIGN_OR_RETURN(moe.experts_down, alloc_stack(down, moe.num_slots));
-        if (!gate_up_bias_entries.empty()) {
-          MS_ASSIGN_OR_RETURN(moe.experts_gate_up.bias.data, alloc<float>(int64_t{moe.num_slots} * gate_up.out));
-          moe.experts_gate_up.bias.dtype = DType::kF32;
+      if (mxfp4) {
+        if (slot == 0) {
+          const int hidden = config_.hidden_size;
+          MS_ASSIGN_OR_RETURN(moe.experts_gate_up,
+                              alloc_stack(Projection{.out = 2 * moe.intermediate, .in = hidden, .dtype = DType::kU8},
+                                          moe.num_slots));
+          MS_ASSIGN_OR_RETURN(
+              moe.experts_down,
+              alloc_stack(Projection{.out = hidden, .in = moe.intermediate, .dtype = DType::kU8}, moe.num_slots));
         }
-        if (!down_bias_entries.empty()) {
-          MS_ASSIGN_OR_RETURN(moe.experts_down.bias.data, alloc<float>(int64_t{moe.num_slots} * down.out));
-          moe.experts_down.bias.dtype = DType::kF32;
+        MS_RETURN_IF_ERROR(write_mxfp4(moe.experts_gate_up.stacked_at(slot), gate_up_entries, expert));
+        MS_RETURN_IF_ERROR(write_mxfp4(moe.experts_down.stacked_at(slot), down_entries, expert));
+      } else {
+        MS_ASSIGN_OR_RETURN(Projection gate_up, stack_shape(gate_up_entries, expert, gate_up_parts));
+        MS_ASSIGN_OR_RETURN(Projection down, stack_shape(down_entries, expert, down_parts));
+        if (slot == 0) {
+          MS_CHECK(gate_up.out == 2 * moe.intermediate && down.in == moe.intermediate);
+          MS_ASSIGN_OR_RETURN(moe.experts_gate_up, alloc_stack(gate_up, moe.num_slots));
+          MS_ASSIGN_OR_RETURN(moe.experts_down, alloc_stack(down, moe.num_slots));
+        } else if (gate_up.dtype != moe.experts_gate_up.dtype || down.dtype != moe.experts_down.dtype) {
+          return make_error("layer {}: expert {} is stored as {} but expert {} as {}; every expert of a layer must "
+                            "share one dtype",
+                            layer, expert, dtype_name(gate_up.dtype), slot_experts[0],
+                            dtype_name(moe.experts_gate_up.dtype));
         }
-      } else if (gate_up.dtype != moe.experts_gate_up.dtype || down.dtype != moe.experts_down.dtype) {
-        return make_error("layer {}: expert {} is stored as {} but expert {} as {}; every expert of a layer must "
-                          "share one dtype",
-                          layer, expert, dtype_name(gate_up.dtype), slot_experts[0],
-                          dtype_name(moe.experts_gate_up.dtype));
+        MS_RETURN_IF_ERROR(write_stack(moe.experts_gate_up.stacked_at(slot), gate_up_parts, gate_up_entries, expert));
+        MS_RETURN_IF_ERROR(write_stack(moe.experts_down.stacked_at(slot), down_parts, down_entries, expert));
       }
-      MS_RETURN_IF_ERROR(write_stack(moe.experts_gate_up.stacked_at(slot), gate_up_parts, gate_up_entries, expert));
-      MS_RETURN_IF_ERROR(write_stack(moe.experts_down.stacked_at(slot), down_parts, down_entries, expert));
+      if (slot == 0 && !gate_up_bias_entries.empty()) {
+        MS_ASSIGN_OR_RETURN(moe.experts_gate_up.bias.data,
+                            alloc<float>(int64_t{moe.num_slots} * moe.experts_gate_up.out));
+        moe.experts_gate_up.bias.dtype = DType::kF32;
+      }
+      if (slot == 0 && !down_bias_entries.empty()) {
+        MS_ASSIGN_OR_RETURN(moe.experts_down.bias.data, alloc<float>(int64_t{moe.num_slots} * moe.experts_down.out));
+        moe.experts_down.bias.dtype = DType::kF32;
+      }
       if (moe.experts_gate_up.bias.present()) {
         const Projection at = moe.experts_gate_up.stacked_at(slot);
         MS_RETURN_IF_ERROR(write_f32(const_cast<float*>(at.bias.f32()), gate_up_bias_entries, expert));

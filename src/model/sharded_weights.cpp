@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "base/dtype.h"
+#include "kernels/ops.h"
 
 namespace moeserve {
 
@@ -15,55 +16,60 @@ Result<TensorView> ShardedWeights::whole(WeightRole role, int layer, int expert)
 
 namespace {
 
-// e2m1 (1 sign, 2 exponent, 1 mantissa bit) code → value.
-constexpr float kE2m1[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
-                             -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
 constexpr int64_t kMxBlock = 32;  // values per e8m0 scale
 
 }  // namespace
 
-Result<TensorView> ShardedWeights::mxfp4_slice(const WeightEntry& entry, int expert, const TensorView& blocks,
-                                               const std::string& name) const {
-  // blocks [E, fused_cols, in/32, 16] u8 (two e2m1 values a byte, the even-indexed one in the low
-  // nibble), scales [E, fused_cols, in/32] e8m0 (2^(s - 127)); the slice [out, in] bf16:
-  // slice[o, i] = e2m1(blocks[expert, row, i/32, (i%32)/2]) · 2^(scales[expert, row, i/32] - 127),
-  // row = offset + o · stride. Every such value is a bf16 (a 2-bit significand, scales within
-  // bf16's exponent range), so the dequantization is exact.
+Result<bool> ShardedWeights::has_mxfp4(const WeightEntry& entry) const {
+  if (!entry.fused() || entry.shape.rank() != 2 || entry.cols() % kMxBlock != 0) return false;
+  MS_ASSIGN_OR_RETURN(TensorView blocks,
+                      source_.optional_bytes(entry.tensor_name(0) + "_blocks",
+                                             Shape{entry.count, entry.fused_cols, entry.cols() / kMxBlock, 16}));
+  return blocks.data != nullptr;
+}
+
+Result<ShardedWeights::Mxfp4Rows> ShardedWeights::mxfp4_rows(const WeightEntry& entry, int expert) const {
+  // blocks [E, fused_cols, in/32, 16] u8, scales [E, fused_cols, in/32] e8m0 (2^(s - 127)); the
+  // slice's row o is the stored row offset + o · stride.
+  MS_CHECK(expert >= 0 && expert < entry.count && entry.fused() && entry.shape.rank() == 2);
+  const std::string name = entry.tensor_name(expert);
   const int64_t out = entry.rows(), in = entry.cols(), cols = entry.fused_cols, groups = in / kMxBlock;
+  MS_ASSIGN_OR_RETURN(TensorView blocks, source_.optional_bytes(name + "_blocks", Shape{entry.count, cols, groups, 16}));
+  if (blocks.data == nullptr) return make_error("tensor '{}_blocks' (MXFP4) is missing", name);
   MS_ASSIGN_OR_RETURN(TensorView scales, source_.optional_bytes(name + "_scales", Shape{entry.count, cols, groups}));
   if (scales.data == nullptr) return make_error("tensor '{}_blocks' has no '{}_scales' beside it", name, name);
   const auto* packed = static_cast<const uint8_t*>(blocks.data) + static_cast<int64_t>(expert) * cols * groups * 16;
   const auto* exponents = static_cast<const uint8_t*>(scales.data) + static_cast<int64_t>(expert) * cols * groups;
-  Tensor copy(DType::kBF16, Shape{out, in});
-  auto* dst = static_cast<uint16_t*>(copy.view().data);
+  Mxfp4Rows rows{.blocks = std::vector<uint8_t>(static_cast<size_t>(out * in / 2)),
+                 .scales = std::vector<uint8_t>(static_cast<size_t>(out * groups))};
   for (int64_t o = 0; o < out; ++o) {
     const int64_t row = entry.fused_offset + o * entry.fused_stride;
     for (int64_t g = 0; g < groups; ++g) {
-      const uint8_t e8m0 = exponents[row * groups + g];
-      if (e8m0 == 0xFF) {
+      if (exponents[row * groups + g] == 0xFF) {
         return make_error("tensor '{}_scales': expert {} row {} group {} is NaN (0xFF)", name, expert, row, g);
       }
-      const float scale = std::ldexp(1.0f, int{e8m0} - 127);
-      for (int64_t b = 0; b < 16; ++b) {
-        const uint8_t byte = packed[(row * groups + g) * 16 + b];
-        dst[o * in + g * kMxBlock + 2 * b] = f32_to_bf16(kE2m1[byte & 0x0F] * scale);
-        dst[o * in + g * kMxBlock + 2 * b + 1] = f32_to_bf16(kE2m1[byte >> 4] * scale);
-      }
     }
+    std::memcpy(rows.blocks.data() + o * in / 2, packed + row * in / 2, static_cast<size_t>(in / 2));
+    std::memcpy(rows.scales.data() + o * groups, exponents + row * groups, static_cast<size_t>(groups));
   }
+  return rows;
+}
+
+Result<TensorView> ShardedWeights::mxfp4_slice(const WeightEntry& entry, int expert) const {
+  // Every MXFP4 value is a bf16 (a 2-bit significand, scales within bf16's exponent range), so the
+  // dequantization is exact.
+  MS_ASSIGN_OR_RETURN(const Mxfp4Rows rows, mxfp4_rows(entry, expert));
+  Tensor copy(DType::kBF16, Shape{entry.rows(), entry.cols()});
+  ops::dequantize_mxfp4(rows.blocks.data(), rows.scales.data(), entry.rows(), entry.cols(),
+                        static_cast<uint16_t*>(copy.view().data));
   arena_.push_back(std::move(copy));
   return arena_.back().view();
 }
 
 Result<TensorView> ShardedWeights::fused_slice(const WeightEntry& entry, int expert) const {
   MS_CHECK(expert >= 0 && expert < entry.count);
-  if (entry.shape.rank() == 2 && entry.cols() % kMxBlock == 0) {  // MXFP4 as published (GPT-OSS)?
-    const std::string name = entry.tensor_name(expert);
-    MS_ASSIGN_OR_RETURN(TensorView blocks,
-                        source_.optional_bytes(name + "_blocks",
-                                               Shape{entry.count, entry.fused_cols, entry.cols() / kMxBlock, 16}));
-    if (blocks.data != nullptr) return mxfp4_slice(entry, expert, blocks, name);
-  }
+  MS_ASSIGN_OR_RETURN(const bool mxfp4, has_mxfp4(entry));
+  if (mxfp4) return mxfp4_slice(entry, expert);  // MXFP4 as published (GPT-OSS)
   // stored [E, in, fused_cols]; the slice [out, in]: slice[o, i] = stored[expert, i, offset + o * stride]
   // (a vector entry: stored [E, fused_cols], in = 1).
   MS_ASSIGN_OR_RETURN(TensorView stored, source_.require(entry.tensor_name(expert), entry.stored_shape()));

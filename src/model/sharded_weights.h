@@ -55,6 +55,16 @@ class ShardedWeights {
   void release_copies(size_t mark) const {
     arena_.erase(arena_.begin() + static_cast<std::ptrdiff_t>(mark), arena_.end());
   }
+  // Whether a fused expert entry is stored as MXFP4 (`<name>_blocks` / `<name>_scales`, GPT-OSS
+  // as published) in the checkpoint.
+  Result<bool> has_mxfp4(const WeightEntry& entry) const;
+  // Expert `expert`'s slice of an MXFP4 entry, whole, as stored: blocks [out, in / 2] and scales
+  // [out, in / 32] (Projection::mxfp4's layout); an error for a NaN (0xFF) scale.
+  struct Mxfp4Rows {
+    std::vector<uint8_t> blocks;
+    std::vector<uint8_t> scales;
+  };
+  Result<Mxfp4Rows> mxfp4_rows(const WeightEntry& entry, int expert) const;
   // The fp8 block scales of the whole tensor (`<name>_scale_inv`, float32 [ceil(rows / block[0]),
   // ceil(cols / block[1])]) that an F8_E4M3 checkpoint tensor comes with.
   Result<TensorView> scale_inv(WeightRole role, int layer, int expert, const std::array<int, 2>& block) const;
@@ -66,8 +76,7 @@ class ShardedWeights {
   // Or, where the checkpoint has `<name>_blocks` / `<name>_scales` instead (MXFP4, GPT-OSS as
   // published), the same slice dequantized exactly to bf16 (mxfp4_slice).
   Result<TensorView> fused_slice(const WeightEntry& entry, int expert) const;
-  Result<TensorView> mxfp4_slice(const WeightEntry& entry, int expert, const TensorView& blocks,
-                                 const std::string& name) const;
+  Result<TensorView> mxfp4_slice(const WeightEntry& entry, int expert) const;
 
   const WeightSource& source_;
   const WeightPlan& plan_;

@@ -48,16 +48,23 @@ struct WeightVector {
 
 // A projection [out, in] (+ bias [out] or null). Its weight is bf16, or on a backend that holds
 // fp8 (WeightMemory::holds_fp8) block-scaled e4m3 as ops::Fp8Scales describes, or on one that
-// holds float32 (WeightMemory::holds_f32) float32.
+// holds float32 (WeightMemory::holds_f32) float32, or (routed experts on a backend that holds
+// MXFP4, WeightMemory::holds_mxfp4) MXFP4 as GPT-OSS publishes its experts: dtype kU8, weight
+// [out, in / 2] bytes of two e2m1 values (the even column in the low nibble) and mx_scale
+// [out, in / 32] e8m0 exponents, w[n, k] = e2m1 · 2^(mx_scale[n, k / 32] − 127).
 struct Projection {
   const void* weight = nullptr;  // [out, in] of dtype
   WeightVector bias;             // [out] or null
   int out = 0;
   int in = 0;
-  DType dtype = DType::kBF16;    // kBF16, kF8E4M3 or kF32
+  DType dtype = DType::kBF16;    // kBF16, kF8E4M3, kF32 or kU8 (MXFP4)
   const float* scale = nullptr;  // kF8E4M3: [out, scale_cols()] float32
   int scale_block = 0;           // kF8E4M3: columns per scale
   int scale_offset = 0;          // kF8E4M3: column 0's place in its scale block
+  const uint8_t* mx_scale = nullptr;  // MXFP4: [out, in / 32] e8m0
+  static constexpr int kMxBlock = 32;  // MXFP4: columns per e8m0 scale
+
+  bool mxfp4() const { return dtype == DType::kU8; }
 
   const uint16_t* bf16() const {
     MS_CHECK_MSG(dtype == DType::kBF16, "an fp8 or float32 projection reached a bf16-only kernel");
@@ -71,15 +78,24 @@ struct Projection {
     MS_CHECK(dtype == DType::kF8E4M3);
     return static_cast<const uint8_t*>(weight);
   }
+  const uint8_t* mxfp4_blocks() const {
+    MS_CHECK(mxfp4());
+    return static_cast<const uint8_t*>(weight);
+  }
   int64_t scale_cols() const { return scale_block > 0 ? (scale_offset + in + scale_block - 1) / scale_block : 0; }
   // Bytes of the weight, and of its scales.
-  size_t weight_bytes() const { return static_cast<size_t>(out) * in * dtype_size(dtype); }
-  size_t scale_bytes() const { return static_cast<size_t>(out) * scale_cols() * sizeof(float); }
+  size_t weight_bytes() const {
+    return mxfp4() ? static_cast<size_t>(out) * in / 2 : static_cast<size_t>(out) * in * dtype_size(dtype);
+  }
+  size_t scale_bytes() const {
+    return mxfp4() ? static_cast<size_t>(out) * (in / kMxBlock) : static_cast<size_t>(out) * scale_cols() * sizeof(float);
+  }
   // Matrix i of several stored back to back from this one (weights, scales and biases alike).
   Projection stacked_at(int64_t i) const {
     Projection at = *this;
     at.weight = static_cast<const char*>(weight) + i * weight_bytes();
     if (scale != nullptr) at.scale = scale + i * out * scale_cols();
+    if (mx_scale != nullptr) at.mx_scale = mx_scale + i * scale_bytes();
     if (bias.present()) at.bias.data = static_cast<const char*>(bias.data) + i * out * dtype_size(bias.dtype);
     return at;
   }
@@ -171,7 +187,8 @@ class WeightMemory {
   // dst (from allocate) ← host bytes; host may be reused once the call returns.
   virtual void write(void* dst, const void* host, size_t bytes) = 0;
   // dst [count] of dtype (kBF16 or kF32) ← normal(0, stddev) from a counter-based hash of
-  // (seed, index), or `constant` where stddev is 0 (--load-format dummy made where the weights live).
+  // (seed, index), or `constant` where stddev is 0 (--load-format dummy made where the weights live);
+  // kU8 (MXFP4 blocks and scales): uniform random bytes, or `constant` where stddev is 0.
   virtual Status fill_random(void* dst, DType dtype, int64_t count, uint64_t seed, float stddev, float constant) {
     return make_error("random weights are made by a WeightSource on this backend (loader/dummy_weights.h)");
   }
@@ -181,6 +198,9 @@ class WeightMemory {
   // Whether the backend computes with float32 weights; otherwise the loader rounds a float32
   // checkpoint to bf16.
   virtual bool holds_f32() const { return false; }
+  // Whether the backend computes with MXFP4 routed experts (Projection::mxfp4); otherwise the
+  // loader dequantizes a checkpoint's MXFP4 experts exactly to bf16.
+  virtual bool holds_mxfp4() const { return false; }
 };
 
 // How the loader stores the plan's quantizable (Linear) weights.

@@ -252,6 +252,63 @@ TEST_F(CudaOpsTest, GemmsWithFloat32BiasesAndClampedSwiglu) {
   EXPECT_LT(relative_error(added, expected), 2e-6);
 }
 
+// GPT-OSS's experts as published, MXFP4 (random codes, scales 2^-9 .. 2^-1), streamed by
+// small_gemm at decode and prefill row counts (tiles of 1 to 16 rows, groups past one tile),
+// with and without split K, against the CPU step op (which dequantizes exactly).
+TEST_F(CudaOpsTest, SmallGemmStreamsMxfp4Experts) {
+  const ops::GluParams clamped{.clamped = true, .alpha = 1.702f, .limit = 7.0f};
+  for (bool split_k : {false, true}) {
+    for (bool swiglu : {true, false}) {
+      for (auto [hidden, inter] : {std::pair{96, 64}, {2880, 2880}}) {
+        for (const std::vector<int>& counts : {std::vector<int>{1, 0, 0, 0}, std::vector<int>{0, 2, 0, 1},
+                                               std::vector<int>{3, 0, 1, 40, 0, 17}}) {
+          const int groups = static_cast<int>(counts.size());
+          std::vector<int32_t> offsets = {0};
+          for (int c : counts) offsets.push_back(offsets.back() + c);
+          const int total = offsets.back();
+          const int n_weight = swiglu ? 2 * inter : inter;
+          const int64_t per_group = int64_t(n_weight) * hidden;
+          std::vector<uint8_t> blocks(size_t(groups * per_group / 2)), scales(size_t(groups * per_group / 32));
+          for (uint8_t& b : blocks) b = static_cast<uint8_t>(random_int(0, 255));
+          for (uint8_t& e : scales) e = static_cast<uint8_t>(random_int(118, 126));
+          auto x = random_floats(size_t(total) * hidden);
+          auto bias = random_floats(size_t(groups) * n_weight, 0.5f);
+          std::vector<float> expected(size_t(total) * inter);
+          ops::GemmArgs args{.x = x.data(),
+                             .rows = *std::max_element(counts.begin(), counts.end()),
+                             .k = hidden,
+                             .n = inter,
+                             .group_stride = per_group,
+                             .offsets = offsets.data(),
+                             .groups = groups,
+                             .total_rows = total,
+                             .bias_f32 = bias.data(),
+                             .bias_group_stride = n_weight,
+                             .swiglu = swiglu,
+                             .glu = clamped,
+                             .out = expected.data(),
+                             .weight_mxfp4 = blocks.data(),
+                             .mx_scale = scales.data()};
+          ops::gemm(cpu_, args);
+          cuda::GemmArgs device = args;
+          device.x = upload(x);
+          device.offsets = upload(offsets);
+          device.bias_f32 = upload(bias);
+          device.weight_mxfp4 = upload(blocks);
+          device.mx_scale = upload(scales);
+          device.out = poisoned<float>(expected.size());
+          cuda::small_gemm(exec_, device,
+                           split_k ? poisoned<float>(std::max<size_t>(1, cuda::small_gemm_workspace_floats(device)))
+                                   : nullptr);
+          EXPECT_LT(relative_error(download(device.out, expected.size()), expected), 2e-6)
+              << (swiglu ? "swiglu " : "") << hidden << "x" << inter << " rows " << total
+              << (split_k ? " split-K" : "");
+        }
+      }
+    }
+  }
+}
+
 // small_gemm_unsummed's partial sums added up by their consumers — the residual norm after
 // attention (a one-row o projection) and the MoE combine (the experts' down projection at two
 // tokens) — give exactly what the summed GEMM followed by the plain consumer gives (the same

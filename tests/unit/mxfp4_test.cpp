@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include "base/dtype.h"
+#include "base/thread_pool.h"
+#include "kernels/ops.h"
 #include "loader/weight_source.h"
 #include "model/config.h"
 #include "model/sharded_weights.h"
@@ -110,6 +112,18 @@ TEST(Mxfp4, FusedExpertsDequantizeExactly) {
       }
     }
   }
+  // As a backend that holds MXFP4 loads them: the up rows' bytes and scales as stored.
+  auto up = weights.mxfp4_rows(plan.get(WeightRole::kExpertUp, 0), 5);
+  ASSERT_TRUE(up.ok()) << up.error().message;
+  ASSERT_EQ(up->blocks.size(), size_t(inter * hidden / 2));
+  ASSERT_EQ(up->scales.size(), size_t(inter * groups));
+  for (int64_t o = 0; o < inter; ++o) {
+    const int64_t group0 = (5 * 2 * inter + 1 + 2 * o) * groups;  // the odd rows of expert 5
+    for (int64_t g = 0; g < groups; ++g) {
+      ASSERT_EQ(up->scales[o * groups + g], s[group0 + g]) << o;
+      for (int64_t i = 0; i < 16; ++i) ASSERT_EQ(up->blocks[(o * groups + g) * 16 + i], b[(group0 + g) * 16 + i]) << o;
+    }
+  }
   // A hand-worked byte: 0x21 is codes 1 (low, 0.5) and 2 (high, 1.0); scale 128 doubles them.
   EXPECT_EQ(e2m1(0x1) * 2.0f, 1.0f);
   EXPECT_EQ(e2m1(0x2) * 2.0f, 2.0f);
@@ -138,6 +152,37 @@ TEST(Mxfp4, MissingScalesAndNanScalesAreErrors) {
   auto nan = weights.whole(WeightRole::kExpertGate, 0, 0);
   ASSERT_FALSE(nan.ok());
   EXPECT_THAT(nan.error().message, ::testing::HasSubstr("is NaN (0xFF)"));
+}
+
+// The step GEMM on MXFP4 weights (grouped, SwiGLU) gives exactly what it gives on the same
+// weights dequantized to bf16 first.
+TEST(Mxfp4, GemmOnMxfp4WeightsEqualsGemmOnTheirBf16) {
+  ThreadPool pool(2);
+  ExecContext ctx{&pool};
+  const int groups = 3, hidden = 64, inter = 32, n_weight = 2 * inter;
+  const int64_t per_group = int64_t(n_weight) * hidden;
+  std::vector<uint8_t> blocks(size_t(groups * per_group / 2)), scales(size_t(groups * per_group / 32));
+  for (size_t i = 0; i < blocks.size(); ++i) blocks[i] = static_cast<uint8_t>((i * 73 + 5) & 0xFF);
+  for (size_t i = 0; i < scales.size(); ++i) scales[i] = static_cast<uint8_t>(120 + i % 5);
+  std::vector<uint16_t> bf16(size_t(groups * per_group));
+  for (int g = 0; g < groups; ++g) {
+    ops::dequantize_mxfp4(blocks.data() + g * per_group / 2, scales.data() + g * per_group / 32, n_weight, hidden,
+                          bf16.data() + g * per_group);
+  }
+  const std::vector<int32_t> offsets = {0, 2, 2, 5};
+  std::vector<float> x(size_t(5) * hidden);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * float(i));
+  std::vector<float> want(size_t(5) * inter), got(want.size());
+  ops::GemmArgs args{.x = x.data(), .rows = 3, .k = hidden, .n = inter, .weight = bf16.data(),
+                     .group_stride = per_group, .offsets = offsets.data(), .groups = groups, .total_rows = 5,
+                     .swiglu = true, .out = want.data()};
+  ops::gemm(ctx, args);
+  args.weight = nullptr;
+  args.weight_mxfp4 = blocks.data();
+  args.mx_scale = scales.data();
+  args.out = got.data();
+  ops::gemm(ctx, args);
+  EXPECT_EQ(got, want);
 }
 
 }  // namespace

@@ -25,11 +25,15 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
-// Weight bytes one decode step reads (bf16): the weight plan's tensors but the embedding table
+// Weight bytes one decode step reads (bf16, and MXFP4's 4.25 bits a weight for GPT-OSS's experts
+// as published, which the CUDA backend holds): the weight plan's tensors but the embedding table
 // and the experts no token chose. routed_per_layer: the distinct routed experts a MoE layer runs
 // (one token: top_k).
 double decode_weight_bytes(const ModelConfig& c, const WeightPlan& plan, double routed_per_layer = -1.0) {
-  return 2.0 * decode_read_elements(c, plan, routed_per_layer);
+  const double all = decode_read_elements(c, plan, routed_per_layer);
+  if (!c.mxfp4_experts) return 2.0 * all;
+  const double routed = all - decode_read_elements(c, plan, 0.0);  // (their biases counted alike)
+  return 2.0 * (all - routed) + routed * (0.5 + 1.0 / 32);
 }
 
 // Multiply-adds × 2 of a prefill of `batch` sequences of `len` tokens: every projection for

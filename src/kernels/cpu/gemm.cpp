@@ -1,6 +1,6 @@
 // CPU reference: the step GEMM (dense or grouped per expert, optionally SwiGLU, optionally reading
 // its rows through x_rows), composed of the tensor ops: gather_rows, then linear per group with
-// the group's weight matrix (bf16, float32, or fp8 with its block scales) and bias, then silu_mul
+// the group's weight matrix (bf16, float32, fp8 with its block scales, or MXFP4 dequantized) and bias, then silu_mul
 // (the GluParams' activation) of the gate and up halves.
 #include <vector>
 
@@ -25,7 +25,14 @@ void gemm(ExecContext& ctx, const GemmArgs& args) {
       std::copy(args.x + first * k, args.x + (first + rows) * k, x.begin());
     }
     const bool fp8 = args.weight_fp8 != nullptr;
-    const TensorView weight = fp8 ? fp8_matrix(args.weight_fp8 + g * args.group_stride, n_weight, k)
+    std::vector<uint16_t> dequantized;  // [n_weight, k]: an MXFP4 group's weights as bf16 (exact)
+    if (args.weight_mxfp4 != nullptr) {
+      dequantized.resize(static_cast<size_t>(n_weight * k));
+      dequantize_mxfp4(args.weight_mxfp4 + g * args.group_stride / 2, args.mx_scale + g * args.group_stride / 32,
+                       n_weight, k, dequantized.data());
+    }
+    const TensorView weight = !dequantized.empty() ? bf16_matrix(dequantized.data(), n_weight, k)
+                              : fp8 ? fp8_matrix(args.weight_fp8 + g * args.group_stride, n_weight, k)
                               : args.weight_f32 != nullptr
                                   ? f32_matrix(args.weight_f32 + g * args.group_stride, n_weight, k)
                                   : bf16_matrix(args.weight + g * args.group_stride, n_weight, k);

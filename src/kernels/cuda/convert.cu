@@ -52,6 +52,14 @@ __global__ void fill_random_kernel(uint16_t* out, int64_t count, uint64_t seed, 
   }
 }
 
+// Uniform random bytes (from the same hash), or `constant` bytes where random is false.
+__global__ void fill_random_bytes_kernel(uint8_t* out, int64_t count, uint64_t seed, bool random, uint8_t constant) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    out[i] = random ? static_cast<uint8_t>(mix64(seed ^ mix64(static_cast<uint64_t>(i))) >> 56) : constant;
+  }
+}
+
 int grid_for(int64_t count) { return static_cast<int>(std::min<int64_t>((count + 255) / 256, 65536)); }
 
 }  // namespace
@@ -78,6 +86,13 @@ void fill_random_bf16(const GpuExec& exec, uint16_t* out, int64_t count, uint64_
   if (count == 0) return;
   fill_random_kernel<<<grid_for(count), 256, 0, stream_of(exec)>>>(out, count, seed, stddev, constant);
   check_launch("fill_random_bf16");
+}
+
+void fill_random_bytes(const GpuExec& exec, uint8_t* out, int64_t count, uint64_t seed, bool random,
+                       uint8_t constant) {
+  if (count == 0) return;
+  fill_random_bytes_kernel<<<grid_for(count), 256, 0, stream_of(exec)>>>(out, count, seed, random, constant);
+  check_launch("fill_random_bytes");
 }
 
 }  // namespace moeserve::cuda

@@ -1,10 +1,12 @@
-// CUDA op: decode-sized GEMM, float32 activations × bf16 weights with float32 accumulation
+// CUDA op: decode-sized GEMM, float32 activations × bf16 (or MXFP4) weights with float32 accumulation
 // (ops::linear for few rows, and the grouped expert GEMMs of the MoE block with SwiGLU fused).
 // It is memory-bound by design: each warp streams 4 weight rows with 16-byte loads while a tile
 // of up to kSmallTile activation rows waits in shared memory, so every weight byte is read once
 // per tile. Grouped mode reads the group's row range from device offsets (no host round trip)
 // and skips groups with no rows.
 #include <algorithm>
+
+#include <cuda_fp16.h>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/split_k.cuh"
@@ -33,6 +35,32 @@ __device__ __forceinline__ uint4 load_weights(const uint16_t* row, int k, int k_
   return make_uint4(words[0], words[1], words[2], words[3]);
 }
 
+// MXFP4: 16 consecutive weights of a row (8 bytes of e2m1 pairs, the even one in the low nibble)
+// as float, times 2^-14 (each e2m1 code placed in an fp16's sign, low exponent and top mantissa
+// bits: value · 2^-14 exactly, e2m1's subnormal 0.5 included), and the factor that restores them
+// with their block's e8m0 scale, 2^14 · 2^(e8m0 − 127).
+struct Mx16 {
+  float v[16];
+};
+__device__ __forceinline__ Mx16 unpack_mxfp4(uint2 raw) {
+  const uint32_t words[2] = {raw.x, raw.y};
+  Mx16 out;
+#pragma unroll
+  for (int w = 0; w < 2; ++w)
+#pragma unroll
+    for (int b = 0; b < 4; ++b) {
+      const uint32_t t = words[w] >> (8 * b);
+      const uint32_t h = ((t & 0x7u) << 9) | ((t & 0x8u) << 12) | ((t & 0x70u) << 21) | ((t & 0x80u) << 24);
+      const float2 pair = __half22float2(*reinterpret_cast<const __half2*>(&h));
+      out.v[8 * w + 2 * b] = pair.x;
+      out.v[8 * w + 2 * b + 1] = pair.y;
+    }
+  return out;
+}
+__device__ __forceinline__ float mxfp4_factor(uint8_t e8m0) {
+  return e8m0 <= 240 ? __uint_as_float((uint32_t(e8m0) + 14u) << 23) : ldexpf(1.0f, int(e8m0) - 113);
+}
+
 struct Floats8 {
   float v[8];
 };
@@ -50,7 +78,9 @@ __device__ __forceinline__ Floats8 unpack(uint4 raw) {
 
 // partial != null (no SwiGLU): blockIdx.z takes K chunks [z · chunks_per_split, + chunks_per_split)
 // and writes its sums to partial[z][row][col] (partial_rows rows) for sum_partials.
-template <int kTile>
+// kMx: MXFP4 weights (args.weight_mxfp4): lane l takes the 16 K [16 l, 16 l + 16) of each chunk
+// (8 bytes and one scale of each of its rows) instead of two spans of 8 bf16.
+template <int kTile, bool kMx>
 __global__ void __launch_bounds__(kWarps * 32)
     small_gemm_kernel(GemmArgs args, float* partial, int chunks_per_split, int partial_rows) {
   start_after_prior_grids();
@@ -70,7 +100,9 @@ __global__ void __launch_bounds__(kWarps * 32)
   if (row_begin >= row_end) return;  // uniform over the block: an expert no token chose
   const int warp = threadIdx.x >> 5;
   const int lane = threadIdx.x & 31;
-  const uint16_t* weight = args.weight + group * args.group_stride;
+  const uint16_t* weight = kMx ? nullptr : args.weight + group * args.group_stride;
+  const uint8_t* weight_mx = kMx ? args.weight_mxfp4 + group * args.group_stride / 2 : nullptr;  // [N_w, K / 2]
+  const uint8_t* scale_mx = kMx ? args.mx_scale + group * args.group_stride / 32 : nullptr;       // [N_w, K / 32]
   const int cols_per_warp = args.swiglu ? kRowsPerWarp / 2 : kRowsPerWarp;
   const int col0 = (blockIdx.x * kWarps + warp) * cols_per_warp;
   const bool vector_ok = (args.k % 8) == 0;
@@ -93,16 +125,26 @@ __global__ void __launch_bounds__(kWarps * 32)
     const int k_end = partial != nullptr ? min(args.k, k_begin + chunks_per_split * kChunk) : args.k;
     for (int k0 = k_begin; k0 < k_end; k0 += kChunk) {
       uint4 w[kRowsPerWarp][2];
+      uint2 w_mx[kRowsPerWarp];
+      uint8_t e8m0[kRowsPerWarp];
 #pragma unroll
       for (int j = 0; j < kRowsPerWarp; ++j) {
-        const uint16_t* row = weight + static_cast<int64_t>(weight_rows[j]) * args.k;
+        if constexpr (kMx) {
+          const int k = k0 + lane * 16;  // K % 32 == 0: whole spans
+          const bool live = row_valid[j] && k < args.k;
+          const int64_t row = static_cast<int64_t>(weight_rows[j]);
+          w_mx[j] = live ? *reinterpret_cast<const uint2*>(weight_mx + row * (args.k / 2) + k / 2) : make_uint2(0u, 0u);
+          e8m0[j] = live ? scale_mx[row * (args.k / 32) + k / 32] : uint8_t{127};
+        } else {
+          const uint16_t* row = weight + static_cast<int64_t>(weight_rows[j]) * args.k;
 #pragma unroll
-        for (int s = 0; s < 2; ++s) {
-          const int k = k0 + s * 256 + lane * 8;
-          if (row_valid[j] && k < args.k) {
-            w[j][s] = load_weights(row, k, args.k, vector_ok);
-          } else {
-            w[j][s] = make_uint4(0u, 0u, 0u, 0u);
+          for (int s = 0; s < 2; ++s) {
+            const int k = k0 + s * 256 + lane * 8;
+            if (row_valid[j] && k < args.k) {
+              w[j][s] = load_weights(row, k, args.k, vector_ok);
+            } else {
+              w[j][s] = make_uint4(0u, 0u, 0u, 0u);
+            }
           }
         }
       }
@@ -115,6 +157,26 @@ __global__ void __launch_bounds__(kWarps * 32)
         xs[m][kk] = (k0 + kk < args.k) ? args.x[x_row * args.k + k0 + kk] : 0.0f;
       }
       __syncthreads();
+      if constexpr (kMx) {
+#pragma unroll
+        for (int j = 0; j < kRowsPerWarp; ++j) {
+          const Mx16 wf = unpack_mxfp4(w_mx[j]);
+          const float factor = mxfp4_factor(e8m0[j]);
+#pragma unroll
+          for (int m = 0; m < kTile; ++m) {
+            if (m >= rows_here) break;  // uniform over the block
+            const float4* xv = reinterpret_cast<const float4*>(&xs[m][lane * 16]);
+            float sum = 0.0f;
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+              const float4 xq = xv[q];
+              sum += wf.v[4 * q] * xq.x + wf.v[4 * q + 1] * xq.y + wf.v[4 * q + 2] * xq.z + wf.v[4 * q + 3] * xq.w;
+            }
+            acc[j][m] += sum * factor;
+          }
+        }
+        continue;
+      }
 #pragma unroll
       for (int s = 0; s < 2; ++s) {
         const int kk = s * 256 + lane * 8;
@@ -236,7 +298,7 @@ int tile_of(int rows) { return rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : r
 // The routers of many experts at decode sizes too (Qwen3's 128 at one token: the tiled kernel
 // gave the 128 × 2048 router 4 blocks, 9 µs a layer).
 bool narrow(const GemmArgs& args) {
-  return args.offsets == nullptr && !args.swiglu &&
+  return args.offsets == nullptr && !args.swiglu && args.weight_mxfp4 == nullptr &&
          (args.n <= kNarrowOutputs || (args.n <= kMaxExperts && int64_t(args.rows) * args.n <= kNarrowRowOutputs));
 }
 
@@ -256,8 +318,9 @@ int launch(const GpuExec& exec, const GemmArgs& args, float* workspace, bool sum
   grid.z = splits;
   float* partial = splits > 1 ? workspace : nullptr;
   const int chunks = ceil_div(args.k, kChunk);
-  launch_dependent("small_gemm", small_gemm_kernel<kTile>, grid, kWarps * 32, 0, exec, args, partial,
-                   ceil_div(chunks, splits), partial_rows(args));
+  const auto kernel = args.weight_mxfp4 != nullptr ? small_gemm_kernel<kTile, true> : small_gemm_kernel<kTile, false>;
+  launch_dependent("small_gemm", kernel, grid, kWarps * 32, 0, exec, args, partial, ceil_div(chunks, splits),
+                   partial_rows(args));
   if (partial != nullptr && sum) {
     sum_partials(exec, partial, splits, int64_t(partial_rows(args)) * args.n, args.out);
     return 1;
@@ -291,6 +354,10 @@ size_t small_gemm_workspace_floats(const GemmArgs& args) {
 
 void small_gemm(const GpuExec& exec, const GemmArgs& args, float* workspace) {
   if (args.rows == 0 || args.n == 0) return;
+  if (args.weight_mxfp4 != nullptr && args.k % 32 != 0) {
+    std::fprintf(stderr, "moeserve: small_gemm on MXFP4 weights needs K %% 32 == 0, got %d\n", args.k);
+    std::abort();
+  }
   dispatch(exec, args, workspace, /*sum=*/true);
 }
 

@@ -78,7 +78,7 @@ void CudaStepBackend::moe_combine(const ops::MoeCombineArgs& args) {
 void CudaStepBackend::fill_zero(void* dst, size_t bytes) { cuda::fill_zero(dst, bytes, exec_.stream); }
 
 void CudaStepBackend::grouped_gemm(const GemmArgs& args) {
-  if (args.rows <= kMaxSmallGroupedRows || !mma_gemm_supported(args.k)) {
+  if (args.rows <= kMaxSmallGroupedRows || !mma_gemm_supported(args.k) || args.weight_mxfp4 != nullptr) {
     cuda_core_gemm(args);  // splits K of the down projection (few blocks at 1-4 tokens)
     return;
   }
@@ -212,9 +212,10 @@ SplitSums CudaStepBackend::routed_experts(const MoeWeights& w, const float* x, c
   const int hidden = config_.hidden_size;
   const int entries = tokens * w.router_params.top_k;
   if (tokens <= kMaxSmallGroupedRows) return experts_streaming(w, x, source_rows, offsets, tokens, y);
-  // Experts with biases or the clamped SwiGLU (GPT-OSS) stream at every size: the per-expert
-  // cuBLAS path has neither.
-  const bool plain = !w.glu.clamped && !w.experts_gate_up.bias.present() && !w.experts_down.bias.present();
+  // Experts with biases, the clamped SwiGLU or MXFP4 weights (GPT-OSS) stream at every size: the
+  // per-expert cuBLAS path has none of them.
+  const bool plain = !w.glu.clamped && !w.experts_gate_up.bias.present() && !w.experts_down.bias.present() &&
+                     !w.experts_gate_up.mxfp4();
   if (!plain || experts_stream(config_, tokens)) {  // small_gemm gathers the rows itself; mma_gemm does not
     float* x_perm = arena_.alloc<float>(static_cast<size_t>(entries) * hidden);
     cuda::gather_rows(exec_, x, hidden, source_rows, entries, x_perm, nullptr);
@@ -238,9 +239,8 @@ SplitSums CudaStepBackend::experts_streaming(const MoeWeights& w, const float* x
   gate_up.x_rows = x_rows;
   gate_up.k = hidden;
   gate_up.n = inter;
-  gate_up.weight = w.experts_gate_up.bf16();
   gate_up.group_stride = 2LL * inter * hidden;
-  set_bias(gate_up, w.experts_gate_up);
+  set_weight(gate_up, w.experts_gate_up);
   gate_up.swiglu = true;
   gate_up.glu = w.glu;
   gate_up.out = act;
@@ -249,16 +249,21 @@ SplitSums CudaStepBackend::experts_streaming(const MoeWeights& w, const float* x
   down.x = act;
   down.k = inter;
   down.n = hidden;
-  down.weight = w.experts_down.bf16();
   down.group_stride = static_cast<int64_t>(hidden) * inter;
-  set_bias(down, w.experts_down);
+  set_weight(down, w.experts_down);
   down.out = y;
   if (down.rows <= kMaxSmallGroupedRows) return cuda_core_gemm_unsummed(down);  // as grouped_gemm
   grouped_gemm(down);
   return SplitSums{y, 1, 0};
 }
 
-void CudaStepBackend::set_bias(GemmArgs& args, const Projection& w) {
+void CudaStepBackend::set_weight(GemmArgs& args, const Projection& w) {
+  if (w.mxfp4()) {
+    args.weight_mxfp4 = w.mxfp4_blocks();
+    args.mx_scale = w.mx_scale;
+  } else {
+    args.weight = w.bf16();
+  }
   args.bias = w.bias.if_bf16();
   args.bias_f32 = w.bias.if_f32();
   args.bias_group_stride = w.out;

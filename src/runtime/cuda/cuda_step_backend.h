@@ -66,8 +66,9 @@ class CudaStepBackend final : public StepBackend {
   // y, or (small_gemm's split K at up to kMaxSmallGroupedRows tokens) its partial sums for the combine.
   SplitSums experts_streaming(const MoeWeights& w, const float* x, const int32_t* x_rows, const int32_t* offsets,
                               int tokens, float* y);
-  // args' bias (bf16 or float32) from w's, stacked per group as the experts' are.
-  static void set_bias(GemmArgs& args, const Projection& w);
+  // args' weight (bf16 or MXFP4) and bias (bf16 or float32) from w's, stacked per group as the
+  // experts' are (group_stride set by the caller).
+  static void set_weight(GemmArgs& args, const Projection& w);
   // Prefill-sized batches: the offsets copied to the host once, each chosen expert through cuBLAS
   // (experts without biases and with the plain SwiGLU).
   void experts_large(const MoeWeights& w, const float* x, const int32_t* source_rows, const int32_t* offsets,

@@ -28,6 +28,9 @@ class CudaWeightMemory final : public WeightMemory {
     return ptr;
   }
 
+  // GPT-OSS's experts stay MXFP4 (small_gemm streams them).
+  bool holds_mxfp4() const override { return true; }
+
   void write(void* dst, const void* host, size_t bytes) override {
     copy_to_device(dst, host, bytes, exec_.stream);
     synchronize_stream(exec_.stream);  // the caller reuses its host buffer
@@ -36,6 +39,10 @@ class CudaWeightMemory final : public WeightMemory {
   Status fill_random(void* dst, DType dtype, int64_t count, uint64_t seed, float stddev, float constant) override {
     if (dtype == DType::kBF16) {
       fill_random_bf16(exec_, static_cast<uint16_t*>(dst), count, seed, stddev, constant);
+      return ok_status();
+    }
+    if (dtype == DType::kU8) {
+      fill_random_bytes(exec_, static_cast<uint8_t*>(dst), count, seed, stddev != 0.0f, static_cast<uint8_t>(constant));
       return ok_status();
     }
     MS_CHECK(dtype == DType::kF32);
