@@ -113,9 +113,10 @@ constexpr const char* kQwen2_57B = R"({
 })";
 
 // gpt-oss-20b and gpt-oss-120b differ only in depth and expert count. The published checkpoints
-// store the experts as MXFP4 ("quantization_config": {"quant_method": "mxfp4", ...}), which the
-// loader dequantizes to bf16 (no MXFP4 kernels yet): the entries leave quantization_config out, so
-// the planner counts the experts' bytes at bf16 as they are held (about 4x the published bytes).
+// store the experts as MXFP4 ("quantization_config": {"quant_method": "mxfp4", ...}), which one
+// CUDA rank keeps as published and the CPU (and a TP split) dequantizes to bf16: the entries leave
+// quantization_config out, so the planner counts the experts' bytes at bf16 (about 4x the
+// published bytes), the most any layout holds.
 nlohmann::json gpt_oss(int layers, int experts) {
   nlohmann::json config = nlohmann::json::parse(R"({
   "architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss", "attention_bias": true,
