@@ -37,7 +37,11 @@ TEST_P(BackendParity, CudaLogitsEqualCpuLogitsForTheSameRandomModel) {
   auto checkpoint = Checkpoint::open(dir);
   ASSERT_TRUE(checkpoint.ok()) << checkpoint.error().message;
   const Checkpoint& weights = *checkpoint;
-  auto cpu_model = CpuModel::load(*config, weights);
+  // The CPU rounds a float32 checkpoint's weights to bf16 as the CUDA loader does (--dtype
+  // bfloat16), so both run the same weights.
+  ModelOptions cpu_options;
+  cpu_options.precision.f32 = WeightPrecision::Float32::kRound;
+  auto cpu_model = CpuModel::load(*config, weights, cpu_options);
   ASSERT_TRUE(cpu_model.ok()) << cpu_model.error().message;
   auto cuda_runner = CudaRunner::create(*config, &weights, 0,
                                         CudaRunnerOptions{.num_kv_blocks = 8,
