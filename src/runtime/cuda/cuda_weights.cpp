@@ -1,6 +1,7 @@
 // Loading a CudaModel: the weight plan (model/weight_plan.h, the one list every backend reads)
-// loaded by model/model_weights into device memory — each entry converted to bf16 and uploaded
-// once, each packing group stacked — or, with no WeightSource (--load-format dummy), random
+// loaded by model/model_weights into device memory — each entry converted to bf16 (GPT-OSS's
+// MXFP4 experts kept as published) and uploaded once, each packing group stacked — or, with no
+// WeightSource (--load-format dummy), random
 // weights generated on the device (normal(0, 0.02) from a hash of the tensor's name, norms 1.0).
 #include <algorithm>
 #include <string>
