@@ -323,9 +323,7 @@ class Loader {
     for (const WeightEntry* entry : entries) {
       const int64_t rows = entry->rows();
       if (weights_ == nullptr) {
-        const uint64_t seed = seed_ ^ std::hash<std::string>{}(entry->tensor_name(expert)) ^
-                              (uint64_t(expert) + 1) * 0x9E3779B97F4A7C15ull ^ uint64_t(entry->role);
-        MS_RETURN_IF_ERROR(memory_.fill_random(blocks + row * dst.in / 2, DType::kU8, rows * dst.in / 2, seed, 1.0f, 0));
+        MS_RETURN_IF_ERROR(fill_random(blocks + row * dst.in / 2, DType::kU8, rows * dst.in / 2, *entry, expert));
         MS_RETURN_IF_ERROR(memory_.fill_random(scales + row * groups, DType::kU8, rows * groups, 0, 0.0f, 127 - 7));
       } else {
         MS_ASSIGN_OR_RETURN(const ShardedWeights::Mxfp4Rows stored, weights_->mxfp4_rows(*entry, expert));

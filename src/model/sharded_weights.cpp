@@ -34,7 +34,8 @@ Result<ShardedWeights::Mxfp4Rows> ShardedWeights::mxfp4_rows(const WeightEntry& 
   MS_CHECK(expert >= 0 && expert < entry.count && entry.fused() && entry.shape.rank() == 2);
   const std::string name = entry.tensor_name(expert);
   const int64_t out = entry.rows(), in = entry.cols(), cols = entry.fused_cols, groups = in / kMxBlock;
-  MS_ASSIGN_OR_RETURN(TensorView blocks, source_.optional_bytes(name + "_blocks", Shape{entry.count, cols, groups, 16}));
+  MS_ASSIGN_OR_RETURN(TensorView blocks,
+                      source_.optional_bytes(name + "_blocks", Shape{entry.count, cols, groups, 16}));
   if (blocks.data == nullptr) return make_error("tensor '{}_blocks' (MXFP4) is missing", name);
   MS_ASSIGN_OR_RETURN(TensorView scales, source_.optional_bytes(name + "_scales", Shape{entry.count, cols, groups}));
   if (scales.data == nullptr) return make_error("tensor '{}_blocks' has no '{}_scales' beside it", name, name);

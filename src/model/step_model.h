@@ -88,7 +88,8 @@ struct Projection {
     return mxfp4() ? static_cast<size_t>(out) * in / 2 : static_cast<size_t>(out) * in * dtype_size(dtype);
   }
   size_t scale_bytes() const {
-    return mxfp4() ? static_cast<size_t>(out) * (in / kMxBlock) : static_cast<size_t>(out) * scale_cols() * sizeof(float);
+    return mxfp4() ? static_cast<size_t>(out) * (in / kMxBlock)
+                   : static_cast<size_t>(out) * scale_cols() * sizeof(float);
   }
   // Matrix i of several stored back to back from this one (weights, scales and biases alike).
   Projection stacked_at(int64_t i) const {

@@ -1,7 +1,7 @@
 // CPU reference: the step GEMM (dense or grouped per expert, optionally SwiGLU, optionally reading
 // its rows through x_rows), composed of the tensor ops: gather_rows, then linear per group with
-// the group's weight matrix (bf16, float32, fp8 with its block scales, or MXFP4 dequantized) and bias, then silu_mul
-// (the GluParams' activation) of the gate and up halves.
+// the group's weight matrix (bf16, float32, fp8 with its block scales, or MXFP4 dequantized) and
+// bias, then silu_mul (the GluParams' activation) of the gate and up halves.
 #include <vector>
 
 #include "kernels/cpu/step_views.h"

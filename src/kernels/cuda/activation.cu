@@ -1,5 +1,5 @@
-// CUDA op: SwiGLU's elementwise part (ops::silu_mul, either GluParams form) on a fused [gate | up] row of float32 or
-// bf16 (a bf16 GEMM's output), to float32 or bf16 (the next GEMM's input).
+// CUDA op: SwiGLU's elementwise part (ops::silu_mul, either GluParams form) on a fused [gate | up]
+// row of float32 or bf16 (a bf16 GEMM's output), to float32 or bf16 (the next GEMM's input).
 #include "kernels/cuda/common.cuh"
 
 namespace moeserve::cuda {

@@ -35,8 +35,8 @@ __device__ __forceinline__ float sink_logit(const AttentionArgs& args, int head)
 }
 
 // The keys rows [first_row, first_row + rows) of one sequence attend to, together: cache
-// positions [first, last] (first: the first row's lowest_key; last: the last
-// row's position) through its block table, and where kv head's key and value sit in an entry.
+// positions [first, last] (first: the first row's lowest_key; last: the last row's position)
+// through its block table, and where kv head's key and value sit in an entry.
 struct KeyRange {
   int first;
   int last;
@@ -47,8 +47,8 @@ struct KeyRange {
 
 __device__ __forceinline__ KeyRange key_range(const AttentionArgs& args, int first_row, int rows, int kv_head) {
   const int first_position = args.positions[first_row];
-  return KeyRange{lowest_key(args, first_position), args.positions[first_row + rows - 1], args.block_tables + args.table_offsets[first_row],
-                  args.key_offset + kv_head * args.kv_head_stride, args.value_offset + kv_head * args.kv_head_stride};
+  return KeyRange{lowest_key(args, first_position), args.positions[first_row + rows - 1],
+                  args.block_tables + args.table_offsets[first_row], args.key_offset + kv_head * args.kv_head_stride, args.value_offset + kv_head * args.kv_head_stride};
 }
 
 }  // namespace moeserve::cuda

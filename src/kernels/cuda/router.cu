@@ -1,7 +1,8 @@
 // CUDA op: MoE routing for every variant of ops::RouterParams (softmax or sigmoid scores, the
 // optional selection bias, group-limited selection by group max or top-2 sum, renormalisation,
-// routed scaling, or GPT-OSS's softmax over the top-k logits), one warp per token. Selection follows the CPU reference exactly: the k
-// largest selection values, the lower expert index first on ties.
+// routed scaling, or GPT-OSS's softmax over the top-k logits), one warp per token. Selection
+// follows the CPU reference exactly: the k largest selection values, the lower expert index
+// first on ties.
 #include "kernels/cuda/common.cuh"
 
 namespace moeserve::cuda {

@@ -1,8 +1,8 @@
-// CUDA op: decode-sized GEMM, float32 activations × bf16 (or MXFP4) weights with float32 accumulation
-// (ops::linear for few rows, and the grouped expert GEMMs of the MoE block with SwiGLU fused).
-// It is memory-bound by design: each warp streams 4 weight rows with 16-byte loads while a tile
-// of up to kSmallTile activation rows waits in shared memory, so every weight byte is read once
-// per tile. Grouped mode reads the group's row range from device offsets (no host round trip)
+// CUDA op: decode-sized GEMM, float32 activations × bf16 (or MXFP4) weights with float32
+// accumulation (ops::linear for few rows, and the grouped expert GEMMs of the MoE block with
+// SwiGLU fused). It is memory-bound by design: each warp streams 4 weight rows with 16-byte loads
+// while a tile of up to kSmallTile activation rows waits in shared memory, so every weight byte
+// is read once per tile. Grouped mode reads the group's row range from device offsets (no host round trip)
 // and skips groups with no rows.
 #include <algorithm>
 

@@ -105,16 +105,10 @@ void CudaStepBackend::tensor_core_gemm(const GemmArgs& args) {
 }
 
 void CudaStepBackend::linear(Act x, int rows, const Projection& w, float* out) {
-  const GemmArgs args{.x = x.f32,
-                      .rows = rows,
-                      .k = w.in,
-                      .n = w.out,
-                      .weight = w.bf16(),
-                      .bias = w.bias.if_bf16(),
-                      .bias_f32 = w.bias.if_f32(),
-                      .out = out};
-  if (rows <= kMaxSmallDenseRows || (rows <= kSmallTile && !mma_gemm_supported(w.in))) {
-    cuda_core_gemm(args);
+  GemmArgs args{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .out = out};
+  set_weight(args, w);
+  if (rows <= kMaxSmallDenseRows || (rows <= kSmallTile && !mma_gemm_supported(w.in)) || w.mxfp4()) {
+    cuda_core_gemm(args);  // (MXFP4: small_gemm's only)
   } else if (rows <= kMaxMmaDenseRows) {
     tensor_core_gemm(args);
   } else {
@@ -161,15 +155,9 @@ void CudaStepBackend::mlp(Act x, int rows, const MlpWeights& w, float* out) {
   const int inter = w.intermediate;
   if (rows <= kMaxSmallDenseRows) {
     float* act = arena_.alloc<float>(static_cast<size_t>(rows) * inter);
-    small_gemm(exec_, GemmArgs{.x = x.f32,
-                               .rows = rows,
-                               .k = w.gate_up.in,
-                               .n = inter,
-                               .weight = w.gate_up.bf16(),
-                               .bias = w.gate_up.bias.if_bf16(),
-                               .bias_f32 = w.gate_up.bias.if_f32(),
-                               .swiglu = true,
-                               .out = act});
+    GemmArgs gate_up{.x = x.f32, .rows = rows, .k = w.gate_up.in, .n = inter, .swiglu = true, .out = act};
+    set_weight(gate_up, w.gate_up);
+    small_gemm(exec_, gate_up);
     linear(Act{act, nullptr}, rows, w.down, out);
     return;
   }
@@ -197,14 +185,9 @@ void CudaStepBackend::router_logits(Act x, int rows, const Projection& router, f
     arena_.rewind(mark);
     return;
   }
-  small_gemm(exec_, GemmArgs{.x = x.f32,
-                             .rows = rows,
-                             .k = router.in,
-                             .n = router.out,
-                             .weight = router.bf16(),
-                             .bias = router.bias.if_bf16(),
-                             .bias_f32 = router.bias.if_f32(),
-                             .out = logits});
+  GemmArgs args{.x = x.f32, .rows = rows, .k = router.in, .n = router.out, .out = logits};
+  set_weight(args, router);
+  small_gemm(exec_, args);
 }
 
 SplitSums CudaStepBackend::routed_experts(const MoeWeights& w, const float* x, const int32_t* source_rows,

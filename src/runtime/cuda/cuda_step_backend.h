@@ -66,8 +66,8 @@ class CudaStepBackend final : public StepBackend {
   // y, or (small_gemm's split K at up to kMaxSmallGroupedRows tokens) its partial sums for the combine.
   SplitSums experts_streaming(const MoeWeights& w, const float* x, const int32_t* x_rows, const int32_t* offsets,
                               int tokens, float* y);
-  // args' weight (bf16 or MXFP4) and bias (bf16 or float32) from w's, stacked per group as the
-  // experts' are (group_stride set by the caller).
+  // args' weight (bf16 or MXFP4) and bias (bf16 or float32) from w's; grouped (the experts),
+  // the biases stacked per group as the weights are (group_stride set by the caller).
   static void set_weight(GemmArgs& args, const Projection& w);
   // Prefill-sized batches: the offsets copied to the host once, each chosen expert through cuBLAS
   // (experts without biases and with the plain SwiGLU).
