@@ -10,7 +10,8 @@
 # usage: bench/run-cuda-sweep.sh MOESERVE_BINARY OUT.json [GROUP]
 #   GROUP: all (default), whole (the models that fit one H200 whole), cut (the large ones, cut
 #   to the layers below) or new (gpt-oss-20b whole, its experts in MXFP4 as published, and
-#   Llama-4-Scout cut to 12 of its 48 layers to fit an 80 GB H100). An OUT.json that exists
+#   Llama-4-Scout cut to 10 of its 48 layers, which leaves an 80 GB H100 the KV cache of
+#   batch 256). An OUT.json that exists
 #   already keeps its other models, so the groups can run as separate commands (each under the
 #   device's 10-minute limit) into one file.
 set -euo pipefail
@@ -37,7 +38,7 @@ cut=(
 )
 new=(
   "openai/gpt-oss-20b||"
-  "meta-llama/Llama-4-Scout-17B-16E|12|"
+  "meta-llama/Llama-4-Scout-17B-16E|10|"
 )
 case $group in
   whole) models=("${whole[@]}") ;;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <tuple>
 
 #include "cuda_ops_support.h"
 
@@ -91,10 +92,9 @@ TEST_F(CudaOpsTest, DecodeGemmsMatchLinear) {
         const cuda::GemmArgs args{
             .x = upload(x), .rows = rows, .k = k, .n = n, .weight = upload(weight), .bias = upload(bias), .out = out};
         kernel.run(exec_, args, kernel.workspace_floats ? poisoned<float>(kernel.workspace_floats(args)) : nullptr);
-        expect_close_to_linear(download(out, expected.size()), expected, x, weight, bias, rows, k, n,
-                               kernel.tolerance,
-                               std::string(kernel.name) + " " + std::to_string(rows) + "x" + std::to_string(k) +
-                                   "x" + std::to_string(n));
+        expect_close_to_linear(download(out, expected.size()), expected, x, weight, bias, rows, k, n, kernel.tolerance,
+                               std::string(kernel.name) + " " + std::to_string(rows) + "x" + std::to_string(k) + "x" +
+                                   std::to_string(n));
       }
     }
   }
@@ -144,16 +144,16 @@ TEST_F(CudaOpsTest, DecodeGemmsGrouped) {
           }
           float* out = poisoned<float>(expected.size());
           const cuda::GemmArgs args{.x = upload(x),
-                                         .rows = *std::max_element(counts.begin(), counts.end()),
-                                         .k = hidden,
-                                         .n = inter,
-                                         .weight = upload(weight),
-                                         .group_stride = per_group,
-                                         .offsets = upload(offsets),
-                                         .groups = groups,
-                                         .total_rows = total,
-                                         .swiglu = swiglu,
-                                         .out = out};
+                                    .rows = *std::max_element(counts.begin(), counts.end()),
+                                    .k = hidden,
+                                    .n = inter,
+                                    .weight = upload(weight),
+                                    .group_stride = per_group,
+                                    .offsets = upload(offsets),
+                                    .groups = groups,
+                                    .total_rows = total,
+                                    .swiglu = swiglu,
+                                    .out = out};
           kernel.run(exec_, args, kernel.workspace_floats ? poisoned<float>(kernel.workspace_floats(args)) : nullptr);
           EXPECT_LT(relative_error(download(out, expected.size()), expected), kernel.tolerance)
               << kernel.name << (swiglu ? " swiglu " : " ") << hidden << "x" << inter << " rows " << total;
@@ -172,8 +172,8 @@ TEST_F(CudaOpsTest, GemmsWithFloat32BiasesAndClampedSwiglu) {
   for (const GemmKernel& kernel : kGemmKernels) {
     for (bool swiglu : {true, false}) {
       for (auto [hidden, inter] : {std::pair{96, 64}, {512, 300}}) {
-        for (const std::vector<int>& counts : {std::vector<int>{3, 0, 1, 40, 0, 17}, std::vector<int>{0, 2, 0, 1},
-                                               std::vector<int>{}}) {
+        for (const std::vector<int>& counts :
+             {std::vector<int>{3, 0, 1, 40, 0, 17}, std::vector<int>{0, 2, 0, 1}, std::vector<int>{}}) {
           if (kernel.needs_k8 && !cuda::mma_gemm_supported(hidden)) continue;
           const bool grouped = !counts.empty();
           const int groups = grouped ? static_cast<int>(counts.size()) : 1;
@@ -252,29 +252,34 @@ TEST_F(CudaOpsTest, GemmsWithFloat32BiasesAndClampedSwiglu) {
   EXPECT_LT(relative_error(added, expected), 2e-6);
 }
 
-// GPT-OSS's experts as published, MXFP4 (random codes, scales 2^-9 .. 2^-1), streamed by
-// small_gemm at decode and prefill row counts (tiles of 1 to 16 rows, groups past one tile),
-// with and without split K, against the CPU step op (which dequantizes exactly).
-TEST_F(CudaOpsTest, SmallGemmStreamsMxfp4Experts) {
+// GPT-OSS's experts as published, MXFP4 (random codes, scales 2^-9 .. 2^-1, and 2^-2 .. 2^6
+// for mma_gemm's two-step scaling), streamed by every decode GEMM kernel at decode and prefill row
+// counts (small_gemm's tiles of 1 to 16 rows, mma_gemm's 8-, 16- and 32-row tiles, groups past
+// one tile), against the CPU step op (which dequantizes exactly).
+TEST_F(CudaOpsTest, DecodeGemmsStreamMxfp4Experts) {
   const ops::GluParams clamped{.clamped = true, .alpha = 1.702f, .limit = 7.0f};
-  for (bool split_k : {false, true}) {
-    for (bool swiglu : {true, false}) {
-      for (auto [hidden, inter] : {std::pair{96, 64}, {2880, 2880}}) {
-        for (const std::vector<int>& counts : {std::vector<int>{1, 0, 0, 0}, std::vector<int>{0, 2, 0, 1},
-                                               std::vector<int>{3, 0, 1, 40, 0, 17}}) {
-          const int groups = static_cast<int>(counts.size());
-          std::vector<int32_t> offsets = {0};
-          for (int c : counts) offsets.push_back(offsets.back() + c);
-          const int total = offsets.back();
-          const int n_weight = swiglu ? 2 * inter : inter;
-          const int64_t per_group = int64_t(n_weight) * hidden;
-          std::vector<uint8_t> blocks(size_t(groups * per_group / 2)), scales(size_t(groups * per_group / 32));
-          for (uint8_t& b : blocks) b = static_cast<uint8_t>(random_int(0, 255));
-          for (uint8_t& e : scales) e = static_cast<uint8_t>(random_int(118, 126));
-          auto x = random_floats(size_t(total) * hidden);
-          auto bias = random_floats(size_t(groups) * n_weight, 0.5f);
+  for (bool swiglu : {true, false}) {
+    for (auto [hidden, inter, max_e8m0] : {std::tuple{96, 64, 126}, {2880, 2880, 126}, {160, 96, 133}}) {
+      for (const std::vector<int>& counts : {std::vector<int>{1, 0, 0, 0}, std::vector<int>{0, 2, 0, 1},
+                                             std::vector<int>{3, 0, 1, 40, 0, 17}, std::vector<int>{64, 33, 0, 100}}) {
+        const int groups = static_cast<int>(counts.size());
+        std::vector<int32_t> offsets = {0};
+        for (int c : counts) offsets.push_back(offsets.back() + c);
+        const int total = offsets.back();
+        const int n_weight = swiglu ? 2 * inter : inter;
+        const int64_t per_group = int64_t(n_weight) * hidden;
+        std::vector<uint8_t> blocks(size_t(groups * per_group / 2)), scales(size_t(groups * per_group / 32));
+        for (uint8_t& b : blocks) b = static_cast<uint8_t>(random_int(0, 255));
+        for (uint8_t& e : scales) e = static_cast<uint8_t>(random_int(max_e8m0 - 8, max_e8m0));
+        // x scaled by the inverse of the larger scales (a power of two), so every case's outputs
+        // have the same magnitude against the clamped SwiGLU's limits
+        auto x = random_floats(size_t(total) * hidden, std::ldexp(1.0f, 126 - max_e8m0));
+        auto bias = random_floats(size_t(groups) * n_weight, 0.5f);
+        for (const GemmKernel& kernel : kGemmKernels) {
+          std::vector<float> x_used = x;
+          if (kernel.bf16_inputs) round_to_bf16(x_used);
           std::vector<float> expected(size_t(total) * inter);
-          ops::GemmArgs args{.x = x.data(),
+          ops::GemmArgs args{.x = x_used.data(),
                              .rows = *std::max_element(counts.begin(), counts.end()),
                              .k = hidden,
                              .n = inter,
@@ -291,18 +296,19 @@ TEST_F(CudaOpsTest, SmallGemmStreamsMxfp4Experts) {
                              .mx_scale = scales.data()};
           ops::gemm(cpu_, args);
           cuda::GemmArgs device = args;
-          device.x = upload(x);
+          device.x = upload(x_used);
           device.offsets = upload(offsets);
           device.bias_f32 = upload(bias);
           device.weight_mxfp4 = upload(blocks);
           device.mx_scale = upload(scales);
           device.out = poisoned<float>(expected.size());
-          cuda::small_gemm(exec_, device,
-                           split_k ? poisoned<float>(std::max<size_t>(1, cuda::small_gemm_workspace_floats(device)))
-                                   : nullptr);
-          EXPECT_LT(relative_error(download(device.out, expected.size()), expected), 2e-6)
-              << (swiglu ? "swiglu " : "") << hidden << "x" << inter << " rows " << total
-              << (split_k ? " split-K" : "");
+          float* workspace = kernel.workspace_floats != nullptr
+                                 ? poisoned<float>(std::max<size_t>(1, kernel.workspace_floats(device)))
+                                 : nullptr;
+          kernel.run(exec_, device, workspace);
+          EXPECT_LT(relative_error(download(device.out, expected.size()), expected), kernel.tolerance)
+              << kernel.name << (swiglu ? " swiglu " : " ") << hidden << "x" << inter << " rows " << total
+              << " e8m0 up to " << max_e8m0;
         }
       }
     }
@@ -349,18 +355,18 @@ TEST_F(CudaOpsTest, UnsummedSplitKMatchesTheSummedGemm) {
   }
   // Grouped: 2 tokens × top-2 over 4 experts (token 0 → experts 1, 3; token 1 → 3, 0), hidden 4096.
   const int hidden = 4096, inter = 8192, experts = 4, top_k = 2, tokens = 2;
-  const std::vector<int32_t> offsets = {0, 1, 2, 2, 4};  // permuted rows per expert
-  const std::vector<int32_t> positions = {1, 2, 3, 0};   // (token, k) → permuted row
+  const std::vector<int32_t> offsets = {0, 1, 2, 2, 4};            // permuted rows per expert
+  const std::vector<int32_t> positions = {1, 2, 3, 0};             // (token, k) → permuted row
   const auto act = random_floats(size_t(tokens * top_k) * inter);  // [entries, inter] permuted
   const cuda::GemmArgs down{.x = upload(act),
-                                 .rows = tokens,
-                                 .k = inter,
-                                 .n = hidden,
-                                 .weight = upload(random_bf16(size_t(experts) * hidden * inter, 0.1f)),
-                                 .group_stride = int64_t(hidden) * inter,
-                                 .offsets = upload(offsets),
-                                 .groups = experts,
-                                 .total_rows = tokens * top_k};
+                            .rows = tokens,
+                            .k = inter,
+                            .n = hidden,
+                            .weight = upload(random_bf16(size_t(experts) * hidden * inter, 0.1f)),
+                            .group_stride = int64_t(hidden) * inter,
+                            .offsets = upload(offsets),
+                            .groups = experts,
+                            .total_rows = tokens * top_k};
   cuda::GemmArgs summed = down;
   summed.out = poisoned<float>(size_t(tokens * top_k) * hidden);
   cuda::small_gemm(exec_, summed, poisoned<float>(cuda::small_gemm_workspace_floats(down)));
@@ -422,14 +428,14 @@ TEST_F(CudaOpsTest, SmallGemmGathersItsRows) {
     const int64_t per_group = (swiglu ? 2LL : 1LL) * inter * hidden;
     // 6 entries = 3 tokens × top-2.
     expect_gather_matches(cuda::GemmArgs{.rows = tokens,
-                                              .k = hidden,
-                                              .n = inter,
-                                              .weight = upload(random_bf16(size_t(groups) * per_group, 0.1f)),
-                                              .group_stride = per_group,
-                                              .offsets = upload(std::vector<int32_t>{0, 2, 2, 5, 5, 6}),
-                                              .groups = groups,
-                                              .total_rows = 6,
-                                              .swiglu = swiglu},
+                                         .k = hidden,
+                                         .n = inter,
+                                         .weight = upload(random_bf16(size_t(groups) * per_group, 0.1f)),
+                                         .group_stride = per_group,
+                                         .offsets = upload(std::vector<int32_t>{0, 2, 2, 5, 5, 6}),
+                                         .groups = groups,
+                                         .total_rows = 6,
+                                         .swiglu = swiglu},
                           {2, 0, 1, 0, 2, 1}, tokens, swiglu ? "grouped swiglu" : "grouped");
   }
   // Ungrouped with few outputs: the narrow kernel (the router's shape).

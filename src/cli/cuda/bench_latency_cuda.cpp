@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fmt/format.h>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -49,7 +50,7 @@ double prefill_flops(const ModelConfig& c, const WeightPlan& plan, int batch, in
 }
 
 struct Batch {
-  std::vector<std::vector<int32_t> > tokens, tables;
+  std::vector<std::vector<int32_t>> tokens, tables;
 };
 
 // B sequences with their own blocks; every sequence's prompt is input_len pseudo-random ids.
@@ -164,8 +165,7 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
   const int inter = c.moe ? c.moe->expert_intermediate_size : 0;
   const size_t expert_rows = size_t(64) * (c.moe ? c.moe->top_k : 1);
   auto x = cuda::DeviceBuffer::allocate(expert_rows * std::max(hidden, inter) * 4);
-  auto y = cuda::DeviceBuffer::allocate(
-      std::max(size_t(64) * qkv_out, expert_rows * std::max(2 * inter, hidden)) * 4);
+  auto y = cuda::DeviceBuffer::allocate(std::max(size_t(64) * qkv_out, expert_rows * std::max(2 * inter, hidden)) * 4);
   if (!w.ok() || !x.ok() || !y.ok()) fail("cannot allocate kernel benchmark buffers");
   cuda::fill_random_bf16(exec, w->as<uint16_t>(), int64_t(qkv_out) * hidden, 3, 0.02f, 0.0f);
   cuda::fill_zero(x->data(), x->bytes(), stream.stream());
@@ -173,10 +173,15 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
   auto x_lo = cuda::DeviceBuffer::allocate(size_t(64) * hidden * 2);
   if (!x_hi.ok() || !x_lo.ok()) fail("cannot allocate kernel benchmark buffers");
   for (int rows : {1, 2, 4, 8, 16, 32, 64}) {
-    const cuda::GemmArgs args{
-        .x = x->as<float>(), .rows = rows, .k = hidden, .n = qkv_out, .weight = w->as<uint16_t>(), .out = y->as<float>()};
+    const cuda::GemmArgs args{.x = x->as<float>(),
+                              .rows = rows,
+                              .k = hidden,
+                              .n = qkv_out,
+                              .weight = w->as<uint16_t>(),
+                              .out = y->as<float>()};
     auto report = [&](const char* kernel, double s) {
-      out.push_back({{"kernel", kernel}, {"rows", rows}, {"seconds", s}, {"gb_per_s", double(qkv_out) * hidden * 2 / s / 1e9}});
+      out.push_back(
+          {{"kernel", kernel}, {"rows", rows}, {"seconds", s}, {"gb_per_s", double(qkv_out) * hidden * 2 / s / 1e9}});
     };
     const size_t workspace_floats =
         std::max(cuda::mma_gemm_workspace_floats(args), cuda::small_gemm_workspace_floats(args));
@@ -192,22 +197,29 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
       report("mma_gemm bf16 split-K qkv", time_it([&] { cuda::mma_gemm(exec, args, false, workspace->as<float>()); }));
     }
     report("cublas split qkv (2 GEMMs + cast)", time_it([&] {
-             cuda::to_bf16_split(exec, x->as<float>(), int64_t(rows) * hidden, x_hi->as<uint16_t>(), x_lo->as<uint16_t>());
-             cuda::gemm_bf16(exec, x_hi->as<uint16_t>(), w->as<uint16_t>(), nullptr, rows, qkv_out, hidden, y->as<float>());
-             cuda::gemm_bf16(exec, x_lo->as<uint16_t>(), w->as<uint16_t>(), nullptr, rows, qkv_out, hidden, y->as<float>(),
-                             true);
+             cuda::to_bf16_split(exec, x->as<float>(), int64_t(rows) * hidden, x_hi->as<uint16_t>(),
+                                 x_lo->as<uint16_t>());
+             cuda::gemm_bf16(exec, x_hi->as<uint16_t>(), w->as<uint16_t>(), nullptr, rows, qkv_out, hidden,
+                             y->as<float>());
+             cuda::gemm_bf16(exec, x_lo->as<uint16_t>(), w->as<uint16_t>(), nullptr, rows, qkv_out, hidden,
+                             y->as<float>(), true);
            }));
     report("cublas bf16 qkv", time_it([&] {
-             cuda::gemm_bf16(exec, x_hi->as<uint16_t>(), w->as<uint16_t>(), nullptr, rows, qkv_out, hidden, y->as<float>());
+             cuda::gemm_bf16(exec, x_hi->as<uint16_t>(), w->as<uint16_t>(), nullptr, rows, qkv_out, hidden,
+                             y->as<float>());
            }));
   }
   if (c.moe) {
     const MoeConfig& m = *c.moe;
     auto experts = cuda::DeviceBuffer::allocate(size_t(m.num_experts) * 2 * m.expert_intermediate_size * hidden * 2);
     auto offsets_buf = cuda::DeviceBuffer::allocate(size_t(m.num_experts + 1) * 4);
-    if (!experts.ok() || !offsets_buf.ok()) fail("cannot allocate expert benchmark buffers");
+    // GPT-OSS: the experts as MXFP4, as the runner holds them (the random bits as codes, zero scales)
+    const bool mx = c.mxfp4_experts;
+    auto mx_scales = cuda::DeviceBuffer::allocate(size_t(m.num_experts) * 2 * m.expert_intermediate_size * hidden / 32);
+    if (!experts.ok() || !offsets_buf.ok() || !mx_scales.ok()) fail("cannot allocate expert benchmark buffers");
     cuda::fill_random_bf16(exec, experts->as<uint16_t>(),
                            int64_t(m.num_experts) * 2 * m.expert_intermediate_size * hidden, 4, 0.02f, 0.0f);
+    cuda::fill_zero(mx_scales->data(), mx_scales->bytes(), stream.stream());
     for (int tokens : {1, 2, 4, 8, 32, 64}) {
       // tokens × top_k rows spread over the first min(E, tokens × top_k) experts.
       const int entries = tokens * m.top_k;
@@ -215,22 +227,28 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
       std::vector<int32_t> offsets(m.num_experts + 1, entries);
       for (int e = 0; e <= touched; ++e) offsets[e] = e * entries / touched;
       cuda::copy_to_device(offsets_buf->data(), offsets.data(), offsets.size() * 4, stream.stream());
-      const cuda::GemmArgs args{.x = x->as<float>(),
-                                     .rows = tokens,
-                                     .k = hidden,
-                                     .n = m.expert_intermediate_size,
-                                     .weight = experts->as<uint16_t>(),
-                                     .group_stride = 2LL * m.expert_intermediate_size * hidden,
-                                     .offsets = offsets_buf->as<int32_t>(),
-                                     .groups = m.num_experts,
-                                     .total_rows = entries,
-                                     .swiglu = true,
-                                     .out = y->as<float>()};
-      const double bytes = double(touched) * 2 * m.expert_intermediate_size * hidden * 2;
+      cuda::GemmArgs args{.x = x->as<float>(),
+                          .rows = tokens,
+                          .k = hidden,
+                          .n = m.expert_intermediate_size,
+                          .weight = experts->as<uint16_t>(),
+                          .group_stride = 2LL * m.expert_intermediate_size * hidden,
+                          .offsets = offsets_buf->as<int32_t>(),
+                          .groups = m.num_experts,
+                          .total_rows = entries,
+                          .swiglu = true,
+                          .out = y->as<float>()};
+      if (mx) {
+        args.weight = nullptr;
+        args.weight_mxfp4 = experts->as<uint8_t>();
+        args.mx_scale = mx_scales->as<uint8_t>();
+      }
+      const double bytes = double(touched) * 2 * m.expert_intermediate_size * hidden * (mx ? 0.5 + 1.0 / 32 : 2.0);
       auto report = [&](const char* kernel, double s, double weight_bytes) {
         out.push_back({{"kernel", kernel},
                        {"tokens", tokens},
                        {"experts_touched", touched},
+                       {"weights", mx ? "mxfp4" : "bf16"},
                        {"seconds", s},
                        {"gb_per_s", weight_bytes / s / 1e9}});
       };
@@ -275,7 +293,8 @@ double op_weight_bytes(const ModelConfig& c, const std::string& op, int tokens) 
   if (op == "moe.router") return layers * c.moe->num_experts * hidden * 2;
   if (op == "moe.experts") {
     const double touched = std::min(c.moe->num_experts, tokens * c.moe->top_k);  // upper bound of distinct experts
-    return layers * touched * 3.0 * c.moe->expert_intermediate_size * hidden * 2;
+    const double bytes_per_weight = c.mxfp4_experts ? 0.5 + 1.0 / 32 : 2.0;
+    return layers * touched * 3.0 * c.moe->expert_intermediate_size * hidden * bytes_per_weight;
   }
   return 0.0;
 }
@@ -343,10 +362,9 @@ nlohmann::json profile_step(CudaRunner& runner, int batch, int input_len, bool d
 
 void run_bench_latency_cuda(const CudaLatencyArgs& args) {
   const RunnerSpec& spec = *args.spec;
-  CudaRunnerOptions runner_options{
-      .gpu_memory_utilization = args.gpu_memory_utilization,
-      .max_num_batched_tokens = args.max_num_batched_tokens,
-      .enforce_eager = args.enforce_eager};
+  CudaRunnerOptions runner_options{.gpu_memory_utilization = args.gpu_memory_utilization,
+                                   .max_num_batched_tokens = args.max_num_batched_tokens,
+                                   .enforce_eager = args.enforce_eager};
   // The machine's ceilings and the kernels in isolation first, on buffers freed before the runner
   // sizes its KV cache from the free memory (a model with many large experts, DeepSeek-V3's 256,
   // needs ~15 GB for the expert GEMMs' benchmark weights alone). Their shapes are the config the
@@ -379,6 +397,21 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
                            {"profiled_outside_workspace_bytes", (*runner)->profiled_outside_arena()},
                            {"prefill_precision", cuda::prefill_precision_name((*runner)->prefill_precision())},
                            {"cuda_graphs", !args.enforce_eager}};
+  // Every sequence of a batch holds its own blocks for the whole run: refuse, before anything runs,
+  // a batch the KV cache cannot hold (rather than letting the step's block tables overrun it).
+  const int block_size = (*runner)->block_size();
+  const auto check_fits = [&](int batch, int tokens, const char* what) {
+    const int64_t needed = int64_t(batch) * ((tokens + block_size - 1) / block_size);
+    if (needed > (*runner)->num_kv_blocks()) {
+      fail(fmt::format("{} of {} sequences x {} tokens needs {} KV-cache blocks of {} tokens; the cache holds {} "
+                       "({:.1f} GiB at --gpu-memory-utilization {}): lower the batch or the lengths, or raise "
+                       "--gpu-memory-utilization",
+                       what, batch, tokens, needed, block_size, (*runner)->num_kv_blocks(),
+                       (*runner)->kv_bytes() / double(1 << 30), args.gpu_memory_utilization));
+    }
+  };
+  for (int batch : args.batch_sizes) check_fits(batch, args.input_len + args.output_len, "--batch-size");
+  if (args.prefill_len > 0) check_fits(args.prefill_batch, args.prefill_len + 1, "--prefill-batch");
   auto devices = cuda::list_devices();
   if (devices.ok() && !devices->empty()) result["gpu"] = devices->front().name;
   nlohmann::json decode = nlohmann::json::object();
@@ -430,9 +463,8 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
   // Each decode batch against the roofline of the bytes its steps touch: the weights of the
   // experts they ran (counted in the profiled step) and every other weight once, plus the KV
   // cache read at the run's mean context (input_len + output_len / 2).
-  const double kv_bytes_per_token_layer = double((*runner)->kv_bytes()) /
-                                          (double((*runner)->num_kv_blocks()) * (*runner)->block_size() *
-                                           config.num_layers);
+  const double kv_bytes_per_token_layer = double((*runner)->kv_bytes()) / (double((*runner)->num_kv_blocks()) *
+                                                                           (*runner)->block_size() * config.num_layers);
   for (size_t i = 0; i < args.batch_sizes.size(); ++i) {
     const int batch = args.batch_sizes[i];
     const double routed = profiles[i]["routed_experts_per_moe_layer"].get<double>();

@@ -1,6 +1,6 @@
 // CUDA op: weight-streaming GEMM on tensor cores for batches of a few to a few hundred rows
 // (the grouped MoE experts and the dense projections of decode steps above kSmallTile rows).
-// Same contract as small_gemm (GemmArgs: float32 activations, bf16 weights, optional
+// Same contract as small_gemm (GemmArgs: float32 activations, bf16 or MXFP4 weights, optional
 // groups read from device offsets, SwiGLU fused), computed with mma.sync m16n8k16:
 //
 //   outᵀ [features, rows] = W [features, K] · xᵀ [K, rows]
@@ -20,6 +20,7 @@
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/mma.cuh"
+#include "kernels/cuda/mxfp4.cuh"
 #include "kernels/cuda/split_k.cuh"
 
 namespace moeserve::cuda {
@@ -45,18 +46,26 @@ __device__ __forceinline__ uint32_t word_of(const uint4 (&v)[2], int w) {
 }
 
 // One thread's weights for one chunk: rows g and g + 8 of each of its kTiles m-tiles, 16 K each.
-template <int kTiles>
+template <int kTiles, bool kMx = false>
 struct WeightFrags {
   uint4 row[kTiles][2][2];  // [tile][row g / g+8][K 0..7 / 8..15 of the thread's span]
+};
+// MXFP4: the same 16 K as 8 bytes of e2m1 codes and their block's e8m0 scale (a 16-K span never
+// straddles a 32-K block), decoded to bf16 when the chunk is multiplied.
+template <int kTiles>
+struct WeightFrags<kTiles, true> {
+  uint2 codes[kTiles][2];
+  uint32_t e8m0[kTiles][2];
 };
 
 // kTiles m-tiles of 16 weight rows per warp: with SwiGLU 2 (tile 0 = gate rows, tile 1 = the
 // matching up rows), else 1 or 2 consecutive tiles (2: twice the weight bytes in flight per
 // thread). kNTiles: activation rows per block = 8 · kNTiles. kSplit: hi + lo activation halves.
+// kMx: MXFP4 weights (args.weight_mxfp4, K % 32 == 0), decoded exactly to bf16 in registers.
 // partial != null (no SwiGLU): the K chunks are cut into `splits` ranges of chunks_per_split;
 // blockIdx.z = group · splits + split, and the block's sums go to
 // partial[split][row][feature] (partial_rows rows) for sum_partials_kernel to add up.
-template <int kNTiles, int kTiles, bool kSwiglu, bool kSplit>
+template <int kNTiles, int kTiles, bool kSwiglu, bool kSplit, bool kMx>
 __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, float* partial, int splits,
                                                                int chunks_per_split, int partial_rows) {
   start_after_prior_grids();
@@ -80,7 +89,9 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
   const int lane = threadIdx.x & 31;
   const int g = lane >> 2;  // fragment row (A) / column (B)
   const int t = lane & 3;   // which 16-wide K span of the chunk the thread owns
-  const uint16_t* weight = args.weight + group * args.group_stride;
+  const uint16_t* weight = kMx ? nullptr : args.weight + group * args.group_stride;
+  const uint8_t* weight_mx = kMx ? args.weight_mxfp4 + group * args.group_stride / 2 : nullptr;  // [N_w, K / 2]
+  const uint8_t* scale_mx = kMx ? args.mx_scale + group * args.group_stride / 32 : nullptr;      // [N_w, K / 32]
   // Feature (output column) of fragment row g (+8 for r = 1) of m-tile i, and its weight row.
   const int feature0 = (blockIdx.y * kWarps + warp) * kWarpFeatures;
   auto feature_of = [&](int i, int r) { return feature0 + (kSwiglu ? 0 : 16 * i) + g + 8 * r; };
@@ -94,22 +105,31 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
       weight_row[i][r] = feature_of(i, r) + (kSwiglu ? i * args.n : 0);  // SwiGLU tile 1: the up rows
     }
 
-  auto load_weights = [&](WeightFrags<kTiles>& w, int k0) {
+  auto load_weights = [&](WeightFrags<kTiles, kMx>& w, int k0) {
 #pragma unroll
     for (int i = 0; i < kTiles; ++i)
 #pragma unroll
-      for (int r = 0; r < 2; ++r)
+      for (int r = 0; r < 2; ++r) {
+        const int k = k0 + 16 * t;
+        const bool live = row_ok[i][r] && k < args.k;
+        const int64_t row = weight_row[i][r];
+        if constexpr (kMx) {
+          w.codes[i][r] = live ? __ldg(reinterpret_cast<const uint2*>(weight_mx + row * (args.k / 2) + k / 2))
+                               : make_uint2(0u, 0u);
+          w.e8m0[i][r] = live ? scale_mx[row * (args.k / 32) + k / 32] : 127u;
+        } else {
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int k = k0 + 16 * t + 8 * h;
-          w.row[i][r][h] = row_ok[i][r] && k < args.k
-                               ? __ldg(reinterpret_cast<const uint4*>(weight + int64_t(weight_row[i][r]) * args.k + k))
-                               : make_uint4(0u, 0u, 0u, 0u);
+          for (int h = 0; h < 2; ++h) {
+            w.row[i][r][h] = live && k + 8 * h < args.k
+                                 ? __ldg(reinterpret_cast<const uint4*>(weight + row * args.k + k + 8 * h))
+                                 : make_uint4(0u, 0u, 0u, 0u);
+          }
         }
+      }
   };
   // Activations: kRows × kChunk floats as float4s, kRows / 8 per thread.
   constexpr int kXLoads = kRows * (kChunk / 4) / (kWarps * 32);
-  auto load_x = [&](float4 (&x)[kXLoads], int k0) {
+  auto load_x = [&](float4(&x)[kXLoads], int k0) {
 #pragma unroll
     for (int j = 0; j < kXLoads; ++j) {
       const int index = threadIdx.x + j * kWarps * 32;
@@ -120,7 +140,7 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
                  : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
   };
-  auto store_x = [&](const float4 (&x)[kXLoads], int buffer) {
+  auto store_x = [&](const float4(&x)[kXLoads], int buffer) {
 #pragma unroll
     for (int j = 0; j < kXLoads; ++j) {
       const int index = threadIdx.x + j * kWarps * 32;
@@ -143,7 +163,7 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
   const int all_chunks = (args.k + kChunk - 1) / kChunk;
   const int chunk_begin = partial != nullptr ? split * chunks_per_split : 0;
   const int chunk_end = partial != nullptr ? min(all_chunks, chunk_begin + chunks_per_split) : all_chunks;
-  WeightFrags<kTiles> w_now, w_next;
+  WeightFrags<kTiles, kMx> w_now, w_next;
   float4 x_next[kXLoads];
   load_weights(w_now, chunk_begin * kChunk);
   load_x(x_next, chunk_begin * kChunk);
@@ -156,6 +176,18 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
       load_x(x_next, (c + 1) * kChunk);
     }
     const int buffer = (c - chunk_begin) & 1;
+    const WeightFrags<kTiles> a_frags = [&] {
+      if constexpr (kMx) {
+        WeightFrags<kTiles> decoded;
+#pragma unroll
+        for (int i = 0; i < kTiles; ++i)
+#pragma unroll
+          for (int r = 0; r < 2; ++r) mxfp4_to_bf16x16(w_now.codes[i][r], w_now.e8m0[i][r], decoded.row[i][r]);
+        return decoded;
+      } else {
+        return w_now;
+      }
+    }();
 #pragma unroll
     for (int j = 0; j < kNTiles; ++j) {
       if (j >= active_ntiles) break;  // uniform: columns past the group's rows
@@ -169,8 +201,8 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
       for (int s = 0; s < 4; ++s) {
 #pragma unroll
         for (int i = 0; i < kTiles; ++i) {
-          const uint32_t a0 = word_of(w_now.row[i][0], 2 * s), a1 = word_of(w_now.row[i][1], 2 * s);
-          const uint32_t a2 = word_of(w_now.row[i][0], 2 * s + 1), a3 = word_of(w_now.row[i][1], 2 * s + 1);
+          const uint32_t a0 = word_of(a_frags.row[i][0], 2 * s), a1 = word_of(a_frags.row[i][1], 2 * s);
+          const uint32_t a2 = word_of(a_frags.row[i][0], 2 * s + 1), a3 = word_of(a_frags.row[i][1], 2 * s + 1);
 #pragma unroll
           for (int half = 0; half < kHalves; ++half)
             mma_bf16(acc[i][j], a0, a1, a2, a3, word_of(b[half], 2 * s), word_of(b[half], 2 * s + 1));
@@ -202,8 +234,8 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
           continue;
         }
         if constexpr (kSwiglu) {
-          value = glu(value + gemm_bias(args, group, feature),
-                      acc[1][j][e] + gemm_bias(args, group, args.n + feature), args.glu);
+          value = glu(value + gemm_bias(args, group, feature), acc[1][j][e] + gemm_bias(args, group, args.n + feature),
+                      args.glu);
         } else {
           value += gemm_bias(args, group, feature);
         }
@@ -222,22 +254,21 @@ constexpr int kGroupedTiles = 2;  // m-tiles per warp of grouped GEMMs (see disp
 // two reps): batch 64 (16 rows an expert on average) 7,531-7,554 → 7,894-7,899 tok/s, batch
 // 128 10,225-10,249 → 11,209-11,215; at batch 32 (8 on average) they lost 4% (4,343-4,378 →
 // 4,174-4,186: 163 registers a thread, 3 blocks an SM instead of 4), as 24-row tiles did.
-bool long_grouped_tile(const GemmArgs& args) {
-  return args.offsets != nullptr && args.total_rows >= 16 * args.groups;
-}
+bool long_grouped_tile(const GemmArgs& args) { return args.offsets != nullptr && args.total_rows >= 16 * args.groups; }
 
 // K splits (split_k.cuh) counting one row tile per touched group of a grouped GEMM (most
 // tiles of a group past its rows exit at once).
 int k_splits(const GemmArgs& args) {
   if (args.swiglu || partial_rows(args) <= 0) return 1;
   const bool grouped = args.offsets != nullptr;
-  const int64_t feature_blocks = ceil_div(args.n, kWarps * 16 * (grouped ? kGroupedTiles : 1));
-  const int64_t blocks = feature_blocks * (grouped ? std::min(args.groups, args.total_rows)
-                                                   : ceil_div(args.rows, row_tile(args.rows)));
+  const bool two_tiles = grouped || args.weight_mxfp4 != nullptr;  // as dispatch_rows
+  const int64_t feature_blocks = ceil_div(args.n, kWarps * 16 * (two_tiles ? kGroupedTiles : 1));
+  const int64_t blocks =
+      feature_blocks * (grouped ? std::min(args.groups, args.total_rows) : ceil_div(args.rows, row_tile(args.rows)));
   return k_split_count(blocks, ceil_div(args.k, kChunk));
 }
 
-template <int kNTiles, int kTiles, bool kSwiglu, bool kSplit>
+template <int kNTiles, int kTiles, bool kSwiglu, bool kSplit, bool kMx>
 void launch(const GpuExec& exec, const GemmArgs& args, float* workspace) {
   const int splits = workspace != nullptr ? k_splits(args) : 1;
   const int chunks = ceil_div(args.k, kChunk);
@@ -247,14 +278,14 @@ void launch(const GpuExec& exec, const GemmArgs& args, float* workspace) {
   const dim3 grid(ceil_div(args.rows, 8 * kNTiles), ceil_div(args.n, kWarps * warp_features),
                   (args.offsets != nullptr ? args.groups : 1) * splits);
   float* partial = splits > 1 ? workspace : nullptr;
-  launch_dependent("mma_gemm", mma_gemm_kernel<kNTiles, kTiles, kSwiglu, kSplit>, grid, kWarps * 32, 0, exec, args,
+  launch_dependent("mma_gemm", mma_gemm_kernel<kNTiles, kTiles, kSwiglu, kSplit, kMx>, grid, kWarps * 32, 0, exec, args,
                    partial, splits, ceil_div(chunks, splits), partial_rows(args));
   if (partial != nullptr) {
     sum_partials(exec, partial, splits, int64_t(partial_rows(args)) * args.n, args.out);
   }
 }
 
-template <bool kSwiglu, bool kSplit>
+template <bool kSwiglu, bool kSplit, bool kMx>
 void dispatch_rows(const GpuExec& exec, const GemmArgs& args, float* workspace) {
   // Row tiles of 8 or 16 rows (32 for grouped GEMMs of long groups, long_grouped_tile): larger
   // tiles need more registers, fewer blocks fit an SM and fewer weight bytes are in flight
@@ -262,17 +293,24 @@ void dispatch_rows(const GpuExec& exec, const GemmArgs& args, float* workspace) 
   // with more rows takes several tiles (grid x).
   // m-tiles: SwiGLU pairs gate and up; grouped experts take two tiles per warp (the down
   // projection then keeps as many weight bytes in flight as gate/up); ungrouped GEMMs one.
-  // Either splits K when that leaves SMs idle (a workspace given, no SwiGLU).
+  // Either splits K when that leaves SMs idle (a workspace given, no SwiGLU). MXFP4 weights
+  // (GPT-OSS's experts, always grouped) take the grouped tiles.
   const bool short_tile = row_tile(args.rows) == 8;
-  if (args.offsets != nullptr || kSwiglu) {
-    if (short_tile) return launch<1, kGroupedTiles, kSwiglu, kSplit>(exec, args, workspace);
-    if (long_grouped_tile(args)) return launch<4, kGroupedTiles, kSwiglu, kSplit>(exec, args, workspace);
-    return launch<2, kGroupedTiles, kSwiglu, kSplit>(exec, args, workspace);
+  if (args.offsets != nullptr || kSwiglu || kMx) {
+    if (short_tile) return launch<1, kGroupedTiles, kSwiglu, kSplit, kMx>(exec, args, workspace);
+    if (long_grouped_tile(args)) return launch<4, kGroupedTiles, kSwiglu, kSplit, kMx>(exec, args, workspace);
+    return launch<2, kGroupedTiles, kSwiglu, kSplit, kMx>(exec, args, workspace);
   }
-  if constexpr (!kSwiglu) {
-    if (short_tile) return launch<1, 1, false, kSplit>(exec, args, workspace);
-    return launch<2, 1, false, kSplit>(exec, args, workspace);
+  if constexpr (!kSwiglu && !kMx) {
+    if (short_tile) return launch<1, 1, false, kSplit, false>(exec, args, workspace);
+    return launch<2, 1, false, kSplit, false>(exec, args, workspace);
   }
+}
+
+template <bool kSwiglu, bool kSplit>
+void dispatch_weights(const GpuExec& exec, const GemmArgs& args, float* workspace) {
+  args.weight_mxfp4 != nullptr ? dispatch_rows<kSwiglu, kSplit, true>(exec, args, workspace)
+                               : dispatch_rows<kSwiglu, kSplit, false>(exec, args, workspace);
 }
 
 }  // namespace
@@ -294,10 +332,15 @@ void mma_gemm(const GpuExec& exec, const GemmArgs& args, bool split, float* work
     std::fprintf(stderr, "moeserve: mma_gemm needs K %% 8 == 0, got %d\n", args.k);
     std::abort();
   }
+  if (args.weight_mxfp4 != nullptr && args.k % 32 != 0) {
+    std::fprintf(stderr, "moeserve: mma_gemm on MXFP4 weights needs K %% 32 == 0, got %d\n", args.k);
+    std::abort();
+  }
   if (args.swiglu) {  // never splits K (k_splits), so no workspace
-    split ? dispatch_rows<true, true>(exec, args, nullptr) : dispatch_rows<true, false>(exec, args, nullptr);
+    split ? dispatch_weights<true, true>(exec, args, nullptr) : dispatch_weights<true, false>(exec, args, nullptr);
   } else {
-    split ? dispatch_rows<false, true>(exec, args, workspace) : dispatch_rows<false, false>(exec, args, workspace);
+    split ? dispatch_weights<false, true>(exec, args, workspace)
+          : dispatch_weights<false, false>(exec, args, workspace);
   }
 }
 

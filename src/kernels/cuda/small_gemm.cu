@@ -6,9 +6,8 @@
 // and skips groups with no rows.
 #include <algorithm>
 
-#include <cuda_fp16.h>
-
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/mxfp4.cuh"
 #include "kernels/cuda/split_k.cuh"
 
 namespace moeserve::cuda {
@@ -18,7 +17,16 @@ namespace {
 constexpr int kWarps = 8;
 constexpr int kRowsPerWarp = 4;  // weight rows per warp
 constexpr int kChunk = 512;      // K elements staged per pass (32 lanes × 8 × 2)
-constexpr int kNarrowOutputs = 64;  // up to this many outputs: one warp per output,
+
+// MXFP4 weights take 4 bytes per 8 K where bf16 takes 16, so a pass stages up to 4 times the K
+// (as many weight bytes in flight a lane as bf16's) within the same shared memory, 36 KB:
+// 2048 K at tiles of up to 4 rows, 1024 at 8, 512 at 16. Lane l takes the 16-K spans l, l + 32, …
+// of a pass (coalesced 8-byte loads), and the staged activations skip 4 floats after every 32, so
+// the lanes' float4 reads of their spans hit distinct banks.
+__host__ __device__ constexpr int mx_chunk(int tile) { return tile <= 4 ? 2048 : tile <= 8 ? 1024 : 512; }
+__host__ __device__ constexpr int chunk_of(int tile, bool mx) { return mx ? mx_chunk(tile) : kChunk; }
+__device__ __forceinline__ int mx_padded(int kk) { return kk + (kk >> 5) * 4; }
+constexpr int kNarrowOutputs = 64;       // up to this many outputs: one warp per output,
 constexpr int kNarrowRowOutputs = 4096;  // and up to kMaxExperts while rows × outputs stay this few
 
 // 8 bf16 weights as raw bits (kept packed until used, so the loads stay in flight while the
@@ -33,32 +41,6 @@ __device__ __forceinline__ uint4 load_weights(const uint16_t* row, int k, int k_
     words[i] = lo | (hi << 16);
   }
   return make_uint4(words[0], words[1], words[2], words[3]);
-}
-
-// MXFP4: 16 consecutive weights of a row (8 bytes of e2m1 pairs, the even one in the low nibble)
-// as float, times 2^-14 (each e2m1 code placed in an fp16's sign, low exponent and top mantissa
-// bits: value · 2^-14 exactly, e2m1's subnormal 0.5 included), and the factor that restores them
-// with their block's e8m0 scale, 2^14 · 2^(e8m0 − 127).
-struct Mx16 {
-  float v[16];
-};
-__device__ __forceinline__ Mx16 unpack_mxfp4(uint2 raw) {
-  const uint32_t words[2] = {raw.x, raw.y};
-  Mx16 out;
-#pragma unroll
-  for (int w = 0; w < 2; ++w)
-#pragma unroll
-    for (int b = 0; b < 4; ++b) {
-      const uint32_t t = words[w] >> (8 * b);
-      const uint32_t h = ((t & 0x7u) << 9) | ((t & 0x8u) << 12) | ((t & 0x70u) << 21) | ((t & 0x80u) << 24);
-      const float2 pair = __half22float2(*reinterpret_cast<const __half2*>(&h));
-      out.v[8 * w + 2 * b] = pair.x;
-      out.v[8 * w + 2 * b + 1] = pair.y;
-    }
-  return out;
-}
-__device__ __forceinline__ float mxfp4_factor(uint8_t e8m0) {
-  return e8m0 <= 240 ? __uint_as_float((uint32_t(e8m0) + 14u) << 23) : ldexpf(1.0f, int(e8m0) - 113);
 }
 
 struct Floats8 {
@@ -78,13 +60,16 @@ __device__ __forceinline__ Floats8 unpack(uint4 raw) {
 
 // partial != null (no SwiGLU): blockIdx.z takes K chunks [z · chunks_per_split, + chunks_per_split)
 // and writes its sums to partial[z][row][col] (partial_rows rows) for sum_partials.
-// kMx: MXFP4 weights (args.weight_mxfp4): lane l takes the 16 K [16 l, 16 l + 16) of each chunk
-// (8 bytes and one scale of each of its rows) instead of two spans of 8 bf16.
+// kMx: MXFP4 weights (args.weight_mxfp4): chunks of mx_chunk(kTile) K, lane l taking the 16-K
+// spans l + 32 s (8 bytes and one scale of each of its rows per span) instead of two spans of 8 bf16.
 template <int kTile, bool kMx>
-__global__ void __launch_bounds__(kWarps * 32)
-    small_gemm_kernel(GemmArgs args, float* partial, int chunks_per_split, int partial_rows) {
+__global__ void __launch_bounds__(kWarps * 32) small_gemm_kernel(GemmArgs args, float* partial, int chunks_per_split,
+                                                                 int partial_rows) {
   start_after_prior_grids();
-  __shared__ __align__(16) float xs[kTile][kChunk];  // read as float4
+  constexpr int kStage = chunk_of(kTile, kMx);    // K per pass
+  constexpr int kSpans = kMx ? kStage / 512 : 1;  // MXFP4: 16-K spans per lane per pass
+  constexpr int kXStride = kMx ? kStage / 32 * 36 : kStage;
+  __shared__ __align__(16) float xs[kTile][kXStride];  // read as float4
   __shared__ int nonempty_group;
   // Grouped: blockIdx.y picks the group (the y-th with rows when the grid has fewer rows than
   // groups), whose rows the block walks tile by tile. Ungrouped: blockIdx.y is the row tile, so
@@ -102,7 +87,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int lane = threadIdx.x & 31;
   const uint16_t* weight = kMx ? nullptr : args.weight + group * args.group_stride;
   const uint8_t* weight_mx = kMx ? args.weight_mxfp4 + group * args.group_stride / 2 : nullptr;  // [N_w, K / 2]
-  const uint8_t* scale_mx = kMx ? args.mx_scale + group * args.group_stride / 32 : nullptr;       // [N_w, K / 32]
+  const uint8_t* scale_mx = kMx ? args.mx_scale + group * args.group_stride / 32 : nullptr;      // [N_w, K / 32]
   const int cols_per_warp = args.swiglu ? kRowsPerWarp / 2 : kRowsPerWarp;
   const int col0 = (blockIdx.x * kWarps + warp) * cols_per_warp;
   const bool vector_ok = (args.k % 8) == 0;
@@ -121,20 +106,24 @@ __global__ void __launch_bounds__(kWarps * 32)
     for (int j = 0; j < kRowsPerWarp; ++j)
 #pragma unroll
       for (int m = 0; m < kTile; ++m) acc[j][m] = 0.0f;
-    const int k_begin = partial != nullptr ? blockIdx.z * chunks_per_split * kChunk : 0;
-    const int k_end = partial != nullptr ? min(args.k, k_begin + chunks_per_split * kChunk) : args.k;
-    for (int k0 = k_begin; k0 < k_end; k0 += kChunk) {
+    const int k_begin = partial != nullptr ? blockIdx.z * chunks_per_split * kStage : 0;
+    const int k_end = partial != nullptr ? min(args.k, k_begin + chunks_per_split * kStage) : args.k;
+    for (int k0 = k_begin; k0 < k_end; k0 += kStage) {
       uint4 w[kRowsPerWarp][2];
-      uint2 w_mx[kRowsPerWarp];
-      uint8_t e8m0[kRowsPerWarp];
+      uint2 w_mx[kRowsPerWarp][kSpans];
+      uint8_t e8m0[kRowsPerWarp][kSpans];
 #pragma unroll
       for (int j = 0; j < kRowsPerWarp; ++j) {
         if constexpr (kMx) {
-          const int k = k0 + lane * 16;  // K % 32 == 0: whole spans
-          const bool live = row_valid[j] && k < args.k;
           const int64_t row = static_cast<int64_t>(weight_rows[j]);
-          w_mx[j] = live ? *reinterpret_cast<const uint2*>(weight_mx + row * (args.k / 2) + k / 2) : make_uint2(0u, 0u);
-          e8m0[j] = live ? scale_mx[row * (args.k / 32) + k / 32] : uint8_t{127};
+#pragma unroll
+          for (int sp = 0; sp < kSpans; ++sp) {
+            const int k = k0 + (sp * 32 + lane) * 16;  // K % 32 == 0: whole spans
+            const bool live = row_valid[j] && k < args.k;
+            w_mx[j][sp] = live ? *reinterpret_cast<const uint2*>(weight_mx + row * (args.k / 2) + k / 2)
+                               : make_uint2(0u, 0u);
+            e8m0[j][sp] = live ? scale_mx[row * (args.k / 32) + k / 32] : uint8_t{127};
+          }
         } else {
           const uint16_t* row = weight + static_cast<int64_t>(weight_rows[j]) * args.k;
 #pragma unroll
@@ -149,32 +138,57 @@ __global__ void __launch_bounds__(kWarps * 32)
         }
       }
       // The activations are staged after the weight loads are issued, so the two latencies overlap.
-      __syncthreads();
-      for (int i = threadIdx.x; i < rows_here * kChunk; i += blockDim.x) {
-        const int m = i / kChunk;
-        const int kk = i % kChunk;
-        const int64_t x_row = args.x_rows != nullptr ? args.x_rows[tile + m] : tile + m;
-        xs[m][kk] = (k0 + kk < args.k) ? args.x[x_row * args.k + k0 + kk] : 0.0f;
+      if constexpr (kMx) {
+        // float4s, every load of the pass in flight before the first store (K % 32 == 0)
+        constexpr int kVecs = (kTile * kStage / 4 + kWarps * 32 - 1) / (kWarps * 32);
+        float4 staged[kVecs];
+#pragma unroll
+        for (int u = 0; u < kVecs; ++u) {
+          const int i = threadIdx.x + u * kWarps * 32;
+          const int m = i / (kStage / 4), kk = 4 * (i % (kStage / 4));
+          staged[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+          if (m < rows_here && k0 + kk < args.k) {
+            const int64_t x_row = args.x_rows != nullptr ? args.x_rows[tile + m] : tile + m;
+            staged[u] = *reinterpret_cast<const float4*>(args.x + x_row * args.k + k0 + kk);
+          }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int u = 0; u < kVecs; ++u) {
+          const int i = threadIdx.x + u * kWarps * 32;
+          const int m = i / (kStage / 4), kk = 4 * (i % (kStage / 4));
+          if (m < rows_here) *reinterpret_cast<float4*>(&xs[m][mx_padded(kk)]) = staged[u];
+        }
+      } else {
+        __syncthreads();
+        for (int i = threadIdx.x; i < rows_here * kStage; i += blockDim.x) {
+          const int m = i / kStage;
+          const int kk = i % kStage;
+          const int64_t x_row = args.x_rows != nullptr ? args.x_rows[tile + m] : tile + m;
+          xs[m][kk] = (k0 + kk < args.k) ? args.x[x_row * args.k + k0 + kk] : 0.0f;
+        }
       }
       __syncthreads();
       if constexpr (kMx) {
 #pragma unroll
-        for (int j = 0; j < kRowsPerWarp; ++j) {
-          const Mx16 wf = unpack_mxfp4(w_mx[j]);
-          const float factor = mxfp4_factor(e8m0[j]);
+        for (int sp = 0; sp < kSpans; ++sp)
 #pragma unroll
-          for (int m = 0; m < kTile; ++m) {
-            if (m >= rows_here) break;  // uniform over the block
-            const float4* xv = reinterpret_cast<const float4*>(&xs[m][lane * 16]);
-            float sum = 0.0f;
+          for (int j = 0; j < kRowsPerWarp; ++j) {
+            const Mx16 wf = unpack_mxfp4(w_mx[j][sp]);
+            const float factor = mxfp4_factor(e8m0[j][sp]);
 #pragma unroll
-            for (int q = 0; q < 4; ++q) {
-              const float4 xq = xv[q];
-              sum += wf.v[4 * q] * xq.x + wf.v[4 * q + 1] * xq.y + wf.v[4 * q + 2] * xq.z + wf.v[4 * q + 3] * xq.w;
+            for (int m = 0; m < kTile; ++m) {
+              if (m >= rows_here) break;  // uniform over the block
+              const float4* xv = reinterpret_cast<const float4*>(&xs[m][mx_padded((sp * 32 + lane) * 16)]);
+              float sum = 0.0f;
+#pragma unroll
+              for (int q = 0; q < 4; ++q) {
+                const float4 xq = xv[q];
+                sum += wf.v[4 * q] * xq.x + wf.v[4 * q + 1] * xq.y + wf.v[4 * q + 2] * xq.z + wf.v[4 * q + 3] * xq.w;
+              }
+              acc[j][m] += sum * factor;
             }
-            acc[j][m] += sum * factor;
           }
-        }
         continue;
       }
 #pragma unroll
@@ -305,7 +319,8 @@ bool narrow(const GemmArgs& args) {
 int k_splits(const GemmArgs& args) {
   if (args.swiglu || narrow(args) || partial_rows(args) <= 0) return 1;
   const dim3 grid = grid_of(args, tile_of(args.rows));
-  return k_split_count(int64_t(grid.x) * grid.y, ceil_div(args.k, kChunk));
+  return k_split_count(int64_t(grid.x) * grid.y,
+                       ceil_div(args.k, chunk_of(tile_of(args.rows), args.weight_mxfp4 != nullptr)));
 }
 
 // Returns the splits; sum: add them up into args.out (else the caller's consumer does, up to
@@ -317,7 +332,7 @@ int launch(const GpuExec& exec, const GemmArgs& args, float* workspace, bool sum
   dim3 grid = grid_of(args, kTile);
   grid.z = splits;
   float* partial = splits > 1 ? workspace : nullptr;
-  const int chunks = ceil_div(args.k, kChunk);
+  const int chunks = ceil_div(args.k, chunk_of(kTile, args.weight_mxfp4 != nullptr));
   const auto kernel = args.weight_mxfp4 != nullptr ? small_gemm_kernel<kTile, true> : small_gemm_kernel<kTile, false>;
   launch_dependent("small_gemm", kernel, grid, kWarps * 32, 0, exec, args, partial, ceil_div(chunks, splits),
                    partial_rows(args));
@@ -337,11 +352,16 @@ int dispatch(const GpuExec& exec, const GemmArgs& args, float* workspace, bool s
   }
   // The tile only needs to cover the largest group, which has at most `rows` rows.
   switch (tile_of(args.rows)) {
-    case 1: return launch<1>(exec, args, workspace, sum);
-    case 2: return launch<2>(exec, args, workspace, sum);
-    case 4: return launch<4>(exec, args, workspace, sum);
-    case 8: return launch<8>(exec, args, workspace, sum);
-    default: return launch<16>(exec, args, workspace, sum);
+    case 1:
+      return launch<1>(exec, args, workspace, sum);
+    case 2:
+      return launch<2>(exec, args, workspace, sum);
+    case 4:
+      return launch<4>(exec, args, workspace, sum);
+    case 8:
+      return launch<8>(exec, args, workspace, sum);
+    default:
+      return launch<16>(exec, args, workspace, sum);
   }
 }
 

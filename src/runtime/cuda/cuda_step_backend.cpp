@@ -46,7 +46,9 @@ void CudaStepBackend::mla_absorb_q(const ops::MlaDims& dims, const float* q, con
 void CudaStepBackend::mla_project_v(const ops::MlaDims& dims, const float* latent, const float* kv_b, float* out) {
   cuda::mla_project_v(exec_, dims, latent, kv_b, out);
 }
-void CudaStepBackend::mla_prefill_attention(const ops::MlaPrefillArgs& args) { cuda::mla_prefill_attention(exec_, args); }
+void CudaStepBackend::mla_prefill_attention(const ops::MlaPrefillArgs& args) {
+  cuda::mla_prefill_attention(exec_, args);
+}
 size_t CudaStepBackend::mla_prefill_workspace_floats(const ops::MlaDims& dims, int ctx, int query_tile) {
   return cuda::mla_prefill_workspace_floats(dims, ctx, query_tile);
 }
@@ -78,7 +80,7 @@ void CudaStepBackend::moe_combine(const ops::MoeCombineArgs& args) {
 void CudaStepBackend::fill_zero(void* dst, size_t bytes) { cuda::fill_zero(dst, bytes, exec_.stream); }
 
 void CudaStepBackend::grouped_gemm(const GemmArgs& args) {
-  if (args.rows <= kMaxSmallGroupedRows || !mma_gemm_supported(args.k) || args.weight_mxfp4 != nullptr) {
+  if (args.rows <= kMaxSmallGroupedRows || !mma_gemm_supported(args.k)) {
     cuda_core_gemm(args);  // splits K of the down projection (few blocks at 1-4 tokens)
     return;
   }
@@ -107,9 +109,9 @@ void CudaStepBackend::tensor_core_gemm(const GemmArgs& args) {
 void CudaStepBackend::linear(Act x, int rows, const Projection& w, float* out) {
   GemmArgs args{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .out = out};
   set_weight(args, w);
-  if (rows <= kMaxSmallDenseRows || (rows <= kSmallTile && !mma_gemm_supported(w.in)) || w.mxfp4()) {
-    cuda_core_gemm(args);  // (MXFP4: small_gemm's only)
-  } else if (rows <= kMaxMmaDenseRows) {
+  if (rows <= kMaxSmallDenseRows || (rows <= kSmallTile && !mma_gemm_supported(w.in))) {
+    cuda_core_gemm(args);
+  } else if (rows <= kMaxMmaDenseRows || w.mxfp4()) {  // (cuBLAS has no MXFP4)
     tensor_core_gemm(args);
   } else {
     gemm(x, rows, w.bf16(), w.bias.bf16(), w.out, w.in, out);
