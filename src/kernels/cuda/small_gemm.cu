@@ -174,8 +174,15 @@ __global__ void __launch_bounds__(kWarps * 32) small_gemm_kernel(GemmArgs args, 
         for (int sp = 0; sp < kSpans; ++sp)
 #pragma unroll
           for (int j = 0; j < kRowsPerWarp; ++j) {
-            const Mx16 wf = unpack_mxfp4(w_mx[j][sp]);
-            const float factor = mxfp4_factor(e8m0[j][sp]);
+            uint32_t pairs[8];  // bf16 pairs: a float is a pair's half in the high 16 bits
+            mxfp4_bf16_pairs(w_mx[j][sp], pairs);
+            float wf[16];
+#pragma unroll
+            for (int i = 0; i < 8; ++i) {
+              wf[2 * i] = __uint_as_float(pairs[i] << 16);
+              wf[2 * i + 1] = __uint_as_float(pairs[i] & 0xffff0000u);
+            }
+            const float scale = mxfp4_scale(e8m0[j][sp]);
 #pragma unroll
             for (int m = 0; m < kTile; ++m) {
               if (m >= rows_here) break;  // uniform over the block
@@ -184,9 +191,9 @@ __global__ void __launch_bounds__(kWarps * 32) small_gemm_kernel(GemmArgs args, 
 #pragma unroll
               for (int q = 0; q < 4; ++q) {
                 const float4 xq = xv[q];
-                sum += wf.v[4 * q] * xq.x + wf.v[4 * q + 1] * xq.y + wf.v[4 * q + 2] * xq.z + wf.v[4 * q + 3] * xq.w;
+                sum += wf[4 * q] * xq.x + wf[4 * q + 1] * xq.y + wf[4 * q + 2] * xq.z + wf[4 * q + 3] * xq.w;
               }
-              acc[j][m] += sum * factor;
+              acc[j][m] += sum * scale;
             }
           }
         continue;

@@ -52,6 +52,10 @@ inline const char* prefill_precision_name(PrefillPrecision p) {
 // counts on the host.
 constexpr int kMaxSmallDenseRows = 1;
 constexpr int kMaxSmallGroupedRows = 4;
+// MXFP4 experts (GPT-OSS) leave small_gemm above 2 tokens: decoding each weight on CUDA cores
+// makes it instruction-bound (H100, gpt-oss-20b's experts at 4 tokens: gate/up 234 µs and down
+// 116 µs there, 114 and 59 µs on tensor cores; at 2 tokens 73 + 38 against 76 + 31).
+constexpr int kMaxSmallMxfp4GroupedRows = 2;
 constexpr int kMaxMmaDenseRows = 32;
 constexpr int kMaxMmaRows = 256;
 

@@ -79,8 +79,12 @@ void CudaStepBackend::moe_combine(const ops::MoeCombineArgs& args) {
 }
 void CudaStepBackend::fill_zero(void* dst, size_t bytes) { cuda::fill_zero(dst, bytes, exec_.stream); }
 
+namespace {
+int max_small_grouped_rows(bool mxfp4) { return mxfp4 ? kMaxSmallMxfp4GroupedRows : kMaxSmallGroupedRows; }
+}  // namespace
+
 void CudaStepBackend::grouped_gemm(const GemmArgs& args) {
-  if (args.rows <= kMaxSmallGroupedRows || !mma_gemm_supported(args.k)) {
+  if (args.rows <= max_small_grouped_rows(args.weight_mxfp4 != nullptr) || !mma_gemm_supported(args.k)) {
     cuda_core_gemm(args);  // splits K of the down projection (few blocks at 1-4 tokens)
     return;
   }
@@ -119,13 +123,15 @@ void CudaStepBackend::linear(Act x, int rows, const Projection& w, float* out) {
 }
 
 SplitSums CudaStepBackend::linear_unsummed(Act x, int rows, const Projection& w, float* out) {
-  // One-row bias-free projections leave their split-K partial sums for the norm after them.
-  if (rows > kMaxSmallDenseRows || w.bias.present()) {
+  // One-row projections leave their split-K partial sums for the norm after them (a bias rides
+  // in split 0's sums).
+  if (rows > kMaxSmallDenseRows) {
     linear(x, rows, w, out);
     return SplitSums{out, 1, 0};
   }
-  return cuda_core_gemm_unsummed(
-      GemmArgs{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .weight = w.bf16(), .out = out});
+  GemmArgs args{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .out = out};
+  set_weight(args, w);
+  return cuda_core_gemm_unsummed(args);
 }
 
 void CudaStepBackend::gemm(Act x, int rows, const uint16_t* w, const uint16_t* bias, int n, int k, float* out) {
@@ -196,7 +202,9 @@ SplitSums CudaStepBackend::routed_experts(const MoeWeights& w, const float* x, c
                                           const int32_t* offsets, int tokens, float* y) {
   const int hidden = config_.hidden_size;
   const int entries = tokens * w.router_params.top_k;
-  if (tokens <= kMaxSmallGroupedRows) return experts_streaming(w, x, source_rows, offsets, tokens, y);
+  if (tokens <= max_small_grouped_rows(w.experts_gate_up.mxfp4())) {
+    return experts_streaming(w, x, source_rows, offsets, tokens, y);
+  }
   // Experts with biases, the clamped SwiGLU or MXFP4 weights (GPT-OSS) stream at every size: the
   // per-expert cuBLAS path has none of them.
   const bool plain = !w.glu.clamped && !w.experts_gate_up.bias.present() && !w.experts_down.bias.present() &&
@@ -237,7 +245,9 @@ SplitSums CudaStepBackend::experts_streaming(const MoeWeights& w, const float* x
   down.group_stride = static_cast<int64_t>(hidden) * inter;
   set_weight(down, w.experts_down);
   down.out = y;
-  if (down.rows <= kMaxSmallGroupedRows) return cuda_core_gemm_unsummed(down);  // as grouped_gemm
+  if (down.rows <= max_small_grouped_rows(w.experts_down.mxfp4())) {
+    return cuda_core_gemm_unsummed(down);  // as grouped_gemm
+  }
   grouped_gemm(down);
   return SplitSums{y, 1, 0};
 }
