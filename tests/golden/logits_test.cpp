@@ -79,11 +79,13 @@ TEST_P(GoldenTest, ChunkedPrefillAndDecodeMatchOneShotPrefill) {
 }
 
 // The -fp8 fixtures are block-scaled F8_E4M3 checkpoints whose reference ran on the exactly
-// dequantized weights: the CPU holds them as fp8 and must match as tightly as bf16.
+// dequantized weights: the CPU holds them as fp8 and must match as tightly as bf16. The -bf16
+// ones are the float32 fixtures' weights rounded to bf16, with their own reference.
 INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest,
                          ::testing::Values("tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2",
                                            "tiny-deepseek_v3", "tiny-deepseek_v3-fp8", "tiny-qwen3_moe-fp8",
-                                           "tiny-gpt_oss", "tiny-gpt_oss-mxfp4", "tiny-llama4", "tiny-deepseek_v32"));
+                                           "tiny-gpt_oss", "tiny-gpt_oss-mxfp4", "tiny-gpt_oss-bf16", "tiny-llama4",
+                                           "tiny-llama4-bf16", "tiny-deepseek_v32"));
 
 class MlaFormsTest : public GoldenTest {};
 
