@@ -1,4 +1,4 @@
-// CUDA op: decode-sized GEMM, float32 activations × bf16 (or MXFP4) weights with float32
+// CUDA op: decode-sized GEMM, float32 activations × bf16 (or MXFP4, or FP8) weights with float32
 // accumulation (ops::linear for few rows, and the grouped expert GEMMs of the MoE block with
 // SwiGLU fused). It is memory-bound by design: each warp streams 4 weight rows with 16-byte loads
 // while a tile of up to kSmallTile activation rows waits in shared memory, so every weight byte
@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/fp8.cuh"
 #include "kernels/cuda/mxfp4.cuh"
 #include "kernels/cuda/split_k.cuh"
 
@@ -18,14 +19,27 @@ constexpr int kWarps = 8;
 constexpr int kRowsPerWarp = 4;  // weight rows per warp
 constexpr int kChunk = 512;      // K elements staged per pass (32 lanes × 8 × 2)
 
-// MXFP4 weights take 4 bytes per 8 K where bf16 takes 16, so a pass stages up to 4 times the K
-// (as many weight bytes in flight a lane as bf16's) within the same shared memory, 36 KB:
-// 2048 K at tiles of up to 4 rows, 1024 at 8, 512 at 16. Lane l takes the 16-K spans l, l + 32, …
-// of a pass (coalesced 8-byte loads), and the staged activations skip 4 floats after every 32, so
-// the lanes' float4 reads of their spans hit distinct banks.
-__host__ __device__ constexpr int mx_chunk(int tile) { return tile <= 4 ? 2048 : tile <= 8 ? 1024 : 512; }
-__host__ __device__ constexpr int chunk_of(int tile, bool mx) { return mx ? mx_chunk(tile) : kChunk; }
-__device__ __forceinline__ int mx_padded(int kk) { return kk + (kk >> 5) * 4; }
+// The weights: bf16, or decoded in registers from MXFP4 (GPT-OSS's experts) or from block-scaled
+// FP8 e4m3 (DeepSeek-V3's, Qwen3-FP8's; not yet held on CUDA, see ops::GemmArgs::weight_fp8).
+enum class Weights { kBf16, kMxfp4, kFp8 };
+Weights weights_of(const GemmArgs& args) {
+  return args.weight_mxfp4 != nullptr ? Weights::kMxfp4 : args.weight_fp8 != nullptr ? Weights::kFp8 : Weights::kBf16;
+}
+
+// MXFP4 weights take 4 bytes per 8 K and FP8 8 where bf16 takes 16, so a pass stages up to 4
+// (2) times the K (as many weight bytes in flight a lane as bf16's) within the same shared
+// memory, 36 KB: MXFP4 2048 K at tiles of up to 4 rows, 1024 at 8, 512 at 16; FP8 1024 K up to 4
+// rows, 512 beyond. Lane l takes the 16-K spans l, l + 32, … of a pass (coalesced 8- or 16-byte
+// loads), and the staged activations skip 4 floats after every 32, so the lanes' float4 reads of
+// their spans hit distinct banks.
+__host__ __device__ constexpr int chunk_of(int tile, Weights weights) {
+  return weights == Weights::kMxfp4 ? (tile <= 4   ? 2048
+                                       : tile <= 8 ? 1024
+                                                   : 512)
+         : weights == Weights::kFp8 ? (tile <= 4 ? 1024 : 512)
+                                    : kChunk;
+}
+__device__ __forceinline__ int span_padded(int kk) { return kk + (kk >> 5) * 4; }
 constexpr int kNarrowOutputs = 64;       // up to this many outputs: one warp per output,
 constexpr int kNarrowRowOutputs = 4096;  // and up to kMaxExperts while rows × outputs stay this few
 
@@ -60,15 +74,19 @@ __device__ __forceinline__ Floats8 unpack(uint4 raw) {
 
 // partial != null (no SwiGLU): blockIdx.z takes K chunks [z · chunks_per_split, + chunks_per_split)
 // and writes its sums to partial[z][row][col] (partial_rows rows) for sum_partials.
-// kMx: MXFP4 weights (args.weight_mxfp4): chunks of mx_chunk(kTile) K, lane l taking the 16-K
-// spans l + 32 s (8 bytes and one scale of each of its rows per span) instead of two spans of 8 bf16.
-template <int kTile, bool kMx>
+// MXFP4 and FP8 weights: chunks of chunk_of(kTile, kFormat) K, lane l taking the 16-K spans
+// l + 32 s (8 bytes and an e8m0 scale, or 16 bytes and a float32 block scale, of each of its rows
+// per span) instead of two spans of 8 bf16.
+template <int kTile, Weights kFormat>
 __global__ void __launch_bounds__(kWarps * 32) small_gemm_kernel(GemmArgs args, float* partial, int chunks_per_split,
                                                                  int partial_rows) {
   start_after_prior_grids();
-  constexpr int kStage = chunk_of(kTile, kMx);    // K per pass
-  constexpr int kSpans = kMx ? kStage / 512 : 1;  // MXFP4: 16-K spans per lane per pass
-  constexpr int kXStride = kMx ? kStage / 32 * 36 : kStage;
+  constexpr bool kMx = kFormat == Weights::kMxfp4;
+  constexpr bool kFp8 = kFormat == Weights::kFp8;
+  constexpr bool kSpanned = kMx || kFp8;
+  constexpr int kStage = chunk_of(kTile, kFormat);     // K per pass
+  constexpr int kSpans = kSpanned ? kStage / 512 : 1;  // 16-K spans per lane per pass
+  constexpr int kXStride = kSpanned ? kStage / 32 * 36 : kStage;
   __shared__ __align__(16) float xs[kTile][kXStride];  // read as float4
   __shared__ int nonempty_group;
   // Grouped: blockIdx.y picks the group (the y-th with rows when the grid has fewer rows than
@@ -85,9 +103,13 @@ __global__ void __launch_bounds__(kWarps * 32) small_gemm_kernel(GemmArgs args, 
   if (row_begin >= row_end) return;  // uniform over the block: an expert no token chose
   const int warp = threadIdx.x >> 5;
   const int lane = threadIdx.x & 31;
-  const uint16_t* weight = kMx ? nullptr : args.weight + group * args.group_stride;
+  const uint16_t* weight = kSpanned ? nullptr : args.weight + group * args.group_stride;
   const uint8_t* weight_mx = kMx ? args.weight_mxfp4 + group * args.group_stride / 2 : nullptr;  // [N_w, K / 2]
   const uint8_t* scale_mx = kMx ? args.mx_scale + group * args.group_stride / 32 : nullptr;      // [N_w, K / 32]
+  const uint8_t* weight_f8 = kFp8 ? args.weight_fp8 + group * args.group_stride : nullptr;       // [N_w, K] e4m3
+  // [N_w, scale_cols]: row n's scale of K block (fp8.offset + k) / fp8.block
+  const float* scale_f8 = kFp8 ? args.fp8.scale + group * args.scale_group_stride : nullptr;
+  const int scale_cols = kFp8 ? (args.fp8.offset + args.k + args.fp8.block - 1) / args.fp8.block : 0;
   const int cols_per_warp = args.swiglu ? kRowsPerWarp / 2 : kRowsPerWarp;
   const int col0 = (blockIdx.x * kWarps + warp) * cols_per_warp;
   const bool vector_ok = (args.k % 8) == 0;
@@ -112,17 +134,25 @@ __global__ void __launch_bounds__(kWarps * 32) small_gemm_kernel(GemmArgs args, 
       uint4 w[kRowsPerWarp][2];
       uint2 w_mx[kRowsPerWarp][kSpans];
       uint8_t e8m0[kRowsPerWarp][kSpans];
+      uint4 w_f8[kRowsPerWarp][kSpans];
+      float f8_scale[kRowsPerWarp][kSpans];
 #pragma unroll
       for (int j = 0; j < kRowsPerWarp; ++j) {
-        if constexpr (kMx) {
+        if constexpr (kSpanned) {
           const int64_t row = static_cast<int64_t>(weight_rows[j]);
 #pragma unroll
           for (int sp = 0; sp < kSpans; ++sp) {
-            const int k = k0 + (sp * 32 + lane) * 16;  // K % 32 == 0: whole spans
+            const int k = k0 + (sp * 32 + lane) * 16;  // K % 32 (MXFP4) or % 16 (FP8) == 0: whole spans
             const bool live = row_valid[j] && k < args.k;
-            w_mx[j][sp] = live ? *reinterpret_cast<const uint2*>(weight_mx + row * (args.k / 2) + k / 2)
-                               : make_uint2(0u, 0u);
-            e8m0[j][sp] = live ? scale_mx[row * (args.k / 32) + k / 32] : uint8_t{127};
+            if constexpr (kMx) {
+              w_mx[j][sp] = live ? *reinterpret_cast<const uint2*>(weight_mx + row * (args.k / 2) + k / 2)
+                                 : make_uint2(0u, 0u);
+              e8m0[j][sp] = live ? scale_mx[row * (args.k / 32) + k / 32] : uint8_t{127};
+            } else {
+              w_f8[j][sp] = live ? *reinterpret_cast<const uint4*>(weight_f8 + row * args.k + k)
+                                 : make_uint4(0, 0, 0, 0);
+              f8_scale[j][sp] = live ? scale_f8[row * scale_cols + (args.fp8.offset + k) / args.fp8.block] : 0.0f;
+            }
           }
         } else {
           const uint16_t* row = weight + static_cast<int64_t>(weight_rows[j]) * args.k;
@@ -138,8 +168,8 @@ __global__ void __launch_bounds__(kWarps * 32) small_gemm_kernel(GemmArgs args, 
         }
       }
       // The activations are staged after the weight loads are issued, so the two latencies overlap.
-      if constexpr (kMx) {
-        // float4s, every load of the pass in flight before the first store (K % 32 == 0)
+      if constexpr (kSpanned) {
+        // float4s, every load of the pass in flight before the first store (K % 16 == 0)
         constexpr int kVecs = (kTile * kStage / 4 + kWarps * 32 - 1) / (kWarps * 32);
         float4 staged[kVecs];
 #pragma unroll
@@ -157,7 +187,7 @@ __global__ void __launch_bounds__(kWarps * 32) small_gemm_kernel(GemmArgs args, 
         for (int u = 0; u < kVecs; ++u) {
           const int i = threadIdx.x + u * kWarps * 32;
           const int m = i / (kStage / 4), kk = 4 * (i % (kStage / 4));
-          if (m < rows_here) *reinterpret_cast<float4*>(&xs[m][mx_padded(kk)]) = staged[u];
+          if (m < rows_here) *reinterpret_cast<float4*>(&xs[m][span_padded(kk)]) = staged[u];
         }
       } else {
         __syncthreads();
@@ -169,24 +199,30 @@ __global__ void __launch_bounds__(kWarps * 32) small_gemm_kernel(GemmArgs args, 
         }
       }
       __syncthreads();
-      if constexpr (kMx) {
+      if constexpr (kSpanned) {
 #pragma unroll
         for (int sp = 0; sp < kSpans; ++sp)
 #pragma unroll
           for (int j = 0; j < kRowsPerWarp; ++j) {
-            uint32_t pairs[8];  // bf16 pairs: a float is a pair's half in the high 16 bits
-            mxfp4_bf16_pairs(w_mx[j][sp], pairs);
-            float wf[16];
+            float wf[16];  // the span's weights, unscaled
+            float scale;
+            if constexpr (kMx) {
+              uint32_t pairs[8];  // bf16 pairs: a float is a pair's half in the high 16 bits
+              mxfp4_bf16_pairs(w_mx[j][sp], pairs);
 #pragma unroll
-            for (int i = 0; i < 8; ++i) {
-              wf[2 * i] = __uint_as_float(pairs[i] << 16);
-              wf[2 * i + 1] = __uint_as_float(pairs[i] & 0xffff0000u);
+              for (int i = 0; i < 8; ++i) {
+                wf[2 * i] = __uint_as_float(pairs[i] << 16);
+                wf[2 * i + 1] = __uint_as_float(pairs[i] & 0xffff0000u);
+              }
+              scale = mxfp4_scale(e8m0[j][sp]);
+            } else {
+              fp8_e4m3_to_float16(w_f8[j][sp], wf);
+              scale = f8_scale[j][sp];
             }
-            const float scale = mxfp4_scale(e8m0[j][sp]);
 #pragma unroll
             for (int m = 0; m < kTile; ++m) {
               if (m >= rows_here) break;  // uniform over the block
-              const float4* xv = reinterpret_cast<const float4*>(&xs[m][mx_padded((sp * 32 + lane) * 16)]);
+              const float4* xv = reinterpret_cast<const float4*>(&xs[m][span_padded((sp * 32 + lane) * 16)]);
               float sum = 0.0f;
 #pragma unroll
               for (int q = 0; q < 4; ++q) {
@@ -319,15 +355,14 @@ int tile_of(int rows) { return rows <= 1 ? 1 : rows <= 2 ? 2 : rows <= 4 ? 4 : r
 // The routers of many experts at decode sizes too (Qwen3's 128 at one token: the tiled kernel
 // gave the 128 × 2048 router 4 blocks, 9 µs a layer).
 bool narrow(const GemmArgs& args) {
-  return args.offsets == nullptr && !args.swiglu && args.weight_mxfp4 == nullptr &&
+  return args.offsets == nullptr && !args.swiglu && weights_of(args) == Weights::kBf16 &&
          (args.n <= kNarrowOutputs || (args.n <= kMaxExperts && int64_t(args.rows) * args.n <= kNarrowRowOutputs));
 }
 
 int k_splits(const GemmArgs& args) {
   if (args.swiglu || narrow(args) || partial_rows(args) <= 0) return 1;
   const dim3 grid = grid_of(args, tile_of(args.rows));
-  return k_split_count(int64_t(grid.x) * grid.y,
-                       ceil_div(args.k, chunk_of(tile_of(args.rows), args.weight_mxfp4 != nullptr)));
+  return k_split_count(int64_t(grid.x) * grid.y, ceil_div(args.k, chunk_of(tile_of(args.rows), weights_of(args))));
 }
 
 // Returns the splits; sum: add them up into args.out (else the caller's consumer does, up to
@@ -339,8 +374,11 @@ int launch(const GpuExec& exec, const GemmArgs& args, float* workspace, bool sum
   dim3 grid = grid_of(args, kTile);
   grid.z = splits;
   float* partial = splits > 1 ? workspace : nullptr;
-  const int chunks = ceil_div(args.k, chunk_of(kTile, args.weight_mxfp4 != nullptr));
-  const auto kernel = args.weight_mxfp4 != nullptr ? small_gemm_kernel<kTile, true> : small_gemm_kernel<kTile, false>;
+  const int chunks = ceil_div(args.k, chunk_of(kTile, weights_of(args)));
+  const Weights weights = weights_of(args);
+  const auto kernel = weights == Weights::kMxfp4 ? small_gemm_kernel<kTile, Weights::kMxfp4>
+                      : weights == Weights::kFp8 ? small_gemm_kernel<kTile, Weights::kFp8>
+                                                 : small_gemm_kernel<kTile, Weights::kBf16>;
   launch_dependent("small_gemm", kernel, grid, kWarps * 32, 0, exec, args, partial, ceil_div(chunks, splits),
                    partial_rows(args));
   if (partial != nullptr && sum) {
@@ -350,7 +388,22 @@ int launch(const GpuExec& exec, const GemmArgs& args, float* workspace, bool sum
   return splits;
 }
 
+// The decoded formats' layout needs (a 16-K span never straddles a scale block).
+void check_weights(const GemmArgs& args) {
+  const char* problem = nullptr;
+  if (args.weight_mxfp4 != nullptr && args.k % 32 != 0) problem = "MXFP4 weights need K % 32 == 0";
+  if (args.weight_fp8 != nullptr &&
+      (args.k % 16 != 0 || args.fp8.scale == nullptr || args.fp8.block <= 0 || args.fp8.block % 16 != 0 ||
+       args.fp8.offset % 16 != 0 || args.fp8.quantize_activations)) {
+    problem = "FP8 weights need K, the scale block and its offset multiples of 16 (and no activation quantization)";
+  }
+  if (problem == nullptr) return;
+  std::fprintf(stderr, "moeserve: small_gemm: %s (K %d)\n", problem, args.k);
+  std::abort();
+}
+
 int dispatch(const GpuExec& exec, const GemmArgs& args, float* workspace, bool sum) {
+  check_weights(args);
   if (narrow(args)) {
     const int split = narrow_split(args);
     launch_dependent("small_gemm (narrow)", narrow_gemm_kernel, ceil_div(int64_t(args.rows) * args.n * split, kWarps),
@@ -381,10 +434,6 @@ size_t small_gemm_workspace_floats(const GemmArgs& args) {
 
 void small_gemm(const GpuExec& exec, const GemmArgs& args, float* workspace) {
   if (args.rows == 0 || args.n == 0) return;
-  if (args.weight_mxfp4 != nullptr && args.k % 32 != 0) {
-    std::fprintf(stderr, "moeserve: small_gemm on MXFP4 weights needs K %% 32 == 0, got %d\n", args.k);
-    std::abort();
-  }
   dispatch(exec, args, workspace, /*sum=*/true);
 }
 
