@@ -82,6 +82,8 @@ void run_bench_latency(BenchArgs args) {
     for (int batch : *batches) {
       if (batch <= 0) fail("--batch-size entries must be positive");
     }
+    if (args.prefill_len < 0) fail("--prefill-len must be 0 (no prefill measurement) or positive");
+    if (args.prefill_len > 0 && args.prefill_batch <= 0) fail("--prefill-batch must be positive");
     run_bench_latency_cuda(CudaLatencyArgs{.spec = &*spec,
                                            .input_len = args.input_len,
                                            .output_len = args.output_len,

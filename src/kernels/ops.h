@@ -422,14 +422,14 @@ struct GemmArgs {
   float* out = nullptr;
   // Row r reads x[x_rows[r]] instead of x[r] (the MoE gather fused; CUDA: small_gemm only); null: x[r].
   const int32_t* x_rows = nullptr;
-  // fp8 weights in place of `weight` (the CPU only, until issue 21's CUDA kernels): [groups ×]
-  // [N_w, K] e4m3 (group_stride apart), scaled by fp8.scale (scale_group_stride apart).
+  // fp8 weights in place of `weight` (the CPU; CUDA: small_gemm, not yet used by its backend):
+  // [groups ×] [N_w, K] e4m3 (group_stride apart), scaled by fp8.scale (scale_group_stride apart).
   const uint8_t* weight_fp8 = nullptr;
   Fp8Scales fp8;
   int64_t scale_group_stride = 0;
   // float32 weights in place of `weight` (the CPU only; a float32 checkpoint): [groups ×] [N_w, K].
   const float* weight_f32 = nullptr;
-  // MXFP4 weights in place of `weight` (GPT-OSS's experts; CUDA: small_gemm only): [groups ×]
+  // MXFP4 weights in place of `weight` (GPT-OSS's experts; CUDA: small_gemm, mma_gemm): [groups ×]
   // [N_w, K / 2] bytes (group_stride / 2 apart; two e2m1 values a byte, the even column in the
   // low nibble), scaled by mx_scale [groups ×] [N_w, K / 32] e8m0 (group_stride / 32 apart).
   // K % 32 == 0.
