@@ -2,8 +2,10 @@
 // connection per HttpClient, whole responses read into strings, and SSE payload splitting.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <boost/asio.hpp>
@@ -51,7 +53,8 @@ class HttpClient {
     http::read(socket_, buffer_, parser);
     HttpResult result;
     result.status = static_cast<int>(parser.get().result_int());
-    for (const auto& field : parser.get()) result.headers[std::string(field.name_string())] = std::string(field.value());
+    for (const auto& field : parser.get())
+      result.headers[std::string(field.name_string())] = std::string(field.value());
     result.body = parser.get().body();
     return result;
   }
@@ -101,5 +104,55 @@ inline void start_stream(HttpClient& client, const std::string& body, std::strin
     received.append(buffer, client.socket().read_some(boost::asio::buffer(buffer)));
   }
 }
+
+// A raw connection reading GET /live: the bytes as they come, split into the events' JSON.
+class LiveReader {
+ public:
+  explicit LiveReader(int port, const std::string& authorization = "") : client_(port) {
+    std::string request = "GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+    if (!authorization.empty()) request += "Authorization: " + authorization + "\r\n";
+    request += "\r\n";
+    boost::asio::write(client_.socket(), boost::asio::buffer(request));
+  }
+
+  // Reads until at least `count` events arrived in all (or the timeout passes); every event so far.
+  const std::vector<nlohmann::json>& events(size_t count,
+                                            std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (parsed_.size() < count && std::chrono::steady_clock::now() < deadline) read_some();
+    return parsed_;
+  }
+  size_t size() const { return parsed_.size(); }
+  const std::string& raw() const { return raw_; }
+  void close() { client_.socket().close(); }
+
+ private:
+  void read_some() {
+    auto& socket = client_.socket();
+    socket.non_blocking(true);
+    char buffer[65536];
+    boost::system::error_code ec;
+    const size_t got = socket.read_some(boost::asio::buffer(buffer), ec);
+    if (ec == boost::asio::error::would_block) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      return;
+    }
+    if (ec) throw std::runtime_error("live stream read: " + ec.message());
+    raw_.append(buffer, got);
+    // Each event is one chunk: "<hex>\r\ndata: {...}\n\n\r\n".
+    size_t pos;
+    while ((pos = raw_.find("data: ", consumed_)) != std::string::npos) {
+      const size_t end = raw_.find("\n\n", pos);
+      if (end == std::string::npos) break;
+      parsed_.push_back(nlohmann::json::parse(raw_.substr(pos + 6, end - pos - 6)));
+      consumed_ = end + 2;
+    }
+  }
+
+  HttpClient client_;
+  std::string raw_;
+  size_t consumed_ = 0;
+  std::vector<nlohmann::json> parsed_;
+};
 
 }  // namespace moeserve::testing

@@ -34,7 +34,6 @@ namespace moeserve {
 
 namespace {
 
-
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
@@ -323,7 +322,7 @@ Result<int> serve_with_api_servers(EngineClient& engine, ApiServersSetup setup) 
               {"num_active_params", info.num_active_params},
               {"deployment", setup.deployment},
               {"count", count}};
-  apiserver::EngineFrontend frontend(engine, std::move(config), *setup.registry, setup.live_stats);
+  apiserver::EngineFrontend frontend(engine, std::move(config), *setup.registry, setup.live_stats, setup.ep_stats);
   MS_RETURN_IF_ERROR(frontend.bind(endpoint));
   frontend.start();
   set_engine_failure_handler([&frontend](const std::string& reason) { frontend.fail(reason); });
@@ -362,7 +361,8 @@ Result<int> serve_with_api_servers(EngineClient& engine, ApiServersSetup setup) 
         dead->pid = -1;
         spdlog::critical("API server {} (pid {}) {}{}; the deployment cannot go on without it (as vLLM), stopping "
                          "the other API servers and the engine",
-                         dead->index, pid, mp::describe_status(dead->status), until_ready ? " before it was ready" : "");
+                         dead->index, pid, mp::describe_status(dead->status),
+                         until_ready ? " before it was ready" : "");
         spdlog::default_logger()->flush();
         stop_children(children, kStopGrace, false);
         return 1;
@@ -464,13 +464,14 @@ int run_api_server(const std::string& spec_text) {
   client.set_engine(info, *tokenizer);
   MetricsRegistry registry;
   // This process's own counter (the rest of /metrics is the engine process's, fetched per scrape).
-  client.set_submitted_counter(&registry.counter(
-      "moeserve:api_server_requests",
-      "Engine requests (one per choice) submitted by this API-server process (--api-server-count).",
-      {{"api_server", std::to_string(index)}}));
+  client.set_submitted_counter(
+      &registry.counter("moeserve:api_server_requests",
+                        "Engine requests (one per choice) submitted by this API-server process (--api-server-count).",
+                        {{"api_server", std::to_string(index)}}));
   auto live_stats = std::make_shared<LiveStats>();
   client.set_live_mirror(live_stats);
   live.stats = live_stats;
+  live.ep_stats = [&client] { return client.ep_stats(); };  // null until the engine reports EP
   options.reuse_port = true;
   options.response_headers = fmt::format("x-moeserve-api-server: {}\r\n", index);
   options.remote_metrics = [&client] { return client.fetch_metrics(); };

@@ -21,7 +21,9 @@
 // reaches the whole process group; the leader decides).
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -29,6 +31,7 @@
 #include "base/result.h"
 #include "engine/engine_client.h"
 #include "metrics/metrics_registry.h"
+#include "runtime/rank_group.h"
 #include "server/live_stats.h"
 #include "server/server_options.h"
 
@@ -36,11 +39,12 @@ namespace moeserve {
 
 struct ApiServersSetup {
   int count = 2;
-  ServerOptions options;           // every API server's (port 0: one free port, chosen here)
-  std::string tokenizer_dir;       // where the API servers load the tokenizer from
-  nlohmann::ordered_json deployment;       // the live page's deployment panel
-  MetricsRegistry* registry = nullptr;         // the engine process's: the engine half of /metrics
-  std::shared_ptr<const LiveStats> live_stats;  // the engine's live-page counters; may be null
+  ServerOptions options;                             // every API server's (port 0: one free port, chosen here)
+  std::string tokenizer_dir;                         // where the API servers load the tokenizer from
+  nlohmann::ordered_json deployment;                 // the live page's deployment panel
+  MetricsRegistry* registry = nullptr;               // the engine process's: the engine half of /metrics
+  std::shared_ptr<const LiveStats> live_stats;       // the engine's live-page counters; may be null
+  std::function<std::optional<EpStats>()> ep_stats;  // and its expert-parallel ones; may be empty
 };
 
 // Whether this build has them (ZeroMQ); without, --api-server-count N > 1 is refused.

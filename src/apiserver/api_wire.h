@@ -17,7 +17,11 @@
 //     'T' telemetry  EngineStats, u8 has_live, then LiveTotals: i32 num_layers, i32 num_experts,
 //                    arr<i64> expert_tokens, i64 prompt_tokens, generation_tokens, preemptions,
 //                    prefix_queries, prefix_hits, requests_finished; LatencySummary: i32
-//                    num_requests, f64 ttft p50 p90 p99, f64 tpot p50 p90 p99 (every kTelemetryInterval)
+//                    num_requests, f64 ttft p50 p90 p99, f64 tpot p50 p90 p99; u8 has_ep, then EpStats:
+//                    arr<i64> rank_tokens_total, f64 balancedness, i32 rearrangements, u64 count of
+//                    recent ones, each i32 index, i64 step, f64 balancedness before, after, u64 layers,
+//                    each i32 layer, i32 slots_changed, u64 arrivals, each i32 expert, i32 rank
+//                    (every kTelemetryInterval)
 //     'm' metrics    u64 seq, str: the engine process's Prometheus text
 //     'F' failed     str reason: the engine cannot go on (runtime/engine_failure.h)
 #pragma once
@@ -33,6 +37,7 @@
 #include <vector>
 
 #include "engine/request_codec.h"
+#include "runtime/rank_group.h"
 #include "server/live_stats.h"
 
 namespace moeserve::apiserver {
@@ -59,8 +64,8 @@ inline void decode_live(mp::Reader& in, LiveTotals& totals, LatencySummary& late
   totals.num_layers = in.get<int32_t>();
   totals.num_experts = in.get<int32_t>();
   totals.expert_tokens = in.get_array<int64_t>();
-  for (int64_t* value : {&totals.prompt_tokens, &totals.generation_tokens, &totals.preemptions,
-                         &totals.prefix_queries, &totals.prefix_hits, &totals.requests_finished}) {
+  for (int64_t* value : {&totals.prompt_tokens, &totals.generation_tokens, &totals.preemptions, &totals.prefix_queries,
+                         &totals.prefix_hits, &totals.requests_finished}) {
     *value = in.get<int64_t>();
   }
   latency.num_requests = in.get<int32_t>();
@@ -69,6 +74,59 @@ inline void decode_live(mp::Reader& in, LiveTotals& totals, LatencySummary& late
     p->p90 = in.get<double>();
     p->p99 = in.get<double>();
   }
+}
+
+// The live page's expert-parallel panel (runtime/rank_group.h's EpStats).
+inline void encode_ep(mp::Writer& out, const EpStats& ep) {
+  out.put_array<int64_t>(ep.rank_tokens_total);
+  out.put<double>(ep.balancedness);
+  out.put<int32_t>(ep.rearrangements);
+  out.put<uint64_t>(ep.recent_rearrangements.size());
+  for (const EplbRearrangement& record : ep.recent_rearrangements) {
+    out.put<int32_t>(record.index);
+    out.put<int64_t>(record.step);
+    out.put<double>(record.balancedness_before);
+    out.put<double>(record.balancedness_after);
+    out.put<uint64_t>(record.layers.size());
+    for (const EplbLayerMove& move : record.layers) {
+      out.put<int32_t>(move.layer);
+      out.put<int32_t>(move.slots_changed);
+      out.put<uint64_t>(move.arrivals.size());
+      for (const EplbLayerMove::Arrival& arrival : move.arrivals) {
+        out.put<int32_t>(arrival.expert);
+        out.put<int32_t>(arrival.rank);
+      }
+    }
+  }
+}
+
+inline EpStats decode_ep(mp::Reader& in) {
+  EpStats ep;
+  ep.rank_tokens_total = in.get_array<int64_t>();
+  ep.balancedness = in.get<double>();
+  ep.rearrangements = in.get<int32_t>();
+  const uint64_t records = in.get<uint64_t>();
+  if (records > EpStats::kRecentRearrangements) throw std::runtime_error("telemetry: too many EPLB records");
+  for (uint64_t r = 0; r < records; ++r) {
+    EplbRearrangement& record = ep.recent_rearrangements.emplace_back();
+    record.index = in.get<int32_t>();
+    record.step = in.get<int64_t>();
+    record.balancedness_before = in.get<double>();
+    record.balancedness_after = in.get<double>();
+    const uint64_t layers = in.get<uint64_t>();
+    for (uint64_t l = 0; l < layers; ++l) {
+      EplbLayerMove& move = record.layers.emplace_back();
+      move.layer = in.get<int32_t>();
+      move.slots_changed = in.get<int32_t>();
+      const uint64_t arrivals = in.get<uint64_t>();
+      for (uint64_t a = 0; a < arrivals; ++a) {
+        EplbLayerMove::Arrival& arrival = move.arrivals.emplace_back();
+        arrival.expert = in.get<int32_t>();
+        arrival.rank = in.get<int32_t>();
+      }
+    }
+  }
+  return ep;
 }
 
 // Messages queued by any thread for the one thread that owns a ZeroMQ socket, which polls

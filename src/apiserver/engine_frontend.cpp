@@ -13,8 +13,12 @@ using Clock = std::chrono::steady_clock;
 }  // namespace
 
 EngineFrontend::EngineFrontend(EngineClient& engine, nlohmann::ordered_json config, MetricsRegistry& registry,
-                               std::shared_ptr<const LiveStats> live)
-    : engine_(engine), config_text_(config.dump()), registry_(registry), live_(std::move(live)) {
+                               std::shared_ptr<const LiveStats> live, std::function<std::optional<EpStats>()> ep_stats)
+    : engine_(engine),
+      config_text_(config.dump()),
+      registry_(registry),
+      live_(std::move(live)),
+      ep_stats_(std::move(ep_stats)) {
   router_.set(zmq::sockopt::linger, 0);
   router_.set(zmq::sockopt::sndhwm, 0);
   router_.set(zmq::sockopt::rcvhwm, 0);
@@ -63,6 +67,9 @@ void EngineFrontend::send_telemetry() {
   codec::encode(out, engine_.stats());
   out.put<uint8_t>(live_ != nullptr);
   if (live_) encode_live(out, live_->totals(), live_->latency(60));
+  const std::optional<EpStats> ep = ep_stats_ ? ep_stats_() : std::nullopt;
+  out.put<uint8_t>(ep.has_value());
+  if (ep) encode_ep(out, *ep);
   for (const std::string& peer : peers_) send(peer, out.bytes());
 }
 
@@ -71,8 +78,8 @@ void EngineFrontend::loop() {
   while (!stopping_) {
     zmq::pollitem_t items[] = {{static_cast<void*>(router_), 0, ZMQ_POLLIN, 0},
                                {nullptr, outbox_->fd(), ZMQ_POLLIN, 0}};
-    const auto wait = std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                                 next_telemetry - Clock::now()));
+    const auto wait = std::max(std::chrono::milliseconds(0),
+                               std::chrono::duration_cast<std::chrono::milliseconds>(next_telemetry - Clock::now()));
     try {
       zmq::poll(items, 2, wait);
     } catch (const zmq::error_t& error) {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -29,9 +30,10 @@ namespace moeserve::apiserver {
 class EngineFrontend {
  public:
   // config: what an API server gets on hello. registry: rendered for the API servers' /metrics.
-  // live: the engine's live-page counters (null with the web UI off). All must outlive this.
+  // live: the engine's live-page counters (null with the web UI off); ep_stats: its expert-parallel
+  // counters (empty without EP or the web UI). All must outlive this.
   EngineFrontend(EngineClient& engine, nlohmann::ordered_json config, MetricsRegistry& registry,
-                 std::shared_ptr<const LiveStats> live);
+                 std::shared_ptr<const LiveStats> live, std::function<std::optional<EpStats>()> ep_stats);
   ~EngineFrontend();
 
   Status bind(const std::string& endpoint);
@@ -52,6 +54,7 @@ class EngineFrontend {
   std::string config_text_;
   MetricsRegistry& registry_;
   std::shared_ptr<const LiveStats> live_;
+  std::function<std::optional<EpStats>()> ep_stats_;
   zmq::context_t context_{1};
   zmq::socket_t router_{context_, zmq::socket_type::router};
   std::shared_ptr<Outbox> outbox_ = std::make_shared<Outbox>();  // shared with the output callbacks

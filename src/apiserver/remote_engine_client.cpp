@@ -203,8 +203,11 @@ void RemoteEngineClient::handle(const char* data, size_t size) {
           decode_live(in, totals, latency);
           if (live_) live_->mirror(std::move(totals), latency);
         }
+        std::optional<EpStats> ep;
+        if (in.get<uint8_t>() != 0) ep = decode_ep(in);
         std::lock_guard lock(mutex_);
         stats_ = stats;
+        ep_stats_ = std::move(ep);
         return;
       }
       case 'm': {

@@ -64,6 +64,11 @@ class RemoteEngineClient final : public EngineClient {
   Status submit(GenerationRequest request, OutputCallback on_output) override;
   void abort(const std::string& request_id) override;
   EngineStats stats() const override;
+  // The engine's expert-parallel counters as of its last report (none without EP or the web UI).
+  std::optional<EpStats> ep_stats() const {
+    std::lock_guard lock(mutex_);
+    return ep_stats_;
+  }
 
  private:
   void loop();
@@ -90,6 +95,7 @@ class RemoteEngineClient final : public EngineClient {
   std::map<uint64_t, std::promise<std::string>> metrics_;      // by seq
   uint64_t next_seq_ = 0;
   EngineStats stats_;
+  std::optional<EpStats> ep_stats_;
   std::optional<std::string> lost_;
 };
 

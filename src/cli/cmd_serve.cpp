@@ -96,10 +96,14 @@ void serve_with_api_server_processes(const ServeArgs& args, EngineSetup& setup, 
   ApiServersSetup api;
   api.count = count;
   api.options = std::move(options);
-  api.tokenizer_dir = args.serve.scheduling.tokenizer.empty() ? engine.info().model_dir : args.serve.scheduling.tokenizer;
+  api.tokenizer_dir = args.serve.scheduling.tokenizer.empty() ? engine.info().model_dir
+                                                              : args.serve.scheduling.tokenizer;
   api.deployment = live.deployment;
   api.registry = &registry;
-  if (api.options.enable_webui) api.live_stats = live_stats;
+  if (api.options.enable_webui) {
+    api.live_stats = live_stats;
+    api.ep_stats = live.ep_stats;
+  }
   Result<int> status = serve_with_api_servers(engine, std::move(api));
   setup.stop();
   if (!status.ok()) fail(status.error().message);
@@ -139,8 +143,9 @@ void run_serve(ServeArgs& args, const std::vector<std::string>& extras) {
   }
   server_options.sampling_defaults = setup->generation.sampling;
   setup->start();
-  if (api_servers > 1) return serve_with_api_server_processes(args, *setup, api_servers, std::move(server_options),
-                                                              registry, live_stats, std::move(live));
+  if (api_servers > 1)
+    return serve_with_api_server_processes(args, *setup, api_servers, std::move(server_options), registry, live_stats,
+                                           std::move(live));
 
   HttpServer server(server_options, engine, registry, std::move(live));
   if (auto started = server.start(); !started.ok()) fail(started.error().message);

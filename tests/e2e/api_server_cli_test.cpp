@@ -9,7 +9,8 @@
 // up aborts its requests in the engine (running and waiting back to 0), and a client that stops
 // reading stalls no other; an API server killed ends the serve with status 1 within 10 s, with
 // nothing left behind; the engine's process killed, or its rank worker (mp), makes the API
-// servers answer 503 and exit; a taken port is refused; SIGTERM stops everything with status 0.
+// servers answer 503 and exit; a taken port is refused; SIGTERM stops everything with status 0;
+// the live page shows the engine's expert-parallel counters through the API servers.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -43,8 +44,8 @@ using testing::ServeProcess;
 using Clock = std::chrono::steady_clock;
 
 std::vector<std::string> serve_args(int api_servers) {
-  std::vector<std::string> args = {testing::demo_model(), "--host",          "127.0.0.1", "--port", "0", "--threads",
-                                   "2",                   "--served-model-name", "kjv"};
+  std::vector<std::string> args = {testing::demo_model(), "--host", "127.0.0.1",           "--port", "0",
+                                   "--threads",           "2",      "--served-model-name", "kjv"};
   if (api_servers > 0) {
     args.push_back("--api-server-count");
     args.push_back(std::to_string(api_servers));
@@ -119,13 +120,16 @@ struct Case {
 };
 
 std::vector<Case> cases() {
-  const std::vector<std::string> prompts = {"And God said",          "In the beginning",        "The LORD is my shepherd",
-                                            "Blessed are the meek",  "And it came to pass",     "Let there be light"};
+  const std::vector<std::string> prompts = {"And God said",         "In the beginning",    "The LORD is my shepherd",
+                                            "Blessed are the meek", "And it came to pass", "Let there be light"};
   std::vector<Case> out;
   for (size_t i = 0; i < prompts.size(); ++i) {
     for (bool stream : {false, true}) {
-      Json completion{{"model", "kjv"}, {"prompt", prompts[i]}, {"max_tokens", 12 + static_cast<int>(i)},
-                      {"temperature", 0}, {"stream", stream}};
+      Json completion{{"model", "kjv"},
+                      {"prompt", prompts[i]},
+                      {"max_tokens", 12 + static_cast<int>(i)},
+                      {"temperature", 0},
+                      {"stream", stream}};
       if (i % 2 == 0) completion["logprobs"] = 2;
       if (stream) completion["stream_options"] = {{"include_usage", true}};
       out.push_back({"/v1/completions", completion});
@@ -165,7 +169,8 @@ void take_floats(Json& json, std::vector<double>& out) {
 
 Answer comparable(const Case& c, const HttpResult& result) {
   Answer answer;
-  if (auto it = result.headers.find("x-moeserve-api-server"); it != result.headers.end()) answer.api_server = it->second;
+  if (auto it = result.headers.find("x-moeserve-api-server"); it != result.headers.end())
+    answer.api_server = it->second;
   if (result.status != 200) {
     answer.exact = answer.shape = "status " + std::to_string(result.status) + ": " + result.body;
     return answer;
@@ -283,7 +288,8 @@ TEST(ApiServerCli, TwoApiServersAnswerLikeOneProcess) {
     expected_models = models.dump();
     EXPECT_EQ(single.terminate(), 0);
   }
-  for (const Answer& answer : expected_alone) ASSERT_EQ(answer.exact.rfind("status", 0), std::string::npos) << answer.exact;
+  for (const Answer& answer : expected_alone)
+    ASSERT_EQ(answer.exact.rfind("status", 0), std::string::npos) << answer.exact;
   // One process answers the same alone and in a batch (the floats aside): the comparison holds.
   expect_equal(expected_together, expected_alone, false, "one process, concurrent vs alone");
 
@@ -358,8 +364,8 @@ class StreamClient {
 
 TEST(ApiServerCli, ClientsThatLeaveOrStallAbortAndBlockNoOne) {
   ServeProcess server(serve_args(2));
-  const Json long_stream{{"model", "kjv"}, {"prompt", "And God said"}, {"max_tokens", 4000},
-                         {"ignore_eos", true}, {"stream", true}};
+  const Json long_stream{
+      {"model", "kjv"}, {"prompt", "And God said"}, {"max_tokens", 4000}, {"ignore_eos", true}, {"stream", true}};
   // Four streams (the kernel spreads their connections over both API servers); two clients hang
   // up, two stop reading.
   std::vector<std::unique_ptr<StreamClient>> streams;
@@ -402,8 +408,9 @@ TEST(ApiServerCli, KilledApiServerEndsTheServeWithStatusOne) {
     try {
       HttpClient client(server.port());
       return client
-          .request("POST", "/v1/completions",
-                   Json{{"model", "kjv"}, {"prompt", "And God said"}, {"max_tokens", 4000}, {"ignore_eos", true}}.dump())
+          .request(
+              "POST", "/v1/completions",
+              Json{{"model", "kjv"}, {"prompt", "And God said"}, {"max_tokens", 4000}, {"ignore_eos", true}}.dump())
           .status;
     } catch (const std::exception&) {
       return -1;  // its API server was the one killed
@@ -453,8 +460,9 @@ TEST(ApiServerCli, TakenPortIsRefused) {
   boost::asio::io_context io;
   boost::asio::ip::tcp::acceptor taken(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
   const int port = taken.local_endpoint().port();
-  std::vector<std::string> args = {"serve", testing::demo_model(), "--host", "127.0.0.1", "--port",
-                                   std::to_string(port), "--threads", "2", "--api-server-count", "2"};
+  std::vector<std::string> args = {
+      "serve", testing::demo_model(), "--host", "127.0.0.1", "--port", std::to_string(port), "--threads",
+      "2",     "--api-server-count",  "2"};
   const testing::CommandResult run = testing::run_moeserve(args, {.timeout_s = 120});
   EXPECT_EQ(run.exit_code, 1) << run.output;
   EXPECT_NE(run.output.find(fmt::format("cannot listen on --host 127.0.0.1 --port {}: Address already in use", port)),
@@ -466,6 +474,36 @@ TEST(ApiServerCli, TakenPortIsRefused) {
 // --distributed-executor-backend mp behind two API servers: a rank's worker killed fails the
 // engine, which tells every API server: each answers its requests with 503 and the reason, and
 // the whole serve exits 1 within 10 s, with no process left.
+// The live page behind API-server processes shows what one process's shows: with expert
+// parallelism (-dp 2 --enable-expert-parallel) the /live stream's ticks carry the engine's EP
+// counters (2 ranks, the tokens each computed, the balancedness).
+TEST(ApiServerCli, LivePageShowsTheEnginesExpertParallelism) {
+  std::vector<std::string> args = serve_args(2);
+  args.insert(args.end(), {"-dp", "2", "--enable-expert-parallel"});
+  ServeProcess server(args);
+  {
+    HttpClient client(server.port());
+    const HttpResult answer = client.request(
+        "POST", "/v1/completions", Json{{"model", "kjv"}, {"prompt", "In the beginning"}, {"max_tokens", 8}}.dump());
+    ASSERT_EQ(answer.status, 200) << answer.body;
+  }
+  testing::LiveReader reader(server.port());
+  Json ep;  // the first event that carries them (the hello, or a tick after the next telemetry)
+  for (size_t count = 1; count <= 20 && ep.is_null(); ++count) {
+    const std::vector<Json>& events = reader.events(count);
+    if (events.size() < count) break;
+    if (events[count - 1].contains("ep")) ep = events[count - 1]["ep"];
+  }
+  ASSERT_FALSE(ep.is_null()) << reader.raw();
+  EXPECT_EQ(ep["ranks"], 2) << ep.dump();
+  int64_t computed = 0;
+  for (const Json& tokens : ep["rank_tokens_total"]) computed += tokens.get<int64_t>();
+  EXPECT_GT(computed, 0) << ep.dump();
+  EXPECT_GT(ep["balancedness"].get<double>(), 0.0) << ep.dump();
+  reader.close();
+  EXPECT_EQ(server.terminate(), 0) << server.output();
+}
+
 TEST(ApiServerCli, EngineFailureReachesEveryApiServer) {
   std::vector<std::string> args = serve_args(2);
   args.insert(args.end(), {"-tp", "2", "--distributed-executor-backend", "mp"});

@@ -1,12 +1,14 @@
 // The codec between API-server processes and the engine (engine/request_codec.h): every field of
 // GenerationRequest, RequestOutput and EngineStats survives a round trip with values unlike the
 // defaults; every truncation of a message, and a corrupt flag, is refused with an exception
-// instead of reading past the end.
+// instead of reading past the end. Likewise the live page's EP counters (apiserver/api_wire.h).
 #include "engine/request_codec.h"
 
 #include <gtest/gtest.h>
 
 #include <limits>
+
+#include "apiserver/api_wire.h"
 
 namespace moeserve {
 namespace {
@@ -141,6 +143,46 @@ TEST(RequestCodec, StatsRoundTrip) {
   EXPECT_EQ(back.num_running, 7);
   EXPECT_EQ(back.num_waiting, 3);
   EXPECT_EQ(back.kv_cache_usage, 0.8125);
+}
+
+TEST(RequestCodec, EpStatsRoundTripAndTruncationsThrow) {
+  EpStats ep;
+  ep.rank_tokens_total = {1234, 987};
+  ep.balancedness = 0.8875;
+  ep.rearrangements = 3;
+  ep.recent_rearrangements.push_back(EplbRearrangement{
+      .index = 3,
+      .step = 4096,
+      .balancedness_before = 0.61,
+      .balancedness_after = 0.93,
+      .layers = {EplbLayerMove{.layer = 1, .slots_changed = 2, .arrivals = {{.expert = 5, .rank = 1}, {6, 0}}},
+                 EplbLayerMove{.layer = 7, .slots_changed = 1, .arrivals = {{.expert = 0, .rank = 1}}}}});
+  mp::Writer out('T');
+  apiserver::encode_ep(out, ep);
+  const std::vector<char>& bytes = out.bytes();
+  mp::Reader in(bytes.data() + 1, bytes.size() - 1);
+  const EpStats back = apiserver::decode_ep(in);
+  EXPECT_EQ(in.left(), 0u);
+  EXPECT_EQ(back.rank_tokens_total, ep.rank_tokens_total);
+  EXPECT_EQ(back.balancedness, ep.balancedness);
+  EXPECT_EQ(back.rearrangements, 3);
+  ASSERT_EQ(back.recent_rearrangements.size(), 1u);
+  const EplbRearrangement& record = back.recent_rearrangements[0];
+  EXPECT_EQ(record.index, 3);
+  EXPECT_EQ(record.step, 4096);
+  EXPECT_EQ(record.balancedness_before, 0.61);
+  EXPECT_EQ(record.balancedness_after, 0.93);
+  ASSERT_EQ(record.layers.size(), 2u);
+  EXPECT_EQ(record.layers[0].layer, 1);
+  EXPECT_EQ(record.layers[0].slots_changed, 2);
+  ASSERT_EQ(record.layers[0].arrivals.size(), 2u);
+  EXPECT_EQ(record.layers[0].arrivals[1].expert, 6);
+  EXPECT_EQ(record.layers[0].arrivals[1].rank, 0);
+  EXPECT_EQ(record.layers[1].arrivals[0].rank, 1);
+  for (size_t size = 0; size + 1 < bytes.size(); ++size) {
+    mp::Reader cut(bytes.data() + 1, size);
+    EXPECT_THROW(apiserver::decode_ep(cut), std::runtime_error) << size;
+  }
 }
 
 TEST(RequestCodec, TruncatedOrCorruptMessagesThrow) {

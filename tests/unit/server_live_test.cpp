@@ -20,55 +20,6 @@ namespace {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-// A raw connection reading GET /live: the bytes as they come, split into the events' JSON.
-class LiveReader {
- public:
-  explicit LiveReader(int port, const std::string& authorization = "") : client_(port) {
-    std::string request = "GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\n";
-    if (!authorization.empty()) request += "Authorization: " + authorization + "\r\n";
-    request += "\r\n";
-    boost::asio::write(client_.socket(), boost::asio::buffer(request));
-  }
-
-  // Reads until at least `count` events arrived in all (or the timeout passes); every event so far.
-  const std::vector<json>& events(size_t count, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
-    const auto deadline = Clock::now() + timeout;
-    while (parsed_.size() < count && Clock::now() < deadline) read_some();
-    return parsed_;
-  }
-  size_t size() const { return parsed_.size(); }
-  const std::string& raw() const { return raw_; }
-  void close() { client_.socket().close(); }
-
- private:
-  void read_some() {
-    auto& socket = client_.socket();
-    socket.non_blocking(true);
-    char buffer[65536];
-    boost::system::error_code ec;
-    const size_t got = socket.read_some(boost::asio::buffer(buffer), ec);
-    if (ec == boost::asio::error::would_block) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      return;
-    }
-    if (ec) throw std::runtime_error("live stream read: " + ec.message());
-    raw_.append(buffer, got);
-    // Each event is one chunk: "<hex>\r\ndata: {...}\n\n\r\n".
-    size_t pos;
-    while ((pos = raw_.find("data: ", consumed_)) != std::string::npos) {
-      const size_t end = raw_.find("\n\n", pos);
-      if (end == std::string::npos) break;
-      parsed_.push_back(json::parse(raw_.substr(pos + 6, end - pos - 6)));
-      consumed_ = end + 2;
-    }
-  }
-
-  HttpClient client_;
-  std::string raw_;
-  size_t consumed_ = 0;
-  std::vector<json> parsed_;
-};
-
 ServerOptions fast_ticks() {
   ServerOptions options;
   options.live_interval_s = 0.05;
