@@ -143,7 +143,8 @@ std::string serve_command(const std::string& model, const LayoutOption& option, 
   if (s.enable_expert_parallel) command += " --enable-expert-parallel";
   const WeightDType dtype = option.memory.weight_dtype;
   if (dtype == WeightDType::kFp8 && checkpoint != WeightDType::kFp8) command += " --quantization fp8";
-  if (dtype != WeightDType::kFp8 && dtype != checkpoint) command += fmt::format(" --dtype {}", weight_dtype_name(dtype));
+  if (dtype != WeightDType::kFp8 && dtype != checkpoint)
+    command += fmt::format(" --dtype {}", weight_dtype_name(dtype));
   if (s.kv_cache_dtype != KvCacheDType::kAuto) {
     command += fmt::format(" --kv-cache-dtype {}", kv_cache_dtype_name(s.kv_cache_dtype));
   }
@@ -199,6 +200,27 @@ std::vector<DeploymentShape> candidate_layouts(const ModelConfig& config, int gp
   return layouts;
 }
 
+namespace {
+
+// What moeserve's CUDA backend does not do yet, said where it changes what `serve` runs of the
+// plan's command (`command_gpus`: the GPUs it deploys on); issues 19 and 22 (ranks over NCCL) and
+// 21 (FP8 held as FP8) lift them.
+void note_cuda_backend_limits(Plan& plan, int command_gpus) {
+  if (command_gpus > 1) {
+    plan.notes.push_back(
+        "moeserve's CUDA backend runs one GPU per server today (its multi-GPU ranks over NCCL are not written "
+        "yet): `serve` runs a parallel layout on the CPU backend with --device auto and refuses it with --device "
+        "cuda; the layouts above size the GPUs as vLLM would");
+  }
+  if (plan.dtype == WeightDType::kFp8) {
+    plan.notes.push_back(
+        "moeserve's CUDA backend holds fp8 weights as bf16 today (its FP8 GEMMs are not in use yet): on a GPU the "
+        "weights take twice the sizes above");
+  }
+}
+
+}  // namespace
+
 Result<Plan> make_plan(const ResolvedModel& resolved, const PlanRequest& request) {
   if (request.gpus.gpu == nullptr || request.gpus.count < 1) return make_error("no GPUs to plan for");
   const MemoryModel model(resolved.config);
@@ -237,9 +259,11 @@ Result<Plan> make_plan(const ResolvedModel& resolved, const PlanRequest& request
   if (plan.fits) {
     plan.why = explain_winner(resolved.config, plan.layouts, plan.best);
     plan.command = serve_command(resolved.id, best, checkpoint);
+    note_cuda_backend_limits(plan, request.gpus.count);
     return plan;
   }
-  plan.why = fmt::format("nothing fits on {}; closest: {}: {}", request.gpus.label(), best.label(), best.memory.verdict);
+  plan.why =
+      fmt::format("nothing fits on {}; closest: {}: {}", request.gpus.label(), best.label(), best.memory.verdict);
   for (int count : kGpuCounts) {
     if (count <= request.gpus.count) continue;
     std::vector<LayoutOption> options = evaluate(model, base, count, gpu.gpus_per_node);
@@ -258,10 +282,11 @@ Result<Plan> make_plan(const ResolvedModel& resolved, const PlanRequest& request
     std::vector<LayoutOption> options = evaluate(model, fp8_base, request.gpus.count, gpu.gpus_per_node);
     const int index = pick_best(options);
     if (index >= 0 && options[index].memory.fits) {
-      plan.notes.push_back(fmt::format("with --dtype fp8 it fits on {}: {}", request.gpus.label(),
-                                       options[index].label()));
+      plan.notes.push_back(
+          fmt::format("with --dtype fp8 it fits on {}: {}", request.gpus.label(), options[index].label()));
     }
   }
+  note_cuda_backend_limits(plan, plan.smallest_fit ? plan.smallest_gpus.count : request.gpus.count);
   return plan;
 }
 

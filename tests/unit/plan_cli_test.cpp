@@ -16,13 +16,11 @@ using moeserve::testing::CommandResult;
 using moeserve::testing::run_moeserve;
 
 TEST(PlanCli, DeepSeekV3JsonOn8xH200) {
-  const CommandResult run = run_moeserve(
-      {"plan", "deepseek-ai/DeepSeek-V3", "--gpus", "8xH200", "--json"});
+  const CommandResult run = run_moeserve({"plan", "deepseek-ai/DeepSeek-V3", "--gpus", "8xH200", "--json"});
   ASSERT_EQ(run.exit_code, 0) << run.output;
   const nlohmann::json plan = nlohmann::json::parse(run.output);
-  for (const char *key : {"model", "total_params", "active_params", "fits",
-                          "weights_bytes_per_gpu", "kv_bytes_per_token",
-                          "max_concurrent_seqs", "recommendation", "command"}) {
+  for (const char* key : {"model", "total_params", "active_params", "fits", "weights_bytes_per_gpu",
+                          "kv_bytes_per_token", "max_concurrent_seqs", "recommendation", "command"}) {
     EXPECT_TRUE(plan.contains(key)) << key;
   }
   EXPECT_EQ(plan["model"], "deepseek-ai/DeepSeek-V3");
@@ -30,38 +28,27 @@ TEST(PlanCli, DeepSeekV3JsonOn8xH200) {
   EXPECT_EQ(plan["kv_bytes_per_token"], 576 * 61 * 2);
   EXPECT_TRUE(plan["fits"].get<bool>());
   EXPECT_GT(plan["max_concurrent_seqs"].get<int64_t>(), 0);
-  const nlohmann::json &rec = plan["recommendation"];
-  EXPECT_EQ(rec["tensor_parallel_size"].get<int>() *
-                rec["pipeline_parallel_size"].get<int>() *
+  const nlohmann::json& rec = plan["recommendation"];
+  EXPECT_EQ(rec["tensor_parallel_size"].get<int>() * rec["pipeline_parallel_size"].get<int>() *
                 rec["data_parallel_size"].get<int>(),
             8);
   EXPECT_EQ(rec["memory"]["weights_bytes"], plan["weights_bytes_per_gpu"]);
   const std::string command = plan["command"];
-  EXPECT_EQ(
-      command.rfind(
-          "moeserve serve deepseek-ai/DeepSeek-V3 --tensor-parallel-size", 0),
-      0u)
-      << command;
+  EXPECT_EQ(command.rfind("moeserve serve deepseek-ai/DeepSeek-V3 --tensor-parallel-size", 0), 0u) << command;
   EXPECT_NE(command.find("--max-model-len 163840"), std::string::npos);
 }
 
 TEST(PlanCli, NothingFitsNamesTheSmallestSet) {
   const CommandResult run =
-      run_moeserve({"plan", "mistralai/Mixtral-8x7B-v0.1", "--gpus", "1xH100",
-                    "--dtype", "bfloat16"});
+      run_moeserve({"plan", "mistralai/Mixtral-8x7B-v0.1", "--gpus", "1xH100", "--dtype", "bfloat16"});
   ASSERT_EQ(run.exit_code, 0) << run.output;
   EXPECT_NE(run.output.find("DOES NOT FIT"), std::string::npos) << run.output;
-  EXPECT_NE(run.output.find("smallest set that fits: 2xH100 with TP=2"),
-            std::string::npos)
-      << run.output;
-  EXPECT_NE(run.output.find("with --dtype fp8 it fits on 1xH100"),
-            std::string::npos)
-      << run.output;
+  EXPECT_NE(run.output.find("smallest set that fits: 2xH100 with TP=2"), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("with --dtype fp8 it fits on 1xH100"), std::string::npos) << run.output;
   EXPECT_NE(run.output.find("moeserve serve mistralai/Mixtral-8x7B-v0.1 "
                             "--tensor-parallel-size 2"),
             std::string::npos);
-  const CommandResult json = run_moeserve(
-      {"plan", "mistralai/Mixtral-8x7B-v0.1", "--gpus", "1xH100", "--json"});
+  const CommandResult json = run_moeserve({"plan", "mistralai/Mixtral-8x7B-v0.1", "--gpus", "1xH100", "--json"});
   const nlohmann::json plan = nlohmann::json::parse(json.output);
   EXPECT_FALSE(plan["fits"].get<bool>());
   EXPECT_EQ(plan["recommendation"]["gpus"], "2xH100");
@@ -69,26 +56,33 @@ TEST(PlanCli, NothingFitsNamesTheSmallestSet) {
 
 TEST(PlanCli, LocalCheckpointAndFp8Note) {
   const CommandResult local =
-      run_moeserve({"plan", MOESERVE_MODELS_DIR "/kjv-mixtral-tiny", "--gpus",
-                    "1xL40S", "--json"});
+      run_moeserve({"plan", MOESERVE_MODELS_DIR "/kjv-mixtral-tiny", "--gpus", "1xL40S", "--json"});
   ASSERT_EQ(local.exit_code, 0) << local.output;
   EXPECT_EQ(nlohmann::json::parse(local.output)["total_params"], 13'622'976);
-  const CommandResult a100 = run_moeserve(
-      {"plan", "Qwen/Qwen3-30B-A3B", "--gpus", "1xA100", "--dtype", "fp8"});
+  const CommandResult a100 = run_moeserve({"plan", "Qwen/Qwen3-30B-A3B", "--gpus", "1xA100", "--dtype", "fp8"});
   ASSERT_EQ(a100.exit_code, 0) << a100.output;
-  EXPECT_NE(a100.output.find("A100 has no FP8 tensor cores"), std::string::npos)
-      << a100.output;
-  EXPECT_NE(a100.output.find("--quantization fp8"), std::string::npos)
-      << a100.output;
+  EXPECT_NE(a100.output.find("A100 has no FP8 tensor cores"), std::string::npos) << a100.output;
+  EXPECT_NE(a100.output.find("--quantization fp8"), std::string::npos) << a100.output;
 }
 
-// Every catalog family runs on CUDA (no note); a config past a CUDA kernel's limit is planned,
-// with a note saying serve needs the CPU for it.
+// Every catalog family runs on CUDA (no note on one GPU in bf16); on several GPUs the plan says
+// serve runs one GPU per server today, and with fp8 weights that the CUDA backend holds them as
+// bf16; a config past a CUDA kernel's limit is planned, with a note saying serve needs the CPU.
 TEST(PlanCli, NotesWhatTheCudaBackendDoesNotRun) {
+  for (const char* id : {"openai/gpt-oss-20b", "mistralai/Mixtral-8x7B-v0.1", "Qwen/Qwen3-30B-A3B"}) {
+    const CommandResult run = run_moeserve({"plan", id, "--gpus", "1xH200", "--dtype", "bfloat16", "--json"});
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    EXPECT_TRUE(nlohmann::json::parse(run.output)["notes"].empty()) << id << ": " << run.output;
+  }
   for (const char* id : {"openai/gpt-oss-20b", "meta-llama/Llama-4-Scout-17B-16E", "deepseek-ai/DeepSeek-V3.2"}) {
     const CommandResult run = run_moeserve({"plan", id, "--gpus", "8xH200", "--json"});
     ASSERT_EQ(run.exit_code, 0) << run.output;
-    EXPECT_TRUE(nlohmann::json::parse(run.output)["notes"].empty()) << id << ": " << run.output;
+    const nlohmann::json notes = nlohmann::json::parse(run.output)["notes"];
+    const bool fp8 = std::string(id) == "deepseek-ai/DeepSeek-V3.2";  // its checkpoint's weights
+    ASSERT_EQ(notes.size(), fp8 ? 2u : 1u) << id << ": " << run.output;
+    EXPECT_NE(notes[0].get<std::string>().find("runs one GPU per server today"), std::string::npos) << notes;
+    EXPECT_NE(notes[0].get<std::string>().find("refuses it with --device cuda"), std::string::npos) << notes;
+    if (fp8) EXPECT_NE(notes[1].get<std::string>().find("holds fp8 weights as bf16"), std::string::npos) << notes;
   }
   // DeepSeek-V3.2's shape with an index_topk past the CUDA indexer's 2048.
   const std::string dir = ::testing::TempDir() + "/plan_v32_topk";
@@ -107,8 +101,7 @@ TEST(PlanCli, NotesWhatTheCudaBackendDoesNotRun) {
 }
 
 TEST(PlanCli, ClearErrors) {
-  CommandResult run =
-      run_moeserve({"plan", "acme/Unknown-1T", "--gpus", "8xH200"});
+  CommandResult run = run_moeserve({"plan", "acme/Unknown-1T", "--gpus", "8xH200"});
   EXPECT_EQ(run.exit_code, 1);
   EXPECT_NE(run.output.find("not a local checkpoint directory, a config.json, "
                             "or a catalog model"),
@@ -116,27 +109,19 @@ TEST(PlanCli, ClearErrors) {
       << run.output;
   run = run_moeserve({"plan", "deepseek-ai/DeepSeek-V3", "--gpus", "8xTPUv5"});
   EXPECT_EQ(run.exit_code, 1);
-  EXPECT_NE(run.output.find("unknown GPU 'TPUv5'"), std::string::npos)
-      << run.output;
-  run = run_moeserve({"plan", "deepseek-ai/DeepSeek-V3", "--gpus", "8xH200",
-                      "--dtype", "int3"});
+  EXPECT_NE(run.output.find("unknown GPU 'TPUv5'"), std::string::npos) << run.output;
+  run = run_moeserve({"plan", "deepseek-ai/DeepSeek-V3", "--gpus", "8xH200", "--dtype", "int3"});
   EXPECT_EQ(run.exit_code, 1);
-  EXPECT_NE(run.output.find("--dtype 'int3' is not supported"),
-            std::string::npos)
-      << run.output;
-  run = run_moeserve({"plan", "deepseek-ai/DeepSeek-V3", "--gpus", "8xH200",
-                      "--max-model-len", "999999"});
+  EXPECT_NE(run.output.find("--dtype 'int3' is not supported"), std::string::npos) << run.output;
+  run = run_moeserve({"plan", "deepseek-ai/DeepSeek-V3", "--gpus", "8xH200", "--max-model-len", "999999"});
   EXPECT_EQ(run.exit_code, 1);
-  EXPECT_NE(run.output.find("exceeds the model's max_position_embeddings"),
-            std::string::npos)
-      << run.output;
+  EXPECT_NE(run.output.find("exceeds the model's max_position_embeddings"), std::string::npos) << run.output;
 }
 
 // --print-config writes the catalog's config.json (what the GPU sweep runs with --load-format
 // dummy); without it --gpus is still required.
 TEST(PlanCli, PrintConfigOfACatalogModel) {
-  CommandResult run =
-      run_moeserve({"plan", "Qwen/Qwen3-30B-A3B", "--print-config"});
+  CommandResult run = run_moeserve({"plan", "Qwen/Qwen3-30B-A3B", "--print-config"});
   ASSERT_EQ(run.exit_code, 0) << run.output;
   const nlohmann::json config = nlohmann::json::parse(run.out);
   EXPECT_EQ(config["architectures"][0], "Qwen3MoeForCausalLM");
@@ -144,9 +129,8 @@ TEST(PlanCli, PrintConfigOfACatalogModel) {
   EXPECT_EQ(config["moe_intermediate_size"], 768);
   run = run_moeserve({"plan", "Qwen/Qwen3-30B-A3B"});
   EXPECT_EQ(run.exit_code, 1);
-  EXPECT_NE(run.output.find("--gpus is required"), std::string::npos)
-      << run.output;
+  EXPECT_NE(run.output.find("--gpus is required"), std::string::npos) << run.output;
 }
 
-} // namespace
-} // namespace moeserve
+}  // namespace
+}  // namespace moeserve
