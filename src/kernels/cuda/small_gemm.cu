@@ -374,8 +374,8 @@ int launch(const GpuExec& exec, const GemmArgs& args, float* workspace, bool sum
   dim3 grid = grid_of(args, kTile);
   grid.z = splits;
   float* partial = splits > 1 ? workspace : nullptr;
-  const int chunks = ceil_div(args.k, chunk_of(kTile, weights_of(args)));
   const Weights weights = weights_of(args);
+  const int chunks = ceil_div(args.k, chunk_of(kTile, weights));
   const auto kernel = weights == Weights::kMxfp4 ? small_gemm_kernel<kTile, Weights::kMxfp4>
                       : weights == Weights::kFp8 ? small_gemm_kernel<kTile, Weights::kFp8>
                                                  : small_gemm_kernel<kTile, Weights::kBf16>;
