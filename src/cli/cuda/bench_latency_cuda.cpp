@@ -26,15 +26,20 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
-// Weight bytes one decode step reads (bf16, and MXFP4's 4.25 bits a weight for GPT-OSS's experts
-// as published, which the CUDA backend holds): the weight plan's tensors but the embedding table
-// and the experts no token chose. routed_per_layer: the distinct routed experts a MoE layer runs
-// (one token: top_k).
+// Bytes of one routed-expert weight as the CUDA runner holds it: bf16, or MXFP4's 4 bits and an
+// e8m0 scale per 32 (4.25 bits: GPT-OSS's experts as published).
+double expert_bytes_per_weight(const ModelConfig& c) {
+  return c.mxfp4_experts ? 0.5 + 1.0 / Projection::kMxBlock : 2.0;
+}
+
+// Weight bytes one decode step reads (bf16, the routed experts as expert_bytes_per_weight says):
+// the weight plan's tensors but the embedding table and the experts no token chose.
+// routed_per_layer: the distinct routed experts a MoE layer runs (one token: top_k).
 double decode_weight_bytes(const ModelConfig& c, const WeightPlan& plan, double routed_per_layer = -1.0) {
   const double all = decode_read_elements(c, plan, routed_per_layer);
   if (!c.mxfp4_experts) return 2.0 * all;
   const double routed = all - decode_read_elements(c, plan, 0.0);  // (their biases counted alike)
-  return 2.0 * (all - routed) + routed * (0.5 + 1.0 / 32);
+  return 2.0 * (all - routed) + routed * expert_bytes_per_weight(c);
 }
 
 // Multiply-adds × 2 of a prefill of `batch` sequences of `len` tokens: every projection for
@@ -215,7 +220,8 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
     auto offsets_buf = cuda::DeviceBuffer::allocate(size_t(m.num_experts + 1) * 4);
     // GPT-OSS: the experts as MXFP4, as the runner holds them (the random bits as codes, zero scales)
     const bool mx = c.mxfp4_experts;
-    auto mx_scales = cuda::DeviceBuffer::allocate(size_t(m.num_experts) * 2 * m.expert_intermediate_size * hidden / 32);
+    auto mx_scales = cuda::DeviceBuffer::allocate(
+        mx ? size_t(m.num_experts) * 2 * m.expert_intermediate_size * hidden / Projection::kMxBlock : 1);
     if (!experts.ok() || !offsets_buf.ok() || !mx_scales.ok()) fail("cannot allocate expert benchmark buffers");
     cuda::fill_random_bf16(exec, experts->as<uint16_t>(),
                            int64_t(m.num_experts) * 2 * m.expert_intermediate_size * hidden, 4, 0.02f, 0.0f);
@@ -243,7 +249,7 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
         args.weight_mxfp4 = experts->as<uint8_t>();
         args.mx_scale = mx_scales->as<uint8_t>();
       }
-      const double bytes = double(touched) * 2 * m.expert_intermediate_size * hidden * (mx ? 0.5 + 1.0 / 32 : 2.0);
+      const double bytes = double(touched) * 2 * m.expert_intermediate_size * hidden * expert_bytes_per_weight(c);
       auto report = [&](const char* kernel, double s, double weight_bytes) {
         out.push_back({{"kernel", kernel},
                        {"tokens", tokens},
@@ -293,8 +299,7 @@ double op_weight_bytes(const ModelConfig& c, const std::string& op, int tokens) 
   if (op == "moe.router") return layers * c.moe->num_experts * hidden * 2;
   if (op == "moe.experts") {
     const double touched = std::min(c.moe->num_experts, tokens * c.moe->top_k);  // upper bound of distinct experts
-    const double bytes_per_weight = c.mxfp4_experts ? 0.5 + 1.0 / 32 : 2.0;
-    return layers * touched * 3.0 * c.moe->expert_intermediate_size * hidden * bytes_per_weight;
+    return layers * touched * 3.0 * c.moe->expert_intermediate_size * hidden * expert_bytes_per_weight(c);
   }
   return 0.0;
 }
