@@ -247,6 +247,11 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
 // Activation rows per block (8 · kNTiles): dispatch_rows and k_splits both follow it.
 int row_tile(int rows) { return rows <= 8 ? 8 : 16; }
 constexpr int kGroupedTiles = 2;  // m-tiles per warp of grouped GEMMs (see dispatch_rows)
+// Whether a GEMM takes kGroupedTiles m-tiles per warp: grouped ones, SwiGLU's gate/up pairs, and
+// MXFP4 weights (GPT-OSS's experts); dispatch_rows and k_splits both follow it.
+bool grouped_tiles(const GemmArgs& args) {
+  return args.offsets != nullptr || args.swiglu || args.weight_mxfp4 != nullptr;
+}
 
 // Grouped GEMMs whose groups average 16 rows or more take 32-row tiles: a group of 17-32 rows
 // then streams its weights once instead of twice (the second 16-row tile from L2, which bounds
@@ -261,8 +266,7 @@ bool long_grouped_tile(const GemmArgs& args) { return args.offsets != nullptr &&
 int k_splits(const GemmArgs& args) {
   if (args.swiglu || partial_rows(args) <= 0) return 1;
   const bool grouped = args.offsets != nullptr;
-  const bool two_tiles = grouped || args.weight_mxfp4 != nullptr;  // as dispatch_rows
-  const int64_t feature_blocks = ceil_div(args.n, kWarps * 16 * (two_tiles ? kGroupedTiles : 1));
+  const int64_t feature_blocks = ceil_div(args.n, kWarps * 16 * (grouped_tiles(args) ? kGroupedTiles : 1));
   const int64_t blocks =
       feature_blocks * (grouped ? std::min(args.groups, args.total_rows) : ceil_div(args.rows, row_tile(args.rows)));
   return k_split_count(blocks, ceil_div(args.k, kChunk));
@@ -296,7 +300,7 @@ void dispatch_rows(const GpuExec& exec, const GemmArgs& args, float* workspace) 
   // Either splits K when that leaves SMs idle (a workspace given, no SwiGLU). MXFP4 weights
   // (GPT-OSS's experts, always grouped) take the grouped tiles.
   const bool short_tile = row_tile(args.rows) == 8;
-  if (args.offsets != nullptr || kSwiglu || kMx) {
+  if (grouped_tiles(args)) {
     if (short_tile) return launch<1, kGroupedTiles, kSwiglu, kSplit, kMx>(exec, args, workspace);
     if (long_grouped_tile(args)) return launch<4, kGroupedTiles, kSwiglu, kSplit, kMx>(exec, args, workspace);
     return launch<2, kGroupedTiles, kSwiglu, kSplit, kMx>(exec, args, workspace);
