@@ -49,6 +49,13 @@ const GemmKernel kGemmKernels[] = {
      }},
 };
 
+// A grouped GEMM's offsets [groups + 1]: group g's rows are [offsets[g], offsets[g + 1]).
+std::vector<int32_t> group_offsets(const std::vector<int>& counts) {
+  std::vector<int32_t> offsets = {0};
+  for (int c : counts) offsets.push_back(offsets.back() + c);
+  return offsets;
+}
+
 void round_to_bf16(std::vector<float>& x) {
   for (float& v : x) v = bf16_to_f32(f32_to_bf16(v));
 }
@@ -117,8 +124,7 @@ TEST_F(CudaOpsTest, DecodeGemmsGrouped) {
              {std::vector<int>{3, 0, 1, 40, 0, 17, 2, 0, 150}, std::vector<int>{0, 0, 3, 0, 0, 0, 0, 5, 0},
               std::vector<int>{20, 0, 32, 7, 0, 12, 1}, std::vector<int>{33, 0, 32, 16, 1, 31}}) {
           const int groups = static_cast<int>(counts.size());
-          std::vector<int32_t> offsets = {0};
-          for (int c : counts) offsets.push_back(offsets.back() + c);
+          const std::vector<int32_t> offsets = group_offsets(counts);
           const int total = offsets.back();
           auto x = random_floats(size_t(total) * hidden);
           if (kernel.bf16_inputs) round_to_bf16(x);
@@ -177,8 +183,7 @@ TEST_F(CudaOpsTest, GemmsWithFloat32BiasesAndClampedSwiglu) {
           if (kernel.needs_k8 && !cuda::mma_gemm_supported(hidden)) continue;
           const bool grouped = !counts.empty();
           const int groups = grouped ? static_cast<int>(counts.size()) : 1;
-          std::vector<int32_t> offsets = {0};
-          for (int c : counts) offsets.push_back(offsets.back() + c);
+          const std::vector<int32_t> offsets = group_offsets(counts);
           const int total = grouped ? offsets.back() : 3;
           const int rows = grouped ? *std::max_element(counts.begin(), counts.end()) : total;
           const int n_weight = swiglu ? 2 * inter : inter;
@@ -263,8 +268,7 @@ TEST_F(CudaOpsTest, DecodeGemmsStreamMxfp4Experts) {
       for (const std::vector<int>& counts : {std::vector<int>{1, 0, 0, 0}, std::vector<int>{0, 2, 0, 1},
                                              std::vector<int>{3, 0, 1, 40, 0, 17}, std::vector<int>{64, 33, 0, 100}}) {
         const int groups = static_cast<int>(counts.size());
-        std::vector<int32_t> offsets = {0};
-        for (int c : counts) offsets.push_back(offsets.back() + c);
+        const std::vector<int32_t> offsets = group_offsets(counts);
         const int total = offsets.back();
         const int n_weight = swiglu ? 2 * inter : inter;
         const int64_t per_group = int64_t(n_weight) * hidden;
@@ -328,8 +332,7 @@ TEST_F(CudaOpsTest, SmallGemmStreamsFp8Weights) {
         for (const std::vector<int>& counts :
              {std::vector<int>{1, 0, 0, 0}, std::vector<int>{0, 2, 0, 1}, std::vector<int>{3, 0, 1, 9, 0, 16}}) {
           const int groups = static_cast<int>(counts.size());
-          std::vector<int32_t> offsets = {0};
-          for (int c : counts) offsets.push_back(offsets.back() + c);
+          const std::vector<int32_t> offsets = group_offsets(counts);
           const int total = offsets.back();
           const int n_weight = swiglu ? 2 * inter : inter;
           const int64_t per_group = int64_t(n_weight) * hidden;

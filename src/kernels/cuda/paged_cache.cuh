@@ -48,7 +48,8 @@ struct KeyRange {
 __device__ __forceinline__ KeyRange key_range(const AttentionArgs& args, int first_row, int rows, int kv_head) {
   const int first_position = args.positions[first_row];
   return KeyRange{lowest_key(args, first_position), args.positions[first_row + rows - 1],
-                  args.block_tables + args.table_offsets[first_row], args.key_offset + kv_head * args.kv_head_stride, args.value_offset + kv_head * args.kv_head_stride};
+                  args.block_tables + args.table_offsets[first_row], args.key_offset + kv_head * args.kv_head_stride,
+                  args.value_offset + kv_head * args.kv_head_stride};
 }
 
 }  // namespace moeserve::cuda

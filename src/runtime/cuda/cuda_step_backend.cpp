@@ -2,7 +2,7 @@
 // them by row count (see cuda_model.h for the measurements behind each limit).
 //
 // MoE experts: batches of up to kMaxMmaRows tokens run as two grouped streaming GEMMs (gate/up
-// with SwiGLU fused, then down; small_gemm up to kMaxSmallGroupedRows tokens, reading each
+// with SwiGLU fused, then down; small_gemm up to kMaxSmallGroupedRows tokens (2 for MXFP4), reading each
 // token's row through the permutation, mma_gemm beyond) that read the expert offsets on the
 // device, so the step never waits for the host (CUDA-graph safe) and experts no token chose cost
 // nothing. Prefill-sized batches copy the offsets back once per layer and run each chosen expert

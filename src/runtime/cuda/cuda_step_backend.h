@@ -51,8 +51,8 @@ class CudaStepBackend final : public StepBackend {
   void end_span() override;
 
  private:
-  // Grouped experts (offsets on the device): small_gemm up to kMaxSmallGroupedRows (or for a K
-  // mma_gemm does not take), mma_gemm beyond.
+  // Grouped experts (offsets on the device): small_gemm up to kMaxSmallGroupedRows
+  // (kMaxSmallMxfp4GroupedRows for MXFP4 weights; or for a K mma_gemm does not take), mma_gemm beyond.
   void grouped_gemm(const GemmArgs& args);
   // mma_gemm in the configured precision, K split over a workspace from the arena when it pays.
   void tensor_core_gemm(const GemmArgs& args);
@@ -63,7 +63,7 @@ class CudaStepBackend final : public StepBackend {
   SplitSums cuda_core_gemm_unsummed(const GemmArgs& args);
   // cuBLAS GEMM in the configured prefill precision: out [rows, n] = x [rows, k] · w [n, k]ᵀ (+ bias).
   void gemm(Act x, int rows, const uint16_t* w, const uint16_t* bias, int n, int k, float* out);
-  // y, or (small_gemm's split K at up to kMaxSmallGroupedRows tokens) its partial sums for the combine.
+  // y, or (small_gemm's split K, as grouped_gemm picks it) its partial sums for the combine.
   SplitSums experts_streaming(const MoeWeights& w, const float* x, const int32_t* x_rows, const int32_t* offsets,
                               int tokens, float* y);
   // args' weight (bf16 or MXFP4) and bias (bf16 or float32) from w's; grouped (the experts),
