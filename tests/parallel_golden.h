@@ -32,10 +32,16 @@ struct ParallelSeq {
   std::vector<int32_t> generated;
 };
 
+// Builds the group under test over the checkpoint, each DP replica with num_blocks KV blocks of
+// kParallelBlockSize tokens (default: the CPU's ranks on threads, RankGroup::create).
+using GroupFactory = std::function<Result<std::unique_ptr<RankGroup>>(
+    const ModelConfig& config, const WeightSource& weights, const ParallelConfig& parallel, int num_blocks)>;
+
 // `inspect` sees the group after the last step (e.g. its EPLB counters). dir: a model directory
 // with its reference.safetensors.
 inline void check_dir_against_reference(const std::string& dir, const ParallelConfig& parallel,
-                                        const std::function<void(RankGroup&)>& inspect = {}) {
+                                        const std::function<void(RankGroup&)>& inspect = {},
+                                        const GroupFactory& make_group = {}) {
   const Reference reference(dir + "/reference.safetensors");
   auto config = load_model_config(dir);
   ASSERT_TRUE(config.ok()) << config.error().message;
@@ -59,7 +65,9 @@ inline void check_dir_against_reference(const std::string& dir, const ParallelCo
     replicas[j % dp].push_back(std::move(seq));
   }
   const int num_blocks = *std::max_element(blocks_used.begin(), blocks_used.end());
-  auto group = RankGroup::create(*config, *checkpoint, parallel, ModelOptions{}, num_blocks, kParallelBlockSize);
+  auto group = make_group ? make_group(*config, *checkpoint, parallel, num_blocks)
+                          : RankGroup::create(*config, *checkpoint, parallel, ModelOptions{}, num_blocks,
+                                              kParallelBlockSize);
   ASSERT_TRUE(group.ok()) << group.error().message;
   const int vocab = config->vocab_size;
 

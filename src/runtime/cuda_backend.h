@@ -13,6 +13,8 @@
 #include "base/result.h"
 #include "model/config.h"
 #include "runtime/loaded_model.h"
+#include "runtime/parallel_config.h"
+#include "runtime/rank_group.h"
 #include "runtime/runner.h"
 
 namespace moeserve::cuda_backend {
@@ -49,5 +51,18 @@ struct BuiltRunner {
 // of model_dir, or dummy weights (make_cuda_runner).
 Result<BuiltRunner> make_runner(const std::string& model_dir, const ModelConfig& config, const LoadOptions& load,
                                 const RunnerOptions& options);
+
+struct BuiltRanks {
+  std::unique_ptr<RankExecutor> executor;
+  int num_kv_blocks = 0;  // per DP replica
+  std::string summary;    // for the start-up log
+};
+
+// The ranks of `parallel` (TP × DP, no expert parallelism yet) as CUDA runners on threads of this
+// process, each loading its shard of model_dir's checkpoint, or of dummy weights made on the host
+// (runtime/cuda/cuda_ranks.h). options.num_kv_blocks = 0 sizes the KV caches from
+// gpu_memory_utilization; enforce_eager and capture_batch_sizes do not apply (ranks run eagerly).
+Result<BuiltRanks> make_ranks(const std::string& model_dir, const ModelConfig& config, const LoadOptions& load,
+                              const RunnerOptions& options, const ParallelConfig& parallel);
 
 }  // namespace moeserve::cuda_backend

@@ -19,6 +19,21 @@ void log_backend(const BackendChoice& choice) {
   spdlog::info("backend: {} ({})", backend_name(choice.backend), choice.reason);
 }
 
+// Why the CUDA backend cannot run this layout yet (null: it can; TP × DP ranks on threads).
+const char* cuda_layout_gap(const ParallelConfig& parallel) {
+  if (parallel.is_single()) return nullptr;
+  if (parallel.uses_expert_parallel()) {
+    return "expert parallelism runs on the CPU backend only (the GPU's expert dispatch is not written yet)";
+  }
+  if (parallel.nodes.spans_nodes(parallel.data_parallel_size)) {
+    return "a layout over several nodes runs on the CPU backend only (CUDA ranks run on one host)";
+  }
+  if (parallel.executor == DistributedExecutor::kMp) {
+    return "--distributed-executor-backend mp runs CPU ranks only (CUDA ranks run as threads of one process)";
+  }
+  return nullptr;
+}
+
 int cpu_threads(int threads) { return threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()); }
 
 // One GPU, one replica. The plan decides before anything is loaded, from the memory model: bf16
@@ -29,6 +44,28 @@ Result<EngineRunners> make_cuda_engine_runner(const RunnerSpec& spec, const Engi
                                               const plan::MemoryModel& memory, EngineRunners runners) {
   MS_ASSIGN_OR_RETURN(const std::vector<cuda_backend::Gpu> gpus, cuda_backend::list_gpus());
   if (gpus.empty()) return make_error("--device cuda: no CUDA device is visible");
+  const cuda_backend::RunnerOptions options{.gpu_memory_utilization = static_cast<float>(sizing.gpu_memory_utilization),
+                                            .block_size = sizing.block_size,
+                                            .max_num_batched_tokens = sizing.max_num_batched_tokens,
+                                            .enforce_eager = sizing.enforce_eager,
+                                            .capture_batch_sizes = sizing.max_num_seqs};
+  if (!spec.parallel.is_single()) {
+    // TP × DP ranks on the visible GPUs; the one-GPU plan below does not model them, so the ranks'
+    // own allocations say what does not fit.
+    MS_ASSIGN_OR_RETURN(ParallelRunners parallel,
+                        make_parallel_runners(spec.model_dir, spec.config, spec.load,
+                                              ParallelRunnerOptions{.parallel = spec.parallel,
+                                                                    .block_size = sizing.block_size,
+                                                                    .model = spec.load.model,
+                                                                    .cuda = options}));
+    runners.plan = fmt::format("{} GPU(s), {} ranks: not planned (the planner sizes one rank per GPU)", gpus.size(),
+                               spec.parallel.world_size());
+    runners.layout = fmt::format("{} on cuda: {}", parallel.group->describe_layout(), parallel.summary);
+    spdlog::info("parallel layout: {}", runners.layout);
+    runners.replicas = std::move(parallel.replicas);
+    runners.rank_group = std::move(parallel.group);
+    return runners;
+  }
   const plan::DeploymentShape shape{.dtype = plan::WeightDType::kBF16,
                                     .kv_cache_dtype = plan::KvCacheDType::kF32,
                                     .max_model_len = sizing.max_model_len,
@@ -43,15 +80,8 @@ Result<EngineRunners> make_cuda_engine_runner(const RunnerSpec& spec, const Engi
                planned.verdict);
   runners.plan = fmt::format("{} ({:.1f} GiB): {}", gpus.front().name,
                              gpus.front().total_memory_bytes / double(1 << 30), planned.verdict);
-  MS_ASSIGN_OR_RETURN(
-      cuda_backend::BuiltRunner built,
-      cuda_backend::make_runner(
-          spec.model_dir, spec.config, spec.load,
-          cuda_backend::RunnerOptions{.gpu_memory_utilization = static_cast<float>(sizing.gpu_memory_utilization),
-                                      .block_size = sizing.block_size,
-                                      .max_num_batched_tokens = sizing.max_num_batched_tokens,
-                                      .enforce_eager = sizing.enforce_eager,
-                                      .capture_batch_sizes = sizing.max_num_seqs}));
+  MS_ASSIGN_OR_RETURN(cuda_backend::BuiltRunner built,
+                      cuda_backend::make_runner(spec.model_dir, spec.config, spec.load, options));
   spdlog::info("model {} on cuda: {}", spec.model_dir, built.summary);
   runners.layout = "TP 1 x PP 1 x DP 1 (one GPU): " + built.summary;
   runners.replicas.push_back(std::move(built.runner));
@@ -183,11 +213,11 @@ Result<BackendChoice> choose_backend(Device device, const ParallelConfig& parall
       choice = BackendChoice{Backend::kCuda, "--device cuda"};
       break;
     case Device::kAuto:
-      if (!parallel.is_single()) {
+      if (const char* why = cuda_layout_gap(parallel)) {
         // Stated in the startup log: a user with a GPU should not wonder why it sits idle.
-        return BackendChoice{Backend::kCpu,
-                             "--device auto with a parallel layout: tensor/data/expert parallelism runs on the CPU "
-                             "backend today, so the CPU is used even where a GPU is visible"};
+        return BackendChoice{Backend::kCpu, fmt::format("--device auto with this layout: {}, so the CPU is used even "
+                                                        "where a GPU is visible",
+                                                        why)};
       }
       if (!cuda_compiled()) return BackendChoice{Backend::kCpu, "--device auto: this build has no CUDA backend"};
       if (const auto gpus = cuda_backend::list_gpus(); gpus.ok() && !gpus->empty()) {
@@ -202,10 +232,7 @@ Result<BackendChoice> choose_backend(Device device, const ParallelConfig& parall
     return make_error("--dtype float16: the CUDA runner computes with bf16 weights and float32-like (auto, float32) "
                       "or bf16 (bfloat16) activations; float16 is not implemented");
   }
-  if (!parallel.is_single()) {
-    return make_error("--device cuda runs one rank for now: tensor/data/expert parallelism is implemented on the CPU "
-                      "backend (threads + an in-process communicator); the NCCL communicator is not written yet");
-  }
+  if (const char* why = cuda_layout_gap(parallel)) return make_error("--device cuda: {}", why);
   if (!cuda_compiled()) return make_error(kBuiltWithoutCuda);
   return choice;
 }
@@ -226,6 +253,20 @@ Result<std::unique_ptr<SequenceBackend>> make_sequence_backend(const RunnerSpec&
   auto backend = std::unique_ptr<SequenceBackend>(new SequenceBackend());
   backend->config_ = spec.config;
   const int blocks = SequenceRunner::blocks_for(max_tokens);
+  if (choice.backend == Backend::kCuda && !spec.parallel.is_single()) {
+    log_backend(choice);
+    MS_ASSIGN_OR_RETURN(backend->parallel_,
+                        make_parallel_runners(spec.model_dir, spec.config, spec.load,
+                                              ParallelRunnerOptions{.parallel = spec.parallel,
+                                                                    .num_kv_blocks = blocks,
+                                                                    .block_size = SequenceRunner::kBlockSize,
+                                                                    .model = spec.load.model,
+                                                                    .cuda = cuda_backend::RunnerOptions{}}));
+    spdlog::info("parallel layout: {} on cuda: {}", backend->parallel_.group->describe_layout(),
+                 backend->parallel_.summary);
+    backend->runner_ = std::make_unique<SequenceRunner>(*backend->parallel_.replicas[0], max_tokens);
+    return backend;
+  }
   if (choice.backend == Backend::kCuda) {
     MS_ASSIGN_OR_RETURN(cuda_backend::BuiltRunner built,
                         cuda_backend::make_runner(spec.model_dir, spec.config, spec.load,

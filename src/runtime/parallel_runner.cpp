@@ -46,11 +46,30 @@ class ReplicaRunner final : public Runner {
 Result<ParallelRunners> make_parallel_runners(const std::string& model_dir, const ModelConfig& config,
                                               const LoadOptions& load, const ParallelRunnerOptions& options) {
   if (options.block_size <= 0) return make_error("--block-size must be positive, got {}", options.block_size);
-  if (options.num_kv_blocks <= 0) {
+  if (options.num_kv_blocks <= 0 && !options.cuda) {
     return make_error("the KV cache budget holds no block of {} tokens: raise --kv-cache-memory", options.block_size);
   }
   auto shared = std::make_shared<SharedGroup>();
-  if (options.parallel.executor == DistributedExecutor::kMp) {
+  ParallelRunners runners;
+  const ParallelConfig& parallel = options.parallel;
+  if (options.cuda) {
+    if (parallel.executor == DistributedExecutor::kMp) {
+      return make_error("--distributed-executor-backend mp runs CPU ranks; CUDA ranks run as threads of one process "
+                        "for now (--distributed-executor-backend threads)");
+    }
+    if (parallel.nodes.spans_nodes(parallel.data_parallel_size)) {
+      return make_error("CUDA ranks run on one host for now: the multi-node flags need the CPU backend "
+                        "(--device cpu)");
+    }
+    cuda_backend::RunnerOptions cuda = *options.cuda;
+    cuda.num_kv_blocks = options.num_kv_blocks;
+    cuda.block_size = options.block_size;
+    MS_ASSIGN_OR_RETURN(cuda_backend::BuiltRanks ranks,
+                        cuda_backend::make_ranks(model_dir, config, load, cuda, parallel));
+    runners.summary = std::move(ranks.summary);
+    MS_ASSIGN_OR_RETURN(shared->group, RankGroup::create(config, parallel, std::move(ranks.executor),
+                                                         ranks.num_kv_blocks, options.block_size));
+  } else if (parallel.executor == DistributedExecutor::kMp) {
     MS_ASSIGN_OR_RETURN(auto ranks, make_process_ranks(model_dir, load, options.parallel, options.num_kv_blocks,
                                                        options.block_size));
     MS_ASSIGN_OR_RETURN(shared->group, RankGroup::create(config, options.parallel, std::move(ranks),
@@ -60,7 +79,6 @@ Result<ParallelRunners> make_parallel_runners(const std::string& model_dir, cons
     MS_ASSIGN_OR_RETURN(shared->group, RankGroup::create(config, *shared->weights, options.parallel,
                                                          options.model, options.num_kv_blocks, options.block_size));
   }
-  ParallelRunners runners;
   for (int dp_rank = 0; dp_rank < options.parallel.data_parallel_size; ++dp_rank) {
     runners.replicas.push_back(std::make_unique<ReplicaRunner>(shared, dp_rank));
   }

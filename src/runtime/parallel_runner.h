@@ -9,6 +9,9 @@
 #include <memory>
 #include <vector>
 
+#include <optional>
+
+#include "runtime/cuda_backend.h"
 #include "runtime/loaded_model.h"
 #include "runtime/rank_group.h"
 #include "runtime/runner.h"
@@ -17,20 +20,25 @@ namespace moeserve {
 
 struct ParallelRunnerOptions {
   ParallelConfig parallel;
-  int num_kv_blocks = 0;  // per DP replica, > 0
+  int num_kv_blocks = 0;  // per DP replica, > 0 (CUDA ranks: 0 sizes it from GPU memory)
   int block_size = 16;
   ModelOptions model;  // shard is filled in per rank
+  // Set: the ranks are CUDA runners on threads of this process (cuda_backend::make_ranks), with
+  // these options (block_size and num_kv_blocks above take precedence).
+  std::optional<cuda_backend::RunnerOptions> cuda;
 };
 
 // Shares ownership of the group (and the weights it views) among the returned runners.
 struct ParallelRunners {
   std::vector<std::unique_ptr<Runner>> replicas;  // one per DP replica
   std::shared_ptr<RankGroup> group;
+  std::string summary;  // CUDA ranks: what each rank holds, for the start-up log
 };
 
 // The ranks run as options.parallel.executor says: threads of this process, each loading its
 // shard from the weights opened here (open_weights(model_dir, load), kept alive with the group),
-// or worker processes (mp), each reading model_dir itself with `load`. No unsharded model is built.
+// or worker processes (mp), each reading model_dir itself with `load`; with options.cuda, CUDA
+// runners on threads (one process, one host). No unsharded model is built.
 Result<ParallelRunners> make_parallel_runners(const std::string& model_dir, const ModelConfig& config,
                                               const LoadOptions& load, const ParallelRunnerOptions& options);
 

@@ -23,7 +23,7 @@ class ThreadRanks final : public RankExecutor {
   // The shards' communicators come from tp_groups (one per DP replica, empty with TP 1) and
   // ep_group (null without EP), which the executor keeps until the shards are gone.
   ThreadRanks(const ParallelConfig& parallel, std::vector<std::unique_ptr<LocalGroup>> tp_groups,
-              std::unique_ptr<LocalGroup> ep_group, std::vector<std::unique_ptr<RankShard>> shards)
+              std::unique_ptr<LocalGroup> ep_group, std::vector<std::unique_ptr<RankWorker>> shards)
       : parallel_(parallel),
         tp_groups_(std::move(tp_groups)),
         ep_group_(std::move(ep_group)),
@@ -47,7 +47,7 @@ class ThreadRanks final : public RankExecutor {
     std::vector<Tensor> scratch(shards_.size());
     run_on_all_ranks([&](int rank) {
       const int dp_rank = rank / tp;
-      RankShard& shard = *shards_[rank];
+      RankWorker& shard = *shards_[rank];
       TensorView out = logits[dp_rank].view();
       if (!shard.is_tp_leader()) {
         scratch[rank] = Tensor(DType::kF32, logits[dp_rank].shape());
@@ -67,10 +67,11 @@ class ThreadRanks final : public RankExecutor {
     return bytes;
   }
   const char* kind() const override { return "threads"; }
-  CpuModel* local_model(int rank) override { return &shards_[rank]->model(); }
+  CpuModel* local_model(int rank) override { return shards_[rank]->cpu_model(); }
 
  private:
   void worker_loop(int rank) {
+    shards_[rank]->bind_thread();
     uint64_t seen = 0;
     while (true) {
       const std::function<void(int)>* job;
@@ -100,7 +101,7 @@ class ThreadRanks final : public RankExecutor {
   ParallelConfig parallel_;
   std::vector<std::unique_ptr<LocalGroup>> tp_groups_;  // declared before the shards: destroyed after them
   std::unique_ptr<LocalGroup> ep_group_;
-  std::vector<std::unique_ptr<RankShard>> shards_;
+  std::vector<std::unique_ptr<RankWorker>> shards_;
   std::vector<std::thread> workers_;
   std::mutex work_mutex_;
   std::condition_variable work_ready_, work_done_;
@@ -152,13 +153,19 @@ void RankShard::forward(std::span<const RunnerSeq> batch, const TensorView& out,
 Result<std::unique_ptr<RankExecutor>> make_thread_ranks(const ModelConfig& config, const WeightSource& weights,
                                                         const ParallelConfig& parallel, const ModelOptions& options,
                                                         int num_blocks, int block_size) {
-  const int world = parallel.world_size();
-  const int tp = parallel.tensor_parallel_size;
-  std::vector<std::unique_ptr<RankShard>> shards;
-  for (int rank = 0; rank < world; ++rank) {
+  std::vector<std::unique_ptr<RankWorker>> shards;
+  for (int rank = 0; rank < parallel.world_size(); ++rank) {
     MS_ASSIGN_OR_RETURN(auto shard, RankShard::load(config, weights, parallel, options, rank, num_blocks, block_size));
     shards.push_back(std::move(shard));
   }
+  return make_thread_ranks(parallel, std::move(shards));
+}
+
+std::unique_ptr<RankExecutor> make_thread_ranks(const ParallelConfig& parallel,
+                                                std::vector<std::unique_ptr<RankWorker>> shards) {
+  const int world = parallel.world_size();
+  const int tp = parallel.tensor_parallel_size;
+  MS_CHECK(static_cast<int>(shards.size()) == world);
   std::vector<std::unique_ptr<LocalGroup>> tp_groups;
   if (tp > 1) {
     for (int dp_rank = 0; dp_rank < parallel.data_parallel_size; ++dp_rank) {
@@ -171,8 +178,7 @@ Result<std::unique_ptr<RankExecutor>> make_thread_ranks(const ModelConfig& confi
     shards[rank]->set_communicators(tp > 1 ? tp_groups[rank / tp]->communicator(rank % tp) : nullptr,
                                     ep_group ? ep_group->communicator(rank) : nullptr);
   }
-  return std::unique_ptr<RankExecutor>(
-      std::make_unique<ThreadRanks>(parallel, std::move(tp_groups), std::move(ep_group), std::move(shards)));
+  return std::make_unique<ThreadRanks>(parallel, std::move(tp_groups), std::move(ep_group), std::move(shards));
 }
 
 Result<std::unique_ptr<RankGroup>> RankGroup::create(const ModelConfig& config, const WeightSource& weights,

@@ -65,34 +65,53 @@ struct EpStats {
   std::vector<EplbRearrangement> recent_rearrangements;
 };
 
-// One rank's part of the model: its shard of the weights, its KV memory (its heads' part of its
-// replica's cache), its communicators (its replica's TP group, the EP group) and thread pool.
-// The same class runs a rank on a thread of the engine (ThreadRanks) and in a worker process
-// (runtime/mp/).
-class RankShard {
+// One rank's part of the model on some backend, as the threads executor drives it: its shard of
+// the weights, its KV memory (its heads' part of its replica's cache) and its communicators (its
+// replica's TP group, the EP group). RankShard (below) is the CPU's; runtime/cuda/cuda_ranks.h's
+// is a CudaRunner's.
+class RankWorker {
+ public:
+  virtual ~RankWorker() = default;
+  virtual bool is_tp_leader() const = 0;
+  virtual size_t kv_bytes() const = 0;
+  // tp: its replica's TP group (null with TP 1); ep: the EP group (null without EP).
+  virtual void set_communicators(std::unique_ptr<Communicator> tp, std::unique_ptr<Communicator> ep) = 0;
+  // Once, on the thread that then runs every job of this rank (CUDA: selects the rank's GPU).
+  virtual void bind_thread() {}
+  // This rank's part of one step of its replica's batch (every rank of its groups must run it).
+  // out [logit_rows(batch), vocab]: the replica's logits (every TP rank computes the same ones,
+  // the LM head being replicated); load: the replica's routed tokens (its TP rank 0 counts them;
+  // null elsewhere).
+  virtual void forward(std::span<const RunnerSeq> batch, const TensorView& out, ExpertLoad* load) = 0;
+  // Moves to new_maps (one per MoE layer in `moe_layers`): sends the experts other ranks newly
+  // need over the EP group, then swaps in the new map and slot experts at once. Collective: every
+  // rank of the EP group runs it with the same maps (rank_group_eplb.cpp).
+  virtual void apply_placement(std::span<const int> moe_layers,
+                               const std::vector<std::shared_ptr<const ExpertMap>>& new_maps) = 0;
+  // The rank's CPU model (tests look at its weights and placement); null on other backends.
+  virtual CpuModel* cpu_model() { return nullptr; }
+};
+
+// A CPU rank: its sharded CpuModel, KV memory, communicators and thread pool. The same class
+// runs a rank on a thread of the engine (ThreadRanks) and in a worker process (runtime/mp/).
+class RankShard final : public RankWorker {
  public:
   // Loads global rank `rank`'s shard from `weights` (copied: they need not outlive the shard).
   static Result<std::unique_ptr<RankShard>> load(const ModelConfig& config, const WeightSource& weights,
                                                  const ParallelConfig& parallel, const ModelOptions& options, int rank,
                                                  int num_blocks, int block_size);
-  // tp: its replica's TP group (null with TP 1); ep: the EP group (null without EP).
-  void set_communicators(std::unique_ptr<Communicator> tp, std::unique_ptr<Communicator> ep);
+  void set_communicators(std::unique_ptr<Communicator> tp, std::unique_ptr<Communicator> ep) override;
 
   int rank() const { return rank_; }
-  bool is_tp_leader() const { return tp_rank_ == 0; }
+  bool is_tp_leader() const override { return tp_rank_ == 0; }
   CpuModel& model() { return *model_; }
-  size_t kv_bytes() const { return kv_->bytes(); }
+  CpuModel* cpu_model() override { return model_.get(); }
+  size_t kv_bytes() const override { return kv_->bytes(); }
   Communicator* ep_comm() { return ep_.get(); }
 
-  // This rank's part of one step of its replica's batch (every rank of its groups must run it).
-  // out [logit_rows(batch), vocab]: the replica's logits (every TP rank computes the same ones,
-  // the LM head being replicated); load: the replica's routed tokens (its TP rank 0 counts them;
-  // null elsewhere).
-  void forward(std::span<const RunnerSeq> batch, const TensorView& out, ExpertLoad* load);
-  // Moves to new_maps (one per MoE layer in `moe_layers`): sends the experts other ranks newly
-  // need over the EP group, then swaps in the new map and slot experts at once. Collective: every
-  // rank of the EP group runs it with the same maps (rank_group_eplb.cpp).
-  void apply_placement(std::span<const int> moe_layers, const std::vector<std::shared_ptr<const ExpertMap>>& new_maps);
+  void forward(std::span<const RunnerSeq> batch, const TensorView& out, ExpertLoad* load) override;
+  void apply_placement(std::span<const int> moe_layers,
+                       const std::vector<std::shared_ptr<const ExpertMap>>& new_maps) override;
 
  private:
   RankShard() = default;
@@ -129,10 +148,13 @@ class RankExecutor {
 };
 
 // Every rank on a worker thread of this process, joined by in-process communicators
-// (--distributed-executor-backend threads).
+// (--distributed-executor-backend threads): CPU ranks loaded from `weights`.
 Result<std::unique_ptr<RankExecutor>> make_thread_ranks(const ModelConfig& config, const WeightSource& weights,
                                                         const ParallelConfig& parallel, const ModelOptions& options,
                                                         int num_blocks, int block_size);
+// The same over loaded workers of any backend, workers[r] global rank r's.
+std::unique_ptr<RankExecutor> make_thread_ranks(const ParallelConfig& parallel,
+                                                std::vector<std::unique_ptr<RankWorker>> workers);
 
 class RankGroup {
  public:

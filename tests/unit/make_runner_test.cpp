@@ -1,5 +1,5 @@
 // runtime/make_runner's backend choice: --device cpu and cuda as asked, --device auto picking the
-// CPU for parallel layouts (and saying so), and the refusals of a CUDA choice with their messages,
+// CPU for the parallel layouts CUDA ranks do not run yet (and saying so), and the refusals of a CUDA choice with their messages,
 // in the order the CLI has always reported them (dtype, layout, build). Runs in both builds: the
 // expectations that depend on CUDA being compiled in ask cuda_compiled().
 #include <gmock/gmock.h>
@@ -35,12 +35,46 @@ TEST(MakeRunner, CpuIsAlwaysTheCpu) {
   }
 }
 
-TEST(MakeRunner, AutoRunsParallelLayoutsOnTheCpuAndSaysWhy) {
-  const auto choice = choose_backend(Device::kAuto, layout(2, 1), ActivationDType::kAuto);
-  ASSERT_TRUE(choice.ok()) << choice.error().message;
-  EXPECT_EQ(choice->backend, Backend::kCpu);
-  EXPECT_THAT(choice->reason, HasSubstr("parallel layout"));
-  EXPECT_THAT(choice->reason, HasSubstr("runs on the CPU backend today"));
+ParallelConfig expert_parallel(int tp, int dp) {
+  ParallelConfig parallel = layout(tp, dp);
+  parallel.enable_expert_parallel = true;
+  return parallel;
+}
+
+// The layouts CUDA ranks do not run yet (expert parallelism, worker processes, several nodes) stay
+// on the CPU under --device auto, saying why; --device cuda refuses them with the same reason.
+TEST(MakeRunner, LayoutsCudaRanksDoNotRunYetStayOnTheCpuAndSayWhy) {
+  ParallelConfig processes = layout(2, 1);
+  processes.executor = DistributedExecutor::kMp;
+  const std::vector<std::pair<ParallelConfig, std::string>> cases = {
+      {expert_parallel(1, 2), "expert parallelism runs on the CPU backend only"},
+      {processes, "--distributed-executor-backend mp runs CPU ranks only"},
+  };
+  for (const auto& [parallel, why] : cases) {
+    const auto choice = choose_backend(Device::kAuto, parallel, ActivationDType::kAuto);
+    ASSERT_TRUE(choice.ok()) << choice.error().message;
+    EXPECT_EQ(choice->backend, Backend::kCpu);
+    EXPECT_THAT(choice->reason, HasSubstr("--device auto with this layout: " + why));
+    const auto refused = choose_backend(Device::kCuda, parallel, ActivationDType::kAuto);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_THAT(refused.error().message, HasSubstr("--device cuda: " + why));
+  }
+}
+
+// TP × DP without expert parallelism runs on CUDA ranks where the build has CUDA.
+TEST(MakeRunner, TensorAndDataParallelLayoutsTakeTheGpuWhereBuilt) {
+  const auto choice = choose_backend(Device::kCuda, layout(2, 2), ActivationDType::kAuto);
+  if (cuda_compiled()) {
+    ASSERT_TRUE(choice.ok()) << choice.error().message;
+    EXPECT_EQ(choice->backend, Backend::kCuda);
+  } else {
+    ASSERT_FALSE(choice.ok());
+    EXPECT_EQ(choice.error().message, "--device cuda: this moeserve was built without CUDA (no nvcc found)");
+    const auto automatic = choose_backend(Device::kAuto, layout(2, 2), ActivationDType::kAuto);
+    ASSERT_TRUE(automatic.ok()) << automatic.error().message;
+    EXPECT_EQ(automatic->backend, Backend::kCpu);
+    EXPECT_THAT(automatic->reason, HasSubstr("this build has no CUDA backend"));
+  }
 }
 
 TEST(MakeRunner, AutoWithOneRankInACpuOnlyBuildIsTheCpu) {
@@ -57,9 +91,9 @@ TEST(MakeRunner, CudaRefusalsInOrder) {
   auto refused = choose_backend(Device::kCuda, layout(2, 1), ActivationDType::kFloat16);
   ASSERT_FALSE(refused.ok());
   EXPECT_THAT(refused.error().message, HasSubstr("--dtype float16: the CUDA runner computes with bf16 weights"));
-  refused = choose_backend(Device::kCuda, layout(1, 2), ActivationDType::kAuto);
+  refused = choose_backend(Device::kCuda, expert_parallel(1, 2), ActivationDType::kAuto);
   ASSERT_FALSE(refused.ok());
-  EXPECT_THAT(refused.error().message, HasSubstr("--device cuda runs one rank for now"));
+  EXPECT_THAT(refused.error().message, HasSubstr("--device cuda: expert parallelism runs on the CPU backend only"));
   const auto single = choose_backend(Device::kCuda, layout(1, 1), ActivationDType::kBFloat16);
   if (cuda_compiled()) {
     ASSERT_TRUE(single.ok()) << single.error().message;

@@ -13,6 +13,11 @@ Error cuda_error(const char* what, cudaError_t status) {
 
 }  // namespace
 
+Status use_device(int index) {
+  if (cudaError_t status = cudaSetDevice(index); status != cudaSuccess) return cuda_error("cudaSetDevice", status);
+  return ok_status();
+}
+
 Result<std::vector<DeviceInfo>> list_devices() {
   int count = 0;
   if (cudaError_t status = cudaGetDeviceCount(&count); status != cudaSuccess) {

@@ -22,6 +22,10 @@ struct DeviceInfo {
 // Every visible CUDA device; an error (not a crash) when there is no driver or no GPU.
 Result<std::vector<DeviceInfo>> list_devices();
 
+// Makes device `index` the calling thread's current device (cudaSetDevice): a thread that runs a
+// rank on another GPU than device 0 calls it first.
+Status use_device(int index);
+
 // Runs y[i] = a * x[i] + y[i] on the device (a smoke test of the toolchain: upload, kernel,
 // download). Returns the device result.
 Result<std::vector<float>> saxpy(float a, const std::vector<float>& x, const std::vector<float>& y);

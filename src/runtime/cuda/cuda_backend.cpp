@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "device/cuda/cuda_device.h"
+#include "runtime/cuda/cuda_ranks.h"
 #include "runtime/cuda/cuda_runner.h"
 
 namespace moeserve::cuda_backend {
@@ -22,16 +23,23 @@ Result<std::vector<Gpu>> list_gpus() {
   return gpus;
 }
 
+namespace {
+
+CudaRunnerOptions runner_options(const RunnerOptions& options) {
+  return CudaRunnerOptions{.num_kv_blocks = options.num_kv_blocks,
+                           .gpu_memory_utilization = options.gpu_memory_utilization,
+                           .block_size = options.block_size,
+                           .max_num_batched_tokens = options.max_num_batched_tokens,
+                           .enforce_eager = options.enforce_eager,
+                           .capture_batch_sizes = options.capture_batch_sizes};
+}
+
+}  // namespace
+
 Result<BuiltRunner> make_runner(const std::string& model_dir, const ModelConfig& config, const LoadOptions& load,
                                 const RunnerOptions& options) {
   MS_ASSIGN_OR_RETURN(std::unique_ptr<CudaRunner> runner,
-                      make_cuda_runner(model_dir, config, load,
-                                       CudaRunnerOptions{.num_kv_blocks = options.num_kv_blocks,
-                                                         .gpu_memory_utilization = options.gpu_memory_utilization,
-                                                         .block_size = options.block_size,
-                                                         .max_num_batched_tokens = options.max_num_batched_tokens,
-                                                         .enforce_eager = options.enforce_eager,
-                                                         .capture_batch_sizes = options.capture_batch_sizes}));
+                      make_cuda_runner(model_dir, config, load, runner_options(options)));
   BuiltRunner built;
   built.summary = fmt::format("{:.2f} GiB of bf16 weights, {} activations, KV cache {} blocks x {} tokens (float32)",
                               runner->weight_bytes() / double(1 << 30),
@@ -39,6 +47,16 @@ Result<BuiltRunner> make_runner(const std::string& model_dir, const ModelConfig&
                               runner->block_size());
   built.runner = std::move(runner);
   return built;
+}
+
+Result<BuiltRanks> make_ranks(const std::string& model_dir, const ModelConfig& config, const LoadOptions& load,
+                              const RunnerOptions& options, const ParallelConfig& parallel) {
+  MS_ASSIGN_OR_RETURN(const CudaRunnerOptions rank_options, cuda_runner_options(config, load, runner_options(options)));
+  // Host-side weights (the checkpoint, or dummy ones): each rank copies its shard to its GPU.
+  MS_ASSIGN_OR_RETURN(const std::unique_ptr<WeightSource> weights, open_weights(model_dir, load));
+  MS_ASSIGN_OR_RETURN(CudaRanks ranks, make_cuda_ranks(config, *weights, load.seed, parallel, rank_options));
+  return BuiltRanks{.executor = std::move(ranks.executor), .num_kv_blocks = ranks.num_kv_blocks,
+                    .summary = std::move(ranks.summary)};
 }
 
 }  // namespace moeserve::cuda_backend

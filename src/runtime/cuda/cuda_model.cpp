@@ -30,7 +30,7 @@ std::vector<std::pair<std::string, double>> OpProfile::totals() const {
 }
 
 int CudaModel::kv_entry_size() const {
-  return moeserve::kv_entry_size(config_);
+  return moeserve::kv_entry_size(config_, shard_.tp);
 }
 
 size_t CudaModel::workspace_bytes(int max_tokens) const {
@@ -55,9 +55,9 @@ bool experts_stream(const ModelConfig& config, int tokens) {
 }
 
 void CudaModel::forward(const GpuExec& exec, StepArena& arena, const StepInputs& inputs, const KvLayers& kv,
-                        float* logits, int64_t* expert_load, OpProfile* profile) const {
+                        float* logits, int64_t* expert_load, OpProfile* profile, const ParallelComm& comm) const {
   CudaStepBackend backend(exec, arena, config_, precision_, profile);
-  loop_->forward(backend, inputs, kv, logits, LoadCounters{.experts = expert_load});
+  loop_->forward(backend, inputs, kv, logits, LoadCounters{.experts = expert_load}, comm);
 }
 
 }  // namespace moeserve::cuda

@@ -103,10 +103,12 @@ class ProfileScope {
 
 class CudaModel {
  public:
-  // weights null: random bf16 weights generated on the device from `seed` (--load-format dummy).
+  // weights null: random bf16 weights generated on the device from `seed` (--load-format dummy;
+  // one rank only). shard: the rank's part of the model (model/parallel.h), all of it by default.
   static Result<std::unique_ptr<CudaModel>> load(const ModelConfig& config, const WeightSource* weights, uint64_t seed,
                                                  const GpuExec& exec,
-                                                 PrefillPrecision precision = PrefillPrecision::kBf16);
+                                                 PrefillPrecision precision = PrefillPrecision::kBf16,
+                                                 const ShardSpec& shard = {});
 
   const ModelConfig& config() const { return config_; }
   int kv_entry_size() const;
@@ -117,12 +119,14 @@ class CudaModel {
 
   // Queues one step; logits [inputs.logit_rows, vocab] float32 land in `logits` (device).
   // expert_load [num_layers × E] int64 on the device accumulates routed rows (may be null).
+  // comm: the rank's groups (DecoderLoop::forward), none on one rank.
   void forward(const GpuExec& exec, StepArena& arena, const StepInputs& inputs, const KvLayers& kv, float* logits,
-               int64_t* expert_load, OpProfile* profile = nullptr) const;
+               int64_t* expert_load, OpProfile* profile = nullptr, const ParallelComm& comm = {}) const;
 
  private:
   friend class CudaWeightMemory;
   ModelConfig config_;
+  ShardSpec shard_;
   PrefillPrecision precision_ = PrefillPrecision::kBf16;
   std::vector<DeviceBuffer> buffers_;  // every weight allocation
   size_t weight_bytes_ = 0;

@@ -22,7 +22,8 @@ Result<std::unique_ptr<CudaRunner>> CudaRunner::create(const ModelConfig& config
   MS_ASSIGN_OR_RETURN(cuda::CudaStream stream, cuda::CudaStream::create(options.device_index));
   std::unique_ptr<CudaRunner> runner(new CudaRunner(std::move(stream), options));
   const GpuExec exec{runner->stream_.stream(), runner->stream_.blas()};
-  MS_ASSIGN_OR_RETURN(runner->model_, cuda::CudaModel::load(config, weights, seed, exec, options.prefill_precision));
+  MS_ASSIGN_OR_RETURN(runner->model_,
+                      cuda::CudaModel::load(config, weights, seed, exec, options.prefill_precision, options.shard));
   MS_RETURN_IF_ERROR(runner->allocate(seed));
   if (!options.enforce_eager && options.capture_batch_sizes > 0) {
     MS_RETURN_IF_ERROR(runner->capture_decode_graphs(std::min(options.capture_batch_sizes, kMaxGraphTokens)));
@@ -42,10 +43,10 @@ Status CudaRunner::allocate(uint64_t seed) {
                                              cuda::sample_rows_workspace_bytes(kMaxSampleRows, config.vocab_size)));
   MS_ASSIGN_OR_RETURN(expert_counts_,
                       cuda::DeviceBuffer::allocate(std::max<size_t>(1, size_t(config.num_layers) * experts) * 8));
-  const size_t bytes_per_block =
-      size_t(config.num_layers) * options_.block_size * model_->kv_entry_size() * sizeof(float);
+  const size_t bytes_per_block = kv_bytes_per_block();
   MS_RETURN_IF_ERROR(profile_run(bytes_per_block));
   reset_expert_load();
+  if (options_.defer_kv_cache) return ok_status();
   num_kv_blocks_ = options_.num_kv_blocks;
   if (num_kv_blocks_ <= 0) {
     const cuda::MemoryInfo memory = cuda::memory_info();
@@ -59,8 +60,22 @@ Status CudaRunner::allocate(uint64_t seed) {
           options_.gpu_memory_utilization, model_->weight_bytes() / double(1 << 30));
     }
   }
-  MS_ASSIGN_OR_RETURN(kv_buffer_, cuda::DeviceBuffer::allocate(bytes_per_block * num_kv_blocks_));
-  set_kv(kv_buffer_, num_kv_blocks_);
+  return allocate_kv_cache(num_kv_blocks_);
+}
+
+size_t CudaRunner::kv_bytes_per_block() const {
+  return size_t(model_->config().num_layers) * options_.block_size * model_->kv_entry_size() * sizeof(float);
+}
+
+Status CudaRunner::allocate_kv_cache(int blocks) {
+  MS_CHECK(kv_buffer_.bytes() == 0 && blocks > 0);
+  Result<cuda::DeviceBuffer> buffer = cuda::DeviceBuffer::allocate(kv_bytes_per_block() * blocks);
+  if (!buffer.ok()) {
+    return make_error("no GPU memory for a KV cache of {} blocks x {} tokens: {}", blocks, options_.block_size,
+                      buffer.error().message);
+  }
+  kv_buffer_ = std::move(buffer.value());
+  set_kv(kv_buffer_, blocks);
   return ok_status();
 }
 
@@ -205,7 +220,7 @@ void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
   if (graph != nullptr) {
     graph->launch(stream_.stream());
   } else {
-    model_->forward(exec, arena_, inputs, kv_, device_logits, expert_counts_.as<int64_t>(), profile_);
+    model_->forward(exec, arena_, inputs, kv_, device_logits, expert_counts_.as<int64_t>(), profile_, comm_);
   }
   // The argmax of every row (greedy sequences need nothing else), the sampled rows' tokens over
   // it, then the rows someone reads.
@@ -308,7 +323,8 @@ StepInputs CudaRunner::inputs_at(int tokens, int logit_rows, int tiles) const {
 }
 
 const cuda::CudaGraph* CudaRunner::decode_graph(int tokens, float* device_logits) {
-  if (options_.enforce_eager || tokens > kMaxGraphTokens) return nullptr;
+  const bool collectives = comm_.tp != nullptr || comm_.ep != nullptr;
+  if (options_.enforce_eager || collectives || tokens > kMaxGraphTokens) return nullptr;
   auto it = graphs_.find(tokens);
   if (it == graphs_.end()) {
     // An empty entry marks a size that runs eagerly: the model needs the host inside the step.
@@ -380,8 +396,8 @@ Result<cuda::CudaGraph> CudaRunner::capture(const StepInputs& inputs, float* dev
   return graph;
 }
 
-Result<std::unique_ptr<CudaRunner>> make_cuda_runner(const std::string& model_dir, const ModelConfig& config,
-                                                     const LoadOptions& load, const CudaRunnerOptions& runner_options) {
+Result<CudaRunnerOptions> cuda_runner_options(const ModelConfig& config, const LoadOptions& load,
+                                              const CudaRunnerOptions& runner_options) {
   if (load.quantize_fp8) {
     return make_error("--quantization fp8: the CUDA backend has no FP8 GEMM kernels yet, so it cannot compute with "
                       "fp8 weights; the CPU backend does (--device cpu). An fp8 checkpoint needs no flag: CUDA "
@@ -397,6 +413,12 @@ Result<std::unique_ptr<CudaRunner>> make_cuda_runner(const std::string& model_di
   const bool bf16 = load.dtype == ActivationDType::kBFloat16 ||
                     (load.dtype == ActivationDType::kAuto && config.dtype == DType::kBF16);
   options.prefill_precision = bf16 ? cuda::PrefillPrecision::kBf16 : cuda::PrefillPrecision::kSplitBf16;
+  return options;
+}
+
+Result<std::unique_ptr<CudaRunner>> make_cuda_runner(const std::string& model_dir, const ModelConfig& config,
+                                                     const LoadOptions& load, const CudaRunnerOptions& runner_options) {
+  MS_ASSIGN_OR_RETURN(const CudaRunnerOptions options, cuda_runner_options(config, load, runner_options));
   if (load.load_format == LoadFormat::kDummy) return CudaRunner::create(config, nullptr, load.seed, options);
   MS_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::open(model_dir));
   return CudaRunner::create(config, &checkpoint, load.seed, options);

@@ -55,6 +55,10 @@ struct CudaRunnerOptions {
   // at start-up, as vLLM does (a server passes --max-num-seqs), so no step pays for a capture;
   // other sizes are captured the first time they run.
   int capture_batch_sizes = 0;
+  // One rank of a parallel layout (runtime/cuda/cuda_ranks.h): its part of the model, and no KV
+  // cache until allocate_kv_cache (the ranks size it together, after all of them have loaded).
+  ShardSpec shard;
+  bool defer_kv_cache = false;
 };
 
 class CudaRunner final : public Runner {
@@ -94,8 +98,17 @@ class CudaRunner final : public Runner {
   }
   // Waits for all queued work (benchmarks time whole steps with it).
   void synchronize() const { stream_.synchronize(); }
+  // The cudaStream_t every step is queued on.
+  void* stream() const { return stream_.stream(); }
   // Attaches a per-op device-time profile to the following steps (null detaches).
   void set_profile(cuda::OpProfile* profile) { profile_ = profile; }
+  // The rank's groups for the following steps (they must outlive the runner's steps). Their
+  // collectives wait on the host, so such steps run eagerly (no CUDA graph).
+  void set_communicators(const ParallelComm& comm) { comm_ = comm; }
+  // KV cache bytes per block of block_size tokens (every layer of this rank's part).
+  size_t kv_bytes_per_block() const;
+  // With defer_kv_cache: the KV cache, `blocks` blocks of block_size tokens (once).
+  Status allocate_kv_cache(int blocks);
 
  private:
   struct Piece {  // one sequence's tokens inside one forward pass
@@ -165,10 +178,17 @@ class CudaRunner final : public Runner {
   cuda::PinnedBuffer logprobs_host_;
   mutable ExpertLoad expert_load_;
   cuda::OpProfile* profile_ = nullptr;
+  ParallelComm comm_;
 };
 
 // A TokenChoice as sample_rows takes it: logits row `row`, its edits at edits[edit_begin, + size).
 cuda::SampleChoice device_choice(const TokenChoice& choice, int row, int edit_begin);
+
+// runner_options with what the load options decide: the activation precision from --dtype (as
+// make_cuda_runner below); an error for the flags the CUDA backend refuses (--quantization fp8,
+// --kv-cache-dtype fp8).
+Result<CudaRunnerOptions> cuda_runner_options(const ModelConfig& config, const LoadOptions& load,
+                                              const CudaRunnerOptions& runner_options);
 
 // The CLI's entry (through runtime/make_runner): `config` (config.json with load.hf_overrides,
 // parsed once by the caller) and the checkpoint (or dummy weights) of model_dir; the activation

@@ -73,10 +73,17 @@ Status check_cuda_support(const ModelConfig& config) {
 }  // namespace
 
 Result<std::unique_ptr<CudaModel>> CudaModel::load(const ModelConfig& config, const WeightSource* weights,
-                                                   uint64_t seed, const GpuExec& exec, PrefillPrecision precision) {
+                                                   uint64_t seed, const GpuExec& exec, PrefillPrecision precision,
+                                                   const ShardSpec& shard) {
   MS_RETURN_IF_ERROR(check_cuda_support(config));
+  if (shard.expert_parallel) {
+    return make_error("expert parallelism on the CUDA backend is not implemented yet (its dispatch runs on host "
+                      "memory); the CPU backend (--device cpu) runs it");
+  }
+  if (weights == nullptr && !shard.is_single()) return make_error("device-generated dummy weights are one rank's");
   auto model = std::make_unique<CudaModel>();
   model->config_ = config;
+  model->shard_ = shard;
   model->precision_ = precision;
   const WeightPlan plan = WeightPlan::build(model->config_);
   CudaWeightMemory memory(*model, exec);
@@ -85,10 +92,10 @@ Result<std::unique_ptr<CudaModel>> CudaModel::load(const ModelConfig& config, co
   } else {
     std::vector<Tensor> copies;  // column blocks copied out of the checkpoint (none on one rank)
     MS_ASSIGN_OR_RETURN(model->weights_,
-                        load_model_weights(model->config_, ShardedWeights(*weights, plan, copies), ShardSpec{}, memory));
+                        load_model_weights(model->config_, ShardedWeights(*weights, plan, copies), shard, memory));
   }
   synchronize_stream(exec.stream);
-  model->loop_ = std::make_unique<DecoderLoop>(model->config_, model->weights_);
+  model->loop_ = std::make_unique<DecoderLoop>(model->config_, model->weights_, shard);
   return model;
 }
 

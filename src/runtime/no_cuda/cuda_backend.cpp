@@ -14,4 +14,9 @@ Result<BuiltRunner> make_runner(const std::string&, const ModelConfig&, const Lo
   return make_error("--device cuda: this moeserve was built without CUDA (no nvcc found)");
 }
 
+Result<BuiltRanks> make_ranks(const std::string&, const ModelConfig&, const LoadOptions&, const RunnerOptions&,
+                              const ParallelConfig&) {
+  return make_error("--device cuda: this moeserve was built without CUDA (no nvcc found)");
+}
+
 }  // namespace moeserve::cuda_backend

@@ -1,0 +1,30 @@
+// CUDA ranks of a parallel layout (TP × DP), one CudaRunner each, run by the threads executor
+// (rank_group.h's make_thread_ranks): rank r on GPU r mod the visible GPUs, so every layout also
+// runs with all its ranks on one GPU (how the GPU tests check it). Each rank loads only its shard
+// (ShardSpec) from the weights, runs the one decoder loop with its TP group's collectives through
+// a StagedCommunicator (device buffers staged through the host: correct, not fast; NCCL is issue
+// 22's), eagerly, and returns every logits row: the group's replica runner picks the tokens.
+// Expert parallelism is refused (its dispatch runs on host memory only, see DecoderLoop).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "runtime/cuda/cuda_runner.h"
+#include "runtime/rank_group.h"
+
+namespace moeserve {
+
+struct CudaRanks {
+  std::unique_ptr<RankExecutor> executor;
+  int num_kv_blocks = 0;  // per DP replica (each TP rank holds its heads' part)
+  std::string summary;    // for the start-up log: weights, precision, KV cache per rank
+};
+
+// options: every rank's runner options (shard, device and KV cache are set here). With
+// options.num_kv_blocks = 0 the ranks' KV caches take what gpu_memory_utilization leaves on each
+// GPU after every rank has loaded and profiled its largest step, the same block count for all.
+Result<CudaRanks> make_cuda_ranks(const ModelConfig& config, const WeightSource& weights, uint64_t seed,
+                                  const ParallelConfig& parallel, const CudaRunnerOptions& options);
+
+}  // namespace moeserve
