@@ -378,7 +378,9 @@ struct MoeCombineArgs {
   int expert_splits = 1;               // expert_out as SplitSums slices (<= kMaxFusedSplits)
   int64_t expert_split_stride = 0;
   const int32_t* positions = nullptr;  // [T, top_k]
-  const float* weights = nullptr;      // [T, top_k]
+  // [T, top_k]; an entry of weight 0 adds nothing, whatever its expert_out row holds (expert
+  // parallelism leaves the rows of other ranks' slots unwritten).
+  const float* weights = nullptr;
   int tokens = 0;
   int top_k = 0;
   int hidden = 0;

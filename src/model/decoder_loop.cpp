@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <vector>
 
 #include "model/moe_dispatch.h"
@@ -47,6 +48,15 @@ DecoderLoop::DecoderLoop(const ModelConfig& config, const ModelWeights& weights,
       heads_(config.num_heads / shard.tp.size),
       kv_heads_(config.is_mla() ? 0 : local_kv_heads(config, shard.tp)) {}
 
+int64_t DecoderLoop::moe_floats_per_token() const {
+  if (!config_.moe) return 0;
+  const MoeConfig& m = *config_.moe;
+  const int64_t hidden = config_.hidden_size;
+  // (+ 8 top_k hidden: split-K partial sums of the down projection, 8 splits at most)
+  return 4 * m.num_experts + 8 * m.top_k + m.top_k * (10 * hidden + 3 * m.expert_intermediate_size) +
+         3 * m.shared_intermediate_size + hidden + 1 + (m.scale_expert_input ? m.top_k * (hidden + 1) : 0);
+}
+
 size_t DecoderLoop::workspace_bytes(int max_tokens, size_t extra_bytes) const {
   const ModelConfig& c = config_;
   const int64_t t = max_tokens;
@@ -61,15 +71,7 @@ size_t DecoderLoop::workspace_bytes(int max_tokens, size_t extra_bytes) const {
   } else {
     attn = static_cast<int64_t>(c.num_heads + 2 * c.num_kv_heads) * c.head_dim + c.num_heads * c.head_dim;
   }
-  int64_t ffn = 3 * static_cast<int64_t>(c.intermediate_size);
-  if (c.moe) {
-    const MoeConfig& m = *c.moe;
-    // (+ 8 top_k hidden: split-K partial sums of the down projection, 8 splits at most)
-    ffn = std::max<int64_t>(ffn, 4 * m.num_experts + 8 * m.top_k +
-                                     m.top_k * (10 * hidden + 3 * m.expert_intermediate_size) +
-                                     3 * m.shared_intermediate_size + hidden + 1 +
-                                     (m.scale_expert_input ? m.top_k * (hidden + 1) : 0));
-  }
+  const int64_t ffn = std::max<int64_t>(3 * static_cast<int64_t>(c.intermediate_size), moe_floats_per_token());
   const int64_t widest = std::max<int64_t>({hidden, attn, ffn});
   const int64_t floats = t * (4 * hidden + attn + ffn + widest /* bf16 copies, generously */) + t * c.vocab_size;
   return static_cast<size_t>(floats) * sizeof(float) + extra_bytes + (size_t{1} << 20);
@@ -496,80 +498,162 @@ void DecoderLoop::moe(Step& step, int layer_idx, Act x, float* out, const RmsNor
   b.moe_combine(combine);
 }
 
-void DecoderLoop::run_local_experts(Step& step, const MoeWeights& w, const float* x, int n, const int32_t* slots,
-                                    const float* weights, float* out) const {
-  // On host memory (moe_expert_parallel checks): n is every EP rank's tokens that reach this one,
-  // which the step's arena was not sized for, so the buffers here are the host's own.
-  StepBackend& b = step.backend;
-  const int top_k = w.router_params.top_k;
-  const size_t entries = size_t(n) * top_k;
-  const int hidden = config_.hidden_size;
-  const int first_slot = step.ep->rank() * w.num_slots;
-  // Entries of other ranks' slots go to group num_slots, which routed_experts leaves alone: its
-  // rows of y stay zero and their weights are zero.
-  std::vector<int32_t> local(entries);  // [n, top_k] local slot
-  std::vector<float> local_weights(entries);
+namespace {
+
+// The local slot and weight of each (token, k) of rows whose slots are global: other ranks' slots
+// go to group num_slots (which routed_experts leaves alone) with weight zero.
+void localize_slots(const int32_t* slots, const float* weights, size_t entries, int first_slot, int num_slots,
+                    int32_t* local, float* local_weights) {
   for (size_t i = 0; i < entries; ++i) {
     const int slot = slots[i] - first_slot;
-    const bool mine = slot >= 0 && slot < w.num_slots;
-    local[i] = mine ? slot : w.num_slots;
+    const bool mine = slot >= 0 && slot < num_slots;
+    local[i] = mine ? slot : num_slots;
     local_weights[i] = mine ? weights[i] : 0.0f;
   }
-  std::vector<int32_t> offsets(w.num_slots + 2), positions(entries), source_rows(entries);
-  b.moe_permute(ops::MoePermuteArgs{.expert_ids = local.data(),
-                                    .entries = static_cast<int>(entries),
+}
+
+}  // namespace
+
+void DecoderLoop::run_slots(Step& step, const MoeWeights& w, const float* x, int n, const int32_t* local,
+                            float* local_weights, const SlotBuffers& buf, float* out) const {
+  StepBackend& b = step.backend;
+  const int top_k = w.router_params.top_k;
+  const int entries = n * top_k;
+  b.moe_permute(ops::MoePermuteArgs{.expert_ids = local,
+                                    .entries = entries,
                                     .top_k = top_k,
                                     .experts = w.num_slots + 1,
-                                    .offsets = offsets.data(),
-                                    .positions = positions.data(),
-                                    .source_rows = source_rows.data()});
-  std::vector<float> x_scaled;  // [entries, hidden] (input-scaled experts)
-  if (config_.moe->scale_expert_input) {
-    x_scaled.resize(entries * hidden);
+                                    .offsets = buf.offsets,
+                                    .positions = buf.positions,
+                                    .source_rows = buf.source_rows});
+  if (buf.x_scaled != nullptr) {
     b.scale_expert_inputs(ops::ScaleExpertInputsArgs{.x = x,
-                                                     .hidden = hidden,
-                                                     .entries = static_cast<int>(entries),
+                                                     .hidden = config_.hidden_size,
+                                                     .entries = entries,
                                                      .top_k = top_k,
-                                                     .positions = positions.data(),
-                                                     .weights = local_weights.data(),
-                                                     .x_scaled = x_scaled.data(),
-                                                     .entry_rows = source_rows.data()});
+                                                     .positions = buf.positions,
+                                                     .weights = local_weights,
+                                                     .x_scaled = buf.x_scaled,
+                                                     .entry_rows = buf.source_rows});
   }
-  std::vector<float> y(entries * hidden, 0.0f);  // [entries, hidden] permuted
-  const SplitSums experts_out = b.routed_experts(w, x_scaled.empty() ? x : x_scaled.data(), source_rows.data(),
-                                                 offsets.data(), n, y.data());
+  const SplitSums experts_out =
+      b.routed_experts(w, buf.x_scaled != nullptr ? buf.x_scaled : x, buf.source_rows, buf.offsets, n, buf.y);
   b.moe_combine(ops::MoeCombineArgs{.expert_out = experts_out.data,
                                     .expert_splits = experts_out.splits,
                                     .expert_split_stride = experts_out.split_stride,
-                                    .positions = positions.data(),
-                                    .weights = local_weights.data(),
+                                    .positions = buf.positions,
+                                    .weights = local_weights,
                                     .tokens = n,
                                     .top_k = top_k,
-                                    .hidden = hidden,
+                                    .hidden = config_.hidden_size,
                                     .out = out});
+}
+
+void DecoderLoop::run_local_experts(Step& step, const MoeWeights& w, const RoutedTokens& arrived,
+                                    const TensorView& partial) const {
+  StepBackend& b = step.backend;
+  const int n = static_cast<int>(arrived.x.dim(0));
+  const int top_k = w.router_params.top_k;
+  const int hidden = config_.hidden_size;
+  const int first_slot = step.ep->rank() * w.num_slots;
+  const bool scaled = config_.moe->scale_expert_input;
+  if (b.host_memory()) {
+    // n is every EP rank's tokens that reach this one, which the step's arena was not sized for,
+    // so the buffers here are the host's own.
+    const size_t entries = size_t(n) * top_k;
+    std::vector<int32_t> local(entries), offsets(w.num_slots + 2), positions(entries), source_rows(entries);
+    std::vector<float> local_weights(entries), x_scaled(scaled ? entries * hidden : 0);
+    std::vector<float> y(entries * hidden, 0.0f);  // [entries, hidden] permuted
+    localize_slots(arrived.slots.data(), arrived.weights.data(), entries, first_slot, w.num_slots, local.data(),
+                   local_weights.data());
+    run_slots(step, w, arrived.x.as<float>(), n, local.data(), local_weights.data(),
+              SlotBuffers{offsets.data(), positions.data(), source_rows.data(), scaled ? x_scaled.data() : nullptr,
+                          y.data()},
+              partial.as<float>());
+    return;
+  }
+  // Device memory: the arrived rows (host) go up in chunks the arena's free space holds at the MoE
+  // block's need per token, and their sums come back down.
+  StepArena& arena = step.arena;
+  const size_t per_token = moe_floats_per_token() * sizeof(float);
+  const size_t free_bytes = arena.capacity() - arena.used();
+  const int chunk = static_cast<int>(std::clamp<size_t>(free_bytes / 2 / per_token, 1, std::max(n, 1)));
+  std::vector<int32_t> local(size_t(chunk) * top_k);
+  std::vector<float> local_weights(size_t(chunk) * top_k);
+  for (int begin = 0; begin < n; begin += chunk) {
+    const int rows = std::min(chunk, n - begin);
+    const size_t entries = size_t(rows) * top_k;
+    const size_t mark = arena.used();
+    localize_slots(arrived.slots.data() + size_t(begin) * top_k, arrived.weights.data() + size_t(begin) * top_k,
+                   entries, first_slot, w.num_slots, local.data(), local_weights.data());
+    float* x = arena.alloc<float>(size_t(rows) * hidden);  // [rows, hidden]
+    b.upload(x, arrived.x.as<float>() + size_t(begin) * hidden, size_t(rows) * hidden * sizeof(float));
+    auto* local_dev = arena.alloc<int32_t>(entries);
+    b.upload(local_dev, local.data(), entries * sizeof(int32_t));
+    float* weights_dev = arena.alloc<float>(entries);
+    b.upload(weights_dev, local_weights.data(), entries * sizeof(float));
+    const SlotBuffers buf{.offsets = arena.alloc<int32_t>(w.num_slots + 2),
+                          .positions = arena.alloc<int32_t>(entries),
+                          .source_rows = arena.alloc<int32_t>(entries),
+                          .x_scaled = scaled ? arena.alloc<float>(entries * hidden) : nullptr,
+                          .y = arena.alloc<float>(entries * hidden)};
+    float* out = arena.alloc<float>(size_t(rows) * hidden);  // [rows, hidden]
+    run_slots(step, w, x, rows, local_dev, weights_dev, buf, out);
+    b.download(partial.as<float>() + size_t(begin) * hidden, out, size_t(rows) * hidden * sizeof(float));
+    arena.rewind(mark);
+  }
 }
 
 void DecoderLoop::moe_expert_parallel(Step& step, int layer_idx, const float* x, float* out) const {
   StepBackend& b = step.backend;
-  MS_CHECK_MSG(b.host_memory() && step.ep != nullptr,
-               "expert parallelism runs over the in-process communicator on host memory");
+  MS_CHECK_MSG(step.ep != nullptr, "expert parallelism needs the EP communicator");
   const MoeWeights& w = weights_.layers[layer_idx].moe;
   const ExpertMap& map = *w.map;
   const int tokens = step.in.tokens;
   const int top_k = w.router_params.top_k;
   const int hidden = config_.hidden_size;
   StepArena& arena = step.arena;
-  // Routing runs on every token on every TP rank (the router is replicated and cheap).
+  // The dispatch plans and the EP collectives run on host memory: a device backend's routing and
+  // rows are staged through it (host_*).
+  const bool host = b.host_memory();
+  // Routing runs on every token on every TP rank (the router is replicated and cheap). A rank with
+  // no tokens (forward's idle step) only serves the others' tokens: no op of its own has a row.
   float* logits = arena.alloc<float>(static_cast<size_t>(tokens) * w.num_experts);
-  b.router_logits(Act{x, nullptr}, tokens, w.router, logits);
-  int32_t* expert_ids = arena.alloc<int32_t>(static_cast<size_t>(tokens) * top_k);
-  float* expert_weights = arena.alloc<float>(static_cast<size_t>(tokens) * top_k);
-  b.route(logits, w.selection_bias, tokens, w.num_experts, w.router_params, expert_ids, expert_weights);
+  const size_t entries = static_cast<size_t>(tokens) * top_k;
+  int32_t* expert_ids = arena.alloc<int32_t>(entries);
+  float* expert_weights = arena.alloc<float>(entries);
+  if (tokens > 0) {
+    b.router_logits(Act{x, nullptr}, tokens, w.router, logits);
+    b.route(logits, w.selection_bias, tokens, w.num_experts, w.router_params, expert_ids, expert_weights);
+  }
+  std::vector<int32_t> host_ids;
+  std::vector<float> host_weights;
+  if (!host && step.load.experts != nullptr && tokens > 0) {
+    // The device's counters, through the permute that counts them for the block without EP.
+    const size_t mark = arena.used();
+    b.moe_permute(ops::MoePermuteArgs{.expert_ids = expert_ids,
+                                      .entries = static_cast<int>(entries),
+                                      .top_k = top_k,
+                                      .experts = w.num_experts,
+                                      .offsets = arena.alloc<int32_t>(w.num_experts + 1),
+                                      .positions = arena.alloc<int32_t>(entries),
+                                      .source_rows = arena.alloc<int32_t>(entries),
+                                      .load_counts = step.load.experts + int64_t(layer_idx) * w.num_experts});
+    arena.rewind(mark);
+  }
+  if (!host) {
+    host_ids.resize(entries);
+    host_weights.resize(entries);
+    b.download(host_ids.data(), expert_ids, entries * sizeof(int32_t));
+    b.download(host_weights.data(), expert_weights, entries * sizeof(float));
+    expert_ids = host_ids.data();
+    expert_weights = host_weights.data();
+  }
   // Physical slot of each (token, k): replica = flattened position mod the replica count.
-  int32_t* slots = arena.alloc<int32_t>(static_cast<size_t>(tokens) * top_k);
-  for (int i = 0; i < tokens * top_k; ++i) {
-    slots[i] = map.slot_for(expert_ids[i], i);
-    if (step.load.experts != nullptr) ++step.load.experts[int64_t(layer_idx) * w.num_experts + expert_ids[i]];
+  std::vector<int32_t> slots(entries);
+  for (size_t i = 0; i < entries; ++i) {
+    slots[i] = map.slot_for(expert_ids[i], static_cast<int>(i));
+    if (host && step.load.experts != nullptr) ++step.load.experts[int64_t(layer_idx) * w.num_experts + expert_ids[i]];
     if (step.load.slots != nullptr) ++step.load.slots[int64_t(layer_idx) * map.num_physical() + slots[i]];
   }
   // This TP rank's chunk of the tokens (sequence-parallel MoE): each token is dispatched once.
@@ -577,17 +661,24 @@ void DecoderLoop::moe_expert_parallel(Step& step, int layer_idx, const float* x,
   auto chunk_begin = [&](int rank) { return static_cast<int>(int64_t(tokens) * rank / tp.size); };
   const int begin = chunk_begin(tp.rank);
   const int count = chunk_begin(tp.rank + 1) - begin;
-  float* chunk_out = arena.alloc<float>(static_cast<size_t>(count) * hidden);  // [count, hidden]
+  const size_t chunk_floats = static_cast<size_t>(count) * hidden;
+  float* chunk_out = arena.alloc<float>(chunk_floats);  // [count, hidden]
+  std::vector<float> host_x, host_out;                  // [count, hidden] each, device backends
+  const float* chunk_x = x + int64_t(begin) * hidden;
+  if (!host) {
+    host_x.resize(chunk_floats);
+    host_out.resize(chunk_floats);
+    b.download(host_x.data(), chunk_x, chunk_floats * sizeof(float));
+  }
   const RoutedTokens routed{
-      .x = TensorView{const_cast<float*>(x) + int64_t(begin) * hidden, DType::kF32, Shape{count, hidden}},
-      .slots = std::span<const int32_t>(slots + int64_t(begin) * top_k, size_t(count) * top_k),
+      .x = TensorView{host ? const_cast<float*>(chunk_x) : host_x.data(), DType::kF32, Shape{count, hidden}},
+      .slots = std::span<const int32_t>(slots.data() + int64_t(begin) * top_k, size_t(count) * top_k),
       .weights = std::span<const float>(expert_weights + int64_t(begin) * top_k, size_t(count) * top_k),
       .top_k = top_k};
   const RunLocalExperts run_local = [&](const RoutedTokens& arrived, const TensorView& partial) {
-    run_local_experts(step, w, arrived.x.as<float>(), static_cast<int>(arrived.x.dim(0)), arrived.slots.data(),
-                      arrived.weights.data(), partial.as<float>());
+    run_local_experts(step, w, arrived, partial);
   };
-  const TensorView chunk_view{chunk_out, DType::kF32, Shape{count, hidden}};
+  const TensorView chunk_view{host ? chunk_out : host_out.data(), DType::kF32, Shape{count, hidden}};
   switch (shard_.all2all) {
     case All2AllBackend::kAllgatherReducescatter:
       ep_allgather_reducescatter(*step.ep, routed, run_local, chunk_view);
@@ -596,37 +687,44 @@ void DecoderLoop::moe_expert_parallel(Step& step, int layer_idx, const float* x,
       ep_alltoall(*step.ep, routed, run_local, map.slots_per_rank(), chunk_view);
       break;
   }
+  if (!host) b.upload(chunk_out, host_out.data(), chunk_floats * sizeof(float));
   // The shared experts on the chunk's rows (replicated under EP), added as a combine of one
   // "expert" of weight 1 (chunk_out) plus the gated shared output.
-  float* block_out = tp.size == 1 ? out : arena.alloc<float>(static_cast<size_t>(count) * hidden);
-  if (w.has_shared) {
-    const float* chunk_x = x + int64_t(begin) * hidden;
-    float* shared_out = arena.alloc<float>(static_cast<size_t>(count) * hidden);
+  if (count == 0 && (tokens == 0 || step.tp == nullptr)) return;  // no rows here, none to gather
+  float* block_out = tp.size == 1 ? out : arena.alloc<float>(chunk_floats);
+  if (count == 0) {
+    // A TP rank without rows of this step's tokens: it only joins the gather below.
+  } else if (w.has_shared) {
+    float* shared_out = arena.alloc<float>(chunk_floats);
     b.mlp(Act{chunk_x, nullptr}, count, w.shared, shared_out);
     float* shared_gate = nullptr;
     if (w.shared_gate.weight != nullptr) {
       shared_gate = arena.alloc<float>(count);
       b.linear(Act{chunk_x, nullptr}, count, w.shared_gate, shared_gate);
     }
-    int32_t* identity = arena.alloc<int32_t>(count);
-    float* ones = arena.alloc<float>(count);
-    for (int t = 0; t < count; ++t) {
-      identity[t] = t;
-      ones[t] = 1.0f;
-    }
+    std::vector<int32_t> identity(count);
+    std::iota(identity.begin(), identity.end(), 0);
+    const std::vector<float> ones(count, 1.0f);
+    int32_t* identity_buf = arena.alloc<int32_t>(count);
+    float* ones_buf = arena.alloc<float>(count);
+    b.upload(identity_buf, identity.data(), count * sizeof(int32_t));
+    b.upload(ones_buf, ones.data(), count * sizeof(float));
     b.moe_combine(ops::MoeCombineArgs{.expert_out = chunk_out,
-                                      .positions = identity,
-                                      .weights = ones,
+                                      .positions = identity_buf,
+                                      .weights = ones_buf,
                                       .tokens = count,
                                       .top_k = 1,
                                       .hidden = hidden,
                                       .shared_out = shared_out,
                                       .shared_gate_logit = shared_gate,
                                       .out = block_out});
+  } else if (host) {
+    std::copy(chunk_out, chunk_out + chunk_floats, block_out);
   } else {
-    std::copy(chunk_out, chunk_out + int64_t(count) * hidden, block_out);
+    b.upload(block_out, host_out.data(), chunk_floats * sizeof(float));
   }
-  if (tp.size > 1) {
+  // Without a TP group (one rank's start-up profile run) the other ranks' rows stay unwritten.
+  if (tp.size > 1 && step.tp != nullptr) {
     std::vector<int64_t> rows(tp.size);
     for (int rank = 0; rank < tp.size; ++rank) rows[rank] = chunk_begin(rank + 1) - chunk_begin(rank);
     step.tp->all_gather_rows(TensorView{block_out, DType::kF32, Shape{count, hidden}}, rows,
@@ -642,6 +740,15 @@ void DecoderLoop::forward(StepBackend& backend, const StepInputs& inputs, const 
   Step step{backend, arena, inputs, kv, counters, comm.tp, comm.ep};
   const ModelConfig& c = config_;
   const int tokens = inputs.tokens;
+  if (tokens == 0) {
+    // An idle rank (an empty DP replica's): with expert parallelism it takes part in each MoE
+    // layer's dispatch, running its experts for the other ranks' tokens; nothing else has a row.
+    for (int layer_idx = 0; layer_idx < c.num_layers && shard_.expert_parallel; ++layer_idx) {
+      if (weights_.layers[layer_idx].is_moe) moe_expert_parallel(step, layer_idx, nullptr, nullptr);
+    }
+    arena.rewind(start);
+    return;
+  }
   const int hidden = c.hidden_size;
   const size_t activations = static_cast<size_t>(tokens) * hidden;
   float* residual = arena.alloc<float>(activations);

@@ -15,10 +15,13 @@ struct CudaLayout {
   std::string model;
   int tp = 1;
   int dp = 1;
+  bool ep = false;  // expert parallel, over allgather_reducescatter or (alltoall) nccl_alltoall
+  bool alltoall = false;
 };
 
 std::string layout_name(const ::testing::TestParamInfo<CudaLayout>& info) {
   std::string name = info.param.model + "_tp" + std::to_string(info.param.tp) + "_dp" + std::to_string(info.param.dp);
+  if (info.param.ep) name += info.param.alltoall ? "_ep_alltoall" : "_ep_allgather";
   for (char& c : name) {
     if (c == '-') c = '_';
   }
@@ -42,24 +45,33 @@ TEST_P(CudaParallelTest, EqualsTransformersWithEveryRankOnOneGpu) {
   ParallelConfig parallel;
   parallel.tensor_parallel_size = GetParam().tp;
   parallel.data_parallel_size = GetParam().dp;
+  parallel.enable_expert_parallel = GetParam().ep;
+  if (GetParam().alltoall) parallel.all2all = All2AllBackend::kAlltoall;
   testing::check_dir_against_reference(testing::fixture_model(GetParam().model), parallel, {}, cuda_group);
 }
 
 // GQA with KV heads split (mixtral, qwen3_moe: 2 KV heads) and replicated (TP 4 over 2 KV heads),
 // MLA (deepseek_v2, deepseek_v3 with its group-limited routing), shared experts with a gate
 // (qwen2_moe), sinks, biases and sliding windows (gpt_oss), chunked attention and a shared expert
-// (llama4), replicas alone and under TP.
+// (llama4), replicas alone and under TP; expert parallelism over both all-to-all backends, with
+// TP (sequence-parallel MoE), shared experts, group-limited routing and MXFP4 experts whole on
+// their rank.
 INSTANTIATE_TEST_SUITE_P(Layouts, CudaParallelTest,
                          ::testing::Values(CudaLayout{"tiny-mixtral", 2, 1}, CudaLayout{"tiny-mixtral", 1, 2},
                                            CudaLayout{"tiny-mixtral", 2, 2}, CudaLayout{"tiny-qwen3_moe", 4, 1},
                                            CudaLayout{"tiny-qwen2_moe", 4, 1}, CudaLayout{"tiny-deepseek_v2", 2, 1},
-                                           CudaLayout{"tiny-deepseek_v3", 4, 1},
-                                           CudaLayout{"tiny-gpt_oss-bf16", 2, 1},
-                                           CudaLayout{"tiny-llama4-bf16", 2, 2}),
+                                           CudaLayout{"tiny-deepseek_v3", 4, 1}, CudaLayout{"tiny-gpt_oss-bf16", 2, 1},
+                                           CudaLayout{"tiny-llama4-bf16", 2, 2},
+                                           CudaLayout{"tiny-mixtral", 1, 2, true, false},
+                                           CudaLayout{"tiny-mixtral", 2, 2, true, true},
+                                           CudaLayout{"tiny-qwen2_moe", 1, 4, true, true},
+                                           CudaLayout{"tiny-deepseek_v3", 2, 2, true, false},
+                                           CudaLayout{"tiny-gpt_oss-mxfp4", 1, 2, true, true},
+                                           CudaLayout{"tiny-llama4-bf16", 1, 2, true, false}),
                          layout_name);
 
-// Expert parallelism is refused by name (its dispatch runs on host memory only).
-TEST(CudaRanks, RefuseExpertParallelism) {
+// EPLB is refused by name (its weight moves are the CPU's only).
+TEST(CudaRanks, RefuseEplb) {
   const auto config = load_model_config(testing::fixture_model("tiny-mixtral"));
   ASSERT_TRUE(config.ok()) << config.error().message;
   auto checkpoint = Checkpoint::open(testing::fixture_model("tiny-mixtral"));
@@ -67,10 +79,10 @@ TEST(CudaRanks, RefuseExpertParallelism) {
   ParallelConfig parallel;
   parallel.data_parallel_size = 2;
   parallel.enable_expert_parallel = true;
+  parallel.eplb.enabled = true;
   const auto ranks = make_cuda_ranks(*config, *checkpoint, 0, parallel, CudaRunnerOptions{.num_kv_blocks = 4});
   ASSERT_FALSE(ranks.ok());
-  EXPECT_NE(ranks.error().message.find("expert parallelism on the CUDA backend is not implemented yet"),
-            std::string::npos)
+  EXPECT_NE(ranks.error().message.find("--enable-eplb on CUDA ranks is not implemented yet"), std::string::npos)
       << ranks.error().message;
 }
 

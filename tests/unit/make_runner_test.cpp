@@ -35,19 +35,20 @@ TEST(MakeRunner, CpuIsAlwaysTheCpu) {
   }
 }
 
-ParallelConfig expert_parallel(int tp, int dp) {
+ParallelConfig eplb(int tp, int dp) {
   ParallelConfig parallel = layout(tp, dp);
   parallel.enable_expert_parallel = true;
+  parallel.eplb.enabled = true;
   return parallel;
 }
 
-// The layouts CUDA ranks do not run yet (expert parallelism, worker processes, several nodes) stay
+// The layouts CUDA ranks do not run yet (EPLB, worker processes, several nodes) stay
 // on the CPU under --device auto, saying why; --device cuda refuses them with the same reason.
 TEST(MakeRunner, LayoutsCudaRanksDoNotRunYetStayOnTheCpuAndSayWhy) {
   ParallelConfig processes = layout(2, 1);
   processes.executor = DistributedExecutor::kMp;
   const std::vector<std::pair<ParallelConfig, std::string>> cases = {
-      {expert_parallel(1, 2), "expert parallelism runs on the CPU backend only"},
+      {eplb(1, 2), "--enable-eplb runs on the CPU backend only"},
       {processes, "--distributed-executor-backend mp runs CPU ranks only"},
   };
   for (const auto& [parallel, why] : cases) {
@@ -61,7 +62,7 @@ TEST(MakeRunner, LayoutsCudaRanksDoNotRunYetStayOnTheCpuAndSayWhy) {
   }
 }
 
-// TP × DP without expert parallelism runs on CUDA ranks where the build has CUDA.
+// TP × DP (expert parallel or not) runs on CUDA ranks where the build has CUDA.
 TEST(MakeRunner, TensorAndDataParallelLayoutsTakeTheGpuWhereBuilt) {
   const auto choice = choose_backend(Device::kCuda, layout(2, 2), ActivationDType::kAuto);
   if (cuda_compiled()) {
@@ -91,9 +92,9 @@ TEST(MakeRunner, CudaRefusalsInOrder) {
   auto refused = choose_backend(Device::kCuda, layout(2, 1), ActivationDType::kFloat16);
   ASSERT_FALSE(refused.ok());
   EXPECT_THAT(refused.error().message, HasSubstr("--dtype float16: the CUDA runner computes with bf16 weights"));
-  refused = choose_backend(Device::kCuda, expert_parallel(1, 2), ActivationDType::kAuto);
+  refused = choose_backend(Device::kCuda, eplb(1, 2), ActivationDType::kAuto);
   ASSERT_FALSE(refused.ok());
-  EXPECT_THAT(refused.error().message, HasSubstr("--device cuda: expert parallelism runs on the CPU backend only"));
+  EXPECT_THAT(refused.error().message, HasSubstr("--device cuda: --enable-eplb runs on the CPU backend only"));
   const auto single = choose_backend(Device::kCuda, layout(1, 1), ActivationDType::kBFloat16);
   if (cuda_compiled()) {
     ASSERT_TRUE(single.ok()) << single.error().message;

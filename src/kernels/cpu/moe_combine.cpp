@@ -30,8 +30,9 @@ void moe_combine(ExecContext& ctx, const MoeCombineArgs& args) {
     std::vector<int32_t> targets(tokens);
     for (int64_t t = 0; t < tokens; ++t) {
       const float* src = &by_entry[(t * args.top_k + k) * hidden];
-      std::copy(src, src + hidden, &rows[t * hidden]);
       weights[t] = args.weights[t * args.top_k + k];
+      if (weights[t] == 0.0f) continue;  // adds nothing, whatever its row holds (rows stays 0)
+      std::copy(src, src + hidden, &rows[t * hidden]);
       targets[t] = static_cast<int32_t>(t);
     }
     scatter_add_rows(ctx, TensorView{rows.data(), DType::kF32, Shape{tokens, hidden}}, targets, weights,

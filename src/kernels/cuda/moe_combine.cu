@@ -43,6 +43,7 @@ __global__ void __launch_bounds__(kThreads) moe_combine_kernel(MoeCombineArgs ar
     for (int k = 0; k < args.top_k; ++k) {  // the thread's vectors (and splits) of one expert row load together
       const float4* e4 = reinterpret_cast<const float4*>(expert_rows[k]);
       const float w = weights[k];
+      if (w == 0.0f) continue;  // its row may be unwritten (another EP rank's slot)
       float4 e[kMaxVectors][kSplits];
 #pragma unroll
       for (int s = 0; s < kSplits; ++s)
@@ -101,6 +102,7 @@ __global__ void __launch_bounds__(kThreads) moe_combine_kernel(MoeCombineArgs ar
   for (int d = threadIdx.x; d < args.hidden; d += kThreads) {
     float sum = 0.0f;
     for (int k = 0; k < args.top_k; ++k) {
+      if (weights[k] == 0.0f) continue;
       float e = expert_rows[k][d];
       for (int s = 1; s < args.expert_splits; ++s) e += expert_rows[k][s * args.expert_split_stride + d];
       sum += weights[k] * e;

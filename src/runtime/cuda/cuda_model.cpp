@@ -55,9 +55,9 @@ bool experts_stream(const ModelConfig& config, int tokens) {
 }
 
 void CudaModel::forward(const GpuExec& exec, StepArena& arena, const StepInputs& inputs, const KvLayers& kv,
-                        float* logits, int64_t* expert_load, OpProfile* profile, const ParallelComm& comm) const {
+                        float* logits, const LoadCounters& load, OpProfile* profile, const ParallelComm& comm) const {
   CudaStepBackend backend(exec, arena, config_, precision_, profile);
-  loop_->forward(backend, inputs, kv, logits, LoadCounters{.experts = expert_load}, comm);
+  loop_->forward(backend, inputs, kv, logits, load, comm);
 }
 
 }  // namespace moeserve::cuda

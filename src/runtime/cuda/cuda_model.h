@@ -118,10 +118,11 @@ class CudaModel {
   bool capturable(int tokens) const { return experts_stream(config_, tokens); }
 
   // Queues one step; logits [inputs.logit_rows, vocab] float32 land in `logits` (device).
-  // expert_load [num_layers × E] int64 on the device accumulates routed rows (may be null).
-  // comm: the rank's groups (DecoderLoop::forward), none on one rank.
+  // load: the routed rows to add to (experts [num_layers × E] int64 on the device; slots, with
+  // expert parallelism, on the host). comm: the rank's groups (DecoderLoop::forward), none on one
+  // rank.
   void forward(const GpuExec& exec, StepArena& arena, const StepInputs& inputs, const KvLayers& kv, float* logits,
-               int64_t* expert_load, OpProfile* profile = nullptr, const ParallelComm& comm = {}) const;
+               const LoadCounters& load, OpProfile* profile = nullptr, const ParallelComm& comm = {}) const;
 
  private:
   friend class CudaWeightMemory;

@@ -24,10 +24,12 @@ class CudaRankShard final : public RankWorker {
   CudaRunner& runner() { return *runner_; }
   int device() const { return device_; }
 
+  // TP collectives run on the step's device buffers (staged); the EP dispatch stages its rows
+  // through the host itself (DecoderLoop::moe_expert_parallel), so its group stays a host one.
   void set_communicators(std::unique_ptr<Communicator> tp, std::unique_ptr<Communicator> ep) override {
-    MS_CHECK(ep == nullptr);  // make_cuda_ranks refuses expert parallelism
     if (tp != nullptr) tp_ = std::make_unique<cuda::StagedCommunicator>(std::move(tp), runner_->stream());
-    runner_->set_communicators(ParallelComm{.tp = tp_.get()});
+    ep_ = std::move(ep);
+    runner_->set_communicators(ParallelComm{.tp = tp_.get(), .ep = ep_.get()});
   }
 
   void bind_thread() override {
@@ -45,18 +47,20 @@ class CudaRankShard final : public RankWorker {
     if (load == nullptr) return;
     const ExpertLoad& counted = runner_->expert_load();
     for (size_t i = 0; i < counted.counts.size(); ++i) load->counts[i] += counted.counts[i];
+    MS_CHECK(load->slot_counts.empty() || load->slot_counts.size() == counted.slot_counts.size());
+    for (size_t i = 0; i < load->slot_counts.size(); ++i) load->slot_counts[i] += counted.slot_counts[i];
     runner_->reset_expert_load();
   }
 
   void apply_placement(std::span<const int>, const std::vector<std::shared_ptr<const ExpertMap>>&) override {
-    throw std::logic_error("CUDA ranks run no expert parallelism, so no EPLB placement");
+    throw std::logic_error("CUDA ranks do not move experts (make_cuda_ranks refuses --enable-eplb)");
   }
 
  private:
   int tp_rank_;
   int device_;
   std::unique_ptr<CudaRunner> runner_;
-  std::unique_ptr<Communicator> tp_;
+  std::unique_ptr<Communicator> tp_, ep_;
 };
 
 // KV blocks per replica that every GPU can give each of its ranks: what gpu_memory_utilization
@@ -89,9 +93,9 @@ Result<int> kv_blocks_from_memory(const std::vector<CudaRankShard*>& ranks, doub
 
 Result<CudaRanks> make_cuda_ranks(const ModelConfig& config, const WeightSource& weights, uint64_t seed,
                                   const ParallelConfig& parallel, const CudaRunnerOptions& options) {
-  if (parallel.uses_expert_parallel()) {
-    return make_error("expert parallelism on the CUDA backend is not implemented yet (its dispatch runs on host "
-                      "memory); the CPU backend (--device cpu) runs it");
+  if (parallel.eplb.enabled) {
+    return make_error("--enable-eplb on CUDA ranks is not implemented yet (moving experts between GPU ranks); the "
+                      "CPU backend (--device cpu) runs it");
   }
   MS_ASSIGN_OR_RETURN(const std::vector<cuda::DeviceInfo> gpus, cuda::list_devices());
   if (gpus.empty()) return make_error("--device cuda: no CUDA device is visible");
@@ -123,8 +127,8 @@ Result<CudaRanks> make_cuda_ranks(const ModelConfig& config, const WeightSource&
   built.summary = fmt::format(
       "{} ranks on {} GPU{} (rank r on GPU r mod {}), rank 0: {:.2f} GiB of bf16 weights, {} activations, KV cache {} "
       "blocks x {} tokens (float32); collectives staged through the host, steps run eagerly",
-      parallel.world_size(), std::min<int>(gpus.size(), parallel.world_size()), gpus.size() > 1 ? "s" : "",
-      gpus.size(), first.weight_bytes() / double(1 << 30), cuda::prefill_precision_name(first.prefill_precision()),
+      parallel.world_size(), std::min<int>(gpus.size(), parallel.world_size()), gpus.size() > 1 ? "s" : "", gpus.size(),
+      first.weight_bytes() / double(1 << 30), cuda::prefill_precision_name(first.prefill_precision()),
       built.num_kv_blocks, first.block_size());
   built.executor = make_thread_ranks(parallel, std::move(workers));
   return built;

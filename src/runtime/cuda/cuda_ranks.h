@@ -1,10 +1,11 @@
-// CUDA ranks of a parallel layout (TP × DP), one CudaRunner each, run by the threads executor
-// (rank_group.h's make_thread_ranks): rank r on GPU r mod the visible GPUs, so every layout also
-// runs with all its ranks on one GPU (how the GPU tests check it). Each rank loads only its shard
-// (ShardSpec) from the weights, runs the one decoder loop with its TP group's collectives through
-// a StagedCommunicator (device buffers staged through the host: correct, not fast; NCCL is issue
-// 22's), eagerly, and returns every logits row: the group's replica runner picks the tokens.
-// Expert parallelism is refused (its dispatch runs on host memory only, see DecoderLoop).
+// CUDA ranks of a parallel layout (TP × DP, with or without expert parallelism), one CudaRunner
+// each, run by the threads executor (rank_group.h's make_thread_ranks): rank r on GPU r mod the
+// visible GPUs, so every layout also runs with all its ranks on one GPU (how the GPU tests check
+// it). Each rank loads only its shard (ShardSpec) from the weights, runs the one decoder loop with
+// its TP group's collectives through a StagedCommunicator and its EP dispatch staged through the
+// host by the loop (correct, not fast; NCCL is issue 22's), eagerly, and returns every logits
+// row: the group's replica runner picks the tokens. EPLB is refused (its weight moves are the
+// CPU's only).
 #pragma once
 
 #include <memory>

@@ -8,6 +8,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "comm/local/local_communicator.h"
 #include "loader/checkpoint.h"
 #include "runtime/step_packing.h"
 
@@ -43,6 +44,9 @@ Status CudaRunner::allocate(uint64_t seed) {
                                              cuda::sample_rows_workspace_bytes(kMaxSampleRows, config.vocab_size)));
   MS_ASSIGN_OR_RETURN(expert_counts_,
                       cuda::DeviceBuffer::allocate(std::max<size_t>(1, size_t(config.num_layers) * experts) * 8));
+  if (options_.shard.expert_parallel) {
+    slot_counts_.assign(size_t(config.num_layers) * (experts + options_.shard.num_redundant_experts), 0);
+  }
   const size_t bytes_per_block = kv_bytes_per_block();
   MS_RETURN_IF_ERROR(profile_run(bytes_per_block));
   reset_expert_load();
@@ -54,10 +58,9 @@ Status CudaRunner::allocate(uint64_t seed) {
     const double in_use = static_cast<double>(memory.total_bytes - memory.free_bytes);
     num_kv_blocks_ = static_cast<int>(std::max(0.0, (allowed - in_use) / static_cast<double>(bytes_per_block)));
     if (num_kv_blocks_ <= 0) {
-      return make_error(
-          "no GPU memory is left for the KV cache at --gpu-memory-utilization {} (weights {:.1f} GiB): "
-          "raise it or lower --max-num-batched-tokens",
-          options_.gpu_memory_utilization, model_->weight_bytes() / double(1 << 30));
+      return make_error("no GPU memory is left for the KV cache at --gpu-memory-utilization {} (weights {:.1f} GiB): "
+                        "raise it or lower --max-num-batched-tokens",
+                        options_.gpu_memory_utilization, model_->weight_bytes() / double(1 << 30));
     }
   }
   return allocate_kv_cache(num_kv_blocks_);
@@ -112,7 +115,17 @@ Status CudaRunner::profile_run(size_t bytes_per_block) {
   arena_.reset();
   float* logits = arena_.alloc<float>(size_t(tokens) * model_->config().vocab_size);
   const GpuExec exec{stream_.stream(), stream_.blas()};
-  model_->forward(exec, arena_, inputs, kv_, logits, expert_counts_.as<int64_t>(), nullptr);
+  // With expert parallelism and no EP group yet (ranks join theirs after loading), a group of
+  // one: its dispatch sizes the workspace as a rank's own tokens would.
+  std::unique_ptr<LocalGroup> solo;
+  std::unique_ptr<Communicator> solo_ep;
+  ParallelComm comm = comm_;
+  if (options_.shard.expert_parallel && comm.ep == nullptr) {
+    solo = std::make_unique<LocalGroup>(1);
+    solo_ep = solo->communicator(0);
+    comm.ep = solo_ep.get();
+  }
+  model_->forward(exec, arena_, inputs, kv_, logits, load_counters(), nullptr, comm);
   stream_.synchronize();
   profiled_outside_arena_ = free_before - std::min(free_before, cuda::memory_info().free_bytes);
   set_kv(kv_buffer_, 0);
@@ -131,11 +144,19 @@ const ExpertLoad& CudaRunner::expert_load() const {
   cuda::copy_to_host(expert_load_.counts.data(), expert_counts_.data(), expert_load_.counts.size() * 8,
                      stream_.stream());
   stream_.synchronize();
+  expert_load_.slot_counts = slot_counts_;
+  expert_load_.num_slots = slot_counts_.empty() ? 0 : experts + options_.shard.num_redundant_experts;
   return expert_load_;
 }
 
 void CudaRunner::reset_expert_load() {
   cuda::fill_zero(expert_counts_.data(), expert_counts_.bytes(), stream_.stream());
+  std::fill(slot_counts_.begin(), slot_counts_.end(), 0);
+}
+
+LoadCounters CudaRunner::load_counters() {
+  return LoadCounters{.experts = expert_counts_.as<int64_t>(),
+                      .slots = slot_counts_.empty() ? nullptr : slot_counts_.data()};
 }
 
 Tensor CudaRunner::execute(std::span<const RunnerSeq> seqs) {
@@ -146,30 +167,44 @@ Tensor CudaRunner::execute(std::span<const RunnerSeq> seqs) {
   picked_.clear();
   picked_logprobs_.clear();
   // Cut the step into forward passes of at most max_num_batched_tokens rows, in order.
-  std::vector<Piece> pieces;
+  std::vector<std::vector<Piece>> passes(1);
   int budget = options_.max_num_batched_tokens;
-  float* dst = logits.f32();
-  auto flush = [&] {
-    if (pieces.empty()) return;
-    run_pieces(pieces, dst);
-    for (const Piece& piece : pieces)
-      dst += int64_t(piece.logit_rows()) * model_->config().vocab_size;
-    pieces.clear();
-    budget = options_.max_num_batched_tokens;
-  };
   for (const RunnerSeq& seq : seqs) {
     for (int done = 0; done < seq.num_new;) {
-      if (budget == 0) flush();
+      if (budget == 0) {
+        passes.emplace_back();
+        budget = options_.max_num_batched_tokens;
+      }
       const int count = std::min(budget, seq.num_new - done);
       const bool last = done + count == seq.num_new;
       const bool logits_last = !seq.all_logits && seq.samples && last;
-      pieces.push_back(
+      passes.back().push_back(
           Piece{&seq, seq.num_computed + done, count, seq.all_logits, logits_last, logits_last ? seq.choice : nullptr});
       budget -= count;
       done += count;
     }
   }
-  flush();
+  if (passes.back().empty()) passes.pop_back();
+  // Under expert parallelism every rank runs as many passes as the busiest one (the dispatch is
+  // collective), the ones it lacks as idle passes that serve the other ranks' tokens.
+  size_t num_passes = passes.size();
+  if (comm_.ep != nullptr) {
+    for (const int64_t n : comm_.ep->all_gather_value(static_cast<int64_t>(passes.size()))) {
+      num_passes = std::max(num_passes, static_cast<size_t>(n));
+    }
+  }
+  float* dst = logits.f32();
+  const GpuExec exec{stream_.stream(), stream_.blas()};
+  for (size_t pass = 0; pass < num_passes; ++pass) {
+    if (pass >= passes.size()) {
+      arena_.reset();
+      model_->forward(exec, arena_, StepInputs{}, kv_, nullptr, load_counters(), nullptr, comm_);
+      stream_.synchronize();
+      continue;
+    }
+    run_pieces(passes[pass], dst);
+    for (const Piece& piece : passes[pass]) dst += int64_t(piece.logit_rows()) * model_->config().vocab_size;
+  }
   return logits;
 }
 
@@ -220,7 +255,7 @@ void CudaRunner::run_pieces(std::span<const Piece> pieces, float* host_logits) {
   if (graph != nullptr) {
     graph->launch(stream_.stream());
   } else {
-    model_->forward(exec, arena_, inputs, kv_, device_logits, expert_counts_.as<int64_t>(), profile_, comm_);
+    model_->forward(exec, arena_, inputs, kv_, device_logits, load_counters(), profile_, comm_);
   }
   // The argmax of every row (greedy sequences need nothing else), the sampled rows' tokens over
   // it, then the rows someone reads.
@@ -390,7 +425,7 @@ Result<cuda::CudaGraph> CudaRunner::capture(const StepInputs& inputs, float* dev
   const size_t mark = arena_.used();
   const GpuExec exec{stream_.stream(), stream_.blas()};
   MS_RETURN_IF_ERROR(cuda::CudaGraph::begin_capture(stream_.stream()));
-  model_->forward(exec, arena_, inputs, kv_, device_logits, expert_counts_.as<int64_t>(), nullptr);
+  model_->forward(exec, arena_, inputs, kv_, device_logits, load_counters(), nullptr);
   Result<cuda::CudaGraph> graph = cuda::CudaGraph::end_capture(stream_.stream());
   arena_.rewind(mark);
   return graph;

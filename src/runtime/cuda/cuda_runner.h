@@ -55,8 +55,9 @@ struct CudaRunnerOptions {
   // at start-up, as vLLM does (a server passes --max-num-seqs), so no step pays for a capture;
   // other sizes are captured the first time they run.
   int capture_batch_sizes = 0;
-  // One rank of a parallel layout (runtime/cuda/cuda_ranks.h): its part of the model, and no KV
-  // cache until allocate_kv_cache (the ranks size it together, after all of them have loaded).
+  // One rank of a parallel layout (runtime/cuda/cuda_ranks.h): its part of the model (with expert
+  // parallelism, its expert_load() counts its slots too), and no KV cache until allocate_kv_cache
+  // (the ranks size it together, after all of them have loaded).
   ShardSpec shard;
   bool defer_kv_cache = false;
 };
@@ -165,7 +166,11 @@ class CudaRunner final : public Runner {
   std::vector<StepPiece> step_pieces_;  // the last upload's pieces (StepInputs::pieces)
   // Captured decode steps by batch size (rows); an empty graph marks a size that cannot be captured.
   std::map<int, std::optional<cuda::CudaGraph>> graphs_;
+  // The step's routing counters: expert_counts_ on the device, and with expert parallelism the
+  // host's slot_counts_ [layers × physical slots].
+  LoadCounters load_counters();
   cuda::DeviceBuffer expert_counts_;  // [layers × E] int64
+  std::vector<int64_t> slot_counts_;
   cuda::DeviceBuffer picked_device_;  // [logit rows] int32 of the last forward pass
   cuda::PinnedBuffer picked_host_;
   std::vector<int32_t> picked_;  // of the last execute(), one per logits row

@@ -79,6 +79,16 @@ void CudaStepBackend::moe_combine(const ops::MoeCombineArgs& args) {
 }
 void CudaStepBackend::fill_zero(void* dst, size_t bytes) { cuda::fill_zero(dst, bytes, exec_.stream); }
 
+void CudaStepBackend::download(void* host, const void* src, size_t bytes) {
+  if (bytes > 0) copy_to_host(host, src, bytes, exec_.stream);
+  synchronize_stream(exec_.stream);
+}
+
+void CudaStepBackend::upload(void* dst, const void* host, size_t bytes) {
+  if (bytes > 0) copy_to_device(dst, host, bytes, exec_.stream);
+  synchronize_stream(exec_.stream);
+}
+
 namespace {
 int max_small_grouped_rows(bool mxfp4) { return mxfp4 ? kMaxSmallMxfp4GroupedRows : kMaxSmallGroupedRows; }
 }  // namespace

@@ -76,10 +76,6 @@ Result<std::unique_ptr<CudaModel>> CudaModel::load(const ModelConfig& config, co
                                                    uint64_t seed, const GpuExec& exec, PrefillPrecision precision,
                                                    const ShardSpec& shard) {
   MS_RETURN_IF_ERROR(check_cuda_support(config));
-  if (shard.expert_parallel) {
-    return make_error("expert parallelism on the CUDA backend is not implemented yet (its dispatch runs on host "
-                      "memory); the CPU backend (--device cpu) runs it");
-  }
   if (weights == nullptr && !shard.is_single()) return make_error("device-generated dummy weights are one rank's");
   auto model = std::make_unique<CudaModel>();
   model->config_ = config;

@@ -22,8 +22,7 @@ class StagedCommunicator final : public Communicator {
   int size() const override { return inner_->size(); }
   void all_reduce_sum(const TensorView& buf) override;
   void all_gather_rows(const TensorView& in, std::span<const int64_t> rows_per_rank, const TensorView& out) override;
-  void reduce_scatter_sum(const TensorView& in, std::span<const int64_t> rows_per_rank,
-                          const TensorView& out) override;
+  void reduce_scatter_sum(const TensorView& in, std::span<const int64_t> rows_per_rank, const TensorView& out) override;
   std::vector<int64_t> all_to_all_counts(std::span<const int64_t> send_rows) override {
     return inner_->all_to_all_counts(send_rows);
   }
