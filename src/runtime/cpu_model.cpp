@@ -50,33 +50,14 @@ void CpuModel::forward(ExecContext& exec, std::span<const RunnerSeq> seqs, const
   loop_->forward(*backend_, step.inputs_at(step.words.data()), layers, logits.as<float>(), counters, comm);
 }
 
-namespace {
-
-// One slot's expert as the byte segments EPLB moves: [gate_up weight, down weight, gate_up
-// scales, down scales, gate_up bias, down bias] (the scales empty for bf16, the biases for
-// experts without them).
-std::array<std::span<std::byte>, 6> slot_segments(const MoeWeights& w, int slot) {
-  const auto bytes = [](const void* p, size_t n) {
-    return std::span<std::byte>(static_cast<std::byte*>(const_cast<void*>(p)), p != nullptr ? n : 0);
-  };
-  const Projection gate_up = w.experts_gate_up.stacked_at(slot);
-  const Projection down = w.experts_down.stacked_at(slot);
-  return {bytes(gate_up.weight, gate_up.weight_bytes()), bytes(down.weight, down.weight_bytes()),
-          bytes(gate_up.scale, gate_up.scale_bytes()),   bytes(down.scale, down.scale_bytes()),
-          bytes(gate_up.bias.data, gate_up.out * dtype_size(gate_up.bias.dtype)),
-          bytes(down.bias.data, down.out * dtype_size(down.bias.dtype))};
-}
-
-}  // namespace
-
 size_t CpuModel::expert_bytes(int layer) const {
   size_t bytes = 0;
-  for (const auto& segment : slot_segments(weights_.layers[layer].moe, 0)) bytes += segment.size();
+  for (const auto& segment : expert_slot_segments(weights_.layers[layer].moe, 0)) bytes += segment.size();
   return bytes;
 }
 
 void CpuModel::copy_slot(int layer, int slot, std::byte* dst) const {
-  for (const auto& segment : slot_segments(weights_.layers[layer].moe, slot)) {
+  for (const auto& segment : expert_slot_segments(weights_.layers[layer].moe, slot)) {
     std::memcpy(dst, segment.data(), segment.size());
     dst += segment.size();
   }
@@ -92,7 +73,7 @@ void CpuModel::set_placement(int layer, std::shared_ptr<const ExpertMap> map,
   for (int j = 0; j < w.num_slots; ++j) std::memcpy(&staged[j * slot_bytes], slots[j], slot_bytes);
   for (int j = 0; j < w.num_slots; ++j) {
     const std::byte* src = &staged[j * slot_bytes];
-    for (const auto& segment : slot_segments(w, j)) {
+    for (const auto& segment : expert_slot_segments(w, j)) {
       memory_.write(segment.data(), src, segment.size());
       src += segment.size();
     }

@@ -13,6 +13,7 @@
 #include "model/decoder_loop.h"
 #include "runtime/runner_seq.h"
 #include "runtime/cpu_step_backend.h"
+#include "runtime/expert_slots.h"
 #include "runtime/step_packing.h"
 
 namespace moeserve {
@@ -28,7 +29,7 @@ struct ModelOptions {
   bool kv_cache_fp8 = false;  // --kv-cache-dtype fp8 (CpuNumerics::kv_fp8)
 };
 
-class CpuModel {
+class CpuModel final : public ExpertSlots {
  public:
   // The weights are copied (as bf16, or fp8 with their scales) out of `weights`, which need not
   // outlive the model.
@@ -50,11 +51,11 @@ class CpuModel {
 
   // Expert parallelism (EPLB): layer's slot map, and one slot's expert as bytes
   // ([2 Ie, hidden] gate/up then [hidden, Ie] down, bf16 or fp8, then fp8's scales likewise).
-  const ExpertMap& expert_map(int layer) const { return *weights_.layers[layer].moe.map; }
-  size_t expert_bytes(int layer) const;
-  void copy_slot(int layer, int slot, std::byte* dst) const;
-  // Replaces the layer's map and every slot's expert at once; slots[j] holds slot j's bytes.
-  void set_placement(int layer, std::shared_ptr<const ExpertMap> map, std::span<const std::byte* const> slots);
+  const ExpertMap& expert_map(int layer) const override { return *weights_.layers[layer].moe.map; }
+  size_t expert_bytes(int layer) const override;
+  void copy_slot(int layer, int slot, std::byte* dst) const override;
+  void set_placement(int layer, std::shared_ptr<const ExpertMap> map,
+                     std::span<const std::byte* const> slots) override;
 
  private:
   CpuModel() = default;

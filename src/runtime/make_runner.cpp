@@ -22,9 +22,6 @@ void log_backend(const BackendChoice& choice) {
 // Why the CUDA backend cannot run this layout yet (null: it can; TP × DP ranks on threads).
 const char* cuda_layout_gap(const ParallelConfig& parallel) {
   if (parallel.is_single()) return nullptr;
-  if (parallel.eplb.enabled) {
-    return "--enable-eplb runs on the CPU backend only (moving experts between GPU ranks is not written yet)";
-  }
   if (parallel.nodes.spans_nodes(parallel.data_parallel_size)) {
     return "a layout over several nodes runs on the CPU backend only (CUDA ranks run on one host)";
   }

@@ -128,7 +128,6 @@ Result<std::unique_ptr<RankShard>> RankShard::load(const ModelConfig& config, co
   std::unique_ptr<RankShard> shard(new RankShard());
   shard->rank_ = rank;
   shard->tp_rank_ = rank % parallel.tensor_parallel_size;
-  shard->world_ = parallel.world_size();
   ModelOptions rank_options = options;
   rank_options.shard = parallel.shard_for(rank);
   MS_ASSIGN_OR_RETURN(shard->model_, CpuModel::load(config, weights, rank_options));

@@ -115,7 +115,7 @@ class RankShard final : public RankWorker {
 
  private:
   RankShard() = default;
-  int rank_ = 0, tp_rank_ = 0, world_ = 1;
+  int rank_ = 0, tp_rank_ = 0;
   std::unique_ptr<CpuModel> model_;
   std::unique_ptr<KvMemory> kv_;
   std::unique_ptr<ThreadPool> pool_;

@@ -70,21 +70,55 @@ INSTANTIATE_TEST_SUITE_P(Layouts, CudaParallelTest,
                                            CudaLayout{"tiny-llama4-bf16", 1, 2, true, false}),
                          layout_name);
 
-// EPLB is refused by name (its weight moves are the CPU's only).
-TEST(CudaRanks, RefuseEplb) {
-  const auto config = load_model_config(testing::fixture_model("tiny-mixtral"));
-  ASSERT_TRUE(config.ok()) << config.error().message;
-  auto checkpoint = Checkpoint::open(testing::fixture_model("tiny-mixtral"));
-  ASSERT_TRUE(checkpoint.ok()) << checkpoint.error().message;
-  ParallelConfig parallel;
-  parallel.data_parallel_size = 2;
-  parallel.enable_expert_parallel = true;
-  parallel.eplb.enabled = true;
-  const auto ranks = make_cuda_ranks(*config, *checkpoint, 0, parallel, CudaRunnerOptions{.num_kv_blocks = 4});
-  ASSERT_FALSE(ranks.ok());
-  EXPECT_NE(ranks.error().message.find("--enable-eplb on CUDA ranks is not implemented yet"), std::string::npos)
-      << ranks.error().message;
+struct CudaEplbCase {
+  std::string model;
+  int tp, dp, redundant;
+  All2AllBackend backend;
+};
+
+class CudaEplbTest : public ::testing::TestWithParam<CudaEplbCase> {};
+
+// EPLB on CUDA ranks: with a step_interval of 4 the experts move between the ranks' device
+// memory four times while the fixture generates (redundant replicas included), and the logits
+// and greedy tokens still match the reference as with no EPLB.
+TEST_P(CudaEplbTest, RearrangesOnTheGpuWithUnchangedOutputs) {
+  const CudaEplbCase& param = GetParam();
+  ParallelConfig parallel{.tensor_parallel_size = param.tp,
+                          .data_parallel_size = param.dp,
+                          .enable_expert_parallel = true,
+                          .all2all = param.backend,
+                          .num_redundant_experts = param.redundant};
+  parallel.eplb =
+      EplbConfig{.enabled = true, .window_size = 3, .step_interval = 4, .num_redundant_experts = param.redundant};
+  ASSERT_TRUE(parallel.validate().ok());
+  testing::check_dir_against_reference(
+      testing::fixture_model(param.model), parallel,
+      [](RankGroup& group) {
+        const EpStats stats = group.ep_stats();
+        EXPECT_EQ(stats.rearrangements, 4);  // after steps 1, 5, 9 and 13 of 16
+        ASSERT_FALSE(stats.recent_rearrangements.empty());
+        EXPECT_FALSE(stats.recent_rearrangements.front().layers.empty()) << "the first one moved experts";
+        int64_t total = 0;
+        for (int64_t tokens : stats.rank_tokens_total) total += tokens;
+        EXPECT_GT(total, 0);
+      },
+      cuda_group);
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, CudaEplbTest,
+    ::testing::Values(CudaEplbCase{"tiny-mixtral", 1, 2, 2, All2AllBackend::kAllgatherReducescatter},
+                      CudaEplbCase{"tiny-qwen2_moe", 2, 2, 4, All2AllBackend::kAlltoall},
+                      CudaEplbCase{"tiny-deepseek_v3", 2, 2, 4, All2AllBackend::kAlltoall},
+                      CudaEplbCase{"tiny-gpt_oss-mxfp4", 1, 2, 2, All2AllBackend::kAllgatherReducescatter}),
+    [](const ::testing::TestParamInfo<CudaEplbCase>& info) {
+      std::string name =
+          info.param.model + "_tp" + std::to_string(info.param.tp) + "_dp" + std::to_string(info.param.dp);
+      for (char& c : name) {
+        if (c == '-') c = '_';
+      }
+      return name;
+    });
 
 }  // namespace
 }  // namespace moeserve

@@ -35,6 +35,12 @@ TEST(MakeRunner, CpuIsAlwaysTheCpu) {
   }
 }
 
+ParallelConfig worker_processes() {
+  ParallelConfig parallel = layout(2, 1);
+  parallel.executor = DistributedExecutor::kMp;
+  return parallel;
+}
+
 ParallelConfig eplb(int tp, int dp) {
   ParallelConfig parallel = layout(tp, dp);
   parallel.enable_expert_parallel = true;
@@ -42,14 +48,14 @@ ParallelConfig eplb(int tp, int dp) {
   return parallel;
 }
 
-// The layouts CUDA ranks do not run yet (EPLB, worker processes, several nodes) stay
+// The layouts CUDA ranks do not run yet (worker processes, several nodes) stay
 // on the CPU under --device auto, saying why; --device cuda refuses them with the same reason.
 TEST(MakeRunner, LayoutsCudaRanksDoNotRunYetStayOnTheCpuAndSayWhy) {
-  ParallelConfig processes = layout(2, 1);
-  processes.executor = DistributedExecutor::kMp;
+  ParallelConfig two_nodes = eplb(1, 2);
+  two_nodes.nodes.size_local = 1;
   const std::vector<std::pair<ParallelConfig, std::string>> cases = {
-      {eplb(1, 2), "--enable-eplb runs on the CPU backend only"},
-      {processes, "--distributed-executor-backend mp runs CPU ranks only"},
+      {worker_processes(), "--distributed-executor-backend mp runs CPU ranks only"},
+      {two_nodes, "a layout over several nodes runs on the CPU backend only"},
   };
   for (const auto& [parallel, why] : cases) {
     const auto choice = choose_backend(Device::kAuto, parallel, ActivationDType::kAuto);
@@ -62,16 +68,16 @@ TEST(MakeRunner, LayoutsCudaRanksDoNotRunYetStayOnTheCpuAndSayWhy) {
   }
 }
 
-// TP × DP (expert parallel or not) runs on CUDA ranks where the build has CUDA.
+// TP × DP, expert parallel and with EPLB, runs on CUDA ranks where the build has CUDA.
 TEST(MakeRunner, TensorAndDataParallelLayoutsTakeTheGpuWhereBuilt) {
-  const auto choice = choose_backend(Device::kCuda, layout(2, 2), ActivationDType::kAuto);
+  const auto choice = choose_backend(Device::kCuda, eplb(2, 2), ActivationDType::kAuto);
   if (cuda_compiled()) {
     ASSERT_TRUE(choice.ok()) << choice.error().message;
     EXPECT_EQ(choice->backend, Backend::kCuda);
   } else {
     ASSERT_FALSE(choice.ok());
     EXPECT_EQ(choice.error().message, "--device cuda: this moeserve was built without CUDA (no nvcc found)");
-    const auto automatic = choose_backend(Device::kAuto, layout(2, 2), ActivationDType::kAuto);
+    const auto automatic = choose_backend(Device::kAuto, eplb(2, 2), ActivationDType::kAuto);
     ASSERT_TRUE(automatic.ok()) << automatic.error().message;
     EXPECT_EQ(automatic->backend, Backend::kCpu);
     EXPECT_THAT(automatic->reason, HasSubstr("this build has no CUDA backend"));
@@ -92,9 +98,9 @@ TEST(MakeRunner, CudaRefusalsInOrder) {
   auto refused = choose_backend(Device::kCuda, layout(2, 1), ActivationDType::kFloat16);
   ASSERT_FALSE(refused.ok());
   EXPECT_THAT(refused.error().message, HasSubstr("--dtype float16: the CUDA runner computes with bf16 weights"));
-  refused = choose_backend(Device::kCuda, eplb(1, 2), ActivationDType::kAuto);
+  refused = choose_backend(Device::kCuda, worker_processes(), ActivationDType::kAuto);
   ASSERT_FALSE(refused.ok());
-  EXPECT_THAT(refused.error().message, HasSubstr("--device cuda: --enable-eplb runs on the CPU backend only"));
+  EXPECT_THAT(refused.error().message, HasSubstr("--device cuda: --distributed-executor-backend mp runs CPU ranks"));
   const auto single = choose_backend(Device::kCuda, layout(1, 1), ActivationDType::kBFloat16);
   if (cuda_compiled()) {
     ASSERT_TRUE(single.ok()) << single.error().message;

@@ -106,8 +106,8 @@ TEST(ParallelCli, InvalidLayoutsAreRefusedWithTheReason) {
        "--eplb-config has no field 'window'"},
       {{"-dp", "2", "--enable-expert-parallel", "--eplb-config", "{\"num_redundant_experts\":2}"},
        "only allowed with --enable-eplb"},
-      {{"-dp", "2", "--enable-expert-parallel", "--enable-eplb", "--device", "cuda"},
-       "--device cuda: --enable-eplb runs on the CPU backend only"},
+      {{"-tp", "2", "--distributed-executor-backend", "mp", "--device", "cuda"},
+       "--device cuda: --distributed-executor-backend mp runs CPU ranks only"},
       {{"--device", "cuda", "--dtype", "float16"}, "--dtype float16: the CUDA runner computes with bf16 weights"},
   };
   for (const auto& [flags, reason] : cases) {

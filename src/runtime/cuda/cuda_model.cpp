@@ -29,9 +29,7 @@ std::vector<std::pair<std::string, double>> OpProfile::totals() const {
   return out;
 }
 
-int CudaModel::kv_entry_size() const {
-  return moeserve::kv_entry_size(config_, shard_.tp);
-}
+int CudaModel::kv_entry_size() const { return moeserve::kv_entry_size(config_, shard_.tp); }
 
 size_t CudaModel::workspace_bytes(int max_tokens) const {
   const ModelConfig& c = config_;
@@ -45,6 +43,36 @@ size_t CudaModel::workspace_bytes(int max_tokens) const {
   const size_t mla_scores = c.is_mla() ? kMlaScoreFloats : 0;
   const size_t router_f32 = c.moe ? size_t(c.moe->num_experts) * c.hidden_size : 0;
   return loop_->workspace_bytes(max_tokens, (permute + mla_scores + router_f32) * sizeof(float) + (size_t{64} << 20));
+}
+
+size_t CudaModel::expert_bytes(int layer) const {
+  size_t bytes = 0;
+  for (const auto& segment : expert_slot_segments(weights_.layers[layer].moe, 0)) bytes += segment.size();
+  return bytes;
+}
+
+void CudaModel::copy_slot(int layer, int slot, std::byte* dst) const {
+  for (const auto& segment : expert_slot_segments(weights_.layers[layer].moe, slot)) {
+    if (!segment.empty()) copy_to_host(dst, segment.data(), segment.size(), exec_.stream);
+    dst += segment.size();
+  }
+  synchronize_stream(exec_.stream);
+}
+
+void CudaModel::set_placement(int layer, std::shared_ptr<const ExpertMap> map,
+                              std::span<const std::byte* const> slots) {
+  MoeWeights& w = weights_.layers[layer].moe;
+  MS_CHECK(static_cast<int>(slots.size()) == w.num_slots && map->slots_per_rank() == w.num_slots);
+  // The sources are host copies, so no slot's new expert is overwritten before it is read.
+  for (int j = 0; j < w.num_slots; ++j) {
+    const std::byte* src = slots[j];
+    for (const auto& segment : expert_slot_segments(w, j)) {
+      if (!segment.empty()) copy_to_device(segment.data(), src, segment.size(), exec_.stream);
+      src += segment.size();
+    }
+  }
+  synchronize_stream(exec_.stream);  // before the caller frees the host bytes
+  w.map = std::move(map);
 }
 
 bool experts_stream(const ModelConfig& config, int tokens) {

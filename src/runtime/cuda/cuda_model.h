@@ -26,6 +26,7 @@
 #include "model/config.h"
 #include "model/decoder_loop.h"
 #include "model/step_model.h"
+#include "runtime/expert_slots.h"
 
 namespace moeserve::cuda {
 
@@ -101,7 +102,7 @@ class ProfileScope {
   void* stream_;
 };
 
-class CudaModel {
+class CudaModel final : public ExpertSlots {
  public:
   // weights null: random bf16 weights generated on the device from `seed` (--load-format dummy;
   // one rank only). shard: the rank's part of the model (model/parallel.h), all of it by default.
@@ -117,6 +118,13 @@ class CudaModel {
   size_t workspace_bytes(int max_tokens) const;
   bool capturable(int tokens) const { return experts_stream(config_, tokens); }
 
+  // EPLB on a CUDA rank: the slots' experts copied through the host on the load stream.
+  const ExpertMap& expert_map(int layer) const override { return *weights_.layers[layer].moe.map; }
+  size_t expert_bytes(int layer) const override;
+  void copy_slot(int layer, int slot, std::byte* dst) const override;
+  void set_placement(int layer, std::shared_ptr<const ExpertMap> map,
+                     std::span<const std::byte* const> slots) override;
+
   // Queues one step; logits [inputs.logit_rows, vocab] float32 land in `logits` (device).
   // load: the routed rows to add to (experts [num_layers × E] int64 on the device; slots, with
   // expert parallelism, on the host). comm: the rank's groups (DecoderLoop::forward), none on one
@@ -128,6 +136,7 @@ class CudaModel {
   friend class CudaWeightMemory;
   ModelConfig config_;
   ShardSpec shard_;
+  GpuExec exec_;  // the stream it loaded on (its runner's)
   PrefillPrecision precision_ = PrefillPrecision::kBf16;
   std::vector<DeviceBuffer> buffers_;  // every weight allocation
   size_t weight_bytes_ = 0;

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
-#include <stdexcept>
 
 #include <fmt/format.h>
 
@@ -52,8 +51,9 @@ class CudaRankShard final : public RankWorker {
     runner_->reset_expert_load();
   }
 
-  void apply_placement(std::span<const int>, const std::vector<std::shared_ptr<const ExpertMap>>&) override {
-    throw std::logic_error("CUDA ranks do not move experts (make_cuda_ranks refuses --enable-eplb)");
+  void apply_placement(std::span<const int> moe_layers,
+                       const std::vector<std::shared_ptr<const ExpertMap>>& new_maps) override {
+    apply_expert_placement(*ep_, ep_->rank(), moe_layers, new_maps, runner_->model());
   }
 
  private:
@@ -93,10 +93,6 @@ Result<int> kv_blocks_from_memory(const std::vector<CudaRankShard*>& ranks, doub
 
 Result<CudaRanks> make_cuda_ranks(const ModelConfig& config, const WeightSource& weights, uint64_t seed,
                                   const ParallelConfig& parallel, const CudaRunnerOptions& options) {
-  if (parallel.eplb.enabled) {
-    return make_error("--enable-eplb on CUDA ranks is not implemented yet (moving experts between GPU ranks); the "
-                      "CPU backend (--device cpu) runs it");
-  }
   MS_ASSIGN_OR_RETURN(const std::vector<cuda::DeviceInfo> gpus, cuda::list_devices());
   if (gpus.empty()) return make_error("--device cuda: no CUDA device is visible");
   const int tp = parallel.tensor_parallel_size;

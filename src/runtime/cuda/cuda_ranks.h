@@ -4,8 +4,8 @@
 // it). Each rank loads only its shard (ShardSpec) from the weights, runs the one decoder loop with
 // its TP group's collectives through a StagedCommunicator and its EP dispatch staged through the
 // host by the loop (correct, not fast; NCCL is issue 22's), eagerly, and returns every logits
-// row: the group's replica runner picks the tokens. EPLB is refused (its weight moves are the
-// CPU's only).
+// row: the group's replica runner picks the tokens. EPLB moves experts between the ranks' device
+// memory through the host (runtime/expert_slots.h).
 #pragma once
 
 #include <memory>

@@ -101,6 +101,7 @@ class CudaRunner final : public Runner {
   void synchronize() const { stream_.synchronize(); }
   // The cudaStream_t every step is queued on.
   void* stream() const { return stream_.stream(); }
+  cuda::CudaModel& model() { return *model_; }
   // Attaches a per-op device-time profile to the following steps (null detaches).
   void set_profile(cuda::OpProfile* profile) { profile_ = profile; }
   // The rank's groups for the following steps (they must outlive the runner's steps). Their

@@ -80,6 +80,7 @@ Result<std::unique_ptr<CudaModel>> CudaModel::load(const ModelConfig& config, co
   auto model = std::make_unique<CudaModel>();
   model->config_ = config;
   model->shard_ = shard;
+  model->exec_ = exec;
   model->precision_ = precision;
   const WeightPlan plan = WeightPlan::build(model->config_);
   CudaWeightMemory memory(*model, exec);
