@@ -49,8 +49,8 @@ void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
   command.add_option("--hf-overrides", hf_overrides, "JSON merged into config.json, e.g. '{\"num_hidden_layers\": 8}'");
   command.add_option("--seed", seed, "Random seed (sampling, dummy weights)")->check(uint64_decimal());
   command.add_option("--device", device,
-                     "Device to run on: cuda (the first GPU; needs a CUDA build), cpu, or auto (cuda when a GPU is "
-                     "visible and one rank runs, else cpu)")
+                     "Device to run on: cuda (GPU 0, or rank r on GPU r mod the visible GPUs; needs a CUDA build), "
+                     "cpu, or auto (cuda when a GPU is visible, else cpu)")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   // Bounded: -1 would ask the thread pool for SIZE_MAX workers.
   command.add_option("--threads", threads, "CPU worker threads (0 = all cores)")

@@ -26,7 +26,7 @@ struct EngineFlags {
   std::string kv_cache_dtype = "auto";  // --kv-cache-dtype: auto, fp8 or fp8_e4m3
   std::string hf_overrides = "{}";
   uint64_t seed = 0;
-  std::string device = "auto";  // auto: cuda when this build has CUDA, a GPU is visible and one rank runs
+  std::string device = "auto";  // auto: cuda when this build has CUDA and a GPU is visible
                                 // (runtime/make_runner.h: choose_backend)
   int threads = 0;
   std::string log_level;  // --log-level; empty: VLLM_LOGGING_LEVEL, else info (cli/log_level.h)

@@ -203,14 +203,15 @@ std::vector<DeploymentShape> candidate_layouts(const ModelConfig& config, int gp
 namespace {
 
 // What moeserve's CUDA backend does not do yet, said where it changes what `serve` runs of the
-// plan's command (`command_gpus`: the GPUs it deploys on); issues 19 and 22 (ranks over NCCL) and
-// 21 (FP8 held as FP8) lift them.
+// plan's command (`command_gpus`: the GPUs it deploys on); issue 22 (ranks over NCCL) and 21 (FP8
+// held as FP8) lift them.
 void note_cuda_backend_limits(Plan& plan, int command_gpus) {
   if (command_gpus > 1) {
     plan.notes.push_back(
-        "moeserve's CUDA backend runs one GPU per server today (its multi-GPU ranks over NCCL are not written "
-        "yet): `serve` runs a parallel layout on the CPU backend with --device auto and refuses it with --device "
-        "cuda; the layouts above size the GPUs as vLLM would");
+        "moeserve's CUDA backend runs a multi-GPU layout as threads of one process whose collectives are staged "
+        "through host memory (its ranks over NCCL are not written yet): `serve` runs this command on the GPUs "
+        "with the outputs of one GPU but far below vLLM's speed, and runs layouts over several nodes on the CPU; "
+        "the layouts above size the GPUs as vLLM would");
   }
   if (plan.dtype == WeightDType::kFp8) {
     plan.notes.push_back(

@@ -41,10 +41,9 @@ struct BackendChoice {
 };
 
 // The backend for --device and the layout: cpu and cuda as asked; auto: cuda when this build has
-// CUDA, a GPU is visible and one rank runs, else cpu (tensor/data/expert-parallel layouts run on
-// the CPU backend today). Refused: --dtype float16 on CUDA, --device cuda with more than one rank,
-// --device cuda in a build without CUDA. Asks the CUDA runtime for its GPUs only for auto with
-// one rank.
+// CUDA and a GPU is visible, else cpu (and cpu for the layouts CUDA ranks do not run: worker
+// processes, several nodes). Refused: --dtype float16 on CUDA, --device cuda with those layouts,
+// --device cuda in a build without CUDA. Asks the CUDA runtime for its GPUs only for auto.
 Result<BackendChoice> choose_backend(Device device, const ParallelConfig& parallel, ActivationDType dtype);
 
 // What to run and where.
