@@ -60,14 +60,14 @@ class Loader {
   // heads by vLLM's replication rule: with fewer KV heads than ranks, rank r uses head
   // r / (tp / num_kv_heads)).
   // Experts (routed and shared) split over experts_: the TP partition, or whole with EP.
-  // Without weights (dummy): a view with no data, of the whole tensor's shape.
+  // Without weights (dummy): a view with no data, of the shape of the rank's part.
   Result<Part> part(const WeightEntry& entry, int expert = 0) const {
     Part part;
+    const bool expert_tensor = entry.component == Component::kRoutedExperts || entry.component == Component::kSharedExperts;
     if (weights_ == nullptr) {
-      part.view = TensorView{nullptr, DType::kBF16, entry.shape};
+      part.view = TensorView{nullptr, DType::kBF16, dummy_part_shape(entry, expert_tensor ? experts_ : tp_)};
       return part;
     }
-    const bool expert_tensor = entry.component == Component::kRoutedExperts || entry.component == Component::kSharedExperts;
     ShardRegion region;
     if (entry.sharding != Sharding::kKvHeads) {
       MS_ASSIGN_OR_RETURN(part.view,
@@ -196,6 +196,27 @@ class Loader {
     }
     memory_.write(dst, bits.data(), bits.size());
     memory_.write(dst_scales, scales.data(), scales.size() * sizeof(float));
+  }
+
+  // The shape of the rank's part of entry (ShardedWeights::shard's, and rows() for KV heads),
+  // for random weights.
+  Shape dummy_part_shape(const WeightEntry& entry, const Partition& p) const {
+    const int64_t rows = entry.rows(), cols = entry.cols();
+    const auto shaped = [&](int64_t r, int64_t c) { return entry.shape.rank() == 2 ? Shape{r, c} : Shape{r}; };
+    switch (entry.sharding) {
+      case Sharding::kReplicated:
+      case Sharding::kVocab:
+        return entry.shape;
+      case Sharding::kColumn:
+      case Sharding::kExpertColumn:
+        return shaped(rows / p.size, cols);
+      case Sharding::kRow:
+      case Sharding::kExpertRow:
+        return shaped(rows, cols / p.size);
+      case Sharding::kKvHeads:
+        return shaped(int64_t(local_kv_heads(config_, tp_)) * config_.head_dim, cols);
+    }
+    return entry.shape;
   }
 
   Status fill_random(void* dst, DType dtype, int64_t numel, const WeightEntry& entry, int expert) {
@@ -570,8 +591,8 @@ Result<ModelWeights> load_model_weights(const ModelConfig& cfg, const ShardedWei
 }
 
 Result<ModelWeights> load_random_model_weights(const ModelConfig& cfg, const WeightPlan& plan, uint64_t seed,
-                                               WeightMemory& memory) {
-  return load_weights(cfg, plan, nullptr, ShardSpec{}, memory, seed, WeightPrecision{});
+                                               WeightMemory& memory, const ShardSpec& shard) {
+  return load_weights(cfg, plan, nullptr, shard, memory, seed, WeightPrecision{});
 }
 
 namespace {

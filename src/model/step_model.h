@@ -231,9 +231,10 @@ struct WeightPrecision {
 Result<ModelWeights> load_model_weights(const ModelConfig& config, const ShardedWeights& weights,
                                         const ShardSpec& shard, WeightMemory& memory,
                                         const WeightPrecision& precision = {});
-// The same shapes with random weights made by memory.fill_random (one rank).
+// The same shapes with random weights made by memory.fill_random (a routed expert's are the same
+// on every rank that holds it; a TP shard's are its own, not a slice of one rank's).
 Result<ModelWeights> load_random_model_weights(const ModelConfig& config, const WeightPlan& plan, uint64_t seed,
-                                               WeightMemory& memory);
+                                               WeightMemory& memory, const ShardSpec& shard = {});
 
 // One sequence's rows of a step, as the host packed them (rows first_row .. first_row + count - 1
 // at positions begin .. begin + count - 1, its block table at block_tables + table_offset).

@@ -58,9 +58,9 @@ struct BuiltRanks {
   std::string summary;    // for the start-up log
 };
 
-// The ranks of `parallel` (TP × DP, no expert parallelism yet) as CUDA runners on threads of this
-// process, each loading its shard of model_dir's checkpoint, or of dummy weights made on the host
-// (runtime/cuda/cuda_ranks.h). options.num_kv_blocks = 0 sizes the KV caches from
+// The ranks of `parallel` (TP × DP, expert parallel or not, EPLB) as CUDA runners on threads of
+// this process, each loading its shard of model_dir's checkpoint or, with --load-format dummy,
+// making random weights of its shard's shape on its GPU (runtime/cuda/cuda_ranks.h). options.num_kv_blocks = 0 sizes the KV caches from
 // gpu_memory_utilization; enforce_eager and capture_batch_sizes do not apply (ranks run eagerly).
 Result<BuiltRanks> make_ranks(const std::string& model_dir, const ModelConfig& config, const LoadOptions& load,
                               const RunnerOptions& options, const ParallelConfig& parallel);

@@ -5,6 +5,9 @@
 // slice, a missed all-reduce) fails the logits; one that mixes up replicas fails the tokens.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
+#include "cli_runner.h"
 #include "parallel_golden.h"
 #include "runtime/cuda/cuda_ranks.h"
 
@@ -36,7 +39,7 @@ Result<std::unique_ptr<RankGroup>> cuda_group(const ModelConfig& config, const W
                                   .block_size = testing::kParallelBlockSize,
                                   .max_num_batched_tokens = 512,
                                   .prefill_precision = cuda::PrefillPrecision::kSplitBf16};
-  MS_ASSIGN_OR_RETURN(CudaRanks ranks, make_cuda_ranks(config, weights, 0, parallel, options));
+  MS_ASSIGN_OR_RETURN(CudaRanks ranks, make_cuda_ranks(config, &weights, 0, parallel, options));
   EXPECT_EQ(ranks.num_kv_blocks, num_blocks);
   return RankGroup::create(config, parallel, std::move(ranks.executor), num_blocks, testing::kParallelBlockSize);
 }
@@ -119,6 +122,39 @@ INSTANTIATE_TEST_SUITE_P(
       }
       return name;
     });
+
+// The CLI end to end on the demo model: greedy `generate --device cuda` gives one GPU's tokens in
+// every layout (the start-up log naming the CUDA ranks), EPLB rearranging included.
+TEST(CudaRanksCli, GenerateMatchesOneGpuInEveryLayout) {
+  const auto generate = [](const std::vector<std::string>& layout) {
+    std::vector<std::string> args = {
+        "generate",     testing::demo_model(), "--prompt", "And God said", "--max-tokens", "24",
+        "--ignore-eos", "--temperature",       "0",        "--json",       "--device",     "cuda"};
+    args.insert(args.end(), layout.begin(), layout.end());
+    return testing::run_moeserve(args);
+  };
+  const auto ids = [](const testing::CommandResult& run) {  // the --json line (log lines may follow it)
+    const size_t begin = run.output.rfind("\n{", run.output.find("\"output_ids\"")) + 1;
+    const std::string line = run.output.substr(begin, run.output.find('\n', begin) - begin);
+    return nlohmann::json::parse(line)["output_ids"].get<std::vector<int>>();
+  };
+  const testing::CommandResult single = generate({});
+  ASSERT_EQ(single.exit_code, 0) << single.output;
+  const std::vector<int> expected = ids(single);
+  ASSERT_EQ(expected.size(), 24u);
+  const std::vector<std::vector<std::string>> layouts = {{"-tp", "2"},
+                                                         {"-dp", "2", "--enable-expert-parallel"},
+                                                         {"-tp", "2", "-dp", "2", "--enable-expert-parallel",
+                                                          "--all2all-backend", "nccl_alltoall"},
+                                                         {"-dp", "2", "--enable-expert-parallel", "--enable-eplb",
+                                                          "--eplb-config", R"({"window_size":4,"step_interval":4})"}};
+  for (const std::vector<std::string>& layout : layouts) {
+    const testing::CommandResult run = generate(layout);
+    ASSERT_EQ(run.exit_code, 0) << layout[0] << " " << layout[1] << "\n" << run.output;
+    EXPECT_NE(run.output.find(" on cuda: "), std::string::npos) << run.output;
+    EXPECT_EQ(ids(run), expected) << layout[0] << " " << layout[1] << (layout.size() > 2 ? " ..." : "");
+  }
+}
 
 }  // namespace
 }  // namespace moeserve

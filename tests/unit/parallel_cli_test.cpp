@@ -70,7 +70,7 @@ TEST(ParallelCli, GenerateMatchesOneRankInEveryLayout) {
   ASSERT_EQ(expected.size(), 24u);
   const std::vector<std::pair<std::vector<std::string>, std::string>> layouts = {
       {{"-tp", "2"}, "TP 2 × DP 1"},
-      // --device auto (the default) runs parallel layouts on the CPU backend even where a GPU is visible.
+      // --device auto (the default): the CPU in a build without CUDA or where no GPU is visible.
       {{"-tp", "2", "--device", "auto"}, "TP 2 × DP 1"},
       {{"-dp", "2", "--enable-expert-parallel"}, "EP 2 = TP 1 × DP 2 (allgather_reducescatter"},
       {{"--tensor-parallel-size=2", "-dp=2", "--enable-expert-parallel", "--all2all-backend", "nccl_alltoall"},

@@ -52,9 +52,12 @@ Result<BuiltRunner> make_runner(const std::string& model_dir, const ModelConfig&
 Result<BuiltRanks> make_ranks(const std::string& model_dir, const ModelConfig& config, const LoadOptions& load,
                               const RunnerOptions& options, const ParallelConfig& parallel) {
   MS_ASSIGN_OR_RETURN(const CudaRunnerOptions rank_options, cuda_runner_options(config, load, runner_options(options)));
-  // Host-side weights (the checkpoint, or dummy ones): each rank copies its shard to its GPU.
-  MS_ASSIGN_OR_RETURN(const std::unique_ptr<WeightSource> weights, open_weights(model_dir, load));
-  MS_ASSIGN_OR_RETURN(CudaRanks ranks, make_cuda_ranks(config, *weights, load.seed, parallel, rank_options));
+  // The checkpoint (each rank copies its shard to its GPU), or none: dummy weights are made on the GPUs.
+  std::unique_ptr<WeightSource> weights;
+  if (load.load_format != LoadFormat::kDummy) {
+    MS_ASSIGN_OR_RETURN(weights, open_weights(model_dir, load));
+  }
+  MS_ASSIGN_OR_RETURN(CudaRanks ranks, make_cuda_ranks(config, weights.get(), load.seed, parallel, rank_options));
   return BuiltRanks{.executor = std::move(ranks.executor), .num_kv_blocks = ranks.num_kv_blocks,
                     .summary = std::move(ranks.summary)};
 }

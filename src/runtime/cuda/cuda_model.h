@@ -104,8 +104,8 @@ class ProfileScope {
 
 class CudaModel final : public ExpertSlots {
  public:
-  // weights null: random bf16 weights generated on the device from `seed` (--load-format dummy;
-  // one rank only). shard: the rank's part of the model (model/parallel.h), all of it by default.
+  // weights null: random bf16 weights generated on the device from `seed` (--load-format dummy).
+  // shard: the rank's part of the model (model/parallel.h), all of it by default.
   static Result<std::unique_ptr<CudaModel>> load(const ModelConfig& config, const WeightSource* weights, uint64_t seed,
                                                  const GpuExec& exec,
                                                  PrefillPrecision precision = PrefillPrecision::kBf16,

@@ -91,7 +91,7 @@ Result<int> kv_blocks_from_memory(const std::vector<CudaRankShard*>& ranks, doub
 
 }  // namespace
 
-Result<CudaRanks> make_cuda_ranks(const ModelConfig& config, const WeightSource& weights, uint64_t seed,
+Result<CudaRanks> make_cuda_ranks(const ModelConfig& config, const WeightSource* weights, uint64_t seed,
                                   const ParallelConfig& parallel, const CudaRunnerOptions& options) {
   MS_ASSIGN_OR_RETURN(const std::vector<cuda::DeviceInfo> gpus, cuda::list_devices());
   if (gpus.empty()) return make_error("--device cuda: no CUDA device is visible");
@@ -105,7 +105,7 @@ Result<CudaRanks> make_cuda_ranks(const ModelConfig& config, const WeightSource&
     rank_options.defer_kv_cache = true;
     rank_options.enforce_eager = true;  // the staged collectives wait on the host
     rank_options.capture_batch_sizes = 0;
-    MS_ASSIGN_OR_RETURN(std::unique_ptr<CudaRunner> runner, CudaRunner::create(config, &weights, seed, rank_options));
+    MS_ASSIGN_OR_RETURN(std::unique_ptr<CudaRunner> runner, CudaRunner::create(config, weights, seed, rank_options));
     auto shard = std::make_unique<CudaRankShard>(rank % tp, rank_options.device_index, std::move(runner));
     ranks.push_back(shard.get());
     workers.push_back(std::move(shard));

@@ -22,10 +22,11 @@ struct CudaRanks {
   std::string summary;    // for the start-up log: weights, precision, KV cache per rank
 };
 
-// options: every rank's runner options (shard, device and KV cache are set here). With
+// weights: the checkpoint (host memory), or null for random weights made on each rank's GPU
+// (--load-format dummy). options: every rank's runner options (shard, device and KV cache are set here). With
 // options.num_kv_blocks = 0 the ranks' KV caches take what gpu_memory_utilization leaves on each
 // GPU after every rank has loaded and profiled its largest step, the same block count for all.
-Result<CudaRanks> make_cuda_ranks(const ModelConfig& config, const WeightSource& weights, uint64_t seed,
+Result<CudaRanks> make_cuda_ranks(const ModelConfig& config, const WeightSource* weights, uint64_t seed,
                                   const ParallelConfig& parallel, const CudaRunnerOptions& options);
 
 }  // namespace moeserve

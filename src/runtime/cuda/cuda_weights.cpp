@@ -76,7 +76,6 @@ Result<std::unique_ptr<CudaModel>> CudaModel::load(const ModelConfig& config, co
                                                    uint64_t seed, const GpuExec& exec, PrefillPrecision precision,
                                                    const ShardSpec& shard) {
   MS_RETURN_IF_ERROR(check_cuda_support(config));
-  if (weights == nullptr && !shard.is_single()) return make_error("device-generated dummy weights are one rank's");
   auto model = std::make_unique<CudaModel>();
   model->config_ = config;
   model->shard_ = shard;
@@ -85,7 +84,7 @@ Result<std::unique_ptr<CudaModel>> CudaModel::load(const ModelConfig& config, co
   const WeightPlan plan = WeightPlan::build(model->config_);
   CudaWeightMemory memory(*model, exec);
   if (weights == nullptr) {
-    MS_ASSIGN_OR_RETURN(model->weights_, load_random_model_weights(model->config_, plan, seed, memory));
+    MS_ASSIGN_OR_RETURN(model->weights_, load_random_model_weights(model->config_, plan, seed, memory, shard));
   } else {
     std::vector<Tensor> copies;  // column blocks copied out of the checkpoint (none on one rank)
     MS_ASSIGN_OR_RETURN(model->weights_,
