@@ -50,11 +50,7 @@ void CpuModel::forward(ExecContext& exec, std::span<const RunnerSeq> seqs, const
   loop_->forward(*backend_, step.inputs_at(step.words.data()), layers, logits.as<float>(), counters, comm);
 }
 
-size_t CpuModel::expert_bytes(int layer) const {
-  size_t bytes = 0;
-  for (const auto& segment : expert_slot_segments(weights_.layers[layer].moe, 0)) bytes += segment.size();
-  return bytes;
-}
+size_t CpuModel::expert_bytes(int layer) const { return expert_slot_bytes(weights_.layers[layer].moe); }
 
 void CpuModel::copy_slot(int layer, int slot, std::byte* dst) const {
   for (const auto& segment : expert_slot_segments(weights_.layers[layer].moe, slot)) {

@@ -23,6 +23,12 @@ std::array<std::span<std::byte>, 6> expert_slot_segments(const MoeWeights& w, in
           bytes(down.bias.data, down.out * dtype_size(down.bias.dtype))};
 }
 
+size_t expert_slot_bytes(const MoeWeights& w) {
+  size_t bytes = 0;
+  for (const auto& segment : expert_slot_segments(w, 0)) bytes += segment.size();
+  return bytes;
+}
+
 void apply_expert_placement(Communicator& ep, int rank, std::span<const int> moe_layers,
                             const std::vector<std::shared_ptr<const ExpertMap>>& new_maps, ExpertSlots& model) {
   const int world = ep.size();

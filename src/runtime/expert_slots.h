@@ -32,6 +32,8 @@ class ExpertSlots {
 // down weight, gate_up scales, down scales (fp8 or MXFP4), gate_up bias, down bias] (empty where
 // the experts have none).
 std::array<std::span<std::byte>, 6> expert_slot_segments(const MoeWeights& w, int slot);
+// Their total: the bytes of one slot's expert.
+size_t expert_slot_bytes(const MoeWeights& w);
 
 // Moves `slots` (this rank's, `rank` of the EP group `ep`) to new_maps, one per MoE layer in
 // moe_layers. Collective: every rank of the group runs it with the same maps.

@@ -141,7 +141,7 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
                                                                     sizing.block_size, sizing.max_model_len, tp));
   MS_ASSIGN_OR_RETURN(const CpuNodeMemory node,
                       check_cpu_node_fits_host(spec.config, spec.load, memory, parallel, blocks, sizing.block_size,
-                                                               plan::read_host_memory()));
+                                               plan::read_host_memory()));
   const int dp = parallel.data_parallel_size;
   runners.plan = fmt::format(
       "fits: {:.3f} GiB of weights ({} copies of the {} checkpoint); --kv-cache-memory buys {} KV blocks x {} "
@@ -250,30 +250,18 @@ Result<std::unique_ptr<SequenceBackend>> make_sequence_backend(const RunnerSpec&
   auto backend = std::unique_ptr<SequenceBackend>(new SequenceBackend());
   backend->config_ = spec.config;
   const int blocks = SequenceRunner::blocks_for(max_tokens);
-  if (choice.backend == Backend::kCuda && !spec.parallel.is_single()) {
-    log_backend(choice);
-    MS_ASSIGN_OR_RETURN(backend->parallel_,
-                        make_parallel_runners(spec.model_dir, spec.config, spec.load,
-                                              ParallelRunnerOptions{.parallel = spec.parallel,
-                                                                    .num_kv_blocks = blocks,
-                                                                    .block_size = SequenceRunner::kBlockSize,
-                                                                    .model = spec.load.model,
-                                                                    .cuda = cuda_backend::RunnerOptions{}}));
-    spdlog::info("parallel layout: {} on cuda: {}", backend->parallel_.group->describe_layout(),
-                 backend->parallel_.summary);
-    backend->runner_ = std::make_unique<SequenceRunner>(*backend->parallel_.replicas[0], max_tokens);
-    return backend;
-  }
-  if (choice.backend == Backend::kCuda) {
-    MS_ASSIGN_OR_RETURN(cuda_backend::BuiltRunner built,
-                        cuda_backend::make_runner(spec.model_dir, spec.config, spec.load,
-                                                  cuda_backend::RunnerOptions{.num_kv_blocks = blocks,
-                                                                              .block_size = SequenceRunner::kBlockSize}));
+  const bool cuda = choice.backend == Backend::kCuda;
+  if (cuda && spec.parallel.is_single()) {
+    MS_ASSIGN_OR_RETURN(
+        cuda_backend::BuiltRunner built,
+        cuda_backend::make_runner(spec.model_dir, spec.config, spec.load,
+                                  cuda_backend::RunnerOptions{.num_kv_blocks = blocks,
+                                                              .block_size = SequenceRunner::kBlockSize}));
     backend->device_runner_ = std::move(built.runner);
     backend->runner_ = std::make_unique<SequenceRunner>(*backend->device_runner_, max_tokens);
     return backend;
   }
-  warn_cpu_kv_fp8(spec.load);
+  if (!cuda) warn_cpu_kv_fp8(spec.load);
   if (spec.parallel.is_single()) {
     MS_ASSIGN_OR_RETURN(backend->loaded_, load_model(spec.model_dir, spec.config, spec.load));
     backend->pool_ = std::make_unique<ThreadPool>(spec.threads);
@@ -283,14 +271,19 @@ Result<std::unique_ptr<SequenceBackend>> make_sequence_backend(const RunnerSpec&
   }
   log_backend(choice);
   // Each rank loads its own shard; no unsharded model is built first.
-  MS_ASSIGN_OR_RETURN(backend->parallel_,
-                      make_parallel_runners(spec.model_dir, spec.config, spec.load,
-                                            ParallelRunnerOptions{.parallel = spec.parallel,
-                                                                  .num_kv_blocks = blocks,
-                                                                  .block_size = SequenceRunner::kBlockSize,
-                                                                  .model = spec.load.model}));
-  spdlog::info("parallel layout: {} (ranks as {})", backend->parallel_.group->describe_layout(),
-               backend->parallel_.group->executor_kind());
+  MS_ASSIGN_OR_RETURN(
+      backend->parallel_,
+      make_parallel_runners(spec.model_dir, spec.config, spec.load,
+                            ParallelRunnerOptions{.parallel = spec.parallel,
+                                                  .num_kv_blocks = blocks,
+                                                  .block_size = SequenceRunner::kBlockSize,
+                                                  .model = spec.load.model,
+                                                  .cuda = cuda ? std::optional(cuda_backend::RunnerOptions{})
+                                                               : std::nullopt}));
+  const RankGroup& group = *backend->parallel_.group;
+  spdlog::info("parallel layout: {}",
+               cuda ? fmt::format("{} on cuda: {}", group.describe_layout(), backend->parallel_.summary)
+                    : fmt::format("{} (ranks as {})", group.describe_layout(), group.executor_kind()));
   backend->runner_ = std::make_unique<SequenceRunner>(*backend->parallel_.replicas[0], max_tokens);
   return backend;
 }

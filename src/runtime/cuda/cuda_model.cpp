@@ -45,11 +45,7 @@ size_t CudaModel::workspace_bytes(int max_tokens) const {
   return loop_->workspace_bytes(max_tokens, (permute + mla_scores + router_f32) * sizeof(float) + (size_t{64} << 20));
 }
 
-size_t CudaModel::expert_bytes(int layer) const {
-  size_t bytes = 0;
-  for (const auto& segment : expert_slot_segments(weights_.layers[layer].moe, 0)) bytes += segment.size();
-  return bytes;
-}
+size_t CudaModel::expert_bytes(int layer) const { return expert_slot_bytes(weights_.layers[layer].moe); }
 
 void CudaModel::copy_slot(int layer, int slot, std::byte* dst) const {
   for (const auto& segment : expert_slot_segments(weights_.layers[layer].moe, slot)) {
