@@ -19,18 +19,6 @@ void log_backend(const BackendChoice& choice) {
   spdlog::info("backend: {} ({})", backend_name(choice.backend), choice.reason);
 }
 
-// Why the CUDA backend cannot run this layout yet (null: it can; TP × DP ranks on threads).
-const char* cuda_layout_gap(const ParallelConfig& parallel) {
-  if (parallel.is_single()) return nullptr;
-  if (parallel.nodes.spans_nodes(parallel.data_parallel_size)) {
-    return "a layout over several nodes runs on the CPU backend only (CUDA ranks run on one host)";
-  }
-  if (parallel.executor == DistributedExecutor::kMp) {
-    return "--distributed-executor-backend mp runs CPU ranks only (CUDA ranks run as threads of one process)";
-  }
-  return nullptr;
-}
-
 int cpu_threads(int threads) { return threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()); }
 
 // One GPU, one replica. The plan decides before anything is loaded, from the memory model: bf16
@@ -210,7 +198,7 @@ Result<BackendChoice> choose_backend(Device device, const ParallelConfig& parall
       choice = BackendChoice{Backend::kCuda, "--device cuda"};
       break;
     case Device::kAuto:
-      if (const char* why = cuda_layout_gap(parallel)) {
+      if (const char* why = cuda_ranks_gap(parallel)) {
         // Stated in the startup log: a user with a GPU should not wonder why it sits idle.
         return BackendChoice{Backend::kCpu, fmt::format("--device auto with this layout: {}, so the CPU is used even "
                                                         "where a GPU is visible",
@@ -229,7 +217,7 @@ Result<BackendChoice> choose_backend(Device device, const ParallelConfig& parall
     return make_error("--dtype float16: the CUDA runner computes with bf16 weights and float32-like (auto, float32) "
                       "or bf16 (bfloat16) activations; float16 is not implemented");
   }
-  if (const char* why = cuda_layout_gap(parallel)) return make_error("--device cuda: {}", why);
+  if (const char* why = cuda_ranks_gap(parallel)) return make_error("--device cuda: {}", why);
   if (!cuda_compiled()) return make_error(kBuiltWithoutCuda);
   return choice;
 }

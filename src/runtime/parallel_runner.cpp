@@ -43,6 +43,17 @@ class ReplicaRunner final : public Runner {
 
 }  // namespace
 
+const char* cuda_ranks_gap(const ParallelConfig& parallel) {
+  if (parallel.is_single()) return nullptr;
+  if (parallel.nodes.spans_nodes(parallel.data_parallel_size)) {
+    return "a layout over several nodes runs on the CPU backend only (CUDA ranks run on one host)";
+  }
+  if (parallel.executor == DistributedExecutor::kMp) {
+    return "--distributed-executor-backend mp runs CPU ranks only (CUDA ranks run as threads of one process)";
+  }
+  return nullptr;
+}
+
 Result<ParallelRunners> make_parallel_runners(const std::string& model_dir, const ModelConfig& config,
                                               const LoadOptions& load, const ParallelRunnerOptions& options) {
   if (options.block_size <= 0) return make_error("--block-size must be positive, got {}", options.block_size);
@@ -53,14 +64,7 @@ Result<ParallelRunners> make_parallel_runners(const std::string& model_dir, cons
   ParallelRunners runners;
   const ParallelConfig& parallel = options.parallel;
   if (options.cuda) {
-    if (parallel.executor == DistributedExecutor::kMp) {
-      return make_error("--distributed-executor-backend mp runs CPU ranks; CUDA ranks run as threads of one process "
-                        "for now (--distributed-executor-backend threads)");
-    }
-    if (parallel.nodes.spans_nodes(parallel.data_parallel_size)) {
-      return make_error("CUDA ranks run on one host for now: the multi-node flags need the CPU backend "
-                        "(--device cpu)");
-    }
+    if (const char* why = cuda_ranks_gap(parallel)) return make_error("--device cuda: {}", why);
     cuda_backend::RunnerOptions cuda = *options.cuda;
     cuda.num_kv_blocks = options.num_kv_blocks;
     cuda.block_size = options.block_size;
@@ -76,8 +80,8 @@ Result<ParallelRunners> make_parallel_runners(const std::string& model_dir, cons
                                                          options.num_kv_blocks, options.block_size));
   } else {
     MS_ASSIGN_OR_RETURN(shared->weights, open_weights(model_dir, load));
-    MS_ASSIGN_OR_RETURN(shared->group, RankGroup::create(config, *shared->weights, options.parallel,
-                                                         options.model, options.num_kv_blocks, options.block_size));
+    MS_ASSIGN_OR_RETURN(shared->group, RankGroup::create(config, *shared->weights, options.parallel, options.model,
+                                                         options.num_kv_blocks, options.block_size));
   }
   for (int dp_rank = 0; dp_rank < options.parallel.data_parallel_size; ++dp_rank) {
     runners.replicas.push_back(std::make_unique<ReplicaRunner>(shared, dp_rank));

@@ -28,6 +28,10 @@ struct ParallelRunnerOptions {
   std::optional<cuda_backend::RunnerOptions> cuda;
 };
 
+// Why CUDA ranks cannot run `parallel` yet (null: one rank, or ranks as threads of one process on
+// one host): worker processes (mp) and layouts over several nodes run CPU ranks only.
+const char* cuda_ranks_gap(const ParallelConfig& parallel);
+
 // Shares ownership of the group (and the weights it views) among the returned runners.
 struct ParallelRunners {
   std::vector<std::unique_ptr<Runner>> replicas;  // one per DP replica
