@@ -628,19 +628,6 @@ void DecoderLoop::moe_expert_parallel(Step& step, int layer_idx, const float* x,
   }
   std::vector<int32_t> host_ids;
   std::vector<float> host_weights;
-  if (!host && step.load.experts != nullptr && tokens > 0) {
-    // The device's counters, through the permute that counts them for the block without EP.
-    const size_t mark = arena.used();
-    b.moe_permute(ops::MoePermuteArgs{.expert_ids = expert_ids,
-                                      .entries = static_cast<int>(entries),
-                                      .top_k = top_k,
-                                      .experts = w.num_experts,
-                                      .offsets = arena.alloc<int32_t>(w.num_experts + 1),
-                                      .positions = arena.alloc<int32_t>(entries),
-                                      .source_rows = arena.alloc<int32_t>(entries),
-                                      .load_counts = step.load.experts + int64_t(layer_idx) * w.num_experts});
-    arena.rewind(mark);
-  }
   if (!host) {
     host_ids.resize(entries);
     host_weights.resize(entries);
@@ -653,7 +640,7 @@ void DecoderLoop::moe_expert_parallel(Step& step, int layer_idx, const float* x,
   std::vector<int32_t> slots(entries);
   for (size_t i = 0; i < entries; ++i) {
     slots[i] = map.slot_for(expert_ids[i], static_cast<int>(i));
-    if (host && step.load.experts != nullptr) ++step.load.experts[int64_t(layer_idx) * w.num_experts + expert_ids[i]];
+    if (step.load.experts != nullptr) ++step.load.experts[int64_t(layer_idx) * w.num_experts + expert_ids[i]];
     if (step.load.slots != nullptr) ++step.load.slots[int64_t(layer_idx) * map.num_physical() + slots[i]];
   }
   // This TP rank's chunk of the tokens (sequence-parallel MoE): each token is dispatched once.
@@ -687,7 +674,6 @@ void DecoderLoop::moe_expert_parallel(Step& step, int layer_idx, const float* x,
       ep_alltoall(*step.ep, routed, run_local, map.slots_per_rank(), chunk_view);
       break;
   }
-  if (!host) b.upload(chunk_out, host_out.data(), chunk_floats * sizeof(float));
   // The shared experts on the chunk's rows (replicated under EP), added as a combine of one
   // "expert" of weight 1 (chunk_out) plus the gated shared output.
   if (count == 0 && (tokens == 0 || step.tp == nullptr)) return;  // no rows here, none to gather
@@ -695,6 +681,7 @@ void DecoderLoop::moe_expert_parallel(Step& step, int layer_idx, const float* x,
   if (count == 0) {
     // A TP rank without rows of this step's tokens: it only joins the gather below.
   } else if (w.has_shared) {
+    if (!host) b.upload(chunk_out, host_out.data(), chunk_floats * sizeof(float));
     float* shared_out = arena.alloc<float>(chunk_floats);
     b.mlp(Act{chunk_x, nullptr}, count, w.shared, shared_out);
     float* shared_gate = nullptr;

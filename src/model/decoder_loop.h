@@ -26,7 +26,8 @@ constexpr int kMinMlaPrefillRows = 16;
 // too); kAbsorbed the absorbed form always (what a captured graph runs).
 enum class MlaMode { kAuto, kNaive, kAbsorbed };
 
-// Routing counters a step adds to (each may be null).
+// Routing counters a step adds to (each may be null). experts is in the backend's memory, except
+// under expert parallelism, where the dispatch counts both on the host.
 struct LoadCounters {
   int64_t* experts = nullptr;  // [num_layers × E]: (token, k) assignments per logical expert
   int64_t* slots = nullptr;    // [num_layers × physical slots] (expert parallelism): per slot

@@ -26,30 +26,6 @@ Result<std::unique_ptr<CpuModel>> CpuModel::load(const ModelConfig& config, cons
 
 int CpuModel::kv_entry_size() const { return moeserve::kv_entry_size(config_, options_.shard.tp); }
 
-void CpuModel::forward(ExecContext& exec, std::span<const RunnerSeq> seqs, const KvMemory& kv,
-                       const TensorView& logits, ExpertLoad* load, const ParallelComm& comm) const {
-  std::vector<StepPieceSource> pieces;
-  for (const RunnerSeq& seq : seqs) pieces.push_back(piece_of(seq));
-  // One query tile per row: the CPU's attention takes none.
-  const PackedStep step = pack_step(pieces, kv.shape().block_size, /*tile_rows=*/1, config_.vocab_size,
-                                    kv.shape().num_blocks);
-  if (backend_ == nullptr || backend_exec_ != &exec || backend_tokens_ < std::max(step.tokens, 1)) {
-    backend_tokens_ = std::max({step.tokens, backend_tokens_, 1});
-    backend_ = std::make_unique<CpuStepBackend>(exec, loop_->workspace_bytes(backend_tokens_, 0),
-                                                CpuNumerics{.fp8_activations = options_.fp8_activations,
-                                                            .ue8m0 = config_.fp8_scale_ue8m0,
-                                                            .kv_fp8 = options_.kv_cache_fp8});
-    backend_exec_ = &exec;
-  }
-  MS_CHECK(logits.numel() == int64_t(step.logit_rows) * config_.vocab_size);
-  KvLayers layers{.block_size = kv.shape().block_size, .entry_size = kv.shape().entry_size};
-  for (int l = 0; l < kv.shape().num_layers; ++l) layers.layers.push_back(kv.layer(l).data);
-  const LoadCounters counters{
-      .experts = load != nullptr && !load->counts.empty() ? load->counts.data() : nullptr,
-      .slots = load != nullptr && !load->slot_counts.empty() ? load->slot_counts.data() : nullptr};
-  loop_->forward(*backend_, step.inputs_at(step.words.data()), layers, logits.as<float>(), counters, comm);
-}
-
 size_t CpuModel::expert_bytes(int layer) const { return expert_slot_bytes(weights_.layers[layer].moe); }
 
 void CpuModel::copy_slot(int layer, int slot, std::byte* dst) const {

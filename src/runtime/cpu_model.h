@@ -1,20 +1,17 @@
 // CpuModel: a model (or one rank's shard of it) on the CPU — its weights packed for the one
-// decoder loop (model/decoder_loop.h) in host memory, run by the CPU step backend. It serves the
-// CPU runners (ModelRunner, RankGroup) over their sequences and paged KvMemory, and lets EPLB swap
-// the experts in its slots between steps.
+// decoder loop (model/decoder_loop.h) in host memory, run by the CPU step backend. The CPU's
+// RunnerDevice (runtime/cpu_runner.h) runs its passes, and EPLB swaps the experts in its slots
+// between steps.
 #pragma once
 
 #include <memory>
 #include <span>
 #include <vector>
 
-#include "kvcache/kv_memory.h"
 #include "loader/weight_source.h"
 #include "model/decoder_loop.h"
-#include "runtime/runner_seq.h"
 #include "runtime/cpu_step_backend.h"
 #include "runtime/expert_slots.h"
-#include "runtime/step_packing.h"
 
 namespace moeserve {
 
@@ -42,12 +39,20 @@ class CpuModel final : public ExpertSlots {
   int kv_entry_size() const;
   size_t weight_bytes() const { return memory_.bytes(); }
 
-  // Runs one step of `seqs`' new tokens. Their block tables must cover every position.
-  // logits [logit_rows(seqs), vocab]; load (or null) gets the step's routing counts. A sharded
-  // model needs its rank's communicators, and every rank of its groups must run the step (an
-  // idle rank with no sequences).
-  void forward(ExecContext& exec, std::span<const RunnerSeq> seqs, const KvMemory& kv, const TensorView& logits,
-               ExpertLoad* load = nullptr, const ParallelComm& comm = {}) const;
+  // Step workspace a pass of up to `tokens` rows needs.
+  size_t workspace_bytes(int tokens) const { return loop_->workspace_bytes(tokens, 0); }
+  // The numerics its step backend emulates (--quantization fp8's activations, fp8 KV).
+  CpuNumerics numerics() const {
+    return CpuNumerics{
+        .fp8_activations = options_.fp8_activations, .ue8m0 = config_.fp8_scale_ue8m0, .kv_fp8 = options_.kv_cache_fp8};
+  }
+  // One pass (DecoderLoop::forward) on `backend`: logits [inputs.logit_rows, vocab]. A sharded
+  // model needs its rank's communicators, and every rank of its groups must run the pass (an idle
+  // rank with no rows).
+  void forward(StepBackend& backend, const StepInputs& inputs, const KvLayers& kv, float* logits,
+               const LoadCounters& load, const ParallelComm& comm = {}) const {
+    loop_->forward(backend, inputs, kv, logits, load, comm);
+  }
 
   // Expert parallelism (EPLB): layer's slot map, and one slot's expert as bytes
   // ([2 Ie, hidden] gate/up then [hidden, Ie] down, bf16 or fp8, then fp8's scales likewise).
@@ -65,10 +70,6 @@ class CpuModel final : public ExpertSlots {
   CpuWeightMemory memory_;
   ModelWeights weights_;
   std::unique_ptr<DecoderLoop> loop_;
-  // The backend of the last forward (its arena grows with the largest step so far).
-  mutable std::unique_ptr<CpuStepBackend> backend_;
-  mutable ExecContext* backend_exec_ = nullptr;
-  mutable int backend_tokens_ = 0;
 };
 
 }  // namespace moeserve

@@ -1,51 +1,77 @@
 #include "runtime/cpu_runner.h"
 
-#include "base/thread_pool.h"
-#include "runtime/token_picker.h"
+#include <algorithm>
+#include <limits>
 
 namespace moeserve {
 
-namespace {
+CpuDevice::CpuDevice(std::unique_ptr<CpuModel> model, ExecContext exec, std::unique_ptr<ThreadPool> pool)
+    : owned_(std::move(model)), pool_(std::move(pool)), model_(*owned_), exec_(exec) {}
 
-class CpuRunner final : public Runner {
- public:
-  CpuRunner(LoadedModel model, const CpuRunnerOptions& options)
-      : loaded_(std::move(model)),
-        pool_(options.threads),
-        exec_{&pool_},
-        block_size_(options.block_size),
-        runner_(*loaded_.model, exec_,
-                KvShape{.num_layers = loaded_.model->config().num_layers,
-                        .num_blocks = options.num_kv_blocks,
-                        .block_size = options.block_size,
-                        .entry_size = loaded_.model->kv_entry_size()}) {}
+CpuDevice::CpuDevice(const CpuModel& model, ExecContext exec) : model_(model), exec_(exec) {}
 
-  const ModelConfig& config() const override { return loaded_.model->config(); }
-  int num_kv_blocks() const override { return runner_.kv_memory().shape().num_blocks; }
-  int block_size() const override { return block_size_; }
-  size_t kv_memory_bytes() const override { return runner_.kv_memory().bytes(); }
-  Tensor execute(std::span<const RunnerSeq> seqs) override {
-    Tensor logits = runner_.execute(seqs);
-    picker_.pick(&pool_, seqs, logits);
-    return logits;
+ExpertSlots& CpuDevice::expert_slots() {
+  MS_CHECK_MSG(owned_ != nullptr, "a borrowed CPU model is read-only");
+  return *owned_;
+}
+
+Status CpuDevice::allocate_kv_cache(int blocks, int block_size) {
+  kv_.reset();
+  kv_layers_ = KvLayers{.block_size = block_size, .entry_size = model_.kv_entry_size()};
+  if (blocks == 0) return ok_status();
+  kv_ = std::make_unique<KvMemory>(KvShape{.num_layers = model_.config().num_layers,
+                                           .num_blocks = blocks,
+                                           .block_size = block_size,
+                                           .entry_size = model_.kv_entry_size()});
+  for (int l = 0; l < model_.config().num_layers; ++l) kv_layers_.layers.push_back(kv_->layer(l).data);
+  return ok_status();
+}
+
+LoadCounters CpuDevice::load_counters(ExpertLoad& host) {
+  return LoadCounters{.experts = host.counts.empty() ? nullptr : host.counts.data(),
+                      .slots = host.slot_counts.empty() ? nullptr : host.slot_counts.data()};
+}
+
+CpuStepBackend& CpuDevice::backend(int tokens) {
+  tokens = std::max(tokens, 1);
+  if (backend_ == nullptr || backend_tokens_ < tokens) {
+    backend_tokens_ = tokens;
+    workspace_bytes_ = model_.workspace_bytes(tokens);
+    backend_ = std::make_unique<CpuStepBackend>(exec_, workspace_bytes_, model_.numerics());
   }
-  bool picks_tokens() const override { return true; }
-  std::span<const int32_t> picked_tokens() const override { return picker_.tokens(); }
-  int max_picked_logprobs() const override { return TokenPicker::kMaxLogprobs; }
-  std::span<const TokenLogprob> picked_logprobs() const override { return picker_.logprobs(); }
-  const ExpertLoad& expert_load() const override { return runner_.expert_load(); }
-  void reset_expert_load() override { runner_.reset_expert_load(); }
+  return *backend_;
+}
 
- private:
-  LoadedModel loaded_;
-  ThreadPool pool_;
-  ExecContext exec_;
-  int block_size_;
-  ModelRunner runner_;
-  TokenPicker picker_;
-};
+void CpuDevice::run_pass(const PackedStep& step, std::span<const PassPiece> pieces, const LoadCounters& load,
+                         const ParallelComm& comm, const PassOutput& out) {
+  const int vocab = model_.config().vocab_size;
+  // The logits land in place; the profile run (no output) has a scratch buffer.
+  std::vector<float> scratch;
+  float* logits = out.host_logits;
+  if (logits == nullptr) {
+    scratch.resize(size_t(step.logit_rows) * vocab);
+    logits = scratch.data();
+  }
+  model_.forward(backend(step.tokens), step.inputs_at(step.words.data()), kv_layers_, logits, load, comm);
+  if (out.host_logits == nullptr) return;
+  row_choices_.clear();
+  for (const PassPiece& p : pieces) {
+    for (int r = 0; r < p.logit_rows(); ++r) row_choices_.push_back(r == p.logit_rows() - 1 ? p.choice : nullptr);
+  }
+  picker_.pick(exec_.pool, row_choices_, logits, vocab);
+  out.tokens->insert(out.tokens->end(), picker_.tokens().begin(), picker_.tokens().end());
+  out.logprobs->insert(out.logprobs->end(), picker_.logprobs().begin(), picker_.logprobs().end());
+}
 
-}  // namespace
+void CpuDevice::idle_pass(const LoadCounters& load, const ParallelComm& comm) {
+  model_.forward(backend(0), StepInputs{}, kv_layers_, nullptr, load, comm);
+}
+
+ModelRunnerOptions cpu_runner_options(int num_kv_blocks, int block_size) {
+  return ModelRunnerOptions{.num_kv_blocks = num_kv_blocks,
+                            .block_size = block_size,
+                            .max_num_batched_tokens = std::numeric_limits<int>::max()};
+}
 
 Result<std::unique_ptr<Runner>> make_cpu_runner(LoadedModel model, const CpuRunnerOptions& options) {
   if (!model.model) return make_error("make_cpu_runner: no model");
@@ -53,7 +79,13 @@ Result<std::unique_ptr<Runner>> make_cpu_runner(LoadedModel model, const CpuRunn
   if (options.num_kv_blocks <= 0) {
     return make_error("the KV cache budget holds no block of {} tokens: raise --kv-cache-memory", options.block_size);
   }
-  return std::unique_ptr<Runner>(new CpuRunner(std::move(model), options));
+  auto pool = std::make_unique<ThreadPool>(options.threads);
+  const ExecContext exec{pool.get()};
+  auto device = std::make_unique<CpuDevice>(std::move(model.model), exec, std::move(pool));
+  MS_ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner,
+                      ModelRunner::create(std::move(device),
+                                          cpu_runner_options(options.num_kv_blocks, options.block_size)));
+  return std::unique_ptr<Runner>(std::move(runner));
 }
 
 }  // namespace moeserve

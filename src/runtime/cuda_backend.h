@@ -1,7 +1,7 @@
 // The CUDA backend as runtime/make_runner sees it. Declared in every build so that the factory
-// has no #ifdef: runtime/cuda/cuda_backend.cpp implements it over CudaRunner when CUDA is
-// compiled in, runtime/no_cuda/cuda_backend.cpp (CPU-only builds) answers that there is none.
-// CMake compiles exactly one of the two (runtime/CMakeLists.txt). Only make_runner.cpp calls
+// has no #ifdef: backend/cuda/cuda_backend.cpp implements it over CudaRunnerDevice when CUDA is
+// compiled in, backend/no_cuda/cuda_backend.cpp (CPU-only builds) answers that there is none.
+// CMake compiles exactly one of the two (backend/CMakeLists.txt). Only make_runner.cpp calls
 // these; everything else goes through runtime/make_runner.h.
 #pragma once
 
@@ -31,7 +31,7 @@ struct Gpu {
 // The GPUs the CUDA runtime sees (none in a CPU-only build); an error when it cannot be asked.
 Result<std::vector<Gpu>> list_gpus();
 
-// CudaRunnerOptions (runtime/cuda/cuda_runner.h) without the device types.
+// The CUDA runner's options (ModelRunnerOptions and CudaDeviceOptions) without the device types.
 struct RunnerOptions {
   int num_kv_blocks = 0;                // > 0: exactly this many; 0: from gpu_memory_utilization
   float gpu_memory_utilization = 0.9f;  // fraction of the GPU's memory the runner may hold
@@ -47,7 +47,7 @@ struct BuiltRunner {
   std::string summary;
 };
 
-// A CudaRunner on GPU 0 over `config` (already parsed, with --hf-overrides) and the checkpoint
+// A ModelRunner on GPU 0 over `config` (already parsed, with --hf-overrides) and the checkpoint
 // of model_dir, or dummy weights (make_cuda_runner).
 Result<BuiltRunner> make_runner(const std::string& model_dir, const ModelConfig& config, const LoadOptions& load,
                                 const RunnerOptions& options);
@@ -60,8 +60,9 @@ struct BuiltRanks {
 
 // The ranks of `parallel` (TP × DP, expert parallel or not, EPLB) as CUDA runners on threads of
 // this process, each loading its shard of model_dir's checkpoint or, with --load-format dummy,
-// making random weights of its shard's shape on its GPU (runtime/cuda/cuda_ranks.h). options.num_kv_blocks = 0 sizes the KV caches from
-// gpu_memory_utilization; enforce_eager and capture_batch_sizes do not apply (ranks run eagerly).
+// making random weights of its shard's shape on its GPU (backend/cuda/cuda_ranks.h).
+// options.num_kv_blocks = 0 sizes the KV caches from gpu_memory_utilization; enforce_eager and
+// capture_batch_sizes do not apply (ranks run eagerly).
 Result<BuiltRanks> make_ranks(const std::string& model_dir, const ModelConfig& config, const LoadOptions& load,
                               const RunnerOptions& options, const ParallelConfig& parallel);
 

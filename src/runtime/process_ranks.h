@@ -3,7 +3,7 @@
 // schedulers) forks and execs its own binary once per rank (`moeserve _worker SPEC`, a hidden
 // subcommand). Each worker loads only its rank's shard, joins its replica's TP group and the EP
 // group over GlooCommunicator (a TcpStore hosted by the engine on 127.0.0.1, a free port), and
-// runs its RankShard's part of every step the engine sends it over ZeroMQ (runtime/mp/wire.h);
+// runs its RankWorker's part of every step the engine sends it over ZeroMQ (runtime/mp/wire.h);
 // replica d's TP rank 0 returns the logits and the expert load. EPLB's placements travel the
 // same way and the workers move the weights over the EP group.
 //

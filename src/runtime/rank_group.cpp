@@ -2,9 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cstring>
 #include <stdexcept>
 
 #include "comm/local/local_communicator.h"
+#include "runtime/cpu_runner.h"
 
 namespace moeserve {
 
@@ -67,7 +70,7 @@ class ThreadRanks final : public RankExecutor {
     return bytes;
   }
   const char* kind() const override { return "threads"; }
-  CpuModel* local_model(int rank) override { return shards_[rank]->cpu_model(); }
+  ExpertSlots* local_slots(int rank) override { return &shards_[rank]->expert_slots(); }
 
  private:
   void worker_loop(int rank) {
@@ -122,31 +125,46 @@ ExpertLoad empty_step_load(const ModelConfig& config, int num_physical) {
   return load;
 }
 
-Result<std::unique_ptr<RankShard>> RankShard::load(const ModelConfig& config, const WeightSource& weights,
-                                                   const ParallelConfig& parallel, const ModelOptions& options,
-                                                   int rank, int num_blocks, int block_size) {
-  std::unique_ptr<RankShard> shard(new RankShard());
-  shard->rank_ = rank;
-  shard->tp_rank_ = rank % parallel.tensor_parallel_size;
+Result<std::unique_ptr<RankWorker>> load_cpu_rank(const ModelConfig& config, const WeightSource& weights,
+                                                  const ParallelConfig& parallel, const ModelOptions& options, int rank,
+                                                  int num_blocks, int block_size) {
   ModelOptions rank_options = options;
   rank_options.shard = parallel.shard_for(rank);
-  MS_ASSIGN_OR_RETURN(shard->model_, CpuModel::load(config, weights, rank_options));
-  shard->kv_ = std::make_unique<KvMemory>(KvShape{.num_layers = config.num_layers,
-                                                  .num_blocks = num_blocks,
-                                                  .block_size = block_size,
-                                                  .entry_size = shard->model_->kv_entry_size()});
-  shard->pool_ = std::make_unique<ThreadPool>(std::max(1, parallel.threads_per_rank));
-  shard->exec_ = ExecContext{shard->pool_.get()};
-  return shard;
+  MS_ASSIGN_OR_RETURN(std::unique_ptr<CpuModel> model, CpuModel::load(config, weights, rank_options));
+  auto pool = std::make_unique<ThreadPool>(std::max(1, parallel.threads_per_rank));
+  const ExecContext exec{pool.get()};
+  MS_ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner,
+                      ModelRunner::create(std::make_unique<CpuDevice>(std::move(model), exec, std::move(pool)),
+                                          cpu_runner_options(num_blocks, block_size)));
+  return std::make_unique<RankWorker>(rank % parallel.tensor_parallel_size, std::move(runner));
 }
 
-void RankShard::set_communicators(std::unique_ptr<Communicator> tp, std::unique_ptr<Communicator> ep) {
-  tp_ = std::move(tp);
+void RankWorker::set_communicators(std::unique_ptr<Communicator> tp, std::unique_ptr<Communicator> ep) {
+  tp_ = tp == nullptr ? nullptr : runner_->device().tp_communicator(std::move(tp));
   ep_ = std::move(ep);
+  runner_->set_communicators(ParallelComm{.tp = tp_.get(), .ep = ep_.get()});
 }
 
-void RankShard::forward(std::span<const RunnerSeq> batch, const TensorView& out, ExpertLoad* load) {
-  model_->forward(exec_, batch, *kv_, out, load, ParallelComm{.tp = tp_.get(), .ep = ep_.get()});
+void RankWorker::forward(std::span<const RunnerSeq> batch, const TensorView& out, ExpertLoad* load) {
+  // Every row comes back: the replica's runner picks the tokens.
+  seqs_.assign(batch.begin(), batch.end());
+  for (RunnerSeq& seq : seqs_) seq.choice = nullptr;
+  const Tensor logits = runner_->execute(seqs_);
+  MS_CHECK(logits.view().nbytes() == out.nbytes());
+  if (out.nbytes() > 0) std::memcpy(out.data, logits.view().data, out.nbytes());
+  if (load != nullptr) {
+    const ExpertLoad& counted = runner_->expert_load();
+    for (size_t i = 0; i < load->counts.size(); ++i) load->counts[i] += counted.counts[i];
+    MS_CHECK(load->slot_counts.empty() || load->slot_counts.size() == counted.slot_counts.size());
+    for (size_t i = 0; i < load->slot_counts.size(); ++i) load->slot_counts[i] += counted.slot_counts[i];
+  }
+  runner_->reset_expert_load();
+}
+
+void RankWorker::apply_placement(std::span<const int> moe_layers,
+                                 const std::vector<std::shared_ptr<const ExpertMap>>& new_maps) {
+  MS_CHECK_MSG(ep_ != nullptr, "EPLB needs the EP communicator");
+  apply_expert_placement(*ep_, ep_->rank(), moe_layers, new_maps, expert_slots());
 }
 
 Result<std::unique_ptr<RankExecutor>> make_thread_ranks(const ModelConfig& config, const WeightSource& weights,
@@ -154,7 +172,7 @@ Result<std::unique_ptr<RankExecutor>> make_thread_ranks(const ModelConfig& confi
                                                         int num_blocks, int block_size) {
   std::vector<std::unique_ptr<RankWorker>> shards;
   for (int rank = 0; rank < parallel.world_size(); ++rank) {
-    MS_ASSIGN_OR_RETURN(auto shard, RankShard::load(config, weights, parallel, options, rank, num_blocks, block_size));
+    MS_ASSIGN_OR_RETURN(auto shard, load_cpu_rank(config, weights, parallel, options, rank, num_blocks, block_size));
     shards.push_back(std::move(shard));
   }
   return make_thread_ranks(parallel, std::move(shards));

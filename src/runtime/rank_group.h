@@ -5,9 +5,9 @@
 // replica submit from its own thread; the submissions that are waiting when a step starts run
 // together in it.
 //
-// The ranks themselves sit behind a RankExecutor, the transport: each rank is a RankShard (its
-// sharded CpuModel, KV memory, communicators and thread pool, which runs "my part of this step"
-// and "move to this EPLB placement"), and the executor runs every shard's part. ThreadRanks
+// The ranks themselves sit behind a RankExecutor, the transport: each rank is a RankWorker (its
+// ModelRunner over its shard on some backend, and its communicators, which runs "my part of this
+// step" and "move to this EPLB placement"), and the executor runs every rank's part. ThreadRanks
 // (here) holds all shards in this process, one worker thread each, joined by in-process
 // communicators; runtime/mp/ runs one worker process per rank over gloo, driven over ZeroMQ
 // (--distributed-executor-backend mp). The group keeps what the engine needs whichever runs the
@@ -25,7 +25,6 @@
 #include <vector>
 
 #include "comm/communicator.h"
-#include "kvcache/kv_memory.h"
 #include "runtime/cpu_model.h"
 #include "runtime/model_runner.h"
 #include "runtime/eplb_state.h"
@@ -65,69 +64,50 @@ struct EpStats {
   std::vector<EplbRearrangement> recent_rearrangements;
 };
 
-// One rank's part of the model on some backend, as the threads executor drives it: its shard of
-// the weights, its KV memory (its heads' part of its replica's cache) and its communicators (its
-// replica's TP group, the EP group). RankShard (below) is the CPU's; runtime/cuda/cuda_ranks.h's
-// is a CudaRunner's.
+// One rank of a parallel layout on any backend, as the executors drive it: its ModelRunner (its
+// shard of the weights; its KV cache, its heads' part of its replica's) and its communicators
+// (its replica's TP group, the EP group). The same class runs a rank on a thread of the engine
+// (ThreadRanks) and in a worker process (runtime/mp/).
 class RankWorker {
  public:
-  virtual ~RankWorker() = default;
-  virtual bool is_tp_leader() const = 0;
-  virtual size_t kv_bytes() const = 0;
+  RankWorker(int tp_rank, std::unique_ptr<ModelRunner> runner) : tp_rank_(tp_rank), runner_(std::move(runner)) {}
+
+  bool is_tp_leader() const { return tp_rank_ == 0; }
+  size_t kv_bytes() const { return runner_->kv_memory_bytes(); }
+  ModelRunner& runner() { return *runner_; }
+  ExpertSlots& expert_slots() { return runner_->device().expert_slots(); }
   // tp: its replica's TP group (null with TP 1); ep: the EP group (null without EP).
-  virtual void set_communicators(std::unique_ptr<Communicator> tp, std::unique_ptr<Communicator> ep) = 0;
+  void set_communicators(std::unique_ptr<Communicator> tp, std::unique_ptr<Communicator> ep);
   // Once, on the thread that then runs every job of this rank (CUDA: selects the rank's GPU).
-  virtual void bind_thread() {}
+  void bind_thread() { runner_->device().bind_thread(); }
   // This rank's part of one step of its replica's batch (every rank of its groups must run it).
-  // out [logit_rows(batch), vocab]: the replica's logits (every TP rank computes the same ones,
-  // the LM head being replicated); load: the replica's routed tokens (its TP rank 0 counts them;
-  // null elsewhere).
-  virtual void forward(std::span<const RunnerSeq> batch, const TensorView& out, ExpertLoad* load) = 0;
+  // out [logit_rows(batch), vocab]: the replica's logits, every row (every TP rank computes the
+  // same ones, the LM head being replicated; the replica's runner picks the tokens); load: adds
+  // the replica's routed tokens (its TP rank 0 counts them; null elsewhere).
+  void forward(std::span<const RunnerSeq> batch, const TensorView& out, ExpertLoad* load);
   // Moves to new_maps (one per MoE layer in `moe_layers`): sends the experts other ranks newly
   // need over the EP group, then swaps in the new map and slot experts at once. Collective: every
   // rank of the EP group runs it with the same maps (rank_group_eplb.cpp).
-  virtual void apply_placement(std::span<const int> moe_layers,
-                               const std::vector<std::shared_ptr<const ExpertMap>>& new_maps) = 0;
-  // The rank's CPU model (tests look at its weights and placement); null on other backends.
-  virtual CpuModel* cpu_model() { return nullptr; }
-};
-
-// A CPU rank: its sharded CpuModel, KV memory, communicators and thread pool. The same class
-// runs a rank on a thread of the engine (ThreadRanks) and in a worker process (runtime/mp/).
-class RankShard final : public RankWorker {
- public:
-  // Loads global rank `rank`'s shard from `weights` (copied: they need not outlive the shard).
-  static Result<std::unique_ptr<RankShard>> load(const ModelConfig& config, const WeightSource& weights,
-                                                 const ParallelConfig& parallel, const ModelOptions& options, int rank,
-                                                 int num_blocks, int block_size);
-  void set_communicators(std::unique_ptr<Communicator> tp, std::unique_ptr<Communicator> ep) override;
-
-  int rank() const { return rank_; }
-  bool is_tp_leader() const override { return tp_rank_ == 0; }
-  CpuModel& model() { return *model_; }
-  CpuModel* cpu_model() override { return model_.get(); }
-  size_t kv_bytes() const override { return kv_->bytes(); }
-  Communicator* ep_comm() { return ep_.get(); }
-
-  void forward(std::span<const RunnerSeq> batch, const TensorView& out, ExpertLoad* load) override;
-  void apply_placement(std::span<const int> moe_layers,
-                       const std::vector<std::shared_ptr<const ExpertMap>>& new_maps) override;
+  void apply_placement(std::span<const int> moe_layers, const std::vector<std::shared_ptr<const ExpertMap>>& new_maps);
 
  private:
-  RankShard() = default;
-  int rank_ = 0, tp_rank_ = 0;
-  std::unique_ptr<CpuModel> model_;
-  std::unique_ptr<KvMemory> kv_;
-  std::unique_ptr<ThreadPool> pool_;
-  ExecContext exec_;
+  int tp_rank_;
+  std::unique_ptr<ModelRunner> runner_;
   std::unique_ptr<Communicator> tp_, ep_;
+  std::vector<RunnerSeq> seqs_;  // the batch without choices
 };
+
+// A CPU rank: global rank `rank`'s shard loaded from `weights` (copied: they need not outlive
+// it), its KV cache of num_blocks blocks and a pool of parallel.threads_per_rank threads.
+Result<std::unique_ptr<RankWorker>> load_cpu_rank(const ModelConfig& config, const WeightSource& weights,
+                                                  const ParallelConfig& parallel, const ModelOptions& options, int rank,
+                                                  int num_blocks, int block_size);
 
 // A zeroed ExpertLoad of one step: counts per (layer, logical expert), and with num_physical > 0
 // (expert parallelism) per (layer, physical slot).
 ExpertLoad empty_step_load(const ModelConfig& config, int num_physical);
 
-// Runs the ranks: the transport between the group and its RankShards.
+// Runs the ranks: the transport between the group and its RankWorkers.
 class RankExecutor {
  public:
   virtual ~RankExecutor() = default;
@@ -136,15 +116,15 @@ class RankExecutor {
   // its TP rank 0. Throws std::runtime_error when a rank failed (the group is unusable after).
   virtual void step(std::span<const std::vector<RunnerSeq>> batches, std::span<Tensor> logits,
                     std::span<ExpertLoad> loads) = 0;
-  // Every rank moves to new_maps (RankShard::apply_placement) in the same job.
+  // Every rank moves to new_maps (RankWorker::apply_placement) in the same job.
   virtual void apply_placement(std::span<const int> moe_layers,
                                const std::vector<std::shared_ptr<const ExpertMap>>& new_maps) = 0;
   // KV bytes the ranks of DP replica dp_rank hold together.
   virtual size_t kv_memory_bytes(int dp_rank) const = 0;
   // "threads" or "processes", for the layout line.
   virtual const char* kind() const = 0;
-  // Rank `rank`'s model when it lives in this process (threads), else null.
-  virtual CpuModel* local_model(int rank) { return nullptr; }
+  // Rank `rank`'s expert slots when it lives in this process (threads), else null.
+  virtual ExpertSlots* local_slots(int rank) { return nullptr; }
 };
 
 // Every rank on a worker thread of this process, joined by in-process communicators
@@ -195,11 +175,11 @@ class RankGroup {
   const ExpertLoad& expert_load(int dp_rank) const { return expert_loads_[dp_rank]; }
   void reset_expert_load(int dp_rank);
 
-  // A rank's model, for tests looking at its weights and placement: the threads executor only.
-  CpuModel& model(int global_rank) {
-    CpuModel* model = ranks_->local_model(global_rank);
-    MS_CHECK(model != nullptr);
-    return *model;
+  // A rank's expert slots, for tests looking at its placement: the threads executor only.
+  ExpertSlots& model(int global_rank) {
+    ExpertSlots* slots = ranks_->local_slots(global_rank);
+    MS_CHECK(slots != nullptr);
+    return *slots;
   }
 
  private:

@@ -110,9 +110,4 @@ void RankGroup::rearrange_experts() {
                describe_layout());
 }
 
-void RankShard::apply_placement(std::span<const int> moe_layers,
-                                const std::vector<std::shared_ptr<const ExpertMap>>& new_maps) {
-  apply_expert_placement(*ep_, rank_, moe_layers, new_maps, *model_);
-}
-
 }  // namespace moeserve

@@ -1,6 +1,6 @@
-// Runner: the seam between the engine and a backend. A Runner executes scheduler steps for one
-// model replica over the paged KV memory it owns (the CPU reference today; CUDA and multi-rank
-// runners implement the same interface). The engine sizes its KvCacheManager from
+// Runner: the seam between the engine and a model replica. A Runner executes scheduler steps over
+// the paged KV memory it owns: runtime/model_runner.h's ModelRunner on any backend, or a parallel
+// layout's replica (runtime/parallel_runner.h). The engine sizes its KvCacheManager from
 // num_kv_blocks()/block_size(), so block ids it hands out always exist in the runner's memory.
 #pragma once
 
@@ -9,7 +9,6 @@
 #include "model/config.h"
 #include "runtime/runner_seq.h"
 #include "runtime/logprobs.h"
-#include "runtime/model_runner.h"
 #include "tensor/tensor.h"
 
 namespace moeserve {
@@ -27,8 +26,8 @@ class Runner {
   // logits [rows, vocab] float32 on the host: per sequence in order, num_new rows when
   // all_logits, else one row when it samples, else none.
   virtual Tensor execute(std::span<const RunnerSeq> seqs) = 0;
-  // A runner that picks tokens itself (every backend: the CPU runners on the host through
-  // TokenPicker, the CUDA runner on the device) returns true and,
+  // A runner that picks tokens itself (every one: the CPU on the host through TokenPicker, CUDA
+  // on the device) returns true and,
   // after each execute(), the token of every logits row in row order: for a sequence with a
   // TokenChoice, the token it picks (apply_edits + sample_with_uniform; that row is then not
   // copied back, left unwritten), for the others the row's argmax.

@@ -4,24 +4,25 @@
 #include <cstring>
 #include <numeric>
 
+#include "runtime/cpu_runner.h"
+
 namespace moeserve {
 
 SequenceRunner::SequenceRunner(const CpuModel& model, ExecContext& exec, int max_tokens)
-    : own_runner_(std::in_place, model, exec,
-                  KvShape{.num_layers = model.config().num_layers,
-                          .num_blocks = std::max(1, blocks_for(max_tokens)),
-                          .block_size = kBlockSize,
-                          .entry_size = model.kv_entry_size()}),
-      execute_([this](std::span<const RunnerSeq> seqs) { return own_runner_->execute(seqs); }),
-      vocab_(model.config().vocab_size),
-      block_table_(std::max(1, blocks_for(max_tokens))),
-      capacity_(max_tokens) {
+    : vocab_(model.config().vocab_size), block_table_(std::max(1, blocks_for(max_tokens))), capacity_(max_tokens) {
+  auto runner = ModelRunner::create(std::make_unique<CpuDevice>(model, exec),
+                                    cpu_runner_options(static_cast<int>(block_table_.size()), kBlockSize));
+  MS_CHECK_MSG(runner.ok(), runner.ok() ? "" : runner.error().message.c_str());
+  own_runner_ = std::move(runner.value());
+  runner_ = own_runner_.get();
   // Blocks in reverse order, so a kernel that ignored the block table would read wrong KV.
   std::iota(block_table_.rbegin(), block_table_.rend(), 0);
 }
 
+SequenceRunner::~SequenceRunner() = default;
+
 SequenceRunner::SequenceRunner(Runner& runner, int max_tokens)
-    : execute_([&runner](std::span<const RunnerSeq> seqs) { return runner.execute(seqs); }),
+    : runner_(&runner),
       vocab_(runner.config().vocab_size),
       block_table_(std::max(1, blocks_for(max_tokens))),
       capacity_(max_tokens) {
@@ -52,7 +53,7 @@ Result<Tensor> SequenceRunner::append(std::span<const int32_t> ids, bool all_log
                         .samples = last,
                         .all_logits = all_logits,
                         .block_table = block_table_};
-    const Tensor step = execute_(std::span<const RunnerSeq>(&seq, 1));
+    const Tensor step = runner_->execute(std::span<const RunnerSeq>(&seq, 1));
     std::memcpy(dst, step.f32(), step.numel() * sizeof(float));
     dst += step.numel();
     length_ += num;

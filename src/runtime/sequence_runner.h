@@ -1,5 +1,5 @@
-// SequenceRunner: one sequence through a ModelRunner with its own small paged KV cache (or
-// through any Runner with enough KV blocks, e.g. a multi-rank one). It serves `moeserve
+// SequenceRunner: one sequence through a CPU ModelRunner with its own small paged KV cache (or
+// through any Runner with enough KV blocks, e.g. a CUDA or multi-rank one). It serves `moeserve
 // logits`, `generate`, `bench latency` and the golden tests; the serving engine drives a
 // Runner directly with many sequences over a shared block pool.
 #pragma once
@@ -7,10 +7,9 @@
 #include <span>
 #include <vector>
 
-#include <functional>
-#include <optional>
+#include <memory>
 
-#include "runtime/model_runner.h"
+#include "runtime/cpu_model.h"
 #include "runtime/runner.h"
 
 namespace moeserve {
@@ -24,8 +23,9 @@ class SequenceRunner {
   // Over an existing runner, which must have blocks_for(max_tokens) KV blocks of kBlockSize.
   SequenceRunner(Runner& runner, int max_tokens);
   static int blocks_for(int tokens) { return (tokens + kBlockSize - 1) / kBlockSize; }
-  SequenceRunner(const SequenceRunner&) = delete;  // execute_ may point back at own_runner_
+  SequenceRunner(const SequenceRunner&) = delete;  // runner_ may point at own_runner_
   SequenceRunner& operator=(const SequenceRunner&) = delete;
+  ~SequenceRunner();
 
   int length() const { return length_; }
   int capacity() const { return capacity_; }
@@ -40,8 +40,8 @@ class SequenceRunner {
   void reset();
 
  private:
-  std::optional<ModelRunner> own_runner_;
-  std::function<Tensor(std::span<const RunnerSeq>)> execute_;
+  std::unique_ptr<Runner> own_runner_;
+  Runner* runner_ = nullptr;
   int vocab_ = 0;
   std::vector<BlockId> block_table_;
   std::vector<int32_t> tokens_;

@@ -10,15 +10,19 @@ void TokenPicker::pick(ThreadPool* pool, std::span<const RunnerSeq> seqs, Tensor
     const int rows = seq.all_logits ? seq.num_new : (seq.samples ? 1 : 0);
     for (int r = 0; r < rows; ++r) row_choice_.push_back(r == rows - 1 ? seq.choice : nullptr);
   }
-  const size_t rows = row_choice_.size();
-  MS_CHECK(rows == 0 || (logits.shape().rank() == 2 && logits.shape()[0] == static_cast<int64_t>(rows)));
-  const int64_t vocab = rows == 0 ? 0 : logits.shape()[1];
+  MS_CHECK(row_choice_.empty() || (logits.shape().rank() == 2 && logits.shape()[0] == int64_t(row_choice_.size())));
+  pick(pool, row_choice_, logits.f32(), row_choice_.empty() ? 0 : logits.shape()[1]);
+}
+
+void TokenPicker::pick(ThreadPool* pool, std::span<const TokenChoice* const> row_choices, float* logits,
+                       int64_t vocab) {
+  const size_t rows = row_choices.size();
   tokens_.assign(rows, 0);
   logprobs_.assign(rows, TokenLogprob{});
   auto pick_rows = [&](size_t begin, size_t end) {
     for (size_t row = begin; row < end; ++row) {
-      const std::span<float> values(logits.f32() + static_cast<int64_t>(row) * vocab, static_cast<size_t>(vocab));
-      const TokenChoice* choice = row_choice_[row];
+      const std::span<float> values(logits + static_cast<int64_t>(row) * vocab, static_cast<size_t>(vocab));
+      const TokenChoice* choice = row_choices[row];
       if (choice == nullptr || choice->argmax_only()) {
         tokens_[row] = argmax_token(values);
         continue;

@@ -10,7 +10,7 @@
 
 #include "base/thread_pool.h"
 #include "runtime/logprobs.h"
-#include "runtime/model_runner.h"
+#include "runtime/runner_seq.h"
 #include "tensor/tensor.h"
 
 namespace moeserve {
@@ -22,6 +22,8 @@ class TokenPicker {
 
   // logits [rows, vocab] as Runner::execute returns them for `seqs`. pool may be null (serial).
   void pick(ThreadPool* pool, std::span<const RunnerSeq> seqs, Tensor& logits);
+  // logits [row_choices.size(), vocab]: row r's token by row_choices[r] (null: the argmax).
+  void pick(ThreadPool* pool, std::span<const TokenChoice* const> row_choices, float* logits, int64_t vocab);
 
   // Per logits row of the last pick: the token, and the logprobs of rows whose choice asked.
   std::span<const int32_t> tokens() const { return tokens_; }
@@ -30,7 +32,7 @@ class TokenPicker {
  private:
   std::vector<int32_t> tokens_;
   std::vector<TokenLogprob> logprobs_;
-  std::vector<const TokenChoice*> row_choice_;  // per row: its choice, or null (argmax)
+  std::vector<const TokenChoice*> row_choice_;  // pick(seqs)'s per row: its choice, or null (argmax)
 };
 
 }  // namespace moeserve

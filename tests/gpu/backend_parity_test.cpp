@@ -15,7 +15,7 @@
 #include "loader/checkpoint.h"
 #include "runtime/cpu_model.h"
 #include "reference_data.h"
-#include "runtime/cuda/cuda_runner.h"
+#include "backend/cuda/cuda_runner_device.h"
 #include "runtime/sequence_runner.h"
 
 namespace moeserve {
@@ -43,10 +43,9 @@ TEST_P(BackendParity, CudaLogitsEqualCpuLogitsForTheSameRandomModel) {
   cpu_options.precision.f32 = WeightPrecision::Float32::kRound;
   auto cpu_model = CpuModel::load(*config, weights, cpu_options);
   ASSERT_TRUE(cpu_model.ok()) << cpu_model.error().message;
-  auto cuda_runner = CudaRunner::create(*config, &weights, 0,
-                                        CudaRunnerOptions{.num_kv_blocks = 8,
-                                                          .max_num_batched_tokens = 256,
-                                                          .prefill_precision = cuda::PrefillPrecision::kSplitBf16});
+  auto cuda_runner = make_cuda_runner(*config, &weights, 0,
+                                      CudaDeviceOptions{.prefill_precision = cuda::PrefillPrecision::kSplitBf16},
+                                      ModelRunnerOptions{.num_kv_blocks = 8, .max_num_batched_tokens = 256});
   ASSERT_TRUE(cuda_runner.ok()) << cuda_runner.error().message;
 
   ThreadPool pool(2);

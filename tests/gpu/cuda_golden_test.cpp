@@ -14,7 +14,7 @@
 
 #include "loader/checkpoint.h"
 #include "reference_data.h"
-#include "runtime/cuda/cuda_runner.h"
+#include "backend/cuda/cuda_runner_device.h"
 
 namespace moeserve {
 namespace {
@@ -23,20 +23,16 @@ using testing::Reference;
 
 constexpr double kTolerance = 2e-2;
 
-std::unique_ptr<CudaRunner> open_runner(const std::string& dir, int max_batched_tokens = 8192,
-                                        cuda::PrefillPrecision precision = cuda::PrefillPrecision::kSplitBf16,
-                                        bool enforce_eager = false) {
+std::unique_ptr<ModelRunner> open_runner(const std::string& dir, int max_batched_tokens = 8192,
+                                         cuda::PrefillPrecision precision = cuda::PrefillPrecision::kSplitBf16,
+                                         bool enforce_eager = false) {
   auto config = load_model_config(dir);
   if (!config.ok()) throw std::runtime_error(config.error().message);
   auto checkpoint = Checkpoint::open(dir);
   if (!checkpoint.ok()) throw std::runtime_error(checkpoint.error().message);
-  auto runner = CudaRunner::create(
-      *config, &checkpoint.value(), 0,
-      CudaRunnerOptions{
-          .num_kv_blocks = 96,
-          .max_num_batched_tokens = max_batched_tokens,
-          .prefill_precision = precision,
-          .enforce_eager = enforce_eager});
+  auto runner = make_cuda_runner(*config, &checkpoint.value(), 0,
+                                 CudaDeviceOptions{.prefill_precision = precision, .enforce_eager = enforce_eager},
+                                 ModelRunnerOptions{.num_kv_blocks = 96, .max_num_batched_tokens = max_batched_tokens});
   if (!runner.ok()) throw std::runtime_error(runner.error().message);
   return std::move(runner.value());
 }
@@ -45,7 +41,7 @@ std::unique_ptr<CudaRunner> open_runner(const std::string& dir, int max_batched_
 // ignored the block table would read the wrong memory).
 class Sequence {
  public:
-  Sequence(CudaRunner& runner, int first_block, int max_tokens) : runner_(runner) {
+  Sequence(ModelRunner& runner, int first_block, int max_tokens) : runner_(runner) {
     const int blocks = (max_tokens + runner.block_size() - 1) / runner.block_size();
     table_.resize(blocks);
     std::iota(table_.rbegin(), table_.rend(), first_block);
@@ -79,7 +75,7 @@ class Sequence {
   }
 
  private:
-  CudaRunner& runner_;
+  ModelRunner& runner_;
   std::vector<int32_t> table_;
   std::vector<int32_t> tokens_;
 };
@@ -271,8 +267,9 @@ TEST(CudaRunnerStartupTest, ProfileRunsTheLargestStepInsideTheWorkspace) {
   constexpr int kTokens = 1000;
   auto runner = open_runner(testing::demo_model(), kTokens);
   const size_t logits_bytes = size_t(kTokens) * runner->config().vocab_size * sizeof(float);
-  EXPECT_GT(runner->profiled_workspace_peak(), logits_bytes);
-  EXPECT_LE(runner->profiled_workspace_peak(), runner->workspace_bytes());
+  const CudaRunnerDevice& device = cuda_device(*runner);
+  EXPECT_GT(device.workspace_peak(), logits_bytes);
+  EXPECT_LE(device.workspace_peak(), device.workspace_capacity());
   const ExpertLoad& load = runner->expert_load();
   ASSERT_FALSE(load.counts.empty());
   EXPECT_TRUE(std::all_of(load.counts.begin(), load.counts.end(), [](int64_t c) { return c == 0; }));
@@ -329,7 +326,7 @@ std::vector<std::vector<int32_t>> batched_device_greedy(bool enforce_eager) {
     live = still;
   }
   // One graph per decode batch size (6 down to 1); none when eager.
-  EXPECT_EQ(runner->num_graphs(), enforce_eager ? 0u : samples.size());
+  EXPECT_EQ(cuda_device(*runner).num_graphs(), enforce_eager ? 0u : samples.size());
   return generated;
 }
 

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "cuda_ops_support.h"
-#include "runtime/cuda/cuda_runner.h"
+#include "backend/cuda/cuda_runner_device.h"
 #include "runtime/logprobs.h"
 #include "runtime/sampler.h"
 

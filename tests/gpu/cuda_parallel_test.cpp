@@ -1,4 +1,4 @@
-// CUDA ranks of every TP × DP layout, all on one GPU (runtime/cuda/cuda_ranks.h), held to
+// CUDA ranks of every TP × DP layout, all on one GPU (backend/cuda/cuda_ranks.h), held to
 // transformers' reference as the CPU's layouts are (parallel_golden.h: each fixture's five
 // prompts spread over the DP replicas, prefill logits within 1e-4, 16 greedy tokens equal), in
 // the float32-like split-bf16 mode. A layout the ranks split wrong (a head, KV head or expert
@@ -9,7 +9,7 @@
 
 #include "cli_runner.h"
 #include "parallel_golden.h"
-#include "runtime/cuda/cuda_ranks.h"
+#include "backend/cuda/cuda_ranks.h"
 
 namespace moeserve {
 namespace {
@@ -35,11 +35,12 @@ class CudaParallelTest : public ::testing::TestWithParam<CudaLayout> {};
 
 Result<std::unique_ptr<RankGroup>> cuda_group(const ModelConfig& config, const WeightSource& weights,
                                               const ParallelConfig& parallel, int num_blocks) {
-  const CudaRunnerOptions options{.num_kv_blocks = num_blocks,
-                                  .block_size = testing::kParallelBlockSize,
-                                  .max_num_batched_tokens = 512,
-                                  .prefill_precision = cuda::PrefillPrecision::kSplitBf16};
-  MS_ASSIGN_OR_RETURN(CudaRanks ranks, make_cuda_ranks(config, &weights, 0, parallel, options));
+  const ModelRunnerOptions options{
+      .num_kv_blocks = num_blocks, .block_size = testing::kParallelBlockSize, .max_num_batched_tokens = 512};
+  MS_ASSIGN_OR_RETURN(CudaRanks ranks,
+                      make_cuda_ranks(config, &weights, 0, parallel,
+                                      CudaDeviceOptions{.prefill_precision = cuda::PrefillPrecision::kSplitBf16},
+                                      options));
   EXPECT_EQ(ranks.num_kv_blocks, num_blocks);
   return RankGroup::create(config, parallel, std::move(ranks.executor), num_blocks, testing::kParallelBlockSize);
 }

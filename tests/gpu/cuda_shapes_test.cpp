@@ -16,7 +16,7 @@
 
 #include "plan/model_catalog.h"
 #include "plan/weights.h"
-#include "runtime/cuda/cuda_runner.h"
+#include "backend/cuda/cuda_runner_device.h"
 
 namespace moeserve {
 namespace {
@@ -55,7 +55,7 @@ ModelConfig cut_config(const plan::CatalogModel& model, int max_layers) {
 // Tokens picked by a prefill step and kDecodeSteps decode steps of `batch` sequences (prompts of
 // 5..11 pseudo-random ids, the first one's of 37, each sequence on its own blocks in reverse
 // order), every row's logits checked finite.
-std::vector<int32_t> run_batch(CudaRunner& runner, int batch, const std::string& label) {
+std::vector<int32_t> run_batch(ModelRunner& runner, int batch, const std::string& label) {
   const int vocab = runner.config().vocab_size;
   std::vector<std::vector<int32_t>> tokens(batch), tables(batch);
   for (int s = 0; s < batch; ++s) {
@@ -98,11 +98,10 @@ std::vector<int32_t> run_batch(CudaRunner& runner, int batch, const std::string&
 std::vector<std::vector<int32_t>> run_all_batches(const ModelConfig& config, bool enforce_eager,
                                                   cuda::PrefillPrecision precision, const std::string& label) {
   const int max_batch = batch_sizes().back();
-  auto runner = CudaRunner::create(config, nullptr, /*seed=*/7,
-                                   CudaRunnerOptions{.num_kv_blocks = kBlocksPerSeq * max_batch,
-                                                     .max_num_batched_tokens = max_batch * kPromptMax + kLongPrompt,
-                                                     .prefill_precision = precision,
-                                                     .enforce_eager = enforce_eager});
+  auto runner = make_cuda_runner(config, nullptr, /*seed=*/7,
+                                 CudaDeviceOptions{.prefill_precision = precision, .enforce_eager = enforce_eager},
+                                 ModelRunnerOptions{.num_kv_blocks = kBlocksPerSeq * max_batch,
+                                                    .max_num_batched_tokens = max_batch * kPromptMax + kLongPrompt});
   if (!runner.ok()) {
     ADD_FAILURE() << label << ": " << runner.error().message;
     return {};
@@ -157,7 +156,7 @@ TEST(CudaShapesFp8Test, Fp8ConfigRunsWithDummyWeights) {
   auto config = parse_model_config((*model)->config, {{"num_hidden_layers", 1}});
   ASSERT_TRUE(config.ok()) << config.error().message;
   ASSERT_TRUE(config->fp8_block_size.has_value());
-  auto runner = CudaRunner::create(*config, nullptr, 0, CudaRunnerOptions{.num_kv_blocks = 4});
+  auto runner = make_cuda_runner(*config, nullptr, 0, CudaDeviceOptions{}, ModelRunnerOptions{.num_kv_blocks = 4});
   EXPECT_TRUE(runner.ok()) << runner.error().message;
 }
 

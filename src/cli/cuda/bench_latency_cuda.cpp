@@ -16,7 +16,7 @@
 #include "cli/commands.h"
 #include "device/cuda/cuda_device.h"
 #include "model/weight_plan.h"
-#include "runtime/cuda/cuda_runner.h"
+#include "backend/cuda/cuda_runner_device.h"
 
 namespace moeserve::cli {
 
@@ -78,7 +78,7 @@ struct DecodeResult {
   double decode_seconds = 0.0;
 };
 
-DecodeResult run_decode(CudaRunner& runner, int batch, int input_len, int output_len) {
+DecodeResult run_decode(ModelRunner& runner, int batch, int input_len, int output_len) {
   const int vocab = runner.config().vocab_size;
   Batch b = make_batch(batch, input_len, input_len + output_len, runner.block_size(), vocab);
   for (auto& t : b.tokens) t.reserve(input_len + output_len);
@@ -306,7 +306,7 @@ double op_weight_bytes(const ModelConfig& c, const std::string& op, int tokens) 
 
 // One profiled step: a decode step of `batch` sequences after an input_len prefill, or (decode
 // false) the prefill itself. Per op kind: device seconds, share of the step, achieved GB/s.
-nlohmann::json profile_step(CudaRunner& runner, int batch, int input_len, bool decode) {
+nlohmann::json profile_step(ModelRunner& runner, int batch, int input_len, bool decode) {
   const ModelConfig& config = runner.config();
   Batch b = make_batch(batch, input_len, input_len + 1, runner.block_size(), config.vocab_size);
   std::vector<RunnerSeq> step(batch);
@@ -314,7 +314,8 @@ nlohmann::json profile_step(CudaRunner& runner, int batch, int input_len, bool d
     step[s] = RunnerSeq{.tokens = b.tokens[s], .num_new = input_len, .samples = true, .block_table = b.tables[s]};
   }
   cuda::OpProfile profile;
-  if (!decode) runner.set_profile(&profile);
+  CudaRunnerDevice& device = cuda_device(runner);
+  if (!decode) device.set_profile(&profile);
   auto start = Clock::now();
   runner.execute(step);
   double seconds = seconds_since(start);
@@ -324,13 +325,13 @@ nlohmann::json profile_step(CudaRunner& runner, int batch, int input_len, bool d
       step[s] = RunnerSeq{
           .tokens = b.tokens[s], .num_computed = input_len, .num_new = 1, .samples = true, .block_table = b.tables[s]};
     }
-    runner.set_profile(&profile);
+    device.set_profile(&profile);
     runner.reset_expert_load();
     start = Clock::now();
     runner.execute(step);
     seconds = seconds_since(start);
   }
-  runner.set_profile(nullptr);
+  device.set_profile(nullptr);
   // Distinct routed experts the step ran, averaged over the MoE layers (decode: what the step's
   // weight bytes depend on; dummy weights route unevenly, so this is counted, not assumed).
   double routed_per_layer = 0.0;
@@ -367,9 +368,8 @@ nlohmann::json profile_step(CudaRunner& runner, int batch, int input_len, bool d
 
 void run_bench_latency_cuda(const CudaLatencyArgs& args) {
   const RunnerSpec& spec = *args.spec;
-  CudaRunnerOptions runner_options{.gpu_memory_utilization = args.gpu_memory_utilization,
-                                   .max_num_batched_tokens = args.max_num_batched_tokens,
-                                   .enforce_eager = args.enforce_eager};
+  const ModelRunnerOptions runner_options{.gpu_memory_utilization = args.gpu_memory_utilization,
+                                          .max_num_batched_tokens = args.max_num_batched_tokens};
   // The machine's ceilings and the kernels in isolation first, on buffers freed before the runner
   // sizes its KV cache from the free memory (a model with many large experts, DeepSeek-V3's 256,
   // needs ~15 GB for the expert GEMMs' benchmark weights alone). Their shapes are the config the
@@ -380,9 +380,11 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
   const double gemm_rate = gemm_tflops(*stream);
   const nlohmann::json kernels = kernel_bandwidths(*stream, spec.config);
   auto start = Clock::now();
-  auto runner = make_cuda_runner(spec.model_dir, spec.config, spec.load, runner_options);
+  auto runner = make_cuda_runner(spec.model_dir, spec.config, spec.load,
+                                 CudaDeviceOptions{.enforce_eager = args.enforce_eager}, runner_options);
   if (!runner.ok()) fail(runner.error().message);
-  (*runner)->synchronize();
+  CudaRunnerDevice& device = cuda_device(**runner);
+  device.synchronize();
   const double load_seconds = seconds_since(start);
   const ModelConfig& config = (*runner)->config();
   const WeightPlan plan = WeightPlan::build(config);  // bytes and FLOPs per step
@@ -393,14 +395,14 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
                            {"output_len", args.output_len},
                            {"num_iters", args.num_iters},
                            {"load_seconds", load_seconds},
-                           {"weight_bytes", (*runner)->weight_bytes()},
-                           {"kv_cache_bytes", (*runner)->kv_bytes()},
+                           {"weight_bytes", device.weight_bytes()},
+                           {"kv_cache_bytes", device.kv_bytes()},
                            {"num_kv_blocks", (*runner)->num_kv_blocks()},
-                           {"workspace_bytes", (*runner)->workspace_bytes()},
+                           {"workspace_bytes", device.workspace_capacity()},
                            // the start-up profile run's (before any step below)
-                           {"profiled_workspace_peak_bytes", (*runner)->profiled_workspace_peak()},
-                           {"profiled_outside_workspace_bytes", (*runner)->profiled_outside_arena()},
-                           {"prefill_precision", cuda::prefill_precision_name((*runner)->prefill_precision())},
+                           {"profiled_workspace_peak_bytes", device.workspace_peak()},
+                           {"profiled_outside_workspace_bytes", (*runner)->profiled_outside_workspace()},
+                           {"prefill_precision", cuda::prefill_precision_name(device.prefill_precision())},
                            {"cuda_graphs", !args.enforce_eager}};
   // Every sequence of a batch holds its own blocks for the whole run: refuse, before anything runs,
   // a batch the KV cache cannot hold (rather than letting the step's block tables overrun it).
@@ -412,7 +414,7 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
                        "({:.1f} GiB at --gpu-memory-utilization {}): lower the batch or the lengths, or raise "
                        "--gpu-memory-utilization",
                        what, batch, tokens, needed, block_size, (*runner)->num_kv_blocks(),
-                       (*runner)->kv_bytes() / double(1 << 30), args.gpu_memory_utilization));
+                       device.kv_bytes() / double(1 << 30), args.gpu_memory_utilization));
     }
   };
   for (int batch : args.batch_sizes) check_fits(batch, args.input_len + args.output_len, "--batch-size");
@@ -468,8 +470,8 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
   // Each decode batch against the roofline of the bytes its steps touch: the weights of the
   // experts they ran (counted in the profiled step) and every other weight once, plus the KV
   // cache read at the run's mean context (input_len + output_len / 2).
-  const double kv_bytes_per_token_layer = double((*runner)->kv_bytes()) / (double((*runner)->num_kv_blocks()) *
-                                                                           (*runner)->block_size() * config.num_layers);
+  const double kv_bytes_per_token_layer =
+      double(device.kv_bytes()) / (double((*runner)->num_kv_blocks()) * (*runner)->block_size() * config.num_layers);
   for (size_t i = 0; i < args.batch_sizes.size(); ++i) {
     const int batch = args.batch_sizes[i];
     const double routed = profiles[i]["routed_experts_per_moe_layer"].get<double>();

@@ -442,11 +442,11 @@ int serve_rank(const Json& spec) {
     if (!config.ok()) throw std::runtime_error(config.error().message);
     auto weights = open_weights(model_dir, load);
     if (!weights.ok()) throw std::runtime_error(weights.error().message);
-    auto shard = RankShard::load(*config, **weights, parallel, load.model, rank, spec.at("num_blocks").get<int>(),
-                                 spec.at("block_size").get<int>());
+    auto shard = load_cpu_rank(*config, **weights, parallel, load.model, rank, spec.at("num_blocks").get<int>(),
+                               spec.at("block_size").get<int>());
     if (!shard.ok()) throw std::runtime_error(shard.error().message);
     weights->reset();  // the shard holds its own copy
-    RankShard& me = **shard;
+    RankWorker& me = **shard;
     // The groups, through the engine's store: the replica's TP group, then the EP group. Their
     // rendezvous waits up to rendezvous_timeout_ms for the other ranks (those of other nodes may
     // start later); each collective then gets gloo's usual limit.

@@ -1,4 +1,4 @@
-// runtime/cuda_backend.h in a CPU-only build (compiled instead of runtime/cuda/): there is no
+// runtime/cuda_backend.h in a CPU-only build (compiled instead of backend/cuda/): there is no
 // CUDA backend. make_runner refuses --device cuda before it would call make_runner here.
 #include "runtime/cuda_backend.h"
 

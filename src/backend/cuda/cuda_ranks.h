@@ -1,5 +1,5 @@
-// CUDA ranks of a parallel layout (TP × DP, with or without expert parallelism), one CudaRunner
-// each, run by the threads executor (rank_group.h's make_thread_ranks): rank r on GPU r mod the
+// CUDA ranks of a parallel layout (TP × DP, with or without expert parallelism), one ModelRunner
+// over a CudaRunnerDevice each, run by the threads executor (rank_group.h's make_thread_ranks): rank r on GPU r mod the
 // visible GPUs, so every layout also runs with all its ranks on one GPU (how the GPU tests check
 // it). Each rank loads only its shard (ShardSpec) from the weights, runs the one decoder loop with
 // its TP group's collectives through a StagedCommunicator and its EP dispatch staged through the
@@ -11,7 +11,7 @@
 #include <memory>
 #include <string>
 
-#include "runtime/cuda/cuda_runner.h"
+#include "backend/cuda/cuda_runner_device.h"
 #include "runtime/rank_group.h"
 
 namespace moeserve {
@@ -23,10 +23,12 @@ struct CudaRanks {
 };
 
 // weights: the checkpoint (host memory), or null for random weights made on each rank's GPU
-// (--load-format dummy). options: every rank's runner options (shard, device and KV cache are set here). With
-// options.num_kv_blocks = 0 the ranks' KV caches take what gpu_memory_utilization leaves on each
-// GPU after every rank has loaded and profiled its largest step, the same block count for all.
+// (--load-format dummy). device / runner: every rank's options (its GPU, shard and KV cache are
+// set here). With runner.num_kv_blocks = 0 the ranks' KV caches take what gpu_memory_utilization
+// leaves on each GPU after every rank has loaded and profiled its largest step, the same block
+// count for all.
 Result<CudaRanks> make_cuda_ranks(const ModelConfig& config, const WeightSource* weights, uint64_t seed,
-                                  const ParallelConfig& parallel, const CudaRunnerOptions& options);
+                                  const ParallelConfig& parallel, const CudaDeviceOptions& device,
+                                  const ModelRunnerOptions& runner);
 
 }  // namespace moeserve

@@ -1,4 +1,4 @@
-#include "runtime/cuda/staged_communicator.h"
+#include "backend/cuda/staged_communicator.h"
 
 #include "device/cuda/device_memory.h"
 

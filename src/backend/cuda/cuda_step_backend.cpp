@@ -7,7 +7,7 @@
 // device, so the step never waits for the host (CUDA-graph safe) and experts no token chose cost
 // nothing. Prefill-sized batches copy the offsets back once per layer and run each chosen expert
 // through cuBLAS.
-#include "runtime/cuda/cuda_step_backend.h"
+#include "backend/cuda/cuda_step_backend.h"
 
 #include <algorithm>
 #include <vector>

@@ -5,7 +5,7 @@
 #pragma once
 
 #include "model/step_model.h"
-#include "runtime/cuda/cuda_model.h"
+#include "backend/cuda/cuda_model.h"
 
 namespace moeserve::cuda {
 

@@ -12,7 +12,7 @@
 #include "model/backend_support.h"
 #include "model/sharded_weights.h"
 #include "model/weight_plan.h"
-#include "runtime/cuda/cuda_model.h"
+#include "backend/cuda/cuda_model.h"
 
 namespace moeserve::cuda {
 

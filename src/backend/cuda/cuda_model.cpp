@@ -1,10 +1,10 @@
 // CudaModel: its step sizing and the one decoder loop over the CUDA step backend.
-#include "runtime/cuda/cuda_model.h"
+#include "backend/cuda/cuda_model.h"
 
 #include <algorithm>
 
 #include "model/parallel.h"
-#include "runtime/cuda/cuda_step_backend.h"
+#include "backend/cuda/cuda_step_backend.h"
 
 namespace moeserve::cuda {
 
