@@ -74,7 +74,7 @@ void run_bench_latency(BenchArgs args) {
   if (!args.prefill_precision.empty()) args.engine.dtype = args.prefill_precision == "bf16" ? "bfloat16" : "float32";
   auto spec = args.engine.runner_spec();  // config.json, read once: the runner and the ceilings use it
   if (!spec.ok()) fail(spec.error().message);
-  auto backend = choose_backend(spec->device, spec->parallel, spec->load.dtype);
+  auto backend = choose_backend(spec->device, spec->load.dtype);
   if (!backend.ok()) fail(backend.error().message);
   if (backend->backend == Backend::kCuda) {
     auto batches = parse_id_list(args.batch_sizes);

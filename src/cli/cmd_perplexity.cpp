@@ -94,7 +94,7 @@ void run_perplexity(const PerplexityArgs& args) {
   const PerplexityOptions options{
       .ctx_size = ctx_size, .stride = stride, .bos_id = window_bos(*tokenizer), .max_windows = args.max_chunks};
 
-  auto choice = choose_backend(spec->device, spec->parallel, spec->load.dtype);
+  auto choice = choose_backend(spec->device, spec->load.dtype);
   if (!choice.ok()) fail(choice.error().message);
   auto backend = make_sequence_backend(*spec, ctx_size);
   if (!backend.ok()) fail(backend.error().message);

@@ -75,12 +75,12 @@ Json deployment_json(const ServeArgs& args, const EngineSetup& setup, const Engi
 void run_headless(const ServeArgs& args) {
   auto parallel = args.engine.parallel_config();
   if (!parallel.ok()) fail(parallel.error().message);
-  // The refusals of the leader's backend choice (--device cuda with several ranks, …).
+  // The refusals of the leader's backend choice (--dtype float16 on cuda, a build without CUDA).
   auto device = parse_device(args.engine.device);
   if (!device.ok()) fail(device.error().message);
   auto load = args.engine.load_options();
   if (!load.ok()) fail(load.error().message);
-  if (auto backend = choose_backend(*device, *parallel, load->dtype); !backend.ok()) fail(backend.error().message);
+  if (auto backend = choose_backend(*device, load->dtype); !backend.ok()) fail(backend.error().message);
   auto status = run_headless_node(args.engine.model_dir, *parallel);
   if (!status.ok()) fail(status.error().message);
   if (*status != 0) throw CLI::RuntimeError(*status);

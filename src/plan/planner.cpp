@@ -208,9 +208,9 @@ namespace {
 void note_cuda_backend_limits(Plan& plan, int command_gpus) {
   if (command_gpus > 1) {
     plan.notes.push_back(
-        "moeserve's CUDA backend runs a multi-GPU layout as threads of one process whose collectives are staged "
-        "through host memory (its ranks over NCCL are not written yet): `serve` runs this command on the GPUs "
-        "with the outputs of one GPU but far below vLLM's speed, and runs layouts over several nodes on the CPU; "
+        "moeserve's CUDA backend runs a multi-GPU layout as ranks (threads, or worker processes with mp and over "
+        "several nodes) whose collectives are staged through host memory (its ranks over NCCL are not written "
+        "yet): `serve` runs this command on the GPUs with the outputs of one GPU but far below vLLM's speed; "
         "the layouts above size the GPUs as vLLM would");
   }
   if (plan.dtype == WeightDType::kFp8) {

@@ -66,4 +66,12 @@ struct BuiltRanks {
 Result<BuiltRanks> make_ranks(const std::string& model_dir, const ModelConfig& config, const LoadOptions& load,
                               const RunnerOptions& options, const ParallelConfig& parallel);
 
+// Global rank `rank` of `parallel` as a CUDA RankWorker of this process (a worker process of
+// --distributed-executor-backend mp): its shard of model_dir's checkpoint (or dummy weights) on
+// GPU rank mod the visible GPUs. options.num_kv_blocks = 0: no KV cache until
+// runner().allocate_kv_cache (the engine sizes the layout's caches together).
+Result<std::unique_ptr<RankWorker>> make_rank(const std::string& model_dir, const ModelConfig& config,
+                                              const LoadOptions& load, const RunnerOptions& options,
+                                              const ParallelConfig& parallel, int rank);
+
 }  // namespace moeserve::cuda_backend

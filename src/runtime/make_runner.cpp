@@ -189,7 +189,7 @@ bool cuda_compiled() { return cuda_backend::compiled(); }
 
 std::string backend_names() { return cuda_compiled() ? "cpu, " + cuda_backend::name() : "cpu"; }
 
-Result<BackendChoice> choose_backend(Device device, const ParallelConfig& parallel, ActivationDType dtype) {
+Result<BackendChoice> choose_backend(Device device, ActivationDType dtype) {
   BackendChoice choice;
   switch (device) {
     case Device::kCpu:
@@ -198,12 +198,6 @@ Result<BackendChoice> choose_backend(Device device, const ParallelConfig& parall
       choice = BackendChoice{Backend::kCuda, "--device cuda"};
       break;
     case Device::kAuto:
-      if (const char* why = cuda_ranks_gap(parallel)) {
-        // Stated in the startup log: a user with a GPU should not wonder why it sits idle.
-        return BackendChoice{Backend::kCpu, fmt::format("--device auto with this layout: {}, so the CPU is used even "
-                                                        "where a GPU is visible",
-                                                        why)};
-      }
       if (!cuda_compiled()) return BackendChoice{Backend::kCpu, "--device auto: this build has no CUDA backend"};
       if (const auto gpus = cuda_backend::list_gpus(); gpus.ok() && !gpus->empty()) {
         choice = BackendChoice{Backend::kCuda, "--device auto: GPU 0 is visible (" + gpus->front().name + ")"};
@@ -212,19 +206,18 @@ Result<BackendChoice> choose_backend(Device device, const ParallelConfig& parall
       }
       break;
   }
-  // The refusals of a CUDA choice, in this order: the dtype, the layout, the build.
+  // The refusals of a CUDA choice, in this order: the dtype, the build.
   if (dtype == ActivationDType::kFloat16) {
     return make_error("--dtype float16: the CUDA runner computes with bf16 weights and float32-like (auto, float32) "
                       "or bf16 (bfloat16) activations; float16 is not implemented");
   }
-  if (const char* why = cuda_ranks_gap(parallel)) return make_error("--device cuda: {}", why);
   if (!cuda_compiled()) return make_error(kBuiltWithoutCuda);
   return choice;
 }
 
 Result<EngineRunners> make_engine_runners(const RunnerSpec& spec, const EngineSizing& sizing) {
   EngineRunners runners;
-  MS_ASSIGN_OR_RETURN(runners.backend, choose_backend(spec.device, spec.parallel, spec.load.dtype));
+  MS_ASSIGN_OR_RETURN(runners.backend, choose_backend(spec.device, spec.load.dtype));
   log_backend(runners.backend);
   const plan::MemoryModel memory(spec.config);
   if (runners.backend.backend == Backend::kCuda) {
@@ -234,7 +227,7 @@ Result<EngineRunners> make_engine_runners(const RunnerSpec& spec, const EngineSi
 }
 
 Result<std::unique_ptr<SequenceBackend>> make_sequence_backend(const RunnerSpec& spec, int max_tokens) {
-  MS_ASSIGN_OR_RETURN(const BackendChoice choice, choose_backend(spec.device, spec.parallel, spec.load.dtype));
+  MS_ASSIGN_OR_RETURN(const BackendChoice choice, choose_backend(spec.device, spec.load.dtype));
   auto backend = std::unique_ptr<SequenceBackend>(new SequenceBackend());
   backend->config_ = spec.config;
   const int blocks = SequenceRunner::blocks_for(max_tokens);

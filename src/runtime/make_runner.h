@@ -40,11 +40,11 @@ struct BackendChoice {
   std::string reason;  // why, in the startup log's words ("--device cpu", "--device auto: ...")
 };
 
-// The backend for --device and the layout: cpu and cuda as asked; auto: cuda when this build has
-// CUDA and a GPU is visible, else cpu (and cpu for the layouts CUDA ranks do not run: worker
-// processes, several nodes). Refused: --dtype float16 on CUDA, --device cuda with those layouts,
-// --device cuda in a build without CUDA. Asks the CUDA runtime for its GPUs only for auto.
-Result<BackendChoice> choose_backend(Device device, const ParallelConfig& parallel, ActivationDType dtype);
+// The backend for --device, whatever the layout (every layout runs on either): cpu and cuda as
+// asked; auto: cuda when this build has CUDA and a GPU is visible, else cpu. Refused: --dtype
+// float16 on CUDA, --device cuda in a build without CUDA. Asks the CUDA runtime for its GPUs only
+// for auto.
+Result<BackendChoice> choose_backend(Device device, ActivationDType dtype);
 
 // What to run and where.
 struct RunnerSpec {

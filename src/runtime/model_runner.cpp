@@ -1,6 +1,8 @@
 #include "runtime/model_runner.h"
 
 #include <algorithm>
+#include <limits>
+#include <map>
 #include <numeric>
 
 #include <spdlog/spdlog.h>
@@ -13,6 +15,24 @@ int kv_blocks_within(const DeviceMemory& memory, double utilization, size_t byte
   const double allowed = static_cast<double>(memory.total_bytes) * utilization;
   const double in_use = static_cast<double>(memory.total_bytes - memory.free_bytes);
   return static_cast<int>(std::max(0.0, (allowed - in_use) / static_cast<double>(bytes_per_block)));
+}
+
+Result<int> kv_blocks_shared(std::span<const RankMemory> ranks, double utilization) {
+  std::map<std::string, std::pair<DeviceMemory, size_t>> gpus;  // per GPU: its memory, bytes per block
+  for (const RankMemory& rank : ranks) {
+    auto [it, inserted] = gpus.emplace(rank.gpu, std::pair(rank.memory, size_t{0}));
+    // The least free memory any of its ranks saw (they looked after all of them had loaded).
+    it->second.first.free_bytes = std::min(it->second.first.free_bytes, rank.memory.free_bytes);
+    it->second.second += rank.bytes_per_block;
+  }
+  int blocks = std::numeric_limits<int>::max();
+  for (const auto& [gpu, use] : gpus) blocks = std::min(blocks, kv_blocks_within(use.first, utilization, use.second));
+  if (gpus.empty() || blocks <= 0) {
+    return make_error("no GPU memory is left for the KV cache at --gpu-memory-utilization {} once every rank has "
+                      "loaded: raise it, lower --max-num-batched-tokens or use fewer ranks per GPU",
+                      utilization);
+  }
+  return blocks;
 }
 
 ModelRunner::ModelRunner(std::unique_ptr<RunnerDevice> device, const ModelRunnerOptions& options)

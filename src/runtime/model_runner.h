@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "runtime/runner.h"
@@ -89,5 +90,18 @@ class ModelRunner final : public Runner {
 // KV blocks that `utilization` of a device's memory leaves after what is in use, at
 // bytes_per_block each.
 int kv_blocks_within(const DeviceMemory& memory, double utilization, size_t bytes_per_block);
+
+// One rank of a layout as the KV sizing sees it, once every rank has loaded: the GPU it shares
+// with the ranks of the same key ("host:device"), that GPU's memory then, and its bytes per block.
+struct RankMemory {
+  std::string gpu;
+  DeviceMemory memory;
+  size_t bytes_per_block = 0;
+};
+
+// The KV blocks every rank can allocate (the same count for all): per GPU, what `utilization`
+// leaves over the bytes a block costs all its ranks together; the least of those. An error when
+// that is none.
+Result<int> kv_blocks_shared(std::span<const RankMemory> ranks, double utilization);
 
 }  // namespace moeserve

@@ -43,17 +43,6 @@ class ReplicaRunner final : public Runner {
 
 }  // namespace
 
-const char* cuda_ranks_gap(const ParallelConfig& parallel) {
-  if (parallel.is_single()) return nullptr;
-  if (parallel.nodes.spans_nodes(parallel.data_parallel_size)) {
-    return "a layout over several nodes runs on the CPU backend only (CUDA ranks run on one host)";
-  }
-  if (parallel.executor == DistributedExecutor::kMp) {
-    return "--distributed-executor-backend mp runs CPU ranks only (CUDA ranks run as threads of one process)";
-  }
-  return nullptr;
-}
-
 Result<ParallelRunners> make_parallel_runners(const std::string& model_dir, const ModelConfig& config,
                                               const LoadOptions& load, const ParallelRunnerOptions& options) {
   if (options.block_size <= 0) return make_error("--block-size must be positive, got {}", options.block_size);
@@ -63,21 +52,29 @@ Result<ParallelRunners> make_parallel_runners(const std::string& model_dir, cons
   auto shared = std::make_shared<SharedGroup>();
   ParallelRunners runners;
   const ParallelConfig& parallel = options.parallel;
-  if (options.cuda) {
-    if (const char* why = cuda_ranks_gap(parallel)) return make_error("--device cuda: {}", why);
-    cuda_backend::RunnerOptions cuda = *options.cuda;
-    cuda.num_kv_blocks = options.num_kv_blocks;
-    cuda.block_size = options.block_size;
+  std::optional<cuda_backend::RunnerOptions> cuda = options.cuda;
+  if (cuda) {
+    cuda->num_kv_blocks = options.num_kv_blocks;
+    cuda->block_size = options.block_size;
+  }
+  if (parallel.executor == DistributedExecutor::kMp) {
+    MS_ASSIGN_OR_RETURN(BuiltProcessRanks ranks, make_process_ranks(model_dir, load, parallel, options.num_kv_blocks,
+                                                                     options.block_size, cuda));
+    if (cuda) {
+      runners.summary = fmt::format(
+          "{} ranks as worker processes, rank r on GPU r mod its host's GPUs, KV cache {} blocks x {} tokens "
+          "(float32); TP collectives over NCCL (staged through the host in a build without it), the EP "
+          "dispatch staged through the host, steps run eagerly",
+          parallel.world_size(), ranks.num_kv_blocks, options.block_size);
+    }
+    MS_ASSIGN_OR_RETURN(shared->group, RankGroup::create(config, parallel, std::move(ranks.executor),
+                                                         ranks.num_kv_blocks, options.block_size));
+  } else if (cuda) {
     MS_ASSIGN_OR_RETURN(cuda_backend::BuiltRanks ranks,
-                        cuda_backend::make_ranks(model_dir, config, load, cuda, parallel));
+                        cuda_backend::make_ranks(model_dir, config, load, *cuda, parallel));
     runners.summary = std::move(ranks.summary);
     MS_ASSIGN_OR_RETURN(shared->group, RankGroup::create(config, parallel, std::move(ranks.executor),
                                                          ranks.num_kv_blocks, options.block_size));
-  } else if (parallel.executor == DistributedExecutor::kMp) {
-    MS_ASSIGN_OR_RETURN(auto ranks, make_process_ranks(model_dir, load, options.parallel, options.num_kv_blocks,
-                                                       options.block_size));
-    MS_ASSIGN_OR_RETURN(shared->group, RankGroup::create(config, options.parallel, std::move(ranks),
-                                                         options.num_kv_blocks, options.block_size));
   } else {
     MS_ASSIGN_OR_RETURN(shared->weights, open_weights(model_dir, load));
     MS_ASSIGN_OR_RETURN(shared->group, RankGroup::create(config, *shared->weights, options.parallel, options.model,

@@ -23,14 +23,11 @@ struct ParallelRunnerOptions {
   int num_kv_blocks = 0;  // per DP replica, > 0 (CUDA ranks: 0 sizes it from GPU memory)
   int block_size = 16;
   ModelOptions model;  // shard is filled in per rank
-  // Set: the ranks are CUDA runners on threads of this process (cuda_backend::make_ranks), with
-  // these options (block_size and num_kv_blocks above take precedence).
+  // Set: the ranks are CUDA runners (threads: cuda_backend::make_ranks; worker processes:
+  // cuda_backend::make_rank in each), with these options (block_size and num_kv_blocks above take
+  // precedence).
   std::optional<cuda_backend::RunnerOptions> cuda;
 };
-
-// Why CUDA ranks cannot run `parallel` yet (null: one rank, or ranks as threads of one process on
-// one host): worker processes (mp) and layouts over several nodes run CPU ranks only.
-const char* cuda_ranks_gap(const ParallelConfig& parallel);
 
 // Shares ownership of the group (and the weights it views) among the returned runners.
 struct ParallelRunners {
@@ -42,7 +39,7 @@ struct ParallelRunners {
 // The ranks run as options.parallel.executor says: threads of this process, each loading its
 // shard from the weights opened here (open_weights(model_dir, load), kept alive with the group),
 // or worker processes (mp), each reading model_dir itself with `load`; with options.cuda, CUDA
-// runners on threads (one process, one host). No unsharded model is built.
+// runners (rank r on GPU r mod its host's GPUs). No unsharded model is built.
 Result<ParallelRunners> make_parallel_runners(const std::string& model_dir, const ModelConfig& config,
                                               const LoadOptions& load, const ParallelRunnerOptions& options);
 

@@ -22,18 +22,29 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "runtime/cuda_backend.h"
 #include "runtime/loaded_model.h"
 #include "runtime/rank_group.h"
 
 namespace moeserve {
 
+struct BuiltProcessRanks {
+  std::unique_ptr<RankExecutor> executor;
+  int num_kv_blocks = 0;  // per DP replica
+};
+
 // Starts one worker per rank of `parallel` and waits until each has loaded its shard and joined
-// its groups. The model is read again by every worker from model_dir with `load`.
-Result<std::unique_ptr<RankExecutor>> make_process_ranks(const std::string& model_dir, const LoadOptions& load,
-                                                         const ParallelConfig& parallel, int num_blocks,
-                                                         int block_size);
+// its groups. The model is read again by every worker from model_dir with `load`. cuda set: each
+// rank is a CUDA runner (on GPU rank mod its host's visible GPUs) with these options; num_blocks
+// 0 then sizes the KV caches once every worker has loaded and profiled its largest step: per GPU,
+// what --gpu-memory-utilization leaves over what a block costs its ranks together, the same
+// count for all.
+Result<BuiltProcessRanks> make_process_ranks(const std::string& model_dir, const LoadOptions& load,
+                                             const ParallelConfig& parallel, int num_blocks, int block_size,
+                                             const std::optional<cuda_backend::RunnerOptions>& cuda = std::nullopt);
 
 // The hidden `moeserve _worker SPEC` subcommand: runs one rank until the engine says quit (0) or
 // something fails (1, after telling the engine why when it still can).

@@ -69,6 +69,8 @@ class RunnerDevice {
   // none). Float32 entries, kv_entry_size() per token per layer.
   virtual Status allocate_kv_cache(int blocks, int block_size) = 0;
   virtual size_t kv_bytes() const = 0;
+  // Which of its host's GPUs it is (0 for host memory).
+  virtual int device_index() const { return 0; }
   // The device's memory now (after synchronize()); nullopt where the KV cache is sized by the
   // caller instead (host memory).
   virtual std::optional<DeviceMemory> memory() const { return std::nullopt; }

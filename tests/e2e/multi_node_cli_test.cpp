@@ -308,8 +308,8 @@ TEST(MultiNodeCli, BadFlagCombinationsAreRefused) {
       {{"--data-parallel-rpc-port", "70000"}, "must be a TCP port (1-65535), got 70000"},
       {{"--data-parallel-size-local", "-1"}, "must be a non-negative integer, got -1"},
       {{"-dp", "2", "--data-parallel-size-local", "1", "--data-parallel-start-rank", "1", "--headless",
-        "--data-parallel-address", "127.0.0.1", "--device", "cuda"},
-       "--device cuda: a layout over several nodes runs on the CPU backend only"},
+        "--data-parallel-address", "127.0.0.1", "--device", "cuda", "--dtype", "float16"},
+       "--dtype float16: the CUDA runner computes with bf16 weights"},
       {{"-dp", "2", "--data-parallel-rank", "1"}, "does not implement vLLM's --data-parallel-rank yet"},
       {{"-dp", "2", "--data-parallel-hybrid-lb"}, "does not implement vLLM's --data-parallel-hybrid-lb yet"},
   };

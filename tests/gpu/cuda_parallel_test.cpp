@@ -125,7 +125,8 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 // The CLI end to end on the demo model: greedy `generate --device cuda` gives one GPU's tokens in
-// every layout (the start-up log naming the CUDA ranks), EPLB rearranging included.
+// every layout (the start-up log naming the CUDA ranks), EPLB rearranging included, with the
+// ranks as threads and as worker processes (--distributed-executor-backend mp).
 TEST(CudaRanksCli, GenerateMatchesOneGpuInEveryLayout) {
   const auto generate = [](const std::vector<std::string>& layout) {
     std::vector<std::string> args = {
@@ -148,11 +149,17 @@ TEST(CudaRanksCli, GenerateMatchesOneGpuInEveryLayout) {
                                                          {"-tp", "2", "-dp", "2", "--enable-expert-parallel",
                                                           "--all2all-backend", "nccl_alltoall"},
                                                          {"-dp", "2", "--enable-expert-parallel", "--enable-eplb",
-                                                          "--eplb-config", R"({"window_size":4,"step_interval":4})"}};
+                                                          "--eplb-config", R"({"window_size":4,"step_interval":4})"},
+                                                         // CUDA ranks in worker processes.
+                                                         {"-tp", "2", "--distributed-executor-backend", "mp"},
+                                                         {"-dp", "2", "--enable-expert-parallel", "--enable-eplb",
+                                                          "--eplb-config", R"({"window_size":4,"step_interval":4})",
+                                                          "--distributed-executor-backend", "mp"}};
   for (const std::vector<std::string>& layout : layouts) {
     const testing::CommandResult run = generate(layout);
     ASSERT_EQ(run.exit_code, 0) << layout[0] << " " << layout[1] << "\n" << run.output;
     EXPECT_NE(run.output.find(" on cuda: "), std::string::npos) << run.output;
+    if (layout.back() == "mp") EXPECT_NE(run.output.find("ranks as worker processes"), std::string::npos) << run.output;
     EXPECT_EQ(ids(run), expected) << layout[0] << " " << layout[1] << (layout.size() > 2 ? " ..." : "");
   }
 }

@@ -27,57 +27,23 @@ TEST(MakeRunner, ParsesDeviceNames) {
 }
 
 TEST(MakeRunner, CpuIsAlwaysTheCpu) {
-  for (const ParallelConfig& parallel : {layout(1, 1), layout(2, 2)}) {
-    const auto choice = choose_backend(Device::kCpu, parallel, ActivationDType::kFloat16);
-    ASSERT_TRUE(choice.ok()) << choice.error().message;
-    EXPECT_EQ(choice->backend, Backend::kCpu);
-    EXPECT_EQ(choice->reason, "--device cpu");
-  }
+  const auto choice = choose_backend(Device::kCpu, ActivationDType::kFloat16);
+  ASSERT_TRUE(choice.ok()) << choice.error().message;
+  EXPECT_EQ(choice->backend, Backend::kCpu);
+  EXPECT_EQ(choice->reason, "--device cpu");
 }
 
-ParallelConfig worker_processes() {
-  ParallelConfig parallel = layout(2, 1);
-  parallel.executor = DistributedExecutor::kMp;
-  return parallel;
-}
-
-ParallelConfig eplb(int tp, int dp) {
-  ParallelConfig parallel = layout(tp, dp);
-  parallel.enable_expert_parallel = true;
-  parallel.eplb.enabled = true;
-  return parallel;
-}
-
-// The layouts CUDA ranks do not run yet (worker processes, several nodes) stay
-// on the CPU under --device auto, saying why; --device cuda refuses them with the same reason.
-TEST(MakeRunner, LayoutsCudaRanksDoNotRunYetStayOnTheCpuAndSayWhy) {
-  ParallelConfig two_nodes = eplb(1, 2);
-  two_nodes.nodes.size_local = 1;
-  const std::vector<std::pair<ParallelConfig, std::string>> cases = {
-      {worker_processes(), "--distributed-executor-backend mp runs CPU ranks only"},
-      {two_nodes, "a layout over several nodes runs on the CPU backend only"},
-  };
-  for (const auto& [parallel, why] : cases) {
-    const auto choice = choose_backend(Device::kAuto, parallel, ActivationDType::kAuto);
-    ASSERT_TRUE(choice.ok()) << choice.error().message;
-    EXPECT_EQ(choice->backend, Backend::kCpu);
-    EXPECT_THAT(choice->reason, HasSubstr("--device auto with this layout: " + why));
-    const auto refused = choose_backend(Device::kCuda, parallel, ActivationDType::kAuto);
-    ASSERT_FALSE(refused.ok());
-    EXPECT_THAT(refused.error().message, HasSubstr("--device cuda: " + why));
-  }
-}
-
-// TP × DP, expert parallel and with EPLB, runs on CUDA ranks where the build has CUDA.
-TEST(MakeRunner, TensorAndDataParallelLayoutsTakeTheGpuWhereBuilt) {
-  const auto choice = choose_backend(Device::kCuda, eplb(2, 2), ActivationDType::kAuto);
+// --device cuda runs where the build has CUDA, whatever the layout; a CPU-only build refuses it
+// and auto takes the CPU, saying why.
+TEST(MakeRunner, CudaWhereBuiltWhateverTheLayout) {
+  const auto choice = choose_backend(Device::kCuda, ActivationDType::kAuto);
   if (cuda_compiled()) {
     ASSERT_TRUE(choice.ok()) << choice.error().message;
     EXPECT_EQ(choice->backend, Backend::kCuda);
   } else {
     ASSERT_FALSE(choice.ok());
     EXPECT_EQ(choice.error().message, "--device cuda: this moeserve was built without CUDA (no nvcc found)");
-    const auto automatic = choose_backend(Device::kAuto, eplb(2, 2), ActivationDType::kAuto);
+    const auto automatic = choose_backend(Device::kAuto, ActivationDType::kAuto);
     ASSERT_TRUE(automatic.ok()) << automatic.error().message;
     EXPECT_EQ(automatic->backend, Backend::kCpu);
     EXPECT_THAT(automatic->reason, HasSubstr("this build has no CUDA backend"));
@@ -86,7 +52,7 @@ TEST(MakeRunner, TensorAndDataParallelLayoutsTakeTheGpuWhereBuilt) {
 
 TEST(MakeRunner, AutoWithOneRankInACpuOnlyBuildIsTheCpu) {
   if (cuda_compiled()) GTEST_SKIP() << "a CUDA build: auto depends on the GPUs visible";
-  const auto choice = choose_backend(Device::kAuto, layout(1, 1), ActivationDType::kFloat16);
+  const auto choice = choose_backend(Device::kAuto, ActivationDType::kFloat16);
   ASSERT_TRUE(choice.ok()) << choice.error().message;
   EXPECT_EQ(choice->backend, Backend::kCpu);
   EXPECT_THAT(choice->reason, HasSubstr("this build has no CUDA backend"));
@@ -94,14 +60,11 @@ TEST(MakeRunner, AutoWithOneRankInACpuOnlyBuildIsTheCpu) {
 }
 
 TEST(MakeRunner, CudaRefusalsInOrder) {
-  // float16 first, even with a parallel layout; then the layout; then the build.
-  auto refused = choose_backend(Device::kCuda, layout(2, 1), ActivationDType::kFloat16);
+  // float16 first, then the build.
+  const auto refused = choose_backend(Device::kCuda, ActivationDType::kFloat16);
   ASSERT_FALSE(refused.ok());
   EXPECT_THAT(refused.error().message, HasSubstr("--dtype float16: the CUDA runner computes with bf16 weights"));
-  refused = choose_backend(Device::kCuda, worker_processes(), ActivationDType::kAuto);
-  ASSERT_FALSE(refused.ok());
-  EXPECT_THAT(refused.error().message, HasSubstr("--device cuda: --distributed-executor-backend mp runs CPU ranks"));
-  const auto single = choose_backend(Device::kCuda, layout(1, 1), ActivationDType::kBFloat16);
+  const auto single = choose_backend(Device::kCuda, ActivationDType::kBFloat16);
   if (cuda_compiled()) {
     ASSERT_TRUE(single.ok()) << single.error().message;
     EXPECT_EQ(single->backend, Backend::kCuda);

@@ -7,6 +7,7 @@
 #include "device/cuda/cuda_device.h"
 #include "backend/cuda/cuda_ranks.h"
 #include "backend/cuda/cuda_runner_device.h"
+#include "comm/nccl/nccl_communicator.h"
 
 namespace moeserve::cuda_backend {
 
@@ -61,6 +62,19 @@ Result<BuiltRanks> make_ranks(const std::string& model_dir, const ModelConfig& c
                                                        model_runner_options(options)));
   return BuiltRanks{
       .executor = std::move(ranks.executor), .num_kv_blocks = ranks.num_kv_blocks, .summary = std::move(ranks.summary)};
+}
+
+Result<std::unique_ptr<RankWorker>> make_rank(const std::string& model_dir, const ModelConfig& config,
+                                              const LoadOptions& load, const RunnerOptions& options,
+                                              const ParallelConfig& parallel, int rank) {
+  // Alone in its process: the TP group over NCCL where the build has it.
+  MS_ASSIGN_OR_RETURN(const CudaDeviceOptions device,
+                      cuda_device_options(config, load, CudaDeviceOptions{.nccl = NcclCommunicator::available()}));
+  std::unique_ptr<WeightSource> weights;
+  if (load.load_format != LoadFormat::kDummy) {
+    MS_ASSIGN_OR_RETURN(weights, open_weights(model_dir, load));
+  }
+  return make_cuda_rank(config, weights.get(), load.seed, parallel, rank, device, model_runner_options(options));
 }
 
 }  // namespace moeserve::cuda_backend

@@ -27,6 +27,16 @@ struct CudaRanks {
 // set here). With runner.num_kv_blocks = 0 the ranks' KV caches take what gpu_memory_utilization
 // leaves on each GPU after every rank has loaded and profiled its largest step, the same block
 // count for all.
+// Global rank `rank` of `parallel` on GPU rank mod the visible GPUs: its shard of `weights` (null:
+// random weights made on its GPU), its runner (with runner.num_kv_blocks = 0, no KV cache until
+// allocate_kv_cache: the layout sizes them together).
+Result<std::unique_ptr<RankWorker>> make_cuda_rank(const ModelConfig& config, const WeightSource* weights,
+                                                   uint64_t seed, const ParallelConfig& parallel, int rank,
+                                                   const CudaDeviceOptions& device, const ModelRunnerOptions& runner);
+
+// The start-up line of CUDA ranks: where they run, what rank 0 holds.
+std::string describe_cuda_ranks(const ParallelConfig& parallel, ModelRunner& first, int num_kv_blocks);
+
 Result<CudaRanks> make_cuda_ranks(const ModelConfig& config, const WeightSource* weights, uint64_t seed,
                                   const ParallelConfig& parallel, const CudaDeviceOptions& device,
                                   const ModelRunnerOptions& runner);

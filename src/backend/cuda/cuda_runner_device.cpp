@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "backend/cuda/staged_communicator.h"
+#include "comm/nccl/nccl_communicator.h"
 #include "device/cuda/cuda_device.h"
 #include "loader/checkpoint.h"
 
@@ -92,6 +93,12 @@ void CudaRunnerDevice::bind_thread() {
 }
 
 std::unique_ptr<Communicator> CudaRunnerDevice::tp_communicator(std::unique_ptr<Communicator> tp) {
+  if (options_.nccl) {
+    Result<std::unique_ptr<NcclCommunicator>> nccl =
+        NcclCommunicator::create(std::move(tp), stream_.stream(), options_.device_index);
+    if (!nccl.ok()) throw std::runtime_error(nccl.error().message);
+    return std::move(nccl.value());
+  }
   return std::make_unique<cuda::StagedCommunicator>(std::move(tp), stream_.stream());
 }
 

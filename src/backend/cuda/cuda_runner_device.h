@@ -44,6 +44,9 @@ struct CudaDeviceOptions {
   bool enforce_eager = false;
   // One rank of a parallel layout (backend/cuda/cuda_ranks.h): its part of the model.
   ShardSpec shard;
+  // Its TP collectives over NCCL (comm/nccl) instead of staged through the host: a rank alone in
+  // its process (a worker process), since ranks sharing a GPU take NCCL host ids of their own.
+  bool nccl = false;
 };
 
 class CudaRunnerDevice final : public RunnerDevice {
@@ -75,10 +78,11 @@ class CudaRunnerDevice final : public RunnerDevice {
   void synchronize() override { stream_.synchronize(); }
   Status capture_decode_graphs(int max_batch, size_t words) override;
   void bind_thread() override;
-  // TP collectives run on the pass's device buffers, staged through the host.
+  // TP collectives run on the pass's device buffers: over NCCL (options.nccl), else staged
+  // through the host.
   std::unique_ptr<Communicator> tp_communicator(std::unique_ptr<Communicator> tp) override;
 
-  int device_index() const { return options_.device_index; }
+  int device_index() const override { return options_.device_index; }
   cuda::PrefillPrecision prefill_precision() const { return options_.prefill_precision; }
   // Batch sizes with a captured decode graph so far.
   size_t num_graphs() const {

@@ -1,4 +1,4 @@
-// StagedCommunicator: a host-memory Communicator (comm/local's threads of one process) for a rank
+// StagedCommunicator: a host-memory Communicator (comm/local's threads, comm/gloo's processes) for a rank
 // whose step buffers live in device memory. Each collective waits for the rank's stream, copies
 // its device input to the host, runs the inner collective there and copies the result back, so
 // the inner group's rank order and float32 summation order (bitwise equal results on every rank)

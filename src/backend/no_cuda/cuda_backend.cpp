@@ -19,4 +19,9 @@ Result<BuiltRanks> make_ranks(const std::string&, const ModelConfig&, const Load
   return make_error("--device cuda: this moeserve was built without CUDA (no nvcc found)");
 }
 
+Result<std::unique_ptr<RankWorker>> make_rank(const std::string&, const ModelConfig&, const LoadOptions&,
+                                              const RunnerOptions&, const ParallelConfig&, int) {
+  return make_error("--device cuda: this moeserve was built without CUDA (no nvcc found)");
+}
+
 }  // namespace moeserve::cuda_backend

@@ -143,7 +143,8 @@ Result<int> run_headless_node(const std::string& model_dir, const ParallelConfig
                       leader, nodes.ready_timeout.count() / 1000, store.error().message);
   }
   MS_ASSIGN_OR_RETURN(const Json spec, read_deployment(**store, model_dir, parallel));
-  if (Status fits = check_node_memory(model_dir, parallel, spec); !fits.ok()) {
+  // CUDA ranks ("cuda" in the spec) size themselves on their GPUs, with the leader.
+  if (Status fits = spec.contains("cuda") ? ok_status() : check_node_memory(model_dir, parallel, spec); !fits.ok()) {
     return fits.error().with_context("--headless: this node cannot hold its DP ranks");
   }
   // A second connection with a short limit, only to ask whether the leader is still there.

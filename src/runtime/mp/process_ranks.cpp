@@ -28,6 +28,7 @@
 #include "runtime/mp/peer_monitor.h"
 #include "runtime/mp/wire.h"
 #include "runtime/mp/worker_spec.h"
+#include "runtime/model_runner.h"
 
 namespace moeserve {
 
@@ -83,7 +84,9 @@ class ProcessRanks final : public RankExecutor {
   }
 
   static Result<std::unique_ptr<ProcessRanks>> start(const std::string& model_dir, const LoadOptions& load,
-                                                     const ParallelConfig& parallel, int num_blocks, int block_size);
+                                                     const ParallelConfig& parallel, int num_blocks, int block_size,
+                                                     const std::optional<cuda_backend::RunnerOptions>& cuda);
+  int num_kv_blocks() const { return num_kv_blocks_; }
 
   void step(std::span<const std::vector<RunnerSeq>> batches, std::span<Tensor> logits,
             std::span<ExpertLoad> loads) override {
@@ -320,12 +323,14 @@ class ProcessRanks final : public RankExecutor {
   std::vector<Clock::time_point> gone_since_;  // per rank of another node: when it disconnected
   Clock::time_point connect_deadline_;         // for the ranks of other nodes to connect
   std::vector<size_t> kv_bytes_;               // per rank
+  int num_kv_blocks_ = 0;                      // per DP replica
   std::shared_ptr<TcpStore> store_;
 };
 
 Result<std::unique_ptr<ProcessRanks>> ProcessRanks::start(const std::string& model_dir, const LoadOptions& load,
                                                           const ParallelConfig& parallel, int num_blocks,
-                                                          int block_size) {
+                                                          int block_size,
+                                                          const std::optional<cuda_backend::RunnerOptions>& cuda) {
   std::unique_ptr<ProcessRanks> ranks(new ProcessRanks());
   ranks->parallel_ = parallel;
   const MultiNodeConfig& nodes = parallel.nodes;
@@ -352,6 +357,10 @@ Result<std::unique_ptr<ProcessRanks>> ProcessRanks::start(const std::string& mod
                  {"log_level", static_cast<int>(spdlog::get_level())}};
   if (auto config_text = read_text_file(model_dir + "/config.json"); config_text.ok()) {
     spec_base["config_json"] = *config_text;
+  }
+  if (cuda) {
+    spec_base["cuda"] = Json{{"gpu_memory_utilization", cuda->gpu_memory_utilization},
+                             {"max_num_batched_tokens", cuda->max_num_batched_tokens}};
   }
   ranks->pids_.assign(world, -1);
   ranks->kv_bytes_.assign(world, 0);
@@ -403,6 +412,26 @@ Result<std::unique_ptr<ProcessRanks>> ProcessRanks::start(const std::string& mod
   ranks->connect_deadline_ = Clock::now() + nodes.ready_timeout;
   ranks->start_monitor();
   ranks->await_all('R', [&](int rank, mp::Reader& in) { ranks->kv_bytes_[rank] = in.get<uint64_t>(); });
+  ranks->num_kv_blocks_ = num_blocks;
+  if (num_blocks <= 0) {
+    // CUDA ranks: every worker has loaded and profiled its largest step; each says what its GPU
+    // holds now, and all allocate the count the fullest GPU allows.
+    std::vector<RankMemory> memory(world);
+    Writer measure('M');
+    for (int rank = 0; rank < world; ++rank) ranks->send(rank, measure);
+    ranks->await_all('M', [&](int rank, mp::Reader& in) {
+      const std::vector<char> gpu = in.get_array<char>();
+      memory[rank].gpu.assign(gpu.begin(), gpu.end());
+      memory[rank].memory.free_bytes = in.get<uint64_t>();
+      memory[rank].memory.total_bytes = in.get<uint64_t>();
+      memory[rank].bytes_per_block = in.get<uint64_t>();
+    });
+    MS_ASSIGN_OR_RETURN(ranks->num_kv_blocks_, kv_blocks_shared(memory, cuda->gpu_memory_utilization));
+    Writer allocate('A');
+    allocate.put<int32_t>(ranks->num_kv_blocks_);
+    for (int rank = 0; rank < world; ++rank) ranks->send(rank, allocate);
+    ranks->await_all('A', [&](int rank, mp::Reader& in) { ranks->kv_bytes_[rank] = in.get<uint64_t>(); });
+  }
   return ranks;
 }
 
@@ -440,13 +469,26 @@ int serve_rank(const Json& spec) {
   try {
     auto config = load_model_config(model_dir, load.hf_overrides);
     if (!config.ok()) throw std::runtime_error(config.error().message);
-    auto weights = open_weights(model_dir, load);
-    if (!weights.ok()) throw std::runtime_error(weights.error().message);
-    auto shard = load_cpu_rank(*config, **weights, parallel, load.model, rank, spec.at("num_blocks").get<int>(),
-                               spec.at("block_size").get<int>());
+    const int num_blocks = spec.at("num_blocks").get<int>();
+    const int block_size = spec.at("block_size").get<int>();
+    Result<std::unique_ptr<RankWorker>> shard = make_error("no rank");
+    if (spec.contains("cuda")) {  // the rank reads its shard of the checkpoint itself
+      const Json& cuda = spec.at("cuda");
+      shard = cuda_backend::make_rank(
+          model_dir, *config, load,
+          cuda_backend::RunnerOptions{.num_kv_blocks = num_blocks,
+                                      .gpu_memory_utilization = cuda.at("gpu_memory_utilization").get<float>(),
+                                      .block_size = block_size,
+                                      .max_num_batched_tokens = cuda.at("max_num_batched_tokens").get<int>()},
+          parallel, rank);
+    } else {
+      auto weights = open_weights(model_dir, load);
+      if (!weights.ok()) throw std::runtime_error(weights.error().message);
+      shard = load_cpu_rank(*config, **weights, parallel, load.model, rank, num_blocks, block_size);
+    }
     if (!shard.ok()) throw std::runtime_error(shard.error().message);
-    weights->reset();  // the shard holds its own copy
     RankWorker& me = **shard;
+    me.bind_thread();
     // The groups, through the engine's store: the replica's TP group, then the EP group. Their
     // rendezvous waits up to rendezvous_timeout_ms for the other ranks (those of other nodes may
     // start later); each collective then gets gloo's usual limit.
@@ -495,7 +537,28 @@ int serve_rank(const Json& spec) {
       if (message.size() == 0) throw std::runtime_error("an empty control message");
       mp::Reader in(data + 1, message.size() - 1);
       if (data[0] == 'Q') return 0;
-      if (data[0] == 'S') {
+      if (data[0] == 'M') {  // the KV sizing of CUDA ranks: this rank's GPU now
+        me.runner().device().synchronize();
+        const std::optional<DeviceMemory> memory = me.runner().device().memory();
+        if (!memory) throw std::runtime_error("a KV cache sized from memory on a device without a memory query");
+        char host[256] = {};
+        gethostname(host, sizeof host - 1);
+        const std::string gpu = fmt::format("{}:{}", host, me.runner().device().device_index());
+        Writer out('M');
+        out.put_array<char>(std::span<const char>(gpu.data(), gpu.size()));
+        out.put<uint64_t>(memory->free_bytes);
+        out.put<uint64_t>(memory->total_bytes);
+        out.put<uint64_t>(me.runner().kv_bytes_per_block());
+        zmq::message_t reply = make_message(out);
+        (void)socket.send(reply, zmq::send_flags::none);
+      } else if (data[0] == 'A') {
+        const Status allocated = me.runner().allocate_kv_cache(in.get<int32_t>());
+        if (!allocated.ok()) throw std::runtime_error(allocated.error().message);
+        Writer out('A');
+        out.put<uint64_t>(me.kv_bytes());
+        zmq::message_t reply = make_message(out);
+        (void)socket.send(reply, zmq::send_flags::none);
+      } else if (data[0] == 'S') {
         mp::decode_batch(in, batch);
         Tensor logits(DType::kF32, Shape{logit_rows(batch.seqs), config->vocab_size});
         ExpertLoad load = empty_step_load(*config, num_physical);
@@ -535,11 +598,15 @@ int serve_rank(const Json& spec) {
 
 }  // namespace
 
-Result<std::unique_ptr<RankExecutor>> make_process_ranks(const std::string& model_dir, const LoadOptions& load,
-                                                         const ParallelConfig& parallel, int num_blocks,
-                                                         int block_size) {
-  MS_ASSIGN_OR_RETURN(auto ranks, ProcessRanks::start(model_dir, load, parallel, num_blocks, block_size));
-  return std::unique_ptr<RankExecutor>(std::move(ranks));
+Result<BuiltProcessRanks> make_process_ranks(const std::string& model_dir, const LoadOptions& load,
+                                             const ParallelConfig& parallel, int num_blocks, int block_size,
+                                             const std::optional<cuda_backend::RunnerOptions>& cuda) {
+  if (num_blocks <= 0 && !cuda) {
+    return make_error("the KV cache budget holds no block of {} tokens: raise --kv-cache-memory", block_size);
+  }
+  MS_ASSIGN_OR_RETURN(auto ranks, ProcessRanks::start(model_dir, load, parallel, num_blocks, block_size, cuda));
+  const int blocks = ranks->num_kv_blocks();
+  return BuiltProcessRanks{.executor = std::move(ranks), .num_kv_blocks = blocks};
 }
 
 int run_rank_worker(const std::string& spec_text) {

@@ -3,8 +3,8 @@
 
 namespace moeserve {
 
-Result<std::unique_ptr<RankExecutor>> make_process_ranks(const std::string&, const LoadOptions&, const ParallelConfig&,
-                                                         int, int) {
+Result<BuiltProcessRanks> make_process_ranks(const std::string&, const LoadOptions&, const ParallelConfig&, int, int,
+                                             const std::optional<cuda_backend::RunnerOptions>&) {
   return make_error("--distributed-executor-backend mp: this moeserve was built without gloo and ZeroMQ "
                     "(apt-get install libgloo-dev libzmq3-dev cppzmq-dev, then reconfigure); use threads");
 }
