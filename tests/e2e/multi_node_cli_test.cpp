@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli_runner.h"
+#include "e2e/multi_node_client.h"
 #include "e2e/serve_process.h"
 #include "http_client.h"
 #include "reference_data.h"
@@ -31,6 +32,7 @@ namespace {
 
 using testing::CommandOptions;
 using testing::CommandResult;
+using testing::free_port;
 using testing::HttpClient;
 using testing::run_moeserve;
 using testing::ServeProcess;
@@ -44,22 +46,6 @@ CommandOptions within_a_minute() {
   CommandOptions options;
   options.timeout_s = 60;
   return options;
-}
-
-// A TCP port of 127.0.0.1 that is free now.
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
 }
 
 // Every node's flags: -dp 2 with one replica per node, EP over both, the leader at 127.0.0.1:port
@@ -103,22 +89,7 @@ ServeProcess::Command headless_command(int rpc_port, const std::vector<std::stri
 }
 
 // The greedy completion of every prompt, asked concurrently so both DP replicas get work.
-std::vector<std::string> complete_all(int port) {
-  std::vector<std::future<std::string>> replies;
-  for (const std::string& prompt : kPrompts) {
-    replies.push_back(std::async(std::launch::async, [port, prompt] {
-      HttpClient client(port);
-      const auto result = client.request(
-          "POST", "/v1/completions",
-          nlohmann::json{{"prompt", prompt}, {"max_tokens", 24}, {"temperature", 0}, {"ignore_eos", true}}.dump());
-      if (result.status != 200) return "HTTP " + std::to_string(result.status) + ": " + result.body;
-      return result.json()["choices"][0]["text"].get<std::string>();
-    }));
-  }
-  std::vector<std::string> texts;
-  for (auto& reply : replies) texts.push_back(reply.get());
-  return texts;
-}
+std::vector<std::string> complete_all(int port) { return testing::complete_all(port, kPrompts); }
 
 TEST(MultiNodeCli, LeaderAndHeadlessNodeMatchOneRank) {
   std::vector<std::string> expected;

@@ -4,57 +4,25 @@
 // node, expert parallelism and EPLB across them, both with --device cuda. Greedy completions over
 // HTTP must equal a one-GPU server's; the KV caches are sized together from the GPU's memory.
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <future>
 #include <regex>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "e2e/multi_node_client.h"
 #include "e2e/serve_process.h"
-#include "http_client.h"
 #include "reference_data.h"
 
 namespace moeserve {
 namespace {
 
-using testing::HttpClient;
 using testing::ServeProcess;
 
-// A TCP port of 127.0.0.1 that is free now.
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-                     ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-  ::close(fd);
-  return bound ? ntohs(addr.sin_port) : -1;
-}
+const std::vector<std::string> kPrompts = {"And God said", "The LORD is my shepherd;", "In the beginning",
+                                           "Blessed are"};
 
-// Greedy completions of four prompts, asked concurrently so both DP replicas get work.
-std::vector<std::string> complete_all(int port) {
-  std::vector<std::future<std::string>> replies;
-  for (const std::string prompt : {"And God said", "The LORD is my shepherd;", "In the beginning", "Blessed are"}) {
-    replies.push_back(std::async(std::launch::async, [port, prompt] {
-      HttpClient client(port);
-      const auto result = client.request(
-          "POST", "/v1/completions",
-          nlohmann::json{{"prompt", prompt}, {"max_tokens", 24}, {"temperature", 0}, {"ignore_eos", true}}.dump());
-      if (result.status != 200) return "HTTP " + std::to_string(result.status) + ": " + result.body;
-      return result.json()["choices"][0]["text"].get<std::string>();
-    }));
-  }
-  std::vector<std::string> texts;
-  for (auto& reply : replies) texts.push_back(reply.get());
-  return texts;
-}
+std::vector<std::string> complete_all(int port) { return testing::complete_all(port, kPrompts); }
 
 TEST(CudaMultiNode, LeaderAndHeadlessNodeMatchOneGpu) {
   const std::vector<std::string> serve_one = {testing::demo_model(), "--host", "127.0.0.1", "--port", "0",
@@ -66,7 +34,7 @@ TEST(CudaMultiNode, LeaderAndHeadlessNodeMatchOneGpu) {
     EXPECT_EQ(single.terminate(), 0);
   }
   for (const std::string& text : expected) ASSERT_FALSE(text.rfind("HTTP ", 0) == 0) << text;
-  const int rpc_port = free_port();
+  const int rpc_port = testing::free_port();
   const std::vector<std::string> node = {"-dp",
                                          "2",
                                          "--enable-expert-parallel",
