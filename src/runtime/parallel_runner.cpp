@@ -58,8 +58,8 @@ Result<ParallelRunners> make_parallel_runners(const std::string& model_dir, cons
     cuda->block_size = options.block_size;
   }
   if (parallel.executor == DistributedExecutor::kMp) {
-    MS_ASSIGN_OR_RETURN(BuiltProcessRanks ranks, make_process_ranks(model_dir, load, parallel, options.num_kv_blocks,
-                                                                     options.block_size, cuda));
+    MS_ASSIGN_OR_RETURN(BuiltProcessRanks ranks,
+                        make_process_ranks(model_dir, load, parallel, options.num_kv_blocks, options.block_size, cuda));
     if (cuda) {
       runners.summary = fmt::format(
           "{} ranks as worker processes, rank r on GPU r mod its host's GPUs, KV cache {} blocks x {} tokens "

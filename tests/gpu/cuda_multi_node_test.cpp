@@ -25,8 +25,9 @@ const std::vector<std::string> kPrompts = {"And God said", "The LORD is my sheph
 std::vector<std::string> complete_all(int port) { return testing::complete_all(port, kPrompts); }
 
 TEST(CudaMultiNode, LeaderAndHeadlessNodeMatchOneGpu) {
-  const std::vector<std::string> serve_one = {testing::demo_model(), "--host", "127.0.0.1", "--port", "0",
-                                              "--device", "cuda", "--gpu-memory-utilization", "0.3"};
+  const std::vector<std::string> serve_one = {
+      testing::demo_model(),      "--host", "127.0.0.1", "--port", "0", "--device", "cuda",
+      "--gpu-memory-utilization", "0.3"};
   std::vector<std::string> expected;
   {
     ServeProcess single(serve_one);
@@ -54,7 +55,8 @@ TEST(CudaMultiNode, LeaderAndHeadlessNodeMatchOneGpu) {
   std::vector<std::string> headless_argv = {
       MOESERVE_BINARY, "serve", testing::demo_model(), "--headless", "--data-parallel-start-rank", "1"};
   headless_argv.insert(headless_argv.end(), node.begin(), node.end());
-  ServeProcess headless(ServeProcess::Command{headless_argv, std::regex(R"(joining the leader at 127\.0\.0\.1:([0-9]+))")});
+  ServeProcess headless(
+      ServeProcess::Command{headless_argv, std::regex(R"(joining the leader at 127\.0\.0\.1:([0-9]+))")});
   std::vector<std::string> leader_args = {testing::demo_model(), "--host", "127.0.0.1", "--port", "0"};
   leader_args.insert(leader_args.end(), node.begin(), node.end());
   ServeProcess leader(leader_args);

@@ -144,17 +144,16 @@ TEST(CudaRanksCli, GenerateMatchesOneGpuInEveryLayout) {
   ASSERT_EQ(single.exit_code, 0) << single.output;
   const std::vector<int> expected = ids(single);
   ASSERT_EQ(expected.size(), 24u);
-  const std::vector<std::vector<std::string>> layouts = {{"-tp", "2"},
-                                                         {"-dp", "2", "--enable-expert-parallel"},
-                                                         {"-tp", "2", "-dp", "2", "--enable-expert-parallel",
-                                                          "--all2all-backend", "nccl_alltoall"},
-                                                         {"-dp", "2", "--enable-expert-parallel", "--enable-eplb",
-                                                          "--eplb-config", R"({"window_size":4,"step_interval":4})"},
-                                                         // CUDA ranks in worker processes.
-                                                         {"-tp", "2", "--distributed-executor-backend", "mp"},
-                                                         {"-dp", "2", "--enable-expert-parallel", "--enable-eplb",
-                                                          "--eplb-config", R"({"window_size":4,"step_interval":4})",
-                                                          "--distributed-executor-backend", "mp"}};
+  const std::vector<std::vector<std::string>> layouts = {
+      {"-tp", "2"},
+      {"-dp", "2", "--enable-expert-parallel"},
+      {"-tp", "2", "-dp", "2", "--enable-expert-parallel", "--all2all-backend", "nccl_alltoall"},
+      {"-dp", "2", "--enable-expert-parallel", "--enable-eplb", "--eplb-config",
+       R"({"window_size":4,"step_interval":4})"},
+      // CUDA ranks in worker processes.
+      {"-tp", "2", "--distributed-executor-backend", "mp"},
+      {"-dp", "2", "--enable-expert-parallel", "--enable-eplb", "--eplb-config",
+       R"({"window_size":4,"step_interval":4})", "--distributed-executor-backend", "mp"}};
   for (const std::vector<std::string>& layout : layouts) {
     const testing::CommandResult run = generate(layout);
     ASSERT_EQ(run.exit_code, 0) << layout[0] << " " << layout[1] << "\n" << run.output;

@@ -114,8 +114,8 @@ void NcclCommunicator::reduce_scatter_sum(const TensorView& in, std::span<const 
   check(ncclGroupStart(), "group start");
   for (int r = 0; r < size(); ++r) {
     if (rows_per_rank[r] == 0) continue;
-    check(ncclReduce(src + offsets[r] * width, r == rank() ? out.data : nullptr, rows_per_rank[r] * width,
-                     ncclFloat32, ncclSum, r, as_comm(comm_), as_stream(stream_)),
+    check(ncclReduce(src + offsets[r] * width, r == rank() ? out.data : nullptr, rows_per_rank[r] * width, ncclFloat32,
+                     ncclSum, r, as_comm(comm_), as_stream(stream_)),
           "reduce-scatter (reduce)");
   }
   check(ncclGroupEnd(), "reduce-scatter");
@@ -125,7 +125,8 @@ void NcclCommunicator::all_to_all_rows(const TensorView& send, std::span<const i
                                        const TensorView& recv, std::span<const int64_t> recv_rows) {
   const std::vector<int64_t> send_offsets = offsets_of(send_rows);
   const std::vector<int64_t> recv_offsets = offsets_of(recv_rows);
-  const size_t row = send_offsets.back() > 0 ? row_bytes(send, send_offsets.back()) : row_bytes(recv, recv_offsets.back());
+  const size_t row = send_offsets.back() > 0 ? row_bytes(send, send_offsets.back())
+                                             : row_bytes(recv, recv_offsets.back());
   const auto* src = static_cast<const char*>(send.data);
   auto* dst = static_cast<char*>(recv.data);
   check(ncclGroupStart(), "group start");

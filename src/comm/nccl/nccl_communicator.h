@@ -26,8 +26,7 @@ class NcclCommunicator final : public Communicator {
  public:
   // host: the group over host memory (kept for the host-side collectives); stream: the
   // cudaStream_t the rank queues its steps on; device: the rank's GPU on its host.
-  static Result<std::unique_ptr<NcclCommunicator>> create(std::unique_ptr<Communicator> host, void* stream,
-                                                          int device);
+  static Result<std::unique_ptr<NcclCommunicator>> create(std::unique_ptr<Communicator> host, void* stream, int device);
   // Whether this build has NCCL (else create() fails saying so).
   static bool available();
   ~NcclCommunicator() override;
