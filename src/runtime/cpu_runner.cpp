@@ -27,11 +27,6 @@ Status CpuDevice::allocate_kv_cache(int blocks, int block_size) {
   return ok_status();
 }
 
-LoadCounters CpuDevice::load_counters(ExpertLoad& host) {
-  return LoadCounters{.experts = host.counts.empty() ? nullptr : host.counts.data(),
-                      .slots = host.slot_counts.empty() ? nullptr : host.slot_counts.data()};
-}
-
 CpuStepBackend& CpuDevice::backend(int tokens) {
   tokens = std::max(tokens, 1);
   if (backend_ == nullptr || backend_tokens_ < tokens) {

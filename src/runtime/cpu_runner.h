@@ -36,7 +36,6 @@ class CpuDevice final : public RunnerDevice {
   size_t kv_bytes() const override { return kv_ == nullptr ? 0 : kv_->bytes(); }
   size_t workspace_capacity() const override { return workspace_bytes_; }
   size_t workspace_peak() const override { return workspace_bytes_; }
-  LoadCounters load_counters(ExpertLoad& host) override;
   void run_pass(const PackedStep& step, std::span<const PassPiece> pieces, const LoadCounters& load,
                 const ParallelComm& comm, const PassOutput& out) override;
   void idle_pass(const LoadCounters& load, const ParallelComm& comm) override;

@@ -81,9 +81,12 @@ class RunnerDevice {
   virtual size_t workspace_capacity() const = 0;
   virtual size_t workspace_peak() const = 0;
 
-  // The counters a pass adds its routing to: `host`'s arrays, or the device's own for the
+  // The counters a pass adds its routing to: `host`'s arrays (here), or the device's own for the
   // per-expert counts (expert parallelism always counts on the host: the dispatch plans there).
-  virtual LoadCounters load_counters(ExpertLoad& host) = 0;
+  virtual LoadCounters load_counters(ExpertLoad& host) {
+    return LoadCounters{.experts = host.counts.empty() ? nullptr : host.counts.data(),
+                        .slots = host.slot_counts.empty() ? nullptr : host.slot_counts.data()};
+  }
   // host.counts ← the device's own counts, where it keeps them.
   virtual void read_expert_load(ExpertLoad& host) {}
   virtual void reset_expert_load() {}

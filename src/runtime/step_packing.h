@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "model/step_model.h"
-#include "runtime/runner_seq.h"
 
 namespace moeserve {
 
@@ -25,16 +24,6 @@ struct StepPieceSource {
   bool logits_last = false;
   int logit_rows() const { return logits_all ? count : (logits_last ? 1 : 0); }
 };
-
-// A runner's sequence as a piece of the step.
-inline StepPieceSource piece_of(const RunnerSeq& seq) {
-  return StepPieceSource{.tokens = seq.tokens,
-                         .block_table = seq.block_table,
-                         .begin = seq.num_computed,
-                         .count = seq.num_new,
-                         .logits_all = seq.all_logits,
-                         .logits_last = seq.samples};
-}
 
 // The StepInputs of a step of (tokens, logit rows, query tiles) whose words are at base.
 StepInputs step_inputs_at(const int32_t* base, int tokens, int logit_rows, int tiles, int tile_rows);

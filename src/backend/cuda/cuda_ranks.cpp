@@ -29,6 +29,9 @@ Result<std::unique_ptr<RankWorker>> make_cuda_rank(const ModelConfig& config, co
   return std::make_unique<RankWorker>(rank % parallel.tensor_parallel_size, std::move(runner));
 }
 
+namespace {
+
+// The start-up line of CUDA ranks: where they run, what rank 0 holds.
 std::string describe_cuda_ranks(const ParallelConfig& parallel, ModelRunner& first, int num_kv_blocks) {
   const auto gpus = cuda::list_devices();
   const int visible = gpus.ok() ? static_cast<int>(gpus->size()) : 0;
@@ -38,6 +41,8 @@ std::string describe_cuda_ranks(const ParallelConfig& parallel, ModelRunner& fir
       parallel.world_size(), std::min(visible, parallel.world_size()), visible > 1 ? "s" : "", visible,
       cuda_device(first).describe(), num_kv_blocks, first.block_size());
 }
+
+}  // namespace
 
 Result<CudaRanks> make_cuda_ranks(const ModelConfig& config, const WeightSource* weights, uint64_t seed,
                                   const ParallelConfig& parallel, const CudaDeviceOptions& device_options,
@@ -55,8 +60,8 @@ Result<CudaRanks> make_cuda_ranks(const ModelConfig& config, const WeightSource*
     std::vector<RankMemory> memory;
     for (const auto& worker : workers) {
       RunnerDevice& device = worker->runner().device();
-      device.bind_thread();
-      memory.push_back(RankMemory{.gpu = std::to_string(cuda_device(worker->runner()).device_index()),
+      worker->bind_thread();
+      memory.push_back(RankMemory{.gpu = std::to_string(device.device_index()),
                                   .memory = *device.memory(),
                                   .bytes_per_block = worker->runner().kv_bytes_per_block()});
     }

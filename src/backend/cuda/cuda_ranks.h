@@ -34,9 +34,6 @@ Result<std::unique_ptr<RankWorker>> make_cuda_rank(const ModelConfig& config, co
                                                    uint64_t seed, const ParallelConfig& parallel, int rank,
                                                    const CudaDeviceOptions& device, const ModelRunnerOptions& runner);
 
-// The start-up line of CUDA ranks: where they run, what rank 0 holds.
-std::string describe_cuda_ranks(const ParallelConfig& parallel, ModelRunner& first, int num_kv_blocks);
-
 Result<CudaRanks> make_cuda_ranks(const ModelConfig& config, const WeightSource* weights, uint64_t seed,
                                   const ParallelConfig& parallel, const CudaDeviceOptions& device,
                                   const ModelRunnerOptions& runner);

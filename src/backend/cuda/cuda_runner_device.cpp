@@ -70,10 +70,7 @@ Status CudaRunnerDevice::allocate_kv_cache(int blocks, int block_size) {
 
 LoadCounters CudaRunnerDevice::load_counters(ExpertLoad& host) {
   // Under expert parallelism the dispatch plans on the host, and counts there.
-  if (options_.shard.expert_parallel) {
-    return LoadCounters{.experts = host.counts.empty() ? nullptr : host.counts.data(),
-                        .slots = host.slot_counts.empty() ? nullptr : host.slot_counts.data()};
-  }
+  if (options_.shard.expert_parallel) return RunnerDevice::load_counters(host);
   return LoadCounters{.experts = expert_counts_.as<int64_t>()};
 }
 

@@ -601,9 +601,6 @@ int serve_rank(const Json& spec) {
 Result<BuiltProcessRanks> make_process_ranks(const std::string& model_dir, const LoadOptions& load,
                                              const ParallelConfig& parallel, int num_blocks, int block_size,
                                              const std::optional<cuda_backend::RunnerOptions>& cuda) {
-  if (num_blocks <= 0 && !cuda) {
-    return make_error("the KV cache budget holds no block of {} tokens: raise --kv-cache-memory", block_size);
-  }
   MS_ASSIGN_OR_RETURN(auto ranks, ProcessRanks::start(model_dir, load, parallel, num_blocks, block_size, cuda));
   const int blocks = ranks->num_kv_blocks();
   return BuiltProcessRanks{.executor = std::move(ranks), .num_kv_blocks = blocks};
