@@ -66,6 +66,11 @@ class Communicator {
   virtual std::vector<int64_t> all_gather_value(int64_t value) = 0;
 
   virtual void barrier() = 0;
+
+  // The same group over host memory, for what a rank keeps on the host (the routing metadata of
+  // expert-parallel dispatch, EPLB's expert moves): itself, unless its row collectives take
+  // device buffers (comm/nccl, backend/cuda's StagedCommunicator), which return their host group.
+  virtual Communicator& host_group() { return *this; }
 };
 
 }  // namespace moeserve

@@ -514,94 +514,57 @@ void localize_slots(const int32_t* slots, const float* weights, size_t entries, 
 
 }  // namespace
 
-void DecoderLoop::run_slots(Step& step, const MoeWeights& w, const float* x, int n, const int32_t* local,
-                            float* local_weights, const SlotBuffers& buf, float* out) const {
-  StepBackend& b = step.backend;
-  const int top_k = w.router_params.top_k;
-  const int entries = n * top_k;
-  b.moe_permute(ops::MoePermuteArgs{.expert_ids = local,
-                                    .entries = entries,
-                                    .top_k = top_k,
-                                    .experts = w.num_slots + 1,
-                                    .offsets = buf.offsets,
-                                    .positions = buf.positions,
-                                    .source_rows = buf.source_rows});
-  if (buf.x_scaled != nullptr) {
-    b.scale_expert_inputs(ops::ScaleExpertInputsArgs{.x = x,
-                                                     .hidden = config_.hidden_size,
-                                                     .entries = entries,
-                                                     .top_k = top_k,
-                                                     .positions = buf.positions,
-                                                     .weights = local_weights,
-                                                     .x_scaled = buf.x_scaled,
-                                                     .entry_rows = buf.source_rows});
-  }
-  const SplitSums experts_out =
-      b.routed_experts(w, buf.x_scaled != nullptr ? buf.x_scaled : x, buf.source_rows, buf.offsets, n, buf.y);
-  b.moe_combine(ops::MoeCombineArgs{.expert_out = experts_out.data,
-                                    .expert_splits = experts_out.splits,
-                                    .expert_split_stride = experts_out.split_stride,
-                                    .positions = buf.positions,
-                                    .weights = local_weights,
-                                    .tokens = n,
-                                    .top_k = top_k,
-                                    .hidden = config_.hidden_size,
-                                    .out = out});
-}
-
 void DecoderLoop::run_local_experts(Step& step, const MoeWeights& w, const RoutedTokens& arrived,
                                     const TensorView& partial) const {
   StepBackend& b = step.backend;
+  StepArena& arena = step.arena;
   const int n = static_cast<int>(arrived.x.dim(0));
+  if (n == 0) return;
   const int top_k = w.router_params.top_k;
   const int hidden = config_.hidden_size;
-  const int first_slot = step.ep->rank() * w.num_slots;
-  const bool scaled = config_.moe->scale_expert_input;
-  if (b.host_memory()) {
-    // n is every EP rank's tokens that reach this one, which the step's arena was not sized for,
-    // so the buffers here are the host's own.
-    const size_t entries = size_t(n) * top_k;
-    std::vector<int32_t> local(entries), offsets(w.num_slots + 2), positions(entries), source_rows(entries);
-    std::vector<float> local_weights(entries), x_scaled(scaled ? entries * hidden : 0);
-    std::vector<float> y(entries * hidden, 0.0f);  // [entries, hidden] permuted
-    localize_slots(arrived.slots.data(), arrived.weights.data(), entries, first_slot, w.num_slots, local.data(),
-                   local_weights.data());
-    run_slots(step, w, arrived.x.as<float>(), n, local.data(), local_weights.data(),
-              SlotBuffers{offsets.data(), positions.data(), source_rows.data(), scaled ? x_scaled.data() : nullptr,
-                          y.data()},
-              partial.as<float>());
-    return;
+  const int entries = n * top_k;
+  std::vector<int32_t> local(entries);
+  std::vector<float> local_weights(entries);
+  localize_slots(arrived.slots.data(), arrived.weights.data(), entries, step.ep->rank() * w.num_slots, w.num_slots,
+                 local.data(), local_weights.data());
+  auto* local_dev = arena.alloc<int32_t>(entries);  // [n, top_k]
+  auto* weights_dev = arena.alloc<float>(entries);  // [n, top_k]
+  auto* offsets = arena.alloc<int32_t>(w.num_slots + 2);
+  auto* positions = arena.alloc<int32_t>(entries);    // [n, top_k]
+  auto* source_rows = arena.alloc<int32_t>(entries);  // [entries]
+  b.upload(local_dev, local.data(), entries * sizeof(int32_t));
+  b.upload(weights_dev, local_weights.data(), entries * sizeof(float));
+  b.moe_permute(ops::MoePermuteArgs{.expert_ids = local_dev,
+                                    .entries = entries,
+                                    .top_k = top_k,
+                                    .experts = w.num_slots + 1,
+                                    .offsets = offsets,
+                                    .positions = positions,
+                                    .source_rows = source_rows});
+  const float* x = arrived.x.as<float>();
+  if (config_.moe->scale_expert_input) {
+    float* x_scaled = arena.alloc<float>(size_t(entries) * hidden);  // [entries, hidden] permuted
+    b.scale_expert_inputs(ops::ScaleExpertInputsArgs{.x = x,
+                                                     .hidden = hidden,
+                                                     .entries = entries,
+                                                     .top_k = top_k,
+                                                     .positions = positions,
+                                                     .weights = weights_dev,
+                                                     .x_scaled = x_scaled,
+                                                     .entry_rows = source_rows});
+    x = x_scaled;
   }
-  // Device memory: the arrived rows (host) go up in chunks the arena's free space holds at the MoE
-  // block's need per token, and their sums come back down.
-  StepArena& arena = step.arena;
-  const size_t per_token = moe_floats_per_token() * sizeof(float);
-  const size_t free_bytes = arena.capacity() - arena.used();
-  const int chunk = static_cast<int>(std::clamp<size_t>(free_bytes / 2 / per_token, 1, std::max(n, 1)));
-  std::vector<int32_t> local(size_t(chunk) * top_k);
-  std::vector<float> local_weights(size_t(chunk) * top_k);
-  for (int begin = 0; begin < n; begin += chunk) {
-    const int rows = std::min(chunk, n - begin);
-    const size_t entries = size_t(rows) * top_k;
-    const size_t mark = arena.used();
-    localize_slots(arrived.slots.data() + size_t(begin) * top_k, arrived.weights.data() + size_t(begin) * top_k,
-                   entries, first_slot, w.num_slots, local.data(), local_weights.data());
-    float* x = arena.alloc<float>(size_t(rows) * hidden);  // [rows, hidden]
-    b.upload(x, arrived.x.as<float>() + size_t(begin) * hidden, size_t(rows) * hidden * sizeof(float));
-    auto* local_dev = arena.alloc<int32_t>(entries);
-    b.upload(local_dev, local.data(), entries * sizeof(int32_t));
-    float* weights_dev = arena.alloc<float>(entries);
-    b.upload(weights_dev, local_weights.data(), entries * sizeof(float));
-    const SlotBuffers buf{.offsets = arena.alloc<int32_t>(w.num_slots + 2),
-                          .positions = arena.alloc<int32_t>(entries),
-                          .source_rows = arena.alloc<int32_t>(entries),
-                          .x_scaled = scaled ? arena.alloc<float>(entries * hidden) : nullptr,
-                          .y = arena.alloc<float>(entries * hidden)};
-    float* out = arena.alloc<float>(size_t(rows) * hidden);  // [rows, hidden]
-    run_slots(step, w, x, rows, local_dev, weights_dev, buf, out);
-    b.download(partial.as<float>() + size_t(begin) * hidden, out, size_t(rows) * hidden * sizeof(float));
-    arena.rewind(mark);
-  }
+  float* y = arena.alloc<float>(size_t(entries) * hidden);  // [entries, hidden] permuted
+  const SplitSums experts_out = b.routed_experts(w, x, source_rows, offsets, n, y);
+  b.moe_combine(ops::MoeCombineArgs{.expert_out = experts_out.data,
+                                    .expert_splits = experts_out.splits,
+                                    .expert_split_stride = experts_out.split_stride,
+                                    .positions = positions,
+                                    .weights = weights_dev,
+                                    .tokens = n,
+                                    .top_k = top_k,
+                                    .hidden = hidden,
+                                    .out = partial.as<float>()});
 }
 
 void DecoderLoop::moe_expert_parallel(Step& step, int layer_idx, const float* x, float* out) const {
@@ -613,11 +576,9 @@ void DecoderLoop::moe_expert_parallel(Step& step, int layer_idx, const float* x,
   const int top_k = w.router_params.top_k;
   const int hidden = config_.hidden_size;
   StepArena& arena = step.arena;
-  // The dispatch plans and the EP collectives run on host memory: a device backend's routing and
-  // rows are staged through it (host_*).
-  const bool host = b.host_memory();
   // Routing runs on every token on every TP rank (the router is replicated and cheap). A rank with
   // no tokens (forward's idle step) only serves the others' tokens: no op of its own has a row.
+  // The dispatch plans on the host: a device backend's routing comes down.
   float* logits = arena.alloc<float>(static_cast<size_t>(tokens) * w.num_experts);
   const size_t entries = static_cast<size_t>(tokens) * top_k;
   int32_t* expert_ids = arena.alloc<int32_t>(entries);
@@ -626,21 +587,15 @@ void DecoderLoop::moe_expert_parallel(Step& step, int layer_idx, const float* x,
     b.router_logits(Act{x, nullptr}, tokens, w.router, logits);
     b.route(logits, w.selection_bias, tokens, w.num_experts, w.router_params, expert_ids, expert_weights);
   }
-  std::vector<int32_t> host_ids;
-  std::vector<float> host_weights;
-  if (!host) {
-    host_ids.resize(entries);
-    host_weights.resize(entries);
-    b.download(host_ids.data(), expert_ids, entries * sizeof(int32_t));
-    b.download(host_weights.data(), expert_weights, entries * sizeof(float));
-    expert_ids = host_ids.data();
-    expert_weights = host_weights.data();
-  }
+  std::vector<int32_t> host_ids(entries);
+  std::vector<float> host_weights(entries);
+  b.download(host_ids.data(), expert_ids, entries * sizeof(int32_t));
+  b.download(host_weights.data(), expert_weights, entries * sizeof(float));
   // Physical slot of each (token, k): replica = flattened position mod the replica count.
   std::vector<int32_t> slots(entries);
   for (size_t i = 0; i < entries; ++i) {
-    slots[i] = map.slot_for(expert_ids[i], static_cast<int>(i));
-    if (step.load.experts != nullptr) ++step.load.experts[int64_t(layer_idx) * w.num_experts + expert_ids[i]];
+    slots[i] = map.slot_for(host_ids[i], static_cast<int>(i));
+    if (step.load.experts != nullptr) ++step.load.experts[int64_t(layer_idx) * w.num_experts + host_ids[i]];
     if (step.load.slots != nullptr) ++step.load.slots[int64_t(layer_idx) * map.num_physical() + slots[i]];
   }
   // This TP rank's chunk of the tokens (sequence-parallel MoE): each token is dispatched once.
@@ -649,39 +604,35 @@ void DecoderLoop::moe_expert_parallel(Step& step, int layer_idx, const float* x,
   const int begin = chunk_begin(tp.rank);
   const int count = chunk_begin(tp.rank + 1) - begin;
   const size_t chunk_floats = static_cast<size_t>(count) * hidden;
-  float* chunk_out = arena.alloc<float>(chunk_floats);  // [count, hidden]
-  std::vector<float> host_x, host_out;                  // [count, hidden] each, device backends
-  const float* chunk_x = x + int64_t(begin) * hidden;
-  if (!host) {
-    host_x.resize(chunk_floats);
-    host_out.resize(chunk_floats);
-    b.download(host_x.data(), chunk_x, chunk_floats * sizeof(float));
-  }
+  // Without shared experts the dispatch's sums are the block's output (this rank's rows of it).
+  const bool direct = !w.has_shared;
+  float* chunk_out = direct && tp.size == 1 ? out : arena.alloc<float>(chunk_floats);  // [count, hidden]
+  const float* chunk_x = x + int64_t(begin) * hidden;                                  // [count, hidden]
   const RoutedTokens routed{
-      .x = TensorView{host ? const_cast<float*>(chunk_x) : host_x.data(), DType::kF32, Shape{count, hidden}},
+      .x = TensorView{const_cast<float*>(chunk_x), DType::kF32, Shape{count, hidden}},
       .slots = std::span<const int32_t>(slots.data() + int64_t(begin) * top_k, size_t(count) * top_k),
-      .weights = std::span<const float>(expert_weights + int64_t(begin) * top_k, size_t(count) * top_k),
+      .weights = std::span<const float>(host_weights.data() + int64_t(begin) * top_k, size_t(count) * top_k),
       .top_k = top_k};
   const RunLocalExperts run_local = [&](const RoutedTokens& arrived, const TensorView& partial) {
     run_local_experts(step, w, arrived, partial);
   };
-  const TensorView chunk_view{host ? chunk_out : host_out.data(), DType::kF32, Shape{count, hidden}};
+  // (run_local_experts' buffers, twice over as the local MoE block's budget)
+  const EpDispatch dispatch{
+      .ep = *step.ep, .backend = b, .run_local_bytes_per_row = 2 * moe_floats_per_token() * sizeof(float)};
+  const TensorView chunk_view{chunk_out, DType::kF32, Shape{count, hidden}};
   switch (shard_.all2all) {
     case All2AllBackend::kAllgatherReducescatter:
-      ep_allgather_reducescatter(*step.ep, routed, run_local, chunk_view);
+      ep_allgather_reducescatter(dispatch, routed, run_local, chunk_view);
       break;
     case All2AllBackend::kAlltoall:
-      ep_alltoall(*step.ep, routed, run_local, map.slots_per_rank(), chunk_view);
+      ep_alltoall(dispatch, routed, run_local, map.slots_per_rank(), chunk_view);
       break;
   }
   // The shared experts on the chunk's rows (replicated under EP), added as a combine of one
   // "expert" of weight 1 (chunk_out) plus the gated shared output.
   if (count == 0 && (tokens == 0 || step.tp == nullptr)) return;  // no rows here, none to gather
-  float* block_out = tp.size == 1 ? out : arena.alloc<float>(chunk_floats);
-  if (count == 0) {
-    // A TP rank without rows of this step's tokens: it only joins the gather below.
-  } else if (w.has_shared) {
-    if (!host) b.upload(chunk_out, host_out.data(), chunk_floats * sizeof(float));
+  float* block_out = direct ? chunk_out : tp.size == 1 ? out : arena.alloc<float>(chunk_floats);
+  if (count > 0 && w.has_shared) {
     float* shared_out = arena.alloc<float>(chunk_floats);
     b.mlp(Act{chunk_x, nullptr}, count, w.shared, shared_out);
     float* shared_gate = nullptr;
@@ -705,10 +656,6 @@ void DecoderLoop::moe_expert_parallel(Step& step, int layer_idx, const float* x,
                                       .shared_out = shared_out,
                                       .shared_gate_logit = shared_gate,
                                       .out = block_out});
-  } else if (host) {
-    std::copy(chunk_out, chunk_out + chunk_floats, block_out);
-  } else {
-    b.upload(block_out, host_out.data(), chunk_floats * sizeof(float));
   }
   // Without a TP group (one rank's start-up profile run) the other ranks' rows stay unwritten.
   if (tp.size > 1 && step.tp != nullptr) {

@@ -83,23 +83,9 @@ class DecoderLoop {
   // The MoE block with expert parallelism: out [tokens, hidden] = the whole block's output
   // (routed experts through the EP dispatch, shared experts, gathered over TP).
   void moe_expert_parallel(Step& step, int layer_idx, const float* x, float* out) const;
-  // partial [n, hidden] (host memory) = Σ over the arrived (t, k) routed to this rank's slots of
-  // weight · expert(x[t]) (arrived: host memory, the dispatch's).
-  void run_local_experts(Step& step, const MoeWeights& w, const RoutedTokens& arrived,
-                         const TensorView& partial) const;
-  // Buffers of run_slots in the backend's memory, for n tokens (entries = n × top_k).
-  struct SlotBuffers {
-    int32_t* offsets;      // [num_slots + 2]
-    int32_t* positions;    // [entries]
-    int32_t* source_rows;  // [entries]
-    float* x_scaled;       // [entries, hidden], or null where the experts do not scale their inputs
-    float* y;              // [entries, hidden]
-  };
-  // out [n, hidden] = Σ_k local_weights[t, k] · expert_{local[t, k]}(x[t]) over this rank's slots
-  // (local [n, top_k]: a local slot, or num_slots for none), all in the backend's memory.
-  // local_weights: scale_expert_inputs may rewrite them.
-  void run_slots(Step& step, const MoeWeights& w, const float* x, int n, const int32_t* local,
-                 float* local_weights, const SlotBuffers& buf, float* out) const;
+  // partial [n, hidden] = Σ over the arrived (t, k) routed to this rank's slots of weight ·
+  // expert(x[t]); arrived.x and partial in the backend's memory (the dispatch's).
+  void run_local_experts(Step& step, const MoeWeights& w, const RoutedTokens& arrived, const TensorView& partial) const;
   // Floats of step workspace an MoE block needs per token (workspace_bytes' MoE term).
   int64_t moe_floats_per_token() const;
 

@@ -123,7 +123,7 @@ Status ModelRunner::profile_run() {
   const ParallelComm comm = comm_;
   if (device_->shard().expert_parallel && comm_.ep == nullptr) {
     solo = std::make_unique<LocalGroup>(1);
-    solo_ep = solo->communicator(0);
+    solo_ep = device_->device_communicator(solo->communicator(0));
     comm_.ep = solo_ep.get();
   }
   device_->synchronize();

@@ -140,8 +140,8 @@ Result<std::unique_ptr<RankWorker>> load_cpu_rank(const ModelConfig& config, con
 }
 
 void RankWorker::set_communicators(std::unique_ptr<Communicator> tp, std::unique_ptr<Communicator> ep) {
-  tp_ = tp == nullptr ? nullptr : runner_->device().tp_communicator(std::move(tp));
-  ep_ = std::move(ep);
+  tp_ = tp == nullptr ? nullptr : runner_->device().device_communicator(std::move(tp));
+  ep_ = ep == nullptr ? nullptr : runner_->device().device_communicator(std::move(ep));
   runner_->set_communicators(ParallelComm{.tp = tp_.get(), .ep = ep_.get()});
 }
 
@@ -164,7 +164,7 @@ void RankWorker::forward(std::span<const RunnerSeq> batch, const TensorView& out
 void RankWorker::apply_placement(std::span<const int> moe_layers,
                                  const std::vector<std::shared_ptr<const ExpertMap>>& new_maps) {
   MS_CHECK_MSG(ep_ != nullptr, "EPLB needs the EP communicator");
-  apply_expert_placement(*ep_, ep_->rank(), moe_layers, new_maps, expert_slots());
+  apply_expert_placement(ep_->host_group(), ep_->rank(), moe_layers, new_maps, expert_slots());
 }
 
 Result<std::unique_ptr<RankExecutor>> make_thread_ranks(const ModelConfig& config, const WeightSource& weights,

@@ -103,9 +103,9 @@ class RunnerDevice {
   virtual Status capture_decode_graphs(int max_batch, size_t words) { return ok_status(); }
   // Once, on the thread that then runs this device's steps (CUDA: selects its GPU).
   virtual void bind_thread() {}
-  // The rank's TP group as the loop calls it on this device's memory (the CUDA one stages its
-  // collectives through the host).
-  virtual std::unique_ptr<Communicator> tp_communicator(std::unique_ptr<Communicator> tp) { return tp; }
+  // A group of the rank (TP or EP, over host memory) as the loop calls it on this device's memory:
+  // CUDA's runs over NCCL, or stages its collectives through the host; host_group() stays.
+  virtual std::unique_ptr<Communicator> device_communicator(std::unique_ptr<Communicator> group) { return group; }
 };
 
 }  // namespace moeserve

@@ -89,14 +89,15 @@ void CudaRunnerDevice::bind_thread() {
   MS_CHECK_MSG(status.ok(), status.ok() ? "" : status.error().message.c_str());
 }
 
-std::unique_ptr<Communicator> CudaRunnerDevice::tp_communicator(std::unique_ptr<Communicator> tp) {
-  if (options_.nccl) {
+std::unique_ptr<Communicator> CudaRunnerDevice::device_communicator(std::unique_ptr<Communicator> group) {
+  // (a group of one, the start-up profile's EP stand-in, needs no NCCL communicator)
+  if (options_.nccl && group->size() > 1) {
     Result<std::unique_ptr<NcclCommunicator>> nccl =
-        NcclCommunicator::create(std::move(tp), stream_.stream(), options_.device_index);
+        NcclCommunicator::create(std::move(group), stream_.stream(), options_.device_index);
     if (!nccl.ok()) throw std::runtime_error(nccl.error().message);
     return std::move(nccl.value());
   }
-  return std::make_unique<cuda::StagedCommunicator>(std::move(tp), stream_.stream());
+  return std::make_unique<cuda::StagedCommunicator>(std::move(group), stream_.stream());
 }
 
 std::string CudaRunnerDevice::describe() const {

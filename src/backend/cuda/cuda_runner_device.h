@@ -44,7 +44,7 @@ struct CudaDeviceOptions {
   bool enforce_eager = false;
   // One rank of a parallel layout (backend/cuda/cuda_ranks.h): its part of the model.
   ShardSpec shard;
-  // Its TP collectives over NCCL (comm/nccl) instead of staged through the host: a rank alone in
+  // Its TP and EP collectives over NCCL (comm/nccl) instead of staged through the host: a rank alone in
   // its process (a worker process), since ranks sharing a GPU take NCCL host ids of their own.
   bool nccl = false;
 };
@@ -80,7 +80,7 @@ class CudaRunnerDevice final : public RunnerDevice {
   void bind_thread() override;
   // TP collectives run on the pass's device buffers: over NCCL (options.nccl), else staged
   // through the host.
-  std::unique_ptr<Communicator> tp_communicator(std::unique_ptr<Communicator> tp) override;
+  std::unique_ptr<Communicator> device_communicator(std::unique_ptr<Communicator> group) override;
 
   int device_index() const override { return options_.device_index; }
   cuda::PrefillPrecision prefill_precision() const { return options_.prefill_precision; }

@@ -30,6 +30,7 @@ class StagedCommunicator final : public Communicator {
                        std::span<const int64_t> recv_rows) override;
   std::vector<int64_t> all_gather_value(int64_t value) override { return inner_->all_gather_value(value); }
   void barrier() override { inner_->barrier(); }
+  Communicator& host_group() override { return *inner_; }
 
  private:
   // A host copy of device tensor `view` (after the stream's queued work), and back.

@@ -43,6 +43,7 @@ class NcclCommunicator final : public Communicator {
                        std::span<const int64_t> recv_rows) override;
   std::vector<int64_t> all_gather_value(int64_t value) override { return host_->all_gather_value(value); }
   void barrier() override { host_->barrier(); }
+  Communicator& host_group() override { return *host_; }
 
  private:
   NcclCommunicator(std::unique_ptr<Communicator> host, void* stream) : host_(std::move(host)), stream_(stream) {}
