@@ -153,7 +153,9 @@ TEST(CudaRanksCli, GenerateMatchesOneGpuInEveryLayout) {
       // CUDA ranks in worker processes.
       {"-tp", "2", "--distributed-executor-backend", "mp"},
       {"-dp", "2", "--enable-expert-parallel", "--enable-eplb", "--eplb-config",
-       R"({"window_size":4,"step_interval":4})", "--distributed-executor-backend", "mp"}};
+       R"({"window_size":4,"step_interval":4})", "--distributed-executor-backend", "mp"},
+      {"-tp", "2", "-dp", "2", "--enable-expert-parallel", "--all2all-backend", "nccl_alltoall",
+       "--distributed-executor-backend", "mp"}};
   for (const std::vector<std::string>& layout : layouts) {
     const testing::CommandResult run = generate(layout);
     ASSERT_EQ(run.exit_code, 0) << layout[0] << " " << layout[1] << "\n" << run.output;
