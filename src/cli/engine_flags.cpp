@@ -86,8 +86,9 @@ void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
   command.add_option("--expert-placement-strategy", expert_placement_strategy, "linear or round_robin");
   command.add_flag("--enable-eplb", enable_eplb, "Expert-parallel load balancing (needs --enable-expert-parallel)");
   command.add_option("--distributed-executor-backend", distributed_executor_backend,
-                     "How the ranks run: threads (one process; the default on one node), mp (one worker process per "
-                     "rank, over gloo; the default over several nodes), uni (one rank)");
+                     "How the ranks run: mp (one worker process per rank: NCCL between CUDA ranks, gloo between CPU "
+                     "ranks; the default on GPUs and over several nodes), threads (one process; the default for CPU "
+                     "ranks of one node), uni (one rank)");
   command.add_option("--eplb-config", eplb_config,
                      "JSON, e.g. '{\"window_size\":1000,\"step_interval\":3000,\"num_redundant_experts\":2,"
                      "\"log_balancedness\":true}'");
@@ -103,10 +104,20 @@ Result<ParallelConfig> EngineFlags::parallel_config() const {
   MS_ASSIGN_OR_RETURN(parallel.eplb, parse_eplb_config(eplb_config, enable_eplb));
   parallel.num_redundant_experts = parallel.eplb.num_redundant_experts;
   parallel.nodes = nodes;
-  // As vLLM, processes when ranks run on other nodes; moeserve's threads otherwise.
+  // As vLLM, worker processes when ranks run on other nodes or on GPUs (their collectives over
+  // NCCL); moeserve's threads for CPU ranks of one node. (A device that cannot be chosen is
+  // refused later, by the same choice.)
+  const bool multi_rank = tensor_parallel_size * data_parallel_size > 1;
+  const auto on_gpu = [&] {
+    const Result<Device> kind = parse_device(device);
+    if (!kind.ok()) return false;
+    const Result<BackendChoice> choice = choose_backend(*kind, ActivationDType::kAuto);
+    return choice.ok() && choice->backend == Backend::kCuda;
+  };
+  const bool processes = nodes.spans_nodes(data_parallel_size) || (multi_rank && on_gpu());
   const std::string executor = !distributed_executor_backend.empty() ? distributed_executor_backend
-                               : nodes.spans_nodes(data_parallel_size) ? "mp"
-                                                                         : "threads";
+                               : processes                           ? "mp"
+                                                                     : "threads";
   MS_ASSIGN_OR_RETURN(parallel.executor, parse_distributed_executor(executor));
   const int cores = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
   parallel.threads_per_rank = std::max(1, cores / std::max(1, parallel.local_world_size()));

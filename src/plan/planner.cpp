@@ -203,15 +203,15 @@ std::vector<DeploymentShape> candidate_layouts(const ModelConfig& config, int gp
 namespace {
 
 // What moeserve's CUDA backend does not do yet, said where it changes what `serve` runs of the
-// plan's command (`command_gpus`: the GPUs it deploys on); issue 22 (ranks over NCCL) and 21 (FP8
+// plan's command (`command_gpus`: the GPUs it deploys on); issues 23 (multi-GPU speed) and 21 (FP8
 // held as FP8) lift them.
 void note_cuda_backend_limits(Plan& plan, int command_gpus) {
   if (command_gpus > 1) {
     plan.notes.push_back(
-        "moeserve's CUDA backend runs a multi-GPU layout as ranks (threads, or worker processes with mp and over "
-        "several nodes) whose collectives are staged through host memory (its ranks over NCCL are not written "
-        "yet): `serve` runs this command on the GPUs with the outputs of one GPU but far below vLLM's speed; "
-        "the layouts above size the GPUs as vLLM would");
+        "moeserve's CUDA backend runs a multi-GPU layout as vLLM does, a worker process per GPU with its TP and EP "
+        "collectives over NCCL, but its parallel steps run without CUDA graphs and without overlapping "
+        "communication, and its multi-GPU speed is not measured yet: `serve` runs this command with the outputs "
+        "of one GPU; the layouts above size the GPUs as vLLM would");
   }
   if (plan.dtype == WeightDType::kFp8) {
     plan.notes.push_back(

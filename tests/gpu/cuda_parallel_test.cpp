@@ -126,7 +126,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 // The CLI end to end on the demo model: greedy `generate --device cuda` gives one GPU's tokens in
 // every layout (the start-up log naming the CUDA ranks), EPLB rearranging included, with the
-// ranks as threads and as worker processes (--distributed-executor-backend mp).
+// ranks as worker processes over NCCL (the default on GPUs, as vLLM's mp) and as threads.
 TEST(CudaRanksCli, GenerateMatchesOneGpuInEveryLayout) {
   const auto generate = [](const std::vector<std::string>& layout) {
     std::vector<std::string> args = {
@@ -145,22 +145,25 @@ TEST(CudaRanksCli, GenerateMatchesOneGpuInEveryLayout) {
   const std::vector<int> expected = ids(single);
   ASSERT_EQ(expected.size(), 24u);
   const std::vector<std::vector<std::string>> layouts = {
+      // CUDA ranks on threads, their collectives staged through the host.
+      {"-tp", "2", "--distributed-executor-backend", "threads"},
+      {"-dp", "2", "--enable-expert-parallel", "--distributed-executor-backend", "threads"},
+      {"-tp", "2", "-dp", "2", "--enable-expert-parallel", "--all2all-backend", "nccl_alltoall",
+       "--distributed-executor-backend", "threads"},
+      {"-dp", "2", "--enable-expert-parallel", "--enable-eplb", "--eplb-config",
+       R"({"window_size":4,"step_interval":4})", "--distributed-executor-backend", "threads"},
+      // CUDA ranks in worker processes, over NCCL: the default.
       {"-tp", "2"},
-      {"-dp", "2", "--enable-expert-parallel"},
-      {"-tp", "2", "-dp", "2", "--enable-expert-parallel", "--all2all-backend", "nccl_alltoall"},
       {"-dp", "2", "--enable-expert-parallel", "--enable-eplb", "--eplb-config",
        R"({"window_size":4,"step_interval":4})"},
-      // CUDA ranks in worker processes.
-      {"-tp", "2", "--distributed-executor-backend", "mp"},
-      {"-dp", "2", "--enable-expert-parallel", "--enable-eplb", "--eplb-config",
-       R"({"window_size":4,"step_interval":4})", "--distributed-executor-backend", "mp"},
       {"-tp", "2", "-dp", "2", "--enable-expert-parallel", "--all2all-backend", "nccl_alltoall",
        "--distributed-executor-backend", "mp"}};
   for (const std::vector<std::string>& layout : layouts) {
     const testing::CommandResult run = generate(layout);
     ASSERT_EQ(run.exit_code, 0) << layout[0] << " " << layout[1] << "\n" << run.output;
     EXPECT_NE(run.output.find(" on cuda: "), std::string::npos) << run.output;
-    if (layout.back() == "mp") EXPECT_NE(run.output.find("ranks as worker processes"), std::string::npos) << run.output;
+    const bool threads = layout.back() == "threads";
+    EXPECT_EQ(run.output.find("ranks as worker processes") != std::string::npos, !threads) << run.output;
     EXPECT_EQ(ids(run), expected) << layout[0] << " " << layout[1] << (layout.size() > 2 ? " ..." : "");
   }
 }
