@@ -424,7 +424,7 @@ struct GemmArgs {
   float* out = nullptr;
   // Row r reads x[x_rows[r]] instead of x[r] (the MoE gather fused; CUDA: small_gemm only); null: x[r].
   const int32_t* x_rows = nullptr;
-  // fp8 weights in place of `weight` (the CPU; CUDA: small_gemm, not yet used by its backend):
+  // fp8 weights in place of `weight` (the CPU; CUDA: small_gemm, mma_gemm):
   // [groups ×] [N_w, K] e4m3 (group_stride apart), scaled by fp8.scale (scale_group_stride apart).
   const uint8_t* weight_fp8 = nullptr;
   Fp8Scales fp8;
@@ -608,6 +608,10 @@ SplitSums small_gemm_unsummed(const GpuExec& exec, const GemmArgs& args, float* 
 // floats lets a GEMM with too few blocks for the GPU split K over more blocks (the partial sums
 // are added in a fixed order, so results are deterministic); null runs it unsplit.
 bool mma_gemm_supported(int k);
+// FP8 weights (args.weight_fp8): exact e4m3 → bf16 in registers, each 64-K chunk's sums times its
+// row's block scale; needs K % 16 == 0, scale blocks and offset multiples of 64, and no
+// activation quantization (the weight-only FP8 mode).
+bool mma_gemm_supports_fp8(int k, const ops::Fp8Scales& fp8);
 size_t mma_gemm_workspace_floats(const GemmArgs& args);
 void mma_gemm(const GpuExec& exec, const GemmArgs& args, bool split, float* workspace = nullptr);
 
@@ -673,6 +677,10 @@ void sample_rows(const GpuExec& exec, const float* logits, int64_t vocab, const 
 // Casts: float32 → bf16 (round to nearest even), bf16 → float32.
 void to_bf16(const GpuExec& exec, const float* x, int64_t count, uint16_t* out);
 void to_f32(const GpuExec& exec, const uint16_t* x, int64_t count, float* out);
+// Block-scaled FP8 weights [rows, cols] (scales as ops::Fp8Scales) → bf16(fp8 · scale): what
+// cuBLAS multiplies for prefill-sized GEMMs. cols, the block and the offset multiples of 16.
+void fp8_to_bf16(const GpuExec& exec, const uint8_t* fp8, const ops::Fp8Scales& scales, int64_t rows, int cols,
+                 uint16_t* out);
 // x ≈ hi + lo with hi = bf16(x), lo = bf16(x − hi): two bf16 GEMMs then carry ~16 bits of each
 // activation's mantissa (the precise prefill mode).
 void to_bf16_split(const GpuExec& exec, const float* x, int64_t count, uint16_t* hi, uint16_t* lo);
@@ -680,9 +688,9 @@ void to_bf16_split(const GpuExec& exec, const float* x, int64_t count, uint16_t*
 // Random bf16 weights on the device (--load-format dummy without a host copy): each element
 // normal(0, stddev) from a counter-based hash of (seed, index); stddev 0 fills `constant`.
 void fill_random_bf16(const GpuExec& exec, uint16_t* out, int64_t count, uint64_t seed, float stddev, float constant);
-// Uniform random bytes from the same hash, or `constant` where random is false (MXFP4 blocks and
-// scales of --load-format dummy).
-void fill_random_bytes(const GpuExec& exec, uint8_t* out, int64_t count, uint64_t seed, bool random,
-                       uint8_t constant);
+// Uniform random bytes from the same hash (only mask's bits set), or `constant` where random is
+// false (MXFP4 blocks and scales, FP8 codes of --load-format dummy).
+void fill_random_bytes(const GpuExec& exec, uint8_t* out, int64_t count, uint64_t seed, bool random, uint8_t constant,
+                       uint8_t mask = 0xff);
 
 }  // namespace moeserve::cuda

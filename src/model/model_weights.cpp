@@ -166,16 +166,21 @@ class Loader {
   }
 
   // dst [rows, cols] e4m3 and dst_scales [rows, ceil(cols / fp8_block_[1])] ← the part: copied
-  // when the checkpoint stores it as e4m3, else quantized in fp8_block_ blocks (scale amax / 448).
-  void fill_fp8(uint8_t* dst, float* dst_scales, const Part& part) {
+  // when the checkpoint stores it as e4m3, else quantized in fp8_block_ blocks (scale amax / 448);
+  // a part with no data: random codes of |value| < 2 at scale 2^-5 (about normal(0, 0.02)'s range).
+  Status fill_fp8(uint8_t* dst, float* dst_scales, const Part& part, const WeightEntry& entry, int expert) {
     const int64_t rows = part.view.dim(0), cols = part.view.dim(1);
     if (part.view.dtype == DType::kF8E4M3) {
       memory_.write(dst, part.view.data, part.view.nbytes());
       memory_.write(dst_scales, part.scales.data(), part.scales.size() * sizeof(float));
-      return;
+      return ok_status();
     }
     const auto [block_rows, block_cols] = fp8_block_;
     const int64_t scale_cols = (cols + block_cols - 1) / block_cols;
+    if (part.view.data == nullptr) {
+      MS_RETURN_IF_ERROR(fill_random(dst, DType::kF8E4M3, rows * cols, entry, expert));
+      return memory_.fill_random(dst_scales, DType::kF32, rows * scale_cols, 0, 0.0f, 1.0f / 32);
+    }
     const std::vector<float> f32 = to_f32(part);
     std::vector<uint8_t> bits(f32.size());
     std::vector<float> scales(static_cast<size_t>(rows * scale_cols));
@@ -196,6 +201,7 @@ class Loader {
     }
     memory_.write(dst, bits.data(), bits.size());
     memory_.write(dst_scales, scales.data(), scales.size() * sizeof(float));
+    return ok_status();
   }
 
   // The shape of the rank's part of entry (ShardedWeights::shard's, and rows() for KV heads),
@@ -265,7 +271,7 @@ class Loader {
     if (!memory_.holds_fp8()) return false;
     for (size_t i = 0; i < parts.size(); ++i) {
       const bool fp8 = parts[i].view.dtype == DType::kF8E4M3;
-      const bool quantized = !fp8 && quantize_fp8_ && entries[i]->quantizable && parts[i].view.data != nullptr;
+      const bool quantized = !fp8 && quantize_fp8_ && entries[i]->quantizable;
       if ((!fp8 && !quantized) || parts[i].scale_offset != parts[0].scale_offset) return false;
     }
     return true;
@@ -312,8 +318,9 @@ class Loader {
     int64_t row = 0;
     for (size_t i = 0; i < parts.size(); ++i) {
       if (dst.dtype == DType::kF8E4M3) {
-        fill_fp8(const_cast<uint8_t*>(dst.fp8()) + row * dst.in, const_cast<float*>(dst.scale) + row * dst.scale_cols(),
-                 parts[i]);
+        MS_RETURN_IF_ERROR(fill_fp8(const_cast<uint8_t*>(dst.fp8()) + row * dst.in,
+                                    const_cast<float*>(dst.scale) + row * dst.scale_cols(), parts[i], *entries[i],
+                                    expert));
       } else {
         char* rows = static_cast<char*>(const_cast<void*>(dst.weight)) + row * dst.in * dtype_size(dst.dtype);
         MS_RETURN_IF_ERROR(fill(rows, dst.dtype, parts[i], *entries[i], expert));
@@ -591,8 +598,9 @@ Result<ModelWeights> load_model_weights(const ModelConfig& cfg, const ShardedWei
 }
 
 Result<ModelWeights> load_random_model_weights(const ModelConfig& cfg, const WeightPlan& plan, uint64_t seed,
-                                               WeightMemory& memory, const ShardSpec& shard) {
-  return load_weights(cfg, plan, nullptr, shard, memory, seed, WeightPrecision{});
+                                               WeightMemory& memory, const ShardSpec& shard,
+                                               const WeightPrecision& precision) {
+  return load_weights(cfg, plan, nullptr, shard, memory, seed, precision);
 }
 
 namespace {

@@ -189,7 +189,8 @@ class WeightMemory {
   virtual void write(void* dst, const void* host, size_t bytes) = 0;
   // dst [count] of dtype (kBF16 or kF32) ← normal(0, stddev) from a counter-based hash of
   // (seed, index), or `constant` where stddev is 0 (--load-format dummy made where the weights live);
-  // kU8 (MXFP4 blocks and scales): uniform random bytes, or `constant` where stddev is 0.
+  // kU8 (MXFP4 blocks and scales): uniform random bytes, or `constant` where stddev is 0;
+  // kF8E4M3: random e4m3 codes of |value| < 2.
   virtual Status fill_random(void* dst, DType dtype, int64_t count, uint64_t seed, float stddev, float constant) {
     return make_error("random weights are made by a WeightSource on this backend (loader/dummy_weights.h)");
   }
@@ -234,7 +235,8 @@ Result<ModelWeights> load_model_weights(const ModelConfig& config, const Sharded
 // The same shapes with random weights made by memory.fill_random (a routed expert's are the same
 // on every rank that holds it; a TP shard's are its own, not a slice of one rank's).
 Result<ModelWeights> load_random_model_weights(const ModelConfig& config, const WeightPlan& plan, uint64_t seed,
-                                               WeightMemory& memory, const ShardSpec& shard = {});
+                                               WeightMemory& memory, const ShardSpec& shard = {},
+                                               const WeightPrecision& precision = {});
 
 // One sequence's rows of a step, as the host packed them (rows first_row .. first_row + count - 1
 // at positions begin .. begin + count - 1, its block table at block_tables + table_offset).

@@ -320,17 +320,23 @@ TEST_F(CudaOpsTest, DecodeGemmsStreamMxfp4Experts) {
 }
 
 // Block-scaled FP8 e4m3 weights (DeepSeek-V3's layout, the 128-wide K blocks' scales per row as
-// the plan holds them; random codes but NaN, positive scales near 0.005), streamed by small_gemm at 1-16
-// rows, grouped with SwiGLU and a bias or without, also with a K block offset (a TP shard that
-// starts inside a block), with and without split K, against the CPU step op (which dequantizes
-// exactly). Not yet used by the CUDA backend (FP8 checkpoints load as bf16 there).
-TEST_F(CudaOpsTest, SmallGemmStreamsFp8Weights) {
+// the plan holds them; random codes but NaN, positive scales near 0.005), streamed by every decode
+// GEMM kernel (small_gemm at 1-16 rows; mma_gemm's 8-, 16- and 32-row tiles, groups past one
+// tile), grouped with SwiGLU and a bias or without, also with a K block offset (a TP shard that
+// starts inside a block: 64, which mma_gemm's 64-K chunks still take), with and without split K,
+// and dense (no groups) through mma_gemm, against the CPU step op (which dequantizes exactly).
+TEST_F(CudaOpsTest, DecodeGemmsStreamFp8Weights) {
   constexpr int kBlock = 128;
-  for (bool split_k : {false, true}) {
+  for (const GemmKernel& kernel : kGemmKernels) {
     for (bool swiglu : {true, false}) {
       for (auto [hidden, inter, offset] : {std::tuple{256, 128, 0}, {7168, 2048, 0}, {512, 384, 64}}) {
         for (const std::vector<int>& counts :
-             {std::vector<int>{1, 0, 0, 0}, std::vector<int>{0, 2, 0, 1}, std::vector<int>{3, 0, 1, 9, 0, 16}}) {
+             {std::vector<int>{1, 0, 0, 0}, std::vector<int>{0, 2, 0, 1}, std::vector<int>{3, 0, 1, 9, 0, 16},
+              std::vector<int>{40, 0, 17, 33}, std::vector<int>{24}}) {
+          const bool dense = counts.size() == 1;  // one group: run ungrouped
+          const bool mma = kernel.needs_k8;
+          if (!mma && *std::max_element(counts.begin(), counts.end()) > 16) continue;  // small_gemm's sizes
+          if (dense && (!mma || swiglu)) continue;
           const int groups = static_cast<int>(counts.size());
           const std::vector<int32_t> offsets = group_offsets(counts);
           const int total = offsets.back();
@@ -345,16 +351,17 @@ TEST_F(CudaOpsTest, SmallGemmStreamsFp8Weights) {
           std::vector<float> scales = random_floats(size_t(groups) * n_weight * scale_cols);
           for (float& v : scales) v = 0.002f + 0.004f * std::fabs(v);
           auto x = random_floats(size_t(total) * hidden);
+          if (kernel.bf16_inputs) round_to_bf16(x);
           auto bias = random_floats(size_t(groups) * n_weight, 0.5f);
           std::vector<float> expected(size_t(total) * inter);
           ops::GemmArgs args{.x = x.data(),
                              .rows = *std::max_element(counts.begin(), counts.end()),
                              .k = hidden,
                              .n = inter,
-                             .group_stride = per_group,
-                             .offsets = offsets.data(),
+                             .group_stride = dense ? 0 : per_group,
+                             .offsets = dense ? nullptr : offsets.data(),
                              .groups = groups,
-                             .total_rows = total,
+                             .total_rows = dense ? 0 : total,
                              .bias_f32 = bias.data(),
                              .bias_group_stride = n_weight,
                              .swiglu = swiglu,
@@ -365,20 +372,47 @@ TEST_F(CudaOpsTest, SmallGemmStreamsFp8Weights) {
           ops::gemm(cpu_, args);
           cuda::GemmArgs device = args;
           device.x = upload(x);
-          device.offsets = upload(offsets);
+          device.offsets = dense ? nullptr : upload(offsets);
           device.bias_f32 = upload(bias);
           device.weight_fp8 = upload(codes);
           device.fp8.scale = upload(scales);
           device.out = poisoned<float>(expected.size());
-          cuda::small_gemm(exec_, device,
-                           split_k ? poisoned<float>(std::max<size_t>(1, cuda::small_gemm_workspace_floats(device)))
-                                   : nullptr);
-          EXPECT_LT(relative_error(download(device.out, expected.size()), expected), 2e-6)
-              << (swiglu ? "swiglu " : "") << hidden << "x" << inter << " offset " << offset << " rows " << total
-              << (split_k ? " split-K" : "");
+          float* workspace = kernel.workspace_floats != nullptr
+                                 ? poisoned<float>(std::max<size_t>(1, kernel.workspace_floats(device)))
+                                 : nullptr;
+          kernel.run(exec_, device, workspace);
+          EXPECT_LT(relative_error(download(device.out, expected.size()), expected), kernel.tolerance)
+              << kernel.name << (swiglu ? " swiglu " : " ") << hidden << "x" << inter << " offset " << offset
+              << " rows " << total << (dense ? " dense" : "");
         }
       }
     }
+  }
+}
+
+// Block-scaled FP8 weights → bf16 for cuBLAS (prefill-sized GEMMs): each weight times its row's
+// block scale, rounded once to bf16, at a block offset too.
+TEST_F(CudaOpsTest, Fp8WeightsDequantizeToBf16) {
+  constexpr int kBlock = 128;
+  for (auto [rows, cols, offset] : {std::tuple{3, 256, 0}, {130, 384, 64}, {1, 7168, 0}}) {
+    const int scale_cols = (offset + cols + kBlock - 1) / kBlock;
+    std::vector<uint8_t> codes(size_t(rows) * cols);
+    for (uint8_t& c : codes) {
+      c = static_cast<uint8_t>(random_int(0, 255));
+      if ((c & 0x7f) == 0x7f) c ^= 1;
+    }
+    std::vector<float> scales = random_floats(size_t(rows) * scale_cols);
+    for (float& v : scales) v = 0.002f + 0.004f * std::fabs(v);
+    uint16_t* out = poisoned<uint16_t>(codes.size());
+    cuda::fp8_to_bf16(exec_, upload(codes), ops::Fp8Scales{.scale = upload(scales), .block = kBlock, .offset = offset},
+                      rows, cols, out);
+    const std::vector<uint16_t> got = download(out, codes.size());
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < cols; ++c) {
+        const float expected =
+            f8e4m3_to_f32(codes[size_t(r) * cols + c]) * scales[size_t(r) * scale_cols + (offset + c) / kBlock];
+        ASSERT_EQ(got[size_t(r) * cols + c], f32_to_bf16(expected)) << r << "," << c;
+      }
   }
 }
 

@@ -219,11 +219,14 @@ TEST_P(CudaGoldenTest, BatchedSequencesEachMatchTheirReference) {
 // reference (tiny-gpt_oss, tiny-llama4: weights that bf16 rounding moves by 0.42 and 0.020
 // relative in the logits of prompt_3, on the CPU too, `moeserve logits --dtype bfloat16`) does
 // not apply; their -bf16 copies (tools/make_bf16_variant.py) carry a reference on the rounded
-// weights. tiny-gpt_oss-mxfp4 is GPT-OSS in bf16 with its experts in MXFP4 (held as such on CUDA).
+// weights. tiny-gpt_oss-mxfp4 is GPT-OSS in bf16 with its experts in MXFP4 (held as such on CUDA);
+// the -fp8 fixtures are block-scaled FP8 checkpoints, held as FP8 (their reference: transformers
+// on the exactly dequantized weights).
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaGoldenTest,
                          ::testing::Values("tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2",
                                            "tiny-deepseek_v3", "tiny-deepseek_v32", "tiny-gpt_oss-mxfp4",
-                                           "tiny-gpt_oss-bf16", "tiny-llama4-bf16"));
+                                           "tiny-gpt_oss-bf16", "tiny-llama4-bf16", "tiny-deepseek_v3-fp8",
+                                           "tiny-qwen3_moe-fp8"));
 
 // In both prefill precisions: the trained model's logits stay within 2e-2 with bf16 GEMM inputs
 // too (--dtype bfloat16), and its greedy continuations stay exact.

@@ -38,9 +38,10 @@ std::vector<int> batch_sizes() {
 }
 
 // The catalog config cut to at most `max_layers` layers whose bf16 weights fit the budget, FP8
-// quantization dropped (dummy weights are bf16).
-ModelConfig cut_config(const plan::CatalogModel& model, int max_layers) {
-  nlohmann::json overrides = {{"quantization_config", nullptr}};
+// quantization dropped (dummy weights bf16) unless fp8 (dummy weights FP8, as the checkpoint's).
+ModelConfig cut_config(const plan::CatalogModel& model, int max_layers, bool fp8 = false) {
+  nlohmann::json overrides = nlohmann::json::object();
+  if (!fp8) overrides["quantization_config"] = nullptr;
   if (model.config.contains("first_k_dense_replace")) overrides["first_k_dense_replace"] = 1;
   for (int layers = max_layers; layers >= 2; --layers) {
     overrides["num_hidden_layers"] = layers;
@@ -96,12 +97,14 @@ std::vector<int32_t> run_batch(ModelRunner& runner, int batch, const std::string
 }
 
 std::vector<std::vector<int32_t>> run_all_batches(const ModelConfig& config, bool enforce_eager,
-                                                  cuda::PrefillPrecision precision, const std::string& label) {
+                                                  cuda::PrefillPrecision precision, const std::string& label,
+                                                  bool fp8 = false) {
   const int max_batch = batch_sizes().back();
-  auto runner = make_cuda_runner(config, nullptr, /*seed=*/7,
-                                 CudaDeviceOptions{.prefill_precision = precision, .enforce_eager = enforce_eager},
-                                 ModelRunnerOptions{.num_kv_blocks = kBlocksPerSeq * max_batch,
-                                                    .max_num_batched_tokens = max_batch * kPromptMax + kLongPrompt});
+  auto runner = make_cuda_runner(
+      config, nullptr, /*seed=*/7,
+      CudaDeviceOptions{.prefill_precision = precision, .enforce_eager = enforce_eager, .quantize_fp8 = fp8},
+      ModelRunnerOptions{.num_kv_blocks = kBlocksPerSeq * max_batch,
+                         .max_num_batched_tokens = max_batch * kPromptMax + kLongPrompt});
   if (!runner.ok()) {
     ADD_FAILURE() << label << ": " << runner.error().message;
     return {};
@@ -148,17 +151,35 @@ INSTANTIATE_TEST_SUITE_P(Catalog, CudaShapesTest, ::testing::ValuesIn(catalog_id
   return name;
 });
 
-// An fp8 checkpoint's config runs on CUDA: with --load-format dummy its weights are random bf16
-// (CUDA holds no fp8 weights yet; a real fp8 checkpoint is dequantized to bf16 as it loads).
-TEST(CudaShapesFp8Test, Fp8ConfigRunsWithDummyWeights) {
-  auto model = plan::find_catalog_model("deepseek-ai/DeepSeek-V3");
-  ASSERT_TRUE(model.ok());
-  auto config = parse_model_config((*model)->config, {{"num_hidden_layers", 1}});
-  ASSERT_TRUE(config.ok()) << config.error().message;
-  ASSERT_TRUE(config->fp8_block_size.has_value());
-  auto runner = make_cuda_runner(*config, nullptr, 0, CudaDeviceOptions{}, ModelRunnerOptions{.num_kv_blocks = 4});
-  EXPECT_TRUE(runner.ok()) << runner.error().message;
+// The FP8 checkpoints' shapes (DeepSeek-V3, Kimi K2: block-scaled e4m3 experts, dense and MLA
+// projections) with random FP8 weights held as FP8, cut to 4 layers (2 in the reduced set), through
+// every batch eagerly and through graphs, in both activation precisions: FP8 GEMMs at every row
+// count (small_gemm, mma_gemm, and the bf16 copies cuBLAS multiplies in the bf16 mode's prefill).
+class CudaShapesFp8Test : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaShapesFp8Test, EveryBatchEagerAndThroughGraphs) {
+  auto model = plan::find_catalog_model(GetParam());
+  ASSERT_TRUE(model.ok()) << model.error().message;
+  const ModelConfig config = cut_config(**model, reduced() ? 2 : 4, /*fp8=*/true);
+  ASSERT_TRUE(config.fp8_block_size.has_value());
+  const std::string label = GetParam() + " fp8 (" + std::to_string(config.num_layers) + " layers)";
+  for (const auto precision : {cuda::PrefillPrecision::kBf16, cuda::PrefillPrecision::kSplitBf16}) {
+    const std::string run = label + " " + cuda::prefill_precision_name(precision);
+    const auto eager = run_all_batches(config, /*enforce_eager=*/true, precision, run + " eager", /*fp8=*/true);
+    const auto graphs = run_all_batches(config, /*enforce_eager=*/false, precision, run + " graphs", /*fp8=*/true);
+    ASSERT_EQ(eager.size(), graphs.size());
+    for (size_t b = 0; b < eager.size(); ++b) {
+      EXPECT_EQ(eager[b], graphs[b]) << run << ": batch " << batch_sizes()[b]
+                                     << " picked other tokens through graphs than eagerly";
+    }
+  }
 }
+
+INSTANTIATE_TEST_SUITE_P(Fp8Checkpoints, CudaShapesFp8Test,
+                         ::testing::Values("deepseek-ai/DeepSeek-V3", "moonshotai/Kimi-K2-Instruct"),
+                         [](const auto& info) {
+                           return std::string(info.param == "deepseek-ai/DeepSeek-V3" ? "DeepSeek_V3" : "Kimi_K2");
+                         });
 
 }  // namespace
 }  // namespace moeserve

@@ -104,12 +104,14 @@ class ProfileScope {
 
 class CudaModel final : public ExpertSlots {
  public:
-  // weights null: random bf16 weights generated on the device from `seed` (--load-format dummy).
-  // shard: the rank's part of the model (model/parallel.h), all of it by default.
+  // weights null: random bf16 weights generated on the device from `seed` (--load-format dummy;
+  // block-scaled FP8 where weight_precision quantizes). shard: the rank's part of the model
+  // (model/parallel.h), all of it by default.
   static Result<std::unique_ptr<CudaModel>> load(const ModelConfig& config, const WeightSource* weights, uint64_t seed,
                                                  const GpuExec& exec,
                                                  PrefillPrecision precision = PrefillPrecision::kBf16,
-                                                 const ShardSpec& shard = {});
+                                                 const ShardSpec& shard = {},
+                                                 const WeightPrecision& weight_precision = {});
 
   const ModelConfig& config() const { return config_; }
   int kv_entry_size() const;

@@ -25,7 +25,8 @@ Result<std::unique_ptr<CudaRunnerDevice>> CudaRunnerDevice::create(const ModelCo
   std::unique_ptr<CudaRunnerDevice> device(new CudaRunnerDevice(std::move(stream), options));
   const GpuExec exec{device->stream_.stream(), device->stream_.blas()};
   MS_ASSIGN_OR_RETURN(device->model_,
-                      cuda::CudaModel::load(config, weights, seed, exec, options.prefill_precision, options.shard));
+                      cuda::CudaModel::load(config, weights, seed, exec, options.prefill_precision, options.shard,
+                                            WeightPrecision{.quantize_fp8 = options.quantize_fp8}));
   MS_RETURN_IF_ERROR(device->allocate(config));
   return device;
 }
@@ -325,16 +326,12 @@ Result<cuda::CudaGraph> CudaRunnerDevice::capture(const StepInputs& inputs, floa
 
 Result<CudaDeviceOptions> cuda_device_options(const ModelConfig& config, const LoadOptions& load,
                                               const CudaDeviceOptions& device_options) {
-  if (load.quantize_fp8) {
-    return make_error("--quantization fp8: the CUDA backend has no FP8 GEMM kernels yet, so it cannot compute with "
-                      "fp8 weights; the CPU backend does (--device cpu). An fp8 checkpoint needs no flag: CUDA "
-                      "dequantizes it to bf16 as it loads");
-  }
   if (load.kv_cache_fp8) {
     return make_error("--kv-cache-dtype fp8: the CUDA KV cache and attention kernels are float32 only for now; the "
                       "CPU backend (--device cpu) runs fp8 KV numerics");
   }
   CudaDeviceOptions options = device_options;
+  options.quantize_fp8 = load.model.precision.quantize_fp8;
   // --dtype, as vLLM reads it: auto is the checkpoint's dtype, so a bf16 checkpoint multiplies
   // bf16 GEMM inputs; float32 keeps the float32-like split-bf16 activations.
   const bool bf16 = load.dtype == ActivationDType::kBFloat16 ||

@@ -44,6 +44,9 @@ struct CudaDeviceOptions {
   bool enforce_eager = false;
   // One rank of a parallel layout (backend/cuda/cuda_ranks.h): its part of the model.
   ShardSpec shard;
+  // --quantization fp8 (and random weights of an fp8 config): bf16 weights quantized to
+  // block-scaled FP8 as they load. An fp8 checkpoint's weights stay FP8 without it.
+  bool quantize_fp8 = false;
   // Its TP and EP collectives over NCCL (comm/nccl) instead of staged through the host: a rank alone in
   // its process (a worker process), since ranks sharing a GPU take NCCL host ids of their own.
   bool nccl = false;

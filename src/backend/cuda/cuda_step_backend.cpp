@@ -94,7 +94,8 @@ int max_small_grouped_rows(bool mxfp4) { return mxfp4 ? kMaxSmallMxfp4GroupedRow
 }  // namespace
 
 void CudaStepBackend::grouped_gemm(const GemmArgs& args) {
-  if (args.rows <= max_small_grouped_rows(args.weight_mxfp4 != nullptr) || !mma_gemm_supported(args.k)) {
+  if (args.rows <= max_small_grouped_rows(args.weight_mxfp4 != nullptr) || !mma_gemm_supported(args.k) ||
+      (args.weight_fp8 != nullptr && !mma_gemm_supports_fp8(args.k, args.fp8))) {
     cuda_core_gemm(args);  // splits K of the down projection (few blocks at 1-4 tokens)
     return;
   }
@@ -120,16 +121,39 @@ void CudaStepBackend::tensor_core_gemm(const GemmArgs& args) {
   arena_.rewind(mark);
 }
 
+namespace {
+ops::Fp8Scales fp8_scales(const Projection& w) {
+  return ops::Fp8Scales{.scale = w.scale, .block = w.scale_block, .offset = w.scale_offset};
+}
+// Whether mma_gemm streams w (FP8 weights need its block alignment).
+bool mma_takes(const Projection& w) {
+  return mma_gemm_supported(w.in) && (w.dtype != DType::kF8E4M3 || mma_gemm_supports_fp8(w.in, fp8_scales(w)));
+}
+}  // namespace
+
 void CudaStepBackend::linear(Act x, int rows, const Projection& w, float* out) {
   GemmArgs args{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .out = out};
   set_weight(args, w);
-  if (rows <= kMaxSmallDenseRows || (rows <= kSmallTile && !mma_gemm_supported(w.in))) {
+  if (rows <= kMaxSmallDenseRows || (rows <= kSmallTile && !mma_takes(w))) {
     cuda_core_gemm(args);
-  } else if (rows <= kMaxMmaDenseRows || w.mxfp4()) {  // (cuBLAS has no MXFP4)
+  } else if ((rows <= kMaxMmaDenseRows && mma_takes(w)) || w.mxfp4() || streams_fp8(w)) {  // (cuBLAS has no MXFP4)
     tensor_core_gemm(args);
   } else {
-    gemm(x, rows, w.bf16(), w.bias.bf16(), w.out, w.in, out);
+    const size_t mark = arena_.used();
+    gemm(x, rows, bf16_weights(w), w.bias.bf16(), w.out, w.in, out);
+    arena_.rewind(mark);
   }
+}
+
+bool CudaStepBackend::streams_fp8(const Projection& w) const {
+  return w.dtype == DType::kF8E4M3 && precision_ == PrefillPrecision::kSplitBf16 && mma_takes(w);
+}
+
+const uint16_t* CudaStepBackend::bf16_weights(const Projection& w) {
+  if (w.dtype != DType::kF8E4M3) return w.bf16();
+  uint16_t* weights = arena_.alloc<uint16_t>(size_t(w.out) * w.in);  // [out, in]
+  fp8_to_bf16(exec_, w.fp8(), fp8_scales(w), w.out, w.in, weights);
+  return weights;
 }
 
 SplitSums CudaStepBackend::linear_unsummed(Act x, int rows, const Projection& w, float* out) {
@@ -181,11 +205,19 @@ void CudaStepBackend::mlp(Act x, int rows, const MlpWeights& w, float* out) {
   }
   float* gate_up = arena_.alloc<float>(static_cast<size_t>(rows) * 2 * inter);
   linear(x, rows, w.gate_up, gate_up);
+  if (streams_fp8(w.down)) {
+    float* act = arena_.alloc<float>(static_cast<size_t>(rows) * inter);
+    silu_mul(exec_, gate_up, rows, inter, act, nullptr);
+    linear(Act{act, nullptr}, rows, w.down, out);
+    return;
+  }
   const bool split = precision_ == PrefillPrecision::kSplitBf16;
   float* act = split ? arena_.alloc<float>(static_cast<size_t>(rows) * inter) : nullptr;
   uint16_t* act_bf16 = split ? nullptr : arena_.alloc<uint16_t>(static_cast<size_t>(rows) * inter);
   silu_mul(exec_, gate_up, rows, inter, act, act_bf16);
-  gemm(Act{act, act_bf16}, rows, w.down.bf16(), w.down.bias.bf16(), w.down.out, w.down.in, out);
+  const size_t mark = arena_.used();
+  gemm(Act{act, act_bf16}, rows, bf16_weights(w.down), w.down.bias.bf16(), w.down.out, w.down.in, out);
+  arena_.rewind(mark);
 }
 
 void CudaStepBackend::router_logits(Act x, int rows, const Projection& router, float* logits) {
@@ -217,8 +249,9 @@ SplitSums CudaStepBackend::routed_experts(const MoeWeights& w, const float* x, c
   }
   // Experts with biases, the clamped SwiGLU or MXFP4 weights (GPT-OSS) stream at every size: the
   // per-expert cuBLAS path has none of them.
+  // FP8 experts in the float32-like mode stream too: cuBLAS would multiply bf16-rounded weights.
   const bool plain = !w.glu.clamped && !w.experts_gate_up.bias.present() && !w.experts_down.bias.present() &&
-                     !w.experts_gate_up.mxfp4();
+                     !w.experts_gate_up.mxfp4() && !streams_fp8(w.experts_gate_up);
   if (!plain || experts_stream(config_, tokens)) {  // small_gemm gathers the rows itself; mma_gemm does not
     float* x_perm = arena_.alloc<float>(static_cast<size_t>(entries) * hidden);
     cuda::gather_rows(exec_, x, hidden, source_rows, entries, x_perm, nullptr);
@@ -266,6 +299,10 @@ void CudaStepBackend::set_weight(GemmArgs& args, const Projection& w) {
   if (w.mxfp4()) {
     args.weight_mxfp4 = w.mxfp4_blocks();
     args.mx_scale = w.mx_scale;
+  } else if (w.dtype == DType::kF8E4M3) {
+    args.weight_fp8 = w.fp8();
+    args.fp8 = fp8_scales(w);
+    args.scale_group_stride = int64_t(w.out) * w.scale_cols();
   } else {
     args.weight = w.bf16();
   }
@@ -298,7 +335,8 @@ void CudaStepBackend::experts_large(const MoeWeights& w, const float* x, const i
     const int64_t begin = host_offsets[e];
     const int count = host_offsets[e + 1] - host_offsets[e];
     if (count == 0) continue;  // experts no token chose are skipped
-    const uint16_t* gate_up_w = w.experts_gate_up.stacked_at(e).bf16();
+    const size_t mark = arena_.used();  // FP8 experts: their bf16 copies, one expert at a time
+    const uint16_t* gate_up_w = bf16_weights(w.experts_gate_up.stacked_at(e));
     if (split) {
       gemm(Act{x_perm + begin * hidden, nullptr}, count, gate_up_w, nullptr, 2 * inter, hidden, gate_up);
       silu_mul(exec_, gate_up, count, inter, act, nullptr);
@@ -306,7 +344,9 @@ void CudaStepBackend::experts_large(const MoeWeights& w, const float* x, const i
       gemm_bf16(exec_, x_perm_bf16 + begin * hidden, gate_up_w, count, 2 * inter, hidden, gate_up_bf16);
       silu_mul(exec_, gate_up_bf16, count, inter, act_bf16);
     }
-    gemm(Act{act, act_bf16}, count, w.experts_down.stacked_at(e).bf16(), nullptr, hidden, inter, y + begin * hidden);
+    gemm(Act{act, act_bf16}, count, bf16_weights(w.experts_down.stacked_at(e)), nullptr, hidden, inter,
+         y + begin * hidden);
+    arena_.rewind(mark);
   }
 }
 

@@ -71,6 +71,12 @@ class CudaStepBackend final : public StepBackend {
   // args' weight (bf16 or MXFP4) and bias (bf16 or float32) from w's; grouped (the experts),
   // the biases stacked per group as the weights are (group_stride set by the caller).
   static void set_weight(GemmArgs& args, const Projection& w);
+  // Whether FP8 weights w stream through mma_gemm at every row count: in the float32-like mode,
+  // where a bf16 copy for cuBLAS would round them.
+  bool streams_fp8(const Projection& w) const;
+  // The bf16 weights cuBLAS multiplies: w's own, or FP8 weights dequantized into the arena (the
+  // caller rewinds it after the GEMM).
+  const uint16_t* bf16_weights(const Projection& w);
   // Prefill-sized batches: the offsets copied to the host once, each chosen expert through cuBLAS
   // (experts without biases and with the plain SwiGLU).
   void experts_large(const MoeWeights& w, const float* x, const int32_t* source_rows, const int32_t* offsets,

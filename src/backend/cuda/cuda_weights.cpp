@@ -29,8 +29,10 @@ class CudaWeightMemory final : public WeightMemory {
     return ptr;
   }
 
-  // GPT-OSS's experts stay MXFP4 (small_gemm streams them).
+  // GPT-OSS's experts stay MXFP4, block-scaled FP8 weights FP8 (small_gemm and mma_gemm stream
+  // them; cuBLAS multiplies a bf16 copy made for the GEMM).
   bool holds_mxfp4() const override { return true; }
+  bool holds_fp8() const override { return true; }
 
   void write(void* dst, const void* host, size_t bytes) override {
     copy_to_device(dst, host, bytes, exec_.stream);
@@ -44,6 +46,10 @@ class CudaWeightMemory final : public WeightMemory {
     }
     if (dtype == DType::kU8) {
       fill_random_bytes(exec_, static_cast<uint8_t*>(dst), count, seed, stddev != 0.0f, static_cast<uint8_t>(constant));
+      return ok_status();
+    }
+    if (dtype == DType::kF8E4M3) {  // the exponent's top bit clear: |value| < 2, never NaN
+      fill_random_bytes(exec_, static_cast<uint8_t*>(dst), count, seed, true, 0, 0xbf);
       return ok_status();
     }
     MS_CHECK(dtype == DType::kF32);
@@ -74,7 +80,7 @@ Status check_cuda_support(const ModelConfig& config) {
 
 Result<std::unique_ptr<CudaModel>> CudaModel::load(const ModelConfig& config, const WeightSource* weights,
                                                    uint64_t seed, const GpuExec& exec, PrefillPrecision precision,
-                                                   const ShardSpec& shard) {
+                                                   const ShardSpec& shard, const WeightPrecision& weight_precision) {
   MS_RETURN_IF_ERROR(check_cuda_support(config));
   auto model = std::make_unique<CudaModel>();
   model->config_ = config;
@@ -84,11 +90,12 @@ Result<std::unique_ptr<CudaModel>> CudaModel::load(const ModelConfig& config, co
   const WeightPlan plan = WeightPlan::build(model->config_);
   CudaWeightMemory memory(*model, exec);
   if (weights == nullptr) {
-    MS_ASSIGN_OR_RETURN(model->weights_, load_random_model_weights(model->config_, plan, seed, memory, shard));
+    MS_ASSIGN_OR_RETURN(model->weights_,
+                        load_random_model_weights(model->config_, plan, seed, memory, shard, weight_precision));
   } else {
     std::vector<Tensor> copies;  // column blocks copied out of the checkpoint (none on one rank)
-    MS_ASSIGN_OR_RETURN(model->weights_,
-                        load_model_weights(model->config_, ShardedWeights(*weights, plan, copies), shard, memory));
+    MS_ASSIGN_OR_RETURN(model->weights_, load_model_weights(model->config_, ShardedWeights(*weights, plan, copies),
+                                                            shard, memory, weight_precision));
   }
   synchronize_stream(exec.stream);
   model->loop_ = std::make_unique<DecoderLoop>(model->config_, model->weights_, shard);

@@ -1,9 +1,11 @@
-// CUDA op: dtype casts between float32 activations and bf16 GEMM inputs, and the device-side
+// CUDA op: dtype casts between float32 activations and bf16 GEMM inputs, block-scaled FP8 weights
+// to bf16 for cuBLAS, and the device-side
 // random weights of --load-format dummy (a counter-based hash → Box-Muller normal, so any
 // element can be generated independently and a 12B-parameter model fills in a second).
 #include <algorithm>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/fp8.cuh"
 
 namespace moeserve::cuda {
 
@@ -32,6 +34,30 @@ __global__ void to_bf16_split_kernel(const float* x, int64_t count, uint16_t* hi
   }
 }
 
+// 16 weights of a row per thread (cols % 16 == 0, block % 16 == 0, offset % 16 == 0).
+__global__ void fp8_to_bf16_kernel(const uint8_t* fp8, const float* scale, int64_t rows, int cols, int block,
+                                   int offset, uint16_t* out) {
+  const int spans = cols / 16;
+  const int scale_cols = (offset + cols + block - 1) / block;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < rows * spans;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t row = i / spans;
+    const int k = 16 * static_cast<int>(i % spans);
+    float values[16];
+    fp8_e4m3_to_float16(*reinterpret_cast<const uint4*>(fp8 + row * cols + k), values);
+    const float s = scale[row * scale_cols + (offset + k) / block];
+    uint32_t words[8];
+#pragma unroll
+    for (int w = 0; w < 8; ++w) {
+      words[w] = uint32_t(float_to_bf16_bits(values[2 * w] * s)) | uint32_t(float_to_bf16_bits(values[2 * w + 1] * s))
+                                                                       << 16;
+    }
+    uint4* dst = reinterpret_cast<uint4*>(out + row * cols + k);
+    dst[0] = make_uint4(words[0], words[1], words[2], words[3]);
+    dst[1] = make_uint4(words[4], words[5], words[6], words[7]);
+  }
+}
+
 __device__ __forceinline__ uint64_t mix64(uint64_t z) {  // splitmix64 finaliser
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -52,11 +78,13 @@ __global__ void fill_random_kernel(uint16_t* out, int64_t count, uint64_t seed, 
   }
 }
 
-// Uniform random bytes (from the same hash), or `constant` bytes where random is false.
-__global__ void fill_random_bytes_kernel(uint8_t* out, int64_t count, uint64_t seed, bool random, uint8_t constant) {
+// Uniform random bytes (from the same hash) with only `mask`'s bits, or `constant` bytes where random
+// is false.
+__global__ void fill_random_bytes_kernel(uint8_t* out, int64_t count, uint64_t seed, bool random, uint8_t constant,
+                                         uint8_t mask) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    out[i] = random ? static_cast<uint8_t>(mix64(seed ^ mix64(static_cast<uint64_t>(i))) >> 56) : constant;
+    out[i] = random ? static_cast<uint8_t>(mix64(seed ^ mix64(static_cast<uint64_t>(i))) >> 56) & mask : constant;
   }
 }
 
@@ -82,16 +110,29 @@ void to_bf16_split(const GpuExec& exec, const float* x, int64_t count, uint16_t*
   check_launch("to_bf16_split");
 }
 
+void fp8_to_bf16(const GpuExec& exec, const uint8_t* fp8, const ops::Fp8Scales& scales, int64_t rows, int cols,
+                 uint16_t* out) {
+  if (rows == 0 || cols == 0) return;
+  if (cols % 16 != 0 || scales.block % 16 != 0 || scales.offset % 16 != 0) {
+    std::fprintf(stderr, "moeserve: fp8_to_bf16 needs K, scale blocks and offset multiples of 16 (%d, %d, %d)\n", cols,
+                 scales.block, scales.offset);
+    std::abort();
+  }
+  fp8_to_bf16_kernel<<<grid_for(rows * (cols / 16)), 256, 0, stream_of(exec)>>>(fp8, scales.scale, rows, cols,
+                                                                                scales.block, scales.offset, out);
+  check_launch("fp8_to_bf16");
+}
+
 void fill_random_bf16(const GpuExec& exec, uint16_t* out, int64_t count, uint64_t seed, float stddev, float constant) {
   if (count == 0) return;
   fill_random_kernel<<<grid_for(count), 256, 0, stream_of(exec)>>>(out, count, seed, stddev, constant);
   check_launch("fill_random_bf16");
 }
 
-void fill_random_bytes(const GpuExec& exec, uint8_t* out, int64_t count, uint64_t seed, bool random,
-                       uint8_t constant) {
+void fill_random_bytes(const GpuExec& exec, uint8_t* out, int64_t count, uint64_t seed, bool random, uint8_t constant,
+                       uint8_t mask) {
   if (count == 0) return;
-  fill_random_bytes_kernel<<<grid_for(count), 256, 0, stream_of(exec)>>>(out, count, seed, random, constant);
+  fill_random_bytes_kernel<<<grid_for(count), 256, 0, stream_of(exec)>>>(out, count, seed, random, constant, mask);
   check_launch("fill_random_bytes");
 }
 

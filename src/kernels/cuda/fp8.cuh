@@ -4,6 +4,7 @@
 // products' partial sums.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 
@@ -24,6 +25,21 @@ __device__ __forceinline__ void fp8_e4m3_to_float16(uint4 raw, float (&out)[16])
       out[4 * w + 2 * h] = values.x;
       out[4 * w + 2 * h + 1] = values.y;
     }
+}
+
+// The same 16 weights as bf16 (exact: e4m3's 3 mantissa bits and exponent range fit bf16), packed
+// as two uint4 of 8 (the lower K in the low half of each word), the layout mma.cuh's fragments use.
+__device__ __forceinline__ void fp8_e4m3_to_bf16x16(uint4 raw, uint4 (&out)[2]) {
+  float values[16];
+  fp8_e4m3_to_float16(raw, values);
+  uint32_t words[8];
+#pragma unroll
+  for (int w = 0; w < 8; ++w) {
+    const __nv_bfloat162 pair = __floats2bfloat162_rn(values[2 * w], values[2 * w + 1]);
+    words[w] = *reinterpret_cast<const uint32_t*>(&pair);
+  }
+  out[0] = make_uint4(words[0], words[1], words[2], words[3]);
+  out[1] = make_uint4(words[4], words[5], words[6], words[7]);
 }
 
 }  // namespace moeserve::cuda

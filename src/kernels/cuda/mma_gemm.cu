@@ -1,6 +1,6 @@
 // CUDA op: weight-streaming GEMM on tensor cores for batches of a few to a few hundred rows
 // (the grouped MoE experts and the dense projections of decode steps above kSmallTile rows).
-// Same contract as small_gemm (GemmArgs: float32 activations, bf16 or MXFP4 weights, optional
+// Same contract as small_gemm (GemmArgs: float32 activations, bf16, MXFP4 or FP8 weights, optional
 // groups read from device offsets, SwiGLU fused), computed with mma.sync m16n8k16:
 //
 //   outᵀ [features, rows] = W [features, K] · xᵀ [K, rows]
@@ -19,6 +19,7 @@
 #include <algorithm>
 
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/fp8.cuh"
 #include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/mxfp4.cuh"
 #include "kernels/cuda/split_k.cuh"
@@ -45,30 +46,45 @@ __device__ __forceinline__ uint32_t word_of(const uint4 (&v)[2], int w) {
   }
 }
 
+// The weights' format: bf16; MXFP4 (GPT-OSS's experts); block-scaled FP8 e4m3 (DeepSeek-V3's,
+// Qwen3-FP8's).
+enum class Format { kBf16, kMxfp4, kFp8 };
+
 // One thread's weights for one chunk: rows g and g + 8 of each of its kTiles m-tiles, 16 K each.
-template <int kTiles, bool kMx = false>
+template <int kTiles, Format kFormat = Format::kBf16>
 struct WeightFrags {
   uint4 row[kTiles][2][2];  // [tile][row g / g+8][K 0..7 / 8..15 of the thread's span]
 };
 // MXFP4: the same 16 K as 8 bytes of e2m1 codes and their block's e8m0 scale (a 16-K span never
 // straddles a 32-K block), decoded to bf16 when the chunk is multiplied.
 template <int kTiles>
-struct WeightFrags<kTiles, true> {
+struct WeightFrags<kTiles, Format::kMxfp4> {
   uint2 codes[kTiles][2];
   uint32_t e8m0[kTiles][2];
+};
+// FP8: the same 16 K as 16 e4m3 bytes (decoded exactly to bf16), and the row's scale of the
+// chunk's K block (a chunk never straddles one: block and offset are multiples of kChunk), which
+// multiplies the chunk's partial sums.
+template <int kTiles>
+struct WeightFrags<kTiles, Format::kFp8> {
+  uint4 codes[kTiles][2];
+  float scale[kTiles][2];
 };
 
 // kTiles m-tiles of 16 weight rows per warp: with SwiGLU 2 (tile 0 = gate rows, tile 1 = the
 // matching up rows), else 1 or 2 consecutive tiles (2: twice the weight bytes in flight per
 // thread). kNTiles: activation rows per block = 8 · kNTiles. kSplit: hi + lo activation halves.
-// kMx: MXFP4 weights (args.weight_mxfp4, K % 32 == 0), decoded exactly to bf16 in registers.
+// kFormat: MXFP4 weights (args.weight_mxfp4, K % 32 == 0) or FP8 (args.weight_fp8, its scale
+// blocks and offset multiples of kChunk) are decoded exactly to bf16 in registers.
 // partial != null (no SwiGLU): the K chunks are cut into `splits` ranges of chunks_per_split;
 // blockIdx.z = group · splits + split, and the block's sums go to
 // partial[split][row][feature] (partial_rows rows) for sum_partials_kernel to add up.
-template <int kNTiles, int kTiles, bool kSwiglu, bool kSplit, bool kMx>
+template <int kNTiles, int kTiles, bool kSwiglu, bool kSplit, Format kFormat>
 __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, float* partial, int splits,
                                                                int chunks_per_split, int partial_rows) {
   start_after_prior_grids();
+  constexpr bool kMx = kFormat == Format::kMxfp4;
+  constexpr bool kFp8 = kFormat == Format::kFp8;
   static_assert(!kSwiglu || kTiles == 2);
   constexpr int kWarpFeatures = kSwiglu ? 16 : 16 * kTiles;
   constexpr int kRows = 8 * kNTiles;
@@ -89,9 +105,13 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
   const int lane = threadIdx.x & 31;
   const int g = lane >> 2;  // fragment row (A) / column (B)
   const int t = lane & 3;   // which 16-wide K span of the chunk the thread owns
-  const uint16_t* weight = kMx ? nullptr : args.weight + group * args.group_stride;
+  const uint16_t* weight = kFormat != Format::kBf16 ? nullptr : args.weight + group * args.group_stride;
   const uint8_t* weight_mx = kMx ? args.weight_mxfp4 + group * args.group_stride / 2 : nullptr;  // [N_w, K / 2]
   const uint8_t* scale_mx = kMx ? args.mx_scale + group * args.group_stride / 32 : nullptr;      // [N_w, K / 32]
+  const uint8_t* weight_f8 = kFp8 ? args.weight_fp8 + group * args.group_stride : nullptr;       // [N_w, K]
+  // [N_w, scale_cols]: row n's scale of K block (fp8.offset + k) / fp8.block
+  const float* scale_f8 = kFp8 ? args.fp8.scale + group * args.scale_group_stride : nullptr;
+  const int scale_cols = kFp8 ? (args.fp8.offset + args.k + args.fp8.block - 1) / args.fp8.block : 0;
   // Feature (output column) of fragment row g (+8 for r = 1) of m-tile i, and its weight row.
   const int feature0 = (blockIdx.y * kWarps + warp) * kWarpFeatures;
   auto feature_of = [&](int i, int r) { return feature0 + (kSwiglu ? 0 : 16 * i) + g + 8 * r; };
@@ -105,7 +125,7 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
       weight_row[i][r] = feature_of(i, r) + (kSwiglu ? i * args.n : 0);  // SwiGLU tile 1: the up rows
     }
 
-  auto load_weights = [&](WeightFrags<kTiles, kMx>& w, int k0) {
+  auto load_weights = [&](WeightFrags<kTiles, kFormat>& w, int k0) {
 #pragma unroll
     for (int i = 0; i < kTiles; ++i)
 #pragma unroll
@@ -117,6 +137,11 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
           w.codes[i][r] = live ? __ldg(reinterpret_cast<const uint2*>(weight_mx + row * (args.k / 2) + k / 2))
                                : make_uint2(0u, 0u);
           w.e8m0[i][r] = live ? scale_mx[row * (args.k / 32) + k / 32] : 127u;
+        } else if constexpr (kFp8) {
+          w.codes[i][r] = live ? __ldg(reinterpret_cast<const uint4*>(weight_f8 + row * args.k + k))
+                               : make_uint4(0u, 0u, 0u, 0u);
+          w.scale[i][r] = row_ok[i][r] ? __ldg(scale_f8 + row * scale_cols + (args.fp8.offset + k0) / args.fp8.block)
+                                       : 0.0f;
         } else {
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
@@ -163,7 +188,9 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
   const int all_chunks = (args.k + kChunk - 1) / kChunk;
   const int chunk_begin = partial != nullptr ? split * chunks_per_split : 0;
   const int chunk_end = partial != nullptr ? min(all_chunks, chunk_begin + chunks_per_split) : all_chunks;
-  WeightFrags<kTiles, kMx> w_now, w_next;
+  WeightFrags<kTiles, kFormat> w_now, w_next;
+  // FP8: each chunk's products, before its K block's scale joins them to acc.
+  float chunk_acc[kFp8 ? kTiles : 1][kFp8 ? kNTiles : 1][4];
   float4 x_next[kXLoads];
   load_weights(w_now, chunk_begin * kChunk);
   load_x(x_next, chunk_begin * kChunk);
@@ -183,6 +210,13 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
         for (int i = 0; i < kTiles; ++i)
 #pragma unroll
           for (int r = 0; r < 2; ++r) mxfp4_to_bf16x16(w_now.codes[i][r], w_now.e8m0[i][r], decoded.row[i][r]);
+        return decoded;
+      } else if constexpr (kFp8) {
+        WeightFrags<kTiles> decoded;
+#pragma unroll
+        for (int i = 0; i < kTiles; ++i)
+#pragma unroll
+          for (int r = 0; r < 2; ++r) fp8_e4m3_to_bf16x16(w_now.codes[i][r], decoded.row[i][r]);
         return decoded;
       } else {
         return w_now;
@@ -204,9 +238,22 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
           const uint32_t a0 = word_of(a_frags.row[i][0], 2 * s), a1 = word_of(a_frags.row[i][1], 2 * s);
           const uint32_t a2 = word_of(a_frags.row[i][0], 2 * s + 1), a3 = word_of(a_frags.row[i][1], 2 * s + 1);
 #pragma unroll
-          for (int half = 0; half < kHalves; ++half)
-            mma_bf16(acc[i][j], a0, a1, a2, a3, word_of(b[half], 2 * s), word_of(b[half], 2 * s + 1));
+          for (int half = 0; half < kHalves; ++half) {
+            if constexpr (kFp8) {
+              if (s == 0 && half == 0)
+                chunk_acc[i][j][0] = chunk_acc[i][j][1] = chunk_acc[i][j][2] = chunk_acc[i][j][3] = 0.0f;
+              mma_bf16(chunk_acc[i][j], a0, a1, a2, a3, word_of(b[half], 2 * s), word_of(b[half], 2 * s + 1));
+            } else {
+              mma_bf16(acc[i][j], a0, a1, a2, a3, word_of(b[half], 2 * s), word_of(b[half], 2 * s + 1));
+            }
+          }
         }
+      }
+      if constexpr (kFp8) {
+#pragma unroll
+        for (int i = 0; i < kTiles; ++i)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[i][j][e] += chunk_acc[i][j][e] * w_now.scale[i][e >> 1];
       }
     }
     if (more) store_x(x_next, buffer ^ 1);
@@ -272,7 +319,7 @@ int k_splits(const GemmArgs& args) {
   return k_split_count(blocks, ceil_div(args.k, kChunk));
 }
 
-template <int kNTiles, int kTiles, bool kSwiglu, bool kSplit, bool kMx>
+template <int kNTiles, int kTiles, bool kSwiglu, bool kSplit, Format kFormat>
 void launch(const GpuExec& exec, const GemmArgs& args, float* workspace) {
   const int splits = workspace != nullptr ? k_splits(args) : 1;
   const int chunks = ceil_div(args.k, kChunk);
@@ -282,14 +329,14 @@ void launch(const GpuExec& exec, const GemmArgs& args, float* workspace) {
   const dim3 grid(ceil_div(args.rows, 8 * kNTiles), ceil_div(args.n, kWarps * warp_features),
                   (args.offsets != nullptr ? args.groups : 1) * splits);
   float* partial = splits > 1 ? workspace : nullptr;
-  launch_dependent("mma_gemm", mma_gemm_kernel<kNTiles, kTiles, kSwiglu, kSplit, kMx>, grid, kWarps * 32, 0, exec, args,
-                   partial, splits, ceil_div(chunks, splits), partial_rows(args));
+  launch_dependent("mma_gemm", mma_gemm_kernel<kNTiles, kTiles, kSwiglu, kSplit, kFormat>, grid, kWarps * 32, 0, exec,
+                   args, partial, splits, ceil_div(chunks, splits), partial_rows(args));
   if (partial != nullptr) {
     sum_partials(exec, partial, splits, int64_t(partial_rows(args)) * args.n, args.out);
   }
 }
 
-template <bool kSwiglu, bool kSplit, bool kMx>
+template <bool kSwiglu, bool kSplit, Format kFormat>
 void dispatch_rows(const GpuExec& exec, const GemmArgs& args, float* workspace) {
   // Row tiles of 8 or 16 rows (32 for grouped GEMMs of long groups, long_grouped_tile): larger
   // tiles need more registers, fewer blocks fit an SM and fewer weight bytes are in flight
@@ -301,25 +348,31 @@ void dispatch_rows(const GpuExec& exec, const GemmArgs& args, float* workspace) 
   // (GPT-OSS's experts, always grouped) take the grouped tiles.
   const bool short_tile = row_tile(args.rows) == 8;
   if (grouped_tiles(args)) {
-    if (short_tile) return launch<1, kGroupedTiles, kSwiglu, kSplit, kMx>(exec, args, workspace);
-    if (long_grouped_tile(args)) return launch<4, kGroupedTiles, kSwiglu, kSplit, kMx>(exec, args, workspace);
-    return launch<2, kGroupedTiles, kSwiglu, kSplit, kMx>(exec, args, workspace);
+    if (short_tile) return launch<1, kGroupedTiles, kSwiglu, kSplit, kFormat>(exec, args, workspace);
+    if (long_grouped_tile(args)) return launch<4, kGroupedTiles, kSwiglu, kSplit, kFormat>(exec, args, workspace);
+    return launch<2, kGroupedTiles, kSwiglu, kSplit, kFormat>(exec, args, workspace);
   }
-  if constexpr (!kSwiglu && !kMx) {
-    if (short_tile) return launch<1, 1, false, kSplit, false>(exec, args, workspace);
-    return launch<2, 1, false, kSplit, false>(exec, args, workspace);
+  if constexpr (!kSwiglu && kFormat != Format::kMxfp4) {
+    if (short_tile) return launch<1, 1, false, kSplit, kFormat>(exec, args, workspace);
+    return launch<2, 1, false, kSplit, kFormat>(exec, args, workspace);
   }
 }
 
 template <bool kSwiglu, bool kSplit>
 void dispatch_weights(const GpuExec& exec, const GemmArgs& args, float* workspace) {
-  args.weight_mxfp4 != nullptr ? dispatch_rows<kSwiglu, kSplit, true>(exec, args, workspace)
-                               : dispatch_rows<kSwiglu, kSplit, false>(exec, args, workspace);
+  if (args.weight_mxfp4 != nullptr) return dispatch_rows<kSwiglu, kSplit, Format::kMxfp4>(exec, args, workspace);
+  if (args.weight_fp8 != nullptr) return dispatch_rows<kSwiglu, kSplit, Format::kFp8>(exec, args, workspace);
+  dispatch_rows<kSwiglu, kSplit, Format::kBf16>(exec, args, workspace);
 }
 
 }  // namespace
 
 bool mma_gemm_supported(int k) { return k % 8 == 0; }
+
+bool mma_gemm_supports_fp8(int k, const ops::Fp8Scales& fp8) {
+  return k % 16 == 0 && fp8.block > 0 && fp8.block % kChunk == 0 && fp8.offset % kChunk == 0 &&
+         !fp8.quantize_activations;
+}
 
 size_t mma_gemm_workspace_floats(const GemmArgs& args) {
   const int splits = k_splits(args);
@@ -334,6 +387,13 @@ void mma_gemm(const GpuExec& exec, const GemmArgs& args, bool split, float* work
   }
   if (!mma_gemm_supported(args.k)) {
     std::fprintf(stderr, "moeserve: mma_gemm needs K %% 8 == 0, got %d\n", args.k);
+    std::abort();
+  }
+  if (args.weight_fp8 != nullptr && (args.fp8.scale == nullptr || !mma_gemm_supports_fp8(args.k, args.fp8))) {
+    std::fprintf(stderr,
+                 "moeserve: mma_gemm on FP8 weights needs K %% 16 == 0 and scale blocks and offset multiples of %d "
+                 "(K %d, block %d, offset %d), and no activation quantization\n",
+                 kChunk, args.k, args.fp8.block, args.fp8.offset);
     std::abort();
   }
   if (args.weight_mxfp4 != nullptr && args.k % 32 != 0) {
