@@ -38,7 +38,7 @@ void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
   command
       .add_option("--quantization,-q", quantization,
                   "fp8: quantize a 16-bit checkpoint's Linear weights to fp8 (e4m3, 128x128 blocks) as they load "
-                  "(the CPU holds and computes fp8 weights; CUDA refuses it until its FP8 kernels land). An fp8 "
+                  "(both backends hold and compute with fp8 weights). An fp8 "
                   "checkpoint needs no flag")
       ->check(CLI::IsMember({"fp8"}));
   command.add_option("--kv-cache-dtype", kv_cache_dtype,

@@ -361,17 +361,24 @@ std::vector<const WeightEntry*> WeightPlan::packed(PackGroup group, int layer) c
 }
 
 double decode_read_elements(const ModelConfig& config, const WeightPlan& plan, double routed_per_layer) {
+  return decode_read_bytes(config, plan, routed_per_layer, [](const WeightEntry&) { return 1.0; });
+}
+
+double decode_read_bytes(const ModelConfig& config, const WeightPlan& plan, double routed_per_layer,
+                         const std::function<double(const WeightEntry&)>& bytes_per_element) {
   double total = 0.0;
   for (const WeightEntry& entry : plan.entries()) {
     if (entry.mtp) continue;
+    double elements = 0.0;
     if (entry.component == Component::kEmbedding) {
-      if (config.tie_word_embeddings) total += static_cast<double>(entry.elements());  // read as the LM head
+      if (config.tie_word_embeddings) elements = static_cast<double>(entry.elements());  // read as the LM head
     } else if (entry.component == Component::kRoutedExperts) {
       const double routed = routed_per_layer >= 0.0 ? routed_per_layer : config.moe->top_k;
-      total += static_cast<double>(entry.shape.numel()) * routed;
+      elements = static_cast<double>(entry.shape.numel()) * routed;
     } else {
-      total += static_cast<double>(entry.elements());
+      elements = static_cast<double>(entry.elements());
     }
+    total += elements * bytes_per_element(entry);
   }
   return total;
 }

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -188,5 +189,8 @@ class WeightPlan {
 // the LM head (the embedding again when tied) and, of each MoE layer's routed experts,
 // `routed_per_layer` of them (a single token: top_k; a batch: the distinct experts it routes to).
 double decode_read_elements(const ModelConfig& config, const WeightPlan& plan, double routed_per_layer = -1.0);
+// The same elements, each entry's counted at bytes_per_element(entry).
+double decode_read_bytes(const ModelConfig& config, const WeightPlan& plan, double routed_per_layer,
+                         const std::function<double(const WeightEntry&)>& bytes_per_element);
 
 }  // namespace moeserve

@@ -32,14 +32,17 @@ double expert_bytes_per_weight(const ModelConfig& c) {
   return c.mxfp4_experts ? 0.5 + 1.0 / Projection::kMxBlock : 2.0;
 }
 
-// Weight bytes one decode step reads (bf16, the routed experts as expert_bytes_per_weight says):
-// the weight plan's tensors but the embedding table and the experts no token chose.
-// routed_per_layer: the distinct routed experts a MoE layer runs (one token: top_k).
-double decode_weight_bytes(const ModelConfig& c, const WeightPlan& plan, double routed_per_layer = -1.0) {
-  const double all = decode_read_elements(c, plan, routed_per_layer);
-  if (!c.mxfp4_experts) return 2.0 * all;
-  const double routed = all - decode_read_elements(c, plan, 0.0);  // (their biases counted alike)
-  return 2.0 * (all - routed) + routed * expert_bytes_per_weight(c);
+// Weight bytes one decode step reads (bf16, the routed experts as expert_bytes_per_weight says;
+// with fp8, every Linear weight an FP8 checkpoint stores as e4m3 — all but the LM head, the
+// routers and the norms — at a byte plus a float32 scale per 128 columns of a row): the weight
+// plan's tensors but the embedding table and the experts no token chose. routed_per_layer: the
+// distinct routed experts a MoE layer runs (one token: top_k).
+double decode_weight_bytes(const ModelConfig& c, const WeightPlan& plan, bool fp8, double routed_per_layer = -1.0) {
+  const int scale_block = c.fp8_block_size ? (*c.fp8_block_size)[1] : 128;
+  return decode_read_bytes(c, plan, routed_per_layer, [&](const WeightEntry& entry) {
+    if (fp8 && entry.quantizable) return 1.0 + 4.0 / scale_block;
+    return entry.component == Component::kRoutedExperts ? expert_bytes_per_weight(c) : 2.0;
+  });
 }
 
 // Multiply-adds × 2 of a prefill of `batch` sequences of `len` tokens: every projection for
@@ -450,7 +453,10 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
     result["prefill_tok_s"] = tokens / best;
     result["prefill_tflops"] = prefill_flops(config, plan, args.prefill_batch, args.prefill_len) / best / 1e12;
   }
-  const double bytes_per_token = decode_weight_bytes(config, plan);
+  // FP8 weights: an fp8 checkpoint's, or --quantization fp8's (CUDA holds them as FP8).
+  const bool fp8 = config.fp8_block_size.has_value() || spec.load.model.precision.quantize_fp8;
+  result["weights"] = fp8 ? "fp8" : "bf16";
+  const double bytes_per_token = decode_weight_bytes(config, plan, fp8);
   result["copy_bandwidth_bytes_per_s"] = bandwidth;
   result["gemm_bf16_tflops"] = gemm_rate;
   result["weight_bytes_per_decode_token"] = bytes_per_token;
@@ -476,7 +482,7 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
     const int batch = args.batch_sizes[i];
     const double routed = profiles[i]["routed_experts_per_moe_layer"].get<double>();
     const double context = args.input_len + args.output_len / 2.0;
-    const double step_bytes = decode_weight_bytes(config, plan, config.moe ? routed : -1.0) +
+    const double step_bytes = decode_weight_bytes(config, plan, fp8, config.moe ? routed : -1.0) +
                               double(batch) * context * kv_bytes_per_token_layer * config.num_layers;
     const double roofline = batch * bandwidth / step_bytes;
     nlohmann::json& entry = result["decode"][std::to_string(batch)];
