@@ -324,9 +324,6 @@ class StepBackend {
 
   // dst [bytes] = 0.
   virtual void fill_zero(void* dst, size_t bytes) = 0;
-  // Whether the host may read and write the step's buffers directly. Where it may not, expert
-  // parallelism stages its dispatch through the host with download and upload.
-  virtual bool host_memory() const = 0;
   // host [bytes] ← src (step memory), once the work queued before it is done; dst (step memory)
   // ← host [bytes], done when it returns (the host buffer may go).
   virtual void download(void* host, const void* src, size_t bytes) = 0;

@@ -71,7 +71,6 @@ class CpuStepBackend final : public StepBackend {
   void mlp(Act x, int rows, const MlpWeights& w, float* out) override;
   void router_logits(Act x, int rows, const Projection& router, float* logits) override;
   void fill_zero(void* dst, size_t bytes) override;
-  bool host_memory() const override { return true; }
   void download(void* host, const void* src, size_t bytes) override { std::memcpy(host, src, bytes); }
   void upload(void* dst, const void* host, size_t bytes) override { std::memcpy(dst, host, bytes); }
   ops::SplitSums routed_experts(const MoeWeights& w, const float* x, const int32_t* source_rows,

@@ -37,7 +37,6 @@ class CudaStepBackend final : public StepBackend {
   }
   void moe_combine(const ops::MoeCombineArgs& args) override;
   void fill_zero(void* dst, size_t bytes) override;
-  bool host_memory() const override { return false; }
   void download(void* host, const void* src, size_t bytes) override;
   void upload(void* dst, const void* host, size_t bytes) override;
   bool bf16_activations(int rows) override {
