@@ -203,8 +203,8 @@ std::vector<DeploymentShape> candidate_layouts(const ModelConfig& config, int gp
 namespace {
 
 // What moeserve's CUDA backend does not do yet, said where it changes what `serve` runs of the
-// plan's command (`command_gpus`: the GPUs it deploys on); issues 23 (multi-GPU speed) and 21 (FP8
-// held as FP8) lift them.
+// plan's command (`command_gpus`: the GPUs it deploys on); issue 23 (multi-GPU speed) lifts it.
+// (fp8 weights are held as fp8 on CUDA too: the planned sizes hold.)
 void note_cuda_backend_limits(Plan& plan, int command_gpus) {
   if (command_gpus > 1) {
     plan.notes.push_back(
@@ -212,11 +212,6 @@ void note_cuda_backend_limits(Plan& plan, int command_gpus) {
         "collectives over NCCL, but its parallel steps run without CUDA graphs and without overlapping "
         "communication, and its multi-GPU speed is not measured yet: `serve` runs this command with the outputs "
         "of one GPU; the layouts above size the GPUs as vLLM would");
-  }
-  if (plan.dtype == WeightDType::kFp8) {
-    plan.notes.push_back(
-        "moeserve's CUDA backend holds fp8 weights as bf16 today (its FP8 GEMMs are not in use yet): on a GPU the "
-        "weights take twice the sizes above");
   }
 }
 
