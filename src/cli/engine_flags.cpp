@@ -31,7 +31,7 @@ void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
                   "to bf16, vLLM's numerics), bfloat16 likewise, float32 float32-like (split bf16 GEMMs, ~1e-5 of "
                   "transformers' float32, half the prefill speed); the CPU computes float32, and holds a float32 "
                   "checkpoint's weights as float32 unless --dtype bfloat16/float16 rounds them to bf16 (CUDA "
-                  "always holds bf16)")
+                  "holds bf16, or fp8 where the checkpoint or --quantization makes them fp8)")
       ->check(CLI::IsMember({"auto", "bfloat16", "float16", "float32", "half", "float"}));
   command.add_option("--load-format", load_format, "auto: read the checkpoint; dummy: random weights of its shape")
       ->check(CLI::IsMember({"auto", "safetensors", "dummy"}));
