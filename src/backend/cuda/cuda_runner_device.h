@@ -81,8 +81,8 @@ class CudaRunnerDevice final : public RunnerDevice {
   void synchronize() override { stream_.synchronize(); }
   Status capture_decode_graphs(int max_batch, size_t words) override;
   void bind_thread() override;
-  // TP collectives run on the pass's device buffers: over NCCL (options.nccl), else staged
-  // through the host.
+  // TP and EP collectives run on the pass's device buffers: over NCCL (options.nccl; a group of
+  // more than one), else staged through the host.
   std::unique_ptr<Communicator> device_communicator(std::unique_ptr<Communicator> group) override;
 
   int device_index() const override { return options_.device_index; }
