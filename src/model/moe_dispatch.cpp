@@ -171,10 +171,11 @@ void ep_alltoall(const EpDispatch& d, const RoutedTokens& tokens, const RunLocal
     const int64_t received = std::accumulate(recv_rows.begin(), recv_rows.end(), int64_t{0});
     // The routing: each sent row carries all of its token's (slot, weight) pairs; the receiver
     // runs only the slots it owns.
-    std::vector<int32_t> send_routing(size_t(sent) * 2 * top_k);
+    const std::vector<int32_t> round_routing = pack_routing(tokens, first, count);  // [count, 2 top_k]
+    std::vector<int32_t> send_routing(size_t(sent) * 2 * top_k);                      // [sent, 2 top_k]
     for (int64_t row = 0; row < sent; ++row) {
-      const std::vector<int32_t> one = pack_routing(tokens, first + plan.token_of_row[row], 1);
-      std::copy(one.begin(), one.end(), send_routing.begin() + row * 2 * top_k);
+      std::copy_n(round_routing.begin() + int64_t(plan.token_of_row[row]) * 2 * top_k, 2 * top_k,
+                  send_routing.begin() + row * 2 * top_k);
     }
     std::vector<int32_t> recv_routing(size_t(received) * 2 * top_k);
     meta.all_to_all_rows(rows_view(send_routing.data(), sent, top_k), plan.rows_per_rank,
