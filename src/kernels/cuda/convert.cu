@@ -43,18 +43,12 @@ __global__ void fp8_to_bf16_kernel(const uint8_t* fp8, const float* scale, int64
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t row = i / spans;
     const int k = 16 * static_cast<int>(i % spans);
-    float values[16];
-    fp8_e4m3_to_float16(*reinterpret_cast<const uint4*>(fp8 + row * cols + k), values);
-    const float s = scale[row * scale_cols + (offset + k) / block];
-    uint32_t words[8];
-#pragma unroll
-    for (int w = 0; w < 8; ++w) {
-      words[w] = uint32_t(float_to_bf16_bits(values[2 * w] * s)) | uint32_t(float_to_bf16_bits(values[2 * w + 1] * s))
-                                                                       << 16;
-    }
+    uint4 bf16[2];
+    fp8_e4m3_to_bf16x16(*reinterpret_cast<const uint4*>(fp8 + row * cols + k), bf16,
+                        scale[row * scale_cols + (offset + k) / block]);
     uint4* dst = reinterpret_cast<uint4*>(out + row * cols + k);
-    dst[0] = make_uint4(words[0], words[1], words[2], words[3]);
-    dst[1] = make_uint4(words[4], words[5], words[6], words[7]);
+    dst[0] = bf16[0];
+    dst[1] = bf16[1];
   }
 }
 

@@ -27,15 +27,16 @@ __device__ __forceinline__ void fp8_e4m3_to_float16(uint4 raw, float (&out)[16])
     }
 }
 
-// The same 16 weights as bf16 (exact: e4m3's 3 mantissa bits and exponent range fit bf16), packed
-// as two uint4 of 8 (the lower K in the low half of each word), the layout mma.cuh's fragments use.
-__device__ __forceinline__ void fp8_e4m3_to_bf16x16(uint4 raw, uint4 (&out)[2]) {
+// The same 16 weights times `scale` as bf16, packed as two uint4 of 8 (the lower K in the low half
+// of each word), the layout mma.cuh's fragments use. Exact at scale 1 (e4m3's 3 mantissa bits and
+// exponent range fit bf16); otherwise each product rounded to nearest even once.
+__device__ __forceinline__ void fp8_e4m3_to_bf16x16(uint4 raw, uint4 (&out)[2], float scale = 1.0f) {
   float values[16];
   fp8_e4m3_to_float16(raw, values);
   uint32_t words[8];
 #pragma unroll
   for (int w = 0; w < 8; ++w) {
-    const __nv_bfloat162 pair = __floats2bfloat162_rn(values[2 * w], values[2 * w + 1]);
+    const __nv_bfloat162 pair = __floats2bfloat162_rn(values[2 * w] * scale, values[2 * w + 1] * scale);
     words[w] = *reinterpret_cast<const uint32_t*>(&pair);
   }
   out[0] = make_uint4(words[0], words[1], words[2], words[3]);
