@@ -621,6 +621,21 @@ void gemm_bf16(const GpuExec& exec, const uint16_t* x, const uint16_t* weight, c
                int k, float* out, bool accumulate = false);
 // The same product rounded to bf16: out [M, N] bf16.
 void gemm_bf16(const GpuExec& exec, const uint16_t* x, const uint16_t* weight, int m, int n, int k, uint16_t* out);
+// Dynamic FP8 activation quantization as ops::quantize_activations_fp8 rounds: x [rows, K] (x_f32
+// or x_bf16; K % kFp8Group == 0) → out [padded_rows, K] e4m3 codes and scales [K / kFp8Group,
+// padded_rows] float32 (group g of row r at g · padded_rows + r); rows [rows, padded_rows) are
+// zeros at scale 1.
+constexpr int kFp8Group = ops::kFp8ActivationGroup;
+void quantize_fp8_rows(const GpuExec& exec, const float* x_f32, const uint16_t* x_bf16, int64_t rows,
+                       int64_t padded_rows, int k, bool ue8m0, uint8_t* out, float* scales);
+// W8A8 on FP8 tensor cores (cuBLASLt, block scales on both operands): out [M, N] (out_f32 or
+// out_bf16) = quantize_fp8_rows(x) · W [N, K]ᵀ, W e4m3 with its scales as ops::Fp8Scales (blocks
+// of kFp8Group columns at offset 0; N % 16 == 0). workspace: linear_fp8_workspace_bytes(M, N, K).
+// False when cuBLASLt has no kernel for the product (the caller multiplies another way).
+bool linear_fp8_supported(int n, int k, const ops::Fp8Scales& w);
+size_t linear_fp8_workspace_bytes(int m, int n, int k);
+bool linear_fp8(const GpuExec& exec, const float* x_f32, const uint16_t* x_bf16, int m, const uint8_t* w,
+                const ops::Fp8Scales& w_scales, int n, int k, float* out_f32, uint16_t* out_bf16, void* workspace);
 // cuBLAS in float32 (no TF32): out [M, N] = x [M, K] · W [N, K]ᵀ (+ bias [N]), all float32.
 void gemm_f32(const GpuExec& exec, const float* x, const float* weight, int m, int n, int k, float* out,
               const float* bias = nullptr);

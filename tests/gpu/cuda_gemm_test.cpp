@@ -416,6 +416,109 @@ TEST_F(CudaOpsTest, Fp8WeightsDequantizeToBf16) {
   }
 }
 
+// Random e4m3 codes (never e4m3fn's NaN).
+std::vector<uint8_t> random_fp8_codes(size_t count, std::mt19937& rng) {
+  std::vector<uint8_t> codes(count);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (uint8_t& c : codes) {
+    c = static_cast<uint8_t>(byte(rng));
+    if ((c & 0x7f) == 0x7f) c ^= 1;
+  }
+  return codes;
+}
+
+// Dynamic FP8 activation quantization on the device keeps of x exactly what the CPU's emulation
+// (ops::quantize_activations_fp8) keeps: each code times its scale equals the CPU's value, from
+// float32 and from bf16 inputs, with ue8m0 scales too; an all-zero group stays zero; padded rows
+// are zero codes at scale 1.
+TEST_F(CudaOpsTest, Fp8ActivationQuantizationMatchesTheCpu) {
+  constexpr int kGroup = cuda::kFp8Group;
+  for (bool ue8m0 : {false, true}) {
+    for (bool bf16_in : {false, true}) {
+      for (auto [rows, padded, k] : {std::tuple{1, 4, 128}, {5, 8, 384}, {64, 64, 7168}}) {
+        std::vector<float> x = random_floats(size_t(rows) * k, 3.0f);
+        std::fill(x.begin() + kGroup, x.begin() + 2 * kGroup, 0.0f);
+        if (bf16_in) round_to_bf16(x);
+        std::vector<uint16_t> x_bf16(x.size());
+        for (size_t i = 0; i < x.size(); ++i) x_bf16[i] = f32_to_bf16(x[i]);
+        std::vector<float> expected = x;
+        ops::quantize_activations_fp8(expected.data(), rows, k, kGroup, ue8m0);
+        uint8_t* codes = poisoned<uint8_t>(size_t(padded) * k);
+        float* scales = poisoned<float>(size_t(padded) * (k / kGroup));
+        cuda::quantize_fp8_rows(exec_, bf16_in ? nullptr : upload(x), bf16_in ? upload(x_bf16) : nullptr, rows, padded,
+                                k, ue8m0, codes, scales);
+        const std::vector<uint8_t> got_codes = download(codes, size_t(padded) * k);
+        const std::vector<float> got_scales = download(scales, size_t(padded) * (k / kGroup));
+        const std::string label = std::string(ue8m0 ? "ue8m0 " : "") + (bf16_in ? "bf16 " : "f32 ") +
+                                  std::to_string(rows) + "x" + std::to_string(k);
+        for (int r = 0; r < padded; ++r) {
+          for (int c = 0; c < k; ++c) {
+            const float scale = got_scales[size_t(c / kGroup) * padded + r];
+            const float value = f8e4m3_to_f32(got_codes[size_t(r) * k + c]) * scale;
+            ASSERT_EQ(value, r < rows ? expected[size_t(r) * k + c] : 0.0f) << label << " at " << r << "," << c;
+            if (r >= rows) ASSERT_EQ(scale, 1.0f) << label;
+            if (ue8m0) ASSERT_EQ(std::exp2(std::round(std::log2(scale))), scale) << label;
+          }
+        }
+      }
+    }
+  }
+}
+
+// W8A8 on FP8 tensor cores (linear_fp8: cuBLASLt, 128-element block scales on both operands)
+// against the CPU in double: x quantized by ops::quantize_activations_fp8, times the dequantized
+// weights. Weight scales per row (the layout the weight plan stores) that differ from row to row,
+// row counts that are not a multiple of 4 (the padded tail), float32 and bf16 inputs and outputs.
+// Each output within 1e-3 of Σ_k |x w| (the FP8 tensor cores accumulate each 128-K block in
+// reduced precision), bf16 outputs also within their rounding.
+TEST_F(CudaOpsTest, Fp8TensorCoreGemmMatchesTheQuantizedProduct) {
+  constexpr int kBlock = 128;
+  for (auto [m, n, k] :
+       {std::tuple{1, 256, 256}, {3, 128, 384}, {6, 256, 256}, {64, 384, 512}, {301, 256, 1024}, {1000, 2048, 512}}) {
+    for (bool bf16_io : {false, true}) {
+      const int scale_cols = k / kBlock;
+      const std::vector<uint8_t> codes = random_fp8_codes(size_t(n) * k, rng_);
+      std::vector<float> scales = random_floats(size_t(n) * scale_cols);
+      for (float& v : scales) v = 0.002f + 0.004f * std::fabs(v);
+      std::vector<float> x = random_floats(size_t(m) * k);
+      if (bf16_io) round_to_bf16(x);
+      std::vector<uint16_t> x_bf16(x.size());
+      for (size_t i = 0; i < x.size(); ++i) x_bf16[i] = f32_to_bf16(x[i]);
+      std::vector<float> xq = x;
+      ops::quantize_activations_fp8(xq.data(), m, k, kBlock, false);
+      const ops::Fp8Scales fp8{.scale = upload(scales), .block = kBlock, .offset = 0};
+      ASSERT_TRUE(cuda::linear_fp8_supported(n, k, fp8));
+      void* workspace = poisoned<uint8_t>(cuda::linear_fp8_workspace_bytes(m, n, k));
+      float* out_f32 = bf16_io ? nullptr : poisoned<float>(size_t(m) * n);
+      uint16_t* out_bf16 = bf16_io ? poisoned<uint16_t>(size_t(m) * n) : nullptr;
+      ASSERT_TRUE(cuda::linear_fp8(exec_, bf16_io ? nullptr : upload(x), bf16_io ? upload(x_bf16) : nullptr, m,
+                                   upload(codes), fp8, n, k, out_f32, out_bf16, workspace))
+          << "cuBLASLt has no block-scaled FP8 kernel for " << m << "x" << n << "x" << k;
+      std::vector<float> got(size_t(m) * n);
+      if (bf16_io) {
+        const std::vector<uint16_t> bits = download(out_bf16, got.size());
+        for (size_t i = 0; i < got.size(); ++i) got[i] = bf16_to_f32(bits[i]);
+      } else {
+        got = download(out_f32, got.size());
+      }
+      for (int r = 0; r < m; ++r) {
+        for (int j = 0; j < n; ++j) {
+          double expected = 0.0, magnitude = 0.0;
+          for (int i = 0; i < k; ++i) {
+            const double w =
+                double(f8e4m3_to_f32(codes[size_t(j) * k + i])) * scales[size_t(j) * scale_cols + i / kBlock];
+            expected += double(xq[size_t(r) * k + i]) * w;
+            magnitude += std::fabs(double(xq[size_t(r) * k + i]) * w);
+          }
+          const double bound = 1e-3 * magnitude + (bf16_io ? std::fabs(expected) / 256 : 0.0);
+          ASSERT_LE(std::fabs(got[size_t(r) * n + j] - expected), bound)
+              << m << "x" << n << "x" << k << (bf16_io ? " bf16" : " f32") << " at " << r << "," << j;
+        }
+      }
+    }
+  }
+}
+
 // small_gemm_unsummed's partial sums added up by their consumers — the residual norm after
 // attention (a one-row o projection) and the MoE combine (the experts' down projection at two
 // tokens) — give exactly what the summed GEMM followed by the plain consumer gives (the same

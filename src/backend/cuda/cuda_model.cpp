@@ -33,12 +33,15 @@ int CudaModel::kv_entry_size() const { return moeserve::kv_entry_size(config_, s
 
 namespace {
 
-// Bytes of the largest bf16 copy cuBLAS may need of an FP8 matrix (CudaStepBackend::bf16_weights):
-// one matrix at a time, a routed expert's own.
-size_t fp8_copy_bytes(const ModelWeights& weights) {
+// Bytes an FP8 matrix's prefill-sized GEMM of up to `rows` rows may need, at most: the bf16 copy
+// cuBLAS multiplies (CudaStepBackend::bf16_weights; one matrix at a time, a routed expert's own)
+// plus linear_fp8's quantized activations and cuBLASLt workspace.
+size_t fp8_gemm_bytes(const ModelWeights& weights, int rows) {
   size_t most = 0;
   const auto see = [&](const Projection& w) {
-    if (w.dtype == DType::kF8E4M3) most = std::max(most, size_t(w.out) * w.in * sizeof(uint16_t));
+    if (w.dtype != DType::kF8E4M3) return;
+    const size_t quantized = w.in % kFp8Group == 0 ? linear_fp8_workspace_bytes(rows, w.out, w.in) : 0;
+    most = std::max(most, size_t(w.out) * w.in * sizeof(uint16_t) + quantized);
   };
   for (const LayerWeights& layer : weights.layers) {
     for (const Projection* w :
@@ -59,14 +62,14 @@ size_t CudaModel::workspace_bytes(int max_tokens) const {
   // Beyond the loop's buffers: moe_permute's per-chunk counts of prefill-sized plans (counted
   // twice: the loop's estimate takes its widest per-token need twice), the plain MLA prefill's
   // score tile (its expanded keys and values fit in what the loop reserves per token, for
-  // contexts up to max_tokens), the float32 router weights of a prefill-sized step, the bf16 copy
-  // of the largest FP8 matrix cuBLAS multiplies, and slack
+  // contexts up to max_tokens), the float32 router weights of a prefill-sized step, what the
+  // largest FP8 matrix's GEMM needs, and slack
   // for the split-K workspaces.
   const size_t permute = c.moe ? 2 * t * (size_t(c.moe->top_k) * c.moe->num_experts / kMoePermuteChunk + 1) : 0;
   const size_t mla_scores = c.is_mla() ? kMlaScoreFloats : 0;
   const size_t router_f32 = c.moe ? size_t(c.moe->num_experts) * c.hidden_size : 0;
   return loop_->workspace_bytes(max_tokens, (permute + mla_scores + router_f32) * sizeof(float) +
-                                                fp8_copy_bytes(weights_) + (size_t{64} << 20));
+                                                fp8_gemm_bytes(weights_, max_tokens) + (size_t{64} << 20));
 }
 
 size_t CudaModel::expert_bytes(int layer) const { return expert_slot_bytes(weights_.layers[layer].moe); }

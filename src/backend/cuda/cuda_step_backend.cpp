@@ -138,11 +138,24 @@ void CudaStepBackend::linear(Act x, int rows, const Projection& w, float* out) {
     cuda_core_gemm(args);
   } else if ((rows <= kMaxMmaDenseRows && mma_takes(w)) || w.mxfp4() || streams_fp8(w)) {  // (cuBLAS has no MXFP4)
     tensor_core_gemm(args);
-  } else {
+  } else if (!fp8_tensor_core_gemm(x, rows, w, out, nullptr)) {
     const size_t mark = arena_.used();
     gemm(x, rows, bf16_weights(w), w.bias.bf16(), w.out, w.in, out);
     arena_.rewind(mark);
   }
+}
+
+bool CudaStepBackend::fp8_tensor_core_gemm(Act x, int rows, const Projection& w, float* out_f32, uint16_t* out_bf16) {
+  if (precision_ != PrefillPrecision::kBf16 || w.dtype != DType::kF8E4M3 || w.bias.present() ||
+      !linear_fp8_supported(w.out, w.in, fp8_scales(w))) {
+    return false;
+  }
+  const size_t mark = arena_.used();
+  void* workspace = arena_.alloc_bytes(linear_fp8_workspace_bytes(rows, w.out, w.in));
+  const bool ran = linear_fp8(exec_, x.bf16 != nullptr ? nullptr : x.f32, x.bf16, rows, w.fp8(), fp8_scales(w), w.out,
+                              w.in, out_f32, out_bf16, workspace);
+  arena_.rewind(mark);
+  return ran;
 }
 
 bool CudaStepBackend::streams_fp8(const Projection& w) const {
@@ -215,6 +228,7 @@ void CudaStepBackend::mlp(Act x, int rows, const MlpWeights& w, float* out) {
   float* act = split ? arena_.alloc<float>(static_cast<size_t>(rows) * inter) : nullptr;
   uint16_t* act_bf16 = split ? nullptr : arena_.alloc<uint16_t>(static_cast<size_t>(rows) * inter);
   silu_mul(exec_, gate_up, rows, inter, act, act_bf16);
+  if (fp8_tensor_core_gemm(Act{act, act_bf16}, rows, w.down, out, nullptr)) return;
   const size_t mark = arena_.used();
   gemm(Act{act, act_bf16}, rows, bf16_weights(w.down), w.down.bias.bf16(), w.down.out, w.down.in, out);
   arena_.rewind(mark);
@@ -335,8 +349,16 @@ void CudaStepBackend::experts_large(const MoeWeights& w, const float* x, const i
     const int64_t begin = host_offsets[e];
     const int count = host_offsets[e + 1] - host_offsets[e];
     if (count == 0) continue;  // experts no token chose are skipped
+    const Projection gate_up_e = w.experts_gate_up.stacked_at(e);
+    const Projection down_e = w.experts_down.stacked_at(e);
+    float* y_e = y + begin * hidden;
+    if (!split &&
+        fp8_tensor_core_gemm(Act{nullptr, x_perm_bf16 + begin * hidden}, count, gate_up_e, nullptr, gate_up_bf16)) {
+      silu_mul(exec_, gate_up_bf16, count, inter, act_bf16);
+      if (fp8_tensor_core_gemm(Act{nullptr, act_bf16}, count, down_e, y_e, nullptr)) continue;
+    }
     const size_t mark = arena_.used();  // FP8 experts: their bf16 copies, one expert at a time
-    const uint16_t* gate_up_w = bf16_weights(w.experts_gate_up.stacked_at(e));
+    const uint16_t* gate_up_w = bf16_weights(gate_up_e);
     if (split) {
       gemm(Act{x_perm + begin * hidden, nullptr}, count, gate_up_w, nullptr, 2 * inter, hidden, gate_up);
       silu_mul(exec_, gate_up, count, inter, act, nullptr);
@@ -344,8 +366,7 @@ void CudaStepBackend::experts_large(const MoeWeights& w, const float* x, const i
       gemm_bf16(exec_, x_perm_bf16 + begin * hidden, gate_up_w, count, 2 * inter, hidden, gate_up_bf16);
       silu_mul(exec_, gate_up_bf16, count, inter, act_bf16);
     }
-    gemm(Act{act, act_bf16}, count, bf16_weights(w.experts_down.stacked_at(e)), nullptr, hidden, inter,
-         y + begin * hidden);
+    gemm(Act{act, act_bf16}, count, bf16_weights(down_e), nullptr, hidden, inter, y_e);
     arena_.rewind(mark);
   }
 }

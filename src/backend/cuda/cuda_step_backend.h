@@ -76,6 +76,10 @@ class CudaStepBackend final : public StepBackend {
   // The bf16 weights cuBLAS multiplies: w's own, or FP8 weights dequantized into the arena (the
   // caller rewinds it after the GEMM).
   const uint16_t* bf16_weights(const Projection& w);
+  // In the bf16 mode, FP8 weights without a bias multiply on FP8 tensor cores (linear_fp8: the
+  // activations quantized per row per 128 columns, as vLLM's block-FP8 path does): out [rows,
+  // w.out] float32 or bf16 = x · wᵀ. False (nothing done) where it does not apply.
+  bool fp8_tensor_core_gemm(Act x, int rows, const Projection& w, float* out_f32, uint16_t* out_bf16);
   // Prefill-sized batches: the offsets copied to the host once, each chosen expert through cuBLAS
   // (experts without biases and with the plain SwiGLU).
   void experts_large(const MoeWeights& w, const float* x, const int32_t* source_rows, const int32_t* offsets,

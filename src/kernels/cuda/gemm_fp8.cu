@@ -1,0 +1,173 @@
+// CUDA op: W8A8 FP8 GEMM on Hopper's FP8 tensor cores through cuBLASLt, for prefill-sized
+// products with block-scaled FP8 weights (DeepSeek-V3's, Qwen3-FP8's, --quantization fp8's).
+// The activations are quantized per row per 128 columns (quantize_fp8_rows), and both operands
+// carry 128-element block scales (cuBLASLt's VEC128_32F: one float per 128 consecutive K values
+// of a row, each K block's scales of all rows together). The weights' scales, stored per row
+// [N, K / 128], are transposed into that layout for the call.
+//
+// cuBLAS wants a scale array's row count a multiple of 4 (16-byte aligned): a product of M rows
+// runs as the first M & ~3 rows, then the last 1-3 rows padded to 4 into a small buffer.
+#include <cublasLt.h>
+#include <cublas_v2.h>
+
+#include <atomic>
+
+#include "kernels/cuda/common.cuh"
+
+namespace moeserve::cuda {
+
+namespace {
+
+constexpr size_t kLtWorkspaceBytes = size_t{32} << 20;
+constexpr int kRowAlign = 4;
+
+size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+// scales_t [K / 128, N] ← scales [N, K / 128].
+__global__ void transpose_scales_kernel(const float* scales, int n, int blocks, float* scales_t) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= static_cast<int64_t>(n) * blocks) return;
+  const int row = static_cast<int>(i / blocks);
+  const int block = static_cast<int>(i % blocks);
+  scales_t[static_cast<int64_t>(block) * n + row] = scales[i];
+}
+
+template <typename T>
+void set(cublasLtMatmulDesc_t desc, cublasLtMatmulDescAttributes_t attribute, const T& value) {
+  cublasLtMatmulDescSetAttribute(desc, attribute, &value, sizeof(value));
+}
+
+// Row-major out [m, n] = (x_q · x_scales) [m, k] · ((w · w_scales_t) [n, k])ᵀ, m % 4 == 0: as
+// column-major outᵀ [n, m] = Wᵀᵀ · xᵀ. False (nothing queued) when cuBLASLt has no kernel for it.
+bool lt_matmul(const GpuExec& exec, const uint8_t* x_q, const float* x_scales, const uint8_t* w,
+               const float* w_scales_t, int m, int n, int k, void* out, bool out_f32, void* workspace) {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+  cublasLtMatmulPreference_t preference = nullptr;
+  bool ran = false;
+  const cudaDataType_t out_type = out_f32 ? CUDA_R_32F : CUDA_R_16BF;
+  if (cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F) == CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatrixLayoutCreate(&a, CUDA_R_8F_E4M3, k, n, k) == CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatrixLayoutCreate(&b, CUDA_R_8F_E4M3, k, m, k) == CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatrixLayoutCreate(&d, out_type, n, m, n) == CUBLAS_STATUS_SUCCESS &&
+      cublasLtMatmulPreferenceCreate(&preference) == CUBLAS_STATUS_SUCCESS) {
+    set(desc, CUBLASLT_MATMUL_DESC_TRANSA, CUBLAS_OP_T);
+    set(desc, CUBLASLT_MATMUL_DESC_TRANSB, CUBLAS_OP_N);
+    const int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_VEC128_32F;
+    set(desc, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, mode);
+    set(desc, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, mode);
+    set(desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, w_scales_t);
+    set(desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, x_scales);
+    const size_t workspace_bytes = kLtWorkspaceBytes;
+    cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes,
+                                         sizeof(workspace_bytes));
+    // A cuBLAS handle is a cuBLASLt handle (cuBLAS documents the cast).
+    const auto handle = static_cast<cublasLtHandle_t>(exec.blas);
+    cublasLtMatmulHeuristicResult_t heuristic{};
+    int found = 0;
+    if (cublasLtMatmulAlgoGetHeuristic(handle, desc, a, b, d, d, preference, 1, &heuristic, &found) ==
+            CUBLAS_STATUS_SUCCESS &&
+        found > 0) {
+      const float alpha = 1.0f, beta = 0.0f;
+      const cublasStatus_t status = cublasLtMatmul(handle, desc, &alpha, w, a, x_q, b, &beta, out, d, out, d,
+                                                   &heuristic.algo, workspace, kLtWorkspaceBytes, stream_of(exec));
+      if (status != CUBLAS_STATUS_SUCCESS) {
+        std::fprintf(stderr, "moeserve: cublasLtMatmul FP8 (m=%d n=%d k=%d) failed: %d\n", m, n, k,
+                     static_cast<int>(status));
+        std::abort();
+      }
+      ran = true;
+    }
+  }
+  if (preference != nullptr) cublasLtMatmulPreferenceDestroy(preference);
+  if (d != nullptr) cublasLtMatrixLayoutDestroy(d);
+  if (b != nullptr) cublasLtMatrixLayoutDestroy(b);
+  if (a != nullptr) cublasLtMatrixLayoutDestroy(a);
+  if (desc != nullptr) cublasLtMatmulDescDestroy(desc);
+  return ran;
+}
+
+struct Carved {
+  uint8_t* x_q;        // [m rounded up to 4, k] e4m3
+  float* x_scales;     // [k / 128, m & ~3] then [k / 128, 4] for the tail
+  float* w_scales_t;   // [k / 128, n]
+  void* tail_out;      // [4, n] float32 or bf16
+  void* lt_workspace;  // kLtWorkspaceBytes
+};
+
+Carved carve(void* workspace, int m, int n, int k) {
+  const int64_t padded = (m + kRowAlign - 1) / kRowAlign * kRowAlign;
+  const int64_t blocks = k / kFp8Group;
+  auto* base = static_cast<char*>(workspace);
+  Carved c{};
+  c.x_q = reinterpret_cast<uint8_t*>(base);
+  base += align256(padded * k);
+  c.x_scales = reinterpret_cast<float*>(base);
+  base += align256((blocks * padded + blocks * kRowAlign) * sizeof(float));
+  c.w_scales_t = reinterpret_cast<float*>(base);
+  base += align256(blocks * n * sizeof(float));
+  c.tail_out = base;
+  base += align256(size_t{kRowAlign} * n * sizeof(float));
+  c.lt_workspace = base;
+  return c;
+}
+
+}  // namespace
+
+bool linear_fp8_supported(int n, int k, const ops::Fp8Scales& w) {
+  return w.block == kFp8Group && w.offset == 0 && k % kFp8Group == 0 && n % 16 == 0;
+}
+
+size_t linear_fp8_workspace_bytes(int m, int n, int k) {
+  const int64_t padded = (m + kRowAlign - 1) / kRowAlign * kRowAlign;
+  const int64_t blocks = k / kFp8Group;
+  return align256(padded * k) + align256((blocks * padded + blocks * kRowAlign) * sizeof(float)) +
+         align256(blocks * n * sizeof(float)) + align256(size_t{kRowAlign} * n * sizeof(float)) + kLtWorkspaceBytes;
+}
+
+bool linear_fp8(const GpuExec& exec, const float* x_f32, const uint16_t* x_bf16, int m, const uint8_t* w,
+                const ops::Fp8Scales& w_scales, int n, int k, float* out_f32, uint16_t* out_bf16, void* workspace) {
+  if (!linear_fp8_supported(n, k, w_scales) || (out_f32 == nullptr) == (out_bf16 == nullptr)) {
+    std::fprintf(stderr,
+                 "moeserve: linear_fp8 needs 128-column weight scale blocks at offset 0, K %% 128 == 0 and "
+                 "N %% 16 == 0 (n=%d k=%d), and one output\n",
+                 n, k);
+    std::abort();
+  }
+  if (m == 0) return true;
+  const Carved c = carve(workspace, m, n, k);
+  const int blocks = k / kFp8Group;
+  const int64_t count = static_cast<int64_t>(n) * blocks;
+  transpose_scales_kernel<<<static_cast<unsigned>((count + 255) / 256), 256, 0, stream_of(exec)>>>(
+      w_scales.scale, n, blocks, c.w_scales_t);
+  check_launch("transpose_scales");
+  const bool f32 = out_f32 != nullptr;
+  const size_t elt = f32 ? sizeof(float) : sizeof(uint16_t);
+  auto* out = f32 ? static_cast<void*>(out_f32) : static_cast<void*>(out_bf16);
+  const int head = m / kRowAlign * kRowAlign;
+  const int tail = m - head;
+  if (head > 0) {
+    quantize_fp8_rows(exec, x_f32, x_bf16, head, head, k, w_scales.ue8m0, c.x_q, c.x_scales);
+    if (!lt_matmul(exec, c.x_q, c.x_scales, w, c.w_scales_t, head, n, k, out, f32, c.lt_workspace)) return false;
+  }
+  if (tail > 0) {
+    const int64_t at = static_cast<int64_t>(head) * k;
+    uint8_t* tail_q = c.x_q + at;
+    float* tail_scales = c.x_scales + static_cast<int64_t>(blocks) * head;
+    quantize_fp8_rows(exec, x_f32 != nullptr ? x_f32 + at : nullptr, x_bf16 != nullptr ? x_bf16 + at : nullptr, tail,
+                      kRowAlign, k, w_scales.ue8m0, tail_q, tail_scales);
+    if (!lt_matmul(exec, tail_q, tail_scales, w, c.w_scales_t, kRowAlign, n, k, c.tail_out, f32, c.lt_workspace)) {
+      return false;
+    }
+    const cudaError_t status = cudaMemcpyAsync(static_cast<char*>(out) + static_cast<size_t>(head) * n * elt,
+                                               c.tail_out, static_cast<size_t>(tail) * n * elt,
+                                               cudaMemcpyDeviceToDevice, stream_of(exec));
+    if (status != cudaSuccess) {
+      std::fprintf(stderr, "moeserve: linear_fp8 tail copy failed: %s\n", cudaGetErrorString(status));
+      std::abort();
+    }
+  }
+  return true;
+}
+
+}  // namespace moeserve::cuda

@@ -1,0 +1,77 @@
+// CUDA op: dynamic FP8 activation quantization, the input side of a W8A8 GEMM. Each row's groups
+// of 128 columns get their own scale, amax / 448 (with ue8m0: the power of two at or above it),
+// and its values are divided by it and rounded to e4m3 (nearest even, saturating), exactly as
+// ops::quantize_activations_fp8 emulates it on the CPU.
+#include "kernels/cuda/common.cuh"
+
+#include <cuda_fp8.h>
+
+namespace moeserve::cuda {
+
+namespace {
+
+constexpr float kE4m3Max = 448.0f;
+
+// A power of two at or above a positive normal float (ue8m0 scales: DeepSeek-V3.1's scale_fmt).
+__device__ __forceinline__ float ceil_pow2(float scale) {
+  const uint32_t bits = __float_as_uint(scale);
+  if ((bits & 0x7fffffu) == 0) return scale;
+  return __uint_as_float((bits & 0x7f800000u) + 0x800000u);
+}
+
+// One warp per (row, group of 128 columns), 4 consecutive values per lane. Rows in
+// [rows, padded_rows) are written as zeros with scale 1.
+__global__ void quantize_fp8_kernel(const float* x_f32, const uint16_t* x_bf16, int64_t rows, int64_t padded_rows,
+                                    int k, bool ue8m0, uint8_t* out, float* scales) {
+  const int groups = k / kFp8Group;
+  const int64_t warp = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (warp >= padded_rows * groups) return;
+  const int64_t row = warp / groups;
+  const int group = static_cast<int>(warp % groups);
+  const int64_t at = row * k + group * kFp8Group + 4 * lane;
+  float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  if (row < rows) {
+    if (x_f32 != nullptr) {
+      const float4 four = *reinterpret_cast<const float4*>(x_f32 + at);
+      v[0] = four.x, v[1] = four.y, v[2] = four.z, v[3] = four.w;
+    } else {
+      const uint2 four = *reinterpret_cast<const uint2*>(x_bf16 + at);
+      v[0] = bf16_bits_to_float(four.x & 0xffffu), v[1] = bf16_bits_to_float(four.x >> 16);
+      v[2] = bf16_bits_to_float(four.y & 0xffffu), v[3] = bf16_bits_to_float(four.y >> 16);
+    }
+  }
+  float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
+  for (int offset = 16; offset > 0; offset /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
+  float scale = 1.0f;  // an all-zero group stays zero at any scale
+  if (amax > 0.0f) {
+    scale = amax / kE4m3Max;
+    if (ue8m0) scale = ceil_pow2(scale);
+  }
+  uint32_t codes = 0;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const uint32_t code = __nv_cvt_float_to_fp8(v[i] / scale, __NV_SATFINITE, __NV_E4M3);
+    codes |= code << (8 * i);
+  }
+  *reinterpret_cast<uint32_t*>(out + at) = codes;
+  if (lane == 0) scales[group * padded_rows + row] = scale;
+}
+
+}  // namespace
+
+void quantize_fp8_rows(const GpuExec& exec, const float* x_f32, const uint16_t* x_bf16, int64_t rows,
+                       int64_t padded_rows, int k, bool ue8m0, uint8_t* out, float* scales) {
+  if (padded_rows == 0) return;
+  if (k % kFp8Group != 0 || (x_f32 == nullptr) == (x_bf16 == nullptr) || padded_rows < rows) {
+    std::fprintf(stderr, "moeserve: quantize_fp8_rows needs K a multiple of %d and one input (K=%d)\n", kFp8Group, k);
+    std::abort();
+  }
+  const int64_t threads = padded_rows * (k / kFp8Group) * 32;
+  const int64_t blocks = (threads + 255) / 256;
+  quantize_fp8_kernel<<<static_cast<unsigned>(blocks), 256, 0, stream_of(exec)>>>(x_f32, x_bf16, rows, padded_rows, k,
+                                                                                  ue8m0, out, scales);
+  check_launch("quantize_fp8_rows");
+}
+
+}  // namespace moeserve::cuda
