@@ -9,7 +9,10 @@
 // through cuBLAS.
 #include "backend/cuda/cuda_step_backend.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <mutex>
 #include <vector>
 
 namespace moeserve::cuda {
@@ -155,6 +158,13 @@ bool CudaStepBackend::fp8_tensor_core_gemm(Act x, int rows, const Projection& w,
   const bool ran = linear_fp8(exec_, x.bf16 != nullptr ? nullptr : x.f32, x.bf16, rows, w.fp8(), fp8_scales(w), w.out,
                               w.in, out_f32, out_bf16, workspace);
   arena_.rewind(mark);
+  if (!ran) {
+    static std::once_flag once;
+    std::call_once(once, [&] {
+      spdlog::warn("cuBLASLt has no FP8 kernel for a {}x{}x{} GEMM: FP8 weights multiply as dequantized bf16 there",
+                   rows, w.out, w.in);
+    });
+  }
   return ran;
 }
 

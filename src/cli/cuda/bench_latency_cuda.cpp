@@ -292,6 +292,79 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
   return out;
 }
 
+// The prefill GEMMs of this shape (the dense qkv at `tokens` rows; an expert's gate/up and down
+// at the rows each expert gets when tokens · top_k spread evenly) through cuBLAS in bf16 and as
+// W8A8 on FP8 tensor cores (linear_fp8, with and without its activation quantization), in
+// TFLOP/s. Empty where the shapes are not FP8-tensor-core shapes.
+nlohmann::json prefill_gemm_rates(const cuda::CudaStream& stream, const ModelConfig& c, int tokens) {
+  const cuda::GpuExec exec{stream.stream(), stream.blas()};
+  nlohmann::json out = nlohmann::json::array();
+  if (tokens <= 0) return out;
+  struct Shape {
+    const char* name;
+    int m, n, k;
+  };
+  std::vector<Shape> shapes = {{"qkv", tokens, (c.num_heads + 2 * c.num_kv_heads) * c.head_dim, c.hidden_size}};
+  if (c.moe) {
+    const int rows = std::max(1, tokens * c.moe->top_k / c.moe->num_experts);
+    const int inter = c.moe->expert_intermediate_size;
+    shapes.push_back({"expert gate_up", rows, 2 * inter, c.hidden_size});
+    shapes.push_back({"expert down", rows, c.hidden_size, inter});
+  }
+  auto time_it = [&](auto&& launch) {
+    cuda::EventTimer timer;
+    for (int i = 0; i < 2; ++i) launch();
+    timer.start(stream.stream());
+    for (int i = 0; i < 10; ++i) launch();
+    timer.stop(stream.stream());
+    return timer.seconds() / 10;
+  };
+  for (const Shape& s : shapes) {
+    const ops::Fp8Scales probe{.block = cuda::kFp8Group, .offset = 0};
+    if (s.k % cuda::kFp8Group != 0 || !cuda::linear_fp8_supported(s.n, s.k, probe)) continue;
+    auto x = cuda::DeviceBuffer::allocate(size_t(s.m) * s.k * 2);
+    auto w = cuda::DeviceBuffer::allocate(size_t(s.n) * s.k * 2);
+    auto w_fp8 = cuda::DeviceBuffer::allocate(size_t(s.n) * s.k);
+    auto scales = cuda::DeviceBuffer::allocate(size_t(s.n) * (s.k / cuda::kFp8Group) * 4);
+    auto y = cuda::DeviceBuffer::allocate(size_t(s.m) * s.n * 4);
+    auto workspace = cuda::DeviceBuffer::allocate(cuda::linear_fp8_workspace_bytes(s.m, s.n, s.k));
+    if (!x.ok() || !w.ok() || !w_fp8.ok() || !scales.ok() || !y.ok() || !workspace.ok()) {
+      fail("cannot allocate GEMM benchmark buffers");
+    }
+    cuda::fill_random_bf16(exec, x->as<uint16_t>(), int64_t(s.m) * s.k, 5, 1.0f, 0.0f);
+    cuda::fill_random_bf16(exec, w->as<uint16_t>(), int64_t(s.n) * s.k, 6, 0.02f, 0.0f);
+    cuda::fill_random_bytes(exec, w_fp8->as<uint8_t>(), int64_t(s.n) * s.k, 7, true, 0, 0xbf);  // e4m3, |v| < 2
+    std::vector<float> host_scales(size_t(s.n) * (s.k / cuda::kFp8Group), 1.0f / 32);
+    cuda::copy_to_device(scales->data(), host_scales.data(), host_scales.size() * 4, stream.stream());
+    const ops::Fp8Scales fp8{.scale = scales->as<float>(), .block = cuda::kFp8Group, .offset = 0};
+    const double flops = 2.0 * s.m * double(s.n) * s.k;
+    auto report = [&](const char* kernel, double seconds) {
+      out.push_back({{"kernel", kernel},
+                     {"gemm", s.name},
+                     {"m", s.m},
+                     {"n", s.n},
+                     {"k", s.k},
+                     {"seconds", seconds},
+                     {"tflops", flops / seconds / 1e12}});
+    };
+    report("cublas bf16", time_it([&] {
+             cuda::gemm_bf16(exec, x->as<uint16_t>(), w->as<uint16_t>(), nullptr, s.m, s.n, s.k, y->as<float>());
+           }));
+    bool ran = true;
+    report("linear_fp8 (quantize + cuBLASLt)", time_it([&] {
+             ran = ran && cuda::linear_fp8(exec, nullptr, x->as<uint16_t>(), s.m, w_fp8->as<uint8_t>(), fp8, s.n, s.k,
+                                           y->as<float>(), nullptr, workspace->data());
+           }));
+    if (!ran) out.back()["kernel"] = "linear_fp8: no cuBLASLt kernel";
+    report("quantize_fp8_rows", time_it([&] {
+             cuda::quantize_fp8_rows(exec, nullptr, x->as<uint16_t>(), s.m, s.m, s.k, false, workspace->as<uint8_t>(),
+                                     reinterpret_cast<float*>(workspace->as<uint8_t>() + size_t(s.m) * s.k));
+           }));
+  }
+  stream.synchronize();
+  return out;
+}
+
 // Weight bytes an op kind streams in one decode step of `tokens` rows (0 when not weight-bound).
 double op_weight_bytes(const ModelConfig& c, const std::string& op, int tokens) {
   const double layers = c.num_layers, hidden = c.hidden_size;
@@ -382,6 +455,7 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
   const double bandwidth = copy_bandwidth(*stream);
   const double gemm_rate = gemm_tflops(*stream);
   const nlohmann::json kernels = kernel_bandwidths(*stream, spec.config);
+  const nlohmann::json prefill_gemms = prefill_gemm_rates(*stream, spec.config, args.prefill_batch * args.prefill_len);
   auto start = Clock::now();
   auto runner = make_cuda_runner(spec.model_dir, spec.config, spec.load,
                                  CudaDeviceOptions{.enforce_eager = args.enforce_eager}, runner_options);
@@ -469,6 +543,7 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
         result["prefill_tflops"].get<double>() / result["gemm_bf16_tflops"].get<double>();
   }
   result["kernels"] = kernels;
+  result["prefill_gemms"] = prefill_gemms;
   nlohmann::json profiles = nlohmann::json::array();
   for (int batch : args.batch_sizes) profiles.push_back(profile_step(**runner, batch, args.input_len, true));
   if (args.prefill_len > 0) profiles.push_back(profile_step(**runner, args.prefill_batch, args.prefill_len, false));

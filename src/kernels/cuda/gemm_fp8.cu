@@ -8,9 +8,9 @@
 // cuBLAS wants a scale array's row count a multiple of 4 (16-byte aligned): a product of M rows
 // runs as the first M & ~3 rows, then the last 1-3 rows padded to 4 into a small buffer.
 #include <cublasLt.h>
-#include <cublas_v2.h>
 
-#include <atomic>
+#include <array>
+#include <mutex>
 
 #include "kernels/cuda/common.cuh"
 
@@ -22,6 +22,24 @@ constexpr size_t kLtWorkspaceBytes = size_t{32} << 20;
 constexpr int kRowAlign = 4;
 
 size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
+
+// The cuBLASLt handle of the current GPU, made on first use; one per GPU of the process (ranks on
+// threads share it), for any stream. (A cuBLAS handle cast to one corrupted the host heap.)
+cublasLtHandle_t lt_handle() {
+  static std::mutex mutex;
+  static std::array<cublasLtHandle_t, 64> handles{};
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= static_cast<int>(handles.size())) {
+    std::fprintf(stderr, "moeserve: linear_fp8: no current CUDA device\n");
+    std::abort();
+  }
+  const std::lock_guard lock(mutex);
+  if (handles[device] == nullptr && cublasLtCreate(&handles[device]) != CUBLAS_STATUS_SUCCESS) {
+    std::fprintf(stderr, "moeserve: cublasLtCreate failed\n");
+    std::abort();
+  }
+  return handles[device];
+}
 
 // scales_t [K / 128, N] ← scales [N, K / 128].
 __global__ void transpose_scales_kernel(const float* scales, int n, int blocks, float* scales_t) {
@@ -61,8 +79,7 @@ bool lt_matmul(const GpuExec& exec, const uint8_t* x_q, const float* x_scales, c
     const size_t workspace_bytes = kLtWorkspaceBytes;
     cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes,
                                          sizeof(workspace_bytes));
-    // A cuBLAS handle is a cuBLASLt handle (cuBLAS documents the cast).
-    const auto handle = static_cast<cublasLtHandle_t>(exec.blas);
+    const cublasLtHandle_t handle = lt_handle();
     cublasLtMatmulHeuristicResult_t heuristic{};
     int found = 0;
     if (cublasLtMatmulAlgoGetHeuristic(handle, desc, a, b, d, d, preference, 1, &heuristic, &found) ==
