@@ -41,10 +41,11 @@ void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
                   "(both backends hold and compute with fp8 weights). An fp8 "
                   "checkpoint needs no flag")
       ->check(CLI::IsMember({"fp8"}));
-  command.add_option("--kv-cache-dtype", kv_cache_dtype,
-                     "auto: float32 KV entries; fp8 (= fp8_e4m3): every KV value rounded to e4m3 as it is written (scale "
-                     "1.0, as vLLM's default). CPU only, and the CPU cache still stores float32: this measures fp8 KV's "
-                     "numerics, it saves no memory yet")
+  command
+      .add_option("--kv-cache-dtype", kv_cache_dtype,
+                  "auto: float32 KV entries; fp8 (= fp8_e4m3): every KV value rounded to e4m3 as it is written (scale "
+                  "1.0, as vLLM's default). CUDA stores the e4m3 bytes (4x the tokens of auto); the CPU cache still "
+                  "stores the rounded values as float32 (the same numerics, no memory saved)")
       ->check(CLI::IsMember({"auto", "fp8", "fp8_e4m3"}));
   command.add_option("--hf-overrides", hf_overrides, "JSON merged into config.json, e.g. '{\"num_hidden_layers\": 8}'");
   command.add_option("--seed", seed, "Random seed (sampling, dummy weights)")->check(uint64_decimal());

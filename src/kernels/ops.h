@@ -215,6 +215,10 @@ struct RopeArgs {
   int entry_size = 0;
   int entry_offset = 0;
   const int32_t* slots = nullptr;
+  // The cache holds e4m3 bytes (--kv-cache-dtype fp8, scale 1.0: each value rounded to nearest
+  // even, saturating) instead of floats, entry_size of them per entry; `cache` then points at
+  // bytes. CUDA only: the CPU's cache stays float32 (it rounds the values it writes instead).
+  bool cache_fp8 = false;
 };
 
 // Causal paged attention for every query row of a batch (prefill, chunked prefill and decode
@@ -238,6 +242,7 @@ struct AttentionArgs {
   int num_heads = 0;
   int group = 1;
   const float* cache = nullptr;
+  bool cache_fp8 = false;  // e4m3 bytes, as RopeArgs::cache_fp8
   int block_size = 0;
   int entry_size = 0;
   int key_offset = 0;
@@ -281,6 +286,7 @@ struct IndexerArgs {
   float weight_scale = 1.0f;  // 1 / sqrt(heads)
   int topk = 0;
   const float* cache = nullptr;
+  bool cache_fp8 = false;  // e4m3 bytes, as RopeArgs::cache_fp8
   int block_size = 0;
   int entry_size = 0;
   int key_offset = 0;
@@ -325,7 +331,8 @@ struct MlaPrefillArgs {
   int count = 0;
   int begin = 0;
   const float* cache = nullptr;          // the layer's [blocks × block_size, entry_size]
-  int entry_size = 0;                    // floats per cache entry, [c | k_pe | ...] (0: rank + rope)
+  bool cache_fp8 = false;                // e4m3 bytes, as RopeArgs::cache_fp8
+  int entry_size = 0;                    // elements per cache entry, [c | k_pe | ...] (0: rank + rope)
   int block_size = 0;
   const int32_t* block_table = nullptr;  // the sequence's ceil(ctx / block_size) blocks
   const float* kv_b = nullptr;           // [H (nope + value), rank] float32

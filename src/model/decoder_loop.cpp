@@ -131,7 +131,8 @@ SplitSums DecoderLoop::gqa(Step& step, int layer_idx, Act x, float* out) const {
                     .cache = step.kv.layers[layer_idx],
                     .entry_size = step.kv.entry_size,
                     .entry_offset = q_width,
-                    .slots = step.in.slots});
+                    .slots = step.in.slots,
+                    .cache_fp8 = step.kv.fp8});
   }
   float* attended = step.arena.alloc<float>(static_cast<size_t>(tokens) * q_width);
   {
@@ -142,6 +143,7 @@ SplitSums DecoderLoop::gqa(Step& step, int layer_idx, Act x, float* out) const {
                                     .num_heads = heads_,
                                     .group = heads_ / kv_heads_,
                                     .cache = step.kv.layers[layer_idx],
+                                    .cache_fp8 = step.kv.fp8,
                                     .block_size = step.kv.block_size,
                                     .entry_size = step.kv.entry_size,
                                     .key_offset = 0,
@@ -229,7 +231,8 @@ SplitSums DecoderLoop::mla(Step& step, int layer_idx, Act x, float* out) const {
                     .cache = step.kv.layers[layer_idx],
                     .entry_size = step.kv.entry_size,
                     .entry_offset = 0,
-                    .slots = step.in.slots};
+                    .slots = step.in.slots,
+                    .cache_fp8 = step.kv.fp8};
   const int32_t* chosen = nullptr;  // V3.2: [tokens, topk] key positions per row
   if (m.indexer) {
     RopeArgs k_pe = rope_key;
@@ -265,6 +268,7 @@ SplitSums DecoderLoop::mla(Step& step, int layer_idx, Act x, float* out) const {
                                     .num_heads = heads,
                                     .group = heads,
                                     .cache = step.kv.layers[layer_idx],
+                                    .cache_fp8 = step.kv.fp8,
                                     .block_size = step.kv.block_size,
                                     .entry_size = step.kv.entry_size,
                                     .key_offset = 0,
@@ -303,20 +307,22 @@ SplitSums DecoderLoop::mla(Step& step, int layer_idx, Act x, float* out) const {
     const int ctx = piece.begin + piece.count;
     const int query_tile = b.mla_prefill_query_tile(dims, piece.count, ctx);
     const size_t workspace = b.mla_prefill_workspace_floats(dims, ctx, query_tile);
-    b.mla_prefill_attention(ops::MlaPrefillArgs{.dims = dims,
-                                                .q = q,
-                                                .first_row = piece.first_row,
-                                                .count = piece.count,
-                                                .begin = piece.begin,
-                                                .cache = step.kv.layers[layer_idx],
-                                                .entry_size = step.kv.entry_size,
-                                                .block_size = step.kv.block_size,
-                                                .block_table = step.in.block_tables + piece.table_offset,
-                                                .kv_b = w.kv_b,
-                                                .scale = c.attention_scale,
-                                                .query_tile = query_tile,
-                                                .workspace = workspace > 0 ? step.arena.alloc<float>(workspace) : nullptr,
-                                                .out = attended});
+    b.mla_prefill_attention(
+        ops::MlaPrefillArgs{.dims = dims,
+                            .q = q,
+                            .first_row = piece.first_row,
+                            .count = piece.count,
+                            .begin = piece.begin,
+                            .cache = step.kv.layers[layer_idx],
+                            .cache_fp8 = step.kv.fp8,
+                            .entry_size = step.kv.entry_size,
+                            .block_size = step.kv.block_size,
+                            .block_table = step.in.block_tables + piece.table_offset,
+                            .kv_b = w.kv_b,
+                            .scale = c.attention_scale,
+                            .query_tile = query_tile,
+                            .workspace = workspace > 0 ? step.arena.alloc<float>(workspace) : nullptr,
+                            .out = attended});
     step.arena.rewind(mark);
   }
   absorbed(run_first, run_rows);
@@ -371,6 +377,7 @@ const int32_t* DecoderLoop::index_keys(Step& step, int layer_idx, const float* q
                                   .weight_scale = 1.0f / std::sqrt(static_cast<float>(ix.heads)),
                                   .topk = ix.topk,
                                   .cache = step.kv.layers[layer_idx],
+                                  .cache_fp8 = step.kv.fp8,
                                   .block_size = step.kv.block_size,
                                   .entry_size = step.kv.entry_size,
                                   .key_offset = key_offset,

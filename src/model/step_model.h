@@ -264,11 +264,13 @@ struct StepInputs {
   std::span<const StepPiece> pieces;
 };
 
-// Per-layer KV memory: layers[l] is [num_blocks × block_size, entry_size] float32.
+// Per-layer KV memory: layers[l] is [num_blocks × block_size, entry_size] float32, or e4m3 bytes
+// when fp8 (--kv-cache-dtype fp8 on CUDA; the ops' cache_fp8).
 struct KvLayers {
   std::vector<float*> layers;
   int block_size = 0;
   int entry_size = 0;
+  bool fp8 = false;
 };
 
 

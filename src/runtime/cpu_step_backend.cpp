@@ -58,6 +58,7 @@ void CpuStepBackend::embedding(const WeightVector& table, int hidden, const int3
 }
 void CpuStepBackend::rms_norm(const ops::RmsNormArgs& args) { ops::rms_norm(ctx_, args); }
 void CpuStepBackend::rope(const ops::RopeArgs& args) {
+  MS_CHECK_MSG(!args.cache_fp8, "the CPU's KV cache holds float32 (it rounds fp8 KV values as it writes them)");
   ops::rope(ctx_, args);
   if (!numerics_.kv_fp8 || args.cache == nullptr) return;
   for (int t = 0; t < args.tokens; ++t) {  // the entries just written: [entry_size] at slot slots[t]

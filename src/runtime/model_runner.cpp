@@ -76,7 +76,7 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::create(std::unique_ptr<RunnerD
 }
 
 size_t ModelRunner::kv_bytes_per_block() const {
-  return size_t(config().num_layers) * options_.block_size * device_->kv_entry_size() * sizeof(float);
+  return size_t(config().num_layers) * options_.block_size * device_->kv_entry_size() * device_->kv_element_bytes();
 }
 
 Result<int> ModelRunner::kv_blocks_from_memory() const {

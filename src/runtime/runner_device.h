@@ -57,7 +57,9 @@ class RunnerDevice {
   // The rank's model.
   virtual const ModelConfig& config() const = 0;
   virtual const ShardSpec& shard() const = 0;
-  virtual int kv_entry_size() const = 0;  // floats per token per layer in this rank's KV cache
+  virtual int kv_entry_size() const = 0;  // elements per token per layer in this rank's KV cache
+  // Bytes of one KV cache element: float32, or 1 where the cache holds e4m3 (KvLayers::fp8).
+  virtual int kv_element_bytes() const { return sizeof(float); }
   virtual size_t weight_bytes() const = 0;
   virtual ExpertSlots& expert_slots() = 0;
   // The rows of a query tile pack_step lays out for the prefill attention (1: none).
@@ -66,7 +68,7 @@ class RunnerDevice {
   virtual int max_picked_logprobs() const = 0;
 
   // The paged KV cache: `blocks` blocks of `block_size` tokens, replacing the one before (0:
-  // none). Float32 entries, kv_entry_size() per token per layer.
+  // none). kv_entry_size() elements of kv_element_bytes() per token per layer.
   virtual Status allocate_kv_cache(int blocks, int block_size) = 0;
   virtual size_t kv_bytes() const = 0;
   // Which of its host's GPUs it is (0 for host memory).

@@ -136,6 +136,30 @@ TEST_F(CudaOpsTest, RopeHalfAndInterleavedWithCacheWrite) {
             }
           }
         }
+        // --kv-cache-dtype fp8: the same entries written as e4m3 bytes, each the CPU's rounding of
+        // the rotated value (the rotation itself is checked above; half 0 writes without rotating).
+        uint8_t* cache_fp8 = poisoned<uint8_t>(size_t(num_slots) * entry_size);
+        cuda::rope(exec_, cuda::RopeArgs{.x = upload(rotated),
+                                         .tokens = tokens,
+                                         .heads = heads,
+                                         .head_stride = head_stride,
+                                         .token_stride = heads * head_stride,
+                                         .positions = upload(positions),
+                                         .cache = reinterpret_cast<float*>(cache_fp8),
+                                         .entry_size = entry_size,
+                                         .entry_offset = entry_offset,
+                                         .slots = upload(slots),
+                                         .cache_fp8 = true});
+        const std::vector<uint8_t> bytes = download(cache_fp8, size_t(num_slots) * entry_size);
+        for (int slot = 0; slot < num_slots; ++slot) {
+          for (int i = 0; i < entry_size; ++i) {
+            const uint8_t got = bytes[size_t(slot) * entry_size + i];
+            const int t = slot / 3;
+            ASSERT_EQ(got,
+                      slot % 3 != 1 ? 0xff : f32_to_f8e4m3(rotated[size_t(t) * heads * head_stride + entry_offset + i]))
+                << "fp8 slot " << slot << " at " << i;
+          }
+        }
       }
     }
   }
@@ -187,114 +211,132 @@ TEST_F(CudaOpsTest, PagedAttentionGqa) {
                                                    {32, 8, 128, 0},
                                                    {16, 4, 100, 9},
                                                    {16, 2, 64, 21}}) {
-    const int entry = 2 * kv_heads * head_dim;
-    PagedBatch batch = make_batch({{1, 1}, {37, 37}, {70, 5}, {50, 1}}, block_size, num_blocks, rng_);
-    // Earlier positions of every sequence are already cached; this batch adds its own rows.
-    auto cache = random_floats(size_t(num_blocks) * block_size * entry);
-    auto k = random_floats(size_t(batch.tokens) * kv_heads * head_dim);
-    auto v = random_floats(k.size());
-    auto q = random_floats(size_t(batch.tokens) * heads * head_dim);
-    std::vector<float> cpu_cache = cache, expected(q.size());
-    const PagedKvLayer cpu_kv{cpu_cache.data(), num_blocks, block_size, entry};
-    ops::kv_write(cpu_, cpu_kv, batch.sequences, f32_view(k, Shape{batch.tokens, kv_heads * head_dim}),
-                  f32_view(v, Shape{batch.tokens, kv_heads * head_dim}));
-    const float scale = 1.0f / std::sqrt(float(head_dim));
-    ops::attention(cpu_, f32_view(q, Shape{batch.tokens, heads, head_dim}), cpu_kv, batch.sequences,
-                   ops::AttentionParams{heads, kv_heads, head_dim, scale, window},
-                   f32_view(expected, Shape{batch.tokens, heads, head_dim}));
-    // The GPU writes [k | v] rows from one interleaved source, as the fused qkv row holds them.
-    std::vector<float> kv_rows(size_t(batch.tokens) * entry);
-    for (int t = 0; t < batch.tokens; ++t) {
-      std::copy_n(k.data() + t * kv_heads * head_dim, kv_heads * head_dim, kv_rows.data() + t * entry);
-      std::copy_n(v.data() + t * kv_heads * head_dim, kv_heads * head_dim,
-                  kv_rows.data() + t * entry + kv_heads * head_dim);
-    }
-    float* dcache = upload(cache);
-    const int32_t* slots = upload(batch.slots);
-    cuda::kv_write(exec_, dcache, entry, slots, batch.tokens, upload(kv_rows), entry);
-    EXPECT_EQ(download(dcache, cache.size()), cpu_cache);
-    float* out = poisoned<float>(q.size());
-    cuda::paged_attention(exec_, cuda::AttentionArgs{.q = upload(q),
-                                                     .q_stride = heads * head_dim,
-                                                     .tokens = batch.tokens,
-                                                     .num_heads = heads,
-                                                     .group = heads / kv_heads,
-                                                     .cache = dcache,
-                                                     .block_size = block_size,
-                                                     .entry_size = entry,
-                                                     .key_offset = 0,
-                                                     .value_offset = kv_heads * head_dim,
-                                                     .kv_head_stride = head_dim,
-                                                     .key_dim = head_dim,
-                                                     .value_dim = head_dim,
-                                                     .scale = scale,
-                                                     .sliding_window = window,
-                                                     .block_tables = upload(batch.packed_tables),
-                                                     .table_offsets = upload(batch.table_offsets),
-                                                     .positions = upload(batch.positions),
-                                                     .out = out});
-    EXPECT_LT(relative_error(download(out, q.size()), expected), 1e-5) << heads << "/" << kv_heads << "/" << head_dim;
-    // The tiled prefill kernels on the same batch: tiles of at most `rows` consecutive rows of one sequence.
-    auto tiles_of = [&](int rows) {
-      std::vector<int32_t> tiles;
-      for (const SequenceView& seq : batch.sequences) {
-        for (int first = 0; first < seq.num_query; first += rows) {
-          tiles.push_back(seq.query_begin + first);
-          tiles.push_back(std::min(rows, seq.num_query - first));
-        }
+    for (bool fp8 : {false, true}) {
+      const int entry = 2 * kv_heads * head_dim;
+      PagedBatch batch = make_batch({{1, 1}, {37, 37}, {70, 5}, {50, 1}}, block_size, num_blocks, rng_);
+      // Earlier positions of every sequence are already cached; this batch adds its own rows.
+      auto cache = random_floats(size_t(num_blocks) * block_size * entry);
+      auto k = random_floats(size_t(batch.tokens) * kv_heads * head_dim);
+      auto v = random_floats(k.size());
+      auto q = random_floats(size_t(batch.tokens) * heads * head_dim);
+      // --kv-cache-dtype fp8: the cache holds e4m3 bytes; the CPU gets the values they decode to.
+      if (fp8) {
+        for (auto* values : {&cache, &k, &v})
+          for (float& x : *values) x = round_to_f8e4m3(x);
       }
-      return tiles;
-    };
-    const cuda::AttentionArgs args{.q = upload(q),
-                                   .q_stride = heads * head_dim,
-                                   .tokens = batch.tokens,
-                                   .num_heads = heads,
-                                   .group = heads / kv_heads,
-                                   .cache = dcache,
-                                   .block_size = block_size,
-                                   .entry_size = entry,
-                                   .key_offset = 0,
-                                   .value_offset = kv_heads * head_dim,
-                                   .kv_head_stride = head_dim,
-                                   .key_dim = head_dim,
-                                   .value_dim = head_dim,
-                                   .scale = scale,
-                                   .sliding_window = window,
-                                   .block_tables = upload(batch.packed_tables),
-                                   .table_offsets = upload(batch.table_offsets),
-                                   .positions = upload(batch.positions),
-                                   .out = poisoned<float>(q.size())};
-    const int group = heads / kv_heads;
-    // CUDA cores: blocks of up to 64 queries (rows × group).
-    for (int rows : {16, 64 / group}) {
-      ASSERT_EQ(cuda::prefill_attention_supported(args, rows), rows * group <= 64) << rows;
-      if (rows * group > 64) continue;
-      const std::vector<int32_t> tiles = tiles_of(rows);
-      cuda::AttentionArgs tiled = args;
-      tiled.out = poisoned<float>(q.size());
-      cuda::paged_attention_prefill(exec_, tiled, upload(tiles), static_cast<int>(tiles.size() / 2), rows);
-      EXPECT_LT(relative_error(download(tiled.out, q.size()), expected), 1e-5)
-          << "prefill " << heads << "/" << kv_heads << " rows " << rows;
-    }
-    // Tensor cores: blocks of up to 128 queries, the tile rows a model with these heads gets.
-    // Split bf16 keeps ~16 mantissa bits of Q, K, P and V (mma_gemm split's 2e-5); plain bf16
-    // rounds each to 8 bits (2⁻⁹ ≈ 2e-3 per operand).
-    const int tile_rows = cuda::prefill_tile_rows(head_dim, group);
-    ASSERT_EQ(cuda::prefill_attention_mma_supported(args, tile_rows), head_dim % 16 == 0);
-    if (head_dim % 16 != 0) {
-      EXPECT_EQ(tile_rows, 64 / group);
-      continue;
-    }
-    EXPECT_EQ(tile_rows, 128 / group);
-    for (int rows : {16, tile_rows}) {
-      const std::vector<int32_t> tiles = tiles_of(rows);
-      for (auto [split, tolerance] : {std::pair{true, 2e-5}, {false, 1e-2}}) {
-        cuda::AttentionArgs mma_args = args;
-        mma_args.out = poisoned<float>(q.size());
-        cuda::paged_attention_prefill_mma(exec_, mma_args, upload(tiles), static_cast<int>(tiles.size() / 2), rows,
-                                          split);
-        EXPECT_LT(relative_error(download(mma_args.out, q.size()), expected), tolerance)
-            << "prefill mma split=" << split << " " << heads << "/" << kv_heads << "/" << head_dim << " rows " << rows;
+      std::vector<float> cpu_cache = cache, expected(q.size());
+      const PagedKvLayer cpu_kv{cpu_cache.data(), num_blocks, block_size, entry};
+      ops::kv_write(cpu_, cpu_kv, batch.sequences, f32_view(k, Shape{batch.tokens, kv_heads * head_dim}),
+                    f32_view(v, Shape{batch.tokens, kv_heads * head_dim}));
+      const float scale = 1.0f / std::sqrt(float(head_dim));
+      ops::attention(cpu_, f32_view(q, Shape{batch.tokens, heads, head_dim}), cpu_kv, batch.sequences,
+                     ops::AttentionParams{heads, kv_heads, head_dim, scale, window},
+                     f32_view(expected, Shape{batch.tokens, heads, head_dim}));
+      // The GPU writes [k | v] rows from one interleaved source, as the fused qkv row holds them.
+      std::vector<float> kv_rows(size_t(batch.tokens) * entry);
+      for (int t = 0; t < batch.tokens; ++t) {
+        std::copy_n(k.data() + t * kv_heads * head_dim, kv_heads * head_dim, kv_rows.data() + t * entry);
+        std::copy_n(v.data() + t * kv_heads * head_dim, kv_heads * head_dim,
+                    kv_rows.data() + t * entry + kv_heads * head_dim);
+      }
+      float* dcache = nullptr;
+      if (fp8) {
+        std::vector<uint8_t> bytes(cpu_cache.size());
+        for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = f32_to_f8e4m3(cpu_cache[i]);
+        dcache = reinterpret_cast<float*>(upload(bytes));
+      } else {
+        dcache = upload(cache);
+        const int32_t* slots = upload(batch.slots);
+        cuda::kv_write(exec_, dcache, entry, slots, batch.tokens, upload(kv_rows), entry);
+        EXPECT_EQ(download(dcache, cache.size()), cpu_cache);
+      }
+      const std::string label = std::string(fp8 ? "fp8 cache " : "") + std::to_string(heads) + "/" +
+                                std::to_string(kv_heads) + "/" + std::to_string(head_dim);
+      float* out = poisoned<float>(q.size());
+      cuda::paged_attention(exec_, cuda::AttentionArgs{.q = upload(q),
+                                                       .q_stride = heads * head_dim,
+                                                       .tokens = batch.tokens,
+                                                       .num_heads = heads,
+                                                       .group = heads / kv_heads,
+                                                       .cache = dcache,
+                                                       .cache_fp8 = fp8,
+                                                       .block_size = block_size,
+                                                       .entry_size = entry,
+                                                       .key_offset = 0,
+                                                       .value_offset = kv_heads * head_dim,
+                                                       .kv_head_stride = head_dim,
+                                                       .key_dim = head_dim,
+                                                       .value_dim = head_dim,
+                                                       .scale = scale,
+                                                       .sliding_window = window,
+                                                       .block_tables = upload(batch.packed_tables),
+                                                       .table_offsets = upload(batch.table_offsets),
+                                                       .positions = upload(batch.positions),
+                                                       .out = out});
+      EXPECT_LT(relative_error(download(out, q.size()), expected), 1e-5) << label;
+      // The tiled prefill kernels on the same batch: tiles of at most `rows` consecutive rows of one sequence.
+      auto tiles_of = [&](int rows) {
+        std::vector<int32_t> tiles;
+        for (const SequenceView& seq : batch.sequences) {
+          for (int first = 0; first < seq.num_query; first += rows) {
+            tiles.push_back(seq.query_begin + first);
+            tiles.push_back(std::min(rows, seq.num_query - first));
+          }
+        }
+        return tiles;
+      };
+      const cuda::AttentionArgs args{.q = upload(q),
+                                     .q_stride = heads * head_dim,
+                                     .tokens = batch.tokens,
+                                     .num_heads = heads,
+                                     .group = heads / kv_heads,
+                                     .cache = dcache,
+                                     .cache_fp8 = fp8,
+                                     .block_size = block_size,
+                                     .entry_size = entry,
+                                     .key_offset = 0,
+                                     .value_offset = kv_heads * head_dim,
+                                     .kv_head_stride = head_dim,
+                                     .key_dim = head_dim,
+                                     .value_dim = head_dim,
+                                     .scale = scale,
+                                     .sliding_window = window,
+                                     .block_tables = upload(batch.packed_tables),
+                                     .table_offsets = upload(batch.table_offsets),
+                                     .positions = upload(batch.positions),
+                                     .out = poisoned<float>(q.size())};
+      const int group = heads / kv_heads;
+      // CUDA cores: blocks of up to 64 queries (rows × group).
+      for (int rows : {16, 64 / group}) {
+        ASSERT_EQ(cuda::prefill_attention_supported(args, rows), rows * group <= 64) << rows;
+        if (rows * group > 64) continue;
+        const std::vector<int32_t> tiles = tiles_of(rows);
+        cuda::AttentionArgs tiled = args;
+        tiled.out = poisoned<float>(q.size());
+        cuda::paged_attention_prefill(exec_, tiled, upload(tiles), static_cast<int>(tiles.size() / 2), rows);
+        EXPECT_LT(relative_error(download(tiled.out, q.size()), expected), 1e-5)
+            << "prefill " << label << " rows " << rows;
+      }
+      // Tensor cores: blocks of up to 128 queries, the tile rows a model with these heads gets.
+      // Split bf16 keeps ~16 mantissa bits of Q, K, P and V (mma_gemm split's 2e-5); plain bf16
+      // rounds each to 8 bits (2⁻⁹ ≈ 2e-3 per operand).
+      const int tile_rows = cuda::prefill_tile_rows(head_dim, group);
+      ASSERT_EQ(cuda::prefill_attention_mma_supported(args, tile_rows), head_dim % 16 == 0);
+      if (head_dim % 16 != 0) {
+        EXPECT_EQ(tile_rows, 64 / group);
+        continue;
+      }
+      EXPECT_EQ(tile_rows, 128 / group);
+      for (int rows : {16, tile_rows}) {
+        const std::vector<int32_t> tiles = tiles_of(rows);
+        for (auto [split, tolerance] : {std::pair{true, 2e-5}, {false, 1e-2}}) {
+          cuda::AttentionArgs mma_args = args;
+          mma_args.out = poisoned<float>(q.size());
+          cuda::paged_attention_prefill_mma(exec_, mma_args, upload(tiles), static_cast<int>(tiles.size() / 2), rows,
+                                            split);
+          EXPECT_LT(relative_error(download(mma_args.out, q.size()), expected), tolerance)
+              << "prefill mma split=" << split << " " << label << " rows " << rows;
+        }
       }
     }
   }
@@ -530,43 +572,52 @@ TEST_F(CudaOpsTest, MlaPrefillPlainFormMatchesTheCpuOp) {
   // extra: floats after [c | k_pe] in each cache entry (DeepSeek-V3.2's index key).
   for (auto [heads, rank, rope_dim, nope, value, extra] :
        {std::tuple{4, 32, 8, 16, 16, 0}, {3, 48, 6, 10, 12, 0}, {4, 32, 8, 16, 16, 16}}) {
-    const int entry = rank + rope_dim + extra;
-    PagedBatch batch = make_batch({{40, 40}, {70, 24}}, block_size, num_blocks, rng_);
-    auto cache = random_floats(size_t(num_blocks) * block_size * entry);
-    auto q = random_floats(size_t(batch.tokens) * heads * (nope + rope_dim));
-    auto kv_b = random_floats(size_t(heads) * (nope + value) * rank, 0.2f);
-    const ops::MlaDims dims{batch.tokens, heads, nope, rope_dim, value, rank};
-    std::vector<float> expected(size_t(batch.tokens) * heads * value, NAN);
-    float* out = poisoned<float>(expected.size());
-    const float* dq = upload(q);
-    const float* dcache = upload(cache);
-    const float* dkv_b = upload(kv_b);
-    for (const SequenceView& seq : batch.sequences) {
-      const int begin = seq.context_len - seq.num_query;
-      ops::MlaPrefillArgs args{.dims = dims,
-                               .q = q.data(),
-                               .first_row = seq.query_begin,
-                               .count = seq.num_query,
-                               .begin = begin,
-                               .cache = cache.data(),
-                               .entry_size = entry,
-                               .block_size = block_size,
-                               .block_table = seq.block_table.data(),
-                               .kv_b = kv_b.data(),
-                               .scale = 0.3f,
-                               .out = expected.data()};
-      ops::mla_prefill_attention(cpu_, args);
-      const std::vector<int32_t> table(seq.block_table.begin(), seq.block_table.end());
-      args.q = dq;
-      args.cache = dcache;
-      args.block_table = upload(table);
-      args.kv_b = dkv_b;
-      args.query_tile = 7;
-      args.workspace = poisoned<float>(cuda::mla_prefill_workspace_floats(dims, seq.context_len, args.query_tile));
-      args.out = out;
-      cuda::mla_prefill_attention(exec_, args);
+    for (bool fp8 : {false, true}) {  // fp8: the latent cache as e4m3 bytes (--kv-cache-dtype fp8)
+      const int entry = rank + rope_dim + extra;
+      PagedBatch batch = make_batch({{40, 40}, {70, 24}}, block_size, num_blocks, rng_);
+      auto cache = random_floats(size_t(num_blocks) * block_size * entry);
+      std::vector<uint8_t> cache_bytes(cache.size());
+      for (size_t i = 0; fp8 && i < cache.size(); ++i) {
+        cache_bytes[i] = f32_to_f8e4m3(cache[i]);
+        cache[i] = f8e4m3_to_f32(cache_bytes[i]);
+      }
+      auto q = random_floats(size_t(batch.tokens) * heads * (nope + rope_dim));
+      auto kv_b = random_floats(size_t(heads) * (nope + value) * rank, 0.2f);
+      const ops::MlaDims dims{batch.tokens, heads, nope, rope_dim, value, rank};
+      std::vector<float> expected(size_t(batch.tokens) * heads * value, NAN);
+      float* out = poisoned<float>(expected.size());
+      const float* dq = upload(q);
+      const float* dcache = fp8 ? reinterpret_cast<const float*>(upload(cache_bytes)) : upload(cache);
+      const float* dkv_b = upload(kv_b);
+      for (const SequenceView& seq : batch.sequences) {
+        const int begin = seq.context_len - seq.num_query;
+        ops::MlaPrefillArgs args{.dims = dims,
+                                 .q = q.data(),
+                                 .first_row = seq.query_begin,
+                                 .count = seq.num_query,
+                                 .begin = begin,
+                                 .cache = cache.data(),
+                                 .entry_size = entry,
+                                 .block_size = block_size,
+                                 .block_table = seq.block_table.data(),
+                                 .kv_b = kv_b.data(),
+                                 .scale = 0.3f,
+                                 .out = expected.data()};
+        ops::mla_prefill_attention(cpu_, args);
+        const std::vector<int32_t> table(seq.block_table.begin(), seq.block_table.end());
+        args.q = dq;
+        args.cache = dcache;
+        args.cache_fp8 = fp8;
+        args.block_table = upload(table);
+        args.kv_b = dkv_b;
+        args.query_tile = 7;
+        args.workspace = poisoned<float>(cuda::mla_prefill_workspace_floats(dims, seq.context_len, args.query_tile));
+        args.out = out;
+        cuda::mla_prefill_attention(exec_, args);
+      }
+      EXPECT_LT(relative_error(download(out, expected.size()), expected), 1e-5)
+          << heads << " heads, " << extra << " extra" << (fp8 ? ", fp8 cache" : "");
     }
-    EXPECT_LT(relative_error(download(out, expected.size()), expected), 1e-5) << heads << " heads, " << extra << " extra";
   }
 }
 

@@ -58,12 +58,13 @@ std::optional<DeviceMemory> CudaRunnerDevice::memory() const {
 Status CudaRunnerDevice::allocate_kv_cache(int blocks, int block_size) {
   stream_.synchronize();  // a scratch cache may still be in use
   kv_buffer_ = cuda::DeviceBuffer();
-  kv_ = KvLayers{.block_size = block_size, .entry_size = model_->kv_entry_size()};
+  kv_ = KvLayers{.block_size = block_size, .entry_size = model_->kv_entry_size(), .fp8 = options_.kv_cache_fp8};
   if (blocks == 0) return ok_status();
-  const size_t layer_floats = size_t(blocks) * block_size * kv_.entry_size;
-  MS_ASSIGN_OR_RETURN(kv_buffer_, cuda::DeviceBuffer::allocate(layer_floats * model_->config().num_layers * 4));
+  // A layer's bytes, rounded to 256 so every layer's cache stays aligned for vector access.
+  const size_t layer_bytes = (size_t(blocks) * block_size * kv_.entry_size * kv_element_bytes() + 255) / 256 * 256;
+  MS_ASSIGN_OR_RETURN(kv_buffer_, cuda::DeviceBuffer::allocate(layer_bytes * model_->config().num_layers));
   for (int layer = 0; layer < model_->config().num_layers; ++layer) {
-    kv_.layers.push_back(kv_buffer_.as<float>() + layer * layer_floats);
+    kv_.layers.push_back(reinterpret_cast<float*>(kv_buffer_.as<std::byte>() + layer * layer_bytes));
   }
   graphs_.clear();  // they wrote to the old cache
   return ok_status();
@@ -326,12 +327,9 @@ Result<cuda::CudaGraph> CudaRunnerDevice::capture(const StepInputs& inputs, floa
 
 Result<CudaDeviceOptions> cuda_device_options(const ModelConfig& config, const LoadOptions& load,
                                               const CudaDeviceOptions& device_options) {
-  if (load.kv_cache_fp8) {
-    return make_error("--kv-cache-dtype fp8: the CUDA KV cache and attention kernels are float32 only for now; the "
-                      "CPU backend (--device cpu) runs fp8 KV numerics");
-  }
   CudaDeviceOptions options = device_options;
   options.quantize_fp8 = load.model.precision.quantize_fp8;
+  options.kv_cache_fp8 = load.kv_cache_fp8;
   // --dtype, as vLLM reads it: auto is the checkpoint's dtype, so a bf16 checkpoint multiplies
   // bf16 GEMM inputs; float32 keeps the float32-like split-bf16 activations.
   const bool bf16 = load.dtype == ActivationDType::kBFloat16 ||

@@ -47,6 +47,8 @@ struct CudaDeviceOptions {
   // --quantization fp8 (and random weights of an fp8 config): bf16 weights quantized to
   // block-scaled FP8 as they load. An fp8 checkpoint's weights stay FP8 without it.
   bool quantize_fp8 = false;
+  // --kv-cache-dtype fp8: the KV cache holds e4m3 bytes (scale 1.0), a quarter of float32's.
+  bool kv_cache_fp8 = false;
   // Its TP and EP collectives over NCCL (comm/nccl) instead of staged through the host: a rank alone in
   // its process (a worker process), since ranks sharing a GPU take NCCL host ids of their own.
   bool nccl = false;
@@ -62,6 +64,7 @@ class CudaRunnerDevice final : public RunnerDevice {
   const ModelConfig& config() const override { return model_->config(); }
   const ShardSpec& shard() const override { return options_.shard; }
   int kv_entry_size() const override { return model_->kv_entry_size(); }
+  int kv_element_bytes() const override { return options_.kv_cache_fp8 ? 1 : int(sizeof(float)); }
   size_t weight_bytes() const override { return model_->weight_bytes(); }
   ExpertSlots& expert_slots() override { return *model_; }
   int query_tile_rows() const override;
@@ -149,8 +152,8 @@ cuda::SampleChoice device_choice(const TokenChoice& choice, int row, int edit_be
 
 // device options with what the load options decide: the activation precision from --dtype
 // (bfloat16, or auto on a bf16 checkpoint, selects PrefillPrecision::kBf16, vLLM's numerics;
-// float32, or auto on a float32 checkpoint, the float32-like kSplitBf16); an error for the flags
-// the CUDA backend refuses (--quantization fp8, --kv-cache-dtype fp8).
+// float32, or auto on a float32 checkpoint, the float32-like kSplitBf16), --quantization fp8 and
+// --kv-cache-dtype fp8.
 Result<CudaDeviceOptions> cuda_device_options(const ModelConfig& config, const LoadOptions& load,
                                               const CudaDeviceOptions& options);
 

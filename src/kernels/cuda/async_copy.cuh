@@ -12,6 +12,12 @@ __device__ __forceinline__ void cp_async_16(void* shared_dst, const void* global
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(global_src) : "memory");
 }
 
+// 4 bytes, both addresses 4-byte aligned (.ca: the only cache mode below 16 bytes).
+__device__ __forceinline__ void cp_async_4(void* shared_dst, const void* global_src) {
+  const auto dst = static_cast<uint32_t>(__cvta_generic_to_shared(shared_dst));
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst), "l"(global_src) : "memory");
+}
+
 // Waits for every copy this thread has issued.
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 

@@ -20,23 +20,24 @@ namespace {
 constexpr int kWarps = 8;  // one 32-key tile each for contexts up to 256 keys
 constexpr int kValuesPerLane = kMaxValueDim / 32;
 
-__device__ __forceinline__ float dot(const float* q, const float* k, int dim, bool vector_ok) {
+template <typename Kv>
+__device__ __forceinline__ float dot(const float* q, const Kv* k, int dim, bool vector_ok) {
   float sum = 0.0f;
   if (vector_ok) {
     const float4* q4 = reinterpret_cast<const float4*>(q);
-    const float4* k4 = reinterpret_cast<const float4*>(k);
 #pragma unroll 16
     for (int i = 0; i < dim / 4; ++i) {
       const float4 a = q4[i];
-      const float4 b = k4[i];
+      const float4 b = kv_load4(k + 4 * i);
       sum += a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
     }
   } else {
-    for (int d = 0; d < dim; ++d) sum += q[d] * k[d];
+    for (int d = 0; d < dim; ++d) sum += q[d] * kv_load(k + d);
   }
   return sum;
 }
 
+template <typename Kv>
 __global__ void __launch_bounds__(kWarps * 32, 2) paged_attention_kernel(AttentionArgs args) {
   start_after_prior_grids();
   __shared__ __align__(16) float q[kMaxKeyDim];
@@ -77,7 +78,8 @@ __global__ void __launch_bounds__(kWarps * 32, 2) paged_attention_kernel(Attenti
   for (int tile = warp * 32; tile < num_keys; tile += 32 * kWarps) {
     const bool valid = tile + lane < num_keys;
     const int key = !valid ? 0 : chosen != nullptr ? chosen[tile + lane] : first + tile + lane;
-    const float score = valid ? dot(q, cache_entry(args, table, key) + key_offset, args.key_dim, vector_ok) : -INFINITY;
+    const float score = valid ? dot(q, cache_entry<Kv>(args, table, key) + key_offset, args.key_dim, vector_ok)
+                              : -INFINITY;
     const float new_max = fmaxf(running_max, warp_max(score));
     const float correction = expf(running_max - new_max);  // 0 on the warp's first tile
     const float p = valid ? expf(score - new_max) : 0.0f;
@@ -88,18 +90,18 @@ __global__ void __launch_bounds__(kWarps * 32, 2) paged_attention_kernel(Attenti
     const int tile_keys = min(32, num_keys - tile);
     // Each lane found its own key's entry for the score; the value loop borrows it by shuffle
     // instead of walking the block table again per key.
-    const float* own_values = (valid ? cache_entry(args, table, key) : args.cache) + value_offset;
+    const Kv* own_values = (valid ? cache_entry<Kv>(args, table, key) : kv_base<Kv>(args.cache)) + value_offset;
     auto key_values = [&](int j, float& pj) {  // key j's probability and value row, from lane j
       pj = __shfl_sync(0xffffffffu, p, j);
-      return reinterpret_cast<const float*>(__shfl_sync(0xffffffffu, reinterpret_cast<uintptr_t>(own_values), j));
+      return reinterpret_cast<const Kv*>(__shfl_sync(0xffffffffu, reinterpret_cast<uintptr_t>(own_values), j));
     };
     if (values_vec4) {  // lane owns dims [4 lane, 4 lane + 4): one float4 per key, 16 keys in flight
 #pragma unroll 16
       for (int j = 0; j < tile_keys; ++j) {
         float pj;
-        const float* v = key_values(j, pj);
+        const Kv* v = key_values(j, pj);
         if (4 * lane < args.value_dim) {
-          const float4 v4 = *reinterpret_cast<const float4*>(v + 4 * lane);
+          const float4 v4 = kv_load4(v + 4 * lane);
           acc[0] += pj * v4.x;
           acc[1] += pj * v4.y;
           acc[2] += pj * v4.z;
@@ -110,11 +112,11 @@ __global__ void __launch_bounds__(kWarps * 32, 2) paged_attention_kernel(Attenti
 #pragma unroll 4
       for (int j = 0; j < tile_keys; ++j) {
         float pj;
-        const float* v = key_values(j, pj);
+        const Kv* v = key_values(j, pj);
 #pragma unroll
         for (int i = 0; i < kValuesPerLane; ++i) {
           const int d = lane + 32 * i;
-          if (d < args.value_dim) acc[i] += pj * v[d];
+          if (d < args.value_dim) acc[i] += pj * kv_load(v + d);
         }
       }
     }
@@ -160,7 +162,7 @@ constexpr int kGqaValuesPerLane = kGqaMaxDim / 32;
 // Below this many (row, kv head) blocks the per-head kernel keeps more SMs busy.
 constexpr int kGqaMinBlocks = 128;
 
-template <int kGroup>
+template <int kGroup, typename Kv>
 __global__ void __launch_bounds__(kGqaWarps * 32) paged_attention_gqa_kernel(AttentionArgs args) {
   start_after_prior_grids();
   __shared__ __align__(16) float q[kGroup][kGqaMaxDim];
@@ -197,10 +199,10 @@ __global__ void __launch_bounds__(kGqaWarps * 32) paged_attention_gqa_kernel(Att
 #pragma unroll
     for (int g = 0; g < kGroup; ++g) score[g] = 0.0f;
     if (valid) {
-      const float4* k4 = reinterpret_cast<const float4*>(cache_entry(args, table, key) + key_offset);
+      const Kv* key_row = cache_entry<Kv>(args, table, key) + key_offset;
 #pragma unroll 4
       for (int i = 0; i < args.key_dim / 4; ++i) {
-        const float4 k = k4[i];
+        const float4 k = kv_load4(key_row + 4 * i);
 #pragma unroll
         for (int g = 0; g < kGroup; ++g) {
           const float4 qg = reinterpret_cast<const float4*>(q[g])[i];
@@ -221,16 +223,15 @@ __global__ void __launch_bounds__(kGqaWarps * 32) paged_attention_gqa_kernel(Att
       for (int i = 0; i < kGqaValuesPerLane; ++i) acc[g][i] *= correction;
     }
     const int tile_keys = min(32, position - tile + 1);
-    const float* own_values = (valid ? cache_entry(args, table, key) : args.cache) + value_offset;
+    const Kv* own_values = (valid ? cache_entry<Kv>(args, table, key) : kv_base<Kv>(args.cache)) + value_offset;
 #pragma unroll 4
     for (int j = 0; j < tile_keys; ++j) {
-      const float* v =
-          reinterpret_cast<const float*>(__shfl_sync(0xffffffffu, reinterpret_cast<uintptr_t>(own_values), j));
+      const Kv* v = reinterpret_cast<const Kv*>(__shfl_sync(0xffffffffu, reinterpret_cast<uintptr_t>(own_values), j));
       float values[kGqaValuesPerLane];
 #pragma unroll
       for (int i = 0; i < kGqaValuesPerLane; ++i) {
         const int d = lane + 32 * i;
-        values[i] = d < args.value_dim ? v[d] : 0.0f;
+        values[i] = d < args.value_dim ? kv_load(v + d) : 0.0f;
       }
 #pragma unroll
       for (int g = 0; g < kGroup; ++g) {
@@ -272,10 +273,10 @@ __global__ void __launch_bounds__(kGqaWarps * 32) paged_attention_gqa_kernel(Att
   }
 }
 
-template <int kGroup>
+template <int kGroup, typename Kv>
 void launch_gqa(const GpuExec& exec, const AttentionArgs& args) {
   const dim3 grid(args.tokens, args.num_heads / kGroup);
-  launch_dependent("paged_attention (gqa)", paged_attention_gqa_kernel<kGroup>, grid, kGqaWarps * 32, 0, exec,
+  launch_dependent("paged_attention (gqa)", paged_attention_gqa_kernel<kGroup, Kv>, grid, kGqaWarps * 32, 0, exec,
                    args);
 }
 
@@ -288,6 +289,17 @@ bool gqa_kernel_fits(const AttentionArgs& args) {
          int64_t(args.tokens) * (args.num_heads / args.group) >= kGqaMinBlocks;
 }
 
+template <typename Kv>
+void launch(const GpuExec& exec, const AttentionArgs& args) {
+  if (args.key_positions == nullptr && gqa_kernel_fits(args)) {
+    if (args.group == 2) return launch_gqa<2, Kv>(exec, args);
+    if (args.group == 4) return launch_gqa<4, Kv>(exec, args);
+    return launch_gqa<8, Kv>(exec, args);
+  }
+  const dim3 grid(args.tokens, args.num_heads);
+  launch_dependent("paged_attention", paged_attention_kernel<Kv>, grid, kWarps * 32, 0, exec, args);
+}
+
 }  // namespace
 
 void paged_attention(const GpuExec& exec, const AttentionArgs& args) {
@@ -297,13 +309,8 @@ void paged_attention(const GpuExec& exec, const AttentionArgs& args) {
                  args.value_dim, kMaxKeyDim, kMaxValueDim);
     std::abort();
   }
-  if (args.key_positions == nullptr && gqa_kernel_fits(args)) {
-    if (args.group == 2) return launch_gqa<2>(exec, args);
-    if (args.group == 4) return launch_gqa<4>(exec, args);
-    return launch_gqa<8>(exec, args);
-  }
-  const dim3 grid(args.tokens, args.num_heads);
-  launch_dependent("paged_attention", paged_attention_kernel, grid, kWarps * 32, 0, exec, args);
+  if (args.cache_fp8) return launch<uint8_t>(exec, args);
+  launch<float>(exec, args);
 }
 
 }  // namespace moeserve::cuda

@@ -26,6 +26,7 @@ struct Shared {
   float* p;  // [queries][kKeys + kPad]
 };
 
+template <typename Kv>
 __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionArgs args, const int32_t* tiles) {
   extern __shared__ __align__(16) float smem[];
   const int dim = args.key_dim;
@@ -73,9 +74,9 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionAr
       const int key = tile + j;
       float kv_k = 0.0f, kv_v = 0.0f;
       if (key <= last_pos) {
-        const float* entry = cache_entry(args, keys.table, key);
-        kv_k = entry[key_offset + d];
-        kv_v = entry[value_offset + d];
+        const Kv* entry = cache_entry<Kv>(args, keys.table, key);
+        kv_k = kv_load(entry + key_offset + d);
+        kv_v = kv_load(entry + value_offset + d);
       }
       s.k[j * (dim + kPad) + d] = kv_k;
       s.v[j * dim + d] = kv_v;
@@ -195,9 +196,10 @@ void paged_attention_prefill(const GpuExec& exec, const AttentionArgs& args, con
   }
   const size_t bytes = shared_bytes(args.key_dim);
   static_assert(kMaxQueries % 8 == 0);
-  cudaFuncSetAttribute(prefill_attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
   const dim3 grid(num_tiles, args.num_heads / args.group);
-  prefill_attention_kernel<<<grid, kThreads, bytes, stream_of(exec)>>>(args, query_tiles);
+  const auto kernel = args.cache_fp8 ? prefill_attention_kernel<uint8_t> : prefill_attention_kernel<float>;
+  cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+  kernel<<<grid, kThreads, bytes, stream_of(exec)>>>(args, query_tiles);
   check_launch("paged_attention_prefill");
 }
 

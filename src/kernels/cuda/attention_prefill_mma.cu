@@ -37,18 +37,18 @@ __device__ __forceinline__ float exp2_approx(float x) {
 
 // kDim: the head dim as a constant (64, 128: every stride and loop bound folds into immediate
 // offsets, which is most of the kernel's integer work), or 0 for args.key_dim.
-template <bool kSplit, int kDim>
+template <bool kSplit, int kDim, typename Kv>
 __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(AttentionArgs args,
-                                                                                const int32_t* tiles) {
+                                                                               const int32_t* tiles) {
   constexpr int kHalves = kSplit ? 2 : 1;
-  // bf16 k [halves][kKeys][stride], v alike, then the float32 stage: k [kKeys][dim], v alike.
+  // bf16 k [halves][kKeys][stride], v alike, then the stage of cache elements: k [kKeys][dim], v alike.
   extern __shared__ __align__(16) uint16_t staged[];
   const int dim = kDim > 0 ? kDim : args.key_dim;
   const int stride = dim + kSkew;
   uint16_t* k_tile = staged;
   uint16_t* v_tile = staged + kHalves * kKeys * stride;
-  float* k_stage = reinterpret_cast<float*>(v_tile + kHalves * kKeys * stride);
-  float* v_stage = k_stage + kKeys * dim;
+  Kv* k_stage = reinterpret_cast<Kv*>(v_tile + kHalves * kKeys * stride);
+  Kv* v_stage = k_stage + kKeys * dim;
   const int group = args.group;
   const int first_row = tiles[2 * blockIdx.x];
   const int tile_rows = tiles[2 * blockIdx.x + 1];
@@ -126,16 +126,21 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
   __shared__ int64_t entry_at[kKeys];
   auto look_up_entries = [&](int tile) {
     for (int j = threadIdx.x; j < kKeys; j += blockDim.x)
-      if (tile + j <= last_pos) entry_at[j] = cache_entry(args, keys.table, tile + j) - args.cache;
+      if (tile + j <= last_pos) entry_at[j] = cache_entry<Kv>(args, keys.table, tile + j) - kv_base<Kv>(args.cache);
   };
   // Copies the float32 K and V of a tile's keys into the stage, asynchronously (item i at 4 · i).
   auto stage_tile = [&](int tile) {
     for (int i = threadIdx.x; i < items; i += blockDim.x) {
       const int j = key_of_item(i);
       if (tile + j > last_pos) continue;
-      const float* entry = args.cache + entry_at[j] + 4 * (i - j * chunks);
-      cp_async_16(k_stage + 4 * i, entry + key_offset);
-      cp_async_16(v_stage + 4 * i, entry + value_offset);
+      const Kv* entry = kv_base<Kv>(args.cache) + entry_at[j] + 4 * (i - j * chunks);
+      if constexpr (sizeof(Kv) == 4) {
+        cp_async_16(k_stage + 4 * i, entry + key_offset);
+        cp_async_16(v_stage + 4 * i, entry + value_offset);
+      } else {
+        cp_async_4(k_stage + 4 * i, entry + key_offset);
+        cp_async_4(v_stage + 4 * i, entry + value_offset);
+      }
     }
   };
   // Queries of this warp (uniform): a tile inside [latest lowest, earliest position] needs no mask.
@@ -156,8 +161,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
       const int d = 4 * (i - j * chunks);
       float4 kk = make_float4(0.0f, 0.0f, 0.0f, 0.0f), vv = kk;  // keys past the tile's last: zero
       if (tile + j <= last_pos) {
-        kk = *reinterpret_cast<const float4*>(k_stage + 4 * i);
-        vv = *reinterpret_cast<const float4*>(v_stage + 4 * i);
+        kk = kv_load4(k_stage + 4 * i);
+        vv = kv_load4(v_stage + 4 * i);
       }
       const float kv[2][4] = {{kk.x, kk.y, kk.z, kk.w}, {vv.x, vv.y, vv.z, vv.w}};
 #pragma unroll
@@ -321,11 +326,12 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
 // Head dims the tensor-core kernel takes: whole k-steps of 16, at most kMaxDim.
 bool mma_head_dim(int dim) { return dim % 16 == 0 && dim <= kMaxDim; }
 
-// The kernel for a head dim: 64 and 128 compiled with it as a constant.
-template <bool kSplit>
+// The kernel for a head dim (64 and 128 compiled with it as a constant) and cache element.
+template <bool kSplit, typename Kv>
 auto kernel_for(int dim) {
-  return dim == 128 ? prefill_attention_mma_kernel<kSplit, 128>
-                    : (dim == 64 ? prefill_attention_mma_kernel<kSplit, 64> : prefill_attention_mma_kernel<kSplit, 0>);
+  return dim == 128  ? prefill_attention_mma_kernel<kSplit, 128, Kv>
+         : dim == 64 ? prefill_attention_mma_kernel<kSplit, 64, Kv>
+                     : prefill_attention_mma_kernel<kSplit, 0, Kv>;
 }
 
 }  // namespace
@@ -354,8 +360,10 @@ void paged_attention_prefill_mma(const GpuExec& exec, const AttentionArgs& args,
   const dim3 grid(num_tiles, args.num_heads / args.group);
   const int halves = split_bf16 ? 2 : 1;
   const int bytes = 2 * halves * kKeys * (args.key_dim + kSkew) * int(sizeof(uint16_t)) +
-                    2 * kKeys * args.key_dim * int(sizeof(float));
-  const auto kernel = split_bf16 ? kernel_for<true>(args.key_dim) : kernel_for<false>(args.key_dim);
+                    2 * kKeys * args.key_dim * (args.cache_fp8 ? 1 : int(sizeof(float)));
+  const auto kernel =
+      args.cache_fp8 ? (split_bf16 ? kernel_for<true, uint8_t>(args.key_dim) : kernel_for<false, uint8_t>(args.key_dim))
+                     : (split_bf16 ? kernel_for<true, float>(args.key_dim) : kernel_for<false, float>(args.key_dim));
   cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
   kernel<<<grid, warps * 32, bytes, stream_of(exec)>>>(args, query_tiles);
   check_launch("paged_attention_prefill_mma");

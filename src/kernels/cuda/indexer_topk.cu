@@ -7,7 +7,7 @@
 // buffer per tile of kBuffer - topk keys.
 #include <climits>
 
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/paged_cache.cuh"
 
 namespace moeserve::cuda {
 
@@ -43,6 +43,7 @@ __device__ void bitonic_sort(float* score, int32_t* position, bool by_score) {
   }
 }
 
+template <typename Kv>
 __global__ void __launch_bounds__(kThreads) indexer_topk_kernel(IndexerArgs args) {
   start_after_prior_grids();
   __shared__ float score[kBuffer];
@@ -66,12 +67,12 @@ __global__ void __launch_bounds__(kThreads) indexer_topk_kernel(IndexerArgs args
     for (int i = warp; i < count; i += kThreads / 32) {
       const int key = begin + i;
       const int64_t slot = static_cast<int64_t>(table[key / args.block_size]) * args.block_size + key % args.block_size;
-      const float* k = args.cache + slot * args.entry_size + args.key_offset;
+      const Kv* k = kv_base<Kv>(args.cache) + slot * args.entry_size + args.key_offset;
       float total = 0.0f;
       for (int h = 0; h < args.heads; ++h) {
         const float* qh = q + h * args.head_dim;
         float dot = 0.0f;
-        for (int d = lane; d < args.head_dim; d += 32) dot += qh[d] * k[d];
+        for (int d = lane; d < args.head_dim; d += 32) dot += qh[d] * kv_load(k + d);
         dot = warp_sum(dot);
         total += w[h] * args.weight_scale * fmaxf(0.0f, dot * args.scale);
       }
@@ -102,7 +103,8 @@ void indexer_topk(const GpuExec& exec, const IndexerArgs& args) {
     std::fprintf(stderr, "moeserve: indexer_topk: topk %d is outside 1..%d\n", args.topk, kMaxIndexTopk);
     std::abort();
   }
-  launch_dependent("indexer_topk", indexer_topk_kernel, dim3(args.tokens), dim3(kThreads), 0, exec, args);
+  launch_dependent("indexer_topk", args.cache_fp8 ? indexer_topk_kernel<uint8_t> : indexer_topk_kernel<float>,
+                   dim3(args.tokens), dim3(kThreads), 0, exec, args);
 }
 
 }  // namespace moeserve::cuda

@@ -16,21 +16,22 @@
 
 #include <algorithm>
 
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/paged_cache.cuh"
 
 namespace moeserve::cuda {
 
 namespace {
 
-// latent[r] [entry] = the first entry floats of the cache entry ([cache_entry]) of context row r
-// (block_table[r / block_size], slot r % block_size).
-__global__ void gather_latents_kernel(const float* cache, int block_size, const int32_t* block_table,
-                                      int cache_entry, int entry, int ctx, float* latent) {
+// latent[r] [entry] = the first entry elements (float32 or e4m3) of the cache entry ([cache_entry])
+// of context row r (block_table[r / block_size], slot r % block_size), as float32.
+template <typename Kv>
+__global__ void gather_latents_kernel(const float* cache, int block_size, const int32_t* block_table, int cache_entry,
+                                      int entry, int ctx, float* latent) {
   const int row = blockIdx.x;
   if (row >= ctx) return;
   const int64_t slot = int64_t(block_table[row / block_size]) * block_size + row % block_size;
-  const float* src = cache + slot * cache_entry;
-  for (int i = threadIdx.x; i < entry; i += blockDim.x) latent[int64_t(row) * entry + i] = src[i];
+  const Kv* src = kv_base<Kv>(cache) + slot * cache_entry;
+  for (int i = threadIdx.x; i < entry; i += blockDim.x) latent[int64_t(row) * entry + i] = kv_load(src + i);
 }
 
 // Maximum over a block of blockDim.x threads (as block_sum); every thread gets it.
@@ -98,8 +99,8 @@ void mla_prefill_attention(const GpuExec& exec, const MlaPrefillArgs& args) {
   const cudaStream_t stream = stream_of(exec);
   auto* blas = static_cast<cublasHandle_t>(exec.blas);
   const int cache_entry = args.entry_size != 0 ? args.entry_size : entry;  // V3.2: the index key follows
-  gather_latents_kernel<<<ctx, 128, 0, stream>>>(args.cache, args.block_size, args.block_table, cache_entry, entry, ctx,
-                                                 latent);
+  const auto gather = args.cache_fp8 ? gather_latents_kernel<uint8_t> : gather_latents_kernel<float>;
+  gather<<<ctx, 128, 0, stream>>>(args.cache, args.block_size, args.block_table, cache_entry, entry, ctx, latent);
   check_launch("mla_prefill_attention (gather)");
   const float one = 1.0f, zero = 0.0f;
   // Column-major: kvᵀ [kv_width, ctx] = kv_b (col-major [r, kv_width])ᵀ · latentᵀ[:r] ([r, ctx], ld entry).

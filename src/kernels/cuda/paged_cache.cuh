@@ -2,14 +2,55 @@
 // through a sequence's block table, and the keys a run of query rows attends to.
 #pragma once
 
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
 #include "kernels/cuda/common.cuh"
 
 namespace moeserve::cuda {
 
-// Entry [entry_size] float32 of cache position `position` of the sequence whose block table is `table`.
-__device__ __forceinline__ const float* cache_entry(const AttentionArgs& args, const int32_t* table, int position) {
+// A cache element: float32, or (--kv-cache-dtype fp8, AttentionArgs::cache_fp8) an e4m3 byte at
+// scale 1.0, as vLLM's fp8 KV cache stores it. The kernels that read or write the cache are
+// templated on it (Kv = float or uint8_t); either way an entry is entry_size elements.
+__device__ __forceinline__ float kv_load(const float* p) { return *p; }
+__device__ __forceinline__ float kv_load(const uint8_t* p) {
+  return __half2float(__half(__nv_cvt_fp8_to_halfraw(*p, __NV_E4M3)));
+}
+// Four consecutive elements (16-byte aligned floats, 4-byte aligned bytes).
+__device__ __forceinline__ float4 kv_load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+__device__ __forceinline__ float4 kv_load4(const uint8_t* p) {
+  const uint32_t word = *reinterpret_cast<const uint32_t*>(p);
+  const float2 lo =
+      __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(word), __NV_E4M3)));
+  const float2 hi =
+      __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(word >> 16), __NV_E4M3)));
+  return make_float4(lo.x, lo.y, hi.x, hi.y);
+}
+// Writes: e4m3 rounds to nearest even and saturates at ±448, as the CPU's round_to_f8e4m3.
+__device__ __forceinline__ void kv_store(float* p, float v) { *p = v; }
+__device__ __forceinline__ void kv_store(uint8_t* p, float v) {
+  *p = __nv_cvt_float_to_fp8(v, __NV_SATFINITE, __NV_E4M3);
+}
+__device__ __forceinline__ void kv_store4(float* p, float4 v) { *reinterpret_cast<float4*>(p) = v; }
+__device__ __forceinline__ void kv_store4(uint8_t* p, float4 v) {
+  const float values[4] = {v.x, v.y, v.z, v.w};
+  uint32_t word = 0;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) word |= uint32_t(__nv_cvt_float_to_fp8(values[i], __NV_SATFINITE, __NV_E4M3)) << (8 * i);
+  *reinterpret_cast<uint32_t*>(p) = word;
+}
+
+// The cache of a layer as Kv elements (AttentionArgs::cache holds either kind).
+template <typename Kv, typename Cache>
+__device__ __forceinline__ const Kv* kv_base(const Cache* cache) {
+  return reinterpret_cast<const Kv*>(cache);
+}
+
+// Entry [entry_size] of cache position `position` of the sequence whose block table is `table`.
+template <typename Kv>
+__device__ __forceinline__ const Kv* cache_entry(const AttentionArgs& args, const int32_t* table, int position) {
   const int64_t block = table[position / args.block_size];
-  return args.cache + (block * args.block_size + position % args.block_size) * args.entry_size;
+  return kv_base<Kv>(args.cache) + (block * args.block_size + position % args.block_size) * args.entry_size;
 }
 
 // The first key a query row at `position` sees: its sliding window's start, or its attention

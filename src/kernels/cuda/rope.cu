@@ -2,6 +2,7 @@
 // cos/sin from float32 position × inv_freq as the CPU reference computes them — once per
 // (token, frequency) into shared memory, since every head of a token shares them. Optionally
 // also writes each token's cache entry afterwards (ops::kv_write fused, one launch fewer per layer).
+#include "kernels/cuda/paged_cache.cuh"
 #include "kernels/cuda/vector.cuh"
 
 namespace moeserve::cuda {
@@ -11,6 +12,7 @@ namespace {
 constexpr int kThreads = 512;
 constexpr int kBatch = 4;  // pairs (and entry float4s) a thread loads before it stores any
 
+template <typename Kv>
 __global__ void __launch_bounds__(kThreads) rope_kernel(RopeArgs args, bool entry_vector) {
   start_after_prior_grids();
   extern __shared__ float trig[];  // [half] cos · factor, then [half] sin · factor
@@ -53,11 +55,10 @@ __global__ void __launch_bounds__(kThreads) rope_kernel(RopeArgs args, bool entr
   }
   if (args.cache == nullptr) return;
   __syncthreads();  // the whole row is rotated
-  float* dst = args.cache + static_cast<int64_t>(args.slots[token]) * args.entry_size;
+  Kv* dst = reinterpret_cast<Kv*>(args.cache) + static_cast<int64_t>(args.slots[token]) * args.entry_size;
   const float* entry = row + args.entry_offset;
   if (entry_vector) {  // float4s, kBatch in flight per thread
     const float4* src4 = reinterpret_cast<const float4*>(entry);
-    float4* dst4 = reinterpret_cast<float4*>(dst);
     const int vectors = args.entry_size / 4;
     for (int base = threadIdx.x; base < vectors; base += kBatch * kThreads) {
       float4 v[kBatch];
@@ -66,11 +67,11 @@ __global__ void __launch_bounds__(kThreads) rope_kernel(RopeArgs args, bool entr
         if (base + u * kThreads < vectors) v[u] = src4[base + u * kThreads];
 #pragma unroll
       for (int u = 0; u < kBatch; ++u)
-        if (base + u * kThreads < vectors) dst4[base + u * kThreads] = v[u];
+        if (base + u * kThreads < vectors) kv_store4(dst + 4 * (base + u * kThreads), v[u]);
     }
     return;
   }
-  for (int i = threadIdx.x; i < args.entry_size; i += kThreads) dst[i] = entry[i];
+  for (int i = threadIdx.x; i < args.entry_size; i += kThreads) kv_store(dst + i, entry[i]);
 }
 
 }  // namespace
@@ -79,8 +80,8 @@ void rope(const GpuExec& exec, const RopeArgs& args) {
   if (args.tokens == 0 || (args.half == 0 && args.cache == nullptr)) return;
   const bool entry_vector = args.entry_size % 4 == 0 && args.entry_offset % 4 == 0 && args.token_stride % 4 == 0 &&
                             aligned(args.x, 16) && aligned(args.cache, 16);
-  launch_dependent("rope", rope_kernel, args.tokens, kThreads, 2 * args.half * sizeof(float), exec, args,
-                   entry_vector);
+  launch_dependent("rope", args.cache_fp8 ? rope_kernel<uint8_t> : rope_kernel<float>, args.tokens, kThreads,
+                   2 * args.half * sizeof(float), exec, args, entry_vector);
 }
 
 }  // namespace moeserve::cuda
