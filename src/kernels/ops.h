@@ -53,6 +53,8 @@ struct Fp8Scales {
   // kFp8ActivationGroup columns (scale amax / 448; a power of two at or above it when ue8m0).
   bool quantize_activations = false;
   bool ue8m0 = false;
+  // The scales are equal within each aligned block of 128 rows (Projection::scale_row_blocks).
+  bool row_blocks = false;
 };
 inline constexpr int kFp8ActivationGroup = 128;
 

@@ -54,6 +54,7 @@ class Loader {
     TensorView view;
     std::vector<float> scales;
     int scale_offset = 0;  // e4m3: column 0's place in its scale block (0 when quantized here)
+    int row_phase = 0;     // e4m3: row 0's place in its scale block (0 when quantized here)
   };
 
   // This rank's part of tensor `expert` of the entry: its sharding over the TP partition (KV
@@ -107,6 +108,7 @@ class Loader {
     convert_to_f32(grid.dtype, grid.data, grid_f32.data(), grid_f32.size());
     // The part's column c scales by block (col0 + c) / B1 of the whole.
     part.scale_offset = static_cast<int>(region.col0 % block_cols);
+    part.row_phase = static_cast<int>(region.row0 % block_rows);
     const int64_t scale_cols = (part.scale_offset + region.cols + block_cols - 1) / block_cols;
     part.scales.resize(static_cast<size_t>(region.rows * scale_cols));
     for (int64_t r = 0; r < region.rows; ++r) {
@@ -296,6 +298,14 @@ class Loader {
       shape.dtype = DType::kF8E4M3;
       shape.scale_block = fp8_block_[1];
       shape.scale_offset = parts[0].scale_offset;
+      // Quantized here or read, each part's scale blocks start at its row_phase; stacked, at
+      // its first row.
+      shape.scale_row_blocks = fp8_block_[0] == 128;
+      int64_t first_row = 0;
+      for (const Part& p : parts) {
+        if (first_row % 128 != 0 || p.row_phase != 0) shape.scale_row_blocks = false;
+        first_row += p.view.dim(0);
+      }
     }
     return shape;
   }

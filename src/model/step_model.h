@@ -61,6 +61,9 @@ struct Projection {
   const float* scale = nullptr;  // kF8E4M3: [out, scale_cols()] float32
   int scale_block = 0;           // kF8E4M3: columns per scale
   int scale_offset = 0;          // kF8E4M3: column 0's place in its scale block
+  // kF8E4M3: each aligned block of 128 rows shares its scales (a 128 × 128 block-scaled matrix
+  // whose row blocks this one's start on), so FP8 tensor cores may take them per block.
+  bool scale_row_blocks = false;
   const uint8_t* mx_scale = nullptr;  // MXFP4: [out, in / 32] e8m0
   static constexpr int kMxBlock = 32;  // MXFP4: columns per e8m0 scale
 

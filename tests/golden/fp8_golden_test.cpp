@@ -12,7 +12,11 @@
 #include <nlohmann/json.hpp>
 
 #include "greedy_decode.h"
+#include "loader/checkpoint.h"
+#include "model/sharded_weights.h"
+#include "model/weight_plan.h"
 #include "reference_data.h"
+#include "runtime/cpu_step_backend.h"
 #include "runtime/loaded_model.h"
 #include "runtime/sequence_runner.h"
 
@@ -68,6 +72,50 @@ class Fp8GoldenTest : public ::testing::Test {
   ThreadPool pool_{2};
   ExecContext exec_{&pool_};
 };
+
+// The weight plan marks the FP8 matrices whose scales are shared by each aligned block of 128 rows
+// (Projection::scale_row_blocks: the GPU's FP8 tensor cores then take the checkpoint's 128 × 128
+// grid). tiny-deepseek_v3-fp8's blocks are 128 × 128: q_a, read whole, and o (TP splits its
+// columns, not its rows) are marked; the
+// experts' stacked [gate | up] (the up rows start at row 32, inside the first block) are not;
+// under TP 2, rank 0's q_b starts on a block and is marked, rank 1's starts mid-block and is not.
+// Wherever the mark is set, each block's rows really hold equal scales.
+TEST(Fp8WeightPlanTest, ScaleRowBlocksFollowTheCheckpointsBlocks) {
+  const std::string dir = testing::fixture_model("tiny-deepseek_v3-fp8");
+  auto config = load_model_config(dir);
+  ASSERT_TRUE(config.ok()) << config.error().message;
+  auto checkpoint = Checkpoint::open(dir);
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.error().message;
+  const WeightPlan plan = WeightPlan::build(*config);
+  for (int rank : {0, 1}) {
+    std::vector<Tensor> copies;
+    CpuWeightMemory memory;
+    const ShardSpec shard{.tp = Partition{rank, 2}};
+    auto weights = load_model_weights(*config, ShardedWeights(*checkpoint, plan, copies), shard, memory);
+    ASSERT_TRUE(weights.ok()) << weights.error().message;
+    int checked = 0;
+    for (const LayerWeights& layer : weights->layers) {
+      const MlaWeights& mla = layer.mla;
+      ASSERT_EQ(mla.q_a.dtype, DType::kF8E4M3);
+      EXPECT_TRUE(mla.q_a.scale_row_blocks);
+      EXPECT_TRUE(mla.o.scale_row_blocks);
+      EXPECT_EQ(mla.q_b.scale_row_blocks, rank == 0) << "rank " << rank;
+      if (layer.moe.experts_gate_up.dtype == DType::kF8E4M3) EXPECT_FALSE(layer.moe.experts_gate_up.scale_row_blocks);
+      for (const Projection* w : {&mla.q_a, &mla.q_b, &mla.kv_a, &mla.o, &layer.mlp.gate_up, &layer.mlp.down,
+                                  &layer.moe.experts_down, &layer.moe.shared.gate_up, &layer.moe.shared.down}) {
+        if (w->dtype != DType::kF8E4M3 || !w->scale_row_blocks) continue;
+        const int64_t cols = w->scale_cols();
+        for (int r = 0; r < w->out; ++r) {
+          for (int64_t c = 0; c < cols; ++c) {
+            ASSERT_EQ(w->scale[r * cols + c], w->scale[(r / 128 * 128) * cols + c]) << "rank " << rank << " row " << r;
+          }
+        }
+        ++checked;
+      }
+    }
+    EXPECT_GT(checked, 0);
+  }
+}
 
 // The fp8 checkpoints with every GEMM input quantized to e4m3 per token per 128 columns, as the
 // GPU's FP8 GEMMs will run them. e4m3 keeps 3 mantissa bits (2-3% RMS error per GEMM input), so

@@ -465,54 +465,68 @@ TEST_F(CudaOpsTest, Fp8ActivationQuantizationMatchesTheCpu) {
   }
 }
 
-// W8A8 on FP8 tensor cores (linear_fp8: cuBLASLt, 128-element block scales on both operands)
-// against the CPU in double: x quantized by ops::quantize_activations_fp8, times the dequantized
-// weights. Weight scales per row (the layout the weight plan stores) that differ from row to row,
-// row counts that are not a multiple of 4 (the padded tail), float32 and bf16 inputs and outputs.
-// Each output within 1e-3 of Σ_k |x w| (the FP8 tensor cores accumulate each 128-K block in
-// reduced precision), bf16 outputs also within their rounding.
+// W8A8 on FP8 tensor cores (linear_fp8: cuBLASLt) against the CPU in double: x quantized by
+// ops::quantize_activations_fp8, times the dequantized weights. Weight scales per row (the layout
+// the weight plan stores) that differ from row to row (cuBLASLt's per-row scales), and scales
+// shared by each aligned block of 128 rows, different per block (its 128 × 128 block scales,
+// K / 128 not always a multiple of 4); row counts that are not a multiple of 4 (the padded tail),
+// float32 and bf16 inputs and outputs. Each output within 1e-3 of Σ_k |x w| (the FP8 tensor cores
+// accumulate each 128-K block in reduced precision), bf16 outputs also within their rounding.
 TEST_F(CudaOpsTest, Fp8TensorCoreGemmMatchesTheQuantizedProduct) {
   constexpr int kBlock = 128;
-  for (auto [m, n, k] :
-       {std::tuple{1, 256, 256}, {3, 128, 384}, {6, 256, 256}, {64, 384, 512}, {301, 256, 1024}, {1000, 2048, 512}}) {
-    for (bool bf16_io : {false, true}) {
-      const int scale_cols = k / kBlock;
-      const std::vector<uint8_t> codes = random_fp8_codes(size_t(n) * k, rng_);
-      std::vector<float> scales = random_floats(size_t(n) * scale_cols);
-      for (float& v : scales) v = 0.002f + 0.004f * std::fabs(v);
-      std::vector<float> x = random_floats(size_t(m) * k);
-      if (bf16_io) round_to_bf16(x);
-      std::vector<uint16_t> x_bf16(x.size());
-      for (size_t i = 0; i < x.size(); ++i) x_bf16[i] = f32_to_bf16(x[i]);
-      std::vector<float> xq = x;
-      ops::quantize_activations_fp8(xq.data(), m, k, kBlock, false);
-      const ops::Fp8Scales fp8{.scale = upload(scales), .block = kBlock, .offset = 0};
-      ASSERT_TRUE(cuda::linear_fp8_supported(n, k, fp8));
-      void* workspace = poisoned<uint8_t>(cuda::linear_fp8_workspace_bytes(m, n, k));
-      float* out_f32 = bf16_io ? nullptr : poisoned<float>(size_t(m) * n);
-      uint16_t* out_bf16 = bf16_io ? poisoned<uint16_t>(size_t(m) * n) : nullptr;
-      ASSERT_TRUE(cuda::linear_fp8(exec_, bf16_io ? nullptr : upload(x), bf16_io ? upload(x_bf16) : nullptr, m,
-                                   upload(codes), fp8, n, k, out_f32, out_bf16, workspace))
-          << "cuBLASLt has no block-scaled FP8 kernel for " << m << "x" << n << "x" << k;
-      std::vector<float> got(size_t(m) * n);
-      if (bf16_io) {
-        const std::vector<uint16_t> bits = download(out_bf16, got.size());
-        for (size_t i = 0; i < got.size(); ++i) got[i] = bf16_to_f32(bits[i]);
-      } else {
-        got = download(out_f32, got.size());
-      }
-      for (int r = 0; r < m; ++r) {
-        for (int j = 0; j < n; ++j) {
-          double expected = 0.0, magnitude = 0.0;
-          for (int i = 0; i < k; ++i) {
-            const double w =
-                double(f8e4m3_to_f32(codes[size_t(j) * k + i])) * scales[size_t(j) * scale_cols + i / kBlock];
-            expected += double(xq[size_t(r) * k + i]) * w;
-            magnitude += std::fabs(double(xq[size_t(r) * k + i]) * w);
+  for (auto [m, n, k] : {std::tuple{1, 256, 256},
+                         {3, 128, 384},
+                         {6, 256, 256},
+                         {17, 256, 640},
+                         {64, 384, 512},
+                         {301, 256, 1024},
+                         {1000, 2048, 512}}) {
+    for (bool row_blocks : {false, true}) {
+      for (bool bf16_io : {false, true}) {
+        const int scale_cols = k / kBlock;
+        const std::vector<uint8_t> codes = random_fp8_codes(size_t(n) * k, rng_);
+        std::vector<float> scales = random_floats(size_t(n) * scale_cols);
+        for (float& v : scales) v = 0.002f + 0.004f * std::fabs(v);
+        if (row_blocks) {  // every row takes the scales of its block's first row
+          for (int r = 0; r < n; ++r)
+            std::copy_n(scales.begin() + size_t(r / kBlock * kBlock) * scale_cols, scale_cols,
+                        scales.begin() + size_t(r) * scale_cols);
+        }
+        std::vector<float> x = random_floats(size_t(m) * k);
+        if (bf16_io) round_to_bf16(x);
+        std::vector<uint16_t> x_bf16(x.size());
+        for (size_t i = 0; i < x.size(); ++i) x_bf16[i] = f32_to_bf16(x[i]);
+        std::vector<float> xq = x;
+        ops::quantize_activations_fp8(xq.data(), m, k, kBlock, false);
+        const ops::Fp8Scales fp8{.scale = upload(scales), .block = kBlock, .offset = 0, .row_blocks = row_blocks};
+        ASSERT_TRUE(cuda::linear_fp8_supported(n, k, fp8));
+        void* workspace = poisoned<uint8_t>(cuda::linear_fp8_workspace_bytes(m, n, k));
+        float* out_f32 = bf16_io ? nullptr : poisoned<float>(size_t(m) * n);
+        uint16_t* out_bf16 = bf16_io ? poisoned<uint16_t>(size_t(m) * n) : nullptr;
+        const std::string label = std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) +
+                                  (row_blocks ? " block scales" : " row scales") + (bf16_io ? " bf16" : " f32");
+        ASSERT_TRUE(cuda::linear_fp8(exec_, bf16_io ? nullptr : upload(x), bf16_io ? upload(x_bf16) : nullptr, m,
+                                     upload(codes), fp8, n, k, out_f32, out_bf16, workspace))
+            << "cuBLASLt has no kernel for " << label;
+        std::vector<float> got(size_t(m) * n);
+        if (bf16_io) {
+          const std::vector<uint16_t> bits = download(out_bf16, got.size());
+          for (size_t i = 0; i < got.size(); ++i) got[i] = bf16_to_f32(bits[i]);
+        } else {
+          got = download(out_f32, got.size());
+        }
+        for (int r = 0; r < m; ++r) {
+          for (int j = 0; j < n; ++j) {
+            double expected = 0.0, magnitude = 0.0;
+            for (int i = 0; i < k; ++i) {
+              const double w =
+                  double(f8e4m3_to_f32(codes[size_t(j) * k + i])) * scales[size_t(j) * scale_cols + i / kBlock];
+              expected += double(xq[size_t(r) * k + i]) * w;
+              magnitude += std::fabs(double(xq[size_t(r) * k + i]) * w);
+            }
+            const double bound = 1e-3 * magnitude + (bf16_io ? std::fabs(expected) / 256 : 0.0);
+            ASSERT_LE(std::fabs(got[size_t(r) * n + j] - expected), bound) << label << " at " << r << "," << j;
           }
-          const double bound = 1e-3 * magnitude + (bf16_io ? std::fabs(expected) / 256 : 0.0);
-          ASSERT_LE(std::fabs(got[size_t(r) * n + j] - expected), bound)
-              << m << "x" << n << "x" << k << (bf16_io ? " bf16" : " f32") << " at " << r << "," << j;
         }
       }
     }

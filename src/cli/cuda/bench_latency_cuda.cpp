@@ -294,8 +294,9 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
 
 // The prefill GEMMs of this shape (the dense qkv at `tokens` rows; an expert's gate/up and down
 // at the rows each expert gets when tokens · top_k spread evenly) through cuBLAS in bf16 and as
-// W8A8 on FP8 tensor cores (linear_fp8, with and without its activation quantization), in
-// TFLOP/s. Empty where the shapes are not FP8-tensor-core shapes.
+// W8A8 on FP8 tensor cores (linear_fp8 with the weights' scales per row and per 128 × 128 block,
+// and its activation quantization alone), in TFLOP/s. Empty where the shapes are not
+// FP8-tensor-core shapes.
 nlohmann::json prefill_gemm_rates(const cuda::CudaStream& stream, const ModelConfig& c, int tokens) {
   const cuda::GpuExec exec{stream.stream(), stream.blas()};
   nlohmann::json out = nlohmann::json::array();
@@ -336,7 +337,6 @@ nlohmann::json prefill_gemm_rates(const cuda::CudaStream& stream, const ModelCon
     cuda::fill_random_bytes(exec, w_fp8->as<uint8_t>(), int64_t(s.n) * s.k, 7, true, 0, 0xbf);  // e4m3, |v| < 2
     std::vector<float> host_scales(size_t(s.n) * (s.k / cuda::kFp8Group), 1.0f / 32);
     cuda::copy_to_device(scales->data(), host_scales.data(), host_scales.size() * 4, stream.stream());
-    const ops::Fp8Scales fp8{.scale = scales->as<float>(), .block = cuda::kFp8Group, .offset = 0};
     const double flops = 2.0 * s.m * double(s.n) * s.k;
     auto report = [&](const char* kernel, double seconds) {
       out.push_back({{"kernel", kernel},
@@ -350,12 +350,18 @@ nlohmann::json prefill_gemm_rates(const cuda::CudaStream& stream, const ModelCon
     report("cublas bf16", time_it([&] {
              cuda::gemm_bf16(exec, x->as<uint16_t>(), w->as<uint16_t>(), nullptr, s.m, s.n, s.k, y->as<float>());
            }));
-    bool ran = true;
-    report("linear_fp8 (quantize + cuBLASLt)", time_it([&] {
-             ran = ran && cuda::linear_fp8(exec, nullptr, x->as<uint16_t>(), s.m, w_fp8->as<uint8_t>(), fp8, s.n, s.k,
-                                           y->as<float>(), nullptr, workspace->data());
-           }));
-    if (!ran) out.back()["kernel"] = "linear_fp8: no cuBLASLt kernel";
+    for (bool row_blocks : {false, true}) {  // the weights' scales per row, or per 128 × 128 block
+      const ops::Fp8Scales fp8{
+          .scale = scales->as<float>(), .block = cuda::kFp8Group, .offset = 0, .row_blocks = row_blocks};
+      bool ran = true;
+      report(row_blocks ? "linear_fp8 block scales (quantize + cuBLASLt)"
+                        : "linear_fp8 row scales (quantize + cuBLASLt)",
+             time_it([&] {
+               ran = ran && cuda::linear_fp8(exec, nullptr, x->as<uint16_t>(), s.m, w_fp8->as<uint8_t>(), fp8, s.n, s.k,
+                                             y->as<float>(), nullptr, workspace->data());
+             }));
+      if (!ran) out.back()["kernel"] = "linear_fp8: no cuBLASLt kernel";
+    }
     report("quantize_fp8_rows", time_it([&] {
              cuda::quantize_fp8_rows(exec, nullptr, x->as<uint16_t>(), s.m, s.m, s.k, false, workspace->as<uint8_t>(),
                                      reinterpret_cast<float*>(workspace->as<uint8_t>() + size_t(s.m) * s.k));
