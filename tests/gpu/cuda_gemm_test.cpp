@@ -1,7 +1,8 @@
 // The CUDA GEMMs against ops::linear: the decode-sized kernels (small_gemm, mma_gemm, split K,
-// grouped experts, unsummed partial sums, gathered rows) and cuBLAS (bf16 inputs, split
-// activations, bf16 output), then SwiGLU's elementwise part and the bf16 casts. Fresh random
-// inputs per case and NaN-poisoned outputs, as in cuda_ops_test.
+// grouped experts, unsummed partial sums, gathered rows) with bf16, MXFP4 and FP8 weights, FP8's
+// bf16 dequantization, activation quantization and W8A8 tensor-core GEMMs (linear_fp8), cuBLAS
+// (bf16 inputs, split activations, bf16 output), then SwiGLU's elementwise part and the bf16
+// casts. Fresh random inputs per case and NaN-poisoned outputs, as in cuda_ops_test.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -319,6 +320,17 @@ TEST_F(CudaOpsTest, DecodeGemmsStreamMxfp4Experts) {
   }
 }
 
+// Random e4m3 codes (never e4m3fn's NaN).
+std::vector<uint8_t> random_fp8_codes(size_t count, std::mt19937& rng) {
+  std::vector<uint8_t> codes(count);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (uint8_t& c : codes) {
+    c = static_cast<uint8_t>(byte(rng));
+    if ((c & 0x7f) == 0x7f) c ^= 1;
+  }
+  return codes;
+}
+
 // Block-scaled FP8 e4m3 weights (DeepSeek-V3's layout, the 128-wide K blocks' scales per row as
 // the plan holds them; random codes but NaN, positive scales near 0.005), streamed by every decode
 // GEMM kernel (small_gemm at 1-16 rows; mma_gemm's 8-, 16- and 32-row tiles, groups past one
@@ -343,11 +355,7 @@ TEST_F(CudaOpsTest, DecodeGemmsStreamFp8Weights) {
           const int n_weight = swiglu ? 2 * inter : inter;
           const int64_t per_group = int64_t(n_weight) * hidden;
           const int scale_cols = (offset + hidden + kBlock - 1) / kBlock;
-          std::vector<uint8_t> codes(size_t(groups * per_group));
-          for (uint8_t& c : codes) {
-            c = static_cast<uint8_t>(random_int(0, 255));
-            if ((c & 0x7f) == 0x7f) c ^= 1;  // e4m3fn's NaN
-          }
+          const std::vector<uint8_t> codes = random_fp8_codes(size_t(groups * per_group), rng_);
           std::vector<float> scales = random_floats(size_t(groups) * n_weight * scale_cols);
           for (float& v : scales) v = 0.002f + 0.004f * std::fabs(v);
           auto x = random_floats(size_t(total) * hidden);
@@ -396,11 +404,7 @@ TEST_F(CudaOpsTest, Fp8WeightsDequantizeToBf16) {
   constexpr int kBlock = 128;
   for (auto [rows, cols, offset] : {std::tuple{3, 256, 0}, {130, 384, 64}, {1, 7168, 0}}) {
     const int scale_cols = (offset + cols + kBlock - 1) / kBlock;
-    std::vector<uint8_t> codes(size_t(rows) * cols);
-    for (uint8_t& c : codes) {
-      c = static_cast<uint8_t>(random_int(0, 255));
-      if ((c & 0x7f) == 0x7f) c ^= 1;
-    }
+    const std::vector<uint8_t> codes = random_fp8_codes(size_t(rows) * cols, rng_);
     std::vector<float> scales = random_floats(size_t(rows) * scale_cols);
     for (float& v : scales) v = 0.002f + 0.004f * std::fabs(v);
     uint16_t* out = poisoned<uint16_t>(codes.size());
@@ -414,17 +418,6 @@ TEST_F(CudaOpsTest, Fp8WeightsDequantizeToBf16) {
         ASSERT_EQ(got[size_t(r) * cols + c], f32_to_bf16(expected)) << r << "," << c;
       }
   }
-}
-
-// Random e4m3 codes (never e4m3fn's NaN).
-std::vector<uint8_t> random_fp8_codes(size_t count, std::mt19937& rng) {
-  std::vector<uint8_t> codes(count);
-  std::uniform_int_distribution<int> byte(0, 255);
-  for (uint8_t& c : codes) {
-    c = static_cast<uint8_t>(byte(rng));
-    if ((c & 0x7f) == 0x7f) c ^= 1;
-  }
-  return codes;
 }
 
 // Dynamic FP8 activation quantization on the device keeps of x exactly what the CPU's emulation

@@ -252,39 +252,6 @@ TEST_F(CudaOpsTest, PagedAttentionGqa) {
       }
       const std::string label = std::string(fp8 ? "fp8 cache " : "") + std::to_string(heads) + "/" +
                                 std::to_string(kv_heads) + "/" + std::to_string(head_dim);
-      float* out = poisoned<float>(q.size());
-      cuda::paged_attention(exec_, cuda::AttentionArgs{.q = upload(q),
-                                                       .q_stride = heads * head_dim,
-                                                       .tokens = batch.tokens,
-                                                       .num_heads = heads,
-                                                       .group = heads / kv_heads,
-                                                       .cache = dcache,
-                                                       .cache_fp8 = fp8,
-                                                       .block_size = block_size,
-                                                       .entry_size = entry,
-                                                       .key_offset = 0,
-                                                       .value_offset = kv_heads * head_dim,
-                                                       .kv_head_stride = head_dim,
-                                                       .key_dim = head_dim,
-                                                       .value_dim = head_dim,
-                                                       .scale = scale,
-                                                       .sliding_window = window,
-                                                       .block_tables = upload(batch.packed_tables),
-                                                       .table_offsets = upload(batch.table_offsets),
-                                                       .positions = upload(batch.positions),
-                                                       .out = out});
-      EXPECT_LT(relative_error(download(out, q.size()), expected), 1e-5) << label;
-      // The tiled prefill kernels on the same batch: tiles of at most `rows` consecutive rows of one sequence.
-      auto tiles_of = [&](int rows) {
-        std::vector<int32_t> tiles;
-        for (const SequenceView& seq : batch.sequences) {
-          for (int first = 0; first < seq.num_query; first += rows) {
-            tiles.push_back(seq.query_begin + first);
-            tiles.push_back(std::min(rows, seq.num_query - first));
-          }
-        }
-        return tiles;
-      };
       const cuda::AttentionArgs args{.q = upload(q),
                                      .q_stride = heads * head_dim,
                                      .tokens = batch.tokens,
@@ -305,6 +272,19 @@ TEST_F(CudaOpsTest, PagedAttentionGqa) {
                                      .table_offsets = upload(batch.table_offsets),
                                      .positions = upload(batch.positions),
                                      .out = poisoned<float>(q.size())};
+      cuda::paged_attention(exec_, args);
+      EXPECT_LT(relative_error(download(args.out, q.size()), expected), 1e-5) << label;
+      // The tiled prefill kernels on the same batch: tiles of at most `rows` consecutive rows of one sequence.
+      auto tiles_of = [&](int rows) {
+        std::vector<int32_t> tiles;
+        for (const SequenceView& seq : batch.sequences) {
+          for (int first = 0; first < seq.num_query; first += rows) {
+            tiles.push_back(seq.query_begin + first);
+            tiles.push_back(std::min(rows, seq.num_query - first));
+          }
+        }
+        return tiles;
+      };
       const int group = heads / kv_heads;
       // CUDA cores: blocks of up to 64 queries (rows × group).
       for (int rows : {16, 64 / group}) {
