@@ -205,7 +205,13 @@ namespace {
 // What moeserve's CUDA backend does not do yet, said where it changes what `serve` runs of the
 // plan's command (`command_gpus`: the GPUs it deploys on); issue 23 (multi-GPU speed) lifts it.
 // (fp8 weights are held as fp8 on CUDA too: the planned sizes hold.)
-void note_cuda_backend_limits(Plan& plan, int command_gpus) {
+void note_cuda_backend_limits(Plan& plan, int command_gpus, KvCacheDType kv_cache_dtype) {
+  if (kv_cache_dtype == KvCacheDType::kAuto && plan.dtype != WeightDType::kF32) {
+    plan.notes.push_back(
+        "moeserve's CUDA backend stores an auto KV cache as float32, not in the model's 16-bit dtype as vLLM does: "
+        "twice the KV bytes per token planned here, so half the KV tokens; --kv-cache-dtype fp8 stores e4m3 "
+        "bytes, as planned");
+  }
   if (command_gpus > 1) {
     plan.notes.push_back(
         "moeserve's CUDA backend runs a multi-GPU layout as vLLM does, a worker process per GPU with its TP and EP "
@@ -255,7 +261,7 @@ Result<Plan> make_plan(const ResolvedModel& resolved, const PlanRequest& request
   if (plan.fits) {
     plan.why = explain_winner(resolved.config, plan.layouts, plan.best);
     plan.command = serve_command(resolved.id, best, checkpoint);
-    note_cuda_backend_limits(plan, request.gpus.count);
+    note_cuda_backend_limits(plan, request.gpus.count, request.kv_cache_dtype);
     return plan;
   }
   plan.why =
@@ -282,7 +288,8 @@ Result<Plan> make_plan(const ResolvedModel& resolved, const PlanRequest& request
           fmt::format("with --dtype fp8 it fits on {}: {}", request.gpus.label(), options[index].label()));
     }
   }
-  note_cuda_backend_limits(plan, plan.smallest_fit ? plan.smallest_gpus.count : request.gpus.count);
+  note_cuda_backend_limits(plan, plan.smallest_fit ? plan.smallest_gpus.count : request.gpus.count,
+                           request.kv_cache_dtype);
   return plan;
 }
 

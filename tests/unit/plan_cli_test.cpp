@@ -65,17 +65,24 @@ TEST(PlanCli, LocalCheckpointAndFp8Note) {
   EXPECT_NE(a100.output.find("--quantization fp8"), std::string::npos) << a100.output;
 }
 
-// Every catalog family runs on CUDA (no note on one GPU in bf16); on several GPUs the plan says
-// serve's CUDA ranks run over NCCL with their speed not measured yet; a config past a CUDA
-// kernel's limit is planned, with a note saying serve needs the CPU.
+// Every catalog family runs on CUDA (on one GPU in bf16 with an fp8 KV cache, no note; with an
+// auto one, the note that CUDA stores it as float32); on several GPUs the plan says serve's CUDA
+// ranks run over NCCL with their speed not measured yet; a config past a CUDA kernel's limit is
+// planned, with a note saying serve needs the CPU.
 TEST(PlanCli, NotesWhatTheCudaBackendDoesNotRun) {
   for (const char* id : {"openai/gpt-oss-20b", "mistralai/Mixtral-8x7B-v0.1", "Qwen/Qwen3-30B-A3B"}) {
-    const CommandResult run = run_moeserve({"plan", id, "--gpus", "1xH200", "--dtype", "bfloat16", "--json"});
+    const CommandResult run =
+        run_moeserve({"plan", id, "--gpus", "1xH200", "--dtype", "bfloat16", "--kv-cache-dtype", "fp8", "--json"});
     ASSERT_EQ(run.exit_code, 0) << run.output;
     EXPECT_TRUE(nlohmann::json::parse(run.output)["notes"].empty()) << id << ": " << run.output;
+    const CommandResult automatic = run_moeserve({"plan", id, "--gpus", "1xH200", "--dtype", "bfloat16", "--json"});
+    ASSERT_EQ(automatic.exit_code, 0) << automatic.output;
+    const nlohmann::json notes = nlohmann::json::parse(automatic.output)["notes"];
+    ASSERT_EQ(notes.size(), 1u) << id << ": " << automatic.output;
+    EXPECT_NE(notes[0].get<std::string>().find("stores an auto KV cache as float32"), std::string::npos) << notes;
   }
   for (const char* id : {"openai/gpt-oss-20b", "meta-llama/Llama-4-Scout-17B-16E", "deepseek-ai/DeepSeek-V3.2"}) {
-    const CommandResult run = run_moeserve({"plan", id, "--gpus", "8xH200", "--json"});
+    const CommandResult run = run_moeserve({"plan", id, "--gpus", "8xH200", "--kv-cache-dtype", "fp8", "--json"});
     ASSERT_EQ(run.exit_code, 0) << run.output;
     const nlohmann::json notes = nlohmann::json::parse(run.output)["notes"];
     // (DeepSeek-V3.2's fp8 weights are held as fp8 on CUDA too: no note about their size)
@@ -90,7 +97,8 @@ TEST(PlanCli, NotesWhatTheCudaBackendDoesNotRun) {
       nlohmann::json::parse(std::ifstream(moeserve::testing::fixture_model("tiny-deepseek_v32") + "/config.json"));
   config["index_topk"] = 4096;
   std::ofstream(dir + "/config.json") << config.dump();
-  const CommandResult wide = run_moeserve({"plan", dir + "/config.json", "--gpus", "1xH200", "--json"});
+  const CommandResult wide =
+      run_moeserve({"plan", dir + "/config.json", "--gpus", "1xH200", "--kv-cache-dtype", "fp8", "--json"});
   ASSERT_EQ(wide.exit_code, 0) << wide.output;
   const nlohmann::json notes = nlohmann::json::parse(wide.output)["notes"];
   ASSERT_EQ(notes.size(), 1u) << wide.output;
