@@ -9,8 +9,9 @@
 // qkv, expert gate/up and down at prefill sizes): 1190-1280 TFLOP/s with block scales, 790-1030
 // per row, bf16 cuBLAS 770-800.
 //
-// cuBLAS wants a scale array's row count a multiple of 4 (16-byte aligned): a product of M rows
-// runs as the first M & ~3 rows, then the last 1-3 rows padded to 4 into a small buffer.
+// The activations' scale rows are kept a multiple of 4 floats (16-byte aligned, which cuBLASLt's
+// block-scaled kernels are reported to need): a product of M rows runs as the first M & ~3 rows,
+// then the last 1-3 rows padded to 4 into a small buffer.
 #include <cublasLt.h>
 
 #include <algorithm>
