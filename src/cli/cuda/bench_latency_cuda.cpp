@@ -536,6 +536,7 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
   // FP8 weights: an fp8 checkpoint's, or --quantization fp8's (CUDA holds them as FP8).
   const bool fp8 = config.fp8_block_size.has_value() || spec.load.model.precision.quantize_fp8;
   result["weights"] = fp8 ? "fp8" : "bf16";
+  result["kv_cache"] = spec.load.kv_cache_fp8 ? "fp8" : "float32";
   const double bytes_per_token = decode_weight_bytes(config, plan, fp8);
   result["copy_bandwidth_bytes_per_s"] = bandwidth;
   result["gemm_bf16_tflops"] = gemm_rate;
