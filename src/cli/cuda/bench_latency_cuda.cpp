@@ -152,20 +152,24 @@ double gemm_tflops(const cuda::CudaStream& stream) {
   return best;
 }
 
+// Device seconds per launch() (queued work on `stream`), over `iters` launches after `warmups`.
+template <typename Launch>
+double seconds_per_launch(const cuda::CudaStream& stream, int warmups, int iters, Launch&& launch) {
+  cuda::EventTimer timer;
+  for (int i = 0; i < warmups; ++i) launch();
+  timer.start(stream.stream());
+  for (int i = 0; i < iters; ++i) launch();
+  timer.stop(stream.stream());
+  return timer.seconds() / iters;
+}
+
 // Achieved bandwidth of the decode step's dominant kernels on this model's shapes: the dense
 // qkv projection and the grouped expert GEMMs (top_k experts chosen by `rows` tokens).
 nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConfig& c) {
   const cuda::GpuExec exec{stream.stream(), stream.blas()};
   nlohmann::json out = nlohmann::json::array();
   const int hidden = c.hidden_size;
-  auto time_it = [&](auto&& launch) {
-    cuda::EventTimer timer;
-    for (int i = 0; i < 3; ++i) launch();
-    timer.start(stream.stream());
-    for (int i = 0; i < 20; ++i) launch();
-    timer.stop(stream.stream());
-    return timer.seconds() / 20;
-  };
+  auto time_it = [&](auto&& launch) { return seconds_per_launch(stream, 3, 20, launch); };
   const int qkv_out = (c.num_heads + 2 * c.num_kv_heads) * c.head_dim;
   auto w = cuda::DeviceBuffer::allocate(size_t(qkv_out) * hidden * 2);
   // x [64 · top_k, max(hidden, inter)] float32: the dense GEMMs read 64 rows of it, the grouped
@@ -312,14 +316,7 @@ nlohmann::json prefill_gemm_rates(const cuda::CudaStream& stream, const ModelCon
     shapes.push_back({"expert gate_up", rows, 2 * inter, c.hidden_size});
     shapes.push_back({"expert down", rows, c.hidden_size, inter});
   }
-  auto time_it = [&](auto&& launch) {
-    cuda::EventTimer timer;
-    for (int i = 0; i < 2; ++i) launch();
-    timer.start(stream.stream());
-    for (int i = 0; i < 10; ++i) launch();
-    timer.stop(stream.stream());
-    return timer.seconds() / 10;
-  };
+  auto time_it = [&](auto&& launch) { return seconds_per_launch(stream, 2, 10, launch); };
   for (const Shape& s : shapes) {
     const ops::Fp8Scales probe{.block = cuda::kFp8Group, .offset = 0};
     if (s.k % cuda::kFp8Group != 0 || !cuda::linear_fp8_supported(s.n, s.k, probe)) continue;
