@@ -307,10 +307,8 @@ TEST_F(CudaOpsTest, DecodeGemmsStreamMxfp4Experts) {
           device.weight_mxfp4 = upload(blocks);
           device.mx_scale = upload(scales);
           device.out = poisoned<float>(expected.size());
-          float* workspace = kernel.workspace_floats != nullptr
-                                 ? poisoned<float>(std::max<size_t>(1, kernel.workspace_floats(device)))
-                                 : nullptr;
-          kernel.run(exec_, device, workspace);
+          kernel.run(exec_, device,
+                     kernel.workspace_floats ? poisoned<float>(kernel.workspace_floats(device)) : nullptr);
           EXPECT_LT(relative_error(download(device.out, expected.size()), expected), kernel.tolerance)
               << kernel.name << (swiglu ? " swiglu " : " ") << hidden << "x" << inter << " rows " << total
               << " e8m0 up to " << max_e8m0;
@@ -385,10 +383,8 @@ TEST_F(CudaOpsTest, DecodeGemmsStreamFp8Weights) {
           device.weight_fp8 = upload(codes);
           device.fp8.scale = upload(scales);
           device.out = poisoned<float>(expected.size());
-          float* workspace = kernel.workspace_floats != nullptr
-                                 ? poisoned<float>(std::max<size_t>(1, kernel.workspace_floats(device)))
-                                 : nullptr;
-          kernel.run(exec_, device, workspace);
+          kernel.run(exec_, device,
+                     kernel.workspace_floats ? poisoned<float>(kernel.workspace_floats(device)) : nullptr);
           EXPECT_LT(relative_error(download(device.out, expected.size()), expected), kernel.tolerance)
               << kernel.name << (swiglu ? " swiglu " : " ") << hidden << "x" << inter << " offset " << offset
               << " rows " << total << (dense ? " dense" : "");

@@ -1,7 +1,7 @@
-// Block-scaled FP8 weights (DeepSeek-V3's, Qwen3-FP8's: e4m3, a float32 scale per 128 × 128 block,
-// as the plan expands it per row) decoded in registers by the GEMM kernels that stream them. Every
-// e4m3 value is an fp16 value, so the decoding is exact; the block scale is applied to the
-// products' partial sums.
+// e4m3 in registers: block-scaled FP8 weights (DeepSeek-V3's, Qwen3-FP8's: a float32 scale per 128 ×
+// 128 block, as the plan expands it per row) decoded by the GEMM kernels that stream them, and
+// the packing of quantized activations and of an fp8 KV cache. Every e4m3 value is an fp16 value,
+// so the decoding is exact; the block scale is applied to the products' partial sums.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -12,19 +12,36 @@
 
 namespace moeserve::cuda {
 
+// 4 consecutive e4m3 values (a word, the lowest byte first) as float, exactly.
+__device__ __forceinline__ float4 fp8_e4m3x4_to_float4(uint32_t word) {
+  const __half2_raw lo = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(word), __NV_E4M3);
+  const __half2_raw hi = __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(word >> 16), __NV_E4M3);
+  const float2 a = __half22float2(*reinterpret_cast<const __half2*>(&lo));
+  const float2 b = __half22float2(*reinterpret_cast<const __half2*>(&hi));
+  return make_float4(a.x, a.y, b.x, b.y);
+}
+
+// 4 floats as e4m3 codes in a word (the first in the lowest byte): nearest even, saturating at
+// ±448, as the CPU's f32_to_f8e4m3 rounds.
+__device__ __forceinline__ uint32_t float4_to_fp8_e4m3x4(float4 v) {
+  const float values[4] = {v.x, v.y, v.z, v.w};
+  uint32_t word = 0;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) word |= uint32_t(__nv_cvt_float_to_fp8(values[i], __NV_SATFINITE, __NV_E4M3)) << (8 * i);
+  return word;
+}
+
 // 16 consecutive e4m3 weights (16 bytes, the lowest address first) as float.
 __device__ __forceinline__ void fp8_e4m3_to_float16(uint4 raw, float (&out)[16]) {
   const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
-  for (int w = 0; w < 4; ++w)
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const __half2_raw pair =
-          __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(words[w] >> (16 * h)), __NV_E4M3);
-      const float2 values = __half22float2(*reinterpret_cast<const __half2*>(&pair));
-      out[4 * w + 2 * h] = values.x;
-      out[4 * w + 2 * h + 1] = values.y;
-    }
+  for (int w = 0; w < 4; ++w) {
+    const float4 values = fp8_e4m3x4_to_float4(words[w]);
+    out[4 * w] = values.x;
+    out[4 * w + 1] = values.y;
+    out[4 * w + 2] = values.z;
+    out[4 * w + 3] = values.w;
+  }
 }
 
 // The same 16 weights times `scale` as bf16, packed as two uint4 of 8 (the lower K in the low half

@@ -2,10 +2,8 @@
 // through a sequence's block table, and the keys a run of query rows attends to.
 #pragma once
 
-#include <cuda_fp16.h>
-#include <cuda_fp8.h>
-
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/fp8.cuh"
 
 namespace moeserve::cuda {
 
@@ -19,12 +17,7 @@ __device__ __forceinline__ float kv_load(const uint8_t* p) {
 // Four consecutive elements (16-byte aligned floats, 4-byte aligned bytes).
 __device__ __forceinline__ float4 kv_load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
 __device__ __forceinline__ float4 kv_load4(const uint8_t* p) {
-  const uint32_t word = *reinterpret_cast<const uint32_t*>(p);
-  const float2 lo =
-      __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(word), __NV_E4M3)));
-  const float2 hi =
-      __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(word >> 16), __NV_E4M3)));
-  return make_float4(lo.x, lo.y, hi.x, hi.y);
+  return fp8_e4m3x4_to_float4(*reinterpret_cast<const uint32_t*>(p));
 }
 // Writes: e4m3 rounds to nearest even and saturates at ±448, as the CPU's round_to_f8e4m3.
 __device__ __forceinline__ void kv_store(float* p, float v) { *p = v; }
@@ -33,11 +26,7 @@ __device__ __forceinline__ void kv_store(uint8_t* p, float v) {
 }
 __device__ __forceinline__ void kv_store4(float* p, float4 v) { *reinterpret_cast<float4*>(p) = v; }
 __device__ __forceinline__ void kv_store4(uint8_t* p, float4 v) {
-  const float values[4] = {v.x, v.y, v.z, v.w};
-  uint32_t word = 0;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) word |= uint32_t(__nv_cvt_float_to_fp8(values[i], __NV_SATFINITE, __NV_E4M3)) << (8 * i);
-  *reinterpret_cast<uint32_t*>(p) = word;
+  *reinterpret_cast<uint32_t*>(p) = float4_to_fp8_e4m3x4(v);
 }
 
 // The cache of a layer as Kv elements (AttentionArgs::cache holds either kind).

@@ -3,8 +3,7 @@
 // and its values are divided by it and rounded to e4m3 (nearest even, saturating), exactly as
 // ops::quantize_activations_fp8 emulates it on the CPU.
 #include "kernels/cuda/common.cuh"
-
-#include <cuda_fp8.h>
+#include "kernels/cuda/fp8.cuh"
 
 namespace moeserve::cuda {
 
@@ -48,13 +47,8 @@ __global__ void quantize_fp8_kernel(const float* x_f32, const uint16_t* x_bf16, 
     scale = amax / kE4m3Max;
     if (ue8m0) scale = ceil_pow2(scale);
   }
-  uint32_t codes = 0;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const uint32_t code = __nv_cvt_float_to_fp8(v[i] / scale, __NV_SATFINITE, __NV_E4M3);
-    codes |= code << (8 * i);
-  }
-  *reinterpret_cast<uint32_t*>(out + at) = codes;
+  *reinterpret_cast<uint32_t*>(out + at) =
+      float4_to_fp8_e4m3x4(make_float4(v[0] / scale, v[1] / scale, v[2] / scale, v[3] / scale));
   if (lane == 0) scales[group * padded_rows + row] = scale;
 }
 
