@@ -63,9 +63,9 @@ Result<ParallelRunners> make_parallel_runners(const std::string& model_dir, cons
     if (cuda) {
       runners.summary = fmt::format(
           "{} ranks as worker processes, rank r on GPU r mod its host's GPUs, KV cache {} blocks x {} tokens "
-          "(float32); TP and EP collectives over NCCL (staged through the host in a build without it), "
+          "({}); TP and EP collectives over NCCL (staged through the host in a build without it), "
           "steps run eagerly",
-          parallel.world_size(), ranks.num_kv_blocks, options.block_size);
+          parallel.world_size(), ranks.num_kv_blocks, options.block_size, load.kv_cache_fp8 ? "fp8 e4m3" : "float32");
     }
     MS_ASSIGN_OR_RETURN(shared->group, RankGroup::create(config, parallel, std::move(ranks.executor),
                                                          ranks.num_kv_blocks, options.block_size));

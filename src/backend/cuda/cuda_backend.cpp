@@ -44,8 +44,8 @@ Result<BuiltRunner> make_runner(const std::string& model_dir, const ModelConfig&
                                        CudaDeviceOptions{.enforce_eager = options.enforce_eager},
                                        model_runner_options(options)));
   BuiltRunner built;
-  built.summary = fmt::format("{}, KV cache {} blocks x {} tokens (float32)", cuda_device(*runner).describe(),
-                              runner->num_kv_blocks(), runner->block_size());
+  built.summary = fmt::format("{}, KV cache {} blocks x {} tokens ({})", cuda_device(*runner).describe(),
+                              runner->num_kv_blocks(), runner->block_size(), cuda_device(*runner).kv_element_name());
   built.runner = std::move(runner);
   return built;
 }

@@ -35,11 +35,11 @@ namespace {
 std::string describe_cuda_ranks(const ParallelConfig& parallel, ModelRunner& first, int num_kv_blocks) {
   const auto gpus = cuda::list_devices();
   const int visible = gpus.ok() ? static_cast<int>(gpus->size()) : 0;
-  return fmt::format(
-      "{} ranks on {} GPU{} (rank r on GPU r mod {}), rank 0: {}, KV cache {} blocks x {} tokens (float32); "
-      "collectives staged through the host, steps run eagerly",
-      parallel.world_size(), std::min(visible, parallel.world_size()), visible > 1 ? "s" : "", visible,
-      cuda_device(first).describe(), num_kv_blocks, first.block_size());
+  return fmt::format("{} ranks on {} GPU{} (rank r on GPU r mod {}), rank 0: {}, KV cache {} blocks x {} tokens ({}); "
+                     "collectives staged through the host, steps run eagerly",
+                     parallel.world_size(), std::min(visible, parallel.world_size()), visible > 1 ? "s" : "", visible,
+                     cuda_device(first).describe(), num_kv_blocks, first.block_size(),
+                     cuda_device(first).kv_element_name());
 }
 
 }  // namespace

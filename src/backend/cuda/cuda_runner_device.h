@@ -65,6 +65,7 @@ class CudaRunnerDevice final : public RunnerDevice {
   const ShardSpec& shard() const override { return options_.shard; }
   int kv_entry_size() const override { return model_->kv_entry_size(); }
   int kv_element_bytes() const override { return options_.kv_cache_fp8 ? 1 : int(sizeof(float)); }
+  const char* kv_element_name() const { return options_.kv_cache_fp8 ? "fp8 e4m3" : "float32"; }
   size_t weight_bytes() const override { return model_->weight_bytes(); }
   ExpertSlots& expert_slots() override { return *model_; }
   int query_tile_rows() const override;
