@@ -329,14 +329,79 @@ std::vector<uint8_t> random_fp8_codes(size_t count, std::mt19937& rng) {
   return codes;
 }
 
+// One FP8 weight case through `kernel` against the CPU step op (which dequantizes exactly): random
+// codes but NaN, positive scales near 0.005 per 128-wide K block of a row (at block offset
+// `offset`), a bias; counts[g] rows for group g (one count: ungrouped). row_scale[r % size]
+// multiplies x's row r, and each row's outputs are checked on their own (relative error).
+class CudaFp8GemmTest : public CudaOpsTest {
+ protected:
+  void expect_matches_the_cpu(const GemmKernel& kernel, bool swiglu, int hidden, int inter, int offset,
+                              const std::vector<int>& counts, const std::vector<float>& row_scale = {1.0f}) {
+    constexpr int kBlock = 128;
+    const bool dense = counts.size() == 1;
+    const int groups = static_cast<int>(counts.size());
+    const std::vector<int32_t> offsets = group_offsets(counts);
+    const int total = offsets.back();
+    const int n_weight = swiglu ? 2 * inter : inter;
+    const int64_t per_group = int64_t(n_weight) * hidden;
+    const int scale_cols = (offset + hidden + kBlock - 1) / kBlock;
+    const std::vector<uint8_t> codes = random_fp8_codes(size_t(groups * per_group), rng_);
+    std::vector<float> scales = random_floats(size_t(groups) * n_weight * scale_cols);
+    for (float& v : scales) v = 0.002f + 0.004f * std::fabs(v);
+    auto x = random_floats(size_t(total) * hidden);
+    for (int r = 0; r < total; ++r)
+      for (int k = 0; k < hidden; ++k) x[size_t(r) * hidden + k] *= row_scale[r % row_scale.size()];
+    if (kernel.bf16_inputs) round_to_bf16(x);
+    auto bias = random_floats(size_t(groups) * n_weight, 0.5f);
+    std::vector<float> expected(size_t(total) * inter);
+    ops::GemmArgs args{.x = x.data(),
+                       .rows = *std::max_element(counts.begin(), counts.end()),
+                       .k = hidden,
+                       .n = inter,
+                       .group_stride = dense ? 0 : per_group,
+                       .offsets = dense ? nullptr : offsets.data(),
+                       .groups = groups,
+                       .total_rows = dense ? 0 : total,
+                       .bias_f32 = bias.data(),
+                       .bias_group_stride = n_weight,
+                       .swiglu = swiglu,
+                       .out = expected.data(),
+                       .weight_fp8 = codes.data(),
+                       .fp8 = ops::Fp8Scales{.scale = scales.data(), .block = kBlock, .offset = offset},
+                       .scale_group_stride = int64_t(n_weight) * scale_cols};
+    ops::gemm(cpu_, args);
+    cuda::GemmArgs device = args;
+    device.x = upload(x);
+    device.offsets = dense ? nullptr : upload(offsets);
+    device.bias_f32 = upload(bias);
+    device.weight_fp8 = upload(codes);
+    device.fp8.scale = upload(scales);
+    device.out = poisoned<float>(expected.size());
+    kernel.run(exec_, device, kernel.workspace_floats ? poisoned<float>(kernel.workspace_floats(device)) : nullptr);
+    const std::vector<float> out = download(device.out, expected.size());
+    const std::string label = std::string(kernel.name) + (swiglu ? " swiglu " : " ") + std::to_string(hidden) + "x" +
+                              std::to_string(inter) + " offset " + std::to_string(offset) + " rows " +
+                              std::to_string(total) + (dense ? " dense" : "");
+    if (row_scale.size() == 1) {
+      EXPECT_LT(relative_error(out, expected), kernel.tolerance) << label;
+      return;
+    }
+    for (int r = 0; r < total; ++r) {
+      const auto row = [&](const std::vector<float>& v) {
+        return std::vector<float>(v.begin() + int64_t(r) * inter, v.begin() + int64_t(r + 1) * inter);
+      };
+      EXPECT_LT(relative_error(row(out), row(expected)), kernel.tolerance)
+          << label << ", row " << r << " scaled by " << row_scale[r % row_scale.size()];
+    }
+  }
+};
+
 // Block-scaled FP8 e4m3 weights (DeepSeek-V3's layout, the 128-wide K blocks' scales per row as
-// the plan holds them; random codes but NaN, positive scales near 0.005), streamed by every decode
-// GEMM kernel (small_gemm at 1-16 rows; mma_gemm's 8-, 16- and 32-row tiles, groups past one
-// tile), grouped with SwiGLU and a bias or without, also with a K block offset (a TP shard that
-// starts inside a block: 64, which mma_gemm's 64-K chunks still take), with and without split K,
-// and dense (no groups) through mma_gemm, against the CPU step op (which dequantizes exactly).
-TEST_F(CudaOpsTest, DecodeGemmsStreamFp8Weights) {
-  constexpr int kBlock = 128;
+// the plan holds them) streamed by every decode GEMM kernel (small_gemm at 1-16 rows; mma_gemm's
+// 8-, 16- and 32-row tiles, groups past one tile), grouped with SwiGLU and a bias or without, also
+// with a K block offset (a TP shard that starts inside a block: 64, which mma_gemm's 64-K chunks
+// still take), with and without split K, and dense (no groups) through mma_gemm.
+TEST_F(CudaFp8GemmTest, DecodeGemmsStreamFp8Weights) {
   for (const GemmKernel& kernel : kGemmKernels) {
     for (bool swiglu : {true, false}) {
       for (auto [hidden, inter, offset] : {std::tuple{256, 128, 0}, {7168, 2048, 0}, {512, 384, 64}}) {
@@ -347,48 +412,27 @@ TEST_F(CudaOpsTest, DecodeGemmsStreamFp8Weights) {
           const bool mma = kernel.needs_k8;
           if (!mma && *std::max_element(counts.begin(), counts.end()) > 16) continue;  // small_gemm's sizes
           if (dense && (!mma || swiglu)) continue;
-          const int groups = static_cast<int>(counts.size());
-          const std::vector<int32_t> offsets = group_offsets(counts);
-          const int total = offsets.back();
-          const int n_weight = swiglu ? 2 * inter : inter;
-          const int64_t per_group = int64_t(n_weight) * hidden;
-          const int scale_cols = (offset + hidden + kBlock - 1) / kBlock;
-          const std::vector<uint8_t> codes = random_fp8_codes(size_t(groups * per_group), rng_);
-          std::vector<float> scales = random_floats(size_t(groups) * n_weight * scale_cols);
-          for (float& v : scales) v = 0.002f + 0.004f * std::fabs(v);
-          auto x = random_floats(size_t(total) * hidden);
-          if (kernel.bf16_inputs) round_to_bf16(x);
-          auto bias = random_floats(size_t(groups) * n_weight, 0.5f);
-          std::vector<float> expected(size_t(total) * inter);
-          ops::GemmArgs args{.x = x.data(),
-                             .rows = *std::max_element(counts.begin(), counts.end()),
-                             .k = hidden,
-                             .n = inter,
-                             .group_stride = dense ? 0 : per_group,
-                             .offsets = dense ? nullptr : offsets.data(),
-                             .groups = groups,
-                             .total_rows = dense ? 0 : total,
-                             .bias_f32 = bias.data(),
-                             .bias_group_stride = n_weight,
-                             .swiglu = swiglu,
-                             .out = expected.data(),
-                             .weight_fp8 = codes.data(),
-                             .fp8 = ops::Fp8Scales{.scale = scales.data(), .block = kBlock, .offset = offset},
-                             .scale_group_stride = int64_t(n_weight) * scale_cols};
-          ops::gemm(cpu_, args);
-          cuda::GemmArgs device = args;
-          device.x = upload(x);
-          device.offsets = dense ? nullptr : upload(offsets);
-          device.bias_f32 = upload(bias);
-          device.weight_fp8 = upload(codes);
-          device.fp8.scale = upload(scales);
-          device.out = poisoned<float>(expected.size());
-          kernel.run(exec_, device,
-                     kernel.workspace_floats ? poisoned<float>(kernel.workspace_floats(device)) : nullptr);
-          EXPECT_LT(relative_error(download(device.out, expected.size()), expected), kernel.tolerance)
-              << kernel.name << (swiglu ? " swiglu " : " ") << hidden << "x" << inter << " offset " << offset
-              << " rows " << total << (dense ? " dense" : "");
+          expect_matches_the_cpu(kernel, swiglu, hidden, inter, offset, counts);
         }
+      }
+    }
+  }
+}
+
+// mma_gemm multiplies FP8 weights with fp16 activations, each row's 64-K chunk scaled by a power of
+// two into fp16's range: rows far outside that range (3e5, past fp16's 65504; 2e-6, near its
+// subnormals) keep every kernel's accuracy, row by row, beside rows of magnitude 1 in the same
+// tile.
+TEST_F(CudaFp8GemmTest, Fp8WeightStreamsKeepEachRowsRange) {
+  const std::vector<float> row_scale = {3e5f, 2e-6f, 1.0f};
+  for (const GemmKernel& kernel : kGemmKernels) {
+    for (bool swiglu : {true, false}) {
+      for (const std::vector<int>& counts :
+           {std::vector<int>{2, 0, 5}, std::vector<int>{17, 9}, std::vector<int>{20}}) {
+        const bool mma = kernel.needs_k8;
+        if (!mma && *std::max_element(counts.begin(), counts.end()) > 16) continue;
+        if (counts.size() == 1 && (!mma || swiglu)) continue;
+        expect_matches_the_cpu(kernel, swiglu, 512, 256, 0, counts, row_scale);
       }
     }
   }

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <numeric>
 
+#include "plan/memory_model.h"
 #include "plan/model_catalog.h"
 #include "plan/weights.h"
 #include "backend/cuda/cuda_runner_device.h"
@@ -180,6 +181,46 @@ INSTANTIATE_TEST_SUITE_P(Fp8Checkpoints, CudaShapesFp8Test,
                          [](const auto& info) {
                            return std::string(info.param == "deepseek-ai/DeepSeek-V3" ? "DeepSeek_V3" : "Kimi_K2");
                          });
+
+// What `moeserve plan` counts (plan::MemoryModel: the planner's and the start-up check's
+// arithmetic) against what the CUDA runner allocates, cut to 2 layers: weight bytes within 5% for
+// bf16 weights, for --quantization fp8 of them (the plan counts vLLM's one scale per tensor, the
+// runner a float32 scale per row per 128 columns: ~3% more) and for an FP8 checkpoint's shape;
+// KV bytes per token exactly for --kv-cache-dtype fp8, and twice the plan's bf16 for auto (the
+// CUDA cache is float32, as the plan's note says).
+TEST(CudaPlanTest, PlannedBytesMatchTheRunner) {
+  struct Case {
+    const char* id;
+    bool checkpoint_fp8;
+    bool quantize_fp8;
+    bool kv_fp8;
+  };
+  for (const Case c :
+       {Case{"mistralai/Mixtral-8x7B-v0.1", false, false, false},
+        Case{"mistralai/Mixtral-8x7B-v0.1", false, true, true}, Case{"deepseek-ai/DeepSeek-V3", true, true, true}}) {
+    auto model = plan::find_catalog_model(c.id);
+    ASSERT_TRUE(model.ok()) << model.error().message;
+    const ModelConfig config = cut_config(**model, 2, c.checkpoint_fp8);
+    constexpr int kBlocks = 8;
+    auto runner = make_cuda_runner(config, nullptr, /*seed=*/7,
+                                   CudaDeviceOptions{.quantize_fp8 = c.quantize_fp8, .kv_cache_fp8 = c.kv_fp8},
+                                   ModelRunnerOptions{.num_kv_blocks = kBlocks, .max_num_batched_tokens = 64});
+    ASSERT_TRUE(runner.ok()) << runner.error().message;
+    CudaRunnerDevice& device = cuda_device(**runner);
+    const plan::MemoryModel memory(config);
+    const auto weights = c.quantize_fp8 || c.checkpoint_fp8 ? plan::WeightDType::kFp8 : plan::WeightDType::kAuto;
+    const double planned = double(memory.weight_bytes(weights));
+    const double held = double(device.weight_bytes());
+    const std::string label = std::string(c.id) + (weights == plan::WeightDType::kFp8 ? " fp8" : " bf16");
+    std::printf("%s: weights planned %.4f GB, held %.4f GB (%.4f)\n", label.c_str(), planned / 1e9, held / 1e9,
+                held / planned);
+    EXPECT_NEAR(held / planned, 1.0, 0.05) << label;
+    const int64_t kv_per_token = int64_t(device.kv_bytes()) / (kBlocks * (*runner)->block_size());
+    const int64_t kv_planned =
+        memory.kv_bytes_per_token(c.kv_fp8 ? plan::KvCacheDType::kFp8 : plan::KvCacheDType::kAuto, weights);
+    EXPECT_EQ(kv_per_token, c.kv_fp8 ? kv_planned : 2 * kv_planned) << label;
+  }
+}
 
 }  // namespace
 }  // namespace moeserve

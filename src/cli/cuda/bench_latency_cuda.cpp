@@ -164,8 +164,9 @@ double seconds_per_launch(const cuda::CudaStream& stream, int warmups, int iters
 }
 
 // Achieved bandwidth of the decode step's dominant kernels on this model's shapes: the dense
-// qkv projection and the grouped expert GEMMs (top_k experts chosen by `rows` tokens).
-nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConfig& c) {
+// qkv projection and the grouped expert GEMMs (top_k experts chosen by `rows` tokens); fp8: the
+// experts' weights as FP8 (an FP8 checkpoint's, or --quantization fp8's).
+nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConfig& c, bool fp8) {
   const cuda::GpuExec exec{stream.stream(), stream.blas()};
   nlohmann::json out = nlohmann::json::array();
   const int hidden = c.hidden_size;
@@ -225,11 +226,20 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
     const MoeConfig& m = *c.moe;
     auto experts = cuda::DeviceBuffer::allocate(size_t(m.num_experts) * 2 * m.expert_intermediate_size * hidden * 2);
     auto offsets_buf = cuda::DeviceBuffer::allocate(size_t(m.num_experts + 1) * 4);
-    // GPT-OSS: the experts as MXFP4, as the runner holds them (the random bits as codes, zero scales)
+    // GPT-OSS: the experts as MXFP4, as the runner holds them (the random bits as codes, zero scales).
+    // FP8: the random bits as e4m3 codes, a float32 scale per 128 columns of a row (zero).
     const bool mx = c.mxfp4_experts;
+    const bool f8 = fp8 && !mx;
+    const int scale_block = cuda::kFp8Group;
     auto mx_scales = cuda::DeviceBuffer::allocate(
         mx ? size_t(m.num_experts) * 2 * m.expert_intermediate_size * hidden / Projection::kMxBlock : 1);
-    if (!experts.ok() || !offsets_buf.ok() || !mx_scales.ok()) fail("cannot allocate expert benchmark buffers");
+    // [E, 2 · inter, ceil(hidden / 128)] floats: the gate/up scales (the down projection's are fewer)
+    const int64_t gate_up_scale_stride = 2LL * m.expert_intermediate_size * ((hidden + scale_block - 1) / scale_block);
+    auto f8_scales = cuda::DeviceBuffer::allocate(f8 ? size_t(m.num_experts) * gate_up_scale_stride * 4 : 4);
+    if (!experts.ok() || !offsets_buf.ok() || !mx_scales.ok() || !f8_scales.ok()) {
+      fail("cannot allocate expert benchmark buffers");
+    }
+    cuda::fill_zero(f8_scales->data(), f8_scales->bytes(), stream.stream());
     cuda::fill_random_bf16(exec, experts->as<uint16_t>(),
                            int64_t(m.num_experts) * 2 * m.expert_intermediate_size * hidden, 4, 0.02f, 0.0f);
     cuda::fill_zero(mx_scales->data(), mx_scales->bytes(), stream.stream());
@@ -255,27 +265,37 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
         args.weight = nullptr;
         args.weight_mxfp4 = experts->as<uint8_t>();
         args.mx_scale = mx_scales->as<uint8_t>();
+      } else if (f8) {
+        args.weight = nullptr;
+        args.weight_fp8 = experts->as<uint8_t>();
+        args.fp8 = ops::Fp8Scales{.scale = f8_scales->as<float>(), .block = scale_block, .offset = 0};
+        args.scale_group_stride = gate_up_scale_stride;
       }
-      const double bytes = double(touched) * 2 * m.expert_intermediate_size * hidden * expert_bytes_per_weight(c);
+      const double bytes_per_weight = f8 ? 1.0 + 4.0 / scale_block : expert_bytes_per_weight(c);
+      const double bytes = double(touched) * 2 * m.expert_intermediate_size * hidden * bytes_per_weight;
       auto report = [&](const char* kernel, double s, double weight_bytes) {
         out.push_back({{"kernel", kernel},
                        {"tokens", tokens},
                        {"experts_touched", touched},
-                       {"weights", mx ? "mxfp4" : "bf16"},
+                       {"weights", mx   ? "mxfp4"
+                                   : f8 ? "fp8"
+                                        : "bf16"},
                        {"seconds", s},
                        {"gb_per_s", weight_bytes / s / 1e9}});
       };
       if (tokens <= cuda::kSmallTile)
         report("small_gemm experts gate_up+silu", time_it([&] { cuda::small_gemm(exec, args); }), bytes);
-      if (cuda::mma_gemm_supported(hidden)) {
+      if (cuda::mma_gemm_supported(hidden) && (!f8 || cuda::mma_gemm_supports_fp8(hidden, args.fp8))) {
         report("mma_gemm split experts gate_up+silu", time_it([&] { cuda::mma_gemm(exec, args, true); }), bytes);
         report("mma_gemm bf16 experts gate_up+silu", time_it([&] { cuda::mma_gemm(exec, args, false); }), bytes);
       }
-      if (cuda::mma_gemm_supported(m.expert_intermediate_size)) {
+      if (cuda::mma_gemm_supported(m.expert_intermediate_size) &&
+          (!f8 || cuda::mma_gemm_supports_fp8(m.expert_intermediate_size, args.fp8))) {
         cuda::GemmArgs down = args;
         down.k = m.expert_intermediate_size;
         down.n = hidden;
         down.group_stride = int64_t(hidden) * m.expert_intermediate_size;
+        down.scale_group_stride = int64_t(hidden) * ((m.expert_intermediate_size + scale_block - 1) / scale_block);
         down.swiglu = false;
         const size_t workspace_floats =
             std::max(cuda::mma_gemm_workspace_floats(down), cuda::small_gemm_workspace_floats(down));
@@ -457,7 +477,9 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
   if (!stream.ok()) fail(stream.error().message);
   const double bandwidth = copy_bandwidth(*stream);
   const double gemm_rate = gemm_tflops(*stream);
-  const nlohmann::json kernels = kernel_bandwidths(*stream, spec.config);
+  // FP8 weights: an fp8 checkpoint's, or --quantization fp8's (CUDA holds them as FP8).
+  const bool fp8 = spec.config.fp8_block_size.has_value() || spec.load.model.precision.quantize_fp8;
+  const nlohmann::json kernels = kernel_bandwidths(*stream, spec.config, fp8);
   const nlohmann::json prefill_gemms = prefill_gemm_rates(*stream, spec.config, args.prefill_batch * args.prefill_len);
   auto start = Clock::now();
   auto runner = make_cuda_runner(spec.model_dir, spec.config, spec.load,
@@ -530,8 +552,6 @@ void run_bench_latency_cuda(const CudaLatencyArgs& args) {
     result["prefill_tok_s"] = tokens / best;
     result["prefill_tflops"] = prefill_flops(config, plan, args.prefill_batch, args.prefill_len) / best / 1e12;
   }
-  // FP8 weights: an fp8 checkpoint's, or --quantization fp8's (CUDA holds them as FP8).
-  const bool fp8 = config.fp8_block_size.has_value() || spec.load.model.precision.quantize_fp8;
   result["weights"] = fp8 ? "fp8" : "bf16";
   result["kv_cache"] = spec.load.kv_cache_fp8 ? "fp8" : "float32";
   const double bytes_per_token = decode_weight_bytes(config, plan, fp8);

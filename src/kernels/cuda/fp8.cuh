@@ -44,6 +44,25 @@ __device__ __forceinline__ void fp8_e4m3_to_float16(uint4 raw, float (&out)[16])
   }
 }
 
+// The same 16 weights as fp16, exactly (e4m3 is a subset of fp16), packed as two uint4 of 8 (the
+// lower K in the low half of each word): mma_f16's A fragments. One conversion a pair, where bf16
+// operands take three (e4m3 → f16 → f32 → bf16), which bounded the FP8 weight stream.
+__device__ __forceinline__ void fp8_e4m3_to_f16x16(uint4 raw, uint4 (&out)[2]) {
+  const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+  uint32_t pairs[8];
+#pragma unroll
+  for (int w = 0; w < 4; ++w) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const __half2_raw pair =
+          __nv_cvt_fp8x2_to_halfraw2(static_cast<__nv_fp8x2_storage_t>(words[w] >> (16 * h)), __NV_E4M3);
+      pairs[2 * w + h] = uint32_t(pair.x) | (uint32_t(pair.y) << 16);
+    }
+  }
+  out[0] = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
+  out[1] = make_uint4(pairs[4], pairs[5], pairs[6], pairs[7]);
+}
+
 // The same 16 weights times `scale` as bf16, packed as two uint4 of 8 (the lower K in the low half
 // of each word), the layout mma.cuh's fragments use. Exact at scale 1 (e4m3's 3 mantissa bits and
 // exponent range fit bf16); otherwise each product rounded to nearest even once.
