@@ -127,16 +127,11 @@ void CudaStepBackend::tensor_core_gemm(const GemmArgs& args) {
 }
 
 namespace {
-// The 128 × 128 block-scale path of linear_fp8 (Fp8Scales::row_blocks, from
-// Projection::scale_row_blocks) stays off until Fp8TensorCoreGemmMatchesTheQuantizedProduct's
-// block cases have passed on a GPU: cuBLASLt's grid layout is inferred, not yet verified.
-constexpr bool kFp8BlockScalesVerified = false;
-
 ops::Fp8Scales fp8_scales(const Projection& w) {
   return ops::Fp8Scales{.scale = w.scale,
                         .block = w.scale_block,
                         .offset = w.scale_offset,
-                        .row_blocks = kFp8BlockScalesVerified && w.scale_row_blocks};
+                        .row_blocks = w.scale_row_blocks};
 }
 // Whether mma_gemm streams w (FP8 weights need its block alignment).
 bool mma_takes(const Projection& w) {
