@@ -72,7 +72,7 @@ struct WeightFrags<kTiles, Format::kMxfp4> {
   uint2 codes[kTiles][2];
   uint32_t e8m0[kTiles][2];
 };
-// FP8: the same 16 K as 16 e4m3 bytes (decoded exactly to fp16), and the row's scale of the
+// FP8: the same 16 K as 16 e4m3 bytes (decoded exactly to fp16 times 2^-8), and the row's scale of the
 // chunk's K block (a chunk never straddles one: block and offset are multiples of kChunk), which
 // multiplies the chunk's partial sums.
 template <int kTiles>
@@ -86,7 +86,7 @@ struct WeightFrags<kTiles, Format::kFp8> {
 // thread). kNTiles: activation rows per block = 8 · kNTiles. kSplit: hi + lo activation halves.
 // kFormat: MXFP4 weights (args.weight_mxfp4, K % 32 == 0) are decoded exactly to bf16 in
 // registers; FP8 (args.weight_fp8, its scale blocks and offset multiples of kChunk) exactly to
-// fp16, one conversion a pair, and multiply fp16 activations: each row's chunk is staged times a
+// fp16 by bit moves (fp8.cuh), and multiply fp16 activations: each row's chunk is staged times a
 // power of two that puts its largest magnitude in [2^14, 2^15) (fp16 ends at 65504), undone
 // exactly on the chunk's sums with the weights' block scale.
 // partial != null (no SwiGLU): the K chunks are cut into `splits` ranges of chunks_per_split;
@@ -154,7 +154,9 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
         } else if constexpr (kFp8) {
           w.codes[i][r] = live ? __ldg(reinterpret_cast<const uint4*>(weight_f8 + row * args.k + k))
                                : make_uint4(0u, 0u, 0u, 0u);
-          w.scale[i][r] = row_ok[i][r] ? __ldg(scale_f8 + row * scale_cols + (args.fp8.offset + k0) / args.fp8.block)
+          // the block scale times 2^8, fp8_e4m3_to_f16x16's factor
+          w.scale[i][r] = row_ok[i][r] ? kFp8AsF16Factor * __ldg(scale_f8 + row * scale_cols +
+                                                                 (args.fp8.offset + k0) / args.fp8.block)
                                        : 0.0f;
         } else {
 #pragma unroll
@@ -218,8 +220,8 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
   const int chunk_begin = partial != nullptr ? split * chunks_per_split : 0;
   const int chunk_end = partial != nullptr ? min(all_chunks, chunk_begin + chunks_per_split) : all_chunks;
   WeightFrags<kTiles, kFormat> w_now, w_next;
-  // FP8: each chunk's products, before its K block's scale joins them to acc.
-  float chunk_acc[kFp8 ? kTiles : 1][kFp8 ? kNTiles : 1][4];
+  // FP8: one n-tile's products of the chunk, before its K block's scale joins them to acc.
+  float chunk_acc[kFp8 ? kTiles : 1][4];
   float4 x_next[kXLoads];
   load_weights(w_now, chunk_begin * kChunk);
   load_x(x_next, chunk_begin * kChunk);
@@ -269,9 +271,8 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
 #pragma unroll
           for (int half = 0; half < kHalves; ++half) {
             if constexpr (kFp8) {
-              if (s == 0 && half == 0)
-                chunk_acc[i][j][0] = chunk_acc[i][j][1] = chunk_acc[i][j][2] = chunk_acc[i][j][3] = 0.0f;
-              mma_f16(chunk_acc[i][j], a0, a1, a2, a3, word_of(b[half], 2 * s), word_of(b[half], 2 * s + 1));
+              if (s == 0 && half == 0) chunk_acc[i][0] = chunk_acc[i][1] = chunk_acc[i][2] = chunk_acc[i][3] = 0.0f;
+              mma_f16(chunk_acc[i], a0, a1, a2, a3, word_of(b[half], 2 * s), word_of(b[half], 2 * s + 1));
             } else {
               mma_bf16(acc[i][j], a0, a1, a2, a3, word_of(b[half], 2 * s), word_of(b[half], 2 * s + 1));
             }
@@ -284,7 +285,7 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
 #pragma unroll
         for (int i = 0; i < kTiles; ++i)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) acc[i][j][e] += chunk_acc[i][j][e] * (w_now.scale[i][e >> 1] * unscale[e & 1]);
+          for (int e = 0; e < 4; ++e) acc[i][j][e] += chunk_acc[i][e] * (w_now.scale[i][e >> 1] * unscale[e & 1]);
       }
     }
     if (more) store_x(x_next, buffer ^ 1);
