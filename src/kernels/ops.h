@@ -219,7 +219,7 @@ struct RopeArgs {
   const int32_t* slots = nullptr;
   // The cache holds e4m3 bytes (--kv-cache-dtype fp8, scale 1.0: each value rounded to nearest
   // even, saturating) instead of floats, entry_size of them per entry; `cache` then points at
-  // bytes. CUDA only: the CPU's cache stays float32 (it rounds the values it writes instead).
+  // bytes. Both backends; the ops that read the cache decode the bytes exactly.
   bool cache_fp8 = false;
 };
 
@@ -463,9 +463,10 @@ void rms_norm(ExecContext& ctx, const RmsNormArgs& args);
 void layer_norm(ExecContext& ctx, const LayerNormArgs& args);
 void rope(ExecContext& ctx, const RopeArgs& args);
 // cache entry slots[t] (= block * block_size + offset) ← src[t * src_stride, + entry_size).
-// cache [num_blocks * block_size, entry_size] float32.
+// cache [num_blocks * block_size, entry_size] float32, or e4m3 bytes when cache_fp8 (each value
+// f32_to_f8e4m3: nearest even, saturating at ±448; `cache` then points at bytes).
 void kv_write(ExecContext& ctx, float* cache, int entry_size, const int32_t* slots, int tokens, const float* src,
-              int64_t src_stride);
+              int64_t src_stride, bool cache_fp8 = false);
 void paged_attention(ExecContext& ctx, const AttentionArgs& args);
 void indexer_topk(ExecContext& ctx, const IndexerArgs& args);
 // mla_absorb_q / mla_project_v above on raw pointers. kv_b [H × (dn + dv), r] float32.

@@ -268,7 +268,7 @@ struct StepInputs {
 };
 
 // Per-layer KV memory: layers[l] is [num_blocks × block_size, entry_size] float32, or e4m3 bytes
-// when fp8 (--kv-cache-dtype fp8 on CUDA; the ops' cache_fp8).
+// when fp8 (--kv-cache-dtype fp8, both backends; the ops' cache_fp8).
 struct KvLayers {
   std::vector<float*> layers;
   int block_size = 0;

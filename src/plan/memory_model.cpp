@@ -166,14 +166,16 @@ int64_t MemoryModel::kv_bytes_per_token(KvCacheDType dtype, WeightDType weights)
   return kv_elements_per_token_per_layer() * config_.num_layers * kv_element_bytes(dtype, weights);
 }
 
-int64_t MemoryModel::cpu_replica_kv_bytes_per_token(int tensor_parallel) const {
+int64_t MemoryModel::cpu_replica_kv_bytes_per_token(int tensor_parallel, KvCacheDType dtype) const {
   int64_t elements = 0;
   for (int rank = 0; rank < tensor_parallel; ++rank) elements += kv_entry_size(config_, Partition{rank, tensor_parallel});
-  return elements * config_.num_layers * kv_element_bytes(KvCacheDType::kF32, WeightDType::kAuto);
+  const KvCacheDType held = dtype == KvCacheDType::kFp8 ? KvCacheDType::kFp8 : KvCacheDType::kF32;
+  return elements * config_.num_layers * kv_element_bytes(held, WeightDType::kAuto);
 }
 
-int64_t MemoryModel::cpu_kv_blocks(int64_t kv_cache_bytes, int block_size, int tensor_parallel) const {
-  const int64_t block_bytes = int64_t{block_size} * cpu_replica_kv_bytes_per_token(tensor_parallel);
+int64_t MemoryModel::cpu_kv_blocks(int64_t kv_cache_bytes, int block_size, int tensor_parallel,
+                                   KvCacheDType dtype) const {
+  const int64_t block_bytes = int64_t{block_size} * cpu_replica_kv_bytes_per_token(tensor_parallel, dtype);
   return std::min<int64_t>(kv_cache_bytes / block_bytes, int64_t{1} << 24);
 }
 

@@ -97,14 +97,16 @@ class MemoryModel {
   Status validate(const DeploymentShape& shape) const;
   Result<MemoryBreakdown> plan(const DeploymentShape& shape) const;
 
-  // One DP replica's float32 KV bytes per token on the CPU, all layers, summed over its TP ranks:
+  // One DP replica's KV bytes per token on the CPU, all layers, summed over its TP ranks:
   // GQA ranks split the KV heads between them (replicated heads counted on every rank that holds
   // them); each rank of an MLA model holds the whole latent, so MLA costs TP times the entry.
-  int64_t cpu_replica_kv_bytes_per_token(int tensor_parallel = 1) const;
-  // The CPU engine's KV allocation: a replica's byte budget of float32 entries split into blocks
+  // The CPU's cache holds float32 elements (kAuto, kF32) or e4m3 bytes (kFp8: a quarter).
+  int64_t cpu_replica_kv_bytes_per_token(int tensor_parallel = 1, KvCacheDType dtype = KvCacheDType::kF32) const;
+  // The CPU engine's KV allocation: a replica's byte budget of `dtype` entries split into blocks
   // of block_size tokens over all layers and its TP ranks. Returns the block count each rank
   // allocates.
-  int64_t cpu_kv_blocks(int64_t kv_cache_bytes, int block_size, int tensor_parallel = 1) const;
+  int64_t cpu_kv_blocks(int64_t kv_cache_bytes, int block_size, int tensor_parallel = 1,
+                        KvCacheDType dtype = KvCacheDType::kF32) const;
 
  private:
   int64_t stage_weight_bytes(const DeploymentShape& shape, WeightDType dtype, int stage) const;

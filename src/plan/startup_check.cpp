@@ -38,13 +38,13 @@ std::string weights_fix(const MemoryModel& model, const DeploymentShape& shape) 
 
 }  // namespace
 
-Result<int64_t> check_cpu_startup(const MemoryModel& model, int64_t kv_cache_bytes, int block_size,
-                                  int max_model_len, int tensor_parallel) {
+Result<int64_t> check_cpu_startup(const MemoryModel& model, int64_t kv_cache_bytes, int block_size, int max_model_len,
+                                  int tensor_parallel, KvCacheDType kv_cache_dtype) {
   if (block_size <= 0) return make_error("--block-size must be positive, got {}", block_size);
-  const int64_t blocks = model.cpu_kv_blocks(kv_cache_bytes, block_size, tensor_parallel);
+  const int64_t blocks = model.cpu_kv_blocks(kv_cache_bytes, block_size, tensor_parallel, kv_cache_dtype);
   const int64_t needed = ceil_div(max_model_len, block_size);
   if (blocks >= needed) return blocks;
-  const int64_t per_token = model.cpu_replica_kv_bytes_per_token(tensor_parallel);
+  const int64_t per_token = model.cpu_replica_kv_bytes_per_token(tensor_parallel, kv_cache_dtype);
   const int64_t needed_bytes = needed * block_size * per_token;
   return make_error(
       "the KV cache budget of {:.1f} MiB holds {} tokens ({} B per token over {} layers, {} blocks of {}), less than "

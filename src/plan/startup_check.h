@@ -10,11 +10,12 @@
 
 namespace moeserve::plan {
 
-// The CPU backend: float32 KV blocks bought by a DP replica's byte budget over its TP ranks
-// (MemoryModel::cpu_kv_blocks, the figure each rank allocates). Refused when they cannot hold one
-// max_model_len sequence; the message names the budget that would.
-Result<int64_t> check_cpu_startup(const MemoryModel& model, int64_t kv_cache_bytes, int block_size,
-                                  int max_model_len, int tensor_parallel = 1);
+// The CPU backend: KV blocks (float32 entries, or e4m3 bytes with kv_cache_dtype kFp8) bought by
+// a DP replica's byte budget over its TP ranks (MemoryModel::cpu_kv_blocks, the figure each rank
+// allocates). Refused when they cannot hold one max_model_len sequence; the message names the
+// budget that would.
+Result<int64_t> check_cpu_startup(const MemoryModel& model, int64_t kv_cache_bytes, int block_size, int max_model_len,
+                                  int tensor_parallel = 1, KvCacheDType kv_cache_dtype = KvCacheDType::kF32);
 
 // The host memory a CPU KV cache can take: MemAvailable and MemTotal from /proc/meminfo, lowered
 // to the cgroup's memory.max headroom where one is set (a container's limit, which meminfo does

@@ -35,8 +35,10 @@ class CpuModel final : public ExpertSlots {
 
   const ModelConfig& config() const { return config_; }
   const ShardSpec& shard() const { return options_.shard; }
-  // Floats per token per layer in (this rank's) paged KV cache.
+  // Elements per token per layer in (this rank's) paged KV cache.
   int kv_entry_size() const;
+  // Whether its KV cache holds e4m3 bytes (--kv-cache-dtype fp8) rather than float32.
+  bool kv_cache_fp8() const { return options_.kv_cache_fp8; }
   size_t weight_bytes() const { return memory_.bytes(); }
 
   // Step workspace a pass of up to `tokens` rows needs.

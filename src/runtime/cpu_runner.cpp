@@ -17,13 +17,18 @@ ExpertSlots& CpuDevice::expert_slots() {
 
 Status CpuDevice::allocate_kv_cache(int blocks, int block_size) {
   kv_.reset();
-  kv_layers_ = KvLayers{.block_size = block_size, .entry_size = model_.kv_entry_size()};
+  const bool fp8 = model_.kv_cache_fp8();
+  kv_layers_ = KvLayers{.block_size = block_size, .entry_size = model_.kv_entry_size(), .fp8 = fp8};
   if (blocks == 0) return ok_status();
   kv_ = std::make_unique<KvMemory>(KvShape{.num_layers = model_.config().num_layers,
                                            .num_blocks = blocks,
                                            .block_size = block_size,
-                                           .entry_size = model_.kv_entry_size()});
-  for (int l = 0; l < model_.config().num_layers; ++l) kv_layers_.layers.push_back(kv_->layer(l).data);
+                                           .entry_size = model_.kv_entry_size(),
+                                           .element = fp8 ? DType::kF8E4M3 : DType::kF32});
+  // (an e4m3 layer's bytes go to the ops through the float pointer, as KvLayers::fp8 says)
+  for (int l = 0; l < model_.config().num_layers; ++l) {
+    kv_layers_.layers.push_back(static_cast<float*>(kv_->layer_data(l)));
+  }
   return ok_status();
 }
 

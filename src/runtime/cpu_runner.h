@@ -1,8 +1,9 @@
 // The CPU as a RunnerDevice of the one runner (runtime/model_runner.h): its model (CpuModel,
-// weights in host memory), float32 paged KvMemory of the block count the caller gives (how many
-// blocks a byte budget buys is the memory model's figure, plan::MemoryModel::cpu_kv_blocks, so
-// `moeserve plan` and the engine agree exactly), the step workspace (grown to the largest pass so
-// far), and the tokens picked on the host (TokenPicker), rows in parallel on the thread pool.
+// weights in host memory), paged KvMemory of the block count the caller gives — float32 entries,
+// or e4m3 bytes under --kv-cache-dtype fp8 (how many blocks a byte budget buys is the memory
+// model's figure, plan::MemoryModel::cpu_kv_blocks, so `moeserve plan` and the engine agree
+// exactly) — the step workspace (grown to the largest pass so far), and the tokens picked on the
+// host (TokenPicker), rows in parallel on the thread pool.
 #pragma once
 
 #include <memory>
@@ -28,6 +29,7 @@ class CpuDevice final : public RunnerDevice {
   const ModelConfig& config() const override { return model_.config(); }
   const ShardSpec& shard() const override { return model_.shard(); }
   int kv_entry_size() const override { return model_.kv_entry_size(); }
+  int kv_element_bytes() const override { return model_.kv_cache_fp8() ? 1 : int(sizeof(float)); }
   size_t weight_bytes() const override { return model_.weight_bytes(); }
   ExpertSlots& expert_slots() override;
   int query_tile_rows() const override { return 1; }  // the CPU's attention takes no tiles

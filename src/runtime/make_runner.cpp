@@ -81,18 +81,24 @@ bool cpu_holds_f32(const ModelConfig& config, const LoadOptions& load) {
 }
 
 // What --kv-cache-dtype fp8 does on the CPU, said where a CPU model is built.
-void warn_cpu_kv_fp8(const LoadOptions& load) {
+void log_cpu_kv_fp8(const LoadOptions& load) {
   if (!load.kv_cache_fp8) return;
   spdlog::info("--kv-cache-dtype fp8: every KV value is rounded to e4m3 as it is written (scale 1.0); the CPU "
-               "cache stores the rounded values as float32, so it holds no more tokens than auto");
+               "cache stores the e4m3 bytes, 1 byte per element against float32's 4, so a KV budget holds four "
+               "times the tokens of auto");
 }
 
 }  // namespace
 
+plan::KvCacheDType cpu_kv_cache_dtype(const LoadOptions& load) {
+  return load.kv_cache_fp8 ? plan::KvCacheDType::kFp8 : plan::KvCacheDType::kF32;
+}
+
 Result<CpuNodeMemory> check_cpu_node_fits_host(const ModelConfig& config, const LoadOptions& load,
                                                const plan::MemoryModel& memory, const ParallelConfig& parallel,
                                                int64_t blocks, int block_size, const plan::HostMemory& host) {
-  const int64_t replica_per_token = memory.cpu_replica_kv_bytes_per_token(parallel.tensor_parallel_size);
+  const int64_t replica_per_token =
+      memory.cpu_replica_kv_bytes_per_token(parallel.tensor_parallel_size, cpu_kv_cache_dtype(load));
   // Only this node's replicas hold memory here (multi-node: the others are other nodes').
   const int dp = parallel.data_parallel_size;
   const int local_replicas = parallel.nodes.local_replicas(dp);
@@ -125,20 +131,23 @@ Result<EngineRunners> make_cpu_engine_runners(const RunnerSpec& spec, const Engi
                                               const plan::MemoryModel& memory, EngineRunners runners) {
   const ParallelConfig& parallel = spec.parallel;
   const int tp = parallel.tensor_parallel_size;
-  MS_ASSIGN_OR_RETURN(const int64_t blocks, plan::check_cpu_startup(memory, sizing.cpu_kv_cache_bytes,
-                                                                    sizing.block_size, sizing.max_model_len, tp));
+  const plan::KvCacheDType kv_dtype = cpu_kv_cache_dtype(spec.load);
+  MS_ASSIGN_OR_RETURN(const int64_t blocks,
+                      plan::check_cpu_startup(memory, sizing.cpu_kv_cache_bytes, sizing.block_size,
+                                              sizing.max_model_len, tp, kv_dtype));
   MS_ASSIGN_OR_RETURN(const CpuNodeMemory node,
                       check_cpu_node_fits_host(spec.config, spec.load, memory, parallel, blocks, sizing.block_size,
                                                plan::read_host_memory()));
   const int dp = parallel.data_parallel_size;
   runners.plan = fmt::format(
       "fits: {:.3f} GiB of weights ({} copies of the {} checkpoint); --kv-cache-memory buys {} KV blocks x {} "
-      "tokens per DP replica ({} B per token, float32), {:.3f} GiB in all{}, enough for one {}-token sequence",
+      "tokens per DP replica ({} B per token, {}), {:.3f} GiB in all{}, enough for one {}-token sequence",
       node.weight_bytes / double(1 << 30), node.held_name,
       spec.config.fp8_block_size ? "F8_E4M3" : dtype_name(spec.config.dtype), blocks, sizing.block_size,
-      memory.cpu_replica_kv_bytes_per_token(parallel.tensor_parallel_size), node.kv_bytes / double(1 << 30),
+      memory.cpu_replica_kv_bytes_per_token(parallel.tensor_parallel_size, kv_dtype),
+      kv_dtype == plan::KvCacheDType::kFp8 ? "fp8 e4m3" : "float32", node.kv_bytes / double(1 << 30),
       parallel.nodes.local_replicas(dp) < dp ? " on this node" : "", sizing.max_model_len);
-  warn_cpu_kv_fp8(spec.load);
+  log_cpu_kv_fp8(spec.load);
   if (!parallel.is_single()) {
     // Each rank loads its own shard (a worker process reads the checkpoint itself).
     MS_ASSIGN_OR_RETURN(ParallelRunners parallel_runners,
@@ -242,7 +251,7 @@ Result<std::unique_ptr<SequenceBackend>> make_sequence_backend(const RunnerSpec&
     backend->runner_ = std::make_unique<SequenceRunner>(*backend->device_runner_, max_tokens);
     return backend;
   }
-  if (!cuda) warn_cpu_kv_fp8(spec.load);
+  if (!cuda) log_cpu_kv_fp8(spec.load);
   if (spec.parallel.is_single()) {
     MS_ASSIGN_OR_RETURN(backend->loaded_, load_model(spec.model_dir, spec.config, spec.load));
     backend->pool_ = std::make_unique<ThreadPool>(spec.threads);

@@ -78,8 +78,13 @@ struct EngineRunners {
   std::shared_ptr<RankGroup> rank_group;          // the ranks behind them, with parallel flags
 };
 
+// The element of the CPU's KV cache under `load`: e4m3 bytes (kFp8) with --kv-cache-dtype fp8,
+// float32 (kF32) otherwise.
+plan::KvCacheDType cpu_kv_cache_dtype(const LoadOptions& load);
+
 // This node's share of a CPU deployment in host memory, checked before anything loads (the leader
-// for its replicas, a --headless node for its own): its replicas' `blocks` KV blocks each and
+// for its replicas, a --headless node for its own): its replicas' `blocks` KV blocks each (of
+// cpu_kv_cache_dtype(load) elements) and
 // their weight copies (whole per replica, or their part of one copy with expert parallelism),
 // against what the host has available (`host`: plan::read_host_memory(); plan/startup_check.h).
 struct CpuNodeMemory {

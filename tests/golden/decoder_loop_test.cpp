@@ -3,9 +3,11 @@
 // decoder), its 16 greedy tokens identical, and a batch that mixes a prefill chunk, a whole
 // prompt and decode rows of three sequences giving each sequence's reference logits — the packed
 // step inputs (model/step_model.h, runtime/step_packing.h) with several pieces, and MLA's plain
-// form for long pieces beside its absorbed form for short ones.
+// form for long pieces beside its absorbed form for short ones; and a KV cache of e4m3 bytes
+// giving, bit for bit, the logits of a float32 one holding the values rounded to e4m3.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <thread>
 
 #include "comm/local/local_communicator.h"
@@ -29,16 +31,22 @@ constexpr int kBlockSize = 16;
 constexpr int kBlocksPerSequence = 12;  // 192 positions: every fixture prompt + its greedy tokens
 constexpr int kMaxSequences = 5;
 
+// What the KV cache holds: float32 values; float32 values rounded to e4m3 as they are written
+// (CpuNumerics::kv_fp8 over a float32 cache); or the e4m3 bytes themselves (KvLayers::fp8, as
+// CpuDevice holds them under --kv-cache-dtype fp8).
+enum class LoopKv { kF32, kF32RoundedToFp8, kFp8Bytes };
+
 // One fixture model on the CPU backend: its weights packed for the loop, a paged KV cache with
 // kBlocksPerSequence blocks per sequence slot (slot s owns the blocks from s · kBlocksPerSequence
 // on, in reverse order, so that block order differs from position order).
 class LoopModel {
  public:
   // shard: this model is one rank's part, and step() runs with `comm` (its groups).
-  explicit LoopModel(const std::string& name, const ShardSpec& shard = {}, ParallelComm comm = {}, int threads = 2)
+  explicit LoopModel(const std::string& name, const ShardSpec& shard = {}, ParallelComm comm = {}, int threads = 2,
+                     LoopKv kv = LoopKv::kF32)
       : pool_(threads),
         reference_(testing::fixture_model(name) + "/reference.safetensors"),
-        backend_(exec_, 256 << 20),
+        backend_(exec_, 256 << 20, CpuNumerics{.kv_fp8 = kv != LoopKv::kF32}),
         comm_(comm) {
     auto loaded = load_model(testing::fixture_model(name), LoadOptions{});
     if (!loaded.ok()) throw std::runtime_error(loaded.error().message);
@@ -52,10 +60,16 @@ class LoopModel {
     loop_ = std::make_unique<DecoderLoop>(config, weights_, shard);
     kv_.block_size = kBlockSize;
     kv_.entry_size = kv_entry_size(config, shard.tp);
-    const size_t floats = size_t(kMaxSequences) * kBlocksPerSequence * kBlockSize * kv_.entry_size;
+    kv_.fp8 = kv == LoopKv::kFp8Bytes;
+    const size_t elements = size_t(kMaxSequences) * kBlocksPerSequence * kBlockSize * kv_.entry_size;
     for (int l = 0; l < config.num_layers; ++l) {
-      cache_.emplace_back(floats, 0.0f);
-      kv_.layers.push_back(cache_.back().data());
+      if (kv_.fp8) {  // [elements] e4m3 bytes, reached through the float pointer as KvLayers says
+        byte_cache_.emplace_back(elements, uint8_t{0});
+        kv_.layers.push_back(reinterpret_cast<float*>(byte_cache_.back().data()));
+      } else {
+        cache_.emplace_back(elements, 0.0f);
+        kv_.layers.push_back(cache_.back().data());
+      }
     }
     for (int s = 0; s < kMaxSequences; ++s) {
       for (int b = kBlocksPerSequence - 1; b >= 0; --b) tables_[s].push_back(s * kBlocksPerSequence + b);
@@ -101,6 +115,7 @@ class LoopModel {
   CpuStepBackend backend_;
   std::unique_ptr<DecoderLoop> loop_;
   std::vector<std::vector<float>> cache_;
+  std::vector<std::vector<uint8_t>> byte_cache_;
   KvLayers kv_;
   std::vector<int32_t> tables_[kMaxSequences];
   ParallelComm comm_;
@@ -163,6 +178,45 @@ TEST_P(DecoderLoopTest, MixedBatchGivesEachSequenceItsLogits) {
   logits = model.step({{2, &a, 16, 1, true}, {3, &b, 40, 24, true}});
   EXPECT_LT(row_error(logits, 0, expected_a, 16, 1, vocab), kTolerance);
   EXPECT_LT(row_error(logits, 1, expected_b, 40, 24, vocab), kTolerance);
+}
+
+// --kv-cache-dtype fp8: a cache of e4m3 bytes gives, bit for bit, the logits of a float32 cache
+// whose values are rounded to e4m3 as they are written (decoding e4m3 is exact), through
+// the mixed batch above (prefill pieces in MLA's plain form, decode rows and a chunk after cached
+// context in the absorbed form, V3.2's indexer choosing among more keys than its index_topk) and
+// greedy decode steps; and the rounding changes them (the float32 cache's logits differ).
+TEST_P(DecoderLoopTest, Fp8KvBytesGiveTheRoundedFloatCachesLogitsBitForBit) {
+  LoopModel exact(GetParam());
+  LoopModel rounded(GetParam(), {}, {}, 2, LoopKv::kF32RoundedToFp8);
+  LoopModel bytes(GetParam(), {}, {}, 2, LoopKv::kFp8Bytes);
+  const int vocab = bytes.vocab();
+  std::vector<int32_t> a = bytes.reference().ids("prompt_2");
+  std::vector<int32_t> b = bytes.reference().ids("prompt_3");
+  const std::vector<int32_t> c = bytes.reference().ids("prompt_1");
+  const int n_c = static_cast<int>(c.size());
+  // The bits of each logit, so that equality is bit for bit.
+  const auto bits = [](const std::vector<float>& logits) {
+    std::vector<uint32_t> out(logits.size());
+    std::memcpy(out.data(), logits.data(), logits.size() * sizeof(float));
+    return out;
+  };
+  const auto step = [&](const std::vector<LoopModel::Piece>& pieces, const char* what) {
+    const std::vector<float> got = bytes.step(pieces);
+    EXPECT_EQ(bits(got), bits(rounded.step(pieces))) << what;
+    EXPECT_NE(got, exact.step(pieces)) << what << ": nothing was rounded";
+    return got;
+  };
+  step({{2, &a, 0, 16, true}, {3, &b, 0, 40, true}, {1, &c, 0, n_c, true}}, "prefill pieces");
+  std::vector<float> logits = step({{2, &a, 16, 1, true}, {3, &b, 40, 24, true}}, "decode row and a later chunk");
+  size_t b_row = 24;             // b's last row in the step's logits (after a's one row)
+  for (int i = 0; i < 4; ++i) {  // greedy decode of a and b together
+    a.push_back(testing::argmax(logits.data(), vocab));
+    b.push_back(testing::argmax(logits.data() + b_row * vocab, vocab));
+    logits =
+        step({{2, &a, static_cast<int>(a.size()) - 1, 1, false}, {3, &b, static_cast<int>(b.size()) - 1, 1, false}},
+             "decode rows");
+    b_row = 1;
+  }
 }
 
 // A parallel layout: TP × DP ranks, with or without expert parallelism over all of them.

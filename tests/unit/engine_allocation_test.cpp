@@ -75,6 +75,75 @@ TEST(EngineAllocation, TensorParallelRanksShareTheReplicaBudget) {
   }
 }
 
+// --kv-cache-dtype fp8: the CPU's cache holds e4m3 bytes, 1 per element against float32's 4. The
+// same block count takes a quarter of the bytes, and the same budget buys four times the blocks
+// (the memory model's figure, which the runner allocates, the engine hands out and the TP ranks
+// share as above).
+TEST(EngineAllocation, Fp8KvCacheHoldsFourTimesTheTokensOfTheSameBudget) {
+  const int64_t budget = int64_t{9} << 20;
+  ThreadPool pool(1);
+  for (const char* dir : kModels) {
+    auto config = load_model_config(dir);
+    ASSERT_TRUE(config.ok()) << dir;
+    const plan::MemoryModel memory(*config);
+    const int64_t f32_per_token = memory.cpu_replica_kv_bytes_per_token(1);
+    const int64_t fp8_per_token = memory.cpu_replica_kv_bytes_per_token(1, plan::KvCacheDType::kFp8);
+    EXPECT_EQ(fp8_per_token * 4, f32_per_token) << dir;
+    EXPECT_EQ(fp8_per_token, memory.kv_bytes_per_token(plan::KvCacheDType::kFp8)) << dir;
+    auto f32_blocks = plan::check_cpu_startup(memory, budget, 16, 128);
+    auto blocks = plan::check_cpu_startup(memory, budget, 16, 128, 1, plan::KvCacheDType::kFp8);
+    ASSERT_TRUE(f32_blocks.ok() && blocks.ok()) << dir;
+    EXPECT_GE(*blocks, 4 * *f32_blocks) << dir;
+    EXPECT_LT(*blocks, 4 * (*f32_blocks + 1)) << dir;
+
+    LoadOptions load;
+    load.kv_cache_fp8 = true;
+    load.model.kv_cache_fp8 = true;
+    auto loaded = load_model(dir, load);
+    ASSERT_TRUE(loaded.ok()) << dir;
+    {  // the same block count as float32: a quarter of the bytes
+      CpuDevice fp8(*loaded->model, ExecContext{&pool});
+      auto f32_model = load_model(dir, LoadOptions{});
+      ASSERT_TRUE(f32_model.ok()) << dir;
+      CpuDevice f32(*f32_model->model, ExecContext{&pool});
+      EXPECT_EQ(fp8.kv_element_bytes(), 1);
+      EXPECT_EQ(f32.kv_element_bytes(), 4);
+      ASSERT_TRUE(fp8.allocate_kv_cache(static_cast<int>(*f32_blocks), 16).ok());
+      ASSERT_TRUE(f32.allocate_kv_cache(static_cast<int>(*f32_blocks), 16).ok());
+      EXPECT_EQ(fp8.kv_bytes() * 4, f32.kv_bytes()) << dir;
+    }
+    auto runner = make_cpu_runner(std::move(*loaded),
+                                  {.num_kv_blocks = static_cast<int>(*blocks), .block_size = 16, .threads = 1});
+    ASSERT_TRUE(runner.ok());
+    const int64_t allocated = static_cast<int64_t>((*runner)->kv_memory_bytes());
+    const int64_t block_bytes = 16 * fp8_per_token;
+    EXPECT_EQ(allocated, *blocks * block_bytes) << dir;
+    EXPECT_LE(allocated, budget) << dir;
+    EXPECT_GT(allocated + block_bytes, budget) << dir;
+    EngineConfig engine_config;
+    engine_config.scheduler.max_model_len = 128;
+    auto engine = Engine::create(dir, std::move(*runner), nullptr, engine_config);
+    ASSERT_TRUE(engine.ok()) << engine.error().message;
+    EXPECT_EQ((*engine)->num_kv_blocks(), *blocks) << dir;
+
+    // TP 2: the ranks' e4m3 caches together fit the replica's budget with no room for a block more.
+    auto two = plan::check_cpu_startup(memory, budget, 16, 128, /*tensor_parallel=*/2, plan::KvCacheDType::kFp8);
+    ASSERT_TRUE(two.ok()) << dir;
+    auto checkpoint = Checkpoint::open(dir);
+    ASSERT_TRUE(checkpoint.ok()) << dir;
+    ParallelConfig parallel;
+    parallel.tensor_parallel_size = 2;
+    auto group = RankGroup::create(*config, *checkpoint, parallel, ModelOptions{.kv_cache_fp8 = true},
+                                   static_cast<int>(*two), 16);
+    ASSERT_TRUE(group.ok()) << dir << ": " << group.error().message;
+    const int64_t group_bytes = static_cast<int64_t>((*group)->kv_memory_bytes(0));
+    const int64_t group_block = 16 * memory.cpu_replica_kv_bytes_per_token(2, plan::KvCacheDType::kFp8);
+    EXPECT_EQ(group_bytes, *two * group_block) << dir;
+    EXPECT_LE(group_bytes, budget) << dir;
+    EXPECT_GT(group_bytes + group_block, budget) << dir;
+  }
+}
+
 TEST(EngineAllocation, TooSmallBudgetIsRefusedWithTheFix) {
   auto config = load_model_config(MOESERVE_MODELS_DIR "/kjv-mixtral-tiny");
   ASSERT_TRUE(config.ok());
@@ -88,6 +157,9 @@ TEST(EngineAllocation, TooSmallBudgetIsRefusedWithTheFix) {
   EXPECT_NE(message.find("--kv-cache-memory " + std::to_string(64 * per_token)), std::string::npos) << message;
   EXPECT_NE(message.find("--max-model-len to 48"), std::string::npos) << message;
   EXPECT_TRUE(plan::check_cpu_startup(memory, 64 * per_token, 16, 64).ok());
+  // fp8: a quarter of the bytes per token, so a quarter of the budget does.
+  EXPECT_FALSE(plan::check_cpu_startup(memory, 63 * per_token / 4, 16, 64, 1, plan::KvCacheDType::kFp8).ok());
+  EXPECT_TRUE(plan::check_cpu_startup(memory, 64 * per_token / 4, 16, 64, 1, plan::KvCacheDType::kFp8).ok());
 }
 
 TEST(EngineAllocation, GpuStartupNamesTheFix) {

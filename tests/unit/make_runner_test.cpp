@@ -114,6 +114,18 @@ TEST(MakeRunner, CpuNodeMemoryCountsThisNodesReplicas) {
   node = check_cpu_node_fits_host(*config, load, memory, headless, blocks, block_size, tight);
   ASSERT_FALSE(node.ok());
   EXPECT_THAT(node.error().message, HasSubstr("for the weights (packed as bf16)"));
+
+  // --kv-cache-dtype fp8: the same blocks as e4m3 bytes, a quarter of the KV bytes.
+  LoadOptions fp8_load;
+  fp8_load.kv_cache_fp8 = true;
+  fp8_load.model.kv_cache_fp8 = true;
+  EXPECT_EQ(cpu_kv_cache_dtype(fp8_load), plan::KvCacheDType::kFp8);
+  EXPECT_EQ(cpu_kv_cache_dtype(load), plan::KvCacheDType::kF32);
+  node = check_cpu_node_fits_host(*config, fp8_load, memory, whole, blocks, block_size, roomy);
+  ASSERT_TRUE(node.ok()) << node.error().message;
+  EXPECT_EQ(node->kv_bytes * 4, 2 * kv_per_replica);
+  EXPECT_EQ(node->kv_bytes,
+            2 * blocks * block_size * memory.cpu_replica_kv_bytes_per_token(1, plan::KvCacheDType::kFp8));
 }
 
 }  // namespace

@@ -5,12 +5,14 @@
 // tests/gpu holds each CUDA op to, so a wrong index here would hide one there.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "base/dtype.h"
 #include "base/thread_pool.h"
 #include "kernels/ops.h"
 
@@ -463,6 +465,234 @@ TEST_F(OpsContractTest, MlaAbsorbedAndPlainFormsAgree) {
                                                          .out = plain.data()});
   }
   EXPECT_LT(max_abs_diff(absorbed, plain), 1e-5);
+}
+
+// --kv-cache-dtype fp8 (RopeArgs::cache_fp8): the fused cache write stores each entry value as its
+// e4m3 byte — f32_to_f8e4m3: nearest, ties to even, saturating at ±448 — and touches no other slot.
+TEST_F(OpsContractTest, RopeWritesE4m3BytesOfTheEntries) {
+  const int tokens = 6, hq = 4, hkv = 2, d = 8, row = (hq + 2 * hkv) * d, block_size = 4, blocks = 5;
+  std::vector<float> qkv = random_floats(tokens * row, 4.0f);
+  // Token 0's first v head (written unrotated) pins the rounding: saturation, ties to even in the
+  // normal and the subnormal range, the sign of zero.
+  const float planted[d] = {1000.0f, -1000.0f, 1.0625f, 1.1875f, 3.0f / 1024, -0.0f, 448.0f, 464.0f};
+  const uint8_t planted_codes[d] = {0x7e, 0xfe, 0x38, 0x3a, 0x02, 0x80, 0x7e, 0x7e};
+  std::copy(planted, planted + d, qkv.begin() + (hq + hkv) * d);
+  std::vector<float> inv_freq = {1.0f, 0.1f, 0.01f, 0.001f};
+  std::vector<int32_t> positions = {3, 4, 5, 0, 1, 9};
+  std::vector<int32_t> slots = {7, 8, 9, 12, 13, 2};
+  const int entry = 2 * hkv * d;
+  constexpr uint8_t kPoison = 0x55;
+  std::vector<uint8_t> cache(blocks * block_size * entry, kPoison);
+
+  std::vector<float> expected = qkv;  // dense [T, hq + hkv, d] rotated per token
+  for (int t = 0; t < tokens; ++t) {
+    ops::rope(ctx_, TensorView{expected.data() + t * row, DType::kF32, Shape{1, hq + hkv, d}},
+              std::span<const int32_t>(&positions[t], 1),
+              ops::RopeParams{.inv_freq = inv_freq, .attention_factor = 1.5f, .interleaved = true});
+  }
+  ops::rope(ctx_, ops::RopeArgs{.x = qkv.data(),
+                                .tokens = tokens,
+                                .heads = hq + hkv,
+                                .head_stride = d,
+                                .token_stride = row,
+                                .inv_freq = inv_freq.data(),
+                                .half = 4,
+                                .attention_factor = 1.5f,
+                                .interleaved = true,
+                                .positions = positions.data(),
+                                .cache = reinterpret_cast<float*>(cache.data()),
+                                .entry_size = entry,
+                                .entry_offset = hq * d,
+                                .slots = slots.data(),
+                                .cache_fp8 = true});
+  EXPECT_EQ(qkv, expected);  // the rows themselves stay float32, unrounded
+  std::vector<uint8_t> want(cache.size(), kPoison);
+  for (int t = 0; t < tokens; ++t) {
+    for (int i = 0; i < entry; ++i) want[slots[t] * entry + i] = f32_to_f8e4m3(expected[t * row + hq * d + i]);
+  }
+  EXPECT_EQ(cache, want);
+  for (int i = 0; i < d; ++i) EXPECT_EQ(cache[slots[0] * entry + hkv * d + i], planted_codes[i]) << planted[i];
+}
+
+// The same paged cache as e4m3 bytes and as the float32 values they decode to: random codes
+// (no NaN), [count].
+struct Fp8PagedCache {
+  std::vector<uint8_t> bytes;
+  std::vector<float> values;
+  const float* cache(bool fp8) const { return fp8 ? reinterpret_cast<const float*>(bytes.data()) : values.data(); }
+};
+
+// The bits of each float, so that equality is bit for bit (-0 differs from 0).
+std::vector<uint32_t> bits_of(const std::vector<float>& v) {
+  std::vector<uint32_t> out(v.size());
+  std::memcpy(out.data(), v.data(), v.size() * sizeof(float));
+  return out;
+}
+
+// Every CPU op that reads the paged cache, over e4m3 bytes (cache_fp8), computes bit for bit what it
+// computes over a float32 cache holding the decoded values: GQA paged attention (full, sliding
+// window, chunks with temperature, sinks, sparse keys), MLA's absorbed form and plain prefill (over
+// [c | k_pe | index key] entries), and DeepSeek-V3.2's indexer.
+TEST_F(OpsContractTest, CacheReadersOverE4m3BytesEqualTheDecodedFloats) {
+  const auto fp8_cache = [&](size_t count) {
+    Fp8PagedCache c;
+    const std::vector<float> v = random_floats(count, 3.0f);
+    for (float x : v) {
+      c.bytes.push_back(f32_to_f8e4m3(x));
+      c.values.push_back(f8e4m3_to_f32(c.bytes.back()));
+    }
+    return c;
+  };
+  {  // GQA: entries [K (2 heads × 8) | V (2 heads × 8)]
+    const int hq = 4, hkv = 2, d = 8, entry = 2 * hkv * d, rows = 5;
+    const Fp8PagedCache c = fp8_cache(8 * 4 * entry);
+    PagedBatch b = make_batch(entry, c.values);
+    const std::vector<float> q = random_floats(rows * hq * d);
+    const std::vector<float> sinks = {-1.0f, 0.5f, 2.0f, 0.0f};
+    const std::vector<int32_t> chosen = {0, 3, 8, 9, 2, 5, 9, 10, 1, 11, -1, -1, 12, -1, -1, -1, 4, 6, 7, 9};
+    struct Case {
+      int window, chunk;
+      float floor;
+      bool sinks, sparse;
+    };
+    for (const Case& k :
+         {Case{0, 0, 0.0f, false, false}, Case{3, 0, 0.0f, false, false}, Case{0, 5, 4.0f, false, false},
+          Case{3, 0, 0.0f, true, false}, Case{0, 0, 0.0f, false, true}}) {
+      std::vector<float> out[2];
+      for (bool fp8 : {false, true}) {
+        out[fp8].assign(size_t(rows) * hq * d, NAN);
+        ops::paged_attention(ctx_, ops::AttentionArgs{.q = q.data(),
+                                                      .q_stride = hq * d,
+                                                      .tokens = rows,
+                                                      .num_heads = hq,
+                                                      .group = hq / hkv,
+                                                      .cache = c.cache(fp8),
+                                                      .cache_fp8 = fp8,
+                                                      .block_size = b.block_size,
+                                                      .entry_size = entry,
+                                                      .key_offset = 0,
+                                                      .value_offset = hkv * d,
+                                                      .kv_head_stride = d,
+                                                      .key_dim = d,
+                                                      .value_dim = d,
+                                                      .scale = 0.3f,
+                                                      .sliding_window = k.window,
+                                                      .chunk_size = k.chunk,
+                                                      .temperature_floor = k.floor,
+                                                      .temperature_scale = 0.5f,
+                                                      .block_tables = b.block_tables.data(),
+                                                      .table_offsets = b.table_offsets.data(),
+                                                      .positions = b.positions.data(),
+                                                      .out = out[fp8].data(),
+                                                      .sinks = k.sinks ? sinks.data() : nullptr,
+                                                      .key_positions = k.sparse ? chosen.data() : nullptr,
+                                                      .keys_per_row = k.sparse ? 4 : 0});
+      }
+      EXPECT_EQ(bits_of(out[true]), bits_of(out[false]))
+          << "window " << k.window << " chunk " << k.chunk << " sinks " << k.sinks << " sparse " << k.sparse;
+      EXPECT_FALSE(std::isnan(out[true][0]));
+    }
+  }
+  {  // MLA: entries [c (10) | k_pe (4) | index key (8)], the V3.2 layout
+    const ops::MlaDims dims{.tokens = 5, .heads = 3, .nope = 8, .rope = 4, .value = 6, .rank = 10};
+    const int latent_key = dims.rank + dims.rope, index_dim = 8, entry = latent_key + index_dim;
+    const int qk = dims.nope + dims.rope;
+    const Fp8PagedCache c = fp8_cache(8 * 4 * entry);
+    PagedBatch b = make_batch(entry, c.values);
+    const std::vector<float> kv_b = random_floats(size_t(dims.heads) * (dims.nope + dims.value) * dims.rank, 0.3f);
+    const std::vector<float> q = random_floats(size_t(dims.tokens) * dims.heads * qk);
+    std::vector<float> q_absorbed(size_t(dims.tokens) * dims.heads * latent_key);
+    ops::mla_absorb_q(ctx_, dims, q.data(), kv_b.data(), q_absorbed.data());
+    std::vector<float> latent[2], plain[2];
+    for (bool fp8 : {false, true}) {
+      latent[fp8].assign(size_t(dims.tokens) * dims.heads * dims.rank, NAN);
+      ops::paged_attention(ctx_, ops::AttentionArgs{.q = q_absorbed.data(),
+                                                    .q_stride = dims.heads * latent_key,
+                                                    .tokens = dims.tokens,
+                                                    .num_heads = dims.heads,
+                                                    .group = dims.heads,
+                                                    .cache = c.cache(fp8),
+                                                    .cache_fp8 = fp8,
+                                                    .block_size = b.block_size,
+                                                    .entry_size = entry,
+                                                    .key_dim = latent_key,
+                                                    .value_dim = dims.rank,
+                                                    .scale = 0.25f,
+                                                    .block_tables = b.block_tables.data(),
+                                                    .table_offsets = b.table_offsets.data(),
+                                                    .positions = b.positions.data(),
+                                                    .out = latent[fp8].data()});
+      plain[fp8].assign(size_t(dims.tokens) * dims.heads * dims.value, NAN);
+      for (auto [first_row, count, begin, table] : {std::tuple{0, 4, 9, 0}, {4, 1, 9, 4}}) {
+        ops::mla_prefill_attention(ctx_, ops::MlaPrefillArgs{.dims = dims,
+                                                             .q = q.data(),
+                                                             .first_row = first_row,
+                                                             .count = count,
+                                                             .begin = begin,
+                                                             .cache = c.cache(fp8),
+                                                             .cache_fp8 = fp8,
+                                                             .entry_size = entry,
+                                                             .block_size = b.block_size,
+                                                             .block_table = b.block_tables.data() + table,
+                                                             .kv_b = kv_b.data(),
+                                                             .scale = 0.25f,
+                                                             .out = plain[fp8].data()});
+      }
+    }
+    EXPECT_EQ(bits_of(latent[true]), bits_of(latent[false])) << "absorbed";
+    // Two rows on 2 threads: the bytes' work items then take runs of 2 and 1 of the 3 heads (fewer
+    // items than 2 per thread otherwise), still giving each row the float32 cache's values.
+    std::vector<float> two_rows(size_t(2) * dims.heads * dims.rank, NAN);
+    ops::paged_attention(ctx_, ops::AttentionArgs{.q = q_absorbed.data(),
+                                                  .q_stride = dims.heads * latent_key,
+                                                  .tokens = 2,
+                                                  .num_heads = dims.heads,
+                                                  .group = dims.heads,
+                                                  .cache = c.cache(true),
+                                                  .cache_fp8 = true,
+                                                  .block_size = b.block_size,
+                                                  .entry_size = entry,
+                                                  .key_dim = latent_key,
+                                                  .value_dim = dims.rank,
+                                                  .scale = 0.25f,
+                                                  .block_tables = b.block_tables.data(),
+                                                  .table_offsets = b.table_offsets.data(),
+                                                  .positions = b.positions.data(),
+                                                  .out = two_rows.data()});
+    EXPECT_EQ(bits_of(two_rows),
+              bits_of(std::vector<float>(latent[false].begin(), latent[false].begin() + two_rows.size())))
+        << "absorbed, two rows";
+    EXPECT_EQ(bits_of(plain[true]), bits_of(plain[false])) << "plain prefill";
+    EXPECT_FALSE(std::isnan(latent[true][0]) || std::isnan(plain[true][0]));
+
+    const int heads = 2, rows = 5, topk = 4;
+    const std::vector<float> q_index = random_floats(size_t(rows) * heads * index_dim);
+    const std::vector<float> w = random_floats(size_t(rows) * heads);
+    std::vector<int32_t> chosen[2];
+    for (bool fp8 : {false, true}) {
+      chosen[fp8].assign(size_t(rows) * topk, 99);
+      ops::indexer_topk(ctx_, ops::IndexerArgs{.q = q_index.data(),
+                                               .q_stride = heads * index_dim,
+                                               .weights = w.data(),
+                                               .weights_stride = heads,
+                                               .tokens = rows,
+                                               .heads = heads,
+                                               .head_dim = index_dim,
+                                               .scale = 0.35f,
+                                               .weight_scale = 0.7f,
+                                               .topk = topk,
+                                               .cache = c.cache(fp8),
+                                               .cache_fp8 = fp8,
+                                               .block_size = b.block_size,
+                                               .entry_size = entry,
+                                               .key_offset = latent_key,
+                                               .block_tables = b.block_tables.data(),
+                                               .table_offsets = b.table_offsets.data(),
+                                               .positions = b.positions.data(),
+                                               .out = chosen[fp8].data()});
+    }
+    EXPECT_EQ(chosen[true], chosen[false]) << "indexer";
+  }
 }
 
 TEST_F(OpsContractTest, RoutedExpertsThroughPermuteGemmCombineMatchPerTokenMath) {

@@ -93,6 +93,28 @@ TEST(PlanMemory, CpuKvAllocationMatchesEngine) {
   }
 }
 
+// --kv-cache-dtype fp8 on the CPU: KvMemory of e4m3 bytes, one per element; the plan's block count
+// for a budget fills it as closely as the float32 one does, with four times the blocks.
+TEST(PlanMemory, CpuFp8KvAllocationMatchesKvMemory) {
+  const char* dirs[] = {MOESERVE_TEST_DATA_DIR "/models/tiny-deepseek_v2",
+                        MOESERVE_TEST_DATA_DIR "/models/tiny-deepseek_v32",
+                        MOESERVE_TEST_DATA_DIR "/models/tiny-mixtral", MOESERVE_MODELS_DIR "/kjv-mixtral-tiny"};
+  const int64_t budget = int64_t{7} << 20;
+  for (const char* dir : dirs) {
+    auto config = load_model_config(dir);
+    ASSERT_TRUE(config.ok());
+    const MemoryModel model(*config);
+    const int entry = static_cast<int>(model.kv_elements_per_token_per_layer());
+    const int64_t blocks = model.cpu_kv_blocks(budget, 16, 1, KvCacheDType::kFp8);
+    EXPECT_GE(blocks, 4 * model.cpu_kv_blocks(budget, 16)) << dir;
+    const KvMemory memory(KvShape{config->num_layers, static_cast<int>(blocks), 16, entry, DType::kF8E4M3});
+    const KvMemory f32(KvShape{config->num_layers, static_cast<int>(blocks), 16, entry});
+    EXPECT_EQ(memory.bytes() * 4, f32.bytes()) << dir;
+    EXPECT_LE(static_cast<int64_t>(memory.bytes()), budget) << dir;
+    EXPECT_GT(static_cast<int64_t>(memory.bytes()) + int64_t{16} * entry * config->num_layers, budget) << dir;
+  }
+}
+
 TEST(PlanMemory, Fp8WeightsCarryBlockScales) {
   const MemoryModel v3(catalog_config("deepseek-ai/DeepSeek-V3"));
   const int64_t fp8 = v3.weight_bytes(WeightDType::kFp8);

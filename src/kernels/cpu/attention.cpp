@@ -2,30 +2,49 @@
 // paged cache — one implementation, paged_attention (the step form: every row of a batch by its
 // position), which GQA (attention) and MLA's absorbed form (mla_attention_absorbed) both call.
 // One (row, head) pair per work item; softmax in float32 with the running max (and a per-head
-// sink logit in the denominator when given).
+// sink logit in the denominator when given). An e4m3 cache (cache_fp8) is read through
+// kv_elements.h: a row's keys and values decoded exactly, once for several heads of a kv head,
+// then the same float32 math.
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu/kv_elements.h"
 #include "kernels/ops.h"
 
 namespace moeserve::ops {
 
 void paged_attention(ExecContext& ctx, const AttentionArgs& args) {
-  const size_t items = static_cast<size_t>(args.tokens) * args.num_heads;
-  ctx.pool->parallel_for(items, 4, [&](size_t begin, size_t end) {
+  // Work items: (row, kv head, a run of `run` of the kv head's query heads). Over a float32 cache
+  // run = 1: one (row, head) per item. Over e4m3 bytes the run's keys and values are decoded once
+  // for all its heads; runs span the whole group unless that leaves fewer than 2 items per thread.
+  const int kv_heads = args.num_heads / args.group;
+  int run = 1;
+  if (args.cache_fp8) {
+    const size_t row_heads = static_cast<size_t>(args.tokens) * kv_heads;
+    const size_t enough = 2 * ctx.pool->num_threads();
+    run = args.group;
+    while (run > 1 && row_heads * ((args.group + run - 1) / run) < enough) run = (run + 1) / 2;
+  }
+  const int runs = (args.group + run - 1) / run;  // per kv head
+  const size_t items = static_cast<size_t>(args.tokens) * kv_heads * runs;
+  // fp8: a value inside its key's elements (MLA: c inside [c | k_pe]) is read from the decoded key.
+  const bool value_in_key = args.value_offset >= args.key_offset &&
+                            args.value_offset + args.value_dim <= args.key_offset + args.key_dim;
+  ctx.pool->parallel_for(items, run == 1 ? 4 : 1, [&](size_t begin, size_t end) {
     std::vector<float> scores;
+    std::vector<float> keys, values;  // fp8: the item's keys decoded, [num_keys, key_dim] and [num_keys, value_dim]
     for (size_t item = begin; item < end; ++item) {
-      const int64_t row = static_cast<int64_t>(item / args.num_heads);
-      const int head = static_cast<int>(item % args.num_heads);
-      const int kv_offset = head / args.group * args.kv_head_stride;
+      const int64_t row = static_cast<int64_t>(item / (static_cast<size_t>(kv_heads) * runs));
+      const int kv_head = static_cast<int>(item / runs % kv_heads);
+      const int first_head = kv_head * args.group + static_cast<int>(item % runs) * run;
+      const int last_head = std::min(first_head + run, (kv_head + 1) * args.group);
+      const int kv_offset = kv_head * args.kv_head_stride;
       const int position = args.positions[row];
       const int32_t* block_table = args.block_tables + args.table_offsets[row];
-      const auto entry = [&](int p) {
-        const int64_t slot = static_cast<int64_t>(block_table[p / args.block_size]) * args.block_size + p % args.block_size;
-        return args.cache + slot * args.entry_size;
+      const auto slot = [&](int p) {
+        return static_cast<int64_t>(block_table[p / args.block_size]) * args.block_size + p % args.block_size;
       };
-      const float* qv = args.q + row * args.q_stride + static_cast<int64_t>(head) * args.key_dim;
       int first_key = args.sliding_window > 0 ? std::max(0, position - args.sliding_window + 1) : 0;
       if (args.chunk_size > 0) first_key = std::max(first_key, position / args.chunk_size * args.chunk_size);
       float scale = args.scale;
@@ -42,29 +61,57 @@ void paged_attention(ExecContext& ctx, const AttentionArgs& args) {
         first_key = 0;
       }
       const auto key_position = [&](int k) { return chosen != nullptr ? chosen[k] : first_key + k; };
-      scores.resize(num_keys);
-      float max_score = -INFINITY;
-      for (int k = 0; k < num_keys; ++k) {
-        const float* key = entry(key_position(k)) + args.key_offset + kv_offset;
-        float dot = 0.0f;
-        for (int d = 0; d < args.key_dim; ++d) dot += qv[d] * key[d];
-        scores[k] = dot * scale;
-        max_score = std::max(max_score, scores[k]);
+      if (args.cache_fp8) {
+        keys.resize(static_cast<size_t>(num_keys) * args.key_dim);
+        values.resize(value_in_key ? 0 : static_cast<size_t>(num_keys) * args.value_dim);
+        for (int k = 0; k < num_keys; ++k) {
+          const int64_t s = slot(key_position(k));
+          read_kv(args.cache, true, s, args.entry_size, args.key_offset + kv_offset, args.key_dim,
+                  &keys[static_cast<size_t>(k) * args.key_dim]);
+          if (!value_in_key) {
+            read_kv(args.cache, true, s, args.entry_size, args.value_offset + kv_offset, args.value_dim,
+                    &values[static_cast<size_t>(k) * args.value_dim]);
+          }
+        }
       }
-      // A sink (GPT-OSS) is one more logit in the softmax, with no value.
-      const float sink = args.sinks != nullptr ? args.sinks[head] : -INFINITY;
-      max_score = std::max(max_score, sink);
-      float denominator = args.sinks != nullptr ? std::exp(sink - max_score) : 0.0f;
-      for (int k = 0; k < num_keys; ++k) {
-        scores[k] = std::exp(scores[k] - max_score);
-        denominator += scores[k];
-      }
-      float* dst = args.out + (row * args.num_heads + head) * static_cast<int64_t>(args.value_dim);
-      std::fill(dst, dst + args.value_dim, 0.0f);
-      for (int k = 0; k < num_keys; ++k) {
-        const float* value = entry(key_position(k)) + args.value_offset + kv_offset;
-        const float p = scores[k] / denominator;
-        for (int d = 0; d < args.value_dim; ++d) dst[d] += p * value[d];
+      // Key k's key [key_dim] and value [value_dim] as float32: in the cache, or decoded above.
+      const auto key_at = [&](int k) -> const float* {
+        if (args.cache_fp8) return &keys[static_cast<size_t>(k) * args.key_dim];
+        return args.cache + slot(key_position(k)) * args.entry_size + args.key_offset + kv_offset;
+      };
+      const auto value_at = [&](int k) -> const float* {
+        if (args.cache_fp8 && value_in_key) {
+          return &keys[static_cast<size_t>(k) * args.key_dim] + (args.value_offset - args.key_offset);
+        }
+        if (args.cache_fp8) return &values[static_cast<size_t>(k) * args.value_dim];
+        return args.cache + slot(key_position(k)) * args.entry_size + args.value_offset + kv_offset;
+      };
+      for (int head = first_head; head < last_head; ++head) {
+        const float* qv = args.q + row * args.q_stride + static_cast<int64_t>(head) * args.key_dim;
+        scores.resize(num_keys);
+        float max_score = -INFINITY;
+        for (int k = 0; k < num_keys; ++k) {
+          const float* key = key_at(k);
+          float dot = 0.0f;
+          for (int d = 0; d < args.key_dim; ++d) dot += qv[d] * key[d];
+          scores[k] = dot * scale;
+          max_score = std::max(max_score, scores[k]);
+        }
+        // A sink (GPT-OSS) is one more logit in the softmax, with no value.
+        const float sink = args.sinks != nullptr ? args.sinks[head] : -INFINITY;
+        max_score = std::max(max_score, sink);
+        float denominator = args.sinks != nullptr ? std::exp(sink - max_score) : 0.0f;
+        for (int k = 0; k < num_keys; ++k) {
+          scores[k] = std::exp(scores[k] - max_score);
+          denominator += scores[k];
+        }
+        float* dst = args.out + (row * args.num_heads + head) * static_cast<int64_t>(args.value_dim);
+        std::fill(dst, dst + args.value_dim, 0.0f);
+        for (int k = 0; k < num_keys; ++k) {
+          const float* value = value_at(k);
+          const float p = scores[k] / denominator;
+          for (int d = 0; d < args.value_dim; ++d) dst[d] += p * value[d];
+        }
       }
     }
   });

@@ -1,11 +1,13 @@
 // CPU reference: DeepSeek-V3.2's lightning indexer. One query row per work item: its score
 // against every key of its sequence up to its position (the formula in ops.h), then the topk
 // largest by partial sort, their positions written in ascending order; a row with at most topk
-// keys keeps them all unscored.
+// keys keeps them all unscored. An e4m3 cache (cache_fp8): each index key decoded exactly first
+// (kv_elements.h).
 #include <algorithm>
 #include <utility>
 #include <vector>
 
+#include "kernels/cpu/kv_elements.h"
 #include "kernels/ops.h"
 
 namespace moeserve::ops {
@@ -14,6 +16,7 @@ void indexer_topk(ExecContext& ctx, const IndexerArgs& args) {
   MS_CHECK(args.topk > 0 && args.heads > 0 && args.head_dim > 0);
   ctx.pool->parallel_for(args.tokens, 1, [&](size_t begin, size_t end) {
     std::vector<std::pair<float, int32_t>> scored;  // (score, key position)
+    std::vector<float> key_scratch(args.cache_fp8 ? args.head_dim : 0);  // fp8: the decoded key [head_dim]
     for (size_t row = begin; row < end; ++row) {
       const int position = args.positions[row];
       int32_t* out = args.out + static_cast<int64_t>(row) * args.topk;
@@ -27,7 +30,8 @@ void indexer_topk(ExecContext& ctx, const IndexerArgs& args) {
       scored.clear();
       for (int j = 0; j <= position; ++j) {
         const int64_t slot = int64_t{block_table[j / args.block_size]} * args.block_size + j % args.block_size;
-        const float* key = args.cache + slot * args.entry_size + args.key_offset;
+        const float* key = read_kv(args.cache, args.cache_fp8, slot, args.entry_size, args.key_offset, args.head_dim,
+                                   key_scratch.data());
         float score = 0.0f;
         for (int h = 0; h < args.heads; ++h) {
           const float* qh = q + static_cast<int64_t>(h) * args.head_dim;

@@ -1,6 +1,8 @@
-// CPU reference: scatter this batch's new K/V (or MLA latent + rope key) into the paged cache.
+// CPU reference: scatter this batch's new K/V (or MLA latent + rope key) into the paged cache
+// (the step form: float32 entries, or e4m3 bytes, kernels/cpu/kv_elements.h).
 #include <cstring>
 
+#include "kernels/cpu/kv_elements.h"
 #include "kernels/ops.h"
 
 namespace moeserve::ops {
@@ -38,11 +40,18 @@ void kv_gather(ExecContext& ctx, const PagedKvLayer& kv, std::span<const int32_t
 
 namespace moeserve::ops {
 
+const std::array<float, 256>& f8e4m3_values() {
+  static const std::array<float, 256> values = [] {
+    std::array<float, 256> table{};
+    for (int code = 0; code < 256; ++code) table[code] = f8e4m3_to_f32(static_cast<uint8_t>(code));
+    return table;
+  }();
+  return values;
+}
+
 void kv_write(ExecContext& ctx, float* cache, int entry_size, const int32_t* slots, int tokens, const float* src,
-              int64_t src_stride) {
-  for (int t = 0; t < tokens; ++t) {
-    std::memcpy(cache + static_cast<int64_t>(slots[t]) * entry_size, src + t * src_stride, entry_size * sizeof(float));
-  }
+              int64_t src_stride, bool cache_fp8) {
+  for (int t = 0; t < tokens; ++t) write_kv(cache, cache_fp8, slots[t], entry_size, src + t * src_stride);
 }
 
 }  // namespace moeserve::ops

@@ -5,9 +5,11 @@
 //   kv     [ctx, H, dn + dv] = latent[:, :r] · kv_bᵀ          (k_nope | v per head)
 //   k      [ctx, H, dn + dr] = [k_nope | k_pe] (k_pe shared by every head)
 //   out    [count, H, dv]    = attention_dense(q rows of the piece, k, v)
+// An e4m3 cache (cache_fp8): the latents decoded exactly as they are gathered (kv_elements.h).
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/kv_elements.h"
 #include "kernels/ops.h"
 
 namespace moeserve::ops {
@@ -22,9 +24,16 @@ void mla_prefill_attention(ExecContext& ctx, const MlaPrefillArgs& args) {
                         .num_blocks = (context + args.block_size - 1) / args.block_size,
                         .block_size = args.block_size,
                         .entry_size = entry};
-  std::vector<float> latent(static_cast<size_t>(context) * entry);
-  kv_gather(ctx, kv, std::span<const int32_t>(args.block_table, kv.num_blocks), context,
-            TensorView{latent.data(), DType::kF32, Shape{context, entry}});
+  std::vector<float> latent(static_cast<size_t>(context) * entry);  // [context, entry]
+  if (args.cache_fp8) {
+    for (int j = 0; j < context; ++j) {
+      const int64_t slot = int64_t{args.block_table[j / args.block_size]} * args.block_size + j % args.block_size;
+      read_kv(args.cache, true, slot, entry, 0, entry, &latent[size_t(j) * entry]);
+    }
+  } else {
+    kv_gather(ctx, kv, std::span<const int32_t>(args.block_table, kv.num_blocks), context,
+              TensorView{latent.data(), DType::kF32, Shape{context, entry}});
+  }
   std::vector<float> c(static_cast<size_t>(context) * d.rank);  // latent[:, :r], dense
   for (int j = 0; j < context; ++j) std::memcpy(&c[size_t(j) * d.rank], &latent[size_t(j) * entry], d.rank * sizeof(float));
   std::vector<float> kv_rows(static_cast<size_t>(context) * heads * (d.nope + d.value));

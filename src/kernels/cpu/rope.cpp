@@ -45,7 +45,7 @@ namespace moeserve::ops {
 
 // The step form: the tokens' heads (inside rows token_stride long) gathered into one dense
 // [T, heads, head_stride] tensor, the tensor op over all of them, written back; then the cache
-// write of each token's entry.
+// write of each token's entry (float32, or rounded to e4m3 bytes when cache_fp8).
 void rope(ExecContext& ctx, const RopeArgs& args) {
   const RopeParams params{.inv_freq = std::span<const float>(args.inv_freq, args.half),
                           .rotary_offset = args.rotary_offset,
@@ -63,7 +63,8 @@ void rope(ExecContext& ctx, const RopeArgs& args) {
     std::copy(dense.begin() + t * width, dense.begin() + (t + 1) * width, args.x + t * args.token_stride);
   }
   if (args.cache != nullptr) {
-    kv_write(ctx, args.cache, args.entry_size, args.slots, args.tokens, args.x + args.entry_offset, args.token_stride);
+    kv_write(ctx, args.cache, args.entry_size, args.slots, args.tokens, args.x + args.entry_offset, args.token_stride,
+             args.cache_fp8);
   }
 }
 
