@@ -419,10 +419,10 @@ TEST_F(CudaFp8GemmTest, DecodeGemmsStreamFp8Weights) {
   }
 }
 
-// mma_gemm multiplies FP8 weights with fp16 activations, each row's 64-K chunk scaled by a power of
-// two into fp16's range: rows far outside that range (3e5, past fp16's 65504; 2e-6, near its
-// subnormals) keep every kernel's accuracy, row by row, beside rows of magnitude 1 in the same
-// tile.
+// FP8 weight streams on rows far from magnitude 1 (3e5, past fp16's 65504; 2e-6, near its
+// subnormals) beside rows of 1 in the same tile keep every kernel's accuracy, row by row: an
+// implementation that stages activations in a narrower type (fp16 operands were tried) must keep
+// each row's range.
 TEST_F(CudaFp8GemmTest, Fp8WeightStreamsKeepEachRowsRange) {
   const std::vector<float> row_scale = {3e5f, 2e-6f, 1.0f};
   for (const GemmKernel& kernel : kGemmKernels) {

@@ -96,7 +96,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
         x0 = pair.x * scale_log2[r];
         x1 = pair.y * scale_log2[r];
       }
-      const PairSplit pair = split_bf16x2(x0, x1);
+      const Bf16x2Split pair = split_bf16x2(x0, x1);
       q_hi[s][i] = pair.hi;
       q_lo[s][i] = pair.lo;
     }
@@ -167,8 +167,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
       const float kv[2][4] = {{kk.x, kk.y, kk.z, kk.w}, {vv.x, vv.y, vv.z, vv.w}};
 #pragma unroll
       for (int which = 0; which < 2; ++which) {
-        const PairSplit e01 = split_bf16x2(kv[which][0], kv[which][1]);
-        const PairSplit e23 = split_bf16x2(kv[which][2], kv[which][3]);
+        const Bf16x2Split e01 = split_bf16x2(kv[which][0], kv[which][1]);
+        const Bf16x2Split e23 = split_bf16x2(kv[which][2], kv[which][3]);
         uint16_t* dst = (which == 0 ? k_tile : v_tile) + j * stride + d;
         *reinterpret_cast<uint2*>(dst) = make_uint2(e01.hi, e23.hi);
         if constexpr (kSplit) *reinterpret_cast<uint2*>(dst + kKeys * stride) = make_uint2(e01.lo, e23.lo);
@@ -261,7 +261,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const float* pair = &s[2 * step + (i >> 1)][2 * (i & 1)];
-        const PairSplit split = split_bf16x2(pair[0], pair[1]);
+        const Bf16x2Split split = split_bf16x2(pair[0], pair[1]);
         p_hi[i] = split.hi;
         p_lo[i] = split.lo;
       }

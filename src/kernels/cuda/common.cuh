@@ -2,7 +2,6 @@
 // conversions that round exactly as the CPU reference (base/dtype.h) does, warp reductions.
 #pragma once
 
-#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -91,28 +90,14 @@ __device__ __forceinline__ uint32_t bf16x2_bits(float x0, float x1) {
 
 // The hi + lo split of two floats (split_bf16 of each), packed as bf16x2_bits: three conversions
 // and two subtractions where split_bf16 takes a dozen integer operations per value.
-struct PairSplit {
+struct Bf16x2Split {
   uint32_t hi;
   uint32_t lo;
 };
-__device__ __forceinline__ PairSplit split_bf16x2(float x0, float x1) {
+__device__ __forceinline__ Bf16x2Split split_bf16x2(float x0, float x1) {
   const uint32_t hi = bf16x2_bits(x0, x1);
   const float back0 = __uint_as_float(hi << 16), back1 = __uint_as_float(hi & 0xffff0000u);
   return {hi, bf16x2_bits(x0 - back0, x1 - back1)};
-}
-
-// The same split in fp16 (about 22 mantissa bits in all, over fp16's range: the caller scales x
-// into it), for the fp16 MMA operands of FP8 weights.
-__device__ __forceinline__ uint32_t f16x2_bits(float x0, float x1) {
-  uint32_t bits;
-  asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(bits) : "f"(x1), "f"(x0));
-  return bits;
-}
-__device__ __forceinline__ PairSplit split_f16x2(float x0, float x1) {
-  const uint32_t hi = f16x2_bits(x0, x1);
-  const float back0 = __half2float(__ushort_as_half(static_cast<unsigned short>(hi & 0xffffu)));
-  const float back1 = __half2float(__ushort_as_half(static_cast<unsigned short>(hi >> 16)));
-  return {hi, f16x2_bits(x0 - back0, x1 - back1)};
 }
 
 __device__ __forceinline__ float warp_sum(float value) {

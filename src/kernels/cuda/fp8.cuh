@@ -44,48 +44,6 @@ __device__ __forceinline__ void fp8_e4m3_to_float16(uint4 raw, float (&out)[16])
   }
 }
 
-// e4m3 by bit moves alone, for the weight streams (integer ops in place of cvt e4m3x2 → f16x2 and,
-// in small_gemm, f16 → f32: its FP8 experts went from 0.57 of an H200's copy rate with cvt to 0.74
-// of an H100's). An e4m3 code s eeee mmm placed as the fp16 s 0eeee mmm 0000000, or the float32
-// s 0000eeee mmm 0…0, is the code's value times 2^-8 (fp16's exponent bias is 15, e4m3's 7) or
-// 2^-120, subnormals included; the callers fold the factor into the block scale.
-constexpr float kFp8AsF16Factor = 256.0f;  // 2^8: fp8_e4m3_to_f16x16's values times it are the codes'
-
-// 16 consecutive e4m3 weights (16 bytes, the lowest address first) as fp16 times 2^-8, packed as
-// two uint4 of 8 (the lower K in the low half of each word): mma_f16's A fragments.
-__device__ __forceinline__ void fp8_e4m3_to_f16x16(uint4 raw, uint4 (&out)[2]) {
-  const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
-  uint32_t pairs[8];
-#pragma unroll
-  for (int w = 0; w < 4; ++w) {
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      // codes 2h and 2h + 1 of the word in the high byte of each 16-bit half
-      const uint32_t v = __byte_perm(words[w], 0u, h == 0 ? 0x1404u : 0x3424u);
-      pairs[2 * w + h] = (v & 0x80008000u) | ((v & 0x7f007f00u) >> 1);
-    }
-  }
-  out[0] = make_uint4(pairs[0], pairs[1], pairs[2], pairs[3]);
-  out[1] = make_uint4(pairs[4], pairs[5], pairs[6], pairs[7]);
-}
-
-// The same 16 weights as float32 times 2^-120 (kFp8AsF32Factor undoes it; the caller keeps the
-// products normal by scaling the other operand up).
-constexpr float kFp8AsF32Factor = 0x1p120f;
-__device__ __forceinline__ void fp8_e4m3_to_float16_scaled(uint4 raw, float (&out)[16]) {
-  const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-  for (int w = 0; w < 4; ++w) {
-#pragma unroll
-    for (int b = 0; b < 4; ++b) {
-      // code b in the top byte; the arithmetic shift copies its sign to bit 31 as it moves eeee mmm
-      // to bits 26-20, and the mask clears the copies between
-      const int32_t top = static_cast<int32_t>(__byte_perm(words[w], 0u, 0x0444u | uint32_t(b) << 12));
-      out[4 * w + b] = __uint_as_float(static_cast<uint32_t>(top >> 4) & 0x87f00000u);
-    }
-  }
-}
-
 // The same 16 weights times `scale` as bf16, packed as two uint4 of 8 (the lower K in the low half
 // of each word), the layout mma.cuh's fragments use. Exact at scale 1 (e4m3's 3 mantissa bits and
 // exponent range fit bf16); otherwise each product rounded to nearest even once.

@@ -1,5 +1,5 @@
 // Tensor-core helpers shared by the kernels that use mma.sync (mma_gemm, the prefill attention):
-// the m16n8k16 bf16 (and fp16) MMA, bf16 packing and ldmatrix (the hi + lo split is in common.cuh).
+// the m16n8k16 bf16 MMA, bf16 packing and ldmatrix (the hi + lo split is in common.cuh).
 //
 // Fragment layout of mma.m16n8k16 (g = lane / 4, t = lane % 4), as the PTX ISA defines it:
 //   A [16 × 16] row-major, 4 registers of 2 bf16: a0 (row g, cols 2t, 2t+1), a1 (row g+8, same
@@ -23,15 +23,6 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1
       "{%0,%1,%2,%3};\n"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-// The same tile on fp16 operands (FP8 weights, exact in fp16, and their fp16 activations).
-__device__ __forceinline__ void mma_f16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                        uint32_t b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-               "{%0,%1,%2,%3};\n"
-               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-               : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
 __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {

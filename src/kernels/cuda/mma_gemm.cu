@@ -14,7 +14,7 @@
 // the next chunk's are in flight while the current one is multiplied. Activations are staged per
 // chunk in shared memory as bf16 hi + lo halves (x ≈ hi + lo: two MMAs per weight fragment give
 // float32-like results while each weight byte is still read once) or as bf16 alone in the plain
-// mode (fp16 for FP8 weights, see mma_gemm_kernel). Groups with no rows exit at once, so experts no token chose cost nothing and no host round
+// mode. Groups with no rows exit at once, so experts no token chose cost nothing and no host round
 // trip is needed (CUDA-graph safe).
 #include <algorithm>
 
@@ -46,16 +46,6 @@ __device__ __forceinline__ uint32_t word_of(const uint4 (&v)[2], int w) {
   }
 }
 
-// 2^s for s in [-126, 127].
-__device__ __forceinline__ float pow2(int s) { return __uint_as_float(uint32_t(s + 127) << 23); }
-
-// The s that brings amax · 2^s to [2^14, 2^15), fp16's top binade but one, within ±100 (a zero
-// or tiny chunk needs no more; a NaN or infinite one stays so).
-__device__ __forceinline__ int f16_range_exponent(float amax) {
-  const int exponent = int((__float_as_uint(amax) >> 23) & 0xffu) - 127;
-  return max(-100, min(100, 14 - exponent));
-}
-
 // The weights' format: bf16; MXFP4 (GPT-OSS's experts); block-scaled FP8 e4m3 (DeepSeek-V3's,
 // Qwen3-FP8's).
 enum class Format { kBf16, kMxfp4, kFp8 };
@@ -72,7 +62,7 @@ struct WeightFrags<kTiles, Format::kMxfp4> {
   uint2 codes[kTiles][2];
   uint32_t e8m0[kTiles][2];
 };
-// FP8: the same 16 K as 16 e4m3 bytes (decoded exactly to fp16 times 2^-8), and the row's scale of the
+// FP8: the same 16 K as 16 e4m3 bytes (decoded exactly to bf16), and the row's scale of the
 // chunk's K block (a chunk never straddles one: block and offset are multiples of kChunk), which
 // multiplies the chunk's partial sums.
 template <int kTiles>
@@ -84,11 +74,8 @@ struct WeightFrags<kTiles, Format::kFp8> {
 // kTiles m-tiles of 16 weight rows per warp: with SwiGLU 2 (tile 0 = gate rows, tile 1 = the
 // matching up rows), else 1 or 2 consecutive tiles (2: twice the weight bytes in flight per
 // thread). kNTiles: activation rows per block = 8 · kNTiles. kSplit: hi + lo activation halves.
-// kFormat: MXFP4 weights (args.weight_mxfp4, K % 32 == 0) are decoded exactly to bf16 in
-// registers; FP8 (args.weight_fp8, its scale blocks and offset multiples of kChunk) exactly to
-// fp16 by bit moves (fp8.cuh), and multiply fp16 activations: each row's chunk is staged times a
-// power of two that puts its largest magnitude in [2^14, 2^15) (fp16 ends at 65504), undone
-// exactly on the chunk's sums with the weights' block scale.
+// kFormat: MXFP4 weights (args.weight_mxfp4, K % 32 == 0) or FP8 (args.weight_fp8, its scale
+// blocks and offset multiples of kChunk) are decoded exactly to bf16 in registers.
 // partial != null (no SwiGLU): the K chunks are cut into `splits` ranges of chunks_per_split;
 // blockIdx.z = group · splits + split, and the block's sums go to
 // partial[split][row][feature] (partial_rows rows) for sum_partials_kernel to add up.
@@ -103,7 +90,6 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
   constexpr int kRows = 8 * kNTiles;
   constexpr int kHalves = kSplit ? 2 : 1;
   __shared__ __align__(16) uint16_t xs[2][kHalves][kRows][kXStride];
-  __shared__ float x_unscale[2][kFp8 ? kRows : 1];  // FP8: 2^-s of each staged row's chunk
 
   const bool grouped = args.offsets != nullptr;
   const int group = grouped ? blockIdx.z / splits : 0;
@@ -154,9 +140,7 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
         } else if constexpr (kFp8) {
           w.codes[i][r] = live ? __ldg(reinterpret_cast<const uint4*>(weight_f8 + row * args.k + k))
                                : make_uint4(0u, 0u, 0u, 0u);
-          // the block scale times 2^8, fp8_e4m3_to_f16x16's factor
-          w.scale[i][r] = row_ok[i][r] ? kFp8AsF16Factor * __ldg(scale_f8 + row * scale_cols +
-                                                                 (args.fp8.offset + k0) / args.fp8.block)
+          w.scale[i][r] = row_ok[i][r] ? __ldg(scale_f8 + row * scale_cols + (args.fp8.offset + k0) / args.fp8.block)
                                        : 0.0f;
         } else {
 #pragma unroll
@@ -187,22 +171,7 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
       const int index = threadIdx.x + j * kWarps * 32;
       const int m = index / (kChunk / 4);
       const int k = 4 * (index % (kChunk / 4));
-      PairSplit e01, e23;
-      if constexpr (kFp8) {
-        // The row's 64 K sit in 16 consecutive lanes (kChunk / 4 float4s): their largest magnitude.
-        float amax = fmaxf(fmaxf(fabsf(x[j].x), fabsf(x[j].y)), fmaxf(fabsf(x[j].z), fabsf(x[j].w)));
-#pragma unroll
-        for (int offset = kChunk / 8; offset > 0; offset >>= 1)
-          amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
-        const int s = f16_range_exponent(amax);
-        if (index % (kChunk / 4) == 0) x_unscale[buffer][m] = pow2(-s);
-        const float up = pow2(s);
-        e01 = split_f16x2(x[j].x * up, x[j].y * up);
-        e23 = split_f16x2(x[j].z * up, x[j].w * up);
-      } else {
-        e01 = split_bf16x2(x[j].x, x[j].y);
-        e23 = split_bf16x2(x[j].z, x[j].w);
-      }
+      const Bf16x2Split e01 = split_bf16x2(x[j].x, x[j].y), e23 = split_bf16x2(x[j].z, x[j].w);
       *reinterpret_cast<uint2*>(&xs[buffer][0][m][k]) = make_uint2(e01.hi, e23.hi);
       if constexpr (kSplit) *reinterpret_cast<uint2*>(&xs[buffer][1][m][k]) = make_uint2(e01.lo, e23.lo);
     }
@@ -220,8 +189,8 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
   const int chunk_begin = partial != nullptr ? split * chunks_per_split : 0;
   const int chunk_end = partial != nullptr ? min(all_chunks, chunk_begin + chunks_per_split) : all_chunks;
   WeightFrags<kTiles, kFormat> w_now, w_next;
-  // FP8: one n-tile's products of the chunk, before its K block's scale joins them to acc.
-  float chunk_acc[kFp8 ? kTiles : 1][4];
+  // FP8: each chunk's products, before its K block's scale joins them to acc.
+  float chunk_acc[kFp8 ? kTiles : 1][kFp8 ? kNTiles : 1][4];
   float4 x_next[kXLoads];
   load_weights(w_now, chunk_begin * kChunk);
   load_x(x_next, chunk_begin * kChunk);
@@ -247,7 +216,7 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
 #pragma unroll
         for (int i = 0; i < kTiles; ++i)
 #pragma unroll
-          for (int r = 0; r < 2; ++r) fp8_e4m3_to_f16x16(w_now.codes[i][r], decoded.row[i][r]);
+          for (int r = 0; r < 2; ++r) fp8_e4m3_to_bf16x16(w_now.codes[i][r], decoded.row[i][r]);
         return decoded;
       } else {
         return w_now;
@@ -271,8 +240,9 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
 #pragma unroll
           for (int half = 0; half < kHalves; ++half) {
             if constexpr (kFp8) {
-              if (s == 0 && half == 0) chunk_acc[i][0] = chunk_acc[i][1] = chunk_acc[i][2] = chunk_acc[i][3] = 0.0f;
-              mma_f16(chunk_acc[i], a0, a1, a2, a3, word_of(b[half], 2 * s), word_of(b[half], 2 * s + 1));
+              if (s == 0 && half == 0)
+                chunk_acc[i][j][0] = chunk_acc[i][j][1] = chunk_acc[i][j][2] = chunk_acc[i][j][3] = 0.0f;
+              mma_bf16(chunk_acc[i][j], a0, a1, a2, a3, word_of(b[half], 2 * s), word_of(b[half], 2 * s + 1));
             } else {
               mma_bf16(acc[i][j], a0, a1, a2, a3, word_of(b[half], 2 * s), word_of(b[half], 2 * s + 1));
             }
@@ -280,12 +250,10 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
         }
       }
       if constexpr (kFp8) {
-        // acc[i][j][e]'s row j·8 + 2t + e % 2
-        const float unscale[2] = {x_unscale[buffer][j * 8 + 2 * t], x_unscale[buffer][j * 8 + 2 * t + 1]};
 #pragma unroll
         for (int i = 0; i < kTiles; ++i)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) acc[i][j][e] += chunk_acc[i][e] * (w_now.scale[i][e >> 1] * unscale[e & 1]);
+          for (int e = 0; e < 4; ++e) acc[i][j][e] += chunk_acc[i][j][e] * w_now.scale[i][e >> 1];
       }
     }
     if (more) store_x(x_next, buffer ^ 1);
@@ -338,12 +306,7 @@ bool grouped_tiles(const GemmArgs& args) {
 // two reps): batch 64 (16 rows an expert on average) 7,531-7,554 → 7,894-7,899 tok/s, batch
 // 128 10,225-10,249 → 11,209-11,215; at batch 32 (8 on average) they lost 4% (4,343-4,378 →
 // 4,174-4,186: 163 registers a thread, 3 blocks an SM instead of 4), as 24-row tiles did.
-// FP8 weights stay on 16-row tiles: at 32 rows their kernels take 184-194 registers a thread (2
-// blocks an SM against bf16's 3) and decoded 6% slower (H100, Mixtral's shape cut to 8 layers,
-// batch 64: 4,613 against 4,903 tok/s).
-bool long_grouped_tile(const GemmArgs& args) {
-  return args.weight_fp8 == nullptr && args.offsets != nullptr && args.total_rows >= 16 * args.groups;
-}
+bool long_grouped_tile(const GemmArgs& args) { return args.offsets != nullptr && args.total_rows >= 16 * args.groups; }
 
 // K splits (split_k.cuh) counting one row tile per touched group of a grouped GEMM (most
 // tiles of a group past its rows exit at once).
@@ -386,9 +349,7 @@ void dispatch_rows(const GpuExec& exec, const GemmArgs& args, float* workspace) 
   const bool short_tile = row_tile(args.rows) == 8;
   if (grouped_tiles(args)) {
     if (short_tile) return launch<1, kGroupedTiles, kSwiglu, kSplit, kFormat>(exec, args, workspace);
-    if constexpr (kFormat != Format::kFp8) {  // (long_grouped_tile)
-      if (long_grouped_tile(args)) return launch<4, kGroupedTiles, kSwiglu, kSplit, kFormat>(exec, args, workspace);
-    }
+    if (long_grouped_tile(args)) return launch<4, kGroupedTiles, kSwiglu, kSplit, kFormat>(exec, args, workspace);
     return launch<2, kGroupedTiles, kSwiglu, kSplit, kFormat>(exec, args, workspace);
   }
   if constexpr (!kSwiglu && kFormat != Format::kMxfp4) {

@@ -40,10 +40,6 @@ __host__ __device__ constexpr int chunk_of(int tile, Weights weights) {
                                     : kChunk;
 }
 __device__ __forceinline__ int span_padded(int kk) { return kk + (kk >> 5) * 4; }
-// FP8: the weights decode by bit moves as their values times 2^-120 (fp8.cuh) and the staged
-// activations are scaled by 2^50 (exact), so a product is w · x · 2^-70: normal down to |w x| of
-// 2^-56, finite for |x| below 2^78. The span's sum takes 2^70 back with the block scale.
-constexpr float kFp8XFactor = 0x1p50f;
 constexpr int kNarrowOutputs = 64;       // up to this many outputs: one warp per output,
 constexpr int kNarrowRowOutputs = 4096;  // and up to kMaxExperts while rows × outputs stay this few
 
@@ -184,12 +180,6 @@ __global__ void __launch_bounds__(kWarps * 32) small_gemm_kernel(GemmArgs args, 
           if (m < rows_here && k0 + kk < args.k) {
             const int64_t x_row = args.x_rows != nullptr ? args.x_rows[tile + m] : tile + m;
             staged[u] = *reinterpret_cast<const float4*>(args.x + x_row * args.k + k0 + kk);
-            if constexpr (kFp8) {  // times kFp8XFactor: the products of the 2^-120-scaled weights stay normal
-              staged[u].x *= kFp8XFactor;
-              staged[u].y *= kFp8XFactor;
-              staged[u].z *= kFp8XFactor;
-              staged[u].w *= kFp8XFactor;
-            }
           }
         }
         __syncthreads();
@@ -226,8 +216,8 @@ __global__ void __launch_bounds__(kWarps * 32) small_gemm_kernel(GemmArgs args, 
               }
               scale = mxfp4_scale(e8m0[j][sp]);
             } else {
-              fp8_e4m3_to_float16_scaled(w_f8[j][sp], wf);
-              scale = f8_scale[j][sp] * (kFp8AsF32Factor / kFp8XFactor);
+              fp8_e4m3_to_float16(w_f8[j][sp], wf);
+              scale = f8_scale[j][sp];
             }
 #pragma unroll
             for (int m = 0; m < kTile; ++m) {
