@@ -95,39 +95,54 @@ TEST_F(OpsContractTest, RmsNormAddsSplitSlicesAndNormsStridedHeads) {
   }
 }
 
-TEST_F(OpsContractTest, RopeRotatesStridedHeadsThenWritesTheirEntries) {
-  // GQA's fused qkv row: 4 q heads, 2 k heads, 2 v heads of 8; rope on q and k, entry = [k | v].
-  const int tokens = 6, hq = 4, hkv = 2, d = 8, row = (hq + 2 * hkv) * d, block_size = 4, blocks = 5;
-  std::vector<float> qkv = random_floats(tokens * row);
+// GQA's fused qkv rows [kTokens, kRow]: 4 q heads, 2 k heads, 2 v heads of 8; rope on q and k, and
+// each token's entry [k | v] written to its slot of a paged cache [kBlocks · kBlockSize, kEntry]
+// (float32, or e4m3 bytes with fp8). Returns the rows as rope rotates them one token at a time
+// (the reference), after rotating `qkv` in place through the fused op.
+struct RopeWrite {
+  static constexpr int kTokens = 6, kHq = 4, kHkv = 2, kD = 8, kRow = (kHq + 2 * kHkv) * kD, kBlockSize = 4,
+                       kBlocks = 5, kEntry = 2 * kHkv * kD;
   std::vector<float> inv_freq = {1.0f, 0.1f, 0.01f, 0.001f};
   std::vector<int32_t> positions = {3, 4, 5, 0, 1, 9};
   std::vector<int32_t> slots = {7, 8, 9, 12, 13, 2};
-  const int entry = 2 * hkv * d;
-  std::vector<float> cache(blocks * block_size * entry, -1.0f);
 
-  std::vector<float> expected = qkv;  // dense [T, hq + hkv, d] rotated per token
-  for (int t = 0; t < tokens; ++t) {
-    ops::rope(ctx_, TensorView{expected.data() + t * row, DType::kF32, Shape{1, hq + hkv, d}},
-              std::span<const int32_t>(&positions[t], 1),
-              ops::RopeParams{.inv_freq = inv_freq, .attention_factor = 1.5f, .interleaved = true});
+  std::vector<float> run(ExecContext& ctx, std::vector<float>& qkv, void* cache, bool fp8) const {
+    std::vector<float> expected = qkv;  // dense [T, hq + hkv, d] rotated per token
+    for (int t = 0; t < kTokens; ++t) {
+      ops::rope(ctx, TensorView{expected.data() + t * kRow, DType::kF32, Shape{1, kHq + kHkv, kD}},
+                std::span<const int32_t>(&positions[t], 1),
+                ops::RopeParams{.inv_freq = inv_freq, .attention_factor = 1.5f, .interleaved = true});
+    }
+    ops::rope(ctx, ops::RopeArgs{.x = qkv.data(),
+                                 .tokens = kTokens,
+                                 .heads = kHq + kHkv,
+                                 .head_stride = kD,
+                                 .token_stride = kRow,
+                                 .inv_freq = inv_freq.data(),
+                                 .half = 4,
+                                 .attention_factor = 1.5f,
+                                 .interleaved = true,
+                                 .positions = positions.data(),
+                                 .cache = static_cast<float*>(cache),
+                                 .entry_size = kEntry,
+                                 .entry_offset = kHq * kD,
+                                 .slots = slots.data(),
+                                 .cache_fp8 = fp8});
+    return expected;
   }
-  ops::rope(ctx_, ops::RopeArgs{.x = qkv.data(),
-                                .tokens = tokens,
-                                .heads = hq + hkv,
-                                .head_stride = d,
-                                .token_stride = row,
-                                .inv_freq = inv_freq.data(),
-                                .half = 4,
-                                .attention_factor = 1.5f,
-                                .interleaved = true,
-                                .positions = positions.data(),
-                                .cache = cache.data(),
-                                .entry_size = entry,
-                                .entry_offset = hq * d,
-                                .slots = slots.data()});
+};
+
+TEST_F(OpsContractTest, RopeRotatesStridedHeadsThenWritesTheirEntries) {
+  using R = RopeWrite;
+  const RopeWrite rope;
+  std::vector<float> qkv = random_floats(R::kTokens * R::kRow);
+  std::vector<float> cache(R::kBlocks * R::kBlockSize * R::kEntry, -1.0f);
+  const std::vector<float> expected = rope.run(ctx_, qkv, cache.data(), false);
   EXPECT_EQ(qkv, expected);
-  for (int t = 0; t < tokens; ++t) {
-    for (int i = 0; i < entry; ++i) EXPECT_EQ(cache[slots[t] * entry + i], expected[t * row + hq * d + i]);
+  for (int t = 0; t < R::kTokens; ++t) {
+    for (int i = 0; i < R::kEntry; ++i) {
+      EXPECT_EQ(cache[rope.slots[t] * R::kEntry + i], expected[t * R::kRow + R::kHq * R::kD + i]);
+    }
   }
 }
 
@@ -351,7 +366,7 @@ TEST_F(OpsContractTest, SparsePagedAttentionReadsOnlyTheChosenKeys) {
   const float scale = 0.4f;
   PagedBatch b = make_batch(entry, random_floats(8 * 4 * entry));
   const std::vector<float> q = random_floats(rows * heads * key_dim);
-  const std::vector<int32_t> chosen = {0, 3, 8, 9,  2, 5, 9, 10,  1, 11, -1, -1,  12, -1, -1, -1,  4, 6, 7, 9};
+  const std::vector<int32_t> chosen = {0, 3, 8, 9, 2, 5, 9, 10, 1, 11, -1, -1, 12, -1, -1, -1, 4, 6, 7, 9};
   std::vector<float> out(rows * heads * value_dim, NAN);
   ops::paged_attention(ctx_, ops::AttentionArgs{.q = q.data(),
                                                 .q_stride = heads * key_dim,
@@ -470,48 +485,28 @@ TEST_F(OpsContractTest, MlaAbsorbedAndPlainFormsAgree) {
 // --kv-cache-dtype fp8 (RopeArgs::cache_fp8): the fused cache write stores each entry value as its
 // e4m3 byte — f32_to_f8e4m3: nearest, ties to even, saturating at ±448 — and touches no other slot.
 TEST_F(OpsContractTest, RopeWritesE4m3BytesOfTheEntries) {
-  const int tokens = 6, hq = 4, hkv = 2, d = 8, row = (hq + 2 * hkv) * d, block_size = 4, blocks = 5;
-  std::vector<float> qkv = random_floats(tokens * row, 4.0f);
+  using R = RopeWrite;
+  const RopeWrite rope;
+  std::vector<float> qkv = random_floats(R::kTokens * R::kRow, 4.0f);
   // Token 0's first v head (written unrotated) pins the rounding: saturation, ties to even in the
   // normal and the subnormal range, the sign of zero.
-  const float planted[d] = {1000.0f, -1000.0f, 1.0625f, 1.1875f, 3.0f / 1024, -0.0f, 448.0f, 464.0f};
-  const uint8_t planted_codes[d] = {0x7e, 0xfe, 0x38, 0x3a, 0x02, 0x80, 0x7e, 0x7e};
-  std::copy(planted, planted + d, qkv.begin() + (hq + hkv) * d);
-  std::vector<float> inv_freq = {1.0f, 0.1f, 0.01f, 0.001f};
-  std::vector<int32_t> positions = {3, 4, 5, 0, 1, 9};
-  std::vector<int32_t> slots = {7, 8, 9, 12, 13, 2};
-  const int entry = 2 * hkv * d;
+  const float planted[R::kD] = {1000.0f, -1000.0f, 1.0625f, 1.1875f, 3.0f / 1024, -0.0f, 448.0f, 464.0f};
+  const uint8_t planted_codes[R::kD] = {0x7e, 0xfe, 0x38, 0x3a, 0x02, 0x80, 0x7e, 0x7e};
+  std::copy(planted, planted + R::kD, qkv.begin() + (R::kHq + R::kHkv) * R::kD);
   constexpr uint8_t kPoison = 0x55;
-  std::vector<uint8_t> cache(blocks * block_size * entry, kPoison);
-
-  std::vector<float> expected = qkv;  // dense [T, hq + hkv, d] rotated per token
-  for (int t = 0; t < tokens; ++t) {
-    ops::rope(ctx_, TensorView{expected.data() + t * row, DType::kF32, Shape{1, hq + hkv, d}},
-              std::span<const int32_t>(&positions[t], 1),
-              ops::RopeParams{.inv_freq = inv_freq, .attention_factor = 1.5f, .interleaved = true});
-  }
-  ops::rope(ctx_, ops::RopeArgs{.x = qkv.data(),
-                                .tokens = tokens,
-                                .heads = hq + hkv,
-                                .head_stride = d,
-                                .token_stride = row,
-                                .inv_freq = inv_freq.data(),
-                                .half = 4,
-                                .attention_factor = 1.5f,
-                                .interleaved = true,
-                                .positions = positions.data(),
-                                .cache = reinterpret_cast<float*>(cache.data()),
-                                .entry_size = entry,
-                                .entry_offset = hq * d,
-                                .slots = slots.data(),
-                                .cache_fp8 = true});
+  std::vector<uint8_t> cache(R::kBlocks * R::kBlockSize * R::kEntry, kPoison);
+  const std::vector<float> expected = rope.run(ctx_, qkv, cache.data(), true);
   EXPECT_EQ(qkv, expected);  // the rows themselves stay float32, unrounded
   std::vector<uint8_t> want(cache.size(), kPoison);
-  for (int t = 0; t < tokens; ++t) {
-    for (int i = 0; i < entry; ++i) want[slots[t] * entry + i] = f32_to_f8e4m3(expected[t * row + hq * d + i]);
+  for (int t = 0; t < R::kTokens; ++t) {
+    for (int i = 0; i < R::kEntry; ++i) {
+      want[rope.slots[t] * R::kEntry + i] = f32_to_f8e4m3(expected[t * R::kRow + R::kHq * R::kD + i]);
+    }
   }
   EXPECT_EQ(cache, want);
-  for (int i = 0; i < d; ++i) EXPECT_EQ(cache[slots[0] * entry + hkv * d + i], planted_codes[i]) << planted[i];
+  for (int i = 0; i < R::kD; ++i) {
+    EXPECT_EQ(cache[rope.slots[0] * R::kEntry + R::kHkv * R::kD + i], planted_codes[i]) << planted[i];
+  }
 }
 
 // The same paged cache as e4m3 bytes and as the float32 values they decode to: random codes
@@ -884,8 +879,13 @@ TEST_F(OpsContractTest, DenseGemmEmbeddingGatherAndArgmax) {
   std::vector<float> x = random_floats(rows * k), w_f32, b_f32, table_f32;
   std::vector<uint16_t> weight = random_bf16(n * k, &w_f32), bias = random_bf16(n, &b_f32);
   std::vector<float> got(rows * n), expected(rows * n);
-  ops::gemm(ctx_, ops::GemmArgs{.x = x.data(), .rows = rows, .k = k, .n = n, .weight = weight.data(),
-                                .bias = bias.data(), .out = got.data()});
+  ops::gemm(ctx_, ops::GemmArgs{.x = x.data(),
+                                .rows = rows,
+                                .k = k,
+                                .n = n,
+                                .weight = weight.data(),
+                                .bias = bias.data(),
+                                .out = got.data()});
   ops::linear(ctx_, f32(x, Shape{rows, k}), bf16(weight, Shape{n, k}), bf16(bias, Shape{n}),
               f32(expected, Shape{rows, n}));
   EXPECT_EQ(got, expected);
