@@ -52,14 +52,13 @@ inline const char* prefill_precision_name(PrefillPrecision p) {
 // 64 tokens; small_gemm falls to 3.4 and 2.3 at 8), then per-expert cuBLAS, which needs the row
 // counts on the host.
 constexpr int kMaxSmallDenseRows = 1;
+// FP8 experts too (H200, Mixtral's shape cut to 8 layers, -q fp8: batch 1 decoded 580 tok/s, 533
+// with FP8 experts of 1-4 tokens on mma_gemm).
 constexpr int kMaxSmallGroupedRows = 4;
 // MXFP4 experts (GPT-OSS) leave small_gemm above 2 tokens: decoding each weight on CUDA cores
 // makes it instruction-bound (H100, gpt-oss-20b's experts at 4 tokens: gate/up 234 µs and down
 // 116 µs there, 114 and 59 µs on tensor cores; at 2 tokens 73 + 38 against 76 + 31).
 constexpr int kMaxSmallMxfp4GroupedRows = 2;
-// FP8 experts: small_gemm as bf16's (H200, Mixtral's shape cut to 8 layers, -q fp8: batch 1
-// decoded 580 tok/s, 533 with FP8 experts of 1-4 tokens on mma_gemm).
-constexpr int kMaxSmallFp8GroupedRows = 4;
 constexpr int kMaxMmaDenseRows = 32;
 constexpr int kMaxMmaRows = 256;
 

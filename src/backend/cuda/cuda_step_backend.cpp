@@ -2,7 +2,7 @@
 // them by row count (see cuda_model.h for the measurements behind each limit).
 //
 // MoE experts: batches of up to kMaxMmaRows tokens run as two grouped streaming GEMMs (gate/up
-// with SwiGLU fused, then down; small_gemm up to kMaxSmallGroupedRows tokens (fewer for MXFP4 and FP8), reading each
+// with SwiGLU fused, then down; small_gemm up to kMaxSmallGroupedRows tokens (2 for MXFP4), reading each
 // token's row through the permutation, mma_gemm beyond) that read the expert offsets on the
 // device, so the step never waits for the host (CUDA-graph safe) and experts no token chose cost
 // nothing. Prefill-sized batches copy the offsets back once per layer and run each chosen expert
@@ -93,14 +93,12 @@ void CudaStepBackend::upload(void* dst, const void* host, size_t bytes) {
 }
 
 namespace {
-int max_small_grouped_rows(bool mxfp4, bool fp8) {
-  return mxfp4 ? kMaxSmallMxfp4GroupedRows : fp8 ? kMaxSmallFp8GroupedRows : kMaxSmallGroupedRows;
-}
+int max_small_grouped_rows(bool mxfp4) { return mxfp4 ? kMaxSmallMxfp4GroupedRows : kMaxSmallGroupedRows; }
 }  // namespace
 
 void CudaStepBackend::grouped_gemm(const GemmArgs& args) {
-  if (args.rows <= max_small_grouped_rows(args.weight_mxfp4 != nullptr, args.weight_fp8 != nullptr) ||
-      !mma_gemm_supported(args.k) || (args.weight_fp8 != nullptr && !mma_gemm_supports_fp8(args.k, args.fp8))) {
+  if (args.rows <= max_small_grouped_rows(args.weight_mxfp4 != nullptr) || !mma_gemm_supported(args.k) ||
+      (args.weight_fp8 != nullptr && !mma_gemm_supports_fp8(args.k, args.fp8))) {
     cuda_core_gemm(args);  // splits K of the down projection (few blocks at 1-4 tokens)
     return;
   }
@@ -273,7 +271,7 @@ SplitSums CudaStepBackend::routed_experts(const MoeWeights& w, const float* x, c
                                           const int32_t* offsets, int tokens, float* y) {
   const int hidden = config_.hidden_size;
   const int entries = tokens * w.router_params.top_k;
-  if (tokens <= max_small_grouped_rows(w.experts_gate_up.mxfp4(), w.experts_gate_up.dtype == DType::kF8E4M3)) {
+  if (tokens <= max_small_grouped_rows(w.experts_gate_up.mxfp4())) {
     return experts_streaming(w, x, source_rows, offsets, tokens, y);
   }
   // Experts with biases, the clamped SwiGLU or MXFP4 weights (GPT-OSS) stream at every size: the
@@ -317,7 +315,7 @@ SplitSums CudaStepBackend::experts_streaming(const MoeWeights& w, const float* x
   down.group_stride = static_cast<int64_t>(hidden) * inter;
   set_weight(down, w.experts_down);
   down.out = y;
-  if (down.rows <= max_small_grouped_rows(w.experts_down.mxfp4(), w.experts_down.dtype == DType::kF8E4M3)) {
+  if (down.rows <= max_small_grouped_rows(w.experts_down.mxfp4())) {
     return cuda_core_gemm_unsummed(down);  // as grouped_gemm
   }
   grouped_gemm(down);

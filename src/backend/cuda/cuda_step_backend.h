@@ -53,8 +53,7 @@ class CudaStepBackend final : public StepBackend {
 
  private:
   // Grouped experts (offsets on the device): small_gemm up to kMaxSmallGroupedRows
-  // (kMaxSmallMxfp4GroupedRows for MXFP4 weights, kMaxSmallFp8GroupedRows for FP8; or for a K
-  // mma_gemm does not take), mma_gemm beyond.
+  // (kMaxSmallMxfp4GroupedRows for MXFP4 weights; or for a K mma_gemm does not take), mma_gemm beyond.
   void grouped_gemm(const GemmArgs& args);
   // mma_gemm in the configured precision, K split over a workspace from the arena when it pays.
   void tensor_core_gemm(const GemmArgs& args);

@@ -5,9 +5,9 @@
 // all rows together). The weights' scales, stored per row [N, K / 128], go in as 128 × 128 block
 // scales (BLK128x128_32F: [N / 128, K / 128 rounded up to 4], the checkpoint's grid) where every
 // aligned block of 128 rows shares them (Fp8Scales::row_blocks; the grid layout checked by
-// Fp8TensorCoreGemmMatchesTheQuantizedProduct on an H200), else transposed into VEC128_32F's layout. A probe on an H200 (Mixtral's
-// qkv, expert gate/up and down at prefill sizes): 1190-1280 TFLOP/s with block scales, 790-1030
-// per row, bf16 cuBLAS 770-800.
+// Fp8TensorCoreGemmMatchesTheQuantizedProduct on an H200), else transposed into VEC128_32F's
+// layout. A probe on an H200 (Mixtral's qkv, expert gate/up and down at prefill sizes): 1190-1280
+// TFLOP/s with block scales, 790-1030 per row, bf16 cuBLAS 770-800.
 //
 // The activations' scale rows are kept a multiple of 4 floats (16-byte aligned, which cuBLASLt's
 // block-scaled kernels are reported to need): a product of M rows runs as the first M & ~3 rows,
