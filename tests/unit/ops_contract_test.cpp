@@ -598,12 +598,13 @@ TEST_F(OpsContractTest, CacheReadersOverE4m3BytesEqualTheDecodedFloats) {
     const std::vector<float> q = random_floats(size_t(dims.tokens) * dims.heads * qk);
     std::vector<float> q_absorbed(size_t(dims.tokens) * dims.heads * latent_key);
     ops::mla_absorb_q(ctx_, dims, q.data(), kv_b.data(), q_absorbed.data());
-    std::vector<float> latent[2], plain[2];
-    for (bool fp8 : {false, true}) {
-      latent[fp8].assign(size_t(dims.tokens) * dims.heads * dims.rank, NAN);
+    // MLA's absorbed attention of the first `tokens` rows over the cache read as bytes or floats:
+    // out [tokens, heads, rank].
+    const auto absorbed = [&](int tokens, bool fp8) {
+      std::vector<float> out(size_t(tokens) * dims.heads * dims.rank, NAN);
       ops::paged_attention(ctx_, ops::AttentionArgs{.q = q_absorbed.data(),
                                                     .q_stride = dims.heads * latent_key,
-                                                    .tokens = dims.tokens,
+                                                    .tokens = tokens,
                                                     .num_heads = dims.heads,
                                                     .group = dims.heads,
                                                     .cache = c.cache(fp8),
@@ -616,7 +617,12 @@ TEST_F(OpsContractTest, CacheReadersOverE4m3BytesEqualTheDecodedFloats) {
                                                     .block_tables = b.block_tables.data(),
                                                     .table_offsets = b.table_offsets.data(),
                                                     .positions = b.positions.data(),
-                                                    .out = latent[fp8].data()});
+                                                    .out = out.data()});
+      return out;
+    };
+    std::vector<float> latent[2], plain[2];
+    for (bool fp8 : {false, true}) {
+      latent[fp8] = absorbed(dims.tokens, fp8);
       plain[fp8].assign(size_t(dims.tokens) * dims.heads * dims.value, NAN);
       for (auto [first_row, count, begin, table] : {std::tuple{0, 4, 9, 0}, {4, 1, 9, 4}}) {
         ops::mla_prefill_attention(ctx_, ops::MlaPrefillArgs{.dims = dims,
@@ -637,23 +643,7 @@ TEST_F(OpsContractTest, CacheReadersOverE4m3BytesEqualTheDecodedFloats) {
     EXPECT_EQ(bits_of(latent[true]), bits_of(latent[false])) << "absorbed";
     // Two rows on 2 threads: the bytes' work items then take runs of 2 and 1 of the 3 heads (fewer
     // items than 2 per thread otherwise), still giving each row the float32 cache's values.
-    std::vector<float> two_rows(size_t(2) * dims.heads * dims.rank, NAN);
-    ops::paged_attention(ctx_, ops::AttentionArgs{.q = q_absorbed.data(),
-                                                  .q_stride = dims.heads * latent_key,
-                                                  .tokens = 2,
-                                                  .num_heads = dims.heads,
-                                                  .group = dims.heads,
-                                                  .cache = c.cache(true),
-                                                  .cache_fp8 = true,
-                                                  .block_size = b.block_size,
-                                                  .entry_size = entry,
-                                                  .key_dim = latent_key,
-                                                  .value_dim = dims.rank,
-                                                  .scale = 0.25f,
-                                                  .block_tables = b.block_tables.data(),
-                                                  .table_offsets = b.table_offsets.data(),
-                                                  .positions = b.positions.data(),
-                                                  .out = two_rows.data()});
+    const std::vector<float> two_rows = absorbed(2, true);
     EXPECT_EQ(bits_of(two_rows),
               bits_of(std::vector<float>(latent[false].begin(), latent[false].begin() + two_rows.size())))
         << "absorbed, two rows";

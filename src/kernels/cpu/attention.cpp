@@ -42,9 +42,7 @@ void paged_attention(ExecContext& ctx, const AttentionArgs& args) {
       const int kv_offset = kv_head * args.kv_head_stride;
       const int position = args.positions[row];
       const int32_t* block_table = args.block_tables + args.table_offsets[row];
-      const auto slot = [&](int p) {
-        return static_cast<int64_t>(block_table[p / args.block_size]) * args.block_size + p % args.block_size;
-      };
+      const auto slot = [&](int p) { return paged_slot(block_table, args.block_size, p); };
       int first_key = args.sliding_window > 0 ? std::max(0, position - args.sliding_window + 1) : 0;
       if (args.chunk_size > 0) first_key = std::max(first_key, position / args.chunk_size * args.chunk_size);
       float scale = args.scale;

@@ -15,7 +15,7 @@ namespace moeserve::ops {
 void indexer_topk(ExecContext& ctx, const IndexerArgs& args) {
   MS_CHECK(args.topk > 0 && args.heads > 0 && args.head_dim > 0);
   ctx.pool->parallel_for(args.tokens, 1, [&](size_t begin, size_t end) {
-    std::vector<std::pair<float, int32_t>> scored;  // (score, key position)
+    std::vector<std::pair<float, int32_t>> scored;                       // (score, key position)
     std::vector<float> key_scratch(args.cache_fp8 ? args.head_dim : 0);  // fp8: the decoded key [head_dim]
     for (size_t row = begin; row < end; ++row) {
       const int position = args.positions[row];
@@ -29,7 +29,7 @@ void indexer_topk(ExecContext& ctx, const IndexerArgs& args) {
       const float* w = args.weights + static_cast<int64_t>(row) * args.weights_stride;
       scored.clear();
       for (int j = 0; j <= position; ++j) {
-        const int64_t slot = int64_t{block_table[j / args.block_size]} * args.block_size + j % args.block_size;
+        const int64_t slot = paged_slot(block_table, args.block_size, j);
         const float* key = read_kv(args.cache, args.cache_fp8, slot, args.entry_size, args.key_offset, args.head_dim,
                                    key_scratch.data());
         float score = 0.0f;

@@ -13,6 +13,11 @@
 
 namespace moeserve::ops {
 
+// The cache slot of token position `position` of a sequence whose blocks are block_table [blocks].
+inline int64_t paged_slot(const int32_t* block_table, int block_size, int position) {
+  return int64_t{block_table[position / block_size]} * block_size + position % block_size;
+}
+
 // f8e4m3_to_f32 of every code: [256] float32.
 const std::array<float, 256>& f8e4m3_values();
 

@@ -27,19 +27,20 @@ void mla_prefill_attention(ExecContext& ctx, const MlaPrefillArgs& args) {
   std::vector<float> latent(static_cast<size_t>(context) * entry);  // [context, entry]
   if (args.cache_fp8) {
     for (int j = 0; j < context; ++j) {
-      const int64_t slot = int64_t{args.block_table[j / args.block_size]} * args.block_size + j % args.block_size;
-      read_kv(args.cache, true, slot, entry, 0, entry, &latent[size_t(j) * entry]);
+      read_kv(args.cache, true, paged_slot(args.block_table, args.block_size, j), entry, 0, entry,
+              &latent[size_t(j) * entry]);
     }
   } else {
     kv_gather(ctx, kv, std::span<const int32_t>(args.block_table, kv.num_blocks), context,
               TensorView{latent.data(), DType::kF32, Shape{context, entry}});
   }
   std::vector<float> c(static_cast<size_t>(context) * d.rank);  // latent[:, :r], dense
-  for (int j = 0; j < context; ++j) std::memcpy(&c[size_t(j) * d.rank], &latent[size_t(j) * entry], d.rank * sizeof(float));
+  for (int j = 0; j < context; ++j)
+    std::memcpy(&c[size_t(j) * d.rank], &latent[size_t(j) * entry], d.rank * sizeof(float));
   std::vector<float> kv_rows(static_cast<size_t>(context) * heads * (d.nope + d.value));
   linear(ctx, TensorView{c.data(), DType::kF32, Shape{context, d.rank}},
-         TensorView{const_cast<float*>(args.kv_b), DType::kF32, Shape{heads * (d.nope + d.value), d.rank}}, TensorView{},
-         TensorView{kv_rows.data(), DType::kF32, Shape{context, heads * (d.nope + d.value)}});
+         TensorView{const_cast<float*>(args.kv_b), DType::kF32, Shape{heads * (d.nope + d.value), d.rank}},
+         TensorView{}, TensorView{kv_rows.data(), DType::kF32, Shape{context, heads * (d.nope + d.value)}});
   std::vector<float> k(static_cast<size_t>(context) * heads * qk), v(static_cast<size_t>(context) * heads * d.value);
   for (int j = 0; j < context; ++j) {
     for (int64_t h = 0; h < heads; ++h) {
