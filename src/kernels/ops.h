@@ -634,18 +634,24 @@ void gemm_bf16(const GpuExec& exec, const uint16_t* x, const uint16_t* weight, i
 // Dynamic FP8 activation quantization as ops::quantize_activations_fp8 rounds: x [rows, K] (x_f32
 // or x_bf16; K % kFp8Group == 0) → out [padded_rows, K] e4m3 codes and scales [K / kFp8Group,
 // padded_rows] float32 (group g of row r at g · padded_rows + r); rows [rows, padded_rows) are
-// zeros at scale 1.
+// zeros at scale 1. gate_up: x_bf16 is a SwiGLU's [gate | up] [rows, 2K] and the rows quantized
+// are silu(gate) · up rounded to bf16 (what silu_mul writes).
 constexpr int kFp8Group = ops::kFp8ActivationGroup;
 void quantize_fp8_rows(const GpuExec& exec, const float* x_f32, const uint16_t* x_bf16, int64_t rows,
-                       int64_t padded_rows, int k, bool ue8m0, uint8_t* out, float* scales);
+                       int64_t padded_rows, int k, bool ue8m0, uint8_t* out, float* scales, bool gate_up = false);
 // W8A8 on FP8 tensor cores (cuBLASLt, block scales on both operands): out [M, N] (out_f32 or
 // out_bf16) = quantize_fp8_rows(x) · W [N, K]ᵀ, W e4m3 with its scales as ops::Fp8Scales (blocks
 // of kFp8Group columns at offset 0; N % 16 == 0). workspace: linear_fp8_workspace_bytes(M, N, K).
 // False when cuBLASLt has no kernel for the product (the caller multiplies another way).
+// out_spare_rows: rows past M of out the call may overwrite (with kLinearFp8SpareRows, one product
+// does it all; see gemm_fp8.cu). x_gate_up: x_bf16 is [M, 2K] [gate | up] and the product's input
+// silu(gate) · up (quantize_fp8_rows' gate_up).
+constexpr int kLinearFp8SpareRows = 3;
 bool linear_fp8_supported(int n, int k, const ops::Fp8Scales& w);
 size_t linear_fp8_workspace_bytes(int m, int n, int k);
 bool linear_fp8(const GpuExec& exec, const float* x_f32, const uint16_t* x_bf16, int m, const uint8_t* w,
-                const ops::Fp8Scales& w_scales, int n, int k, float* out_f32, uint16_t* out_bf16, void* workspace);
+                const ops::Fp8Scales& w_scales, int n, int k, float* out_f32, uint16_t* out_bf16, void* workspace,
+                int out_spare_rows = 0, bool x_gate_up = false);
 // cuBLAS in float32 (no TF32): out [M, N] = x [M, K] · W [N, K]ᵀ (+ bias [N]), all float32.
 void gemm_f32(const GpuExec& exec, const float* x, const float* weight, int m, int n, int k, float* out,
               const float* bias = nullptr);

@@ -400,11 +400,13 @@ class CudaFp8GemmTest : public CudaOpsTest {
 // the plan holds them) streamed by every decode GEMM kernel (small_gemm at 1-16 rows; mma_gemm's
 // 8-, 16- and 32-row tiles, groups past one tile), grouped with SwiGLU and a bias or without, also
 // with a K block offset (a TP shard that starts inside a block: 64, which mma_gemm's 64-K chunks
-// still take), with and without split K, and dense (no groups) through mma_gemm.
+// still take), with and without split K, and dense (no groups) through mma_gemm; K not a multiple
+// of 64 (176 and 48: DeepSeek-V3 fixture widths) leaves some threads' 16-K spans past K while their
+// 64-K sub-chunk's scale still applies to them.
 TEST_F(CudaFp8GemmTest, DecodeGemmsStreamFp8Weights) {
   for (const GemmKernel& kernel : kGemmKernels) {
     for (bool swiglu : {true, false}) {
-      for (auto [hidden, inter, offset] : {std::tuple{256, 128, 0}, {7168, 2048, 0}, {512, 384, 64}}) {
+      for (auto [hidden, inter, offset] : {std::tuple{256, 128, 0}, {7168, 2048, 0}, {512, 384, 64}, {176, 48, 0}}) {
         for (const std::vector<int>& counts :
              {std::vector<int>{1, 0, 0, 0}, std::vector<int>{0, 2, 0, 1}, std::vector<int>{3, 0, 1, 9, 0, 16},
               std::vector<int>{40, 0, 17, 33}, std::vector<int>{24}}) {
@@ -498,13 +500,56 @@ TEST_F(CudaOpsTest, Fp8ActivationQuantizationMatchesTheCpu) {
   }
 }
 
+// The experts' down projection quantizes silu(gate) · up straight from the bf16 gate/up product:
+// quantize_fp8_rows' gate_up input gives the codes and scales that silu_mul's bf16 output then
+// quantize_fp8_rows gives, bit for bit, and so does linear_fp8 (rows past a multiple of 4 go
+// through its padded tail, with and without spare output rows).
+TEST_F(CudaOpsTest, Fp8GateUpInputIsSiluMulThenQuantized) {
+  constexpr int kGroup = cuda::kFp8Group;
+  for (auto [rows, k, n] : {std::tuple{5, 256, 128}, {64, 384, 256}, {301, 1024, 128}}) {
+    const std::vector<uint16_t> gate_up = random_bf16(size_t(rows) * 2 * k, 4.0f);  // [rows, 2k]
+    const uint16_t* gate_up_d = upload(gate_up);
+    uint16_t* act = poisoned<uint16_t>(size_t(rows) * k);  // [rows, k]
+    cuda::silu_mul(exec_, gate_up_d, rows, k, act);
+    const std::string label = std::to_string(rows) + "x" + std::to_string(k);
+    std::vector<std::vector<uint8_t>> codes;
+    std::vector<std::vector<float>> scales;
+    for (bool fused : {false, true}) {
+      uint8_t* q = poisoned<uint8_t>(size_t(rows) * k);
+      float* s = poisoned<float>(size_t(rows) * (k / kGroup));
+      cuda::quantize_fp8_rows(exec_, nullptr, fused ? gate_up_d : act, rows, rows, k, false, q, s, fused);
+      codes.push_back(download(q, size_t(rows) * k));
+      scales.push_back(download(s, size_t(rows) * (k / kGroup)));
+    }
+    ASSERT_EQ(codes[0], codes[1]) << label;
+    ASSERT_EQ(scales[0], scales[1]) << label;
+    std::vector<float> weight_scales = random_floats(size_t(n) * (k / kGroup));
+    for (float& v : weight_scales) v = 0.002f + 0.004f * std::fabs(v);
+    const ops::Fp8Scales fp8{.scale = upload(weight_scales), .block = kGroup, .offset = 0};
+    const uint8_t* w = upload(random_fp8_codes(size_t(n) * k, rng_));
+    for (int spare : {0, cuda::kLinearFp8SpareRows}) {
+      std::vector<std::vector<float>> outs;
+      for (bool fused : {false, true}) {
+        float* out = poisoned<float>(size_t(rows + spare) * n);
+        ASSERT_TRUE(cuda::linear_fp8(exec_, nullptr, fused ? gate_up_d : act, rows, w, fp8, n, k, out, nullptr,
+                                     poisoned<uint8_t>(cuda::linear_fp8_workspace_bytes(rows, n, k)), spare, fused))
+            << label;
+        outs.push_back(download(out, size_t(rows) * n));
+      }
+      ASSERT_EQ(outs[0], outs[1]) << label << " spare " << spare;
+    }
+  }
+}
+
 // W8A8 on FP8 tensor cores (linear_fp8: cuBLASLt) against the CPU in double: x quantized by
 // ops::quantize_activations_fp8, times the dequantized weights. Weight scales per row (the layout
 // the weight plan stores) that differ from row to row (cuBLASLt's per-row scales), and scales
 // shared by each aligned block of 128 rows, different per block (its 128 × 128 block scales,
 // K / 128 not always a multiple of 4); row counts that are not a multiple of 4 (the padded tail),
-// float32 and bf16 inputs and outputs. Each output within 1e-3 of Σ_k |x w| (the FP8 tensor cores
-// accumulate each 128-K block in reduced precision), bf16 outputs also within their rounding.
+// float32 and bf16 inputs and outputs, and outputs with spare rows (kLinearFp8SpareRows: one
+// padded product), past which nothing is written. Each output within 1e-3 of Σ_k |x w| (the FP8
+// tensor cores accumulate each 128-K block in reduced precision), bf16 outputs also within their
+// rounding.
 TEST_F(CudaOpsTest, Fp8TensorCoreGemmMatchesTheQuantizedProduct) {
   constexpr int kBlock = 128;
   for (auto [m, n, k] : {std::tuple{1, 256, 256},
@@ -531,35 +576,53 @@ TEST_F(CudaOpsTest, Fp8TensorCoreGemmMatchesTheQuantizedProduct) {
         for (size_t i = 0; i < x.size(); ++i) x_bf16[i] = f32_to_bf16(x[i]);
         std::vector<float> xq = x;
         ops::quantize_activations_fp8(xq.data(), m, k, kBlock, false);
-        const ops::Fp8Scales fp8{.scale = upload(scales), .block = kBlock, .offset = 0, .row_blocks = row_blocks};
-        ASSERT_TRUE(cuda::linear_fp8_supported(n, k, fp8));
-        void* workspace = poisoned<uint8_t>(cuda::linear_fp8_workspace_bytes(m, n, k));
-        float* out_f32 = bf16_io ? nullptr : poisoned<float>(size_t(m) * n);
-        uint16_t* out_bf16 = bf16_io ? poisoned<uint16_t>(size_t(m) * n) : nullptr;
-        const std::string label = std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) +
-                                  (row_blocks ? " block scales" : " row scales") + (bf16_io ? " bf16" : " f32");
-        ASSERT_TRUE(cuda::linear_fp8(exec_, bf16_io ? nullptr : upload(x), bf16_io ? upload(x_bf16) : nullptr, m,
-                                     upload(codes), fp8, n, k, out_f32, out_bf16, workspace))
-            << "cuBLASLt has no kernel for " << label;
-        std::vector<float> got(size_t(m) * n);
-        if (bf16_io) {
-          const std::vector<uint16_t> bits = download(out_bf16, got.size());
-          for (size_t i = 0; i < got.size(); ++i) got[i] = bf16_to_f32(bits[i]);
-        } else {
-          got = download(out_f32, got.size());
-        }
+        std::vector<double> w(size_t(n) * k);  // [n, k] dequantized
+        for (size_t i = 0; i < w.size(); ++i)
+          w[i] = double(f8e4m3_to_f32(codes[i])) * scales[i / k * scale_cols + i % k / kBlock];
+        std::vector<double> expected(size_t(m) * n), bound(size_t(m) * n);  // [m, n]
         for (int r = 0; r < m; ++r) {
           for (int j = 0; j < n; ++j) {
-            double expected = 0.0, magnitude = 0.0;
+            double sum = 0.0, magnitude = 0.0;
             for (int i = 0; i < k; ++i) {
-              const double w =
-                  double(f8e4m3_to_f32(codes[size_t(j) * k + i])) * scales[size_t(j) * scale_cols + i / kBlock];
-              expected += double(xq[size_t(r) * k + i]) * w;
-              magnitude += std::fabs(double(xq[size_t(r) * k + i]) * w);
+              const double product = double(xq[size_t(r) * k + i]) * w[size_t(j) * k + i];
+              sum += product;
+              magnitude += std::fabs(product);
             }
-            const double bound = 1e-3 * magnitude + (bf16_io ? std::fabs(expected) / 256 : 0.0);
-            ASSERT_LE(std::fabs(got[size_t(r) * n + j] - expected), bound) << label << " at " << r << "," << j;
+            expected[size_t(r) * n + j] = sum;
+            bound[size_t(r) * n + j] = 1e-3 * magnitude + (bf16_io ? std::fabs(sum) / 256 : 0.0);
           }
+        }
+        const ops::Fp8Scales fp8{.scale = upload(scales), .block = kBlock, .offset = 0, .row_blocks = row_blocks};
+        ASSERT_TRUE(cuda::linear_fp8_supported(n, k, fp8));
+        const float* x_d = bf16_io ? nullptr : upload(x);
+        const uint16_t* x_bf16_d = bf16_io ? upload(x_bf16) : nullptr;
+        const uint8_t* codes_d = upload(codes);
+        for (int spare : {0, cuda::kLinearFp8SpareRows}) {
+          void* workspace = poisoned<uint8_t>(cuda::linear_fp8_workspace_bytes(m, n, k));
+          // spare rows, then one more that must stay poisoned
+          const size_t out_size = size_t(m + spare + 1) * n;
+          float* out_f32 = bf16_io ? nullptr : poisoned<float>(out_size);
+          uint16_t* out_bf16 = bf16_io ? poisoned<uint16_t>(out_size) : nullptr;
+          const std::string label = std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) +
+                                    (row_blocks ? " block scales" : " row scales") + (bf16_io ? " bf16" : " f32") +
+                                    " spare " + std::to_string(spare);
+          ASSERT_TRUE(
+              cuda::linear_fp8(exec_, x_d, x_bf16_d, m, codes_d, fp8, n, k, out_f32, out_bf16, workspace, spare))
+              << "cuBLASLt has no kernel for " << label;
+          std::vector<float> got(size_t(m) * n);
+          if (bf16_io) {
+            const std::vector<uint16_t> bits = download(out_bf16, out_size);
+            for (size_t i = 0; i < got.size(); ++i) got[i] = bf16_to_f32(bits[i]);
+            for (size_t i = got.size() + size_t(spare) * n; i < out_size; ++i)
+              ASSERT_EQ(bits[i], 0xffff) << label << " at " << i;
+          } else {
+            const std::vector<float> all = download(out_f32, out_size);
+            std::copy_n(all.begin(), got.size(), got.begin());
+            for (size_t i = got.size() + size_t(spare) * n; i < out_size; ++i)
+              ASSERT_TRUE(std::isnan(all[i])) << label << " at " << i;
+          }
+          for (size_t i = 0; i < got.size(); ++i)
+            ASSERT_LE(std::fabs(got[i] - expected[i]), bound[i]) << label << " at " << i / n << "," << i % n;
         }
       }
     }

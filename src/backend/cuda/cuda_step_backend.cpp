@@ -151,7 +151,8 @@ void CudaStepBackend::linear(Act x, int rows, const Projection& w, float* out) {
   }
 }
 
-bool CudaStepBackend::fp8_tensor_core_gemm(Act x, int rows, const Projection& w, float* out_f32, uint16_t* out_bf16) {
+bool CudaStepBackend::fp8_tensor_core_gemm(Act x, int rows, const Projection& w, float* out_f32, uint16_t* out_bf16,
+                                           int out_spare_rows, bool x_gate_up) {
   if (precision_ != PrefillPrecision::kBf16 || w.dtype != DType::kF8E4M3 || w.bias.present() ||
       !linear_fp8_supported(w.out, w.in, fp8_scales(w))) {
     return false;
@@ -159,7 +160,7 @@ bool CudaStepBackend::fp8_tensor_core_gemm(Act x, int rows, const Projection& w,
   const size_t mark = arena_.used();
   void* workspace = arena_.alloc_bytes(linear_fp8_workspace_bytes(rows, w.out, w.in));
   const bool ran = linear_fp8(exec_, x.bf16 != nullptr ? nullptr : x.f32, x.bf16, rows, w.fp8(), fp8_scales(w), w.out,
-                              w.in, out_f32, out_bf16, workspace);
+                              w.in, out_f32, out_bf16, workspace, out_spare_rows, x_gate_up);
   arena_.rewind(mark);
   if (!ran) {
     static std::once_flag once;
@@ -352,8 +353,9 @@ void CudaStepBackend::experts_large(const MoeWeights& w, const float* x, const i
   cuda::gather_rows(exec_, x, hidden, source_rows, entries, x_perm, x_perm_bf16);
   int most = 0;
   for (int e = 0; e < w.num_slots; ++e) most = std::max(most, host_offsets[e + 1] - host_offsets[e]);
-  // gate_up [most, 2 · inter]: float32 in the split mode, bf16 (half the bytes) in the bf16 mode.
-  const size_t gate_up_size = static_cast<size_t>(most) * 2 * inter;
+  // gate_up [most + kLinearFp8SpareRows, 2 · inter]: float32 in the split mode, bf16 (half the
+  // bytes) in the bf16 mode; the spare rows let linear_fp8 run one product per expert.
+  const size_t gate_up_size = static_cast<size_t>(most + kLinearFp8SpareRows) * 2 * inter;
   float* gate_up = split ? arena_.alloc<float>(gate_up_size) : nullptr;
   uint16_t* gate_up_bf16 = split ? nullptr : arena_.alloc<uint16_t>(gate_up_size);
   float* act = split ? arena_.alloc<float>(static_cast<size_t>(most) * inter) : nullptr;
@@ -365,10 +367,15 @@ void CudaStepBackend::experts_large(const MoeWeights& w, const float* x, const i
     const Projection gate_up_e = w.experts_gate_up.stacked_at(e);
     const Projection down_e = w.experts_down.stacked_at(e);
     float* y_e = y + begin * hidden;
+    // FP8 on tensor cores: the gate/up buffer's spare rows, and y's rows past the expert's (the
+    // later experts', rewritten after it), take linear_fp8's padding rows; the down projection
+    // quantizes silu(gate) · up straight from the gate/up product.
     if (!split &&
-        fp8_tensor_core_gemm(Act{nullptr, x_perm_bf16 + begin * hidden}, count, gate_up_e, nullptr, gate_up_bf16)) {
-      silu_mul(exec_, gate_up_bf16, count, inter, act_bf16);
-      if (fp8_tensor_core_gemm(Act{nullptr, act_bf16}, count, down_e, y_e, nullptr)) continue;
+        fp8_tensor_core_gemm(Act{nullptr, x_perm_bf16 + begin * hidden}, count, gate_up_e, nullptr, gate_up_bf16,
+                             most + kLinearFp8SpareRows - count) &&
+        fp8_tensor_core_gemm(Act{nullptr, gate_up_bf16}, count, down_e, y_e, nullptr,
+                             entries - static_cast<int>(begin) - count, /*x_gate_up=*/true)) {
+      continue;
     }
     const size_t mark = arena_.used();  // FP8 experts: their bf16 copies, one expert at a time
     const uint16_t* gate_up_w = bf16_weights(gate_up_e);

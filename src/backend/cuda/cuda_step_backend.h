@@ -78,8 +78,10 @@ class CudaStepBackend final : public StepBackend {
   const uint16_t* bf16_weights(const Projection& w);
   // In the bf16 mode, FP8 weights without a bias multiply on FP8 tensor cores (linear_fp8: the
   // activations quantized per row per 128 columns, as vLLM's block-FP8 path does): out [rows,
-  // w.out] float32 or bf16 = x · wᵀ. False (nothing done) where it does not apply.
-  bool fp8_tensor_core_gemm(Act x, int rows, const Projection& w, float* out_f32, uint16_t* out_bf16);
+  // w.out] float32 or bf16 = x · wᵀ; out_spare_rows and x_gate_up as linear_fp8's. False
+  // (nothing done) where it does not apply.
+  bool fp8_tensor_core_gemm(Act x, int rows, const Projection& w, float* out_f32, uint16_t* out_bf16,
+                            int out_spare_rows = 0, bool x_gate_up = false);
   // Prefill-sized batches: the offsets copied to the host once, each chosen expert through cuBLAS
   // (experts without biases and with the plain SwiGLU).
   void experts_large(const MoeWeights& w, const float* x, const int32_t* source_rows, const int32_t* offsets,

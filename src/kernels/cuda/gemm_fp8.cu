@@ -11,7 +11,10 @@
 //
 // The activations' scale rows are kept a multiple of 4 floats (16-byte aligned, which cuBLASLt's
 // block-scaled kernels are reported to need): a product of M rows runs as the first M & ~3 rows,
-// then the last 1-3 rows padded to 4 into a small buffer.
+// then the last 1-3 rows padded to 4 into a small buffer, unless the caller's output has room for
+// the padded rows (out_spare_rows): then one product of the padded rows writes the spare rows with
+// the zero rows' products. Grouped experts take that path (each expert's spare rows are the next
+// one's, rewritten after it), which saves a product over all the weights for 3 in 4 experts.
 #include <cublasLt.h>
 
 #include <algorithm>
@@ -25,7 +28,7 @@ namespace moeserve::cuda {
 namespace {
 
 constexpr size_t kLtWorkspaceBytes = size_t{32} << 20;
-constexpr int kRowAlign = 4;
+constexpr int kRowAlign = kLinearFp8SpareRows + 1;  // cuBLASLt's activation scale rows: 16-byte aligned
 
 size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
@@ -166,11 +169,13 @@ size_t linear_fp8_workspace_bytes(int m, int n, int k) {
 }
 
 bool linear_fp8(const GpuExec& exec, const float* x_f32, const uint16_t* x_bf16, int m, const uint8_t* w,
-                const ops::Fp8Scales& w_scales, int n, int k, float* out_f32, uint16_t* out_bf16, void* workspace) {
-  if (!linear_fp8_supported(n, k, w_scales) || (out_f32 == nullptr) == (out_bf16 == nullptr)) {
+                const ops::Fp8Scales& w_scales, int n, int k, float* out_f32, uint16_t* out_bf16, void* workspace,
+                int out_spare_rows, bool x_gate_up) {
+  if (!linear_fp8_supported(n, k, w_scales) || (out_f32 == nullptr) == (out_bf16 == nullptr) ||
+      (x_gate_up && x_bf16 == nullptr)) {
     std::fprintf(stderr,
                  "moeserve: linear_fp8 needs 128-column weight scale blocks at offset 0, K %% 128 == 0 and "
-                 "N %% 16 == 0 (n=%d k=%d), and one output\n",
+                 "N %% 16 == 0 (n=%d k=%d), one output, and bf16 input for a gate/up input\n",
                  n, k);
     std::abort();
   }
@@ -185,20 +190,24 @@ bool linear_fp8(const GpuExec& exec, const float* x_f32, const uint16_t* x_bf16,
   const bool f32 = out_f32 != nullptr;
   const size_t elt = f32 ? sizeof(float) : sizeof(uint16_t);
   auto* out = f32 ? static_cast<void*>(out_f32) : static_cast<void*>(out_bf16);
-  const int head = m / kRowAlign * kRowAlign;
+  const int padded = (m + kRowAlign - 1) / kRowAlign * kRowAlign;
+  const bool room = m + out_spare_rows >= padded;
+  const int head = room ? m : m / kRowAlign * kRowAlign;  // rows quantized into x_q
+  const int head_padded = room ? padded : head;           // rows of the first product
   const int tail = m - head;
   if (head > 0) {
-    quantize_fp8_rows(exec, x_f32, x_bf16, head, head, k, w_scales.ue8m0, c.x_q, c.x_scales);
-    if (!lt_matmul(exec, c.x_q, c.x_scales, w, c.w_scales, row_blocks, head, n, k, out, f32, c.lt_workspace)) {
+    quantize_fp8_rows(exec, x_f32, x_bf16, head, head_padded, k, w_scales.ue8m0, c.x_q, c.x_scales, x_gate_up);
+    if (!lt_matmul(exec, c.x_q, c.x_scales, w, c.w_scales, row_blocks, head_padded, n, k, out, f32, c.lt_workspace)) {
       return false;
     }
   }
   if (tail > 0) {
     const int64_t at = static_cast<int64_t>(head) * k;
+    const int64_t x_at = x_gate_up ? 2 * at : at;
     uint8_t* tail_q = c.x_q + at;
     float* tail_scales = c.x_scales + static_cast<int64_t>(blocks) * head;
-    quantize_fp8_rows(exec, x_f32 != nullptr ? x_f32 + at : nullptr, x_bf16 != nullptr ? x_bf16 + at : nullptr, tail,
-                      kRowAlign, k, w_scales.ue8m0, tail_q, tail_scales);
+    quantize_fp8_rows(exec, x_f32 != nullptr ? x_f32 + at : nullptr, x_bf16 != nullptr ? x_bf16 + x_at : nullptr, tail,
+                      kRowAlign, k, w_scales.ue8m0, tail_q, tail_scales, x_gate_up);
     if (!lt_matmul(exec, tail_q, tail_scales, w, c.w_scales, row_blocks, kRowAlign, n, k, c.tail_out, f32,
                    c.lt_workspace)) {
       return false;

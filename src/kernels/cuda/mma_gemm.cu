@@ -11,8 +11,9 @@
 // average 16 rows or more). Each warp loads its weight fragments straight from global memory into
 // registers (16-byte loads, each thread owning 16 consecutive K of a row: the K order inside a
 // 64-wide chunk is permuted identically for A and B, which leaves the dot products unchanged) and
-// the next chunk's are in flight while the current one is multiplied. Activations are staged per
-// chunk in shared memory as bf16 hi + lo halves (x ≈ hi + lo: two MMAs per weight fragment give
+// the next chunk's are in flight while the current one is multiplied (FP8 weights: two 64-K chunks a
+// pass, so a pass loads as many weight bytes as bf16's one). Activations are staged per pass in
+// shared memory as bf16 hi + lo halves (x ≈ hi + lo: two MMAs per weight fragment give
 // float32-like results while each weight byte is still read once) or as bf16 alone in the plain
 // mode. Groups with no rows exit at once, so experts no token chose cost nothing and no host round
 // trip is needed (CUDA-graph safe).
@@ -29,8 +30,12 @@ namespace moeserve::cuda {
 namespace {
 
 constexpr int kWarps = 4;
-constexpr int kChunk = 64;            // K per pass
-constexpr int kXStride = kChunk + 8;  // bf16 per staged row: the 16-byte skew makes the 16-byte reads conflict-free
+constexpr int kChunk = 64;  // K per sub-chunk (each thread owns 16 K of a row in one)
+// Sub-chunks per pass: FP8 weights take two, so each thread loads as many weight bytes a pass as
+// bf16's one. The loop's passes (activation staging and a barrier each), not its bytes, bound it:
+// with 64-K passes FP8's time per weight equalled bf16's (H200, Mixtral gate/up at 8 tokens: 434
+// against 436 us).
+constexpr int kFp8Subchunks = 2;
 
 __device__ __forceinline__ uint32_t word_of(const uint4 (&v)[2], int w) {
   const uint4 q = v[w >> 2];
@@ -63,12 +68,12 @@ struct WeightFrags<kTiles, Format::kMxfp4> {
   uint32_t e8m0[kTiles][2];
 };
 // FP8: the same 16 K as 16 e4m3 bytes (decoded exactly to bf16), and the row's scale of the
-// chunk's K block (a chunk never straddles one: block and offset are multiples of kChunk), which
-// multiplies the chunk's partial sums.
+// sub-chunk's K block (a sub-chunk never straddles one: block and offset are multiples of kChunk),
+// which multiplies the sub-chunk's partial sums; kFp8Subchunks of each per pass.
 template <int kTiles>
 struct WeightFrags<kTiles, Format::kFp8> {
-  uint4 codes[kTiles][2];
-  float scale[kTiles][2];
+  uint4 codes[kTiles][2][kFp8Subchunks];
+  float scale[kTiles][2][kFp8Subchunks];
 };
 
 // kTiles m-tiles of 16 weight rows per warp: with SwiGLU 2 (tile 0 = gate rows, tile 1 = the
@@ -89,6 +94,9 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
   constexpr int kWarpFeatures = kSwiglu ? 16 : 16 * kTiles;
   constexpr int kRows = 8 * kNTiles;
   constexpr int kHalves = kSplit ? 2 : 1;
+  constexpr int kSubs = kFp8 ? kFp8Subchunks : 1;
+  constexpr int kPassK = kSubs * kChunk;  // K per pass
+  constexpr int kXStride = kPassK + 8;    // bf16 per staged row: the 16-byte skew makes the 16-byte reads conflict-free
   __shared__ __align__(16) uint16_t xs[2][kHalves][kRows][kXStride];
 
   const bool grouped = args.offsets != nullptr;
@@ -138,10 +146,18 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
                                : make_uint2(0u, 0u);
           w.e8m0[i][r] = live ? scale_mx[row * (args.k / 32) + k / 32] : 127u;
         } else if constexpr (kFp8) {
-          w.codes[i][r] = live ? __ldg(reinterpret_cast<const uint4*>(weight_f8 + row * args.k + k))
-                               : make_uint4(0u, 0u, 0u, 0u);
-          w.scale[i][r] = row_ok[i][r] ? __ldg(scale_f8 + row * scale_cols + (args.fp8.offset + k0) / args.fp8.block)
-                                       : 0.0f;
+#pragma unroll
+          for (int q = 0; q < kSubs; ++q) {
+            // The scale multiplies the whole sub-chunk's sums (every thread's K span): it is loaded
+            // wherever the sub-chunk starts inside K, whether or not this thread's span does.
+            const bool sub_live = row_ok[i][r] && k0 + q * kChunk < args.k;
+            w.codes[i][r][q] = sub_live && k + q * kChunk < args.k
+                                   ? __ldg(reinterpret_cast<const uint4*>(weight_f8 + row * args.k + k + q * kChunk))
+                                   : make_uint4(0u, 0u, 0u, 0u);
+            w.scale[i][r][q] =
+                sub_live ? __ldg(scale_f8 + row * scale_cols + (args.fp8.offset + k0 + q * kChunk) / args.fp8.block)
+                         : 0.0f;
+          }
         } else {
 #pragma unroll
           for (int h = 0; h < 2; ++h) {
@@ -152,14 +168,14 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
         }
       }
   };
-  // Activations: kRows × kChunk floats as float4s, kRows / 8 per thread.
-  constexpr int kXLoads = kRows * (kChunk / 4) / (kWarps * 32);
+  // Activations: kRows × kPassK floats as float4s, kRows · kSubs / 8 per thread.
+  constexpr int kXLoads = kRows * (kPassK / 4) / (kWarps * 32);
   auto load_x = [&](float4(&x)[kXLoads], int k0) {
 #pragma unroll
     for (int j = 0; j < kXLoads; ++j) {
       const int index = threadIdx.x + j * kWarps * 32;
-      const int m = index / (kChunk / 4);
-      const int k = k0 + 4 * (index % (kChunk / 4));
+      const int m = index / (kPassK / 4);
+      const int k = k0 + 4 * (index % (kPassK / 4));
       x[j] = m < rows_here && k < args.k
                  ? *reinterpret_cast<const float4*>(args.x + int64_t(tile_begin + m) * args.k + k)
                  : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -169,8 +185,8 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
 #pragma unroll
     for (int j = 0; j < kXLoads; ++j) {
       const int index = threadIdx.x + j * kWarps * 32;
-      const int m = index / (kChunk / 4);
-      const int k = 4 * (index % (kChunk / 4));
+      const int m = index / (kPassK / 4);
+      const int k = 4 * (index % (kPassK / 4));
       const Bf16x2Split e01 = split_bf16x2(x[j].x, x[j].y), e23 = split_bf16x2(x[j].z, x[j].w);
       *reinterpret_cast<uint2*>(&xs[buffer][0][m][k]) = make_uint2(e01.hi, e23.hi);
       if constexpr (kSplit) *reinterpret_cast<uint2*>(&xs[buffer][1][m][k]) = make_uint2(e01.lo, e23.lo);
@@ -185,75 +201,77 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
 
-  const int all_chunks = (args.k + kChunk - 1) / kChunk;
+  const int all_chunks = (args.k + kPassK - 1) / kPassK;  // passes
   const int chunk_begin = partial != nullptr ? split * chunks_per_split : 0;
   const int chunk_end = partial != nullptr ? min(all_chunks, chunk_begin + chunks_per_split) : all_chunks;
   WeightFrags<kTiles, kFormat> w_now, w_next;
-  // FP8: each chunk's products, before its K block's scale joins them to acc.
-  float chunk_acc[kFp8 ? kTiles : 1][kFp8 ? kNTiles : 1][4];
+  // FP8: one n-tile's products of a sub-chunk, before its K block's scale joins them to acc.
+  float chunk_acc[kFp8 ? kTiles : 1][4];
   float4 x_next[kXLoads];
-  load_weights(w_now, chunk_begin * kChunk);
-  load_x(x_next, chunk_begin * kChunk);
+  load_weights(w_now, chunk_begin * kPassK);
+  load_x(x_next, chunk_begin * kPassK);
   store_x(x_next, 0);
   __syncthreads();
   for (int c = chunk_begin; c < chunk_end; ++c) {
     const bool more = c + 1 < chunk_end;
     if (more) {
-      load_weights(w_next, (c + 1) * kChunk);
-      load_x(x_next, (c + 1) * kChunk);
+      load_weights(w_next, (c + 1) * kPassK);
+      load_x(x_next, (c + 1) * kPassK);
     }
     const int buffer = (c - chunk_begin) & 1;
-    const WeightFrags<kTiles> a_frags = [&] {
-      if constexpr (kMx) {
-        WeightFrags<kTiles> decoded;
 #pragma unroll
-        for (int i = 0; i < kTiles; ++i)
+    for (int q = 0; q < kSubs; ++q) {
+      const WeightFrags<kTiles> a_frags = [&] {
+        if constexpr (kMx) {
+          WeightFrags<kTiles> decoded;
 #pragma unroll
-          for (int r = 0; r < 2; ++r) mxfp4_to_bf16x16(w_now.codes[i][r], w_now.e8m0[i][r], decoded.row[i][r]);
-        return decoded;
-      } else if constexpr (kFp8) {
-        WeightFrags<kTiles> decoded;
+          for (int i = 0; i < kTiles; ++i)
 #pragma unroll
-        for (int i = 0; i < kTiles; ++i)
+            for (int r = 0; r < 2; ++r) mxfp4_to_bf16x16(w_now.codes[i][r], w_now.e8m0[i][r], decoded.row[i][r]);
+          return decoded;
+        } else if constexpr (kFp8) {
+          WeightFrags<kTiles> decoded;
 #pragma unroll
-          for (int r = 0; r < 2; ++r) fp8_e4m3_to_bf16x16(w_now.codes[i][r], decoded.row[i][r]);
-        return decoded;
-      } else {
-        return w_now;
-      }
-    }();
+          for (int i = 0; i < kTiles; ++i)
 #pragma unroll
-    for (int j = 0; j < kNTiles; ++j) {
-      if (j >= active_ntiles) break;  // uniform: columns past the group's rows
-      uint4 b[kHalves][2];
+            for (int r = 0; r < 2; ++r) fp8_e4m3_to_bf16x16(w_now.codes[i][r][q], decoded.row[i][r]);
+          return decoded;
+        } else {
+          return w_now;
+        }
+      }();
 #pragma unroll
-      for (int half = 0; half < kHalves; ++half)
+      for (int j = 0; j < kNTiles; ++j) {
+        if (j >= active_ntiles) break;  // uniform: columns past the group's rows
+        uint4 b[kHalves][2];
 #pragma unroll
-        for (int h = 0; h < 2; ++h)
-          b[half][h] = *reinterpret_cast<const uint4*>(&xs[buffer][half][j * 8 + g][16 * t + 8 * h]);
+        for (int half = 0; half < kHalves; ++half)
 #pragma unroll
-      for (int s = 0; s < 4; ++s) {
+          for (int h = 0; h < 2; ++h)
+            b[half][h] = *reinterpret_cast<const uint4*>(&xs[buffer][half][j * 8 + g][q * kChunk + 16 * t + 8 * h]);
 #pragma unroll
-        for (int i = 0; i < kTiles; ++i) {
-          const uint32_t a0 = word_of(a_frags.row[i][0], 2 * s), a1 = word_of(a_frags.row[i][1], 2 * s);
-          const uint32_t a2 = word_of(a_frags.row[i][0], 2 * s + 1), a3 = word_of(a_frags.row[i][1], 2 * s + 1);
+        for (int s = 0; s < 4; ++s) {
 #pragma unroll
-          for (int half = 0; half < kHalves; ++half) {
-            if constexpr (kFp8) {
-              if (s == 0 && half == 0)
-                chunk_acc[i][j][0] = chunk_acc[i][j][1] = chunk_acc[i][j][2] = chunk_acc[i][j][3] = 0.0f;
-              mma_bf16(chunk_acc[i][j], a0, a1, a2, a3, word_of(b[half], 2 * s), word_of(b[half], 2 * s + 1));
-            } else {
-              mma_bf16(acc[i][j], a0, a1, a2, a3, word_of(b[half], 2 * s), word_of(b[half], 2 * s + 1));
+          for (int i = 0; i < kTiles; ++i) {
+            const uint32_t a0 = word_of(a_frags.row[i][0], 2 * s), a1 = word_of(a_frags.row[i][1], 2 * s);
+            const uint32_t a2 = word_of(a_frags.row[i][0], 2 * s + 1), a3 = word_of(a_frags.row[i][1], 2 * s + 1);
+#pragma unroll
+            for (int half = 0; half < kHalves; ++half) {
+              if constexpr (kFp8) {
+                if (s == 0 && half == 0) chunk_acc[i][0] = chunk_acc[i][1] = chunk_acc[i][2] = chunk_acc[i][3] = 0.0f;
+                mma_bf16(chunk_acc[i], a0, a1, a2, a3, word_of(b[half], 2 * s), word_of(b[half], 2 * s + 1));
+              } else {
+                mma_bf16(acc[i][j], a0, a1, a2, a3, word_of(b[half], 2 * s), word_of(b[half], 2 * s + 1));
+              }
             }
           }
         }
-      }
-      if constexpr (kFp8) {
+        if constexpr (kFp8) {
 #pragma unroll
-        for (int i = 0; i < kTiles; ++i)
+          for (int i = 0; i < kTiles; ++i)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) acc[i][j][e] += chunk_acc[i][j][e] * w_now.scale[i][e >> 1];
+            for (int e = 0; e < 4; ++e) acc[i][j][e] += chunk_acc[i][e] * w_now.scale[i][e >> 1][q];
+        }
       }
     }
     if (more) store_x(x_next, buffer ^ 1);
@@ -291,6 +309,9 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
     }
 }
 
+// K per pass of the kernel (kPassK).
+int pass_k(const GemmArgs& args) { return args.weight_fp8 != nullptr ? kFp8Subchunks * kChunk : kChunk; }
+
 // Activation rows per block (8 · kNTiles): dispatch_rows and k_splits both follow it.
 int row_tile(int rows) { return rows <= 8 ? 8 : 16; }
 constexpr int kGroupedTiles = 2;  // m-tiles per warp of grouped GEMMs (see dispatch_rows)
@@ -306,6 +327,9 @@ bool grouped_tiles(const GemmArgs& args) {
 // two reps): batch 64 (16 rows an expert on average) 7,531-7,554 → 7,894-7,899 tok/s, batch
 // 128 10,225-10,249 → 11,209-11,215; at batch 32 (8 on average) they lost 4% (4,343-4,378 →
 // 4,174-4,186: 163 registers a thread, 3 blocks an SM instead of 4), as 24-row tiles did.
+// FP8 weights take them too, at 246 registers (H100, Mixtral 8 layers, batch 64: 7,087 tok/s with
+// them, 5,946 without; capping FP8's 16-row tiles at 168 registers to fit 3 blocks an SM spilled
+// and lost at every batch).
 bool long_grouped_tile(const GemmArgs& args) { return args.offsets != nullptr && args.total_rows >= 16 * args.groups; }
 
 // K splits (split_k.cuh) counting one row tile per touched group of a grouped GEMM (most
@@ -316,13 +340,13 @@ int k_splits(const GemmArgs& args) {
   const int64_t feature_blocks = ceil_div(args.n, kWarps * 16 * (grouped_tiles(args) ? kGroupedTiles : 1));
   const int64_t blocks =
       feature_blocks * (grouped ? std::min(args.groups, args.total_rows) : ceil_div(args.rows, row_tile(args.rows)));
-  return k_split_count(blocks, ceil_div(args.k, kChunk));
+  return k_split_count(blocks, ceil_div(args.k, pass_k(args)));
 }
 
 template <int kNTiles, int kTiles, bool kSwiglu, bool kSplit, Format kFormat>
 void launch(const GpuExec& exec, const GemmArgs& args, float* workspace) {
   const int splits = workspace != nullptr ? k_splits(args) : 1;
-  const int chunks = ceil_div(args.k, kChunk);
+  const int chunks = ceil_div(args.k, pass_k(args));
   // Row tiles vary fastest, so the tiles sharing a block of weight rows run together and all
   // but the first read those weights from L2.
   const int warp_features = kSwiglu ? 16 : 16 * kTiles;
