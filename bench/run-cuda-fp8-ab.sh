@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 21's FP8 measurement in one run on one GPU: bf16 against --quantization fp8 on the same
-# shape (moeserve bench latency: decode at batch 1/8/64, prefill 8×1024, the prefill GEMMs each way
+# shape (moeserve bench latency: decode at batch 1/8/16/32/64, prefill 8×1024, the prefill GEMMs each way
 # in "prefill_gemms"), then the trained KJV model's Revelation perplexity with each FP8 option,
 # merged into one JSON with the ratios the issue asks for.
 # usage: bench/run-cuda-fp8-ab.sh MOESERVE_BINARY OUT.json [LAYERS] [REVELATION.txt]
@@ -21,7 +21,7 @@ for weights in bf16 fp8; do
   [ "$weights" = fp8 ] && quantization=(--quantization fp8)
   "$moeserve" bench latency "$config" --device cuda --load-format dummy \
     --hf-overrides "{\"num_hidden_layers\": $layers}" --input-len 128 --output-len 32 --num-iters 1 \
-    --batch-size 1,8,64 --prefill-batch 8 --prefill-len 1024 "${quantization[@]}" \
+    --batch-size 1,8,16,32,64 --prefill-batch 8 --prefill-len 1024 "${quantization[@]}" \
     --output-json "$tmp/latency-$weights.json" >/dev/null
 done
 if [ -n "$revelation" ]; then
@@ -41,7 +41,7 @@ import glob, json, os, sys
 tmp, out, layers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 bf16 = json.load(open(f"{tmp}/latency-bf16.json"))
 fp8 = json.load(open(f"{tmp}/latency-fp8.json"))
-keys = ("decode_bs1_tok_s", "decode_bs8_tok_s", "decode_bs64_tok_s", "prefill_tok_s", "prefill_tflops")
+keys = tuple(f"decode_bs{b}_tok_s" for b in (1, 8, 16, 32, 64)) + ("prefill_tok_s", "prefill_tflops")
 result = {
     "shape": f"mistralai/Mixtral-8x7B-v0.1 config, num_hidden_layers={layers}, dummy weights",
     "gpu": bf16.get("gpu"),
