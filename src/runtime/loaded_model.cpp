@@ -4,6 +4,7 @@
 
 #include "loader/checkpoint.h"
 #include "loader/dummy_weights.h"
+#include "loader/kv_cache_scales.h"
 #include "loader/json_file.h"
 
 namespace moeserve {
@@ -29,6 +30,7 @@ Result<LoadedModel> load_model(const std::string& model_dir, const LoadOptions& 
 Result<std::unique_ptr<WeightSource>> open_weights(const std::string& model_dir, const LoadOptions& options) {
   if (options.load_format == LoadFormat::kDummy) return std::unique_ptr<WeightSource>(new DummyWeights(options.seed));
   MS_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::open(model_dir));
+  MS_RETURN_IF_ERROR(check_kv_cache_scales(checkpoint, options.kv_cache_fp8));
   return std::unique_ptr<WeightSource>(new Checkpoint(std::move(checkpoint)));
 }
 

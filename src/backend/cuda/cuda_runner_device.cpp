@@ -13,6 +13,7 @@
 #include "comm/nccl/nccl_communicator.h"
 #include "device/cuda/cuda_device.h"
 #include "loader/checkpoint.h"
+#include "loader/kv_cache_scales.h"
 
 namespace moeserve {
 
@@ -345,6 +346,7 @@ Result<std::unique_ptr<ModelRunner>> make_cuda_runner(const std::string& model_d
   if (load.load_format == LoadFormat::kDummy)
     return make_cuda_runner(config, nullptr, load.seed, options, runner_options);
   MS_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::open(model_dir));
+  MS_RETURN_IF_ERROR(check_kv_cache_scales(checkpoint, load.kv_cache_fp8));
   return make_cuda_runner(config, &checkpoint, load.seed, options, runner_options);
 }
 
