@@ -12,8 +12,6 @@
 #include "backend/cuda/staged_communicator.h"
 #include "comm/nccl/nccl_communicator.h"
 #include "device/cuda/cuda_device.h"
-#include "loader/checkpoint.h"
-#include "loader/kv_cache_scales.h"
 
 namespace moeserve {
 
@@ -343,11 +341,12 @@ Result<std::unique_ptr<ModelRunner>> make_cuda_runner(const std::string& model_d
                                                       const LoadOptions& load, const CudaDeviceOptions& device_options,
                                                       const ModelRunnerOptions& runner_options) {
   MS_ASSIGN_OR_RETURN(const CudaDeviceOptions options, cuda_device_options(config, load, device_options));
-  if (load.load_format == LoadFormat::kDummy)
-    return make_cuda_runner(config, nullptr, load.seed, options, runner_options);
-  MS_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::open(model_dir));
-  MS_RETURN_IF_ERROR(check_kv_cache_scales(checkpoint, load.kv_cache_fp8));
-  return make_cuda_runner(config, &checkpoint, load.seed, options, runner_options);
+  // The checkpoint, or none: dummy weights are made on the GPU.
+  std::unique_ptr<WeightSource> weights;
+  if (load.load_format != LoadFormat::kDummy) {
+    MS_ASSIGN_OR_RETURN(weights, open_weights(model_dir, load));
+  }
+  return make_cuda_runner(config, weights.get(), load.seed, options, runner_options);
 }
 
 Result<std::unique_ptr<ModelRunner>> make_cuda_runner(const ModelConfig& config, const WeightSource* weights,
