@@ -30,6 +30,8 @@ namespace {
 constexpr size_t kLtWorkspaceBytes = size_t{32} << 20;
 constexpr int kRowAlign = kLinearFp8SpareRows + 1;  // cuBLASLt's activation scale rows: 16-byte aligned
 
+int padded_rows(int m) { return (m + kRowAlign - 1) / kRowAlign * kRowAlign; }
+
 size_t align256(size_t bytes) { return (bytes + 255) / 256 * 256; }
 
 int padded_blocks(int k) { return (k / kFp8Group + 3) / 4 * 4; }
@@ -138,7 +140,7 @@ struct Carved {
 };
 
 Carved carve(void* workspace, int m, int n, int k) {
-  const int64_t padded = (m + kRowAlign - 1) / kRowAlign * kRowAlign;
+  const int64_t padded = padded_rows(m);
   const int64_t blocks = k / kFp8Group;
   auto* base = static_cast<char*>(workspace);
   Carved c{};
@@ -161,7 +163,7 @@ bool linear_fp8_supported(int n, int k, const ops::Fp8Scales& w) {
 }
 
 size_t linear_fp8_workspace_bytes(int m, int n, int k) {
-  const int64_t padded = (m + kRowAlign - 1) / kRowAlign * kRowAlign;
+  const int64_t padded = padded_rows(m);
   const int64_t blocks = k / kFp8Group;
   return align256(padded * k) + align256((blocks * padded + blocks * kRowAlign) * sizeof(float)) +
          align256(weight_scale_floats(n, k) * sizeof(float)) + align256(size_t{kRowAlign} * n * sizeof(float)) +
@@ -190,7 +192,7 @@ bool linear_fp8(const GpuExec& exec, const float* x_f32, const uint16_t* x_bf16,
   const bool f32 = out_f32 != nullptr;
   const size_t elt = f32 ? sizeof(float) : sizeof(uint16_t);
   auto* out = f32 ? static_cast<void*>(out_f32) : static_cast<void*>(out_bf16);
-  const int padded = (m + kRowAlign - 1) / kRowAlign * kRowAlign;
+  const int padded = padded_rows(m);
   const bool room = m + out_spare_rows >= padded;
   const int head = room ? m : m / kRowAlign * kRowAlign;  // rows quantized into x_q
   const int head_padded = room ? padded : head;           // rows of the first product
