@@ -80,12 +80,12 @@ struct WeightFrags<kTiles, Format::kFp8> {
 // thread). kNTiles: activation rows per block = 8 · kNTiles. kSplit: hi + lo activation halves.
 // kFormat: MXFP4 weights (args.weight_mxfp4, K % 32 == 0) or FP8 (args.weight_fp8, its scale
 // blocks and offset multiples of kChunk) are decoded exactly to bf16 in registers.
-// partial != null (no SwiGLU): the K chunks are cut into `splits` ranges of chunks_per_split;
+// partial != null (no SwiGLU): the K passes are cut into `splits` ranges of passes_per_split;
 // blockIdx.z = group · splits + split, and the block's sums go to
 // partial[split][row][feature] (partial_rows rows) for sum_partials_kernel to add up.
 template <int kNTiles, int kTiles, bool kSwiglu, bool kSplit, Format kFormat>
 __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, float* partial, int splits,
-                                                               int chunks_per_split, int partial_rows) {
+                                                               int passes_per_split, int partial_rows) {
   start_after_prior_grids();
   constexpr bool kMx = kFormat == Format::kMxfp4;
   constexpr bool kFp8 = kFormat == Format::kFp8;
@@ -200,24 +200,24 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
 #pragma unroll
       for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.0f;
 
-  const int all_chunks = (args.k + kPassK - 1) / kPassK;  // passes
-  const int chunk_begin = partial != nullptr ? split * chunks_per_split : 0;
-  const int chunk_end = partial != nullptr ? min(all_chunks, chunk_begin + chunks_per_split) : all_chunks;
+  const int all_passes = (args.k + kPassK - 1) / kPassK;
+  const int pass_begin = partial != nullptr ? split * passes_per_split : 0;
+  const int pass_end = partial != nullptr ? min(all_passes, pass_begin + passes_per_split) : all_passes;
   WeightFrags<kTiles, kFormat> w_now, w_next;
   // FP8: one n-tile's products of a sub-chunk, before its K block's scale joins them to acc.
   float chunk_acc[kFp8 ? kTiles : 1][4];
   float4 x_next[kXLoads];
-  load_weights(w_now, chunk_begin * kPassK);
-  load_x(x_next, chunk_begin * kPassK);
+  load_weights(w_now, pass_begin * kPassK);
+  load_x(x_next, pass_begin * kPassK);
   store_x(x_next, 0);
   __syncthreads();
-  for (int c = chunk_begin; c < chunk_end; ++c) {
-    const bool more = c + 1 < chunk_end;
+  for (int c = pass_begin; c < pass_end; ++c) {
+    const bool more = c + 1 < pass_end;
     if (more) {
       load_weights(w_next, (c + 1) * kPassK);
       load_x(x_next, (c + 1) * kPassK);
     }
-    const int buffer = (c - chunk_begin) & 1;
+    const int buffer = (c - pass_begin) & 1;
 #pragma unroll
     for (int q = 0; q < kSubs; ++q) {
       const WeightFrags<kTiles> a_frags = [&] {
@@ -345,7 +345,7 @@ int k_splits(const GemmArgs& args) {
 template <int kNTiles, int kTiles, bool kSwiglu, bool kSplit, Format kFormat>
 void launch(const GpuExec& exec, const GemmArgs& args, float* workspace) {
   const int splits = workspace != nullptr ? k_splits(args) : 1;
-  const int chunks = ceil_div(args.k, pass_k(args));
+  const int passes = ceil_div(args.k, pass_k(args));
   // Row tiles vary fastest, so the tiles sharing a block of weight rows run together and all
   // but the first read those weights from L2.
   const int warp_features = kSwiglu ? 16 : 16 * kTiles;
@@ -353,7 +353,7 @@ void launch(const GpuExec& exec, const GemmArgs& args, float* workspace) {
                   (args.offsets != nullptr ? args.groups : 1) * splits);
   float* partial = splits > 1 ? workspace : nullptr;
   launch_dependent("mma_gemm", mma_gemm_kernel<kNTiles, kTiles, kSwiglu, kSplit, kFormat>, grid, kWarps * 32, 0, exec,
-                   args, partial, splits, ceil_div(chunks, splits), partial_rows(args));
+                   args, partial, splits, ceil_div(passes, splits), partial_rows(args));
   if (partial != nullptr) {
     sum_partials(exec, partial, splits, int64_t(partial_rows(args)) * args.n, args.out);
   }
