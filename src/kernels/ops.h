@@ -619,8 +619,10 @@ SplitSums small_gemm_unsummed(const GpuExec& exec, const GemmArgs& args, float* 
 // are added in a fixed order, so results are deterministic); null runs it unsplit.
 bool mma_gemm_supported(int k);
 // FP8 weights (args.weight_fp8): exact e4m3 → bf16 in registers, each 64-K chunk's sums times its
-// row's block scale; needs K % 16 == 0, scale blocks and offset multiples of 64, and no
-// activation quantization (the weight-only FP8 mode).
+// row's block scale (W8A16); needs K % 16 == 0, scale blocks and offset multiples of 64. With
+// fp8.quantize_activations (not split: the bf16 mode), W8A8 on FP8 tensor cores: each row's 128-K
+// groups of x quantized as quantize_fp8_rows does, inside the kernel; needs K % 128 == 0 and
+// scale blocks of 128 at offset 0.
 bool mma_gemm_supports_fp8(int k, const ops::Fp8Scales& fp8);
 size_t mma_gemm_workspace_floats(const GemmArgs& args);
 void mma_gemm(const GpuExec& exec, const GemmArgs& args, bool split, float* workspace = nullptr);

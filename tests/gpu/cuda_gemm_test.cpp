@@ -333,10 +333,12 @@ std::vector<uint8_t> random_fp8_codes(size_t count, std::mt19937& rng) {
 // codes but NaN, positive scales near 0.005 per 128-wide K block of a row (at block offset
 // `offset`), a bias; counts[g] rows for group g (one count: ungrouped). row_scale[r % size]
 // multiplies x's row r, and each row's outputs are checked on their own (relative error).
+// quantize: W8A8 (fp8.quantize_activations, with ue8m0 scales or not), which the CPU emulates.
 class CudaFp8GemmTest : public CudaOpsTest {
  protected:
   void expect_matches_the_cpu(const GemmKernel& kernel, bool swiglu, int hidden, int inter, int offset,
-                              const std::vector<int>& counts, const std::vector<float>& row_scale = {1.0f}) {
+                              const std::vector<int>& counts, const std::vector<float>& row_scale = {1.0f},
+                              bool quantize = false, bool ue8m0 = false) {
     constexpr int kBlock = 128;
     const bool dense = counts.size() == 1;
     const int groups = static_cast<int>(counts.size());
@@ -367,7 +369,11 @@ class CudaFp8GemmTest : public CudaOpsTest {
                        .swiglu = swiglu,
                        .out = expected.data(),
                        .weight_fp8 = codes.data(),
-                       .fp8 = ops::Fp8Scales{.scale = scales.data(), .block = kBlock, .offset = offset},
+                       .fp8 = ops::Fp8Scales{.scale = scales.data(),
+                                             .block = kBlock,
+                                             .offset = offset,
+                                             .quantize_activations = quantize,
+                                             .ue8m0 = ue8m0},
                        .scale_group_stride = int64_t(n_weight) * scale_cols};
     ops::gemm(cpu_, args);
     cuda::GemmArgs device = args;
@@ -381,7 +387,8 @@ class CudaFp8GemmTest : public CudaOpsTest {
     const std::vector<float> out = download(device.out, expected.size());
     const std::string label = std::string(kernel.name) + (swiglu ? " swiglu " : " ") + std::to_string(hidden) + "x" +
                               std::to_string(inter) + " offset " + std::to_string(offset) + " rows " +
-                              std::to_string(total) + (dense ? " dense" : "");
+                              std::to_string(total) + (dense ? " dense" : "") +
+                              (quantize ? (ue8m0 ? " w8a8 ue8m0" : " w8a8") : "");
     if (row_scale.size() == 1) {
       EXPECT_LT(relative_error(out, expected), kernel.tolerance) << label;
       return;
@@ -438,6 +445,42 @@ TEST_F(CudaFp8GemmTest, Fp8WeightStreamsKeepEachRowsRange) {
       }
     }
   }
+}
+
+// W8A8 in mma_gemm (the bf16 mode's FP8 decode GEMMs): each row's 128-K groups of the
+// bf16-rounded activations quantized to e4m3 inside the kernel, as ops::quantize_activations_fp8
+// does (amax / 448 scales, or powers of two with ue8m0), multiplied on FP8 tensor cores: against
+// the CPU's exact product of the same quantized values, within 1e-3 (each 128-K block accumulates
+// in the tensor cores' reduced precision), with and without split K, grouped with SwiGLU and a
+// bias or without, 8-, 16- and 32-row tiles, dense; rows far from magnitude 1 keep their range.
+TEST_F(CudaFp8GemmTest, W8A8DecodeGemmsQuantizeTheirActivations) {
+  const GemmKernel kernels[] = {
+      {"mma_gemm w8a8", true, true, 1e-3, nullptr,
+       [](const cuda::GpuExec& exec, const cuda::GemmArgs& args, float*) { cuda::mma_gemm(exec, args, false); }},
+      {"mma_gemm w8a8 split-K", true, true, 1e-3, cuda::mma_gemm_workspace_floats,
+       [](const cuda::GpuExec& exec, const cuda::GemmArgs& args, float* workspace) {
+         cuda::mma_gemm(exec, args, false, workspace);
+       }}};
+  for (const GemmKernel& kernel : kernels) {
+    for (bool swiglu : {true, false}) {
+      for (bool ue8m0 : {false, true}) {
+        for (auto [hidden, inter] : {std::pair{256, 128}, {7168, 2048}, {512, 384}}) {
+          for (const std::vector<int>& counts :
+               {std::vector<int>{1, 0, 0, 0}, std::vector<int>{0, 2, 0, 1}, std::vector<int>{3, 0, 1, 9, 0, 16},
+                std::vector<int>{40, 0, 17, 33}, std::vector<int>{24}}) {
+            if (counts.size() == 1 && swiglu) continue;
+            expect_matches_the_cpu(kernel, swiglu, hidden, inter, 0, counts, {1.0f}, true, ue8m0);
+          }
+        }
+        expect_matches_the_cpu(kernel, swiglu, 512, 256, 0, {17, 9}, {3e5f, 2e-6f, 1.0f}, true, ue8m0);
+      }
+    }
+  }
+  cuda::GemmArgs misaligned{.k = 176, .fp8 = ops::Fp8Scales{.block = 128, .quantize_activations = true}};
+  EXPECT_FALSE(cuda::mma_gemm_supports_fp8(misaligned.k, misaligned.fp8));  // K % 128 != 0: W8A16 instead
+  misaligned.k = 512;
+  misaligned.fp8.offset = 64;  // a TP shard inside a block
+  EXPECT_FALSE(cuda::mma_gemm_supports_fp8(misaligned.k, misaligned.fp8));
 }
 
 // Block-scaled FP8 weights → bf16 for cuBLAS (prefill-sized GEMMs): each weight times its row's

@@ -289,6 +289,12 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
         report("mma_gemm split experts gate_up+silu", time_it([&] { cuda::mma_gemm(exec, args, true); }), bytes);
         report("mma_gemm bf16 experts gate_up+silu", time_it([&] { cuda::mma_gemm(exec, args, false); }), bytes);
       }
+      // FP8 in the bf16 mode: W8A8, the activations quantized inside the kernel.
+      cuda::GemmArgs w8a8 = args;
+      w8a8.fp8.quantize_activations = true;
+      if (f8 && cuda::mma_gemm_supports_fp8(hidden, w8a8.fp8)) {
+        report("mma_gemm w8a8 experts gate_up+silu", time_it([&] { cuda::mma_gemm(exec, w8a8, false); }), bytes);
+      }
       if (cuda::mma_gemm_supported(m.expert_intermediate_size) &&
           (!f8 || cuda::mma_gemm_supports_fp8(m.expert_intermediate_size, args.fp8))) {
         cuda::GemmArgs down = args;
@@ -304,6 +310,12 @@ nlohmann::json kernel_bandwidths(const cuda::CudaStream& stream, const ModelConf
         report("mma_gemm split experts down (split K)",
                time_it([&] { cuda::mma_gemm(exec, down, true, workspace->as<float>()); }), bytes / 2);
         report("mma_gemm split experts down (unsplit)", time_it([&] { cuda::mma_gemm(exec, down, true); }), bytes / 2);
+        cuda::GemmArgs down_w8a8 = down;
+        down_w8a8.fp8.quantize_activations = true;
+        if (f8 && cuda::mma_gemm_supports_fp8(down.k, down_w8a8.fp8)) {
+          report("mma_gemm w8a8 experts down (split K)",
+                 time_it([&] { cuda::mma_gemm(exec, down_w8a8, false, workspace->as<float>()); }), bytes / 2);
+        }
         if (tokens <= cuda::kSmallTile) {
           report("small_gemm experts down (split K)",
                  time_it([&] { cuda::small_gemm(exec, down, workspace->as<float>()); }), bytes / 2);

@@ -31,6 +31,17 @@ __device__ __forceinline__ uint32_t float4_to_fp8_e4m3x4(float4 v) {
   return word;
 }
 
+// The scale of a group of activations whose largest magnitude is amax, as dynamic FP8 activation
+// quantization takes it (ops::quantize_activations_fp8): amax / 448, with ue8m0 (DeepSeek-V3.1's
+// scale_fmt) the power of two at or above it; 1 for an all-zero group (zero at any scale).
+__device__ __forceinline__ float fp8_activation_scale(float amax, bool ue8m0) {
+  if (!(amax > 0.0f)) return 1.0f;
+  const float scale = amax / 448.0f;
+  const uint32_t bits = __float_as_uint(scale);
+  if (!ue8m0 || (bits & 0x7fffffu) == 0) return scale;
+  return __uint_as_float((bits & 0x7f800000u) + 0x800000u);
+}
+
 // 16 consecutive e4m3 weights (16 bytes, the lowest address first) as float.
 __device__ __forceinline__ void fp8_e4m3_to_float16(uint4 raw, float (&out)[16]) {
   const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};

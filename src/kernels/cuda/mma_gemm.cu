@@ -15,10 +15,14 @@
 // pass, so a pass loads as many weight bytes as bf16's one). Activations are staged per pass in
 // shared memory as bf16 hi + lo halves (x ≈ hi + lo: two MMAs per weight fragment give
 // float32-like results while each weight byte is still read once) or as bf16 alone in the plain
-// mode. Groups with no rows exit at once, so experts no token chose cost nothing and no host round
+// mode. With fp8.quantize_activations (the bf16 mode's FP8 GEMMs, W8A8 as prefill's linear_fp8),
+// a pass stages each row's 128 K as e4m3 codes with one scale, quantized in the kernel, and FP8
+// weights go straight into m16n8k32 e4m3 MMAs: no weight decoding, half the MMAs. Groups with no
+// rows exit at once, so experts no token chose cost nothing and no host round
 // trip is needed (CUDA-graph safe).
 #include <algorithm>
 
+#include "kernels/cuda/async_copy.cuh"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/fp8.cuh"
 #include "kernels/cuda/mma.cuh"
@@ -51,8 +55,10 @@ __device__ __forceinline__ uint32_t word_of(const uint4 (&v)[2], int w) {
 }
 
 // The weights' format: bf16; MXFP4 (GPT-OSS's experts); block-scaled FP8 e4m3 (DeepSeek-V3's,
-// Qwen3-FP8's).
-enum class Format { kBf16, kMxfp4, kFp8 };
+// Qwen3-FP8's) decoded to bf16 (W8A16), or multiplied on FP8 tensor cores by activations the
+// kernel quantizes (kFp8A8, W8A8: fp8.quantize_activations).
+enum class Format { kBf16, kMxfp4, kFp8, kFp8A8 };
+__host__ __device__ constexpr bool fp8_weights(Format f) { return f == Format::kFp8 || f == Format::kFp8A8; }
 
 // One thread's weights for one chunk: rows g and g + 8 of each of its kTiles m-tiles, 16 K each.
 template <int kTiles, Format kFormat = Format::kBf16>
@@ -74,12 +80,32 @@ struct WeightFrags<kTiles, Format::kFp8> {
   uint4 codes[kTiles][2][kFp8Subchunks];
   float scale[kTiles][2][kFp8Subchunks];
 };
+template <int kTiles>
+struct WeightFrags<kTiles, Format::kFp8A8> : WeightFrags<kTiles, Format::kFp8> {};
+
+// The activations of a pass in shared memory: bf16 (hi, and lo when split), skewed 16 bytes a row
+// so that the fragments' 16-byte reads are conflict-free.
+template <int kRows, int kHalves, int kPassK, Format kFormat>
+struct StagedX {
+  uint16_t x[2][kHalves][kRows][kPassK + 8];
+};
+// W8A8: the next pass's float32 rows as cp.async lands them, and the pass's 128 K as e4m3 codes
+// (rows 192 bytes apart, conflict-free for the 16-byte reads of rows g and g + 1 by one
+// quarter-warp) with each row's scale.
+template <int kRows, int kHalves, int kPassK>
+struct StagedX<kRows, kHalves, kPassK, Format::kFp8A8> {
+  float raw[kRows][kPassK];
+  uint8_t codes[2][kRows][kPassK + 64];
+  float scale[2][kRows];
+};
 
 // kTiles m-tiles of 16 weight rows per warp: with SwiGLU 2 (tile 0 = gate rows, tile 1 = the
 // matching up rows), else 1 or 2 consecutive tiles (2: twice the weight bytes in flight per
 // thread). kNTiles: activation rows per block = 8 · kNTiles. kSplit: hi + lo activation halves.
 // kFormat: MXFP4 weights (args.weight_mxfp4, K % 32 == 0) or FP8 (args.weight_fp8, its scale
-// blocks and offset multiples of kChunk) are decoded exactly to bf16 in registers.
+// blocks and offset multiples of kChunk) are decoded exactly to bf16 in registers; kFp8A8 (FP8
+// weights in blocks of 128 at offset 0, K % 128 == 0, no split) quantizes each row's 128 K of a
+// pass to e4m3 as quantize_fp8_rows does (bf16-rounded, scale amax / 448) and multiplies the codes.
 // partial != null (no SwiGLU): the K passes are cut into `splits` ranges of passes_per_split;
 // blockIdx.z = group · splits + split, and the block's sums go to
 // partial[split][row][feature] (partial_rows rows) for sum_partials_kernel to add up.
@@ -88,15 +114,16 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
                                                                int passes_per_split, int partial_rows) {
   start_after_prior_grids();
   constexpr bool kMx = kFormat == Format::kMxfp4;
-  constexpr bool kFp8 = kFormat == Format::kFp8;
+  constexpr bool kFp8 = fp8_weights(kFormat);
+  constexpr bool kA8 = kFormat == Format::kFp8A8;
   static_assert(!kSwiglu || kTiles == 2);
+  static_assert(!kA8 || !kSplit);
   constexpr int kWarpFeatures = kSwiglu ? 16 : 16 * kTiles;
   constexpr int kRows = 8 * kNTiles;
   constexpr int kHalves = kSplit ? 2 : 1;
   constexpr int kSubs = kFp8 ? kFp8Subchunks : 1;
   constexpr int kPassK = kSubs * kChunk;  // K per pass
-  constexpr int kXStride = kPassK + 8;    // bf16 per staged row: the 16-byte skew makes the 16-byte reads conflict-free
-  __shared__ __align__(16) uint16_t xs[2][kHalves][kRows][kXStride];
+  __shared__ __align__(16) StagedX<kRows, kHalves, kPassK, kFormat> xs;
 
   const bool grouped = args.offsets != nullptr;
   const int group = grouped ? blockIdx.z / splits : 0;
@@ -169,12 +196,18 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
   };
   // Activations: kRows × kPassK floats as float4s, kRows · kSubs / 8 per thread.
   constexpr int kXLoads = kRows * (kPassK / 4) / (kWarps * 32);
+  // W8A8: copied to xs.raw asynchronously instead (no registers held over the pass), each row by
+  // the warp that quantizes it.
   auto load_x = [&](float4(&x)[kXLoads], int k0) {
 #pragma unroll
     for (int j = 0; j < kXLoads; ++j) {
       const int index = threadIdx.x + j * kWarps * 32;
       const int m = index / (kPassK / 4);
       const int k = k0 + 4 * (index % (kPassK / 4));
+      if constexpr (kA8) {
+        if (m < rows_here) cp_async_16(&xs.raw[m][k - k0], args.x + int64_t(tile_begin + m) * args.k + k);
+        continue;
+      }
       x[j] = m < rows_here && k < args.k
                  ? *reinterpret_cast<const float4*>(args.x + int64_t(tile_begin + m) * args.k + k)
                  : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
@@ -186,9 +219,31 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
       const int index = threadIdx.x + j * kWarps * 32;
       const int m = index / (kPassK / 4);
       const int k = 4 * (index % (kPassK / 4));
-      const Bf16x2Split e01 = split_bf16x2(x[j].x, x[j].y), e23 = split_bf16x2(x[j].z, x[j].w);
-      *reinterpret_cast<uint2*>(&xs[buffer][0][m][k]) = make_uint2(e01.hi, e23.hi);
-      if constexpr (kSplit) *reinterpret_cast<uint2*>(&xs[buffer][1][m][k]) = make_uint2(e01.lo, e23.lo);
+      if constexpr (kA8) {
+        // A row's 128 K are one warp's float4s (m = warp + 4j), so its amax is a warp reduction.
+        static_assert(kPassK == 4 * 32);
+        if (j == 0) {
+          cp_async_wait_all();
+          __syncwarp();
+        }
+        const float4 raw = m < rows_here ? *reinterpret_cast<const float4*>(&xs.raw[m][k]) : make_float4(0, 0, 0, 0);
+        float v[4] = {raw.x, raw.y, raw.z, raw.w};
+        float amax = 0.0f;
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          v[e] = bf16_bits_to_float(float_to_bf16_bits(v[e]));
+          amax = fmaxf(amax, fabsf(v[e]));
+        }
+        for (int offset = 16; offset > 0; offset /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
+        const float scale = fp8_activation_scale(amax, args.fp8.ue8m0);
+        *reinterpret_cast<uint32_t*>(&xs.codes[buffer][m][k]) =
+            float4_to_fp8_e4m3x4(make_float4(v[0] / scale, v[1] / scale, v[2] / scale, v[3] / scale));
+        if (k == 0) xs.scale[buffer][m] = scale;
+      } else {
+        const Bf16x2Split e01 = split_bf16x2(x[j].x, x[j].y), e23 = split_bf16x2(x[j].z, x[j].w);
+        *reinterpret_cast<uint2*>(&xs.x[buffer][0][m][k]) = make_uint2(e01.hi, e23.hi);
+        if constexpr (kSplit) *reinterpret_cast<uint2*>(&xs.x[buffer][1][m][k]) = make_uint2(e01.lo, e23.lo);
+      }
     }
   };
 
@@ -218,58 +273,85 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
       load_x(x_next, (c + 1) * kPassK);
     }
     const int buffer = (c - pass_begin) & 1;
-#pragma unroll
-    for (int q = 0; q < kSubs; ++q) {
-      const WeightFrags<kTiles> a_frags = [&] {
-        if constexpr (kMx) {
-          WeightFrags<kTiles> decoded;
-#pragma unroll
-          for (int i = 0; i < kTiles; ++i)
-#pragma unroll
-            for (int r = 0; r < 2; ++r) mxfp4_to_bf16x16(w_now.codes[i][r], w_now.e8m0[i][r], decoded.row[i][r]);
-          return decoded;
-        } else if constexpr (kFp8) {
-          WeightFrags<kTiles> decoded;
-#pragma unroll
-          for (int i = 0; i < kTiles; ++i)
-#pragma unroll
-            for (int r = 0; r < 2; ++r) fp8_e4m3_to_bf16x16(w_now.codes[i][r][q], decoded.row[i][r]);
-          return decoded;
-        } else {
-          return w_now;
-        }
-      }();
+    if constexpr (kA8) {
+      // Each n-tile: the pass's 128 K (one scale block of both operands) as 2 sub-chunks × 2
+      // MMAs of 32 K, then its sums times the rows' weight scales and the columns' activation scales.
 #pragma unroll
       for (int j = 0; j < kNTiles; ++j) {
         if (j >= active_ntiles) break;  // uniform: columns past the group's rows
-        uint4 b[kHalves][2];
+        float pass_acc[kTiles][4];
 #pragma unroll
-        for (int half = 0; half < kHalves; ++half)
+        for (int i = 0; i < kTiles; ++i) pass_acc[i][0] = pass_acc[i][1] = pass_acc[i][2] = pass_acc[i][3] = 0.0f;
 #pragma unroll
-          for (int h = 0; h < 2; ++h)
-            b[half][h] = *reinterpret_cast<const uint4*>(&xs[buffer][half][j * 8 + g][q * kChunk + 16 * t + 8 * h]);
-#pragma unroll
-        for (int s = 0; s < 4; ++s) {
+        for (int q = 0; q < kSubs; ++q) {
+          const uint4 b = *reinterpret_cast<const uint4*>(&xs.codes[buffer][j * 8 + g][q * kChunk + 16 * t]);
 #pragma unroll
           for (int i = 0; i < kTiles; ++i) {
-            const uint32_t a0 = word_of(a_frags.row[i][0], 2 * s), a1 = word_of(a_frags.row[i][1], 2 * s);
-            const uint32_t a2 = word_of(a_frags.row[i][0], 2 * s + 1), a3 = word_of(a_frags.row[i][1], 2 * s + 1);
+            const uint4 lo = w_now.codes[i][0][q], hi = w_now.codes[i][1][q];  // rows g, g + 8
+            mma_e4m3(pass_acc[i], lo.x, hi.x, lo.y, hi.y, b.x, b.y);
+            mma_e4m3(pass_acc[i], lo.z, hi.z, lo.w, hi.w, b.z, b.w);
+          }
+        }
+        const float x_scale[2] = {xs.scale[buffer][j * 8 + 2 * t], xs.scale[buffer][j * 8 + 2 * t + 1]};
 #pragma unroll
-            for (int half = 0; half < kHalves; ++half) {
-              if constexpr (kFp8) {
-                if (s == 0 && half == 0) chunk_acc[i][0] = chunk_acc[i][1] = chunk_acc[i][2] = chunk_acc[i][3] = 0.0f;
-                mma_bf16(chunk_acc[i], a0, a1, a2, a3, word_of(b[half], 2 * s), word_of(b[half], 2 * s + 1));
-              } else {
-                mma_bf16(acc[i][j], a0, a1, a2, a3, word_of(b[half], 2 * s), word_of(b[half], 2 * s + 1));
+        for (int i = 0; i < kTiles; ++i)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) acc[i][j][e] += pass_acc[i][e] * (w_now.scale[i][e >> 1][0] * x_scale[e & 1]);
+      }
+    } else {
+#pragma unroll
+      for (int q = 0; q < kSubs; ++q) {
+        const WeightFrags<kTiles> a_frags = [&] {
+          if constexpr (kMx) {
+            WeightFrags<kTiles> decoded;
+#pragma unroll
+            for (int i = 0; i < kTiles; ++i)
+#pragma unroll
+              for (int r = 0; r < 2; ++r) mxfp4_to_bf16x16(w_now.codes[i][r], w_now.e8m0[i][r], decoded.row[i][r]);
+            return decoded;
+          } else if constexpr (kFp8) {
+            WeightFrags<kTiles> decoded;
+#pragma unroll
+            for (int i = 0; i < kTiles; ++i)
+#pragma unroll
+              for (int r = 0; r < 2; ++r) fp8_e4m3_to_bf16x16(w_now.codes[i][r][q], decoded.row[i][r]);
+            return decoded;
+          } else {
+            return w_now;
+          }
+        }();
+#pragma unroll
+        for (int j = 0; j < kNTiles; ++j) {
+          if (j >= active_ntiles) break;  // uniform: columns past the group's rows
+          uint4 b[kHalves][2];
+#pragma unroll
+          for (int half = 0; half < kHalves; ++half)
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+              b[half][h] = *reinterpret_cast<const uint4*>(&xs.x[buffer][half][j * 8 + g][q * kChunk + 16 * t + 8 * h]);
+#pragma unroll
+          for (int s = 0; s < 4; ++s) {
+#pragma unroll
+            for (int i = 0; i < kTiles; ++i) {
+              const uint32_t a0 = word_of(a_frags.row[i][0], 2 * s), a1 = word_of(a_frags.row[i][1], 2 * s);
+              const uint32_t a2 = word_of(a_frags.row[i][0], 2 * s + 1), a3 = word_of(a_frags.row[i][1], 2 * s + 1);
+#pragma unroll
+              for (int half = 0; half < kHalves; ++half) {
+                if constexpr (kFp8) {
+                  if (s == 0 && half == 0) chunk_acc[i][0] = chunk_acc[i][1] = chunk_acc[i][2] = chunk_acc[i][3] = 0.0f;
+                  mma_bf16(chunk_acc[i], a0, a1, a2, a3, word_of(b[half], 2 * s), word_of(b[half], 2 * s + 1));
+                } else {
+                  mma_bf16(acc[i][j], a0, a1, a2, a3, word_of(b[half], 2 * s), word_of(b[half], 2 * s + 1));
+                }
               }
             }
           }
-        }
-        if constexpr (kFp8) {
+          if constexpr (kFp8) {
 #pragma unroll
-          for (int i = 0; i < kTiles; ++i)
+            for (int i = 0; i < kTiles; ++i)
 #pragma unroll
-            for (int e = 0; e < 4; ++e) acc[i][j][e] += chunk_acc[i][e] * w_now.scale[i][e >> 1][q];
+              for (int e = 0; e < 4; ++e) acc[i][j][e] += chunk_acc[i][e] * w_now.scale[i][e >> 1][q];
+          }
         }
       }
     }
@@ -384,6 +466,9 @@ void dispatch_rows(const GpuExec& exec, const GemmArgs& args, float* workspace) 
 template <bool kSwiglu, bool kSplit>
 void dispatch_weights(const GpuExec& exec, const GemmArgs& args, float* workspace) {
   if (args.weight_mxfp4 != nullptr) return dispatch_rows<kSwiglu, kSplit, Format::kMxfp4>(exec, args, workspace);
+  if (args.weight_fp8 != nullptr && args.fp8.quantize_activations) {
+    return dispatch_rows<kSwiglu, false, Format::kFp8A8>(exec, args, workspace);
+  }
   if (args.weight_fp8 != nullptr) return dispatch_rows<kSwiglu, kSplit, Format::kFp8>(exec, args, workspace);
   dispatch_rows<kSwiglu, kSplit, Format::kBf16>(exec, args, workspace);
 }
@@ -393,8 +478,10 @@ void dispatch_weights(const GpuExec& exec, const GemmArgs& args, float* workspac
 bool mma_gemm_supported(int k) { return k % 8 == 0; }
 
 bool mma_gemm_supports_fp8(int k, const ops::Fp8Scales& fp8) {
-  return k % 16 == 0 && fp8.block > 0 && fp8.block % kChunk == 0 && fp8.offset % kChunk == 0 &&
-         !fp8.quantize_activations;
+  if (fp8.quantize_activations) {  // a pass is one 128-K block of both operands
+    return k % kFp8Group == 0 && fp8.block == kFp8Group && fp8.offset == 0;
+  }
+  return k % 16 == 0 && fp8.block > 0 && fp8.block % kChunk == 0 && fp8.offset % kChunk == 0;
 }
 
 size_t mma_gemm_workspace_floats(const GemmArgs& args) {
@@ -414,9 +501,13 @@ void mma_gemm(const GpuExec& exec, const GemmArgs& args, bool split, float* work
   }
   if (args.weight_fp8 != nullptr && (args.fp8.scale == nullptr || !mma_gemm_supports_fp8(args.k, args.fp8))) {
     std::fprintf(stderr,
-                 "moeserve: mma_gemm on FP8 weights needs K %% 16 == 0 and scale blocks and offset multiples of %d "
-                 "(K %d, block %d, offset %d), and no activation quantization\n",
-                 kChunk, args.k, args.fp8.block, args.fp8.offset);
+                 "moeserve: mma_gemm on FP8 weights needs K %% 16 == 0 and scale blocks and offset multiples of %d; "
+                 "with activation quantization K %% %d == 0, blocks of %d at offset 0 (K %d, block %d, offset %d)\n",
+                 kChunk, kFp8Group, kFp8Group, args.k, args.fp8.block, args.fp8.offset);
+    std::abort();
+  }
+  if (args.weight_fp8 != nullptr && args.fp8.quantize_activations && split) {
+    std::fprintf(stderr, "moeserve: mma_gemm quantizes FP8 activations in the bf16 mode only (not split)\n");
     std::abort();
   }
   if (args.weight_mxfp4 != nullptr && args.k % 32 != 0) {

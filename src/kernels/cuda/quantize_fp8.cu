@@ -11,15 +11,6 @@ namespace moeserve::cuda {
 
 namespace {
 
-constexpr float kE4m3Max = 448.0f;
-
-// A power of two at or above a positive normal float (ue8m0 scales: DeepSeek-V3.1's scale_fmt).
-__device__ __forceinline__ float ceil_pow2(float scale) {
-  const uint32_t bits = __float_as_uint(scale);
-  if ((bits & 0x7fffffu) == 0) return scale;
-  return __uint_as_float((bits & 0x7f800000u) + 0x800000u);
-}
-
 // One warp per (row, group of 128 columns), 4 consecutive values per lane. Rows in
 // [rows, padded_rows) are written as zeros with scale 1.
 __global__ void quantize_fp8_kernel(const float* x_f32, const uint16_t* x_bf16, bool gate_up, int64_t rows,
@@ -54,11 +45,7 @@ __global__ void quantize_fp8_kernel(const float* x_f32, const uint16_t* x_bf16, 
   }
   float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
   for (int offset = 16; offset > 0; offset /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
-  float scale = 1.0f;  // an all-zero group stays zero at any scale
-  if (amax > 0.0f) {
-    scale = amax / kE4m3Max;
-    if (ue8m0) scale = ceil_pow2(scale);
-  }
+  const float scale = fp8_activation_scale(amax, ue8m0);
   *reinterpret_cast<uint32_t*>(out + at) =
       float4_to_fp8_e4m3x4(make_float4(v[0] / scale, v[1] / scale, v[2] / scale, v[3] / scale));
   if (lane == 0) scales[group * padded_rows + row] = scale;
