@@ -137,6 +137,12 @@ bool mma_takes(const Projection& w) {
 }
 }  // namespace
 
+ops::Fp8Scales CudaStepBackend::fp8_scales_of(const Projection& w) const {
+  ops::Fp8Scales scales = fp8_scales(w);
+  scales.ue8m0 = config_.fp8_scale_ue8m0;
+  return scales;
+}
+
 void CudaStepBackend::linear(Act x, int rows, const Projection& w, float* out) {
   GemmArgs args{.x = x.f32, .rows = rows, .k = w.in, .n = w.out, .out = out};
   set_weight(args, w);
@@ -154,13 +160,13 @@ void CudaStepBackend::linear(Act x, int rows, const Projection& w, float* out) {
 bool CudaStepBackend::fp8_tensor_core_gemm(Act x, int rows, const Projection& w, float* out_f32, uint16_t* out_bf16,
                                            int out_spare_rows, bool x_gate_up) {
   if (precision_ != PrefillPrecision::kBf16 || w.dtype != DType::kF8E4M3 || w.bias.present() ||
-      !linear_fp8_supported(w.out, w.in, fp8_scales(w))) {
+      !linear_fp8_supported(w.out, w.in, fp8_scales_of(w))) {
     return false;
   }
   const size_t mark = arena_.used();
   void* workspace = arena_.alloc_bytes(linear_fp8_workspace_bytes(rows, w.out, w.in));
-  const bool ran = linear_fp8(exec_, x.bf16 != nullptr ? nullptr : x.f32, x.bf16, rows, w.fp8(), fp8_scales(w), w.out,
-                              w.in, out_f32, out_bf16, workspace, out_spare_rows, x_gate_up);
+  const bool ran = linear_fp8(exec_, x.bf16 != nullptr ? nullptr : x.f32, x.bf16, rows, w.fp8(), fp8_scales_of(w),
+                              w.out, w.in, out_f32, out_bf16, workspace, out_spare_rows, x_gate_up);
   arena_.rewind(mark);
   if (!ran) {
     static std::once_flag once;
@@ -323,13 +329,13 @@ SplitSums CudaStepBackend::experts_streaming(const MoeWeights& w, const float* x
   return SplitSums{y, 1, 0};
 }
 
-void CudaStepBackend::set_weight(GemmArgs& args, const Projection& w) {
+void CudaStepBackend::set_weight(GemmArgs& args, const Projection& w) const {
   if (w.mxfp4()) {
     args.weight_mxfp4 = w.mxfp4_blocks();
     args.mx_scale = w.mx_scale;
   } else if (w.dtype == DType::kF8E4M3) {
     args.weight_fp8 = w.fp8();
-    args.fp8 = fp8_scales(w);
+    args.fp8 = fp8_scales_of(w);
     args.scale_group_stride = int64_t(w.out) * w.scale_cols();
   } else {
     args.weight = w.bf16();

@@ -69,7 +69,9 @@ class CudaStepBackend final : public StepBackend {
                               int tokens, float* y);
   // args' weight (bf16 or MXFP4) and bias (bf16 or float32) from w's; grouped (the experts),
   // the biases stacked per group as the weights are (group_stride set by the caller).
-  static void set_weight(GemmArgs& args, const Projection& w);
+  void set_weight(GemmArgs& args, const Projection& w) const;
+  // w's FP8 block scales, with scale_fmt's ue8m0 (power-of-two activation scales).
+  ops::Fp8Scales fp8_scales_of(const Projection& w) const;
   // Whether FP8 weights w stream through mma_gemm at every row count: in the float32-like mode,
   // where a bf16 copy for cuBLAS would round them.
   bool streams_fp8(const Projection& w) const;
