@@ -31,15 +31,21 @@ __device__ __forceinline__ uint32_t float4_to_fp8_e4m3x4(float4 v) {
   return word;
 }
 
-// The scale of a group of activations whose largest magnitude is amax, as dynamic FP8 activation
-// quantization takes it (ops::quantize_activations_fp8): amax / 448, with ue8m0 (DeepSeek-V3.1's
-// scale_fmt) the power of two at or above it; 1 for an all-zero group (zero at any scale).
-__device__ __forceinline__ float fp8_activation_scale(float amax, bool ue8m0) {
-  if (!(amax > 0.0f)) return 1.0f;
-  const float scale = amax / 448.0f;
-  const uint32_t bits = __float_as_uint(scale);
-  if (!ue8m0 || (bits & 0x7fffffu) == 0) return scale;
-  return __uint_as_float((bits & 0x7f800000u) + 0x800000u);
+// Dynamic FP8 activation quantization of one group of 128 values held by a warp, 4 a lane, as
+// ops::quantize_activations_fp8 does: scale = amax / 448 (with ue8m0, DeepSeek-V3.1's scale_fmt,
+// the power of two at or above it; 1 for an all-zero group, zero at any scale), each value divided
+// by it and rounded to e4m3. Returns the lane's 4 codes (a word, the first in the lowest byte);
+// every lane gets the group's scale. All 32 lanes must call it.
+__device__ __forceinline__ uint32_t quantize_fp8_warp_group(const float (&v)[4], bool ue8m0, float& scale) {
+  float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
+  for (int offset = 16; offset > 0; offset /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
+  scale = 1.0f;
+  if (amax > 0.0f) {
+    scale = amax / 448.0f;
+    const uint32_t bits = __float_as_uint(scale);
+    if (ue8m0 && (bits & 0x7fffffu) != 0) scale = __uint_as_float((bits & 0x7f800000u) + 0x800000u);
+  }
+  return float4_to_fp8_e4m3x4(make_float4(v[0] / scale, v[1] / scale, v[2] / scale, v[3] / scale));
 }
 
 // 16 consecutive e4m3 weights (16 bytes, the lowest address first) as float.

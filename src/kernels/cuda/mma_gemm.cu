@@ -196,8 +196,8 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
   };
   // Activations: kRows × kPassK floats as float4s, kRows · kSubs / 8 per thread.
   constexpr int kXLoads = kRows * (kPassK / 4) / (kWarps * 32);
-  // W8A8: copied to xs.raw asynchronously instead (no registers held over the pass), each row by
-  // the warp that quantizes it.
+  // W8A8: copied to xs.raw asynchronously instead (no registers held over the pass), each float4
+  // by the thread that quantizes it.
   auto load_x = [&](float4(&x)[kXLoads], int k0) {
 #pragma unroll
     for (int j = 0; j < kXLoads; ++j) {
@@ -206,38 +206,29 @@ __global__ void __launch_bounds__(kWarps * 32) mma_gemm_kernel(GemmArgs args, fl
       const int k = k0 + 4 * (index % (kPassK / 4));
       if constexpr (kA8) {
         if (m < rows_here) cp_async_16(&xs.raw[m][k - k0], args.x + int64_t(tile_begin + m) * args.k + k);
-        continue;
+      } else {
+        x[j] = m < rows_here && k < args.k
+                   ? *reinterpret_cast<const float4*>(args.x + int64_t(tile_begin + m) * args.k + k)
+                   : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
       }
-      x[j] = m < rows_here && k < args.k
-                 ? *reinterpret_cast<const float4*>(args.x + int64_t(tile_begin + m) * args.k + k)
-                 : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
   };
   auto store_x = [&](const float4(&x)[kXLoads], int buffer) {
+    if constexpr (kA8) cp_async_wait_all();  // this thread's copies (the float4s it reads below)
 #pragma unroll
     for (int j = 0; j < kXLoads; ++j) {
       const int index = threadIdx.x + j * kWarps * 32;
       const int m = index / (kPassK / 4);
       const int k = 4 * (index % (kPassK / 4));
       if constexpr (kA8) {
-        // A row's 128 K are one warp's float4s (m = warp + 4j), so its amax is a warp reduction.
+        // A row's 128 K are one warp's float4s (m = warp + 4j): one quantization group.
         static_assert(kPassK == 4 * 32);
-        if (j == 0) {
-          cp_async_wait_all();
-          __syncwarp();
-        }
         const float4 raw = m < rows_here ? *reinterpret_cast<const float4*>(&xs.raw[m][k]) : make_float4(0, 0, 0, 0);
         float v[4] = {raw.x, raw.y, raw.z, raw.w};
-        float amax = 0.0f;
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          v[e] = bf16_bits_to_float(float_to_bf16_bits(v[e]));
-          amax = fmaxf(amax, fabsf(v[e]));
-        }
-        for (int offset = 16; offset > 0; offset /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
-        const float scale = fp8_activation_scale(amax, args.fp8.ue8m0);
-        *reinterpret_cast<uint32_t*>(&xs.codes[buffer][m][k]) =
-            float4_to_fp8_e4m3x4(make_float4(v[0] / scale, v[1] / scale, v[2] / scale, v[3] / scale));
+        for (int e = 0; e < 4; ++e) v[e] = bf16_bits_to_float(float_to_bf16_bits(v[e]));
+        float scale;
+        *reinterpret_cast<uint32_t*>(&xs.codes[buffer][m][k]) = quantize_fp8_warp_group(v, args.fp8.ue8m0, scale);
         if (k == 0) xs.scale[buffer][m] = scale;
       } else {
         const Bf16x2Split e01 = split_bf16x2(x[j].x, x[j].y), e23 = split_bf16x2(x[j].z, x[j].w);

@@ -43,11 +43,8 @@ __global__ void quantize_fp8_kernel(const float* x_f32, const uint16_t* x_bf16, 
       v[2] = bf16_bits_to_float(four.y & 0xffffu), v[3] = bf16_bits_to_float(four.y >> 16);
     }
   }
-  float amax = fmaxf(fmaxf(fabsf(v[0]), fabsf(v[1])), fmaxf(fabsf(v[2]), fabsf(v[3])));
-  for (int offset = 16; offset > 0; offset /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
-  const float scale = fp8_activation_scale(amax, ue8m0);
-  *reinterpret_cast<uint32_t*>(out + at) =
-      float4_to_fp8_e4m3x4(make_float4(v[0] / scale, v[1] / scale, v[2] / scale, v[3] / scale));
+  float scale;
+  *reinterpret_cast<uint32_t*>(out + at) = quantize_fp8_warp_group(v, ue8m0, scale);
   if (lane == 0) scales[group * padded_rows + row] = scale;
 }
 
