@@ -84,8 +84,9 @@ TEST_P(GoldenTest, ChunkedPrefillAndDecodeMatchOneShotPrefill) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenTest,
                          ::testing::Values("tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2",
                                            "tiny-deepseek_v3", "tiny-deepseek_v3-fp8", "tiny-qwen3_moe-fp8",
-                                           "tiny-gpt_oss", "tiny-gpt_oss-mxfp4", "tiny-gpt_oss-bf16", "tiny-llama4",
-                                           "tiny-llama4-bf16", "tiny-deepseek_v32"));
+                                           "tiny-qwen3_moe-fp8-b128", "tiny-gpt_oss", "tiny-gpt_oss-mxfp4",
+                                           "tiny-gpt_oss-bf16", "tiny-llama4", "tiny-llama4-bf16",
+                                           "tiny-deepseek_v32"));
 
 class MlaFormsTest : public GoldenTest {};
 

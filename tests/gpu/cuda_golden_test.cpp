@@ -226,7 +226,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, CudaGoldenTest,
                          ::testing::Values("tiny-mixtral", "tiny-qwen2_moe", "tiny-qwen3_moe", "tiny-deepseek_v2",
                                            "tiny-deepseek_v3", "tiny-deepseek_v32", "tiny-gpt_oss-mxfp4",
                                            "tiny-gpt_oss-bf16", "tiny-llama4-bf16", "tiny-deepseek_v3-fp8",
-                                           "tiny-qwen3_moe-fp8"));
+                                           "tiny-qwen3_moe-fp8", "tiny-qwen3_moe-fp8-b128"));
 
 // In both prefill precisions: the trained model's logits stay within 2e-2 with bf16 GEMM inputs
 // too (--dtype bfloat16), and its greedy continuations stay exact.
