@@ -567,8 +567,9 @@ void paged_attention_prefill(const GpuExec& exec, const AttentionArgs& args, con
 void mla_absorb_q(const GpuExec& exec, const MlaDims& dims, const float* q, const float* kv_b, float* q_absorbed);
 void mla_project_v(const GpuExec& exec, const MlaDims& dims, const float* latent, const float* kv_b, float* out);
 
-// ops::mla_prefill_attention: the piece's scores in tiles of query_tile queries, in workspace.
-void mla_prefill_attention(const GpuExec& exec, const MlaPrefillArgs& args);
+// ops::mla_prefill_attention: the piece's scores in tiles of query_tile queries, in workspace;
+// its GEMMs in TF32 with tf32 (the bf16 mode), else in float32.
+void mla_prefill_attention(const GpuExec& exec, const MlaPrefillArgs& args, bool tf32);
 size_t mla_prefill_workspace_floats(const MlaDims& dims, int ctx, int query_tile);
 // Queries per score tile so that the scores (H × tile × ctx floats) stay within score_floats.
 int mla_prefill_query_tile(const MlaDims& dims, int count, int ctx, size_t score_floats);

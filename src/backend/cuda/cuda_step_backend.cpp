@@ -50,7 +50,7 @@ void CudaStepBackend::mla_project_v(const ops::MlaDims& dims, const float* laten
   cuda::mla_project_v(exec_, dims, latent, kv_b, out);
 }
 void CudaStepBackend::mla_prefill_attention(const ops::MlaPrefillArgs& args) {
-  cuda::mla_prefill_attention(exec_, args);
+  cuda::mla_prefill_attention(exec_, args, precision_ == PrefillPrecision::kBf16);
 }
 size_t CudaStepBackend::mla_prefill_workspace_floats(const ops::MlaDims& dims, int ctx, int query_tile) {
   return cuda::mla_prefill_workspace_floats(dims, ctx, query_tile);

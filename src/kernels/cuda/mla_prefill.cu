@@ -5,7 +5,8 @@
 // over 576-wide latent keys, one block per query row and head on CUDA cores) costs
 // heads × ctx × (r + dr + r) multiply-adds per query; this one heads × ctx × (dn + dr + dv) on
 // the GEMM units, and the K/V expansion once per context row instead of the absorption once
-// per query row and head.
+// per query row and head. With tf32 (the bf16 mode) the GEMMs run on the tensor cores in TF32
+// (10-bit mantissas, finer than the bf16 inputs of that mode's other GEMMs); without, in float32.
 //
 //   latent [ctx, r + dr]     = cache rows of the sequence (block table)
 //   kv     [ctx, H, dn + dv] = latent[:, :r] · kv_bᵀ            (k_nope | v per head)
@@ -73,6 +74,18 @@ void check_blas_status(cublasStatus_t status, const char* what) {
   }
 }
 
+// C = alpha · op(A) · op(B) + beta · C over `batch` strided column-major float32 matrices (cuBLAS's
+// argument order), on the tensor cores in TF32 with tf32, else in float32.
+void gemm_f32(cublasHandle_t blas, bool tf32, cublasOperation_t op_a, cublasOperation_t op_b, int m, int n, int k,
+              float alpha, const float* a, int lda, int64_t stride_a, const float* b, int ldb, int64_t stride_b,
+              float beta, float* c, int ldc, int64_t stride_c, int batch, const char* what) {
+  check_blas_status(cublasGemmStridedBatchedEx(blas, op_a, op_b, m, n, k, &alpha, a, CUDA_R_32F, lda, stride_a, b,
+                                               CUDA_R_32F, ldb, stride_b, &beta, c, CUDA_R_32F, ldc, stride_c, batch,
+                                               tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
+                                               CUBLAS_GEMM_DEFAULT),
+                    what);
+}
+
 }  // namespace
 
 size_t mla_prefill_workspace_floats(const MlaDims& dims, int ctx, int query_tile) {
@@ -86,7 +99,7 @@ int mla_prefill_query_tile(const MlaDims& dims, int count, int ctx, size_t score
   return static_cast<int>(std::clamp<size_t>(score_floats / per_query, 1, size_t(std::max(1, count))));
 }
 
-void mla_prefill_attention(const GpuExec& exec, const MlaPrefillArgs& args) {
+void mla_prefill_attention(const GpuExec& exec, const MlaPrefillArgs& args, bool tf32) {
   const MlaDims& d = args.dims;
   const int ctx = args.begin + args.count;
   if (args.count == 0) return;
@@ -102,34 +115,26 @@ void mla_prefill_attention(const GpuExec& exec, const MlaPrefillArgs& args) {
   const auto gather = args.cache_fp8 ? gather_latents_kernel<uint8_t> : gather_latents_kernel<float>;
   gather<<<ctx, 128, 0, stream>>>(args.cache, args.block_size, args.block_table, cache_entry, entry, ctx, latent);
   check_launch("mla_prefill_attention (gather)");
-  const float one = 1.0f, zero = 0.0f;
   // Column-major: kvᵀ [kv_width, ctx] = kv_b (col-major [r, kv_width])ᵀ · latentᵀ[:r] ([r, ctx], ld entry).
-  check_blas_status(cublasSgemm(blas, CUBLAS_OP_T, CUBLAS_OP_N, kv_width, ctx, d.rank, &one, args.kv_b, d.rank, latent,
-                                entry, &zero, kv, kv_width),
-                    "expansion GEMM");
+  gemm_f32(blas, tf32, CUBLAS_OP_T, CUBLAS_OP_N, kv_width, ctx, d.rank, 1.0f, args.kv_b, d.rank, 0, latent, entry, 0,
+           0.0f, kv, kv_width, 0, 1, "expansion GEMM");
   const int64_t q_row = int64_t(d.heads) * qk;     // floats per query row of q
   const int64_t out_row = int64_t(d.heads) * d.value;
   for (int q0 = 0; q0 < args.count; q0 += args.query_tile) {
     const int qt = std::min(args.query_tile, args.count - q0);
     const float* q = args.q + (args.first_row + q0) * q_row;
     // S_hᵀ [ctx, qt] (ld ctx) = k_nope_h ([dn, ctx], ld kv_width)ᵀ · q_nope_hᵀ ([dn, qt], ld q_row).
-    check_blas_status(cublasSgemmStridedBatched(blas, CUBLAS_OP_T, CUBLAS_OP_N, ctx, qt, d.nope, &args.scale, kv,
-                                                kv_width, d.nope + d.value, q, q_row, qk, &zero, scores, ctx,
-                                                int64_t(ctx) * qt, d.heads),
-                      "score GEMM (nope)");
+    gemm_f32(blas, tf32, CUBLAS_OP_T, CUBLAS_OP_N, ctx, qt, d.nope, args.scale, kv, kv_width, d.nope + d.value, q,
+             q_row, qk, 0.0f, scores, ctx, int64_t(ctx) * qt, d.heads, "score GEMM (nope)");
     // += k_pe ([dr, ctx], ld entry, shared by the heads)ᵀ · q_pe_hᵀ.
-    check_blas_status(cublasSgemmStridedBatched(blas, CUBLAS_OP_T, CUBLAS_OP_N, ctx, qt, d.rope, &args.scale,
-                                                latent + d.rank, entry, 0, q + d.nope, q_row, qk, &one, scores, ctx,
-                                                int64_t(ctx) * qt, d.heads),
-                      "score GEMM (rope)");
+    gemm_f32(blas, tf32, CUBLAS_OP_T, CUBLAS_OP_N, ctx, qt, d.rope, args.scale, latent + d.rank, entry, 0, q + d.nope,
+             q_row, qk, 1.0f, scores, ctx, int64_t(ctx) * qt, d.heads, "score GEMM (rope)");
     causal_softmax_kernel<<<dim3(qt, d.heads), kSoftmaxThreads, 0, stream>>>(scores, ctx, qt, args.begin + q0);
     check_launch("mla_prefill_attention (softmax)");
     // out_hᵀ [dv, qt] (ld out_row) = v_h ([dv, ctx], ld kv_width) · P_hᵀ ([ctx, qt], ld ctx).
-    check_blas_status(cublasSgemmStridedBatched(blas, CUBLAS_OP_N, CUBLAS_OP_N, d.value, qt, ctx, &one, kv + d.nope,
-                                                kv_width, d.nope + d.value, scores, ctx, int64_t(ctx) * qt, &zero,
-                                                args.out + (args.first_row + q0) * out_row, out_row, d.value,
-                                                d.heads),
-                      "value GEMM");
+    gemm_f32(blas, tf32, CUBLAS_OP_N, CUBLAS_OP_N, d.value, qt, ctx, 1.0f, kv + d.nope, kv_width, d.nope + d.value,
+             scores, ctx, int64_t(ctx) * qt, 0.0f, args.out + (args.first_row + q0) * out_row, out_row, d.value,
+             d.heads, "value GEMM");
   }
 }
 
