@@ -41,7 +41,9 @@ class DecoderLoop {
 
   // Arena bytes a step of up to max_tokens rows (and as many logit rows) needs, besides the
   // backend's own scratch (extra_bytes: the CUDA GEMMs' split-K workspaces, the MLA score tile).
-  size_t workspace_bytes(int max_tokens, size_t extra_bytes) const;
+  // experts_large: the routed experts run one expert at a time (CUDA's experts_large) rather than
+  // streamed with split-K sums (moe_floats_per_token).
+  size_t workspace_bytes(int max_tokens, size_t extra_bytes, bool experts_large = false) const;
 
   // One step: logits [inputs.logit_rows, vocab] float32 land in `logits` (backend memory).
   // counters: the routing counts to add to (host memory for slots; experts in the backend's).
@@ -87,7 +89,7 @@ class DecoderLoop {
   // expert(x[t]); arrived.x and partial in the backend's memory (the dispatch's).
   void run_local_experts(Step& step, const MoeWeights& w, const RoutedTokens& arrived, const TensorView& partial) const;
   // Floats of step workspace an MoE block needs per token (workspace_bytes' MoE term).
-  int64_t moe_floats_per_token() const;
+  int64_t moe_floats_per_token(bool experts_large) const;
 
   const ModelConfig& config_;
   const ModelWeights& weights_;

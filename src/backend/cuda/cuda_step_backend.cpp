@@ -135,7 +135,16 @@ ops::Fp8Scales fp8_scales(const Projection& w) {
 bool mma_takes(const Projection& w) {
   return mma_gemm_supported(w.in) && (w.dtype != DType::kF8E4M3 || mma_gemm_supports_fp8(w.in, fp8_scales(w)));
 }
+// CudaStepBackend::streams_fp8 for a precision.
+bool streams_fp8(const Projection& w, PrefillPrecision precision) {
+  return w.dtype == DType::kF8E4M3 && precision == PrefillPrecision::kSplitBf16 && mma_takes(w);
+}
 }  // namespace
+
+bool experts_run_large(const MoeWeights& w, PrefillPrecision precision) {
+  return !w.glu.clamped && !w.experts_gate_up.bias.present() && !w.experts_down.bias.present() &&
+         !w.experts_gate_up.mxfp4() && !streams_fp8(w.experts_gate_up, precision);
+}
 
 ops::Fp8Scales CudaStepBackend::fp8_scales_of(const Projection& w) const {
   ops::Fp8Scales scales = fp8_scales(w);
@@ -178,9 +187,7 @@ bool CudaStepBackend::fp8_tensor_core_gemm(Act x, int rows, const Projection& w,
   return ran;
 }
 
-bool CudaStepBackend::streams_fp8(const Projection& w) const {
-  return w.dtype == DType::kF8E4M3 && precision_ == PrefillPrecision::kSplitBf16 && mma_takes(w);
-}
+bool CudaStepBackend::streams_fp8(const Projection& w) const { return cuda::streams_fp8(w, precision_); }
 
 const uint16_t* CudaStepBackend::bf16_weights(const Projection& w) {
   if (w.dtype != DType::kF8E4M3) return w.bf16();
@@ -281,12 +288,8 @@ SplitSums CudaStepBackend::routed_experts(const MoeWeights& w, const float* x, c
   if (tokens <= max_small_grouped_rows(w.experts_gate_up.mxfp4())) {
     return experts_streaming(w, x, source_rows, offsets, tokens, y);
   }
-  // Experts with biases, the clamped SwiGLU or MXFP4 weights (GPT-OSS) stream at every size: the
-  // per-expert cuBLAS path has none of them.
-  // FP8 experts in the float32-like mode stream too: cuBLAS would multiply bf16-rounded weights.
-  const bool plain = !w.glu.clamped && !w.experts_gate_up.bias.present() && !w.experts_down.bias.present() &&
-                     !w.experts_gate_up.mxfp4() && !streams_fp8(w.experts_gate_up);
-  if (!plain || experts_stream(config_, tokens)) {  // small_gemm gathers the rows itself; mma_gemm does not
+  if (!experts_run_large(w, precision_) ||
+      experts_stream(config_, tokens)) {  // small_gemm gathers the rows itself; mma_gemm does not
     float* x_perm = arena_.alloc<float>(static_cast<size_t>(entries) * hidden);
     cuda::gather_rows(exec_, x, hidden, source_rows, entries, x_perm, nullptr);
     return experts_streaming(w, x_perm, nullptr, offsets, tokens, y);

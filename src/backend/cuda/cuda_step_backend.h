@@ -9,6 +9,12 @@
 
 namespace moeserve::cuda {
 
+// Whether routed_experts runs w's experts one at a time on cuBLAS / cuBLASLt (experts_large) past
+// kMaxMmaRows tokens. Experts with biases, the clamped SwiGLU or MXFP4 weights (GPT-OSS) stream
+// at every size instead (the per-expert cuBLAS path has none of them), as FP8 experts do in the
+// float32-like mode (cuBLAS would multiply bf16-rounded weights).
+bool experts_run_large(const MoeWeights& w, PrefillPrecision precision);
+
 class CudaStepBackend final : public StepBackend {
  public:
   CudaStepBackend(const GpuExec& exec, StepArena& arena, const ModelConfig& config, PrefillPrecision precision,
