@@ -198,6 +198,15 @@ constexpr int kMaxFusedSplits = 4;
 // ops::rope on x + t * token_stride + head * head_stride + rotary_offset, in place (then
 // optionally ops::kv_write of each token's entry).
 // inv_freq [rotary_dim / 2] float32, positions [tokens].
+// A checkpoint's KV cache scales (vLLM's k_scale / v_scale) under --kv-cache-dtype fp8: the cache
+// holds e4m3(x / scale), so what a reader decodes is x / scale (the attention ops fold the scale
+// back in: AttentionArgs::scale and value_scale, MlaPrefillArgs::cache_scale). {1, 1} is vLLM's
+// default. MLA's latent entry [c | k_pe] takes k's.
+struct KvScales {
+  float k = 1.0f;
+  float v = 1.0f;
+};
+
 struct RopeArgs {
   float* x = nullptr;
   int tokens = 0;
@@ -217,10 +226,13 @@ struct RopeArgs {
   int entry_size = 0;
   int entry_offset = 0;
   const int32_t* slots = nullptr;
-  // The cache holds e4m3 bytes (--kv-cache-dtype fp8, scale 1.0: each value rounded to nearest
-  // even, saturating) instead of floats, entry_size of them per entry; `cache` then points at
-  // bytes. Both backends; the ops that read the cache decode the bytes exactly.
+  // The cache holds e4m3 bytes (--kv-cache-dtype fp8: each value divided by its scale, rounded to
+  // nearest even, saturating) instead of floats, entry_size of them per entry; `cache` then points
+  // at bytes. Both backends; the ops that read the cache decode the bytes exactly. Entry elements
+  // before cache_value_begin take cache_scales.k, the rest cache_scales.v (GQA: the V heads).
   bool cache_fp8 = false;
+  KvScales cache_scales;
+  int cache_value_begin = 0;
 };
 
 // Causal paged attention for every query row of a batch (prefill, chunked prefill and decode
@@ -253,6 +265,7 @@ struct AttentionArgs {
   int key_dim = 0;
   int value_dim = 0;  // CUDA: <= cuda::kMaxValueDim
   float scale = 1.0f;
+  float value_scale = 1.0f;  // multiplies the output (an fp8 cache's KvScales::v)
   int sliding_window = 0;
   int chunk_size = 0;
   float temperature_floor = 0.0f;
@@ -334,6 +347,7 @@ struct MlaPrefillArgs {
   int begin = 0;
   const float* cache = nullptr;          // the layer's [blocks × block_size, entry_size]
   bool cache_fp8 = false;                // e4m3 bytes, as RopeArgs::cache_fp8
+  float cache_scale = 1.0f;              // the latents' KvScales::k: gathered values times it
   int entry_size = 0;                    // elements per cache entry, [c | k_pe | ...] (0: rank + rope)
   int block_size = 0;
   const int32_t* block_table = nullptr;  // the sequence's ceil(ctx / block_size) blocks
@@ -464,9 +478,10 @@ void layer_norm(ExecContext& ctx, const LayerNormArgs& args);
 void rope(ExecContext& ctx, const RopeArgs& args);
 // cache entry slots[t] (= block * block_size + offset) ← src[t * src_stride, + entry_size).
 // cache [num_blocks * block_size, entry_size] float32, or e4m3 bytes when cache_fp8 (each value
-// f32_to_f8e4m3: nearest even, saturating at ±448; `cache` then points at bytes).
+// divided by its scale as RopeArgs', then f32_to_f8e4m3: nearest even, saturating at ±448;
+// `cache` then points at bytes).
 void kv_write(ExecContext& ctx, float* cache, int entry_size, const int32_t* slots, int tokens, const float* src,
-              int64_t src_stride, bool cache_fp8 = false);
+              int64_t src_stride, bool cache_fp8 = false, const KvScales& scales = {}, int value_begin = 0);
 void paged_attention(ExecContext& ctx, const AttentionArgs& args);
 void indexer_topk(ExecContext& ctx, const IndexerArgs& args);
 // mla_absorb_q / mla_project_v above on raw pointers. kv_b [H × (dn + dv), r] float32.

@@ -100,6 +100,20 @@ Result<TensorView> Checkpoint::optional_bytes(const std::string& name, const Sha
   return view;
 }
 
+Result<std::optional<float>> Checkpoint::optional_scalar(const std::string& name) const {
+  const auto it = location_.find(name);
+  if (it == location_.end()) return std::optional<float>();
+  const TensorView view = it->second->view(name);
+  const bool scalar = view.shape == Shape{} || view.shape == Shape{1};
+  if (!scalar || !is_float_dtype(view.dtype) || view.dtype == DType::kF8E4M3) {
+    return make_error("{}: tensor '{}' is {} {}, expected a float32, bf16 or fp16 scalar (or [1])", it->second->path(),
+                      name, dtype_name(view.dtype), view.shape.to_string());
+  }
+  float value = 0.0f;
+  convert_to_f32(view.dtype, view.data, &value, 1);
+  return std::optional<float>(value);
+}
+
 Result<TensorView> Checkpoint::require(const std::string& name, const Shape& expected) const {
   if (!has(name)) return make_error("{}: required tensor '{}' is missing from the checkpoint", dir_, name);
   return optional(name, expected);

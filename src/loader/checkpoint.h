@@ -30,6 +30,7 @@ class Checkpoint : public WeightSource {
   // Like require, but an absent tensor gives a null view instead of an error.
   Result<TensorView> optional(const std::string& name, const Shape& expected) const override;
   Result<TensorView> optional_bytes(const std::string& name, const Shape& expected) const override;
+  Result<std::optional<float>> optional_scalar(const std::string& name) const override;
 
  private:
   std::string dir_;

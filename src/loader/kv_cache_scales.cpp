@@ -1,5 +1,8 @@
 #include "loader/kv_cache_scales.h"
 
+#include <cmath>
+#include <optional>
+#include <regex>
 #include <string_view>
 
 namespace moeserve {
@@ -15,40 +18,28 @@ bool names_a_kv_scale(std::string_view name) {
 
 }  // namespace
 
-Result<std::vector<KvCacheScale>> read_kv_cache_scales(const Checkpoint& checkpoint) {
-  std::vector<KvCacheScale> scales;
-  for (const std::string& name : checkpoint.tensor_names()) {
-    if (!names_a_kv_scale(name)) continue;
-    TensorView view;
-    for (const Shape& shape : {Shape{}, Shape{1}}) {
-      auto found = checkpoint.optional(name, shape);
-      if (found.ok()) {
-        view = *found;
-        break;
-      }
+Result<ops::KvScales> read_attention_kv_scales(const WeightSource& weights, const std::string& prefix) {
+  MS_ASSIGN_OR_RETURN(const std::optional<float> both, weights.optional_scalar(prefix + "kv_scale"));
+  MS_ASSIGN_OR_RETURN(const std::optional<float> k, weights.optional_scalar(prefix + "k_scale"));
+  MS_ASSIGN_OR_RETURN(const std::optional<float> v, weights.optional_scalar(prefix + "v_scale"));
+  const ops::KvScales scales{.k = k.value_or(both.value_or(1.0f)), .v = v.value_or(both.value_or(1.0f))};
+  for (const float scale : {scales.k, scales.v}) {
+    if (!std::isfinite(scale) || scale <= 0.0f) {
+      return make_error("KV cache scale {} of '{}' must be positive and finite", scale, prefix);
     }
-    if (view.data == nullptr || view.dtype == DType::kF8E4M3) {
-      return make_error("{}: KV cache scale '{}' must be a float32, bf16 or fp16 scalar (or [1])",
-                        checkpoint.file_of(name), name);
-    }
-    float value = 0.0f;
-    convert_to_f32(view.dtype, view.data, &value, 1);
-    scales.push_back(KvCacheScale{name, value});
   }
   return scales;
 }
 
 Status check_kv_cache_scales(const Checkpoint& checkpoint, bool kv_cache_fp8) {
   if (!kv_cache_fp8) return ok_status();
-  MS_ASSIGN_OR_RETURN(const std::vector<KvCacheScale> scales, read_kv_cache_scales(checkpoint));
-  for (const KvCacheScale& scale : scales) {
-    if (scale.value != 1.0f) {
-      return make_error(
-          "{}: the checkpoint carries KV cache scales ('{}' = {}), which --kv-cache-dtype fp8 does not apply yet: "
-          "moeserve stores K and V in e4m3 at scale 1.0 (vLLM's default), which would differ from vLLM serving this "
-          "checkpoint; use --kv-cache-dtype auto",
-          checkpoint.file_of(scale.name), scale.name, scale.value);
-    }
+  static const std::regex read_by_the_loader(R"((^|.*\.)layers\.[0-9]+\.self_attn\.(k|v|kv)_scale)");
+  for (const std::string& name : checkpoint.tensor_names()) {
+    if (!names_a_kv_scale(name) || std::regex_match(name, read_by_the_loader)) continue;
+    return make_error(
+        "{}: the checkpoint carries a KV cache scale '{}' that moeserve does not know where to apply (it reads "
+        "<layers.N.self_attn>.k_scale, .v_scale and .kv_scale); use --kv-cache-dtype auto",
+        checkpoint.file_of(name), name);
   }
   return ok_status();
 }

@@ -3,6 +3,7 @@
 // `--load-format dummy`). Views stay valid while the source lives.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "base/result.h"
@@ -23,6 +24,11 @@ class WeightSource {
   // null view when absent (random weights have none: they come as the float tensor itself).
   virtual Result<TensorView> optional_bytes(const std::string& /*name*/, const Shape& /*expected*/) const {
     return TensorView{};
+  }
+  // A float scalar (shape [] or [1]: a KV cache scale) as float32, or nullopt when absent (random
+  // weights carry none).
+  virtual Result<std::optional<float>> optional_scalar(const std::string& /*name*/) const {
+    return std::optional<float>();
   }
 };
 

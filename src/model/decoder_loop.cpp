@@ -12,6 +12,7 @@
 namespace moeserve {
 
 using ops::AttentionArgs;
+using ops::KvScales;
 using ops::MlaDims;
 using ops::RmsNormArgs;
 using ops::RopeArgs;
@@ -62,6 +63,10 @@ int64_t DecoderLoop::moe_floats_per_token(bool experts_large) const {
          (m.scale_expert_input ? m.top_k * (hidden + 1) : 0);
 }
 
+KvScales DecoderLoop::kv_scales(const Step& step, int layer_idx) const {
+  return step.kv.fp8 ? weights_.layers[layer_idx].kv_scales : KvScales{};
+}
+
 size_t DecoderLoop::workspace_bytes(int max_tokens, size_t extra_bytes, bool experts_large) const {
   const ModelConfig& c = config_;
   const int64_t t = max_tokens;
@@ -86,6 +91,7 @@ size_t DecoderLoop::workspace_bytes(int max_tokens, size_t extra_bytes, bool exp
 SplitSums DecoderLoop::gqa(Step& step, int layer_idx, Act x, float* out) const {
   const ModelConfig& c = config_;
   const GqaWeights& w = weights_.layers[layer_idx].gqa;
+  const KvScales kv_scales = this->kv_scales(step, layer_idx);
   StepBackend& b = step.backend;
   const int tokens = step.in.tokens;
   const int head_dim = c.head_dim;
@@ -138,7 +144,9 @@ SplitSums DecoderLoop::gqa(Step& step, int layer_idx, Act x, float* out) const {
                     .entry_size = step.kv.entry_size,
                     .entry_offset = q_width,
                     .slots = step.in.slots,
-                    .cache_fp8 = step.kv.fp8});
+                    .cache_fp8 = step.kv.fp8,
+                    .cache_scales = kv_scales,
+                    .cache_value_begin = kv_heads_ * head_dim});
   }
   float* attended = step.arena.alloc<float>(static_cast<size_t>(tokens) * q_width);
   {
@@ -157,7 +165,8 @@ SplitSums DecoderLoop::gqa(Step& step, int layer_idx, Act x, float* out) const {
                                     .kv_head_stride = head_dim,
                                     .key_dim = head_dim,
                                     .value_dim = head_dim,
-                                    .scale = c.attention_scale,
+                                    .scale = c.attention_scale * kv_scales.k,
+                                    .value_scale = kv_scales.v,
                                     .sliding_window = c.window(layer_idx),
                                     .chunk_size = c.is_chunked(layer_idx) ? c.attention_chunk_size : 0,
                                     .temperature_floor = nope ? c.attn_temperature_floor : 0.0f,
@@ -178,6 +187,7 @@ SplitSums DecoderLoop::mla(Step& step, int layer_idx, Act x, float* out) const {
   const Span span(b, "attn.mla");
   const ModelConfig& c = config_;
   const MlaConfig& m = *c.mla;
+  const float latent_scale = kv_scales(step, layer_idx).k;  // (vLLM's: k_scale for the whole latent entry)
   const MlaWeights& w = weights_.layers[layer_idx].mla;
   const int tokens = step.in.tokens;
   const int heads = heads_;
@@ -238,7 +248,8 @@ SplitSums DecoderLoop::mla(Step& step, int layer_idx, Act x, float* out) const {
                     .entry_size = step.kv.entry_size,
                     .entry_offset = 0,
                     .slots = step.in.slots,
-                    .cache_fp8 = step.kv.fp8};
+                    .cache_fp8 = step.kv.fp8,
+                    .cache_scales = KvScales{latent_scale, latent_scale}};
   const int32_t* chosen = nullptr;  // V3.2: [tokens, topk] key positions per row
   if (m.indexer) {
     RopeArgs k_pe = rope_key;
@@ -282,7 +293,8 @@ SplitSums DecoderLoop::mla(Step& step, int layer_idx, Act x, float* out) const {
                                     .kv_head_stride = 0,
                                     .key_dim = latent_key,
                                     .value_dim = m.kv_lora_rank,
-                                    .scale = c.attention_scale,
+                                    .scale = c.attention_scale * latent_scale,
+                                    .value_scale = latent_scale,
                                     .sliding_window = 0,
                                     .block_tables = step.in.block_tables,
                                     .table_offsets = step.in.table_offsets + first,
@@ -321,6 +333,7 @@ SplitSums DecoderLoop::mla(Step& step, int layer_idx, Act x, float* out) const {
                             .begin = piece.begin,
                             .cache = step.kv.layers[layer_idx],
                             .cache_fp8 = step.kv.fp8,
+                            .cache_scale = latent_scale,
                             .entry_size = step.kv.entry_size,
                             .block_size = step.kv.block_size,
                             .block_table = step.in.block_tables + piece.table_offset,

@@ -16,6 +16,7 @@
 #include <optional>
 #include <vector>
 
+#include "loader/kv_cache_scales.h"
 #include "model/rope.h"
 #include "model/sharded_weights.h"
 #include "model/step_model.h"
@@ -649,6 +650,11 @@ Result<ModelWeights> load_weights(const ModelConfig& cfg, const WeightPlan& plan
     LayerWeights& layer = w.layers[layer_idx];
     MS_ASSIGN_OR_RETURN(layer.input_norm, up.tensor(plan.get(WeightRole::kInputNorm, layer_idx)));
     MS_ASSIGN_OR_RETURN(layer.post_norm, up.tensor(plan.get(WeightRole::kPostAttentionNorm, layer_idx)));
+    if (weights != nullptr) {  // the attention block's tensors are named <prefix>o_proj.weight
+      const std::string& o_name = plan.get(WeightRole::kO, layer_idx).name;
+      MS_ASSIGN_OR_RETURN(layer.kv_scales,
+                          read_attention_kv_scales(weights->source(), o_name.substr(0, o_name.rfind("o_proj.weight"))));
+    }
     if (cfg.is_mla()) {
       MS_RETURN_IF_ERROR(up.mla(layer_idx, layer.mla));
     } else {

@@ -34,6 +34,7 @@ class ShardedWeights {
       : source_(source), plan_(plan), arena_(arena) {}
 
   const WeightPlan& plan() const { return plan_; }
+  const WeightSource& source() const { return source_; }
   // The whole tensor of `role` in `layer` (tensor `expert` of routed experts).
   Result<TensorView> whole(WeightRole role, int layer, int expert = 0) const;
   // As `whole`, or a null view when this config has no such tensor.

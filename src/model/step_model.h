@@ -163,6 +163,7 @@ struct LayerWeights {
   WeightVector post_norm;   // [hidden]
   GqaWeights gqa;
   MlaWeights mla;
+  ops::KvScales kv_scales;  // the checkpoint's KV cache scales (vLLM's k_scale / v_scale), {1, 1} if none
   bool is_moe = false;
   MlpWeights mlp;
   MoeWeights moe;

@@ -36,8 +36,8 @@ struct CpuNumerics {
   // power-of-two activation scales (quantization_config.scale_fmt ue8m0).
   bool fp8_activations = false;
   bool ue8m0 = false;
-  // --kv-cache-dtype fp8: every value written to the KV cache rounded to e4m3 (scale 1.0,
-  // saturating, as vLLM's default k/v scales). CpuDevice's cache then holds the e4m3 bytes
+  // --kv-cache-dtype fp8: every value written to the KV cache rounded to e4m3 (at the
+  // checkpoint's k/v scales, else 1.0; saturating, as vLLM's fp8 cache). CpuDevice's cache then holds the e4m3 bytes
   // (KvLayers::fp8, the ops' cache_fp8); over a float32 cache (KvLayers::fp8 false) the written
   // values are rounded in place instead: the same numbers, the reference tests hold the bytes to.
   bool kv_fp8 = false;

@@ -83,9 +83,10 @@ bool cpu_holds_f32(const ModelConfig& config, const LoadOptions& load) {
 // What --kv-cache-dtype fp8 does on the CPU, said where a CPU model is built.
 void log_cpu_kv_fp8(const LoadOptions& load) {
   if (!load.kv_cache_fp8) return;
-  spdlog::info("--kv-cache-dtype fp8: every KV value is rounded to e4m3 as it is written (scale 1.0); the CPU "
-               "cache stores the e4m3 bytes, 1 byte per element against float32's 4, so a KV budget holds four "
-               "times the tokens of auto");
+  spdlog::info(
+      "--kv-cache-dtype fp8: every KV value is rounded to e4m3 as it is written (divided by the checkpoint's "
+      "k_scale / v_scale where it has them, else at scale 1.0); the CPU cache stores the e4m3 bytes, 1 byte per "
+      "element against float32's 4, so a KV budget holds four times the tokens of auto");
 }
 
 }  // namespace

@@ -75,12 +75,15 @@ TEST(Fp8Cli, UnsupportedFormatsAreRefusedByName) {
   EXPECT_THAT(dropped.output, HasSubstr("is F8_E4M3, but config.json has no fp8 quantization_config"));
 }
 
-// A checkpoint carrying KV cache scales (vLLM's <attention>.k_scale / .v_scale): under
-// --kv-cache-dtype fp8, a scale other than 1 is refused by name (moeserve stores K/V at scale 1.0
-// and would silently differ from vLLM serving that checkpoint); scales of 1 and --kv-cache-dtype
-// auto (scales ignored, as vLLM does for a 16-bit cache) run; a scale that is not a float scalar
-// or [1] is an error naming it.
-TEST(Fp8Cli, CheckpointKvCacheScalesOtherThanOneAreRefusedUnderFp8Kv) {
+// A checkpoint carrying KV cache scales (vLLM's <attention>.k_scale / .v_scale, here on layer 0
+// only): under --kv-cache-dtype fp8 they are applied (the cache holds e4m3(k / k_scale) and
+// e4m3(v / v_scale)), so the logits move off the unscaled fp8 run's by the different rounding
+// alone and stay as close to the float32 cache's (2026-12-07: max abs 1.25 against unscaled 1.22;
+// with the scales divided on write but not multiplied back, 2.92); under --kv-cache-dtype auto they are ignored, as
+// vLLM does for a 16-bit cache (bit for bit the checkpoint without them). A scale that is not a
+// float scalar or [1], or not positive, is an error naming it; a scale name moeserve would not
+// apply is refused under fp8.
+TEST(Fp8Cli, CheckpointKvCacheScalesAreAppliedUnderFp8Kv) {
   namespace fs = std::filesystem;
   const fs::path source = testing::fixture_model("tiny-mixtral");
   const fs::path dir = fs::path(::testing::TempDir()) / "kv_scales_checkpoint";
@@ -90,44 +93,74 @@ TEST(Fp8Cli, CheckpointKvCacheScalesOtherThanOneAreRefusedUnderFp8Kv) {
   fs::copy_file(source / "model.safetensors", dir / "weights.safetensors");
   auto weights = SafetensorsFile::open((source / "model.safetensors").string());
   ASSERT_TRUE(weights.ok()) << weights.error().message;
-  nlohmann::json weight_map = nlohmann::json::object();
-  for (const auto& [name, entry] : (*weights)->entries()) weight_map[name] = "weights.safetensors";
-  weight_map["model.layers.0.self_attn.k_scale"] = "kv_scales.safetensors";
-  weight_map["model.layers.0.self_attn.v_scale"] = "kv_scales.safetensors";
-  std::ofstream(dir / "model.safetensors.index.json") << nlohmann::json{{"weight_map", weight_map}}.dump();
-  const auto write_scales = [&](float k_scale, const Shape& v_shape) {
+  const auto write_scales = [&](float k_scale, const Shape& v_shape, const std::string& k_name) {
+    nlohmann::json weight_map = nlohmann::json::object();
+    for (const auto& [name, entry] : (*weights)->entries()) weight_map[name] = "weights.safetensors";
+    weight_map[k_name] = "kv_scales.safetensors";
+    weight_map["model.layers.0.self_attn.v_scale"] = "kv_scales.safetensors";
+    std::ofstream(dir / "model.safetensors.index.json") << nlohmann::json{{"weight_map", weight_map}}.dump();
     float k = k_scale;
-    float v[2] = {1.0f, 1.0f};
-    const Status written = write_safetensors(
-        (dir / "kv_scales.safetensors").string(),
-        {NamedTensor{"model.layers.0.self_attn.k_scale", TensorView{.data = &k, .dtype = DType::kF32, .shape = {}}},
-         NamedTensor{"model.layers.0.self_attn.v_scale",
-                     TensorView{.data = v, .dtype = DType::kF32, .shape = v_shape}}});
+    float v[2] = {0.61f, 0.61f};
+    const Status written =
+        write_safetensors((dir / "kv_scales.safetensors").string(),
+                          {NamedTensor{k_name, TensorView{.data = &k, .dtype = DType::kF32, .shape = {}}},
+                           NamedTensor{"model.layers.0.self_attn.v_scale",
+                                       TensorView{.data = v, .dtype = DType::kF32, .shape = v_shape}}});
     ASSERT_TRUE(written.ok()) << written.error().message;
   };
-  const auto logits = [&](const std::string& kv_cache_dtype) {
-    return moeserve_cli({"logits", dir.string(), "--device", "cpu", "--kv-cache-dtype", kv_cache_dtype, "--ids",
-                         "1,2,3", "--out", (dir / "logits.safetensors").string()});
+  // `moeserve logits` of 24 ids through `model`, and the logits [24, vocab] when it ran.
+  const auto logits = [&](const fs::path& model, const std::string& kv_cache_dtype, std::vector<float>* out) {
+    const fs::path file = dir.parent_path() / "kv_scales_logits.safetensors";
+    const auto result =
+        moeserve_cli({"logits", model.string(), "--device", "cpu", "--kv-cache-dtype", kv_cache_dtype, "--ids",
+                      "1,2,3,5,8,13,21,34,55,89,144,233,7,11,17,19,23,29,31,37,41,43,47,53", "--out", file.string()});
+    if (result.exit_code == 0 && out != nullptr) {
+      auto read = SafetensorsFile::open(file.string());
+      EXPECT_TRUE(read.ok());
+      const TensorView view = (*read)->view("logits");
+      out->assign(view.as<float>(), view.as<float>() + view.numel());
+    }
+    return result;
+  };
+  const auto max_abs_diff = [](const std::vector<float>& a, const std::vector<float>& b) {
+    EXPECT_EQ(a.size(), b.size());
+    double most = 0.0;
+    for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) most = std::max(most, double(std::abs(a[i] - b[i])));
+    return most;
   };
 
-  write_scales(0.5f, Shape{1});
-  const auto refused = logits("fp8");
-  EXPECT_EQ(refused.exit_code, 1) << refused.output;
-  EXPECT_THAT(refused.output, HasSubstr("carries KV cache scales ('model.layers.0.self_attn.k_scale' = 0.5), which "
-                                        "--kv-cache-dtype fp8 does not apply yet"));
-  EXPECT_THAT(refused.output, HasSubstr("use --kv-cache-dtype auto"));
-  const auto ignored = logits("auto");
-  EXPECT_EQ(ignored.exit_code, 0) << ignored.output;
+  std::vector<float> exact, unscaled, scaled, ignored;
+  ASSERT_EQ(logits(source, "auto", &exact).exit_code, 0);
+  ASSERT_EQ(logits(source, "fp8", &unscaled).exit_code, 0);
+  write_scales(0.37f, Shape{1}, "model.layers.0.self_attn.k_scale");
+  const auto applied = logits(dir, "fp8", &scaled);
+  ASSERT_EQ(applied.exit_code, 0) << applied.output;
+  const auto auto_kv = logits(dir, "auto", &ignored);
+  ASSERT_EQ(auto_kv.exit_code, 0) << auto_kv.output;
+  EXPECT_EQ(ignored, exact);
+  const double unscaled_error = max_abs_diff(unscaled, exact), scaled_error = max_abs_diff(scaled, exact);
+  std::printf("fp8 KV logits against the float32 cache's: unscaled %.3g, layer 0 scaled %.3g\n", unscaled_error,
+              scaled_error);
+  EXPECT_GT(max_abs_diff(scaled, unscaled), 0.0) << "the scales changed nothing";
+  EXPECT_LT(scaled_error, 1.5 * unscaled_error) << "a scale divided on write but not multiplied back";
 
-  write_scales(1.0f, Shape{1});
-  const auto ones = logits("fp8");
-  EXPECT_EQ(ones.exit_code, 0) << ones.output;
-
-  write_scales(1.0f, Shape{2});
-  const auto malformed = logits("fp8");
+  write_scales(0.37f, Shape{2}, "model.layers.0.self_attn.k_scale");
+  const auto malformed = logits(dir, "fp8", nullptr);
   EXPECT_EQ(malformed.exit_code, 1) << malformed.output;
-  EXPECT_THAT(malformed.output, HasSubstr("KV cache scale 'model.layers.0.self_attn.v_scale' must be a float32, "
+  EXPECT_THAT(malformed.output, HasSubstr("tensor 'model.layers.0.self_attn.v_scale' is F32 [2], expected a float32, "
                                           "bf16 or fp16 scalar (or [1])"));
+
+  write_scales(0.0f, Shape{1}, "model.layers.0.self_attn.k_scale");
+  const auto zero = logits(dir, "fp8", nullptr);
+  EXPECT_EQ(zero.exit_code, 1) << zero.output;
+  EXPECT_THAT(zero.output, HasSubstr("KV cache scale 0 of 'model.layers.0.self_attn.' must be positive and finite"));
+
+  write_scales(0.37f, Shape{1}, "model.layers.0.self_attn.attn.k_scale");
+  const auto unknown = logits(dir, "fp8", nullptr);
+  EXPECT_EQ(unknown.exit_code, 1) << unknown.output;
+  EXPECT_THAT(unknown.output, HasSubstr("carries a KV cache scale 'model.layers.0.self_attn.attn.k_scale' that "
+                                        "moeserve does not know where to apply"));
+  EXPECT_EQ(logits(dir, "auto", nullptr).exit_code, 0);
 }
 
 }  // namespace

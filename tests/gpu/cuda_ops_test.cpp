@@ -138,7 +138,10 @@ TEST_F(CudaOpsTest, RopeHalfAndInterleavedWithCacheWrite) {
           }
         }
         // --kv-cache-dtype fp8: the same entries written as e4m3 bytes, each the CPU's rounding of
-        // the rotated value (the rotation itself is checked above; half 0 writes without rotating).
+        // the rotated value divided by its KV cache scale (the first half of the entry by k, the
+        // rest by v; the rotation itself is checked above; half 0 writes without rotating).
+        const ops::KvScales kv_scales{.k = 0.37f, .v = 2.6f};
+        const int value_begin = entry_size / 2;
         uint8_t* cache_fp8 = poisoned<uint8_t>(size_t(num_slots) * entry_size);
         cuda::rope(exec_, cuda::RopeArgs{.x = upload(rotated),
                                          .tokens = tokens,
@@ -150,14 +153,16 @@ TEST_F(CudaOpsTest, RopeHalfAndInterleavedWithCacheWrite) {
                                          .entry_size = entry_size,
                                          .entry_offset = entry_offset,
                                          .slots = upload(slots),
-                                         .cache_fp8 = true});
+                                         .cache_fp8 = true,
+                                         .cache_scales = kv_scales,
+                                         .cache_value_begin = value_begin});
         const std::vector<uint8_t> bytes = download(cache_fp8, size_t(num_slots) * entry_size);
         for (int slot = 0; slot < num_slots; ++slot) {
           for (int i = 0; i < entry_size; ++i) {
             const uint8_t got = bytes[size_t(slot) * entry_size + i];
             const int t = slot / 3;
-            ASSERT_EQ(got,
-                      slot % 3 != 1 ? 0xff : f32_to_f8e4m3(rotated[size_t(t) * heads * head_stride + entry_offset + i]))
+            const float value = rotated[size_t(t) * heads * head_stride + entry_offset + i];
+            ASSERT_EQ(got, slot % 3 != 1 ? 0xff : f32_to_f8e4m3(value / (i < value_begin ? kv_scales.k : kv_scales.v)))
                 << "fp8 slot " << slot << " at " << i;
           }
         }
@@ -230,7 +235,15 @@ TEST_F(CudaOpsTest, PagedAttentionGqa) {
       ops::kv_write(cpu_, cpu_kv, batch.sequences, f32_view(k, Shape{batch.tokens, kv_heads * head_dim}),
                     f32_view(v, Shape{batch.tokens, kv_heads * head_dim}));
       const float scale = 1.0f / std::sqrt(float(head_dim));
-      ops::attention(cpu_, f32_view(q, Shape{batch.tokens, heads, head_dim}), cpu_kv, batch.sequences,
+      // The fp8 cache under a checkpoint's KV cache scales: the bytes read as their values times
+      // k (keys) and v (values), which the kernels fold into scale and value_scale.
+      const ops::KvScales kv_scales = fp8 ? ops::KvScales{.k = 0.37f, .v = 2.6f} : ops::KvScales{};
+      std::vector<float> scaled_cache = cpu_cache;
+      for (size_t i = 0; i < scaled_cache.size(); ++i) {
+        scaled_cache[i] *= int(i % entry) < kv_heads * head_dim ? kv_scales.k : kv_scales.v;
+      }
+      ops::attention(cpu_, f32_view(q, Shape{batch.tokens, heads, head_dim}),
+                     PagedKvLayer{scaled_cache.data(), num_blocks, block_size, entry}, batch.sequences,
                      ops::AttentionParams{heads, kv_heads, head_dim, scale, window},
                      f32_view(expected, Shape{batch.tokens, heads, head_dim}));
       // The GPU writes [k | v] rows from one interleaved source, as the fused qkv row holds them.
@@ -251,7 +264,7 @@ TEST_F(CudaOpsTest, PagedAttentionGqa) {
         cuda::kv_write(exec_, dcache, entry, slots, batch.tokens, upload(kv_rows), entry);
         EXPECT_EQ(download(dcache, cache.size()), cpu_cache);
       }
-      const std::string label = std::string(fp8 ? "fp8 cache " : "") + std::to_string(heads) + "/" +
+      const std::string label = std::string(fp8 ? "scaled fp8 cache " : "") + std::to_string(heads) + "/" +
                                 std::to_string(kv_heads) + "/" + std::to_string(head_dim);
       const cuda::AttentionArgs args{.q = upload(q),
                                      .q_stride = heads * head_dim,
@@ -267,7 +280,8 @@ TEST_F(CudaOpsTest, PagedAttentionGqa) {
                                      .kv_head_stride = head_dim,
                                      .key_dim = head_dim,
                                      .value_dim = head_dim,
-                                     .scale = scale,
+                                     .scale = scale * kv_scales.k,
+                                     .value_scale = kv_scales.v,
                                      .sliding_window = window,
                                      .block_tables = upload(batch.packed_tables),
                                      .table_offsets = upload(batch.table_offsets),
@@ -547,8 +561,9 @@ TEST_F(CudaOpsTest, IndexerSparseAttentionAndLayerNorm) {
 }
 
 // The plain-form MLA prefill of one piece, CPU and CUDA on the same arguments: a fresh prefill,
-// a chunk after cached context, and query tiles smaller than the piece (several score tiles); in
-// float32 (the float32-like mode) and in TF32 (the bf16 mode), whose inputs round to 2^-11 relative.
+// a chunk after cached context, query tiles smaller than the piece (several score tiles) and the
+// fp8 latent cache under a k_scale; in float32 (the float32-like mode) and in TF32 (the bf16
+// mode), whose inputs round to 2^-11 relative.
 TEST_F(CudaOpsTest, MlaPrefillPlainFormMatchesTheCpuOp) {
   const int block_size = 16, num_blocks = 24;
   // extra: floats after [c | k_pe] in each cache entry (DeepSeek-V3.2's index key).
@@ -580,6 +595,7 @@ TEST_F(CudaOpsTest, MlaPrefillPlainFormMatchesTheCpuOp) {
                                  .count = seq.num_query,
                                  .begin = begin,
                                  .cache = cache.data(),
+                                 .cache_scale = fp8 ? 0.37f : 1.0f,  // a checkpoint's k_scale
                                  .entry_size = entry,
                                  .block_size = block_size,
                                  .block_table = seq.block_table.data(),

@@ -680,6 +680,123 @@ TEST_F(OpsContractTest, CacheReadersOverE4m3BytesEqualTheDecodedFloats) {
   }
 }
 
+// A checkpoint's KV cache scales (ops::KvScales) under an e4m3 cache: the write stores each value
+// divided by its scale (the K part by k, from cache_value_begin on by v), and the readers given
+// the scales back (GQA: scale × k and value_scale v; MLA: k for the whole latent) compute what they
+// compute over a float32 cache holding the decoded values times their scales.
+TEST_F(OpsContractTest, ScaledE4m3CachesReadAsTheirValuesTimesTheScales) {
+  const ops::KvScales scales{.k = 0.37f, .v = 2.6f};
+  {  // the write
+    const int entry = 12, value_begin = 8, tokens = 3;
+    const std::vector<float> src = random_floats(size_t(tokens) * entry, 4.0f);
+    const std::vector<int32_t> slots = {4, 0, 2};
+    std::vector<uint8_t> cache(size_t(5) * entry, 0x55);
+    ops::kv_write(ctx_, reinterpret_cast<float*>(cache.data()), entry, slots.data(), tokens, src.data(), entry, true,
+                  scales, value_begin);
+    for (int t = 0; t < tokens; ++t) {
+      for (int i = 0; i < entry; ++i) {
+        const float scale = i < value_begin ? scales.k : scales.v;
+        ASSERT_EQ(cache[slots[t] * entry + i], f32_to_f8e4m3(src[t * entry + i] / scale)) << t << ", " << i;
+      }
+    }
+  }
+  // A random e4m3 cache, and the float32 cache of its decoded values times each element's scale.
+  const auto caches = [&](int count, int entry, int value_begin) {
+    std::pair<std::vector<uint8_t>, std::vector<float>> c;
+    for (float x : random_floats(count, 3.0f)) {
+      c.first.push_back(f32_to_f8e4m3(x));
+      const int i = static_cast<int>(c.second.size()) % entry;
+      c.second.push_back(f8e4m3_to_f32(c.first.back()) * (i < value_begin ? scales.k : scales.v));
+    }
+    return c;
+  };
+  {  // GQA: entries [K (2 heads × 8) | V (2 heads × 8)]
+    const int hq = 4, hkv = 2, d = 8, entry = 2 * hkv * d, rows = 5;
+    const auto [bytes, values] = caches(8 * 4 * entry, entry, hkv * d);
+    const PagedBatch b = make_batch(entry, values);
+    const std::vector<float> q = random_floats(rows * hq * d);
+    std::vector<float> out[2];
+    for (bool fp8 : {false, true}) {
+      out[fp8].assign(size_t(rows) * hq * d, NAN);
+      ops::paged_attention(ctx_, ops::AttentionArgs{.q = q.data(),
+                                                    .q_stride = hq * d,
+                                                    .tokens = rows,
+                                                    .num_heads = hq,
+                                                    .group = hq / hkv,
+                                                    .cache = fp8 ? reinterpret_cast<const float*>(bytes.data())
+                                                                 : values.data(),
+                                                    .cache_fp8 = fp8,
+                                                    .block_size = b.block_size,
+                                                    .entry_size = entry,
+                                                    .key_offset = 0,
+                                                    .value_offset = hkv * d,
+                                                    .kv_head_stride = d,
+                                                    .key_dim = d,
+                                                    .value_dim = d,
+                                                    .scale = fp8 ? 0.3f * scales.k : 0.3f,
+                                                    .value_scale = fp8 ? scales.v : 1.0f,
+                                                    .block_tables = b.block_tables.data(),
+                                                    .table_offsets = b.table_offsets.data(),
+                                                    .positions = b.positions.data(),
+                                                    .out = out[fp8].data()});
+    }
+    EXPECT_LT(max_abs_diff(out[true], out[false]), 1e-5 * scales.v) << "GQA";
+  }
+  {  // MLA: entries [c (10) | k_pe (4)], every element scaled by k
+    const ops::MlaDims dims{.tokens = 5, .heads = 3, .nope = 8, .rope = 4, .value = 6, .rank = 10};
+    const int entry = dims.rank + dims.rope;
+    const auto [bytes, values] = caches(8 * 4 * entry, entry, entry);
+    const PagedBatch b = make_batch(entry, values);
+    const std::vector<float> kv_b = random_floats(size_t(dims.heads) * (dims.nope + dims.value) * dims.rank, 0.3f);
+    const std::vector<float> q = random_floats(size_t(dims.tokens) * dims.heads * (dims.nope + dims.rope));
+    std::vector<float> q_absorbed(size_t(dims.tokens) * dims.heads * entry);
+    ops::mla_absorb_q(ctx_, dims, q.data(), kv_b.data(), q_absorbed.data());
+    std::vector<float> latent[2], plain[2];
+    for (bool fp8 : {false, true}) {
+      const float* cache = fp8 ? reinterpret_cast<const float*>(bytes.data()) : values.data();
+      latent[fp8].assign(size_t(dims.tokens) * dims.heads * dims.rank, NAN);
+      ops::paged_attention(ctx_, ops::AttentionArgs{.q = q_absorbed.data(),
+                                                    .q_stride = dims.heads * entry,
+                                                    .tokens = dims.tokens,
+                                                    .num_heads = dims.heads,
+                                                    .group = dims.heads,
+                                                    .cache = cache,
+                                                    .cache_fp8 = fp8,
+                                                    .block_size = b.block_size,
+                                                    .entry_size = entry,
+                                                    .key_dim = entry,
+                                                    .value_dim = dims.rank,
+                                                    .scale = fp8 ? 0.25f * scales.k : 0.25f,
+                                                    .value_scale = fp8 ? scales.k : 1.0f,
+                                                    .block_tables = b.block_tables.data(),
+                                                    .table_offsets = b.table_offsets.data(),
+                                                    .positions = b.positions.data(),
+                                                    .out = latent[fp8].data()});
+      plain[fp8].assign(size_t(dims.tokens) * dims.heads * dims.value, NAN);
+      for (auto [first_row, count, begin, table] : {std::tuple{0, 4, 9, 0}, {4, 1, 9, 4}}) {
+        ops::mla_prefill_attention(ctx_, ops::MlaPrefillArgs{.dims = dims,
+                                                             .q = q.data(),
+                                                             .first_row = first_row,
+                                                             .count = count,
+                                                             .begin = begin,
+                                                             .cache = cache,
+                                                             .cache_fp8 = fp8,
+                                                             .cache_scale = fp8 ? scales.k : 1.0f,
+                                                             .entry_size = entry,
+                                                             .block_size = b.block_size,
+                                                             .block_table = b.block_tables.data() + table,
+                                                             .kv_b = kv_b.data(),
+                                                             .scale = 0.25f,
+                                                             .out = plain[fp8].data()});
+      }
+    }
+    EXPECT_LT(max_abs_diff(latent[true], latent[false]), 1e-5) << "absorbed";
+    // The plain form multiplies the decoded latents by the scale as it gathers them: bit for bit.
+    EXPECT_EQ(bits_of(plain[true]), bits_of(plain[false])) << "plain prefill";
+    EXPECT_FALSE(std::isnan(latent[true][0]) || std::isnan(plain[true][0]));
+  }
+}
+
 TEST_F(OpsContractTest, RoutedExpertsThroughPermuteGemmCombineMatchPerTokenMath) {
   // router → moe_permute → gemm (SwiGLU, grouped, rows via x_rows) → gemm (grouped down) →
   // moe_combine (+ gated shared expert, fused residual add and norm) against each token's

@@ -47,7 +47,7 @@ struct CudaDeviceOptions {
   // --quantization fp8 (and random weights of an fp8 config): bf16 weights quantized to
   // block-scaled FP8 as they load. An fp8 checkpoint's weights stay FP8 without it.
   bool quantize_fp8 = false;
-  // --kv-cache-dtype fp8: the KV cache holds e4m3 bytes (scale 1.0), a quarter of float32's.
+  // --kv-cache-dtype fp8: the KV cache holds e4m3 bytes (ops::KvScales), a quarter of float32's.
   bool kv_cache_fp8 = false;
   // Its TP and EP collectives over NCCL (comm/nccl) instead of staged through the host: a rank alone in
   // its process (a worker process), since ranks sharing a GPU take NCCL host ids of their own.

@@ -107,7 +107,7 @@ void paged_attention(ExecContext& ctx, const AttentionArgs& args) {
         std::fill(dst, dst + args.value_dim, 0.0f);
         for (int k = 0; k < num_keys; ++k) {
           const float* value = value_at(k);
-          const float p = scores[k] / denominator;
+          const float p = scores[k] / denominator * args.value_scale;
           for (int d = 0; d < args.value_dim; ++d) dst[d] += p * value[d];
         }
       }

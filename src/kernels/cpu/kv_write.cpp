@@ -50,8 +50,10 @@ const std::array<float, 256>& f8e4m3_values() {
 }
 
 void kv_write(ExecContext& ctx, float* cache, int entry_size, const int32_t* slots, int tokens, const float* src,
-              int64_t src_stride, bool cache_fp8) {
-  for (int t = 0; t < tokens; ++t) write_kv(cache, cache_fp8, slots[t], entry_size, src + t * src_stride);
+              int64_t src_stride, bool cache_fp8, const KvScales& scales, int value_begin) {
+  for (int t = 0; t < tokens; ++t) {
+    write_kv(cache, cache_fp8, slots[t], entry_size, src + t * src_stride, scales, value_begin);
+  }
 }
 
 }  // namespace moeserve::ops

@@ -34,6 +34,9 @@ void mla_prefill_attention(ExecContext& ctx, const MlaPrefillArgs& args) {
     kv_gather(ctx, kv, std::span<const int32_t>(args.block_table, kv.num_blocks), context,
               TensorView{latent.data(), DType::kF32, Shape{context, entry}});
   }
+  if (args.cache_scale != 1.0f) {
+    for (float& value : latent) value *= args.cache_scale;
+  }
   std::vector<float> c(static_cast<size_t>(context) * d.rank);  // latent[:, :r], dense
   for (int j = 0; j < context; ++j)
     std::memcpy(&c[size_t(j) * d.rank], &latent[size_t(j) * entry], d.rank * sizeof(float));

@@ -64,7 +64,7 @@ void rope(ExecContext& ctx, const RopeArgs& args) {
   }
   if (args.cache != nullptr) {
     kv_write(ctx, args.cache, args.entry_size, args.slots, args.tokens, args.x + args.entry_offset, args.token_stride,
-             args.cache_fp8);
+             args.cache_fp8, args.cache_scales, args.cache_value_begin);
   }
 }
 

@@ -148,7 +148,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) paged_attention_kernel(Attenti
     float sum = 0.0f;
 #pragma unroll
     for (int w = 0; w < kWarps; ++w) sum += weights[w] == 0.0f ? 0.0f : weights[w] * part_acc[w][d];
-    out[d] = sum / total;
+    out[d] = sum / total * args.value_scale;
   }
 }
 
@@ -269,7 +269,8 @@ __global__ void __launch_bounds__(kGqaWarps * 32) paged_attention_gqa_kernel(Att
       total += weight * part_den[w][g];
       sum += weight * part_acc[w][g][d];
     }
-    args.out[(static_cast<int64_t>(token) * args.num_heads + head0 + g) * args.value_dim + d] = sum / total;
+    args.out[(static_cast<int64_t>(token) * args.num_heads + head0 + g) * args.value_dim + d] =
+        sum / total * args.value_scale;
   }
 }
 

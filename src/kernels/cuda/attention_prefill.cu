@@ -166,7 +166,7 @@ __global__ void __launch_bounds__(kThreads) prefill_attention_kernel(AttentionAr
       const float sink = sink_logit(args, head);
       const float top = fmaxf(maxima[r], sink);
       const float kept = expf(maxima[r] - top);
-      const float inv = kept / (denom[r] * kept + (sink == -INFINITY ? 0.0f : expf(sink - top)));
+      const float inv = args.value_scale * kept / (denom[r] * kept + (sink == -INFINITY ? 0.0f : expf(sink - top)));
       float* dst = args.out + (int64_t(row) * args.num_heads + head) * dim + out_d;
 #pragma unroll
       for (int e = 0; e < 4; ++e) dst[e] = acc[r][e] * inv;

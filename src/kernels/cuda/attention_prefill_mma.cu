@@ -313,7 +313,8 @@ __global__ void __launch_bounds__(kMaxWarps * 32) prefill_attention_mma_kernel(A
     // A sink joins the denominator (at the larger of its logit and the row's running max).
     const float top = fmaxf(row_max[r], sink_log2[r]);
     const float kept = exp2f(row_max[r] - top);
-    const float inv = kept / (total * kept + (sink_log2[r] == -INFINITY ? 0.0f : exp2f(sink_log2[r] - top)));
+    const float inv =
+        args.value_scale * kept / (total * kept + (sink_log2[r] == -INFINITY ? 0.0f : exp2f(sink_log2[r] - top)));
 #pragma unroll
     for (int j = 0; j < kMaxDim / 8; ++j) {
       if (j >= d_tiles) break;

@@ -24,15 +24,15 @@ namespace moeserve::cuda {
 namespace {
 
 // latent[r] [entry] = the first entry elements (float32 or e4m3) of the cache entry ([cache_entry])
-// of context row r (block_table[r / block_size], slot r % block_size), as float32.
+// of context row r (block_table[r / block_size], slot r % block_size), as float32, times scale.
 template <typename Kv>
 __global__ void gather_latents_kernel(const float* cache, int block_size, const int32_t* block_table, int cache_entry,
-                                      int entry, int ctx, float* latent) {
+                                      int entry, int ctx, float scale, float* latent) {
   const int row = blockIdx.x;
   if (row >= ctx) return;
   const int64_t slot = int64_t(block_table[row / block_size]) * block_size + row % block_size;
   const Kv* src = kv_base<Kv>(cache) + slot * cache_entry;
-  for (int i = threadIdx.x; i < entry; i += blockDim.x) latent[int64_t(row) * entry + i] = kv_load(src + i);
+  for (int i = threadIdx.x; i < entry; i += blockDim.x) latent[int64_t(row) * entry + i] = kv_load(src + i) * scale;
 }
 
 // Maximum over a block of blockDim.x threads (as block_sum); every thread gets it.
@@ -113,7 +113,8 @@ void mla_prefill_attention(const GpuExec& exec, const MlaPrefillArgs& args, bool
   auto* blas = static_cast<cublasHandle_t>(exec.blas);
   const int cache_entry = args.entry_size != 0 ? args.entry_size : entry;  // V3.2: the index key follows
   const auto gather = args.cache_fp8 ? gather_latents_kernel<uint8_t> : gather_latents_kernel<float>;
-  gather<<<ctx, 128, 0, stream>>>(args.cache, args.block_size, args.block_table, cache_entry, entry, ctx, latent);
+  gather<<<ctx, 128, 0, stream>>>(args.cache, args.block_size, args.block_table, cache_entry, entry, ctx,
+                                  args.cache_scale, latent);
   check_launch("mla_prefill_attention (gather)");
   // Column-major: kvᵀ [kv_width, ctx] = kv_b (col-major [r, kv_width])ᵀ · latentᵀ[:r] ([r, ctx], ld entry).
   gemm_f32(blas, tf32, CUBLAS_OP_T, CUBLAS_OP_N, kv_width, ctx, d.rank, 1.0f, args.kv_b, d.rank, 0, latent, entry, 0,

@@ -7,8 +7,8 @@
 
 namespace moeserve::cuda {
 
-// A cache element: float32, or (--kv-cache-dtype fp8, AttentionArgs::cache_fp8) an e4m3 byte at
-// scale 1.0, as vLLM's fp8 KV cache stores it. The kernels that read or write the cache are
+// A cache element: float32, or (--kv-cache-dtype fp8, AttentionArgs::cache_fp8) an e4m3 byte of the
+// value divided by its ops::KvScales scale, as vLLM's fp8 KV cache stores it. The kernels that read or write the cache are
 // templated on it (Kv = float or uint8_t); either way an entry is entry_size elements.
 __device__ __forceinline__ float kv_load(const float* p) { return *p; }
 __device__ __forceinline__ float kv_load(const uint8_t* p) {

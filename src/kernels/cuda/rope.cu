@@ -2,6 +2,8 @@
 // cos/sin from float32 position × inv_freq as the CPU reference computes them — once per
 // (token, frequency) into shared memory, since every head of a token shares them. Optionally
 // also writes each token's cache entry afterwards (ops::kv_write fused, one launch fewer per layer).
+#include <type_traits>
+
 #include "kernels/cuda/paged_cache.cuh"
 #include "kernels/cuda/vector.cuh"
 
@@ -57,6 +59,11 @@ __global__ void __launch_bounds__(kThreads) rope_kernel(RopeArgs args, bool entr
   __syncthreads();  // the whole row is rotated
   Kv* dst = reinterpret_cast<Kv*>(args.cache) + static_cast<int64_t>(args.slots[token]) * args.entry_size;
   const float* entry = row + args.entry_offset;
+  // An e4m3 cache holds each value divided by its scale (x / 1 = x: unscaled caches unchanged).
+  const auto scaled = [&](float value, int i) {
+    if constexpr (std::is_same_v<Kv, float>) return value;
+    return value / (i < args.cache_value_begin ? args.cache_scales.k : args.cache_scales.v);
+  };
   if (entry_vector) {  // float4s, kBatch in flight per thread
     const float4* src4 = reinterpret_cast<const float4*>(entry);
     const int vectors = args.entry_size / 4;
@@ -66,12 +73,16 @@ __global__ void __launch_bounds__(kThreads) rope_kernel(RopeArgs args, bool entr
       for (int u = 0; u < kBatch; ++u)
         if (base + u * kThreads < vectors) v[u] = src4[base + u * kThreads];
 #pragma unroll
-      for (int u = 0; u < kBatch; ++u)
-        if (base + u * kThreads < vectors) kv_store4(dst + 4 * (base + u * kThreads), v[u]);
+      for (int u = 0; u < kBatch; ++u) {
+        const int i = 4 * (base + u * kThreads);
+        if (i >= args.entry_size) continue;
+        kv_store4(dst + i,
+                  make_float4(scaled(v[u].x, i), scaled(v[u].y, i + 1), scaled(v[u].z, i + 2), scaled(v[u].w, i + 3)));
+      }
     }
     return;
   }
-  for (int i = threadIdx.x; i < args.entry_size; i += kThreads) kv_store(dst + i, entry[i]);
+  for (int i = threadIdx.x; i < args.entry_size; i += kThreads) kv_store(dst + i, scaled(entry[i], i));
 }
 
 }  // namespace
