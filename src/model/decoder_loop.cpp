@@ -64,7 +64,7 @@ int64_t DecoderLoop::moe_floats_per_token(bool experts_large) const {
 }
 
 KvScales DecoderLoop::kv_scales(const Step& step, int layer_idx) const {
-  return step.kv.fp8 ? weights_.layers[layer_idx].kv_scales : KvScales{};
+  return step.kv.fp8 || step.backend.rounds_kv_to_fp8() ? weights_.layers[layer_idx].kv_scales : KvScales{};
 }
 
 size_t DecoderLoop::workspace_bytes(int max_tokens, size_t extra_bytes, bool experts_large) const {

@@ -90,8 +90,9 @@ class DecoderLoop {
   void run_local_experts(Step& step, const MoeWeights& w, const RoutedTokens& arrived, const TensorView& partial) const;
   // Floats of step workspace an MoE block needs per token (workspace_bytes' MoE term).
   int64_t moe_floats_per_token(bool experts_large) const;
-  // The layer's checkpoint KV cache scales where the step's cache is e4m3, else {1, 1} (a float32
-  // cache ignores them, as vLLM's 16-bit one does).
+  // The layer's checkpoint KV cache scales where the step's cache is e4m3 (or its values rounded as
+  // if, StepBackend::rounds_kv_to_fp8), else {1, 1} (a float32 cache ignores them, as vLLM's
+  // 16-bit one does).
   ops::KvScales kv_scales(const Step& step, int layer_idx) const;
 
   const ModelConfig& config_;

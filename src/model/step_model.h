@@ -339,6 +339,10 @@ class StepBackend {
   // them beside the float32 ones where it can).
   virtual bool bf16_activations(int rows) { return false; }
 
+  // Whether the values written to a float32 KV cache are rounded to e4m3 as an fp8 cache's would
+  // be (the CPU's emulation of --kv-cache-dtype fp8); the loop then applies the KV cache scales.
+  virtual bool rounds_kv_to_fp8() const { return false; }
+
   // Profiling spans around groups of ops (no-ops unless the backend profiles).
   virtual void begin_span(const char* name) {}
   virtual void end_span() {}

@@ -60,11 +60,13 @@ void CpuStepBackend::rms_norm(const ops::RmsNormArgs& args) { ops::rms_norm(ctx_
 void CpuStepBackend::rope(const ops::RopeArgs& args) {
   ops::rope(ctx_, args);  // an e4m3 cache (cache_fp8) gets the rounded bytes
   if (args.cache_fp8 || !numerics_.kv_fp8 || args.cache == nullptr) return;
-  // kv_fp8 over a float32 cache: the entries just written ([entry_size] at slot slots[t]) rounded
-  // in place, the same values an e4m3 cache decodes to.
+  // kv_fp8 over a float32 cache: the entries just written ([entry_size] at slot slots[t]) divided
+  // by their scales and rounded in place, the same values an e4m3 cache decodes to.
   for (int t = 0; t < args.tokens; ++t) {
     float* entry = args.cache + static_cast<int64_t>(args.slots[t]) * args.entry_size;
-    for (int i = 0; i < args.entry_size; ++i) entry[i] = round_to_f8e4m3(entry[i]);
+    for (int i = 0; i < args.entry_size; ++i) {
+      entry[i] = round_to_f8e4m3(entry[i] / (i < args.cache_value_begin ? args.cache_scales.k : args.cache_scales.v));
+    }
   }
 }
 void CpuStepBackend::paged_attention(const ops::AttentionArgs& args, const StepInputs*) {

@@ -37,9 +37,10 @@ struct CpuNumerics {
   bool fp8_activations = false;
   bool ue8m0 = false;
   // --kv-cache-dtype fp8: every value written to the KV cache rounded to e4m3 (at the
-  // checkpoint's k/v scales, else 1.0; saturating, as vLLM's fp8 cache). CpuDevice's cache then holds the e4m3 bytes
-  // (KvLayers::fp8, the ops' cache_fp8); over a float32 cache (KvLayers::fp8 false) the written
-  // values are rounded in place instead: the same numbers, the reference tests hold the bytes to.
+  // checkpoint's k/v scales, else 1.0; saturating, as vLLM's fp8 cache). CpuDevice's cache then
+  // holds the e4m3 bytes (KvLayers::fp8, the ops' cache_fp8); over a float32 cache (KvLayers::fp8
+  // false) the written values are rounded in place instead: the same numbers, the reference tests
+  // hold the bytes to.
   bool kv_fp8 = false;
 };
 
@@ -51,6 +52,7 @@ class CpuStepBackend final : public StepBackend {
   void embedding(const WeightVector& table, int hidden, const int32_t* ids, int tokens, float* out) override;
   void rms_norm(const ops::RmsNormArgs& args) override;
   void rope(const ops::RopeArgs& args) override;
+  bool rounds_kv_to_fp8() const override { return numerics_.kv_fp8; }
   void paged_attention(const ops::AttentionArgs& args, const StepInputs* tiles) override;
   void mla_absorb_q(const ops::MlaDims& dims, const float* q, const float* kv_b, float* q_absorbed) override;
   void mla_project_v(const ops::MlaDims& dims, const float* latent, const float* kv_b, float* out) override;

@@ -8,9 +8,12 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "base/thread_pool.h"
 #include "cli_runner.h"
 #include "loader/safetensors.h"
 #include "reference_data.h"
+#include "runtime/loaded_model.h"
+#include "runtime/sequence_runner.h"
 
 namespace moeserve {
 namespace {
@@ -109,11 +112,14 @@ TEST(Fp8Cli, CheckpointKvCacheScalesAreAppliedUnderFp8Kv) {
     ASSERT_TRUE(written.ok()) << written.error().message;
   };
   // `moeserve logits` of 24 ids through `model`, and the logits [24, vocab] when it ran.
+  const std::vector<int32_t> ids = {1, 2,  3,  5,  8,  13, 21, 34, 55, 89, 144, 233,
+                                    7, 11, 17, 19, 23, 29, 31, 37, 41, 43, 47,  53};
+  std::string id_list;
+  for (int32_t id : ids) id_list += (id_list.empty() ? "" : ",") + std::to_string(id);
   const auto logits = [&](const fs::path& model, const std::string& kv_cache_dtype, std::vector<float>* out) {
     const fs::path file = dir.parent_path() / "kv_scales_logits.safetensors";
-    const auto result =
-        moeserve_cli({"logits", model.string(), "--device", "cpu", "--kv-cache-dtype", kv_cache_dtype, "--ids",
-                      "1,2,3,5,8,13,21,34,55,89,144,233,7,11,17,19,23,29,31,37,41,43,47,53", "--out", file.string()});
+    const auto result = moeserve_cli({"logits", model.string(), "--device", "cpu", "--kv-cache-dtype", kv_cache_dtype,
+                                      "--ids", id_list, "--out", file.string()});
     if (result.exit_code == 0 && out != nullptr) {
       auto read = SafetensorsFile::open(file.string());
       EXPECT_TRUE(read.ok());
@@ -139,10 +145,23 @@ TEST(Fp8Cli, CheckpointKvCacheScalesAreAppliedUnderFp8Kv) {
   ASSERT_EQ(auto_kv.exit_code, 0) << auto_kv.output;
   EXPECT_EQ(ignored, exact);
   const double unscaled_error = max_abs_diff(unscaled, exact), scaled_error = max_abs_diff(scaled, exact);
-  std::printf("fp8 KV logits against the float32 cache's: unscaled %.3g, layer 0 scaled %.3g\n", unscaled_error,
-              scaled_error);
+  std::printf("fp8 KV logits against the float32 cache's: unscaled %.3g, layer 0 scaled %.3g (%.3g apart)\n",
+              unscaled_error, scaled_error, max_abs_diff(scaled, unscaled));
   EXPECT_GT(max_abs_diff(scaled, unscaled), 0.0) << "the scales changed nothing";
   EXPECT_LT(scaled_error, 1.5 * unscaled_error) << "a scale divided on write but not multiplied back";
+  {  // The CPU's emulation (a float32 cache of fp8-rounded values, as the golden tests run) too.
+    LoadOptions options;
+    options.model.kv_cache_fp8 = true;
+    auto loaded = load_model(dir.string(), options);
+    ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+    ThreadPool pool(2);
+    ExecContext exec(&pool);
+    SequenceRunner runner(*loaded->model, exec, static_cast<int>(ids.size()));
+    auto emulated = runner.append(ids, /*all_logits=*/true);
+    ASSERT_TRUE(emulated.ok()) << emulated.error().message;
+    const std::vector<float> values(emulated->f32(), emulated->f32() + scaled.size());
+    EXPECT_LT(max_abs_diff(values, scaled), 1e-4) << "the emulation and the e4m3 cache disagree";
+  }
 
   write_scales(0.37f, Shape{2}, "model.layers.0.self_attn.k_scale");
   const auto malformed = logits(dir, "fp8", nullptr);
