@@ -43,9 +43,9 @@ void EngineFlags::add_to(CLI::App& command, bool with_parallel) {
       ->check(CLI::IsMember({"fp8"}));
   command
       .add_option("--kv-cache-dtype", kv_cache_dtype,
-                  "auto: float32 KV entries; fp8 (= fp8_e4m3): every KV value rounded to e4m3 as it is written (scale "
-                  "1.0, as vLLM's default) and stored as e4m3 bytes, on both backends: 1 byte per element, 4x "
-                  "the tokens of auto in the same KV memory")
+                  "auto: float32 KV entries; fp8 (= fp8_e4m3): every KV value rounded to e4m3 as it is written (at the "
+                  "checkpoint's k_scale / v_scale, else 1.0, as vLLM) and stored as e4m3 bytes, on both backends: 1 "
+                  "byte per element, 4x the tokens of auto in the same KV memory")
       ->check(CLI::IsMember({"auto", "fp8", "fp8_e4m3"}));
   command.add_option("--hf-overrides", hf_overrides, "JSON merged into config.json, e.g. '{\"num_hidden_layers\": 8}'");
   command.add_option("--seed", seed, "Random seed (sampling, dummy weights)")->check(uint64_decimal());
