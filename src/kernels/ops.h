@@ -578,6 +578,13 @@ bool prefill_attention_supported(const AttentionArgs& args, int tile_rows);
 void paged_attention_prefill(const GpuExec& exec, const AttentionArgs& args, const int32_t* query_tiles, int num_tiles,
                              int tile_rows);
 
+// MLA's absorbed attention (one latent kv head: group == num_heads, key = the entry, value = its
+// first value_dim columns), 16 query heads a block reading each latent row once: what
+// paged_attention runs for such args (without sinks, windows, chunks or temperature, heads a
+// multiple of 16, float4 rows) once rows × heads / 16 make 32 blocks or more.
+bool mla_attention_takes(const AttentionArgs& args);
+void paged_attention_mla(const GpuExec& exec, const AttentionArgs& args);
+
 // ops::mla_absorb_q / ops::mla_project_v on the device.
 void mla_absorb_q(const GpuExec& exec, const MlaDims& dims, const float* q, const float* kv_b, float* q_absorbed);
 void mla_project_v(const GpuExec& exec, const MlaDims& dims, const float* latent, const float* kv_b, float* out);

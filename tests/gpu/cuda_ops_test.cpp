@@ -474,6 +474,70 @@ TEST_F(CudaOpsTest, MlaAbsorbedAttentionAndProjections) {
   }
 }
 
+// MLA's absorbed attention as the models run it (heads a multiple of 16: attention_mla.cu's
+// kernel, 16 heads a block) against the CPU step op on the same arguments: V2-Lite's latent
+// (rank 512 + rope 64) and a small one, float32 and e4m3 caches (the latter under a k_scale,
+// folded into scale and value_scale), all keys and (DeepSeek-V3.2) chosen keys.
+TEST_F(CudaOpsTest, MlaAbsorbedAttentionSixteenHeadsABlock) {
+  const int block_size = 16, num_blocks = 40;
+  for (auto [heads, rank, rope_dim] : {std::tuple{16, 512, 64}, {32, 64, 8}}) {
+    for (bool fp8 : {false, true}) {
+      for (bool sparse : {false, true}) {
+        const int entry = rank + rope_dim;
+        PagedBatch batch = make_batch({{1, 1}, {40, 40}, {150, 1}, {77, 3}}, block_size, num_blocks, rng_);
+        auto cache = random_floats(size_t(num_blocks) * block_size * entry);
+        std::vector<uint8_t> bytes(cache.size());
+        for (size_t i = 0; fp8 && i < cache.size(); ++i) bytes[i] = f32_to_f8e4m3(cache[i]);
+        const auto q = random_floats(size_t(batch.tokens) * heads * entry, 0.2f);
+        // Sparse: each row's chosen keys, a random ascending subset of [0, position], then -1.
+        const int keys_per_row = 24;
+        std::vector<int32_t> chosen(size_t(batch.tokens) * keys_per_row, -1);
+        for (int t = 0; sparse && t < batch.tokens; ++t) {
+          std::vector<int32_t> keys(batch.positions[t] + 1);
+          std::iota(keys.begin(), keys.end(), 0);
+          std::shuffle(keys.begin(), keys.end(), rng_);
+          keys.resize(std::min<size_t>(keys.size(), keys_per_row - t % 5));
+          std::sort(keys.begin(), keys.end());
+          std::copy(keys.begin(), keys.end(), chosen.begin() + size_t(t) * keys_per_row);
+        }
+        const float k_scale = fp8 ? 0.37f : 1.0f;
+        ops::AttentionArgs args{.q = q.data(),
+                                .q_stride = heads * entry,
+                                .tokens = batch.tokens,
+                                .num_heads = heads,
+                                .group = heads,
+                                .cache = fp8 ? reinterpret_cast<const float*>(bytes.data()) : cache.data(),
+                                .cache_fp8 = fp8,
+                                .block_size = block_size,
+                                .entry_size = entry,
+                                .key_dim = entry,
+                                .value_dim = rank,
+                                .scale = 0.05f * k_scale,
+                                .value_scale = k_scale,
+                                .block_tables = batch.packed_tables.data(),
+                                .table_offsets = batch.table_offsets.data(),
+                                .positions = batch.positions.data(),
+                                .key_positions = sparse ? chosen.data() : nullptr,
+                                .keys_per_row = sparse ? keys_per_row : 0};
+        std::vector<float> expected(size_t(batch.tokens) * heads * rank, NAN);
+        args.out = expected.data();
+        ops::paged_attention(cpu_, args);
+        ASSERT_TRUE(cuda::mla_attention_takes(args));  // 45 rows × heads / 16 blocks
+        args.q = upload(q);
+        args.cache = fp8 ? reinterpret_cast<const float*>(upload(bytes)) : upload(cache);
+        args.block_tables = upload(batch.packed_tables);
+        args.table_offsets = upload(batch.table_offsets);
+        args.positions = upload(batch.positions);
+        args.key_positions = sparse ? upload(chosen) : nullptr;
+        args.out = poisoned<float>(expected.size());
+        cuda::paged_attention(exec_, args);
+        EXPECT_LT(relative_error(download(args.out, expected.size()), expected), 1e-5)
+            << heads << " heads, rank " << rank << (fp8 ? ", fp8" : "") << (sparse ? ", sparse" : "");
+      }
+    }
+  }
+}
+
 // DeepSeek-V3.2's ops: the indexer's choice of keys (exactly the CPU's: a short context keeps
 // every key; one of 5000 keys takes three tiles of the kernel's buffer at topk 2048), MLA's
 // absorbed attention over only those keys, and the LayerNorm of strided rows.

@@ -310,6 +310,7 @@ void paged_attention(const GpuExec& exec, const AttentionArgs& args) {
                  args.value_dim, kMaxKeyDim, kMaxValueDim);
     std::abort();
   }
+  if (mla_attention_takes(args)) return paged_attention_mla(exec, args);  // (attention_mla.cu)
   if (args.cache_fp8) return launch<uint8_t>(exec, args);
   launch<float>(exec, args);
 }
