@@ -185,6 +185,78 @@ std::vector<float> gather(ExecContext& ctx, PagedBatch& b, int s) {
   return out;
 }
 
+// The paged-attention tests' GQA attention: `rows` rows of make_batch's over entries [K (hkv heads
+// × d) | V (hkv heads × d)], score scale 0.3; callers add windows, sinks, sparse keys or KV scales.
+ops::AttentionArgs gqa_args(const PagedBatch& b, const std::vector<float>& q, int rows, int hq, int hkv, int d,
+                            const float* cache, bool fp8, float* out) {
+  return ops::AttentionArgs{.q = q.data(),
+                            .q_stride = hq * d,
+                            .tokens = rows,
+                            .num_heads = hq,
+                            .group = hq / hkv,
+                            .cache = cache,
+                            .cache_fp8 = fp8,
+                            .block_size = b.block_size,
+                            .entry_size = 2 * hkv * d,
+                            .key_offset = 0,
+                            .value_offset = hkv * d,
+                            .kv_head_stride = d,
+                            .key_dim = d,
+                            .value_dim = d,
+                            .scale = 0.3f,
+                            .block_tables = b.block_tables.data(),
+                            .table_offsets = b.table_offsets.data(),
+                            .positions = b.positions.data(),
+                            .out = out};
+}
+
+// MLA's absorbed attention of the first `tokens` rows of make_batch's over [c | k_pe (| ...)]
+// entries of `entry` elements: out [tokens, heads, rank], score scale 0.25.
+ops::AttentionArgs mla_absorbed_args(const PagedBatch& b, const ops::MlaDims& dims,
+                                     const std::vector<float>& q_absorbed, int tokens, int entry, const float* cache,
+                                     bool fp8, float* out) {
+  const int latent_key = dims.rank + dims.rope;
+  return ops::AttentionArgs{.q = q_absorbed.data(),
+                            .q_stride = dims.heads * latent_key,
+                            .tokens = tokens,
+                            .num_heads = dims.heads,
+                            .group = dims.heads,
+                            .cache = cache,
+                            .cache_fp8 = fp8,
+                            .block_size = b.block_size,
+                            .entry_size = entry,
+                            .key_dim = latent_key,
+                            .value_dim = dims.rank,
+                            .scale = 0.25f,
+                            .block_tables = b.block_tables.data(),
+                            .table_offsets = b.table_offsets.data(),
+                            .positions = b.positions.data(),
+                            .out = out};
+}
+
+// MLA's plain-form prefill of make_batch's rows (sequence 0's chunk of 4, then sequence 1's row)
+// into out [rows, heads, value], score scale 0.25.
+void mla_plain_prefill(ExecContext& ctx, const PagedBatch& b, const ops::MlaDims& dims, const std::vector<float>& q,
+                       const std::vector<float>& kv_b, int entry, const float* cache, bool fp8, float cache_scale,
+                       float* out) {
+  for (auto [first_row, count, begin, table] : {std::tuple{0, 4, 9, 0}, {4, 1, 9, 4}}) {
+    ops::mla_prefill_attention(ctx, ops::MlaPrefillArgs{.dims = dims,
+                                                        .q = q.data(),
+                                                        .first_row = first_row,
+                                                        .count = count,
+                                                        .begin = begin,
+                                                        .cache = cache,
+                                                        .cache_fp8 = fp8,
+                                                        .cache_scale = cache_scale,
+                                                        .entry_size = entry,
+                                                        .block_size = b.block_size,
+                                                        .block_table = b.block_tables.data() + table,
+                                                        .kv_b = kv_b.data(),
+                                                        .scale = 0.25f,
+                                                        .out = out});
+  }
+}
+
 TEST_F(OpsContractTest, PagedAttentionByPositionMatchesDenseCausalAttention) {
   const int hq = 4, hkv = 2, d = 8, entry = 2 * hkv * d, rows = 5;
   PagedBatch b = make_batch(entry, random_floats(8 * 4 * entry));
@@ -198,28 +270,12 @@ TEST_F(OpsContractTest, PagedAttentionByPositionMatchesDenseCausalAttention) {
   };
   for (const Case& c : {Case{0, 0, 0.0f}, Case{3, 0, 0.0f}, Case{0, 5, 0.0f}, Case{0, 5, 4.0f}, Case{0, 0, 4.0f}}) {
     const int window = c.window;
-    ops::paged_attention(ctx_, ops::AttentionArgs{.q = q.data(),
-                                                  .q_stride = hq * d,
-                                                  .tokens = rows,
-                                                  .num_heads = hq,
-                                                  .group = hq / hkv,
-                                                  .cache = b.cache.data(),
-                                                  .block_size = b.block_size,
-                                                  .entry_size = entry,
-                                                  .key_offset = 0,
-                                                  .value_offset = hkv * d,
-                                                  .kv_head_stride = d,
-                                                  .key_dim = d,
-                                                  .value_dim = d,
-                                                  .scale = 0.3f,
-                                                  .sliding_window = window,
-                                                  .chunk_size = c.chunk,
-                                                  .temperature_floor = c.floor,
-                                                  .temperature_scale = 0.5f,
-                                                  .block_tables = b.block_tables.data(),
-                                                  .table_offsets = b.table_offsets.data(),
-                                                  .positions = b.positions.data(),
-                                                  .out = out.data()});
+    ops::AttentionArgs args = gqa_args(b, q, rows, hq, hkv, d, b.cache.data(), false, out.data());
+    args.sliding_window = window;
+    args.chunk_size = c.chunk;
+    args.temperature_floor = c.floor;
+    args.temperature_scale = 0.5f;
+    ops::paged_attention(ctx_, args);
     for (int r = 0; r < rows; ++r) {
       // The row's keys (window-limited) as a dense causal problem: the query is the last row.
       const std::vector<float> entries = gather(ctx_, b, b.sequence_of_row[r]);
@@ -256,26 +312,11 @@ TEST_F(OpsContractTest, PagedAttentionSinksTakeProbabilityMassWithoutValue) {
   const std::vector<float> sinks = {-1.0f, 0.5f, 2.0f, 8.0f};  // the last outweighs every key
   std::vector<float> out(rows * hq * d, NAN);
   for (int window : {0, 3}) {
-    ops::paged_attention(ctx_, ops::AttentionArgs{.q = q.data(),
-                                                  .q_stride = hq * d,
-                                                  .tokens = rows,
-                                                  .num_heads = hq,
-                                                  .group = hq / hkv,
-                                                  .cache = b.cache.data(),
-                                                  .block_size = b.block_size,
-                                                  .entry_size = entry,
-                                                  .key_offset = 0,
-                                                  .value_offset = hkv * d,
-                                                  .kv_head_stride = d,
-                                                  .key_dim = d,
-                                                  .value_dim = d,
-                                                  .scale = scale,
-                                                  .sliding_window = window,
-                                                  .block_tables = b.block_tables.data(),
-                                                  .table_offsets = b.table_offsets.data(),
-                                                  .positions = b.positions.data(),
-                                                  .out = out.data(),
-                                                  .sinks = sinks.data()});
+    ops::AttentionArgs args = gqa_args(b, q, rows, hq, hkv, d, b.cache.data(), false, out.data());
+    args.scale = scale;
+    args.sliding_window = window;
+    args.sinks = sinks.data();
+    ops::paged_attention(ctx_, args);
     for (int r = 0; r < rows; ++r) {
       const std::vector<float> entries = gather(ctx_, b, b.sequence_of_row[r]);
       const int p = b.positions[r];
@@ -556,32 +597,15 @@ TEST_F(OpsContractTest, CacheReadersOverE4m3BytesEqualTheDecodedFloats) {
       std::vector<float> out[2];
       for (bool fp8 : {false, true}) {
         out[fp8].assign(size_t(rows) * hq * d, NAN);
-        ops::paged_attention(ctx_, ops::AttentionArgs{.q = q.data(),
-                                                      .q_stride = hq * d,
-                                                      .tokens = rows,
-                                                      .num_heads = hq,
-                                                      .group = hq / hkv,
-                                                      .cache = c.cache(fp8),
-                                                      .cache_fp8 = fp8,
-                                                      .block_size = b.block_size,
-                                                      .entry_size = entry,
-                                                      .key_offset = 0,
-                                                      .value_offset = hkv * d,
-                                                      .kv_head_stride = d,
-                                                      .key_dim = d,
-                                                      .value_dim = d,
-                                                      .scale = 0.3f,
-                                                      .sliding_window = k.window,
-                                                      .chunk_size = k.chunk,
-                                                      .temperature_floor = k.floor,
-                                                      .temperature_scale = 0.5f,
-                                                      .block_tables = b.block_tables.data(),
-                                                      .table_offsets = b.table_offsets.data(),
-                                                      .positions = b.positions.data(),
-                                                      .out = out[fp8].data(),
-                                                      .sinks = k.sinks ? sinks.data() : nullptr,
-                                                      .key_positions = k.sparse ? chosen.data() : nullptr,
-                                                      .keys_per_row = k.sparse ? 4 : 0});
+        ops::AttentionArgs args = gqa_args(b, q, rows, hq, hkv, d, c.cache(fp8), fp8, out[fp8].data());
+        args.sliding_window = k.window;
+        args.chunk_size = k.chunk;
+        args.temperature_floor = k.floor;
+        args.temperature_scale = 0.5f;
+        args.sinks = k.sinks ? sinks.data() : nullptr;
+        args.key_positions = k.sparse ? chosen.data() : nullptr;
+        args.keys_per_row = k.sparse ? 4 : 0;
+        ops::paged_attention(ctx_, args);
       }
       EXPECT_EQ(bits_of(out[true]), bits_of(out[false]))
           << "window " << k.window << " chunk " << k.chunk << " sinks " << k.sinks << " sparse " << k.sparse;
@@ -602,43 +626,14 @@ TEST_F(OpsContractTest, CacheReadersOverE4m3BytesEqualTheDecodedFloats) {
     // out [tokens, heads, rank].
     const auto absorbed = [&](int tokens, bool fp8) {
       std::vector<float> out(size_t(tokens) * dims.heads * dims.rank, NAN);
-      ops::paged_attention(ctx_, ops::AttentionArgs{.q = q_absorbed.data(),
-                                                    .q_stride = dims.heads * latent_key,
-                                                    .tokens = tokens,
-                                                    .num_heads = dims.heads,
-                                                    .group = dims.heads,
-                                                    .cache = c.cache(fp8),
-                                                    .cache_fp8 = fp8,
-                                                    .block_size = b.block_size,
-                                                    .entry_size = entry,
-                                                    .key_dim = latent_key,
-                                                    .value_dim = dims.rank,
-                                                    .scale = 0.25f,
-                                                    .block_tables = b.block_tables.data(),
-                                                    .table_offsets = b.table_offsets.data(),
-                                                    .positions = b.positions.data(),
-                                                    .out = out.data()});
+      ops::paged_attention(ctx_, mla_absorbed_args(b, dims, q_absorbed, tokens, entry, c.cache(fp8), fp8, out.data()));
       return out;
     };
     std::vector<float> latent[2], plain[2];
     for (bool fp8 : {false, true}) {
       latent[fp8] = absorbed(dims.tokens, fp8);
       plain[fp8].assign(size_t(dims.tokens) * dims.heads * dims.value, NAN);
-      for (auto [first_row, count, begin, table] : {std::tuple{0, 4, 9, 0}, {4, 1, 9, 4}}) {
-        ops::mla_prefill_attention(ctx_, ops::MlaPrefillArgs{.dims = dims,
-                                                             .q = q.data(),
-                                                             .first_row = first_row,
-                                                             .count = count,
-                                                             .begin = begin,
-                                                             .cache = c.cache(fp8),
-                                                             .cache_fp8 = fp8,
-                                                             .entry_size = entry,
-                                                             .block_size = b.block_size,
-                                                             .block_table = b.block_tables.data() + table,
-                                                             .kv_b = kv_b.data(),
-                                                             .scale = 0.25f,
-                                                             .out = plain[fp8].data()});
-      }
+      mla_plain_prefill(ctx_, b, dims, q, kv_b, entry, c.cache(fp8), fp8, 1.0f, plain[fp8].data());
     }
     EXPECT_EQ(bits_of(latent[true]), bits_of(latent[false])) << "absorbed";
     // Two rows on 2 threads: the bytes' work items then take runs of 2 and 1 of the 3 heads (fewer
@@ -718,27 +713,14 @@ TEST_F(OpsContractTest, ScaledE4m3CachesReadAsTheirValuesTimesTheScales) {
     std::vector<float> out[2];
     for (bool fp8 : {false, true}) {
       out[fp8].assign(size_t(rows) * hq * d, NAN);
-      ops::paged_attention(ctx_, ops::AttentionArgs{.q = q.data(),
-                                                    .q_stride = hq * d,
-                                                    .tokens = rows,
-                                                    .num_heads = hq,
-                                                    .group = hq / hkv,
-                                                    .cache = fp8 ? reinterpret_cast<const float*>(bytes.data())
-                                                                 : values.data(),
-                                                    .cache_fp8 = fp8,
-                                                    .block_size = b.block_size,
-                                                    .entry_size = entry,
-                                                    .key_offset = 0,
-                                                    .value_offset = hkv * d,
-                                                    .kv_head_stride = d,
-                                                    .key_dim = d,
-                                                    .value_dim = d,
-                                                    .scale = fp8 ? 0.3f * scales.k : 0.3f,
-                                                    .value_scale = fp8 ? scales.v : 1.0f,
-                                                    .block_tables = b.block_tables.data(),
-                                                    .table_offsets = b.table_offsets.data(),
-                                                    .positions = b.positions.data(),
-                                                    .out = out[fp8].data()});
+      ops::AttentionArgs args = gqa_args(b, q, rows, hq, hkv, d,
+                                         fp8 ? reinterpret_cast<const float*>(bytes.data()) : values.data(), fp8,
+                                         out[fp8].data());
+      if (fp8) {
+        args.scale *= scales.k;
+        args.value_scale = scales.v;
+      }
+      ops::paged_attention(ctx_, args);
     }
     EXPECT_LT(max_abs_diff(out[true], out[false]), 1e-5 * scales.v) << "GQA";
   }
@@ -755,40 +737,15 @@ TEST_F(OpsContractTest, ScaledE4m3CachesReadAsTheirValuesTimesTheScales) {
     for (bool fp8 : {false, true}) {
       const float* cache = fp8 ? reinterpret_cast<const float*>(bytes.data()) : values.data();
       latent[fp8].assign(size_t(dims.tokens) * dims.heads * dims.rank, NAN);
-      ops::paged_attention(ctx_, ops::AttentionArgs{.q = q_absorbed.data(),
-                                                    .q_stride = dims.heads * entry,
-                                                    .tokens = dims.tokens,
-                                                    .num_heads = dims.heads,
-                                                    .group = dims.heads,
-                                                    .cache = cache,
-                                                    .cache_fp8 = fp8,
-                                                    .block_size = b.block_size,
-                                                    .entry_size = entry,
-                                                    .key_dim = entry,
-                                                    .value_dim = dims.rank,
-                                                    .scale = fp8 ? 0.25f * scales.k : 0.25f,
-                                                    .value_scale = fp8 ? scales.k : 1.0f,
-                                                    .block_tables = b.block_tables.data(),
-                                                    .table_offsets = b.table_offsets.data(),
-                                                    .positions = b.positions.data(),
-                                                    .out = latent[fp8].data()});
-      plain[fp8].assign(size_t(dims.tokens) * dims.heads * dims.value, NAN);
-      for (auto [first_row, count, begin, table] : {std::tuple{0, 4, 9, 0}, {4, 1, 9, 4}}) {
-        ops::mla_prefill_attention(ctx_, ops::MlaPrefillArgs{.dims = dims,
-                                                             .q = q.data(),
-                                                             .first_row = first_row,
-                                                             .count = count,
-                                                             .begin = begin,
-                                                             .cache = cache,
-                                                             .cache_fp8 = fp8,
-                                                             .cache_scale = fp8 ? scales.k : 1.0f,
-                                                             .entry_size = entry,
-                                                             .block_size = b.block_size,
-                                                             .block_table = b.block_tables.data() + table,
-                                                             .kv_b = kv_b.data(),
-                                                             .scale = 0.25f,
-                                                             .out = plain[fp8].data()});
+      ops::AttentionArgs args =
+          mla_absorbed_args(b, dims, q_absorbed, dims.tokens, entry, cache, fp8, latent[fp8].data());
+      if (fp8) {
+        args.scale *= scales.k;
+        args.value_scale = scales.k;
       }
+      ops::paged_attention(ctx_, args);
+      plain[fp8].assign(size_t(dims.tokens) * dims.heads * dims.value, NAN);
+      mla_plain_prefill(ctx_, b, dims, q, kv_b, entry, cache, fp8, fp8 ? scales.k : 1.0f, plain[fp8].data());
     }
     EXPECT_LT(max_abs_diff(latent[true], latent[false]), 1e-5) << "absorbed";
     // The plain form multiplies the decoded latents by the scale as it gathers them: bit for bit.
