@@ -60,21 +60,25 @@ function metricValue(text, name) {
   return match ? Number(match[1]) : null;
 }
 
-// The engine is idle: /metrics is final, and the page's cumulative view catches up at its next
-// tick. They must agree on every cell. Returns /metrics' cells, layer-major.
+// The engine is idle once the completions have returned, but a response can reach the client
+// before its last step's counts reach /metrics (the engine emits tokens, then records the step),
+// and the page catches up at its next tick. Both are read again until they agree on every cell.
+// Returns /metrics' cells, layer-major.
 async function checkHeatmapMatchesMetrics(page, wantLayers, wantExperts) {
-  const { cells } = await metricsExpertTokens();
-  const layers = cells.length;
-  const experts = cells[0]?.length ?? 0;
+  let last = null;
+  const matched = await until('the page to match /metrics', async () => {
+    const { cells } = await metricsExpertTokens();
+    const experts = cells[0]?.length ?? 0;
+    const flat = cells.flatMap((row) => Array.from({ length: experts }, (_, e) => row[e] ?? 0));
+    last = { layers: cells.length, experts, flat };
+    const pageCells = await page.evaluate(() => Array.from(window.moeserve.state.cumulative));
+    return pageCells.length === flat.length && pageCells.every((v, i) => v === flat[i]) ? last : null;
+  }, 15000).catch(() => null);
+  const { layers, experts, flat } = matched ?? last;
   check(layers === wantLayers && experts === wantExperts,
     `/metrics has ${wantLayers} layers x ${wantExperts} experts (got ${layers} x ${experts})`);
-  const flat = cells.flatMap((row) => Array.from({ length: experts }, (_, e) => row[e] ?? 0));
   const total = flat.reduce((a, b) => a + b, 0);
   check(total > 0, `the routers chose experts (${total} tokens routed)`);
-  const matched = await until('the page to match /metrics', async () => {
-    const pageCells = await page.evaluate(() => Array.from(window.moeserve.state.cumulative));
-    return pageCells.length === flat.length && pageCells.every((v, i) => v === flat[i]) ? pageCells : null;
-  }, 15000).catch(() => null);
   check(matched !== null, 'the heatmap\'s cumulative counts equal moeserve:expert_tokens_total cell for cell');
   return { flat, experts };
 }
