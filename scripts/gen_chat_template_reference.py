@@ -76,6 +76,7 @@ LLAMA3 = "@tests/fixtures/chat/llama3_instruct_lenml_llama3.jinja"
 LLAMA3_GEN = "@tests/fixtures/chat/llama3_instruct_lenml_llama3_1.jinja"
 LLAMA31 = "@tests/fixtures/chat/llama3_1_instruct_tools.jinja"
 GPT_OSS = "@tests/fixtures/chat/openai_gpt_oss.jinja"
+LLAMA4 = "@config:tests/fixtures/tokenizers/llama4/tokenizer_config.json"
 
 WEATHER_TOOL = {"type": "function", "function": {
     "name": "get_weather", "description": "Get the weather in a city — «quoted» \"text\"",
@@ -181,7 +182,7 @@ def real_template_cases():
     for name, context in llama31:
         context.update({"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"})
         cases.append({"name": "llama3_1/" + name, "template": LLAMA31, "context": context})
-    return cases + gpt_oss_cases()
+    return cases + gpt_oss_cases() + llama4_cases()
 
 
 # A function tool whose parameters reach every branch of the GPT-OSS template's
@@ -213,6 +214,56 @@ FLIGHT_TOOL = {"type": "function", "function": {
         "payload": {"oneOf": [{"type": "object"}, {"type": "string"}]},
         "anything": {"description": "No type at all"},
     }, "required": ["origin", "dates"]}}}
+
+
+def llama4_cases():
+    """The chat template transformers' Llama 4 conversion writes into the instruct models'
+    tokenizer_config.json (tools in the first user message by default, tool calls as JSON after
+    <|python_start|>...<|python_end|>, tool results as ipython turns), with its special tokens."""
+    weather_call = {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}}
+    string_call = {"type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Zürich\"}"}}
+    tool_round = [user("  Weather in Paris and Zürich?  "),
+                  {"role": "assistant", "content": "", "tool_calls": [weather_call, string_call]},
+                  {"role": "tool", "content": "{\"temp\": 18}"},
+                  {"role": "ipython", "content": {"temp": 11, "sky": "clear"}},
+                  assistant("Paris 18°C, Zürich 11°C.")]
+    cases = [
+        ("plain", {"messages": [user("Hi")], "add_generation_prompt": True}),
+        ("system_multi_turn", {"messages": [{"role": "system", "content": "  You are terse.\n"}, user("Hi"),
+                                            assistant("Hello."), user("  naïve 🙂 \n\t text  ")],
+                               "add_generation_prompt": True}),
+        ("system_as_parts", {"messages": [{"role": "system", "content": [{"type": "text", "text": " Be brief. "}]},
+                                          user("2+2?"), assistant("4")], "add_generation_prompt": False}),
+        ("image_and_text_parts", {"messages": [{"role": "user", "content": [
+            {"type": "image"}, {"type": "text", "text": "What is this?"}, {"type": "text", "text": " And this?"}]}],
+            "add_generation_prompt": True}),
+        ("tools_in_user_message", {"messages": [user("  Weather in Paris?  ")], "add_generation_prompt": True,
+                                   "extra": {"tools": [WEATHER_TOOL, CLOCK_TOOL]}}),
+        ("tools_with_system", {"messages": [{"role": "system", "content": "Use tools."}, user("What time is it?")],
+                               "add_generation_prompt": True, "extra": {"tools": [CLOCK_TOOL]}}),
+        ("tools_in_system_message", {"messages": [{"role": "system", "content": "Use tools."}, user("Weather?")],
+                                     "add_generation_prompt": True,
+                                     "extra": {"tools": [WEATHER_TOOL], "tools_in_user_message": False}}),
+        ("custom_tools", {"messages": [user("Now?")], "add_generation_prompt": True,
+                          "extra": {"custom_tools": [CLOCK_TOOL]}}),
+        ("tool_round", {"messages": tool_round, "add_generation_prompt": True, "extra": {"tools": [WEATHER_TOOL]}}),
+        ("tool_round_no_tools", {"messages": tool_round[:4], "add_generation_prompt": True}),
+        ("tool_call_with_text", {"messages": [user("Weather?"), {"role": "assistant", "content": [
+            {"type": "text", "text": "Checking."}], "tool_calls": [weather_call]}], "add_generation_prompt": False}),
+        # An assistant turn with an empty tool_calls list matches no branch: it is dropped.
+        ("empty_tool_calls_dropped", {"messages": [user("a"), {"role": "assistant", "content": "b", "tool_calls": []},
+                                                   user("c")], "add_generation_prompt": True}),
+        ("no_generation_prompt", {"messages": [user("Hi"), assistant("Hello.")], "add_generation_prompt": False}),
+        # Tools with no user message to carry them: the template raises.
+        ("tools_without_user_message", {"messages": [{"role": "system", "content": "Use tools."}],
+                                        "add_generation_prompt": True, "extra": {"tools": [CLOCK_TOOL]}}),
+    ]
+    out = []
+    for name, context in cases:
+        context.setdefault("bos_token", "<|begin_of_text|>")
+        context.setdefault("eos_token", "<|eot|>")
+        out.append({"name": "llama4/" + name, "template": LLAMA4, "context": context})
+    return out
 
 
 def gpt_oss_cases():

@@ -3,10 +3,11 @@
 // tokenizer's own template; (2) chat/chat_template_reference.json, rendered by
 // jinja2 configured as transformers configures it
 // (scripts/gen_chat_template_reference.py): the Qwen3, DeepSeek-V3, Mixtral,
-// Llama-3, Llama-3.1 and GPT-OSS (harmony) templates on tool/thinking
+// Llama-3, Llama-3.1, GPT-OSS (harmony) and Llama 4 templates on tool/thinking
 // conversations plus interpreter snippets. Every text must match exactly, every
 // rendering's token ids too (tokenizer_reference.json; for GPT-OSS, ids from
-// transformers.js), and every refused case must be refused.
+// transformers.js; for Llama 4, from tiktoken on Meta's BPE file), and every
+// refused case must be refused.
 // Then interpreter properties the references cannot show: error positions,
 // runaway protection, no crash on junk input.
 #include <ctime>
@@ -22,6 +23,7 @@
 
 #include "tokenizer/chat/chat_template.h"
 #include "tokenizer/tokenizer.h"
+#include "unit/llama4_tokenizer.h"
 
 namespace moeserve::chat {
 namespace {
@@ -199,7 +201,8 @@ TEST(ChatTemplateFixtures, Jinja2ReferenceCases) {
     std::string dir = chat_case["tokenizer"].get<std::string>();
     auto &tokenizer = tokenizers[dir];
     if (!tokenizer) {
-      auto loaded = Tokenizer::from_dir((kFixtures / dir).string());
+      auto loaded = Tokenizer::from_dir(dir == "tokenizers/llama4" ? testing_llama4::llama4_tokenizer_dir()
+                                                                   : (kFixtures / dir).string());
       ASSERT_TRUE(loaded.ok()) << dir << ": " << loaded.error().message
                                << " (run scripts/fetch-fixtures.sh)";
       tokenizer = *loaded;
@@ -215,7 +218,12 @@ TEST(ChatTemplateFixtures, Jinja2ReferenceCases) {
   // effort, function tools of every parameter kind, builtin tools, tool rounds,
   // the training form) and 8 refusals, every rendering tokenized.
   EXPECT_EQ(per_family["gpt_oss"], 33);
-  EXPECT_EQ(tokenized_cases, 25);
+  // Llama 4's: 13 renderings (system as text and as parts, image and text
+  // parts, tools in the user or the system message, custom_tools, tool rounds
+  // with string and mapping results) and the refusal of tools with no user
+  // message, every rendering tokenized.
+  EXPECT_EQ(per_family["llama4"], 14);
+  EXPECT_EQ(tokenized_cases, 25 + 13);
 }
 
 // A GPT-OSS checkpoint ships its template as chat_template.jinja beside a

