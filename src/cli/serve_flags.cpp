@@ -128,9 +128,11 @@ void ServeFlags::add_to(CLI::App& command) {
                    "split for a gpt-oss model without the flag too)");
   command.add_flag("--enable-auto-tool-choice", enable_auto_tool_choice,
                    "Parse tool calls out of chat answers to requests with tools (needs --tool-call-parser)");
-  add_named_option(command, "--tool-call-parser", tool_call_parser, parse_tool_call_parser,
-                   "The tool-call markup to parse: hermes (Qwen2.5/Qwen3), qwen3_coder, deepseek_v3, deepseek_v31, "
-                   "deepseek_v32 (DSML), kimi_k2, openai (GPT-OSS's harmony calls)");
+  add_named_option(
+      command, "--tool-call-parser", tool_call_parser, parse_tool_call_parser,
+      "The tool-call markup to parse: hermes (Qwen2.5/Qwen3), qwen3_coder, deepseek_v3, deepseek_v31, "
+      "deepseek_v32 (DSML), kimi_k2, llama3_json / llama4_json (Llama 3.1-3.3, Llama 4), openai (GPT-OSS's "
+      "harmony calls)");
   command.add_flag("--disable-log-requests", disable_log_requests, "Do not log each request");
   command.add_option("--max-waiting-requests", max_waiting_requests,
                      "Waiting sequences at most (prompts x n per request); beyond, 503 with Retry-After (0: no bound)")
@@ -185,8 +187,9 @@ ServerOptions ServeFlags::server_options(const std::string& model_dir) const {
 
 Status ServeFlags::check() const {
   if (enable_auto_tool_choice && tool_call_parser == ToolCallParser::kNone) {
-    return make_error("--enable-auto-tool-choice needs --tool-call-parser (hermes, qwen3_coder, deepseek_v3, deepseek_v31, deepseek_v32, "
-                      "kimi_k2, openai)");
+    return make_error(
+        "--enable-auto-tool-choice needs --tool-call-parser (hermes, qwen3_coder, deepseek_v3, deepseek_v31, deepseek_v32, "
+        "kimi_k2, llama3_json, llama4_json, openai)");
   }
   return ok_status();
 }

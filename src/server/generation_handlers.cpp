@@ -219,7 +219,10 @@ RouteOutcome ApiRouter::chat_completions(const Json& body) {
     spec.tool_call_parser = options_.tool_call_parser;
     spec.tools = *tools;
     // The markup may be special tokens (DeepSeek's): keep them in the text, as vLLM's parsers do.
-    for (GenerationRequest& choice : spec.requests) choice.stop.skip_special_tokens = false;
+    // Llama's JSON calls are text, and its <|python_start|> markers are skipped, as in vLLM.
+    if (options_.tool_call_parser != ToolCallParser::kLlamaJson) {
+      for (GenerationRequest& choice : spec.requests) choice.stop.skip_special_tokens = false;
+    }
   }
   if (auto error = check_capacity(1, request.params.n)) return respond(error_response(*error));
   log_request(spec.response_id, spec);

@@ -28,6 +28,7 @@ constexpr std::string_view kDsmlInvoke = "<｜DSML｜invoke name=\"";
 constexpr std::string_view kDsmlInvokeEnd = "</｜DSML｜invoke>";
 constexpr std::string_view kDsmlParameter = "<｜DSML｜parameter name=\"";
 constexpr std::string_view kDsmlParameterEnd = "</｜DSML｜parameter>";
+constexpr std::string_view kPythonTag = "<|python_tag|>";
 
 std::string_view start_marker(ToolCallParser parser) {
   return parser == ToolCallParser::kHermes || parser == ToolCallParser::kQwen3Coder ? kHermesStart
@@ -255,6 +256,64 @@ bool kimi_calls(std::string_view calls, std::vector<ToolCall>& out) {
   return !out.empty();
 }
 
+// llama3_json: where the calls of `answer` begin (its first non-space character, when that is '{'
+// or <|python_tag|>), npos when it begins otherwise; `undecided` when it is only spaces so far, or
+// a beginning of <|python_tag|>.
+constexpr size_t kUndecided = std::string_view::npos - 1;
+size_t llama_json_start(std::string_view answer) {
+  const size_t first = answer.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos) return kUndecided;
+  const std::string_view rest = answer.substr(first);
+  if (rest.front() == '{' || rest.starts_with(kPythonTag)) return first;
+  if (rest.size() < kPythonTag.size() && kPythonTag.starts_with(rest)) return kUndecided;
+  return std::string_view::npos;
+}
+
+// The length of the JSON object at the start of `text` (braces counted outside strings), 0 when
+// it does not close.
+size_t json_object_length(std::string_view text) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t at = 0; at < text.size(); ++at) {
+    const char c = text[at];
+    if (in_string) {
+      if (c == '\\') ++at;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      ++depth;
+    } else if (c == '}' || c == ']') {
+      if (--depth == 0) return at + 1;
+    }
+  }
+  return 0;
+}
+
+// llama3_json: `calls` (from the answer's first call) as {"name", "parameters"|"arguments"}
+// objects separated by ';'; false when anything else is there.
+bool llama_json_calls(std::string_view calls, std::vector<ToolCall>& out) {
+  calls = trim(calls);
+  if (calls.starts_with(kPythonTag)) calls = trim(calls.substr(kPythonTag.size()));
+  while (!calls.empty()) {
+    const size_t length = calls.front() == '{' ? json_object_length(calls) : 0;
+    if (length == 0) return false;
+    const nlohmann::ordered_json call = nlohmann::ordered_json::parse(calls.substr(0, length), nullptr, false);
+    if (call.is_discarded() || !call.contains("name") || !call["name"].is_string()) return false;
+    const auto arguments = call.contains("arguments") ? call.find("arguments") : call.find("parameters");
+    if (arguments == call.end()) return false;
+    chat::JsonDumpOptions ascii;
+    ascii.ensure_ascii = true;  // json.dumps' default, as vLLM's llama3_json writes arguments
+    auto text = chat::to_json_text(chat::Value::from_json(*arguments), ascii);
+    if (!text.ok()) return false;
+    out.push_back(ToolCall{.name = call["name"].get<std::string>(), .arguments = *text, .id = ""});
+    calls = trim(calls.substr(length));
+    if (calls.starts_with(';')) calls = trim(calls.substr(1));
+    else if (!calls.empty()) return false;
+  }
+  return !out.empty();
+}
+
 }  // namespace
 
 Result<ToolCallParser> parse_tool_call_parser(const std::string& name) {
@@ -264,14 +323,24 @@ Result<ToolCallParser> parse_tool_call_parser(const std::string& name) {
   if (name == "deepseek_v31") return ToolCallParser::kDeepseekV31;
   if (name == "deepseek_v32") return ToolCallParser::kDeepseekV32;
   if (name == "kimi_k2") return ToolCallParser::kKimiK2;
+  if (name == "llama3_json" || name == "llama4_json") return ToolCallParser::kLlamaJson;
   if (name == "openai") return ToolCallParser::kOpenAi;
-  return make_error("'{}' is not supported (supported: hermes, qwen3_coder, deepseek_v3, deepseek_v31, deepseek_v32, kimi_k2, "
-                    "openai)",
-                    name);
+  return make_error(
+      "'{}' is not supported (supported: hermes, qwen3_coder, deepseek_v3, deepseek_v31, deepseek_v32, kimi_k2, "
+      "llama3_json, llama4_json, openai)",
+      name);
 }
 
 ToolCallSplit split_tool_calls(ToolCallParser parser, std::string_view answer, const nlohmann::ordered_json& tools) {
   if (parser == ToolCallParser::kNone || parser == ToolCallParser::kOpenAi) return ToolCallSplit{std::string(answer), {}};
+  if (parser == ToolCallParser::kLlamaJson) {
+    const size_t start = llama_json_start(answer);
+    ToolCallSplit split;
+    if (start >= kUndecided || !llama_json_calls(answer.substr(start), split.calls)) {
+      return ToolCallSplit{std::string(answer), {}};
+    }
+    return split;  // no content beside the calls, as vLLM's
+  }
   const size_t start = answer.find(start_marker(parser));
   if (start == std::string_view::npos) return ToolCallSplit{std::string(answer), {}};
   ToolCallSplit split{std::string(answer.substr(0, start)), {}};
@@ -289,6 +358,20 @@ ToolCallSplit split_tool_calls(ToolCallParser parser, std::string_view answer, c
 std::string ToolCallStream::push(std::string_view text, bool last) {
   held_ += text;
   std::string content;
+  if (parser_ == ToolCallParser::kLlamaJson && !in_calls_ && !plain_) {
+    // The answer's beginning decides: a call holds everything to the end, anything else passes.
+    const size_t start = llama_json_start(held_);
+    if (start == kUndecided && !last) return content;
+    if (start >= kUndecided) {
+      plain_ = true;
+    } else {
+      in_calls_ = true;
+    }
+  }
+  if (plain_) {
+    content.swap(held_);
+    return content;
+  }
   if (!in_calls_) {
     const std::string_view marker = start_marker(parser_);
     const bool none = parser_ == ToolCallParser::kNone || parser_ == ToolCallParser::kOpenAi;

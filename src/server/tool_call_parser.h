@@ -16,6 +16,13 @@
 //   kimi_k2: <|tool_calls_section_begin|><|tool_call_begin|>functions.NAME:N<|tool_call_argument_begin|>ARGS
 //     <|tool_call_end|>...<|tool_calls_section_end|>; the call's id is "functions.NAME:N" (Kimi's
 //     template names tool results by it), ARGS as written.
+//   llama3_json / llama4_json (Llama 3.1-3.3, Llama 4): an answer that begins (after whitespace) with
+//     {"name": NAME, "parameters": ARGS} (or "arguments"), or with <|python_tag|> before it; calls
+//     separated by ';'. ARGS re-serialised as Python's json.dumps writes them (vLLM's
+//     Llama3JsonToolParser). Unlike vLLM's whole-answer form, which takes the first JSON object
+//     anywhere in the answer and drops the text around it, only an answer that begins with a call
+//     is one, as in vLLM's streaming form, so a streamed and a whole answer split alike; text after
+//     the last call leaves the answer content.
 //   openai: GPT-OSS's harmony messages to=functions.NAME (server/harmony_parser.h, not this file).
 // Markup that does not parse leaves the whole answer content, as vLLM's parsers do. Streams hold
 // everything from the first marker to the end of the answer, then send the calls in one delta.
@@ -31,7 +38,17 @@
 
 namespace moeserve {
 
-enum class ToolCallParser { kNone, kHermes, kQwen3Coder, kDeepseekV3, kDeepseekV31, kDeepseekV32, kKimiK2, kOpenAi };
+enum class ToolCallParser {
+  kNone,
+  kHermes,
+  kQwen3Coder,
+  kDeepseekV3,
+  kDeepseekV31,
+  kDeepseekV32,
+  kKimiK2,
+  kLlamaJson,
+  kOpenAi
+};
 
 // The parser of a --tool-call-parser name; unknown names list the supported ones.
 Result<ToolCallParser> parse_tool_call_parser(const std::string& name);
@@ -66,6 +83,7 @@ class ToolCallStream {
   nlohmann::ordered_json tools_;
   std::string held_;
   bool in_calls_ = false;
+  bool plain_ = false;  // llama3_json: the answer began with something other than a call
   std::vector<ToolCall> calls_;
 };
 

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "tokenizer/chat/chat_template.h"
+#include "unit/llama4_tokenizer.h"
 #include "unit/server_test_support.h"
 
 namespace moeserve::testing {
@@ -469,6 +470,69 @@ TEST(ServerHttp, GptOssHarmonyAnswersSplitIntoReasoningContentAndToolCalls) {
   // Completions are not chat: their text is the model's, special tokens skipped as asked.
   const json completion = harness.post("/v1/completions", {{"prompt", "Hi"}, {"max_tokens", 200}}).json();
   EXPECT_EQ(completion["choices"][0]["text"], "analysisEasy one.assistantfinalIt is sunny in Paris.");
+}
+
+// A Llama 4 instruct model's chat through the real server, its tokenizer (rebuilt from Meta's BPE
+// file) and its template: the prompt the engine is given is jinja2's rendering of the same
+// conversation encoded by tiktoken (chat/chat_template_reference.json's
+// llama4/tools_in_user_message); with --tool-call-parser llama4_json an answer that is a JSON call
+// becomes tool_calls, whole and streamed alike; <|eot|> ends an answer and never reaches the client.
+TEST(ServerHttp, Llama4ChatPromptIsTheReferenceAndJsonAnswersAreToolCalls) {
+  ModelConfig config;
+  config.architecture = Architecture::kLlama4;
+  config.architecture_name = "Llama4ForConditionalGeneration";
+  ServerOptions options;
+  options.tool_call_parser = ToolCallParser::kLlamaJson;
+  ServerHarness harness(options, 4096, {}, testing_llama4::llama4_tokenizer_dir(), &config);
+  const Tokenizer& tokenizer = *harness.engine.tokenizer();
+  const auto script = [&](const std::string& answer) {
+    auto ids = tokenizer.encode(answer, false);
+    ASSERT_TRUE(ids.ok()) << ids.error().message;
+    harness.engine.script = *ids;
+  };
+  // Read and sent with their keys in order: the template writes the tools as given.
+  std::ifstream file(std::string(MOESERVE_TEST_DATA_DIR) + "/chat/chat_template_reference.json");
+  const nlohmann::ordered_json reference = nlohmann::ordered_json::parse(file);
+  nlohmann::ordered_json reference_case;
+  for (const auto& chat_case : reference["cases"]) {
+    if (chat_case["name"] == "llama4/tools_in_user_message") reference_case = chat_case;
+  }
+  ASSERT_TRUE(reference_case.is_object());
+  const auto& context = reference_case["context"];
+  nlohmann::ordered_json request = {
+      {"messages", context["messages"]}, {"tools", context["extra"]["tools"]}, {"max_tokens", 64}};
+  const auto post = [&](const nlohmann::ordered_json& body) {
+    return HttpClient(harness.port()).request("POST", "/v1/chat/completions", body.dump(), {});
+  };
+
+  script("<|python_start|><|python_end|>{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}<|eot|>");
+  HttpResult whole = post(request);
+  ASSERT_EQ(whole.status, 200) << whole.body;
+  EXPECT_EQ(harness.engine.submitted().back().prompt_ids, reference_case["ids"].get<std::vector<int32_t>>());
+  json choice = whole.json()["choices"][0];
+  EXPECT_EQ(choice["finish_reason"], "tool_calls");
+  EXPECT_TRUE(choice["message"]["content"].is_null()) << whole.body;
+  ASSERT_EQ(choice["message"]["tool_calls"].size(), 1u) << whole.body;
+  EXPECT_EQ(choice["message"]["tool_calls"][0]["function"]["name"], "get_weather");
+  EXPECT_EQ(choice["message"]["tool_calls"][0]["function"]["arguments"], R"({"city": "Paris"})");
+  nlohmann::ordered_json streamed_request = request;
+  streamed_request["stream"] = true;
+  StreamedChat streamed = streamed_chat(post(streamed_request).body);
+  EXPECT_EQ(streamed.content, "");
+  EXPECT_EQ(streamed.finish, "tool_calls");
+  ASSERT_EQ(streamed.tool_calls.size(), 1u);
+  EXPECT_EQ(streamed.tool_calls[0]["function"], choice["message"]["tool_calls"][0]["function"]);
+
+  // A plain answer stays content, whole and streamed, and <|eot|> (the EOS) ends it.
+  script("It is sunny in Paris.<|eot|>");
+  choice = post(request).json()["choices"][0];
+  EXPECT_EQ(choice["finish_reason"], "stop");
+  EXPECT_EQ(choice["message"]["content"], "It is sunny in Paris.");
+  EXPECT_FALSE(choice["message"].contains("tool_calls"));
+  streamed = streamed_chat(post(streamed_request).body);
+  EXPECT_EQ(streamed.content, "It is sunny in Paris.");
+  EXPECT_EQ(streamed.finish, "stop");
+  EXPECT_TRUE(streamed.tool_calls.empty());
 }
 
 // The answer parsers are checked against the model when the server starts.

@@ -124,19 +124,52 @@ TEST(ToolCallParser, KimiK2Sections) {
   EXPECT_EQ(split_tool_calls(ToolCallParser::kKimiK2, bad).content, bad);
 }
 
+// llama3_json / llama4_json: an answer that begins with {"name", "parameters"|"arguments"} objects
+// (';' between them, <|python_tag|> allowed first) is calls, arguments as Python's json.dumps
+// writes them (ASCII-escaped); anything else stays content.
+TEST(ToolCallParser, LlamaJsonCallsAtTheStartOfTheAnswer) {
+  const ToolCallSplit split = split_tool_calls(
+      ToolCallParser::kLlamaJson,
+      " \n{\"name\": \"get_weather\", \"parameters\": {\"city\":\"Zürich\",\"days\":[1,2],\"note\":\"a;b}\"}} ; "
+      "{\"name\":\"now\",\"arguments\":{}}\n");
+  EXPECT_EQ(split.content, "");
+  EXPECT_THAT(split.calls,
+              ElementsAre(IsCall("get_weather", R"({"city": "Z\u00fcrich", "days": [1, 2], "note": "a;b}"})"),
+                          IsCall("now", "{}")));
+  EXPECT_THAT(
+      split_tool_calls(ToolCallParser::kLlamaJson, R"(<|python_tag|>{"name": "f", "parameters": {"x": 1}})").calls,
+      ElementsAre(IsCall("f", R"({"x": 1})")));
+  for (const char* answer : {"The answer is {\"name\": \"f\", \"parameters\": {}}", "{\"name\": \"f\"}",
+                             "{\"parameters\": {}}", "{\"name\": \"f\", \"parameters\": {}} and then text",
+                             "{\"name\": \"f\", \"parameters\": {", "{}", "plain text"}) {
+    const ToolCallSplit plain = split_tool_calls(ToolCallParser::kLlamaJson, answer);
+    EXPECT_EQ(plain.content, answer);
+    EXPECT_TRUE(plain.calls.empty()) << answer;
+  }
+}
+
 TEST(ToolCallParser, EveryStreamCutSendsTheWholeAnswersSplit) {
   const std::vector<std::pair<ToolCallParser, std::string>> cases = {
       {ToolCallParser::kHermes, "Hi <tool_c <tool_call>{\"name\": \"f\", \"arguments\": {\"a\": 1}}</tool_call> tail"},
       {ToolCallParser::kHermes, "text ending in a partial <tool_ca"},
       {ToolCallParser::kHermes, "<tool_call>not json</tool_call>"},
-      {ToolCallParser::kDeepseekV31, "ok<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>{}<｜tool▁call▁end｜>"},
-      {ToolCallParser::kQwen3Coder, "x <tool_call>\n<function=f>\n<parameter=a>\n1\n</parameter>\n</function>\n</tool_call>"},
+      {ToolCallParser::kDeepseekV31,
+       "ok<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>f<｜tool▁sep｜>{}<｜tool▁call▁end｜>"},
+      {ToolCallParser::kQwen3Coder,
+       "x <tool_call>\n<function=f>\n<parameter=a>\n1\n</parameter>\n</function>\n</tool_call>"},
       {ToolCallParser::kKimiK2,
        "a<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>{}<|tool_call_end|>"
        "<|tool_calls_section_end|>"},
       {ToolCallParser::kDeepseekV32,
        "ok\n\n<｜DSML｜function_calls>\n<｜DSML｜invoke name=\"f\">\n<｜DSML｜parameter name=\"a\" string=\"false\">1"
        "</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜function_calls>"},
+      {ToolCallParser::kLlamaJson,
+       "  {\"name\": \"f\", \"parameters\": {\"a\": 1}}; {\"name\": \"g\", \"arguments\": {}}"},
+      {ToolCallParser::kLlamaJson, "<|python_tag|>{\"name\": \"f\", \"parameters\": {}}"},
+      {ToolCallParser::kLlamaJson, "<|python is not a tag {\"name\": \"f\", \"parameters\": {}}"},
+      {ToolCallParser::kLlamaJson, "\n\nplain answer {\"name\": \"f\", \"parameters\": {}}"},
+      {ToolCallParser::kLlamaJson, "{\"name\": \"f\", \"parameters\": {}} trailing"},
+      {ToolCallParser::kLlamaJson, "   "},
   };
   for (const auto& [parser, answer] : cases) {
     const ToolCallSplit whole = split_tool_calls(parser, answer);
@@ -162,8 +195,11 @@ TEST(ToolCallParser, NamesAsVllm) {
   EXPECT_EQ(parse_tool_call_parser("kimi_k2").value(), ToolCallParser::kKimiK2);
   EXPECT_EQ(parse_tool_call_parser("qwen3_coder").value(), ToolCallParser::kQwen3Coder);
   EXPECT_EQ(parse_tool_call_parser("openai").value(), ToolCallParser::kOpenAi);
+  EXPECT_EQ(parse_tool_call_parser("llama3_json").value(), ToolCallParser::kLlamaJson);
+  EXPECT_EQ(parse_tool_call_parser("llama4_json").value(), ToolCallParser::kLlamaJson);
   EXPECT_THAT(parse_tool_call_parser("mistral").error().message,
-              ::testing::HasSubstr("supported: hermes, qwen3_coder, deepseek_v3, deepseek_v31, deepseek_v32, kimi_k2, openai"));
+              ::testing::HasSubstr("supported: hermes, qwen3_coder, deepseek_v3, deepseek_v31, deepseek_v32, kimi_k2, "
+                                   "llama3_json, llama4_json, openai"));
 }
 
 }  // namespace
