@@ -21,10 +21,9 @@ void log_backend(const BackendChoice& choice) {
 
 int cpu_threads(int threads) { return threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency()); }
 
-// One GPU, one replica. The plan decides before anything is loaded, from the memory model: bf16
-// weights, the runner's float32 KV cache, CUDA graphs unless --enforce-eager. The runner then
-// sizes its KV cache from --gpu-memory-utilization after loading the weights and its step
-// workspace.
+// One GPU, one replica. The plan (cuda_plan_shape) decides before anything is loaded, from the
+// memory model. The runner then sizes its KV cache from --gpu-memory-utilization after loading
+// the weights and its step workspace.
 Result<EngineRunners> make_cuda_engine_runner(const RunnerSpec& spec, const EngineSizing& sizing,
                                               const plan::MemoryModel& memory, EngineRunners runners) {
   MS_ASSIGN_OR_RETURN(const std::vector<cuda_backend::Gpu> gpus, cuda_backend::list_gpus());
@@ -51,15 +50,7 @@ Result<EngineRunners> make_cuda_engine_runner(const RunnerSpec& spec, const Engi
     runners.rank_group = std::move(parallel.group);
     return runners;
   }
-  const plan::DeploymentShape shape{.dtype = plan::WeightDType::kBF16,
-                                    .kv_cache_dtype = plan::KvCacheDType::kF32,
-                                    .max_model_len = sizing.max_model_len,
-                                    .max_num_seqs = sizing.max_num_seqs,
-                                    .max_num_batched_tokens = sizing.max_num_batched_tokens,
-                                    .block_size = sizing.block_size,
-                                    .gpu_memory_utilization = sizing.gpu_memory_utilization,
-                                    .enforce_eager = sizing.enforce_eager,
-                                    .device_memory_bytes = gpus.front().total_memory_bytes};
+  const plan::DeploymentShape shape = cuda_plan_shape(spec.config, spec.load, sizing, gpus.front().total_memory_bytes);
   MS_ASSIGN_OR_RETURN(const plan::MemoryBreakdown planned, plan::check_gpu_startup(memory, shape));
   spdlog::info("plan for {} ({:.1f} GiB): {}", gpus.front().name, gpus.front().total_memory_bytes / double(1 << 30),
                planned.verdict);
@@ -91,6 +82,24 @@ void log_cpu_kv_fp8(const LoadOptions& load) {
 
 }  // namespace
 
+bool holds_fp8_weights(const ModelConfig& config, const LoadOptions& load) {
+  return config.fp8_block_size.has_value() || load.model.precision.quantize_fp8;
+}
+
+plan::DeploymentShape cuda_plan_shape(const ModelConfig& config, const LoadOptions& load, const EngineSizing& sizing,
+                                      int64_t device_memory_bytes) {
+  return plan::DeploymentShape{
+      .dtype = holds_fp8_weights(config, load) ? plan::WeightDType::kFp8 : plan::WeightDType::kBF16,
+      .kv_cache_dtype = load.kv_cache_fp8 ? plan::KvCacheDType::kFp8 : plan::KvCacheDType::kF32,
+      .max_model_len = sizing.max_model_len,
+      .max_num_seqs = sizing.max_num_seqs,
+      .max_num_batched_tokens = sizing.max_num_batched_tokens,
+      .block_size = sizing.block_size,
+      .gpu_memory_utilization = sizing.gpu_memory_utilization,
+      .enforce_eager = sizing.enforce_eager,
+      .device_memory_bytes = device_memory_bytes};
+}
+
 plan::KvCacheDType cpu_kv_cache_dtype(const LoadOptions& load) {
   return load.kv_cache_fp8 ? plan::KvCacheDType::kFp8 : plan::KvCacheDType::kF32;
 }
@@ -112,7 +121,7 @@ Result<CpuNodeMemory> check_cpu_node_fits_host(const ModelConfig& config, const 
   // The CPU holds bf16 copies, or fp8 ones of an fp8 checkpoint or under --quantization fp8 (the
   // planner counts one scale per 128 × 128 block; the CPU repeats it over the block's rows, 3% of
   // the fp8 bytes more), or float32 ones of a float32 checkpoint unless --dtype rounds them.
-  const bool fp8 = config.fp8_block_size.has_value() || load.model.precision.quantize_fp8;
+  const bool fp8 = holds_fp8_weights(config, load);
   const bool f32 = !fp8 && cpu_holds_f32(config, load);
   const plan::WeightDType held = fp8   ? plan::WeightDType::kFp8
                                  : f32 ? plan::WeightDType::kF32

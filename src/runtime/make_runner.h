@@ -78,6 +78,16 @@ struct EngineRunners {
   std::shared_ptr<RankGroup> rank_group;          // the ranks behind them, with parallel flags
 };
 
+// Whether the weights are held as fp8 (e4m3 with block scales): an fp8 checkpoint, or
+// --quantization fp8 of a 16/32-bit one. Both backends hold them so.
+bool holds_fp8_weights(const ModelConfig& config, const LoadOptions& load);
+
+// The deployment the one-GPU start-up check plans (plan::check_gpu_startup): the weights as the
+// CUDA runner holds them (fp8 per holds_fp8_weights, else bf16), its KV cache (e4m3 under
+// --kv-cache-dtype fp8, else float32), the engine's sizing, on a GPU of `device_memory_bytes`.
+plan::DeploymentShape cuda_plan_shape(const ModelConfig& config, const LoadOptions& load, const EngineSizing& sizing,
+                                      int64_t device_memory_bytes);
+
 // The element of the CPU's KV cache under `load`: e4m3 bytes (kFp8) with --kv-cache-dtype fp8,
 // float32 (kF32) otherwise.
 plan::KvCacheDType cpu_kv_cache_dtype(const LoadOptions& load);
