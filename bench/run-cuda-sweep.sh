@@ -53,8 +53,8 @@ for entry in "${models[@]}"; do
   name=${id//\//_}
   mkdir -p "$tmp/$name"
   "$moeserve" plan "$id" --print-config >"$tmp/$name/config.json"
-  # bf16 weights, but GPT-OSS's experts in MXFP4 as published (the catalog leaves its
-  # quantization_config out: the planner counts them as bf16, which the CPU holds)
+  # bf16 weights (the fp8 catalog configs' quantization_config dropped), but GPT-OSS's experts in
+  # MXFP4 as published
   quant=null
   [[ $id == openai/gpt-oss* ]] && quant='{"quant_method": "mxfp4"}'
   overrides="{\"quantization_config\": $quant}"

@@ -91,10 +91,14 @@ WeightDType MemoryModel::resolve(WeightDType dtype) const {
 
 // Bytes of a [rows, cols] × count shard stored as `dtype`. FP8 keeps non-Linear tensors in
 // the 16-bit activation dtype; its Linear weights carry fp32 scales per 128×128 block (fp8
-// checkpoints) or one per tensor (online quantization of a 16-bit checkpoint).
+// checkpoints) or one per tensor (online quantization of a 16-bit checkpoint). MXFP4 routed
+// expert matrices hold 16 bytes of e2m1 pairs and one e8m0 scale per 32 columns of a row.
 static int64_t shard_bytes(const WeightEntry& group, int64_t rows, int64_t cols, int64_t count, WeightDType dtype,
-                           const std::array<int, 2>& block) {
+                           const std::array<int, 2>& block, bool mxfp4_experts) {
   const int64_t elements = rows * cols * count;
+  if (mxfp4_experts && group.component == Component::kRoutedExperts && group.shape.rank() == 2) {
+    return count * rows * ceil_div(cols, 32) * 17;
+  }
   if (group.keep_fp32 || dtype == WeightDType::kF32) return elements * 4;
   if (dtype != WeightDType::kFp8 || !group.quantizable) return elements * 2;
   if (block[0] > 0 && block[1] > 0) {
@@ -103,12 +107,17 @@ static int64_t shard_bytes(const WeightEntry& group, int64_t rows, int64_t cols,
   return elements + count * 4;
 }
 
-int64_t MemoryModel::weight_bytes(WeightDType dtype) const {
+int64_t MemoryModel::weight_bytes(WeightDType dtype, bool mxfp4_experts) const {
   DeploymentShape single;
-  return stage_weight_bytes(single, resolve(dtype), 0);
+  return stage_weight_bytes(single, resolve(dtype), 0, mxfp4_experts && config_.mxfp4_experts);
 }
 
-int64_t MemoryModel::stage_weight_bytes(const DeploymentShape& shape, WeightDType dtype, int stage) const {
+bool MemoryModel::keeps_mxfp4(const DeploymentShape& shape) const {
+  return config_.mxfp4_experts && shape.tensor_parallel * shape.data_parallel == 1;
+}
+
+int64_t MemoryModel::stage_weight_bytes(const DeploymentShape& shape, WeightDType dtype, int stage,
+                                        bool mxfp4_experts) const {
   const int tp = shape.tensor_parallel;
   const int moe_ranks = shape.tensor_parallel * shape.data_parallel;
   const bool ep = shape.enable_expert_parallel && moe_ranks > 1;
@@ -144,7 +153,7 @@ int64_t MemoryModel::stage_weight_bytes(const DeploymentShape& shape, WeightDTyp
         if (ep) count = ceil_div(count, moe_ranks); else cols = ceil_div(cols, moe_ranks);
         break;
     }
-    total += shard_bytes(group, rows, cols, count, dtype, block);
+    total += shard_bytes(group, rows, cols, count, dtype, block, mxfp4_experts);
   }
   return total;
 }

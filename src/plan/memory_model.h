@@ -60,6 +60,7 @@ struct MemoryBreakdown {
   int max_model_len = 0;                          // resolved
   int64_t budget_bytes = 0;           // device memory × gpu_memory_utilization
   int64_t weights_bytes = 0;
+  bool mxfp4_experts = false;         // the routed experts stay MXFP4 as published (keeps_mxfp4)
   int64_t activation_bytes = 0;       // peak live activations + workspace of one step
   int64_t cuda_graph_bytes = 0;
   int64_t comm_buffer_bytes = 0;
@@ -84,8 +85,13 @@ class MemoryModel {
   // The checkpoint's own storage: fp8 when config.json carries an fp8 quantization_config.
   WeightDType checkpoint_dtype() const;
   WeightDType resolve(WeightDType dtype) const;
-  // Bytes of all served weights (no MTP), unsharded.
-  int64_t weight_bytes(WeightDType dtype) const;
+  // Bytes of all served weights (no MTP), unsharded; with `mxfp4_experts`, a GPT-OSS checkpoint's
+  // routed experts as published (per 32 values, 16 bytes of e2m1 pairs and an e8m0 scale).
+  int64_t weight_bytes(WeightDType dtype, bool mxfp4_experts = false) const;
+  // Whether a layout keeps an MXFP4 checkpoint's experts so: the CUDA runner does where one rank
+  // holds every expert whole (no TP or EP split of the MoE); the CPU and split layouts
+  // dequantize them to bf16 at load.
+  bool keeps_mxfp4(const DeploymentShape& shape) const;
   // KV elements one token adds per layer: GQA 2 × kv_heads × head_dim, MLA latent + rope key.
   int64_t kv_elements_per_token_per_layer() const;
   int64_t kv_element_bytes(KvCacheDType dtype, WeightDType weights) const;
@@ -109,7 +115,7 @@ class MemoryModel {
                         KvCacheDType dtype = KvCacheDType::kF32) const;
 
  private:
-  int64_t stage_weight_bytes(const DeploymentShape& shape, WeightDType dtype, int stage) const;
+  int64_t stage_weight_bytes(const DeploymentShape& shape, WeightDType dtype, int stage, bool mxfp4_experts) const;
   int64_t activation_bytes(const DeploymentShape& shape, int64_t tokens, int act_bytes) const;
   int64_t comm_buffer_bytes(const DeploymentShape& shape, int act_bytes) const;
 

@@ -96,8 +96,9 @@ Result<MemoryBreakdown> MemoryModel::plan(const DeploymentShape& shape) const {
   const int64_t per_layer = kv_entry_size(config_, Partition{0, shape.tensor_parallel});
   out.kv_blocks = INT64_MAX;
   out.weights_fit = true;
+  out.mxfp4_experts = keeps_mxfp4(shape);
   for (int stage = 0; stage < shape.pipeline_parallel; ++stage) {
-    const int64_t weights = stage_weight_bytes(shape, out.weight_dtype, stage);
+    const int64_t weights = stage_weight_bytes(shape, out.weight_dtype, stage, out.mxfp4_experts);
     const auto [first, last] = stage_layers(config_.num_layers, shape.pipeline_parallel, stage);
     const int64_t kv_per_token = per_layer * (last - first) * element_bytes;
     const int64_t left = out.budget_bytes - weights - out.activation_bytes - out.cuda_graph_bytes -

@@ -114,9 +114,8 @@ constexpr const char* kQwen2_57B = R"({
 
 // gpt-oss-20b and gpt-oss-120b differ only in depth and expert count. The published checkpoints
 // store the experts as MXFP4 ("quantization_config": {"quant_method": "mxfp4", ...}), which one
-// CUDA rank keeps as published and the CPU (and a TP split) dequantizes to bf16: the entries leave
-// quantization_config out, so the planner counts the experts' bytes at bf16 (about 4x the
-// published bytes), the most any layout holds.
+// CUDA rank keeps as published and the CPU (and a TP or EP split) dequantizes to bf16; the planner
+// counts each layout's bytes so (MemoryModel::keeps_mxfp4).
 nlohmann::json gpt_oss(int layers, int experts) {
   nlohmann::json config = nlohmann::json::parse(R"({
   "architectures": ["GptOssForCausalLM"], "model_type": "gpt_oss", "attention_bias": true,
@@ -127,7 +126,9 @@ nlohmann::json gpt_oss(int layers, int experts) {
   "rope_scaling": {"beta_fast": 32.0, "beta_slow": 1.0, "factor": 32.0, "original_max_position_embeddings": 4096,
                    "rope_type": "yarn", "truncate": false},
   "rope_theta": 150000, "router_aux_loss_coef": 0.9, "sliding_window": 128, "swiglu_limit": 7.0,
-  "tie_word_embeddings": false, "vocab_size": 201088, "torch_dtype": "bfloat16"
+  "tie_word_embeddings": false, "vocab_size": 201088, "torch_dtype": "bfloat16",
+  "quantization_config": {"quant_method": "mxfp4", "modules_to_not_convert": ["model.layers.*.self_attn",
+                          "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}
 })");
   config["num_hidden_layers"] = layers;
   config["num_local_experts"] = experts;
@@ -236,12 +237,11 @@ std::vector<CatalogModel> build_catalog() {
       {"openai/gpt-oss-20b",
        "https://huggingface.co/openai/gpt-oss-20b/blob/main/config.json (read in copies in the index: 24 layers, "
        "32 experts top-4, hidden 2880, 64/8 heads of 64, vocab 201088, YaRN 32 over 4096, window 128 on even "
-       "layers); its quantization_config (MXFP4 experts) is left out, so the experts count as bf16",
+       "layers, routed experts in MXFP4)",
        20.9e9, 3.6e9, "model card: 21B total (20.9B), 3.6B active", gpt_oss(24, 32)},
       {"openai/gpt-oss-120b",
        "https://huggingface.co/openai/gpt-oss-120b/raw/main/config.json (read in copies in the index: 36 layers, "
-       "128 experts top-4, otherwise as gpt-oss-20b); its quantization_config (MXFP4 experts) is left out, so the "
-       "experts count as bf16",
+       "128 experts top-4, otherwise as gpt-oss-20b)",
        116.8e9, 5.1e9, "model card: 117B total (116.8B), 5.1B active", gpt_oss(36, 128)},
       {"meta-llama/Llama-4-Scout-17B-16E",
        "https://huggingface.co/meta-llama/Llama-4-Scout-17B-16E/blob/main/config.json, its text_config (read in "
@@ -255,8 +255,8 @@ std::vector<CatalogModel> build_catalog() {
        "scaling, max_position_embeddings 1048576)",
        400e9, 17e9, "model card: 400B total (with the vision encoder), 17B activated", json::parse(kLlama4Maverick)},
       {"Qwen/Qwen2-57B-A14B",
-       "https://huggingface.co/Qwen/Qwen2-57B-A14B/blob/759c0d83a2b7ad416611d984fdfffbec8de361c2/config.json",
-       57e9, 14e9, "model card: 57B total, 14B activated (rounded)", json::parse(kQwen2_57B)},
+       "https://huggingface.co/Qwen/Qwen2-57B-A14B/blob/759c0d83a2b7ad416611d984fdfffbec8de361c2/config.json", 57e9,
+       14e9, "model card: 57B total, 14B activated (rounded)", json::parse(kQwen2_57B)},
   };
 }
 

@@ -25,7 +25,8 @@ std::string memory_lines(const LayoutOption& option) {
   std::string text;
   text += fmt::format("  usable per GPU      {} ({} x {:.2f})\n", gib(m.budget_bytes),
                       gib(option.shape.device_memory_bytes), option.shape.gpu_memory_utilization);
-  text += fmt::format("  weights per GPU     {}\n", gib(m.weights_bytes));
+  text += fmt::format("  weights per GPU     {}{}\n", gib(m.weights_bytes),
+                      m.mxfp4_experts ? " (routed experts MXFP4, as the CUDA runner keeps them on one GPU)" : "");
   text += fmt::format("  activations         {} (peak of a {}-token step)\n", gib(m.activation_bytes),
                       option.shape.max_num_batched_tokens);
   text += fmt::format("  CUDA graphs         {}\n", gib(m.cuda_graph_bytes));
@@ -68,6 +69,7 @@ nlohmann::json layout_json(const LayoutOption& option, const GpuSet& gpus) {
     return out;
   }
   out["dtype"] = weight_dtype_name(option.memory.weight_dtype);
+  out["mxfp4_experts"] = option.memory.mxfp4_experts;
   out["kv_cache_dtype"] = kv_cache_dtype_name(s.kv_cache_dtype);
   out["max_model_len"] = option.memory.max_model_len;
   out["max_num_seqs"] = s.max_num_seqs;
@@ -89,7 +91,9 @@ std::string render_plan_text(const Plan& plan) {
                       billions(plan.params.total), billions(plan.params.active),
                       billions(plan.params.active_without_embedding()));
   if (plan.params.mtp > 0) text += fmt::format("; MTP layers {} more, not loaded", billions(plan.params.mtp));
-  text += fmt::format("\n  weights             {} in {}\n", gib(plan.weight_bytes_total), weight_dtype_name(plan.dtype));
+  text += fmt::format("\n  weights             {} in {}{}\n", gib(plan.weight_bytes_total),
+                      weight_dtype_name(plan.dtype),
+                      plan.mxfp4_experts ? ", routed experts in MXFP4 as published" : "");
   text += fmt::format("  KV cache per token  {} bytes ({} dtype)\n", plan.kv_bytes_per_token,
                       kv_cache_dtype_name(best.shape.kv_cache_dtype));
   text += fmt::format("\nlayouts considered on {}:\n", plan.gpus.label());
@@ -126,6 +130,7 @@ nlohmann::json render_plan_json(const Plan& plan) {
   out["mtp_params"] = plan.params.mtp;
   out["dtype"] = weight_dtype_name(plan.dtype);
   out["weights_bytes"] = plan.weight_bytes_total;
+  out["mxfp4_experts"] = plan.mxfp4_experts;
   out["fits"] = plan.fits;
   out["weights_bytes_per_gpu"] = best.memory.weights_bytes;
   out["kv_bytes_per_token"] = plan.kv_bytes_per_token;

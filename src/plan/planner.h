@@ -51,6 +51,7 @@ struct Plan {
   ParamCounts params;
   WeightDType dtype = WeightDType::kBF16;  // resolved
   int64_t weight_bytes_total = 0;          // all served weights in `dtype`, unsharded
+  bool mxfp4_experts = false;              // ... the routed experts as published MXFP4 (GPT-OSS)
   int64_t kv_bytes_per_token = 0;          // whole model, unsharded, in the KV dtype
   GpuSet gpus;
   std::vector<LayoutOption> layouts;       // every layout of `gpus`

@@ -125,6 +125,35 @@ TEST(PlanMemory, Fp8WeightsCarryBlockScales) {
   EXPECT_EQ(bf16, v3.params().total * 2 + 58 * 256 * 2);  // e_score_correction_bias stays fp32
 }
 
+// GPT-OSS's published MXFP4 experts: per 32 values of a row, 16 bytes of e2m1 pairs and an e8m0
+// scale. One CUDA GPU keeps them so; a TP or EP split (and the CPU) dequantizes them to bf16.
+TEST(PlanMemory, Mxfp4ExpertsWhereOneGpuHoldsThemWhole) {
+  const ModelConfig config = catalog_config("openai/gpt-oss-120b");
+  ASSERT_TRUE(config.mxfp4_experts);
+  const MemoryModel model(config);
+  const int64_t bf16 = model.weight_bytes(WeightDType::kAuto);
+  const int64_t mxfp4 = model.weight_bytes(WeightDType::kAuto, /*mxfp4_experts=*/true);
+  // 36 layers of 128 experts: gate_up [5760, 2880] and down [2880, 2880], 2 bytes each as bf16.
+  const int64_t experts = int64_t{36} * 128 * (5760 + 2880) * 2880;
+  EXPECT_EQ(bf16 - mxfp4, experts * 2 - experts / 32 * 17);
+  EXPECT_NEAR(mxfp4 / double(int64_t{1} << 30), 60.8, 0.05);  // the 65 GB checkpoint
+  DeploymentShape one{.max_model_len = 32768, .device_memory_bytes = int64_t{80} << 30};
+  EXPECT_TRUE(model.keeps_mxfp4(one));
+  auto planned = model.plan(one);
+  ASSERT_TRUE(planned.ok()) << planned.error().message;
+  EXPECT_TRUE(planned->mxfp4_experts);
+  EXPECT_EQ(planned->weights_bytes, mxfp4);
+  EXPECT_TRUE(planned->fits) << planned->verdict;
+  DeploymentShape tp2 = one;
+  tp2.tensor_parallel = 2;
+  EXPECT_FALSE(model.keeps_mxfp4(tp2));
+  auto split = model.plan(tp2);
+  ASSERT_TRUE(split.ok()) << split.error().message;
+  EXPECT_FALSE(split->mxfp4_experts);
+  EXPECT_GT(split->weights_bytes, mxfp4);  // half of bf16's 217 GiB
+  EXPECT_FALSE(MemoryModel(catalog_config("mistralai/Mixtral-8x7B-v0.1")).keeps_mxfp4(one));
+}
+
 TEST(PlanMemory, IssueVerdicts) {
   EXPECT_TRUE(plan_for("deepseek-ai/DeepSeek-V3", "8xH200", WeightDType::kFp8).fits);
   EXPECT_FALSE(plan_for("deepseek-ai/DeepSeek-V3", "8xH100", WeightDType::kFp8).fits);
