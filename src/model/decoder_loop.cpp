@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "model/moe_dispatch.h"
+#include "model/step_workspace.h"
 
 namespace moeserve {
 
@@ -49,43 +50,8 @@ DecoderLoop::DecoderLoop(const ModelConfig& config, const ModelWeights& weights,
       heads_(config.num_heads / shard.tp.size),
       kv_heads_(config.is_mla() ? 0 : local_kv_heads(config, shard.tp)) {}
 
-int64_t DecoderLoop::moe_floats_per_token(bool experts_large) const {
-  if (!config_.moe) return 0;
-  const MoeConfig& m = *config_.moe;
-  const int64_t hidden = config_.hidden_size;
-  const int64_t inter = m.expert_intermediate_size;
-  // Per routed entry: its expert's output row and its gathered input row (2 hidden). Streamed
-  // experts add the entry's gate/up and act rows (3 inter) and the down projection's split-K
-  // partial sums (8 splits at most: 8 hidden); experts run one at a time hold the largest
-  // expert's gate/up and act rows, at most one a token (3 inter a token).
-  const int64_t routed = experts_large ? m.top_k * 2 * hidden + 3 * inter : m.top_k * (10 * hidden + 3 * inter);
-  return 4 * m.num_experts + 8 * m.top_k + routed + 3 * m.shared_intermediate_size + hidden + 1 +
-         (m.scale_expert_input ? m.top_k * (hidden + 1) : 0);
-}
-
 KvScales DecoderLoop::kv_scales(const Step& step, int layer_idx) const {
   return step.kv.fp8 || step.backend.rounds_kv_to_fp8() ? weights_.layers[layer_idx].kv_scales : KvScales{};
-}
-
-size_t DecoderLoop::workspace_bytes(int max_tokens, size_t extra_bytes, bool experts_large) const {
-  const ModelConfig& c = config_;
-  const int64_t t = max_tokens;
-  const int64_t hidden = c.hidden_size;
-  int64_t attn = 0;  // floats per token inside attention
-  if (c.is_mla()) {
-    const MlaConfig& m = *c.mla;
-    attn = m.q_lora_rank +
-           c.num_heads * (m.qk_head_dim() + (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank + m.v_head_dim) +
-           m.kv_lora_rank + m.qk_rope_head_dim;
-    if (m.indexer) attn += m.indexer->head_dim + m.indexer->heads * (1 + m.indexer->head_dim) + m.indexer->topk;
-  } else {
-    attn = static_cast<int64_t>(c.num_heads + 2 * c.num_kv_heads) * c.head_dim + c.num_heads * c.head_dim;
-  }
-  const int64_t ffn =
-      std::max<int64_t>(3 * static_cast<int64_t>(c.intermediate_size), moe_floats_per_token(experts_large));
-  const int64_t widest = std::max<int64_t>({hidden, attn, ffn});
-  const int64_t floats = t * (4 * hidden + attn + ffn + widest /* bf16 copies, generously */) + t * c.vocab_size;
-  return static_cast<size_t>(floats) * sizeof(float) + extra_bytes + (size_t{1} << 20);
 }
 
 SplitSums DecoderLoop::gqa(Step& step, int layer_idx, Act x, float* out) const {
@@ -643,8 +609,9 @@ void DecoderLoop::moe_expert_parallel(Step& step, int layer_idx, const float* x,
     run_local_experts(step, w, arrived, partial);
   };
   // (run_local_experts' buffers, twice over as the local MoE block's budget)
-  const EpDispatch dispatch{
-      .ep = *step.ep, .backend = b, .run_local_bytes_per_row = 2 * moe_floats_per_token(false) * sizeof(float)};
+  const EpDispatch dispatch{.ep = *step.ep,
+                            .backend = b,
+                            .run_local_bytes_per_row = 2 * moe_floats_per_token(config_, false) * sizeof(float)};
   const TensorView chunk_view{chunk_out, DType::kF32, Shape{count, hidden}};
   switch (shard_.all2all) {
     case All2AllBackend::kAllgatherReducescatter:

@@ -39,12 +39,6 @@ class DecoderLoop {
   DecoderLoop(const ModelConfig& config, const ModelWeights& weights, const ShardSpec& shard = {},
               MlaMode mla_mode = MlaMode::kAuto);
 
-  // Arena bytes a step of up to max_tokens rows (and as many logit rows) needs, besides the
-  // backend's own scratch (extra_bytes: the CUDA GEMMs' split-K workspaces, the MLA score tile).
-  // experts_large: the routed experts run one expert at a time (CUDA's experts_large) rather than
-  // streamed with split-K sums (moe_floats_per_token).
-  size_t workspace_bytes(int max_tokens, size_t extra_bytes, bool experts_large = false) const;
-
   // One step: logits [inputs.logit_rows, vocab] float32 land in `logits` (backend memory).
   // counters: the routing counts to add to (host memory for slots; experts in the backend's).
   // comm: the rank's TP group (each block's row-parallel output is summed over it before the
@@ -88,8 +82,6 @@ class DecoderLoop {
   // partial [n, hidden] = Σ over the arrived (t, k) routed to this rank's slots of weight ·
   // expert(x[t]); arrived.x and partial in the backend's memory (the dispatch's).
   void run_local_experts(Step& step, const MoeWeights& w, const RoutedTokens& arrived, const TensorView& partial) const;
-  // Floats of step workspace an MoE block needs per token (workspace_bytes' MoE term).
-  int64_t moe_floats_per_token(bool experts_large) const;
   // The layer's checkpoint KV cache scales where the step's cache is e4m3 (or its values rounded as
   // if, StepBackend::rounds_kv_to_fp8), else {1, 1} (a float32 cache ignores them, as vLLM's
   // 16-bit one does).

@@ -10,6 +10,7 @@
 
 #include "loader/weight_source.h"
 #include "model/decoder_loop.h"
+#include "model/step_workspace.h"
 #include "runtime/cpu_step_backend.h"
 #include "runtime/expert_slots.h"
 
@@ -42,7 +43,7 @@ class CpuModel final : public ExpertSlots {
   size_t weight_bytes() const { return memory_.bytes(); }
 
   // Step workspace a pass of up to `tokens` rows needs.
-  size_t workspace_bytes(int tokens) const { return loop_->workspace_bytes(tokens, 0); }
+  size_t workspace_bytes(int tokens) const { return step_workspace_bytes(config(), tokens, 0, false); }
   // The numerics its step backend emulates (--quantization fp8's activations, fp8 KV).
   CpuNumerics numerics() const {
     return CpuNumerics{

@@ -57,32 +57,14 @@ size_t fp8_gemm_bytes(const ModelWeights& weights, int rows) {
 }  // namespace
 
 size_t CudaModel::workspace_bytes(int max_tokens) const {
-  const ModelConfig& c = config_;
-  // Beyond the loop's buffers: moe_permute's per-chunk counts of prefill-sized plans (counted
-  // twice: the loop's estimate takes its widest per-token need twice), the plain MLA prefill's
-  // score tile (its expanded keys and values fit in what the loop reserves per token, for
-  // contexts up to max_tokens), the float32 router weights of a prefill-sized step, what the
-  // largest FP8 matrix's GEMM needs, and slack
-  // for the split-K workspaces.
-  const auto bytes = [&](int tokens, bool experts_large) {
-    const size_t t = tokens;
-    const size_t permute = c.moe ? 2 * t * (size_t(c.moe->top_k) * c.moe->num_experts / kMoePermuteChunk + 1) : 0;
-    const size_t mla_scores = c.is_mla() ? kMlaScoreFloats : 0;
-    const size_t router_f32 = c.moe ? size_t(c.moe->num_experts) * c.hidden_size : 0;
-    return loop_->workspace_bytes(tokens,
-                                  (permute + mla_scores + router_f32) * sizeof(float) +
-                                      fp8_gemm_bytes(weights_, tokens) + (size_t{64} << 20),
-                                  experts_large);
-  };
-  // Past kMaxMmaRows tokens, experts that run one at a time need far less than streamed ones (no
-  // split-K sums); steps of up to kMaxMmaRows tokens stream them. With expert parallelism a rank
-  // runs the rows dispatched to it, not its own tokens: the streamed bound stays.
-  bool large = c.moe && !shard_.expert_parallel && max_tokens > kMaxMmaRows;
+  // With expert parallelism a rank runs the rows dispatched to it, not its own tokens: the
+  // streamed bound stays.
+  bool large = !shard_.expert_parallel;
   for (const LayerWeights& layer : weights_.layers) {
     if (layer.moe.num_experts > 0 && !experts_run_large(layer.moe, precision_)) large = false;
   }
-  if (!large) return bytes(max_tokens, false);
-  return std::max(bytes(max_tokens, true), bytes(kMaxMmaRows, false));
+  return cuda::step_workspace_bytes(config_, max_tokens, large,
+                                    [&](int rows) { return fp8_gemm_bytes(weights_, rows); });
 }
 
 size_t CudaModel::expert_bytes(int layer) const { return expert_slot_bytes(weights_.layers[layer].moe); }

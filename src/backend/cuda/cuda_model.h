@@ -26,12 +26,10 @@
 #include "model/config.h"
 #include "model/decoder_loop.h"
 #include "model/step_model.h"
+#include "model/step_workspace.h"
 #include "runtime/expert_slots.h"
 
 namespace moeserve::cuda {
-
-// Score tile of the plain MLA prefill: heads × queries × keys floats (256 MiB).
-constexpr size_t kMlaScoreFloats = size_t{64} << 20;
 
 enum class PrefillPrecision { kBf16, kSplitBf16 };
 // As `bench latency --prefill-precision` spells it (and the result files record it).
@@ -60,7 +58,7 @@ constexpr int kMaxSmallGroupedRows = 4;
 // 116 µs there, 114 and 59 µs on tensor cores; at 2 tokens 73 + 38 against 76 + 31).
 constexpr int kMaxSmallMxfp4GroupedRows = 2;
 constexpr int kMaxMmaDenseRows = 32;
-constexpr int kMaxMmaRows = 256;
+// kMaxMmaRows and kMlaScoreFloats: model/step_workspace.h, where the arena bound reads them.
 
 // Whether the MoE experts of a step of `tokens` rows stream their weights on the device
 // (kMaxMmaRows) instead of running per expert through cuBLAS after copying the row counts to

@@ -1,0 +1,48 @@
+// The step workspace from the config alone (model/step_workspace.h) is the CUDA runner's arena:
+// the bytes the runner reserved in bench/results/2026-12-07-h100-workspace-bound.json (an H100
+// lease, `moeserve bench latency --device cuda --load-format dummy --dtype bfloat16` of catalog
+// shapes; its `workspace_bytes`), reproduced exactly, for experts run one at a time past 256 rows
+// ("new") and for the streamed bound at every size ("main", the bound before that commit, which
+// expert-parallel ranks keep).
+#include <gtest/gtest.h>
+
+#include "model/step_workspace.h"
+#include "plan/model_catalog.h"
+
+namespace moeserve {
+namespace {
+
+ModelConfig catalog_shape(const std::string& id, int layers) {
+  auto model = plan::find_catalog_model(id);
+  EXPECT_TRUE(model.ok());
+  nlohmann::json overrides = {{"quantization_config", nullptr}};
+  if (layers > 0) overrides["num_hidden_layers"] = layers;
+  auto config = parse_model_config((*model)->config, overrides);
+  EXPECT_TRUE(config.ok()) << (config.ok() ? "" : config.error().message);
+  return *config;
+}
+
+TEST(StepWorkspace, CudaBoundIsTheRunnersMeasuredArena) {
+  struct Case {
+    const char* run;
+    const char* id;
+    int layers;
+    int max_tokens;
+    bool experts_large;
+    size_t measured;
+  };
+  for (const Case& c : {Case{"mixtral-new", "mistralai/Mixtral-8x7B-v0.1", 8, 8192, true, 6153306112},
+                        Case{"mixtral-main", "mistralai/Mixtral-8x7B-v0.1", 8, 8192, false, 13266845696},
+                        Case{"DeepSeek-V3-new", "deepseek-ai/DeepSeek-V3", 4, 8192, true, 21901180928},
+                        Case{"DeepSeek-V3-new4096", "deepseek-ai/DeepSeek-V3", 4, 4096, true, 11122556928},
+                        Case{"DeepSeek-V3-main4096", "deepseek-ai/DeepSeek-V3", 4, 4096, false, 26792493056},
+                        Case{"Kimi-K2-Instruct-new", "moonshotai/Kimi-K2-Instruct", 2, 8192, true, 18574868480},
+                        Case{"Kimi-K2-Instruct-main4096", "moonshotai/Kimi-K2-Instruct", 2, 4096, false, 25902907392},
+                        Case{"v2lite-new", "deepseek-ai/DeepSeek-V2-Lite", 0, 8192, true, 7313489920}}) {
+    const ModelConfig config = catalog_shape(c.id, c.layers);
+    EXPECT_EQ(cuda::step_workspace_bytes(config, c.max_tokens, c.experts_large), c.measured) << c.run;
+  }
+}
+
+}  // namespace
+}  // namespace moeserve
