@@ -4,10 +4,14 @@
 #include "plan/memory_model.h"
 
 #include <algorithm>
+#include <functional>
+#include <map>
+#include <tuple>
 
 #include <fmt/format.h>
 
 #include "model/parallel.h"
+#include "model/step_workspace.h"
 
 namespace moeserve::plan {
 namespace {
@@ -15,8 +19,16 @@ namespace {
 constexpr int64_t kMiB = int64_t{1} << 20;
 // vLLM's fused MoE processes at most this many tokens at once (VLLM_FUSED_MOE_CHUNK_SIZE).
 constexpr int64_t kFusedMoeChunkTokens = 32768;
-// vLLM captures decode CUDA graphs for batch sizes up to this many tokens by default.
-constexpr int64_t kMaxCudaGraphCaptureTokens = 512;
+// What a CUDA runner holds besides its weights, step arena and KV cache: the CUDA context,
+// cuBLAS/cuBLASLt handles and workspaces, device buffers of the packed step inputs, and the
+// sampler's workspace (64 rows of the vocabulary: sort keys, ids and cub's temporary storage).
+// Fitted to one H100 lease's runners (bench/results/2026-12-07-h100-workspace-bound.json: total ×
+// 0.9 − weights − arena − KV cache of 8 runs of 4 models, vocabularies 32,000 to 163,840): base
+// + per vocabulary entry, each run within 0.07 GiB of the fit.
+constexpr int64_t kCudaRuntimeBytes = int64_t{741} * kMiB;
+constexpr int64_t kCudaRuntimeBytesPerVocabEntry = 1541;
+// linear_fp8's cuBLASLt workspace (kernels/cuda/gemm_fp8.cu).
+constexpr int64_t kFp8LtWorkspaceBytes = 32 * kMiB;
 // One NCCL communicator: channels × (SIMPLE + LL128 buffers of NCCL_BUFFSIZE = 4 MiB).
 constexpr int64_t kNcclChannels = 16;
 constexpr int64_t kNcclBufferBytes = 4 * kMiB;
@@ -166,9 +178,10 @@ int64_t MemoryModel::kv_element_bytes(KvCacheDType dtype, WeightDType weights) c
   switch (dtype) {
     case KvCacheDType::kFp8: return 1;
     case KvCacheDType::kF32: return 4;
-    case KvCacheDType::kAuto: return resolve(weights) == WeightDType::kF32 ? 4 : 2;
+    case KvCacheDType::kAuto:
+      return 4;  // moeserve's CUDA cache: float32 (vLLM's: 16-bit)
   }
-  return 2;
+  return 4;
 }
 
 int64_t MemoryModel::kv_bytes_per_token(KvCacheDType dtype, WeightDType weights) const {
@@ -188,39 +201,36 @@ int64_t MemoryModel::cpu_kv_blocks(int64_t kv_cache_bytes, int block_size, int t
   return std::min<int64_t>(kv_cache_bytes / block_bytes, int64_t{1} << 24);
 }
 
-// Peak of one forward step on one GPU: the residual stream and the normed hidden state, plus
-// the widest intermediate of a layer (attention projections or the MLP/MoE workspace), for
-// `tokens` tokens; plus fp32 logits and probabilities for the sequences that sample.
-int64_t MemoryModel::activation_bytes(const DeploymentShape& shape, int64_t tokens, int act_bytes) const {
-  const int64_t tp = shape.tensor_parallel;
-  const int64_t h = config_.hidden_size;
-  int64_t attention = 0;
-  if (config_.is_mla()) {
-    const MlaConfig& m = *config_.mla;
-    const int64_t heads = config_.num_heads / tp;
-    attention = heads * m.qk_head_dim() + heads * (m.qk_nope_head_dim + m.v_head_dim) + m.kv_lora_rank +
-                m.qk_rope_head_dim + heads * m.v_head_dim;
-    if (m.indexer) attention += m.indexer->head_dim + m.indexer->heads * (1 + m.indexer->head_dim) + m.indexer->topk;
-  } else {
-    const int64_t kv_heads = std::max<int64_t>(1, config_.num_kv_heads / tp);
-    attention = 2 * (config_.num_heads / tp) * config_.head_dim + 2 * kv_heads * config_.head_dim;
+int64_t MemoryModel::step_arena_bytes(const DeploymentShape& shape, WeightDType dtype, bool mxfp4_experts) const {
+  const bool ep = shape.enable_expert_parallel && shape.tensor_parallel * shape.data_parallel > 1;
+  const MoeConfig* moe = config_.moe ? &*config_.moe : nullptr;
+  const bool experts_large = moe && !ep && !moe->expert_bias && !moe->clamped_swiglu && !mxfp4_experts;
+  std::function<size_t(int)> fp8_gemm_bytes;
+  if (dtype == WeightDType::kFp8) {
+    // The largest fp8 matrix as the runner fuses it (q/k/v, gate/up of an MLP or an expert).
+    std::map<std::pair<int, PackGroup>, std::pair<int64_t, int64_t>> fused;  // rows, cols
+    int64_t most_rows = 0, most_cols = 0;
+    for (const WeightEntry& group : weights_.entries()) {
+      if (group.mtp || !group.quantizable || group.shape.rank() != 2) continue;
+      std::pair<int64_t, int64_t> matrix{group.rows(), group.cols()};
+      if (group.pack != PackGroup::kNone) {
+        auto& sum = fused[{group.layer, group.pack}];
+        sum = {sum.first + group.rows(), group.cols()};
+        matrix = sum;
+      }
+      if (matrix.first * matrix.second > most_rows * most_cols) std::tie(most_rows, most_cols) = matrix;
+    }
+    fp8_gemm_bytes = [=](int rows) {
+      const int64_t quantized = most_cols % 128 == 0 ? int64_t{rows} * most_cols + kFp8LtWorkspaceBytes : 0;
+      return static_cast<size_t>(most_rows * most_cols * 2 + quantized);
+    };
   }
-  int64_t mlp = config_.intermediate_size > 0 ? 3 * config_.intermediate_size / tp : 0;
-  int64_t per_token = 2 * h + std::max(attention, mlp);
-  int64_t total = tokens * per_token * act_bytes;
-  if (config_.moe.has_value()) {
-    const MoeConfig& moe = *config_.moe;
-    const int64_t moe_ranks = shape.tensor_parallel * shape.data_parallel;
-    const bool ep = shape.enable_expert_parallel && moe_ranks > 1;
-    const int64_t inter = ep ? moe.expert_intermediate_size : ceil_div(moe.expert_intermediate_size, moe_ranks);
-    // With DP the MoE layer sees every DP rank's tokens (all-gather before dispatch).
-    const int64_t moe_tokens = std::min<int64_t>(tokens * shape.data_parallel, kFusedMoeChunkTokens);
-    const int64_t workspace = moe_tokens * moe.top_k * (2 * inter + h) + moe_tokens * h;
-    const int64_t shared = tokens * 3 * moe.shared_intermediate_size / tp;
-    total = std::max(total, tokens * 2 * h * act_bytes + (workspace + shared) * act_bytes);
-  }
-  const int64_t sampling = std::min<int64_t>(tokens, shape.max_num_seqs);
-  return total + sampling * config_.vocab_size * 4 * 2;
+  return static_cast<int64_t>(
+      cuda::step_workspace_bytes(config_, shape.max_num_batched_tokens, experts_large, fp8_gemm_bytes));
+}
+
+int64_t MemoryModel::runtime_bytes() const {
+  return kCudaRuntimeBytes + kCudaRuntimeBytesPerVocabEntry * config_.vocab_size;
 }
 
 int64_t MemoryModel::comm_buffer_bytes(const DeploymentShape& shape, int act_bytes) const {

@@ -1,12 +1,12 @@
 // MemoryModel: the one arithmetic that sizes a deployment — weight bytes per dtype (bf16, fp8
-// with block or per-tensor scales), KV-cache bytes per token (GQA: 2 × kv_heads × head_dim; MLA:
-// kv_lora_rank + qk_rope_head_dim), the activation/workspace peak of one step of
-// max_num_batched_tokens, CUDA-graph and communication buffers, and from what is left the KV
-// blocks the engine allocates — per GPU, under a TP/PP/DP(/EP) layout with vLLM's semantics
-// (attention and dense weights split over TP and replicated over DP; with
-// --enable-expert-parallel the experts are placed whole over EP = TP × DP, without it they are
-// tensor-split over TP × DP; PP splits the layer stack). `moeserve plan` and engine start-up both
-// call it, so the plan and the allocation cannot disagree.
+// with block or per-tensor scales, GPT-OSS's MXFP4 experts), KV-cache bytes per token (GQA: 2 ×
+// kv_heads × head_dim; MLA: kv_lora_rank + qk_rope_head_dim), the CUDA runner's step arena for
+// max_num_batched_tokens (model/step_workspace.h, the bound the runner reserves), the CUDA runtime
+// and communication buffers, and from what is left the KV blocks the engine allocates — per GPU,
+// under a TP/PP/DP(/EP) layout with vLLM's semantics (attention and dense weights split over TP
+// and replicated over DP; with --enable-expert-parallel the experts are placed whole over EP = TP
+// × DP, without it they are tensor-split over TP × DP; PP splits the layer stack). `moeserve plan`
+// and engine start-up both call it, so the plan and the allocation cannot disagree.
 #pragma once
 
 #include <cstdint>
@@ -21,8 +21,8 @@ namespace moeserve::plan {
 // How weights are stored on the device. kFp8 on an fp8 checkpoint keeps its block scales; on a
 // bf16 checkpoint it is vLLM's online `--quantization fp8` (one fp32 scale per tensor).
 enum class WeightDType { kAuto, kBF16, kF16, kF32, kFp8 };
-// kAuto = the weights' activation dtype (bf16/fp16); kFp8 = e4m3, one byte per element;
-// kF32 = the CPU reference backend's cache.
+// kAuto = what moeserve's CUDA backend stores for --kv-cache-dtype auto: float32 (vLLM stores the
+// model's 16-bit dtype); kFp8 = e4m3, one byte per element; kF32 = float32 (the CPU's cache).
 enum class KvCacheDType { kAuto, kFp8, kF32 };
 
 Result<WeightDType> parse_weight_dtype(const std::string& text);    // auto|bfloat16|float16|float32|fp8
@@ -61,8 +61,8 @@ struct MemoryBreakdown {
   int64_t budget_bytes = 0;           // device memory × gpu_memory_utilization
   int64_t weights_bytes = 0;
   bool mxfp4_experts = false;         // the routed experts stay MXFP4 as published (keeps_mxfp4)
-  int64_t activation_bytes = 0;       // peak live activations + workspace of one step
-  int64_t cuda_graph_bytes = 0;
+  int64_t activation_bytes = 0;       // the CUDA runner's step arena (model/step_workspace.h)
+  int64_t runtime_bytes = 0;          // CUDA context, libraries, the sampler (kCudaRuntime*)
   int64_t comm_buffer_bytes = 0;
   int64_t kv_cache_bytes = 0;         // budget left for the KV cache (0 when the rest overflows)
   int64_t kv_bytes_per_token = 0;     // this GPU's share of one token's KV (its layers, its heads)
@@ -116,7 +116,13 @@ class MemoryModel {
 
  private:
   int64_t stage_weight_bytes(const DeploymentShape& shape, WeightDType dtype, int stage, bool mxfp4_experts) const;
-  int64_t activation_bytes(const DeploymentShape& shape, int64_t tokens, int act_bytes) const;
+  // The CUDA runner's step arena on a GPU of `shape` (cuda::step_workspace_bytes): past 256 rows
+  // the experts run one at a time, except on expert-parallel ranks and for GPT-OSS's experts
+  // (biases, the clamped SwiGLU, MXFP4), which stream; with fp8 weights, the largest fp8 GEMM's
+  // scratch (its bf16 copy, the quantized activations, cuBLASLt's 32 MiB).
+  int64_t step_arena_bytes(const DeploymentShape& shape, WeightDType dtype, bool mxfp4_experts) const;
+  // What a CUDA runner holds besides weights, arena and KV cache (kCudaRuntimeBytes).
+  int64_t runtime_bytes() const;
   int64_t comm_buffer_bytes(const DeploymentShape& shape, int act_bytes) const;
 
   ModelConfig config_;

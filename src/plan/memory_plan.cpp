@@ -88,21 +88,21 @@ Result<MemoryBreakdown> MemoryModel::plan(const DeploymentShape& shape) const {
   out.max_model_len = shape.max_model_len > 0 ? shape.max_model_len : config_.max_position_embeddings;
   const int act_bytes = out.weight_dtype == WeightDType::kF32 ? 4 : 2;
   out.budget_bytes = static_cast<int64_t>(static_cast<double>(shape.device_memory_bytes) * shape.gpu_memory_utilization);
-  out.activation_bytes = activation_bytes(shape, shape.max_num_batched_tokens, act_bytes);
-  out.cuda_graph_bytes =
-      shape.enforce_eager ? 0 : activation_bytes(shape, std::min<int64_t>(shape.max_num_seqs, 512), act_bytes);
+  out.mxfp4_experts = keeps_mxfp4(shape);
+  // The runner's CUDA graphs replay in its step arena: their capture, after the KV cache is sized,
+  // adds no memory pool to plan for.
+  out.activation_bytes = step_arena_bytes(shape, out.weight_dtype, out.mxfp4_experts);
+  out.runtime_bytes = runtime_bytes();
   out.comm_buffer_bytes = comm_buffer_bytes(shape, act_bytes);
   const int64_t element_bytes = kv_element_bytes(shape.kv_cache_dtype, shape.dtype);
   const int64_t per_layer = kv_entry_size(config_, Partition{0, shape.tensor_parallel});
   out.kv_blocks = INT64_MAX;
   out.weights_fit = true;
-  out.mxfp4_experts = keeps_mxfp4(shape);
   for (int stage = 0; stage < shape.pipeline_parallel; ++stage) {
     const int64_t weights = stage_weight_bytes(shape, out.weight_dtype, stage, out.mxfp4_experts);
     const auto [first, last] = stage_layers(config_.num_layers, shape.pipeline_parallel, stage);
     const int64_t kv_per_token = per_layer * (last - first) * element_bytes;
-    const int64_t left = out.budget_bytes - weights - out.activation_bytes - out.cuda_graph_bytes -
-                         out.comm_buffer_bytes;
+    const int64_t left = out.budget_bytes - weights - out.activation_bytes - out.runtime_bytes - out.comm_buffer_bytes;
     if (weights >= out.weights_bytes) {
       out.weights_bytes = weights;
       out.kv_bytes_per_token = std::max(out.kv_bytes_per_token, kv_per_token);
@@ -119,13 +119,13 @@ Result<MemoryBreakdown> MemoryModel::plan(const DeploymentShape& shape) const {
   const int64_t per_replica = std::min<int64_t>(shape.max_num_seqs, out.kv_tokens / out.max_model_len);
   out.max_concurrent_seqs = per_replica * shape.data_parallel;
   out.fits = out.weights_fit && out.kv_blocks >= needed_blocks;
-  const int64_t overhead = out.activation_bytes + out.cuda_graph_bytes + out.comm_buffer_bytes;
+  const int64_t overhead = out.activation_bytes + out.runtime_bytes + out.comm_buffer_bytes;
   if (!out.weights_fit) {
     out.verdict = fmt::format("weights need {:.1f} GiB per GPU but only {:.1f} GiB are usable", out.weights_bytes / kGiB,
                               out.budget_bytes / kGiB);
   } else if (!out.fits) {
     out.verdict = fmt::format(
-        "weights ({:.1f} GiB) and activations/graphs/buffers ({:.1f} GiB) leave {:.2f} GiB for the KV cache: {} "
+        "weights ({:.1f} GiB) and the step arena, runtime and buffers ({:.1f} GiB) leave {:.2f} GiB for the KV cache: {} "
         "tokens, less than one {}-token sequence",
         out.weights_bytes / kGiB, overhead / kGiB, out.kv_cache_bytes / kGiB, out.kv_tokens, out.max_model_len);
   } else {

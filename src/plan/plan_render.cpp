@@ -27,9 +27,9 @@ std::string memory_lines(const LayoutOption& option) {
                       gib(option.shape.device_memory_bytes), option.shape.gpu_memory_utilization);
   text += fmt::format("  weights per GPU     {}{}\n", gib(m.weights_bytes),
                       m.mxfp4_experts ? " (routed experts MXFP4, as the CUDA runner keeps them on one GPU)" : "");
-  text += fmt::format("  activations         {} (peak of a {}-token step)\n", gib(m.activation_bytes),
+  text += fmt::format("  step arena          {} (the CUDA runner's, for {}-token steps)\n", gib(m.activation_bytes),
                       option.shape.max_num_batched_tokens);
-  text += fmt::format("  CUDA graphs         {}\n", gib(m.cuda_graph_bytes));
+  text += fmt::format("  CUDA runtime        {} (context, libraries, sampler)\n", gib(m.runtime_bytes));
   text += fmt::format("  comm buffers        {}\n", gib(m.comm_buffer_bytes));
   text += fmt::format("  KV cache            {}: {} blocks x {} = {} tokens ({} B/token on this GPU)\n",
                       gib(m.kv_cache_bytes), m.kv_blocks, option.shape.block_size, m.kv_tokens,
@@ -44,7 +44,7 @@ nlohmann::json memory_json(const LayoutOption& option) {
   return {{"budget_bytes", m.budget_bytes},
           {"weights_bytes", m.weights_bytes},
           {"activation_bytes", m.activation_bytes},
-          {"cuda_graph_bytes", m.cuda_graph_bytes},
+          {"runtime_bytes", m.runtime_bytes},
           {"comm_buffer_bytes", m.comm_buffer_bytes},
           {"kv_cache_bytes", m.kv_cache_bytes},
           {"kv_bytes_per_token_per_gpu", m.kv_bytes_per_token},

@@ -26,7 +26,7 @@ const int kGpuCounts[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
 int64_t shortfall(const LayoutOption& option) {
   const MemoryBreakdown& m = option.memory;
   const int64_t needed_kv = int64_t{m.max_model_len} * m.kv_bytes_per_token;
-  return m.weights_bytes + m.activation_bytes + m.cuda_graph_bytes + m.comm_buffer_bytes + needed_kv - m.budget_bytes;
+  return m.weights_bytes + m.activation_bytes + m.runtime_bytes + m.comm_buffer_bytes + needed_kv - m.budget_bytes;
 }
 
 // True when `a` should be recommended over `b`.
@@ -208,16 +208,15 @@ namespace {
 void note_cuda_backend_limits(Plan& plan, int command_gpus, KvCacheDType kv_cache_dtype) {
   if (kv_cache_dtype == KvCacheDType::kAuto && plan.dtype != WeightDType::kF32) {
     plan.notes.push_back(
-        "moeserve's CUDA backend stores an auto KV cache as float32, not in the model's 16-bit dtype as vLLM does: "
-        "twice the KV bytes per token planned here, so half the KV tokens; --kv-cache-dtype fp8 stores e4m3 "
-        "bytes, as planned");
+        "moeserve's CUDA backend stores an auto KV cache as float32, not in the model's 16-bit dtype as vLLM does, "
+        "and this plan counts it so: half the KV tokens vLLM would hold; --kv-cache-dtype fp8 stores e4m3 bytes");
   }
   if (command_gpus > 1) {
     plan.notes.push_back(
         "moeserve's CUDA backend runs a multi-GPU layout as vLLM does, a worker process per GPU with its TP and EP "
         "collectives over NCCL, but its parallel steps run without CUDA graphs and without overlapping "
         "communication, and its multi-GPU speed is not measured yet: `serve` runs this command with the outputs "
-        "of one GPU; the layouts above size the GPUs as vLLM would");
+        "of one GPU; the layouts above size each GPU for moeserve's own ranks");
   }
 }
 

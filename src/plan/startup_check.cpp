@@ -103,7 +103,7 @@ Result<MemoryBreakdown> check_gpu_startup(const MemoryModel& model, const Deploy
   if (memory.fits) return memory;
   if (!memory.weights_fit) return make_error("{}: {}", memory.verdict, weights_fix(model, shape));
   std::string fix;
-  const int64_t overhead = memory.activation_bytes + memory.cuda_graph_bytes + memory.comm_buffer_bytes;
+  const int64_t overhead = memory.activation_bytes + memory.runtime_bytes + memory.comm_buffer_bytes;
   if (memory.kv_tokens >= shape.block_size) {
     fix = fmt::format("lower --max-model-len to {} or raise --gpu-memory-utilization (now {:.2f})", memory.kv_tokens,
                       shape.gpu_memory_utilization);

@@ -186,8 +186,7 @@ INSTANTIATE_TEST_SUITE_P(Fp8Checkpoints, CudaShapesFp8Test,
 // arithmetic) against what the CUDA runner allocates, cut to 2 layers: weight bytes within 5% for
 // bf16 weights, for --quantization fp8 of them (the plan counts vLLM's one scale per tensor, the
 // runner a float32 scale per row per 128 columns: ~3% more) and for an FP8 checkpoint's shape;
-// KV bytes per token exactly for --kv-cache-dtype fp8, and twice the plan's bf16 for auto (the
-// CUDA cache is float32, as the plan's note says).
+// KV bytes per token exactly, for --kv-cache-dtype fp8 (e4m3) and auto (float32, as planned).
 TEST(CudaPlanTest, PlannedBytesMatchTheRunner) {
   struct Case {
     const char* id;
@@ -218,7 +217,7 @@ TEST(CudaPlanTest, PlannedBytesMatchTheRunner) {
     const int64_t kv_per_token = int64_t(device.kv_bytes()) / (kBlocks * (*runner)->block_size());
     const int64_t kv_planned =
         memory.kv_bytes_per_token(c.kv_fp8 ? plan::KvCacheDType::kFp8 : plan::KvCacheDType::kAuto, weights);
-    EXPECT_EQ(kv_per_token, c.kv_fp8 ? kv_planned : 2 * kv_planned) << label;
+    EXPECT_EQ(kv_per_token, kv_planned) << label;
   }
 }
 
