@@ -202,9 +202,8 @@ int64_t MemoryModel::cpu_kv_blocks(int64_t kv_cache_bytes, int block_size, int t
 }
 
 int64_t MemoryModel::step_arena_bytes(const DeploymentShape& shape, WeightDType dtype, bool mxfp4_experts) const {
-  const bool ep = shape.enable_expert_parallel && shape.tensor_parallel * shape.data_parallel > 1;
   const MoeConfig* moe = config_.moe ? &*config_.moe : nullptr;
-  const bool experts_large = moe && !ep && !moe->expert_bias && !moe->clamped_swiglu && !mxfp4_experts;
+  const bool experts_large = moe && !moe->expert_bias && !moe->clamped_swiglu && !mxfp4_experts;
   std::function<size_t(int)> fp8_gemm_bytes;
   if (dtype == WeightDType::kFp8) {
     // The largest fp8 matrix as the runner fuses it (q/k/v, gate/up of an MLP or an expert).

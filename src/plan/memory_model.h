@@ -117,9 +117,10 @@ class MemoryModel {
  private:
   int64_t stage_weight_bytes(const DeploymentShape& shape, WeightDType dtype, int stage, bool mxfp4_experts) const;
   // The CUDA runner's step arena on a GPU of `shape` (cuda::step_workspace_bytes): past 256 rows
-  // the experts run one at a time, except on expert-parallel ranks and for GPT-OSS's experts
-  // (biases, the clamped SwiGLU, MXFP4), which stream; with fp8 weights, the largest fp8 GEMM's
-  // scratch (its bf16 copy, the quantized activations, cuBLASLt's 32 MiB).
+  // the experts run one at a time, except GPT-OSS's (biases, the clamped SwiGLU, MXFP4), which
+  // stream; with fp8 weights, the largest fp8 GEMM's scratch (its bf16 copy, the quantized
+  // activations, cuBLASLt's 32 MiB). An expert-parallel rank has the same arena: its dispatch
+  // runs in as many rounds as that leaves room for.
   int64_t step_arena_bytes(const DeploymentShape& shape, WeightDType dtype, bool mxfp4_experts) const;
   // What a CUDA runner holds besides weights, arena and KV cache (kCudaRuntimeBytes).
   int64_t runtime_bytes() const;

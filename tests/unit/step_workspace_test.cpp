@@ -2,8 +2,7 @@
 // the bytes the runner reserved in bench/results/2026-12-07-h100-workspace-bound.json (an H100
 // lease, `moeserve bench latency --device cuda --load-format dummy --dtype bfloat16` of catalog
 // shapes; its `workspace_bytes`), reproduced exactly, for experts run one at a time past 256 rows
-// ("new") and for the streamed bound at every size ("main", the bound before that commit, which
-// expert-parallel ranks keep).
+// ("new") and for the streamed bound at every size ("main", the bound before that commit).
 #include <gtest/gtest.h>
 
 #include "model/step_workspace.h"

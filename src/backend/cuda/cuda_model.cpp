@@ -57,9 +57,9 @@ size_t fp8_gemm_bytes(const ModelWeights& weights, int rows) {
 }  // namespace
 
 size_t CudaModel::workspace_bytes(int max_tokens) const {
-  // With expert parallelism a rank runs the rows dispatched to it, not its own tokens: the
-  // streamed bound stays.
-  bool large = !shard_.expert_parallel;
+  // With expert parallelism the dispatch sizes its rounds from what the arena has free (several
+  // rounds where one does not fit, model/moe_dispatch.cpp), so the same bound serves.
+  bool large = true;
   for (const LayerWeights& layer : weights_.layers) {
     if (layer.moe.num_experts > 0 && !experts_run_large(layer.moe, precision_)) large = false;
   }
