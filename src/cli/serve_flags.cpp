@@ -131,7 +131,7 @@ void ServeFlags::add_to(CLI::App& command) {
   add_named_option(
       command, "--tool-call-parser", tool_call_parser, parse_tool_call_parser,
       "The tool-call markup to parse: hermes (Qwen2.5/Qwen3), qwen3_coder, deepseek_v3, deepseek_v31, "
-      "deepseek_v32 (DSML), kimi_k2, llama3_json / llama4_json (Llama 3.1-3.3, Llama 4), openai (GPT-OSS's "
+      "deepseek_v32 (DSML), kimi_k2, llama3_json / llama4_json (Llama 3.1-3.3, Llama 4), pythonic / llama4_pythonic, openai (GPT-OSS's "
       "harmony calls)");
   command.add_flag("--disable-log-requests", disable_log_requests, "Do not log each request");
   command.add_option("--max-waiting-requests", max_waiting_requests,
@@ -189,7 +189,7 @@ Status ServeFlags::check() const {
   if (enable_auto_tool_choice && tool_call_parser == ToolCallParser::kNone) {
     return make_error(
         "--enable-auto-tool-choice needs --tool-call-parser (hermes, qwen3_coder, deepseek_v3, deepseek_v31, deepseek_v32, "
-        "kimi_k2, llama3_json, llama4_json, openai)");
+        "kimi_k2, llama3_json, llama4_json, pythonic, llama4_pythonic, openai)");
   }
   return ok_status();
 }

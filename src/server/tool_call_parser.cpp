@@ -3,6 +3,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "server/pythonic_calls.h"
 #include "server/stream_markers.h"
 #include "tokenizer/chat/value.h"
 
@@ -29,6 +30,8 @@ constexpr std::string_view kDsmlInvokeEnd = "</｜DSML｜invoke>";
 constexpr std::string_view kDsmlParameter = "<｜DSML｜parameter name=\"";
 constexpr std::string_view kDsmlParameterEnd = "</｜DSML｜parameter>";
 constexpr std::string_view kPythonTag = "<|python_tag|>";
+constexpr std::string_view kPythonStart = "<|python_start|>";
+constexpr std::string_view kPythonEnd = "<|python_end|>";
 
 std::string_view start_marker(ToolCallParser parser) {
   return parser == ToolCallParser::kHermes || parser == ToolCallParser::kQwen3Coder ? kHermesStart
@@ -256,16 +259,27 @@ bool kimi_calls(std::string_view calls, std::vector<ToolCall>& out) {
   return !out.empty();
 }
 
-// llama3_json: where the calls of `answer` begin (its first non-space character, when that is '{'
-// or <|python_tag|>), npos when it begins otherwise; `undecided` when it is only spaces so far, or
-// a beginning of <|python_tag|>.
+// The parsers whose calls are the whole answer, decided by how it begins.
+bool whole_answer(ToolCallParser parser) {
+  return parser == ToolCallParser::kLlamaJson || parser == ToolCallParser::kPythonic ||
+         parser == ToolCallParser::kLlama4Pythonic;
+}
+
+// Where the calls of `answer` begin for a whole-answer parser, npos when it begins otherwise;
+// `undecided` while what has come could still begin either way. llama3_json: the first non-space
+// character, '{' or <|python_tag|>; pythonic: the first character, '['; llama4_pythonic: that, or
+// <|python_start|>.
 constexpr size_t kUndecided = std::string_view::npos - 1;
-size_t llama_json_start(std::string_view answer) {
-  const size_t first = answer.find_first_not_of(" \t\r\n");
-  if (first == std::string_view::npos) return kUndecided;
+size_t calls_start(ToolCallParser parser, std::string_view answer) {
+  const size_t first = parser == ToolCallParser::kLlamaJson ? answer.find_first_not_of(" \t\r\n") : 0;
+  if (first >= answer.size()) return kUndecided;
   const std::string_view rest = answer.substr(first);
-  if (rest.front() == '{' || rest.starts_with(kPythonTag)) return first;
-  if (rest.size() < kPythonTag.size() && kPythonTag.starts_with(rest)) return kUndecided;
+  const std::string_view tag = parser == ToolCallParser::kLlamaJson        ? kPythonTag
+                               : parser == ToolCallParser::kLlama4Pythonic ? kPythonStart
+                                                                           : std::string_view();
+  if (rest.front() == (parser == ToolCallParser::kLlamaJson ? '{' : '[')) return first;
+  if (!tag.empty() && rest.starts_with(tag)) return first;
+  if (!tag.empty() && rest.size() < tag.size() && tag.starts_with(rest)) return kUndecided;
   return std::string_view::npos;
 }
 
@@ -324,21 +338,37 @@ Result<ToolCallParser> parse_tool_call_parser(const std::string& name) {
   if (name == "deepseek_v32") return ToolCallParser::kDeepseekV32;
   if (name == "kimi_k2") return ToolCallParser::kKimiK2;
   if (name == "llama3_json" || name == "llama4_json") return ToolCallParser::kLlamaJson;
+  if (name == "pythonic") return ToolCallParser::kPythonic;
+  if (name == "llama4_pythonic") return ToolCallParser::kLlama4Pythonic;
   if (name == "openai") return ToolCallParser::kOpenAi;
   return make_error(
       "'{}' is not supported (supported: hermes, qwen3_coder, deepseek_v3, deepseek_v31, deepseek_v32, kimi_k2, "
-      "llama3_json, llama4_json, openai)",
+      "llama3_json, llama4_json, pythonic, llama4_pythonic, openai)",
       name);
 }
 
 ToolCallSplit split_tool_calls(ToolCallParser parser, std::string_view answer, const nlohmann::ordered_json& tools) {
   if (parser == ToolCallParser::kNone || parser == ToolCallParser::kOpenAi) return ToolCallSplit{std::string(answer), {}};
-  if (parser == ToolCallParser::kLlamaJson) {
-    const size_t start = llama_json_start(answer);
+  if (whole_answer(parser)) {
+    const size_t start = calls_start(parser, answer);
     ToolCallSplit split;
-    if (start >= kUndecided || !llama_json_calls(answer.substr(start), split.calls)) {
-      return ToolCallSplit{std::string(answer), {}};
+    if (start >= kUndecided) return ToolCallSplit{std::string(answer), {}};
+    std::string_view calls = answer.substr(start);
+    std::string unwrapped;  // llama4_pythonic: <|python_start|> first, every <|python_end|> dropped
+    if (parser == ToolCallParser::kLlama4Pythonic && calls.starts_with(kPythonStart)) {
+      calls.remove_prefix(kPythonStart.size());
+      for (size_t at = 0; at < calls.size();) {
+        const size_t end = calls.find(kPythonEnd, at);
+        unwrapped += calls.substr(at, end == std::string_view::npos ? std::string_view::npos : end - at);
+        at = end == std::string_view::npos ? calls.size() : end + kPythonEnd.size();
+      }
+      calls = unwrapped;
     }
+    const bool parsed =
+        parser == ToolCallParser::kLlamaJson
+            ? llama_json_calls(calls, split.calls)
+            : pythonic_calls(calls, /*ensure_ascii=*/parser == ToolCallParser::kLlama4Pythonic, split.calls);
+    if (!parsed) return ToolCallSplit{std::string(answer), {}};
     return split;  // no content beside the calls, as vLLM's
   }
   const size_t start = answer.find(start_marker(parser));
@@ -358,9 +388,9 @@ ToolCallSplit split_tool_calls(ToolCallParser parser, std::string_view answer, c
 std::string ToolCallStream::push(std::string_view text, bool last) {
   held_ += text;
   std::string content;
-  if (parser_ == ToolCallParser::kLlamaJson && !in_calls_ && !plain_) {
+  if (whole_answer(parser_) && !in_calls_ && !plain_) {
     // The answer's beginning decides: a call holds everything to the end, anything else passes.
-    const size_t start = llama_json_start(held_);
+    const size_t start = calls_start(parser_, held_);
     if (start == kUndecided && !last) return content;
     if (start >= kUndecided) {
       plain_ = true;

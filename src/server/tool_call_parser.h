@@ -23,6 +23,10 @@
 //     anywhere in the answer and drops the text around it, only an answer that begins with a call
 //     is one, as in vLLM's streaming form, so a streamed and a whole answer split alike; text after
 //     the last call leaves the answer content.
+//   pythonic / llama4_pythonic (Llama 3.2, Llama 4 with their pythonic templates): an answer that is
+//     a Python list of calls, [f(a='x', b=[1, 2]), g()] (server/pythonic_calls.h), from its first
+//     character, as vLLM's parsers take it; llama4_pythonic also reads it wrapped in
+//     <|python_start|>...<|python_end|>. Arguments as json.dumps writes them (pythonic: not ASCII-escaped).
 //   openai: GPT-OSS's harmony messages to=functions.NAME (server/harmony_parser.h, not this file).
 // Markup that does not parse leaves the whole answer content, as vLLM's parsers do. Streams hold
 // everything from the first marker to the end of the answer, then send the calls in one delta.
@@ -47,6 +51,8 @@ enum class ToolCallParser {
   kDeepseekV32,
   kKimiK2,
   kLlamaJson,
+  kPythonic,
+  kLlama4Pythonic,
   kOpenAi
 };
 
@@ -83,7 +89,7 @@ class ToolCallStream {
   nlohmann::ordered_json tools_;
   std::string held_;
   bool in_calls_ = false;
-  bool plain_ = false;  // llama3_json: the answer began with something other than a call
+  bool plain_ = false;  // a whole-answer parser (llama3_json, pythonic): the answer began otherwise
   std::vector<ToolCall> calls_;
 };
 

@@ -148,6 +148,31 @@ TEST(ToolCallParser, LlamaJsonCallsAtTheStartOfTheAnswer) {
   }
 }
 
+// pythonic / llama4_pythonic: an answer that is a Python list of calls with literal keyword
+// arguments (vLLM's ast walk), arguments as json.dumps writes them; anything else stays content.
+TEST(ToolCallParser, PythonicCallLists) {
+  const std::string answer =
+      "[get_weather(city='Zürich', days=[1, 2.5, -3], opts={'unit': \"c\", 7: None}, live=True),\n now()]";
+  const ToolCallSplit split = split_tool_calls(ToolCallParser::kPythonic, answer);
+  EXPECT_EQ(split.content, "");
+  EXPECT_THAT(
+      split.calls,
+      ElementsAre(IsCall("get_weather",
+                         R"({"city": "Zürich", "days": [1, 2.5, -3], "opts": {"unit": "c", "7": null}, "live": true})"),
+                  IsCall("now", "{}")));
+  // Escapes and triple quotes as Python reads them; llama4_pythonic writes ASCII, as json.dumps.
+  EXPECT_THAT(split_tool_calls(ToolCallParser::kLlama4Pythonic,
+                               "<|python_start|>[f(a='it\\'s\\n\\u00e9', b=\"\"\"x\"y\"\"\")]<|python_end|>")
+                  .calls,
+              ElementsAre(IsCall("f", R"({"a": "it's\n\u00e9", "b": "x\"y"})")));
+  for (const char* plain : {" [f(a=1)]", "[f(1)]", "[f(a=1)] and more", "[f(a=g())]", "[f(a=1)", "[]", "[1, 2]",
+                            "Sure: [f(a=1)]", "[f(a=(1, 2))]", "[f(a=99999999999999999999)]", "[f(a='open)]"}) {
+    const ToolCallSplit kept = split_tool_calls(ToolCallParser::kPythonic, plain);
+    EXPECT_EQ(kept.content, plain);
+    EXPECT_TRUE(kept.calls.empty()) << plain;
+  }
+}
+
 TEST(ToolCallParser, EveryStreamCutSendsTheWholeAnswersSplit) {
   const std::vector<std::pair<ToolCallParser, std::string>> cases = {
       {ToolCallParser::kHermes, "Hi <tool_c <tool_call>{\"name\": \"f\", \"arguments\": {\"a\": 1}}</tool_call> tail"},
@@ -170,6 +195,10 @@ TEST(ToolCallParser, EveryStreamCutSendsTheWholeAnswersSplit) {
       {ToolCallParser::kLlamaJson, "\n\nplain answer {\"name\": \"f\", \"parameters\": {}}"},
       {ToolCallParser::kLlamaJson, "{\"name\": \"f\", \"parameters\": {}} trailing"},
       {ToolCallParser::kLlamaJson, "   "},
+      {ToolCallParser::kPythonic, "[f(a='x, y', b=[1]), g()]"},
+      {ToolCallParser::kPythonic, "I will call [f(a=1)]"},
+      {ToolCallParser::kLlama4Pythonic, "<|python_start|>[f(a={'k': 'v'})]<|python_end|>"},
+      {ToolCallParser::kLlama4Pythonic, "<|python is not it"},
   };
   for (const auto& [parser, answer] : cases) {
     const ToolCallSplit whole = split_tool_calls(parser, answer);
@@ -197,9 +226,11 @@ TEST(ToolCallParser, NamesAsVllm) {
   EXPECT_EQ(parse_tool_call_parser("openai").value(), ToolCallParser::kOpenAi);
   EXPECT_EQ(parse_tool_call_parser("llama3_json").value(), ToolCallParser::kLlamaJson);
   EXPECT_EQ(parse_tool_call_parser("llama4_json").value(), ToolCallParser::kLlamaJson);
+  EXPECT_EQ(parse_tool_call_parser("pythonic").value(), ToolCallParser::kPythonic);
+  EXPECT_EQ(parse_tool_call_parser("llama4_pythonic").value(), ToolCallParser::kLlama4Pythonic);
   EXPECT_THAT(parse_tool_call_parser("mistral").error().message,
               ::testing::HasSubstr("supported: hermes, qwen3_coder, deepseek_v3, deepseek_v31, deepseek_v32, kimi_k2, "
-                                   "llama3_json, llama4_json, openai"));
+                                   "llama3_json, llama4_json, pythonic, llama4_pythonic, openai"));
 }
 
 }  // namespace
