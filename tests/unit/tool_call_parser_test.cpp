@@ -6,6 +6,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <random>
+
 namespace moeserve {
 namespace {
 
@@ -170,6 +172,20 @@ TEST(ToolCallParser, PythonicCallLists) {
     const ToolCallSplit kept = split_tool_calls(ToolCallParser::kPythonic, plain);
     EXPECT_EQ(kept.content, plain);
     EXPECT_TRUE(kept.calls.empty()) << plain;
+  }
+  // Arbitrary answers of the literal syntax's characters, nested deep: a split or the whole answer
+  // as content, never a crash (the reader stops past 64 levels).
+  std::mt19937 random(20261207);
+  const std::string alphabet = "[](){}'\",=:-.0123456789eaf_TrueNon \\\n";
+  for (int round = 0; round < 3000; ++round) {
+    std::string text = round % 2 ? "[f(a=" : "[";
+    const int length = 1 + static_cast<int>(random() % 40);
+    for (int i = 0; i < length; ++i) text += alphabet[random() % alphabet.size()];
+    if (round % 100 == 0) text = "[f(a=" + std::string(5000, '[') + std::string(5000, ']') + ")]";
+    for (ToolCallParser parser : {ToolCallParser::kPythonic, ToolCallParser::kLlama4Pythonic}) {
+      const ToolCallSplit split = split_tool_calls(parser, text);
+      EXPECT_TRUE(split.calls.empty() ? split.content == text : split.content.empty()) << text;
+    }
   }
 }
 
