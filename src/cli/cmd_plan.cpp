@@ -19,6 +19,7 @@ struct PlanArgs {
   std::string gpus;
   std::string dtype = "auto";
   std::string kv_cache_dtype = "auto";
+  std::string quantization;  // serve's --quantization: fp8 weights, whatever --dtype says
   int max_model_len = 0;
   std::optional<int> max_num_seqs;
   std::optional<int> max_num_batched_tokens;
@@ -45,6 +46,12 @@ void run_plan(const PlanArgs& args) {
   plan::PlanRequest request;
   request.gpus = value_or_fail(plan::parse_gpu_set(args.gpus));
   request.dtype = value_or_fail(plan::parse_weight_dtype(args.dtype));
+  if (!args.quantization.empty()) {
+    if (args.quantization != "fp8") {
+      fail("plan: --quantization " + args.quantization + " is not supported (supported: fp8, as serve reads it)");
+    }
+    request.dtype = plan::WeightDType::kFp8;
+  }
   request.kv_cache_dtype = value_or_fail(plan::parse_kv_cache_dtype(args.kv_cache_dtype));
   request.max_model_len = args.max_model_len;
   request.max_num_seqs = args.max_num_seqs;
@@ -71,7 +78,11 @@ void add_plan_command(CLI::App& app) {
   command->add_option("model", args->model, "checkpoint directory, config.json, or catalog model id")->required();
   command->add_option("--gpus", args->gpus, "GPU set, e.g. 8xH200, 2xH100, 1xA100-40GB (required)");
   command->add_option("--dtype", args->dtype, "weight dtype: auto (the checkpoint's), bfloat16, float16, fp8");
-  command->add_option("--kv-cache-dtype", args->kv_cache_dtype, "KV cache dtype: auto (= activations), fp8");
+  command->add_option("--quantization,-q", args->quantization,
+                      "fp8: the weights quantized to fp8 while they load, as serve's --quantization fp8 (same as "
+                      "--dtype fp8)");
+  command->add_option("--kv-cache-dtype", args->kv_cache_dtype,
+                      "KV cache dtype: auto (float32, as moeserve's CUDA backend stores it), fp8 (fp8_e4m3)");
   command->add_option("--max-model-len", args->max_model_len, "context length (default: max_position_embeddings)");
   command->add_option("--max-num-seqs", args->max_num_seqs, "sequences per step (default: vLLM's for the GPU)");
   command->add_option("--max-num-batched-tokens", args->max_num_batched_tokens,

@@ -59,6 +59,15 @@ TEST(PlanCli, LocalCheckpointAndFp8Note) {
       run_moeserve({"plan", MOESERVE_MODELS_DIR "/kjv-mixtral-tiny", "--gpus", "1xL40S", "--json"});
   ASSERT_EQ(local.exit_code, 0) << local.output;
   EXPECT_EQ(nlohmann::json::parse(local.output)["total_params"], 13'622'976);
+  // serve's --quantization fp8 reads as --dtype fp8; another method is refused by name.
+  const CommandResult quantized =
+      run_moeserve({"plan", "mistralai/Mixtral-8x7B-v0.1", "--gpus", "1xH100", "--quantization", "fp8", "--json"});
+  ASSERT_EQ(quantized.exit_code, 0) << quantized.output;
+  EXPECT_EQ(nlohmann::json::parse(quantized.output)["dtype"], "fp8");
+  EXPECT_TRUE(nlohmann::json::parse(quantized.output)["fits"].get<bool>());
+  const CommandResult awq = run_moeserve({"plan", "mistralai/Mixtral-8x7B-v0.1", "--gpus", "1xH100", "-q", "awq"});
+  EXPECT_NE(awq.exit_code, 0);
+  EXPECT_NE(awq.output.find("--quantization awq is not supported (supported: fp8"), std::string::npos) << awq.output;
   const CommandResult a100 = run_moeserve({"plan", "Qwen/Qwen3-30B-A3B", "--gpus", "1xA100", "--dtype", "fp8"});
   ASSERT_EQ(a100.exit_code, 0) << a100.output;
   EXPECT_NE(a100.output.find("A100 has no FP8 tensor cores"), std::string::npos) << a100.output;
