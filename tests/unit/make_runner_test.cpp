@@ -5,8 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "plan/model_catalog.h"
 #include "runtime/make_runner.h"
+#include "unit/catalog_config.h"
 
 namespace moeserve {
 namespace {
@@ -133,16 +133,13 @@ TEST(MakeRunner, CpuNodeMemoryCountsThisNodesReplicas) {
 // (93 GB of bf16 weights) does not fit an 80 GB GPU; under --quantization fp8 (47 GB) it does,
 // and --kv-cache-dtype fp8 buys four times the float32 cache's tokens.
 TEST(MakeRunner, CudaStartupPlansTheWeightsAndCacheTheRunnerHolds) {
-  auto model = plan::find_catalog_model("mistralai/Mixtral-8x7B-v0.1");
-  ASSERT_TRUE(model.ok()) << model.error().message;
-  auto config = parse_model_config((*model)->config, nlohmann::json::object());
-  ASSERT_TRUE(config.ok()) << config.error().message;
-  const plan::MemoryModel memory(*config);
+  const ModelConfig config = testing::catalog_shape("mistralai/Mixtral-8x7B-v0.1");
+  const plan::MemoryModel memory(config);
   const EngineSizing sizing{.max_model_len = 4096, .max_num_batched_tokens = 8192};
   const int64_t h100 = int64_t{80} << 30;
 
   LoadOptions bf16;
-  const plan::DeploymentShape bf16_shape = cuda_plan_shape(*config, bf16, sizing, h100);
+  const plan::DeploymentShape bf16_shape = cuda_plan_shape(config, bf16, sizing, h100);
   EXPECT_EQ(bf16_shape.dtype, plan::WeightDType::kBF16);
   EXPECT_EQ(bf16_shape.kv_cache_dtype, plan::KvCacheDType::kF32);
   auto refused = plan::check_gpu_startup(memory, bf16_shape);
@@ -151,7 +148,7 @@ TEST(MakeRunner, CudaStartupPlansTheWeightsAndCacheTheRunnerHolds) {
 
   LoadOptions fp8;
   fp8.model.precision.quantize_fp8 = true;
-  const plan::DeploymentShape fp8_shape = cuda_plan_shape(*config, fp8, sizing, h100);
+  const plan::DeploymentShape fp8_shape = cuda_plan_shape(config, fp8, sizing, h100);
   EXPECT_EQ(fp8_shape.dtype, plan::WeightDType::kFp8);
   auto planned = plan::check_gpu_startup(memory, fp8_shape);
   ASSERT_TRUE(planned.ok()) << planned.error().message;
@@ -159,7 +156,7 @@ TEST(MakeRunner, CudaStartupPlansTheWeightsAndCacheTheRunnerHolds) {
 
   LoadOptions fp8_kv = fp8;
   fp8_kv.kv_cache_fp8 = true;
-  const plan::DeploymentShape fp8_kv_shape = cuda_plan_shape(*config, fp8_kv, sizing, h100);
+  const plan::DeploymentShape fp8_kv_shape = cuda_plan_shape(config, fp8_kv, sizing, h100);
   EXPECT_EQ(fp8_kv_shape.kv_cache_dtype, plan::KvCacheDType::kFp8);
   auto planned_kv = plan::check_gpu_startup(memory, fp8_kv_shape);
   ASSERT_TRUE(planned_kv.ok()) << planned_kv.error().message;

@@ -6,7 +6,7 @@
 #include "loader/checkpoint.h"
 #include "runtime/cpu_model.h"
 #include "plan/memory_model.h"
-#include "plan/model_catalog.h"
+#include "unit/catalog_config.h"
 #include "plan/planner.h"
 
 namespace moeserve::plan {
@@ -179,13 +179,7 @@ TEST(PlanMemory, CudaPlanIsWhatTheRunnerAllocated) {
                          Run{"DeepSeek-V3-new4096", "deepseek-ai/DeepSeek-V3", 4, 4096, 231042, 30356421760},
                          Run{"Kimi-K2-Instruct-new", "moonshotai/Kimi-K2-Instruct", 2, 8192, 231598, 39844920960},
                          Run{"v2lite-new", "deepseek-ai/DeepSeek-V2-Lite", 0, 8192, 36847, 31526214784}}) {
-    auto model = find_catalog_model(run.id);
-    ASSERT_TRUE(model.ok());
-    nlohmann::json overrides = {{"quantization_config", nullptr}};
-    if (run.layers > 0) overrides["num_hidden_layers"] = run.layers;
-    auto config = parse_model_config((*model)->config, overrides);
-    ASSERT_TRUE(config.ok()) << config.error().message;
-    const MemoryModel memory(*config);
+    const MemoryModel memory(moeserve::testing::catalog_shape(run.id, run.layers));
     const DeploymentShape shape{.dtype = WeightDType::kBF16,
                                 .max_model_len = 4096,
                                 .max_num_batched_tokens = run.max_num_batched_tokens,

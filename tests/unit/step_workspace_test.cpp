@@ -6,20 +6,12 @@
 #include <gtest/gtest.h>
 
 #include "model/step_workspace.h"
-#include "plan/model_catalog.h"
+#include "unit/catalog_config.h"
 
 namespace moeserve {
 namespace {
 
-ModelConfig catalog_shape(const std::string& id, int layers) {
-  auto model = plan::find_catalog_model(id);
-  EXPECT_TRUE(model.ok());
-  nlohmann::json overrides = {{"quantization_config", nullptr}};
-  if (layers > 0) overrides["num_hidden_layers"] = layers;
-  auto config = parse_model_config((*model)->config, overrides);
-  EXPECT_TRUE(config.ok()) << (config.ok() ? "" : config.error().message);
-  return *config;
-}
+using testing::catalog_shape;
 
 TEST(StepWorkspace, CudaBoundIsTheRunnersMeasuredArena) {
   struct Case {
