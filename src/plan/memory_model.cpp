@@ -174,7 +174,7 @@ int64_t MemoryModel::kv_elements_per_token_per_layer() const {
   return kv_entry_size(config_);
 }
 
-int64_t MemoryModel::kv_element_bytes(KvCacheDType dtype, WeightDType weights) const {
+int64_t MemoryModel::kv_element_bytes(KvCacheDType dtype) const {
   switch (dtype) {
     case KvCacheDType::kFp8: return 1;
     case KvCacheDType::kF32: return 4;
@@ -184,15 +184,15 @@ int64_t MemoryModel::kv_element_bytes(KvCacheDType dtype, WeightDType weights) c
   return 4;
 }
 
-int64_t MemoryModel::kv_bytes_per_token(KvCacheDType dtype, WeightDType weights) const {
-  return kv_elements_per_token_per_layer() * config_.num_layers * kv_element_bytes(dtype, weights);
+int64_t MemoryModel::kv_bytes_per_token(KvCacheDType dtype) const {
+  return kv_elements_per_token_per_layer() * config_.num_layers * kv_element_bytes(dtype);
 }
 
 int64_t MemoryModel::cpu_replica_kv_bytes_per_token(int tensor_parallel, KvCacheDType dtype) const {
   int64_t elements = 0;
   for (int rank = 0; rank < tensor_parallel; ++rank) elements += kv_entry_size(config_, Partition{rank, tensor_parallel});
   const KvCacheDType held = dtype == KvCacheDType::kFp8 ? KvCacheDType::kFp8 : KvCacheDType::kF32;
-  return elements * config_.num_layers * kv_element_bytes(held, WeightDType::kAuto);
+  return elements * config_.num_layers * kv_element_bytes(held);
 }
 
 int64_t MemoryModel::cpu_kv_blocks(int64_t kv_cache_bytes, int block_size, int tensor_parallel,

@@ -94,9 +94,9 @@ class MemoryModel {
   bool keeps_mxfp4(const DeploymentShape& shape) const;
   // KV elements one token adds per layer: GQA 2 × kv_heads × head_dim, MLA latent + rope key.
   int64_t kv_elements_per_token_per_layer() const;
-  int64_t kv_element_bytes(KvCacheDType dtype, WeightDType weights) const;
+  int64_t kv_element_bytes(KvCacheDType dtype) const;
   // Whole model, all layers, unsharded.
-  int64_t kv_bytes_per_token(KvCacheDType dtype, WeightDType weights = WeightDType::kAuto) const;
+  int64_t kv_bytes_per_token(KvCacheDType dtype) const;
 
   // Refuses layouts vLLM refuses (heads not divisible by TP, more stages than layers, experts
   // fewer than EP ranks, fp8 blocks split by TP, ...) with the reason.

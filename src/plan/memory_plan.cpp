@@ -94,7 +94,7 @@ Result<MemoryBreakdown> MemoryModel::plan(const DeploymentShape& shape) const {
   out.activation_bytes = step_arena_bytes(shape, out.weight_dtype, out.mxfp4_experts);
   out.runtime_bytes = runtime_bytes();
   out.comm_buffer_bytes = comm_buffer_bytes(shape, act_bytes);
-  const int64_t element_bytes = kv_element_bytes(shape.kv_cache_dtype, shape.dtype);
+  const int64_t element_bytes = kv_element_bytes(shape.kv_cache_dtype);
   const int64_t per_layer = kv_entry_size(config_, Partition{0, shape.tensor_parallel});
   out.kv_blocks = INT64_MAX;
   out.weights_fit = true;

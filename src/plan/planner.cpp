@@ -231,7 +231,7 @@ Result<Plan> make_plan(const ResolvedModel& resolved, const PlanRequest& request
   plan.dtype = model.resolve(request.dtype);
   plan.mxfp4_experts = resolved.config.mxfp4_experts;
   plan.weight_bytes_total = model.weight_bytes(plan.dtype, plan.mxfp4_experts);
-  plan.kv_bytes_per_token = model.kv_bytes_per_token(request.kv_cache_dtype, plan.dtype);
+  plan.kv_bytes_per_token = model.kv_bytes_per_token(request.kv_cache_dtype);
   plan.gpus = request.gpus;
   const GpuSpec& gpu = *request.gpus.gpu;
   if (plan.dtype == WeightDType::kFp8 && !gpu.fp8_tensor_cores) {

@@ -216,7 +216,7 @@ TEST(CudaPlanTest, PlannedBytesMatchTheRunner) {
     EXPECT_NEAR(held / planned, 1.0, 0.05) << label;
     const int64_t kv_per_token = int64_t(device.kv_bytes()) / (kBlocks * (*runner)->block_size());
     const int64_t kv_planned =
-        memory.kv_bytes_per_token(c.kv_fp8 ? plan::KvCacheDType::kFp8 : plan::KvCacheDType::kAuto, weights);
+        memory.kv_bytes_per_token(c.kv_fp8 ? plan::KvCacheDType::kFp8 : plan::KvCacheDType::kAuto);
     EXPECT_EQ(kv_per_token, kv_planned) << label;
   }
 }
