@@ -105,11 +105,16 @@ Result<MemoryBreakdown> check_gpu_startup(const MemoryModel& model, const Deploy
   std::string fix;
   const int64_t overhead = memory.activation_bytes + memory.runtime_bytes + memory.comm_buffer_bytes;
   if (memory.kv_tokens >= shape.block_size) {
-    fix = fmt::format("lower --max-model-len to {} or raise --gpu-memory-utilization (now {:.2f})", memory.kv_tokens,
-                      shape.gpu_memory_utilization);
+    fix = fmt::format("lower --max-model-len to {} or raise --gpu-memory-utilization (now {:.2f}){}", memory.kv_tokens,
+                      shape.gpu_memory_utilization,
+                      shape.kv_cache_dtype == KvCacheDType::kFp8
+                          ? ""
+                          : ", or store the KV cache as fp8 (--kv-cache-dtype fp8: 4x the tokens of auto's float32)");
   } else if (memory.weights_bytes + overhead >= memory.budget_bytes && overhead > memory.weights_bytes) {
-    fix = fmt::format("the activations of --max-num-batched-tokens {} and --max-num-seqs {} take {:.2f} GiB: lower them",
-                      shape.max_num_batched_tokens, shape.max_num_seqs, overhead / kGiB);
+    fix =
+        fmt::format("the step arena of --max-num-batched-tokens {} takes {:.2f} GiB (beside the CUDA runtime's {:.2f} "
+                    "GiB): lower it",
+                    shape.max_num_batched_tokens, memory.activation_bytes / kGiB, memory.runtime_bytes / kGiB);
   } else {
     fix = weights_fix(model, shape);
   }

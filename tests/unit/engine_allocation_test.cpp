@@ -169,12 +169,25 @@ TEST(EngineAllocation, GpuStartupNamesTheFix) {
   plan::DeploymentShape shape;
   shape.device_memory_bytes = int64_t{80} << 30;
   shape.max_model_len = 4096;
-  EXPECT_TRUE(plan::check_gpu_startup(memory, shape).ok());
-  // 40 MB of GPU memory holds the bf16 weights (27 MB) but not the activations of 8192 tokens.
-  shape.device_memory_bytes = int64_t{40} << 20;
+  auto planned = plan::check_gpu_startup(memory, shape);
+  ASSERT_TRUE(planned.ok()) << planned.error().message;
+  // Room for half of one 4096-token sequence's float32 KV cache: the fixes name the fp8 cache.
+  const int64_t rest = planned->weights_bytes + planned->activation_bytes + planned->runtime_bytes +
+                       planned->comm_buffer_bytes + 2048 * planned->kv_bytes_per_token;
+  shape.device_memory_bytes = static_cast<int64_t>(rest / shape.gpu_memory_utilization) + 1;
   auto refused = plan::check_gpu_startup(memory, shape);
   ASSERT_FALSE(refused.ok());
-  EXPECT_NE(refused.error().message.find("lower them"), std::string::npos) << refused.error().message;
+  EXPECT_NE(refused.error().message.find("lower --max-model-len to 20"), std::string::npos) << refused.error().message;
+  EXPECT_NE(refused.error().message.find("--kv-cache-dtype fp8"), std::string::npos) << refused.error().message;
+  shape.kv_cache_dtype = plan::KvCacheDType::kFp8;
+  EXPECT_TRUE(plan::check_gpu_startup(memory, shape).ok());
+  shape.kv_cache_dtype = plan::KvCacheDType::kAuto;
+  // 900 MB of GPU memory holds the bf16 weights (27 MB) but not the step arena of 8192 tokens
+  // beside the CUDA runtime.
+  shape.device_memory_bytes = int64_t{900} << 20;
+  refused = plan::check_gpu_startup(memory, shape);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("lower it"), std::string::npos) << refused.error().message;
   EXPECT_NE(refused.error().message.find("--max-num-batched-tokens 8192"), std::string::npos);
   // 20 MB cannot hold the bf16 weights at all: the fix is fp8 or more GPUs.
   shape.device_memory_bytes = int64_t{20} << 20;
