@@ -105,6 +105,9 @@ class Engine : public EngineClient {
   std::unordered_map<SeqId, std::unique_ptr<RequestState>> by_seq_;
   std::unordered_map<std::string, SeqId> by_id_;
   SeqId next_seq_ = 1;
+  // While a step emits its tokens: the finished outputs, sent once the step's metrics are
+  // recorded, so that a client that has its answer sees its step in /metrics. Null otherwise.
+  std::vector<std::pair<OutputCallback, RequestOutput>>* step_finals_ = nullptr;
 
   // Shared with clients.
   mutable std::mutex mutex_;

@@ -58,6 +58,8 @@ void Engine::run_step() {
   scheduler_->complete_step(plan);
 
   const int vocab = info_.model_config->vocab_size;
+  std::vector<std::pair<OutputCallback, RequestOutput>> finals;
+  step_finals_ = &finals;
   const std::span<const int32_t> picked = runner_->picked_tokens();
   const std::span<const TokenLogprob> picked_logprobs = runner_->picked_logprobs();
   int row = 0;
@@ -95,6 +97,8 @@ void Engine::run_step() {
                                   .expert_tokens = &load.counts,
                                   .num_experts = load.num_experts});
   }
+  step_finals_ = nullptr;
+  for (auto& [callback, output] : finals) callback(std::move(output));
 }
 
 TokenChoice Engine::next_choice(RequestState& state) const {
@@ -213,7 +217,11 @@ void Engine::finish(RequestState& state, RequestOutput& output, FinishReason rea
     in_flight_ids_.erase(id);
   }
   if (deferred == nullptr) publish_stats();
-  callback(std::move(output));
+  if (step_finals_ != nullptr) {
+    step_finals_->emplace_back(std::move(callback), std::move(output));
+  } else {
+    callback(std::move(output));
+  }
 }
 
 void Engine::publish_stats() {
