@@ -60,10 +60,9 @@ function metricValue(text, name) {
   return match ? Number(match[1]) : null;
 }
 
-// The engine is idle once the completions have returned, but a response can reach the client
-// before its last step's counts reach /metrics (the engine emits tokens, then records the step),
-// and the page catches up at its next tick. Both are read again until they agree on every cell.
-// Returns /metrics' cells, layer-major.
+// The engine is idle once the completions have returned (an answer leaves the engine after its
+// last step is counted), and the page catches up at its next tick. Both are read again until they
+// agree on every cell. Returns /metrics' cells, layer-major.
 async function checkHeatmapMatchesMetrics(page, wantLayers, wantExperts) {
   let last = null;
   const matched = await until('the page to match /metrics', async () => {
