@@ -131,8 +131,8 @@ void ServeFlags::add_to(CLI::App& command) {
   add_named_option(
       command, "--tool-call-parser", tool_call_parser, parse_tool_call_parser,
       "The tool-call markup to parse: hermes (Qwen2.5/Qwen3), qwen3_coder, deepseek_v3, deepseek_v31, "
-      "deepseek_v32 (DSML), kimi_k2, llama3_json / llama4_json (Llama 3.1-3.3, Llama 4), pythonic / llama4_pythonic, openai (GPT-OSS's "
-      "harmony calls)");
+      "deepseek_v32 (DSML), kimi_k2, llama3_json / llama4_json (Llama 3.1-3.3, Llama 4), "
+      "pythonic / llama4_pythonic, openai (GPT-OSS's harmony calls)");
   command.add_flag("--disable-log-requests", disable_log_requests, "Do not log each request");
   command.add_option("--max-waiting-requests", max_waiting_requests,
                      "Waiting sequences at most (prompts x n per request); beyond, 503 with Retry-After (0: no bound)")
