@@ -20,8 +20,10 @@ int64_t moe_floats_per_token(const ModelConfig& config, bool experts_large) {
          (m.scale_expert_input ? m.top_k * (hidden + 1) : 0);
 }
 
-size_t step_workspace_bytes(const ModelConfig& c, int max_tokens, size_t extra_bytes, bool experts_large) {
+size_t step_workspace_bytes(const ModelConfig& c, int max_tokens, size_t extra_bytes, bool experts_large,
+                            int max_logit_rows) {
   const int64_t t = max_tokens;
+  const int64_t logit_rows = max_logit_rows < 0 ? t : std::min<int64_t>(t, max_logit_rows);
   const int64_t hidden = c.hidden_size;
   int64_t attn = 0;  // floats per token inside attention
   if (c.is_mla()) {
@@ -36,14 +38,15 @@ size_t step_workspace_bytes(const ModelConfig& c, int max_tokens, size_t extra_b
   const int64_t ffn =
       std::max<int64_t>(3 * static_cast<int64_t>(c.intermediate_size), moe_floats_per_token(c, experts_large));
   const int64_t widest = std::max<int64_t>({hidden, attn, ffn});
-  const int64_t floats = t * (4 * hidden + attn + ffn + widest /* bf16 copies, generously */) + t * c.vocab_size;
+  const int64_t floats =
+      t * (4 * hidden + attn + ffn + widest /* bf16 copies, generously */) + logit_rows * c.vocab_size;
   return static_cast<size_t>(floats) * sizeof(float) + extra_bytes + (size_t{1} << 20);
 }
 
 namespace cuda {
 
 size_t step_workspace_bytes(const ModelConfig& c, int max_tokens, bool experts_large,
-                            const std::function<size_t(int rows)>& fp8_gemm_bytes) {
+                            const std::function<size_t(int rows)>& fp8_gemm_bytes, int max_logit_rows) {
   // moe_permute's per-chunk counts of prefill-sized plans are counted twice (the loop's estimate
   // takes its widest per-token need twice); the plain MLA prefill's expanded keys and values fit
   // in what the loop reserves per token, for contexts up to max_tokens.
@@ -54,7 +57,8 @@ size_t step_workspace_bytes(const ModelConfig& c, int max_tokens, bool experts_l
     const size_t router_f32 = c.moe ? size_t(c.moe->num_experts) * c.hidden_size : 0;
     const size_t fp8 = fp8_gemm_bytes ? fp8_gemm_bytes(tokens) : 0;
     return moeserve::step_workspace_bytes(
-        c, tokens, (permute + mla_scores + router_f32) * sizeof(float) + fp8 + (size_t{64} << 20), large);
+        c, tokens, (permute + mla_scores + router_f32) * sizeof(float) + fp8 + (size_t{64} << 20), large,
+        max_logit_rows);
   };
   // Past kMaxMmaRows tokens, experts that run one at a time need far less than streamed ones (no
   // split-K sums); steps of up to kMaxMmaRows tokens stream them.

@@ -224,8 +224,10 @@ int64_t MemoryModel::step_arena_bytes(const DeploymentShape& shape, WeightDType 
       return static_cast<size_t>(most_rows * most_cols * 2 + quantized);
     };
   }
+  const int logit_rows = shape.max_logit_rows > 0 ? shape.max_logit_rows
+                                                  : std::min(shape.max_num_seqs, shape.max_num_batched_tokens);
   return static_cast<int64_t>(
-      cuda::step_workspace_bytes(config_, shape.max_num_batched_tokens, experts_large, fp8_gemm_bytes));
+      cuda::step_workspace_bytes(config_, shape.max_num_batched_tokens, experts_large, fp8_gemm_bytes, logit_rows));
 }
 
 int64_t MemoryModel::runtime_bytes() const {

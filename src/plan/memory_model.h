@@ -43,6 +43,10 @@ struct DeploymentShape {
   int max_model_len = 0;           // 0 = the model's max_position_embeddings
   int max_num_seqs = 256;
   int max_num_batched_tokens = 8192;
+  // Logit rows a step's arena holds: 0 = serve's, one a sequence (min(max_num_seqs,
+  // max_num_batched_tokens)); a runner for every row's logits (bench latency) holds
+  // max_num_batched_tokens.
+  int max_logit_rows = 0;
   int block_size = 16;             // tokens per KV block
   double gpu_memory_utilization = 0.9;
   bool enforce_eager = false;      // no CUDA graphs

@@ -39,6 +39,7 @@ struct RunnerOptions {
   int max_num_batched_tokens = 8192;  // rows per forward pass
   bool enforce_eager = false;         // no CUDA graphs
   int capture_batch_sizes = 0;        // decode graphs captured at start-up for batch sizes 1..this
+  int max_logit_rows = 0;             // logit rows per pass at most (0: max_num_batched_tokens)
 };
 
 struct BuiltRunner {

@@ -32,7 +32,8 @@ Result<EngineRunners> make_cuda_engine_runner(const RunnerSpec& spec, const Engi
                                             .block_size = sizing.block_size,
                                             .max_num_batched_tokens = sizing.max_num_batched_tokens,
                                             .enforce_eager = sizing.enforce_eager,
-                                            .capture_batch_sizes = sizing.max_num_seqs};
+                                            .capture_batch_sizes = sizing.max_num_seqs,
+                                            .max_logit_rows = sizing.max_num_seqs};
   if (!spec.parallel.is_single()) {
     // TP × DP ranks on the visible GPUs; the one-GPU plan below does not model them, so the ranks'
     // own allocations say what does not fit.

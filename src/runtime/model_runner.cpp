@@ -37,6 +37,11 @@ Result<int> kv_blocks_shared(std::span<const RankMemory> ranks, double utilizati
 
 ModelRunner::ModelRunner(std::unique_ptr<RunnerDevice> device, const ModelRunnerOptions& options)
     : device_(std::move(device)), options_(options) {
+  // The logit-row cap, whole: the pass's rows at most, and at least the graphs' batch sizes.
+  const int rows = options_.max_num_batched_tokens;
+  options_.max_logit_rows = options_.max_logit_rows > 0
+                                ? std::clamp(std::max(options_.max_logit_rows, options_.capture_batch_sizes), 1, rows)
+                                : rows;
   const ModelConfig& config = device_->config();
   const int experts = config.moe ? config.moe->num_experts : 0;
   expert_load_.num_experts = experts;
@@ -53,7 +58,7 @@ Result<std::unique_ptr<ModelRunner>> ModelRunner::create(std::unique_ptr<RunnerD
   if (options.max_num_batched_tokens <= 0) return make_error("--max-num-batched-tokens must be positive");
   std::unique_ptr<ModelRunner> runner(new ModelRunner(std::move(device), options));
   RunnerDevice& dev = *runner->device_;
-  MS_RETURN_IF_ERROR(dev.reserve_workspace(options.max_num_batched_tokens));
+  MS_RETURN_IF_ERROR(dev.reserve_workspace(options.max_num_batched_tokens, runner->options_.max_logit_rows));
   // Devices that size their KV cache from free memory profile the largest step first.
   if (dev.memory().has_value()) MS_RETURN_IF_ERROR(runner->profile_run());
   runner->reset_expert_load();
@@ -101,9 +106,36 @@ Status ModelRunner::allocate_kv_cache(int blocks) {
   return ok_status();
 }
 
+ProfileStep profile_step(int tokens, int logit_rows, int block_size) {
+  ProfileStep step;
+  logit_rows = std::clamp(logit_rows, 1, tokens);
+  // One sequence of every row's logits, or (a server's cap) one long sequence and logit_rows - 1
+  // of one token each, every one sampling its last row.
+  const int sequences = logit_rows == tokens ? 1 : logit_rows;
+  const int first = tokens - (sequences - 1);
+  step.ids.assign(tokens, 0);
+  step.tables.resize(sequences);
+  for (int s = 0; s < sequences; ++s) {
+    const int count = s == 0 ? first : 1;
+    const int blocks = (count + block_size - 1) / block_size;
+    for (int b = 0; b < blocks; ++b) step.tables[s].push_back(step.blocks++);
+  }
+  for (int s = 0; s < sequences; ++s) {
+    const int count = s == 0 ? first : 1;
+    const bool all_logits = sequences == 1;
+    step.seqs.push_back(RunnerSeq{.tokens = std::span(step.ids).subspan(0, count),
+                                  .num_new = count,
+                                  .samples = !all_logits,
+                                  .all_logits = all_logits,
+                                  .block_table = step.tables[s]});
+  }
+  return step;
+}
+
 Status ModelRunner::profile_run() {
   const int tokens = options_.max_num_batched_tokens;
-  const int blocks = (tokens + options_.block_size - 1) / options_.block_size;
+  const ProfileStep profile = profile_step(tokens, options_.max_logit_rows, options_.block_size);
+  const int blocks = profile.blocks;
   const Status scratch = device_->allocate_kv_cache(blocks, options_.block_size);
   if (!scratch.ok()) {
     return make_error("no memory for the start-up profile run of a {}-token step ({}): lower "
@@ -111,11 +143,11 @@ Status ModelRunner::profile_run() {
                       tokens, scratch.error().message);
   }
   num_kv_blocks_ = blocks;
-  const std::vector<int32_t> ids(tokens, 0);
-  std::vector<BlockId> table(blocks);
-  std::iota(table.begin(), table.end(), 0);
-  const RunnerSeq seq{.tokens = ids, .num_new = tokens, .all_logits = true, .block_table = table};
-  const PassPiece piece{.seq = &seq, .begin = 0, .count = tokens, .logits_all = true};
+  std::vector<PassPiece> pieces;
+  for (const RunnerSeq& seq : profile.seqs) {
+    pieces.push_back(PassPiece{
+        .seq = &seq, .begin = 0, .count = seq.num_new, .logits_all = seq.all_logits, .logits_last = !seq.all_logits});
+  }
   // With expert parallelism and no EP group yet (ranks join theirs after loading), a group of
   // one: its dispatch sizes the workspace as a rank's own tokens would.
   std::unique_ptr<LocalGroup> solo;
@@ -128,16 +160,16 @@ Status ModelRunner::profile_run() {
   }
   device_->synchronize();
   const size_t free_before = device_->memory()->free_bytes;
-  run_pass(std::span(&piece, 1), PassOutput{});
+  run_pass(pieces, PassOutput{});
   device_->synchronize();
   comm_ = comm;
   profiled_outside_workspace_ = free_before - std::min(free_before, device_->memory()->free_bytes);
   MS_RETURN_IF_ERROR(device_->allocate_kv_cache(0, options_.block_size));
   num_kv_blocks_ = 0;
-  spdlog::info("profiled the largest step ({} tokens, every row's logits): workspace peak {:.2f} of {:.2f} GiB, "
+  spdlog::info("profiled the largest step ({} tokens, {} rows' logits): workspace peak {:.2f} of {:.2f} GiB, "
                "{:.2f} GiB allocated outside it",
-               tokens, device_->workspace_peak() / double(1 << 30), device_->workspace_capacity() / double(1 << 30),
-               profiled_outside_workspace_ / double(1 << 30));
+               tokens, options_.max_logit_rows, device_->workspace_peak() / double(1 << 30),
+               device_->workspace_capacity() / double(1 << 30), profiled_outside_workspace_ / double(1 << 30));
   return ok_status();
 }
 
@@ -155,6 +187,9 @@ void ModelRunner::reset_expert_load() {
 void ModelRunner::run_pass(std::span<const PassPiece> pieces, const PassOutput& out) {
   std::vector<StepPieceSource> sources;
   sources.reserve(pieces.size());
+  int rows = 0;  // the device's workspace holds max_logit_rows of logits
+  for (const PassPiece& p : pieces) rows += p.logit_rows();
+  MS_CHECK(rows <= options_.max_logit_rows);
   for (const PassPiece& p : pieces) {
     sources.push_back(StepPieceSource{.tokens = p.seq->tokens,
                                       .block_table = p.seq->block_table,
@@ -175,15 +210,20 @@ Tensor ModelRunner::execute(std::span<const RunnerSeq> seqs) {
   picked_.clear();
   picked_logprobs_.clear();
   // Cut the step into forward passes of at most max_num_batched_tokens rows, in order.
+  // and of at most max_logit_rows logit rows.
   std::vector<std::vector<PassPiece>> passes(1);
   int budget = options_.max_num_batched_tokens;
+  int logit_budget = options_.max_logit_rows;
   for (const RunnerSeq& seq : seqs) {
     for (int done = 0; done < seq.num_new;) {
-      if (budget == 0) {
+      // (a sampled row needs room for its row when its last token is in this piece)
+      const bool needs_row = seq.all_logits || (seq.samples && seq.num_new - done <= budget);
+      if (budget == 0 || (needs_row && logit_budget == 0)) {
         passes.emplace_back();
         budget = options_.max_num_batched_tokens;
+        logit_budget = options_.max_logit_rows;
       }
-      const int count = std::min(budget, seq.num_new - done);
+      const int count = std::min({budget, seq.num_new - done, seq.all_logits ? logit_budget : budget});
       const bool last = done + count == seq.num_new;
       const bool logits_last = !seq.all_logits && seq.samples && last;
       passes.back().push_back(PassPiece{.seq = &seq,
@@ -193,6 +233,7 @@ Tensor ModelRunner::execute(std::span<const RunnerSeq> seqs) {
                                         .logits_last = logits_last,
                                         .choice = logits_last ? seq.choice : nullptr});
       budget -= count;
+      logit_budget -= passes.back().back().logit_rows();
       done += count;
     }
   }

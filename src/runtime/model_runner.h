@@ -26,6 +26,10 @@ struct ModelRunnerOptions {
   float gpu_memory_utilization = 0.9f;  // fraction of the device's memory the runner may hold
   int block_size = 16;                  // tokens per KV block
   int max_num_batched_tokens = 8192;    // rows per forward pass
+  // Logit rows per forward pass at most (0: max_num_batched_tokens). A server passes
+  // --max-num-seqs: it samples one row a sequence (prompt logprobs are refused), so the arena
+  // need not hold the logits of every row of a long prefill step.
+  int max_logit_rows = 0;
   // Decode graphs captured at start-up for batch sizes 1..this (a server passes --max-num-seqs),
   // where the device has graphs; other sizes are captured the first time they run.
   int capture_batch_sizes = 0;
@@ -33,6 +37,23 @@ struct ModelRunnerOptions {
   // them have loaded.
   bool defer_kv_cache = false;
 };
+
+// The profile run's step (ModelRunner::profile_run): `tokens` rows whose logits take
+// `logit_rows` rows. With every row's logits, one sequence; with fewer (a server's cap), one
+// sequence of tokens - (logit_rows - 1) rows and logit_rows - 1 of one row, each sampling its last
+// row. Every token is 0, so every row routes to the same experts. The sequences' spans point into
+// the struct's vectors: it moves (their buffers stay) but does not copy.
+struct ProfileStep {
+  ProfileStep() = default;
+  ProfileStep(ProfileStep&&) = default;
+  ProfileStep(const ProfileStep&) = delete;
+  ProfileStep& operator=(const ProfileStep&) = delete;
+  std::vector<int32_t> ids;                  // [tokens]
+  std::vector<std::vector<BlockId>> tables;  // per sequence: its blocks of the scratch cache
+  std::vector<RunnerSeq> seqs;
+  int blocks = 0;  // of the scratch cache, in all
+};
+ProfileStep profile_step(int tokens, int logit_rows, int block_size);
 
 class ModelRunner final : public Runner {
  public:
@@ -68,9 +89,9 @@ class ModelRunner final : public Runner {
 
  private:
   ModelRunner(std::unique_ptr<RunnerDevice> device, const ModelRunnerOptions& options);
-  // vLLM's profile run, before the KV cache is sized: one pass of max_num_batched_tokens rows of
-  // one sequence, every row's logits, one token repeated (every row routed to the same experts,
-  // the most rows one expert can get), over a scratch cache of just its blocks. A workspace
+  // vLLM's profile run, before the KV cache is sized: one pass of max_num_batched_tokens rows and
+  // max_logit_rows logit rows (profile_step), one token repeated (every row routed to the same
+  // experts, the most rows one expert can get), over a scratch cache of just its blocks. A workspace
   // sizing bug then fails at start-up rather than under load, and what the pass allocates outside
   // the workspace is already in use when the free memory is read.
   Status profile_run();

@@ -76,9 +76,9 @@ class RunnerDevice {
   // The device's memory now (after synchronize()); nullopt where the KV cache is sized by the
   // caller instead (host memory).
   virtual std::optional<DeviceMemory> memory() const { return std::nullopt; }
-  // The step workspace for passes of up to max_tokens rows, where the device allocates it up
-  // front (the CPU's grows with the largest pass so far).
-  virtual Status reserve_workspace(int max_tokens) { return ok_status(); }
+  // The step workspace for passes of up to max_tokens rows and max_logit_rows logit rows, where
+  // the device allocates it up front (the CPU's grows with the largest pass so far).
+  virtual Status reserve_workspace(int max_tokens, int max_logit_rows) { return ok_status(); }
   // The step workspace: its capacity and the most a pass has used.
   virtual size_t workspace_capacity() const = 0;
   virtual size_t workspace_peak() const = 0;

@@ -4,11 +4,13 @@
 // sampling) and the routing counts of the same step run as one pass.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <limits>
 
 #include "reference_data.h"
 #include "runtime/cpu_runner.h"
 #include "runtime/loaded_model.h"
+#include "runtime/model_runner.h"
 
 namespace moeserve {
 namespace {
@@ -29,9 +31,10 @@ class ModelRunnerTest : public ::testing::Test {
     loaded_ = std::move(*loaded);
   }
 
-  std::unique_ptr<ModelRunner> runner(int max_num_batched_tokens) {
+  std::unique_ptr<ModelRunner> runner(int max_num_batched_tokens, int max_logit_rows = 0) {
     ModelRunnerOptions options = cpu_runner_options(/*num_kv_blocks=*/16, /*block_size=*/16);
     options.max_num_batched_tokens = max_num_batched_tokens;
+    options.max_logit_rows = max_logit_rows;
     auto runner = ModelRunner::create(std::make_unique<CpuDevice>(*loaded_.model, ExecContext{&pool_}), options);
     EXPECT_TRUE(runner.ok()) << runner.error().message;
     return std::move(runner.value());
@@ -46,13 +49,16 @@ class ModelRunnerTest : public ::testing::Test {
     return result;
   }
 
+  // The step below run by `split` and by a runner of one pass give the same logits, tokens and
+  // routing counts.
+  void expect_passes_equal_one_pass(std::unique_ptr<ModelRunner> split);
+
   ThreadPool pool_{2};
   LoadedModel loaded_;
 };
 
-TEST_F(ModelRunnerTest, PassesOfAFewRowsEqualOnePass) {
+void ModelRunnerTest::expect_passes_equal_one_pass(std::unique_ptr<ModelRunner> split) {
   auto whole = runner(std::numeric_limits<int>::max());
-  auto split = runner(5);
   const int vocab = loaded_.model->config().vocab_size;
   // Three prompts (13, 9 with every row's logits, 3 tokens), then one decode step of the two
   // that sample: the second with a seeded top-p choice, which the runner picks.
@@ -98,6 +104,46 @@ TEST_F(ModelRunnerTest, PassesOfAFewRowsEqualOnePass) {
     a.push_back(one.tokens[0]);
     c.push_back(one.tokens.back());
   }
+}
+
+TEST_F(ModelRunnerTest, PassesOfAFewRowsEqualOnePass) { expect_passes_equal_one_pass(runner(5)); }
+
+// A cap on the logit rows of a pass (a server's --max-num-seqs): a sequence wanting every row's
+// logits is cut at the cap, a sampled row that finds the pass's rows taken starts the next pass.
+TEST_F(ModelRunnerTest, PassesOfAFewLogitRowsEqualOnePass) {
+  expect_passes_equal_one_pass(runner(std::numeric_limits<int>::max(), /*max_logit_rows=*/2));
+  expect_passes_equal_one_pass(runner(5, /*max_logit_rows=*/1));
+}
+
+// The profile run's step: every row's logits in one sequence, or under a cap one long sequence
+// and cap - 1 of one row, all sampling, in blocks of their own.
+TEST(ProfileStep, TheRowsAndLogitRowsOfTheLargestStep) {
+  const ProfileStep all = profile_step(100, 100, 16);
+  ASSERT_EQ(all.seqs.size(), 1u);
+  EXPECT_TRUE(all.seqs[0].all_logits);
+  EXPECT_EQ(all.seqs[0].num_new, 100);
+  EXPECT_EQ(all.blocks, 7);
+  ProfileStep capped = profile_step(100, 8, 16);
+  ASSERT_EQ(capped.seqs.size(), 8u);
+  EXPECT_EQ(logit_rows(capped.seqs), 8);
+  int rows = 0;
+  std::vector<BlockId> blocks;
+  for (const RunnerSeq& seq : capped.seqs) {
+    EXPECT_TRUE(seq.samples && !seq.all_logits);
+    EXPECT_EQ(seq.tokens.size(), size_t(seq.num_new));
+    EXPECT_GE(int(seq.block_table.size()) * 16, seq.num_new);
+    rows += seq.num_new;
+    blocks.insert(blocks.end(), seq.block_table.begin(), seq.block_table.end());
+  }
+  EXPECT_EQ(rows, 100);
+  EXPECT_EQ(capped.seqs[0].num_new, 93);
+  std::sort(blocks.begin(), blocks.end());
+  EXPECT_EQ(std::adjacent_find(blocks.begin(), blocks.end()), blocks.end());  // none shared
+  EXPECT_EQ(int(blocks.size()), capped.blocks);
+  EXPECT_EQ(capped.blocks, 6 + 7);
+  // Moved, its spans still read its own vectors.
+  const ProfileStep moved = std::move(capped);
+  EXPECT_EQ(moved.seqs[0].block_table.data(), moved.tables[0].data());
 }
 
 }  // namespace

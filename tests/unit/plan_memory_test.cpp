@@ -180,9 +180,11 @@ TEST(PlanMemory, CudaPlanIsWhatTheRunnerAllocated) {
                          Run{"Kimi-K2-Instruct-new", "moonshotai/Kimi-K2-Instruct", 2, 8192, 231598, 39844920960},
                          Run{"v2lite-new", "deepseek-ai/DeepSeek-V2-Lite", 0, 8192, 36847, 31526214784}}) {
     const MemoryModel memory(moeserve::testing::catalog_shape(run.id, run.layers));
+    // (bench latency's runners hold every row's logits)
     const DeploymentShape shape{.dtype = WeightDType::kBF16,
                                 .max_model_len = 4096,
                                 .max_num_batched_tokens = run.max_num_batched_tokens,
+                                .max_logit_rows = run.max_num_batched_tokens,
                                 .device_memory_bytes = (*parse_gpu_set("1xH100")).gpu->memory_bytes};
     auto planned = memory.plan(shape);
     ASSERT_TRUE(planned.ok()) << planned.error().message;
@@ -205,10 +207,15 @@ TEST(PlanMemory, IssueVerdicts) {
   ASSERT_TRUE(mixtral_one.smallest_fit.has_value());
   EXPECT_EQ(mixtral_one.smallest_gpus.count, 2);  // the smallest set that fits
   EXPECT_TRUE(plan_for("mistralai/Mixtral-8x7B-v0.1", "2xH100", WeightDType::kBF16).fits);
-  // Qwen3-30B-A3B in bf16 on one H100 at its 40,960-token context: with an fp8 KV cache; moeserve's
-  // float32 auto cache holds 32k tokens there (vLLM's 16-bit one would hold twice that).
-  EXPECT_FALSE(plan_for("Qwen/Qwen3-30B-A3B", "1xH100", WeightDType::kBF16).fits);
-  EXPECT_TRUE(plan_for("Qwen/Qwen3-30B-A3B", "1xH100", WeightDType::kBF16, KvCacheDType::kFp8).fits);
+  // Qwen3-30B-A3B in bf16 on one H100 at its 40,960-token context: 54k tokens of moeserve's float32
+  // auto cache, with a step arena that holds one sequence's logit row each (32k if it held every
+  // row's); four times as many in fp8.
+  const Plan qwen = plan_for("Qwen/Qwen3-30B-A3B", "1xH100", WeightDType::kBF16);
+  EXPECT_TRUE(qwen.fits);
+  const Plan qwen_fp8_kv = plan_for("Qwen/Qwen3-30B-A3B", "1xH100", WeightDType::kBF16, KvCacheDType::kFp8);
+  EXPECT_NEAR(double(qwen_fp8_kv.layouts[qwen_fp8_kv.best].total_kv_tokens()) /
+                  double(qwen.layouts[qwen.best].total_kv_tokens()),
+              4.0, 0.001);
 }
 
 TEST(PlanMemory, RefusesInvalidShapes) {

@@ -35,5 +35,17 @@ TEST(StepWorkspace, CudaBoundIsTheRunnersMeasuredArena) {
   }
 }
 
+// A server's arena holds one logit row a sequence: every row's logits (8192 × vocab float32)
+// shrink to max_logit_rows of them, and nothing else moves.
+TEST(StepWorkspace, ACapOnLogitRowsTakesOnlyTheirLogits) {
+  const ModelConfig mixtral = catalog_shape("mistralai/Mixtral-8x7B-v0.1", 8);
+  EXPECT_EQ(cuda::step_workspace_bytes(mixtral, 8192, true, nullptr, 256),
+            size_t{6153306112} - size_t{8192 - 256} * mixtral.vocab_size * sizeof(float));
+  EXPECT_EQ(cuda::step_workspace_bytes(mixtral, 8192, true, nullptr, 8192), size_t{6153306112});
+  // (a cap above the rows is the rows)
+  EXPECT_EQ(cuda::step_workspace_bytes(mixtral, 128, false, nullptr, 1024),
+            cuda::step_workspace_bytes(mixtral, 128, false));
+}
+
 }  // namespace
 }  // namespace moeserve

@@ -32,6 +32,7 @@ ModelRunnerOptions model_runner_options(const RunnerOptions& options) {
                             .gpu_memory_utilization = options.gpu_memory_utilization,
                             .block_size = options.block_size,
                             .max_num_batched_tokens = options.max_num_batched_tokens,
+                            .max_logit_rows = options.max_logit_rows,
                             .capture_batch_sizes = options.capture_batch_sizes};
 }
 

@@ -56,15 +56,15 @@ size_t fp8_gemm_bytes(const ModelWeights& weights, int rows) {
 
 }  // namespace
 
-size_t CudaModel::workspace_bytes(int max_tokens) const {
+size_t CudaModel::workspace_bytes(int max_tokens, int max_logit_rows) const {
   // With expert parallelism the dispatch sizes its rounds from what the arena has free (several
   // rounds where one does not fit, model/moe_dispatch.cpp), so the same bound serves.
   bool large = true;
   for (const LayerWeights& layer : weights_.layers) {
     if (layer.moe.num_experts > 0 && !experts_run_large(layer.moe, precision_)) large = false;
   }
-  return cuda::step_workspace_bytes(config_, max_tokens, large,
-                                    [&](int rows) { return fp8_gemm_bytes(weights_, rows); });
+  return cuda::step_workspace_bytes(
+      config_, max_tokens, large, [&](int rows) { return fp8_gemm_bytes(weights_, rows); }, max_logit_rows);
 }
 
 size_t CudaModel::expert_bytes(int layer) const { return expert_slot_bytes(weights_.layers[layer].moe); }

@@ -116,8 +116,9 @@ class CudaModel final : public ExpertSlots {
   const ModelConfig& config() const { return config_; }
   int kv_entry_size() const;
   size_t weight_bytes() const { return weight_bytes_; }
-  // Workspace a step of up to max_tokens rows (and as many logit rows) needs.
-  size_t workspace_bytes(int max_tokens) const;
+  // Workspace a step of up to max_tokens rows and max_logit_rows logit rows (< 0: as many as rows)
+  // needs.
+  size_t workspace_bytes(int max_tokens, int max_logit_rows = -1) const;
   bool capturable(int tokens) const { return experts_stream(config_, tokens); }
 
   // EPLB on a CUDA rank: the slots' experts copied through the host on the load stream.

@@ -44,8 +44,8 @@ Status CudaRunnerDevice::allocate(const ModelConfig& config) {
   return ok_status();
 }
 
-Status CudaRunnerDevice::reserve_workspace(int max_tokens) {
-  MS_ASSIGN_OR_RETURN(arena_, cuda::DeviceArena::create(model_->workspace_bytes(max_tokens)));
+Status CudaRunnerDevice::reserve_workspace(int max_tokens, int max_logit_rows) {
+  MS_ASSIGN_OR_RETURN(arena_, cuda::DeviceArena::create(model_->workspace_bytes(max_tokens, max_logit_rows)));
   return ok_status();
 }
 

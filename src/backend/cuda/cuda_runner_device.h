@@ -73,7 +73,7 @@ class CudaRunnerDevice final : public RunnerDevice {
   Status allocate_kv_cache(int blocks, int block_size) override;
   size_t kv_bytes() const override { return kv_buffer_.bytes(); }
   std::optional<DeviceMemory> memory() const override;
-  Status reserve_workspace(int max_tokens) override;
+  Status reserve_workspace(int max_tokens, int max_logit_rows) override;
   size_t workspace_capacity() const override { return arena_.capacity(); }
   size_t workspace_peak() const override { return arena_.peak(); }
   LoadCounters load_counters(ExpertLoad& host) override;

@@ -360,7 +360,8 @@ Result<std::unique_ptr<ProcessRanks>> ProcessRanks::start(const std::string& mod
   }
   if (cuda) {
     spec_base["cuda"] = Json{{"gpu_memory_utilization", cuda->gpu_memory_utilization},
-                             {"max_num_batched_tokens", cuda->max_num_batched_tokens}};
+                             {"max_num_batched_tokens", cuda->max_num_batched_tokens},
+                             {"max_logit_rows", cuda->max_logit_rows}};
   }
   ranks->pids_.assign(world, -1);
   ranks->kv_bytes_.assign(world, 0);
@@ -479,7 +480,8 @@ int serve_rank(const Json& spec) {
           cuda_backend::RunnerOptions{.num_kv_blocks = num_blocks,
                                       .gpu_memory_utilization = cuda.at("gpu_memory_utilization").get<float>(),
                                       .block_size = block_size,
-                                      .max_num_batched_tokens = cuda.at("max_num_batched_tokens").get<int>()},
+                                      .max_num_batched_tokens = cuda.at("max_num_batched_tokens").get<int>(),
+                                      .max_logit_rows = cuda.value("max_logit_rows", 0)},
           parallel, rank);
     } else {
       auto weights = open_weights(model_dir, load);
