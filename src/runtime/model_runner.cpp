@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <limits>
 #include <map>
-#include <numeric>
 
 #include <spdlog/spdlog.h>
 
@@ -209,8 +208,8 @@ Tensor ModelRunner::execute(std::span<const RunnerSeq> seqs) {
   Tensor logits = Tensor::uninitialized(DType::kF32, Shape{logit_rows(seqs), vocab});
   picked_.clear();
   picked_logprobs_.clear();
-  // Cut the step into forward passes of at most max_num_batched_tokens rows, in order.
-  // and of at most max_logit_rows logit rows.
+  // Cut the step into forward passes of at most max_num_batched_tokens rows and max_logit_rows
+  // logit rows, in order.
   std::vector<std::vector<PassPiece>> passes(1);
   int budget = options_.max_num_batched_tokens;
   int logit_budget = options_.max_logit_rows;
