@@ -112,16 +112,12 @@ ProfileStep profile_step(int tokens, int logit_rows, int block_size) {
   // of one token each, every one sampling its last row.
   const int sequences = logit_rows == tokens ? 1 : logit_rows;
   const int first = tokens - (sequences - 1);
+  const bool all_logits = sequences == 1;
   step.ids.assign(tokens, 0);
-  step.tables.resize(sequences);
+  step.tables.resize(sequences);  // (sized first: the sequences' spans point into its vectors)
   for (int s = 0; s < sequences; ++s) {
     const int count = s == 0 ? first : 1;
-    const int blocks = (count + block_size - 1) / block_size;
-    for (int b = 0; b < blocks; ++b) step.tables[s].push_back(step.blocks++);
-  }
-  for (int s = 0; s < sequences; ++s) {
-    const int count = s == 0 ? first : 1;
-    const bool all_logits = sequences == 1;
+    for (int b = 0; b < (count + block_size - 1) / block_size; ++b) step.tables[s].push_back(step.blocks++);
     step.seqs.push_back(RunnerSeq{.tokens = std::span(step.ids).subspan(0, count),
                                   .num_new = count,
                                   .samples = !all_logits,

@@ -219,11 +219,7 @@ RouteOutcome ApiRouter::chat_completions(const Json& body) {
     spec.tool_call_parser = options_.tool_call_parser;
     spec.tools = *tools;
     // The markup may be special tokens (DeepSeek's): keep them in the text, as vLLM's parsers do.
-    // Llama's JSON and pythonic calls are text, and its <|python_start|> markers are skipped, as in
-    // vLLM.
-    const ToolCallParser parser = options_.tool_call_parser;
-    if (parser != ToolCallParser::kLlamaJson && parser != ToolCallParser::kPythonic &&
-        parser != ToolCallParser::kLlama4Pythonic) {
+    if (!whole_answer(options_.tool_call_parser)) {
       for (GenerationRequest& choice : spec.requests) choice.stop.skip_special_tokens = false;
     }
   }

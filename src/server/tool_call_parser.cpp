@@ -259,12 +259,6 @@ bool kimi_calls(std::string_view calls, std::vector<ToolCall>& out) {
   return !out.empty();
 }
 
-// The parsers whose calls are the whole answer, decided by how it begins.
-bool whole_answer(ToolCallParser parser) {
-  return parser == ToolCallParser::kLlamaJson || parser == ToolCallParser::kPythonic ||
-         parser == ToolCallParser::kLlama4Pythonic;
-}
-
 // Where the calls of `answer` begin for a whole-answer parser, npos when it begins otherwise;
 // `undecided` while what has come could still begin either way. llama3_json: the first non-space
 // character, '{' or <|python_tag|>; pythonic: the first character, '['; llama4_pythonic: that, or
@@ -329,6 +323,11 @@ bool llama_json_calls(std::string_view calls, std::vector<ToolCall>& out) {
 }
 
 }  // namespace
+
+bool whole_answer(ToolCallParser parser) {
+  return parser == ToolCallParser::kLlamaJson || parser == ToolCallParser::kPythonic ||
+         parser == ToolCallParser::kLlama4Pythonic;
+}
 
 Result<ToolCallParser> parse_tool_call_parser(const std::string& name) {
   if (name == "hermes") return ToolCallParser::kHermes;

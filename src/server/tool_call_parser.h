@@ -59,6 +59,11 @@ enum class ToolCallParser {
 // The parser of a --tool-call-parser name; unknown names list the supported ones.
 Result<ToolCallParser> parse_tool_call_parser(const std::string& name);
 
+// Whether the parser's calls are the whole answer, decided by how it begins (llama3_json,
+// pythonic, llama4_pythonic). Their calls are text, so the answer's special tokens stay skipped,
+// as in vLLM; the other parsers' markup may be special tokens (DeepSeek's), kept in the text.
+bool whole_answer(ToolCallParser parser);
+
 struct ToolCall {
   std::string name;
   std::string arguments;  // JSON text
